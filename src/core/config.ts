@@ -1,0 +1,235 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ScopeDefinition {
+  /** Shown on the consent page. */
+  description: string;
+  /** Needs a user present: never granted to client credentials or API keys. */
+  userOnly: boolean;
+  /** Granted only to admin clients; admin clients get only admin scopes. */
+  admin: boolean;
+  /** May be put into a project (restricted) token. */
+  project: boolean;
+}
+
+export type SigningAlgorithm = 'ES256' | 'EdDSA' | 'RS256';
+
+export interface TokenSettings {
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  /** RFC 9700 §4.14.2: a rotated refresh token presented again within this window is not a replay. */
+  refreshTokenReuseGraceSeconds: number;
+  authorizationCodeTtlSeconds: number;
+  idTokenTtlSeconds: number;
+  accessTokenAlgorithm: SigningAlgorithm;
+  idTokenAlgorithm: SigningAlgorithm;
+  /** `aud` of access tokens; the issuer when not set. */
+  audience: string;
+}
+
+export interface GatehouseConfig {
+  port: number;
+  host: string;
+  issuer: string;
+  dataDir: string;
+  /** Unset: the embedded SQLite database in the data dir. */
+  databaseUrl: string | undefined;
+  /** The master secret that encrypts signing keys at rest. */
+  secret: string;
+  /** Set when the secret was generated into the data dir rather than given. */
+  secretGeneratedAt: string | undefined;
+  logLevel: string;
+  scopes: Record<string, ScopeDefinition>;
+  tokens: TokenSettings;
+  clients: { cacheTtlSeconds: number };
+  keys: { reloadIntervalSeconds: number };
+}
+
+/** A setting that stops start-up; the message names it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const defaultConfigFile = resolve(dirname(fileURLToPath(import.meta.url)), '../../config/gatehouse.json');
+
+const MAX_CODE_TTL_SECONDS = 600; // RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED"
+const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads the environment and the JSON configuration file, applies defaults and validates every
+ * value. `overrides` lets tests and the CLI replace parts of the file's content.
+ */
+export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig> = {}): GatehouseConfig {
+  const port = integerSetting('PORT', env.PORT, 4000, 0, 65535);
+  const host = env.HOST?.trim() || '127.0.0.1';
+  const issuer = parseIssuer(env.GATEHOUSE_ISSUER ?? `http://localhost:${port}`);
+  const dataDir = resolve(env.GATEHOUSE_DATA_DIR || './data');
+  const databaseUrl = parseDatabaseUrl(env.DATABASE_URL);
+  const logLevel = env.GATEHOUSE_LOG_LEVEL?.trim() || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`GATEHOUSE_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  }
+
+  const configPath = env.GATEHOUSE_CONFIG ? resolve(env.GATEHOUSE_CONFIG) : defaultConfigFile;
+  const file = { ...readConfigFile(configPath, env.GATEHOUSE_CONFIG ? 'GATEHOUSE_CONFIG' : 'the default configuration'), ...overrides };
+
+  const { secret, generatedAt } = resolveSecret(env.GATEHOUSE_SECRET, databaseUrl, dataDir);
+
+  return {
+    port,
+    host,
+    issuer,
+    dataDir,
+    databaseUrl,
+    secret,
+    secretGeneratedAt: generatedAt,
+    logLevel,
+    scopes: parseScopes(file.scopes),
+    tokens: parseTokens(file.tokens ?? {}, issuer),
+    clients: { cacheTtlSeconds: numberIn('clients.cacheTtlSeconds', file.clients?.cacheTtlSeconds, 5, 0, 3600) },
+    keys: { reloadIntervalSeconds: numberIn('keys.reloadIntervalSeconds', file.keys?.reloadIntervalSeconds, 10, 0.05, 3600) },
+  };
+}
+
+/** The shape of the JSON configuration file (`GATEHOUSE_CONFIG`). */
+export interface FileConfig {
+  scopes: Record<string, Partial<ScopeDefinition>>;
+  tokens?: Partial<Record<keyof TokenSettings, unknown>>;
+  clients?: { cacheTtlSeconds?: unknown };
+  keys?: { reloadIntervalSeconds?: unknown };
+}
+
+function readConfigFile(path: string, name: string): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new ConfigError(`${name}: cannot read ${path}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${name}: ${path} is not valid JSON (${(error as Error).message})`);
+  }
+  if (!isObject(parsed) || !isObject(parsed.scopes)) {
+    throw new ConfigError(`${name}: ${path} must be a JSON object with a "scopes" object`);
+  }
+  return parsed as unknown as FileConfig;
+}
+
+function parseScopes(raw: Record<string, Partial<ScopeDefinition>>): Record<string, ScopeDefinition> {
+  const scopes: Record<string, ScopeDefinition> = Object.create(null);
+  for (const [name, value] of Object.entries(raw)) {
+    // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+    if (!/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(name)) {
+      throw new ConfigError(`scopes: "${name}" is not a valid scope name (RFC 6749 §3.3)`);
+    }
+    if (!isObject(value) || typeof value.description !== 'string') {
+      throw new ConfigError(`scopes.${name}.description must be a string`);
+    }
+    const flag = (key: 'userOnly' | 'admin' | 'project'): boolean => {
+      const v = value[key];
+      if (v !== undefined && typeof v !== 'boolean') throw new ConfigError(`scopes.${name}.${key} must be true or false`);
+      return v ?? false;
+    };
+    const definition = { description: value.description, userOnly: flag('userOnly'), admin: flag('admin'), project: flag('project') };
+    if (definition.admin && definition.userOnly) {
+      throw new ConfigError(`scopes.${name}: an admin scope cannot be user-only (admin scopes go to admin clients)`);
+    }
+    if (definition.admin && definition.project) {
+      throw new ConfigError(`scopes.${name}: an admin scope cannot be put into project tokens`);
+    }
+    scopes[name] = definition;
+  }
+  return scopes;
+}
+
+function parseTokens(raw: Partial<Record<keyof TokenSettings, unknown>>, issuer: string): TokenSettings {
+  const algorithm = (key: 'accessTokenAlgorithm' | 'idTokenAlgorithm', fallback: SigningAlgorithm): SigningAlgorithm => {
+    const value = raw[key] ?? fallback;
+    if (!SIGNING_ALGORITHMS.includes(value as SigningAlgorithm)) {
+      throw new ConfigError(`tokens.${key} must be one of ${SIGNING_ALGORITHMS.join(', ')}`);
+    }
+    return value as SigningAlgorithm;
+  };
+  const audience = raw.audience ?? issuer;
+  if (typeof audience !== 'string' || audience === '') throw new ConfigError('tokens.audience must be a non-empty string');
+  return {
+    accessTokenTtlSeconds: numberIn('tokens.accessTokenTtlSeconds', raw.accessTokenTtlSeconds, 3600, 60, 86400),
+    refreshTokenTtlSeconds: numberIn('tokens.refreshTokenTtlSeconds', raw.refreshTokenTtlSeconds, 30 * 86400, 60, 365 * 86400),
+    refreshTokenReuseGraceSeconds: numberIn('tokens.refreshTokenReuseGraceSeconds', raw.refreshTokenReuseGraceSeconds, 0, 0, 60),
+    authorizationCodeTtlSeconds: numberIn('tokens.authorizationCodeTtlSeconds', raw.authorizationCodeTtlSeconds, 600, 10, MAX_CODE_TTL_SECONDS),
+    idTokenTtlSeconds: numberIn('tokens.idTokenTtlSeconds', raw.idTokenTtlSeconds, 3600, 60, 86400),
+    accessTokenAlgorithm: algorithm('accessTokenAlgorithm', 'ES256'),
+    idTokenAlgorithm: algorithm('idTokenAlgorithm', 'RS256'),
+    audience,
+  };
+}
+
+function resolveSecret(given: string | undefined, databaseUrl: string | undefined, dataDir: string) {
+  if (given !== undefined && given !== '') {
+    if (given.length < 32) throw new ConfigError('GATEHOUSE_SECRET must be at least 32 characters long');
+    return { secret: given, generatedAt: undefined };
+  }
+  if (databaseUrl) {
+    // Several instances share one database: a secret generated on one machine would not reach the others.
+    throw new ConfigError('GATEHOUSE_SECRET must be set when DATABASE_URL is set');
+  }
+  const path = join(dataDir, 'secret.key');
+  if (existsSync(path)) {
+    const stored = readFileSync(path, 'utf8').trim();
+    if (stored.length < 32) throw new ConfigError(`GATEHOUSE_SECRET: ${path} holds no usable secret`);
+    return { secret: stored, generatedAt: path };
+  }
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(path, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+  return { secret: readFileSync(path, 'utf8').trim(), generatedAt: path };
+}
+
+function parseIssuer(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`GATEHOUSE_ISSUER must be an absolute URL (got "${value}")`);
+  }
+  // RFC 8414 §2: the issuer is an https URL with no query or fragment (http allowed for local use).
+  if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash) {
+    throw new ConfigError(`GATEHOUSE_ISSUER must be an http(s) URL without query or fragment (got "${value}")`);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+function parseDatabaseUrl(value: string | undefined): string | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  if (!/^postgres(ql)?:\/\//.test(value)) {
+    throw new ConfigError('DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for the embedded SQLite database)');
+  }
+  return value;
+}
+
+function integerSetting(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined || value.trim() === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max} (got "${value}")`);
+  return n;
+}
+
+function numberIn(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

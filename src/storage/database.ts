@@ -1,0 +1,96 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration, type MigrationProvider } from 'kysely';
+import pg from 'pg';
+import type { Database } from './schema.ts';
+import * as foundation from './migrations/001-foundation.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface DatabaseHandle {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** `postgres://…`; unset for SQLite at `sqlitePath`. */
+  databaseUrl?: string | undefined;
+  sqlitePath?: string;
+  /** PostgreSQL pool size. */
+  poolSize?: number;
+}
+
+export function openDatabase(options: DatabaseOptions): DatabaseHandle {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: 5000,
+      // Times are epoch seconds in bigint columns; they fit a JavaScript number.
+      types: { getTypeParser: (oid: number, format?: any) => (oid === 20 ? Number : pg.types.getTypeParser(oid, format)) } as any,
+    });
+    // An idle client losing its connection (a database restart) must not kill the process.
+    pool.on('error', () => {});
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return { db, dialect: 'postgres', close: () => db.destroy() };
+  }
+  if (!options.sqlitePath) throw new Error('openDatabase: sqlitePath is required without databaseUrl');
+  if (options.sqlitePath !== ':memory:') mkdirSync(dirname(options.sqlitePath), { recursive: true });
+  const sqlite = new DatabaseSync(options.sqlitePath);
+  sqlite.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: adaptNodeSqlite(sqlite) }) });
+  return { db, dialect: 'sqlite', close: () => db.destroy() };
+}
+
+/**
+ * Kysely's SQLite dialect expects a better-sqlite3-shaped database; `node:sqlite` differs only in
+ * taking parameters spread and in how it tells a reader. Prepared statements are cached by SQL text:
+ * Kysely produces the same text for the same query shape, so the hot paths prepare once.
+ */
+function adaptNodeSqlite(sqlite: DatabaseSync) {
+  const cache = new Map<string, { statement: StatementSync; reader: boolean }>();
+  const prepare = (sql: string) => {
+    let entry = cache.get(sql);
+    if (!entry) {
+      const statement = sqlite.prepare(sql);
+      entry = { statement, reader: statement.columns().length > 0 };
+      if (cache.size >= 500) cache.delete(cache.keys().next().value!);
+      cache.set(sql, entry);
+    }
+    return entry;
+  };
+  return {
+    close: () => sqlite.close(),
+    prepare(sql: string) {
+      const { statement, reader } = prepare(sql);
+      return {
+        reader,
+        all: (parameters: ReadonlyArray<unknown>) => statement.all(...(parameters as any[])),
+        run: (parameters: ReadonlyArray<unknown>) => statement.run(...(parameters as any[])),
+        iterate: (parameters: ReadonlyArray<unknown>) => statement.iterate(...(parameters as any[])),
+      };
+    },
+  };
+}
+
+const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Promise<void> }> = {
+  '001-foundation': foundation,
+};
+
+/** Applies every pending migration; safe to call from several instances at once. */
+export async function migrate(handle: DatabaseHandle): Promise<string[]> {
+  const provider: MigrationProvider = {
+    async getMigrations() {
+      const result: Record<string, Migration> = {};
+      for (const [name, migration] of Object.entries(migrations)) {
+        result[name] = { up: (db) => migration.up(db, handle.dialect) };
+      }
+      return result;
+    },
+  };
+  const { error, results } = await new Migrator({ db: handle.db, provider }).migrateToLatest();
+  if (error) throw error;
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,118 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { ClientTable, ClientSecretTable, Database } from '../schema.ts';
+import type { Client, ClientRepository, ClientSecret, NewClient } from '../repositories.ts';
+import { flag, fromJsonList, toJson } from './json.ts';
+
+const toClient = (row: Selectable<ClientTable>): Client => ({
+  id: row.id,
+  name: row.name,
+  description: row.description,
+  ownerUserId: row.owner_user_id,
+  type: row.type === 'public' ? 'public' : 'confidential',
+  baseUrl: row.base_url,
+  redirectUris: fromJsonList(row.redirect_uris),
+  postLogoutRedirectUris: fromJsonList(row.post_logout_redirect_uris),
+  grantTypes: fromJsonList(row.grant_types),
+  scopes: fromJsonList(row.scopes),
+  defaultScopes: fromJsonList(row.default_scopes),
+  isAdmin: row.is_admin === 1,
+  firstParty: row.first_party === 1,
+  allowImpersonation: row.allow_impersonation === 1,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+const toSecret = (row: Selectable<ClientSecretTable>): ClientSecret => ({
+  id: row.id,
+  clientId: row.client_id,
+  digest: row.digest,
+  hint: row.hint,
+  createdAt: row.created_at,
+  expiresAt: row.expires_at,
+});
+
+function toRow(client: Partial<Omit<NewClient, 'id'>>) {
+  const row: Partial<ClientTable> = {};
+  if (client.name !== undefined) row.name = client.name;
+  if (client.description !== undefined) row.description = client.description;
+  if (client.ownerUserId !== undefined) row.owner_user_id = client.ownerUserId;
+  if (client.type !== undefined) row.type = client.type;
+  if (client.baseUrl !== undefined) row.base_url = client.baseUrl;
+  if (client.redirectUris !== undefined) row.redirect_uris = toJson(client.redirectUris);
+  if (client.postLogoutRedirectUris !== undefined) row.post_logout_redirect_uris = toJson(client.postLogoutRedirectUris);
+  if (client.grantTypes !== undefined) row.grant_types = toJson(client.grantTypes);
+  if (client.scopes !== undefined) row.scopes = toJson(client.scopes);
+  if (client.defaultScopes !== undefined) row.default_scopes = toJson(client.defaultScopes);
+  if (client.isAdmin !== undefined) row.is_admin = flag(client.isAdmin);
+  if (client.firstParty !== undefined) row.first_party = flag(client.firstParty);
+  if (client.allowImpersonation !== undefined) row.allow_impersonation = flag(client.allowImpersonation);
+  return row;
+}
+
+export function kyselyClients(db: Kysely<Database>): ClientRepository {
+  const find = async (id: string) => {
+    const row = await db.selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toClient(row);
+  };
+  return {
+    async create(client, now) {
+      await db
+        .insertInto('clients')
+        .values({ ...(toRow(client) as ClientTable), id: client.id, created_at: now, updated_at: now })
+        .execute();
+      return (await find(client.id))!;
+    },
+    find,
+    async findWithSecrets(id) {
+      const client = await find(id);
+      if (!client) return undefined;
+      const secrets = await db.selectFrom('client_secrets').selectAll().where('client_id', '=', id).execute();
+      return { client, secrets: secrets.map(toSecret) };
+    },
+    async list() {
+      const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').orderBy('id').execute();
+      return rows.map(toClient);
+    },
+    async update(id, patch, now) {
+      const result = await db
+        .updateTable('clients')
+        .set({ ...toRow(patch), updated_at: now })
+        .where('id', '=', id)
+        .executeTakeFirst();
+      return result.numUpdatedRows > 0n ? find(id) : undefined;
+    },
+    async delete(id) {
+      return db.transaction().execute(async (trx) => {
+        // Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours with a pragma.
+        const grants = trx.selectFrom('grants').select('id').where('client_id', '=', id);
+        await trx.deleteFrom('refresh_tokens').where('grant_id', 'in', grants).execute();
+        await trx.deleteFrom('authorization_codes').where('client_id', '=', id).execute();
+        await trx.deleteFrom('grants').where('client_id', '=', id).execute();
+        await trx.deleteFrom('client_secrets').where('client_id', '=', id).execute();
+        const result = await trx.deleteFrom('clients').where('id', '=', id).executeTakeFirst();
+        return result.numDeletedRows > 0n;
+      });
+    },
+    async addSecret(secret) {
+      await db
+        .insertInto('client_secrets')
+        .values({
+          id: secret.id,
+          client_id: secret.clientId,
+          digest: secret.digest,
+          hint: secret.hint,
+          created_at: secret.createdAt,
+          expires_at: secret.expiresAt,
+        })
+        .execute();
+    },
+    async listSecrets(clientId) {
+      const rows = await db.selectFrom('client_secrets').selectAll().where('client_id', '=', clientId).orderBy('created_at').execute();
+      return rows.map(toSecret);
+    },
+    async deleteSecret(clientId, secretId) {
+      const result = await db.deleteFrom('client_secrets').where('client_id', '=', clientId).where('id', '=', secretId).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    },
+  };
+}

@@ -1,0 +1,57 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { AuthorizationCodeTable, Database } from '../schema.ts';
+import type { AuthorizationCode, AuthorizationCodeRepository } from '../repositories.ts';
+import { fromJsonList, toJson } from './json.ts';
+
+const toCode = (row: Selectable<AuthorizationCodeTable>): AuthorizationCode => ({
+  digest: row.digest,
+  clientId: row.client_id,
+  userId: row.user_id,
+  redirectUri: row.redirect_uri,
+  scopes: fromJsonList(row.scopes),
+  codeChallenge: row.code_challenge,
+  codeChallengeMethod: row.code_challenge_method,
+  nonce: row.nonce,
+  authTime: row.auth_time,
+  grantId: row.grant_id,
+  createdAt: row.created_at,
+  expiresAt: row.expires_at,
+  consumedAt: row.consumed_at,
+});
+
+export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
+  return {
+    async insert(code) {
+      await db
+        .insertInto('authorization_codes')
+        .values({
+          digest: code.digest,
+          client_id: code.clientId,
+          user_id: code.userId,
+          redirect_uri: code.redirectUri,
+          scopes: toJson(code.scopes),
+          code_challenge: code.codeChallenge,
+          code_challenge_method: code.codeChallengeMethod,
+          nonce: code.nonce,
+          auth_time: code.authTime,
+          grant_id: code.grantId,
+          created_at: code.createdAt,
+          expires_at: code.expiresAt,
+          consumed_at: code.consumedAt,
+        })
+        .execute();
+    },
+    async consume(digest, grantId, now) {
+      const consumed = await db
+        .updateTable('authorization_codes')
+        .set({ consumed_at: now, grant_id: grantId })
+        .where('digest', '=', digest)
+        .where('consumed_at', 'is', null)
+        .returningAll()
+        .executeTakeFirst();
+      if (consumed) return { outcome: 'consumed', code: toCode(consumed) };
+      const row = await db.selectFrom('authorization_codes').selectAll().where('digest', '=', digest).executeTakeFirst();
+      return row ? { outcome: 'reused', code: toCode(row) } : { outcome: 'not_found' };
+    },
+  };
+}

@@ -1,0 +1,80 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, UserTable } from '../schema.ts';
+import { EmailTakenError, type User, type UserRepository } from '../repositories.ts';
+import { flag } from './json.ts';
+
+const toUser = (row: Selectable<UserTable>): User => ({
+  id: row.id,
+  email: row.email,
+  name: row.name,
+  passwordHash: row.password_hash,
+  emailVerified: row.email_verified === 1,
+  disabledAt: row.disabled_at,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+/** Emails are compared case-insensitively: stored lower-cased. */
+export const normalizeEmail = (email: string): string => email.trim().toLowerCase();
+
+export function kyselyUsers(db: Kysely<Database>): UserRepository {
+  const findById = async (id: string) => {
+    const row = await db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toUser(row);
+  };
+  return {
+    async create(user, now) {
+      const email = normalizeEmail(user.email);
+      const taken = await db.selectFrom('users').select('id').where('email', '=', email).executeTakeFirst();
+      if (taken) throw new EmailTakenError(`a user with the email ${email} exists already`);
+      try {
+        await db
+          .insertInto('users')
+          .values({
+            id: user.id,
+            email,
+            name: user.name,
+            password_hash: user.passwordHash,
+            email_verified: flag(user.emailVerified),
+            disabled_at: user.disabledAt,
+            created_at: now,
+            updated_at: now,
+          })
+          .execute();
+      } catch (error) {
+        // The unique index settles a race between two sign-ups with one email.
+        if (await db.selectFrom('users').select('id').where('email', '=', email).executeTakeFirst()) {
+          throw new EmailTakenError(`a user with the email ${email} exists already`);
+        }
+        throw error;
+      }
+      return (await findById(user.id))!;
+    },
+    findById,
+    async findByEmail(email) {
+      const row = await db.selectFrom('users').selectAll().where('email', '=', normalizeEmail(email)).executeTakeFirst();
+      return row && toUser(row);
+    },
+    async list() {
+      return (await db.selectFrom('users').selectAll().orderBy('created_at').orderBy('email').execute()).map(toUser);
+    },
+    async setDisabled(id, disabledAt, now) {
+      const result = await db.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
+      return result.numUpdatedRows > 0n;
+    },
+    async setPasswordHash(id, passwordHash, now) {
+      const result = await db.updateTable('users').set({ password_hash: passwordHash, updated_at: now }).where('id', '=', id).executeTakeFirst();
+      return result.numUpdatedRows > 0n;
+    },
+    async delete(id) {
+      return db.transaction().execute(async (trx) => {
+        const grants = trx.selectFrom('grants').select('id').where('user_id', '=', id);
+        await trx.deleteFrom('refresh_tokens').where('grant_id', 'in', grants).execute();
+        await trx.deleteFrom('authorization_codes').where('user_id', '=', id).execute();
+        await trx.deleteFrom('grants').where('user_id', '=', id).execute();
+        const result = await trx.deleteFrom('users').where('id', '=', id).executeTakeFirst();
+        return result.numDeletedRows > 0n;
+      });
+    },
+  };
+}

@@ -1,0 +1,224 @@
+/**
+ * Narrow repository interfaces, one per record kind. The protocol core depends on these only;
+ * `kysely/` implements them once for SQLite and PostgreSQL. Times are epoch seconds.
+ */
+
+export type ClientType = 'confidential' | 'public';
+
+export interface Client {
+  id: string;
+  name: string;
+  description: string;
+  ownerUserId: string | null;
+  type: ClientType;
+  baseUrl: string | null;
+  redirectUris: string[];
+  postLogoutRedirectUris: string[];
+  /** Grant types the client may use; `password` and `implicit` are operator-granted privileges. */
+  grantTypes: string[];
+  /** Scopes the client may be granted. */
+  scopes: string[];
+  /** Scopes granted when a request names none. */
+  defaultScopes: string[];
+  isAdmin: boolean;
+  /** Trusted by the operator: skips the consent page. */
+  firstParty: boolean;
+  allowImpersonation: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type NewClient = Omit<Client, 'createdAt' | 'updatedAt'>;
+
+export interface ClientSecret {
+  id: string;
+  clientId: string;
+  /** SHA-256 of the secret, base64url. */
+  digest: string;
+  hint: string;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+export interface ClientRepository {
+  create(client: NewClient, now: number): Promise<Client>;
+  find(id: string): Promise<Client | undefined>;
+  /** The client and its secrets in one read: what client authentication needs. */
+  findWithSecrets(id: string): Promise<{ client: Client; secrets: ClientSecret[] } | undefined>;
+  list(): Promise<Client[]>;
+  update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number): Promise<Client | undefined>;
+  /** Deletes the client with its secrets, grants, refresh tokens and codes. */
+  delete(id: string): Promise<boolean>;
+  addSecret(secret: ClientSecret): Promise<void>;
+  listSecrets(clientId: string): Promise<ClientSecret[]>;
+  deleteSecret(clientId: string, secretId: string): Promise<boolean>;
+}
+
+export interface User {
+  id: string;
+  email: string;
+  name: string;
+  passwordHash: string;
+  emailVerified: boolean;
+  disabledAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface UserRepository {
+  /** Fails with `EmailTakenError` when the (lower-cased) email is registered already. */
+  create(user: Omit<User, 'createdAt' | 'updatedAt'>, now: number): Promise<User>;
+  findById(id: string): Promise<User | undefined>;
+  findByEmail(email: string): Promise<User | undefined>;
+  list(): Promise<User[]>;
+  setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
+  setPasswordHash(id: string, passwordHash: string, now: number): Promise<boolean>;
+  delete(id: string): Promise<boolean>;
+}
+
+export class EmailTakenError extends Error {
+  override name = 'EmailTakenError';
+  readonly code = 'ERR_EMAIL_TAKEN';
+}
+
+export type KeyUse = 'access' | 'id';
+export type KeyState = 'next' | 'active' | 'retired';
+
+export interface SigningKeyRecord {
+  kid: string;
+  use: KeyUse;
+  alg: string;
+  state: KeyState;
+  publicJwk: string;
+  privateJwk: string;
+  createdAt: number;
+  activatedAt: number | null;
+  retiredAt: number | null;
+  expiresAt: number | null;
+}
+
+export interface SigningKeyRepository {
+  /** Keys in the JWKS at `now`: next, active, and retired ones that have not yet expired. */
+  listPublished(now: number): Promise<SigningKeyRecord[]>;
+  listAll(): Promise<SigningKeyRecord[]>;
+  insert(key: SigningKeyRecord): Promise<void>;
+  /**
+   * Rotation for one use, in one transaction: the `next` key becomes `active`, the active key
+   * becomes `retired` until `retiredExpiresAt`, and `newNext` is published. Returns false (changing
+   * nothing) when another rotation won the race.
+   */
+  rotate(use: KeyUse, newNext: SigningKeyRecord, now: number, retiredExpiresAt: number): Promise<boolean>;
+}
+
+export interface Grant {
+  id: string;
+  clientId: string;
+  userId: string | null;
+  kind: string;
+  scopes: string[];
+  authTime: number | null;
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface GrantRepository {
+  create(grant: Grant): Promise<void>;
+  find(id: string): Promise<Grant | undefined>;
+  /** Revokes the grant, and so every refresh token issued from it. */
+  revoke(id: string, now: number): Promise<boolean>;
+  listForUser(userId: string): Promise<Grant[]>;
+}
+
+export interface RefreshToken {
+  digest: string;
+  grantId: string;
+  clientId: string;
+  scopes: string[];
+  createdAt: number;
+  expiresAt: number;
+  consumedAt: number | null;
+}
+
+export type RotationResult =
+  /** The presented token was live and is now consumed; its successor is stored. */
+  | { outcome: 'rotated'; previous: RefreshToken; grant: Grant }
+  /** The presented token had been consumed before: a replay (or a concurrent retry). */
+  | { outcome: 'reused'; previous: RefreshToken; grant: Grant | undefined }
+  | { outcome: 'not_found' };
+
+export interface RefreshTokenRepository {
+  insert(token: RefreshToken): Promise<void>;
+  find(digest: string): Promise<{ token: RefreshToken; grant: Grant } | undefined>;
+  /**
+   * Consumes `digest` and stores `successor` atomically, with one conditional
+   * `UPDATE … WHERE consumed_at IS NULL`: of concurrent callers, on any instance, exactly one
+   * gets `rotated`; the others get `reused`. Nothing is stored unless the outcome is `rotated`.
+   */
+  rotate(digest: string, successor: (previous: RefreshToken) => RefreshToken, now: number): Promise<RotationResult>;
+}
+
+export interface AuthorizationCode {
+  digest: string;
+  clientId: string;
+  userId: string;
+  redirectUri: string;
+  scopes: string[];
+  codeChallenge: string | null;
+  codeChallengeMethod: string | null;
+  nonce: string | null;
+  authTime: number;
+  grantId: string | null;
+  createdAt: number;
+  expiresAt: number;
+  consumedAt: number | null;
+}
+
+export interface AuthorizationCodeRepository {
+  insert(code: AuthorizationCode): Promise<void>;
+  /**
+   * Marks the code consumed and records the grant made from it, with one conditional update:
+   * exactly one concurrent caller gets the code back; a code consumed before is reported as
+   * `reused` with the grant made from its first use (so that grant can be revoked).
+   */
+  consume(digest: string, grantId: string, now: number): Promise<{ outcome: 'consumed'; code: AuthorizationCode } | { outcome: 'reused'; code: AuthorizationCode } | { outcome: 'not_found' }>;
+}
+
+export interface RevocationRepository {
+  /** Records a revoked access-token `jti` until the token would have expired anyway. */
+  revokeJti(jti: string, expiresAt: number): Promise<void>;
+  isJtiRevoked(jti: string): Promise<boolean>;
+}
+
+export interface AuditEvent {
+  id?: number;
+  at: number;
+  /** e.g. `token.issued`, `token.refused`, `refresh_token.reuse`, `keys.rotated`, `client.created` */
+  kind: string;
+  outcome: 'success' | 'failure';
+  clientId: string | null;
+  userId: string | null;
+  data: Record<string, unknown>;
+}
+
+export interface AuditRepository {
+  append(events: AuditEvent[]): Promise<void>;
+  query(filter: { since?: number; until?: number; clientId?: string; userId?: string; kind?: string; limit?: number }): Promise<AuditEvent[]>;
+}
+
+export interface Storage {
+  clients: ClientRepository;
+  users: UserRepository;
+  keys: SigningKeyRepository;
+  grants: GrantRepository;
+  refreshTokens: RefreshTokenRepository;
+  codes: AuthorizationCodeRepository;
+  revocations: RevocationRepository;
+  audit: AuditRepository;
+  /** Throws when the database does not answer. */
+  ping(): Promise<void>;
+  /** Deletes up to `limit` expired rows per table; returns how many went. */
+  sweepExpired(now: number, limit: number): Promise<number>;
+  close(): Promise<void>;
+  readonly dialect: 'sqlite' | 'postgres';
+}

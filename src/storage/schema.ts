@@ -1,0 +1,131 @@
+import type { Generated } from 'kysely';
+
+/**
+ * The tables, as Kysely sees them. Portable across SQLite and PostgreSQL: times are integer epoch
+ * seconds, flags are 0/1 integers, lists are JSON text. Secrets and tokens are stored only as their
+ * SHA-256 digest (base64url).
+ */
+export interface Database {
+  clients: ClientTable;
+  client_secrets: ClientSecretTable;
+  users: UserTable;
+  signing_keys: SigningKeyTable;
+  grants: GrantTable;
+  refresh_tokens: RefreshTokenTable;
+  authorization_codes: AuthorizationCodeTable;
+  revoked_tokens: RevokedTokenTable;
+  audit_events: AuditEventTable;
+}
+
+export interface ClientTable {
+  id: string;
+  name: string;
+  description: string;
+  owner_user_id: string | null;
+  /** 'confidential' | 'public' */
+  type: string;
+  base_url: string | null;
+  redirect_uris: string;
+  post_logout_redirect_uris: string;
+  grant_types: string;
+  scopes: string;
+  default_scopes: string;
+  is_admin: number;
+  first_party: number;
+  allow_impersonation: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ClientSecretTable {
+  id: string;
+  client_id: string;
+  digest: string;
+  /** The last characters of the secret, so a person can tell two secrets apart. */
+  hint: string;
+  created_at: number;
+  expires_at: number | null;
+}
+
+export interface UserTable {
+  id: string;
+  email: string;
+  name: string;
+  password_hash: string;
+  email_verified: number;
+  disabled_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface SigningKeyTable {
+  kid: string;
+  /** 'access' | 'id' */
+  use: string;
+  alg: string;
+  /** 'next' (published, not signing) | 'active' (signing) | 'retired' (published until expires_at) */
+  state: string;
+  public_jwk: string;
+  /** The private JWK as a JWE (dir, A256GCM) under the master secret. */
+  private_jwk: string;
+  created_at: number;
+  activated_at: number | null;
+  retired_at: number | null;
+  /** When a retired key leaves the JWKS: after the last token it signed has expired. */
+  expires_at: number | null;
+}
+
+export interface GrantTable {
+  id: string;
+  client_id: string;
+  user_id: string | null;
+  /** The grant type that created the grant: 'password' | 'authorization_code' | … */
+  kind: string;
+  scopes: string;
+  auth_time: number | null;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface RefreshTokenTable {
+  digest: string;
+  grant_id: string;
+  client_id: string;
+  scopes: string;
+  created_at: number;
+  expires_at: number;
+  consumed_at: number | null;
+}
+
+export interface AuthorizationCodeTable {
+  digest: string;
+  client_id: string;
+  user_id: string;
+  redirect_uri: string;
+  scopes: string;
+  code_challenge: string | null;
+  code_challenge_method: string | null;
+  nonce: string | null;
+  auth_time: number;
+  /** The grant created when the code was exchanged; revoked when the code is presented again. */
+  grant_id: string | null;
+  created_at: number;
+  expires_at: number;
+  consumed_at: number | null;
+}
+
+export interface RevokedTokenTable {
+  jti: string;
+  expires_at: number;
+}
+
+export interface AuditEventTable {
+  id: Generated<number>;
+  at: number;
+  kind: string;
+  outcome: string;
+  client_id: string | null;
+  user_id: string | null;
+  data: string;
+}
