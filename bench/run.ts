@@ -1,0 +1,101 @@
+// npm run bench: the client_credentials token endpoint of Gatehouse, measured against oidc-provider
+// (the reference it must beat) and a bare Fastify route (the floor it cannot beat), one after the
+// other on the same core, in the same run. See DESIGN.md §9.
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { runLoad } from './load.ts';
+import { readOptions } from './options.ts';
+import type { BenchOptions } from './options.ts';
+import { PINNED_FLAG, canPinTo, relaunchPinned } from './pinning.ts';
+import { childFailure, killAllChildrenNow } from './processes.ts';
+import { computeRatios, formatReport, writeJsonReport } from './report.ts';
+import type { Environment, ServerResult } from './report.ts';
+import { startServer, stopAllServers } from './servers.ts';
+import type { RunningServer, ServerName } from './servers.ts';
+
+const SERVER_CORE = 0;
+const LOAD_CORE = 1;
+const resultsFile = fileURLToPath(new URL('results/latest.json', import.meta.url));
+
+if (process.env[PINNED_FLAG] === undefined && canPinTo(LOAD_CORE)) {
+  relaunchPinned(LOAD_CORE);
+} else {
+  await main();
+}
+
+async function main(): Promise<void> {
+  stopChildrenOnInterrupt();
+  try {
+    const options = readOptions(process.env);
+    const environment: Environment = {
+      node: process.version,
+      cpu: cpus()[0]?.model ?? 'unknown',
+      serverCore: canPinTo(SERVER_CORE) ? SERVER_CORE : null,
+      loadCore: process.env[PINNED_FLAG] === '1' ? LOAD_CORE : null,
+    };
+    if (environment.serverCore === null || environment.loadCore === null) {
+      console.warn('taskset is missing or cannot pin to cores 0 and 1: servers and load share the CPUs, numbers will be noisier');
+    }
+
+    const results: ServerResult[] = [];
+    for (const name of options.servers) {
+      results.push(await measure(name, options, environment.serverCore ?? undefined));
+    }
+
+    const ratios = computeRatios(results);
+    console.log(`\n${formatReport(results, ratios)}\n`);
+    await writeJsonReport(resultsFile, options, environment, results, ratios);
+    console.log(`results written to ${resultsFile}`);
+  } catch (error) {
+    console.error(`\nbench failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  } finally {
+    await stopAllServers();
+  }
+}
+
+async function measure(name: ServerName, options: BenchOptions, core: number | undefined): Promise<ServerResult> {
+  log(name, 'starting');
+  const server = await startServer(name, core);
+  try {
+    if (options.warmupSeconds > 0) {
+      log(name, `warming up for ${options.warmupSeconds} s`);
+      await runLoad(server.tokenRequest, { durationSeconds: options.warmupSeconds, connections: options.connections });
+    }
+    log(name, `measuring for ${options.durationSeconds} s with ${options.connections} connections`);
+    const load = await runLoad(server.tokenRequest, { durationSeconds: options.durationSeconds, connections: options.connections });
+    expectEveryRequestSucceeded(server, load);
+    return { server: name, ...load };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** A server that answers errors fast would look fast: any failed request voids the run. */
+function expectEveryRequestSucceeded(server: RunningServer, load: Omit<ServerResult, 'server'>): void {
+  if (load.totalRequests > 0 && load.non2xx === 0 && load.errors === 0) return;
+  const codes = Object.entries(load.statusCodes).map(([code, count]) => `${code}: ${count}`).join(', ');
+  throw childFailure(
+    server.child,
+    `${server.name}: ${load.totalRequests} requests, ${load.non2xx} non-2xx, ${load.errors} errors (${load.timeouts} timeouts); status codes ${codes || 'none'}`,
+  );
+}
+
+function stopChildrenOnInterrupt(): void {
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    // Ctrl-C reaches this process twice when it was relaunched under taskset (from the terminal and
+    // forwarded by the parent): one clean-up is enough.
+    if (interrupted) return;
+    interrupted = true;
+    console.error(`\n${signal}: stopping the servers`);
+    void stopAllServers().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', killAllChildrenNow);
+}
+
+function log(name: ServerName, message: string): void {
+  console.log(`${name.padEnd(13)} ${message}`);
+}

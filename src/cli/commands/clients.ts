@@ -1,0 +1,123 @@
+import { parseArgs } from 'node:util';
+import { createClient, deleteClient, rotateClientSecret } from '../../core/applications.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { Client } from '../../storage/repositories.ts';
+import { isoTime, table, UsageError, type Output } from '../output.ts';
+
+export const clientUsage = `gatehouse client create --name NAME [--type confidential|public] [--grant TYPE]... [--scope "a b"]
+                        [--default-scope "a b"] [--redirect-uri URI]... [--post-logout-redirect-uri URI]...
+                        [--base-url URL] [--description TEXT] [--admin] [--first-party] [--impersonation] [--json]
+gatehouse client list [--json]
+gatehouse client show CLIENT_ID [--json]
+gatehouse client delete CLIENT_ID [--json]
+gatehouse client rotate-secret CLIENT_ID [--json]`;
+
+export async function clientCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
+  const [sub, ...rest] = args;
+  const now = gatehouse.clock();
+  switch (sub) {
+    case 'create': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          name: { type: 'string' },
+          description: { type: 'string' },
+          type: { type: 'string', default: 'confidential' },
+          grant: { type: 'string', multiple: true },
+          scope: { type: 'string' },
+          'default-scope': { type: 'string' },
+          'redirect-uri': { type: 'string', multiple: true },
+          'post-logout-redirect-uri': { type: 'string', multiple: true },
+          'base-url': { type: 'string' },
+          admin: { type: 'boolean', default: false },
+          'first-party': { type: 'boolean', default: false },
+          impersonation: { type: 'boolean', default: false },
+          json: { type: 'boolean' },
+        },
+      });
+      if (!values.name) throw new UsageError('client create needs --name');
+      const { client, secret } = await createClient(
+        gatehouse,
+        {
+          name: values.name,
+          description: values.description ?? '',
+          type: values.type as Client['type'],
+          grantTypes: values.grant ?? ['client_credentials'],
+          scopes: words(values.scope),
+          ...(values['default-scope'] !== undefined ? { defaultScopes: words(values['default-scope']) } : {}),
+          redirectUris: values['redirect-uri'] ?? [],
+          postLogoutRedirectUris: values['post-logout-redirect-uri'] ?? [],
+          baseUrl: values['base-url'] ?? null,
+          isAdmin: values.admin,
+          firstParty: values['first-party'],
+          allowImpersonation: values.impersonation,
+        },
+        now,
+      );
+      out.print(secret === undefined ? { client_id: client.id } : { client_id: client.id, client_secret: secret }, () =>
+        [`client_id:     ${client.id}`, secret === undefined ? 'public client: no secret' : `client_secret: ${secret}   (shown once; store it now)`].join('\n'),
+      );
+      return;
+    }
+    case 'list': {
+      const clients = await gatehouse.storage.clients.list();
+      out.print(clients.map(describe), () =>
+        table([['CLIENT_ID', 'NAME', 'TYPE', 'GRANTS', 'FLAGS'], ...clients.map((c) => [c.id, c.name, c.type, c.grantTypes.join(','), flags(c)])]),
+      );
+      return;
+    }
+    case 'show': {
+      const client = await gatehouse.storage.clients.find(required(rest[0], 'client show needs a CLIENT_ID'));
+      if (!client) throw new Error(`no client ${rest[0]}`);
+      const secrets = await gatehouse.storage.clients.listSecrets(client.id);
+      const described = { ...describe(client), secrets: secrets.map((s) => ({ id: s.id, hint: `…${s.hint}`, created_at: isoTime(s.createdAt), expires_at: isoTime(s.expiresAt) })) };
+      out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(26)} ${typeof v === 'string' ? v : JSON.stringify(v)}`).join('\n'));
+      return;
+    }
+    case 'delete': {
+      const id = required(rest[0], 'client delete needs a CLIENT_ID');
+      if (!(await deleteClient(gatehouse, id))) throw new Error(`no client ${id}`);
+      out.print({ deleted: id }, () => `deleted ${id} with its secrets, grants and tokens`);
+      return;
+    }
+    case 'rotate-secret': {
+      const id = required(rest[0], 'client rotate-secret needs a CLIENT_ID');
+      const client = await gatehouse.storage.clients.find(id);
+      if (!client) throw new Error(`no client ${id}`);
+      if (client.type === 'public') throw new Error(`${id} is a public client: it has no secret`);
+      const secret = await rotateClientSecret(gatehouse, id, now);
+      out.print({ client_id: id, client_secret: secret }, () => `client_secret: ${secret}   (shown once; the previous secrets no longer work)`);
+      return;
+    }
+    default:
+      throw new UsageError(`unknown client command "${sub ?? ''}"`);
+  }
+}
+
+function describe(c: Client) {
+  return {
+    client_id: c.id,
+    name: c.name,
+    description: c.description,
+    type: c.type,
+    base_url: c.baseUrl,
+    redirect_uris: c.redirectUris,
+    post_logout_redirect_uris: c.postLogoutRedirectUris,
+    grant_types: c.grantTypes,
+    scopes: c.scopes,
+    default_scopes: c.defaultScopes,
+    admin: c.isAdmin,
+    first_party: c.firstParty,
+    impersonation: c.allowImpersonation,
+    owner_user_id: c.ownerUserId,
+    created_at: isoTime(c.createdAt),
+  };
+}
+
+const flags = (c: Client): string => [c.isAdmin && 'admin', c.firstParty && 'first-party', c.allowImpersonation && 'impersonation'].filter(Boolean).join(',') || '-';
+const words = (value: string | undefined): string[] => (value ?? '').split(/[\s,]+/).filter(Boolean);
+
+export function required(value: string | undefined, message: string): string {
+  if (!value) throw new UsageError(message);
+  return value;
+}

@@ -1,0 +1,46 @@
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { createUser } from '../../core/applications.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import { isoTime, table, UsageError, type Output } from '../output.ts';
+import { required } from './clients.ts';
+
+export const userUsage = `gatehouse user create --email EMAIL [--password PASSWORD] [--name NAME] [--json]
+gatehouse user list [--json]
+gatehouse user disable USER_ID|EMAIL [--json]`;
+
+export async function userCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
+  const [sub, ...rest] = args;
+  const now = gatehouse.clock();
+  switch (sub) {
+    case 'create': {
+      const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, password: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } } });
+      if (!values.email) throw new UsageError('user create needs --email');
+      const generated = values.password === undefined ? randomBytes(12).toString('base64url') : undefined;
+      const user = await createUser(gatehouse.storage, { email: values.email, password: values.password ?? generated!, name: values.name ?? '' }, now);
+      out.print(generated ? { id: user.id, email: user.email, password: generated } : { id: user.id, email: user.email }, () =>
+        [`id:    ${user.id}`, `email: ${user.email}`, ...(generated ? [`password: ${generated}   (generated; shown once)`] : [])].join('\n'),
+      );
+      return;
+    }
+    case 'list': {
+      const users = await gatehouse.storage.users.list();
+      out.print(
+        users.map((u) => ({ id: u.id, email: u.email, name: u.name, disabled: u.disabledAt !== null, created_at: isoTime(u.createdAt) })),
+        () => table([['ID', 'EMAIL', 'NAME', 'STATUS'], ...users.map((u) => [u.id, u.email, u.name || '-', u.disabledAt === null ? 'active' : 'disabled'])]),
+      );
+      return;
+    }
+    case 'disable': {
+      const key = required(rest.find((a) => !a.startsWith('--')), 'user disable needs a USER_ID or EMAIL');
+      const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
+      if (!user) throw new Error(`no user ${key}`);
+      await gatehouse.storage.users.setDisabled(user.id, now, now);
+      gatehouse.audit.record({ at: now, kind: 'user.disabled', outcome: 'success', clientId: null, userId: user.id, data: { by: 'cli' } });
+      out.print({ id: user.id, email: user.email, disabled: true }, () => `disabled ${user.email}: it can no longer sign in or refresh tokens`);
+      return;
+    }
+    default:
+      throw new UsageError(`unknown user command "${sub ?? ''}"`);
+  }
+}

@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { createClient, createUser } from '../core/applications.ts';
+import type { Gatehouse } from '../gatehouse.ts';
+
+export interface DemoSetup {
+  application: { client_id: string; client_secret: string };
+  admin: { client_id: string; client_secret: string };
+  firstParty: { client_id: string; client_secret: string };
+  user: { email: string; password: string };
+}
+
+/**
+ * On an empty database, creates what a newcomer needs to try every grant at once: an application
+ * (client credentials), an admin back office, a first-party application with the password grant,
+ * and a user. Returns undefined when the database holds clients already.
+ */
+export async function seedDemo(gatehouse: Gatehouse): Promise<DemoSetup | undefined> {
+  if ((await gatehouse.storage.clients.list()).length > 0) return undefined;
+  const now = gatehouse.clock();
+  const catalogue = gatehouse.scopes.catalogue;
+  const plain = Object.keys(catalogue).filter((s) => !catalogue[s]!.admin && !catalogue[s]!.userOnly);
+  const admin = Object.keys(catalogue).filter((s) => catalogue[s]!.admin);
+  const userScopes = Object.keys(catalogue).filter((s) => !catalogue[s]!.admin);
+
+  const application = await createClient(gatehouse, { name: 'Demo application', type: 'confidential', grantTypes: ['client_credentials'], scopes: plain }, now);
+  const backOffice = await createClient(gatehouse, { name: 'Demo back office', type: 'confidential', grantTypes: ['client_credentials'], scopes: admin, isAdmin: true }, now);
+  const firstParty = await createClient(
+    gatehouse,
+    { name: 'Demo first-party app', type: 'confidential', grantTypes: ['password', 'refresh_token'], scopes: userScopes, defaultScopes: plain, firstParty: true },
+    now,
+  );
+  const password = randomBytes(9).toString('base64url');
+  const user = await createUser(gatehouse.storage, { email: 'demo@example.com', password, name: 'Demo User' }, now);
+  return {
+    application: { client_id: application.client.id, client_secret: application.secret! },
+    admin: { client_id: backOffice.client.id, client_secret: backOffice.secret! },
+    firstParty: { client_id: firstParty.client.id, client_secret: firstParty.secret! },
+    user: { email: user.email, password },
+  };
+}
+
+export function describeDemo(issuer: string, demo: DemoSetup): string {
+  const { application, admin, firstParty, user } = demo;
+  return `
+Demo set-up (secrets are shown this once; they are stored only as digests):
+
+  Demo application (client credentials)
+    client_id:     ${application.client_id}
+    client_secret: ${application.client_secret}
+
+  curl -s -u '${application.client_id}:${application.client_secret}' -d grant_type=client_credentials -d scope=objects:read ${issuer}/token
+
+  Demo back office (admin client: admin scopes only)
+    client_id:     ${admin.client_id}
+    client_secret: ${admin.client_secret}
+
+  curl -s -u '${admin.client_id}:${admin.client_secret}' -d grant_type=client_credentials ${issuer}/token
+
+  Demo first-party app (password and refresh_token grants)
+    client_id:     ${firstParty.client_id}
+    client_secret: ${firstParty.client_secret}
+
+  Demo user
+    email:    ${user.email}
+    password: ${user.password}
+
+  curl -s ${issuer}/access_token -H 'content-type: application/json' \\
+    -d '{"grant_type":"password","client_id":"${firstParty.client_id}","client_secret":"${firstParty.client_secret}","username":"${user.email}","password":"${user.password}"}'
+
+  curl -s ${issuer}/access_token -H 'content-type: application/json' \\
+    -d '{"grant_type":"refresh_token","client_id":"${firstParty.client_id}","client_secret":"${firstParty.client_secret}","refresh_token":"<refresh_token from above>"}'
+`;
+}

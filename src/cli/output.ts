@@ -1,0 +1,27 @@
+/** How a command prints: a table for people, JSON for scripts (`--json`). */
+export interface Output {
+  json: boolean;
+  print(value: unknown, human: () => string): void;
+}
+
+export function output(json: boolean): Output {
+  return {
+    json,
+    print(value, human) {
+      process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+    },
+  };
+}
+
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+export const isoTime = (epochSeconds: number | null): string => (epochSeconds === null ? '-' : new Date(epochSeconds * 1000).toISOString());
+
+/** A mistake in how a command was called: printed with the usage, exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}

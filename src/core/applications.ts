@@ -1,0 +1,169 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Client, ClientType, NewClient, Storage, User } from '../storage/repositories.ts';
+import type { ClientRegistry } from './clients.ts';
+import { hashPassword } from './passwords.ts';
+import type { ScopePolicy } from './scopes.ts';
+import { createOpaqueToken, digestOf, hintOf } from './tokens/opaque.ts';
+
+/** Grant types a client can be registered for. */
+export const GRANT_TYPES = [
+  'client_credentials',
+  'authorization_code',
+  'refresh_token',
+  'password',
+  'implicit',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
+] as const;
+
+/** A request to register or change a client was refused; `field` names what was wrong. */
+export class ValidationError extends Error {
+  override name = 'ValidationError';
+  readonly code = 'ERR_VALIDATION';
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(message);
+    this.field = field;
+  }
+}
+
+export interface ClientInput {
+  name: string;
+  description?: string;
+  type: ClientType;
+  ownerUserId?: string | null;
+  baseUrl?: string | null;
+  redirectUris?: string[];
+  postLogoutRedirectUris?: string[];
+  grantTypes: string[];
+  scopes: string[];
+  /** Defaults to all of `scopes`. */
+  defaultScopes?: string[];
+  isAdmin?: boolean;
+  firstParty?: boolean;
+  allowImpersonation?: boolean;
+}
+
+interface Services {
+  storage: Storage;
+  scopes: ScopePolicy;
+  clients: ClientRegistry;
+}
+
+/** Registers a client; a confidential client gets its first secret, returned once in plain text. */
+export async function createClient(services: Services, input: ClientInput, now: number): Promise<{ client: Client; secret: string | undefined }> {
+  const client = validateClient(services.scopes, { ...input, id: `app_${randomBytes(12).toString('hex')}` });
+  const created = await services.storage.clients.create(client, now);
+  const secret = created.type === 'confidential' ? await addClientSecret(services, created.id, now) : undefined;
+  return { client: created, secret };
+}
+
+/** Adds a secret to a client (the old ones keep working until deleted: rotation without downtime). */
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null = null): Promise<string> {
+  const secret = createOpaqueToken('cs');
+  await services.storage.clients.addSecret({ id: randomUUID(), clientId, digest: digestOf(secret), hint: hintOf(secret), createdAt: now, expiresAt });
+  services.clients.invalidate(clientId);
+  return secret;
+}
+
+/** Replaces every secret of a client with one new secret. */
+export async function rotateClientSecret(services: Services, clientId: string, now: number): Promise<string> {
+  const old = await services.storage.clients.listSecrets(clientId);
+  const secret = await addClientSecret(services, clientId, now);
+  for (const s of old) await services.storage.clients.deleteSecret(clientId, s.id);
+  services.clients.invalidate(clientId);
+  return secret;
+}
+
+export async function deleteClient(services: Services, clientId: string): Promise<boolean> {
+  const deleted = await services.storage.clients.delete(clientId);
+  services.clients.invalidate(clientId);
+  return deleted;
+}
+
+function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }): NewClient {
+  const name = input.name?.trim();
+  if (!name) throw new ValidationError('name', 'a client needs a name');
+  if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
+  if (input.type !== 'confidential' && input.type !== 'public') throw new ValidationError('type', 'type must be confidential or public');
+
+  const grantTypes = [...new Set(input.grantTypes)];
+  for (const grantType of grantTypes) {
+    if (!(GRANT_TYPES as readonly string[]).includes(grantType)) throw new ValidationError('grant_types', `unknown grant type "${grantType}"`);
+  }
+  if (input.type === 'public') {
+    // RFC 6749 §4.4 and §4.3: these grants authenticate the client, which a public client cannot do.
+    for (const grantType of ['client_credentials', 'password']) {
+      if (grantTypes.includes(grantType)) throw new ValidationError('grant_types', `a public client cannot use ${grantType}`);
+    }
+  }
+
+  const isAdmin = input.isAdmin ?? false;
+  const allowed = [...new Set(input.scopes)];
+  const scopeProblem = scopes.checkClientScopes(allowed, isAdmin);
+  if (scopeProblem) throw new ValidationError('scopes', scopeProblem);
+  const defaultScopes = [...new Set(input.defaultScopes ?? allowed)];
+  const notAllowed = defaultScopes.find((s) => !allowed.includes(s));
+  if (notAllowed) throw new ValidationError('default_scopes', `the default scope "${notAllowed}" is not among the client's scopes`);
+
+  const redirectUris = (input.redirectUris ?? []).map((uri) => checkRedirectUri('redirect_uris', uri));
+  const postLogoutRedirectUris = (input.postLogoutRedirectUris ?? []).map((uri) => checkRedirectUri('post_logout_redirect_uris', uri));
+  if ((grantTypes.includes('authorization_code') || grantTypes.includes('implicit')) && redirectUris.length === 0) {
+    throw new ValidationError('redirect_uris', 'authorization_code and implicit need at least one redirect URI');
+  }
+  const baseUrl = input.baseUrl ? checkUrl('base_url', input.baseUrl) : null;
+
+  return {
+    id: input.id,
+    name,
+    description: input.description?.trim() ?? '',
+    ownerUserId: input.ownerUserId ?? null,
+    type: input.type,
+    baseUrl,
+    redirectUris,
+    postLogoutRedirectUris,
+    grantTypes,
+    scopes: allowed,
+    defaultScopes,
+    isAdmin,
+    firstParty: input.firstParty ?? false,
+    allowImpersonation: input.allowImpersonation ?? false,
+  };
+}
+
+/** RFC 6749 §3.1.2: an absolute URI without a fragment. */
+function checkRedirectUri(field: string, uri: string): string {
+  const url = checkUrl(field, uri);
+  if (new URL(url).hash) throw new ValidationError(field, `the redirect URI "${uri}" must not have a fragment`);
+  return url;
+}
+
+function checkUrl(field: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ValidationError(field, `"${value}" is not an absolute URL`);
+  }
+  if (['javascript:', 'data:', 'vbscript:', 'file:'].includes(url.protocol)) throw new ValidationError(field, `"${value}" uses a forbidden scheme`);
+  return value;
+}
+
+export interface UserInput {
+  email: string;
+  password: string;
+  name?: string;
+}
+
+// Deliberately loose: one @, something on each side, no spaces. The mailbox decides the rest.
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+
+export async function createUser(storage: Storage, input: UserInput, now: number): Promise<User> {
+  const email = input.email?.trim().toLowerCase();
+  if (!email || !EMAIL.test(email)) throw new ValidationError('email', 'a valid email address is required');
+  if (typeof input.password !== 'string' || input.password.length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
+  if (input.password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
+  return storage.users.create(
+    { id: randomUUID(), email, name: input.name?.trim() ?? '', passwordHash: await hashPassword(input.password), emailVerified: false, disabledAt: null },
+    now,
+  );
+}

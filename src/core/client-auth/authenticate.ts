@@ -1,0 +1,49 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Client } from '../../storage/repositories.ts';
+import type { ClientRegistry } from '../clients.ts';
+import { invalidClient } from '../errors.ts';
+import { isWellFormed } from '../tokens/opaque.ts';
+import { presentedCredentials, type ClientAuthMethod } from './credentials.ts';
+
+export interface AuthenticatedClient {
+  client: Client;
+  method: ClientAuthMethod;
+}
+
+/**
+ * Authenticates the client of a token, introspection or revocation request. Confidential clients
+ * must prove their secret; public clients present only their id (and PKCE then protects the flow).
+ * Every failure is the same `invalid_client`, so the answer does not tell which part was wrong.
+ */
+export async function authenticateClient(
+  registry: ClientRegistry,
+  authorization: string | undefined,
+  params: Readonly<Record<string, string | undefined>>,
+  now: number,
+): Promise<AuthenticatedClient> {
+  const presented = presentedCredentials(authorization, params);
+  const usedBasic = presented.method === 'client_secret_basic';
+  const failed = () => invalidClient('client authentication failed', usedBasic);
+
+  if (presented.clientId.length > 256) throw failed();
+  const entry = await registry.get(presented.clientId);
+  if (!entry) throw failed();
+  const { client } = entry;
+
+  if (client.type === 'public') {
+    // A public client has no secret to present; one that sends a secret is confused or forged.
+    if (presented.method !== 'none') throw failed();
+    return { client, method: 'none' };
+  }
+  if (presented.secret === undefined || !isWellFormed(presented.secret, 'cs')) throw failed();
+
+  const digest = createHash('sha256').update(presented.secret).digest();
+  let matched = false;
+  entry.secrets.forEach((secret, i) => {
+    // Every secret is compared, in constant time, whether or not an earlier one matched.
+    const equal = timingSafeEqual(digest, entry.secretDigests[i]!);
+    if (equal && (secret.expiresAt === null || secret.expiresAt > now)) matched = true;
+  });
+  if (!matched) throw failed();
+  return { client, method: presented.method };
+}

@@ -1,0 +1,63 @@
+import type { Client, ClientRepository, ClientSecret } from '../storage/repositories.ts';
+
+export interface ClientEntry {
+  client: Client;
+  secrets: ClientSecret[];
+  /** Secret digests decoded once, for constant-time comparison on every request. */
+  secretDigests: Buffer[];
+}
+
+/**
+ * Client records cached in process for a few seconds (DESIGN §6), so the client-credentials path
+ * reads nothing from the database. A change made through this instance invalidates at once; one
+ * made elsewhere (another instance, the CLI) is seen within `ttlSeconds`. Concurrent misses for one
+ * client share a single database read.
+ */
+export class ClientRegistry {
+  #repository: ClientRepository;
+  #ttlMs: number;
+  #cache = new Map<string, { expires: number; entry: Promise<ClientEntry | undefined> }>();
+  #maxEntries: number;
+
+  constructor(repository: ClientRepository, ttlSeconds: number, maxEntries = 10_000) {
+    this.#repository = repository;
+    this.#ttlMs = ttlSeconds * 1000;
+    this.#maxEntries = maxEntries;
+  }
+
+  get(clientId: string): Promise<ClientEntry | undefined> {
+    const now = Date.now();
+    const cached = this.#cache.get(clientId);
+    if (cached && cached.expires > now) return cached.entry;
+    const entry = this.#load(clientId);
+    if (this.#ttlMs > 0) {
+      if (this.#cache.size >= this.#maxEntries) this.#evictExpired(now);
+      this.#cache.set(clientId, { expires: now + this.#ttlMs, entry });
+      // Unknown clients are not remembered: a client created a moment later must work at once.
+      entry.then(
+        (found) => (found ? undefined : this.#cache.delete(clientId)),
+        () => this.#cache.delete(clientId),
+      );
+    }
+    return entry;
+  }
+
+  invalidate(clientId: string): void {
+    this.#cache.delete(clientId);
+  }
+
+  async #load(clientId: string): Promise<ClientEntry | undefined> {
+    const found = await this.#repository.findWithSecrets(clientId);
+    if (!found) return undefined;
+    return { ...found, secretDigests: found.secrets.map((s) => Buffer.from(s.digest, 'base64url')) };
+  }
+
+  #evictExpired(now: number): void {
+    for (const [id, cached] of this.#cache) if (cached.expires <= now) this.#cache.delete(id);
+    // Still full of live entries: drop the oldest insertions.
+    for (const id of this.#cache.keys()) {
+      if (this.#cache.size < this.#maxEntries) break;
+      this.#cache.delete(id);
+    }
+  }
+}

@@ -1,0 +1,24 @@
+import type { GrantHandler } from '../token-endpoint.ts';
+import { bearerResponse } from './services.ts';
+
+/**
+ * RFC 6749 §4.4. The client acts on its own behalf: `sub` is the client, no refresh token (§4.4.3),
+ * and scope policy keeps user-only scopes out. Reads and writes nothing in the database: the
+ * client comes from the registry's cache.
+ */
+export const clientCredentialsGrant: GrantHandler<{ scopes: string[]; scopeRequested: boolean }> = {
+  grantType: 'client_credentials',
+  parameters: [],
+  // §4.4: "The client credentials grant type MUST only be used by confidential clients."
+  allowsPublicClients: false,
+
+  async validate({ client, params, services }) {
+    const requested = services.scopes.parse(params.scope);
+    return { scopes: services.scopes.resolve({ requested, client, userPresent: false }), scopeRequested: requested !== undefined };
+  },
+
+  async issue({ client, now, services }, { scopes, scopeRequested }) {
+    const accessToken = await services.accessTokens.issue({ sub: client.id, clientId: client.id, scopes }, now);
+    return bearerResponse(accessToken, scopes, scopeRequested);
+  },
+};

@@ -1,0 +1,46 @@
+import { randomUUID } from 'node:crypto';
+import type { User } from '../../storage/repositories.ts';
+import { invalidGrant, invalidRequest } from '../errors.ts';
+import { decoyPasswordHash, verifyPassword } from '../passwords.ts';
+import { issueRefreshToken } from '../tokens/refresh.ts';
+import type { GrantHandler } from '../token-endpoint.ts';
+import { bearerResponse } from './services.ts';
+
+/**
+ * RFC 6749 §4.3, for trusted first-party clients an operator gave the privilege (`password` in
+ * the client's grant types). A wrong password, an unknown user and a disabled account get the same
+ * answer in the same time, so the endpoint does not tell which emails are registered.
+ */
+export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRequested: boolean }> = {
+  grantType: 'password',
+  parameters: ['username', 'password'],
+  allowsPublicClients: false,
+
+  async validate({ client, params, services }) {
+    const { username, password } = params;
+    if (!username) throw invalidRequest('username is required');
+    if (!password) throw invalidRequest('password is required');
+    const requested = services.scopes.parse(params.scope);
+    const scopes = services.scopes.resolve({ requested, client, userPresent: true });
+
+    const user = username.length <= 320 ? await services.storage.users.findByEmail(username) : undefined;
+    const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
+    if (!user || !valid || user.disabledAt !== null) {
+      services.audit.record({ at: services.clock(), kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: user?.id ?? null, data: { grant: 'password' } });
+      throw invalidGrant('the username or password is wrong');
+    }
+    return { user, scopes, scopeRequested: requested !== undefined };
+  },
+
+  async issue({ client, now, services }, { user, scopes, scopeRequested }) {
+    let refreshToken: string | undefined;
+    if (client.grantTypes.includes('refresh_token')) {
+      const grantId = randomUUID();
+      await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
+      refreshToken = await issueRefreshToken(services.storage, grantId, client.id, scopes, now, services.config.tokens.refreshTokenTtlSeconds);
+    }
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes }, now);
+    services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'password', scopes } });
+    return bearerResponse(accessToken, scopes, scopeRequested, refreshToken);
+  },
+};

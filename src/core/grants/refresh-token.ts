@@ -1,0 +1,92 @@
+import type { Client, Grant, RefreshToken } from '../../storage/repositories.ts';
+import { invalidGrant, invalidRequest } from '../errors.ts';
+import { digestOf, isWellFormed } from '../tokens/opaque.ts';
+import { newRefreshToken } from '../tokens/refresh.ts';
+import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
+import { bearerResponse, type GrantServices } from './services.ts';
+
+interface ValidatedRefresh {
+  digest: string;
+  grant: Grant;
+  scopes: string[];
+  scopeRequested: boolean;
+}
+
+/**
+ * RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use consumes the presented token and hands out
+ * its successor. A consumed token presented again means it leaked — the whole grant is revoked, so
+ * the successor stops working too — unless it comes within the configured grace window, which
+ * absorbs a client's concurrent retries.
+ */
+export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
+  grantType: 'refresh_token',
+  parameters: ['refresh_token'],
+  allowsPublicClients: true,
+
+  async validate({ client, params, now, services }) {
+    const presented = params.refresh_token;
+    if (!presented) throw invalidRequest('refresh_token is required');
+    if (!isWellFormed(presented, 'rt')) throw invalidGrant('the refresh token is invalid');
+    const digest = digestOf(presented);
+    const found = await services.storage.refreshTokens.find(digest);
+    // §6: the token must have been "issued to the authenticated client"; another client learns nothing.
+    if (!found || found.token.clientId !== client.id) throw invalidGrant('the refresh token is invalid');
+    const { token, grant } = found;
+    if (token.consumedAt !== null && !withinGrace(token, now, services)) await refuseReplay(token, grant, client, now, services);
+    await checkLive(token, grant, now, services);
+
+    const requested = services.scopes.parse(params.scope);
+    // §6: the requested scope "MUST NOT include any scope not originally granted by the resource owner".
+    const scopes = services.scopes.resolve({ requested: requested ?? token.scopes, client, userPresent: grant.userId !== null, ceiling: token.scopes });
+    return { digest, grant, scopes, scopeRequested: requested !== undefined };
+  },
+
+  async issue(context: GrantContext, { digest, grant, scopes, scopeRequested }) {
+    const { client, now, services } = context;
+    const ttl = services.config.tokens.refreshTokenTtlSeconds;
+    let successor = '';
+    const result = await services.storage.refreshTokens.rotate(
+      digest,
+      (previous) => {
+        const next = newRefreshToken(previous.grantId, client.id, previous.scopes, now, ttl);
+        successor = next.value;
+        return next.record;
+      },
+      now,
+    );
+    if (result.outcome === 'not_found') throw invalidGrant('the refresh token is invalid');
+    if (result.outcome === 'reused') {
+      // Lost the race for this token to a concurrent request.
+      if (!withinGrace(result.previous, now, services)) await refuseReplay(result.previous, result.grant ?? grant, client, now, services);
+      const sibling = newRefreshToken(grant.id, client.id, result.previous.scopes, now, ttl);
+      await services.storage.refreshTokens.insert(sibling.record);
+      successor = sibling.value;
+    } else if (result.grant.revokedAt !== null) {
+      throw invalidGrant('the refresh token has been revoked');
+    }
+
+    const accessToken = await services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes }, now);
+    services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: grant.userId, data: { grant: 'refresh_token', grant_id: grant.id, scopes } });
+    return bearerResponse(accessToken, scopes, scopeRequested, successor);
+  },
+};
+
+function withinGrace(token: RefreshToken, now: number, services: GrantServices): boolean {
+  const grace = services.config.tokens.refreshTokenReuseGraceSeconds;
+  return grace > 0 && token.consumedAt !== null && now - token.consumedAt <= grace;
+}
+
+async function refuseReplay(token: RefreshToken, grant: Grant, client: Client, now: number, services: GrantServices): Promise<never> {
+  await services.storage.grants.revoke(grant.id, now);
+  services.audit.record({ at: now, kind: 'refresh_token.reused', outcome: 'failure', clientId: client.id, userId: grant.userId, data: { grant_id: grant.id, consumed_at: token.consumedAt } });
+  throw invalidGrant('the refresh token was used before; the grant has been revoked');
+}
+
+async function checkLive(token: RefreshToken, grant: Grant, now: number, services: GrantServices): Promise<void> {
+  if (grant.revokedAt !== null) throw invalidGrant('the refresh token has been revoked');
+  if (token.expiresAt <= now || (grant.expiresAt !== null && grant.expiresAt <= now)) throw invalidGrant('the refresh token has expired');
+  if (grant.userId !== null) {
+    const user = await services.storage.users.findById(grant.userId);
+    if (!user || user.disabledAt !== null) throw invalidGrant('the refresh token is invalid');
+  }
+}

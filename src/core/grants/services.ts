@@ -1,0 +1,30 @@
+import type { Storage } from '../../storage/repositories.ts';
+import type { AuditTrail } from '../audit.ts';
+import type { ClientRegistry } from '../clients.ts';
+import type { Clock } from '../clock.ts';
+import type { GatehouseConfig } from '../config.ts';
+import type { ScopePolicy } from '../scopes.ts';
+import type { AccessTokenIssuer, IssuedAccessToken } from '../tokens/jwt.ts';
+import type { TokenResponse } from '../token-endpoint.ts';
+
+/** What grants are given to work with: declared once, typed, no service locator. */
+export interface GrantServices {
+  config: GatehouseConfig;
+  clock: Clock;
+  storage: Storage;
+  clients: ClientRegistry;
+  scopes: ScopePolicy;
+  accessTokens: AccessTokenIssuer;
+  audit: AuditTrail;
+}
+
+/**
+ * RFC 6749 §5.1. `scope` is echoed when the client asked for scopes; a request without `scope`
+ * asked for the client's defaults (§3.3), which is what it got.
+ */
+export function bearerResponse(accessToken: IssuedAccessToken, scopes: readonly string[], scopeRequested: boolean, refreshToken?: string): TokenResponse {
+  const response: TokenResponse = { token_type: 'Bearer', expires_in: accessToken.expiresIn, access_token: accessToken.token };
+  if (refreshToken !== undefined) response.refresh_token = refreshToken;
+  if (scopeRequested) response.scope = scopes.join(' ');
+  return response;
+}

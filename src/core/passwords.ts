@@ -1,0 +1,46 @@
+import { argon2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const argon2Async = promisify(argon2);
+
+/** OWASP's Argon2id baseline: 19 MiB, two passes, one lane. */
+const PARAMETERS = { memory: 19456, passes: 2, parallelism: 1, tagLength: 32 };
+
+/** Argon2id in the PHC string format: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`. */
+export async function hashPassword(password: string): Promise<string> {
+  const nonce = randomBytes(16);
+  const tag = await argon2Async('argon2id', { message: password, nonce, ...PARAMETERS });
+  const { memory, passes, parallelism } = PARAMETERS;
+  return `$argon2id$v=19$m=${memory},t=${passes},p=${parallelism}$${b64(nonce)}$${b64(tag)}`;
+}
+
+const PHC = /^\$argon2id\$v=19\$m=(\d{1,7}),t=(\d{1,3}),p=(\d{1,2})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
+
+export async function verifyPassword(password: string, hash: string): Promise<boolean> {
+  const match = PHC.exec(hash);
+  if (!match) return false;
+  const [, m, t, p, salt, expected] = match;
+  const expectedTag = Buffer.from(expected!, 'base64');
+  const tag = await argon2Async('argon2id', {
+    message: password,
+    nonce: Buffer.from(salt!, 'base64'),
+    memory: Number(m),
+    passes: Number(t),
+    parallelism: Number(p),
+    tagLength: expectedTag.length,
+  });
+  return tag.length === expectedTag.length && timingSafeEqual(tag, expectedTag);
+}
+
+/**
+ * Verified against when the account does not exist, so an unknown email costs the same time as a
+ * wrong password and the answer's timing does not tell whether an email is registered.
+ */
+let decoyHash: Promise<string> | undefined;
+export function decoyPasswordHash(): Promise<string> {
+  decoyHash ??= hashPassword(randomBytes(16).toString('hex'));
+  return decoyHash;
+}
+
+// PHC strings use base64 without padding.
+const b64 = (buffer: Buffer): string => buffer.toString('base64').replace(/=+$/, '');

@@ -1,0 +1,113 @@
+import type { Client } from '../storage/repositories.ts';
+import { authenticateClient } from './client-auth/authenticate.ts';
+import type { ClientAuthMethod } from './client-auth/credentials.ts';
+import { invalidRequest, unauthorizedClient, unsupportedGrantType } from './errors.ts';
+import type { GrantServices } from './grants/services.ts';
+
+/** The token request as the HTTP adapter hands it over: body parameters and the Authorization header. */
+export interface TokenRequest {
+  params: Readonly<Record<string, unknown>>;
+  authorization: string | undefined;
+}
+
+/** RFC 6749 §5.1, with the extensions grants add (`id_token`, `issued_token_type`, …). */
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer' | 'N_A';
+  expires_in: number;
+  refresh_token?: string;
+  scope?: string;
+  id_token?: string;
+  issued_token_type?: string;
+}
+
+export interface GrantContext {
+  client: Client;
+  authMethod: ClientAuthMethod;
+  /** The grant's declared parameters, each a single string; the rest are stripped. */
+  params: Readonly<Record<string, string | undefined>>;
+  now: number;
+  services: GrantServices;
+}
+
+/**
+ * A grant type: declares the parameters it accepts, validates the request, then issues. Built-in
+ * grants register through the same `register()` a custom grant would use.
+ */
+export interface GrantHandler<Validated = unknown> {
+  grantType: string;
+  parameters: readonly string[];
+  /** Public clients (no secret) may use this grant; RFC 6749 §4.4 forbids it for client credentials. */
+  allowsPublicClients: boolean;
+  validate(context: GrantContext): Promise<Validated>;
+  issue(context: GrantContext, validated: Validated): Promise<TokenResponse>;
+}
+
+/** A hook on every successful token response, e.g. OpenID Connect adding `id_token`. */
+export type TokenResponseHook = (context: GrantContext, response: TokenResponse, validated: unknown) => Promise<void> | void;
+
+// Parameters every token request may carry: the grant type and client authentication (RFC 6749 §2.3, §3.2).
+const COMMON_PARAMETERS = ['grant_type', 'client_id', 'client_secret', 'scope'];
+const MAX_PARAMETER_LENGTH = 8192;
+
+export class TokenEndpoint {
+  #grants = new Map<string, { handler: GrantHandler<any>; parameters: string[] }>();
+  #hooks: TokenResponseHook[] = [];
+  #services: GrantServices;
+
+  constructor(services: GrantServices) {
+    this.#services = services;
+  }
+
+  register(handler: GrantHandler<any>): this {
+    if (this.#grants.has(handler.grantType)) throw new Error(`grant type ${handler.grantType} is registered already`);
+    this.#grants.set(handler.grantType, { handler, parameters: [...new Set([...COMMON_PARAMETERS, ...handler.parameters])] });
+    return this;
+  }
+
+  addResponseHook(hook: TokenResponseHook): this {
+    this.#hooks.push(hook);
+    return this;
+  }
+
+  get grantTypes(): string[] {
+    return [...this.#grants.keys()];
+  }
+
+  async handle(request: TokenRequest): Promise<TokenResponse> {
+    const grantType = singleParameter(request.params, 'grant_type');
+    if (grantType === undefined || grantType === '') throw invalidRequest('grant_type is required');
+    const registered = this.#grants.get(grantType);
+    if (!registered) throw unsupportedGrantType(`the grant type "${truncate(grantType)}" is not supported`);
+    const { handler, parameters } = registered;
+
+    const params: Record<string, string | undefined> = Object.create(null);
+    for (const name of parameters) params[name] = singleParameter(request.params, name);
+
+    const now = this.#services.clock();
+    const { client, method } = await authenticateClient(this.#services.clients, request.authorization, params, now);
+    if (!client.grantTypes.includes(grantType)) throw unauthorizedClient(`the client is not allowed the grant type "${grantType}"`);
+    if (client.type === 'public' && !handler.allowsPublicClients) throw unauthorizedClient(`a public client cannot use the grant type "${grantType}"`);
+
+    const context: GrantContext = { client, authMethod: method, params, now, services: this.#services };
+    const validated = await handler.validate(context);
+    const response = await handler.issue(context, validated);
+    for (const hook of this.#hooks) await hook(context, response, validated);
+    return response;
+  }
+}
+
+/**
+ * RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once." Values
+ * must be strings (a JSON body may carry anything).
+ */
+function singleParameter(params: Readonly<Record<string, unknown>>, name: string): string | undefined {
+  if (!Object.hasOwn(params, name)) return undefined;
+  const value = params[name];
+  if (Array.isArray(value)) throw invalidRequest(`the parameter ${name} is included more than once`);
+  if (typeof value !== 'string') throw invalidRequest(`the parameter ${name} must be a string`);
+  if (value.length > MAX_PARAMETER_LENGTH) throw invalidRequest(`the parameter ${name} is too long`);
+  return value;
+}
+
+const truncate = (value: string): string => (value.length > 64 ? `${value.slice(0, 64)}…` : value).replace(/[^\x20-\x7e]/g, '?');

@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT } from 'jose';
+import type { KeyStore } from './keys.ts';
+
+export interface AccessTokenClaims {
+  /** The user, or the client itself when no user is present (RFC 9068 §2.2). */
+  sub: string;
+  clientId: string;
+  scopes: readonly string[];
+  /** Delegation (RFC 8693 §4.1), project binding and the like. */
+  extra?: Record<string, unknown>;
+}
+
+export interface IssuedAccessToken {
+  token: string;
+  jti: string;
+  expiresIn: number;
+  expiresAt: number;
+}
+
+export interface AccessTokenIssuer {
+  issue(claims: AccessTokenClaims, now: number, ttlSeconds?: number): Promise<IssuedAccessToken>;
+}
+
+/**
+ * JWT access tokens per RFC 9068: `typ: at+jwt`, signed with the active access-token key, so
+ * resource servers verify them locally from the JWKS.
+ */
+export function accessTokenIssuer(keys: KeyStore, options: { issuer: string; audience: string; ttlSeconds: number }): AccessTokenIssuer {
+  return {
+    async issue(claims, now, ttlSeconds = options.ttlSeconds) {
+      const { kid, alg, key } = keys.signingKey('access');
+      const jti = randomUUID();
+      const expiresAt = now + ttlSeconds;
+      const token = await new SignJWT({
+        ...claims.extra,
+        client_id: claims.clientId,
+        scope: claims.scopes.join(' '),
+      })
+        .setProtectedHeader({ alg, kid, typ: 'at+jwt' })
+        .setIssuer(options.issuer)
+        .setSubject(claims.sub)
+        .setAudience(options.audience)
+        .setIssuedAt(now)
+        .setExpirationTime(expiresAt)
+        .setJti(jti)
+        .sign(key);
+      return { token, jti, expiresIn: ttlSeconds, expiresAt };
+    },
+  };
+}

@@ -1,0 +1,167 @@
+import { hkdfSync, KeyObject, type webcrypto } from 'node:crypto';
+import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import type { GatehouseConfig, SigningAlgorithm } from '../config.ts';
+import type { KeyUse, SigningKeyRecord, SigningKeyRepository } from '../../storage/repositories.ts';
+
+export interface SigningKey {
+  kid: string;
+  alg: string;
+  key: KeyObject;
+}
+
+interface PublishedKey {
+  record: SigningKeyRecord;
+  publicKey: KeyObject;
+}
+
+/**
+ * The signing keys, loaded from the database with their private parts decrypted under the master
+ * secret. Each use (access tokens, ID tokens) has one `active` key that signs, one `next` key that
+ * is published before it ever signs (so resource servers have it cached by the time it does) and
+ * `retired` keys that stay published until the last token they signed has expired.
+ */
+export class KeyStore {
+  #repository: SigningKeyRepository;
+  #encryptionKey: Uint8Array;
+  #algorithms: Record<KeyUse, SigningAlgorithm>;
+  #retiredLifetimeSeconds: number;
+  #active = new Map<KeyUse, SigningKey>();
+  #published = new Map<string, PublishedKey>();
+  #jwksJson = '{"keys":[]}';
+  #timer: NodeJS.Timeout | undefined;
+  #fingerprint = '';
+
+  private constructor(repository: SigningKeyRepository, config: GatehouseConfig) {
+    this.#repository = repository;
+    this.#encryptionKey = new Uint8Array(hkdfSync('sha256', config.secret, 'gatehouse', 'signing-key-encryption', 32));
+    this.#algorithms = { access: config.tokens.accessTokenAlgorithm, id: config.tokens.idTokenAlgorithm };
+    // A retired key must verify every token it signed: the longest lifetime, plus clock skew.
+    this.#retiredLifetimeSeconds = Math.max(config.tokens.accessTokenTtlSeconds, config.tokens.idTokenTtlSeconds) + 300;
+  }
+
+  /** Loads the keys, generating the first active and next key of each use on an empty database. */
+  static async open(repository: SigningKeyRepository, config: GatehouseConfig, now: number): Promise<KeyStore> {
+    const store = new KeyStore(repository, config);
+    await store.#ensureKeys(now);
+    await store.reload(now);
+    return store;
+  }
+
+  signingKey(use: KeyUse): SigningKey {
+    const key = this.#active.get(use);
+    if (!key) throw new Error(`no active ${use} signing key`);
+    return key;
+  }
+
+  /** A published public key by `kid`, for verifying tokens this server issued. */
+  publicKey(kid: string): { alg: string; use: KeyUse; key: KeyObject } | undefined {
+    const published = this.#published.get(kid);
+    return published && { alg: published.record.alg, use: published.record.use, key: published.publicKey };
+  }
+
+  /** The JWKS document (RFC 7517), serialized once per reload. */
+  get jwksJson(): string {
+    return this.#jwksJson;
+  }
+
+  async reload(now: number): Promise<void> {
+    const records = await this.#repository.listPublished(now);
+    const fingerprint = records.map((r) => `${r.kid}:${r.state}`).join(',');
+    if (fingerprint === this.#fingerprint) return;
+
+    const active = new Map<KeyUse, SigningKey>();
+    const published = new Map<string, PublishedKey>();
+    const jwks: JWK[] = [];
+    for (const record of records) {
+      const publicJwk = JSON.parse(record.publicJwk) as JWK;
+      published.set(record.kid, { record, publicKey: await importKey(publicJwk, record.alg) });
+      jwks.push({ ...publicJwk, kid: record.kid, alg: record.alg, use: 'sig' });
+      const current = active.get(record.use);
+      // Several instances may race to create the first key; the latest activation wins everywhere.
+      if (record.state === 'active' && (!current || (record.activatedAt ?? 0) >= (published.get(current.kid)?.record.activatedAt ?? 0))) {
+        active.set(record.use, { kid: record.kid, alg: record.alg, key: await this.#decrypt(record) });
+      }
+    }
+    this.#active = active;
+    this.#published = published;
+    this.#jwksJson = JSON.stringify({ keys: jwks });
+    this.#fingerprint = fingerprint;
+  }
+
+  /** Re-reads the keys periodically, so a rotation made by another instance or the CLI is picked up. */
+  startReloading(intervalSeconds: number, onError: (error: unknown) => void): void {
+    this.stopReloading();
+    this.#timer = setInterval(() => {
+      this.reload(Math.floor(Date.now() / 1000)).catch(onError);
+    }, intervalSeconds * 1000);
+    this.#timer.unref();
+  }
+
+  stopReloading(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * Promotes the `next` key of each use to `active`, retires the active one and publishes a new
+   * `next`. Tokens signed before keep verifying: the retired key stays in the JWKS.
+   */
+  async rotate(now: number, uses: KeyUse[] = ['access', 'id']): Promise<void> {
+    for (const use of uses) {
+      const next = await this.#generate(use, 'next', now);
+      if (!(await this.#repository.rotate(use, next, now, now + this.#retiredLifetimeSeconds))) {
+        throw new Error(`no next ${use} key to promote; another rotation may be running`);
+      }
+    }
+    await this.reload(now);
+  }
+
+  async #ensureKeys(now: number): Promise<void> {
+    const records = await this.#repository.listPublished(now);
+    for (const use of ['access', 'id'] as const) {
+      if (!records.some((r) => r.use === use && r.state === 'active')) {
+        await this.#repository.insert(await this.#generate(use, 'active', now));
+      }
+      if (!records.some((r) => r.use === use && r.state === 'next')) {
+        await this.#repository.insert(await this.#generate(use, 'next', now));
+      }
+    }
+  }
+
+  async #generate(use: KeyUse, state: 'active' | 'next', now: number): Promise<SigningKeyRecord> {
+    const alg = this.#algorithms[use];
+    const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'RS256' ? { modulusLength: 2048 } : {}) });
+    const publicJwk = await exportJWK(publicKey);
+    const kid = await calculateJwkThumbprint(publicJwk);
+    const privateJwk = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(await exportJWK(privateKey))))
+      .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid })
+      .encrypt(this.#encryptionKey);
+    return {
+      kid,
+      use,
+      alg,
+      state,
+      publicJwk: JSON.stringify(publicJwk),
+      privateJwk,
+      createdAt: now,
+      activatedAt: state === 'active' ? now : null,
+      retiredAt: null,
+      expiresAt: null,
+    };
+  }
+
+  async #decrypt(record: SigningKeyRecord): Promise<KeyObject> {
+    let plaintext: Uint8Array;
+    try {
+      ({ plaintext } = await compactDecrypt(record.privateJwk, this.#encryptionKey));
+    } catch {
+      throw new Error(`signing key ${record.kid} cannot be decrypted: GATEHOUSE_SECRET is not the secret it was stored under`);
+    }
+    return importKey(JSON.parse(new TextDecoder().decode(plaintext)) as JWK, record.alg);
+  }
+}
+
+/** jose imports Web Crypto keys; Node signs a little faster with the equivalent KeyObject. */
+async function importKey(jwk: JWK, alg: string): Promise<KeyObject> {
+  return KeyObject.from((await importJWK(jwk, alg, { extractable: true })) as webcrypto.CryptoKey);
+}

@@ -1,0 +1,101 @@
+import pino, { type Logger } from 'pino';
+import { AuditTrail } from './core/audit.ts';
+import { ClientRegistry } from './core/clients.ts';
+import { systemClock, type Clock } from './core/clock.ts';
+import type { GatehouseConfig } from './core/config.ts';
+import { builtInGrants } from './core/grants/index.ts';
+import type { GrantServices } from './core/grants/services.ts';
+import { ScopePolicy } from './core/scopes.ts';
+import { TokenEndpoint } from './core/token-endpoint.ts';
+import { accessTokenIssuer } from './core/tokens/jwt.ts';
+import { KeyStore } from './core/tokens/keys.ts';
+import type { Storage } from './storage/repositories.ts';
+import { createStorage } from './storage/kysely/index.ts';
+import { join } from 'node:path';
+
+/** Everything one Gatehouse instance is made of, wired once; the HTTP app and the CLI use this. */
+export interface Gatehouse extends GrantServices {
+  keys: KeyStore;
+  tokenEndpoint: TokenEndpoint;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export interface GatehouseOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Background work (key reloads, sweeping); off for one-shot CLI commands. */
+  background?: boolean;
+}
+
+/** Secrets and tokens never reach the logs, wherever a log line happens to carry them. */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers.cookie',
+  '*.client_secret',
+  '*.password',
+  '*.refresh_token',
+  '*.access_token',
+  '*.id_token',
+  '*.code',
+  '*.code_verifier',
+  '*.secret',
+];
+
+export function createLogger(level: string): Logger {
+  return pino({ level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } });
+}
+
+export function openStorage(config: GatehouseConfig): Promise<Storage> {
+  return createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'gatehouse.sqlite') });
+}
+
+export async function createGatehouse(config: GatehouseConfig, options: GatehouseOptions = {}): Promise<Gatehouse> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const storage = await openStorage(config);
+  let keys: KeyStore;
+  try {
+    keys = await KeyStore.open(storage.keys, config, clock());
+  } catch (error) {
+    await storage.close();
+    throw error;
+  }
+
+  const audit = new AuditTrail(storage.audit, (error) => logger.error({ err: error }, 'audit events could not be written'));
+  const services: GrantServices = {
+    config,
+    clock,
+    storage,
+    clients: new ClientRegistry(storage.clients, config.clients.cacheTtlSeconds),
+    scopes: new ScopePolicy(config.scopes),
+    accessTokens: accessTokenIssuer(keys, { issuer: config.issuer, audience: config.tokens.audience, ttlSeconds: config.tokens.accessTokenTtlSeconds }),
+    audit,
+  };
+  const tokenEndpoint = new TokenEndpoint(services);
+  for (const grant of builtInGrants) tokenEndpoint.register(grant);
+
+  let sweeper: NodeJS.Timeout | undefined;
+  if (options.background !== false) {
+    keys.startReloading(config.keys.reloadIntervalSeconds, (error) => logger.warn({ err: error }, 'signing keys could not be reloaded'));
+    sweeper = setInterval(() => {
+      storage.sweepExpired(clock(), 500).catch((error) => logger.warn({ err: error }, 'expired rows could not be swept'));
+    }, 60_000);
+    sweeper.unref();
+  }
+
+  return {
+    ...services,
+    keys,
+    tokenEndpoint,
+    logger,
+    async close() {
+      clearInterval(sweeper);
+      keys.stopReloading();
+      await audit.flush();
+      await storage.close();
+    },
+  };
+}

@@ -1,0 +1,45 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { parse as parseForm } from 'fast-querystring';
+import type { Gatehouse } from '../gatehouse.ts';
+import { healthRoutes } from './health.ts';
+import { discoveryRoutes } from './oauth/discovery.ts';
+import { oauthErrorHandler } from './oauth/errors.ts';
+import { tokenRoutes } from './oauth/token.ts';
+
+export const BODY_LIMIT = 64 * 1024;
+
+/** Builds the Fastify app around a Gatehouse instance; the caller listens. */
+export function buildApp(gatehouse: Gatehouse): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: gatehouse.logger as FastifyBaseLogger,
+    // Access logs are the load balancer's job; per-request log lines would halve throughput.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    // Slow or stuck clients do not hold sockets forever.
+    requestTimeout: 30_000,
+    connectionTimeout: 30_000,
+    keepAliveTimeout: 72_000,
+    return503OnClosing: true,
+  });
+
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+  });
+
+  // The protocol endpoints: RFC 6749 JSON errors, form and JSON bodies (DESIGN §1).
+  app.register(async (oauth) => {
+    oauth.setErrorHandler(oauthErrorHandler);
+    // fast-querystring keeps repeated parameters as arrays, so duplicates can be refused (RFC 6749 §3.2).
+    oauth.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+      done(null, parseForm(body as string));
+    });
+    await oauth.register(tokenRoutes, { gatehouse });
+    await oauth.register(discoveryRoutes, { gatehouse });
+    await oauth.register(healthRoutes, { gatehouse });
+    oauth.setNotFoundHandler((_request, reply) => {
+      reply.code(404).send({ error: 'invalid_request', error_description: 'no such endpoint' });
+    });
+  });
+
+  return app;
+}

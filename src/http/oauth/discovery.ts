@@ -1,0 +1,22 @@
+import type { FastifyInstance } from 'fastify';
+import { authorizationServerMetadata, openIdConfiguration } from '../../core/discovery.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+
+/** RFC 8414 and OpenID Connect discovery, and the JWKS they point to. */
+export async function discoveryRoutes(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
+  const inputs = () => ({
+    config: gatehouse.config,
+    grantTypes: gatehouse.tokenEndpoint.grantTypes,
+    tokenEndpointAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+  });
+  const cacheable = { 'cache-control': 'public, max-age=300' };
+
+  app.get('/.well-known/oauth-authorization-server', async (_request, reply) => reply.headers(cacheable).send(authorizationServerMetadata(inputs())));
+  app.get('/.well-known/openid-configuration', async (_request, reply) => reply.headers(cacheable).send(openIdConfiguration(inputs())));
+  app.get('/jwks.json', async (_request, reply) =>
+    reply
+      // Short, so a rotation's next key reaches resource servers well before it signs.
+      .headers({ 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=60' })
+      .send(gatehouse.keys.jwksJson),
+  );
+}

@@ -1,0 +1,36 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { OAuthError } from '../../core/errors.ts';
+
+// Codes of errors that mean the database is unreachable right now, not that the request was bad.
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
+
+/**
+ * Renders every failure on the protocol endpoints as an RFC 6749 §5.2 JSON error. Requests the
+ * framework refused (body too large, wrong content type, malformed JSON) are `invalid_request`;
+ * a database that does not answer is `temporarily_unavailable`; anything else is logged and answered
+ * with a bare `server_error` — never a stack trace.
+ */
+export function oauthErrorHandler(error: FastifyError | OAuthError | Error, request: FastifyRequest, reply: FastifyReply): void {
+  const oauthError = toOAuthError(error);
+  if (oauthError.status >= 500) request.log.error({ err: error }, 'request failed');
+  reply
+    .code(oauthError.status)
+    .headers({ ...oauthError.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
+    .send(oauthError.toJSON());
+}
+
+function toOAuthError(error: FastifyError | OAuthError | Error): OAuthError {
+  if (error instanceof OAuthError) return error;
+  const { code, statusCode } = error as FastifyError;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new OAuthError('invalid_request', 'the request body is larger than 64 KiB', 413);
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || code === 'FST_ERR_CTP_INVALID_TYPE') {
+    return new OAuthError('invalid_request', 'the body must be application/x-www-form-urlencoded or application/json');
+  }
+  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new OAuthError('invalid_request', 'the JSON body is empty');
+  if (error instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') return new OAuthError('invalid_request', 'the body is not valid JSON');
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return new OAuthError('invalid_request', 'the request is malformed');
+  if (typeof code === 'string' && UNAVAILABLE.has(code)) {
+    return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable, try again shortly', 503, { 'retry-after': '1' });
+  }
+  return new OAuthError('server_error', 'the server could not complete the request', 500);
+}
