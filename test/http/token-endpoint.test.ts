@@ -1,0 +1,330 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+for (const dialect of DIALECTS) {
+  describe(`token endpoint over HTTP (${dialect})`, () => {
+    let server: TestServer;
+    let app: { id: string; secret: string };
+    let admin: { id: string; secret: string };
+    let firstParty: { id: string; secret: string };
+    let unprivileged: { id: string; secret: string };
+    const user = { email: 'ada@example.com', password: 'correct horse battery staple' };
+    let userId: string;
+
+    before(async () => {
+      server = await startTestServer(dialect);
+      app = await server.client({ name: 'Viewer', grantTypes: ['client_credentials'], scopes: ['objects:read', 'objects:download', 'model:read'], defaultScopes: ['objects:read'] });
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:clients', 'admin:users'], isAdmin: true });
+      firstParty = await server.client({ name: 'First party', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read', 'objects:download', 'model:read'], defaultScopes: ['objects:read'] });
+      unprivileged = await server.client({ name: 'Third party', grantTypes: ['client_credentials', 'refresh_token'], scopes: ['objects:read'] });
+      userId = (await server.user(user.email, user.password)).id;
+    });
+    after(() => server.close());
+
+    const jwks = async () => createLocalJWKSet((await (await fetch(`${server.url}/jwks.json`)).json()) as JSONWebKeySet);
+    const verify = async (token: string) => jwtVerify(token, await jwks(), { issuer: server.config.issuer, audience: server.config.tokens.audience, typ: 'at+jwt' });
+    const passwordGrant = () =>
+      post(`${server.url}/access_token`, { grant_type: 'password', client_id: firstParty.id, client_secret: firstParty.secret, username: user.email, password: user.password }, { json: true });
+
+    describe('the requests of the Bindeo reference, as JSON to /access_token', () => {
+      it('answers client_credentials with exactly token_type, expires_in and access_token', async () => {
+        const res = await post(`${server.url}/access_token`, { grant_type: 'client_credentials', client_id: app.id, client_secret: app.secret }, { json: true });
+        assert.equal(res.status, 200);
+        assert.deepEqual(Object.keys(res.body).sort(), ['access_token', 'expires_in', 'token_type']);
+        assert.equal(res.body.token_type, 'Bearer');
+        assert.equal(res.body.expires_in, 3600);
+        assert.equal(res.headers.get('cache-control'), 'no-store');
+      });
+
+      it('answers password with exactly token_type, expires_in, access_token and refresh_token', async () => {
+        const res = await passwordGrant();
+        assert.equal(res.status, 200);
+        assert.deepEqual(Object.keys(res.body).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type']);
+        assert.equal(res.headers.get('cache-control'), 'no-store');
+        const { payload } = await verify(res.body.access_token);
+        assert.equal(payload.sub, userId);
+        assert.equal(payload.client_id, firstParty.id);
+      });
+
+      it('answers refresh_token with exactly the same four fields and a new refresh token', async () => {
+        const first = await passwordGrant();
+        const res = await post(
+          `${server.url}/access_token`,
+          { grant_type: 'refresh_token', client_id: firstParty.id, client_secret: firstParty.secret, refresh_token: first.body.refresh_token },
+          { json: true },
+        );
+        assert.equal(res.status, 200);
+        assert.deepEqual(Object.keys(res.body).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type']);
+        assert.notEqual(res.body.refresh_token, first.body.refresh_token);
+        assert.equal((await verify(res.body.access_token)).payload.sub, userId);
+      });
+    });
+
+    describe('the same grants as form bodies to /token', () => {
+      it('issues client_credentials, password and refresh_token tokens', async () => {
+        const cc = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: app.id, client_secret: app.secret });
+        assert.equal(cc.status, 200);
+        const pw = await post(`${server.url}/token`, { grant_type: 'password', client_id: firstParty.id, client_secret: firstParty.secret, username: user.email, password: user.password });
+        assert.equal(pw.status, 200);
+        const rt = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: pw.body.refresh_token }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
+        assert.equal(rt.status, 200);
+        assert.ok(rt.body.refresh_token);
+      });
+
+      it('accepts a charset parameter on the content type', async () => {
+        const res = await post(`${server.url}/token`, `grant_type=client_credentials&client_id=${app.id}&client_secret=${app.secret}`, {
+          headers: { 'content-type': 'application/x-www-form-urlencoded; charset=UTF-8' },
+        });
+        assert.equal(res.status, 200);
+      });
+    });
+
+    describe('client authentication (BIMobject reference)', () => {
+      it('accepts the secret in the body and in the Basic header', async () => {
+        const body = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: app.id, client_secret: app.secret });
+        const header = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(body.status, 200);
+        assert.equal(header.status, 200);
+      });
+
+      it('refuses a wrong secret with 401 invalid_client, with WWW-Authenticate when the header was used', async () => {
+        const wrong = app.secret.slice(0, -1) + (app.secret.endsWith('A') ? 'B' : 'A');
+        const viaHeader = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(app.id, wrong) } });
+        assert.equal(viaHeader.status, 401);
+        assert.equal(viaHeader.body.error, 'invalid_client');
+        assert.match(viaHeader.headers.get('www-authenticate') ?? '', /^Basic /);
+        const viaBody = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: app.id, client_secret: wrong });
+        assert.equal(viaBody.status, 401);
+        assert.equal(viaBody.body.error, 'invalid_client');
+      });
+
+      it('refuses an unknown client exactly like a wrong secret', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: 'app_000000000000000000000000', client_secret: app.secret });
+        assert.equal(res.status, 401);
+        assert.deepEqual(res.body, { error: 'invalid_client', error_description: 'client authentication failed' });
+      });
+
+      it('refuses two authentication methods in one request as invalid_request', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_secret: app.secret }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error, 'invalid_request');
+      });
+
+      it('decodes form-encoded Basic credentials (RFC 6749 §2.3.1)', async () => {
+        const encoded = `Basic ${Buffer.from(`${app.id}:${app.secret.replace(/-/g, '%2D')}`).toString('base64')}`;
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: encoded } });
+        assert.equal(res.status, 200);
+      });
+    });
+
+    describe('client credentials tokens', () => {
+      it('are RFC 9068 JWTs that verify against /jwks.json', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'objects:read model:read' }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(res.status, 200);
+        assert.equal(res.body.scope, 'objects:read model:read');
+        const header = decodeProtectedHeader(res.body.access_token);
+        assert.equal(header.typ, 'at+jwt');
+        assert.equal(header.alg, 'ES256');
+        const { payload } = await verify(res.body.access_token);
+        assert.equal(payload.iss, server.config.issuer);
+        assert.equal(payload.sub, app.id);
+        assert.equal(payload.client_id, app.id);
+        assert.equal(payload.scope, 'objects:read model:read');
+        assert.equal((payload.exp ?? 0) - (payload.iat ?? 0), 3600);
+        assert.ok(typeof payload.jti === 'string' && payload.jti.length > 0);
+        assert.equal(res.body.refresh_token, undefined);
+      });
+
+      it('never carry a user-only scope: the defaults leave it out and asking for it is invalid_scope', async () => {
+        const defaults = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal((await verify(defaults.body.access_token)).payload.scope, 'objects:read');
+        const asked = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'objects:read objects:download' }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(asked.status, 400);
+        assert.equal(asked.body.error, 'invalid_scope');
+        assert.match(asked.body.error_description, /objects:download/);
+      });
+
+      it('refuse unknown scopes and scopes the client is not allowed', async () => {
+        for (const scope of ['nope:read', 'bcf:write', 'objects:read%20x']) {
+          const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope }, { headers: { authorization: basic(app.id, app.secret) } });
+          assert.equal(res.status, 400, scope);
+          assert.equal(res.body.error, 'invalid_scope', scope);
+        }
+      });
+    });
+
+    describe('admin clients', () => {
+      it('get tokens that carry only admin scopes', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+        assert.equal(res.status, 200);
+        assert.equal((await verify(res.body.access_token)).payload.scope, 'admin:clients admin:users');
+      });
+
+      it('are refused non-admin scopes', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:clients objects:read' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+        assert.equal(res.body.error, 'invalid_scope');
+      });
+
+      it('are the only clients granted admin scopes', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:clients' }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error, 'invalid_scope');
+      });
+
+      it('cannot be registered with non-admin scopes', async () => {
+        await assert.rejects(server.client({ isAdmin: true, scopes: ['admin:users', 'objects:read'] }), { code: 'ERR_VALIDATION', field: 'scopes' });
+        await assert.rejects(server.client({ isAdmin: false, scopes: ['admin:users'] }), { code: 'ERR_VALIDATION', field: 'scopes' });
+      });
+    });
+
+    describe('password grant', () => {
+      it('answers a wrong password and an unknown user with the same invalid_grant', async () => {
+        const wrongPassword = await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: 'not the password' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
+        const unknownUser = await post(`${server.url}/token`, { grant_type: 'password', username: 'nobody@example.com', password: 'not the password' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
+        assert.equal(wrongPassword.status, 400);
+        assert.deepEqual(wrongPassword.body, unknownUser.body);
+        assert.equal(wrongPassword.body.error, 'invalid_grant');
+      });
+
+      it('matches the username case-insensitively', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'password', username: user.email.toUpperCase(), password: user.password }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
+        assert.equal(res.status, 200);
+      });
+
+      it('refuses a client without the privilege with unauthorized_client', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password }, { headers: { authorization: basic(unprivileged.id, unprivileged.secret) } });
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error, 'unauthorized_client');
+      });
+
+      it('requires username and password', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'password', username: user.email }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
+        assert.equal(res.body.error, 'invalid_request');
+      });
+
+      it('grants a user-only scope, since a user is present', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'objects:download' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
+        assert.equal(res.status, 200);
+        assert.equal((await verify(res.body.access_token)).payload.scope, 'objects:download');
+      });
+    });
+
+    describe('refresh token rotation', () => {
+      const refresh = (token: string, client = firstParty, extra: Record<string, string> = {}) =>
+        post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: token, ...extra }, { headers: { authorization: basic(client.id, client.secret) } });
+
+      it('refuses a refresh token used twice and revokes the token its first use returned', async () => {
+        const issued = (await passwordGrant()).body.refresh_token;
+        const first = await refresh(issued);
+        assert.equal(first.status, 200);
+        const replay = await refresh(issued);
+        assert.equal(replay.status, 400);
+        assert.equal(replay.body.error, 'invalid_grant');
+        const successor = await refresh(first.body.refresh_token);
+        assert.equal(successor.status, 400);
+        assert.equal(successor.body.error, 'invalid_grant');
+      });
+
+      it('lets only the client it was issued to use it, without consuming it', async () => {
+        const issued = (await passwordGrant()).body.refresh_token;
+        const stolen = await refresh(issued, unprivileged);
+        assert.equal(stolen.status, 400);
+        assert.equal(stolen.body.error, 'invalid_grant');
+        assert.equal((await refresh(issued)).status, 200);
+      });
+
+      it('narrows scope on request but never widens it', async () => {
+        const issued = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'objects:read model:read' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).body.refresh_token;
+        const wider = await refresh(issued, firstParty, { scope: 'objects:read objects:download' });
+        assert.equal(wider.body.error, 'invalid_scope');
+        const narrower = await refresh(issued, firstParty, { scope: 'model:read' });
+        assert.equal(narrower.status, 200);
+        assert.equal(narrower.body.scope, 'model:read');
+      });
+
+      it('refuses malformed and unknown refresh tokens with invalid_grant', async () => {
+        for (const token of ['nonsense', 'gate_rt_' + 'A'.repeat(49), (await passwordGrant()).body.refresh_token.slice(0, -1) + 'x']) {
+          const res = await refresh(token);
+          assert.equal(res.body.error, 'invalid_grant', token);
+        }
+      });
+
+      it('stops working for a disabled user', async () => {
+        const other = await server.user('grace@example.com', 'another long password');
+        const issued = (await post(`${server.url}/token`, { grant_type: 'password', username: other.email, password: 'another long password' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).body.refresh_token;
+        await server.gatehouse.storage.users.setDisabled(other.id, server.gatehouse.clock(), server.gatehouse.clock());
+        assert.equal((await refresh(issued)).body.error, 'invalid_grant');
+      });
+    });
+
+    describe('request errors (RFC 6749 §5.2)', () => {
+      it('answers an unknown grant type with unsupported_grant_type', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'urn:example:magic' }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error, 'unsupported_grant_type');
+      });
+
+      it('answers a missing grant type and a repeated parameter with invalid_request', async () => {
+        assert.equal((await post(`${server.url}/token`, { client_id: app.id })).body.error, 'invalid_request');
+        const repeated = await post(`${server.url}/token`, `grant_type=client_credentials&scope=objects:read&scope=model:read`, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(repeated.body.error, 'invalid_request');
+      });
+
+      it('answers a grant type the client is not registered for with unauthorized_client', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: 'x' }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(res.body.error, 'unauthorized_client');
+      });
+
+      it('answers a wrong content type with invalid_request', async () => {
+        const res = await post(`${server.url}/token`, 'grant_type=client_credentials', { headers: { 'content-type': 'text/plain', authorization: basic(app.id, app.secret) } });
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error, 'invalid_request');
+      });
+
+      it('answers a body over 64 KiB with 413 and an RFC error body', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', padding: 'x'.repeat(70 * 1024) }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(res.status, 413);
+        assert.equal(res.body.error, 'invalid_request');
+        assert.equal(res.headers.get('cache-control'), 'no-store');
+      });
+
+      it('answers GET with 405 and Allow: POST', async () => {
+        const res = await fetch(`${server.url}/token`);
+        assert.equal(res.status, 405);
+        assert.equal(res.headers.get('allow'), 'POST');
+      });
+    });
+
+    describe('discovery', () => {
+      it('lists the endpoints, grants, scopes and authentication methods actually supported', async () => {
+        const metadata: any = await (await fetch(`${server.url}/.well-known/oauth-authorization-server`)).json();
+        assert.equal(metadata.issuer, server.config.issuer);
+        assert.equal(metadata.token_endpoint, `${server.config.issuer}/token`);
+        assert.equal(metadata.jwks_uri, `${server.config.issuer}/jwks.json`);
+        assert.deepEqual(metadata.grant_types_supported.sort(), ['client_credentials', 'password', 'refresh_token']);
+        assert.deepEqual(metadata.token_endpoint_auth_methods_supported.sort(), ['client_secret_basic', 'client_secret_post', 'none']);
+        assert.ok(metadata.scopes_supported.includes('objects:download'));
+        const oidc: any = await (await fetch(`${server.url}/.well-known/openid-configuration`)).json();
+        assert.equal(oidc.issuer, server.config.issuer);
+        assert.deepEqual(oidc.id_token_signing_alg_values_supported, ['RS256']);
+      });
+
+      it('publishes the access-token and ID-token keys, with the next key of each before it signs', async () => {
+        const { keys } = (await (await fetch(`${server.url}/jwks.json`)).json()) as JSONWebKeySet;
+        assert.equal(keys.filter((k) => k.alg === 'ES256').length, 2);
+        assert.equal(keys.filter((k) => k.alg === 'RS256').length, 2);
+        for (const key of keys) assert.equal(key.d, undefined, 'no private parts');
+      });
+    });
+
+    describe('health', () => {
+      it('answers /healthz and /readyz', async () => {
+        assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+        assert.equal((await fetch(`${server.url}/readyz`)).status, 200);
+      });
+    });
+  });
+}

@@ -1,0 +1,58 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+/**
+ * A fresh, empty database per call: a SQLite file in a new temporary folder, or a new PostgreSQL
+ * database on the server at TEST_POSTGRES_URL. PostgreSQL is required, never skipped: a test run
+ * without it fails.
+ */
+export type TestDialect = 'sqlite' | 'postgres';
+export const DIALECTS: readonly TestDialect[] = ['sqlite', 'postgres'];
+
+const ADMIN_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface TestDatabase {
+  dialect: TestDialect;
+  /** DATABASE_URL for PostgreSQL; undefined for SQLite. */
+  databaseUrl: string | undefined;
+  /** A data dir of its own (SQLite file, generated secret). */
+  dataDir: string;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(dialect: TestDialect): Promise<TestDatabase> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-test-'));
+  if (dialect === 'sqlite') {
+    return { dialect, databaseUrl: undefined, dataDir, drop: async () => rmSync(dataDir, { recursive: true, force: true }) };
+  }
+  const name = `gatehouse_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await withAdmin((client) => client.query(`CREATE DATABASE ${name}`));
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    dialect,
+    databaseUrl: url.toString(),
+    dataDir,
+    async drop() {
+      rmSync(dataDir, { recursive: true, force: true });
+      await withAdmin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    },
+  };
+}
+
+async function withAdmin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new Error(`PostgreSQL is required for the tests and does not answer at ${ADMIN_URL} (set TEST_POSTGRES_URL): ${(error as Error).message}`);
+  }
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
