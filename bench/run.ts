@@ -36,6 +36,11 @@ async function main(): Promise<void> {
     if (environment.serverCore === null || environment.loadCore === null) {
       console.warn('taskset is missing or cannot pin to cores 0 and 1: servers and load share the CPUs, numbers will be noisier');
     }
+    const core = (pinnedTo: number | null) => (pinnedTo === null ? 'unpinned' : `core ${pinnedTo}`);
+    console.log(
+      `Node ${environment.node} on ${environment.cpu}: servers on ${core(environment.serverCore)}, autocannon on ${core(environment.loadCore)}; ` +
+        `${options.warmupSeconds} s warm-up, ${options.durationSeconds} s measured, ${options.connections} connections\n`,
+    );
 
     const results: ServerResult[] = [];
     for (const name of options.servers) {
@@ -62,7 +67,7 @@ async function measure(name: ServerName, options: BenchOptions, core: number | u
       log(name, `warming up for ${options.warmupSeconds} s`);
       await runLoad(server.tokenRequest, { durationSeconds: options.warmupSeconds, connections: options.connections });
     }
-    log(name, `measuring for ${options.durationSeconds} s with ${options.connections} connections`);
+    log(name, `measuring for ${options.durationSeconds} s`);
     const load = await runLoad(server.tokenRequest, { durationSeconds: options.durationSeconds, connections: options.connections });
     expectEveryRequestSucceeded(server, load);
     return { server: name, ...load };
