@@ -9,6 +9,7 @@ import { ScopePolicy } from './core/scopes.ts';
 import { TokenEndpoint } from './core/token-endpoint.ts';
 import { accessTokenIssuer } from './core/tokens/jwt.ts';
 import { KeyStore } from './core/tokens/keys.ts';
+import { ClientTokenReuse } from './core/tokens/reuse.ts';
 import type { Storage } from './storage/repositories.ts';
 import { createStorage } from './storage/kysely/index.ts';
 import { join } from 'node:path';
@@ -72,6 +73,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     clients: new ClientRegistry(storage.clients, config.clients.cacheTtlSeconds),
     scopes: new ScopePolicy(config.scopes),
     accessTokens: accessTokenIssuer(keys, { issuer: config.issuer, audience: config.tokens.audience, ttlSeconds: config.tokens.accessTokenTtlSeconds }),
+    clientTokenReuse: new ClientTokenReuse(config.tokens.clientCredentialsReuseSeconds),
     audit,
   };
   const tokenEndpoint = new TokenEndpoint(services);

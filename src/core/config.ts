@@ -25,6 +25,8 @@ export interface TokenSettings {
   idTokenTtlSeconds: number;
   accessTokenAlgorithm: SigningAlgorithm;
   idTokenAlgorithm: SigningAlgorithm;
+  /** Identical client-credentials requests within this window get the same token; 0 signs every time. */
+  clientCredentialsReuseSeconds: number;
   /** `aud` of access tokens; the issuer when not set. */
   audience: string;
 }
@@ -115,7 +117,8 @@ function readConfigFile(path: string, name: string): FileConfig {
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`${name}: ${path} is not valid JSON (${(error as Error).message})`);
+    // V8 quotes the offending text, line breaks included: keep the message on one line.
+    throw new ConfigError(`${name}: ${path} is not valid JSON (${(error as Error).message.replace(/\s+/g, ' ')})`);
   }
   if (!isObject(parsed) || !isObject(parsed.scopes)) {
     throw new ConfigError(`${name}: ${path} must be a JSON object with a "scopes" object`);
@@ -166,6 +169,7 @@ function parseTokens(raw: Partial<Record<keyof TokenSettings, unknown>>, issuer:
     refreshTokenReuseGraceSeconds: numberIn('tokens.refreshTokenReuseGraceSeconds', raw.refreshTokenReuseGraceSeconds, 0, 0, 60),
     authorizationCodeTtlSeconds: numberIn('tokens.authorizationCodeTtlSeconds', raw.authorizationCodeTtlSeconds, 600, 10, MAX_CODE_TTL_SECONDS),
     idTokenTtlSeconds: numberIn('tokens.idTokenTtlSeconds', raw.idTokenTtlSeconds, 3600, 60, 86400),
+    clientCredentialsReuseSeconds: numberIn('tokens.clientCredentialsReuseSeconds', raw.clientCredentialsReuseSeconds, 5, 0, 60),
     accessTokenAlgorithm: algorithm('accessTokenAlgorithm', 'ES256'),
     idTokenAlgorithm: algorithm('idTokenAlgorithm', 'RS256'),
     audience,

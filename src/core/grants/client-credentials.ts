@@ -4,7 +4,8 @@ import { bearerResponse } from './services.ts';
 /**
  * RFC 6749 §4.4. The client acts on its own behalf: `sub` is the client, no refresh token (§4.4.3),
  * and scope policy keeps user-only scopes out. Reads and writes nothing in the database: the
- * client comes from the registry's cache.
+ * client comes from the registry's cache. Identical requests within `tokens.clientCredentialsReuseSeconds`
+ * get the same token (see ClientTokenReuse).
  */
 export const clientCredentialsGrant: GrantHandler<{ scopes: string[]; scopeRequested: boolean }> = {
   grantType: 'client_credentials',
@@ -18,7 +19,16 @@ export const clientCredentialsGrant: GrantHandler<{ scopes: string[]; scopeReque
   },
 
   async issue({ client, now, services }, { scopes, scopeRequested }) {
-    const accessToken = await services.accessTokens.issue({ sub: client.id, clientId: client.id, scopes }, now);
+    const { accessTokens, clientTokenReuse } = services;
+    if (!clientTokenReuse.enabled) return bearerResponse(await accessTokens.issue({ sub: client.id, clientId: client.id, scopes }, now), scopes, scopeRequested);
+
+    const key = `${client.id} ${scopes.join(' ')}`;
+    const kid = accessTokens.activeKid();
+    let accessToken = clientTokenReuse.find(key, client, kid, now);
+    if (!accessToken) {
+      accessToken = await accessTokens.issue({ sub: client.id, clientId: client.id, scopes }, now);
+      clientTokenReuse.remember(key, client, kid, accessToken, now);
+    }
     return bearerResponse(accessToken, scopes, scopeRequested);
   },
 };

@@ -5,6 +5,7 @@ import type { Clock } from '../clock.ts';
 import type { GatehouseConfig } from '../config.ts';
 import type { ScopePolicy } from '../scopes.ts';
 import type { AccessTokenIssuer, IssuedAccessToken } from '../tokens/jwt.ts';
+import type { ClientTokenReuse } from '../tokens/reuse.ts';
 import type { TokenResponse } from '../token-endpoint.ts';
 
 /** What grants are given to work with: declared once, typed, no service locator. */
@@ -15,6 +16,7 @@ export interface GrantServices {
   clients: ClientRegistry;
   scopes: ScopePolicy;
   accessTokens: AccessTokenIssuer;
+  clientTokenReuse: ClientTokenReuse;
   audit: AuditTrail;
 }
 

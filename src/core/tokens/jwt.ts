@@ -20,6 +20,8 @@ export interface IssuedAccessToken {
 
 export interface AccessTokenIssuer {
   issue(claims: AccessTokenClaims, now: number, ttlSeconds?: number): Promise<IssuedAccessToken>;
+  /** The `kid` that signs right now. */
+  activeKid(): string;
 }
 
 /**
@@ -28,6 +30,7 @@ export interface AccessTokenIssuer {
  */
 export function accessTokenIssuer(keys: KeyStore, options: { issuer: string; audience: string; ttlSeconds: number }): AccessTokenIssuer {
   return {
+    activeKid: () => keys.signingKey('access').kid,
     async issue(claims, now, ttlSeconds = options.ttlSeconds) {
       const { kid, alg, key } = keys.signingKey('access');
       const jti = randomUUID();

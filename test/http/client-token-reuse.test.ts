@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+describe('client-credentials token reuse window', () => {
+  let server: TestServer;
+  let client: { id: string; secret: string };
+  let now = 1_900_000_000;
+
+  before(async () => {
+    server = await startTestServer('sqlite', { clock: () => now, config: { tokens: { clientCredentialsReuseSeconds: 5 } } });
+    client = await server.client({ scopes: ['objects:read', 'model:read'] });
+  });
+  after(() => server.close());
+
+  const token = (scope?: string) =>
+    post(`${server.url}/token`, { grant_type: 'client_credentials', ...(scope ? { scope } : {}) }, { headers: { authorization: basic(client.id, client.secret) } });
+
+  it('hands identical requests within the window the same token, with expires_in counting down', async () => {
+    const first = await token('objects:read');
+    now += 3;
+    const second = await token('objects:read');
+    assert.equal(second.body.access_token, first.body.access_token);
+    assert.equal(first.body.expires_in, 3600);
+    assert.equal(second.body.expires_in, 3597);
+    assert.equal(decodeJwt(second.body.access_token).exp, now - 3 + 3600);
+  });
+
+  it('signs a new token once the window has passed', async () => {
+    const first = await token('objects:read');
+    now += 5;
+    const second = await token('objects:read');
+    assert.notEqual(second.body.access_token, first.body.access_token);
+    assert.equal(second.body.expires_in, 3600);
+  });
+
+  it('never hands a token of one scope set to a request for another', async () => {
+    const narrow = await token('objects:read');
+    const wide = await token('objects:read model:read');
+    assert.notEqual(wide.body.access_token, narrow.body.access_token);
+    assert.equal(decodeJwt(wide.body.access_token).scope, 'objects:read model:read');
+  });
+
+  it('signs a new token after a key rotation', async () => {
+    const before = await token('model:read');
+    await server.gatehouse.keys.rotate(now);
+    const after = await token('model:read');
+    assert.notEqual(after.body.access_token, before.body.access_token);
+  });
+});
