@@ -47,6 +47,12 @@ export interface GatehouseConfig {
   tokens: TokenSettings;
   clients: { cacheTtlSeconds: number };
   keys: { reloadIntervalSeconds: number };
+  sessions: { ttlSeconds: number };
+  signup: { enabled: boolean };
+  pkce: { allowPlain: boolean };
+  /** Trust X-Forwarded-Proto/-For from the proxy in front (only when one is there). */
+  trustProxy: boolean;
+  login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
 }
 
 /** A setting that stops start-up; the message names it. */
@@ -95,6 +101,15 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     tokens: parseTokens(file.tokens ?? {}, issuer),
     clients: { cacheTtlSeconds: numberIn('clients.cacheTtlSeconds', file.clients?.cacheTtlSeconds, 5, 0, 3600) },
     keys: { reloadIntervalSeconds: numberIn('keys.reloadIntervalSeconds', file.keys?.reloadIntervalSeconds, 10, 0.05, 3600) },
+    sessions: { ttlSeconds: numberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
+    signup: { enabled: booleanIn('signup.enabled', file.signup?.enabled, true) },
+    pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
+    trustProxy: booleanSetting('GATEHOUSE_TRUST_PROXY', env.GATEHOUSE_TRUST_PROXY),
+    login: {
+      maxFailuresPerAccount: numberIn('login.maxFailuresPerAccount', file.login?.maxFailuresPerAccount, 5, 1, 1000),
+      maxFailuresPerAddress: numberIn('login.maxFailuresPerAddress', file.login?.maxFailuresPerAddress, 20, 1, 100000),
+      windowSeconds: numberIn('login.windowSeconds', file.login?.windowSeconds, 900, 1, 86400),
+    },
   };
 }
 
@@ -104,6 +119,10 @@ export interface FileConfig {
   tokens?: Partial<Record<keyof TokenSettings, unknown>>;
   clients?: { cacheTtlSeconds?: unknown };
   keys?: { reloadIntervalSeconds?: unknown };
+  sessions?: { ttlSeconds?: unknown };
+  signup?: { enabled?: unknown };
+  pkce?: { allowPlain?: unknown };
+  login?: { maxFailuresPerAccount?: unknown; maxFailuresPerAddress?: unknown; windowSeconds?: unknown };
 }
 
 function readConfigFile(path: string, name: string): FileConfig {
@@ -232,6 +251,19 @@ function numberIn(name: string, value: unknown, fallback: number, min: number, m
     throw new ConfigError(`${name} must be a number from ${min} to ${max}`);
   }
   return value;
+}
+
+function booleanIn(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'boolean') throw new ConfigError(`${name} must be true or false`);
+  return value;
+}
+
+function booleanSetting(name: string, value: string | undefined): boolean {
+  if (value === undefined || value.trim() === '') return false;
+  if (['1', 'true', 'yes'].includes(value.trim().toLowerCase())) return true;
+  if (['0', 'false', 'no'].includes(value.trim().toLowerCase())) return false;
+  throw new ConfigError(`${name} must be true or false (got "${value}")`);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

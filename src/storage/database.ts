@@ -5,6 +5,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration, type 
 import pg from 'pg';
 import type { Database } from './schema.ts';
 import * as foundation from './migrations/001-foundation.ts';
+import * as browser from './migrations/002-browser.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -77,6 +78,7 @@ function adaptNodeSqlite(sqlite: DatabaseSync) {
 
 const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Promise<void> }> = {
   '001-foundation': foundation,
+  '002-browser': browser,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

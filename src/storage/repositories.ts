@@ -168,7 +168,12 @@ export interface AuthorizationCode {
   codeChallengeMethod: string | null;
   nonce: string | null;
   authTime: number;
+  /** The authorization request named the redirect URI, so the exchange must repeat it (RFC 6749 §4.1.3). */
+  redirectUriExplicit: boolean;
   grantId: string | null;
+  /** The access token issued from this code: revoked if the code is presented again. */
+  accessTokenJti: string | null;
+  accessTokenExpiresAt: number | null;
   createdAt: number;
   expiresAt: number;
   consumedAt: number | null;
@@ -176,6 +181,9 @@ export interface AuthorizationCode {
 
 export interface AuthorizationCodeRepository {
   insert(code: AuthorizationCode): Promise<void>;
+  find(digest: string): Promise<AuthorizationCode | undefined>;
+  /** Records the access token issued from a consumed code, so a replay of the code can revoke it. */
+  recordAccessToken(digest: string, jti: string, expiresAt: number): Promise<void>;
   /**
    * Marks the code consumed and records the grant made from it, with one conditional update:
    * exactly one concurrent caller gets the code back; a code consumed before is reported as
@@ -206,6 +214,57 @@ export interface AuditRepository {
   query(filter: { since?: number; until?: number; clientId?: string; userId?: string; kind?: string; limit?: number }): Promise<AuditEvent[]>;
 }
 
+export interface Session {
+  /** SHA-256 of the session id in the cookie. */
+  digest: string;
+  userId: string;
+  authTime: number;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface SessionRepository {
+  create(session: Session): Promise<void>;
+  find(digest: string): Promise<Session | undefined>;
+  delete(digest: string): Promise<void>;
+}
+
+export interface Consent {
+  userId: string;
+  clientId: string;
+  scopes: string[];
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ConsentRepository {
+  find(userId: string, clientId: string): Promise<Consent | undefined>;
+  /** Creates or replaces the user's consent for the client. */
+  save(consent: Consent): Promise<void>;
+  /**
+   * Withdraws the consent and revokes every grant of the user to the client (so their refresh
+   * tokens stop working). Returns whether there was anything to withdraw.
+   */
+  withdraw(userId: string, clientId: string, now: number): Promise<boolean>;
+  listForUser(userId: string): Promise<Consent[]>;
+}
+
+/** A validated authorization request waiting for the person to sign in or consent. */
+export interface PendingAuthorization {
+  id: string;
+  clientId: string;
+  request: Record<string, unknown>;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface PendingAuthorizationRepository {
+  create(pending: PendingAuthorization): Promise<void>;
+  find(id: string): Promise<PendingAuthorization | undefined>;
+  /** Removes the request once answered; false when another request answered it first. */
+  take(id: string): Promise<boolean>;
+}
+
 export interface Storage {
   clients: ClientRepository;
   users: UserRepository;
@@ -215,6 +274,9 @@ export interface Storage {
   codes: AuthorizationCodeRepository;
   revocations: RevocationRepository;
   audit: AuditRepository;
+  sessions: SessionRepository;
+  consents: ConsentRepository;
+  pendingAuthorizations: PendingAuthorizationRepository;
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
   /** Deletes up to `limit` expired rows per table; returns how many went. */

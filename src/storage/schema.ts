@@ -15,6 +15,34 @@ export interface Database {
   authorization_codes: AuthorizationCodeTable;
   revoked_tokens: RevokedTokenTable;
   audit_events: AuditEventTable;
+  sessions: SessionTable;
+  consents: ConsentTable;
+  authorization_requests: AuthorizationRequestTable;
+}
+
+export interface SessionTable {
+  digest: string;
+  user_id: string;
+  auth_time: number;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface ConsentTable {
+  user_id: string;
+  client_id: string;
+  scopes: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface AuthorizationRequestTable {
+  id: string;
+  client_id: string;
+  /** The validated request as JSON. */
+  request: string;
+  created_at: number;
+  expires_at: number;
 }
 
 export interface ClientTable {
@@ -108,8 +136,13 @@ export interface AuthorizationCodeTable {
   code_challenge_method: string | null;
   nonce: string | null;
   auth_time: number;
+  /** Whether the authorization request named the redirect URI (then the exchange must repeat it). */
+  redirect_uri_explicit: number;
   /** The grant created when the code was exchanged; revoked when the code is presented again. */
   grant_id: string | null;
+  /** The access token issued from the code, revoked if the code is presented again. */
+  access_token_jti: string | null;
+  access_token_expires_at: number | null;
   created_at: number;
   expires_at: number;
   consumed_at: number | null;

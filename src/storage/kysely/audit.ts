@@ -21,13 +21,14 @@ export function kyselyAudit(db: Kysely<Database>): AuditRepository {
         .execute();
     },
     async query(filter) {
+      // Newest by time, not by id: events are buffered per instance, so batches land out of time order.
       let query = db.selectFrom('audit_events').selectAll();
       if (filter.since !== undefined) query = query.where('at', '>=', filter.since);
       if (filter.until !== undefined) query = query.where('at', '<', filter.until);
       if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
       if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
       if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
-      const rows = await query.orderBy('id', 'desc').limit(Math.min(filter.limit ?? 100, 1000)).execute();
+      const rows = await query.orderBy('at', 'desc').orderBy('id', 'desc').limit(Math.min(filter.limit ?? 100, 1000)).execute();
       return rows.map((row) => ({
         id: Number(row.id),
         at: row.at,

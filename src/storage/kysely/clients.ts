@@ -87,6 +87,8 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
         const grants = trx.selectFrom('grants').select('id').where('client_id', '=', id);
         await trx.deleteFrom('refresh_tokens').where('grant_id', 'in', grants).execute();
         await trx.deleteFrom('authorization_codes').where('client_id', '=', id).execute();
+        await trx.deleteFrom('consents').where('client_id', '=', id).execute();
+        await trx.deleteFrom('authorization_requests').where('client_id', '=', id).execute();
         await trx.deleteFrom('grants').where('client_id', '=', id).execute();
         await trx.deleteFrom('client_secrets').where('client_id', '=', id).execute();
         const result = await trx.deleteFrom('clients').where('id', '=', id).executeTakeFirst();

@@ -13,7 +13,10 @@ const toCode = (row: Selectable<AuthorizationCodeTable>): AuthorizationCode => (
   codeChallengeMethod: row.code_challenge_method,
   nonce: row.nonce,
   authTime: row.auth_time,
+  redirectUriExplicit: row.redirect_uri_explicit === 1,
   grantId: row.grant_id,
+  accessTokenJti: row.access_token_jti,
+  accessTokenExpiresAt: row.access_token_expires_at,
   createdAt: row.created_at,
   expiresAt: row.expires_at,
   consumedAt: row.consumed_at,
@@ -34,12 +37,22 @@ export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
           code_challenge_method: code.codeChallengeMethod,
           nonce: code.nonce,
           auth_time: code.authTime,
+          redirect_uri_explicit: code.redirectUriExplicit ? 1 : 0,
           grant_id: code.grantId,
+          access_token_jti: code.accessTokenJti,
+          access_token_expires_at: code.accessTokenExpiresAt,
           created_at: code.createdAt,
           expires_at: code.expiresAt,
           consumed_at: code.consumedAt,
         })
         .execute();
+    },
+    async find(digest) {
+      const row = await db.selectFrom('authorization_codes').selectAll().where('digest', '=', digest).executeTakeFirst();
+      return row && toCode(row);
+    },
+    async recordAccessToken(digest, jti, expiresAt) {
+      await db.updateTable('authorization_codes').set({ access_token_jti: jti, access_token_expires_at: expiresAt }).where('digest', '=', digest).execute();
     },
     async consume(digest, grantId, now) {
       const consumed = await db

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { migrate, openDatabase, type DatabaseOptions } from '../database.ts';
 import type { Storage } from '../repositories.ts';
 import { kyselyAudit, kyselyRevocations } from './audit.ts';
+import { kyselyConsents, kyselyPendingAuthorizations, kyselySessions } from './browser.ts';
 import { kyselyClients } from './clients.ts';
 import { kyselyCodes } from './codes.ts';
 import { kyselyGrants, kyselyRefreshTokens } from './grants.ts';
@@ -28,6 +29,9 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     codes: kyselyCodes(db),
     revocations: kyselyRevocations(db),
     audit: kyselyAudit(db),
+    sessions: kyselySessions(db),
+    consents: kyselyConsents(db),
+    pendingAuthorizations: kyselyPendingAuthorizations(db),
     async ping() {
       await sql`select 1`.execute(db);
     },
@@ -38,6 +42,8 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
         db.deleteFrom('refresh_tokens').where('digest', 'in', db.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(limit)),
+        db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(limit)),
+        db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(limit)),
       ];
       for (const batch of batches) swept += Number((await batch.executeTakeFirst()).numDeletedRows);

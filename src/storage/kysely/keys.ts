@@ -48,20 +48,32 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
     },
     async rotate(use, newNext, now, retiredExpiresAt) {
       return db.transaction().execute(async (trx) => {
+        // Instances racing at first start may each have published a next key: promote the oldest one
+        // and retire the others with the active keys, so one rotation leaves one active and one next.
         const next = await trx
-          .updateTable('signing_keys')
-          .set({ state: 'active', activated_at: now })
+          .selectFrom('signing_keys')
+          .select('kid')
           .where('use', '=', use)
           .where('state', '=', 'next')
-          .returning('kid')
-          .execute();
-        if (next.length !== 1) return false;
+          .orderBy('created_at')
+          .orderBy('kid')
+          .limit(1)
+          .executeTakeFirst();
+        if (!next) return false;
+        // Conditional, so that of two overlapping rotations only one promotes this key.
+        const promoted = await trx
+          .updateTable('signing_keys')
+          .set({ state: 'active', activated_at: now })
+          .where('kid', '=', next.kid)
+          .where('state', '=', 'next')
+          .executeTakeFirst();
+        if (promoted.numUpdatedRows === 0n) return false;
         await trx
           .updateTable('signing_keys')
           .set({ state: 'retired', retired_at: now, expires_at: retiredExpiresAt })
           .where('use', '=', use)
-          .where('state', '=', 'active')
-          .where('kid', '!=', next[0]!.kid)
+          .where('state', 'in', ['active', 'next'])
+          .where('kid', '!=', next.kid)
           .execute();
         await trx.insertInto('signing_keys').values(toRow(newNext)).execute();
         return true;

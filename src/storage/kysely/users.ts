@@ -71,6 +71,8 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
         const grants = trx.selectFrom('grants').select('id').where('user_id', '=', id);
         await trx.deleteFrom('refresh_tokens').where('grant_id', 'in', grants).execute();
         await trx.deleteFrom('authorization_codes').where('user_id', '=', id).execute();
+        await trx.deleteFrom('consents').where('user_id', '=', id).execute();
+        await trx.deleteFrom('sessions').where('user_id', '=', id).execute();
         await trx.deleteFrom('grants').where('user_id', '=', id).execute();
         const result = await trx.deleteFrom('users').where('id', '=', id).executeTakeFirst();
         return result.numDeletedRows > 0n;

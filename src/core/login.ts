@@ -1,0 +1,42 @@
+import type { Storage, User } from '../storage/repositories.ts';
+import { decoyPasswordHash, verifyPassword } from './passwords.ts';
+import { inProcessFailureCounter, type FailureCounter } from './rate-limit.ts';
+
+export type LoginResult =
+  | { outcome: 'success'; user: User }
+  /** Wrong email, wrong password or disabled account: one answer for all, so emails cannot be probed. */
+  | { outcome: 'invalid' }
+  | { outcome: 'throttled'; retryAfterSeconds: number };
+
+/**
+ * Email and password sign-in, throttled per account and per client address. Unknown emails cost
+ * the same Argon2id verification as known ones.
+ */
+export class LoginService {
+  #storage: Storage;
+  #perAccount: FailureCounter;
+  #perAddress: FailureCounter;
+
+  constructor(storage: Storage, limits: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number }) {
+    this.#storage = storage;
+    this.#perAccount = inProcessFailureCounter(limits.maxFailuresPerAccount, limits.windowSeconds);
+    this.#perAddress = inProcessFailureCounter(limits.maxFailuresPerAddress, limits.windowSeconds);
+  }
+
+  async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
+    const account = `account:${email.trim().toLowerCase()}`;
+    const client = `address:${address}`;
+    const wait = Math.max(this.#perAccount.blockedFor(account, now), this.#perAddress.blockedFor(client, now));
+    if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: wait };
+
+    const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(email) : undefined;
+    const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
+    if (!user || !valid || user.disabledAt !== null) {
+      this.#perAccount.fail(account, now);
+      this.#perAddress.fail(client, now);
+      return { outcome: 'invalid' };
+    }
+    this.#perAccount.reset(account);
+    return { outcome: 'success', user };
+  }
+}

@@ -1,0 +1,881 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
+import { migrate, openDatabase } from '../../src/storage/database.ts';
+import { createStorage } from '../../src/storage/kysely/index.ts';
+import type {
+  AuditEvent,
+  AuthorizationCode,
+  Grant,
+  KeyState,
+  KeyUse,
+  NewClient,
+  RefreshToken,
+  SigningKeyRecord,
+  Storage,
+  User,
+} from '../../src/storage/repositories.ts';
+import { createTestDatabase, DIALECTS, type TestDatabase, type TestDialect } from '../support/databases.ts';
+
+/**
+ * The storage contract: what every implementation of the repository interfaces promises, checked
+ * against each dialect. Times are a frozen clock in epoch seconds.
+ */
+const NOW = 1_750_000_000;
+const HOUR = 3600;
+
+interface OpenStorage {
+  storage: Storage;
+  database: TestDatabase;
+}
+
+const storageOptions = (database: TestDatabase) => ({ databaseUrl: database.databaseUrl, sqlitePath: join(database.dataDir, 'gatehouse.sqlite') });
+
+async function openFreshStorage(dialect: TestDialect): Promise<OpenStorage> {
+  const database = await createTestDatabase(dialect);
+  return { storage: await createStorage(storageOptions(database)), database };
+}
+
+async function closeStorage(open: OpenStorage | undefined): Promise<void> {
+  if (!open) return;
+  try {
+    await open.storage.close();
+  } finally {
+    await open.database.drop();
+  }
+}
+
+/** A database of its own for every test of the enclosing `describe`: for behaviour that spans a whole table. */
+function freshStorageForEachTest(dialect: TestDialect): () => Storage {
+  let open: OpenStorage | undefined;
+  beforeEach(async () => {
+    open = await openFreshStorage(dialect);
+  });
+  afterEach(async () => {
+    await closeStorage(open);
+    open = undefined;
+  });
+  return () => open!.storage;
+}
+
+// Records, built directly. Every call makes fresh ids, so tests sharing a database never collide.
+
+const aClient = (overrides: Partial<NewClient> = {}): NewClient => ({
+  id: randomUUID(),
+  name: 'Billing service',
+  description: 'Reads invoices',
+  ownerUserId: null,
+  type: 'confidential',
+  baseUrl: null,
+  redirectUris: [],
+  postLogoutRedirectUris: [],
+  grantTypes: ['client_credentials'],
+  scopes: ['invoices:read'],
+  defaultScopes: [],
+  isAdmin: false,
+  firstParty: false,
+  allowImpersonation: false,
+  ...overrides,
+});
+
+const aUser = (overrides: Partial<Omit<User, 'createdAt' | 'updatedAt'>> = {}): Omit<User, 'createdAt' | 'updatedAt'> => ({
+  id: randomUUID(),
+  email: `ada.${randomUUID()}@example.com`,
+  name: 'Ada Lovelace',
+  passwordHash: '$scrypt$placeholder',
+  emailVerified: false,
+  disabledAt: null,
+  ...overrides,
+});
+
+const aGrant = (clientId: string, userId: string | null, overrides: Partial<Grant> = {}): Grant => ({
+  id: randomUUID(),
+  clientId,
+  userId,
+  kind: userId === null ? 'client_credentials' : 'authorization_code',
+  scopes: ['openid', 'invoices:read'],
+  authTime: userId === null ? null : NOW - 60,
+  createdAt: NOW,
+  expiresAt: null,
+  revokedAt: null,
+  ...overrides,
+});
+
+const aRefreshToken = (grant: Grant, overrides: Partial<RefreshToken> = {}): RefreshToken => ({
+  digest: digestOf(createOpaqueToken('rt')),
+  grantId: grant.id,
+  clientId: grant.clientId,
+  scopes: grant.scopes,
+  createdAt: NOW,
+  expiresAt: NOW + 30 * 24 * HOUR,
+  consumedAt: null,
+  ...overrides,
+});
+
+/** The token `rotate` stores in place of `previous`. */
+const successorOf = (previous: RefreshToken, digest: string, now: number): RefreshToken => ({
+  ...previous,
+  digest,
+  createdAt: now,
+  expiresAt: now + 30 * 24 * HOUR,
+  consumedAt: null,
+});
+
+const aCode = (clientId: string, userId: string, overrides: Partial<AuthorizationCode> = {}): AuthorizationCode => ({
+  digest: digestOf(createOpaqueToken('ac')),
+  clientId,
+  userId,
+  redirectUri: 'https://app.example.com/callback',
+  scopes: ['openid', 'profile'],
+  codeChallenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+  codeChallengeMethod: 'S256',
+  nonce: 'n-0S6_WzA2Mj',
+  authTime: NOW - 30,
+  redirectUriExplicit: true,
+  grantId: null,
+  accessTokenJti: null,
+  accessTokenExpiresAt: null,
+  createdAt: NOW,
+  expiresAt: NOW + 60,
+  consumedAt: null,
+  ...overrides,
+});
+
+/** Signing keys with placeholder key material: the repository stores the text without parsing it. */
+const aKey = (use: KeyUse, state: KeyState, overrides: Partial<SigningKeyRecord> = {}): SigningKeyRecord => {
+  const kid = randomUUID();
+  return {
+    kid,
+    use,
+    alg: use === 'access' ? 'ES256' : 'RS256',
+    state,
+    publicJwk: `{"kty":"placeholder","kid":"${kid}"}`,
+    privateJwk: `placeholder.jwe.${kid}`,
+    createdAt: NOW - 10 * 24 * HOUR,
+    activatedAt: state === 'next' ? null : NOW - 10 * 24 * HOUR,
+    retiredAt: null,
+    expiresAt: null,
+    ...overrides,
+  };
+};
+
+const anEvent = (overrides: Partial<AuditEvent>): AuditEvent => ({
+  at: NOW,
+  kind: 'token.issued',
+  outcome: 'success',
+  clientId: null,
+  userId: null,
+  data: {},
+  ...overrides,
+});
+
+const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
+
+for (const dialect of DIALECTS) {
+  describe(`storage contract on ${dialect}`, () => {
+    /** One database for the tests whose records are their own (fresh ids); see `freshStorageForEachTest` for the others. */
+    let shared: OpenStorage | undefined;
+    const storage = () => shared!.storage;
+
+    before(async () => {
+      shared = await openFreshStorage(dialect);
+    });
+    after(async () => {
+      await closeStorage(shared);
+    });
+
+    /** A client and a user, stored, for the records that reference them. */
+    async function aClientAndUser(): Promise<{ clientId: string; userId: string }> {
+      const client = await storage().clients.create(aClient(), NOW);
+      const user = await storage().users.create(aUser(), NOW);
+      return { clientId: client.id, userId: user.id };
+    }
+
+    describe('migrations', () => {
+      it('applies nothing when the schema is current, and a second storage opens over the first one’s data', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+
+        const handle = openDatabase(storageOptions(shared!.database));
+        try {
+          assert.deepEqual(await migrate(handle), []);
+        } finally {
+          await handle.close();
+        }
+
+        const second = await createStorage(storageOptions(shared!.database));
+        try {
+          assert.deepEqual(await second.clients.find(client.id), client);
+        } finally {
+          await second.close();
+        }
+      });
+
+      it('reports the migrations it applied to an empty database', async () => {
+        const database = await createTestDatabase(dialect);
+        try {
+          const handle = openDatabase(storageOptions(database));
+          try {
+            const applied = await migrate(handle);
+            assert.equal(applied[0], '001-foundation');
+            assert.deepEqual(applied, [...applied].sort(), 'in order of their names');
+            assert.deepEqual(await migrate(handle), []);
+          } finally {
+            await handle.close();
+          }
+        } finally {
+          await database.drop();
+        }
+      });
+
+      it('lets several instances start on one empty database at once', { skip: dialect === 'sqlite' ? 'SQLite is embedded: one process owns the file' : false }, async () => {
+        const database = await createTestDatabase(dialect);
+        try {
+          const instances = await Promise.all([1, 2, 3].map(() => createStorage(storageOptions(database))));
+          await Promise.all(instances.map((instance) => instance.ping()));
+          await Promise.all(instances.map((instance) => instance.close()));
+        } finally {
+          await database.drop();
+        }
+      });
+    });
+
+    describe('clients', () => {
+      it('creates a client and finds it by id, with the creation time', async () => {
+        const input = aClient();
+        const created = await storage().clients.create(input, NOW);
+        assert.deepEqual(created, { ...input, createdAt: NOW, updatedAt: NOW });
+        assert.deepEqual(await storage().clients.find(input.id), created);
+      });
+
+      it('finds nothing for an unknown id', async () => {
+        assert.equal(await storage().clients.find(randomUUID()), undefined);
+        assert.equal(await storage().clients.findWithSecrets(randomUUID()), undefined);
+      });
+
+      it('lists clients oldest first, every field round-tripping exactly: lists, flags and nulls', async () => {
+        const full = aClient({
+          name: 'Dashboard',
+          description: 'The operator’s single-page app',
+          ownerUserId: randomUUID(),
+          type: 'public',
+          baseUrl: 'https://dashboard.example.com',
+          redirectUris: ['https://dashboard.example.com/callback', 'http://127.0.0.1:8080/callback'],
+          postLogoutRedirectUris: ['https://dashboard.example.com/'],
+          grantTypes: ['authorization_code', 'refresh_token', 'password'],
+          scopes: ['openid', 'profile', 'email', 'admin'],
+          defaultScopes: ['openid', 'profile'],
+          isAdmin: true,
+          firstParty: true,
+          allowImpersonation: true,
+        });
+        const bare = aClient({ name: 'Bare', description: '', grantTypes: [], scopes: [] });
+        await storage().clients.create(bare, NOW + 1);
+        await storage().clients.create(full, NOW);
+
+        const listed = (await storage().clients.list()).filter((client) => client.id === full.id || client.id === bare.id);
+        assert.deepEqual(listed, [
+          { ...full, createdAt: NOW, updatedAt: NOW },
+          { ...bare, createdAt: NOW + 1, updatedAt: NOW + 1 },
+        ]);
+      });
+
+      it('updates only the fields in the patch, and the update time', async () => {
+        const input = aClient({ baseUrl: 'https://billing.example.com', redirectUris: ['https://billing.example.com/cb'], firstParty: true });
+        await storage().clients.create(input, NOW);
+
+        const updated = await storage().clients.update(input.id, { name: 'Billing v2', baseUrl: null, redirectUris: [], firstParty: false, isAdmin: true }, NOW + 60);
+
+        const expected = { ...input, name: 'Billing v2', baseUrl: null, redirectUris: [], firstParty: false, isAdmin: true, createdAt: NOW, updatedAt: NOW + 60 };
+        assert.deepEqual(updated, expected);
+        assert.deepEqual(await storage().clients.find(input.id), expected);
+      });
+
+      it('updates nothing and returns undefined for an unknown client', async () => {
+        assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW), undefined);
+      });
+
+      it('stores secrets and returns them with the client in one read', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        const first = { id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null };
+        const second = { id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'wxyz', createdAt: NOW + 1, expiresAt: NOW + 7 * 24 * HOUR };
+        await storage().clients.addSecret(second);
+        await storage().clients.addSecret(first);
+
+        assert.deepEqual(await storage().clients.listSecrets(client.id), [first, second]);
+        const found = await storage().clients.findWithSecrets(client.id);
+        assert.deepEqual(found?.client, client);
+        assert.deepEqual(
+          found?.secrets.sort((a, b) => a.createdAt - b.createdAt),
+          [first, second],
+        );
+      });
+
+      it('returns an empty secret list for a client without secrets', async () => {
+        const client = await storage().clients.create(aClient({ type: 'public' }), NOW);
+        assert.deepEqual(await storage().clients.findWithSecrets(client.id), { client, secrets: [] });
+      });
+
+      it('deletes a secret only through the client it belongs to', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        const other = await storage().clients.create(aClient(), NOW);
+        const secret = { id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null };
+        await storage().clients.addSecret(secret);
+
+        assert.equal(await storage().clients.deleteSecret(other.id, secret.id), false);
+        assert.deepEqual(await storage().clients.listSecrets(client.id), [secret]);
+
+        assert.equal(await storage().clients.deleteSecret(client.id, secret.id), true);
+        assert.deepEqual(await storage().clients.listSecrets(client.id), []);
+        assert.equal(await storage().clients.deleteSecret(client.id, secret.id), false);
+      });
+
+      it('deletes a client with its secrets, grants, refresh tokens and codes, leaving other clients’ alone', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const seed = async () => {
+          const client = await storage().clients.create(aClient(), NOW);
+          const secret = { id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null };
+          await storage().clients.addSecret(secret);
+          const userGrant = aGrant(client.id, user.id);
+          const clientGrant = aGrant(client.id, null);
+          await storage().grants.create(userGrant);
+          await storage().grants.create(clientGrant);
+          const refreshToken = aRefreshToken(userGrant);
+          await storage().refreshTokens.insert(refreshToken);
+          const code = aCode(client.id, user.id);
+          await storage().codes.insert(code);
+          return { client, userGrant, clientGrant, refreshToken, code };
+        };
+        const doomed = await seed();
+        const kept = await seed();
+
+        assert.equal(await storage().clients.delete(doomed.client.id), true);
+
+        assert.equal(await storage().clients.find(doomed.client.id), undefined);
+        assert.deepEqual(await storage().clients.listSecrets(doomed.client.id), []);
+        assert.equal(await storage().grants.find(doomed.userGrant.id), undefined);
+        assert.equal(await storage().grants.find(doomed.clientGrant.id), undefined);
+        assert.equal(await storage().refreshTokens.find(doomed.refreshToken.digest), undefined);
+        assert.deepEqual(await storage().codes.consume(doomed.code.digest, randomUUID(), NOW), { outcome: 'not_found' });
+
+        assert.equal((await storage().clients.findWithSecrets(kept.client.id))?.secrets.length, 1);
+        assert.deepEqual(await storage().grants.find(kept.userGrant.id), kept.userGrant);
+        assert.deepEqual(await storage().grants.find(kept.clientGrant.id), kept.clientGrant);
+        assert.deepEqual((await storage().refreshTokens.find(kept.refreshToken.digest))?.token, kept.refreshToken);
+        assert.equal((await storage().codes.consume(kept.code.digest, randomUUID(), NOW)).outcome, 'consumed');
+        assert.deepEqual(await storage().users.findById(user.id), user);
+      });
+
+      it('reports false when deleting a client that does not exist', async () => {
+        assert.equal(await storage().clients.delete(randomUUID()), false);
+      });
+    });
+
+    describe('users', () => {
+      it('creates a user with the email lower-cased and finds them by id', async () => {
+        const input = aUser({ email: `Ada.${randomUUID()}@Example.COM`, emailVerified: true });
+        const created = await storage().users.create(input, NOW);
+        assert.deepEqual(created, { ...input, email: input.email.toLowerCase(), createdAt: NOW, updatedAt: NOW });
+        assert.deepEqual(await storage().users.findById(input.id), created);
+      });
+
+      it('finds a user by email whatever its case', async () => {
+        const local = `grace.${randomUUID()}`;
+        const created = await storage().users.create(aUser({ email: `${local}@example.com` }), NOW);
+        assert.deepEqual(await storage().users.findByEmail(`${local.toUpperCase()}@EXAMPLE.com`), created);
+        assert.equal(await storage().users.findByEmail(`nobody.${randomUUID()}@example.com`), undefined);
+      });
+
+      it('refuses a second user whose email differs only in case, with EmailTakenError', async () => {
+        const local = `alan.${randomUUID()}`;
+        const first = await storage().users.create(aUser({ email: `${local}@example.com` }), NOW);
+        const second = aUser({ email: `${local.toUpperCase()}@Example.Com` });
+
+        await assert.rejects(storage().users.create(second, NOW), { name: 'EmailTakenError', code: 'ERR_EMAIL_TAKEN' });
+        assert.equal(await storage().users.findById(second.id), undefined);
+        assert.deepEqual(await storage().users.findByEmail(first.email), first);
+      });
+
+      it('lets exactly one of several concurrent sign-ups with one email through', async () => {
+        const email = `race.${randomUUID()}@example.com`;
+        const attempts = Array.from({ length: 10 }, (_, i) => aUser({ email: i % 2 === 0 ? email : email.toUpperCase() }));
+
+        const results = await Promise.allSettled(attempts.map((user) => storage().users.create(user, NOW)));
+
+        assert.equal(results.filter((result) => result.status === 'fulfilled').length, 1);
+        for (const result of results) {
+          if (result.status === 'rejected') assert.equal((result.reason as { code?: string }).code, 'ERR_EMAIL_TAKEN');
+        }
+      });
+
+      it('lists users oldest first', async () => {
+        const later = await storage().users.create(aUser(), NOW + 5);
+        const earlier = await storage().users.create(aUser(), NOW + 4);
+        const listed = (await storage().users.list()).filter((user) => user.id === later.id || user.id === earlier.id);
+        assert.deepEqual(listed, [earlier, later]);
+      });
+
+      it('disables and re-enables a user, recording the update time', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+
+        assert.equal(await storage().users.setDisabled(user.id, NOW + 10, NOW + 10), true);
+        assert.deepEqual(await storage().users.findById(user.id), { ...user, disabledAt: NOW + 10, updatedAt: NOW + 10 });
+
+        assert.equal(await storage().users.setDisabled(user.id, null, NOW + 20), true);
+        assert.deepEqual(await storage().users.findById(user.id), { ...user, disabledAt: null, updatedAt: NOW + 20 });
+      });
+
+      it('changes a password hash', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        assert.equal(await storage().users.setPasswordHash(user.id, '$scrypt$new', NOW + 1), true);
+        assert.deepEqual(await storage().users.findById(user.id), { ...user, passwordHash: '$scrypt$new', updatedAt: NOW + 1 });
+      });
+
+      it('reports false when changing a user that does not exist', async () => {
+        assert.equal(await storage().users.setDisabled(randomUUID(), NOW, NOW), false);
+        assert.equal(await storage().users.setPasswordHash(randomUUID(), '$scrypt$new', NOW), false);
+        assert.equal(await storage().users.delete(randomUUID()), false);
+      });
+
+      it('deletes a user with their grants, refresh tokens and codes, leaving other users’ and the client alone', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        const seed = async () => {
+          const user = await storage().users.create(aUser(), NOW);
+          const grant = aGrant(client.id, user.id);
+          await storage().grants.create(grant);
+          const refreshToken = aRefreshToken(grant);
+          await storage().refreshTokens.insert(refreshToken);
+          const code = aCode(client.id, user.id);
+          await storage().codes.insert(code);
+          return { user, grant, refreshToken, code };
+        };
+        const doomed = await seed();
+        const kept = await seed();
+
+        assert.equal(await storage().users.delete(doomed.user.id), true);
+
+        assert.equal(await storage().users.findById(doomed.user.id), undefined);
+        assert.equal(await storage().users.findByEmail(doomed.user.email), undefined);
+        assert.equal(await storage().grants.find(doomed.grant.id), undefined);
+        assert.deepEqual(await storage().grants.listForUser(doomed.user.id), []);
+        assert.equal(await storage().refreshTokens.find(doomed.refreshToken.digest), undefined);
+        assert.deepEqual(await storage().codes.consume(doomed.code.digest, randomUUID(), NOW), { outcome: 'not_found' });
+
+        assert.deepEqual(await storage().users.findById(kept.user.id), kept.user);
+        assert.deepEqual(await storage().grants.listForUser(kept.user.id), [kept.grant]);
+        assert.deepEqual((await storage().refreshTokens.find(kept.refreshToken.digest))?.token, kept.refreshToken);
+        assert.equal((await storage().codes.consume(kept.code.digest, randomUUID(), NOW)).outcome, 'consumed');
+        assert.deepEqual(await storage().clients.find(client.id), client);
+      });
+    });
+
+    describe('grants', () => {
+      it('creates a grant and finds it, nullable fields included', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const forUser = aGrant(clientId, userId, { expiresAt: NOW + 90 * 24 * HOUR });
+        const forClient = aGrant(clientId, null);
+        await storage().grants.create(forUser);
+        await storage().grants.create(forClient);
+
+        assert.deepEqual(await storage().grants.find(forUser.id), forUser);
+        assert.deepEqual(await storage().grants.find(forClient.id), forClient);
+        assert.equal(await storage().grants.find(randomUUID()), undefined);
+      });
+
+      it('revokes a grant once: find shows the revocation time, and a second revocation reports false and keeps it', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const grant = aGrant(clientId, userId);
+        await storage().grants.create(grant);
+
+        assert.equal(await storage().grants.revoke(grant.id, NOW + 10), true);
+        assert.deepEqual(await storage().grants.find(grant.id), { ...grant, revokedAt: NOW + 10 });
+
+        assert.equal(await storage().grants.revoke(grant.id, NOW + 20), false);
+        assert.equal((await storage().grants.find(grant.id))?.revokedAt, NOW + 10);
+      });
+
+      it('reports false when revoking a grant that does not exist', async () => {
+        assert.equal(await storage().grants.revoke(randomUUID(), NOW), false);
+      });
+
+      it('lists a user’s grants newest first, and only theirs', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const other = await storage().users.create(aUser(), NOW);
+        const older = aGrant(clientId, userId, { createdAt: NOW - 100 });
+        const newer = aGrant(clientId, userId, { createdAt: NOW });
+        await storage().grants.create(older);
+        await storage().grants.create(newer);
+        await storage().grants.create(aGrant(clientId, other.id));
+        await storage().grants.create(aGrant(clientId, null));
+
+        assert.deepEqual(await storage().grants.listForUser(userId), [newer, older]);
+        assert.deepEqual(await storage().grants.listForUser(randomUUID()), []);
+      });
+    });
+
+    describe('refresh tokens', () => {
+      async function aLiveToken(): Promise<{ grant: Grant; token: RefreshToken }> {
+        const { clientId, userId } = await aClientAndUser();
+        const grant = aGrant(clientId, userId);
+        await storage().grants.create(grant);
+        const token = aRefreshToken(grant);
+        await storage().refreshTokens.insert(token);
+        return { grant, token };
+      }
+
+      it('finds a stored token together with its grant', async () => {
+        const { grant, token } = await aLiveToken();
+        assert.deepEqual(await storage().refreshTokens.find(token.digest), { token, grant });
+        assert.equal(await storage().refreshTokens.find(digestOf(createOpaqueToken('rt'))), undefined);
+      });
+
+      it('shows a revoked grant through the tokens issued from it', async () => {
+        const { grant, token } = await aLiveToken();
+        await storage().grants.revoke(grant.id, NOW + 5);
+        assert.equal((await storage().refreshTokens.find(token.digest))?.grant.revokedAt, NOW + 5);
+      });
+
+      it('rotates a live token: consumes it, stores the successor and returns the previous token with its grant', async () => {
+        const { grant, token } = await aLiveToken();
+        const successorDigest = digestOf(createOpaqueToken('rt'));
+
+        const result = await storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, successorDigest, NOW + 60), NOW + 60);
+
+        assert.deepEqual(result, { outcome: 'rotated', previous: { ...token, consumedAt: NOW + 60 }, grant });
+        assert.deepEqual(await storage().refreshTokens.find(token.digest), { token: { ...token, consumedAt: NOW + 60 }, grant });
+        assert.deepEqual(await storage().refreshTokens.find(successorDigest), { token: successorOf(token, successorDigest, NOW + 60), grant });
+      });
+
+      it('reports a consumed token presented again as reused, with the first consumption time, and stores nothing', async () => {
+        const { grant, token } = await aLiveToken();
+        const firstSuccessor = digestOf(createOpaqueToken('rt'));
+        const replaySuccessor = digestOf(createOpaqueToken('rt'));
+        await storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, firstSuccessor, NOW + 60), NOW + 60);
+
+        const replay = await storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, replaySuccessor, NOW + 120), NOW + 120);
+
+        assert.deepEqual(replay, { outcome: 'reused', previous: { ...token, consumedAt: NOW + 60 }, grant });
+        assert.equal(await storage().refreshTokens.find(replaySuccessor), undefined);
+        assert.equal((await storage().refreshTokens.find(firstSuccessor))?.token.consumedAt, null);
+      });
+
+      it('reports an unknown token as not found, and stores nothing', async () => {
+        const successorDigest = digestOf(createOpaqueToken('rt'));
+        const { token } = await aLiveToken();
+        const result = await storage().refreshTokens.rotate(digestOf(createOpaqueToken('rt')), () => successorOf(token, successorDigest, NOW), NOW);
+        assert.deepEqual(result, { outcome: 'not_found' });
+        assert.equal(await storage().refreshTokens.find(successorDigest), undefined);
+      });
+
+      it('lets exactly one of 20 concurrent rotations of one token win; the others see reuse and store nothing', async () => {
+        const { token } = await aLiveToken();
+        const successorDigests = Array.from({ length: 20 }, () => digestOf(createOpaqueToken('rt')));
+
+        const results = await Promise.all(
+          successorDigests.map((digest) => storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, digest, NOW + 60), NOW + 60)),
+        );
+
+        assert.equal(results.filter((result) => result.outcome === 'rotated').length, 1);
+        assert.equal(results.filter((result) => result.outcome === 'reused').length, 19);
+        const stored = await Promise.all(successorDigests.map((digest) => storage().refreshTokens.find(digest)));
+        assert.equal(stored.filter((found) => found !== undefined).length, 1);
+        const winner = results.findIndex((result) => result.outcome === 'rotated');
+        assert.notEqual(stored[winner], undefined, 'the stored successor is the winner’s');
+      });
+    });
+
+    describe('authorization codes', () => {
+      async function aStoredCode(): Promise<AuthorizationCode> {
+        const { clientId, userId } = await aClientAndUser();
+        const code = aCode(clientId, userId);
+        await storage().codes.insert(code);
+        return code;
+      }
+
+      it('consumes a code once, recording the grant made from it', async () => {
+        const code = await aStoredCode();
+        const grantId = randomUUID();
+        assert.deepEqual(await storage().codes.consume(code.digest, grantId, NOW + 5), {
+          outcome: 'consumed',
+          code: { ...code, grantId, consumedAt: NOW + 5 },
+        });
+      });
+
+      it('reports a code presented again as reused, carrying the grant made from its first use', async () => {
+        const code = await aStoredCode();
+        const firstGrantId = randomUUID();
+        await storage().codes.consume(code.digest, firstGrantId, NOW + 5);
+
+        assert.deepEqual(await storage().codes.consume(code.digest, randomUUID(), NOW + 10), {
+          outcome: 'reused',
+          code: { ...code, grantId: firstGrantId, consumedAt: NOW + 5 },
+        });
+      });
+
+      it('reports an unknown code as not found', async () => {
+        assert.deepEqual(await storage().codes.consume(digestOf(createOpaqueToken('ac')), randomUUID(), NOW), { outcome: 'not_found' });
+      });
+
+      it('round-trips a code without PKCE or nonce', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const code = aCode(clientId, userId, { codeChallenge: null, codeChallengeMethod: null, nonce: null, scopes: [] });
+        await storage().codes.insert(code);
+        const grantId = randomUUID();
+        assert.deepEqual(await storage().codes.consume(code.digest, grantId, NOW), { outcome: 'consumed', code: { ...code, grantId, consumedAt: NOW } });
+      });
+
+      it('lets exactly one of 20 concurrent exchanges of one code win; the others see reuse with the winner’s grant', async () => {
+        const code = await aStoredCode();
+        const grantIds = Array.from({ length: 20 }, () => randomUUID());
+
+        const results = await Promise.all(grantIds.map((grantId) => storage().codes.consume(code.digest, grantId, NOW + 5)));
+
+        const winners = results.flatMap((result, i) => (result.outcome === 'consumed' ? [grantIds[i]] : []));
+        assert.equal(winners.length, 1);
+        for (const result of results) {
+          assert.notEqual(result.outcome, 'not_found');
+          if (result.outcome !== 'not_found') assert.equal(result.code.grantId, winners[0]);
+        }
+      });
+    });
+
+    describe('signing keys', () => {
+      const storage = freshStorageForEachTest(dialect);
+
+      it('stores keys and lists them all, oldest first', async () => {
+        const active = aKey('access', 'active', { createdAt: NOW - 100 });
+        const next = aKey('access', 'next', { createdAt: NOW - 50 });
+        const retired = aKey('id', 'retired', { createdAt: NOW - 200, retiredAt: NOW - 100, expiresAt: NOW - 1 });
+        await storage().keys.insert(next);
+        await storage().keys.insert(active);
+        await storage().keys.insert(retired);
+
+        assert.deepEqual(await storage().keys.listAll(), [retired, active, next]);
+      });
+
+      it('publishes next, active and retired-but-unexpired keys, and omits retired keys past their expiry', async () => {
+        const active = aKey('access', 'active');
+        const next = aKey('access', 'next');
+        const retiring = aKey('access', 'retired', { retiredAt: NOW - HOUR, expiresAt: NOW + HOUR });
+        const expired = aKey('id', 'retired', { retiredAt: NOW - 2 * HOUR, expiresAt: NOW - 1 });
+        for (const key of [active, next, retiring, expired]) await storage().keys.insert(key);
+
+        assert.deepEqual(kids(await storage().keys.listPublished(NOW)), kids([active, next, retiring]));
+        assert.deepEqual(kids(await storage().keys.listPublished(NOW + HOUR + 1)), kids([active, next]));
+      });
+
+      it('rotates one use: next becomes active, active becomes retired until the given time, the new next is published', async () => {
+        const active = aKey('access', 'active');
+        const next = aKey('access', 'next');
+        const idActive = aKey('id', 'active');
+        const idNext = aKey('id', 'next');
+        for (const key of [active, next, idActive, idNext]) await storage().keys.insert(key);
+        const newNext = aKey('access', 'next', { createdAt: NOW });
+
+        assert.equal(await storage().keys.rotate('access', newNext, NOW, NOW + 2 * HOUR), true);
+
+        const byKid = new Map((await storage().keys.listAll()).map((key) => [key.kid, key]));
+        assert.equal(byKid.size, 5);
+        assert.deepEqual(byKid.get(active.kid), { ...active, state: 'retired', retiredAt: NOW, expiresAt: NOW + 2 * HOUR });
+        assert.deepEqual(byKid.get(next.kid), { ...next, state: 'active', activatedAt: NOW });
+        assert.deepEqual(byKid.get(newNext.kid), newNext);
+        assert.deepEqual(byKid.get(idActive.kid), idActive, 'the other use is untouched');
+        assert.deepEqual(byKid.get(idNext.kid), idNext, 'the other use is untouched');
+        assert.deepEqual(kids(await storage().keys.listPublished(NOW + HOUR)), kids([active, next, newNext, idActive, idNext]));
+        assert.deepEqual(kids(await storage().keys.listPublished(NOW + 2 * HOUR + 1)), kids([next, newNext, idActive, idNext]));
+      });
+
+      it('returns false and changes nothing when there is no next key to promote', async () => {
+        const active = aKey('access', 'active');
+        const idNext = aKey('id', 'next');
+        await storage().keys.insert(active);
+        await storage().keys.insert(idNext);
+        const before = await storage().keys.listAll();
+
+        assert.equal(await storage().keys.rotate('access', aKey('access', 'next', { createdAt: NOW }), NOW, NOW + HOUR), false);
+
+        assert.deepEqual(await storage().keys.listAll(), before);
+      });
+
+      it('keeps one active and one next key when two rotations race, a losing rotation publishing nothing', async () => {
+        await storage().keys.insert(aKey('access', 'active'));
+        await storage().keys.insert(aKey('access', 'next'));
+        const candidates = [aKey('access', 'next', { createdAt: NOW }), aKey('access', 'next', { createdAt: NOW + 1 })];
+
+        // Overlapping rotations: one wins, the other returns false. Rotations that happen not to
+        // overlap (SQLite runs them one after the other) both succeed. Either way the key set stays
+        // well formed. Two open connections first, so that on PostgreSQL the two do overlap.
+        await Promise.all([storage().ping(), storage().ping()]);
+        const results = await Promise.all(candidates.map((candidate) => storage().keys.rotate('access', candidate, NOW, NOW + HOUR)));
+
+        assert.ok(results.includes(true));
+        const all = await storage().keys.listAll();
+        assert.equal(all.filter((key) => key.state === 'active').length, 1);
+        assert.equal(all.filter((key) => key.state === 'next').length, 1);
+        assert.equal(all.filter((key) => key.state === 'retired').length, results.filter(Boolean).length);
+        candidates.forEach((candidate, i) => assert.equal(all.some((key) => key.kid === candidate.kid), results[i], 'a candidate is stored exactly when its rotation won'));
+      });
+
+      it('rotates to one active and one next key after instances racing at first start published two of each', async () => {
+        const actives = [aKey('access', 'active', { createdAt: NOW - 100 }), aKey('access', 'active', { createdAt: NOW - 100 })];
+        const nexts = [aKey('access', 'next', { createdAt: NOW - 100 }), aKey('access', 'next', { createdAt: NOW - 100 })];
+        for (const key of [...actives, ...nexts]) await storage().keys.insert(key);
+        const newNext = aKey('access', 'next', { createdAt: NOW });
+
+        assert.equal(await storage().keys.rotate('access', newNext, NOW, NOW + HOUR), true);
+
+        const all = await storage().keys.listAll();
+        assert.equal(all.filter((key) => key.state === 'active').length, 1);
+        assert.deepEqual(all.filter((key) => key.state === 'next').map((key) => key.kid), [newNext.kid]);
+        assert.ok(all.filter((key) => key.state === 'retired').every((key) => key.retiredAt === NOW && key.expiresAt === NOW + HOUR));
+        const promoted = all.find((key) => key.state === 'active')!;
+        assert.ok(nexts.some((key) => key.kid === promoted.kid), 'a next key was promoted');
+      });
+    });
+
+    describe('revoked access tokens', () => {
+      it('records a revoked jti, and revoking it again is harmless', async () => {
+        const jti = randomUUID();
+        assert.equal(await storage().revocations.isJtiRevoked(jti), false);
+
+        await storage().revocations.revokeJti(jti, NOW + HOUR);
+        await storage().revocations.revokeJti(jti, NOW + HOUR);
+
+        assert.equal(await storage().revocations.isJtiRevoked(jti), true);
+        assert.equal(await storage().revocations.isJtiRevoked(randomUUID()), false);
+      });
+    });
+
+    describe('audit events', () => {
+      let log: OpenStorage | undefined;
+      const audit = () => log!.storage.audit;
+      const [c1, c2, u1, u2] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+      const times = (events: AuditEvent[]) => events.map((event) => event.at - NOW);
+
+      before(async () => {
+        log = await openFreshStorage(dialect);
+        await log.storage.audit.append([
+          anEvent({ at: NOW, kind: 'token.issued', clientId: c1, userId: u1, data: { grant: 'password', scopes: ['openid'] } }),
+          anEvent({ at: NOW + 10, kind: 'token.refused', outcome: 'failure', clientId: c2, data: { error: 'invalid_grant' } }),
+          anEvent({ at: NOW + 20, kind: 'token.issued', clientId: c1, userId: u2 }),
+        ]);
+        await log.storage.audit.append([]);
+        await log.storage.audit.append([
+          anEvent({ at: NOW + 30, kind: 'client.created', data: { by: 'cli', nested: { n: 1, ok: true, none: null } } }),
+          anEvent({ at: NOW + 40, kind: 'token.issued', clientId: c2, userId: u1 }),
+        ]);
+        // Buffered on another instance and flushed last, though it happened before most of the above.
+        await log.storage.audit.append([anEvent({ at: NOW + 5, kind: 'refresh_token.reused', outcome: 'failure', clientId: c1, userId: u1 })]);
+      });
+      after(async () => {
+        await closeStorage(log);
+      });
+
+      it('returns every field as appended, with an id assigned', async () => {
+        const events = await audit().query({});
+        assert.equal(events.length, 6);
+        assert.equal(new Set(events.map((event) => event.id)).size, 6);
+        for (const event of events) assert.equal(typeof event.id, 'number');
+        const { id: _id, ...created } = events.find((event) => event.kind === 'client.created')!;
+        assert.deepEqual(created, anEvent({ at: NOW + 30, kind: 'client.created', data: { by: 'cli', nested: { n: 1, ok: true, none: null } } }));
+        const { id: _id2, ...refused } = events.find((event) => event.kind === 'token.refused')!;
+        assert.deepEqual(refused, anEvent({ at: NOW + 10, kind: 'token.refused', outcome: 'failure', clientId: c2, data: { error: 'invalid_grant' } }));
+      });
+
+      it('lists events newest first by time, even when a later batch carries earlier events', async () => {
+        assert.deepEqual(times(await audit().query({})), [40, 30, 20, 10, 5, 0]);
+      });
+
+      it('filters on a time window that includes `since` and excludes `until`', async () => {
+        assert.deepEqual(times(await audit().query({ since: NOW + 10 })), [40, 30, 20, 10]);
+        assert.deepEqual(times(await audit().query({ until: NOW + 10 })), [5, 0]);
+        assert.deepEqual(times(await audit().query({ since: NOW + 5, until: NOW + 30 })), [20, 10, 5]);
+      });
+
+      it('filters on client, user and kind, alone or together', async () => {
+        assert.deepEqual(times(await audit().query({ clientId: c1 })), [20, 5, 0]);
+        assert.deepEqual(times(await audit().query({ userId: u1 })), [40, 5, 0]);
+        assert.deepEqual(times(await audit().query({ kind: 'token.issued' })), [40, 20, 0]);
+        assert.deepEqual(times(await audit().query({ clientId: c1, userId: u1, kind: 'token.issued' })), [0]);
+        assert.deepEqual(times(await audit().query({ clientId: c1, since: NOW + 1 })), [20, 5]);
+        assert.deepEqual(await audit().query({ clientId: randomUUID() }), []);
+      });
+
+      it('returns at most `limit` events, the newest', async () => {
+        assert.deepEqual(times(await audit().query({ limit: 2 })), [40, 30]);
+        assert.deepEqual(times(await audit().query({ kind: 'token.issued', limit: 1 })), [40]);
+      });
+    });
+
+    describe('sweeping expired rows', () => {
+      const storage = freshStorageForEachTest(dialect);
+
+      /** Three expired and some live rows of each kind the sweeper cleans. */
+      async function seed() {
+        const client = await storage().clients.create(aClient(), NOW);
+        const user = await storage().users.create(aUser(), NOW);
+        const grant = aGrant(client.id, user.id);
+        await storage().grants.create(grant);
+        const expiredTokens = [1, 2, 3].map((i) => aRefreshToken(grant, { expiresAt: NOW - i }));
+        const liveTokens = [aRefreshToken(grant), aRefreshToken(grant, { consumedAt: NOW - 10 })];
+        for (const token of [...expiredTokens, ...liveTokens]) await storage().refreshTokens.insert(token);
+        const expiredCodes = [1, 2, 3].map((i) => aCode(client.id, user.id, { createdAt: NOW - 120, expiresAt: NOW - i }));
+        const liveCode = aCode(client.id, user.id);
+        for (const code of [...expiredCodes, liveCode]) await storage().codes.insert(code);
+        const expiredJtis = [randomUUID(), randomUUID(), randomUUID()];
+        for (const [i, jti] of expiredJtis.entries()) await storage().revocations.revokeJti(jti, NOW - 1 - i);
+        const liveJti = randomUUID();
+        await storage().revocations.revokeJti(liveJti, NOW + HOUR);
+        const expiredKeys = [1, 2, 3].map((i) => aKey('access', 'retired', { retiredAt: NOW - HOUR, expiresAt: NOW - i }));
+        const liveKeys = [aKey('access', 'retired', { retiredAt: NOW - HOUR, expiresAt: NOW + HOUR }), aKey('access', 'active'), aKey('access', 'next')];
+        for (const key of [...expiredKeys, ...liveKeys]) await storage().keys.insert(key);
+        return { grant, expiredTokens, liveTokens, expiredCodes, liveCode, expiredJtis, liveJti, expiredKeys, liveKeys };
+      }
+
+      it('deletes expired refresh tokens, codes, revoked jtis and retired keys, and leaves live rows alone', async () => {
+        const seeded = await seed();
+
+        assert.equal(await storage().sweepExpired(NOW, 500), 12);
+
+        for (const token of seeded.expiredTokens) assert.equal(await storage().refreshTokens.find(token.digest), undefined);
+        for (const token of seeded.liveTokens) assert.deepEqual(await storage().refreshTokens.find(token.digest), { token, grant: seeded.grant });
+        for (const code of seeded.expiredCodes) assert.deepEqual(await storage().codes.consume(code.digest, randomUUID(), NOW), { outcome: 'not_found' });
+        assert.equal((await storage().codes.consume(seeded.liveCode.digest, randomUUID(), NOW)).outcome, 'consumed');
+        for (const jti of seeded.expiredJtis) assert.equal(await storage().revocations.isJtiRevoked(jti), false);
+        assert.equal(await storage().revocations.isJtiRevoked(seeded.liveJti), true);
+        assert.deepEqual(kids(await storage().keys.listAll()), kids(seeded.liveKeys));
+        assert.deepEqual(await storage().grants.find(seeded.grant.id), seeded.grant, 'grants are not swept');
+      });
+
+      it('deletes at most `limit` rows per table in one call', async () => {
+        await seed();
+
+        assert.equal(await storage().sweepExpired(NOW, 2), 8);
+        assert.equal(await storage().sweepExpired(NOW, 2), 4);
+        assert.equal(await storage().sweepExpired(NOW, 2), 0);
+      });
+
+      it('deletes nothing when nothing has expired', async () => {
+        await seed();
+        assert.equal(await storage().sweepExpired(NOW - 100, 500), 0);
+      });
+    });
+
+    describe('health', () => {
+      it('answers a ping', async () => {
+        await storage().ping();
+      });
+
+      it('rejects a ping once closed', async () => {
+        const closed = await createStorage(storageOptions(shared!.database));
+        await closed.close();
+        await assert.rejects(closed.ping());
+      });
+
+      it('names its dialect', () => {
+        assert.equal(storage().dialect, dialect);
+      });
+    });
+  });
+}
