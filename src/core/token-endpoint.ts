@@ -99,7 +99,8 @@ export class TokenEndpoint {
 
 /**
  * RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once." Values
- * must be strings (a JSON body may carry anything).
+ * must be strings (a JSON body may carry anything), and none of the syntaxes of RFC 6749 Appendix A
+ * admits a NUL character (PostgreSQL text cannot even hold one).
  */
 function singleParameter(params: Readonly<Record<string, unknown>>, name: string): string | undefined {
   if (!Object.hasOwn(params, name)) return undefined;
@@ -107,6 +108,7 @@ function singleParameter(params: Readonly<Record<string, unknown>>, name: string
   if (Array.isArray(value)) throw invalidRequest(`the parameter ${name} is included more than once`);
   if (typeof value !== 'string') throw invalidRequest(`the parameter ${name} must be a string`);
   if (value.length > MAX_PARAMETER_LENGTH) throw invalidRequest(`the parameter ${name} is too long`);
+  if (value.includes('\0')) throw invalidRequest(`the parameter ${name} contains a NUL character`);
   return value;
 }
 

@@ -25,7 +25,8 @@ export async function authenticateClient(
   const usedBasic = presented.method === 'client_secret_basic';
   const failed = () => invalidClient('client authentication failed', usedBasic);
 
-  if (presented.clientId.length > 256) throw failed();
+  // No client id is that long or holds a NUL (which PostgreSQL text cannot even hold): no lookup.
+  if (presented.clientId.length > 256 || presented.clientId.includes('\0')) throw failed();
   const entry = await registry.get(presented.clientId);
   if (!entry) throw failed();
   const { client } = entry;

@@ -24,7 +24,7 @@ export async function tokenRoutes(app: FastifyInstance, { gatehouse }: { gatehou
       method: ['GET', 'PUT', 'DELETE', 'PATCH'],
       url,
       handler: async (_request, reply) => {
-        reply.header('allow', 'POST');
+        reply.headers({ allow: 'POST', ...NO_STORE });
         reply.code(405);
         return { error: 'invalid_request', error_description: 'the token endpoint accepts POST only' };
       },
