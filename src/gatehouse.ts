@@ -3,7 +3,12 @@ import { AuditTrail } from './core/audit.ts';
 import { ClientRegistry } from './core/clients.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import type { GatehouseConfig } from './core/config.ts';
+import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { builtInGrants } from './core/grants/index.ts';
+import { idTokenHook } from './core/grants/oidc.ts';
+import { LoginService } from './core/login.ts';
+import { SessionService } from './core/sessions.ts';
+import { idTokenIssuer, type IdTokenIssuer } from './core/tokens/id-token.ts';
 import type { GrantServices } from './core/grants/services.ts';
 import { ScopePolicy } from './core/scopes.ts';
 import { TokenEndpoint } from './core/token-endpoint.ts';
@@ -18,6 +23,10 @@ import { join } from 'node:path';
 export interface Gatehouse extends GrantServices {
   keys: KeyStore;
   tokenEndpoint: TokenEndpoint;
+  authorizationEndpoint: AuthorizationEndpoint;
+  idTokens: IdTokenIssuer;
+  sessions: SessionService;
+  login: LoginService;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -49,8 +58,16 @@ export function createLogger(level: string): Logger {
   return pino({ level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } });
 }
 
-export function openStorage(config: GatehouseConfig): Promise<Storage> {
-  return createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'gatehouse.sqlite') });
+export async function openStorage(config: GatehouseConfig): Promise<Storage> {
+  try {
+    return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'gatehouse.sqlite') });
+  } catch (error) {
+    if (!config.databaseUrl) throw error;
+    // Name the setting to check, never its value: the URL may carry a password.
+    const { message, code, errors } = error as { message?: string; code?: string; errors?: { message?: string }[] };
+    const reason = message || errors?.[0]?.message || code || String(error);
+    throw new Error(`DATABASE_URL: the database cannot be used (${reason.replace(/\s+/g, ' ')})`, { cause: error });
+  }
 }
 
 export async function createGatehouse(config: GatehouseConfig, options: GatehouseOptions = {}): Promise<Gatehouse> {
@@ -76,8 +93,10 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     clientTokenReuse: new ClientTokenReuse(config.tokens.clientCredentialsReuseSeconds),
     audit,
   };
+  const idTokens = idTokenIssuer(keys, { issuer: config.issuer, ttlSeconds: config.tokens.idTokenTtlSeconds });
   const tokenEndpoint = new TokenEndpoint(services);
   for (const grant of builtInGrants) tokenEndpoint.register(grant);
+  tokenEndpoint.addResponseHook(idTokenHook(idTokens));
 
   let sweeper: NodeJS.Timeout | undefined;
   if (options.background !== false) {
@@ -92,6 +111,10 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     ...services,
     keys,
     tokenEndpoint,
+    authorizationEndpoint: new AuthorizationEndpoint({ ...services, idTokens }),
+    idTokens,
+    sessions: new SessionService(storage, config.sessions.ttlSeconds),
+    login: new LoginService(storage, config.login),
     logger,
     async close() {
       clearInterval(sweeper);

@@ -50,6 +50,8 @@ export interface GatehouseConfig {
   sessions: { ttlSeconds: number };
   signup: { enabled: boolean };
   pkce: { allowPlain: boolean };
+  /** The implicit flow (RFC 6749 §4.2) is off unless enabled here and allowed to a client. */
+  implicit: { enabled: boolean };
   /** Trust X-Forwarded-Proto/-For from the proxy in front (only when one is there). */
   trustProxy: boolean;
   login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
@@ -104,6 +106,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     sessions: { ttlSeconds: numberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
     signup: { enabled: booleanIn('signup.enabled', file.signup?.enabled, true) },
     pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
+    implicit: { enabled: booleanIn('implicit.enabled', file.implicit?.enabled, false) },
     trustProxy: booleanSetting('GATEHOUSE_TRUST_PROXY', env.GATEHOUSE_TRUST_PROXY),
     login: {
       maxFailuresPerAccount: numberIn('login.maxFailuresPerAccount', file.login?.maxFailuresPerAccount, 5, 1, 1000),
@@ -122,6 +125,7 @@ export interface FileConfig {
   sessions?: { ttlSeconds?: unknown };
   signup?: { enabled?: unknown };
   pkce?: { allowPlain?: unknown };
+  implicit?: { enabled?: unknown };
   login?: { maxFailuresPerAccount?: unknown; maxFailuresPerAddress?: unknown; windowSeconds?: unknown };
 }
 

@@ -12,16 +12,24 @@ export interface DiscoveryInputs {
  */
 export function authorizationServerMetadata({ config, grantTypes, tokenEndpointAuthMethods }: DiscoveryInputs): Record<string, unknown> {
   const { issuer } = config;
+  const implicit = config.implicit.enabled;
   return {
     issuer,
+    authorization_endpoint: `${issuer}/authorize`,
     token_endpoint: `${issuer}/token`,
     jwks_uri: `${issuer}/jwks.json`,
+    userinfo_endpoint: `${issuer}/userinfo`,
+    end_session_endpoint: `${issuer}/logout`,
     scopes_supported: Object.keys(config.scopes),
-    response_types_supported: [],
-    grant_types_supported: [...grantTypes],
+    // The implicit flow is listed only when the operator enabled it (DESIGN §1).
+    response_types_supported: implicit ? ['code', 'token', 'id_token', 'id_token token'] : ['code'],
+    response_modes_supported: ['query', 'fragment', 'form_post'],
+    grant_types_supported: implicit ? [...grantTypes, 'implicit'] : [...grantTypes],
     token_endpoint_auth_methods_supported: [...tokenEndpointAuthMethods],
-    // RFC 9207: error and success responses carry `iss` once an authorization endpoint exists.
-    authorization_response_iss_parameter_supported: false,
+    code_challenge_methods_supported: config.pkce.allowPlain ? ['S256', 'plain'] : ['S256'],
+    prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
+    // RFC 9207: every authorization response carries `iss`.
+    authorization_response_iss_parameter_supported: true,
   };
 }
 
@@ -31,6 +39,9 @@ export function openIdConfiguration(inputs: DiscoveryInputs): Record<string, unk
     ...authorizationServerMetadata(inputs),
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: [inputs.config.tokens.idTokenAlgorithm],
-    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'name', 'email', 'email_verified'],
+    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'c_hash', 'azp', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
+    userinfo_signing_alg_values_supported: [],
+    request_parameter_supported: false,
+    claims_parameter_supported: false,
   };
 }

@@ -5,6 +5,8 @@ import { healthRoutes } from './health.ts';
 import { discoveryRoutes } from './oauth/discovery.ts';
 import { oauthErrorHandler } from './oauth/errors.ts';
 import { tokenRoutes } from './oauth/token.ts';
+import { userinfoRoutes } from './oauth/userinfo.ts';
+import { pagesPlugin } from './pages/plugin.ts';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -20,6 +22,8 @@ export function buildApp(gatehouse: Gatehouse): FastifyInstance {
     connectionTimeout: 30_000,
     keepAliveTimeout: 72_000,
     return503OnClosing: true,
+    // X-Forwarded-Proto/-For only count when an operator says a proxy is in front.
+    trustProxy: gatehouse.config.trustProxy,
   });
 
   app.addHook('onSend', async (_request, reply) => {
@@ -36,10 +40,11 @@ export function buildApp(gatehouse: Gatehouse): FastifyInstance {
     await oauth.register(tokenRoutes, { gatehouse });
     await oauth.register(discoveryRoutes, { gatehouse });
     await oauth.register(healthRoutes, { gatehouse });
-    oauth.setNotFoundHandler((_request, reply) => {
-      reply.code(404).send({ error: 'invalid_request', error_description: 'no such endpoint' });
-    });
+    await oauth.register(userinfoRoutes, { gatehouse });
   });
+
+  // What people see in the browser: HTML pages and errors (DESIGN §5).
+  app.register(pagesPlugin, { gatehouse });
 
   return app;
 }

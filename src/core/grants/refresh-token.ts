@@ -1,8 +1,9 @@
-import type { Client, Grant, RefreshToken } from '../../storage/repositories.ts';
+import type { Client, Grant, RefreshToken, User } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { digestOf, isWellFormed } from '../tokens/opaque.ts';
 import { newRefreshToken } from '../tokens/refresh.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
+import type { OidcContext } from './oidc.ts';
 import { bearerResponse, type GrantServices } from './services.ts';
 
 interface ValidatedRefresh {
@@ -10,6 +11,7 @@ interface ValidatedRefresh {
   grant: Grant;
   scopes: string[];
   scopeRequested: boolean;
+  oidc: OidcContext | undefined;
 }
 
 /**
@@ -33,12 +35,14 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     if (!found || found.token.clientId !== client.id) throw invalidGrant('the refresh token is invalid');
     const { token, grant } = found;
     if (token.consumedAt !== null && !withinGrace(token, now, services)) await refuseReplay(token, grant, client, now, services);
-    await checkLive(token, grant, now, services);
+    const user = await checkLive(token, grant, now, services);
 
     const requested = services.scopes.parse(params.scope);
     // §6: the requested scope "MUST NOT include any scope not originally granted by the resource owner".
     const scopes = services.scopes.resolve({ requested: requested ?? token.scopes, client, userPresent: grant.userId !== null, ceiling: token.scopes });
-    return { digest, grant, scopes, scopeRequested: requested !== undefined };
+    // OpenID Connect Core §12.2: a refresh of an OpenID grant returns a fresh ID token.
+    const oidc = user && scopes.includes('openid') ? { user, authTime: grant.authTime ?? grant.createdAt, nonce: null } : undefined;
+    return { digest, grant, scopes, scopeRequested: requested !== undefined, oidc };
   },
 
   async issue(context: GrantContext, { digest, grant, scopes, scopeRequested }) {
@@ -82,11 +86,11 @@ async function refuseReplay(token: RefreshToken, grant: Grant, client: Client, n
   throw invalidGrant('the refresh token was used before; the grant has been revoked');
 }
 
-async function checkLive(token: RefreshToken, grant: Grant, now: number, services: GrantServices): Promise<void> {
+async function checkLive(token: RefreshToken, grant: Grant, now: number, services: GrantServices): Promise<User | undefined> {
   if (grant.revokedAt !== null) throw invalidGrant('the refresh token has been revoked');
   if (token.expiresAt <= now || (grant.expiresAt !== null && grant.expiresAt <= now)) throw invalidGrant('the refresh token has expired');
-  if (grant.userId !== null) {
-    const user = await services.storage.users.findById(grant.userId);
-    if (!user || user.disabledAt !== null) throw invalidGrant('the refresh token is invalid');
-  }
+  if (grant.userId === null) return undefined;
+  const user = await services.storage.users.findById(grant.userId);
+  if (!user || user.disabledAt !== null) throw invalidGrant('the refresh token is invalid');
+  return user;
 }

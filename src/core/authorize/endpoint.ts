@@ -1,0 +1,204 @@
+import { randomBytes } from 'node:crypto';
+import type { Client, Consent } from '../../storage/repositories.ts';
+import type { ActiveSession } from '../sessions.ts';
+import { OAuthError } from '../errors.ts';
+import type { GrantServices } from '../grants/services.ts';
+import type { IdTokenIssuer } from '../tokens/id-token.ts';
+import { createOpaqueToken, digestOf } from '../tokens/opaque.ts';
+import { authorizationResponse, type AuthorizationResponse } from './respond.ts';
+import { AuthorizationPageError, AuthorizationRedirectError, validateAuthorizationRequest, type AuthorizationRequest } from './request.ts';
+
+/** What the browser should see next. */
+export type AuthorizationOutcome =
+  | AuthorizationResponse
+  | { kind: 'login'; pendingId: string; client: Client; loginHint: string | undefined }
+  | { kind: 'consent'; pendingId: string; client: Client; scopes: { name: string; description: string }[] }
+  | { kind: 'error_page'; message: string };
+
+export interface AuthorizationServices extends GrantServices {
+  idTokens: IdTokenIssuer;
+}
+
+// A person gets this long to sign in and decide before the request must be started again.
+const PENDING_TTL_SECONDS = 30 * 60;
+
+/**
+ * The authorization endpoint (RFC 6749 §4.1, §4.2; OpenID Connect Core §3): validates the
+ * request, sends the person through sign-in and consent as needed, and answers the client.
+ * Requests waiting for the person are stored, so any instance can continue them.
+ */
+export class AuthorizationEndpoint {
+  #services: AuthorizationServices;
+
+  constructor(services: AuthorizationServices) {
+    this.#services = services;
+  }
+
+  async begin(params: Readonly<Record<string, unknown>>, session: ActiveSession | undefined): Promise<AuthorizationOutcome> {
+    const { scopes, config } = this.#services;
+    try {
+      const { request, client } = await validateAuthorizationRequest({
+        params,
+        findClient: async (id) => (await this.#services.clients.get(id))?.client,
+        scopes,
+        allowPlainPkce: config.pkce.allowPlain,
+        implicitEnabled: config.implicit.enabled,
+      });
+      return await this.#decide(request, client, session, undefined, { justSignedIn: false });
+    } catch (error) {
+      return this.#fail(error);
+    }
+  }
+
+  /** The person signed in (or was already) while the request waited. */
+  async continueAfterLogin(pendingId: string, session: ActiveSession): Promise<AuthorizationOutcome> {
+    const pending = await this.#pending(pendingId);
+    if (!pending) return expired();
+    try {
+      return await this.#decide(pending.request, pending.client, session, pendingId, { justSignedIn: true });
+    } catch (error) {
+      return this.#fail(error);
+    }
+  }
+
+  /** What the consent page shows for a waiting request, or why it cannot. */
+  async pendingConsent(pendingId: string, session: ActiveSession | undefined): Promise<AuthorizationOutcome> {
+    const pending = await this.#pending(pendingId);
+    if (!pending) return expired();
+    if (!session) return { kind: 'login', pendingId, client: pending.client, loginHint: pending.request.loginHint };
+    return this.#consentPage(pendingId, pending.client, pending.request);
+  }
+
+  /** Allow or Deny on the consent page. */
+  async answerConsent(pendingId: string, session: ActiveSession, allow: boolean): Promise<AuthorizationOutcome> {
+    const pending = await this.#pending(pendingId);
+    if (!pending) return expired();
+    const { request, client } = pending;
+    const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
+    if (!(await this.#services.storage.pendingAuthorizations.take(pendingId))) return expired();
+    const now = this.#services.clock();
+    if (!allow) {
+      this.#services.audit.record({ at: now, kind: 'consent.denied', outcome: 'failure', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes } });
+      // §4.1.2.1: "The resource owner or authorization server denied the request."
+      return authorizationResponse(target, this.#services.config.issuer, { error: 'access_denied', error_description: 'the user denied the request' });
+    }
+    const previous = await this.#services.storage.consents.find(session.user.id, client.id);
+    await this.#services.storage.consents.save({
+      userId: session.user.id,
+      clientId: client.id,
+      scopes: [...new Set([...(previous?.scopes ?? []), ...request.scopes])],
+      createdAt: previous?.createdAt ?? now,
+      updatedAt: now,
+    });
+    this.#services.audit.record({ at: now, kind: 'consent.granted', outcome: 'success', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes } });
+    return this.#issue(request, client, session);
+  }
+
+  async #decide(
+    request: AuthorizationRequest,
+    client: Client,
+    session: ActiveSession | undefined,
+    pendingId: string | undefined,
+    { justSignedIn }: { justSignedIn: boolean },
+  ): Promise<AuthorizationOutcome> {
+    const now = this.#services.clock();
+    const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
+    const tooOld = session !== undefined && request.maxAge !== undefined && now - session.session.authTime > request.maxAge;
+    const mustSignIn = !session || tooOld || (request.prompt.includes('login') && !justSignedIn);
+    if (mustSignIn) {
+      // OpenID Connect Core §3.1.2.6
+      if (request.prompt.includes('none')) throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user is not signed in'), target);
+      const id = pendingId ?? (await this.#save(request, now));
+      return { kind: 'login', pendingId: id, client, loginHint: request.loginHint };
+    }
+
+    const consent = await this.#services.storage.consents.find(session.user.id, client.id);
+    if (!client.firstParty && (request.prompt.includes('consent') || !covers(consent, request.scopes))) {
+      if (request.prompt.includes('none')) throw new AuthorizationRedirectError(new OAuthError('consent_required', 'the user has not authorized this application'), target);
+      const id = pendingId ?? (await this.#save(request, now));
+      return this.#consentPage(id, client, request);
+    }
+    if (pendingId && !(await this.#services.storage.pendingAuthorizations.take(pendingId))) return expired();
+    return this.#issue(request, client, session);
+  }
+
+  #consentPage(pendingId: string, client: Client, request: AuthorizationRequest): AuthorizationOutcome {
+    const scopes = request.scopes.map((name) => ({ name, description: this.#services.scopes.definition(name)?.description ?? name }));
+    return { kind: 'consent', pendingId, client, scopes };
+  }
+
+  /** Answers the client: a code (§4.1.2), or tokens in the fragment (§4.2.2, OpenID Connect §3.2.2.5). */
+  async #issue(request: AuthorizationRequest, client: Client, { session, user }: ActiveSession): Promise<AuthorizationResponse> {
+    const { storage, config, accessTokens, idTokens, audit } = this.#services;
+    const now = this.#services.clock();
+    const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
+    const params: Record<string, string | undefined> = {};
+
+    if (request.responseType === 'code') {
+      const code = createOpaqueToken('ac');
+      await storage.codes.insert({
+        digest: digestOf(code),
+        clientId: client.id,
+        userId: user.id,
+        redirectUri: request.redirectUri,
+        redirectUriExplicit: request.redirectUriExplicit,
+        scopes: request.scopes,
+        codeChallenge: request.codeChallenge ?? null,
+        codeChallengeMethod: request.codeChallengeMethod ?? null,
+        nonce: request.nonce ?? null,
+        authTime: session.authTime,
+        grantId: null,
+        accessTokenJti: null,
+        accessTokenExpiresAt: null,
+        createdAt: now,
+        expiresAt: now + config.tokens.authorizationCodeTtlSeconds,
+        consumedAt: null,
+      });
+      params.code = code;
+    } else {
+      let accessToken: string | undefined;
+      if (request.responseType.endsWith('token')) {
+        const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes }, now);
+        accessToken = issued.token;
+        Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });
+      }
+      if (request.responseType.startsWith('id_token')) {
+        params.id_token = await idTokens.issue(
+          { user, clientId: client.id, scopes: request.scopes, authTime: session.authTime, nonce: request.nonce, accessToken, includeUserClaims: accessToken === undefined },
+          now,
+        );
+      }
+    }
+    audit.record({ at: now, kind: 'authorization.granted', outcome: 'success', clientId: client.id, userId: user.id, data: { response_type: request.responseType, scopes: request.scopes } });
+    return authorizationResponse(target, config.issuer, params);
+  }
+
+  async #save(request: AuthorizationRequest, now: number): Promise<string> {
+    const id = randomBytes(24).toString('base64url');
+    await this.#services.storage.pendingAuthorizations.create({ id, clientId: request.clientId, request: { ...request }, createdAt: now, expiresAt: now + PENDING_TTL_SECONDS });
+    return id;
+  }
+
+  async #pending(pendingId: string): Promise<{ request: AuthorizationRequest; client: Client } | undefined> {
+    if (!/^[A-Za-z0-9_-]{32}$/.test(pendingId)) return undefined;
+    const pending = await this.#services.storage.pendingAuthorizations.find(pendingId);
+    if (!pending || pending.expiresAt <= this.#services.clock()) return undefined;
+    const entry = await this.#services.clients.get(pending.clientId);
+    return entry && { request: pending.request as unknown as AuthorizationRequest, client: entry.client };
+  }
+
+  #fail(error: unknown): AuthorizationOutcome {
+    if (error instanceof AuthorizationPageError) return { kind: 'error_page', message: error.message };
+    if (error instanceof AuthorizationRedirectError) {
+      return authorizationResponse(error.target, this.#services.config.issuer, { error: error.error.error, error_description: error.error.message });
+    }
+    throw error;
+  }
+}
+
+const covers = (consent: Consent | undefined, scopes: readonly string[]): boolean => consent !== undefined && scopes.every((s) => consent.scopes.includes(s));
+
+const expired = (): AuthorizationOutcome => ({
+  kind: 'error_page',
+  message: 'This sign-in request has expired or was already answered. Go back to the application and start again.',
+});

@@ -1,0 +1,225 @@
+import type { Client } from '../../storage/repositories.ts';
+import { OAuthError, invalidRequest, invalidScope, unauthorizedClient, unsupportedResponseType } from '../errors.ts';
+import type { ScopePolicy } from '../scopes.ts';
+import { matchRedirectUri } from './redirect-uri.ts';
+
+export type ResponseType = 'code' | 'token' | 'id_token' | 'id_token token';
+export type ResponseMode = 'query' | 'fragment' | 'form_post';
+
+/** An authorization request that passed every check; stored as JSON while the person signs in. */
+export interface AuthorizationRequest {
+  clientId: string;
+  redirectUri: string;
+  redirectUriExplicit: boolean;
+  responseType: ResponseType;
+  responseMode: ResponseMode;
+  scopes: string[];
+  state: string | undefined;
+  nonce: string | undefined;
+  codeChallenge: string | undefined;
+  codeChallengeMethod: 'S256' | 'plain' | undefined;
+  prompt: string[];
+  maxAge: number | undefined;
+  loginHint: string | undefined;
+}
+
+/** Before the redirect URI is trusted, errors are shown to the person and never redirected (§4.1.2.1). */
+export class AuthorizationPageError extends Error {
+  override name = 'AuthorizationPageError';
+  readonly code = 'ERR_AUTHORIZATION_PAGE';
+}
+
+/** After it is trusted, errors go back to the client at the redirect URI. */
+export class AuthorizationRedirectError extends Error {
+  override name = 'AuthorizationRedirectError';
+  readonly error: OAuthError;
+  readonly target: { redirectUri: string; responseMode: ResponseMode; state: string | undefined };
+  constructor(error: OAuthError, target: AuthorizationRedirectError['target']) {
+    super(error.message);
+    this.error = error;
+    this.target = target;
+  }
+}
+
+export interface ValidationInputs {
+  params: Readonly<Record<string, unknown>>;
+  findClient: (id: string) => Promise<Client | undefined>;
+  scopes: ScopePolicy;
+  allowPlainPkce: boolean;
+  implicitEnabled: boolean;
+}
+
+interface Draft extends Partial<AuthorizationRequest> {
+  client?: Client;
+}
+
+type Step = (draft: Draft, inputs: ValidationInputs, param: (name: string) => string | undefined) => Promise<void> | void;
+
+const RESPONSE_TYPES: Record<string, ResponseType> = { code: 'code', token: 'token', id_token: 'id_token', 'id_token token': 'id_token token', 'token id_token': 'id_token token' };
+// RFC 7636 §4.1: code_verifier = 43*128unreserved; the S256 challenge is its base64url SHA-256 (43 chars).
+const PKCE_VALUE = /^[A-Za-z0-9\-._~]{43,128}$/;
+const PROMPTS = ['none', 'login', 'consent', 'select_account'];
+
+/**
+ * The checks of the authorization endpoint, in order, each named (stack traces say which failed).
+ * The first two establish whom to answer; every later failure is answered at the redirect URI.
+ */
+export const steps: ReadonlyArray<readonly [string, Step]> = [
+  [
+    'check_client',
+    async (draft, { findClient }, param) => {
+      const clientId = param('client_id');
+      if (!clientId) throw new AuthorizationPageError('The request does not name an application (client_id is missing).');
+      const client = clientId.length <= 256 ? await findClient(clientId) : undefined;
+      if (!client) throw new AuthorizationPageError('The application that sent you here is not registered.');
+      draft.client = client;
+      draft.clientId = client.id;
+    },
+  ],
+  [
+    'check_redirect_uri',
+    (draft, _inputs, param) => {
+      const client = draft.client!;
+      const requested = param('redirect_uri');
+      if (requested === undefined) {
+        // §3.1.2.3: with one registered URI the parameter may be omitted.
+        if (client.redirectUris.length !== 1) throw new AuthorizationPageError('The request does not say where to send you back (redirect_uri is missing).');
+        draft.redirectUri = client.redirectUris[0]!;
+        draft.redirectUriExplicit = false;
+        return;
+      }
+      if (!matchRedirectUri(client.redirectUris, requested)) {
+        throw new AuthorizationPageError('The application asked to send you back to an address it has not registered. For your safety you were not redirected.');
+      }
+      draft.redirectUri = requested;
+      draft.redirectUriExplicit = true;
+    },
+  ],
+  [
+    'check_response_type',
+    (draft, { implicitEnabled }, param) => {
+      const raw = param('response_type');
+      if (!raw) throw invalidRequest('response_type is required');
+      const responseType = RESPONSE_TYPES[raw];
+      if (!responseType || (responseType !== 'code' && !implicitEnabled)) throw unsupportedResponseType(`the response type "${raw.slice(0, 40)}" is not supported`);
+      draft.responseType = responseType;
+      // Fragment by default for anything carrying tokens, which must never sit in a query string.
+      draft.responseMode = responseType === 'code' ? 'query' : 'fragment';
+      const client = draft.client!;
+      if (responseType === 'code' && !client.grantTypes.includes('authorization_code')) throw unauthorizedClient('the client is not allowed the authorization code flow');
+      if (responseType !== 'code' && !client.grantTypes.includes('implicit')) throw unauthorizedClient('the client is not allowed the implicit flow');
+    },
+  ],
+  [
+    'check_response_mode',
+    (draft, _inputs, param) => {
+      const mode = param('response_mode');
+      if (mode === undefined) return;
+      if (mode !== 'query' && mode !== 'fragment' && mode !== 'form_post') throw invalidRequest(`the response mode "${mode.slice(0, 40)}" is not supported`);
+      // OAuth 2.0 Multiple Response Type Encoding Practices §5: tokens never in the query.
+      if (mode === 'query' && draft.responseType !== 'code') throw invalidRequest('tokens cannot be returned in the query string');
+      draft.responseMode = mode;
+    },
+  ],
+  [
+    'check_scope',
+    (draft, { scopes }, param) => {
+      const requested = scopes.parse(param('scope'));
+      draft.scopes = scopes.resolve({ requested, client: draft.client!, userPresent: true });
+      if (draft.scopes.length === 0) throw invalidScope('no scope was requested and the client has no default scope');
+      if (draft.responseType !== 'code' && draft.responseType !== 'token' && !draft.scopes.includes('openid')) {
+        throw invalidScope('an ID token needs the openid scope');
+      }
+    },
+  ],
+  [
+    'check_nonce',
+    (draft, _inputs, param) => {
+      draft.nonce = param('nonce');
+      if (draft.nonce !== undefined && draft.nonce.length > 512) throw invalidRequest('nonce is too long');
+      // OpenID Connect Core §3.2.2.1: REQUIRED for the implicit flow.
+      if (draft.responseType?.startsWith('id_token') && !draft.nonce) throw invalidRequest('nonce is required when an ID token is returned from the authorization endpoint');
+    },
+  ],
+  [
+    'check_pkce',
+    (draft, { allowPlainPkce }, param) => {
+      const challenge = param('code_challenge');
+      const method = param('code_challenge_method') ?? (challenge ? 'plain' : undefined);
+      if (draft.responseType !== 'code') {
+        if (challenge) throw invalidRequest('PKCE applies to the authorization code flow only');
+        return;
+      }
+      if (!challenge) {
+        // RFC 9700 §2.1.1 and DESIGN §1: mandatory for public clients, which have no secret.
+        if (draft.client!.type === 'public') throw invalidRequest('code_challenge is required for public clients (PKCE, RFC 7636)');
+        if (method) throw invalidRequest('code_challenge_method without code_challenge');
+        return;
+      }
+      if (method !== 'S256' && !(method === 'plain' && allowPlainPkce)) throw invalidRequest('code_challenge_method must be S256');
+      if (!PKCE_VALUE.test(challenge)) throw invalidRequest('code_challenge is malformed');
+      draft.codeChallenge = challenge;
+      draft.codeChallengeMethod = method;
+    },
+  ],
+  [
+    'check_prompt',
+    (draft, _inputs, param) => {
+      const prompt = (param('prompt') ?? '').split(' ').filter(Boolean);
+      if (prompt.some((p) => !PROMPTS.includes(p))) throw invalidRequest('prompt has an unknown value');
+      if (prompt.includes('none') && prompt.length > 1) throw invalidRequest('prompt=none cannot be combined with other values');
+      draft.prompt = prompt;
+      const maxAge = param('max_age');
+      if (maxAge !== undefined) {
+        if (!/^\d{1,9}$/.test(maxAge)) throw invalidRequest('max_age must be a number of seconds');
+        draft.maxAge = Number(maxAge);
+      }
+      const hint = param('login_hint');
+      draft.loginHint = hint && hint.length <= 320 ? hint : undefined;
+    },
+  ],
+];
+
+/** Runs the checks and returns the validated request, or throws a page or redirect error. */
+export async function validateAuthorizationRequest(inputs: ValidationInputs): Promise<{ request: AuthorizationRequest; client: Client }> {
+  const draft: Draft = {};
+  const param = (name: string): string | undefined => {
+    if (!Object.hasOwn(inputs.params, name)) return undefined;
+    const value = inputs.params[name];
+    if (typeof value === 'string') return value === '' && name !== 'state' ? undefined : value;
+    // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once."
+    const message = Array.isArray(value) ? `the parameter ${name} is included more than once` : `the parameter ${name} must be a string`;
+    if (name === 'client_id' || name === 'redirect_uri' || draft.redirectUri === undefined) throw new AuthorizationPageError(`The request is malformed: ${message}.`);
+    throw invalidRequest(message);
+  };
+  for (const [, step] of steps) {
+    try {
+      await step(draft, inputs, param);
+    } catch (error) {
+      if (error instanceof OAuthError) {
+        const state = typeof inputs.params.state === 'string' ? inputs.params.state : undefined;
+        throw new AuthorizationRedirectError(error, { redirectUri: draft.redirectUri!, responseMode: draft.responseMode ?? 'query', state });
+      }
+      throw error;
+    }
+  }
+  const state = param('state');
+  return {
+    client: draft.client!,
+    request: {
+      clientId: draft.clientId!,
+      redirectUri: draft.redirectUri!,
+      redirectUriExplicit: draft.redirectUriExplicit!,
+      responseType: draft.responseType!,
+      responseMode: draft.responseMode!,
+      scopes: draft.scopes!,
+      state,
+      nonce: draft.nonce,
+      codeChallenge: draft.codeChallenge,
+      codeChallengeMethod: draft.codeChallengeMethod,
+      prompt: draft.prompt ?? [],
+      maxAge: draft.maxAge,
+      loginHint: draft.loginHint,
+    },
+  };
+}

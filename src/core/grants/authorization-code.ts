@@ -1,0 +1,86 @@
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { AuthorizationCode, User } from '../../storage/repositories.ts';
+import { invalidGrant, invalidRequest } from '../errors.ts';
+import { digestOf, isWellFormed } from '../tokens/opaque.ts';
+import { issueRefreshToken } from '../tokens/refresh.ts';
+import type { GrantHandler } from '../token-endpoint.ts';
+import type { OidcContext } from './oidc.ts';
+import { bearerResponse, type GrantServices } from './services.ts';
+
+interface ValidatedCode {
+  code: AuthorizationCode;
+  user: User;
+  oidc: OidcContext | undefined;
+}
+
+/**
+ * RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6). A code is single use: presented again, it fails and
+ * every token issued from its first use is revoked (§4.1.2: "the authorization server MUST deny
+ * the request and SHOULD revoke (when possible) all tokens previously issued based on that
+ * authorization code").
+ */
+export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
+  grantType: 'authorization_code',
+  parameters: ['code', 'redirect_uri', 'code_verifier'],
+  allowsPublicClients: true,
+
+  async validate({ client, params, now, services }) {
+    const presented = params.code;
+    if (!presented) throw invalidRequest('code is required');
+    if (!isWellFormed(presented, 'ac')) throw invalidGrant('the authorization code is invalid');
+    const code = await services.storage.codes.find(digestOf(presented));
+    // §4.1.3: "ensure that the authorization code was issued to the authenticated confidential client".
+    if (!code || code.clientId !== client.id) throw invalidGrant('the authorization code is invalid');
+    if (code.consumedAt !== null) await refuseReplay(code, now, services);
+    if (code.expiresAt <= now) throw invalidGrant('the authorization code has expired');
+
+    // §4.1.3: redirect_uri is "REQUIRED, if the redirect_uri parameter was included in the authorization request ... and their values MUST be identical."
+    if (params.redirect_uri !== undefined ? params.redirect_uri !== code.redirectUri : code.redirectUriExplicit) {
+      throw invalidGrant('redirect_uri does not match the authorization request');
+    }
+    checkPkce(code, params.code_verifier);
+
+    const user = await services.storage.users.findById(code.userId);
+    if (!user || user.disabledAt !== null) throw invalidGrant('the authorization code is invalid');
+    const oidc = code.scopes.includes('openid') ? { user, authTime: code.authTime, nonce: code.nonce } : undefined;
+    return { code, user, oidc };
+  },
+
+  async issue({ client, now, services }, { code, user }) {
+    const grantId = randomUUID();
+    const consumed = await services.storage.codes.consume(code.digest, grantId, now);
+    // Lost a race for the same code to a concurrent request: that is a replay too.
+    if (consumed.outcome !== 'consumed') return refuseReplay(consumed.outcome === 'reused' ? consumed.code : code, now, services);
+
+    await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: null, revokedAt: null });
+    const refreshToken = client.grantTypes.includes('refresh_token')
+      ? await issueRefreshToken(services.storage, grantId, client.id, code.scopes, now, services.config.tokens.refreshTokenTtlSeconds)
+      : undefined;
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes }, now);
+    await services.storage.codes.recordAccessToken(code.digest, accessToken.jti, accessToken.expiresAt);
+    services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'authorization_code', grant_id: grantId, scopes: code.scopes } });
+    // §5.1: the scope is echoed, since it was settled at the authorization endpoint.
+    return bearerResponse(accessToken, code.scopes, true, refreshToken);
+  },
+};
+
+/** RFC 7636 §4.6, and RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt. */
+function checkPkce(code: AuthorizationCode, verifier: string | undefined): void {
+  if (code.codeChallenge === null) {
+    if (verifier !== undefined) throw invalidGrant('code_verifier was sent but the authorization request had no code_challenge');
+    return;
+  }
+  if (verifier === undefined) throw invalidGrant('code_verifier is required');
+  if (!/^[A-Za-z0-9\-._~]{43,128}$/.test(verifier)) throw invalidGrant('code_verifier is malformed');
+  const computed = code.codeChallengeMethod === 'S256' ? createHash('sha256').update(verifier, 'ascii').digest('base64url') : verifier;
+  const a = Buffer.from(computed);
+  const b = Buffer.from(code.codeChallenge);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) throw invalidGrant('code_verifier does not match the code_challenge');
+}
+
+async function refuseReplay(code: AuthorizationCode, now: number, services: GrantServices): Promise<never> {
+  if (code.grantId) await services.storage.grants.revoke(code.grantId, now);
+  if (code.accessTokenJti && code.accessTokenExpiresAt) await services.storage.revocations.revokeJti(code.accessTokenJti, code.accessTokenExpiresAt);
+  services.audit.record({ at: now, kind: 'authorization_code.reused', outcome: 'failure', clientId: code.clientId, userId: code.userId, data: { grant_id: code.grantId } });
+  throw invalidGrant('the authorization code was used before; the tokens issued from it have been revoked');
+}

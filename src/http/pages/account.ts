@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import { currentSession, field, type Pages } from './context.ts';
+import { safeHttpUrl } from './consent.ts';
+import { renderPage } from './render.ts';
+
+/** The person's account: who is signed in, and the applications they authorized, each withdrawable. */
+export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
+  const { gatehouse } = pages;
+
+  app.get('/account', async (request, reply) => {
+    const session = await currentSession(pages, request);
+    if (!session) return reply.redirect('/login', 302);
+    const consents = await gatehouse.storage.consents.listForUser(session.user.id);
+    const applications = [];
+    for (const consent of consents) {
+      const client = (await gatehouse.clients.get(consent.clientId))?.client;
+      if (!client) continue;
+      applications.push({
+        clientId: client.id,
+        name: client.name,
+        baseUrl: safeHttpUrl(client.baseUrl),
+        since: new Date(consent.createdAt * 1000).toISOString().slice(0, 10),
+        scopes: consent.scopes.map((name) => ({ name, description: gatehouse.scopes.definition(name)?.description ?? name })),
+      });
+    }
+    const notice = (request.query as Record<string, unknown>).withdrawn === '1' ? 'Access withdrawn. The application can no longer use its tokens.' : undefined;
+    return renderPage(reply, 'account', { title: 'Your account', user: { email: session.user.email, name: session.user.name }, applications, notice });
+  });
+
+  app.post('/account/applications/withdraw', async (request, reply) => {
+    const session = await currentSession(pages, request);
+    if (!session) return reply.redirect('/login', 303);
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
+      return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was changed.' }, 403);
+    }
+    const clientId = field(request.body, 'client_id') ?? '';
+    const now = gatehouse.clock();
+    if (await gatehouse.storage.consents.withdraw(session.user.id, clientId, now)) {
+      gatehouse.audit.record({ at: now, kind: 'consent.withdrawn', outcome: 'success', clientId, userId: session.user.id, data: {} });
+    }
+    return reply.redirect('/account?withdrawn=1', 303);
+  });
+}

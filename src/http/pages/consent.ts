@@ -1,0 +1,46 @@
+import type { FastifyInstance } from 'fastify';
+import { currentSession, field, sendOutcome, type Pages } from './context.ts';
+import { renderPage } from './render.ts';
+
+/** The consent page: the application's name, the scopes it asks for, Allow and Deny. */
+export async function consentRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
+  const { gatehouse } = pages;
+
+  app.get('/consent', async (request, reply) => {
+    const pendingId = String((request.query as Record<string, unknown>).request ?? '');
+    const session = await currentSession(pages, request);
+    const outcome = await gatehouse.authorizationEndpoint.pendingConsent(pendingId, session);
+    if (outcome.kind !== 'consent') return sendOutcome(reply, outcome, false);
+    const { client, scopes } = outcome;
+    return renderPage(reply, 'consent', {
+      title: `Authorize ${client.name}`,
+      pendingId,
+      client: { name: client.name, description: client.description, baseUrl: safeHttpUrl(client.baseUrl) },
+      scopes,
+      user: session!.user.email,
+    });
+  });
+
+  app.post('/consent', async (request, reply) => {
+    const pendingId = field(request.body, 'request') ?? '';
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
+      return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was authorized. Go back to the application and start again.' }, 403);
+    }
+    const session = await currentSession(pages, request);
+    if (!session) return sendOutcome(reply, await gatehouse.authorizationEndpoint.pendingConsent(pendingId, undefined), true);
+    const decision = field(request.body, 'decision');
+    if (decision !== 'allow' && decision !== 'deny') return renderPage(reply, 'error', { title: 'Please choose', message: 'Choose Allow or Deny.' }, 400);
+    return sendOutcome(reply, await gatehouse.authorizationEndpoint.answerConsent(pendingId, session, decision === 'allow'), true);
+  });
+}
+
+/** Only http(s) links are shown to people; anything else (javascript:, data:) is dropped. */
+export function safeHttpUrl(value: string | null): string | undefined {
+  if (!value) return undefined;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.toString() : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,41 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AuthorizationOutcome } from '../../core/authorize/endpoint.ts';
+import type { ActiveSession } from '../../core/sessions.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import { renderPage } from './render.ts';
+import type { CookiePolicy, CsrfProtection } from './security.ts';
+
+/** What every page route is given: the instance, cookie policy and CSRF protection. */
+export interface Pages {
+  gatehouse: Gatehouse;
+  cookies: CookiePolicy;
+  csrf: CsrfProtection;
+}
+
+export async function currentSession(pages: Pages, request: FastifyRequest): Promise<ActiveSession | undefined> {
+  return pages.gatehouse.sessions.resolve(request.cookies[pages.cookies.names(request).session], pages.gatehouse.clock());
+}
+
+/** A single-valued string form field, or undefined. */
+export function field(body: unknown, name: string): string | undefined {
+  if (typeof body !== 'object' || body === null || !Object.hasOwn(body, name)) return undefined;
+  const value = (body as Record<string, unknown>)[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Shows the browser what the authorization endpoint decided. */
+export function sendOutcome(reply: FastifyReply, outcome: AuthorizationOutcome, afterPost: boolean): FastifyReply {
+  switch (outcome.kind) {
+    case 'redirect':
+      // 303 after a form post, so the browser follows with GET.
+      return reply.redirect(outcome.url, afterPost ? 303 : 302);
+    case 'form_post':
+      return renderPage(reply, 'form-post', { title: 'Returning to the application', action: outcome.action, fields: Object.entries(outcome.fields) });
+    case 'login':
+      return reply.redirect(`/login?request=${encodeURIComponent(outcome.pendingId)}`, afterPost ? 303 : 302);
+    case 'consent':
+      return reply.redirect(`/consent?request=${encodeURIComponent(outcome.pendingId)}`, afterPost ? 303 : 302);
+    case 'error_page':
+      return renderPage(reply, 'error', { title: 'This request cannot be completed', message: outcome.message }, 400);
+  }
+}

@@ -1,0 +1,65 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { compactVerify, decodeJwt, decodeProtectedHeader } from 'jose';
+import type { Client } from '../../storage/repositories.ts';
+import { currentSession, field, type Pages } from './context.ts';
+import { renderPage } from './render.ts';
+
+/**
+ * OpenID Connect RP-Initiated Logout 1.0. With a valid `id_token_hint` of the signed-in user the
+ * session ends at once and the browser returns to a registered `post_logout_redirect_uri`;
+ * otherwise the person confirms (so no other site can sign them out with a link).
+ */
+export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
+  const { gatehouse } = pages;
+
+  const idTokenClaims = async (hint: string | undefined) => {
+    if (!hint || hint.length > 8192) return undefined;
+    try {
+      const { kid } = decodeProtectedHeader(hint);
+      const key = kid ? gatehouse.keys.publicKey(kid) : undefined;
+      if (!key || key.use !== 'id') return undefined;
+      // An expired ID token is still a fine hint (RP-Initiated Logout §2): check the signature and issuer only.
+      await compactVerify(hint, key.key, { algorithms: [key.alg] });
+      const claims = decodeJwt(hint);
+      return claims.iss === gatehouse.config.issuer && typeof claims.sub === 'string' ? claims : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+
+  const logout = async (request: FastifyRequest, reply: FastifyReply, params: Record<string, unknown>, confirmed: boolean) => {
+    const text = (name: string) => (typeof params[name] === 'string' ? (params[name] as string) : undefined);
+    const claims = await idTokenClaims(text('id_token_hint'));
+    const clientId = text('client_id') ?? (typeof claims?.aud === 'string' ? claims.aud : Array.isArray(claims?.aud) ? claims.aud[0] : undefined);
+    const client: Client | undefined = clientId ? (await gatehouse.clients.get(clientId))?.client : undefined;
+    const requested = text('post_logout_redirect_uri');
+    if (text('id_token_hint') && !claims) return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application sent an ID token that this server did not issue.' }, 400);
+    if (requested && (!client || !client.postLogoutRedirectUris.includes(requested))) {
+      return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application asked to send you to an address it has not registered. You were not signed out or redirected.' }, 400);
+    }
+    const session = await currentSession(pages, request);
+    const sameUser = session !== undefined && claims?.sub === session.user.id;
+    if (session && !confirmed && !sameUser) {
+      return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: text('state') }).filter(([, v]) => v !== undefined) });
+    }
+    const names = pages.cookies.names(request);
+    await gatehouse.sessions.end(request.cookies[names.session]);
+    reply.clearCookie(names.session, pages.cookies.options(request));
+    if (session) gatehouse.audit.record({ at: gatehouse.clock(), kind: 'logout', outcome: 'success', clientId: client?.id ?? null, userId: session.user.id, data: {} });
+    if (requested) {
+      const url = new URL(requested);
+      const state = text('state');
+      if (state !== undefined) url.searchParams.set('state', state);
+      return reply.redirect(url.toString(), 303);
+    }
+    return renderPage(reply, 'logged-out', { title: 'Signed out' });
+  };
+
+  app.get('/logout', async (request, reply) => logout(request, reply, request.query as Record<string, unknown>, false));
+  app.post('/logout', async (request, reply) => {
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    // A confirmed sign-out must come from our own form.
+    const confirmed = field(body, 'confirm') === 'yes' && pages.csrf.verify(request, field(body, 'csrf'));
+    return logout(request, reply, body, confirmed);
+  });
+}

@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import cookie from '@fastify/cookie';
+import type { FastifyInstance } from 'fastify';
+import { parse as parseForm } from 'fast-querystring';
+import type { Gatehouse } from '../../gatehouse.ts';
+import { accountRoutes } from './account.ts';
+import { authorizeRoutes } from './authorize.ts';
+import { consentRoutes } from './consent.ts';
+import type { Pages } from './context.ts';
+import { loginRoutes } from './login.ts';
+import { logoutRoutes } from './logout.ts';
+import { publicDir, renderPage } from './render.ts';
+import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
+
+const STATIC_FILES: Record<string, string> = { 'gatehouse.css': 'text/css; charset=utf-8', 'form-post.js': 'text/javascript; charset=utf-8' };
+
+/**
+ * Everything a person sees: the authorization endpoint, sign-in, consent, account and sign-out.
+ * HTML errors, strict security headers and a CSRF token on every page.
+ */
+export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
+  await app.register(cookie);
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, parseForm(body as string)));
+
+  const cookies = cookiePolicy(gatehouse.config);
+  const pages: Pages = { gatehouse, cookies, csrf: csrfProtection(gatehouse.config, cookies) };
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.headers(PAGE_HEADERS);
+    pages.csrf.issue(request, reply);
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const status = (error as { statusCode?: number }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return renderPage(reply, 'error', { title: 'Bad request', message: status === 413 ? 'The form was too large.' : 'The request could not be understood.' }, status === 413 ? 413 : 400);
+    }
+    request.log.error({ err: error }, 'page failed');
+    return renderPage(reply, 'error', { title: 'Something went wrong', message: 'The server could not complete the request. Please try again in a moment.' }, 500);
+  });
+  app.setNotFoundHandler((_request, reply) => renderPage(reply, 'error', { title: 'Page not found', message: 'There is no page at this address.' }, 404));
+
+  for (const [name, type] of Object.entries(STATIC_FILES)) {
+    const content = readFileSync(join(publicDir, name));
+    app.get(`/static/${name}`, async (_request, reply) => reply.header('cache-control', 'public, max-age=3600').type(type).send(content));
+  }
+  app.get('/', async (_request, reply) => reply.redirect('/account', 302));
+
+  await authorizeRoutes(app, pages);
+  await loginRoutes(app, pages);
+  await consentRoutes(app, pages);
+  await accountRoutes(app, pages);
+  await logoutRoutes(app, pages);
+}

@@ -1,0 +1,70 @@
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { GatehouseConfig } from '../../core/config.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The CSRF token forms on this page carry (signed double-submit: HMAC of the CSRF cookie). */
+    csrfToken?: string;
+  }
+}
+
+/**
+ * A strict Content-Security-Policy: no inline script or style, nothing from elsewhere, never
+ * framed (clickjacking), no Referer that could carry a code or token off the page.
+ */
+export const PAGE_HEADERS = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+};
+
+export interface CookieNames {
+  session: string;
+  csrf: string;
+}
+
+/** Cookie names and attributes: `__Host-` and `Secure` whenever the browser talks HTTPS. */
+export function cookiePolicy(config: GatehouseConfig) {
+  const issuerIsHttps = config.issuer.startsWith('https://');
+  const secure = (request: FastifyRequest): boolean => issuerIsHttps || (config.trustProxy && request.protocol === 'https');
+  return {
+    names(request: FastifyRequest): CookieNames {
+      return secure(request) ? { session: '__Host-gatehouse_session', csrf: '__Host-gatehouse_csrf' } : { session: 'gatehouse_session', csrf: 'gatehouse_csrf' };
+    },
+    options(request: FastifyRequest, maxAgeSeconds?: number) {
+      return { path: '/', httpOnly: true, sameSite: 'lax' as const, secure: secure(request), ...(maxAgeSeconds !== undefined ? { maxAge: maxAgeSeconds } : {}) };
+    },
+  };
+}
+
+export type CookiePolicy = ReturnType<typeof cookiePolicy>;
+
+export function csrfProtection(config: GatehouseConfig, cookies: CookiePolicy) {
+  const key = Buffer.from(hkdfSync('sha256', config.secret, 'gatehouse', 'csrf', 32));
+  const sign = (value: string) => createHmac('sha256', key).update(value).digest('base64url');
+  return {
+    /** Makes sure the browser has a CSRF cookie and sets `request.csrfToken` for the forms. */
+    issue(request: FastifyRequest, reply: FastifyReply): void {
+      const name = cookies.names(request).csrf;
+      let value = request.cookies[name];
+      if (!value || !/^[A-Za-z0-9_-]{43}$/.test(value)) {
+        value = randomBytes(32).toString('base64url');
+        reply.setCookie(name, value, cookies.options(request));
+      }
+      request.csrfToken = sign(value);
+    },
+    /** True when the form's token is the HMAC of this browser's CSRF cookie. */
+    verify(request: FastifyRequest, token: unknown): boolean {
+      const value = request.cookies[cookies.names(request).csrf];
+      if (!value || typeof token !== 'string') return false;
+      const expected = Buffer.from(sign(value));
+      const given = Buffer.from(token);
+      return expected.length === given.length && timingSafeEqual(expected, given);
+    },
+  };
+}
+
+export type CsrfProtection = ReturnType<typeof csrfProtection>;
