@@ -40,7 +40,6 @@ export function openIdConfiguration(inputs: DiscoveryInputs): Record<string, unk
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: [inputs.config.tokens.idTokenAlgorithm],
     claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'c_hash', 'azp', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
-    userinfo_signing_alg_values_supported: [],
     request_parameter_supported: false,
     claims_parameter_supported: false,
   };

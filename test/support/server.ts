@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { createClient, createUser, type ClientInput } from '../../src/core/applications.ts';
@@ -31,9 +32,12 @@ export interface TestServerOptions {
 /** A real Gatehouse on a free loopback port, on a fresh database of the given dialect. */
 export async function startTestServer(dialect: TestDialect, options: TestServerOptions = {}): Promise<TestServer> {
   const database = await createTestDatabase(dialect);
+  // The issuer must be the address clients reach, so the port is chosen before the config is made.
+  const port = await freePort();
   const config = loadConfig(
     {
-      PORT: '0',
+      PORT: String(port),
+      GATEHOUSE_ISSUER: `http://127.0.0.1:${port}`,
       GATEHOUSE_DATA_DIR: database.dataDir,
       GATEHOUSE_SECRET: TEST_SECRET,
       ...(database.databaseUrl ? { DATABASE_URL: database.databaseUrl } : {}),
@@ -43,9 +47,8 @@ export async function startTestServer(dialect: TestDialect, options: TestServerO
   );
   const gatehouse = await createGatehouse(config, { logger: pino({ level: 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
   const app = buildApp(gatehouse);
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const address = app.server.address();
-  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  await app.listen({ port, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${port}`;
   return {
     url,
     gatehouse,
@@ -70,6 +73,18 @@ export async function startTestServer(dialect: TestDialect, options: TestServerO
       await database.drop();
     },
   };
+}
+
+/** A port nobody listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
 }
 
 /** POSTs to a Gatehouse endpoint as a form or as JSON and returns status, headers and parsed body. */

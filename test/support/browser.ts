@@ -1,0 +1,48 @@
+/**
+ * A browser without a browser: real HTTP with a cookie jar, manual redirects and form submission,
+ * for driving the login and consent pages in tests that check protocol details.
+ */
+export class HttpBrowser {
+  readonly cookies = new Map<string, string>();
+
+  async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}) {
+    const headers: Record<string, string> = { ...init.headers };
+    if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    let body: string | undefined;
+    if (init.form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = new URLSearchParams(init.form).toString();
+    }
+    const response = await fetch(url, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(';');
+      const index = pair!.indexOf('=');
+      const name = pair!.slice(0, index);
+      const value = pair!.slice(index + 1);
+      if (/max-age=0|expires=thu, 01 jan 1970/i.test(line) || value === '') this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    const text = await response.text();
+    return { status: response.status, location: response.headers.get('location') ?? undefined, headers: response.headers, text };
+  }
+
+  /** Follows redirects within `origin`; stops at the first response that is not a redirect, or that leaves it. */
+  async follow(url: string, origin: string, init: { form?: Record<string, string> } = {}) {
+    let response = await this.request(url, init);
+    let current = url;
+    for (let hops = 0; hops < 10 && response.location; hops++) {
+      const next = new URL(response.location, current).toString();
+      if (!next.startsWith(origin)) return { ...response, location: next };
+      current = next;
+      response = await this.request(next);
+    }
+    return { ...response, url: current };
+  }
+}
+
+/** The value of a hidden input on a page. */
+export function hiddenField(html: string, name: string): string {
+  const match = new RegExp(`name="${name}" value="([^"]*)"`).exec(html);
+  if (!match) throw new Error(`no hidden field ${name} on the page:\n${html.slice(0, 2000)}`);
+  return match[1]!.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+}
