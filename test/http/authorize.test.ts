@@ -1,0 +1,254 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { DIALECTS } from '../support/databases.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+const CALLBACK = 'https://app.example/callback';
+
+for (const dialect of DIALECTS) {
+  describe(`authorization endpoint and code exchange (${dialect})`, () => {
+    let server: TestServer;
+    let now = Math.floor(Date.now() / 1000);
+    let web: { id: string; secret: string };
+    let other: { id: string; secret: string };
+    let spa: { id: string; secret: string };
+    const user = { email: 'ada@example.com', password: 'correct horse battery' };
+
+    before(async () => {
+      server = await startTestServer(dialect, { clock: () => now });
+      const scopes = ['openid', 'profile', 'email', 'objects:read', 'objects:download'];
+      web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK, 'http://127.0.0.1:8080/native'] });
+      other = await server.client({ name: 'Other app', grantTypes: ['authorization_code'], scopes, redirectUris: [CALLBACK] });
+      spa = await server.client({ name: 'Single-page app', type: 'public', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK] });
+      await server.user(user.email, user.password);
+    });
+    after(() => server.close());
+
+    const authorizeUrl = (params: Record<string, string>) => `${server.url}/authorize?${new URLSearchParams({ response_type: 'code', redirect_uri: CALLBACK, scope: 'openid objects:read', state: 'st-1', ...params })}`;
+
+    /** Signs in and consents in a fresh browser; returns the browser and the callback URL. */
+    async function authorize(params: Record<string, string>, browser = new HttpBrowser()): Promise<{ browser: HttpBrowser; callback: URL }> {
+      let page = await browser.follow(authorizeUrl(params), server.url);
+      if (page.text.includes('name="password"')) {
+        page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), ...user } });
+      }
+      if (page.text.includes('name="decision"')) {
+        page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' } });
+      }
+      assert.ok(page.location, `expected a redirect to the client, got ${page.status}: ${page.text.slice(0, 300)}`);
+      return { browser, callback: new URL(page.location) };
+    }
+
+    const exchange = (code: string, client = web, extra: Record<string, string> = {}) =>
+      post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK, ...extra }, client.secret ? { headers: { authorization: basic(client.id, client.secret) } } : {});
+
+    it('returns a code with the state and iss, and exchanges it once for tokens', async () => {
+      const { callback } = await authorize({ client_id: web.id });
+      assert.equal(callback.origin + callback.pathname, CALLBACK);
+      assert.equal(callback.searchParams.get('state'), 'st-1');
+      assert.equal(callback.searchParams.get('iss'), server.config.issuer);
+      const res = await exchange(callback.searchParams.get('code')!);
+      assert.equal(res.status, 200);
+      assert.ok(res.body.access_token && res.body.refresh_token && res.body.id_token);
+      assert.equal(res.headers.get('cache-control'), 'no-store');
+    });
+
+    it('shows an error page and never redirects for an unregistered redirect_uri', async () => {
+      const browser = new HttpBrowser();
+      for (const redirect of ['https://evil.example/callback', `${CALLBACK}/../evil`, `${CALLBACK}?x=1`, 'https://app.example/callback#frag', 'https://APP.example/callback']) {
+        const page = await browser.request(authorizeUrl({ client_id: web.id, redirect_uri: redirect }));
+        assert.equal(page.status, 400, redirect);
+        assert.equal(page.location, undefined, redirect);
+        assert.match(page.text, /not registered/);
+      }
+    });
+
+    it('shows an error page for an unknown client', async () => {
+      const page = await new HttpBrowser().request(authorizeUrl({ client_id: 'app_unknown' }));
+      assert.equal(page.status, 400);
+      assert.equal(page.location, undefined);
+    });
+
+    it('allows any port on a registered loopback redirect URI (RFC 8252 §7.3)', async () => {
+      const { callback } = await authorize({ client_id: web.id, redirect_uri: 'http://127.0.0.1:51234/native' });
+      assert.equal(callback.origin, 'http://127.0.0.1:51234');
+      const res = await exchange(callback.searchParams.get('code')!, web, { redirect_uri: 'http://127.0.0.1:51234/native' });
+      assert.equal(res.status, 200);
+    });
+
+    it('refuses a reused code and revokes the refresh token issued from its first use', async () => {
+      const { callback } = await authorize({ client_id: web.id });
+      const code = callback.searchParams.get('code')!;
+      const first = await exchange(code);
+      assert.equal(first.status, 200);
+      const second = await exchange(code);
+      assert.equal(second.status, 400);
+      assert.equal(second.body.error, 'invalid_grant');
+      const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: first.body.refresh_token }, { headers: { authorization: basic(web.id, web.secret) } });
+      assert.equal(refreshed.body.error, 'invalid_grant');
+      const jti = JSON.parse(Buffer.from(first.body.access_token.split('.')[1], 'base64url').toString()).jti;
+      assert.ok(await server.gatehouse.storage.revocations.isJtiRevoked(jti), 'the access token from the first use is revoked');
+    });
+
+    it('refuses a code presented by another client, without consuming it', async () => {
+      const { callback } = await authorize({ client_id: web.id });
+      const code = callback.searchParams.get('code')!;
+      const stolen = await exchange(code, other);
+      assert.equal(stolen.body.error, 'invalid_grant');
+      assert.equal((await exchange(code)).status, 200);
+    });
+
+    it('refuses an expired code', async () => {
+      const { callback } = await authorize({ client_id: web.id });
+      now += 601;
+      try {
+        const res = await exchange(callback.searchParams.get('code')!);
+        assert.equal(res.body.error, 'invalid_grant');
+        assert.match(res.body.error_description, /expired/);
+      } finally {
+        now -= 601;
+      }
+    });
+
+    it('refuses a redirect_uri at the exchange that differs from the authorization request', async () => {
+      const { callback } = await authorize({ client_id: web.id });
+      const res = await exchange(callback.searchParams.get('code')!, web, { redirect_uri: 'https://app.example/other' });
+      assert.equal(res.body.error, 'invalid_grant');
+    });
+
+    describe('PKCE (RFC 7636)', () => {
+      const verifier = () => randomBytes(32).toString('base64url');
+      const challenge = (v: string) => createHash('sha256').update(v).digest('base64url');
+
+      it('completes for a public client with S256', async () => {
+        const v = verifier();
+        const { callback } = await authorize({ client_id: spa.id, code_challenge: challenge(v), code_challenge_method: 'S256' });
+        const res = await exchange(callback.searchParams.get('code')!, spa, { client_id: spa.id, code_verifier: v });
+        assert.equal(res.status, 200);
+        assert.ok(res.body.refresh_token);
+      });
+
+      it('refuses a wrong code_verifier', async () => {
+        const { callback } = await authorize({ client_id: spa.id, code_challenge: challenge(verifier()), code_challenge_method: 'S256' });
+        const res = await exchange(callback.searchParams.get('code')!, spa, { client_id: spa.id, code_verifier: verifier() });
+        assert.equal(res.body.error, 'invalid_grant');
+      });
+
+      it('refuses a public client without PKCE, at the redirect URI', async () => {
+        const page = await new HttpBrowser().request(authorizeUrl({ client_id: spa.id }));
+        const location = new URL(page.location!);
+        assert.equal(location.searchParams.get('error'), 'invalid_request');
+        assert.equal(location.searchParams.get('state'), 'st-1');
+        assert.equal(location.searchParams.get('iss'), server.config.issuer);
+      });
+
+      it('refuses the plain method unless configured', async () => {
+        const page = await new HttpBrowser().request(authorizeUrl({ client_id: spa.id, code_challenge: verifier(), code_challenge_method: 'plain' }));
+        assert.equal(new URL(page.location!).searchParams.get('error'), 'invalid_request');
+      });
+
+      it('enforces PKCE at the exchange when a confidential client used it', async () => {
+        const { callback } = await authorize({ client_id: web.id, code_challenge: challenge(verifier()), code_challenge_method: 'S256' });
+        const res = await exchange(callback.searchParams.get('code')!);
+        assert.equal(res.body.error, 'invalid_grant');
+      });
+
+      it('refuses a code_verifier for a code issued without a challenge (downgrade, RFC 9700 §2.1.1)', async () => {
+        const { callback } = await authorize({ client_id: web.id });
+        const res = await exchange(callback.searchParams.get('code')!, web, { code_verifier: verifier() });
+        assert.equal(res.body.error, 'invalid_grant');
+      });
+    });
+
+    it('refuses implicit for a client not allowed it (and while the operator has it off)', async () => {
+      const page = await new HttpBrowser().request(authorizeUrl({ client_id: web.id, response_type: 'token' }));
+      const location = new URL(page.location!);
+      const params = new URLSearchParams(location.hash.slice(1) || location.search.slice(1));
+      assert.equal(params.get('error'), 'unsupported_response_type');
+      assert.equal(params.get('state'), 'st-1');
+    });
+
+    it('refuses the consent form posted without its CSRF token, and authorizes nothing', async () => {
+      const browser = new HttpBrowser();
+      let page = await browser.follow(authorizeUrl({ client_id: web.id, scope: 'openid email' }), server.url);
+      page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), ...user } });
+      assert.match(page.text, /wants to access your account/);
+      const request = hiddenField(page.text, 'request');
+      const forged = await browser.request(`${server.url}/consent`, { form: { request, decision: 'allow' } });
+      assert.equal(forged.status, 403);
+      assert.equal(forged.location, undefined);
+      const wrong = await browser.request(`${server.url}/consent`, { form: { request, decision: 'allow', csrf: 'x'.repeat(43) } });
+      assert.equal(wrong.status, 403);
+      const consent = await server.gatehouse.storage.consents.find((await server.gatehouse.storage.users.findByEmail(user.email))!.id, web.id);
+      assert.ok(!consent?.scopes.includes('email'), 'nothing was consented');
+    });
+
+    it('refuses the login form posted without its CSRF token', async () => {
+      const browser = new HttpBrowser();
+      await browser.request(`${server.url}/login`);
+      const res = await browser.request(`${server.url}/login`, { form: user });
+      assert.equal(res.status, 403);
+      assert.equal(browser.cookies.has('gatehouse_session'), false);
+    });
+
+    it('answers prompt=none without a session with login_required', async () => {
+      const page = await new HttpBrowser().request(authorizeUrl({ client_id: web.id, prompt: 'none' }));
+      const location = new URL(page.location!);
+      assert.equal(location.searchParams.get('error'), 'login_required');
+      assert.equal(location.searchParams.get('state'), 'st-1');
+    });
+
+    it('answers prompt=none with a session but no consent with consent_required', async () => {
+      const { browser } = await authorize({ client_id: web.id });
+      const page = await browser.request(authorizeUrl({ client_id: other.id, prompt: 'none' }));
+      assert.equal(new URL(page.location!).searchParams.get('error'), 'consent_required');
+    });
+
+    it('signs in once for every client (single sign-on) and remembers consent', async () => {
+      const { browser } = await authorize({ client_id: web.id });
+      const again = await browser.request(authorizeUrl({ client_id: web.id }));
+      assert.ok(again.location?.startsWith(CALLBACK), 'no login form, no consent page the second time');
+      const page = await browser.follow(authorizeUrl({ client_id: other.id }), server.url);
+      assert.match(page.text, /Other app wants to access/, 'another client asks for consent but not for a password');
+    });
+
+    it('asks for the password again with prompt=login', async () => {
+      const { browser } = await authorize({ client_id: web.id });
+      const page = await browser.follow(authorizeUrl({ client_id: web.id, prompt: 'login' }), server.url);
+      assert.match(page.text, /name="password"/);
+    });
+
+    it('returns access_denied with the state when the person denies', async () => {
+      const browser = new HttpBrowser();
+      let page = await browser.follow(authorizeUrl({ client_id: other.id, scope: 'openid profile' }), server.url);
+      page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), ...user } });
+      page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'deny' } });
+      const location = new URL(page.location!);
+      assert.equal(location.searchParams.get('error'), 'access_denied');
+      assert.equal(location.searchParams.get('state'), 'st-1');
+    });
+
+    it('answers a wrong password without telling whether the email exists', async () => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      const csrf = hiddenField(form.text, 'csrf');
+      const wrong = await browser.request(`${server.url}/login`, { form: { csrf, email: user.email, password: 'wrong password!' } });
+      const unknown = await browser.request(`${server.url}/login`, { form: { csrf, email: 'nobody@example.com', password: 'wrong password!' } });
+      assert.equal(wrong.status, 401);
+      assert.equal(unknown.status, 401);
+      const message = (html: string) => /role="alert">([^<]*)</.exec(html)?.[1];
+      assert.equal(message(wrong.text), message(unknown.text));
+    });
+
+    it('sends strict security headers on every page', async () => {
+      const page = await new HttpBrowser().request(`${server.url}/login`);
+      assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      assert.doesNotMatch(page.headers.get('content-security-policy') ?? '', /unsafe-inline/);
+      assert.equal(page.headers.get('x-frame-options'), 'DENY');
+      assert.equal(page.headers.get('referrer-policy'), 'no-referrer');
+      assert.match(page.headers.get('set-cookie') ?? '', /HttpOnly; SameSite=Lax/);
+    });
+  });
+}
