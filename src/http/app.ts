@@ -33,6 +33,19 @@ export function buildApp(gatehouse: Gatehouse): FastifyInstance {
   // The protocol endpoints: RFC 6749 JSON errors, form and JSON bodies (DESIGN §1).
   app.register(async (oauth) => {
     oauth.setErrorHandler(oauthErrorHandler);
+    // Browser apps (public clients with PKCE) call these endpoints with fetch. They use no cookies,
+    // so any origin may read their answers, as oidc-provider does by default.
+    oauth.addHook('onRequest', async (request, reply) => {
+      if (request.headers.origin === undefined) return;
+      reply.header('access-control-allow-origin', '*');
+      if (request.method === 'OPTIONS') {
+        reply
+          .code(204)
+          .headers({ 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600' })
+          .send();
+      }
+    });
+    oauth.options('/*', async (_request, reply) => reply.code(204).send());
     // fast-querystring keeps repeated parameters as arrays, so duplicates can be refused (RFC 6749 §3.2).
     oauth.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, parseForm(body as string));

@@ -321,6 +321,18 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    describe('CORS for browser apps', () => {
+      it('answers a preflight for the token endpoint and lets any origin read token responses', async () => {
+        const preflight = await fetch(`${server.url}/token`, { method: 'OPTIONS', headers: { origin: 'https://spa.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+        assert.equal(preflight.status, 204);
+        assert.equal(preflight.headers.get('access-control-allow-origin'), '*');
+        assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /content-type/);
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { origin: 'https://spa.example', authorization: basic(app.id, app.secret) } });
+        assert.equal(res.headers.get('access-control-allow-origin'), '*');
+        assert.equal(res.headers.get('access-control-allow-credentials'), null, 'never with credentials');
+      });
+    });
+
     describe('health', () => {
       it('answers /healthz and /readyz', async () => {
         assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
