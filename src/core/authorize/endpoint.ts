@@ -157,7 +157,7 @@ export class AuthorizationEndpoint {
       params.code = code;
     } else {
       let accessToken: string | undefined;
-      if (request.responseType.endsWith('token')) {
+      if (request.responseType === 'token' || request.responseType === 'id_token token') {
         const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes }, now);
         accessToken = issued.token;
         Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });
