@@ -3,6 +3,7 @@ import { AuditTrail } from './core/audit.ts';
 import { ClientRegistry } from './core/clients.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import type { GatehouseConfig } from './core/config.ts';
+import { ApiKeyService } from './core/api-keys.ts';
 import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
@@ -21,7 +22,6 @@ import { join } from 'node:path';
 
 /** Everything one Gatehouse instance is made of, wired once; the HTTP app and the CLI use this. */
 export interface Gatehouse extends GrantServices {
-  keys: KeyStore;
   tokenEndpoint: TokenEndpoint;
   authorizationEndpoint: AuthorizationEndpoint;
   idTokens: IdTokenIssuer;
@@ -83,15 +83,21 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   }
 
   const audit = new AuditTrail(storage.audit, (error) => logger.error({ err: error }, 'audit events could not be written'));
+  const clients = new ClientRegistry(storage.clients, config.clients.cacheTtlSeconds);
+  const scopes = new ScopePolicy(config.scopes);
+  const apiKeys = new ApiKeyService(storage, clients, scopes);
   const services: GrantServices = {
     config,
     clock,
     storage,
-    clients: new ClientRegistry(storage.clients, config.clients.cacheTtlSeconds),
-    scopes: new ScopePolicy(config.scopes),
+    clients,
+    scopes,
     accessTokens: accessTokenIssuer(keys, { issuer: config.issuer, audience: config.tokens.audience, ttlSeconds: config.tokens.accessTokenTtlSeconds }),
     clientTokenReuse: new ClientTokenReuse(config.tokens.clientCredentialsReuseSeconds),
     audit,
+    keys,
+    apiKeys,
+    revocations: storage.revocations,
   };
   const idTokens = idTokenIssuer(keys, { issuer: config.issuer, ttlSeconds: config.tokens.idTokenTtlSeconds });
   const tokenEndpoint = new TokenEndpoint(services);
@@ -119,6 +125,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     async close() {
       clearInterval(sweeper);
       keys.stopReloading();
+      await apiKeys.flush().catch((error) => logger.warn({ err: error }, 'API key use times could not be written'));
       await audit.flush();
       await storage.close();
     },

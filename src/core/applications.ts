@@ -41,6 +41,7 @@ export interface ClientInput {
   isAdmin?: boolean;
   firstParty?: boolean;
   allowImpersonation?: boolean;
+  isResourceServer?: boolean;
 }
 
 interface Services {
@@ -127,6 +128,7 @@ function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }
     isAdmin,
     firstParty: input.firstParty ?? false,
     allowImpersonation: input.allowImpersonation ?? false,
+    isResourceServer: input.isResourceServer ?? false,
   };
 }
 

@@ -52,6 +52,8 @@ export interface GatehouseConfig {
   pkce: { allowPlain: boolean };
   /** The implicit flow (RFC 6749 §4.2) is off unless enabled here and allowed to a client. */
   implicit: { enabled: boolean };
+  /** Project (restricted) tokens: the longest `expires_at` allowed, and the lifetime when token exchange names none. */
+  projectTokens: { maxTtlSeconds: number; defaultTtlSeconds: number };
   /** Trust X-Forwarded-Proto/-For from the proxy in front (only when one is there). */
   trustProxy: boolean;
   login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
@@ -107,6 +109,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     signup: { enabled: booleanIn('signup.enabled', file.signup?.enabled, true) },
     pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
     implicit: { enabled: booleanIn('implicit.enabled', file.implicit?.enabled, false) },
+    projectTokens: {
+      maxTtlSeconds: numberIn('projectTokens.maxTtlSeconds', file.projectTokens?.maxTtlSeconds, 86400, 60, 30 * 86400),
+      defaultTtlSeconds: numberIn('projectTokens.defaultTtlSeconds', file.projectTokens?.defaultTtlSeconds, 3600, 60, 30 * 86400),
+    },
     trustProxy: booleanSetting('GATEHOUSE_TRUST_PROXY', env.GATEHOUSE_TRUST_PROXY),
     login: {
       maxFailuresPerAccount: numberIn('login.maxFailuresPerAccount', file.login?.maxFailuresPerAccount, 5, 1, 1000),
@@ -126,6 +132,7 @@ export interface FileConfig {
   signup?: { enabled?: unknown };
   pkce?: { allowPlain?: unknown };
   implicit?: { enabled?: unknown };
+  projectTokens?: { maxTtlSeconds?: unknown; defaultTtlSeconds?: unknown };
   login?: { maxFailuresPerAccount?: unknown; maxFailuresPerAddress?: unknown; windowSeconds?: unknown };
 }
 

@@ -19,6 +19,10 @@ export function authorizationServerMetadata({ config, grantTypes, tokenEndpointA
     token_endpoint: `${issuer}/token`,
     jwks_uri: `${issuer}/jwks.json`,
     userinfo_endpoint: `${issuer}/userinfo`,
+    introspection_endpoint: `${issuer}/introspect`,
+    revocation_endpoint: `${issuer}/revoke`,
+    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+    revocation_endpoint_auth_methods_supported: [...tokenEndpointAuthMethods],
     end_session_endpoint: `${issuer}/logout`,
     scopes_supported: Object.keys(config.scopes),
     // The implicit flow is listed only when the operator enabled it (DESIGN §1).

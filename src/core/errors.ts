@@ -58,9 +58,16 @@ export const unsupportedResponseType = make('unsupported_response_type');
 export const serverError = make('server_error', 500);
 export const temporarilyUnavailable = make('temporarily_unavailable', 503);
 
+/** RFC 6750 §3: errors of protected resources carry a `WWW-Authenticate: Bearer` challenge. */
+export function bearerChallenge(error: string, description: string, scope?: string): string {
+  const quoted = (value: string) => value.replace(/["\\]/g, '').replace(/[^\x20-\x7e]/g, '?');
+  return `Bearer realm="gatehouse", error="${error}", error_description="${quoted(description)}"${scope ? `, scope="${quoted(scope)}"` : ''}`;
+}
+
 // RFC 6750 §3.1
-export const invalidToken = make('invalid_token', 401);
-export const insufficientScope = make('insufficient_scope', 403);
+export const invalidToken = (description: string): OAuthError => new OAuthError('invalid_token', description, 401, { 'www-authenticate': bearerChallenge('invalid_token', description) });
+export const insufficientScope = (description: string, scope?: string): OAuthError =>
+  new OAuthError('insufficient_scope', description, 403, { 'www-authenticate': bearerChallenge('insufficient_scope', description, scope) });
 
 // RFC 7009 §2.2.1
 export const unsupportedTokenType = make('unsupported_token_type');

@@ -6,6 +6,8 @@ import { discoveryRoutes } from './oauth/discovery.ts';
 import { oauthErrorHandler } from './oauth/errors.ts';
 import { tokenRoutes } from './oauth/token.ts';
 import { userinfoRoutes } from './oauth/userinfo.ts';
+import { introspectionRoutes } from './oauth/introspection.ts';
+import { projectRoutes } from './oauth/projects.ts';
 import { pagesPlugin } from './pages/plugin.ts';
 
 export const BODY_LIMIT = 64 * 1024;
@@ -54,6 +56,8 @@ export function buildApp(gatehouse: Gatehouse): FastifyInstance {
     await oauth.register(discoveryRoutes, { gatehouse });
     await oauth.register(healthRoutes, { gatehouse });
     await oauth.register(userinfoRoutes, { gatehouse });
+    await oauth.register(introspectionRoutes, { gatehouse });
+    await oauth.register(projectRoutes, { gatehouse });
   });
 
   // What people see in the browser: HTML pages and errors (DESIGN §5).

@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { Database } from './schema.ts';
 import * as foundation from './migrations/001-foundation.ts';
 import * as browser from './migrations/002-browser.ts';
+import * as platform from './migrations/003-platform.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -79,6 +80,7 @@ function adaptNodeSqlite(sqlite: DatabaseSync) {
 const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Promise<void> }> = {
   '001-foundation': foundation,
   '002-browser': browser,
+  '003-platform': platform,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -24,6 +24,8 @@ export interface Client {
   /** Trusted by the operator: skips the consent page. */
   firstParty: boolean;
   allowImpersonation: boolean;
+  /** A protected API of the platform: may introspect tokens of every client. Operator-granted. */
+  isResourceServer: boolean;
   createdAt: number;
   updatedAt: number;
 }
@@ -265,6 +267,29 @@ export interface PendingAuthorizationRepository {
   take(id: string): Promise<boolean>;
 }
 
+export interface ApiKey {
+  id: string;
+  clientId: string;
+  name: string;
+  digest: string;
+  prefix: string;
+  scopes: string[];
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+export interface ApiKeyRepository {
+  create(key: ApiKey): Promise<void>;
+  findByDigest(digest: string): Promise<ApiKey | undefined>;
+  listForClient(clientId: string): Promise<ApiKey[]>;
+  /** Revokes a key of the given client; false when there is no such live key. */
+  revoke(clientId: string, id: string, now: number): Promise<boolean>;
+  /** Records when keys were last used, in one batch (uses are collected in memory between batches). */
+  recordUse(uses: ReadonlyMap<string, number>): Promise<void>;
+}
+
 export interface Storage {
   clients: ClientRepository;
   users: UserRepository;
@@ -277,6 +302,7 @@ export interface Storage {
   sessions: SessionRepository;
   consents: ConsentRepository;
   pendingAuthorizations: PendingAuthorizationRepository;
+  apiKeys: ApiKeyRepository;
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
   /** Deletes up to `limit` expired rows per table; returns how many went. */

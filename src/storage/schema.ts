@@ -18,6 +18,20 @@ export interface Database {
   sessions: SessionTable;
   consents: ConsentTable;
   authorization_requests: AuthorizationRequestTable;
+  api_keys: ApiKeyTable;
+}
+
+export interface ApiKeyTable {
+  id: string;
+  client_id: string;
+  name: string;
+  digest: string;
+  prefix: string;
+  scopes: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  last_used_at: number | null;
 }
 
 export interface SessionTable {
@@ -61,6 +75,7 @@ export interface ClientTable {
   is_admin: number;
   first_party: number;
   allow_impersonation: number;
+  is_resource_server: number;
   created_at: number;
   updated_at: number;
 }

@@ -304,7 +304,9 @@ for (const dialect of DIALECTS) {
         assert.equal(metadata.issuer, server.config.issuer);
         assert.equal(metadata.token_endpoint, `${server.config.issuer}/token`);
         assert.equal(metadata.jwks_uri, `${server.config.issuer}/jwks.json`);
-        assert.deepEqual(metadata.grant_types_supported.sort(), ['authorization_code', 'client_credentials', 'password', 'refresh_token']);
+        assert.deepEqual(metadata.grant_types_supported.sort(), ['authorization_code', 'client_credentials', 'password', 'refresh_token', 'urn:ietf:params:oauth:grant-type:token-exchange']);
+        assert.equal(metadata.introspection_endpoint, `${server.config.issuer}/introspect`);
+        assert.equal(metadata.revocation_endpoint, `${server.config.issuer}/revoke`);
         assert.deepEqual(metadata.response_types_supported, ['code'], 'implicit is off unless the operator enables it');
         assert.deepEqual(metadata.token_endpoint_auth_methods_supported.sort(), ['client_secret_basic', 'client_secret_post', 'none']);
         assert.ok(metadata.scopes_supported.includes('objects:download'));

@@ -185,7 +185,6 @@ const INJECTIONS = [
 const GRANTS = ['client_credentials', 'password', 'refresh_token'];
 const JUNK_GRANTS = [
   'implicit',
-  'urn:ietf:params:oauth:grant-type:token-exchange',
   'urn:ietf:params:oauth:grant-type:jwt-bearer',
   'urn:ietf:params:oauth:grant-type:device_code',
   'CLIENT_CREDENTIALS',
@@ -396,6 +395,7 @@ function adversarialCases(f: Fixture): FuzzCase[] {
   // Unknown grant types, and grants a client is not allowed.
   // A grant the server supports but this client was not registered for.
   add(form('authorization_code for a client-credentials client', { grant_type: 'authorization_code', code: 'x', ...ccCreds }, { expect: { status: 400, error: 'unauthorized_client' } }));
+  add(form('token exchange for a client-credentials client', { grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'x', ...ccCreds }, { expect: { status: 400, error: 'unauthorized_client' } }));
   for (const grantType of JUNK_GRANTS) add(form(`unsupported grant_type ${JSON.stringify(grantType.slice(0, 40))}`, { grant_type: grantType, ...ccCreds }, { expect: unsupported }));
   add(
     json('unsupported grant_type with a NUL byte', { grant_type: 'client_credentials\u0000', ...ccCreds }, { expect: { status: 400, error: ['invalid_request', 'unsupported_grant_type'] } }),

@@ -77,6 +77,7 @@ const aClient = (overrides: Partial<NewClient> = {}): NewClient => ({
   isAdmin: false,
   firstParty: false,
   allowImpersonation: false,
+  isResourceServer: false,
   ...overrides,
 });
 

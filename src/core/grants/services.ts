@@ -1,4 +1,6 @@
 import type { Storage } from '../../storage/repositories.ts';
+import type { ApiKeyService } from '../api-keys.ts';
+import type { KeyStore } from '../tokens/keys.ts';
 import type { AuditTrail } from '../audit.ts';
 import type { ClientRegistry } from '../clients.ts';
 import type { Clock } from '../clock.ts';
@@ -18,6 +20,9 @@ export interface GrantServices {
   accessTokens: AccessTokenIssuer;
   clientTokenReuse: ClientTokenReuse;
   audit: AuditTrail;
+  keys: KeyStore;
+  apiKeys: ApiKeyService;
+  revocations: Storage['revocations'];
 }
 
 /**

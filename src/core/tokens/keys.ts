@@ -36,7 +36,7 @@ export class KeyStore {
     this.#encryptionKey = new Uint8Array(hkdfSync('sha256', config.secret, 'gatehouse', 'signing-key-encryption', 32));
     this.#algorithms = { access: config.tokens.accessTokenAlgorithm, id: config.tokens.idTokenAlgorithm };
     // A retired key must verify every token it signed: the longest lifetime, plus clock skew.
-    this.#retiredLifetimeSeconds = Math.max(config.tokens.accessTokenTtlSeconds, config.tokens.idTokenTtlSeconds) + 300;
+    this.#retiredLifetimeSeconds = Math.max(config.tokens.accessTokenTtlSeconds, config.tokens.idTokenTtlSeconds, config.projectTokens.maxTtlSeconds) + 300;
   }
 
   /** Loads the keys, generating the first active and next key of each use on an empty database. */

@@ -13,7 +13,12 @@ import { logoutRoutes } from './logout.ts';
 import { publicDir, renderPage } from './render.ts';
 import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
 
-const STATIC_FILES: Record<string, string> = { 'gatehouse.css': 'text/css; charset=utf-8', 'form-post.js': 'text/javascript; charset=utf-8' };
+const STATIC_FILES: Record<string, string> = {
+  'gatehouse.css': 'text/css; charset=utf-8',
+  'form-post.js': 'text/javascript; charset=utf-8',
+  // Linked from every page, so browsers do not ask for /favicon.ico and log its 404 as an error.
+  'favicon.svg': 'image/svg+xml',
+};
 
 /**
  * Everything a person sees: the authorization endpoint, sign-in, consent, account and sign-out.

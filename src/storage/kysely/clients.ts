@@ -18,6 +18,7 @@ const toClient = (row: Selectable<ClientTable>): Client => ({
   isAdmin: row.is_admin === 1,
   firstParty: row.first_party === 1,
   allowImpersonation: row.allow_impersonation === 1,
+  isResourceServer: row.is_resource_server === 1,
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });
@@ -46,6 +47,7 @@ function toRow(client: Partial<Omit<NewClient, 'id'>>) {
   if (client.isAdmin !== undefined) row.is_admin = flag(client.isAdmin);
   if (client.firstParty !== undefined) row.first_party = flag(client.firstParty);
   if (client.allowImpersonation !== undefined) row.allow_impersonation = flag(client.allowImpersonation);
+  if (client.isResourceServer !== undefined) row.is_resource_server = flag(client.isResourceServer);
   return row;
 }
 
@@ -91,6 +93,7 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
         await trx.deleteFrom('authorization_requests').where('client_id', '=', id).execute();
         await trx.deleteFrom('grants').where('client_id', '=', id).execute();
         await trx.deleteFrom('client_secrets').where('client_id', '=', id).execute();
+        await trx.deleteFrom('api_keys').where('client_id', '=', id).execute();
         const result = await trx.deleteFrom('clients').where('id', '=', id).executeTakeFirst();
         return result.numDeletedRows > 0n;
       });

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { migrate, openDatabase, type DatabaseOptions } from '../database.ts';
 import type { Storage } from '../repositories.ts';
+import { kyselyApiKeys } from './api-keys.ts';
 import { kyselyAudit, kyselyRevocations } from './audit.ts';
 import { kyselyConsents, kyselyPendingAuthorizations, kyselySessions } from './browser.ts';
 import { kyselyClients } from './clients.ts';
@@ -32,6 +33,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     sessions: kyselySessions(db),
     consents: kyselyConsents(db),
     pendingAuthorizations: kyselyPendingAuthorizations(db),
+    apiKeys: kyselyApiKeys(db),
     async ping() {
       await sql`select 1`.execute(db);
     },

@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto';
+import type { ApiKey, Client, Storage } from '../storage/repositories.ts';
+import { ValidationError } from './applications.ts';
+import type { ClientRegistry } from './clients.ts';
+import type { ScopePolicy } from './scopes.ts';
+import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
+
+/**
+ * API keys (`Authorization: ApiKey <key>`): long-lived credentials of an application, acting as
+ * it with the key's scopes (never a user-only one). Shown once; only the digest is kept. Revocation
+ * takes effect at once here (every use reads the key); last-use times are collected in memory and
+ * written in batches, so a use costs no database write.
+ */
+export class ApiKeyService {
+  #storage: Storage;
+  #clients: ClientRegistry;
+  #scopes: ScopePolicy;
+  #uses = new Map<string, number>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(storage: Storage, clients: ClientRegistry, scopes: ScopePolicy) {
+    this.#storage = storage;
+    this.#clients = clients;
+    this.#scopes = scopes;
+  }
+
+  async create(client: Client, input: { name: string; scopes?: string[] | undefined; expiresAt?: number | null | undefined }, now: number): Promise<{ key: ApiKey; value: string }> {
+    const name = input.name?.trim();
+    if (!name) throw new ValidationError('name', 'an API key needs a name');
+    if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
+    if (input.expiresAt !== undefined && input.expiresAt !== null && input.expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
+    let scopes: string[];
+    try {
+      scopes = this.#scopes.resolve({ requested: input.scopes, client, userPresent: false });
+    } catch (error) {
+      throw new ValidationError('scopes', (error as Error).message);
+    }
+    if (scopes.length === 0) throw new ValidationError('scopes', 'an API key needs at least one scope the application holds');
+    const value = createOpaqueToken('ak');
+    const key: ApiKey = {
+      id: randomUUID(),
+      clientId: client.id,
+      name,
+      digest: digestOf(value),
+      prefix: value.slice(0, 12),
+      scopes,
+      createdAt: now,
+      expiresAt: input.expiresAt ?? null,
+      revokedAt: null,
+      lastUsedAt: null,
+    };
+    await this.#storage.apiKeys.create(key);
+    return { key, value };
+  }
+
+  /** The live key and its application, or undefined (malformed, unknown, revoked, expired, application gone). */
+  async authenticate(value: string, now: number): Promise<{ key: ApiKey; client: Client } | undefined> {
+    if (!isWellFormed(value, 'ak')) return undefined;
+    const key = await this.#storage.apiKeys.findByDigest(digestOf(value));
+    if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= now)) return undefined;
+    const entry = await this.#clients.get(key.clientId);
+    if (!entry) return undefined;
+    this.#recordUse(key.id, now);
+    return { key, client: entry.client };
+  }
+
+  /** Writes the collected last-use times; runs on a timer and at shutdown. */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#uses.size === 0) return;
+    const uses = this.#uses;
+    this.#uses = new Map();
+    await this.#storage.apiKeys.recordUse(uses);
+  }
+
+  #recordUse(id: string, now: number): void {
+    this.#uses.set(id, now);
+    if (!this.#timer) {
+      this.#timer = setTimeout(() => void this.flush().catch(() => {}), 5000);
+      this.#timer.unref();
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import type { Client } from '../storage/repositories.ts';
+import type { ApiKeyService } from './api-keys.ts';
+import type { GrantServices } from './grants/services.ts';
+import type { KeyStore } from './tokens/keys.ts';
+import { digestOf, kindOf } from './tokens/opaque.ts';
+import { verifyAccessToken } from './tokens/verify.ts';
+
+export interface IntrospectionServices extends GrantServices {
+  keys: KeyStore;
+  apiKeys: ApiKeyService;
+}
+
+export type IntrospectionResponse = { active: false } | ({ active: true } & Record<string, unknown>);
+
+const INACTIVE: IntrospectionResponse = { active: false };
+
+/**
+ * RFC 7662. Access tokens (JWTs, inactive once expired, revoked or signed by a withdrawn key),
+ * refresh tokens and API keys. The hint only orders the search (§2.1); the credential's own format
+ * decides. A client sees its own tokens; resource servers and admin clients see every client's —
+ * for anyone else another client's token is simply inactive (§4: "MAY respond differently").
+ */
+export async function introspect(services: IntrospectionServices, caller: Client, token: string, now: number): Promise<IntrospectionResponse> {
+  const mayView = (clientId: unknown) => clientId === caller.id || caller.isResourceServer || caller.isAdmin;
+  if (token.length === 0 || token.length > 8192) return INACTIVE;
+
+  switch (kindOf(token)) {
+    case 'rt': {
+      const found = await services.storage.refreshTokens.find(digestOf(token));
+      if (!found || !mayView(found.token.clientId)) return INACTIVE;
+      const { token: refresh, grant } = found;
+      if (refresh.consumedAt !== null || refresh.expiresAt <= now || grant.revokedAt !== null) return INACTIVE;
+      return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp: refresh.expiresAt, iss: services.config.issuer };
+    }
+    case 'ak': {
+      const found = await services.apiKeys.authenticate(token, now);
+      if (!found || !mayView(found.key.clientId)) return INACTIVE;
+      const { key } = found;
+      return {
+        active: true,
+        token_type: 'ApiKey',
+        scope: key.scopes.join(' '),
+        client_id: key.clientId,
+        sub: key.clientId,
+        iat: key.createdAt,
+        ...(key.expiresAt !== null ? { exp: key.expiresAt } : {}),
+        iss: services.config.issuer,
+      };
+    }
+    case undefined: {
+      const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, token, now);
+      if (!verified || !mayView(verified.payload.client_id)) return INACTIVE;
+      if (verified.jti && (await services.storage.revocations.isJtiRevoked(verified.jti))) return INACTIVE;
+      const { payload } = verified;
+      return {
+        active: true,
+        token_type: 'Bearer',
+        scope: verified.scopes.join(' '),
+        client_id: payload.client_id,
+        sub: payload.sub,
+        exp: payload.exp,
+        iat: payload.iat,
+        iss: payload.iss,
+        aud: payload.aud,
+        jti: payload.jti,
+        ...(payload.project !== undefined ? { project: payload.project } : {}),
+        ...(payload.act !== undefined ? { act: payload.act } : {}),
+      };
+    }
+    default:
+      return INACTIVE;
+  }
+}

@@ -1,0 +1,47 @@
+import type { Caller } from './callers.ts';
+import { invalidRequest, invalidScope, OAuthError } from './errors.ts';
+import type { GrantServices } from './grants/services.ts';
+import type { IssuedAccessToken } from './tokens/jwt.ts';
+
+export interface ProjectTokenRequest {
+  project: string;
+  scopes: unknown;
+  /** Epoch seconds. */
+  expiresAt: number;
+}
+
+export const PROJECT_ID = /^[A-Za-z0-9._~-]{1,128}$/;
+
+/**
+ * A short-lived token bound to one project, for a browser viewer (DESIGN §1), so the caller's own
+ * token never reaches the browser. Its scopes must be project scopes the caller holds; its
+ * lifetime is capped by configuration; a project token cannot mint another.
+ */
+export async function issueProjectToken(services: GrantServices, caller: Caller, request: ProjectTokenRequest, now: number): Promise<IssuedAccessToken & { scopes: string[] }> {
+  if (!PROJECT_ID.test(request.project)) throw invalidRequest('the project id is malformed');
+  if (caller.project !== undefined) throw new OAuthError('insufficient_scope', 'a project token cannot create other tokens', 403);
+  if (!Array.isArray(request.scopes) || request.scopes.length === 0 || !request.scopes.every((s) => typeof s === 'string')) {
+    throw invalidRequest('scopes must be a non-empty array of scope names');
+  }
+  const scopes = [...new Set(request.scopes as string[])];
+  for (const scope of scopes) {
+    if (!services.scopes.definition(scope)?.project) throw invalidScope(`the scope "${scope.slice(0, 64)}" cannot be put into a project token`);
+    if (!caller.scopes.includes(scope)) throw new OAuthError('invalid_scope', `the caller does not hold the scope "${scope}"`, 403);
+  }
+  const maxTtl = services.config.projectTokens.maxTtlSeconds;
+  if (!Number.isInteger(request.expiresAt) || request.expiresAt <= now) throw invalidRequest('expires_at must be in the future');
+  if (request.expiresAt - now > maxTtl) throw invalidRequest(`expires_at may be at most ${maxTtl} seconds ahead`);
+  if (caller.expiresAt !== undefined && request.expiresAt > caller.expiresAt && caller.kind !== 'api_key') {
+    // A derived token never outlives the token it came from.
+    throw invalidRequest('expires_at is later than the expiry of the token used to ask for it');
+  }
+
+  const token = await services.accessTokens.issue(
+    { sub: caller.sub, clientId: caller.clientId, scopes, extra: { project: request.project, ...(caller.act ? { act: caller.act } : {}) } },
+    now,
+    request.expiresAt - now,
+  );
+  services.audit.record({ at: now, kind: 'project_token.issued', outcome: 'success', clientId: caller.clientId, userId: caller.kind === 'user' ? caller.sub : null, data: { project: request.project, scopes, via: caller.kind } });
+  return { ...token, scopes };
+}
+

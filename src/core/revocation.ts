@@ -1,0 +1,54 @@
+import type { Client } from '../storage/repositories.ts';
+import { unauthorizedClient } from './errors.ts';
+import type { IntrospectionServices } from './introspection.ts';
+import { digestOf, isWellFormed, kindOf } from './tokens/opaque.ts';
+import { verifyAccessToken } from './tokens/verify.ts';
+
+/**
+ * RFC 7009. A refresh token revokes its whole grant (§2.1: "the authorization server SHOULD also
+ * invalidate all access tokens based on the same authorization grant" — the refresh tokens; the
+ * access tokens are short-lived JWTs); an access token is revoked by its `jti` until it would have
+ * expired; an API key is revoked at once. Unknown or malformed tokens change nothing and are not an
+ * error (§2.2: "invalid tokens do not cause an error response"). A token of another client is
+ * refused (§2.1: the server "verifies whether the token was issued to the client making the
+ * revocation request. If this validation fails, the request is refused").
+ */
+export async function revoke(services: IntrospectionServices, caller: Client, token: string, now: number): Promise<void> {
+  if (token.length === 0 || token.length > 8192) return;
+  const notYours = () => unauthorizedClient('the token was not issued to this client');
+
+  switch (kindOf(token)) {
+    case 'rt': {
+      const found = await services.storage.refreshTokens.find(digestOf(token));
+      if (!found) return;
+      if (found.token.clientId !== caller.id) throw notYours();
+      if (await services.storage.grants.revoke(found.grant.id, now)) {
+        services.audit.record({ at: now, kind: 'token.revoked', outcome: 'success', clientId: caller.id, userId: found.grant.userId, data: { token_type: 'refresh_token', grant_id: found.grant.id } });
+      }
+      return;
+    }
+    case 'ak': {
+      if (!isWellFormed(token, 'ak')) return;
+      const key = await services.storage.apiKeys.findByDigest(digestOf(token));
+      if (!key) return;
+      if (key.clientId !== caller.id) throw notYours();
+      if (await services.storage.apiKeys.revoke(caller.id, key.id, now)) {
+        services.audit.record({ at: now, kind: 'api_key.revoked', outcome: 'success', clientId: caller.id, userId: null, data: { api_key_id: key.id, via: 'revocation endpoint' } });
+      }
+      return;
+    }
+    case undefined: {
+      const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, token, now);
+      // An expired or foreign-signed token is already useless: nothing to revoke.
+      if (!verified || !verified.jti) return;
+      if (verified.payload.client_id !== caller.id) throw notYours();
+      await services.storage.revocations.revokeJti(verified.jti, verified.payload.exp ?? now);
+      services.clientTokenReuse.forget(verified.jti);
+      services.audit.record({ at: now, kind: 'token.revoked', outcome: 'success', clientId: caller.id, userId: typeof verified.payload.sub === 'string' && verified.payload.sub !== caller.id ? verified.payload.sub : null, data: { token_type: 'access_token', jti: verified.jti } });
+      return;
+    }
+    default:
+      return;
+  }
+}
+

@@ -1,0 +1,31 @@
+import { jwtVerify, type JWTPayload } from 'jose';
+import type { KeyStore } from './keys.ts';
+
+export interface VerifiedAccessToken {
+  payload: JWTPayload & { client_id?: unknown; scope?: unknown };
+  jti: string | undefined;
+  scopes: string[];
+}
+
+/**
+ * Verifies an access token this server issued: signature by a published access-token key (so a
+ * token of a withdrawn key fails), `typ: at+jwt`, issuer, audience and expiry. Revocation is the
+ * caller's to check, since it needs the database.
+ */
+export async function verifyAccessToken(keys: KeyStore, options: { issuer: string; audience: string }, token: string, now: number): Promise<VerifiedAccessToken | undefined> {
+  if (token.length > 8192) return undefined;
+  try {
+    const { payload } = await jwtVerify(
+      token,
+      async (header) => {
+        const key = header.kid ? keys.publicKey(header.kid) : undefined;
+        if (!key || key.use !== 'access' || key.alg !== header.alg) throw new Error('unknown key');
+        return key.key;
+      },
+      { issuer: options.issuer, audience: options.audience, typ: 'at+jwt', currentDate: new Date(now * 1000) },
+    );
+    return { payload, jti: typeof payload.jti === 'string' ? payload.jti : undefined, scopes: typeof payload.scope === 'string' && payload.scope ? payload.scope.split(' ') : [] };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,46 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { authenticateClient } from '../../core/client-auth/authenticate.ts';
+import { invalidClient, invalidRequest } from '../../core/errors.ts';
+import { introspect } from '../../core/introspection.ts';
+import { revoke } from '../../core/revocation.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+
+const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
+
+/** The parameters of an introspection or revocation request, each a single string. */
+function parameters(request: FastifyRequest): Record<string, string | undefined> {
+  const body = request.body;
+  if (body !== undefined && body !== null && (typeof body !== 'object' || Array.isArray(body))) throw invalidRequest('the body must be a set of parameters');
+  const params: Record<string, string | undefined> = Object.create(null);
+  for (const name of ['token', 'token_type_hint', 'client_id', 'client_secret']) {
+    const value = body && Object.hasOwn(body, name) ? (body as Record<string, unknown>)[name] : undefined;
+    if (value === undefined) continue;
+    if (Array.isArray(value)) throw invalidRequest(`the parameter ${name} is included more than once`);
+    if (typeof value !== 'string' || value.includes('\0')) throw invalidRequest(`the parameter ${name} must be a string`);
+    params[name] = value;
+  }
+  return params;
+}
+
+/** RFC 7662 introspection and RFC 7009 revocation, both for authenticated clients. */
+export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
+  app.post('/introspect', async (request, reply) => {
+    const params = parameters(request);
+    const now = gatehouse.clock();
+    const { client, method } = await authenticateClient(gatehouse.clients, request.headers.authorization, params, now);
+    // RFC 7662 §2.1: the endpoint "MUST require some form of authorization"; a public client has none.
+    if (method === 'none') throw invalidClient('introspection needs a confidential client');
+    if (params.token === undefined) throw invalidRequest('token is required');
+    return reply.headers(NO_STORE).send(await introspect(gatehouse, client, params.token, now));
+  });
+
+  app.post('/revoke', async (request, reply) => {
+    const params = parameters(request);
+    const now = gatehouse.clock();
+    // RFC 7009 §2.1: public clients may revoke their own tokens, identified by client_id.
+    const { client } = await authenticateClient(gatehouse.clients, request.headers.authorization, params, now);
+    if (params.token === undefined) throw invalidRequest('token is required');
+    await revoke(gatehouse, client, params.token, now);
+    return reply.headers(NO_STORE).code(200).send();
+  });
+}
