@@ -31,10 +31,6 @@ export async function issueProjectToken(services: GrantServices, caller: Caller,
   const maxTtl = services.config.projectTokens.maxTtlSeconds;
   if (!Number.isInteger(request.expiresAt) || request.expiresAt <= now) throw invalidRequest('expires_at must be in the future');
   if (request.expiresAt - now > maxTtl) throw invalidRequest(`expires_at may be at most ${maxTtl} seconds ahead`);
-  if (caller.expiresAt !== undefined && request.expiresAt > caller.expiresAt && caller.kind !== 'api_key') {
-    // A derived token never outlives the token it came from.
-    throw invalidRequest('expires_at is later than the expiry of the token used to ask for it');
-  }
 
   const token = await services.accessTokens.issue(
     { sub: caller.sub, clientId: caller.clientId, scopes, extra: { project: request.project, ...(caller.act ? { act: caller.act } : {}) } },

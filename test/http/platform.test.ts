@@ -1,0 +1,261 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+
+for (const dialect of DIALECTS) {
+  describe(`API keys, project tokens, introspection, revocation and token exchange (${dialect})`, () => {
+    let server: TestServer;
+    let app: { id: string; secret: string };
+    let other: { id: string; secret: string };
+    let api: { id: string; secret: string };
+    let backOffice: { id: string; secret: string };
+    let firstParty: { id: string; secret: string };
+    let userId: string;
+    const user = { email: 'ada@example.com', password: 'correct horse battery' };
+
+    before(async () => {
+      server = await startTestServer(dialect);
+      app = await server.client({ name: 'Viewer', grantTypes: ['client_credentials', EXCHANGE], scopes: ['objects:read', 'model:read', 'model:write', 'bcf:read'] });
+      other = await server.client({ name: 'Other', grantTypes: ['client_credentials'], scopes: ['objects:read', 'model:read'] });
+      api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
+      backOffice = await server.client({ name: 'Back office', grantTypes: ['client_credentials', EXCHANGE], scopes: ['objects:read', 'objects:download', 'model:read'], defaultScopes: ['objects:read'], allowImpersonation: true });
+      firstParty = await server.client({ name: 'First party', grantTypes: ['password', 'refresh_token', EXCHANGE], scopes: ['openid', 'objects:read', 'objects:download', 'model:read'] });
+      userId = (await server.user(user.email, user.password)).id;
+    });
+    after(() => server.close());
+
+    const clientToken = async (client: { id: string; secret: string }, scope?: string) =>
+      (await post(`${server.url}/token`, { grant_type: 'client_credentials', ...(scope ? { scope } : {}) }, { headers: { authorization: basic(client.id, client.secret) } })).body.access_token as string;
+    const userTokens = async (scope = 'objects:read objects:download model:read') =>
+      (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).body;
+    const apiKey = async (clientId: string, scopes?: string[], expiresAt?: number) => {
+      const client = (await server.gatehouse.storage.clients.find(clientId))!;
+      return (await server.gatehouse.apiKeys.create(client, { name: 'script', scopes, expiresAt }, server.gatehouse.clock())).value;
+    };
+    const projectToken = (authorization: string, project: string, body: unknown) =>
+      fetch(`${server.url}/projects/${project}/access-tokens`, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const introspect = (token: string, client = api, hint?: string) =>
+      post(`${server.url}/introspect`, { token, ...(hint ? { token_type_hint: hint } : {}) }, { headers: { authorization: basic(client.id, client.secret) } });
+    const revoke = (token: string, client = app, hint?: string) =>
+      post(`${server.url}/revoke`, { token, ...(hint ? { token_type_hint: hint } : {}) }, { headers: { authorization: basic(client.id, client.secret) } });
+    const inHours = (hours: number) => new Date(Date.now() + hours * 3600_000).toISOString();
+
+    describe('API keys (BIMData: Authorization: ApiKey …)', () => {
+      it('act as their application with their scopes, until revoked', async () => {
+        const key = await apiKey(app.id, ['model:read']);
+        assert.match(key, /^gate_ak_/);
+        const ok = await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(1), scopes: ['model:read'] });
+        assert.equal(ok.status, 201);
+        const active = await introspect(key);
+        assert.deepEqual({ active: active.body.active, client_id: active.body.client_id, scope: active.body.scope, token_type: active.body.token_type }, { active: true, client_id: app.id, scope: 'model:read', token_type: 'ApiKey' });
+        assert.equal(active.body.exp, undefined, 'no expiry unless one was set');
+
+        assert.equal((await revoke(key)).status, 200);
+        const refused = await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(1), scopes: ['model:read'] });
+        assert.equal(refused.status, 401);
+        assert.match(refused.headers.get('www-authenticate') ?? '', /^Bearer .*error="invalid_token"/);
+        assert.deepEqual((await introspect(key)).body, { active: false });
+      });
+
+      it('never carry a user-only scope', async () => {
+        const client = (await server.gatehouse.storage.clients.find(backOffice.id))!;
+        await assert.rejects(server.gatehouse.apiKeys.create(client, { name: 'x', scopes: ['objects:download'] }, server.gatehouse.clock()), { code: 'ERR_VALIDATION', field: 'scopes' });
+      });
+
+      it('stop working once expired', async () => {
+        const key = await apiKey(app.id, ['model:read'], server.gatehouse.clock() + 1);
+        await new Promise((resolve) => setTimeout(resolve, 2100));
+        assert.equal((await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(1), scopes: ['model:read'] })).status, 401);
+      });
+    });
+
+    describe('project tokens (BIMData: POST /projects/{id}/access-tokens)', () => {
+      it('mints a 12-hour model:read token bound to the project, that introspects with only that scope', async () => {
+        const res = await projectToken(`Bearer ${await clientToken(app)}`, 'proj-42', { expires_at: inHours(12), scopes: ['model:read'] });
+        assert.equal(res.status, 201);
+        const body = (await res.json()) as Record<string, unknown>;
+        assert.deepEqual(Object.keys(body).sort(), ['access_token', 'expires_at', 'project', 'scopes', 'token_type']);
+        assert.equal(body.token_type, 'Bearer');
+        assert.deepEqual(body.scopes, ['model:read']);
+        assert.equal(body.project, 'proj-42');
+        const introspected = await introspect(body.access_token as string);
+        assert.equal(introspected.body.active, true);
+        assert.equal(introspected.body.scope, 'model:read');
+        assert.equal(introspected.body.project, 'proj-42');
+        assert.ok(Math.abs((introspected.body.exp as number) - Date.parse(body.expires_at as string) / 1000) <= 1);
+      });
+
+      it('refuses a scope the caller lacks with 403 invalid_scope', async () => {
+        const res = await projectToken(`Bearer ${await clientToken(app, 'model:read')}`, 'p1', { expires_at: inHours(1), scopes: ['model:write'] });
+        assert.equal(res.status, 403);
+        assert.equal(((await res.json()) as { error: string }).error, 'invalid_scope');
+      });
+
+      it('refuses a scope that may not go into project tokens', async () => {
+        const res = await projectToken(`Bearer ${await clientToken(app)}`, 'p1', { expires_at: inHours(1), scopes: ['objects:read'] });
+        assert.equal(res.status, 400);
+        assert.equal(((await res.json()) as { error: string }).error, 'invalid_scope');
+      });
+
+      it('refuses an expires_at in the past, beyond the maximum, or malformed, with 400', async () => {
+        const token = await clientToken(app);
+        for (const expires_at of [inHours(-1), inHours(48), 'tomorrow', 12, null]) {
+          const res = await projectToken(`Bearer ${token}`, 'p1', { expires_at, scopes: ['model:read'] });
+          assert.equal(res.status, 400, String(expires_at));
+          assert.equal(((await res.json()) as { error: string }).error, 'invalid_request');
+        }
+      });
+
+      it('refuses a missing or invalid token with 401, and a project token minting another with 403', async () => {
+        assert.equal((await projectToken('', 'p1', { expires_at: inHours(1), scopes: ['model:read'] })).status, 401);
+        assert.equal((await projectToken('Bearer not-a-token', 'p1', { expires_at: inHours(1), scopes: ['model:read'] })).status, 401);
+        const res = await projectToken(`Bearer ${await clientToken(app)}`, 'p1', { expires_at: inHours(1), scopes: ['model:read'] });
+        const derived = ((await res.json()) as { access_token: string }).access_token;
+        assert.equal((await projectToken(`Bearer ${derived}`, 'p1', { expires_at: inHours(0.5), scopes: ['model:read'] })).status, 403);
+      });
+
+      it('are also available through token exchange (RFC 8693), resource = the project', async () => {
+        const subject = await clientToken(app);
+        const res = await post(
+          `${server.url}/token`,
+          { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, resource: 'project:p7', scope: 'model:read' },
+          { headers: { authorization: basic(app.id, app.secret) } },
+        );
+        assert.equal(res.status, 200);
+        assert.equal(res.body.issued_token_type, ACCESS_TOKEN);
+        assert.equal(res.body.token_type, 'Bearer');
+        const claims = decodeJwt(res.body.access_token);
+        assert.equal(claims.project, 'p7');
+        assert.equal(claims.scope, 'model:read');
+      });
+    });
+
+    describe('introspection (RFC 7662)', () => {
+      it('describes an access token to a resource server', async () => {
+        const token = await clientToken(app, 'objects:read');
+        const res = await introspect(token);
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get('cache-control'), 'no-store');
+        assert.equal(res.body.active, true);
+        assert.equal(res.body.client_id, app.id);
+        assert.equal(res.body.sub, app.id);
+        assert.equal(res.body.scope, 'objects:read');
+        assert.equal(res.body.token_type, 'Bearer');
+        assert.equal(typeof res.body.exp, 'number');
+        assert.equal(typeof res.body.iat, 'number');
+      });
+
+      it('describes a refresh token, whatever the hint says', async () => {
+        const { refresh_token } = await userTokens();
+        for (const hint of [undefined, 'refresh_token', 'access_token', 'nonsense']) {
+          const res = await introspect(refresh_token, api, hint);
+          assert.equal(res.body.active, true, String(hint));
+          assert.equal(res.body.sub, userId);
+          assert.equal(res.body.token_type, 'refresh_token');
+        }
+      });
+
+      it('answers active:false for unknown, malformed and foreign-signed tokens', async () => {
+        for (const token of ['x', 'gate_rt_' + 'A'.repeat(49), 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.', (await clientToken(app)).slice(0, -4) + 'AAAA']) {
+          assert.deepEqual((await introspect(token)).body, { active: false }, token);
+        }
+      });
+
+      it('shows a client its own tokens but not another client\'s', async () => {
+        const token = await clientToken(other);
+        assert.equal((await introspect(token, other)).body.active, true);
+        assert.deepEqual((await introspect(token, app)).body, { active: false });
+      });
+
+      it('requires client authentication', async () => {
+        const res = await post(`${server.url}/introspect`, { token: await clientToken(app) });
+        assert.equal(res.status, 401);
+        assert.equal(res.body.error, 'invalid_client');
+      });
+    });
+
+    describe('revocation (RFC 7009)', () => {
+      it('revokes an access token by its jti, so introspection turns it inactive', async () => {
+        const token = await clientToken(app, 'bcf:read');
+        assert.equal((await revoke(token, app, 'access_token')).status, 200);
+        assert.deepEqual((await introspect(token)).body, { active: false });
+        const fresh = await clientToken(app, 'bcf:read');
+        assert.notEqual(fresh, token, 'a revoked token is never handed out again by the reuse window');
+        assert.equal((await introspect(fresh)).body.active, true);
+      });
+
+      it('revokes a refresh token and its whole grant, even with a wrong hint', async () => {
+        const { refresh_token } = await userTokens();
+        assert.equal((await post(`${server.url}/revoke`, { token: refresh_token, token_type_hint: 'access_token' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).status, 200);
+        const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
+        assert.equal(refreshed.body.error, 'invalid_grant');
+      });
+
+      it('answers 200 for unknown tokens and changes nothing', async () => {
+        for (const token of ['unknown', 'gate_rt_' + 'B'.repeat(49)]) assert.equal((await revoke(token)).status, 200);
+      });
+
+      it('refuses to revoke another client\'s token, which keeps working', async () => {
+        const token = await clientToken(other);
+        const res = await revoke(token, app);
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error, 'unauthorized_client');
+        assert.equal((await introspect(token)).body.active, true);
+      });
+    });
+
+    describe('impersonation and delegation (RFC 8693)', () => {
+      it('is refused to a client without the privilege, and audited', async () => {
+        const res = await post(
+          `${server.url}/token`,
+          { grant_type: EXCHANGE, requested_subject: userId, subject_token: await clientToken(firstParty, 'objects:read').catch(() => 'x'), subject_token_type: ACCESS_TOKEN },
+          { headers: { authorization: basic(firstParty.id, firstParty.secret) } },
+        );
+        assert.equal(res.status, 400);
+        assert.equal(res.body.error, 'unauthorized_client');
+      });
+
+      it('impersonates a user for a privileged back office: the token names the user as subject and the client as actor', async () => {
+        const res = await post(`${server.url}/token`, { grant_type: EXCHANGE, requested_subject: userId, scope: 'objects:download' }, { headers: { authorization: basic(backOffice.id, backOffice.secret) } });
+        assert.equal(res.status, 200);
+        const claims = decodeJwt(res.body.access_token);
+        assert.equal(claims.sub, userId);
+        assert.deepEqual(claims.act, { sub: backOffice.id, client_id: backOffice.id });
+        assert.equal(claims.scope, 'objects:download');
+        await server.gatehouse.audit.flush();
+        const events = await server.gatehouse.storage.audit.query({ kind: 'token.exchanged', clientId: backOffice.id });
+        assert.ok(events.some((e) => e.outcome === 'success' && e.userId === userId));
+      });
+
+      it('delegates with a user\'s subject_token and the client\'s own actor_token, within the user\'s scopes', async () => {
+        const subject = (await userTokens('objects:read model:read')).access_token;
+        const actor = await clientToken(backOffice);
+        const grant = { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, actor_token: actor, actor_token_type: ACCESS_TOKEN };
+        const res = await post(`${server.url}/token`, grant, { headers: { authorization: basic(backOffice.id, backOffice.secret) } });
+        assert.equal(res.status, 200);
+        const claims = decodeJwt(res.body.access_token);
+        assert.equal(claims.sub, userId);
+        assert.equal((claims.act as { sub: string }).sub, backOffice.id);
+        const wider = await post(`${server.url}/token`, { ...grant, scope: 'objects:download' }, { headers: { authorization: basic(backOffice.id, backOffice.secret) } });
+        assert.equal(wider.body.error, 'invalid_scope');
+      });
+
+      it('refuses an actor token of another client and an unknown subject', async () => {
+        const subject = (await userTokens()).access_token;
+        const foreign = await post(
+          `${server.url}/token`,
+          { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, actor_token: await clientToken(app), actor_token_type: ACCESS_TOKEN },
+          { headers: { authorization: basic(backOffice.id, backOffice.secret) } },
+        );
+        assert.equal(foreign.body.error, 'invalid_grant');
+        const unknown = await post(`${server.url}/token`, { grant_type: EXCHANGE, requested_subject: 'nobody' }, { headers: { authorization: basic(backOffice.id, backOffice.secret) } });
+        assert.equal(unknown.body.error, 'invalid_grant');
+      });
+    });
+  });
+}
