@@ -4,6 +4,7 @@ import { ValidationError } from '../core/applications.ts';
 import { ConfigError, loadConfig } from '../core/config.ts';
 import { createGatehouse, openStorage } from '../gatehouse.ts';
 import { EmailTakenError } from '../storage/repositories.ts';
+import { apiKeyCommand, apiKeyUsage } from './commands/apikeys.ts';
 import { clientCommand, clientUsage } from './commands/clients.ts';
 import { keysCommand, keysUsage } from './commands/keys.ts';
 import { serveCommand } from './commands/serve.ts';
@@ -15,6 +16,7 @@ gatehouse serve                 serve the protocol endpoints (settings come from
 gatehouse migrate               apply pending database migrations
 ${clientUsage}
 ${userUsage}
+${apiKeyUsage}
 ${keysUsage}`;
 
 async function main(argv: string[]): Promise<void> {
@@ -31,7 +33,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write('migrations applied\n');
     return;
   }
-  const handlers = { client: clientCommand, user: userCommand, keys: keysCommand } as const;
+  const handlers = { client: clientCommand, user: userCommand, apikey: apiKeyCommand, keys: keysCommand } as const;
   if (!Object.hasOwn(handlers, command)) throw new UsageError(`unknown command "${command}"`);
   const out = output(args.includes('--json'));
   const gatehouse = await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) });

@@ -6,7 +6,7 @@ import { isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const clientUsage = `gatehouse client create --name NAME [--type confidential|public] [--grant TYPE]... [--scope "a b"]
                         [--default-scope "a b"] [--redirect-uri URI]... [--post-logout-redirect-uri URI]...
-                        [--base-url URL] [--description TEXT] [--admin] [--first-party] [--impersonation] [--json]
+                        [--base-url URL] [--description TEXT] [--admin] [--first-party] [--impersonation] [--resource-server] [--json]
 gatehouse client list [--json]
 gatehouse client show CLIENT_ID [--json]
 gatehouse client delete CLIENT_ID [--json]
@@ -32,6 +32,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
           admin: { type: 'boolean', default: false },
           'first-party': { type: 'boolean', default: false },
           impersonation: { type: 'boolean', default: false },
+          'resource-server': { type: 'boolean', default: false },
           json: { type: 'boolean' },
         },
       });
@@ -51,6 +52,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
           isAdmin: values.admin,
           firstParty: values['first-party'],
           allowImpersonation: values.impersonation,
+          isResourceServer: values['resource-server'],
         },
         now,
       );
@@ -109,12 +111,13 @@ function describe(c: Client) {
     admin: c.isAdmin,
     first_party: c.firstParty,
     impersonation: c.allowImpersonation,
+    resource_server: c.isResourceServer,
     owner_user_id: c.ownerUserId,
     created_at: isoTime(c.createdAt),
   };
 }
 
-const flags = (c: Client): string => [c.isAdmin && 'admin', c.firstParty && 'first-party', c.allowImpersonation && 'impersonation'].filter(Boolean).join(',') || '-';
+const flags = (c: Client): string => [c.isAdmin && 'admin', c.firstParty && 'first-party', c.allowImpersonation && 'impersonation', c.isResourceServer && 'resource-server'].filter(Boolean).join(',') || '-';
 const words = (value: string | undefined): string[] => (value ?? '').split(/[\s,]+/).filter(Boolean);
 
 export function required(value: string | undefined, message: string): string {
