@@ -6,6 +6,7 @@ export interface DemoSetup {
   application: { client_id: string; client_secret: string };
   admin: { client_id: string; client_secret: string };
   firstParty: { client_id: string; client_secret: string };
+  platformApi: { client_id: string; client_secret: string };
   user: { email: string; password: string };
 }
 
@@ -29,18 +30,21 @@ export async function seedDemo(gatehouse: Gatehouse): Promise<DemoSetup | undefi
     { name: 'Demo first-party app', type: 'confidential', grantTypes: ['password', 'refresh_token'], scopes: userScopes, defaultScopes: plain, firstParty: true },
     now,
   );
+  // The example platform API checks API keys through introspection, as a resource server.
+  const platformApi = await createClient(gatehouse, { name: 'Demo platform API', type: 'confidential', grantTypes: [], scopes: [], isResourceServer: true }, now);
   const password = randomBytes(9).toString('base64url');
   const user = await createUser(gatehouse.storage, { email: 'demo@example.com', password, name: 'Demo User' }, now);
   return {
     application: { client_id: application.client.id, client_secret: application.secret! },
     admin: { client_id: backOffice.client.id, client_secret: backOffice.secret! },
     firstParty: { client_id: firstParty.client.id, client_secret: firstParty.secret! },
+    platformApi: { client_id: platformApi.client.id, client_secret: platformApi.secret! },
     user: { email: user.email, password },
   };
 }
 
 export function describeDemo(issuer: string, demo: DemoSetup): string {
-  const { application, admin, firstParty, user } = demo;
+  const { application, admin, firstParty, platformApi, user } = demo;
   return `
 Demo set-up (secrets are shown this once; they are stored only as digests):
 
@@ -69,5 +73,10 @@ Demo set-up (secrets are shown this once; they are stored only as digests):
 
   curl -s ${issuer}/access_token -H 'content-type: application/json' \\
     -d '{"grant_type":"refresh_token","client_id":"${firstParty.client_id}","client_secret":"${firstParty.client_secret}","refresh_token":"<refresh_token from above>"}'
+
+  The example platform API (a protected BIM objects API built on the SDK), in another terminal:
+
+  GATEHOUSE_ISSUER=${issuer} EXAMPLE_CLIENT_ID=${platformApi.client_id} EXAMPLE_CLIENT_SECRET=${platformApi.client_secret} npm run example
+  curl -s http://127.0.0.1:4100/objects -H "Authorization: Bearer <access_token from above>"
 `;
 }

@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { missingCredentials, ResourceError } from './errors.ts';
+
+export interface AuthenticatorOptions {
+  /** Gatehouse's issuer URL, e.g. `https://auth.example.com`. */
+  issuer: string;
+  /** The `aud` access tokens must carry (Gatehouse's `tokens.audience`, the issuer by default). */
+  audience: string;
+  /** Credentials of a resource-server client, for checking API keys through introspection. */
+  introspection?: { clientId: string; clientSecret: string };
+  /**
+   * How long an introspection answer for an API key is reused: the delay before a revoked key is
+   * refused here (default 30 s).
+   */
+  cacheTtlSeconds?: number;
+  /** Clock skew tolerated on `exp`/`iat`, in seconds (default 30). */
+  clockToleranceSeconds?: number;
+}
+
+/** Who is calling. */
+export interface Principal {
+  /** `user`: a person through a client; `client`: a client on its own; `api_key`: an application's API key. */
+  kind: 'user' | 'client' | 'api_key';
+  subject: string;
+  clientId: string;
+  scopes: string[];
+  /** Set on project tokens: the one project the token may touch. */
+  project: string | undefined;
+  /** RFC 8693 §4.1: who acts on the subject's behalf (impersonation, delegation). */
+  actor: { sub: string; client_id?: string } | undefined;
+  /** When the credential expires (epoch seconds); undefined for API keys without expiry. */
+  expiresAt: number | undefined;
+}
+
+export interface RequestLike {
+  headers: Record<string, string | string[] | undefined>;
+}
+
+export interface Authenticator {
+  /** Authenticates the request's `Authorization` header, or throws a ResourceError. */
+  authenticate(request: RequestLike): Promise<Principal>;
+  /** Throws `insufficient_scope` unless the principal holds every scope. */
+  requireScopes(principal: Principal, scopes: readonly string[]): void;
+}
+
+const MAX_CACHE_ENTRIES = 10_000;
+
+/**
+ * Verifies what Gatehouse issues. Bearer JWTs are verified locally against the JWKS found through
+ * discovery (cached; an unknown `kid` triggers one refetch at most every 30 s, so key rotation
+ * needs nothing from you). API keys are checked through introspection, with answers cached for
+ * `cacheTtlSeconds`.
+ */
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  const issuer = options.issuer.replace(/\/+$/, '');
+  const ttlMs = (options.cacheTtlSeconds ?? 30) * 1000;
+  const clockTolerance = options.clockToleranceSeconds ?? 30;
+  let metadata: Promise<{ jwks: ReturnType<typeof createRemoteJWKSet>; introspectionEndpoint: string | undefined }> | undefined;
+  const apiKeyCache = new Map<string, { expires: number; principal: Principal | undefined }>();
+
+  const discover = () => {
+    metadata ??= (async () => {
+      const response = await fetch(`${issuer}/.well-known/oauth-authorization-server`);
+      if (!response.ok) throw new Error(`discovery at ${issuer} answered ${response.status}`);
+      const document = (await response.json()) as { issuer?: string; jwks_uri?: string; introspection_endpoint?: string };
+      if (document.issuer !== issuer || !document.jwks_uri) throw new Error(`discovery at ${issuer} returned another issuer or no jwks_uri`);
+      return {
+        jwks: createRemoteJWKSet(new URL(document.jwks_uri), { cooldownDuration: 30_000, cacheMaxAge: 600_000 }),
+        introspectionEndpoint: document.introspection_endpoint,
+      };
+    })();
+    // A failed discovery is retried on the next request rather than remembered.
+    metadata.catch(() => (metadata = undefined));
+    return metadata;
+  };
+
+  async function verifyJwt(token: string): Promise<Principal> {
+    const { jwks } = await discover();
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', clockTolerance }));
+    } catch {
+      throw new ResourceError('invalid_token', 'the access token is invalid or has expired');
+    }
+    return principalFrom(payload, 'jwt');
+  }
+
+  async function introspectApiKey(key: string): Promise<Principal> {
+    const cacheKey = createHash('sha256').update(key).digest('base64url');
+    const cached = apiKeyCache.get(cacheKey);
+    const now = Date.now();
+    if (cached && cached.expires > now) {
+      if (!cached.principal) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
+      return cached.principal;
+    }
+    const { introspectionEndpoint } = await discover();
+    if (!options.introspection || !introspectionEndpoint) throw new ResourceError('invalid_token', 'API keys are not accepted here');
+    const { clientId, clientSecret } = options.introspection;
+    const response = await fetch(introspectionEndpoint, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ token: key, token_type_hint: 'api_key' }).toString(),
+    });
+    // An introspection failure is not the caller's fault; nothing is cached and the error says so.
+    if (!response.ok) throw new Error(`introspection answered ${response.status}`);
+    const answer = (await response.json()) as JWTPayload & { active?: boolean; token_type?: string };
+    const principal = answer.active === true && answer.token_type === 'ApiKey' ? principalFrom(answer, 'api_key') : undefined;
+    if (apiKeyCache.size >= MAX_CACHE_ENTRIES) apiKeyCache.delete(apiKeyCache.keys().next().value!);
+    apiKeyCache.set(cacheKey, { expires: now + ttlMs, principal });
+    if (!principal) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
+    return principal;
+  }
+
+  return {
+    async authenticate(request) {
+      const header = request.headers.authorization;
+      if (header === undefined) throw missingCredentials();
+      if (typeof header !== 'string') throw new ResourceError('invalid_request', 'send one Authorization header');
+      const match = /^(Bearer|ApiKey) +([\x21-\x7e]{1,8192})$/i.exec(header.trim());
+      if (!match) throw new ResourceError('invalid_request', 'the Authorization header must be "Bearer <token>" or "ApiKey <key>"');
+      return match[1]!.toLowerCase() === 'apikey' ? introspectApiKey(match[2]!) : verifyJwt(match[2]!);
+    },
+    requireScopes(principal, scopes) {
+      const missing = scopes.filter((scope) => !principal.scopes.includes(scope));
+      if (missing.length > 0) throw new ResourceError('insufficient_scope', `this needs the scope ${missing.join(' ')}`, scopes.join(' '));
+    },
+  };
+}
+
+function principalFrom(claims: JWTPayload & Record<string, unknown>, source: 'jwt' | 'api_key'): Principal {
+  const clientId = typeof claims.client_id === 'string' ? claims.client_id : '';
+  const subject = typeof claims.sub === 'string' ? claims.sub : clientId;
+  const act = claims.act as { sub?: unknown; client_id?: unknown } | undefined;
+  return {
+    kind: source === 'api_key' ? 'api_key' : subject === clientId ? 'client' : 'user',
+    subject,
+    clientId,
+    scopes: typeof claims.scope === 'string' && claims.scope ? claims.scope.split(' ') : [],
+    project: typeof claims.project === 'string' ? claims.project : undefined,
+    actor: act && typeof act.sub === 'string' ? { sub: act.sub, ...(typeof act.client_id === 'string' ? { client_id: act.client_id } : {}) } : undefined,
+    expiresAt: typeof claims.exp === 'number' ? claims.exp : undefined,
+  };
+}
