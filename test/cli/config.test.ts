@@ -1,0 +1,282 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
+import { basic, post, TEST_SECRET } from '../support/server.ts';
+import { databaseEnv, oneLine, runCli, startServe, writeConfig, type Env, type ServeProcess } from './support.ts';
+
+const tempDirs: string[] = [];
+const tempDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-config-test-'));
+  tempDirs.push(dir);
+  return dir;
+};
+after(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('start-up with a bad setting', { timeout: 180_000 }, () => {
+  let dir: string;
+  before(() => {
+    dir = tempDir();
+  });
+
+  const file = (name: string, text: string): string => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  /** Each case: the environment (on top of a data dir), and what the one line must name. */
+  const cases: [string, () => Env, RegExp][] = [
+    ['PORT that is not a number', () => ({ PORT: 'abc' }), /PORT .*"abc"/],
+    ['PORT out of range', () => ({ PORT: '65536' }), /PORT .*65535/],
+    ['GATEHOUSE_ISSUER that is not a URL', () => ({ GATEHOUSE_ISSUER: 'not-a-url' }), /GATEHOUSE_ISSUER .*"not-a-url"/],
+    ['GATEHOUSE_ISSUER with a query', () => ({ GATEHOUSE_ISSUER: 'https://auth.example.com/?tenant=1' }), /GATEHOUSE_ISSUER .*query/],
+    ['DATABASE_URL of another database', () => ({ DATABASE_URL: 'mysql://x', GATEHOUSE_SECRET: TEST_SECRET }), /DATABASE_URL .*postgres:\/\//],
+    ['GATEHOUSE_CONFIG naming a missing file', () => ({ GATEHOUSE_CONFIG: join(dir, 'missing.json') }), /GATEHOUSE_CONFIG: .*missing\.json/],
+    // V8 quotes the bad text, line breaks and all; the message must stay on one line.
+    ['GATEHOUSE_CONFIG with invalid JSON', () => ({ GATEHOUSE_CONFIG: file('invalid.json', '{\n  "scopes": nope\n}\n') }), /GATEHOUSE_CONFIG: .*invalid\.json is not valid JSON/],
+    ['GATEHOUSE_CONFIG without scopes', () => ({ GATEHOUSE_CONFIG: file('no-scopes.json', '{"tokens": {}}') }), /GATEHOUSE_CONFIG: .*"scopes"/],
+    [
+      'an authorization code lifetime over the 10-minute maximum',
+      () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { tokens: { authorizationCodeTtlSeconds: 900 } }, 'long-codes.json') }),
+      /tokens\.authorizationCodeTtlSeconds .*600/,
+    ],
+    [
+      'an unsupported signing algorithm',
+      () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { tokens: { accessTokenAlgorithm: 'HS256' } }, 'hs256.json') }),
+      /tokens\.accessTokenAlgorithm /,
+    ],
+    [
+      'a key reload interval given as a string',
+      () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { keys: { reloadIntervalSeconds: '10' } }, 'string-interval.json') }),
+      /keys\.reloadIntervalSeconds /,
+    ],
+    ['an unknown GATEHOUSE_LOG_LEVEL', () => ({ GATEHOUSE_LOG_LEVEL: 'loud' }), /GATEHOUSE_LOG_LEVEL .*"loud"/],
+    ['GATEHOUSE_SECRET too short', () => ({ GATEHOUSE_SECRET: 'too-short' }), /GATEHOUSE_SECRET .*32 characters/],
+    ['DATABASE_URL without GATEHOUSE_SECRET', () => ({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' }), /GATEHOUSE_SECRET must be set when DATABASE_URL is set/],
+    [
+      'DATABASE_URL where no database answers',
+      () => ({ DATABASE_URL: 'postgres://gatehouse:hunter2-password@127.0.0.1:1/gatehouse', GATEHOUSE_SECRET: TEST_SECRET }),
+      /DATABASE_URL: .*ECONNREFUSED/,
+    ],
+  ];
+
+  for (const [name, env, expected] of cases) {
+    it(`stops with one line naming it: ${name}`, async () => {
+      const settings = env();
+      const result = await runCli(['serve'], { GATEHOUSE_DATA_DIR: join(dir, 'data'), PORT: '0', ...settings }, 30_000);
+      assert.equal(result.signal, null, `serve had to be killed: it started despite ${JSON.stringify(settings)}\n${result.stdout}`);
+      assert.notEqual(result.code, 0);
+      assert.match(oneLine(result), expected);
+      assert.equal(result.stdout.includes('listening'), false, result.stdout);
+      assert.equal(result.stderr.includes('hunter2'), false, 'a password in DATABASE_URL is never printed');
+    });
+  }
+
+  it('stops the other commands the same way', async () => {
+    for (const args of [['migrate'], ['client', 'list'], ['keys', 'list']]) {
+      const result = await runCli(args, { GATEHOUSE_DATA_DIR: join(dir, 'data'), PORT: 'abc' }, 30_000);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.match(oneLine(result), /PORT .*"abc"/);
+    }
+  });
+});
+
+describe('the master secret in embedded mode', { timeout: 180_000 }, () => {
+  const servers: ServeProcess[] = [];
+  after(async () => {
+    for (const server of servers) await server.stop();
+  });
+
+  it('is generated into the data dir with mode 0600 and a warning, and reused by the next start', async () => {
+    const dataDir = tempDir();
+    const env = { GATEHOUSE_DATA_DIR: dataDir };
+    const first = await startServe(env);
+    servers.push(first);
+
+    const secretPath = join(dataDir, 'secret.key');
+    assert.equal(statSync(secretPath).mode & 0o777, 0o600);
+    const secret = readFileSync(secretPath, 'utf8').trim();
+    assert.ok(secret.length >= 32);
+    const warning = first.stdout().split('\n').find((line) => line.includes('GATEHOUSE_SECRET is not set'));
+    assert.ok(warning, `a warning about the generated secret:\n${first.stdout()}${first.stderr()}`);
+    assert.equal(JSON.parse(warning).level, 40, 'logged at warn level');
+    assert.ok(warning.includes(secretPath));
+    assert.equal(first.stdout().includes(secret), false, 'the secret itself is never printed');
+
+    const demo = parseDemo(first.stdout());
+    const before = await post(`${first.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(demo.application.client_id, demo.application.client_secret) } });
+    assert.equal(before.status, 200, JSON.stringify(before.body));
+    const kid = decodeProtectedHeader(before.body.access_token).kid;
+    await first.stop();
+
+    // The second start decrypts the stored keys with the stored secret: same key, same clients.
+    const second = await startServe(env);
+    servers.push(second);
+    assert.equal(readFileSync(secretPath, 'utf8').trim(), secret);
+    assert.ok(second.stdout().includes('GATEHOUSE_SECRET is not set'), 'still warns');
+    assert.equal(second.stdout().includes('Demo set-up'), false, 'the demo is created only once');
+    assert.ok(second.stdout().includes('printed at the first start'));
+    const afterRestart = await post(`${second.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(demo.application.client_id, demo.application.client_secret) } });
+    assert.equal(afterRestart.status, 200, JSON.stringify(afterRestart.body));
+    assert.equal(decodeProtectedHeader(afterRestart.body.access_token).kid, kid, 'the same key signs after the restart');
+    const jwks = (await (await fetch(`${second.url}/jwks.json`)).json()) as JSONWebKeySet;
+    const issuer = `http://localhost:${second.port}`;
+    await jwtVerify(afterRestart.body.access_token, createLocalJWKSet(jwks), { issuer, audience: issuer, typ: 'at+jwt' });
+    await second.stop();
+
+    // Another secret cannot decrypt the keys: start-up stops and says which setting to check.
+    const wrong = await runCli(['serve'], { ...env, PORT: '0', GATEHOUSE_SECRET: 'another-secret-that-is-also-long-enough-0123456789' }, 30_000);
+    assert.equal(wrong.signal, null, 'serve started with the wrong secret');
+    assert.notEqual(wrong.code, 0);
+    assert.match(oneLine(wrong), /GATEHOUSE_SECRET is not the secret/);
+  });
+});
+
+for (const dialect of DIALECTS) {
+  describe(`serve on an empty ${dialect === 'sqlite' ? 'data dir' : 'database'} (npm start)`, { timeout: 180_000 }, () => {
+    let database: TestDatabase;
+    let server: ServeProcess;
+
+    before(async () => {
+      database = await createTestDatabase(dialect);
+      server = await startServe(databaseEnv(database));
+    });
+    after(async () => {
+      await server?.stop();
+      await database?.drop();
+    });
+
+    it('prints the URL, the three demo clients and the demo user with curl commands that work as printed', async () => {
+      const stdout = server.stdout();
+      const listening = /Gatehouse is listening on (\S+) \(issuer (\S+)\)/.exec(stdout);
+      assert.ok(listening, stdout);
+      assert.equal(listening[1], server.url);
+      const issuer = listening[2]!;
+      assert.equal(issuer, `http://localhost:${server.port}`);
+      assert.ok(stdout.includes(`${issuer}/.well-known/openid-configuration`));
+      assert.ok(stdout.includes(dialect === 'sqlite' ? `SQLite in ${database.dataDir}` : 'PostgreSQL'));
+
+      const demo = parseDemo(stdout);
+      assert.equal(demo.user.email, 'demo@example.com');
+      const commands = curlCommands(stdout);
+      assert.equal(commands.length, 4, stdout);
+      const jwks = createLocalJWKSet((await (await fetch(`${server.url}/jwks.json`)).json()) as JSONWebKeySet);
+      const verify = (jwt: string) => jwtVerify(jwt, jwks, { issuer, audience: issuer, typ: 'at+jwt' });
+
+      // The demo application: client credentials, with HTTP Basic as printed.
+      const application = await runCurl(commands[0]!);
+      assert.deepEqual(commands[0]!.user, `${demo.application.client_id}:${demo.application.client_secret}`);
+      assert.equal(application.status, 200, JSON.stringify(application.body));
+      assert.equal(application.body.scope, 'objects:read');
+      assert.equal((await verify(application.body.access_token)).payload.client_id, demo.application.client_id);
+
+      // The back office: an admin client gets only admin scopes.
+      const admin = await runCurl(commands[1]!);
+      assert.deepEqual(commands[1]!.user, `${demo.admin.client_id}:${demo.admin.client_secret}`);
+      assert.equal(admin.status, 200, JSON.stringify(admin.body));
+      const adminScopes = String(decodeJwt(admin.body.access_token).scope).split(' ');
+      assert.deepEqual(adminScopes.sort(), ['admin:clients', 'admin:tokens', 'admin:users']);
+
+      // The first-party app and the demo user: the password grant as a JSON body to /access_token…
+      assert.equal(commands[2]!.url, `${issuer}/access_token`);
+      const passwordBody = JSON.parse(commands[2]!.data[0]!);
+      assert.deepEqual(passwordBody, {
+        grant_type: 'password',
+        client_id: demo.firstParty.client_id,
+        client_secret: demo.firstParty.client_secret,
+        username: demo.user.email,
+        password: demo.user.password,
+      });
+      const signedIn = await runCurl(commands[2]!);
+      assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
+      assert.deepEqual(Object.keys(signedIn.body).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type']);
+      const user = (await verify(signedIn.body.access_token)).payload.sub;
+
+      // …and the refresh, with the refresh token pasted in where the command says.
+      assert.ok(commands[3]!.data[0]!.includes('<refresh_token from above>'));
+      const refreshed = await runCurl(commands[3]!, { '<refresh_token from above>': signedIn.body.refresh_token });
+      assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+      assert.notEqual(refreshed.body.refresh_token, signedIn.body.refresh_token);
+      assert.equal((await verify(refreshed.body.access_token)).payload.sub, user);
+    });
+  });
+}
+
+interface Credentials {
+  client_id: string;
+  client_secret: string;
+}
+
+/** Reads the demo set-up the way a newcomer does: by the headings `serve` prints. */
+function parseDemo(stdout: string): { application: Credentials; admin: Credentials; firstParty: Credentials; user: { email: string; password: string } } {
+  const section = (heading: string): string => {
+    const start = stdout.indexOf(heading);
+    assert.ok(start >= 0, `"${heading}" is printed:\n${stdout}`);
+    return stdout.slice(start);
+  };
+  const value = (text: string, label: string): string => {
+    const match = new RegExp(`^\\s*${label}:\\s+(\\S+)`, 'm').exec(text);
+    assert.ok(match, `${label} is printed`);
+    return match[1]!;
+  };
+  const credentials = (heading: string): Credentials => {
+    const text = section(heading);
+    return { client_id: value(text, 'client_id'), client_secret: value(text, 'client_secret') };
+  };
+  const userSection = section('Demo user');
+  return {
+    application: credentials('Demo application'),
+    admin: credentials('Demo back office'),
+    firstParty: credentials('Demo first-party app'),
+    user: { email: value(userSection, 'email'), password: value(userSection, 'password') },
+  };
+}
+
+interface Curl {
+  url: string;
+  user: string | undefined;
+  headers: Record<string, string>;
+  data: string[];
+}
+
+/** The curl commands in the output, with line continuations joined, read as curl would. */
+function curlCommands(stdout: string): Curl[] {
+  const joined = stdout.replace(/\\\n\s*/g, ' ');
+  return joined
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith('curl '))
+    .map((line) => {
+      const words = [...line.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!);
+      const curl: Curl = { url: '', user: undefined, headers: {}, data: [] };
+      for (let i = 1; i < words.length; i++) {
+        const word = words[i]!;
+        if (word === '-s') continue;
+        else if (word === '-u') curl.user = words[++i];
+        else if (word === '-d') curl.data.push(words[++i]!);
+        else if (word === '-H') {
+          const [name, ...rest] = words[++i]!.split(':');
+          curl.headers[name!.trim().toLowerCase()] = rest.join(':').trim();
+        } else if (/^https?:\/\//.test(word)) curl.url = word;
+        else assert.fail(`unexpected curl argument "${word}" in: ${line}`);
+      }
+      assert.ok(curl.url, `a URL in: ${line}`);
+      return curl;
+    });
+}
+
+/** Sends what curl would send for `curl -s [-u user:pass] [-H header] -d …`: a POST. */
+async function runCurl(curl: Curl, replacements: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  let body = curl.data.join('&');
+  for (const [placeholder, value] of Object.entries(replacements)) body = body.replaceAll(placeholder, value);
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', ...curl.headers };
+  if (curl.user !== undefined) headers.authorization = `Basic ${Buffer.from(curl.user).toString('base64')}`;
+  const response = await fetch(curl.url, { method: 'POST', headers, body });
+  return { status: response.status, body: await response.json() };
+}
