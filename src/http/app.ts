@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { parse as parseForm } from 'fast-querystring';
 import type { Gatehouse } from '../gatehouse.ts';
 import { healthRoutes } from './health.ts';
+import { createMetrics, instrument } from './metrics.ts';
 import { discoveryRoutes } from './oauth/discovery.ts';
 import { oauthErrorHandler } from './oauth/errors.ts';
 import { tokenRoutes } from './oauth/token.ts';
@@ -32,9 +33,12 @@ export function buildApp(gatehouse: Gatehouse): FastifyInstance {
     reply.header('x-content-type-options', 'nosniff');
   });
 
+  const metrics = createMetrics(gatehouse);
+  instrument(app, metrics);
+
   // The protocol endpoints: RFC 6749 JSON errors, form and JSON bodies (DESIGN §1).
   app.register(async (oauth) => {
-    oauth.setErrorHandler(oauthErrorHandler);
+    oauth.setErrorHandler((error, request, reply) => oauthErrorHandler(error as Error, request, reply, metrics));
     // Browser apps (public clients with PKCE) call these endpoints with fetch. They use no cookies,
     // so any origin may read their answers, as oidc-provider does by default.
     oauth.addHook('onRequest', async (request, reply) => {
@@ -52,7 +56,7 @@ export function buildApp(gatehouse: Gatehouse): FastifyInstance {
     oauth.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, parseForm(body as string));
     });
-    await oauth.register(tokenRoutes, { gatehouse });
+    await oauth.register(tokenRoutes, { gatehouse, metrics });
     await oauth.register(discoveryRoutes, { gatehouse });
     await oauth.register(healthRoutes, { gatehouse });
     await oauth.register(userinfoRoutes, { gatehouse });

@@ -13,6 +13,7 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface DatabaseHandle {
   db: Kysely<Database>;
   dialect: Dialect;
+  pool?: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -36,7 +37,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     // An idle client losing its connection (a database restart) must not kill the process.
     pool.on('error', () => {});
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return { db, dialect: 'postgres', close: () => db.destroy() };
+    return { db, dialect: 'postgres', pool, close: () => db.destroy() };
   }
   if (!options.sqlitePath) throw new Error('openDatabase: sqlitePath is required without databaseUrl');
   if (options.sqlitePath !== ':memory:') mkdirSync(dirname(options.sqlitePath), { recursive: true });

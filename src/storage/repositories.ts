@@ -48,6 +48,8 @@ export interface ClientRepository {
   /** The client and its secrets in one read: what client authentication needs. */
   findWithSecrets(id: string): Promise<{ client: Client; secrets: ClientSecret[] } | undefined>;
   list(): Promise<Client[]>;
+  /** The clients a user registered (in the developer portal), oldest first. */
+  listForOwner(userId: string): Promise<Client[]>;
   update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number): Promise<Client | undefined>;
   /** Deletes the client with its secrets, grants, refresh tokens and codes. */
   delete(id: string): Promise<boolean>;
@@ -130,6 +132,8 @@ export interface GrantRepository {
   /** Revokes the grant, and so every refresh token issued from it. */
   revoke(id: string, now: number): Promise<boolean>;
   listForUser(userId: string): Promise<Grant[]>;
+  /** Grants matching every given filter, newest first; at most `limit` (default 100, never over 1000). */
+  list(filter: { userId?: string; clientId?: string; limit?: number }): Promise<Grant[]>;
 }
 
 export interface RefreshToken {
@@ -303,6 +307,8 @@ export interface Storage {
   consents: ConsentRepository;
   pendingAuthorizations: PendingAuthorizationRepository;
   apiKeys: ApiKeyRepository;
+  /** Connections of the PostgreSQL pool; undefined for SQLite. */
+  poolStats(): { total: number; idle: number; waiting: number } | undefined;
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
   /** Deletes up to `limit` expired rows per table; returns how many went. */

@@ -1,8 +1,9 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { OAuthError } from '../../core/errors.ts';
+import type { Metrics } from '../metrics.ts';
 
 // Codes of errors that mean the database is unreachable right now, not that the request was bad.
-const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
+export const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
 
 /**
  * Renders every failure on the protocol endpoints as an RFC 6749 §5.2 JSON error. Requests the
@@ -10,8 +11,9 @@ const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE',
  * a database that does not answer is `temporarily_unavailable`; anything else is logged and answered
  * with a bare `server_error` — never a stack trace.
  */
-export function oauthErrorHandler(error: FastifyError | OAuthError | Error, request: FastifyRequest, reply: FastifyReply): void {
+export function oauthErrorHandler(error: FastifyError | OAuthError | Error, request: FastifyRequest, reply: FastifyReply, metrics?: Metrics): void {
   const oauthError = toOAuthError(error);
+  metrics?.oauthErrors.inc({ error: oauthError.error });
   if (oauthError.status >= 500) request.log.error({ err: error }, 'request failed');
   reply
     .code(oauthError.status)

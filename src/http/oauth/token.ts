@@ -1,13 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { invalidRequest } from '../../core/errors.ts';
+import type { Metrics } from '../metrics.ts';
 
 // RFC 6749 §5.1: "The authorization server MUST include the HTTP "Cache-Control" response header
 // field with a value of "no-store" in any response containing tokens".
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
 
 /** The token endpoint at `/token` and, as some platforms document it, `/access_token`. */
-export async function tokenRoutes(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
+export async function tokenRoutes(app: FastifyInstance, { gatehouse, metrics }: { gatehouse: Gatehouse; metrics: Metrics }): Promise<void> {
   for (const url of ['/token', '/access_token']) {
     app.post(url, async (request, reply) => {
       const body = request.body;
@@ -18,6 +19,7 @@ export async function tokenRoutes(app: FastifyInstance, { gatehouse }: { gatehou
         params: (body ?? {}) as Record<string, unknown>,
         authorization: request.headers.authorization,
       });
+      metrics.tokensIssued.inc({ grant_type: String((body as Record<string, unknown>).grant_type) });
       return reply.headers(NO_STORE).send(response);
     });
     app.route({

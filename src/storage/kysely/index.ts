@@ -34,6 +34,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     consents: kyselyConsents(db),
     pendingAuthorizations: kyselyPendingAuthorizations(db),
     apiKeys: kyselyApiKeys(db),
+    poolStats: () => (handle.pool ? { total: handle.pool.totalCount, idle: handle.pool.idleCount, waiting: handle.pool.waitingCount } : undefined),
     async ping() {
       await sql`select 1`.execute(db);
     },
