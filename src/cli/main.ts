@@ -7,12 +7,12 @@ import { EmailTakenError } from '../storage/repositories.ts';
 import { apiKeyCommand, apiKeyUsage } from './commands/apikeys.ts';
 import { clientCommand, clientUsage } from './commands/clients.ts';
 import { keysCommand, keysUsage } from './commands/keys.ts';
-import { serveCommand } from './commands/serve.ts';
+import { serveCommand, serveUsage } from './commands/serve.ts';
 import { userCommand, userUsage } from './commands/users.ts';
 import { output, UsageError } from './output.ts';
 
 const usage = `Usage:
-gatehouse serve                 serve the protocol endpoints (settings come from the environment; see README)
+${serveUsage}
 gatehouse migrate               apply pending database migrations
 ${clientUsage}
 ${userUsage}
@@ -26,7 +26,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const config = loadConfig();
-  if (command === 'serve') return serveCommand(config);
+  if (command === 'serve') return serveCommand(config, args);
   if (command === 'migrate') {
     const storage = await openStorage(config);
     await storage.close();

@@ -1,27 +1,69 @@
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
 import type { GatehouseConfig } from '../../core/config.ts';
 import { createGatehouse } from '../../gatehouse.ts';
 import { buildApp } from '../../http/app.ts';
-import { describeDemo, seedDemo } from '../demo.ts';
+import { describeDemo, seedDemo, type DemoSetup } from '../demo.ts';
+import { UsageError } from '../output.ts';
 
-/** Serves Gatehouse until SIGTERM or SIGINT, then finishes the requests in flight and exits. */
-export async function serveCommand(config: GatehouseConfig): Promise<void> {
+export const serveUsage = `gatehouse serve [--workers N]   serve Gatehouse (settings come from the environment; see README)`;
+
+/**
+ * Serves Gatehouse until SIGTERM or SIGINT, then finishes the requests in flight and exits.
+ * With `--workers N` (default: one per core when NODE_ENV=production) the primary prepares the
+ * database once and N worker processes share the port (node:cluster); a worker that dies is
+ * replaced.
+ */
+export async function serveCommand(config: GatehouseConfig, args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { workers: { type: 'string' } } });
+  const workers = values.workers === undefined ? (process.env.NODE_ENV === 'production' ? availableParallelism() : 1) : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError('--workers must be a whole number from 1 to 256');
+
+  if (cluster.isWorker) return serveOnce(config, { seed: false, announce: false });
+  if (workers === 1) return serveOnce(config, { seed: true, announce: true });
+
+  // Migrations, keys and the demo are set up once, before the workers race for them.
+  const setup = await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) });
+  const demo = await seedDemo(setup);
+  await setup.close();
+
+  let stopping = false;
+  const fork = () => cluster.fork().on('exit', (code, signal) => {
+    if (!stopping) {
+      process.stderr.write(`gatehouse: worker exited (${signal ?? code}); starting another\n`);
+      fork();
+    }
+  });
+  for (let i = 0; i < workers; i++) fork();
+  let listening = 0;
+  cluster.on('listening', () => {
+    if (++listening === workers) announce(config, config.port, demo, `${workers} workers`);
+  });
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    cluster.on('exit', () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+async function serveOnce(config: GatehouseConfig, options: { seed: boolean; announce: boolean }): Promise<void> {
   const gatehouse = await createGatehouse(config);
   const { logger } = gatehouse;
-  if (config.secretGeneratedAt) {
+  if (config.secretGeneratedAt && options.announce) {
     logger.warn(`GATEHOUSE_SECRET is not set: using the secret generated into ${config.secretGeneratedAt}. Set GATEHOUSE_SECRET in production.`);
   }
   const app = buildApp(gatehouse);
-  const demo = await seedDemo(gatehouse);
+  const demo = options.seed ? await seedDemo(gatehouse) : undefined;
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-
-  const lines = [`Gatehouse is listening on http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port} (issuer ${config.issuer})`];
-  lines.push(`  database: ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `SQLite in ${config.dataDir}`}`);
-  lines.push(`  discovery: ${config.issuer}/.well-known/openid-configuration`);
-  if (demo) lines.push(describeDemo(config.issuer, demo));
-  else lines.push('  the demo clients and user were printed at the first start; `npx gatehouse client list` shows the clients and `npx gatehouse client rotate-secret CLIENT_ID` gives a new secret');
-  process.stdout.write(`${lines.join('\n')}\n`);
+  if (options.announce) announce(config, typeof address === 'object' && address ? address.port : config.port, demo);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -34,4 +76,15 @@ export async function serveCommand(config: GatehouseConfig): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+function announce(config: GatehouseConfig, port: number, demo: DemoSetup | undefined, processes?: string): void {
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const lines = [`Gatehouse is listening on http://${host}:${port} (issuer ${config.issuer}${processes ? `, ${processes}` : ''})`];
+  lines.push(`  database: ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `SQLite in ${config.dataDir}`}`);
+  lines.push(`  discovery: ${config.issuer}/.well-known/openid-configuration`);
+  lines.push(`  sign in: ${config.issuer}/login   developer portal: ${config.issuer}/developers`);
+  if (demo) lines.push(describeDemo(config.issuer, demo));
+  else lines.push('  the demo clients and user were printed at the first start; `npx gatehouse client list` shows the clients and `npx gatehouse client rotate-secret CLIENT_ID` gives a new secret');
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
