@@ -2,7 +2,7 @@
 // each checked with one real token request before any load is put on it.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,12 +88,18 @@ async function startGatehouse(core: number | undefined): Promise<RunningServer> 
 
   const port = await findFreePort(HOST);
   const dataDir = await mkdtemp(join(tmpdir(), 'gatehouse-bench-'));
+  // The shipped configuration, with one change: the per-client token budget (a runaway-client guard,
+  // 120,000 a minute by default) is lifted, since the load comes from one client. Nothing else differs.
+  const shipped = JSON.parse(await readFile(join(repoRoot, 'config', 'gatehouse.json'), 'utf8')) as Record<string, unknown>;
+  const configPath = join(dataDir, 'bench-config.json');
+  await writeFile(configPath, JSON.stringify({ ...shipped, rateLimits: { tokenRequestsPerClient: 0 } }));
   const env = {
     ...withoutGatehouseSettings(process.env),
     PORT: String(port),
     HOST,
     GATEHOUSE_DATA_DIR: dataDir,
     GATEHOUSE_LOG_LEVEL: 'warn',
+    GATEHOUSE_CONFIG: configPath,
   };
   const removeDataDir = () => rm(dataDir, { recursive: true, force: true });
 

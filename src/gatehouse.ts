@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { createClient } from 'redis';
 import { AuditTrail } from './core/audit.ts';
 import { ClientRegistry } from './core/clients.ts';
 import { systemClock, type Clock } from './core/clock.ts';
@@ -8,6 +9,7 @@ import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
 import { LoginService } from './core/login.ts';
+import { inProcessFailureCounter, inProcessRequestLimiter, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
 import { SessionService } from './core/sessions.ts';
 import { idTokenIssuer, type IdTokenIssuer } from './core/tokens/id-token.ts';
 import type { GrantServices } from './core/grants/services.ts';
@@ -26,7 +28,6 @@ export interface Gatehouse extends GrantServices {
   authorizationEndpoint: AuthorizationEndpoint;
   idTokens: IdTokenIssuer;
   sessions: SessionService;
-  login: LoginService;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -83,6 +84,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   }
 
   const audit = new AuditTrail(storage.audit, (error) => logger.error({ err: error }, 'audit events could not be written'));
+  const limits = await createLimits(config, logger);
   const clients = new ClientRegistry(storage.clients, config.clients.cacheTtlSeconds);
   const scopes = new ScopePolicy(config.scopes);
   const apiKeys = new ApiKeyService(storage, clients, scopes);
@@ -98,9 +100,10 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     keys,
     apiKeys,
     revocations: storage.revocations,
+    login: new LoginService(storage, { perAccount: limits.loginPerAccount, perAddress: limits.loginPerAddress }),
   };
   const idTokens = idTokenIssuer(keys, { issuer: config.issuer, ttlSeconds: config.tokens.idTokenTtlSeconds });
-  const tokenEndpoint = new TokenEndpoint(services);
+  const tokenEndpoint = new TokenEndpoint(services, { authFailures: limits.clientAuthFailures, requests: limits.tokenRequests });
   for (const grant of builtInGrants) tokenEndpoint.register(grant);
   tokenEndpoint.addResponseHook(idTokenHook(idTokens));
 
@@ -120,14 +123,51 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     authorizationEndpoint: new AuthorizationEndpoint({ ...services, idTokens }),
     idTokens,
     sessions: new SessionService(storage, config.sessions.ttlSeconds),
-    login: new LoginService(storage, config.login),
     logger,
     async close() {
       clearInterval(sweeper);
       keys.stopReloading();
       await apiKeys.flush().catch((error) => logger.warn({ err: error }, 'API key use times could not be written'));
       await audit.flush();
+      await limits.close();
       await storage.close();
+    },
+  };
+}
+
+/**
+ * The rate limiters: shared through Redis when REDIS_URL is set, so a client or an attacker meets
+ * the same limits on every instance; in process otherwise.
+ */
+async function createLimits(config: GatehouseConfig, logger: Logger) {
+  const { rateLimits: r, login } = config;
+  if (!config.redisUrl) {
+    return {
+      tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
+      clientAuthFailures: inProcessFailureCounter(r.clientAuthFailures, r.windowSeconds),
+      loginPerAccount: inProcessFailureCounter(login.maxFailuresPerAccount, login.windowSeconds),
+      loginPerAddress: inProcessFailureCounter(login.maxFailuresPerAddress, login.windowSeconds),
+      close: async () => {},
+    };
+  }
+  // Warnings are rate limited themselves: one line a minute while Redis is away.
+  let lastWarning = 0;
+  const warn = (message: string, error: unknown) => {
+    if (Date.now() - lastWarning < 60_000) return;
+    lastWarning = Date.now();
+    logger.warn({ err: error }, message);
+  };
+  // No offline queue: while Redis is away, commands fail at once and the limiters let requests through.
+  const redis = createClient({ url: config.redisUrl, disableOfflineQueue: true, socket: { connectTimeout: 2000, reconnectStrategy: (retries) => Math.min(retries * 200, 5000) } });
+  redis.on('error', (error) => warn('Redis error', error));
+  await redis.connect().catch((error) => warn('Redis is unreachable; rate limits fail open until it is back', error));
+  return {
+    tokenRequests: redisRequestLimiter(redis, 'token', r.tokenRequestsPerClient, r.windowSeconds, warn),
+    clientAuthFailures: redisFailureCounter(redis, 'client-auth', r.clientAuthFailures, r.windowSeconds, warn),
+    loginPerAccount: redisFailureCounter(redis, 'login-account', login.maxFailuresPerAccount, login.windowSeconds, warn),
+    loginPerAddress: redisFailureCounter(redis, 'login-address', login.maxFailuresPerAddress, login.windowSeconds, warn),
+    close: async () => {
+      await redis.quit().catch(() => redis.destroy());
     },
   };
 }

@@ -81,6 +81,57 @@ export async function deleteClient(services: Services, clientId: string): Promis
   return deleted;
 }
 
+/** A change to a client: any field or flag; those left out keep their value. */
+export type ClientPatch = Partial<ClientInput>;
+
+/**
+ * Changes a client, validated exactly as a new one is. A client that becomes public loses its
+ * secrets (it cannot keep one); one that becomes confidential gets a first secret, returned once.
+ * Undefined when there is no such client.
+ */
+export async function updateClient(
+  services: Services,
+  clientId: string,
+  patch: ClientPatch,
+  now: number,
+): Promise<{ client: Client; secret: string | undefined } | undefined> {
+  const current = await services.storage.clients.find(clientId);
+  if (!current) return undefined;
+  const given = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as ClientPatch;
+  const scopes = given.scopes ?? current.scopes;
+  const merged: ClientInput = {
+    name: current.name,
+    description: current.description,
+    type: current.type,
+    ownerUserId: current.ownerUserId,
+    baseUrl: current.baseUrl,
+    redirectUris: current.redirectUris,
+    postLogoutRedirectUris: current.postLogoutRedirectUris,
+    grantTypes: current.grantTypes,
+    scopes,
+    // Kept defaults must stay within the (possibly narrowed) scopes.
+    defaultScopes: current.defaultScopes.filter((scope) => scopes.includes(scope)),
+    isAdmin: current.isAdmin,
+    firstParty: current.firstParty,
+    allowImpersonation: current.allowImpersonation,
+    isResourceServer: current.isResourceServer,
+    ...given,
+  };
+  const { id: _id, ...changes } = validateClient(services.scopes, { ...merged, id: clientId });
+  const updated = await services.storage.clients.update(clientId, changes, now);
+  if (!updated) return undefined;
+  let secret: string | undefined;
+  if (updated.type !== current.type) {
+    if (updated.type === 'public') {
+      for (const old of await services.storage.clients.listSecrets(clientId)) await services.storage.clients.deleteSecret(clientId, old.id);
+    } else {
+      secret = await addClientSecret(services, clientId, now);
+    }
+  }
+  services.clients.invalidate(clientId);
+  return { client: updated, secret };
+}
+
 function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }): NewClient {
   const name = input.name?.trim();
   if (!name) throw new ValidationError('name', 'a client needs a name');
@@ -162,10 +213,20 @@ const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 export async function createUser(storage: Storage, input: UserInput, now: number): Promise<User> {
   const email = input.email?.trim().toLowerCase();
   if (!email || !EMAIL.test(email)) throw new ValidationError('email', 'a valid email address is required');
-  if (typeof input.password !== 'string' || input.password.length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
-  if (input.password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
+  checkPassword(input.password);
   return storage.users.create(
     { id: randomUUID(), email, name: input.name?.trim() ?? '', passwordHash: await hashPassword(input.password), emailVerified: false, disabledAt: null },
     now,
   );
+}
+
+/** Sets a new password (an operator's reset); false when there is no such user. */
+export async function resetUserPassword(storage: Storage, userId: string, password: string, now: number): Promise<boolean> {
+  checkPassword(password);
+  return storage.users.setPasswordHash(userId, await hashPassword(password), now);
+}
+
+function checkPassword(password: unknown): asserts password is string {
+  if (typeof password !== 'string' || password.length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
+  if (password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
 }

@@ -57,6 +57,15 @@ export interface GatehouseConfig {
   /** Trust X-Forwarded-Proto/-For from the proxy in front (only when one is there). */
   trustProxy: boolean;
   login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
+  /** Shared rate-limit counters across instances; in process when unset. */
+  redisUrl: string | undefined;
+  rateLimits: {
+    /** Token requests per authenticated client per window; 0 turns the limit off. */
+    tokenRequestsPerClient: number;
+    /** Failed client authentications per client id and address per window. */
+    clientAuthFailures: number;
+    windowSeconds: number;
+  };
 }
 
 /** A setting that stops start-up; the message names it. */
@@ -114,6 +123,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
       defaultTtlSeconds: numberIn('projectTokens.defaultTtlSeconds', file.projectTokens?.defaultTtlSeconds, 3600, 60, 30 * 86400),
     },
     trustProxy: booleanSetting('GATEHOUSE_TRUST_PROXY', env.GATEHOUSE_TRUST_PROXY),
+    redisUrl: parseRedisUrl(env.REDIS_URL),
+    rateLimits: {
+      tokenRequestsPerClient: numberIn('rateLimits.tokenRequestsPerClient', file.rateLimits?.tokenRequestsPerClient, 120_000, 0, 1e9),
+      clientAuthFailures: numberIn('rateLimits.clientAuthFailures', file.rateLimits?.clientAuthFailures, 50, 1, 1e6),
+      windowSeconds: numberIn('rateLimits.windowSeconds', file.rateLimits?.windowSeconds, 60, 1, 3600),
+    },
     login: {
       maxFailuresPerAccount: numberIn('login.maxFailuresPerAccount', file.login?.maxFailuresPerAccount, 5, 1, 1000),
       maxFailuresPerAddress: numberIn('login.maxFailuresPerAddress', file.login?.maxFailuresPerAddress, 20, 1, 100000),
@@ -134,6 +149,7 @@ export interface FileConfig {
   implicit?: { enabled?: unknown };
   projectTokens?: { maxTtlSeconds?: unknown; defaultTtlSeconds?: unknown };
   login?: { maxFailuresPerAccount?: unknown; maxFailuresPerAddress?: unknown; windowSeconds?: unknown };
+  rateLimits?: { tokenRequestsPerClient?: unknown; clientAuthFailures?: unknown; windowSeconds?: unknown };
 }
 
 function readConfigFile(path: string, name: string): FileConfig {
@@ -246,6 +262,12 @@ function parseDatabaseUrl(value: string | undefined): string | undefined {
   if (!/^postgres(ql)?:\/\//.test(value)) {
     throw new ConfigError('DATABASE_URL must be a postgres:// or postgresql:// URL (leave it unset for the embedded SQLite database)');
   }
+  return value;
+}
+
+function parseRedisUrl(value: string | undefined): string | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  if (!/^rediss?:\/\//.test(value)) throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL');
   return value;
 }
 

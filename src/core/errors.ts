@@ -72,6 +72,10 @@ export const insufficientScope = (description: string, scope?: string): OAuthErr
 // RFC 7009 §2.2.1
 export const unsupportedTokenType = make('unsupported_token_type');
 
+/** 429 with `Retry-After`, still with an RFC 6749 error body. */
+export const tooManyRequests = (description: string, retryAfterSeconds: number): OAuthError =>
+  new OAuthError('temporarily_unavailable', description, 429, { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) });
+
 /** 413 for an oversized body, still with an RFC 6749 error body. */
 export const requestTooLarge = make('invalid_request', 413);
 

@@ -1,6 +1,6 @@
 import type { Storage, User } from '../storage/repositories.ts';
 import { decoyPasswordHash, verifyPassword } from './passwords.ts';
-import { inProcessFailureCounter, type FailureCounter } from './rate-limit.ts';
+import type { FailureCounter } from './rate-limit.ts';
 
 export type LoginResult =
   | { outcome: 'success'; user: User }
@@ -17,26 +17,25 @@ export class LoginService {
   #perAccount: FailureCounter;
   #perAddress: FailureCounter;
 
-  constructor(storage: Storage, limits: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number }) {
+  constructor(storage: Storage, counters: { perAccount: FailureCounter; perAddress: FailureCounter }) {
     this.#storage = storage;
-    this.#perAccount = inProcessFailureCounter(limits.maxFailuresPerAccount, limits.windowSeconds);
-    this.#perAddress = inProcessFailureCounter(limits.maxFailuresPerAddress, limits.windowSeconds);
+    this.#perAccount = counters.perAccount;
+    this.#perAddress = counters.perAddress;
   }
 
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
     const account = `account:${email.trim().toLowerCase()}`;
     const client = `address:${address}`;
-    const wait = Math.max(this.#perAccount.blockedFor(account, now), this.#perAddress.blockedFor(client, now));
+    const wait = Math.max(await this.#perAccount.blockedFor(account, now), await this.#perAddress.blockedFor(client, now));
     if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: wait };
 
     const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(email) : undefined;
     const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
     if (!user || !valid || user.disabledAt !== null) {
-      this.#perAccount.fail(account, now);
-      this.#perAddress.fail(client, now);
+      await Promise.all([this.#perAccount.fail(account, now), this.#perAddress.fail(client, now)]);
       return { outcome: 'invalid' };
     }
-    this.#perAccount.reset(account);
+    await this.#perAccount.reset(account);
     return { outcome: 'success', user };
   }
 }

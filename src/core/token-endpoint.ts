@@ -1,13 +1,22 @@
 import type { Client } from '../storage/repositories.ts';
 import { authenticateClient } from './client-auth/authenticate.ts';
 import type { ClientAuthMethod } from './client-auth/credentials.ts';
-import { invalidRequest, unauthorizedClient, unsupportedGrantType } from './errors.ts';
+import { invalidRequest, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
+import type { FailureCounter, RequestLimiter } from './rate-limit.ts';
 import type { GrantServices } from './grants/services.ts';
 
 /** The token request as the HTTP adapter hands it over: body parameters and the Authorization header. */
 export interface TokenRequest {
   params: Readonly<Record<string, unknown>>;
   authorization: string | undefined;
+  /** The client's network address, for throttling failed authentications. */
+  address?: string;
+}
+
+/** Throttles on the token endpoint: failed client authentications, and requests per client. */
+export interface TokenEndpointLimits {
+  authFailures: FailureCounter;
+  requests: RequestLimiter;
 }
 
 /** RFC 6749 §5.1, with the extensions grants add (`id_token`, `issued_token_type`, …). */
@@ -28,6 +37,8 @@ export interface GrantContext {
   params: Readonly<Record<string, string | undefined>>;
   now: number;
   services: GrantServices;
+  /** The client's network address. */
+  address: string;
 }
 
 /**
@@ -54,9 +65,11 @@ export class TokenEndpoint {
   #grants = new Map<string, { handler: GrantHandler<any>; parameters: string[] }>();
   #hooks: TokenResponseHook[] = [];
   #services: GrantServices;
+  #limits: TokenEndpointLimits | undefined;
 
-  constructor(services: GrantServices) {
+  constructor(services: GrantServices, limits?: TokenEndpointLimits) {
     this.#services = services;
+    this.#limits = limits;
   }
 
   register(handler: GrantHandler<any>): this {
@@ -74,6 +87,25 @@ export class TokenEndpoint {
     return [...this.#grants.keys()];
   }
 
+  async #authenticate(request: TokenRequest, params: Record<string, string | undefined>, now: number) {
+    const limits = this.#limits;
+    if (!limits) return authenticateClient(this.#services.clients, request.authorization, params, now);
+    // Guessing a client's secret is throttled per client id and address, so an attacker cannot lock a client out.
+    const failureKey = `${params.client_id ?? basicClientId(request.authorization)}|${request.address ?? ''}`;
+    const blocked = await limits.authFailures.blockedFor(failureKey, now);
+    if (blocked > 0) throw tooManyRequests('too many failed client authentications; try again later', blocked);
+    let authenticated: Awaited<ReturnType<typeof authenticateClient>>;
+    try {
+      authenticated = await authenticateClient(this.#services.clients, request.authorization, params, now);
+    } catch (error) {
+      if (error instanceof OAuthError && error.error === 'invalid_client') await limits.authFailures.fail(failureKey, now);
+      throw error;
+    }
+    const wait = await limits.requests.take(authenticated.client.id, now);
+    if (wait > 0) throw tooManyRequests('the client sent too many token requests; slow down', wait);
+    return authenticated;
+  }
+
   async handle(request: TokenRequest): Promise<TokenResponse> {
     const grantType = singleParameter(request.params, 'grant_type');
     if (grantType === undefined || grantType === '') throw invalidRequest('grant_type is required');
@@ -85,11 +117,11 @@ export class TokenEndpoint {
     for (const name of parameters) params[name] = singleParameter(request.params, name);
 
     const now = this.#services.clock();
-    const { client, method } = await authenticateClient(this.#services.clients, request.authorization, params, now);
+    const { client, method } = await this.#authenticate(request, params, now);
     if (!client.grantTypes.includes(grantType)) throw unauthorizedClient(`the client is not allowed the grant type "${grantType}"`);
     if (client.type === 'public' && !handler.allowsPublicClients) throw unauthorizedClient(`a public client cannot use the grant type "${grantType}"`);
 
-    const context: GrantContext = { client, authMethod: method, params, now, services: this.#services };
+    const context: GrantContext = { client, authMethod: method, params, now, services: this.#services, address: request.address ?? '' };
     const validated = await handler.validate(context);
     const response = await handler.issue(context, validated);
     for (const hook of this.#hooks) await hook(context, response, validated);
@@ -113,3 +145,10 @@ function singleParameter(params: Readonly<Record<string, unknown>>, name: string
 }
 
 const truncate = (value: string): string => (value.length > 64 ? `${value.slice(0, 64)}…` : value).replace(/[^\x20-\x7e]/g, '?');
+
+/** The client id inside a Basic header, for keying throttles; never trusted for anything else. */
+function basicClientId(authorization: string | undefined): string {
+  if (!authorization || !/^basic /i.test(authorization)) return '';
+  const decoded = Buffer.from(authorization.slice(6).trim(), 'base64').toString('utf8');
+  return decoded.slice(0, Math.max(0, decoded.indexOf(':'))).slice(0, 256);
+}

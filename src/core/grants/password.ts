@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { User } from '../../storage/repositories.ts';
-import { invalidGrant, invalidRequest } from '../errors.ts';
-import { decoyPasswordHash, verifyPassword } from '../passwords.ts';
+import { invalidGrant, invalidRequest, tooManyRequests } from '../errors.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
 import type { GrantHandler } from '../token-endpoint.ts';
 import { bearerResponse } from './services.ts';
@@ -16,20 +15,20 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
   parameters: ['username', 'password'],
   allowsPublicClients: false,
 
-  async validate({ client, params, services }) {
+  async validate({ client, params, services, address, now }) {
     const { username, password } = params;
     if (!username) throw invalidRequest('username is required');
     if (!password) throw invalidRequest('password is required');
     const requested = services.scopes.parse(params.scope);
     const scopes = services.scopes.resolve({ requested, client, userPresent: true });
 
-    const user = username.length <= 320 ? await services.storage.users.findByEmail(username) : undefined;
-    const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
-    if (!user || !valid || user.disabledAt !== null) {
-      services.audit.record({ at: services.clock(), kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: user?.id ?? null, data: { grant: 'password' } });
+    const result = await services.login.login(username, password, address, now);
+    if (result.outcome === 'throttled') throw tooManyRequests('too many failed sign-ins; try again later', result.retryAfterSeconds);
+    if (result.outcome === 'invalid') {
+      services.audit.record({ at: now, kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: null, data: { grant: 'password' } });
       throw invalidGrant('the username or password is wrong');
     }
-    return { user, scopes, scopeRequested: requested !== undefined };
+    return { user: result.user, scopes, scopeRequested: requested !== undefined };
   },
 
   async issue({ client, now, services }, { user, scopes, scopeRequested }) {

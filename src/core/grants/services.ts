@@ -1,6 +1,7 @@
 import type { Storage } from '../../storage/repositories.ts';
 import type { ApiKeyService } from '../api-keys.ts';
 import type { KeyStore } from '../tokens/keys.ts';
+import type { LoginService } from '../login.ts';
 import type { AuditTrail } from '../audit.ts';
 import type { ClientRegistry } from '../clients.ts';
 import type { Clock } from '../clock.ts';
@@ -23,6 +24,8 @@ export interface GrantServices {
   keys: KeyStore;
   apiKeys: ApiKeyService;
   revocations: Storage['revocations'];
+  /** Password sign-in with throttling per account and address (pages and the password grant alike). */
+  login: LoginService;
 }
 
 /**

@@ -18,6 +18,7 @@ export async function tokenRoutes(app: FastifyInstance, { gatehouse, metrics }: 
       const response = await gatehouse.tokenEndpoint.handle({
         params: (body ?? {}) as Record<string, unknown>,
         authorization: request.headers.authorization,
+        address: request.ip,
       });
       metrics.tokensIssued.inc({ grant_type: String((body as Record<string, unknown>).grant_type) });
       return reply.headers(NO_STORE).send(response);
