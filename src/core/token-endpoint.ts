@@ -106,7 +106,21 @@ export class TokenEndpoint {
     return authenticated;
   }
 
+  /** Answers a token request; every refusal is recorded in the audit log by its RFC error code. */
   async handle(request: TokenRequest): Promise<TokenResponse> {
+    try {
+      return await this.#handle(request);
+    } catch (error) {
+      if (error instanceof OAuthError) {
+        const clientId = typeof request.params.client_id === 'string' ? request.params.client_id.slice(0, 256) : basicClientId(request.authorization) || null;
+        const grantType = typeof request.params.grant_type === 'string' ? request.params.grant_type.slice(0, 100) : null;
+        this.#services.audit.record({ at: this.#services.clock(), kind: 'token.refused', outcome: 'failure', clientId, userId: null, data: { error: error.error, grant_type: grantType, address: request.address ?? null } });
+      }
+      throw error;
+    }
+  }
+
+  async #handle(request: TokenRequest): Promise<TokenResponse> {
     const grantType = singleParameter(request.params, 'grant_type');
     if (grantType === undefined || grantType === '') throw invalidRequest('grant_type is required');
     const registered = this.#grants.get(grantType);

@@ -20,14 +20,14 @@ export const clientCredentialsGrant: GrantHandler<{ scopes: string[]; scopeReque
 
   async issue({ client, now, services }, { scopes, scopeRequested }) {
     const { accessTokens, clientTokenReuse } = services;
-    if (!clientTokenReuse.enabled) return bearerResponse(await accessTokens.issue({ sub: client.id, clientId: client.id, scopes }, now), scopes, scopeRequested);
-
     const key = `${client.id} ${scopes.join(' ')}`;
     const kid = accessTokens.activeKid();
-    let accessToken = clientTokenReuse.find(key, client, kid, now);
+    let accessToken = clientTokenReuse.enabled ? clientTokenReuse.find(key, client, kid, now) : undefined;
     if (!accessToken) {
       accessToken = await accessTokens.issue({ sub: client.id, clientId: client.id, scopes }, now);
-      clientTokenReuse.remember(key, client, kid, accessToken, now);
+      if (clientTokenReuse.enabled) clientTokenReuse.remember(key, client, kid, accessToken, now);
+      // Audited when signed; a token handed again within the reuse window is the same token.
+      services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: null, data: { grant: 'client_credentials', scopes, jti: accessToken.jti } });
     }
     return bearerResponse(accessToken, scopes, scopeRequested);
   },
