@@ -27,18 +27,24 @@ export function buildExampleApi(options: AuthenticatorOptions): FastifyInstance 
   };
   const metadata = ({ bytes, ...rest }: (typeof objects)[number]) => ({ ...rest, size: bytes.length });
 
+  const forbidden = (reply: FastifyReply, description: string) =>
+    reply.code(403).header('www-authenticate', `Bearer realm="api", error="insufficient_scope", error_description="${description}"`).send({ error: 'insufficient_scope', error_description: description });
+
   /** A project token may touch only the project it is bound to. */
   const sameProject = (request: FastifyRequest<{ Params: { projectId: string } }>, reply: FastifyReply): boolean => {
     const bound = principal(request).project;
     if (bound !== undefined && bound !== request.params.projectId) {
-      void reply.code(403).header('www-authenticate', 'Bearer realm="api", error="insufficient_scope", error_description="the token is bound to another project"').send({ error: 'insufficient_scope', error_description: 'the token is bound to another project' });
+      void forbidden(reply, 'the token is bound to another project');
       return false;
     }
     return true;
   };
 
-  app.get('/me', { preHandler: gatehouse.requireScope() }, async (request) => {
+  app.get('/me', { preHandler: gatehouse.requireScope() }, async (request, reply) => {
     const { kind, subject, clientId, scopes, project: bound, actor } = principal(request);
+    // Admin tokens carry admin scopes only and are for the back office alone (BIMobject: "can only
+    // be used for admin functionality"), so even this route, which needs no scope, refuses them.
+    if (scopes.length > 0 && scopes.every((scope) => scope.startsWith('admin:'))) return forbidden(reply, 'admin tokens are for the back office only');
     return { kind, subject, client_id: clientId, scopes, project: bound ?? null, actor: actor ?? null };
   });
 

@@ -80,7 +80,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', clockTolerance }));
-    } catch {
+    } catch (error) {
+      if (keySetUnavailable(error)) throw error;
       throw new ResourceError('invalid_token', 'the access token is invalid or has expired');
     }
     return principalFrom(payload, 'jwt');
@@ -129,6 +130,18 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       if (missing.length > 0) throw new ResourceError('insufficient_scope', `this needs the scope ${missing.join(' ')}`, scopes.join(' '));
     },
   };
+}
+
+/**
+ * The JWKS could not be fetched (Gatehouse unreachable, slow or answering an error): that says
+ * nothing about the token, so it is not `invalid_token` (which tells clients to drop the token);
+ * the middleware answers 503 instead.
+ */
+function keySetUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JWKS_INVALID' || code === 'ERR_JOSE_GENERIC') return true;
+  // fetch() itself failed (connection refused, DNS): jose passes undici's error through.
+  return error instanceof TypeError && error.message === 'fetch failed';
 }
 
 function principalFrom(claims: JWTPayload & Record<string, unknown>, source: 'jwt' | 'api_key'): Principal {
