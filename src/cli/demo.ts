@@ -77,6 +77,6 @@ Demo set-up (secrets are shown this once; they are stored only as digests):
   The example platform API (a protected BIM objects API built on the SDK), in another terminal:
 
   GATEHOUSE_ISSUER=${issuer} EXAMPLE_CLIENT_ID=${platformApi.client_id} EXAMPLE_CLIENT_SECRET=${platformApi.client_secret} npm run example
-  curl -s http://127.0.0.1:4100/objects -H "Authorization: Bearer <access_token from above>"
+  then GET http://127.0.0.1:4100/objects with the header "Authorization: Bearer <an access token from above>"
 `;
 }

@@ -5,7 +5,7 @@
 export class HttpBrowser {
   readonly cookies = new Map<string, string>();
 
-  async request(url: string, init: { method?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}) {
+  async request(url: string, init: { method?: string; form?: Record<string, string> | [string, string][]; headers?: Record<string, string> } = {}) {
     const headers: Record<string, string> = { ...init.headers };
     if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     let body: string | undefined;
@@ -27,7 +27,7 @@ export class HttpBrowser {
   }
 
   /** Follows redirects within `origin`; stops at the first response that is not a redirect, or that leaves it. */
-  async follow(url: string, origin: string, init: { form?: Record<string, string> } = {}) {
+  async follow(url: string, origin: string, init: { form?: Record<string, string> | [string, string][] } = {}) {
     let response = await this.request(url, init);
     let current = url;
     for (let hops = 0; hops < 10 && response.location; hops++) {

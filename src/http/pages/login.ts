@@ -5,6 +5,18 @@ import { field, sendOutcome, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 
 const PENDING_ID = /^[A-Za-z0-9_-]{32}$/;
+// Local pages of the account and the developer portal only: a path without dots, backslashes or
+// `//`, so it can never name another origin (no open redirect through the sign-in page).
+const NEXT_PAGE = /^\/(?:account|developers)(?:\/[A-Za-z0-9_\/-]*)?(?:\?[A-Za-z0-9_=&%-]*)?$/;
+
+/** Where a person may be sent after signing in, or undefined when `value` is not a safe local page. */
+export function safeNextPage(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length <= 512 && NEXT_PAGE.test(value) && !value.includes('//') ? value : undefined;
+}
+
+/** The query that carries a waiting request, or else the next page, from sign-in to sign-up and back. */
+const carried = (pendingId: string | undefined, next: string | undefined): string =>
+  pendingId ? `?request=${encodeURIComponent(pendingId)}` : next ? `?next=${encodeURIComponent(next)}` : '';
 
 /** Sign-in and sign-up. After either, a waiting authorization request continues where it left off. */
 export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
@@ -12,75 +24,89 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
 
   const pendingFrom = (value: unknown): string | undefined => (typeof value === 'string' && PENDING_ID.test(value) ? value : undefined);
 
-  const showLogin = async (reply: FastifyReply, pendingId: string | undefined, data: { email?: string; error?: string }, status = 200) => {
+  const showLogin = async (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; error?: string }, status = 200) => {
     const pending = pendingId ? await gatehouse.storage.pendingAuthorizations.find(pendingId) : undefined;
     const client = pending ? (await gatehouse.clients.get(pending.clientId))?.client : undefined;
     const hint = typeof pending?.request.loginHint === 'string' ? pending.request.loginHint : '';
-    return renderPage(reply, 'login', { title: 'Sign in', pendingId: pending ? pendingId : undefined, clientName: client?.name, email: data.email ?? hint, error: data.error, signup: gatehouse.config.signup.enabled }, status);
+    const waiting = pending ? pendingId : undefined;
+    return renderPage(
+      reply,
+      'login',
+      { title: 'Sign in', pendingId: waiting, next: waiting ? undefined : next, carry: carried(waiting, next), clientName: client?.name, email: data.email ?? hint, error: data.error, signup: gatehouse.config.signup.enabled },
+      status,
+    );
   };
 
-  /** Starts a fresh session (never reusing one: no session fixation) and continues the request. */
-  const signedIn = async (request: FastifyRequest, reply: FastifyReply, userId: string, pendingId: string | undefined) => {
+  /** Starts a fresh session (never reusing one: no session fixation) and continues the request, or goes to the next page. */
+  const signedIn = async (request: FastifyRequest, reply: FastifyReply, userId: string, pendingId: string | undefined, next: string | undefined) => {
     const names = pages.cookies.names(request);
     await gatehouse.sessions.end(request.cookies[names.session]);
     const cookie = await gatehouse.sessions.start(userId, gatehouse.clock());
     reply.setCookie(names.session, cookie, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
     const session = await gatehouse.sessions.resolve(cookie, gatehouse.clock());
     if (pendingId && session) return sendOutcome(reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session), true);
-    return reply.redirect('/account', 303);
+    return reply.redirect(next ?? '/account', 303);
   };
 
   app.get('/login', async (request, reply) => {
-    const pendingId = pendingFrom((request.query as Record<string, unknown>).request);
-    return showLogin(reply, pendingId, {});
+    const query = request.query as Record<string, unknown>;
+    return showLogin(reply, pendingFrom(query.request), safeNextPage(query.next), {});
   });
 
   app.post('/login', async (request, reply) => {
     const pendingId = pendingFrom(field(request.body, 'request'));
+    const next = safeNextPage(field(request.body, 'next'));
     const email = field(request.body, 'email')?.trim() ?? '';
     const password = field(request.body, 'password') ?? '';
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
-      return showLogin(reply, pendingId, { email, error: 'Your session expired while the page was open. Please try again.' }, 403);
+      return showLogin(reply, pendingId, next, { email, error: 'Your session expired while the page was open. Please try again.' }, 403);
     }
-    if (!email || !password) return showLogin(reply, pendingId, { email, error: 'Enter your email and password.' }, 400);
+    if (!email || !password) return showLogin(reply, pendingId, next, { email, error: 'Enter your email and password.' }, 400);
     const result = await gatehouse.login.login(email, password, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
-      return showLogin(reply, pendingId, { email, error: `Too many attempts. Try again in ${Math.ceil(result.retryAfterSeconds / 60)} minute(s).` }, 429);
+      return showLogin(reply, pendingId, next, { email, error: `Too many attempts. Try again in ${Math.ceil(result.retryAfterSeconds / 60)} minute(s).` }, 429);
     }
     if (result.outcome === 'invalid') {
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.failed', outcome: 'failure', clientId: null, userId: null, data: { via: 'page' } });
-      return showLogin(reply, pendingId, { email, error: 'The email or password is not right.' }, 401);
+      return showLogin(reply, pendingId, next, { email, error: 'The email or password is not right.' }, 401);
     }
     gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.succeeded', outcome: 'success', clientId: null, userId: result.user.id, data: {} });
-    return signedIn(request, reply, result.user.id, pendingId);
+    return signedIn(request, reply, result.user.id, pendingId, next);
   });
 
-  const showSignup = (reply: FastifyReply, pendingId: string | undefined, data: { email?: string; name?: string; error?: string }, status = 200) =>
-    renderPage(reply, 'signup', { title: 'Create your account', pendingId, email: data.email ?? '', name: data.name ?? '', error: data.error }, status);
+  const showSignup = (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; name?: string; error?: string }, status = 200) =>
+    renderPage(
+      reply,
+      'signup',
+      { title: 'Create your account', pendingId, next: pendingId ? undefined : next, carry: carried(pendingId, next), email: data.email ?? '', name: data.name ?? '', error: data.error },
+      status,
+    );
 
   app.get('/signup', async (request, reply) => {
     if (!gatehouse.config.signup.enabled) return renderPage(reply, 'error', { title: 'Sign-up is closed', message: 'New accounts are created by the operators of this service.' }, 404);
-    return showSignup(reply, pendingFrom((request.query as Record<string, unknown>).request), {});
+    const query = request.query as Record<string, unknown>;
+    return showSignup(reply, pendingFrom(query.request), safeNextPage(query.next), {});
   });
 
   app.post('/signup', async (request, reply) => {
     if (!gatehouse.config.signup.enabled) return renderPage(reply, 'error', { title: 'Sign-up is closed', message: 'New accounts are created by the operators of this service.' }, 404);
     const pendingId = pendingFrom(field(request.body, 'request'));
+    const next = safeNextPage(field(request.body, 'next'));
     const email = field(request.body, 'email')?.trim() ?? '';
     const name = field(request.body, 'name')?.trim() ?? '';
     const password = field(request.body, 'password') ?? '';
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
-      return showSignup(reply, pendingId, { email, name, error: 'Your session expired while the page was open. Please try again.' }, 403);
+      return showSignup(reply, pendingId, next, { email, name, error: 'Your session expired while the page was open. Please try again.' }, 403);
     }
-    if (name.length > 200) return showSignup(reply, pendingId, { email, name: '', error: 'The name is too long.' }, 400);
+    if (name.length > 200) return showSignup(reply, pendingId, next, { email, name: '', error: 'The name is too long.' }, 400);
     try {
       const user = await createUser(gatehouse.storage, { email, password, name }, gatehouse.clock());
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_up', outcome: 'success', clientId: null, userId: user.id, data: {} });
-      return signedIn(request, reply, user.id, pendingId);
+      return signedIn(request, reply, user.id, pendingId, next);
     } catch (error) {
-      if (error instanceof ValidationError) return showSignup(reply, pendingId, { email, name, error: error.message.charAt(0).toUpperCase() + error.message.slice(1) + '.' }, 400);
-      if (error instanceof EmailTakenError) return showSignup(reply, pendingId, { email, name, error: 'This email cannot be used to create an account. If it is yours, sign in instead.' }, 400);
+      if (error instanceof ValidationError) return showSignup(reply, pendingId, next, { email, name, error: error.message.charAt(0).toUpperCase() + error.message.slice(1) + '.' }, 400);
+      if (error instanceof EmailTakenError) return showSignup(reply, pendingId, next, { email, name, error: 'This email cannot be used to create an account. If it is yours, sign in instead.' }, 400);
       throw error;
     }
   });

@@ -8,6 +8,7 @@ import { accountRoutes } from './account.ts';
 import { authorizeRoutes } from './authorize.ts';
 import { consentRoutes } from './consent.ts';
 import type { Pages } from './context.ts';
+import { developerPortalRoutes } from './developers.ts';
 import { loginRoutes } from './login.ts';
 import { logoutRoutes } from './logout.ts';
 import { publicDir, renderPage } from './render.ts';
@@ -16,12 +17,15 @@ import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
 const STATIC_FILES: Record<string, string> = {
   'gatehouse.css': 'text/css; charset=utf-8',
   'form-post.js': 'text/javascript; charset=utf-8',
+  // Developer portal: "Copy" buttons next to credentials shown once.
+  'portal.js': 'text/javascript; charset=utf-8',
   // Linked from every page, so browsers do not ask for /favicon.ico and log its 404 as an error.
   'favicon.svg': 'image/svg+xml',
 };
 
 /**
- * Everything a person sees: the authorization endpoint, sign-in, consent, account and sign-out.
+ * Everything a person sees: the authorization endpoint, sign-in, consent, account, sign-out and
+ * the developer portal.
  * HTML errors, strict security headers and a CSRF token on every page.
  */
 export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
@@ -57,4 +61,5 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   await consentRoutes(app, pages);
   await accountRoutes(app, pages);
   await logoutRoutes(app, pages);
+  await developerPortalRoutes(app, pages);
 }

@@ -75,6 +75,10 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').orderBy('id').execute();
       return rows.map(toClient);
     },
+    async listForOwner(userId) {
+      const rows = await db.selectFrom('clients').selectAll().where('owner_user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
+      return rows.map(toClient);
+    },
     async update(id, patch, now) {
       const result = await db
         .updateTable('clients')

@@ -70,6 +70,13 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
       const rows = await db.selectFrom('grants').selectAll().where('user_id', '=', userId).orderBy('created_at', 'desc').execute();
       return rows.map(toGrant);
     },
+    async list(filter) {
+      let query = db.selectFrom('grants').selectAll();
+      if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+      if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+      const limit = Math.max(1, Math.min(filter.limit ?? 100, 1000));
+      return (await query.orderBy('created_at', 'desc').orderBy('id').limit(limit).execute()).map(toGrant);
+    },
   };
 }
 

@@ -1,0 +1,126 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { ValidationError } from '../../core/applications.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { ApiKey, Client } from '../../storage/repositories.ts';
+import { field } from './context.ts';
+import { applicationHeader, applicationNotFound, day, fieldList, minute, noticeFrom, portalRequest, RECORD_ID, sentence } from './developers-context.ts';
+import type { Revealed } from './developers-application.ts';
+import { renderPage } from './render.ts';
+
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const NOTICES = { revoked: 'The API key was revoked. It no longer works.' };
+
+interface KeyForm {
+  name: string;
+  expires_on: string;
+  scopes: string[];
+}
+
+/** Scopes an API key of this application may carry: its own, never one that needs a user. */
+function keyScopes(gatehouse: Gatehouse, client: Client) {
+  return client.scopes
+    .map((name) => ({ name, definition: gatehouse.scopes.definition(name) }))
+    .filter(({ definition }) => definition !== undefined && !definition.userOnly && definition.admin === client.isAdmin)
+    .map(({ name, definition }) => ({ name, description: definition!.description }));
+}
+
+function keyStatus(key: ApiKey, now: number): { label: string; live: boolean } {
+  if (key.revokedAt !== null) return { label: 'Revoked', live: false };
+  if (key.expiresAt !== null && key.expiresAt <= now) return { label: 'Expired', live: false };
+  return { label: 'Active', live: true };
+}
+
+/**
+ * API keys of a confidential application (`Authorization: ApiKey <key>`): created with a name, an
+ * optional expiry and scopes among the application's; shown once; listed by name, prefix, creation
+ * and last use; revocable at once.
+ */
+export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+  const showKeys = async (
+    reply: FastifyReply,
+    client: Client,
+    data: { form?: KeyForm; errors?: Partial<Record<string, string>>; notice?: string | undefined; revealed?: Revealed } = {},
+    status = 200,
+  ) => {
+    // Last-use times are batched in memory (ApiKeyService); write this instance's now so the list is current.
+    await gatehouse.apiKeys.flush().catch((error) => gatehouse.logger.warn({ err: error }, 'API key use times could not be written'));
+    const now = gatehouse.clock();
+    const keys = client.type === 'confidential' ? await gatehouse.storage.apiKeys.listForClient(client.id) : [];
+    return renderPage(
+      reply,
+      'developers-api-keys',
+      {
+        title: `API keys · ${client.name}`,
+        app: applicationHeader(client),
+        tab: 'api-keys',
+        notice: data.notice,
+        revealed: data.revealed,
+        form: data.form ?? { name: '', expires_on: '', scopes: [] },
+        errors: data.errors ?? {},
+        scopeChoices: keyScopes(gatehouse, client),
+        today: day(now),
+        keys: keys.map((key) => ({
+          id: key.id,
+          name: key.name,
+          prefix: key.prefix,
+          scopes: key.scopes,
+          created: minute(key.createdAt),
+          lastUsed: key.lastUsedAt === null ? 'never' : minute(key.lastUsedAt),
+          expires: key.expiresAt === null ? 'never' : minute(key.expiresAt),
+          status: keyStatus(key, now),
+        })),
+      },
+      status,
+    );
+  };
+
+  portal.get('/developers/applications/:clientId/api-keys', async (request, reply) => {
+    const { application } = portalRequest(request);
+    return showKeys(reply, application, { notice: noticeFrom(request, NOTICES) });
+  });
+
+  portal.post('/developers/applications/:clientId/api-keys', async (request, reply) => {
+    const { developer, application } = portalRequest(request);
+    if (application.type !== 'confidential') return showKeys(reply, application, { errors: { form: 'API keys are for confidential applications.' } }, 400);
+    const form: KeyForm = { name: field(request.body, 'name')?.trim() ?? '', expires_on: field(request.body, 'expires_on')?.trim() ?? '', scopes: fieldList(request.body, 'scopes') };
+    const now = gatehouse.clock();
+    try {
+      if (form.scopes.length === 0) throw new ValidationError('scopes', 'choose at least one scope');
+      const { key, value } = await gatehouse.apiKeys.create(application, { name: form.name, scopes: form.scopes, expiresAt: expiryFrom(form.expires_on) }, now);
+      gatehouse.audit.record({
+        at: now,
+        kind: 'portal.api_key.created',
+        outcome: 'success',
+        clientId: application.id,
+        userId: developer.user.id,
+        data: { keyId: key.id, name: key.name, prefix: key.prefix, scopes: key.scopes, expiresAt: key.expiresAt },
+      });
+      return showKeys(reply, application, { notice: `The API key “${key.name}” was created.`, revealed: { label: 'API key', value, usage: 'Send it in the header “Authorization: ApiKey <key>”. It acts as this application, with the scopes you chose.' } });
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      const name = error.field === 'expires_at' ? 'expires_on' : error.field;
+      return showKeys(reply, application, { form, errors: { [name]: sentence(error.message) } }, 400);
+    }
+  });
+
+  portal.post<{ Params: { clientId: string; keyId: string } }>('/developers/applications/:clientId/api-keys/:keyId/revoke', async (request, reply) => {
+    const { developer, application } = portalRequest(request);
+    const keyId = request.params.keyId;
+    const keys = RECORD_ID.test(keyId) ? await gatehouse.storage.apiKeys.listForClient(application.id) : [];
+    if (!keys.some((key) => key.id === keyId)) return applicationNotFound(reply);
+    const now = gatehouse.clock();
+    // Scoped to the application too, so a key of another application is never touched.
+    if (await gatehouse.storage.apiKeys.revoke(application.id, keyId, now)) {
+      gatehouse.audit.record({ at: now, kind: 'portal.api_key.revoked', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { keyId } });
+    }
+    return reply.redirect(`${applicationHeader(application).path}/api-keys?notice=revoked`, 303);
+  });
+}
+
+/** The key works through the chosen day (UTC) and stops at the midnight that ends it. */
+function expiryFrom(value: string): number | null {
+  if (value === '') return null;
+  const start = DATE.test(value) ? Date.parse(`${value}T00:00:00Z`) : Number.NaN;
+  if (Number.isNaN(start) || new Date(start).toISOString().slice(0, 10) !== value) throw new ValidationError('expires_at', 'enter the expiry as a date (YYYY-MM-DD)');
+  return Math.floor(start / 1000) + 86_400;
+}

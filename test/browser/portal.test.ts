@@ -1,0 +1,226 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+/**
+ * The developer portal in a real headless Chromium, as a third-party developer meets it: sign up,
+ * register applications, copy credentials off the page, use them, and revoke them again.
+ */
+
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const SCREENSHOTS = resolve(dirname(fileURLToPath(import.meta.url)), '../../test-output/screenshots');
+const VIEWPORTS = [
+  ['phone', { width: 390, height: 844 }],
+  ['desktop', { width: 1280, height: 800 }],
+] as const;
+
+/** A tiny client application on loopback: its /callback is the registered redirect URI. */
+async function startCallbackServer() {
+  const arrivals: URLSearchParams[] = [];
+  const server: Server = createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname === '/favicon.ico') return void response.writeHead(204).end();
+    if (url.pathname !== '/callback') return void response.writeHead(404).end();
+    arrivals.push(url.searchParams);
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!doctype html><title>Client app</title><h1>Back at the client app</h1>');
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  return {
+    callback: `http://127.0.0.1:${(server.address() as AddressInfo).port}/callback`,
+    arrivals,
+    close: () =>
+      new Promise<void>((done) => {
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  };
+}
+
+describe('developer portal in headless Chromium', () => {
+  let server: TestServer;
+  let browser: Browser;
+  let clientApp: Awaited<ReturnType<typeof startCallbackServer>>;
+
+  before(async () => {
+    server = await startTestServer('sqlite');
+    clientApp = await startCallbackServer();
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    mkdirSync(SCREENSHOTS, { recursive: true });
+  });
+  after(async () => {
+    await browser?.close();
+    await clientApp?.close();
+    await server?.close();
+  });
+
+  /** Full-page screenshots of the page as it is now, on a phone and on a desktop (the page is not reloaded). */
+  const screenshot = async (page: Page, name: string) => {
+    for (const [device, viewport] of VIEWPORTS) {
+      await page.setViewportSize(viewport);
+      await page.screenshot({ path: join(SCREENSHOTS, `portal-${name}-${device}.png`), fullPage: true });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+  };
+
+  /** Presses the Copy button next to a field and returns what landed on the clipboard. */
+  const copy = async (page: Page, fieldLabel: string): Promise<string> => {
+    const field = page.getByRole('textbox', { name: fieldLabel, exact: true });
+    await page.locator(`button[data-copy="${await field.getAttribute('id')}"]`).click();
+    // Runs in the page, where navigator is the browser's (this file is typed for Node).
+    const copied = await page.evaluate(() => (navigator as unknown as { clipboard: { readText(): Promise<string> } }).clipboard.readText());
+    assert.equal(copied, await field.inputValue(), `the Copy button copies the ${fieldLabel}`);
+    return copied;
+  };
+
+  const projectToken = (apiKey: string) =>
+    post(`${server.url}/projects/p1/access-tokens`, JSON.stringify({ expires_at: new Date(Date.now() + 3600_000).toISOString(), scopes: ['model:read'] }), {
+      json: true,
+      headers: { authorization: `ApiKey ${apiKey}` },
+    });
+
+  it('signs up, registers a confidential and a public application, uses and revokes their credentials', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    context.setDefaultTimeout(15_000);
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+    const page = await context.newPage();
+    const consoleErrors: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(`${message.location().url}: ${message.text()}`);
+    });
+    page.on('pageerror', (error) => consoleErrors.push(`uncaught: ${error.message}`));
+
+    try {
+      // A new developer signs up and finds the portal from their account page.
+      await page.goto(`${server.url}/signup`);
+      await page.getByLabel('Name').fill('Dana Developer');
+      await page.getByLabel('Email').fill('dana@example.com');
+      await page.getByLabel('Password').fill('correct horse battery staple');
+      await page.getByRole('button', { name: 'Create account' }).click();
+      await page.waitForURL(`${server.url}/account`);
+      await page.getByRole('link', { name: 'developer portal' }).click();
+      await page.waitForURL(`${server.url}/developers`);
+      await page.getByText('No applications yet.').waitFor();
+      await screenshot(page, 'list-empty');
+
+      // A confidential application with a redirect URI.
+      await page.getByRole('link', { name: 'New application' }).click();
+      await page.getByRole('heading', { name: 'New application' }).waitFor();
+      await screenshot(page, 'create-form');
+      await page.getByLabel('Name').fill('Model Sync');
+      await page.getByLabel(/^Description/).fill('Synchronises IFC models with our document store every night.');
+      await page.getByRole('radio', { name: /Confidential/ }).check();
+      await page.getByLabel(/^Base URL/).fill('https://sync.example.com');
+      await page.getByLabel(/^Redirect URIs/).fill(clientApp.callback);
+      await page.getByRole('button', { name: 'Create application' }).click();
+      await page.getByRole('heading', { name: 'Model Sync', level: 1 }).waitFor();
+      await page.getByText('it is shown only once').waitFor();
+
+      const clientId = await copy(page, 'Client ID');
+      const clientSecret = await copy(page, 'Client secret');
+      assert.match(clientId, /^app_/);
+      assert.match(clientSecret, /^gate_cs_/);
+      await screenshot(page, 'application-secret');
+
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'model:read' }, { headers: { authorization: basic(clientId, clientSecret) } });
+      assert.equal(token.status, 200, JSON.stringify(token.body));
+      assert.equal(token.body.token_type, 'Bearer');
+
+      // The secret is gone from the application's page once the response that showed it is left.
+      await page.goto(`${server.url}/developers/applications/${clientId}`);
+      assert.equal(await page.getByRole('textbox', { name: 'Client secret', exact: true }).count(), 0);
+      assert.ok(!(await page.content()).includes(clientSecret));
+
+      // An API key, used against Gatehouse, then revoked in the portal.
+      await page.getByRole('link', { name: 'API keys' }).click();
+      await page.getByRole('heading', { name: 'Create an API key' }).waitFor();
+      await page.getByLabel('Name').fill('Viewer backend');
+      await page.getByRole('checkbox', { name: /model:read/ }).check();
+      await page.getByRole('checkbox', { name: /bcf:read/ }).check();
+      await page.getByRole('button', { name: 'Create API key' }).click();
+      await page.getByText('it is shown only once').waitFor();
+      const apiKey = await copy(page, 'API key');
+      assert.match(apiKey, /^gate_ak_/);
+      await screenshot(page, 'api-key-created');
+
+      const minted = await projectToken(apiKey);
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      assert.deepEqual(minted.body.scopes, ['model:read']);
+
+      await page.getByRole('button', { name: 'Revoke Viewer backend' }).click();
+      await page.getByText('The API key was revoked').waitFor();
+      assert.ok(await page.getByText('Revoked', { exact: true }).isVisible());
+      await screenshot(page, 'api-keys');
+      const refused = await projectToken(apiKey);
+      assert.equal(refused.status, 401);
+      assert.equal(refused.body.error, 'invalid_token');
+
+      // A public application, and authorization code with PKCE in the same browser.
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel('Name').fill('Site Tablet');
+      await page.getByRole('radio', { name: /Public/ }).check();
+      await page.getByLabel(/^Redirect URIs/).fill(clientApp.callback);
+      await page.getByRole('button', { name: 'Create application' }).click();
+      await page.getByRole('heading', { name: 'Site Tablet', level: 1 }).waitFor();
+      assert.equal(await page.getByRole('textbox', { name: 'Client secret', exact: true }).count(), 0, 'a public application has no secret');
+      await screenshot(page, 'application-public');
+      const publicClientId = await copy(page, 'Client ID');
+
+      const verifier = randomBytes(48).toString('base64url');
+      const state = randomBytes(8).toString('hex');
+      await page.goto(
+        `${server.url}/authorize?${new URLSearchParams({
+          response_type: 'code',
+          client_id: publicClientId,
+          redirect_uri: clientApp.callback,
+          scope: 'openid objects:read',
+          state,
+          code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+          code_challenge_method: 'S256',
+        })}`,
+      );
+      await page.waitForURL((url) => url.pathname === '/consent');
+      assert.match(await page.getByRole('heading', { level: 1 }).innerText(), /Site Tablet wants to access your account/);
+      await page.getByRole('button', { name: 'Allow' }).click();
+      await page.waitForURL((url) => url.href.startsWith(clientApp.callback));
+      const arrival = clientApp.arrivals.at(-1)!;
+      assert.equal(arrival.get('state'), state);
+      const code = arrival.get('code');
+      assert.ok(code, 'the callback receives a code');
+
+      const exchanged = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: clientApp.callback, client_id: publicClientId, code_verifier: verifier });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      assert.ok(exchanged.body.access_token && exchanged.body.refresh_token && exchanged.body.id_token);
+      const userinfo = await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${exchanged.body.access_token}` } });
+      assert.equal(((await userinfo.json()) as { email?: string }).email, undefined, 'only the scopes asked for');
+      assert.equal(userinfo.status, 200);
+
+      // Both applications are listed; the delete confirmation looks right too.
+      await page.goto(`${server.url}/developers`);
+      assert.equal(await page.locator('.portal-item').count(), 2);
+      await screenshot(page, 'list');
+      await page.goto(`${server.url}/developers/applications/${clientId}/delete`);
+      await page.getByRole('heading', { name: 'Delete Model Sync?' }).waitFor();
+      await screenshot(page, 'delete');
+
+      // Nothing so far broke the CSP or threw (the 400 below is logged by Chromium as a failed load).
+      assert.deepEqual(consoleErrors, []);
+
+      // A form with mistakes shows them next to the fields.
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel(/^Redirect URIs/).fill('http://insecure.example/callback');
+      await page.getByRole('button', { name: 'Create application' }).click();
+      await page.getByText('Please correct the fields marked below.').waitFor();
+      await screenshot(page, 'create-form-errors');
+      console.log(`portal screenshots: ${SCREENSHOTS}`);
+    } finally {
+      await context.close();
+    }
+  });
+});

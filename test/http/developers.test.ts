@@ -1,0 +1,482 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DIALECTS } from '../support/databases.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+const PASSWORD = 'correct horse battery';
+const CALLBACK = 'https://app.example/callback';
+
+/** The value of a read-only text field (client id, secret shown once, API key shown once). */
+function inputValue(html: string, id: string): string {
+  const match = new RegExp(`id="${id}" type="text" readonly value="([^"]*)"`).exec(html);
+  if (!match) throw new Error(`no field ${id} on the page:\n${html.slice(0, 3000)}`);
+  return match[1]!.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+}
+
+type Pairs = [string, string][];
+
+/** The messages shown next to form fields. */
+const fieldErrors = (html: string): Record<string, string> =>
+  Object.fromEntries([...html.matchAll(/<p class="field-error" id="([^"]+)-error">([^<]*)<\/p>/g)].map((m) => [m[1]!, m[2]!]));
+
+for (const dialect of DIALECTS) {
+  describe(`developer portal (${dialect})`, () => {
+    let server: TestServer;
+    let alice: { id: string; email: string };
+    let bob: { id: string; email: string };
+
+    before(async () => {
+      server = await startTestServer(dialect);
+      alice = await server.user('alice@example.com', PASSWORD);
+      bob = await server.user('bob@example.com', PASSWORD);
+    });
+    after(() => server.close());
+
+    const url = (path: string) => `${server.url}${path}`;
+
+    async function signIn(email: string): Promise<HttpBrowser> {
+      const browser = new HttpBrowser();
+      const form = await browser.request(url('/login'));
+      const res = await browser.request(url('/login'), { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } });
+      assert.equal(res.status, 303, res.text.slice(0, 500));
+      return browser;
+    }
+
+    /** A CSRF token for this browser, taken from any portal page. */
+    async function csrfOf(browser: HttpBrowser): Promise<string> {
+      return hiddenField((await browser.request(url('/developers/new'))).text, 'csrf');
+    }
+
+    const appForm = (fields: Record<string, string> = {}) => ({ name: 'Sync tool', description: 'Keeps models in sync', type: 'confidential', base_url: 'https://sync.example', redirect_uris: CALLBACK, ...fields });
+
+    /** Creates an application through the portal; returns its id, the secret shown once and the page. */
+    async function createApp(browser: HttpBrowser, fields: Record<string, string> | Pairs = appForm()) {
+      const csrf = await csrfOf(browser);
+      const form: Record<string, string> | Pairs = Array.isArray(fields) ? [['csrf', csrf], ...fields] : { csrf, ...fields };
+      const res = await browser.request(url('/developers/applications'), { form });
+      assert.equal(res.status, 200, res.text.slice(0, 2000));
+      const id = inputValue(res.text, 'client-id');
+      const secret = res.text.includes('id="revealed-value"') ? inputValue(res.text, 'revealed-value') : undefined;
+      return { id, secret, page: res.text };
+    }
+
+    const clientCredentials = (id: string, secret: string) => post(url('/token'), { grant_type: 'client_credentials', scope: 'objects:read' }, { headers: { authorization: basic(id, secret) } });
+
+    const projectToken = (apiKey: string) =>
+      post(url('/projects/p1/access-tokens'), JSON.stringify({ expires_at: new Date(Date.now() + 3600_000).toISOString(), scopes: ['model:read'] }), {
+        json: true,
+        headers: { authorization: `ApiKey ${apiKey}` },
+      });
+
+    async function createKey(browser: HttpBrowser, appId: string, fields: Pairs) {
+      const csrf = await csrfOf(browser);
+      return browser.request(url(`/developers/applications/${appId}/api-keys`), { form: [['csrf', csrf], ...fields] });
+    }
+
+    async function auditKinds(clientId: string): Promise<string[]> {
+      await server.gatehouse.audit.flush();
+      // Newest first from the store; oldest first here, the portal's own events only.
+      const events = await server.gatehouse.storage.audit.query({ clientId });
+      return events.map((event) => event.kind).filter((kind) => kind.startsWith('portal.')).reverse();
+    }
+
+    describe('signing in', () => {
+      it('sends a signed-out visitor to sign in, and back to the page they asked for afterwards', async () => {
+        const browser = new HttpBrowser();
+        const first = await browser.request(url('/developers'));
+        assert.equal(first.status, 302);
+        assert.equal(first.location, '/login?next=%2Fdevelopers');
+
+        const deep = await browser.request(url('/developers/applications/app_x/api-keys'));
+        assert.equal(deep.location, '/login?next=%2Fdevelopers%2Fapplications%2Fapp_x%2Fapi-keys');
+
+        const login = await browser.request(url(first.location));
+        assert.equal(hiddenField(login.text, 'next'), '/developers');
+        const res = await browser.request(url('/login'), { form: { csrf: hiddenField(login.text, 'csrf'), next: '/developers', email: alice.email, password: PASSWORD } });
+        assert.equal(res.status, 303);
+        assert.equal(res.location, '/developers');
+        const portal = await browser.request(url('/developers'));
+        assert.equal(portal.status, 200);
+        assert.match(portal.text, /Your applications/);
+      });
+
+      it('carries the next page from sign-in to sign-up', async () => {
+        const login = await new HttpBrowser().request(url('/login?next=%2Fdevelopers'));
+        assert.match(login.text, /href="\/signup\?next=%2Fdevelopers"/);
+        const signup = await new HttpBrowser().request(url('/signup?next=%2Fdevelopers'));
+        assert.equal(hiddenField(signup.text, 'next'), '/developers');
+      });
+
+      it('ignores a next page that is not a local account or portal page (no open redirect)', async () => {
+        const unsafe = ['https://evil.example/developers', '//evil.example', '/developers//evil.example', '/\\evil.example', '/developers/../logout', '/developersx', '/logout', 'javascript:alert(1)', '/account\n', ' /account', '/account#x'];
+        for (const next of unsafe) {
+          const browser = new HttpBrowser();
+          const login = await browser.request(url(`/login?next=${encodeURIComponent(next)}`));
+          assert.doesNotMatch(login.text, /name="next"/, next);
+          const res = await browser.request(url('/login'), { form: { csrf: hiddenField(login.text, 'csrf'), next, email: bob.email, password: PASSWORD } });
+          assert.equal(res.status, 303, next);
+          assert.equal(res.location, '/account', next);
+        }
+      });
+
+      it('sends a signed-out form post to sign in and changes nothing', async () => {
+        const browser = new HttpBrowser();
+        const res = await browser.request(url('/developers/applications'), { form: appForm({ name: 'Ghost app' }) });
+        assert.equal(res.status, 303);
+        assert.equal(res.location, '/login?next=%2Fdevelopers');
+        assert.ok(!(await server.gatehouse.storage.clients.list()).some((c) => c.name === 'Ghost app'));
+      });
+
+      it('links to the portal from the account page', async () => {
+        const browser = await signIn(alice.email);
+        assert.match((await browser.request(url('/account'))).text, /href="\/developers"/);
+      });
+    });
+
+    describe('applications', () => {
+      it('creates a confidential application owned by the person, with fixed grants and the catalogue’s non-admin scopes', async () => {
+        const browser = await signIn(alice.email);
+        const { id, secret, page } = await createApp(browser);
+        assert.ok(secret?.startsWith('gate_cs_'), 'the secret is shown on the response page');
+        assert.match(page, /shown only once/);
+
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.ownerUserId, alice.id);
+        assert.equal(client.type, 'confidential');
+        assert.equal(client.name, 'Sync tool');
+        assert.equal(client.description, 'Keeps models in sync');
+        assert.equal(client.baseUrl, 'https://sync.example');
+        assert.deepEqual(client.redirectUris, [CALLBACK]);
+        assert.deepEqual(client.grantTypes, ['client_credentials', 'authorization_code', 'refresh_token']);
+        const catalogue = server.config.scopes;
+        assert.deepEqual(client.scopes, Object.keys(catalogue).filter((s) => !catalogue[s]!.admin));
+        assert.deepEqual(client.defaultScopes, Object.keys(catalogue).filter((s) => !catalogue[s]!.admin && !catalogue[s]!.userOnly));
+
+        const token = await clientCredentials(id, secret!);
+        assert.equal(token.status, 200, JSON.stringify(token.body));
+
+        const again = await browser.request(url(`/developers/applications/${id}`));
+        assert.equal(again.status, 200);
+        assert.equal(inputValue(again.text, 'client-id'), id);
+        assert.ok(!again.text.includes(secret!), 'the secret is never shown again');
+        assert.match(again.text, new RegExp(`••••${secret!.slice(-4)}`));
+        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+      });
+
+      it('creates a public application without a secret', async () => {
+        const browser = await signIn(alice.email);
+        const { id, secret } = await createApp(browser, appForm({ name: 'Field tablet', type: 'public', redirect_uris: `com.example.tablet:/callback\r\nhttp://127.0.0.1:9000/cb\r\n` }));
+        assert.equal(secret, undefined);
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.type, 'public');
+        assert.deepEqual(client.grantTypes, ['authorization_code', 'refresh_token']);
+        assert.deepEqual(client.redirectUris, ['com.example.tablet:/callback', 'http://127.0.0.1:9000/cb']);
+        assert.deepEqual(await server.gatehouse.storage.clients.listSecrets(id), []);
+      });
+
+      it('ignores every privileged field posted with the form', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser, [
+          ...(Object.entries(appForm({ name: 'Sneaky' })) as Pairs),
+          ['admin', 'on'], ['is_admin', 'true'], ['isAdmin', 'true'], ['first_party', 'on'], ['firstParty', 'true'],
+          ['grant_types', 'password'], ['grant_types', 'implicit'], ['grant_types', 'urn:ietf:params:oauth:grant-type:token-exchange'], ['grantTypes', 'password'],
+          ['allow_impersonation', 'on'], ['impersonation', 'on'], ['is_resource_server', 'on'], ['resource_server', 'on'],
+          ['scopes', 'admin:clients'], ['default_scopes', 'admin:users'], ['owner_user_id', bob.id], ['id', 'app_chosen'],
+        ]);
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.notEqual(id, 'app_chosen');
+        assert.equal(client.ownerUserId, alice.id);
+        assert.equal(client.isAdmin, false);
+        assert.equal(client.firstParty, false);
+        assert.equal(client.allowImpersonation, false);
+        assert.equal(client.isResourceServer, false);
+        assert.deepEqual(client.grantTypes, ['client_credentials', 'authorization_code', 'refresh_token']);
+        assert.ok(!client.scopes.some((s) => s.startsWith('admin:')));
+        assert.ok(!client.defaultScopes.some((s) => s.startsWith('admin:')));
+      });
+
+      it('shows every validation error next to its field, with status 400, and creates nothing', async () => {
+        const browser = await signIn(bob.email);
+        const before = (await server.gatehouse.storage.clients.listForOwner(bob.id)).length;
+        const csrf = await csrfOf(browser);
+        const bad = await browser.request(url('/developers/applications'), {
+          form: { csrf, name: '', description: 'x'.repeat(1001), type: 'secretive', base_url: 'javascript:alert(1)', redirect_uris: 'http://evil.example/cb' },
+        });
+        assert.equal(bad.status, 400);
+        const errors = fieldErrors(bad.text);
+        assert.deepEqual(Object.keys(errors).sort(), ['app-base-url', 'app-description', 'app-name', 'app-redirect-uris', 'app-type']);
+        assert.match(errors['app-redirect-uris']!, /must use https/);
+        assert.match(bad.text, /aria-invalid="true"/);
+
+        for (const [redirect, message] of [['', /at least one redirect URI/], ['not a url', /not an absolute URL/], ['https://app.example/cb#frag', /fragment/], ['data:text/html,hi', /must use https/]] as const) {
+          const res = await browser.request(url('/developers/applications'), { form: { csrf, ...appForm({ redirect_uris: redirect }) } });
+          assert.equal(res.status, 400, redirect);
+          assert.match(fieldErrors(res.text)['app-redirect-uris'] ?? '', message, redirect);
+          assert.equal(hiddenField(res.text, 'csrf'), csrf);
+        }
+
+        const kept = await browser.request(url('/developers/applications'), { form: { csrf, ...appForm({ name: '<b>Mine</b>', redirect_uris: 'ftp://x' }) } });
+        assert.match(kept.text, /value="&lt;b&gt;Mine&lt;\/b&gt;"/, 'the form keeps what was typed, escaped');
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(bob.id)).length, before);
+      });
+
+      it('lists only the person’s own applications', async () => {
+        const alices = await signIn(alice.email);
+        const { id } = await createApp(alices, appForm({ name: 'Alice’s viewer' }));
+        const bobs = await signIn(bob.email);
+        await createApp(bobs, appForm({ name: 'Bob’s exporter' }));
+
+        const aliceList = (await alices.request(url('/developers'))).text;
+        assert.match(aliceList, /Alice’s viewer/);
+        assert.ok(aliceList.includes(`/developers/applications/${id}`));
+        assert.doesNotMatch(aliceList, /Bob’s exporter/);
+        const bobList = (await bobs.request(url('/developers'))).text;
+        assert.match(bobList, /Bob’s exporter/);
+        assert.doesNotMatch(bobList, /Alice’s viewer/);
+      });
+    });
+
+    describe('ownership', () => {
+      it('answers 404 for every page and action on another person’s application, and changes nothing', async () => {
+        const alices = await signIn(alice.email);
+        const { id, secret } = await createApp(alices);
+        const keyPage = await createKey(alices, id, [['name', 'ci'], ['scopes', 'model:read']]);
+        const apiKey = inputValue(keyPage.text, 'revealed-value');
+        const [key] = await server.gatehouse.storage.apiKeys.listForClient(id);
+        const [secretRecord] = await server.gatehouse.storage.clients.listSecrets(id);
+
+        const bobs = await signIn(bob.email);
+        const csrf = await csrfOf(bobs);
+        const base = `/developers/applications/${id}`;
+        for (const path of [base, `${base}/api-keys`, `${base}/delete`, '/developers/applications/app_unknown', '/developers/applications/%00']) {
+          const res = await bobs.request(url(path));
+          assert.equal(res.status, 404, path);
+          assert.match(res.text, /Application not found|Page not found/, path);
+        }
+        const actions: [string, Pairs][] = [
+          [`${base}/secrets`, [['csrf', csrf]]],
+          [`${base}/secrets/${secretRecord!.id}/delete`, [['csrf', csrf]]],
+          [`${base}/api-keys`, [['csrf', csrf], ['name', 'stolen'], ['scopes', 'model:read']]],
+          [`${base}/api-keys/${key!.id}/revoke`, [['csrf', csrf]]],
+          [`${base}/delete`, [['csrf', csrf]]],
+        ];
+        for (const [path, form] of actions) {
+          const res = await bobs.request(url(path), { form });
+          assert.equal(res.status, 404, path);
+          assert.ok(!res.text.includes('gate_'), `${path} reveals no credential`);
+        }
+
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 1);
+        assert.equal((await server.gatehouse.storage.apiKeys.listForClient(id)).length, 1);
+        assert.equal((await clientCredentials(id, secret!)).status, 200);
+        assert.equal((await projectToken(apiKey)).status, 201);
+      });
+
+      it('answers 404 for a key or secret of another application of the same person', async () => {
+        const browser = await signIn(alice.email);
+        const first = await createApp(browser, appForm({ name: 'First' }));
+        const second = await createApp(browser, appForm({ name: 'Second' }));
+        await createKey(browser, first.id, [['name', 'ci'], ['scopes', 'model:read']]);
+        const [key] = await server.gatehouse.storage.apiKeys.listForClient(first.id);
+        const [secret] = await server.gatehouse.storage.clients.listSecrets(first.id);
+        const csrf = await csrfOf(browser);
+        const revoke = await browser.request(url(`/developers/applications/${second.id}/api-keys/${key!.id}/revoke`), { form: { csrf } });
+        assert.equal(revoke.status, 404);
+        const remove = await browser.request(url(`/developers/applications/${second.id}/secrets/${secret!.id}/delete`), { form: { csrf } });
+        assert.equal(remove.status, 404);
+        assert.equal((await server.gatehouse.storage.apiKeys.listForClient(first.id))[0]!.revokedAt, null);
+      });
+    });
+
+    describe('CSRF', () => {
+      it('refuses every form posted without a valid CSRF token with 403, and changes nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id, secret } = await createApp(browser);
+        await browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf: await csrfOf(browser) } });
+        await createKey(browser, id, [['name', 'ci'], ['scopes', 'model:read']]);
+        const [key] = await server.gatehouse.storage.apiKeys.listForClient(id);
+        const [oldest] = await server.gatehouse.storage.clients.listSecrets(id);
+        const countBefore = (await server.gatehouse.storage.clients.listForOwner(alice.id)).length;
+        const base = `/developers/applications/${id}`;
+
+        // A token of another browser is as bad as none: it is bound to this browser's CSRF cookie.
+        const othersToken = await csrfOf(await signIn(bob.email));
+        for (const csrf of [undefined, '', 'x'.repeat(43), othersToken]) {
+          const extra: Pairs = csrf === undefined ? [] : [['csrf', csrf]];
+          const actions: [string, Pairs][] = [
+            ['/developers/applications', Object.entries(appForm({ name: 'Forged' })) as Pairs],
+            [`${base}/secrets`, []],
+            [`${base}/secrets/${oldest!.id}/delete`, []],
+            [`${base}/api-keys`, [['name', 'forged'], ['scopes', 'model:read']]],
+            [`${base}/api-keys/${key!.id}/revoke`, []],
+            [`${base}/delete`, []],
+          ];
+          for (const [path, form] of actions) {
+            const res = await browser.request(url(path), { form: [...extra, ...form] });
+            assert.equal(res.status, 403, `${path} with ${csrf}`);
+            assert.match(res.text, /nothing was changed/);
+          }
+        }
+
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(alice.id)).length, countBefore);
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 2);
+        const keys = await server.gatehouse.storage.apiKeys.listForClient(id);
+        assert.equal(keys.length, 1);
+        assert.equal(keys[0]!.revokedAt, null);
+        assert.equal((await clientCredentials(id, secret!)).status, 200);
+      });
+    });
+
+    describe('client secrets', () => {
+      it('rotates without downtime: the old secret works until it is deleted, then answers invalid_client', async () => {
+        const browser = await signIn(alice.email);
+        const { id, secret: first } = await createApp(browser);
+        const added = await browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf: await csrfOf(browser) } });
+        assert.equal(added.status, 200);
+        const second = inputValue(added.text, 'revealed-value');
+        assert.notEqual(second, first);
+        assert.ok(!added.text.includes(first!), 'the first secret is not shown again');
+
+        assert.equal((await clientCredentials(id, first!)).status, 200);
+        assert.equal((await clientCredentials(id, second)).status, 200);
+
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        assert.ok(!page.text.includes(second), 'the new secret is not shown again either');
+        const secrets = await server.gatehouse.storage.clients.listSecrets(id);
+        const old = secrets.find((s) => s.hint === first!.slice(-4))!;
+        assert.ok(page.text.includes(`/secrets/${old.id}/delete`), 'each secret can be deleted while another remains');
+
+        const deleted = await browser.request(url(`/developers/applications/${id}/secrets/${old.id}/delete`), { form: { csrf: hiddenField(page.text, 'csrf') } });
+        assert.equal(deleted.status, 303);
+        assert.equal(deleted.location, `/developers/applications/${id}?notice=secret-deleted`);
+
+        const refused = await clientCredentials(id, first!);
+        assert.equal(refused.status, 401);
+        assert.equal(refused.body.error, 'invalid_client');
+        assert.equal((await clientCredentials(id, second)).status, 200);
+
+        // The last secret stays until another replaces it.
+        const [last] = await server.gatehouse.storage.clients.listSecrets(id);
+        const lastPage = await browser.request(url(`/developers/applications/${id}`));
+        assert.ok(!lastPage.text.includes(`/secrets/${last!.id}/delete`));
+        const kept = await browser.request(url(`/developers/applications/${id}/secrets/${last!.id}/delete`), { form: { csrf: hiddenField(lastPage.text, 'csrf') } });
+        assert.equal(kept.status, 400);
+        assert.match(kept.text, /Add a new secret before you delete the last one/);
+        assert.equal((await clientCredentials(id, second)).status, 200);
+
+        assert.deepEqual(await auditKinds(id), ['portal.client.created', 'portal.secret.added', 'portal.secret.deleted']);
+      });
+    });
+
+    describe('API keys', () => {
+      it('shows a key once, lists it, and the key works as `Authorization: ApiKey` until it is revoked in the portal', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const form = await browser.request(url(`/developers/applications/${id}/api-keys`));
+        assert.equal(form.status, 200);
+        for (const scope of ['objects:read', 'model:read', 'bcf:write']) assert.ok(form.text.includes(`value="${scope}"`), `${scope} can be chosen`);
+        for (const scope of ['objects:download', 'openid', 'offline_access', 'admin:clients']) assert.ok(!form.text.includes(`value="${scope}"`), `${scope} cannot be chosen`);
+
+        const created = await createKey(browser, id, [['name', 'Viewer backend'], ['scopes', 'model:read'], ['scopes', 'bcf:read']]);
+        assert.equal(created.status, 200, created.text.slice(0, 1000));
+        const apiKey = inputValue(created.text, 'revealed-value');
+        assert.ok(apiKey.startsWith('gate_ak_'));
+        const [key] = await server.gatehouse.storage.apiKeys.listForClient(id);
+        assert.deepEqual(key!.scopes, ['model:read', 'bcf:read']);
+        assert.equal(key!.expiresAt, null);
+
+        const minted = await projectToken(apiKey);
+        assert.equal(minted.status, 201, JSON.stringify(minted.body));
+        assert.deepEqual(minted.body.scopes, ['model:read']);
+        assert.equal(minted.body.project, 'p1');
+
+        const list = await browser.request(url(`/developers/applications/${id}/api-keys`));
+        assert.ok(!list.text.includes(apiKey), 'the key is never shown again');
+        assert.match(list.text, /Viewer backend/);
+        assert.ok(list.text.includes(`${key!.prefix}…`), 'listed by its prefix');
+        assert.match(list.text, /status-live">Active/);
+        assert.match(list.text, /Last used<\/dt><dd>\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC/, 'the last use is shown');
+
+        const revoked = await browser.request(url(`/developers/applications/${id}/api-keys/${key!.id}/revoke`), { form: { csrf: hiddenField(list.text, 'csrf') } });
+        assert.equal(revoked.status, 303);
+        const refused = await projectToken(apiKey);
+        assert.equal(refused.status, 401);
+        assert.equal(refused.body.error, 'invalid_token');
+        const after = await browser.request(url(revoked.location!));
+        assert.match(after.text, /status-dead">Revoked/);
+        assert.match(after.text, /The API key was revoked/);
+
+        assert.deepEqual(await auditKinds(id), ['portal.client.created', 'portal.api_key.created', 'portal.api_key.revoked']);
+      });
+
+      it('shows "never" for a key not used yet, and keeps an expiry date', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+        const created = await createKey(browser, id, [['name', 'Nightly'], ['scopes', 'objects:read'], ['expires_on', tomorrow]]);
+        assert.equal(created.status, 200);
+        const [key] = await server.gatehouse.storage.apiKeys.listForClient(id);
+        assert.equal(key!.expiresAt, Date.parse(`${tomorrow}T00:00:00Z`) / 1000 + 86_400);
+        assert.match(created.text, /Last used<\/dt><dd>never/);
+      });
+
+      it('refuses scopes the key may not carry, no scope, a past or malformed expiry, and a missing name', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const cases: [Pairs, string, RegExp][] = [
+          [[['name', 'k'], ['scopes', 'objects:download']], 'key-scopes', /needs a user/],
+          [[['name', 'k'], ['scopes', 'admin:clients']], 'key-scopes', /admin/],
+          [[['name', 'k'], ['scopes', 'nonsense']], 'key-scopes', /unknown scope/i],
+          [[['name', 'k']], 'key-scopes', /at least one scope/],
+          [[['name', 'k'], ['scopes', 'model:read'], ['expires_on', '2000-01-01']], 'key-expiry', /future/],
+          [[['name', 'k'], ['scopes', 'model:read'], ['expires_on', '2030-02-30']], 'key-expiry', /YYYY-MM-DD/],
+          [[['name', ' '], ['scopes', 'model:read']], 'key-name', /needs a name/],
+        ];
+        for (const [form, fieldId, message] of cases) {
+          const res = await createKey(browser, id, form);
+          assert.equal(res.status, 400, JSON.stringify(form));
+          assert.match(fieldErrors(res.text)[fieldId] ?? '', message, JSON.stringify(form));
+          assert.ok(!res.text.includes('id="revealed-value"'));
+        }
+        assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(id), []);
+      });
+
+      it('offers no API keys to a public application', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser, appForm({ type: 'public' }));
+        const res = await createKey(browser, id, [['name', 'k'], ['scopes', 'model:read']]);
+        assert.equal(res.status, 400);
+        assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(id), []);
+      });
+    });
+
+    describe('deleting an application', () => {
+      it('asks for confirmation, then deletes it with its secrets and API keys, which stop working', async () => {
+        const browser = await signIn(alice.email);
+        const { id, secret } = await createApp(browser, appForm({ name: 'Doomed' }));
+        const created = await createKey(browser, id, [['name', 'ci'], ['scopes', 'model:read']]);
+        const apiKey = inputValue(created.text, 'revealed-value');
+        assert.equal((await clientCredentials(id, secret!)).status, 200);
+        assert.equal((await projectToken(apiKey)).status, 201);
+
+        const confirm = await browser.request(url(`/developers/applications/${id}/delete`));
+        assert.equal(confirm.status, 200);
+        assert.match(confirm.text, /Delete Doomed\?/);
+        const deleted = await browser.request(url(`/developers/applications/${id}/delete`), { form: { csrf: hiddenField(confirm.text, 'csrf') } });
+        assert.equal(deleted.status, 303);
+        assert.equal(deleted.location, '/developers?notice=deleted');
+
+        const token = await clientCredentials(id, secret!);
+        assert.equal(token.status, 401);
+        assert.equal(token.body.error, 'invalid_client');
+        assert.equal((await projectToken(apiKey)).status, 401);
+        assert.equal((await browser.request(url(`/developers/applications/${id}`))).status, 404);
+        const list = await browser.request(url('/developers?notice=deleted'));
+        assert.match(list.text, /The application was deleted/);
+        assert.doesNotMatch(list.text, /Doomed/);
+        assert.ok((await auditKinds(id)).includes('portal.client.deleted'));
+      });
+    });
+  });
+}
