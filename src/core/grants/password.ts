@@ -3,6 +3,7 @@ import type { User } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest, tooManyRequests } from '../errors.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
 import type { GrantHandler } from '../token-endpoint.ts';
+import type { OidcContext } from './oidc.ts';
 import { bearerResponse } from './services.ts';
 
 /**
@@ -10,7 +11,7 @@ import { bearerResponse } from './services.ts';
  * the client's grant types). A wrong password, an unknown user and a disabled account get the same
  * answer in the same time, so the endpoint does not tell which emails are registered.
  */
-export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRequested: boolean }> = {
+export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRequested: boolean; oidc: OidcContext | undefined }> = {
   grantType: 'password',
   parameters: ['username', 'password'],
   allowsPublicClients: false,
@@ -28,7 +29,9 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
       services.audit.record({ at: now, kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: null, data: { grant: 'password' } });
       throw invalidGrant('the username or password is wrong');
     }
-    return { user: result.user, scopes, scopeRequested: requested !== undefined };
+    // With `openid`, an ID token joins the response, as it does on every later refresh.
+    const oidc = scopes.includes('openid') ? { user: result.user, authTime: now, nonce: null } : undefined;
+    return { user: result.user, scopes, scopeRequested: requested !== undefined, oidc };
   },
 
   async issue({ client, now, services }, { user, scopes, scopeRequested }) {
