@@ -57,6 +57,8 @@ export interface GatehouseConfig {
   /** Trust X-Forwarded-Proto/-For from the proxy in front (only when one is there). */
   trustProxy: boolean;
   login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
+  /** Create the demo clients and user on an empty database (off by default when NODE_ENV=production). */
+  demo: boolean;
   /** Shared rate-limit counters across instances; in process when unset. */
   redisUrl: string | undefined;
   rateLimits: {
@@ -124,6 +126,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     },
     trustProxy: booleanSetting('GATEHOUSE_TRUST_PROXY', env.GATEHOUSE_TRUST_PROXY),
     redisUrl: parseRedisUrl(env.REDIS_URL),
+    demo: env.GATEHOUSE_DEMO === undefined || env.GATEHOUSE_DEMO.trim() === '' ? env.NODE_ENV !== 'production' : booleanSetting('GATEHOUSE_DEMO', env.GATEHOUSE_DEMO),
     rateLimits: {
       tokenRequestsPerClient: numberIn('rateLimits.tokenRequestsPerClient', file.rateLimits?.tokenRequestsPerClient, 120_000, 0, 1e9),
       clientAuthFailures: numberIn('rateLimits.clientAuthFailures', file.rateLimits?.clientAuthFailures, 50, 1, 1e6),

@@ -26,7 +26,7 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
 
   // Migrations, keys and the demo are set up once, before the workers race for them.
   const setup = await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) });
-  const demo = await seedDemo(setup);
+  const demo = config.demo ? await seedDemo(setup) : undefined;
   await setup.close();
 
   let stopping = false;
@@ -60,7 +60,7 @@ async function serveOnce(config: GatehouseConfig, options: { seed: boolean; anno
     logger.warn(`GATEHOUSE_SECRET is not set: using the secret generated into ${config.secretGeneratedAt}. Set GATEHOUSE_SECRET in production.`);
   }
   const app = buildApp(gatehouse);
-  const demo = options.seed ? await seedDemo(gatehouse) : undefined;
+  const demo = options.seed && config.demo ? await seedDemo(gatehouse) : undefined;
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   if (options.announce) announce(config, typeof address === 'object' && address ? address.port : config.port, demo);
@@ -85,6 +85,7 @@ function announce(config: GatehouseConfig, port: number, demo: DemoSetup | undef
   lines.push(`  discovery: ${config.issuer}/.well-known/openid-configuration`);
   lines.push(`  sign in: ${config.issuer}/login   developer portal: ${config.issuer}/developers`);
   if (demo) lines.push(describeDemo(config.issuer, demo));
+  else if (!config.demo) lines.push('  no demo set-up (GATEHOUSE_DEMO is off): create clients and users with `npx gatehouse client create` and `npx gatehouse user create`');
   else lines.push('  the demo clients and user were printed at the first start; `npx gatehouse client list` shows the clients and `npx gatehouse client rotate-secret CLIENT_ID` gives a new secret');
   process.stdout.write(`${lines.join('\n')}\n`);
 }
