@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createClient, createUser } from '../core/applications.ts';
 import type { Gatehouse } from '../gatehouse.ts';
+import { EmailTakenError } from '../storage/repositories.ts';
 
 export interface DemoSetup {
   application: { client_id: string; client_secret: string };
@@ -13,7 +14,7 @@ export interface DemoSetup {
 /**
  * On an empty database, creates what a newcomer needs to try every grant at once: an application
  * (client credentials), an admin back office, a first-party application with the password grant,
- * and a user. Returns undefined when the database holds clients already.
+ * and a user. Returns undefined when the database holds clients or the demo user already.
  */
 export async function seedDemo(gatehouse: Gatehouse): Promise<DemoSetup | undefined> {
   if ((await gatehouse.storage.clients.list()).length > 0) return undefined;
@@ -23,6 +24,16 @@ export async function seedDemo(gatehouse: Gatehouse): Promise<DemoSetup | undefi
   const admin = Object.keys(catalogue).filter((s) => catalogue[s]!.admin);
   const userScopes = Object.keys(catalogue).filter((s) => !catalogue[s]!.admin);
 
+  // The demo user first: its email is unique, so when several instances start at once on an empty
+  // database exactly one of them seeds, and the others start without a demo instead of failing.
+  const password = randomBytes(9).toString('base64url');
+  let user;
+  try {
+    user = await createUser(gatehouse.storage, { email: 'demo@example.com', password, name: 'Demo User' }, now);
+  } catch (error) {
+    if (error instanceof EmailTakenError) return undefined;
+    throw error;
+  }
   const application = await createClient(gatehouse, { name: 'Demo application', type: 'confidential', grantTypes: ['client_credentials'], scopes: plain }, now);
   const backOffice = await createClient(gatehouse, { name: 'Demo back office', type: 'confidential', grantTypes: ['client_credentials'], scopes: admin, isAdmin: true }, now);
   const firstParty = await createClient(
@@ -32,8 +43,6 @@ export async function seedDemo(gatehouse: Gatehouse): Promise<DemoSetup | undefi
   );
   // The example platform API checks API keys through introspection, as a resource server.
   const platformApi = await createClient(gatehouse, { name: 'Demo platform API', type: 'confidential', grantTypes: [], scopes: [], isResourceServer: true }, now);
-  const password = randomBytes(9).toString('base64url');
-  const user = await createUser(gatehouse.storage, { email: 'demo@example.com', password, name: 'Demo User' }, now);
   return {
     application: { client_id: application.client.id, client_secret: application.secret! },
     admin: { client_id: backOffice.client.id, client_secret: backOffice.secret! },

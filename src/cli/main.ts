@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from '../core/config.ts';
 import { createGatehouse, openStorage } from '../gatehouse.ts';
 import { EmailTakenError } from '../storage/repositories.ts';
 import { apiKeyCommand, apiKeyUsage } from './commands/apikeys.ts';
+import { auditCommand, auditUsage } from './commands/audit.ts';
 import { clientCommand, clientUsage } from './commands/clients.ts';
 import { keysCommand, keysUsage } from './commands/keys.ts';
 import { serveCommand, serveUsage } from './commands/serve.ts';
@@ -17,7 +18,8 @@ gatehouse migrate               apply pending database migrations
 ${clientUsage}
 ${userUsage}
 ${apiKeyUsage}
-${keysUsage}`;
+${keysUsage}
+${auditUsage}`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
@@ -33,7 +35,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write('migrations applied\n');
     return;
   }
-  const handlers = { client: clientCommand, user: userCommand, apikey: apiKeyCommand, keys: keysCommand } as const;
+  const handlers = { client: clientCommand, user: userCommand, apikey: apiKeyCommand, keys: keysCommand, audit: auditCommand } as const;
   if (!Object.hasOwn(handlers, command)) throw new UsageError(`unknown command "${command}"`);
   const out = output(args.includes('--json'));
   const gatehouse = await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) });

@@ -1,4 +1,5 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Socket } from 'node:net';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { parse as parseForm } from 'fast-querystring';
 import type { Gatehouse } from '../gatehouse.ts';
 import { healthRoutes } from './health.ts';
@@ -10,23 +11,75 @@ import { userinfoRoutes } from './oauth/userinfo.ts';
 import { introspectionRoutes } from './oauth/introspection.ts';
 import { projectRoutes } from './oauth/projects.ts';
 import { pagesPlugin } from './pages/plugin.ts';
+import { ADMIN_PREFIX, adminPlugin } from './admin/plugin.ts';
+import { ProblemError, sendProblem } from './admin/problems.ts';
+import { renderPage } from './pages/render.ts';
+import { PAGE_HEADERS } from './pages/security.ts';
 
 export const BODY_LIMIT = 64 * 1024;
 
+/**
+ * What one request may cost the server before it is refused: size of the body and of the headers,
+ * length of a path parameter, and how long a client may take to send its request. A client that
+ * trickles its headers byte by byte (slowloris) is cut off after `headersTimeoutMs`, one that
+ * trickles its body after `requestTimeoutMs`, a silent one after `idleTimeoutMs`.
+ */
+export interface HttpLimits {
+  bodyLimit: number;
+  maxHeaderSize: number;
+  maxParamLength: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** How often Node checks the two timeouts above (its default, 30 s, would let them run late). */
+  timeoutCheckIntervalMs: number;
+}
+
+export const HTTP_LIMITS: Readonly<HttpLimits> = {
+  bodyLimit: BODY_LIMIT,
+  maxHeaderSize: 16 * 1024,
+  // Ids in paths (clients, keys, projects) are at most 200 characters; longer is refused as malformed.
+  maxParamLength: 256,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 72_000,
+  timeoutCheckIntervalMs: 1_000,
+};
+
+export interface AppOptions {
+  /** Replaces some of HTTP_LIMITS (tests use short timeouts). */
+  limits?: Partial<HttpLimits>;
+  /** Fastify's per-request log lines ("incoming request", "request completed"); off by default. */
+  requestLogging?: boolean;
+}
+
 /** Builds the Fastify app around a Gatehouse instance; the caller listens. */
-export function buildApp(gatehouse: Gatehouse): FastifyInstance {
+export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): FastifyInstance {
+  const limits: HttpLimits = { ...HTTP_LIMITS, ...options.limits };
   const app = Fastify({
     loggerInstance: gatehouse.logger as FastifyBaseLogger,
     // Access logs are the load balancer's job; per-request log lines would halve throughput.
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: BODY_LIMIT,
+    logController: new LogController({ disableRequestLogging: !options.requestLogging }),
+    bodyLimit: limits.bodyLimit,
+    routerOptions: { maxParamLength: limits.maxParamLength },
     // Slow or stuck clients do not hold sockets forever.
-    requestTimeout: 30_000,
-    connectionTimeout: 30_000,
-    keepAliveTimeout: 72_000,
+    http: {
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: limits.timeoutCheckIntervalMs,
+    },
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
     return503OnClosing: true,
     // X-Forwarded-Proto/-For only count when an operator says a proxy is in front.
     trustProxy: gatehouse.config.trustProxy,
+    // Refused before any route runs: answered in the format of the part of the server addressed.
+    frameworkErrors: (error, request, reply) => answerFrameworkError(gatehouse, error, request, reply),
+    clientErrorHandler: (error, socket) => answerClientError(gatehouse, limits, error, socket),
   });
 
   app.addHook('onSend', async (_request, reply) => {
@@ -67,5 +120,57 @@ export function buildApp(gatehouse: Gatehouse): FastifyInstance {
   // What people see in the browser: HTML pages and errors (DESIGN §5).
   app.register(pagesPlugin, { gatehouse });
 
+  // Operators' back offices: admin-client tokens only, RFC 9457 problems, OpenAPI at /admin/v1/openapi.json.
+  app.register(adminPlugin, { gatehouse, prefix: ADMIN_PREFIX });
+
   return app;
+}
+
+/**
+ * A path Fastify's router refused before any route ran: a parameter longer than maxParamLength
+ * (414) or malformed percent-encoding (400). The admin API answers a problem, the portal a page,
+ * the protocol endpoints an RFC 6749 error.
+ */
+function answerFrameworkError(gatehouse: Gatehouse, error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const path = request.url.split('?')[0]!;
+  const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
+  const description = tooLong ? 'a path parameter is too long' : 'the address is malformed';
+  reply.header('x-content-type-options', 'nosniff');
+  if (path === ADMIN_PREFIX || path.startsWith(`${ADMIN_PREFIX}/`)) {
+    const typeBase = `${gatehouse.config.issuer.replace(/\/+$/, '')}${ADMIN_PREFIX}/docs`;
+    return sendProblem(reply, typeBase, new ProblemError('invalid-request', description), path.slice(0, 256));
+  }
+  if (path === '/developers' || path.startsWith('/developers/')) {
+    reply.headers(PAGE_HEADERS);
+    return renderPage(reply, 'error', { title: 'Page not found', message: 'There is no page at this address.' }, 404);
+  }
+  return reply
+    .code(tooLong ? 414 : 400)
+    .headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
+    .send({ error: 'invalid_request', error_description: description });
+}
+
+const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'the request did not arrive in time'],
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'the request headers are too large'],
+};
+
+/**
+ * Requests Node's HTTP parser refused (oversized headers, a client too slow to send its request,
+ * broken framing): an RFC 6749 error, then the connection is closed. Never logs the raw request,
+ * which would carry its credentials.
+ */
+function answerClientError(gatehouse: Gatehouse, limits: HttpLimits, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, description] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad Request', 'the request is not valid HTTP'];
+  gatehouse.logger.debug({ code: error.code, status }, 'request refused by the HTTP parser');
+  const detail = status === 431 ? `${description} (at most ${Math.floor(limits.maxHeaderSize / 1024)} KiB)` : description;
+  const body = JSON.stringify({ error: 'invalid_request', error_description: detail });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }

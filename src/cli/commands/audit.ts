@@ -1,0 +1,89 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { AuditEvent } from '../../storage/repositories.ts';
+import { UsageError, type Output } from '../output.ts';
+
+export const auditUsage = `gatehouse audit tail [--since ISO|--limit N] [--follow] [--json]
+                        the latest events, oldest first (default: the last 20; --json: one JSON object a line)`;
+
+/** Events are buffered per instance and written in batches: a late one may carry an earlier time. */
+const FOLLOW_WINDOW_SECONDS = 30;
+const POLL_MS = 1000;
+const MAX_EVENTS = 1000;
+
+export async function auditCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
+  const [sub, ...rest] = args;
+  if (sub !== 'tail') throw new UsageError(`unknown audit command "${sub ?? ''}"`);
+  const { values } = parseArgs({
+    args: rest,
+    options: { since: { type: 'string' }, limit: { type: 'string' }, follow: { type: 'boolean', default: false }, json: { type: 'boolean' } },
+  });
+  if (values.since !== undefined && values.limit !== undefined) throw new UsageError('audit tail takes --since or --limit, not both');
+  const since = values.since === undefined ? undefined : parseSince(values.since);
+  const limit = values.limit === undefined ? 20 : parseLimit(values.limit);
+
+  const print = (event: AuditEvent): void => {
+    process.stdout.write(`${out.json ? JSON.stringify(describeEvent(event)) : formatEvent(event)}\n`);
+  };
+  const audit = gatehouse.storage.audit;
+  const seen = new Map<number, number>();
+
+  if (values.follow) {
+    // Whatever is in the window now is history: only the tail below prints any of it.
+    for (const event of await audit.query({ since: gatehouse.clock() - FOLLOW_WINDOW_SECONDS, limit: MAX_EVENTS })) seen.set(event.id!, event.at);
+  }
+  const history = await audit.query(since !== undefined ? { since, limit: MAX_EVENTS } : { limit });
+  for (const event of history.reverse()) {
+    seen.set(event.id!, event.at);
+    print(event);
+  }
+  if (!values.follow) return;
+
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  // A closed pipe (`… | head`) ends the command quietly.
+  process.stdout.once('error', onSignal);
+  try {
+    while (!stop.signal.aborted) {
+      await sleep(POLL_MS, undefined, { signal: stop.signal }).catch(() => undefined);
+      if (stop.signal.aborted) break;
+      const now = gatehouse.clock();
+      const events = await audit.query({ since: now - FOLLOW_WINDOW_SECONDS, limit: MAX_EVENTS });
+      for (const event of events.reverse()) {
+        if (seen.has(event.id!)) continue;
+        seen.set(event.id!, event.at);
+        print(event);
+      }
+      for (const [id, at] of seen) if (at < now - 2 * FOLLOW_WINDOW_SECONDS) seen.delete(id);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function parseSince(value: string): number {
+  if (/^\d{1,12}$/.test(value)) return Number(value);
+  const ms = Date.parse(value);
+  if (!/^\d{4}-\d{2}-\d{2}(T|$)/.test(value) || Number.isNaN(ms)) throw new UsageError(`--since must be an ISO 8601 date-time (or epoch seconds), not "${value}"`);
+  return Math.floor(ms / 1000);
+}
+
+function parseLimit(value: string): number {
+  const limit = /^\d{1,4}$/.test(value) ? Number(value) : NaN;
+  if (!(limit >= 1 && limit <= MAX_EVENTS)) throw new UsageError(`--limit must be a number from 1 to ${MAX_EVENTS}`);
+  return limit;
+}
+
+/** The same shape as the admin API's `GET /admin/v1/audit-events`. */
+function describeEvent(e: AuditEvent) {
+  return { id: e.id, at: new Date(e.at * 1000).toISOString(), kind: e.kind, outcome: e.outcome, client_id: e.clientId, user_id: e.userId, data: e.data };
+}
+
+function formatEvent(e: AuditEvent): string {
+  const details = Object.keys(e.data).length > 0 ? `  ${JSON.stringify(e.data)}` : '';
+  return `${new Date(e.at * 1000).toISOString()}  ${e.kind.padEnd(26)} ${e.outcome.padEnd(7)} client=${e.clientId ?? '-'} user=${e.userId ?? '-'}${details}`;
+}

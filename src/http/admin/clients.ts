@@ -1,0 +1,279 @@
+import type { FastifyInstance } from 'fastify';
+import { addClientSecret, createClient, deleteClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
+import { digestOf } from '../../core/tokens/opaque.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { Client, ClientSecret, ClientType } from '../../storage/repositories.ts';
+import { conflict, notFound } from './problems.ts';
+import {
+  emptyBodyAsObject,
+  idParams,
+  iso,
+  noContent,
+  operation,
+  optionalTimestamp,
+  parseExpiry,
+  recordAdminAction,
+  requestBody,
+  stringList,
+  timestamp,
+} from './support.ts';
+
+const TAG = 'Clients';
+const SCOPE = 'admin:clients';
+
+const clientProperties = {
+  client_id: { type: 'string' },
+  name: { type: 'string' },
+  description: { type: 'string' },
+  type: { type: 'string', enum: ['confidential', 'public'] },
+  base_url: { type: ['string', 'null'] },
+  redirect_uris: { type: 'array', items: { type: 'string' } },
+  post_logout_redirect_uris: { type: 'array', items: { type: 'string' } },
+  grant_types: { type: 'array', items: { type: 'string' } },
+  scopes: { type: 'array', items: { type: 'string' } },
+  default_scopes: { type: 'array', items: { type: 'string' } },
+  admin: { type: 'boolean' },
+  first_party: { type: 'boolean' },
+  impersonation: { type: 'boolean' },
+  resource_server: { type: 'boolean' },
+  owner_user_id: { type: ['string', 'null'] },
+  created_at: timestamp,
+  updated_at: timestamp,
+} as const;
+
+const clientSchema = { title: 'Client', type: 'object', required: Object.keys(clientProperties), properties: clientProperties } as const;
+
+const clientWithSecretSchema = {
+  title: 'ClientWithSecret',
+  type: 'object',
+  required: Object.keys(clientProperties),
+  properties: {
+    ...clientProperties,
+    client_secret: { type: 'string', description: 'Only when a confidential client got a new secret: shown this once, never stored in plain text.' },
+  },
+} as const;
+
+const secretSchema = {
+  title: 'ClientSecret',
+  type: 'object',
+  required: ['id', 'hint', 'created_at', 'expires_at'],
+  properties: { id: { type: 'string' }, hint: { type: 'string', description: 'The last characters of the secret.' }, created_at: timestamp, expires_at: optionalTimestamp },
+} as const;
+
+
+// The writable fields of a client, as on creation and in a PATCH.
+const clientFields = {
+  name: { type: 'string', minLength: 1, maxLength: 200 },
+  description: { type: 'string', maxLength: 2000 },
+  type: { type: 'string', enum: ['confidential', 'public'] },
+  base_url: { type: ['string', 'null'], maxLength: 2000 },
+  redirect_uris: stringList('Exact redirect URIs (absolute, no fragment).'),
+  post_logout_redirect_uris: stringList('Where RP-initiated logout may return to.'),
+  grant_types: { type: 'array', items: { type: 'string', enum: [...GRANT_TYPES] }, maxItems: GRANT_TYPES.length * 2 },
+  scopes: stringList('Scopes the client may be granted (admin clients: admin scopes only).'),
+  default_scopes: stringList('Granted when a request names none; within `scopes`.'),
+  admin: { type: 'boolean', description: 'An admin client: holds admin scopes only, and may call this API.' },
+  first_party: { type: 'boolean', description: 'Trusted by the operator: skips the consent page.' },
+  impersonation: { type: 'boolean', description: 'May exchange tokens for users (RFC 8693) and impersonate them.' },
+  resource_server: { type: 'boolean', description: 'A protected API of the platform: may introspect every client’s tokens.' },
+  owner_user_id: { type: ['string', 'null'], maxLength: 200, description: 'The user who owns the application (developer portal).' },
+} as const;
+
+const createBody = requestBody(
+  {
+    ...clientFields,
+    type: { ...clientFields.type, default: 'confidential' },
+    grant_types: { ...clientFields.grant_types, default: ['client_credentials'] },
+    scopes: { ...clientFields.scopes, default: [] },
+  },
+  ['name'],
+);
+const patchBody = requestBody(clientFields);
+
+interface ClientBody {
+  name?: string;
+  description?: string;
+  type?: ClientType;
+  base_url?: string | null;
+  redirect_uris?: string[];
+  post_logout_redirect_uris?: string[];
+  grant_types?: string[];
+  scopes?: string[];
+  default_scopes?: string[];
+  admin?: boolean;
+  first_party?: boolean;
+  impersonation?: boolean;
+  resource_server?: boolean;
+  owner_user_id?: string | null;
+}
+
+type ClientParams = { clientId: string };
+
+/** Applications: all their fields and flags, and their secrets (API keys: api-keys.ts). */
+export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+  const findClient = (id: string) => findClientOr404(gatehouse, id);
+  const checkOwner = async (ownerUserId: string | null | undefined): Promise<void> => {
+    if (ownerUserId && !(await gatehouse.storage.users.findById(ownerUserId))) throw new ValidationError('owner_user_id', `there is no user ${ownerUserId}`);
+  };
+
+  app.get('/clients', { ...operation(TAG, SCOPE, 'listClients', 'List clients'), schema: { response: { 200: listOf('clients', clientSchema) } } }, async () => ({
+    clients: (await gatehouse.storage.clients.list()).map(describeClient),
+  }));
+
+  app.post<{ Body: ClientBody }>(
+    '/clients',
+    {
+      ...operation(TAG, SCOPE, 'createClient', 'Register a client', { description: 'A confidential client gets its first secret, returned once as `client_secret`.' }),
+      schema: { body: createBody, response: { 201: { description: 'The client; with `client_secret` for a confidential client.', ...clientWithSecretSchema } } },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      await checkOwner(body.owner_user_id);
+      const { client, secret } = await createClient(gatehouse, { ...clientInput(body), name: body.name ?? '', type: body.type ?? 'confidential', grantTypes: body.grant_types ?? [], scopes: body.scopes ?? [] }, gatehouse.clock());
+      recordAdminAction(gatehouse, request, 'admin.client.created', { data: { client_id: client.id, name: client.name, admin: client.isAdmin } });
+      return reply
+        .code(201)
+        .header('location', `${request.url.split('?')[0]}/${client.id}`)
+        .header('cache-control', 'no-store')
+        .send({ ...describeClient(client), ...(secret !== undefined ? { client_secret: secret } : {}) });
+    },
+  );
+
+  app.get<{ Params: ClientParams }>(
+    '/clients/:clientId',
+    { ...operation(TAG, SCOPE, 'getClient', 'Show a client'), schema: { params: idParams('clientId'), response: { 200: { description: 'The client.', ...clientSchema } } } },
+    async (request) => describeClient(await findClient(request.params.clientId)),
+  );
+
+  app.patch<{ Params: ClientParams; Body: ClientBody }>(
+    '/clients/:clientId',
+    {
+      ...operation(TAG, SCOPE, 'updateClient', 'Change a client', {
+        description: 'Any field or flag; those left out keep their value. Validated as on creation. A client made confidential gets a first secret (`client_secret`, shown once); one made public loses its secrets.',
+      }),
+      schema: { params: idParams('clientId'), body: patchBody, response: { 200: { description: 'The changed client.', ...clientWithSecretSchema } } },
+    },
+    async (request, reply) => {
+      await checkOwner(request.body.owner_user_id);
+      const updated = await updateClient(gatehouse, request.params.clientId, clientInput(request.body), gatehouse.clock());
+      if (!updated) throw notFound(`there is no client ${request.params.clientId}`);
+      recordAdminAction(gatehouse, request, 'admin.client.updated', { data: { client_id: updated.client.id, fields: Object.keys(request.body) } });
+      return reply.header('cache-control', 'no-store').send({ ...describeClient(updated.client), ...(updated.secret !== undefined ? { client_secret: updated.secret } : {}) });
+    },
+  );
+
+  app.delete<{ Params: ClientParams }>(
+    '/clients/:clientId',
+    {
+      ...operation(TAG, SCOPE, 'deleteClient', 'Delete a client', { description: 'With its secrets, API keys, grants, refresh tokens and codes: everything it holds stops working.' }),
+      schema: { params: idParams('clientId'), response: { 204: noContent } },
+    },
+    async (request, reply) => {
+      if (!(await deleteClient(gatehouse, request.params.clientId))) throw notFound(`there is no client ${request.params.clientId}`);
+      recordAdminAction(gatehouse, request, 'admin.client.deleted', { data: { client_id: request.params.clientId } });
+      return reply.code(204).send();
+    },
+  );
+
+  app.get<{ Params: ClientParams }>(
+    '/clients/:clientId/secrets',
+    { ...operation(TAG, SCOPE, 'listClientSecrets', 'List a client’s secrets', { description: 'Never the secrets themselves: only their hints.' }), schema: { params: idParams('clientId'), response: { 200: listOf('secrets', secretSchema) } } },
+    async (request) => {
+      const client = await findClient(request.params.clientId);
+      return { secrets: (await gatehouse.storage.clients.listSecrets(client.id)).map(describeSecret) };
+    },
+  );
+
+  app.post<{ Params: ClientParams; Body: { expires_at?: string | null } }>(
+    '/clients/:clientId/secrets',
+    {
+      ...operation(TAG, SCOPE, 'addClientSecret', 'Add a secret to a client', {
+        description: 'The other secrets keep working until deleted: rotation without downtime. The body is optional.',
+        problems: [409],
+      }),
+      preValidation: emptyBodyAsObject,
+      schema: {
+        params: idParams('clientId'),
+        body: requestBody({ expires_at: { ...optionalTimestamp, description: 'When the secret stops working (default: never).' } }),
+        response: { 201: { description: 'The secret, shown this once as `client_secret`.', title: 'NewClientSecret', type: 'object', required: [...secretSchema.required, 'client_secret'], properties: { ...secretSchema.properties, client_secret: { type: 'string' } } } },
+      },
+    },
+    async (request, reply) => {
+      const client = await findClient(request.params.clientId);
+      if (client.type === 'public') throw conflict(`${client.id} is a public client: it has no secrets`);
+      const now = gatehouse.clock();
+      const expiresAt = parseExpiry(request.body.expires_at);
+      if (expiresAt !== null && expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
+      const secret = await addClientSecret(gatehouse, client.id, now, expiresAt);
+      const stored = (await gatehouse.storage.clients.listSecrets(client.id)).find((s) => s.digest === digestOf(secret))!;
+      recordAdminAction(gatehouse, request, 'admin.client_secret.created', { data: { client_id: client.id, secret_id: stored.id } });
+      return reply.code(201).header('cache-control', 'no-store').send({ ...describeSecret(stored), client_secret: secret });
+    },
+  );
+
+  app.delete<{ Params: ClientParams & { secretId: string } }>(
+    '/clients/:clientId/secrets/:secretId',
+    { ...operation(TAG, SCOPE, 'deleteClientSecret', 'Delete a client secret'), schema: { params: idParams('clientId', 'secretId'), response: { 204: noContent } } },
+    async (request, reply) => {
+      const { clientId, secretId } = request.params;
+      await findClient(clientId);
+      if (!(await gatehouse.storage.clients.deleteSecret(clientId, secretId))) throw notFound(`client ${clientId} has no secret ${secretId}`);
+      gatehouse.clients.invalidate(clientId);
+      recordAdminAction(gatehouse, request, 'admin.client_secret.deleted', { data: { client_id: clientId, secret_id: secretId } });
+      return reply.code(204).send();
+    },
+  );
+}
+
+export function listOf(name: string, item: object) {
+  return { description: 'The list.', type: 'object', required: [name], properties: { [name]: { type: 'array', items: item } } };
+}
+
+function clientInput(body: ClientBody): ClientPatch {
+  return {
+    name: body.name,
+    description: body.description,
+    type: body.type,
+    baseUrl: body.base_url,
+    redirectUris: body.redirect_uris,
+    postLogoutRedirectUris: body.post_logout_redirect_uris,
+    grantTypes: body.grant_types,
+    scopes: body.scopes,
+    defaultScopes: body.default_scopes,
+    isAdmin: body.admin,
+    firstParty: body.first_party,
+    allowImpersonation: body.impersonation,
+    isResourceServer: body.resource_server,
+    ownerUserId: body.owner_user_id,
+  };
+}
+
+export function describeClient(c: Client) {
+  return {
+    client_id: c.id,
+    name: c.name,
+    description: c.description,
+    type: c.type,
+    base_url: c.baseUrl,
+    redirect_uris: c.redirectUris,
+    post_logout_redirect_uris: c.postLogoutRedirectUris,
+    grant_types: c.grantTypes,
+    scopes: c.scopes,
+    default_scopes: c.defaultScopes,
+    admin: c.isAdmin,
+    first_party: c.firstParty,
+    impersonation: c.allowImpersonation,
+    resource_server: c.isResourceServer,
+    owner_user_id: c.ownerUserId,
+    created_at: iso(c.createdAt),
+    updated_at: iso(c.updatedAt),
+  };
+}
+
+const describeSecret = (s: ClientSecret) => ({ id: s.id, hint: `…${s.hint}`, created_at: iso(s.createdAt), expires_at: iso(s.expiresAt) });
+
+export async function findClientOr404(gatehouse: Gatehouse, id: string): Promise<Client> {
+  const client = await gatehouse.storage.clients.find(id);
+  if (!client) throw notFound(`there is no client ${id}`);
+  return client;
+}

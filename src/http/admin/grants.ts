@@ -1,0 +1,76 @@
+import type { FastifyInstance } from 'fastify';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { Grant } from '../../storage/repositories.ts';
+import { notFound } from './problems.ts';
+import { idParams, iso, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';
+
+const TAG = 'Grants';
+const SCOPE = 'admin:tokens';
+
+const grantProperties = {
+  id: { type: 'string' },
+  client_id: { type: 'string' },
+  user_id: { type: ['string', 'null'] },
+  kind: { type: 'string', description: 'The grant it was made by, e.g. `authorization_code`, `password`.' },
+  scopes: { type: 'array', items: { type: 'string' } },
+  created_at: timestamp,
+  expires_at: optionalTimestamp,
+  revoked_at: optionalTimestamp,
+} as const;
+
+const grantSchema = { title: 'Grant', type: 'object', required: Object.keys(grantProperties), properties: grantProperties } as const;
+
+/** Grants (what a user authorized a client to do, and the refresh tokens issued from it): list, revoke. */
+export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+  app.get<{ Querystring: { user_id?: string; client_id?: string; limit?: number } }>(
+    '/grants',
+    {
+      ...operation(TAG, SCOPE, 'listGrants', 'List grants', { description: 'Newest first; filter by user, client or both.' }),
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: {
+            user_id: { type: 'string', minLength: 1, maxLength: 200 },
+            client_id: { type: 'string', minLength: 1, maxLength: 200 },
+            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+          },
+        },
+        response: { 200: { description: 'The grants.', type: 'object', required: ['grants'], properties: { grants: { type: 'array', items: grantSchema } } } },
+      },
+    },
+    async (request) => {
+      const { user_id: userId, client_id: clientId, limit } = request.query;
+      return { grants: (await gatehouse.storage.grants.list({ userId, clientId, limit })).map(describeGrant) };
+    },
+  );
+
+  app.post<{ Params: { grantId: string } }>(
+    '/grants/:grantId/revoke',
+    {
+      ...operation(TAG, SCOPE, 'revokeGrant', 'Revoke a grant', {
+        description: 'Every refresh token issued from it stops working at once; access tokens expire on their own. Revoking a revoked grant changes nothing.',
+      }),
+      schema: { params: idParams('grantId'), response: { 200: { description: 'The grant, revoked.', ...grantSchema } } },
+    },
+    async (request) => {
+      const { grantId } = request.params;
+      if (!(await gatehouse.storage.grants.find(grantId))) throw notFound(`there is no grant ${grantId}`);
+      const revoked = await gatehouse.storage.grants.revoke(grantId, gatehouse.clock());
+      const grant = await gatehouse.storage.grants.find(grantId);
+      if (!grant) throw notFound(`there is no grant ${grantId}`);
+      if (revoked) recordAdminAction(gatehouse, request, 'admin.grant.revoked', { userId: grant.userId, data: { grant_id: grant.id, client_id: grant.clientId } });
+      return describeGrant(grant);
+    },
+  );
+}
+
+const describeGrant = (g: Grant) => ({
+  id: g.id,
+  client_id: g.clientId,
+  user_id: g.userId,
+  kind: g.kind,
+  scopes: g.scopes,
+  created_at: iso(g.createdAt),
+  expires_at: iso(g.expiresAt),
+  revoked_at: iso(g.revokedAt),
+});

@@ -1,0 +1,68 @@
+import type { FastifyInstance } from 'fastify';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { SigningKeyRecord } from '../../storage/repositories.ts';
+import { conflict } from './problems.ts';
+import { iso, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';
+
+const TAG = 'Signing keys';
+const SCOPE = 'admin:tokens';
+
+const keyProperties = {
+  kid: { type: 'string' },
+  use: { type: 'string', enum: ['access', 'id'], description: 'What the key signs: access tokens or ID tokens.' },
+  alg: { type: 'string' },
+  state: { type: 'string', enum: ['next', 'active', 'retired'] },
+  created_at: timestamp,
+  activated_at: optionalTimestamp,
+  retired_at: optionalTimestamp,
+  expires_at: { ...optionalTimestamp, description: 'A retired key leaves the JWKS then, once every token it signed has expired.' },
+} as const;
+
+const keysResponse = {
+  description: 'The published keys (public facts only; never private parts).',
+  type: 'object',
+  required: ['keys'],
+  properties: { keys: { type: 'array', items: { title: 'SigningKey', type: 'object', required: Object.keys(keyProperties), properties: keyProperties } } },
+} as const;
+
+/** Signing keys: list, rotate. */
+export async function keyRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+  const published = async (now: number) => ({ keys: (await gatehouse.storage.keys.listPublished(now)).map(describeKey) });
+
+  app.get('/keys', { ...operation(TAG, SCOPE, 'listSigningKeys', 'List signing keys', { description: 'The keys in the JWKS: next, active, and retired ones still published.' }), schema: { response: { 200: keysResponse } } }, async () =>
+    published(gatehouse.clock()),
+  );
+
+  app.post(
+    '/keys/rotate',
+    {
+      ...operation(TAG, SCOPE, 'rotateSigningKeys', 'Rotate signing keys', {
+        description: 'For access and ID tokens alike, the next key starts signing, the active key is retired (still published until its tokens expire) and a new next key is published. Other instances pick the rotation up within `keys.reloadIntervalSeconds`.',
+        problems: [409],
+      }),
+      schema: { response: { 200: keysResponse } },
+    },
+    async (request) => {
+      const now = gatehouse.clock();
+      try {
+        await gatehouse.keys.rotate(now);
+      } catch (error) {
+        if (/another rotation/.test((error as Error).message)) throw conflict((error as Error).message);
+        throw error;
+      }
+      recordAdminAction(gatehouse, request, 'admin.keys.rotated');
+      return published(now);
+    },
+  );
+}
+
+const describeKey = (k: SigningKeyRecord) => ({
+  kid: k.kid,
+  use: k.use,
+  alg: k.alg,
+  state: k.state,
+  created_at: iso(k.createdAt),
+  activated_at: iso(k.activatedAt),
+  retired_at: iso(k.retiredAt),
+  expires_at: iso(k.expiresAt),
+});

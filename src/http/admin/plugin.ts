@@ -1,0 +1,95 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { authenticateCaller } from '../../core/callers.ts';
+import { insufficientScope } from '../../core/errors.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import { apiKeyRoutes } from './api-keys.ts';
+import { auditRoutes } from './audit.ts';
+import { clientRoutes } from './clients.ts';
+import { grantRoutes } from './grants.ts';
+import { keyRoutes } from './keys.ts';
+import { documentationRoutes, type AdminRoute } from './openapi.ts';
+import { notFound, problemHandler, sendProblem } from './problems.ts';
+import { emptyBodyAsObject, exactBodyTypes, type AdminScope } from './support.ts';
+import { userRoutes } from './users.ts';
+
+/** Where the admin API is mounted (`app.register(adminPlugin, { prefix: ADMIN_PREFIX, gatehouse })`). */
+export const ADMIN_PREFIX = '/admin/v1';
+
+/**
+ * The admin API: JSON over HTTP for operators' back offices. Every route but the documentation is
+ * reachable only with an access token of an admin client holding the route's admin scope (DESIGN
+ * §1: "the admin API accepts nothing else"); every failure is an RFC 9457 problem.
+ */
+export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
+  const typeBase = `${gatehouse.config.issuer.replace(/\/+$/, '')}${ADMIN_PREFIX}/docs`;
+  const routes: AdminRoute[] = [];
+
+  // Every route registered here, with its operation: what the OpenAPI document is made of.
+  app.addHook('onRoute', (route) => {
+    const operation = route.config?.adminOperation;
+    if (!operation) return;
+    for (const method of [route.method].flat()) {
+      routes.push({ method, url: route.url, schema: route.schema, operation, optionalBody: route.preValidation === emptyBodyAsObject });
+    }
+  });
+
+  // `POST …/disable` and the like take no body: an empty one sent as JSON is no body, not an error.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') done(null, undefined);
+    else parseJson(request, body as string, done);
+  });
+
+  app.setErrorHandler(problemHandler(typeBase));
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    return sendProblem(reply, typeBase, notFound(`there is no route ${request.method} ${path}`), path);
+  });
+
+  // onRequest, before the body is read: an unauthorized caller learns nothing about its input.
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    const scope = request.routeOptions.config.adminOperation?.scope;
+    if (scope) request.adminClientId = await authorizeAdmin(gatehouse, request, scope);
+  });
+
+  app.addHook('preValidation', exactBodyTypes);
+
+  await clientRoutes(app, gatehouse);
+  await apiKeyRoutes(app, gatehouse);
+  await userRoutes(app, gatehouse);
+  await grantRoutes(app, gatehouse);
+  await keyRoutes(app, gatehouse);
+  await auditRoutes(app, gatehouse);
+  await documentationRoutes(app, gatehouse, routes);
+}
+
+/**
+ * Accepts only an access token of an admin client (client credentials: no user) that holds
+ * `scope`; returns the client's id. No or a bad token is `invalid_token` (401); anything else —
+ * a user's token, an API key, another client's token, a missing scope — `insufficient_scope` (403).
+ */
+async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, scope: AdminScope): Promise<string> {
+  const now = gatehouse.clock();
+  const caller = await authenticateCaller(gatehouse, request.headers.authorization, now);
+  // A valid credential knocking on the wrong door is worth an audit line; a missing one is noise.
+  const refuse = (reason: string) => {
+    gatehouse.audit.record({
+      at: now,
+      kind: 'admin.refused',
+      outcome: 'failure',
+      clientId: caller.clientId,
+      userId: caller.kind === 'user' ? caller.sub : null,
+      data: { credential: caller.kind, scope, route: `${request.method} ${request.routeOptions.url}` },
+    });
+    return insufficientScope(reason, scope);
+  };
+  if (caller.kind !== 'client' || caller.project !== undefined || caller.act !== undefined) {
+    throw refuse(`the admin API needs the token of an admin client, not ${caller.kind === 'user' ? "a user's token" : caller.kind === 'api_key' ? 'an API key' : 'a restricted token'}`);
+  }
+  const entry = await gatehouse.clients.get(caller.clientId);
+  if (!entry?.client.isAdmin) throw refuse('the admin API needs the token of an admin client');
+  if (!caller.scopes.includes(scope)) throw refuse(`the token lacks the scope ${scope}`);
+  return caller.clientId;
+}

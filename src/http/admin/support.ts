@@ -1,0 +1,146 @@
+import type { FastifyRequest } from 'fastify';
+import type { Gatehouse } from '../../gatehouse.ts';
+import { invalidField, ProblemError, type FieldProblem } from './problems.ts';
+
+export type AdminScope = 'admin:clients' | 'admin:users' | 'admin:tokens';
+
+/** What the OpenAPI document says about a route, and the scope its callers need. */
+export interface AdminOperation {
+  /** The admin scope a caller's token must hold; null for the public documentation routes. */
+  scope: AdminScope | null;
+  tag: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  /** Problem statuses worth documenting beyond the ones every operation of its shape can answer. */
+  problems?: number[];
+  /** The success response of a route without a response schema (the documentation routes). */
+  produces?: { status: number; description: string; contentType: string };
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    adminOperation?: AdminOperation;
+  }
+  interface FastifyRequest {
+    /** The admin client whose token the admin API accepted for this request. */
+    adminClientId?: string;
+  }
+}
+
+/** The options every admin route shares: its operation, and no implicit HEAD route (the document lists every route). */
+export function operation(tag: string, scope: AdminScope | null, operationId: string, summary: string, extra: Pick<AdminOperation, 'description' | 'problems' | 'produces'> = {}) {
+  return { exposeHeadRoute: false, config: { adminOperation: { tag, scope, operationId, summary, ...extra } } };
+}
+
+/** For POSTs whose body is optional: a missing body is validated as `{}`. */
+export async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
+}
+
+/** Records an admin action: who acted (the admin client), on what, through the admin API. */
+export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest, kind: string, target: { userId?: string | null; data?: Record<string, unknown> } = {}): void {
+  gatehouse.audit.record({
+    at: gatehouse.clock(),
+    kind,
+    outcome: 'success',
+    clientId: request.adminClientId ?? null,
+    userId: target.userId ?? null,
+    data: { admin_client_id: request.adminClientId ?? null, via: 'admin_api', ...target.data },
+  });
+}
+
+export const iso = (epochSeconds: number | null): string | null => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
+
+/** A time given as ISO 8601 or as epoch seconds; 400 naming `field` otherwise. */
+export function parseTime(value: string, field: string): number {
+  if (/^\d{1,12}$/.test(value)) return Number(value);
+  const ms = Date.parse(value);
+  if (!/^\d{4}-\d{2}-\d{2}(T|$)/.test(value) || Number.isNaN(ms)) throw invalidField(field, `${field} must be an ISO 8601 date-time or epoch seconds`);
+  return Math.floor(ms / 1000);
+}
+
+/** An optional ISO 8601 expiry, in epoch seconds (null: never). */
+export function parseExpiry(value: string | null | undefined, field = 'expires_at'): number | null {
+  if (value === undefined || value === null) return null;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw invalidField(field, `${field} must be an ISO 8601 date-time`);
+  return Math.floor(ms / 1000);
+}
+
+// JSON Schema building blocks. Request bodies list their members with `propertyNames` rather than
+// `additionalProperties: false`, which Fastify's Ajv would silently strip instead of refusing: a
+// misspelt field must be an error, never ignored. (The OpenAPI document shows it as closed.)
+
+export const timestamp = { type: 'string', format: 'date-time' } as const;
+export const optionalTimestamp = { type: ['string', 'null'], format: 'date-time' } as const;
+export const stringList = (description: string, maxItems = 100) => ({ type: 'array', items: { type: 'string', minLength: 1, maxLength: 2000 }, maxItems, description }) as const;
+
+export function requestBody<P extends Record<string, object>>(properties: P, required: (keyof P & string)[] = []) {
+  return { type: 'object', properties, required, propertyNames: { enum: Object.keys(properties) } } as const;
+}
+
+export const noContent = { description: 'Done; no body.', type: 'null' } as const;
+
+export const idParams = <K extends string>(...names: K[]) =>
+  ({ type: 'object', properties: Object.fromEntries(names.map((name) => [name, { type: 'string', minLength: 1, maxLength: 200 }])), required: names }) as const;
+
+/**
+ * Fastify's Ajv coerces scalars (`42` → `"42"`, `"true"` → `true`, `"x"` → `["x"]`), which suits
+ * query strings but would let a JSON body of the wrong shape through. Bodies are checked for
+ * exact JSON types first, so a wrong type is a 400 naming the field.
+ */
+export async function exactBodyTypes(request: FastifyRequest): Promise<void> {
+  const schema = (request.routeOptions.schema as { body?: unknown } | undefined)?.body;
+  if (!schema || request.body === undefined || request.body === null || typeof request.body !== 'object' || Array.isArray(request.body)) return;
+  const problem = typeProblem(schema as SchemaShape, request.body, []);
+  if (problem) throw new ProblemError('invalid-request', problem.detail, { errors: [problem] });
+}
+
+interface SchemaShape {
+  type?: string | readonly string[];
+  properties?: Record<string, SchemaShape>;
+  items?: SchemaShape;
+}
+
+function typeProblem(schema: SchemaShape, value: unknown, path: (string | number)[]): FieldProblem | undefined {
+  const types = schema.type === undefined ? undefined : ([schema.type].flat() as string[]);
+  if (types && !types.some((type) => isOfType(type, value))) {
+    const where = path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i > 0 ? `.${p}` : p)).join('');
+    return { field: String(path[0] ?? 'body'), detail: `${where || 'the body'} must be ${types.map((t) => (t === 'null' ? 'null' : `${/^[aeiou]/.test(t) ? 'an' : 'a'} ${t}`)).join(' or ')}` };
+  }
+  if (Array.isArray(value) && schema.items) {
+    for (const [i, item] of value.entries()) {
+      const problem = typeProblem(schema.items, item, [...path, i]);
+      if (problem) return problem;
+    }
+  } else if (value !== null && typeof value === 'object' && schema.properties) {
+    for (const [name, property] of Object.entries(schema.properties)) {
+      if (!Object.hasOwn(value, name)) continue;
+      const problem = typeProblem(property, (value as Record<string, unknown>)[name], [...path, name]);
+      if (problem) return problem;
+    }
+  }
+  return undefined;
+}
+
+function isOfType(type: string, value: unknown): boolean {
+  switch (type) {
+    case 'string':
+      return typeof value === 'string';
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'integer':
+      return Number.isInteger(value);
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'null':
+      return value === null;
+    case 'array':
+      return Array.isArray(value);
+    case 'object':
+      return value !== null && typeof value === 'object' && !Array.isArray(value);
+    default:
+      return true;
+  }
+}

@@ -1,0 +1,123 @@
+import type { FastifyInstance } from 'fastify';
+import { createUser, resetUserPassword } from '../../core/applications.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { User } from '../../storage/repositories.ts';
+import { notFound } from './problems.ts';
+import { idParams, iso, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
+
+const TAG = 'Users';
+const SCOPE = 'admin:users';
+
+const userProperties = {
+  id: { type: 'string' },
+  email: { type: 'string' },
+  name: { type: 'string' },
+  email_verified: { type: 'boolean' },
+  disabled: { type: 'boolean', description: 'A disabled user can neither sign in nor refresh tokens.' },
+  disabled_at: optionalTimestamp,
+  created_at: timestamp,
+  updated_at: timestamp,
+} as const;
+
+const userSchema = { title: 'User', type: 'object', required: Object.keys(userProperties), properties: userProperties } as const;
+const one = (description: string) => ({ description, ...userSchema });
+const password = { type: 'string', minLength: 8, maxLength: 1024, description: 'At least 8 characters; stored as an Argon2id hash.' } as const;
+
+type UserParams = { userId: string };
+
+/** User accounts: create, disable and enable, reset the password, delete. */
+export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+  const findUser = async (id: string): Promise<User> => {
+    const user = await gatehouse.storage.users.findById(id);
+    if (!user) throw notFound(`there is no user ${id}`);
+    return user;
+  };
+
+  app.get(
+    '/users',
+    { ...operation(TAG, SCOPE, 'listUsers', 'List users'), schema: { response: { 200: { description: 'The users.', type: 'object', required: ['users'], properties: { users: { type: 'array', items: userSchema } } } } } },
+    async () => ({ users: (await gatehouse.storage.users.list()).map(describeUser) }),
+  );
+
+  app.post<{ Body: { email: string; password: string; name?: string } }>(
+    '/users',
+    {
+      ...operation(TAG, SCOPE, 'createUser', 'Create a user', { problems: [409] }),
+      schema: {
+        body: requestBody({ email: { type: 'string', minLength: 3, maxLength: 320 }, password, name: { type: 'string', maxLength: 200 } }, ['email', 'password']),
+        response: { 201: one('The new user.') },
+      },
+    },
+    async (request, reply) => {
+      const user = await createUser(gatehouse.storage, { email: request.body.email, password: request.body.password, name: request.body.name ?? '' }, gatehouse.clock());
+      recordAdminAction(gatehouse, request, 'admin.user.created', { userId: user.id, data: { user_id: user.id } });
+      return reply.code(201).header('location', `${request.url.split('?')[0]}/${user.id}`).send(describeUser(user));
+    },
+  );
+
+  app.get<{ Params: UserParams }>(
+    '/users/:userId',
+    { ...operation(TAG, SCOPE, 'getUser', 'Show a user'), schema: { params: idParams('userId'), response: { 200: one('The user.') } } },
+    async (request) => describeUser(await findUser(request.params.userId)),
+  );
+
+  for (const [action, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
+    app.post<{ Params: UserParams }>(
+      `/users/:userId/${action}`,
+      {
+        ...operation(TAG, SCOPE, `${action}User`, disabled ? 'Disable a user' : 'Enable a user', {
+          description: disabled ? 'The user can no longer sign in or refresh tokens.' : 'The user can sign in again.',
+        }),
+        schema: { params: idParams('userId'), response: { 200: one('The user.') } },
+      },
+      async (request) => {
+        const user = await findUser(request.params.userId);
+        const now = gatehouse.clock();
+        await gatehouse.storage.users.setDisabled(user.id, disabled ? (user.disabledAt ?? now) : null, now);
+        recordAdminAction(gatehouse, request, `admin.user.${action}d`, { userId: user.id, data: { user_id: user.id } });
+        return describeUser(await findUser(user.id));
+      },
+    );
+  }
+
+  app.post<{ Params: UserParams; Body: { password: string } }>(
+    '/users/:userId/password',
+    {
+      ...operation(TAG, SCOPE, 'resetUserPassword', 'Reset a user’s password'),
+      schema: { params: idParams('userId'), body: requestBody({ password }, ['password']), response: { 204: noContent } },
+    },
+    async (request, reply) => {
+      const user = await findUser(request.params.userId);
+      if (!(await resetUserPassword(gatehouse.storage, user.id, request.body.password, gatehouse.clock()))) throw notFound(`there is no user ${user.id}`);
+      recordAdminAction(gatehouse, request, 'admin.user.password_reset', { userId: user.id, data: { user_id: user.id } });
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete<{ Params: UserParams }>(
+    '/users/:userId',
+    {
+      ...operation(TAG, SCOPE, 'deleteUser', 'Delete a user', { description: 'With their sessions, consents, grants and refresh tokens.' }),
+      schema: { params: idParams('userId'), response: { 204: noContent } },
+    },
+    async (request, reply) => {
+      if (!(await gatehouse.storage.users.delete(request.params.userId))) throw notFound(`there is no user ${request.params.userId}`);
+      recordAdminAction(gatehouse, request, 'admin.user.deleted', { userId: request.params.userId, data: { user_id: request.params.userId } });
+      return reply.code(204).send();
+    },
+  );
+}
+
+const describeUser = (u: User) => ({
+  id: u.id,
+  email: u.email,
+  name: u.name,
+  email_verified: u.emailVerified,
+  disabled: u.disabledAt !== null,
+  disabled_at: iso(u.disabledAt),
+  created_at: iso(u.createdAt),
+  updated_at: iso(u.updatedAt),
+});

@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { loadConfig } from '../../src/core/config.ts';
+import { createGatehouse } from '../../src/gatehouse.ts';
+import type { AuditEvent } from '../../src/storage/repositories.ts';
+import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
+import { TEST_SECRET } from '../support/server.ts';
+import { CLI, databaseEnv, ROOT, runCli, waitFor, type Env } from './support.ts';
+
+interface EventLine {
+  id: number;
+  at: string;
+  kind: string;
+  outcome: string;
+  client_id: string | null;
+  user_id: string | null;
+  data: Record<string, unknown>;
+}
+
+const lines = (stdout: string): EventLine[] =>
+  stdout
+    .trimEnd()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as EventLine);
+
+for (const dialect of DIALECTS) {
+  describe(`gatehouse audit tail (${dialect})`, { timeout: 120_000 }, () => {
+    let database: TestDatabase;
+    let env: Env;
+    const now = Math.floor(Date.now() / 1000);
+
+    /** Writes audit events straight into the database, as a running server would. */
+    const writeEvents = async (events: Omit<AuditEvent, 'id'>[]) => {
+      const gatehouse = await createGatehouse(loadConfig({ ...env, GATEHOUSE_SECRET: TEST_SECRET }), { background: false, logger: pino({ level: 'silent' }) });
+      try {
+        for (const event of events) gatehouse.audit.record(event);
+      } finally {
+        await gatehouse.close();
+      }
+    };
+
+    before(async () => {
+      database = await createTestDatabase(dialect);
+      env = { ...databaseEnv(database), GATEHOUSE_SECRET: TEST_SECRET };
+      await writeEvents([
+        { at: now - 300, kind: 'token.issued', outcome: 'success', clientId: 'app_one', userId: null, data: { grant: 'client_credentials' } },
+        { at: now - 200, kind: 'login.failed', outcome: 'failure', clientId: null, userId: null, data: { via: 'page' } },
+        { at: now - 100, kind: 'admin.client.created', outcome: 'success', clientId: 'app_admin', userId: null, data: { client_id: 'app_two' } },
+      ]);
+    });
+    after(() => database?.drop());
+
+    it('prints the latest events oldest first, one JSON object a line', async () => {
+      const result = await runCli(['audit', 'tail', '--json'], env);
+      assert.equal(result.code, 0, result.stderr);
+      const events = lines(result.stdout);
+      assert.deepEqual(
+        events.map((e) => e.kind),
+        ['token.issued', 'login.failed', 'admin.client.created'],
+      );
+      assert.deepEqual(events[0], {
+        id: events[0]!.id,
+        at: new Date((now - 300) * 1000).toISOString(),
+        kind: 'token.issued',
+        outcome: 'success',
+        client_id: 'app_one',
+        user_id: null,
+        data: { grant: 'client_credentials' },
+      });
+    });
+
+    it('prints the last N with --limit, and those since a time with --since', async () => {
+      assert.deepEqual(
+        lines((await runCli(['audit', 'tail', '--limit', '2', '--json'], env)).stdout).map((e) => e.kind),
+        ['login.failed', 'admin.client.created'],
+      );
+      const since = new Date((now - 250) * 1000).toISOString();
+      assert.deepEqual(
+        lines((await runCli(['audit', 'tail', '--since', since, '--json'], env)).stdout).map((e) => e.kind),
+        ['login.failed', 'admin.client.created'],
+      );
+      assert.deepEqual(lines((await runCli(['audit', 'tail', '--since', String(now - 150), '--json'], env)).stdout).map((e) => e.kind), ['admin.client.created']);
+    });
+
+    it('prints a line per event for people', async () => {
+      const result = await runCli(['audit', 'tail'], env);
+      assert.equal(result.code, 0, result.stderr);
+      const printed = result.stdout.trimEnd().split('\n');
+      assert.equal(printed.length, 3);
+      assert.match(printed[2]!, /^\S+Z\s+admin\.client\.created\s+success\s+client=app_admin user=- {2}\{"client_id":"app_two"\}$/);
+    });
+
+    it('refuses a bad --since or --limit with the usage (exit 2)', async () => {
+      for (const args of [
+        ['--since', 'yesterday'],
+        ['--limit', '0'],
+        ['--limit', 'lots'],
+        ['--since', '2020-01-01', '--limit', '5'],
+      ]) {
+        const result = await runCli(['audit', 'tail', ...args], env);
+        assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+        assert.match(result.stderr, /^gatehouse: .*\n\nUsage:/);
+      }
+      const unknown = await runCli(['audit', 'nothing'], env);
+      assert.equal(unknown.code, 2);
+      assert.match(unknown.stderr, /^gatehouse: unknown audit command "nothing"/);
+    });
+
+    it('follows new events with --follow until interrupted', async () => {
+      const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('GATEHOUSE_') && !['DATABASE_URL', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS'].includes(key)));
+      const child = spawn(process.execPath, [CLI, 'audit', 'tail', '--limit', '1', '--follow', '--json'], { cwd: ROOT, env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      try {
+        await waitFor('the tail', async () => (lines(stdout).length === 1 ? true : undefined));
+        assert.equal(lines(stdout)[0]!.kind, 'admin.client.created');
+        await writeEvents([{ at: Math.floor(Date.now() / 1000), kind: 'keys.rotated', outcome: 'success', clientId: null, userId: null, data: { by: 'test' } }]);
+        await waitFor('the new event', async () => (lines(stdout).length === 2 ? true : undefined));
+        assert.deepEqual(
+          lines(stdout).map((e) => e.kind),
+          ['admin.client.created', 'keys.rotated'],
+        );
+      } finally {
+        child.kill('SIGINT');
+      }
+      assert.equal(await exited, 0, stderr);
+      assert.equal(lines(stdout).length, 2, 'nothing printed twice');
+    });
+  });
+}

@@ -1,0 +1,686 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { digestOf } from '../../src/core/tokens/opaque.ts';
+import { buildApp } from '../../src/http/app.ts';
+
+type Scope = 'admin:clients' | 'admin:users' | 'admin:tokens';
+const ADMIN_SCOPES: Scope[] = ['admin:clients', 'admin:users', 'admin:tokens'];
+
+/** Every admin operation, with a body that would be accepted: the refusal matrix below tries each. */
+const ENDPOINTS: { method: string; path: string; scope: Scope; body?: Record<string, unknown> }[] = [
+  { method: 'GET', path: '/clients', scope: 'admin:clients' },
+  { method: 'POST', path: '/clients', scope: 'admin:clients', body: { name: 'Should not exist', scopes: ['objects:read'] } },
+  { method: 'GET', path: '/clients/{clientId}', scope: 'admin:clients' },
+  { method: 'PATCH', path: '/clients/{clientId}', scope: 'admin:clients', body: { name: 'Renamed by nobody' } },
+  { method: 'DELETE', path: '/clients/{clientId}', scope: 'admin:clients' },
+  { method: 'GET', path: '/clients/{clientId}/secrets', scope: 'admin:clients' },
+  { method: 'POST', path: '/clients/{clientId}/secrets', scope: 'admin:clients' },
+  { method: 'DELETE', path: '/clients/{clientId}/secrets/{secretId}', scope: 'admin:clients' },
+  { method: 'GET', path: '/clients/{clientId}/api-keys', scope: 'admin:clients' },
+  { method: 'POST', path: '/clients/{clientId}/api-keys', scope: 'admin:clients', body: { name: 'Should not exist' } },
+  { method: 'DELETE', path: '/clients/{clientId}/api-keys/{keyId}', scope: 'admin:clients' },
+  { method: 'GET', path: '/users', scope: 'admin:users' },
+  { method: 'POST', path: '/users', scope: 'admin:users', body: { email: 'nobody@example.com', password: 'long enough password' } },
+  { method: 'GET', path: '/users/{userId}', scope: 'admin:users' },
+  { method: 'DELETE', path: '/users/{userId}', scope: 'admin:users' },
+  { method: 'POST', path: '/users/{userId}/disable', scope: 'admin:users' },
+  { method: 'POST', path: '/users/{userId}/enable', scope: 'admin:users' },
+  { method: 'POST', path: '/users/{userId}/password', scope: 'admin:users', body: { password: 'taken over by nobody' } },
+  { method: 'GET', path: '/grants', scope: 'admin:tokens' },
+  { method: 'POST', path: '/grants/{grantId}/revoke', scope: 'admin:tokens' },
+  { method: 'GET', path: '/keys', scope: 'admin:tokens' },
+  { method: 'POST', path: '/keys/rotate', scope: 'admin:tokens' },
+  { method: 'GET', path: '/audit-events', scope: 'admin:tokens' },
+];
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+for (const dialect of DIALECTS) {
+  describe(`admin API (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let admin: { id: string; secret: string };
+    let viewer: { id: string; secret: string };
+    let mobile: { id: string; secret: string };
+    const ada = { email: 'ada@example.com', password: 'correct horse battery staple' };
+    let adaId: string;
+    /** Authorization header values, by who holds them. */
+    const auth: Record<string, string> = {};
+
+    const clientToken = async (id: string, secret: string, scope?: string): Promise<string> => {
+      const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', ...(scope ? { scope } : {}) }, { headers: { authorization: basic(id, secret) } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.access_token;
+    };
+    const passwordGrant = (username: string, password: string) =>
+      post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username, password });
+
+    const api = async (method: string, path: string, options: { auth?: string; body?: unknown; raw?: string } = {}): Promise<Answer> => {
+      const headers: Record<string, string> = {};
+      if (options.auth) headers.authorization = options.auth;
+      let body: string | undefined;
+      if (options.raw !== undefined || options.body !== undefined) {
+        headers['content-type'] = 'application/json';
+        body = options.raw ?? JSON.stringify(options.body);
+      }
+      const response = await fetch(`${server.url}/admin/v1${path}`, { method, headers, body });
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text === '' ? undefined : JSON.parse(text);
+      } catch {
+        // HTML or plain text: kept for the assertion to show
+      }
+      return { status: response.status, headers: response.headers, body: parsed };
+    };
+    /** As the admin client, with a token holding only `scope`. */
+    const as = (scope: Scope) => ({ auth: auth[scope]! });
+
+    const assertProblem = (res: Answer, status: number, field?: string) => {
+      assert.equal(res.status, status, JSON.stringify(res.body));
+      assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      assert.equal(res.body.status, status);
+      assert.equal(typeof res.body.type, 'string');
+      assert.equal(typeof res.body.title, 'string');
+      assert.equal(typeof res.body.detail, 'string');
+      if (field !== undefined) {
+        assert.ok(
+          res.body.errors?.some((e: { field: string; detail: string }) => e.field === field && typeof e.detail === 'string' && e.detail.length > 0),
+          `the problem names the field ${field}: ${JSON.stringify(res.body)}`,
+        );
+      }
+    };
+
+    before(async () => {
+      server = await startTestServer(dialect);
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ADMIN_SCOPES, isAdmin: true });
+      viewer = await server.client({ name: 'Viewer', grantTypes: ['client_credentials'], scopes: ['objects:read', 'model:read'] });
+      mobile = await server.client({ name: 'Mobile app', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read'], firstParty: true });
+      adaId = (await server.user(ada.email, ada.password)).id;
+
+      for (const scope of ADMIN_SCOPES) auth[scope] = `Bearer ${await clientToken(admin.id, admin.secret, scope)}`;
+      auth.allAdmin = `Bearer ${await clientToken(admin.id, admin.secret)}`;
+      auth.nonAdminClient = `Bearer ${await clientToken(viewer.id, viewer.secret)}`;
+      const userToken = await passwordGrant(ada.email, ada.password);
+      assert.equal(userToken.status, 200, JSON.stringify(userToken.body));
+      auth.user = `Bearer ${userToken.body.access_token}`;
+      const viewerClient = (await server.gatehouse.storage.clients.find(viewer.id))!;
+      auth.apiKey = `ApiKey ${(await server.gatehouse.apiKeys.create(viewerClient, { name: 'Script' }, server.gatehouse.clock())).value}`;
+      // Credentials that do carry admin scopes, but are not an admin client's own token.
+      const adminClient = (await server.gatehouse.storage.clients.find(admin.id))!;
+      auth.adminApiKey = `ApiKey ${(await server.gatehouse.apiKeys.create(adminClient, { name: 'Admin script', scopes: ADMIN_SCOPES }, server.gatehouse.clock())).value}`;
+      const adminApp = await server.client({ name: 'Admin app with users', grantTypes: ['password'], scopes: ADMIN_SCOPES, isAdmin: true });
+      const adminUserToken = await post(`${server.url}/token`, { grant_type: 'password', client_id: adminApp.id, client_secret: adminApp.secret, username: ada.email, password: ada.password });
+      assert.equal(adminUserToken.status, 200, JSON.stringify(adminUserToken.body));
+      assert.equal(adminUserToken.body.scope ?? ADMIN_SCOPES.join(' '), ADMIN_SCOPES.join(' '));
+      auth.adminUser = `Bearer ${adminUserToken.body.access_token}`;
+    });
+    after(() => server.close());
+
+    describe('who may call it', () => {
+      it('lists in its refusal matrix every operation the OpenAPI document says needs a token', async () => {
+        const doc = (await api('GET', '/openapi.json')).body;
+        const documented = Object.entries(doc.paths as Record<string, Record<string, { security: Record<string, string[]>[] }>>)
+          .flatMap(([path, operations]) => Object.entries(operations).map(([method, op]) => ({ key: `${method.toUpperCase()} ${path.replace('/admin/v1', '')}`, scopes: op.security.flatMap((s) => Object.values(s).flat()) })))
+          .filter((op) => op.scopes.length > 0);
+        assert.deepEqual(documented.map((op) => op.key).sort(), ENDPOINTS.map((e) => `${e.method} ${e.path}`).sort());
+        for (const op of documented) assert.deepEqual(op.scopes, [ENDPOINTS.find((e) => `${e.method} ${e.path}` === op.key)!.scope], op.key);
+      });
+
+      it('refuses every endpoint without a token (401), and with the token of a user, a non-admin client, an API key or an admin token without the scope (403); nothing changes', async () => {
+        // Real targets, so that a hole in the checks would show as a change.
+        const secretId = (await server.gatehouse.storage.clients.listSecrets(viewer.id))[0]!.id;
+        const keyId = (await server.gatehouse.storage.apiKeys.listForClient(viewer.id))[0]!.id;
+        const grantId = (await server.gatehouse.storage.grants.listForUser(adaId))[0]!.id;
+        const ids: Record<string, string> = { clientId: viewer.id, secretId, keyId, userId: adaId, grantId };
+        const snapshot = async () =>
+          JSON.stringify({
+            clients: await server.gatehouse.storage.clients.list(),
+            secrets: await server.gatehouse.storage.clients.listSecrets(viewer.id),
+            keys: (await server.gatehouse.storage.apiKeys.listForClient(viewer.id)).map((k) => ({ ...k, lastUsedAt: null })),
+            users: await server.gatehouse.storage.users.list(),
+            grants: await server.gatehouse.storage.grants.listForUser(adaId),
+            signingKeys: await server.gatehouse.storage.keys.listAll(),
+          });
+        const before = await snapshot();
+
+        for (const endpoint of ENDPOINTS) {
+          const path = endpoint.path.replace(/\{(\w+)\}/g, (_, name: string) => ids[name]!);
+          const label = `${endpoint.method} ${endpoint.path}`;
+          for (const authorization of [undefined, 'Bearer not-a-token', 'Basic YWRtaW46YWRtaW4=']) {
+            const res = await api(endpoint.method, path, { body: endpoint.body, ...(authorization ? { auth: authorization } : {}) });
+            assertProblem(res, 401);
+            assert.equal(res.body.error, 'invalid_token', label);
+            assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer realm="gatehouse", error="invalid_token"/, label);
+          }
+          const lacking = `Bearer ${await clientToken(admin.id, admin.secret, ADMIN_SCOPES.filter((s) => s !== endpoint.scope).join(' '))}`;
+          for (const [who, authorization] of [
+            ['a user', auth.user],
+            ['a non-admin client', auth.nonAdminClient],
+            ['an API key', auth.apiKey],
+            ['an admin client’s API key with admin scopes', auth.adminApiKey],
+            ['a user’s token with admin scopes, through an admin client', auth.adminUser],
+            ['an admin token without the scope', lacking],
+          ] as const) {
+            const res = await api(endpoint.method, path, { auth: authorization, body: endpoint.body });
+            assertProblem(res, 403);
+            assert.equal(res.body.error, 'insufficient_scope', `${label} with ${who}`);
+            assert.match(res.headers.get('www-authenticate') ?? '', /error="insufficient_scope"/, `${label} with ${who}`);
+          }
+        }
+        assert.equal(await snapshot(), before);
+        const refusals = (await api('GET', '/audit-events?kind=admin.refused&limit=1000', as('admin:tokens'))).body.events as { client_id: string; user_id: string | null; data: Record<string, unknown> }[];
+        assert.equal(refusals.length, ENDPOINTS.length * 6, 'every refusal of a valid credential is audited');
+        assert.ok(refusals.some((e) => e.client_id === mobile.id && e.user_id === adaId && e.data.credential === 'user'));
+        assert.ok(refusals.some((e) => e.client_id === viewer.id && e.data.credential === 'api_key' && e.data.route === 'DELETE /admin/v1/clients/:clientId'));
+      });
+
+      it('accepts an admin token that holds every admin scope', async () => {
+        for (const path of ['/clients', '/users', '/grants', '/keys', '/audit-events']) assert.equal((await api('GET', path, { auth: auth.allAdmin })).status, 200, path);
+      });
+
+      it('answers an unknown route with a 404 problem', async () => {
+        assertProblem(await api('GET', '/nothing-here', as('admin:clients')), 404);
+      });
+    });
+
+    describe('clients (admin:clients)', () => {
+      let created: any;
+
+      it('registers a client with every field and flag, shows its secret once, and the secret works at once', async () => {
+        const res = await api('POST', '/clients', {
+          ...as('admin:clients'),
+          body: {
+            name: 'Partner portal',
+            description: 'Reads objects for the partner portal',
+            type: 'confidential',
+            base_url: 'https://partner.example.com',
+            redirect_uris: ['https://partner.example.com/callback'],
+            post_logout_redirect_uris: ['https://partner.example.com/bye'],
+            grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+            scopes: ['objects:read', 'model:read', 'openid'],
+            default_scopes: ['objects:read'],
+            first_party: true,
+            impersonation: true,
+            resource_server: true,
+            owner_user_id: adaId,
+          },
+        });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        created = res.body;
+        assert.match(created.client_id, /^app_/);
+        assert.match(created.client_secret, /^gate_cs_/);
+        assert.equal(res.headers.get('location'), `/admin/v1/clients/${created.client_id}`);
+        assert.equal(res.headers.get('cache-control'), 'no-store');
+        assert.deepEqual(
+          { ...created, client_id: undefined, client_secret: undefined, created_at: undefined, updated_at: undefined },
+          {
+            client_id: undefined,
+            client_secret: undefined,
+            created_at: undefined,
+            updated_at: undefined,
+            name: 'Partner portal',
+            description: 'Reads objects for the partner portal',
+            type: 'confidential',
+            base_url: 'https://partner.example.com',
+            redirect_uris: ['https://partner.example.com/callback'],
+            post_logout_redirect_uris: ['https://partner.example.com/bye'],
+            grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+            scopes: ['objects:read', 'model:read', 'openid'],
+            default_scopes: ['objects:read'],
+            admin: false,
+            first_party: true,
+            impersonation: true,
+            resource_server: true,
+            owner_user_id: adaId,
+          },
+        );
+        assert.equal((await clientToken(created.client_id, created.client_secret, 'model:read')).split('.').length, 3);
+
+        const shown = await api('GET', `/clients/${created.client_id}`, as('admin:clients'));
+        assert.equal(shown.status, 200);
+        assert.equal(shown.body.client_secret, undefined);
+        assert.equal(shown.body.name, 'Partner portal');
+        const listed = await api('GET', '/clients', as('admin:clients'));
+        assert.ok(listed.body.clients.some((c: { client_id: string }) => c.client_id === created.client_id));
+        assert.ok(!JSON.stringify(listed.body).includes('gate_cs_'), 'no secret in the list');
+      });
+
+      it('refuses, at once, the still-valid token of a client that is no longer an admin client', async () => {
+        const demoted = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Old back office', admin: true, scopes: ['admin:users'] } });
+        assert.equal(demoted.status, 201, JSON.stringify(demoted.body));
+        const token = `Bearer ${await clientToken(demoted.body.client_id, demoted.body.client_secret)}`;
+        assert.equal((await api('GET', '/users', { auth: token })).status, 200);
+        const patched = await api('PATCH', `/clients/${demoted.body.client_id}`, { ...as('admin:clients'), body: { admin: false, scopes: ['objects:read'] } });
+        assert.equal(patched.status, 200, JSON.stringify(patched.body));
+        const refused = await api('GET', '/users', { auth: token });
+        assertProblem(refused, 403);
+        assert.equal(refused.body.error, 'insufficient_scope');
+      });
+
+      it('registers an admin client with admin scopes, and a public client without a secret', async () => {
+        const adminClient = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Second back office', admin: true, scopes: ['admin:users'] } });
+        assert.equal(adminClient.status, 201, JSON.stringify(adminClient.body));
+        assert.equal(adminClient.body.admin, true);
+        assert.deepEqual(adminClient.body.grant_types, ['client_credentials']);
+        const spa = await api('POST', '/clients', {
+          ...as('admin:clients'),
+          body: { name: 'SPA', type: 'public', grant_types: ['authorization_code'], redirect_uris: ['https://spa.example.com/cb'], scopes: ['openid'] },
+        });
+        assert.equal(spa.status, 201, JSON.stringify(spa.body));
+        assert.equal(spa.body.client_secret, undefined);
+        assert.deepEqual((await api('GET', `/clients/${spa.body.client_id}/secrets`, as('admin:clients'))).body, { secrets: [] });
+        assertProblem(await api('POST', `/clients/${spa.body.client_id}/secrets`, as('admin:clients')), 409);
+
+        // Made confidential, it gets a first secret (shown once); made public again, it loses it.
+        const confidential = await api('PATCH', `/clients/${spa.body.client_id}`, { ...as('admin:clients'), body: { type: 'confidential', grant_types: ['authorization_code', 'client_credentials'], scopes: ['objects:read'] } });
+        assert.equal(confidential.status, 200, JSON.stringify(confidential.body));
+        assert.match(confidential.body.client_secret, /^gate_cs_/);
+        await clientToken(spa.body.client_id, confidential.body.client_secret);
+        const publicAgain = await api('PATCH', `/clients/${spa.body.client_id}`, { ...as('admin:clients'), body: { type: 'public', grant_types: ['authorization_code'] } });
+        assert.equal(publicAgain.status, 200, JSON.stringify(publicAgain.body));
+        assert.equal(publicAgain.body.client_secret, undefined);
+        assert.deepEqual((await api('GET', `/clients/${spa.body.client_id}/secrets`, as('admin:clients'))).body, { secrets: [] });
+      });
+
+      it('changes any field or flag, validated as on creation, and the running server applies it at once', async () => {
+        const res = await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { name: 'Partner portal v2', scopes: ['objects:read'], first_party: false, base_url: null } });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        assert.equal(res.body.name, 'Partner portal v2');
+        assert.deepEqual(res.body.scopes, ['objects:read']);
+        assert.deepEqual(res.body.default_scopes, ['objects:read']);
+        assert.equal(res.body.first_party, false);
+        assert.equal(res.body.base_url, null);
+        assert.equal(res.body.impersonation, true, 'left-out flags keep their value');
+        assert.deepEqual(res.body.redirect_uris, ['https://partner.example.com/callback']);
+        // The client cache was invalidated: a scope just taken away is refused on the next request.
+        const refused = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'model:read' }, { headers: { authorization: basic(created.client_id, created.client_secret) } });
+        assert.equal(refused.status, 400);
+        assert.equal(refused.body.error, 'invalid_scope');
+
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { type: 'public' } }), 400, 'grant_types');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { scopes: ['admin:clients'] } }), 400, 'scopes');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { default_scopes: ['model:read'] } }), 400, 'default_scopes');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { redirect_uris: ['https://x.example.com/#frag'] } }), 400, 'redirect_uris');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { owner_user_id: 'no-such-user' } }), 400, 'owner_user_id');
+        assertProblem(await api('PATCH', '/clients/app_missing', { ...as('admin:clients'), body: { name: 'x' } }), 404);
+        assert.equal((await api('GET', `/clients/${created.client_id}`, as('admin:clients'))).body.name, 'Partner portal v2', 'refused changes changed nothing');
+      });
+
+      it('adds a second secret, deletes the first, and lists secrets without their values', async () => {
+        const listed = await api('GET', `/clients/${created.client_id}/secrets`, as('admin:clients'));
+        assert.equal(listed.status, 200);
+        assert.equal(listed.body.secrets.length, 1);
+        const [first] = listed.body.secrets;
+        assert.deepEqual(Object.keys(first).sort(), ['created_at', 'expires_at', 'hint', 'id']);
+        assert.ok(!JSON.stringify(listed.body).includes(created.client_secret));
+
+        const added = await api('POST', `/clients/${created.client_id}/secrets`, { ...as('admin:clients'), body: { expires_at: new Date(Date.now() + 86_400_000).toISOString() } });
+        assert.equal(added.status, 201, JSON.stringify(added.body));
+        assert.match(added.body.client_secret, /^gate_cs_/);
+        assert.notEqual(added.body.expires_at, null);
+        await clientToken(created.client_id, added.body.client_secret);
+        await clientToken(created.client_id, created.client_secret);
+
+        assert.equal((await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, as('admin:clients'))).status, 204);
+        const old = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(created.client_id, created.client_secret) } });
+        assert.equal(old.status, 401, 'the deleted secret stops working at once');
+        await clientToken(created.client_id, added.body.client_secret);
+        assertProblem(await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, as('admin:clients')), 404);
+        assertProblem(await api('POST', `/clients/${created.client_id}/secrets`, { ...as('admin:clients'), body: { expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
+        created.client_secret = added.body.client_secret;
+      });
+
+      it('creates, lists and revokes API keys', async () => {
+        const res = await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Nightly sync', scopes: ['objects:read'], expires_at: '2999-01-01T00:00:00Z' } });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        assert.match(res.body.api_key, /^gate_ak_/);
+        assert.deepEqual(res.body.scopes, ['objects:read']);
+        assert.equal(res.body.expires_at, '2999-01-01T00:00:00.000Z');
+        assert.ok(await server.gatehouse.apiKeys.authenticate(res.body.api_key, server.gatehouse.clock()));
+
+        const listed = await api('GET', `/clients/${created.client_id}/api-keys`, as('admin:clients'));
+        assert.deepEqual(Object.keys(listed.body.api_keys[0]).sort(), ['created_at', 'expires_at', 'id', 'last_used_at', 'name', 'prefix', 'revoked_at', 'scopes']);
+        assert.ok(!JSON.stringify(listed.body).includes(res.body.api_key));
+
+        assert.equal((await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, as('admin:clients'))).status, 204);
+        assert.equal(await server.gatehouse.apiKeys.authenticate(res.body.api_key, server.gatehouse.clock()), undefined, 'revoked at once');
+        assert.notEqual((await api('GET', `/clients/${created.client_id}/api-keys`, as('admin:clients'))).body.api_keys[0].revoked_at, null);
+        assertProblem(await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, as('admin:clients')), 404);
+
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Downloads', scopes: ['objects:download'] } }), 400, 'scopes');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Old', expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Soon', expires_at: 'tomorrow' } }), 400, 'expires_at');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { scopes: ['objects:read'] } }), 400, 'name');
+        assertProblem(await api('POST', '/clients/app_missing/api-keys', { ...as('admin:clients'), body: { name: 'x' } }), 404);
+      });
+
+      it('deletes a client with everything it holds', async () => {
+        assert.equal((await api('DELETE', `/clients/${created.client_id}`, as('admin:clients'))).status, 204);
+        assertProblem(await api('GET', `/clients/${created.client_id}`, as('admin:clients')), 404);
+        const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(created.client_id, created.client_secret) } });
+        assert.equal(res.status, 401);
+        assertProblem(await api('DELETE', `/clients/${created.client_id}`, as('admin:clients')), 404);
+      });
+
+      it('records every change in the audit log, naming the acting admin client and the target', async () => {
+        const events = (await api('GET', `/audit-events?client_id=${admin.id}&limit=1000`, as('admin:tokens'))).body.events as { kind: string; client_id: string; data: Record<string, unknown> }[];
+        const about = events.filter((e) => e.data.client_id === created.client_id);
+        for (const kind of ['admin.client.created', 'admin.client.updated', 'admin.client_secret.created', 'admin.client_secret.deleted', 'admin.api_key.created', 'admin.api_key.revoked', 'admin.client.deleted']) {
+          const event = about.find((e) => e.kind === kind);
+          assert.ok(event, `an event ${kind}`);
+          assert.equal(event.client_id, admin.id);
+          assert.equal(event.data.admin_client_id, admin.id);
+        }
+      });
+    });
+
+    describe('users (admin:users)', () => {
+      const grace = { email: 'grace@example.com', password: 'a long first password' };
+      let graceId: string;
+
+      it('creates a user who can sign in at once, and shows users without their password hash', async () => {
+        const res = await api('POST', '/users', { ...as('admin:users'), body: { ...grace, name: 'Grace' } });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        graceId = res.body.id;
+        assert.deepEqual(Object.keys(res.body).sort(), ['created_at', 'disabled', 'disabled_at', 'email', 'email_verified', 'id', 'name', 'updated_at']);
+        assert.equal(res.body.name, 'Grace');
+        assert.equal(res.body.disabled, false);
+        assert.equal((await passwordGrant(grace.email, grace.password)).status, 200);
+        assert.equal((await api('GET', `/users/${graceId}`, as('admin:users'))).body.email, grace.email);
+        const listed = await api('GET', '/users', as('admin:users'));
+        assert.ok(listed.body.users.some((u: { id: string }) => u.id === graceId));
+        assert.ok(!JSON.stringify(listed.body).includes('argon2'), 'no password hash');
+        assertProblem(await api('POST', '/users', { ...as('admin:users'), body: { ...grace, email: 'GRACE@example.com' } }), 409, 'email');
+      });
+
+      it('disables and enables a user', async () => {
+        const disabled = await api('POST', `/users/${graceId}/disable`, as('admin:users'));
+        assert.equal(disabled.status, 200);
+        assert.equal(disabled.body.disabled, true);
+        assert.notEqual(disabled.body.disabled_at, null);
+        assert.equal((await passwordGrant(grace.email, grace.password)).status, 400);
+        // An empty body sent as JSON (curl -X POST -H 'Content-Type: application/json') is no body.
+        const enabled = await api('POST', `/users/${graceId}/enable`, { ...as('admin:users'), raw: '' });
+        assert.equal(enabled.status, 200, JSON.stringify(enabled.body));
+        assert.equal(enabled.body.disabled, false);
+        assert.equal(enabled.body.disabled_at, null);
+        assert.equal((await passwordGrant(grace.email, grace.password)).status, 200);
+      });
+
+      it('resets a password', async () => {
+        assertProblem(await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: { password: 'short' } }), 400, 'password');
+        assertProblem(await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: {} }), 400, 'password');
+        assert.equal((await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: { password: 'a brand new password' } })).status, 204);
+        assert.equal((await passwordGrant(grace.email, 'a brand new password')).status, 200);
+        assert.equal((await passwordGrant(grace.email, grace.password)).status, 400);
+      });
+
+      it('deletes a user', async () => {
+        assert.equal((await api('DELETE', `/users/${graceId}`, as('admin:users'))).status, 204);
+        assertProblem(await api('GET', `/users/${graceId}`, as('admin:users')), 404);
+        assertProblem(await api('POST', `/users/${graceId}/disable`, as('admin:users')), 404);
+        assertProblem(await api('DELETE', `/users/${graceId}`, as('admin:users')), 404);
+        const kinds = (await api('GET', `/audit-events?user_id=${graceId}`, as('admin:tokens'))).body.events.map((e: { kind: string }) => e.kind);
+        for (const kind of ['admin.user.created', 'admin.user.disabled', 'admin.user.enabled', 'admin.user.password_reset', 'admin.user.deleted']) assert.ok(kinds.includes(kind), kind);
+      });
+    });
+
+    describe('grants (admin:tokens)', () => {
+      it('lists grants by user and by client, and revokes one with its refresh tokens', async () => {
+        const signedIn = await passwordGrant(ada.email, ada.password);
+        assert.equal(signedIn.status, 200);
+        const grantId = (await server.gatehouse.storage.refreshTokens.find(digestOf(signedIn.body.refresh_token)))!.grant.id;
+        const byUser = await api('GET', `/grants?user_id=${adaId}`, as('admin:tokens'));
+        assert.equal(byUser.status, 200);
+        assert.ok(byUser.body.grants.length >= 2);
+        const grant = byUser.body.grants.find((g: { id: string }) => g.id === grantId);
+        assert.deepEqual(Object.keys(grant).sort(), ['client_id', 'created_at', 'expires_at', 'id', 'kind', 'revoked_at', 'scopes', 'user_id']);
+        assert.equal(grant.user_id, adaId);
+        assert.equal(grant.client_id, mobile.id);
+        assert.equal(grant.kind, 'password');
+        assert.equal(grant.revoked_at, null);
+        const byClient = await api('GET', `/grants?client_id=${mobile.id}&limit=1`, as('admin:tokens'));
+        assert.equal(byClient.body.grants.length, 1);
+        assert.equal((await api('GET', `/grants?client_id=${viewer.id}`, as('admin:tokens'))).body.grants.length, 0);
+
+        const revoked = await api('POST', `/grants/${grant.id}/revoke`, as('admin:tokens'));
+        assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+        assert.notEqual(revoked.body.revoked_at, null);
+        const refresh = await post(`${server.url}/token`, { grant_type: 'refresh_token', client_id: mobile.id, client_secret: mobile.secret, refresh_token: signedIn.body.refresh_token });
+        assert.equal(refresh.status, 400);
+        assert.equal(refresh.body.error, 'invalid_grant');
+        const again = await api('POST', `/grants/${grant.id}/revoke`, as('admin:tokens'));
+        assert.equal(again.body.revoked_at, revoked.body.revoked_at, 'revoking twice changes nothing');
+        assertProblem(await api('POST', '/grants/no-such-grant/revoke', as('admin:tokens')), 404);
+        assertProblem(await api('GET', '/grants?limit=0', as('admin:tokens')), 400, 'limit');
+        assertProblem(await api('GET', '/grants?limit=many', as('admin:tokens')), 400, 'limit');
+      });
+    });
+
+    describe('signing keys (admin:tokens)', () => {
+      it('lists the published keys without private parts, and rotates them', async () => {
+        const listed = await api('GET', '/keys', as('admin:tokens'));
+        assert.equal(listed.status, 200);
+        for (const key of listed.body.keys) assert.deepEqual(Object.keys(key).sort(), ['activated_at', 'alg', 'created_at', 'expires_at', 'kid', 'retired_at', 'state', 'use']);
+        const next = listed.body.keys.find((k: { use: string; state: string }) => k.use === 'access' && k.state === 'next');
+        const active = listed.body.keys.find((k: { use: string; state: string }) => k.use === 'access' && k.state === 'active');
+
+        const rotated = await api('POST', '/keys/rotate', as('admin:tokens'));
+        assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+        const state = (kid: string) => rotated.body.keys.find((k: { kid: string }) => k.kid === kid)?.state;
+        assert.equal(state(next.kid), 'active');
+        assert.equal(state(active.kid), 'retired');
+        assert.ok(!JSON.stringify(rotated.body).includes('private'));
+        // Tokens signed before the rotation still work (the retired key stays published), new ones too.
+        assert.equal((await api('GET', '/keys', as('admin:tokens'))).status, 200);
+        const fresh = await clientToken(admin.id, admin.secret, 'admin:tokens');
+        assert.equal((await api('GET', '/keys', { auth: `Bearer ${fresh}` })).status, 200);
+        const events = (await api('GET', '/audit-events?kind=admin.keys.rotated', as('admin:tokens'))).body.events;
+        assert.equal(events.length, 1);
+        assert.equal(events[0].client_id, admin.id);
+      });
+    });
+
+    describe('audit events (admin:tokens)', () => {
+      it('queries by time (ISO or epoch seconds), client, user, kind and limit, newest first', async () => {
+        const all = (await api('GET', '/audit-events?limit=1000', as('admin:tokens'))).body.events as { id: number; at: string; kind: string; client_id: string | null; user_id: string | null }[];
+        assert.ok(all.length > 10);
+        for (let i = 1; i < all.length; i++) assert.ok(all[i - 1]!.at >= all[i]!.at, 'newest first');
+        assert.deepEqual(Object.keys(all[0]!).sort(), ['at', 'client_id', 'data', 'id', 'kind', 'outcome', 'user_id']);
+
+        assert.equal((await api('GET', '/audit-events?limit=2', as('admin:tokens'))).body.events.length, 2);
+        const kind = (await api('GET', '/audit-events?kind=token.issued', as('admin:tokens'))).body.events as { kind: string }[];
+        assert.ok(kind.length > 0 && kind.every((e) => e.kind === 'token.issued'));
+        const byUser = (await api('GET', `/audit-events?user_id=${adaId}`, as('admin:tokens'))).body.events as { user_id: string }[];
+        assert.ok(byUser.length > 0 && byUser.every((e) => e.user_id === adaId));
+        const byClient = (await api('GET', `/audit-events?client_id=${mobile.id}`, as('admin:tokens'))).body.events as { client_id: string }[];
+        assert.ok(byClient.length > 0 && byClient.every((e) => e.client_id === mobile.id));
+
+        const future = Math.floor(Date.now() / 1000) + 3600;
+        assert.deepEqual((await api('GET', `/audit-events?since=${future}`, as('admin:tokens'))).body.events, []);
+        assert.deepEqual((await api('GET', `/audit-events?since=${new Date(future * 1000).toISOString()}`, as('admin:tokens'))).body.events, []);
+        assert.equal((await api('GET', `/audit-events?until=2000-01-01T00:00:00Z`, as('admin:tokens'))).body.events.length, 0);
+        assert.ok((await api('GET', `/audit-events?since=2000-01-01&until=${future}`, as('admin:tokens'))).body.events.length > 0);
+
+        assertProblem(await api('GET', '/audit-events?since=yesterday', as('admin:tokens')), 400, 'since');
+        assertProblem(await api('GET', '/audit-events?until=soon', as('admin:tokens')), 400, 'until');
+        assertProblem(await api('GET', '/audit-events?since=2020-01-02&until=2020-01-01', as('admin:tokens')), 400, 'until');
+        assertProblem(await api('GET', '/audit-events?limit=1001', as('admin:tokens')), 400, 'limit');
+      });
+    });
+
+    describe('bad input', () => {
+      const createClient = (body: unknown, raw?: string) => api('POST', '/clients', { ...as('admin:clients'), ...(raw !== undefined ? { raw } : { body }) });
+
+      it('answers a problem naming the field, and stores nothing', async () => {
+        const count = (await server.gatehouse.storage.clients.list()).length;
+        const cases: [unknown, string][] = [
+          [{ scopes: ['objects:read'] }, 'name'],
+          [{ name: '   ' }, 'name'],
+          [{ name: 42 }, 'name'],
+          [{ name: 'x'.repeat(201) }, 'name'],
+          [{ name: 'App', colour: 'blue' }, 'colour'],
+          [{ name: 'App', type: 'secret' }, 'type'],
+          [{ name: 'App', grant_types: ['magic'] }, 'grant_types'],
+          [{ name: 'App', grant_types: 'client_credentials password' }, 'grant_types'],
+          [{ name: 'App', type: 'public', grant_types: ['client_credentials'] }, 'grant_types'],
+          [{ name: 'App', grant_types: ['authorization_code'] }, 'redirect_uris'],
+          [{ name: 'App', grant_types: ['authorization_code'], redirect_uris: ['not a url'] }, 'redirect_uris'],
+          [{ name: 'App', grant_types: ['authorization_code'], redirect_uris: ['javascript:alert(1)'] }, 'redirect_uris'],
+          [{ name: 'App', redirect_uris: [{ uri: 'https://x.example.com' }] }, 'redirect_uris'],
+          [{ name: 'App', post_logout_redirect_uris: ['/relative'] }, 'post_logout_redirect_uris'],
+          [{ name: 'App', base_url: 'partner.example.com' }, 'base_url'],
+          [{ name: 'App', scopes: ['no:such:scope'] }, 'scopes'],
+          [{ name: 'App', scopes: ['admin:users'] }, 'scopes'],
+          [{ name: 'App', admin: true, scopes: ['objects:read'] }, 'scopes'],
+          [{ name: 'App', scopes: ['objects:read'], default_scopes: ['model:read'] }, 'default_scopes'],
+          [{ name: 'App', admin: 'sometimes' }, 'admin'],
+          [{ name: 'App', owner_user_id: 'nobody' }, 'owner_user_id'],
+          [[{ name: 'App' }], 'body'],
+          ['App', 'body'],
+        ];
+        for (const [body, field] of cases) assertProblem(await createClient(body), 400, field);
+        assertProblem(await createClient(undefined, '{"name": "App",'), 400, 'body');
+        assertProblem(await createClient(undefined, ''), 400, 'body');
+        assertProblem(await createClient(undefined, '{"name": "App", "__proto__": {"admin": true}}'), 400, 'body');
+        assertProblem(await api('POST', '/clients', as('admin:clients')), 400, 'body');
+        assert.equal((await server.gatehouse.storage.clients.list()).length, count);
+      });
+
+      it('checks user input the same way', async () => {
+        const count = (await server.gatehouse.storage.users.list()).length;
+        for (const [body, field] of [
+          [{ email: 'not-an-email', password: 'long enough password' }, 'email'],
+          [{ email: 'x@example.com', password: 'short' }, 'password'],
+          [{ email: 'x@example.com' }, 'password'],
+          [{ password: 'long enough password' }, 'email'],
+          [{ email: 'x@example.com', password: 'long enough password', role: 'admin' }, 'role'],
+        ] as const) {
+          assertProblem(await api('POST', '/users', { ...as('admin:users'), body }), 400, field);
+        }
+        assert.equal((await server.gatehouse.storage.users.list()).length, count);
+      });
+
+      it('refuses a body that is not JSON with a 415 problem, and a body over 64 KiB with a 413 problem', async () => {
+        const form = await fetch(`${server.url}/admin/v1/users`, { method: 'POST', headers: { authorization: auth['admin:users']!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'email=x%40example.com' });
+        assertProblem({ status: form.status, headers: form.headers, body: await form.json() }, 415);
+        const big = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Big', description: 'x'.repeat(70 * 1024) } });
+        assertProblem(big, 413);
+      });
+    });
+
+    describe('OpenAPI document and reference page', () => {
+      let doc: any;
+
+      it('serves a valid OpenAPI 3.1 document without a token', async () => {
+        const res = await api('GET', '/openapi.json');
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+        doc = res.body;
+        assert.match(doc.openapi, /^3\.1\.\d+$/);
+        assert.equal(typeof doc.info.title, 'string');
+        assert.equal(typeof doc.info.version, 'string');
+        assert.equal(typeof doc.paths, 'object');
+        assert.equal(doc.components.securitySchemes.adminToken.type, 'oauth2');
+        assert.deepEqual(Object.keys(doc.components.securitySchemes.adminToken.flows.clientCredentials.scopes).sort(), [...ADMIN_SCOPES].sort());
+
+        const operationIds = new Set<string>();
+        const refs: string[] = [];
+        const collectRefs = (value: unknown): void => {
+          if (Array.isArray(value)) value.forEach(collectRefs);
+          else if (value && typeof value === 'object') {
+            for (const [key, child] of Object.entries(value)) {
+              if (key === '$ref') refs.push(child as string);
+              else collectRefs(child);
+            }
+          }
+        };
+        collectRefs(doc);
+        for (const ref of refs) {
+          assert.match(ref, /^#\/components\/(schemas|responses)\//);
+          const [, , section, name] = ref.split('/');
+          assert.ok(doc.components[section!][name!], `${ref} resolves`);
+        }
+
+        for (const [path, operations] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+          assert.match(path, /^\/admin\/v1\//);
+          const templated = [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
+          for (const [method, op] of Object.entries(operations)) {
+            assert.ok(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'].includes(method), method);
+            assert.equal(typeof op.operationId, 'string');
+            assert.ok(!operationIds.has(op.operationId), `operationId ${op.operationId} is unique`);
+            operationIds.add(op.operationId);
+            assert.ok(op.responses && Object.keys(op.responses).length > 0, `${method} ${path} has responses`);
+            for (const [status, response] of Object.entries(op.responses as Record<string, any>)) {
+              assert.match(status, /^[1-5]\d\d$/);
+              assert.ok(response.$ref || typeof response.description === 'string', `${method} ${path} ${status} has a description`);
+            }
+            assert.ok(Array.isArray(op.security), `${method} ${path} states its security`);
+            for (const requirement of op.security) for (const name of Object.keys(requirement)) assert.ok(doc.components.securitySchemes[name], name);
+            const pathParameters = (op.parameters ?? []).filter((p: { in: string }) => p.in === 'path');
+            assert.deepEqual(pathParameters.map((p: { name: string }) => p.name).sort(), templated, `${method} ${path} declares its path parameters`);
+            for (const p of pathParameters) assert.equal(p.required, true);
+            if (op.requestBody) assert.ok(op.requestBody.content['application/json'].schema, `${method} ${path} body schema`);
+            if (op.security.length > 0) {
+              assert.ok(op.responses['401'] && op.responses['403'], `${method} ${path} documents 401 and 403`);
+            }
+          }
+        }
+        assert.ok(doc.paths['/admin/v1/clients'].post.requestBody.content['application/json'].schema.properties.redirect_uris);
+        assert.equal(doc.paths['/admin/v1/clients'].post.requestBody.content['application/json'].schema.additionalProperties, false);
+      });
+
+      it('describes exactly the routes Fastify registered under /admin/v1', async () => {
+        // A second app on the same Gatehouse, watched from its root as it registers its routes.
+        const app = buildApp(server.gatehouse);
+        const registered: string[] = [];
+        app.addHook('onRoute', (route) => {
+          if (route.url.startsWith('/admin/v1')) for (const method of [route.method].flat()) registered.push(`${method} ${route.url}`);
+        });
+        try {
+          await app.ready();
+          const res = await app.inject({ method: 'GET', url: '/admin/v1/openapi.json' });
+          const document = res.json() as { paths: Record<string, Record<string, unknown>> };
+          const documented = Object.entries(document.paths).flatMap(([path, operations]) => Object.keys(operations).map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`));
+          assert.deepEqual([...new Set(documented)].sort(), [...new Set(registered)].sort());
+          assert.equal(documented.length, registered.length, 'no route twice');
+          assert.ok(registered.length >= ENDPOINTS.length + 2);
+        } finally {
+          await app.close();
+        }
+      });
+
+      it('serves a readable reference page with a strict Content-Security-Policy and no script', async () => {
+        const res = await fetch(`${server.url}/admin/v1/docs`);
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
+        const csp = res.headers.get('content-security-policy') ?? '';
+        assert.match(csp, /default-src 'none'/);
+        assert.match(csp, /frame-ancestors 'none'/);
+        const html = await res.text();
+        assert.ok(!/<script/i.test(html));
+        assert.ok(!/ style=/i.test(html), 'no inline style');
+        for (const [path, operations] of Object.entries(doc.paths as Record<string, Record<string, { operationId: string }>>)) {
+          for (const [method, op] of Object.entries(operations)) {
+            assert.ok(html.includes(`id="op-${op.operationId}"`), `the page shows ${op.operationId}`);
+            assert.ok(html.includes(`<span class="badge">${method.toUpperCase()}</span> <code>${path}</code>`), `${method} ${path}`);
+          }
+        }
+        for (const scope of ADMIN_SCOPES) assert.ok(html.includes(`Scope: <code>${scope}</code>`), scope);
+        assert.ok(html.includes('<code>redirect_uris</code>'), 'body fields are listed');
+        assert.ok(html.includes('id="problem-invalid-request"'), 'problem types are explained');
+      });
+
+      it('gives each problem a type that points at the reference page', async () => {
+        const res = await api('GET', '/audit-events?since=never', as('admin:tokens'));
+        assert.equal(res.body.type, `${server.url}/admin/v1/docs#problem-invalid-request`);
+      });
+    });
+  });
+}
