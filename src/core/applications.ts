@@ -230,3 +230,27 @@ function checkPassword(password: unknown): asserts password is string {
   if (typeof password !== 'string' || password.length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
   if (password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
 }
+
+/** A client as the admin API and the command line show it (snake_case, times in ISO 8601; never a secret). */
+export function describeClient(c: Client) {
+  const iso = (epochSeconds: number) => new Date(epochSeconds * 1000).toISOString();
+  return {
+    client_id: c.id,
+    name: c.name,
+    description: c.description,
+    type: c.type,
+    base_url: c.baseUrl,
+    redirect_uris: c.redirectUris,
+    post_logout_redirect_uris: c.postLogoutRedirectUris,
+    grant_types: c.grantTypes,
+    scopes: c.scopes,
+    default_scopes: c.defaultScopes,
+    admin: c.isAdmin,
+    first_party: c.firstParty,
+    impersonation: c.allowImpersonation,
+    resource_server: c.isResourceServer,
+    owner_user_id: c.ownerUserId,
+    created_at: iso(c.createdAt),
+    updated_at: iso(c.updatedAt),
+  };
+}

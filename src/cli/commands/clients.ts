@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { createClient, deleteClient, rotateClientSecret } from '../../core/applications.ts';
+import { createClient, deleteClient, describeClient, rotateClientSecret } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories.ts';
 import { isoTime, table, UsageError, type Output } from '../output.ts';
@@ -63,7 +63,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
     }
     case 'list': {
       const clients = await gatehouse.storage.clients.list();
-      out.print(clients.map(describe), () =>
+      out.print(clients.map(describeClient), () =>
         table([['CLIENT_ID', 'NAME', 'TYPE', 'GRANTS', 'FLAGS'], ...clients.map((c) => [c.id, c.name, c.type, c.grantTypes.join(','), flags(c)])]),
       );
       return;
@@ -72,7 +72,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
       const client = await gatehouse.storage.clients.find(required(rest[0], 'client show needs a CLIENT_ID'));
       if (!client) throw new Error(`no client ${rest[0]}`);
       const secrets = await gatehouse.storage.clients.listSecrets(client.id);
-      const described = { ...describe(client), secrets: secrets.map((s) => ({ id: s.id, hint: `…${s.hint}`, created_at: isoTime(s.createdAt), expires_at: isoTime(s.expiresAt) })) };
+      const described = { ...describeClient(client), secrets: secrets.map((s) => ({ id: s.id, hint: `…${s.hint}`, created_at: isoTime(s.createdAt), expires_at: isoTime(s.expiresAt) })) };
       out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(26)} ${typeof v === 'string' ? v : JSON.stringify(v)}`).join('\n'));
       return;
     }
@@ -94,27 +94,6 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
     default:
       throw new UsageError(`unknown client command "${sub ?? ''}"`);
   }
-}
-
-function describe(c: Client) {
-  return {
-    client_id: c.id,
-    name: c.name,
-    description: c.description,
-    type: c.type,
-    base_url: c.baseUrl,
-    redirect_uris: c.redirectUris,
-    post_logout_redirect_uris: c.postLogoutRedirectUris,
-    grant_types: c.grantTypes,
-    scopes: c.scopes,
-    default_scopes: c.defaultScopes,
-    admin: c.isAdmin,
-    first_party: c.firstParty,
-    impersonation: c.allowImpersonation,
-    resource_server: c.isResourceServer,
-    owner_user_id: c.ownerUserId,
-    created_at: isoTime(c.createdAt),
-  };
 }
 
 const flags = (c: Client): string => [c.isAdmin && 'admin', c.firstParty && 'first-party', c.allowImpersonation && 'impersonation', c.isResourceServer && 'resource-server'].filter(Boolean).join(',') || '-';

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { addClientSecret, createClient, deleteClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
+import { addClientSecret, createClient, deleteClient, describeClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientSecret, ClientType } from '../../storage/repositories.ts';
@@ -245,28 +245,6 @@ function clientInput(body: ClientBody): ClientPatch {
     allowImpersonation: body.impersonation,
     isResourceServer: body.resource_server,
     ownerUserId: body.owner_user_id,
-  };
-}
-
-export function describeClient(c: Client) {
-  return {
-    client_id: c.id,
-    name: c.name,
-    description: c.description,
-    type: c.type,
-    base_url: c.baseUrl,
-    redirect_uris: c.redirectUris,
-    post_logout_redirect_uris: c.postLogoutRedirectUris,
-    grant_types: c.grantTypes,
-    scopes: c.scopes,
-    default_scopes: c.defaultScopes,
-    admin: c.isAdmin,
-    first_party: c.firstParty,
-    impersonation: c.allowImpersonation,
-    resource_server: c.isResourceServer,
-    owner_user_id: c.ownerUserId,
-    created_at: iso(c.createdAt),
-    updated_at: iso(c.updatedAt),
   };
 }
 
