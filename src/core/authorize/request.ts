@@ -203,7 +203,14 @@ export async function validateAuthorizationRequest(inputs: ValidationInputs): Pr
       throw error;
     }
   }
-  const state = param('state');
+  let state: string | undefined;
+  try {
+    state = param('state');
+  } catch (error) {
+    // A repeated state is refused at the redirect URI like any other bad parameter (never a 500).
+    if (error instanceof OAuthError) throw new AuthorizationRedirectError(error, { redirectUri: draft.redirectUri!, responseMode: draft.responseMode!, state: undefined });
+    throw error;
+  }
   return {
     client: draft.client!,
     request: {

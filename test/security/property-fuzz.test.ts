@@ -1,0 +1,1187 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import http from 'node:http';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { addClientSecret, createClient } from '../../src/core/applications.ts';
+import { hashPassword } from '../../src/core/passwords.ts';
+import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
+import { issueRefreshToken } from '../../src/core/tokens/refresh.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+/*
+ * Issue 6, "Abuse": property-based fuzzing (fast-check) of the inputs of every endpoint over real
+ * HTTP — the token endpoint, /authorize (GET and POST), sign-in, sign-up, consent, sign-out,
+ * withdrawal of consent, userinfo, introspection, revocation, project tokens, discovery and the
+ * JWKS, the admin API and the developer portal. Most inputs are valid requests changed in up to
+ * three places (a parameter dropped, repeated, truncated, replaced with junk, an unknown or
+ * prototype-polluting one added), so that they get past the first checks; the rest are anything
+ * at all. Junk is unicode, NULs, lone surrogates, injections, huge values; bodies come in odd
+ * content types and encodings, with odd headers. Refresh tokens, codes, waiting requests,
+ * applications and users are minted fresh for each request, so valid requests really succeed.
+ *
+ * Properties, for every request:
+ *   - never a 5xx, never a stack trace;
+ *   - a well-formed answer: the protocol endpoints answer JSON, with an `error` string on a 4xx
+ *     (the admin API an RFC 9457 problem); the pages answer HTML with their security headers, and
+ *     redirect only to this server or to an address registered for the client (no open redirect),
+ *     with `iss` in every authorization response and never a token in a query string;
+ *   - a refused request changes nothing stored: every table but the audit log is read before and
+ *     after, through a read-only connection of its own (SQLite).
+ *
+ * The seed is fixed, so a run is repeatable (FUZZ_SEED and FUZZ_RUNS explore further, locally).
+ */
+
+// FUZZ_SEED and FUZZ_RUNS let a longer local run explore further; the suite runs with these fixed values.
+const SEED = Number(process.env.FUZZ_SEED ?? 0) || 0x9700;
+const RUNS = Number(process.env.FUZZ_RUNS ?? 0) || undefined;
+const runs = (n: number): number => RUNS ?? n;
+
+const CALLBACK = 'https://app.example/callback';
+const LOOPBACK = 'http://127.0.0.1:8080/native';
+const LEGACY_CALLBACK = 'https://legacy.example/callback';
+const LOGGED_OUT = 'https://app.example/logged-out';
+const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+/**
+ * Placeholders the runner replaces just before sending, with values that exist per request: a
+ * fresh refresh token, code, waiting authorization request, application or user, so that valid
+ * requests can succeed (and replays of earlier runs cannot mix in). Plain ASCII, so they survive
+ * every encoding; minted before the "before" snapshot.
+ */
+const P = {
+  csrf: 'PH-csrf-7f3a',
+  refresh: 'PH-refresh-7f3a',
+  code: 'PH-code-7f3a',
+  spaCode: 'PH-spacode-7f3a',
+  access: 'PH-access-7f3a',
+  pendingLogin: 'PH-pendinglogin-7f3a',
+  pendingConsent: 'PH-pendingconsent-7f3a',
+  ownApp: 'PH-ownapp-7f3a',
+  ownSecret: 'PH-ownsecret-7f3a',
+  ownKey: 'PH-ownkey-7f3a',
+  spareClient: 'PH-spareclient-7f3a',
+  spareSecret: 'PH-sparesecret-7f3a',
+  spareKey: 'PH-sparekey-7f3a',
+  spareUser: 'PH-spareuser-7f3a',
+  spareGrant: 'PH-sparegrant-7f3a',
+  consented: 'PH-consented-7f3a',
+  unique: 'PH-unique-7f3a',
+} as const;
+
+const VERIFIER = randomBytes(32).toString('base64url');
+const CHALLENGE = createHash('sha256').update(VERIFIER).digest('base64url');
+
+// --- arbitrary input ---------------------------------------------------------------------------
+
+const INJECTIONS = [
+  "' OR 1=1 --",
+  '"; DROP TABLE clients; --',
+  "' UNION SELECT digest FROM client_secrets --",
+  '%00',
+  '%zz',
+  '%',
+  '%E0%A4%A',
+  '${7*7}',
+  '{{7*7}}',
+  '<script>alert(1)</script>',
+  '"><img src=x onerror=alert(1)>',
+  'javascript:alert(1)',
+  '../../../../etc/passwd',
+  '\r\nSet-Cookie: pwned=1',
+  '\u0000',
+  'nul\u0000byte',
+  '\ud800',
+  '\udfff\ud800',
+  '\u202e\u0627\u0644\u0639\u0631\u0628\u064a\u0629',
+  '😀🔥👩‍👩‍👧‍👦',
+  'e\u0301\u0301\u0301',
+  '\ufeffBOM',
+  '__proto__',
+  'constructor',
+  'toString',
+  'NaN',
+  '-1',
+  '1e309',
+  '0x10',
+  'null',
+  'undefined',
+  'true',
+  '[]',
+  '{}',
+  '[object Object]',
+  ' ',
+  '\t',
+  '+',
+  'https://evil.example/',
+  '//evil.example',
+];
+const ODD_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'a[b]', 'a.b', '', ' ', 'grant_type[]', 'client_id '];
+
+/** Strings of every kind; `huge` adds a few thousand characters now and then. */
+const junk = (huge = false): fc.Arbitrary<string> =>
+  fc.oneof(
+    { weight: 5, arbitrary: fc.string({ maxLength: 40 }) },
+    { weight: 3, arbitrary: fc.string({ unit: 'grapheme', maxLength: 30 }) },
+    { weight: 3, arbitrary: fc.string({ unit: 'binary', maxLength: 30 }) },
+    { weight: 4, arbitrary: fc.constantFrom(...INJECTIONS) },
+    { weight: 1, arbitrary: fc.oneof(fc.integer(), fc.double()).map(String) },
+    { weight: huge ? 1 : 0, arbitrary: fc.string({ unit: 'binary-ascii', minLength: 2000, maxLength: 6000 }) },
+    { weight: huge ? 1 : 0, arbitrary: fc.string({ unit: 'grapheme', minLength: 300, maxLength: 1200 }) },
+  );
+
+type Value = string | string[];
+type Entries = [string, Value][];
+
+/**
+ * Parameters for an endpoint: each known name absent or present — mostly with a value that makes
+ * sense, sometimes junk, sometimes repeated — plus a few unknown names.
+ */
+function paramsArb(spec: Record<string, fc.Arbitrary<string>>, huge = false): fc.Arbitrary<Entries> {
+  const fields = Object.entries(spec).map(([name, valid]) =>
+    fc.option(
+      fc.oneof(
+        { weight: 6, arbitrary: valid.map((v): [string, Value] => [name, v]) },
+        { weight: 2, arbitrary: junk(huge).map((v): [string, Value] => [name, v]) },
+        { weight: 1, arbitrary: fc.array(fc.oneof(valid, junk()), { minLength: 2, maxLength: 3 }).map((vs): [string, Value] => [name, vs]) },
+      ),
+      { freq: 4 },
+    ),
+  );
+  const extra = fc.array(fc.tuple(fc.oneof(fc.constantFrom(...ODD_KEYS), junk()), fc.oneof(junk(huge), fc.array(junk(), { minLength: 2, maxLength: 2 }))), { maxLength: 3 });
+  return fc.tuple(fc.tuple(...fields), extra).map(([known, more]) => [...known.filter((e): e is [string, Value] => e !== null), ...(more as [string, Value][])]);
+}
+
+// Lone surrogates cannot be percent-encoded; they go as U+FFFD, as a browser would send them.
+const enc = (value: string): string => encodeURIComponent(value.toWellFormed());
+const pairs = (entries: Entries): [string, string][] => entries.flatMap(([k, v]) => (Array.isArray(v) ? v.map((x): [string, string] => [k, x]) : [[k, v] as [string, string]]));
+const formEncode = (entries: Entries): string => pairs(entries).map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&');
+// Written by hand, so that repeated and `__proto__` keys reach the server as they are.
+const jsonEncode = (entries: Entries): string => `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`;
+/** Any junk made fit for a request line: what cannot be sent raw is percent-encoded, malformed escapes stay. */
+const rawQuery = (text: string): string => text.replace(/[^\x21-\x7e]|#/g, (c) => [...Buffer.from(c.toWellFormed())].map((b) => `%${b.toString(16).padStart(2, '0')}`).join(''));
+
+const ODD_TYPES = [
+  'text/plain',
+  'multipart/form-data; boundary=xyz',
+  'application/xml',
+  'application/octet-stream',
+  'APPLICATION/JSON',
+  'application/json; charset=utf-16',
+  'application/x-www-form-urlencoded; charset=iso-8859-1',
+  'Application/X-WWW-Form-Urlencoded',
+  'application/json, text/plain',
+  'application/jsonx',
+  'application/*',
+  'x/x; a=b; a=c',
+  ';',
+  '',
+];
+
+interface Body {
+  type: string | undefined;
+  body: string | Buffer;
+}
+
+/** A request body carrying `entries`, in the standard encodings and in odd ones. */
+function bodyArb(entries: fc.Arbitrary<Entries>): fc.Arbitrary<Body> {
+  return fc.oneof(
+    { weight: 12, arbitrary: entries.map((e): Body => ({ type: 'application/x-www-form-urlencoded', body: formEncode(e) })) },
+    { weight: 4, arbitrary: entries.map((e): Body => ({ type: 'application/json', body: jsonEncode(e) })) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.option(fc.constantFrom(...ODD_TYPES), { freq: 5 }), entries, fc.constantFrom('form', 'json'))
+        .map(([type, e, as]): Body => ({ type: type ?? undefined, body: as === 'form' ? formEncode(e) : jsonEncode(e) })),
+    },
+    { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v): Body => ({ type: 'application/json', body: JSON.stringify(v) ?? 'null' })) },
+    { weight: 1, arbitrary: fc.tuple(fc.constantFrom('application/json', 'application/x-www-form-urlencoded', 'text/plain'), fc.uint8Array({ maxLength: 300 })).map(([type, bytes]): Body => ({ type, body: Buffer.from(bytes) })) },
+    { weight: 1, arbitrary: fc.constantFrom<Body>({ type: 'application/json', body: '' }, { type: 'application/json', body: '{' }, { type: 'application/x-www-form-urlencoded', body: '' }) },
+    // Over the 64 KiB limit.
+    { weight: 1, arbitrary: fc.constantFrom<Body>({ type: 'application/x-www-form-urlencoded', body: `a=${'x'.repeat(70 * 1024)}` }, { type: 'application/json', body: JSON.stringify({ a: 'y'.repeat(70 * 1024) }) }) },
+  );
+}
+
+/** One change an attacker (or a broken client) makes to a request that would otherwise be valid. */
+type Mutation = { op: 'drop' | 'junk' | 'dup' | 'truncate' | 'pad' | 'upper' | 'array' | 'empty'; at: number; value: string } | { op: 'add'; key: string; value: Value };
+
+const mutationArb = (plausible: fc.Arbitrary<string>): fc.Arbitrary<Mutation> =>
+  fc.oneof(
+    fc.record({ op: fc.constantFrom('drop', 'junk', 'junk', 'dup', 'truncate', 'pad', 'upper', 'array', 'empty'), at: fc.nat(), value: fc.oneof(junk(true), plausible) }),
+    fc.record({ op: fc.constant('add'), key: fc.oneof(fc.constantFrom(...ODD_KEYS), junk()), value: fc.oneof(junk(), plausible, fc.array(plausible, { minLength: 2, maxLength: 2 })) }),
+  ) as fc.Arbitrary<Mutation>;
+
+function mutate(entries: Entries, mutations: readonly Mutation[]): Entries {
+  const result: Entries = entries.map(([k, v]) => [k, Array.isArray(v) ? [...v] : v]);
+  for (const m of mutations) {
+    if (m.op === 'add') {
+      result.push([m.key, m.value]);
+      continue;
+    }
+    if (result.length === 0) continue;
+    const i = m.at % result.length;
+    const [key, value] = result[i]!;
+    const text = Array.isArray(value) ? (value[0] ?? '') : value;
+    switch (m.op) {
+      case 'drop':
+        result.splice(i, 1);
+        break;
+      case 'junk':
+        result[i] = [key, m.value];
+        break;
+      case 'dup':
+        result[i] = [key, [text, m.value.length % 2 ? text : m.value]];
+        break;
+      case 'truncate':
+        result[i] = [key, text.slice(0, -1 - (m.value.length % 3))];
+        break;
+      case 'pad':
+        result[i] = [key, ` ${text}\t`];
+        break;
+      case 'upper':
+        result[i] = m.value.length % 2 ? [key.toUpperCase(), value] : [key, text.toUpperCase()];
+        break;
+      case 'array':
+        result[i] = [key, [text]];
+        break;
+      case 'empty':
+        result[i] = [key, ''];
+        break;
+    }
+  }
+  return result;
+}
+
+/** Valid requests (from `templates`), changed in up to three places; now and then, anything at all (from `spec`). */
+function requestsArb(templates: fc.Arbitrary<Entries>, spec: Record<string, fc.Arbitrary<string>>, plausible: fc.Arbitrary<string>): fc.Arbitrary<Entries> {
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.tuple(templates, fc.array(mutationArb(plausible), { maxLength: 3 })).map(([entries, mutations]) => mutate(entries, mutations)) },
+    { weight: 1, arbitrary: paramsArb(spec, true) },
+  );
+}
+
+/** Header values as Node can send them (visible Latin-1, no line breaks). */
+const headerSafe = (value: string): string => value.toWellFormed().replace(/[^\t\x20-\x7e\x80-\xff]/g, '?');
+
+const ODD_HEADERS = fc.dictionary(
+  fc.constantFrom('accept', 'accept-encoding', 'accept-language', 'if-none-match', 'if-modified-since', 'range', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'origin', 'referer', 'user-agent', 'x-http-method-override', 'expect-ct'),
+  junk().map(headerSafe),
+  { maxKeys: 3 },
+);
+
+// --- sending and reading -----------------------------------------------------------------------
+
+interface Case {
+  method: string;
+  path: string;
+  query?: string;
+  body?: Body;
+  headers?: Record<string, string>;
+  /** Whose session the browser carries, if any (a fresh one per request). */
+  session?: 'victim' | 'developer' | null;
+  /** Whether the browser carries its CSRF cookie. */
+  csrfCookie?: boolean;
+}
+
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+}
+
+function send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<Answer> {
+  const { hostname, port } = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const all: http.OutgoingHttpHeaders = { ...headers };
+    if (body !== undefined) all['content-length'] = body.length;
+    let settled = false;
+    const request = http.request({ hostname, port, method, path, headers: all, agent: false, timeout: 15_000 }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        settled = true;
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8') });
+      });
+      response.on('error', (error) => settled || reject(error));
+    });
+    request.on('timeout', () => request.destroy(new Error('no answer within 15 s')));
+    // The server may answer (413, 431) and close before the whole request is written; the answer counts.
+    request.on('error', (error) => settled || reject(error));
+    request.end(body);
+  });
+}
+
+const STACK_TRACE = /\n\s+at |\bat [\w$.<>]+ \(|\(?(file:\/\/)?\/[\w.-]+\/[\w./-]+:\d+:\d+|node_modules|\.ts:\d+|FST_ERR|\bTypeError\b|\bSyntaxError\b/;
+
+// --- what is stored ------------------------------------------------------------------------------
+
+/**
+ * Every table but the audit log, through a read-only connection of its own. API keys' last-use
+ * times are left out: like the audit log, they record that a valid key was presented.
+ */
+function observer(server: TestServer) {
+  const db = new DatabaseSync(join(server.database.dataDir, 'gatehouse.sqlite'), { readOnly: true });
+  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'audit_events' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
+  const statements = tables.map((table) => [table, db.prepare(`SELECT * FROM "${table}"`)] as const);
+  return {
+    tables,
+    snapshot(): Map<string, string> {
+      const result = new Map<string, string>();
+      for (const [table, statement] of statements) {
+        const rows = statement.all().map((row) => {
+          const copy: Record<string, unknown> = { ...row };
+          if (table === 'api_keys') delete copy.last_used_at;
+          return JSON.stringify(copy);
+        });
+        result.set(table, rows.sort().join('\n'));
+      }
+      return result;
+    },
+    close: () => db.close(),
+  };
+}
+
+function differences(before_: Map<string, string>, after_: Map<string, string>): string[] {
+  const changed: string[] = [];
+  for (const [table, rows] of after_) {
+    if (before_.get(table) === rows) continue;
+    const lines = (text: string | undefined) => (text ? text.split('\n') : []);
+    const old = new Set(lines(before_.get(table)));
+    const now = new Set(lines(rows));
+    const added = [...now].filter((r) => !old.has(r));
+    const removed = [...old].filter((r) => !now.has(r));
+    changed.push(`${table}: +${added.length} −${removed.length} ${[...added.map((r) => `+${r.slice(0, 200)}`), ...removed.map((r) => `-${r.slice(0, 200)}`)].slice(0, 4).join(' ')}`);
+  }
+  return changed;
+}
+
+// --- the fixture ---------------------------------------------------------------------------------
+
+interface Client {
+  id: string;
+  secret: string;
+}
+
+interface Fixture {
+  server: TestServer;
+  issuer: string;
+  victimId: string;
+  developerId: string;
+  victim: { email: string; password: string };
+  /** A session of the victim's that lives through the whole test (to make waiting requests). */
+  victimSession: string;
+  web: Client;
+  spa: Client;
+  legacy: Client;
+  /** A client the victim never consents to for good: requests of its wait for consent. */
+  pending: Client;
+  firstParty: Client;
+  machine: Client;
+  resourceServer: Client;
+  admin: Client;
+  tokens: { userAccess: string; machineAccess: string; adminAccess: string; idToken: string; apiKey: string; projectToken: string };
+  csrf: { cookie: string; token: string };
+  /** The password hash of the users minted per request. */
+  spareHash: string;
+}
+
+describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => {
+  const f = {} as Fixture;
+  let db: ReturnType<typeof observer>;
+  const stats = new Map<string, Map<number, number>>();
+  let unique = 0;
+
+  before(async () => {
+    const server = await startTestServer('sqlite', {
+      config: {
+        implicit: { enabled: true },
+        // High limits, so that the fuzzing reaches the code behind them (the limits have tests of their own).
+        login: { maxFailuresPerAccount: 1000, maxFailuresPerAddress: 100_000 },
+        rateLimits: { clientAuthFailures: 1_000_000 },
+      },
+    });
+    f.server = server;
+    f.issuer = server.config.issuer;
+    const { gatehouse } = server;
+    f.victim = { email: 'victim@example.com', password: 'correct horse battery staple' };
+    f.victimId = (await server.user(f.victim.email, f.victim.password)).id;
+    f.developerId = (await server.user('developer@example.com', 'another long password')).id;
+    f.victimSession = await gatehouse.sessions.start(f.victimId, gatehouse.clock());
+    f.spareHash = await hashPassword('spare user password');
+    const scopes = ['openid', 'profile', 'email', 'objects:read', 'model:read'];
+    f.web = await server.client({ name: 'Web', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK, LOOPBACK], postLogoutRedirectUris: [LOGGED_OUT] });
+    f.spa = await server.client({ name: 'SPA', type: 'public', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK] });
+    f.legacy = await server.client({ name: 'Legacy', grantTypes: ['implicit', 'authorization_code'], scopes, redirectUris: [LEGACY_CALLBACK], firstParty: true });
+    f.pending = await server.client({ name: 'Waiting', grantTypes: ['authorization_code'], scopes, redirectUris: [CALLBACK] });
+    f.firstParty = await server.client({ name: 'First party', grantTypes: ['password', 'refresh_token'], scopes, firstParty: true });
+    f.machine = await server.client({ name: 'Machine', grantTypes: ['client_credentials', EXCHANGE], scopes: ['objects:read', 'model:read', 'bcf:read'] });
+    f.resourceServer = await server.client({ name: 'API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
+    f.admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:clients', 'admin:users', 'admin:tokens'], isAdmin: true });
+
+    const token = async (client: Client, params: Record<string, string>) => {
+      const res = await post(`${server.url}/token`, params, { headers: { authorization: basic(client.id, client.secret) } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body;
+    };
+    const userTokens = await token(f.firstParty, { grant_type: 'password', username: f.victim.email, password: f.victim.password, scope: 'openid email objects:read model:read' });
+    const machineToken = (await token(f.machine, { grant_type: 'client_credentials' })).access_token;
+    const machineClient = (await gatehouse.storage.clients.find(f.machine.id))!;
+    const project = await fetch(`${server.url}/projects/p1/access-tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${machineToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ expires_at: new Date(Date.now() + 3600_000).toISOString(), scopes: ['model:read'] }),
+    });
+    f.tokens = {
+      userAccess: userTokens.access_token,
+      machineAccess: machineToken,
+      adminAccess: (await token(f.admin, { grant_type: 'client_credentials' })).access_token,
+      idToken: userTokens.id_token,
+      apiKey: (await gatehouse.apiKeys.create(machineClient, { name: 'fuzz key', scopes: ['model:read'] }, gatehouse.clock())).value,
+      projectToken: ((await project.json()) as { access_token: string }).access_token,
+    };
+    assert.ok(f.tokens.idToken && f.tokens.projectToken);
+
+    const browser = new HttpBrowser();
+    const page = await browser.request(`${server.url}/login`);
+    f.csrf = { cookie: browser.cookies.get('gatehouse_csrf')!, token: hiddenField(page.text, 'csrf') };
+    db = observer(server);
+  });
+
+  after(async () => {
+    db?.close();
+    await f.server?.close();
+  });
+
+  // --- credentials minted per request ---------------------------------------------------------------
+
+  /** Values for the placeholders in `text`: each made fresh, before the request's "before" snapshot. */
+  async function mint(text: string): Promise<Map<string, string>> {
+    const { gatehouse } = f.server;
+    const { storage, config } = gatehouse;
+    const now = gatehouse.clock();
+    const values = new Map<string, string>();
+    const wants = (...names: string[]) => names.some((name) => text.includes(name));
+    if (wants(P.csrf)) values.set(P.csrf, f.csrf.token);
+    if (wants(P.unique)) values.set(P.unique, `u${++unique}`);
+    if (wants(P.refresh)) {
+      const grantId = randomUUID();
+      await storage.grants.create({ id: grantId, clientId: f.firstParty.id, userId: f.victimId, kind: 'password', scopes: ['openid', 'objects:read'], authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
+      values.set(P.refresh, await issueRefreshToken(storage, grantId, f.firstParty.id, ['openid', 'objects:read'], now, config.tokens.refreshTokenTtlSeconds));
+    }
+    for (const [name, client] of [[P.code, f.web], [P.spaCode, f.spa]] as const) {
+      if (!wants(name)) continue;
+      const code = createOpaqueToken('ac');
+      await storage.codes.insert({
+        digest: digestOf(code),
+        clientId: client.id,
+        userId: f.victimId,
+        redirectUri: CALLBACK,
+        redirectUriExplicit: true,
+        scopes: ['openid', 'objects:read'],
+        codeChallenge: CHALLENGE,
+        codeChallengeMethod: 'S256',
+        nonce: 'n-1',
+        authTime: now,
+        grantId: null,
+        accessTokenJti: null,
+        accessTokenExpiresAt: null,
+        createdAt: now,
+        expiresAt: now + 600,
+        consumedAt: null,
+      });
+      values.set(name, code);
+    }
+    if (wants(P.access)) values.set(P.access, (await gatehouse.accessTokens.issue({ sub: f.victimId, clientId: f.firstParty.id, scopes: ['openid', 'email', 'objects:read'] }, now)).token);
+    for (const [name, session] of [[P.pendingLogin, undefined], [P.pendingConsent, f.victimSession]] as const) {
+      if (!wants(name)) continue;
+      const query = new URLSearchParams({ response_type: 'code', client_id: f.pending.id, redirect_uri: CALLBACK, scope: 'openid email', state: 'waiting', prompt: 'consent' });
+      const res = await fetch(`${f.server.url}/authorize?${query}`, { redirect: 'manual', headers: session ? { cookie: `gatehouse_session=${session}` } : {} });
+      const id = new URL(res.headers.get('location')!, f.server.url).searchParams.get('request');
+      assert.ok(id, `no waiting request: ${res.status} ${res.headers.get('location')}`);
+      values.set(name, id);
+    }
+    if (wants(P.ownApp, P.ownSecret, P.ownKey)) {
+      const { client } = await createClient(gatehouse, { name: 'Own app', type: 'confidential', ownerUserId: f.developerId, grantTypes: ['client_credentials'], scopes: ['objects:read', 'model:read'], redirectUris: [CALLBACK] }, now);
+      await addClientSecret(gatehouse, client.id, now);
+      const key = await gatehouse.apiKeys.create(client, { name: 'own key', scopes: ['objects:read'] }, now);
+      values.set(P.ownApp, client.id).set(P.ownSecret, (await storage.clients.listSecrets(client.id))[0]!.id).set(P.ownKey, key.key.id);
+    }
+    if (wants(P.spareClient, P.spareSecret, P.spareKey)) {
+      const { client } = await createClient(gatehouse, { name: 'Spare', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'] }, now);
+      const key = await gatehouse.apiKeys.create(client, { name: 'spare key', scopes: ['objects:read'] }, now);
+      values.set(P.spareClient, client.id).set(P.spareSecret, (await storage.clients.listSecrets(client.id))[0]!.id).set(P.spareKey, key.key.id);
+    }
+    if (wants(P.spareUser)) {
+      const id = randomUUID();
+      // Stored directly (a password hash of a fixed value): hashing one per request would be slow.
+      await storage.users.create({ id, email: `spare-${id}@example.com`, name: '', passwordHash: f.spareHash, emailVerified: false, disabledAt: null }, now);
+      values.set(P.spareUser, id);
+    }
+    if (wants(P.consented)) {
+      // The victim's consent to the web client, there to be withdrawn (or left alone).
+      await storage.consents.save({ userId: f.victimId, clientId: f.web.id, scopes: ['openid', 'objects:read'], createdAt: now, updatedAt: now });
+      values.set(P.consented, f.web.id);
+    }
+    if (wants(P.spareGrant)) {
+      const id = randomUUID();
+      await storage.grants.create({ id, clientId: f.firstParty.id, userId: f.victimId, kind: 'password', scopes: ['objects:read'], authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
+      values.set(P.spareGrant, id);
+    }
+    return values;
+  }
+
+  // --- the runner --------------------------------------------------------------------------------
+
+  type Kind = 'json' | 'page' | 'admin';
+  interface Endpoint {
+    name: string;
+    kind: Kind;
+    numRuns: number;
+    cases: () => fc.Arbitrary<Case>;
+    /** True when this answer is a success that may change stored state; anything else must leave it as it was. */
+    mayChange: (answer: Answer, c: Case) => boolean;
+    /** Checks of its own. */
+    check?: (answer: Answer, c: Case) => string[];
+  }
+
+  const sameOrigin = (location: string): boolean => {
+    if (location.startsWith('/') && !location.startsWith('//') && !location.startsWith('/\\')) return true;
+    return URL.parse(location)?.origin === f.server.url;
+  };
+
+  /** An authorization response may go to a registered redirect URI only (loopback: any port). */
+  const registeredRedirect = (location: string): boolean => {
+    const url = URL.parse(location);
+    if (!url) return false;
+    const base = `${url.origin}${url.pathname}`;
+    if (base === CALLBACK || base === LEGACY_CALLBACK) return true;
+    return url.protocol === 'http:' && url.hostname === '127.0.0.1' && url.pathname === '/native' && !url.username;
+  };
+
+  function checkAuthorizationResponse(location: string): string[] {
+    const problems: string[] = [];
+    const url = new URL(location);
+    const params = url.hash ? new URLSearchParams(url.hash.slice(1)) : url.searchParams;
+    if (params.getAll('iss').join() !== f.issuer) problems.push(`iss is ${JSON.stringify(params.getAll('iss'))}`);
+    for (const name of ['access_token', 'id_token', 'refresh_token']) if (url.searchParams.has(name)) problems.push(`${name} in the query string`);
+    if (!params.has('code') && !params.has('error') && !params.has('access_token') && !params.has('id_token')) problems.push('an authorization response without code, token or error');
+    return problems;
+  }
+
+  /** A page redirects within this server, or answers the client at a registered address, with `iss`. */
+  function checkPageRedirect(answer: Answer): string[] {
+    const location = String(answer.headers.location ?? '');
+    if (!location || sameOrigin(location)) return [];
+    return registeredRedirect(location) ? checkAuthorizationResponse(location) : [`open redirect to ${location}`];
+  }
+
+  function wellFormed(endpoint: Endpoint, answer: Answer): string[] {
+    const problems: string[] = [];
+    const { status, headers, text } = answer;
+    const type = String(headers['content-type'] ?? '');
+    if (status >= 500) problems.push(`status ${status}`);
+    if (STACK_TRACE.test(text)) problems.push(`looks like a stack trace: ${text.slice(0, 200)}`);
+    // Refused by the HTTP parser (headers too large, framing): an RFC error, whatever the path.
+    if (status === 431 || status === 408) {
+      if (!/^application\/json/.test(type) || typeof JSON.parse(text).error !== 'string') problems.push(`parser refusal ${status} is not an RFC error: ${text.slice(0, 120)}`);
+      return problems;
+    }
+    if (endpoint.kind === 'page') {
+      if (status >= 300 && status < 400) {
+        if (!headers.location) problems.push(`redirect ${status} without Location`);
+      } else {
+        if (!/^text\/html/.test(type)) problems.push(`page answered ${type} (${status}): ${text.slice(0, 120)}`);
+        if (!/frame-ancestors 'none'/.test(String(headers['content-security-policy']))) problems.push('no frame-ancestors');
+        if (headers['x-frame-options'] !== 'DENY') problems.push('no X-Frame-Options');
+        if (headers['referrer-policy'] !== 'no-referrer') problems.push('no Referrer-Policy');
+      }
+      return problems;
+    }
+    if (status === 204 || (status === 200 && text === '')) return problems;
+    if (endpoint.kind === 'admin' && status >= 400) {
+      if (!/^application\/problem\+json/.test(type)) problems.push(`admin error as ${type}: ${text.slice(0, 120)}`);
+    } else if (!/^application\/(json|jwk-set\+json)/.test(type)) problems.push(`answered ${type} (${status}): ${text.slice(0, 120)}`);
+    let body: any;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      problems.push(`not JSON (${status}): ${text.slice(0, 120)}`);
+      return problems;
+    }
+    if (status >= 400) {
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) problems.push('error body is not an object');
+      else if (endpoint.kind === 'admin') {
+        if (typeof body.title !== 'string' || body.status !== status) problems.push(`not an RFC 9457 problem: ${text.slice(0, 160)}`);
+      } else if (typeof body.error !== 'string' || body.error === '') problems.push(`no error string: ${text.slice(0, 160)}`);
+      // RFC 6750 §3: a resource refusing a token says why in WWW-Authenticate.
+      if (status === 401 && !headers['www-authenticate'] && ['userinfo', 'projects', 'admin API'].includes(endpoint.name)) problems.push('401 without WWW-Authenticate');
+    }
+    return problems;
+  }
+
+  async function fuzz(endpoint: Endpoint, seedOffset: number): Promise<void> {
+    const counts = new Map<number, number>();
+    stats.set(endpoint.name, counts);
+    const { gatehouse } = f.server;
+    await fc.assert(
+      fc.asyncProperty(endpoint.cases(), async (c) => {
+        const session = c.session ? await gatehouse.sessions.start(c.session === 'victim' ? f.victimId : f.developerId, gatehouse.clock()) : undefined;
+        try {
+          const minted = await mint(JSON.stringify(c));
+          const fill = (text: string) => {
+            for (const [placeholder, value] of minted) text = text.replaceAll(placeholder, value);
+            return text;
+          };
+          const headers: Record<string, string> = {};
+          for (const [name, value] of Object.entries(c.headers ?? {})) headers[name] = headerSafe(fill(value));
+          const cookies = [...(c.csrfCookie ? [`gatehouse_csrf=${f.csrf.cookie}`] : []), ...(session ? [`gatehouse_session=${session}`] : [])];
+          if (cookies.length > 0) headers.cookie = cookies.join('; ');
+          if (c.body?.type !== undefined) headers['content-type'] = c.body.type;
+          const body = c.body === undefined ? undefined : Buffer.isBuffer(c.body.body) ? c.body.body : Buffer.from(fill(c.body.body), 'utf8');
+          const path = fill(c.query === undefined ? c.path : `${c.path}?${c.query}`);
+
+          await gatehouse.audit.flush();
+          const before_ = db.snapshot();
+          const answer = await send(f.server.url, c.method, path, headers, body);
+          counts.set(answer.status, (counts.get(answer.status) ?? 0) + 1);
+          await gatehouse.audit.flush();
+          const after_ = db.snapshot();
+
+          const problems = [...wellFormed(endpoint, answer), ...(endpoint.check?.(answer, c) ?? [])];
+          if (!endpoint.mayChange(answer, c)) {
+            const changed = differences(before_, after_);
+            if (changed.length > 0) problems.push(`a refused request (${answer.status}) changed stored state: ${changed.join('; ')}`);
+          }
+          const shown = `${c.method} ${path.slice(0, 300)} ${body ? `[${headers['content-type']}] ${body.toString('utf8').slice(0, 300)}` : ''}`;
+          assert.deepEqual(problems, [], `${shown} → ${answer.status} ${String(answer.headers.location ?? '').slice(0, 200)} ${answer.text.slice(0, 200)}`);
+        } finally {
+          if (session) await gatehouse.sessions.end(session);
+        }
+      }),
+      { seed: SEED + seedOffset, numRuns: endpoint.numRuns, endOnFailure: true },
+    );
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    assert.equal(total, endpoint.numRuns, 'every run sent a request');
+  }
+
+  // --- value pools ---------------------------------------------------------------------------------
+
+  const pick = <T,>(...values: T[]) => fc.constantFrom(...values);
+  const clientIds = () => pick(f.web.id, f.spa.id, f.legacy.id, f.firstParty.id, f.machine.id, f.resourceServer.id, f.admin.id, 'app_unknown');
+  const secrets = () => pick(f.web.secret, f.firstParty.secret, f.machine.secret, f.resourceServer.secret, createOpaqueToken('cs'), f.tokens.machineAccess);
+  /** Values that mean something somewhere: what a mutation puts where it does not belong. */
+  const plausible = () =>
+    pick(
+      f.web.id,
+      f.spa.id,
+      f.machine.id,
+      f.machine.secret,
+      f.web.secret,
+      f.tokens.userAccess,
+      f.tokens.machineAccess,
+      f.tokens.idToken,
+      f.tokens.apiKey,
+      f.tokens.projectToken,
+      P.refresh,
+      P.code,
+      P.csrf,
+      P.pendingConsent,
+      createOpaqueToken('rt'),
+      createOpaqueToken('ac'),
+      CALLBACK,
+      LOOPBACK,
+      VERIFIER,
+      CHALLENGE,
+      'openid',
+      'objects:read objects:download',
+      'admin:clients',
+      f.victim.email,
+      f.victim.password,
+      'S256',
+      'plain',
+      'code',
+      'token',
+      'client_credentials',
+      'refresh_token',
+    );
+  const scopesArb = () => fc.subarray(['openid', 'profile', 'email', 'objects:read', 'objects:download', 'model:read', 'admin:clients', 'offline_access', 'bogus'], { minLength: 0, maxLength: 4 }).map((list) => list.join(' '));
+  const authorizationArb = () =>
+    fc.oneof(
+      { weight: 3, arbitrary: fc.constant(undefined) },
+      { weight: 2, arbitrary: pick(basic(f.machine.id, f.machine.secret), basic(f.resourceServer.id, f.resourceServer.secret), basic(f.web.id, f.web.secret), basic(f.firstParty.id, f.firstParty.secret)) },
+      { weight: 1, arbitrary: fc.tuple(junk(), junk()).map(([id, secret]) => basic(id.toWellFormed(), secret.toWellFormed())) },
+      { weight: 1, arbitrary: junk().map((j) => `Basic ${Buffer.from(j).toString('base64')}`) },
+      { weight: 2, arbitrary: pick(f.tokens.userAccess, f.tokens.machineAccess, f.tokens.adminAccess, f.tokens.projectToken, f.tokens.idToken, P.access).map((t) => `Bearer ${t}`) },
+      { weight: 1, arbitrary: pick(`ApiKey ${f.tokens.apiKey}`, `ApiKey ${createOpaqueToken('ak')}`, `apikey  ${f.tokens.apiKey}`, `Bearer ${f.tokens.apiKey}`) },
+      { weight: 1, arbitrary: junk().map((j) => `Bearer ${j}`) },
+      { weight: 1, arbitrary: junk() },
+    );
+  /** The template's credentials mostly, any others now and then. */
+  const authOf = (usual: string | undefined) => fc.oneof({ weight: 5, arbitrary: fc.constant(usual) }, { weight: 1, arbitrary: authorizationArb() });
+  const withAuthorization = (authorization: string | undefined, extra: Record<string, string> = {}) => ({ ...extra, ...(authorization === undefined ? {} : { authorization }) });
+  const csrfCookieArb = () => fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) });
+  const formBody = (entries: fc.Arbitrary<Entries>) => fc.oneof({ weight: 5, arbitrary: entries.map((e): Body => ({ type: 'application/x-www-form-urlencoded', body: formEncode(e) })) }, { weight: 1, arbitrary: bodyArb(entries) });
+  type Tpl = { auth?: string | undefined; entries: Entries };
+  const tpl = <T = Tpl,>(...templates: T[]): fc.Arbitrary<T> => fc.constantFrom(...templates);
+
+  // --- the endpoints -------------------------------------------------------------------------------
+
+  const tokenSpec = () => ({
+    grant_type: pick('client_credentials', 'password', 'refresh_token', 'authorization_code', EXCHANGE, 'implicit'),
+    client_id: clientIds(),
+    client_secret: secrets(),
+    scope: scopesArb(),
+    username: pick(f.victim.email, 'nobody@example.com'),
+    password: pick(f.victim.password, 'wrong password!'),
+    refresh_token: pick(P.refresh, createOpaqueToken('rt')),
+    code: pick(P.code, createOpaqueToken('ac')),
+    redirect_uri: pick(CALLBACK, LOOPBACK, 'https://evil.example/cb'),
+    code_verifier: pick(VERIFIER, 'short'),
+    subject_token: pick(f.tokens.userAccess, f.tokens.machineAccess, f.tokens.projectToken),
+    subject_token_type: pick(ACCESS_TOKEN_TYPE),
+    resource: pick('project:p1', 'https://evil.example'),
+  });
+
+  const authorizeSpec = () => ({
+    response_type: pick('code', 'token', 'id_token', 'id_token token', 'code id_token', 'none'),
+    client_id: clientIds(),
+    redirect_uri: pick(CALLBACK, LOOPBACK, 'http://127.0.0.1:9999/native', LEGACY_CALLBACK, 'https://evil.example/cb', `${CALLBACK}/../x`),
+    scope: scopesArb(),
+    state: junk(),
+    nonce: junk(),
+    code_challenge: pick(CHALLENGE, VERIFIER, 'short'),
+    code_challenge_method: pick('S256', 'plain', 's256'),
+    response_mode: pick('query', 'fragment', 'form_post', 'web_message'),
+    prompt: pick('none', 'login', 'consent', 'none login', 'select_account'),
+    max_age: pick('0', '60', '-1', '99999999999'),
+    login_hint: pick(f.victim.email, 'x'.repeat(400)),
+  });
+
+  const endpoints: Endpoint[] = [
+    {
+      name: 'token',
+      kind: 'json',
+      numRuns: runs(200),
+      cases: () => {
+        const templates = tpl<Tpl>(
+          { auth: basic(f.machine.id, f.machine.secret), entries: [['grant_type', 'client_credentials'], ['scope', 'objects:read model:read']] },
+          { entries: [['grant_type', 'client_credentials'], ['client_id', f.machine.id], ['client_secret', f.machine.secret]] },
+          { auth: basic(f.firstParty.id, f.firstParty.secret), entries: [['grant_type', 'password'], ['username', f.victim.email], ['password', f.victim.password], ['scope', 'openid objects:read']] },
+          { auth: basic(f.firstParty.id, f.firstParty.secret), entries: [['grant_type', 'refresh_token'], ['refresh_token', P.refresh]] },
+          { entries: [['grant_type', 'refresh_token'], ['refresh_token', P.refresh], ['client_id', f.firstParty.id], ['client_secret', f.firstParty.secret], ['scope', 'objects:read']] },
+          { auth: basic(f.web.id, f.web.secret), entries: [['grant_type', 'authorization_code'], ['code', P.code], ['redirect_uri', CALLBACK], ['code_verifier', VERIFIER]] },
+          { entries: [['grant_type', 'authorization_code'], ['client_id', f.spa.id], ['code', P.spaCode], ['redirect_uri', CALLBACK], ['code_verifier', VERIFIER]] },
+          { auth: basic(f.machine.id, f.machine.secret), entries: [['grant_type', EXCHANGE], ['subject_token', f.tokens.machineAccess], ['subject_token_type', ACCESS_TOKEN_TYPE], ['resource', 'project:p1'], ['scope', 'model:read']] },
+        );
+        return fc
+          .tuple(
+            pick('/token', '/access_token'),
+            fc.oneof({ weight: 15, arbitrary: fc.constant('POST') }, { weight: 1, arbitrary: pick('GET', 'PUT', 'DELETE', 'PATCH') }),
+            templates.chain((t) => fc.tuple(authOf(t.auth), bodyArb(requestsArb(fc.constant(t.entries), tokenSpec(), plausible())))),
+            ODD_HEADERS,
+          )
+          .map(([path, method, [authorization, body], headers]): Case => ({ method, path, ...(method === 'GET' ? {} : { body }), headers: withAuthorization(authorization, headers) }));
+      },
+      mayChange: (answer) => answer.status === 200,
+      check: (answer) => {
+        const problems = answer.headers['cache-control'] === 'no-store' || answer.status === 431 ? [] : ['token endpoint answer without Cache-Control: no-store'];
+        if (answer.status === 200) {
+          const body = JSON.parse(answer.text);
+          if (typeof body.access_token !== 'string' || body.token_type !== 'Bearer') problems.push('a 200 without a Bearer access token');
+        }
+        return problems;
+      },
+    },
+    {
+      name: 'authorize',
+      kind: 'page',
+      numRuns: runs(200),
+      cases: () => {
+        const common: Entries = [['redirect_uri', CALLBACK], ['scope', 'openid objects:read'], ['state', 'st'], ['nonce', 'n']];
+        const templates = tpl<Tpl>(
+          { entries: [['response_type', 'code'], ['client_id', f.web.id], ...common, ['code_challenge', CHALLENGE], ['code_challenge_method', 'S256']] },
+          { entries: [['response_type', 'code'], ['client_id', f.web.id], ['redirect_uri', 'http://127.0.0.1:50000/native'], ['scope', 'openid'], ['state', 'st']] },
+          { entries: [['response_type', 'code'], ['client_id', f.spa.id], ...common, ['code_challenge', CHALLENGE], ['code_challenge_method', 'S256']] },
+          { entries: [['response_type', 'code'], ['client_id', f.pending.id], ...common, ['prompt', 'consent']] },
+          { entries: [['response_type', 'token'], ['client_id', f.legacy.id], ['redirect_uri', LEGACY_CALLBACK], ['scope', 'objects:read'], ['state', 'st']] },
+          { entries: [['response_type', 'id_token token'], ['client_id', f.legacy.id], ['redirect_uri', LEGACY_CALLBACK], ['scope', 'openid email'], ['state', 'st'], ['nonce', 'n']] },
+          { entries: [['response_type', 'code'], ['client_id', f.legacy.id], ['redirect_uri', LEGACY_CALLBACK], ['scope', 'openid'], ['response_mode', 'form_post'], ['state', 'st']] },
+        );
+        return fc
+          .tuple(pick('GET', 'GET', 'POST'), requestsArb(templates.map((t) => t.entries), authorizeSpec(), plausible()), fc.constantFrom<'victim' | null>('victim', 'victim', null), csrfCookieArb(), fc.nat(9))
+          .map(([method, params, session, csrfCookie, odd]): Case => {
+            if (method === 'GET') return { method, path: '/authorize', query: formEncode(params), session, csrfCookie };
+            // POST: the form mostly, sometimes JSON or an odd content type.
+            const body: Body = odd < 7 ? { type: 'application/x-www-form-urlencoded', body: formEncode(params) } : odd < 9 ? { type: 'application/json', body: jsonEncode(params) } : { type: 'text/plain', body: formEncode(params) };
+            return { method, path: '/authorize', body, session, csrfCookie };
+          });
+      },
+      mayChange: (answer) => answer.status < 400 && !/[?&#]error=/.test(String(answer.headers.location ?? '')) && !/name="error"/.test(answer.text),
+      check: (answer) => {
+        const location = String(answer.headers.location ?? '');
+        if (answer.status >= 300 && answer.status < 400) {
+          if (sameOrigin(location)) return /^\/(login|consent)\?request=[A-Za-z0-9_-]{32}$/.test(location) ? [] : [`unexpected local redirect ${location}`];
+          return checkPageRedirect(answer);
+        }
+        if (answer.status === 200 && /id="form-post"/.test(answer.text)) {
+          const action = /<form method="post" action="([^"]*)"/.exec(answer.text)?.[1]?.replace(/&amp;/g, '&') ?? '';
+          const problems = registeredRedirect(action) ? [] : [`form_post to ${action}`];
+          if (!answer.text.includes(`name="iss" value="${f.issuer}"`)) problems.push('form_post without iss');
+          return problems;
+        }
+        return answer.status >= 400 && location ? ['an error page that redirects'] : [];
+      },
+    },
+    {
+      name: 'login',
+      kind: 'page',
+      numRuns: runs(150),
+      cases: () => {
+        const credentials: Entries = [['csrf', P.csrf], ['email', f.victim.email], ['password', f.victim.password]];
+        const templates = tpl<Entries>(credentials, [...credentials, ['request', P.pendingLogin]], [...credentials, ['next', '/developers/new']], [['request', P.pendingLogin]], [['next', '/account']]);
+        const spec = { csrf: pick(P.csrf, 'x'.repeat(43)), email: pick(f.victim.email, 'nobody@example.com'), password: pick(f.victim.password, 'wrong password!'), request: pick(P.pendingLogin), next: pick('/account', '//evil.example', 'https://evil.example', '/\\evil.example') };
+        return fc
+          .tuple(pick('GET', 'POST', 'POST', 'POST'), requestsArb(templates, spec, plausible()), csrfCookieArb(), fc.constantFrom<'victim' | null>('victim', null, null))
+          .chain(([method, params, csrfCookie, session]) =>
+            (method === 'GET' ? fc.constant(undefined) : formBody(fc.constant(params))).map((body): Case => (method === 'GET' ? { method, path: '/login', query: formEncode(params), csrfCookie, session } : { method, path: '/login', body: body!, csrfCookie, session })),
+          );
+      },
+      mayChange: (answer, c) => c.method === 'POST' && answer.status === 303,
+      check: checkPageRedirect,
+    },
+    {
+      name: 'signup',
+      kind: 'page',
+      numRuns: runs(120),
+      cases: () => {
+        const fields: Entries = [['csrf', P.csrf], ['email', `new-${P.unique}@example.com`], ['name', 'New person'], ['password', 'a long enough password']];
+        const templates = tpl<Entries>(fields, [...fields, ['request', P.pendingLogin]], [...fields, ['next', '/developers']]);
+        const spec = { csrf: pick(P.csrf), email: fc.oneof(pick(f.victim.email, 'not-an-email'), fc.emailAddress()), name: junk(true), password: pick('a long enough password', 'short'), request: pick(P.pendingLogin), next: pick('//evil.example') };
+        return fc
+          .tuple(pick('GET', 'POST', 'POST', 'POST'), requestsArb(templates, spec, plausible()), csrfCookieArb())
+          .chain(([method, params, csrfCookie]) =>
+            (method === 'GET' ? fc.constant(undefined) : formBody(fc.constant(params))).map((body): Case => (method === 'GET' ? { method, path: '/signup', query: formEncode(params), csrfCookie } : { method, path: '/signup', body: body!, csrfCookie })),
+          );
+      },
+      mayChange: (answer, c) => c.method === 'POST' && answer.status === 303,
+      check: checkPageRedirect,
+    },
+    {
+      name: 'consent',
+      kind: 'page',
+      numRuns: runs(150),
+      cases: () => {
+        const templates = tpl<Entries>([['csrf', P.csrf], ['request', P.pendingConsent], ['decision', 'allow']], [['csrf', P.csrf], ['request', P.pendingConsent], ['decision', 'deny']], [['request', P.pendingConsent]]);
+        const spec = { csrf: pick(P.csrf), request: pick(P.pendingConsent, P.pendingLogin), decision: pick('allow', 'deny', 'ALLOW') };
+        return fc
+          .tuple(pick('GET', 'POST', 'POST'), requestsArb(templates, spec, plausible()), csrfCookieArb(), fc.constantFrom<'victim' | 'developer' | null>('victim', 'victim', 'victim', 'developer', null))
+          .chain(([method, params, csrfCookie, session]) =>
+            (method === 'GET' ? fc.constant(undefined) : formBody(fc.constant(params))).map((body): Case => (method === 'GET' ? { method, path: '/consent', query: formEncode(params), csrfCookie, session } : { method, path: '/consent', body: body!, csrfCookie, session })),
+          );
+      },
+      // Allow and Deny are both answers the person gave: a redirect (or a form_post page) back to the client.
+      mayChange: (answer, c) => c.method === 'POST' && ((answer.status >= 300 && answer.status < 400 && !sameOrigin(String(answer.headers.location))) || /id="form-post"/.test(answer.text)),
+      check: checkPageRedirect,
+    },
+    {
+      name: 'logout',
+      kind: 'page',
+      numRuns: runs(150),
+      cases: () => {
+        const templates = tpl<Entries>(
+          [['id_token_hint', f.tokens.idToken], ['post_logout_redirect_uri', LOGGED_OUT], ['state', 'bye']],
+          [['client_id', f.web.id], ['post_logout_redirect_uri', LOGGED_OUT], ['state', 'bye']],
+          [['confirm', 'yes'], ['csrf', P.csrf], ['client_id', f.web.id], ['post_logout_redirect_uri', LOGGED_OUT], ['state', 'bye']],
+          [['confirm', 'yes'], ['csrf', P.csrf]],
+        );
+        const spec = { id_token_hint: pick(f.tokens.idToken, f.tokens.userAccess, `${f.tokens.idToken.slice(0, -4)}AAAA`), post_logout_redirect_uri: pick(LOGGED_OUT, 'https://evil.example/bye', CALLBACK), client_id: clientIds(), state: junk(), confirm: pick('yes'), csrf: pick(P.csrf) };
+        return fc
+          .tuple(pick('GET', 'POST'), requestsArb(templates, spec, plausible()), csrfCookieArb(), fc.constantFrom<'victim' | 'developer' | null>('victim', 'victim', 'developer', null))
+          .map(([method, params, csrfCookie, session]): Case =>
+            method === 'GET' ? { method, path: '/logout', query: formEncode(params), csrfCookie, session } : { method, path: '/logout', body: { type: 'application/x-www-form-urlencoded', body: formEncode(params) }, csrfCookie, session },
+          );
+      },
+      mayChange: (answer) => answer.status < 400,
+      check: (answer) => {
+        const location = String(answer.headers.location ?? '');
+        if (!location || sameOrigin(location)) return [];
+        const url = URL.parse(location);
+        return url && `${url.origin}${url.pathname}` === LOGGED_OUT ? [] : [`sign-out redirected to ${location}`];
+      },
+    },
+    {
+      name: 'account',
+      kind: 'page',
+      numRuns: runs(120),
+      cases: () => {
+        const templates = tpl<Entries>([['csrf', P.csrf], ['client_id', P.consented]], [['csrf', P.csrf], ['client_id', f.pending.id], ['x', P.consented]], [['withdrawn', '1'], ['x', P.consented]]);
+        return fc
+          .tuple(pick('GET', 'POST', 'POST'), requestsArb(templates, { csrf: pick(P.csrf), client_id: pick(P.consented, f.web.id, f.pending.id), withdrawn: pick('1') }, plausible()), csrfCookieArb(), fc.constantFrom<'victim' | null>('victim', 'victim', null))
+          .chain(([method, params, csrfCookie, session]) =>
+            (method === 'GET' ? fc.constant(undefined) : formBody(fc.constant(params))).map((body): Case =>
+              method === 'GET' ? { method, path: '/account', query: formEncode(params), csrfCookie, session } : { method, path: '/account/applications/withdraw', body: body!, csrfCookie, session },
+            ),
+          );
+      },
+      mayChange: (answer, c) => c.method === 'POST' && answer.status === 303 && String(answer.headers.location).startsWith('/account'),
+      check: (answer) => {
+        const location = String(answer.headers.location ?? '');
+        return !location || sameOrigin(location) ? [] : [`redirect to ${location}`];
+      },
+    },
+    {
+      name: 'userinfo',
+      kind: 'json',
+      numRuns: runs(120),
+      cases: () =>
+        fc
+          .tuple(
+            pick('GET', 'POST'),
+            authOf(`Bearer ${P.access}`),
+            bodyArb(requestsArb(tpl<Entries>([['access_token', P.access]], []), { access_token: pick(P.access, f.tokens.machineAccess, f.tokens.idToken) }, plausible())),
+            fc.oneof({ weight: 5, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: paramsArb({ access_token: pick(P.access) }) }),
+            fc.boolean(),
+          )
+          .map(([method, authorization, body, query, withBody]): Case => ({
+            method,
+            path: '/userinfo',
+            ...(query ? { query: formEncode(query) } : {}),
+            ...(method === 'POST' && withBody ? { body } : {}),
+            headers: withAuthorization(method === 'POST' && withBody && authorization === `Bearer ${P.access}` ? undefined : authorization),
+          })),
+      mayChange: () => false,
+    },
+    {
+      name: 'introspect',
+      kind: 'json',
+      numRuns: runs(150),
+      cases: () => {
+        const token = pick(f.tokens.userAccess, f.tokens.machineAccess, f.tokens.apiKey, f.tokens.projectToken, f.tokens.idToken, P.refresh, P.access, createOpaqueToken('rt'), createOpaqueToken('ak'));
+        return fc
+          .tuple(
+            token,
+            authOf(basic(f.resourceServer.id, f.resourceServer.secret)),
+            fc.option(pick('access_token', 'refresh_token', 'api_key', 'bogus'), { freq: 2 }),
+          )
+          .chain(([value, authorization, hint]) =>
+            bodyArb(
+              requestsArb(
+                fc.constant<Entries>([['token', value], ...(hint ? [['token_type_hint', hint] as [string, Value]] : [])]),
+                { token: token, token_type_hint: pick('access_token', 'refresh_token'), client_id: clientIds(), client_secret: secrets() },
+                plausible(),
+              ),
+            ).map((body): Case => ({ method: 'POST', path: '/introspect', body, headers: withAuthorization(authorization) })),
+          );
+      },
+      // Introspection reads; it never changes anything.
+      mayChange: () => false,
+      check: (answer) => {
+        if (answer.status !== 200) return [];
+        const body = JSON.parse(answer.text);
+        return typeof body.active === 'boolean' ? [] : ['introspection without active'];
+      },
+    },
+    {
+      name: 'projects',
+      kind: 'json',
+      numRuns: runs(150),
+      cases: () => {
+        const inAnHour = new Date(Date.now() + 3600_000).toISOString();
+        return fc
+          .tuple(
+            fc.oneof({ weight: 5, arbitrary: pick('p1', 'proj-42') }, { weight: 1, arbitrary: junk() }),
+            authOf(`Bearer ${f.tokens.machineAccess}`).chain((a) => fc.oneof(fc.constant(a), pick(`ApiKey ${f.tokens.apiKey}`, `Bearer ${f.tokens.userAccess}`, `Bearer ${f.tokens.projectToken}`))),
+            fc.oneof(
+              {
+                weight: 5,
+                arbitrary: requestsArb(
+                  tpl<Entries>([['expires_at', inAnHour], ['scopes', ['model:read']]], [['expires_at', inAnHour], ['scopes', ['model:read', 'bcf:read']]]),
+                  { expires_at: pick(inAnHour, new Date(Date.now() - 3600_000).toISOString(), new Date(Date.now() + 400 * 86400_000).toISOString(), '2030-02-30T00:00:00Z'), scopes: pick('model:read', 'objects:download') },
+                  plausible(),
+                ).map((e): Body => ({ type: 'application/json', body: jsonEncode(e) })),
+              },
+              {
+                weight: 1,
+                arbitrary: fc
+                  .record({ expires_at: fc.oneof(fc.constant(inAnHour), fc.integer(), fc.jsonValue({ maxDepth: 1 })), scopes: fc.oneof(fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 3 }), fc.jsonValue({ maxDepth: 1 })) }, { requiredKeys: [] })
+                  .map((r): Body => ({ type: 'application/json', body: JSON.stringify(r) })),
+              },
+              { weight: 1, arbitrary: bodyArb(paramsArb({ expires_at: pick(inAnHour), scopes: pick('model:read') })) },
+            ),
+          )
+          .map(([project, authorization, body]): Case => ({ method: 'POST', path: `/projects/${enc(project)}/access-tokens`, body, headers: withAuthorization(authorization) }));
+      },
+      mayChange: () => false,
+      check: (answer) => (answer.status === 201 && typeof JSON.parse(answer.text).access_token !== 'string' ? ['201 without a token'] : []),
+    },
+    {
+      name: 'discovery',
+      kind: 'json',
+      numRuns: runs(120),
+      cases: () =>
+        fc
+          .tuple(
+            pick('/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/jwks.json', '/healthz', '/readyz'),
+            pick('GET', 'GET', 'GET', 'HEAD', 'OPTIONS'),
+            fc.oneof(fc.constant(undefined), paramsArb({ issuer: pick('https://evil.example'), kid: junk(), format: pick('pem') }).map(formEncode), junk().map(rawQuery)),
+            ODD_HEADERS,
+          )
+          .map(([path, method, query, headers]): Case => ({ method, path, ...(query === undefined ? {} : { query }), headers })),
+      mayChange: () => false,
+      check: (answer, c) => {
+        if (c.method !== 'GET' || answer.status === 431) return [];
+        if (answer.status !== 200) return [`${c.path} answered ${answer.status}`];
+        const body = JSON.parse(answer.text);
+        if (c.path === '/jwks.json') return Array.isArray(body.keys) && body.keys.length > 0 && body.keys.every((k: Record<string, unknown>) => !('d' in k) && !('p' in k)) ? [] : ['a JWKS without keys, or with a private part'];
+        if (c.path.startsWith('/.well-known')) return body.issuer === f.issuer ? [] : [`issuer ${body.issuer}`];
+        return [];
+      },
+    },
+    {
+      name: 'developer portal',
+      kind: 'page',
+      numRuns: runs(200),
+      cases: () => {
+        const app = fc.oneof({ weight: 6, arbitrary: fc.constant(P.ownApp) }, { weight: 1, arbitrary: pick(f.web.id, 'app_unknown') }, { weight: 1, arbitrary: junk() });
+        const id = (own: string) => fc.oneof({ weight: 6, arbitrary: fc.constant(own) }, { weight: 1, arbitrary: junk() });
+        const routes = fc.oneof(
+          pick<[string, string, Entries]>(
+            ['GET', '/developers', []],
+            ['GET', '/developers/new', []],
+            ['POST', '/developers/applications', [['csrf', P.csrf], ['name', 'Fuzzed app'], ['description', ''], ['type', 'confidential'], ['base_url', 'https://app.example'], ['redirect_uris', 'https://portal.example/cb\nhttp://127.0.0.1:3000/cb']]],
+          ),
+          app.map((a): [string, string, Entries] => ['GET', `/developers/applications/${a}`, [['notice', 'secret-deleted']]]),
+          app.map((a): [string, string, Entries] => ['GET', `/developers/applications/${a}/api-keys`, []]),
+          app.map((a): [string, string, Entries] => ['GET', `/developers/applications/${a}/delete`, []]),
+          app.map((a): [string, string, Entries] => ['POST', `/developers/applications/${a}/secrets`, [['csrf', P.csrf]]]),
+          fc.tuple(app, id(P.ownSecret)).map(([a, r]): [string, string, Entries] => ['POST', `/developers/applications/${a}/secrets/${r}/delete`, [['csrf', P.csrf]]]),
+          app.map((a): [string, string, Entries] => ['POST', `/developers/applications/${a}/api-keys`, [['csrf', P.csrf], ['name', 'ci'], ['expires_on', '2099-01-01'], ['scopes', ['objects:read', 'model:read']]]]),
+          fc.tuple(app, id(P.ownKey)).map(([a, r]): [string, string, Entries] => ['POST', `/developers/applications/${a}/api-keys/${r}/revoke`, [['csrf', P.csrf]]]),
+          app.map((a): [string, string, Entries] => ['POST', `/developers/applications/${a}/delete`, [['csrf', P.csrf]]]),
+        );
+        const spec = {
+          csrf: pick(P.csrf),
+          name: junk(true),
+          description: junk(true),
+          type: pick('confidential', 'public', 'admin'),
+          base_url: pick('https://app.example', 'javascript:alert(1)'),
+          redirect_uris: pick('https://portal.example/cb', 'http://evil.example/cb', 'com.example.app:/cb', 'javascript:alert(1)'),
+          expires_on: pick('2099-01-01', '2000-01-01', '2099-02-30'),
+          scopes: pick('objects:read', 'objects:download', 'admin:clients'),
+          admin: pick('on'),
+          grant_types: pick('password'),
+        };
+        return fc
+          .tuple(routes, fc.constantFrom<'developer' | 'victim' | null>('developer', 'developer', 'developer', 'developer', 'victim', null), csrfCookieArb())
+          .chain(([[method, path, entries], session, csrfCookie]) =>
+            requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
+              (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map((body): Case => ({ method, path: path.split('/').map((segment) => (segment.startsWith('PH-') ? segment : enc(segment))).join('/'), ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }), session, csrfCookie })),
+            ),
+          );
+      },
+      mayChange: (answer, c) => c.method === 'POST' && (answer.status === 200 || (answer.status === 303 && !String(answer.headers.location).startsWith('/login'))),
+      check: (answer) => {
+        const location = String(answer.headers.location ?? '');
+        return !location || sameOrigin(location) ? [] : [`redirect to ${location}`];
+      },
+    },
+    {
+      name: 'admin API',
+      kind: 'admin',
+      numRuns: runs(200),
+      cases: () => {
+        const soon = new Date(Date.now() + 86400_000).toISOString();
+        const routes = pick<[string, string, Entries]>(
+          ['GET', '/clients', []],
+          ['POST', '/clients', [['name', 'Fuzzed'], ['type', 'confidential'], ['grant_types', ['client_credentials']], ['scopes', ['objects:read']], ['redirect_uris', ['https://x.example/cb']]]],
+          ['GET', `/clients/${P.spareClient}`, []],
+          ['PATCH', `/clients/${P.spareClient}`, [['name', 'Renamed'], ['scopes', ['objects:read']]]],
+          ['DELETE', `/clients/${P.spareClient}`, []],
+          ['GET', `/clients/${P.spareClient}/secrets`, []],
+          ['POST', `/clients/${P.spareClient}/secrets`, [['expires_at', soon]]],
+          ['DELETE', `/clients/${P.spareClient}/secrets/${P.spareSecret}`, []],
+          ['GET', `/clients/${P.spareClient}/api-keys`, []],
+          ['POST', `/clients/${P.spareClient}/api-keys`, [['name', 'k'], ['scopes', ['objects:read']], ['expires_at', soon]]],
+          ['DELETE', `/clients/${P.spareClient}/api-keys/${P.spareKey}`, []],
+          ['GET', '/users', []],
+          ['POST', '/users', [['email', `made-${P.unique}@example.com`], ['password', 'a long enough password'], ['name', 'Made']]],
+          ['GET', `/users/${P.spareUser}`, []],
+          ['DELETE', `/users/${P.spareUser}`, []],
+          ['POST', `/users/${P.spareUser}/disable`, []],
+          ['POST', `/users/${P.spareUser}/enable`, []],
+          ['POST', `/users/${P.spareUser}/password`, [['password', 'another long password']]],
+          ['GET', '/grants', [['user_id', f.victimId], ['limit', '5']]],
+          ['POST', `/grants/${P.spareGrant}/revoke`, []],
+          ['GET', '/keys', []],
+          ['GET', '/audit-events', [['limit', '10'], ['kind', 'token.issued']]],
+        );
+        const spec = {
+          name: junk(true),
+          type: pick('confidential', 'public'),
+          email: fc.oneof(fc.emailAddress(), junk()),
+          password: pick('a long enough password', 'short'),
+          expires_at: pick(soon, '2000-01-01T00:00:00Z', 'tomorrow'),
+          owner_user_id: pick(f.developerId, 'nobody'),
+          limit: pick('1', '0', '-1', '1000000', 'x'),
+          since: pick('2020-01-01', 'x'),
+        };
+        return fc
+          .tuple(routes, fc.oneof({ weight: 8, arbitrary: fc.constant(`Bearer ${f.tokens.adminAccess}`) }, { weight: 1, arbitrary: authorizationArb() }), fc.nat(19), fc.oneof({ weight: 7, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: junk() }))
+          .chain(([[method, path, entries], authorization, encoding, pathJunk]) =>
+            requestsArb(fc.constant(entries), spec, plausible()).map((params): Case => {
+              const finalPath = `/admin/v1${pathJunk === null ? path : path.replace(/PH-[a-z]+-7f3a/, enc(pathJunk))}`;
+              if (method === 'GET') return { method, path: finalPath, query: formEncode(params), headers: withAuthorization(authorization) };
+              const body: Body | undefined =
+                encoding < 15 ? { type: 'application/json', body: jsonEncode(params) } : encoding < 17 ? { type: 'application/x-www-form-urlencoded', body: formEncode(params) } : encoding < 18 ? undefined : { type: 'application/json', body: '[1,2]' };
+              return { method, path: finalPath, ...(body ? { body } : {}), headers: withAuthorization(authorization) };
+            }),
+          );
+      },
+      mayChange: (answer) => answer.status >= 200 && answer.status < 300,
+    },
+    // Last among the protocol endpoints: it revokes what it is given.
+    {
+      name: 'revoke',
+      kind: 'json',
+      numRuns: runs(150),
+      cases: () => {
+        const token = pick(P.refresh, P.access, f.tokens.projectToken, f.tokens.idToken, createOpaqueToken('rt'), createOpaqueToken('ak'));
+        return fc
+          .tuple(token, authOf(basic(f.firstParty.id, f.firstParty.secret)), fc.option(pick('access_token', 'refresh_token', 'bogus'), { freq: 2 }))
+          .chain(([value, authorization, hint]) =>
+            bodyArb(
+              requestsArb(fc.constant<Entries>([['token', value], ...(hint ? [['token_type_hint', hint] as [string, Value]] : [])]), { token, client_id: clientIds(), client_secret: secrets() }, plausible()),
+            ).map((body): Case => ({ method: 'POST', path: '/revoke', body, headers: withAuthorization(authorization) })),
+          );
+      },
+      mayChange: (answer) => answer.status === 200,
+    },
+  ];
+
+  for (const [i, endpoint] of endpoints.entries()) {
+    it(`${endpoint.name}: never a 5xx, always a well-formed answer, and a refused request changes nothing stored`, async (t) => {
+      await fuzz(endpoint, i);
+      const counts = stats.get(endpoint.name)!;
+      t.diagnostic(`${endpoint.numRuns} runs: ${[...counts].sort(([a], [b]) => a - b).map(([s, n]) => `${n}×${s}`).join(', ')}`);
+      // The fuzzing reached past the first checks: successes as well as refusals (discovery refuses nothing).
+      assert.ok([...counts.keys()].some((s) => s < 400), `${endpoint.name}: no request succeeded`);
+      if (endpoint.name !== 'discovery') assert.ok([...counts.keys()].some((s) => s >= 400), `${endpoint.name}: no request was refused`);
+    });
+  }
+
+  it('let no request pollute Object.prototype', () => {
+    const builtIn = ['constructor', '__defineGetter__', '__defineSetter__', 'hasOwnProperty', '__lookupGetter__', '__lookupSetter__', 'isPrototypeOf', 'propertyIsEnumerable', 'toString', 'valueOf', '__proto__', 'toLocaleString'];
+    assert.deepEqual(Object.getOwnPropertyNames(Object.prototype).filter((name) => !builtIn.includes(name)), []);
+  });
+
+  it('still serves the fixture’s users and clients normally afterwards', async () => {
+    const res = await post(`${f.server.url}/token`, { grant_type: 'password', username: f.victim.email, password: f.victim.password }, { headers: { authorization: basic(f.firstParty.id, f.firstParty.secret) } });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const cc = await post(`${f.server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(f.machine.id, f.machine.secret) } });
+    assert.equal(cc.status, 200);
+  });
+});
