@@ -50,7 +50,10 @@ export const REDACTED_PATHS = [
   '*.refresh_token',
   '*.access_token',
   '*.id_token',
-  '*.code',
+  // Authorization codes by where they travel: `*.code` would also hide `err.code` (ECONNREFUSED, …).
+  'body.code',
+  'query.code',
+  'params.code',
   '*.code_verifier',
   '*.secret',
 ];
