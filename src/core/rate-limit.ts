@@ -5,15 +5,15 @@
  * log: an unreachable cache must not take the authorization server down with it.
  */
 export interface FailureCounter {
-  /** Seconds until `key` may try again, or 0 when it is not blocked. */
-  blockedFor(key: string, now: number): Promise<number>;
+  /** Seconds until `key` may try again, or 0 when it is not blocked (in process: no promise to wait for). */
+  blockedFor(key: string, now: number): number | Promise<number>;
   fail(key: string, now: number): Promise<void>;
   reset(key: string): Promise<void>;
 }
 
 export interface RequestLimiter {
   /** Takes one request from `key`'s budget: 0 when allowed, else the seconds until the next window. */
-  take(key: string, now: number): Promise<number>;
+  take(key: string, now: number): number | Promise<number>;
 }
 
 /** The few Redis commands the shared limiters need (node-redis's client satisfies it). */
@@ -35,7 +35,7 @@ export function inProcessFailureCounter(limit: number, windowSeconds: number, ma
     return undefined;
   };
   return {
-    async blockedFor(key, now) {
+    blockedFor(key, now) {
       const window = current(key, now);
       return window && window.failures >= limit ? window.start + windowSeconds - now : 0;
     },
@@ -89,7 +89,7 @@ export function redisFailureCounter(redis: RedisLike, name: string, limit: numbe
 export function inProcessRequestLimiter(limit: number, windowSeconds: number, maxKeys = 100_000): RequestLimiter {
   const windows = new Map<string, { window: number; used: number }>();
   return {
-    async take(key, now) {
+    take(key, now) {
       if (limit === 0) return 0;
       const window = Math.floor(now / windowSeconds);
       let entry = windows.get(key);

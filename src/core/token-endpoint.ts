@@ -92,7 +92,8 @@ export class TokenEndpoint {
     if (!limits) return authenticateClient(this.#services.clients, request.authorization, params, now);
     // Guessing a client's secret is throttled per client id and address, so an attacker cannot lock a client out.
     const failureKey = `${params.client_id ?? basicClientId(request.authorization)}|${request.address ?? ''}`;
-    const blocked = await limits.authFailures.blockedFor(failureKey, now);
+    const pending = limits.authFailures.blockedFor(failureKey, now);
+    const blocked = typeof pending === 'number' ? pending : await pending;
     if (blocked > 0) throw tooManyRequests('too many failed client authentications; try again later', blocked);
     let authenticated: Awaited<ReturnType<typeof authenticateClient>>;
     try {
@@ -101,7 +102,8 @@ export class TokenEndpoint {
       if (error instanceof OAuthError && error.error === 'invalid_client') await limits.authFailures.fail(failureKey, now);
       throw error;
     }
-    const wait = await limits.requests.take(authenticated.client.id, now);
+    const taken = limits.requests.take(authenticated.client.id, now);
+    const wait = typeof taken === 'number' ? taken : await taken;
     if (wait > 0) throw tooManyRequests('the client sent too many token requests; slow down', wait);
     return authenticated;
   }

@@ -36,6 +36,9 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     });
     // An idle client losing its connection (a database restart) must not kill the process.
     pool.on('error', () => {});
+    // Nor a client in use: pg emits 'error' on it as well as failing its query, and the pool listens
+    // only to idle clients. The query's own error answers the request (503); the pool drops the client.
+    pool.on('connect', (client) => client.on('error', () => {}));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return { db, dialect: 'postgres', pool, close: () => db.destroy() };
   }
