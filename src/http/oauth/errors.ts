@@ -4,6 +4,15 @@ import type { Metrics } from '../metrics.ts';
 
 // Codes of errors that mean the database is unreachable right now, not that the request was bad.
 export const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
+// pg reports a connection lost in the middle of a query (the database crashed or was stopped with
+// `-m immediate`), a pool that could not connect in time, and a use of a dead client without a code.
+const UNAVAILABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable)/;
+
+/** Does `error` mean that the database cannot be reached right now (rather than a bug)? */
+export function isUnavailable(error: Error): boolean {
+  const { code } = error as { code?: unknown };
+  return (typeof code === 'string' && UNAVAILABLE.has(code)) || UNAVAILABLE_MESSAGES.test(error.message ?? '');
+}
 
 /**
  * Renders every failure on the protocol endpoints as an RFC 6749 §5.2 JSON error. Requests the
@@ -31,7 +40,7 @@ function toOAuthError(error: FastifyError | OAuthError | Error): OAuthError {
   if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new OAuthError('invalid_request', 'the JSON body is empty');
   if (error instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') return new OAuthError('invalid_request', 'the body is not valid JSON');
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return new OAuthError('invalid_request', 'the request is malformed');
-  if (typeof code === 'string' && UNAVAILABLE.has(code)) {
+  if (isUnavailable(error)) {
     return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable, try again shortly', 503, { 'retry-after': '1' });
   }
   return new OAuthError('server_error', 'the server could not complete the request', 500);
