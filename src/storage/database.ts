@@ -7,6 +7,7 @@ import type { Database } from './schema.ts';
 import * as foundation from './migrations/001-foundation.ts';
 import * as browser from './migrations/002-browser.ts';
 import * as platform from './migrations/003-platform.ts';
+import * as oneSigningKey from './migrations/004-one-signing-key.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -85,6 +86,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '001-foundation': foundation,
   '002-browser': browser,
   '003-platform': platform,
+  '004-one-signing-key': oneSigningKey,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

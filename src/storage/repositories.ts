@@ -105,7 +105,8 @@ export interface SigningKeyRepository {
   /** Keys in the JWKS at `now`: next, active, and retired ones that have not yet expired. */
   listPublished(now: number): Promise<SigningKeyRecord[]>;
   listAll(): Promise<SigningKeyRecord[]>;
-  insert(key: SigningKeyRecord): Promise<void>;
+  /** Publishes a key; false (storing nothing) when the use already has a key in that state. */
+  insert(key: SigningKeyRecord): Promise<boolean>;
   /**
    * Rotation for one use, in one transaction: the `next` key becomes `active`, the active key
    * becomes `retired` until `retiredExpiresAt`, and `newNext` is published. Returns false (changing

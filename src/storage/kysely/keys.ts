@@ -44,40 +44,40 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
       return (await db.selectFrom('signing_keys').selectAll().orderBy('created_at').orderBy('kid').execute()).map(toKey);
     },
     async insert(key) {
-      await db.insertInto('signing_keys').values(toRow(key)).execute();
+      try {
+        await db.insertInto('signing_keys').values(toRow(key)).execute();
+        return true;
+      } catch (error) {
+        // Another instance published the key of this use and state first (a unique index says so).
+        if ((await db.selectFrom('signing_keys').select('kid').where('use', '=', key.use).where('state', '=', key.state).executeTakeFirst()) !== undefined) return false;
+        throw error;
+      }
     },
     async rotate(use, newNext, now, retiredExpiresAt) {
-      return db.transaction().execute(async (trx) => {
-        // Instances racing at first start may each have published a next key: promote the oldest one
-        // and retire the others with the active keys, so one rotation leaves one active and one next.
-        const next = await trx
-          .selectFrom('signing_keys')
-          .select('kid')
-          .where('use', '=', use)
-          .where('state', '=', 'next')
-          .orderBy('created_at')
-          .orderBy('kid')
-          .limit(1)
-          .executeTakeFirst();
-        if (!next) return false;
-        // Conditional, so that of two overlapping rotations only one promotes this key.
-        const promoted = await trx
-          .updateTable('signing_keys')
-          .set({ state: 'active', activated_at: now })
-          .where('kid', '=', next.kid)
-          .where('state', '=', 'next')
-          .executeTakeFirst();
-        if (promoted.numUpdatedRows === 0n) return false;
-        await trx
-          .updateTable('signing_keys')
-          .set({ state: 'retired', retired_at: now, expires_at: retiredExpiresAt })
-          .where('use', '=', use)
-          .where('state', 'in', ['active', 'next'])
-          .where('kid', '!=', next.kid)
-          .execute();
-        await trx.insertInto('signing_keys').values(toRow(newNext)).execute();
-        return true;
-      });
+      try {
+        return await db.transaction().execute(async (trx) => {
+          const next = await trx.selectFrom('signing_keys').select('kid').where('use', '=', use).where('state', '=', 'next').executeTakeFirst();
+          if (!next) return false;
+          // Retire first: the database allows one active key per use at a time.
+          await trx
+            .updateTable('signing_keys')
+            .set({ state: 'retired', retired_at: now, expires_at: retiredExpiresAt })
+            .where('use', '=', use)
+            .where('state', '=', 'active')
+            .execute();
+          // Conditional, so that of two overlapping rotations only one promotes this key.
+          const promoted = await trx.updateTable('signing_keys').set({ state: 'active', activated_at: now }).where('kid', '=', next.kid).where('state', '=', 'next').executeTakeFirst();
+          if (promoted.numUpdatedRows === 0n) throw new LostRotation();
+          await trx.insertInto('signing_keys').values(toRow(newNext)).execute();
+          return true;
+        });
+      } catch (error) {
+        // The other rotation won; this one's changes were rolled back.
+        if (error instanceof LostRotation) return false;
+        throw error;
+      }
     },
   };
 }
+
+class LostRotation extends Error {}
