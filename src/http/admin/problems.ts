@@ -2,7 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/applications.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { EmailTakenError } from '../../storage/repositories.ts';
-import { UNAVAILABLE } from '../oauth/errors.ts';
+import { isUnavailable } from '../oauth/errors.ts';
 
 /** One thing wrong with the request: the field (body member, query or path parameter) and why. */
 export interface FieldProblem {
@@ -125,7 +125,7 @@ function toProblem(error: FastifyError | Error): ProblemError {
   if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return invalidField('body', 'the JSON body is empty');
   if (error instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') return invalidField('body', 'the body is not valid JSON');
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return new ProblemError('invalid-request', 'the request is malformed');
-  if (typeof code === 'string' && UNAVAILABLE.has(code)) return new ProblemError('unavailable', 'the service is temporarily unavailable, try again shortly', { headers: { 'retry-after': '1' } });
+  if (isUnavailable(error as Error)) return new ProblemError('unavailable', 'the service is temporarily unavailable, try again shortly', { headers: { 'retry-after': '1' } });
   return new ProblemError('server-error', 'the server could not complete the request');
 }
 

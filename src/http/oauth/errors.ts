@@ -3,7 +3,7 @@ import { OAuthError } from '../../core/errors.ts';
 import type { Metrics } from '../metrics.ts';
 
 // Codes of errors that mean the database is unreachable right now, not that the request was bad.
-export const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
 // pg reports a connection lost in the middle of a query (the database crashed or was stopped with
 // `-m immediate`), a pool that could not connect in time, and a use of a dead client without a code.
 const UNAVAILABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable)/;
@@ -23,7 +23,9 @@ export function isUnavailable(error: Error): boolean {
 export function oauthErrorHandler(error: FastifyError | OAuthError | Error, request: FastifyRequest, reply: FastifyReply, metrics?: Metrics): void {
   const oauthError = toOAuthError(error);
   metrics?.oauthErrors.inc({ error: oauthError.error });
-  if (oauthError.status >= 500) request.log.error({ err: error }, 'request failed');
+  // An unreachable database is an outage, not a bug: one short warning per request, no stack trace.
+  if (oauthError.status === 503) request.log.warn({ code: (error as { code?: unknown }).code, reason: error.message }, 'database unavailable');
+  else if (oauthError.status >= 500) request.log.error({ err: error }, 'request failed');
   reply
     .code(oauthError.status)
     .headers({ ...oauthError.headers, 'cache-control': 'no-store', pragma: 'no-cache' })

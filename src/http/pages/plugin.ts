@@ -11,6 +11,7 @@ import type { Pages } from './context.ts';
 import { developerPortalRoutes } from './developers.ts';
 import { loginRoutes } from './login.ts';
 import { logoutRoutes } from './logout.ts';
+import { isUnavailable } from '../oauth/errors.ts';
 import { publicDir, renderPage } from './render.ts';
 import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
 
@@ -44,6 +45,11 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehou
     const status = (error as { statusCode?: number }).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return renderPage(reply, 'error', { title: 'Bad request', message: status === 413 ? 'The form was too large.' : 'The request could not be understood.' }, status === 413 ? 413 : 400);
+    }
+    if (isUnavailable(error as Error)) {
+      request.log.warn({ reason: (error as Error).message }, 'database unavailable');
+      reply.header('retry-after', '5');
+      return renderPage(reply, 'error', { title: 'Back in a moment', message: 'The service is briefly unavailable. Please try again in a few seconds.' }, 503);
     }
     request.log.error({ err: error }, 'page failed');
     return renderPage(reply, 'error', { title: 'Something went wrong', message: 'The server could not complete the request. Please try again in a moment.' }, 500);
