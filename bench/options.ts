@@ -2,11 +2,24 @@
 import { SERVER_NAMES } from './servers.ts';
 import type { ServerName } from './servers.ts';
 
+/** The Gatehouse flows measured after the client_credentials comparison, in this order. */
+export const FLOW_NAMES = [
+  'refresh-sqlite',
+  'refresh-postgres',
+  'authorization-code',
+  'introspection',
+  'api-key-introspection',
+  'sdk-verify',
+  'memory',
+] as const;
+export type FlowName = (typeof FLOW_NAMES)[number];
+
 export interface BenchOptions {
   durationSeconds: number;
   warmupSeconds: number;
   connections: number;
   servers: ServerName[];
+  flows: FlowName[];
 }
 
 export function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
@@ -14,7 +27,7 @@ export function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
     durationSeconds: integer(env, 'BENCH_DURATION', 10, 1),
     warmupSeconds: integer(env, 'BENCH_WARMUP', 3, 0),
     connections: integer(env, 'BENCH_CONNECTIONS', 10, 1),
-    servers: serverList(env.BENCH_ONLY),
+    ...selection(env.BENCH_ONLY),
   };
 }
 
@@ -28,13 +41,20 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
   return value;
 }
 
-/** Keeps the fixed order floor, oidc-provider, gatehouse whatever order BENCH_ONLY lists them in. */
-function serverList(raw: string | undefined): ServerName[] {
-  if (!raw?.trim()) return [...SERVER_NAMES];
+/**
+ * Keeps the fixed order (floor, oidc-provider, gatehouse, then the flows) whatever order BENCH_ONLY
+ * lists them in; everything when BENCH_ONLY is unset.
+ */
+function selection(raw: string | undefined): { servers: ServerName[]; flows: FlowName[] } {
+  if (!raw?.trim()) return { servers: [...SERVER_NAMES], flows: [...FLOW_NAMES] };
+  const known: readonly string[] = [...SERVER_NAMES, ...FLOW_NAMES];
   const wanted = raw.split(',').map((name) => name.trim()).filter(Boolean);
-  const unknown = wanted.filter((name) => !(SERVER_NAMES as readonly string[]).includes(name));
+  const unknown = wanted.filter((name) => !known.includes(name));
   if (unknown.length > 0) {
-    throw new Error(`BENCH_ONLY names unknown servers: ${unknown.join(', ')} (known: ${SERVER_NAMES.join(', ')})`);
+    throw new Error(`BENCH_ONLY names unknown servers or flows: ${unknown.join(', ')} (known: ${known.join(', ')})`);
   }
-  return SERVER_NAMES.filter((name) => wanted.includes(name));
+  return {
+    servers: SERVER_NAMES.filter((name) => wanted.includes(name)),
+    flows: FLOW_NAMES.filter((name) => wanted.includes(name)),
+  };
 }

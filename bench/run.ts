@@ -1,21 +1,32 @@
 // npm run bench: the client_credentials token endpoint of Gatehouse, measured against oidc-provider
 // (the reference it must beat) and a bare Fastify route (the floor it cannot beat), one after the
-// other on the same core, in the same run. See DESIGN.md §9.
+// other on the same core, in the same run. See DESIGN.md §9. Then Gatehouse's other flows, each on
+// a fresh instance on the same core: refresh on SQLite and PostgreSQL, the authorization endpoint,
+// introspection of a JWT and of an API key, JWT verification in the SDK, and resident memory.
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { measureHttpFlow } from './flows.ts';
+import type { FlowResult } from './flows.ts';
+import { stopAllInstances } from './gatehouse.ts';
 import { runLoad } from './load.ts';
+import { measureMemory } from './memory.ts';
+import type { MemoryResult } from './memory.ts';
 import { readOptions } from './options.ts';
-import type { BenchOptions } from './options.ts';
+import type { BenchOptions, FlowName } from './options.ts';
 import { PINNED_FLAG, canPinTo, relaunchPinned } from './pinning.ts';
-import { childFailure, killAllChildrenNow } from './processes.ts';
+import { childFailure, killAllChildrenNow, stopAllChildren } from './processes.ts';
 import { computeRatios, formatReport, writeJsonReport } from './report.ts';
 import type { Environment, ServerResult } from './report.ts';
+import { measureSdkVerify } from './sdk.ts';
+import type { SdkResult } from './sdk.ts';
 import { startServer, stopAllServers } from './servers.ts';
 import type { RunningServer, ServerName } from './servers.ts';
 
 const SERVER_CORE = 0;
 const LOAD_CORE = 1;
 const resultsFile = fileURLToPath(new URL('results/latest.json', import.meta.url));
+/** Log lines name what is measured in a column this wide: every name of the run ('oidc-provider' at least). */
+let logWidth = 13;
 
 if (process.env[PINNED_FLAG] === undefined && canPinTo(LOAD_CORE)) {
   relaunchPinned(LOAD_CORE);
@@ -42,21 +53,41 @@ async function main(): Promise<void> {
         `${options.warmupSeconds} s warm-up, ${options.durationSeconds} s measured, ${options.connections} connections\n`,
     );
 
+    logWidth = Math.max(logWidth, ...[...options.servers, ...options.flows].map((name) => name.length));
+    const serverCore = environment.serverCore ?? undefined;
     const results: ServerResult[] = [];
     for (const name of options.servers) {
-      results.push(await measure(name, options, environment.serverCore ?? undefined));
+      results.push(await measure(name, options, serverCore));
+    }
+    const flows: (FlowResult | SdkResult)[] = [];
+    let memory: MemoryResult | undefined;
+    for (const name of options.flows) {
+      const flowLog = (message: string) => log(name, message);
+      if (name === 'memory') memory = await measureMemory(options, serverCore, flowLog);
+      else if (name === 'sdk-verify') flows.push(await measureSdkVerify(options, serverCore, flowLog));
+      else flows.push(await measureHttpFlow(name, options, serverCore, flowLog));
     }
 
-    const ratios = computeRatios(results);
-    console.log(`\n${formatReport(results, ratios)}\n`);
-    await writeJsonReport(resultsFile, options, environment, results, ratios);
+    const httpFlows = flows.filter((flow): flow is FlowResult => 'requestsPerSecond' in flow);
+    const ratios = computeRatios(results, httpFlows, options.flows);
+    console.log(`\n${formatReport(results, ratios, flows, memory)}\n`);
+    await writeJsonReport(resultsFile, options, environment, results, ratios, flows, memory);
     console.log(`results written to ${resultsFile}`);
   } catch (error) {
     console.error(`\nbench failed: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 1;
   } finally {
-    await stopAllServers();
+    await stopEverything().catch((error: unknown) => {
+      console.error(`\nclean-up failed: ${error instanceof Error ? error.message : String(error)}`);
+      process.exitCode = 1;
+    });
   }
+}
+
+/** Every server, instance, database and temporary directory the run started, gone. */
+async function stopEverything(): Promise<void> {
+  await Promise.all([stopAllServers(), stopAllInstances()]);
+  await stopAllChildren();
 }
 
 async function measure(name: ServerName, options: BenchOptions, core: number | undefined): Promise<ServerResult> {
@@ -94,13 +125,13 @@ function stopChildrenOnInterrupt(): void {
     if (interrupted) return;
     interrupted = true;
     console.error(`\n${signal}: stopping the servers`);
-    void stopAllServers().finally(() => process.exit(130));
+    void stopEverything().finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('exit', killAllChildrenNow);
 }
 
-function log(name: ServerName, message: string): void {
-  console.log(`${name.padEnd(13)} ${message}`);
+function log(name: ServerName | FlowName, message: string): void {
+  console.log(`${name.padEnd(logWidth)} ${message}`);
 }

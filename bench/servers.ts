@@ -216,7 +216,7 @@ function parseCreatedClient(stdout: string): { clientId: string; clientSecret: s
  * The benchmark measures the embedded default; settings from the developer's shell (a DATABASE_URL
  * above all) would change what is measured and could write the bench client into a real database.
  */
-function withoutGatehouseSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+export function withoutGatehouseSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(
     Object.entries(env).filter(([key]) => !key.startsWith('GATEHOUSE_') && key !== 'DATABASE_URL'),
   );
