@@ -16,12 +16,15 @@ export const CLI = join(ROOT, 'src/cli/main.ts');
 
 export type Env = Record<string, string>;
 
-/** The parent's environment without any Gatehouse setting, so each test says exactly what it sets. */
-function baseEnv(): Env {
+/**
+ * The parent's environment without any Gatehouse setting (nor the variables in `alsoDrop`), so each
+ * test says exactly what it sets.
+ */
+function baseEnv(alsoDrop: readonly string[] = []): Env {
   const env: Env = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue;
-    if (key.startsWith('GATEHOUSE_') || ['PORT', 'HOST', 'DATABASE_URL', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS'].includes(key)) continue;
+    if (key.startsWith('GATEHOUSE_') || ['PORT', 'HOST', 'DATABASE_URL', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS', ...alsoDrop].includes(key)) continue;
     env[key] = value;
   }
   return env;
@@ -41,23 +44,82 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface SpawnOptions {
+  /** Variables of the parent's environment not to pass on, besides the Gatehouse settings. */
+  dropEnv?: readonly string[];
+}
+
+/** A `gatehouse ARGS…` child process whose outputs are collected. */
+export interface GatehouseProcess {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Has the process exited? */
+  exitedAlready(): boolean;
+  /** Resolves when the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Spawns `gatehouse ARGS…` on the sources with `env` over the parent's environment without its Gatehouse settings. */
+export function spawnGatehouse(args: string[], env: Env, options: SpawnOptions = {}): GatehouseProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...baseEnv(options.dropEnv), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  let hasExited = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => {
+      hasExited = true;
+      resolve({ code, signal });
+    });
+  });
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exitedAlready: () => hasExited,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (hasExited) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * `gatehouse ARGS…` in a child process of its own, which the caller may kill; killed after
+ * `timeoutMs`. `result` resolves once it has exited and its outputs are closed. With `onError`,
+ * a child that cannot be spawned (or signalled) is reported there.
+ */
+export function startCli(args: string[], env: Env, options: SpawnOptions & { timeoutMs?: number; onError?: (error: Error) => void } = {}): { child: ChildProcess; result: Promise<CliResult> } {
+  const { child, stdout, stderr } = spawnGatehouse(args, env, options);
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const { onError } = options;
+  if (onError) {
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      onError(error);
+    });
+  }
+  const result = new Promise<CliResult>((resolve) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: stdout(), stderr: stderr() });
+    });
+  });
+  return { child, result };
+}
+
 /** Runs `gatehouse ARGS…` to completion (killed after `timeoutMs`). */
 export function runCli(args: string[], env: Env, timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
+    startCli(args, env, { timeoutMs, onError: reject }).result.then(resolve);
   });
 }
 
@@ -117,17 +179,10 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-export interface ServeProcess {
+export interface ServeProcess extends GatehouseProcess {
   /** http://127.0.0.1:PORT */
   url: string;
   port: number;
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** Resolves when the process has exited. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** SIGTERM, then SIGKILL if it has not exited within a few seconds. */
-  stop(): Promise<void>;
 }
 
 /**
@@ -136,48 +191,22 @@ export interface ServeProcess {
  */
 export async function startServe(env: Env, options: { port?: number; timeoutMs?: number } = {}): Promise<ServeProcess> {
   const port = options.port ?? (await freePort());
-  const child = spawn(process.execPath, [CLI, 'serve'], { cwd: ROOT, env: { ...baseEnv(), ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  let hasExited = false;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => {
-      hasExited = true;
-      resolve({ code, signal });
-    });
-  });
   const url = `http://127.0.0.1:${port}`;
-  const serve: ServeProcess = {
-    url,
-    port,
-    child,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exited,
-    async stop() {
-      if (hasExited) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  const serve: ServeProcess = { ...spawnGatehouse(['serve'], { ...env, PORT: String(port) }), url, port };
   try {
     const outcome = await waitFor(
       'gatehouse serve to answer /healthz',
       async () => {
-        if (hasExited) return 'exited';
+        if (serve.exitedAlready()) return 'exited';
         const response = await fetch(`${url}/healthz`);
-        return response.status === 200 && stdout.includes('Gatehouse is listening') ? 'ready' : undefined;
+        return response.status === 200 && serve.stdout().includes('Gatehouse is listening') ? 'ready' : undefined;
       },
       options.timeoutMs ?? 60_000,
     );
-    if (outcome === 'exited') throw new Error(`it exited with ${(await exited).code}`);
+    if (outcome === 'exited') throw new Error(`it exited with ${(await serve.exited).code}`);
   } catch (error) {
     await serve.stop();
-    throw new Error(`gatehouse serve did not start (${(error as Error).message})\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    throw new Error(`gatehouse serve did not start (${(error as Error).message})\nstdout:\n${serve.stdout()}\nstderr:\n${serve.stderr()}`);
   }
   return serve;
 }

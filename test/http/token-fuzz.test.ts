@@ -8,6 +8,7 @@ import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { createOpaqueToken } from '../../src/core/tokens/opaque.ts';
 import { DIALECTS } from '../support/databases.ts';
+import { sendRaw, type RawAnswer as Answer } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /*
@@ -214,40 +215,18 @@ interface Fixture {
   refreshToken: string;
 }
 
-interface Response {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
-
-function send(baseUrl: string, fuzz: FuzzCase): Promise<Response> {
-  const { hostname, port } = new URL(baseUrl);
-  return new Promise((resolve, reject) => {
-    const headers: http.OutgoingHttpHeaders = { ...fuzz.headers };
-    if (fuzz.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length' || h.toLowerCase() === 'transfer-encoding')) {
-      headers['content-length'] = fuzz.body.length;
-    }
-    let settled = false;
-    const request = http.request({ hostname, port, method: fuzz.method ?? 'POST', path: fuzz.path ?? '/token', headers, agent: false, timeout: 15_000 }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => {
-        settled = true;
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8') });
-      });
-      response.on('error', (error) => settled || reject(error));
-    });
-    request.on('timeout', () => request.destroy(new Error('no answer within 15 s')));
-    // The server may answer (413) and close before the whole body is written; the answer counts.
-    request.on('error', (error) => settled || reject(error));
-    request.end(fuzz.body);
-  });
+function send(baseUrl: string, fuzz: FuzzCase): Promise<Answer> {
+  const headers: http.OutgoingHttpHeaders = { ...fuzz.headers };
+  if (fuzz.body !== undefined && !Object.keys(headers).some((h) => h.toLowerCase() === 'content-length' || h.toLowerCase() === 'transfer-encoding')) {
+    headers['content-length'] = fuzz.body.length;
+  }
+  return sendRaw(baseUrl, { method: fuzz.method ?? 'POST', path: fuzz.path ?? '/token', headers, body: fuzz.body });
 }
 
 const STACK_TRACE = /\n\s+at |\bat [\w$.<>]+ \(|\(?(file:\/\/)?\/[\w.-]+\/[\w./-]+:\d+:\d+|node_modules|\.ts:\d+|\bError: /;
 
 /** Every rule a response to a malformed token request must satisfy; returns the ones it broke. */
-function problemsOf(fuzz: FuzzCase, response: Response, knownSecrets: readonly string[]): string[] {
+function problemsOf(fuzz: FuzzCase, response: Answer, knownSecrets: readonly string[]): string[] {
   const problems: string[] = [];
   const { status, headers, text } = response;
   if (status >= 500) problems.push(`status ${status}`);
@@ -943,7 +922,7 @@ for (const dialect of DIALECTS) {
       for (const [i, fuzz] of cases.entries()) {
         // The handcrafted cases alternate between the two addresses of the endpoint.
         const withPath = fuzz.path ? fuzz : { ...fuzz, path: i % 2 === 0 ? '/token' : '/access_token' };
-        let response: Response;
+        let response: Answer;
         try {
           response = await send(f.server.url, withPath);
         } catch (error) {

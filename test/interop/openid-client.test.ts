@@ -129,7 +129,9 @@ for (const dialect of DIALECTS) {
         state,
         nonce,
       });
-      return { url, pkceCodeVerifier, state, nonce };
+      /** What openid-client checks in the authorization response and the ID token. */
+      const checks = { pkceCodeVerifier, expectedState: state, expectedNonce: nonce, idTokenExpected: true };
+      return { url, state, nonce, checks };
     }
 
     describe('discovery', () => {
@@ -171,12 +173,7 @@ for (const dialect of DIALECTS) {
         const config = await discovery(new URL(server.url), confidential.id, confidential.secret, undefined, { execute: [allowInsecureRequests, enableNonRepudiationChecks], algorithm: 'oauth2' });
         assert.equal(config.serverMetadata().issuer, server.url);
         const request = await authorizationRequest(config);
-        const tokens = await authorizationCodeGrant(config, await person(new HttpBrowser(), request.url), {
-          pkceCodeVerifier: request.pkceCodeVerifier,
-          expectedState: request.state,
-          expectedNonce: request.nonce,
-          idTokenExpected: true,
-        });
+        const tokens = await authorizationCodeGrant(config, await person(new HttpBrowser(), request.url), request.checks);
         assert.equal(tokens.claims()?.sub, userId);
       });
     });
@@ -190,12 +187,7 @@ for (const dialect of DIALECTS) {
         assert.equal(callback.searchParams.get('state'), request.state);
 
         const startedAt = Math.floor(Date.now() / 1000);
-        const tokens = await authorizationCodeGrant(config, callback, {
-          pkceCodeVerifier: request.pkceCodeVerifier,
-          expectedState: request.state,
-          expectedNonce: request.nonce,
-          idTokenExpected: true,
-        });
+        const tokens = await authorizationCodeGrant(config, callback, request.checks);
         assert.equal(tokens.token_type.toLowerCase(), 'bearer');
         assert.ok(tokens.access_token);
         assert.ok(tokens.refresh_token);
@@ -241,12 +233,7 @@ for (const dialect of DIALECTS) {
         for (const config of [await discover(confidential.id, confidential.secret), await discover(confidential.id, confidential.secret, ClientSecretPost(confidential.secret))]) {
           const request = await authorizationRequest(config);
           const callback = await person(new HttpBrowser(), request.url);
-          const tokens = await authorizationCodeGrant(config, callback, {
-            pkceCodeVerifier: request.pkceCodeVerifier,
-            expectedState: request.state,
-            expectedNonce: request.nonce,
-            idTokenExpected: true,
-          });
+          const tokens = await authorizationCodeGrant(config, callback, request.checks);
           assert.equal(tokens.claims()?.sub, userId);
           const refreshed = await refreshTokenGrant(config, tokens.refresh_token!);
           assert.ok(refreshed.access_token);
@@ -259,7 +246,7 @@ for (const dialect of DIALECTS) {
           const request = await authorizationRequest(config);
           const callback = await person(new HttpBrowser(), request.url);
           await assert.rejects(
-            authorizationCodeGrant(config, callback, { pkceCodeVerifier: request.pkceCodeVerifier, expectedState: request.state, expectedNonce: request.nonce, idTokenExpected: true }),
+            authorizationCodeGrant(config, callback, request.checks),
             (error: unknown) => {
               // RFC 6749 §5.2: 401 with a Basic challenge when the client used Basic; a JSON error otherwise.
               if (error instanceof WWWAuthenticateChallengeError) return error.status === 401 && error.cause[0]?.scheme === 'basic';
@@ -278,12 +265,7 @@ for (const dialect of DIALECTS) {
         ] as const) {
           const request = await authorizationRequest(config, scope);
           const callback = await person(new HttpBrowser(), request.url);
-          const tokens = await authorizationCodeGrant(config, callback, {
-            pkceCodeVerifier: request.pkceCodeVerifier,
-            expectedState: request.state,
-            expectedNonce: request.nonce,
-            idTokenExpected: true,
-          });
+          const tokens = await authorizationCodeGrant(config, callback, request.checks);
           const userinfo = await fetchUserInfo(config, tokens.access_token, userId);
           assert.equal(userinfo.sub, userId, scope);
           assert.equal(userinfo.email, expectEmail ? USER.email : undefined, scope);
@@ -296,13 +278,7 @@ for (const dialect of DIALECTS) {
         const request = await authorizationRequest(config);
         request.url.searchParams.set('max_age', '300');
         const callback = await person(new HttpBrowser(), request.url);
-        const tokens = await authorizationCodeGrant(config, callback, {
-          pkceCodeVerifier: request.pkceCodeVerifier,
-          expectedState: request.state,
-          expectedNonce: request.nonce,
-          idTokenExpected: true,
-          maxAge: 300,
-        });
+        const tokens = await authorizationCodeGrant(config, callback, { ...request.checks, maxAge: 300 });
         assert.equal(typeof tokens.claims()?.auth_time, 'number');
       });
     });
@@ -312,12 +288,7 @@ for (const dialect of DIALECTS) {
         const config = await discover(publicClient.id, undefined, None());
         const request = await authorizationRequest(config);
         const callback = await person(new HttpBrowser(), request.url);
-        const tokens = await authorizationCodeGrant(config, callback, {
-          pkceCodeVerifier: request.pkceCodeVerifier,
-          expectedState: request.state,
-          expectedNonce: request.nonce,
-          idTokenExpected: true,
-        });
+        const tokens = await authorizationCodeGrant(config, callback, request.checks);
         const claims = tokens.claims()!;
         assert.equal(claims.sub, userId);
         assert.equal(claims.aud, publicClient.id);
@@ -339,7 +310,7 @@ for (const dialect of DIALECTS) {
         const request = await authorizationRequest(config);
         const callback = await person(new HttpBrowser(), request.url);
         await assert.rejects(
-          authorizationCodeGrant(config, callback, { pkceCodeVerifier: randomPKCECodeVerifier(), expectedState: request.state, expectedNonce: request.nonce, idTokenExpected: true }),
+          authorizationCodeGrant(config, callback, { ...request.checks, pkceCodeVerifier: randomPKCECodeVerifier() }),
           (error: Error & { error?: string }) => error.error === 'invalid_grant',
         );
       });
@@ -351,7 +322,7 @@ for (const dialect of DIALECTS) {
         const request = await authorizationRequest(config);
         const callback = await person(new HttpBrowser(), request.url);
         assert.equal(callback.searchParams.get('iss'), server.url);
-        const checks = { pkceCodeVerifier: request.pkceCodeVerifier, expectedState: request.state, expectedNonce: request.nonce, idTokenExpected: true };
+        const { checks } = request;
 
         const forged = new URL(callback);
         forged.searchParams.set('iss', 'https://attacker.example');
@@ -374,7 +345,7 @@ for (const dialect of DIALECTS) {
         assert.equal(callback.searchParams.get('iss'), server.url);
         assert.equal(callback.searchParams.get('state'), request.state);
         await assert.rejects(
-          authorizationCodeGrant(config, callback, { pkceCodeVerifier: request.pkceCodeVerifier, expectedState: request.state, expectedNonce: request.nonce, idTokenExpected: true }),
+          authorizationCodeGrant(config, callback, request.checks),
           (error: unknown) => error instanceof AuthorizationResponseError && error.error === 'access_denied',
         );
       });
@@ -390,12 +361,7 @@ for (const dialect of DIALECTS) {
         const body = new URLSearchParams({ code: hiddenField(page.text, 'code'), state: hiddenField(page.text, 'state'), iss: hiddenField(page.text, 'iss') });
         assert.equal(body.get('iss'), server.url);
         const callback = new Request(REDIRECT_URI, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
-        const tokens = await authorizationCodeGrant(config, callback, {
-          pkceCodeVerifier: request.pkceCodeVerifier,
-          expectedState: request.state,
-          expectedNonce: request.nonce,
-          idTokenExpected: true,
-        });
+        const tokens = await authorizationCodeGrant(config, callback, request.checks);
         assert.equal(tokens.claims()?.sub, userId);
       });
 
@@ -414,22 +380,12 @@ for (const dialect of DIALECTS) {
         const config = await discover(confidential.id, confidential.secret);
         const browser = new HttpBrowser();
         const first = await authorizationRequest(config);
-        const firstTokens = await authorizationCodeGrant(config, await person(browser, first.url), {
-          pkceCodeVerifier: first.pkceCodeVerifier,
-          expectedState: first.state,
-          expectedNonce: first.nonce,
-          idTokenExpected: true,
-        });
+        const firstTokens = await authorizationCodeGrant(config, await person(browser, first.url), first.checks);
 
         // Signed in and consent remembered: prompt=none answers at once, with the same auth_time.
         const silent = await authorizationRequest(config);
         silent.url.searchParams.set('prompt', 'none');
-        const silentTokens = await authorizationCodeGrant(config, await person(browser, silent.url), {
-          pkceCodeVerifier: silent.pkceCodeVerifier,
-          expectedState: silent.state,
-          expectedNonce: silent.nonce,
-          idTokenExpected: true,
-        });
+        const silentTokens = await authorizationCodeGrant(config, await person(browser, silent.url), silent.checks);
         assert.equal(silentTokens.claims()?.auth_time, firstTokens.claims()?.auth_time);
 
         const state = randomState();
@@ -446,7 +402,7 @@ for (const dialect of DIALECTS) {
         after.url.searchParams.set('prompt', 'none');
         const callback = await person(browser, after.url);
         await assert.rejects(
-          authorizationCodeGrant(config, callback, { pkceCodeVerifier: after.pkceCodeVerifier, expectedState: after.state, expectedNonce: after.nonce, idTokenExpected: true }),
+          authorizationCodeGrant(config, callback, after.checks),
           (error: unknown) => error instanceof AuthorizationResponseError && error.error === 'login_required',
         );
       });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -10,7 +10,7 @@ import pino from 'pino';
 import { createClient, createUser, type ClientInput } from '../../src/core/applications.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
-import { CLI, freePort, ROOT, waitFor, type Env } from '../cli/support.ts';
+import { freePort, spawnGatehouse, startCli as startCliProcess, waitFor, type Env, type GatehouseProcess } from '../cli/support.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { basic, post } from '../support/server.ts';
 
@@ -31,16 +31,8 @@ export const REQUEST_TIMEOUT_MS = 20_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export { sleep };
 
-/** The parent's environment without any Gatehouse setting (as test/cli/support.ts does). */
-function baseEnv(): Env {
-  const env: Env = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value === undefined) continue;
-    if (key.startsWith('GATEHOUSE_') || ['PORT', 'HOST', 'DATABASE_URL', 'REDIS_URL', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS'].includes(key)) continue;
-    env[key] = value;
-  }
-  return env;
-}
+/** Children get the parent's environment without any Gatehouse setting, nor REDIS_URL. */
+const DROP_ENV = ['REDIS_URL'];
 
 /** The last `lines` lines of a process's output, each cut to 400 characters, for failure messages. */
 export const tail = (text: string, lines = 30): string =>
@@ -75,77 +67,44 @@ export function logSummary(stdout: string): Record<string, number> {
 // gatehouse serve
 // ---------------------------------------------------------------------------------------------
 
-export interface Instance {
+export interface Instance extends GatehouseProcess {
   name: string;
   /** http://127.0.0.1:PORT, the instance itself (not the load balancer). */
   url: string;
   port: number;
-  child: ChildProcess;
   pid: number;
-  stdout(): string;
-  stderr(): string;
-  /** Has the process exited? */
-  exitedAlready(): boolean;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Both outputs, trimmed to their ends: for assertion messages. */
   describe(): string;
-  /** SIGTERM, then SIGKILL after `graceMs`. */
-  stop(graceMs?: number): Promise<void>;
 }
 
 /** Starts `gatehouse serve ARGS…` on a free (or given) port; resolves once it answers /healthz and printed its banner. */
 export async function startInstance(name: string, env: Env, options: { args?: string[]; port?: number; timeoutMs?: number } = {}): Promise<Instance> {
   const port = options.port ?? (await freePort());
-  const child = spawn(process.execPath, [CLI, 'serve', ...(options.args ?? [])], {
-    cwd: ROOT,
-    env: { ...baseEnv(), ...env, PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  let hasExited = false;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('exit', (code, signal) => {
-      hasExited = true;
-      resolve({ code, signal });
-    });
-  });
+  const spawned = spawnGatehouse(['serve', ...(options.args ?? [])], { ...env, PORT: String(port), HOST: '127.0.0.1' }, { dropEnv: DROP_ENV });
+  const { child, stdout, stderr } = spawned;
   const url = `http://127.0.0.1:${port}`;
   const instance: Instance = {
+    ...spawned,
     name,
     url,
     port,
-    child,
     pid: child.pid!,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exitedAlready: () => hasExited,
-    exited,
     describe: () =>
-      `${name} (pid ${child.pid}, port ${port})\n--- warnings and errors logged ---\n${JSON.stringify(logSummary(stdout), null, 1)}\n--- stdout ---\n${tail(stdout, 12)}\n--- stderr ---\n${tail(stderr)}`,
-    async stop(graceMs = 10_000) {
-      if (hasExited) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(timer);
-    },
+      `${name} (pid ${child.pid}, port ${port})\n--- warnings and errors logged ---\n${JSON.stringify(logSummary(stdout()), null, 1)}\n--- stdout ---\n${tail(stdout(), 12)}\n--- stderr ---\n${tail(stderr())}`,
   };
   try {
     const outcome = await waitFor(
       `${name} to answer /healthz`,
       async () => {
-        if (hasExited) return 'exited';
+        if (instance.exitedAlready()) return 'exited';
         const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
         await response.arrayBuffer();
-        return response.status === 200 && stdout.includes('Gatehouse is listening') ? 'ready' : undefined;
+        return response.status === 200 && stdout().includes('Gatehouse is listening') ? 'ready' : undefined;
       },
       options.timeoutMs ?? 60_000,
       100,
     );
-    if (outcome === 'exited') throw new Error(`it exited with ${JSON.stringify(await exited)}`);
+    if (outcome === 'exited') throw new Error(`it exited with ${JSON.stringify(await instance.exited)}`);
   } catch (error) {
     await instance.stop(2000);
     throw new Error(`gatehouse serve (${name}) did not start: ${(error as Error).message}\n${instance.describe()}`);
@@ -154,21 +113,7 @@ export async function startInstance(name: string, env: Env, options: { args?: st
 }
 
 /** `gatehouse ARGS…` in a child process of its own, which the caller may kill; bounded by `timeoutMs`. */
-export function startCli(args: string[], env: Env, timeoutMs = 60_000) {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const result = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) => {
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return { child, result };
-}
+export const startCli = (args: string[], env: Env, timeoutMs = 60_000) => startCliProcess(args, env, { timeoutMs, dropEnv: DROP_ENV });
 
 // ---------------------------------------------------------------------------------------------
 // nginx
@@ -454,22 +399,8 @@ export interface Answer {
 }
 
 /** A token request authenticated with HTTP Basic (RFC 6749 §2.3.1). */
-export async function tokenRequest(base: string, client: Party, form: Record<string, string>, signal?: AbortSignal): Promise<Answer> {
-  const response = await fetch(`${base}/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client.id, client.secret) },
-    body: new URLSearchParams(form).toString(),
-    // Every request is bounded: a hung one fails the test instead of hanging it.
-    signal: signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON: kept as text for the assertion to show
-  }
-  return { status: response.status, headers: response.headers, body, upstream: upstreamOf(response.headers) };
+export function tokenRequest(base: string, client: Party, form: Record<string, string>, signal?: AbortSignal): Promise<Answer> {
+  return tokenRequestTo(`${base}/token`, client, form, signal);
 }
 
 export const clientCredentials = (base: string, client: Party, signal?: AbortSignal) => tokenRequest(base, client, { grant_type: 'client_credentials', scope: 'objects:read' }, signal);
@@ -482,19 +413,21 @@ export async function introspect(base: string, resourceServer: Party, token: str
   return tokenRequestTo(`${base}/introspect`, resourceServer, { token });
 }
 
-async function tokenRequestTo(url: string, client: Party, form: Record<string, string>): Promise<Answer> {
+/** A form POST to `url` authenticated with HTTP Basic; the body parsed when it is JSON. */
+async function tokenRequestTo(url: string, client: Party, form: Record<string, string>, signal?: AbortSignal): Promise<Answer> {
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client.id, client.secret) },
     body: new URLSearchParams(form).toString(),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    // Every request is bounded: a hung one fails the test instead of hanging it.
+    signal: signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
   const text = await response.text();
   let body: unknown = text;
   try {
     body = JSON.parse(text);
   } catch {
-    // not JSON
+    // not JSON: kept as text for the assertion to show
   }
   return { status: response.status, headers: response.headers, body, upstream: upstreamOf(response.headers) };
 }

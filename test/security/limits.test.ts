@@ -9,6 +9,7 @@ import { buildApp, HTTP_LIMITS, type HttpLimits } from '../../src/http/app.ts';
 import type { FastifyInstance } from 'fastify';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { sendRaw, type RawAnswer as Answer } from '../support/raw-http.ts';
 import { basic, freePort, post, startTestServer, TEST_SECRET, type TestServer } from '../support/server.ts';
 
 /*
@@ -19,32 +20,6 @@ import { basic, freePort, post, startTestServer, TEST_SECRET, type TestServer } 
  */
 
 const KIB = 1024;
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
-
-/** One request over a connection of its own; the server may answer and close before the whole body is written. */
-function send(url: string, init: { method?: string; path: string; headers?: Record<string, string | number>; body?: string | Buffer }): Promise<Answer> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const request = http.request({ hostname, port, method: init.method ?? 'POST', path: init.path, headers: init.headers, agent: false, timeout: 15_000 }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => {
-        settled = true;
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8') });
-      });
-      response.on('error', (error) => settled || reject(error));
-    });
-    request.on('timeout', () => request.destroy(new Error('no answer within 15 s')));
-    request.on('error', (error) => settled || reject(error));
-    request.end(init.body);
-  });
-}
 
 /** Raw bytes over a socket; resolves with what came back once the server closes (or after `waitMs`). */
 function rawExchange(url: string, payload: string | Buffer, waitMs = 5000): Promise<{ text: string; closedByServer: boolean }> {
@@ -121,14 +96,14 @@ describe('limits on body and header size', () => {
   it('refuses a 70 KiB body at the token endpoint with 413 and an RFC 6749 error, form or JSON', async () => {
     const form = `grant_type=client_credentials&client_id=${machine.id}&client_secret=${machine.secret}&scope=${'a'.repeat(70 * KIB)}`;
     for (const path of ['/token', '/access_token']) {
-      const answer = await send(server.url, { path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(form) }, body: form });
+      const answer = await sendRaw(server.url, { path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(form) }, body: form });
       const body = assertRfcError(answer, 413, `form ${path}`);
       assert.match(body.error_description, /64 KiB/);
       assert.equal(answer.headers['cache-control'], 'no-store');
       assert.ok(!answer.text.includes(machine.secret));
     }
     const json = JSON.stringify({ grant_type: 'client_credentials', client_id: machine.id, client_secret: machine.secret, scope: 'b'.repeat(70 * KIB) });
-    assertRfcError(await send(server.url, { path: '/token', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }, body: json }), 413, 'json');
+    assertRfcError(await sendRaw(server.url, { path: '/token', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }, body: json }), 413, 'json');
     // Nothing was issued: the machine can still get a token normally.
     assert.equal((await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(machine.id, machine.secret) } })).status, 200);
   });
@@ -138,7 +113,7 @@ describe('limits on body and header size', () => {
     const form = `token=${big}`;
     for (const path of ['/introspect', '/revoke']) {
       assertRfcError(
-        await send(server.url, { path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length, authorization: basic(machine.id, machine.secret) }, body: form }),
+        await sendRaw(server.url, { path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length, authorization: basic(machine.id, machine.secret) }, body: form }),
         413,
         path,
       );
@@ -146,19 +121,19 @@ describe('limits on body and header size', () => {
     const json = JSON.stringify({ expires_at: new Date(Date.now() + 3600_000).toISOString(), scopes: ['model:read'], padding: big });
     const token = (await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(machine.id, machine.secret) } })).body.access_token;
     assertRfcError(
-      await send(server.url, { path: '/projects/p1/access-tokens', headers: { 'content-type': 'application/json', 'content-length': json.length, authorization: `Bearer ${token}` }, body: json }),
+      await sendRaw(server.url, { path: '/projects/p1/access-tokens', headers: { 'content-type': 'application/json', 'content-length': json.length, authorization: `Bearer ${token}` }, body: json }),
       413,
       'project token',
     );
     const userinfo = `access_token=${big}`;
-    const answer = await send(server.url, { path: '/userinfo', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': userinfo.length }, body: userinfo });
+    const answer = await sendRaw(server.url, { path: '/userinfo', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': userinfo.length }, body: userinfo });
     assertRfcError(answer, 413, 'userinfo');
   });
 
   it('refuses a 70 KiB form on every page with a readable 413 page', async () => {
     const form = `csrf=${encodeURIComponent(csrf.token)}&email=a%40example.com&password=${'p'.repeat(70 * KIB)}`;
     for (const path of ['/login', '/signup', '/consent', '/logout', '/account/applications/withdraw', '/authorize', '/developers/applications']) {
-      const answer = await send(server.url, { path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length, cookie: csrf.cookie }, body: form });
+      const answer = await sendRaw(server.url, { path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length, cookie: csrf.cookie }, body: form });
       assertPage(answer, 413, path);
       assert.match(answer.text, /too large/, path);
       assert.match(String(answer.headers['content-security-policy']), /frame-ancestors 'none'/, path);
@@ -167,7 +142,7 @@ describe('limits on body and header size', () => {
 
   it('refuses a 70 KiB body on the admin API with a 413 problem', async () => {
     const json = JSON.stringify({ name: 'n'.repeat(70 * KIB), type: 'confidential', grant_types: ['client_credentials'], scopes: ['objects:read'] });
-    const answer = await send(server.url, { path: '/admin/v1/clients', headers: { 'content-type': 'application/json', 'content-length': json.length, authorization: `Bearer ${adminToken}` }, body: json });
+    const answer = await sendRaw(server.url, { path: '/admin/v1/clients', headers: { 'content-type': 'application/json', 'content-length': json.length, authorization: `Bearer ${adminToken}` }, body: json });
     assert.equal(answer.status, 413, answer.text.slice(0, 200));
     assert.match(String(answer.headers['content-type']), /^application\/problem\+json/);
     assert.equal(JSON.parse(answer.text).status, 413);
@@ -206,7 +181,7 @@ describe('limits on body and header size', () => {
   });
 
   it('accepts headers under the limit as usual', async () => {
-    const answer = await send(server.url, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-pad': 'p'.repeat(12 * KIB), authorization: basic(machine.id, machine.secret) }, body: 'grant_type=client_credentials' });
+    const answer = await sendRaw(server.url, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-pad': 'p'.repeat(12 * KIB), authorization: basic(machine.id, machine.secret) }, body: 'grant_type=client_credentials' });
     assert.equal(answer.status, 200, answer.text);
   });
 
@@ -214,20 +189,20 @@ describe('limits on body and header size', () => {
     const long = 'p'.repeat(HTTP_LIMITS.maxParamLength + 50);
     const token = (await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(machine.id, machine.secret) } })).body.access_token;
     const json = JSON.stringify({ expires_at: new Date(Date.now() + 3600_000).toISOString(), scopes: ['model:read'] });
-    const project = await send(server.url, { path: `/projects/${long}/access-tokens`, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: json });
+    const project = await sendRaw(server.url, { path: `/projects/${long}/access-tokens`, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: json });
     const body = assertRfcError(project, 414, 'project');
     assert.doesNotMatch(project.text, /FST_ERR/);
     assert.ok(body.error_description.length < 100, 'the path is not echoed');
 
-    const page = await send(server.url, { method: 'GET', path: `/developers/applications/${long}`, headers: {} });
+    const page = await sendRaw(server.url, { method: 'GET', path: `/developers/applications/${long}`, headers: {} });
     assertPage(page, 404, 'portal');
 
-    const problem = await send(server.url, { method: 'GET', path: `/admin/v1/clients/${long}`, headers: { authorization: `Bearer ${adminToken}` } });
+    const problem = await sendRaw(server.url, { method: 'GET', path: `/admin/v1/clients/${long}`, headers: { authorization: `Bearer ${adminToken}` } });
     assert.equal(problem.status, 400, problem.text);
     assert.match(String(problem.headers['content-type']), /^application\/problem\+json/);
 
     // Malformed percent-encoding in a path parameter.
-    const bad = await send(server.url, { path: '/projects/%E0%A4%A/access-tokens', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: json });
+    const bad = await sendRaw(server.url, { path: '/projects/%E0%A4%A/access-tokens', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: json });
     assertRfcError(bad, 400, 'bad url');
   });
 });

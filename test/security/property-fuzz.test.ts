@@ -10,6 +10,7 @@ import { hashPassword } from '../../src/core/passwords.ts';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { issueRefreshToken } from '../../src/core/tokens/refresh.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { sendRaw, type RawAnswer as Answer } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /*
@@ -287,32 +288,10 @@ interface Case {
   csrfCookie?: boolean;
 }
 
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-}
-
 function send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<Answer> {
-  const { hostname, port } = new URL(baseUrl);
-  return new Promise((resolve, reject) => {
-    const all: http.OutgoingHttpHeaders = { ...headers };
-    if (body !== undefined) all['content-length'] = body.length;
-    let settled = false;
-    const request = http.request({ hostname, port, method, path, headers: all, agent: false, timeout: 15_000 }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => {
-        settled = true;
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8') });
-      });
-      response.on('error', (error) => settled || reject(error));
-    });
-    request.on('timeout', () => request.destroy(new Error('no answer within 15 s')));
-    // The server may answer (413, 431) and close before the whole request is written; the answer counts.
-    request.on('error', (error) => settled || reject(error));
-    request.end(body);
-  });
+  const all: http.OutgoingHttpHeaders = { ...headers };
+  if (body !== undefined) all['content-length'] = body.length;
+  return sendRaw(baseUrl, { method, path, headers: all, body });
 }
 
 const STACK_TRACE = /\n\s+at |\bat [\w$.<>]+ \(|\(?(file:\/\/)?\/[\w.-]+\/[\w./-]+:\d+:\d+|node_modules|\.ts:\d+|FST_ERR|\bTypeError\b|\bSyntaxError\b/;
