@@ -234,6 +234,8 @@ export interface SessionRepository {
   create(session: Session): Promise<void>;
   find(digest: string): Promise<Session | undefined>;
   delete(digest: string): Promise<void>;
+  /** Ends every session of a user (password reset). */
+  deleteForUser(userId: string): Promise<void>;
 }
 
 export interface Consent {

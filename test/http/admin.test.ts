@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { buildApp } from '../../src/http/app.ts';
 
@@ -393,12 +394,19 @@ for (const dialect of DIALECTS) {
         assert.equal((await passwordGrant(grace.email, grace.password)).status, 200);
       });
 
-      it('resets a password', async () => {
+      it('resets a password and signs the user out everywhere', async () => {
+        const browser = new HttpBrowser();
+        const form = await browser.request(`${server.url}/login`);
+        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: grace.email, password: grace.password } })).status, 303);
+        assert.equal((await browser.request(`${server.url}/account`)).status, 200, 'signed in before the reset');
         assertProblem(await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: { password: 'short' } }), 400, 'password');
         assertProblem(await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: {} }), 400, 'password');
         assert.equal((await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: { password: 'a brand new password' } })).status, 204);
         assert.equal((await passwordGrant(grace.email, 'a brand new password')).status, 200);
         assert.equal((await passwordGrant(grace.email, grace.password)).status, 400);
+        const after = await browser.request(`${server.url}/account`);
+        assert.equal(after.status, 302, 'the session ended with the reset');
+        assert.equal(after.location, '/login');
       });
 
       it('deletes a user', async () => {

@@ -18,6 +18,9 @@ export function kyselySessions(db: Kysely<Database>): SessionRepository {
     async delete(digest) {
       await db.deleteFrom('sessions').where('digest', '=', digest).execute();
     },
+    async deleteForUser(userId) {
+      await db.deleteFrom('sessions').where('user_id', '=', userId).execute();
+    },
   };
 }
 
