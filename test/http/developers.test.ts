@@ -451,6 +451,173 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    describe('editing an application', () => {
+      const settingsOf = (id: string) => `/developers/applications/${id}/settings`;
+      const editForm = (fields: Record<string, string> = {}) => ({ name: 'Sync tool 2', description: 'Now nightly', base_url: 'https://sync2.example', redirect_uris: 'https://app.example/new-callback\r\nhttp://127.0.0.1:9000/cb', ...fields });
+      const authorizeUrl = (clientId: string, redirectUri: string) =>
+        url(`/authorize?${new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: redirectUri, scope: 'openid objects:read', state: 'st-1', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuZGKSWJWM0', code_challenge_method: 'S256' })}`);
+
+      it('changes name, description, base URL and redirect URIs, shows them with a notice, and records an audit event', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        assert.match(page.text, new RegExp(`action="/developers/applications/${id}/settings"`));
+        assert.match(page.text, /id="app-name" name="name" type="text" maxlength="200" required value="Sync tool"/);
+        assert.match(page.text, /<textarea id="app-redirect-uris"[^>]*>https:\/\/app\.example\/callback<\/textarea>/);
+        const before = (await server.gatehouse.storage.clients.find(id))!;
+
+        const res = await browser.request(url(settingsOf(id)), { form: { csrf: hiddenField(page.text, 'csrf'), ...editForm() } });
+        assert.equal(res.status, 303, res.text.slice(0, 1000));
+        assert.equal(res.location, `/developers/applications/${id}?notice=updated`);
+
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.name, 'Sync tool 2');
+        assert.equal(client.description, 'Now nightly');
+        assert.equal(client.baseUrl, 'https://sync2.example');
+        assert.deepEqual(client.redirectUris, ['https://app.example/new-callback', 'http://127.0.0.1:9000/cb']);
+        assert.equal(client.type, before.type);
+        assert.deepEqual(client.grantTypes, before.grantTypes);
+        assert.deepEqual(client.scopes, before.scopes);
+        assert.deepEqual(client.defaultScopes, before.defaultScopes);
+        assert.equal(client.ownerUserId, alice.id);
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 1, 'the secrets stay');
+
+        const shown = await browser.request(url(res.location!));
+        assert.equal(shown.status, 200);
+        assert.match(shown.text, /The application was saved/);
+        assert.match(shown.text, /<h1[^>]*>Sync tool 2</);
+        assert.match(shown.text, /value="https:\/\/sync2\.example"/);
+        assert.ok(shown.text.includes('https://app.example/new-callback\nhttp://127.0.0.1:9000/cb</textarea>'));
+
+        // Clearing the optional fields.
+        const cleared = await browser.request(url(settingsOf(id)), { form: { csrf: hiddenField(shown.text, 'csrf'), ...editForm({ description: '', base_url: '' }) } });
+        assert.equal(cleared.status, 303);
+        const after = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(after.description, '');
+        assert.equal(after.baseUrl, null);
+
+        assert.deepEqual(await auditKinds(id), ['portal.client.created', 'portal.client.updated', 'portal.client.updated']);
+        await server.gatehouse.audit.flush();
+        const [latest] = await server.gatehouse.storage.audit.query({ clientId: id });
+        assert.equal(latest!.userId, alice.id);
+      });
+
+      it('refuses a post without a valid CSRF token with 403, and changes nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const othersToken = await csrfOf(await signIn(bob.email));
+        for (const csrf of [undefined, '', 'x'.repeat(43), othersToken]) {
+          const form: Pairs = [...(csrf === undefined ? [] : ([['csrf', csrf]] as Pairs)), ...(Object.entries(editForm({ name: 'Forged' })) as Pairs)];
+          const res = await browser.request(url(settingsOf(id)), { form });
+          assert.equal(res.status, 403, String(csrf));
+          assert.match(res.text, /nothing was changed/);
+        }
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.name, 'Sync tool');
+        assert.deepEqual(client.redirectUris, [CALLBACK]);
+        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+      });
+
+      it('answers 404 for another person’s application, and changes nothing', async () => {
+        const alices = await signIn(alice.email);
+        const { id } = await createApp(alices);
+        const bobs = await signIn(bob.email);
+        const res = await bobs.request(url(settingsOf(id)), { form: { csrf: await csrfOf(bobs), ...editForm({ redirect_uris: 'https://evil.example/cb' }) } });
+        assert.equal(res.status, 404);
+        assert.match(res.text, /Application not found/);
+        assert.equal((await bobs.request(url(settingsOf(id)))).status, 404);
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.name, 'Sync tool');
+        assert.deepEqual(client.redirectUris, [CALLBACK]);
+        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+      });
+
+      it('ignores every privileged field posted with the form', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser, appForm({ type: 'public' }));
+        const before = (await server.gatehouse.storage.clients.find(id))!;
+        const res = await browser.request(url(settingsOf(id)), {
+          form: [
+            ['csrf', await csrfOf(browser)],
+            ...(Object.entries(editForm({ name: 'Sneaky' })) as Pairs),
+            ['type', 'confidential'], ['admin', 'on'], ['is_admin', 'true'], ['isAdmin', 'true'], ['first_party', 'on'], ['firstParty', 'true'],
+            ['grant_types', 'password'], ['grant_types', 'client_credentials'], ['grantTypes', 'implicit'],
+            ['allow_impersonation', 'on'], ['impersonation', 'on'], ['is_resource_server', 'on'], ['resource_server', 'on'],
+            ['scopes', 'admin:clients'], ['default_scopes', 'admin:users'], ['owner_user_id', bob.id], ['ownerUserId', bob.id], ['id', 'app_chosen'],
+          ],
+        });
+        assert.equal(res.status, 303, res.text.slice(0, 1000));
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.name, 'Sneaky');
+        assert.equal(client.type, 'public');
+        assert.equal(client.ownerUserId, alice.id);
+        assert.equal(client.isAdmin, false);
+        assert.equal(client.firstParty, false);
+        assert.equal(client.allowImpersonation, false);
+        assert.equal(client.isResourceServer, false);
+        assert.deepEqual(client.grantTypes, before.grantTypes);
+        assert.deepEqual(client.scopes, before.scopes);
+        assert.deepEqual(client.defaultScopes, before.defaultScopes);
+        assert.deepEqual(await server.gatehouse.storage.clients.listSecrets(id), [], 'still public, still no secret');
+        assert.equal(await server.gatehouse.storage.clients.find('app_chosen'), undefined);
+      });
+
+      it('shows an invalid redirect URI next to its field, with status 400, and changes nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const csrf = await csrfOf(browser);
+        const cases = [
+          ['http://evil.example/cb', /must use https/],
+          ['not a url', /not an absolute URL/],
+          ['https://app.example/cb#frag', /fragment/],
+          ['', /at least one redirect URI/],
+        ] as const;
+        for (const [redirect, message] of cases) {
+          const res = await browser.request(url(settingsOf(id)), { form: { csrf, ...editForm({ redirect_uris: redirect }) } });
+          assert.equal(res.status, 400, redirect);
+          const errors = fieldErrors(res.text);
+          assert.deepEqual(Object.keys(errors), ['app-redirect-uris'], redirect);
+          assert.match(errors['app-redirect-uris']!, message, redirect);
+          assert.match(res.text, /Please correct the fields marked below/);
+          assert.match(res.text, /id="app-name" name="name" type="text" maxlength="200" required value="Sync tool 2"/, 'the form keeps what was typed');
+          assert.equal(inputValue(res.text, 'client-id'), id);
+        }
+        const bad = await browser.request(url(settingsOf(id)), { form: { csrf, name: '', description: 'x'.repeat(1001), base_url: 'javascript:alert(1)', redirect_uris: 'ftp://x' } });
+        assert.equal(bad.status, 400);
+        assert.deepEqual(Object.keys(fieldErrors(bad.text)).sort(), ['app-base-url', 'app-description', 'app-name', 'app-redirect-uris']);
+
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.name, 'Sync tool');
+        assert.equal(client.description, 'Keeps models in sync');
+        assert.equal(client.baseUrl, 'https://sync.example');
+        assert.deepEqual(client.redirectUris, [CALLBACK]);
+        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+      });
+
+      it('takes effect at /authorize at once: the old redirect URI is refused, the new one leads to sign-in', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser, appForm({ type: 'public' }));
+        const newCallback = 'https://app.example/new-callback';
+
+        // The client is in the cache before the change.
+        const warm = await new HttpBrowser().follow(authorizeUrl(id, CALLBACK), server.url);
+        assert.equal(warm.status, 200);
+        assert.match(warm.text, /name="password"/);
+
+        const res = await browser.request(url(settingsOf(id)), { form: { csrf: await csrfOf(browser), ...editForm({ redirect_uris: newCallback }) } });
+        assert.equal(res.status, 303);
+
+        const old = await new HttpBrowser().request(authorizeUrl(id, CALLBACK));
+        assert.equal(old.status, 400);
+        assert.equal(old.location, undefined);
+        assert.match(old.text, /not registered/);
+
+        const fresh = await new HttpBrowser().follow(authorizeUrl(id, newCallback), server.url);
+        assert.equal(fresh.status, 200);
+        assert.match(fresh.text, /name="password"/);
+      });
+    });
+
     describe('deleting an application', () => {
       it('asks for confirmation, then deletes it with its secrets and API keys, which stop working', async () => {
         const browser = await signIn(alice.email);

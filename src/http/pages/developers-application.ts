@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { addClientSecret } from '../../core/applications.ts';
+import { addClientSecret, updateClient, ValidationError } from '../../core/applications.ts';
 import { hintOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories.ts';
 import { applicationHeader, applicationNotFound, day, minute, noticeFrom, portalRequest, RECORD_ID } from './developers-context.ts';
+import { checkApplicationDetails, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { renderPage } from './render.ts';
 
 /** A credential shown once, on the response to the request that made it; never stored in plain text. */
@@ -14,14 +15,31 @@ export interface Revealed {
   usage?: string;
 }
 
-const NOTICES = { 'secret-deleted': 'The secret was deleted. It no longer works.' };
+const NOTICES = {
+  'secret-deleted': 'The secret was deleted. It no longer works.',
+  updated: 'The application was saved.',
+};
+
+/** The settings form as the application is now. */
+const detailsOf = (client: Client): ApplicationDetailsForm => ({
+  name: client.name,
+  description: client.description,
+  base_url: client.baseUrl ?? '',
+  redirect_uris: client.redirectUris.join('\n'),
+});
 
 /** The application page: its client_id, its secrets (with rotation), its settings and endpoints. */
 export async function showApplication(
   reply: FastifyReply,
   gatehouse: Gatehouse,
   client: Client,
-  data: { notice?: string | undefined; error?: string | undefined; revealed?: Revealed | undefined } = {},
+  data: {
+    notice?: string | undefined;
+    error?: string | undefined;
+    revealed?: Revealed | undefined;
+    /** The settings form as posted, with its errors; by default, the application as it is. */
+    form?: { values: ApplicationDetailsForm; errors: FieldErrors } | undefined;
+  } = {},
   status = 200,
 ): Promise<FastifyReply> {
   const secrets = client.type === 'confidential' ? await gatehouse.storage.clients.listSecrets(client.id) : [];
@@ -36,13 +54,12 @@ export async function showApplication(
       notice: data.notice,
       error: data.error,
       revealed: data.revealed,
+      form: data.form ?? { values: detailsOf(client), errors: {} },
       // Newest first: after a rotation the secret to keep is on top, the one to delete below.
       secrets: secrets
         .toSorted((a, b) => b.createdAt - a.createdAt)
         .map((secret) => ({ id: secret.id, hint: secret.hint, created: minute(secret.createdAt), expires: secret.expiresAt === null ? undefined : day(secret.expiresAt) })),
       settings: {
-        baseUrl: client.baseUrl,
-        redirectUris: client.redirectUris,
         grantTypes: client.grantTypes,
         scopes: client.scopes,
       },
@@ -60,6 +77,36 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
   portal.get('/developers/applications/:clientId', async (request, reply) => {
     const { application } = portalRequest(request);
     return showApplication(reply, gatehouse, application, { notice: noticeFrom(request, NOTICES) });
+  });
+
+  // The address the settings form posts to: typed in or bookmarked, it leads to the application.
+  portal.get('/developers/applications/:clientId/settings', async (request, reply) => reply.redirect(applicationHeader(portalRequest(request).application).path, 302));
+
+  /**
+   * Name, description, base URL and redirect URIs, checked as on creation. Only those fields are
+   * read: the access type, grant types, scopes and privileged flags stay as they are, whatever is
+   * posted. updateClient invalidates the client cache, so /authorize sees new redirect URIs at once.
+   */
+  portal.post('/developers/applications/:clientId/settings', async (request, reply) => {
+    const { developer, application } = portalRequest(request);
+    const values = readApplicationDetails(request.body);
+    const errors: FieldErrors = {};
+    const details = checkApplicationDetails(values, errors);
+    if (!details) return showApplication(reply, gatehouse, application, { form: { values, errors } }, 400);
+    const now = gatehouse.clock();
+    let updated;
+    try {
+      updated = await updateClient(gatehouse, application.id, details, now);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      return showApplication(reply, gatehouse, application, { form: { values, errors: formError(error) } }, 400);
+    }
+    if (!updated) return applicationNotFound(reply);
+    const before = detailsOf(application);
+    const after = detailsOf(updated.client);
+    const changed = (Object.keys(after) as (keyof ApplicationDetailsForm)[]).filter((key) => before[key] !== after[key]);
+    gatehouse.audit.record({ at: now, kind: 'portal.client.updated', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { name: updated.client.name, changed } });
+    return reply.redirect(`${applicationHeader(updated.client).path}?notice=updated`, 303);
   });
 
   // The address the Add-a-secret form posts to: typed in or bookmarked, it leads to the application.

@@ -5,15 +5,9 @@ import type { ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';
 import { apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication } from './developers-application.ts';
-import { applicationHeader, day, developerOf, guardPortal, noticeFrom, portalRequest, sentence } from './developers-context.ts';
+import { applicationHeader, day, developerOf, guardPortal, noticeFrom, portalRequest } from './developers-context.ts';
+import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { renderPage } from './render.ts';
-
-const MAX_REDIRECT_URIS = 20;
-const MAX_URL_LENGTH = 2000;
-const MAX_DESCRIPTION_LENGTH = 1000;
-const LOOPBACK_HOSTS = ['127.0.0.1', '[::1]', 'localhost'];
-/** Form fields that can carry a message; anything else the core refuses is shown above the form. */
-const FORM_FIELDS = ['name', 'description', 'type', 'base_url', 'redirect_uris'] as const;
 
 /**
  * The developer portal (`/developers`): people register their own applications, rotate client
@@ -32,12 +26,8 @@ export async function developerPortalRoutes(app: FastifyInstance, pages: Pages):
 
 const LIST_NOTICES = { deleted: 'The application was deleted. Its secrets and API keys no longer work.' };
 
-interface ApplicationForm {
-  name: string;
-  description: string;
+interface ApplicationForm extends ApplicationDetailsForm {
   type: string;
-  base_url: string;
-  redirect_uris: string;
 }
 
 async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
@@ -65,13 +55,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
   portal.post('/developers/applications', async (request, reply) => {
     const developer = developerOf(request);
     const body = request.body;
-    const values: ApplicationForm = {
-      name: field(body, 'name')?.trim() ?? '',
-      description: field(body, 'description')?.trim() ?? '',
-      type: field(body, 'type') ?? '',
-      base_url: field(body, 'base_url')?.trim() ?? '',
-      redirect_uris: field(body, 'redirect_uris') ?? '',
-    };
+    const values: ApplicationForm = { ...readApplicationDetails(body), type: field(body, 'type') ?? '' };
     const checked = applicationInput(gatehouse, developer.user.id, values);
     if ('errors' in checked) return showForm(reply, values, checked.errors, 400);
     try {
@@ -84,8 +68,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
       });
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
-      const key = (FORM_FIELDS as readonly string[]).includes(error.field) ? error.field : 'form';
-      return showForm(reply, values, { [key]: sentence(error.message) }, 400);
+      return showForm(reply, values, formError(error), 400);
     }
   });
 
@@ -111,47 +94,21 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
  * `grant_types=password`, …) is never read. Every field is checked, so the form shows all its
  * problems at once.
  */
-function applicationInput(gatehouse: Gatehouse, ownerUserId: string, values: ApplicationForm): { input: ClientInput } | { errors: Record<string, string> } {
-  const errors: Record<string, string> = {};
-  const check = <T>(work: () => T): T | undefined => {
-    try {
-      return work();
-    } catch (error) {
-      if (!(error instanceof ValidationError)) throw error;
-      errors[error.field] ??= sentence(error.message);
-      return undefined;
-    }
-  };
-  check(() => {
-    if (!values.name) throw new ValidationError('name', 'give the application a name');
-    if (values.name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
-  });
-  check(() => {
-    if (values.description.length > MAX_DESCRIPTION_LENGTH) throw new ValidationError('description', `the description is longer than ${MAX_DESCRIPTION_LENGTH} characters`);
-  });
-  const type = check((): ClientType => {
+function applicationInput(gatehouse: Gatehouse, ownerUserId: string, values: ApplicationForm): { input: ClientInput } | { errors: FieldErrors } {
+  const errors: FieldErrors = {};
+  const details = checkApplicationDetails(values, errors);
+  const type = collect(errors, (): ClientType => {
     if (values.type !== 'confidential' && values.type !== 'public') throw new ValidationError('type', 'choose Confidential or Public');
     return values.type;
   });
-  const baseUrl = check(() => (values.base_url ? checkBaseUrl(values.base_url) : null));
-  const redirectUris = check(() => {
-    const uris = [...new Set(values.redirect_uris.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== ''))];
-    if (uris.length === 0) throw new ValidationError('redirect_uris', 'enter at least one redirect URI');
-    if (uris.length > MAX_REDIRECT_URIS) throw new ValidationError('redirect_uris', `enter at most ${MAX_REDIRECT_URIS} redirect URIs`);
-    uris.forEach(checkRedirectUri);
-    return uris;
-  });
-  if (type === undefined || baseUrl === undefined || redirectUris === undefined || Object.keys(errors).length > 0) return { errors };
+  if (details === undefined || type === undefined) return { errors };
 
   const catalogue = Object.entries(gatehouse.scopes.catalogue).filter(([, definition]) => !definition.admin);
   return {
     input: {
-      name: values.name,
-      description: values.description,
+      ...details,
       type,
       ownerUserId,
-      baseUrl,
-      redirectUris,
       // RFC 6749 §4.4: only a client that can keep a secret may use client credentials.
       grantTypes: type === 'confidential' ? ['client_credentials', 'authorization_code', 'refresh_token'] : ['authorization_code', 'refresh_token'],
       scopes: catalogue.map(([name]) => name),
@@ -159,29 +116,4 @@ function applicationInput(gatehouse: Gatehouse, ownerUserId: string, values: App
       defaultScopes: catalogue.filter(([, definition]) => !definition.userOnly).map(([name]) => name),
     },
   };
-}
-
-function checkBaseUrl(value: string): string {
-  if (value.length > MAX_URL_LENGTH) throw new ValidationError('base_url', 'the base URL is too long');
-  const url = URL.parse(value);
-  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) throw new ValidationError('base_url', 'the base URL must be an http or https address, such as https://app.example.com');
-  return value;
-}
-
-/**
- * Self-service redirect URIs (RFC 9700 §2.1, RFC 8252 §7): https; http only on the loopback
- * interface, for development and native apps; or a private-use scheme in reverse-domain form
- * (`com.example.app:/callback`) for native apps. The core then checks absoluteness and fragments.
- */
-function checkRedirectUri(value: string): void {
-  if (value.length > MAX_URL_LENGTH) throw new ValidationError('redirect_uris', 'a redirect URI is too long');
-  const url = URL.parse(value);
-  if (!url) throw new ValidationError('redirect_uris', `"${value}" is not an absolute URL`);
-  if (url.protocol === 'https:') return;
-  if (url.protocol === 'http:') {
-    if (LOOPBACK_HOSTS.includes(url.hostname)) return;
-    throw new ValidationError('redirect_uris', `"${value}" must use https (plain http is only for 127.0.0.1, [::1] and localhost)`);
-  }
-  if (/^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/.test(url.protocol)) return;
-  throw new ValidationError('redirect_uris', `"${value}" must use https, http on the loopback address, or a private-use scheme such as com.example.app:/callback`);
 }

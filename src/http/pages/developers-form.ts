@@ -1,0 +1,107 @@
+import { ValidationError } from '../../core/applications.ts';
+import { field } from './context.ts';
+import { sentence } from './developers-context.ts';
+
+const MAX_REDIRECT_URIS = 20;
+const MAX_URL_LENGTH = 2000;
+const MAX_DESCRIPTION_LENGTH = 1000;
+const LOOPBACK_HOSTS = ['127.0.0.1', '[::1]', 'localhost'];
+/** Form fields that can carry a message; anything else the core refuses is shown above the form. */
+const FORM_FIELDS = ['name', 'description', 'type', 'base_url', 'redirect_uris'] as const;
+
+/**
+ * The fields of an application a developer can set, as typed into the form: the creation form
+ * (with `type`) and the application page's settings form (without it) share them.
+ */
+export interface ApplicationDetailsForm {
+  name: string;
+  description: string;
+  base_url: string;
+  redirect_uris: string;
+}
+
+/** The checked details, in the shape of the core's ClientInput. */
+export interface ApplicationDetails {
+  name: string;
+  description: string;
+  baseUrl: string | null;
+  redirectUris: string[];
+}
+
+export type FieldErrors = Record<string, string>;
+
+/** Reads the detail fields of a posted form, and nothing else. */
+export function readApplicationDetails(body: unknown): ApplicationDetailsForm {
+  return {
+    name: field(body, 'name')?.trim() ?? '',
+    description: field(body, 'description')?.trim() ?? '',
+    base_url: field(body, 'base_url')?.trim() ?? '',
+    redirect_uris: field(body, 'redirect_uris') ?? '',
+  };
+}
+
+/**
+ * Runs one check, recording a ValidationError's message under its field (the first one wins), so
+ * a form shows all its problems at once. Undefined when the check failed.
+ */
+export function collect<T>(errors: FieldErrors, work: () => T): T | undefined {
+  try {
+    return work();
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    errors[error.field] ??= sentence(error.message);
+    return undefined;
+  }
+}
+
+/** Checks the detail fields; undefined (with `errors` filled in) when any is wrong. */
+export function checkApplicationDetails(values: ApplicationDetailsForm, errors: FieldErrors): ApplicationDetails | undefined {
+  collect(errors, () => {
+    if (!values.name) throw new ValidationError('name', 'give the application a name');
+    if (values.name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
+  });
+  collect(errors, () => {
+    if (values.description.length > MAX_DESCRIPTION_LENGTH) throw new ValidationError('description', `the description is longer than ${MAX_DESCRIPTION_LENGTH} characters`);
+  });
+  const baseUrl = collect(errors, () => (values.base_url ? checkBaseUrl(values.base_url) : null));
+  const redirectUris = collect(errors, () => {
+    const uris = [...new Set(values.redirect_uris.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== ''))];
+    if (uris.length === 0) throw new ValidationError('redirect_uris', 'enter at least one redirect URI');
+    if (uris.length > MAX_REDIRECT_URIS) throw new ValidationError('redirect_uris', `enter at most ${MAX_REDIRECT_URIS} redirect URIs`);
+    uris.forEach(checkRedirectUri);
+    return uris;
+  });
+  if (baseUrl === undefined || redirectUris === undefined || Object.keys(errors).length > 0) return undefined;
+  return { name: values.name, description: values.description, baseUrl, redirectUris };
+}
+
+/** Where a form shows a ValidationError the core raised: next to its field, or above the form. */
+export function formError(error: ValidationError): FieldErrors {
+  const key = (FORM_FIELDS as readonly string[]).includes(error.field) ? error.field : 'form';
+  return { [key]: sentence(error.message) };
+}
+
+function checkBaseUrl(value: string): string {
+  if (value.length > MAX_URL_LENGTH) throw new ValidationError('base_url', 'the base URL is too long');
+  const url = URL.parse(value);
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) throw new ValidationError('base_url', 'the base URL must be an http or https address, such as https://app.example.com');
+  return value;
+}
+
+/**
+ * Self-service redirect URIs (RFC 9700 §2.1, RFC 8252 §7): https; http only on the loopback
+ * interface, for development and native apps; or a private-use scheme in reverse-domain form
+ * (`com.example.app:/callback`) for native apps. The core then checks absoluteness and fragments.
+ */
+function checkRedirectUri(value: string): void {
+  if (value.length > MAX_URL_LENGTH) throw new ValidationError('redirect_uris', 'a redirect URI is too long');
+  const url = URL.parse(value);
+  if (!url) throw new ValidationError('redirect_uris', `"${value}" is not an absolute URL`);
+  if (url.protocol === 'https:') return;
+  if (url.protocol === 'http:') {
+    if (LOOPBACK_HOSTS.includes(url.hostname)) return;
+    throw new ValidationError('redirect_uris', `"${value}" must use https (plain http is only for 127.0.0.1, [::1] and localhost)`);
+  }
+  if (/^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/.test(url.protocol)) return;
+  throw new ValidationError('redirect_uris', `"${value}" must use https, http on the loopback address, or a private-use scheme such as com.example.app:/callback`);
+}
