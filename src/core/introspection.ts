@@ -28,8 +28,11 @@ export async function introspect(services: IntrospectionServices, caller: Client
     case 'rt': {
       const found = await services.storage.refreshTokens.find(digestOf(token));
       if (!found || !mayView(found.token.clientId)) return INACTIVE;
-      const { token: refresh, grant } = found;
+      const { token: refresh, grant, user } = found;
       if (refresh.consumedAt !== null || refresh.expiresAt <= now || grant.revokedAt !== null) return INACTIVE;
+      if (grant.expiresAt !== null && grant.expiresAt <= now) return INACTIVE;
+      // The token endpoint would refuse it: its user is gone or disabled.
+      if (grant.userId !== null && (!user || user.disabledAt !== null)) return INACTIVE;
       return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp: refresh.expiresAt, iss: services.config.issuer };
     }
     case 'ak': {

@@ -4,6 +4,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration, type MigrationProvider } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.ts';
+import { preparedStatementPool } from './prepared-statements.ts';
 import * as foundation from './migrations/001-foundation.ts';
 import * as browser from './migrations/002-browser.ts';
 import * as platform from './migrations/003-platform.ts';
@@ -40,7 +41,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     // Nor a client in use: pg emits 'error' on it as well as failing its query, and the pool listens
     // only to idle clients. The query's own error answers the request (503); the pool drops the client.
     pool.on('connect', (client) => client.on('error', () => {}));
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparedStatementPool(pool) }) });
     return { db, dialect: 'postgres', pool, close: () => db.destroy() };
   }
   if (!options.sqlitePath) throw new Error('openDatabase: sqlitePath is required without databaseUrl');

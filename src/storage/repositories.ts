@@ -147,22 +147,40 @@ export interface RefreshToken {
   consumedAt: number | null;
 }
 
+/** What a refresh token is looked up with: the token, its grant, and the grant's user if it has one. */
+export interface FoundRefreshToken {
+  token: RefreshToken;
+  grant: Grant;
+  /** The user of the grant; undefined for a client's own grant, or when the user no longer exists. */
+  user: User | undefined;
+}
+
+/** The token stored in place of the consumed one: same grant, client and scopes. */
+export interface RefreshTokenSuccessor {
+  digest: string;
+  expiresAt: number;
+}
+
 export type RotationResult =
   /** The presented token was live and is now consumed; its successor is stored. */
   | { outcome: 'rotated'; previous: RefreshToken; grant: Grant }
   /** The presented token had been consumed before: a replay (or a concurrent retry). */
-  | { outcome: 'reused'; previous: RefreshToken; grant: Grant | undefined }
+  | { outcome: 'reused'; previous: RefreshToken; grant: Grant }
+  /** The token's grant is revoked. */
+  | { outcome: 'revoked'; previous: RefreshToken; grant: Grant }
   | { outcome: 'not_found' };
 
 export interface RefreshTokenRepository {
   insert(token: RefreshToken): Promise<void>;
-  find(digest: string): Promise<{ token: RefreshToken; grant: Grant } | undefined>;
+  /** One read: the token with its grant and user. */
+  find(digest: string): Promise<FoundRefreshToken | undefined>;
   /**
-   * Consumes `digest` and stores `successor` atomically, with one conditional
-   * `UPDATE … WHERE consumed_at IS NULL`: of concurrent callers, on any instance, exactly one
-   * gets `rotated`; the others get `reused`. Nothing is stored unless the outcome is `rotated`.
+   * Consumes `digest` and stores its successor (created `now`) atomically, with one conditional
+   * `UPDATE … WHERE consumed_at IS NULL` that also requires the grant to be live: of concurrent
+   * callers, on any instance, exactly one gets `rotated`; the others get `reused`. Nothing is stored
+   * unless the outcome is `rotated`. On PostgreSQL this is a single statement (one round trip).
    */
-  rotate(digest: string, successor: (previous: RefreshToken) => RefreshToken, now: number): Promise<RotationResult>;
+  rotate(digest: string, successor: RefreshTokenSuccessor, now: number): Promise<RotationResult>;
 }
 
 export interface AuthorizationCode {

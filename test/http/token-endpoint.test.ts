@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { digestOf } from '../../src/core/tokens/opaque.ts';
 
 for (const dialect of DIALECTS) {
   describe(`token endpoint over HTTP (${dialect})`, () => {
@@ -257,6 +258,19 @@ for (const dialect of DIALECTS) {
         const issued = (await post(`${server.url}/token`, { grant_type: 'password', username: other.email, password: 'another long password' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).body.refresh_token;
         await server.gatehouse.storage.users.setDisabled(other.id, server.gatehouse.clock(), server.gatehouse.clock());
         assert.equal((await refresh(issued)).body.error, 'invalid_grant');
+        // The refusal consumed nothing: enabled again, the user's token works once more.
+        await server.gatehouse.storage.users.setDisabled(other.id, null, server.gatehouse.clock());
+        assert.equal((await refresh(issued)).status, 200);
+      });
+
+      it('refuses a token of a revoked grant and stores no successor', async () => {
+        const issued = (await passwordGrant()).body.refresh_token;
+        const found = await server.gatehouse.storage.refreshTokens.find(digestOf(issued));
+        await server.gatehouse.storage.grants.revoke(found!.grant.id, server.gatehouse.clock());
+        const refused = await refresh(issued);
+        assert.equal(refused.status, 400);
+        assert.equal(refused.body.error, 'invalid_grant');
+        assert.equal((await server.gatehouse.storage.refreshTokens.find(digestOf(issued)))?.token.consumedAt, null);
       });
     });
 

@@ -115,6 +115,9 @@ const aRefreshToken = (grant: Grant, overrides: Partial<RefreshToken> = {}): Ref
   ...overrides,
 });
 
+/** What `rotate` is told to store in place of a token, rotated at `now`. */
+const successorAt = (digest: string, now: number) => ({ digest, expiresAt: now + 30 * 24 * HOUR });
+
 /** The token `rotate` stores in place of `previous`. */
 const successorOf = (previous: RefreshToken, digest: string, now: number): RefreshToken => ({
   ...previous,
@@ -516,45 +519,69 @@ for (const dialect of DIALECTS) {
     });
 
     describe('refresh tokens', () => {
-      async function aLiveToken(): Promise<{ grant: Grant; token: RefreshToken }> {
+      async function aLiveToken(): Promise<{ grant: Grant; token: RefreshToken; user: User }> {
         const { clientId, userId } = await aClientAndUser();
         const grant = aGrant(clientId, userId);
         await storage().grants.create(grant);
         const token = aRefreshToken(grant);
         await storage().refreshTokens.insert(token);
-        return { grant, token };
+        return { grant, token, user: (await storage().users.findById(userId))! };
       }
 
-      it('finds a stored token together with its grant', async () => {
-        const { grant, token } = await aLiveToken();
-        assert.deepEqual(await storage().refreshTokens.find(token.digest), { token, grant });
+      it('finds a stored token together with its grant and the grant’s user, in one read', async () => {
+        const { grant, token, user } = await aLiveToken();
+        assert.deepEqual(await storage().refreshTokens.find(token.digest), { token, grant, user });
         assert.equal(await storage().refreshTokens.find(digestOf(createOpaqueToken('rt'))), undefined);
       });
 
-      it('shows a revoked grant through the tokens issued from it', async () => {
-        const { grant, token } = await aLiveToken();
+      it('finds a token of a client’s own grant without a user', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        const grant = aGrant(client.id, null);
+        await storage().grants.create(grant);
+        const token = aRefreshToken(grant);
+        await storage().refreshTokens.insert(token);
+        assert.deepEqual(await storage().refreshTokens.find(token.digest), { token, grant, user: undefined });
+      });
+
+      it('shows a revoked grant and a disabled user through the tokens issued from it', async () => {
+        const { grant, token, user } = await aLiveToken();
         await storage().grants.revoke(grant.id, NOW + 5);
-        assert.equal((await storage().refreshTokens.find(token.digest))?.grant.revokedAt, NOW + 5);
+        await storage().users.setDisabled(user.id, NOW + 6, NOW + 6);
+        const found = await storage().refreshTokens.find(token.digest);
+        assert.equal(found?.grant.revokedAt, NOW + 5);
+        assert.equal(found?.user?.disabledAt, NOW + 6);
       });
 
       it('rotates a live token: consumes it, stores the successor and returns the previous token with its grant', async () => {
-        const { grant, token } = await aLiveToken();
+        const { grant, token, user } = await aLiveToken();
         const successorDigest = digestOf(createOpaqueToken('rt'));
 
-        const result = await storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, successorDigest, NOW + 60), NOW + 60);
+        const result = await storage().refreshTokens.rotate(token.digest, successorAt(successorDigest, NOW + 60), NOW + 60);
 
         assert.deepEqual(result, { outcome: 'rotated', previous: { ...token, consumedAt: NOW + 60 }, grant });
-        assert.deepEqual(await storage().refreshTokens.find(token.digest), { token: { ...token, consumedAt: NOW + 60 }, grant });
-        assert.deepEqual(await storage().refreshTokens.find(successorDigest), { token: successorOf(token, successorDigest, NOW + 60), grant });
+        assert.deepEqual(await storage().refreshTokens.find(token.digest), { token: { ...token, consumedAt: NOW + 60 }, grant, user });
+        assert.deepEqual(await storage().refreshTokens.find(successorDigest), { token: successorOf(token, successorDigest, NOW + 60), grant, user });
+      });
+
+      it('does not rotate a token whose grant is revoked, and stores nothing', async () => {
+        const { grant, token } = await aLiveToken();
+        await storage().grants.revoke(grant.id, NOW + 5);
+        const successorDigest = digestOf(createOpaqueToken('rt'));
+
+        const result = await storage().refreshTokens.rotate(token.digest, successorAt(successorDigest, NOW + 60), NOW + 60);
+
+        assert.deepEqual(result, { outcome: 'revoked', previous: token, grant: { ...grant, revokedAt: NOW + 5 } });
+        assert.equal((await storage().refreshTokens.find(token.digest))?.token.consumedAt, null);
+        assert.equal(await storage().refreshTokens.find(successorDigest), undefined);
       });
 
       it('reports a consumed token presented again as reused, with the first consumption time, and stores nothing', async () => {
         const { grant, token } = await aLiveToken();
         const firstSuccessor = digestOf(createOpaqueToken('rt'));
         const replaySuccessor = digestOf(createOpaqueToken('rt'));
-        await storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, firstSuccessor, NOW + 60), NOW + 60);
+        await storage().refreshTokens.rotate(token.digest, successorAt(firstSuccessor, NOW + 60), NOW + 60);
 
-        const replay = await storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, replaySuccessor, NOW + 120), NOW + 120);
+        const replay = await storage().refreshTokens.rotate(token.digest, successorAt(replaySuccessor, NOW + 120), NOW + 120);
 
         assert.deepEqual(replay, { outcome: 'reused', previous: { ...token, consumedAt: NOW + 60 }, grant });
         assert.equal(await storage().refreshTokens.find(replaySuccessor), undefined);
@@ -564,7 +591,7 @@ for (const dialect of DIALECTS) {
       it('reports an unknown token as not found, and stores nothing', async () => {
         const successorDigest = digestOf(createOpaqueToken('rt'));
         const { token } = await aLiveToken();
-        const result = await storage().refreshTokens.rotate(digestOf(createOpaqueToken('rt')), () => successorOf(token, successorDigest, NOW), NOW);
+        const result = await storage().refreshTokens.rotate(digestOf(createOpaqueToken('rt')), successorAt(successorDigest, NOW), NOW);
         assert.deepEqual(result, { outcome: 'not_found' });
         assert.equal(await storage().refreshTokens.find(successorDigest), undefined);
       });
@@ -574,7 +601,7 @@ for (const dialect of DIALECTS) {
         const successorDigests = Array.from({ length: 20 }, () => digestOf(createOpaqueToken('rt')));
 
         const results = await Promise.all(
-          successorDigests.map((digest) => storage().refreshTokens.rotate(token.digest, (previous) => successorOf(previous, digest, NOW + 60), NOW + 60)),
+          successorDigests.map((digest) => storage().refreshTokens.rotate(token.digest, successorAt(digest, NOW + 60), NOW + 60)),
         );
 
         assert.equal(results.filter((result) => result.outcome === 'rotated').length, 1);
@@ -840,7 +867,7 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().sweepExpired(NOW, 500), 12);
 
         for (const token of seeded.expiredTokens) assert.equal(await storage().refreshTokens.find(token.digest), undefined);
-        for (const token of seeded.liveTokens) assert.deepEqual(await storage().refreshTokens.find(token.digest), { token, grant: seeded.grant });
+        for (const token of seeded.liveTokens) assert.deepEqual((await storage().refreshTokens.find(token.digest))?.token, token);
         for (const code of seeded.expiredCodes) assert.deepEqual(await storage().codes.consume(code.digest, randomUUID(), NOW), { outcome: 'not_found' });
         assert.equal((await storage().codes.consume(seeded.liveCode.digest, randomUUID(), NOW)).outcome, 'consumed');
         for (const jti of seeded.expiredJtis) assert.equal(await storage().revocations.isJtiRevoked(jti), false);

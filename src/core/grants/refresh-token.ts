@@ -1,6 +1,6 @@
-import type { Client, Grant, RefreshToken, User } from '../../storage/repositories.ts';
+import type { Client, FoundRefreshToken, Grant, RefreshToken } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
-import { digestOf, isWellFormed } from '../tokens/opaque.ts';
+import { createOpaqueToken, digestOf, isWellFormed } from '../tokens/opaque.ts';
 import { newRefreshToken } from '../tokens/refresh.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
 import type { OidcContext } from './oidc.ts';
@@ -33,9 +33,9 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     const found = await services.storage.refreshTokens.find(digest);
     // §6: the token must have been "issued to the authenticated client"; another client learns nothing.
     if (!found || found.token.clientId !== client.id) throw invalidGrant('the refresh token is invalid');
-    const { token, grant } = found;
+    const { token, grant, user } = found;
     if (token.consumedAt !== null && !withinGrace(token, now, services)) await refuseReplay(token, grant, client, now, services);
-    const user = await checkLive(token, grant, now, services);
+    checkLive(found, now);
 
     const requested = services.scopes.parse(params.scope);
     // §6: the requested scope "MUST NOT include any scope not originally granted by the resource owner".
@@ -48,25 +48,16 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
   async issue(context: GrantContext, { digest, grant, scopes, scopeRequested }) {
     const { client, now, services } = context;
     const ttl = services.config.tokens.refreshTokenTtlSeconds;
-    let successor = '';
-    const result = await services.storage.refreshTokens.rotate(
-      digest,
-      (previous) => {
-        const next = newRefreshToken(previous.grantId, client.id, previous.scopes, now, ttl);
-        successor = next.value;
-        return next.record;
-      },
-      now,
-    );
+    let successor = createOpaqueToken('rt');
+    const result = await services.storage.refreshTokens.rotate(digest, { digest: digestOf(successor), expiresAt: now + ttl }, now);
     if (result.outcome === 'not_found') throw invalidGrant('the refresh token is invalid');
+    if (result.outcome === 'revoked') throw invalidGrant('the refresh token has been revoked');
     if (result.outcome === 'reused') {
       // Lost the race for this token to a concurrent request.
-      if (!withinGrace(result.previous, now, services)) await refuseReplay(result.previous, result.grant ?? grant, client, now, services);
+      if (!withinGrace(result.previous, now, services)) await refuseReplay(result.previous, result.grant, client, now, services);
       const sibling = newRefreshToken(grant.id, client.id, result.previous.scopes, now, ttl);
       await services.storage.refreshTokens.insert(sibling.record);
       successor = sibling.value;
-    } else if (result.grant.revokedAt !== null) {
-      throw invalidGrant('the refresh token has been revoked');
     }
 
     const accessToken = await services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes }, now);
@@ -86,11 +77,9 @@ async function refuseReplay(token: RefreshToken, grant: Grant, client: Client, n
   throw invalidGrant('the refresh token was used before; the grant has been revoked');
 }
 
-async function checkLive(token: RefreshToken, grant: Grant, now: number, services: GrantServices): Promise<User | undefined> {
+function checkLive({ token, grant, user }: FoundRefreshToken, now: number): void {
   if (grant.revokedAt !== null) throw invalidGrant('the refresh token has been revoked');
   if (token.expiresAt <= now || (grant.expiresAt !== null && grant.expiresAt <= now)) throw invalidGrant('the refresh token has expired');
-  if (grant.userId === null) return undefined;
-  const user = await services.storage.users.findById(grant.userId);
-  if (!user || user.disabledAt !== null) throw invalidGrant('the refresh token is invalid');
-  return user;
+  // A grant of a user who was deleted or disabled ends with them.
+  if (grant.userId !== null && (!user || user.disabledAt !== null)) throw invalidGrant('the refresh token is invalid');
 }

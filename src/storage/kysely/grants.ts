@@ -1,7 +1,9 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Dialect } from '../database.ts';
 import type { Database, GrantTable, RefreshTokenTable } from '../schema.ts';
-import type { Grant, GrantRepository, RefreshToken, RefreshTokenRepository } from '../repositories.ts';
+import type { FoundRefreshToken, Grant, GrantRepository, RefreshToken, RefreshTokenRepository, RotationResult } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
+import { toUser } from './users.ts';
 
 export const toGrant = (row: Selectable<GrantTable>): Grant => ({
   id: row.id,
@@ -80,41 +82,125 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
   };
 }
 
-export function kyselyRefreshTokens(db: Kysely<Database>): RefreshTokenRepository {
-  const findGrant = async (executor: Kysely<Database>, id: string) => {
-    const row = await executor.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
-    return row && toGrant(row);
+export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): RefreshTokenRepository {
+  const find = async (executor: Kysely<Database>, digest: string): Promise<FoundRefreshToken | undefined> => {
+    const row = await executor
+      .selectFrom('refresh_tokens as t')
+      .innerJoin('grants as g', 'g.id', 't.grant_id')
+      .leftJoin('users as u', 'u.id', 'g.user_id')
+      .select([
+        't.digest', 't.grant_id', 't.client_id', 't.scopes', 't.created_at', 't.expires_at', 't.consumed_at',
+        'g.id as g_id', 'g.client_id as g_client_id', 'g.user_id as g_user_id', 'g.kind as g_kind', 'g.scopes as g_scopes',
+        'g.auth_time as g_auth_time', 'g.created_at as g_created_at', 'g.expires_at as g_expires_at', 'g.revoked_at as g_revoked_at',
+        'u.id as u_id', 'u.email as u_email', 'u.name as u_name', 'u.password_hash as u_password_hash', 'u.email_verified as u_email_verified',
+        'u.disabled_at as u_disabled_at', 'u.created_at as u_created_at', 'u.updated_at as u_updated_at',
+      ])
+      .where('t.digest', '=', digest)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      token: toRefreshToken(row),
+      grant: grantOf(row),
+      user:
+        row.u_id === null
+          ? undefined
+          : toUser({
+              id: row.u_id,
+              email: row.u_email!,
+              name: row.u_name!,
+              password_hash: row.u_password_hash!,
+              email_verified: row.u_email_verified!,
+              disabled_at: row.u_disabled_at,
+              created_at: row.u_created_at!,
+              updated_at: row.u_updated_at!,
+            }),
+    };
   };
+
+  /** Why a token was not rotated: unknown, consumed before, or its grant revoked. */
+  const refused = async (digest: string): Promise<RotationResult> => {
+    const found = await find(db, digest);
+    if (!found) return { outcome: 'not_found' };
+    const { token: previous, grant } = found;
+    if (previous.consumedAt !== null) return { outcome: 'reused', previous, grant };
+    if (grant.revokedAt !== null) return { outcome: 'revoked', previous, grant };
+    // Unconsumed with a live grant, yet not rotated: only a grant revoked and then restored between
+    // the two reads, which never happens. Refused all the same.
+    return { outcome: 'not_found' };
+  };
+
   return {
     async insert(token) {
       await db.insertInto('refresh_tokens').values(refreshTokenRow(token)).execute();
     },
-    async find(digest) {
-      const row = await db.selectFrom('refresh_tokens').selectAll().where('digest', '=', digest).executeTakeFirst();
-      if (!row) return undefined;
-      const grant = await findGrant(db, row.grant_id);
-      return grant && { token: toRefreshToken(row), grant };
-    },
+    find: (digest) => find(db, digest),
     async rotate(digest, successor, now) {
-      return db.transaction().execute(async (trx) => {
+      if (dialect === 'postgres') {
+        // One statement, so one round trip and one implicit transaction: consume, store the
+        // successor, return the consumed token with its grant.
+        const { rows } = await sql<Selectable<RefreshTokenTable> & PrefixedGrant>`
+          with consumed as (
+            update refresh_tokens set consumed_at = ${now}
+            where digest = ${digest} and consumed_at is null
+              and exists (select 1 from grants where grants.id = refresh_tokens.grant_id and grants.revoked_at is null)
+            returning *
+          ), successor as (
+            insert into refresh_tokens (digest, grant_id, client_id, scopes, created_at, expires_at, consumed_at)
+            select ${successor.digest}, grant_id, client_id, scopes, ${now}::bigint, ${successor.expiresAt}::bigint, null from consumed
+          )
+          select c.*, g.id as g_id, g.client_id as g_client_id, g.user_id as g_user_id, g.kind as g_kind, g.scopes as g_scopes,
+            g.auth_time as g_auth_time, g.created_at as g_created_at, g.expires_at as g_expires_at, g.revoked_at as g_revoked_at
+          from consumed c join grants g on g.id = c.grant_id`.execute(db);
+        const row = rows[0];
+        return row ? { outcome: 'rotated', previous: toRefreshToken(row), grant: grantOf(row) } : refused(digest);
+      }
+      const rotated = await db.transaction().execute(async (trx) => {
         const consumed = await trx
           .updateTable('refresh_tokens')
           .set({ consumed_at: now })
           .where('digest', '=', digest)
           .where('consumed_at', 'is', null)
+          .where(({ exists, selectFrom }) =>
+            exists(selectFrom('grants').select('grants.id').whereRef('grants.id', '=', 'refresh_tokens.grant_id').where('grants.revoked_at', 'is', null)),
+          )
           .returningAll()
           .executeTakeFirst();
-        if (!consumed) {
-          const row = await trx.selectFrom('refresh_tokens').selectAll().where('digest', '=', digest).executeTakeFirst();
-          if (!row) return { outcome: 'not_found' as const };
-          return { outcome: 'reused' as const, previous: toRefreshToken(row), grant: await findGrant(trx, row.grant_id) };
-        }
+        if (!consumed) return undefined;
         const previous = toRefreshToken(consumed);
-        const grant = await findGrant(trx, previous.grantId);
-        if (!grant) return { outcome: 'not_found' as const };
-        await trx.insertInto('refresh_tokens').values(refreshTokenRow(successor(previous))).execute();
-        return { outcome: 'rotated' as const, previous, grant };
+        await trx
+          .insertInto('refresh_tokens')
+          .values(refreshTokenRow({ ...previous, digest: successor.digest, createdAt: now, expiresAt: successor.expiresAt, consumedAt: null }))
+          .execute();
+        const grant = await trx.selectFrom('grants').selectAll().where('id', '=', previous.grantId).executeTakeFirstOrThrow();
+        return { outcome: 'rotated' as const, previous, grant: toGrant(grant) };
       });
+      return rotated ?? refused(digest);
     },
   };
 }
+
+/** A grant's columns, prefixed `g_` where they are read beside a token's. */
+interface PrefixedGrant {
+  g_id: string;
+  g_client_id: string;
+  g_user_id: string | null;
+  g_kind: string;
+  g_scopes: string;
+  g_auth_time: number | null;
+  g_created_at: number;
+  g_expires_at: number | null;
+  g_revoked_at: number | null;
+}
+
+const grantOf = (row: PrefixedGrant): Grant =>
+  toGrant({
+    id: row.g_id,
+    client_id: row.g_client_id,
+    user_id: row.g_user_id,
+    kind: row.g_kind,
+    scopes: row.g_scopes,
+    auth_time: row.g_auth_time,
+    created_at: row.g_created_at,
+    expires_at: row.g_expires_at,
+    revoked_at: row.g_revoked_at,
+  });

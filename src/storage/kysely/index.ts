@@ -26,7 +26,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     users: kyselyUsers(db),
     keys: kyselyKeys(db),
     grants: kyselyGrants(db),
-    refreshTokens: kyselyRefreshTokens(db),
+    refreshTokens: kyselyRefreshTokens(db, handle.dialect),
     codes: kyselyCodes(db),
     revocations: kyselyRevocations(db),
     audit: kyselyAudit(db),

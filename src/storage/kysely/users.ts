@@ -3,7 +3,7 @@ import type { Database, UserTable } from '../schema.ts';
 import { EmailTakenError, type User, type UserRepository } from '../repositories.ts';
 import { flag } from './json.ts';
 
-const toUser = (row: Selectable<UserTable>): User => ({
+export const toUser = (row: Selectable<UserTable>): User => ({
   id: row.id,
   email: row.email,
   name: row.name,

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { openDatabase, migrate, type DatabaseHandle } from '../../src/storage/database.ts';
+import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+
+/** Statements the server has prepared on its connections, read through a connection of its own. */
+async function preparedStatements(handle: DatabaseHandle): Promise<string[]> {
+  const { rows } = await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(handle.db);
+  return rows.map((row) => row.statement);
+}
+
+describe('PostgreSQL prepared statements', () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+
+  before(async () => {
+    database = await createTestDatabase('postgres');
+    // One connection, so that every query below sees the statements the earlier ones prepared.
+    handle = openDatabase({ databaseUrl: database.databaseUrl, poolSize: 1 });
+    await migrate(handle);
+  });
+
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+
+  it('prepares a statement once it repeats, and never a one-off', async () => {
+    const lookup = () => handle.db.selectFrom('users').select('id').where('email', '=', 'nobody@example.com').execute();
+    await lookup();
+    assert.ok(!(await preparedStatements(handle)).some((text) => text.includes('"email" = $1')), 'a statement run once stays unnamed');
+    await lookup();
+    await lookup();
+    const prepared = (await preparedStatements(handle)).filter((text) => text.includes('"email" = $1'));
+    assert.equal(prepared.length, 1, 'the repeated statement is prepared once');
+  });
+
+  it('answers with the same rows whether a statement is prepared or not', async () => {
+    await handle.db.insertInto('users').values({ id: 'u1', email: 'ada@example.com', name: 'Ada', password_hash: 'x', email_verified: 0, disabled_at: null, created_at: 1, updated_at: 1 }).execute();
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push(await handle.db.selectFrom('users').selectAll().where('id', '=', 'u1').execute());
+    for (const rows of results) assert.deepEqual(rows, results[0]);
+    assert.equal(results[0]![0]!.email, 'ada@example.com');
+  });
+
+  it('keeps answering when a newer instance changes a table under a prepared `select *`', async () => {
+    const read = () => handle.db.selectFrom('users').selectAll().where('id', '=', 'u1').executeTakeFirstOrThrow();
+    await read();
+    await read();
+    // Another instance's migration, on a connection of its own.
+    const other = new pg.Client({ connectionString: database.databaseUrl });
+    await other.connect();
+    try {
+      await other.query('alter table users add column nickname text');
+    } finally {
+      await other.end();
+    }
+    const row = (await read()) as Record<string, unknown>;
+    assert.equal(row.email, 'ada@example.com');
+    assert.equal(row.nickname, null);
+    // The connection with the stale statement was replaced: the next reads are prepared afresh.
+    assert.equal(((await read()) as Record<string, unknown>).nickname, null);
+    assert.equal(((await read()) as Record<string, unknown>).nickname, null);
+  });
+
+  it('runs transactions through the same statements', async () => {
+    await handle.db.transaction().execute(async (trx) => {
+      await trx.updateTable('users').set({ name: 'Ada L.' }).where('id', '=', 'u1').execute();
+      await trx.updateTable('users').set({ name: 'Ada Lovelace' }).where('id', '=', 'u1').execute();
+    });
+    const row = await handle.db.selectFrom('users').select('name').where('id', '=', 'u1').executeTakeFirstOrThrow();
+    assert.equal(row.name, 'Ada Lovelace');
+  });
+});
