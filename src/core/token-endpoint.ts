@@ -1,6 +1,6 @@
 import type { Client } from '../storage/repositories.ts';
-import { authenticateClient } from './client-auth/authenticate.ts';
-import type { ClientAuthMethod } from './client-auth/credentials.ts';
+import { verifyClient, type AuthenticatedClient } from './client-auth/authenticate.ts';
+import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './client-auth/credentials.ts';
 import { invalidRequest, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
 import type { FailureCounter, RequestLimiter } from './rate-limit.ts';
 import type { GrantServices } from './grants/services.ts';
@@ -87,17 +87,26 @@ export class TokenEndpoint {
     return [...this.#grants.keys()];
   }
 
-  async #authenticate(request: TokenRequest, params: Record<string, string | undefined>, now: number) {
+  async #authenticate(request: TokenRequest, params: Record<string, string | undefined>, now: number): Promise<AuthenticatedClient> {
+    // Read once; malformed credentials are refused below, after the throttle had its say.
+    let presented: PresentedCredentials | undefined;
+    let malformed: unknown;
+    try {
+      presented = presentedCredentials(request.authorization, params);
+    } catch (error) {
+      malformed = error;
+    }
+    const verify = () => (presented ? verifyClient(this.#services.clients, presented, now) : Promise.reject(malformed));
     const limits = this.#limits;
-    if (!limits) return authenticateClient(this.#services.clients, request.authorization, params, now);
+    if (!limits) return verify();
     // Guessing a client's secret is throttled per client id and address, so an attacker cannot lock a client out.
-    const failureKey = `${params.client_id ?? basicClientId(request.authorization)}|${request.address ?? ''}`;
+    const failureKey = `${presented?.clientId ?? params.client_id ?? basicClientId(request.authorization)}|${request.address ?? ''}`;
     const pending = limits.authFailures.blockedFor(failureKey, now);
     const blocked = typeof pending === 'number' ? pending : await pending;
     if (blocked > 0) throw tooManyRequests('too many failed client authentications; try again later', blocked);
-    let authenticated: Awaited<ReturnType<typeof authenticateClient>>;
+    let authenticated: AuthenticatedClient;
     try {
-      authenticated = await authenticateClient(this.#services.clients, request.authorization, params, now);
+      authenticated = await verify();
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') await limits.authFailures.fail(failureKey, now);
       throw error;

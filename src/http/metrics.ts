@@ -43,9 +43,20 @@ export function instrument(app: FastifyInstance, metrics: Metrics): void {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [metrics.registry],
   });
+  // One child per route, method and status class, looked up by a flat key: prom-client would
+  // otherwise hash the label object on every request.
+  const series = new Map<string, Histogram.Internal<'route' | 'method' | 'status'>>();
   app.addHook('onResponse', (request, reply, done) => {
     // The route pattern, never the raw URL: ids and query strings stay out of label values.
-    latency.observe({ route: request.routeOptions.url ?? 'unmatched', method: request.method, status: `${Math.floor(reply.statusCode / 100)}xx` }, reply.elapsedTime / 1000);
+    const route = request.routeOptions.url ?? 'unmatched';
+    const status = `${Math.floor(reply.statusCode / 100)}xx`;
+    const key = `${route} ${request.method} ${status}`;
+    let child = series.get(key);
+    if (!child) {
+      child = latency.labels({ route, method: request.method, status });
+      series.set(key, child);
+    }
+    child.observe(reply.elapsedTime / 1000);
     done();
   });
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));

@@ -1,9 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { Client } from '../../storage/repositories.ts';
 import type { ClientRegistry } from '../clients.ts';
 import { invalidClient } from '../errors.ts';
 import { isWellFormed } from '../tokens/opaque.ts';
-import { presentedCredentials, type ClientAuthMethod } from './credentials.ts';
+import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './credentials.ts';
 
 export interface AuthenticatedClient {
   client: Client;
@@ -21,7 +21,11 @@ export async function authenticateClient(
   params: Readonly<Record<string, string | undefined>>,
   now: number,
 ): Promise<AuthenticatedClient> {
-  const presented = presentedCredentials(authorization, params);
+  return verifyClient(registry, presentedCredentials(authorization, params), now);
+}
+
+/** Checks credentials read by `presentedCredentials` against the client's registered secrets. */
+export async function verifyClient(registry: ClientRegistry, presented: PresentedCredentials, now: number): Promise<AuthenticatedClient> {
   const usedBasic = presented.method === 'client_secret_basic';
   const failed = () => invalidClient('client authentication failed', usedBasic);
 
@@ -38,7 +42,7 @@ export async function authenticateClient(
   }
   if (presented.secret === undefined || !isWellFormed(presented.secret, 'cs')) throw failed();
 
-  const digest = createHash('sha256').update(presented.secret).digest();
+  const digest = hash('sha256', presented.secret, 'buffer');
   let matched = false;
   entry.secrets.forEach((secret, i) => {
     // Every secret is compared, in constant time, whether or not an earlier one matched.

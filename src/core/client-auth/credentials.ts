@@ -45,4 +45,6 @@ function decodeBasic(encoded: string): { clientId: string; secret: string } {
 }
 
 // RFC 6749 §2.3.1: the client identifier and password are encoded with application/x-www-form-urlencoded.
-const formDecode = (value: string): string => decodeURIComponent(value.replace(/\+/g, ' '));
+// Generated ids and secrets contain neither `%` nor `+`: they skip the decoding.
+const formDecode = (value: string): string =>
+  value.includes('%') || value.includes('+') ? decodeURIComponent(value.replace(/\+/g, ' ')) : value;

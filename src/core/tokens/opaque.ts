@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 /**
@@ -48,7 +48,7 @@ export function kindOf(value: string): OpaqueKind | undefined {
 
 /** SHA-256, base64url: what is stored and looked up in place of the credential. */
 export function digestOf(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
+  return hash('sha256', value, 'base64url');
 }
 
 /** The last characters of a credential: enough for a person to tell two apart, useless to an attacker. */
