@@ -2,6 +2,7 @@ import pino, { type Logger } from 'pino';
 import { createClient } from 'redis';
 import { AuditTrail } from './core/audit.ts';
 import { ClientRegistry } from './core/clients.ts';
+import { ClientAssertions } from './core/client-auth/assertion.ts';
 import { systemClock, type Clock } from './core/clock.ts';
 import type { GatehouseConfig } from './core/config.ts';
 import { ApiKeyService } from './core/api-keys.ts';
@@ -154,6 +155,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     clock,
     storage,
     clients,
+    clientAssertions: new ClientAssertions(storage.clients, config.issuer),
     scopes,
     accessTokens: accessTokenIssuer(keys, { issuer: config.issuer, audience: config.tokens.audience, ttlSeconds: config.tokens.accessTokenTtlSeconds }),
     clientTokenReuse: new ClientTokenReuse(config.tokens.clientCredentialsReuseSeconds),

@@ -1,5 +1,6 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import type { Client, ClientType, NewClient, Storage, User } from '../storage/repositories.ts';
+import { createPublicKey, randomBytes, randomUUID, type JsonWebKey } from 'node:crypto';
+import type { Client, ClientType, JsonWebKeySet, NewClient, Storage, User } from '../storage/repositories.ts';
+import { CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { ClientRegistry } from './clients.ts';
 import { hashPassword } from './passwords.ts';
 import type { ScopePolicy } from './scopes.ts';
@@ -42,6 +43,8 @@ export interface ClientInput {
   firstParty?: boolean;
   allowImpersonation?: boolean;
   isResourceServer?: boolean;
+  /** Public keys for `private_key_jwt` (RFC 7523); null removes them. Confidential clients only. */
+  jwks?: JsonWebKeySet | null;
 }
 
 interface Services {
@@ -115,6 +118,7 @@ export async function updateClient(
     firstParty: current.firstParty,
     allowImpersonation: current.allowImpersonation,
     isResourceServer: current.isResourceServer,
+    jwks: current.jwks,
     ...given,
   };
   const { id: _id, ...changes } = validateClient(services.scopes, { ...merged, id: clientId });
@@ -163,6 +167,8 @@ function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }
     throw new ValidationError('redirect_uris', 'authorization_code and implicit need at least one redirect URI');
   }
   const baseUrl = input.baseUrl ? checkUrl('base_url', input.baseUrl) : null;
+  const jwks = checkJwks(input.jwks);
+  if (jwks && input.type === 'public') throw new ValidationError('jwks', 'a public client cannot authenticate, so it has no keys');
 
   return {
     id: input.id,
@@ -180,7 +186,51 @@ function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }
     firstParty: input.firstParty ?? false,
     allowImpersonation: input.allowImpersonation ?? false,
     isResourceServer: input.isResourceServer ?? false,
+    jwks,
   };
+}
+
+// Members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+/**
+ * A client's JWK Set for `private_key_jwt`: 1–10 public signing keys (RSA of 2048 bits or more, EC,
+ * OKP). A private key pasted by mistake is refused, never stored.
+ */
+function checkJwks(value: unknown): JsonWebKeySet | null {
+  if (value === undefined || value === null) return null;
+  const fail = (message: string) => new ValidationError('jwks', message);
+  const keys = (value as { keys?: unknown }).keys;
+  if (typeof value !== 'object' || Array.isArray(value) || !Array.isArray(keys)) throw fail('jwks must be a JWK Set: {"keys": [ … ]}');
+  if (keys.length === 0 || keys.length > 10) throw fail('a JWK Set for client authentication holds 1 to 10 keys');
+  if (JSON.stringify(value).length > 32 * 1024) throw fail('the JWK Set is larger than 32 KiB');
+  const kids = new Set<unknown>();
+  keys.forEach((key: unknown, i) => {
+    const which = `key ${i + 1}`;
+    if (typeof key !== 'object' || key === null || Array.isArray(key)) throw fail(`${which} is not a JWK`);
+    const jwk = key as Record<string, unknown>;
+    if (PRIVATE_MEMBERS.some((member) => Object.hasOwn(jwk, member))) {
+      throw fail(`${which} holds private or secret key material: register the public key only, and keep the private key with the client`);
+    }
+    if (!['RSA', 'EC', 'OKP'].includes(String(jwk.kty))) throw fail(`${which}: kty must be RSA, EC or OKP`);
+    if (jwk.use !== undefined && jwk.use !== 'sig') throw fail(`${which}: use must be "sig"`);
+    if (jwk.alg !== undefined && !(CLIENT_ASSERTION_ALGORITHMS as readonly unknown[]).includes(jwk.alg)) {
+      throw fail(`${which}: alg must be one of ${CLIENT_ASSERTION_ALGORITHMS.join(', ')}`);
+    }
+    if (jwk.kid !== undefined) {
+      if (typeof jwk.kid !== 'string' || jwk.kid === '' || jwk.kid.length > 200) throw fail(`${which}: kid must be a string of 1 to 200 characters`);
+      if (kids.has(jwk.kid)) throw fail(`${which}: the kid "${jwk.kid}" is used twice`);
+      kids.add(jwk.kid);
+    }
+    let details: ReturnType<typeof createPublicKey>['asymmetricKeyDetails'];
+    try {
+      details = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }).asymmetricKeyDetails;
+    } catch {
+      throw fail(`${which} is not a valid public key`);
+    }
+    if (jwk.kty === 'RSA' && (details?.modulusLength ?? 0) < 2048) throw fail(`${which}: RSA keys must have at least 2048 bits`);
+  });
+  return { keys: keys as Array<Record<string, unknown>> };
 }
 
 /** RFC 6749 §3.1.2: an absolute URI without a fragment. */
@@ -255,6 +305,7 @@ export function describeClient(c: Client) {
     first_party: c.firstParty,
     impersonation: c.allowImpersonation,
     resource_server: c.isResourceServer,
+    jwks: c.jwks,
     owner_user_id: c.ownerUserId,
     created_at: iso(c.createdAt),
     updated_at: iso(c.updatedAt),

@@ -1,3 +1,4 @@
+import { CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { GatehouseConfig } from './config.ts';
 
 export interface DiscoveryInputs {
@@ -21,7 +22,8 @@ export function authorizationServerMetadata({ config, grantTypes, tokenEndpointA
     userinfo_endpoint: `${issuer}/userinfo`,
     introspection_endpoint: `${issuer}/introspect`,
     revocation_endpoint: `${issuer}/revoke`,
-    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+    // Introspection needs a client that can authenticate: every method but `none`.
+    introspection_endpoint_auth_methods_supported: tokenEndpointAuthMethods.filter((method) => method !== 'none'),
     revocation_endpoint_auth_methods_supported: [...tokenEndpointAuthMethods],
     end_session_endpoint: `${issuer}/logout`,
     scopes_supported: Object.keys(config.scopes),
@@ -30,6 +32,11 @@ export function authorizationServerMetadata({ config, grantTypes, tokenEndpointA
     response_modes_supported: ['query', 'fragment', 'form_post'],
     grant_types_supported: implicit ? [...grantTypes, 'implicit'] : [...grantTypes],
     token_endpoint_auth_methods_supported: [...tokenEndpointAuthMethods],
+    ...(tokenEndpointAuthMethods.includes('private_key_jwt') && {
+      token_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGORITHMS],
+      introspection_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGORITHMS],
+      revocation_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGORITHMS],
+    }),
     code_challenge_methods_supported: config.pkce.allowPlain ? ['S256', 'plain'] : ['S256'],
     prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
     // RFC 9207: every authorization response carries `iss`.

@@ -57,8 +57,8 @@ export interface GrantHandler<Validated = unknown> {
 /** A hook on every successful token response, e.g. OpenID Connect adding `id_token`. */
 export type TokenResponseHook = (context: GrantContext, response: TokenResponse, validated: unknown) => Promise<void> | void;
 
-// Parameters every token request may carry: the grant type and client authentication (RFC 6749 §2.3, §3.2).
-const COMMON_PARAMETERS = ['grant_type', 'client_id', 'client_secret', 'scope'];
+// Parameters every token request may carry: the grant type and client authentication (RFC 6749 §2.3, §3.2; RFC 7521 §4.2).
+const COMMON_PARAMETERS = ['grant_type', 'client_id', 'client_secret', 'client_assertion', 'client_assertion_type', 'scope'];
 const MAX_PARAMETER_LENGTH = 8192;
 
 export class TokenEndpoint {
@@ -96,7 +96,7 @@ export class TokenEndpoint {
     } catch (error) {
       malformed = error;
     }
-    const verify = () => (presented ? verifyClient(this.#services.clients, presented, now) : Promise.reject(malformed));
+    const verify = () => (presented ? verifyClient(this.#services, presented, now) : Promise.reject(malformed));
     const limits = this.#limits;
     if (!limits) return verify();
     // Guessing a client's secret is throttled per client id and address, so an attacker cannot lock a client out.

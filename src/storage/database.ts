@@ -9,6 +9,7 @@ import * as foundation from './migrations/001-foundation.ts';
 import * as browser from './migrations/002-browser.ts';
 import * as platform from './migrations/003-platform.ts';
 import * as oneSigningKey from './migrations/004-one-signing-key.ts';
+import * as clientKeys from './migrations/005-client-keys.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -88,6 +89,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '002-browser': browser,
   '003-platform': platform,
   '004-one-signing-key': oneSigningKey,
+  '005-client-keys': clientKeys,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -26,8 +26,15 @@ export interface Client {
   allowImpersonation: boolean;
   /** A protected API of the platform: may introspect tokens of every client. Operator-granted. */
   isResourceServer: boolean;
+  /** Public keys the client signs `private_key_jwt` assertions with (RFC 7523); null when none. */
+  jwks: JsonWebKeySet | null;
   createdAt: number;
   updatedAt: number;
+}
+
+/** A JWK Set (RFC 7517 §5) of public keys. */
+export interface JsonWebKeySet {
+  keys: Array<Record<string, unknown>>;
 }
 
 export type NewClient = Omit<Client, 'createdAt' | 'updatedAt'>;
@@ -56,6 +63,11 @@ export interface ClientRepository {
   addSecret(secret: ClientSecret): Promise<void>;
   listSecrets(clientId: string): Promise<ClientSecret[]>;
   deleteSecret(clientId: string, secretId: string): Promise<boolean>;
+  /**
+   * Records the `jti` of an accepted client assertion until `expiresAt`: false when the client used
+   * it before (a replay), on any instance.
+   */
+  recordAssertion(clientId: string, jti: string, expiresAt: number): Promise<boolean>;
 }
 
 export interface User {

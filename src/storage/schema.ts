@@ -19,6 +19,7 @@ export interface Database {
   consents: ConsentTable;
   authorization_requests: AuthorizationRequestTable;
   api_keys: ApiKeyTable;
+  client_assertions: ClientAssertionTable;
 }
 
 export interface ApiKeyTable {
@@ -76,8 +77,16 @@ export interface ClientTable {
   first_party: number;
   allow_impersonation: number;
   is_resource_server: number;
+  /** The client's public keys for `private_key_jwt`, a JWK Set as JSON; null when it has none. */
+  jwks: string | null;
   created_at: number;
   updated_at: number;
+}
+
+export interface ClientAssertionTable {
+  client_id: string;
+  jti: string;
+  expires_at: number;
 }
 
 export interface ClientSecretTable {

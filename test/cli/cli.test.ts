@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { decodeJwt } from 'jose';
+import { decodeJwt, SignJWT } from 'jose';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { basic, post } from '../support/server.ts';
 import { cliJson, databaseEnv, oneLine, runCli, startServe, waitFor, writeConfig, type Env, type ServeProcess } from './support.ts';
@@ -126,6 +129,32 @@ for (const dialect of DIALECTS) {
       assert.equal(table.code, 0);
       assert.match(table.stdout, /^CLIENT_ID\s+NAME\s+TYPE\s+GRANTS\s+FLAGS/);
       assert.ok(table.stdout.includes(created.client_id));
+    });
+
+    it('registers client keys from a file: the client signs in with private_key_jwt until set-jwks --none', async () => {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const jwksFile = join(database.dataDir, 'client-keys.json');
+      writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1' }] }));
+      const created = await cliJson(['client', 'create', '--name', 'Key app', '--scope', 'objects:read', '--jwks', jwksFile], env);
+      // As a client library does: the audience is the token endpoint the server's metadata names.
+      const { token_endpoint: audience } = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as { token_endpoint: string };
+      const signIn = async () => {
+        const now = Math.floor(Date.now() / 1000);
+        const assertion = await new SignJWT({ iss: created.client_id, sub: created.client_id, aud: audience, exp: now + 60, jti: randomUUID() })
+          .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+          .sign(privateKey);
+        return post(`${server.url}/token`, { grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
+      };
+      assert.equal((await signIn()).status, 200);
+      assert.deepEqual(await cliJson(['client', 'set-jwks', created.client_id, '--none'], env), { client_id: created.client_id, keys: 0 });
+      await waitFor('the removed keys to stop working', async () => ((await signIn()).status === 401 ? true : undefined));
+
+      // A private key is refused with the field named, exit 1, and nothing changes.
+      writeFileSync(jwksFile, JSON.stringify({ keys: [privateKey.export({ format: 'jwk' })] }));
+      const refused = await runCli(['client', 'set-jwks', created.client_id, jwksFile], env);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /jwks: .*private or secret key material/);
+      assert.equal((await cliJson(['client', 'show', created.client_id], env)).jwks, null);
     });
 
     it('rotate-secret gives a new secret and the old one stops working against the running server', async () => {

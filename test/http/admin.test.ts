@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -207,6 +208,7 @@ for (const dialect of DIALECTS) {
           first_party: true,
           impersonation: true,
           resource_server: true,
+          jwks: { keys: [{ ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'partner-1' }] },
           owner_user_id: adaId,
         };
         const res = await api('POST', '/clients', { ...as('admin:clients'), body: fields });
@@ -230,6 +232,17 @@ for (const dialect of DIALECTS) {
         const listed = await api('GET', '/clients', as('admin:clients'));
         assert.ok(listed.body.clients.some((c: { client_id: string }) => c.client_id === created.client_id));
         assert.ok(!JSON.stringify(listed.body).includes('gate_cs_'), 'no secret in the list');
+      });
+
+      it('refuses a private key offered as a client key, and keeps the keys it had', async () => {
+        const privateJwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+        const res = await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { jwks: { keys: [privateJwk] } } });
+        assertProblem(res, 400);
+        assert.match(JSON.stringify(res.body), /private or secret key material/);
+        assert.equal((await api('GET', `/clients/${created.client_id}`, as('admin:clients'))).body.jwks.keys[0].kid, 'partner-1');
+        const removed = await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { jwks: null } });
+        assert.equal(removed.status, 200, JSON.stringify(removed.body));
+        assert.equal(removed.body.jwks, null);
       });
 
       it('refuses, at once, the still-valid token of a client that is no longer an admin client', async () => {

@@ -64,6 +64,7 @@ function freshStorageForEachTest(dialect: TestDialect): () => Storage {
 
 const aClient = (overrides: Partial<NewClient> = {}): NewClient => ({
   id: randomUUID(),
+  jwks: null,
   name: 'Billing service',
   description: 'Reads invoices',
   ownerUserId: null,
@@ -610,6 +611,32 @@ for (const dialect of DIALECTS) {
         assert.equal(stored.filter((found) => found !== undefined).length, 1);
         const winner = results.findIndex((result) => result.outcome === 'rotated');
         assert.notEqual(stored[winner], undefined, 'the stored successor is the winner’s');
+      });
+    });
+
+    describe('client assertions', () => {
+      it('records a jti once per client: a second use is refused, on this or any other client it is new', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        const other = await storage().clients.create(aClient(), NOW);
+        assert.equal(await storage().clients.recordAssertion(client.id, 'jti-1', NOW + 60), true);
+        assert.equal(await storage().clients.recordAssertion(client.id, 'jti-1', NOW + 60), false);
+        assert.equal(await storage().clients.recordAssertion(other.id, 'jti-1', NOW + 60), true);
+      });
+
+      it('lets exactly one of 10 concurrent uses of a jti through', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        const results = await Promise.all(Array.from({ length: 10 }, () => storage().clients.recordAssertion(client.id, 'jti-race', NOW + 60)));
+        assert.equal(results.filter(Boolean).length, 1);
+      });
+
+      it('sweeps expired jtis in bounded batches and keeps live ones', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        for (let i = 0; i < 3; i++) await storage().clients.recordAssertion(client.id, `old-${i}`, NOW - 10);
+        await storage().clients.recordAssertion(client.id, 'live', NOW + 60);
+        assert.equal(await storage().sweepExpired(NOW, 2), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2), 1);
+        assert.equal(await storage().clients.recordAssertion(client.id, 'old-0', NOW + 60), true, 'an expired jti is forgotten');
+        assert.equal(await storage().clients.recordAssertion(client.id, 'live', NOW + 60), false);
       });
     });
 

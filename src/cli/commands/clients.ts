@@ -1,12 +1,15 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createClient, deleteClient, describeClient, rotateClientSecret } from '../../core/applications.ts';
+import { createClient, deleteClient, describeClient, rotateClientSecret, updateClient, ValidationError } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client } from '../../storage/repositories.ts';
+import type { Client, JsonWebKeySet } from '../../storage/repositories.ts';
 import { isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const clientUsage = `gatehouse client create --name NAME [--type confidential|public] [--grant TYPE]... [--scope "a b"]
                         [--default-scope "a b"] [--redirect-uri URI]... [--post-logout-redirect-uri URI]...
-                        [--base-url URL] [--description TEXT] [--admin] [--first-party] [--impersonation] [--resource-server] [--json]
+                        [--base-url URL] [--description TEXT] [--admin] [--first-party] [--impersonation] [--resource-server]
+                        [--jwks FILE] [--json]
+gatehouse client set-jwks CLIENT_ID (FILE | --none) [--json]   public keys for private_key_jwt (RFC 7523)
 gatehouse client list [--json]
 gatehouse client show CLIENT_ID [--json]
 gatehouse client delete CLIENT_ID [--json]
@@ -33,6 +36,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
           'first-party': { type: 'boolean', default: false },
           impersonation: { type: 'boolean', default: false },
           'resource-server': { type: 'boolean', default: false },
+          jwks: { type: 'string' },
           json: { type: 'boolean' },
         },
       });
@@ -53,6 +57,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
           firstParty: values['first-party'],
           allowImpersonation: values.impersonation,
           isResourceServer: values['resource-server'],
+          ...(values.jwks !== undefined && { jwks: readJwks(values.jwks) }),
         },
         now,
       );
@@ -91,12 +96,37 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
       out.print({ client_id: id, client_secret: secret }, () => `client_secret: ${secret}   (shown once; the previous secrets no longer work)`);
       return;
     }
+    case 'set-jwks': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { none: { type: 'boolean', default: false }, json: { type: 'boolean' } } });
+      const [id, file] = positionals;
+      if (!id || (file === undefined) === !values.none) throw new UsageError('client set-jwks needs a CLIENT_ID and either a JWK Set FILE or --none');
+      const updated = await updateClient(gatehouse, id, { jwks: file === undefined ? null : readJwks(file) }, now);
+      if (!updated) throw new Error(`no client ${id}`);
+      const count = updated.client.jwks?.keys.length ?? 0;
+      out.print({ client_id: id, keys: count }, () => (count === 0 ? `${id} has no keys: private_key_jwt is off` : `${id} authenticates with private_key_jwt, ${count} key(s) registered`));
+      return;
+    }
     default:
       throw new UsageError(`unknown client command "${sub ?? ''}"`);
   }
 }
 
-const flags = (c: Client): string => [c.isAdmin && 'admin', c.firstParty && 'first-party', c.allowImpersonation && 'impersonation', c.isResourceServer && 'resource-server'].filter(Boolean).join(',') || '-';
+const flags = (c: Client): string => [c.isAdmin && 'admin', c.firstParty && 'first-party', c.allowImpersonation && 'impersonation', c.isResourceServer && 'resource-server', c.jwks && 'private-key-jwt'].filter(Boolean).join(',') || '-';
+/** A JWK Set from a file; what it holds is checked when the client is saved. */
+function readJwks(path: string): JsonWebKeySet {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ValidationError('jwks', `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as JsonWebKeySet;
+  } catch {
+    throw new ValidationError('jwks', `${path} is not JSON`);
+  }
+}
+
 const words = (value: string | undefined): string[] => (value ?? '').split(/[\s,]+/).filter(Boolean);
 
 export function required(value: string | undefined, message: string): string {

@@ -1,6 +1,7 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import type { Client } from '../../storage/repositories.ts';
 import type { ClientRegistry } from '../clients.ts';
+import type { ClientAssertions } from './assertion.ts';
 import { invalidClient } from '../errors.ts';
 import { isWellFormed } from '../tokens/opaque.ts';
 import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './credentials.ts';
@@ -15,23 +16,29 @@ export interface AuthenticatedClient {
  * must prove their secret; public clients present only their id (and PKCE then protects the flow).
  * Every failure is the same `invalid_client`, so the answer does not tell which part was wrong.
  */
+/** What client authentication reads: the client registry, and the ledger of client assertions. */
+export interface ClientAuthServices {
+  clients: ClientRegistry;
+  clientAssertions: ClientAssertions;
+}
+
 export async function authenticateClient(
-  registry: ClientRegistry,
+  services: ClientAuthServices,
   authorization: string | undefined,
   params: Readonly<Record<string, string | undefined>>,
   now: number,
 ): Promise<AuthenticatedClient> {
-  return verifyClient(registry, presentedCredentials(authorization, params), now);
+  return verifyClient(services, presentedCredentials(authorization, params), now);
 }
 
 /** Checks credentials read by `presentedCredentials` against the client's registered secrets. */
-export async function verifyClient(registry: ClientRegistry, presented: PresentedCredentials, now: number): Promise<AuthenticatedClient> {
+export async function verifyClient(services: ClientAuthServices, presented: PresentedCredentials, now: number): Promise<AuthenticatedClient> {
   const usedBasic = presented.method === 'client_secret_basic';
   const failed = () => invalidClient('client authentication failed', usedBasic);
 
   // No client id is that long or holds a NUL (which PostgreSQL text cannot even hold): no lookup.
   if (presented.clientId.length > 256 || presented.clientId.includes('\0')) throw failed();
-  const entry = await registry.get(presented.clientId);
+  const entry = await services.clients.get(presented.clientId);
   if (!entry) throw failed();
   const { client } = entry;
 
@@ -39,6 +46,11 @@ export async function verifyClient(registry: ClientRegistry, presented: Presente
     // A public client has no secret to present; one that sends a secret is confused or forged.
     if (presented.method !== 'none') throw failed();
     return { client, method: 'none' };
+  }
+  if (presented.method === 'private_key_jwt') {
+    const refusal = await services.clientAssertions.refusal(client, presented.assertion!, now);
+    if (refusal) throw invalidClient(refusal);
+    return { client, method: 'private_key_jwt' };
   }
   if (presented.secret === undefined || !isWellFormed(presented.secret, 'cs')) throw failed();
 

@@ -1,11 +1,15 @@
+import { decodeJwt } from 'jose';
 import { invalidClient, invalidRequest } from '../errors.ts';
+import { CLIENT_ASSERTION_TYPE } from './assertion.ts';
 
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none';
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none';
 
 export interface PresentedCredentials {
   method: ClientAuthMethod;
   clientId: string;
   secret: string | undefined;
+  /** The signed JWT of `private_key_jwt`. */
+  assertion?: string;
 }
 
 /**
@@ -16,6 +20,13 @@ export interface PresentedCredentials {
 export function presentedCredentials(authorization: string | undefined, params: Readonly<Record<string, string | undefined>>): PresentedCredentials {
   const bodyId = params.client_id;
   const bodySecret = params.client_secret;
+
+  if (params.client_assertion !== undefined || params.client_assertion_type !== undefined) {
+    if ((authorization !== undefined && authorization.trim() !== '') || bodySecret !== undefined) {
+      throw invalidRequest('the client authenticated with a client assertion and another method');
+    }
+    return assertionCredentials(params.client_assertion_type, params.client_assertion, bodyId);
+  }
 
   if (authorization !== undefined && /^basic /i.test(authorization)) {
     if (bodySecret !== undefined) throw invalidRequest('the client authenticated with both the Authorization header and client_secret in the body');
@@ -30,6 +41,25 @@ export function presentedCredentials(authorization: string | undefined, params: 
   if (bodyId === undefined || bodyId === '') throw invalidClient('client authentication is required: send client_id (and client_secret) or use HTTP Basic');
   if (bodySecret !== undefined) return { method: 'client_secret_post', clientId: bodyId, secret: bodySecret };
   return { method: 'none', clientId: bodyId, secret: undefined };
+}
+
+/**
+ * RFC 7521 §4.2 and RFC 7523 §3: the client is the assertion's `sub` (checked against the signature
+ * later); a `client_id` sent beside it must name the same client.
+ */
+function assertionCredentials(type: string | undefined, assertion: string | undefined, bodyId: string | undefined): PresentedCredentials {
+  if (type === undefined || type === '') throw invalidRequest('client_assertion_type is required with client_assertion');
+  if (type !== CLIENT_ASSERTION_TYPE) throw invalidClient(`the client assertion type is not supported; use ${CLIENT_ASSERTION_TYPE}`);
+  if (assertion === undefined || assertion === '') throw invalidRequest('client_assertion is required with client_assertion_type');
+  let subject: unknown;
+  try {
+    subject = decodeJwt(assertion).sub;
+  } catch {
+    throw invalidClient('the client assertion is not a JWT');
+  }
+  if (typeof subject !== 'string' || subject === '') throw invalidClient('the client assertion names no client in sub');
+  if (bodyId !== undefined && bodyId !== subject) throw invalidClient('client_id does not match the client assertion');
+  return { method: 'private_key_jwt', clientId: subject, secret: undefined, assertion };
 }
 
 function decodeBasic(encoded: string): { clientId: string; secret: string } {

@@ -4,6 +4,7 @@ import type { KeyStore } from '../tokens/keys.ts';
 import type { LoginService } from '../login.ts';
 import type { AuditTrail } from '../audit.ts';
 import type { ClientRegistry } from '../clients.ts';
+import type { ClientAssertions } from '../client-auth/assertion.ts';
 import type { Clock } from '../clock.ts';
 import type { GatehouseConfig } from '../config.ts';
 import type { ScopePolicy } from '../scopes.ts';
@@ -17,6 +18,8 @@ export interface GrantServices {
   clock: Clock;
   storage: Storage;
   clients: ClientRegistry;
+  /** `private_key_jwt`: verifies client assertions and remembers their `jti`. */
+  clientAssertions: ClientAssertions;
   scopes: ScopePolicy;
   accessTokens: AccessTokenIssuer;
   clientTokenReuse: ClientTokenReuse;

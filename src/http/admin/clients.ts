@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { addClientSecret, createClient, deleteClient, describeClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, ClientSecret, ClientType } from '../../storage/repositories.ts';
+import type { Client, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
 import { conflict, notFound } from './problems.ts';
 import {
   emptyBodyAsObject,
@@ -36,6 +36,11 @@ const clientProperties = {
   first_party: { type: 'boolean' },
   impersonation: { type: 'boolean' },
   resource_server: { type: 'boolean' },
+  jwks: {
+    type: ['object', 'null'],
+    description: 'Public keys for private_key_jwt (RFC 7523), as a JWK Set; null when the client has none.',
+    properties: { keys: { type: 'array', items: { type: 'object', additionalProperties: true } } },
+  },
   owner_user_id: { type: ['string', 'null'] },
   created_at: timestamp,
   updated_at: timestamp,
@@ -76,6 +81,14 @@ const clientFields = {
   first_party: { type: 'boolean', description: 'Trusted by the operator: skips the consent page.' },
   impersonation: { type: 'boolean', description: 'May exchange tokens for users (RFC 8693) and impersonate them.' },
   resource_server: { type: 'boolean', description: 'A protected API of the platform: may introspect every client’s tokens.' },
+  jwks: {
+    type: ['object', 'null'],
+    description:
+      'Public signing keys (RSA ≥ 2048 bits, EC, OKP) the client authenticates with by private_key_jwt (RFC 7523): a JWK Set of 1 to 10 keys. ' +
+      'Private key material is refused. null removes the keys. Confidential clients only.',
+    required: ['keys'],
+    properties: { keys: { type: 'array', minItems: 1, maxItems: 10, items: { type: 'object' } } },
+  },
   owner_user_id: { type: ['string', 'null'], maxLength: 200, description: 'The user who owns the application (developer portal).' },
 } as const;
 
@@ -104,6 +117,7 @@ interface ClientBody {
   first_party?: boolean;
   impersonation?: boolean;
   resource_server?: boolean;
+  jwks?: JsonWebKeySet | null;
   owner_user_id?: string | null;
 }
 
@@ -244,6 +258,7 @@ function clientInput(body: ClientBody): ClientPatch {
     firstParty: body.first_party,
     allowImpersonation: body.impersonation,
     isResourceServer: body.resource_server,
+    jwks: body.jwks,
     ownerUserId: body.owner_user_id,
   };
 }

@@ -7,7 +7,7 @@ export async function discoveryRoutes(app: FastifyInstance, { gatehouse }: { gat
   const inputs = () => ({
     config: gatehouse.config,
     grantTypes: gatehouse.tokenEndpoint.grantTypes,
-    tokenEndpointAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    tokenEndpointAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
   });
   const cacheable = { 'cache-control': 'public, max-age=300' };
 

@@ -12,7 +12,7 @@ function parameters(request: FastifyRequest): Record<string, string | undefined>
   const body = request.body;
   if (body !== undefined && body !== null && (typeof body !== 'object' || Array.isArray(body))) throw invalidRequest('the body must be a set of parameters');
   const params: Record<string, string | undefined> = Object.create(null);
-  for (const name of ['token', 'token_type_hint', 'client_id', 'client_secret']) {
+  for (const name of ['token', 'token_type_hint', 'client_id', 'client_secret', 'client_assertion', 'client_assertion_type']) {
     const value = body && Object.hasOwn(body, name) ? (body as Record<string, unknown>)[name] : undefined;
     if (value === undefined) continue;
     if (Array.isArray(value)) throw invalidRequest(`the parameter ${name} is included more than once`);
@@ -27,7 +27,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
   app.post('/introspect', async (request, reply) => {
     const params = parameters(request);
     const now = gatehouse.clock();
-    const { client, method } = await authenticateClient(gatehouse.clients, request.headers.authorization, params, now);
+    const { client, method } = await authenticateClient(gatehouse, request.headers.authorization, params, now);
     // RFC 7662 §2.1: the endpoint "MUST require some form of authorization"; a public client has none.
     if (method === 'none') throw invalidClient('introspection needs a confidential client');
     if (params.token === undefined) throw invalidRequest('token is required');
@@ -38,7 +38,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     const params = parameters(request);
     const now = gatehouse.clock();
     // RFC 7009 §2.1: public clients may revoke their own tokens, identified by client_id.
-    const { client } = await authenticateClient(gatehouse.clients, request.headers.authorization, params, now);
+    const { client } = await authenticateClient(gatehouse, request.headers.authorization, params, now);
     if (params.token === undefined) throw invalidRequest('token is required');
     await revoke(gatehouse, client, params.token, now);
     return reply.headers(NO_STORE).code(200).send();

@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { ClientTable, ClientSecretTable, Database } from '../schema.ts';
-import type { Client, ClientRepository, ClientSecret, NewClient } from '../repositories.ts';
+import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
 
 const toClient = (row: Selectable<ClientTable>): Client => ({
@@ -19,6 +19,7 @@ const toClient = (row: Selectable<ClientTable>): Client => ({
   firstParty: row.first_party === 1,
   allowImpersonation: row.allow_impersonation === 1,
   isResourceServer: row.is_resource_server === 1,
+  jwks: row.jwks === null ? null : (JSON.parse(row.jwks) as JsonWebKeySet),
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });
@@ -48,6 +49,7 @@ function toRow(client: Partial<Omit<NewClient, 'id'>>) {
   if (client.firstParty !== undefined) row.first_party = flag(client.firstParty);
   if (client.allowImpersonation !== undefined) row.allow_impersonation = flag(client.allowImpersonation);
   if (client.isResourceServer !== undefined) row.is_resource_server = flag(client.isResourceServer);
+  if (client.jwks !== undefined) row.jwks = client.jwks === null ? null : JSON.stringify(client.jwks);
   return row;
 }
 
@@ -122,6 +124,14 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
     async deleteSecret(clientId, secretId) {
       const result = await db.deleteFrom('client_secrets').where('client_id', '=', clientId).where('id', '=', secretId).executeTakeFirst();
       return result.numDeletedRows > 0n;
+    },
+    async recordAssertion(clientId, jti, expiresAt) {
+      const result = await db
+        .insertInto('client_assertions')
+        .values({ client_id: clientId, jti, expires_at: expiresAt })
+        .onConflict((conflict) => conflict.columns(['client_id', 'jti']).doNothing())
+        .executeTakeFirst();
+      return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
     },
   };
 }

@@ -46,6 +46,9 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
         db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(limit)),
+        db
+          .deleteFrom('client_assertions')
+          .where(sql<boolean>`(client_id, jti) in (${db.selectFrom('client_assertions').select(['client_id', 'jti']).where('expires_at', '<', now).limit(limit)})`),
         db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(limit)),
       ];

@@ -1,0 +1,77 @@
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import type { Client, ClientRepository } from '../../storage/repositories.ts';
+
+/** RFC 7523 §2.2: the one `client_assertion_type` Gatehouse accepts. */
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** Asymmetric algorithms only: `none` and the HMAC family can never authenticate a client here. */
+export const CLIENT_ASSERTION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+
+/** An assertion may not be valid for longer than this, so that its `jti` need not be kept for long. */
+const MAX_LIFETIME_SECONDS = 3600;
+const CLOCK_TOLERANCE_SECONDS = 30;
+
+/**
+ * `private_key_jwt` (RFC 7523 §3, OpenID Connect Core §9): a JWT the client signed with one of its
+ * registered keys, with `iss` and `sub` the client id, an `aud` naming this server — its issuer
+ * identifier or its token endpoint — an `exp` at most an hour away and a `jti` that is accepted once,
+ * on any instance.
+ */
+export class ClientAssertions {
+  #repository: Pick<ClientRepository, 'recordAssertion'>;
+  #audiences: string[];
+  /** Verification keys per registered JWK Set; a reloaded client brings a new set, and a new entry. */
+  #keys = new WeakMap<object, JWTVerifyGetKey>();
+
+  constructor(repository: Pick<ClientRepository, 'recordAssertion'>, issuer: string) {
+    this.#repository = repository;
+    const base = issuer.replace(/\/+$/, '');
+    this.#audiences = [issuer, `${base}/token`, `${base}/access_token`];
+  }
+
+  /** Why the assertion does not authenticate `client`, or undefined when it does (and its `jti` is now used). */
+  async refusal(client: Client, assertion: string, now: number): Promise<string | undefined> {
+    if (!client.jwks) return 'the client has no keys registered for private_key_jwt';
+    let keys = this.#keys.get(client.jwks);
+    if (!keys) {
+      keys = createLocalJWKSet(client.jwks as JSONWebKeySet);
+      this.#keys.set(client.jwks, keys);
+    }
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(assertion, keys, {
+        issuer: client.id,
+        subject: client.id,
+        audience: this.#audiences,
+        algorithms: [...CLIENT_ASSERTION_ALGORITHMS],
+        requiredClaims: ['exp', 'jti'],
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        currentDate: new Date(now * 1000),
+      }));
+    } catch (error) {
+      return describe(error);
+    }
+    const { exp, jti } = payload as { exp: number; jti: unknown };
+    if (exp - now > MAX_LIFETIME_SECONDS) return `the client assertion must expire within ${MAX_LIFETIME_SECONDS} seconds`;
+    if (typeof jti !== 'string' || jti === '' || jti.length > 256) return 'the client assertion needs a jti of 1 to 256 characters';
+    if (!(await this.#repository.recordAssertion(client.id, jti, exp + CLOCK_TOLERANCE_SECONDS))) return 'the client assertion was used before';
+    return undefined;
+  }
+}
+
+/** What was wrong, in words a developer can act on; nothing about the keys themselves. */
+function describe(error: unknown): string {
+  const { code, claim } = error as { code?: string; claim?: string };
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      return 'the client assertion has expired';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return claim === 'aud'
+        ? 'the client assertion must name this server in aud (its issuer identifier or token endpoint)'
+        : `the client assertion's ${claim ?? 'claims'} claim is missing or wrong`;
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return `the client assertion must be signed with one of ${CLIENT_ASSERTION_ALGORITHMS.join(', ')}`;
+    default:
+      return 'the client assertion could not be verified with the client’s registered keys';
+  }
+}
