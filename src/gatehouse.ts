@@ -47,6 +47,7 @@ export const REDACTED_PATHS = [
   'headers.authorization',
   'headers.cookie',
   '*.client_secret',
+  '*.client_assertion',
   '*.password',
   '*.refresh_token',
   '*.access_token',

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { SignJWT } from 'jose';
 import { createClient, createUser } from '../../src/core/applications.ts';
 import { loadConfig, type GatehouseConfig } from '../../src/core/config.ts';
 import { createGatehouse, createLogger, loggableUrl, type Gatehouse } from '../../src/gatehouse.ts';
@@ -157,6 +158,20 @@ describe('no secret or token in the logs', () => {
     assert.ok(cc.access_token);
     keepTokens('client credentials (post)', (await token({ grant_type: 'client_credentials', client_id: machine.id, client_secret: machine.secret })).body);
     keepTokens('client credentials (json)', (await token({ grant_type: 'client_credentials', client_id: machine.id, client_secret: machine.secret, scope: 'bcf:read' }, undefined, true)).body);
+
+    // private_key_jwt: a signed assertion, accepted once, then replayed (refused).
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keyClient = await createClient(server.gatehouse, { name: 'Keys', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'], jwks: { keys: [publicKey.export({ format: 'jwk' }) as Record<string, unknown>] } }, server.gatehouse.clock());
+    keep('key client secret', keyClient.secret!);
+    const assertion = keep(
+      'client assertion',
+      await new SignJWT({ iss: keyClient.client.id, sub: keyClient.client.id, aud: server.gatehouse.config.issuer, exp: Math.floor(Date.now() / 1000) + 60, jti: randomBytes(16).toString('hex') })
+        .setProtectedHeader({ alg: 'ES256' })
+        .sign(privateKey),
+    );
+    const assertionParams = { grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion };
+    assert.equal(keepTokens('private_key_jwt', (await token(assertionParams)).body).token_type, 'Bearer');
+    assert.equal((await token(assertionParams)).status, 401);
 
     // Resource owner password, then refresh with rotation.
     const pw = keepTokens('password', (await token({ grant_type: 'password', username: user.email, password: user.password, scope: 'openid email objects:read model:read' }, firstParty)).body);
