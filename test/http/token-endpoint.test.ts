@@ -322,7 +322,7 @@ for (const dialect of DIALECTS) {
         assert.equal(metadata.introspection_endpoint, `${server.config.issuer}/introspect`);
         assert.equal(metadata.revocation_endpoint, `${server.config.issuer}/revoke`);
         assert.deepEqual(metadata.response_types_supported, ['code'], 'implicit is off unless the operator enables it');
-        assert.deepEqual(metadata.token_endpoint_auth_methods_supported.sort(), ['client_secret_basic', 'client_secret_post', 'none']);
+        assert.deepEqual(metadata.token_endpoint_auth_methods_supported.sort(), ['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt']);
         assert.ok(metadata.scopes_supported.includes('objects:download'));
         const oidc: any = await (await fetch(`${server.url}/.well-known/openid-configuration`)).json();
         assert.equal(oidc.issuer, server.config.issuer);

@@ -8,6 +8,7 @@ import {
   buildAuthorizationUrl,
   buildEndSessionUrl,
   calculatePKCECodeChallenge,
+  clientCredentialsGrant,
   ClientSecretBasic,
   ClientSecretPost,
   discovery,
@@ -15,6 +16,7 @@ import {
   fetchUserInfo,
   implicitAuthentication,
   None,
+  PrivateKeyJwt,
   randomNonce,
   randomPKCECodeVerifier,
   randomState,
@@ -24,7 +26,8 @@ import {
   WWWAuthenticateChallengeError,
   type Configuration,
 } from 'openid-client';
-import { createUser } from '../../src/core/applications.ts';
+import { decodeJwt, exportJWK, generateKeyPair } from 'jose';
+import { createClient, createUser } from '../../src/core/applications.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -254,6 +257,23 @@ for (const dialect of DIALECTS) {
             },
           );
         }
+      });
+
+      it('authenticates with private_key_jwt: clientCredentialsGrant signs an assertion Gatehouse accepts once per request', async () => {
+        const { privateKey, publicKey } = await generateKeyPair('ES256');
+        const { client } = await createClient(
+          server.gatehouse,
+          { name: 'Key-signed service', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'], jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'svc-1' }] } },
+          server.gatehouse.clock(),
+        );
+        const config = await discover(client.id, undefined, PrivateKeyJwt({ key: privateKey, kid: 'svc-1' }));
+        for (let i = 0; i < 2; i++) {
+          const tokens = await clientCredentialsGrant(config, { scope: 'objects:read' });
+          assert.equal(tokens.token_type, 'bearer');
+          assert.equal(decodeJwt(tokens.access_token).client_id, client.id);
+        }
+        const stranger = await discover(client.id, undefined, PrivateKeyJwt((await generateKeyPair('ES256')).privateKey));
+        await assert.rejects(clientCredentialsGrant(stranger, { scope: 'objects:read' }), (error: unknown) => error instanceof ResponseBodyError && error.error === 'invalid_client');
       });
 
       it('releases claims per scope: email only with email, name only with profile', async () => {
