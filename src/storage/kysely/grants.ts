@@ -84,19 +84,15 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
 
 export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): RefreshTokenRepository {
   const find = async (executor: Kysely<Database>, digest: string): Promise<FoundRefreshToken | undefined> => {
-    const row = await executor
-      .selectFrom('refresh_tokens as t')
-      .innerJoin('grants as g', 'g.id', 't.grant_id')
-      .leftJoin('users as u', 'u.id', 'g.user_id')
-      .select([
-        't.digest', 't.grant_id', 't.client_id', 't.scopes', 't.created_at', 't.expires_at', 't.consumed_at',
-        'g.id as g_id', 'g.client_id as g_client_id', 'g.user_id as g_user_id', 'g.kind as g_kind', 'g.scopes as g_scopes',
-        'g.auth_time as g_auth_time', 'g.created_at as g_created_at', 'g.expires_at as g_expires_at', 'g.revoked_at as g_revoked_at',
-        'u.id as u_id', 'u.email as u_email', 'u.name as u_name', 'u.password_hash as u_password_hash', 'u.email_verified as u_email_verified',
-        'u.disabled_at as u_disabled_at', 'u.created_at as u_created_at', 'u.updated_at as u_updated_at',
-      ])
-      .where('t.digest', '=', digest)
-      .executeTakeFirst();
+    // Plain SQL: the query builder spent longer assembling 24 aliased columns than SQLite spends running this.
+    const { rows } = await sql<FoundRow>`
+      select t.*, g.id as g_id, g.client_id as g_client_id, g.user_id as g_user_id, g.kind as g_kind, g.scopes as g_scopes,
+        g.auth_time as g_auth_time, g.created_at as g_created_at, g.expires_at as g_expires_at, g.revoked_at as g_revoked_at,
+        u.id as u_id, u.email as u_email, u.name as u_name, u.password_hash as u_password_hash, u.email_verified as u_email_verified,
+        u.disabled_at as u_disabled_at, u.created_at as u_created_at, u.updated_at as u_updated_at
+      from refresh_tokens t join grants g on g.id = t.grant_id left join users u on u.id = g.user_id
+      where t.digest = ${digest}`.execute(executor);
+    const row = rows[0];
     if (!row) return undefined;
     return {
       token: toRefreshToken(row),
@@ -178,6 +174,19 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
     },
   };
 }
+
+/** A token with its grant's and its user's columns, prefixed `g_` and `u_` (the user's null without one). */
+type FoundRow = Selectable<RefreshTokenTable> &
+  PrefixedGrant & {
+    u_id: string | null;
+    u_email: string | null;
+    u_name: string | null;
+    u_password_hash: string | null;
+    u_email_verified: number | null;
+    u_disabled_at: number | null;
+    u_created_at: number | null;
+    u_updated_at: number | null;
+  };
 
 /** A grant's columns, prefixed `g_` where they are read beside a token's. */
 interface PrefixedGrant {
