@@ -10,6 +10,7 @@ import { createOpaqueToken } from '../../src/core/tokens/opaque.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { sendRaw, type RawAnswer as Answer } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { HOSTILE_STRINGS, SQL_INJECTIONS } from '../support/hostile-strings.ts';
 
 /*
  * Issue 2, "Done when": hundreds of malformed requests to the token endpoint over real HTTP. None
@@ -147,41 +148,6 @@ class Random {
   }
 }
 
-const INJECTIONS = [
-  "' OR 1=1 --",
-  '"; DROP TABLE clients; --',
-  "'; DELETE FROM refresh_tokens; --",
-  "' UNION SELECT digest FROM client_secrets --",
-  "1; UPDATE users SET disabled_at = 1 --",
-  "admin'--",
-  "\\'; SELECT pg_sleep(5); --",
-  '$1',
-  '?',
-  '%s%s%s%n',
-  '${process.exit()}',
-  '{{7*7}}',
-  '<script>alert(1)</script>',
-  '../../../../etc/passwd',
-  '\r\nSet-Cookie: pwned=1',
-  'a\nb',
-  '\u0000',
-  'nul\u0000byte',
-  '\u202e\u0627\u0644\u0639\u0631\u0628\u064a\u0629',
-  '😀🔥'.repeat(10),
-  'e\u0301\u0301\u0301',
-  '\ufeffBOM',
-  '\ud800',
-  '\udfff\ud800',
-  '__proto__',
-  'constructor',
-  'toString',
-  'NaN',
-  '-1',
-  '1e309',
-  'null',
-  'undefined',
-  '[object Object]',
-];
 
 const GRANTS = ['client_credentials', 'password', 'refresh_token'];
 const JUNK_GRANTS = [
@@ -488,7 +454,7 @@ function adversarialCases(f: Fixture): FuzzCase[] {
   );
 
   // SQL injection.
-  for (const injection of INJECTIONS.slice(0, 7)) {
+  for (const injection of SQL_INJECTIONS) {
     add(form(`client_id ${injection}`, { grant_type: 'client_credentials', client_id: injection, client_secret: cc.secret }, { expect: invalidClient }));
     add(form(`username ${injection}`, { grant_type: 'password', ...pwCreds, username: injection, password: injection }, { expect: invalidGrant }));
     add(form(`Basic client id ${injection}`, { grant_type: 'client_credentials' }, { auth: basic(injection, cc.secret), expect: invalidClient }));
@@ -694,7 +660,7 @@ function randomCases(f: Fixture, count: number, seed: number): FuzzCase[] {
       case 5:
         return r.string(1 + r.int(30), '%ZC0AFED80%%+=&;');
       case 6:
-        return r.pick(INJECTIONS);
+        return r.pick(HOSTILE_STRINGS);
       case 7:
         return String(r.int(2 ** 31) * (r.chance(0.5) ? -1 : 1));
       default:
@@ -713,7 +679,7 @@ function randomCases(f: Fixture, count: number, seed: number): FuzzCase[] {
   const password = () => r.pick([() => mutate(user.password), junk, () => 'correct horse battery stapler'])();
   const jsonValue = (depth = 0): unknown =>
     r.pick([() => junk(), () => r.int(1000), () => r.chance(0.5), () => null, () => (depth < 3 ? [jsonValue(depth + 1)] : 'x'), () => (depth < 3 ? { [junk()]: jsonValue(depth + 1) } : 1)])();
-  const extraKeys = ['__proto__', 'constructor', 'constructor[prototype][polluted]', '__proto__[polluted]', 'prototype', 'scope', 'code', 'redirect_uri', 'code_verifier', 'assertion', 'audience', 'toString', ''];
+  const extraKeys = ['__proto__', 'constructor', 'constructor[prototype][polluted]', '__proto__[polluted]', 'prototype', 'scope', 'code', 'redirect_uri', 'code_verifier', 'assertion', 'client_assertion', 'client_assertion_type', 'audience', 'toString', ''];
 
   const cases: FuzzCase[] = [];
   for (let i = 0; i < count; i++) {
