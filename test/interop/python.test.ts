@@ -35,6 +35,8 @@ function runScript(script: string, config: Json): Promise<Json> {
     OAUTHLIB_RELAX_TOKEN_SCOPE: undefined,
     PYTHONPATH: undefined,
     PYTHONHOME: undefined,
+    // The scripts import harness.py from their folder: no __pycache__ left in the checkout.
+    PYTHONDONTWRITEBYTECODE: '1',
     NO_PROXY: '127.0.0.1,localhost',
     no_proxy: '127.0.0.1,localhost',
   };

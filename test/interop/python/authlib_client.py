@@ -5,14 +5,12 @@ scenario is reported, never raised: the script prints one JSON object whose valu
 {"token": …} (the token response as authlib parsed it) or {"error": …} (authlib's OAuthError), and
 the test asserts on them. http on loopback needs AUTHLIB_INSECURE_TRANSPORT=1, which the test sets.
 """
-import json
-import sys
 import time
 
 import authlib
 from authlib.integrations.requests_client import OAuth2Session
+from harness import config, report, results, run, token_of
 
-config = json.loads(sys.argv[1])
 TOKEN_URL = config["token_url"]
 USERINFO_URL = config["userinfo_url"]
 REVOCATION_URL = config["revocation_url"]
@@ -20,23 +18,7 @@ machine = config["machine"]
 first_party = config["first_party"]
 user = config["user"]
 
-results = {"library": {"name": "authlib", "version": authlib.__version__}}
-
-
-def run(name, scenario):
-    try:
-        results[name] = scenario()
-    except Exception as error:  # reported to the test, which decides
-        results[name] = {
-            "error": getattr(error, "error", None),
-            "description": getattr(error, "description", None),
-            "exception": type(error).__name__,
-            "message": str(error),
-        }
-
-
-def token_of(token):
-    return {"token": dict(token)}
+results["library"] = {"name": "authlib", "version": authlib.__version__}
 
 
 def client_credentials(method):
@@ -120,4 +102,4 @@ def revoke_then_refresh():
 
 run("revoke_then_refresh", revoke_then_refresh)
 
-print(json.dumps(results))
+report()

@@ -9,40 +9,20 @@ needs OAUTHLIB_INSECURE_TRANSPORT=1. The test sets all three.
 The scope goes on the oauthlib client (which puts it into the token request) and on the session
 (which checks the response against it): requests-oauthlib 1.3 sends only the client's.
 """
-import json
-import sys
-
 import oauthlib
 import requests_oauthlib
 from oauthlib.oauth2 import BackendApplicationClient, LegacyApplicationClient
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
+from harness import config, report, results, run, token_of
 
-config = json.loads(sys.argv[1])
 TOKEN_URL = config["token_url"]
 USERINFO_URL = config["userinfo_url"]
 machine = config["machine"]
 first_party = config["first_party"]
 user = config["user"]
 
-results = {"library": {"name": "requests-oauthlib", "version": requests_oauthlib.__version__, "oauthlib": oauthlib.__version__}}
-
-
-def run(name, scenario):
-    try:
-        results[name] = scenario()
-    except Exception as error:  # reported to the test, which decides
-        results[name] = {
-            "error": getattr(error, "error", None),
-            "description": getattr(error, "description", None),
-            "status_code": getattr(error, "status_code", None),
-            "exception": type(error).__name__,
-            "message": str(error),
-        }
-
-
-def token_of(token):
-    return {"token": dict(token)}
+results["library"] = {"name": "requests-oauthlib", "version": requests_oauthlib.__version__, "oauthlib": oauthlib.__version__}
 
 
 # Client credentials: BackendApplicationClient. requests-oauthlib sends the secret in an HTTP Basic
@@ -102,4 +82,4 @@ def legacy_wrong_password():
 
 run("legacy_wrong_password", legacy_wrong_password)
 
-print(json.dumps(results))
+report()
