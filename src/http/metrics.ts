@@ -5,8 +5,25 @@ import type { Gatehouse } from '../gatehouse.ts';
 /** The metrics of one app instance, in a registry of its own (several apps may share a process in tests). */
 export interface Metrics {
   registry: Registry;
-  tokensIssued: Counter<'grant_type'>;
+  /** Counts a token response, by the (registered, so bounded) grant type. */
+  tokenIssued(grantType: string): void;
   oauthErrors: Counter<'error'>;
+}
+
+/**
+ * The labelled children of a metric, looked up by a flat key the caller builds from the label
+ * values: prom-client would otherwise hash the label object on every observation.
+ */
+function childrenOf<Labels extends string, Child>(metric: { labels(values: Partial<Record<Labels, string>>): Child }) {
+  const children = new Map<string, Child>();
+  return (key: string, values: Partial<Record<Labels, string>>): Child => {
+    let child = children.get(key);
+    if (!child) {
+      child = metric.labels(values);
+      children.set(key, child);
+    }
+    return child;
+  };
 }
 
 export function createMetrics(gatehouse: Gatehouse): Metrics {
@@ -27,36 +44,30 @@ export function createMetrics(gatehouse: Gatehouse): Metrics {
       },
     });
   }
+  const tokensIssued = childrenOf(
+    new Counter({ name: 'gatehouse_tokens_issued_total', help: 'Tokens issued at the token endpoint, by grant type', labelNames: ['grant_type'], registers: [registry] }),
+  );
   return {
     registry,
-    tokensIssued: new Counter({ name: 'gatehouse_tokens_issued_total', help: 'Tokens issued at the token endpoint, by grant type', labelNames: ['grant_type'], registers: [registry] }),
+    tokenIssued: (grantType) => tokensIssued(grantType, { grant_type: grantType }).inc(),
     oauthErrors: new Counter({ name: 'gatehouse_oauth_errors_total', help: 'OAuth error responses, by error code', labelNames: ['error'], registers: [registry] }),
   };
 }
 
 /** Latency of every endpoint, and `GET /metrics` in the Prometheus text format. Called on the root instance, so the hook sees every route. */
 export function instrument(app: FastifyInstance, metrics: Metrics): void {
-  const latency = new Histogram({
+  const latency = childrenOf(new Histogram({
     name: 'gatehouse_http_request_duration_seconds',
     help: 'Time to answer a request, by route, method and status class',
     labelNames: ['route', 'method', 'status'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [metrics.registry],
-  });
-  // One child per route, method and status class, looked up by a flat key: prom-client would
-  // otherwise hash the label object on every request.
-  const series = new Map<string, Histogram.Internal<'route' | 'method' | 'status'>>();
+  }));
   app.addHook('onResponse', (request, reply, done) => {
     // The route pattern, never the raw URL: ids and query strings stay out of label values.
     const route = request.routeOptions.url ?? 'unmatched';
     const status = `${Math.floor(reply.statusCode / 100)}xx`;
-    const key = `${route} ${request.method} ${status}`;
-    let child = series.get(key);
-    if (!child) {
-      child = latency.labels({ route, method: request.method, status });
-      series.set(key, child);
-    }
-    child.observe(reply.elapsedTime / 1000);
+    latency(`${route} ${request.method} ${status}`, { route, method: request.method, status }).observe(reply.elapsedTime / 1000);
     done();
   });
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));

@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import type { Counter } from 'prom-client';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { invalidRequest } from '../../core/errors.ts';
 import type { Metrics } from '../metrics.ts';
@@ -10,7 +9,6 @@ const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
 
 /** The token endpoint at `/token` and, as some platforms document it, `/access_token`. */
 export async function tokenRoutes(app: FastifyInstance, { gatehouse, metrics }: { gatehouse: Gatehouse; metrics: Metrics }): Promise<void> {
-  const issuedByGrant = new Map<string, Counter.Internal>();
   for (const url of ['/token', '/access_token']) {
     app.post(url, async (request, reply) => {
       const body = request.body;
@@ -22,14 +20,8 @@ export async function tokenRoutes(app: FastifyInstance, { gatehouse, metrics }: 
         authorization: request.headers.authorization,
         address: request.ip,
       });
-      // Only answered requests get here, so the grant type is a registered one: a bounded label.
-      const grantType = String((body as Record<string, unknown>).grant_type);
-      let issued = issuedByGrant.get(grantType);
-      if (!issued) {
-        issued = metrics.tokensIssued.labels({ grant_type: grantType });
-        issuedByGrant.set(grantType, issued);
-      }
-      issued.inc();
+      // Only answered requests get here, so the grant type is a registered one.
+      metrics.tokenIssued(String((body as Record<string, unknown>).grant_type));
       return reply.headers(NO_STORE).send(response);
     });
     app.route({
