@@ -174,8 +174,8 @@ export interface RefreshTokenSuccessor {
 }
 
 export type RotationResult =
-  /** The presented token was live and is now consumed; its successor is stored. */
-  | { outcome: 'rotated'; previous: RefreshToken; grant: Grant }
+  /** The presented token was live and is now consumed; its successor is stored. (The caller read the grant already.) */
+  | { outcome: 'rotated'; previous: RefreshToken }
   /** The presented token had been consumed before: a replay (or a concurrent retry). */
   | { outcome: 'reused'; previous: RefreshToken; grant: Grant }
   /** The token's grant is revoked. */

@@ -133,8 +133,8 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
     async rotate(digest, successor, now) {
       if (dialect === 'postgres') {
         // One statement, so one round trip and one implicit transaction: consume, store the
-        // successor, return the consumed token with its grant.
-        const { rows } = await sql<Selectable<RefreshTokenTable> & PrefixedGrant>`
+        // successor, return the consumed token.
+        const { rows } = await sql<Selectable<RefreshTokenTable>>`
           with consumed as (
             update refresh_tokens set consumed_at = ${now}
             where digest = ${digest} and consumed_at is null
@@ -144,11 +144,9 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
             insert into refresh_tokens (digest, grant_id, client_id, scopes, created_at, expires_at, consumed_at)
             select ${successor.digest}, grant_id, client_id, scopes, ${now}::bigint, ${successor.expiresAt}::bigint, null from consumed
           )
-          select c.*, g.id as g_id, g.client_id as g_client_id, g.user_id as g_user_id, g.kind as g_kind, g.scopes as g_scopes,
-            g.auth_time as g_auth_time, g.created_at as g_created_at, g.expires_at as g_expires_at, g.revoked_at as g_revoked_at
-          from consumed c join grants g on g.id = c.grant_id`.execute(db);
+          select * from consumed`.execute(db);
         const row = rows[0];
-        return row ? { outcome: 'rotated', previous: toRefreshToken(row), grant: grantOf(row) } : refused(digest);
+        return row ? { outcome: 'rotated', previous: toRefreshToken(row) } : refused(digest);
       }
       const rotated = await db.transaction().execute(async (trx) => {
         const consumed = await trx
@@ -167,8 +165,7 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
           .insertInto('refresh_tokens')
           .values(refreshTokenRow({ ...previous, digest: successor.digest, createdAt: now, expiresAt: successor.expiresAt, consumedAt: null }))
           .execute();
-        const grant = await trx.selectFrom('grants').selectAll().where('id', '=', previous.grantId).executeTakeFirstOrThrow();
-        return { outcome: 'rotated' as const, previous, grant: toGrant(grant) };
+        return { outcome: 'rotated' as const, previous };
       });
       return rotated ?? refused(digest);
     },
