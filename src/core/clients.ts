@@ -1,3 +1,4 @@
+import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { Client, ClientRepository, ClientSecret } from '../storage/repositories.ts';
 
 export interface ClientEntry {
@@ -5,6 +6,8 @@ export interface ClientEntry {
   secrets: ClientSecret[];
   /** Secret digests decoded once, for constant-time comparison on every request. */
   secretDigests: Buffer[];
+  /** The client's registered public keys, made ready for jose once (`private_key_jwt`); none without keys. */
+  assertionKeys: JWTVerifyGetKey | undefined;
 }
 
 /**
@@ -49,7 +52,11 @@ export class ClientRegistry {
   async #load(clientId: string): Promise<ClientEntry | undefined> {
     const found = await this.#repository.findWithSecrets(clientId);
     if (!found) return undefined;
-    return { ...found, secretDigests: found.secrets.map((s) => Buffer.from(s.digest, 'base64url')) };
+    return {
+      ...found,
+      secretDigests: found.secrets.map((s) => Buffer.from(s.digest, 'base64url')),
+      assertionKeys: found.client.jwks ? createLocalJWKSet(found.client.jwks as JSONWebKeySet) : undefined,
+    };
   }
 
   #evictExpired(now: number): void {

@@ -1,5 +1,6 @@
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import type { Client, ClientRepository } from '../../storage/repositories.ts';
+import { jwtVerify } from 'jose';
+import type { ClientRepository } from '../../storage/repositories.ts';
+import type { ClientEntry } from '../clients.ts';
 
 /** RFC 7523 §2.2: the one `client_assertion_type` Gatehouse accepts. */
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -20,8 +21,6 @@ const CLOCK_TOLERANCE_SECONDS = 30;
 export class ClientAssertions {
   #repository: Pick<ClientRepository, 'recordAssertion'>;
   #audiences: string[];
-  /** Verification keys per registered JWK Set; a reloaded client brings a new set, and a new entry. */
-  #keys = new WeakMap<object, JWTVerifyGetKey>();
 
   constructor(repository: Pick<ClientRepository, 'recordAssertion'>, issuer: string) {
     this.#repository = repository;
@@ -29,17 +28,12 @@ export class ClientAssertions {
     this.#audiences = [issuer, `${base}/token`, `${base}/access_token`];
   }
 
-  /** Why the assertion does not authenticate `client`, or undefined when it does (and its `jti` is now used). */
-  async refusal(client: Client, assertion: string, now: number): Promise<string | undefined> {
-    if (!client.jwks) return 'the client has no keys registered for private_key_jwt';
-    let keys = this.#keys.get(client.jwks);
-    if (!keys) {
-      keys = createLocalJWKSet(client.jwks as JSONWebKeySet);
-      this.#keys.set(client.jwks, keys);
-    }
+  /** Why the assertion does not authenticate the client, or undefined when it does (and its `jti` is now used). */
+  async refusal({ client, assertionKeys }: ClientEntry, assertion: string, now: number): Promise<string | undefined> {
+    if (!assertionKeys) return 'the client has no keys registered for private_key_jwt';
     let payload;
     try {
-      ({ payload } = await jwtVerify(assertion, keys, {
+      ({ payload } = await jwtVerify(assertion, assertionKeys, {
         issuer: client.id,
         subject: client.id,
         audience: this.#audiences,

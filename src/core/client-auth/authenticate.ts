@@ -48,7 +48,7 @@ export async function verifyClient(services: ClientAuthServices, presented: Pres
     return { client, method: 'none' };
   }
   if (presented.method === 'private_key_jwt') {
-    const refusal = await services.clientAssertions.refusal(client, presented.assertion!, now);
+    const refusal = await services.clientAssertions.refusal(entry, presented.assertion!, now);
     if (refusal) throw invalidClient(refusal);
     return { client, method: 'private_key_jwt' };
   }
