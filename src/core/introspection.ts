@@ -3,6 +3,7 @@ import type { ApiKeyService } from './api-keys.ts';
 import type { GrantServices } from './grants/services.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { digestOf, kindOf } from './tokens/opaque.ts';
+import { refreshTokenRefusal } from './tokens/refresh.ts';
 import { verifyAccessToken } from './tokens/verify.ts';
 
 export interface IntrospectionServices extends GrantServices {
@@ -28,11 +29,9 @@ export async function introspect(services: IntrospectionServices, caller: Client
     case 'rt': {
       const found = await services.storage.refreshTokens.find(digestOf(token));
       if (!found || !mayView(found.token.clientId)) return INACTIVE;
-      const { token: refresh, grant, user } = found;
-      if (refresh.consumedAt !== null || refresh.expiresAt <= now || grant.revokedAt !== null) return INACTIVE;
-      if (grant.expiresAt !== null && grant.expiresAt <= now) return INACTIVE;
-      // The token endpoint would refuse it: its user is gone or disabled.
-      if (grant.userId !== null && (!user || user.disabledAt !== null)) return INACTIVE;
+      const { token: refresh, grant } = found;
+      // Inactive once consumed, or when the token endpoint would refuse it (revoked, expired, user gone).
+      if (refresh.consumedAt !== null || refreshTokenRefusal(found, now)) return INACTIVE;
       return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp: refresh.expiresAt, iss: services.config.issuer };
     }
     case 'ak': {

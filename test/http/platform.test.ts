@@ -160,6 +160,18 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('answers active:false for a refresh token whose user is disabled, and true again once enabled', async () => {
+        const { refresh_token } = await userTokens();
+        const { storage, clock } = server.gatehouse;
+        await storage.users.setDisabled(userId, clock(), clock());
+        try {
+          assert.deepEqual((await introspect(refresh_token, api)).body, { active: false });
+        } finally {
+          await storage.users.setDisabled(userId, null, clock());
+        }
+        assert.equal((await introspect(refresh_token, api)).body.active, true);
+      });
+
       it('answers active:false for unknown, malformed and foreign-signed tokens', async () => {
         for (const token of ['x', 'gate_rt_' + 'A'.repeat(49), 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.', (await clientToken(app)).slice(0, -4) + 'AAAA']) {
           assert.deepEqual((await introspect(token)).body, { active: false }, token);

@@ -1,7 +1,7 @@
-import type { Client, FoundRefreshToken, Grant, RefreshToken } from '../../storage/repositories.ts';
+import type { Client, Grant, RefreshToken } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from '../tokens/opaque.ts';
-import { newRefreshToken } from '../tokens/refresh.ts';
+import { newRefreshToken, refreshTokenRefusal } from '../tokens/refresh.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
 import type { OidcContext } from './oidc.ts';
 import { bearerResponse, type GrantServices } from './services.ts';
@@ -35,7 +35,8 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     if (!found || found.token.clientId !== client.id) throw invalidGrant('the refresh token is invalid');
     const { token, grant, user } = found;
     if (token.consumedAt !== null && !withinGrace(token, now, services)) await refuseReplay(token, grant, client, now, services);
-    checkLive(found, now);
+    const refusal = refreshTokenRefusal(found, now);
+    if (refusal) throw invalidGrant(refusal);
 
     const requested = services.scopes.parse(params.scope);
     // §6: the requested scope "MUST NOT include any scope not originally granted by the resource owner".
@@ -75,11 +76,4 @@ async function refuseReplay(token: RefreshToken, grant: Grant, client: Client, n
   await services.storage.grants.revoke(grant.id, now);
   services.audit.record({ at: now, kind: 'refresh_token.reused', outcome: 'failure', clientId: client.id, userId: grant.userId, data: { grant_id: grant.id, consumed_at: token.consumedAt } });
   throw invalidGrant('the refresh token was used before; the grant has been revoked');
-}
-
-function checkLive({ token, grant, user }: FoundRefreshToken, now: number): void {
-  if (grant.revokedAt !== null) throw invalidGrant('the refresh token has been revoked');
-  if (token.expiresAt <= now || (grant.expiresAt !== null && grant.expiresAt <= now)) throw invalidGrant('the refresh token has expired');
-  // A grant of a user who was deleted or disabled ends with them.
-  if (grant.userId !== null && (!user || user.disabledAt !== null)) throw invalidGrant('the refresh token is invalid');
 }
