@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import pg from 'pg';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { migrate, openDatabase } from '../../src/storage/database.ts';
 import { createStorage } from '../../src/storage/kysely/index.ts';
@@ -177,6 +179,15 @@ const anEvent = (overrides: Partial<AuditEvent>): AuditEvent => ({
 });
 
 const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
+
+/** Polls `condition` every 20 ms for up to 10 s. */
+async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
+  for (let waited = 0; waited < 10_000; waited += 20) {
+    if (await condition()) return;
+    await sleep(20);
+  }
+  assert.fail('the condition never became true');
+}
 
 for (const dialect of DIALECTS) {
   describe(`storage contract on ${dialect}`, () => {
@@ -611,6 +622,71 @@ for (const dialect of DIALECTS) {
         assert.equal(stored.filter((found) => found !== undefined).length, 1);
         const winner = results.findIndex((result) => result.outcome === 'rotated');
         assert.notEqual(stored[winner], undefined, 'the stored successor is the winner’s');
+      });
+
+      it('answers concurrent finds each with its own token, and an unknown one with nothing', async () => {
+        const live = await Promise.all(Array.from({ length: 5 }, () => aLiveToken()));
+        const unknown = digestOf(createOpaqueToken('rt'));
+
+        const found = await Promise.all([...live.map(({ token }) => storage().refreshTokens.find(token.digest)), storage().refreshTokens.find(unknown)]);
+
+        assert.deepEqual(found, [...live.map(({ token, grant, user }) => ({ token, grant, user })), undefined]);
+      });
+
+      it('rotates each token again on its own when its batch deadlocks with another transaction', { skip: dialect !== 'postgres' }, async () => {
+        const [first, second] = [await aLiveToken(), await aLiveToken()];
+        const successors = [digestOf(createOpaqueToken('rt')), digestOf(createOpaqueToken('rt'))];
+        const other = new pg.Client({ connectionString: shared!.database.databaseUrl });
+        await other.connect();
+        try {
+          const deadlocks = async () => Number((await other.query('select deadlocks from pg_stat_database where datname = current_database()')).rows[0].deadlocks);
+          const before = await deadlocks();
+          // The other transaction waits longest before checking for a deadlock: the batch is the one aborted.
+          await other.query(`set deadlock_timeout = '30s'`);
+          await other.query('begin');
+          await other.query('update refresh_tokens set created_at = created_at where digest = $1', [second.token.digest]);
+          const rotations = Promise.all(
+            [first, second].map(({ token }, index) => storage().refreshTokens.rotate(token.digest, successorAt(successors[index]!, NOW + 60), NOW + 60)),
+          );
+          // The batch holds the first token and waits for the second; the other transaction now wants the first.
+          await waitUntil(async () => Number((await other.query(`select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].count) === 1);
+          await other.query('update refresh_tokens set created_at = created_at where digest = $1', [first.token.digest]);
+          await other.query('commit');
+
+          assert.deepEqual(
+            (await rotations).map((result) => result.outcome),
+            ['rotated', 'rotated'],
+          );
+          const stored = await Promise.all(successors.map((digest) => storage().refreshTokens.find(digest)));
+          assert.deepEqual(stored.map((found) => found?.token.grantId), [first.grant.id, second.grant.id]);
+          await waitUntil(async () => (await deadlocks()) > before);
+        } finally {
+          await other.end();
+        }
+      });
+
+      it('rotates concurrent presentations of different tokens each on its own terms', async () => {
+        const live = await Promise.all(Array.from({ length: 5 }, () => aLiveToken()));
+        const revoked = await aLiveToken();
+        await storage().grants.revoke(revoked.grant.id, NOW + 5);
+        const consumed = await aLiveToken();
+        await storage().refreshTokens.rotate(consumed.token.digest, successorAt(digestOf(createOpaqueToken('rt')), NOW + 30), NOW + 30);
+        const presented = [...live.map(({ token }) => token.digest), revoked.token.digest, consumed.token.digest, digestOf(createOpaqueToken('rt'))];
+        const successors = presented.map(() => digestOf(createOpaqueToken('rt')));
+
+        const results = await Promise.all(presented.map((digest, index) => storage().refreshTokens.rotate(digest, successorAt(successors[index]!, NOW + 60), NOW + 60)));
+
+        assert.deepEqual(results, [
+          ...live.map(({ token }) => ({ outcome: 'rotated', previous: { ...token, consumedAt: NOW + 60 } })),
+          { outcome: 'revoked', previous: revoked.token, grant: { ...revoked.grant, revokedAt: NOW + 5 } },
+          { outcome: 'reused', previous: { ...consumed.token, consumedAt: NOW + 30 }, grant: consumed.grant },
+          { outcome: 'not_found' },
+        ]);
+        const stored = await Promise.all(successors.map((digest) => storage().refreshTokens.find(digest)));
+        assert.deepEqual(
+          stored.map((found) => found?.token),
+          [...live.map(({ token }, index) => successorOf(token, successors[index]!, NOW + 60)), undefined, undefined, undefined],
+        );
       });
     });
 
