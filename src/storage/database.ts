@@ -41,7 +41,14 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
     pool.on('error', () => {});
     // Nor a client in use: pg emits 'error' on it as well as failing its query, and the pool listens
     // only to idle clients. The query's own error answers the request (503); the pool drops the client.
-    pool.on('connect', (client) => client.on('error', () => {}));
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
+      // Named statements keep their parse, but every run is planned for the tables as they are now: a
+      // generic plan made while a table was small (a new deployment) scans it whole for as long as the
+      // connection lives, and the token endpoint's lookups slow down as the tables grow. Queued before
+      // the pool hands the connection out; a server too old for the setting keeps its default.
+      client.query('set plan_cache_mode = force_custom_plan').catch(() => {});
+    });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparedStatementPool(pool) }) });
     return { db, dialect: 'postgres', pool, close: () => db.destroy() };
   }

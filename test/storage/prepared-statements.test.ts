@@ -37,6 +37,17 @@ describe('PostgreSQL prepared statements', () => {
     assert.equal(prepared.length, 1, 'the repeated statement is prepared once');
   });
 
+  it('plans every run of a prepared statement for the table as it is then, never once for all', async () => {
+    // A plan fixed while refresh_tokens was empty would scan it whole for the life of the connection.
+    const lookup = () => handle.db.selectFrom('refresh_tokens').select('digest').where('grant_id', '=', 'g-none').where('client_id', '=', 'c-none').execute();
+    for (let run = 0; run < 10; run++) await lookup();
+    const { rows } = await sql<{ generic_plans: string; custom_plans: string }>`
+      select generic_plans, custom_plans from pg_prepared_statements where statement like '%"grant_id" = $1 and "client_id" = $2%'`.execute(handle.db);
+    assert.equal(rows.length, 1);
+    assert.equal(Number(rows[0]!.generic_plans), 0);
+    assert.equal(Number(rows[0]!.custom_plans), 9, 'planned on each run after the first, which was unnamed');
+  });
+
   it('answers with the same rows whether a statement is prepared or not', async () => {
     await handle.db.insertInto('users').values({ id: 'u1', email: 'ada@example.com', name: 'Ada', password_hash: 'x', email_verified: 0, disabled_at: null, created_at: 1, updated_at: 1 }).execute();
     const results = [];
