@@ -50,7 +50,11 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     const { client, now, services } = context;
     const ttl = services.config.tokens.refreshTokenTtlSeconds;
     let successor = createOpaqueToken('rt');
-    const result = await services.storage.refreshTokens.rotate(digest, { digest: digestOf(successor), expiresAt: now + ttl }, now);
+    // The signature is computed while the database rotates: a refused rotation throws it away unseen.
+    const [result, accessToken] = await Promise.all([
+      services.storage.refreshTokens.rotate(digest, { digest: digestOf(successor), expiresAt: now + ttl }, now),
+      services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes }, now),
+    ]);
     if (result.outcome === 'not_found') throw invalidGrant('the refresh token is invalid');
     if (result.outcome === 'revoked') throw invalidGrant('the refresh token has been revoked');
     if (result.outcome === 'reused') {
@@ -61,7 +65,6 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
       successor = sibling.value;
     }
 
-    const accessToken = await services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes }, now);
     services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: grant.userId, data: { grant: 'refresh_token', grant_id: grant.id, scopes } });
     return bearerResponse(accessToken, scopes, scopeRequested, successor);
   },
