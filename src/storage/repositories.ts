@@ -219,14 +219,21 @@ export interface AuthorizationCode {
 export interface AuthorizationCodeRepository {
   insert(code: AuthorizationCode): Promise<void>;
   find(digest: string): Promise<AuthorizationCode | undefined>;
-  /** Records the access token issued from a consumed code, so a replay of the code can revoke it. */
-  recordAccessToken(digest: string, jti: string, expiresAt: number): Promise<void>;
   /**
-   * Marks the code consumed and records the grant made from it, with one conditional update:
-   * exactly one concurrent caller gets the code back; a code consumed before is reported as
-   * `reused` with the grant made from its first use (so that grant can be revoked).
+   * Redeems the code, atomically: marks it consumed with the grant made from it and the access token
+   * about to be issued, and stores that grant — one conditional update, so exactly one concurrent
+   * caller gets the code back. A code consumed before is reported as `reused` with the grant and the
+   * access token of its first use, both already stored, so a replay can revoke them (RFC 6749 §4.1.2).
+   * Nothing is stored unless the outcome is `consumed`.
    */
-  consume(digest: string, grantId: string, now: number): Promise<{ outcome: 'consumed'; code: AuthorizationCode } | { outcome: 'reused'; code: AuthorizationCode } | { outcome: 'not_found' }>;
+  consume(digest: string, exchange: CodeExchange, now: number): Promise<{ outcome: 'consumed'; code: AuthorizationCode } | { outcome: 'reused'; code: AuthorizationCode } | { outcome: 'not_found' }>;
+}
+
+/** What the redemption of a code makes: the grant, and the `jti` and expiry of the access token to be signed. */
+export interface CodeExchange {
+  grant: Grant;
+  accessTokenJti: string;
+  accessTokenExpiresAt: number;
 }
 
 export interface RevocationRepository {

@@ -229,9 +229,13 @@ describe('three instances on one PostgreSQL behind nginx', { timeout: 120_000 },
     assertAllAlive();
   });
 
-  it('50 concurrent exchanges of one authorization code across the instances: exactly one succeeds', async () => {
+  it('50 concurrent exchanges of one authorization code across the instances: exactly one succeeds, and its grant is revoked', async () => {
     const code = await authorizationCode(nginx.url, fixtures.webApp, fixtures.users[3]!.email);
-    await race(50, () => exchangeCode(nginx.url, fixtures.webApp, code));
+    const winner = await race(50, () => exchangeCode(nginx.url, fixtures.webApp, code));
+    // The losers were replays (RFC 6749 §4.1.2): the grant made from the code is revoked, however
+    // early a loser came — the winner's refresh token with it.
+    const refreshed = await refreshGrant(nginx.url, fixtures.webApp, winner.body.refresh_token);
+    assertOAuthError(refreshed, 400, 'invalid_grant', 'after a replay of the code its grant is revoked:');
     assertAllAlive();
   });
 

@@ -130,6 +130,13 @@ const successorOf = (previous: RefreshToken, digest: string, now: number): Refre
   consumedAt: null,
 });
 
+/** What redeeming `code` would make: a grant of its client and user, and the access token's id. */
+const exchangeOf = (code: AuthorizationCode) => ({
+  grant: aGrant(code.clientId, code.userId, { scopes: code.scopes, authTime: code.authTime, createdAt: NOW }),
+  accessTokenJti: randomUUID(),
+  accessTokenExpiresAt: NOW + HOUR,
+});
+
 const aCode = (clientId: string, userId: string, overrides: Partial<AuthorizationCode> = {}): AuthorizationCode => ({
   digest: digestOf(createOpaqueToken('ac')),
   clientId,
@@ -373,13 +380,13 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.find(doomed.userGrant.id), undefined);
         assert.equal(await storage().grants.find(doomed.clientGrant.id), undefined);
         assert.equal(await storage().refreshTokens.find(doomed.refreshToken.digest), undefined);
-        assert.deepEqual(await storage().codes.consume(doomed.code.digest, randomUUID(), NOW), { outcome: 'not_found' });
+        assert.deepEqual(await storage().codes.consume(doomed.code.digest, exchangeOf(doomed.code), NOW), { outcome: 'not_found' });
 
         assert.equal((await storage().clients.findWithSecrets(kept.client.id))?.secrets.length, 1);
         assert.deepEqual(await storage().grants.find(kept.userGrant.id), kept.userGrant);
         assert.deepEqual(await storage().grants.find(kept.clientGrant.id), kept.clientGrant);
         assert.deepEqual((await storage().refreshTokens.find(kept.refreshToken.digest))?.token, kept.refreshToken);
-        assert.equal((await storage().codes.consume(kept.code.digest, randomUUID(), NOW)).outcome, 'consumed');
+        assert.equal((await storage().codes.consume(kept.code.digest, exchangeOf(kept.code), NOW)).outcome, 'consumed');
         assert.deepEqual(await storage().users.findById(user.id), user);
       });
 
@@ -476,12 +483,12 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.find(doomed.grant.id), undefined);
         assert.deepEqual(await storage().grants.listForUser(doomed.user.id), []);
         assert.equal(await storage().refreshTokens.find(doomed.refreshToken.digest), undefined);
-        assert.deepEqual(await storage().codes.consume(doomed.code.digest, randomUUID(), NOW), { outcome: 'not_found' });
+        assert.deepEqual(await storage().codes.consume(doomed.code.digest, exchangeOf(doomed.code), NOW), { outcome: 'not_found' });
 
         assert.deepEqual(await storage().users.findById(kept.user.id), kept.user);
         assert.deepEqual(await storage().grants.listForUser(kept.user.id), [kept.grant]);
         assert.deepEqual((await storage().refreshTokens.find(kept.refreshToken.digest))?.token, kept.refreshToken);
-        assert.equal((await storage().codes.consume(kept.code.digest, randomUUID(), NOW)).outcome, 'consumed');
+        assert.equal((await storage().codes.consume(kept.code.digest, exchangeOf(kept.code), NOW)).outcome, 'consumed');
         assert.deepEqual(await storage().clients.find(client.id), client);
       });
     });
@@ -724,50 +731,72 @@ for (const dialect of DIALECTS) {
         return code;
       }
 
-      it('consumes a code once, recording the grant made from it', async () => {
+      it('consumes a code once, storing the grant made from it and recording it with the access token to come', async () => {
         const code = await aStoredCode();
-        const grantId = randomUUID();
-        assert.deepEqual(await storage().codes.consume(code.digest, grantId, NOW + 5), {
+        const exchange = exchangeOf(code);
+        assert.deepEqual(await storage().codes.consume(code.digest, exchange, NOW + 5), {
           outcome: 'consumed',
-          code: { ...code, grantId, consumedAt: NOW + 5 },
+          code: { ...code, grantId: exchange.grant.id, accessTokenJti: exchange.accessTokenJti, accessTokenExpiresAt: exchange.accessTokenExpiresAt, consumedAt: NOW + 5 },
         });
+        assert.deepEqual(await storage().grants.find(exchange.grant.id), exchange.grant);
       });
 
-      it('reports a code presented again as reused, carrying the grant made from its first use', async () => {
+      it('reports a code presented again as reused, carrying the grant and access token of its first use, and stores no grant', async () => {
         const code = await aStoredCode();
-        const firstGrantId = randomUUID();
-        await storage().codes.consume(code.digest, firstGrantId, NOW + 5);
+        const first = exchangeOf(code);
+        await storage().codes.consume(code.digest, first, NOW + 5);
+        const replay = exchangeOf(code);
 
-        assert.deepEqual(await storage().codes.consume(code.digest, randomUUID(), NOW + 10), {
+        assert.deepEqual(await storage().codes.consume(code.digest, replay, NOW + 10), {
           outcome: 'reused',
-          code: { ...code, grantId: firstGrantId, consumedAt: NOW + 5 },
+          code: { ...code, grantId: first.grant.id, accessTokenJti: first.accessTokenJti, accessTokenExpiresAt: first.accessTokenExpiresAt, consumedAt: NOW + 5 },
         });
+        assert.equal(await storage().grants.find(replay.grant.id), undefined);
       });
 
-      it('reports an unknown code as not found', async () => {
-        assert.deepEqual(await storage().codes.consume(digestOf(createOpaqueToken('ac')), randomUUID(), NOW), { outcome: 'not_found' });
+      it('reports an unknown code as not found, and stores no grant', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const exchange = exchangeOf(aCode(clientId, userId));
+        assert.deepEqual(await storage().codes.consume(digestOf(createOpaqueToken('ac')), exchange, NOW), { outcome: 'not_found' });
+        assert.equal(await storage().grants.find(exchange.grant.id), undefined);
       });
 
       it('round-trips a code without PKCE or nonce', async () => {
         const { clientId, userId } = await aClientAndUser();
         const code = aCode(clientId, userId, { codeChallenge: null, codeChallengeMethod: null, nonce: null, scopes: [] });
         await storage().codes.insert(code);
-        const grantId = randomUUID();
-        assert.deepEqual(await storage().codes.consume(code.digest, grantId, NOW), { outcome: 'consumed', code: { ...code, grantId, consumedAt: NOW } });
+        const exchange = exchangeOf(code);
+        assert.deepEqual(await storage().codes.consume(code.digest, exchange, NOW), {
+          outcome: 'consumed',
+          code: { ...code, grantId: exchange.grant.id, accessTokenJti: exchange.accessTokenJti, accessTokenExpiresAt: exchange.accessTokenExpiresAt, consumedAt: NOW },
+        });
       });
 
-      it('lets exactly one of 20 concurrent exchanges of one code win; the others see reuse with the winner’s grant', async () => {
+      it('lets exactly one of 20 concurrent exchanges of one code win; the others see reuse with the winner’s grant, already stored', async () => {
         const code = await aStoredCode();
-        const grantIds = Array.from({ length: 20 }, () => randomUUID());
+        const exchanges = Array.from({ length: 20 }, () => exchangeOf(code));
 
-        const results = await Promise.all(grantIds.map((grantId) => storage().codes.consume(code.digest, grantId, NOW + 5)));
+        const results = await Promise.all(
+          exchanges.map(async (exchange) => {
+            const result = await storage().codes.consume(code.digest, exchange, NOW + 5);
+            // What a loser revokes must exist the moment it learns of it.
+            const grant = result.outcome === 'not_found' ? undefined : await storage().grants.find(result.code.grantId!);
+            return { result, grant };
+          }),
+        );
 
-        const winners = results.flatMap((result, i) => (result.outcome === 'consumed' ? [grantIds[i]] : []));
+        const winners = exchanges.filter((_, i) => results[i]!.result.outcome === 'consumed');
         assert.equal(winners.length, 1);
-        for (const result of results) {
+        for (const { result, grant } of results) {
           assert.notEqual(result.outcome, 'not_found');
-          if (result.outcome !== 'not_found') assert.equal(result.code.grantId, winners[0]);
+          if (result.outcome !== 'not_found') {
+            assert.equal(result.code.grantId, winners[0]!.grant.id);
+            assert.equal(result.code.accessTokenJti, winners[0]!.accessTokenJti);
+          }
+          assert.deepEqual(grant, winners[0]!.grant);
         }
+        const stored = await Promise.all(exchanges.map((exchange) => storage().grants.find(exchange.grant.id)));
+        assert.equal(stored.filter((grant) => grant !== undefined).length, 1);
       });
     });
 
@@ -971,8 +1000,8 @@ for (const dialect of DIALECTS) {
 
         for (const token of seeded.expiredTokens) assert.equal(await storage().refreshTokens.find(token.digest), undefined);
         for (const token of seeded.liveTokens) assert.deepEqual((await storage().refreshTokens.find(token.digest))?.token, token);
-        for (const code of seeded.expiredCodes) assert.deepEqual(await storage().codes.consume(code.digest, randomUUID(), NOW), { outcome: 'not_found' });
-        assert.equal((await storage().codes.consume(seeded.liveCode.digest, randomUUID(), NOW)).outcome, 'consumed');
+        for (const code of seeded.expiredCodes) assert.deepEqual(await storage().codes.consume(code.digest, exchangeOf(code), NOW), { outcome: 'not_found' });
+        assert.equal((await storage().codes.consume(seeded.liveCode.digest, exchangeOf(seeded.liveCode), NOW)).outcome, 'consumed');
         for (const jti of seeded.expiredJtis) assert.equal(await storage().revocations.isJtiRevoked(jti), false);
         assert.equal(await storage().revocations.isJtiRevoked(seeded.liveJti), true);
         assert.deepEqual(kids(await storage().keys.listAll()), kids(seeded.liveKeys));

@@ -47,18 +47,19 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
   },
 
   async issue({ client, now, services }, { code, user }) {
-    const grantId = randomUUID();
-    const consumed = await services.storage.codes.consume(code.digest, grantId, now);
+    const grant = { id: randomUUID(), clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: null, revokedAt: null };
+    // The access token's id is recorded with the code before the token is signed, so a replay that
+    // comes at any moment after this can revoke it, as it can the grant.
+    const accessTokenJti = randomUUID();
+    const consumed = await services.storage.codes.consume(code.digest, { grant, accessTokenJti, accessTokenExpiresAt: now + services.config.tokens.accessTokenTtlSeconds }, now);
     // Lost a race for the same code to a concurrent request: that is a replay too.
     if (consumed.outcome !== 'consumed') return refuseReplay(consumed.outcome === 'reused' ? consumed.code : code, now, services);
 
-    await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: null, revokedAt: null });
     const refreshToken = client.grantTypes.includes('refresh_token')
-      ? await issueRefreshToken(services.storage, grantId, client.id, code.scopes, now, services.config.tokens.refreshTokenTtlSeconds)
+      ? await issueRefreshToken(services.storage, grant.id, client.id, code.scopes, now, services.config.tokens.refreshTokenTtlSeconds)
       : undefined;
-    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes }, now);
-    await services.storage.codes.recordAccessToken(code.digest, accessToken.jti, accessToken.expiresAt);
-    services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'authorization_code', grant_id: grantId, scopes: code.scopes } });
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes, jti: accessTokenJti }, now);
+    services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'authorization_code', grant_id: grant.id, scopes: code.scopes } });
     // §5.1: the scope is echoed, since it was settled at the authorization endpoint.
     return bearerResponse(accessToken, code.scopes, true, refreshToken);
   },

@@ -9,6 +9,8 @@ export interface AccessTokenClaims {
   scopes: readonly string[];
   /** Delegation (RFC 8693 §4.1), project binding and the like. */
   extra?: Record<string, unknown>;
+  /** Set by a caller that records the token's id before it is signed; a random UUID otherwise. */
+  jti?: string;
 }
 
 export interface IssuedAccessToken {
@@ -33,7 +35,7 @@ export function accessTokenIssuer(keys: KeyStore, options: { issuer: string; aud
     activeKid: () => keys.signingKey('access').kid,
     async issue(claims, now, ttlSeconds = options.ttlSeconds) {
       const { kid, alg, key } = keys.signingKey('access');
-      const jti = randomUUID();
+      const jti = claims.jti ?? randomUUID();
       const expiresAt = now + ttlSeconds;
       const token = await new SignJWT({
         ...claims.extra,

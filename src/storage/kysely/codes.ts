@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { AuthorizationCodeTable, Database } from '../schema.ts';
 import type { AuthorizationCode, AuthorizationCodeRepository } from '../repositories.ts';
+import { insertGrant } from './grants.ts';
 import { fromJsonList, toJson } from './json.ts';
 
 const toCode = (row: Selectable<AuthorizationCodeTable>): AuthorizationCode => ({
@@ -51,17 +52,20 @@ export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
       const row = await db.selectFrom('authorization_codes').selectAll().where('digest', '=', digest).executeTakeFirst();
       return row && toCode(row);
     },
-    async recordAccessToken(digest, jti, expiresAt) {
-      await db.updateTable('authorization_codes').set({ access_token_jti: jti, access_token_expires_at: expiresAt }).where('digest', '=', digest).execute();
-    },
-    async consume(digest, grantId, now) {
-      const consumed = await db
-        .updateTable('authorization_codes')
-        .set({ consumed_at: now, grant_id: grantId })
-        .where('digest', '=', digest)
-        .where('consumed_at', 'is', null)
-        .returningAll()
-        .executeTakeFirst();
+    async consume(digest, { grant, accessTokenJti, accessTokenExpiresAt }, now) {
+      // One transaction: a concurrent caller that loses the race reads the code only once the grant
+      // it names is stored, so revoking that grant always finds it.
+      const consumed = await db.transaction().execute(async (trx) => {
+        const row = await trx
+          .updateTable('authorization_codes')
+          .set({ consumed_at: now, grant_id: grant.id, access_token_jti: accessTokenJti, access_token_expires_at: accessTokenExpiresAt })
+          .where('digest', '=', digest)
+          .where('consumed_at', 'is', null)
+          .returningAll()
+          .executeTakeFirst();
+        if (row) await insertGrant(trx, grant);
+        return row;
+      });
       if (consumed) return { outcome: 'consumed', code: toCode(consumed) };
       const row = await db.selectFrom('authorization_codes').selectAll().where('digest', '=', digest).executeTakeFirst();
       return row ? { outcome: 'reused', code: toCode(row) } : { outcome: 'not_found' };

@@ -38,24 +38,26 @@ const refreshTokenRow = (token: RefreshToken): RefreshTokenTable => ({
   consumed_at: token.consumedAt,
 });
 
+export async function insertGrant(db: Kysely<Database>, grant: Grant): Promise<void> {
+  await db
+    .insertInto('grants')
+    .values({
+      id: grant.id,
+      client_id: grant.clientId,
+      user_id: grant.userId,
+      kind: grant.kind,
+      scopes: toJson(grant.scopes),
+      auth_time: grant.authTime,
+      created_at: grant.createdAt,
+      expires_at: grant.expiresAt,
+      revoked_at: grant.revokedAt,
+    })
+    .execute();
+}
+
 export function kyselyGrants(db: Kysely<Database>): GrantRepository {
   return {
-    async create(grant) {
-      await db
-        .insertInto('grants')
-        .values({
-          id: grant.id,
-          client_id: grant.clientId,
-          user_id: grant.userId,
-          kind: grant.kind,
-          scopes: toJson(grant.scopes),
-          auth_time: grant.authTime,
-          created_at: grant.createdAt,
-          expires_at: grant.expiresAt,
-          revoked_at: grant.revokedAt,
-        })
-        .execute();
-    },
+    create: (grant) => insertGrant(db, grant),
     async find(id) {
       const row = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
       return row && toGrant(row);
