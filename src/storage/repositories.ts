@@ -89,7 +89,11 @@ export interface UserRepository {
   list(): Promise<User[]>;
   setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
   setPasswordHash(id: string, passwordHash: string, now: number): Promise<boolean>;
-  delete(id: string): Promise<boolean>;
+  /**
+   * Deletes the user with their sessions, consents, grants, refresh tokens and codes, and the
+   * applications they own (developer portal) with everything issued to those. Undefined for an unknown user.
+   */
+  delete(id: string): Promise<{ clientIds: string[] } | undefined>;
 }
 
 export class EmailTakenError extends Error {

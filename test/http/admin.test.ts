@@ -422,8 +422,19 @@ for (const dialect of DIALECTS) {
         assert.equal(after.location, '/login');
       });
 
-      it('deletes a user', async () => {
+      it('deletes a user, and the applications they registered stop working at once', async () => {
+        const app = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Grace’s tool', grant_types: ['client_credentials'], scopes: ['objects:read'], owner_user_id: graceId } });
+        assert.equal(app.status, 201, JSON.stringify(app.body));
+        await clientToken(app.body.client_id, app.body.client_secret);
+
         assert.equal((await api('DELETE', `/users/${graceId}`, as('admin:users'))).status, 204);
+        assertProblem(await api('GET', `/clients/${app.body.client_id}`, as('admin:clients')), 404);
+        const refused = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(app.body.client_id, app.body.client_secret) } });
+        assert.equal(refused.status, 401);
+        assert.equal(refused.body.error, 'invalid_client');
+        const deletion = (await api('GET', `/audit-events?user_id=${graceId}`, as('admin:tokens'))).body.events.find((e: { kind: string }) => e.kind === 'admin.user.deleted');
+        assert.deepEqual(deletion.data.client_ids, [app.body.client_id]);
+
         assertProblem(await api('GET', `/users/${graceId}`, as('admin:users')), 404);
         assertProblem(await api('POST', `/users/${graceId}/disable`, as('admin:users')), 404);
         assertProblem(await api('DELETE', `/users/${graceId}`, as('admin:users')), 404);

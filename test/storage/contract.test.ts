@@ -458,7 +458,7 @@ for (const dialect of DIALECTS) {
       it('reports false when changing a user that does not exist', async () => {
         assert.equal(await storage().users.setDisabled(randomUUID(), NOW, NOW), false);
         assert.equal(await storage().users.setPasswordHash(randomUUID(), '$scrypt$new', NOW), false);
-        assert.equal(await storage().users.delete(randomUUID()), false);
+        assert.equal(await storage().users.delete(randomUUID()), undefined);
       });
 
       it('deletes a user with their grants, refresh tokens and codes, leaving other users’ and the client alone', async () => {
@@ -476,7 +476,7 @@ for (const dialect of DIALECTS) {
         const doomed = await seed();
         const kept = await seed();
 
-        assert.equal(await storage().users.delete(doomed.user.id), true);
+        assert.deepEqual(await storage().users.delete(doomed.user.id), { clientIds: [] });
 
         assert.equal(await storage().users.findById(doomed.user.id), undefined);
         assert.equal(await storage().users.findByEmail(doomed.user.email), undefined);
@@ -490,6 +490,33 @@ for (const dialect of DIALECTS) {
         assert.deepEqual((await storage().refreshTokens.find(kept.refreshToken.digest))?.token, kept.refreshToken);
         assert.equal((await storage().codes.consume(kept.code.digest, exchangeOf(kept.code), NOW)).outcome, 'consumed');
         assert.deepEqual(await storage().clients.find(client.id), client);
+      });
+
+      it('deletes the applications a user owns with the user, and everything issued to them, leaving others’ alone', async () => {
+        const [developer, other, customer] = await Promise.all([aUser(), aUser(), aUser()].map((user) => storage().users.create(user, NOW)));
+        const owned = await Promise.all([1, 2].map(() => storage().clients.create(aClient({ ownerUserId: developer!.id }), NOW)));
+        const kept = await storage().clients.create(aClient({ ownerUserId: other!.id }), NOW);
+        for (const client of [...owned, kept]) {
+          await storage().clients.addSecret({ id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null });
+        }
+        // Someone else signed in to the developer's application: that grant goes with the application.
+        const customerGrant = aGrant(owned[0]!.id, customer!.id);
+        await storage().grants.create(customerGrant);
+        const customerToken = aRefreshToken(customerGrant);
+        await storage().refreshTokens.insert(customerToken);
+
+        const deleted = await storage().users.delete(developer!.id);
+
+        assert.deepEqual(deleted?.clientIds, owned.map((client) => client.id).sort());
+        for (const client of owned) {
+          assert.equal(await storage().clients.find(client.id), undefined);
+          assert.deepEqual(await storage().clients.listSecrets(client.id), []);
+        }
+        assert.equal(await storage().grants.find(customerGrant.id), undefined);
+        assert.equal(await storage().refreshTokens.find(customerToken.digest), undefined);
+        assert.deepEqual(await storage().clients.find(kept.id), kept);
+        assert.equal((await storage().clients.listSecrets(kept.id)).length, 1);
+        assert.deepEqual(await storage().users.findById(customer!.id), customer);
       });
     });
 

@@ -100,12 +100,14 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
   app.delete<{ Params: UserParams }>(
     '/users/:userId',
     {
-      ...operation(TAG, SCOPE, 'deleteUser', 'Delete a user', { description: 'With their sessions, consents, grants and refresh tokens.' }),
+      ...operation(TAG, SCOPE, 'deleteUser', 'Delete a user', { description: 'With their sessions, consents, grants and refresh tokens, and the applications they registered in the developer portal with everything issued to those.' }),
       schema: { params: idParams('userId'), response: { 204: noContent } },
     },
     async (request, reply) => {
-      if (!(await gatehouse.storage.users.delete(request.params.userId))) throw notFound(`there is no user ${request.params.userId}`);
-      recordAdminAction(gatehouse, request, 'admin.user.deleted', { userId: request.params.userId, data: { user_id: request.params.userId } });
+      const deleted = await gatehouse.storage.users.delete(request.params.userId);
+      if (!deleted) throw notFound(`there is no user ${request.params.userId}`);
+      for (const clientId of deleted.clientIds) gatehouse.clients.invalidate(clientId);
+      recordAdminAction(gatehouse, request, 'admin.user.deleted', { userId: request.params.userId, data: { user_id: request.params.userId, client_ids: deleted.clientIds } });
       return reply.code(204).send();
     },
   );
