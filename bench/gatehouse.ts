@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { SERVER_NODE_OPTIONS } from '../src/cli/runtime.ts';
 import { findFreePort, runToCompletion, startChild, waitUntilReady } from './processes.ts';
 import type { Child } from './processes.ts';
 import { withoutGatehouseSettings } from './servers.ts';
@@ -77,7 +78,7 @@ export async function createInstance(label: string, database: DatabaseKind): Pro
     },
     async serve(core) {
       if (child !== undefined) throw new Error(`${label}: already serving`);
-      child = startChild(label, process.execPath, [cli, 'serve', '--workers', '1'], { cwd: repoRoot, env, core });
+      child = startChild(label, process.execPath, [...SERVER_NODE_OPTIONS, cli, 'serve', '--workers', '1'], { cwd: repoRoot, env, core });
       await waitUntilReady(child, `${url}/healthz`);
       return child;
     },

@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_OPTIONS } from '../src/cli/runtime.ts';
 import { childFailure, findFreePort, runToCompletion, startChild, stopAllChildren, waitUntilReady } from './processes.ts';
 import type { Child } from './processes.ts';
 
@@ -113,7 +114,7 @@ async function startGatehouse(core: number | undefined): Promise<RunningServer> 
       { cwd: repoRoot, env },
     );
     ({ clientId, clientSecret } = parseCreatedClient(created));
-    child = startChild('gatehouse', process.execPath, [cli, 'serve'], { cwd: repoRoot, env, core });
+    child = startChild('gatehouse', process.execPath, [...SERVER_NODE_OPTIONS, cli, 'serve'], { cwd: repoRoot, env, core });
   } catch (error) {
     await removeDataDir();
     throw error;

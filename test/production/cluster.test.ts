@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { SERVER_NODE_OPTIONS } from '../../src/cli/runtime.ts';
 import { TEST_SECRET } from '../support/server.ts';
 import {
   assertOAuthError,
@@ -314,6 +315,11 @@ describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
     assert.deepEqual(new Set(served), new Set(pids), `both workers served connections: ${served.join(' ')}`);
     const tokensBy = new Set([await token(pids), await token(pids)]);
     assert.deepEqual(tokensBy, new Set(pids), 'both workers issue tokens');
+    // V8 sizes its young generation at start-up only: each worker is started with the server's options.
+    for (const pid of pids) {
+      const commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      for (const option of SERVER_NODE_OPTIONS) assert.ok(commandLine.includes(option), `worker ${pid} runs with ${option}: ${commandLine.join(' ')}`);
+    }
   });
 
   it('replaces a worker killed with SIGKILL; the other one answers meanwhile', async () => {

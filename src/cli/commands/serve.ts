@@ -7,6 +7,7 @@ import { createGatehouse } from '../../gatehouse.ts';
 import { buildApp } from '../../http/app.ts';
 import { describeDemo, seedDemo, type DemoSetup } from '../demo.ts';
 import { UsageError } from '../output.ts';
+import { SERVER_NODE_OPTIONS } from '../runtime.ts';
 
 export const serveUsage = `gatehouse serve [--workers N]   serve Gatehouse (settings come from the environment; see README)`;
 
@@ -36,6 +37,7 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
       fork();
     }
   });
+  cluster.setupPrimary({ execArgv: [...process.execArgv, ...SERVER_NODE_OPTIONS.filter((option) => !process.execArgv.includes(option))] });
   for (let i = 0; i < workers; i++) fork();
   let listening = 0;
   cluster.on('listening', () => {
