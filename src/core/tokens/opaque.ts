@@ -20,7 +20,9 @@ const CHECKSUM_LENGTH = 6; // 4 bytes in base64url
 const PATTERN = /^gate_(rt|ac|cs|ak|ss)_([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{6})$/;
 
 const checksum = (prefixAndBody: string): string => {
-  const buffer = Buffer.alloc(4);
+  // From Node's shared pool rather than a fresh ArrayBuffer for every credential checked; all four
+  // bytes are written.
+  const buffer = Buffer.allocUnsafe(4);
   buffer.writeUInt32BE(crc32(prefixAndBody));
   return buffer.toString('base64url');
 };
