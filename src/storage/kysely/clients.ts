@@ -1,6 +1,7 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import type { ClientTable, ClientSecretTable, Database } from '../schema.ts';
 import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories.ts';
+import { deleteClient } from './deletion.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
 
 const toClient = (row: Selectable<ClientTable>): Client => ({
@@ -120,19 +121,4 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
     },
   };
-}
-
-/** Deletes a client with everything issued to it, inside the caller's transaction. */
-export async function deleteClient(trx: Transaction<Database>, id: string): Promise<boolean> {
-  // Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours with a pragma.
-  const grants = trx.selectFrom('grants').select('id').where('client_id', '=', id);
-  await trx.deleteFrom('refresh_tokens').where('grant_id', 'in', grants).execute();
-  await trx.deleteFrom('authorization_codes').where('client_id', '=', id).execute();
-  await trx.deleteFrom('consents').where('client_id', '=', id).execute();
-  await trx.deleteFrom('authorization_requests').where('client_id', '=', id).execute();
-  await trx.deleteFrom('grants').where('client_id', '=', id).execute();
-  await trx.deleteFrom('client_secrets').where('client_id', '=', id).execute();
-  await trx.deleteFrom('api_keys').where('client_id', '=', id).execute();
-  const result = await trx.deleteFrom('clients').where('id', '=', id).executeTakeFirst();
-  return result.numDeletedRows > 0n;
 }

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import { deleteClient } from './clients.ts';
+import { deleteClient, deleteIssued } from './deletion.ts';
 import type { Database, UserTable } from '../schema.ts';
 import { EmailTakenError, type User, type UserRepository } from '../repositories.ts';
 import { flag } from './json.ts';
@@ -73,12 +73,8 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
         // Applications registered in the developer portal belong to their developer and go with them.
         const owned = await trx.selectFrom('clients').select('id').where('owner_user_id', '=', id).orderBy('id').execute();
         for (const client of owned) await deleteClient(trx, client.id);
-        const grants = trx.selectFrom('grants').select('id').where('user_id', '=', id);
-        await trx.deleteFrom('refresh_tokens').where('grant_id', 'in', grants).execute();
-        await trx.deleteFrom('authorization_codes').where('user_id', '=', id).execute();
-        await trx.deleteFrom('consents').where('user_id', '=', id).execute();
+        await deleteIssued(trx, 'user_id', id);
         await trx.deleteFrom('sessions').where('user_id', '=', id).execute();
-        await trx.deleteFrom('grants').where('user_id', '=', id).execute();
         await trx.deleteFrom('users').where('id', '=', id).execute();
         return { clientIds: owned.map((client) => client.id) };
       });
