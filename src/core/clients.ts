@@ -8,6 +8,13 @@ export interface ClientEntry {
   secretDigests: Buffer[];
   /** The client's registered public keys, made ready for jose once (`private_key_jwt`); none without keys. */
   assertionKeys: JWTVerifyGetKey | undefined;
+  /**
+   * Secrets presented and found to match, with the registered secret each matched: a client that
+   * asks again within the entry's lifetime (`clients.cacheTtlSeconds`) is not hashed again. At most
+   * one per registered secret; gone with the entry, so a secret deleted through this instance is
+   * refused at once, and one deleted elsewhere within the cache lifetime, as before.
+   */
+  verifiedSecrets: Map<string, ClientSecret>;
 }
 
 /**
@@ -56,6 +63,7 @@ export class ClientRegistry {
       ...found,
       secretDigests: found.secrets.map((s) => Buffer.from(s.digest, 'base64url')),
       assertionKeys: found.client.jwks ? createLocalJWKSet(found.client.jwks as JSONWebKeySet) : undefined,
+      verifiedSecrets: new Map(),
     };
   }
 

@@ -1,5 +1,5 @@
 import { hash, timingSafeEqual } from 'node:crypto';
-import type { Client } from '../../storage/repositories.ts';
+import type { Client, ClientSecret } from '../../storage/repositories.ts';
 import type { ClientRegistry } from '../clients.ts';
 import type { ClientAssertions } from './assertion.ts';
 import { invalidClient } from '../errors.ts';
@@ -52,15 +52,26 @@ export async function verifyClient(services: ClientAuthServices, presented: Pres
     if (refusal) throw invalidClient(refusal);
     return { client, method: 'private_key_jwt' };
   }
-  if (presented.secret === undefined || !isWellFormed(presented.secret, 'cs')) throw failed();
+  if (presented.secret === undefined) throw failed();
+  // A secret that matched before, within this entry's few seconds of life: looked up by the string's
+  // hash (seeded per process), so a wrong guess takes the path below and learns nothing from timing.
+  const verified = entry.verifiedSecrets.get(presented.secret);
+  if (verified) {
+    if (!isLive(verified, now)) throw failed();
+    return { client, method: presented.method };
+  }
+  if (!isWellFormed(presented.secret, 'cs')) throw failed();
 
   const digest = hash('sha256', presented.secret, 'buffer');
-  let matched = false;
+  let matched: ClientSecret | undefined;
   entry.secrets.forEach((secret, i) => {
     // Every secret is compared, in constant time, whether or not an earlier one matched.
     const equal = timingSafeEqual(digest, entry.secretDigests[i]!);
-    if (equal && (secret.expiresAt === null || secret.expiresAt > now)) matched = true;
+    if (equal && isLive(secret, now)) matched = secret;
   });
   if (!matched) throw failed();
+  if (entry.verifiedSecrets.size < entry.secrets.length) entry.verifiedSecrets.set(presented.secret, matched);
   return { client, method: presented.method };
 }
+
+const isLive = (secret: ClientSecret, now: number): boolean => secret.expiresAt === null || secret.expiresAt > now;

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { createOpaqueToken, digestOf, hintOf } from '../../src/core/tokens/opaque.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+/**
+ * A secret that matched is remembered with the cached client for a few seconds, so a client asking
+ * again is not hashed again: what that memory must never change is who gets in.
+ */
+describe('client secrets remembered between requests', () => {
+  let server: TestServer;
+  let client: { id: string; secret: string };
+  /** A second secret, as after a rotation with overlap: it expires in 10 s. */
+  let expiring: string;
+  let now = 1_900_000_000;
+
+  before(async () => {
+    server = await startTestServer('sqlite', { clock: () => now, config: { tokens: { clientCredentialsReuseSeconds: 0 } } });
+    client = await server.client({});
+    expiring = createOpaqueToken('cs');
+    await server.gatehouse.storage.clients.addSecret({ id: randomUUID(), clientId: client.id, digest: digestOf(expiring), hint: hintOf(expiring), createdAt: now, expiresAt: now + 10 });
+    server.gatehouse.clients.invalidate(client.id);
+  });
+  after(() => server.close());
+
+  const token = (secret: string) => post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(client.id, secret) } });
+
+  it('accepts each live secret again and again', async () => {
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await token(client.secret)).status, 200);
+      assert.equal((await token(expiring)).status, 200);
+    }
+  });
+
+  it('refuses a wrong secret after the right ones were accepted, whatever it shares with them', async () => {
+    const wrong = [createOpaqueToken('cs'), `${client.secret.slice(0, -1)}A`, client.secret.slice(0, -1), `${client.secret} `, expiring.toUpperCase()];
+    for (const secret of wrong) {
+      const answer = await token(secret);
+      assert.equal(answer.status, 401, secret);
+      assert.equal(answer.body.error, 'invalid_client');
+    }
+  });
+
+  it('refuses a remembered secret once it has expired, and keeps accepting the other', async () => {
+    assert.equal((await token(expiring)).status, 200);
+    now += 11;
+    const answer = await token(expiring);
+    assert.equal(answer.status, 401);
+    assert.equal(answer.body.error, 'invalid_client');
+    assert.equal((await token(client.secret)).status, 200);
+  });
+});
