@@ -74,6 +74,16 @@ for (const dialect of DIALECTS) {
       return browser.request(url(`/developers/applications/${appId}/api-keys`), { form: [['csrf', csrf], ...fields] });
     }
 
+    /** The application as `createApp` registered it, with nothing audited since. */
+    async function assertUntouched(id: string): Promise<void> {
+      const client = (await server.gatehouse.storage.clients.find(id))!;
+      assert.equal(client.name, 'Sync tool');
+      assert.equal(client.description, 'Keeps models in sync');
+      assert.equal(client.baseUrl, 'https://sync.example');
+      assert.deepEqual(client.redirectUris, [CALLBACK]);
+      assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+    }
+
     async function auditKinds(clientId: string): Promise<string[]> {
       await server.gatehouse.audit.flush();
       // Newest first from the store; oldest first here, the portal's own events only.
@@ -512,10 +522,7 @@ for (const dialect of DIALECTS) {
           assert.equal(res.status, 403, String(csrf));
           assert.match(res.text, /nothing was changed/);
         }
-        const client = (await server.gatehouse.storage.clients.find(id))!;
-        assert.equal(client.name, 'Sync tool');
-        assert.deepEqual(client.redirectUris, [CALLBACK]);
-        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+        await assertUntouched(id);
       });
 
       it('answers 404 for another person’s application, and changes nothing', async () => {
@@ -526,10 +533,7 @@ for (const dialect of DIALECTS) {
         assert.equal(res.status, 404);
         assert.match(res.text, /Application not found/);
         assert.equal((await bobs.request(url(settingsOf(id)))).status, 404);
-        const client = (await server.gatehouse.storage.clients.find(id))!;
-        assert.equal(client.name, 'Sync tool');
-        assert.deepEqual(client.redirectUris, [CALLBACK]);
-        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+        await assertUntouched(id);
       });
 
       it('ignores every privileged field posted with the form', async () => {
@@ -586,12 +590,7 @@ for (const dialect of DIALECTS) {
         assert.equal(bad.status, 400);
         assert.deepEqual(Object.keys(fieldErrors(bad.text)).sort(), ['app-base-url', 'app-description', 'app-name', 'app-redirect-uris']);
 
-        const client = (await server.gatehouse.storage.clients.find(id))!;
-        assert.equal(client.name, 'Sync tool');
-        assert.equal(client.description, 'Keeps models in sync');
-        assert.equal(client.baseUrl, 'https://sync.example');
-        assert.deepEqual(client.redirectUris, [CALLBACK]);
-        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+        await assertUntouched(id);
       });
 
       it('takes effect at /authorize at once: the old redirect URI is refused, the new one leads to sign-in', async () => {
