@@ -270,10 +270,10 @@ export async function createUser(storage: Storage, input: UserInput, now: number
   );
 }
 
-/** Sets a new password (an operator's reset); false when there is no such user. */
 /**
  * Sets a new password and signs the user out everywhere: a password is reset because it may be
- * known to someone else, who may hold a session too. Grants given to applications stay.
+ * known to someone else, who may hold a session too. Grants given to applications stay. False when
+ * there is no such user.
  */
 export async function resetUserPassword(storage: Storage, userId: string, password: string, now: number): Promise<boolean> {
   checkPassword(password);

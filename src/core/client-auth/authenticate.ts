@@ -11,17 +11,17 @@ export interface AuthenticatedClient {
   method: ClientAuthMethod;
 }
 
-/**
- * Authenticates the client of a token, introspection or revocation request. Confidential clients
- * must prove their secret; public clients present only their id (and PKCE then protects the flow).
- * Every failure is the same `invalid_client`, so the answer does not tell which part was wrong.
- */
 /** What client authentication reads: the client registry, and the ledger of client assertions. */
 export interface ClientAuthServices {
   clients: ClientRegistry;
   clientAssertions: ClientAssertions;
 }
 
+/**
+ * Authenticates the client of a token, introspection or revocation request. Confidential clients
+ * must prove their secret; public clients present only their id (and PKCE then protects the flow).
+ * Every failure is the same `invalid_client`, so the answer does not tell which part was wrong.
+ */
 export async function authenticateClient(
   services: ClientAuthServices,
   authorization: string | undefined,
@@ -31,7 +31,7 @@ export async function authenticateClient(
   return verifyClient(services, presentedCredentials(authorization, params), now);
 }
 
-/** Checks credentials read by `presentedCredentials` against the client's registered secrets. */
+/** Checks credentials read by `presentedCredentials` against the client's registered secrets or keys. */
 export async function verifyClient(services: ClientAuthServices, presented: PresentedCredentials, now: number): Promise<AuthenticatedClient> {
   const usedBasic = presented.method === 'client_secret_basic';
   const failed = () => invalidClient('client authentication failed', usedBasic);
