@@ -51,14 +51,15 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
     // The access token's id is recorded with the code before the token is signed, so a replay that
     // comes at any moment after this can revoke it, as it can the grant.
     const accessTokenJti = randomUUID();
-    const consumed = await services.storage.codes.consume(code.digest, { grant, accessTokenJti, accessTokenExpiresAt: now + services.config.tokens.accessTokenTtlSeconds }, now);
+    const ttl = services.config.tokens.accessTokenTtlSeconds;
+    const consumed = await services.storage.codes.consume(code.digest, { grant, accessTokenJti, accessTokenExpiresAt: now + ttl }, now);
     // Lost a race for the same code to a concurrent request: that is a replay too.
     if (consumed.outcome !== 'consumed') return refuseReplay(consumed.outcome === 'reused' ? consumed.code : code, now, services);
 
     const refreshToken = client.grantTypes.includes('refresh_token')
       ? await issueRefreshToken(services.storage, grant.id, client.id, code.scopes, now, services.config.tokens.refreshTokenTtlSeconds)
       : undefined;
-    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes, jti: accessTokenJti }, now);
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes, jti: accessTokenJti }, now, ttl);
     services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'authorization_code', grant_id: grant.id, scopes: code.scopes } });
     // §5.1: the scope is echoed, since it was settled at the authorization endpoint.
     return bearerResponse(accessToken, code.scopes, true, refreshToken);
