@@ -92,17 +92,15 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
   /** The tokens among `digests` that exist, each with its grant and user, by digest. */
   const findMany = async (digests: readonly string[]): Promise<Map<string, FoundRefreshToken>> => {
     // Plain SQL: the query builder spent longer assembling 24 aliased columns than SQLite spends running this.
-    // On PostgreSQL a join with the presented digests: planned once as a prepared statement, `= any(…)`
-    // would keep whatever plan suited the table when it was small — a sequential scan.
-    const tokens = dialect === 'postgres' ? sql`unnest(${[...digests]}::text[]) as p(digest) join refresh_tokens t on t.digest = p.digest` : sql`refresh_tokens t`;
-    const where = dialect === 'postgres' ? sql`true` : sql`t.digest in (${sql.join(digests)})`;
+    // On PostgreSQL one array parameter, so that every batch size is the same statement.
+    const presented = dialect === 'postgres' ? sql`t.digest = any(${[...digests]}::text[])` : sql`t.digest in (${sql.join(digests)})`;
     const { rows } = await sql<FoundRow>`
       select t.*, g.id as g_id, g.client_id as g_client_id, g.user_id as g_user_id, g.kind as g_kind, g.scopes as g_scopes,
         g.auth_time as g_auth_time, g.created_at as g_created_at, g.expires_at as g_expires_at, g.revoked_at as g_revoked_at,
         u.id as u_id, u.email as u_email, u.name as u_name, u.password_hash as u_password_hash, u.email_verified as u_email_verified,
         u.disabled_at as u_disabled_at, u.created_at as u_created_at, u.updated_at as u_updated_at
-      from ${tokens} join grants g on g.id = t.grant_id left join users u on u.id = g.user_id
-      where ${where}`.execute(db);
+      from refresh_tokens t join grants g on g.id = t.grant_id left join users u on u.id = g.user_id
+      where ${presented}`.execute(db);
     return new Map(rows.map((row) => [row.digest, foundOf(row)]));
   };
 
