@@ -188,13 +188,14 @@ export type RotationResult =
 
 export interface RefreshTokenRepository {
   insert(token: RefreshToken): Promise<void>;
-  /** One read: the token with its grant and user. */
+  /** One read: the token with its grant and user (on PostgreSQL, one read for the lookups that arrive together). */
   find(digest: string): Promise<FoundRefreshToken | undefined>;
   /**
    * Consumes `digest` and stores its successor (created `now`) atomically, with one conditional
    * `UPDATE … WHERE consumed_at IS NULL` that also requires the grant to be live: of concurrent
    * callers, on any instance, exactly one gets `rotated`; the others get `reused`. Nothing is stored
-   * unless the outcome is `rotated`. On PostgreSQL this is a single statement (one round trip).
+   * unless the outcome is `rotated`. On PostgreSQL the rotations that arrive together are one
+   * statement (one round trip, one commit).
    */
   rotate(digest: string, successor: RefreshTokenSuccessor, now: number): Promise<RotationResult>;
 }
