@@ -89,7 +89,9 @@ async function prepareRefresh(instance: GatehouseInstance, core: number | undefi
     'client', 'create', '--name', 'bench-refresh', '--type', 'confidential', '--grant', 'password', '--grant', 'refresh_token', '--scope', SCOPE,
   ]);
   const password = randomBytes(18).toString('base64url');
-  await instance.cli(['user', 'create', '--email', EMAIL, '--password', password]);
+  // `--password=…` in one argument: one base64url password in 64 starts with '-', which the
+  // command line would otherwise take for an option.
+  await instance.cli(['user', 'create', '--email', EMAIL, `--password=${password}`]);
   await instance.serve(core);
 
   const tokenUrl = `${instance.url}/token`;
@@ -134,7 +136,7 @@ async function prepareAuthorizationCode(instance: GatehouseInstance, core: numbe
     '--redirect-uri', REDIRECT_URI, '--scope', `openid profile ${SCOPE}`, '--first-party',
   ]);
   const password = randomBytes(18).toString('base64url');
-  await instance.cli(['user', 'create', '--email', EMAIL, '--password', password]);
+  await instance.cli(['user', 'create', '--email', EMAIL, `--password=${password}`]);
   await instance.serve(core);
 
   const verifier = randomBytes(32).toString('base64url');
