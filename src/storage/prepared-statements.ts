@@ -14,10 +14,12 @@ const MAX_COUNTED_STATEMENTS = 2_000;
  * (the token endpoint's lookups and rotations) are parsed and planned by PostgreSQL once per
  * connection instead of on every request — on a small machine that was most of the database's CPU.
  *
- * A prepared `select *` fails once a migration from a newer instance changes the table ("cached
- * plan must not change result type"): the statement is then run again unnamed, and the connection
- * is closed on release, so the pool opens a fresh one without stale statements. (Inside a
- * transaction the retry cannot help — the transaction is aborted — and that one request fails.)
+ * A prepared statement whose result changes shape under it — a `select *` after a newer instance's
+ * migration added a column — fails with "cached plan must not change result type": it is then run
+ * again unnamed, and the connection is closed on release, so the pool opens a fresh one without
+ * stale statements. Inside a transaction the retry cannot help (the transaction is aborted), which
+ * is why the repositories name their columns (COLUMNS in schema.ts): a column added by a newer
+ * release changes the shape of none of their statements.
  */
 export function preparedStatementPool(pool: pg.Pool): PostgresPool {
   const runs = new Map<string, number>();

@@ -186,3 +186,48 @@ export interface AuditEventTable {
   user_id: string | null;
   data: string;
 }
+
+/** The columns of a table, as Kysely names them; the record type makes the compiler insist on every one. */
+const columns = <Table>(names: { [Column in keyof Table & string]: true }): readonly (keyof Table & string)[] =>
+  Object.keys(names) as (keyof Table & string)[];
+
+/**
+ * Every column of each table, for the statements that read whole rows. They name their columns
+ * rather than `select *`: on PostgreSQL a prepared `*` changes its result type when a newer
+ * instance's migration adds a column during a rolling upgrade, and the server then refuses it
+ * ("cached plan must not change result type"), inside a transaction failing the whole request.
+ */
+export const COLUMNS = {
+  clients: columns<ClientTable>({
+    id: true, name: true, description: true, owner_user_id: true, type: true, base_url: true, redirect_uris: true,
+    post_logout_redirect_uris: true, grant_types: true, scopes: true, default_scopes: true, is_admin: true, first_party: true,
+    allow_impersonation: true, is_resource_server: true, jwks: true, created_at: true, updated_at: true,
+  }),
+  client_secrets: columns<ClientSecretTable>({ id: true, client_id: true, digest: true, hint: true, created_at: true, expires_at: true }),
+  users: columns<UserTable>({
+    id: true, email: true, name: true, password_hash: true, email_verified: true, disabled_at: true, created_at: true, updated_at: true,
+  }),
+  signing_keys: columns<SigningKeyTable>({
+    kid: true, use: true, alg: true, state: true, public_jwk: true, private_jwk: true, created_at: true, activated_at: true,
+    retired_at: true, expires_at: true,
+  }),
+  grants: columns<GrantTable>({
+    id: true, client_id: true, user_id: true, kind: true, scopes: true, auth_time: true, created_at: true, expires_at: true, revoked_at: true,
+  }),
+  refresh_tokens: columns<RefreshTokenTable>({
+    digest: true, grant_id: true, client_id: true, scopes: true, created_at: true, expires_at: true, consumed_at: true,
+  }),
+  authorization_codes: columns<AuthorizationCodeTable>({
+    digest: true, client_id: true, user_id: true, redirect_uri: true, scopes: true, code_challenge: true, code_challenge_method: true,
+    nonce: true, auth_time: true, redirect_uri_explicit: true, grant_id: true, access_token_jti: true, access_token_expires_at: true,
+    created_at: true, expires_at: true, consumed_at: true,
+  }),
+  audit_events: columns<AuditEventTable>({ id: true, at: true, kind: true, outcome: true, client_id: true, user_id: true, data: true }),
+  sessions: columns<SessionTable>({ digest: true, user_id: true, auth_time: true, created_at: true, expires_at: true }),
+  consents: columns<ConsentTable>({ user_id: true, client_id: true, scopes: true, created_at: true, updated_at: true }),
+  authorization_requests: columns<AuthorizationRequestTable>({ id: true, client_id: true, request: true, created_at: true, expires_at: true }),
+  api_keys: columns<ApiKeyTable>({
+    id: true, client_id: true, name: true, digest: true, prefix: true, scopes: true, created_at: true, expires_at: true,
+    revoked_at: true, last_used_at: true,
+  }),
+} as const;

@@ -2,8 +2,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { openDatabase, migrate, type DatabaseHandle } from '../../src/storage/database.ts';
+import { createStorage } from '../../src/storage/kysely/index.ts';
+import { COLUMNS } from '../../src/storage/schema.ts';
+import type { Storage } from '../../src/storage/repositories.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { aClient, aCode, aGrant, aKey, anEvent, aRefreshToken, aUser, exchangeOf, NOW, successorAt } from '../support/records.ts';
 
 /** Statements the server has prepared on its connections, read through a connection of its own. */
 async function preparedStatements(handle: DatabaseHandle): Promise<string[]> {
@@ -83,5 +88,100 @@ describe('PostgreSQL prepared statements', () => {
     });
     const row = await handle.db.selectFrom('users').select('name').where('id', '=', 'u1').executeTakeFirstOrThrow();
     assert.equal(row.name, 'Ada Lovelace');
+  });
+});
+
+describe('PostgreSQL prepared statements during a rolling upgrade', () => {
+  let database: TestDatabase;
+  let storage: Storage;
+  let upgrades = 0;
+
+  before(async () => {
+    database = await createTestDatabase('postgres');
+    // One connection: every statement below runs on the connection that prepared it.
+    storage = await createStorage({ databaseUrl: database.databaseUrl, poolSize: 1 });
+    await storage.keys.insert(aKey('access', 'next'));
+  });
+
+  after(async () => {
+    await storage.close();
+    await database.drop();
+  });
+
+  /** A newer release's migration, from a connection of its own: a column more in every table. */
+  async function addColumnEverywhere(): Promise<void> {
+    const other = new pg.Client({ connectionString: database.databaseUrl });
+    await other.connect();
+    try {
+      upgrades++;
+      for (const table of Object.keys(COLUMNS)) await other.query(`alter table ${table} add column added_by_release_${upgrades} text`);
+    } finally {
+      await other.end();
+    }
+  }
+
+  const aUserAndClient = async () => {
+    const user = await storage.users.create(aUser(), NOW);
+    const client = await storage.clients.create(aClient({ ownerUserId: user.id, grantTypes: ['authorization_code', 'refresh_token'] }), NOW);
+    return { user, client };
+  };
+
+  /** Each transaction of the repositories: set-up that runs before, and the transaction itself. */
+  const transactions: [string, () => Promise<() => Promise<void>>][] = [
+    ['a code exchange', async () => {
+      const { user, client } = await aUserAndClient();
+      const code = aCode(client.id, user.id);
+      await storage.codes.insert(code);
+      return async () => assert.equal((await storage.codes.consume(code.digest, exchangeOf(code), NOW)).outcome, 'consumed');
+    }],
+    ['a key rotation', async () => async () => assert.equal(await storage.keys.rotate('access', aKey('access', 'next'), NOW, NOW + 3600), true)],
+    ['the deletion of a user and their applications', async () => {
+      const { user, client } = await aUserAndClient();
+      return async () => assert.deepEqual(await storage.users.delete(user.id), { clientIds: [client.id] });
+    }],
+    ['the deletion of an application', async () => {
+      const { client } = await aUserAndClient();
+      return async () => assert.equal(await storage.clients.delete(client.id), true);
+    }],
+    ['the withdrawal of a consent', async () => {
+      const { user, client } = await aUserAndClient();
+      await storage.consents.save({ userId: user.id, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
+      await storage.grants.create(aGrant(client.id, user.id));
+      return async () => assert.equal(await storage.consents.withdraw(user.id, client.id, NOW), true);
+    }],
+  ];
+
+  for (const [name, prepare] of transactions) {
+    it(`keeps ${name} working when it is the first to run after a newer release added columns`, async () => {
+      const runs = [await prepare(), await prepare(), await prepare()];
+      // Twice before, so that its statements are prepared (a statement is named on its second run).
+      await runs[0]!();
+      await runs[1]!();
+      await addColumnEverywhere();
+      await runs[2]!();
+    });
+  }
+
+  it('keeps every lookup and the refresh working after a newer release added columns', async () => {
+    const { user, client } = await aUserAndClient();
+    const grant = aGrant(client.id, user.id);
+    await storage.grants.create(grant);
+    const tokens = [aRefreshToken(grant), aRefreshToken(grant), aRefreshToken(grant)];
+    for (const token of tokens) await storage.refreshTokens.insert(token);
+    const useEveryLookup = async (token: (typeof tokens)[number]) => {
+      assert.equal((await storage.users.findById(user.id))?.email, user.email);
+      assert.equal((await storage.users.findByEmail(user.email))?.id, user.id);
+      assert.equal((await storage.clients.findWithSecrets(client.id))?.client.name, client.name);
+      assert.equal((await storage.grants.find(grant.id))?.id, grant.id);
+      assert.equal((await storage.refreshTokens.find(token.digest))?.grant.id, grant.id);
+      const successor = digestOf(createOpaqueToken('rt'));
+      assert.equal((await storage.refreshTokens.rotate(token.digest, successorAt(successor, NOW), NOW)).outcome, 'rotated');
+      await storage.audit.append([anEvent({ clientId: client.id })]);
+      assert.ok((await storage.audit.query({ clientId: client.id })).length > 0);
+    };
+    await useEveryLookup(tokens[0]!);
+    await useEveryLookup(tokens[1]!);
+    await addColumnEverywhere();
+    await useEveryLookup(tokens[2]!);
   });
 });

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { ApiKeyTable, Database } from '../schema.ts';
+import { COLUMNS, type ApiKeyTable, type Database } from '../schema.ts';
 import type { ApiKey, ApiKeyRepository } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
 
@@ -36,11 +36,11 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
         .execute();
     },
     async findByDigest(digest) {
-      const row = await db.selectFrom('api_keys').selectAll().where('digest', '=', digest).executeTakeFirst();
+      const row = await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('digest', '=', digest).executeTakeFirst();
       return row && toApiKey(row);
     },
     async listForClient(clientId) {
-      return (await db.selectFrom('api_keys').selectAll().where('client_id', '=', clientId).orderBy('created_at', 'desc').orderBy('id').execute()).map(toApiKey);
+      return (await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('client_id', '=', clientId).orderBy('created_at', 'desc').orderBy('id').execute()).map(toApiKey);
     },
     async revoke(clientId, id, now) {
       const result = await db.updateTable('api_keys').set({ revoked_at: now }).where('client_id', '=', clientId).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();

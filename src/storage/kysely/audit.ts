@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { Database } from '../schema.ts';
+import { COLUMNS, type Database } from '../schema.ts';
 import type { AuditEvent, AuditRepository, RevocationRepository } from '../repositories.ts';
 
 export function kyselyAudit(db: Kysely<Database>): AuditRepository {
@@ -22,7 +22,7 @@ export function kyselyAudit(db: Kysely<Database>): AuditRepository {
     },
     async query(filter) {
       // Newest by time, not by id: events are buffered per instance, so batches land out of time order.
-      let query = db.selectFrom('audit_events').selectAll();
+      let query = db.selectFrom('audit_events').select(COLUMNS.audit_events);
       if (filter.since !== undefined) query = query.where('at', '>=', filter.since);
       if (filter.until !== undefined) query = query.where('at', '<', filter.until);
       if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { Database } from '../schema.ts';
+import { COLUMNS, type Database } from '../schema.ts';
 import type { ConsentRepository, PendingAuthorizationRepository, SessionRepository } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
 
@@ -12,7 +12,7 @@ export function kyselySessions(db: Kysely<Database>): SessionRepository {
         .execute();
     },
     async find(digest) {
-      const row = await db.selectFrom('sessions').selectAll().where('digest', '=', digest).executeTakeFirst();
+      const row = await db.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest).executeTakeFirst();
       return row && { digest: row.digest, userId: row.user_id, authTime: row.auth_time, createdAt: row.created_at, expiresAt: row.expires_at };
     },
     async delete(digest) {
@@ -34,7 +34,7 @@ export function kyselyConsents(db: Kysely<Database>): ConsentRepository {
   });
   return {
     async find(userId, clientId) {
-      const row = await db.selectFrom('consents').selectAll().where('user_id', '=', userId).where('client_id', '=', clientId).executeTakeFirst();
+      const row = await db.selectFrom('consents').select(COLUMNS.consents).where('user_id', '=', userId).where('client_id', '=', clientId).executeTakeFirst();
       return row && toConsent(row);
     },
     async save(consent) {
@@ -58,7 +58,7 @@ export function kyselyConsents(db: Kysely<Database>): ConsentRepository {
       });
     },
     async listForUser(userId) {
-      return (await db.selectFrom('consents').selectAll().where('user_id', '=', userId).orderBy('updated_at', 'desc').execute()).map(toConsent);
+      return (await db.selectFrom('consents').select(COLUMNS.consents).where('user_id', '=', userId).orderBy('updated_at', 'desc').execute()).map(toConsent);
     },
   };
 }
@@ -72,7 +72,7 @@ export function kyselyPendingAuthorizations(db: Kysely<Database>): PendingAuthor
         .execute();
     },
     async find(id) {
-      const row = await db.selectFrom('authorization_requests').selectAll().where('id', '=', id).executeTakeFirst();
+      const row = await db.selectFrom('authorization_requests').select(COLUMNS.authorization_requests).where('id', '=', id).executeTakeFirst();
       return row && { id: row.id, clientId: row.client_id, request: JSON.parse(row.request) as Record<string, unknown>, createdAt: row.created_at, expiresAt: row.expires_at };
     },
     async take(id) {

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { ClientTable, ClientSecretTable, Database } from '../schema.ts';
+import { COLUMNS, type ClientTable, type ClientSecretTable, type Database } from '../schema.ts';
 import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories.ts';
 import { deleteClient } from './deletion.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
@@ -56,7 +56,7 @@ function toRow(client: Partial<Omit<NewClient, 'id'>>) {
 
 export function kyselyClients(db: Kysely<Database>): ClientRepository {
   const find = async (id: string) => {
-    const row = await db.selectFrom('clients').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await db.selectFrom('clients').select(COLUMNS.clients).where('id', '=', id).executeTakeFirst();
     return row && toClient(row);
   };
   return {
@@ -71,15 +71,15 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
     async findWithSecrets(id) {
       const client = await find(id);
       if (!client) return undefined;
-      const secrets = await db.selectFrom('client_secrets').selectAll().where('client_id', '=', id).execute();
+      const secrets = await db.selectFrom('client_secrets').select(COLUMNS.client_secrets).where('client_id', '=', id).execute();
       return { client, secrets: secrets.map(toSecret) };
     },
     async list() {
-      const rows = await db.selectFrom('clients').selectAll().orderBy('created_at').orderBy('id').execute();
+      const rows = await db.selectFrom('clients').select(COLUMNS.clients).orderBy('created_at').orderBy('id').execute();
       return rows.map(toClient);
     },
     async listForOwner(userId) {
-      const rows = await db.selectFrom('clients').selectAll().where('owner_user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
+      const rows = await db.selectFrom('clients').select(COLUMNS.clients).where('owner_user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
       return rows.map(toClient);
     },
     async update(id, patch, now) {
@@ -105,7 +105,7 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
         .execute();
     },
     async listSecrets(clientId) {
-      const rows = await db.selectFrom('client_secrets').selectAll().where('client_id', '=', clientId).orderBy('created_at').execute();
+      const rows = await db.selectFrom('client_secrets').select(COLUMNS.client_secrets).where('client_id', '=', clientId).orderBy('created_at').execute();
       return rows.map(toSecret);
     },
     async deleteSecret(clientId, secretId) {

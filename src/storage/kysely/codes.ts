@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { AuthorizationCodeTable, Database } from '../schema.ts';
+import { COLUMNS, type AuthorizationCodeTable, type Database } from '../schema.ts';
 import type { AuthorizationCode, AuthorizationCodeRepository } from '../repositories.ts';
 import { insertGrant } from './grants.ts';
 import { fromJsonList, toJson } from './json.ts';
@@ -49,7 +49,7 @@ export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
         .execute();
     },
     async find(digest) {
-      const row = await db.selectFrom('authorization_codes').selectAll().where('digest', '=', digest).executeTakeFirst();
+      const row = await db.selectFrom('authorization_codes').select(COLUMNS.authorization_codes).where('digest', '=', digest).executeTakeFirst();
       return row && toCode(row);
     },
     async consume(digest, { grant, accessTokenJti, accessTokenExpiresAt }, now) {
@@ -61,13 +61,13 @@ export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
           .set({ consumed_at: now, grant_id: grant.id, access_token_jti: accessTokenJti, access_token_expires_at: accessTokenExpiresAt })
           .where('digest', '=', digest)
           .where('consumed_at', 'is', null)
-          .returningAll()
+          .returning(COLUMNS.authorization_codes)
           .executeTakeFirst();
         if (row) await insertGrant(trx, grant);
         return row;
       });
       if (consumed) return { outcome: 'consumed', code: toCode(consumed) };
-      const row = await db.selectFrom('authorization_codes').selectAll().where('digest', '=', digest).executeTakeFirst();
+      const row = await db.selectFrom('authorization_codes').select(COLUMNS.authorization_codes).where('digest', '=', digest).executeTakeFirst();
       return row ? { outcome: 'reused', code: toCode(row) } : { outcome: 'not_found' };
     },
   };

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Dialect } from '../database.ts';
-import type { Database, GrantTable, RefreshTokenTable } from '../schema.ts';
+import { COLUMNS, type Database, type GrantTable, type RefreshTokenTable } from '../schema.ts';
 import type { FoundRefreshToken, Grant, GrantRepository, RefreshToken, RefreshTokenRepository, RefreshTokenSuccessor, RotationResult } from '../repositories.ts';
 import { batching } from '../batch.ts';
 import { fromJsonList, toJson } from './json.ts';
@@ -59,7 +59,7 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
   return {
     create: (grant) => insertGrant(db, grant),
     async find(id) {
-      const row = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
+      const row = await db.selectFrom('grants').select(COLUMNS.grants).where('id', '=', id).executeTakeFirst();
       return row && toGrant(row);
     },
     async revoke(id, now) {
@@ -72,11 +72,11 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
       return result.numUpdatedRows > 0n;
     },
     async listForUser(userId) {
-      const rows = await db.selectFrom('grants').selectAll().where('user_id', '=', userId).orderBy('created_at', 'desc').execute();
+      const rows = await db.selectFrom('grants').select(COLUMNS.grants).where('user_id', '=', userId).orderBy('created_at', 'desc').execute();
       return rows.map(toGrant);
     },
     async list(filter) {
-      let query = db.selectFrom('grants').selectAll();
+      let query = db.selectFrom('grants').select(COLUMNS.grants);
       if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
       if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
       const limit = Math.max(1, Math.min(filter.limit ?? 100, 1000));
@@ -84,6 +84,9 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
     },
   };
 }
+
+/** The refresh token's own columns in the lookup below, named rather than `t.*` (see COLUMNS). */
+const TOKEN_COLUMNS = sql.raw(COLUMNS.refresh_tokens.map((column) => `t.${column}`).join(', '));
 
 /** Concurrent refreshes on PostgreSQL share their round trips (see batching): at most this many per statement. */
 const REFRESH_BATCH = { concurrency: 2, maxSize: 64 };
@@ -95,7 +98,7 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
     // On PostgreSQL one array parameter, so that every batch size is the same statement.
     const presented = dialect === 'postgres' ? sql`t.digest = any(${[...digests]}::text[])` : sql`t.digest in (${sql.join(digests)})`;
     const { rows } = await sql<FoundRow>`
-      select t.*, g.id as g_id, g.client_id as g_client_id, g.user_id as g_user_id, g.kind as g_kind, g.scopes as g_scopes,
+      select ${TOKEN_COLUMNS}, g.id as g_id, g.client_id as g_client_id, g.user_id as g_user_id, g.kind as g_kind, g.scopes as g_scopes,
         g.auth_time as g_auth_time, g.created_at as g_created_at, g.expires_at as g_expires_at, g.revoked_at as g_revoked_at,
         u.id as u_id, u.email as u_email, u.name as u_name, u.password_hash as u_password_hash, u.email_verified as u_email_verified,
         u.disabled_at as u_disabled_at, u.created_at as u_created_at, u.updated_at as u_updated_at
@@ -142,7 +145,7 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
           .where(({ exists, selectFrom }) =>
             exists(selectFrom('grants').select('grants.id').whereRef('grants.id', '=', 'refresh_tokens.grant_id').where('grants.revoked_at', 'is', null)),
           )
-          .returningAll()
+          .returning(COLUMNS.refresh_tokens)
           .executeTakeFirst();
         if (!consumed) return undefined;
         const previous = toRefreshToken(consumed);

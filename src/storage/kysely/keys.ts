@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
-import type { Database, SigningKeyTable } from '../schema.ts';
+import { COLUMNS, type Database, type SigningKeyTable } from '../schema.ts';
 import type { KeyState, KeyUse, SigningKeyRecord, SigningKeyRepository } from '../repositories.ts';
 
 const toKey = (row: Selectable<SigningKeyTable>): SigningKeyRecord => ({
@@ -33,7 +33,7 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
     async listPublished(now) {
       const rows = await db
         .selectFrom('signing_keys')
-        .selectAll()
+        .select(COLUMNS.signing_keys)
         .where((eb) => eb.or([eb('state', '!=', 'retired'), eb('expires_at', '>', now)]))
         .orderBy('created_at')
         .orderBy('kid')
@@ -41,7 +41,7 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
       return rows.map(toKey);
     },
     async listAll() {
-      return (await db.selectFrom('signing_keys').selectAll().orderBy('created_at').orderBy('kid').execute()).map(toKey);
+      return (await db.selectFrom('signing_keys').select(COLUMNS.signing_keys).orderBy('created_at').orderBy('kid').execute()).map(toKey);
     },
     async insert(key) {
       try {

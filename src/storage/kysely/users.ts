@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import { deleteClient, deleteIssued } from './deletion.ts';
-import type { Database, UserTable } from '../schema.ts';
+import { COLUMNS, type Database, type UserTable } from '../schema.ts';
 import { EmailTakenError, type User, type UserRepository } from '../repositories.ts';
 import { flag } from './json.ts';
 
@@ -20,7 +20,7 @@ export const normalizeEmail = (email: string): string => email.trim().toLowerCas
 
 export function kyselyUsers(db: Kysely<Database>): UserRepository {
   const findById = async (id: string) => {
-    const row = await db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await db.selectFrom('users').select(COLUMNS.users).where('id', '=', id).executeTakeFirst();
     return row && toUser(row);
   };
   return {
@@ -53,11 +53,11 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
     },
     findById,
     async findByEmail(email) {
-      const row = await db.selectFrom('users').selectAll().where('email', '=', normalizeEmail(email)).executeTakeFirst();
+      const row = await db.selectFrom('users').select(COLUMNS.users).where('email', '=', normalizeEmail(email)).executeTakeFirst();
       return row && toUser(row);
     },
     async list() {
-      return (await db.selectFrom('users').selectAll().orderBy('created_at').orderBy('email').execute()).map(toUser);
+      return (await db.selectFrom('users').select(COLUMNS.users).orderBy('created_at').orderBy('email').execute()).map(toUser);
     },
     async setDisabled(id, disabledAt, now) {
       const result = await db.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
