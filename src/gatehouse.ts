@@ -145,6 +145,12 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     await storage.close();
     throw error;
   }
+  for (const { use, signing, configured } of keys.algorithmsAwaitingRotation()) {
+    logger.warn(
+      `${use === 'access' ? 'access tokens' : 'ID tokens'} are signed with ${signing} until the next rotation (gatehouse keys rotate): ` +
+        `the configured ${configured} key is published and signs from then on`,
+    );
+  }
 
   const audit = new AuditTrail(storage.audit, (error) => logger.error({ err: error }, 'audit events could not be written'));
   const limits = await createLimits(config, logger);

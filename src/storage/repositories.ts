@@ -129,6 +129,13 @@ export interface SigningKeyRepository {
    * nothing) when another rotation won the race.
    */
   rotate(use: KeyUse, newNext: SigningKeyRecord, now: number, retiredExpiresAt: number): Promise<boolean>;
+  /**
+   * Replaces the `next` key of `newNext.use` with `newNext` when the next key is of another
+   * algorithm (the configured one changed). The replaced key never signed anything: it is deleted.
+   * Returns false (changing nothing) when the next key has the algorithm already, or another
+   * instance replaced it first.
+   */
+  replaceNextOfOtherAlgorithm(newNext: SigningKeyRecord): Promise<boolean>;
 }
 
 export interface Grant {

@@ -155,3 +155,65 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+for (const dialect of DIALECTS) {
+  describe(`changing the signing algorithm in the configuration (${dialect})`, { timeout: 180_000 }, () => {
+    let database: TestDatabase;
+    let server: ServeProcess | undefined;
+
+    before(async () => {
+      database = await createTestDatabase(dialect);
+    });
+
+    after(async () => {
+      await server?.stop();
+      await database?.drop();
+    });
+
+    it('publishes a key of the new algorithm at the next start and signs with it after one rotation', async () => {
+      const es256: Env = { ...databaseEnv(database), GATEHOUSE_CONFIG: writeConfig(database.dataDir, { keys: { reloadIntervalSeconds: 0.2 } }, 'es256.json') };
+      const initial = await cliJson<KeyRow[]>(['keys', 'list'], es256);
+      assert.deepEqual(initial.filter((k) => k.use === 'access').map((k) => k.alg), ['ES256', 'ES256']);
+      const active = initial.find((k) => k.use === 'access' && k.state === 'active')!;
+
+      const eddsa: Env = {
+        ...databaseEnv(database),
+        GATEHOUSE_CONFIG: writeConfig(database.dataDir, { keys: { reloadIntervalSeconds: 0.2 }, tokens: { accessTokenAlgorithm: 'EdDSA' } }, 'eddsa.json'),
+      };
+      server = await startServe(eddsa);
+      const env = { ...eddsa, PORT: String(server.port) };
+      const client = await cliJson<{ client_id: string; client_secret: string }>(['client', 'create', '--name', 'Algorithm probe', '--scope', 'objects:read'], env);
+      const token = async (): Promise<string> => {
+        const response = await post(`${server!.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(client.client_id, client.client_secret) } });
+        assert.equal(response.status, 200, JSON.stringify(response.body));
+        return response.body.access_token as string;
+      };
+      const jwks = async () => (await (await fetch(`${server!.url}/jwks.json`)).json()) as JSONWebKeySet;
+      const issuer = `http://localhost:${server.port}`;
+      const verify = (jwt: string, set: JSONWebKeySet, alg: string) => jwtVerify(jwt, createLocalJWKSet(set), { issuer, audience: issuer, typ: 'at+jwt', algorithms: [alg] });
+
+      // Until the rotation the active ES256 key signs; the next key, published already, is EdDSA.
+      const started = await cliJson<KeyRow[]>(['keys', 'list'], env);
+      const next = started.find((k) => k.use === 'access' && k.state === 'next')!;
+      assert.equal(next.alg, 'EdDSA');
+      assert.equal(started.find((k) => k.use === 'access' && k.state === 'active')?.kid, active.kid);
+      assert.equal(started.filter((k) => k.use === 'access').length, 2, 'the ES256 next key, which never signed, is gone');
+      assert.match(server.stdout() + server.stderr(), /access tokens are signed with ES256 until the next rotation \(gatehouse keys rotate\): the configured EdDSA key is published/);
+      const before = await token();
+      assert.deepEqual(decodeProtectedHeader(before), { alg: 'ES256', kid: active.kid, typ: 'at+jwt' });
+      assert.ok((await jwks()).keys.some((k) => k.kid === next.kid && k.alg === 'EdDSA' && k.kty === 'OKP'));
+
+      await cliJson(['keys', 'rotate'], env);
+      const after = await waitFor('the server to sign with the EdDSA key', async () => {
+        const jwt = await token();
+        return decodeProtectedHeader(jwt).kid === next.kid ? jwt : undefined;
+      });
+      assert.equal(decodeProtectedHeader(after).alg, 'EdDSA');
+      const set = await jwks();
+      assert.equal((await verify(after, set, 'EdDSA')).payload.client_id, client.client_id);
+      assert.equal((await verify(before, set, 'ES256')).payload.client_id, client.client_id, 'tokens signed before stay verifiable');
+      const rotated = await cliJson<KeyRow[]>(['keys', 'list'], env);
+      assert.equal(rotated.find((k) => k.use === 'access' && k.state === 'next')?.alg, 'EdDSA');
+    });
+  });
+}

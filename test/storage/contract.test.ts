@@ -778,6 +778,41 @@ for (const dialect of DIALECTS) {
         candidates.forEach((candidate, i) => assert.equal(all.some((key) => key.kid === candidate.kid), results[i], 'a candidate is stored exactly when its rotation won'));
       });
 
+      it('replaces a next key of another algorithm, leaving the active key and the other use alone', async () => {
+        const active = aKey('access', 'active');
+        const next = aKey('access', 'next');
+        const idNext = aKey('id', 'next');
+        for (const key of [active, next, idNext]) await storage().keys.insert(key);
+        const replacement = aKey('access', 'next', { alg: 'EdDSA', createdAt: NOW });
+
+        assert.equal(await storage().keys.replaceNextOfOtherAlgorithm(replacement), true);
+
+        assert.deepEqual(kids(await storage().keys.listAll()), kids([active, replacement, idNext]));
+        assert.deepEqual((await storage().keys.listAll()).find((key) => key.kid === replacement.kid), replacement);
+      });
+
+      it('keeps a next key of the same algorithm, or no next key at all, and stores nothing', async () => {
+        const next = aKey('access', 'next');
+        await storage().keys.insert(next);
+
+        assert.equal(await storage().keys.replaceNextOfOtherAlgorithm(aKey('access', 'next', { alg: next.alg })), false);
+        assert.equal(await storage().keys.replaceNextOfOtherAlgorithm(aKey('id', 'next', { alg: 'ES256' })), false);
+
+        assert.deepEqual(await storage().keys.listAll(), [next]);
+      });
+
+      it('replaces a next key once when several instances start with a new algorithm at once', async () => {
+        await storage().keys.insert(aKey('access', 'next', { alg: 'ES256' }));
+        const replacements = [1, 2, 3].map(() => aKey('access', 'next', { alg: 'EdDSA', createdAt: NOW }));
+        await Promise.all([storage().ping(), storage().ping(), storage().ping()]);
+
+        const results = await Promise.all(replacements.map((key) => storage().keys.replaceNextOfOtherAlgorithm(key)));
+
+        assert.equal(results.filter(Boolean).length, 1);
+        const all = await storage().keys.listAll();
+        assert.deepEqual(all.map((key) => key.kid), [replacements[results.indexOf(true)]!.kid]);
+      });
+
       it('rotates to one active and one next key after instances racing at first start published two of each', async () => {
         const actives = [aKey('access', 'active', { createdAt: NOW - 100 }), aKey('access', 'active', { createdAt: NOW - 100 })];
         const nexts = [aKey('access', 'next', { createdAt: NOW - 100 }), aKey('access', 'next', { createdAt: NOW - 100 })];

@@ -116,16 +116,31 @@ export class KeyStore {
     await this.reload(now);
   }
 
+  /**
+   * Generates the first active and next key of each use on an empty database. When the configured
+   * algorithm of a use changed, its `next` key is replaced by one of the new algorithm: published
+   * from now on, it signs after the next rotation (the active key signs until then).
+   */
   async #ensureKeys(now: number): Promise<void> {
     const records = await this.#repository.listPublished(now);
     for (const use of ['access', 'id'] as const) {
       if (!records.some((r) => r.use === use && r.state === 'active')) {
         await this.#repository.insert(await this.#generate(use, 'active', now));
       }
-      if (!records.some((r) => r.use === use && r.state === 'next')) {
+      const next = records.find((r) => r.use === use && r.state === 'next');
+      if (!next) {
         await this.#repository.insert(await this.#generate(use, 'next', now));
+      } else if (next.alg !== this.#algorithms[use]) {
+        await this.#repository.replaceNextOfOtherAlgorithm(await this.#generate(use, 'next', now));
       }
     }
+  }
+
+  /** Uses whose active key signs with another algorithm than the configured one, until the next rotation. */
+  algorithmsAwaitingRotation(): { use: KeyUse; signing: string; configured: SigningAlgorithm }[] {
+    return (['access', 'id'] as const)
+      .map((use) => ({ use, signing: this.signingKey(use).alg, configured: this.#algorithms[use] }))
+      .filter(({ signing, configured }) => signing !== configured);
   }
 
   async #generate(use: KeyUse, state: 'active' | 'next', now: number): Promise<SigningKeyRecord> {

@@ -77,6 +77,26 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
         throw error;
       }
     },
+    async replaceNextOfOtherAlgorithm(newNext) {
+      try {
+        return await db.transaction().execute(async (trx) => {
+          // Of instances starting at once, one deletes the key; the others wait for it, then find none.
+          const replaced = await trx
+            .deleteFrom('signing_keys')
+            .where('use', '=', newNext.use)
+            .where('state', '=', 'next')
+            .where('alg', '!=', newNext.alg)
+            .executeTakeFirst();
+          if (replaced.numDeletedRows === 0n) return false;
+          await trx.insertInto('signing_keys').values(toRow(newNext)).execute();
+          return true;
+        });
+      } catch (error) {
+        // Another instance published its replacement first (one next key per use, says a unique index).
+        if ((await db.selectFrom('signing_keys').select('alg').where('use', '=', newNext.use).where('state', '=', 'next').executeTakeFirst())?.alg === newNext.alg) return false;
+        throw error;
+      }
+    },
   };
 }
 
