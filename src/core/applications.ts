@@ -193,6 +193,11 @@ function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }
 // Members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
+/** Whether any key of a would-be JWK Set carries private or secret key material (so it must not be shown again). */
+export function holdsPrivateKeyMaterial(jwks: { keys: unknown[] }): boolean {
+  return jwks.keys.some((key) => typeof key === 'object' && key !== null && PRIVATE_MEMBERS.some((member) => Object.hasOwn(key, member)));
+}
+
 /**
  * A client's JWK Set for `private_key_jwt`: 1–10 public signing keys (RSA of 2048 bits or more, EC,
  * OKP). A private key pasted by mistake is refused, never stored.

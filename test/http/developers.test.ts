@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -82,6 +84,12 @@ for (const dialect of DIALECTS) {
       assert.equal(client.baseUrl, 'https://sync.example');
       assert.deepEqual(client.redirectUris, [CALLBACK]);
       assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+    }
+
+    /** The public half of a fresh ES256 key, as an attacker would paste it. */
+    async function stolenKey(): Promise<JWK> {
+      const { publicKey } = await generateKeyPair('ES256', { extractable: true });
+      return { ...(await exportJWK(publicKey)), kid: 'attacker' };
     }
 
     async function auditKinds(clientId: string): Promise<string[]> {
@@ -269,6 +277,8 @@ for (const dialect of DIALECTS) {
           [`${base}/secrets/${secretRecord!.id}/delete`, [['csrf', csrf]]],
           [`${base}/api-keys`, [['csrf', csrf], ['name', 'stolen'], ['scopes', 'model:read']]],
           [`${base}/api-keys/${key!.id}/revoke`, [['csrf', csrf]]],
+          [`${base}/keys`, [['csrf', csrf], ['jwks', JSON.stringify({ keys: [await stolenKey()] })]]],
+          [`${base}/keys/delete`, [['csrf', csrf]]],
           [`${base}/delete`, [['csrf', csrf]]],
         ];
         for (const [path, form] of actions) {
@@ -279,6 +289,7 @@ for (const dialect of DIALECTS) {
 
         assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 1);
         assert.equal((await server.gatehouse.storage.apiKeys.listForClient(id)).length, 1);
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.jwks, null);
         assert.equal((await clientCredentials(id, secret!)).status, 200);
         assert.equal((await projectToken(apiKey)).status, 201);
       });
@@ -320,6 +331,8 @@ for (const dialect of DIALECTS) {
             [`${base}/secrets/${oldest!.id}/delete`, []],
             [`${base}/api-keys`, [['name', 'forged'], ['scopes', 'model:read']]],
             [`${base}/api-keys/${key!.id}/revoke`, []],
+            [`${base}/keys`, [['jwks', JSON.stringify({ keys: [await stolenKey()] })]]],
+            [`${base}/keys/delete`, []],
             [`${base}/delete`, []],
           ];
           for (const [path, form] of actions) {
@@ -334,6 +347,7 @@ for (const dialect of DIALECTS) {
         const keys = await server.gatehouse.storage.apiKeys.listForClient(id);
         assert.equal(keys.length, 1);
         assert.equal(keys[0]!.revokedAt, null);
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.jwks, null);
         assert.equal((await clientCredentials(id, secret!)).status, 200);
       });
     });
@@ -458,6 +472,130 @@ for (const dialect of DIALECTS) {
         const res = await createKey(browser, id, [['name', 'k'], ['scopes', 'model:read']]);
         assert.equal(res.status, 400);
         assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(id), []);
+      });
+    });
+
+    describe('public keys (private_key_jwt)', () => {
+      const keysOf = (id: string) => `/developers/applications/${id}/keys`;
+
+      /** A client assertion for the token endpoint, as a client library would sign it (RFC 7523 §3). */
+      async function assertion(clientId: string, key: CryptoKey, kid: string): Promise<string> {
+        const now = Math.floor(Date.now() / 1000);
+        return new SignJWT({ iss: clientId, sub: clientId, aud: url('/token'), iat: now, exp: now + 60, jti: randomUUID() })
+          .setProtectedHeader({ alg: 'ES256', kid })
+          .sign(key);
+      }
+      const withAssertion = async (clientId: string, key: CryptoKey, kid: string) =>
+        post(url('/token'), {
+          grant_type: 'client_credentials',
+          scope: 'objects:read',
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: await assertion(clientId, key, kid),
+        });
+
+      async function keyPair(kid: string): Promise<{ privateKey: CryptoKey; jwk: JWK }> {
+        const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+        return { privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
+      }
+
+      it('registers pasted public keys, lists them, and the application then authenticates with assertions until they are replaced or removed', async () => {
+        const browser = await signIn(alice.email);
+        const { id, secret } = await createApp(browser);
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        assert.match(page.text, /No public keys are registered/);
+        assert.match(page.text, new RegExp(`action="/developers/applications/${id}/keys"`));
+        const first = await keyPair('laptop-1');
+        assert.equal((await withAssertion(id, first.privateKey, 'laptop-1')).status, 401, 'no key registered yet');
+
+        const saved = await browser.request(url(keysOf(id)), { form: { csrf: hiddenField(page.text, 'csrf'), jwks: JSON.stringify({ keys: [first.jwk] }) } });
+        assert.equal(saved.status, 303, saved.text.slice(0, 1000));
+        assert.equal(saved.location, `/developers/applications/${id}?notice=keys-saved`);
+        const shown = await browser.request(url(saved.location!));
+        assert.match(shown.text, /The public keys were saved/);
+        assert.match(shown.text, /<code>laptop-1<\/code>/);
+        assert.ok(shown.text.includes(await calculateJwkThumbprint(first.jwk)), 'the page shows the RFC 7638 thumbprint');
+        assert.match(shown.text, /Remove the keys/);
+
+        const issued = await withAssertion(id, first.privateKey, 'laptop-1');
+        assert.equal(issued.status, 200, JSON.stringify(issued.body));
+        assert.equal((await clientCredentials(id, secret!)).status, 200, 'the secret keeps working beside the keys');
+
+        // Replacing: the new key authenticates, the old one no longer does.
+        const second = await keyPair('laptop-2');
+        const replaced = await browser.request(url(keysOf(id)), { form: { csrf: hiddenField(shown.text, 'csrf'), jwks: JSON.stringify({ keys: [second.jwk] }) } });
+        assert.equal(replaced.status, 303);
+        assert.equal((await withAssertion(id, second.privateKey, 'laptop-2')).status, 200);
+        const stale = await withAssertion(id, first.privateKey, 'laptop-1');
+        assert.equal(stale.status, 401);
+        assert.equal(stale.body.error, 'invalid_client');
+
+        const removed = await browser.request(url(`${keysOf(id)}/delete`), { form: { csrf: hiddenField(shown.text, 'csrf') } });
+        assert.equal(removed.status, 303);
+        assert.equal(removed.location, `/developers/applications/${id}?notice=keys-removed`);
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.jwks, null);
+        assert.equal((await withAssertion(id, second.privateKey, 'laptop-2')).status, 401);
+        assert.match((await browser.request(url(removed.location!))).text, /The public keys were removed[\s\S]*No public keys are registered/);
+
+        assert.deepEqual(await auditKinds(id), ['portal.client.created', 'portal.client.keys_saved', 'portal.client.keys_saved', 'portal.client.keys_removed']);
+      });
+
+      it('refuses what is not a set of public signing keys with status 400, shows why next to the field, and changes nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const registered = await keyPair('kept');
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        assert.equal((await browser.request(url(keysOf(id)), { form: { csrf: hiddenField(page.text, 'csrf'), jwks: JSON.stringify({ keys: [registered.jwk] }) } })).status, 303);
+        const before = (await server.gatehouse.storage.clients.find(id))!.jwks;
+
+        const { privateKey: rsaPrivate } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+        const smallRsa = rsaPrivate.export({ format: 'jwk' });
+        const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...smallRsaPublic } = smallRsa;
+        const privateJwk = await exportJWK((await generateKeyPair('ES256', { extractable: true })).privateKey);
+        const cases: [string, RegExp][] = [
+          ['', /Paste the public keys as a JWK Set/],
+          ['   ', /Paste the public keys as a JWK Set/],
+          ['{"keys": [', /not valid JSON/i],
+          ['[1, 2]', /must be a JWK Set/i],
+          ['{"kty": "EC"}', /must be a JWK Set/i],
+          ['{"keys": []}', /1 to 10 keys/i],
+          [JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }] }), /private or secret key material/i],
+          [JSON.stringify({ keys: [privateJwk] }), /private or secret key material/i],
+          [JSON.stringify({ keys: [smallRsaPublic] }), /at least 2048 bits/i],
+          [JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA' }] }), /not a valid public key/i],
+          [JSON.stringify({ keys: [registered.jwk, registered.jwk] }), /used twice/i],
+        ];
+        for (const [jwks, message] of cases) {
+          const res = await browser.request(url(keysOf(id)), { form: { csrf: hiddenField(page.text, 'csrf'), jwks } });
+          assert.equal(res.status, 400, jwks);
+          assert.match(fieldErrors(res.text)['app-jwks'] ?? '', message, jwks);
+          assert.match(res.text, /aria-invalid="true" aria-describedby="app-jwks-error"/);
+          if ('d' in privateJwk && jwks.includes(String(privateJwk.d))) {
+            assert.ok(!res.text.includes(String(privateJwk.d)), 'a pasted private key is not sent back');
+          }
+        }
+        assert.deepEqual((await server.gatehouse.storage.clients.find(id))!.jwks, before);
+        assert.equal((await withAssertion(id, registered.privateKey, 'kept')).status, 200);
+        assert.deepEqual(await auditKinds(id), ['portal.client.created', 'portal.client.keys_saved']);
+      });
+
+      it('offers no keys to a public application and refuses them', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser, appForm({ type: 'public' }));
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        assert.ok(!page.text.includes('Public keys'));
+        const { jwk } = await keyPair('spa');
+        const res = await browser.request(url(keysOf(id)), { form: { csrf: hiddenField(page.text, 'csrf'), jwks: JSON.stringify({ keys: [jwk] }) } });
+        assert.equal(res.status, 400);
+        assert.match(res.text, /A public application cannot authenticate/);
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.jwks, null);
+      });
+
+      it('leads a typed-in keys address to the application', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const res = await browser.request(url(keysOf(id)));
+        assert.equal(res.status, 302);
+        assert.equal(res.location, `/developers/applications/${id}`);
       });
     });
 

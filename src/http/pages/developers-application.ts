@@ -1,9 +1,11 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { addClientSecret, updateClient, ValidationError } from '../../core/applications.ts';
+import { calculateJwkThumbprint, type JSONWebKeySet, type JWK } from 'jose';
+import { addClientSecret, holdsPrivateKeyMaterial, updateClient, ValidationError } from '../../core/applications.ts';
 import { hintOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories.ts';
-import { applicationHeader, applicationNotFound, day, minute, noticeFrom, portalRequest, RECORD_ID } from './developers-context.ts';
+import { field } from './context.ts';
+import { applicationHeader, applicationNotFound, day, minute, noticeFrom, portalRequest, RECORD_ID, sentence } from './developers-context.ts';
 import { checkApplicationDetails, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { renderPage } from './render.ts';
 
@@ -18,7 +20,15 @@ export interface Revealed {
 const NOTICES = {
   'secret-deleted': 'The secret was deleted. It no longer works.',
   updated: 'The application was saved.',
+  'keys-saved': 'The public keys were saved. Client assertions signed with their private keys now authenticate the application.',
+  'keys-removed': 'The public keys were removed. Client assertions no longer authenticate the application.',
 };
+
+/** A registered public key as the page lists it: its kid, type, algorithm and RFC 7638 thumbprint. */
+async function describeKey(jwk: JWK): Promise<{ kid: string | undefined; type: string; alg: string | undefined; thumbprint: string }> {
+  const type = jwk.kty === 'RSA' ? `RSA ${Buffer.from(jwk.n ?? '', 'base64url').length * 8}-bit` : `${jwk.kty} ${jwk.crv ?? ''}`.trim();
+  return { kid: jwk.kid, type, alg: jwk.alg, thumbprint: await calculateJwkThumbprint(jwk) };
+}
 
 /** The settings form as the application is now. */
 const detailsOf = (client: Client): ApplicationDetailsForm => ({
@@ -39,10 +49,13 @@ export async function showApplication(
     revealed?: Revealed | undefined;
     /** The settings form as posted, with its errors; by default, the application as it is. */
     form?: { values: ApplicationDetailsForm; errors: FieldErrors } | undefined;
+    /** The public keys as posted, refused for `error`; by default, an empty field. */
+    keys?: { jwks: string; error: string } | undefined;
   } = {},
   status = 200,
 ): Promise<FastifyReply> {
   const secrets = client.type === 'confidential' ? await gatehouse.storage.clients.listSecrets(client.id) : [];
+  const publicKeys = await Promise.all(((client.jwks as JSONWebKeySet | null)?.keys ?? []).map(describeKey));
   const issuer = gatehouse.config.issuer;
   return renderPage(
     reply,
@@ -55,6 +68,7 @@ export async function showApplication(
       error: data.error,
       revealed: data.revealed,
       form: data.form ?? { values: detailsOf(client), errors: {} },
+      keys: { registered: publicKeys, jwks: data.keys?.jwks ?? '', error: data.keys?.error, audience: `${issuer.replace(/\/+$/, '')}/token` },
       // Newest first: after a rotation the secret to keep is on top, the one to delete below.
       secrets: secrets
         .toSorted((a, b) => b.createdAt - a.createdAt)
@@ -107,6 +121,55 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const changed = (Object.keys(after) as (keyof ApplicationDetailsForm)[]).filter((key) => before[key] !== after[key]);
     gatehouse.audit.record({ at: now, kind: 'portal.client.updated', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { name: updated.client.name, changed } });
     return reply.redirect(`${applicationHeader(updated.client).path}?notice=updated`, 303);
+  });
+
+  // The address the public-keys forms post to: typed in or bookmarked, it leads to the application.
+  portal.get('/developers/applications/:clientId/keys', async (request, reply) => reply.redirect(applicationHeader(portalRequest(request).application).path, 302));
+
+  /**
+   * The public keys of `private_key_jwt` (RFC 7523), pasted as a JWK Set: they replace the keys
+   * registered before. The core checks them as for the admin API and the command line (public
+   * signing keys only, 1 to 10, RSA of 2048 bits or more); a refused set changes nothing.
+   */
+  portal.post('/developers/applications/:clientId/keys', async (request, reply) => {
+    const { developer, application } = portalRequest(request);
+    if (application.type !== 'confidential') return showApplication(reply, gatehouse, application, { error: 'A public application cannot authenticate, so it has no keys.' }, 400);
+    let posted = field(request.body, 'jwks') ?? '';
+    const refuse = (message: string) => showApplication(reply, gatehouse, application, { keys: { jwks: posted, error: sentence(message) } }, 400);
+    if (posted.trim() === '') return refuse('paste the public keys as a JWK Set: {"keys": [ … ]}');
+    let jwks: unknown;
+    try {
+      jwks = JSON.parse(posted);
+    } catch {
+      return refuse('the keys are not valid JSON: paste a JWK Set, {"keys": [ … ]}');
+    }
+    if (typeof jwks !== 'object' || jwks === null || Array.isArray(jwks) || !Array.isArray((jwks as { keys?: unknown }).keys)) {
+      return refuse('the keys must be a JWK Set: {"keys": [ … ]}, with one JWK per key');
+    }
+    // A private key pasted by mistake is refused below, and not sent back in the page.
+    if (holdsPrivateKeyMaterial(jwks as { keys: unknown[] })) posted = '';
+    const now = gatehouse.clock();
+    let updated;
+    try {
+      updated = await updateClient(gatehouse, application.id, { jwks: jwks as JSONWebKeySet }, now);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      return refuse(error.message);
+    }
+    if (!updated) return applicationNotFound(reply);
+    const kids = (updated.client.jwks as JSONWebKeySet).keys.map((key) => key.kid ?? null);
+    gatehouse.audit.record({ at: now, kind: 'portal.client.keys_saved', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { kids } });
+    return reply.redirect(`${applicationHeader(application).path}?notice=keys-saved`, 303);
+  });
+
+  portal.post('/developers/applications/:clientId/keys/delete', async (request, reply) => {
+    const { developer, application } = portalRequest(request);
+    if (application.jwks !== null) {
+      const now = gatehouse.clock();
+      if (!(await updateClient(gatehouse, application.id, { jwks: null }, now))) return applicationNotFound(reply);
+      gatehouse.audit.record({ at: now, kind: 'portal.client.keys_removed', outcome: 'success', clientId: application.id, userId: developer.user.id, data: {} });
+    }
+    return reply.redirect(`${applicationHeader(application).path}?notice=keys-removed`, 303);
   });
 
   // The address the Add-a-secret form posts to: typed in or bookmarked, it leads to the application.
