@@ -18,6 +18,12 @@ export interface BenchOptions {
   durationSeconds: number;
   warmupSeconds: number;
   connections: number;
+  /**
+   * How many times the servers are measured, one after the other in each round. A ratio is taken
+   * within each round, then the median over the rounds: a machine that speeds up or slows down
+   * between rounds moves the servers of a round together, and one bad round cannot decide.
+   */
+  rounds: number;
   servers: ServerName[];
   flows: FlowName[];
 }
@@ -27,6 +33,7 @@ export function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
     durationSeconds: integer(env, 'BENCH_DURATION', 10, 1),
     warmupSeconds: integer(env, 'BENCH_WARMUP', 3, 0),
     connections: integer(env, 'BENCH_CONNECTIONS', 10, 1),
+    rounds: integer(env, 'BENCH_ROUNDS', 3, 1),
     ...selection(env.BENCH_ONLY),
   };
 }

@@ -10,12 +10,19 @@ import type { ServerName } from './servers.ts';
 
 export interface ServerResult extends LoadResult {
   server: ServerName;
+  /** Requests/s of the server in each round, in the order of the rounds (the figures above are the median round's). */
+  rounds?: number[];
 }
 
 export interface Ratio {
   name: string;
-  /** One requests/s divided by the other (Gatehouse's by another server's); null when one of them was not run. */
+  /**
+   * One requests/s divided by the other (Gatehouse's by another server's); null when one of them was
+   * not run. Between two servers, the median of the ratios taken within each round.
+   */
   value: number | null;
+  /** Between two servers, the ratio within each round, in the order of the rounds. */
+  rounds?: number[];
   target: number;
   met: boolean | null;
 }
@@ -41,13 +48,45 @@ const TARGETS = [
   { name: 'refresh-postgres / client_credentials', of: 'refresh-postgres', against: 'gatehouse', target: 0.25, format: percent, onlyWith: 'refresh-postgres' },
 ] as const;
 
+/** The middle value; of an even number, the lower of the two in the middle (a value that was measured). */
+function median(values: readonly number[]): number {
+  return values.toSorted((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
+}
+
+/** Each server's result of its median round (by requests/s), with its requests/s in every round. */
+export function medianOfRounds(rounds: readonly (readonly ServerResult[])[]): ServerResult[] {
+  const names = [...new Set(rounds.flat().map((result) => result.server))];
+  return names.map((name) => {
+    const measured = rounds.flatMap((round) => round.filter((result) => result.server === name));
+    const rates = measured.map((result) => result.requestsPerSecond);
+    const middle = measured.find((result) => result.requestsPerSecond === median(rates))!;
+    return { ...middle, rounds: rates };
+  });
+}
+
 /**
  * The ratios of the servers (always) and of the flows (when they were selected: a run of the three
- * servers alone reports exactly what it always did).
+ * servers alone reports exactly what it always did). Two servers are compared within each round,
+ * where they ran minutes apart at most; a flow, measured once, against a server's median round.
  */
-export function computeRatios(results: readonly ServerResult[], flows: readonly FlowResult[] = [], selectedFlows: readonly FlowName[] = []): Ratio[] {
-  const rate = (name: string) => (results.find((result) => result.server === name) ?? flows.find((flow) => flow.flow === name))?.requestsPerSecond;
+export function computeRatios(
+  rounds: readonly (readonly ServerResult[])[],
+  flows: readonly FlowResult[] = [],
+  selectedFlows: readonly FlowName[] = [],
+): Ratio[] {
+  const medians = medianOfRounds(rounds);
+  const rate = (name: string) => (medians.find((result) => result.server === name) ?? flows.find((flow) => flow.flow === name))?.requestsPerSecond;
+  const isServer = (name: string) => medians.some((result) => result.server === name);
   return TARGETS.filter(({ onlyWith }) => onlyWith === undefined || selectedFlows.includes(onlyWith)).map(({ name, of, against, target }) => {
+    if (isServer(of) && isServer(against)) {
+      const perRound = rounds.map((round) => {
+        const numerator = round.find((result) => result.server === of)!.requestsPerSecond;
+        const other = round.find((result) => result.server === against)!.requestsPerSecond;
+        return other > 0 ? numerator / other : 0;
+      });
+      const value = median(perRound);
+      return { name, value, rounds: perRound, target, met: value >= target };
+    }
     const numerator = rate(of);
     const other = rate(against);
     const value = numerator !== undefined && other !== undefined && other > 0 ? numerator / other : null;
@@ -74,14 +113,16 @@ export function formatReport(
   );
   // With the flows, not every success is a 2xx (the authorization endpoint answers 302).
   const header = flowRows.length === 0 ? ['server', 'requests/s', 'p50 ms', 'p99 ms', 'non-2xx'] : ['flow', 'requests/s', 'p50 ms', 'p99 ms', 'failed'];
+  const severalRounds = results.some((result) => (result.rounds?.length ?? 0) > 1);
   const rows = [
-    header,
+    severalRounds ? [...header, 'requests/s in each round'] : header,
     ...results.map((result) => [
       result.server,
       result.requestsPerSecond.toFixed(1),
       result.latencyMs.p50.toFixed(3),
       result.latencyMs.p99.toFixed(3),
       String(result.non2xx),
+      ...(severalRounds ? [(result.rounds ?? []).map((rate) => rate.toFixed(0)).join(' ')] : []),
     ]),
     ...flowRows,
   ];
@@ -91,7 +132,8 @@ export function formatReport(
       ...(flows.some((flow) => flow.flow === 'authorization-code') ? ['authorization-code: a 302 to the redirect URI with a code is a success'] : []),
       ...(flows.some((flow) => flow.flow === 'sdk-verify') ? ['sdk-verify: JWT verifications/s in the bench process (no HTTP), latency per verification'] : []),
     ];
-    sections.push([...alignColumns(rows, [false, true, true, true, true]), ...(notes.length > 0 ? ['', ...notes] : [])]);
+    if (severalRounds) notes.unshift('servers: the figures of the median round; ratios between servers: the median of the ratios within each round');
+    sections.push([...alignColumns(rows, [false, true, true, true, true, false]), ...(notes.length > 0 ? ['', ...notes] : [])]);
   }
   if (memory !== undefined) {
     const mb = (value: number) => value.toFixed(1);
@@ -114,7 +156,8 @@ export function formatReport(
     const format = TARGETS.find((target) => target.name === ratio.name)!.format;
     const value = ratio.value === null ? 'not run' : format(ratio.value);
     const verdict = ratio.met === null ? '' : ratio.met ? 'met' : 'NOT met';
-    return [ratio.name, value, `target ≥ ${format(ratio.target)}`, verdict];
+    const spread = (ratio.rounds?.length ?? 0) > 1 ? `rounds: ${ratio.rounds!.map(format).join(', ')}` : '';
+    return [ratio.name, value, `target ≥ ${format(ratio.target)}`, verdict, spread];
   });
   if (memory !== undefined) {
     const highest = Math.max(memory.idleMb, memory.withRowsMb, memory.afterLoadMb);
@@ -123,9 +166,10 @@ export function formatReport(
       `${highest.toFixed(1)} MB`,
       `target < ${memory.targetMb} MB`,
       memory.met ? 'met' : 'NOT met',
+      '',
     ]);
   }
-  return [...sections, alignColumns(ratioRows, [false, true, false, false])].map((lines) => lines.join('\n')).join('\n\n');
+  return [...sections, alignColumns(ratioRows, [false, true, false, false, false])].map((lines) => lines.join('\n')).join('\n\n');
 }
 
 export async function writeJsonReport(

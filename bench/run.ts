@@ -15,7 +15,7 @@ import { readOptions } from './options.ts';
 import type { BenchOptions, FlowName } from './options.ts';
 import { PINNED_FLAG, canPinTo, relaunchPinned } from './pinning.ts';
 import { childFailure, killAllChildrenNow, stopAllChildren } from './processes.ts';
-import { computeRatios, formatReport, writeJsonReport } from './report.ts';
+import { computeRatios, formatReport, medianOfRounds, writeJsonReport } from './report.ts';
 import type { Environment, ServerResult } from './report.ts';
 import { measureSdkVerify } from './sdk.ts';
 import type { SdkResult } from './sdk.ts';
@@ -50,15 +50,20 @@ async function main(): Promise<void> {
     const core = (pinnedTo: number | null) => (pinnedTo === null ? 'unpinned' : `core ${pinnedTo}`);
     console.log(
       `Node ${environment.node} on ${environment.cpu}: servers on ${core(environment.serverCore)}, autocannon on ${core(environment.loadCore)}; ` +
-        `${options.warmupSeconds} s warm-up, ${options.durationSeconds} s measured, ${options.connections} connections\n`,
+        `${options.warmupSeconds} s warm-up, ${options.durationSeconds} s measured, ${options.connections} connections, ` +
+        `${options.rounds} ${options.rounds === 1 ? 'round' : 'rounds'} of the servers\n`,
     );
 
     logWidth = Math.max(logWidth, ...[...options.servers, ...options.flows].map((name) => name.length));
     const serverCore = environment.serverCore ?? undefined;
-    const results: ServerResult[] = [];
-    for (const name of options.servers) {
-      results.push(await measure(name, options, serverCore));
+    const rounds: ServerResult[][] = [];
+    for (let round = 1; round <= (options.servers.length > 0 ? options.rounds : 0); round++) {
+      if (options.rounds > 1) console.log(`round ${round} of ${options.rounds}`);
+      const results: ServerResult[] = [];
+      for (const name of options.servers) results.push(await measure(name, options, serverCore));
+      rounds.push(results);
     }
+    const results = medianOfRounds(rounds);
     const flows: (FlowResult | SdkResult)[] = [];
     let memory: MemoryResult | undefined;
     for (const name of options.flows) {
@@ -69,7 +74,7 @@ async function main(): Promise<void> {
     }
 
     const httpFlows = flows.filter((flow): flow is FlowResult => 'requestsPerSecond' in flow);
-    const ratios = computeRatios(results, httpFlows, options.flows);
+    const ratios = computeRatios(rounds, httpFlows, options.flows);
     console.log(`\n${formatReport(results, ratios, flows, memory)}\n`);
     await writeJsonReport(resultsFile, options, environment, results, ratios, flows, memory);
     console.log(`results written to ${resultsFile}`);
