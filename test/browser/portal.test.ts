@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -136,6 +137,26 @@ describe('developer portal in headless Chromium', () => {
       await page.goto(`${server.url}/developers/applications/${clientId}`);
       assert.equal(await page.getByRole('textbox', { name: 'Client secret', exact: true }).count(), 0);
       assert.ok(!(await page.content()).includes(clientSecret));
+
+      // Public keys pasted into the page, then a client assertion instead of the secret (RFC 7523).
+      const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+      await page.getByLabel(/^Keys to register/).fill(JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'sync-2026' }] }));
+      await page.getByRole('button', { name: 'Save keys' }).click();
+      await page.getByText('The public keys were saved').waitFor();
+      await page.getByText('sync-2026', { exact: true }).waitFor();
+      assert.ok(await page.getByRole('button', { name: 'Remove the keys' }).isVisible());
+      await screenshot(page, 'public-keys');
+      const now = Math.floor(Date.now() / 1000);
+      const assertion = await new SignJWT({ iss: clientId, sub: clientId, aud: `${server.url}/token`, iat: now, exp: now + 60, jti: randomUUID() })
+        .setProtectedHeader({ alg: 'ES256', kid: 'sync-2026' })
+        .sign(privateKey);
+      const signed = await post(`${server.url}/token`, {
+        grant_type: 'client_credentials',
+        scope: 'model:read',
+        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+        client_assertion: assertion,
+      });
+      assert.equal(signed.status, 200, JSON.stringify(signed.body));
 
       // An API key, used against Gatehouse, then revoked in the portal.
       await page.getByRole('link', { name: 'API keys' }).click();
