@@ -193,9 +193,12 @@ function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }
 // Members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
-/** Whether any key of a would-be JWK Set carries private or secret key material (so it must not be shown again). */
-export function holdsPrivateKeyMaterial(jwks: { keys: unknown[] }): boolean {
-  return jwks.keys.some((key) => typeof key === 'object' && key !== null && PRIVATE_MEMBERS.some((member) => Object.hasOwn(key, member)));
+const isPrivateJwk = (key: unknown): boolean => typeof key === 'object' && key !== null && PRIVATE_MEMBERS.some((member) => Object.hasOwn(key, member));
+
+/** Whether a would-be JWK Set carries private or secret key material in any key (so it must not be shown again). */
+export function holdsPrivateKeyMaterial(jwks: unknown): boolean {
+  const keys = (jwks as { keys?: unknown } | null)?.keys;
+  return Array.isArray(keys) && keys.some(isPrivateJwk);
 }
 
 /**
@@ -214,7 +217,7 @@ function checkJwks(value: unknown): JsonWebKeySet | null {
     const which = `key ${i + 1}`;
     if (typeof key !== 'object' || key === null || Array.isArray(key)) throw fail(`${which} is not a JWK`);
     const jwk = key as Record<string, unknown>;
-    if (PRIVATE_MEMBERS.some((member) => Object.hasOwn(jwk, member))) {
+    if (isPrivateJwk(jwk)) {
       throw fail(`${which} holds private or secret key material: register the public key only, and keep the private key with the client`);
     }
     if (!['RSA', 'EC', 'OKP'].includes(String(jwk.kty))) throw fail(`${which}: kty must be RSA, EC or OKP`);

@@ -143,11 +143,10 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     } catch {
       return refuse('the keys are not valid JSON: paste a JWK Set, {"keys": [ … ]}');
     }
-    if (typeof jwks !== 'object' || jwks === null || Array.isArray(jwks) || !Array.isArray((jwks as { keys?: unknown }).keys)) {
-      return refuse('the keys must be a JWK Set: {"keys": [ … ]}, with one JWK per key');
-    }
-    // A private key pasted by mistake is refused below, and not sent back in the page.
-    if (holdsPrivateKeyMaterial(jwks as { keys: unknown[] })) posted = '';
+    // To the core, null means "no keys"; here, removing them is the other form's job.
+    if (jwks === null) return refuse('the keys must be a JWK Set: {"keys": [ … ]}, with one JWK per key');
+    // A private key pasted by mistake is refused by the core's checks, and not sent back in the page.
+    if (holdsPrivateKeyMaterial(jwks)) posted = '';
     const now = gatehouse.clock();
     let updated;
     try {
