@@ -15,6 +15,7 @@ export const FLOW_NAMES = [
 export type FlowName = (typeof FLOW_NAMES)[number];
 
 export interface BenchOptions {
+  /** Seconds each flow and the SDK loop are measured. */
   durationSeconds: number;
   warmupSeconds: number;
   connections: number;
@@ -24,6 +25,8 @@ export interface BenchOptions {
    * between rounds moves the servers of a round together, and one bad round cannot decide.
    */
   rounds: number;
+  /** Seconds each server is measured in each round: short, so that the servers of a round share the machine's conditions. */
+  roundSeconds: number;
   servers: ServerName[];
   flows: FlowName[];
 }
@@ -33,7 +36,8 @@ export function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
     durationSeconds: integer(env, 'BENCH_DURATION', 10, 1),
     warmupSeconds: integer(env, 'BENCH_WARMUP', 3, 0),
     connections: integer(env, 'BENCH_CONNECTIONS', 10, 1),
-    rounds: integer(env, 'BENCH_ROUNDS', 3, 1),
+    rounds: integer(env, 'BENCH_ROUNDS', 10, 1),
+    roundSeconds: integer(env, 'BENCH_ROUND_SECONDS', 2, 1),
     ...selection(env.BENCH_ONLY),
   };
 }

@@ -50,19 +50,13 @@ async function main(): Promise<void> {
     const core = (pinnedTo: number | null) => (pinnedTo === null ? 'unpinned' : `core ${pinnedTo}`);
     console.log(
       `Node ${environment.node} on ${environment.cpu}: servers on ${core(environment.serverCore)}, autocannon on ${core(environment.loadCore)}; ` +
-        `${options.warmupSeconds} s warm-up, ${options.durationSeconds} s measured, ${options.connections} connections, ` +
-        `${options.rounds} ${options.rounds === 1 ? 'round' : 'rounds'} of the servers\n`,
+        `${options.warmupSeconds} s warm-up, ${options.connections} connections; servers in ${options.rounds} ${options.rounds === 1 ? 'round' : 'rounds'} ` +
+        `of ${options.roundSeconds} s, flows ${options.durationSeconds} s each\n`,
     );
 
     logWidth = Math.max(logWidth, ...[...options.servers, ...options.flows].map((name) => name.length));
     const serverCore = environment.serverCore ?? undefined;
-    const rounds: ServerResult[][] = [];
-    for (let round = 1; round <= (options.servers.length > 0 ? options.rounds : 0); round++) {
-      if (options.rounds > 1) console.log(`round ${round} of ${options.rounds}`);
-      const results: ServerResult[] = [];
-      for (const name of options.servers) results.push(await measure(name, options, serverCore));
-      rounds.push(results);
-    }
+    const rounds = options.servers.length > 0 ? await measureServers(options, serverCore) : [];
     const results = medianOfRounds(rounds);
     const flows: (FlowResult | SdkResult)[] = [];
     let memory: MemoryResult | undefined;
@@ -95,20 +89,40 @@ async function stopEverything(): Promise<void> {
   await stopAllChildren();
 }
 
-async function measure(name: ServerName, options: BenchOptions, core: number | undefined): Promise<ServerResult> {
-  log(name, 'starting');
-  const server = await startServer(name, core);
+/**
+ * The servers compared, all started and warmed up first, then measured in short rounds, one after
+ * the other in each round. A virtual machine's speed drifts over tens of seconds; rounds of a few
+ * seconds put the servers of a round under the same conditions, so the ratio within a round is
+ * steady even when the rates are not. An idle server on the shared core costs nothing measurable.
+ */
+async function measureServers(options: BenchOptions, core: number | undefined): Promise<ServerResult[][]> {
+  const servers: RunningServer[] = [];
   try {
-    if (options.warmupSeconds > 0) {
-      log(name, `warming up for ${options.warmupSeconds} s`);
-      await runLoad(server.tokenRequest, { durationSeconds: options.warmupSeconds, connections: options.connections });
+    for (const name of options.servers) {
+      log(name, 'starting');
+      servers.push(await startServer(name, core));
     }
-    log(name, `measuring for ${options.durationSeconds} s`);
-    const load = await runLoad(server.tokenRequest, { durationSeconds: options.durationSeconds, connections: options.connections });
-    expectEveryRequestSucceeded(server, load);
-    return { server: name, ...load };
+    if (options.warmupSeconds > 0) {
+      for (const server of servers) {
+        log(server.name, `warming up for ${options.warmupSeconds} s`);
+        await runLoad(server.tokenRequest, { durationSeconds: options.warmupSeconds, connections: options.connections });
+      }
+    }
+    console.log(`measuring ${options.rounds} ${options.rounds === 1 ? 'round' : 'rounds'} of ${options.roundSeconds} s per server`);
+    const rounds: ServerResult[][] = [];
+    for (let round = 1; round <= options.rounds; round++) {
+      const results: ServerResult[] = [];
+      for (const server of servers) {
+        const load = await runLoad(server.tokenRequest, { durationSeconds: options.roundSeconds, connections: options.connections });
+        expectEveryRequestSucceeded(server, load);
+        results.push({ server: server.name, ...load });
+      }
+      rounds.push(results);
+      console.log(`round ${String(round).padStart(String(options.rounds).length)}: ${results.map((result) => `${result.server} ${result.requestsPerSecond.toFixed(0)}/s`).join(', ')}`);
+    }
+    return rounds;
   } finally {
-    await server.stop();
+    await Promise.all(servers.map((server) => server.stop()));
   }
 }
 
