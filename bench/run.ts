@@ -14,7 +14,7 @@ import type { MemoryResult } from './memory.ts';
 import { readOptions } from './options.ts';
 import type { BenchOptions, FlowName } from './options.ts';
 import { PINNED_FLAG, canPinTo, relaunchPinned } from './pinning.ts';
-import { childFailure, killAllChildrenNow, stopAllChildren } from './processes.ts';
+import { childFailure, cpuMicros, killAllChildrenNow, stopAllChildren } from './processes.ts';
 import { computeRatios, formatReport, medianOfRounds, writeJsonReport } from './report.ts';
 import type { Environment, ServerResult } from './report.ts';
 import { measureSdkVerify } from './sdk.ts';
@@ -113,9 +113,12 @@ async function measureServers(options: BenchOptions, core: number | undefined): 
     for (let round = 1; round <= options.rounds; round++) {
       const results: ServerResult[] = [];
       for (const server of servers) {
+        const cpuBefore = cpuMicros(server.child.process.pid);
         const load = await runLoad(server.tokenRequest, { durationSeconds: options.roundSeconds, connections: options.connections });
+        const cpuAfter = cpuMicros(server.child.process.pid);
         expectEveryRequestSucceeded(server, load);
-        results.push({ server: server.name, ...load });
+        const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? { cpuMicrosPerRequest: (cpuAfter - cpuBefore) / load.totalRequests } : {};
+        results.push({ server: server.name, ...load, ...cpu });
       }
       rounds.push(results);
       console.log(`round ${String(round).padStart(String(options.rounds).length)}: ${results.map((result) => `${result.server} ${result.requestsPerSecond.toFixed(0)}/s`).join(', ')}`);
