@@ -34,7 +34,7 @@ export interface BenchOptions {
 export function readOptions(env: NodeJS.ProcessEnv): BenchOptions {
   return {
     durationSeconds: integer(env, 'BENCH_DURATION', 10, 1),
-    warmupSeconds: integer(env, 'BENCH_WARMUP', 3, 0),
+    warmupSeconds: integer(env, 'BENCH_WARMUP', 10, 0),
     connections: integer(env, 'BENCH_CONNECTIONS', 10, 1),
     rounds: integer(env, 'BENCH_ROUNDS', 10, 1),
     roundSeconds: integer(env, 'BENCH_ROUND_SECONDS', 2, 1),
