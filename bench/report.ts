@@ -12,10 +12,10 @@ export interface ServerResult extends LoadResult {
   server: ServerName;
   /** Requests/s of the server in each round, in the order of the rounds (the figures above are the median round's). */
   rounds?: number[];
-  /** Microseconds of the server process's CPU (all threads) per request answered, where /proc tells. */
+  /** Microseconds of the server process's CPU (all threads) per request answered in a round, where /proc tells. */
   cpuMicrosPerRequest?: number;
-  /** The median over the rounds of `cpuMicrosPerRequest`. */
-  medianCpuMicrosPerRequest?: number;
+  /** `cpuMicrosPerRequest` of each round, in the order of the rounds. */
+  cpuRounds?: number[];
 }
 
 export interface Ratio {
@@ -65,7 +65,7 @@ export function medianOfRounds(rounds: readonly (readonly ServerResult[])[]): Se
     const rates = measured.map((result) => result.requestsPerSecond);
     const middle = measured.find((result) => result.requestsPerSecond === median(rates))!;
     const cpu = measured.flatMap((result) => (result.cpuMicrosPerRequest === undefined ? [] : [result.cpuMicrosPerRequest]));
-    return { ...middle, rounds: rates, ...(cpu.length === measured.length && { medianCpuMicrosPerRequest: median(cpu) }) };
+    return { ...middle, rounds: rates, ...(cpu.length === measured.length && { cpuRounds: cpu }) };
   });
 }
 
@@ -138,10 +138,8 @@ export function formatReport(
       ...(flows.some((flow) => flow.flow === 'sdk-verify') ? ['sdk-verify: JWT verifications/s in the bench process (no HTTP), latency per verification'] : []),
     ];
     if (severalRounds) notes.unshift('servers: the figures of the median round; ratios between servers: the median of the ratios within each round');
-    const cpu = results.filter((result) => result.medianCpuMicrosPerRequest !== undefined);
-    if (cpu.length > 0) {
-      notes.push(`server CPU per request (median of the rounds): ${cpu.map((result) => `${result.server} ${result.medianCpuMicrosPerRequest!.toFixed(1)} µs`).join(', ')}`);
-    }
+    const cpu = results.flatMap(({ server, cpuRounds }) => (cpuRounds === undefined ? [] : [`${server} ${median(cpuRounds).toFixed(1)} µs`]));
+    if (cpu.length > 0) notes.push(`server CPU per request (median of the rounds): ${cpu.join(', ')}`);
     sections.push([...alignColumns(rows, [false, true, true, true, true, false]), ...(notes.length > 0 ? ['', ...notes] : [])]);
   }
   if (memory !== undefined) {
