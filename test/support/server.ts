@@ -27,6 +27,8 @@ export interface TestServerOptions {
   /** Replaces parts of the shipped configuration file. */
   config?: Partial<FileConfig>;
   env?: Record<string, string>;
+  /** False: no key reloading and no sweeping of expired rows, for tests that compare stored state over minutes. */
+  background?: boolean;
 }
 
 /** A real Gatehouse on a free loopback port, on a fresh database of the given dialect. */
@@ -45,7 +47,11 @@ export async function startTestServer(dialect: TestDialect, options: TestServerO
     },
     options.config,
   );
-  const gatehouse = await createGatehouse(config, { logger: pino({ level: 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
+  const gatehouse = await createGatehouse(config, {
+    logger: pino({ level: 'silent' }),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.background === false ? { background: false } : {}),
+  });
   const app = buildApp(gatehouse);
   await app.listen({ port, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${port}`;
