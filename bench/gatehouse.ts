@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { SERVER_NODE_OPTIONS } from '../src/cli/runtime.ts';
-import { findFreePort, runToCompletion, startChild, waitUntilReady } from './processes.ts';
+import { cpuMicros, findFreePort, runToCompletion, startChild, waitUntilReady } from './processes.ts';
 import type { Child } from './processes.ts';
 import { withoutGatehouseSettings } from './servers.ts';
 
@@ -36,8 +36,21 @@ export interface GatehouseInstance {
   cli<T>(args: readonly string[]): Promise<T>;
   /** Starts `gatehouse serve --workers 1` pinned to `core` and waits until /healthz answers. */
   serve(core: number | undefined): Promise<Child>;
+  /** CPU time used so far by the serving process and by the database's server processes (see CpuUsage). */
+  cpuUsage(): Promise<CpuUsage>;
   /** Stops the server, then drops the database and removes the data dir. Safe to call again. */
   stop(): Promise<void>;
+}
+
+/** Microseconds of CPU used so far, all threads (see cpuMicros); undefined where /proc does not tell. */
+export interface CpuUsage {
+  server: number | undefined;
+  /**
+   * On a PostgreSQL of this machine: each backend connected to the instance's database, by pid (the
+   * server's own background processes, the WAL writer and the like, are not in it). Undefined on
+   * SQLite, which runs inside the server process, and on a PostgreSQL elsewhere.
+   */
+  backends: Map<number, number> | undefined;
 }
 
 const instances = new Set<GatehouseInstance>();
@@ -81,6 +94,19 @@ export async function createInstance(label: string, database: DatabaseKind): Pro
       child = startChild(label, process.execPath, [...SERVER_NODE_OPTIONS, cli, 'serve', '--workers', '1'], { cwd: repoRoot, env, core });
       await waitUntilReady(child, `${url}/healthz`);
       return child;
+    },
+    async cpuUsage() {
+      const server = cpuMicros(child?.process.pid);
+      if (databaseName === undefined || !postgresIsLocal()) return { server, backends: undefined };
+      const { rows } = await withAdmin((client) =>
+        client.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [databaseName]),
+      );
+      const backends = new Map<number, number>();
+      for (const { pid } of rows) {
+        const used = cpuMicros(pid);
+        if (used !== undefined) backends.set(pid, used);
+      }
+      return { server, backends };
     },
     stop() {
       instances.delete(instance);
@@ -131,6 +157,12 @@ function parseJsonOutput(stdout: string, command: string): unknown {
     }
   }
   throw new Error(`${command} printed no JSON:\n${stdout}`);
+}
+
+/** Whether the PostgreSQL server runs on this machine, where its processes' CPU time can be read. */
+function postgresIsLocal(): boolean {
+  const { hostname } = new URL(POSTGRES_ADMIN_URL);
+  return ['', 'localhost', '127.0.0.1', '[::1]'].includes(hostname);
 }
 
 function databaseUrl(name: string): string {

@@ -140,6 +140,12 @@ export function formatReport(
     if (severalRounds) notes.unshift('servers: the figures of the median round; ratios between servers: the median of the ratios within each round');
     const cpu = results.flatMap(({ server, cpuRounds }) => (cpuRounds === undefined ? [] : [`${server} ${median(cpuRounds).toFixed(1)} µs`]));
     if (cpu.length > 0) notes.push(`server CPU per request (median of the rounds): ${cpu.join(', ')}`);
+    const flowCpu = flows.flatMap((flow) =>
+      'requestsPerSecond' in flow && flow.cpuMicrosPerRequest !== undefined
+        ? [`${flow.flow} ${flow.cpuMicrosPerRequest.toFixed(1)} µs${flow.databaseCpuMicrosPerRequest === undefined ? '' : ` + PostgreSQL ${flow.databaseCpuMicrosPerRequest.toFixed(1)} µs`}`]
+        : [],
+    );
+    if (flowCpu.length > 0) notes.push(`flow CPU per request (Gatehouse process, and PostgreSQL's backends where local): ${flowCpu.join(', ')}`);
     sections.push([...alignColumns(rows, [false, true, true, true, true, false]), ...(notes.length > 0 ? ['', ...notes] : [])]);
   }
   if (memory !== undefined) {
