@@ -19,6 +19,8 @@ export interface FlowResult extends LoadResult {
   expectedStatus: number;
   /** Microseconds of the Gatehouse process's CPU (all threads) per request measured, where /proc tells. */
   cpuMicrosPerRequest?: number;
+  /** Measured in the servers' rounds: requests/s in each round (the figures above are the median round's). */
+  rounds?: number[];
   /**
    * On a PostgreSQL of this machine, microseconds of CPU of the backends serving the instance's
    * database per request measured: the other half of what a request costs the machine.
@@ -44,6 +46,34 @@ const EMAIL = 'bench@bench.example';
 /** Never contacted: the authorization endpoint only names it in its redirect. */
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 
+/** A flow set up on an instance of its own, ready to be measured once or in rounds. */
+export interface FlowUnderTest {
+  name: HttpFlowName;
+  /**
+   * Loads the flow for `seconds` on fresh connections (fresh refresh tokens, prepared before the
+   * clock starts). Every answer must be the expected one, in a warm-up as in a measurement.
+   */
+  measure(seconds: number, connections: number, run: 'warm-up' | 'measurement'): Promise<FlowResult>;
+  /** Stops the instance and removes its database. */
+  stop(): Promise<void>;
+}
+
+export async function startFlow(name: HttpFlowName, core: number | undefined): Promise<FlowUnderTest> {
+  const flow = await prepare(name, core);
+  return {
+    name,
+    async measure(seconds, connections, run) {
+      const request = await flow.request(connections);
+      const before = await flow.instance.cpuUsage();
+      const load = await runLoad(request, { durationSeconds: seconds, connections });
+      const after = await flow.instance.cpuUsage();
+      expectEveryRequestSucceeded(name, flow, load, run);
+      return { flow: name, expectedStatus: flow.expectedStatus, ...load, ...cpuPerRequest(before, after, load.totalRequests) };
+    },
+    stop: () => flow.instance.stop(),
+  };
+}
+
 export async function measureHttpFlow(
   name: HttpFlowName,
   options: BenchOptions,
@@ -51,23 +81,16 @@ export async function measureHttpFlow(
   log: (message: string) => void,
 ): Promise<FlowResult> {
   log('setting up');
-  const flow = await prepare(name, core);
+  const flow = await startFlow(name, core);
   try {
     if (options.warmupSeconds > 0) {
       log(`warming up for ${options.warmupSeconds} s`);
-      const warmup = await runLoad(await flow.request(options.connections), { durationSeconds: options.warmupSeconds, connections: options.connections });
-      expectEveryRequestSucceeded(name, flow, warmup, 'warm-up');
+      await flow.measure(options.warmupSeconds, options.connections, 'warm-up');
     }
     log(`measuring for ${options.durationSeconds} s`);
-    // Prepared first: the refresh flows' set-up (a password grant per connection) is not measured.
-    const request = await flow.request(options.connections);
-    const before = await flow.instance.cpuUsage();
-    const load = await runLoad(request, { durationSeconds: options.durationSeconds, connections: options.connections });
-    const after = await flow.instance.cpuUsage();
-    expectEveryRequestSucceeded(name, flow, load, 'measurement');
-    return { flow: name, expectedStatus: flow.expectedStatus, ...load, ...cpuPerRequest(before, after, load.totalRequests) };
+    return await flow.measure(options.durationSeconds, options.connections, 'measurement');
   } finally {
-    await flow.instance.stop();
+    await flow.stop();
   }
 }
 

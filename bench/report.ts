@@ -70,23 +70,49 @@ export function medianOfRounds(rounds: readonly (readonly ServerResult[])[]): Se
 }
 
 /**
+ * A flow measured in the servers' rounds: its median round (by requests/s), with its requests/s in
+ * every round and the median of its CPU figures.
+ */
+export function medianFlowRound(measured: readonly FlowResult[]): FlowResult {
+  const rates = measured.map((result) => result.requestsPerSecond);
+  const middle = measured.find((result) => result.requestsPerSecond === median(rates))!;
+  const medianOf = (pick: (result: FlowResult) => number | undefined) => {
+    const values = measured.flatMap((result) => (pick(result) === undefined ? [] : [pick(result)!]));
+    return values.length === measured.length ? median(values) : undefined;
+  };
+  const cpu = medianOf((result) => result.cpuMicrosPerRequest);
+  const databaseCpu = medianOf((result) => result.databaseCpuMicrosPerRequest);
+  return {
+    ...middle,
+    rounds: rates,
+    ...(cpu !== undefined && { cpuMicrosPerRequest: cpu }),
+    ...(databaseCpu !== undefined && { databaseCpuMicrosPerRequest: databaseCpu }),
+  };
+}
+
+/**
  * The ratios of the servers (always) and of the flows (when they were selected: a run of the three
  * servers alone reports exactly what it always did). Two servers are compared within each round,
- * where they ran minutes apart at most; a flow, measured once, against a server's median round.
+ * where they ran seconds apart; so is a flow measured in the rounds (`flowRounds`); a flow measured
+ * once, against a server's median round.
  */
 export function computeRatios(
   rounds: readonly (readonly ServerResult[])[],
   flows: readonly FlowResult[] = [],
   selectedFlows: readonly FlowName[] = [],
+  flowRounds: ReadonlyMap<FlowName, readonly FlowResult[]> = new Map(),
 ): Ratio[] {
   const medians = medianOfRounds(rounds);
   const rate = (name: string) => (medians.find((result) => result.server === name) ?? flows.find((flow) => flow.flow === name))?.requestsPerSecond;
   const isServer = (name: string) => medians.some((result) => result.server === name);
+  const inRounds = (name: string) => isServer(name) || flowRounds.get(name as FlowName)?.length === rounds.length;
+  const rateInRound = (name: string, index: number) =>
+    isServer(name) ? rounds[index]!.find((result) => result.server === name)!.requestsPerSecond : flowRounds.get(name as FlowName)![index]!.requestsPerSecond;
   return TARGETS.filter(({ onlyWith }) => onlyWith === undefined || selectedFlows.includes(onlyWith)).map(({ name, of, against, target }) => {
-    if (isServer(of) && isServer(against)) {
-      const perRound = rounds.map((round) => {
-        const numerator = round.find((result) => result.server === of)!.requestsPerSecond;
-        const other = round.find((result) => result.server === against)!.requestsPerSecond;
+    if (rounds.length > 0 && inRounds(of) && inRounds(against)) {
+      const perRound = rounds.map((_, index) => {
+        const numerator = rateInRound(of, index);
+        const other = rateInRound(against, index);
         return other > 0 ? numerator / other : 0;
       });
       const value = median(perRound);
@@ -105,20 +131,22 @@ export function formatReport(
   flows: readonly (FlowResult | SdkResult)[] = [],
   memory?: MemoryResult,
 ): string {
+  const severalRounds = results.some((result) => (result.rounds?.length ?? 0) > 1);
+  const roundsColumn = (rates: readonly number[] | undefined) => (severalRounds ? [(rates ?? []).map((rate) => rate.toFixed(0)).join(' ')] : []);
   const flowRows = flows.map((flow) =>
     'opsPerSecond' in flow
-      ? [flow.flow, flow.opsPerSecond.toFixed(1), flow.latencyMs.p50.toFixed(3), flow.latencyMs.p99.toFixed(3), '0']
+      ? [flow.flow, flow.opsPerSecond.toFixed(1), flow.latencyMs.p50.toFixed(3), flow.latencyMs.p99.toFixed(3), '0', ...roundsColumn(undefined)]
       : [
           flow.flow,
           flow.requestsPerSecond.toFixed(1),
           flow.latencyMs.p50.toFixed(3),
           flow.latencyMs.p99.toFixed(3),
           String(flow.totalRequests - (flow.statusCodes[flow.expectedStatus] ?? 0) + (flow.mismatches ?? 0)),
+          ...roundsColumn(flow.rounds),
         ],
   );
   // With the flows, not every success is a 2xx (the authorization endpoint answers 302).
   const header = flowRows.length === 0 ? ['server', 'requests/s', 'p50 ms', 'p99 ms', 'non-2xx'] : ['flow', 'requests/s', 'p50 ms', 'p99 ms', 'failed'];
-  const severalRounds = results.some((result) => (result.rounds?.length ?? 0) > 1);
   const rows = [
     severalRounds ? [...header, 'requests/s in each round'] : header,
     ...results.map((result) => [
@@ -127,7 +155,7 @@ export function formatReport(
       result.latencyMs.p50.toFixed(3),
       result.latencyMs.p99.toFixed(3),
       String(result.non2xx),
-      ...(severalRounds ? [(result.rounds ?? []).map((rate) => rate.toFixed(0)).join(' ')] : []),
+      ...roundsColumn(result.rounds),
     ]),
     ...flowRows,
   ];
@@ -138,6 +166,10 @@ export function formatReport(
       ...(flows.some((flow) => flow.flow === 'sdk-verify') ? ['sdk-verify: JWT verifications/s in the bench process (no HTTP), latency per verification'] : []),
     ];
     if (severalRounds) notes.unshift('servers: the figures of the median round; ratios between servers: the median of the ratios within each round');
+    const flowsInRounds = flows.flatMap((flow) => ('rounds' in flow && flow.rounds !== undefined ? [flow.flow] : []));
+    if (flowsInRounds.length > 0) {
+      notes.push(`${flowsInRounds.join(', ')}: measured in the servers' rounds, after them; figures of its median round, ratio to client_credentials within each round`);
+    }
     const cpu = results.flatMap(({ server, cpuRounds }) => (cpuRounds === undefined ? [] : [`${server} ${median(cpuRounds).toFixed(1)} µs`]));
     if (cpu.length > 0) notes.push(`server CPU per request (median of the rounds): ${cpu.join(', ')}`);
     const flowCpu = flows.flatMap((flow) =>

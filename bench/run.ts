@@ -5,8 +5,8 @@
 // introspection of a JWT and of an API key, JWT verification in the SDK, and resident memory.
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { measureHttpFlow } from './flows.ts';
-import type { FlowResult } from './flows.ts';
+import { measureHttpFlow, startFlow } from './flows.ts';
+import type { FlowResult, FlowUnderTest, HttpFlowName } from './flows.ts';
 import { stopAllInstances } from './gatehouse.ts';
 import { runLoad } from './load.ts';
 import { measureMemory } from './memory.ts';
@@ -15,7 +15,7 @@ import { readOptions } from './options.ts';
 import type { BenchOptions, FlowName } from './options.ts';
 import { PINNED_FLAG, canPinTo, relaunchPinned } from './pinning.ts';
 import { childFailure, cpuMicros, killAllChildrenNow, stopAllChildren } from './processes.ts';
-import { computeRatios, formatReport, medianOfRounds, writeJsonReport } from './report.ts';
+import { computeRatios, formatReport, medianFlowRound, medianOfRounds, writeJsonReport } from './report.ts';
 import type { Environment, ServerResult } from './report.ts';
 import { measureSdkVerify } from './sdk.ts';
 import type { SdkResult } from './sdk.ts';
@@ -23,6 +23,8 @@ import { startServer, stopAllServers } from './servers.ts';
 import type { RunningServer, ServerName } from './servers.ts';
 
 const SERVER_CORE = 0;
+/** Flows measured in the servers' rounds when Gatehouse is one of the servers (see main). */
+const FLOWS_IN_ROUNDS: readonly HttpFlowName[] = ['refresh-postgres'];
 const LOAD_CORE = 1;
 const resultsFile = fileURLToPath(new URL('results/latest.json', import.meta.url));
 /** Log lines name what is measured in a column this wide: every name of the run ('oidc-provider' at least). */
@@ -56,19 +58,24 @@ async function main(): Promise<void> {
 
     logWidth = Math.max(logWidth, ...[...options.servers, ...options.flows].map((name) => name.length));
     const serverCore = environment.serverCore ?? undefined;
-    const rounds = options.servers.length > 0 ? await measureServers(options, serverCore) : [];
+    // A flow held against client_credentials by a target is measured in the servers' rounds, beside
+    // Gatehouse, so that both rates of its ratio come from the same seconds of the machine.
+    const inRounds = FLOWS_IN_ROUNDS.filter((name) => options.flows.includes(name) && options.servers.includes('gatehouse'));
+    const { rounds, flowRounds } = options.servers.length > 0 ? await measureServers(options, serverCore, inRounds) : { rounds: [], flowRounds: new Map() };
     const results = medianOfRounds(rounds);
     const flows: (FlowResult | SdkResult)[] = [];
     let memory: MemoryResult | undefined;
     for (const name of options.flows) {
       const flowLog = (message: string) => log(name, message);
-      if (name === 'memory') memory = await measureMemory(options, serverCore, flowLog);
+      const measuredInRounds = flowRounds.get(name);
+      if (measuredInRounds) flows.push(medianFlowRound(measuredInRounds));
+      else if (name === 'memory') memory = await measureMemory(options, serverCore, flowLog);
       else if (name === 'sdk-verify') flows.push(await measureSdkVerify(options, serverCore, flowLog));
       else flows.push(await measureHttpFlow(name, options, serverCore, flowLog));
     }
 
     const httpFlows = flows.filter((flow): flow is FlowResult => 'requestsPerSecond' in flow);
-    const ratios = computeRatios(rounds, httpFlows, options.flows);
+    const ratios = computeRatios(rounds, httpFlows, options.flows, flowRounds);
     console.log(`\n${formatReport(results, ratios, flows, memory)}\n`);
     await writeJsonReport(resultsFile, options, environment, results, ratios, flows, memory);
     console.log(`results written to ${resultsFile}`);
@@ -94,22 +101,37 @@ async function stopEverything(): Promise<void> {
  * the other in each round. A virtual machine's speed drifts over tens of seconds; rounds of a few
  * seconds put the servers of a round under the same conditions, so the ratio within a round is
  * steady even when the rates are not. An idle server on the shared core costs nothing measurable.
+ * The flows named are set up on instances of their own and measured in each round after the servers.
  */
-async function measureServers(options: BenchOptions, core: number | undefined): Promise<ServerResult[][]> {
+async function measureServers(
+  options: BenchOptions,
+  core: number | undefined,
+  flowNames: readonly HttpFlowName[],
+): Promise<{ rounds: ServerResult[][]; flowRounds: Map<FlowName, FlowResult[]> }> {
   const servers: RunningServer[] = [];
+  const flows: FlowUnderTest[] = [];
   try {
     for (const name of options.servers) {
       log(name, 'starting');
       servers.push(await startServer(name, core));
+    }
+    for (const name of flowNames) {
+      log(name, 'setting up');
+      flows.push(await startFlow(name, core));
     }
     if (options.warmupSeconds > 0) {
       for (const server of servers) {
         log(server.name, `warming up for ${options.warmupSeconds} s`);
         await runLoad(server.tokenRequest, { durationSeconds: options.warmupSeconds, connections: options.connections });
       }
+      for (const flow of flows) {
+        log(flow.name, `warming up for ${options.warmupSeconds} s`);
+        await flow.measure(options.warmupSeconds, options.connections, 'warm-up');
+      }
     }
-    console.log(`measuring ${options.rounds} ${options.rounds === 1 ? 'round' : 'rounds'} of ${options.roundSeconds} s per server`);
+    console.log(`measuring ${options.rounds} ${options.rounds === 1 ? 'round' : 'rounds'} of ${options.roundSeconds} s per server${flows.length > 0 ? ' and flow' : ''}`);
     const rounds: ServerResult[][] = [];
+    const flowRounds = new Map<FlowName, FlowResult[]>(flows.map((flow) => [flow.name, []]));
     for (let round = 1; round <= options.rounds; round++) {
       const results: ServerResult[] = [];
       for (const server of servers) {
@@ -120,12 +142,19 @@ async function measureServers(options: BenchOptions, core: number | undefined): 
         const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? { cpuMicrosPerRequest: (cpuAfter - cpuBefore) / load.totalRequests } : {};
         results.push({ server: server.name, ...load, ...cpu });
       }
+      const flowResults: FlowResult[] = [];
+      for (const flow of flows) {
+        const result = await flow.measure(options.roundSeconds, options.connections, 'measurement');
+        flowRounds.get(flow.name)!.push(result);
+        flowResults.push(result);
+      }
       rounds.push(results);
-      console.log(`round ${String(round).padStart(String(options.rounds).length)}: ${results.map((result) => `${result.server} ${result.requestsPerSecond.toFixed(0)}/s`).join(', ')}`);
+      const rates = [...results.map((result) => `${result.server} ${result.requestsPerSecond.toFixed(0)}/s`), ...flowResults.map((result) => `${result.flow} ${result.requestsPerSecond.toFixed(0)}/s`)];
+      console.log(`round ${String(round).padStart(String(options.rounds).length)}: ${rates.join(', ')}`);
     }
-    return rounds;
+    return { rounds, flowRounds };
   } finally {
-    await Promise.all(servers.map((server) => server.stop()));
+    await Promise.all([...servers.map((server) => server.stop()), ...flows.map((flow) => flow.stop())]);
   }
 }
 
