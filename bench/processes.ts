@@ -148,8 +148,8 @@ export async function runToCompletion(command: string, args: readonly string[], 
 /**
  * CPU time a process has used so far, all its threads together, in microseconds: from Linux's
  * /proc/PID/task/TID/schedstat (nanoseconds on the CPU). Undefined where /proc is missing. Time
- * the hypervisor took from a virtual machine is not in it, which makes CPU per request a steadier
- * figure than requests/s on a machine whose speed drifts.
+ * the hypervisor took from a virtual machine is not in it; a host that slows the machine down
+ * still lengthens it, so figures compare within a run, like rates.
  */
 export function cpuMicros(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
