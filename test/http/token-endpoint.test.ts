@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { updateClient } from '../../src/core/applications.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 
 for (const dialect of DIALECTS) {
@@ -261,6 +262,23 @@ for (const dialect of DIALECTS) {
         // The refusal consumed nothing: enabled again, the user's token works once more.
         await server.gatehouse.storage.users.setDisabled(other.id, null, server.gatehouse.clock());
         assert.equal((await refresh(issued)).status, 200);
+      });
+
+      it('refuses a token carrying a scope its client was since denied with invalid_scope, and consumes nothing', async () => {
+        const shrinking = await server.client({ name: 'Shrinking', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read', 'model:read'] });
+        const issued = (
+          await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'objects:read model:read' }, { headers: { authorization: basic(shrinking.id, shrinking.secret) } })
+        ).body.refresh_token;
+        await updateClient(server.gatehouse, shrinking.id, { scopes: ['objects:read'] }, server.gatehouse.clock());
+
+        const refused = await refresh(issued, shrinking);
+        assert.equal(refused.status, 400);
+        assert.equal(refused.body.error, 'invalid_scope');
+        assert.equal((await server.gatehouse.storage.refreshTokens.find(digestOf(issued)))?.token.consumedAt, null);
+        // Asking for what is still allowed works, from the same token.
+        const narrowed = await refresh(issued, shrinking, { scope: 'objects:read' });
+        assert.equal(narrowed.status, 200);
+        assert.equal(narrowed.body.scope, 'objects:read');
       });
 
       it('refuses a token of a revoked grant and stores no successor', async () => {
