@@ -57,15 +57,24 @@ function median(values: readonly number[]): number {
   return values.toSorted((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
 }
 
-/** Each server's result of its median round (by requests/s), with its requests/s in every round. */
+/**
+ * The result of the median round (by requests/s) of one server or flow, with its requests/s in every
+ * round, and `pick`'s figure of every round where each round has one.
+ */
+function medianRound<Result extends LoadResult>(measured: readonly Result[], pick: (result: Result) => number | undefined) {
+  const rates = measured.map((result) => result.requestsPerSecond);
+  const middle = measured.find((result) => result.requestsPerSecond === median(rates))!;
+  const figures = measured.flatMap((result) => (pick(result) === undefined ? [] : [pick(result)!]));
+  return { middle, rates, figures: figures.length === measured.length ? figures : undefined };
+}
+
+/** Each server's result of its median round (by requests/s), with its requests/s and CPU per request in every round. */
 export function medianOfRounds(rounds: readonly (readonly ServerResult[])[]): ServerResult[] {
   const names = [...new Set(rounds.flat().map((result) => result.server))];
   return names.map((name) => {
     const measured = rounds.flatMap((round) => round.filter((result) => result.server === name));
-    const rates = measured.map((result) => result.requestsPerSecond);
-    const middle = measured.find((result) => result.requestsPerSecond === median(rates))!;
-    const cpu = measured.flatMap((result) => (result.cpuMicrosPerRequest === undefined ? [] : [result.cpuMicrosPerRequest]));
-    return { ...middle, rounds: rates, ...(cpu.length === measured.length && { cpuRounds: cpu }) };
+    const { middle, rates, figures: cpu } = medianRound(measured, (result) => result.cpuMicrosPerRequest);
+    return { ...middle, rounds: rates, ...(cpu && { cpuRounds: cpu }) };
   });
 }
 
@@ -74,19 +83,13 @@ export function medianOfRounds(rounds: readonly (readonly ServerResult[])[]): Se
  * every round and the median of its CPU figures.
  */
 export function medianFlowRound(measured: readonly FlowResult[]): FlowResult {
-  const rates = measured.map((result) => result.requestsPerSecond);
-  const middle = measured.find((result) => result.requestsPerSecond === median(rates))!;
-  const medianOf = (pick: (result: FlowResult) => number | undefined) => {
-    const values = measured.flatMap((result) => (pick(result) === undefined ? [] : [pick(result)!]));
-    return values.length === measured.length ? median(values) : undefined;
-  };
-  const cpu = medianOf((result) => result.cpuMicrosPerRequest);
-  const databaseCpu = medianOf((result) => result.databaseCpuMicrosPerRequest);
+  const { middle, rates, figures: cpu } = medianRound(measured, (result) => result.cpuMicrosPerRequest);
+  const { figures: databaseCpu } = medianRound(measured, (result) => result.databaseCpuMicrosPerRequest);
   return {
     ...middle,
     rounds: rates,
-    ...(cpu !== undefined && { cpuMicrosPerRequest: cpu }),
-    ...(databaseCpu !== undefined && { databaseCpuMicrosPerRequest: databaseCpu }),
+    ...(cpu && { cpuMicrosPerRequest: median(cpu) }),
+    ...(databaseCpu && { databaseCpuMicrosPerRequest: median(databaseCpu) }),
   };
 }
 
@@ -109,7 +112,7 @@ export function computeRatios(
   const rateInRound = (name: string, index: number) =>
     isServer(name) ? rounds[index]!.find((result) => result.server === name)!.requestsPerSecond : flowRounds.get(name as FlowName)![index]!.requestsPerSecond;
   return TARGETS.filter(({ onlyWith }) => onlyWith === undefined || selectedFlows.includes(onlyWith)).map(({ name, of, against, target }) => {
-    if (rounds.length > 0 && inRounds(of) && inRounds(against)) {
+    if (inRounds(of) && inRounds(against)) {
       const perRound = rounds.map((_, index) => {
         const numerator = rateInRound(of, index);
         const other = rateInRound(against, index);

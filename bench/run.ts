@@ -23,9 +23,9 @@ import { startServer, stopAllServers } from './servers.ts';
 import type { RunningServer, ServerName } from './servers.ts';
 
 const SERVER_CORE = 0;
+const LOAD_CORE = 1;
 /** Flows measured in the servers' rounds when Gatehouse is one of the servers (see main). */
 const FLOWS_IN_ROUNDS: readonly HttpFlowName[] = ['refresh-postgres'];
-const LOAD_CORE = 1;
 const resultsFile = fileURLToPath(new URL('results/latest.json', import.meta.url));
 /** Log lines name what is measured in a column this wide: every name of the run ('oidc-provider' at least). */
 let logWidth = 13;
