@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { isoTime, table, UsageError, type Output } from '../output.ts';
 import { required } from './clients.ts';
@@ -23,9 +24,8 @@ export async function apiKeyCommand(gatehouse: Gatehouse, args: string[], out: O
       if (!values.name) throw new UsageError('apikey create needs --name');
       let expiresAt: number | null = null;
       if (values['expires-at'] !== undefined) {
-        const ms = Date.parse(values['expires-at']);
-        if (Number.isNaN(ms)) throw new UsageError('--expires-at must be an ISO 8601 date-time');
-        expiresAt = Math.floor(ms / 1000);
+        expiresAt = parseIsoInstant(values['expires-at']) ?? null;
+        if (expiresAt === null) throw new UsageError('--expires-at must be an ISO 8601 date-time');
       }
       const scopes = values.scope?.split(/[\s,]+/).filter(Boolean);
       const { key, value } = await gatehouse.apiKeys.create(client, { name: values.name, scopes, expiresAt }, now);

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { AuditEvent } from '../../storage/repositories.ts';
 import { UsageError, type Output } from '../output.ts';
@@ -67,9 +68,9 @@ export async function auditCommand(gatehouse: Gatehouse, args: string[], out: Ou
 
 function parseSince(value: string): number {
   if (/^\d{1,12}$/.test(value)) return Number(value);
-  const ms = Date.parse(value);
-  if (!/^\d{4}-\d{2}-\d{2}(T|$)/.test(value) || Number.isNaN(ms)) throw new UsageError(`--since must be an ISO 8601 date-time (or epoch seconds), not "${value}"`);
-  return Math.floor(ms / 1000);
+  const time = parseIsoInstant(value);
+  if (time === undefined) throw new UsageError(`--since must be an ISO 8601 date-time (or epoch seconds), not "${value}"`);
+  return time;
 }
 
 function parseLimit(value: string): number {

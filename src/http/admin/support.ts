@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { invalidField, ProblemError, type FieldProblem } from './problems.ts';
 
@@ -55,17 +56,17 @@ export const iso = (epochSeconds: number | null): string | null => (epochSeconds
 /** A time given as ISO 8601 or as epoch seconds; 400 naming `field` otherwise. */
 export function parseTime(value: string, field: string): number {
   if (/^\d{1,12}$/.test(value)) return Number(value);
-  const ms = Date.parse(value);
-  if (!/^\d{4}-\d{2}-\d{2}(T|$)/.test(value) || Number.isNaN(ms)) throw invalidField(field, `${field} must be an ISO 8601 date-time or epoch seconds`);
-  return Math.floor(ms / 1000);
+  const time = parseIsoInstant(value);
+  if (time === undefined) throw invalidField(field, `${field} must be an ISO 8601 date-time or epoch seconds`);
+  return time;
 }
 
 /** An optional ISO 8601 expiry, in epoch seconds (null: never). */
 export function parseExpiry(value: string | null | undefined, field = 'expires_at'): number | null {
   if (value === undefined || value === null) return null;
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw invalidField(field, `${field} must be an ISO 8601 date-time`);
-  return Math.floor(ms / 1000);
+  const time = parseIsoInstant(value);
+  if (time === undefined) throw invalidField(field, `${field} must be an ISO 8601 date-time`);
+  return time;
 }
 
 // JSON Schema building blocks. Request bodies list their members with `propertyNames` rather than

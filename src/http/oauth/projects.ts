@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { authenticateCaller } from '../../core/callers.ts';
 import { invalidRequest } from '../../core/errors.ts';
+import { parseIsoInstant } from '../../core/instants.ts';
 import { issueProjectToken } from '../../core/project-tokens.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 
@@ -14,11 +15,10 @@ export async function projectRoutes(app: FastifyInstance, { gatehouse }: { gateh
     const caller = await authenticateCaller(gatehouse, request.headers.authorization, now);
     const body = request.body as Record<string, unknown> | undefined;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest('the body must be a JSON object with expires_at and scopes');
-    if (typeof body.expires_at !== 'string') throw invalidRequest('expires_at must be an ISO 8601 date-time');
-    const expiresAtMs = Date.parse(body.expires_at);
-    if (!/^\d{4}-\d{2}-\d{2}T/.test(body.expires_at) || Number.isNaN(expiresAtMs)) throw invalidRequest('expires_at must be an ISO 8601 date-time');
+    const expiresAt = typeof body.expires_at === 'string' ? parseIsoInstant(body.expires_at) : undefined;
+    if (expiresAt === undefined) throw invalidRequest('expires_at must be an ISO 8601 date or date-time');
 
-    const token = await issueProjectToken(gatehouse, caller, { project: request.params.projectId, scopes: body.scopes, expiresAt: Math.floor(expiresAtMs / 1000) }, now);
+    const token = await issueProjectToken(gatehouse, caller, { project: request.params.projectId, scopes: body.scopes, expiresAt }, now);
     return reply
       .code(201)
       .headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
