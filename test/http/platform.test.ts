@@ -102,6 +102,26 @@ for (const dialect of DIALECTS) {
         assert.equal(((await res.json()) as { error: string }).error, 'invalid_scope');
       });
 
+      it('mints one from a user\'s access token (password grant): on behalf of the user, bound to the project, within that token\'s scopes', async () => {
+        const { access_token } = await userTokens('objects:read model:read');
+        const res = await projectToken(`Bearer ${access_token}`, 'p-user', { expires_at: inHours(12), scopes: ['model:read'] });
+        assert.equal(res.status, 201);
+        const body = (await res.json()) as { access_token: string; scopes: string[]; project: string };
+        assert.deepEqual(body.scopes, ['model:read']);
+        assert.equal(body.project, 'p-user');
+        const introspected = await introspect(body.access_token);
+        assert.deepEqual(
+          { active: introspected.body.active, sub: introspected.body.sub, client_id: introspected.body.client_id, scope: introspected.body.scope, project: introspected.body.project },
+          { active: true, sub: userId, client_id: firstParty.id, scope: 'model:read', project: 'p-user' },
+        );
+
+        // The client may hold model:read, but this user's token was not given it.
+        const narrow = (await userTokens('objects:read')).access_token;
+        const refused = await projectToken(`Bearer ${narrow}`, 'p-user', { expires_at: inHours(12), scopes: ['model:read'] });
+        assert.equal(refused.status, 403);
+        assert.equal(((await refused.json()) as { error: string }).error, 'invalid_scope');
+      });
+
       it('refuses an expires_at in the past, beyond the maximum, or malformed, with 400', async () => {
         const token = await clientToken(app);
         for (const expires_at of [inHours(-1), inHours(48), 'tomorrow', 12, null]) {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { updateClient } from '../../src/core/applications.ts';
@@ -84,6 +86,71 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    describe('authorization code exchange, as a form or JSON, at /token and /access_token', () => {
+      const CALLBACK = 'https://web.example/callback';
+      let web: { id: string; secret: string };
+      let spa: { id: string; secret: string };
+      const browser = new HttpBrowser();
+      before(async () => {
+        // First-party: no consent page, so a signed-in browser gets the code straight away.
+        const scopes = ['objects:read', 'objects:download'];
+        web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK], firstParty: true });
+        spa = await server.client({ name: 'Single-page app', type: 'public', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK], firstParty: true });
+        const form = await browser.request(`${server.url}/login`);
+        const signedIn = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), ...user } });
+        assert.equal(signedIn.status, 303);
+      });
+
+      const verifier = randomBytes(32).toString('base64url');
+      const challenge = createHash('sha256').update(verifier).digest('base64url');
+      async function codeFor(client: { id: string }, extra: Record<string, string> = {}): Promise<string> {
+        const res = await browser.request(`${server.url}/authorize?${new URLSearchParams({ response_type: 'code', client_id: client.id, redirect_uri: CALLBACK, scope: 'objects:read objects:download', state: 'st', ...extra })}`);
+        const location = res.location ?? '';
+        assert.ok(location.startsWith(CALLBACK), `expected a redirect to the client, got ${res.status}: ${res.text.slice(0, 300)}`);
+        const code = new URL(location).searchParams.get('code');
+        assert.ok(code, location);
+        return code;
+      }
+
+      /** A user-delegated token response for the user, with a refresh token. */
+      async function assertUserTokens(res: Awaited<ReturnType<typeof post>>, client: { id: string }, how: string) {
+        assert.equal(res.status, 200, `${how}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.headers.get('cache-control'), 'no-store', how);
+        assert.deepEqual(Object.keys(res.body).sort(), ['access_token', 'expires_in', 'refresh_token', 'scope', 'token_type'], how);
+        assert.equal(res.body.token_type, 'Bearer', how);
+        assert.match(res.body.refresh_token, /^gate_rt_/, how);
+        const { payload } = await verify(res.body.access_token);
+        assert.equal(payload.sub, userId, how);
+        assert.equal(payload.client_id, client.id, how);
+        assert.equal(payload.scope, 'objects:read objects:download', how);
+      }
+
+      it('exchanges a code sent as JSON with the secret in the body, at /token and at /access_token, once', async () => {
+        for (const path of ['/token', '/access_token']) {
+          const exchange = { grant_type: 'authorization_code', code: await codeFor(web), redirect_uri: CALLBACK, client_id: web.id, client_secret: web.secret };
+          await assertUserTokens(await post(`${server.url}${path}`, exchange, { json: true }), web, `JSON to ${path}`);
+          const again = await post(`${server.url}${path}`, exchange, { json: true });
+          assert.equal(again.status, 400, `JSON to ${path}, again`);
+          assert.equal(again.body.error, 'invalid_grant');
+        }
+      });
+
+      it('exchanges a code sent as a form to /access_token, with the secret in the Basic header', async () => {
+        const res = await post(`${server.url}/access_token`, { grant_type: 'authorization_code', code: await codeFor(web), redirect_uri: CALLBACK }, { headers: { authorization: basic(web.id, web.secret) } });
+        await assertUserTokens(res, web, 'form to /access_token');
+      });
+
+      it('exchanges a public client\'s PKCE code sent as JSON to /access_token, and refuses a wrong code_verifier', async () => {
+        const exchange = (code: string, code_verifier: string) =>
+          post(`${server.url}/access_token`, { grant_type: 'authorization_code', client_id: spa.id, code, redirect_uri: CALLBACK, code_verifier }, { json: true });
+        const pkce = { code_challenge: challenge, code_challenge_method: 'S256' };
+        const wrong = await exchange(await codeFor(spa, pkce), randomBytes(32).toString('base64url'));
+        assert.equal(wrong.status, 400);
+        assert.equal(wrong.body.error, 'invalid_grant');
+        await assertUserTokens(await exchange(await codeFor(spa, pkce), verifier), spa, 'PKCE, JSON to /access_token');
+      });
+    });
+
     describe('client authentication (BIMobject reference)', () => {
       it('accepts the secret in the body and in the Basic header', async () => {
         const body = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: app.id, client_secret: app.secret });
@@ -163,6 +230,26 @@ for (const dialect of DIALECTS) {
         const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(admin.id, admin.secret) } });
         assert.equal(res.status, 200);
         assert.equal((await verify(res.body.access_token)).payload.scope, 'admin:clients admin:users');
+      });
+
+      it('get only admin scopes with the secret in a form or JSON body, at /token and /access_token, and are refused a non-admin scope there too', async () => {
+        for (const path of ['/token', '/access_token']) {
+          for (const json of [false, true]) {
+            const how = `${json ? 'JSON' : 'form'} to ${path}`;
+            const credentials = { grant_type: 'client_credentials', client_id: admin.id, client_secret: admin.secret };
+            const res = await post(`${server.url}${path}`, credentials, { json });
+            assert.equal(res.status, 200, how);
+            assert.equal(res.body.refresh_token, undefined, how);
+            const { payload } = await verify(res.body.access_token);
+            assert.equal(payload.client_id, admin.id, how);
+            assert.equal(payload.scope, 'admin:clients admin:users', how);
+            for (const scope of ['objects:read', 'admin:users objects:read', 'objects:download']) {
+              const refused = await post(`${server.url}${path}`, { ...credentials, scope }, { json });
+              assert.equal(refused.status, 400, `${scope}, ${how}`);
+              assert.equal(refused.body.error, 'invalid_scope', `${scope}, ${how}`);
+            }
+          }
+        }
       });
 
       it('are refused non-admin scopes', async () => {

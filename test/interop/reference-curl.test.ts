@@ -18,6 +18,9 @@ import { startTestServer, type TestServer } from '../support/server.ts';
  */
 const USER = { email: 'mary@example.com', password: 'correct-horse-battery-staple', name: 'Mary Jackson' };
 const REDIRECT_URI = 'https://integrator.example.com/procore/callback';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** The scopes BIMData lists for a ProjectAccessToken. */
+const PROJECT_SCOPES = ['bcf:read', 'bcf:write', 'document:read', 'document:write', 'model:read', 'model:write'];
 
 /**
  * A command as a page prints it, split into arguments as a POSIX shell would: backslash-newline
@@ -284,6 +287,23 @@ for (const dialect of DIALECTS) {
         assert.equal(refused.body.error, 'invalid_scope');
       });
 
+      it('for admin, with the secret in the body: admin scopes only, and a non-admin scope is invalid_scope', async () => {
+        const values = { 'https://accounts.bimobject.com': server.url, YOUR_CLIENT_ID: admin.id, YOUR_CLIENT_SECRET: admin.secret };
+        const response = await curl(fill(IN_BODY, values));
+        assert.equal(response.status, 200, response.text);
+        assert.equal(response.headers.get('cache-control'), 'no-store');
+        assert.deepEqual(Object.keys(response.body).sort(), ['access_token', 'expires_in', 'token_type']);
+        const claims = await verify(response.body.access_token);
+        assert.equal(claims.sub, admin.id);
+        assert.equal(claims.scope, 'admin:clients admin:users');
+
+        for (const scope of ['objects:read', 'admin:users objects:read']) {
+          const refused = await curl(`${fill(IN_BODY, values)} \\\n  --data-urlencode 'scope=${scope}'`);
+          assert.equal(refused.status, 400, `${scope}: ${refused.text}`);
+          assert.equal(refused.body.error, 'invalid_scope', scope);
+        }
+      });
+
       it('a wrong secret in the Basic header is 401 invalid_client with a Basic challenge', async () => {
         const response = await curl(fill(IN_HEADER, { 'https://accounts.bimobject.com': server.url, BASE64_CLIENT_ID_COLON_SECRET: base64({ id: app.id, secret: 'gate_cs_wrong' }) }));
         assert.equal(response.status, 401);
@@ -363,19 +383,28 @@ for (const dialect of DIALECTS) {
             .replace('{"name": "My First Cloud"}', `{"expires_at": "${expiresAt}", "scopes": ${scopes}}`),
         );
 
-      /** The ProjectAccessToken response, and a token bound to the project with exactly the scopes asked for. */
-      async function assertProjectToken(response: CurlResponse, project: string, expiresAt: string) {
+      /**
+       * The ProjectAccessToken response, and a token bound to the project with exactly the scopes
+       * asked for, on behalf of whoever held the credential (the application unless told otherwise).
+       */
+      async function assertProjectToken(
+        response: CurlResponse,
+        project: string,
+        expiresAt: string,
+        { scopes = ['model:read'], sub = application.id, clientId = sub }: { scopes?: string[]; sub?: string; clientId?: string } = {},
+      ) {
         assert.equal(response.status, 201, response.text);
         assert.equal(response.headers.get('cache-control'), 'no-store');
         assert.deepEqual(Object.keys(response.body).sort(), ['access_token', 'expires_at', 'project', 'scopes', 'token_type']);
         assert.equal(response.body.token_type, 'Bearer');
-        assert.deepEqual(response.body.scopes, ['model:read']);
+        assert.deepEqual([...response.body.scopes].sort(), [...scopes].sort());
         assert.equal(response.body.project, project);
         assert.equal(Date.parse(response.body.expires_at), Math.floor(Date.parse(expiresAt) / 1000) * 1000);
         const claims = await verify(response.body.access_token);
         assert.equal(claims.project, project);
-        assert.equal(claims.scope, 'model:read');
-        assert.equal(claims.sub, application.id);
+        assert.deepEqual(claims.scope.split(' ').sort(), [...scopes].sort());
+        assert.equal(claims.sub, sub);
+        assert.equal(claims.client_id, clientId);
         assert.equal(claims.exp, Math.floor(Date.parse(expiresAt) / 1000));
       }
 
@@ -389,6 +418,69 @@ for (const dialect of DIALECTS) {
         assert.equal(token.status, 200, token.text);
         const expiresAt = twelveHoursAhead();
         await assertProjectToken(await projectTokenCall(`Bearer ${token.body.access_token}`, 'p-7', expiresAt), 'p-7', expiresAt);
+      });
+
+      it('creates a project access token with each scope the page lists, by ApiKey and by Bearer, and with all six at once', async () => {
+        const viewerBackend = await server.client({
+          name: 'BIMData viewer backend',
+          type: 'confidential',
+          baseUrl: 'https://viewer.example.com',
+          redirectUris: ['https://viewer.example.com/callback'],
+          grantTypes: ['client_credentials'],
+          scopes: PROJECT_SCOPES,
+        });
+        const client = (await server.gatehouse.storage.clients.find(viewerBackend.id))!;
+        const key = (await server.gatehouse.apiKeys.create(client, { name: 'viewer' }, server.gatehouse.clock())).value;
+        const token = await curl(`curl --request POST --url ${server.url}/token --user ${viewerBackend.id}:${viewerBackend.secret} --data grant_type=client_credentials --data-urlencode 'scope=${PROJECT_SCOPES.join(' ')}'`);
+        assert.equal(token.status, 200, token.text);
+
+        for (const scope of PROJECT_SCOPES) {
+          for (const authorization of [`ApiKey ${key}`, `Bearer ${token.body.access_token}`]) {
+            const expiresAt = twelveHoursAhead();
+            const response = await projectTokenCall(authorization, 'viewer-1', expiresAt, JSON.stringify([scope]));
+            await assertProjectToken(response, 'viewer-1', expiresAt, { scopes: [scope], sub: viewerBackend.id });
+          }
+        }
+        const expiresAt = twelveHoursAhead();
+        const all = await projectTokenCall(`ApiKey ${key}`, 'viewer-1', expiresAt, JSON.stringify(PROJECT_SCOPES));
+        await assertProjectToken(all, 'viewer-1', expiresAt, { scopes: PROJECT_SCOPES, sub: viewerBackend.id });
+      });
+
+      it('takes an ISO 8601 expires_at with an offset from UTC, and with fractional seconds, as the instant it names', async () => {
+        // A whole second twelve hours ahead, written as the wall-clock time at an offset, with a fraction after it.
+        const instant = (Math.floor(Date.now() / 1000) + 12 * 3600) * 1000;
+        const at = (offsetMinutes: number, fraction: string) => {
+          const wallClock = new Date(instant + offsetMinutes * 60_000).toISOString().slice(0, 19);
+          const hours = String(Math.floor(Math.abs(offsetMinutes) / 60)).padStart(2, '0');
+          const minutes = String(Math.abs(offsetMinutes) % 60).padStart(2, '0');
+          return `${wallClock}${fraction}${offsetMinutes < 0 ? '-' : '+'}${hours}:${minutes}`;
+        };
+        for (const expiresAt of [at(60, ''), at(60, '.250'), at(-210, '.123456789'), at(330, '.5')]) {
+          const response = await projectTokenCall(`ApiKey ${apiKey}`, '42', expiresAt);
+          await assertProjectToken(response, '42', expiresAt);
+          assert.equal((await verify(response.body.access_token)).exp, instant / 1000, `${expiresAt} names the same instant, the fraction dropped`);
+          assert.equal(Date.parse(response.body.expires_at), instant, expiresAt);
+        }
+      });
+
+      it('a user’s Bearer token from the authorization code flow creates a project token for that user, within that token’s scopes', async () => {
+        // The application may ask for model:write, but this user's token was not given it.
+        const webApp = await server.client({ name: 'BIMData web app', type: 'confidential', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code'], scopes: ['model:read', 'model:write', 'bcf:read'] });
+        const callback = await person(`${server.url}/authorize?response_type=code&client_id=${webApp.id}&redirect_uri=${encodeURIComponent(REDIRECT_URI)}&scope=model%3Aread%20bcf%3Aread&state=viewer`);
+        const code = callback.searchParams.get('code')!;
+        const tokens = await curl(
+          `curl --request POST --url ${server.url}/token --user ${webApp.id}:${webApp.secret} --data grant_type=authorization_code --data code=${code} --data-urlencode redirect_uri=${REDIRECT_URI}`,
+        );
+        assert.equal(tokens.status, 200, tokens.text);
+        const userToken = `Bearer ${tokens.body.access_token}`;
+
+        const expiresAt = twelveHoursAhead();
+        const response = await projectTokenCall(userToken, 'p-9', expiresAt, '["model:read", "bcf:read"]');
+        await assertProjectToken(response, 'p-9', expiresAt, { scopes: ['model:read', 'bcf:read'], sub: userId, clientId: webApp.id });
+
+        const beyond = await projectTokenCall(userToken, 'p-9', twelveHoursAhead(), '["model:write"]');
+        assert.equal(beyond.status, 403, beyond.text);
+        assert.equal(beyond.body.error, 'invalid_scope');
       });
 
       it('refuses scopes the key does not hold, and non-project scopes', async () => {
@@ -415,6 +507,40 @@ for (const dialect of DIALECTS) {
         assert.equal(refused.status, 401);
         assert.equal(refused.body.error, 'invalid_token');
         assert.match(refused.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+      });
+
+      /*
+       * "OpenID Connect allows you to impersonate users with your app": the page prints no request.
+       * Gatehouse does it with RFC 8693 token exchange, for an application the operator trusted
+       * with impersonation; the plainest curl for it names the user as requested_subject.
+       */
+      const IMPERSONATE = `curl --request POST \\
+  --url https://connect.bimdata.io/token \\
+  --user YOUR_CLIENT_ID:YOUR_CLIENT_SECRET \\
+  --data grant_type=urn:ietf:params:oauth:grant-type:token-exchange \\
+  --data requested_subject=USER_ID \\
+  --data-urlencode 'scope=SCOPES'`;
+
+      it('impersonation: a trusted application gets a token naming the user as subject and itself as actor', async () => {
+        const backOffice = await server.client({ name: 'BIMData back office', grantTypes: [TOKEN_EXCHANGE], scopes: ['objects:read', 'objects:download', 'model:read'], allowImpersonation: true });
+        const values = { 'https://connect.bimdata.io': server.url, YOUR_CLIENT_ID: backOffice.id, YOUR_CLIENT_SECRET: backOffice.secret, USER_ID: userId, SCOPES: 'objects:read objects:download' };
+        const response = await curl(fill(IMPERSONATE, values));
+        assert.equal(response.status, 200, response.text);
+        assert.equal(response.headers.get('cache-control'), 'no-store');
+        assert.equal(response.body.token_type, 'Bearer');
+        assert.equal(response.body.issued_token_type, 'urn:ietf:params:oauth:token-type:access_token');
+        assert.equal(response.body.refresh_token, undefined);
+        const claims = await verify(response.body.access_token);
+        assert.equal(claims.sub, userId, 'the user is the subject');
+        assert.deepEqual(claims.act, { sub: backOffice.id, client_id: backOffice.id }, 'the application is the actor');
+        assert.equal(claims.client_id, backOffice.id);
+        assert.equal(claims.scope, 'objects:read objects:download', 'user-only scopes too, since it acts for a user');
+
+        // The same request from an application without the privilege is refused.
+        const untrusted = await server.client({ name: 'BIMData untrusted app', grantTypes: [TOKEN_EXCHANGE], scopes: ['objects:read', 'objects:download'] });
+        const refused = await curl(fill(IMPERSONATE, { ...values, YOUR_CLIENT_ID: untrusted.id, YOUR_CLIENT_SECRET: untrusted.secret }));
+        assert.equal(refused.status, 400, refused.text);
+        assert.equal(refused.body.error, 'unauthorized_client');
       });
     });
 
@@ -503,6 +629,18 @@ for (const dialect of DIALECTS) {
         const claims = await verify(fragment.get('access_token')!);
         assert.equal(claims.sub, userId);
         assert.equal(claims.client_id, spa.id);
+      });
+
+      it('implicit, deny: access_denied and the state come back in the hash fragment, with no token', async () => {
+        const spa = await server.client({ name: 'Procore SPA, refused', type: 'public', redirectUris: [REDIRECT_URI], grantTypes: ['implicit'], scopes: ['objects:read'] });
+        const callback = await person(`${server.url}/authorize?response_type=token&client_id=${spa.id}&redirect_uri=${encodeURIComponent(REDIRECT_URI)}&state=spa-deny`, 'deny');
+        assert.equal(callback.origin + callback.pathname, REDIRECT_URI);
+        assert.equal(callback.search, '', 'nothing in the query string');
+        const fragment = new URLSearchParams(callback.hash.slice(1));
+        assert.equal(fragment.get('error'), 'access_denied');
+        assert.equal(fragment.get('state'), 'spa-deny');
+        assert.equal(fragment.get('iss'), server.url);
+        assert.equal(fragment.get('access_token'), null);
       });
 
       it('client credentials for a service account: a JSON response with the access token', async () => {
