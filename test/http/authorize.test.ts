@@ -220,6 +220,36 @@ for (const dialect of DIALECTS) {
       assert.match(page.text, /name="password"/);
     });
 
+    for (const params of [{ prompt: 'login' }, { prompt: 'consent login' }, { max_age: '0' }, { max_age: '0', prompt: 'consent' }] as Record<string, string>[]) {
+      it(`never lets the old session skip the sign-in that ${JSON.stringify(params)} asked for by going to the consent page`, async () => {
+        const { browser } = await authorize({ client_id: other.id });
+        now += 5;
+        const login = await browser.follow(authorizeUrl({ client_id: other.id, nonce: 'n-1', ...params }), server.url);
+        assert.match(login.text, /name="password"/);
+        const pendingId = hiddenField(login.text, 'request');
+
+        const consentPage = await browser.follow(`${server.url}/consent?request=${pendingId}`, server.url);
+        assert.match(consentPage.text, /name="password"/, 'the consent page sends the person to sign in');
+        assert.doesNotMatch(consentPage.text, /name="decision"/);
+        const answered = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: pendingId, decision: 'allow' } });
+        assert.equal(answered.location, undefined, 'no code goes back to the client');
+        assert.match(answered.text, /name="password"/);
+
+        // Signing in again lets the same waiting request go on, and the ID token says when.
+        let page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(answered.text, 'csrf'), request: pendingId, ...user } });
+        const signedInAt = now;
+        if (page.text.includes('name="decision"')) {
+          now += 3;
+          page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: pendingId, decision: 'allow' } });
+        }
+        const code = new URL(page.location!).searchParams.get('code')!;
+        const res = await exchange(code, other);
+        assert.equal(res.status, 200);
+        const idToken = JSON.parse(Buffer.from(res.body.id_token.split('.')[1], 'base64url').toString());
+        assert.equal(idToken.auth_time, signedInAt);
+      });
+    }
+
     it('returns access_denied with the state when the person denies', async () => {
       const browser = new HttpBrowser();
       let page = await browser.follow(authorizeUrl({ client_id: other.id, scope: 'openid profile' }), server.url);

@@ -22,6 +22,18 @@ export interface AuthorizationServices extends GrantServices {
 // A person gets this long to sign in and decide before the request must be started again.
 const PENDING_TTL_SECONDS = 30 * 60;
 
+/** A request waiting for the person, as stored. */
+interface PendingRequest {
+  request: AuthorizationRequest;
+  client: Client;
+  /**
+   * The session that was not good enough when the request arrived (`prompt=login`, or older than
+   * `max_age`): only a new sign-in may go on to consent, never that session going straight to the
+   * consent page.
+   */
+  staleSession: string | undefined;
+}
+
 /**
  * The authorization endpoint (RFC 6749 §4.1, §4.2; OpenID Connect Core §3): validates the
  * request, sends the person through sign-in and consent as needed, and answers the client.
@@ -65,7 +77,7 @@ export class AuthorizationEndpoint {
   async pendingConsent(pendingId: string, session: ActiveSession | undefined): Promise<AuthorizationOutcome> {
     const pending = await this.#pending(pendingId);
     if (!pending) return expired();
-    if (!session) return { kind: 'login', pendingId, client: pending.client, loginHint: pending.request.loginHint };
+    if (!session || this.#mustSignIn(pending, session)) return { kind: 'login', pendingId, client: pending.client, loginHint: pending.request.loginHint };
     return this.#consentPage(pendingId, pending.client, pending.request);
   }
 
@@ -74,6 +86,9 @@ export class AuthorizationEndpoint {
     const pending = await this.#pending(pendingId);
     if (!pending) return expired();
     const { request, client } = pending;
+    // OpenID Connect Core §3.1.2.1: prompt=login and max_age "MUST actively re-authenticate" — the
+    // consent form is no way around the sign-in the request asked for.
+    if (this.#mustSignIn(pending, session)) return { kind: 'login', pendingId, client, loginHint: request.loginHint };
     const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
     if (!(await this.#services.storage.pendingAuthorizations.take(pendingId))) return expired();
     const now = this.#services.clock();
@@ -103,12 +118,12 @@ export class AuthorizationEndpoint {
   ): Promise<AuthorizationOutcome> {
     const now = this.#services.clock();
     const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
-    const tooOld = session !== undefined && request.maxAge !== undefined && now - session.session.authTime > request.maxAge;
+    const tooOld = session !== undefined && isTooOld(request, session, now);
     const mustSignIn = !session || tooOld || (request.prompt.includes('login') && !justSignedIn);
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
       if (request.prompt.includes('none')) throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user is not signed in'), target);
-      const id = pendingId ?? (await this.#save(request, now));
+      const id = pendingId ?? (await this.#save(request, now, session?.session.digest));
       return { kind: 'login', pendingId: id, client, loginHint: request.loginHint };
     }
 
@@ -173,18 +188,29 @@ export class AuthorizationEndpoint {
     return authorizationResponse(target, config.issuer, params);
   }
 
-  async #save(request: AuthorizationRequest, now: number): Promise<string> {
+  /**
+   * Whether the person must sign in (again) before deciding on a waiting request: it asked for a
+   * sign-in that has not happened yet. Once it has, `max_age` is not applied again while the person
+   * reads the consent page (with `max_age=0` nobody could ever answer it).
+   */
+  #mustSignIn(pending: PendingRequest, session: ActiveSession): boolean {
+    return session.session.digest === pending.staleSession;
+  }
+
+  async #save(request: AuthorizationRequest, now: number, staleSession?: string): Promise<string> {
     const id = randomBytes(24).toString('base64url');
-    await this.#services.storage.pendingAuthorizations.create({ id, clientId: request.clientId, request: { ...request }, createdAt: now, expiresAt: now + PENDING_TTL_SECONDS });
+    const stored = staleSession === undefined ? { ...request } : { ...request, staleSession };
+    await this.#services.storage.pendingAuthorizations.create({ id, clientId: request.clientId, request: stored, createdAt: now, expiresAt: now + PENDING_TTL_SECONDS });
     return id;
   }
 
-  async #pending(pendingId: string): Promise<{ request: AuthorizationRequest; client: Client } | undefined> {
+  async #pending(pendingId: string): Promise<PendingRequest | undefined> {
     if (!/^[A-Za-z0-9_-]{32}$/.test(pendingId)) return undefined;
     const pending = await this.#services.storage.pendingAuthorizations.find(pendingId);
     if (!pending || pending.expiresAt <= this.#services.clock()) return undefined;
     const entry = await this.#services.clients.get(pending.clientId);
-    return entry && { request: pending.request as unknown as AuthorizationRequest, client: entry.client };
+    const { staleSession, ...request } = pending.request as unknown as AuthorizationRequest & { staleSession?: string };
+    return entry && { request, client: entry.client, staleSession };
   }
 
   #fail(error: unknown): AuthorizationOutcome {
@@ -195,6 +221,10 @@ export class AuthorizationEndpoint {
     throw error;
   }
 }
+
+/** `max_age` (OpenID Connect Core §3.1.2.1): the person signed in longer ago than the client accepts. */
+const isTooOld = (request: AuthorizationRequest, { session }: ActiveSession, now: number): boolean =>
+  request.maxAge !== undefined && now - session.authTime > request.maxAge;
 
 const covers = (consent: Consent | undefined, scopes: readonly string[]): boolean => consent !== undefined && scopes.every((s) => consent.scopes.includes(s));
 
