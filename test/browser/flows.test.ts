@@ -38,6 +38,16 @@ async function startClientApp() {
     if (url.pathname === '/favicon.ico') return void response.writeHead(204).end();
     let body = '';
     for await (const chunk of request) body += chunk;
+    if (url.pathname === '/post-form') {
+      // The application's own page posting a form to Gatehouse: `action` and the fields come in the query.
+      const action = url.searchParams.get('action')!;
+      const fields = [...url.searchParams].filter(([name]) => name !== 'action');
+      const escape = (value: string) => value.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+      const inputs = fields.map(([name, value]) => `<input type="hidden" name="${escape(name)}" value="${escape(value)}">`).join('');
+      return void response
+        .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+        .end(`<!doctype html><title>Client app</title><form method="post" action="${escape(action)}">${inputs}</form><script>document.forms[0].submit()</script>`);
+    }
     arrivals.push({ method: request.method ?? 'GET', path: url.pathname, query: request.method === 'POST' ? new URLSearchParams(body) : url.searchParams });
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!doctype html><title>Client app</title><h1>Back at the client app</h1>');
   });
@@ -45,6 +55,11 @@ async function startClientApp() {
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     origin,
+    /**
+     * A page of the application on another site than Gatehouse (localhost, not 127.0.0.1), which
+     * posts a form to `action`: the browser sends no SameSite=Lax cookie with such a POST.
+     */
+    crossSiteForm: (action: string, fields: Record<string, string>) => `${origin.replace('127.0.0.1', 'localhost')}/post-form?${new URLSearchParams({ action, ...fields })}`,
     callback: `${origin}/callback`,
     signedOut: `${origin}/signed-out`,
     arrivals,
@@ -406,6 +421,59 @@ describe('browser flows in headless Chromium', () => {
 
     await page.goto(request);
     assert.equal(new URL(page.url()).pathname, '/login');
+  });
+
+  it('signs out when the client POSTs the sign-out request from its own site, and ends the session on the server', async () => {
+    const client = await server.client({
+      name: 'Field Notes',
+      grantTypes: ['authorization_code'],
+      scopes: ['openid', 'objects:read'],
+      redirectUris: [clientApp.callback],
+      postLogoutRedirectUris: [clientApp.signedOut],
+      firstParty: true,
+    });
+    const user = await newUser();
+    const { page, context } = await openPage();
+    const request = authorizeUrl({ response_type: 'code', client_id: client.id, redirect_uri: clientApp.callback, scope: 'openid', state: 's' });
+    await page.goto(request);
+    await signIn(page, user.email);
+    await backAt(page, clientApp.callback);
+    const token = await exchange(client, clientApp.last('/callback').query.get('code')!);
+    const session = (await context.cookies(server.url)).find((c) => c.name === 'gatehouse_session')!;
+    assert.ok(session);
+
+    const state = newState();
+    await page.goto(clientApp.crossSiteForm(`${server.url}/logout`, { id_token_hint: token.body.id_token, client_id: client.id, post_logout_redirect_uri: clientApp.signedOut, state }));
+    const landed = await backAt(page, clientApp.signedOut);
+    assert.equal(landed.searchParams.get('state'), state);
+
+    // The session is over on the server, not only forgotten by this browser.
+    const account = await fetch(`${server.url}/account`, { headers: { cookie: `gatehouse_session=${session.value}` }, redirect: 'manual' });
+    assert.equal(account.status, 302);
+    assert.match(account.headers.get('location') ?? '', /^\/login/);
+  });
+
+  it('answers a POST to /authorize from the client\'s own site with the session the person has (prompt=none gets a code)', async () => {
+    const client = await server.client({
+      name: 'Site Diary',
+      grantTypes: ['authorization_code'],
+      scopes: ['openid', 'objects:read'],
+      redirectUris: [clientApp.callback],
+      firstParty: true,
+    });
+    const user = await newUser();
+    const { page } = await openPage();
+    await page.goto(authorizeUrl({ response_type: 'code', client_id: client.id, redirect_uri: clientApp.callback, scope: 'openid', state: 'first' }));
+    await signIn(page, user.email);
+    await backAt(page, clientApp.callback);
+
+    const state = newState();
+    await page.goto(clientApp.crossSiteForm(`${server.url}/authorize`, { response_type: 'code', client_id: client.id, redirect_uri: clientApp.callback, scope: 'openid', prompt: 'none', state }));
+    const landed = await backAt(page, clientApp.callback);
+    assert.equal(landed.searchParams.get('error'), null, landed.search);
+    assert.equal(landed.searchParams.get('state'), state);
+    const token = await exchange(client, landed.searchParams.get('code')!);
+    assert.equal(token.status, 200);
   });
 
   it('lists the authorized application on the account page; Withdraw access removes it and its refresh token stops working', async () => {

@@ -250,6 +250,28 @@ for (const dialect of DIALECTS) {
       });
     }
 
+    it('refuses a sign-out whose id_token_hint was issued to another client than client_id, and keeps the session', async () => {
+      await server.gatehouse.storage.clients.update(other.id, { postLogoutRedirectUris: ['https://other.example/bye'] }, now);
+      server.gatehouse.clients.invalidate(other.id);
+      const { browser, callback } = await authorize({ client_id: web.id });
+      const idToken = (await exchange(callback.searchParams.get('code')!)).body.id_token;
+      const page = await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: idToken, client_id: other.id, post_logout_redirect_uri: 'https://other.example/bye', state: 'z' })}`);
+      assert.equal(page.status, 400);
+      assert.equal(page.location, undefined);
+      assert.match(page.text, /issued to another application/);
+      const account = await browser.request(`${server.url}/account`);
+      assert.equal(account.status, 200, 'still signed in');
+    });
+
+    it('sets no cookie on static files, which shared caches may keep', async () => {
+      const res = await fetch(`${server.url}/static/gatehouse.css`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('cache-control') ?? '', /public/);
+      assert.deepEqual(res.headers.getSetCookie(), []);
+      const page = await fetch(`${server.url}/login`);
+      assert.ok(page.headers.getSetCookie().some((cookie) => cookie.startsWith('gatehouse_csrf=')), 'pages still set the CSRF cookie');
+    });
+
     it('returns access_denied with the state when the person denies', async () => {
       const browser = new HttpBrowser();
       let page = await browser.follow(authorizeUrl({ client_id: other.id, scope: 'openid profile' }), server.url);

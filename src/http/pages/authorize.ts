@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { currentSession, sendOutcome, type Pages } from './context.ts';
+import { currentSession, resendWithSession, sendOutcome, type Pages } from './context.ts';
 
 /** `/authorize`, GET and POST (OpenID Connect Core §3.1.2.1: both must be supported). */
 export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
@@ -8,6 +8,10 @@ export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promi
       method,
       url: '/authorize',
       handler: async (request, reply) => {
+        if (method === 'POST') {
+          const resent = resendWithSession(pages, request, reply, '/authorize');
+          if (resent) return resent;
+        }
         const params = (method === 'GET' ? request.query : request.body) ?? {};
         const outcome = await pages.gatehouse.authorizationEndpoint.begin(params as Record<string, unknown>, await currentSession(pages, request));
         return sendOutcome(reply, outcome, false);

@@ -16,6 +16,31 @@ export async function currentSession(pages: Pages, request: FastifyRequest): Pro
   return pages.gatehouse.sessions.resolve(request.cookies[pages.cookies.names(request).session], pages.gatehouse.clock());
 }
 
+// Longer requests stay POSTs: as a query string they would pass the header size limit.
+const MAX_RESENT_QUERY = 8 * 1024;
+
+/**
+ * A form posted from another site (an application's POST to /authorize or /logout) arrives without
+ * the session cookie, which is `SameSite=Lax`: the person would look signed out. Such a POST is sent
+ * back to the same address as a GET (303), which the browser makes as a top-level navigation, with
+ * the cookie. Undefined when the request carries the cookie already, or cannot be written as a query
+ * string (a value that is not a string, or too long); it is then answered as it came.
+ */
+export function resendWithSession(pages: Pages, request: FastifyRequest, reply: FastifyReply, path: string): FastifyReply | undefined {
+  if (request.cookies[pages.cookies.names(request).session] !== undefined) return undefined;
+  const body = request.body;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(body)) {
+    if (typeof value === 'string') query.append(name, value);
+    else if (Array.isArray(value) && value.every((item) => typeof item === 'string')) for (const item of value) query.append(name, item);
+    else return undefined;
+  }
+  const search = query.toString();
+  if (search.length > MAX_RESENT_QUERY) return undefined;
+  return reply.redirect(search ? `${path}?${search}` : path, 303);
+}
+
 /** A single-valued string form field, or undefined. */
 export function field(body: unknown, name: string): string | undefined {
   if (typeof body !== 'object' || body === null || !Object.hasOwn(body, name)) return undefined;

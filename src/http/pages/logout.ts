@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { compactVerify, decodeJwt, decodeProtectedHeader } from 'jose';
+import { compactVerify, decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import type { Client } from '../../storage/repositories.ts';
-import { currentSession, field, type Pages } from './context.ts';
+import { currentSession, field, resendWithSession, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 
 /**
@@ -30,10 +30,14 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
   const logout = async (request: FastifyRequest, reply: FastifyReply, params: Record<string, unknown>, confirmed: boolean) => {
     const text = (name: string) => (typeof params[name] === 'string' ? (params[name] as string) : undefined);
     const claims = await idTokenClaims(text('id_token_hint'));
-    const clientId = text('client_id') ?? (typeof claims?.aud === 'string' ? claims.aud : Array.isArray(claims?.aud) ? claims.aud[0] : undefined);
+    const clientId = text('client_id') ?? (claims ? audienceOf(claims)[0] : undefined);
     const client: Client | undefined = clientId ? (await gatehouse.clients.get(clientId))?.client : undefined;
     const requested = text('post_logout_redirect_uri');
     if (text('id_token_hint') && !claims) return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application sent an ID token that this server did not issue.' }, 400);
+    // RP-Initiated Logout §2: "the OP MUST verify that the Client Identifier matches the one used when issuing the ID Token".
+    if (claims && text('client_id') !== undefined && !audienceOf(claims).includes(text('client_id')!)) {
+      return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The ID token the application sent was issued to another application. You were not signed out or redirected.' }, 400);
+    }
     if (requested && (!client || !client.postLogoutRedirectUris.includes(requested))) {
       return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application asked to send you to an address it has not registered. You were not signed out or redirected.' }, 400);
     }
@@ -60,6 +64,13 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     const body = (request.body ?? {}) as Record<string, unknown>;
     // A confirmed sign-out must come from our own form.
     const confirmed = field(body, 'confirm') === 'yes' && pages.csrf.verify(request, field(body, 'csrf'));
+    // RP-Initiated Logout §2: an application may POST here; from its site the session cookie stays behind.
+    if (!confirmed) {
+      const resent = resendWithSession(pages, request, reply, '/logout');
+      if (resent) return resent;
+    }
     return logout(request, reply, body, confirmed);
   });
 }
+
+const audienceOf = (claims: JWTPayload): string[] => (typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : []);

@@ -38,7 +38,9 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehou
 
   app.addHook('onRequest', async (request, reply) => {
     reply.headers(PAGE_HEADERS);
-    pages.csrf.issue(request, reply);
+    // Static files may be kept by shared caches (public, max-age): a cookie set with them could be
+    // handed to every visitor, making everyone's CSRF token one an attacker can fetch too.
+    if (!request.url.startsWith('/static/')) pages.csrf.issue(request, reply);
   });
 
   app.setErrorHandler((error, request, reply) => {
