@@ -8,7 +8,8 @@ import { clientRoutes } from './clients.ts';
 import { grantRoutes } from './grants.ts';
 import { keyRoutes } from './keys.ts';
 import { documentationRoutes, type AdminRoute } from './openapi.ts';
-import { notFound, problemHandler, sendProblem } from './problems.ts';
+import { fieldWithNul } from '../nul.ts';
+import { invalidField, notFound, problemHandler, sendProblem } from './problems.ts';
 import { emptyBodyAsObject, exactBodyTypes, type AdminScope } from './support.ts';
 import { userRoutes } from './users.ts';
 
@@ -55,6 +56,10 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   });
 
   app.addHook('preValidation', exactBodyTypes);
+  app.addHook('preValidation', async (request) => {
+    const field = fieldWithNul(request);
+    if (field !== undefined) throw invalidField(field, `${field} contains a NUL character`);
+  });
 
   await clientRoutes(app, gatehouse);
   await apiKeyRoutes(app, gatehouse);

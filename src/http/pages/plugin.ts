@@ -11,6 +11,7 @@ import type { Pages } from './context.ts';
 import { developerPortalRoutes } from './developers.ts';
 import { loginRoutes } from './login.ts';
 import { logoutRoutes } from './logout.ts';
+import { fieldWithNul } from '../nul.ts';
 import { isUnavailable } from '../oauth/errors.ts';
 import { publicDir, renderPage } from './render.ts';
 import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
@@ -41,6 +42,11 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehou
     // Static files may be kept by shared caches (public, max-age): a cookie set with them could be
     // handed to every visitor, making everyone's CSRF token one an attacker can fetch too.
     if (!request.url.startsWith('/static/')) pages.csrf.issue(request, reply);
+  });
+
+  app.addHook('preValidation', async (request, reply) => {
+    if (fieldWithNul(request) === undefined) return;
+    return renderPage(reply, 'error', { title: 'Bad request', message: 'The request contains a character that is not allowed (NUL).' }, 400);
   });
 
   app.setErrorHandler((error, request, reply) => {
