@@ -41,6 +41,9 @@ export function authorizationServerMetadata({ config, grantTypes, tokenEndpointA
     prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
     // RFC 9207: every authorization response carries `iss`.
     authorization_response_iss_parameter_supported: true,
+    // OpenID Connect Discovery §3: request_uri_parameter_supported defaults to true, so it is said.
+    request_parameter_supported: false,
+    request_uri_parameter_supported: false,
   };
 }
 

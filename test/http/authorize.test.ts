@@ -272,6 +272,28 @@ for (const dialect of DIALECTS) {
       assert.ok(page.headers.getSetCookie().some((cookie) => cookie.startsWith('gatehouse_csrf=')), 'pages still set the CSRF cookie');
     });
 
+    it('answers request and request_uri, which it does not support, with request_not_supported and request_uri_not_supported (OpenID Connect Core §6), and says so in discovery', async () => {
+      const browser = new HttpBrowser();
+      for (const [name, value, error] of [
+        ['request', 'eyJhbGciOiJub25lIn0.eyJzY29wZSI6Im9wZW5pZCJ9.', 'request_not_supported'],
+        ['request_uri', 'https://app.example/request.jwt', 'request_uri_not_supported'],
+        ['request_uri', 'urn:ietf:params:oauth:request_uri:abc', 'request_uri_not_supported'],
+      ]) {
+        const page = await browser.request(authorizeUrl({ client_id: web.id, [name!]: value! }));
+        assert.equal(page.status, 302, name);
+        const location = new URL(page.location!);
+        assert.equal(location.origin + location.pathname, CALLBACK);
+        assert.equal(location.searchParams.get('error'), error);
+        assert.equal(location.searchParams.get('state'), 'st-1');
+        assert.equal(location.searchParams.get('iss'), server.config.issuer);
+      }
+      for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
+        const metadata = (await (await fetch(`${server.url}${path}`)).json()) as Record<string, unknown>;
+        assert.equal(metadata.request_parameter_supported, false, path);
+        assert.equal(metadata.request_uri_parameter_supported, false, path);
+      }
+    });
+
     it('returns access_denied with the state when the person denies', async () => {
       const browser = new HttpBrowser();
       let page = await browser.follow(authorizeUrl({ client_id: other.id, scope: 'openid profile' }), server.url);

@@ -122,6 +122,15 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
     },
   ],
   [
+    'check_request_object',
+    (_draft, _inputs, param) => {
+      // OpenID Connect Core §6.1, §6.2: an OP that does not support them "MUST return" these errors
+      // rather than act on the other parameters alone, which the request object may contradict.
+      if (param('request') !== undefined) throw new OAuthError('request_not_supported', 'request objects (the request parameter) are not supported');
+      if (param('request_uri') !== undefined) throw new OAuthError('request_uri_not_supported', 'the request_uri parameter is not supported');
+    },
+  ],
+  [
     'check_scope',
     (draft, { scopes }, param) => {
       const requested = scopes.parse(param('scope'));
