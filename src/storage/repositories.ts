@@ -49,12 +49,22 @@ export interface ClientSecret {
   expiresAt: number | null;
 }
 
+/**
+ * One page of a long list, oldest first: at most `limit` records, those created after `after`
+ * (keyset pagination on creation time and id, so pages stay stable while records are added).
+ */
+export interface Page {
+  after?: { createdAt: number; id: string };
+  limit: number;
+}
+
 export interface ClientRepository {
   create(client: NewClient, now: number): Promise<Client>;
   find(id: string): Promise<Client | undefined>;
   /** The client and its secrets in one read: what client authentication needs. */
   findWithSecrets(id: string): Promise<{ client: Client; secrets: ClientSecret[] } | undefined>;
-  list(): Promise<Client[]>;
+  /** Every client, oldest first; or one page of them. */
+  list(page?: Page): Promise<Client[]>;
   /** The clients a user registered (in the developer portal), oldest first. */
   listForOwner(userId: string): Promise<Client[]>;
   update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number): Promise<Client | undefined>;
@@ -86,7 +96,8 @@ export interface UserRepository {
   create(user: Omit<User, 'createdAt' | 'updatedAt'>, now: number): Promise<User>;
   findById(id: string): Promise<User | undefined>;
   findByEmail(email: string): Promise<User | undefined>;
-  list(): Promise<User[]>;
+  /** Every user, oldest first; or one page of them. */
+  list(page?: Page): Promise<User[]>;
   setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
   setPasswordHash(id: string, passwordHash: string, now: number): Promise<boolean>;
   /**

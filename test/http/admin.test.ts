@@ -378,6 +378,40 @@ for (const dialect of DIALECTS) {
       const grace = { email: 'grace@example.com', password: 'a long first password' };
       let graceId: string;
 
+      it('lists users and clients a page at a time, oldest first, each record once, however many there are', async () => {
+        for (let i = 0; i < 5; i++) {
+          await server.user(`paged${i}@example.com`, 'a long enough password');
+          await server.client({ name: `Paged ${i}` });
+        }
+        for (const [path, name, scope, all] of [
+          ['/users', 'users', 'admin:users', await server.gatehouse.storage.users.list()],
+          ['/clients', 'clients', 'admin:clients', await server.gatehouse.storage.clients.list()],
+        ] as const) {
+          const id = (record: Record<string, string>) => record.id ?? record.client_id;
+          const seen: string[] = [];
+          let cursor: string | null = null;
+          let pages = 0;
+          do {
+            const res = await api('GET', `${path}?limit=2${cursor ? `&cursor=${cursor}` : ''}`, as(scope));
+            assert.equal(res.status, 200, JSON.stringify(res.body));
+            assert.ok(res.body[name].length <= 2);
+            seen.push(...res.body[name].map(id));
+            cursor = res.body.next_cursor;
+            pages += 1;
+          } while (cursor && pages < 100);
+          assert.deepEqual(seen, all.map((record) => record.id), `${path}: every record once, in order`);
+          assert.equal(pages, Math.ceil(all.length / 2) || 1);
+          const whole = await api('GET', path, as(scope));
+          assert.equal(whole.body.next_cursor, null, 'under the default page size of 100 there is one page');
+          assert.equal(whole.body[name].length, all.length);
+          for (const bad of ['nonsense', Buffer.from('x:y').toString('base64url'), '%00']) {
+            assertProblem(await api('GET', `${path}?cursor=${bad}`, as(scope)), 400);
+          }
+          assertProblem(await api('GET', `${path}?limit=0`, as(scope)), 400);
+          assertProblem(await api('GET', `${path}?limit=1001`, as(scope)), 400);
+        }
+      });
+
       it('creates a user who can sign in at once, and shows users without their password hash', async () => {
         const res = await api('POST', '/users', { ...as('admin:users'), body: { ...grace, name: 'Grace' } });
         assert.equal(res.status, 201, JSON.stringify(res.body));

@@ -10,6 +10,10 @@ import {
   iso,
   noContent,
   operation,
+  pageAnswer,
+  pageFrom,
+  pageOf,
+  pageQuery,
   optionalTimestamp,
   parseExpiry,
   recordAdminAction,
@@ -130,9 +134,14 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     if (ownerUserId && !(await gatehouse.storage.users.findById(ownerUserId))) throw new ValidationError('owner_user_id', `there is no user ${ownerUserId}`);
   };
 
-  app.get('/clients', { ...operation(TAG, SCOPE, 'listClients', 'List clients'), schema: { response: { 200: listOf('clients', clientSchema) } } }, async () => ({
-    clients: (await gatehouse.storage.clients.list()).map(describeClient),
-  }));
+  app.get<{ Querystring: { limit: number; cursor?: string } }>(
+    '/clients',
+    { ...operation(TAG, SCOPE, 'listClients', 'List clients', { description: 'Oldest first, a page at a time.' }), schema: { querystring: pageQuery, response: { 200: pageOf('clients', clientSchema) } } },
+    async (request) => {
+      const { page, nextCursor } = pageAnswer(await gatehouse.storage.clients.list(pageFrom(request.query)), request.query.limit);
+      return { clients: page.map(describeClient), next_cursor: nextCursor };
+    },
+  );
 
   app.post<{ Body: ClientBody }>(
     '/clients',

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import type { Page } from '../../storage/repositories.ts';
 import { invalidField, ProblemError, type FieldProblem } from './problems.ts';
 
 export type AdminScope = 'admin:clients' | 'admin:users' | 'admin:tokens';
@@ -72,6 +73,40 @@ export function parseExpiry(value: string | null | undefined, field = 'expires_a
 // JSON Schema building blocks. Request bodies list their members with `propertyNames` rather than
 // `additionalProperties: false`, which Fastify's Ajv would silently strip instead of refusing: a
 // misspelt field must be an error, never ignored. (The OpenAPI document shows it as closed.)
+
+/** The querystring of a paged list: how many records, and where the page starts. */
+export const pageQuery = {
+  type: 'object',
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100, description: 'Records on the page, at most.' },
+    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'Where the page starts: the `next_cursor` of the page before.' },
+  },
+} as const;
+
+/** The response of a paged list: the records under `name`, and where the next page starts (null after the last). */
+export function pageOf(name: string, item: object) {
+  return {
+    description: 'One page of the list, oldest first.',
+    type: 'object',
+    required: [name, 'next_cursor'],
+    properties: { [name]: { type: 'array', items: item }, next_cursor: { type: ['string', 'null'], description: 'Pass as `cursor` for the next page; null on the last page.' } },
+  };
+}
+
+/** Reads a page request; one record more than the page is asked for, to know whether another page follows. */
+export function pageFrom({ limit, cursor }: { limit: number; cursor?: string }): Page {
+  if (cursor === undefined) return { limit: limit + 1 };
+  const match = /^(\d{1,15}):(.{1,300})$/s.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match) throw invalidField('cursor', 'cursor is not one this API handed out');
+  return { after: { createdAt: Number(match[1]), id: match[2]! }, limit: limit + 1 };
+}
+
+/** The records of the page, and the cursor of the next one when the store had more than `limit`. */
+export function pageAnswer<Record extends { createdAt: number; id: string }>(records: Record[], limit: number): { page: Record[]; nextCursor: string | null } {
+  if (records.length <= limit) return { page: records, nextCursor: null };
+  const last = records[limit - 1]!;
+  return { page: records.slice(0, limit), nextCursor: Buffer.from(`${last.createdAt}:${last.id}`).toString('base64url') };
+}
 
 export const timestamp = { type: 'string', format: 'date-time' } as const;
 export const optionalTimestamp = { type: ['string', 'null'], format: 'date-time' } as const;

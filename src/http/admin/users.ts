@@ -3,7 +3,7 @@ import { createUser, resetUserPassword } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { notFound } from './problems.ts';
-import { idParams, iso, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
+import { idParams, iso, noContent, operation, optionalTimestamp, pageAnswer, pageFrom, pageOf, pageQuery, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Users';
 const SCOPE = 'admin:users';
@@ -33,10 +33,13 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     return user;
   };
 
-  app.get(
+  app.get<{ Querystring: { limit: number; cursor?: string } }>(
     '/users',
-    { ...operation(TAG, SCOPE, 'listUsers', 'List users'), schema: { response: { 200: { description: 'The users.', type: 'object', required: ['users'], properties: { users: { type: 'array', items: userSchema } } } } } },
-    async () => ({ users: (await gatehouse.storage.users.list()).map(describeUser) }),
+    { ...operation(TAG, SCOPE, 'listUsers', 'List users', { description: 'Oldest first, a page at a time.' }), schema: { querystring: pageQuery, response: { 200: pageOf('users', userSchema) } } },
+    async (request) => {
+      const { page, nextCursor } = pageAnswer(await gatehouse.storage.users.list(pageFrom(request.query)), request.query.limit);
+      return { users: page.map(describeUser), next_cursor: nextCursor };
+    },
   );
 
   app.post<{ Body: { email: string; password: string; name?: string } }>(

@@ -74,9 +74,14 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       const secrets = await db.selectFrom('client_secrets').select(COLUMNS.client_secrets).where('client_id', '=', id).execute();
       return { client, secrets: secrets.map(toSecret) };
     },
-    async list() {
-      const rows = await db.selectFrom('clients').select(COLUMNS.clients).orderBy('created_at').orderBy('id').execute();
-      return rows.map(toClient);
+    async list(page) {
+      let query = db.selectFrom('clients').select(COLUMNS.clients).orderBy('created_at').orderBy('id');
+      if (page?.after) {
+        const { createdAt, id } = page.after;
+        query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '>', eb.tuple(createdAt, id)));
+      }
+      if (page) query = query.limit(page.limit);
+      return (await query.execute()).map(toClient);
     },
     async listForOwner(userId) {
       const rows = await db.selectFrom('clients').select(COLUMNS.clients).where('owner_user_id', '=', userId).orderBy('created_at').orderBy('id').execute();

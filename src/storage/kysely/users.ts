@@ -56,8 +56,14 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
       const row = await db.selectFrom('users').select(COLUMNS.users).where('email', '=', normalizeEmail(email)).executeTakeFirst();
       return row && toUser(row);
     },
-    async list() {
-      return (await db.selectFrom('users').select(COLUMNS.users).orderBy('created_at').orderBy('email').execute()).map(toUser);
+    async list(page) {
+      let query = db.selectFrom('users').select(COLUMNS.users).orderBy('created_at').orderBy('id');
+      if (page?.after) {
+        const { createdAt, id } = page.after;
+        query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '>', eb.tuple(createdAt, id)));
+      }
+      if (page) query = query.limit(page.limit);
+      return (await query.execute()).map(toUser);
     },
     async setDisabled(id, disabledAt, now) {
       const result = await db.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
