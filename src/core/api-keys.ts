@@ -29,6 +29,8 @@ export class ApiKeyService {
     if (!name) throw new ValidationError('name', 'an API key needs a name');
     if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
     if (input.expiresAt !== undefined && input.expiresAt !== null && input.expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
+    // An empty list asks for a key that can do nothing, which is surely a mistake; leaving scopes out asks for the defaults.
+    if (input.scopes?.length === 0) throw new ValidationError('scopes', 'list at least one scope, or leave scopes out for the application’s default scopes');
     let scopes: string[];
     try {
       scopes = this.#scopes.resolve({ requested: input.scopes, client, userPresent: false });

@@ -351,6 +351,8 @@ for (const dialect of DIALECTS) {
         assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Old', expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
         assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Soon', expires_at: 'tomorrow' } }), 400, 'expires_at');
         assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { scopes: ['objects:read'] } }), 400, 'name');
+        // An empty list is not "the defaults": that is what leaving scopes out means.
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Nothing', scopes: [] } }), 400, 'scopes');
         assertProblem(await api('POST', '/clients/app_missing/api-keys', { ...as('admin:clients'), body: { name: 'x' } }), 404);
       });
 
