@@ -121,12 +121,16 @@ describe('developer portal in headless Chromium', () => {
       await page.getByLabel(/^Redirect URIs/).fill(clientApp.callback);
       await page.getByRole('button', { name: 'Create application' }).click();
       await page.getByRole('heading', { name: 'Model Sync', level: 1 }).waitFor();
-      await page.getByText('it is shown only once').waitFor();
+      await page.getByText('it is shown only once').first().waitFor();
 
+      // Client ID, client secret and (ticked by default) an API key: what BIMData's portal hands out.
       const clientId = await copy(page, 'Client ID');
       const clientSecret = await copy(page, 'Client secret');
+      const defaultKey = await copy(page, 'API key');
       assert.match(clientId, /^app_/);
       assert.match(clientSecret, /^gate_cs_/);
+      assert.match(defaultKey, /^gate_ak_/);
+      assert.equal((await projectToken(defaultKey)).status, 201);
       await screenshot(page, 'application-secret');
 
       const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'model:read' }, { headers: { authorization: basic(clientId, clientSecret) } });

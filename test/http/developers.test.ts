@@ -193,6 +193,30 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await server.gatehouse.storage.clients.listSecrets(id), []);
       });
 
+      it('hands out an API key with a new confidential application when asked (the BIMData way): shown once beside the secret, working at once', async () => {
+        const browser = await signIn(alice.email);
+        const form = await browser.request(url('/developers/new'));
+        assert.match(form.text, /<input type="checkbox" name="api_key" checked>/, 'offered, and ticked by default');
+
+        const { id, secret, page } = await createApp(browser, appForm({ name: 'Viewer back end', api_key: 'on' }));
+        assert.ok(secret?.startsWith('gate_cs_'));
+        const apiKey = inputValue(page, 'revealed-api-key');
+        assert.match(apiKey, /^gate_ak_/);
+        assert.match(page, /Authorization: ApiKey/);
+        const [key, ...more] = await server.gatehouse.storage.apiKeys.listForClient(id);
+        assert.equal(more.length, 0);
+        assert.deepEqual(key!.scopes, (await server.gatehouse.storage.clients.find(id))!.defaultScopes);
+        assert.equal((await projectToken(apiKey)).status, 201);
+        assert.equal((await clientCredentials(id, secret!)).status, 200);
+        assert.ok(!(await browser.request(url(`/developers/applications/${id}`))).text.includes(apiKey), 'shown once');
+
+        const withoutKey = await createApp(browser, appForm({ name: 'Token-only back end' }));
+        assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(withoutKey.id), []);
+        const publicApp = await createApp(browser, appForm({ name: 'Browser viewer', type: 'public', api_key: 'on' }));
+        assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(publicApp.id), [], 'a public application gets no key');
+        assert.ok(!publicApp.page.includes('gate_ak_'));
+      });
+
       it('ignores every privileged field posted with the form', async () => {
         const browser = await signIn(alice.email);
         const { id } = await createApp(browser, [

@@ -7,6 +7,9 @@ import { applicationHeader, applicationNotFound, day, fieldList, minute, noticeF
 import type { Revealed } from './developers-application.ts';
 import { renderPage } from './render.ts';
 
+/** Shown under a new API key. */
+export const API_KEY_USAGE = 'Send it in the header “Authorization: ApiKey <key>”. It acts as this application, with the scopes listed under API keys.';
+
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 const NOTICES = { revoked: 'The API key was revoked. It no longer works.' };
 
@@ -39,7 +42,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
   const showKeys = async (
     reply: FastifyReply,
     client: Client,
-    data: { form?: KeyForm; errors?: Partial<Record<string, string>>; notice?: string | undefined; revealed?: Revealed } = {},
+    data: { form?: KeyForm; errors?: Partial<Record<string, string>>; notice?: string | undefined; revealed?: Revealed[] } = {},
     status = 200,
   ) => {
     // Last-use times are batched in memory (ApiKeyService); write this instance's now so the list is current.
@@ -95,7 +98,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
         userId: developer.user.id,
         data: { keyId: key.id, name: key.name, prefix: key.prefix, scopes: key.scopes, expiresAt: key.expiresAt },
       });
-      return showKeys(reply, application, { notice: `The API key “${key.name}” was created.`, revealed: { label: 'API key', value, usage: 'Send it in the header “Authorization: ApiKey <key>”. It acts as this application, with the scopes you chose.' } });
+      return showKeys(reply, application, { notice: `The API key “${key.name}” was created.`, revealed: [{ label: 'API key', value, usage: API_KEY_USAGE }] });
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
       const name = error.field === 'expires_at' ? 'expires_on' : error.field;

@@ -11,6 +11,8 @@ import { renderPage } from './render.ts';
 
 /** A credential shown once, on the response to the request that made it; never stored in plain text. */
 export interface Revealed {
+  /** The id of the field that shows it (`revealed-value` unless a page shows two). */
+  id?: string;
   label: string;
   value: string;
   /** How to use it, shown under it. */
@@ -46,7 +48,7 @@ export async function showApplication(
   data: {
     notice?: string | undefined;
     error?: string | undefined;
-    revealed?: Revealed | undefined;
+    revealed?: Revealed[] | undefined;
     /** The settings form as posted, with its errors; by default, the application as it is. */
     form?: { values: ApplicationDetailsForm; errors: FieldErrors } | undefined;
     /** The public keys as posted, refused for `error`; by default, an empty field. */
@@ -183,7 +185,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     gatehouse.audit.record({ at: now, kind: 'portal.secret.added', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { hint: hintOf(secret) } });
     return showApplication(reply, gatehouse, application, {
       notice: 'A new secret was added. The other secrets keep working until you delete them.',
-      revealed: { label: 'New client secret', value: secret },
+      revealed: [{ label: 'New client secret', value: secret }],
     });
   });
 

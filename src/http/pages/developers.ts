@@ -3,8 +3,8 @@ import { createClient, deleteClient, ValidationError, type ClientInput } from '.
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';
-import { apiKeyRoutes } from './developers-api-keys.ts';
-import { applicationRoutes, showApplication } from './developers-application.ts';
+import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
+import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
 import { applicationHeader, day, developerOf, guardPortal, noticeFrom, portalRequest } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { renderPage } from './render.ts';
@@ -28,6 +28,8 @@ const LIST_NOTICES = { deleted: 'The application was deleted. Its secrets and AP
 
 interface ApplicationForm extends ApplicationDetailsForm {
   type: string;
+  /** Whether a confidential application gets an API key with it, as BIMData's portal hands one out. */
+  api_key: boolean;
 }
 
 async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
@@ -46,7 +48,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
     renderPage(reply, 'developers-new', { title: 'New application', values, errors }, status);
 
   portal.get('/developers/new', async (_request, reply) =>
-    showForm(reply, { name: '', description: '', type: 'confidential', base_url: '', redirect_uris: '' }),
+    showForm(reply, { name: '', description: '', type: 'confidential', base_url: '', redirect_uris: '', api_key: true }),
   );
 
   // The address a creation form posts to: typed in or bookmarked, it leads to the list.
@@ -55,17 +57,21 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
   portal.post('/developers/applications', async (request, reply) => {
     const developer = developerOf(request);
     const body = request.body;
-    const values: ApplicationForm = { ...readApplicationDetails(body), type: field(body, 'type') ?? '' };
+    const values: ApplicationForm = { ...readApplicationDetails(body), type: field(body, 'type') ?? '', api_key: field(body, 'api_key') === 'on' };
     const checked = applicationInput(gatehouse, developer.user.id, values);
     if ('errors' in checked) return showForm(reply, values, checked.errors, 400);
     try {
       const now = gatehouse.clock();
       const { client, secret } = await createClient(gatehouse, checked.input, now);
       gatehouse.audit.record({ at: now, kind: 'portal.client.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { name: client.name, type: client.type } });
-      return showApplication(reply, gatehouse, client, {
-        notice: 'Application created.',
-        revealed: secret ? { label: 'Client secret', value: secret } : undefined,
-      });
+      const revealed: Revealed[] = secret ? [{ label: 'Client secret', value: secret }] : [];
+      if (secret && values.api_key) {
+        // With the application's default scopes: those that need no user (an API key acts as the application).
+        const { key, value } = await gatehouse.apiKeys.create(client, { name: 'Default' }, now);
+        gatehouse.audit.record({ at: now, kind: 'portal.api_key.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { keyId: key.id } });
+        revealed.push({ id: 'revealed-api-key', label: 'API key', value, usage: API_KEY_USAGE });
+      }
+      return showApplication(reply, gatehouse, client, { notice: 'Application created.', revealed });
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
       return showForm(reply, values, formError(error), 400);
