@@ -7,11 +7,28 @@ import type { GrantServices } from './services.ts';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const API_KEY_TYPE = 'urn:gatehouse:token-type:api_key';
 
+/**
+ * RFC 8693 §4.1 lets delegation chains nest `act` claims without end; past this many actors a
+ * subject token is refused, so a token cannot grow with every exchange.
+ */
+export const MAX_ACTOR_DEPTH = 5;
+
+/** The `act` claim (RFC 8693 §4.1): the current actor, with the prior ones nested in `act`. */
+type ActClaim = { sub: string; client_id: string; act?: Record<string, unknown> };
+
 type Exchange =
   /** A project token derived from the subject token (DESIGN §1, the standard way to ask for one). */
-  | { kind: 'project'; subject: Caller; project: string; scopes: string[] }
+  | { kind: 'project'; subject: Caller; project: string; scopes: string[]; expiresAt: number }
   /** The client acts for a user: `sub` is the user, `act` names the client (RFC 8693 §4.1). */
-  | { kind: 'delegation' | 'impersonation'; userId: string; scopes: string[]; subjectScopes: string[] | undefined };
+  | { kind: 'delegation' | 'impersonation'; userId: string; scopes: string[]; act: ActClaim; expiresAt: number | undefined };
+
+/**
+ * RFC 8693 §2.2.2: "If the authorization server is unwilling or unable to issue a token for any
+ * target service indicated by the resource or audience parameters, the invalid_target error code
+ * SHOULD be used"; RFC 8707 §2 uses it as well for a resource that is "invalid, missing, unknown,
+ * or malformed". Only this grant answers it, hence no factory in errors.ts.
+ */
+const invalidTarget = (description: string): OAuthError => new OAuthError('invalid_target', description);
 
 /**
  * RFC 8693 token exchange, for three things:
@@ -20,7 +37,13 @@ type Exchange =
  * - delegation: `subject_token` = a user's access token, `actor_token` = the client's own token;
  * - impersonation by a trusted back office: `requested_subject` = a user id.
  * Delegation and impersonation need the operator-granted impersonation privilege; every exchange
- * is audited.
+ * is audited. Every refusal happens in `validate`, so a refused request issues and stores nothing.
+ *
+ * A subject or actor token that cannot be used (invalid, of a project, of a user no longer active,
+ * of a deleted client) is `invalid_grant` throughout: RFC 8693 §2.2.2 names `invalid_request` for
+ * such tokens, but in this grant they play the part RFC 6749 §5.2 gives the authorization grant
+ * ("invalid, expired, revoked, … or was issued to another client"), and one code for all of them
+ * keeps the refusals of this grant alike.
  */
 export const tokenExchangeGrant: GrantHandler<Exchange> = {
   grantType: 'urn:ietf:params:oauth:grant-type:token-exchange',
@@ -28,68 +51,123 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
   allowsPublicClients: false,
 
   async validate(context) {
-    const { client, params, now, services } = context;
+    const { client, params, services } = context;
     if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
       throw invalidRequest('only access tokens can be requested (requested_token_type)');
     }
-    const project = projectOf(params.resource ?? params.audience, services.config.issuer);
+    const project = projectTarget(params.resource, params.audience, services.config.issuer);
     const requested = services.scopes.parse(params.scope);
-
-    if (project !== undefined) {
-      const subject = await subjectCaller(context, 'subject_token');
-      if (subject.clientId !== client.id) throw invalidGrant('the subject token was not issued to this client');
-      const scopes = requested ?? subject.scopes.filter((s) => services.scopes.definition(s)?.project);
-      return { kind: 'project', subject, project, scopes };
-    }
+    if (project !== undefined) return validateProjectToken(context, project, requested);
 
     if (!client.allowImpersonation) {
       audit(services, context, 'failure', { reason: 'no impersonation privilege' });
       throw unauthorizedClient('the client is not allowed to act on behalf of users');
     }
-    if (params.requested_subject !== undefined) {
-      const user = params.requested_subject.length <= 64 ? await services.storage.users.findById(params.requested_subject) : undefined;
-      if (!user || user.disabledAt !== null) throw invalidGrant('the requested subject is not an active user');
-      if (params.subject_token !== undefined) {
-        const own = await subjectCaller(context, 'subject_token');
-        if (own.clientId !== client.id || own.kind === 'user') throw invalidGrant('with requested_subject, the subject token must be the client\'s own');
-      }
-      return { kind: 'impersonation', userId: user.id, scopes: scopesFor(services, client, requested, undefined), subjectScopes: undefined };
-    }
-
-    const subject = await subjectCaller(context, 'subject_token');
-    if (subject.kind !== 'user') throw invalidGrant('the subject token must be a user\'s access token');
-    if (params.actor_token === undefined) throw invalidRequest('actor_token is required for delegation');
-    const actor = await subjectCaller(context, 'actor_token');
-    if (actor.clientId !== client.id || actor.kind === 'user') throw invalidGrant('the actor token must be the client\'s own token');
-    return { kind: 'delegation', userId: subject.sub, scopes: scopesFor(services, client, requested, subject.scopes), subjectScopes: subject.scopes };
+    if (params.requested_subject !== undefined) return validateImpersonation(context, requested);
+    return validateDelegation(context, requested);
   },
 
   async issue(context, exchange) {
     const { client, now, services } = context;
     if (exchange.kind === 'project') {
-      const ttl = services.config.projectTokens.defaultTtlSeconds;
-      const expiresAt = Math.min(now + ttl, exchange.subject.expiresAt ?? now + ttl);
-      const token = await issueProjectToken(services, exchange.subject, { project: exchange.project, scopes: exchange.scopes, expiresAt }, now);
+      const token = await issueProjectToken(services, exchange.subject, { project: exchange.project, scopes: exchange.scopes, expiresAt: exchange.expiresAt }, now);
       audit(services, context, 'success', { kind: 'project', project: exchange.project, scopes: token.scopes });
       return { access_token: token.token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiresIn, scope: token.scopes.join(' ') };
     }
-    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, extra: { act: { sub: client.id, client_id: client.id } } }, now);
+    // A delegated token ends when its subject token does: exchanging again cannot stretch the user's authorization.
+    const ttl = exchange.expiresAt === undefined ? undefined : Math.min(services.config.tokens.accessTokenTtlSeconds, exchange.expiresAt - now);
+    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, extra: { act: exchange.act } }, now, ttl);
     audit(services, context, 'success', { kind: exchange.kind, subject: exchange.userId, scopes: exchange.scopes, jti: token.jti });
     return { access_token: token.token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiresIn, scope: exchange.scopes.join(' ') };
   },
 };
+
+/**
+ * Checked here, at the token endpoint, with its errors (RFC 6749 §5.2: 400 `invalid_scope`);
+ * `issueProjectToken` checks the same rules again with the 403s of its own endpoint.
+ */
+async function validateProjectToken(context: GrantContext, project: string, requested: string[] | undefined): Promise<Exchange> {
+  const { client, now, services } = context;
+  const subject = await subjectCaller(context, 'subject_token');
+  if (subject.clientId !== client.id) throw invalidGrant('the subject token was not issued to this client');
+  await checkSubjectStillAuthorized(services, subject);
+  const scopes = requested ?? subject.scopes.filter((s) => services.scopes.definition(s)?.project);
+  if (scopes.length === 0) throw invalidScope('the subject token holds no scope that can be put into a project token');
+  for (const scope of scopes) {
+    if (!services.scopes.definition(scope)?.project) throw invalidScope(`the scope "${scope.slice(0, 64)}" cannot be put into a project token`);
+    if (!subject.scopes.includes(scope)) throw invalidScope(`the subject token does not hold the scope "${scope.slice(0, 64)}"`);
+  }
+  const { defaultTtlSeconds, maxTtlSeconds } = services.config.projectTokens;
+  const expiresAt = Math.min(now + Math.min(defaultTtlSeconds, maxTtlSeconds), subject.expiresAt ?? Number.POSITIVE_INFINITY);
+  return { kind: 'project', subject, project, scopes, expiresAt };
+}
+
+async function validateImpersonation(context: GrantContext, requested: string[] | undefined): Promise<Exchange> {
+  const { client, params, services } = context;
+  const requestedSubject = params.requested_subject!;
+  const user = requestedSubject.length <= 64 ? await services.storage.users.findById(requestedSubject) : undefined;
+  if (!user || user.disabledAt !== null) throw invalidGrant('the requested subject is not an active user');
+  if (params.subject_token !== undefined) {
+    const own = await subjectCaller(context, 'subject_token');
+    if (own.clientId !== client.id || own.kind === 'user') throw invalidGrant('with requested_subject, the subject token must be the client\'s own');
+  }
+  return { kind: 'impersonation', userId: user.id, scopes: scopesFor(services, client, requested, undefined), act: actClaim(client.id, undefined), expiresAt: undefined };
+}
+
+async function validateDelegation(context: GrantContext, requested: string[] | undefined): Promise<Exchange> {
+  const { client, params, services } = context;
+  const subject = await subjectCaller(context, 'subject_token');
+  if (subject.kind !== 'user') throw invalidGrant('the subject token must be a user\'s access token');
+  if (params.actor_token === undefined) throw invalidRequest('actor_token is required for delegation');
+  const actor = await subjectCaller(context, 'actor_token');
+  if (actor.clientId !== client.id || actor.kind === 'user') throw invalidGrant('the actor token must be the client\'s own token');
+  await checkSubjectStillAuthorized(services, subject);
+  const act = actClaim(client.id, subject.act);
+  return { kind: 'delegation', userId: subject.sub, scopes: scopesFor(services, client, requested, subject.scopes), act, expiresAt: subject.expiresAt };
+}
 
 async function subjectCaller({ params, now, services }: GrantContext, name: 'subject_token' | 'actor_token'): Promise<Caller> {
   const token = params[name];
   const type = params[`${name}_type`];
   if (!token) throw invalidRequest(`${name} is required`);
   if (type !== ACCESS_TOKEN_TYPE && type !== API_KEY_TYPE) throw invalidRequest(`${name}_type must be ${ACCESS_TOKEN_TYPE} or ${API_KEY_TYPE}`);
+  let caller: Caller;
   try {
-    return await authenticateCaller(services, `${type === API_KEY_TYPE ? 'ApiKey' : 'Bearer'} ${token}`, now);
+    caller = await authenticateCaller(services, `${type === API_KEY_TYPE ? 'ApiKey' : 'Bearer'} ${token}`, now);
   } catch (error) {
     if (error instanceof OAuthError) throw invalidGrant(`the ${name} is invalid, expired or revoked`);
     throw error;
   }
+  // DESIGN §1: a project token is for a browser viewer and mints nothing, whatever the exchange
+  // (delegating one would even shed its project binding).
+  if (caller.project !== undefined) throw invalidGrant(`the ${name} is a project token, which cannot be exchanged`);
+  return caller;
+}
+
+/**
+ * An access token outlives its user's disabling or deletion, and its client's deletion, by up to
+ * its lifetime (DESIGN §3); nothing new is derived from it once that happened, as the refresh
+ * token grant refuses to renew it (RFC 6749 §5.2 `invalid_grant`: the grant is "revoked").
+ */
+async function checkSubjectStillAuthorized(services: GrantServices, subject: Caller): Promise<void> {
+  if (subject.kind === 'user') {
+    const user = await services.storage.users.findById(subject.sub);
+    if (!user || user.disabledAt !== null) throw invalidGrant('the subject token\'s user is not an active user');
+  }
+  if (!(await services.clients.get(subject.clientId))) throw invalidGrant('the subject token was issued to a client that no longer exists');
+}
+
+/**
+ * RFC 8693 §4.1: "A chain of delegation can be expressed by nesting one act claim within another.
+ * The outermost act claim represents the current actor while nested act claims represent prior
+ * actors." Bounded by MAX_ACTOR_DEPTH.
+ */
+function actClaim(clientId: string, prior: Record<string, unknown> | undefined): ActClaim {
+  if (prior === undefined) return { sub: clientId, client_id: clientId };
+  let depth = 0;
+  for (let actor: unknown = prior; typeof actor === 'object' && actor !== null && depth < MAX_ACTOR_DEPTH; actor = (actor as Record<string, unknown>).act) depth++;
+  if (depth >= MAX_ACTOR_DEPTH) throw invalidGrant(`the subject token has passed through ${MAX_ACTOR_DEPTH} actors already and cannot be delegated further`);
+  return { sub: clientId, client_id: clientId, act: prior };
 }
 
 function scopesFor(services: GrantServices, client: GrantContext['client'], requested: string[] | undefined, ceiling: string[] | undefined): string[] {
@@ -98,12 +176,25 @@ function scopesFor(services: GrantServices, client: GrantContext['client'], requ
   return scopes;
 }
 
-/** `project:<id>` or `<issuer>/projects/<id>`. */
-function projectOf(value: string | undefined, issuer: string): string | undefined {
-  if (value === undefined) return undefined;
+/**
+ * The project named by `resource` (RFC 8707) and `audience` (RFC 8693 §2.1); undefined when
+ * neither is given. Both may be given only if they name the same project: quietly preferring one
+ * would issue a token for a target the client did not mean.
+ */
+function projectTarget(resource: string | undefined, audience: string | undefined, issuer: string): string | undefined {
+  const fromResource = resource === undefined ? undefined : projectOf(resource, 'resource', issuer);
+  const fromAudience = audience === undefined ? undefined : projectOf(audience, 'audience', issuer);
+  if (fromResource !== undefined && fromAudience !== undefined && fromResource !== fromAudience) {
+    throw invalidTarget('resource and audience name different projects');
+  }
+  return fromResource ?? fromAudience;
+}
+
+/** `project:<id>` or `<issuer>/projects/<id>`: the only targets this server issues exchanged tokens for. */
+function projectOf(value: string, name: 'resource' | 'audience', issuer: string): string {
   const id = value.startsWith('project:') ? value.slice(8) : value.startsWith(`${issuer}/projects/`) ? value.slice(issuer.length + 10) : undefined;
-  if (id === undefined) throw invalidRequest('resource and audience must name a project: project:<id>');
-  if (!PROJECT_ID.test(id)) throw invalidRequest('the project id is malformed');
+  if (id === undefined) throw invalidTarget(`${name} must name a project: project:<id>`);
+  if (!PROJECT_ID.test(id)) throw invalidTarget(`the project id in ${name} is malformed`);
   return id;
 }
 
