@@ -1,8 +1,9 @@
 import type { ApiKeyService } from './api-keys.ts';
-import { invalidToken } from './errors.ts';
+import type { ClientRegistry } from './clients.ts';
+import { bearerChallenge, invalidRequest, invalidToken, OAuthError } from './errors.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { verifyAccessToken } from './tokens/verify.ts';
-import type { RevocationRepository } from '../storage/repositories.ts';
+import type { Client, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
 
 /** Who calls a Gatehouse API with a token: a user through a client, a client alone, or an API key. */
 export interface Caller {
@@ -17,6 +18,8 @@ export interface Caller {
   act: Record<string, unknown> | undefined;
   /** When the credential stops working (API keys without expiry: undefined). */
   expiresAt: number | undefined;
+  /** The user's record, read while checking that they may still use the token (kind `user` only). */
+  user: User | undefined;
 }
 
 export interface CallerServices {
@@ -24,29 +27,82 @@ export interface CallerServices {
   config: { issuer: string; tokens: { audience: string } };
   revocations: RevocationRepository;
   apiKeys: ApiKeyService;
+  clients: ClientRegistry;
+  storage: { users: Pick<UserRepository, 'findById'> };
+}
+
+export type CredentialScheme = 'bearer' | 'apikey';
+
+const NO_CREDENTIALS = 'send an access token (Authorization: Bearer …) or an API key (Authorization: ApiKey …)';
+
+/**
+ * RFC 6750 §3.1: "If the request lacks any authentication information (e.g., the client was unaware
+ * that authentication is necessary or attempted using an unsupported authentication method), the
+ * resource server SHOULD NOT include an error code or other error information" — a bare challenge.
+ * The JSON body still says why, as on every protocol endpoint.
+ */
+export function credentialsRequired(description = NO_CREDENTIALS): OAuthError {
+  return new OAuthError('invalid_token', description, 401, { 'www-authenticate': 'Bearer realm="gatehouse"' });
+}
+
+/** RFC 6750 §3.1: a malformed request, or one that sends its token more than once, is `invalid_request` (400). */
+export function malformedCredentials(description: string): OAuthError {
+  return invalidRequest(description, { 'www-authenticate': bearerChallenge('invalid_request', description) });
+}
+
+/**
+ * The credential of an `Authorization` header among `schemes`: RFC 6750 §2.1 `Bearer <token>`, or
+ * Gatehouse's `ApiKey <key>`. No header, or another scheme, is a request without credentials (bare
+ * challenge); a known scheme with anything but one token after it (`Bearer a b`) is malformed.
+ */
+export function credentialOf(authorization: string | undefined, schemes: readonly CredentialScheme[] = ['bearer', 'apikey']): { scheme: CredentialScheme; value: string } {
+  if (authorization === undefined || authorization === '') throw credentialsRequired();
+  const space = authorization.indexOf(' ');
+  const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase() as CredentialScheme;
+  if (!schemes.includes(scheme)) throw credentialsRequired(schemes.length === 1 ? 'send an access token (Authorization: Bearer …)' : NO_CREDENTIALS);
+  const value = space < 0 ? '' : authorization.slice(space + 1).replace(/^ +/, '');
+  if (!/^\S+$/.test(value)) throw malformedCredentials(`the Authorization header must be "${scheme === 'bearer' ? 'Bearer <token>' : 'ApiKey <key>'}"`);
+  return { scheme, value };
+}
+
+/**
+ * Whether the holders of an access token still exist: its client (the registry's cache, DESIGN §6:
+ * no database read on the hot path) and, when it was issued for a user, that user — neither deleted
+ * nor disabled. RFC 7662 §2.2: a token is active only while it "has not been revoked by the resource
+ * owner" and is otherwise valid; the admin API promises that deleting a client or user stops what it
+ * holds. One indexed read for a user token, none for a client's own (`sub` = `client_id`).
+ */
+export async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'>, clientId: string, sub: string): Promise<{ client: Client; user: User | undefined } | undefined> {
+  if (clientId === '') return undefined;
+  const [entry, user] = await Promise.all([services.clients.get(clientId), sub === clientId ? undefined : services.storage.users.findById(sub)]);
+  if (!entry) return undefined;
+  if (sub !== clientId && (!user || user.disabledAt !== null)) return undefined;
+  return { client: entry.client, user };
 }
 
 /**
  * Authenticates `Authorization: Bearer <access token>` (RFC 6750) or `Authorization: ApiKey <key>`.
- * Fails with `invalid_token` (401) for anything missing, malformed, expired or revoked.
+ * No credential is a bare 401 challenge, a malformed one `invalid_request` (400); anything expired,
+ * revoked, or whose client or user is gone or disabled, `invalid_token` (401).
  */
 export async function authenticateCaller(services: CallerServices, authorization: string | undefined, now: number): Promise<Caller> {
-  const match = authorization?.match(/^(Bearer|ApiKey) +(\S+)$/i);
-  if (!match) throw invalidToken('send an access token (Authorization: Bearer …) or an API key (Authorization: ApiKey …)');
-  const [, scheme, credential] = match;
+  const { scheme, value } = credentialOf(authorization);
 
-  if (scheme!.toLowerCase() === 'apikey') {
-    const found = await services.apiKeys.authenticate(credential!, now);
+  if (scheme === 'apikey') {
+    // The key service refuses a key whose application is gone.
+    const found = await services.apiKeys.authenticate(value, now);
     if (!found) throw invalidToken('the API key is invalid, expired or revoked');
-    return { kind: 'api_key', sub: found.client.id, clientId: found.client.id, scopes: found.key.scopes, project: undefined, act: undefined, expiresAt: found.key.expiresAt ?? undefined };
+    return { kind: 'api_key', sub: found.client.id, clientId: found.client.id, scopes: found.key.scopes, project: undefined, act: undefined, expiresAt: found.key.expiresAt ?? undefined, user: undefined };
   }
 
-  const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, credential!, now);
+  const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, value, now);
   if (!verified) throw invalidToken('the access token is invalid or has expired');
-  if (verified.jti && (await services.revocations.isJtiRevoked(verified.jti))) throw invalidToken('the access token has been revoked');
   const { payload } = verified;
   const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
   const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
+  const [revoked, holders] = await Promise.all([verified.jti ? services.revocations.isJtiRevoked(verified.jti) : false, tokenHolders(services, clientId, sub)]);
+  if (revoked) throw invalidToken('the access token has been revoked');
+  if (!holders) throw invalidToken('the access token is invalid or has expired');
   return {
     kind: sub === clientId ? 'client' : 'user',
     sub,
@@ -55,5 +111,6 @@ export async function authenticateCaller(services: CallerServices, authorization
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act: typeof payload.act === 'object' && payload.act !== null ? (payload.act as Record<string, unknown>) : undefined,
     expiresAt: payload.exp,
+    user: holders.user,
   };
 }

@@ -1,5 +1,6 @@
 import type { Client } from '../storage/repositories.ts';
 import type { ApiKeyService } from './api-keys.ts';
+import { tokenHolders } from './callers.ts';
 import type { GrantServices } from './grants/services.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { digestOf, kindOf } from './tokens/opaque.ts';
@@ -16,10 +17,11 @@ export type IntrospectionResponse = { active: false } | ({ active: true } & Reco
 const INACTIVE: IntrospectionResponse = { active: false };
 
 /**
- * RFC 7662. Access tokens (JWTs, inactive once expired, revoked or signed by a withdrawn key),
- * refresh tokens and API keys. The hint only orders the search (§2.1); the credential's own format
- * decides. A client sees its own tokens; resource servers and admin clients see every client's —
- * for anyone else another client's token is simply inactive (§4: "MAY respond differently").
+ * RFC 7662. Access tokens (JWTs, inactive once expired, revoked, signed by a withdrawn key, or
+ * held by a deleted client or a deleted or disabled user), refresh tokens and API keys. The hint
+ * only orders the search (§2.1); the credential's own format decides. A client sees its own tokens;
+ * resource servers and admin clients see every client's — for anyone else another client's token
+ * is simply inactive (§4: "MAY respond differently").
  */
 export async function introspect(services: IntrospectionServices, caller: Client, token: string, now: number): Promise<IntrospectionResponse> {
   const mayView = (clientId: unknown) => clientId === caller.id || caller.isResourceServer || caller.isAdmin;
@@ -52,8 +54,16 @@ export async function introspect(services: IntrospectionServices, caller: Client
     case undefined: {
       const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, token, now);
       if (!verified || !mayView(verified.payload.client_id)) return INACTIVE;
-      if (verified.jti && (await services.storage.revocations.isJtiRevoked(verified.jti))) return INACTIVE;
       const { payload } = verified;
+      // §2.2: inactive once revoked, and once its client is deleted or its user deleted or disabled
+      // (as /userinfo and the refresh grant already refuse). Both checks at once: for a client's own
+      // token the second is a cache hit, for a user's one indexed read.
+      const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
+      const [revoked, holders] = await Promise.all([
+        verified.jti ? services.storage.revocations.isJtiRevoked(verified.jti) : false,
+        tokenHolders(services, clientId, typeof payload.sub === 'string' ? payload.sub : clientId),
+      ]);
+      if (revoked || !holders) return INACTIVE;
       return {
         active: true,
         token_type: 'Bearer',

@@ -43,4 +43,20 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     await revoke(gatehouse, client, params.token, now);
     return reply.headers(NO_STORE).code(200).send();
   });
+
+  // RFC 7662 §2.1 and RFC 7009 §2.1 define POST only; RFC 9110 §15.5.6: 405 with `Allow`.
+  for (const [url, name] of [
+    ['/introspect', 'introspection'],
+    ['/revoke', 'revocation'],
+  ] as const) {
+    app.route({
+      method: ['GET', 'PUT', 'DELETE', 'PATCH'],
+      url,
+      handler: async (_request, reply) => {
+        reply.headers({ allow: 'POST', ...NO_STORE });
+        reply.code(405);
+        return { error: 'invalid_request', error_description: `the ${name} endpoint accepts POST only` };
+      },
+    });
+  }
 }
