@@ -72,6 +72,13 @@ export const insufficientScope = (description: string, scope?: string): OAuthErr
 // RFC 7009 §2.2.1
 export const unsupportedTokenType = make('unsupported_token_type');
 
+/**
+ * RFC 8693 §2.2.2: "If the authorization server is unwilling or unable to issue a token for any
+ * target service indicated by the resource or audience parameters, the invalid_target error code
+ * SHOULD be used"; RFC 8707 §2 uses it for a resource that is "invalid, missing, unknown, or malformed".
+ */
+export const invalidTarget = make('invalid_target');
+
 /** 429 with `Retry-After`, still with an RFC 6749 error body. */
 export const tooManyRequests = (description: string, retryAfterSeconds: number): OAuthError =>
   new OAuthError('temporarily_unavailable', description, 429, { 'retry-after': String(Math.max(1, Math.ceil(retryAfterSeconds))) });

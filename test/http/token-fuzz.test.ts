@@ -20,7 +20,7 @@ import { HOSTILE_STRINGS, SQL_INJECTIONS } from '../support/hostile-strings.ts';
  * fuzz request could have touched still works afterwards.
  */
 
-const RFC_ERRORS = ['invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'];
+const RFC_ERRORS = ['invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope', 'invalid_target'];
 const ALLOWED_STATUSES = [400, 401, 405, 413];
 const BODY_LIMIT = 64 * 1024;
 

@@ -1,5 +1,5 @@
 import { authenticateCaller, type Caller } from '../callers.ts';
-import { invalidGrant, invalidRequest, invalidScope, OAuthError, unauthorizedClient } from '../errors.ts';
+import { invalidGrant, invalidRequest, invalidScope, invalidTarget, OAuthError, unauthorizedClient } from '../errors.ts';
 import { issueProjectToken, PROJECT_ID } from '../project-tokens.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
 import type { GrantServices } from './services.ts';
@@ -21,14 +21,6 @@ type Exchange =
   | { kind: 'project'; subject: Caller; project: string; scopes: string[]; expiresAt: number }
   /** The client acts for a user: `sub` is the user, `act` names the client (RFC 8693 §4.1). */
   | { kind: 'delegation' | 'impersonation'; userId: string; scopes: string[]; act: ActClaim; expiresAt: number | undefined };
-
-/**
- * RFC 8693 §2.2.2: "If the authorization server is unwilling or unable to issue a token for any
- * target service indicated by the resource or audience parameters, the invalid_target error code
- * SHOULD be used"; RFC 8707 §2 uses it as well for a resource that is "invalid, missing, unknown,
- * or malformed". Only this grant answers it, hence no factory in errors.ts.
- */
-const invalidTarget = (description: string): OAuthError => new OAuthError('invalid_target', description);
 
 /**
  * RFC 8693 token exchange, for three things:
