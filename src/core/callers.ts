@@ -1,6 +1,6 @@
 import type { ApiKeyService } from './api-keys.ts';
 import type { ClientRegistry } from './clients.ts';
-import { bearerChallenge, invalidRequest, invalidToken, OAuthError } from './errors.ts';
+import { credentialsRequired, invalidToken, malformedCredentials } from './errors.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { verifyAccessToken } from './tokens/verify.ts';
 import type { Client, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
@@ -36,27 +36,12 @@ export type CredentialScheme = 'bearer' | 'apikey';
 const NO_CREDENTIALS = 'send an access token (Authorization: Bearer …) or an API key (Authorization: ApiKey …)';
 
 /**
- * RFC 6750 §3.1: "If the request lacks any authentication information (e.g., the client was unaware
- * that authentication is necessary or attempted using an unsupported authentication method), the
- * resource server SHOULD NOT include an error code or other error information" — a bare challenge.
- * The JSON body still says why, as on every protocol endpoint.
- */
-export function credentialsRequired(description = NO_CREDENTIALS): OAuthError {
-  return new OAuthError('invalid_token', description, 401, { 'www-authenticate': 'Bearer realm="gatehouse"' });
-}
-
-/** RFC 6750 §3.1: a malformed request, or one that sends its token more than once, is `invalid_request` (400). */
-export function malformedCredentials(description: string): OAuthError {
-  return invalidRequest(description, { 'www-authenticate': bearerChallenge('invalid_request', description) });
-}
-
-/**
  * The credential of an `Authorization` header among `schemes`: RFC 6750 §2.1 `Bearer <token>`, or
  * Gatehouse's `ApiKey <key>`. No header, or another scheme, is a request without credentials (bare
  * challenge); a known scheme with anything but one token after it (`Bearer a b`) is malformed.
  */
 export function credentialOf(authorization: string | undefined, schemes: readonly CredentialScheme[] = ['bearer', 'apikey']): { scheme: CredentialScheme; value: string } {
-  if (authorization === undefined || authorization === '') throw credentialsRequired();
+  if (authorization === undefined || authorization === '') throw credentialsRequired(NO_CREDENTIALS);
   const space = authorization.indexOf(' ');
   const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase() as CredentialScheme;
   if (!schemes.includes(scheme)) throw credentialsRequired(schemes.length === 1 ? 'send an access token (Authorization: Bearer …)' : NO_CREDENTIALS);

@@ -65,6 +65,15 @@ export function bearerChallenge(error: string, description: string, scope?: stri
 }
 
 // RFC 6750 §3.1
+/**
+ * "If the request lacks any authentication information (e.g., the client was unaware that
+ * authentication is necessary or attempted using an unsupported authentication method), the
+ * resource server SHOULD NOT include an error code or other error information" — a bare challenge.
+ * The JSON body still says why, as on every protocol endpoint.
+ */
+export const credentialsRequired = (description: string): OAuthError => new OAuthError('invalid_token', description, 401, { 'www-authenticate': 'Bearer realm="gatehouse"' });
+/** A malformed request, or one that sends its token more than once, is `invalid_request` (400). */
+export const malformedCredentials = (description: string): OAuthError => invalidRequest(description, { 'www-authenticate': bearerChallenge('invalid_request', description) });
 export const invalidToken = (description: string): OAuthError => new OAuthError('invalid_token', description, 401, { 'www-authenticate': bearerChallenge('invalid_token', description) });
 export const insufficientScope = (description: string, scope?: string): OAuthError =>
   new OAuthError('insufficient_scope', description, 403, { 'www-authenticate': bearerChallenge('insufficient_scope', description, scope) });

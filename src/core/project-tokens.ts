@@ -1,5 +1,5 @@
 import type { Caller } from './callers.ts';
-import { invalidRequest, invalidScope, OAuthError } from './errors.ts';
+import { insufficientScope, invalidRequest, invalidScope } from './errors.ts';
 import type { GrantServices } from './grants/services.ts';
 import type { IssuedAccessToken } from './tokens/jwt.ts';
 
@@ -19,14 +19,15 @@ export const PROJECT_ID = /^[A-Za-z0-9._~-]{1,128}$/;
  */
 export async function issueProjectToken(services: GrantServices, caller: Caller, request: ProjectTokenRequest, now: number): Promise<IssuedAccessToken & { scopes: string[] }> {
   if (!PROJECT_ID.test(request.project)) throw invalidRequest('the project id is malformed');
-  if (caller.project !== undefined) throw new OAuthError('insufficient_scope', 'a project token cannot create other tokens', 403);
+  if (caller.project !== undefined) throw insufficientScope('a project token cannot create other tokens');
   if (!Array.isArray(request.scopes) || request.scopes.length === 0 || !request.scopes.every((s) => typeof s === 'string')) {
     throw invalidRequest('scopes must be a non-empty array of scope names');
   }
   const scopes = [...new Set(request.scopes as string[])];
   for (const scope of scopes) {
     if (!services.scopes.definition(scope)?.project) throw invalidScope(`the scope "${scope.slice(0, 64)}" cannot be put into a project token`);
-    if (!caller.scopes.includes(scope)) throw new OAuthError('invalid_scope', `the caller does not hold the scope "${scope}"`, 403);
+    // RFC 6750 §3.1: "The request requires higher privileges than provided by the access token."
+    if (!caller.scopes.includes(scope)) throw insufficientScope(`the caller does not hold the scope "${scope}"`, scope);
   }
   const maxTtl = services.config.projectTokens.maxTtlSeconds;
   if (!Number.isInteger(request.expiresAt) || request.expiresAt <= now) throw invalidRequest('expires_at must be in the future');

@@ -90,10 +90,11 @@ for (const dialect of DIALECTS) {
         assert.ok(Math.abs((introspected.body.exp as number) - Date.parse(body.expires_at as string) / 1000) <= 1);
       });
 
-      it('refuses a scope the caller lacks with 403 invalid_scope', async () => {
+      it('refuses a scope the caller lacks with 403 insufficient_scope and a Bearer challenge naming it (RFC 6750 §3.1)', async () => {
         const res = await projectToken(`Bearer ${await clientToken(app, 'model:read')}`, 'p1', { expires_at: inHours(1), scopes: ['model:write'] });
         assert.equal(res.status, 403);
-        assert.equal(((await res.json()) as { error: string }).error, 'invalid_scope');
+        assert.equal(((await res.json()) as { error: string }).error, 'insufficient_scope');
+        assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer realm="gatehouse", error="insufficient_scope", .*scope="model:write"/);
       });
 
       it('refuses a scope that may not go into project tokens', async () => {
@@ -119,7 +120,7 @@ for (const dialect of DIALECTS) {
         const narrow = (await userTokens('objects:read')).access_token;
         const refused = await projectToken(`Bearer ${narrow}`, 'p-user', { expires_at: inHours(12), scopes: ['model:read'] });
         assert.equal(refused.status, 403);
-        assert.equal(((await refused.json()) as { error: string }).error, 'invalid_scope');
+        assert.equal(((await refused.json()) as { error: string }).error, 'insufficient_scope');
       });
 
       it('refuses an expires_at in the past, beyond the maximum, or malformed, with 400', async () => {

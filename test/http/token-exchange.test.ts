@@ -254,7 +254,7 @@ for (const dialect of DIALECTS) {
         assert.equal(decodeJwt(same.body.access_token).project, '1');
       });
 
-      it('keeps the 403 answers of POST /projects/{id}/access-tokens', async () => {
+      it('keeps answering 403 insufficient_scope at POST /projects/{id}/access-tokens, a protected resource (RFC 6750)', async () => {
         const call = (authorization: string, scopes: string[]) =>
           fetch(`${server.url}/projects/p1/access-tokens`, {
             method: 'POST',
@@ -263,7 +263,7 @@ for (const dialect of DIALECTS) {
           });
         const lacking = await call(`Bearer ${await clientToken(viewer, 'model:read')}`, ['model:write']);
         assert.equal(lacking.status, 403);
-        assert.equal(((await lacking.json()) as { error: string }).error, 'invalid_scope');
+        assert.equal(((await lacking.json()) as { error: string }).error, 'insufficient_scope');
         const minted = await call(`Bearer ${await clientToken(viewer)}`, ['model:read']);
         assert.equal(minted.status, 201);
         const fromProject = await call(`Bearer ${((await minted.json()) as { access_token: string }).access_token}`, ['model:read']);

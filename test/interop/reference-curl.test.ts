@@ -480,13 +480,13 @@ for (const dialect of DIALECTS) {
 
         const beyond = await projectTokenCall(userToken, 'p-9', twelveHoursAhead(), '["model:write"]');
         assert.equal(beyond.status, 403, beyond.text);
-        assert.equal(beyond.body.error, 'invalid_scope');
+        assert.equal(beyond.body.error, 'insufficient_scope');
       });
 
       it('refuses scopes the key does not hold, and non-project scopes', async () => {
         const notHeld = await projectTokenCall(`ApiKey ${apiKey}`, '42', twelveHoursAhead(), '["model:write"]');
         assert.equal(notHeld.status, 403, notHeld.text);
-        assert.equal(notHeld.body.error, 'invalid_scope');
+        assert.equal(notHeld.body.error, 'insufficient_scope');
         const notProject = await projectTokenCall(`ApiKey ${apiKey}`, '42', twelveHoursAhead(), '["objects:read"]');
         assert.equal(notProject.status, 400, notProject.text);
         assert.equal(notProject.body.error, 'invalid_scope');

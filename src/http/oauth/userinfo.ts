@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { authenticateCaller, credentialOf, malformedCredentials } from '../../core/callers.ts';
-import { insufficientScope, invalidToken } from '../../core/errors.ts';
+import { authenticateCaller, credentialOf } from '../../core/callers.ts';
+import { insufficientScope, invalidToken, malformedCredentials } from '../../core/errors.ts';
 import { userClaims } from '../../core/tokens/id-token.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 
