@@ -191,6 +191,22 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('and every other protocol endpoint answer the methods they do not take with 405 and Allow', async () => {
+        const cases: [string, string, string[]][] = [
+          ['/token', 'POST', ['GET', 'PUT', 'DELETE', 'PATCH']],
+          ['/access_token', 'POST', ['GET', 'PUT', 'DELETE', 'PATCH']],
+          ['/projects/p1/access-tokens', 'POST', ['GET', 'PUT', 'DELETE', 'PATCH']],
+          ['/jwks.json', 'GET', ['POST', 'PUT', 'DELETE', 'PATCH']],
+          ['/.well-known/openid-configuration', 'GET', ['POST', 'PUT', 'DELETE', 'PATCH']],
+          ['/.well-known/oauth-authorization-server', 'GET', ['POST', 'PUT', 'DELETE', 'PATCH']],
+        ];
+        for (const [path, allow, methods] of cases) {
+          for (const method of methods) assertMethodNotAllowed(await call(`${server.url}${path}`, { method }), allow, `${method} ${path}`);
+        }
+        assert.equal((await fetch(`${server.url}/jwks.json`)).status, 200);
+        assert.equal((await fetch(`${server.url}/.well-known/openid-configuration`, { method: 'HEAD' })).status, 200);
+      });
+
       it('still answer POST', async () => {
         const res = await post(`${server.url}/introspect`, { token: machineToken }, { headers: { authorization: basic(api.id, api.secret) } });
         assert.equal(res.status, 200);

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { authorizationServerMetadata, openIdConfiguration } from '../../core/discovery.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import { refuseOtherMethods } from './errors.ts';
 
 /** RFC 8414 and OpenID Connect discovery, and the JWKS they point to. */
 export async function discoveryRoutes(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
@@ -19,4 +20,5 @@ export async function discoveryRoutes(app: FastifyInstance, { gatehouse }: { gat
       .headers({ 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=60' })
       .send(gatehouse.keys.jwksJson),
   );
+  for (const url of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration', '/jwks.json']) refuseOtherMethods(app, url, ['GET'], 'metadata endpoint');
 }

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { OAuthError } from '../../core/errors.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -7,6 +7,29 @@ const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE',
 // pg reports a connection lost in the middle of a query (the database crashed or was stopped with
 // `-m immediate`), a pool that could not connect in time, and a use of a dead client without a code.
 const UNAVAILABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable)/;
+
+// RFC 6749 §5.1: "The authorization server MUST include the HTTP "Cache-Control" response header
+// field with a value of "no-store" in any response containing tokens or other sensitive information".
+export const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
+
+const METHODS: HTTPMethods[] = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'];
+
+/**
+ * RFC 9110 §15.5.6: a protocol endpoint asked with a method it does not take answers 405 with
+ * `Allow` and an RFC 6749 error body, not the 404 page of an unknown address.
+ */
+export function refuseOtherMethods(app: FastifyInstance, url: string, allowed: HTTPMethods[], endpoint: string): void {
+  const allow = allowed.join(', ');
+  app.route({
+    method: METHODS.filter((method) => !allowed.includes(method)),
+    url,
+    handler: async (_request, reply) =>
+      reply
+        .code(405)
+        .headers({ allow, ...NO_STORE })
+        .send({ error: 'invalid_request', error_description: `the ${endpoint} accepts ${allowed.join(' and ')} only` }),
+  });
+}
 
 /** Does `error` mean that the database cannot be reached right now (rather than a bug)? */
 export function isUnavailable(error: Error): boolean {
@@ -28,7 +51,7 @@ export function oauthErrorHandler(error: FastifyError | OAuthError | Error, requ
   else if (oauthError.status >= 500) request.log.error({ err: error }, 'request failed');
   reply
     .code(oauthError.status)
-    .headers({ ...oauthError.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
+    .headers({ ...oauthError.headers, ...NO_STORE })
     .send(oauthError.toJSON());
 }
 

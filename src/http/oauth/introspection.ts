@@ -4,8 +4,8 @@ import { invalidClient, invalidRequest } from '../../core/errors.ts';
 import { introspect } from '../../core/introspection.ts';
 import { revoke } from '../../core/revocation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
-const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
 
 /** The parameters of an introspection or revocation request, each a single string. */
 function parameters(request: FastifyRequest): Record<string, string | undefined> {
@@ -44,19 +44,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     return reply.headers(NO_STORE).code(200).send();
   });
 
-  // RFC 7662 §2.1 and RFC 7009 §2.1 define POST only; RFC 9110 §15.5.6: 405 with `Allow`.
-  for (const [url, name] of [
-    ['/introspect', 'introspection'],
-    ['/revoke', 'revocation'],
-  ] as const) {
-    app.route({
-      method: ['GET', 'PUT', 'DELETE', 'PATCH'],
-      url,
-      handler: async (_request, reply) => {
-        reply.headers({ allow: 'POST', ...NO_STORE });
-        reply.code(405);
-        return { error: 'invalid_request', error_description: `the ${name} endpoint accepts POST only` };
-      },
-    });
-  }
+  // RFC 7662 §2.1 and RFC 7009 §2.1 define POST only.
+  refuseOtherMethods(app, '/introspect', ['POST'], 'introspection endpoint');
+  refuseOtherMethods(app, '/revoke', ['POST'], 'revocation endpoint');
 }

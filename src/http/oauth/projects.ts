@@ -4,6 +4,7 @@ import { invalidRequest } from '../../core/errors.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import { issueProjectToken } from '../../core/project-tokens.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
 /**
  * `POST /projects/{projectId}/access-tokens` (the BIMData shape): a token holder or API key mints
@@ -21,7 +22,8 @@ export async function projectRoutes(app: FastifyInstance, { gatehouse }: { gateh
     const token = await issueProjectToken(gatehouse, caller, { project: request.params.projectId, scopes: body.scopes, expiresAt }, now);
     return reply
       .code(201)
-      .headers({ 'cache-control': 'no-store', pragma: 'no-cache' })
+      .headers(NO_STORE)
       .send({ access_token: token.token, token_type: 'Bearer', expires_at: new Date(token.expiresAt * 1000).toISOString(), scopes: token.scopes, project: request.params.projectId });
   });
+  refuseOtherMethods(app, '/projects/:projectId/access-tokens', ['POST'], 'project token endpoint');
 }

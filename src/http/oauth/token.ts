@@ -2,10 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { invalidRequest } from '../../core/errors.ts';
 import type { Metrics } from '../metrics.ts';
+import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
-// RFC 6749 §5.1: "The authorization server MUST include the HTTP "Cache-Control" response header
-// field with a value of "no-store" in any response containing tokens".
-const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
 
 /** The token endpoint at `/token` and, as some platforms document it, `/access_token`. */
 export async function tokenRoutes(app: FastifyInstance, { gatehouse, metrics }: { gatehouse: Gatehouse; metrics: Metrics }): Promise<void> {
@@ -24,14 +22,6 @@ export async function tokenRoutes(app: FastifyInstance, { gatehouse, metrics }: 
       metrics.tokenIssued(String((body as Record<string, unknown>).grant_type));
       return reply.headers(NO_STORE).send(response);
     });
-    app.route({
-      method: ['GET', 'PUT', 'DELETE', 'PATCH'],
-      url,
-      handler: async (_request, reply) => {
-        reply.headers({ allow: 'POST', ...NO_STORE });
-        reply.code(405);
-        return { error: 'invalid_request', error_description: 'the token endpoint accepts POST only' };
-      },
-    });
+    refuseOtherMethods(app, url, ['POST'], 'token endpoint');
   }
 }

@@ -3,8 +3,8 @@ import { authenticateCaller, credentialOf } from '../../core/callers.ts';
 import { insufficientScope, invalidToken, malformedCredentials } from '../../core/errors.ts';
 import { userClaims } from '../../core/tokens/id-token.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
-const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' };
 
 /**
  * The access token of a userinfo request: in the Authorization header (RFC 6750 §2.1) or, on POST,
@@ -49,14 +49,5 @@ export async function userinfoRoutes(app: FastifyInstance, { gatehouse }: { gate
 
   app.get('/userinfo', userinfo);
   app.post('/userinfo', userinfo);
-  // RFC 9110 §15.5.6: a known resource answers a method it does not support with 405 and `Allow`.
-  app.route({
-    method: ['PUT', 'DELETE', 'PATCH'],
-    url: '/userinfo',
-    handler: async (_request, reply) => {
-      reply.headers({ allow: 'GET, POST', ...NO_STORE });
-      reply.code(405);
-      return { error: 'invalid_request', error_description: 'the userinfo endpoint accepts GET and POST only' };
-    },
-  });
+  refuseOtherMethods(app, '/userinfo', ['GET', 'POST'], 'userinfo endpoint');
 }
