@@ -569,6 +569,15 @@ for (const dialect of DIALECTS) {
     describe('bad input', () => {
       const createClient = (body: unknown, raw?: string) => api('POST', '/clients', { ...as('admin:clients'), ...(raw !== undefined ? { raw } : { body }) });
 
+      it('refuses a body sent to an operation that takes none, and changes nothing', async () => {
+        const user = await api('POST', '/users', { ...as('admin:users'), body: { email: 'bodyless@example.com', password: 'long enough password' } });
+        assert.equal(user.status, 201);
+        assertProblem(await api('POST', `/users/${user.body.id}/disable`, { ...as('admin:users'), body: { reason: 'spam' } }), 400);
+        assert.equal((await server.gatehouse.storage.users.findById(user.body.id))!.disabledAt, null);
+        assert.equal((await api('POST', `/users/${user.body.id}/disable`, { ...as('admin:users'), body: {} })).status, 200, 'an empty object is no body');
+        assert.equal((await api('POST', `/users/${user.body.id}/enable`, as('admin:users'))).status, 200);
+      });
+
       it('answers a problem naming the field, and stores nothing', async () => {
         const count = (await server.gatehouse.storage.clients.list()).length;
         const cases: [unknown, string][] = [

@@ -128,6 +128,8 @@ export const idParams = <K extends string>(...names: K[]) =>
  */
 export async function exactBodyTypes(request: FastifyRequest): Promise<void> {
   const schema = (request.routeOptions.schema as { body?: unknown } | undefined)?.body;
+  // An operation without a body (disable, revoke, rotate…) refuses one rather than ignoring what it says; `{}` is no body.
+  if (!schema && request.body !== undefined && request.body !== null && !isEmptyObject(request.body)) throw new ProblemError('invalid-request', 'this operation takes no body');
   if (!schema || request.body === undefined || request.body === null || typeof request.body !== 'object' || Array.isArray(request.body)) return;
   const problem = typeProblem(schema as SchemaShape, request.body, []);
   if (problem) throw new ProblemError('invalid-request', problem.detail, { errors: [problem] });
@@ -180,3 +182,5 @@ function isOfType(type: string, value: unknown): boolean {
       return true;
   }
 }
+
+const isEmptyObject = (value: unknown): boolean => typeof value === 'object' && value !== null && !Array.isArray(value) && Object.keys(value).length === 0;
