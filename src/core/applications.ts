@@ -1,7 +1,8 @@
-import { createPublicKey, randomBytes, randomUUID, type JsonWebKey } from 'node:crypto';
+import { createPublicKey, randomBytes, randomUUID, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { Client, ClientType, JsonWebKeySet, NewClient, Storage, User } from '../storage/repositories.ts';
 import { CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { ClientRegistry } from './clients.ts';
+import type { GatehouseConfig } from './config.ts';
 import { hashPassword } from './passwords.ts';
 import type { ScopePolicy } from './scopes.ts';
 import { createOpaqueToken, digestOf, hintOf } from './tokens/opaque.ts';
@@ -51,11 +52,13 @@ interface Services {
   storage: Storage;
   scopes: ScopePolicy;
   clients: ClientRegistry;
+  /** What the operator turned on: a client is not given a flow the server refuses. */
+  config: Pick<GatehouseConfig, 'implicit'>;
 }
 
 /** Registers a client; a confidential client gets its first secret, returned once in plain text. */
 export async function createClient(services: Services, input: ClientInput, now: number): Promise<{ client: Client; secret: string | undefined }> {
-  const client = validateClient(services.scopes, { ...input, id: `app_${randomBytes(12).toString('hex')}` });
+  const client = validateClient(services, { ...input, id: `app_${randomBytes(12).toString('hex')}` });
   const created = await services.storage.clients.create(client, now);
   const secret = created.type === 'confidential' ? await addClientSecret(services, created.id, now) : undefined;
   return { client: created, secret };
@@ -88,9 +91,10 @@ export async function deleteClient(services: Services, clientId: string): Promis
 export type ClientPatch = Partial<ClientInput>;
 
 /**
- * Changes a client, validated exactly as a new one is. A client that becomes public loses its
- * secrets (it cannot keep one); one that becomes confidential gets a first secret, returned once.
- * Undefined when there is no such client.
+ * Changes a client, validated exactly as a new one is, except that a grant the client already holds
+ * is kept even if the operator has since turned its flow off (so its other fields stay editable). A
+ * client that becomes public loses its secrets (it cannot keep one); one that becomes confidential
+ * gets a first secret, returned once. Undefined when there is no such client.
  */
 export async function updateClient(
   services: Services,
@@ -121,7 +125,7 @@ export async function updateClient(
     jwks: current.jwks,
     ...given,
   };
-  const { id: _id, ...changes } = validateClient(services.scopes, { ...merged, id: clientId });
+  const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, current.grantTypes);
   const updated = await services.storage.clients.update(clientId, changes, now);
   if (!updated) return undefined;
   let secret: string | undefined;
@@ -136,7 +140,12 @@ export async function updateClient(
   return { client: updated, secret };
 }
 
-function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }): NewClient {
+/** `heldGrantTypes`: the grants the client has now, on a change (none for a new client). */
+function validateClient(
+  { scopes, config }: Pick<Services, 'scopes' | 'config'>,
+  input: ClientInput & { id: string },
+  heldGrantTypes: readonly string[] = [],
+): NewClient {
   const name = input.name?.trim();
   if (!name) throw new ValidationError('name', 'a client needs a name');
   if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
@@ -151,6 +160,14 @@ function validateClient(scopes: ScopePolicy, input: ClientInput & { id: string }
     for (const grantType of ['client_credentials', 'password']) {
       if (grantTypes.includes(grantType)) throw new ValidationError('grant_types', `a public client cannot use ${grantType}`);
     }
+  }
+  // With the flow off, /authorize answers response_type=token with unsupported_response_type
+  // (RFC 6749 §4.2.2.1) whatever the client holds: say so now, not to the developer's first user.
+  if (grantTypes.includes('implicit') && !config.implicit.enabled && !heldGrantTypes.includes('implicit')) {
+    throw new ValidationError(
+      'grant_types',
+      'the implicit flow is turned off on this server; an operator turns it on with "implicit": {"enabled": true} (implicit.enabled) in the configuration file',
+    );
   }
 
   const isAdmin = input.isAdmin ?? false;
@@ -203,7 +220,8 @@ export function holdsPrivateKeyMaterial(jwks: unknown): boolean {
 
 /**
  * A client's JWK Set for `private_key_jwt`: 1–10 public signing keys (RSA of 2048 bits or more, EC,
- * OKP). A private key pasted by mistake is refused, never stored.
+ * OKP), each one able to verify the client's assertions: a key that never could is refused here,
+ * not found out at the token endpoint. A private key pasted by mistake is refused, never stored.
  */
 function checkJwks(value: unknown): JsonWebKeySet | null {
   if (value === undefined || value === null) return null;
@@ -230,21 +248,63 @@ function checkJwks(value: unknown): JsonWebKeySet | null {
       if (kids.has(jwk.kid)) throw fail(`${which}: the kid "${jwk.kid}" is used twice`);
       kids.add(jwk.kid);
     }
-    let details: ReturnType<typeof createPublicKey>['asymmetricKeyDetails'];
+    if (jwk.key_ops !== undefined) {
+      const ops: unknown = jwk.key_ops;
+      // RFC 7517 §4.3: an array of strings, none of them twice.
+      if (!Array.isArray(ops) || !ops.every((op) => typeof op === 'string')) throw fail(`${which}: key_ops must be an array of strings, such as ["verify"]`);
+      if (new Set(ops).size !== ops.length) throw fail(`${which}: key_ops lists an operation twice`);
+      // The key verifies the client's assertions (RFC 7523 §2.2); a key whose key_ops leaves that out
+      // is never used for it. And a public key does nothing else here: WebCrypto, which verifies,
+      // refuses to load a public signing key declared for any other operation.
+      if (!ops.includes('verify')) throw fail(`${which}: key_ops must include "verify", or the key can never verify the client's assertions`);
+      const other = ops.find((op) => op !== 'verify');
+      if (other !== undefined) throw fail(`${which}: key_ops may hold only "verify" (not "${other}"): a public key that authenticates a client only verifies`);
+    }
+    // The Web Cryptography API's JsonWebKey member: a key with any other value is never selected.
+    if (jwk.ext !== undefined && typeof jwk.ext !== 'boolean') throw fail(`${which}: ext must be true or false`);
+    let publicKey: KeyObject;
     try {
-      details = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }).asymmetricKeyDetails;
+      publicKey = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
     } catch {
       throw fail(`${which} is not a valid public key`);
     }
-    if (jwk.kty === 'RSA' && (details?.modulusLength ?? 0) < 2048) throw fail(`${which}: RSA keys must have at least 2048 bits`);
+    if (jwk.kty === 'RSA' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw fail(`${which}: RSA keys must have at least 2048 bits`);
+    if (jwk.x5c !== undefined) checkCertificateChain(jwk.x5c, publicKey, (message) => fail(`${which}: ${message}`));
   });
   return { keys: keys as Array<Record<string, unknown>> };
 }
 
-/** RFC 6749 §3.1.2: an absolute URI without a fragment. */
+// RFC 4648 §4 base64, padded: the alphabet of x5c, where base64url's - and _ have no place.
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * RFC 7517 §4.7: x5c is a non-empty array of base64 (not base64url) DER certificates, and "the key
+ * in the first certificate MUST match the public key represented by other members of the JWK".
+ */
+function checkCertificateChain(x5c: unknown, publicKey: KeyObject, fail: (message: string) => ValidationError): void {
+  if (!Array.isArray(x5c) || x5c.length === 0 || !x5c.every((value) => typeof value === 'string')) {
+    throw fail('x5c must be an array of base64-encoded certificates (strings)');
+  }
+  x5c.forEach((value: string, i) => {
+    const which = `certificate ${i + 1} of x5c`;
+    if (value === '' || !BASE64.test(value)) throw fail(`${which} is not base64 (x5c uses base64 with + and /, not base64url, and no line breaks)`);
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(Buffer.from(value, 'base64'));
+    } catch {
+      throw fail(`${which} is not a DER-encoded X.509 certificate`);
+    }
+    if (i === 0 && !certificate.publicKey.equals(publicKey)) throw fail('the first certificate of x5c holds another key than the JWK');
+  });
+}
+
+/**
+ * RFC 6749 §3.1.2: an absolute URI that "MUST NOT include a fragment component". Any '#' is refused,
+ * an empty fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
+ */
 function checkRedirectUri(field: string, uri: string): string {
   const url = checkUrl(field, uri);
-  if (new URL(url).hash) throw new ValidationError(field, `the redirect URI "${uri}" must not have a fragment`);
+  if (url.includes('#')) throw new ValidationError(field, `the redirect URI "${uri}" must not have a fragment (no "#")`);
   return url;
 }
 

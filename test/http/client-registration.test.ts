@@ -1,0 +1,268 @@
+import assert from 'node:assert/strict';
+import { randomUUID, X509Certificate } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import pino from 'pino';
+import { createClient } from '../../src/core/applications.ts';
+import { loadConfig } from '../../src/core/config.ts';
+import { createGatehouse } from '../../src/gatehouse.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, TEST_SECRET, type TestServer } from '../support/server.ts';
+
+const PASSWORD = 'correct horse battery';
+const CALLBACK = 'https://app.example/cb';
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/**
+ * A self-signed certificate for a P-256 key, DER in base64 (RFC 7517 §4.7). Only the certificate
+ * is kept: its public key is all these tests need, and no private key sits in the repository.
+ */
+const CERTIFICATE =
+  'MIIBlzCCAT2gAwIBAgIUQJDX6ak74HIjoh2qimXn1mwu2RswCgYIKoZIzj0EAwIwIDEeMBwGA1UEAwwVR2F0ZWhvdXNlIHRlc3QgY2xpZW50MCAXDTI2MTIwNTExNTMwOFoYDzIxMjYxMTExMTE1MzA4WjAgMR4wHAYDVQQDDBVHYXRlaG91c2UgdGVzdCBjbGllbnQwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARbe9z7ArLkV1nszVjor1e2LQxRu2Yd1Cmxq20ae8JXD2lltC9p26fSUkjjKEmDEaxtEPdqAVqV3xY8wN1T9eEIo1MwUTAdBgNVHQ4EFgQUzbi/PsnDBgfphrcHrk/tngCnVS4wHwYDVR0jBBgwFoAUzbi/PsnDBgfphrcHrk/tngCnVS4wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAoiRuiBCCSMEmm9Ql2IMTC3aEejRRzOPYU8D4IcIyI/sCIFCEZ33S3GG/QYxiwQtKTFkDINQxD2G0ONxK1vTptAwf';
+/** The certificate's own key as a JWK, which x5c must match. */
+const certificateJwk = (): JWK => new X509Certificate(Buffer.from(CERTIFICATE, 'base64')).publicKey.export({ format: 'jwk' }) as JWK;
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+for (const dialect of DIALECTS) {
+  describe(`client registration checks (${dialect})`, { timeout: 120_000 }, () => {
+    /** The implicit flow is off here, as it is by default. */
+    let server: TestServer;
+    /** The same configuration with the implicit flow turned on. */
+    let implicitOn: TestServer;
+    const tokens = new Map<TestServer, string>();
+    let publicJwk: JWK;
+    let privateKey: CryptoKey;
+
+    before(async () => {
+      [server, implicitOn] = await Promise.all([startTestServer(dialect), startTestServer(dialect, { config: { implicit: { enabled: true } } })]);
+      for (const s of [server, implicitOn]) {
+        const admin = await s.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:clients'], isAdmin: true });
+        const res = await post(`${s.url}/token`, { grant_type: 'client_credentials', scope: 'admin:clients' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        tokens.set(s, `Bearer ${res.body.access_token}`);
+      }
+      ({ privateKey } = await generateKeyPair('ES256', { extractable: true }));
+      const { d: _d, ...publicPart } = await exportJWK(privateKey);
+      publicJwk = { ...publicPart, kid: 'key-1' };
+    });
+    after(() => Promise.all([server?.close(), implicitOn?.close()]));
+
+    async function api(method: string, path: string, body?: unknown, on: TestServer = server): Promise<Answer> {
+      const response = await fetch(`${on.url}/admin/v1${path}`, {
+        method,
+        headers: { authorization: tokens.get(on)!, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await response.text();
+      return { status: response.status, headers: response.headers, body: text === '' ? undefined : JSON.parse(text) };
+    }
+
+    /** A 400 problem whose `errors` names `field` with a detail matching `detail`. */
+    function assertRefused(res: Answer, field: string, detail: RegExp, label = ''): void {
+      assert.equal(res.status, 400, `${label} ${JSON.stringify(res.body)}`);
+      assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      const named = (res.body.errors as { field: string; detail: string }[]).find((e) => e.field === field);
+      assert.ok(named, `${label}: the problem names ${field}: ${JSON.stringify(res.body)}`);
+      assert.match(named.detail, detail, label);
+    }
+
+    /** Everything stored about clients: what a refused registration must leave as it was. */
+    async function snapshot(on: TestServer = server): Promise<string> {
+      const clients = await on.gatehouse.storage.clients.list();
+      const secrets = await Promise.all(clients.map((c) => on.gatehouse.storage.clients.listSecrets(c.id)));
+      return JSON.stringify({ clients, secrets });
+    }
+
+    const register = (body: Record<string, unknown>, on: TestServer = server) => api('POST', '/clients', { name: 'Partner app', scopes: ['objects:read'], ...body }, on);
+
+    describe('redirect URIs (RFC 6749 §3.1.2: no fragment)', () => {
+      it('refuses a redirect URI or post-logout redirect URI with a fragment, an empty one too, and stores nothing', async () => {
+        const before = await snapshot();
+        for (const uri of [`${CALLBACK}#`, `${CALLBACK}#section`, `${CALLBACK}?a=1#`, 'com.example.app:/cb#']) {
+          assertRefused(await register({ grant_types: ['authorization_code'], redirect_uris: [uri] }), 'redirect_uris', /fragment/, uri);
+          assertRefused(await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK], post_logout_redirect_uris: [uri] }), 'post_logout_redirect_uris', /fragment/, uri);
+        }
+        assert.equal(await snapshot(), before);
+      });
+
+      it('refuses a change that adds a fragment, and the client keeps its URIs', async () => {
+        const created = await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK], post_logout_redirect_uris: ['https://app.example/bye'] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const before = await snapshot();
+        assertRefused(await api('PATCH', `/clients/${created.body.client_id}`, { redirect_uris: [CALLBACK, `${CALLBACK}#`] }), 'redirect_uris', /fragment/);
+        assertRefused(await api('PATCH', `/clients/${created.body.client_id}`, { post_logout_redirect_uris: ['https://app.example/bye#'] }), 'post_logout_redirect_uris', /fragment/);
+        assert.equal(await snapshot(), before);
+        const shown = (await api('GET', `/clients/${created.body.client_id}`)).body;
+        assert.deepEqual(shown.redirect_uris, [CALLBACK]);
+        assert.deepEqual(shown.post_logout_redirect_uris, ['https://app.example/bye']);
+      });
+
+      it('refuses an empty fragment in the developer portal, shows why next to the field, and registers nothing', async () => {
+        const developer = await server.user(`dev-${randomUUID()}@example.com`, PASSWORD);
+        const browser = new HttpBrowser();
+        const login = await browser.request(`${server.url}/login`);
+        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
+        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
+        const before = await snapshot();
+        const page = await browser.request(`${server.url}/developers/applications`, {
+          form: { csrf, name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: `${CALLBACK}#` },
+        });
+        assert.equal(page.status, 400);
+        assert.match(page.text, /<p class="field-error" id="app-redirect-uris-error">[^<]*must not have a fragment/);
+        assert.equal(await snapshot(), before);
+        assert.deepEqual(await server.gatehouse.storage.clients.listForOwner(developer.id), []);
+      });
+    });
+
+    describe('public keys for private_key_jwt (RFC 7517, RFC 7523)', () => {
+      const keyClient = (jwks: unknown) => register({ grant_types: ['client_credentials'], jwks });
+
+      it('refuses keys that could never verify a client assertion, says why, and stores nothing', async () => {
+        const base64url = CERTIFICATE.replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
+        assert.notEqual(base64url, CERTIFICATE, 'the fixture has characters that base64url spells otherwise');
+        const cases: [string, Record<string, unknown>, RegExp][] = [
+          ['key_ops not an array', { key_ops: 'verify' }, /key_ops must be an array of strings/],
+          ['key_ops of other things than strings', { key_ops: ['verify', 1] }, /key_ops must be an array of strings/],
+          ['key_ops without verify', { key_ops: ['sign'] }, /key_ops must include "verify"/],
+          ['empty key_ops', { key_ops: [] }, /key_ops must include "verify"/],
+          ['key_ops with an operation twice', { key_ops: ['verify', 'verify'] }, /twice/],
+          ['key_ops with an operation a public key cannot do', { key_ops: ['verify', 'sign'] }, /only "verify"/],
+          ['ext not a boolean', { ext: 'yes' }, /ext must be true or false/],
+          ['x5c not an array', { x5c: CERTIFICATE }, /x5c must be an array of base64-encoded certificates/],
+          ['x5c of numbers', { x5c: [1] }, /x5c must be an array of base64-encoded certificates/],
+          ['empty x5c', { x5c: [] }, /x5c must be an array/],
+          ['x5c in base64url', { x5c: [base64url] }, /not base64/],
+          ['x5c with line breaks', { x5c: [CERTIFICATE.replace(/(.{64})/g, '$1\n')] }, /not base64/],
+          ['x5c that is not a certificate', { x5c: [Buffer.from('not a certificate').toString('base64')] }, /not a DER-encoded X\.509 certificate/],
+          ['x5c for another key', { x5c: [CERTIFICATE] }, /another key/],
+        ];
+        const before = await snapshot();
+        for (const [label, members, detail] of cases) {
+          assertRefused(await keyClient({ keys: [{ ...publicJwk, ...members }] }), 'jwks', detail, label);
+          // A good key next to it does not make the set acceptable.
+          assertRefused(await keyClient({ keys: [publicJwk, { ...publicJwk, kid: 'key-2', ...members }] }), 'jwks', /key 2/, `${label}, as the second key`);
+        }
+        assert.equal(await snapshot(), before);
+      });
+
+      it('refuses such keys on a change too, and the client keeps the keys it had', async () => {
+        const created = await keyClient({ keys: [publicJwk] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const before = await snapshot();
+        assertRefused(await api('PATCH', `/clients/${created.body.client_id}`, { jwks: { keys: [{ ...publicJwk, key_ops: ['sign'] }] } }), 'jwks', /verify/);
+        assertRefused(await api('PATCH', `/clients/${created.body.client_id}`, { jwks: { keys: [{ ...publicJwk, x5c: [1] }] } }), 'jwks', /x5c/);
+        assert.equal(await snapshot(), before);
+      });
+
+      it('accepts key_ops ["verify"] and an x5c whose first certificate holds the key, and the key then authenticates the client', async () => {
+        assert.equal((await keyClient({ keys: [{ ...certificateJwk(), kid: 'cert', x5c: [CERTIFICATE] }] })).status, 201);
+        const created = await keyClient({ keys: [{ ...publicJwk, key_ops: ['verify'], use: 'sig', alg: 'ES256', ext: true }] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const id = created.body.client_id as string;
+        const now = Math.floor(Date.now() / 1000);
+        const assertion = await new SignJWT({ iss: id, sub: id, aud: `${server.url}/token`, iat: now, exp: now + 60, jti: randomUUID() })
+          .setProtectedHeader({ alg: 'ES256', kid: 'key-1' })
+          .sign(privateKey);
+        const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'objects:read', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion });
+        assert.equal(token.status, 200, JSON.stringify(token.body));
+      });
+
+      it('refuses such keys pasted in the developer portal, and the application keeps none', async () => {
+        const developer = await server.user(`keys-${randomUUID()}@example.com`, PASSWORD);
+        const browser = new HttpBrowser();
+        const login = await browser.request(`${server.url}/login`);
+        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
+        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
+        const created = await browser.request(`${server.url}/developers/applications`, {
+          form: { csrf, name: 'Key tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK },
+        });
+        assert.equal(created.status, 200, created.text.slice(0, 1000));
+        const [application] = await server.gatehouse.storage.clients.listForOwner(developer.id);
+        const before = await snapshot();
+        for (const members of [{ key_ops: 'verify' }, { key_ops: ['sign'] }, { x5c: [1] }]) {
+          const page = await browser.request(`${server.url}/developers/applications/${application!.id}/keys`, { form: { csrf, jwks: JSON.stringify({ keys: [{ ...publicJwk, ...members }] }) } });
+          assert.equal(page.status, 400, JSON.stringify(members));
+          assert.match(page.text, /key_ops|x5c/);
+        }
+        assert.equal(await snapshot(), before);
+        assert.equal((await server.gatehouse.storage.clients.find(application!.id))!.jwks, null);
+      });
+    });
+
+    describe('the implicit grant (RFC 6749 §4.2) and the implicit.enabled setting', () => {
+      const spa = { type: 'public', grant_types: ['implicit'], redirect_uris: [CALLBACK] };
+
+      it('refuses to give a client the implicit grant while the operator has the flow turned off, says how to turn it on, and stores nothing', async () => {
+        const before = await snapshot();
+        assertRefused(await register(spa), 'grant_types', /implicit flow is turned off on this server.*implicit\.enabled/);
+        assertRefused(await register({ grant_types: ['authorization_code', 'implicit'], redirect_uris: [CALLBACK] }), 'grant_types', /implicit\.enabled/);
+        assert.equal(await snapshot(), before);
+        // What /authorize would have answered such a client.
+        const metadata = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as { response_types_supported: string[] };
+        assert.deepEqual(metadata.response_types_supported, ['code']);
+      });
+
+      it('refuses to add the implicit grant to a client while the flow is off, and the client stays as it was', async () => {
+        const created = await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const before = await snapshot();
+        assertRefused(await api('PATCH', `/clients/${created.body.client_id}`, { grant_types: ['authorization_code', 'implicit'] }), 'grant_types', /implicit\.enabled/);
+        assert.equal(await snapshot(), before);
+        assert.deepEqual((await api('GET', `/clients/${created.body.client_id}`)).body.grant_types, ['authorization_code']);
+      });
+
+      it('gives the implicit grant once the operator turned the flow on', async () => {
+        const created = await register(spa, implicitOn);
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.deepEqual(created.body.grant_types, ['implicit']);
+        const changed = await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK] }, implicitOn);
+        const patched = await api('PATCH', `/clients/${changed.body.client_id}`, { grant_types: ['authorization_code', 'implicit'] }, implicitOn);
+        assert.equal(patched.status, 200, JSON.stringify(patched.body));
+        assert.deepEqual(patched.body.grant_types, ['authorization_code', 'implicit']);
+      });
+
+      it('lets a client registered while the flow was on keep it, and be edited, after the operator turned it off; once dropped it cannot come back', async () => {
+        // The same database, as the server was configured before the operator turned the flow off.
+        const earlier = await createGatehouse(
+          loadConfig(
+            {
+              GATEHOUSE_ISSUER: server.url,
+              GATEHOUSE_DATA_DIR: server.database.dataDir,
+              GATEHOUSE_SECRET: TEST_SECRET,
+              ...(server.database.databaseUrl ? { DATABASE_URL: server.database.databaseUrl } : {}),
+            },
+            { implicit: { enabled: true } },
+          ),
+          { logger: pino({ level: 'silent' }), background: false },
+        );
+        let id: string;
+        try {
+          ({
+            client: { id },
+          } = await createClient(earlier, { name: 'Legacy viewer', type: 'public', grantTypes: ['implicit', 'authorization_code'], scopes: ['objects:read'], redirectUris: [CALLBACK] }, earlier.clock()));
+        } finally {
+          await earlier.close();
+        }
+
+        const renamed = await api('PATCH', `/clients/${id}`, { name: 'Legacy viewer (read only)', redirect_uris: [CALLBACK, 'https://app.example/cb2'] });
+        assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+        assert.equal(renamed.body.name, 'Legacy viewer (read only)');
+        assert.deepEqual(renamed.body.grant_types, ['implicit', 'authorization_code']);
+        const restated = await api('PATCH', `/clients/${id}`, { grant_types: ['implicit', 'authorization_code'] });
+        assert.equal(restated.status, 200, JSON.stringify(restated.body));
+
+        const dropped = await api('PATCH', `/clients/${id}`, { grant_types: ['authorization_code'] });
+        assert.equal(dropped.status, 200, JSON.stringify(dropped.body));
+        const before = await snapshot();
+        assertRefused(await api('PATCH', `/clients/${id}`, { grant_types: ['authorization_code', 'implicit'] }), 'grant_types', /implicit\.enabled/);
+        assert.equal(await snapshot(), before);
+      });
+    });
+  });
+}
