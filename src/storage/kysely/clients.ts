@@ -2,6 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type ClientTable, type ClientSecretTable, type Database } from '../schema.ts';
 import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories.ts';
 import { deleteClient } from './deletion.ts';
+import { onePage } from './pages.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
 
 const toClient = (row: Selectable<ClientTable>): Client => ({
@@ -75,13 +76,7 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       return { client, secrets: secrets.map(toSecret) };
     },
     async list(page) {
-      let query = db.selectFrom('clients').select(COLUMNS.clients).orderBy('created_at').orderBy('id');
-      if (page?.after) {
-        const { createdAt, id } = page.after;
-        query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '>', eb.tuple(createdAt, id)));
-      }
-      if (page) query = query.limit(page.limit);
-      return (await query.execute()).map(toClient);
+      return (await onePage(db.selectFrom('clients').select(COLUMNS.clients).orderBy('created_at').orderBy('id'), page).execute()).map(toClient);
     },
     async listForOwner(userId) {
       const rows = await db.selectFrom('clients').select(COLUMNS.clients).where('owner_user_id', '=', userId).orderBy('created_at').orderBy('id').execute();

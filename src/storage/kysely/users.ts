@@ -3,6 +3,7 @@ import { deleteClient, deleteIssued } from './deletion.ts';
 import { COLUMNS, type Database, type UserTable } from '../schema.ts';
 import { EmailTakenError, type User, type UserRepository } from '../repositories.ts';
 import { flag } from './json.ts';
+import { onePage } from './pages.ts';
 
 export const toUser = (row: Selectable<UserTable>): User => ({
   id: row.id,
@@ -57,13 +58,7 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
       return row && toUser(row);
     },
     async list(page) {
-      let query = db.selectFrom('users').select(COLUMNS.users).orderBy('created_at').orderBy('id');
-      if (page?.after) {
-        const { createdAt, id } = page.after;
-        query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '>', eb.tuple(createdAt, id)));
-      }
-      if (page) query = query.limit(page.limit);
-      return (await query.execute()).map(toUser);
+      return (await onePage(db.selectFrom('users').select(COLUMNS.users).orderBy('created_at').orderBy('id'), page).execute()).map(toUser);
     },
     async setDisabled(id, disabledAt, now) {
       const result = await db.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
