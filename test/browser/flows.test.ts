@@ -394,9 +394,10 @@ describe('browser flows in headless Chromium', () => {
     assert.equal(new URL(page.url()).pathname, '/login');
   });
 
-  it('signs out at the request of the client (id_token_hint) and returns to its registered post-logout URI with the state', async () => {
+  /** A person signed in to a first-party client with a registered post-logout URI, and the ID token it got. */
+  const signedInWithIdToken = async (name: string) => {
     const client = await server.client({
-      name: 'Company Portal',
+      name,
       grantTypes: ['authorization_code'],
       scopes: ['openid', 'objects:read'],
       redirectUris: [clientApp.callback],
@@ -404,17 +405,20 @@ describe('browser flows in headless Chromium', () => {
       firstParty: true,
     });
     const user = await newUser();
-    const { page } = await openPage();
+    const watched = await openPage();
     const request = authorizeUrl({ response_type: 'code', client_id: client.id, redirect_uri: clientApp.callback, scope: 'openid', state: 's' });
-
-    await page.goto(request);
-    await signIn(page, user.email);
-    await backAt(page, clientApp.callback);
+    await watched.page.goto(request);
+    await signIn(watched.page, user.email);
+    await backAt(watched.page, clientApp.callback);
     const token = await exchange(client, clientApp.last('/callback').query.get('code')!);
     assert.ok(token.body.id_token, JSON.stringify(token.body));
+    return { ...watched, client, request, idToken: token.body.id_token as string };
+  };
 
+  it('signs out at the request of the client (id_token_hint) and returns to its registered post-logout URI with the state', async () => {
+    const { page, request, idToken } = await signedInWithIdToken('Company Portal');
     const state = newState();
-    await page.goto(`${server.url}/logout?${new URLSearchParams({ id_token_hint: token.body.id_token, post_logout_redirect_uri: clientApp.signedOut, state })}`);
+    await page.goto(`${server.url}/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: clientApp.signedOut, state })}`);
     const landed = await backAt(page, clientApp.signedOut);
     assert.equal(landed.searchParams.get('state'), state);
     assert.equal(clientApp.last('/signed-out').query.get('state'), state);
@@ -424,26 +428,12 @@ describe('browser flows in headless Chromium', () => {
   });
 
   it('signs out when the client POSTs the sign-out request from its own site, and ends the session on the server', async () => {
-    const client = await server.client({
-      name: 'Field Notes',
-      grantTypes: ['authorization_code'],
-      scopes: ['openid', 'objects:read'],
-      redirectUris: [clientApp.callback],
-      postLogoutRedirectUris: [clientApp.signedOut],
-      firstParty: true,
-    });
-    const user = await newUser();
-    const { page, context } = await openPage();
-    const request = authorizeUrl({ response_type: 'code', client_id: client.id, redirect_uri: clientApp.callback, scope: 'openid', state: 's' });
-    await page.goto(request);
-    await signIn(page, user.email);
-    await backAt(page, clientApp.callback);
-    const token = await exchange(client, clientApp.last('/callback').query.get('code')!);
+    const { page, context, client, idToken } = await signedInWithIdToken('Field Notes');
     const session = (await context.cookies(server.url)).find((c) => c.name === 'gatehouse_session')!;
     assert.ok(session);
 
     const state = newState();
-    await page.goto(clientApp.crossSiteForm(`${server.url}/logout`, { id_token_hint: token.body.id_token, client_id: client.id, post_logout_redirect_uri: clientApp.signedOut, state }));
+    await page.goto(clientApp.crossSiteForm(`${server.url}/logout`, { id_token_hint: idToken, client_id: client.id, post_logout_redirect_uri: clientApp.signedOut, state }));
     const landed = await backAt(page, clientApp.signedOut);
     assert.equal(landed.searchParams.get('state'), state);
 
