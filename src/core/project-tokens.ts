@@ -13,6 +13,18 @@ export interface ProjectTokenRequest {
 export const PROJECT_ID = /^[A-Za-z0-9._~-]{1,128}$/;
 
 /**
+ * The first of `scopes` that may not go into a project token for a holder of `held`, and why: not a
+ * project scope, or not held. Each way of asking for a project token answers it with its own error.
+ */
+export function projectScopeRefusal(services: Pick<GrantServices, 'scopes'>, held: readonly string[], scopes: readonly string[]): { scope: string; reason: 'not_project' | 'not_held' } | undefined {
+  for (const scope of scopes) {
+    if (!services.scopes.definition(scope)?.project) return { scope, reason: 'not_project' };
+    if (!held.includes(scope)) return { scope, reason: 'not_held' };
+  }
+  return undefined;
+}
+
+/**
  * A short-lived token bound to one project, for a browser viewer (DESIGN §1), so the caller's own
  * token never reaches the browser. Its scopes must be project scopes the caller holds; its
  * lifetime is capped by configuration; a project token cannot mint another.
@@ -24,11 +36,10 @@ export async function issueProjectToken(services: GrantServices, caller: Caller,
     throw invalidRequest('scopes must be a non-empty array of scope names');
   }
   const scopes = [...new Set(request.scopes as string[])];
-  for (const scope of scopes) {
-    if (!services.scopes.definition(scope)?.project) throw invalidScope(`the scope "${scope.slice(0, 64)}" cannot be put into a project token`);
-    // RFC 6750 §3.1: "The request requires higher privileges than provided by the access token."
-    if (!caller.scopes.includes(scope)) throw insufficientScope(`the caller does not hold the scope "${scope}"`, scope);
-  }
+  const refusal = projectScopeRefusal(services, caller.scopes, scopes);
+  if (refusal?.reason === 'not_project') throw invalidScope(`the scope "${refusal.scope.slice(0, 64)}" cannot be put into a project token`);
+  // RFC 6750 §3.1: "The request requires higher privileges than provided by the access token."
+  if (refusal?.reason === 'not_held') throw insufficientScope(`the caller does not hold the scope "${refusal.scope}"`, refusal.scope);
   const maxTtl = services.config.projectTokens.maxTtlSeconds;
   if (!Number.isInteger(request.expiresAt) || request.expiresAt <= now) throw invalidRequest('expires_at must be in the future');
   if (request.expiresAt - now > maxTtl) throw invalidRequest(`expires_at may be at most ${maxTtl} seconds ahead`);

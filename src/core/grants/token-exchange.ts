@@ -1,6 +1,6 @@
 import { authenticateCaller, type Caller } from '../callers.ts';
 import { invalidGrant, invalidRequest, invalidScope, invalidTarget, OAuthError, unauthorizedClient } from '../errors.ts';
-import { issueProjectToken, PROJECT_ID } from '../project-tokens.ts';
+import { issueProjectToken, PROJECT_ID, projectScopeRefusal } from '../project-tokens.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
 import type { GrantServices } from './services.ts';
 
@@ -75,8 +75,8 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
 };
 
 /**
- * Checked here, at the token endpoint, with its errors (RFC 6749 §5.2: 400 `invalid_scope`);
- * `issueProjectToken` checks the same rules again with the 403s of its own endpoint.
+ * Refused here, before anything is issued, with the token endpoint's errors (RFC 6749 §5.2: 400
+ * `invalid_scope`), where `POST /projects/…` answers a resource server's 403 for the same rules.
  */
 async function validateProjectToken(context: GrantContext, project: string, requested: string[] | undefined): Promise<Exchange> {
   const { client, now, services } = context;
@@ -84,10 +84,9 @@ async function validateProjectToken(context: GrantContext, project: string, requ
   if (subject.clientId !== client.id) throw invalidGrant('the subject token was not issued to this client');
   const scopes = requested ?? subject.scopes.filter((s) => services.scopes.definition(s)?.project);
   if (scopes.length === 0) throw invalidScope('the subject token holds no scope that can be put into a project token');
-  for (const scope of scopes) {
-    if (!services.scopes.definition(scope)?.project) throw invalidScope(`the scope "${scope.slice(0, 64)}" cannot be put into a project token`);
-    if (!subject.scopes.includes(scope)) throw invalidScope(`the subject token does not hold the scope "${scope.slice(0, 64)}"`);
-  }
+  const refusal = projectScopeRefusal(services, subject.scopes, scopes);
+  if (refusal?.reason === 'not_project') throw invalidScope(`the scope "${refusal.scope.slice(0, 64)}" cannot be put into a project token`);
+  if (refusal?.reason === 'not_held') throw invalidScope(`the subject token does not hold the scope "${refusal.scope.slice(0, 64)}"`);
   const { defaultTtlSeconds, maxTtlSeconds } = services.config.projectTokens;
   const expiresAt = Math.min(now + Math.min(defaultTtlSeconds, maxTtlSeconds), subject.expiresAt ?? Number.POSITIVE_INFINITY);
   return { kind: 'project', subject, project, scopes, expiresAt };
@@ -128,9 +127,8 @@ async function subjectCaller({ params, now, services }: GrantContext, name: 'sub
     if (error instanceof OAuthError) throw invalidGrant(`the ${name} is invalid, expired or revoked`);
     throw error;
   }
-  // authenticateCaller refuses a token whose client was deleted or whose user was deleted or
-  // disabled since: an access token outlives them by up to its lifetime (DESIGN §3), but nothing new
-  // is derived from it, as the refresh grant refuses to renew it.
+  // authenticateCaller has refused a token whose client or user is gone or disabled: an access
+  // token outlives them by up to its lifetime (DESIGN §3), but nothing new is derived from it.
   // DESIGN §1: a project token is for a browser viewer and mints nothing, whatever the exchange
   // (delegating one would even shed its project binding).
   if (caller.project !== undefined) throw invalidGrant(`the ${name} is a project token, which cannot be exchanged`);

@@ -10,8 +10,7 @@ import {
   iso,
   noContent,
   operation,
-  pageAnswer,
-  pageFrom,
+  listPage,
   pageOf,
   pageQuery,
   optionalTimestamp,
@@ -138,7 +137,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients',
     { ...operation(TAG, SCOPE, 'listClients', 'List clients', { description: 'Oldest first, a page at a time.' }), schema: { querystring: pageQuery, response: { 200: pageOf('clients', clientSchema) } } },
     async (request) => {
-      const { page, nextCursor } = pageAnswer(await gatehouse.storage.clients.list(pageFrom(request.query)), request.query.limit);
+      const { page, nextCursor } = await listPage(request.query, (page) => gatehouse.storage.clients.list(page));
       return { clients: page.map(describeClient), next_cursor: nextCursor };
     },
   );

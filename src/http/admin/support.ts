@@ -93,16 +93,21 @@ export function pageOf(name: string, item: object) {
   };
 }
 
-/** Reads a page request; one record more than the page is asked for, to know whether another page follows. */
-export function pageFrom({ limit, cursor }: { limit: number; cursor?: string }): Page {
-  if (cursor === undefined) return { limit: limit + 1 };
-  const match = /^(\d{1,15}):(.{1,300})$/s.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match) throw invalidField('cursor', 'cursor is not one this API handed out');
-  return { after: { createdAt: Number(match[1]), id: match[2]! }, limit: limit + 1 };
-}
-
-/** The records of the page, and the cursor of the next one when the store had more than `limit`. */
-export function pageAnswer<Record extends { createdAt: number; id: string }>(records: Record[], limit: number): { page: Record[]; nextCursor: string | null } {
+/**
+ * One page of a list as `pageQuery` asks for it, and the cursor of the next page. One record more
+ * than the page is read, to know whether another page follows.
+ */
+export async function listPage<Record extends { createdAt: number; id: string }>(
+  { limit, cursor }: { limit: number; cursor?: string },
+  list: (page: Page) => Promise<Record[]>,
+): Promise<{ page: Record[]; nextCursor: string | null }> {
+  let after: Page['after'];
+  if (cursor !== undefined) {
+    const match = /^(\d{1,15}):(.{1,300})$/s.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (!match) throw invalidField('cursor', 'cursor is not one this API handed out');
+    after = { createdAt: Number(match[1]), id: match[2]! };
+  }
+  const records = await list({ after, limit: limit + 1 });
   if (records.length <= limit) return { page: records, nextCursor: null };
   const last = records[limit - 1]!;
   return { page: records.slice(0, limit), nextCursor: Buffer.from(`${last.createdAt}:${last.id}`).toString('base64url') };

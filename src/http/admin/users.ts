@@ -3,7 +3,7 @@ import { createUser, resetUserPassword } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { notFound } from './problems.ts';
-import { idParams, iso, noContent, operation, optionalTimestamp, pageAnswer, pageFrom, pageOf, pageQuery, recordAdminAction, requestBody, timestamp } from './support.ts';
+import { idParams, iso, noContent, operation, optionalTimestamp, listPage, pageOf, pageQuery, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Users';
 const SCOPE = 'admin:users';
@@ -37,7 +37,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     '/users',
     { ...operation(TAG, SCOPE, 'listUsers', 'List users', { description: 'Oldest first, a page at a time.' }), schema: { querystring: pageQuery, response: { 200: pageOf('users', userSchema) } } },
     async (request) => {
-      const { page, nextCursor } = pageAnswer(await gatehouse.storage.users.list(pageFrom(request.query)), request.query.limit);
+      const { page, nextCursor } = await listPage(request.query, (page) => gatehouse.storage.users.list(page));
       return { users: page.map(describeUser), next_cursor: nextCursor };
     },
   );

@@ -6,7 +6,6 @@ import { revoke } from '../../core/revocation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
-
 /** The parameters of an introspection or revocation request, each a single string. */
 function parameters(request: FastifyRequest): Record<string, string | undefined> {
   const body = request.body;

@@ -5,7 +5,6 @@ import { userClaims } from '../../core/tokens/id-token.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
-
 /**
  * The access token of a userinfo request: in the Authorization header (RFC 6750 §2.1) or, on POST,
  * as the `access_token` body parameter (§2.2; JSON bodies too, DESIGN §1). The URI query (§2.3) is
