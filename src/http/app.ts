@@ -1,9 +1,9 @@
 import type { Socket } from 'node:net';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { parse as parseForm } from 'fast-querystring';
 import type { Gatehouse } from '../gatehouse.ts';
 import { healthRoutes } from './health.ts';
-import { createMetrics, instrument } from './metrics.ts';
+import { createMetrics, MeteredLogController, metricsRoute } from './metrics.ts';
 import { discoveryRoutes } from './oauth/discovery.ts';
 import { oauthErrorHandler } from './oauth/errors.ts';
 import { tokenRoutes } from './oauth/token.ts';
@@ -59,10 +59,12 @@ export interface AppOptions {
 /** Builds the Fastify app around a Gatehouse instance; the caller listens. */
 export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): FastifyInstance {
   const limits: HttpLimits = { ...HTTP_LIMITS, ...options.limits };
+  const metrics = createMetrics(gatehouse);
   const app = Fastify({
     loggerInstance: gatehouse.logger as FastifyBaseLogger,
-    // Access logs are the load balancer's job; per-request log lines would halve throughput.
-    logController: new LogController({ disableRequestLogging: !options.requestLogging }),
+    // Access logs are the load balancer's job; per-request log lines would halve throughput. Every
+    // finished request is still timed for the latency histograms.
+    logController: new MeteredLogController(metrics, { logRequests: options.requestLogging === true }),
     // Without request logging, a child logger per request would cost more than it tells.
     ...(options.requestLogging ? {} : { childLoggerFactory: (logger: FastifyBaseLogger) => logger }),
     bodyLimit: limits.bodyLimit,
@@ -85,21 +87,18 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
     clientErrorHandler: (error, socket) => answerClientError(gatehouse, limits, error, socket),
   });
 
-  // Callback-style hooks: the token endpoint's hot path pays for no promise per hook.
-  app.addHook('onRequest', (_request, reply, done) => {
-    reply.header('x-content-type-options', 'nosniff');
-    done();
-  });
-
-  const metrics = createMetrics(gatehouse);
-  instrument(app, metrics);
+  metricsRoute(app, metrics);
 
   // The protocol endpoints: RFC 6749 JSON errors, form and JSON bodies (DESIGN §1).
   app.register(async (oauth) => {
     oauth.setErrorHandler((error, request, reply) => oauthErrorHandler(error as Error, request, reply, metrics));
-    // Browser apps (public clients with PKCE) call these endpoints with fetch. They use no cookies,
-    // so any origin may read their answers, as oidc-provider does by default.
+    // The protocol endpoints' one hook, callback-style: the token endpoint's hot path pays for no
+    // promise and no second hook. Each part of the server forbids content sniffing in its own hook
+    // (the pages and the admin API in theirs). Browser apps (public clients with PKCE) call these
+    // endpoints with fetch. They use no cookies, so any origin may read their answers, as
+    // oidc-provider does by default.
     oauth.addHook('onRequest', (request, reply, done) => {
+      reply.header('x-content-type-options', 'nosniff');
       if (request.headers.origin === undefined) return done();
       reply.header('access-control-allow-origin', '*');
       if (request.method !== 'OPTIONS') return done();

@@ -487,6 +487,35 @@ describe('RFC 9700 attacks, one by one', () => {
         assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, label);
       }
     });
+
+    it('forbids content sniffing on every kind of response: X-Content-Type-Options nosniff', async () => {
+      const responses: { label: string; response: { headers: Headers } }[] = (await everyPage()).map(({ label, response }) => ({ label, response }));
+      const add = async (label: string, url: string, init?: RequestInit) => responses.push({ label, response: await fetch(`${server.url}${url}`, init) });
+      const machineAuth = { authorization: basic(machine.id, machine.secret) };
+      const form = (body: Record<string, string>, headers: Record<string, string> = {}): RequestInit => ({
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        body: new URLSearchParams(body).toString(),
+      });
+      await add('token', '/token', form({ grant_type: 'client_credentials' }, machineAuth));
+      await add('token error', '/token', form({ grant_type: 'client_credentials' }, { authorization: basic(machine.id, 'wrong') }));
+      await add('token, wrong method', '/token');
+      await add('token, unsupported body', '/token', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+      await add('CORS preflight', '/token', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+      await add('discovery', '/.well-known/openid-configuration');
+      await add('JWKS', '/jwks.json');
+      await add('health', '/healthz');
+      await add('userinfo without a token', '/userinfo');
+      await add('introspection', '/introspect', form({ token: 'x' }, { authorization: basic(resourceServer.id, resourceServer.secret) }));
+      await add('metrics', '/metrics');
+      await add('stylesheet', '/static/gatehouse.css');
+      await add('admin API without a token', '/admin/v1/clients');
+      await add('admin API, unknown route', '/admin/v1/no-such-thing');
+      await add('path parameter too long', `/admin/v1/clients/${'a'.repeat(300)}`);
+      await add('unknown address, by POST', '/no-such-endpoint', { method: 'POST' });
+      assert.ok(responses.length >= 34);
+      for (const { label, response } of responses) assert.equal(response.headers.get('x-content-type-options'), 'nosniff', label);
+    });
   });
 
   describe('token leakage through Referer and caches (§4.2, §4.3)', () => {

@@ -16,6 +16,9 @@ import { userRoutes } from './users.ts';
 /** Where the admin API is mounted (`app.register(adminPlugin, { prefix: ADMIN_PREFIX, gatehouse })`). */
 export const ADMIN_PREFIX = '/admin/v1';
 
+/** On every admin answer: nothing cached, nothing sniffed. */
+const ADMIN_HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+
 /**
  * The admin API: JSON over HTTP for operators' back offices. Every route but the documentation is
  * reachable only with an access token of an admin client holding the route's admin scope (DESIGN
@@ -50,7 +53,7 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
 
   // onRequest, before the body is read: an unauthorized caller learns nothing about its input.
   app.addHook('onRequest', async (request, reply) => {
-    reply.header('cache-control', 'no-store');
+    reply.headers(ADMIN_HEADERS);
     const scope = request.routeOptions.config.adminOperation?.scope;
     if (scope) request.adminClientId = await authorizeAdmin(gatehouse, request, scope);
   });
