@@ -1,5 +1,6 @@
+import cluster from 'node:cluster';
 import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { Gatehouse } from '../gatehouse.ts';
 
 /** The metrics of one app instance, in a registry of its own (several apps may share a process in tests). */
@@ -143,9 +144,82 @@ export class MeteredLogController extends LogController {
   }
 }
 
-/** `GET /metrics` in the Prometheus text format. */
+/** `GET /metrics` in the Prometheus text format: of this process, or under `serve --workers N` of them all. */
 export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
-  app.get('/metrics', async (_request, reply) =>
-    reply.header('x-content-type-options', 'nosniff').type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
+  const scrape = cluster.isWorker ? askPrimary(metrics.registry) : () => metrics.registry.metrics();
+  app.get('/metrics', async (request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    let text: string;
+    try {
+      text = await scrape();
+    } catch (error) {
+      request.log.warn({ reason: (error as Error).message }, 'metrics could not be gathered');
+      return reply.code(503).header('retry-after', '5').type('text/plain; charset=utf-8').send('metrics are unavailable for a moment\n');
+    }
+    return reply.type(metrics.registry.contentType).send(text);
+  });
+}
+
+const METRICS_REQUEST = 'gatehouse:metrics-request';
+const METRICS_RESPONSE = 'gatehouse:metrics-response';
+/** How long a worker waits for the primary's gathered metrics (the primary waits 5 s for the workers). */
+const CLUSTER_SCRAPE_TIMEOUT_MS = 7_000;
+
+interface MetricsMessage {
+  type: string;
+  id: number;
+  text?: string;
+  error?: string;
+}
+
+const isMetricsMessage = (message: unknown, type: string): message is MetricsMessage =>
+  typeof message === 'object' && message !== null && (message as MetricsMessage).type === type && typeof (message as MetricsMessage).id === 'number';
+
+/**
+ * Under `serve --workers N` each worker counts on its own and a scrape lands on any one of them. The
+ * worker that takes it asks the primary (see `gatherWorkerMetrics`), which collects every worker's
+ * registry through prom-client's AggregatorRegistry and sums them: each scrape describes the whole
+ * server, not one worker's share of it.
+ */
+function askPrimary(registry: Registry): () => Promise<string> {
+  AggregatorRegistry.setRegistries([registry]);
+  // Constructed for its side effect in a worker: it answers the primary's requests for this registry.
+  new AggregatorRegistry();
+  let nextId = 0;
+  const pending = new Map<number, { resolve(text: string): void; reject(error: Error): void; timer: NodeJS.Timeout }>();
+  process.on('message', (message: unknown) => {
+    if (!isMetricsMessage(message, METRICS_RESPONSE)) return;
+    const waiting = pending.get(message.id);
+    if (!waiting) return;
+    pending.delete(message.id);
+    clearTimeout(waiting.timer);
+    if (typeof message.text === 'string') waiting.resolve(message.text);
+    else waiting.reject(new Error(message.error ?? 'the primary sent no metrics'));
+  });
+  return () =>
+    new Promise<string>((resolve, reject) => {
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error('the primary did not send the metrics in time'));
+      }, CLUSTER_SCRAPE_TIMEOUT_MS);
+      pending.set(id, { resolve, reject, timer });
+      process.send!({ type: METRICS_REQUEST, id } satisfies MetricsMessage);
+    });
+}
+
+/** In the primary of `serve --workers N`: answers a worker's request for the metrics of every worker. */
+export function gatherWorkerMetrics(): void {
+  const aggregator = new AggregatorRegistry();
+  cluster.on('message', (worker, message: unknown) => {
+    if (!isMetricsMessage(message, METRICS_REQUEST)) return;
+    const { id } = message;
+    const answer = (reply: MetricsMessage) => {
+      if (worker.isConnected()) worker.send(reply);
+    };
+    aggregator.clusterMetrics().then(
+      (text) => answer({ type: METRICS_RESPONSE, id, text }),
+      (error: Error) => answer({ type: METRICS_RESPONSE, id, error: error.message }),
+    );
+  });
 }

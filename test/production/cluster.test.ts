@@ -322,6 +322,25 @@ describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
     }
   });
 
+  it('answers /metrics for the whole server: whichever worker takes a scrape, it counts the tokens of both', async () => {
+    const pids = workers();
+    const scrape = async () => {
+      const answer = await requestAndFindOwner(primary.port, { path: '/metrics' }, pids);
+      assert.equal(answer.status, 200, answer.body);
+      assert.ok(answer.owner !== undefined);
+      return { owner: answer.owner, issued: metricValue(answer.body, 'gatehouse_tokens_issued_total', 'grant_type="client_credentials"'), body: answer.body };
+    };
+    const before = (await scrape()).issued;
+    const issuedBy = new Set<number | undefined>();
+    for (let i = 0; i < 6; i++) issuedBy.add(await token(pids));
+    assert.deepEqual(issuedBy, new Set(pids), 'both workers issued tokens');
+    const scrapes = [];
+    for (let i = 0; i < 6; i++) scrapes.push(await scrape());
+    assert.deepEqual(new Set(scrapes.map((s) => s.owner)), new Set(pids), 'both workers took scrapes');
+    for (const { owner, issued } of scrapes) assert.equal(issued - before, 6, `the scrape taken by worker ${owner} counts every token`);
+    assert.match(scrapes[0]!.body, /gatehouse_http_request_duration_seconds_count\{route="\/token",method="POST",status="2xx"\} \d+/);
+  });
+
   it('replaces a worker killed with SIGKILL; the other one answers meanwhile', async () => {
     const [victim, survivor] = workers() as [number, number];
     process.kill(victim, 'SIGKILL');

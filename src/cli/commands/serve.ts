@@ -5,6 +5,7 @@ import pino from 'pino';
 import type { GatehouseConfig } from '../../core/config.ts';
 import { createGatehouse } from '../../gatehouse.ts';
 import { buildApp } from '../../http/app.ts';
+import { gatherWorkerMetrics } from '../../http/metrics.ts';
 import { describeDemo, seedDemo, type DemoSetup } from '../demo.ts';
 import { UsageError } from '../output.ts';
 import { SERVER_NODE_OPTIONS } from '../runtime.ts';
@@ -38,6 +39,8 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
     }
   });
   cluster.setupPrimary({ execArgv: [...process.execArgv, ...SERVER_NODE_OPTIONS.filter((option) => !process.execArgv.includes(option))] });
+  // A scrape of /metrics reaches one worker, which asks the primary for the sum over all of them.
+  gatherWorkerMetrics();
   for (let i = 0; i < workers; i++) fork();
   let listening = 0;
   cluster.on('listening', () => {
