@@ -64,7 +64,7 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
     loggerInstance: gatehouse.logger as FastifyBaseLogger,
     // Access logs are the load balancer's job; per-request log lines would halve throughput. Every
     // finished request is still timed for the latency histograms.
-    logController: new MeteredLogController(metrics, { logRequests: options.requestLogging === true }),
+    logController: new MeteredLogController(metrics.latency, { logRequests: options.requestLogging === true }),
     // Without request logging, a child logger per request would cost more than it tells.
     ...(options.requestLogging ? {} : { childLoggerFactory: (logger: FastifyBaseLogger) => logger }),
     bodyLimit: limits.bodyLimit,

@@ -9,6 +9,8 @@ export interface Metrics {
   /** Counts a token response, by the (registered, so bounded) grant type. */
   tokenIssued(grantType: string): void;
   oauthErrors: Counter<'error'>;
+  /** Request latency, recorded for every finished request by MeteredLogController. */
+  latency: LatencyHistogram;
 }
 
 /**
@@ -45,6 +47,9 @@ export function createMetrics(gatehouse: Gatehouse): Metrics {
       },
     });
   }
+  const latency = new LatencyHistogram();
+  // prom-client's types name only its own metric classes; its registry renders whatever answers get().
+  registry.registerMetric(latency as unknown as Metric);
   const tokensIssued = childrenOf(
     new Counter({ name: 'gatehouse_tokens_issued_total', help: 'Tokens issued at the token endpoint, by grant type', labelNames: ['grant_type'], registers: [registry] }),
   );
@@ -52,6 +57,7 @@ export function createMetrics(gatehouse: Gatehouse): Metrics {
     registry,
     tokenIssued: (grantType) => tokensIssued(grantType, { grant_type: grantType }).inc(),
     oauthErrors: new Counter({ name: 'gatehouse_oauth_errors_total', help: 'OAuth error responses, by error code', labelNames: ['error'], registers: [registry] }),
+    latency,
   };
 }
 
@@ -77,8 +83,9 @@ class LatencyHistogram {
   readonly help = 'Time to answer a request, by route, method and status class';
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  /** Route pattern → method → status class (1 to 5) → series. */
+  /** Route pattern → method → status class (1 to 5) → series, for observe(); every series in #all, for get(). */
   #series = new Map<string, Map<string, LatencySeries[]>>();
+  #all: LatencySeries[] = [];
 
   observe(route: string, method: string, statusCode: number, seconds: number): void {
     let byMethod = this.#series.get(route);
@@ -90,6 +97,7 @@ class LatencyHistogram {
     if (!series) {
       series = { labels: { route, method, status: `${statusClass}xx` }, counts: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 };
       byClass[statusClass] = series;
+      this.#all.push(series);
     }
     let bucket = 0;
     while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]!) bucket++;
@@ -100,26 +108,22 @@ class LatencyHistogram {
 
   get() {
     const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
-    for (const byMethod of this.#series.values()) {
-      for (const byClass of byMethod.values()) {
-        for (const series of byClass) {
-          if (!series) continue;
-          let cumulative = 0;
-          LATENCY_BUCKETS.forEach((le, bucket) => {
-            cumulative += series.counts[bucket]!;
-            values.push({ metricName: `${this.name}_bucket`, labels: { le, ...series.labels }, value: cumulative });
-          });
-          values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', ...series.labels }, value: series.count });
-          values.push({ metricName: `${this.name}_sum`, labels: series.labels, value: series.sum });
-          values.push({ metricName: `${this.name}_count`, labels: series.labels, value: series.count });
-        }
-      }
+    for (const series of this.#all) {
+      let cumulative = 0;
+      LATENCY_BUCKETS.forEach((le, bucket) => {
+        cumulative += series.counts[bucket]!;
+        values.push({ metricName: `${this.name}_bucket`, labels: { le, ...series.labels }, value: cumulative });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', ...series.labels }, value: series.count });
+      values.push({ metricName: `${this.name}_sum`, labels: series.labels, value: series.sum });
+      values.push({ metricName: `${this.name}_count`, labels: series.labels, value: series.count });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 
   reset(): void {
     this.#series.clear();
+    this.#all = [];
   }
 }
 
@@ -129,12 +133,11 @@ class LatencyHistogram {
  * `onResponse` hook for it.
  */
 export class MeteredLogController extends LogController {
-  readonly #latency = new LatencyHistogram();
+  readonly #latency: LatencyHistogram;
 
-  constructor(metrics: Metrics, options: { logRequests: boolean }) {
+  constructor(latency: LatencyHistogram, options: { logRequests: boolean }) {
     super({ disableRequestLogging: !options.logRequests });
-    // prom-client's types name only its own metric classes; its registry renders whatever answers get().
-    metrics.registry.registerMetric(this.#latency as unknown as Metric);
+    this.#latency = latency;
   }
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {

@@ -491,14 +491,13 @@ describe('RFC 9700 attacks, one by one', () => {
     it('forbids content sniffing on every kind of response: X-Content-Type-Options nosniff', async () => {
       const responses: { label: string; response: { headers: Headers } }[] = (await everyPage()).map(({ label, response }) => ({ label, response }));
       const add = async (label: string, url: string, init?: RequestInit) => responses.push({ label, response: await fetch(`${server.url}${url}`, init) });
-      const machineAuth = { authorization: basic(machine.id, machine.secret) };
-      const form = (body: Record<string, string>, headers: Record<string, string> = {}): RequestInit => ({
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-        body: new URLSearchParams(body).toString(),
-      });
-      await add('token', '/token', form({ grant_type: 'client_credentials' }, machineAuth));
-      await add('token error', '/token', form({ grant_type: 'client_credentials' }, { authorization: basic(machine.id, 'wrong') }));
+      const addPost = async (label: string, url: string, form: Record<string, string>, client: Client) => {
+        const response = await post(`${server.url}${url}`, form, { headers: { authorization: basic(client.id, client.secret) } });
+        responses.push({ label, response });
+        return response.status;
+      };
+      assert.equal(await addPost('token', '/token', { grant_type: 'client_credentials' }, machine), 200);
+      assert.equal(await addPost('token error', '/token', { grant_type: 'client_credentials' }, { ...machine, secret: 'wrong' }), 401);
       await add('token, wrong method', '/token');
       await add('token, unsupported body', '/token', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
       await add('CORS preflight', '/token', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
@@ -506,7 +505,7 @@ describe('RFC 9700 attacks, one by one', () => {
       await add('JWKS', '/jwks.json');
       await add('health', '/healthz');
       await add('userinfo without a token', '/userinfo');
-      await add('introspection', '/introspect', form({ token: 'x' }, { authorization: basic(resourceServer.id, resourceServer.secret) }));
+      await addPost('introspection', '/introspect', { token: 'x' }, resourceServer);
       await add('metrics', '/metrics');
       await add('stylesheet', '/static/gatehouse.css');
       await add('admin API without a token', '/admin/v1/clients');
