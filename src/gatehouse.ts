@@ -154,7 +154,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
 
   const audit = new AuditTrail(storage.audit, (error) => logger.error({ err: error }, 'audit events could not be written'));
   const limits = await createLimits(config, logger);
-  const clients = new ClientRegistry(storage.clients, config.clients.cacheTtlSeconds);
+  const clients = new ClientRegistry(storage, config.clients.cacheTtlSeconds);
   const scopes = new ScopePolicy(config.scopes);
   const apiKeys = new ApiKeyService(storage, clients, scopes);
   const services: GrantServices = {

@@ -350,6 +350,19 @@ export async function resetUserPassword(storage: Storage, userId: string, passwo
   return true;
 }
 
+/**
+ * Disables a user (or enables them again): they cannot sign in, their sessions, refresh tokens and
+ * access tokens are refused, and so are the applications they registered in the developer portal
+ * (see ClientRegistry), until they are enabled. False when there is no such user.
+ */
+export async function setUserDisabled(services: Pick<Services, 'storage' | 'clients'>, userId: string, disabled: boolean, now: number): Promise<boolean> {
+  const user = await services.storage.users.findById(userId);
+  if (!user) return false;
+  await services.storage.users.setDisabled(userId, disabled ? (user.disabledAt ?? now) : null, now);
+  for (const client of await services.storage.clients.listForOwner(userId)) services.clients.invalidate(client.id);
+  return true;
+}
+
 function checkPassword(password: unknown): asserts password is string {
   if (typeof password !== 'string' || password.length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
   if (password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');

@@ -1,5 +1,5 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import type { Client, ClientRepository, ClientSecret } from '../storage/repositories.ts';
+import type { Client, ClientSecret, Storage } from '../storage/repositories.ts';
 
 export interface ClientEntry {
   client: Client;
@@ -22,15 +22,19 @@ export interface ClientEntry {
  * reads nothing from the database. A change made through this instance invalidates at once; one
  * made elsewhere (another instance, the CLI) is seen within `ttlSeconds`. Concurrent misses for one
  * client share a single database read.
+ *
+ * An application registered in the developer portal is suspended while its owner's account is
+ * disabled: it is not found here, so it cannot authenticate, its API keys and tokens are refused,
+ * and it is back as it was once the account is enabled again.
  */
 export class ClientRegistry {
-  #repository: ClientRepository;
+  #storage: Pick<Storage, 'clients' | 'users'>;
   #ttlMs: number;
   #cache = new Map<string, { expires: number; entry: Promise<ClientEntry | undefined> }>();
   #maxEntries: number;
 
-  constructor(repository: ClientRepository, ttlSeconds: number, maxEntries = 10_000) {
-    this.#repository = repository;
+  constructor(storage: Pick<Storage, 'clients' | 'users'>, ttlSeconds: number, maxEntries = 10_000) {
+    this.#storage = storage;
     this.#ttlMs = ttlSeconds * 1000;
     this.#maxEntries = maxEntries;
   }
@@ -43,7 +47,8 @@ export class ClientRegistry {
     if (this.#ttlMs > 0) {
       if (this.#cache.size >= this.#maxEntries) this.#evictExpired(now);
       this.#cache.set(clientId, { expires: now + this.#ttlMs, entry });
-      // Unknown clients are not remembered: a client created a moment later must work at once.
+      // Unknown and suspended clients are not remembered: a client created, or an owner enabled, a
+      // moment later must work at once.
       entry.then(
         (found) => (found ? undefined : this.#cache.delete(clientId)),
         () => this.#cache.delete(clientId),
@@ -57,8 +62,13 @@ export class ClientRegistry {
   }
 
   async #load(clientId: string): Promise<ClientEntry | undefined> {
-    const found = await this.#repository.findWithSecrets(clientId);
+    const found = await this.#storage.clients.findWithSecrets(clientId);
     if (!found) return undefined;
+    const ownerId = found.client.ownerUserId;
+    if (ownerId !== null) {
+      const owner = await this.#storage.users.findById(ownerId);
+      if (!owner || owner.disabledAt !== null) return undefined;
+    }
     return {
       ...found,
       secretDigests: found.secrets.map((s) => Buffer.from(s.digest, 'base64url')),

@@ -6,7 +6,8 @@ import { basic, post, startTestServer, type TestServer } from '../support/server
 /**
  * RFC 7662 §2.2 and the admin API's promise: once a client is deleted, or a user deleted or
  * disabled, the access tokens they hold are inactive at /introspect and refused by every endpoint
- * that takes a Bearer token (/projects, /userinfo), without waiting for the tokens to expire.
+ * that takes a Bearer token (/projects, /userinfo), without waiting for the tokens to expire; and
+ * the applications a disabled developer registered are suspended with them.
  */
 for (const dialect of DIALECTS) {
   describe(`access tokens of deleted clients and of deleted or disabled users (${dialect})`, () => {
@@ -114,6 +115,33 @@ for (const dialect of DIALECTS) {
       assert.equal((await introspect(project)).active, true);
       assert.equal((await projectToken(`Bearer ${token}`)).status, 201);
       assert.equal((await userinfo(token)).status, 200);
+    });
+
+    it('suspends the applications of a disabled developer (client authentication, tokens, API keys) until the developer is enabled again', async () => {
+      const developer = await server.user(`developer${++users}@example.com`, 'correct horse battery staple');
+      const app = await server.client({ name: 'Portal app', grantTypes: ['client_credentials'], scopes: ['model:read'], ownerUserId: developer.id });
+      const bystander = await server.client({ name: 'Another developer’s app', grantTypes: ['client_credentials'], scopes: ['model:read'] });
+      const token = await clientToken(app);
+      const client = (await server.gatehouse.storage.clients.find(app.id))!;
+      const key = (await server.gatehouse.apiKeys.create(client, { name: 'script', scopes: ['model:read'] }, server.gatehouse.clock())).value;
+      assert.equal((await introspect(token)).active, true);
+      assert.equal((await introspect(key)).active, true);
+
+      await adminCall('POST', `/users/${developer.id}/disable`);
+      const refused = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(app.id, app.secret) } });
+      assert.equal(refused.status, 401);
+      assert.equal(refused.body.error, 'invalid_client');
+      assert.deepEqual(await introspect(token), { active: false });
+      assert.deepEqual(await introspect(key), { active: false });
+      assertRefused(await projectToken(`Bearer ${token}`), 'project token from a suspended application\'s token');
+      assertRefused(await projectToken(`ApiKey ${key}`), 'project token from a suspended application\'s API key');
+      assert.equal((await introspect(await clientToken(bystander))).active, true, 'other applications are untouched');
+
+      await adminCall('POST', `/users/${developer.id}/enable`);
+      assert.equal((await introspect(token)).active, true);
+      assert.equal((await introspect(key)).active, true);
+      assert.equal((await projectToken(`ApiKey ${key}`)).status, 201);
+      assert.equal((await introspect(await clientToken(app))).active, true);
     });
 
     it('turns a deleted user\'s access token inactive and refuses it everywhere', async () => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { createUser } from '../../core/applications.ts';
+import { createUser, setUserDisabled } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { isoTime, table, UsageError, type Output } from '../output.ts';
 import { required } from './clients.ts';
@@ -35,9 +35,9 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       const key = required(rest.find((a) => !a.startsWith('--')), 'user disable needs a USER_ID or EMAIL');
       const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
       if (!user) throw new Error(`no user ${key}`);
-      await gatehouse.storage.users.setDisabled(user.id, now, now);
+      await setUserDisabled(gatehouse, user.id, true, now);
       gatehouse.audit.record({ at: now, kind: 'user.disabled', outcome: 'success', clientId: null, userId: user.id, data: { by: 'cli' } });
-      out.print({ id: user.id, email: user.email, disabled: true }, () => `disabled ${user.email}: it can no longer sign in or refresh tokens`);
+      out.print({ id: user.id, email: user.email, disabled: true }, () => `disabled ${user.email}: it can no longer sign in or refresh tokens, and its applications are suspended`);
       return;
     }
     default:

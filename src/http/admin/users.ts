@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { createUser, resetUserPassword } from '../../core/applications.ts';
+import { createUser, resetUserPassword, setUserDisabled } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { notFound } from './problems.ts';
@@ -72,14 +72,15 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
       `/users/:userId/${action}`,
       {
         ...operation(TAG, SCOPE, `${action}User`, disabled ? 'Disable a user' : 'Enable a user', {
-          description: disabled ? 'The user can no longer sign in or refresh tokens.' : 'The user can sign in again.',
+          description: disabled
+            ? 'The user can no longer sign in or refresh tokens, their tokens are refused, and the applications they registered in the developer portal are suspended.'
+            : 'The user can sign in again, and their applications work again.',
         }),
         schema: { params: idParams('userId'), response: { 200: one('The user.') } },
       },
       async (request) => {
         const user = await findUser(request.params.userId);
-        const now = gatehouse.clock();
-        await gatehouse.storage.users.setDisabled(user.id, disabled ? (user.disabledAt ?? now) : null, now);
+        if (!(await setUserDisabled(gatehouse, user.id, disabled, gatehouse.clock()))) throw notFound(`there is no user ${user.id}`);
         recordAdminAction(gatehouse, request, `admin.user.${action}d`, { userId: user.id, data: { user_id: user.id } });
         return describeUser(await findUser(user.id));
       },

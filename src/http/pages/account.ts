@@ -13,7 +13,9 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
     const consents = await gatehouse.storage.consents.listForUser(session.user.id);
     const applications = [];
     for (const consent of consents) {
-      const client = (await gatehouse.clients.get(consent.clientId))?.client;
+      // From the database, not the registry: an application suspended with its owner is listed too,
+      // so that the person can still withdraw their consent.
+      const client = await gatehouse.storage.clients.find(consent.clientId);
       if (!client) continue;
       applications.push({
         clientId: client.id,
