@@ -34,6 +34,11 @@ export interface TokenSettings {
 export interface GatehouseConfig {
   port: number;
   host: string;
+  /**
+   * `GET /metrics` on a port (and address) of its own, kept off the public port (as Keycloak's
+   * management interface does); on the main port when `port` is unset.
+   */
+  metrics: { port: number | undefined; host: string };
   issuer: string;
   dataDir: string;
   /** Unset: the embedded SQLite database in the data dir. */
@@ -91,6 +96,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
   const port = integerSetting('PORT', env.PORT, 4000, 0, 65535);
   const host = env.HOST?.trim() || '127.0.0.1';
   const issuer = parseIssuer(env.GATEHOUSE_ISSUER ?? `http://localhost:${port}`);
+  const metricsPort = env.GATEHOUSE_METRICS_PORT?.trim() ? integerSetting('GATEHOUSE_METRICS_PORT', env.GATEHOUSE_METRICS_PORT, 0, 0, 65535) : undefined;
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
+    throw new ConfigError(`GATEHOUSE_METRICS_PORT must differ from PORT (both are ${port}): leave it unset to serve /metrics on the main port`);
+  }
   const dataDir = resolve(env.GATEHOUSE_DATA_DIR || './data');
   const databaseUrl = parseDatabaseUrl(env.DATABASE_URL);
   const logLevel = env.GATEHOUSE_LOG_LEVEL?.trim() || 'info';
@@ -106,6 +115,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
   return {
     port,
     host,
+    metrics: { port: metricsPort, host: env.GATEHOUSE_METRICS_HOST?.trim() || host },
     issuer,
     dataDir,
     databaseUrl,

@@ -1,9 +1,10 @@
+import cluster from 'node:cluster';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { parse as parseForm } from 'fast-querystring';
 import type { Gatehouse } from '../gatehouse.ts';
 import { healthRoutes } from './health.ts';
-import { createMetrics, MeteredLogController, metricsRoute } from './metrics.ts';
+import { createMetrics, MeteredLogController, metricsRoute, shareWithPrimary, type Metrics } from './metrics.ts';
 import { discoveryRoutes } from './oauth/discovery.ts';
 import { oauthErrorHandler } from './oauth/errors.ts';
 import { tokenRoutes } from './oauth/token.ts';
@@ -54,12 +55,18 @@ export interface AppOptions {
   limits?: Partial<HttpLimits>;
   /** Fastify's per-request log lines ("incoming request", "request completed"); off by default. */
   requestLogging?: boolean;
+  /**
+   * The app's metrics when they are served on a port of their own (see metricsApp): the app then
+   * records into them and has no /metrics route. Unset: it makes its own and serves /metrics.
+   */
+  metrics?: Metrics;
 }
 
 /** Builds the Fastify app around a Gatehouse instance; the caller listens. */
 export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): FastifyInstance {
   const limits: HttpLimits = { ...HTTP_LIMITS, ...options.limits };
-  const metrics = createMetrics(gatehouse);
+  const metrics = options.metrics ?? createMetrics(gatehouse);
+  if (cluster.isWorker) shareWithPrimary(metrics.registry);
   const app = Fastify({
     loggerInstance: gatehouse.logger as FastifyBaseLogger,
     // Access logs are the load balancer's job; per-request log lines would halve throughput. Every
@@ -87,7 +94,7 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
     clientErrorHandler: (error, socket) => answerClientError(gatehouse, limits, error, socket),
   });
 
-  metricsRoute(app, metrics);
+  if (!options.metrics) metricsRoute(app, metrics);
 
   // The protocol endpoints: RFC 6749 JSON errors, form and JSON bodies (DESIGN §1).
   app.register(async (oauth) => {

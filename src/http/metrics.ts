@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { Gatehouse } from '../gatehouse.ts';
 
@@ -149,7 +149,22 @@ export class MeteredLogController extends LogController {
 
 /** `GET /metrics` in the Prometheus text format: of this process, or under `serve --workers N` of them all. */
 export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
-  const scrape = cluster.isWorker ? askPrimary(metrics.registry) : () => metrics.registry.metrics();
+  scrapeRoute(app, cluster.isWorker ? askPrimary() : () => metrics.registry.metrics());
+}
+
+/**
+ * The metrics port (`GATEHOUSE_METRICS_PORT`): an app of its own that answers `GET /metrics` and
+ * nothing else, from `scrape` — this process's registry, or in the primary of `serve --workers N`
+ * the sum over the workers (`gatherWorkerMetrics`).
+ */
+export function metricsApp(scrape: () => Promise<string>, logger: FastifyBaseLogger): FastifyInstance {
+  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, return503OnClosing: true });
+  scrapeRoute(app, scrape);
+  app.setNotFoundHandler((_request, reply) => reply.code(404).header('x-content-type-options', 'nosniff').type('text/plain; charset=utf-8').send('only /metrics is served here\n'));
+  return app;
+}
+
+function scrapeRoute(app: FastifyInstance, scrape: () => Promise<string>): void {
   app.get('/metrics', async (request, reply) => {
     reply.header('x-content-type-options', 'nosniff');
     let text: string;
@@ -159,7 +174,7 @@ export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
       request.log.warn({ reason: (error as Error).message }, 'metrics could not be gathered');
       return reply.code(503).header('retry-after', '5').type('text/plain; charset=utf-8').send('metrics are unavailable for a moment\n');
     }
-    return reply.type(metrics.registry.contentType).send(text);
+    return reply.type(Registry.PROMETHEUS_CONTENT_TYPE).send(text);
   });
 }
 
@@ -184,10 +199,7 @@ const isMetricsMessage = (message: unknown, type: string): message is MetricsMes
  * registry through prom-client's AggregatorRegistry and sums them: each scrape describes the whole
  * server, not one worker's share of it.
  */
-function askPrimary(registry: Registry): () => Promise<string> {
-  AggregatorRegistry.setRegistries([registry]);
-  // Constructed for its side effect in a worker: it answers the primary's requests for this registry.
-  new AggregatorRegistry();
+function askPrimary(): () => Promise<string> {
   let nextId = 0;
   const pending = new Map<number, { resolve(text: string): void; reject(error: Error): void; timer: NodeJS.Timeout }>();
   process.on('message', (message: unknown) => {
@@ -211,8 +223,18 @@ function askPrimary(registry: Registry): () => Promise<string> {
     });
 }
 
-/** In the primary of `serve --workers N`: answers a worker's request for the metrics of every worker. */
-export function gatherWorkerMetrics(): void {
+/** In a worker of `serve --workers N`: the primary may collect this registry, wherever /metrics is served. */
+export function shareWithPrimary(registry: Registry): void {
+  AggregatorRegistry.setRegistries([registry]);
+  // Constructed for its side effect in a worker: it answers the primary's requests for this registry.
+  new AggregatorRegistry();
+}
+
+/**
+ * In the primary of `serve --workers N`: answers a worker's request for the metrics of every worker,
+ * and returns the same gathering for a metrics port served by the primary itself.
+ */
+export function gatherWorkerMetrics(): () => Promise<string> {
   const aggregator = new AggregatorRegistry();
   cluster.on('message', (worker, message: unknown) => {
     if (!isMetricsMessage(message, METRICS_REQUEST)) return;
@@ -225,4 +247,5 @@ export function gatherWorkerMetrics(): void {
       (error: Error) => answer({ type: METRICS_RESPONSE, id, error: error.message }),
     );
   });
+  return () => aggregator.clusterMetrics();
 }

@@ -34,6 +34,8 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
   const cases: [string, () => Env, RegExp][] = [
     ['PORT that is not a number', () => ({ PORT: 'abc' }), /PORT .*"abc"/],
     ['PORT out of range', () => ({ PORT: '65536' }), /PORT .*65535/],
+    ['GATEHOUSE_METRICS_PORT that is not a number', () => ({ GATEHOUSE_METRICS_PORT: 'metrics' }), /GATEHOUSE_METRICS_PORT .*"metrics"/],
+    ['GATEHOUSE_METRICS_PORT the same as PORT', () => ({ PORT: '4321', GATEHOUSE_METRICS_PORT: '4321' }), /GATEHOUSE_METRICS_PORT must differ from PORT/],
     ['GATEHOUSE_ISSUER that is not a URL', () => ({ GATEHOUSE_ISSUER: 'not-a-url' }), /GATEHOUSE_ISSUER .*"not-a-url"/],
     ['GATEHOUSE_ISSUER with a query', () => ({ GATEHOUSE_ISSUER: 'https://auth.example.com/?tenant=1' }), /GATEHOUSE_ISSUER .*query/],
     ['DATABASE_URL of another database', () => ({ DATABASE_URL: 'mysql://x', GATEHOUSE_SECRET: TEST_SECRET }), /DATABASE_URL .*postgres:\/\//],

@@ -384,6 +384,76 @@ describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
   });
 });
 
+/**
+ * `GATEHOUSE_METRICS_PORT`: /metrics leaves the public port for a port of its own — served by the
+ * one process, or under `--workers 2` by the primary, with the sum over the workers.
+ */
+for (const workers of [1, 2]) {
+  describe(`the metrics port (serve${workers > 1 ? ` --workers ${workers}` : ''})`, { timeout: 90_000 }, () => {
+    let database: TestDatabase;
+    let primary: Instance;
+    let metricsUrl: string;
+
+    before(async () => {
+      database = await createTestDatabase('sqlite');
+      const [port, metricsPort] = [await freePort(), await freePort()];
+      metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+      primary = await startInstance(
+        'primary',
+        { GATEHOUSE_DATA_DIR: database.dataDir, GATEHOUSE_ISSUER: `http://127.0.0.1:${port}`, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_METRICS_PORT: String(metricsPort) },
+        { port, args: ['--workers', String(workers)] },
+      );
+    });
+
+    after(async () => {
+      await primary?.stop();
+      await database?.drop();
+    });
+
+    const get = async (url: string) => {
+      const response = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      return { status: response.status, headers: response.headers, body: await response.text() };
+    };
+
+    it('serves /metrics there and nowhere else, counting the tokens of every process', async () => {
+      assert.ok(primary.stdout().includes(`metrics: ${metricsUrl}`), `the banner names the metrics address:\n${primary.stdout()}`);
+      const onPublicPort = await get(`${primary.url}/metrics`);
+      assert.equal(onPublicPort.status, 404, 'the public port has no /metrics');
+      assert.doesNotMatch(onPublicPort.body, /gatehouse_/);
+
+      const before = metricValue((await get(metricsUrl)).body, 'gatehouse_tokens_issued_total', 'grant_type="client_credentials"');
+      const pids = workers > 1 ? await waitFor('the workers', async () => (childrenOf(primary.pid).length === workers ? childrenOf(primary.pid) : undefined), 10_000) : [primary.pid];
+      const match = /Demo application \(client credentials\)\s+client_id:\s+(\S+)\s+client_secret:\s+(\S+)/.exec(primary.stdout());
+      assert.ok(match, `the banner shows the demo application:\n${primary.stdout()}`);
+      const body = new URLSearchParams({ grant_type: 'client_credentials', scope: 'objects:read' }).toString();
+      const issuedBy = new Set<number | undefined>();
+      for (let i = 0; i < 6; i++) {
+        const answer = await requestAndFindOwner(primary.port, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(match[1]!, match[2]!) }, body }, pids);
+        assert.equal(answer.status, 200, answer.body);
+        issuedBy.add(answer.owner);
+      }
+      assert.deepEqual(issuedBy, new Set(pids), 'every process issued tokens');
+
+      const scrape = await get(metricsUrl);
+      assert.equal(scrape.status, 200, scrape.body);
+      assert.match(scrape.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+      assert.equal(scrape.headers.get('x-content-type-options'), 'nosniff');
+      assert.equal(metricValue(scrape.body, 'gatehouse_tokens_issued_total', 'grant_type="client_credentials"') - before, 6);
+      assert.match(scrape.body, /gatehouse_http_request_duration_seconds_count\{route="\/token",method="POST",status="2xx"\} \d+/);
+      // The metrics port serves nothing of the rest of Gatehouse.
+      for (const path of ['/healthz', '/.well-known/openid-configuration', '/admin/v1/clients']) {
+        assert.equal((await get(`http://127.0.0.1:${new URL(metricsUrl).port}${path}`)).status, 404, path);
+      }
+    });
+
+    it('stops on SIGTERM with the metrics port', async () => {
+      await primary.stop();
+      assert.deepEqual(await primary.exited, { code: 0, signal: null }, primary.describe());
+      await assert.rejects(fetch(metricsUrl, { signal: AbortSignal.timeout(2000) }));
+    });
+  });
+}
+
 /** Is `pid` a live process (a zombie waiting for its parent to read its status is not)? */
 function childAlive(pid: number): boolean {
   try {

@@ -1,11 +1,12 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import type { GatehouseConfig } from '../../core/config.ts';
 import { createGatehouse } from '../../gatehouse.ts';
 import { buildApp } from '../../http/app.ts';
-import { gatherWorkerMetrics } from '../../http/metrics.ts';
+import { createMetrics, gatherWorkerMetrics, metricsApp } from '../../http/metrics.ts';
 import { describeDemo, seedDemo, type DemoSetup } from '../demo.ts';
 import { UsageError } from '../output.ts';
 import { SERVER_NODE_OPTIONS } from '../runtime.ts';
@@ -39,12 +40,15 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
     }
   });
   cluster.setupPrimary({ execArgv: [...process.execArgv, ...SERVER_NODE_OPTIONS.filter((option) => !process.execArgv.includes(option))] });
-  // A scrape of /metrics reaches one worker, which asks the primary for the sum over all of them.
-  gatherWorkerMetrics();
+  // A scrape of /metrics reaches one worker, which asks the primary for the sum over all of them;
+  // on a metrics port of its own, the primary answers it.
+  const gathered = gatherWorkerMetrics();
+  const metricsServer = config.metrics.port === undefined ? undefined : metricsApp(gathered, pino({ level: config.logLevel }));
+  const metricsPort = metricsServer && (await listenForMetrics(metricsServer, config));
   for (let i = 0; i < workers; i++) fork();
   let listening = 0;
   cluster.on('listening', () => {
-    if (++listening === workers) announce(config, config.port, demo, `${workers} workers`);
+    if (++listening === workers) announce(config, config.port, demo, metricsPort, `${workers} workers`);
   });
   const stop = () => {
     if (stopping) return;
@@ -64,18 +68,21 @@ async function serveOnce(config: GatehouseConfig, options: { seed: boolean; anno
   if (config.secretGeneratedAt && options.announce) {
     logger.warn(`GATEHOUSE_SECRET is not set: using the secret generated into ${config.secretGeneratedAt}. Set GATEHOUSE_SECRET in production.`);
   }
-  const app = buildApp(gatehouse);
+  // With a metrics port, /metrics is served there: by this process, or by the primary for its workers.
+  const metrics = config.metrics.port === undefined ? undefined : createMetrics(gatehouse);
+  const app = buildApp(gatehouse, { metrics });
+  const metricsServer = metrics && !cluster.isWorker ? metricsApp(() => metrics.registry.metrics(), logger) : undefined;
   const demo = options.seed && config.demo ? await seedDemo(gatehouse) : undefined;
   await app.listen({ port: config.port, host: config.host });
-  const address = app.server.address();
-  if (options.announce) announce(config, typeof address === 'object' && address ? address.port : config.port, demo);
+  const metricsPort = metricsServer && (await listenForMetrics(metricsServer, config));
+  if (options.announce) announce(config, portOf(app) ?? config.port, demo, metricsPort);
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info(`${signal}: finishing requests in flight`);
-    await app.close();
+    await Promise.all([app.close(), metricsServer?.close()]);
     await gatehouse.close();
     process.exit(0);
   };
@@ -83,9 +90,22 @@ async function serveOnce(config: GatehouseConfig, options: { seed: boolean; anno
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
-function announce(config: GatehouseConfig, port: number, demo: DemoSetup | undefined, processes?: string): void {
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  const lines = [`Gatehouse is listening on http://${host}:${port} (issuer ${config.issuer}${processes ? `, ${processes}` : ''})`];
+/** Listens on the metrics port; returns the port (the one the system chose, for 0). */
+async function listenForMetrics(server: FastifyInstance, config: GatehouseConfig): Promise<number> {
+  await server.listen({ port: config.metrics.port, host: config.metrics.host });
+  return portOf(server) ?? config.metrics.port!;
+}
+
+function portOf(app: FastifyInstance): number | undefined {
+  const address = app.server.address();
+  return typeof address === 'object' && address ? address.port : undefined;
+}
+
+const hostInUrl = (host: string) => (host.includes(':') ? `[${host}]` : host);
+
+function announce(config: GatehouseConfig, port: number, demo: DemoSetup | undefined, metricsPort: number | undefined, processes?: string): void {
+  const lines = [`Gatehouse is listening on http://${hostInUrl(config.host)}:${port} (issuer ${config.issuer}${processes ? `, ${processes}` : ''})`];
+  if (metricsPort !== undefined) lines.push(`  metrics: http://${hostInUrl(config.metrics.host)}:${metricsPort}/metrics (not on the main port)`);
   lines.push(`  database: ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `SQLite in ${config.dataDir}`}`);
   lines.push(`  discovery: ${config.issuer}/.well-known/openid-configuration`);
   lines.push(`  sign in: ${config.issuer}/login   developer portal: ${config.issuer}/developers`);
