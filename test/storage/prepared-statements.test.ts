@@ -24,56 +24,61 @@ async function preparedStatements(handle: DatabaseHandle): Promise<string[]> {
   return rows.map((row) => row.statement);
 }
 
-describe('PostgreSQL prepared statements', () => {
-  let database: TestDatabase;
-  let handle: DatabaseHandle;
-
+/**
+ * A fresh database for a suite, opened on one connection: every query of the suite sees the
+ * statements the earlier ones prepared, and the server's view of them is that connection's.
+ */
+function oneConnection(): { database: TestDatabase; handle: DatabaseHandle } {
+  const one = {} as { database: TestDatabase; handle: DatabaseHandle };
   before(async () => {
-    database = await createTestDatabase('postgres');
-    // One connection, so that every query below sees the statements the earlier ones prepared.
-    handle = openDatabase({ databaseUrl: database.databaseUrl, poolSize: 1 });
-    await migrate(handle);
+    one.database = await createTestDatabase('postgres');
+    one.handle = openDatabase({ databaseUrl: one.database.databaseUrl, poolSize: 1 });
+    await migrate(one.handle);
   });
-
   after(async () => {
-    await handle.close();
-    await database.drop();
+    await one.handle.close();
+    await one.database.drop();
   });
+  return one;
+}
+
+describe('PostgreSQL prepared statements', () => {
+  const one = oneConnection();
 
   it('prepares a statement once it repeats, and never a one-off', async () => {
-    const lookup = () => handle.db.selectFrom('users').select('id').where('email', '=', 'nobody@example.com').execute();
+    const lookup = () => one.handle.db.selectFrom('users').select('id').where('email', '=', 'nobody@example.com').execute();
     await lookup();
-    assert.ok(!(await preparedStatements(handle)).some((text) => text.includes('"email" = $1')), 'a statement run once stays unnamed');
+    assert.ok(!(await preparedStatements(one.handle)).some((text) => text.includes('"email" = $1')), 'a statement run once stays unnamed');
     await lookup();
     await lookup();
-    const prepared = (await preparedStatements(handle)).filter((text) => text.includes('"email" = $1'));
+    const prepared = (await preparedStatements(one.handle)).filter((text) => text.includes('"email" = $1'));
     assert.equal(prepared.length, 1, 'the repeated statement is prepared once');
   });
 
   it('plans a prepared statement once for the connection, not on every run', async () => {
-    const lookup = () => handle.db.selectFrom('refresh_tokens').select('digest').where('grant_id', '=', 'g-none').where('client_id', '=', 'c-none').execute();
+    const lookup = () => one.handle.db.selectFrom('refresh_tokens').select('digest').where('grant_id', '=', 'g-none').where('client_id', '=', 'c-none').execute();
     for (let run = 0; run < 10; run++) await lookup();
     const { rows } = await sql<{ generic_plans: string; custom_plans: string }>`
-      select generic_plans, custom_plans from pg_prepared_statements where statement like '%"grant_id" = $1 and "client_id" = $2%'`.execute(handle.db);
+      select generic_plans, custom_plans from pg_prepared_statements where statement like '%"grant_id" = $1 and "client_id" = $2%'`.execute(one.handle.db);
     assert.equal(rows.length, 1);
     assert.equal(Number(rows[0]!.custom_plans), 0);
     assert.equal(Number(rows[0]!.generic_plans), 9, 'the plan of each run after the first (which was unnamed) is the generic one');
   });
 
   it('answers with the same rows whether a statement is prepared or not', async () => {
-    await handle.db.insertInto('users').values({ id: 'u1', email: 'ada@example.com', name: 'Ada', password_hash: 'x', email_verified: 0, disabled_at: null, created_at: 1, updated_at: 1 }).execute();
+    await one.handle.db.insertInto('users').values({ id: 'u1', email: 'ada@example.com', name: 'Ada', password_hash: 'x', email_verified: 0, disabled_at: null, created_at: 1, updated_at: 1 }).execute();
     const results = [];
-    for (let i = 0; i < 4; i++) results.push(await handle.db.selectFrom('users').selectAll().where('id', '=', 'u1').execute());
+    for (let i = 0; i < 4; i++) results.push(await one.handle.db.selectFrom('users').selectAll().where('id', '=', 'u1').execute());
     for (const rows of results) assert.deepEqual(rows, results[0]);
     assert.equal(results[0]![0]!.email, 'ada@example.com');
   });
 
   it('keeps answering when a newer instance changes a table under a prepared `select *`', async () => {
-    const read = () => handle.db.selectFrom('users').selectAll().where('id', '=', 'u1').executeTakeFirstOrThrow();
+    const read = () => one.handle.db.selectFrom('users').selectAll().where('id', '=', 'u1').executeTakeFirstOrThrow();
     await read();
     await read();
     // Another instance's migration, on a connection of its own.
-    const other = new pg.Client({ connectionString: database.databaseUrl });
+    const other = new pg.Client({ connectionString: one.database.databaseUrl });
     await other.connect();
     try {
       await other.query('alter table users add column nickname text');
@@ -89,11 +94,11 @@ describe('PostgreSQL prepared statements', () => {
   });
 
   it('runs transactions through the same statements', async () => {
-    await handle.db.transaction().execute(async (trx) => {
+    await one.handle.db.transaction().execute(async (trx) => {
       await trx.updateTable('users').set({ name: 'Ada L.' }).where('id', '=', 'u1').execute();
       await trx.updateTable('users').set({ name: 'Ada Lovelace' }).where('id', '=', 'u1').execute();
     });
-    const row = await handle.db.selectFrom('users').select('name').where('id', '=', 'u1').executeTakeFirstOrThrow();
+    const row = await one.handle.db.selectFrom('users').select('name').where('id', '=', 'u1').executeTakeFirstOrThrow();
     assert.equal(row.name, 'Ada Lovelace');
   });
 });
@@ -116,25 +121,12 @@ function planScansTables(plan: string[]): boolean {
 }
 
 describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
-  let database: TestDatabase;
-  let handle: DatabaseHandle;
-
-  before(async () => {
-    database = await createTestDatabase('postgres');
-    // One connection: the statements prepared below are the ones this connection lists and explains.
-    handle = openDatabase({ databaseUrl: database.databaseUrl, poolSize: 1 });
-    await migrate(handle);
-  });
-
-  after(async () => {
-    await handle.close();
-    await database.drop();
-  });
+  const one = oneConnection();
 
   it('reads every table by key, even in plans made while the tables are all but empty (a new deployment)', async () => {
     // A prepared statement is planned once for its connection; a plan that scans a table that is
     // small now would scan it for as long as the connection lives, however large it grows.
-    const { db } = handle;
+    const { db } = one.handle;
     const users = kyselyUsers(db);
     const clients = kyselyClients(db);
     const grants = kyselyGrants(db);
