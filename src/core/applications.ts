@@ -353,14 +353,11 @@ export async function resetUserPassword(storage: Storage, userId: string, passwo
 /**
  * Disables a user (or enables them again): they cannot sign in, their sessions, refresh tokens and
  * access tokens are refused, and so are the applications they registered in the developer portal
- * (see ClientRegistry), until they are enabled. False when there is no such user.
+ * (see ClientRegistry), until they are enabled. A user disabled already keeps the time it happened.
  */
-export async function setUserDisabled(services: Pick<Services, 'storage' | 'clients'>, userId: string, disabled: boolean, now: number): Promise<boolean> {
-  const user = await services.storage.users.findById(userId);
-  if (!user) return false;
-  await services.storage.users.setDisabled(userId, disabled ? (user.disabledAt ?? now) : null, now);
-  for (const client of await services.storage.clients.listForOwner(userId)) services.clients.invalidate(client.id);
-  return true;
+export async function setUserDisabled(services: Pick<Services, 'storage' | 'clients'>, user: User, disabled: boolean, now: number): Promise<void> {
+  await services.storage.users.setDisabled(user.id, disabled ? (user.disabledAt ?? now) : null, now);
+  for (const client of await services.storage.clients.listForOwner(user.id)) services.clients.invalidate(client.id);
 }
 
 function checkPassword(password: unknown): asserts password is string {

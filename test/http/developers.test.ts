@@ -150,6 +150,23 @@ for (const dialect of DIALECTS) {
         const browser = await signIn(alice.email);
         assert.match((await browser.request(url('/account'))).text, /href="\/developers"/);
       });
+
+      it('lists an application suspended with its developer on the account page, so that consent to it can be withdrawn', async () => {
+        const developer = await server.user(`suspended.${randomUUID()}@example.com`, PASSWORD);
+        const app = await server.client({ name: 'Suspended sync tool', grantTypes: ['authorization_code'], redirectUris: [CALLBACK], ownerUserId: developer.id });
+        const now = server.gatehouse.clock();
+        await server.gatehouse.storage.consents.save({ userId: bob.id, clientId: app.id, scopes: ['openid'], createdAt: now, updatedAt: now });
+        await server.gatehouse.storage.users.setDisabled(developer.id, now, now);
+        assert.equal(await server.gatehouse.clients.get(app.id), undefined, 'the application is suspended');
+
+        const browser = await signIn(bob.email);
+        const account = await browser.request(url('/account'));
+        assert.match(account.text, /Suspended sync tool/);
+        const res = await browser.request(url('/account/applications/withdraw'), { form: { csrf: hiddenField(account.text, 'csrf'), client_id: app.id } });
+        assert.equal(res.status, 303);
+        assert.equal(await server.gatehouse.storage.consents.find(bob.id, app.id), undefined);
+        assert.doesNotMatch((await browser.request(url('/account'))).text, /Suspended sync tool/);
+      });
     });
 
     describe('applications', () => {

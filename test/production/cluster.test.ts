@@ -251,6 +251,20 @@ describe('three instances on one PostgreSQL behind nginx', { timeout: 120_000 },
 });
 
 /**
+ * A client-credentials request of the demo application (from the banner of `primary`) on a
+ * connection of its own; returns which of `pids` served it.
+ */
+async function demoToken(primary: Instance, pids: number[]): Promise<number | undefined> {
+  const match = /Demo application \(client credentials\)\s+client_id:\s+(\S+)\s+client_secret:\s+(\S+)/.exec(primary.stdout());
+  assert.ok(match, `the banner shows the demo application:\n${primary.stdout()}`);
+  const body = new URLSearchParams({ grant_type: 'client_credentials', scope: 'objects:read' }).toString();
+  const answer = await requestAndFindOwner(primary.port, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(match[1]!, match[2]!) }, body }, pids);
+  assert.equal(answer.status, 200, answer.body);
+  assert.ok(JSON.parse(answer.body).access_token);
+  return answer.owner;
+}
+
+/**
  * `gatehouse serve --workers 2`: node:cluster, one port, two worker processes. Which worker served
  * a connection is read from the kernel: the socket's inode in /proc/net/tcp, and which worker holds
  * it in /proc/PID/fd.
@@ -297,16 +311,7 @@ describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
     return served;
   };
 
-  /** A client-credentials request of the demo application on a connection of its own; returns the status and the worker. */
-  const token = async (pids: number[]) => {
-    const match = /Demo application \(client credentials\)\s+client_id:\s+(\S+)\s+client_secret:\s+(\S+)/.exec(primary.stdout());
-    assert.ok(match, `the banner shows the demo application:\n${primary.stdout()}`);
-    const body = new URLSearchParams({ grant_type: 'client_credentials', scope: 'objects:read' }).toString();
-    const answer = await requestAndFindOwner(primary.port, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(match[1]!, match[2]!) }, body }, pids);
-    assert.equal(answer.status, 200, answer.body);
-    assert.ok(JSON.parse(answer.body).access_token);
-    return answer.owner;
-  };
+  const token = (pids: number[]) => demoToken(primary, pids);
 
   it('runs two workers that both answer', async () => {
     assert.match(primary.stdout(), /2 workers/);
@@ -423,15 +428,8 @@ for (const workers of [1, 2]) {
 
       const before = metricValue((await get(metricsUrl)).body, 'gatehouse_tokens_issued_total', 'grant_type="client_credentials"');
       const pids = workers > 1 ? await waitFor('the workers', async () => (childrenOf(primary.pid).length === workers ? childrenOf(primary.pid) : undefined), 10_000) : [primary.pid];
-      const match = /Demo application \(client credentials\)\s+client_id:\s+(\S+)\s+client_secret:\s+(\S+)/.exec(primary.stdout());
-      assert.ok(match, `the banner shows the demo application:\n${primary.stdout()}`);
-      const body = new URLSearchParams({ grant_type: 'client_credentials', scope: 'objects:read' }).toString();
       const issuedBy = new Set<number | undefined>();
-      for (let i = 0; i < 6; i++) {
-        const answer = await requestAndFindOwner(primary.port, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(match[1]!, match[2]!) }, body }, pids);
-        assert.equal(answer.status, 200, answer.body);
-        issuedBy.add(answer.owner);
-      }
+      for (let i = 0; i < 6; i++) issuedBy.add(await demoToken(primary, pids));
       assert.deepEqual(issuedBy, new Set(pids), 'every process issued tokens');
 
       const scrape = await get(metricsUrl);

@@ -35,7 +35,7 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       const key = required(rest.find((a) => !a.startsWith('--')), 'user disable needs a USER_ID or EMAIL');
       const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
       if (!user) throw new Error(`no user ${key}`);
-      await setUserDisabled(gatehouse, user.id, true, now);
+      await setUserDisabled(gatehouse, user, true, now);
       gatehouse.audit.record({ at: now, kind: 'user.disabled', outcome: 'success', clientId: null, userId: user.id, data: { by: 'cli' } });
       out.print({ id: user.id, email: user.email, disabled: true }, () => `disabled ${user.email}: it can no longer sign in or refresh tokens, and its applications are suspended`);
       return;

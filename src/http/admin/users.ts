@@ -80,7 +80,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
       },
       async (request) => {
         const user = await findUser(request.params.userId);
-        if (!(await setUserDisabled(gatehouse, user.id, disabled, gatehouse.clock()))) throw notFound(`there is no user ${user.id}`);
+        await setUserDisabled(gatehouse, user, disabled, gatehouse.clock());
         recordAdminAction(gatehouse, request, `admin.user.${action}d`, { userId: user.id, data: { user_id: user.id } });
         return describeUser(await findUser(user.id));
       },
