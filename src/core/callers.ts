@@ -2,8 +2,8 @@ import type { ApiKeyService } from './api-keys.ts';
 import type { ClientRegistry } from './clients.ts';
 import { credentialsRequired, invalidToken, malformedCredentials } from './errors.ts';
 import type { KeyStore } from './tokens/keys.ts';
-import { verifyAccessToken } from './tokens/verify.ts';
-import type { Client, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
+import { verifyAccessToken, type VerifiedAccessToken } from './tokens/verify.ts';
+import type { Client, GrantRepository, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
 
 /** Who calls a Gatehouse API with a token: a user through a client, a client alone, or an API key. */
 export interface Caller {
@@ -16,6 +16,8 @@ export interface Caller {
   project: string | undefined;
   /** RFC 8693 §4.1: who acts on the subject's behalf. */
   act: Record<string, unknown> | undefined;
+  /** The grant the token was issued under, passed on to the tokens derived from it (project tokens, delegation). */
+  grantId: string | undefined;
   /** When the credential stops working (API keys without expiry: undefined). */
   expiresAt: number | undefined;
   /** The user's record, read while checking that they may still use the token (kind `user` only). */
@@ -28,7 +30,7 @@ export interface CallerServices {
   revocations: RevocationRepository;
   apiKeys: ApiKeyService;
   clients: ClientRegistry;
-  storage: { users: Pick<UserRepository, 'findById'> };
+  storage: { users: Pick<UserRepository, 'findById'>; grants: Pick<GrantRepository, 'find'> };
 }
 
 export type CredentialScheme = 'bearer' | 'apikey';
@@ -57,12 +59,40 @@ export function credentialOf(authorization: string | undefined, schemes: readonl
  * owner" and is otherwise valid; the admin API promises that deleting a client or user stops what it
  * holds. One indexed read for a user token, none for a client's own (`sub` = `client_id`).
  */
-export async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'>, clientId: string, sub: string): Promise<{ client: Client; user: User | undefined } | undefined> {
+async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'>, clientId: string, sub: string): Promise<TokenHolders | undefined> {
   if (clientId === '') return undefined;
   const [entry, user] = await Promise.all([services.clients.get(clientId), sub === clientId ? undefined : services.storage.users.findById(sub)]);
   if (!entry) return undefined;
   if (sub !== clientId && (!user || user.disabledAt !== null)) return undefined;
   return { client: entry.client, user };
+}
+
+export interface TokenHolders {
+  client: Client;
+  user: User | undefined;
+}
+
+/**
+ * Whether an access token Gatehouse signed may still be used, beyond its signature and expiry:
+ * `revoked` when its `jti` was revoked (RFC 7009) or the grant it was issued under is revoked,
+ * expired or gone (consent withdrawn, a refresh token or code replayed, RFC 7009 revocation of the
+ * refresh token, an operator's revocation: RFC 7009 §2.1 "SHOULD also invalidate all access tokens
+ * based on the same authorization grant"); undefined when its client or user is gone (see
+ * tokenHolders); otherwise the holders. The reads run at once: for a client's own token one, for a
+ * user's three, each by primary key.
+ */
+export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
+  const { payload, jti, grantId } = verified;
+  const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
+  const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
+  const [revoked, grant, holders] = await Promise.all([
+    jti ? services.revocations.isJtiRevoked(jti) : false,
+    grantId ? services.storage.grants.find(grantId) : undefined,
+    tokenHolders(services, clientId, sub),
+  ]);
+  if (revoked) return 'revoked';
+  if (grantId && (!grant || grant.revokedAt !== null || (grant.expiresAt !== null && grant.expiresAt <= now))) return 'revoked';
+  return holders;
 }
 
 /**
@@ -77,21 +107,22 @@ export async function authenticateCaller(services: CallerServices, authorization
     // The key service refuses a key whose application is gone.
     const found = await services.apiKeys.authenticate(value, now);
     if (!found) throw invalidToken('the API key is invalid, expired or revoked');
-    return { kind: 'api_key', sub: found.client.id, clientId: found.client.id, scopes: found.key.scopes, project: undefined, act: undefined, expiresAt: found.key.expiresAt ?? undefined, user: undefined };
+    return { kind: 'api_key', sub: found.client.id, clientId: found.client.id, scopes: found.key.scopes, project: undefined, act: undefined, grantId: undefined, expiresAt: found.key.expiresAt ?? undefined, user: undefined };
   }
 
   const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, value, now);
   if (!verified) throw invalidToken('the access token is invalid or has expired');
-  const { payload } = verified;
-  const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
-  const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
-  const [revoked, holders] = await Promise.all([verified.jti ? services.revocations.isJtiRevoked(verified.jti) : false, tokenHolders(services, clientId, sub)]);
-  if (revoked) throw invalidToken('the access token has been revoked');
+  const holders = await accessTokenHolders(services, verified, now);
+  if (holders === 'revoked') throw invalidToken('the access token has been revoked');
   if (!holders) throw invalidToken('the access token is invalid or has expired');
+  const { payload } = verified;
+  const clientId = holders.client.id;
+  const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
   return {
     kind: sub === clientId ? 'client' : 'user',
     sub,
     clientId,
+    grantId: verified.grantId,
     scopes: verified.scopes,
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act: typeof payload.act === 'object' && payload.act !== null ? (payload.act as Record<string, unknown>) : undefined,

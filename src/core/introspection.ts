@@ -1,6 +1,6 @@
 import type { Client } from '../storage/repositories.ts';
 import type { ApiKeyService } from './api-keys.ts';
-import { tokenHolders } from './callers.ts';
+import { accessTokenHolders } from './callers.ts';
 import type { GrantServices } from './grants/services.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { digestOf, kindOf } from './tokens/opaque.ts';
@@ -54,16 +54,11 @@ export async function introspect(services: IntrospectionServices, caller: Client
     case undefined: {
       const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, token, now);
       if (!verified || !mayView(verified.payload.client_id)) return INACTIVE;
+      // §2.2: inactive once revoked, by itself or with its grant, and once its client is deleted or
+      // its user deleted or disabled (as /userinfo and the refresh grant already refuse).
+      const holders = await accessTokenHolders(services, verified, now);
+      if (holders === 'revoked' || !holders) return INACTIVE;
       const { payload } = verified;
-      // §2.2: inactive once revoked, and once its client is deleted or its user deleted or disabled
-      // (as /userinfo and the refresh grant already refuse). Both checks at once: for a client's own
-      // token the second is a cache hit, for a user's one indexed read.
-      const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
-      const [revoked, holders] = await Promise.all([
-        verified.jti ? services.storage.revocations.isJtiRevoked(verified.jti) : false,
-        tokenHolders(services, clientId, typeof payload.sub === 'string' ? payload.sub : clientId),
-      ]);
-      if (revoked || !holders) return INACTIVE;
       return {
         active: true,
         token_type: 'Bearer',

@@ -45,7 +45,7 @@ export async function issueProjectToken(services: GrantServices, caller: Caller,
   if (request.expiresAt - now > maxTtl) throw invalidRequest(`expires_at may be at most ${maxTtl} seconds ahead`);
 
   const token = await services.accessTokens.issue(
-    { sub: caller.sub, clientId: caller.clientId, scopes, extra: { project: request.project, ...(caller.act ? { act: caller.act } : {}) } },
+    { sub: caller.sub, clientId: caller.clientId, scopes, grantId: caller.grantId, extra: { project: request.project, ...(caller.act ? { act: caller.act } : {}) } },
     now,
     request.expiresAt - now,
   );

@@ -492,7 +492,7 @@ describe('browser flows in headless Chromium', () => {
 
     await application.getByRole('button', { name: 'Withdraw access' }).click();
     await page.getByRole('status').waitFor();
-    assert.match(await page.getByRole('status').innerText(), /Access withdrawn\. The application can no longer renew its access; an access token it already holds stops working when it expires, within 60 minutes\./);
+    assert.match(await page.getByRole('status').innerText(), /Access withdrawn\. The application can no longer renew its access and its access tokens are revoked; an API that checks tokens on its own may accept one until it expires, within 60 minutes\./);
     assert.equal(await page.locator('.app').count(), 0);
     assert.ok(await page.getByText('You have not authorized any application.').isVisible());
 

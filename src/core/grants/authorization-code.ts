@@ -59,7 +59,7 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
     const refreshToken = client.grantTypes.includes('refresh_token')
       ? await issueRefreshToken(services.storage, grant.id, client.id, code.scopes, now, services.config.tokens.refreshTokenTtlSeconds)
       : undefined;
-    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes, jti: accessTokenJti }, now, ttl);
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes, jti: accessTokenJti, grantId: grant.id }, now, ttl);
     services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'authorization_code', grant_id: grant.id, scopes: code.scopes } });
     // §5.1: the scope is echoed, since it was settled at the authorization endpoint.
     return bearerResponse(accessToken, code.scopes, true, refreshToken);

@@ -36,12 +36,13 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
 
   async issue({ client, now, services }, { user, scopes, scopeRequested }) {
     let refreshToken: string | undefined;
+    let grantId: string | undefined;
     if (client.grantTypes.includes('refresh_token')) {
-      const grantId = randomUUID();
+      grantId = randomUUID();
       await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
       refreshToken = await issueRefreshToken(services.storage, grantId, client.id, scopes, now, services.config.tokens.refreshTokenTtlSeconds);
     }
-    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes }, now);
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes, grantId }, now);
     services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'password', scopes } });
     return bearerResponse(accessToken, scopes, scopeRequested, refreshToken);
   },

@@ -53,7 +53,7 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     // The signature is computed while the database rotates: a refused rotation throws it away unseen.
     const [result, accessToken] = await Promise.all([
       services.storage.refreshTokens.rotate(digest, { digest: digestOf(successor), expiresAt: now + ttl }, now),
-      services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes }, now),
+      services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes, grantId: grant.id }, now),
     ]);
     if (result.outcome === 'not_found') throw invalidGrant('the refresh token is invalid');
     if (result.outcome === 'revoked') throw invalidGrant('the refresh token has been revoked');

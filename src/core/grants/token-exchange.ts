@@ -20,7 +20,7 @@ type Exchange =
   /** A project token derived from the subject token (DESIGN §1, the standard way to ask for one). */
   | { kind: 'project'; subject: Caller; project: string; scopes: string[]; expiresAt: number }
   /** The client acts for a user: `sub` is the user, `act` names the client (RFC 8693 §4.1). */
-  | { kind: 'delegation' | 'impersonation'; userId: string; scopes: string[]; act: ActClaim; expiresAt: number | undefined };
+  | { kind: 'delegation' | 'impersonation'; userId: string; scopes: string[]; act: ActClaim; expiresAt: number | undefined; grantId: string | undefined };
 
 /**
  * RFC 8693 token exchange, for three things:
@@ -68,7 +68,7 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
     }
     // A delegated token ends when its subject token does: exchanging again cannot stretch the user's authorization.
     const ttl = exchange.expiresAt === undefined ? undefined : Math.min(services.config.tokens.accessTokenTtlSeconds, exchange.expiresAt - now);
-    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, extra: { act: exchange.act } }, now, ttl);
+    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId: exchange.grantId, extra: { act: exchange.act } }, now, ttl);
     audit(services, context, 'success', { kind: exchange.kind, subject: exchange.userId, scopes: exchange.scopes, jti: token.jti });
     return { access_token: token.token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiresIn, scope: exchange.scopes.join(' ') };
   },
@@ -101,7 +101,7 @@ async function validateImpersonation(context: GrantContext, requested: string[] 
     const own = await subjectCaller(context, 'subject_token');
     if (own.clientId !== client.id || own.kind === 'user') throw invalidGrant('with requested_subject, the subject token must be the client\'s own');
   }
-  return { kind: 'impersonation', userId: user.id, scopes: scopesFor(services, client, requested, undefined), act: actClaim(client.id, undefined), expiresAt: undefined };
+  return { kind: 'impersonation', userId: user.id, scopes: scopesFor(services, client, requested, undefined), act: actClaim(client.id, undefined), expiresAt: undefined, grantId: undefined };
 }
 
 async function validateDelegation(context: GrantContext, requested: string[] | undefined): Promise<Exchange> {
@@ -112,7 +112,8 @@ async function validateDelegation(context: GrantContext, requested: string[] | u
   const actor = await subjectCaller(context, 'actor_token');
   if (actor.clientId !== client.id || actor.kind === 'user') throw invalidGrant('the actor token must be the client\'s own token');
   const act = actClaim(client.id, subject.act);
-  return { kind: 'delegation', userId: subject.sub, scopes: scopesFor(services, client, requested, subject.scopes), act, expiresAt: subject.expiresAt };
+  // Like its lifetime, its grant is the subject token's: revoking the user's grant stops the delegated token too.
+  return { kind: 'delegation', userId: subject.sub, scopes: scopesFor(services, client, requested, subject.scopes), act, expiresAt: subject.expiresAt, grantId: subject.grantId };
 }
 
 async function subjectCaller({ params, now, services }: GrantContext, name: 'subject_token' | 'actor_token'): Promise<Caller> {

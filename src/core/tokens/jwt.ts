@@ -11,6 +11,12 @@ export interface AccessTokenClaims {
   extra?: Record<string, unknown>;
   /** Set by a caller that records the token's id before it is signed; a random UUID otherwise. */
   jti?: string;
+  /**
+   * The grant the token was issued under (authorization code, password with a refresh token,
+   * refresh), or derived from (project tokens, delegation). Gatehouse's own endpoints refuse the
+   * token once that grant is revoked.
+   */
+  grantId?: string;
 }
 
 export interface IssuedAccessToken {
@@ -39,6 +45,7 @@ export function accessTokenIssuer(keys: KeyStore, options: { issuer: string; aud
       const expiresAt = now + ttlSeconds;
       const token = await new SignJWT({
         ...claims.extra,
+        ...(claims.grantId !== undefined ? { grant_id: claims.grantId } : {}),
         client_id: claims.clientId,
         scope: claims.scopes.join(' '),
       })

@@ -2,8 +2,10 @@ import { jwtVerify, type JWTPayload } from 'jose';
 import type { KeyStore } from './keys.ts';
 
 export interface VerifiedAccessToken {
-  payload: JWTPayload & { client_id?: unknown; scope?: unknown };
+  payload: JWTPayload & { client_id?: unknown; scope?: unknown; grant_id?: unknown };
   jti: string | undefined;
+  /** The grant it was issued under or derived from (`grant_id`), if any. */
+  grantId: string | undefined;
   scopes: string[];
 }
 
@@ -24,7 +26,12 @@ export async function verifyAccessToken(keys: KeyStore, options: { issuer: strin
       },
       { issuer: options.issuer, audience: options.audience, typ: 'at+jwt', currentDate: new Date(now * 1000) },
     );
-    return { payload, jti: typeof payload.jti === 'string' ? payload.jti : undefined, scopes: typeof payload.scope === 'string' && payload.scope ? payload.scope.split(' ') : [] };
+    return {
+      payload,
+      jti: typeof payload.jti === 'string' ? payload.jti : undefined,
+      grantId: typeof payload.grant_id === 'string' ? payload.grant_id : undefined,
+      scopes: typeof payload.scope === 'string' && payload.scope ? payload.scope.split(' ') : [],
+    };
   } catch {
     return undefined;
   }

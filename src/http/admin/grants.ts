@@ -48,7 +48,7 @@ export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): P
     '/grants/:grantId/revoke',
     {
       ...operation(TAG, SCOPE, 'revokeGrant', 'Revoke a grant', {
-        description: 'Every refresh token issued from it stops working at once; access tokens expire on their own. Revoking a revoked grant changes nothing.',
+        description: 'Every refresh token issued from it stops working at once, and Gatehouse (introspection, userinfo, project tokens, token exchange) refuses its access tokens at once; APIs that verify tokens locally accept them until they expire. Revoking a revoked grant changes nothing.',
       }),
       schema: { params: idParams('grantId'), response: { 200: { description: 'The grant, revoked.', ...grantSchema } } },
     },

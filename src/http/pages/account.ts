@@ -25,12 +25,13 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
         scopes: consent.scopes.map((name) => ({ name, description: gatehouse.scopes.definition(name)?.description ?? name })),
       });
     }
-    // Access tokens are checked by the platform's APIs on their own (DESIGN §3), so one already
-    // handed out works until it expires; the person is told so rather than promised more.
+    // Gatehouse refuses the grant's access tokens at once (introspection, userinfo), but APIs that
+    // verify them on their own (DESIGN §3) accept one until it expires; the person is told so
+    // rather than promised more.
     const minutes = Math.ceil(gatehouse.config.tokens.accessTokenTtlSeconds / 60);
     const notice =
       (request.query as Record<string, unknown>).withdrawn === '1'
-        ? `Access withdrawn. The application can no longer renew its access; an access token it already holds stops working when it expires, within ${minutes} minutes.`
+        ? `Access withdrawn. The application can no longer renew its access and its access tokens are revoked; an API that checks tokens on its own may accept one until it expires, within ${minutes} minutes.`
         : undefined;
     return renderPage(reply, 'account', { title: 'Your account', user: { email: session.user.email, name: session.user.name }, applications, notice });
   });

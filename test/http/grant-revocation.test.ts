@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { DIALECTS } from '../support/databases.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { authorizationCode, exchangeCode, PASSWORD, REDIRECT_URI } from '../production/support.ts';
+
+const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+const SCOPE = 'openid model:read objects:read';
+
+/**
+ * RFC 7009 §2.1: revoking a refresh token "SHOULD also invalidate all access tokens based on the
+ * same authorization grant"; RFC 9700 §4.14.2 asks the same of a replayed refresh token. Whichever
+ * way a grant ends — its refresh token revoked or replayed, consent withdrawn, an operator's
+ * revocation — Gatehouse's own endpoints refuse every access token issued under it, and the tokens
+ * derived from them (project tokens, delegation), at once; tokens of other grants keep working.
+ */
+for (const dialect of DIALECTS) {
+  describe(`access tokens of a revoked grant (${dialect})`, () => {
+    let server: TestServer;
+    type Party = { id: string; secret: string };
+    let api: Party;
+    let app: Party;
+    let backOffice: Party;
+    let users = 0;
+
+    before(async () => {
+      server = await startTestServer(dialect);
+      api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
+      app = await server.client({ name: 'Viewer', grantTypes: ['client_credentials', 'password', 'refresh_token'], scopes: ['openid', 'model:read', 'objects:read'] });
+      backOffice = await server.client({ name: 'Back office', grantTypes: ['client_credentials', EXCHANGE], scopes: ['openid', 'model:read', 'objects:read'], allowImpersonation: true });
+    });
+    after(() => server.close());
+
+    const token = async (client: Party, form: Record<string, string>) => post(`${server.url}/token`, form, { headers: { authorization: basic(client.id, client.secret) } });
+    const issued = async (client: Party, form: Record<string, string>) => {
+      const res = await token(client, form);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body as { access_token: string; refresh_token?: string };
+    };
+    const newUser = async () => {
+      const email = `revoked.grant.${++users}@example.com`;
+      await server.user(email, PASSWORD);
+      return email;
+    };
+    const signIn = (email: string) => issued(app, { grant_type: 'password', username: email, password: PASSWORD, scope: SCOPE });
+    const refresh = (refreshToken: string) => issued(app, { grant_type: 'refresh_token', refresh_token: refreshToken });
+    const introspect = async (accessToken: string) => (await post(`${server.url}/introspect`, { token: accessToken }, { headers: { authorization: basic(api.id, api.secret) } })).body as Record<string, unknown>;
+    const userinfo = async (accessToken: string) => {
+      const response = await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${accessToken}` } });
+      return { status: response.status, challenge: response.headers.get('www-authenticate') ?? '' };
+    };
+    const projectToken = async (accessToken: string) => {
+      const response = await fetch(`${server.url}/projects/p1/access-tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ expires_at: new Date(Date.now() + 600_000).toISOString(), scopes: ['model:read'] }),
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+
+    async function assertActive(accessToken: string, what: string) {
+      assert.equal((await introspect(accessToken)).active, true, `${what} is active`);
+    }
+    /** Inactive at /introspect, refused at /userinfo as revoked, and no project token minted from it. */
+    async function assertRevoked(accessToken: string, what: string) {
+      assert.deepEqual(await introspect(accessToken), { active: false }, `${what} at /introspect`);
+      const info = await userinfo(accessToken);
+      assert.equal(info.status, 401, `${what} at /userinfo`);
+      assert.match(info.challenge, /error="invalid_token", error_description="the access token has been revoked"/, `${what} at /userinfo`);
+      const minted = await projectToken(accessToken);
+      assert.equal(minted.status, 401, `${what} at /projects: ${JSON.stringify(minted.body)}`);
+      assert.equal(minted.body.error, 'invalid_token', `${what} at /projects`);
+    }
+
+    it('names its grant in every access token issued under one, and in none of a client alone', async () => {
+      const first = await signIn(await newUser());
+      const grantId = decodeJwt(first.access_token).grant_id;
+      assert.equal(typeof grantId, 'string');
+      assert.ok(await server.gatehouse.storage.grants.find(grantId as string), 'the claim names a stored grant');
+      assert.equal(decodeJwt((await refresh(first.refresh_token!)).access_token).grant_id, grantId, 'a refresh keeps the grant');
+      assert.equal(decodeJwt((await issued(app, { grant_type: 'client_credentials' })).access_token).grant_id, undefined);
+      // Introspection answers what RFC 7662 names; the grant's id stays Gatehouse's own.
+      assert.equal((await introspect(first.access_token)).grant_id, undefined);
+    });
+
+    it('revoking a refresh token (RFC 7009) revokes every access token of its grant, and only of that grant', async () => {
+      const email = await newUser();
+      const first = await signIn(email);
+      const second = await refresh(first.refresh_token!);
+      const otherGrant = await signIn(email);
+      const clientAlone = await issued(app, { grant_type: 'client_credentials' });
+      await assertActive(first.access_token, 'the first access token');
+      await assertActive(second.access_token, 'the refreshed access token');
+      assert.equal((await userinfo(second.access_token)).status, 200);
+
+      const revoked = await post(`${server.url}/revoke`, { token: second.refresh_token!, token_type_hint: 'refresh_token' }, { headers: { authorization: basic(app.id, app.secret) } });
+      assert.equal(revoked.status, 200);
+
+      await assertRevoked(first.access_token, 'the first access token');
+      await assertRevoked(second.access_token, 'the refreshed access token');
+      await assertActive(otherGrant.access_token, 'an access token of another grant of the same user and client');
+      assert.equal((await userinfo(otherGrant.access_token)).status, 200);
+      await assertActive(clientAlone.access_token, "the client's own token");
+      const renewed = await token(app, { grant_type: 'refresh_token', refresh_token: otherGrant.refresh_token! });
+      assert.equal(renewed.status, 200, 'the other grant still refreshes');
+    });
+
+    it('a replayed refresh token (RFC 9700 §4.14.2) revokes the access tokens of its grant, the one from the winning refresh too', async () => {
+      const first = await signIn(await newUser());
+      const second = await refresh(first.refresh_token!);
+      await assertActive(second.access_token, 'the refreshed access token');
+
+      const replay = await token(app, { grant_type: 'refresh_token', refresh_token: first.refresh_token! });
+      assert.equal(replay.status, 400);
+      assert.equal(replay.body.error, 'invalid_grant');
+      await assertRevoked(first.access_token, 'the access token issued with the replayed refresh token');
+      await assertRevoked(second.access_token, 'the access token issued by the refresh');
+    });
+
+    it("an operator's revocation through the admin API revokes the grant's access tokens", async () => {
+      const admin = await server.client({ name: 'Operator', grantTypes: ['client_credentials'], scopes: ['admin:tokens'], isAdmin: true });
+      const adminToken = (await issued(admin, { grant_type: 'client_credentials' })).access_token;
+      const first = await signIn(await newUser());
+      const grantId = decodeJwt(first.access_token).grant_id as string;
+      const response = await fetch(`${server.url}/admin/v1/grants/${grantId}/revoke`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } });
+      assert.equal(response.status, 200, await response.text());
+      await assertRevoked(first.access_token, 'the access token of the revoked grant');
+      await assertActive(adminToken, "the operator's own token");
+    });
+
+    it('tokens derived from a user’s access token end with its grant: project tokens and delegated tokens', async () => {
+      const first = await signIn(await newUser());
+      const minted = await projectToken(first.access_token);
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      const project = minted.body.access_token as string;
+      const actor = (await issued(backOffice, { grant_type: 'client_credentials' })).access_token;
+      const delegated = (await issued(backOffice, { grant_type: EXCHANGE, subject_token: first.access_token, subject_token_type: ACCESS_TOKEN, actor_token: actor, actor_token_type: ACCESS_TOKEN, scope: 'openid objects:read' })).access_token;
+      await assertActive(project, 'the project token');
+      await assertActive(delegated, 'the delegated token');
+      assert.equal(decodeJwt(project).grant_id, decodeJwt(first.access_token).grant_id);
+      assert.equal(decodeJwt(delegated).grant_id, decodeJwt(first.access_token).grant_id);
+
+      await post(`${server.url}/revoke`, { token: first.refresh_token! }, { headers: { authorization: basic(app.id, app.secret) } });
+      assert.deepEqual(await introspect(project), { active: false }, 'the project token');
+      await assertRevoked(delegated, 'the delegated token');
+      await assertActive(actor, "the back office's own token");
+      const again = await token(backOffice, { grant_type: EXCHANGE, subject_token: first.access_token, subject_token_type: ACCESS_TOKEN, actor_token: actor, actor_token_type: ACCESS_TOKEN });
+      assert.equal(again.status, 400, 'no token is exchanged for a revoked one');
+      assert.equal(again.body.error, 'invalid_grant');
+    });
+
+    it('withdrawing consent on the account page revokes the access tokens the application holds', async () => {
+      const web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile', 'objects:read'], redirectUris: [REDIRECT_URI] });
+      const email = await newUser();
+      const tokens = (await exchangeCode(server.url, web, await authorizationCode(server.url, web, email))).body as { access_token: string; refresh_token: string };
+      await assertActive(tokens.access_token, 'the access token from the code');
+
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } })).status, 303);
+      const account = await browser.request(`${server.url}/account`);
+      assert.match(account.text, /Web app/);
+      const withdrawn = await browser.request(`${server.url}/account/applications/withdraw`, { form: { csrf: hiddenField(account.text, 'csrf'), client_id: web.id } });
+      assert.equal(withdrawn.status, 303);
+
+      await assertRevoked(tokens.access_token, 'the access token from the code');
+      const renewed = await token(web, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
+      assert.equal(renewed.status, 400);
+      assert.equal(renewed.body.error, 'invalid_grant');
+    });
+  });
+}
