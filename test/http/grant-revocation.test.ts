@@ -27,7 +27,7 @@ for (const dialect of DIALECTS) {
     let users = 0;
 
     before(async () => {
-      server = await startTestServer(dialect);
+      server = await startTestServer(dialect, { config: { implicit: { enabled: true } } });
       api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
       app = await server.client({ name: 'Viewer', grantTypes: ['client_credentials', 'password', 'refresh_token'], scopes: ['openid', 'model:read', 'objects:read'] });
       backOffice = await server.client({ name: 'Back office', grantTypes: ['client_credentials', EXCHANGE], scopes: ['openid', 'model:read', 'objects:read'], allowImpersonation: true });
@@ -152,24 +152,49 @@ for (const dialect of DIALECTS) {
       assert.equal(again.body.error, 'invalid_grant');
     });
 
+    async function signedInBrowser(email: string): Promise<HttpBrowser> {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } })).status, 303);
+      return browser;
+    }
+    async function withdraw(browser: HttpBrowser, client: Party, name: RegExp) {
+      const account = await browser.request(`${server.url}/account`);
+      assert.match(account.text, name);
+      const withdrawn = await browser.request(`${server.url}/account/applications/withdraw`, { form: { csrf: hiddenField(account.text, 'csrf'), client_id: client.id } });
+      assert.equal(withdrawn.status, 303);
+    }
+
     it('withdrawing consent on the account page revokes the access tokens the application holds', async () => {
       const web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile', 'objects:read'], redirectUris: [REDIRECT_URI] });
       const email = await newUser();
       const tokens = (await exchangeCode(server.url, web, await authorizationCode(server.url, web, email))).body as { access_token: string; refresh_token: string };
       await assertActive(tokens.access_token, 'the access token from the code');
 
-      const browser = new HttpBrowser();
-      const form = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } })).status, 303);
-      const account = await browser.request(`${server.url}/account`);
-      assert.match(account.text, /Web app/);
-      const withdrawn = await browser.request(`${server.url}/account/applications/withdraw`, { form: { csrf: hiddenField(account.text, 'csrf'), client_id: web.id } });
-      assert.equal(withdrawn.status, 303);
+      await withdraw(await signedInBrowser(email), web, /Web app/);
 
       await assertRevoked(tokens.access_token, 'the access token from the code');
       const renewed = await token(web, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
       assert.equal(renewed.status, 400);
       assert.equal(renewed.body.error, 'invalid_grant');
+    });
+
+    it('withdrawing consent revokes an access token of the implicit flow too', async () => {
+      const legacy = await server.client({ name: 'Legacy viewer', grantTypes: ['implicit'], scopes: ['openid', 'objects:read'], redirectUris: [REDIRECT_URI] });
+      const email = await newUser();
+      const browser = await signedInBrowser(email);
+      const authorize = await browser.request(`${server.url}/authorize?${new URLSearchParams({ response_type: 'token', client_id: legacy.id, redirect_uri: REDIRECT_URI, scope: 'openid objects:read', state: 's' })}`);
+      const consent = await browser.request(new URL(authorize.location!, server.url).href);
+      assert.equal(consent.status, 200, consent.text.slice(0, 500));
+      const allowed = await browser.request(`${server.url}/consent`, { form: { csrf: hiddenField(consent.text, 'csrf'), request: hiddenField(consent.text, 'request'), decision: 'allow' } });
+      const accessToken = new URLSearchParams(new URL(allowed.location!).hash.slice(1)).get('access_token');
+      assert.ok(accessToken, allowed.location);
+      const grantId = decodeJwt(accessToken).grant_id as string;
+      assert.equal((await server.gatehouse.storage.grants.find(grantId))?.kind, 'implicit');
+      await assertActive(accessToken, 'the access token of the implicit flow');
+
+      await withdraw(browser, legacy, /Legacy viewer/);
+      await assertRevoked(accessToken, 'the access token of the implicit flow');
     });
   });
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Client, Consent } from '../../storage/repositories.ts';
 import type { ActiveSession } from '../sessions.ts';
 import { OAuthError } from '../errors.ts';
@@ -173,7 +173,11 @@ export class AuthorizationEndpoint {
     } else {
       let accessToken: string | undefined;
       if (request.responseType === 'token' || request.responseType === 'id_token token') {
-        const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes }, now);
+        // A grant of its own, as the code flow's exchange makes one: withdrawing consent, or an
+        // operator's revocation, then stops the token at Gatehouse's endpoints as it stops the others.
+        const grantId = randomUUID();
+        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, createdAt: now, expiresAt: null, revokedAt: null });
+        const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now);
         accessToken = issued.token;
         Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });
       }

@@ -11,7 +11,7 @@ const grantProperties = {
   id: { type: 'string' },
   client_id: { type: 'string' },
   user_id: { type: ['string', 'null'] },
-  kind: { type: 'string', description: 'The grant it was made by, e.g. `authorization_code`, `password`.' },
+  kind: { type: 'string', description: 'The grant it was made by: `authorization_code`, `password` or `implicit`.' },
   scopes: { type: 'array', items: { type: 'string' } },
   created_at: timestamp,
   expires_at: optionalTimestamp,
