@@ -158,7 +158,7 @@ export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
  * the sum over the workers (`gatherWorkerMetrics`).
  */
 export function metricsApp(scrape: () => Promise<string>, logger: FastifyBaseLogger): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, return503OnClosing: true });
+  const app = Fastify({ loggerInstance: logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: true });
   scrapeRoute(app, scrape);
   app.setNotFoundHandler((_request, reply) => reply.code(404).header('x-content-type-options', 'nosniff').type('text/plain; charset=utf-8').send('only /metrics is served here\n'));
   return app;

@@ -422,6 +422,7 @@ for (const workers of [1, 2]) {
 
     it('serves /metrics there and nowhere else, counting the tokens of every process', async () => {
       assert.ok(primary.stdout().includes(`metrics: ${metricsUrl}`), `the banner names the metrics address:\n${primary.stdout()}`);
+      assert.doesNotMatch(primary.stderr(), /Deprecation|Warning/, 'starts without warnings');
       const onPublicPort = await get(`${primary.url}/metrics`);
       assert.equal(onPublicPort.status, 404, 'the public port has no /metrics');
       assert.doesNotMatch(onPublicPort.body, /gatehouse_/);
@@ -443,6 +444,32 @@ for (const workers of [1, 2]) {
         assert.equal((await get(`http://127.0.0.1:${new URL(metricsUrl).port}${path}`)).status, 404, path);
       }
     });
+
+    if (workers > 1) {
+      it('answers 503 with Retry-After while a worker cannot be asked, and the sum again once it can; nothing stops', async () => {
+        const [stopped] = childrenOf(primary.pid) as [number];
+        process.kill(stopped, 'SIGSTOP');
+        let scrape;
+        try {
+          scrape = await get(metricsUrl);
+        } finally {
+          process.kill(stopped, 'SIGCONT');
+        }
+        assert.equal(scrape.status, 503, scrape.body);
+        assert.equal(scrape.headers.get('retry-after'), '5');
+        assert.equal(scrape.body, 'metrics are unavailable for a moment\n');
+        // The primary's log reaches this process through a pipe, maybe after the answer.
+        await waitFor('the warning in the log', async () => (/"msg":"metrics could not be gathered"/.test(primary.stdout()) ? true : undefined), 5_000);
+
+        const again = await waitFor('a whole scrape again', async () => {
+          const answer = await get(metricsUrl);
+          return answer.status === 200 ? answer : undefined;
+        }, 20_000, 200);
+        assert.match(again.body, /gatehouse_tokens_issued_total\{grant_type="client_credentials"\} \d+/);
+        assert.deepEqual(new Set(childrenOf(primary.pid)).has(stopped), true, 'the worker was not replaced');
+        assert.equal(primary.exitedAlready(), false);
+      });
+    }
 
     it('stops on SIGTERM with the metrics port', async () => {
       await primary.stop();
