@@ -116,17 +116,16 @@ export async function authenticateCaller(services: CallerServices, authorization
   if (holders === 'revoked') throw invalidToken('the access token has been revoked');
   if (!holders) throw invalidToken('the access token is invalid or has expired');
   const { payload } = verified;
-  const clientId = holders.client.id;
-  const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
+  const { client, user } = holders;
   return {
-    kind: sub === clientId ? 'client' : 'user',
-    sub,
-    clientId,
+    kind: user ? 'user' : 'client',
+    sub: user?.id ?? client.id,
+    clientId: client.id,
     grantId: verified.grantId,
     scopes: verified.scopes,
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act: typeof payload.act === 'object' && payload.act !== null ? (payload.act as Record<string, unknown>) : undefined,
     expiresAt: payload.exp,
-    user: holders.user,
+    user,
   };
 }
