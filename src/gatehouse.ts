@@ -181,7 +181,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   if (options.background !== false) {
     keys.startReloading(config.keys.reloadIntervalSeconds, (error) => logger.warn({ err: error }, 'signing keys could not be reloaded'));
     sweeper = setInterval(() => {
-      storage.sweepExpired(clock(), 500).catch((error) => logger.warn({ err: error }, 'expired rows could not be swept'));
+      storage.sweepExpired(clock(), 500, config.tokens.accessTokenTtlSeconds).catch((error) => logger.warn({ err: error }, 'expired rows could not be swept'));
     }, 60_000);
     sweeper.unref();
   }

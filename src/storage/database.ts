@@ -10,6 +10,7 @@ import * as browser from './migrations/002-browser.ts';
 import * as platform from './migrations/003-platform.ts';
 import * as oneSigningKey from './migrations/004-one-signing-key.ts';
 import * as clientKeys from './migrations/005-client-keys.ts';
+import * as grantExpiry from './migrations/006-grant-expiry.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -102,6 +103,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '003-platform': platform,
   '004-one-signing-key': oneSigningKey,
   '005-client-keys': clientKeys,
+  '006-grant-expiry': grantExpiry,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -374,8 +374,13 @@ export interface Storage {
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
-  /** Deletes up to `limit` expired rows per table; returns how many went. */
-  sweepExpired(now: number, limit: number): Promise<number>;
+  /**
+   * Deletes up to `limit` expired rows per table; returns how many went. A grant whose last refresh
+   * token is deleted ends `accessTokenTtlSeconds` later, when the last access token it issued has
+   * expired, and is deleted on a later sweep; a grant that never had a refresh token was given its
+   * end when it was created.
+   */
+  sweepExpired(now: number, limit: number, accessTokenTtlSeconds: number): Promise<number>;
   close(): Promise<void>;
   readonly dialect: 'sqlite' | 'postgres';
 }

@@ -179,6 +179,27 @@ for (const dialect of DIALECTS) {
       assert.equal(renewed.body.error, 'invalid_grant');
     });
 
+    it('a grant without a refresh token ends with its access token and is swept then; one with refresh tokens goes on', async () => {
+      const once = await server.client({ name: 'One-off report', grantTypes: ['authorization_code'], scopes: ['openid', 'profile', 'objects:read'], redirectUris: [REDIRECT_URI] });
+      const web = await server.client({ name: 'Long-running app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile', 'objects:read'], redirectUris: [REDIRECT_URI] });
+      const email = await newUser();
+      const single = (await exchangeCode(server.url, once, await authorizationCode(server.url, once, email))).body as { access_token: string; refresh_token?: string };
+      const lasting = (await exchangeCode(server.url, web, await authorizationCode(server.url, web, email))).body as { access_token: string; refresh_token?: string };
+      assert.equal(single.refresh_token, undefined);
+      const { grant_id: singleGrant, exp } = decodeJwt(single.access_token);
+      const lastingGrant = decodeJwt(lasting.access_token).grant_id as string;
+      assert.equal((await server.gatehouse.storage.grants.find(singleGrant as string))?.expiresAt, exp);
+      assert.equal((await server.gatehouse.storage.grants.find(lastingGrant))?.expiresAt, null);
+      await assertActive(single.access_token, 'the access token of a grant without refresh token');
+
+      await server.gatehouse.storage.sweepExpired(exp!, 500, 3600);
+      assert.ok(await server.gatehouse.storage.grants.find(singleGrant as string), 'kept while its token may be used');
+      await server.gatehouse.storage.sweepExpired(exp! + 1, 500, 3600);
+      assert.equal(await server.gatehouse.storage.grants.find(singleGrant as string), undefined);
+      assert.ok(await server.gatehouse.storage.grants.find(lastingGrant), 'its refresh token has 30 days to go');
+      await assertActive(lasting.access_token, 'the access token of the grant with a refresh token');
+    });
+
     it('withdrawing consent revokes an access token of the implicit flow too', async () => {
       const legacy = await server.client({ name: 'Legacy viewer', grantTypes: ['implicit'], scopes: ['openid', 'objects:read'], redirectUris: [REDIRECT_URI] });
       const email = await newUser();
@@ -190,7 +211,9 @@ for (const dialect of DIALECTS) {
       const accessToken = new URLSearchParams(new URL(allowed.location!).hash.slice(1)).get('access_token');
       assert.ok(accessToken, allowed.location);
       const grantId = decodeJwt(accessToken).grant_id as string;
-      assert.equal((await server.gatehouse.storage.grants.find(grantId))?.kind, 'implicit');
+      const grant = await server.gatehouse.storage.grants.find(grantId);
+      assert.equal(grant?.kind, 'implicit');
+      assert.equal(grant.expiresAt, decodeJwt(accessToken).exp, 'the grant ends with its one token');
       await assertActive(accessToken, 'the access token of the implicit flow');
 
       await withdraw(browser, legacy, /Legacy viewer/);

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { migrate, openDatabase } from '../../src/storage/database.ts';
@@ -132,6 +133,44 @@ for (const dialect of DIALECTS) {
           const instances = await Promise.all([1, 2, 3].map(() => createStorage(storageOptions(database))));
           await Promise.all(instances.map((instance) => instance.ping()));
           await Promise.all(instances.map((instance) => instance.close()));
+        } finally {
+          await database.drop();
+        }
+      });
+
+      it('gives each grant stored before 006 without a refresh token the end of its longest possible access token', async () => {
+        const database = await createTestDatabase(dialect);
+        try {
+          const before = await createStorage(storageOptions(database));
+          const client = await before.clients.create(aClient(), NOW);
+          const user = await before.users.create(aUser(), NOW);
+          const spent = aGrant(client.id, user.id, { kind: 'implicit' });
+          const refreshing = aGrant(client.id, user.id);
+          const justMade = aGrant(client.id, user.id, { createdAt: Math.floor(Date.now() / 1000) });
+          for (const grant of [spent, refreshing, justMade]) await before.grants.create(grant);
+          await before.refreshTokens.insert(aRefreshToken(refreshing));
+          await before.close();
+
+          // The database as the version before 006 left it.
+          const handle = openDatabase(storageOptions(database));
+          try {
+            await sql`delete from kysely_migration where name = '006-grant-expiry'`.execute(handle.db);
+            await handle.db.schema.dropIndex('grants_expiry').execute();
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry']);
+          } finally {
+            await handle.close();
+          }
+
+          const after = await createStorage(storageOptions(database));
+          try {
+            assert.equal((await after.grants.find(spent.id))?.expiresAt, NOW + 24 * HOUR);
+            assert.equal((await after.grants.find(refreshing.id))?.expiresAt, null, 'its refresh tokens end it when they go');
+            assert.equal((await after.grants.find(justMade.id))?.expiresAt, null, 'its refresh token may be on its way from an instance of the previous version');
+            assert.equal(await after.sweepExpired(NOW + 24 * HOUR + 1, 500, HOUR), 1);
+            assert.equal(await after.grants.find(spent.id), undefined);
+          } finally {
+            await after.close();
+          }
         } finally {
           await database.drop();
         }
@@ -617,8 +656,8 @@ for (const dialect of DIALECTS) {
         const client = await storage().clients.create(aClient(), NOW);
         for (let i = 0; i < 3; i++) await storage().clients.recordAssertion(client.id, `old-${i}`, NOW - 10);
         await storage().clients.recordAssertion(client.id, 'live', NOW + 60);
-        assert.equal(await storage().sweepExpired(NOW, 2), 2);
-        assert.equal(await storage().sweepExpired(NOW, 2), 1);
+        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 1);
         assert.equal(await storage().clients.recordAssertion(client.id, 'old-0', NOW + 60), true, 'an expired jti is forgotten');
         assert.equal(await storage().clients.recordAssertion(client.id, 'live', NOW + 60), false);
       });
@@ -907,6 +946,13 @@ for (const dialect of DIALECTS) {
     describe('sweeping expired rows', () => {
       const storage = freshStorageForEachTest(dialect);
 
+      /** A client and a user in this test's database. */
+      async function stored(): Promise<{ clientId: string; userId: string }> {
+        const client = await storage().clients.create(aClient(), NOW);
+        const user = await storage().users.create(aUser(), NOW);
+        return { clientId: client.id, userId: user.id };
+      }
+
       /** Three expired and some live rows of each kind the sweeper cleans. */
       async function seed() {
         const client = await storage().clients.create(aClient(), NOW);
@@ -926,13 +972,17 @@ for (const dialect of DIALECTS) {
         const expiredKeys = [1, 2, 3].map((i) => aKey('access', 'retired', { retiredAt: NOW - HOUR, expiresAt: NOW - i }));
         const liveKeys = [aKey('access', 'retired', { retiredAt: NOW - HOUR, expiresAt: NOW + HOUR }), aKey('access', 'active'), aKey('access', 'next')];
         for (const key of [...expiredKeys, ...liveKeys]) await storage().keys.insert(key);
-        return { grant, expiredTokens, liveTokens, expiredCodes, liveCode, expiredJtis, liveJti, expiredKeys, liveKeys };
+        // Grants that ended (an exchange without a refresh token, an implicit authorization), and one that has not yet.
+        const endedGrants = [1, 2, 3].map((i) => aGrant(client.id, user.id, { kind: 'implicit', createdAt: NOW - HOUR, expiresAt: NOW - i }));
+        const endingGrant = aGrant(client.id, user.id, { kind: 'implicit', expiresAt: NOW + HOUR });
+        for (const ended of [...endedGrants, endingGrant]) await storage().grants.create(ended);
+        return { grant, expiredTokens, liveTokens, expiredCodes, liveCode, expiredJtis, liveJti, expiredKeys, liveKeys, endedGrants, endingGrant };
       }
 
-      it('deletes expired refresh tokens, codes, revoked jtis and retired keys, and leaves live rows alone', async () => {
+      it('deletes expired refresh tokens, codes, revoked jtis, retired keys and ended grants, and leaves live rows alone', async () => {
         const seeded = await seed();
 
-        assert.equal(await storage().sweepExpired(NOW, 500), 12);
+        assert.equal(await storage().sweepExpired(NOW, 500, HOUR), 15);
 
         for (const token of seeded.expiredTokens) assert.equal(await storage().refreshTokens.find(token.digest), undefined);
         for (const token of seeded.liveTokens) assert.deepEqual((await storage().refreshTokens.find(token.digest))?.token, token);
@@ -941,20 +991,64 @@ for (const dialect of DIALECTS) {
         for (const jti of seeded.expiredJtis) assert.equal(await storage().revocations.isJtiRevoked(jti), false);
         assert.equal(await storage().revocations.isJtiRevoked(seeded.liveJti), true);
         assert.deepEqual(kids(await storage().keys.listAll()), kids(seeded.liveKeys));
-        assert.deepEqual(await storage().grants.find(seeded.grant.id), seeded.grant, 'grants are not swept');
+        assert.deepEqual(await storage().grants.find(seeded.grant.id), seeded.grant, 'a grant with a live refresh token is kept as it was');
+        for (const ended of seeded.endedGrants) assert.equal(await storage().grants.find(ended.id), undefined);
+        assert.deepEqual(await storage().grants.find(seeded.endingGrant.id), seeded.endingGrant);
       });
 
       it('deletes at most `limit` rows per table in one call', async () => {
         await seed();
 
-        assert.equal(await storage().sweepExpired(NOW, 2), 8);
-        assert.equal(await storage().sweepExpired(NOW, 2), 4);
-        assert.equal(await storage().sweepExpired(NOW, 2), 0);
+        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 10);
+        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 5);
+        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 0);
       });
 
       it('deletes nothing when nothing has expired', async () => {
         await seed();
-        assert.equal(await storage().sweepExpired(NOW - 100, 500), 0);
+        assert.equal(await storage().sweepExpired(NOW - 100, 500, HOUR), 0);
+      });
+
+      it('ends a grant when its last refresh token is swept, and deletes it once the access tokens it issued have expired', async () => {
+        const { clientId, userId } = await stored();
+        const spent = aGrant(clientId, userId);
+        const living = aGrant(clientId, userId);
+        const revoked = aGrant(clientId, userId, { revokedAt: NOW - HOUR });
+        const unborn = aGrant(clientId, userId, { createdAt: NOW - 5 * HOUR });
+        for (const grant of [spent, living, revoked, unborn]) await storage().grants.create(grant);
+        for (const token of [
+          aRefreshToken(spent, { expiresAt: NOW - 2 }),
+          aRefreshToken(spent, { consumedAt: NOW - 3 * HOUR, expiresAt: NOW - 1 }),
+          aRefreshToken(living, { expiresAt: NOW - 1 }),
+          aRefreshToken(living),
+          aRefreshToken(revoked, { expiresAt: NOW - 1 }),
+        ]) {
+          await storage().refreshTokens.insert(token);
+        }
+
+        assert.equal(await storage().sweepExpired(NOW, 500, HOUR), 4);
+        assert.equal((await storage().grants.find(spent.id))?.expiresAt, NOW + HOUR, 'its last access token may live an hour more');
+        assert.equal((await storage().grants.find(revoked.id))?.expiresAt, NOW + HOUR);
+        assert.deepEqual(await storage().grants.find(living.id), living, 'a grant with a live refresh token goes on');
+        assert.deepEqual(await storage().grants.find(unborn.id), unborn, 'a grant none of whose refresh tokens was swept is left alone');
+
+        assert.equal(await storage().sweepExpired(NOW + HOUR, 500, HOUR), 0, 'not before its end has passed');
+        assert.equal(await storage().sweepExpired(NOW + HOUR + 1, 500, HOUR), 2);
+        assert.equal(await storage().grants.find(spent.id), undefined);
+        assert.equal(await storage().grants.find(revoked.id), undefined);
+        assert.deepEqual(await storage().grants.find(living.id), living);
+      });
+
+      it('ends a grant whose refresh tokens are swept over several calls only with the last of them', async () => {
+        const { clientId, userId } = await stored();
+        const grant = aGrant(clientId, userId);
+        await storage().grants.create(grant);
+        for (const i of [1, 2, 3]) await storage().refreshTokens.insert(aRefreshToken(grant, { expiresAt: NOW - i }));
+
+        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 2);
+        assert.equal((await storage().grants.find(grant.id))?.expiresAt, null);
+        assert.equal(await storage().sweepExpired(NOW + 10, 2, HOUR), 1);
+        assert.equal((await storage().grants.find(grant.id))?.expiresAt, NOW + 10 + HOUR);
       });
     });
 

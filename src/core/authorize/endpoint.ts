@@ -175,8 +175,10 @@ export class AuthorizationEndpoint {
       if (request.responseType === 'token' || request.responseType === 'id_token token') {
         // A grant of its own, as the code flow's exchange makes one: withdrawing consent, or an
         // operator's revocation, then stops the token at Gatehouse's endpoints as it stops the others.
+        // It ends with the token, and is swept after.
         const grantId = randomUUID();
-        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, createdAt: now, expiresAt: null, revokedAt: null });
+        const expiresAt = now + config.tokens.accessTokenTtlSeconds;
+        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, createdAt: now, expiresAt, revokedAt: null });
         const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now);
         accessToken = issued.token;
         Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });

@@ -47,16 +47,18 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
   },
 
   async issue({ client, now, services }, { code, user }) {
-    const grant = { id: randomUUID(), clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: null, revokedAt: null };
+    const ttl = services.config.tokens.accessTokenTtlSeconds;
+    const withRefresh = client.grantTypes.includes('refresh_token');
+    // Without a refresh token, the grant ends with its one access token (and is swept after).
+    const grant = { id: randomUUID(), clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: withRefresh ? null : now + ttl, revokedAt: null };
     // The access token's id is recorded with the code before the token is signed, so a replay that
     // comes at any moment after this can revoke it, as it can the grant.
     const accessTokenJti = randomUUID();
-    const ttl = services.config.tokens.accessTokenTtlSeconds;
     const consumed = await services.storage.codes.consume(code.digest, { grant, accessTokenJti, accessTokenExpiresAt: now + ttl }, now);
     // Lost a race for the same code to a concurrent request: that is a replay too.
     if (consumed.outcome !== 'consumed') return refuseReplay(consumed.outcome === 'reused' ? consumed.code : code, now, services);
 
-    const refreshToken = client.grantTypes.includes('refresh_token')
+    const refreshToken = withRefresh
       ? await issueRefreshToken(services.storage, grant.id, client.id, code.scopes, now, services.config.tokens.refreshTokenTtlSeconds)
       : undefined;
     const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes: code.scopes, jti: accessTokenJti, grantId: grant.id }, now, ttl);

@@ -14,7 +14,7 @@ const grantProperties = {
   kind: { type: 'string', description: 'The grant it was made by: `authorization_code`, `password` or `implicit`.' },
   scopes: { type: 'array', items: { type: 'string' } },
   created_at: timestamp,
-  expires_at: optionalTimestamp,
+  expires_at: { ...optionalTimestamp, description: 'When nothing issued from the grant can be used any more; it is deleted then. Null while it has refresh tokens.' },
   revoked_at: optionalTimestamp,
 } as const;
 

@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { migrate, openDatabase, type DatabaseOptions } from '../database.ts';
 import type { Storage } from '../repositories.ts';
+import type { Database } from '../schema.ts';
 import { kyselyApiKeys } from './api-keys.ts';
 import { kyselyAudit, kyselyRevocations } from './audit.ts';
 import { kyselyConsents, kyselyPendingAuthorizations, kyselySessions } from './browser.ts';
@@ -38,11 +39,11 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     async ping() {
       await sql`select 1`.execute(db);
     },
-    async sweepExpired(now, limit) {
-      let swept = 0;
+    async sweepExpired(now, limit, accessTokenTtlSeconds) {
       // Small batches keep each statement short, so sweeping never stalls the token endpoint.
+      let swept = await sweepRefreshTokens(db, now, limit, accessTokenTtlSeconds);
       const batches = [
-        db.deleteFrom('refresh_tokens').where('digest', 'in', db.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(limit)),
+        db.deleteFrom('grants').where('id', 'in', db.selectFrom('grants').select('id').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(limit)),
@@ -57,4 +58,30 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     },
     close: () => handle.close(),
   };
+}
+
+/**
+ * Expired refresh tokens, and the end of each grant left without one: no refresh token can make
+ * another access token, so the grant ends when the last one it made expires. One transaction, so
+ * that no grant is ever left without refresh tokens and without an end.
+ */
+function sweepRefreshTokens(db: Kysely<Database>, now: number, limit: number, accessTokenTtlSeconds: number): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const deleted = await trx
+      .deleteFrom('refresh_tokens')
+      .where('digest', 'in', trx.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(limit))
+      .returning('grant_id')
+      .execute();
+    const grantIds = [...new Set(deleted.map((row) => row.grant_id))];
+    if (grantIds.length > 0) {
+      await trx
+        .updateTable('grants')
+        .set({ expires_at: now + accessTokenTtlSeconds })
+        .where('id', 'in', grantIds)
+        .where('expires_at', 'is', null)
+        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('refresh_tokens.digest').whereRef('refresh_tokens.grant_id', '=', 'grants.id'))))
+        .execute();
+    }
+    return deleted.length;
+  });
 }
