@@ -9,6 +9,7 @@ import { ApiKeyService } from './core/api-keys.ts';
 import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
+import { sweepExpiredRows } from './core/housekeeping.ts';
 import { LoginService } from './core/login.ts';
 import { inProcessFailureCounter, inProcessRequestLimiter, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
 import { SessionService } from './core/sessions.ts';
@@ -180,8 +181,14 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   let sweeper: NodeJS.Timeout | undefined;
   if (options.background !== false) {
     keys.startReloading(config.keys.reloadIntervalSeconds, (error) => logger.warn({ err: error }, 'signing keys could not be reloaded'));
+    let sweeping = false;
     sweeper = setInterval(() => {
-      storage.sweepExpired(clock(), 500, config.tokens.accessTokenTtlSeconds).catch((error) => logger.warn({ err: error }, 'expired rows could not be swept'));
+      // A sweep still running when the next is due (a database slow to answer) is not doubled.
+      if (sweeping) return;
+      sweeping = true;
+      sweepExpiredRows(storage, clock(), config.tokens.accessTokenTtlSeconds)
+        .catch((error) => logger.warn({ err: error }, 'expired rows could not be swept'))
+        .finally(() => (sweeping = false));
     }, 60_000);
     sweeper.unref();
   }

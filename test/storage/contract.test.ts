@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { sweepExpiredRows } from '../../src/core/housekeeping.ts';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { migrate, openDatabase } from '../../src/storage/database.ts';
 import { createStorage } from '../../src/storage/kysely/index.ts';
@@ -1037,6 +1038,20 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.find(spent.id), undefined);
         assert.equal(await storage().grants.find(revoked.id), undefined);
         assert.deepEqual(await storage().grants.find(living.id), living);
+      });
+
+      it('sweeps batch after batch while batches come back full, and no more batches than allowed', async () => {
+        const { clientId, userId } = await stored();
+        const grant = aGrant(clientId, userId);
+        await storage().grants.create(grant);
+        const live = aRefreshToken(grant);
+        await storage().refreshTokens.insert(live);
+        for (let i = 0; i < 23; i++) await storage().refreshTokens.insert(aRefreshToken(grant, { expiresAt: NOW - 1 - i }));
+
+        assert.equal(await sweepExpiredRows(storage(), NOW, HOUR, 5, 2), 10, 'two batches at most');
+        assert.equal(await sweepExpiredRows(storage(), NOW, HOUR, 5, 20), 13, 'on until a batch is not full');
+        assert.equal(await sweepExpiredRows(storage(), NOW, HOUR, 5, 20), 0);
+        assert.deepEqual((await storage().refreshTokens.find(live.digest))?.token, live);
       });
 
       it('ends a grant whose refresh tokens are swept over several calls only with the last of them', async () => {

@@ -1,0 +1,29 @@
+import type { Storage } from '../storage/repositories.ts';
+
+/** Rows deleted per table and statement: each statement stays short, so the endpoints never wait on one. */
+export const SWEEP_BATCH_SIZE = 500;
+/** Batches in one sweep at most; a sweep runs every minute on every instance. */
+export const SWEEP_MAX_BATCHES = 20;
+
+/**
+ * One sweep of expired rows (see Storage.sweepExpired): batch after batch while a batch comes back
+ * full, so that a busy server's expired rows do not pile up faster than one batch a minute takes
+ * them, and at most `maxBatches`, so that one sweep never holds the database for long. Returns how
+ * many rows went.
+ */
+export async function sweepExpiredRows(
+  storage: Storage,
+  now: number,
+  accessTokenTtlSeconds: number,
+  batchSize = SWEEP_BATCH_SIZE,
+  maxBatches = SWEEP_MAX_BATCHES,
+): Promise<number> {
+  let total = 0;
+  for (let batch = 0; batch < maxBatches; batch++) {
+    const swept = await storage.sweepExpired(now, batchSize, accessTokenTtlSeconds);
+    total += swept;
+    // Fewer rows than one table's batch: no table had more expired rows waiting.
+    if (swept < batchSize) break;
+  }
+  return total;
+}
