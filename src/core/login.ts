@@ -25,7 +25,7 @@ export class LoginService {
 
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
     const account = `account:${email.trim().toLowerCase()}`;
-    const client = `address:${address}`;
+    const client = addressKey(address);
     const wait = Math.max(await this.#perAccount.blockedFor(account, now), await this.#perAddress.blockedFor(client, now));
     if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: wait };
 
@@ -38,4 +38,19 @@ export class LoginService {
     await this.#perAccount.reset(account);
     return { outcome: 'success', user };
   }
+
+  /**
+   * Sign-up must say when an email is taken, so it could be used to probe which emails have
+   * accounts: each such answer counts as a failed sign-in of the address, and an address over the
+   * limit waits before it may sign up (or sign in) again. Seconds to wait, or 0.
+   */
+  async signupBlockedFor(address: string, now: number): Promise<number> {
+    return this.#perAddress.blockedFor(addressKey(address), now);
+  }
+
+  async signupRefusedTakenEmail(address: string, now: number): Promise<void> {
+    await this.#perAddress.fail(addressKey(address), now);
+  }
 }
+
+const addressKey = (address: string): string => `address:${address}`;

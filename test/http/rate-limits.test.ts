@@ -5,6 +5,7 @@ import pino from 'pino';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
 import type { FastifyInstance } from 'fastify';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -36,6 +37,50 @@ describe('rate limits on the token endpoint (in process)', () => {
     }
     const blocked = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(other.id, other.secret) } });
     assert.equal(blocked.status, 429);
+  });
+});
+
+describe('probing emails through sign-up (in process)', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startTestServer('sqlite', { config: { login: { maxFailuresPerAccount: 5, maxFailuresPerAddress: 3, windowSeconds: 60 } } });
+    for (const name of ['taken.1', 'taken.2', 'taken.3']) await server.user(`${name}@example.com`, 'a long enough password');
+  });
+  after(() => server.close());
+
+  async function signUp(email: string) {
+    const browser = new HttpBrowser();
+    const form = await browser.request(`${server.url}/signup`);
+    return browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, name: 'Prober', password: 'a long enough password' } });
+  }
+
+  it('counts each "email taken" answer against the address, then answers 429 with Retry-After and creates nothing', async () => {
+    for (const name of ['taken.1', 'taken.2', 'taken.3']) {
+      const refused = await signUp(`${name}@example.com`);
+      assert.equal(refused.status, 400);
+      assert.match(refused.text, /This email cannot be used to create an account/);
+    }
+    const throttled = await signUp('someone.new@example.com');
+    assert.equal(throttled.status, 429);
+    assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+    assert.match(throttled.text, /Too many attempts/);
+    assert.equal(await server.gatehouse.storage.users.findByEmail('someone.new@example.com'), undefined, 'no account was created');
+    assert.equal((await signUp('taken.1@example.com')).status, 429, 'and no email is told apart meanwhile');
+  });
+
+  it('does not count accounts created', async () => {
+    const other = await startTestServer('sqlite', { config: { login: { maxFailuresPerAccount: 5, maxFailuresPerAddress: 2, windowSeconds: 60 } } });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const browser = new HttpBrowser();
+        const form = await browser.request(`${other.url}/signup`);
+        const created = await browser.request(`${other.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email: `new.${i}@example.com`, name: 'New', password: 'a long enough password' } });
+        assert.equal(created.status, 303);
+      }
+    } finally {
+      await other.close();
+    }
   });
 });
 

@@ -14,6 +14,8 @@ export function safeNextPage(value: unknown): string | undefined {
   return typeof value === 'string' && value.length <= 512 && NEXT_PAGE.test(value) && !value.includes('//') ? value : undefined;
 }
 
+const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
+
 /** The query that carries a waiting request, or else the next page, from sign-in to sign-up and back. */
 const carried = (pendingId: string | undefined, next: string | undefined): string =>
   pendingId ? `?request=${encodeURIComponent(pendingId)}` : next ? `?next=${encodeURIComponent(next)}` : '';
@@ -65,7 +67,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     const result = await gatehouse.login.login(email, password, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
-      return showLogin(reply, pendingId, next, { email, error: `Too many attempts. Try again in ${Math.ceil(result.retryAfterSeconds / 60)} minute(s).` }, 429);
+      return showLogin(reply, pendingId, next, { email, error: tooManyAttempts(result.retryAfterSeconds) }, 429);
     }
     if (result.outcome === 'invalid') {
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.failed', outcome: 'failure', clientId: null, userId: null, data: { via: 'page' } });
@@ -100,13 +102,21 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
       return showSignup(reply, pendingId, next, { email, name, error: 'Your session expired while the page was open. Please try again.' }, 403);
     }
     if (name.length > 200) return showSignup(reply, pendingId, next, { email, name: '', error: 'The name is too long.' }, 400);
+    const wait = await gatehouse.login.signupBlockedFor(request.ip, gatehouse.clock());
+    if (wait > 0) {
+      reply.header('retry-after', String(wait));
+      return showSignup(reply, pendingId, next, { email, name, error: tooManyAttempts(wait) }, 429);
+    }
     try {
       const user = await createUser(gatehouse.storage, { email, password, name }, gatehouse.clock());
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_up', outcome: 'success', clientId: null, userId: user.id, data: {} });
       return signedIn(request, reply, user.id, pendingId, next);
     } catch (error) {
       if (error instanceof ValidationError) return showSignup(reply, pendingId, next, { email, name, error: error.message.charAt(0).toUpperCase() + error.message.slice(1) + '.' }, 400);
-      if (error instanceof EmailTakenError) return showSignup(reply, pendingId, next, { email, name, error: 'This email cannot be used to create an account. If it is yours, sign in instead.' }, 400);
+      if (error instanceof EmailTakenError) {
+        await gatehouse.login.signupRefusedTakenEmail(request.ip, gatehouse.clock());
+        return showSignup(reply, pendingId, next, { email, name, error: 'This email cannot be used to create an account. If it is yours, sign in instead.' }, 400);
+      }
       throw error;
     }
   });
