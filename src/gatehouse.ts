@@ -180,13 +180,14 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
 
   let sweeper: NodeJS.Timeout | undefined;
   if (options.background !== false) {
+    const policy = { accessTokenTtlSeconds: config.tokens.accessTokenTtlSeconds, auditRetentionSeconds: config.audit.retentionDays * 86_400 };
     keys.startReloading(config.keys.reloadIntervalSeconds, (error) => logger.warn({ err: error }, 'signing keys could not be reloaded'));
     let sweeping = false;
     sweeper = setInterval(() => {
       // A sweep still running when the next is due (a database slow to answer) is not doubled.
       if (sweeping) return;
       sweeping = true;
-      sweepExpiredRows(storage, clock(), config.tokens.accessTokenTtlSeconds)
+      sweepExpiredRows(storage, clock(), policy)
         .catch((error) => logger.warn({ err: error }, 'expired rows could not be swept'))
         .finally(() => (sweeping = false));
     }, 60_000);

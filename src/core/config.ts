@@ -53,6 +53,8 @@ export interface GatehouseConfig {
   clients: { cacheTtlSeconds: number };
   keys: { reloadIntervalSeconds: number };
   sessions: { ttlSeconds: number };
+  /** How long audit events are kept before they are swept; 0 keeps them forever. */
+  audit: { retentionDays: number };
   signup: { enabled: boolean };
   pkce: { allowPlain: boolean };
   /** The implicit flow (RFC 6749 §4.2) is off unless enabled here and allowed to a client. */
@@ -127,6 +129,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     clients: { cacheTtlSeconds: numberIn('clients.cacheTtlSeconds', file.clients?.cacheTtlSeconds, 5, 0, 3600) },
     keys: { reloadIntervalSeconds: numberIn('keys.reloadIntervalSeconds', file.keys?.reloadIntervalSeconds, 10, 0.05, 3600) },
     sessions: { ttlSeconds: numberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
+    audit: { retentionDays: numberIn('audit.retentionDays', file.audit?.retentionDays, 90, 0, 36_500) },
     signup: { enabled: booleanIn('signup.enabled', file.signup?.enabled, true) },
     pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
     implicit: { enabled: booleanIn('implicit.enabled', file.implicit?.enabled, false) },
@@ -157,6 +160,7 @@ export interface FileConfig {
   clients?: { cacheTtlSeconds?: unknown };
   keys?: { reloadIntervalSeconds?: unknown };
   sessions?: { ttlSeconds?: unknown };
+  audit?: { retentionDays?: unknown };
   signup?: { enabled?: unknown };
   pkce?: { allowPlain?: unknown };
   implicit?: { enabled?: unknown };

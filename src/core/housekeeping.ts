@@ -1,4 +1,4 @@
-import type { Storage } from '../storage/repositories.ts';
+import type { Storage, SweepPolicy } from '../storage/repositories.ts';
 
 /** Rows deleted per table and statement: each statement stays short, so the endpoints never wait on one. */
 export const SWEEP_BATCH_SIZE = 500;
@@ -14,13 +14,13 @@ export const SWEEP_MAX_BATCHES = 20;
 export async function sweepExpiredRows(
   storage: Storage,
   now: number,
-  accessTokenTtlSeconds: number,
+  policy: SweepPolicy,
   batchSize = SWEEP_BATCH_SIZE,
   maxBatches = SWEEP_MAX_BATCHES,
 ): Promise<number> {
   let total = 0;
   for (let batch = 0; batch < maxBatches; batch++) {
-    const swept = await storage.sweepExpired(now, batchSize, accessTokenTtlSeconds);
+    const swept = await storage.sweepExpired(now, batchSize, policy);
     total += swept;
     // Fewer rows than one table's batch: no table had more expired rows waiting.
     if (swept < batchSize) break;

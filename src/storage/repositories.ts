@@ -357,6 +357,18 @@ export interface ApiKeyRepository {
   recordUse(uses: ReadonlyMap<string, number>): Promise<void>;
 }
 
+/** What the sweep deletes besides rows past their `expires_at`. */
+export interface SweepPolicy {
+  /**
+   * A grant whose last refresh token is deleted ends this long after, when the last access token it
+   * issued has expired, and is deleted on a later sweep (a grant that never had a refresh token was
+   * given its end when it was created).
+   */
+  accessTokenTtlSeconds: number;
+  /** Audit events older than this are deleted; 0 keeps them forever. */
+  auditRetentionSeconds: number;
+}
+
 export interface Storage {
   clients: ClientRepository;
   users: UserRepository;
@@ -374,13 +386,8 @@ export interface Storage {
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
-  /**
-   * Deletes up to `limit` expired rows per table; returns how many went. A grant whose last refresh
-   * token is deleted ends `accessTokenTtlSeconds` later, when the last access token it issued has
-   * expired, and is deleted on a later sweep; a grant that never had a refresh token was given its
-   * end when it was created.
-   */
-  sweepExpired(now: number, limit: number, accessTokenTtlSeconds: number): Promise<number>;
+  /** Deletes up to `limit` expired rows per table (see SweepPolicy); returns how many went. */
+  sweepExpired(now: number, limit: number, policy: SweepPolicy): Promise<number>;
   close(): Promise<void>;
   readonly dialect: 'sqlite' | 'postgres';
 }

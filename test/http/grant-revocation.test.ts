@@ -192,9 +192,9 @@ for (const dialect of DIALECTS) {
       assert.equal((await server.gatehouse.storage.grants.find(lastingGrant))?.expiresAt, null);
       await assertActive(single.access_token, 'the access token of a grant without refresh token');
 
-      await server.gatehouse.storage.sweepExpired(exp!, 500, 3600);
+      await server.gatehouse.storage.sweepExpired(exp!, 500, { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 0 });
       assert.ok(await server.gatehouse.storage.grants.find(singleGrant as string), 'kept while its token may be used');
-      await server.gatehouse.storage.sweepExpired(exp! + 1, 500, 3600);
+      await server.gatehouse.storage.sweepExpired(exp! + 1, 500, { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 0 });
       assert.equal(await server.gatehouse.storage.grants.find(singleGrant as string), undefined);
       assert.ok(await server.gatehouse.storage.grants.find(lastingGrant), 'its refresh token has 30 days to go');
       await assertActive(lasting.access_token, 'the access token of the grant with a refresh token');

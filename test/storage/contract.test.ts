@@ -21,6 +21,9 @@ import type {
 import { createTestDatabase, DIALECTS, type TestDatabase, type TestDialect } from '../support/databases.ts';
 import { aClient, aCode, aGrant, aKey, anEvent, aRefreshToken, aUser, exchangeOf, HOUR, NOW, successorAt, successorOf } from '../support/records.ts';
 
+/** Grants end an hour after their last refresh token goes; audit events are kept. */
+const SWEEP = { accessTokenTtlSeconds: HOUR, auditRetentionSeconds: 0 };
+
 /**
  * The storage contract: what every implementation of the repository interfaces promises, checked
  * against each dialect. Times are a frozen clock in epoch seconds (NOW).
@@ -167,7 +170,7 @@ for (const dialect of DIALECTS) {
             assert.equal((await after.grants.find(spent.id))?.expiresAt, NOW + 24 * HOUR);
             assert.equal((await after.grants.find(refreshing.id))?.expiresAt, null, 'its refresh tokens end it when they go');
             assert.equal((await after.grants.find(justMade.id))?.expiresAt, null, 'its refresh token may be on its way from an instance of the previous version');
-            assert.equal(await after.sweepExpired(NOW + 24 * HOUR + 1, 500, HOUR), 1);
+            assert.equal(await after.sweepExpired(NOW + 24 * HOUR + 1, 500, SWEEP), 1);
             assert.equal(await after.grants.find(spent.id), undefined);
           } finally {
             await after.close();
@@ -657,8 +660,8 @@ for (const dialect of DIALECTS) {
         const client = await storage().clients.create(aClient(), NOW);
         for (let i = 0; i < 3; i++) await storage().clients.recordAssertion(client.id, `old-${i}`, NOW - 10);
         await storage().clients.recordAssertion(client.id, 'live', NOW + 60);
-        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 2);
-        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 1);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 1);
         assert.equal(await storage().clients.recordAssertion(client.id, 'old-0', NOW + 60), true, 'an expired jti is forgotten');
         assert.equal(await storage().clients.recordAssertion(client.id, 'live', NOW + 60), false);
       });
@@ -983,7 +986,7 @@ for (const dialect of DIALECTS) {
       it('deletes expired refresh tokens, codes, revoked jtis, retired keys and ended grants, and leaves live rows alone', async () => {
         const seeded = await seed();
 
-        assert.equal(await storage().sweepExpired(NOW, 500, HOUR), 15);
+        assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 15);
 
         for (const token of seeded.expiredTokens) assert.equal(await storage().refreshTokens.find(token.digest), undefined);
         for (const token of seeded.liveTokens) assert.deepEqual((await storage().refreshTokens.find(token.digest))?.token, token);
@@ -1000,14 +1003,14 @@ for (const dialect of DIALECTS) {
       it('deletes at most `limit` rows per table in one call', async () => {
         await seed();
 
-        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 10);
-        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 5);
-        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 0);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 10);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 5);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 0);
       });
 
       it('deletes nothing when nothing has expired', async () => {
         await seed();
-        assert.equal(await storage().sweepExpired(NOW - 100, 500, HOUR), 0);
+        assert.equal(await storage().sweepExpired(NOW - 100, 500, SWEEP), 0);
       });
 
       it('ends a grant when its last refresh token is swept, and deletes it once the access tokens it issued have expired', async () => {
@@ -1027,17 +1030,29 @@ for (const dialect of DIALECTS) {
           await storage().refreshTokens.insert(token);
         }
 
-        assert.equal(await storage().sweepExpired(NOW, 500, HOUR), 4);
+        assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 4);
         assert.equal((await storage().grants.find(spent.id))?.expiresAt, NOW + HOUR, 'its last access token may live an hour more');
         assert.equal((await storage().grants.find(revoked.id))?.expiresAt, NOW + HOUR);
         assert.deepEqual(await storage().grants.find(living.id), living, 'a grant with a live refresh token goes on');
         assert.deepEqual(await storage().grants.find(unborn.id), unborn, 'a grant none of whose refresh tokens was swept is left alone');
 
-        assert.equal(await storage().sweepExpired(NOW + HOUR, 500, HOUR), 0, 'not before its end has passed');
-        assert.equal(await storage().sweepExpired(NOW + HOUR + 1, 500, HOUR), 2);
+        assert.equal(await storage().sweepExpired(NOW + HOUR, 500, SWEEP), 0, 'not before its end has passed');
+        assert.equal(await storage().sweepExpired(NOW + HOUR + 1, 500, SWEEP), 2);
         assert.equal(await storage().grants.find(spent.id), undefined);
         assert.equal(await storage().grants.find(revoked.id), undefined);
         assert.deepEqual(await storage().grants.find(living.id), living);
+      });
+
+      it('deletes audit events older than the retention, in batches, and none with a retention of 0', async () => {
+        const DAY = 24 * HOUR;
+        await storage().audit.append([anEvent({ at: NOW - 3 * DAY }), anEvent({ at: NOW - 2 * DAY - 1 }), anEvent({ at: NOW - 2 * DAY }), anEvent({ at: NOW - DAY })]);
+        const keepTwoDays = { ...SWEEP, auditRetentionSeconds: 2 * DAY };
+
+        assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 0, 'kept forever');
+        assert.equal(await storage().sweepExpired(NOW, 1, keepTwoDays), 1);
+        assert.equal(await storage().sweepExpired(NOW, 1, keepTwoDays), 1);
+        assert.equal(await storage().sweepExpired(NOW, 1, keepTwoDays), 0);
+        assert.deepEqual((await storage().audit.query({})).map((event) => event.at), [NOW - DAY, NOW - 2 * DAY]);
       });
 
       it('sweeps batch after batch while batches come back full, and no more batches than allowed', async () => {
@@ -1048,9 +1063,9 @@ for (const dialect of DIALECTS) {
         await storage().refreshTokens.insert(live);
         for (let i = 0; i < 23; i++) await storage().refreshTokens.insert(aRefreshToken(grant, { expiresAt: NOW - 1 - i }));
 
-        assert.equal(await sweepExpiredRows(storage(), NOW, HOUR, 5, 2), 10, 'two batches at most');
-        assert.equal(await sweepExpiredRows(storage(), NOW, HOUR, 5, 20), 13, 'on until a batch is not full');
-        assert.equal(await sweepExpiredRows(storage(), NOW, HOUR, 5, 20), 0);
+        assert.equal(await sweepExpiredRows(storage(), NOW, SWEEP, 5, 2), 10, 'two batches at most');
+        assert.equal(await sweepExpiredRows(storage(), NOW, SWEEP, 5, 20), 13, 'on until a batch is not full');
+        assert.equal(await sweepExpiredRows(storage(), NOW, SWEEP, 5, 20), 0);
         assert.deepEqual((await storage().refreshTokens.find(live.digest))?.token, live);
       });
 
@@ -1060,9 +1075,9 @@ for (const dialect of DIALECTS) {
         await storage().grants.create(grant);
         for (const i of [1, 2, 3]) await storage().refreshTokens.insert(aRefreshToken(grant, { expiresAt: NOW - i }));
 
-        assert.equal(await storage().sweepExpired(NOW, 2, HOUR), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 2);
         assert.equal((await storage().grants.find(grant.id))?.expiresAt, null);
-        assert.equal(await storage().sweepExpired(NOW + 10, 2, HOUR), 1);
+        assert.equal(await storage().sweepExpired(NOW + 10, 2, SWEEP), 1);
         assert.equal((await storage().grants.find(grant.id))?.expiresAt, NOW + 10 + HOUR);
       });
     });

@@ -39,7 +39,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     async ping() {
       await sql`select 1`.execute(db);
     },
-    async sweepExpired(now, limit, accessTokenTtlSeconds) {
+    async sweepExpired(now, limit, { accessTokenTtlSeconds, auditRetentionSeconds }) {
       // Small batches keep each statement short, so sweeping never stalls the token endpoint.
       let swept = await sweepRefreshTokens(db, now, limit, accessTokenTtlSeconds);
       const batches = [
@@ -53,6 +53,9 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
         db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(limit)),
         db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(limit)),
       ];
+      if (auditRetentionSeconds > 0) {
+        batches.push(db.deleteFrom('audit_events').where('id', 'in', db.selectFrom('audit_events').select('id').where('at', '<', now - auditRetentionSeconds).limit(limit)));
+      }
       for (const batch of batches) swept += Number((await batch.executeTakeFirst()).numDeletedRows);
       return swept;
     },
