@@ -175,11 +175,10 @@ export class AuthorizationEndpoint {
       if (request.responseType === 'token' || request.responseType === 'id_token token') {
         // A grant of its own, as the code flow's exchange makes one: withdrawing consent, or an
         // operator's revocation, then stops the token at Gatehouse's endpoints as it stops the others.
-        // It ends with the token, and is swept after.
+        // It ends with the token, and is swept after; the token is handed out only once it is stored.
         const grantId = randomUUID();
-        const expiresAt = now + config.tokens.accessTokenTtlSeconds;
-        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, createdAt: now, expiresAt, revokedAt: null });
         const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now);
+        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, createdAt: now, expiresAt: issued.expiresAt, revokedAt: null });
         accessToken = issued.token;
         Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });
       }
