@@ -166,7 +166,6 @@ export interface GrantRepository {
   find(id: string): Promise<Grant | undefined>;
   /** Revokes the grant, and so every refresh token issued from it. */
   revoke(id: string, now: number): Promise<boolean>;
-  listForUser(userId: string): Promise<Grant[]>;
   /** Grants matching every given filter, newest first; at most `limit` (default 100, never over 1000). */
   list(filter: { userId?: string; clientId?: string; limit?: number }): Promise<Grant[]>;
 }

@@ -138,7 +138,7 @@ for (const dialect of DIALECTS) {
         // Real targets, so that a hole in the checks would show as a change.
         const secretId = (await server.gatehouse.storage.clients.listSecrets(viewer.id))[0]!.id;
         const keyId = (await server.gatehouse.storage.apiKeys.listForClient(viewer.id))[0]!.id;
-        const grantId = (await server.gatehouse.storage.grants.listForUser(adaId))[0]!.id;
+        const grantId = (await server.gatehouse.storage.grants.list({ userId: adaId }))[0]!.id;
         const ids: Record<string, string> = { clientId: viewer.id, secretId, keyId, userId: adaId, grantId };
         const snapshot = async () =>
           JSON.stringify({
@@ -146,7 +146,7 @@ for (const dialect of DIALECTS) {
             secrets: await server.gatehouse.storage.clients.listSecrets(viewer.id),
             keys: (await server.gatehouse.storage.apiKeys.listForClient(viewer.id)).map((k) => ({ ...k, lastUsedAt: null })),
             users: await server.gatehouse.storage.users.list(),
-            grants: await server.gatehouse.storage.grants.listForUser(adaId),
+            grants: await server.gatehouse.storage.grants.list({ userId: adaId }),
             signingKeys: await server.gatehouse.storage.keys.listAll(),
           });
         const before = await snapshot();

@@ -398,12 +398,12 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().users.findById(doomed.user.id), undefined);
         assert.equal(await storage().users.findByEmail(doomed.user.email), undefined);
         assert.equal(await storage().grants.find(doomed.grant.id), undefined);
-        assert.deepEqual(await storage().grants.listForUser(doomed.user.id), []);
+        assert.deepEqual(await storage().grants.list({ userId: doomed.user.id }), []);
         assert.equal(await storage().refreshTokens.find(doomed.refreshToken.digest), undefined);
         assert.deepEqual(await storage().codes.consume(doomed.code.digest, exchangeOf(doomed.code), NOW), { outcome: 'not_found' });
 
         assert.deepEqual(await storage().users.findById(kept.user.id), kept.user);
-        assert.deepEqual(await storage().grants.listForUser(kept.user.id), [kept.grant]);
+        assert.deepEqual(await storage().grants.list({ userId: kept.user.id }), [kept.grant]);
         assert.deepEqual((await storage().refreshTokens.find(kept.refreshToken.digest))?.token, kept.refreshToken);
         assert.equal((await storage().codes.consume(kept.code.digest, exchangeOf(kept.code), NOW)).outcome, 'consumed');
         assert.deepEqual(await storage().clients.find(client.id), client);
@@ -466,18 +466,22 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.revoke(randomUUID(), NOW), false);
       });
 
-      it('lists a user’s grants newest first, and only theirs', async () => {
+      it('lists grants newest first, filtered by user and by client, at most the limit asked for', async () => {
         const { clientId, userId } = await aClientAndUser();
+        const { clientId: otherClientId } = await aClientAndUser();
         const other = await storage().users.create(aUser(), NOW);
         const older = aGrant(clientId, userId, { createdAt: NOW - 100 });
         const newer = aGrant(clientId, userId, { createdAt: NOW });
-        await storage().grants.create(older);
-        await storage().grants.create(newer);
-        await storage().grants.create(aGrant(clientId, other.id));
-        await storage().grants.create(aGrant(clientId, null));
+        const otherUsers = aGrant(clientId, other.id, { createdAt: NOW - 50 });
+        const clientOwn = aGrant(clientId, null, { createdAt: NOW - 200 });
+        const otherClients = aGrant(otherClientId, userId, { createdAt: NOW - 10 });
+        for (const grant of [older, newer, otherUsers, clientOwn, otherClients]) await storage().grants.create(grant);
 
-        assert.deepEqual(await storage().grants.listForUser(userId), [newer, older]);
-        assert.deepEqual(await storage().grants.listForUser(randomUUID()), []);
+        assert.deepEqual(await storage().grants.list({ userId }), [newer, otherClients, older]);
+        assert.deepEqual(await storage().grants.list({ clientId }), [newer, otherUsers, older, clientOwn]);
+        assert.deepEqual(await storage().grants.list({ userId, clientId }), [newer, older]);
+        assert.deepEqual(await storage().grants.list({ clientId, limit: 2 }), [newer, otherUsers]);
+        assert.deepEqual(await storage().grants.list({ userId: randomUUID() }), []);
       });
     });
 

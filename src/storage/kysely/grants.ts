@@ -71,10 +71,6 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
         .executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },
-    async listForUser(userId) {
-      const rows = await db.selectFrom('grants').select(COLUMNS.grants).where('user_id', '=', userId).orderBy('created_at', 'desc').execute();
-      return rows.map(toGrant);
-    },
     async list(filter) {
       let query = db.selectFrom('grants').select(COLUMNS.grants);
       if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
