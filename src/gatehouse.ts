@@ -11,7 +11,8 @@ import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
 import { sweepExpiredRows } from './core/housekeeping.ts';
 import { LoginService } from './core/login.ts';
-import { inProcessFailureCounter, inProcessRequestLimiter, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
+import { withDeadline } from './core/deadline.ts';
+import { inProcessFailureCounter, inProcessRequestLimiter, REDIS_UNREACHABLE, RedisLink, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
 import { SessionService } from './core/sessions.ts';
 import { idTokenIssuer, type IdTokenIssuer } from './core/tokens/id-token.ts';
 import type { GrantServices } from './core/grants/services.ts';
@@ -213,6 +214,13 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   };
 }
 
+/** How long a Redis command may go unanswered before the limiters count in process instead. */
+const REDIS_COMMAND_TIMEOUT_MS = 250;
+/** How long start-up waits for a connection to Redis, and shutdown for a clean goodbye. */
+const REDIS_CONNECT_WAIT_MS = 2_000;
+/** How long the limiters leave Redis alone after a command failed (see RedisLink). */
+const REDIS_PAUSE_MS = 5_000;
+
 /**
  * The rate limiters: shared through Redis when REDIS_URL is set, so a client or an attacker meets
  * the same limits on every instance; in process otherwise.
@@ -235,17 +243,25 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
     lastWarning = Date.now();
     logger.warn({ err: error }, message);
   };
-  // No offline queue: while Redis is away, commands fail at once and the limiters let requests through.
+  // No offline queue: while Redis is away, commands fail at once (and RedisLink times out those a
+  // hung Redis never answers); the limiters count in process meanwhile.
   const redis = createClient({ url: config.redisUrl, disableOfflineQueue: true, socket: { connectTimeout: 2000, reconnectStrategy: (retries) => Math.min(retries * 200, 5000) } });
   redis.on('error', (error) => warn('Redis error', error));
-  await redis.connect().catch((error) => warn('Redis is unreachable; rate limits fail open until it is back', error));
+  // Start-up waits a moment for Redis, not for ever: the client goes on connecting on its own, and
+  // a connection that fails later is reported through the 'error' event.
+  const connecting = redis.connect();
+  connecting.catch(() => {});
+  await withDeadline(connecting, REDIS_CONNECT_WAIT_MS, `no connection to Redis within ${REDIS_CONNECT_WAIT_MS} ms`).catch((error) => warn(REDIS_UNREACHABLE, error));
+  const link = new RedisLink(redis, { timeoutMs: REDIS_COMMAND_TIMEOUT_MS, pauseMs: REDIS_PAUSE_MS }, warn);
   return {
-    tokenRequests: redisRequestLimiter(redis, 'token', r.tokenRequestsPerClient, r.windowSeconds, warn),
-    clientAuthFailures: redisFailureCounter(redis, 'client-auth', r.clientAuthFailures, r.windowSeconds, warn),
-    loginPerAccount: redisFailureCounter(redis, 'login-account', login.maxFailuresPerAccount, login.windowSeconds, warn),
-    loginPerAddress: redisFailureCounter(redis, 'login-address', login.maxFailuresPerAddress, login.windowSeconds, warn),
+    tokenRequests: redisRequestLimiter(link, 'token', r.tokenRequestsPerClient, r.windowSeconds),
+    clientAuthFailures: redisFailureCounter(link, 'client-auth', r.clientAuthFailures, r.windowSeconds),
+    loginPerAccount: redisFailureCounter(link, 'login-account', login.maxFailuresPerAccount, login.windowSeconds),
+    loginPerAddress: redisFailureCounter(link, 'login-address', login.maxFailuresPerAddress, login.windowSeconds),
     close: async () => {
-      await redis.quit().catch(() => redis.destroy());
+      // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
+      await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});
+      redis.destroy();
     },
   };
 }

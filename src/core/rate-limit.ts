@@ -1,9 +1,12 @@
 /**
  * Rate limits: failure counters (sign-in, client authentication) and request budgets (token
  * endpoint, per client). In process by default; shared across instances through Redis when
- * REDIS_URL is set. A limiter that cannot reach Redis lets requests through and says so in the
- * log: an unreachable cache must not take the authorization server down with it.
+ * REDIS_URL is set. While Redis is down or does not answer, each instance counts in process and
+ * says so in the log: an unreachable cache must neither take the authorization server down with it
+ * nor lift the limits that stop password guessing (they hold per instance until Redis is back).
  */
+import { withDeadline } from './deadline.ts';
+
 export interface FailureCounter {
   /** Seconds until `key` may try again, or 0 when it is not blocked (in process: no promise to wait for). */
   blockedFor(key: string, now: number): number | Promise<number>;
@@ -25,6 +28,41 @@ export interface RedisLike {
 }
 
 type Warn = (message: string, error: unknown) => void;
+
+export const REDIS_UNREACHABLE = 'Redis is unreachable: rate limits are counted in each instance until it is back';
+
+/**
+ * Redis as the shared limiters reach it. A command that fails, or gets no answer within
+ * `timeoutMs` (a hung Redis: the client's own timeout stops at sending), pauses Redis for `pauseMs`:
+ * meanwhile `run` answers undefined at once and the limiters count in process, so a Redis that is
+ * down or hangs costs an endpoint at most one timeout per pause instead of one per request.
+ */
+export class RedisLink {
+  #redis: RedisLike;
+  #timeoutMs: number;
+  #pauseMs: number;
+  #warn: Warn;
+  #pausedUntil = 0;
+
+  constructor(redis: RedisLike, options: { timeoutMs: number; pauseMs: number }, warn: Warn) {
+    this.#redis = redis;
+    this.#timeoutMs = options.timeoutMs;
+    this.#pauseMs = options.pauseMs;
+    this.#warn = warn;
+  }
+
+  /** What `command` answered, or undefined when Redis is paused, the command failed or took too long. */
+  async run<T>(command: (redis: RedisLike) => Promise<T>): Promise<T | undefined> {
+    if (Date.now() < this.#pausedUntil) return undefined;
+    try {
+      return await withDeadline(command(this.#redis), this.#timeoutMs, `Redis did not answer within ${this.#timeoutMs} ms`);
+    } catch (error) {
+      this.#pausedUntil = Date.now() + this.#pauseMs;
+      this.#warn(REDIS_UNREACHABLE, error);
+      return undefined;
+    }
+  }
+}
 
 export function inProcessFailureCounter(limit: number, windowSeconds: number, maxKeys = 100_000): FailureCounter {
   const windows = new Map<string, { start: number; failures: number }>();
@@ -53,34 +91,31 @@ export function inProcessFailureCounter(limit: number, windowSeconds: number, ma
   };
 }
 
-/** Failures counted in Redis per fixed window, so every instance sees every failure. */
-export function redisFailureCounter(redis: RedisLike, name: string, limit: number, windowSeconds: number, warn: Warn): FailureCounter {
+/**
+ * Failures counted in Redis per fixed window, so every instance sees every failure. Failures that
+ * could not reach Redis are counted in process, and block the key there until their window ends.
+ */
+export function redisFailureCounter(link: RedisLink, name: string, limit: number, windowSeconds: number): FailureCounter {
   const keyOf = (key: string, now: number) => `gatehouse:failures:${name}:${Math.floor(now / windowSeconds)}:${key}`;
+  const local = inProcessFailureCounter(limit, windowSeconds);
   return {
     async blockedFor(key, now) {
-      try {
-        const failures = Number((await redis.get(keyOf(key, now))) ?? 0);
-        return failures >= limit ? windowSeconds - (now % windowSeconds) : 0;
-      } catch (error) {
-        warn('rate limit store unreachable: not throttling', error);
-        return 0;
-      }
+      const locally = await local.blockedFor(key, now);
+      if (locally > 0) return locally;
+      const failures = await link.run((redis) => redis.get(keyOf(key, now)));
+      return Number(failures ?? 0) >= limit ? windowSeconds - (now % windowSeconds) : 0;
     },
     async fail(key, now) {
-      try {
-        const k = keyOf(key, now);
+      const k = keyOf(key, now);
+      const counted = await link.run(async (redis) => {
         if ((await redis.incrBy(k, 1)) === 1) await redis.expire(k, windowSeconds);
-      } catch (error) {
-        warn('rate limit store unreachable: failure not counted', error);
-      }
+        return true;
+      });
+      if (counted === undefined) await local.fail(key, now);
     },
     async reset(key) {
-      const now = Math.floor(Date.now() / 1000);
-      try {
-        await redis.del(keyOf(key, now));
-      } catch (error) {
-        warn('rate limit store unreachable', error);
-      }
+      await local.reset(key);
+      await link.run((redis) => redis.del(keyOf(key, Math.floor(Date.now() / 1000))));
     },
   };
 }
@@ -108,11 +143,13 @@ export function inProcessRequestLimiter(limit: number, windowSeconds: number, ma
 /**
  * A fixed-window request budget shared through Redis. Each instance leases a slice of the budget
  * (one INCRBY per slice, not per request), so the token endpoint's hot path rarely waits on Redis;
- * the instances together never exceed the limit.
+ * the instances together never exceed the limit. While Redis cannot be reached, each instance
+ * holds every key to the whole budget on its own.
  */
-export function redisRequestLimiter(redis: RedisLike, name: string, limit: number, windowSeconds: number, warn: Warn): RequestLimiter {
+export function redisRequestLimiter(link: RedisLink, name: string, limit: number, windowSeconds: number): RequestLimiter {
   const lease = Math.max(1, Math.floor(limit / 50));
   const local = new Map<string, { window: number; remaining: number; exhausted: boolean }>();
+  const fallback = inProcessRequestLimiter(limit, windowSeconds);
   return {
     async take(key, now) {
       if (limit === 0) return 0;
@@ -124,16 +161,15 @@ export function redisRequestLimiter(redis: RedisLike, name: string, limit: numbe
         local.set(key, entry);
       }
       if (entry.remaining === 0 && !entry.exhausted) {
-        try {
-          const k = `gatehouse:requests:${name}:${window}:${key}`;
-          const total = await redis.incrBy(k, lease);
-          if (total === lease) await redis.expire(k, windowSeconds * 2);
-          entry.remaining = Math.max(0, Math.min(lease, limit - (total - lease)));
-          entry.exhausted = entry.remaining === 0;
-        } catch (error) {
-          warn('rate limit store unreachable: not throttling', error);
-          return 0;
-        }
+        const k = `gatehouse:requests:${name}:${window}:${key}`;
+        const total = await link.run(async (redis) => {
+          const leased = await redis.incrBy(k, lease);
+          if (leased === lease) await redis.expire(k, windowSeconds * 2);
+          return leased;
+        });
+        if (total === undefined) return fallback.take(key, now);
+        entry.remaining = Math.max(0, Math.min(lease, limit - (total - lease)));
+        entry.exhausted = entry.remaining === 0;
       }
       if (entry.remaining === 0) return (window + 1) * windowSeconds - now;
       entry.remaining -= 1;

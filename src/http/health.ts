@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { withDeadline } from '../core/deadline.ts';
 import type { Gatehouse } from '../gatehouse.ts';
 
 /** `/healthz`: the process answers. `/readyz`: the database answers too (within two seconds). */
@@ -6,10 +7,7 @@ export async function healthRoutes(app: FastifyInstance, { gatehouse }: { gateho
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (request, reply) => {
     try {
-      await Promise.race([
-        gatehouse.storage.ping(),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('database ping timed out')), 2000).unref()),
-      ]);
+      await withDeadline(gatehouse.storage.ping(), 2000, 'database ping timed out');
       return { status: 'ready' };
     } catch (error) {
       request.log.warn({ err: error }, 'readiness check failed');

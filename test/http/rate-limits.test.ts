@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
+import type { FileConfig } from '../../src/core/config.ts';
 import type { FastifyInstance } from 'fastify';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { startPrivateRedis, type PrivateRedis } from '../support/redis.ts';
 import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -84,29 +87,37 @@ describe('probing emails through sign-up (in process)', () => {
   });
 });
 
+/** Two instances on one PostgreSQL database, sharing their limits through the Redis at `redisUrl`. */
+async function twoInstances(redisUrl: string, config: Partial<FileConfig>): Promise<{ first: TestServer; second: { url: string }; close(): Promise<void> }> {
+  const first = await startTestServer('postgres', { env: { REDIS_URL: redisUrl }, config });
+  const gatehouse = await createGatehouse({ ...first.config, port: await freePort() }, { logger: pino({ level: 'silent' }) });
+  const app = buildApp(gatehouse);
+  await app.listen({ port: gatehouse.config.port, host: '127.0.0.1' });
+  return {
+    first,
+    second: { url: `http://127.0.0.1:${gatehouse.config.port}` },
+    async close() {
+      await app.close();
+      await gatehouse.close();
+      await first.close();
+    },
+  };
+}
+
 describe('rate limits shared across instances through Redis', () => {
-  let first: TestServer;
-  let second: { gatehouse: Gatehouse; app: FastifyInstance; url: string };
+  let instances: Awaited<ReturnType<typeof twoInstances>>;
   const email = `${randomBytes(6).toString('hex')}@example.com`;
   let client: { id: string; secret: string };
 
   before(async () => {
-    const settings = { login: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 60 } };
-    first = await startTestServer('postgres', { env: { REDIS_URL }, config: settings });
-    const gatehouse = await createGatehouse({ ...first.config, port: await freePort() }, { logger: pino({ level: 'silent' }) });
-    const app = buildApp(gatehouse);
-    await app.listen({ port: gatehouse.config.port, host: '127.0.0.1' });
-    second = { gatehouse, app, url: `http://127.0.0.1:${gatehouse.config.port}` };
-    client = await first.client({ grantTypes: ['password'], scopes: ['objects:read'] });
-    await first.user(email, 'the right password');
+    instances = await twoInstances(REDIS_URL, { login: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 60 } });
+    client = await instances.first.client({ grantTypes: ['password'], scopes: ['objects:read'] });
+    await instances.first.user(email, 'the right password');
   });
-  after(async () => {
-    await second.app.close();
-    await second.gatehouse.close();
-    await first.close();
-  });
+  after(() => instances.close());
 
   it('counts failed sign-ins of one account on every instance', async () => {
+    const { first, second } = instances;
     const attempt = (url: string, password: string) =>
       post(`${url}/token`, { grant_type: 'password', username: email, password }, { headers: { authorization: basic(client.id, client.secret) } });
     assert.equal((await attempt(first.url, 'wrong 1')).status, 400);
@@ -115,5 +126,115 @@ describe('rate limits shared across instances through Redis', () => {
     const throttled = await attempt(second.url, 'the right password');
     assert.equal(throttled.status, 429, 'the fourth attempt, on the other instance, is throttled');
     assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+  });
+});
+
+describe('rate limits while Redis fails', { timeout: 120_000 }, () => {
+  let redis: PrivateRedis;
+  let instances: Awaited<ReturnType<typeof twoInstances>>;
+  const PASSWORD = 'the right password';
+  const settings: Partial<FileConfig> = {
+    login: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 60 },
+    // A budget this small leases one request at a time: every token request asks Redis.
+    rateLimits: { tokenRequestsPerClient: 5, clientAuthFailures: 1000, windowSeconds: 60 },
+    tokens: { clientCredentialsReuseSeconds: 0 },
+  };
+
+  before(async () => {
+    redis = await startPrivateRedis();
+    instances = await twoInstances(redis.url, settings);
+  });
+  after(async () => {
+    await instances?.close();
+    await redis?.stop();
+  });
+
+  // A hang fails the test instead of stalling it: no answer may wait on a Redis that is gone or stuck.
+  const ANSWER_WITHIN_MS = 5_000;
+  const signIn = (url: string, { email, client }: Account, password: string) =>
+    post(`${url}/token`, { grant_type: 'password', username: email, password }, { headers: { authorization: basic(client.id, client.secret) }, signal: AbortSignal.timeout(ANSWER_WITHIN_MS) });
+  const clientCredentials = (url: string, client: { id: string; secret: string }) =>
+    post(`${url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(client.id, client.secret) }, signal: AbortSignal.timeout(ANSWER_WITHIN_MS) });
+  /** A user, and a client of its own to sign in with (the token budget above counts per client). */
+  interface Account {
+    email: string;
+    client: { id: string; secret: string };
+  }
+  const anAccount = async (): Promise<Account> => {
+    const email = `${randomBytes(6).toString('hex')}@example.com`;
+    await instances.first.user(email, PASSWORD);
+    return { email, client: await instances.first.client({ grantTypes: ['password'], scopes: ['objects:read'] }) };
+  };
+
+  const withinMs = async <T>(ms: number, what: string, promise: Promise<T>): Promise<T> => {
+    const deadline = new AbortController();
+    try {
+      return await Promise.race([promise, sleep(ms, undefined, { signal: deadline.signal }).then(() => assert.fail(`${what} took longer than ${ms} ms`))]);
+    } finally {
+      deadline.abort();
+    }
+  };
+
+  /** Another instance starts, serves a throttled sign-in, and stops, without waiting on Redis. */
+  async function assertStartsAndStops(): Promise<void> {
+    const gatehouse = await withinMs(10_000, 'starting', createGatehouse({ ...instances.first.config, port: await freePort() }, { logger: pino({ level: 'silent' }) }));
+    const app = buildApp(gatehouse);
+    try {
+      await app.listen({ port: gatehouse.config.port, host: '127.0.0.1' });
+      await assertSignInThrottledLocally(`http://127.0.0.1:${gatehouse.config.port}`);
+    } finally {
+      await app.close();
+      await withinMs(10_000, 'stopping', gatehouse.close());
+    }
+  }
+
+  /** Three failed sign-ins, then the right password: throttled on the instance that counted them. */
+  async function assertSignInThrottledLocally(url: string): Promise<void> {
+    const account = await anAccount();
+    for (const wrong of ['wrong 1', 'wrong 2', 'wrong 3']) assert.equal((await signIn(url, account, wrong)).status, 400);
+    const throttled = await signIn(url, account, PASSWORD);
+    assert.equal(throttled.status, 429, 'failures are still counted, in the instance');
+    assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+  }
+
+  /** Five token requests within the budget, then 429: the budget still holds, in the instance. */
+  async function assertTokenBudgetHoldsLocally(url: string): Promise<void> {
+    const client = await instances.first.client({});
+    for (let i = 0; i < 5; i++) assert.equal((await clientCredentials(url, client)).status, 200);
+    const limited = await clientCredentials(url, client);
+    assert.equal(limited.status, 429);
+    assert.equal(limited.body.error, 'temporarily_unavailable');
+  }
+
+  it('goes on throttling in each instance while Redis is down, and shares the counts again once it is back', async () => {
+    await redis.kill();
+    await assertSignInThrottledLocally(instances.first.url);
+    await assertTokenBudgetHoldsLocally(instances.second.url);
+    await assertStartsAndStops();
+
+    await redis.restart();
+    // Back by itself: failures on one instance count on the other again (within half a minute).
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const account = await anAccount();
+      const { first, second } = instances;
+      for (const [url, wrong] of [[first.url, 'wrong 1'], [second.url, 'wrong 2'], [first.url, 'wrong 3']] as const) {
+        assert.equal((await signIn(url, account, wrong)).status, 400);
+      }
+      if ((await signIn(second.url, account, PASSWORD)).status === 429) break;
+      assert.ok(Date.now() < deadline, 'the instances share their counts again once Redis is back');
+      await sleep(1_000);
+    }
+  });
+
+  it('answers without waiting on a Redis that hangs, and goes on throttling in each instance', async () => {
+    redis.freeze();
+    try {
+      await assertSignInThrottledLocally(instances.second.url);
+      await assertTokenBudgetHoldsLocally(instances.first.url);
+      await assertStartsAndStops();
+    } finally {
+      redis.thaw();
+    }
   });
 });

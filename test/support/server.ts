@@ -97,13 +97,14 @@ export function freePort(): Promise<number> {
 export async function post(
   url: string,
   body: Record<string, string> | string,
-  options: { json?: boolean; headers?: Record<string, string> } = {},
+  options: { json?: boolean; headers?: Record<string, string>; signal?: AbortSignal } = {},
 ): Promise<{ status: number; headers: Headers; body: any }> {
   const isJson = options.json ?? false;
   const response = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': isJson ? 'application/json' : 'application/x-www-form-urlencoded', ...options.headers },
     body: typeof body === 'string' ? body : isJson ? JSON.stringify(body) : new URLSearchParams(body).toString(),
+    ...(options.signal && { signal: options.signal }),
   });
   const text = await response.text();
   let parsed: unknown = text;
