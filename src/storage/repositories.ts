@@ -385,7 +385,10 @@ export interface Storage {
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
-  /** Deletes up to `limit` expired rows per table (see SweepPolicy); returns how many went. */
+  /**
+   * Deletes up to `limit` expired rows per table (see SweepPolicy); returns how many went. On
+   * PostgreSQL one instance sweeps at a time: while another is sweeping, this deletes nothing.
+   */
   sweepExpired(now: number, limit: number, policy: SweepPolicy): Promise<number>;
   close(): Promise<void>;
   readonly dialect: 'sqlite' | 'postgres';

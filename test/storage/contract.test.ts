@@ -8,7 +8,7 @@ import pg from 'pg';
 import { sweepExpiredRows } from '../../src/core/housekeeping.ts';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { migrate, openDatabase } from '../../src/storage/database.ts';
-import { createStorage } from '../../src/storage/kysely/index.ts';
+import { createStorage, SWEEP_LOCK } from '../../src/storage/kysely/index.ts';
 import type {
   AuditEvent,
   AuthorizationCode,
@@ -52,6 +52,12 @@ async function closeStorage(open: OpenStorage | undefined): Promise<void> {
 
 /** A database of its own for every test of the enclosing `describe`: for behaviour that spans a whole table. */
 function freshStorageForEachTest(dialect: TestDialect): () => Storage {
+  const open = freshDatabaseForEachTest(dialect);
+  return () => open().storage;
+}
+
+/** As freshStorageForEachTest, with the database under the storage (for a second connection to it). */
+function freshDatabaseForEachTest(dialect: TestDialect): () => OpenStorage {
   let open: OpenStorage | undefined;
   beforeEach(async () => {
     open = await openFreshStorage(dialect);
@@ -60,7 +66,7 @@ function freshStorageForEachTest(dialect: TestDialect): () => Storage {
     await closeStorage(open);
     open = undefined;
   });
-  return () => open!.storage;
+  return () => open!;
 }
 
 
@@ -952,7 +958,8 @@ for (const dialect of DIALECTS) {
     });
 
     describe('sweeping expired rows', () => {
-      const storage = freshStorageForEachTest(dialect);
+      const open = freshDatabaseForEachTest(dialect);
+      const storage = () => open().storage;
 
       /** A client and a user in this test's database. */
       async function stored(): Promise<{ clientId: string; userId: string }> {
@@ -1072,6 +1079,48 @@ for (const dialect of DIALECTS) {
         assert.equal(await sweepExpiredRows(storage(), NOW, SWEEP, 5, 20), 0);
         assert.deepEqual((await storage().refreshTokens.find(live.digest))?.token, live);
       });
+
+      if (dialect === 'postgres') {
+        it('sweeps nothing while another instance sweeps, and everything once it is done', async () => {
+          const { clientId, userId } = await stored();
+          const grant = aGrant(clientId, userId);
+          await storage().grants.create(grant);
+          for (const i of [1, 2, 3]) await storage().refreshTokens.insert(aRefreshToken(grant, { expiresAt: NOW - i }));
+          await storage().codes.insert(aCode(clientId, userId, { createdAt: NOW - 120, expiresAt: NOW - 1 }));
+
+          // Another instance in the middle of its sweep: it holds the sweep lock in an open transaction.
+          const other = new pg.Client({ connectionString: open().database.databaseUrl });
+          await other.connect();
+          try {
+            await other.query('begin');
+            await other.query('select pg_advisory_xact_lock(hashtext($1))', [SWEEP_LOCK]);
+            assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 0);
+            assert.equal(await sweepExpiredRows(storage(), NOW, SWEEP), 0);
+            await other.query('commit');
+          } finally {
+            await other.end();
+          }
+          assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 4);
+        });
+
+        it('lets several instances sweep at once without errors, and every expired row goes', async () => {
+          const { clientId, userId } = await stored();
+          const grants = Array.from({ length: 20 }, () => aGrant(clientId, userId));
+          for (const grant of grants) {
+            await storage().grants.create(grant);
+            for (const i of [1, 2, 3]) await storage().refreshTokens.insert(aRefreshToken(grant, { expiresAt: NOW - i }));
+          }
+          const instances = await Promise.all([1, 2, 3].map(() => createStorage(storageOptions(open().database))));
+          try {
+            const swept = await Promise.all(instances.flatMap((instance) => [1, 2, 3].map(() => sweepExpiredRows(instance, NOW, SWEEP, 7))));
+            const leftover = await sweepExpiredRows(storage(), NOW, SWEEP, 7);
+            assert.equal(swept.reduce((sum, count) => sum + count, 0) + leftover, 60);
+          } finally {
+            await Promise.all(instances.map((instance) => instance.close()));
+          }
+          for (const grant of grants) assert.equal((await storage().grants.find(grant.id))?.expiresAt, NOW + HOUR);
+        });
+      }
 
       it('ends a grant whose refresh tokens are swept over several calls only with the last of them', async () => {
         const { clientId, userId } = await stored();

@@ -1,6 +1,6 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { migrate, openDatabase, type DatabaseOptions } from '../database.ts';
-import type { Storage } from '../repositories.ts';
+import type { Storage, SweepPolicy } from '../repositories.ts';
 import type { Database } from '../schema.ts';
 import { kyselyApiKeys } from './api-keys.ts';
 import { kyselyAudit, kyselyRevocations } from './audit.ts';
@@ -39,52 +39,68 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     async ping() {
       await sql`select 1`.execute(db);
     },
-    async sweepExpired(now, limit, { accessTokenTtlSeconds, auditRetentionSeconds }) {
-      // Small batches keep each statement short, so sweeping never stalls the token endpoint.
-      let swept = await sweepRefreshTokens(db, now, limit, accessTokenTtlSeconds);
-      const batches = [
-        db.deleteFrom('grants').where('id', 'in', db.selectFrom('grants').select('id').where('expires_at', '<', now).limit(limit)),
-        db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(limit)),
-        db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(limit)),
-        db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(limit)),
-        db
-          .deleteFrom('client_assertions')
-          .where(sql<boolean>`(client_id, jti) in (${db.selectFrom('client_assertions').select(['client_id', 'jti']).where('expires_at', '<', now).limit(limit)})`),
-        db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(limit)),
-        db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(limit)),
-      ];
-      if (auditRetentionSeconds > 0) {
-        batches.push(db.deleteFrom('audit_events').where('id', 'in', db.selectFrom('audit_events').select('id').where('at', '<', now - auditRetentionSeconds).limit(limit)));
+    async sweepExpired(now, limit, policy) {
+      if (handle.dialect === 'sqlite') {
+        // One writer at a time anyway: each table its own transaction, so the endpoints' writes interleave.
+        const tokens = await db.transaction().execute((trx) => sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds));
+        return tokens + (await sweepOtherTables(db, now, limit, policy));
       }
-      for (const batch of batches) swept += Number((await batch.executeTakeFirst()).numDeletedRows);
-      return swept;
+      // One instance sweeps at a time: two deleting the same rows would only wait on each other, or
+      // deadlock. The others sweep nothing and try again next time.
+      return db.transaction().execute(async (trx) => {
+        const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtext(${SWEEP_LOCK})) as locked`.execute(trx);
+        if (rows[0]?.locked !== true) return 0;
+        return (await sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds)) + (await sweepOtherTables(trx, now, limit, policy));
+      });
     },
     close: () => handle.close(),
   };
 }
 
+/** The PostgreSQL advisory lock (hashed) held by the instance that sweeps. */
+export const SWEEP_LOCK = 'gatehouse.sweep';
+
 /**
  * Expired refresh tokens, and the end of each grant left without one: no refresh token can make
- * another access token, so the grant ends when the last one it made expires. One transaction, so
- * that no grant is ever left without refresh tokens and without an end.
+ * another access token, so the grant ends when the last one it made expires. In one transaction,
+ * so that no grant is ever left without refresh tokens and without an end.
  */
-function sweepRefreshTokens(db: Kysely<Database>, now: number, limit: number, accessTokenTtlSeconds: number): Promise<number> {
-  return db.transaction().execute(async (trx) => {
-    const deleted = await trx
-      .deleteFrom('refresh_tokens')
-      .where('digest', 'in', trx.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(limit))
-      .returning('grant_id')
+async function sweepRefreshTokens(trx: Transaction<Database>, now: number, limit: number, accessTokenTtlSeconds: number): Promise<number> {
+  const deleted = await trx
+    .deleteFrom('refresh_tokens')
+    .where('digest', 'in', trx.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(limit))
+    .returning('grant_id')
+    .execute();
+  const grantIds = [...new Set(deleted.map((row) => row.grant_id))];
+  if (grantIds.length > 0) {
+    await trx
+      .updateTable('grants')
+      .set({ expires_at: now + accessTokenTtlSeconds })
+      .where('id', 'in', grantIds)
+      .where('expires_at', 'is', null)
+      .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('refresh_tokens.digest').whereRef('refresh_tokens.grant_id', '=', 'grants.id'))))
       .execute();
-    const grantIds = [...new Set(deleted.map((row) => row.grant_id))];
-    if (grantIds.length > 0) {
-      await trx
-        .updateTable('grants')
-        .set({ expires_at: now + accessTokenTtlSeconds })
-        .where('id', 'in', grantIds)
-        .where('expires_at', 'is', null)
-        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('refresh_tokens.digest').whereRef('refresh_tokens.grant_id', '=', 'grants.id'))))
-        .execute();
-    }
-    return deleted.length;
-  });
+  }
+  return deleted.length;
+}
+
+/** The other tables' expired rows, at most `limit` per table; small batches keep each statement short. */
+async function sweepOtherTables(db: Kysely<Database>, now: number, limit: number, { auditRetentionSeconds }: SweepPolicy): Promise<number> {
+  const batches = [
+    db.deleteFrom('grants').where('id', 'in', db.selectFrom('grants').select('id').where('expires_at', '<', now).limit(limit)),
+    db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(limit)),
+    db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(limit)),
+    db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(limit)),
+    db
+      .deleteFrom('client_assertions')
+      .where(sql<boolean>`(client_id, jti) in (${db.selectFrom('client_assertions').select(['client_id', 'jti']).where('expires_at', '<', now).limit(limit)})`),
+    db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(limit)),
+    db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(limit)),
+  ];
+  if (auditRetentionSeconds > 0) {
+    batches.push(db.deleteFrom('audit_events').where('id', 'in', db.selectFrom('audit_events').select('id').where('at', '<', now - auditRetentionSeconds).limit(limit)));
+  }
+  let swept = 0;
+  for (const batch of batches) swept += Number((await batch.executeTakeFirst()).numDeletedRows);
+  return swept;
 }
