@@ -126,7 +126,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
   try {
-    return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'gatehouse.sqlite') });
+    return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'gatehouse.sqlite'), queryTimeoutMs: config.database.queryTimeoutSeconds * 1000 });
   } catch (error) {
     if (!config.databaseUrl) throw error;
     // Name the setting to check, never its value: the URL may carry a password.

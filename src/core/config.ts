@@ -43,6 +43,12 @@ export interface GatehouseConfig {
   dataDir: string;
   /** Unset: the embedded SQLite database in the data dir. */
   databaseUrl: string | undefined;
+  /**
+   * PostgreSQL: how long one statement may go unanswered before the request gets 503 and the
+   * connection is dropped (a database that hangs, or a network that drops packets, would otherwise
+   * hold requests and connections for as long as TCP takes to give up). Migrations have no limit.
+   */
+  database: { queryTimeoutSeconds: number };
   /** The master secret that encrypts signing keys at rest. */
   secret: string;
   /** Set when the secret was generated into the data dir rather than given. */
@@ -130,6 +136,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     keys: { reloadIntervalSeconds: numberIn('keys.reloadIntervalSeconds', file.keys?.reloadIntervalSeconds, 10, 0.05, 3600) },
     sessions: { ttlSeconds: numberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
     audit: { retentionDays: numberIn('audit.retentionDays', file.audit?.retentionDays, 90, 0, 36_500) },
+    database: { queryTimeoutSeconds: numberIn('database.queryTimeoutSeconds', file.database?.queryTimeoutSeconds, 10, 0.1, 3600) },
     signup: { enabled: booleanIn('signup.enabled', file.signup?.enabled, true) },
     pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
     implicit: { enabled: booleanIn('implicit.enabled', file.implicit?.enabled, false) },
@@ -161,6 +168,7 @@ export interface FileConfig {
   keys?: { reloadIntervalSeconds?: unknown };
   sessions?: { ttlSeconds?: unknown };
   audit?: { retentionDays?: unknown };
+  database?: { queryTimeoutSeconds?: unknown };
   signup?: { enabled?: unknown };
   pkce?: { allowPlain?: unknown };
   implicit?: { enabled?: unknown };

@@ -27,6 +27,8 @@ export interface DatabaseOptions {
   sqlitePath?: string;
   /** PostgreSQL pool size. */
   poolSize?: number;
+  /** PostgreSQL: a statement unanswered for this long fails, and its connection is dropped (see preparedStatementPool). */
+  queryTimeoutMs?: number | undefined;
 }
 
 export function openDatabase(options: DatabaseOptions): DatabaseHandle {
@@ -55,7 +57,7 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
       // old for the settings keeps its defaults.
       client.query('set plan_cache_mode = force_generic_plan; set enable_seqscan = off').catch(() => {});
     });
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparedStatementPool(pool) }) });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparedStatementPool(pool, { queryTimeoutMs: options.queryTimeoutMs }) }) });
     return { db, dialect: 'postgres', pool, close: () => db.destroy() };
   }
   if (!options.sqlitePath) throw new Error('openDatabase: sqlitePath is required without databaseUrl');

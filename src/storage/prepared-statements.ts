@@ -21,7 +21,8 @@ const MAX_COUNTED_STATEMENTS = 2_000;
  * is why the repositories name their columns (COLUMNS in schema.ts): a column added by a newer
  * release changes the shape of none of their statements.
  */
-export function preparedStatementPool(pool: pg.Pool): PostgresPool {
+export function preparedStatementPool(pool: pg.Pool, options: { queryTimeoutMs?: number | undefined } = {}): PostgresPool {
+  const { queryTimeoutMs } = options;
   const runs = new Map<string, number>();
   const names = new Map<string, string>();
 
@@ -42,15 +43,29 @@ export function preparedStatementPool(pool: pg.Pool): PostgresPool {
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
     let stale = false;
-    const run = async (text: string, values: unknown[]) => {
+    // A statement that timed out may still be running, or its answer may never come: the connection
+    // is no use any more. Whatever else the caller sends on it fails at once (a transaction's
+    // rollback, say), and it is closed on release.
+    let timedOut: unknown;
+    const send = (config: pg.QueryConfig) => client.query(queryTimeoutMs === undefined ? config : { ...config, query_timeout: queryTimeoutMs } as pg.QueryConfig);
+    const attempt = async (text: string, values: unknown[]) => {
       const name = stale ? undefined : nameFor(text);
-      if (name === undefined) return client.query({ text, values });
+      if (name === undefined) return send({ text, values });
       try {
-        return await client.query({ name, text, values });
+        return await send({ name, text, values });
       } catch (error) {
         if (!isStalePlan(error)) throw error;
         stale = true;
-        return client.query({ text, values });
+        return send({ text, values });
+      }
+    };
+    const run = async (text: string, values: unknown[]) => {
+      if (timedOut !== undefined) throw timedOut;
+      try {
+        return await attempt(text, values);
+      } catch (error) {
+        if (isQueryTimeout(error)) timedOut = error;
+        throw error;
       }
     };
     // Kysely's streaming passes a cursor instead of SQL text: that goes through untouched.
@@ -58,7 +73,7 @@ export function preparedStatementPool(pool: pg.Pool): PostgresPool {
       typeof textOrCursor === 'string' ? run(textOrCursor, [...(values ?? [])]) : client.query(textOrCursor as pg.Submittable);
     return {
       query: query as unknown as PostgresPoolClient['query'],
-      release: () => client.release(stale),
+      release: () => client.release(stale || timedOut !== undefined),
     };
   };
 
@@ -81,3 +96,9 @@ function isStalePlan(error: unknown): boolean {
   const { code, message } = error as { code?: unknown; message?: unknown };
   return code === '0A000' && typeof message === 'string' && message.includes('cached plan');
 }
+
+/** pg's own error for a statement unanswered within `query_timeout`. */
+export function isQueryTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === QUERY_TIMEOUT_MESSAGE;
+}
+const QUERY_TIMEOUT_MESSAGE = 'Query read timeout';

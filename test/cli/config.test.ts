@@ -58,6 +58,11 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { keys: { reloadIntervalSeconds: '10' } }, 'string-interval.json') }),
       /keys\.reloadIntervalSeconds /,
     ],
+    [
+      'a query timeout of 0 (every statement would fail)',
+      () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { database: { queryTimeoutSeconds: 0 } }, 'no-query-time.json') }),
+      /database\.queryTimeoutSeconds .*0\.1/,
+    ],
     ['an unknown GATEHOUSE_LOG_LEVEL', () => ({ GATEHOUSE_LOG_LEVEL: 'loud' }), /GATEHOUSE_LOG_LEVEL .*"loud"/],
     ['GATEHOUSE_SECRET too short', () => ({ GATEHOUSE_SECRET: 'too-short' }), /GATEHOUSE_SECRET .*32 characters/],
     ['DATABASE_URL without GATEHOUSE_SECRET', () => ({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' }), /GATEHOUSE_SECRET must be set when DATABASE_URL is set/],

@@ -59,6 +59,8 @@ const brief = (answer: Answer): string =>
 /** A request that failed before any answer (connection reset or refused, timeout). */
 const networkFailure = (error: unknown): Answer => ({ status: 0, headers: new Headers(), body: { network: String((error as Error).cause ?? error) }, upstream: '' });
 
+const QUERY_TIMEOUT_SECONDS = 2;
+
 describe('PostgreSQL stopped and restarted during a load', { timeout: 150_000 }, () => {
   let cluster: PrivatePostgres;
   let instances: Instance[] = [];
@@ -68,7 +70,9 @@ describe('PostgreSQL stopped and restarted during a load', { timeout: 150_000 },
     // A cluster of this test's own: stopping the machine's PostgreSQL would break the other tests.
     cluster = await startPrivatePostgres();
     const ports = [await freePort(), await freePort()];
-    const env = { DATABASE_URL: cluster.databaseUrl, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_ISSUER: `http://127.0.0.1:${ports[0]}` };
+    // A short query timeout, so that the test of a database that hangs does not take long.
+    const config = writeConfig(cluster.dir, { database: { queryTimeoutSeconds: QUERY_TIMEOUT_SECONDS } });
+    const env = { DATABASE_URL: cluster.databaseUrl, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_ISSUER: `http://127.0.0.1:${ports[0]}`, GATEHOUSE_CONFIG: config };
     instances.push(await startInstance('instance 1', env, { port: ports[0]! }));
     instances.push(await startInstance('instance 2', env, { port: ports[1]! }));
     fixtures = await createFixtures(env, 1);
@@ -177,6 +181,51 @@ describe('PostgreSQL stopped and restarted during a load', { timeout: 150_000 },
       }
     });
   }
+
+  it('answers 503 within seconds while PostgreSQL hangs (every process stopped with SIGSTOP), never dies, and comes back by itself', async (t) => {
+    const email = fixtures.users[0]!.email;
+    for (const instance of instances) assert.equal((await passwordGrant(instance.url, fixtures.firstParty, email)).status, 200, 'it works before');
+
+    // More requests than an instance has connections (10): the first wait on statements that never
+    // end, the others on a connection from the pool.
+    cluster.freeze();
+    let answers: { instance: string; ms: number; answer: Answer }[];
+    const readiness: number[] = [];
+    try {
+      answers = await Promise.all(
+        instances.flatMap((instance) =>
+          Array.from({ length: 12 }, async () => {
+            const at = Date.now();
+            const answer = await passwordGrant(instance.url, fixtures.firstParty, email, AbortSignal.timeout(30_000)).catch(networkFailure);
+            return { instance: instance.name, ms: Date.now() - at, answer };
+          }),
+        ),
+      );
+      for (const instance of instances) {
+        const response = await fetch(`${instance.url}/readyz`, { signal: AbortSignal.timeout(10_000) });
+        readiness.push(response.status);
+        await response.arrayBuffer();
+      }
+    } finally {
+      cluster.thaw();
+    }
+    t.diagnostic(`while it hung: ${JSON.stringify(tally(answers, (a) => `${a.answer.status} within ${Math.ceil(a.ms / 1000)} s`))}`);
+
+    // Each answered, 503 with an RFC 6749 error, within the query timeout plus the pool's wait for a
+    // connection (5 s), not when the client gave up.
+    for (const { instance, ms, answer } of answers) {
+      assertOAuthError(answer, 503, 'temporarily_unavailable', `${instance} after ${ms} ms:`);
+      assert.ok(answer.headers.get('retry-after'), 'a 503 says when to retry');
+      assert.ok(ms < (QUERY_TIMEOUT_SECONDS + 5 + 3) * 1000, `${instance} answered after ${ms} ms`);
+    }
+    assert.deepEqual(readiness, [503, 503], '/readyz says not ready while the database hangs');
+
+    // Back by itself once the database answers again: the connections stuck on it were dropped.
+    for (const instance of instances) {
+      await waitFor(`${instance.name} to issue tokens again`, async () => ((await passwordGrant(instance.url, fixtures.firstParty, email)).status === 200 ? true : undefined), 20_000, 200);
+      assert.equal(instance.exitedAlready(), false, `no process died:\n${instance.describe()}`);
+    }
+  });
 });
 
 // Once with the default (no grace window: a refresh token is single use, full stop), once with a

@@ -258,6 +258,10 @@ export interface PrivatePostgres {
   log(): string;
   start(): Promise<void>;
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** SIGSTOP to the server and every process it started: connections stay open and nothing answers. */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
   /** Stops it if it runs and deletes its folder. */
   destroy(): Promise<void>;
 }
@@ -289,6 +293,24 @@ function postgresUser(): { uid: number; gid: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
+/** The postmaster of the cluster in `data`, then every process it started (from /proc). */
+function clusterProcesses(data: string): number[] {
+  const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parent === postmaster) children.push(Number(entry));
+    } catch {
+      // A process that ended while the list was read.
+    }
+  }
+  return [postmaster, ...children];
+}
+
 /**
  * A PostgreSQL cluster of this test's own (initdb into a temp dir, trust auth, TCP on 127.0.0.1
  * only, its socket in the temp dir), so stopping it harms no other test. Runs as `postgres`.
@@ -318,7 +340,15 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       await asPostgres('pg_ctl', ['-D', data, '-m', mode, '-w', '-t', '60', 'stop'], 90_000);
       running = false;
     },
+    freeze() {
+      // The postmaster first, so that it starts no process after the others were listed.
+      for (const pid of clusterProcesses(data)) process.kill(pid, 'SIGSTOP');
+    },
+    thaw() {
+      for (const pid of clusterProcesses(data).reverse()) process.kill(pid, 'SIGCONT');
+    },
     async destroy() {
+      if (existsSync(join(data, 'postmaster.pid'))) cluster.thaw();
       if (running || existsSync(join(data, 'postmaster.pid'))) await cluster.stop('immediate').catch(() => {});
       rmSync(dir, { recursive: true, force: true });
     },

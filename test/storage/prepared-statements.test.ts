@@ -6,6 +6,8 @@ import pg from 'pg';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { openDatabase, migrate, type DatabaseHandle } from '../../src/storage/database.ts';
 import { createStorage } from '../../src/storage/kysely/index.ts';
+import { isQueryTimeout } from '../../src/storage/prepared-statements.ts';
+import { isUnavailable } from '../../src/http/oauth/errors.ts';
 import { kyselyApiKeys } from '../../src/storage/kysely/api-keys.ts';
 import { kyselyAudit, kyselyRevocations } from '../../src/storage/kysely/audit.ts';
 import { kyselyConsents, kyselyPendingAuthorizations, kyselySessions } from '../../src/storage/kysely/browser.ts';
@@ -119,6 +121,44 @@ function planScansTables(plan: string[]): boolean {
     return !own.some((detail) => detail.trim().startsWith('Index Cond:'));
   });
 }
+
+describe('PostgreSQL statements that go unanswered', () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  before(async () => {
+    database = await createTestDatabase('postgres');
+    handle = openDatabase({ databaseUrl: database.databaseUrl, poolSize: 1, queryTimeoutMs: 300 });
+  });
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+  const backend = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(handle.db)).rows[0]!.pid;
+
+  it('fail once the query timeout has passed, and their connection is closed instead of handed out again', async () => {
+    const before = await backend();
+    const started = Date.now();
+    await assert.rejects(sql`select pg_sleep(5)`.execute(handle.db), (error: Error) => isQueryTimeout(error) && isUnavailable(error));
+    assert.ok(Date.now() - started < 3000, 'the statement failed at the timeout, not when it ended');
+    // The pool's one connection is still busy with the sleep: the next statement gets a new one, at once.
+    const started2 = Date.now();
+    assert.notEqual(await backend(), before);
+    assert.ok(Date.now() - started2 < 3000);
+  });
+
+  it('fail a transaction at the timeout, and the pool goes on with a new connection', async () => {
+    const started = Date.now();
+    await assert.rejects(
+      handle.db.transaction().execute(async (trx) => {
+        await sql`select 1`.execute(trx);
+        await sql`select pg_sleep(5)`.execute(trx);
+      }),
+      (error: Error) => isQueryTimeout(error),
+    );
+    assert.ok(Date.now() - started < 3000, `failed after ${Date.now() - started} ms`);
+    assert.equal(typeof (await backend()), 'number', 'the pool goes on with a new connection');
+  });
+});
 
 describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
   const one = oneConnection();

@@ -1,11 +1,13 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { OAuthError } from '../../core/errors.ts';
 import type { Metrics } from '../metrics.ts';
+import { isQueryTimeout } from '../../storage/prepared-statements.ts';
 
 // Codes of errors that mean the database is unreachable right now, not that the request was bad.
 const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
 // pg reports a connection lost in the middle of a query (the database crashed or was stopped with
-// `-m immediate`), a pool that could not connect in time, and a use of a dead client without a code.
+// `-m immediate`), a pool that could not connect in time, and a use of a dead client without a code;
+// a statement unanswered within `database.queryTimeoutSeconds` (isQueryTimeout) is no different.
 const UNAVAILABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable)/;
 
 // RFC 6749 §5.1: "The authorization server MUST include the HTTP "Cache-Control" response header
@@ -34,7 +36,7 @@ export function refuseOtherMethods(app: FastifyInstance, url: string, allowed: H
 /** Does `error` mean that the database cannot be reached right now (rather than a bug)? */
 export function isUnavailable(error: Error): boolean {
   const { code } = error as { code?: unknown };
-  return (typeof code === 'string' && UNAVAILABLE.has(code)) || UNAVAILABLE_MESSAGES.test(error.message ?? '');
+  return (typeof code === 'string' && UNAVAILABLE.has(code)) || UNAVAILABLE_MESSAGES.test(error.message ?? '') || isQueryTimeout(error);
 }
 
 /**

@@ -13,12 +13,17 @@ import { kyselyUsers } from './users.ts';
 
 /** Opens the database, applies pending migrations and returns the repositories over it. */
 export async function createStorage(options: DatabaseOptions): Promise<Storage> {
+  // Migrations have no query timeout (one may rewrite a large table): on PostgreSQL with a timeout
+  // they run through a connection of their own.
+  const migrations = options.databaseUrl && options.queryTimeoutMs !== undefined ? openDatabase({ ...options, queryTimeoutMs: undefined, poolSize: 1 }) : undefined;
   const handle = openDatabase(options);
   try {
-    await migrate(handle);
+    await migrate(migrations ?? handle);
   } catch (error) {
     await handle.close();
     throw error;
+  } finally {
+    await migrations?.close();
   }
   const { db } = handle;
   return {
