@@ -6,6 +6,7 @@ import pino from 'pino';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
 import type { FileConfig } from '../../src/core/config.ts';
+import { withDeadline } from '../../src/core/deadline.ts';
 import type { FastifyInstance } from 'fastify';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis.ts';
@@ -166,14 +167,7 @@ describe('rate limits while Redis fails', { timeout: 120_000 }, () => {
     return { email, client: await instances.first.client({ grantTypes: ['password'], scopes: ['objects:read'] }) };
   };
 
-  const withinMs = async <T>(ms: number, what: string, promise: Promise<T>): Promise<T> => {
-    const deadline = new AbortController();
-    try {
-      return await Promise.race([promise, sleep(ms, undefined, { signal: deadline.signal }).then(() => assert.fail(`${what} took longer than ${ms} ms`))]);
-    } finally {
-      deadline.abort();
-    }
-  };
+  const withinMs = <T>(ms: number, what: string, promise: Promise<T>): Promise<T> => withDeadline(promise, ms, `${what} took longer than ${ms} ms`);
 
   /** Another instance starts, serves a throttled sign-in, and stops, without waiting on Redis. */
   async function assertStartsAndStops(): Promise<void> {

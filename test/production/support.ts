@@ -293,22 +293,10 @@ function postgresUser(): { uid: number; gid: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-/** The postmaster of the cluster in `data`, then every process it started (from /proc). */
+/** The postmaster of the cluster in `data`, then every process it started. */
 function clusterProcesses(data: string): number[] {
   const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (parent === postmaster) children.push(Number(entry));
-    } catch {
-      // A process that ended while the list was read.
-    }
-  }
-  return [postmaster, ...children];
+  return [postmaster, ...childrenOf(postmaster)];
 }
 
 /**

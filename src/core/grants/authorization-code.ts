@@ -48,13 +48,14 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
 
   async issue({ client, now, services }, { code, user }) {
     const ttl = services.config.tokens.accessTokenTtlSeconds;
+    const accessTokenExpiresAt = now + ttl;
     const withRefresh = client.grantTypes.includes('refresh_token');
     // Without a refresh token, the grant ends with its one access token (and is swept after).
-    const grant = { id: randomUUID(), clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: withRefresh ? null : now + ttl, revokedAt: null };
+    const grant = { id: randomUUID(), clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: withRefresh ? null : accessTokenExpiresAt, revokedAt: null };
     // The access token's id is recorded with the code before the token is signed, so a replay that
     // comes at any moment after this can revoke it, as it can the grant.
     const accessTokenJti = randomUUID();
-    const consumed = await services.storage.codes.consume(code.digest, { grant, accessTokenJti, accessTokenExpiresAt: now + ttl }, now);
+    const consumed = await services.storage.codes.consume(code.digest, { grant, accessTokenJti, accessTokenExpiresAt }, now);
     // Lost a race for the same code to a concurrent request: that is a replay too.
     if (consumed.outcome !== 'consumed') return refuseReplay(consumed.outcome === 'reused' ? consumed.code : code, now, services);
 
