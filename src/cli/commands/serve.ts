@@ -33,12 +33,23 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
   await setup.close();
 
   let stopping = false;
-  const fork = () => cluster.fork().on('exit', (code, signal) => {
-    if (!stopping) {
+  // The workers still running, counted here: node:cluster keeps a worker in `cluster.workers`
+  // until both its 'exit' and its 'disconnect' have come, in either order, so an emptiness check
+  // on 'exit' alone can miss the last one and leave the primary waiting for ever.
+  const running = new Set<number>();
+  const fork = () => {
+    const worker = cluster.fork();
+    running.add(worker.id);
+    worker.on('exit', (code, signal) => {
+      running.delete(worker.id);
+      if (stopping) {
+        if (running.size === 0) process.exit(0);
+        return;
+      }
       process.stderr.write(`gatehouse: worker exited (${signal ?? code}); starting another\n`);
       fork();
-    }
-  });
+    });
+  };
   cluster.setupPrimary({ execArgv: [...process.execArgv, ...SERVER_NODE_OPTIONS.filter((option) => !process.execArgv.includes(option))] });
   // A scrape of /metrics reaches one worker, which asks the primary for the sum over all of them;
   // on a metrics port of its own, the primary answers it.
@@ -53,10 +64,8 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
   const stop = () => {
     if (stopping) return;
     stopping = true;
+    if (running.size === 0) process.exit(0);
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
-    cluster.on('exit', () => {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
-    });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
