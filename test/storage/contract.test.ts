@@ -1093,7 +1093,7 @@ for (const dialect of DIALECTS) {
           await other.connect();
           try {
             await other.query('begin');
-            await other.query('select pg_advisory_xact_lock(hashtext($1))', [SWEEP_LOCK]);
+            await other.query('select pg_advisory_xact_lock($1::bigint)', [SWEEP_LOCK]);
             assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 0);
             assert.equal(await sweepExpiredRows(storage(), NOW, SWEEP), 0);
             await other.query('commit');
@@ -1120,6 +1120,45 @@ for (const dialect of DIALECTS) {
           }
           for (const grant of grants) assert.equal((await storage().grants.find(grant.id))?.expiresAt, NOW + HOUR);
         });
+
+        // PostgreSQL-compatible engines without advisory locks answer the lock function so; here a
+        // function of that answer comes before pg_catalog's in the instances' search_path.
+        for (const [engine, answer] of [['CockroachDB before its transaction advisory locks', 'undefined_function'], ['YugabyteDB without advisory locks', 'feature_not_supported']] as const) {
+          it(`sweeps on every instance where the database has no advisory locks (${engine}: ${answer})`, async () => {
+            const { clientId, userId } = await stored();
+            const grants = Array.from({ length: 10 }, () => aGrant(clientId, userId));
+            for (const grant of grants) {
+              await storage().grants.create(grant);
+              for (const i of [1, 2, 3]) await storage().refreshTokens.insert(aRefreshToken(grant, { expiresAt: NOW - i }));
+            }
+            const { databaseUrl } = open().database;
+            const setUp = new pg.Client({ connectionString: databaseUrl });
+            await setUp.connect();
+            try {
+              await setUp.query(`create schema no_locks; create function no_locks.pg_try_advisory_xact_lock(bigint) returns boolean language plpgsql
+                as $$ begin raise exception 'advisory locks are not supported' using errcode = '${answer}'; end $$`);
+            } finally {
+              await setUp.end();
+            }
+            const withoutLocks = new URL(databaseUrl!);
+            withoutLocks.searchParams.set('options', '-c search_path=no_locks,pg_catalog,public');
+            const probe = new pg.Client({ connectionString: withoutLocks.toString() });
+            await probe.connect();
+            await assert.rejects(probe.query('select pg_try_advisory_xact_lock($1::bigint)', [SWEEP_LOCK]), { message: 'advisory locks are not supported' });
+            await probe.end();
+
+            const instances = await Promise.all([1, 2].map(() => createStorage({ ...storageOptions(open().database), databaseUrl: withoutLocks.toString() })));
+            try {
+              // Three batches of 7 on one, the rest on the other, each in turn.
+              const swept = [];
+              for (const instance of [...instances, ...instances]) swept.push(await sweepExpiredRows(instance, NOW, SWEEP, 7, 3));
+              assert.deepEqual(swept, [21, 9, 0, 0]);
+            } finally {
+              await Promise.all(instances.map((instance) => instance.close()));
+            }
+            for (const grant of grants) assert.equal((await storage().grants.find(grant.id))?.expiresAt, NOW + HOUR);
+          });
+        }
       }
 
       it('ends a grant whose refresh tokens are swept over several calls only with the last of them', async () => {

@@ -26,6 +26,8 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     await migrations?.close();
   }
   const { db } = handle;
+  /** False once the database turned out to have no advisory locks (see sweepExpired). */
+  let advisoryLocks = handle.dialect === 'postgres';
   return {
     dialect: handle.dialect,
     clients: kyselyClients(db),
@@ -45,25 +47,43 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
       await sql`select 1`.execute(db);
     },
     async sweepExpired(now, limit, policy) {
-      if (handle.dialect === 'sqlite') {
-        // One writer at a time anyway: each table its own transaction, so the endpoints' writes interleave.
-        const tokens = await db.transaction().execute((trx) => sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds));
-        return tokens + (await sweepOtherTables(db, now, limit, policy));
+      if (advisoryLocks) {
+        // One instance sweeps at a time: two deleting the same rows would only wait on each other, or
+        // deadlock. The others sweep nothing and try again next time.
+        try {
+          return await db.transaction().execute(async (trx) => {
+            const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${SWEEP_LOCK}::bigint) as locked`.execute(trx).catch((error: unknown) => {
+              throw lacksAdvisoryLocks(error) ? NO_ADVISORY_LOCKS : error;
+            });
+            if (rows[0]?.locked !== true) return 0;
+            return (await sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds)) + (await sweepOtherTables(trx, now, limit, policy));
+          });
+        } catch (error) {
+          if (error !== NO_ADVISORY_LOCKS) throw error;
+          // A PostgreSQL-compatible engine without them (older CockroachDB releases, YugabyteDB without
+          // its advisory-lock flag): from now on every instance sweeps, as on SQLite below.
+          advisoryLocks = false;
+        }
       }
-      // One instance sweeps at a time: two deleting the same rows would only wait on each other, or
-      // deadlock. The others sweep nothing and try again next time.
-      return db.transaction().execute(async (trx) => {
-        const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtext(${SWEEP_LOCK})) as locked`.execute(trx);
-        if (rows[0]?.locked !== true) return 0;
-        return (await sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds)) + (await sweepOtherTables(trx, now, limit, policy));
-      });
+      // Each table its own transaction, so the endpoints' writes interleave (SQLite has one writer anyway).
+      const tokens = await db.transaction().execute((trx) => sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds));
+      return tokens + (await sweepOtherTables(db, now, limit, policy));
     },
     close: () => handle.close(),
   };
 }
 
-/** The PostgreSQL advisory lock (hashed) held by the instance that sweeps. */
-export const SWEEP_LOCK = 'gatehouse.sweep';
+/**
+ * The key of the PostgreSQL advisory lock held by the instance that sweeps: a bigint (the form
+ * every engine with advisory locks takes), the bytes of "gatehous".
+ */
+export const SWEEP_LOCK = '7449363237540164979';
+
+/** Thrown inside the sweep's transaction when the database has no advisory locks. */
+const NO_ADVISORY_LOCKS = new Error('the database has no advisory locks');
+
+/** undefined_function (the function does not exist) or feature_not_supported (it exists and refuses). */
+const lacksAdvisoryLocks = (error: unknown): boolean => ['42883', '0A000'].includes((error as { code?: unknown } | null)?.code as string);
 
 /**
  * Expired refresh tokens, and the end of each grant left without one: no refresh token can make
