@@ -387,7 +387,8 @@ export interface Storage {
   ping(): Promise<void>;
   /**
    * Deletes up to `limit` expired rows per table (see SweepPolicy); returns how many went. On
-   * PostgreSQL one instance sweeps at a time: while another is sweeping, this deletes nothing.
+   * PostgreSQL one instance sweeps at a time: while another is sweeping, this deletes nothing (on an
+   * engine without advisory locks every instance sweeps).
    */
   sweepExpired(now: number, limit: number, policy: SweepPolicy): Promise<number>;
   close(): Promise<void>;
