@@ -17,6 +17,12 @@ export interface ClientEntry {
   verifiedSecrets: Map<string, ClientSecret>;
 }
 
+/** A client id and secret as read from an `Authorization: Basic` header (RFC 6749 §2.3.1). */
+export interface BasicCredentials {
+  clientId: string;
+  secret: string;
+}
+
 /**
  * Client records cached in process for a few seconds (DESIGN §6), so the client-credentials path
  * reads nothing from the database. A change made through this instance invalidates at once; one
@@ -32,6 +38,7 @@ export class ClientRegistry {
   #ttlMs: number;
   #cache = new Map<string, { expires: number; entry: Promise<ClientEntry | undefined> }>();
   #maxEntries: number;
+  #basic = new Map<string, BasicCredentials>();
 
   constructor(storage: Pick<Storage, 'clients' | 'users'>, ttlSeconds: number, maxEntries = 10_000) {
     this.#storage = storage;
@@ -59,6 +66,24 @@ export class ClientRegistry {
 
   invalidate(clientId: string): void {
     this.#cache.delete(clientId);
+    for (const [authorization, credentials] of this.#basic) if (credentials.clientId === clientId) this.#basic.delete(authorization);
+  }
+
+  /**
+   * What an `Authorization: Basic` header that authenticated a client before reads as, so a client
+   * that sends the same header on every request is not decoded again. Only the reading is kept:
+   * the secret is checked against the client's registered secrets on every request all the same.
+   * Looked up by the header's hash, like `verifiedSecrets`: a header never seen authenticating
+   * takes the ordinary path.
+   */
+  knownBasic(authorization: string): BasicCredentials | undefined {
+    return this.#basic.get(authorization);
+  }
+
+  /** Keeps the reading of a Basic header that has just authenticated its client (at most `maxEntries`, oldest out first). */
+  rememberBasic(authorization: string, credentials: BasicCredentials): void {
+    if (this.#basic.size >= this.#maxEntries) this.#basic.delete(this.#basic.keys().next().value!);
+    this.#basic.set(authorization, credentials);
   }
 
   async #load(clientId: string): Promise<ClientEntry | undefined> {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { rotateClientSecret } from '../../src/core/applications.ts';
+import { ClientRegistry } from '../../src/core/clients.ts';
 import { createOpaqueToken, digestOf, hintOf } from '../../src/core/tokens/opaque.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -52,5 +54,46 @@ describe('client secrets remembered between requests', () => {
     assert.equal(answer.status, 401);
     assert.equal(answer.body.error, 'invalid_client');
     assert.equal((await token(client.secret)).status, 200);
+  });
+
+  it('holds a remembered Basic header to the rules of the request it comes with', async () => {
+    assert.equal((await token(client.secret)).status, 200);
+    const headers = { authorization: basic(client.id, client.secret) };
+    // RFC 6749 §2.3: one authentication method per request, and a body client_id that agrees.
+    const twoMethods = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_secret: client.secret }, { headers });
+    assert.equal(twoMethods.status, 400);
+    assert.equal(twoMethods.body.error, 'invalid_request');
+    const otherId = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: 'app_other' }, { headers });
+    assert.equal(otherId.status, 400);
+    assert.equal(otherId.body.error, 'invalid_request');
+    assert.equal((await token(client.secret)).status, 200);
+  });
+
+  it('refuses a remembered Basic header once its secret is rotated away, and accepts the new one', async () => {
+    const old = client.secret;
+    assert.equal((await token(old)).status, 200);
+    const fresh = await rotateClientSecret(server.gatehouse, client.id, now);
+    const refused = await token(old);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.error, 'invalid_client');
+    assert.equal((await token(fresh)).status, 200);
+    assert.equal((await token(old)).status, 401);
+    client = { ...client, secret: fresh };
+  });
+
+  it('keeps the readings of Basic headers per client, forgets them with the client, and holds a bounded number', () => {
+    const registry = new ClientRegistry(server.gatehouse.storage, 5, 2);
+    const reading = (clientId: string) => ({ clientId, secret: createOpaqueToken('cs') });
+    const [a, b, c] = [reading('app_a'), reading('app_b'), reading('app_c')];
+    registry.rememberBasic('Basic a', a);
+    registry.rememberBasic('Basic b', b);
+    assert.deepEqual([registry.knownBasic('Basic a'), registry.knownBasic('Basic b')], [a, b]);
+    registry.invalidate('app_a');
+    assert.equal(registry.knownBasic('Basic a'), undefined);
+    assert.equal(registry.knownBasic('Basic b'), b);
+    registry.rememberBasic('Basic a', a);
+    registry.rememberBasic('Basic c', c);
+    assert.equal(registry.knownBasic('Basic b'), undefined, 'the oldest reading goes first');
+    assert.deepEqual([registry.knownBasic('Basic a'), registry.knownBasic('Basic c')], [a, c]);
   });
 });

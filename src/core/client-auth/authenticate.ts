@@ -28,7 +28,7 @@ export async function authenticateClient(
   params: Readonly<Record<string, string | undefined>>,
   now: number,
 ): Promise<AuthenticatedClient> {
-  return verifyClient(services, presentedCredentials(authorization, params), now);
+  return verifyClient(services, presentedCredentials(authorization, params, (header) => services.clients.knownBasic(header)), now);
 }
 
 /** Checks credentials read by `presentedCredentials` against the client's registered secrets or keys. */
@@ -71,6 +71,7 @@ export async function verifyClient(services: ClientAuthServices, presented: Pres
   });
   if (!matched) throw failed();
   if (entry.verifiedSecrets.size < entry.secrets.length) entry.verifiedSecrets.set(presented.secret, matched);
+  if (presented.authorization !== undefined) services.clients.rememberBasic(presented.authorization, { clientId: presented.clientId, secret: presented.secret });
   return { client, method: presented.method };
 }
 

@@ -10,14 +10,23 @@ export interface PresentedCredentials {
   secret: string | undefined;
   /** The signed JWT of `private_key_jwt`. */
   assertion?: string;
+  /** The `Authorization` header of `client_secret_basic`, for remembering how it reads once it has authenticated. */
+  authorization?: string;
 }
+
+/** How a Basic header that authenticated before reads (ClientRegistry.knownBasic), or undefined. */
+export type KnownBasic = (authorization: string) => { clientId: string; secret: string } | undefined;
 
 /**
  * Reads the client's credentials from the `Authorization: Basic` header (RFC 6749 §2.3.1) or the
  * body. RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each
  * request" — two methods, or a body `client_id` that contradicts the header, are `invalid_request`.
  */
-export function presentedCredentials(authorization: string | undefined, params: Readonly<Record<string, string | undefined>>): PresentedCredentials {
+export function presentedCredentials(
+  authorization: string | undefined,
+  params: Readonly<Record<string, string | undefined>>,
+  knownBasic?: KnownBasic,
+): PresentedCredentials {
   const bodyId = params.client_id;
   const bodySecret = params.client_secret;
 
@@ -28,11 +37,12 @@ export function presentedCredentials(authorization: string | undefined, params: 
     return assertionCredentials(params.client_assertion_type, params.client_assertion, bodyId);
   }
 
-  if (authorization !== undefined && /^basic /i.test(authorization)) {
+  const known = authorization !== undefined ? knownBasic?.(authorization) : undefined;
+  if (known !== undefined || (authorization !== undefined && /^basic /i.test(authorization))) {
     if (bodySecret !== undefined) throw invalidRequest('the client authenticated with both the Authorization header and client_secret in the body');
-    const { clientId, secret } = decodeBasic(authorization.slice(6).trim());
+    const { clientId, secret } = known ?? decodeBasic(authorization!.slice(6).trim());
     if (bodyId !== undefined && bodyId !== clientId) throw invalidRequest('client_id in the body does not match the Authorization header');
-    return { method: 'client_secret_basic', clientId, secret };
+    return { method: 'client_secret_basic', clientId, secret, authorization };
   }
   if (authorization !== undefined && authorization.trim() !== '') {
     // Another scheme (e.g. Bearer) is not a client authentication method of the token endpoint.
