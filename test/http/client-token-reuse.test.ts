@@ -48,4 +48,21 @@ describe('client-credentials token reuse window', () => {
     const after = await token('model:read');
     assert.notEqual(after.body.access_token, before.body.access_token);
   });
+
+  it('answers what a response hook adds to each answer, with the headers of any token answer', async () => {
+    let answered = 0;
+    server.gatehouse.tokenEndpoint.addResponseHook((context, response) => {
+      if (context.client.id === client.id) Object.assign(response, { answer_number: ++answered });
+    });
+    const first = await token('objects:read');
+    const second = await token('objects:read');
+    assert.equal(second.body.access_token, first.body.access_token);
+    assert.deepEqual([first.body.answer_number, second.body.answer_number], [1, 2]);
+    for (const answer of [first, second]) {
+      assert.equal(answer.headers.get('content-type'), 'application/json; charset=utf-8');
+      assert.equal(answer.headers.get('cache-control'), 'no-store');
+      assert.equal(answer.headers.get('pragma'), 'no-cache');
+      assert.equal(answer.headers.get('x-content-type-options'), 'nosniff');
+    }
+  });
 });
