@@ -1,4 +1,5 @@
 import { decodeJwt } from 'jose';
+import type { BasicCredentials } from '../clients.ts';
 import { invalidClient, invalidRequest } from '../errors.ts';
 import { CLIENT_ASSERTION_TYPE } from './assertion.ts';
 
@@ -15,7 +16,7 @@ export interface PresentedCredentials {
 }
 
 /** How a Basic header that authenticated before reads (ClientRegistry.knownBasic), or undefined. */
-export type KnownBasic = (authorization: string) => { clientId: string; secret: string } | undefined;
+export type KnownBasic = (authorization: string) => BasicCredentials | undefined;
 
 /**
  * Reads the client's credentials from the `Authorization: Basic` header (RFC 6749 §2.3.1) or the
