@@ -82,7 +82,7 @@ export class ClientRegistry {
 
   /** Keeps the reading of a Basic header that has just authenticated its client (at most `maxEntries`, oldest out first). */
   rememberBasic(authorization: string, credentials: BasicCredentials): void {
-    if (this.#basic.size >= this.#maxEntries) this.#basic.delete(this.#basic.keys().next().value!);
+    if (!this.#basic.has(authorization) && this.#basic.size >= this.#maxEntries) this.#basic.delete(this.#basic.keys().next().value!);
     this.#basic.set(authorization, credentials);
   }
 

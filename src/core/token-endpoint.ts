@@ -1,6 +1,6 @@
 import type { Client } from '../storage/repositories.ts';
 import { verifyClient, type AuthenticatedClient } from './client-auth/authenticate.ts';
-import { presentedCredentials, type ClientAuthMethod, type KnownBasic, type PresentedCredentials } from './client-auth/credentials.ts';
+import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './client-auth/credentials.ts';
 import { invalidRequest, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
 import type { FailureCounter, RequestLimiter } from './rate-limit.ts';
 import type { GrantServices } from './grants/services.ts';
@@ -66,12 +66,10 @@ export class TokenEndpoint {
   #hooks: TokenResponseHook[] = [];
   #services: GrantServices;
   #limits: TokenEndpointLimits | undefined;
-  #knownBasic: KnownBasic;
 
   constructor(services: GrantServices, limits?: TokenEndpointLimits) {
     this.#services = services;
     this.#limits = limits;
-    this.#knownBasic = (authorization) => services.clients.knownBasic(authorization);
   }
 
   register(handler: GrantHandler<any>): this {
@@ -94,7 +92,7 @@ export class TokenEndpoint {
     let presented: PresentedCredentials | undefined;
     let malformed: unknown;
     try {
-      presented = presentedCredentials(request.authorization, params, this.#knownBasic);
+      presented = presentedCredentials(request.authorization, params, this.#services.clients);
     } catch (error) {
       malformed = error;
     }

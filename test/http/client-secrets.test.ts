@@ -87,6 +87,8 @@ describe('client secrets remembered between requests', () => {
     const [a, b, c] = [reading('app_a'), reading('app_b'), reading('app_c')];
     registry.rememberBasic('Basic a', a);
     registry.rememberBasic('Basic b', b);
+    // A header remembered again (its client's cached entry was reloaded) takes no other's place.
+    registry.rememberBasic('Basic b', b);
     assert.deepEqual([registry.knownBasic('Basic a'), registry.knownBasic('Basic b')], [a, b]);
     registry.invalidate('app_a');
     assert.equal(registry.knownBasic('Basic a'), undefined);

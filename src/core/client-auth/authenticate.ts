@@ -28,7 +28,7 @@ export async function authenticateClient(
   params: Readonly<Record<string, string | undefined>>,
   now: number,
 ): Promise<AuthenticatedClient> {
-  return verifyClient(services, presentedCredentials(authorization, params, (header) => services.clients.knownBasic(header)), now);
+  return verifyClient(services, presentedCredentials(authorization, params, services.clients), now);
 }
 
 /** Checks credentials read by `presentedCredentials` against the client's registered secrets or keys. */

@@ -1,5 +1,5 @@
 import { decodeJwt } from 'jose';
-import type { BasicCredentials } from '../clients.ts';
+import type { ClientRegistry } from '../clients.ts';
 import { invalidClient, invalidRequest } from '../errors.ts';
 import { CLIENT_ASSERTION_TYPE } from './assertion.ts';
 
@@ -15,9 +15,6 @@ export interface PresentedCredentials {
   authorization?: string;
 }
 
-/** How a Basic header that authenticated before reads (ClientRegistry.knownBasic), or undefined. */
-export type KnownBasic = (authorization: string) => BasicCredentials | undefined;
-
 /**
  * Reads the client's credentials from the `Authorization: Basic` header (RFC 6749 §2.3.1) or the
  * body. RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each
@@ -26,7 +23,8 @@ export type KnownBasic = (authorization: string) => BasicCredentials | undefined
 export function presentedCredentials(
   authorization: string | undefined,
   params: Readonly<Record<string, string | undefined>>,
-  knownBasic?: KnownBasic,
+  /** Where the readings of Basic headers that authenticated before are kept. */
+  readings?: Pick<ClientRegistry, 'knownBasic'>,
 ): PresentedCredentials {
   const bodyId = params.client_id;
   const bodySecret = params.client_secret;
@@ -38,7 +36,7 @@ export function presentedCredentials(
     return assertionCredentials(params.client_assertion_type, params.client_assertion, bodyId);
   }
 
-  const known = authorization !== undefined ? knownBasic?.(authorization) : undefined;
+  const known = authorization !== undefined ? readings?.knownBasic(authorization) : undefined;
   if (known !== undefined || (authorization !== undefined && /^basic /i.test(authorization))) {
     if (bodySecret !== undefined) throw invalidRequest('the client authenticated with both the Authorization header and client_secret in the body');
     const { clientId, secret } = known ?? decodeBasic(authorization!.slice(6).trim());
