@@ -14,6 +14,16 @@ import { basic, freePort, post, startTestServer, type TestServer } from '../supp
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/**
+ * Budgets and shared failure counts are kept per fixed window (epoch seconds ÷ window length): a
+ * sequence that must fall in one window waits, if it would start in the last `marginSeconds` of
+ * one, for the next, so that its count is not reset halfway by the clock.
+ */
+async function startOfWindowIfNear(windowSeconds: number, marginSeconds = 10): Promise<void> {
+  const left = windowSeconds - ((Date.now() / 1000) % windowSeconds);
+  if (left < marginSeconds) await sleep(left * 1000 + 50);
+}
+
 describe('rate limits on the token endpoint (in process)', () => {
   let server: TestServer;
   let client: { id: string; secret: string };
@@ -26,6 +36,7 @@ describe('rate limits on the token endpoint (in process)', () => {
 
   it('answers a client over its request budget with 429, Retry-After and an RFC error body', async () => {
     const request = () => post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(client.id, client.secret) } });
+    await startOfWindowIfNear(60);
     for (let i = 0; i < 5; i++) assert.equal((await request()).status, 200);
     const limited = await request();
     assert.equal(limited.status, 429);
@@ -121,6 +132,7 @@ describe('rate limits shared across instances through Redis', () => {
     const { first, second } = instances;
     const attempt = (url: string, password: string) =>
       post(`${url}/token`, { grant_type: 'password', username: email, password }, { headers: { authorization: basic(client.id, client.secret) } });
+    await startOfWindowIfNear(60);
     assert.equal((await attempt(first.url, 'wrong 1')).status, 400);
     assert.equal((await attempt(second.url, 'wrong 2')).status, 400);
     assert.equal((await attempt(first.url, 'wrong 3')).status, 400);
@@ -194,6 +206,7 @@ describe('rate limits while Redis fails', { timeout: 120_000 }, () => {
   /** Five token requests within the budget, then 429: the budget still holds, in the instance. */
   async function assertTokenBudgetHoldsLocally(url: string): Promise<void> {
     const client = await instances.first.client({});
+    await startOfWindowIfNear(60);
     for (let i = 0; i < 5; i++) assert.equal((await clientCredentials(url, client)).status, 200);
     const limited = await clientCredentials(url, client);
     assert.equal(limited.status, 429);
