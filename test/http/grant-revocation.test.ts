@@ -179,6 +179,22 @@ for (const dialect of DIALECTS) {
       assert.equal(renewed.body.error, 'invalid_grant');
     });
 
+    it('withdrawing consent voids the codes issued to the application and not yet exchanged, for that user only', async () => {
+      const web = await server.client({ name: 'Slow web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile', 'objects:read'], redirectUris: [REDIRECT_URI] });
+      const email = await newUser();
+      const pending = await authorizationCode(server.url, web, email);
+      const otherUsers = await authorizationCode(server.url, web, await newUser());
+
+      await withdraw(await signedInBrowser(email), web, /Slow web app/);
+
+      const exchanged = await exchangeCode(server.url, web, pending);
+      assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body));
+      assert.equal((exchanged.body as { error?: string }).error, 'invalid_grant');
+      const user = await server.gatehouse.storage.users.findByEmail(email);
+      assert.deepEqual(await server.gatehouse.storage.grants.list({ userId: user!.id, clientId: web.id }), [], 'no grant started after the withdrawal');
+      assert.equal((await exchangeCode(server.url, web, otherUsers)).status, 200, "another user's code for the application still works");
+    });
+
     it('a grant without a refresh token ends with its access token and is swept then; one with refresh tokens goes on', async () => {
       const once = await server.client({ name: 'One-off report', grantTypes: ['authorization_code'], scopes: ['openid', 'profile', 'objects:read'], redirectUris: [REDIRECT_URI] });
       const web = await server.client({ name: 'Long-running app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile', 'objects:read'], redirectUris: [REDIRECT_URI] });

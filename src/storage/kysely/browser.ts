@@ -54,7 +54,13 @@ export function kyselyConsents(db: Kysely<Database>): ConsentRepository {
           .where('client_id', '=', clientId)
           .where('revoked_at', 'is', null)
           .executeTakeFirst();
-        return deleted.numDeletedRows > 0n || revoked.numUpdatedRows > 0n;
+        const voided = await trx
+          .deleteFrom('authorization_codes')
+          .where('user_id', '=', userId)
+          .where('client_id', '=', clientId)
+          .where('consumed_at', 'is', null)
+          .executeTakeFirst();
+        return deleted.numDeletedRows > 0n || revoked.numUpdatedRows > 0n || voided.numDeletedRows > 0n;
       });
     },
     async listForUser(userId) {
