@@ -55,7 +55,12 @@ export class ApiKeyService {
     return { key, value };
   }
 
-  /** The live key and its application, or undefined (malformed, unknown, revoked, expired, application gone). */
+  /**
+   * The live key and its application, or undefined (malformed, unknown, revoked, expired, application
+   * gone). The key acts as its application, so it holds only those of its scopes the application
+   * still holds: a scope an operator took from the application stops working for its keys at once,
+   * as it does for its refresh tokens.
+   */
   async authenticate(value: string, now: number): Promise<{ key: ApiKey; client: Client } | undefined> {
     if (!isWellFormed(value, 'ak')) return undefined;
     const key = await this.#storage.apiKeys.findByDigest(digestOf(value));
@@ -63,7 +68,9 @@ export class ApiKeyService {
     const entry = await this.#clients.get(key.clientId);
     if (!entry) return undefined;
     this.#recordUse(key.id, now);
-    return { key, client: entry.client };
+    const { client } = entry;
+    const held = key.scopes.every((scope) => client.scopes.includes(scope)) ? key : { ...key, scopes: key.scopes.filter((scope) => client.scopes.includes(scope)) };
+    return { key: held, client };
   }
 
   /** Writes the collected last-use times; runs on a timer and at shutdown. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
+import { updateClient } from '../../src/core/applications.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -65,6 +66,22 @@ for (const dialect of DIALECTS) {
       it('never carry a user-only scope', async () => {
         const client = (await server.gatehouse.storage.clients.find(backOffice.id))!;
         await assert.rejects(server.gatehouse.apiKeys.create(client, { name: 'x', scopes: ['objects:download'] }, server.gatehouse.clock()), { code: 'ERR_VALIDATION', field: 'scopes' });
+      });
+
+      it('lose a scope taken from their application, at introspection and when minting project tokens', async () => {
+        const shrinking = await server.client({ name: 'Shrinking', grantTypes: ['client_credentials'], scopes: ['objects:read', 'model:read', 'model:write'] });
+        const key = await apiKey(shrinking.id, ['model:read', 'model:write']);
+        assert.equal((await introspect(key)).body.scope, 'model:read model:write');
+
+        await updateClient(server.gatehouse, shrinking.id, { scopes: ['objects:read', 'model:read'] }, server.gatehouse.clock());
+
+        const introspected = await introspect(key);
+        assert.equal(introspected.body.active, true);
+        assert.equal(introspected.body.scope, 'model:read');
+        const refused = await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(1), scopes: ['model:write'] });
+        assert.equal(refused.status, 403);
+        assert.equal(((await refused.json()) as { error: string }).error, 'insufficient_scope');
+        assert.equal((await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(1), scopes: ['model:read'] })).status, 201);
       });
 
       it('stop working once expired', async () => {
