@@ -3,7 +3,7 @@ import type { ClientRegistry } from './clients.ts';
 import { credentialsRequired, invalidToken, malformedCredentials } from './errors.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { verifyAccessToken, type VerifiedAccessToken } from './tokens/verify.ts';
-import type { Client, GrantRepository, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
+import type { ApiKeyRepository, Client, GrantRepository, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
 
 /** Who calls a Gatehouse API with a token: a user through a client, a client alone, or an API key. */
 export interface Caller {
@@ -18,6 +18,8 @@ export interface Caller {
   act: Record<string, unknown> | undefined;
   /** The grant the token was issued under, passed on to the tokens derived from it (project tokens, delegation). */
   grantId: string | undefined;
+  /** The API key presented (kind `api_key`), passed on to the project tokens minted with it. */
+  apiKeyId: string | undefined;
   /** When the credential stops working (API keys without expiry: undefined). */
   expiresAt: number | undefined;
   /** The user's record, read while checking that they may still use the token (kind `user` only). */
@@ -30,7 +32,7 @@ export interface CallerServices {
   revocations: RevocationRepository;
   apiKeys: ApiKeyService;
   clients: ClientRegistry;
-  storage: { users: Pick<UserRepository, 'findById'>; grants: Pick<GrantRepository, 'find'> };
+  storage: { users: Pick<UserRepository, 'findById'>; grants: Pick<GrantRepository, 'find'>; apiKeys: Pick<ApiKeyRepository, 'findById'> };
 }
 
 export type CredentialScheme = 'bearer' | 'apikey';
@@ -77,21 +79,23 @@ export interface TokenHolders {
  * `revoked` when its `jti` was revoked (RFC 7009) or the grant it was issued under is revoked,
  * expired or gone (consent withdrawn, a refresh token or code replayed, RFC 7009 revocation of the
  * refresh token, an operator's revocation: RFC 7009 §2.1 "SHOULD also invalidate all access tokens
- * based on the same authorization grant"); undefined when its client or user is gone (see
- * tokenHolders); otherwise the holders. The reads run at once: for a client's own token one, for a
- * user's three, each by primary key.
+ * based on the same authorization grant"), or the API key it was minted with is revoked, expired or
+ * gone; undefined when its client or user is gone (see tokenHolders); otherwise the holders. The
+ * reads run at once: for a client's own token one, for a user's three, each by primary key.
  */
 export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
-  const { payload, jti, grantId } = verified;
+  const { payload, jti, grantId, apiKeyId } = verified;
   const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
   const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
-  const [revoked, grant, holders] = await Promise.all([
+  const [revoked, grant, apiKey, holders] = await Promise.all([
     jti ? services.revocations.isJtiRevoked(jti) : false,
     grantId ? services.storage.grants.find(grantId) : undefined,
+    apiKeyId ? services.storage.apiKeys.findById(apiKeyId) : undefined,
     tokenHolders(services, clientId, sub),
   ]);
   if (revoked) return 'revoked';
   if (grantId && (!grant || grant.revokedAt !== null || (grant.expiresAt !== null && grant.expiresAt <= now))) return 'revoked';
+  if (apiKeyId && (!apiKey || apiKey.clientId !== clientId || apiKey.revokedAt !== null || (apiKey.expiresAt !== null && apiKey.expiresAt <= now))) return 'revoked';
   return holders;
 }
 
@@ -107,7 +111,18 @@ export async function authenticateCaller(services: CallerServices, authorization
     // The key service refuses a key whose application is gone.
     const found = await services.apiKeys.authenticate(value, now);
     if (!found) throw invalidToken('the API key is invalid, expired or revoked');
-    return { kind: 'api_key', sub: found.client.id, clientId: found.client.id, scopes: found.key.scopes, project: undefined, act: undefined, grantId: undefined, expiresAt: found.key.expiresAt ?? undefined, user: undefined };
+    return {
+      kind: 'api_key',
+      sub: found.client.id,
+      clientId: found.client.id,
+      scopes: found.key.scopes,
+      project: undefined,
+      act: undefined,
+      grantId: undefined,
+      apiKeyId: found.key.id,
+      expiresAt: found.key.expiresAt ?? undefined,
+      user: undefined,
+    };
   }
 
   const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, value, now);
@@ -122,6 +137,7 @@ export async function authenticateCaller(services: CallerServices, authorization
     sub: user?.id ?? client.id,
     clientId: client.id,
     grantId: verified.grantId,
+    apiKeyId: verified.apiKeyId,
     scopes: verified.scopes,
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act: typeof payload.act === 'object' && payload.act !== null ? (payload.act as Record<string, unknown>) : undefined,

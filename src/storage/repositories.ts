@@ -351,6 +351,7 @@ export interface ApiKey {
 export interface ApiKeyRepository {
   create(key: ApiKey): Promise<void>;
   findByDigest(digest: string): Promise<ApiKey | undefined>;
+  findById(id: string): Promise<ApiKey | undefined>;
   listForClient(clientId: string): Promise<ApiKey[]>;
   /** Revokes a key of the given client; false when there is no such live key. */
   revoke(clientId: string, id: string, now: number): Promise<boolean>;

@@ -84,6 +84,26 @@ for (const dialect of DIALECTS) {
         assert.equal((await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(1), scopes: ['model:read'] })).status, 201);
       });
 
+      it('end the project tokens minted with them when revoked, and cap their lifetime by their own expiry', async () => {
+        const key = await apiKey(app.id, ['model:read']);
+        const minted = await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(12), scopes: ['model:read'] });
+        assert.equal(minted.status, 201);
+        const viewer = ((await minted.json()) as { access_token: string }).access_token;
+        assert.equal((await introspect(viewer)).body.active, true);
+        assert.equal((await revoke(key)).status, 200);
+        assert.deepEqual((await introspect(viewer)).body, { active: false }, 'the project token of a revoked key');
+        const refused = await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${viewer}` } });
+        assert.equal(refused.status, 401);
+
+        const expiresAt = server.gatehouse.clock() + 600;
+        const expiring = await apiKey(app.id, ['model:read'], expiresAt);
+        const capped = await projectToken(`ApiKey ${expiring}`, 'p1', { expires_at: inHours(12), scopes: ['model:read'] });
+        assert.equal(capped.status, 201);
+        const body = (await capped.json()) as { access_token: string; expires_at: string };
+        assert.equal(Date.parse(body.expires_at) / 1000, expiresAt);
+        assert.equal(decodeJwt(body.access_token).exp, expiresAt);
+      });
+
       it('stop working once expired', async () => {
         const key = await apiKey(app.id, ['model:read'], server.gatehouse.clock() + 1);
         await new Promise((resolve) => setTimeout(resolve, 2100));
@@ -105,6 +125,8 @@ for (const dialect of DIALECTS) {
         assert.equal(introspected.body.scope, 'model:read');
         assert.equal(introspected.body.project, 'proj-42');
         assert.ok(Math.abs((introspected.body.exp as number) - Date.parse(body.expires_at as string) / 1000) <= 1);
+        // The application renews its own token at will: the viewer token may outlive it.
+        assert.ok(Date.parse(body.expires_at as string) - Date.now() > 11 * 3600_000, body.expires_at as string);
       });
 
       it('refuses a scope the caller lacks with 403 insufficient_scope and a Bearer challenge naming it (RFC 6750 §3.1)', async () => {
@@ -132,6 +154,8 @@ for (const dialect of DIALECTS) {
           { active: introspected.body.active, sub: introspected.body.sub, client_id: introspected.body.client_id, scope: introspected.body.scope, project: introspected.body.project },
           { active: true, sub: userId, client_id: firstParty.id, scope: 'model:read', project: 'p-user' },
         );
+        // What the user granted through that token ends with it.
+        assert.equal(introspected.body.exp, decodeJwt(access_token).exp, 'capped by the user\'s token');
 
         // The client may hold model:read, but this user's token was not given it.
         const narrow = (await userTokens('objects:read')).access_token;

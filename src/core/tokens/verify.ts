@@ -2,10 +2,12 @@ import { jwtVerify, type JWTPayload } from 'jose';
 import type { KeyStore } from './keys.ts';
 
 export interface VerifiedAccessToken {
-  payload: JWTPayload & { client_id?: unknown; scope?: unknown; grant_id?: unknown };
+  payload: JWTPayload & { client_id?: unknown; scope?: unknown; grant_id?: unknown; api_key_id?: unknown };
   jti: string | undefined;
   /** The grant it was issued under or derived from (`grant_id`), if any. */
   grantId: string | undefined;
+  /** The API key it was derived from (`api_key_id`: a project token minted with a key), if any. */
+  apiKeyId: string | undefined;
   scopes: string[];
 }
 
@@ -30,6 +32,7 @@ export async function verifyAccessToken(keys: KeyStore, options: { issuer: strin
       payload,
       jti: typeof payload.jti === 'string' ? payload.jti : undefined,
       grantId: typeof payload.grant_id === 'string' ? payload.grant_id : undefined,
+      apiKeyId: typeof payload.api_key_id === 'string' ? payload.api_key_id : undefined,
       scopes: typeof payload.scope === 'string' && payload.scope ? payload.scope.split(' ') : [],
     };
   } catch {

@@ -39,6 +39,10 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
       const row = await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('digest', '=', digest).executeTakeFirst();
       return row && toApiKey(row);
     },
+    async findById(id) {
+      const row = await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('id', '=', id).executeTakeFirst();
+      return row && toApiKey(row);
+    },
     async listForClient(clientId) {
       return (await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('client_id', '=', clientId).orderBy('created_at', 'desc').orderBy('id').execute()).map(toApiKey);
     },
