@@ -10,6 +10,7 @@ import { oauthErrorHandler } from './oauth/errors.ts';
 import { tokenRoutes } from './oauth/token.ts';
 import { userinfoRoutes } from './oauth/userinfo.ts';
 import { introspectionRoutes } from './oauth/introspection.ts';
+import { jsonBodyParser } from './oauth/json-body.ts';
 import { projectRoutes } from './oauth/projects.ts';
 import { pagesPlugin } from './pages/plugin.ts';
 import { ADMIN_PREFIX, adminPlugin } from './admin/plugin.ts';
@@ -117,6 +118,8 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
     oauth.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
       done(null, parseForm(body as string));
     });
+    // JSON.parse keeps only the last of repeated names: this parser refuses them (RFC 6749 §3.2).
+    oauth.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(oauth));
     await oauth.register(tokenRoutes, { gatehouse, metrics });
     await oauth.register(discoveryRoutes, { gatehouse });
     await oauth.register(healthRoutes, { gatehouse });

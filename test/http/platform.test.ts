@@ -251,6 +251,17 @@ for (const dialect of DIALECTS) {
         assert.equal(res.status, 401);
         assert.equal(res.body.error, 'invalid_client');
       });
+
+      it('refuses a token repeated in a JSON body with invalid_request, at /introspect and at /revoke, which then revokes neither', async () => {
+        const [first, second] = [await clientToken(app, 'model:read'), await clientToken(app, 'model:write')];
+        const body = `{"token":"${first}","token_type_hint":"access_token","token":"${second}"}`;
+        for (const [path, client] of [['/introspect', api], ['/revoke', app]] as const) {
+          const res = await post(`${server.url}${path}`, body, { json: true, headers: { authorization: basic(client.id, client.secret) } });
+          assert.equal(res.status, 400, `${path}: ${JSON.stringify(res.body)}`);
+          assert.deepEqual(res.body, { error: 'invalid_request', error_description: 'the parameter token is included more than once' }, path);
+        }
+        for (const token of [first, second]) assert.equal((await introspect(token)).body.active, true);
+      });
     });
 
     describe('revocation (RFC 7009)', () => {

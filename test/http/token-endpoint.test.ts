@@ -392,6 +392,54 @@ for (const dialect of DIALECTS) {
         assert.equal(repeated.body.error, 'invalid_request');
       });
 
+      it('refuses a parameter repeated in a JSON body with invalid_request naming it, as in a form body (RFC 6749 §3.2)', async () => {
+        const auth = { authorization: basic(app.id, app.secret) };
+        for (const path of ['/token', '/access_token']) {
+          const res = await post(`${server.url}${path}`, '{"grant_type":"client_credentials","scope":"objects:read","scope":"model:read"}', { json: true, headers: auth });
+          assert.equal(res.status, 400, `${path}: ${JSON.stringify(res.body)}`);
+          assert.equal(res.body.error, 'invalid_request');
+          assert.equal(res.body.error_description, 'the parameter scope is included more than once');
+          assert.equal(res.headers.get('cache-control'), 'no-store');
+        }
+        // The same name written with an escape is the same parameter.
+        const escaped = await post(`${server.url}/token`, '{"grant_type":"client_credentials","scope":"objects:read","sc\\u006fpe":"model:read"}', { json: true, headers: auth });
+        assert.equal(escaped.status, 400);
+        assert.equal(escaped.body.error_description, 'the parameter scope is included more than once');
+        const username = await post(
+          `${server.url}/token`,
+          JSON.stringify({ grant_type: 'password', username: user.email, password: user.password }).replace('"password":', '"username":"someone@example.com","password":'),
+          { json: true, headers: { authorization: basic(firstParty.id, firstParty.secret) } },
+        );
+        assert.equal(username.status, 400);
+        assert.equal(username.body.error_description, 'the parameter username is included more than once');
+        assert.equal(username.body.access_token, undefined);
+      });
+
+      it('takes a JSON body whose values repeat names or hold text that looks like a member', async () => {
+        const body =
+          '{"grant_type":"client_credentials","note":"\\"scope\\":\\"model:read\\", \\\\","extra":{"scope":"model:read","scope":"x"},' +
+          '"list":[{"scope":1,"scope":2},"\\"scope\\":"],"scope":"objects:read"}';
+        const res = await post(`${server.url}/token`, body, { json: true, headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        assert.equal(res.body.scope, 'objects:read');
+      });
+
+      it('still refuses a JSON body that is not an object, malformed JSON and __proto__ members with invalid_request', async () => {
+        const auth = { authorization: basic(app.id, app.secret) };
+        for (const [body, description] of [
+          ['[{"grant_type":"client_credentials","grant_type":"client_credentials"}]', 'the body must be a set of parameters'],
+          ['"grant_type"', 'the body must be a set of parameters'],
+          ['{"grant_type":"client_credentials",', 'the body is not valid JSON'],
+          ['{"grant_type":"client_credentials","__proto__":{"scope":"model:read"}}', 'the body is not valid JSON'],
+          ['{"grant_type":"client_credentials","constructor":{"prototype":{"scope":"model:read"}}}', 'the body is not valid JSON'],
+          ['', 'the JSON body is empty'],
+        ]) {
+          const res = await post(`${server.url}/token`, body!, { json: true, headers: auth });
+          assert.equal(res.status, 400, body);
+          assert.deepEqual(res.body, { error: 'invalid_request', error_description: description }, body);
+        }
+      });
+
       it('answers a grant type the client is not registered for with unauthorized_client', async () => {
         const res = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: 'x' }, { headers: { authorization: basic(app.id, app.secret) } });
         assert.equal(res.body.error, 'unauthorized_client');

@@ -299,8 +299,13 @@ function adversarialCases(f: Fixture): FuzzCase[] {
     json('a parameter as an array (JSON)', { grant_type: ['client_credentials'], ...ccCreds }, { expect: invalidRequest }),
     json('client_secret as an array of two (JSON)', { grant_type: 'client_credentials', client_id: cc.id, client_secret: [cc.secret, cc.secret] }, { expect: invalidRequest, secrets: [cc.secret] }),
     json('refresh_token as an array (JSON)', { grant_type: 'refresh_token', ...pwCreds, refresh_token: [rt] }, { expect: invalidRequest, secrets: [rt] }),
+    // RFC 6749 §3.2: repeated, whichever copy is right.
     raw('duplicated JSON keys, the last one wrong', 'application/json', `{"grant_type":"client_credentials","client_id":"${cc.id}","client_secret":"${cc.secret}","client_secret":"${wrongSecret}"}`, {
-      expect: invalidClient,
+      expect: invalidRequest,
+      secrets: [cc.secret, wrongSecret],
+    }),
+    raw('duplicated JSON keys, the first one wrong', 'application/json', `{"grant_type":"client_credentials","client_id":"${cc.id}","client_secret":"${wrongSecret}","client_secret":"${cc.secret}"}`, {
+      expect: invalidRequest,
       secrets: [cc.secret, wrongSecret],
     }),
   );
