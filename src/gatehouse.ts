@@ -167,7 +167,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     clientAssertions: new ClientAssertions(storage.clients, config.issuer),
     scopes,
     accessTokens: accessTokenIssuer(keys, { issuer: config.issuer, audience: config.tokens.audience, ttlSeconds: config.tokens.accessTokenTtlSeconds }),
-    clientTokenReuse: new ClientTokenReuse(config.tokens.clientCredentialsReuseSeconds),
+    clientTokenReuse: new ClientTokenReuse(config.tokens.clientCredentialsReuseSeconds, storage.revocations),
     audit,
     keys,
     apiKeys,

@@ -49,6 +49,46 @@ describe('client-credentials token reuse window', () => {
     assert.notEqual(after.body.access_token, before.body.access_token);
   });
 
+  it('hands out a token revoked by another instance for at most one second, then signs a new one', async () => {
+    now += 5;
+    const first = await token('objects:read');
+    // Revoked elsewhere: the shared revocation store knows, this instance's memory does not.
+    const { jti, exp } = decodeJwt(first.body.access_token);
+    await server.gatehouse.storage.revocations.revokeJti(jti!, exp!);
+    assert.equal((await token('objects:read')).body.access_token, first.body.access_token, 'within the second it was last confirmed in');
+    now += 1;
+    const fresh = await token('objects:read');
+    assert.notEqual(fresh.body.access_token, first.body.access_token);
+    assert.equal(fresh.body.expires_in, 3600);
+    assert.equal((await token('objects:read')).body.access_token, fresh.body.access_token, 'the new token is reused in turn');
+  });
+
+  it('asks the revocation store once a second per reused token, however many requests share it', async (t) => {
+    now += 5;
+    const first = await token('objects:read');
+    const revocations = server.gatehouse.storage.revocations;
+    const asked = t.mock.method(revocations, 'isJtiRevoked');
+    for (let i = 0; i < 3; i++) assert.equal((await token('objects:read')).body.access_token, first.body.access_token);
+    assert.equal(asked.mock.callCount(), 0, 'not within the second the token was signed in');
+    now += 1;
+    const answers = await Promise.all(Array.from({ length: 10 }, () => token('objects:read')));
+    for (const answer of answers) assert.equal(answer.body.access_token, first.body.access_token);
+    assert.equal((await token('objects:read')).body.access_token, first.body.access_token);
+    assert.equal(asked.mock.callCount(), 1);
+  });
+
+  it('signs a new token, without failing the request, when the revocation store cannot confirm the reused one', async (t) => {
+    now += 5;
+    const first = await token('objects:read');
+    t.mock.method(server.gatehouse.storage.revocations, 'isJtiRevoked', async () => {
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    });
+    now += 1;
+    const second = await token('objects:read');
+    assert.equal(second.status, 200);
+    assert.notEqual(second.body.access_token, first.body.access_token);
+  });
+
   it('answers what a response hook adds to each answer, with the headers of any token answer', async () => {
     let answered = 0;
     server.gatehouse.tokenEndpoint.addResponseHook((context, response) => {
