@@ -16,9 +16,11 @@ import {
   introspect,
   metricValue,
   passwordGrant,
+  post,
   refreshGrant,
   REQUEST_TIMEOUT_MS,
   requestAndFindOwner,
+  sleep,
   startInstance,
   startNginx,
   tally,
@@ -42,6 +44,8 @@ describe('three instances on one PostgreSQL behind nginx', { timeout: 120_000 },
   let nginx: Nginx;
   let instances: Instance[] = [];
   let fixtures: Fixtures;
+  /** What the instances were started with, for fixtures made later on their database. */
+  let env: Record<string, string>;
   /** `127.0.0.1:PORT` of each instance, in the order nginx rotates through them. */
   let rotation: string[] = [];
 
@@ -49,7 +53,7 @@ describe('three instances on one PostgreSQL behind nginx', { timeout: 120_000 },
     database = await createTestDatabase('postgres');
     const ports = [await freePort(), await freePort(), await freePort()];
     nginx = await startNginx(ports);
-    const env = { DATABASE_URL: database.databaseUrl!, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_ISSUER: nginx.url, GATEHOUSE_DATA_DIR: database.dataDir };
+    env = { DATABASE_URL: database.databaseUrl!, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_ISSUER: nginx.url, GATEHOUSE_DATA_DIR: database.dataDir };
     // All three at once on the empty database, as an orchestrator starts them: they race for the
     // migrations, the signing keys and the demo set-up.
     const started = await Promise.allSettled(ports.map((port, i) => startInstance(`instance ${i + 1}`, env, { port })));
@@ -150,6 +154,24 @@ describe('three instances on one PostgreSQL behind nginx', { timeout: 120_000 },
       assert.equal(verdict.body.client_id, fixtures.machine.id);
       assert.equal(verdict.body.iss, nginx.url, 'the issuer is the load balancer');
     }
+  });
+
+  it('client credentials: a token revoked at one instance is handed out by none a second later, though each reuses its tokens', async () => {
+    // A machine of its own: no token of it from an earlier test is in any instance's reuse window.
+    const { machine } = await createFixtures(env, 0);
+    const [a, b] = [instances[0]!, instances[1]!];
+    const first = await clientCredentials(a.url, machine);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal((await clientCredentials(a.url, machine)).body.access_token, first.body.access_token, `${a.name} hands identical requests the same token`);
+    const revoked = await post(`${b.url}/revoke`, { token: first.body.access_token }, { headers: { authorization: basic(machine.id, machine.secret) } });
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    // The documented bound: at most one second after a revocation on another instance.
+    await sleep(1100);
+    const again = await clientCredentials(a.url, machine);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.notEqual(again.body.access_token, first.body.access_token, `${a.name} handed out the token revoked at ${b.name}`);
+    assert.deepEqual((await introspect(a.url, fixtures.resourceServer, first.body.access_token)).body, { active: false });
+    assert.equal((await introspect(a.url, fixtures.resourceServer, again.body.access_token)).body.active, true);
   });
 
   it('password and refresh: every rotation on another instance than the one before', async () => {
