@@ -220,33 +220,53 @@ for (const dialect of DIALECTS) {
       assert.match(page.text, /name="password"/);
     });
 
+    /**
+     * The waiting request `pendingId` asked for a sign-in: the signed-in `browser` is sent to the
+     * sign-in page by the consent page and by its form alike; signing in again lets the request go
+     * on, and the ID token says when.
+     */
+    async function expectFreshSignIn(browser: HttpBrowser, pendingId: string): Promise<void> {
+      const consentPage = await browser.follow(`${server.url}/consent?request=${pendingId}`, server.url);
+      assert.match(consentPage.text, /name="password"/, 'the consent page sends the person to sign in');
+      assert.doesNotMatch(consentPage.text, /name="decision"/);
+      const answered = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(consentPage.text, 'csrf'), request: pendingId, decision: 'allow' } });
+      assert.equal(answered.location, undefined, 'no code goes back to the client');
+      assert.match(answered.text, /name="password"/);
+
+      let page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(answered.text, 'csrf'), request: pendingId, ...user } });
+      const signedInAt = now;
+      if (page.text.includes('name="decision"')) {
+        now += 3;
+        page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: pendingId, decision: 'allow' } });
+      }
+      const code = new URL(page.location!).searchParams.get('code')!;
+      const res = await exchange(code, other);
+      assert.equal(res.status, 200);
+      const idToken = JSON.parse(Buffer.from(res.body.id_token.split('.')[1], 'base64url').toString());
+      assert.equal(idToken.auth_time, signedInAt);
+    }
+
     for (const params of [{ prompt: 'login' }, { prompt: 'consent login' }, { max_age: '0' }, { max_age: '0', prompt: 'consent' }] as Record<string, string>[]) {
       it(`never lets the old session skip the sign-in that ${JSON.stringify(params)} asked for by going to the consent page`, async () => {
         const { browser } = await authorize({ client_id: other.id });
         now += 5;
         const login = await browser.follow(authorizeUrl({ client_id: other.id, nonce: 'n-1', ...params }), server.url);
         assert.match(login.text, /name="password"/);
-        const pendingId = hiddenField(login.text, 'request');
+        await expectFreshSignIn(browser, hiddenField(login.text, 'request'));
+      });
+    }
 
-        const consentPage = await browser.follow(`${server.url}/consent?request=${pendingId}`, server.url);
-        assert.match(consentPage.text, /name="password"/, 'the consent page sends the person to sign in');
-        assert.doesNotMatch(consentPage.text, /name="decision"/);
-        const answered = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: pendingId, decision: 'allow' } });
-        assert.equal(answered.location, undefined, 'no code goes back to the client');
-        assert.match(answered.text, /name="password"/);
-
-        // Signing in again lets the same waiting request go on, and the ID token says when.
-        let page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(answered.text, 'csrf'), request: pendingId, ...user } });
-        const signedInAt = now;
-        if (page.text.includes('name="decision"')) {
-          now += 3;
-          page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: pendingId, decision: 'allow' } });
-        }
-        const code = new URL(page.location!).searchParams.get('code')!;
-        const res = await exchange(code, other);
-        assert.equal(res.status, 200);
-        const idToken = JSON.parse(Buffer.from(res.body.id_token.split('.')[1], 'base64url').toString());
-        assert.equal(idToken.auth_time, signedInAt);
+    for (const params of [{ prompt: 'login' }, { max_age: '0' }, { max_age: '3600' }] as Record<string, string>[]) {
+      it(`never lets an old session answer a request with ${JSON.stringify(params)} that arrived without the session cookie`, async () => {
+        const { browser } = await authorize({ client_id: other.id });
+        now += 5;
+        // An application's form post carries no SameSite=Lax cookie, and one too large to be sent
+        // again as a GET (over 8 KiB) is answered as it came: as if nobody were signed in.
+        const posted = await new HttpBrowser().request(`${server.url}/authorize`, {
+          form: { response_type: 'code', client_id: other.id, redirect_uri: CALLBACK, scope: 'openid objects:read', state: 'st-1', nonce: 'n-1', padding: 'x'.repeat(9000), ...params },
+        });
+        assert.match(posted.location ?? '', /^\/login\?request=[A-Za-z0-9_-]{32}$/, 'sent to sign in');
+        await expectFreshSignIn(browser, new URL(posted.location!, server.url).searchParams.get('request')!);
       });
     }
 

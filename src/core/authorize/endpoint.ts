@@ -32,6 +32,12 @@ interface PendingRequest {
    * consent page.
    */
   staleSession: string | undefined;
+  /**
+   * When the request demanded a sign-in (`prompt=login`, `max_age`): the instant it arrived. Only a
+   * session that signed in at or after it may decide the request, whatever session (or none) the
+   * request came with — one that arrived without the cookie must not be answered by an old session.
+   */
+  signInSince: number | undefined;
 }
 
 /**
@@ -123,7 +129,8 @@ export class AuthorizationEndpoint {
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
       if (request.prompt.includes('none')) throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user is not signed in'), target);
-      const id = pendingId ?? (await this.#save(request, now, session?.session.digest));
+      const signInDemanded = request.prompt.includes('login') || request.maxAge !== undefined;
+      const id = pendingId ?? (await this.#save(request, now, { staleSession: session?.session.digest, signInSince: signInDemanded ? now : undefined }));
       return { kind: 'login', pendingId: id, client, loginHint: request.loginHint };
     }
 
@@ -196,15 +203,20 @@ export class AuthorizationEndpoint {
   /**
    * Whether the person must sign in (again) before deciding on a waiting request: it asked for a
    * sign-in that has not happened yet. Once it has, `max_age` is not applied again while the person
-   * reads the consent page (with `max_age=0` nobody could ever answer it).
+   * reads the consent page (with `max_age=0` nobody could ever answer it). The clock counts whole
+   * seconds, so the session the request found is refused by name as well: it may have signed in
+   * within the second the request arrived.
    */
-  #mustSignIn(pending: PendingRequest, session: ActiveSession): boolean {
-    return session.session.digest === pending.staleSession;
+  #mustSignIn(pending: PendingRequest, { session }: ActiveSession): boolean {
+    if (session.digest === pending.staleSession) return true;
+    return pending.signInSince !== undefined && session.authTime < pending.signInSince;
   }
 
-  async #save(request: AuthorizationRequest, now: number, staleSession?: string): Promise<string> {
+  async #save(request: AuthorizationRequest, now: number, demands: { staleSession?: string; signInSince?: number } = {}): Promise<string> {
     const id = randomBytes(24).toString('base64url');
-    const stored = staleSession === undefined ? { ...request } : { ...request, staleSession };
+    const stored: Record<string, unknown> = { ...request };
+    if (demands.staleSession !== undefined) stored.staleSession = demands.staleSession;
+    if (demands.signInSince !== undefined) stored.signInSince = demands.signInSince;
     await this.#services.storage.pendingAuthorizations.create({ id, clientId: request.clientId, request: stored, createdAt: now, expiresAt: now + PENDING_TTL_SECONDS });
     return id;
   }
@@ -214,8 +226,8 @@ export class AuthorizationEndpoint {
     const pending = await this.#services.storage.pendingAuthorizations.find(pendingId);
     if (!pending || pending.expiresAt <= this.#services.clock()) return undefined;
     const entry = await this.#services.clients.get(pending.clientId);
-    const { staleSession, ...request } = pending.request as unknown as AuthorizationRequest & { staleSession?: string };
-    return entry && { request, client: entry.client, staleSession };
+    const { staleSession, signInSince, ...request } = pending.request as unknown as AuthorizationRequest & { staleSession?: string; signInSince?: number };
+    return entry && { request, client: entry.client, staleSession, signInSince };
   }
 
   #fail(error: unknown): AuthorizationOutcome {
