@@ -11,13 +11,15 @@ for (const dialect of DIALECTS) {
   describe(`authorization endpoint and code exchange (${dialect})`, () => {
     let server: TestServer;
     let now = Math.floor(Date.now() / 1000);
+    /** When set, every reading of the clock moves it on a second (each step of a request falls in a second of its own). */
+    let ticking = false;
     let web: { id: string; secret: string };
     let other: { id: string; secret: string };
     let spa: { id: string; secret: string };
     const user = { email: 'ada@example.com', password: 'correct horse battery' };
 
     before(async () => {
-      server = await startTestServer(dialect, { clock: () => now });
+      server = await startTestServer(dialect, { clock: () => (ticking ? ++now : now) });
       const scopes = ['openid', 'profile', 'email', 'objects:read', 'objects:download'];
       web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK, 'http://127.0.0.1:8080/native'] });
       other = await server.client({ name: 'Other app', grantTypes: ['authorization_code'], scopes, redirectUris: [CALLBACK] });
@@ -255,6 +257,24 @@ for (const dialect of DIALECTS) {
         await expectFreshSignIn(browser, hiddenField(login.text, 'request'));
       });
     }
+
+    it('accepts with max_age=0 the sign-in just made for the request, though the clock moved on a second since', async () => {
+      const browser = new HttpBrowser();
+      const login = await browser.follow(authorizeUrl({ client_id: web.id, max_age: '0' }), server.url);
+      const signedInAt = now;
+      ticking = true;
+      let page;
+      try {
+        page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), ...user } });
+      } finally {
+        ticking = false;
+      }
+      if (page.text.includes('name="decision"')) page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' } });
+      assert.ok(page.location?.startsWith(CALLBACK), `expected a redirect to the client, got ${page.status}: ${page.text.slice(0, 300)}`);
+      const res = await exchange(new URL(page.location!).searchParams.get('code')!);
+      const idToken = JSON.parse(Buffer.from(res.body.id_token.split('.')[1], 'base64url').toString());
+      assert.ok(idToken.auth_time > signedInAt, 'the ID token tells of the sign-in just made');
+    });
 
     for (const params of [{ prompt: 'login' }, { max_age: '0' }, { max_age: '3600' }] as Record<string, string>[]) {
       it(`never lets an old session answer a request with ${JSON.stringify(params)} that arrived without the session cookie`, async () => {

@@ -124,7 +124,9 @@ export class AuthorizationEndpoint {
   ): Promise<AuthorizationOutcome> {
     const now = this.#services.clock();
     const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
-    const tooOld = session !== undefined && isTooOld(request, session, now);
+    // A sign-in made for this very request satisfies max_age: judged again here, a second boundary
+    // between the sign-in and this line would send the person back to sign in with max_age=0.
+    const tooOld = session !== undefined && !justSignedIn && isTooOld(request, session, now);
     const mustSignIn = !session || tooOld || (request.prompt.includes('login') && !justSignedIn);
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
