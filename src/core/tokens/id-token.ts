@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { SignJWT } from 'jose';
+import { compactVerify, decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
 import type { User } from '../../storage/repositories.ts';
 import type { KeyStore } from './keys.ts';
 
@@ -17,9 +17,37 @@ export interface IdTokenInput {
   includeUserClaims?: boolean;
 }
 
+/** What an ID token sent back to this server as a hint (`id_token_hint`) says. */
+export interface IdTokenHint {
+  /** The user it was issued for (`sub`). */
+  subject: string;
+  /** The clients it was issued to (`aud`). */
+  audience: string[];
+}
+
 /** ID tokens, signed with the ID-token key (RS256 by default: what every relying party must accept). */
 export function idTokenIssuer(keys: KeyStore, options: { issuer: string; ttlSeconds: number }) {
   return {
+    /**
+     * An ID token this server issued, sent back as `id_token_hint` (OpenID Connect Core §3.1.2.1,
+     * RP-Initiated Logout §2); undefined when it is not one. An expired ID token is still a fine
+     * hint: only the signature, by a published ID-token key, and the issuer are checked.
+     */
+    async readHint(hint: string): Promise<IdTokenHint | undefined> {
+      if (hint.length > 8192) return undefined;
+      try {
+        const { kid } = decodeProtectedHeader(hint);
+        const key = kid ? keys.publicKey(kid) : undefined;
+        if (!key || key.use !== 'id') return undefined;
+        await compactVerify(hint, key.key, { algorithms: [key.alg] });
+        const { iss, sub, aud } = decodeJwt(hint);
+        if (iss !== options.issuer || typeof sub !== 'string') return undefined;
+        return { subject: sub, audience: typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [] };
+      } catch {
+        return undefined;
+      }
+    },
+
     async issue(input: IdTokenInput, now: number): Promise<string> {
       const { kid, alg, key } = keys.signingKey('id');
       const claims: Record<string, unknown> = { auth_time: input.authTime, azp: input.clientId };

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { compactVerify, decodeJwt, decodeProtectedHeader, type JWTPayload } from 'jose';
 import type { Client } from '../../storage/repositories.ts';
 import { currentSession, field, resendWithSession, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
@@ -12,37 +11,23 @@ import { renderPage } from './render.ts';
 export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
 
-  const idTokenClaims = async (hint: string | undefined) => {
-    if (!hint || hint.length > 8192) return undefined;
-    try {
-      const { kid } = decodeProtectedHeader(hint);
-      const key = kid ? gatehouse.keys.publicKey(kid) : undefined;
-      if (!key || key.use !== 'id') return undefined;
-      // An expired ID token is still a fine hint (RP-Initiated Logout §2): check the signature and issuer only.
-      await compactVerify(hint, key.key, { algorithms: [key.alg] });
-      const claims = decodeJwt(hint);
-      return claims.iss === gatehouse.config.issuer && typeof claims.sub === 'string' ? claims : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-
   const logout = async (request: FastifyRequest, reply: FastifyReply, params: Record<string, unknown>, confirmed: boolean) => {
     const text = (name: string) => (typeof params[name] === 'string' ? (params[name] as string) : undefined);
-    const claims = await idTokenClaims(text('id_token_hint'));
-    const clientId = text('client_id') ?? (claims ? audienceOf(claims)[0] : undefined);
+    const hint = text('id_token_hint');
+    const claims = hint ? await gatehouse.idTokens.readHint(hint) : undefined;
+    const clientId = text('client_id') ?? claims?.audience[0];
     const client: Client | undefined = clientId ? (await gatehouse.clients.get(clientId))?.client : undefined;
     const requested = text('post_logout_redirect_uri');
-    if (text('id_token_hint') && !claims) return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application sent an ID token that this server did not issue.' }, 400);
+    if (hint && !claims) return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application sent an ID token that this server did not issue.' }, 400);
     // RP-Initiated Logout §2: "the OP MUST verify that the Client Identifier matches the one used when issuing the ID Token".
-    if (claims && text('client_id') !== undefined && !audienceOf(claims).includes(text('client_id')!)) {
+    if (claims && text('client_id') !== undefined && !claims.audience.includes(text('client_id')!)) {
       return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The ID token the application sent was issued to another application. You were not signed out or redirected.' }, 400);
     }
     if (requested && (!client || !client.postLogoutRedirectUris.includes(requested))) {
       return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application asked to send you to an address it has not registered. You were not signed out or redirected.' }, 400);
     }
     const session = await currentSession(pages, request);
-    const sameUser = session !== undefined && claims?.sub === session.user.id;
+    const sameUser = session !== undefined && claims?.subject === session.user.id;
     if (session && !confirmed && !sameUser) {
       return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: text('state') }).filter(([, v]) => v !== undefined) });
     }
@@ -72,5 +57,3 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     return logout(request, reply, body, confirmed);
   });
 }
-
-const audienceOf = (claims: JWTPayload): string[] => (typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : []);
