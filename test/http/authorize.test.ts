@@ -16,6 +16,7 @@ for (const dialect of DIALECTS) {
     let web: { id: string; secret: string };
     let other: { id: string; secret: string };
     let spa: { id: string; secret: string };
+    let machine: { id: string; secret: string };
     const user = { email: 'ada@example.com', password: 'correct horse battery' };
 
     before(async () => {
@@ -23,6 +24,7 @@ for (const dialect of DIALECTS) {
       const scopes = ['openid', 'profile', 'email', 'objects:read', 'objects:download'];
       web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK, 'http://127.0.0.1:8080/native'] });
       other = await server.client({ name: 'Other app', grantTypes: ['authorization_code'], scopes, redirectUris: [CALLBACK] });
+      machine = await server.client({ name: 'Machine', grantTypes: ['client_credentials'], scopes: ['objects:read'] });
       spa = await server.client({ name: 'Single-page app', type: 'public', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK] });
       await server.user(user.email, user.password);
     });
@@ -289,6 +291,74 @@ for (const dialect of DIALECTS) {
         await expectFreshSignIn(browser, new URL(posted.location!, server.url).searchParams.get('request')!);
       });
     }
+
+    describe('id_token_hint (OpenID Connect Core §3.1.2.1)', () => {
+      const grace = { email: 'grace@example.com', password: 'another horse battery' };
+      before(() => server.user(grace.email, grace.password));
+
+      /** An ID token this server issued for `email` to `client`, two hours ago (expired: still a fine hint). */
+      const idTokenOf = async (email: string, client = web) => {
+        const found = (await server.gatehouse.storage.users.findByEmail(email))!;
+        return server.gatehouse.idTokens.issue({ user: found, clientId: client.id, scopes: ['openid'], authTime: now - 7200 }, now - 7200);
+      };
+      const errorOf = (location: string | undefined) => new URL(location!).searchParams.get('error');
+
+      it('answers prompt=none with a code when the hint names the signed-in user, even once the ID token has expired', async () => {
+        const { browser } = await authorize({ client_id: web.id });
+        const page = await browser.request(authorizeUrl({ client_id: web.id, prompt: 'none', id_token_hint: await idTokenOf(user.email) }));
+        const location = new URL(page.location!);
+        assert.equal(location.origin + location.pathname, CALLBACK);
+        assert.ok(location.searchParams.get('code'), `expected a code, got ${page.location}`);
+        assert.equal(location.searchParams.get('state'), 'st-1');
+      });
+
+      it('answers prompt=none with login_required when the hint names another user than the signed-in one', async () => {
+        const { browser } = await authorize({ client_id: web.id });
+        const page = await browser.request(authorizeUrl({ client_id: web.id, prompt: 'none', id_token_hint: await idTokenOf(grace.email) }));
+        assert.equal(errorOf(page.location), 'login_required');
+        assert.equal(new URL(page.location!).searchParams.get('state'), 'st-1');
+      });
+
+      it('asks another signed-in user to sign in as the one the hint names, and answers login_required when someone else signs in', async () => {
+        const { browser } = await authorize({ client_id: web.id });
+        const hint = await idTokenOf(grace.email);
+        let login = await browser.follow(authorizeUrl({ client_id: web.id, id_token_hint: hint }), server.url);
+        assert.match(login.text, /name="password"/);
+        const consentPage = await browser.follow(`${server.url}/consent?request=${hiddenField(login.text, 'request')}`, server.url);
+        assert.match(consentPage.text, /name="password"/, 'the signed-in user cannot answer it on the consent page');
+
+        let page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), ...user } });
+        assert.equal(errorOf(page.location), 'login_required');
+
+        login = await browser.follow(authorizeUrl({ client_id: web.id, id_token_hint: hint }), server.url);
+        page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), ...grace } });
+        if (page.text.includes('name="decision"')) page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' } });
+        const idToken = (await exchange(new URL(page.location!).searchParams.get('code')!)).body.id_token;
+        assert.equal(JSON.parse(Buffer.from(idToken.split('.')[1], 'base64url').toString()).sub, (await server.gatehouse.storage.users.findByEmail(grace.email))!.id);
+      });
+
+      it('refuses at the redirect URI with invalid_request a hint that is not an ID token this server issued', async () => {
+        const { browser } = await authorize({ client_id: web.id });
+        const genuine = await idTokenOf(user.email);
+        const [header, payload] = genuine.split('.');
+        const accessToken = (await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(machine.id, machine.secret) } })).body.access_token;
+        assert.equal(typeof accessToken, 'string');
+        for (const hint of ['garbage', `${header}.${payload}.${'A'.repeat(342)}`, `${header}.${Buffer.from(JSON.stringify({ sub: 'someone', aud: web.id, iss: server.config.issuer })).toString('base64url')}.${genuine.split('.')[2]}`, accessToken]) {
+          const page = await browser.request(authorizeUrl({ client_id: web.id, id_token_hint: hint }));
+          const location = new URL(page.location!);
+          assert.equal(location.origin + location.pathname, CALLBACK, hint.slice(0, 40));
+          assert.equal(location.searchParams.get('error'), 'invalid_request', hint.slice(0, 40));
+          assert.equal(location.searchParams.get('state'), 'st-1');
+        }
+      });
+
+      it('refuses at the redirect URI with invalid_request a hint issued to another client', async () => {
+        const { browser } = await authorize({ client_id: web.id });
+        const page = await browser.request(authorizeUrl({ client_id: web.id, prompt: 'none', id_token_hint: await idTokenOf(user.email, other) }));
+        assert.equal(errorOf(page.location), 'invalid_request');
+        assert.match(new URL(page.location!).searchParams.get('error_description') ?? '', /another client/);
+      });
+    });
 
     it('refuses a sign-out whose id_token_hint was issued to another client than client_id, and keeps the session', async () => {
       await server.gatehouse.storage.clients.update(other.id, { postLogoutRedirectUris: ['https://other.example/bye'] }, now);

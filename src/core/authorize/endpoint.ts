@@ -61,6 +61,7 @@ export class AuthorizationEndpoint {
         scopes,
         allowPlainPkce: config.pkce.allowPlain,
         implicitEnabled: config.implicit.enabled,
+        readIdTokenHint: (hint) => this.#services.idTokens.readHint(hint),
       });
       return await this.#decide(request, client, session, undefined, { justSignedIn: false });
     } catch (error) {
@@ -127,10 +128,19 @@ export class AuthorizationEndpoint {
     // A sign-in made for this very request satisfies max_age: judged again here, a second boundary
     // between the sign-in and this line would send the person back to sign in with max_age=0.
     const tooOld = session !== undefined && !justSignedIn && isTooOld(request, session, now);
-    const mustSignIn = !session || tooOld || (request.prompt.includes('login') && !justSignedIn);
+    const notHinted = session !== undefined && !isHinted(request, session.user.id);
+    if (notHinted && justSignedIn) {
+      // OpenID Connect Core §3.1.2.1: unless the user the ID token names "is logged in or is logged
+      // in by the request", the server "SHOULD return an error, such as login_required".
+      if (pendingId) await this.#services.storage.pendingAuthorizations.take(pendingId);
+      throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user who signed in is not the one id_token_hint names'), target);
+    }
+    const mustSignIn = !session || tooOld || notHinted || (request.prompt.includes('login') && !justSignedIn);
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
-      if (request.prompt.includes('none')) throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user is not signed in'), target);
+      if (request.prompt.includes('none')) {
+        throw new AuthorizationRedirectError(new OAuthError('login_required', notHinted ? 'the signed-in user is not the one id_token_hint names' : 'the user is not signed in'), target);
+      }
       const signInDemanded = request.prompt.includes('login') || request.maxAge !== undefined;
       const id = pendingId ?? (await this.#save(request, now, { staleSession: session?.session.digest, signInSince: signInDemanded ? now : undefined }));
       return { kind: 'login', pendingId: id, client, loginHint: request.loginHint };
@@ -204,13 +214,13 @@ export class AuthorizationEndpoint {
 
   /**
    * Whether the person must sign in (again) before deciding on a waiting request: it asked for a
-   * sign-in that has not happened yet. Once it has, `max_age` is not applied again while the person
+   * sign-in that has not happened yet, or names another user (`id_token_hint`). Once it has, `max_age` is not applied again while the person
    * reads the consent page (with `max_age=0` nobody could ever answer it). The clock counts whole
    * seconds, so the session the request found is refused by name as well: it may have signed in
    * within the second the request arrived.
    */
-  #mustSignIn(pending: PendingRequest, { session }: ActiveSession): boolean {
-    if (session.digest === pending.staleSession) return true;
+  #mustSignIn(pending: PendingRequest, { session, user }: ActiveSession): boolean {
+    if (session.digest === pending.staleSession || !isHinted(pending.request, user.id)) return true;
     return pending.signInSince !== undefined && session.authTime < pending.signInSince;
   }
 
@@ -244,6 +254,9 @@ export class AuthorizationEndpoint {
 /** `max_age` (OpenID Connect Core §3.1.2.1): the person signed in longer ago than the client accepts. */
 const isTooOld = (request: AuthorizationRequest, { session }: ActiveSession, now: number): boolean =>
   request.maxAge !== undefined && now - session.authTime > request.maxAge;
+
+/** `id_token_hint` (OpenID Connect Core §3.1.2.1): the request names no user, or this session's. */
+const isHinted = (request: AuthorizationRequest, userId: string): boolean => request.idTokenHintSubject === undefined || request.idTokenHintSubject === userId;
 
 const covers = (consent: Consent | undefined, scopes: readonly string[]): boolean => consent !== undefined && scopes.every((s) => consent.scopes.includes(s));
 

@@ -1,6 +1,7 @@
 import type { Client } from '../../storage/repositories.ts';
 import { OAuthError, invalidRequest, invalidScope, unauthorizedClient, unsupportedResponseType } from '../errors.ts';
 import type { ScopePolicy } from '../scopes.ts';
+import type { IdTokenHint } from '../tokens/id-token.ts';
 import { matchRedirectUri } from './redirect-uri.ts';
 
 export type ResponseType = 'code' | 'token' | 'id_token' | 'id_token token';
@@ -21,6 +22,8 @@ export interface AuthorizationRequest {
   prompt: string[];
   maxAge: number | undefined;
   loginHint: string | undefined;
+  /** The user an `id_token_hint` names: only they may be signed in to answer the request. */
+  idTokenHintSubject: string | undefined;
 }
 
 /** Before the redirect URI is trusted, errors are shown to the person and never redirected (§4.1.2.1). */
@@ -47,6 +50,8 @@ export interface ValidationInputs {
   scopes: ScopePolicy;
   allowPlainPkce: boolean;
   implicitEnabled: boolean;
+  /** Reads an ID token this server issued, sent back as `id_token_hint`; undefined when it is not one. */
+  readIdTokenHint: (hint: string) => Promise<IdTokenHint | undefined>;
 }
 
 interface Draft extends Partial<AuthorizationRequest> {
@@ -187,6 +192,19 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
       draft.loginHint = hint && hint.length <= 320 ? hint : undefined;
     },
   ],
+  [
+    'check_id_token_hint',
+    async (draft, { readIdTokenHint }, param) => {
+      const hint = param('id_token_hint');
+      if (hint === undefined) return;
+      // OpenID Connect Core §3.1.2.1: "ID Token previously issued by the Authorization Server being
+      // passed as a hint about the End-User's current or past authenticated session with the Client".
+      const read = await readIdTokenHint(hint);
+      if (!read) throw invalidRequest('id_token_hint is not an ID token issued by this server');
+      if (!read.audience.includes(draft.clientId!)) throw invalidRequest('id_token_hint was issued to another client');
+      draft.idTokenHintSubject = read.subject;
+    },
+  ],
 ];
 
 /** Runs the checks and returns the validated request, or throws a page or redirect error. */
@@ -236,6 +254,7 @@ export async function validateAuthorizationRequest(inputs: ValidationInputs): Pr
       prompt: draft.prompt ?? [],
       maxAge: draft.maxAge,
       loginHint: draft.loginHint,
+      idTokenHintSubject: draft.idTokenHintSubject,
     },
   };
 }
