@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DIALECTS } from '../support/databases.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { sendRaw } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const CALLBACK = 'https://app.example/callback';
@@ -424,6 +425,33 @@ for (const dialect of DIALECTS) {
       assert.equal(unknown.status, 401);
       const message = (html: string) => /role="alert">([^<]*)</.exec(html)?.[1];
       assert.equal(message(wrong.text), message(unknown.text));
+    });
+
+    it('refuses a malformed or non-UTF-8 percent-encoding in the request with an error page, never a redirect', async () => {
+      const { browser } = await authorize({ client_id: web.id });
+      const cookie = [...browser.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+      const valid = new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid objects:read' }).toString();
+      for (const bad of ['state=%ff%fe', 'state=%zz', 'state=a%2', 'state=%C0%AF', 'state=%ED%A0%80', 'nonce=%e9t%e9', `client_id=${web.id}%ff`, 'redirect_uri=https%3A%2F%2Fapp.example%2Fcallback%']) {
+        const query = `${valid}&${bad}`;
+        for (const request of [
+          { method: 'GET', path: `/authorize?${query}`, headers: { cookie } },
+          { method: 'POST', path: '/authorize', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(query.length) }, body: query },
+          { method: 'POST', path: '/authorize', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(query.length) }, body: query },
+        ]) {
+          const page = await sendRaw(server.url, request);
+          const label = `${request.method} ${bad}${request.headers.cookie ? '' : ' (no cookie)'}`;
+          assert.equal(page.status, 400, label);
+          assert.equal(page.headers.location, undefined, label);
+          assert.match(String(page.headers['content-type']), /^text\/html/, label);
+          assert.match(page.text, /not correctly percent-encoded/, label);
+          assert.match(String(page.headers['content-security-policy']), /frame-ancestors 'none'/, label);
+          assert.equal(page.headers['x-frame-options'], 'DENY', label);
+          assert.equal(page.headers['cache-control'], 'no-store', label);
+        }
+      }
+      // Well-formed escapes go back to the client as the characters they encode.
+      const page = await browser.request(`${server.url}/authorize?${valid}&state=%C3%A9t%C3%A9%25ff`);
+      assert.equal(new URL(page.location!).searchParams.get('state'), 'été%ff');
     });
 
     it('sends strict security headers on every page', async () => {

@@ -5,6 +5,13 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import { renderPage } from './render.ts';
 import type { CookiePolicy, CsrfProtection } from './security.ts';
 
+/** A request a page cannot read at all, refused with a message for the person (400) and never redirected. */
+export class UnreadableRequestError extends Error {
+  override name = 'UnreadableRequestError';
+  readonly code = 'ERR_UNREADABLE_REQUEST';
+  readonly statusCode = 400;
+}
+
 /** What every page route is given: the instance, cookie policy and CSRF protection. */
 export interface Pages {
   gatehouse: Gatehouse;

@@ -7,7 +7,7 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import { accountRoutes } from './account.ts';
 import { authorizeRoutes } from './authorize.ts';
 import { consentRoutes } from './consent.ts';
-import type { Pages } from './context.ts';
+import { UnreadableRequestError, type Pages } from './context.ts';
 import { developerPortalRoutes } from './developers.ts';
 import { loginRoutes } from './login.ts';
 import { logoutRoutes } from './logout.ts';
@@ -50,6 +50,7 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   });
 
   app.setErrorHandler((error, request, reply) => {
+    if (error instanceof UnreadableRequestError) return renderPage(reply, 'error', { title: 'This request cannot be completed', message: error.message }, 400);
     const status = (error as { statusCode?: number }).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return renderPage(reply, 'error', { title: 'Bad request', message: status === 413 ? 'The form was too large.' : 'The request could not be understood.' }, status === 413 ? 413 : 400);
