@@ -12,7 +12,7 @@ import { userinfoRoutes } from './oauth/userinfo.ts';
 import { introspectionRoutes } from './oauth/introspection.ts';
 import { jsonBodyParser } from './oauth/json-body.ts';
 import { projectRoutes } from './oauth/projects.ts';
-import { pagesPlugin } from './pages/plugin.ts';
+import { PAGE_ROOTS, pagesPlugin } from './pages/plugin.ts';
 import { ADMIN_PREFIX, adminPlugin } from './admin/plugin.ts';
 import { ProblemError, sendProblem } from './admin/problems.ts';
 import { renderPage } from './pages/render.ts';
@@ -151,8 +151,8 @@ function withoutRequestChildren(logger: FastifyBaseLogger): FastifyBaseLogger {
 
 /**
  * A path Fastify's router refused before any route ran: a parameter longer than maxParamLength
- * (414) or malformed percent-encoding (400). The admin API answers a problem, the portal a page,
- * the protocol endpoints an RFC 6749 error.
+ * (414) or malformed percent-encoding (400). The admin API answers a problem, the portal and the
+ * other pages a page, the protocol endpoints an RFC 6749 error.
  */
 function answerFrameworkError(gatehouse: Gatehouse, error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const path = request.url.split('?')[0]!;
@@ -166,6 +166,11 @@ function answerFrameworkError(gatehouse: Gatehouse, error: FastifyError, request
   if (path === '/developers' || path.startsWith('/developers/')) {
     reply.headers(PAGE_HEADERS);
     return renderPage(reply, 'error', { title: 'Page not found', message: 'There is no page at this address.' }, 404);
+  }
+  // A person's browser asked for a page (`/authorize%ff`): a page, with the pages' security headers.
+  if (PAGE_ROOTS.includes(path.slice(1).split(/[/%]/, 1)[0]!)) {
+    reply.headers(PAGE_HEADERS);
+    return renderPage(reply, 'error', { title: 'Bad request', message: 'The address is malformed.' }, 400);
   }
   return reply
     .code(tooLong ? 414 : 400)

@@ -205,6 +205,17 @@ describe('limits on body and header size', () => {
     const bad = await sendRaw(server.url, { path: '/projects/%E0%A4%A/access-tokens', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: json });
     assertRfcError(bad, 400, 'bad url');
   });
+
+  it('answers a malformed percent-encoding in the path of a page with an error page and the pages\' security headers', async () => {
+    for (const path of ['/authorize%ff', '/login%E0%A4%A', '/consent%zz?request=x', '/account/%ff']) {
+      const page = await sendRaw(server.url, { method: 'GET', path, headers: {} });
+      assertPage(page, 400, path);
+      assert.match(String(page.headers['content-security-policy']), /frame-ancestors 'none'/, path);
+      assert.equal(page.headers['x-frame-options'], 'DENY', path);
+      assert.equal(page.headers['cache-control'], 'no-store', path);
+    }
+    assertRfcError(await sendRaw(server.url, { method: 'POST', path: '/token%ff', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '' }), 400, 'token endpoint');
+  });
 });
 
 /** A server of its own with short timeouts, so that the slow clients below are cut within seconds. */

@@ -25,6 +25,9 @@ const STATIC_FILES: Record<string, string> = {
   'favicon.svg': 'image/svg+xml',
 };
 
+/** The first path segment of the pages below other than the developer portal's, for errors raised before routing. */
+export const PAGE_ROOTS: readonly string[] = ['authorize', 'login', 'signup', 'consent', 'account', 'logout', 'static'];
+
 /**
  * Everything a person sees: the authorization endpoint, sign-in, consent, account, sign-out and
  * the developer portal.
