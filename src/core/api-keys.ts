@@ -25,6 +25,8 @@ export class ApiKeyService {
   }
 
   async create(client: Client, input: { name: string; scopes?: string[] | undefined; expiresAt?: number | null | undefined }, now: number): Promise<{ key: ApiKey; value: string }> {
+    // A key is a secret of the application: a public one (a browser or mobile app) cannot keep it.
+    if (client.type === 'public') throw new ValidationError('type', 'API keys are for confidential applications: a public application cannot keep a secret');
     const name = input.name?.trim();
     if (!name) throw new ValidationError('name', 'an API key needs a name');
     if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
@@ -66,7 +68,8 @@ export class ApiKeyService {
     const key = await this.#storage.apiKeys.findByDigest(digestOf(value));
     if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= now)) return undefined;
     const entry = await this.#clients.get(key.clientId);
-    if (!entry) return undefined;
+    // An application made public since has no secrets any more, keys included (updateClient revokes them).
+    if (!entry || entry.client.type === 'public') return undefined;
     this.#recordUse(key.id, now);
     const { client } = entry;
     const held = key.scopes.every((scope) => client.scopes.includes(scope)) ? key : { ...key, scopes: key.scopes.filter((scope) => client.scopes.includes(scope)) };

@@ -93,7 +93,7 @@ export type ClientPatch = Partial<ClientInput>;
 /**
  * Changes a client, validated exactly as a new one is, except that a grant the client already holds
  * is kept even if the operator has since turned its flow off (so its other fields stay editable). A
- * client that becomes public loses its secrets (it cannot keep one); one that becomes confidential
+ * client that becomes public loses its secrets and API keys (it cannot keep one); one that becomes confidential
  * gets a first secret, returned once. Undefined when there is no such client.
  */
 export async function updateClient(
@@ -132,6 +132,7 @@ export async function updateClient(
   if (updated.type !== current.type) {
     if (updated.type === 'public') {
       for (const old of await services.storage.clients.listSecrets(clientId)) await services.storage.clients.deleteSecret(clientId, old.id);
+      for (const key of await services.storage.apiKeys.listForClient(clientId)) if (key.revokedAt === null) await services.storage.apiKeys.revoke(clientId, key.id, now);
     } else {
       secret = await addClientSecret(services, clientId, now);
     }

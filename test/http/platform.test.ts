@@ -104,6 +104,21 @@ for (const dialect of DIALECTS) {
         assert.equal(decodeJwt(body.access_token).exp, expiresAt);
       });
 
+      it('are refused to a public application, and revoked when their application becomes public', async () => {
+        const web = await server.client({ name: 'Going public', grantTypes: ['authorization_code'], scopes: ['objects:read', 'model:read'], redirectUris: ['https://app.example/callback'] });
+        const key = await apiKey(web.id, ['model:read']);
+        assert.equal((await introspect(key)).body.active, true);
+
+        const changed = await updateClient(server.gatehouse, web.id, { type: 'public' }, server.gatehouse.clock());
+        assert.equal(changed?.client.type, 'public');
+
+        assert.deepEqual((await introspect(key)).body, { active: false });
+        assert.equal((await projectToken(`ApiKey ${key}`, 'p1', { expires_at: inHours(1), scopes: ['model:read'] })).status, 401);
+        const listed = await server.gatehouse.storage.apiKeys.listForClient(web.id);
+        assert.ok(listed.every((k) => k.revokedAt !== null), 'revoked, as the portal shows no keys for a public application');
+        await assert.rejects(apiKey(web.id, ['model:read']), { code: 'ERR_VALIDATION', field: 'type' });
+      });
+
       it('stop working once expired', async () => {
         const key = await apiKey(app.id, ['model:read'], server.gatehouse.clock() + 1);
         await new Promise((resolve) => setTimeout(resolve, 2100));
