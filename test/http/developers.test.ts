@@ -830,3 +830,30 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+describe('developer portal, on a catalogue where every application scope needs a user', () => {
+  let server: TestServer;
+  before(async () => {
+    // No scope an API key could hold: the key the creation form offers cannot be made.
+    server = await startTestServer('sqlite', {
+      config: { scopes: { openid: { description: 'Sign in', userOnly: true }, 'objects:read': { description: 'Browse objects', userOnly: true }, 'admin:clients': { description: 'Manage applications', admin: true } } },
+    });
+  });
+  after(() => server.close());
+
+  it('refuses the new-application form with its API key and stores no application', async () => {
+    const carol = await server.user('carol@example.com', PASSWORD);
+    const browser = new HttpBrowser();
+    const login = await browser.request(`${server.url}/login`);
+    assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: carol.email, password: PASSWORD } })).status, 303);
+    const form = await browser.request(`${server.url}/developers/new`);
+    const res = await browser.request(`${server.url}/developers/applications`, {
+      form: { csrf: hiddenField(form.text, 'csrf'), name: 'Carol app', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK, api_key: 'on' },
+    });
+    assert.equal(res.status, 400, res.text.slice(0, 500));
+    assert.match(res.text, /API key needs at least one scope/);
+    assert.deepEqual((await server.gatehouse.storage.clients.listForOwner(carol.id)).map((c) => c.name), []);
+    await server.gatehouse.audit.flush();
+    assert.deepEqual(await server.gatehouse.storage.audit.query({ kind: 'portal.client.created' }), []);
+  });
+});

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { createClient, deleteClient, ValidationError, type ClientInput } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { ClientType } from '../../storage/repositories.ts';
+import type { ApiKey, ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
@@ -63,14 +63,22 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
     try {
       const now = gatehouse.clock();
       const { client, secret } = await createClient(gatehouse, checked.input, now);
-      gatehouse.audit.record({ at: now, kind: 'portal.client.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { name: client.name, type: client.type } });
       const revealed: Revealed[] = secret ? [{ label: 'Client secret', value: secret }] : [];
+      let apiKey: ApiKey | undefined;
       if (secret && values.api_key) {
         // With the application's default scopes: those that need no user (an API key acts as the application).
-        const { key, value } = await gatehouse.apiKeys.create(client, { name: 'Default' }, now);
-        gatehouse.audit.record({ at: now, kind: 'portal.api_key.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { keyId: key.id } });
-        revealed.push({ id: 'revealed-api-key', label: 'API key', value, usage: API_KEY_USAGE });
+        try {
+          const created = await gatehouse.apiKeys.create(client, { name: 'Default' }, now);
+          apiKey = created.key;
+          revealed.push({ id: 'revealed-api-key', label: 'API key', value: created.value, usage: API_KEY_USAGE });
+        } catch (error) {
+          // A refused form stores nothing: the application goes again, its secret never shown.
+          await deleteClient(gatehouse, client.id);
+          throw error;
+        }
       }
+      gatehouse.audit.record({ at: now, kind: 'portal.client.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { name: client.name, type: client.type } });
+      if (apiKey) gatehouse.audit.record({ at: now, kind: 'portal.api_key.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { keyId: apiKey.id } });
       return showApplication(reply, gatehouse, client, { notice: 'Application created.', revealed });
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
