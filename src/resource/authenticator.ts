@@ -121,6 +121,9 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       const header = request.headers.authorization;
       if (header === undefined) throw missingCredentials();
       if (typeof header !== 'string') throw new ResourceError('invalid_request', 'send one Authorization header');
+      // RFC 6750 §3.1: a request "attempted using an unsupported authentication method" lacks
+      // authentication information, and gets the bare challenge, as one without the header does.
+      if (!/^(?:bearer|apikey)(?: |$)/i.test(header.trimStart())) throw missingCredentials();
       const match = /^(Bearer|ApiKey) +([\x21-\x7e]{1,8192})$/i.exec(header.trim());
       if (!match) throw new ResourceError('invalid_request', 'the Authorization header must be "Bearer <token>" or "ApiKey <key>"');
       return match[1]!.toLowerCase() === 'apikey' ? introspectApiKey(match[2]!) : verifyJwt(match[2]!);

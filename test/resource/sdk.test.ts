@@ -198,8 +198,15 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       assert.equal(error.toJSON().error, 'invalid_token');
     });
 
+    it('answers another authentication scheme as a request without credentials (RFC 6750 §3.1: "an unsupported authentication method")', async () => {
+      for (const authorization of ['Basic dXNlcjpwYXNz', 'Token abc', 'Bearerx abc', 'DPoP abc']) {
+        const error = await refusal(authenticator.authenticate({ headers: { authorization } }), 'invalid_token');
+        assert.equal(error.wwwAuthenticate, 'Bearer realm="api"', authorization);
+      }
+    });
+
     it('answers a malformed header with 400 invalid_request', async () => {
-      for (const authorization of ['Bearer', 'Bearer ', 'Basic dXNlcjpwYXNz', 'Bearer two tokens', 'Token abc', `Bearer ${'a'.repeat(9000)}`, ['Bearer a', 'Bearer b']]) {
+      for (const authorization of ['Bearer', 'Bearer ', 'ApiKey', 'Bearer two tokens', `Bearer ${'a'.repeat(9000)}`, ['Bearer a', 'Bearer b']]) {
         const error = await refusal(authenticator.authenticate({ headers: { authorization } }), 'invalid_request');
         assert.match(error.wwwAuthenticate, challenge('invalid_request'), String(authorization).slice(0, 40));
       }
@@ -294,8 +301,9 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       assertRefused(await call('/objects', `ApiKey gate_ak_${'B'.repeat(43)}`), 401, 'invalid_token', challenge('invalid_token'));
     });
 
-    it('answers 400 invalid_request for a malformed Authorization header', async () => {
-      assertRefused(await call('/objects', 'Basic dXNlcjpwYXNz'), 400, 'invalid_request', challenge('invalid_request'));
+    it('answers 400 invalid_request for a malformed Authorization header, and another scheme with the bare challenge', async () => {
+      assertRefused(await call('/objects', 'Bearer two tokens'), 400, 'invalid_request', challenge('invalid_request'));
+      assertRefused(await call('/objects', 'Basic dXNlcjpwYXNz'), 401, 'invalid_token', /^Bearer realm="api"$/);
     });
 
     it('answers 403 insufficient_scope naming every scope the route needs', async () => {
