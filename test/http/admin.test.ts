@@ -260,6 +260,28 @@ for (const dialect of DIALECTS) {
         assert.equal(refused.body.error, 'insufficient_scope');
       });
 
+      it('refuses, at once, an admin scope taken from a client, though its still-valid token carries it; the scopes it keeps keep working', async () => {
+        const reduced = await api('POST', '/clients', { auth: auth.allAdmin, body: { name: 'Reduced back office', admin: true, scopes: ADMIN_SCOPES } });
+        assert.equal(reduced.status, 201, JSON.stringify(reduced.body));
+        const token = `Bearer ${await clientToken(reduced.body.client_id, reduced.body.client_secret)}`;
+        assert.equal((await api('GET', '/users', { auth: token })).status, 200);
+        const patched = await api('PATCH', `/clients/${reduced.body.client_id}`, { auth: auth.allAdmin, body: { scopes: ['admin:tokens'] } });
+        assert.equal(patched.status, 200, JSON.stringify(patched.body));
+
+        for (const [method, path, body, scope] of [
+          ['GET', '/users', undefined, 'admin:users'],
+          ['POST', '/users', { email: 'after-the-change@example.com', password: 'long enough password' }, 'admin:users'],
+          ['GET', '/clients', undefined, 'admin:clients'],
+        ] as const) {
+          const refused = await api(method, path, { auth: token, body });
+          assertProblem(refused, 403);
+          assert.equal(refused.body.error, 'insufficient_scope', `${method} ${path}`);
+          assert.match(refused.headers.get('www-authenticate') ?? '', new RegExp(`error="insufficient_scope".*scope="${scope}"`), `${method} ${path}`);
+        }
+        assert.equal(await server.gatehouse.storage.users.findByEmail('after-the-change@example.com'), undefined, 'nothing was created');
+        assert.equal((await api('GET', '/audit-events', { auth: token })).status, 200, 'the scope the client kept still works');
+      });
+
       it('registers an admin client with admin scopes, and a public client without a secret', async () => {
         const adminClient = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Second back office', admin: true, scopes: ['admin:users'] } });
         assert.equal(adminClient.status, 201, JSON.stringify(adminClient.body));

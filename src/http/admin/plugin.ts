@@ -77,6 +77,12 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
  * Accepts only an access token of an admin client (client credentials: no user) that holds
  * `scope`; returns the client's id. No or a bad token is `invalid_token` (401); anything else —
  * a user's token, an API key, another client's token, a missing scope — `insufficient_scope` (403).
+ *
+ * A token holds only those of its scopes its client still holds: an operator who takes an admin
+ * scope from a back office takes it from the tokens already issued, as taking the admin flag does
+ * (RFC 7662 §2.2: a token is active only while it "has not been revoked by the resource owner").
+ * The client comes from the registry's cache (DESIGN §6), so the change applies at once on the
+ * instance that made it and within `clients.cacheTtlSeconds` on the others.
  */
 async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, scope: AdminScope): Promise<string> {
   const now = gatehouse.clock();
@@ -99,5 +105,6 @@ async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, sco
   const entry = await gatehouse.clients.get(caller.clientId);
   if (!entry?.client.isAdmin) throw refuse('the admin API needs the token of an admin client');
   if (!caller.scopes.includes(scope)) throw refuse(`the token lacks the scope ${scope}`);
+  if (!entry.client.scopes.includes(scope)) throw refuse(`the token's client no longer holds the scope ${scope}`);
   return caller.clientId;
 }
