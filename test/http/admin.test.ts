@@ -249,11 +249,11 @@ for (const dialect of DIALECTS) {
       });
 
       it('refuses, at once, the still-valid token of a client that is no longer an admin client', async () => {
-        const demoted = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Old back office', admin: true, scopes: ['admin:users'] } });
+        const demoted = await api('POST', '/clients', { auth: auth.allAdmin, body: { name: 'Old back office', admin: true, scopes: ['admin:users'] } });
         assert.equal(demoted.status, 201, JSON.stringify(demoted.body));
         const token = `Bearer ${await clientToken(demoted.body.client_id, demoted.body.client_secret)}`;
         assert.equal((await api('GET', '/users', { auth: token })).status, 200);
-        const patched = await api('PATCH', `/clients/${demoted.body.client_id}`, { ...as('admin:clients'), body: { admin: false, scopes: ['objects:read'] } });
+        const patched = await api('PATCH', `/clients/${demoted.body.client_id}`, { auth: auth.allAdmin, body: { admin: false, scopes: ['objects:read'] } });
         assert.equal(patched.status, 200, JSON.stringify(patched.body));
         const refused = await api('GET', '/users', { auth: token });
         assertProblem(refused, 403);
@@ -283,7 +283,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('registers an admin client with admin scopes, and a public client without a secret', async () => {
-        const adminClient = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Second back office', admin: true, scopes: ['admin:users'] } });
+        const adminClient = await api('POST', '/clients', { auth: auth.allAdmin, body: { name: 'Second back office', admin: true, scopes: ['admin:users'] } });
         assert.equal(adminClient.status, 201, JSON.stringify(adminClient.body));
         assert.equal(adminClient.body.admin, true);
         assert.deepEqual(adminClient.body.grant_types, ['client_credentials']);
@@ -305,6 +305,74 @@ for (const dialect of DIALECTS) {
         assert.equal(publicAgain.status, 200, JSON.stringify(publicAgain.body));
         assert.equal(publicAgain.body.client_secret, undefined);
         assert.deepEqual((await api('GET', `/clients/${spa.body.client_id}/secrets`, as('admin:clients'))).body, { secrets: [] });
+      });
+
+      it('lets a token register, change or delete an admin client, or add or remove its credentials, only if it holds every admin scope that client has or will have', async () => {
+        const privileged = await api('POST', '/clients', { auth: auth.allAdmin, body: { name: 'Privileged back office', admin: true, scopes: ADMIN_SCOPES } });
+        assert.equal(privileged.status, 201, JSON.stringify(privileged.body));
+        const target = privileged.body.client_id as string;
+        const secretId = (await server.gatehouse.storage.clients.listSecrets(target))[0]!.id;
+        const key = await api('POST', `/clients/${target}/api-keys`, { auth: auth.allAdmin, body: { name: 'Back-office script' } });
+        assert.equal(key.status, 201, JSON.stringify(key.body));
+        const ownScopes = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Clients-only back office', admin: true, scopes: ['admin:clients'] } });
+        assert.equal(ownScopes.status, 201, 'an admin client with only scopes the token holds: allowed');
+        const plain = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Plain service', scopes: ['objects:read'] } });
+        assert.equal(plain.status, 201, JSON.stringify(plain.body));
+        const publicKey = { ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'escalation-1' };
+        const snapshot = async () =>
+          JSON.stringify({
+            clients: await server.gatehouse.storage.clients.list(),
+            secrets: await server.gatehouse.storage.clients.listSecrets(target),
+            keys: (await server.gatehouse.storage.apiKeys.listForClient(target)).map((k) => ({ ...k, lastUsedAt: null })),
+          });
+        const before = await snapshot();
+
+        const clientsAndUsers = `Bearer ${await clientToken(admin.id, admin.secret, 'admin:clients admin:users')}`;
+        for (const [label, method, path, body, authorization, missing] of [
+          ['register an admin client with more admin scopes', 'POST', '/clients', { name: 'Escalate', admin: true, scopes: ['admin:users', 'admin:tokens'] }, auth['admin:clients'], 'admin:users'],
+          ['widen an admin client', 'PATCH', `/clients/${ownScopes.body.client_id}`, { scopes: ['admin:clients', 'admin:users'] }, auth['admin:clients'], 'admin:users'],
+          ['make a client an admin client', 'PATCH', `/clients/${plain.body.client_id}`, { admin: true, scopes: ['admin:tokens'] }, auth['admin:clients'], 'admin:tokens'],
+          ['rename a more privileged admin client', 'PATCH', `/clients/${target}`, { name: 'Taken over' }, auth['admin:clients'], 'admin:users'],
+          ['give it keys for private_key_jwt', 'PATCH', `/clients/${target}`, { jwks: { keys: [publicKey] } }, auth['admin:clients'], 'admin:users'],
+          ['narrow it', 'PATCH', `/clients/${target}`, { scopes: ['admin:clients'] }, auth['admin:clients'], 'admin:users'],
+          ['add it a secret', 'POST', `/clients/${target}/secrets`, {}, auth['admin:clients'], 'admin:users'],
+          ['delete its secret', 'DELETE', `/clients/${target}/secrets/${secretId}`, undefined, auth['admin:clients'], 'admin:users'],
+          ['create it an API key', 'POST', `/clients/${target}/api-keys`, { name: 'Escalate' }, auth['admin:clients'], 'admin:users'],
+          ['revoke its API key', 'DELETE', `/clients/${target}/api-keys/${key.body.id}`, undefined, auth['admin:clients'], 'admin:users'],
+          ['delete it', 'DELETE', `/clients/${target}`, undefined, auth['admin:clients'], 'admin:users'],
+          ['add it a secret, holding all but one of its scopes', 'POST', `/clients/${target}/secrets`, {}, clientsAndUsers, 'admin:tokens'],
+        ] as const) {
+          const res = await api(method, path, { auth: authorization, body });
+          assertProblem(res, 403);
+          assert.equal(res.body.error, 'insufficient_scope', label);
+          assert.match(res.headers.get('www-authenticate') ?? '', new RegExp(`error="insufficient_scope".*scope="${missing}"`), label);
+          assert.ok(res.body.detail.includes(missing), `${label}: the problem names ${missing}`);
+        }
+        assert.equal(await snapshot(), before, 'nothing changed');
+        const refusals = (await api('GET', `/audit-events?kind=admin.refused&client_id=${admin.id}&limit=1000`, as('admin:tokens'))).body.events as { data: Record<string, unknown> }[];
+        assert.ok(refusals.some((e) => e.data.target_client_id === target && e.data.scope === 'admin:users' && e.data.route === 'POST /admin/v1/clients/:clientId/secrets'), 'refusals are audited');
+
+        // Reading needs only admin:clients; a token holding every scope of the client may do it all.
+        for (const path of [`/clients/${target}`, `/clients/${target}/secrets`, `/clients/${target}/api-keys`]) assert.equal((await api('GET', path, as('admin:clients'))).status, 200, path);
+        const secret = await api('POST', `/clients/${target}/secrets`, { auth: auth.allAdmin });
+        assert.equal(secret.status, 201, JSON.stringify(secret.body));
+        await clientToken(target, secret.body.client_secret, 'admin:tokens');
+        assert.equal((await api('PATCH', `/clients/${target}`, { auth: auth.allAdmin, body: { scopes: ['admin:clients'] } })).status, 200);
+        assert.equal((await api('PATCH', `/clients/${target}`, { ...as('admin:clients'), body: { name: 'Now within reach' } })).status, 200, 'narrowed to what the token holds');
+        assert.equal((await api('DELETE', `/clients/${target}`, as('admin:clients'))).status, 204);
+
+        const doc = (await api('GET', '/openapi.json')).body;
+        for (const [path, method] of [
+          ['/clients', 'post'],
+          ['/clients/{clientId}', 'patch'],
+          ['/clients/{clientId}', 'delete'],
+          ['/clients/{clientId}/secrets', 'post'],
+          ['/clients/{clientId}/secrets/{secretId}', 'delete'],
+          ['/clients/{clientId}/api-keys', 'post'],
+          ['/clients/{clientId}/api-keys/{keyId}', 'delete'],
+        ] as const) {
+          assert.match(doc.paths[`/admin/v1${path}`][method].description, /every admin scope the client has or will have/, `the document states the rule on ${method} ${path}`);
+        }
       });
 
       it('changes any field or flag, validated as on creation, and the running server applies it at once', async () => {

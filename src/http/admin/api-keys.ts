@@ -3,7 +3,7 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey } from '../../storage/repositories.ts';
 import { findClientOr404, listOf } from './clients.ts';
 import { notFound } from './problems.ts';
-import { idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, requestBody, stringList, timestamp } from './support.ts';
+import { ADMIN_CLIENT_RULE, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, requestBody, requireAdminScopesOf, stringList, timestamp } from './support.ts';
 
 const TAG = 'Clients';
 const SCOPE = 'admin:clients';
@@ -38,7 +38,7 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients/:clientId/api-keys',
     {
       ...operation(TAG, SCOPE, 'createApiKey', 'Create an API key for a client', {
-        description: 'The key acts as the client (`Authorization: ApiKey <key>`) with the key’s scopes, which must be among the client’s and never user-only ones.',
+        description: `The key acts as the client (\`Authorization: ApiKey <key>\`) with the key’s scopes, which must be among the client’s and never user-only ones. ${ADMIN_CLIENT_RULE}`,
       }),
       schema: {
         params: idParams('clientId'),
@@ -55,6 +55,7 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     },
     async (request, reply) => {
       const client = await findClientOr404(gatehouse, request.params.clientId);
+      requireAdminScopesOf(gatehouse, request, client.id, client);
       const { key, value } = await gatehouse.apiKeys.create(client, { name: request.body.name, scopes: request.body.scopes, expiresAt: parseExpiry(request.body.expires_at) }, gatehouse.clock());
       recordAdminAction(gatehouse, request, 'admin.api_key.created', { data: { client_id: client.id, api_key_id: key.id, scopes: key.scopes } });
       return reply.code(201).header('cache-control', 'no-store').send({ ...describeApiKey(key), api_key: value });
@@ -63,10 +64,10 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
 
   app.delete<{ Params: ClientParams & { keyId: string } }>(
     '/clients/:clientId/api-keys/:keyId',
-    { ...operation(TAG, SCOPE, 'revokeApiKey', 'Revoke an API key', { description: 'It stops working at once.' }), schema: { params: idParams('clientId', 'keyId'), response: { 204: noContent } } },
+    { ...operation(TAG, SCOPE, 'revokeApiKey', 'Revoke an API key', { description: `It stops working at once. ${ADMIN_CLIENT_RULE}` }), schema: { params: idParams('clientId', 'keyId'), response: { 204: noContent } } },
     async (request, reply) => {
       const { clientId, keyId } = request.params;
-      await findClientOr404(gatehouse, clientId);
+      requireAdminScopesOf(gatehouse, request, clientId, await findClientOr404(gatehouse, clientId));
       if (!(await gatehouse.storage.apiKeys.revoke(clientId, keyId, gatehouse.clock()))) throw notFound(`client ${clientId} has no live API key ${keyId}`);
       recordAdminAction(gatehouse, request, 'admin.api_key.revoked', { data: { client_id: clientId, api_key_id: keyId } });
       return reply.code(204).send();

@@ -5,6 +5,7 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
 import { conflict, notFound } from './problems.ts';
 import {
+  ADMIN_CLIENT_RULE,
   emptyBodyAsObject,
   idParams,
   iso,
@@ -17,6 +18,7 @@ import {
   parseExpiry,
   recordAdminAction,
   requestBody,
+  requireAdminScopesOf,
   stringList,
   timestamp,
 } from './support.ts';
@@ -78,9 +80,9 @@ const clientFields = {
   redirect_uris: stringList('Exact redirect URIs (absolute, no fragment).'),
   post_logout_redirect_uris: stringList('Where RP-initiated logout may return to.'),
   grant_types: { type: 'array', items: { type: 'string', enum: [...GRANT_TYPES] }, maxItems: GRANT_TYPES.length * 2 },
-  scopes: stringList('Scopes the client may be granted (admin clients: admin scopes only).'),
+  scopes: stringList('Scopes the client may be granted (admin clients: admin scopes only, each held by the token that sets them).'),
   default_scopes: stringList('Granted when a request names none; within `scopes`.'),
-  admin: { type: 'boolean', description: 'An admin client: holds admin scopes only, and may call this API.' },
+  admin: { type: 'boolean', description: 'An admin client: holds admin scopes only, and may call this API. Only a token that holds all of its admin scopes can register or change one.' },
   first_party: { type: 'boolean', description: 'Trusted by the operator: skips the consent page.' },
   impersonation: { type: 'boolean', description: 'May exchange tokens for users (RFC 8693) and impersonate them.' },
   resource_server: { type: 'boolean', description: 'A protected API of the platform: may introspect every client’s tokens.' },
@@ -145,11 +147,12 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
   app.post<{ Body: ClientBody }>(
     '/clients',
     {
-      ...operation(TAG, SCOPE, 'createClient', 'Register a client', { description: 'A confidential client gets its first secret, returned once as `client_secret`.' }),
+      ...operation(TAG, SCOPE, 'createClient', 'Register a client', { description: `A confidential client gets its first secret, returned once as \`client_secret\`. ${ADMIN_CLIENT_RULE}` }),
       schema: { body: createBody, response: { 201: { description: 'The client; with `client_secret` for a confidential client.', ...clientWithSecretSchema } } },
     },
     async (request, reply) => {
       const body = request.body;
+      requireAdminScopesOf(gatehouse, request, null, { isAdmin: body.admin ?? false, scopes: body.scopes ?? [] });
       await checkOwner(body.owner_user_id);
       const { client, secret } = await createClient(gatehouse, { ...clientInput(body), name: body.name ?? '', type: body.type ?? 'confidential', grantTypes: body.grant_types ?? [], scopes: body.scopes ?? [] }, gatehouse.clock());
       recordAdminAction(gatehouse, request, 'admin.client.created', { data: { client_id: client.id, name: client.name, admin: client.isAdmin } });
@@ -171,11 +174,13 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients/:clientId',
     {
       ...operation(TAG, SCOPE, 'updateClient', 'Change a client', {
-        description: 'Any field or flag; those left out keep their value. Validated as on creation. A client made confidential gets a first secret (`client_secret`, shown once); one made public loses its secrets.',
+        description: `Any field or flag; those left out keep their value. Validated as on creation. A client made confidential gets a first secret (\`client_secret\`, shown once); one made public loses its secrets. ${ADMIN_CLIENT_RULE}`,
       }),
       schema: { params: idParams('clientId'), body: patchBody, response: { 200: { description: 'The changed client.', ...clientWithSecretSchema } } },
     },
     async (request, reply) => {
+      const current = await findClient(request.params.clientId);
+      requireAdminScopesOf(gatehouse, request, current.id, current, { isAdmin: request.body.admin ?? current.isAdmin, scopes: request.body.scopes ?? current.scopes });
       await checkOwner(request.body.owner_user_id);
       const updated = await updateClient(gatehouse, request.params.clientId, clientInput(request.body), gatehouse.clock());
       if (!updated) throw notFound(`there is no client ${request.params.clientId}`);
@@ -187,10 +192,11 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
   app.delete<{ Params: ClientParams }>(
     '/clients/:clientId',
     {
-      ...operation(TAG, SCOPE, 'deleteClient', 'Delete a client', { description: 'With its secrets, API keys, grants, refresh tokens and codes: everything it holds stops working.' }),
+      ...operation(TAG, SCOPE, 'deleteClient', 'Delete a client', { description: `With its secrets, API keys, grants, refresh tokens and codes: everything it holds stops working. ${ADMIN_CLIENT_RULE}` }),
       schema: { params: idParams('clientId'), response: { 204: noContent } },
     },
     async (request, reply) => {
+      requireAdminScopesOf(gatehouse, request, request.params.clientId, await findClient(request.params.clientId));
       if (!(await deleteClient(gatehouse, request.params.clientId))) throw notFound(`there is no client ${request.params.clientId}`);
       recordAdminAction(gatehouse, request, 'admin.client.deleted', { data: { client_id: request.params.clientId } });
       return reply.code(204).send();
@@ -210,7 +216,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients/:clientId/secrets',
     {
       ...operation(TAG, SCOPE, 'addClientSecret', 'Add a secret to a client', {
-        description: 'The other secrets keep working until deleted: rotation without downtime. The body is optional.',
+        description: `The other secrets keep working until deleted: rotation without downtime. The body is optional. ${ADMIN_CLIENT_RULE}`,
         problems: [409],
       }),
       preValidation: emptyBodyAsObject,
@@ -222,6 +228,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     },
     async (request, reply) => {
       const client = await findClient(request.params.clientId);
+      requireAdminScopesOf(gatehouse, request, client.id, client);
       if (client.type === 'public') throw conflict(`${client.id} is a public client: it has no secrets`);
       const now = gatehouse.clock();
       const expiresAt = parseExpiry(request.body.expires_at);
@@ -235,10 +242,10 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
 
   app.delete<{ Params: ClientParams & { secretId: string } }>(
     '/clients/:clientId/secrets/:secretId',
-    { ...operation(TAG, SCOPE, 'deleteClientSecret', 'Delete a client secret'), schema: { params: idParams('clientId', 'secretId'), response: { 204: noContent } } },
+    { ...operation(TAG, SCOPE, 'deleteClientSecret', 'Delete a client secret', { description: ADMIN_CLIENT_RULE }), schema: { params: idParams('clientId', 'secretId'), response: { 204: noContent } } },
     async (request, reply) => {
       const { clientId, secretId } = request.params;
-      await findClient(clientId);
+      requireAdminScopesOf(gatehouse, request, clientId, await findClient(clientId));
       if (!(await gatehouse.storage.clients.deleteSecret(clientId, secretId))) throw notFound(`client ${clientId} has no secret ${secretId}`);
       gatehouse.clients.invalidate(clientId);
       recordAdminAction(gatehouse, request, 'admin.client_secret.deleted', { data: { client_id: clientId, secret_id: secretId } });

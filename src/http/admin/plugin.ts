@@ -55,7 +55,7 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   app.addHook('onRequest', async (request, reply) => {
     reply.headers(ADMIN_HEADERS);
     const scope = request.routeOptions.config.adminOperation?.scope;
-    if (scope) request.adminClientId = await authorizeAdmin(gatehouse, request, scope);
+    if (scope) ({ clientId: request.adminClientId, scopes: request.adminScopes } = await authorizeAdmin(gatehouse, request, scope));
   });
 
   app.addHook('preValidation', exactBodyTypes);
@@ -75,7 +75,7 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
 
 /**
  * Accepts only an access token of an admin client (client credentials: no user) that holds
- * `scope`; returns the client's id. No or a bad token is `invalid_token` (401); anything else —
+ * `scope`; returns the client's id and the scopes the token holds. No or a bad token is `invalid_token` (401); anything else —
  * a user's token, an API key, another client's token, a missing scope — `insufficient_scope` (403).
  *
  * A token holds only those of its scopes its client still holds: an operator who takes an admin
@@ -84,7 +84,7 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
  * The client comes from the registry's cache (DESIGN §6), so the change applies at once on the
  * instance that made it and within `clients.cacheTtlSeconds` on the others.
  */
-async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, scope: AdminScope): Promise<string> {
+async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, scope: AdminScope): Promise<{ clientId: string; scopes: string[] }> {
   const now = gatehouse.clock();
   const caller = await authenticateCaller(gatehouse, request.headers.authorization, now);
   // A valid credential knocking on the wrong door is worth an audit line; a missing one is noise.
@@ -106,5 +106,5 @@ async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, sco
   if (!entry?.client.isAdmin) throw refuse('the admin API needs the token of an admin client');
   if (!caller.scopes.includes(scope)) throw refuse(`the token lacks the scope ${scope}`);
   if (!entry.client.scopes.includes(scope)) throw refuse(`the token's client no longer holds the scope ${scope}`);
-  return caller.clientId;
+  return { clientId: caller.clientId, scopes: caller.scopes.filter((held) => entry.client.scopes.includes(held)) };
 }

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { insufficientScope } from '../../core/errors.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Page } from '../../storage/repositories.ts';
@@ -27,6 +28,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The admin client whose token the admin API accepted for this request. */
     adminClientId?: string;
+    /** The scopes that token holds: its own that its client still holds. */
+    adminScopes?: string[];
   }
 }
 
@@ -50,6 +53,38 @@ export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest,
     userId: target.userId ?? null,
     data: { admin_client_id: request.adminClientId ?? null, via: 'admin_api', ...target.data },
   });
+}
+
+/**
+ * The rule that keeps `admin:clients` from being a way to every admin scope: a token hands out
+ * only what it holds (as Keycloak's fine-grained admin permissions and Auth0's management API
+ * scopes do). Registering, changing or deleting an admin client, or adding or removing one of its
+ * credentials (secret, public keys, API key), needs every admin scope the client has or will have;
+ * without one, `insufficient_scope` naming it (RFC 6750 §3.1).
+ */
+export const ADMIN_CLIENT_RULE =
+  'An admin client (or one being made one) is managed only with a token that holds every admin scope the client has or will have; otherwise 403 `insufficient_scope` naming the scope the token lacks.';
+
+/** Each client as it is or will be: `isAdmin` and `scopes`. */
+type ClientPowers = { isAdmin: boolean; scopes: readonly string[] };
+
+/** Refuses the request (403, audited) unless its token holds every admin scope of each admin client in `clients` (see ADMIN_CLIENT_RULE). */
+export function requireAdminScopesOf(gatehouse: Gatehouse, request: FastifyRequest, clientId: string | null, ...clients: ClientPowers[]): void {
+  const held = request.adminScopes ?? [];
+  // Only admin scopes: a scope that is not one (refused on an admin client) is left to validation's 400.
+  const missing = clients
+    .flatMap((client) => (client.isAdmin ? client.scopes.filter((scope) => gatehouse.scopes.definition(scope)?.admin === true) : []))
+    .find((scope) => !held.includes(scope));
+  if (missing === undefined) return;
+  gatehouse.audit.record({
+    at: gatehouse.clock(),
+    kind: 'admin.refused',
+    outcome: 'failure',
+    clientId: request.adminClientId ?? null,
+    userId: null,
+    data: { credential: 'client', scope: missing, target_client_id: clientId, route: `${request.method} ${request.routeOptions.url}` },
+  });
+  throw insufficientScope(`the token lacks the scope ${missing}, which the admin client ${clientId === null ? 'being registered' : clientId} holds or would hold: a token hands out only the admin scopes it holds`, missing);
 }
 
 export const iso = (epochSeconds: number | null): string | null => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
