@@ -507,6 +507,28 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('refuses a cursor it did not hand out — a NUL or control character, an overlong id, a time that is no number, bytes that are not UTF-8 — with a 400 problem naming cursor', async () => {
+        const cursors = [
+          Buffer.from('1:\0').toString('base64url'),
+          Buffer.from('1:app_\0x').toString('base64url'),
+          Buffer.from('1:a\nb').toString('base64url'),
+          Buffer.from(`1:${'a'.repeat(201)}`).toString('base64url'),
+          Buffer.from('1e3:app_x').toString('base64url'),
+          Buffer.from('-1:app_x').toString('base64url'),
+          Buffer.concat([Buffer.from('1:'), Buffer.from([0xff, 0xfe])]).toString('base64url'),
+          `${Buffer.from('1:app_x').toString('base64url')}==`,
+        ];
+        for (const [path, scope] of [['/clients', 'admin:clients'], ['/users', 'admin:users']] as const) {
+          for (const cursor of cursors) {
+            const res = await api('GET', `${path}?cursor=${encodeURIComponent(cursor)}`, as(scope));
+            assertProblem(res, 400, 'cursor');
+            assert.equal(res.body.detail, 'cursor is not one this API handed out', `${path} with ${JSON.stringify(Buffer.from(cursor, 'base64url').toString())}`);
+          }
+          const first = await api('GET', `${path}?limit=1`, as(scope));
+          assert.equal((await api('GET', `${path}?limit=1&cursor=${first.body.next_cursor}`, as(scope))).status, 200, 'a cursor it handed out still works');
+        }
+      });
+
       it('creates a user who can sign in at once, and shows users without their password hash', async () => {
         const res = await api('POST', '/users', { ...as('admin:users'), body: { ...grace, name: 'Grace' } });
         assert.equal(res.status, 201, JSON.stringify(res.body));

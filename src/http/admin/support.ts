@@ -136,16 +136,26 @@ export async function listPage<Record extends { createdAt: number; id: string }>
   { limit, cursor }: { limit: number; cursor?: string },
   list: (page: Page) => Promise<Record[]>,
 ): Promise<{ page: Record[]; nextCursor: string | null }> {
-  let after: Page['after'];
-  if (cursor !== undefined) {
-    const match = /^(\d{1,15}):(.{1,300})$/s.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (!match) throw invalidField('cursor', 'cursor is not one this API handed out');
-    after = { createdAt: Number(match[1]), id: match[2]! };
-  }
+  const after = cursor === undefined ? undefined : positionOf(cursor);
   const records = await list({ after, limit: limit + 1 });
   if (records.length <= limit) return { page: records, nextCursor: null };
   const last = records[limit - 1]!;
   return { page: records.slice(0, limit), nextCursor: Buffer.from(`${last.createdAt}:${last.id}`).toString('base64url') };
+}
+
+/**
+ * Where a `cursor` says a page starts. Only what this API hands out is accepted: the unpadded
+ * base64url of `<created_at>:<id>`, with an id of at most 200 characters (as path ids) and no
+ * control character. The NUL check of the raw input cannot see inside the encoding, and PostgreSQL
+ * refuses a NUL in text ("invalid byte sequence for encoding UTF8: 0x00"), which would be a 500;
+ * bytes that are not UTF-8 would be compared as something else. Anything else is a 400.
+ */
+function positionOf(cursor: string): NonNullable<Page['after']> {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const match = /^(\d{1,15}):([^\x00-\x1f\x7f]{1,200})$/u.exec(text);
+  // Re-encoding gives the cursor back only if it was canonical base64url of valid UTF-8.
+  if (!match || Buffer.from(text).toString('base64url') !== cursor) throw invalidField('cursor', 'cursor is not one this API handed out');
+  return { createdAt: Number(match[1]), id: match[2]! };
 }
 
 export const timestamp = { type: 'string', format: 'date-time' } as const;
