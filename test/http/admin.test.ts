@@ -399,6 +399,22 @@ for (const dialect of DIALECTS) {
         assert.equal((await api('GET', `/clients/${created.client_id}`, as('admin:clients'))).body.name, 'Partner portal v2', 'refused changes changed nothing');
       });
 
+      it('refuses an empty owner_user_id, which would suspend the client; null removes the owner, and the client keeps working throughout', async () => {
+        const owned = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Owned service', scopes: ['objects:read'], owner_user_id: adaId } });
+        assert.equal(owned.status, 201, JSON.stringify(owned.body));
+        const id = owned.body.client_id as string;
+        await clientToken(id, owned.body.client_secret);
+
+        assertProblem(await api('PATCH', `/clients/${id}`, { ...as('admin:clients'), body: { owner_user_id: '' } }), 400, 'owner_user_id');
+        assert.equal((await api('GET', `/clients/${id}`, as('admin:clients'))).body.owner_user_id, adaId, 'the refused change changed nothing');
+        await clientToken(id, owned.body.client_secret);
+
+        const removed = await api('PATCH', `/clients/${id}`, { ...as('admin:clients'), body: { owner_user_id: null } });
+        assert.equal(removed.status, 200, JSON.stringify(removed.body));
+        assert.equal(removed.body.owner_user_id, null);
+        await clientToken(id, owned.body.client_secret);
+      });
+
       it('adds a second secret, deletes the first, and lists secrets without their values', async () => {
         const listed = await api('GET', `/clients/${created.client_id}/secrets`, as('admin:clients'));
         assert.equal(listed.status, 200);
@@ -714,6 +730,7 @@ for (const dialect of DIALECTS) {
           [{ name: 'App', scopes: ['objects:read'], default_scopes: ['model:read'] }, 'default_scopes'],
           [{ name: 'App', admin: 'sometimes' }, 'admin'],
           [{ name: 'App', owner_user_id: 'nobody' }, 'owner_user_id'],
+          [{ name: 'App', owner_user_id: '' }, 'owner_user_id'],
           [[{ name: 'App' }], 'body'],
           ['App', 'body'],
         ];

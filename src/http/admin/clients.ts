@@ -94,7 +94,12 @@ const clientFields = {
     required: ['keys'],
     properties: { keys: { type: 'array', minItems: 1, maxItems: 10, items: { type: 'object' } } },
   },
-  owner_user_id: { type: ['string', 'null'], maxLength: 200, description: 'The user who owns the application (developer portal).' },
+  owner_user_id: {
+    type: ['string', 'null'],
+    minLength: 1,
+    maxLength: 200,
+    description: 'The id of the user who owns the application (developer portal); null for none (the operator’s). A client whose owner is disabled is suspended with them.',
+  },
 } as const;
 
 const createBody = requestBody(
@@ -131,8 +136,10 @@ type ClientParams = { clientId: string };
 /** Applications: all their fields and flags, and their secrets (API keys: api-keys.ts). */
 export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   const findClient = (id: string) => findClientOr404(gatehouse, id);
+  // Every owner named must exist: the client registry suspends a client whose owner it cannot find
+  // (clients.ts), so an unknown one — the empty string included — would disable the client for good.
   const checkOwner = async (ownerUserId: string | null | undefined): Promise<void> => {
-    if (ownerUserId && !(await gatehouse.storage.users.findById(ownerUserId))) throw new ValidationError('owner_user_id', `there is no user ${ownerUserId}`);
+    if (ownerUserId !== undefined && ownerUserId !== null && !(await gatehouse.storage.users.findById(ownerUserId))) throw new ValidationError('owner_user_id', `there is no user "${ownerUserId}"`);
   };
 
   app.get<{ Querystring: { limit: number; cursor?: string } }>(
