@@ -3,7 +3,7 @@ import type { ClientRegistry } from './clients.ts';
 import { credentialsRequired, invalidToken, malformedCredentials } from './errors.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { verifyAccessToken, type VerifiedAccessToken } from './tokens/verify.ts';
-import type { ApiKeyRepository, Client, GrantRepository, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
+import type { ApiKeyRepository, Client, Grant, GrantRepository, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
 
 /** Who calls a Gatehouse API with a token: a user through a client, a client alone, or an API key. */
 export interface Caller {
@@ -22,6 +22,13 @@ export interface Caller {
   apiKeyId: string | undefined;
   /** When the credential stops working (API keys without expiry: undefined). */
   expiresAt: number | undefined;
+  /**
+   * Whether the application can get another credential like this one at will, without the user:
+   * its own token (client credentials), or a user's token of a grant that lasts beyond it (one
+   * with refresh tokens). Not an API key, nor a token of a grant that ends with it, nor one acting
+   * for someone (impersonation, delegation).
+   */
+  renewable: boolean;
   /** The user's record, read while checking that they may still use the token (kind `user` only). */
   user: User | undefined;
 }
@@ -61,7 +68,7 @@ export function credentialOf(authorization: string | undefined, schemes: readonl
  * owner" and is otherwise valid; the admin API promises that deleting a client or user stops what it
  * holds. One indexed read for a user token, none for a client's own (`sub` = `client_id`).
  */
-async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'>, clientId: string, sub: string): Promise<TokenHolders | undefined> {
+async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'>, clientId: string, sub: string): Promise<Omit<TokenHolders, 'grant'> | undefined> {
   if (clientId === '') return undefined;
   const [entry, user] = await Promise.all([services.clients.get(clientId), sub === clientId ? undefined : services.storage.users.findById(sub)]);
   if (!entry) return undefined;
@@ -72,6 +79,8 @@ async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'
 export interface TokenHolders {
   client: Client;
   user: User | undefined;
+  /** The grant the token was issued under, when it names one. */
+  grant: Grant | undefined;
 }
 
 /**
@@ -96,7 +105,7 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
   if (revoked) return 'revoked';
   if (grantId && (!grant || grant.revokedAt !== null || (grant.expiresAt !== null && grant.expiresAt <= now))) return 'revoked';
   if (apiKeyId && (!apiKey || apiKey.clientId !== clientId || apiKey.revokedAt !== null || (apiKey.expiresAt !== null && apiKey.expiresAt <= now))) return 'revoked';
-  return holders;
+  return holders && { ...holders, grant };
 }
 
 /**
@@ -121,6 +130,7 @@ export async function authenticateCaller(services: CallerServices, authorization
       grantId: undefined,
       apiKeyId: found.key.id,
       expiresAt: found.key.expiresAt ?? undefined,
+      renewable: false,
       user: undefined,
     };
   }
@@ -131,7 +141,8 @@ export async function authenticateCaller(services: CallerServices, authorization
   if (holders === 'revoked') throw invalidToken('the access token has been revoked');
   if (!holders) throw invalidToken('the access token is invalid or has expired');
   const { payload } = verified;
-  const { client, user } = holders;
+  const { client, user, grant } = holders;
+  const act = typeof payload.act === 'object' && payload.act !== null ? (payload.act as Record<string, unknown>) : undefined;
   return {
     kind: user ? 'user' : 'client',
     sub: user?.id ?? client.id,
@@ -140,8 +151,9 @@ export async function authenticateCaller(services: CallerServices, authorization
     apiKeyId: verified.apiKeyId,
     scopes: verified.scopes,
     project: typeof payload.project === 'string' ? payload.project : undefined,
-    act: typeof payload.act === 'object' && payload.act !== null ? (payload.act as Record<string, unknown>) : undefined,
+    act,
     expiresAt: payload.exp,
+    renewable: act === undefined && (user ? grant !== undefined && grant.expiresAt === null : true),
     user,
   };
 }

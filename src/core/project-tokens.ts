@@ -29,11 +29,11 @@ export function projectScopeRefusal(services: Pick<GrantServices, 'scopes'>, hel
  * token never reaches the browser. Its scopes must be project scopes the caller holds; its
  * lifetime is capped by configuration; a project token cannot mint another.
  *
- * It ends with the credential it derives from, except an application's own access token, which the
- * application can renew at will (the reference flow: a backend's client-credentials token mints a
- * 12-hour viewer token). A user's token, an impersonation or delegation, or an API key with an
- * expiry caps its lifetime, and it names the grant or API key it came from, so that revoking
- * either ends it too.
+ * It ends no later than the credential it derives from, unless the application can renew that at
+ * will (Caller.renewable: the reference flow, a 12-hour viewer token minted with a backend's
+ * client-credentials token or a signed-in user's token). A token of a grant that ends with it, an
+ * impersonation or delegation, or an API key with an expiry caps its lifetime; and it names the
+ * grant or API key it came from, so that revoking either ends it too.
  */
 export async function issueProjectToken(services: GrantServices, caller: Caller, request: ProjectTokenRequest, now: number): Promise<IssuedAccessToken & { scopes: string[] }> {
   if (!PROJECT_ID.test(request.project)) throw invalidRequest('the project id is malformed');
@@ -50,8 +50,7 @@ export async function issueProjectToken(services: GrantServices, caller: Caller,
   if (!Number.isInteger(request.expiresAt) || request.expiresAt <= now) throw invalidRequest('expires_at must be in the future');
   if (request.expiresAt - now > maxTtl) throw invalidRequest(`expires_at may be at most ${maxTtl} seconds ahead`);
 
-  const renewable = caller.kind === 'client' && caller.act === undefined;
-  const expiresAt = renewable || caller.expiresAt === undefined ? request.expiresAt : Math.min(request.expiresAt, caller.expiresAt);
+  const expiresAt = caller.renewable || caller.expiresAt === undefined ? request.expiresAt : Math.min(request.expiresAt, caller.expiresAt);
   const extra = { project: request.project, ...(caller.act ? { act: caller.act } : {}), ...(caller.apiKeyId ? { api_key_id: caller.apiKeyId } : {}) };
   const token = await services.accessTokens.issue({ sub: caller.sub, clientId: caller.clientId, scopes, grantId: caller.grantId, extra }, now, expiresAt - now);
   services.audit.record({ at: now, kind: 'project_token.issued', outcome: 'success', clientId: caller.clientId, userId: caller.kind === 'user' ? caller.sub : null, data: { project: request.project, scopes, via: caller.kind } });

@@ -169,14 +169,28 @@ for (const dialect of DIALECTS) {
           { active: introspected.body.active, sub: introspected.body.sub, client_id: introspected.body.client_id, scope: introspected.body.scope, project: introspected.body.project },
           { active: true, sub: userId, client_id: firstParty.id, scope: 'model:read', project: 'p-user' },
         );
-        // What the user granted through that token ends with it.
-        assert.equal(introspected.body.exp, decodeJwt(access_token).exp, 'capped by the user\'s token');
+        // The grant has refresh tokens: the application could renew the user's token at will.
+        assert.ok((introspected.body.exp as number) - decodeJwt(access_token).exp! > 10 * 3600, 'not capped by a renewable token');
 
         // The client may hold model:read, but this user's token was not given it.
         const narrow = (await userTokens('objects:read')).access_token;
         const refused = await projectToken(`Bearer ${narrow}`, 'p-user', { expires_at: inHours(12), scopes: ['model:read'] });
         assert.equal(refused.status, 403);
         assert.equal(((await refused.json()) as { error: string }).error, 'insufficient_scope');
+      });
+
+      it('ends no later than a user\'s token that the application cannot renew: one without a refresh token, an impersonation', async () => {
+        const once = await server.client({ name: 'No refresh', grantTypes: ['password'], scopes: ['model:read'] });
+        const single = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'model:read' }, { headers: { authorization: basic(once.id, once.secret) } })).body;
+        assert.equal(single.refresh_token, undefined);
+        const impersonated = (await post(`${server.url}/token`, { grant_type: EXCHANGE, requested_subject: userId, scope: 'model:read' }, { headers: { authorization: basic(backOffice.id, backOffice.secret) } })).body;
+        for (const [what, accessToken] of [['without a refresh token', single.access_token], ['an impersonation', impersonated.access_token]] as const) {
+          const res = await projectToken(`Bearer ${accessToken}`, 'p-capped', { expires_at: inHours(12), scopes: ['model:read'] });
+          assert.equal(res.status, 201, what);
+          const body = (await res.json()) as { access_token: string; expires_at: string };
+          assert.equal(Date.parse(body.expires_at) / 1000, decodeJwt(accessToken).exp, what);
+          assert.equal(decodeJwt(body.access_token).exp, decodeJwt(accessToken).exp, what);
+        }
       });
 
       it('refuses an expires_at in the past, beyond the maximum, or malformed, with 400', async () => {
