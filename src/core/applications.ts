@@ -299,14 +299,51 @@ function checkCertificateChain(x5c: unknown, publicKey: KeyObject, fail: (messag
   });
 }
 
+const LOOPBACK_HOSTS = ['127.0.0.1', '[::1]', 'localhost'];
+// RFC 8252 §7.1: "a URI scheme based on a domain name under their control, expressed in reverse
+// order", such as com.example.app — a dot is what tells it from a scheme some other app may claim.
+const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
+
 /**
- * RFC 6749 §3.1.2: an absolute URI that "MUST NOT include a fragment component". Any '#' is refused,
- * an empty fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
+ * The one rule for redirect URIs and post-logout redirect URIs, wherever a client is registered or
+ * changed — admin API, command line, developer portal. A post-logout redirect URI sends the browser
+ * back to the client just as a redirect URI does (RP-Initiated Logout 1.0 §3.1: it "SHOULD use the
+ * https scheme"), so it gets no more leeway. Returns the URI as given: it is compared as an exact string.
+ *
+ * - https; plain http only on the loopback interface (RFC 8252 §7.3), where nothing crosses a
+ *   network; or a private-use scheme in reverse-domain form for native apps (RFC 8252 §7.1). Any
+ *   other scheme (ftp:, blob:, javascript:, …) has no business receiving an authorization response.
+ * - No userinfo: `https://app.example@evil.example/` reads as one host and sends to another.
+ * - No `*` in the host: redirect URIs are matched exactly (RFC 9700 §2.1, §4.1.3), so a wildcard
+ *   is never a pattern, and a URI that looks like one only misleads whoever reads the registration.
+ * - RFC 6749 §3.1.2: it "MUST NOT include a fragment component". Any '#' is refused, an empty
+ *   fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
+ *
+ * Clients stored before this rule keep their URIs and keep working, but any change to such a client
+ * is refused, naming the URI, until it is fixed.
  */
-function checkRedirectUri(field: string, uri: string): string {
-  const url = checkUrl(field, uri);
-  if (url.includes('#')) throw new ValidationError(field, `the redirect URI "${uri}" must not have a fragment (no "#")`);
-  return url;
+export function checkRedirectUri(field: string, uri: string): string {
+  const what = field === 'post_logout_redirect_uris' ? 'the post-logout redirect URI' : 'the redirect URI';
+  const url = URL.parse(uri);
+  if (!url) throw new ValidationError(field, `"${uri}" is not an absolute URL`);
+  if (uri.includes('#')) throw new ValidationError(field, `${what} "${uri}" must not have a fragment (no "#")`);
+  if (url.protocol === 'http:') {
+    if (!LOOPBACK_HOSTS.includes(url.hostname)) {
+      throw new ValidationError(field, `${what} "${uri}" must use https (plain http is only for 127.0.0.1, [::1] and localhost)`);
+    }
+  } else if (url.protocol !== 'https:' && !PRIVATE_USE_SCHEME.test(url.protocol)) {
+    throw new ValidationError(field, `${what} "${uri}" must use https, http on the loopback address, or a private-use scheme such as com.example.app:/callback`);
+  }
+  // The authority as written, not as parsed: `https://@host/` has an empty userinfo that URL drops.
+  // (For http and https, URL takes any run of slashes and backslashes to open the authority.)
+  const special = url.protocol === 'https:' || url.protocol === 'http:';
+  const authority = (special ? /^[^:]*:[/\\]*([^/\\?#]*)/ : /^[^:]*:\/\/([^/?#]*)/).exec(uri)?.[1] ?? '';
+  if (url.username !== '' || url.password !== '' || authority.includes('@')) {
+    throw new ValidationError(field, `${what} "${uri}" must not hold a user name or password (nothing before "@" in the host)`);
+  }
+  // A non-special scheme keeps its host percent-encoded, so %2A is a star too.
+  if (/\*|%2a/i.test(url.host)) throw new ValidationError(field, `${what} "${uri}" must not have a wildcard ("*") in the host: redirect URIs are matched exactly`);
+  return uri;
 }
 
 function checkUrl(field: string, value: string): string {

@@ -284,6 +284,12 @@ for (const dialect of DIALECTS) {
         [['client', 'create', '--name', 'x', '--grant', 'magic'], /grant_types: .*"magic"/],
         [['client', 'create', '--name', 'x', '--grant', 'authorization_code', '--scope', 'openid'], /redirect_uris: /],
         [['client', 'create', '--name', 'x', '--grant', 'authorization_code', '--redirect-uri', 'not a url'], /redirect_uris: .*"not a url"/],
+        [['client', 'create', '--name', 'x', '--grant', 'authorization_code', '--redirect-uri', 'http://app.example/cb'], /redirect_uris: .*"http:\/\/app\.example\/cb" must use https/],
+        [['client', 'create', '--name', 'x', '--grant', 'authorization_code', '--redirect-uri', 'https://*.example.com/cb'], /redirect_uris: .*"https:\/\/\*\.example\.com\/cb" .*wildcard/],
+        [
+          ['client', 'create', '--name', 'x', '--grant', 'authorization_code', '--redirect-uri', 'https://app.example/cb', '--post-logout-redirect-uri', 'https://user:pw@app.example/'],
+          /post_logout_redirect_uris: .*"https:\/\/user:pw@app\.example\/" .*user name or password/,
+        ],
         [['client', 'create', '--name', 'x', '--scope', 'objects:read', '--default-scope', 'bcf:read'], /default_scopes: .*"bcf:read"/],
         [['user', 'create', '--email', 'not-an-email', '--password', 'long enough password'], /email: /],
         [['user', 'create', '--email', 'short@example.com', '--password', 'short'], /password: .*8 characters/],

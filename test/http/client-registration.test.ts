@@ -120,6 +120,118 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    describe('redirect URIs: one rule for the admin API, the command line and the portal (RFC 8252 §7, RFC 9700 §2.1)', () => {
+      /** Refused, with what the detail must say; each detail names the URI too. */
+      const REFUSED: [string, RegExp][] = [
+        ['http://evil.example/cb', /must use https \(plain http is only for 127\.0\.0\.1, \[::1\] and localhost\)/],
+        ['http://127.0.0.1.evil.example/cb', /must use https/],
+        ['ftp://x/', /must use https, http on the loopback address, or a private-use scheme/],
+        ['blob:https://a.example/x', /private-use scheme/],
+        ['myapp:/callback', /private-use scheme/],
+        ['javascript:alert(1)', /private-use scheme/],
+        ['https://user:pw@a.example/cb', /user name or password/],
+        ['https://user@a.example/cb', /user name or password/],
+        ['https://@a.example/cb', /user name or password/],
+        ['http://user@127.0.0.1:8080/cb', /user name or password/],
+        ['com.example.app://user@callback/', /user name or password/],
+        ['https://*.example.com/cb', /wildcard/],
+        ['https://*/cb', /wildcard/],
+        ['https://app.*.example.com/cb', /wildcard/],
+        ['https://%2A.example.com/cb', /wildcard/],
+        ['com.example.app://*.example.com/cb', /wildcard/],
+      ];
+
+      function assertRefusedNaming(res: Answer, field: string, uri: string, detail: RegExp): void {
+        assertRefused(res, field, detail, uri);
+        const named = (res.body.errors as { field: string; detail: string }[]).find((e) => e.field === field)!;
+        assert.ok(named.detail.includes(`"${uri}"`), `the detail names ${uri}: ${named.detail}`);
+      }
+
+      it('refuses plain http away from loopback, any scheme but https or a private-use one, userinfo and a wildcard host, as redirect or post-logout redirect URI, and stores nothing', async () => {
+        const before = await snapshot();
+        for (const [uri, detail] of REFUSED) {
+          assertRefusedNaming(await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK, uri] }), 'redirect_uris', uri, detail);
+          assertRefusedNaming(await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK], post_logout_redirect_uris: [uri] }), 'post_logout_redirect_uris', uri, detail);
+        }
+        assert.equal(await snapshot(), before);
+      });
+
+      it('refuses such a URI on a change too, and the client keeps its URIs', async () => {
+        const created = await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const before = await snapshot();
+        for (const [uri, detail] of REFUSED) {
+          assertRefusedNaming(await api('PATCH', `/clients/${created.body.client_id}`, { redirect_uris: [uri] }), 'redirect_uris', uri, detail);
+          assertRefusedNaming(await api('PATCH', `/clients/${created.body.client_id}`, { post_logout_redirect_uris: [uri] }), 'post_logout_redirect_uris', uri, detail);
+        }
+        assert.equal(await snapshot(), before);
+      });
+
+      it('accepts https, plain http on 127.0.0.1, [::1] and localhost, and private-use schemes in reverse-domain form', async () => {
+        const accepted = [
+          'https://app.example/cb',
+          'https://app.example:8443/cb?tenant=1',
+          'https://app.example/cb/*',
+          'http://127.0.0.1:8080/cb',
+          'http://[::1]/cb',
+          'http://localhost:3000/cb',
+          'com.example.app:/callback',
+          'com.example.app://callback',
+        ];
+        const created = await register({ grant_types: ['authorization_code'], redirect_uris: accepted, post_logout_redirect_uris: accepted });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.deepEqual(created.body.redirect_uris, accepted);
+        assert.deepEqual(created.body.post_logout_redirect_uris, accepted);
+      });
+
+      it('lets a client stored with a URI the rule now refuses keep working, but refuses any change to it with a 400 naming the URI until the URI is fixed', async () => {
+        const created = await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const id = created.body.client_id as string;
+        const legacy = 'http://legacy.example/cb';
+        const legacyLogout = 'https://*.legacy.example/bye';
+        // Stored as an earlier version that did not check these accepted them.
+        await server.gatehouse.storage.clients.update(id, { redirectUris: [legacy], postLogoutRedirectUris: [legacyLogout] }, Math.floor(Date.now() / 1000));
+        server.gatehouse.clients.invalidate(id);
+
+        const signIn = await new HttpBrowser().follow(`${server.url}/authorize?${new URLSearchParams({ client_id: id, redirect_uri: legacy, response_type: 'code', scope: 'objects:read', state: 's' })}`, server.url);
+        assert.equal(signIn.status, 200, 'the stored URI still leads to sign-in');
+        assert.match(signIn.text, /name="password"/);
+
+        const before = await snapshot();
+        assertRefusedNaming(await api('PATCH', `/clients/${id}`, { name: 'Renamed' }), 'redirect_uris', legacy, /must use https/);
+        assertRefusedNaming(await api('PATCH', `/clients/${id}`, { redirect_uris: [CALLBACK] }), 'post_logout_redirect_uris', legacyLogout, /wildcard/);
+        assert.equal(await snapshot(), before);
+        const fixed = await api('PATCH', `/clients/${id}`, { name: 'Renamed', redirect_uris: [CALLBACK], post_logout_redirect_uris: ['https://legacy.example/bye'] });
+        assert.equal(fixed.status, 200, JSON.stringify(fixed.body));
+        assert.equal(fixed.body.name, 'Renamed');
+      });
+
+      it('refuses a wildcard host or userinfo in the developer portal too, next to the field, and registers nothing', async () => {
+        const developer = await server.user(`dev-${randomUUID()}@example.com`, PASSWORD);
+        const browser = new HttpBrowser();
+        const login = await browser.request(`${server.url}/login`);
+        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
+        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
+        const before = await snapshot();
+        for (const [uri, detail] of [
+          ['https://*.example.com/cb', /must not have a wildcard/],
+          ['https://user:pw@app.example/cb', /must not hold a user name or password/],
+          ['ftp://app.example/cb', /must use https/],
+        ] as const) {
+          const page = await browser.request(`${server.url}/developers/applications`, {
+            form: { csrf, name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: `${CALLBACK}\n${uri}` },
+          });
+          assert.equal(page.status, 400, uri);
+          const error = /<p class="field-error" id="app-redirect-uris-error">([^<]*)</.exec(page.text)?.[1] ?? '';
+          assert.match(error, detail, uri);
+          assert.ok(error.includes(uri.replaceAll('&', '&amp;')), `${uri}: ${error}`);
+        }
+        assert.equal(await snapshot(), before);
+        assert.deepEqual(await server.gatehouse.storage.clients.listForOwner(developer.id), []);
+      });
+    });
+
     describe('public keys for private_key_jwt (RFC 7517, RFC 7523)', () => {
       const keyClient = (jwks: unknown) => register({ grant_types: ['client_credentials'], jwks });
 

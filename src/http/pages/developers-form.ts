@@ -1,11 +1,10 @@
-import { ValidationError } from '../../core/applications.ts';
+import { checkRedirectUri, ValidationError } from '../../core/applications.ts';
 import { field } from './context.ts';
 import { sentence } from './developers-context.ts';
 
 const MAX_REDIRECT_URIS = 20;
 const MAX_URL_LENGTH = 2000;
 const MAX_DESCRIPTION_LENGTH = 1000;
-const LOOPBACK_HOSTS = ['127.0.0.1', '[::1]', 'localhost'];
 /** Form fields that can carry a message; anything else the core refuses is shown above the form. */
 const FORM_FIELDS = ['name', 'description', 'type', 'base_url', 'redirect_uris'] as const;
 
@@ -68,7 +67,12 @@ export function checkApplicationDetails(values: ApplicationDetailsForm, errors: 
     const uris = [...new Set(values.redirect_uris.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== ''))];
     if (uris.length === 0) throw new ValidationError('redirect_uris', 'enter at least one redirect URI');
     if (uris.length > MAX_REDIRECT_URIS) throw new ValidationError('redirect_uris', `enter at most ${MAX_REDIRECT_URIS} redirect URIs`);
-    uris.forEach(checkRedirectUri);
+    for (const uri of uris) {
+      if (uri.length > MAX_URL_LENGTH) throw new ValidationError('redirect_uris', 'a redirect URI is too long');
+      // The rule every registration follows (admin API and command line too), checked here so the
+      // form shows it next to the field along with the form's other problems.
+      checkRedirectUri('redirect_uris', uri);
+    }
     return uris;
   });
   if (baseUrl === undefined || redirectUris === undefined || Object.keys(errors).length > 0) return undefined;
@@ -86,22 +90,4 @@ function checkBaseUrl(value: string): string {
   const url = URL.parse(value);
   if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) throw new ValidationError('base_url', 'the base URL must be an http or https address, such as https://app.example.com');
   return value;
-}
-
-/**
- * Self-service redirect URIs (RFC 9700 §2.1, RFC 8252 §7): https; http only on the loopback
- * interface, for development and native apps; or a private-use scheme in reverse-domain form
- * (`com.example.app:/callback`) for native apps. The core then checks absoluteness and fragments.
- */
-function checkRedirectUri(value: string): void {
-  if (value.length > MAX_URL_LENGTH) throw new ValidationError('redirect_uris', 'a redirect URI is too long');
-  const url = URL.parse(value);
-  if (!url) throw new ValidationError('redirect_uris', `"${value}" is not an absolute URL`);
-  if (url.protocol === 'https:') return;
-  if (url.protocol === 'http:') {
-    if (LOOPBACK_HOSTS.includes(url.hostname)) return;
-    throw new ValidationError('redirect_uris', `"${value}" must use https (plain http is only for 127.0.0.1, [::1] and localhost)`);
-  }
-  if (/^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/.test(url.protocol)) return;
-  throw new ValidationError('redirect_uris', `"${value}" must use https, http on the loopback address, or a private-use scheme such as com.example.app:/callback`);
 }
