@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes, randomUUID, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { Client, ClientType, JsonWebKeySet, NewClient, Storage, User } from '../storage/repositories.ts';
-import { CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
+import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { GatehouseConfig } from './config.ts';
 import { hashPassword } from './passwords.ts';
@@ -220,8 +220,9 @@ export function holdsPrivateKeyMaterial(jwks: unknown): boolean {
 }
 
 /**
- * A client's JWK Set for `private_key_jwt`: 1–10 public signing keys (RSA of 2048 bits or more, EC,
- * OKP), each one able to verify the client's assertions: a key that never could is refused here,
+ * A client's JWK Set for `private_key_jwt`: 1–10 public signing keys (RSA of 2048 bits or more, EC
+ * on P-256, P-384 or P-521, OKP on Ed25519), each one able to verify the client's assertions with an
+ * algorithm this server accepts (assertionAlgorithmsFor): a key that never could is refused here,
  * not found out at the token endpoint. A private key pasted by mistake is refused, never stored.
  */
 function checkJwks(value: unknown): JsonWebKeySet | null {
@@ -233,9 +234,10 @@ function checkJwks(value: unknown): JsonWebKeySet | null {
   if (JSON.stringify(value).length > 32 * 1024) throw fail('the JWK Set is larger than 32 KiB');
   const kids = new Set<unknown>();
   keys.forEach((key: unknown, i) => {
-    const which = `key ${i + 1}`;
-    if (typeof key !== 'object' || key === null || Array.isArray(key)) throw fail(`${which} is not a JWK`);
+    if (typeof key !== 'object' || key === null || Array.isArray(key)) throw fail(`key ${i + 1} is not a JWK`);
     const jwk = key as Record<string, unknown>;
+    // Named by its kid too where it has a sensible one: that is how its owner knows it.
+    const which = typeof jwk.kid === 'string' && jwk.kid !== '' && jwk.kid.length <= 200 ? `key ${i + 1} (kid "${jwk.kid}")` : `key ${i + 1}`;
     if (isPrivateJwk(jwk)) {
       throw fail(`${which} holds private or secret key material: register the public key only, and keep the private key with the client`);
     }
@@ -270,6 +272,14 @@ function checkJwks(value: unknown): JsonWebKeySet | null {
       throw fail(`${which} is not a valid public key`);
     }
     if (jwk.kty === 'RSA' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw fail(`${which}: RSA keys must have at least 2048 bits`);
+    // jose picks a key for an assertion by its alg header, and only a key of the matching type and
+    // curve — and of that alg, when the key names one (RFC 7517 §4.4) — is ever tried.
+    const usable = assertionAlgorithmsFor(jwk);
+    const kind = jwk.kty === 'RSA' ? 'an RSA key' : `an ${String(jwk.kty)} key on the curve ${JSON.stringify(jwk.crv)}`;
+    if (usable.length === 0) throw fail(`${which}: ${kind} verifies none of the algorithms accepted for client assertions (${CLIENT_ASSERTION_ALGORITHMS.join(', ')})`);
+    if (jwk.alg !== undefined && !(usable as readonly unknown[]).includes(jwk.alg)) {
+      throw fail(`${which}: alg "${String(jwk.alg)}" does not fit ${kind}, which verifies ${usable.join(', ')}`);
+    }
     if (jwk.x5c !== undefined) checkCertificateChain(jwk.x5c, publicKey, (message) => fail(`${which}: ${message}`));
   });
   return { keys: keys as Array<Record<string, unknown>> };

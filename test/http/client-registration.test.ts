@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomUUID, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, X509Certificate, type JsonWebKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import pino from 'pino';
@@ -283,6 +283,82 @@ for (const dialect of DIALECTS) {
           .sign(privateKey);
         const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'objects:read', client_assertion_type: ASSERTION_TYPE, client_assertion: assertion });
         assert.equal(token.status, 200, JSON.stringify(token.body));
+      });
+
+      /** The public half of a fresh key pair of the given type, as a JWK. */
+      const publicJwkOf = (generate: () => { publicKey: { export(options: { format: 'jwk' }): JsonWebKey } }): Record<string, unknown> =>
+        generate().publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+      /** Keys that no algorithm Gatehouse accepts for client assertions could verify with, and what the refusal says. */
+      const unusableKeys = (): [string, Record<string, unknown>, RegExp][] => {
+        const rsa = publicJwkOf(() => generateKeyPairSync('rsa', { modulusLength: 2048 }));
+        const p384 = publicJwkOf(() => generateKeyPairSync('ec', { namedCurve: 'P-384' }));
+        const ed25519 = publicJwkOf(() => generateKeyPairSync('ed25519'));
+        return [
+          ['an X25519 key (key agreement)', { kty: 'OKP', crv: 'X25519', x: 'hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo' }, /an OKP key on the curve "X25519" verifies none of the algorithms accepted/],
+          ['an Ed448 key', publicJwkOf(() => generateKeyPairSync('ed448')), /an OKP key on the curve "Ed448" verifies none/],
+          ['a secp256k1 key', publicJwkOf(() => generateKeyPairSync('ec', { namedCurve: 'secp256k1' })), /an EC key on the curve "secp256k1" verifies none/],
+          ['an RSA key with alg ES256', { ...rsa, alg: 'ES256' }, /alg "ES256" does not fit an RSA key, which verifies RS256, RS384, RS512, PS256, PS384, PS512/],
+          ['a P-384 key with alg ES256', { ...p384, alg: 'ES256' }, /alg "ES256" does not fit an EC key on the curve "P-384", which verifies ES384/],
+          ['a P-256 key with alg EdDSA', { ...publicJwk, alg: 'EdDSA' }, /alg "EdDSA" does not fit an EC key on the curve "P-256", which verifies ES256/],
+          ['an Ed25519 key with alg ES256', { ...ed25519, alg: 'ES256' }, /alg "ES256" does not fit an OKP key on the curve "Ed25519", which verifies EdDSA, Ed25519/],
+          ['a key for encryption', { ...publicJwk, use: 'enc' }, /use must be "sig"/],
+        ];
+      };
+
+      it('refuses a key that no accepted algorithm can verify with, an alg that does not fit the key, or a use other than sig, naming the key by kid or position, and stores nothing', async () => {
+        const before = await snapshot();
+        for (const [label, key, detail] of unusableKeys()) {
+          const { kid: _kid, ...withoutKid } = key;
+          assertRefused(await keyClient({ keys: [withoutKid] }), 'jwks', new RegExp(`^key 1: ${detail.source}`), label);
+          assertRefused(await keyClient({ keys: [publicJwk, { ...withoutKid, kid: 'backup' }] }), 'jwks', new RegExp(`^key 2 \\(kid "backup"\\): ${detail.source}`), `${label}, as the second key`);
+        }
+        assert.equal(await snapshot(), before);
+        // The repro from the field: an X25519 key in the smallest body the admin API takes.
+        const repro = await api('POST', '/clients', { name: 'a', jwks: { keys: [{ kty: 'OKP', crv: 'X25519', x: 'hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo' }] } });
+        assertRefused(repro, 'jwks', /X25519/);
+      });
+
+      it('accepts each key type with the algorithms it can verify, with or without alg', async () => {
+        const rsa = publicJwkOf(() => generateKeyPairSync('rsa', { modulusLength: 2048 }));
+        const p384 = publicJwkOf(() => generateKeyPairSync('ec', { namedCurve: 'P-384' }));
+        const p521 = publicJwkOf(() => generateKeyPairSync('ec', { namedCurve: 'P-521' }));
+        const ed25519 = publicJwkOf(() => generateKeyPairSync('ed25519'));
+        const keys = [
+          { ...rsa, kid: 'rsa', alg: 'PS256', use: 'sig' },
+          { ...rsa, kid: 'rsa-any' },
+          { ...publicJwk, alg: 'ES256' },
+          { ...p384, kid: 'p384', alg: 'ES384' },
+          { ...p521, kid: 'p521', alg: 'ES512' },
+          { ...ed25519, kid: 'ed-eddsa', alg: 'EdDSA' },
+          { ...ed25519, kid: 'ed-ed25519', alg: 'Ed25519' },
+          { ...ed25519, kid: 'ed-any' },
+        ];
+        const created = await keyClient({ keys });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.equal(created.body.jwks.keys.length, keys.length);
+      });
+
+      it('refuses keys of the wrong type or algorithm pasted in the developer portal, naming the key, and the application keeps none', async () => {
+        const developer = await server.user(`keys-${randomUUID()}@example.com`, PASSWORD);
+        const browser = new HttpBrowser();
+        const login = await browser.request(`${server.url}/login`);
+        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
+        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
+        const created = await browser.request(`${server.url}/developers/applications`, {
+          form: { csrf, name: 'Key tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK },
+        });
+        assert.equal(created.status, 200, created.text.slice(0, 1000));
+        const [application] = await server.gatehouse.storage.clients.listForOwner(developer.id);
+        const before = await snapshot();
+        for (const [label, key, detail] of unusableKeys()) {
+          const page = await browser.request(`${server.url}/developers/applications/${application!.id}/keys`, { form: { csrf, jwks: JSON.stringify({ keys: [{ ...key, kid: 'laptop' }] }) } });
+          assert.equal(page.status, 400, label);
+          const error = (/<p class="field-error" id="app-jwks-error">([^<]*)</.exec(page.text)?.[1] ?? '').replaceAll('&quot;', '"');
+          assert.match(error, new RegExp(`^Key 1 \\(kid "laptop"\\): ${detail.source}`), label);
+          assert.doesNotMatch(page.text, /keys were saved/, label);
+        }
+        assert.equal(await snapshot(), before);
+        assert.equal((await server.gatehouse.storage.clients.find(application!.id))!.jwks, null);
       });
 
       it('refuses such keys pasted in the developer portal, and the application keeps none', async () => {

@@ -7,6 +7,27 @@ export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-typ
 
 /** Asymmetric algorithms only: `none` and the HMAC family can never authenticate a client here. */
 export const CLIENT_ASSERTION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+export type ClientAssertionAlgorithm = (typeof CLIENT_ASSERTION_ALGORITHMS)[number];
+
+/**
+ * The accepted algorithms a client's public key can verify, by its type and curve: RSA keys the RSA
+ * families (RFC 7518 §3.3, §3.5); an EC key the one ECDSA algorithm of its curve (RFC 7518 §3.4:
+ * ES256 is P-256 only, ES384 P-384, ES512 P-521); an OKP key only on Ed25519 (RFC 8037 §3.1; jose
+ * verifies EdDSA with Ed25519 alone). None for anything else — X25519 and X448 agree on keys and
+ * sign nothing, and secp256k1 (ES256K) is not accepted: such a key could never verify an assertion.
+ */
+export function assertionAlgorithmsFor(jwk: { kty?: unknown; crv?: unknown }): readonly ClientAssertionAlgorithm[] {
+  switch (jwk.kty) {
+    case 'RSA':
+      return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+    case 'EC':
+      return jwk.crv === 'P-256' ? ['ES256'] : jwk.crv === 'P-384' ? ['ES384'] : jwk.crv === 'P-521' ? ['ES512'] : [];
+    case 'OKP':
+      return jwk.crv === 'Ed25519' ? ['EdDSA', 'Ed25519'] : [];
+    default:
+      return [];
+  }
+}
 
 /** An assertion may not be valid for longer than this, so that its `jti` need not be kept for long. */
 const MAX_LIFETIME_SECONDS = 3600;
