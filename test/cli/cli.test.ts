@@ -157,6 +157,28 @@ for (const dialect of DIALECTS) {
       assert.equal((await cliJson(['client', 'show', created.client_id], env)).jwks, null);
     });
 
+    it('refuses a key file holding null, as any other JSON that is not a JWK Set, with one line and exit 1: only --none removes keys', async () => {
+      const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const jwksFile = join(database.dataDir, 'kept-keys.json');
+      writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'kept' }] }));
+      const created = await cliJson(['client', 'create', '--name', 'Kept keys', '--scope', 'objects:read', '--jwks', jwksFile], env);
+      const before = (await cliJson<any[]>(['client', 'list'], env)).length;
+      for (const content of ['null', '"str"', '[1]']) {
+        writeFileSync(jwksFile, content);
+        for (const args of [
+          ['client', 'set-jwks', created.client_id, jwksFile],
+          ['client', 'create', '--name', 'Null keys', '--scope', 'objects:read', '--jwks', jwksFile],
+        ]) {
+          const refused = await runCli(args, env);
+          assert.equal(refused.code, 1, `${content}: gatehouse ${args.join(' ')}: exit ${refused.code}\n${refused.stdout}${refused.stderr}`);
+          assert.match(oneLine(refused), /^gatehouse: jwks: .*JWK Set/, content);
+          assert.equal(refused.stdout, '');
+        }
+      }
+      assert.deepEqual((await cliJson(['client', 'show', created.client_id], env)).jwks.keys.map((k: { kid: string }) => k.kid), ['kept']);
+      assert.equal((await cliJson<any[]>(['client', 'list'], env)).length, before, 'no client was created');
+    });
+
     it('rotate-secret gives a new secret and the old one stops working against the running server', async () => {
       const created = await cliJson(['client', 'create', '--name', 'Rotating app', '--scope', 'objects:read'], env);
       // Warm the server's client cache with the old secret.

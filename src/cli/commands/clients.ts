@@ -112,7 +112,10 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
 }
 
 const flags = (c: Client): string => [c.isAdmin && 'admin', c.firstParty && 'first-party', c.allowImpersonation && 'impersonation', c.isResourceServer && 'resource-server', c.jwks && 'private-key-jwt'].filter(Boolean).join(',') || '-';
-/** A JWK Set from a file; what it holds is checked when the client is saved. */
+/**
+ * A JWK Set from a file; what it holds is checked when the client is saved. A file holding `null`
+ * is refused here: to the core, null means "no keys", and only --none may say that.
+ */
 function readJwks(path: string): JsonWebKeySet {
   let text: string;
   try {
@@ -120,11 +123,14 @@ function readJwks(path: string): JsonWebKeySet {
   } catch (error) {
     throw new ValidationError('jwks', `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+  let parsed: unknown;
   try {
-    return JSON.parse(text) as JsonWebKeySet;
+    parsed = JSON.parse(text);
   } catch {
     throw new ValidationError('jwks', `${path} is not JSON`);
   }
+  if (parsed === null) throw new ValidationError('jwks', `${path} holds null, not a JWK Set: {"keys": [ … ]} (set-jwks --none removes a client's keys)`);
+  return parsed as JsonWebKeySet;
 }
 
 const words = (value: string | undefined): string[] => (value ?? '').split(/[\s,]+/).filter(Boolean);
