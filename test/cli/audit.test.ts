@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { loadConfig } from '../../src/core/config.ts';
@@ -7,7 +10,7 @@ import { createGatehouse } from '../../src/gatehouse.ts';
 import type { AuditEvent } from '../../src/storage/repositories.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { TEST_SECRET } from '../support/server.ts';
-import { CLI, databaseEnv, ROOT, runCli, waitFor, type Env } from './support.ts';
+import { CLI, cliJson, databaseEnv, ROOT, runCli, waitFor, type Env } from './support.ts';
 
 interface EventLine {
   id: number;
@@ -131,6 +134,32 @@ for (const dialect of DIALECTS) {
       }
       assert.equal(await exited, 0, stderr);
       assert.equal(lines(stdout).length, 2, 'nothing printed twice');
+    });
+
+    it('records what client create, set-jwks, rotate-secret and delete did, named as the admin API names the same actions', async () => {
+      const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const jwksFile = join(database.dataDir, 'audited-keys.json');
+      writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1' }] }));
+      const { client_id: id } = await cliJson<{ client_id: string }>(['client', 'create', '--name', 'Audited app', '--scope', 'objects:read'], env);
+      const [first] = (await cliJson<{ secrets: { id: string }[] }>(['client', 'show', id], env)).secrets;
+      await cliJson(['client', 'set-jwks', id, jwksFile], env);
+      await cliJson(['client', 'set-jwks', id, '--none'], env);
+      await cliJson(['client', 'rotate-secret', id], env);
+      const [second] = (await cliJson<{ secrets: { id: string }[] }>(['client', 'show', id], env)).secrets;
+      await cliJson(['client', 'delete', id], env);
+
+      const events = lines((await runCli(['audit', 'tail', '--limit', '100', '--json'], env)).stdout).filter((e) => e.client_id === id);
+      assert.deepEqual(
+        events.map((e) => ({ kind: e.kind, outcome: e.outcome, user_id: e.user_id, data: e.data })),
+        [
+          { kind: 'client.created', outcome: 'success', user_id: null, data: { name: 'Audited app', admin: false, by: 'cli' } },
+          { kind: 'client.updated', outcome: 'success', user_id: null, data: { fields: ['jwks'], by: 'cli' } },
+          { kind: 'client.updated', outcome: 'success', user_id: null, data: { fields: ['jwks'], by: 'cli' } },
+          { kind: 'client_secret.created', outcome: 'success', user_id: null, data: { secret_id: second!.id, by: 'cli' } },
+          { kind: 'client_secret.deleted', outcome: 'success', user_id: null, data: { secret_id: first!.id, by: 'cli' } },
+          { kind: 'client.deleted', outcome: 'success', user_id: null, data: { by: 'cli' } },
+        ],
+      );
     });
   });
 }
