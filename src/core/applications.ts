@@ -172,6 +172,9 @@ function validateClient(
   }
 
   const isAdmin = input.isAdmin ?? false;
+  // A developer manages the secrets and keys of the applications they own in the portal: owning a
+  // back office would hand its admin scopes to whoever can sign in as its owner.
+  if (isAdmin && input.ownerUserId) throw new ValidationError('owner_user_id', 'an admin client has no owner: back offices are managed by operators, not in the developer portal');
   const allowed = [...new Set(input.scopes)];
   const scopeProblem = scopes.checkClientScopes(allowed, isAdmin);
   if (scopeProblem) throw new ValidationError('scopes', scopeProblem);

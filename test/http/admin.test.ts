@@ -415,6 +415,15 @@ for (const dialect of DIALECTS) {
         await clientToken(id, owned.body.client_secret);
       });
 
+      it('gives an admin client no owner, since an owner manages its secrets in the developer portal', async () => {
+        const all = { auth: auth.allAdmin! };
+        assertProblem(await api('POST', '/clients', { ...all, body: { name: 'Owned back office', admin: true, scopes: ['admin:users'], owner_user_id: adaId } }), 400, 'owner_user_id');
+        const owned = await api('POST', '/clients', { ...all, body: { name: 'Owned service 2', scopes: ['objects:read'], owner_user_id: adaId } });
+        assert.equal(owned.status, 201, JSON.stringify(owned.body));
+        assertProblem(await api('PATCH', `/clients/${owned.body.client_id}`, { ...all, body: { admin: true, scopes: ['admin:users'] } }), 400, 'owner_user_id');
+        assert.equal((await api('GET', `/clients/${owned.body.client_id}`, all)).body.admin, false, 'the refused change changed nothing');
+      });
+
       it('adds a second secret, deletes the first, and lists secrets without their values', async () => {
         const listed = await api('GET', `/clients/${created.client_id}/secrets`, as('admin:clients'));
         assert.equal(listed.status, 200);

@@ -102,7 +102,7 @@ const clientFields = {
     type: ['string', 'null'],
     minLength: 1,
     maxLength: 200,
-    description: 'The id of the user who owns the application (developer portal); null for none (the operator’s). A client whose owner is disabled is suspended with them.',
+    description: 'The id of the user who owns the application (developer portal); null for none (the operator’s). A client whose owner is disabled is suspended with them. An admin client has no owner.',
   },
 } as const;
 
