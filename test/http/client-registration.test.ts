@@ -338,7 +338,8 @@ for (const dialect of DIALECTS) {
         assert.equal(created.body.jwks.keys.length, keys.length);
       });
 
-      it('refuses keys of the wrong type or algorithm pasted in the developer portal, naming the key, and the application keeps none', async () => {
+      /** A developer signed in to the portal, with an application of theirs registered there. */
+      async function portalApplication() {
         const developer = await server.user(`keys-${randomUUID()}@example.com`, PASSWORD);
         const browser = new HttpBrowser();
         const login = await browser.request(`${server.url}/login`);
@@ -349,37 +350,33 @@ for (const dialect of DIALECTS) {
         });
         assert.equal(created.status, 200, created.text.slice(0, 1000));
         const [application] = await server.gatehouse.storage.clients.listForOwner(developer.id);
+        return { browser, csrf, application: application! };
+      }
+
+      it('refuses keys of the wrong type or algorithm pasted in the developer portal, naming the key, and the application keeps none', async () => {
+        const { browser, csrf, application } = await portalApplication();
         const before = await snapshot();
         for (const [label, key, detail] of unusableKeys()) {
-          const page = await browser.request(`${server.url}/developers/applications/${application!.id}/keys`, { form: { csrf, jwks: JSON.stringify({ keys: [{ ...key, kid: 'laptop' }] }) } });
+          const page = await browser.request(`${server.url}/developers/applications/${application.id}/keys`, { form: { csrf, jwks: JSON.stringify({ keys: [{ ...key, kid: 'laptop' }] }) } });
           assert.equal(page.status, 400, label);
           const error = (/<p class="field-error" id="app-jwks-error">([^<]*)</.exec(page.text)?.[1] ?? '').replaceAll('&quot;', '"');
           assert.match(error, new RegExp(`^Key 1 \\(kid "laptop"\\): ${detail.source}`), label);
           assert.doesNotMatch(page.text, /keys were saved/, label);
         }
         assert.equal(await snapshot(), before);
-        assert.equal((await server.gatehouse.storage.clients.find(application!.id))!.jwks, null);
+        assert.equal((await server.gatehouse.storage.clients.find(application.id))!.jwks, null);
       });
 
       it('refuses such keys pasted in the developer portal, and the application keeps none', async () => {
-        const developer = await server.user(`keys-${randomUUID()}@example.com`, PASSWORD);
-        const browser = new HttpBrowser();
-        const login = await browser.request(`${server.url}/login`);
-        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
-        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
-        const created = await browser.request(`${server.url}/developers/applications`, {
-          form: { csrf, name: 'Key tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK },
-        });
-        assert.equal(created.status, 200, created.text.slice(0, 1000));
-        const [application] = await server.gatehouse.storage.clients.listForOwner(developer.id);
+        const { browser, csrf, application } = await portalApplication();
         const before = await snapshot();
         for (const members of [{ key_ops: 'verify' }, { key_ops: ['sign'] }, { x5c: [1] }]) {
-          const page = await browser.request(`${server.url}/developers/applications/${application!.id}/keys`, { form: { csrf, jwks: JSON.stringify({ keys: [{ ...publicJwk, ...members }] }) } });
+          const page = await browser.request(`${server.url}/developers/applications/${application.id}/keys`, { form: { csrf, jwks: JSON.stringify({ keys: [{ ...publicJwk, ...members }] }) } });
           assert.equal(page.status, 400, JSON.stringify(members));
           assert.match(page.text, /key_ops|x5c/);
         }
         assert.equal(await snapshot(), before);
-        assert.equal((await server.gatehouse.storage.clients.find(application!.id))!.jwks, null);
+        assert.equal((await server.gatehouse.storage.clients.find(application.id))!.jwks, null);
       });
     });
 
