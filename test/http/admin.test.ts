@@ -82,6 +82,8 @@ for (const dialect of DIALECTS) {
     };
     /** As the admin client, with a token holding only `scope`. */
     const as = (scope: Scope) => ({ auth: auth[scope]! });
+    /** What managing a client that may impersonate users takes: admin:users besides admin:clients. */
+    const asUserAdmin = () => ({ auth: auth.clientsAndUsers! });
 
     const assertProblem = (res: Answer, status: number, field?: string) => {
       assert.equal(res.status, status, JSON.stringify(res.body));
@@ -107,6 +109,7 @@ for (const dialect of DIALECTS) {
 
       for (const scope of ADMIN_SCOPES) auth[scope] = `Bearer ${await clientToken(admin.id, admin.secret, scope)}`;
       auth.allAdmin = `Bearer ${await clientToken(admin.id, admin.secret)}`;
+      auth.clientsAndUsers = `Bearer ${await clientToken(admin.id, admin.secret, 'admin:clients admin:users')}`;
       auth.nonAdminClient = `Bearer ${await clientToken(viewer.id, viewer.secret)}`;
       const userToken = await passwordGrant(ada.email, ada.password);
       assert.equal(userToken.status, 200, JSON.stringify(userToken.body));
@@ -214,7 +217,11 @@ for (const dialect of DIALECTS) {
           jwks: { keys: [{ ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'partner-1' }] },
           owner_user_id: adaId,
         };
-        const res = await api('POST', '/clients', { ...as('admin:clients'), body: fields });
+        // May impersonate users: registering it takes admin:users too (a token hands out only what it holds).
+        const refused = await api('POST', '/clients', { ...as('admin:clients'), body: fields });
+        assertProblem(refused, 403);
+        assert.match(refused.headers.get('www-authenticate') ?? '', /error="insufficient_scope".*scope="admin:users"/);
+        const res = await api('POST', '/clients', { ...asUserAdmin(), body: fields });
         assert.equal(res.status, 201, JSON.stringify(res.body));
         created = res.body;
         assert.match(created.client_id, /^app_/);
@@ -228,7 +235,7 @@ for (const dialect of DIALECTS) {
         );
         assert.equal((await clientToken(created.client_id, created.client_secret, 'model:read')).split('.').length, 3);
 
-        const shown = await api('GET', `/clients/${created.client_id}`, as('admin:clients'));
+        const shown = await api('GET', `/clients/${created.client_id}`, asUserAdmin());
         assert.equal(shown.status, 200);
         assert.equal(shown.body.client_secret, undefined);
         assert.equal(shown.body.name, 'Partner portal');
@@ -239,11 +246,11 @@ for (const dialect of DIALECTS) {
 
       it('refuses a private key offered as a client key, and keeps the keys it had', async () => {
         const privateJwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
-        const res = await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { jwks: { keys: [privateJwk] } } });
+        const res = await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { jwks: { keys: [privateJwk] } } });
         assertProblem(res, 400);
         assert.match(JSON.stringify(res.body), /private or secret key material/);
-        assert.equal((await api('GET', `/clients/${created.client_id}`, as('admin:clients'))).body.jwks.keys[0].kid, 'partner-1');
-        const removed = await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { jwks: null } });
+        assert.equal((await api('GET', `/clients/${created.client_id}`, asUserAdmin())).body.jwks.keys[0].kid, 'partner-1');
+        const removed = await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { jwks: null } });
         assert.equal(removed.status, 200, JSON.stringify(removed.body));
         assert.equal(removed.body.jwks, null);
       });
@@ -376,7 +383,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('changes any field or flag, validated as on creation, and the running server applies it at once', async () => {
-        const res = await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { name: 'Partner portal v2', scopes: ['objects:read'], first_party: false, base_url: null } });
+        const res = await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { name: 'Partner portal v2', scopes: ['objects:read'], first_party: false, base_url: null } });
         assert.equal(res.status, 200, JSON.stringify(res.body));
         assert.equal(res.body.name, 'Partner portal v2');
         assert.deepEqual(res.body.scopes, ['objects:read']);
@@ -390,13 +397,13 @@ for (const dialect of DIALECTS) {
         assert.equal(refused.status, 400);
         assert.equal(refused.body.error, 'invalid_scope');
 
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { type: 'public' } }), 400, 'grant_types');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { scopes: ['admin:clients'] } }), 400, 'scopes');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { default_scopes: ['model:read'] } }), 400, 'default_scopes');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { redirect_uris: ['https://x.example.com/#frag'] } }), 400, 'redirect_uris');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...as('admin:clients'), body: { owner_user_id: 'no-such-user' } }), 400, 'owner_user_id');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { type: 'public' } }), 400, 'grant_types');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { scopes: ['admin:clients'] } }), 400, 'scopes');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { default_scopes: ['model:read'] } }), 400, 'default_scopes');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { redirect_uris: ['https://x.example.com/#frag'] } }), 400, 'redirect_uris');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { owner_user_id: 'no-such-user' } }), 400, 'owner_user_id');
         assertProblem(await api('PATCH', '/clients/app_missing', { ...as('admin:clients'), body: { name: 'x' } }), 404);
-        assert.equal((await api('GET', `/clients/${created.client_id}`, as('admin:clients'))).body.name, 'Partner portal v2', 'refused changes changed nothing');
+        assert.equal((await api('GET', `/clients/${created.client_id}`, asUserAdmin())).body.name, 'Partner portal v2', 'refused changes changed nothing');
       });
 
       it('refuses an empty owner_user_id, which would suspend the client; null removes the owner, and the client keeps working throughout', async () => {
@@ -415,6 +422,27 @@ for (const dialect of DIALECTS) {
         await clientToken(id, owned.body.client_secret);
       });
 
+      it('lets a token allow a client to impersonate users, or manage the credentials of one that may, only if it holds admin:users', async () => {
+        const plain = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Support desk', grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'], scopes: ['objects:read'] } });
+        assert.equal(plain.status, 201, JSON.stringify(plain.body));
+        const id = plain.body.client_id as string;
+        for (const [label, method, path, body] of [
+          ['allow it to impersonate', 'PATCH', `/clients/${id}`, { impersonation: true }],
+          ['add a secret to a client that may impersonate', 'POST', `/clients/${created.client_id}/secrets`, {}],
+          ['give keys to a client that may impersonate', 'PATCH', `/clients/${created.client_id}`, { jwks: null }],
+          ['delete a client that may impersonate', 'DELETE', `/clients/${created.client_id}`, undefined],
+        ] as const) {
+          const res = await api(method, path, { ...as('admin:clients'), ...(body ? { body } : {}) });
+          assertProblem(res, 403);
+          assert.match(res.headers.get('www-authenticate') ?? '', /scope="admin:users"/, label);
+        }
+        assert.equal((await api('GET', `/clients/${id}`, as('admin:clients'))).body.impersonation, false, 'the refused change changed nothing');
+        assert.equal((await api('GET', `/clients/${created.client_id}`, as('admin:clients'))).status, 200, 'reading needs admin:clients only');
+        const allowed = await api('PATCH', `/clients/${id}`, { ...asUserAdmin(), body: { impersonation: true } });
+        assert.equal(allowed.status, 200, JSON.stringify(allowed.body));
+        assert.equal(allowed.body.impersonation, true);
+      });
+
       it('gives an admin client no owner, since an owner manages its secrets in the developer portal', async () => {
         const all = { auth: auth.allAdmin! };
         assertProblem(await api('POST', '/clients', { ...all, body: { name: 'Owned back office', admin: true, scopes: ['admin:users'], owner_user_id: adaId } }), 400, 'owner_user_id');
@@ -425,61 +453,61 @@ for (const dialect of DIALECTS) {
       });
 
       it('adds a second secret, deletes the first, and lists secrets without their values', async () => {
-        const listed = await api('GET', `/clients/${created.client_id}/secrets`, as('admin:clients'));
+        const listed = await api('GET', `/clients/${created.client_id}/secrets`, asUserAdmin());
         assert.equal(listed.status, 200);
         assert.equal(listed.body.secrets.length, 1);
         const [first] = listed.body.secrets;
         assert.deepEqual(Object.keys(first).sort(), ['created_at', 'expires_at', 'hint', 'id']);
         assert.ok(!JSON.stringify(listed.body).includes(created.client_secret));
 
-        const added = await api('POST', `/clients/${created.client_id}/secrets`, { ...as('admin:clients'), body: { expires_at: new Date(Date.now() + 86_400_000).toISOString() } });
+        const added = await api('POST', `/clients/${created.client_id}/secrets`, { ...asUserAdmin(), body: { expires_at: new Date(Date.now() + 86_400_000).toISOString() } });
         assert.equal(added.status, 201, JSON.stringify(added.body));
         assert.match(added.body.client_secret, /^gate_cs_/);
         assert.notEqual(added.body.expires_at, null);
         await clientToken(created.client_id, added.body.client_secret);
         await clientToken(created.client_id, created.client_secret);
 
-        assert.equal((await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, as('admin:clients'))).status, 204);
+        assert.equal((await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, asUserAdmin())).status, 204);
         const old = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(created.client_id, created.client_secret) } });
         assert.equal(old.status, 401, 'the deleted secret stops working at once');
         await clientToken(created.client_id, added.body.client_secret);
-        assertProblem(await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, as('admin:clients')), 404);
-        assertProblem(await api('POST', `/clients/${created.client_id}/secrets`, { ...as('admin:clients'), body: { expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
+        assertProblem(await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, asUserAdmin()), 404);
+        assertProblem(await api('POST', `/clients/${created.client_id}/secrets`, { ...asUserAdmin(), body: { expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
         created.client_secret = added.body.client_secret;
       });
 
       it('creates, lists and revokes API keys', async () => {
-        const res = await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Nightly sync', scopes: ['objects:read'], expires_at: '2999-01-01T00:00:00Z' } });
+        const res = await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Nightly sync', scopes: ['objects:read'], expires_at: '2999-01-01T00:00:00Z' } });
         assert.equal(res.status, 201, JSON.stringify(res.body));
         assert.match(res.body.api_key, /^gate_ak_/);
         assert.deepEqual(res.body.scopes, ['objects:read']);
         assert.equal(res.body.expires_at, '2999-01-01T00:00:00.000Z');
         assert.ok(await server.gatehouse.apiKeys.authenticate(res.body.api_key, server.gatehouse.clock()));
 
-        const listed = await api('GET', `/clients/${created.client_id}/api-keys`, as('admin:clients'));
+        const listed = await api('GET', `/clients/${created.client_id}/api-keys`, asUserAdmin());
         assert.deepEqual(Object.keys(listed.body.api_keys[0]).sort(), ['created_at', 'expires_at', 'id', 'last_used_at', 'name', 'prefix', 'revoked_at', 'scopes']);
         assert.ok(!JSON.stringify(listed.body).includes(res.body.api_key));
 
-        assert.equal((await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, as('admin:clients'))).status, 204);
+        assert.equal((await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, asUserAdmin())).status, 204);
         assert.equal(await server.gatehouse.apiKeys.authenticate(res.body.api_key, server.gatehouse.clock()), undefined, 'revoked at once');
-        assert.notEqual((await api('GET', `/clients/${created.client_id}/api-keys`, as('admin:clients'))).body.api_keys[0].revoked_at, null);
-        assertProblem(await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, as('admin:clients')), 404);
+        assert.notEqual((await api('GET', `/clients/${created.client_id}/api-keys`, asUserAdmin())).body.api_keys[0].revoked_at, null);
+        assertProblem(await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, asUserAdmin()), 404);
 
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Downloads', scopes: ['objects:download'] } }), 400, 'scopes');
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Old', expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Soon', expires_at: 'tomorrow' } }), 400, 'expires_at');
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { scopes: ['objects:read'] } }), 400, 'name');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Downloads', scopes: ['objects:download'] } }), 400, 'scopes');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Old', expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Soon', expires_at: 'tomorrow' } }), 400, 'expires_at');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { scopes: ['objects:read'] } }), 400, 'name');
         // An empty list is not "the defaults": that is what leaving scopes out means.
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Nothing', scopes: [] } }), 400, 'scopes');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Nothing', scopes: [] } }), 400, 'scopes');
         assertProblem(await api('POST', '/clients/app_missing/api-keys', { ...as('admin:clients'), body: { name: 'x' } }), 404);
       });
 
       it('deletes a client with everything it holds', async () => {
-        assert.equal((await api('DELETE', `/clients/${created.client_id}`, as('admin:clients'))).status, 204);
-        assertProblem(await api('GET', `/clients/${created.client_id}`, as('admin:clients')), 404);
+        assert.equal((await api('DELETE', `/clients/${created.client_id}`, asUserAdmin())).status, 204);
+        assertProblem(await api('GET', `/clients/${created.client_id}`, asUserAdmin()), 404);
         const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(created.client_id, created.client_secret) } });
         assert.equal(res.status, 401);
-        assertProblem(await api('DELETE', `/clients/${created.client_id}`, as('admin:clients')), 404);
+        assertProblem(await api('DELETE', `/clients/${created.client_id}`, asUserAdmin()), 404);
       });
 
       it('records every change in the audit log, naming the acting admin client and the target', async () => {

@@ -163,7 +163,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     },
     async (request, reply) => {
       const body = request.body;
-      requireAdminScopesOf(gatehouse, request, null, { isAdmin: body.admin ?? false, scopes: body.scopes ?? [] });
+      requireAdminScopesOf(gatehouse, request, null, { isAdmin: body.admin ?? false, scopes: body.scopes ?? [], allowImpersonation: body.impersonation ?? false });
       await checkOwner(body.owner_user_id);
       const { client, secret } = await createClient(gatehouse, { ...clientInput(body), name: body.name ?? '', type: body.type ?? 'confidential', grantTypes: body.grant_types ?? [], scopes: body.scopes ?? [] }, gatehouse.clock());
       recordAdminAction(gatehouse, request, 'admin.client.created', { data: { client_id: client.id, name: client.name, admin: client.isAdmin } });
@@ -191,7 +191,11 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     },
     async (request, reply) => {
       const current = await findClient(request.params.clientId);
-      requireAdminScopesOf(gatehouse, request, current.id, current, { isAdmin: request.body.admin ?? current.isAdmin, scopes: request.body.scopes ?? current.scopes });
+      requireAdminScopesOf(gatehouse, request, current.id, current, {
+        isAdmin: request.body.admin ?? current.isAdmin,
+        scopes: request.body.scopes ?? current.scopes,
+        allowImpersonation: request.body.impersonation ?? current.allowImpersonation,
+      });
       await checkOwner(request.body.owner_user_id);
       const updated = await updateClient(gatehouse, request.params.clientId, clientInput(request.body), gatehouse.clock());
       if (!updated) throw notFound(`there is no client ${request.params.clientId}`);

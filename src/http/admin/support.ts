@@ -56,25 +56,31 @@ export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest,
 }
 
 /**
- * The rule that keeps `admin:clients` from being a way to every admin scope: a token hands out
+ * The rule that keeps `admin:clients` from being a way to every admin power: a token hands out
  * only what it holds (as Keycloak's fine-grained admin permissions and Auth0's management API
  * scopes do). Registering, changing or deleting an admin client, or adding or removing one of its
  * credentials (secret, public keys, API key), needs every admin scope the client has or will have;
- * without one, `insufficient_scope` naming it (RFC 6750 §3.1).
+ * a client that may impersonate users (RFC 8693), or is being allowed to, needs `admin:users`, the
+ * power over every account that impersonation amounts to. Without one, `insufficient_scope`
+ * naming it (RFC 6750 §3.1).
  */
 export const ADMIN_CLIENT_RULE =
-  'An admin client (or one being made one) is managed only with a token that holds every admin scope the client has or will have; otherwise 403 `insufficient_scope` naming the scope the token lacks.';
+  'An admin client (or one being made one) is managed only with a token that holds every admin scope the client has or will have, and a client that may impersonate users (or is being allowed to) only with one that holds admin:users; otherwise 403 `insufficient_scope` naming the scope the token lacks.';
 
-/** Each client as it is or will be: `isAdmin` and `scopes`. */
-type ClientPowers = { isAdmin: boolean; scopes: readonly string[] };
+/** Each client as it is or will be: `isAdmin`, `scopes` and whether it may impersonate users. */
+type ClientPowers = { isAdmin: boolean; scopes: readonly string[]; allowImpersonation: boolean };
 
-/** Refuses the request (403, audited) unless its token holds every admin scope of each admin client in `clients` (see ADMIN_CLIENT_RULE). */
+/** The scopes a token must hold to manage a client with these powers (see ADMIN_CLIENT_RULE). */
+const scopesToManage = (gatehouse: Gatehouse, client: ClientPowers): string[] => [
+  // Only admin scopes: a scope that is not one (refused on an admin client) is left to validation's 400.
+  ...(client.isAdmin ? client.scopes.filter((scope) => gatehouse.scopes.definition(scope)?.admin === true) : []),
+  ...(client.allowImpersonation ? ['admin:users'] : []),
+];
+
+/** Refuses the request (403, audited) unless its token holds every scope needed to manage each of `clients` (see ADMIN_CLIENT_RULE). */
 export function requireAdminScopesOf(gatehouse: Gatehouse, request: FastifyRequest, clientId: string | null, ...clients: ClientPowers[]): void {
   const held = request.adminScopes ?? [];
-  // Only admin scopes: a scope that is not one (refused on an admin client) is left to validation's 400.
-  const missing = clients
-    .flatMap((client) => (client.isAdmin ? client.scopes.filter((scope) => gatehouse.scopes.definition(scope)?.admin === true) : []))
-    .find((scope) => !held.includes(scope));
+  const missing = clients.flatMap((client) => scopesToManage(gatehouse, client)).find((scope) => !held.includes(scope));
   if (missing === undefined) return;
   gatehouse.audit.record({
     at: gatehouse.clock(),
@@ -84,7 +90,7 @@ export function requireAdminScopesOf(gatehouse: Gatehouse, request: FastifyReque
     userId: null,
     data: { credential: 'client', scope: missing, target_client_id: clientId, route: `${request.method} ${request.routeOptions.url}` },
   });
-  throw insufficientScope(`the token lacks the scope ${missing}, which the admin client ${clientId === null ? 'being registered' : clientId} holds or would hold: a token hands out only the admin scopes it holds`, missing);
+  throw insufficientScope(`the token lacks the scope ${missing}, which managing the client ${clientId === null ? 'being registered' : clientId} needs: a token hands out only the powers it holds`, missing);
 }
 
 export const iso = (epochSeconds: number | null): string | null => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
