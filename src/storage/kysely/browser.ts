@@ -47,18 +47,21 @@ export function kyselyConsents(db: Kysely<Database>): ConsentRepository {
     async withdraw(userId, clientId, now) {
       return db.transaction().execute(async (trx) => {
         const deleted = await trx.deleteFrom('consents').where('user_id', '=', userId).where('client_id', '=', clientId).executeTakeFirst();
+        // Codes first: a code being exchanged meanwhile holds its row until its grant is stored, so
+        // this waits for it, and the grants below are read after — on PostgreSQL (read committed)
+        // each statement sees what committed before it began, and the other order would miss that grant.
+        const voided = await trx
+          .deleteFrom('authorization_codes')
+          .where('user_id', '=', userId)
+          .where('client_id', '=', clientId)
+          .where('consumed_at', 'is', null)
+          .executeTakeFirst();
         const revoked = await trx
           .updateTable('grants')
           .set({ revoked_at: now })
           .where('user_id', '=', userId)
           .where('client_id', '=', clientId)
           .where('revoked_at', 'is', null)
-          .executeTakeFirst();
-        const voided = await trx
-          .deleteFrom('authorization_codes')
-          .where('user_id', '=', userId)
-          .where('client_id', '=', clientId)
-          .where('consumed_at', 'is', null)
           .executeTakeFirst();
         return deleted.numDeletedRows > 0n || revoked.numUpdatedRows > 0n || voided.numDeletedRows > 0n;
       });
