@@ -801,6 +801,22 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    it('never shows or manages an admin client, even one stored with the developer as its owner', async () => {
+      const browser = await signIn(alice.email);
+      const { id } = await createApp(browser, appForm({ name: 'Turned back office' }));
+      // As stored before an admin client could have no owner.
+      await server.gatehouse.storage.clients.update(id, { isAdmin: true, scopes: ['admin:users'], defaultScopes: ['admin:users'], grantTypes: ['client_credentials'] }, server.gatehouse.clock());
+      server.gatehouse.clients.invalidate(id);
+      const before = await server.gatehouse.storage.clients.listSecrets(id);
+
+      assert.equal((await browser.request(url(`/developers/applications/${id}`))).status, 404);
+      const csrf = await csrfOf(browser);
+      assert.equal((await browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf } })).status, 404);
+      assert.equal((await createKey(browser, id, [['name', 'ci']])).status, 404);
+      assert.deepEqual(await server.gatehouse.storage.clients.listSecrets(id), before, 'no secret added');
+      assert.doesNotMatch((await browser.request(url('/developers'))).text, /Turned back office/);
+    });
+
     describe('deleting an application', () => {
       it('asks for confirmation, then deletes it with its secrets and API keys, which stop working', async () => {
         const browser = await signIn(alice.email);

@@ -38,7 +38,9 @@ export function guardPortal(portal: FastifyInstance, pages: Pages): void {
     const clientId = (request.params as { clientId?: unknown } | undefined)?.clientId;
     if (clientId === undefined) return;
     const client = typeof clientId === 'string' && CLIENT_ID.test(clientId) ? await pages.gatehouse.storage.clients.find(clientId) : undefined;
-    if (!client || client.ownerUserId !== session.user.id) return applicationNotFound(reply);
+    // An admin client is never managed here, even one given an owner before owners were refused on
+    // them: its secrets would carry its admin scopes to whoever signs in as the owner.
+    if (!client || client.ownerUserId !== session.user.id || client.isAdmin) return applicationNotFound(reply);
     request.application = client;
   });
 }

@@ -35,7 +35,7 @@ interface ApplicationForm extends ApplicationDetailsForm {
 async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   portal.get('/developers', async (request, reply) => {
     const developer = developerOf(request);
-    const clients = await gatehouse.storage.clients.listForOwner(developer.user.id);
+    const clients = (await gatehouse.storage.clients.listForOwner(developer.user.id)).filter((client) => !client.isAdmin);
     return renderPage(reply, 'developers', {
       title: 'Developer portal',
       email: developer.user.email,
