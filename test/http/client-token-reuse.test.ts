@@ -89,6 +89,17 @@ describe('client-credentials token reuse window', () => {
     assert.notEqual(second.body.access_token, first.body.access_token);
   });
 
+  it('signs a new token rather than wait out a revocation store that does not answer', async (t) => {
+    now += 5;
+    const first = await token('objects:read');
+    t.mock.method(server.gatehouse.storage.revocations, 'isJtiRevoked', () => new Promise<boolean>(() => {}));
+    now += 1;
+    const hung = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('the token endpoint waited on the revocation store')), 5000).unref());
+    const second = await Promise.race([token('objects:read'), hung]);
+    assert.equal(second.status, 200);
+    assert.notEqual(second.body.access_token, first.body.access_token);
+  });
+
   it('answers what a response hook adds to each answer, with the headers of any token answer', async () => {
     let answered = 0;
     server.gatehouse.tokenEndpoint.addResponseHook((context, response) => {

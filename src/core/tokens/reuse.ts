@@ -1,4 +1,5 @@
 import type { RevocationRepository } from '../../storage/repositories.ts';
+import { withDeadline } from '../deadline.ts';
 import type { IssuedAccessToken } from './jwt.ts';
 
 interface Entry {
@@ -27,10 +28,13 @@ interface Entry {
  * CONFIRMED_FOR_SECONDS is re-checked before it is served again, and dropped if revoked. So a token
  * revoked elsewhere is handed out for at most one second after its revocation, and the store is
  * read at most once a second per reused token, however many requests share it — never on every
- * request, which would put a database read on the hot path.
+ * request, which would put a database read on the hot path. The requests waiting on that read wait
+ * CONFIRM_WAIT_MS at most: a store that is slow, busy or down confirms nothing, and a new token is
+ * signed, which needs no database — the token endpoint never waits out a database timeout here.
  */
 export class ClientTokenReuse {
   static readonly CONFIRMED_FOR_SECONDS = 1;
+  static readonly CONFIRM_WAIT_MS = 100;
   #windowSeconds: number;
   #revocations: Pick<RevocationRepository, 'isJtiRevoked'>;
   #maxEntries: number;
@@ -73,14 +77,14 @@ export class ClientTokenReuse {
   }
 
   async #confirm(key: string, entry: Entry, now: number): Promise<IssuedAccessToken | undefined> {
-    entry.confirming ??= this.#revocations.isJtiRevoked(entry.token.jti).then(
+    entry.confirming ??= withDeadline(this.#revocations.isJtiRevoked(entry.token.jti), ClientTokenReuse.CONFIRM_WAIT_MS, 'the revocation store did not answer in time').then(
       (revoked) => {
         entry.confirming = undefined;
         if (!revoked) entry.confirmedAt = now;
         return !revoked;
       },
       () => {
-        // A store that cannot answer confirms nothing: a new token is signed, which needs no database.
+        // A store that cannot answer (in time) confirms nothing: a new token is signed, which needs no database.
         entry.confirming = undefined;
         return false;
       },
