@@ -452,6 +452,20 @@ for (const dialect of DIALECTS) {
       // Well-formed escapes go back to the client as the characters they encode.
       const page = await browser.request(`${server.url}/authorize?${valid}&state=%C3%A9t%C3%A9%25ff`);
       assert.equal(new URL(page.location!).searchParams.get('state'), 'été%ff');
+
+      // The sign-out endpoint sends state back to the application as well (RP-Initiated Logout §2).
+      for (const query of ['state=%ff%fe', `client_id=${web.id}&state=a%2`]) {
+        for (const request of [
+          { method: 'GET', path: `/logout?${query}`, headers: { cookie } },
+          { method: 'POST', path: '/logout', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(query.length) }, body: query },
+        ]) {
+          const refused = await sendRaw(server.url, request);
+          assert.equal(refused.status, 400, `${request.method} /logout ${query}`);
+          assert.equal(refused.headers.location, undefined);
+          assert.match(refused.text, /not correctly percent-encoded/);
+        }
+      }
+      assert.ok((await browser.request(`${server.url}/account`)).status === 200, 'still signed in');
     });
 
     it('sends strict security headers on every page', async () => {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Client } from '../../storage/repositories.ts';
 import { currentSession, field, resendWithSession, type Pages } from './context.ts';
+import { strictlyEncoded } from './encoding.ts';
 import { renderPage } from './render.ts';
 
 /**
@@ -44,16 +45,18 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     return renderPage(reply, 'logged-out', { title: 'Signed out' });
   };
 
-  app.get('/logout', async (request, reply) => logout(request, reply, request.query as Record<string, unknown>, false));
-  app.post('/logout', async (request, reply) => {
-    const body = (request.body ?? {}) as Record<string, unknown>;
-    // A confirmed sign-out must come from our own form.
-    const confirmed = field(body, 'confirm') === 'yes' && pages.csrf.verify(request, field(body, 'csrf'));
-    // RP-Initiated Logout §2: an application may POST here; from its site the session cookie stays behind.
-    if (!confirmed) {
-      const resent = resendWithSession(pages, request, reply, '/logout');
-      if (resent) return resent;
-    }
-    return logout(request, reply, body, confirmed);
+  await strictlyEncoded(app, (endpoint) => {
+    endpoint.get('/logout', async (request, reply) => logout(request, reply, request.query as Record<string, unknown>, false));
+    endpoint.post('/logout', async (request, reply) => {
+      const body = (request.body ?? {}) as Record<string, unknown>;
+      // A confirmed sign-out must come from our own form.
+      const confirmed = field(body, 'confirm') === 'yes' && pages.csrf.verify(request, field(body, 'csrf'));
+      // RP-Initiated Logout §2: an application may POST here; from its site the session cookie stays behind.
+      if (!confirmed) {
+        const resent = resendWithSession(pages, request, reply, '/logout');
+        if (resent) return resent;
+      }
+      return logout(request, reply, body, confirmed);
+    });
   });
 }
