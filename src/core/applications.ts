@@ -91,8 +91,9 @@ export async function deleteClient(services: Services, clientId: string): Promis
 export type ClientPatch = Partial<ClientInput>;
 
 /**
- * Changes a client, validated exactly as a new one is, except that a grant the client already holds
- * is kept even if the operator has since turned its flow off (so its other fields stay editable). A
+ * Changes a client, validated exactly as a new one is, except that a grant or redirect URI the client
+ * already holds is kept even if the operator has since turned its flow off, or a later rule refuses
+ * the URI (so its other fields stay editable). A
  * client that becomes public loses its secrets and API keys (it cannot keep one); one that becomes confidential
  * gets a first secret, returned once. Undefined when there is no such client.
  */
@@ -125,7 +126,7 @@ export async function updateClient(
     jwks: current.jwks,
     ...given,
   };
-  const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, current.grantTypes);
+  const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, current);
   const updated = await services.storage.clients.update(clientId, changes, now);
   if (!updated) return undefined;
   let secret: string | undefined;
@@ -141,11 +142,11 @@ export async function updateClient(
   return { client: updated, secret };
 }
 
-/** `heldGrantTypes`: the grants the client has now, on a change (none for a new client). */
+/** `held`: what the client has now, on a change (nothing for a new client): kept even where today's rules would refuse it. */
 function validateClient(
   { scopes, config }: Pick<Services, 'scopes' | 'config'>,
   input: ClientInput & { id: string },
-  heldGrantTypes: readonly string[] = [],
+  held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris'> = { grantTypes: [], redirectUris: [], postLogoutRedirectUris: [] },
 ): NewClient {
   const name = input.name?.trim();
   if (!name) throw new ValidationError('name', 'a client needs a name');
@@ -164,7 +165,7 @@ function validateClient(
   }
   // With the flow off, /authorize answers response_type=token with unsupported_response_type
   // (RFC 6749 §4.2.2.1) whatever the client holds: say so now, not to the developer's first user.
-  if (grantTypes.includes('implicit') && !config.implicit.enabled && !heldGrantTypes.includes('implicit')) {
+  if (grantTypes.includes('implicit') && !config.implicit.enabled && !held.grantTypes.includes('implicit')) {
     throw new ValidationError(
       'grant_types',
       'the implicit flow is turned off on this server; an operator turns it on with "implicit": {"enabled": true} (implicit.enabled) in the configuration file',
@@ -182,8 +183,13 @@ function validateClient(
   const notAllowed = defaultScopes.find((s) => !allowed.includes(s));
   if (notAllowed) throw new ValidationError('default_scopes', `the default scope "${notAllowed}" is not among the client's scopes`);
 
-  const redirectUris = (input.redirectUris ?? []).map((uri) => checkRedirectUri('redirect_uris', uri));
-  const postLogoutRedirectUris = (input.postLogoutRedirectUris ?? []).map((uri) => checkRedirectUri('post_logout_redirect_uris', uri));
+  // A URI the client already holds is kept as it is, as a held grant type is: one stored before the
+  // current rule keeps working, and does not stand in the way of other changes (removing a leaked
+  // key, narrowing scopes). Every URI added is checked.
+  const redirectUris = (input.redirectUris ?? []).map((uri) => (held.redirectUris.includes(uri) ? uri : checkRedirectUri('redirect_uris', uri)));
+  const postLogoutRedirectUris = (input.postLogoutRedirectUris ?? []).map((uri) =>
+    held.postLogoutRedirectUris.includes(uri) ? uri : checkRedirectUri('post_logout_redirect_uris', uri),
+  );
   if ((grantTypes.includes('authorization_code') || grantTypes.includes('implicit')) && redirectUris.length === 0) {
     throw new ValidationError('redirect_uris', 'authorization_code and implicit need at least one redirect URI');
   }
@@ -332,8 +338,8 @@ const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
  * - RFC 6749 §3.1.2: it "MUST NOT include a fragment component". Any '#' is refused, an empty
  *   fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
  *
- * Clients stored before this rule keep their URIs and keep working, but any change to such a client
- * is refused, naming the URI, until it is fixed.
+ * A client stored before this rule keeps its URIs and keeps working, and its other fields stay
+ * editable: validateClient checks only the URIs a change adds.
  */
 export function checkRedirectUri(field: string, uri: string): string {
   const what = field === 'post_logout_redirect_uris' ? 'the post-logout redirect URI' : 'the redirect URI';
