@@ -99,8 +99,11 @@ export class TokenEndpoint {
     const verify = () => (presented ? verifyClient(this.#services, presented, now) : Promise.reject(malformed));
     const limits = this.#limits;
     if (!limits) return verify();
-    // Guessing a client's secret is throttled per client id and address, so an attacker cannot lock a client out.
-    const failureKey = `${presented?.clientId ?? params.client_id ?? basicClientId(request.authorization)}|${request.address ?? ''}`;
+    // Guessing a client's secret is throttled per client id and address, so an attacker cannot lock a
+    // client out. Client ids are at most 256 characters: a longer one, refused later, must not make
+    // every counted failure a key of kilobytes (in memory, or in Redis).
+    const claimed = presented?.clientId ?? params.client_id ?? basicClientId(request.authorization);
+    const failureKey = `${claimed.length > 256 ? claimed.slice(0, 256) : claimed}|${request.address ?? ''}`;
     const pending = limits.authFailures.blockedFor(failureKey, now);
     const blocked = typeof pending === 'number' ? pending : await pending;
     if (blocked > 0) throw tooManyRequests('too many failed client authentications; try again later', blocked);

@@ -53,6 +53,13 @@ describe('rate limits on the token endpoint (in process)', () => {
     const blocked = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(other.id, other.secret) } });
     assert.equal(blocked.status, 429);
   });
+
+  it('keys failures of an overlong client id by its first 256 characters, so none costs kilobytes of memory', async () => {
+    const long = 'x'.repeat(256);
+    const attempt = (suffix: string) => post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: `${long}${suffix}`, client_secret: 'gate_cs_wrong' });
+    for (const suffix of ['a', 'b', 'c']) assert.equal((await attempt(suffix.repeat(7000))).status, 401);
+    assert.equal((await attempt('d')).status, 429, 'one key for every id sharing those characters');
+  });
 });
 
 describe('guessing passwords all at once', () => {
