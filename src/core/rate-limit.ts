@@ -85,11 +85,27 @@ export function inProcessFailureCounter(limit: number, windowSeconds: number, ma
     const window = current(key, now);
     return window && window.failures >= limit ? window.start + windowSeconds - now : 0;
   };
+  /**
+   * Makes room for a key. A key that is blocking goes last: otherwise failures under many invented
+   * client ids or accounts would push out the very key they are guessing for, lifting its block.
+   * The oldest entries are looked at first (a bounded number of them).
+   */
+  const evictOne = (now: number): void => {
+    let looked = 0;
+    for (const [key, window] of windows) {
+      if (now - window.start >= windowSeconds || window.failures < limit) {
+        windows.delete(key);
+        return;
+      }
+      if (++looked >= 1000) break;
+    }
+    windows.delete(windows.keys().next().value!);
+  };
   const fail = (key: string, now: number): void => {
     const window = current(key, now);
     if (window) window.failures += 1;
     else {
-      if (windows.size >= maxKeys) windows.delete(windows.keys().next().value!);
+      if (windows.size >= maxKeys) evictOne(now);
       windows.set(key, { start: now, failures: 1 });
     }
   };
