@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { DIALECTS } from '../support/databases.ts';
+import { countRows, DIALECTS } from '../support/databases.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { sendRaw } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -425,6 +425,38 @@ for (const dialect of DIALECTS) {
       assert.equal(unknown.status, 401);
       const message = (html: string) => /role="alert">([^<]*)</.exec(html)?.[1];
       assert.equal(message(wrong.text), message(unknown.text));
+    });
+
+    it('refuses a state over 4,000 characters with invalid_request at the redirect URI, without the state, and keeps no request waiting', async () => {
+      const pkce = { code_challenge: createHash('sha256').update(randomBytes(32).toString('base64url')).digest('base64url'), code_challenge_method: 'S256' };
+      const waiting = await countRows(server.database, 'authorization_requests');
+      for (const state of ['s'.repeat(4001), 'x'.repeat(60_000)]) {
+        const request = { response_type: 'code', client_id: spa.id, redirect_uri: CALLBACK, scope: 'openid', state, ...pkce };
+        // A GET within the header limit; a form post too large to be sent again as a GET is answered as it came.
+        const page = state.length < 8000 ? await new HttpBrowser().request(authorizeUrl(request)) : await new HttpBrowser().request(`${server.url}/authorize`, { form: request });
+        assert.ok(page.location?.startsWith(`${CALLBACK}?`), `expected a redirect to the client, got ${page.status} ${page.location?.slice(0, 100)}`);
+        const location = new URL(page.location!);
+        assert.equal(location.searchParams.get('error'), 'invalid_request');
+        assert.match(location.searchParams.get('error_description')!, /state/);
+        assert.equal(location.searchParams.get('state'), null, 'the state that is too long is not sent back');
+      }
+      // Refused for another reason, a request with an over-long state gets its error without it too.
+      const unsupported = await new HttpBrowser().request(authorizeUrl({ client_id: spa.id, response_mode: 'nonsense', state: 's'.repeat(4001), ...pkce }));
+      assert.equal(new URL(unsupported.location!).searchParams.get('state'), null);
+      assert.equal(await countRows(server.database, 'authorization_requests'), waiting, 'nothing was stored');
+
+      const longest = 'L'.repeat(4000);
+      const { callback } = await authorize({ client_id: web.id, state: longest });
+      assert.equal(callback.searchParams.get('state'), longest);
+    });
+
+    it('keeps each prompt value once, however often the request repeats it', async () => {
+      const page = await new HttpBrowser().request(`${server.url}/authorize`, {
+        form: { response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid', state: 'st-1', prompt: Array(3000).fill('login consent').join(' ') },
+      });
+      const pendingId = new URL(page.location!, server.url).searchParams.get('request')!;
+      const pending = await server.gatehouse.storage.pendingAuthorizations.find(pendingId);
+      assert.deepEqual(pending?.request.prompt, ['login', 'consent']);
     });
 
     it('refuses a malformed or non-UTF-8 percent-encoding in the request with an error page, never a redirect', async () => {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
 
 /**
@@ -52,6 +53,25 @@ async function withAdmin<T>(work: (client: pg.Client) => Promise<T>): Promise<T>
   }
   try {
     return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** How many rows `table` holds now, read on a connection of its own (what a request stored, whatever the server caches). */
+export async function countRows(database: TestDatabase, table: string): Promise<number> {
+  if (database.dialect === 'sqlite') {
+    const db = new DatabaseSync(join(database.dataDir, 'gatehouse.sqlite'), { readOnly: true });
+    try {
+      return Number((db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
+    } finally {
+      db.close();
+    }
+  }
+  const client = new pg.Client({ connectionString: database.databaseUrl });
+  await client.connect();
+  try {
+    return (await client.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n;
   } finally {
     await client.end();
   }

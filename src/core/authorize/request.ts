@@ -64,6 +64,13 @@ const RESPONSE_TYPES: Record<string, ResponseType> = { code: 'code', token: 'tok
 // RFC 7636 §4.1: code_verifier = 43*128unreserved; the S256 challenge is its base64url SHA-256 (43 chars).
 const PKCE_VALUE = /^[A-Za-z0-9\-._~]{43,128}$/;
 const PROMPTS = ['none', 'login', 'consent', 'select_account'];
+/**
+ * RFC 6749 §4.1.1 sets no length on `state`, but it is stored with a request waiting for the
+ * person and sent back in the redirect. Keycloak's limit on every standard authorization parameter
+ * (4,000 characters) is generous: clients that pack their own data into state (ASP.NET Core's
+ * protected properties, a signed JWT) stay well within it, and a request cannot make a row larger.
+ */
+export const MAX_STATE_LENGTH = 4000;
 
 /**
  * The checks of the authorization endpoint, in order, each named (stack traces say which failed).
@@ -179,7 +186,8 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
   [
     'check_prompt',
     (draft, _inputs, param) => {
-      const prompt = (param('prompt') ?? '').split(' ').filter(Boolean);
+      // Each value once: repeated, a long prompt would be stored as a long list.
+      const prompt = [...new Set((param('prompt') ?? '').split(' ').filter(Boolean))];
       if (prompt.some((p) => !PROMPTS.includes(p))) throw invalidRequest('prompt has an unknown value');
       if (prompt.includes('none') && prompt.length > 1) throw invalidRequest('prompt=none cannot be combined with other values');
       draft.prompt = prompt;
@@ -224,7 +232,7 @@ export async function validateAuthorizationRequest(inputs: ValidationInputs): Pr
       await step(draft, inputs, param);
     } catch (error) {
       if (error instanceof OAuthError) {
-        const state = typeof inputs.params.state === 'string' ? inputs.params.state : undefined;
+        const state = typeof inputs.params.state === 'string' && inputs.params.state.length <= MAX_STATE_LENGTH ? inputs.params.state : undefined;
         throw new AuthorizationRedirectError(error, { redirectUri: draft.redirectUri!, responseMode: draft.responseMode ?? 'query', state });
       }
       throw error;
@@ -233,8 +241,10 @@ export async function validateAuthorizationRequest(inputs: ValidationInputs): Pr
   let state: string | undefined;
   try {
     state = param('state');
+    if (state !== undefined && state.length > MAX_STATE_LENGTH) throw invalidRequest(`state is longer than ${MAX_STATE_LENGTH} characters`);
   } catch (error) {
-    // A repeated state is refused at the redirect URI like any other bad parameter (never a 500).
+    // A repeated or over-long state is refused at the redirect URI like any other bad parameter
+    // (never a 500), without the state: it is what is wrong, and could not be echoed as sent.
     if (error instanceof OAuthError) throw new AuthorizationRedirectError(error, { redirectUri: draft.redirectUri!, responseMode: draft.responseMode!, state: undefined });
     throw error;
   }
