@@ -199,7 +199,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     ...services,
     keys,
     tokenEndpoint,
-    authorizationEndpoint: new AuthorizationEndpoint({ ...services, idTokens }),
+    authorizationEndpoint: new AuthorizationEndpoint({ ...services, idTokens }, { pendingPerAddress: limits.pendingAuthorizations }),
     idTokens,
     sessions: new SessionService(storage, config.sessions.ttlSeconds),
     logger,
@@ -231,6 +231,7 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
     return {
       tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
       clientAuthFailures: inProcessFailureCounter(r.clientAuthFailures, r.windowSeconds),
+      pendingAuthorizations: inProcessRequestLimiter(r.authorizationRequestsPerAddress, r.windowSeconds),
       loginPerAccount: inProcessFailureCounter(login.maxFailuresPerAccount, login.windowSeconds),
       loginPerAddress: inProcessFailureCounter(login.maxFailuresPerAddress, login.windowSeconds),
       close: async () => {},
@@ -256,6 +257,7 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
   return {
     tokenRequests: redisRequestLimiter(link, 'token', r.tokenRequestsPerClient, r.windowSeconds),
     clientAuthFailures: redisFailureCounter(link, 'client-auth', r.clientAuthFailures, r.windowSeconds),
+    pendingAuthorizations: redisRequestLimiter(link, 'authorize-address', r.authorizationRequestsPerAddress, r.windowSeconds),
     loginPerAccount: redisFailureCounter(link, 'login-account', login.maxFailuresPerAccount, login.windowSeconds),
     loginPerAddress: redisFailureCounter(link, 'login-address', login.maxFailuresPerAddress, login.windowSeconds),
     close: async () => {

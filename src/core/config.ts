@@ -79,6 +79,11 @@ export interface GatehouseConfig {
     tokenRequestsPerClient: number;
     /** Failed client authentications per client id and address per window. */
     clientAuthFailures: number;
+    /**
+     * Authorization requests left waiting for a person (sign-in or consent), each a stored row, per
+     * client address per window; 0 turns the limit off.
+     */
+    authorizationRequestsPerAddress: number;
     windowSeconds: number;
   };
 }
@@ -150,6 +155,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     rateLimits: {
       tokenRequestsPerClient: numberIn('rateLimits.tokenRequestsPerClient', file.rateLimits?.tokenRequestsPerClient, 120_000, 0, 1e9),
       clientAuthFailures: numberIn('rateLimits.clientAuthFailures', file.rateLimits?.clientAuthFailures, 50, 1, 1e6),
+      // Five a second for a minute on end: far more than the people behind one address start
+      // sign-ins (even behind a carrier's NAT), far less than a script that fills the database.
+      authorizationRequestsPerAddress: numberIn('rateLimits.authorizationRequestsPerAddress', file.rateLimits?.authorizationRequestsPerAddress, 300, 0, 1e6),
       windowSeconds: numberIn('rateLimits.windowSeconds', file.rateLimits?.windowSeconds, 60, 1, 3600),
     },
     login: {
@@ -174,7 +182,7 @@ export interface FileConfig {
   implicit?: { enabled?: unknown };
   projectTokens?: { maxTtlSeconds?: unknown; defaultTtlSeconds?: unknown };
   login?: { maxFailuresPerAccount?: unknown; maxFailuresPerAddress?: unknown; windowSeconds?: unknown };
-  rateLimits?: { tokenRequestsPerClient?: unknown; clientAuthFailures?: unknown; windowSeconds?: unknown };
+  rateLimits?: { tokenRequestsPerClient?: unknown; clientAuthFailures?: unknown; authorizationRequestsPerAddress?: unknown; windowSeconds?: unknown };
 }
 
 function readConfigFile(path: string, name: string): FileConfig {

@@ -9,10 +9,31 @@ import type { FileConfig } from '../../src/core/config.ts';
 import { withDeadline } from '../../src/core/deadline.ts';
 import type { FastifyInstance } from 'fastify';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { countRows, DIALECTS } from '../support/databases.ts';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis.ts';
 import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const CALLBACK = 'https://app.example/callback';
+/** The proxy in front passes on the browser's address (GATEHOUSE_TRUST_PROXY), so a test can come from several. */
+const BEHIND_PROXY = { GATEHOUSE_TRUST_PROXY: 'true' };
+/** An address of its own for each caller, so that budgets shared through Redis never carry over from an earlier run. */
+const anAddress = (): string => `10.${[...randomBytes(3)].join('.')}`;
+
+/** An authorization request of a public client (PKCE), from someone not signed in, as the browser at `address` sends it. */
+function authorizeFrom(url: string, clientId: string, address: string, extra: Record<string, string> = {}) {
+  const query = new URLSearchParams({
+    response_type: 'code',
+    client_id: clientId,
+    redirect_uri: CALLBACK,
+    scope: 'openid',
+    state: randomBytes(8).toString('hex'),
+    code_challenge: randomBytes(32).toString('base64url'),
+    code_challenge_method: 'S256',
+    ...extra,
+  });
+  return new HttpBrowser().request(`${url}/authorize?${query}`, { headers: { 'x-forwarded-for': address } });
+}
 
 /**
  * Budgets and shared failure counts are kept per fixed window (epoch seconds ÷ window length): a
@@ -160,9 +181,57 @@ describe('probing emails through sign-up (in process)', () => {
   });
 });
 
+for (const dialect of DIALECTS) {
+  describe(`authorization requests left waiting for a person, per address (${dialect})`, () => {
+    let server: TestServer;
+    let spa: { id: string; secret: string };
+
+    before(async () => {
+      server = await startTestServer(dialect, { env: BEHIND_PROXY, config: { rateLimits: { authorizationRequestsPerAddress: 3, windowSeconds: 60 } } });
+      spa = await server.client({ name: 'Single-page app', type: 'public', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK] });
+    });
+    after(() => server.close());
+
+    it('answers the 429 page with Retry-After past the budget of an address, stores nothing more, and serves other addresses', async () => {
+      const address = anAddress();
+      await startOfWindowIfNear(60);
+      const stored = await countRows(server.database, 'authorization_requests');
+      for (let i = 0; i < 3; i++) assert.match((await authorizeFrom(server.url, spa.id, address)).location ?? '', /^\/login\?request=/, 'sent to sign in');
+
+      const throttled = await authorizeFrom(server.url, spa.id, address);
+      assert.equal(throttled.status, 429);
+      assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+      assert.equal(throttled.location, undefined);
+      assert.match(throttled.headers.get('content-type') ?? '', /^text\/html/);
+      assert.match(throttled.text, /Too many sign-in requests/);
+      // A form post too large to be sent again as a GET is answered as it came: throttled as well.
+      const posted = await new HttpBrowser().request(`${server.url}/authorize`, {
+        form: { response_type: 'code', client_id: spa.id, redirect_uri: CALLBACK, scope: 'openid', code_challenge: randomBytes(32).toString('base64url'), code_challenge_method: 'S256', padding: 'x'.repeat(9000) },
+        headers: { 'x-forwarded-for': address },
+      });
+      assert.equal(posted.status, 429);
+      assert.equal(await countRows(server.database, 'authorization_requests'), stored + 3, 'nothing stored past the budget');
+
+      assert.match((await authorizeFrom(server.url, spa.id, anAddress())).location ?? '', /^\/login\?request=/, 'another address is not throttled');
+      assert.equal(await countRows(server.database, 'authorization_requests'), stored + 4);
+    });
+
+    it('counts only the requests it stores: one refused at the redirect URI takes nothing from the budget', async () => {
+      const address = anAddress();
+      await startOfWindowIfNear(60);
+      for (let i = 0; i < 5; i++) {
+        const refused = await authorizeFrom(server.url, spa.id, address, { code_challenge_method: 'plain' });
+        assert.equal(new URL(refused.location!).searchParams.get('error'), 'invalid_request');
+      }
+      for (let i = 0; i < 3; i++) assert.match((await authorizeFrom(server.url, spa.id, address)).location ?? '', /^\/login\?request=/);
+      assert.equal((await authorizeFrom(server.url, spa.id, address)).status, 429);
+    });
+  });
+}
+
 /** Two instances on one PostgreSQL database, sharing their limits through the Redis at `redisUrl`. */
 async function twoInstances(redisUrl: string, config: Partial<FileConfig>): Promise<{ first: TestServer; second: { url: string }; close(): Promise<void> }> {
-  const first = await startTestServer('postgres', { env: { REDIS_URL: redisUrl }, config });
+  const first = await startTestServer('postgres', { env: { REDIS_URL: redisUrl, ...BEHIND_PROXY }, config });
   const gatehouse = await createGatehouse({ ...first.config, port: await freePort() }, { logger: pino({ level: 'silent' }) });
   const app = buildApp(gatehouse);
   await app.listen({ port: gatehouse.config.port, host: '127.0.0.1' });
@@ -183,11 +252,22 @@ describe('rate limits shared across instances through Redis', () => {
   let client: { id: string; secret: string };
 
   before(async () => {
-    instances = await twoInstances(REDIS_URL, { login: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 60 } });
+    instances = await twoInstances(REDIS_URL, { login: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 60 }, rateLimits: { authorizationRequestsPerAddress: 3, windowSeconds: 60 } });
     client = await instances.first.client({ grantTypes: ['password'], scopes: ['objects:read'] });
     await instances.first.user(email, 'the right password');
   });
   after(() => instances.close());
+
+  it('counts the authorization requests an address leaves waiting on every instance', async () => {
+    const { first, second } = instances;
+    const spa = await first.client({ name: 'Single-page app', type: 'public', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK] });
+    const address = anAddress();
+    await startOfWindowIfNear(60);
+    for (const url of [first.url, second.url, first.url]) assert.match((await authorizeFrom(url, spa.id, address)).location ?? '', /^\/login\?request=/);
+    const throttled = await authorizeFrom(second.url, spa.id, address);
+    assert.equal(throttled.status, 429, 'the fourth request, on the other instance, is throttled');
+    assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+  });
 
   it('counts failed sign-ins of one account on every instance', async () => {
     const { first, second } = instances;

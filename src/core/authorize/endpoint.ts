@@ -3,6 +3,7 @@ import type { Client, Consent } from '../../storage/repositories.ts';
 import type { ActiveSession } from '../sessions.ts';
 import { OAuthError } from '../errors.ts';
 import type { GrantServices } from '../grants/services.ts';
+import type { RequestLimiter } from '../rate-limit.ts';
 import type { IdTokenIssuer } from '../tokens/id-token.ts';
 import { createOpaqueToken, digestOf } from '../tokens/opaque.ts';
 import { authorizationResponse, type AuthorizationResponse } from './respond.ts';
@@ -13,7 +14,9 @@ export type AuthorizationOutcome =
   | AuthorizationResponse
   | { kind: 'login'; pendingId: string; client: Client; loginHint: string | undefined }
   | { kind: 'consent'; pendingId: string; client: Client; scopes: { name: string; description: string }[] }
-  | { kind: 'error_page'; message: string };
+  | { kind: 'error_page'; message: string }
+  /** The client address made too many requests that would wait for a person: nothing was stored. */
+  | { kind: 'throttled'; retryAfterSeconds: number };
 
 export interface AuthorizationServices extends GrantServices {
   idTokens: IdTokenIssuer;
@@ -40,6 +43,19 @@ interface PendingRequest {
   signInSince: number | undefined;
 }
 
+/** Where a request being decided comes from: a new one from a client address, or one that waited. */
+type Origin = { address: string } | { pendingId: string };
+
+/** Over the budget of requests an address may leave waiting: answered without storing anything. */
+class PendingBudgetSpent extends Error {
+  override name = 'PendingBudgetSpent';
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super('too many authorization requests waiting for a person from this address');
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
 /**
  * The authorization endpoint (RFC 6749 §4.1, §4.2; OpenID Connect Core §3): validates the
  * request, sends the person through sign-in and consent as needed, and answers the client.
@@ -47,12 +63,20 @@ interface PendingRequest {
  */
 export class AuthorizationEndpoint {
   #services: AuthorizationServices;
+  #pendingPerAddress: RequestLimiter;
 
-  constructor(services: AuthorizationServices) {
+  /**
+   * `pendingPerAddress`: how many requests each client address may leave waiting per window.
+   * Anybody may start one without signing in, and each is a row kept for half an hour: without a
+   * budget, one address could fill the database faster than expired rows are swept.
+   */
+  constructor(services: AuthorizationServices, limits: { pendingPerAddress: RequestLimiter }) {
     this.#services = services;
+    this.#pendingPerAddress = limits.pendingPerAddress;
   }
 
-  async begin(params: Readonly<Record<string, unknown>>, session: ActiveSession | undefined): Promise<AuthorizationOutcome> {
+  /** A new request, from the browser at `address`. */
+  async begin(params: Readonly<Record<string, unknown>>, session: ActiveSession | undefined, address: string): Promise<AuthorizationOutcome> {
     const { scopes, config } = this.#services;
     try {
       const { request, client } = await validateAuthorizationRequest({
@@ -63,7 +87,7 @@ export class AuthorizationEndpoint {
         implicitEnabled: config.implicit.enabled,
         readIdTokenHint: (hint) => this.#services.idTokens.readHint(hint),
       });
-      return await this.#decide(request, client, session, undefined, { justSignedIn: false });
+      return await this.#decide(request, client, session, { address });
     } catch (error) {
       return this.#fail(error);
     }
@@ -74,7 +98,7 @@ export class AuthorizationEndpoint {
     const pending = await this.#pending(pendingId);
     if (!pending) return expired();
     try {
-      return await this.#decide(pending.request, pending.client, session, pendingId, { justSignedIn: true });
+      return await this.#decide(pending.request, pending.client, session, { pendingId });
     } catch (error) {
       return this.#fail(error);
     }
@@ -116,14 +140,11 @@ export class AuthorizationEndpoint {
     return this.#issue(request, client, session);
   }
 
-  async #decide(
-    request: AuthorizationRequest,
-    client: Client,
-    session: ActiveSession | undefined,
-    pendingId: string | undefined,
-    { justSignedIn }: { justSignedIn: boolean },
-  ): Promise<AuthorizationOutcome> {
+  async #decide(request: AuthorizationRequest, client: Client, session: ActiveSession | undefined, origin: Origin): Promise<AuthorizationOutcome> {
     const now = this.#services.clock();
+    const pendingId = 'pendingId' in origin ? origin.pendingId : undefined;
+    // A request that waited is decided right after the person signed in for it.
+    const justSignedIn = pendingId !== undefined;
     const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
     // A sign-in made for this very request satisfies max_age: judged again here, a second boundary
     // between the sign-in and this line would send the person back to sign in with max_age=0.
@@ -142,14 +163,14 @@ export class AuthorizationEndpoint {
         throw new AuthorizationRedirectError(new OAuthError('login_required', notHinted ? 'the signed-in user is not the one id_token_hint names' : 'the user is not signed in'), target);
       }
       const signInDemanded = request.prompt.includes('login') || request.maxAge !== undefined;
-      const id = pendingId ?? (await this.#save(request, now, { staleSession: session?.session.digest, signInSince: signInDemanded ? now : undefined }));
+      const id = pendingId ?? (await this.#save(request, now, origin, { staleSession: session?.session.digest, signInSince: signInDemanded ? now : undefined }));
       return { kind: 'login', pendingId: id, client, loginHint: request.loginHint };
     }
 
     const consent = await this.#services.storage.consents.find(session.user.id, client.id);
     if (!client.firstParty && (request.prompt.includes('consent') || !covers(consent, request.scopes))) {
       if (request.prompt.includes('none')) throw new AuthorizationRedirectError(new OAuthError('consent_required', 'the user has not authorized this application'), target);
-      const id = pendingId ?? (await this.#save(request, now));
+      const id = pendingId ?? (await this.#save(request, now, origin));
       return this.#consentPage(id, client, request);
     }
     if (pendingId && !(await this.#services.storage.pendingAuthorizations.take(pendingId))) return expired();
@@ -224,7 +245,11 @@ export class AuthorizationEndpoint {
     return pending.signInSince !== undefined && session.authTime < pending.signInSince;
   }
 
-  async #save(request: AuthorizationRequest, now: number, demands: { staleSession?: string; signInSince?: number } = {}): Promise<string> {
+  async #save(request: AuthorizationRequest, now: number, origin: Origin, demands: { staleSession?: string; signInSince?: number } = {}): Promise<string> {
+    if ('address' in origin) {
+      const wait = await this.#pendingPerAddress.take(`address:${origin.address}`, now);
+      if (wait > 0) throw new PendingBudgetSpent(wait);
+    }
     const id = randomBytes(24).toString('base64url');
     const stored: Record<string, unknown> = { ...request };
     if (demands.staleSession !== undefined) stored.staleSession = demands.staleSession;
@@ -244,6 +269,7 @@ export class AuthorizationEndpoint {
 
   #fail(error: unknown): AuthorizationOutcome {
     if (error instanceof AuthorizationPageError) return { kind: 'error_page', message: error.message };
+    if (error instanceof PendingBudgetSpent) return { kind: 'throttled', retryAfterSeconds: Math.ceil(error.retryAfterSeconds) };
     if (error instanceof AuthorizationRedirectError) {
       return authorizationResponse(error.target, this.#services.config.issuer, { error: error.error.error, error_description: error.error.message });
     }

@@ -69,5 +69,8 @@ export function sendOutcome(reply: FastifyReply, outcome: AuthorizationOutcome, 
       return reply.redirect(`/consent?request=${encodeURIComponent(outcome.pendingId)}`, afterPost ? 303 : 302);
     case 'error_page':
       return renderPage(reply, 'error', { title: 'This request cannot be completed', message: outcome.message }, 400);
+    case 'throttled':
+      reply.header('retry-after', String(outcome.retryAfterSeconds));
+      return renderPage(reply, 'error', { title: 'Too many requests', message: `Too many sign-in requests came from your network. Try again in ${Math.ceil(outcome.retryAfterSeconds / 60)} minute(s).` }, 429);
   }
 }
