@@ -14,6 +14,7 @@ import { sweepExpiredRows } from './core/housekeeping.ts';
 import { LoginService } from './core/login.ts';
 import { inProcessFailureCounter, inProcessRequestLimiter, REDIS_UNREACHABLE, RedisLink, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
 import { SessionService } from './core/sessions.ts';
+import { SignupService } from './core/signup.ts';
 import { idTokenIssuer, type IdTokenIssuer } from './core/tokens/id-token.ts';
 import type { GrantServices } from './core/grants/services.ts';
 import { ScopePolicy } from './core/scopes.ts';
@@ -31,6 +32,7 @@ export interface Gatehouse extends GrantServices {
   authorizationEndpoint: AuthorizationEndpoint;
   idTokens: IdTokenIssuer;
   sessions: SessionService;
+  signups: SignupService;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -202,6 +204,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     authorizationEndpoint: new AuthorizationEndpoint({ ...services, idTokens }, { pendingPerAddress: limits.pendingAuthorizations }),
     idTokens,
     sessions: new SessionService(storage, config.sessions.ttlSeconds),
+    signups: new SignupService(storage, { perAddress: limits.signupsPerAddress }),
     logger,
     async close() {
       clearInterval(sweeper);
@@ -226,7 +229,7 @@ const REDIS_PAUSE_MS = 5_000;
  * the same limits on every instance; in process otherwise.
  */
 async function createLimits(config: GatehouseConfig, logger: Logger) {
-  const { rateLimits: r, login } = config;
+  const { rateLimits: r, login, signup } = config;
   if (!config.redisUrl) {
     return {
       tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
@@ -234,6 +237,7 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
       pendingAuthorizations: inProcessRequestLimiter(r.authorizationRequestsPerAddress, r.windowSeconds),
       loginPerAccount: inProcessFailureCounter(login.maxFailuresPerAccount, login.windowSeconds),
       loginPerAddress: inProcessFailureCounter(login.maxFailuresPerAddress, login.windowSeconds),
+      signupsPerAddress: inProcessRequestLimiter(signup.maxAccountsPerAddress, signup.windowSeconds),
       close: async () => {},
     };
   }
@@ -260,6 +264,7 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
     pendingAuthorizations: redisRequestLimiter(link, 'authorize-address', r.authorizationRequestsPerAddress, r.windowSeconds),
     loginPerAccount: redisFailureCounter(link, 'login-account', login.maxFailuresPerAccount, login.windowSeconds),
     loginPerAddress: redisFailureCounter(link, 'login-address', login.maxFailuresPerAddress, login.windowSeconds),
+    signupsPerAddress: redisRequestLimiter(link, 'signup-address', signup.maxAccountsPerAddress, signup.windowSeconds),
     close: async () => {
       // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
       await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});

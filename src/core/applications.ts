@@ -385,10 +385,16 @@ export interface UserInput {
 // Deliberately loose: one @, something on each side, no spaces. The mailbox decides the rest.
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 
-export async function createUser(storage: Storage, input: UserInput, now: number): Promise<User> {
+/** Throws a ValidationError when `input` cannot make a user, before anything costly (hashing the password) is done. */
+export function checkNewUser(input: UserInput): void {
   const email = input.email?.trim().toLowerCase();
   if (!email || !EMAIL.test(email)) throw new ValidationError('email', 'a valid email address is required');
   checkPassword(input.password);
+}
+
+export async function createUser(storage: Storage, input: UserInput, now: number): Promise<User> {
+  checkNewUser(input);
+  const email = input.email.trim().toLowerCase();
   return storage.users.create(
     { id: randomUUID(), email, name: input.name?.trim() ?? '', passwordHash: await hashPassword(input.password), emailVerified: false, disabledAt: null },
     now,

@@ -61,7 +61,8 @@ export interface GatehouseConfig {
   sessions: { ttlSeconds: number };
   /** How long audit events are kept before they are swept; 0 keeps them forever. */
   audit: { retentionDays: number };
-  signup: { enabled: boolean };
+  /** Self-service accounts: whether `/signup` is open, and how many accounts each client address may create per window (0: no limit). */
+  signup: { enabled: boolean; maxAccountsPerAddress: number; windowSeconds: number };
   pkce: { allowPlain: boolean };
   /** The implicit flow (RFC 6749 §4.2) is off unless enabled here and allowed to a client. */
   implicit: { enabled: boolean };
@@ -142,7 +143,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     sessions: { ttlSeconds: numberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
     audit: { retentionDays: numberIn('audit.retentionDays', file.audit?.retentionDays, 90, 0, 36_500) },
     database: { queryTimeoutSeconds: numberIn('database.queryTimeoutSeconds', file.database?.queryTimeoutSeconds, 10, 0.1, 3600) },
-    signup: { enabled: booleanIn('signup.enabled', file.signup?.enabled, true) },
+    signup: {
+      enabled: booleanIn('signup.enabled', file.signup?.enabled, true),
+      // Room for a team or a class signing up together behind one NAT; a script gets 30 an hour,
+      // not dozens a second. (Auth0's suspicious-IP throttling allows a burst of 50 sign-ups, then about two an hour.)
+      maxAccountsPerAddress: numberIn('signup.maxAccountsPerAddress', file.signup?.maxAccountsPerAddress, 30, 0, 1e6),
+      windowSeconds: numberIn('signup.windowSeconds', file.signup?.windowSeconds, 3600, 1, 86400),
+    },
     pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
     implicit: { enabled: booleanIn('implicit.enabled', file.implicit?.enabled, false) },
     projectTokens: {
@@ -177,7 +184,7 @@ export interface FileConfig {
   sessions?: { ttlSeconds?: unknown };
   audit?: { retentionDays?: unknown };
   database?: { queryTimeoutSeconds?: unknown };
-  signup?: { enabled?: unknown };
+  signup?: { enabled?: unknown; maxAccountsPerAddress?: unknown; windowSeconds?: unknown };
   pkce?: { allowPlain?: unknown };
   implicit?: { enabled?: unknown };
   projectTokens?: { maxTtlSeconds?: unknown; defaultTtlSeconds?: unknown };

@@ -229,6 +229,53 @@ for (const dialect of DIALECTS) {
   });
 }
 
+/** Creates an account at /signup, as the browser at `address` does. */
+async function signUpFrom(url: string, address: string, email: string, password = 'a long enough password') {
+  const browser = new HttpBrowser();
+  const headers = { 'x-forwarded-for': address };
+  const form = await browser.request(`${url}/signup`, { headers });
+  return browser.request(`${url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, name: 'New person', password }, headers });
+}
+
+for (const dialect of DIALECTS) {
+  describe(`accounts created per address (${dialect})`, () => {
+    let server: TestServer;
+    const unique = () => `new.${randomBytes(6).toString('hex')}@example.com`;
+
+    before(async () => {
+      server = await startTestServer(dialect, { env: BEHIND_PROXY, config: { signup: { enabled: true, maxAccountsPerAddress: 2, windowSeconds: 3600 } } });
+    });
+    after(() => server.close());
+
+    it('answers 429 with Retry-After once an address has created its budget of accounts, creates nothing more, and lets other addresses sign up', async () => {
+      const address = anAddress();
+      await startOfWindowIfNear(3600);
+      for (let i = 0; i < 2; i++) assert.equal((await signUpFrom(server.url, address, unique())).status, 303, 'created and signed in');
+      const [users, sessions] = [await countRows(server.database, 'users'), await countRows(server.database, 'sessions')];
+
+      const email = unique();
+      const throttled = await signUpFrom(server.url, address, email);
+      assert.equal(throttled.status, 429);
+      assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+      assert.match(throttled.text, /Too many accounts were created from your network/);
+      assert.ok(!throttled.headers.getSetCookie().some((cookie) => cookie.startsWith('gatehouse_session=')), 'not signed in');
+      assert.equal(await server.gatehouse.storage.users.findByEmail(email), undefined);
+      assert.equal(await countRows(server.database, 'users'), users, 'no user stored');
+      assert.equal(await countRows(server.database, 'sessions'), sessions, 'no session stored');
+
+      assert.equal((await signUpFrom(server.url, anAddress(), email)).status, 303, 'another address is not throttled');
+    });
+
+    it('takes nothing from the budget for a form that cannot make an account', async () => {
+      const address = anAddress();
+      await startOfWindowIfNear(3600);
+      for (let i = 0; i < 3; i++) assert.equal((await signUpFrom(server.url, address, unique(), 'short')).status, 400);
+      for (let i = 0; i < 2; i++) assert.equal((await signUpFrom(server.url, address, unique())).status, 303);
+      assert.equal((await signUpFrom(server.url, address, unique())).status, 429);
+    });
+  });
+}
+
 /** Two instances on one PostgreSQL database, sharing their limits through the Redis at `redisUrl`. */
 async function twoInstances(redisUrl: string, config: Partial<FileConfig>): Promise<{ first: TestServer; second: { url: string }; close(): Promise<void> }> {
   const first = await startTestServer('postgres', { env: { REDIS_URL: redisUrl, ...BEHIND_PROXY }, config });
@@ -252,7 +299,7 @@ describe('rate limits shared across instances through Redis', () => {
   let client: { id: string; secret: string };
 
   before(async () => {
-    instances = await twoInstances(REDIS_URL, { login: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 60 }, rateLimits: { authorizationRequestsPerAddress: 3, windowSeconds: 60 } });
+    instances = await twoInstances(REDIS_URL, { login: { maxFailuresPerAccount: 3, maxFailuresPerAddress: 1000, windowSeconds: 60 }, rateLimits: { authorizationRequestsPerAddress: 3, windowSeconds: 60 }, signup: { enabled: true, maxAccountsPerAddress: 2 } });
     client = await instances.first.client({ grantTypes: ['password'], scopes: ['objects:read'] });
     await instances.first.user(email, 'the right password');
   });
@@ -266,6 +313,18 @@ describe('rate limits shared across instances through Redis', () => {
     for (const url of [first.url, second.url, first.url]) assert.match((await authorizeFrom(url, spa.id, address)).location ?? '', /^\/login\?request=/);
     const throttled = await authorizeFrom(second.url, spa.id, address);
     assert.equal(throttled.status, 429, 'the fourth request, on the other instance, is throttled');
+    assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+  });
+
+  it('counts the accounts an address creates on every instance', async () => {
+    const { first, second } = instances;
+    const address = anAddress();
+    const unique = () => `new.${randomBytes(6).toString('hex')}@example.com`;
+    await startOfWindowIfNear(3600);
+    assert.equal((await signUpFrom(first.url, address, unique())).status, 303);
+    assert.equal((await signUpFrom(second.url, address, unique())).status, 303);
+    const throttled = await signUpFrom(first.url, address, unique());
+    assert.equal(throttled.status, 429, 'the third account, on the first instance again, is refused');
     assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
   });
 

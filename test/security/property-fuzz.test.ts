@@ -342,6 +342,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
         implicit: { enabled: true },
         // High limits, so that the fuzzing reaches the code behind them (the limits have tests of their own).
         login: { maxFailuresPerAccount: 1000, maxFailuresPerAddress: 100_000 },
+        signup: { maxAccountsPerAddress: 1_000_000 },
         rateLimits: { clientAuthFailures: 1_000_000, authorizationRequestsPerAddress: 1_000_000 },
       },
     });

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { createUser, ValidationError } from '../../core/applications.ts';
+import { ValidationError } from '../../core/applications.ts';
 import { EmailTakenError } from '../../storage/repositories.ts';
 import { field, sendOutcome, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
@@ -15,6 +15,7 @@ export function safeNextPage(value: unknown): string | undefined {
 }
 
 const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
+const tooManyAccounts = (seconds: number): string => `Too many accounts were created from your network. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
 
 /** The query that carries a waiting request, or else the next page, from sign-in to sign-up and back. */
 const carried = (pendingId: string | undefined, next: string | undefined): string =>
@@ -108,7 +109,12 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
       return showSignup(reply, pendingId, next, { email, name, error: tooManyAttempts(wait) }, 429);
     }
     try {
-      const user = await createUser(gatehouse.storage, { email, password, name }, gatehouse.clock());
+      const result = await gatehouse.signups.signUp({ email, password, name }, request.ip, gatehouse.clock());
+      if (result.outcome === 'throttled') {
+        reply.header('retry-after', String(result.retryAfterSeconds));
+        return showSignup(reply, pendingId, next, { email, name, error: tooManyAccounts(result.retryAfterSeconds) }, 429);
+      }
+      const { user } = result;
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_up', outcome: 'success', clientId: null, userId: user.id, data: {} });
       return signedIn(request, reply, user.id, pendingId, next);
     } catch (error) {

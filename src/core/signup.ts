@@ -1,0 +1,32 @@
+import type { Storage, User } from '../storage/repositories.ts';
+import { checkNewUser, createUser, type UserInput } from './applications.ts';
+import type { RequestLimiter } from './rate-limit.ts';
+
+export type SignupResult = { outcome: 'created'; user: User } | { outcome: 'throttled'; retryAfterSeconds: number };
+
+/**
+ * Accounts people create for themselves (`/signup`), limited per client address. Each is a
+ * permanent user row, an Argon2id hash and a session, and anybody may ask for one: without a
+ * budget, one address created dozens a second.
+ */
+export class SignupService {
+  #storage: Storage;
+  #perAddress: RequestLimiter;
+
+  constructor(storage: Storage, limits: { perAddress: RequestLimiter }) {
+    this.#storage = storage;
+    this.#perAddress = limits.perAddress;
+  }
+
+  /**
+   * Creates the account, or says how long the address must wait. Input that cannot make an account
+   * is refused first (ValidationError) and takes nothing from the budget: a typo in a form is no
+   * account. An email that has an account already fails with EmailTakenError, after the budget is taken.
+   */
+  async signUp(input: UserInput, address: string, now: number): Promise<SignupResult> {
+    checkNewUser(input);
+    const wait = await this.#perAddress.take(`address:${address}`, now);
+    if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(wait) };
+    return { outcome: 'created', user: await createUser(this.#storage, input, now) };
+  }
+}
