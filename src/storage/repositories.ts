@@ -39,6 +39,13 @@ export interface JsonWebKeySet {
 
 export type NewClient = Omit<Client, 'createdAt' | 'updatedAt'>;
 
+/** What a client may do that only a token holding its scopes may manage: the admin API's rule is checked against these. */
+export interface ClientPowers {
+  isAdmin: boolean;
+  scopes: readonly string[];
+  allowImpersonation: boolean;
+}
+
 export interface ClientSecret {
   id: string;
   clientId: string;
@@ -67,7 +74,14 @@ export interface ClientRepository {
   list(page?: Page): Promise<Client[]>;
   /** The clients a user registered (in the developer portal), oldest first. */
   listForOwner(userId: string): Promise<Client[]>;
-  update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number): Promise<Client | undefined>;
+  /**
+   * Changes the fields in `patch`. With `expected`, only if the client still has exactly these
+   * powers (the same admin flag, the same scopes in the same order, the same impersonation flag), in
+   * one conditional write: a change allowed for a client as it was read must not land on one that a
+   * concurrent change made admin or able to impersonate. Undefined when there is no such client, or
+   * it no longer has the `expected` powers.
+   */
+  update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number, expected?: ClientPowers): Promise<Client | undefined>;
   /** Deletes the client with its secrets, grants, refresh tokens and codes. */
   delete(id: string): Promise<boolean>;
   addSecret(secret: ClientSecret): Promise<void>;

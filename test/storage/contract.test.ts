@@ -242,6 +242,27 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW), undefined);
       });
 
+      it('updates a client only while it has the expected powers: admin flag, scopes in order and impersonation flag', async () => {
+        const input = aClient({ scopes: ['objects:read', 'model:read'], isAdmin: false, allowImpersonation: false });
+        await storage().clients.create(input, NOW);
+        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false };
+
+        for (const [label, expected] of [
+          ['made admin meanwhile', { ...powers, isAdmin: true }],
+          ['allowed to impersonate meanwhile', { ...powers, allowImpersonation: true }],
+          ['given another scope meanwhile', { ...powers, scopes: ['objects:read'] }],
+          ['its scopes in another order', { ...powers, scopes: ['model:read', 'objects:read'] }],
+        ] as const) {
+          assert.equal(await storage().clients.update(input.id, { name: 'Refused' }, NOW + 30, expected), undefined, label);
+        }
+        assert.deepEqual(await storage().clients.find(input.id), { ...input, createdAt: NOW, updatedAt: NOW }, 'nothing changed');
+
+        const updated = await storage().clients.update(input.id, { name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'] }, NOW + 60, powers);
+        assert.deepEqual(updated, { ...input, name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'], createdAt: NOW, updatedAt: NOW + 60 });
+        assert.equal(await storage().clients.update(input.id, { name: 'Stale' }, NOW + 90, powers), undefined, 'the powers it was read with are gone');
+        assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW, powers), undefined);
+      });
+
       it('stores secrets and returns them with the client in one read', async () => {
         const client = await storage().clients.create(aClient(), NOW);
         const first = { id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null };

@@ -82,12 +82,19 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       const rows = await db.selectFrom('clients').select(COLUMNS.clients).where('owner_user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
       return rows.map(toClient);
     },
-    async update(id, patch, now) {
-      const result = await db
+    async update(id, patch, now, expected) {
+      let update = db
         .updateTable('clients')
         .set({ ...toRow(patch), updated_at: now })
-        .where('id', '=', id)
-        .executeTakeFirst();
+        .where('id', '=', id);
+      // Scopes are stored as toJson writes them, so the same list is the same text in both dialects.
+      if (expected) {
+        update = update
+          .where('is_admin', '=', flag(expected.isAdmin))
+          .where('scopes', '=', toJson(expected.scopes))
+          .where('allow_impersonation', '=', flag(expected.allowImpersonation));
+      }
+      const result = await update.executeTakeFirst();
       return result.numUpdatedRows > 0n ? find(id) : undefined;
     },
     delete: (id) => db.transaction().execute((trx) => deleteClient(trx, id)),
