@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes, randomUUID, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import type { Client, ClientType, JsonWebKeySet, NewClient, Storage, User } from '../storage/repositories.ts';
+import type { Client, ClientPowers, ClientType, JsonWebKeySet, NewClient, Storage, User } from '../storage/repositories.ts';
 import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { GatehouseConfig } from './config.ts';
@@ -90,56 +90,88 @@ export async function deleteClient(services: Services, clientId: string): Promis
 /** A change to a client: any field or flag; those left out keep their value. */
 export type ClientPatch = Partial<ClientInput>;
 
+/** A change to a client lost the race to concurrent ones twice: the caller reads the client again and decides anew. */
+export class ClientChangedError extends Error {
+  override name = 'ClientChangedError';
+  readonly code = 'ERR_CLIENT_CHANGED';
+}
+
+/**
+ * Whether a change may be made to a client (`current`, as it is stored) that will give it `next`'s
+ * powers; throws if not. Called before the change is validated, with the very record it is merged into.
+ */
+export type AuthorizeClientChange = (current: Client, next: ClientPowers) => void;
+
+const powersOf = (client: ClientPowers): ClientPowers => ({ isAdmin: client.isAdmin, scopes: client.scopes, allowImpersonation: client.allowImpersonation });
+
 /**
  * Changes a client, validated exactly as a new one is, except that a grant or redirect URI the client
  * already holds is kept even if the operator has since turned its flow off, or a later rule refuses
  * the URI (so its other fields stay editable). A
  * client that becomes public loses its secrets and API keys (it cannot keep one); one that becomes confidential
  * gets a first secret, returned once. Undefined when there is no such client.
+ *
+ * The change is merged into the stored record, checked by `authorize` against that record, and
+ * written only if the client still has the powers it was checked with (ClientRepository.update):
+ * otherwise a concurrent change came between, and the patch is merged into the new record and
+ * checked again, once; if it loses again, ClientChangedError. So a change allowed for a plain client
+ * never lands on one that was made admin meanwhile, nor undoes such a change.
  */
 export async function updateClient(
   services: Services,
   clientId: string,
   patch: ClientPatch,
   now: number,
+  authorize: AuthorizeClientChange = () => {},
 ): Promise<{ client: Client; secret: string | undefined } | undefined> {
-  const current = await services.storage.clients.find(clientId);
-  if (!current) return undefined;
   const given = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as ClientPatch;
-  const scopes = given.scopes ?? current.scopes;
-  const merged: ClientInput = {
-    name: current.name,
-    description: current.description,
-    type: current.type,
-    ownerUserId: current.ownerUserId,
-    baseUrl: current.baseUrl,
-    redirectUris: current.redirectUris,
-    postLogoutRedirectUris: current.postLogoutRedirectUris,
-    grantTypes: current.grantTypes,
-    scopes,
-    // Kept defaults must stay within the (possibly narrowed) scopes.
-    defaultScopes: current.defaultScopes.filter((scope) => scopes.includes(scope)),
-    isAdmin: current.isAdmin,
-    firstParty: current.firstParty,
-    allowImpersonation: current.allowImpersonation,
-    isResourceServer: current.isResourceServer,
-    jwks: current.jwks,
-    ...given,
-  };
-  const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, current);
-  const updated = await services.storage.clients.update(clientId, changes, now);
-  if (!updated) return undefined;
-  let secret: string | undefined;
-  if (updated.type !== current.type) {
-    if (updated.type === 'public') {
+  for (let attempt = 1; ; attempt++) {
+    const current = await services.storage.clients.find(clientId);
+    if (!current) return undefined;
+    const scopes = given.scopes ?? current.scopes;
+    const merged: ClientInput = {
+      name: current.name,
+      description: current.description,
+      type: current.type,
+      ownerUserId: current.ownerUserId,
+      baseUrl: current.baseUrl,
+      redirectUris: current.redirectUris,
+      postLogoutRedirectUris: current.postLogoutRedirectUris,
+      grantTypes: current.grantTypes,
+      scopes,
+      // Kept defaults must stay within the (possibly narrowed) scopes.
+      defaultScopes: current.defaultScopes.filter((scope) => scopes.includes(scope)),
+      isAdmin: current.isAdmin,
+      firstParty: current.firstParty,
+      allowImpersonation: current.allowImpersonation,
+      isResourceServer: current.isResourceServer,
+      jwks: current.jwks,
+      ...given,
+    };
+    authorize(current, { isAdmin: merged.isAdmin ?? false, scopes: merged.scopes, allowImpersonation: merged.allowImpersonation ?? false });
+    const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, current);
+    // A client made confidential gets its first secret before the conditional write, so that the
+    // secret exists only if the write (checked with the powers it was authorized for) does.
+    const secret = changes.type === 'confidential' && current.type === 'public' ? await addClientSecret(services, clientId, now) : undefined;
+    const updated = await services.storage.clients.update(clientId, changes, now, powersOf(current));
+    if (!updated) {
+      if (secret !== undefined) await removeSecret(services, clientId, secret);
+      services.clients.invalidate(clientId);
+      if (attempt === 2) throw new ClientChangedError(`the client ${clientId} changed meanwhile: read it and try again`);
+      continue;
+    }
+    if (updated.type === 'public' && current.type !== 'public') {
       for (const old of await services.storage.clients.listSecrets(clientId)) await services.storage.clients.deleteSecret(clientId, old.id);
       for (const key of await services.storage.apiKeys.listForClient(clientId)) if (key.revokedAt === null) await services.storage.apiKeys.revoke(clientId, key.id, now);
-    } else {
-      secret = await addClientSecret(services, clientId, now);
     }
+    services.clients.invalidate(clientId);
+    return { client: updated, secret };
   }
-  services.clients.invalidate(clientId);
-  return { client: updated, secret };
+}
+
+async function removeSecret(services: Services, clientId: string, secret: string): Promise<void> {
+  const stored = (await services.storage.clients.listSecrets(clientId)).find((s) => s.digest === digestOf(secret));
+  if (stored) await services.storage.clients.deleteSecret(clientId, stored.id);
 }
 
 /** `held`: what the client has now, on a change (nothing for a new client): kept even where today's rules would refuse it. */

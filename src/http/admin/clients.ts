@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { addClientSecret, createClient, deleteClient, describeClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
+import type { Client, ClientPowers, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
 import { conflict, notFound } from './problems.ts';
 import {
   ADMIN_CLIENT_RULE,
@@ -185,19 +185,22 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients/:clientId',
     {
       ...operation(TAG, SCOPE, 'updateClient', 'Change a client', {
-        description: `Any field or flag; those left out keep their value. Validated as on creation. A client made confidential gets a first secret (\`client_secret\`, shown once); one made public loses its secrets. ${ADMIN_CLIENT_RULE}`,
+        description:
+          `Any field or flag; those left out keep their value. Validated as on creation. A client made confidential gets a first secret (\`client_secret\`, shown once); one made public loses its secrets. ${ADMIN_CLIENT_RULE} ` +
+          'A change is checked against the client as it is when written: 409 when concurrent changes kept altering the client’s powers meanwhile (read it and try again).',
+        problems: [409],
       }),
       schema: { params: idParams('clientId'), body: patchBody, response: { 200: { description: 'The changed client.', ...clientWithSecretSchema } } },
     },
     async (request, reply) => {
+      const body = request.body;
+      const authorize = (current: Client, next: ClientPowers) => requireAdminScopesOf(gatehouse, request, current.id, current, next);
+      // Refused before the owner is looked up; updateClient checks again against the very record the
+      // change is merged into, and writes only if the client still has the powers it was checked with.
       const current = await findClient(request.params.clientId);
-      requireAdminScopesOf(gatehouse, request, current.id, current, {
-        isAdmin: request.body.admin ?? current.isAdmin,
-        scopes: request.body.scopes ?? current.scopes,
-        allowImpersonation: request.body.impersonation ?? current.allowImpersonation,
-      });
-      await checkOwner(request.body.owner_user_id);
-      const updated = await updateClient(gatehouse, request.params.clientId, clientInput(request.body), gatehouse.clock());
+      authorize(current, { isAdmin: body.admin ?? current.isAdmin, scopes: body.scopes ?? current.scopes, allowImpersonation: body.impersonation ?? current.allowImpersonation });
+      await checkOwner(body.owner_user_id);
+      const updated = await updateClient(gatehouse, request.params.clientId, clientInput(body), gatehouse.clock(), authorize);
       if (!updated) throw notFound(`there is no client ${request.params.clientId}`);
       recordAdminAction(gatehouse, request, 'admin.client.updated', { data: { client_id: updated.client.id, fields: Object.keys(request.body) } });
       return reply.header('cache-control', 'no-store').send({ ...describeClient(updated.client), ...(updated.secret !== undefined ? { client_secret: updated.secret } : {}) });

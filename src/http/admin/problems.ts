@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ValidationError } from '../../core/applications.ts';
+import { ClientChangedError, ValidationError } from '../../core/applications.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { EmailTakenError } from '../../storage/repositories.ts';
 import { isUnavailable } from '../oauth/errors.ts';
@@ -19,7 +19,7 @@ export const PROBLEM_KINDS = {
   'invalid-token': { status: 401, title: 'No valid access token', explanation: 'The request carries no access token, or one that is malformed, expired or revoked. `error` is `invalid_token` (RFC 6750).' },
   'insufficient-scope': { status: 403, title: 'Not allowed', explanation: 'The token is not an admin client’s token, lacks the admin scope the operation needs, or lacks an admin scope of the admin client the operation manages. `error` is `insufficient_scope` (RFC 6750).' },
   'not-found': { status: 404, title: 'Not found', explanation: 'There is no such resource (or no such route).' },
-  conflict: { status: 409, title: 'Conflict', explanation: 'The request conflicts with the state of the resource, e.g. an email address registered already.' },
+  conflict: { status: 409, title: 'Conflict', explanation: 'The request conflicts with the state of the resource, e.g. an email address registered already, or a client that concurrent requests kept changing meanwhile (read it and try again).' },
   'payload-too-large': { status: 413, title: 'The body is too large', explanation: 'Request bodies are limited to 64 KiB.' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type', explanation: 'Request bodies must be `application/json`.' },
   'server-error': { status: 500, title: 'Server error', explanation: 'The server could not complete the request; the failure is logged.' },
@@ -109,6 +109,7 @@ function toProblem(error: FastifyError | Error): ProblemError {
   if (error instanceof ProblemError) return error;
   if (error instanceof ValidationError) return invalidField(error.field, error.message);
   if (error instanceof EmailTakenError) return conflict(error.message, 'email');
+  if (error instanceof ClientChangedError) return conflict(error.message);
   if (error instanceof OAuthError) {
     const kind: ProblemKind = error.status === 401 ? 'invalid-token' : error.status === 403 ? 'insufficient-scope' : 'invalid-request';
     return new ProblemError(kind, error.message, { headers: error.headers, extensions: { error: error.error } });

@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { insufficientScope } from '../../core/errors.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Page } from '../../storage/repositories.ts';
+import type { ClientPowers, Page } from '../../storage/repositories.ts';
 import { invalidField, ProblemError, type FieldProblem } from './problems.ts';
 
 export type AdminScope = 'admin:clients' | 'admin:users' | 'admin:tokens';
@@ -66,9 +66,6 @@ export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest,
  */
 export const ADMIN_CLIENT_RULE =
   'An admin client (or one being made one) is managed only with a token that holds every admin scope the client has or will have, and a client that may impersonate users (or is being allowed to) only with one that holds admin:users; otherwise 403 `insufficient_scope` naming the scope the token lacks.';
-
-/** Each client as it is or will be: `isAdmin`, `scopes` and whether it may impersonate users. */
-type ClientPowers = { isAdmin: boolean; scopes: readonly string[]; allowImpersonation: boolean };
 
 /** The scopes a token must hold to manage a client with these powers (see ADMIN_CLIENT_RULE). */
 const scopesToManage = (gatehouse: Gatehouse, client: ClientPowers): string[] => [
