@@ -117,5 +117,39 @@ for (const dialect of DIALECTS) {
       const stored = (await server.gatehouse.storage.clients.find(other.id))!;
       assert.deepEqual([stored.name, stored.scopes], ['Renamed', ['objects:read', 'model:read']], 'the rename was merged into the widened client, not over it');
     });
+
+    it('withdraws a secret added for a client that a concurrent change made an admin client, which the token could not manage', async (t) => {
+      const target = await plainClient('Secret during promotion');
+      const before = await server.gatehouse.storage.clients.listSecrets(target.id);
+      const held = holdCall(t, server.gatehouse.storage.clients, 'addSecret', target.id, 1);
+      const added = api('POST', `/clients/${target.id}/secrets`, clientsOnly, {});
+      await held.reached;
+      assert.equal((await api('PATCH', `/clients/${target.id}`, clientsAndUsers, { admin: true, scopes: ['admin:users'] })).status, 200);
+      held.release();
+      const res = await added;
+      t.mock.restoreAll();
+
+      assert.equal(res.status, 403, JSON.stringify(res.body));
+      assert.equal(res.body.client_secret, undefined);
+      assert.ok(res.body.detail.includes('admin:users'), res.body.detail);
+      assert.deepEqual(await server.gatehouse.storage.clients.listSecrets(target.id), before, 'the secret was withdrawn');
+    });
+
+    it('withdraws an API key created for a client that a concurrent change allowed to impersonate users', async (t) => {
+      const target = await plainClient('Key during impersonation');
+      const held = holdCall(t, server.gatehouse.storage.apiKeys, 'create', target.id, 1);
+      const created = api('POST', `/clients/${target.id}/api-keys`, clientsOnly, { name: 'Script' });
+      await held.reached;
+      assert.equal((await api('PATCH', `/clients/${target.id}`, clientsAndUsers, { impersonation: true })).status, 200);
+      held.release();
+      const res = await created;
+      t.mock.restoreAll();
+
+      assert.equal(res.status, 403, JSON.stringify(res.body));
+      assert.equal(res.body.api_key, undefined);
+      assert.ok(res.body.detail.includes('admin:users'), res.body.detail);
+      const keys = await server.gatehouse.storage.apiKeys.listForClient(target.id);
+      assert.ok(keys.every((key) => key.revokedAt !== null), 'the key was withdrawn');
+    });
   });
 }

@@ -3,7 +3,7 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey } from '../../storage/repositories.ts';
 import { findClientOr404, listOf } from './clients.ts';
 import { notFound } from './problems.ts';
-import { ADMIN_CLIENT_RULE, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, requestBody, requireAdminScopesOf, stringList, timestamp } from './support.ts';
+import { ADMIN_CLIENT_RULE, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, recheckAdminScopesOf, requestBody, requireAdminScopesOf, stringList, timestamp } from './support.ts';
 
 const TAG = 'Clients';
 const SCOPE = 'admin:clients';
@@ -56,7 +56,9 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     async (request, reply) => {
       const client = await findClientOr404(gatehouse, request.params.clientId);
       requireAdminScopesOf(gatehouse, request, client.id, client);
-      const { key, value } = await gatehouse.apiKeys.create(client, { name: request.body.name, scopes: request.body.scopes, expiresAt: parseExpiry(request.body.expires_at) }, gatehouse.clock());
+      const now = gatehouse.clock();
+      const { key, value } = await gatehouse.apiKeys.create(client, { name: request.body.name, scopes: request.body.scopes, expiresAt: parseExpiry(request.body.expires_at) }, now);
+      await recheckAdminScopesOf(gatehouse, request, client.id, () => gatehouse.storage.apiKeys.revoke(client.id, key.id, now));
       recordAdminAction(gatehouse, request, 'admin.api_key.created', { data: { client_id: client.id, api_key_id: key.id, scopes: key.scopes } });
       return reply.code(201).header('cache-control', 'no-store').send({ ...describeApiKey(key), api_key: value });
     },

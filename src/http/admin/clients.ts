@@ -17,6 +17,7 @@ import {
   optionalTimestamp,
   parseExpiry,
   recordAdminAction,
+  recheckAdminScopesOf,
   requestBody,
   requireAdminScopesOf,
   stringList,
@@ -253,6 +254,10 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
       if (expiresAt !== null && expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
       const secret = await addClientSecret(gatehouse, client.id, now, expiresAt);
       const stored = (await gatehouse.storage.clients.listSecrets(client.id)).find((s) => s.digest === digestOf(secret))!;
+      await recheckAdminScopesOf(gatehouse, request, client.id, async () => {
+        await gatehouse.storage.clients.deleteSecret(client.id, stored.id);
+        gatehouse.clients.invalidate(client.id);
+      });
       recordAdminAction(gatehouse, request, 'admin.client_secret.created', { data: { client_id: client.id, secret_id: stored.id } });
       return reply.code(201).header('cache-control', 'no-store').send({ ...describeSecret(stored), client_secret: secret });
     },

@@ -3,7 +3,7 @@ import { insufficientScope } from '../../core/errors.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ClientPowers, Page } from '../../storage/repositories.ts';
-import { invalidField, ProblemError, type FieldProblem } from './problems.ts';
+import { invalidField, notFound, ProblemError, type FieldProblem } from './problems.ts';
 
 export type AdminScope = 'admin:clients' | 'admin:users' | 'admin:tokens';
 
@@ -88,6 +88,25 @@ export function requireAdminScopesOf(gatehouse: Gatehouse, request: FastifyReque
     data: { credential: 'client', scope: missing, target_client_id: clientId, route: `${request.method} ${request.routeOptions.url}` },
   });
   throw insufficientScope(`the token lacks the scope ${missing}, which managing the client ${clientId === null ? 'being registered' : clientId} needs: a token hands out only the powers it holds`, missing);
+}
+
+/**
+ * Checks ADMIN_CLIENT_RULE again on the client as it is once a credential (a secret, an API key) was
+ * made for it: a concurrent change may have made it an admin client, or one that may impersonate,
+ * after the first check, and the credential must not reach a token that could not manage the client
+ * it now belongs to. On refusal `withdraw` removes the credential before the 403 (or the 404 of a
+ * client deleted meanwhile). A change after this check came after the credential existed, as a
+ * change to a client with secrets does.
+ */
+export async function recheckAdminScopesOf(gatehouse: Gatehouse, request: FastifyRequest, clientId: string, withdraw: () => Promise<unknown>): Promise<void> {
+  const client = await gatehouse.storage.clients.find(clientId);
+  try {
+    if (!client) throw notFound(`there is no client ${clientId}`);
+    requireAdminScopesOf(gatehouse, request, clientId, client);
+  } catch (error) {
+    await withdraw();
+    throw error;
+  }
 }
 
 export const iso = (epochSeconds: number | null): string | null => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
