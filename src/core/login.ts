@@ -26,20 +26,16 @@ export class LoginService {
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
     const account = `account:${email.trim().toLowerCase()}`;
     const client = addressKey(address);
-    // Each attempt is counted as a failure before the (slow, thread-pool) password check, and taken
-    // back if it succeeds: concurrent guesses cannot all slip past a check made before any failed.
-    const accountWait = await this.#perAccount.attempt(account, now);
-    if (accountWait > 0) return { outcome: 'throttled', retryAfterSeconds: accountWait };
-    const addressWait = await this.#perAddress.attempt(client, now);
-    if (addressWait > 0) {
-      await this.#perAccount.forgive(account, now);
-      return { outcome: 'throttled', retryAfterSeconds: addressWait };
-    }
+    const wait = Math.max(await this.#perAccount.blockedFor(account, now), await this.#perAddress.blockedFor(client, now));
+    if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: wait };
 
     const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(email) : undefined;
     const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
-    if (!user || !valid || user.disabledAt !== null) return { outcome: 'invalid' };
-    await Promise.all([this.#perAccount.reset(account), this.#perAddress.forgive(client, now)]);
+    if (!user || !valid || user.disabledAt !== null) {
+      await Promise.all([this.#perAccount.fail(account, now), this.#perAddress.fail(client, now)]);
+      return { outcome: 'invalid' };
+    }
+    await this.#perAccount.reset(account);
     return { outcome: 'success', user };
   }
 

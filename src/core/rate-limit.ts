@@ -11,15 +11,6 @@ export interface FailureCounter {
   /** Seconds until `key` may try again, or 0 when it is not blocked (in process: no promise to wait for). */
   blockedFor(key: string, now: number): number | Promise<number>;
   fail(key: string, now: number): Promise<void>;
-  /**
-   * An attempt counted as a failure before its outcome is known: seconds to wait (the attempt is
-   * refused and not counted), or 0 (go ahead; `forgive` takes the count back if it succeeds).
-   * Checking and counting in one step is what holds concurrent guesses to the limit: with a check
-   * before and a count after a slow verification, every guess in flight passes the check.
-   */
-  attempt(key: string, now: number): Promise<number>;
-  /** Takes back one counted attempt of `key`, which succeeded. */
-  forgive(key: string, now: number): Promise<void>;
   reset(key: string): Promise<void>;
 }
 
@@ -114,16 +105,6 @@ export function inProcessFailureCounter(limit: number, windowSeconds: number, ma
     async fail(key, now) {
       fail(key, now);
     },
-    // Checked and counted with no await in between: no other request runs in the middle.
-    async attempt(key, now) {
-      const wait = blockedFor(key, now);
-      if (wait === 0) fail(key, now);
-      return wait;
-    },
-    async forgive(key, now) {
-      const window = current(key, now);
-      if (window && window.failures > 0) window.failures -= 1;
-    },
     async reset(key) {
       windows.delete(key);
     },
@@ -137,14 +118,6 @@ export function inProcessFailureCounter(limit: number, windowSeconds: number, ma
 export function redisFailureCounter(link: RedisLink, name: string, limit: number, windowSeconds: number): FailureCounter {
   const keyOf = (key: string, now: number) => `gatehouse:failures:${name}:${Math.floor(now / windowSeconds)}:${key}`;
   const local = inProcessFailureCounter(limit, windowSeconds);
-  /** The window's failures after adding `by`; undefined when Redis could not be reached. */
-  const count = (key: string, now: number, by: number) =>
-    link.run(async (redis) => {
-      const k = keyOf(key, now);
-      const failures = await redis.incrBy(k, by);
-      if (failures === by) await redis.expire(k, windowSeconds);
-      return failures;
-    });
   return {
     async blockedFor(key, now) {
       const locally = await local.blockedFor(key, now);
@@ -153,24 +126,12 @@ export function redisFailureCounter(link: RedisLink, name: string, limit: number
       return Number(failures ?? 0) >= limit ? windowSeconds - (now % windowSeconds) : 0;
     },
     async fail(key, now) {
-      if ((await count(key, now, 1)) === undefined) await local.fail(key, now);
-    },
-    async attempt(key, now) {
-      const locally = await local.blockedFor(key, now);
-      if (locally > 0) return locally;
-      // INCRBY counts and reads in one step, atomically across instances.
-      const failures = await count(key, now, 1);
-      if (failures === undefined) return local.attempt(key, now);
-      return failures > limit ? windowSeconds - (now % windowSeconds) : 0;
-    },
-    async forgive(key, now) {
       const k = keyOf(key, now);
-      await link.run(async (redis) => {
-        // The window may have ended meanwhile: a key counted below zero would outlive its expiry.
-        if ((await redis.incrBy(k, -1)) <= 0) await redis.del(k);
+      const counted = await link.run(async (redis) => {
+        if ((await redis.incrBy(k, 1)) === 1) await redis.expire(k, windowSeconds);
         return true;
       });
-      await local.forgive(key, now);
+      if (counted === undefined) await local.fail(key, now);
     },
     async reset(key) {
       await local.reset(key);
