@@ -10,8 +10,7 @@ import { invalidRequest } from '../../core/errors.ts';
  * keeps only the last of repeated names (RFC 8259 §4: names "SHOULD be unique", and receivers differ
  * on what a repeat means), so the token, introspection and revocation endpoints would take one of
  * two values silently; a form body keeps repeats as arrays, which they refuse. A body that is an
- * object costs one pass over its text, counting top-level members; only when that count exceeds
- * the parsed object's names is the text searched again for the name to report.
+ * object costs one more pass over its text, reading its top-level member names.
  */
 export function jsonBodyParser(app: FastifyInstance): FastifyBodyParser<string> {
   const { onProtoPoisoning = 'error', onConstructorPoisoning = 'error' } = app.initialConfig as { onProtoPoisoning?: 'error'; onConstructorPoisoning?: 'error' };
@@ -19,7 +18,7 @@ export function jsonBodyParser(app: FastifyInstance): FastifyBodyParser<string> 
   return (request, text, done) => {
     parse(request, text, (error, body) => {
       if (error) return done(error);
-      if (typeof body === 'object' && body !== null && !Array.isArray(body) && topLevelMembers(text) !== Object.keys(body).length) {
+      if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
         const repeated = repeatedMember(text);
         if (repeated !== undefined) return done(invalidRequest(`the parameter ${printable(repeated)} is included more than once`));
       }
@@ -37,42 +36,25 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 
 /**
- * How many members the top-level object of `text` has, repeats included. `text` is JSON that
- * JSON.parse accepted, so outside strings each member of that object has exactly one colon at
- * depth 1, and nothing else there is a colon.
- */
-function topLevelMembers(text: string): number {
-  let members = 0;
-  let depth = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) i = closingQuote(text, i);
-    else if (c === OPEN_BRACE || c === OPEN_BRACKET) depth += 1;
-    else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth -= 1;
-    else if (c === COLON && depth === 1) members += 1;
-  }
-  return members;
-}
-
-/**
  * The first member name of the top-level object of `text` given twice, decoded (`"sc\u006fpe"` is
- * `scope`). Only asked once topLevelMembers found more members than the parsed object has names.
+ * `scope`). `text` is JSON that JSON.parse accepted, so outside strings each member of that object
+ * has exactly one colon at depth 1, just after its name, and nothing else there is a colon.
  */
 function repeatedMember(text: string): string | undefined {
   const seen = new Set<string>();
   let depth = 0;
-  let lastString = 0;
+  let lastString = '';
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
       const end = closingQuote(text, i);
-      if (depth === 1) lastString = i;
+      if (depth === 1) lastString = text.slice(i, end + 1);
       i = end;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) depth += 1;
     else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth -= 1;
     else if (c === COLON && depth === 1) {
       // The string just before a colon at depth 1 is the member's name.
-      const name = JSON.parse(text.slice(lastString, closingQuote(text, lastString) + 1)) as string;
+      const name = JSON.parse(lastString) as string;
       if (seen.has(name)) return name;
       seen.add(name);
     }
