@@ -53,6 +53,15 @@ for (const dialect of DIALECTS) {
     });
     after(() => Promise.all([server?.close(), implicitOn?.close()]));
 
+    /** A new developer signed in to the portal, with a CSRF token for its forms. */
+    async function signedInDeveloper() {
+      const developer = await server.user(`dev-${randomUUID()}@example.com`, PASSWORD);
+      const browser = new HttpBrowser();
+      const login = await browser.request(`${server.url}/login`);
+      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
+      return { developer, browser, csrf: hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf') };
+    }
+
     async function api(method: string, path: string, body?: unknown, on: TestServer = server): Promise<Answer> {
       const response = await fetch(`${on.url}/admin/v1${path}`, {
         method,
@@ -104,11 +113,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('refuses an empty fragment in the developer portal, shows why next to the field, and registers nothing', async () => {
-        const developer = await server.user(`dev-${randomUUID()}@example.com`, PASSWORD);
-        const browser = new HttpBrowser();
-        const login = await browser.request(`${server.url}/login`);
-        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
-        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
+        const { developer, browser, csrf } = await signedInDeveloper();
         const before = await snapshot();
         const page = await browser.request(`${server.url}/developers/applications`, {
           form: { csrf, name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: `${CALLBACK}#` },
@@ -212,11 +217,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('refuses a wildcard host or userinfo in the developer portal too, next to the field, and registers nothing', async () => {
-        const developer = await server.user(`dev-${randomUUID()}@example.com`, PASSWORD);
-        const browser = new HttpBrowser();
-        const login = await browser.request(`${server.url}/login`);
-        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
-        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
+        const { developer, browser, csrf } = await signedInDeveloper();
         const before = await snapshot();
         for (const [uri, detail] of [
           ['https://*.example.com/cb', /must not have a wildcard/],
@@ -344,11 +345,7 @@ for (const dialect of DIALECTS) {
 
       /** A developer signed in to the portal, with an application of theirs registered there. */
       async function portalApplication() {
-        const developer = await server.user(`keys-${randomUUID()}@example.com`, PASSWORD);
-        const browser = new HttpBrowser();
-        const login = await browser.request(`${server.url}/login`);
-        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
-        const csrf = hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf');
+        const { developer, browser, csrf } = await signedInDeveloper();
         const created = await browser.request(`${server.url}/developers/applications`, {
           form: { csrf, name: 'Key tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK },
         });
