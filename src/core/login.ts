@@ -1,16 +1,20 @@
 import type { Storage, User } from '../storage/repositories.ts';
 import { decoyPasswordHash, verifyPassword } from './passwords.ts';
-import type { FailureCounter } from './rate-limit.ts';
+import type { AttemptOutcome, FailureCounter } from './rate-limit.ts';
 
 export type LoginResult =
   | { outcome: 'success'; user: User }
   /** Wrong email, wrong password or disabled account: one answer for all, so emails cannot be probed. */
   | { outcome: 'invalid' }
-  | { outcome: 'throttled'; retryAfterSeconds: number };
+  | { outcome: 'throttled'; retryAfterSeconds: number }
+  /** The attempts of the account or address ahead of this one did not settle in time (a database that does not answer). */
+  | { outcome: 'busy' };
 
 /**
  * Email and password sign-in, throttled per account and per client address. Unknown emails cost
- * the same Argon2id verification as known ones.
+ * the same Argon2id verification as known ones. Only as many attempts of an account (or address)
+ * are checked at once as it has failures left; the others wait for them, so a burst of guesses
+ * meets the limit as a sequence of guesses would.
  */
 export class LoginService {
   #storage: Storage;
@@ -26,17 +30,37 @@ export class LoginService {
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
     const account = `account:${email.trim().toLowerCase()}`;
     const client = addressKey(address);
-    const wait = Math.max(await this.#perAccount.blockedFor(account, now), await this.#perAddress.blockedFor(client, now));
-    if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: wait };
-
-    const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(email) : undefined;
-    const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
-    if (!user || !valid || user.disabledAt !== null) {
-      await Promise.all([this.#perAccount.fail(account, now), this.#perAddress.fail(client, now)]);
-      return { outcome: 'invalid' };
+    // Always the account first, then the address: an attempt waiting for a place never holds one
+    // that the attempts it waits for need.
+    const accountWait = await this.#perAccount.admit(account, now);
+    if (accountWait !== 0) return refused(accountWait);
+    let addressWait: number | 'busy';
+    try {
+      addressWait = await this.#perAddress.admit(client, now);
+    } catch (error) {
+      await this.#perAccount.settle(account, 'undecided', now);
+      throw error;
     }
-    await this.#perAccount.reset(account);
-    return { outcome: 'success', user };
+    if (addressWait !== 0) {
+      await this.#perAccount.settle(account, 'withdrawn', now);
+      return refused(addressWait);
+    }
+
+    // An attempt that could not be decided (the database did not answer) counts nothing.
+    let outcome: AttemptOutcome = 'undecided';
+    try {
+      const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(email) : undefined;
+      const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
+      if (!user || !valid || user.disabledAt !== null) {
+        outcome = 'failed';
+        return { outcome: 'invalid' };
+      }
+      outcome = 'passed';
+      await this.#perAccount.reset(account);
+      return { outcome: 'success', user };
+    } finally {
+      await Promise.all([this.#perAccount.settle(account, outcome, now), this.#perAddress.settle(client, outcome, now)]);
+    }
   }
 
   /**
@@ -54,3 +78,5 @@ export class LoginService {
 }
 
 const addressKey = (address: string): string => `address:${address}`;
+
+const refused = (wait: number | 'busy'): LoginResult => (wait === 'busy' ? { outcome: 'busy' } : { outcome: 'throttled', retryAfterSeconds: wait });

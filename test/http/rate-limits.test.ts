@@ -83,6 +83,42 @@ describe('rate limits on the token endpoint (in process)', () => {
   });
 });
 
+describe('sign-in guesses sent all at once (in process)', () => {
+  let server: TestServer;
+  let client: { id: string; secret: string };
+  const PASSWORD = 'the right password';
+
+  before(async () => {
+    server = await startTestServer('sqlite', { config: { login: { maxFailuresPerAccount: 5, maxFailuresPerAddress: 1000, windowSeconds: 60 } } });
+    client = await server.client({ grantTypes: ['password'], scopes: ['objects:read'] });
+  });
+  after(() => server.close());
+
+  const attempt = (username: string, password: string) =>
+    post(`${server.url}/token`, { grant_type: 'password', username, password }, { headers: { authorization: basic(client.id, client.secret) } });
+
+  it('checks no more guesses of an account than its limit, however many arrive together', async () => {
+    const email = `${randomBytes(6).toString('hex')}@example.com`;
+    await server.user(email, PASSWORD);
+    await startOfWindowIfNear(60, 20);
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => attempt(email, `wrong ${i}`)));
+    const statuses = answers.map((answer) => answer.status);
+    assert.equal(statuses.filter((status) => status === 400).length, 5, 'five guesses checked');
+    assert.equal(statuses.filter((status) => status === 429).length, 35, 'the others throttled');
+    assert.equal((await attempt(email, PASSWORD)).status, 429, 'the account stays blocked for the window');
+  });
+
+  it('lets correct sign-ins of one account sent together all through, more of them than the limit', async () => {
+    const email = `${randomBytes(6).toString('hex')}@example.com`;
+    await server.user(email, PASSWORD);
+    const answers = await Promise.all(Array.from({ length: 12 }, () => attempt(email, PASSWORD)));
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      Array(12).fill(200),
+    );
+  });
+});
+
 describe('probing emails through sign-up (in process)', () => {
   let server: TestServer;
 
@@ -285,6 +321,34 @@ describe('rate limits shared across instances through Redis', () => {
     const throttled = await attempt(second.url, 'the right password');
     assert.equal(throttled.status, 429, 'the fourth attempt, on the other instance, is throttled');
     assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+  });
+
+  it('checks no more guesses of an account than its limit when they arrive together on every instance', async () => {
+    const { first, second } = instances;
+    const target = `${randomBytes(6).toString('hex')}@example.com`;
+    await first.user(target, 'the right password');
+    const attempt = (url: string, password: string) =>
+      post(`${url}/token`, { grant_type: 'password', username: target, password }, { headers: { authorization: basic(client.id, client.secret) } });
+    await startOfWindowIfNear(60, 20);
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => attempt(i % 2 ? first.url : second.url, `wrong ${i}`)));
+    const statuses = answers.map((answer) => answer.status);
+    assert.equal(statuses.filter((status) => status === 400).length, 3, 'three guesses checked, across both instances');
+    assert.equal(statuses.filter((status) => status === 429).length, 27);
+  });
+
+  it('lets correct sign-ins of one account sent together to every instance all through', async () => {
+    const { first, second } = instances;
+    const someone = `${randomBytes(6).toString('hex')}@example.com`;
+    await first.user(someone, 'the right password');
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        post(`${i % 2 ? first.url : second.url}/token`, { grant_type: 'password', username: someone, password: 'the right password' }, { headers: { authorization: basic(client.id, client.secret) } }),
+      ),
+    );
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      Array(10).fill(200),
+    );
   });
 });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { User } from '../../storage/repositories.ts';
-import { invalidGrant, invalidRequest, tooManyRequests } from '../errors.ts';
+import { invalidGrant, invalidRequest, temporarilyUnavailable, tooManyRequests } from '../errors.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
 import type { GrantHandler } from '../token-endpoint.ts';
 import type { OidcContext } from './oidc.ts';
@@ -25,6 +25,7 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
 
     const result = await services.login.login(username, password, address, now);
     if (result.outcome === 'throttled') throw tooManyRequests('too many failed sign-ins; try again later', result.retryAfterSeconds);
+    if (result.outcome === 'busy') throw temporarilyUnavailable('the sign-ins of this account ahead of this one are still being checked; try again shortly', { 'retry-after': '1' });
     if (result.outcome === 'invalid') {
       services.audit.record({ at: now, kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: null, data: { grant: 'password' } });
       throw invalidGrant('the username or password is wrong');

@@ -70,6 +70,10 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
       reply.header('retry-after', String(result.retryAfterSeconds));
       return showLogin(reply, pendingId, next, { email, error: tooManyAttempts(result.retryAfterSeconds) }, 429);
     }
+    if (result.outcome === 'busy') {
+      reply.header('retry-after', '1');
+      return showLogin(reply, pendingId, next, { email, error: 'Other sign-ins to this account are still being checked. Please try again in a moment.' }, 503);
+    }
     if (result.outcome === 'invalid') {
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.failed', outcome: 'failure', clientId: null, userId: null, data: { via: 'page' } });
       return showLogin(reply, pendingId, next, { email, error: 'The email or password is not right.' }, 401);
