@@ -1,5 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,6 +31,19 @@ export interface TokenSettings {
   /** `aud` of access tokens; the issuer when not set. */
   audience: string;
 }
+
+/**
+ * The proxies in front whose `X-Forwarded-For` and `-Proto` are believed (`GATEHOUSE_TRUST_PROXY`):
+ * - `false`: none; the client address is the connection's;
+ * - `{ hops }`: every request passes through that many proxies, so the address is the one the
+ *   farthest of them appended, the `hops`-th X-Forwarded-For entry from the right; whatever the
+ *   client wrote to the left of it is ignored. Safe only when nothing reaches the server but
+ *   through those proxies;
+ * - `{ addresses }`: only a connection from one of these addresses or ranges is a proxy; its
+ *   headers are followed back through further listed proxies to the first address that is not one
+ *   (proxy-addr semantics, as in Express and Fastify).
+ */
+export type TrustedProxies = false | { hops: number } | { addresses: readonly string[] };
 
 export interface GatehouseConfig {
   port: number;
@@ -68,8 +82,8 @@ export interface GatehouseConfig {
   implicit: { enabled: boolean };
   /** Project (restricted) tokens: the longest `expires_at` allowed, and the lifetime when token exchange names none. */
   projectTokens: { maxTtlSeconds: number; defaultTtlSeconds: number };
-  /** Trust X-Forwarded-Proto/-For from the proxy in front (only when one is there). */
-  trustProxy: boolean;
+  /** Which proxies in front are believed about the client's address and scheme. */
+  trustProxy: TrustedProxies;
   login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
   /** Create the demo clients and user on an empty database (off by default when NODE_ENV=production). */
   demo: boolean;
@@ -156,7 +170,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
       maxTtlSeconds: numberIn('projectTokens.maxTtlSeconds', file.projectTokens?.maxTtlSeconds, 86400, 60, 30 * 86400),
       defaultTtlSeconds: numberIn('projectTokens.defaultTtlSeconds', file.projectTokens?.defaultTtlSeconds, 3600, 60, 30 * 86400),
     },
-    trustProxy: booleanSetting('GATEHOUSE_TRUST_PROXY', env.GATEHOUSE_TRUST_PROXY),
+    trustProxy: parseTrustedProxies(env.GATEHOUSE_TRUST_PROXY),
     redisUrl: parseRedisUrl(env.REDIS_URL),
     demo: env.GATEHOUSE_DEMO === undefined || env.GATEHOUSE_DEMO.trim() === '' ? env.NODE_ENV !== 'production' : booleanSetting('GATEHOUSE_DEMO', env.GATEHOUSE_DEMO),
     rateLimits: {
@@ -309,6 +323,55 @@ function parseRedisUrl(value: string | undefined): string | undefined {
   if (value === undefined || value.trim() === '') return undefined;
   if (!/^rediss?:\/\//.test(value)) throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL');
   return value;
+}
+
+const MAX_PROXY_HOPS = 10;
+/** proxy-addr's names for the private ranges. */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/**
+ * `GATEHOUSE_TRUST_PROXY`: unset or `false` trusts no proxy; `true` one (the usual single reverse
+ * proxy); a number that many hops; otherwise a comma-separated list of proxy addresses and ranges.
+ * `true` must not mean "every hop", as Fastify's `trustProxy: true` does: the leftmost
+ * X-Forwarded-For entry is whatever the client wrote, so every per-address limit could be escaped.
+ */
+function parseTrustedProxies(value: string | undefined): TrustedProxies {
+  const name = 'GATEHOUSE_TRUST_PROXY';
+  const text = value?.trim() ?? '';
+  if (text === '' || ['false', 'no'].includes(text.toLowerCase())) return false;
+  if (['true', 'yes'].includes(text.toLowerCase())) return { hops: 1 };
+  if (/^\d+$/.test(text)) {
+    const hops = Number(text);
+    if (hops > MAX_PROXY_HOPS) throw new ConfigError(`${name} must be a number of proxy hops from 0 to ${MAX_PROXY_HOPS} (got "${value}")`);
+    return hops === 0 ? false : { hops };
+  }
+  const addresses = text.split(',').map((entry) => entry.trim());
+  for (const entry of addresses) {
+    const problem = proxyAddressProblem(entry);
+    if (problem) {
+      throw new ConfigError(
+        `${name} must be true, false, a number of proxy hops, or a comma-separated list of proxy addresses and ranges (e.g. 10.0.0.0/8, ::1, loopback): ${problem}`,
+      );
+    }
+  }
+  return { addresses };
+}
+
+/** Why `entry` is not an address, an address/prefix or a named range of trusted proxies; undefined when it is one. */
+function proxyAddressProblem(entry: string): string | undefined {
+  if (entry === '') return 'an entry is empty';
+  if (PROXY_RANGE_NAMES.includes(entry)) return undefined;
+  const slash = entry.indexOf('/');
+  const address = slash === -1 ? entry : entry.slice(0, slash);
+  // No zone ids (`%eth0`): Node and proxy-addr do not agree on which ones are valid.
+  const family = address.includes('%') ? 0 : isIP(address);
+  if (family === 0) return `"${entry}" is not an IP address`;
+  if (slash === -1) return undefined;
+  const prefix = entry.slice(slash + 1);
+  const bits = family === 4 ? 32 : 128;
+  // A prefix of 0 would trust every address there is.
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) < 1 || Number(prefix) > bits) return `"${entry}" needs a prefix length from 1 to ${bits}`;
+  return undefined;
 }
 
 function integerSetting(name: string, value: string | undefined, fallback: number, min: number, max: number): number {

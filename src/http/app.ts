@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { parse as parseForm } from 'fast-querystring';
+import type { TrustedProxies } from '../core/config.ts';
 import type { Gatehouse } from '../gatehouse.ts';
 import { healthRoutes } from './health.ts';
 import { createMetrics, MeteredLogController, metricsRoute, shareWithPrimary, type Metrics } from './metrics.ts';
@@ -63,6 +64,20 @@ export interface AppOptions {
   metrics?: Metrics;
 }
 
+/**
+ * Fastify's `trustProxy` for the configured proxies. A hop count becomes a function of the hop's
+ * index (0 is the connection itself), as Express reads a number: Fastify's `true` would trust every
+ * hop, down to the leftmost X-Forwarded-For entry the client chose, and it trusts none for a number.
+ */
+function fastifyTrustProxy(proxies: TrustedProxies): false | string[] | ((address: string, hop: number) => boolean) {
+  if (proxies === false) return false;
+  if ('hops' in proxies) {
+    const hops = proxies.hops;
+    return (_address, hop) => hop < hops;
+  }
+  return [...proxies.addresses];
+}
+
 /** Builds the Fastify app around a Gatehouse instance; the caller listens. */
 export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): FastifyInstance {
   const limits: HttpLimits = { ...HTTP_LIMITS, ...options.limits };
@@ -86,8 +101,8 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
     connectionTimeout: limits.idleTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     return503OnClosing: true,
-    // X-Forwarded-Proto/-For only count when an operator says a proxy is in front.
-    trustProxy: gatehouse.config.trustProxy,
+    // X-Forwarded-Proto/-For only count when an operator says which proxies are in front.
+    trustProxy: fastifyTrustProxy(gatehouse.config.trustProxy),
     // Refused before any route runs: answered in the format of the part of the server addressed.
     frameworkErrors: (error, request, reply) => answerFrameworkError(gatehouse, error, request, reply),
     clientErrorHandler: (error, socket) => answerClientError(gatehouse, limits, error, socket),

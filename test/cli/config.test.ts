@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { ConfigError, loadConfig } from '../../src/core/config.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { basic, post, TEST_SECRET } from '../support/server.ts';
 import { databaseEnv, oneLine, runCli, startServe, writeConfig, type Env, type ServeProcess } from './support.ts';
@@ -63,6 +64,10 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { database: { queryTimeoutSeconds: 0 } }, 'no-query-time.json') }),
       /database\.queryTimeoutSeconds .*0\.1/,
     ],
+    ['GATEHOUSE_TRUST_PROXY that is no switch, hop count or address', () => ({ GATEHOUSE_TRUST_PROXY: 'nginx' }), /GATEHOUSE_TRUST_PROXY .*"nginx" is not an IP address/],
+    ['GATEHOUSE_TRUST_PROXY with more hops than any deployment has', () => ({ GATEHOUSE_TRUST_PROXY: '11' }), /GATEHOUSE_TRUST_PROXY .*hops from 0 to 10 .*"11"/],
+    ['GATEHOUSE_TRUST_PROXY trusting every address', () => ({ GATEHOUSE_TRUST_PROXY: '10.0.0.1, 0.0.0.0/0' }), /GATEHOUSE_TRUST_PROXY .*"0\.0\.0\.0\/0" needs a prefix length from 1 to 32/],
+    ['GATEHOUSE_TRUST_PROXY with an empty entry', () => ({ GATEHOUSE_TRUST_PROXY: '10.0.0.1,,::1' }), /GATEHOUSE_TRUST_PROXY .*an entry is empty/],
     ['an unknown GATEHOUSE_LOG_LEVEL', () => ({ GATEHOUSE_LOG_LEVEL: 'loud' }), /GATEHOUSE_LOG_LEVEL .*"loud"/],
     ['GATEHOUSE_SECRET too short', () => ({ GATEHOUSE_SECRET: 'too-short' }), /GATEHOUSE_SECRET .*32 characters/],
     ['DATABASE_URL without GATEHOUSE_SECRET', () => ({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' }), /GATEHOUSE_SECRET must be set when DATABASE_URL is set/],
@@ -90,6 +95,39 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       const result = await runCli(args, { GATEHOUSE_DATA_DIR: join(dir, 'data'), PORT: 'abc' }, 30_000);
       assert.equal(result.code, 1, args.join(' '));
       assert.match(oneLine(result), /PORT .*"abc"/);
+    }
+  });
+});
+
+describe('GATEHOUSE_TRUST_PROXY', () => {
+  const trusted = (value: string | undefined) => loadConfig({ GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SECRET: TEST_SECRET, ...(value === undefined ? {} : { GATEHOUSE_TRUST_PROXY: value }) }).trustProxy;
+
+  it('trusts no proxy when unset, empty, false or 0', () => {
+    for (const value of [undefined, '', 'false', 'NO', '0']) assert.equal(trusted(value), false, String(value));
+  });
+
+  it('reads true as one hop, the single reverse proxy in front, never as every hop', () => {
+    for (const value of ['true', 'Yes', '1']) assert.deepEqual(trusted(value), { hops: 1 }, value);
+    assert.deepEqual(trusted(' 3 '), { hops: 3 });
+  });
+
+  it('reads anything else as a list of proxy addresses, ranges and proxy-addr range names', () => {
+    assert.deepEqual(trusted('10.0.0.0/8, 192.168.1.7 ,fd00::/8,::1,loopback'), { addresses: ['10.0.0.0/8', '192.168.1.7', 'fd00::/8', '::1', 'loopback'] });
+  });
+
+  it('refuses what no proxy-addr list holds, naming the entry', () => {
+    const cases: [string, RegExp][] = [
+      ['on', /"on" is not an IP address/],
+      ['10.0.0.1 10.0.0.2', /"10\.0\.0\.1 10\.0\.0\.2" is not an IP address/],
+      ['10.0.0.0/33', /"10\.0\.0\.0\/33" needs a prefix length from 1 to 32/],
+      ['::/0', /"::\/0" needs a prefix length from 1 to 128/],
+      ['10.0.0.0/255.0.0.0', /needs a prefix length/],
+      ['fe80::1%eth0', /"fe80::1%eth0" is not an IP address/],
+      ['10.0.0.1,', /an entry is empty/],
+      ['-1', /"-1" is not an IP address/],
+    ];
+    for (const [value, message] of cases) {
+      assert.throws(() => trusted(value), (error: Error) => error instanceof ConfigError && /^GATEHOUSE_TRUST_PROXY /.test(error.message) && message.test(error.message), value);
     }
   });
 });

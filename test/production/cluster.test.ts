@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { SERVER_NODE_OPTIONS } from '../../src/cli/runtime.ts';
 import { TEST_SECRET } from '../support/server.ts';
@@ -53,7 +55,8 @@ describe('three instances on one PostgreSQL behind nginx', { timeout: 120_000 },
     database = await createTestDatabase('postgres');
     const ports = [await freePort(), await freePort(), await freePort()];
     nginx = await startNginx(ports);
-    env = { DATABASE_URL: database.databaseUrl!, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_ISSUER: nginx.url, GATEHOUSE_DATA_DIR: database.dataDir };
+    // nginx is the one proxy in front: it appends the address it was reached from to X-Forwarded-For.
+    env = { DATABASE_URL: database.databaseUrl!, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_ISSUER: nginx.url, GATEHOUSE_DATA_DIR: database.dataDir, GATEHOUSE_TRUST_PROXY: 'true' };
     // All three at once on the empty database, as an orchestrator starts them: they race for the
     // migrations, the signing keys and the demo set-up.
     const started = await Promise.allSettled(ports.map((port, i) => startInstance(`instance ${i + 1}`, env, { port })));
@@ -260,6 +263,29 @@ describe('three instances on one PostgreSQL behind nginx', { timeout: 120_000 },
     const refreshed = await refreshGrant(nginx.url, fixtures.webApp, winner.body.refresh_token);
     assertOAuthError(refreshed, 400, 'invalid_grant', 'after a replay of the code its grant is revoked:');
     assertAllAlive();
+  });
+
+  it('takes the client address nginx appended, not the X-Forwarded-For the client sent', async () => {
+    const clientId = `forger-${randomBytes(6).toString('hex')}`;
+    const response = await fetch(`${nginx.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(clientId, 'gate_cs_wrong'), 'x-forwarded-for': '203.0.113.99' },
+      body: 'grant_type=client_credentials',
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    assert.equal(response.status, 401, await response.text());
+    const db = new pg.Client({ connectionString: database.databaseUrl });
+    await db.connect();
+    try {
+      // Audit events are written in batches, a moment after the answer.
+      const data = await waitFor('the refusal in the audit log', async () => {
+        const { rows } = await db.query<{ data: string }>("SELECT data FROM audit_events WHERE kind = 'token.refused' AND client_id = $1", [clientId]);
+        return rows[0] ? (JSON.parse(rows[0].data) as { address: string }) : undefined;
+      });
+      assert.equal(data.address, '127.0.0.1', 'nginx reached the instance from 127.0.0.1 for a client at 127.0.0.1');
+    } finally {
+      await db.end();
+    }
   });
 
   it('logged no server error anywhere', () => {

@@ -29,7 +29,7 @@ export interface CookieNames {
 /** Cookie names and attributes: `__Host-` and `Secure` whenever the browser talks HTTPS. */
 export function cookiePolicy(config: GatehouseConfig) {
   const issuerIsHttps = config.issuer.startsWith('https://');
-  const secure = (request: FastifyRequest): boolean => issuerIsHttps || (config.trustProxy && request.protocol === 'https');
+  const secure = (request: FastifyRequest): boolean => issuerIsHttps || (config.trustProxy !== false && request.protocol === 'https');
   return {
     names(request: FastifyRequest): CookieNames {
       return secure(request) ? { session: '__Host-gatehouse_session', csrf: '__Host-gatehouse_csrf' } : { session: 'gatehouse_session', csrf: 'gatehouse_csrf' };
