@@ -1,4 +1,5 @@
 import type { Storage, User } from '../storage/repositories.ts';
+import { clientNetwork } from './addresses.ts';
 import { decoyPasswordHash, verifyPassword } from './passwords.ts';
 import type { AttemptOutcome, FailureCounter } from './rate-limit.ts';
 
@@ -77,6 +78,6 @@ export class LoginService {
   }
 }
 
-const addressKey = (address: string): string => `address:${address}`;
+const addressKey = (address: string): string => `address:${clientNetwork(address)}`;
 
 const refused = (wait: number | 'busy'): LoginResult => (wait === 'busy' ? { outcome: 'busy' } : { outcome: 'throttled', retryAfterSeconds: wait });

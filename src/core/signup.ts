@@ -1,4 +1,5 @@
 import type { Storage, User } from '../storage/repositories.ts';
+import { clientNetwork } from './addresses.ts';
 import { checkNewUser, createUser, type UserInput } from './applications.ts';
 import type { RequestLimiter } from './rate-limit.ts';
 
@@ -25,7 +26,7 @@ export class SignupService {
    */
   async signUp(input: UserInput, address: string, now: number): Promise<SignupResult> {
     checkNewUser(input);
-    const wait = await this.#perAddress.take(`address:${address}`, now);
+    const wait = await this.#perAddress.take(`address:${clientNetwork(address)}`, now);
     if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(wait) };
     return { outcome: 'created', user: await createUser(this.#storage, input, now) };
   }

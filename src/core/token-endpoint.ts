@@ -1,4 +1,5 @@
 import type { Client } from '../storage/repositories.ts';
+import { clientNetwork } from './addresses.ts';
 import { verifyClient, type AuthenticatedClient } from './client-auth/authenticate.ts';
 import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './client-auth/credentials.ts';
 import { invalidRequest, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
@@ -103,7 +104,7 @@ export class TokenEndpoint {
     // client out. Client ids are at most 256 characters: a longer one, refused later, must not make
     // every counted failure a key of kilobytes (in memory, or in Redis).
     const claimed = presented?.clientId ?? params.client_id ?? basicClientId(request.authorization);
-    const failureKey = `${claimed.length > 256 ? claimed.slice(0, 256) : claimed}|${request.address ?? ''}`;
+    const failureKey = `${claimed.length > 256 ? claimed.slice(0, 256) : claimed}|${clientNetwork(request.address ?? '')}`;
     const pending = limits.authFailures.blockedFor(failureKey, now);
     const blocked = typeof pending === 'number' ? pending : await pending;
     if (blocked > 0) throw tooManyRequests('too many failed client authentications; try again later', blocked);

@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Client, Consent } from '../../storage/repositories.ts';
 import type { ActiveSession } from '../sessions.ts';
+import { clientNetwork } from '../addresses.ts';
 import { OAuthError } from '../errors.ts';
 import type { GrantServices } from '../grants/services.ts';
 import type { RequestLimiter } from '../rate-limit.ts';
@@ -247,7 +248,7 @@ export class AuthorizationEndpoint {
 
   async #save(request: AuthorizationRequest, now: number, origin: Origin, demands: { staleSession?: string; signInSince?: number } = {}): Promise<string> {
     if ('address' in origin) {
-      const wait = await this.#pendingPerAddress.take(`address:${origin.address}`, now);
+      const wait = await this.#pendingPerAddress.take(`address:${clientNetwork(origin.address)}`, now);
       if (wait > 0) throw new PendingBudgetSpent(wait);
     }
     const id = randomBytes(24).toString('base64url');

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { clientNetwork } from '../../src/core/addresses.ts';
+
+describe('the network a per-address limit counts as one client', () => {
+  it('keeps an IPv4 address exactly', () => {
+    for (const address of ['192.0.2.1', '192.0.2.2', '10.0.0.0', '255.255.255.255', '127.0.0.1']) assert.equal(clientNetwork(address), address);
+  });
+
+  it('counts an IPv6 address by its /64 prefix, however it is written', () => {
+    const cases: [string, string][] = [
+      ['2001:db8:0:1:aaaa:bbbb:cccc:dddd', '2001:db8:0:1::/64'],
+      ['2001:0db8:0000:0001:0000:0000:0000:0001', '2001:db8:0:1::/64'],
+      ['2001:DB8:0:1::1', '2001:db8:0:1::/64'],
+      ['2001:db8::1:0:0:1', '2001:db8:0:0::/64'],
+      ['2001:db8:0:0:1::1', '2001:db8:0:0::/64'],
+      ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+      ['2001:db8:1:2::', '2001:db8:1:2::/64'],
+      ['2001:db8:1::2', '2001:db8:1:0::/64'],
+      ['::2001:db8:1:2:3', '0:0:0:2001::/64'],
+      ['::1', '0:0:0:0::/64'],
+      ['::', '0:0:0:0::/64'],
+      ['fe80::1', 'fe80:0:0:0::/64'],
+      ['64:ff9b::192.0.2.1', '64:ff9b:0:0::/64'],
+    ];
+    for (const [address, network] of cases) assert.equal(clientNetwork(address), network, address);
+  });
+
+  it('gives every address of one /64 the same network, and neighbouring /64s different ones', () => {
+    const oneHost = ['2001:db8:aa:bb::1', '2001:db8:aa:bb::2', '2001:db8:aa:bb:ffff:ffff:ffff:ffff', '2001:0db8:00aa:00bb:1234::'];
+    assert.equal(new Set(oneHost.map(clientNetwork)).size, 1);
+    assert.notEqual(clientNetwork('2001:db8:aa:bb::1'), clientNetwork('2001:db8:aa:bc::1'));
+    assert.notEqual(clientNetwork('2001:db8::1:0:0:0'), clientNetwork('2001:db8:0:1::'), 'the groups a :: stands for are counted where it stands');
+  });
+
+  it('counts an IPv4-mapped IPv6 address as its IPv4 address', () => {
+    assert.equal(clientNetwork('::ffff:192.0.2.1'), '192.0.2.1');
+    assert.equal(clientNetwork('::FFFF:192.0.2.1'), '192.0.2.1');
+    assert.equal(clientNetwork('::ffff:c000:201'), '192.0.2.1');
+    assert.equal(clientNetwork('0:0:0:0:0:ffff:127.0.0.1'), '127.0.0.1');
+    assert.notEqual(clientNetwork('::ffff:192.0.2.1'), clientNetwork('::ffff:192.0.2.2'), 'exactly, as IPv4 is');
+  });
+
+  it('ignores a zone id', () => {
+    assert.equal(clientNetwork('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.equal(clientNetwork('fe80::abcd:1%2'), 'fe80:0:0:0::/64');
+  });
+
+  it('returns anything that is not an IP address unchanged', () => {
+    for (const garbage of ['', 'unknown', 'localhost', '1.2.3', '256.1.1.1', '1::2::3', ':::', '2001:db8:1:2:3:4:5:6:7', 'gggg::1', '::ffff:999.0.0.1', '%eth0', '::1%', 'a:b', '12345::', '192.0.2.1:8080', '[2001:db8::1]']) {
+      assert.equal(clientNetwork(garbage), garbage, JSON.stringify(garbage));
+    }
+  });
+});
