@@ -156,7 +156,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     );
   }
 
-  const audit = new AuditTrail(storage.audit, (error) => logger.error({ err: error }, 'audit events could not be written'));
+  const audit = new AuditTrail(storage.audit, clock, (error) => logger.error({ err: error }, 'audit events could not be written'));
   const limits = await createLimits(config, logger);
   const clients = new ClientRegistry(storage, config.clients.cacheTtlSeconds);
   const scopes = new ScopePolicy(config.scopes);
@@ -210,7 +210,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       clearInterval(sweeper);
       keys.stopReloading();
       await apiKeys.flush().catch((error) => logger.warn({ err: error }, 'API key use times could not be written'));
-      await audit.flush();
+      await audit.close();
       await limits.close();
       await storage.close();
     },

@@ -129,7 +129,11 @@ export class TokenEndpoint {
       if (error instanceof OAuthError) {
         const clientId = typeof request.params.client_id === 'string' ? request.params.client_id.slice(0, 256) : basicClientId(request.authorization) || null;
         const grantType = typeof request.params.grant_type === 'string' ? request.params.grant_type.slice(0, 100) : null;
-        this.#services.audit.record({ at: this.#services.clock(), kind: 'token.refused', outcome: 'failure', clientId, userId: null, data: { error: error.error, grant_type: grantType, address: request.address ?? null } });
+        const address = request.address ?? null;
+        // A flood of refusals (throttled ones above all) is one row a minute per client id as
+        // presented, address, error and grant type, with its count: not one row per request.
+        const key = JSON.stringify([clientId, address, error.error, grantType]);
+        this.#services.audit.recordRepeatable(key, { at: this.#services.clock(), kind: 'token.refused', outcome: 'failure', clientId, userId: null, data: { error: error.error, grant_type: grantType, address } });
       }
       throw error;
     }
