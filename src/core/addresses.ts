@@ -11,7 +11,10 @@ import { isIPv4, isIPv6 } from 'node:net';
 export function clientNetwork(address: string): string {
   // IPv4 (kept exactly) and anything else without a colon are returned before any parsing: the
   // token endpoint builds a key for every request.
-  if (!address.includes(':') || !isIPv6(address)) return address;
+  if (!address.includes(':')) return address;
+  // A server listening on `::` sees every IPv4 client this way.
+  if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return address.slice(7);
+  if (!isIPv6(address)) return address;
   // A zone id (`fe80::1%eth0`) names the interface, not the address.
   const zone = address.indexOf('%');
   const groups = ipv6Groups(zone === -1 ? address : address.slice(0, zone));
