@@ -32,8 +32,9 @@ export async function introspect(services: IntrospectionServices, caller: Client
       const found = await services.storage.refreshTokens.find(digestOf(token));
       if (!found || !mayView(found.token.clientId)) return INACTIVE;
       const { token: refresh, grant } = found;
-      // Inactive once consumed, or when the token endpoint would refuse it (revoked, expired, user gone).
-      if (refresh.consumedAt !== null || refreshTokenRefusal(found, now)) return INACTIVE;
+      // Inactive once consumed, or when the token endpoint would refuse it (revoked, expired, user
+      // gone, or its client suspended with its developer's account, which the registry does not find).
+      if (refresh.consumedAt !== null || refreshTokenRefusal(found, now) || !(await services.clients.get(refresh.clientId))) return INACTIVE;
       return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp: refresh.expiresAt, iss: services.config.issuer };
     }
     case 'ak': {

@@ -144,6 +144,24 @@ for (const dialect of DIALECTS) {
       assert.equal((await introspect(await clientToken(app))).active, true);
     });
 
+    it('turns the refresh tokens of a suspended application inactive until its developer is enabled again', async () => {
+      const developer = await server.user(`developer${++users}@example.com`, 'correct horse battery staple');
+      const app = await server.client({ name: 'Portal app', grantTypes: ['password', 'refresh_token'], scopes: ['model:read'], ownerUserId: developer.id });
+      const email = `user${++users}@example.com`;
+      await server.user(email, 'correct horse battery staple');
+      const res = await post(`${server.url}/token`, { grant_type: 'password', username: email, password: 'correct horse battery staple', scope: 'model:read' }, { headers: { authorization: basic(app.id, app.secret) } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const refreshToken = res.body.refresh_token as string;
+      assert.equal((await introspect(refreshToken)).active, true);
+
+      await adminCall('POST', `/users/${developer.id}/disable`);
+      assert.deepEqual(await introspect(res.body.access_token), { active: false });
+      assert.deepEqual(await introspect(refreshToken), { active: false }, 'a refresh token is a token of the application like its access tokens');
+
+      await adminCall('POST', `/users/${developer.id}/enable`);
+      assert.equal((await introspect(refreshToken)).active, true);
+    });
+
     it('turns a deleted user\'s access token inactive and refuses it everywhere', async () => {
       const { userId, token } = await userWithToken();
       assert.equal((await introspect(token)).active, true);
