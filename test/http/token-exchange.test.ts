@@ -254,6 +254,14 @@ for (const dialect of DIALECTS) {
         assert.equal(decodeJwt(same.body.access_token).project, '1');
       });
 
+      it('refuses actor_token_type without actor_token with 400 invalid_request, for every kind of exchange (RFC 8693 §2.1: "MUST NOT be included otherwise")', async () => {
+        const subject = await clientToken(viewer);
+        await assertRefusedUnchanged(() => projectExchange(viewer, subject, { resource: 'project:42', scope: 'model:read', actor_token_type: ACCESS_TOKEN }), 400, 'invalid_request');
+        const user = await newUser();
+        await assertRefusedUnchanged(() => token(backOffice, { grant_type: EXCHANGE, requested_subject: user.id, actor_token_type: ACCESS_TOKEN }), 400, 'invalid_request');
+        await assertRefusedUnchanged(() => token(backOffice, { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, actor_token_type: ACCESS_TOKEN }), 400, 'invalid_request');
+      });
+
       it('keeps answering 403 insufficient_scope at POST /projects/{id}/access-tokens, a protected resource (RFC 6750)', async () => {
         const call = (authorization: string, scopes: string[]) =>
           fetch(`${server.url}/projects/p1/access-tokens`, {

@@ -47,6 +47,9 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
     if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
       throw invalidRequest('only access tokens can be requested (requested_token_type)');
     }
+    // RFC 8693 §2.1: actor_token_type is "REQUIRED when the actor_token parameter is present in the
+    // request but MUST NOT be included otherwise."
+    if (params.actor_token_type !== undefined && params.actor_token === undefined) throw invalidRequest('actor_token_type was sent without actor_token');
     const project = projectTarget(params.resource, params.audience, services.config.issuer);
     const requested = services.scopes.parse(params.scope);
     if (project !== undefined) return validateProjectToken(context, project, requested);
