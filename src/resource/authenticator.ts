@@ -11,7 +11,7 @@ export interface AuthenticatorOptions {
   introspection?: { clientId: string; clientSecret: string };
   /**
    * How long an introspection answer for an API key is reused: the delay before a revoked key is
-   * refused here (default 30 s).
+   * refused here (default 30 s). Never past the key's expiry.
    */
   cacheTtlSeconds?: number;
   /** Clock skew tolerated on `exp`/`iat`, in seconds (default 30). */
@@ -111,7 +111,10 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const answer = (await response.json()) as JWTPayload & { active?: boolean; token_type?: string };
     const principal = answer.active === true && answer.token_type === 'ApiKey' ? principalFrom(answer, 'api_key') : undefined;
     if (apiKeyCache.size >= MAX_CACHE_ENTRIES) apiKeyCache.delete(apiKeyCache.keys().next().value!);
-    apiKeyCache.set(cacheKey, { expires: now + ttlMs, principal });
+    // RFC 7662 §4: "If the response contains the exp parameter (expiration), the response MUST NOT
+    // be cached beyond the time indicated therein."
+    const expires = principal?.expiresAt === undefined ? now + ttlMs : Math.min(now + ttlMs, principal.expiresAt * 1000);
+    apiKeyCache.set(cacheKey, { expires, principal });
     if (!principal) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
     return principal;
   }

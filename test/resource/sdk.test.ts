@@ -241,6 +241,20 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       assert.equal(requests('/introspect'), 2);
     });
 
+    it('are cached no longer than the key\'s expiry (RFC 7662 §4: "MUST NOT be cached beyond the time indicated")', async (t) => {
+      const requests = countRequests(t);
+      const longCache = createAuthenticator({ ...options, cacheTtlSeconds: 600 });
+      const record = (await server.gatehouse.storage.clients.find(machine.id))!;
+      const expiresAt = server.gatehouse.clock() + 2;
+      const { value } = await server.gatehouse.apiKeys.create(record, { name: 'short-lived', scopes: ['objects:read'], expiresAt }, server.gatehouse.clock());
+      assert.equal((await longCache.authenticate(apiKeyHeader(value))).expiresAt, expiresAt);
+      assert.equal(requests('/introspect'), 1);
+
+      await sleep(expiresAt * 1000 - Date.now() + 100);
+      await refusal(longCache.authenticate(apiKeyHeader(value)), 'invalid_token');
+      assert.equal(requests('/introspect'), 2, 'asked again once the key had expired');
+    });
+
     it('refuses an unknown key with 401 invalid_token', async () => {
       await refusal(authenticator.authenticate(apiKeyHeader(`gate_ak_${'A'.repeat(43)}`)), 'invalid_token');
       await refusal(authenticator.authenticate(apiKeyHeader('not-a-key')), 'invalid_token');
