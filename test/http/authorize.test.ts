@@ -225,6 +225,19 @@ for (const dialect of DIALECTS) {
       assert.match(page.text, /name="password"/);
     });
 
+    it('shows the sign-in page for prompt=select_account, where the person may choose another account than the signed-in one (OpenID Connect Core §3.1.2.1)', async () => {
+      const other = { email: 'select-account@example.com', password: 'yet another horse battery' };
+      const { id: otherId } = await server.user(other.email, other.password);
+      const { browser } = await authorize({ client_id: web.id });
+      const login = await browser.follow(authorizeUrl({ client_id: web.id, prompt: 'select_account' }), server.url);
+      assert.match(login.text, /name="password"/, 'the signed-in account is not chosen for the person');
+      let page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), ...other } });
+      if (page.text.includes('name="decision"')) page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' } });
+      assert.ok(page.location?.startsWith(CALLBACK), `expected a redirect to the client, got ${page.status}: ${page.text.slice(0, 300)}`);
+      const res = await exchange(new URL(page.location!).searchParams.get('code')!);
+      assert.equal(JSON.parse(Buffer.from(res.body.id_token.split('.')[1], 'base64url').toString()).sub, otherId);
+    });
+
     /**
      * The waiting request `pendingId` asked for a sign-in: the signed-in `browser` is sent to the
      * sign-in page by the consent page and by its form alike; signing in again lets the request go
@@ -251,7 +264,7 @@ for (const dialect of DIALECTS) {
       assert.equal(idToken.auth_time, signedInAt);
     }
 
-    for (const params of [{ prompt: 'login' }, { prompt: 'consent login' }, { max_age: '0' }, { max_age: '0', prompt: 'consent' }] as Record<string, string>[]) {
+    for (const params of [{ prompt: 'login' }, { prompt: 'consent login' }, { prompt: 'select_account' }, { max_age: '0' }, { max_age: '0', prompt: 'consent' }] as Record<string, string>[]) {
       it(`never lets the old session skip the sign-in that ${JSON.stringify(params)} asked for by going to the consent page`, async () => {
         const { browser } = await authorize({ client_id: other.id });
         now += 5;

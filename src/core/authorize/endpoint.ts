@@ -31,15 +31,16 @@ interface PendingRequest {
   request: AuthorizationRequest;
   client: Client;
   /**
-   * The session that was not good enough when the request arrived (`prompt=login`, or older than
-   * `max_age`): only a new sign-in may go on to consent, never that session going straight to the
-   * consent page.
+   * The session that was not good enough when the request arrived (`prompt=login` or
+   * `select_account`, or older than `max_age`): only a new sign-in may go on to consent, never that
+   * session going straight to the consent page.
    */
   staleSession: string | undefined;
   /**
-   * When the request demanded a sign-in (`prompt=login`, `max_age`): the instant it arrived. Only a
-   * session that signed in at or after it may decide the request, whatever session (or none) the
-   * request came with — one that arrived without the cookie must not be answered by an old session.
+   * When the request demanded a sign-in (`prompt=login` or `select_account`, `max_age`): the
+   * instant it arrived. Only a session that signed in at or after it may decide the request,
+   * whatever session (or none) the request came with — one that arrived without the cookie must not
+   * be answered by an old session.
    */
   signInSince: number | undefined;
 }
@@ -157,13 +158,17 @@ export class AuthorizationEndpoint {
       if (pendingId) await this.#services.storage.pendingAuthorizations.take(pendingId);
       throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user who signed in is not the one id_token_hint names'), target);
     }
-    const mustSignIn = !session || tooOld || notHinted || (request.prompt.includes('login') && !justSignedIn);
+    // OpenID Connect Core §3.1.2.1, select_account: the server "SHOULD prompt the End-User to select
+    // a user account", and without their choice "MUST return an error". Gatehouse keeps one account
+    // a browser, so the sign-in page is where the person chooses it, as for prompt=login.
+    const signInPrompted = request.prompt.includes('login') || request.prompt.includes('select_account');
+    const mustSignIn = !session || tooOld || notHinted || (signInPrompted && !justSignedIn);
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
       if (request.prompt.includes('none')) {
         throw new AuthorizationRedirectError(new OAuthError('login_required', notHinted ? 'the signed-in user is not the one id_token_hint names' : 'the user is not signed in'), target);
       }
-      const signInDemanded = request.prompt.includes('login') || request.maxAge !== undefined;
+      const signInDemanded = signInPrompted || request.maxAge !== undefined;
       const id = pendingId ?? (await this.#save(request, now, origin, { staleSession: session?.session.digest, signInSince: signInDemanded ? now : undefined }));
       return { kind: 'login', pendingId: id, client, loginHint: request.loginHint };
     }
