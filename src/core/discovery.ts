@@ -5,6 +5,8 @@ export interface DiscoveryInputs {
   config: GatehouseConfig;
   grantTypes: readonly string[];
   tokenEndpointAuthMethods: readonly string[];
+  /** The algorithms of the ID-token keys that sign now or after the next rotation. */
+  idTokenSigningAlgorithms: readonly string[];
 }
 
 /**
@@ -52,7 +54,11 @@ export function openIdConfiguration(inputs: DiscoveryInputs): Record<string, unk
   return {
     ...authorizationServerMetadata(inputs),
     subject_types_supported: ['public'],
-    id_token_signing_alg_values_supported: [inputs.config.tokens.idTokenAlgorithm],
+    // The keys', not the configured algorithm: after a change of it, the active key signs with the
+    // old one until the next rotation, and relying parties (oauth4webapi) refuse an ID token whose
+    // alg is not listed. A next key of the new algorithm is listed before it signs, as it is
+    // published in the JWKS before.
+    id_token_signing_alg_values_supported: [...inputs.idTokenSigningAlgorithms],
     claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'c_hash', 'azp', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
     request_parameter_supported: false,
     claims_parameter_supported: false,

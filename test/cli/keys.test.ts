@@ -216,4 +216,43 @@ for (const dialect of DIALECTS) {
       assert.equal(rotated.find((k) => k.use === 'access' && k.state === 'next')?.alg, 'EdDSA');
     });
   });
+  describe(`changing the ID-token signing algorithm in the configuration (${dialect})`, { timeout: 180_000 }, () => {
+    let database: TestDatabase;
+    let server: ServeProcess | undefined;
+
+    before(async () => {
+      database = await createTestDatabase(dialect);
+    });
+
+    after(async () => {
+      await server?.stop();
+      await database?.drop();
+    });
+
+    it('lists in discovery the algorithm ID tokens are signed with, before and after the rotation that switches it (OpenID Connect Discovery §3)', async () => {
+      // The first start made RS256 ID-token keys (the shipped default).
+      const initial = await cliJson<KeyRow[]>(['keys', 'list'], databaseEnv(database));
+      assert.deepEqual(initial.filter((k) => k.use === 'id').map((k) => k.alg), ['RS256', 'RS256']);
+
+      const es256: Env = { ...databaseEnv(database), GATEHOUSE_CONFIG: writeConfig(database.dataDir, { keys: { reloadIntervalSeconds: 0.2 }, tokens: { idTokenAlgorithm: 'ES256' } }) };
+      server = await startServe(es256);
+      const env = { ...es256, PORT: String(server.port) };
+      const client = await cliJson<{ client_id: string; client_secret: string }>(['client', 'create', '--name', 'ID token probe', '--grant', 'password', '--scope', 'openid'], env);
+      await cliJson(['user', 'create', '--email', 'alg@example.com', '--password', 'correct horse battery'], env);
+      const idTokenAlg = async (): Promise<string> => {
+        const response = await post(`${server!.url}/token`, { grant_type: 'password', username: 'alg@example.com', password: 'correct horse battery', scope: 'openid' }, { headers: { authorization: basic(client.client_id, client.client_secret) } });
+        assert.equal(response.status, 200, JSON.stringify(response.body));
+        return decodeProtectedHeader(response.body.id_token as string).alg!;
+      };
+      const advertised = async (): Promise<string[]> => ((await (await fetch(`${server!.url}/.well-known/openid-configuration`)).json()) as { id_token_signing_alg_values_supported: string[] }).id_token_signing_alg_values_supported;
+
+      // Until the rotation the active RS256 key signs: a relying party that takes the algorithms from discovery must accept it.
+      assert.equal(await idTokenAlg(), 'RS256');
+      assert.deepEqual(await advertised(), ['RS256', 'ES256']);
+
+      await cliJson(['keys', 'rotate'], env);
+      await waitFor('the server to sign ID tokens with the ES256 key', async () => ((await idTokenAlg()) === 'ES256' ? true : undefined));
+      assert.deepEqual(await advertised(), ['ES256']);
+    });
+  });
 }

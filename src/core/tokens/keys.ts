@@ -53,6 +53,18 @@ export class KeyStore {
     return key;
   }
 
+  /**
+   * The algorithms `use` signs with: its active key's, and its next key's, which signs after the
+   * next rotation. They differ from a change of the configured algorithm until that rotation.
+   */
+  signingAlgorithms(use: KeyUse): string[] {
+    const algorithms = new Set<string>();
+    for (const state of ['active', 'next'] as const) {
+      for (const { record } of this.#published.values()) if (record.use === use && record.state === state) algorithms.add(record.alg);
+    }
+    return [...algorithms];
+  }
+
   /** A published public key by `kid`, for verifying tokens this server issued. */
   publicKey(kid: string): { alg: string; use: KeyUse; key: KeyObject } | undefined {
     const published = this.#published.get(kid);

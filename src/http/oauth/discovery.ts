@@ -9,6 +9,7 @@ export async function discoveryRoutes(app: FastifyInstance, { gatehouse }: { gat
     config: gatehouse.config,
     grantTypes: gatehouse.tokenEndpoint.grantTypes,
     tokenEndpointAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    idTokenSigningAlgorithms: gatehouse.keys.signingAlgorithms('id'),
   });
   const cacheable = { 'cache-control': 'public, max-age=300' };
 
