@@ -122,7 +122,12 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
       reply.header('x-content-type-options', 'nosniff');
       if (request.headers.origin === undefined) return done();
       reply.header('access-control-allow-origin', '*');
-      if (request.method !== 'OPTIONS') return done();
+      // RFC 6750 §3: why a Bearer token was refused is said in WWW-Authenticate, which a cross-origin
+      // fetch can read only when it is exposed (Fetch: not a CORS-safelisted response header).
+      if (request.method !== 'OPTIONS') {
+        reply.header('access-control-expose-headers', 'WWW-Authenticate');
+        return done();
+      }
       reply
         .code(204)
         .headers({ 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600' })

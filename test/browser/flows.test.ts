@@ -165,6 +165,15 @@ describe('browser flows in headless Chromium', () => {
   // Characters that must survive encoding both ways: the client gets back exactly what it sent.
   const newState = () => `st-${randomBytes(6).toString('hex')} +/=&?é`;
 
+  it('lets a single-page app on another origin read why /userinfo refused its token, from the WWW-Authenticate challenge (RFC 6750 §3)', async () => {
+    const { page } = await openPage();
+    await page.goto(`${clientApp.origin}/spa`);
+    const answer = (await page.evaluate(`fetch(${JSON.stringify(`${server.url}/userinfo`)}, { headers: { authorization: 'Bearer not-a-token' } })
+      .then((response) => ({ status: response.status, challenge: response.headers.get('www-authenticate') }))`)) as { status: number; challenge: string | null };
+    assert.equal(answer.status, 401);
+    assert.match(answer.challenge ?? '', /^Bearer .*error="invalid_token"/, 'the challenge is readable across origins');
+  });
+
   it('runs the Procore authorization code flow: sign in, consent, code and state back, exchange with the secret, call, refresh', async () => {
     const client = await server.client({
       name: 'Procore Sync',
