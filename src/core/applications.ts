@@ -81,8 +81,12 @@ export async function rotateClientSecret(services: Services, clientId: string, n
   return secret;
 }
 
-export async function deleteClient(services: Services, clientId: string): Promise<boolean> {
-  const deleted = await services.storage.clients.delete(clientId);
+/**
+ * Deletes a client with everything it holds; with `expected`, only while it still has these powers
+ * (ClientRepository.delete). False when there is no such client, or it has other powers now.
+ */
+export async function deleteClient(services: Services, clientId: string, expected?: ClientPowers): Promise<boolean> {
+  const deleted = await services.storage.clients.delete(clientId, expected && powersOf(expected));
   services.clients.invalidate(clientId);
   return deleted;
 }

@@ -82,11 +82,16 @@ export interface ClientRepository {
    * it no longer has the `expected` powers.
    */
   update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number, expected?: ClientPowers): Promise<Client | undefined>;
-  /** Deletes the client with its secrets, grants, refresh tokens and codes. */
-  delete(id: string): Promise<boolean>;
+  /**
+   * Deletes the client with its secrets, grants, refresh tokens and codes; with `expected`, only if
+   * it still has exactly these powers, as `update`. False when there is no such client (a concurrent
+   * deletion took it: of two, exactly one deletes), or it no longer has the `expected` powers.
+   */
+  delete(id: string, expected?: ClientPowers): Promise<boolean>;
   addSecret(secret: ClientSecret): Promise<void>;
   listSecrets(clientId: string): Promise<ClientSecret[]>;
-  deleteSecret(clientId: string, secretId: string): Promise<boolean>;
+  /** Deletes a secret of the client; with `expected`, only while the client has exactly these powers, as `update`. */
+  deleteSecret(clientId: string, secretId: string, expected?: ClientPowers): Promise<boolean>;
   /**
    * Records the `jti` of an accepted client assertion until `expiresAt`: false when the client used
    * it before (a replay), on any instance.
@@ -116,7 +121,8 @@ export interface UserRepository {
   setPasswordHash(id: string, passwordHash: string, now: number): Promise<boolean>;
   /**
    * Deletes the user with their sessions, consents, grants, refresh tokens and codes, and the
-   * applications they own (developer portal) with everything issued to those. Undefined for an unknown user.
+   * applications they own (developer portal) with everything issued to those. Undefined for an
+   * unknown user, and for one a concurrent deletion took: of two, exactly one deletes.
    */
   delete(id: string): Promise<{ clientIds: string[] } | undefined>;
 }
@@ -367,8 +373,12 @@ export interface ApiKeyRepository {
   findByDigest(digest: string): Promise<ApiKey | undefined>;
   findById(id: string): Promise<ApiKey | undefined>;
   listForClient(clientId: string): Promise<ApiKey[]>;
-  /** Revokes a key of the given client; false when there is no such live key. */
-  revoke(clientId: string, id: string, now: number): Promise<boolean>;
+  /**
+   * Revokes a key of the given client; with `expected`, only while the client has exactly these
+   * powers (ClientRepository.update). False when there is no such live key, or the client no longer
+   * has the `expected` powers.
+   */
+  revoke(clientId: string, id: string, now: number, expected?: ClientPowers): Promise<boolean>;
   /** Records when keys were last used, in one batch (uses are collected in memory between batches). */
   recordUse(uses: ReadonlyMap<string, number>): Promise<void>;
 }

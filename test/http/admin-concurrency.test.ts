@@ -7,7 +7,8 @@ import { basic, post, startTestServer, type TestServer } from '../support/server
  * The admin API's rule (a token manages an admin client, or one that may impersonate users, only if
  * it holds the client's admin scopes, and admin:users for impersonation) holds when requests race:
  * each test holds one request between its check and its write until a second request has changed
- * the client, which is the interleaving that two concurrent requests can always hit.
+ * the client, which is the interleaving that two concurrent requests can always hit. Deletions
+ * that meet each other delete once: one 204, the others 404.
  */
 for (const dialect of DIALECTS) {
   describe(`admin API under concurrent changes (${dialect})`, { timeout: 120_000 }, () => {
@@ -150,6 +151,125 @@ for (const dialect of DIALECTS) {
       assert.ok(res.body.detail.includes('admin:users'), res.body.detail);
       const keys = await server.gatehouse.storage.apiKeys.listForClient(target.id);
       assert.ok(keys.every((key) => key.revokedAt !== null), 'the key was withdrawn');
+    });
+
+    it('does not delete a client that a concurrent change made an admin client the token cannot manage; one still within reach is deleted', async (t) => {
+      const target = await plainClient('Deleted during promotion');
+      const held = holdCall(t, server.gatehouse.storage.clients, 'delete', target.id, 1);
+      const deleted = api('DELETE', `/clients/${target.id}`, clientsOnly);
+      await held.reached;
+      assert.equal((await api('PATCH', `/clients/${target.id}`, clientsAndUsers, { admin: true, scopes: ['admin:users'] })).status, 200);
+      held.release();
+      const res = await deleted;
+      t.mock.restoreAll();
+
+      assert.equal(res.status, 403, JSON.stringify(res.body));
+      assert.equal(res.body.error, 'insufficient_scope');
+      assert.ok(res.body.detail.includes('admin:users'), res.body.detail);
+      assert.deepEqual(await powersOf(target.id), { isAdmin: true, scopes: ['admin:users'], allowImpersonation: false }, 'the client is still there');
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(target.id, target.secret) } });
+      assert.equal(token.status, 200, 'and so are its secret and powers');
+
+      // A change that leaves the client within the token's reach does not stand in the way: checked again, deleted.
+      const other = await plainClient('Deleted while widened');
+      const heldAgain = holdCall(t, server.gatehouse.storage.clients, 'delete', other.id, 1);
+      const deletedAgain = api('DELETE', `/clients/${other.id}`, clientsOnly);
+      await heldAgain.reached;
+      assert.equal((await api('PATCH', `/clients/${other.id}`, clientsOnly, { scopes: ['objects:read', 'model:read'] })).status, 200);
+      heldAgain.release();
+      assert.equal((await deletedAgain).status, 204);
+      t.mock.restoreAll();
+      assert.equal(await server.gatehouse.storage.clients.find(other.id), undefined);
+    });
+
+    it('answers 409, deleting nothing, when concurrent changes keep altering the client’s powers', async (t) => {
+      const target = await plainClient('Kept changing');
+      const clients = server.gatehouse.storage.clients;
+      const remove = clients.delete.bind(clients);
+      const update = clients.update.bind(clients);
+      // Every delete meets a change of the client's scopes, made just before it.
+      t.mock.method(clients, 'delete', async (id: string, expected?: Parameters<typeof remove>[1]) => {
+        const current = (await clients.find(id))!;
+        await update(id, { scopes: current.scopes.includes('model:read') ? ['objects:read'] : ['objects:read', 'model:read'] }, server.gatehouse.clock());
+        return remove(id, expected);
+      });
+      const res = await api('DELETE', `/clients/${target.id}`, clientsOnly);
+      t.mock.restoreAll();
+      assert.equal(res.status, 409, JSON.stringify(res.body));
+      assert.match(res.body.detail, /changed meanwhile/);
+      assert.ok(await clients.find(target.id), 'the client is still there');
+    });
+
+    it('does not delete a secret, or revoke an API key, of a client that a concurrent change made one the token cannot manage', async (t) => {
+      const target = await plainClient('Credentials during promotion');
+      const [secret] = await server.gatehouse.storage.clients.listSecrets(target.id);
+      const key = await api('POST', `/clients/${target.id}/api-keys`, clientsOnly, { name: 'Script' });
+      assert.equal(key.status, 201, JSON.stringify(key.body));
+
+      const heldSecret = holdCall(t, server.gatehouse.storage.clients, 'deleteSecret', target.id, 1);
+      const secretDeleted = api('DELETE', `/clients/${target.id}/secrets/${secret!.id}`, clientsOnly);
+      const heldKey = holdCall(t, server.gatehouse.storage.apiKeys, 'revoke', target.id, 1);
+      const keyRevoked = api('DELETE', `/clients/${target.id}/api-keys/${key.body.id}`, clientsOnly);
+      await Promise.all([heldSecret.reached, heldKey.reached]);
+      assert.equal((await api('PATCH', `/clients/${target.id}`, clientsAndUsers, { impersonation: true })).status, 200);
+      heldSecret.release();
+      heldKey.release();
+      const [secretRes, keyRes] = await Promise.all([secretDeleted, keyRevoked]);
+      t.mock.restoreAll();
+
+      for (const res of [secretRes, keyRes]) {
+        assert.equal(res.status, 403, JSON.stringify(res.body));
+        assert.ok(res.body.detail.includes('admin:users'), res.body.detail);
+      }
+      assert.deepEqual(await server.gatehouse.storage.clients.listSecrets(target.id), [secret], 'the secret stays');
+      assert.equal((await server.gatehouse.storage.apiKeys.findById(key.body.id))!.revokedAt, null, 'the key stays live');
+    });
+
+    it('answers two DELETEs of one client, secret, API key or user 204 and 404, never 500, however they interleave', async (t) => {
+      // One held between its check and its delete while the other deletes.
+      const target = await plainClient('Deleted twice');
+      const held = holdCall(t, server.gatehouse.storage.clients, 'delete', target.id, 1);
+      const first = api('DELETE', `/clients/${target.id}`, clientsOnly);
+      await held.reached;
+      const second = await api('DELETE', `/clients/${target.id}`, clientsOnly);
+      held.release();
+      assert.deepEqual([(await first).status, second.status], [404, 204]);
+      t.mock.restoreAll();
+
+      // Sent at once, several of each.
+      const burst = async (path: string, authorization = clientsOnly) => {
+        const answers = await Promise.all(Array.from({ length: 6 }, () => api('DELETE', path, authorization)));
+        assert.deepEqual(answers.map((answer) => answer.status).sort(), [204, 404, 404, 404, 404, 404], `${path}: ${JSON.stringify(answers.map((answer) => answer.body))}`);
+      };
+      const client = await plainClient('Deleted at once');
+      const key = await api('POST', `/clients/${client.id}/api-keys`, clientsOnly, { name: 'Script' });
+      const [secret] = await server.gatehouse.storage.clients.listSecrets(client.id);
+      await burst(`/clients/${client.id}/secrets/${secret!.id}`);
+      await burst(`/clients/${client.id}/api-keys/${key.body.id}`);
+      await burst(`/clients/${client.id}`);
+
+      // A user deleted while their applications are: each thing goes once, and nothing fails.
+      for (let round = 0; round < 5; round++) {
+        const owner = await server.user(`owner-${round}-${Date.now()}@example.com`, 'correct horse battery');
+        const apps = await Promise.all(['One', 'Two', 'Three'].map((name) => server.client({ name, ownerUserId: owner.id })));
+        const answers = await Promise.all([
+          ...apps.flatMap((app) => [api('DELETE', `/clients/${app.id}`, clientsAndUsers), api('DELETE', `/clients/${app.id}`, clientsAndUsers)]),
+          api('DELETE', `/users/${owner.id}`, clientsAndUsers),
+          api('DELETE', `/users/${owner.id}`, clientsAndUsers),
+        ]);
+        const statuses = answers.map((answer) => answer.status);
+        assert.ok(statuses.every((status) => status === 204 || status === 404), JSON.stringify(answers));
+        assert.deepEqual(statuses.slice(-2).sort(), [204, 404], 'the user was deleted once');
+        for (let i = 0; i < apps.length; i++) assert.ok(statuses.slice(2 * i, 2 * i + 2).filter((status) => status === 204).length <= 1, 'each application at most once');
+        assert.equal(await server.gatehouse.storage.users.findById(owner.id), undefined);
+        for (const app of apps) assert.equal(await server.gatehouse.storage.clients.find(app.id), undefined);
+      }
+
+      const user = await server.user(`twice-${Date.now()}@example.com`, 'correct horse battery');
+      for (const name of ['Portal app 1', 'Portal app 2']) await server.client({ name, ownerUserId: user.id });
+      await burst(`/users/${user.id}`, clientsAndUsers);
+      assert.equal(await server.gatehouse.storage.users.findById(user.id), undefined);
+      assert.deepEqual(await server.gatehouse.storage.clients.listForOwner(user.id), []);
     });
   });
 }

@@ -337,6 +337,52 @@ for (const dialect of DIALECTS) {
       it('reports false when deleting a client that does not exist', async () => {
         assert.equal(await storage().clients.delete(randomUUID()), false);
       });
+
+      it('deletes a client, one of its secrets or revokes one of its API keys only while the client has the expected powers', async () => {
+        const input = aClient({ scopes: ['objects:read', 'model:read'], isAdmin: false, allowImpersonation: false });
+        const client = await storage().clients.create(input, NOW);
+        const secret = { id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null };
+        await storage().clients.addSecret(secret);
+        const key = { id: randomUUID(), clientId: client.id, name: 'Script', digest: digestOf(createOpaqueToken('ak')), prefix: 'gate_ak_', scopes: ['objects:read'], createdAt: NOW, expiresAt: null, revokedAt: null, lastUsedAt: null };
+        await storage().apiKeys.create(key);
+        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false };
+
+        for (const [label, expected] of [
+          ['made admin meanwhile', { ...powers, isAdmin: true }],
+          ['allowed to impersonate meanwhile', { ...powers, allowImpersonation: true }],
+          ['given another scope meanwhile', { ...powers, scopes: ['objects:read'] }],
+          ['its scopes in another order', { ...powers, scopes: ['model:read', 'objects:read'] }],
+        ] as const) {
+          assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 10, expected), false, label);
+          assert.equal(await storage().clients.deleteSecret(client.id, secret.id, expected), false, label);
+          assert.equal(await storage().clients.delete(client.id, expected), false, label);
+        }
+        assert.deepEqual(await storage().clients.find(client.id), client, 'nothing changed');
+        assert.deepEqual(await storage().clients.listSecrets(client.id), [secret]);
+        assert.deepEqual(await storage().apiKeys.findById(key.id), key);
+
+        assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 10, powers), true);
+        assert.equal((await storage().apiKeys.findById(key.id))?.revokedAt, NOW + 10);
+        assert.equal(await storage().clients.deleteSecret(client.id, secret.id, powers), true);
+        assert.deepEqual(await storage().clients.listSecrets(client.id), []);
+        assert.equal(await storage().clients.delete(client.id, powers), true);
+        assert.equal(await storage().clients.find(client.id), undefined);
+        assert.equal(await storage().clients.delete(client.id, powers), false, 'once');
+      });
+
+      it('lets exactly one of several concurrent deletions of a client through, the client with everything issued to it', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const client = await storage().clients.create(aClient(), NOW);
+        for (let i = 0; i < 5; i++) {
+          const grant = aGrant(client.id, user.id);
+          await storage().grants.create(grant);
+          await storage().refreshTokens.insert(aRefreshToken(grant));
+        }
+        const outcomes = await Promise.all(Array.from({ length: 8 }, () => storage().clients.delete(client.id)));
+        assert.equal(outcomes.filter(Boolean).length, 1, JSON.stringify(outcomes));
+        assert.equal(await storage().clients.find(client.id), undefined);
+        assert.deepEqual(await storage().grants.list({ clientId: client.id }), []);
+      });
     });
 
     describe('users', () => {
@@ -461,6 +507,20 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().clients.find(kept.id), kept);
         assert.equal((await storage().clients.listSecrets(kept.id)).length, 1);
         assert.deepEqual(await storage().users.findById(customer!.id), customer);
+      });
+
+      it('lets exactly one of several concurrent deletions of a user through, with the applications they own', async () => {
+        const developer = await storage().users.create(aUser(), NOW);
+        const owned = await Promise.all([1, 2, 3].map(() => storage().clients.create(aClient({ ownerUserId: developer.id }), NOW)));
+        const outcomes = await Promise.all([
+          ...Array.from({ length: 6 }, () => storage().users.delete(developer.id)),
+          // Their applications deleted at the same moment, each on its own.
+          ...owned.map((client) => storage().clients.delete(client.id)),
+        ]);
+        const users = outcomes.slice(0, 6).filter((outcome) => outcome !== undefined);
+        assert.equal(users.length, 1, JSON.stringify(outcomes));
+        assert.equal(await storage().users.findById(developer.id), undefined);
+        for (const client of owned) assert.equal(await storage().clients.find(client.id), undefined);
       });
     });
 

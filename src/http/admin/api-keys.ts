@@ -3,7 +3,7 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey } from '../../storage/repositories.ts';
 import { findClientOr404, listOf } from './clients.ts';
 import { notFound } from './problems.ts';
-import { ADMIN_CLIENT_RULE, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, recheckAdminScopesOf, requestBody, requireAdminScopesOf, stringList, timestamp } from './support.ts';
+import { actOnCheckedClient, ADMIN_CLIENT_RULE, CHECKED_WHEN_WRITTEN, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, recheckAdminScopesOf, requestBody, requireAdminScopesOf, stringList, timestamp } from './support.ts';
 
 const TAG = 'Clients';
 const SCOPE = 'admin:clients';
@@ -66,11 +66,14 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
 
   app.delete<{ Params: ClientParams & { keyId: string } }>(
     '/clients/:clientId/api-keys/:keyId',
-    { ...operation(TAG, SCOPE, 'revokeApiKey', 'Revoke an API key', { description: `It stops working at once. ${ADMIN_CLIENT_RULE}` }), schema: { params: idParams('clientId', 'keyId'), response: { 204: noContent } } },
+    {
+      ...operation(TAG, SCOPE, 'revokeApiKey', 'Revoke an API key', { description: `It stops working at once. ${ADMIN_CLIENT_RULE} ${CHECKED_WHEN_WRITTEN}`, problems: [409] }),
+      schema: { params: idParams('clientId', 'keyId'), response: { 204: noContent } },
+    },
     async (request, reply) => {
       const { clientId, keyId } = request.params;
-      requireAdminScopesOf(gatehouse, request, clientId, await findClientOr404(gatehouse, clientId));
-      if (!(await gatehouse.storage.apiKeys.revoke(clientId, keyId, gatehouse.clock()))) throw notFound(`client ${clientId} has no live API key ${keyId}`);
+      const revoked = await actOnCheckedClient(gatehouse, request, clientId, (checked) => gatehouse.storage.apiKeys.revoke(clientId, keyId, gatehouse.clock(), checked));
+      if (!revoked) throw notFound(`client ${clientId} has no live API key ${keyId}`);
       recordAdminAction(gatehouse, request, 'admin.api_key.revoked', { data: { client_id: clientId, api_key_id: keyId } });
       return reply.code(204).send();
     },

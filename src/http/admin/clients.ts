@@ -5,7 +5,9 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientPowers, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
 import { conflict, notFound } from './problems.ts';
 import {
+  actOnCheckedClient,
   ADMIN_CLIENT_RULE,
+  CHECKED_WHEN_WRITTEN,
   emptyBodyAsObject,
   idParams,
   iso,
@@ -211,12 +213,15 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
   app.delete<{ Params: ClientParams }>(
     '/clients/:clientId',
     {
-      ...operation(TAG, SCOPE, 'deleteClient', 'Delete a client', { description: `With its secrets, API keys, grants, refresh tokens and codes: everything it holds stops working. ${ADMIN_CLIENT_RULE}` }),
+      ...operation(TAG, SCOPE, 'deleteClient', 'Delete a client', {
+        description: `With its secrets, API keys, grants, refresh tokens and codes: everything it holds stops working. ${ADMIN_CLIENT_RULE} ${CHECKED_WHEN_WRITTEN}`,
+        problems: [409],
+      }),
       schema: { params: idParams('clientId'), response: { 204: noContent } },
     },
     async (request, reply) => {
-      requireAdminScopesOf(gatehouse, request, request.params.clientId, await findClient(request.params.clientId));
-      if (!(await deleteClient(gatehouse, request.params.clientId))) throw notFound(`there is no client ${request.params.clientId}`);
+      const deleted = await actOnCheckedClient(gatehouse, request, request.params.clientId, (checked) => deleteClient(gatehouse, checked.id, checked));
+      if (!deleted) throw notFound(`there is no client ${request.params.clientId}`);
       recordAdminAction(gatehouse, request, 'admin.client.deleted', { data: { client_id: request.params.clientId } });
       return reply.code(204).send();
     },
@@ -265,11 +270,14 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
 
   app.delete<{ Params: ClientParams & { secretId: string } }>(
     '/clients/:clientId/secrets/:secretId',
-    { ...operation(TAG, SCOPE, 'deleteClientSecret', 'Delete a client secret', { description: ADMIN_CLIENT_RULE }), schema: { params: idParams('clientId', 'secretId'), response: { 204: noContent } } },
+    {
+      ...operation(TAG, SCOPE, 'deleteClientSecret', 'Delete a client secret', { description: `${ADMIN_CLIENT_RULE} ${CHECKED_WHEN_WRITTEN}`, problems: [409] }),
+      schema: { params: idParams('clientId', 'secretId'), response: { 204: noContent } },
+    },
     async (request, reply) => {
       const { clientId, secretId } = request.params;
-      requireAdminScopesOf(gatehouse, request, clientId, await findClient(clientId));
-      if (!(await gatehouse.storage.clients.deleteSecret(clientId, secretId))) throw notFound(`client ${clientId} has no secret ${secretId}`);
+      const deleted = await actOnCheckedClient(gatehouse, request, clientId, (checked) => gatehouse.storage.clients.deleteSecret(clientId, secretId, checked));
+      if (!deleted) throw notFound(`client ${clientId} has no secret ${secretId}`);
       gatehouse.clients.invalidate(clientId);
       recordAdminAction(gatehouse, request, 'admin.client_secret.deleted', { data: { client_id: clientId, secret_id: secretId } });
       return reply.code(204).send();

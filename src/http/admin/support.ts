@@ -1,8 +1,9 @@
 import type { FastifyRequest } from 'fastify';
+import { ClientChangedError } from '../../core/applications.ts';
 import { insufficientScope } from '../../core/errors.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { ClientPowers, Page } from '../../storage/repositories.ts';
+import type { Client, ClientPowers, Page } from '../../storage/repositories.ts';
 import { invalidField, notFound, ProblemError, type FieldProblem } from './problems.ts';
 
 export type AdminScope = 'admin:clients' | 'admin:users' | 'admin:tokens';
@@ -67,6 +68,10 @@ export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest,
 export const ADMIN_CLIENT_RULE =
   'An admin client (or one being made one) is managed only with a token that holds every admin scope the client has or will have, and a client that may impersonate users (or is being allowed to) only with one that holds admin:users; otherwise 403 `insufficient_scope` naming the scope the token lacks.';
 
+/** What a deletion under ADMIN_CLIENT_RULE adds to its description (see actOnCheckedClient). */
+export const CHECKED_WHEN_WRITTEN =
+  'The rule is checked against the client as it is when the deletion is written: 409 when concurrent changes kept altering the client’s powers meanwhile (read it and try again).';
+
 /** The scopes a token must hold to manage a client with these powers (see ADMIN_CLIENT_RULE). */
 const scopesToManage = (gatehouse: Gatehouse, client: ClientPowers): string[] => [
   // Only admin scopes: a scope that is not one (refused on an admin client) is left to validation's 400.
@@ -108,6 +113,32 @@ export async function recheckAdminScopesOf(gatehouse: Gatehouse, request: Fastif
     throw error;
   }
 }
+
+/**
+ * Does `act` to a client (deletes it, or one of its credentials) as ADMIN_CLIENT_RULE allows, and
+ * only to the client as it was checked: the client is read and checked, and `act` makes its write
+ * conditional on the powers it was checked with (ClientRepository.delete, deleteSecret,
+ * ApiKeyRepository.revoke), so a client made one the token cannot manage between the check and
+ * the write keeps what `act` would have taken. When `act` changed nothing because the client's
+ * powers changed meanwhile, the client is read and checked again, once; ClientChangedError (409)
+ * if it changes again. False when `act` found nothing to do (what it acts on is gone: of two
+ * concurrent deletions, the second); a 404 for a client that is not there.
+ */
+export async function actOnCheckedClient(gatehouse: Gatehouse, request: FastifyRequest, clientId: string, act: (checked: Client) => Promise<boolean>): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    const checked = await gatehouse.storage.clients.find(clientId);
+    if (!checked) throw notFound(`there is no client ${clientId}`);
+    requireAdminScopesOf(gatehouse, request, clientId, checked);
+    if (await act(checked)) return true;
+    const now = await gatehouse.storage.clients.find(clientId);
+    if (!now) throw notFound(`there is no client ${clientId}`);
+    if (samePowers(now, checked)) return false;
+    if (attempt === 2) throw new ClientChangedError(`the client ${clientId} changed meanwhile: read it and try again`);
+  }
+}
+
+const samePowers = (a: ClientPowers, b: ClientPowers): boolean =>
+  a.isAdmin === b.isAdmin && a.allowImpersonation === b.allowImpersonation && a.scopes.length === b.scopes.length && a.scopes.every((scope, i) => scope === b.scopes[i]);
 
 export const iso = (epochSeconds: number | null): string | null => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
 

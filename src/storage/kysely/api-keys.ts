@@ -2,6 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type ApiKeyTable, type Database } from '../schema.ts';
 import type { ApiKey, ApiKeyRepository } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
+import { storedPowers } from './powers.ts';
 
 const toApiKey = (row: Selectable<ApiKeyTable>): ApiKey => ({
   id: row.id,
@@ -46,8 +47,10 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
     async listForClient(clientId) {
       return (await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('client_id', '=', clientId).orderBy('created_at', 'desc').orderBy('id').execute()).map(toApiKey);
     },
-    async revoke(clientId, id, now) {
-      const result = await db.updateTable('api_keys').set({ revoked_at: now }).where('client_id', '=', clientId).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    async revoke(clientId, id, now, expected) {
+      let revocation = db.updateTable('api_keys').set({ revoked_at: now }).where('client_id', '=', clientId).where('id', '=', id).where('revoked_at', 'is', null);
+      if (expected) revocation = revocation.where(({ exists, selectFrom }) => exists(selectFrom('clients').select('id').where('id', '=', clientId).where((eb) => eb.and(storedPowers(expected)))));
+      const result = await revocation.executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },
     async recordUse(uses) {

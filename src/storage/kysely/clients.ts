@@ -4,6 +4,7 @@ import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient }
 import { deleteClient } from './deletion.ts';
 import { onePage } from './pages.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
+import { storedPowers } from './powers.ts';
 
 const toClient = (row: Selectable<ClientTable>): Client => ({
   id: row.id,
@@ -87,17 +88,11 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
         .updateTable('clients')
         .set({ ...toRow(patch), updated_at: now })
         .where('id', '=', id);
-      // Scopes are stored as toJson writes them, so the same list is the same text in both dialects.
-      if (expected) {
-        update = update
-          .where('is_admin', '=', flag(expected.isAdmin))
-          .where('scopes', '=', toJson(expected.scopes))
-          .where('allow_impersonation', '=', flag(expected.allowImpersonation));
-      }
+      if (expected) update = update.where((eb) => eb.and(storedPowers(expected)));
       const result = await update.executeTakeFirst();
       return result.numUpdatedRows > 0n ? find(id) : undefined;
     },
-    delete: (id) => db.transaction().execute((trx) => deleteClient(trx, id)),
+    delete: (id, expected) => db.transaction().execute((trx) => deleteClient(trx, id, expected)),
     async addSecret(secret) {
       await db
         .insertInto('client_secrets')
@@ -115,8 +110,10 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       const rows = await db.selectFrom('client_secrets').select(COLUMNS.client_secrets).where('client_id', '=', clientId).orderBy('created_at').execute();
       return rows.map(toSecret);
     },
-    async deleteSecret(clientId, secretId) {
-      const result = await db.deleteFrom('client_secrets').where('client_id', '=', clientId).where('id', '=', secretId).executeTakeFirst();
+    async deleteSecret(clientId, secretId, expected) {
+      let deletion = db.deleteFrom('client_secrets').where('client_id', '=', clientId).where('id', '=', secretId);
+      if (expected) deletion = deletion.where(({ exists, selectFrom }) => exists(selectFrom('clients').select('id').where('id', '=', clientId).where((eb) => eb.and(storedPowers(expected)))));
+      const result = await deletion.executeTakeFirst();
       return result.numDeletedRows > 0n;
     },
     async recordAssertion(clientId, jti, expiresAt) {

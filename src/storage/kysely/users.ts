@@ -70,7 +70,14 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
     },
     async delete(id) {
       return db.transaction().execute(async (trx) => {
-        if (!(await trx.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst())) return undefined;
+        // Claimed by a write that changes nothing, as a client is (deletion.ts): a concurrent deletion
+        // of the user waits for this one and then finds no user, so of two, one deletes.
+        const claim = await trx
+          .updateTable('users')
+          .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (claim.numUpdatedRows === 0n) return undefined;
         // Applications registered in the developer portal belong to their developer and go with them.
         const owned = await trx.selectFrom('clients').select('id').where('owner_user_id', '=', id).orderBy('id').execute();
         for (const client of owned) await deleteClient(trx, client.id);
