@@ -106,7 +106,7 @@ export class ClientChangedError extends Error {
  */
 export type AuthorizeClientChange = (current: Client, next: ClientPowers) => void;
 
-const powersOf = (client: ClientPowers): ClientPowers => ({ isAdmin: client.isAdmin, scopes: client.scopes, allowImpersonation: client.allowImpersonation });
+const powersOf = (client: ClientPowers): ClientPowers => ({ isAdmin: client.isAdmin, scopes: client.scopes, allowImpersonation: client.allowImpersonation, isResourceServer: client.isResourceServer });
 
 /**
  * Changes a client, validated exactly as a new one is, except that a grant or redirect URI the client
@@ -119,7 +119,8 @@ const powersOf = (client: ClientPowers): ClientPowers => ({ isAdmin: client.isAd
  * written only if the client still has the powers it was checked with (ClientRepository.update):
  * otherwise a concurrent change came between, and the patch is merged into the new record and
  * checked again, once; if it loses again, ClientChangedError. So a change allowed for a plain client
- * never lands on one that was made admin meanwhile, nor undoes such a change.
+ * never lands on one that was made admin (or able to impersonate, or a resource server) meanwhile,
+ * nor undoes such a change.
  */
 export async function updateClient(
   services: Services,
@@ -152,7 +153,7 @@ export async function updateClient(
       jwks: current.jwks,
       ...given,
     };
-    authorize(current, { isAdmin: merged.isAdmin ?? false, scopes: merged.scopes, allowImpersonation: merged.allowImpersonation ?? false });
+    authorize(current, { isAdmin: merged.isAdmin ?? false, scopes: merged.scopes, allowImpersonation: merged.allowImpersonation ?? false, isResourceServer: merged.isResourceServer ?? false });
     const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, current);
     // A client made confidential gets its first secret before the conditional write, so that the
     // secret exists only if the write (checked with the powers it was authorized for) does.

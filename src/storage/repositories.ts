@@ -44,6 +44,8 @@ export interface ClientPowers {
   isAdmin: boolean;
   scopes: readonly string[];
   allowImpersonation: boolean;
+  /** May introspect every client's tokens: the power of admin:tokens. */
+  isResourceServer: boolean;
 }
 
 export interface ClientSecret {
@@ -76,9 +78,10 @@ export interface ClientRepository {
   listForOwner(userId: string): Promise<Client[]>;
   /**
    * Changes the fields in `patch`. With `expected`, only if the client still has exactly these
-   * powers (the same admin flag, the same scopes in the same order, the same impersonation flag), in
+   * powers (the same admin flag, the same scopes in the same order, the same impersonation and
+   * resource-server flags), in
    * one conditional write: a change allowed for a client as it was read must not land on one that a
-   * concurrent change made admin or able to impersonate. Undefined when there is no such client, or
+   * concurrent change made admin, able to impersonate or a resource server. Undefined when there is no such client, or
    * it no longer has the `expected` powers.
    */
   update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number, expected?: ClientPowers): Promise<Client | undefined>;

@@ -223,6 +223,18 @@ for (const dialect of DIALECTS) {
       assert.ok(oneLine(again).includes(created.client_id));
     });
 
+    it('manages a resource server with an operator’s full power, as any other client: keys, a new secret, deletion', async () => {
+      const created = await cliJson(['client', 'create', '--name', 'Models API', '--scope', 'objects:read', '--resource-server'], env);
+      assert.equal((await cliJson(['client', 'show', created.client_id], env)).resource_server, true);
+      const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const jwksFile = join(database.dataDir, 'api-keys.json');
+      writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'api-1' }] }));
+      assert.deepEqual(await cliJson(['client', 'set-jwks', created.client_id, jwksFile], env), { client_id: created.client_id, keys: 1 });
+      const rotated = await cliJson(['client', 'rotate-secret', created.client_id], env);
+      assert.match(rotated.client_secret, /^gate_cs_/);
+      assert.deepEqual(await cliJson(['client', 'delete', created.client_id], env), { deleted: created.client_id });
+    });
+
     it('lists users, and a disabled user can neither sign in nor refresh', async () => {
       const client = await cliJson(['client', 'create', '--name', 'Disable test app', '--grant', 'password', '--grant', 'refresh_token', '--scope', 'objects:read'], env);
       const user = await cliJson(['user', 'create', '--email', 'grace@example.com', '--password', 'a long enough password', '--name', 'Grace'], env);

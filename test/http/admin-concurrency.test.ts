@@ -4,8 +4,9 @@ import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /**
- * The admin API's rule (a token manages an admin client, or one that may impersonate users, only if
- * it holds the client's admin scopes, and admin:users for impersonation) holds when requests race:
+ * The admin API's rule (a token manages an admin client, one that may impersonate users, or a
+ * resource server only if it holds the client's admin scopes, admin:users for impersonation and
+ * admin:tokens for a resource server) holds when requests race:
  * each test holds one request between its check and its write until a second request has changed
  * the client, which is the interleaving that two concurrent requests can always hit. Deletions
  * that meet each other delete once: one 204, the others 404.
@@ -16,6 +17,8 @@ for (const dialect of DIALECTS) {
     /** Authorization header values: a token with admin:clients only, and one with admin:users too. */
     let clientsOnly: string;
     let clientsAndUsers: string;
+    /** A token with every admin scope: admin:tokens too. */
+    let allScopes: string;
 
     const clientToken = async (id: string, secret: string, scope: string): Promise<string> => {
       const res = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope }, { headers: { authorization: basic(id, secret) } });
@@ -63,9 +66,10 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       server = await startTestServer(dialect);
-      const admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:clients', 'admin:users'], isAdmin: true });
+      const admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:clients', 'admin:users', 'admin:tokens'], isAdmin: true });
       clientsOnly = await clientToken(admin.id, admin.secret, 'admin:clients');
       clientsAndUsers = await clientToken(admin.id, admin.secret, 'admin:clients admin:users');
+      allScopes = await clientToken(admin.id, admin.secret, 'admin:clients admin:users admin:tokens');
     });
     after(() => server.close());
 
@@ -151,6 +155,35 @@ for (const dialect of DIALECTS) {
       assert.ok(res.body.detail.includes('admin:users'), res.body.detail);
       const keys = await server.gatehouse.storage.apiKeys.listForClient(target.id);
       assert.ok(keys.every((key) => key.revokedAt !== null), 'the key was withdrawn');
+    });
+
+    it('does not let a change or a secret checked against a plain client land on one that a concurrent change made a resource server', async (t) => {
+      const target = await plainClient('Made a resource server');
+      const held = holdCall(t, server.gatehouse.storage.clients, 'update', target.id, 1);
+      const rename = api('PATCH', `/clients/${target.id}`, clientsOnly, { name: 'Renamed by admin:clients' });
+      await held.reached;
+      const promote = await api('PATCH', `/clients/${target.id}`, allScopes, { resource_server: true });
+      assert.equal(promote.status, 200, JSON.stringify(promote.body));
+      held.release();
+      const renamed = await rename;
+      t.mock.restoreAll();
+      assert.equal(renamed.status, 403, JSON.stringify(renamed.body));
+      assert.ok(renamed.body.detail.includes('admin:tokens'), renamed.body.detail);
+      const stored = (await server.gatehouse.storage.clients.find(target.id))!;
+      assert.deepEqual([stored.name, stored.isResourceServer], ['Made a resource server', true], 'the promotion stands, the rename did not land');
+
+      const other = await plainClient('Secret while made a resource server');
+      const before = await server.gatehouse.storage.clients.listSecrets(other.id);
+      const heldSecret = holdCall(t, server.gatehouse.storage.clients, 'addSecret', other.id, 1);
+      const added = api('POST', `/clients/${other.id}/secrets`, clientsOnly, {});
+      await heldSecret.reached;
+      assert.equal((await api('PATCH', `/clients/${other.id}`, allScopes, { resource_server: true })).status, 200);
+      heldSecret.release();
+      const res = await added;
+      t.mock.restoreAll();
+      assert.equal(res.status, 403, JSON.stringify(res.body));
+      assert.equal(res.body.client_secret, undefined);
+      assert.deepEqual(await server.gatehouse.storage.clients.listSecrets(other.id), before, 'the secret was withdrawn');
     });
 
     it('does not delete a client that a concurrent change made an admin client the token cannot manage; one still within reach is deleted', async (t) => {

@@ -84,6 +84,8 @@ for (const dialect of DIALECTS) {
     const as = (scope: Scope) => ({ auth: auth[scope]! });
     /** What managing a client that may impersonate users takes: admin:users besides admin:clients. */
     const asUserAdmin = () => ({ auth: auth.clientsAndUsers! });
+    /** What managing `created` (it may impersonate users and is a resource server) takes: admin:users and admin:tokens besides admin:clients. */
+    const asPartnerManager = () => ({ auth: auth.allAdmin! });
 
     const assertProblem = (res: Answer, status: number, field?: string) => {
       assert.equal(res.status, status, JSON.stringify(res.body));
@@ -217,11 +219,15 @@ for (const dialect of DIALECTS) {
           jwks: { keys: [{ ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'partner-1' }] },
           owner_user_id: adaId,
         };
-        // May impersonate users: registering it takes admin:users too (a token hands out only what it holds).
+        // May impersonate users and introspect every token: registering it takes admin:users and
+        // admin:tokens too (a token hands out only what it holds).
         const refused = await api('POST', '/clients', { ...as('admin:clients'), body: fields });
         assertProblem(refused, 403);
         assert.match(refused.headers.get('www-authenticate') ?? '', /error="insufficient_scope".*scope="admin:users"/);
-        const res = await api('POST', '/clients', { ...asUserAdmin(), body: fields });
+        const refusedAgain = await api('POST', '/clients', { ...asUserAdmin(), body: fields });
+        assertProblem(refusedAgain, 403);
+        assert.match(refusedAgain.headers.get('www-authenticate') ?? '', /error="insufficient_scope".*scope="admin:tokens"/);
+        const res = await api('POST', '/clients', { ...asPartnerManager(), body: fields });
         assert.equal(res.status, 201, JSON.stringify(res.body));
         created = res.body;
         assert.match(created.client_id, /^app_/);
@@ -235,7 +241,7 @@ for (const dialect of DIALECTS) {
         );
         assert.equal((await clientToken(created.client_id, created.client_secret, 'model:read')).split('.').length, 3);
 
-        const shown = await api('GET', `/clients/${created.client_id}`, asUserAdmin());
+        const shown = await api('GET', `/clients/${created.client_id}`, asPartnerManager());
         assert.equal(shown.status, 200);
         assert.equal(shown.body.client_secret, undefined);
         assert.equal(shown.body.name, 'Partner portal');
@@ -246,11 +252,11 @@ for (const dialect of DIALECTS) {
 
       it('refuses a private key offered as a client key, and keeps the keys it had', async () => {
         const privateJwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
-        const res = await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { jwks: { keys: [privateJwk] } } });
+        const res = await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { jwks: { keys: [privateJwk] } } });
         assertProblem(res, 400);
         assert.match(JSON.stringify(res.body), /private or secret key material/);
-        assert.equal((await api('GET', `/clients/${created.client_id}`, asUserAdmin())).body.jwks.keys[0].kid, 'partner-1');
-        const removed = await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { jwks: null } });
+        assert.equal((await api('GET', `/clients/${created.client_id}`, asPartnerManager())).body.jwks.keys[0].kid, 'partner-1');
+        const removed = await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { jwks: null } });
         assert.equal(removed.status, 200, JSON.stringify(removed.body));
         assert.equal(removed.body.jwks, null);
       });
@@ -383,7 +389,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('changes any field or flag, validated as on creation, and the running server applies it at once', async () => {
-        const res = await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { name: 'Partner portal v2', scopes: ['objects:read'], first_party: false, base_url: null } });
+        const res = await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { name: 'Partner portal v2', scopes: ['objects:read'], first_party: false, base_url: null } });
         assert.equal(res.status, 200, JSON.stringify(res.body));
         assert.equal(res.body.name, 'Partner portal v2');
         assert.deepEqual(res.body.scopes, ['objects:read']);
@@ -397,13 +403,13 @@ for (const dialect of DIALECTS) {
         assert.equal(refused.status, 400);
         assert.equal(refused.body.error, 'invalid_scope');
 
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { type: 'public' } }), 400, 'grant_types');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { scopes: ['admin:clients'] } }), 400, 'scopes');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { default_scopes: ['model:read'] } }), 400, 'default_scopes');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { redirect_uris: ['https://x.example.com/#frag'] } }), 400, 'redirect_uris');
-        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asUserAdmin(), body: { owner_user_id: 'no-such-user' } }), 400, 'owner_user_id');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { type: 'public' } }), 400, 'grant_types');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { scopes: ['admin:clients'] } }), 400, 'scopes');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { default_scopes: ['model:read'] } }), 400, 'default_scopes');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { redirect_uris: ['https://x.example.com/#frag'] } }), 400, 'redirect_uris');
+        assertProblem(await api('PATCH', `/clients/${created.client_id}`, { ...asPartnerManager(), body: { owner_user_id: 'no-such-user' } }), 400, 'owner_user_id');
         assertProblem(await api('PATCH', '/clients/app_missing', { ...as('admin:clients'), body: { name: 'x' } }), 404);
-        assert.equal((await api('GET', `/clients/${created.client_id}`, asUserAdmin())).body.name, 'Partner portal v2', 'refused changes changed nothing');
+        assert.equal((await api('GET', `/clients/${created.client_id}`, asPartnerManager())).body.name, 'Partner portal v2', 'refused changes changed nothing');
       });
 
       it('refuses an empty owner_user_id, which would suspend the client; null removes the owner, and the client keeps working throughout', async () => {
@@ -443,6 +449,72 @@ for (const dialect of DIALECTS) {
         assert.equal(allowed.body.impersonation, true);
       });
 
+      it('lets a token make a client a resource server, or manage one, only if it holds admin:tokens', async () => {
+        const clientsAndUsers = asUserAdmin().auth;
+        const gateway = await api('POST', '/clients', { auth: auth.allAdmin, body: { name: 'Models API', scopes: ['objects:read'], resource_server: true } });
+        assert.equal(gateway.status, 201, JSON.stringify(gateway.body));
+        const target = gateway.body.client_id as string;
+        const secretId = (await server.gatehouse.storage.clients.listSecrets(target))[0]!.id;
+        const keyOfIt = await api('POST', `/clients/${target}/api-keys`, { auth: auth.allAdmin, body: { name: 'Gateway' } });
+        assert.equal(keyOfIt.status, 201, JSON.stringify(keyOfIt.body));
+        const plain = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Reports API', scopes: ['objects:read'] } });
+        assert.equal(plain.status, 201, JSON.stringify(plain.body));
+        const publicKey = { ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'gateway-1' };
+        const snapshot = async () =>
+          JSON.stringify({
+            clients: await server.gatehouse.storage.clients.list(),
+            secrets: await server.gatehouse.storage.clients.listSecrets(target),
+            keys: (await server.gatehouse.storage.apiKeys.listForClient(target)).map((k) => ({ ...k, lastUsedAt: null })),
+          });
+        const before = await snapshot();
+
+        for (const [label, method, path, body] of [
+          ['register a resource server', 'POST', '/clients', { name: 'Introspect all', scopes: ['objects:read'], resource_server: true }],
+          ['make a client a resource server', 'PATCH', `/clients/${plain.body.client_id}`, { resource_server: true }],
+          ['rename a resource server', 'PATCH', `/clients/${target}`, { name: 'Taken over' }],
+          ['stop it being one', 'PATCH', `/clients/${target}`, { resource_server: false }],
+          ['give it keys for private_key_jwt', 'PATCH', `/clients/${target}`, { jwks: { keys: [publicKey] } }],
+          ['add it a secret', 'POST', `/clients/${target}/secrets`, {}],
+          ['delete its secret', 'DELETE', `/clients/${target}/secrets/${secretId}`, undefined],
+          ['create it an API key', 'POST', `/clients/${target}/api-keys`, { name: 'Introspector' }],
+          ['revoke its API key', 'DELETE', `/clients/${target}/api-keys/${keyOfIt.body.id}`, undefined],
+          ['delete it', 'DELETE', `/clients/${target}`, undefined],
+        ] as const) {
+          for (const authorization of [auth['admin:clients'], clientsAndUsers]) {
+            const res = await api(method, path, { auth: authorization, ...(body ? { body } : {}) });
+            assertProblem(res, 403);
+            assert.equal(res.body.error, 'insufficient_scope', label);
+            assert.match(res.headers.get('www-authenticate') ?? '', /error="insufficient_scope".*scope="admin:tokens"/, label);
+            assert.ok(res.body.detail.includes('admin:tokens'), `${label}: the problem names admin:tokens`);
+          }
+        }
+        assert.equal(await snapshot(), before, 'nothing changed');
+        const refusals = (await api('GET', `/audit-events?kind=admin.refused&client_id=${admin.id}&limit=1000`, as('admin:tokens'))).body.events as { data: Record<string, unknown> }[];
+        assert.ok(refusals.some((e) => e.data.target_client_id === target && e.data.scope === 'admin:tokens' && e.data.route === 'DELETE /admin/v1/clients/:clientId'), 'refusals are audited');
+
+        // Reading needs only admin:clients; a token that holds admin:tokens too may do it all.
+        assert.equal((await api('GET', `/clients/${target}`, as('admin:clients'))).body.resource_server, true);
+        const made = await api('PATCH', `/clients/${plain.body.client_id}`, { auth: auth.allAdmin, body: { resource_server: true } });
+        assert.equal(made.status, 200, JSON.stringify(made.body));
+        assert.equal(made.body.resource_server, true);
+        const secret = await api('POST', `/clients/${target}/secrets`, { auth: auth.allAdmin });
+        assert.equal(secret.status, 201, JSON.stringify(secret.body));
+        assert.equal((await api('DELETE', `/clients/${target}`, { auth: auth.allAdmin })).status, 204);
+
+        const doc = (await api('GET', '/openapi.json')).body;
+        for (const [path, method] of [
+          ['/clients', 'post'],
+          ['/clients/{clientId}', 'patch'],
+          ['/clients/{clientId}', 'delete'],
+          ['/clients/{clientId}/secrets', 'post'],
+          ['/clients/{clientId}/secrets/{secretId}', 'delete'],
+          ['/clients/{clientId}/api-keys', 'post'],
+          ['/clients/{clientId}/api-keys/{keyId}', 'delete'],
+        ] as const) {
+          assert.match(doc.paths[`/admin/v1${path}`][method].description, /resource server .* admin:tokens/, `the document states the rule on ${method} ${path}`);
+        }
+      });
+
       it('gives an admin client no owner, since an owner manages its secrets in the developer portal', async () => {
         const all = { auth: auth.allAdmin! };
         assertProblem(await api('POST', '/clients', { ...all, body: { name: 'Owned back office', admin: true, scopes: ['admin:users'], owner_user_id: adaId } }), 400, 'owner_user_id');
@@ -453,61 +525,61 @@ for (const dialect of DIALECTS) {
       });
 
       it('adds a second secret, deletes the first, and lists secrets without their values', async () => {
-        const listed = await api('GET', `/clients/${created.client_id}/secrets`, asUserAdmin());
+        const listed = await api('GET', `/clients/${created.client_id}/secrets`, asPartnerManager());
         assert.equal(listed.status, 200);
         assert.equal(listed.body.secrets.length, 1);
         const [first] = listed.body.secrets;
         assert.deepEqual(Object.keys(first).sort(), ['created_at', 'expires_at', 'hint', 'id']);
         assert.ok(!JSON.stringify(listed.body).includes(created.client_secret));
 
-        const added = await api('POST', `/clients/${created.client_id}/secrets`, { ...asUserAdmin(), body: { expires_at: new Date(Date.now() + 86_400_000).toISOString() } });
+        const added = await api('POST', `/clients/${created.client_id}/secrets`, { ...asPartnerManager(), body: { expires_at: new Date(Date.now() + 86_400_000).toISOString() } });
         assert.equal(added.status, 201, JSON.stringify(added.body));
         assert.match(added.body.client_secret, /^gate_cs_/);
         assert.notEqual(added.body.expires_at, null);
         await clientToken(created.client_id, added.body.client_secret);
         await clientToken(created.client_id, created.client_secret);
 
-        assert.equal((await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, asUserAdmin())).status, 204);
+        assert.equal((await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, asPartnerManager())).status, 204);
         const old = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(created.client_id, created.client_secret) } });
         assert.equal(old.status, 401, 'the deleted secret stops working at once');
         await clientToken(created.client_id, added.body.client_secret);
-        assertProblem(await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, asUserAdmin()), 404);
-        assertProblem(await api('POST', `/clients/${created.client_id}/secrets`, { ...asUserAdmin(), body: { expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
+        assertProblem(await api('DELETE', `/clients/${created.client_id}/secrets/${first.id}`, asPartnerManager()), 404);
+        assertProblem(await api('POST', `/clients/${created.client_id}/secrets`, { ...asPartnerManager(), body: { expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
         created.client_secret = added.body.client_secret;
       });
 
       it('creates, lists and revokes API keys', async () => {
-        const res = await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Nightly sync', scopes: ['objects:read'], expires_at: '2999-01-01T00:00:00Z' } });
+        const res = await api('POST', `/clients/${created.client_id}/api-keys`, { ...asPartnerManager(), body: { name: 'Nightly sync', scopes: ['objects:read'], expires_at: '2999-01-01T00:00:00Z' } });
         assert.equal(res.status, 201, JSON.stringify(res.body));
         assert.match(res.body.api_key, /^gate_ak_/);
         assert.deepEqual(res.body.scopes, ['objects:read']);
         assert.equal(res.body.expires_at, '2999-01-01T00:00:00.000Z');
         assert.ok(await server.gatehouse.apiKeys.authenticate(res.body.api_key, server.gatehouse.clock()));
 
-        const listed = await api('GET', `/clients/${created.client_id}/api-keys`, asUserAdmin());
+        const listed = await api('GET', `/clients/${created.client_id}/api-keys`, asPartnerManager());
         assert.deepEqual(Object.keys(listed.body.api_keys[0]).sort(), ['created_at', 'expires_at', 'id', 'last_used_at', 'name', 'prefix', 'revoked_at', 'scopes']);
         assert.ok(!JSON.stringify(listed.body).includes(res.body.api_key));
 
-        assert.equal((await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, asUserAdmin())).status, 204);
+        assert.equal((await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, asPartnerManager())).status, 204);
         assert.equal(await server.gatehouse.apiKeys.authenticate(res.body.api_key, server.gatehouse.clock()), undefined, 'revoked at once');
-        assert.notEqual((await api('GET', `/clients/${created.client_id}/api-keys`, asUserAdmin())).body.api_keys[0].revoked_at, null);
-        assertProblem(await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, asUserAdmin()), 404);
+        assert.notEqual((await api('GET', `/clients/${created.client_id}/api-keys`, asPartnerManager())).body.api_keys[0].revoked_at, null);
+        assertProblem(await api('DELETE', `/clients/${created.client_id}/api-keys/${res.body.id}`, asPartnerManager()), 404);
 
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Downloads', scopes: ['objects:download'] } }), 400, 'scopes');
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Old', expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Soon', expires_at: 'tomorrow' } }), 400, 'expires_at');
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { scopes: ['objects:read'] } }), 400, 'name');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asPartnerManager(), body: { name: 'Downloads', scopes: ['objects:download'] } }), 400, 'scopes');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asPartnerManager(), body: { name: 'Old', expires_at: '2001-01-01T00:00:00Z' } }), 400, 'expires_at');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asPartnerManager(), body: { name: 'Soon', expires_at: 'tomorrow' } }), 400, 'expires_at');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asPartnerManager(), body: { scopes: ['objects:read'] } }), 400, 'name');
         // An empty list is not "the defaults": that is what leaving scopes out means.
-        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asUserAdmin(), body: { name: 'Nothing', scopes: [] } }), 400, 'scopes');
+        assertProblem(await api('POST', `/clients/${created.client_id}/api-keys`, { ...asPartnerManager(), body: { name: 'Nothing', scopes: [] } }), 400, 'scopes');
         assertProblem(await api('POST', '/clients/app_missing/api-keys', { ...as('admin:clients'), body: { name: 'x' } }), 404);
       });
 
       it('deletes a client with everything it holds', async () => {
-        assert.equal((await api('DELETE', `/clients/${created.client_id}`, asUserAdmin())).status, 204);
-        assertProblem(await api('GET', `/clients/${created.client_id}`, asUserAdmin()), 404);
+        assert.equal((await api('DELETE', `/clients/${created.client_id}`, asPartnerManager())).status, 204);
+        assertProblem(await api('GET', `/clients/${created.client_id}`, asPartnerManager()), 404);
         const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(created.client_id, created.client_secret) } });
         assert.equal(res.status, 401);
-        assertProblem(await api('DELETE', `/clients/${created.client_id}`, asUserAdmin()), 404);
+        assertProblem(await api('DELETE', `/clients/${created.client_id}`, asPartnerManager()), 404);
       });
 
       it('records every change in the audit log, naming the acting admin client and the target', async () => {

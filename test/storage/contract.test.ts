@@ -242,14 +242,15 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW), undefined);
       });
 
-      it('updates a client only while it has the expected powers: admin flag, scopes in order and impersonation flag', async () => {
+      it('updates a client only while it has the expected powers: admin flag, scopes in order, impersonation and resource-server flags', async () => {
         const input = aClient({ scopes: ['objects:read', 'model:read'], isAdmin: false, allowImpersonation: false });
         await storage().clients.create(input, NOW);
-        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false };
+        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false, isResourceServer: false };
 
         for (const [label, expected] of [
           ['made admin meanwhile', { ...powers, isAdmin: true }],
           ['allowed to impersonate meanwhile', { ...powers, allowImpersonation: true }],
+          ['made a resource server meanwhile', { ...powers, isResourceServer: true }],
           ['given another scope meanwhile', { ...powers, scopes: ['objects:read'] }],
           ['its scopes in another order', { ...powers, scopes: ['model:read', 'objects:read'] }],
         ] as const) {
@@ -345,11 +346,12 @@ for (const dialect of DIALECTS) {
         await storage().clients.addSecret(secret);
         const key = { id: randomUUID(), clientId: client.id, name: 'Script', digest: digestOf(createOpaqueToken('ak')), prefix: 'gate_ak_', scopes: ['objects:read'], createdAt: NOW, expiresAt: null, revokedAt: null, lastUsedAt: null };
         await storage().apiKeys.create(key);
-        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false };
+        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false, isResourceServer: false };
 
         for (const [label, expected] of [
           ['made admin meanwhile', { ...powers, isAdmin: true }],
           ['allowed to impersonate meanwhile', { ...powers, allowImpersonation: true }],
+          ['made a resource server meanwhile', { ...powers, isResourceServer: true }],
           ['given another scope meanwhile', { ...powers, scopes: ['objects:read'] }],
           ['its scopes in another order', { ...powers, scopes: ['model:read', 'objects:read'] }],
         ] as const) {

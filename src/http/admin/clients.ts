@@ -91,7 +91,7 @@ const clientFields = {
   admin: { type: 'boolean', description: 'An admin client: holds admin scopes only, and may call this API. Only a token that holds all of its admin scopes can register or change one.' },
   first_party: { type: 'boolean', description: 'Trusted by the operator: skips the consent page.' },
   impersonation: { type: 'boolean', description: 'May exchange tokens for users (RFC 8693) and impersonate them.' },
-  resource_server: { type: 'boolean', description: 'A protected API of the platform: may introspect every client’s tokens.' },
+  resource_server: { type: 'boolean', description: 'A protected API of the platform: may introspect every client’s tokens. Only a token that also holds admin:tokens can make or manage one.' },
   jwks: {
     type: ['object', 'null'],
     description:
@@ -166,7 +166,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     },
     async (request, reply) => {
       const body = request.body;
-      requireAdminScopesOf(gatehouse, request, null, { isAdmin: body.admin ?? false, scopes: body.scopes ?? [], allowImpersonation: body.impersonation ?? false });
+      requireAdminScopesOf(gatehouse, request, null, { isAdmin: body.admin ?? false, scopes: body.scopes ?? [], allowImpersonation: body.impersonation ?? false, isResourceServer: body.resource_server ?? false });
       await checkOwner(body.owner_user_id);
       const { client, secret } = await createClient(gatehouse, { ...clientInput(body), name: body.name ?? '', type: body.type ?? 'confidential', grantTypes: body.grant_types ?? [], scopes: body.scopes ?? [] }, gatehouse.clock());
       recordAdminAction(gatehouse, request, 'admin.client.created', { data: { client_id: client.id, name: client.name, admin: client.isAdmin } });
@@ -201,7 +201,12 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
       // Refused before the owner is looked up; updateClient checks again against the very record the
       // change is merged into, and writes only if the client still has the powers it was checked with.
       const current = await findClient(request.params.clientId);
-      authorize(current, { isAdmin: body.admin ?? current.isAdmin, scopes: body.scopes ?? current.scopes, allowImpersonation: body.impersonation ?? current.allowImpersonation });
+      authorize(current, {
+        isAdmin: body.admin ?? current.isAdmin,
+        scopes: body.scopes ?? current.scopes,
+        allowImpersonation: body.impersonation ?? current.allowImpersonation,
+        isResourceServer: body.resource_server ?? current.isResourceServer,
+      });
       await checkOwner(body.owner_user_id);
       const updated = await updateClient(gatehouse, request.params.clientId, clientInput(body), gatehouse.clock(), authorize);
       if (!updated) throw notFound(`there is no client ${request.params.clientId}`);

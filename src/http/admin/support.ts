@@ -62,11 +62,13 @@ export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest,
  * scopes do). Registering, changing or deleting an admin client, or adding or removing one of its
  * credentials (secret, public keys, API key), needs every admin scope the client has or will have;
  * a client that may impersonate users (RFC 8693), or is being allowed to, needs `admin:users`, the
- * power over every account that impersonation amounts to. Without one, `insufficient_scope`
+ * power over every account that impersonation amounts to; a resource server, or a client being made
+ * one, needs `admin:tokens`, since it may introspect every client's tokens (RFC 7662: their
+ * subject, scopes and client), which is what that scope reads. Without one, `insufficient_scope`
  * naming it (RFC 6750 §3.1).
  */
 export const ADMIN_CLIENT_RULE =
-  'An admin client (or one being made one) is managed only with a token that holds every admin scope the client has or will have, and a client that may impersonate users (or is being allowed to) only with one that holds admin:users; otherwise 403 `insufficient_scope` naming the scope the token lacks.';
+  'An admin client (or one being made one) is managed only with a token that holds every admin scope the client has or will have, a client that may impersonate users (or is being allowed to) only with one that holds admin:users, and a resource server (or a client being made one), which may introspect every client’s tokens, only with one that holds admin:tokens; otherwise 403 `insufficient_scope` naming the scope the token lacks.';
 
 /** What a deletion under ADMIN_CLIENT_RULE adds to its description (see actOnCheckedClient). */
 export const CHECKED_WHEN_WRITTEN =
@@ -77,6 +79,7 @@ const scopesToManage = (gatehouse: Gatehouse, client: ClientPowers): string[] =>
   // Only admin scopes: a scope that is not one (refused on an admin client) is left to validation's 400.
   ...(client.isAdmin ? client.scopes.filter((scope) => gatehouse.scopes.definition(scope)?.admin === true) : []),
   ...(client.allowImpersonation ? ['admin:users'] : []),
+  ...(client.isResourceServer ? ['admin:tokens'] : []),
 ];
 
 /** Refuses the request (403, audited) unless its token holds every scope needed to manage each of `clients` (see ADMIN_CLIENT_RULE). */
@@ -97,8 +100,8 @@ export function requireAdminScopesOf(gatehouse: Gatehouse, request: FastifyReque
 
 /**
  * Checks ADMIN_CLIENT_RULE again on the client as it is once a credential (a secret, an API key) was
- * made for it: a concurrent change may have made it an admin client, or one that may impersonate,
- * after the first check, and the credential must not reach a token that could not manage the client
+ * made for it: a concurrent change may have made it an admin client, one that may impersonate or a
+ * resource server after the first check, and the credential must not reach a token that could not manage the client
  * it now belongs to. On refusal `withdraw` removes the credential before the 403 (or the 404 of a
  * client deleted meanwhile). A change after this check came after the credential existed, as a
  * change to a client with secrets does.
@@ -138,7 +141,11 @@ export async function actOnCheckedClient(gatehouse: Gatehouse, request: FastifyR
 }
 
 const samePowers = (a: ClientPowers, b: ClientPowers): boolean =>
-  a.isAdmin === b.isAdmin && a.allowImpersonation === b.allowImpersonation && a.scopes.length === b.scopes.length && a.scopes.every((scope, i) => scope === b.scopes[i]);
+  a.isAdmin === b.isAdmin &&
+  a.allowImpersonation === b.allowImpersonation &&
+  a.isResourceServer === b.isResourceServer &&
+  a.scopes.length === b.scopes.length &&
+  a.scopes.every((scope, i) => scope === b.scopes[i]);
 
 export const iso = (epochSeconds: number | null): string | null => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
 
