@@ -777,6 +777,48 @@ for (const dialect of DIALECTS) {
         await assertUntouched(id);
       });
 
+      it('answers a save that keeps losing the race to an operator’s changes with a readable 409 page that keeps what was typed, and changes nothing', async (t) => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const publicKey = { ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'typed-key' };
+        const keyed = await createApp(browser, appForm({ name: 'Keyed tool' }));
+        await server.gatehouse.storage.clients.update(keyed.id, { jwks: { keys: [publicKey] } }, server.gatehouse.clock());
+        const csrf = await csrfOf(browser);
+
+        // Every write of the portal meets an operator's change of the application's scopes, made just before it.
+        const clients = server.gatehouse.storage.clients;
+        const update = clients.update.bind(clients);
+        t.mock.method(clients, 'update', async (...args: Parameters<typeof update>) => {
+          const current = (await clients.find(args[0]))!;
+          await update(args[0], { scopes: current.scopes.includes('model:read') ? current.scopes.filter((scope) => scope !== 'model:read') : [...current.scopes, 'model:read'] }, server.gatehouse.clock());
+          return update(...args);
+        });
+        const settings = await browser.request(url(settingsOf(id)), { form: { csrf, ...editForm() } });
+        const keys = await browser.request(url(`/developers/applications/${id}/keys`), { form: { csrf, jwks: JSON.stringify({ keys: [publicKey] }) } });
+        const removal = await browser.request(url(`/developers/applications/${keyed.id}/keys/delete`), { form: { csrf } });
+        t.mock.restoreAll();
+
+        for (const [label, res] of [['settings', settings], ['keys', keys], ['key removal', removal]] as const) {
+          assert.equal(res.status, 409, `${label}: ${res.text.slice(0, 1000)}`);
+          assert.match(String(res.headers.get('content-type')), /^text\/html/, label);
+          assert.match(res.text, /The application was changed meanwhile, so nothing was saved\. Review it as it is now, and save again\./, label);
+          assert.doesNotMatch(res.text, /Something went wrong|ClientChangedError|\n\s+at /, label);
+          assert.match(String(res.headers.get('content-security-policy')), /frame-ancestors 'none'/, label);
+        }
+        assert.match(settings.text, /id="app-name" name="name" type="text" maxlength="200" required value="Sync tool 2"/, 'the form keeps what was typed');
+        assert.ok(keys.text.includes('typed-key'), 'the keys field keeps what was pasted');
+
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.deepEqual([client.name, client.description, client.baseUrl, client.redirectUris, client.jwks], ['Sync tool', 'Keeps models in sync', 'https://sync.example', [CALLBACK], null], 'nothing was saved');
+        assert.deepEqual((await server.gatehouse.storage.clients.find(keyed.id))!.jwks, { keys: [publicKey] }, 'the keys were not removed');
+        assert.deepEqual(await auditKinds(id), ['portal.client.created']);
+
+        // Once the operator is done, the same save goes through.
+        const again = await browser.request(url(settingsOf(id)), { form: { csrf, ...editForm() } });
+        assert.equal(again.status, 303, again.text.slice(0, 1000));
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.name, 'Sync tool 2');
+      });
+
       it('takes effect at /authorize at once: the old redirect URI is refused, the new one leads to sign-in', async () => {
         const browser = await signIn(alice.email);
         const { id } = await createApp(browser, appForm({ type: 'public' }));

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { calculateJwkThumbprint, type JSONWebKeySet, type JWK } from 'jose';
-import { addClientSecret, holdsPrivateKeyMaterial, updateClient, ValidationError } from '../../core/applications.ts';
+import { addClientSecret, ClientChangedError, holdsPrivateKeyMaterial, updateClient, ValidationError } from '../../core/applications.ts';
 import { hintOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories.ts';
@@ -25,6 +25,23 @@ const NOTICES = {
   'keys-saved': 'The public keys were saved. Client assertions signed with their private keys now authenticate the application.',
   'keys-removed': 'The public keys were removed. Client assertions no longer authenticate the application.',
 };
+
+/**
+ * What a save that lost the race to concurrent changes says (updateClient's ClientChangedError: an
+ * operator kept changing the application's scopes or flags meanwhile). Nothing was saved.
+ */
+const CHANGED_MEANWHILE = 'The application was changed meanwhile, so nothing was saved. Review it as it is now, and save again.';
+
+/**
+ * The application page again, as the application is now, after a save that changed nothing because
+ * the application kept changing meanwhile (409): with what was posted, so nothing typed is lost.
+ * The application is read again, and no longer shown if it has gone, or is no longer the developer's.
+ */
+async function showChangedMeanwhile(reply: FastifyReply, gatehouse: Gatehouse, developerId: string, applicationId: string, data: Parameters<typeof showApplication>[3]): Promise<FastifyReply> {
+  const current = await gatehouse.storage.clients.find(applicationId);
+  if (!current || current.ownerUserId !== developerId || current.isAdmin) return applicationNotFound(reply);
+  return showApplication(reply, gatehouse, current, data, 409);
+}
 
 /** A registered public key as the page lists it: its kid, type, algorithm and RFC 7638 thumbprint. */
 async function describeKey(jwk: JWK): Promise<{ kid: string | undefined; type: string; alg: string | undefined; thumbprint: string }> {
@@ -114,6 +131,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     try {
       updated = await updateClient(gatehouse, application.id, details, now);
     } catch (error) {
+      if (error instanceof ClientChangedError) return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { form: { values, errors: { form: CHANGED_MEANWHILE } } });
       if (!(error instanceof ValidationError)) throw error;
       return showApplication(reply, gatehouse, application, { form: { values, errors: formError(error) } }, 400);
     }
@@ -154,6 +172,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     try {
       updated = await updateClient(gatehouse, application.id, { jwks: jwks as JSONWebKeySet }, now);
     } catch (error) {
+      if (error instanceof ClientChangedError) return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { keys: { jwks: posted, error: CHANGED_MEANWHILE } });
       if (!(error instanceof ValidationError)) throw error;
       return refuse(error.message);
     }
@@ -167,7 +186,14 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const { developer, application } = portalRequest(request);
     if (application.jwks !== null) {
       const now = gatehouse.clock();
-      if (!(await updateClient(gatehouse, application.id, { jwks: null }, now))) return applicationNotFound(reply);
+      let removed;
+      try {
+        removed = await updateClient(gatehouse, application.id, { jwks: null }, now);
+      } catch (error) {
+        if (!(error instanceof ClientChangedError)) throw error;
+        return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { error: CHANGED_MEANWHILE });
+      }
+      if (!removed) return applicationNotFound(reply);
       gatehouse.audit.record({ at: now, kind: 'portal.client.keys_removed', outcome: 'success', clientId: application.id, userId: developer.user.id, data: {} });
     }
     return reply.redirect(`${applicationHeader(application).path}?notice=keys-removed`, 303);
