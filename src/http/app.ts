@@ -13,10 +13,10 @@ import { userinfoRoutes } from './oauth/userinfo.ts';
 import { introspectionRoutes } from './oauth/introspection.ts';
 import { jsonBodyParser } from './oauth/json-body.ts';
 import { projectRoutes } from './oauth/projects.ts';
-import { PAGE_ROOTS, pagesPlugin } from './pages/plugin.ts';
+import { isPagePath, PAGE_ROOTS, pagesPlugin } from './pages/plugin.ts';
 import { ADMIN_PREFIX, adminPlugin } from './admin/plugin.ts';
 import { ProblemError, sendProblem } from './admin/problems.ts';
-import { renderPage } from './pages/render.ts';
+import { renderPage, renderView } from './pages/render.ts';
 import { PAGE_HEADERS } from './pages/security.ts';
 
 export const BODY_LIMIT = 64 * 1024;
@@ -198,27 +198,79 @@ function answerFrameworkError(gatehouse: Gatehouse, error: FastifyError, request
     .send({ error: 'invalid_request', error_description: description });
 }
 
-const CLIENT_ERRORS: Record<string, [number, string, string]> = {
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'the request did not arrive in time'],
-  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'the request headers are too large'],
+interface ClientErrorAnswer {
+  status: number;
+  reason: string;
+  /** For the protocol endpoints' RFC 6749 error; `kib` is the limit on the request line and headers. */
+  description: (kib: number) => string;
+  /** The title and message of the page a browser gets. */
+  title: string;
+  message: (kib: number) => string;
+}
+
+const CLIENT_ERRORS: Record<string, ClientErrorAnswer> = {
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: 408,
+    reason: 'Request Timeout',
+    description: () => 'the request did not arrive in time',
+    title: 'Request timed out',
+    message: () => 'The request took too long to arrive. Please try again.',
+  },
+  // The limit counts the request line too: an address of 100 kB is refused here, as are oversized cookies.
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    reason: 'Request Header Fields Too Large',
+    description: (kib) => `the request line and headers are too large (at most ${kib} KiB)`,
+    title: 'Request too large',
+    message: (kib) =>
+      `The address of this page, or the cookies your browser sent with it, is longer than this server accepts (${kib} KiB). If you followed a link, it may be broken; clearing this site’s cookies can also help.`,
+  },
+};
+const NOT_HTTP: ClientErrorAnswer = {
+  status: 400,
+  reason: 'Bad Request',
+  description: () => 'the request is not valid HTTP',
+  title: 'Bad request',
+  message: () => 'The request could not be understood.',
 };
 
 /**
- * Requests Node's HTTP parser refused (oversized headers, a client too slow to send its request,
- * broken framing): an RFC 6749 error, then the connection is closed. Never logs the raw request,
- * which would carry its credentials.
+ * Requests Node's HTTP parser refused (oversized headers or address, a client too slow to send its
+ * request, broken framing), then the connection is closed: a page, with the pages' security
+ * headers, when the request was for a page (a person's browser followed a link too long, or carries
+ * too many cookies); an RFC 6749 error otherwise. Never logs or echoes the raw request, which would
+ * carry its credentials.
  */
-function answerClientError(gatehouse: Gatehouse, limits: HttpLimits, error: Error & { code?: string }, socket: Socket): void {
+function answerClientError(gatehouse: Gatehouse, limits: HttpLimits, error: Error & { code?: string; rawPacket?: unknown }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, reason, description] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad Request', 'the request is not valid HTTP'];
-  gatehouse.logger.debug({ code: error.code, status }, 'request refused by the HTTP parser');
-  const detail = status === 431 ? `${description} (at most ${Math.floor(limits.maxHeaderSize / 1024)} KiB)` : description;
-  const body = JSON.stringify({ error: 'invalid_request', error_description: detail });
+  const answer = CLIENT_ERRORS[error.code ?? ''] ?? NOT_HTTP;
+  gatehouse.logger.debug({ code: error.code, status: answer.status }, 'request refused by the HTTP parser');
+  const kib = Math.floor(limits.maxHeaderSize / 1024);
+  const path = refusedPath(error.rawPacket);
+  const [headers, body]: [Record<string, string>, string] =
+    path !== undefined && isPagePath(path)
+      ? [{ ...PAGE_HEADERS, 'content-type': 'text/html; charset=utf-8' }, renderView('error', { title: answer.title, message: answer.message(kib) })]
+      : [
+          { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' },
+          JSON.stringify({ error: 'invalid_request', error_description: answer.description(kib) }),
+        ];
   if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-        `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
-    );
+    const lines = Object.entries({ ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' }).map(([name, value]) => `${name}: ${value}\r\n`);
+    socket.write(`HTTP/1.1 ${answer.status} ${answer.reason}\r\n${lines.join('')}\r\n${body}`);
   }
   socket.destroy();
+}
+
+/**
+ * The path of the request the HTTP parser refused, if the bytes it was parsing show it. Node hands
+ * over the chunk it was reading (`rawPacket`), which holds the request line when the request arrived
+ * whole, as a browser sends it: the last request line in the chunk is the refused request's (one
+ * pipelined before it was answered already). A chunk from the middle of a request that arrived in
+ * pieces shows none: undefined, and the answer is the protocol endpoints' JSON.
+ */
+function refusedPath(rawPacket: unknown): string | undefined {
+  if (!Buffer.isBuffer(rawPacket)) return undefined;
+  let path: string | undefined;
+  for (const match of rawPacket.toString('latin1').matchAll(/(?:^|\n)[A-Z]{3,7} (\/[^\s?#]*)/g)) path = match[1];
+  return path;
 }

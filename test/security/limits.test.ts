@@ -162,7 +162,7 @@ describe('limits on body and header size', () => {
   });
 
   it('refuses headers over 16 KiB with 431 and closes the connection', async () => {
-    for (const path of ['/token', '/login', '/admin/v1/clients']) {
+    for (const path of ['/token', '/userinfo', '/admin/v1/clients']) {
       const { text, closedByServer } = await rawExchange(server.url, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: junk=${'c'.repeat(17 * KIB)}\r\n\r\n`);
       assert.match(text, /^HTTP\/1\.1 431 /, `${path}: ${text.slice(0, 120)}`);
       const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
@@ -178,6 +178,64 @@ describe('limits on body and header size', () => {
     const withSecret = await rawExchange(server.url, `POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${basic(machine.id, machine.secret)}\r\nX-Pad: ${'p'.repeat(17 * KIB)}\r\n\r\n`);
     assert.match(withSecret.text, /^HTTP\/1\.1 431 /);
     assert.ok(!withSecret.text.includes(machine.secret) && !withSecret.text.includes(basic(machine.id, machine.secret).slice(6)));
+  });
+
+  it('answers an address or headers over 16 KiB under a page path with a readable 431 page and the pages\' security headers; the protocol endpoints and the admin API keep their JSON', async () => {
+    /** The status line, headers and body of a raw answer. */
+    const parse = (text: string) => {
+      const [head, ...rest] = text.split('\r\n\r\n');
+      const [statusLine, ...lines] = head!.split('\r\n');
+      const headers = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+      return { statusLine: statusLine!, headers, body: rest.join('\r\n\r\n') };
+    };
+    const long = 'a'.repeat(100 * KIB);
+    const cookie = `Cookie: junk=${'c'.repeat(17 * KIB)}\r\n`;
+    const pages: [string, string][] = [
+      [`/authorize?response_type=code&client_id=x&state=${long}`, ''],
+      [`/login?next=${long}`, ''],
+      [`/signup?${long}`, ''],
+      [`/consent?request=${long}`, ''],
+      [`/account?${long}`, ''],
+      [`/logout?state=${long}`, ''],
+      [`/developers/applications/app_x?${long}`, ''],
+      [`/developers?${long}`, ''],
+      ['/login', cookie],
+      ['/developers', cookie],
+    ];
+    for (const [path, extra] of pages) {
+      const label = `${path.slice(0, 40)}${extra ? ' with oversized cookies' : ''}`;
+      const { text } = await rawExchange(server.url, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${extra}\r\n`);
+      const answer = parse(text);
+      assert.match(answer.statusLine, /^HTTP\/1\.1 431 /, `${label}: ${text.slice(0, 200)}`);
+      assert.match(answer.headers['content-type'] ?? '', /^text\/html/, label);
+      assert.match(answer.body, /<!doctype html>/i, label);
+      assert.match(answer.body, /Request too large/, label);
+      assert.match(answer.body, /longer than this server accepts \(16 KiB\)/, label);
+      assert.doesNotMatch(answer.body, /aaaaaaaaaa|cccccccccc/, `${label}: nothing sent is echoed`);
+      assert.equal(Number(answer.headers['content-length']), Buffer.byteLength(answer.body, 'latin1'), label);
+      assert.match(answer.headers['content-security-policy'] ?? '', /frame-ancestors 'none'/, label);
+      assert.equal(answer.headers['x-frame-options'], 'DENY', label);
+      assert.equal(answer.headers['cache-control'], 'no-store', label);
+      assert.equal(answer.headers['x-content-type-options'], 'nosniff', label);
+      assert.equal(answer.headers.connection, 'close', label);
+    }
+    const endpoints: [string, string][] = [
+      ['POST', `/token?${long}`],
+      ['POST', `/introspect?${long}`],
+      ['POST', `/revoke?${long}`],
+      ['GET', `/userinfo?${long}`],
+      ['GET', `/.well-known/openid-configuration?${long}`],
+      ['GET', `/admin/v1/clients?${long}`],
+    ];
+    for (const [method, path] of endpoints) {
+      const { text } = await rawExchange(server.url, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n`);
+      const answer = parse(text);
+      assert.match(answer.statusLine, /^HTTP\/1\.1 431 /, `${path.slice(0, 30)}: ${text.slice(0, 200)}`);
+      assert.match(answer.headers['content-type'] ?? '', /^application\/json/, path.slice(0, 30));
+      const body = JSON.parse(answer.body);
+      assert.equal(body.error, 'invalid_request');
+      assert.match(body.error_description, /too large \(at most 16 KiB\)/);
+    }
   });
 
   it('accepts headers under the limit as usual', async () => {

@@ -28,6 +28,9 @@ const STATIC_FILES: Record<string, string> = {
 /** The first path segment of the pages below other than the developer portal's, for errors raised before routing. */
 export const PAGE_ROOTS: readonly string[] = ['authorize', 'login', 'signup', 'consent', 'account', 'logout', 'static'];
 
+/** Whether a path (without its query) is a page's, the developer portal's included: a person's browser asked for it, and an error is answered as a page. */
+export const isPagePath = (path: string): boolean => path === '/developers' || path.startsWith('/developers/') || PAGE_ROOTS.includes(path.slice(1).split(/[/%]/, 1)[0]!);
+
 /**
  * Everything a person sees: the authorization endpoint, sign-in, consent, account, sign-out and
  * the developer portal.

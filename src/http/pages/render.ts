@@ -12,6 +12,11 @@ const eta = new Eta({ views: viewsDir, autoEscape: true, cache: true });
 
 /** Renders a page of the product: the view inside the layout, with the page's CSRF token at hand. */
 export function renderPage(reply: FastifyReply, view: string, data: Record<string, unknown>, status = 200): FastifyReply {
-  const html = eta.render(view, { csrf: reply.request.csrfToken ?? '', ...data });
+  const html = renderView(view, { csrf: reply.request.csrfToken ?? '', ...data });
   return reply.code(status).type('text/html; charset=utf-8').send(html);
+}
+
+/** The HTML of a page, for answers written before there is a request to reply to (a page without forms). */
+export function renderView(view: string, data: Record<string, unknown>): string {
+  return eta.render(view, { csrf: '', ...data });
 }
