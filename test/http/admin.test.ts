@@ -8,6 +8,14 @@ import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { buildApp } from '../../src/http/app.ts';
 
 type Scope = 'admin:clients' | 'admin:users' | 'admin:tokens';
+/** What the admin API could change about `target`: every client, its secrets and API keys (use times aside). */
+const clientsAndCredentials = async (server: TestServer, target: string): Promise<string> =>
+  JSON.stringify({
+    clients: await server.gatehouse.storage.clients.list(),
+    secrets: await server.gatehouse.storage.clients.listSecrets(target),
+    keys: (await server.gatehouse.storage.apiKeys.listForClient(target)).map((k) => ({ ...k, lastUsedAt: null })),
+  });
+
 const ADMIN_SCOPES: Scope[] = ['admin:clients', 'admin:users', 'admin:tokens'];
 
 /** Every admin operation, with a body that would be accepted: the refusal matrix below tries each. */
@@ -332,12 +340,7 @@ for (const dialect of DIALECTS) {
         const plain = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Plain service', scopes: ['objects:read'] } });
         assert.equal(plain.status, 201, JSON.stringify(plain.body));
         const publicKey = { ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'escalation-1' };
-        const snapshot = async () =>
-          JSON.stringify({
-            clients: await server.gatehouse.storage.clients.list(),
-            secrets: await server.gatehouse.storage.clients.listSecrets(target),
-            keys: (await server.gatehouse.storage.apiKeys.listForClient(target)).map((k) => ({ ...k, lastUsedAt: null })),
-          });
+        const snapshot = () => clientsAndCredentials(server, target);
         const before = await snapshot();
 
         const clientsAndUsers = `Bearer ${await clientToken(admin.id, admin.secret, 'admin:clients admin:users')}`;
@@ -460,12 +463,7 @@ for (const dialect of DIALECTS) {
         const plain = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Reports API', scopes: ['objects:read'] } });
         assert.equal(plain.status, 201, JSON.stringify(plain.body));
         const publicKey = { ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'gateway-1' };
-        const snapshot = async () =>
-          JSON.stringify({
-            clients: await server.gatehouse.storage.clients.list(),
-            secrets: await server.gatehouse.storage.clients.listSecrets(target),
-            keys: (await server.gatehouse.storage.apiKeys.listForClient(target)).map((k) => ({ ...k, lastUsedAt: null })),
-          });
+        const snapshot = () => clientsAndCredentials(server, target);
         const before = await snapshot();
 
         for (const [label, method, path, body] of [

@@ -81,6 +81,16 @@ async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
   assert.fail('the condition never became true');
 }
 
+
+/** A client's powers as checked, and each way a concurrent change can have left them by the time of the write. */
+const POWERS = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false, isResourceServer: false };
+const POWERS_CHANGED_MEANWHILE = [
+  ['made admin meanwhile', { ...POWERS, isAdmin: true }],
+  ['allowed to impersonate meanwhile', { ...POWERS, allowImpersonation: true }],
+  ['made a resource server meanwhile', { ...POWERS, isResourceServer: true }],
+  ['given another scope meanwhile', { ...POWERS, scopes: ['objects:read'] }],
+  ['its scopes in another order', { ...POWERS, scopes: ['model:read', 'objects:read'] }],
+] as const;
 for (const dialect of DIALECTS) {
   describe(`storage contract on ${dialect}`, () => {
     /** One database for the tests whose records are their own (fresh ids); see `freshStorageForEachTest` for the others. */
@@ -245,23 +255,15 @@ for (const dialect of DIALECTS) {
       it('updates a client only while it has the expected powers: admin flag, scopes in order, impersonation and resource-server flags', async () => {
         const input = aClient({ scopes: ['objects:read', 'model:read'], isAdmin: false, allowImpersonation: false });
         await storage().clients.create(input, NOW);
-        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false, isResourceServer: false };
-
-        for (const [label, expected] of [
-          ['made admin meanwhile', { ...powers, isAdmin: true }],
-          ['allowed to impersonate meanwhile', { ...powers, allowImpersonation: true }],
-          ['made a resource server meanwhile', { ...powers, isResourceServer: true }],
-          ['given another scope meanwhile', { ...powers, scopes: ['objects:read'] }],
-          ['its scopes in another order', { ...powers, scopes: ['model:read', 'objects:read'] }],
-        ] as const) {
+        for (const [label, expected] of POWERS_CHANGED_MEANWHILE) {
           assert.equal(await storage().clients.update(input.id, { name: 'Refused' }, NOW + 30, expected), undefined, label);
         }
         assert.deepEqual(await storage().clients.find(input.id), { ...input, createdAt: NOW, updatedAt: NOW }, 'nothing changed');
 
-        const updated = await storage().clients.update(input.id, { name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'] }, NOW + 60, powers);
+        const updated = await storage().clients.update(input.id, { name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'] }, NOW + 60, POWERS);
         assert.deepEqual(updated, { ...input, name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'], createdAt: NOW, updatedAt: NOW + 60 });
-        assert.equal(await storage().clients.update(input.id, { name: 'Stale' }, NOW + 90, powers), undefined, 'the powers it was read with are gone');
-        assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW, powers), undefined);
+        assert.equal(await storage().clients.update(input.id, { name: 'Stale' }, NOW + 90, POWERS), undefined, 'the powers it was read with are gone');
+        assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW, POWERS), undefined);
       });
 
       it('stores secrets and returns them with the client in one read', async () => {
@@ -346,15 +348,7 @@ for (const dialect of DIALECTS) {
         await storage().clients.addSecret(secret);
         const key = { id: randomUUID(), clientId: client.id, name: 'Script', digest: digestOf(createOpaqueToken('ak')), prefix: 'gate_ak_', scopes: ['objects:read'], createdAt: NOW, expiresAt: null, revokedAt: null, lastUsedAt: null };
         await storage().apiKeys.create(key);
-        const powers = { isAdmin: false, scopes: ['objects:read', 'model:read'], allowImpersonation: false, isResourceServer: false };
-
-        for (const [label, expected] of [
-          ['made admin meanwhile', { ...powers, isAdmin: true }],
-          ['allowed to impersonate meanwhile', { ...powers, allowImpersonation: true }],
-          ['made a resource server meanwhile', { ...powers, isResourceServer: true }],
-          ['given another scope meanwhile', { ...powers, scopes: ['objects:read'] }],
-          ['its scopes in another order', { ...powers, scopes: ['model:read', 'objects:read'] }],
-        ] as const) {
+        for (const [label, expected] of POWERS_CHANGED_MEANWHILE) {
           assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 10, expected), false, label);
           assert.equal(await storage().clients.deleteSecret(client.id, secret.id, expected), false, label);
           assert.equal(await storage().clients.delete(client.id, expected), false, label);
@@ -363,13 +357,13 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().clients.listSecrets(client.id), [secret]);
         assert.deepEqual(await storage().apiKeys.findById(key.id), key);
 
-        assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 10, powers), true);
+        assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 10, POWERS), true);
         assert.equal((await storage().apiKeys.findById(key.id))?.revokedAt, NOW + 10);
-        assert.equal(await storage().clients.deleteSecret(client.id, secret.id, powers), true);
+        assert.equal(await storage().clients.deleteSecret(client.id, secret.id, POWERS), true);
         assert.deepEqual(await storage().clients.listSecrets(client.id), []);
-        assert.equal(await storage().clients.delete(client.id, powers), true);
+        assert.equal(await storage().clients.delete(client.id, POWERS), true);
         assert.equal(await storage().clients.find(client.id), undefined);
-        assert.equal(await storage().clients.delete(client.id, powers), false, 'once');
+        assert.equal(await storage().clients.delete(client.id, POWERS), false, 'once');
       });
 
       it('lets exactly one of several concurrent deletions of a client through, the client with everything issued to it', async () => {
