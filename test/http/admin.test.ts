@@ -8,6 +8,17 @@ import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { buildApp } from '../../src/http/app.ts';
 
 type Scope = 'admin:clients' | 'admin:users' | 'admin:tokens';
+/** The admin API's routes that write a client or its credentials, as the OpenAPI document names them. */
+const CLIENT_WRITES = [
+  ['/clients', 'post'],
+  ['/clients/{clientId}', 'patch'],
+  ['/clients/{clientId}', 'delete'],
+  ['/clients/{clientId}/secrets', 'post'],
+  ['/clients/{clientId}/secrets/{secretId}', 'delete'],
+  ['/clients/{clientId}/api-keys', 'post'],
+  ['/clients/{clientId}/api-keys/{keyId}', 'delete'],
+] as const;
+
 /** What the admin API could change about `target`: every client, its secrets and API keys (use times aside). */
 const clientsAndCredentials = async (server: TestServer, target: string): Promise<string> =>
   JSON.stringify({
@@ -378,15 +389,7 @@ for (const dialect of DIALECTS) {
         assert.equal((await api('DELETE', `/clients/${target}`, as('admin:clients'))).status, 204);
 
         const doc = (await api('GET', '/openapi.json')).body;
-        for (const [path, method] of [
-          ['/clients', 'post'],
-          ['/clients/{clientId}', 'patch'],
-          ['/clients/{clientId}', 'delete'],
-          ['/clients/{clientId}/secrets', 'post'],
-          ['/clients/{clientId}/secrets/{secretId}', 'delete'],
-          ['/clients/{clientId}/api-keys', 'post'],
-          ['/clients/{clientId}/api-keys/{keyId}', 'delete'],
-        ] as const) {
+        for (const [path, method] of CLIENT_WRITES) {
           assert.match(doc.paths[`/admin/v1${path}`][method].description, /every admin scope the client has or will have/, `the document states the rule on ${method} ${path}`);
         }
       });
@@ -500,15 +503,7 @@ for (const dialect of DIALECTS) {
         assert.equal((await api('DELETE', `/clients/${target}`, { auth: auth.allAdmin })).status, 204);
 
         const doc = (await api('GET', '/openapi.json')).body;
-        for (const [path, method] of [
-          ['/clients', 'post'],
-          ['/clients/{clientId}', 'patch'],
-          ['/clients/{clientId}', 'delete'],
-          ['/clients/{clientId}/secrets', 'post'],
-          ['/clients/{clientId}/secrets/{secretId}', 'delete'],
-          ['/clients/{clientId}/api-keys', 'post'],
-          ['/clients/{clientId}/api-keys/{keyId}', 'delete'],
-        ] as const) {
+        for (const [path, method] of CLIENT_WRITES) {
           assert.match(doc.paths[`/admin/v1${path}`][method].description, /resource server .* admin:tokens/, `the document states the rule on ${method} ${path}`);
         }
       });
