@@ -428,6 +428,29 @@ for (const dialect of DIALECTS) {
       assert.equal(location.searchParams.get('state'), 'st-1');
     });
 
+    it('refuses a consent form shown to one person once another has signed in in the same browser, and authorizes nobody', async () => {
+      const grace = { email: 'switched-account@example.com', password: 'grace horse battery staple' };
+      const { id: graceId } = await server.user(grace.email, grace.password);
+      const browser = new HttpBrowser();
+      let page = await browser.follow(authorizeUrl({ client_id: other.id, scope: 'openid objects:download' }), server.url);
+      page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), ...user } });
+      assert.match(page.text, new RegExp(`Signed in as <strong>${user.email}</strong>`));
+      const shownToAda = { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' };
+
+      // Another tab: Ada signs out and Grace signs in.
+      const login = await browser.request(`${server.url}/login`);
+      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), ...grace } })).status, 303);
+
+      const answered = await browser.request(`${server.url}/consent`, { form: shownToAda });
+      assert.equal(answered.status, 403, answered.text.slice(0, 300));
+      assert.equal(answered.location, undefined, 'no code goes back to the client');
+      assert.match(answered.headers.get('content-type') ?? '', /text\/html/);
+      assert.equal(await server.gatehouse.storage.consents.find(graceId, other.id), undefined, 'Grace consented to nothing');
+      // The request still waits: Grace is shown it, as herself, and decides.
+      const again = await browser.follow(`${server.url}/consent?request=${shownToAda.request}`, server.url);
+      assert.match(again.text, new RegExp(`Signed in as <strong>${grace.email}</strong>`));
+    });
+
     it('answers a wrong password without telling whether the email exists', async () => {
       const browser = new HttpBrowser();
       const form = await browser.request(`${server.url}/login`);

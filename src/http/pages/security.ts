@@ -4,7 +4,7 @@ import type { GatehouseConfig } from '../../core/config.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The CSRF token forms on this page carry (signed double-submit: HMAC of the CSRF cookie). */
+    /** The CSRF token forms on this page carry (signed double-submit: HMAC of the CSRF cookie and the session cookie). */
     csrfToken?: string;
   }
 }
@@ -42,9 +42,20 @@ export function cookiePolicy(config: GatehouseConfig) {
 
 export type CookiePolicy = ReturnType<typeof cookiePolicy>;
 
+/**
+ * Form tokens are bound to the session as well as to the browser's CSRF cookie: a form shown to
+ * one person stops working once someone else signs in in that browser (another tab), or the person
+ * signs out, so a consent page that said "Signed in as ada@…" can never grant Grace's account.
+ * Signing in or out changes the token, as OWASP's CSRF cheat sheet asks of session-bound tokens.
+ */
 export function csrfProtection(config: GatehouseConfig, cookies: CookiePolicy) {
   const key = Buffer.from(hkdfSync('sha256', config.secret, 'gatehouse', 'csrf', 32));
-  const sign = (value: string) => createHmac('sha256', key).update(value).digest('base64url');
+  const sign = (request: FastifyRequest, value: string) =>
+    createHmac('sha256', key)
+      .update(value)
+      .update('\0')
+      .update(request.cookies[cookies.names(request).session] ?? '')
+      .digest('base64url');
   return {
     /** Makes sure the browser has a CSRF cookie and sets `request.csrfToken` for the forms. */
     issue(request: FastifyRequest, reply: FastifyReply): void {
@@ -54,13 +65,13 @@ export function csrfProtection(config: GatehouseConfig, cookies: CookiePolicy) {
         value = randomBytes(32).toString('base64url');
         reply.setCookie(name, value, cookies.options(request));
       }
-      request.csrfToken = sign(value);
+      request.csrfToken = sign(request, value);
     },
-    /** True when the form's token is the HMAC of this browser's CSRF cookie. */
+    /** True when the form's token is the HMAC of this browser's CSRF cookie and the session it has now. */
     verify(request: FastifyRequest, token: unknown): boolean {
       const value = request.cookies[cookies.names(request).csrf];
       if (!value || typeof token !== 'string') return false;
-      const expected = Buffer.from(sign(value));
+      const expected = Buffer.from(sign(request, value));
       const given = Buffer.from(token);
       return expected.length === given.length && timingSafeEqual(expected, given);
     },
