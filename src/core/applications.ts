@@ -179,15 +179,37 @@ async function removeSecret(services: Services, clientId: string, secret: string
   if (stored) await services.storage.clients.deleteSecret(clientId, stored.id);
 }
 
+/**
+ * Characters that are not seen but change how the text around them reads: control characters,
+ * line and paragraph separators, and format characters — bidi overrides, embeddings and isolates
+ * (U+202A–U+202E, U+2066–U+2069), direction marks, zero-width spaces. A client's name and
+ * description are shown on the consent page, where "Trusted App" followed by U+202E would show
+ * "wants to access your account" reversed, and a zero-width space makes a look-alike of a known
+ * name (Unicode TR #36 §2). The zero-width non-joiner and joiner stay: Persian and Indic writing and
+ * emoji sequences need them. A description may have line breaks and tabs.
+ */
+const HIDDEN_IN_NAME = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+const HIDDEN_IN_DESCRIPTION = /(?![\u200C\u200D\t\n\r])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
+function checkVisible(field: 'name' | 'description', value: string, hidden: RegExp): void {
+  const found = hidden.exec(value)?.[0];
+  if (found === undefined) return;
+  const code = `U+${found.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+  throw new ValidationError(field, `the ${field} contains an invisible or control character (${code}), which could disguise it on the consent page`);
+}
+
 /** `held`: what the client has now, on a change (nothing for a new client): kept even where today's rules would refuse it. */
 function validateClient(
   { scopes, config }: Pick<Services, 'scopes' | 'config'>,
   input: ClientInput & { id: string },
-  held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris'> = { grantTypes: [], redirectUris: [], postLogoutRedirectUris: [] },
+  held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris' | 'name' | 'description'> = { grantTypes: [], redirectUris: [], postLogoutRedirectUris: [], name: '', description: '' },
 ): NewClient {
   const name = input.name?.trim();
   if (!name) throw new ValidationError('name', 'a client needs a name');
   if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
+  if (name !== held.name) checkVisible('name', name, HIDDEN_IN_NAME);
+  const description = input.description?.trim() ?? '';
+  if (description !== held.description) checkVisible('description', description, HIDDEN_IN_DESCRIPTION);
   if (input.type !== 'confidential' && input.type !== 'public') throw new ValidationError('type', 'type must be confidential or public');
 
   const grantTypes = [...new Set(input.grantTypes)];
@@ -237,7 +259,7 @@ function validateClient(
   return {
     id: input.id,
     name,
-    description: input.description?.trim() ?? '',
+    description,
     ownerUserId: input.ownerUserId ?? null,
     type: input.type,
     baseUrl,

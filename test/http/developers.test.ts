@@ -280,6 +280,37 @@ for (const dialect of DIALECTS) {
         assert.equal((await server.gatehouse.storage.clients.listForOwner(bob.id)).length, before);
       });
 
+      it('refuses a name or description with characters that reorder or hide the consent page’s text, and creates or changes nothing', async () => {
+        const browser = await signIn(bob.email);
+        const before = (await server.gatehouse.storage.clients.listForOwner(bob.id)).length;
+        const csrf = await csrfOf(browser);
+        // "Trusted App\u202E" would show the consent page's "wants to access your account" reversed.
+        const tricks = ['Trusted App\u202E', 'Sync\u2066 tool', 'Sync\u200Btool', 'Sync\u200Ftool', 'Sync\u0007tool', 'Sync\u2028tool', 'Sync\u001B[31mtool', 'Sy\uFEFFnc'];
+        for (const name of tricks) {
+          const res = await browser.request(url('/developers/applications'), { form: { csrf, ...appForm({ name }) } });
+          assert.equal(res.status, 400, JSON.stringify(name));
+          assert.match(fieldErrors(res.text)['app-name'] ?? '', /character/, JSON.stringify(name));
+        }
+        const res = await browser.request(url('/developers/applications'), { form: { csrf, ...appForm({ description: 'Keeps \u202Emodels in sync' }) } });
+        assert.equal(res.status, 400);
+        assert.match(fieldErrors(res.text)['app-description'] ?? '', /character/);
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(bob.id)).length, before, 'nothing was created');
+
+        // What scripts and emoji need is kept: joiners (Persian, emoji sequences), right-to-left text, line breaks in the description.
+        const joined = '\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645 \u{1F469}\u200D\u{1F4BB}';
+        const { id } = await createApp(browser, appForm({ name: joined, description: 'Line one\r\n\u05E9\u05DC\u05D5\u05DD' }));
+        const created = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(created.name, joined);
+
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        const changed = await browser.request(url(`/developers/applications/${id}/settings`), {
+          form: { csrf: hiddenField(page.text, 'csrf'), name: 'Sync\u202Etool', description: '', base_url: '', redirect_uris: CALLBACK },
+        });
+        assert.equal(changed.status, 400);
+        assert.match(fieldErrors(changed.text)['app-name'] ?? '', /character/);
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.name, joined);
+      });
+
       it('lists only the person’s own applications', async () => {
         const alices = await signIn(alice.email);
         const { id } = await createApp(alices, appForm({ name: 'Alice’s viewer' }));
