@@ -401,6 +401,12 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
   // --- credentials minted per request ---------------------------------------------------------------
 
   /** Values for the placeholders in `text`: each made fresh, before the request's "before" snapshot. */
+  /** The CSRF token of a page shown to the browser with the fixture's CSRF cookie and `session`. */
+  async function csrfTokenFor(session: string): Promise<string> {
+    const page = await fetch(`${f.server.url}/login`, { headers: { cookie: `gatehouse_csrf=${f.csrf.cookie}; gatehouse_session=${session}` } });
+    return hiddenField(await page.text(), 'csrf');
+  }
+
   async function mint(text: string): Promise<Map<string, string>> {
     const { gatehouse } = f.server;
     const { storage, config } = gatehouse;
@@ -574,6 +580,8 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
         const session = c.session ? await gatehouse.sessions.start(c.session === 'victim' ? f.victimId : f.developerId, gatehouse.clock()) : undefined;
         try {
           const minted = await mint(JSON.stringify(c));
+          // A form's token is bound to the session it was shown with: the one this request carries.
+          if (session && minted.has(P.csrf)) minted.set(P.csrf, await csrfTokenFor(session));
           const fill = (text: string) => {
             for (const [placeholder, value] of minted) text = text.replaceAll(placeholder, value);
             return text;
