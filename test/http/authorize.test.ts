@@ -298,8 +298,9 @@ for (const dialect of DIALECTS) {
         now += 5;
         // An application's form post carries no SameSite=Lax cookie, and one too large to be sent
         // again as a GET (over 8 KiB) is answered as it came: as if nobody were signed in.
-        const posted = await new HttpBrowser().request(`${server.url}/authorize`, {
+        const posted = await browser.request(`${server.url}/authorize`, {
           form: { response_type: 'code', client_id: other.id, redirect_uri: CALLBACK, scope: 'openid objects:read', state: 'st-1', nonce: 'n-1', padding: 'x'.repeat(9000), ...params },
+          crossSite: true,
         });
         assert.match(posted.location ?? '', /^\/login\?request=[A-Za-z0-9_-]{32}$/, 'sent to sign in');
         await expectFreshSignIn(browser, new URL(posted.location!, server.url).searchParams.get('request')!);
@@ -449,6 +450,45 @@ for (const dialect of DIALECTS) {
       // The request still waits: Grace is shown it, as herself, and decides.
       const again = await browser.follow(`${server.url}/consent?request=${shownToAda.request}`, server.url);
       assert.match(again.text, new RegExp(`Signed in as <strong>${grace.email}</strong>`));
+    });
+
+    it('lets only the browser that began a request sign in for it and decide it: another, knowing its id, gets an error page and changes nothing', async () => {
+      const mallory = { email: 'mallory-other-browser@example.com', password: 'mallory horse battery staple' };
+      const { id: malloryId } = await server.user(mallory.email, mallory.password);
+      const victim = new HttpBrowser();
+      const started = await victim.follow(authorizeUrl({ client_id: other.id, scope: 'openid objects:read', state: 'victim-state' }), server.url);
+      const pendingId = hiddenField(started.text, 'request');
+
+      // The attacker learned the request's id (a shared browser's history, an access log) and uses it in their own browser.
+      const attacker = new HttpBrowser();
+      const login = await attacker.request(`${server.url}/login?request=${pendingId}`);
+      const signedIn = await attacker.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), request: pendingId, ...mallory } });
+      assert.equal(signedIn.status, 400, signedIn.text.slice(0, 300));
+      assert.equal(signedIn.location, undefined, 'no code goes back to the client');
+      assert.match(signedIn.text, /started in another browser/);
+      assert.equal(attacker.cookies.get('gatehouse_session'), undefined, 'not even signed in');
+      // Signed in on their own, the attacker cannot decide the request either.
+      const own = await attacker.request(`${server.url}/login`);
+      assert.equal((await attacker.request(`${server.url}/login`, { form: { csrf: hiddenField(own.text, 'csrf'), ...mallory } })).status, 303);
+      const consent = await attacker.request(`${server.url}/consent?request=${pendingId}`);
+      assert.equal(consent.status, 400);
+      assert.doesNotMatch(consent.text, /name="decision"/, 'the consent page is not shown');
+      const account = await attacker.request(`${server.url}/account`);
+
+      const answered = await attacker.request(`${server.url}/consent`, { form: { csrf: hiddenField(account.text, 'csrf'), request: pendingId, decision: 'allow' } });
+      assert.equal(answered.status, 400);
+      assert.equal(answered.location, undefined);
+      assert.equal(await server.gatehouse.storage.consents.find(malloryId, other.id), undefined, 'nothing was authorized');
+
+      // The request still waits for the browser that began it.
+      let page = await victim.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(started.text, 'csrf'), request: pendingId, ...user } });
+      // (Ada may have authorized the application before: then no consent page.)
+      if (page.text.includes('name="decision"')) {
+        page = await victim.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: pendingId, decision: 'allow' } });
+      }
+      const callback = new URL(page.location!);
+      assert.equal(callback.searchParams.get('state'), 'victim-state');
+      assert.ok(callback.searchParams.get('code'));
     });
 
     it('answers a wrong password without telling whether the email exists', async () => {

@@ -447,7 +447,9 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     for (const [name, session] of [[P.pendingLogin, undefined], [P.pendingConsent, f.victimSession]] as const) {
       if (!wants(name)) continue;
       const query = new URLSearchParams({ response_type: 'code', client_id: f.pending.id, redirect_uri: CALLBACK, scope: 'openid email', state: 'waiting', prompt: 'consent' });
-      const res = await fetch(`${f.server.url}/authorize?${query}`, { redirect: 'manual', headers: session ? { cookie: `gatehouse_session=${session}` } : {} });
+      // Begun by the browser whose CSRF cookie the cases carry: only it may sign in for the request and decide it.
+      const cookie = [`gatehouse_csrf=${f.csrf.cookie}`, ...(session ? [`gatehouse_session=${session}`] : [])].join('; ');
+      const res = await fetch(`${f.server.url}/authorize?${query}`, { redirect: 'manual', headers: { cookie } });
       const id = new URL(res.headers.get('location')!, f.server.url).searchParams.get('request');
       assert.ok(id, `no waiting request: ${res.status} ${res.headers.get('location')}`);
       values.set(name, id);

@@ -5,9 +5,13 @@
 export class HttpBrowser {
   readonly cookies = new Map<string, string>();
 
-  async request(url: string, init: { method?: string; form?: Record<string, string> | [string, string][]; headers?: Record<string, string> } = {}) {
+  /**
+   * `crossSite`: the request comes from another site's page (an application's form post), so the
+   * browser sends none of Gatehouse's cookies (all `SameSite=Lax`), yet keeps those the answer sets.
+   */
+  async request(url: string, init: { method?: string; form?: Record<string, string> | [string, string][]; headers?: Record<string, string>; crossSite?: boolean } = {}) {
     const headers: Record<string, string> = { ...init.headers };
-    if (this.cookies.size > 0) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    if (this.cookies.size > 0 && !init.crossSite) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     let body: string | undefined;
     if (init.form) {
       headers['content-type'] = 'application/x-www-form-urlencoded';

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Client, Consent } from '../../storage/repositories.ts';
 import type { ActiveSession } from '../sessions.ts';
 import { clientNetwork } from '../addresses.ts';
@@ -43,10 +43,21 @@ interface PendingRequest {
    * be answered by an old session.
    */
   signInSince: number | undefined;
+  /**
+   * The digest of the browser that began the request (its CSRF cookie): only that browser may sign
+   * in for it and decide it. Whoever learns a request's id (a URL in a shared browser's history, a
+   * proxy's access log) could otherwise answer it with their own account, and the code, carrying the
+   * victim's state and PKCE challenge, would sign the victim in to the client as them. Undefined for
+   * a request stored by an earlier version.
+   */
+  browser: string | undefined;
 }
 
-/** Where a request being decided comes from: a new one from a client address, or one that waited. */
-type Origin = { address: string } | { pendingId: string };
+/**
+ * Where a request being decided comes from: a new one from a client address and browser (the value
+ * of its CSRF cookie), or one that waited.
+ */
+type Origin = { address: string; browser: string } | { pendingId: string };
 
 /** Over the budget of requests an address may leave waiting: answered without storing anything. */
 class PendingBudgetSpent extends Error {
@@ -77,8 +88,8 @@ export class AuthorizationEndpoint {
     this.#pendingPerAddress = limits.pendingPerAddress;
   }
 
-  /** A new request, from the browser at `address`. */
-  async begin(params: Readonly<Record<string, unknown>>, session: ActiveSession | undefined, address: string): Promise<AuthorizationOutcome> {
+  /** A new request, from the browser at `address` whose CSRF cookie is `browser`. */
+  async begin(params: Readonly<Record<string, unknown>>, session: ActiveSession | undefined, address: string, browser: string): Promise<AuthorizationOutcome> {
     const { scopes, config } = this.#services;
     try {
       const { request, client } = await validateAuthorizationRequest({
@@ -89,16 +100,17 @@ export class AuthorizationEndpoint {
         implicitEnabled: config.implicit.enabled,
         readIdTokenHint: (hint) => this.#services.idTokens.readHint(hint),
       });
-      return await this.#decide(request, client, session, { address });
+      return await this.#decide(request, client, session, { address, browser });
     } catch (error) {
       return this.#fail(error);
     }
   }
 
   /** The person signed in (or was already) while the request waited. */
-  async continueAfterLogin(pendingId: string, session: ActiveSession): Promise<AuthorizationOutcome> {
+  async continueAfterLogin(pendingId: string, session: ActiveSession, browser: string | undefined): Promise<AuthorizationOutcome> {
     const pending = await this.#pending(pendingId);
     if (!pending) return expired();
+    if (!fromBrowser(pending, browser)) return otherBrowser();
     try {
       return await this.#decide(pending.request, pending.client, session, { pendingId });
     } catch (error) {
@@ -106,18 +118,29 @@ export class AuthorizationEndpoint {
     }
   }
 
+  /**
+   * The error page for a waiting request that another browser began (see PendingRequest.browser),
+   * or undefined: asked before a sign-in or sign-up for the request changes anything.
+   */
+  async refusedToBrowser(pendingId: string, browser: string | undefined): Promise<AuthorizationOutcome | undefined> {
+    const pending = await this.#pending(pendingId);
+    return pending && !fromBrowser(pending, browser) ? otherBrowser() : undefined;
+  }
+
   /** What the consent page shows for a waiting request, or why it cannot. */
-  async pendingConsent(pendingId: string, session: ActiveSession | undefined): Promise<AuthorizationOutcome> {
+  async pendingConsent(pendingId: string, session: ActiveSession | undefined, browser: string | undefined): Promise<AuthorizationOutcome> {
     const pending = await this.#pending(pendingId);
     if (!pending) return expired();
+    if (!fromBrowser(pending, browser)) return otherBrowser();
     if (!session || this.#mustSignIn(pending, session)) return { kind: 'login', pendingId, client: pending.client, loginHint: pending.request.loginHint };
     return this.#consentPage(pendingId, pending.client, pending.request);
   }
 
   /** Allow or Deny on the consent page. */
-  async answerConsent(pendingId: string, session: ActiveSession, allow: boolean): Promise<AuthorizationOutcome> {
+  async answerConsent(pendingId: string, session: ActiveSession, allow: boolean, browser: string | undefined): Promise<AuthorizationOutcome> {
     const pending = await this.#pending(pendingId);
     if (!pending) return expired();
+    if (!fromBrowser(pending, browser)) return otherBrowser();
     const { request, client } = pending;
     // OpenID Connect Core §3.1.2.1: prompt=login and max_age "MUST actively re-authenticate" — the
     // consent form is no way around the sign-in the request asked for.
@@ -258,6 +281,7 @@ export class AuthorizationEndpoint {
     }
     const id = randomBytes(24).toString('base64url');
     const stored: Record<string, unknown> = { ...request };
+    if ('browser' in origin) stored.browser = digestOf(origin.browser);
     if (demands.staleSession !== undefined) stored.staleSession = demands.staleSession;
     if (demands.signInSince !== undefined) stored.signInSince = demands.signInSince;
     await this.#services.storage.pendingAuthorizations.create({ id, clientId: request.clientId, request: stored, createdAt: now, expiresAt: now + PENDING_TTL_SECONDS });
@@ -269,8 +293,8 @@ export class AuthorizationEndpoint {
     const pending = await this.#services.storage.pendingAuthorizations.find(pendingId);
     if (!pending || pending.expiresAt <= this.#services.clock()) return undefined;
     const entry = await this.#services.clients.get(pending.clientId);
-    const { staleSession, signInSince, ...request } = pending.request as unknown as AuthorizationRequest & { staleSession?: string; signInSince?: number };
-    return entry && { request, client: entry.client, staleSession, signInSince };
+    const { staleSession, signInSince, browser, ...request } = pending.request as unknown as AuthorizationRequest & { staleSession?: string; signInSince?: number; browser?: string };
+    return entry && { request, client: entry.client, staleSession, signInSince, browser };
   }
 
   #fail(error: unknown): AuthorizationOutcome {
@@ -291,6 +315,21 @@ const isTooOld = (request: AuthorizationRequest, { session }: ActiveSession, now
 const isHinted = (request: AuthorizationRequest, userId: string): boolean => request.idTokenHintSubject === undefined || request.idTokenHintSubject === userId;
 
 const covers = (consent: Consent | undefined, scopes: readonly string[]): boolean => consent !== undefined && scopes.every((s) => consent.scopes.includes(s));
+
+/** Is this the browser that began the request (see PendingRequest.browser)? */
+function fromBrowser(pending: PendingRequest, browser: string | undefined): boolean {
+  if (pending.browser === undefined) return true;
+  if (browser === undefined) return false;
+  const expected = Buffer.from(pending.browser);
+  const given = Buffer.from(digestOf(browser));
+  return expected.length === given.length && timingSafeEqual(expected, given);
+}
+
+/** Nothing is said about the request to a browser that did not begin it, and nothing changes. */
+const otherBrowser = (): AuthorizationOutcome => ({
+  kind: 'error_page',
+  message: 'This sign-in request was started in another browser, or this browser’s cookies were cleared since. Go back to the application and start again.',
+});
 
 const expired = (): AuthorizationOutcome => ({
   kind: 'error_page',

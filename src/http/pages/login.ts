@@ -41,13 +41,20 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
   };
 
   /** Starts a fresh session (never reusing one: no session fixation) and continues the request, or goes to the next page. */
+  /**
+   * A sign-in or sign-up for a waiting authorization request that another browser began is refused
+   * before anything is stored: no session, no account (AuthorizationEndpoint.refusedToBrowser).
+   */
+  const refusedHere = async (request: FastifyRequest, pendingId: string | undefined) =>
+    pendingId === undefined ? undefined : gatehouse.authorizationEndpoint.refusedToBrowser(pendingId, request.browser);
+
   const signedIn = async (request: FastifyRequest, reply: FastifyReply, userId: string, pendingId: string | undefined, next: string | undefined) => {
     const names = pages.cookies.names(request);
     await gatehouse.sessions.end(request.cookies[names.session]);
     const cookie = await gatehouse.sessions.start(userId, gatehouse.clock());
     reply.setCookie(names.session, cookie, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
     const session = await gatehouse.sessions.resolve(cookie, gatehouse.clock());
-    if (pendingId && session) return sendOutcome(reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session), true);
+    if (pendingId && session) return sendOutcome(reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session, request.browser), true);
     return reply.redirect(next ?? '/account', 303);
   };
 
@@ -65,6 +72,8 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
       return showLogin(reply, pendingId, next, { email, error: 'Your session expired while the page was open. Please try again.' }, 403);
     }
     if (!email || !password) return showLogin(reply, pendingId, next, { email, error: 'Enter your email and password.' }, 400);
+    const foreign = await refusedHere(request, pendingId);
+    if (foreign) return sendOutcome(reply, foreign, true);
     const result = await gatehouse.login.login(email, password, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
@@ -107,6 +116,8 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
       return showSignup(reply, pendingId, next, { email, name, error: 'Your session expired while the page was open. Please try again.' }, 403);
     }
     if (name.length > 200) return showSignup(reply, pendingId, next, { email, name: '', error: 'The name is too long.' }, 400);
+    const foreign = await refusedHere(request, pendingId);
+    if (foreign) return sendOutcome(reply, foreign, true);
     const wait = await gatehouse.login.signupBlockedFor(request.ip, gatehouse.clock());
     if (wait > 0) {
       reply.header('retry-after', String(wait));

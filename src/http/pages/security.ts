@@ -6,6 +6,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The CSRF token forms on this page carry (signed double-submit: HMAC of the CSRF cookie and the session cookie). */
     csrfToken?: string;
+    /**
+     * This browser's CSRF cookie, set by this answer if the browser had none: it also tells the
+     * browser that began an authorization request from any other (AuthorizationEndpoint).
+     */
+    browser?: string;
   }
 }
 
@@ -65,6 +70,7 @@ export function csrfProtection(config: GatehouseConfig, cookies: CookiePolicy) {
         value = randomBytes(32).toString('base64url');
         reply.setCookie(name, value, cookies.options(request));
       }
+      request.browser = value;
       request.csrfToken = sign(request, value);
     },
     /** True when the form's token is the HMAC of this browser's CSRF cookie and the session it has now. */
