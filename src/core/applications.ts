@@ -245,8 +245,9 @@ function validateClient(
   // A URI the client already holds is kept as it is, as a held grant type is: one stored before the
   // current rule keeps working, and does not stand in the way of other changes (removing a leaked
   // key, narrowing scopes). Every URI added is checked.
-  const redirectUris = (input.redirectUris ?? []).map((uri) => (held.redirectUris.includes(uri) ? uri : checkRedirectUri('redirect_uris', uri)));
-  const postLogoutRedirectUris = (input.postLogoutRedirectUris ?? []).map((uri) =>
+  // A URI listed twice is registered once, as a repeated grant type or scope is.
+  const redirectUris = [...new Set(input.redirectUris ?? [])].map((uri) => (held.redirectUris.includes(uri) ? uri : checkRedirectUri('redirect_uris', uri)));
+  const postLogoutRedirectUris = [...new Set(input.postLogoutRedirectUris ?? [])].map((uri) =>
     held.postLogoutRedirectUris.includes(uri) ? uri : checkRedirectUri('post_logout_redirect_uris', uri),
   );
   if ((grantTypes.includes('authorization_code') || grantTypes.includes('implicit')) && redirectUris.length === 0) {
@@ -394,6 +395,7 @@ const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
  * - No userinfo: `https://app.example@evil.example/` reads as one host and sends to another.
  * - No `*` in the host: redirect URIs are matched exactly (RFC 9700 §2.1, §4.1.3), so a wildcard
  *   is never a pattern, and a URI that looks like one only misleads whoever reads the registration.
+ * - No space or control character (see checkNoSpaceOrControl): the URI registered is the one redirected to.
  * - RFC 6749 §3.1.2: it "MUST NOT include a fragment component". Any '#' is refused, an empty
  *   fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
  *
@@ -404,6 +406,7 @@ export function checkRedirectUri(field: string, uri: string): string {
   const what = field === 'post_logout_redirect_uris' ? 'the post-logout redirect URI' : 'the redirect URI';
   const url = URL.parse(uri);
   if (!url) throw new ValidationError(field, `"${uri}" is not an absolute URL`);
+  checkNoSpaceOrControl(field, what, uri);
   if (uri.includes('#')) throw new ValidationError(field, `${what} "${uri}" must not have a fragment (no "#")`);
   if (url.protocol === 'http:') {
     if (!LOOPBACK_HOSTS.includes(url.hostname)) {
@@ -424,6 +427,16 @@ export function checkRedirectUri(field: string, uri: string): string {
   return uri;
 }
 
+/**
+ * RFC 3986 §2 leaves no room in a URI for a space or a control character, and the WHATWG URL
+ * parser, which builds the redirect, drops tabs and line breaks anywhere and spaces and controls at
+ * either end: `https://app.exa\tmple/cb` would be registered and shown as one thing and send the
+ * browser to `https://app.example/cb`, and `https://app.example/cb\n` is not what a client sends.
+ */
+function checkNoSpaceOrControl(field: string, what: string, uri: string): void {
+  if (/[\x00-\x20\x7f-\x9f]/.test(uri)) throw new ValidationError(field, `${what} ${JSON.stringify(uri)} must not hold a space or a control character`);
+}
+
 function checkUrl(field: string, value: string): string {
   let url: URL;
   try {
@@ -431,6 +444,7 @@ function checkUrl(field: string, value: string): string {
   } catch {
     throw new ValidationError(field, `"${value}" is not an absolute URL`);
   }
+  checkNoSpaceOrControl(field, 'the URL', value);
   if (['javascript:', 'data:', 'vbscript:', 'file:'].includes(url.protocol)) throw new ValidationError(field, `"${value}" uses a forbidden scheme`);
   return value;
 }

@@ -844,6 +844,32 @@ for (const dialect of DIALECTS) {
         assert.equal((await server.gatehouse.storage.clients.list()).length, count);
       });
 
+      it('refuses a redirect URI or base URL holding a space or a control character, which the URL parser would drop and redirect elsewhere than registered; stores nothing', async () => {
+        const count = (await server.gatehouse.storage.clients.list()).length;
+        const code = { name: 'App', grant_types: ['authorization_code'] };
+        for (const [body, field] of [
+          [{ ...code, redirect_uris: ['https://app.exa\tmple/cb'] }, 'redirect_uris'],
+          [{ ...code, redirect_uris: ['https://app.example/cb\n'] }, 'redirect_uris'],
+          [{ ...code, redirect_uris: [' https://app.example/cb'] }, 'redirect_uris'],
+          [{ ...code, redirect_uris: ['https://app.example/c b'] }, 'redirect_uris'],
+          [{ ...code, redirect_uris: ['https://app.example/cb\u001b'] }, 'redirect_uris'],
+          [{ ...code, redirect_uris: ['https://app.example/cb\u0085'] }, 'redirect_uris'],
+          [{ ...code, redirect_uris: ['https://app.example/cb'], post_logout_redirect_uris: ['https://app.example/\r\n'] }, 'post_logout_redirect_uris'],
+          [{ name: 'App', base_url: 'https://app.example/\n' }, 'base_url'],
+        ] as const) {
+          assertProblem(await createClient(body), 400, field);
+        }
+        assert.equal((await server.gatehouse.storage.clients.list()).length, count);
+
+        const created = await createClient({ ...code, redirect_uris: ['https://app.example/cb', 'https://app.example/cb', 'https://app.example/other'] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.deepEqual(created.body.redirect_uris, ['https://app.example/cb', 'https://app.example/other'], 'a URI listed twice is registered once');
+        const changed = await api('PATCH', `/clients/${created.body.client_id}`, { ...as('admin:clients'), body: { redirect_uris: ['https://app.example/other', 'https://app.example/other'] } });
+        assert.equal(changed.status, 200, JSON.stringify(changed.body));
+        assert.deepEqual(changed.body.redirect_uris, ['https://app.example/other']);
+        assert.equal((await api('DELETE', `/clients/${created.body.client_id}`, as('admin:clients'))).status, 204);
+      });
+
       it('checks user input the same way', async () => {
         const count = (await server.gatehouse.storage.users.list()).length;
         for (const [body, field] of [
