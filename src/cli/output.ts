@@ -1,3 +1,5 @@
+import { parseArgs } from 'node:util';
+
 /** How a command prints: a table for people, JSON for scripts (`--json`). */
 export interface Output {
   json: boolean;
@@ -24,4 +26,16 @@ export const isoTime = (epochSeconds: number | null): string => (epochSeconds ==
 /** A mistake in how a command was called: printed with the usage, exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/**
+ * The arguments of a command that takes no option but `--json`: exactly the `names` given, in order.
+ * An unknown option (`client delete ID --dry-run`) or an extra argument is a usage error, never
+ * ignored: the command would otherwise do what it was not asked to, or more than was meant.
+ */
+export function argumentsOf(command: string, args: string[], names: string[]): string[] {
+  const { positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  if (positionals.length < names.length) throw new UsageError(`${command} needs ${names.join(' ')}`);
+  if (positionals.length > names.length) throw new UsageError(`${command} takes ${names.length === 0 ? 'no argument' : names.join(' ')}, not also "${positionals[names.length]}"`);
+  return positionals;
 }

@@ -295,6 +295,15 @@ for (const dialect of DIALECTS) {
         ['user', 'disable'],
         ['user', 'frobnicate'],
         ['keys', 'frobnicate'],
+        ['client', 'list', '--limit', '5'],
+        ['client', 'show', 'app_one', 'app_two'],
+        ['client', 'rotate-secret', 'app_one', '--keep-old'],
+        ['user', 'list', '--disabled'],
+        ['user', 'disable', 'usage@example.com', 'other@example.com'],
+        ['keys', 'list', '--all'],
+        ['keys', 'rotate', 'now'],
+        ['apikey', 'list', 'app_one', '--name', 'x'],
+        ['apikey', 'revoke', 'app_one', 'key_one', 'key_two'],
       ];
       for (const args of cases) {
         const result = await runCli(args, env);
@@ -303,6 +312,25 @@ for (const dialect of DIALECTS) {
         assert.ok(result.stderr.includes('Usage:'), `gatehouse ${args.join(' ')} prints the usage`);
         assert.equal(result.stdout, '');
       }
+    });
+
+    it('refuses an option or argument a command does not take with exit 2, and does nothing: delete --dry-run deletes nothing, disable --dry-run disables no one', async () => {
+      const created = await cliJson<{ client_id: string }>(['client', 'create', '--name', 'Kept'], env);
+      await cliJson(['user', 'create', '--email', 'kept@example.com', '--password', 'long enough password'], env);
+      for (const args of [
+        ['client', 'delete', created.client_id, '--dry-run'],
+        ['client', 'delete', created.client_id, 'app_another'],
+        ['user', 'disable', 'kept@example.com', '--dry-run'],
+      ]) {
+        const result = await runCli(args, env);
+        assert.equal(result.code, 2, `gatehouse ${args.join(' ')}: exit ${result.code}\n${result.stderr}`);
+        assert.match(result.stderr, /^gatehouse: /);
+        assert.equal(result.stdout, '');
+      }
+      assert.equal((await cliJson<{ client_id: string }>(['client', 'show', created.client_id], env)).client_id, created.client_id);
+      assert.equal((await cliJson<{ email: string; disabled: boolean }[]>(['user', 'list'], env)).find((u) => u.email === 'kept@example.com')!.disabled, false);
+      // --json may come anywhere.
+      assert.deepEqual(await cliJson(['client', 'delete', '--json', created.client_id], env), { deleted: created.client_id });
     });
 
     it('exits with 1 and one line naming the problem on a validation error, and creates nothing', async () => {

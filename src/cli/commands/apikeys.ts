@@ -17,6 +17,11 @@ export async function apiKeyCommand(gatehouse: Gatehouse, args: string[], out: O
     options: { name: { type: 'string' }, scope: { type: 'string' }, 'expires-at': { type: 'string' }, json: { type: 'boolean' } },
   });
   const clientId = required(positionals[0], `apikey ${sub ?? ''} needs a CLIENT_ID`);
+  // Only create takes options besides --json, and only revoke a second argument: anything else is a mistake, not ignored.
+  const expected = sub === 'revoke' ? 2 : 1;
+  if (positionals.length > expected) throw new UsageError(`apikey ${sub ?? ''} takes ${expected === 2 ? 'CLIENT_ID KEY_ID' : 'one CLIENT_ID'}, not also "${positionals[expected]}"`);
+  const misplaced = sub === 'create' ? undefined : (['name', 'scope', 'expires-at'] as const).find((option) => values[option] !== undefined);
+  if (misplaced !== undefined) throw new UsageError(`apikey ${sub ?? ''} takes no --${misplaced}`);
   const client = await gatehouse.storage.clients.find(clientId);
   if (!client) throw new Error(`no client ${clientId}`);
   switch (sub) {

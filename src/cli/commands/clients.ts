@@ -4,7 +4,7 @@ import { createClient, deleteClient, describeClient, rotateClientSecret, updateC
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, JsonWebKeySet } from '../../storage/repositories.ts';
-import { isoTime, table, UsageError, type Output } from '../output.ts';
+import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const clientUsage = `gatehouse client create --name NAME [--type confidential|public] [--grant TYPE]... [--scope "a b"]
                         [--default-scope "a b"] [--redirect-uri URI]... [--post-logout-redirect-uri URI]...
@@ -69,6 +69,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
       return;
     }
     case 'list': {
+      argumentsOf('client list', rest, []);
       const clients = await gatehouse.storage.clients.list();
       out.print(clients.map(describeClient), () =>
         table([['CLIENT_ID', 'NAME', 'TYPE', 'GRANTS', 'FLAGS'], ...clients.map((c) => [c.id, c.name, c.type, c.grantTypes.join(','), flags(c)])]),
@@ -76,22 +77,23 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
       return;
     }
     case 'show': {
-      const client = await gatehouse.storage.clients.find(required(rest[0], 'client show needs a CLIENT_ID'));
-      if (!client) throw new Error(`no client ${rest[0]}`);
+      const [id] = argumentsOf('client show', rest, ['CLIENT_ID']) as [string];
+      const client = await gatehouse.storage.clients.find(id);
+      if (!client) throw new Error(`no client ${id}`);
       const secrets = await gatehouse.storage.clients.listSecrets(client.id);
       const described = { ...describeClient(client), secrets: secrets.map((s) => ({ id: s.id, hint: `…${s.hint}`, created_at: isoTime(s.createdAt), expires_at: isoTime(s.expiresAt) })) };
       out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(26)} ${typeof v === 'string' ? v : JSON.stringify(v)}`).join('\n'));
       return;
     }
     case 'delete': {
-      const id = required(rest[0], 'client delete needs a CLIENT_ID');
+      const [id] = argumentsOf('client delete', rest, ['CLIENT_ID']) as [string];
       if (!(await deleteClient(gatehouse, id))) throw new Error(`no client ${id}`);
       gatehouse.audit.record({ at: now, kind: 'client.deleted', outcome: 'success', clientId: id, userId: null, data: { by: 'cli' } });
       out.print({ deleted: id }, () => `deleted ${id} with its secrets, grants and tokens`);
       return;
     }
     case 'rotate-secret': {
-      const id = required(rest[0], 'client rotate-secret needs a CLIENT_ID');
+      const [id] = argumentsOf('client rotate-secret', rest, ['CLIENT_ID']) as [string];
       const client = await gatehouse.storage.clients.find(id);
       if (!client) throw new Error(`no client ${id}`);
       if (client.type === 'public') throw new Error(`${id} is a public client: it has no secret`);

@@ -1,17 +1,17 @@
 import type { Gatehouse } from '../../gatehouse.ts';
-import { isoTime, table, UsageError, type Output } from '../output.ts';
+import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const keysUsage = `gatehouse keys list [--json]
 gatehouse keys rotate [--json]`;
 
 export async function keysCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
-  const [sub] = args;
+  const [sub, ...rest] = args;
   const now = gatehouse.clock();
+  if (sub !== 'rotate' && sub !== 'list') throw new UsageError(`unknown keys command "${sub ?? ''}"`);
+  argumentsOf(`keys ${sub}`, rest, []);
   if (sub === 'rotate') {
     await gatehouse.keys.rotate(now);
     gatehouse.audit.record({ at: now, kind: 'keys.rotated', outcome: 'success', clientId: null, userId: null, data: { by: 'cli' } });
-  } else if (sub !== 'list') {
-    throw new UsageError(`unknown keys command "${sub ?? ''}"`);
   }
   const keys = await gatehouse.storage.keys.listAll();
   const rows = keys

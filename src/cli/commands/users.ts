@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createUser, setUserDisabled } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import { isoTime, table, UsageError, type Output } from '../output.ts';
-import { required } from './clients.ts';
+import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const userUsage = `gatehouse user create --email EMAIL [--password PASSWORD] [--name NAME] [--json]
 gatehouse user list [--json]
@@ -24,6 +23,7 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       return;
     }
     case 'list': {
+      argumentsOf('user list', rest, []);
       const users = await gatehouse.storage.users.list();
       out.print(
         users.map((u) => ({ id: u.id, email: u.email, name: u.name, disabled: u.disabledAt !== null, created_at: isoTime(u.createdAt) })),
@@ -32,7 +32,7 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       return;
     }
     case 'disable': {
-      const key = required(rest.find((a) => !a.startsWith('--')), 'user disable needs a USER_ID or EMAIL');
+      const [key] = argumentsOf('user disable', rest, ['USER_ID|EMAIL']) as [string];
       const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
       if (!user) throw new Error(`no user ${key}`);
       await setUserDisabled(gatehouse, user, true, now);
