@@ -5,6 +5,7 @@ import { countRows, DIALECTS } from '../support/databases.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { sendRaw } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { updateClient } from '../../src/core/applications.ts';
 
 const CALLBACK = 'https://app.example/callback';
 
@@ -121,6 +122,20 @@ for (const dialect of DIALECTS) {
       const { callback } = await authorize({ client_id: web.id });
       const res = await exchange(callback.searchParams.get('code')!, web, { redirect_uri: 'https://app.example/other' });
       assert.equal(res.body.error, 'invalid_grant');
+    });
+
+    it('refuses a code sent to a redirect URI the client no longer has, as the operator removed it meanwhile; a code for one it keeps is exchanged', async () => {
+      const LOST = 'https://lost.example/callback';
+      const moving = await server.client({ name: 'Moving app', grantTypes: ['authorization_code'], scopes: ['openid', 'objects:read'], redirectUris: [CALLBACK, LOST] });
+      const { callback: toLost } = await authorize({ client_id: moving.id, redirect_uri: LOST });
+      const { callback: toKept } = await authorize({ client_id: moving.id });
+      // The domain was lost: whoever holds it now received the code meant for the application.
+      assert.ok(await updateClient(server.gatehouse, moving.id, { redirectUris: [CALLBACK] }, now));
+      const refused = await exchange(toLost.searchParams.get('code')!, moving, { redirect_uri: LOST });
+      assert.equal(refused.status, 400, JSON.stringify(refused.body));
+      assert.equal(refused.body.error, 'invalid_grant');
+      const kept = await exchange(toKept.searchParams.get('code')!, moving);
+      assert.equal(kept.status, 200, JSON.stringify(kept.body));
     });
 
     describe('PKCE (RFC 7636)', () => {

@@ -1,5 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AuthorizationCode, User } from '../../storage/repositories.ts';
+import { matchRedirectUri } from '../authorize/redirect-uri.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { digestOf, isWellFormed } from '../tokens/opaque.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
@@ -38,6 +39,9 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
     if (params.redirect_uri !== undefined ? params.redirect_uri !== code.redirectUri : code.redirectUriExplicit) {
       throw invalidGrant('redirect_uri does not match the authorization request');
     }
+    // The code went to code.redirectUri: if the client no longer has that URI (an operator removed it,
+    // say because its domain was lost), whoever answers there now holds the code, and it is refused.
+    if (!matchRedirectUri(client.redirectUris, code.redirectUri)) throw invalidGrant('the redirect URI the code was sent to is no longer registered for the client');
     checkPkce(code, params.code_verifier);
 
     const user = await services.storage.users.findById(code.userId);
