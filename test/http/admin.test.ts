@@ -216,6 +216,33 @@ for (const dialect of DIALECTS) {
       it('answers an unknown route with a 404 problem', async () => {
         assertProblem(await api('GET', '/nothing-here', as('admin:clients')), 404);
       });
+
+      it('answers a method a route does not take with a 405 problem and Allow (RFC 9110 §15.5.6), and HEAD as GET without a body, behind the same token', async () => {
+        for (const [method, path, allow] of [
+          ['PUT', '/clients', 'GET, POST, HEAD'],
+          ['DELETE', '/clients', 'GET, POST, HEAD'],
+          ['POST', `/clients/${viewer.id}`, 'GET, PATCH, DELETE, HEAD'],
+          ['GET', `/clients/${viewer.id}/secrets/some-secret`, 'DELETE'],
+          ['GET', '/keys/rotate', 'POST'],
+          ['PUT', `/users/${adaId}/disable`, 'POST'],
+          ['POST', '/openapi.json', 'GET, HEAD'],
+        ] as const) {
+          const res = await api(method, path, as('admin:clients'));
+          assertProblem(res, 405);
+          assert.equal(res.headers.get('allow'), allow, `${method} ${path}`);
+        }
+        assert.equal((await server.gatehouse.storage.clients.find(viewer.id))?.id, viewer.id);
+
+        const anonymous = await api('HEAD', '/clients');
+        assert.equal(anonymous.status, 401);
+        assert.equal(anonymous.headers.get('www-authenticate'), 'Bearer realm="gatehouse"');
+        const head = await api('HEAD', '/clients', as('admin:clients'));
+        assert.equal(head.status, 200);
+        assert.match(head.headers.get('content-type') ?? '', /^application\/json/);
+        assert.equal(head.body, undefined);
+        assert.equal((await api('HEAD', '/clients/app_nobody', as('admin:clients'))).status, 404);
+        assert.equal((await api('HEAD', '/openapi.json')).status, 200);
+      });
     });
 
     describe('clients (admin:clients)', () => {
@@ -957,8 +984,10 @@ for (const dialect of DIALECTS) {
         // A second app on the same Gatehouse, watched from its root as it registers its routes.
         const app = buildApp(server.gatehouse);
         const registered: string[] = [];
+        const heads: string[] = [];
         app.addHook('onRoute', (route) => {
-          if (route.url.startsWith('/admin/v1')) for (const method of [route.method].flat()) registered.push(`${method} ${route.url}`);
+          // HEAD goes with GET (RFC 9110 §9.3.2): implied by it, not documented as an operation of its own.
+          if (route.url.startsWith('/admin/v1')) for (const method of [route.method].flat()) (method === 'HEAD' ? heads : registered).push(`${method} ${route.url}`);
         });
         try {
           await app.ready();
@@ -968,6 +997,7 @@ for (const dialect of DIALECTS) {
           assert.deepEqual([...new Set(documented)].sort(), [...new Set(registered)].sort());
           assert.equal(documented.length, registered.length, 'no route twice');
           assert.ok(registered.length >= ENDPOINTS.length + 2);
+          assert.deepEqual(heads.sort(), registered.filter((route) => route.startsWith('GET ')).map((route) => route.replace(/^GET/, 'HEAD')).sort());
         } finally {
           await app.close();
         }

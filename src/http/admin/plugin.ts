@@ -9,7 +9,7 @@ import { grantRoutes } from './grants.ts';
 import { keyRoutes } from './keys.ts';
 import { documentationRoutes, type AdminRoute } from './openapi.ts';
 import { fieldWithNul } from '../nul.ts';
-import { invalidField, notFound, problemHandler, sendProblem } from './problems.ts';
+import { invalidField, notFound, ProblemError, problemHandler, sendProblem } from './problems.ts';
 import { emptyBodyAsObject, exactBodyTypes, type AdminScope } from './support.ts';
 import { userRoutes } from './users.ts';
 
@@ -33,6 +33,8 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
     const operation = route.config?.adminOperation;
     if (!operation) return;
     for (const method of [route.method].flat()) {
+      // The HEAD companion of a GET route is implied by it (RFC 9110 §9.3.2), not an operation of its own.
+      if (method === 'HEAD') continue;
       routes.push({ method, url: route.url, schema: route.schema, operation, optionalBody: route.preValidation === emptyBodyAsObject });
     }
   });
@@ -48,6 +50,12 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   app.setErrorHandler(problemHandler(typeBase));
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0]!;
+    // RFC 9110 §15.5.6: a route asked with a method it does not take answers 405 with Allow, not 404.
+    const allowed = methodsAt(routes, path);
+    if (allowed.length > 0) {
+      const allow = allowed.join(', ');
+      return sendProblem(reply, typeBase, new ProblemError('method-not-allowed', `${path} takes ${allow}, not ${request.method}`, { headers: { allow } }), path);
+    }
     return sendProblem(reply, typeBase, notFound(`there is no route ${request.method} ${path}`), path);
   });
 
@@ -108,3 +116,12 @@ async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, sco
   if (!entry.client.scopes.includes(scope)) throw refuse(`the token's client no longer holds the scope ${scope}`);
   return { clientId: caller.clientId, scopes: caller.scopes.filter((held) => entry.client.scopes.includes(held)) };
 }
+
+/** The methods the admin routes take at `path` (HEAD wherever GET), or none when no route has that path. */
+function methodsAt(routes: readonly AdminRoute[], path: string): string[] {
+  const methods = routes.filter((route) => pathPattern(route.url).test(path)).map((route) => route.method);
+  if (methods.includes('GET')) methods.push('HEAD');
+  return [...new Set(methods)];
+}
+
+const pathPattern = (url: string): RegExp => new RegExp(`^${url.split(/(:\w+)/).map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('')}$`);

@@ -19,6 +19,7 @@ export const PROBLEM_KINDS = {
   'invalid-token': { status: 401, title: 'No valid access token', explanation: 'The request carries no access token, or one that is malformed, expired or revoked. `error` is `invalid_token` (RFC 6750).' },
   'insufficient-scope': { status: 403, title: 'Not allowed', explanation: 'The token is not an admin client’s token, lacks the admin scope the operation needs, or lacks a scope that managing the client in question needs (an admin scope of an admin client, admin:users for one that may impersonate users, admin:tokens for a resource server). `error` is `insufficient_scope` (RFC 6750).' },
   'not-found': { status: 404, title: 'Not found', explanation: 'There is no such resource (or no such route).' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed', explanation: 'The route exists, but not with this method; the `Allow` header lists the methods it takes.' },
   conflict: { status: 409, title: 'Conflict', explanation: 'The request conflicts with the state of the resource, e.g. an email address registered already, or a client that concurrent requests kept changing meanwhile (read it and try again).' },
   'payload-too-large': { status: 413, title: 'The body is too large', explanation: 'Request bodies are limited to 64 KiB.' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type', explanation: 'Request bodies must be `application/json`.' },

@@ -34,9 +34,12 @@ declare module 'fastify' {
   }
 }
 
-/** The options every admin route shares: its operation, and no implicit HEAD route (the document lists every route). */
+/**
+ * The options every admin route shares: its operation. A GET route answers HEAD too (RFC 9110
+ * §9.3.2), with the same checks; the document lists the GET only.
+ */
 export function operation(tag: string, scope: AdminScope | null, operationId: string, summary: string, extra: Pick<AdminOperation, 'description' | 'problems' | 'produces'> = {}) {
-  return { exposeHeadRoute: false, config: { adminOperation: { tag, scope, operationId, summary, ...extra } } };
+  return { config: { adminOperation: { tag, scope, operationId, summary, ...extra } } };
 }
 
 /** For POSTs whose body is optional: a missing body is validated as `{}`. */
