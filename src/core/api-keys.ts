@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiKey, Client, Storage } from '../storage/repositories.ts';
-import { ValidationError } from './applications.ts';
+import { HIDDEN_IN_NAME, ValidationError } from './applications.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { ScopePolicy } from './scopes.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
@@ -30,6 +30,7 @@ export class ApiKeyService {
     const name = input.name?.trim();
     if (!name) throw new ValidationError('name', 'an API key needs a name');
     if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
+    if (HIDDEN_IN_NAME.test(name)) throw new ValidationError('name', 'the name must not hold a control or invisible character');
     if (input.expiresAt !== undefined && input.expiresAt !== null && input.expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
     // An empty list asks for a key that can do nothing, which is surely a mistake; leaving scopes out asks for the defaults.
     if (input.scopes?.length === 0) throw new ValidationError('scopes', 'list at least one scope, or leave scopes out for the application’s default scopes');

@@ -188,7 +188,7 @@ async function removeSecret(services: Services, clientId: string, secret: string
  * name (Unicode TR #36 §2). The zero-width non-joiner and joiner stay: Persian and Indic writing and
  * emoji sequences need them. A description may have line breaks and tabs.
  */
-const HIDDEN_IN_NAME = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+export const HIDDEN_IN_NAME = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 const HIDDEN_IN_DESCRIPTION = /(?![\u200C\u200D\t\n\r])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 
 function checkVisible(field: 'name' | 'description', value: string, hidden: RegExp): void {

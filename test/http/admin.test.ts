@@ -897,6 +897,27 @@ for (const dialect of DIALECTS) {
         assert.equal((await api('DELETE', `/clients/${created.body.client_id}`, as('admin:clients'))).status, 204);
       });
 
+      it('refuses a client or API key name holding a control character, which the command line would print into the operator’s terminal, and a description holding one other than a tab or line break', async () => {
+        const count = (await server.gatehouse.storage.clients.list()).length;
+        for (const [body, field] of [
+          [{ name: 'App\u001b[2J\u001b]0;pwned\u0007' }, 'name'],
+          [{ name: 'App\nCLIENT_ID  forged' }, 'name'],
+          [{ name: 'App\u009b31m' }, 'name'],
+          [{ name: 'App', description: 'Fine\u001b[31m' }, 'description'],
+        ] as const) {
+          assertProblem(await createClient(body), 400, field);
+        }
+        assert.equal((await server.gatehouse.storage.clients.list()).length, count);
+        const created = await createClient({ name: 'Described app', description: 'First line\r\n\tsecond line' });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.equal(created.body.description, 'First line\r\n\tsecond line');
+        assertProblem(await api('PATCH', `/clients/${created.body.client_id}`, { ...as('admin:clients'), body: { name: 'Re\rnamed' } }), 400, 'name');
+        assertProblem(await api('POST', `/clients/${created.body.client_id}/api-keys`, { ...as('admin:clients'), body: { name: 'Key\u001b[1A' } }), 400, 'name');
+        assert.deepEqual((await api('GET', `/clients/${created.body.client_id}/api-keys`, as('admin:clients'))).body.api_keys, []);
+        assert.equal((await api('GET', `/clients/${created.body.client_id}`, as('admin:clients'))).body.name, 'Described app');
+        assert.equal((await api('DELETE', `/clients/${created.body.client_id}`, as('admin:clients'))).status, 204);
+      });
+
       it('checks user input the same way', async () => {
         const count = (await server.gatehouse.storage.users.list()).length;
         for (const [body, field] of [
