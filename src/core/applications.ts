@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes, randomUUID, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import type { Client, ClientPowers, ClientType, JsonWebKeySet, NewClient, Storage, User } from '../storage/repositories.ts';
+import { normalizeEmail, type Client, type ClientPowers, type ClientType, type JsonWebKeySet, type NewClient, type Storage, type User } from '../storage/repositories.ts';
 import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { GatehouseConfig } from './config.ts';
@@ -460,14 +460,14 @@ const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 
 /** Throws a ValidationError when `input` cannot make a user, before anything costly (hashing the password) is done. */
 export function checkNewUser(input: UserInput): void {
-  const email = input.email?.trim().toLowerCase();
+  const email = typeof input.email === 'string' ? normalizeEmail(input.email) : '';
   if (!email || !EMAIL.test(email)) throw new ValidationError('email', 'a valid email address is required');
   checkPassword(input.password);
 }
 
 export async function createUser(storage: Storage, input: UserInput, now: number): Promise<User> {
   checkNewUser(input);
-  const email = input.email.trim().toLowerCase();
+  const email = normalizeEmail(input.email);
   return storage.users.create(
     { id: randomUUID(), email, name: input.name?.trim() ?? '', passwordHash: await hashPassword(input.password), emailVerified: false, disabledAt: null },
     now,

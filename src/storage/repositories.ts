@@ -113,10 +113,19 @@ export interface User {
   updatedAt: number;
 }
 
+/**
+ * The form an email is stored and compared in, so that every way of typing one address names one
+ * account: without surrounding spaces, lower-cased (by JavaScript, so SQLite and PostgreSQL compare
+ * alike), and in Unicode Normalization Form C (RFC 6532 §3.1), as what looks like "josé" may arrive
+ * composed (é) or decomposed (e and a combining accent), depending on the keyboard or the system.
+ */
+export const normalizeEmail = (email: string): string => email.trim().toLowerCase().normalize('NFC');
+
 export interface UserRepository {
-  /** Fails with `EmailTakenError` when the (lower-cased) email is registered already. */
+  /** Fails with `EmailTakenError` when the email, normalized (normalizeEmail), is registered already. */
   create(user: Omit<User, 'createdAt' | 'updatedAt'>, now: number): Promise<User>;
   findById(id: string): Promise<User | undefined>;
+  /** The user whose email is `email` once both are normalized (normalizeEmail). */
   findByEmail(email: string): Promise<User | undefined>;
   /** Every user, oldest first; or one page of them. */
   list(page?: Page): Promise<User[]>;

@@ -147,6 +147,43 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('stores the emails stored before 007 composed (NFC), leaving one whose composed form another account has', async () => {
+        const database = await createTestDatabase(dialect);
+        try {
+          const before = await createStorage(storageOptions(database));
+          const lone = await before.users.create(aUser({ email: 'lone@example.com' }), NOW);
+          const twin = await before.users.create(aUser({ email: 'twin.zoë@example.com' }), NOW);
+          await before.close();
+
+          // The database as the version before 007 left it: emails only trimmed and lower-cased.
+          const handle = openDatabase(storageOptions(database));
+          try {
+            await handle.db.updateTable('users').set({ email: 'lone.josé@example.com'.normalize('NFD') }).where('id', '=', lone.id).execute();
+            await handle.db
+              .insertInto('users')
+              .values({ id: randomUUID(), email: 'twin.zoë@example.com'.normalize('NFD'), name: '', password_hash: 'x', email_verified: 0, disabled_at: null, created_at: NOW, updated_at: NOW })
+              .execute();
+            await sql`delete from kysely_migration where name = '007-email-nfc'`.execute(handle.db);
+            assert.deepEqual(await migrate(handle), ['007-email-nfc']);
+          } finally {
+            await handle.close();
+          }
+
+          const after = await createStorage(storageOptions(database));
+          try {
+            assert.equal((await after.users.findById(lone.id))?.email, 'lone.josé@example.com'.normalize('NFC'));
+            assert.equal((await after.users.findByEmail('lone.josé@example.com'.normalize('NFD')))?.id, lone.id);
+            assert.equal((await after.users.findByEmail('twin.zoë@example.com'.normalize('NFD')))?.id, twin.id, 'the account that had the composed form keeps it');
+            const emails = (await after.users.list()).map((user) => user.email).sort();
+            assert.deepEqual(emails, ['lone.josé@example.com'.normalize('NFC'), 'twin.zoë@example.com'.normalize('NFC'), 'twin.zoë@example.com'.normalize('NFD')].sort());
+          } finally {
+            await after.close();
+          }
+        } finally {
+          await database.drop();
+        }
+      });
+
       it('lets several instances start on one empty database at once', { skip: dialect === 'sqlite' ? 'SQLite is embedded: one process owns the file' : false }, async () => {
         const database = await createTestDatabase(dialect);
         try {
@@ -404,6 +441,18 @@ for (const dialect of DIALECTS) {
         await assert.rejects(storage().users.create(second, NOW), { name: 'EmailTakenError', code: 'ERR_EMAIL_TAKEN' });
         assert.equal(await storage().users.findById(second.id), undefined);
         assert.deepEqual(await storage().users.findByEmail(first.email), first);
+      });
+
+      it('takes the composed and decomposed Unicode forms of an email for one, stored composed (NFC)', async () => {
+        const email = `josé.${randomUUID()}@bücher.example`.normalize('NFD');
+        const created = await storage().users.create(aUser({ email }), NOW);
+        assert.equal(created.email, email.normalize('NFC'));
+        assert.deepEqual(await storage().users.findByEmail(email.toUpperCase()), created);
+        await assert.rejects(storage().users.create(aUser({ email: email.normalize('NFC') }), NOW), { name: 'EmailTakenError' });
+        const raced = `zoë.${randomUUID()}@example.com`;
+        const attempts = Array.from({ length: 10 }, (_, i) => aUser({ email: raced.normalize(i % 2 === 0 ? 'NFC' : 'NFD') }));
+        const results = await Promise.allSettled(attempts.map((user) => storage().users.create(user, NOW)));
+        assert.equal(results.filter((result) => result.status === 'fulfilled').length, 1);
       });
 
       it('lets exactly one of several concurrent sign-ups with one email through', async () => {

@@ -1,7 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import { deleteClient, deleteIssued } from './deletion.ts';
 import { COLUMNS, type Database, type UserTable } from '../schema.ts';
-import { EmailTakenError, type User, type UserRepository } from '../repositories.ts';
+import { EmailTakenError, normalizeEmail, type User, type UserRepository } from '../repositories.ts';
 import { flag } from './json.ts';
 import { onePage } from './pages.ts';
 
@@ -15,9 +15,6 @@ export const toUser = (row: Selectable<UserTable>): User => ({
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });
-
-/** Emails are compared case-insensitively: stored lower-cased. */
-export const normalizeEmail = (email: string): string => email.trim().toLowerCase();
 
 export function kyselyUsers(db: Kysely<Database>): UserRepository {
   const findById = async (id: string) => {

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+/*
+ * User accounts as people and operators make them: an email names one account however it is
+ * typed (case, Unicode normalization form, surrounding spaces), and a password is the same password
+ * however the keyboard composed it (NIST SP 800-63B §5.1.1.2: normalized with NFKC before hashing).
+ */
+
+const nfc = (value: string) => value.normalize('NFC');
+const nfd = (value: string) => value.normalize('NFD');
+
+const MAX_FAILURES_PER_ACCOUNT = 3;
+
+for (const dialect of DIALECTS) {
+  describe(`user accounts (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let admin: { id: string; secret: string };
+    let mobile: { id: string; secret: string };
+    let adminAuth: string;
+
+    const passwordGrant = (username: string, password: string) =>
+      post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username, password });
+    const createUser = async (body: Record<string, unknown>) => {
+      const response = await fetch(`${server.url}/admin/v1/users`, { method: 'POST', headers: { authorization: adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: response.status, body: (await response.json()) as any };
+    };
+    const userCount = async () => (await server.gatehouse.storage.users.list()).length;
+    const signUp = async (email: string, password: string) => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/signup`);
+      return browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, name: 'New person', password } });
+    };
+    const signIn = async (email: string, password: string) => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      return browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } });
+    };
+
+    before(async () => {
+      server = await startTestServer(dialect, { config: { login: { maxFailuresPerAccount: MAX_FAILURES_PER_ACCOUNT, maxFailuresPerAddress: 1000, windowSeconds: 900 } } });
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
+      mobile = await server.client({ name: 'Mobile app', grantTypes: ['password'], scopes: ['objects:read'], firstParty: true });
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      assert.equal(token.status, 200, JSON.stringify(token.body));
+      adminAuth = `Bearer ${token.body.access_token}`;
+    });
+    after(() => server.close());
+
+    describe('emails', () => {
+      it('takes the composed and decomposed forms of an email, in any case, for one account', async () => {
+        const email = nfc('josé.müller@example.com');
+        const password = 'correct horse battery staple';
+        const created = await createUser({ email, password });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.equal(created.body.email, email);
+        const users = await userCount();
+
+        const again = await createUser({ email: nfd(email), password });
+        assert.equal(again.status, 409, JSON.stringify(again.body));
+        const upper = await createUser({ email: nfd(` ${email.toUpperCase()} `), password });
+        assert.equal(upper.status, 409, JSON.stringify(upper.body));
+        const signedUp = await signUp(nfd(email), password);
+        assert.equal(signedUp.status, 400);
+        assert.match(signedUp.text, /This email cannot be used to create an account/);
+        assert.equal(await userCount(), users, 'no second account that looks the same');
+
+        for (const typed of [nfd(email), nfd(email.toUpperCase()), ` ${nfc(email.toUpperCase())} `]) {
+          const token = await passwordGrant(typed, password);
+          assert.equal(token.status, 200, `${JSON.stringify(typed)}: ${JSON.stringify(token.body)}`);
+          const page = await signIn(typed, password);
+          assert.equal(page.status, 303, `${JSON.stringify(typed)}: ${page.text.slice(0, 200)}`);
+        }
+        assert.equal((await server.gatehouse.storage.users.findByEmail(nfd(email)))?.id, created.body.id);
+      });
+
+      it('creates one account of the forms of an email sent at once', async () => {
+        const email = nfc('zoë.ångström@example.com');
+        const forms = [email, nfd(email), email.toUpperCase(), nfd(email.toUpperCase())];
+        const users = await userCount();
+        const answers = await Promise.all(forms.flatMap((form) => [form, form]).map((form) => createUser({ email: form, password: 'correct horse battery staple' })));
+        assert.deepEqual(answers.map((a) => a.status).sort(), [201, 409, 409, 409, 409, 409, 409, 409], JSON.stringify(answers.map((a) => a.body)));
+        assert.equal(await userCount(), users + 1);
+      });
+
+      it('counts the failed sign-ins of every form of an email against the one account', async () => {
+        const email = nfc('rené.çelik@example.com');
+        const password = 'correct horse battery staple';
+        assert.equal((await createUser({ email, password })).status, 201);
+        for (let i = 0; i < MAX_FAILURES_PER_ACCOUNT; i++) assert.equal((await passwordGrant(email, 'not the password')).status, 400);
+        const token = await passwordGrant(nfd(email), password);
+        assert.equal(token.status, 429, JSON.stringify(token.body));
+        const page = await signIn(nfd(email), password);
+        assert.equal(page.status, 429, page.text.slice(0, 200));
+      });
+    });
+  });
+}
