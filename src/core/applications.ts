@@ -455,8 +455,10 @@ export interface UserInput {
   name?: string;
 }
 
-// Deliberately loose: one @, something on each side, no spaces. The mailbox decides the rest.
-const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
+// Deliberately loose: one @, something on each side, no spaces. The mailbox decides the rest. Nor
+// control, invisible formatting (zero-width, bidirectional overrides, soft hyphens), private-use or
+// unassigned characters (\p{C}): no address has them, and they make one email look like another.
+const EMAIL = /^[^\s@\p{C}]{1,64}@[^\s@\p{C}]{1,255}$/u;
 
 /** Throws a ValidationError when `input` cannot make a user, before anything costly (hashing the password) is done. */
 export function checkNewUser(input: UserInput): void {

@@ -354,6 +354,8 @@ for (const dialect of DIALECTS) {
         ],
         [['client', 'create', '--name', 'x', '--scope', 'objects:read', '--default-scope', 'bcf:read'], /default_scopes: .*"bcf:read"/],
         [['user', 'create', '--email', 'not-an-email', '--password', 'long enough password'], /email: /],
+        [['user', 'create', '--email', 'zero\u200bwidth@example.com', '--password', 'long enough password'], /email: /],
+        [['user', 'create', '--email', 'bell\u0007@example.com', '--password', 'long enough password'], /email: /],
         [['user', 'create', '--email', 'short@example.com', '--password', 'short'], /password: .*8 characters/],
         [['client', 'show', 'app_does_not_exist'], /app_does_not_exist/],
         [['client', 'rotate-secret', 'app_does_not_exist'], /app_does_not_exist/],
@@ -370,13 +372,18 @@ for (const dialect of DIALECTS) {
       const taken = await runCli(['user', 'create', '--email', 'Taken@example.com', '--password', 'long enough password'], env);
       assert.equal(taken.code, 1);
       assert.match(oneLine(taken), /taken@example\.com/i);
+      // One address however its accents are composed: é, or e and a combining accent.
+      await cliJson(['user', 'create', '--email', 'josé@example.com'.normalize('NFC'), '--password', 'long enough password'], env);
+      const decomposed = await runCli(['user', 'create', '--email', 'JOSÉ@example.com'.normalize('NFD'), '--password', 'long enough password'], env);
+      assert.equal(decomposed.code, 1);
+      assert.match(oneLine(decomposed), /exists already/);
       const spa = await cliJson(['client', 'create', '--name', 'Public', '--type', 'public', '--grant', 'refresh_token'], env);
       const noSecret = await runCli(['client', 'rotate-secret', spa.client_id], env);
       assert.equal(noSecret.code, 1);
       assert.match(oneLine(noSecret), /public client/);
 
       assert.equal((await cliJson<any[]>(['client', 'list'], env)).length, before + 1, 'only the valid public client was created');
-      assert.equal((await cliJson<any[]>(['user', 'list'], env)).length, usersBefore + 1, 'only the valid user was created');
+      assert.equal((await cliJson<any[]>(['user', 'list'], env)).length, usersBefore + 2, 'only the valid users were created');
     });
   });
 }

@@ -96,6 +96,19 @@ for (const dialect of DIALECTS) {
         const page = await signIn(nfd(email), password);
         assert.equal(page.status, 429, page.text.slice(0, 200));
       });
+
+      it('refuses an email with a control or invisible formatting character, and stores nothing', async () => {
+        const users = await userCount();
+        for (const email of ['ctrl\u0001@example.com', 'bell@exam\u0007ple.com', 'zero\u200bwidth@example.com', 'admin@example.com\u202egro', 'soft\u00adhyphen@example.com', 'private\ue000@example.com']) {
+          const created = await createUser({ email, password: 'correct horse battery staple' });
+          assert.equal(created.status, 400, `${JSON.stringify(email)}: ${JSON.stringify(created.body)}`);
+          assert.ok(created.body.errors?.some((e: { field: string }) => e.field === 'email'), JSON.stringify(created.body));
+          const signedUp = await signUp(email, 'correct horse battery staple');
+          assert.equal(signedUp.status, 400, JSON.stringify(email));
+          assert.match(signedUp.text, /A valid email address is required/);
+        }
+        assert.equal(await userCount(), users);
+      });
     });
   });
 }
