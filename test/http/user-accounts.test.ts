@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { argon2Sync, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
@@ -108,6 +109,35 @@ for (const dialect of DIALECTS) {
           assert.match(signedUp.text, /A valid email address is required/);
         }
         assert.equal(await userCount(), users);
+      });
+    });
+
+    describe('passwords', () => {
+      it('accepts a password in any Unicode normalization form of the one it was set with', async () => {
+        const email = 'unicode.password@example.com';
+        const password = nfc('Kennwort für Zürich ﬁ ２０２４');
+        assert.equal((await createUser({ email, password })).status, 201);
+        for (const typed of [password, nfd(password), password.normalize('NFKC'), password.normalize('NFKD')]) {
+          const token = await passwordGrant(email, typed);
+          assert.equal(token.status, 200, `${JSON.stringify(typed)}: ${JSON.stringify(token.body)}`);
+        }
+        assert.equal((await signIn(email, nfd(password))).status, 303);
+        assert.equal((await passwordGrant(email, 'Kennwort fur Zurich fi 2024')).status, 400, 'what normalization keeps apart stays apart');
+      });
+
+      it('still accepts, as typed, a password whose hash was made before passwords were normalized', async () => {
+        const email = 'legacy.password@example.com';
+        const password = 'Ｐａｓｓｗｏｒｔ mit Umlaut ü'.normalize('NFD');
+        const user = await createUser({ email, password: 'replaced at once' });
+        assert.equal(user.status, 201);
+        // What the previous version stored: Argon2id of the password as typed, not normalized.
+        const nonce = randomBytes(16);
+        const tag = argon2Sync('argon2id', { message: password, nonce, memory: 19456, passes: 2, parallelism: 1, tagLength: 32 });
+        const b64 = (buffer: Buffer) => buffer.toString('base64').replace(/=+$/, '');
+        await server.gatehouse.storage.users.setPasswordHash(user.body.id, `$argon2id$v=19$m=19456,t=2,p=1$${b64(nonce)}$${b64(tag)}`, server.gatehouse.clock());
+        assert.equal((await passwordGrant(email, password)).status, 200);
+        assert.equal((await signIn(email, password)).status, 303);
+        assert.equal((await passwordGrant(email, password.normalize('NFKC'))).status, 400, 'the hash holds only the form it was made of');
       });
     });
   });
