@@ -499,7 +499,10 @@ export async function setUserDisabled(services: Pick<Services, 'storage' | 'clie
 }
 
 function checkPassword(password: unknown): asserts password is string {
-  if (typeof password !== 'string' || password.length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
+  // Characters are code points (NIST SP 800-63B §5.1.1.2), as the admin API's schema counts them: an
+  // emoji is one character, not the two UTF-16 units of its .length. The longest is counted in
+  // UTF-16 units, as sign-in counts it (LoginService), so that every password set can be signed in with.
+  if (typeof password !== 'string' || [...password].length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
   if (password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
 }
 

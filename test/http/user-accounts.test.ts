@@ -125,6 +125,22 @@ for (const dialect of DIALECTS) {
         assert.equal((await passwordGrant(email, 'Kennwort fur Zurich fi 2024')).status, 400, 'what normalization keeps apart stays apart');
       });
 
+      it('counts a password’s length in characters, not UTF-16 code units, wherever it is set', async () => {
+        const short = '🔑🔒🗝️🔐';
+        const users = await userCount();
+        const created = await createUser({ email: 'short.emoji@example.com', password: short });
+        assert.equal(created.status, 400, JSON.stringify(created.body));
+        assert.ok(created.body.errors?.some((e: { field: string }) => e.field === 'password'), JSON.stringify(created.body));
+        const signedUp = await signUp('short.emoji@example.com', short);
+        assert.equal(signedUp.status, 400);
+        assert.match(signedUp.text, /at least 8 characters/);
+        assert.equal(await userCount(), users);
+
+        const enough = '🔑🔒🔐🔓🗝🔏🛡🚪';
+        assert.equal((await signUp('long.emoji@example.com', enough)).status, 303);
+        assert.equal((await createUser({ email: 'long.emoji.admin@example.com', password: enough })).status, 201);
+        assert.equal((await passwordGrant('long.emoji@example.com', enough)).status, 200);
+      });
       it('still accepts, as typed, a password whose hash was made before passwords were normalized', async () => {
         const email = 'legacy.password@example.com';
         const password = 'Ｐａｓｓｗｏｒｔ mit Umlaut ü'.normalize('NFD');
