@@ -11,7 +11,7 @@ import * as platform from './migrations/003-platform.ts';
 import * as oneSigningKey from './migrations/004-one-signing-key.ts';
 import * as clientKeys from './migrations/005-client-keys.ts';
 import * as grantExpiry from './migrations/006-grant-expiry.ts';
-import * as emailNfc from './migrations/007-email-nfc.ts';
+import * as emailForms from './migrations/007-email-forms.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -107,7 +107,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '004-one-signing-key': oneSigningKey,
   '005-client-keys': clientKeys,
   '006-grant-expiry': grantExpiry,
-  '007-email-nfc': emailNfc,
+  '007-email-forms': emailForms,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -1,3 +1,4 @@
+import { domainToUnicode } from 'node:url';
 /**
  * Narrow repository interfaces, one per record kind. The protocol core depends on these only;
  * `kysely/` implements them once for SQLite and PostgreSQL. Times are epoch seconds.
@@ -116,10 +117,19 @@ export interface User {
 /**
  * The form an email is stored and compared in, so that every way of typing one address names one
  * account: without surrounding spaces, lower-cased (by JavaScript, so SQLite and PostgreSQL compare
- * alike), and in Unicode Normalization Form C (RFC 6532 §3.1), as what looks like "josé" may arrive
- * composed (é) or decomposed (e and a combining accent), depending on the keyboard or the system.
+ * alike), in Unicode Normalization Form C (RFC 6532 §3.1), as what looks like "josé" may arrive
+ * composed (é) or decomposed (e and a combining accent), depending on the keyboard or the system;
+ * and with an internationalized domain name in its Unicode form (UTS #46), as browsers send the
+ * email fields of a form with the domain in its ASCII form: "bücher.example" as "xn--bcher-kva.example".
+ * A domain that is no valid IDN is kept as it is.
  */
-export const normalizeEmail = (email: string): string => email.trim().toLowerCase().normalize('NFC');
+export function normalizeEmail(email: string): string {
+  const folded = email.trim().toLowerCase().normalize('NFC');
+  const at = folded.lastIndexOf('@');
+  if (at < 0) return folded;
+  const domain = domainToUnicode(folded.slice(at + 1));
+  return domain === '' ? folded : `${folded.slice(0, at + 1)}${domain}`;
+}
 
 export interface UserRepository {
   /** Fails with `EmailTakenError` when the email, normalized (normalizeEmail), is registered already. */

@@ -78,6 +78,18 @@ for (const dialect of DIALECTS) {
         assert.equal((await server.gatehouse.storage.users.findByEmail(nfd(email)))?.id, created.body.id);
       });
 
+      it('takes an internationalized domain in its ASCII (xn--) form, as browsers send it, for the Unicode one', async () => {
+        const password = 'correct horse battery staple';
+        const created = await createUser({ email: 'ana@bücher.example', password });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.equal((await createUser({ email: 'ana@xn--bcher-kva.example', password })).status, 409);
+        assert.equal((await signUp('Ana@XN--BCHER-KVA.example', password)).status, 400);
+        assert.equal((await passwordGrant('ana@xn--bcher-kva.example', password)).status, 200);
+        assert.equal((await signIn('ana@xn--bcher-kva.example', password)).status, 303);
+        const ascii = await createUser({ email: 'ida@xn--bcher-kva.example', password });
+        assert.equal(ascii.body.email, 'ida@bücher.example', 'stored in one form');
+      });
+
       it('creates one account of the forms of an email sent at once', async () => {
         const email = nfc('zoë.ångström@example.com');
         const forms = [email, nfd(email), email.toUpperCase(), nfd(email.toUpperCase())];

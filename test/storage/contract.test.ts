@@ -147,24 +147,26 @@ for (const dialect of DIALECTS) {
         }
       });
 
-      it('stores the emails stored before 007 composed (NFC), leaving one whose composed form another account has', async () => {
+      it('stores the emails stored before 007 composed (NFC) with their domain in Unicode, leaving one whose normalized form another account has', async () => {
         const database = await createTestDatabase(dialect);
         try {
           const before = await createStorage(storageOptions(database));
           const lone = await before.users.create(aUser({ email: 'lone@example.com' }), NOW);
           const twin = await before.users.create(aUser({ email: 'twin.zoë@example.com' }), NOW);
+          const idn = await before.users.create(aUser({ email: 'idn@example.com' }), NOW);
           await before.close();
 
           // The database as the version before 007 left it: emails only trimmed and lower-cased.
           const handle = openDatabase(storageOptions(database));
           try {
             await handle.db.updateTable('users').set({ email: 'lone.josé@example.com'.normalize('NFD') }).where('id', '=', lone.id).execute();
+            await handle.db.updateTable('users').set({ email: 'idn@xn--bcher-kva.example' }).where('id', '=', idn.id).execute();
             await handle.db
               .insertInto('users')
               .values({ id: randomUUID(), email: 'twin.zoë@example.com'.normalize('NFD'), name: '', password_hash: 'x', email_verified: 0, disabled_at: null, created_at: NOW, updated_at: NOW })
               .execute();
-            await sql`delete from kysely_migration where name = '007-email-nfc'`.execute(handle.db);
-            assert.deepEqual(await migrate(handle), ['007-email-nfc']);
+            await sql`delete from kysely_migration where name = '007-email-forms'`.execute(handle.db);
+            assert.deepEqual(await migrate(handle), ['007-email-forms']);
           } finally {
             await handle.close();
           }
@@ -174,8 +176,10 @@ for (const dialect of DIALECTS) {
             assert.equal((await after.users.findById(lone.id))?.email, 'lone.josé@example.com'.normalize('NFC'));
             assert.equal((await after.users.findByEmail('lone.josé@example.com'.normalize('NFD')))?.id, lone.id);
             assert.equal((await after.users.findByEmail('twin.zoë@example.com'.normalize('NFD')))?.id, twin.id, 'the account that had the composed form keeps it');
+            assert.equal((await after.users.findById(idn.id))?.email, 'idn@bücher.example');
+            assert.equal((await after.users.findByEmail('IDN@xn--bcher-kva.example'))?.id, idn.id);
             const emails = (await after.users.list()).map((user) => user.email).sort();
-            assert.deepEqual(emails, ['lone.josé@example.com'.normalize('NFC'), 'twin.zoë@example.com'.normalize('NFC'), 'twin.zoë@example.com'.normalize('NFD')].sort());
+            assert.deepEqual(emails, ['idn@bücher.example', 'lone.josé@example.com'.normalize('NFC'), 'twin.zoë@example.com'.normalize('NFC'), 'twin.zoë@example.com'.normalize('NFD')].sort());
           } finally {
             await after.close();
           }
@@ -453,6 +457,14 @@ for (const dialect of DIALECTS) {
         const attempts = Array.from({ length: 10 }, (_, i) => aUser({ email: raced.normalize(i % 2 === 0 ? 'NFC' : 'NFD') }));
         const results = await Promise.allSettled(attempts.map((user) => storage().users.create(user, NOW)));
         assert.equal(results.filter((result) => result.status === 'fulfilled').length, 1);
+      });
+
+      it('takes an internationalized domain in its ASCII (xn--) and Unicode forms for one, stored in Unicode', async () => {
+        const local = `ida.${randomUUID()}`;
+        const created = await storage().users.create(aUser({ email: `${local}@XN--BCHER-KVA.example` }), NOW);
+        assert.equal(created.email, `${local}@bücher.example`);
+        assert.deepEqual(await storage().users.findByEmail(`${local}@BÜCHER.example`), created);
+        await assert.rejects(storage().users.create(aUser({ email: `${local}@bücher.example` }), NOW), { name: 'EmailTakenError' });
       });
 
       it('lets exactly one of several concurrent sign-ups with one email through', async () => {
