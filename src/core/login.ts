@@ -1,4 +1,4 @@
-import type { Storage, User } from '../storage/repositories.ts';
+import { normalizeEmail, type Storage, type User } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
 import { decoyPasswordHash, verifyPassword } from './passwords.ts';
 import type { AttemptOutcome, FailureCounter } from './rate-limit.ts';
@@ -29,7 +29,9 @@ export class LoginService {
   }
 
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
-    const account = `account:${email.trim().toLowerCase()}`;
+    // Normalized as stored, so every way of typing an email counts against its account's one budget.
+    const normalized = email.length <= 320 ? normalizeEmail(email) : email.trim().toLowerCase();
+    const account = `account:${normalized}`;
     const client = addressKey(address);
     // Always the account first, then the address: an attempt waiting for a place never holds one
     // that the attempts it waits for need.
@@ -50,7 +52,7 @@ export class LoginService {
     // An attempt that could not be decided (the database did not answer) counts nothing.
     let outcome: AttemptOutcome = 'undecided';
     try {
-      const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(email) : undefined;
+      const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(normalized) : undefined;
       const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
       if (!user || !valid || user.disabledAt !== null) {
         outcome = 'failed';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { normalizeEmail, type User } from '../../storage/repositories.ts';
+import type { User } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest, temporarilyUnavailable, tooManyRequests } from '../errors.ts';
 import { issueRefreshToken } from '../tokens/refresh.ts';
 import type { GrantHandler } from '../token-endpoint.ts';
@@ -23,8 +23,7 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
     const requested = services.scopes.parse(params.scope);
     const scopes = services.scopes.resolve({ requested, client, userPresent: true });
 
-    // Normalized as stored, so every way of typing the email counts against the account's one budget.
-    const result = await services.login.login(normalizeEmail(username), password, address, now);
+    const result = await services.login.login(username, password, address, now);
     if (result.outcome === 'throttled') throw tooManyRequests('too many failed sign-ins; try again later', result.retryAfterSeconds);
     if (result.outcome === 'busy') throw temporarilyUnavailable('the sign-ins of this account ahead of this one are still being checked; try again shortly', { 'retry-after': '1' });
     if (result.outcome === 'invalid') {

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/applications.ts';
-import { EmailTakenError, normalizeEmail } from '../../storage/repositories.ts';
+import { EmailTakenError } from '../../storage/repositories.ts';
 import { field, sendOutcome, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 
@@ -74,8 +74,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     if (!email || !password) return showLogin(reply, pendingId, next, { email, error: 'Enter your email and password.' }, 400);
     const foreign = await refusedHere(request, pendingId);
     if (foreign) return sendOutcome(reply, foreign, true);
-    // Normalized as stored, so every way of typing the email counts against the account's one budget.
-    const result = await gatehouse.login.login(normalizeEmail(email), password, request.ip, gatehouse.clock());
+    const result = await gatehouse.login.login(email, password, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
       return showLogin(reply, pendingId, next, { email, error: tooManyAttempts(result.retryAfterSeconds) }, 429);
