@@ -49,6 +49,16 @@ export interface ClientPowers {
   isResourceServer: boolean;
 }
 
+/**
+ * The state a conditional write on a client, or on one of its credentials, expects the client in
+ * when it is made: exactly these powers, and, where `owner` is given, this owner (a user id; null
+ * for a client of the operator's). The developer portal acts only on an application of the
+ * developer's: one an operator gave to someone else meanwhile must keep what it would have taken.
+ */
+export interface ExpectedClient extends ClientPowers {
+  owner?: string | null;
+}
+
 export interface ClientSecret {
   id: string;
   clientId: string;
@@ -80,22 +90,28 @@ export interface ClientRepository {
   /**
    * Changes the fields in `patch`. With `expected`, only if the client still has exactly these
    * powers (the same admin flag, the same scopes in the same order, the same impersonation and
-   * resource-server flags), in
+   * resource-server flags) and, where `expected` names one, the same owner, in
    * one conditional write: a change allowed for a client as it was read must not land on one that a
-   * concurrent change made admin, able to impersonate or a resource server. Undefined when there is no such client, or
-   * it no longer has the `expected` powers.
+   * concurrent change made admin, able to impersonate or a resource server, or gave to another owner.
+   * Undefined when there is no such client, or it is no longer as `expected`.
    */
-  update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number, expected?: ClientPowers): Promise<Client | undefined>;
+  update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number, expected?: ExpectedClient): Promise<Client | undefined>;
   /**
    * Deletes the client with its secrets, grants, refresh tokens and codes; with `expected`, only if
-   * it still has exactly these powers, as `update`. False when there is no such client (a concurrent
-   * deletion took it: of two, exactly one deletes), or it no longer has the `expected` powers.
+   * it is still as expected, as `update`. False when there is no such client (a concurrent
+   * deletion took it: of two, exactly one deletes), or it is no longer as `expected`.
    */
-  delete(id: string, expected?: ClientPowers): Promise<boolean>;
-  addSecret(secret: ClientSecret): Promise<void>;
+  delete(id: string, expected?: ExpectedClient): Promise<boolean>;
+  /**
+   * Stores a secret of `secret.clientId`; with `expected`, only while the client is as expected (as
+   * `update`), checked in the transaction that stores it: a secret made for a client as it was read
+   * must not reach one made admin or given to another owner meanwhile. False (nothing stored) when
+   * the client is not as expected, or not there.
+   */
+  addSecret(secret: ClientSecret, expected?: ExpectedClient): Promise<boolean>;
   listSecrets(clientId: string): Promise<ClientSecret[]>;
-  /** Deletes a secret of the client; with `expected`, only while the client has exactly these powers, as `update`. */
-  deleteSecret(clientId: string, secretId: string, expected?: ClientPowers): Promise<boolean>;
+  /** Deletes a secret of the client; with `expected`, only while the client is as expected, as `update`. */
+  deleteSecret(clientId: string, secretId: string, expected?: ExpectedClient): Promise<boolean>;
   /**
    * Records the `jti` of an accepted client assertion until `expiresAt`: false when the client used
    * it before (a replay), on any instance.
@@ -391,16 +407,20 @@ export interface ApiKey {
 }
 
 export interface ApiKeyRepository {
-  create(key: ApiKey): Promise<void>;
+  /**
+   * Stores a key of `key.clientId`; with `expected`, only while the client is as expected
+   * (ClientRepository.addSecret). False (nothing stored) when it is not, or not there.
+   */
+  create(key: ApiKey, expected?: ExpectedClient): Promise<boolean>;
   findByDigest(digest: string): Promise<ApiKey | undefined>;
   findById(id: string): Promise<ApiKey | undefined>;
   listForClient(clientId: string): Promise<ApiKey[]>;
   /**
-   * Revokes a key of the given client; with `expected`, only while the client has exactly these
-   * powers (ClientRepository.update). False when there is no such live key, or the client no longer
-   * has the `expected` powers.
+   * Revokes a key of the given client; with `expected`, only while the client is as expected
+   * (ClientRepository.update). False when there is no such live key, or the client is no longer
+   * as `expected`.
    */
-  revoke(clientId: string, id: string, now: number, expected?: ClientPowers): Promise<boolean>;
+  revoke(clientId: string, id: string, now: number, expected?: ExpectedClient): Promise<boolean>;
   /** Records when keys were last used, in one batch (uses are collected in memory between batches). */
   recordUse(uses: ReadonlyMap<string, number>): Promise<void>;
 }

@@ -407,6 +407,75 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().clients.delete(client.id, POWERS), false, 'once');
       });
 
+      it('stores a secret or an API key with expected powers only while the client still has them, storing nothing otherwise', async () => {
+        const client = await storage().clients.create(aClient({ scopes: ['objects:read', 'model:read'] }), NOW);
+        const aSecret = () => ({ id: randomUUID(), clientId: client.id, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null });
+        const anApiKey = () => ({ id: randomUUID(), clientId: client.id, name: 'Script', digest: digestOf(createOpaqueToken('ak')), prefix: 'gate_ak_', scopes: ['objects:read'], createdAt: NOW, expiresAt: null, revokedAt: null, lastUsedAt: null });
+        for (const [label, expected] of POWERS_CHANGED_MEANWHILE) {
+          assert.equal(await storage().clients.addSecret(aSecret(), expected), false, label);
+          assert.equal(await storage().apiKeys.create(anApiKey(), expected), false, label);
+        }
+        assert.equal(await storage().clients.addSecret({ ...aSecret(), clientId: randomUUID() }, POWERS), false, 'no such client');
+        assert.equal(await storage().apiKeys.create({ ...anApiKey(), clientId: randomUUID() }, POWERS), false, 'no such client');
+        assert.deepEqual(await storage().clients.listSecrets(client.id), [], 'no secret stored');
+        assert.deepEqual(await storage().apiKeys.listForClient(client.id), [], 'no key stored');
+        assert.deepEqual(await storage().clients.find(client.id), client, 'the client is as it was');
+
+        const secret = aSecret();
+        const key = anApiKey();
+        assert.equal(await storage().clients.addSecret(secret, POWERS), true);
+        assert.equal(await storage().apiKeys.create(key, POWERS), true);
+        assert.deepEqual(await storage().clients.listSecrets(client.id), [secret]);
+        assert.deepEqual(await storage().apiKeys.listForClient(client.id), [key]);
+        assert.deepEqual(await storage().clients.find(client.id), client, 'the update time is as it was');
+      });
+
+      it('writes to a client, or to one of its credentials, with an expected owner only while the client has that owner', async () => {
+        const alice = await storage().users.create(aUser(), NOW);
+        const bob = await storage().users.create(aUser(), NOW);
+        const client = await storage().clients.create(aClient({ scopes: ['objects:read', 'model:read'], ownerUserId: alice.id }), NOW);
+        const orphan = await storage().clients.create(aClient({ scopes: ['objects:read', 'model:read'] }), NOW);
+        const aSecret = (clientId: string) => ({ id: randomUUID(), clientId, digest: digestOf(createOpaqueToken('cs')), hint: 'abcd', createdAt: NOW, expiresAt: null });
+        const anApiKey = (clientId: string) => ({ id: randomUUID(), clientId, name: 'Script', digest: digestOf(createOpaqueToken('ak')), prefix: 'gate_ak_', scopes: ['objects:read'], createdAt: NOW, expiresAt: null, revokedAt: null, lastUsedAt: null });
+        const secret = aSecret(client.id);
+        const key = anApiKey(client.id);
+        await storage().clients.addSecret(secret);
+        await storage().apiKeys.create(key);
+
+        for (const [label, owner] of [
+          ['another owner', bob.id],
+          ['no owner', null],
+        ] as const) {
+          const expected = { ...POWERS, owner };
+          assert.equal(await storage().clients.update(client.id, { name: 'Refused' }, NOW + 10, expected), undefined, label);
+          assert.equal(await storage().clients.addSecret(aSecret(client.id), expected), false, label);
+          assert.equal(await storage().apiKeys.create(anApiKey(client.id), expected), false, label);
+          assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 10, expected), false, label);
+          assert.equal(await storage().clients.deleteSecret(client.id, secret.id, expected), false, label);
+          assert.equal(await storage().clients.delete(client.id, expected), false, label);
+        }
+        assert.deepEqual(await storage().clients.find(client.id), client, 'nothing changed');
+        assert.deepEqual(await storage().clients.listSecrets(client.id), [secret]);
+        assert.deepEqual(await storage().apiKeys.listForClient(client.id), [key]);
+
+        // An expected owner of null is a client without one; an owner left out is not compared.
+        assert.equal(await storage().clients.update(orphan.id, { name: 'Refused' }, NOW + 10, { ...POWERS, owner: alice.id }), undefined);
+        assert.equal((await storage().clients.update(orphan.id, { name: 'Operator’s' }, NOW + 10, { ...POWERS, owner: null }))?.name, 'Operator’s');
+        assert.equal((await storage().clients.update(client.id, { name: 'Anyone’s' }, NOW + 10, POWERS))?.name, 'Anyone’s');
+
+        const expected = { ...POWERS, owner: alice.id };
+        assert.equal((await storage().clients.update(client.id, { name: 'Alice’s' }, NOW + 20, expected))?.name, 'Alice’s');
+        const added = aSecret(client.id);
+        assert.equal(await storage().clients.addSecret(added, expected), true);
+        assert.equal(await storage().apiKeys.create(anApiKey(client.id), expected), true);
+        assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 30, expected), true);
+        assert.equal((await storage().apiKeys.findById(key.id))?.revokedAt, NOW + 30);
+        assert.equal(await storage().clients.deleteSecret(client.id, secret.id, expected), true);
+        assert.deepEqual(await storage().clients.listSecrets(client.id), [added]);
+        assert.equal(await storage().clients.delete(client.id, expected), true);
+        assert.equal(await storage().clients.find(client.id), undefined);
+      });
+
       it('lets exactly one of several concurrent deletions of a client through, the client with everything issued to it', async () => {
         const user = await storage().users.create(aUser(), NOW);
         const client = await storage().clients.create(aClient(), NOW);

@@ -2,7 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type ApiKeyTable, type Database } from '../schema.ts';
 import type { ApiKey, ApiKeyRepository } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
-import { storedPowers } from './powers.ts';
+import { claimClient, storedState } from './powers.ts';
 
 const toApiKey = (row: Selectable<ApiKeyTable>): ApiKey => ({
   id: row.id,
@@ -19,22 +19,32 @@ const toApiKey = (row: Selectable<ApiKeyTable>): ApiKey => ({
 
 export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
   return {
-    async create(key) {
-      await db
-        .insertInto('api_keys')
-        .values({
-          id: key.id,
-          client_id: key.clientId,
-          name: key.name,
-          digest: key.digest,
-          prefix: key.prefix,
-          scopes: toJson(key.scopes),
-          created_at: key.createdAt,
-          expires_at: key.expiresAt,
-          revoked_at: key.revokedAt,
-          last_used_at: key.lastUsedAt,
-        })
-        .execute();
+    async create(key, expected) {
+      const insert = (into: Kysely<Database>) =>
+        into
+          .insertInto('api_keys')
+          .values({
+            id: key.id,
+            client_id: key.clientId,
+            name: key.name,
+            digest: key.digest,
+            prefix: key.prefix,
+            scopes: toJson(key.scopes),
+            created_at: key.createdAt,
+            expires_at: key.expiresAt,
+            revoked_at: key.revokedAt,
+            last_used_at: key.lastUsedAt,
+          })
+          .execute();
+      if (!expected) {
+        await insert(db);
+        return true;
+      }
+      return db.transaction().execute(async (trx) => {
+        if (!(await claimClient(trx, key.clientId, expected))) return false;
+        await insert(trx);
+        return true;
+      });
     },
     async findByDigest(digest) {
       const row = await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('digest', '=', digest).executeTakeFirst();
@@ -49,7 +59,7 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
     },
     async revoke(clientId, id, now, expected) {
       let revocation = db.updateTable('api_keys').set({ revoked_at: now }).where('client_id', '=', clientId).where('id', '=', id).where('revoked_at', 'is', null);
-      if (expected) revocation = revocation.where(({ exists, selectFrom }) => exists(selectFrom('clients').select('id').where('id', '=', clientId).where((eb) => eb.and(storedPowers(expected)))));
+      if (expected) revocation = revocation.where(({ exists, selectFrom }) => exists(selectFrom('clients').select('id').where('id', '=', clientId).where((eb) => eb.and(storedState(expected)))));
       const result = await revocation.executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },

@@ -4,7 +4,7 @@ import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient }
 import { deleteClient } from './deletion.ts';
 import { onePage } from './pages.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
-import { storedPowers } from './powers.ts';
+import { claimClient, storedState } from './powers.ts';
 
 const toClient = (row: Selectable<ClientTable>): Client => ({
   id: row.id,
@@ -88,23 +88,33 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
         .updateTable('clients')
         .set({ ...toRow(patch), updated_at: now })
         .where('id', '=', id);
-      if (expected) update = update.where((eb) => eb.and(storedPowers(expected)));
+      if (expected) update = update.where((eb) => eb.and(storedState(expected)));
       const result = await update.executeTakeFirst();
       return result.numUpdatedRows > 0n ? find(id) : undefined;
     },
     delete: (id, expected) => db.transaction().execute((trx) => deleteClient(trx, id, expected)),
-    async addSecret(secret) {
-      await db
-        .insertInto('client_secrets')
-        .values({
-          id: secret.id,
-          client_id: secret.clientId,
-          digest: secret.digest,
-          hint: secret.hint,
-          created_at: secret.createdAt,
-          expires_at: secret.expiresAt,
-        })
-        .execute();
+    async addSecret(secret, expected) {
+      const insert = (into: Kysely<Database>) =>
+        into
+          .insertInto('client_secrets')
+          .values({
+            id: secret.id,
+            client_id: secret.clientId,
+            digest: secret.digest,
+            hint: secret.hint,
+            created_at: secret.createdAt,
+            expires_at: secret.expiresAt,
+          })
+          .execute();
+      if (!expected) {
+        await insert(db);
+        return true;
+      }
+      return db.transaction().execute(async (trx) => {
+        if (!(await claimClient(trx, secret.clientId, expected))) return false;
+        await insert(trx);
+        return true;
+      });
     },
     async listSecrets(clientId) {
       const rows = await db.selectFrom('client_secrets').select(COLUMNS.client_secrets).where('client_id', '=', clientId).orderBy('created_at').execute();
@@ -112,7 +122,7 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
     },
     async deleteSecret(clientId, secretId, expected) {
       let deletion = db.deleteFrom('client_secrets').where('client_id', '=', clientId).where('id', '=', secretId);
-      if (expected) deletion = deletion.where(({ exists, selectFrom }) => exists(selectFrom('clients').select('id').where('id', '=', clientId).where((eb) => eb.and(storedPowers(expected)))));
+      if (expected) deletion = deletion.where(({ exists, selectFrom }) => exists(selectFrom('clients').select('id').where('id', '=', clientId).where((eb) => eb.and(storedState(expected)))));
       const result = await deletion.executeTakeFirst();
       return result.numDeletedRows > 0n;
     },

@@ -1,7 +1,7 @@
 import type { Transaction } from 'kysely';
-import type { ClientPowers } from '../repositories.ts';
+import type { ExpectedClient } from '../repositories.ts';
 import type { Database } from '../schema.ts';
-import { storedPowers } from './powers.ts';
+import { claimClient } from './powers.ts';
 
 /**
  * Deletes what was issued to a client or to a user — refresh tokens, codes, consents and grants —
@@ -18,24 +18,14 @@ export async function deleteIssued(trx: Transaction<Database>, owner: 'client_id
 
 /**
  * Deletes a client with everything issued to it, inside the caller's transaction; with `expected`,
- * only while it has exactly these powers. False (deleting nothing) when there is no such client or
- * it has other powers.
+ * only while it is as expected. False (deleting nothing) when there is no such client or it is not.
  *
- * The client's row is claimed first, by a write that changes nothing: on PostgreSQL (read
- * committed) a concurrent deletion or change of the client waits for this transaction, and one
- * that committed first is seen (its row is read again), so a client is deleted once, and only as it
- * was checked. Taking the row before anything issued to it also keeps two deletions that meet (of
- * the client, of its owner) from locking each other's rows in opposite orders. A write, not SELECT
- * … FOR UPDATE, which SQLite lacks; and it leaves the client's key alone, so rows issued to the
- * client meanwhile (whose foreign key shares its row) are not held up.
+ * The client's row is claimed first (claimClient), so a client is deleted once, and only as it was
+ * checked. Taking the row before anything issued to it also keeps two deletions that meet (of the
+ * client, of its owner) from locking each other's rows in opposite orders.
  */
-export async function deleteClient(trx: Transaction<Database>, id: string, expected?: ClientPowers): Promise<boolean> {
-  let claim = trx
-    .updateTable('clients')
-    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
-    .where('id', '=', id);
-  if (expected) claim = claim.where((eb) => eb.and(storedPowers(expected)));
-  if ((await claim.executeTakeFirst()).numUpdatedRows === 0n) return false;
+export async function deleteClient(trx: Transaction<Database>, id: string, expected?: ExpectedClient): Promise<boolean> {
+  if (!(await claimClient(trx, id, expected))) return false;
   await deleteIssued(trx, 'client_id', id);
   await trx.deleteFrom('authorization_requests').where('client_id', '=', id).execute();
   await trx.deleteFrom('client_secrets').where('client_id', '=', id).execute();

@@ -1,15 +1,38 @@
-import type { ClientPowers } from '../repositories.ts';
+import type { Transaction } from 'kysely';
+import type { ExpectedClient } from '../repositories.ts';
+import type { Database } from '../schema.ts';
 import { flag, toJson } from './json.ts';
 
 /**
- * A client's powers as its row stores them (the same admin flag, the same scopes in the same
- * order, the same impersonation and resource-server flags): what a conditional write on a client, or on one of its
- * credentials, compares in the statement that makes it (ClientPowers). Scopes are stored as
- * toJson writes them, so the same list is the same text in both dialects.
+ * A client as its row stores it when it is as expected (the same admin flag, the same scopes in the
+ * same order, the same impersonation and resource-server flags, and the owner where one is
+ * expected): what a conditional write on a client, or on one of its credentials, compares in the
+ * statement that makes it (ExpectedClient). Scopes are stored as toJson writes them, so the same
+ * list is the same text in both dialects. An owner left out is not compared (Kysely drops an
+ * undefined member); a null one is compared with IS NULL.
  */
-export const storedPowers = (expected: ClientPowers) => ({
+export const storedState = (expected: ExpectedClient) => ({
   is_admin: flag(expected.isAdmin),
   scopes: toJson(expected.scopes),
   allow_impersonation: flag(expected.allowImpersonation),
   is_resource_server: flag(expected.isResourceServer),
+  owner_user_id: expected.owner,
 });
+
+/**
+ * Claims the client's row inside the caller's transaction, with a write that changes nothing, if it
+ * is there (and, with `expected`, as expected); false otherwise. On PostgreSQL (read committed) a
+ * concurrent change or deletion of the client waits for the transaction, and one that committed
+ * first is seen (the row is read again), so what the transaction writes next is written to the
+ * client as it was checked. A write, not SELECT … FOR UPDATE, which SQLite lacks; and it leaves the
+ * client's key alone, so rows issued to the client meanwhile (whose foreign key shares its row) are
+ * not held up.
+ */
+export async function claimClient(trx: Transaction<Database>, id: string, expected?: ExpectedClient): Promise<boolean> {
+  let claim = trx
+    .updateTable('clients')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where('id', '=', id);
+  if (expected) claim = claim.where((eb) => eb.and(storedState(expected)));
+  return (await claim.executeTakeFirst()).numUpdatedRows > 0n;
+}
