@@ -1,9 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import type { ApiKey, Client, Storage } from '../storage/repositories.ts';
+import type { ApiKey, Client, ExpectedClient, Storage } from '../storage/repositories.ts';
 import { HIDDEN_IN_NAME, ValidationError } from './applications.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { ScopePolicy } from './scopes.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
+
+/** What an API key is made with: a name, scopes (default: the application's that an API key may hold) and an expiry (default: never). */
+export interface KeyInput {
+  name: string;
+  scopes?: string[] | undefined;
+  expiresAt?: number | null | undefined;
+}
 
 /**
  * API keys (`Authorization: ApiKey <key>`): long-lived credentials of an application, acting as
@@ -24,7 +31,14 @@ export class ApiKeyService {
     this.#scopes = scopes;
   }
 
-  async create(client: Client, input: { name: string; scopes?: string[] | undefined; expiresAt?: number | null | undefined }, now: number): Promise<{ key: ApiKey; value: string }> {
+  /**
+   * Makes a key for `client` (as read: its scopes bound the key's). With `expected`, the key is
+   * stored only while the client is as expected (ApiKeyRepository.create): undefined, and nothing
+   * stored, when it is not.
+   */
+  async create(client: Client, input: KeyInput, now: number): Promise<{ key: ApiKey; value: string }>;
+  async create(client: Client, input: KeyInput, now: number, expected: ExpectedClient): Promise<{ key: ApiKey; value: string } | undefined>;
+  async create(client: Client, input: KeyInput, now: number, expected?: ExpectedClient): Promise<{ key: ApiKey; value: string } | undefined> {
     // A key is a secret of the application: a public one (a browser or mobile app) cannot keep it.
     if (client.type === 'public') throw new ValidationError('type', 'API keys are for confidential applications: a public application cannot keep a secret');
     const name = input.name?.trim();
@@ -54,8 +68,7 @@ export class ApiKeyService {
       revokedAt: null,
       lastUsedAt: null,
     };
-    await this.#storage.apiKeys.create(key);
-    return { key, value };
+    return (await this.#storage.apiKeys.create(key, expected)) ? { key, value } : undefined;
   }
 
   /**

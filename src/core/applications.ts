@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes, randomUUID, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { normalizeEmail, type Client, type ClientPowers, type ClientType, type JsonWebKeySet, type NewClient, type Storage, type User } from '../storage/repositories.ts';
+import { normalizeEmail, type Client, type ClientPowers, type ClientType, type ExpectedClient, type JsonWebKeySet, type NewClient, type Storage, type User } from '../storage/repositories.ts';
 import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { GatehouseConfig } from './config.ts';
@@ -64,12 +64,18 @@ export async function createClient(services: Services, input: ClientInput, now: 
   return { client: created, secret };
 }
 
-/** Adds a secret to a client (the old ones keep working until deleted: rotation without downtime). */
-export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null = null): Promise<string> {
+/**
+ * Adds a secret to a client (the old ones keep working until deleted: rotation without downtime).
+ * With `expected`, only while the client is as expected (ClientRepository.addSecret): undefined,
+ * and nothing stored, when it is not.
+ */
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt?: number | null): Promise<string>;
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null, expected: ExpectedClient): Promise<string | undefined>;
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null = null, expected?: ExpectedClient): Promise<string | undefined> {
   const secret = createOpaqueToken('cs');
-  await services.storage.clients.addSecret({ id: randomUUID(), clientId, digest: digestOf(secret), hint: hintOf(secret), createdAt: now, expiresAt });
+  const stored = await services.storage.clients.addSecret({ id: randomUUID(), clientId, digest: digestOf(secret), hint: hintOf(secret), createdAt: now, expiresAt }, expected);
   services.clients.invalidate(clientId);
-  return secret;
+  return stored ? secret : undefined;
 }
 
 /** Replaces every secret of a client with one new secret. */
@@ -82,11 +88,12 @@ export async function rotateClientSecret(services: Services, clientId: string, n
 }
 
 /**
- * Deletes a client with everything it holds; with `expected`, only while it still has these powers
- * (ClientRepository.delete). False when there is no such client, or it has other powers now.
+ * Deletes a client with everything it holds; with `expected`, only while it is still as expected:
+ * these powers, and the owner if `expected` names one (ClientRepository.delete). False when there
+ * is no such client, or it is not as expected now.
  */
-export async function deleteClient(services: Services, clientId: string, expected?: ClientPowers): Promise<boolean> {
-  const deleted = await services.storage.clients.delete(clientId, expected && powersOf(expected));
+export async function deleteClient(services: Services, clientId: string, expected?: ExpectedClient): Promise<boolean> {
+  const deleted = await services.storage.clients.delete(clientId, expected && { ...powersOf(expected), owner: expected.owner });
   services.clients.invalidate(clientId);
   return deleted;
 }
@@ -116,11 +123,12 @@ const powersOf = (client: ClientPowers): ClientPowers => ({ isAdmin: client.isAd
  * gets a first secret, returned once. Undefined when there is no such client.
  *
  * The change is merged into the stored record, checked by `authorize` against that record, and
- * written only if the client still has the powers it was checked with (ClientRepository.update):
- * otherwise a concurrent change came between, and the patch is merged into the new record and
- * checked again, once; if it loses again, ClientChangedError. So a change allowed for a plain client
- * never lands on one that was made admin (or able to impersonate, or a resource server) meanwhile,
- * nor undoes such a change.
+ * written only if the client still has the powers and the owner it was checked with
+ * (ClientRepository.update): otherwise a concurrent change came between, and the patch is merged
+ * into the new record and checked again, once; if it loses again, ClientChangedError. So a change
+ * allowed for a plain client never lands on one that was made admin (or able to impersonate, or a
+ * resource server) or given to another owner meanwhile, nor undoes such a change (the merged
+ * record carries the owner it was read with).
  */
 export async function updateClient(
   services: Services,
@@ -158,7 +166,7 @@ export async function updateClient(
     // A client made confidential gets its first secret before the conditional write, so that the
     // secret exists only if the write (checked with the powers it was authorized for) does.
     const secret = changes.type === 'confidential' && current.type === 'public' ? await addClientSecret(services, clientId, now) : undefined;
-    const updated = await services.storage.clients.update(clientId, changes, now, powersOf(current));
+    const updated = await services.storage.clients.update(clientId, changes, now, { ...powersOf(current), owner: current.ownerUserId });
     if (!updated) {
       if (secret !== undefined) await removeSecret(services, clientId, secret);
       services.clients.invalidate(clientId);

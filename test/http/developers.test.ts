@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
@@ -872,6 +872,161 @@ for (const dialect of DIALECTS) {
         assert.equal(fresh.status, 200);
         assert.match(fresh.text, /name="password"/);
       });
+    });
+
+    describe('an operator’s change between the portal’s check and its write', () => {
+      /** Each change that takes an application from the portal: afterwards the developer may no longer manage it. */
+      const TAKEN_AWAY = [
+        // As an operator does it through the admin API, which gives an admin client no owner…
+        ['made an admin client', () => ({ isAdmin: true, ownerUserId: null, scopes: ['admin:users'], defaultScopes: ['admin:users'], grantTypes: ['client_credentials'] })],
+        // …and as one stored before that rule, still owned: the admin flag alone refuses the write.
+        ['made an admin client that keeps its owner', () => ({ isAdmin: true, scopes: ['admin:users'], defaultScopes: ['admin:users'], grantTypes: ['client_credentials'] })],
+        ['made a resource server', () => ({ isResourceServer: true })],
+        ['allowed to impersonate', () => ({ allowImpersonation: true })],
+        ['given to another developer', () => ({ ownerUserId: bob.id })],
+      ] as const;
+
+      /**
+       * What the portal writes, each with the storage call that makes the write: `prepare` makes what
+       * it acts on (a second secret, a key), `post` sends the form.
+       */
+      const WRITES = [
+        {
+          name: 'a secret added',
+          method: ['clients', 'addSecret'],
+          post: (browser: HttpBrowser, id: string, csrf: string) => browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf } }),
+        },
+        {
+          name: 'an API key added',
+          method: ['apiKeys', 'create'],
+          post: (browser: HttpBrowser, id: string) => createKey(browser, id, [['name', 'Late key'], ['scopes', 'objects:read']]),
+        },
+        {
+          name: 'an API key revoked',
+          method: ['apiKeys', 'revoke'],
+          prepare: async (browser: HttpBrowser, id: string) => assert.equal((await createKey(browser, id, [['name', 'ci'], ['scopes', 'objects:read']])).status, 200),
+          post: async (browser: HttpBrowser, id: string, csrf: string) => {
+            const [key] = await server.gatehouse.storage.apiKeys.listForClient(id);
+            return browser.request(url(`/developers/applications/${id}/api-keys/${key!.id}/revoke`), { form: { csrf } });
+          },
+        },
+        {
+          name: 'a secret removed',
+          method: ['clients', 'deleteSecret'],
+          prepare: async (browser: HttpBrowser, id: string) => assert.equal((await browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf: await csrfOf(browser) } })).status, 200),
+          post: async (browser: HttpBrowser, id: string, csrf: string) => {
+            const [oldest] = await server.gatehouse.storage.clients.listSecrets(id);
+            return browser.request(url(`/developers/applications/${id}/secrets/${oldest!.id}/delete`), { form: { csrf } });
+          },
+        },
+        {
+          name: 'the settings saved',
+          method: ['clients', 'update'],
+          post: (browser: HttpBrowser, id: string, csrf: string) =>
+            browser.request(url(`/developers/applications/${id}/settings`), { form: { csrf, name: 'Renamed', description: 'Changed', base_url: 'https://elsewhere.example', redirect_uris: 'https://elsewhere.example/cb' } }),
+        },
+        {
+          name: 'the application deleted',
+          method: ['clients', 'delete'],
+          post: (browser: HttpBrowser, id: string, csrf: string) => browser.request(url(`/developers/applications/${id}/delete`), { form: { csrf } }),
+        },
+      ] as const;
+
+      /** Runs `change` (an operator's, straight to storage) just before each of the first `times` calls of the storage method. */
+      function changeBefore(t: TestContext, [repository, method]: readonly [string, string], change: (id: string) => Promise<unknown>, times = Number.POSITIVE_INFINITY): void {
+        const target = (server.gatehouse.storage as unknown as Record<string, Record<string, (...args: unknown[]) => Promise<unknown>>>)[repository]!;
+        const original = target[method]!.bind(target);
+        let calls = 0;
+        let changing = false;
+        t.mock.method(target, method, async (...args: unknown[]) => {
+          // The operator's change may go through the same method (an update): that call is theirs.
+          if (!changing && calls++ < times) {
+            changing = true;
+            await change(typeof args[0] === 'string' ? args[0] : (args[0] as { clientId: string }).clientId).finally(() => (changing = false));
+          }
+          return original(...args);
+        });
+      }
+
+      const operatorChange = async (id: string, patch: Parameters<TestServer['gatehouse']['storage']['clients']['update']>[1]) => {
+        await server.gatehouse.storage.clients.update(id, patch, server.gatehouse.clock());
+        server.gatehouse.clients.invalidate(id);
+      };
+
+      /** What the developer's write could have changed: the application's fields, secrets and keys, and the portal's audit events. */
+      async function snapshot(id: string) {
+        const client = await server.gatehouse.storage.clients.find(id);
+        return {
+          client: client && { name: client.name, description: client.description, baseUrl: client.baseUrl, redirectUris: client.redirectUris },
+          secrets: await server.gatehouse.storage.clients.listSecrets(id),
+          keys: await server.gatehouse.storage.apiKeys.listForClient(id),
+          audit: await auditKinds(id),
+        };
+      }
+
+      for (const write of WRITES) {
+        for (const [change, patch] of TAKEN_AWAY) {
+          it(`does not let ${write.name} land on an application ${change} meanwhile: the 404 page, and nothing stored`, async (t) => {
+            const browser = await signIn(alice.email);
+            const { id } = await createApp(browser);
+            if ('prepare' in write) await write.prepare(browser, id);
+            const before = await snapshot(id);
+            const csrf = await csrfOf(browser);
+
+            changeBefore(t, write.method, (target) => operatorChange(target, patch()), 1);
+            const res = await write.post(browser, id, csrf);
+            t.mock.restoreAll();
+
+            assert.equal(res.status, 404, `${res.status}: ${res.text.slice(0, 1000)}`);
+            assert.match(String(res.headers.get('content-type')), /^text\/html/);
+            assert.match(res.text, /There is no application of yours at this address/);
+            assert.doesNotMatch(res.text, /id="revealed-/, 'no credential shown');
+            assert.deepEqual(await snapshot(id), before, 'nothing stored');
+            const client = (await server.gatehouse.storage.clients.find(id))!;
+            assert.deepEqual({ ...client, ...patch() }, client, 'the operator’s change stands');
+          });
+        }
+
+        it(`lets ${write.name} land after an operator’s change that leaves the application the developer’s, made once just before the write`, async (t) => {
+          const browser = await signIn(alice.email);
+          const { id } = await createApp(browser);
+          if ('prepare' in write) await write.prepare(browser, id);
+          const before = await snapshot(id);
+          const csrf = await csrfOf(browser);
+
+          changeBefore(t, write.method, (target) => operatorChange(target, { scopes: ['objects:read', 'model:read', 'bcf:read'] }), 1);
+          const res = await write.post(browser, id, csrf);
+          t.mock.restoreAll();
+
+          assert.ok(res.status === 200 || res.status === 303, `${res.status}: ${res.text.slice(0, 1000)}`);
+          const after = await snapshot(id);
+          assert.notDeepEqual(after, before, 'the write landed');
+          assert.equal(after.audit.length, before.audit.length + 1, 'and was recorded');
+          if (after.client) assert.deepEqual((await server.gatehouse.storage.clients.find(id))!.scopes, ['objects:read', 'model:read', 'bcf:read'], 'on the application as the operator left it');
+        });
+
+        it(`answers ${write.name} that keeps losing the race to an operator’s changes with a readable 409 page, and stores nothing`, async (t) => {
+          const browser = await signIn(alice.email);
+          const { id } = await createApp(browser);
+          if ('prepare' in write) await write.prepare(browser, id);
+          const before = await snapshot(id);
+          const csrf = await csrfOf(browser);
+
+          const toggle = async (target: string) => {
+            const current = (await server.gatehouse.storage.clients.find(target))!;
+            await operatorChange(target, { scopes: current.scopes.includes('bcf:read') ? current.scopes.filter((scope) => scope !== 'bcf:read') : [...current.scopes, 'bcf:read'] });
+          };
+          changeBefore(t, write.method, toggle);
+          const res = await write.post(browser, id, csrf);
+          t.mock.restoreAll();
+
+          assert.equal(res.status, 409, `${res.status}: ${res.text.slice(0, 1000)}`);
+          assert.match(String(res.headers.get('content-type')), /^text\/html/);
+          assert.match(res.text, /The application was changed meanwhile, so (nothing was saved|no secret was added|no API key was created|the API key was not revoked|the secret was not deleted|it was not deleted)\./);
+          assert.doesNotMatch(res.text, /Something went wrong|\n\s+at |id="revealed-/);
+          assert.deepEqual(await snapshot(id), before, 'nothing stored');
+        });
+      }
     });
 
     it('never shows or manages an admin client, even one stored with the developer as its owner', async () => {

@@ -3,7 +3,7 @@ import { ValidationError } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey, Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';
-import { applicationHeader, applicationNotFound, day, fieldList, minute, noticeFrom, portalRequest, RECORD_ID, sentence } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, day, fieldList, mayManage, minute, noticeFrom, portalRequest, RECORD_ID, sentence, writeToOwnApplication, type WriteRefused } from './developers-context.ts';
 import type { Revealed } from './developers-application.ts';
 import { renderPage } from './render.ts';
 
@@ -12,6 +12,8 @@ export const API_KEY_USAGE = 'Send it in the header “Authorization: ApiKey <ke
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 const NOTICES = { revoked: 'The API key was revoked. It no longer works.' };
+const KEY_NOT_CREATED = 'The application was changed meanwhile, so no API key was created. Review its scopes as they are now, and create the key again.';
+const KEY_NOT_REVOKED = 'The application was changed meanwhile, so the API key was not revoked. Review the keys as they are now, and revoke it again.';
 
 interface KeyForm {
   name: string;
@@ -77,6 +79,16 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     );
   };
 
+  /**
+   * A write refused by writeToOwnApplication: the keys page of the application as it is now with
+   * `message` (409), or the 404 of an application that is not the developer's (any more).
+   */
+  const refusedWrite = async (reply: FastifyReply, developerId: string, applicationId: string, refused: WriteRefused, message: string, form?: KeyForm) => {
+    const current = refused === 'changed' ? await gatehouse.storage.clients.find(applicationId) : undefined;
+    if (!current || !mayManage(current, developerId)) return applicationNotFound(reply);
+    return showKeys(reply, current, { ...(form && { form }), errors: { form: message } }, 409);
+  };
+
   portal.get('/developers/applications/:clientId/api-keys', async (request, reply) => {
     const { application } = portalRequest(request);
     return showKeys(reply, application, { notice: noticeFrom(request, NOTICES) });
@@ -89,7 +101,13 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     const now = gatehouse.clock();
     try {
       if (form.scopes.length === 0) throw new ValidationError('scopes', 'choose at least one scope');
-      const { key, value } = await gatehouse.apiKeys.create(application, { name: form.name, scopes: form.scopes, expiresAt: expiryFrom(form.expires_on) }, now);
+      const input = { name: form.name, scopes: form.scopes, expiresAt: expiryFrom(form.expires_on) };
+      // Stored only while the application is as checked: a key never reaches one an operator made an admin client or gave to someone else meanwhile.
+      const written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) => gatehouse.apiKeys.create(current, input, now, expected));
+      if ('refused' in written) return refusedWrite(reply, developer.user.id, application.id, written.refused, KEY_NOT_CREATED, form);
+      // Not stored, yet the application is as checked: an operator changed it and back meanwhile.
+      if (written.done === undefined) return refusedWrite(reply, developer.user.id, application.id, 'changed', KEY_NOT_CREATED, form);
+      const { key, value } = written.done;
       gatehouse.audit.record({
         at: now,
         kind: 'portal.api_key.created',
@@ -98,7 +116,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
         userId: developer.user.id,
         data: { keyId: key.id, name: key.name, prefix: key.prefix, scopes: key.scopes, expiresAt: key.expiresAt },
       });
-      return showKeys(reply, application, { notice: `The API key “${key.name}” was created.`, revealed: [{ label: 'API key', value, usage: API_KEY_USAGE }] });
+      return showKeys(reply, written.application, { notice: `The API key “${key.name}” was created.`, revealed: [{ label: 'API key', value, usage: API_KEY_USAGE }] });
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
       const name = error.field === 'expires_at' ? 'expires_on' : error.field;
@@ -112,8 +130,12 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     const keys = RECORD_ID.test(keyId) ? await gatehouse.storage.apiKeys.listForClient(application.id) : [];
     if (!keys.some((key) => key.id === keyId)) return applicationNotFound(reply);
     const now = gatehouse.clock();
-    // Scoped to the application too, so a key of another application is never touched.
-    if (await gatehouse.storage.apiKeys.revoke(application.id, keyId, now)) {
+    // Scoped to the application too, so a key of another application is never touched; and only while it is as checked.
+    const written = await writeToOwnApplication(gatehouse, developer.user.id, application, async (_current, expected) =>
+      (await gatehouse.storage.apiKeys.revoke(application.id, keyId, now, expected)) || undefined,
+    );
+    if ('refused' in written) return refusedWrite(reply, developer.user.id, application.id, written.refused, KEY_NOT_REVOKED);
+    if (written.done) {
       gatehouse.audit.record({ at: now, kind: 'portal.api_key.revoked', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { keyId } });
     }
     return reply.redirect(`${applicationHeader(application).path}/api-keys?notice=revoked`, 303);

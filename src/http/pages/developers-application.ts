@@ -5,7 +5,21 @@ import { hintOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';
-import { applicationHeader, applicationNotFound, day, minute, noticeFrom, portalRequest, RECORD_ID, sentence } from './developers-context.ts';
+import {
+  applicationHeader,
+  applicationNotFound,
+  authorizePortalChange,
+  day,
+  mayManage,
+  minute,
+  NotManageableError,
+  noticeFrom,
+  portalRequest,
+  RECORD_ID,
+  sentence,
+  writeToOwnApplication,
+  type WriteRefused,
+} from './developers-context.ts';
 import { checkApplicationDetails, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { renderPage } from './render.ts';
 
@@ -31,6 +45,8 @@ const NOTICES = {
  * operator kept changing the application's scopes or flags meanwhile). Nothing was saved.
  */
 const CHANGED_MEANWHILE = 'The application was changed meanwhile, so nothing was saved. Review it as it is now, and save again.';
+const SECRET_NOT_ADDED = 'The application was changed meanwhile, so no secret was added. Review it as it is now, and add one again.';
+const SECRET_NOT_DELETED = 'The application was changed meanwhile, so the secret was not deleted. Review it as it is now, and delete it again.';
 
 /**
  * The application page again, as the application is now, after a save that changed nothing because
@@ -39,9 +55,13 @@ const CHANGED_MEANWHILE = 'The application was changed meanwhile, so nothing was
  */
 async function showChangedMeanwhile(reply: FastifyReply, gatehouse: Gatehouse, developerId: string, applicationId: string, data: Parameters<typeof showApplication>[3]): Promise<FastifyReply> {
   const current = await gatehouse.storage.clients.find(applicationId);
-  if (!current || current.ownerUserId !== developerId || current.isAdmin) return applicationNotFound(reply);
+  if (!current || !mayManage(current, developerId)) return applicationNotFound(reply);
   return showApplication(reply, gatehouse, current, data, 409);
 }
+
+/** A write refused by writeToOwnApplication: the 409 page with `message`, or the 404 of an application that is not the developer's (any more). */
+const refusedWrite = (reply: FastifyReply, gatehouse: Gatehouse, developerId: string, applicationId: string, refused: WriteRefused, message: string): Promise<FastifyReply> | FastifyReply =>
+  refused === 'changed' ? showChangedMeanwhile(reply, gatehouse, developerId, applicationId, { error: message }) : applicationNotFound(reply);
 
 /** A registered public key as the page lists it: its kid, type, algorithm and RFC 7638 thumbprint. */
 async function describeKey(jwk: JWK): Promise<{ kid: string | undefined; type: string; alg: string | undefined; thumbprint: string }> {
@@ -129,9 +149,10 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const now = gatehouse.clock();
     let updated;
     try {
-      updated = await updateClient(gatehouse, application.id, details, now);
+      updated = await updateClient(gatehouse, application.id, details, now, authorizePortalChange(developer.user.id));
     } catch (error) {
       if (error instanceof ClientChangedError) return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { form: { values, errors: { form: CHANGED_MEANWHILE } } });
+      if (error instanceof NotManageableError) return applicationNotFound(reply);
       if (!(error instanceof ValidationError)) throw error;
       return showApplication(reply, gatehouse, application, { form: { values, errors: formError(error) } }, 400);
     }
@@ -170,9 +191,10 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const now = gatehouse.clock();
     let updated;
     try {
-      updated = await updateClient(gatehouse, application.id, { jwks: jwks as JSONWebKeySet }, now);
+      updated = await updateClient(gatehouse, application.id, { jwks: jwks as JSONWebKeySet }, now, authorizePortalChange(developer.user.id));
     } catch (error) {
       if (error instanceof ClientChangedError) return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { keys: { jwks: posted, error: CHANGED_MEANWHILE } });
+      if (error instanceof NotManageableError) return applicationNotFound(reply);
       if (!(error instanceof ValidationError)) throw error;
       return refuse(error.message);
     }
@@ -188,8 +210,9 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
       const now = gatehouse.clock();
       let removed;
       try {
-        removed = await updateClient(gatehouse, application.id, { jwks: null }, now);
+        removed = await updateClient(gatehouse, application.id, { jwks: null }, now, authorizePortalChange(developer.user.id));
       } catch (error) {
+        if (error instanceof NotManageableError) return applicationNotFound(reply);
         if (!(error instanceof ClientChangedError)) throw error;
         return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { error: CHANGED_MEANWHILE });
       }
@@ -202,14 +225,25 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
   // The address the Add-a-secret form posts to: typed in or bookmarked, it leads to the application.
   portal.get('/developers/applications/:clientId/secrets', async (request, reply) => reply.redirect(applicationHeader(portalRequest(request).application).path, 302));
 
-  // Rotation without downtime: a second secret works alongside the first until the first is deleted.
+  /**
+   * Rotation without downtime: a second secret works alongside the first until the first is
+   * deleted. Stored only while the application is as checked (writeToOwnApplication): a secret
+   * never reaches one an operator made an admin client or gave to someone else meanwhile.
+   */
   portal.post('/developers/applications/:clientId/secrets', async (request, reply) => {
     const { developer, application } = portalRequest(request);
-    if (application.type !== 'confidential') return showApplication(reply, gatehouse, application, { error: 'A public application has no client secret.' }, 400);
+    const publicRefused = (client: Client) => showApplication(reply, gatehouse, client, { error: 'A public application has no client secret.' }, 400);
+    if (application.type !== 'confidential') return publicRefused(application);
     const now = gatehouse.clock();
-    const secret = await addClientSecret(gatehouse, application.id, now);
+    const written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) =>
+      current.type === 'confidential' ? addClientSecret(gatehouse, current.id, now, null, expected) : Promise.resolve(undefined),
+    );
+    if ('refused' in written) return refusedWrite(reply, gatehouse, developer.user.id, application.id, written.refused, SECRET_NOT_ADDED);
+    const secret = written.done;
+    // Nothing written, to the application as checked: it was made public meanwhile.
+    if (secret === undefined) return publicRefused(written.application);
     gatehouse.audit.record({ at: now, kind: 'portal.secret.added', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { hint: hintOf(secret) } });
-    return showApplication(reply, gatehouse, application, {
+    return showApplication(reply, gatehouse, written.application, {
       notice: 'A new secret was added. The other secrets keep working until you delete them.',
       revealed: [{ label: 'New client secret', value: secret }],
     });
@@ -223,7 +257,11 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     if (!secret) return applicationNotFound(reply);
     // Like GitHub's OAuth apps: the last secret stays until another replaces it, so a click cannot lock the application out.
     if (secrets.length === 1) return showApplication(reply, gatehouse, application, { error: 'Add a new secret before you delete the last one.' }, 400);
-    if (await gatehouse.storage.clients.deleteSecret(application.id, secret.id)) {
+    const written = await writeToOwnApplication(gatehouse, developer.user.id, application, async (_current, expected) =>
+      (await gatehouse.storage.clients.deleteSecret(application.id, secret.id, expected)) || undefined,
+    );
+    if ('refused' in written) return refusedWrite(reply, gatehouse, developer.user.id, application.id, written.refused, SECRET_NOT_DELETED);
+    if (written.done) {
       // At once on this instance; other instances' client caches follow within clients.cacheTtlSeconds.
       gatehouse.clients.invalidate(application.id);
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'portal.secret.deleted', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { secretId: secret.id, hint: secret.hint } });

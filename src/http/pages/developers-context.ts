@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ActiveSession } from '../../core/sessions.ts';
-import type { Client } from '../../storage/repositories.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
+import type { Client, ExpectedClient } from '../../storage/repositories.ts';
 import { currentSession, field, type Pages } from './context.ts';
 import { safeNextPage } from './login.ts';
 import { renderPage } from './render.ts';
@@ -38,12 +39,83 @@ export function guardPortal(portal: FastifyInstance, pages: Pages): void {
     const clientId = (request.params as { clientId?: unknown } | undefined)?.clientId;
     if (clientId === undefined) return;
     const client = typeof clientId === 'string' && CLIENT_ID.test(clientId) ? await pages.gatehouse.storage.clients.find(clientId) : undefined;
-    // An admin client is never managed here, even one given an owner before owners were refused on
-    // them: its secrets would carry its admin scopes to whoever signs in as the owner.
-    if (!client || client.ownerUserId !== session.user.id || client.isAdmin) return applicationNotFound(reply);
+    if (!client || !mayManage(client, session.user.id)) return applicationNotFound(reply);
     request.application = client;
   });
 }
+
+/**
+ * Whether the developer manages the application here: it is theirs, and holds no power that only
+ * operators manage. An admin client is never managed here, even one given an owner before owners
+ * were refused on them: its secrets would carry its admin scopes to whoever signs in as the owner;
+ * nor is one allowed to impersonate, or a resource server (which introspects every client's tokens).
+ */
+export const mayManage = (client: Client, developerId: string): boolean =>
+  client.ownerUserId === developerId && !client.isAdmin && !client.allowImpersonation && !client.isResourceServer;
+
+/** The state a portal write expects the application in: as the portal checked it (mayManage), with the scopes it was read with. */
+const managedState = (application: Client): ExpectedClient => ({
+  isAdmin: false,
+  scopes: application.scopes,
+  allowImpersonation: false,
+  isResourceServer: false,
+  owner: application.ownerUserId,
+});
+
+const inState = (client: Client, expected: ExpectedClient): boolean =>
+  client.isAdmin === expected.isAdmin &&
+  client.allowImpersonation === expected.allowImpersonation &&
+  client.isResourceServer === expected.isResourceServer &&
+  client.ownerUserId === expected.owner &&
+  client.scopes.length === expected.scopes.length &&
+  client.scopes.every((scope, i) => scope === expected.scopes[i]);
+
+/** Why a portal write stored nothing: the application is gone, is no longer the developer's to manage, or kept changing. */
+export type WriteRefused = 'gone' | 'not-yours' | 'changed';
+
+/**
+ * Writes to the developer's application (`act`: adds or deletes a credential, deletes the
+ * application) only while it is as the portal checked it: `act` makes its write conditional on
+ * `expected` (the developer's, with no operator-only power, the scopes it was read with). An operator
+ * may change the application between the portal's check and the write — make it an admin client or
+ * a resource server, give it to someone else — and the write then stores nothing (`act` gives
+ * undefined). The application is read again: gone or no longer the developer's to manage, the
+ * write is refused; otherwise it is made once more to the application as it is now, and refused as
+ * 'changed' if it loses again. An application still as it was checked means that `act` found
+ * nothing to do (a key revoked meanwhile): `done` is undefined.
+ */
+export async function writeToOwnApplication<T>(
+  gatehouse: Gatehouse,
+  developerId: string,
+  checked: Client,
+  act: (application: Client, expected: ExpectedClient) => Promise<T | undefined>,
+): Promise<{ application: Client; done: T | undefined } | { refused: WriteRefused }> {
+  let application = checked;
+  for (let attempt = 1; ; attempt++) {
+    const expected = managedState(application);
+    const done = await act(application, expected);
+    if (done !== undefined) return { application, done };
+    const current = await gatehouse.storage.clients.find(application.id);
+    if (!current) return { refused: 'gone' };
+    if (!mayManage(current, developerId)) return { refused: 'not-yours' };
+    if (inState(current, expected)) return { application: current, done: undefined };
+    if (attempt === 2) return { refused: 'changed' };
+    application = current;
+  }
+}
+
+/** Thrown by an updateClient `authorize` check when the application is no longer the developer's to manage. */
+export class NotManageableError extends Error {
+  override name = 'NotManageableError';
+  readonly code = 'ERR_NOT_MANAGEABLE';
+}
+
+/** updateClient's check for a portal change: only to an application the developer may manage, as it is when written. */
+export const authorizePortalChange =
+  (developerId: string) =>
+  (current: Client): void => {
+    if (!mayManage(current, developerId)) throw new NotManageableError(`the application ${current.id} is not one the developer manages`);
+  };
 
 function sendToLogin(request: FastifyRequest, reply: FastifyReply): FastifyReply {
   // After signing in, a GET comes back to the same page; a form post cannot be replayed, so it comes back to the list.

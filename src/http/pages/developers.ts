@@ -1,11 +1,11 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { createClient, deleteClient, ValidationError, type ClientInput } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { ApiKey, ClientType } from '../../storage/repositories.ts';
+import type { ApiKey, Client, ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
-import { applicationHeader, day, developerOf, guardPortal, noticeFrom, portalRequest } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { renderPage } from './render.ts';
 
@@ -35,7 +35,7 @@ interface ApplicationForm extends ApplicationDetailsForm {
 async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   portal.get('/developers', async (request, reply) => {
     const developer = developerOf(request);
-    const clients = (await gatehouse.storage.clients.listForOwner(developer.user.id)).filter((client) => !client.isAdmin);
+    const clients = (await gatehouse.storage.clients.listForOwner(developer.user.id)).filter((client) => mayManage(client, developer.user.id));
     return renderPage(reply, 'developers', {
       title: 'Developer portal',
       email: developer.user.email,
@@ -86,18 +86,26 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
     }
   });
 
-  portal.get('/developers/applications/:clientId/delete', async (request, reply) => {
-    const { application } = portalRequest(request);
+  const showDeletion = (reply: FastifyReply, application: Client, error?: string, status = 200) => {
     const minutes = Math.ceil(gatehouse.config.tokens.accessTokenTtlSeconds / 60);
-    return renderPage(reply, 'developers-delete', { title: `Delete ${application.name}`, app: applicationHeader(application), tokenMinutes: minutes });
-  });
+    return renderPage(reply, 'developers-delete', { title: `Delete ${application.name}`, app: applicationHeader(application), tokenMinutes: minutes, error }, status);
+  };
+
+  portal.get('/developers/applications/:clientId/delete', async (request, reply) => showDeletion(reply, portalRequest(request).application));
 
   portal.post('/developers/applications/:clientId/delete', async (request, reply) => {
     const { developer, application } = portalRequest(request);
-    // Secrets, API keys, grants, refresh tokens and codes go with it (ClientRepository.delete).
-    if (await deleteClient(gatehouse, application.id)) {
-      gatehouse.audit.record({ at: gatehouse.clock(), kind: 'portal.client.deleted', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { name: application.name } });
+    // Secrets, API keys, grants, refresh tokens and codes go with it (ClientRepository.delete); only
+    // while it is as checked, so that an application an operator took over meanwhile stays.
+    const written = await writeToOwnApplication(gatehouse, developer.user.id, application, async (_current, expected) => (await deleteClient(gatehouse, application.id, expected)) || undefined);
+    if ('refused' in written) {
+      // Of two deletions (a double click), the second finds it gone: deleted all the same.
+      if (written.refused === 'gone') return reply.redirect('/developers?notice=deleted', 303);
+      const current = written.refused === 'changed' ? await gatehouse.storage.clients.find(application.id) : undefined;
+      if (!current || !mayManage(current, developer.user.id)) return applicationNotFound(reply);
+      return showDeletion(reply, current, 'The application was changed meanwhile, so it was not deleted. Review it as it is now, and delete it again if you still want to.', 409);
     }
+    if (written.done) gatehouse.audit.record({ at: gatehouse.clock(), kind: 'portal.client.deleted', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { name: application.name } });
     return reply.redirect('/developers?notice=deleted', 303);
   });
 }
