@@ -2,7 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type ApiKeyTable, type Database } from '../schema.ts';
 import type { ApiKey, ApiKeyRepository } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
-import { claimClient, storedState } from './powers.ts';
+import { insertForClient, storedState } from './powers.ts';
 
 const toApiKey = (row: Selectable<ApiKeyTable>): ApiKey => ({
   id: row.id,
@@ -36,15 +36,7 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
             last_used_at: key.lastUsedAt,
           })
           .execute();
-      if (!expected) {
-        await insert(db);
-        return true;
-      }
-      return db.transaction().execute(async (trx) => {
-        if (!(await claimClient(trx, key.clientId, expected))) return false;
-        await insert(trx);
-        return true;
-      });
+      return insertForClient(db, key.clientId, expected, insert);
     },
     async findByDigest(digest) {
       const row = await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('digest', '=', digest).executeTakeFirst();

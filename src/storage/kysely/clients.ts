@@ -4,7 +4,7 @@ import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient }
 import { deleteClient } from './deletion.ts';
 import { onePage } from './pages.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
-import { claimClient, storedState } from './powers.ts';
+import { insertForClient, storedState } from './powers.ts';
 
 const toClient = (row: Selectable<ClientTable>): Client => ({
   id: row.id,
@@ -106,15 +106,7 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
             expires_at: secret.expiresAt,
           })
           .execute();
-      if (!expected) {
-        await insert(db);
-        return true;
-      }
-      return db.transaction().execute(async (trx) => {
-        if (!(await claimClient(trx, secret.clientId, expected))) return false;
-        await insert(trx);
-        return true;
-      });
+      return insertForClient(db, secret.clientId, expected, insert);
     },
     async listSecrets(clientId) {
       const rows = await db.selectFrom('client_secrets').select(COLUMNS.client_secrets).where('client_id', '=', clientId).orderBy('created_at').execute();

@@ -1,4 +1,4 @@
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { ExpectedClient } from '../repositories.ts';
 import type { Database } from '../schema.ts';
 import { flag, toJson } from './json.ts';
@@ -35,4 +35,20 @@ export async function claimClient(trx: Transaction<Database>, id: string, expect
     .where('id', '=', id);
   if (expected) claim = claim.where((eb) => eb.and(storedState(expected)));
   return (await claim.executeTakeFirst()).numUpdatedRows > 0n;
+}
+
+/**
+ * Stores a credential of client `clientId` with `insert`: at once without `expected`; with it, only
+ * while the client is as expected (claimClient, in one transaction). False when it was not stored.
+ */
+export async function insertForClient(db: Kysely<Database>, clientId: string, expected: ExpectedClient | undefined, insert: (into: Kysely<Database>) => Promise<unknown>): Promise<boolean> {
+  if (!expected) {
+    await insert(db);
+    return true;
+  }
+  return db.transaction().execute(async (trx) => {
+    if (!(await claimClient(trx, clientId, expected))) return false;
+    await insert(trx);
+    return true;
+  });
 }
