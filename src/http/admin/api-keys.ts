@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
+import { ClientChangedError } from '../../core/applications.ts';
 import type { ApiKey } from '../../storage/repositories.ts';
 import { findClientOr404, listOf } from './clients.ts';
 import { notFound } from './problems.ts';
-import { actOnCheckedClient, ADMIN_CLIENT_RULE, CHECKED_WHEN_WRITTEN, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, recheckAdminScopesOf, requestBody, requireAdminScopesOf, stringList, timestamp } from './support.ts';
+import { actOnCheckedClient, ADMIN_CLIENT_RULE, CHECKED_WHEN_WRITTEN, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, requestBody, stringList, timestamp } from './support.ts';
 
 const TAG = 'Clients';
 const SCOPE = 'admin:clients';
@@ -38,7 +39,8 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients/:clientId/api-keys',
     {
       ...operation(TAG, SCOPE, 'createApiKey', 'Create an API key for a client', {
-        description: `The key acts as the client (\`Authorization: ApiKey <key>\`) with the key’s scopes, which must be among the client’s and never user-only ones. ${ADMIN_CLIENT_RULE}`,
+        description: `The key acts as the client (\`Authorization: ApiKey <key>\`) with the key’s scopes, which must be among the client’s and never user-only ones. ${ADMIN_CLIENT_RULE} ${CHECKED_WHEN_WRITTEN}`,
+        problems: [409],
       }),
       schema: {
         params: idParams('clientId'),
@@ -54,12 +56,16 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
       },
     },
     async (request, reply) => {
-      const client = await findClientOr404(gatehouse, request.params.clientId);
-      requireAdminScopesOf(gatehouse, request, client.id, client);
       const now = gatehouse.clock();
-      const { key, value } = await gatehouse.apiKeys.create(client, { name: request.body.name, scopes: request.body.scopes, expiresAt: parseExpiry(request.body.expires_at) }, now);
-      await recheckAdminScopesOf(gatehouse, request, client.id, () => gatehouse.storage.apiKeys.revoke(client.id, key.id, now));
-      recordAdminAction(gatehouse, request, 'admin.api_key.created', { data: { client_id: client.id, api_key_id: key.id, scopes: key.scopes } });
+      let created: { key: ApiKey; value: string } | undefined;
+      const added = await actOnCheckedClient(gatehouse, request, request.params.clientId, async (client) => {
+        created = await gatehouse.apiKeys.create(client, { name: request.body.name, scopes: request.body.scopes, expiresAt: parseExpiry(request.body.expires_at) }, now, client);
+        return created !== undefined;
+      });
+      // Not created with the client's powers unchanged: it changed in another way, as it can only meanwhile.
+      if (!added || created === undefined) throw new ClientChangedError(`the client ${request.params.clientId} changed meanwhile: read it and try again`);
+      const { key, value } = created;
+      recordAdminAction(gatehouse, request, 'admin.api_key.created', { data: { client_id: key.clientId, api_key_id: key.id, scopes: key.scopes } });
       return reply.code(201).header('cache-control', 'no-store').send({ ...describeApiKey(key), api_key: value });
     },
   );

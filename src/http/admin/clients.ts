@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { addClientSecret, createClient, deleteClient, describeClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
+import { addClientSecret, ClientChangedError, createClient, deleteClient, describeClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientPowers, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
@@ -19,7 +19,6 @@ import {
   optionalTimestamp,
   parseExpiry,
   recordAdminAction,
-  recheckAdminScopesOf,
   requestBody,
   requireAdminScopesOf,
   stringList,
@@ -245,7 +244,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients/:clientId/secrets',
     {
       ...operation(TAG, SCOPE, 'addClientSecret', 'Add a secret to a client', {
-        description: `The other secrets keep working until deleted: rotation without downtime. The body is optional. ${ADMIN_CLIENT_RULE}`,
+        description: `The other secrets keep working until deleted: rotation without downtime. The body is optional. ${ADMIN_CLIENT_RULE} ${CHECKED_WHEN_WRITTEN}`,
         problems: [409],
       }),
       preValidation: emptyBodyAsObject,
@@ -256,19 +255,20 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
       },
     },
     async (request, reply) => {
-      const client = await findClient(request.params.clientId);
-      requireAdminScopesOf(gatehouse, request, client.id, client);
-      if (client.type === 'public') throw conflict(`${client.id} is a public client: it has no secrets`);
       const now = gatehouse.clock();
-      const expiresAt = parseExpiry(request.body.expires_at);
-      if (expiresAt !== null && expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
-      const secret = await addClientSecret(gatehouse, client.id, now, expiresAt);
-      const stored = (await gatehouse.storage.clients.listSecrets(client.id)).find((s) => s.digest === digestOf(secret))!;
-      await recheckAdminScopesOf(gatehouse, request, client.id, async () => {
-        await gatehouse.storage.clients.deleteSecret(client.id, stored.id);
-        gatehouse.clients.invalidate(client.id);
+      let secret: string | undefined;
+      const added = await actOnCheckedClient(gatehouse, request, request.params.clientId, async (client) => {
+        if (client.type === 'public') throw conflict(`${client.id} is a public client: it has no secrets`);
+        const expiresAt = parseExpiry(request.body.expires_at);
+        if (expiresAt !== null && expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
+        secret = await addClientSecret(gatehouse, client.id, now, expiresAt, client);
+        return secret !== undefined;
       });
-      recordAdminAction(gatehouse, request, 'admin.client_secret.created', { data: { client_id: client.id, secret_id: stored.id } });
+      // Not added with the client's powers unchanged: it changed in another way, as it can only meanwhile.
+      if (!added || secret === undefined) throw new ClientChangedError(`the client ${request.params.clientId} changed meanwhile: read it and try again`);
+      const digest = digestOf(secret);
+      const stored = (await gatehouse.storage.clients.listSecrets(request.params.clientId)).find((s) => s.digest === digest)!;
+      recordAdminAction(gatehouse, request, 'admin.client_secret.created', { data: { client_id: request.params.clientId, secret_id: stored.id } });
       return reply.code(201).header('cache-control', 'no-store').send({ ...describeSecret(stored), client_secret: secret });
     },
   );

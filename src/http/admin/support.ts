@@ -75,7 +75,7 @@ export const ADMIN_CLIENT_RULE =
 
 /** What a deletion under ADMIN_CLIENT_RULE adds to its description (see actOnCheckedClient). */
 export const CHECKED_WHEN_WRITTEN =
-  'The rule is checked against the client as it is when the deletion is written: 409 when concurrent changes kept altering the client’s powers meanwhile (read it and try again).';
+  'The rule is checked against the client as it is when the change is written: 409 when concurrent changes kept altering the client’s powers meanwhile (read it and try again).';
 
 /** The scopes a token must hold to manage a client with these powers (see ADMIN_CLIENT_RULE). */
 const scopesToManage = (gatehouse: Gatehouse, client: ClientPowers): string[] => [
@@ -102,30 +102,12 @@ export function requireAdminScopesOf(gatehouse: Gatehouse, request: FastifyReque
 }
 
 /**
- * Checks ADMIN_CLIENT_RULE again on the client as it is once a credential (a secret, an API key) was
- * made for it: a concurrent change may have made it an admin client, one that may impersonate or a
- * resource server after the first check, and the credential must not reach a token that could not manage the client
- * it now belongs to. On refusal `withdraw` removes the credential before the 403 (or the 404 of a
- * client deleted meanwhile). A change after this check came after the credential existed, as a
- * change to a client with secrets does.
- */
-export async function recheckAdminScopesOf(gatehouse: Gatehouse, request: FastifyRequest, clientId: string, withdraw: () => Promise<unknown>): Promise<void> {
-  const client = await gatehouse.storage.clients.find(clientId);
-  try {
-    if (!client) throw notFound(`there is no client ${clientId}`);
-    requireAdminScopesOf(gatehouse, request, clientId, client);
-  } catch (error) {
-    await withdraw();
-    throw error;
-  }
-}
-
-/**
- * Does `act` to a client (deletes it, or one of its credentials) as ADMIN_CLIENT_RULE allows, and
- * only to the client as it was checked: the client is read and checked, and `act` makes its write
- * conditional on the powers it was checked with (ClientRepository.delete, deleteSecret,
- * ApiKeyRepository.revoke), so a client made one the token cannot manage between the check and
- * the write keeps what `act` would have taken. When `act` changed nothing because the client's
+ * Does `act` to a client (deletes it, adds or removes one of its credentials) as ADMIN_CLIENT_RULE
+ * allows, and only to the client as it was checked: the client is read and checked, and `act` makes
+ * its write conditional on the powers it was checked with (ClientRepository.delete, addSecret,
+ * deleteSecret, ApiKeyRepository.create, revoke), so a client made one the token cannot manage
+ * between the check and the write neither loses what `act` would have taken nor gets a credential
+ * such a token could use. When `act` changed nothing because the client's
  * powers changed meanwhile, the client is read and checked again, once; ClientChangedError (409)
  * if it changes again. False when `act` found nothing to do (what it acts on is gone: of two
  * concurrent deletions, the second); a 404 for a client that is not there.
