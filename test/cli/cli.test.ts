@@ -98,6 +98,27 @@ for (const dialect of DIALECTS) {
       assert.equal(response.body.refresh_token, undefined);
     });
 
+    it('takes the password from standard input with --password-stdin, keeping it off the command line', async () => {
+      const client = await cliJson(['client', 'create', '--name', 'Stdin-password app', '--grant', 'password', '--scope', 'objects:read'], env);
+      const password = 'a password nobody saw in ps';
+      const created = await runCli(['user', 'create', '--email', 'stdin@example.com', '--password-stdin', '--json'], env, 60_000, `${password}\n`);
+      assert.equal(created.code, 0, created.stderr);
+      const user = JSON.parse(created.stdout);
+      assert.deepEqual(Object.keys(user).sort(), ['email', 'id'], 'the password is not printed');
+      assert.equal((await passwordGrant(client.client_id, client.client_secret, user.email, password)).status, 200);
+
+      for (const [args, input, message] of [
+        [['--password', 'x', '--password-stdin'], `${password}\n`, /not both/],
+        [['--password-stdin'], '\n', /no password/],
+        [['--password-stdin'], 'first line\nsecond line\n', /one line/],
+      ] as const) {
+        const refused = await runCli(['user', 'create', '--email', 'refused-stdin@example.com', ...args], env, 60_000, input);
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(refused.stderr, message);
+      }
+      assert.equal((await cliJson<any[]>(['user', 'list'], env)).some((u) => u.email === 'refused-stdin@example.com'), false, 'nothing stored');
+    });
+
     it('lists and shows clients as JSON', async () => {
       const created = await cliJson(
         ['client', 'create', '--name', 'Listed app', '--scope', 'objects:read model:read', '--default-scope', 'model:read', '--description', 'shown in the list'],

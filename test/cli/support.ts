@@ -47,6 +47,8 @@ export interface CliResult {
 export interface SpawnOptions {
   /** Variables of the parent's environment not to pass on, besides the Gatehouse settings. */
   dropEnv?: readonly string[];
+  /** What the process reads on its standard input (none: no standard input at all). */
+  input?: string;
 }
 
 /** A `gatehouse ARGS…` child process whose outputs are collected. */
@@ -64,7 +66,8 @@ export interface GatehouseProcess {
 
 /** Spawns `gatehouse ARGS…` on the sources with `env` over the parent's environment without its Gatehouse settings. */
 export function spawnGatehouse(args: string[], env: Env, options: SpawnOptions = {}): GatehouseProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...baseEnv(options.dropEnv), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...baseEnv(options.dropEnv), ...env }, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  if (options.input !== undefined) child.stdin!.end(options.input);
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -117,9 +120,9 @@ export function startCli(args: string[], env: Env, options: SpawnOptions & { tim
 }
 
 /** Runs `gatehouse ARGS…` to completion (killed after `timeoutMs`). */
-export function runCli(args: string[], env: Env, timeoutMs = 60_000): Promise<CliResult> {
+export function runCli(args: string[], env: Env, timeoutMs = 60_000, input?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    startCli(args, env, { timeoutMs, onError: reject }).result.then(resolve);
+    startCli(args, env, { timeoutMs, onError: reject, input }).result.then(resolve);
   });
 }
 
