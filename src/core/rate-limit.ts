@@ -234,17 +234,14 @@ export function redisFailureCounter(link: RedisLink, name: string, limit: number
   const counted = new Map<string, number>();
   const windowLeft = (now: number) => windowSeconds - (now % windowSeconds);
 
-  const blockedFor = async (key: string, now: number): Promise<number> => {
-    const locally = local.blockedFor(key, now);
-    if (locally > 0) return locally;
-    const failures = await link.run((redis) => redis.get(keyOf(key, now)));
-    return Number(failures ?? 0) >= limit ? windowLeft(now) : 0;
-  };
+  /** The failures of `key` counted here (while Redis was away) and in Redis, and the seconds it must wait. */
   const standing = async (key: string, now: number) => {
     const stored = Number((await link.run((redis) => redis.get(keyOf(key, now)))) ?? 0);
     const failures = local.failures(key, now) + stored;
     return { wait: local.blockedFor(key, now) || (failures >= limit ? windowLeft(now) : 0), failures };
   };
+  // A key blocked here needs no word from Redis.
+  const blockedFor = async (key: string, now: number): Promise<number> => local.blockedFor(key, now) || (await standing(key, now)).wait;
   /**
    * Joins the count in Redis when failures and attempts there leave room: 'joined', 'full' (look
    * again later), the seconds to wait when the key became blocked, or undefined while Redis is away.

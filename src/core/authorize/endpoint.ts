@@ -108,9 +108,8 @@ export class AuthorizationEndpoint {
 
   /** The person signed in (or was already) while the request waited. */
   async continueAfterLogin(pendingId: string, session: ActiveSession, browser: string | undefined): Promise<AuthorizationOutcome> {
-    const pending = await this.#pending(pendingId);
-    if (!pending) return expired();
-    if (!fromBrowser(pending, browser)) return otherBrowser();
+    const pending = await this.#waitingFor(pendingId, browser);
+    if ('kind' in pending) return pending;
     try {
       return await this.#decide(pending.request, pending.client, session, { pendingId });
     } catch (error) {
@@ -129,18 +128,16 @@ export class AuthorizationEndpoint {
 
   /** What the consent page shows for a waiting request, or why it cannot. */
   async pendingConsent(pendingId: string, session: ActiveSession | undefined, browser: string | undefined): Promise<AuthorizationOutcome> {
-    const pending = await this.#pending(pendingId);
-    if (!pending) return expired();
-    if (!fromBrowser(pending, browser)) return otherBrowser();
+    const pending = await this.#waitingFor(pendingId, browser);
+    if ('kind' in pending) return pending;
     if (!session || this.#mustSignIn(pending, session)) return { kind: 'login', pendingId, client: pending.client, loginHint: pending.request.loginHint };
     return this.#consentPage(pendingId, pending.client, pending.request);
   }
 
   /** Allow or Deny on the consent page. */
   async answerConsent(pendingId: string, session: ActiveSession, allow: boolean, browser: string | undefined): Promise<AuthorizationOutcome> {
-    const pending = await this.#pending(pendingId);
-    if (!pending) return expired();
-    if (!fromBrowser(pending, browser)) return otherBrowser();
+    const pending = await this.#waitingFor(pendingId, browser);
+    if ('kind' in pending) return pending;
     const { request, client } = pending;
     // OpenID Connect Core §3.1.2.1: prompt=login and max_age "MUST actively re-authenticate" — the
     // consent form is no way around the sign-in the request asked for.
@@ -286,6 +283,13 @@ export class AuthorizationEndpoint {
     if (demands.signInSince !== undefined) stored.signInSince = demands.signInSince;
     await this.#services.storage.pendingAuthorizations.create({ id, clientId: request.clientId, request: stored, createdAt: now, expiresAt: now + PENDING_TTL_SECONDS });
     return id;
+  }
+
+  /** The waiting request if `browser` began it (see PendingRequest.browser); otherwise the error page to show. */
+  async #waitingFor(pendingId: string, browser: string | undefined): Promise<PendingRequest | AuthorizationOutcome> {
+    const pending = await this.#pending(pendingId);
+    if (!pending) return expired();
+    return fromBrowser(pending, browser) ? pending : otherBrowser();
   }
 
   async #pending(pendingId: string): Promise<PendingRequest | undefined> {
