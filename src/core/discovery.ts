@@ -59,7 +59,7 @@ export function openIdConfiguration(inputs: DiscoveryInputs): Record<string, unk
     // alg is not listed. A next key of the new algorithm is listed before it signs, as it is
     // published in the JWKS before.
     id_token_signing_alg_values_supported: [...inputs.idTokenSigningAlgorithms],
-    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'c_hash', 'azp', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
+    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'azp', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
     request_parameter_supported: false,
     claims_parameter_supported: false,
   };

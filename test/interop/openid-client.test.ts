@@ -157,6 +157,9 @@ for (const dialect of DIALECTS) {
         for (const method of ['client_secret_basic', 'client_secret_post', 'none']) assert.ok((metadata.token_endpoint_auth_methods_supported as string[]).includes(method), method);
         for (const scope of ['openid', 'profile', 'email', 'offline_access']) assert.ok((metadata.scopes_supported as string[]).includes(scope), scope);
         for (const claim of ['sub', 'auth_time', 'nonce', 'at_hash', 'name', 'email']) assert.ok((metadata.claims_supported as string[]).includes(claim), claim);
+        // c_hash is only in ID tokens of the hybrid flow, which is not offered.
+        assert.ok(!(metadata.response_types_supported as string[]).some((type) => type.includes('code') && type.includes(' ')));
+        assert.ok(!(metadata.claims_supported as string[]).includes('c_hash'));
         assert.equal(metadata.authorization_response_iss_parameter_supported, true);
 
         const jwks = (await (await fetch(metadata.jwks_uri as string)).json()) as { keys: Record<string, unknown>[] };

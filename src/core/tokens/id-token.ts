@@ -11,8 +11,6 @@ export interface IdTokenInput {
   nonce?: string | null | undefined;
   /** Adds `at_hash` (OpenID Connect Core §3.1.3.6, §3.2.2.10). */
   accessToken?: string | undefined;
-  /** Adds `c_hash` (§3.3.2.11). */
-  code?: string | undefined;
   /** Puts the profile and email claims in the token itself: for `response_type=id_token`, where no access token reaches userinfo. */
   includeUserClaims?: boolean;
 }
@@ -53,7 +51,6 @@ export function idTokenIssuer(keys: KeyStore, options: { issuer: string; ttlSeco
       const claims: Record<string, unknown> = { auth_time: input.authTime, azp: input.clientId };
       if (input.nonce) claims.nonce = input.nonce;
       if (input.accessToken) claims.at_hash = halfHash(input.accessToken, alg);
-      if (input.code) claims.c_hash = halfHash(input.code, alg);
       if (input.includeUserClaims) Object.assign(claims, userClaims(input.user, input.scopes));
       return new SignJWT(claims)
         .setProtectedHeader({ alg, kid, typ: 'JWT' })
