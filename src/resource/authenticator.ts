@@ -14,9 +14,15 @@ export interface AuthenticatorOptions {
    * refused here (default 30 s). Never past the key's expiry.
    */
   cacheTtlSeconds?: number;
-  /** Clock skew tolerated on `exp`/`iat`, in seconds (default 30). */
+  /** Clock skew tolerated on `exp`/`iat`, in seconds (default 30, at most 300). */
   clockToleranceSeconds?: number;
 }
+
+/**
+ * More skew than this is not skew but accepting expired tokens: five minutes, the bound Kerberos
+ * keeps clocks within. Access tokens live an hour by default.
+ */
+const MAX_CLOCK_TOLERANCE_SECONDS = 300;
 
 /** Who is calling. */
 export interface Principal {
@@ -54,8 +60,8 @@ const MAX_CACHE_ENTRIES = 10_000;
  */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const issuer = options.issuer.replace(/\/+$/, '');
-  const ttlMs = (options.cacheTtlSeconds ?? 30) * 1000;
-  const clockTolerance = options.clockToleranceSeconds ?? 30;
+  const ttlMs = secondsOption('cacheTtlSeconds', options.cacheTtlSeconds, 30, Number.MAX_SAFE_INTEGER / 1000) * 1000;
+  const clockTolerance = secondsOption('clockToleranceSeconds', options.clockToleranceSeconds, 30, MAX_CLOCK_TOLERANCE_SECONDS);
   let metadata: Promise<{ jwks: ReturnType<typeof createRemoteJWKSet>; introspectionEndpoint: string | undefined }> | undefined;
   const apiKeyCache = new Map<string, { expires: number; principal: Principal | undefined }>();
 
@@ -163,4 +169,13 @@ function principalFrom(claims: JWTPayload & Record<string, unknown>, source: 'jw
     actor: act && typeof act.sub === 'string' ? { sub: act.sub, ...(typeof act.client_id === 'string' ? { client_id: act.client_id } : {}) } : undefined,
     expiresAt: typeof claims.exp === 'number' ? claims.exp : undefined,
   };
+}
+
+/** A duration option: a number of seconds from 0 to `max`; anything else is a mistake to be told at once. */
+function secondsOption(name: string, value: number | undefined, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > max) {
+    throw new RangeError(`${name} must be a number of seconds from 0 to ${max} (got ${String(value)})`);
+  }
+  return value;
 }

@@ -162,6 +162,20 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       }
     });
 
+    it('tolerates clock skew up to five minutes when told, and refuses to be told more (that would accept expired tokens)', async () => {
+      const real = await clientToken();
+      const now = Math.floor(Date.now() / 1000);
+      const lenient = createAuthenticator({ ...options, clockToleranceSeconds: 300 });
+      assert.equal((await lenient.authenticate(bearer(await resign(real, { iat: now - 3800, exp: now - 200 })))).clientId, machine.id);
+      await refusal(lenient.authenticate(bearer(await resign(real, { iat: now - 4000, exp: now - 400 }))), 'invalid_token');
+      for (const clockToleranceSeconds of [301, 86_400, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        assert.throws(() => createAuthenticator({ ...options, clockToleranceSeconds }), RangeError, String(clockToleranceSeconds));
+      }
+      for (const cacheTtlSeconds of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        assert.throws(() => createAuthenticator({ ...options, cacheTtlSeconds }), RangeError, String(cacheTtlSeconds));
+      }
+    });
+
     it('fails with an ordinary error, not invalid_token, while the JWKS cannot be fetched (the middleware answers 503)', async (t) => {
       // An issuer whose discovery works and whose JWKS endpoint is down.
       const issuer = Fastify();
