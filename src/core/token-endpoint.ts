@@ -2,7 +2,7 @@ import type { Client } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
 import { verifyClient, type AuthenticatedClient } from './client-auth/authenticate.ts';
 import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './client-auth/credentials.ts';
-import { invalidRequest, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
+import { invalidRequest, invalidTarget, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
 import type { FailureCounter, RequestLimiter } from './rate-limit.ts';
 import type { GrantServices } from './grants/services.ts';
 
@@ -51,6 +51,12 @@ export interface GrantHandler<Validated = unknown> {
   parameters: readonly string[];
   /** Public clients (no secret) may use this grant; RFC 6749 §4.4 forbids it for client credentials. */
   allowsPublicClients: boolean;
+  /**
+   * Parameters naming the targets of the token (RFC 8693 §2.1: `resource`, `audience`), which a
+   * client may repeat to ask for a token for several. Gatehouse issues a token for one target, so a
+   * repeated one is `invalid_target` (§2.2.2), not the `invalid_request` of another repeated parameter.
+   */
+  targetParameters?: readonly string[];
   validate(context: GrantContext): Promise<Validated>;
   issue(context: GrantContext, validated: Validated): Promise<TokenResponse>;
 }
@@ -150,7 +156,7 @@ export class TokenEndpoint {
     // request, so V8 gives all of a grant's requests one shape (a prototype-less object would be a
     // slow dictionary, each key added through the runtime).
     const params: Record<string, string | undefined> = {};
-    for (const name of parameters) params[name] = singleParameter(request.params, name);
+    for (const name of parameters) params[name] = singleParameter(request.params, name, handler.targetParameters);
 
     const now = this.#services.clock();
     const { client, method } = await this.#authenticate(request, params, now);
@@ -166,14 +172,18 @@ export class TokenEndpoint {
 }
 
 /**
- * RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once." Values
+ * RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once", except
+ * the `targets` of a grant that lets a client ask for several (see GrantHandler.targetParameters). Values
  * must be strings (a JSON body may carry anything), and none of the syntaxes of RFC 6749 Appendix A
  * admits a NUL character (PostgreSQL text cannot even hold one).
  */
-function singleParameter(params: Readonly<Record<string, unknown>>, name: string): string | undefined {
+function singleParameter(params: Readonly<Record<string, unknown>>, name: string, targets?: readonly string[]): string | undefined {
   if (!Object.hasOwn(params, name)) return undefined;
   const value = params[name];
-  if (Array.isArray(value)) throw invalidRequest(`the parameter ${name} is included more than once`);
+  if (Array.isArray(value)) {
+    if (targets?.includes(name)) throw invalidTarget(`a token is issued for one target: send ${name} once`);
+    throw invalidRequest(`the parameter ${name} is included more than once`);
+  }
   if (typeof value !== 'string') throw invalidRequest(`the parameter ${name} must be a string`);
   if (value.length > MAX_PARAMETER_LENGTH) throw invalidRequest(`the parameter ${name} is too long`);
   if (value.includes('\0')) throw invalidRequest(`the parameter ${name} contains a NUL character`);

@@ -254,6 +254,23 @@ for (const dialect of DIALECTS) {
         assert.equal(decodeJwt(same.body.access_token).project, '1');
       });
 
+      it('answers 400 invalid_target, not invalid_request, to resource or audience sent twice (RFC 8693 §2.1 lets a client ask for several targets; Gatehouse issues for one)', async () => {
+        const subject = await clientToken(viewer);
+        const twice = (name: string, first: string, second: string, json = false) => {
+          const pairs: [string, string][] = [['grant_type', EXCHANGE], ['subject_token', subject], ['subject_token_type', ACCESS_TOKEN], ['scope', 'model:read'], [name, first], [name, second]];
+          const body = json ? JSON.stringify({ ...Object.fromEntries(pairs), [name]: [first, second] }) : new URLSearchParams(pairs).toString();
+          return post(`${server.url}/token`, body, { json, headers: { authorization: basic(viewer.id, viewer.secret) } });
+        };
+        for (const name of ['resource', 'audience']) {
+          await assertRefusedUnchanged(() => twice(name, 'project:1', 'project:2'), 400, 'invalid_target');
+          await assertRefusedUnchanged(() => twice(name, 'project:1', 'project:1'), 400, 'invalid_target');
+          await assertRefusedUnchanged(() => twice(name, 'project:1', 'project:2', true), 400, 'invalid_target');
+        }
+        // Any other parameter sent twice is still malformed (RFC 6749 §3.2).
+        const scopeTwice = new URLSearchParams([['grant_type', EXCHANGE], ['subject_token', subject], ['subject_token_type', ACCESS_TOKEN], ['resource', 'project:1'], ['scope', 'model:read'], ['scope', 'model:read']]);
+        await assertRefusedUnchanged(() => post(`${server.url}/token`, scopeTwice.toString(), { headers: { authorization: basic(viewer.id, viewer.secret) } }), 400, 'invalid_request');
+      });
+
       it('refuses actor_token_type without actor_token with 400 invalid_request, for every kind of exchange (RFC 8693 §2.1: "MUST NOT be included otherwise")', async () => {
         const subject = await clientToken(viewer);
         await assertRefusedUnchanged(() => projectExchange(viewer, subject, { resource: 'project:42', scope: 'model:read', actor_token_type: ACCESS_TOKEN }), 400, 'invalid_request');

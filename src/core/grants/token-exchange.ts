@@ -40,6 +40,7 @@ type Exchange =
 export const tokenExchangeGrant: GrantHandler<Exchange> = {
   grantType: 'urn:ietf:params:oauth:grant-type:token-exchange',
   parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_subject', 'requested_token_type', 'resource', 'audience'],
+  targetParameters: ['resource', 'audience'],
   allowsPublicClients: false,
 
   async validate(context) {
