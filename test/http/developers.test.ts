@@ -850,6 +850,70 @@ for (const dialect of DIALECTS) {
         assert.equal((await server.gatehouse.storage.clients.find(id))!.name, 'Sync tool 2');
       });
 
+      it('writes only the fields typed over, keeping what an operator changed in another field while the form was open', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        const form = { csrf: hiddenField(page.text, 'csrf'), was: hiddenField(page.text, 'was') };
+
+        // While the page is open, an operator adds a redirect URI through the admin API.
+        const operator = await server.client({ name: 'Operator', grantTypes: ['client_credentials'], scopes: ['admin:clients'], isAdmin: true });
+        const token = (await post(url('/token'), { grant_type: 'client_credentials' }, { headers: { authorization: basic(operator.id, operator.secret) } })).body.access_token;
+        const operatorUris = [CALLBACK, 'https://app.example/operator-callback'];
+        const patched = await fetch(url(`/admin/v1/clients/${id}`), { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: operatorUris }) });
+        assert.equal(patched.status, 200, await patched.text());
+
+        // The developer renames the application: the form still shows the one redirect URI it was filled in with.
+        const res = await browser.request(url(settingsOf(id)), { form: { ...form, name: 'Sync tool 2', description: 'Keeps models in sync', base_url: 'https://sync.example', redirect_uris: CALLBACK } });
+        assert.equal(res.status, 303, res.text.slice(0, 1000));
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.name, 'Sync tool 2');
+        assert.deepEqual(client.redirectUris, operatorUris, 'the operator’s redirect URI is kept');
+        await server.gatehouse.audit.flush();
+        const [latest] = await server.gatehouse.storage.audit.query({ clientId: id, kind: 'portal.client.updated' });
+        assert.deepEqual(latest!.data.changed, ['name']);
+
+        // A save that changes nothing writes nothing.
+        const shown = await browser.request(url(res.location!));
+        const unchanged = await browser.request(url(settingsOf(id)), { form: { csrf: hiddenField(shown.text, 'csrf'), was: hiddenField(shown.text, 'was'), name: 'Sync tool 2', description: 'Keeps models in sync', base_url: 'https://sync.example', redirect_uris: operatorUris.join('\r\n') } });
+        assert.equal(unchanged.status, 303);
+        assert.deepEqual(await auditKinds(id), ['portal.client.created', 'portal.client.updated']);
+      });
+
+      it('answers 409, saving nothing, when a field typed over was changed by someone else meanwhile, and saves once the developer has seen it', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        const form = { csrf: hiddenField(page.text, 'csrf'), was: hiddenField(page.text, 'was') };
+        await server.gatehouse.storage.clients.update(id, { redirectUris: ['https://app.example/operator-callback'] }, server.gatehouse.clock());
+
+        const typed = { name: 'Sync tool 2', description: 'Keeps models in sync', base_url: 'https://sync.example', redirect_uris: 'https://app.example/developer-callback' };
+        const res = await browser.request(url(settingsOf(id)), { form: { ...form, ...typed } });
+        assert.equal(res.status, 409, res.text.slice(0, 1000));
+        assert.match(res.text, /The redirect URIs of the application changed meanwhile, so nothing was saved\. Review the application as it is now, and save again\./);
+        assert.ok(res.text.includes('https://app.example/developer-callback</textarea>'), 'the form keeps what was typed');
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.deepEqual([client.name, client.redirectUris], ['Sync tool', ['https://app.example/operator-callback']], 'nothing was saved');
+
+        // The page shown is filled in with the application as it is now: saving it again is a decision.
+        const again = await browser.request(url(settingsOf(id)), { form: { csrf: hiddenField(res.text, 'csrf'), was: hiddenField(res.text, 'was'), ...typed } });
+        assert.equal(again.status, 303, again.text.slice(0, 1000));
+        const saved = (await server.gatehouse.storage.clients.find(id))!;
+        assert.deepEqual([saved.name, saved.redirectUris], ['Sync tool 2', ['https://app.example/developer-callback']]);
+      });
+
+      it('refuses a damaged form with 400, and changes nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const csrf = await csrfOf(browser);
+        for (const was of ['not base64url json', Buffer.from('{"name": 1}').toString('base64url'), Buffer.from('[]').toString('base64url')]) {
+          const res = await browser.request(url(settingsOf(id)), { form: { csrf, was, ...editForm() } });
+          assert.equal(res.status, 400, was);
+          assert.match(res.text, /The form was damaged, so nothing was saved\. Reload the page and save again\./);
+        }
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.name, 'Sync tool');
+      });
+
       it('takes effect at /authorize at once: the old redirect URI is refused, the new one leads to sign-in', async () => {
         const browser = await signIn(alice.email);
         const { id } = await createApp(browser, appForm({ type: 'public' }));

@@ -20,7 +20,7 @@ import {
   writeToOwnApplication,
   type WriteRefused,
 } from './developers-context.ts';
-import { checkApplicationDetails, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
+import { checkApplicationDetails, encodeFormBase, formError, readApplicationDetails, readFormBase, type ApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { renderPage } from './render.ts';
 
 /** A credential shown once, on the response to the request that made it; never stored in plain text. */
@@ -45,6 +45,9 @@ const NOTICES = {
  * operator kept changing the application's scopes or flags meanwhile). Nothing was saved.
  */
 const CHANGED_MEANWHILE = 'The application was changed meanwhile, so nothing was saved. Review it as it is now, and save again.';
+const FORM_DAMAGED = 'The form was damaged, so nothing was saved. Reload the page and save again.';
+/** The settings form's fields, by the names the change messages use. */
+const FIELD_LABELS: Record<keyof ApplicationDetailsForm, string> = { name: 'name', description: 'description', base_url: 'base URL', redirect_uris: 'redirect URIs' };
 const SECRET_NOT_ADDED = 'The application was changed meanwhile, so no secret was added. Review it as it is now, and add one again.';
 const SECRET_NOT_DELETED = 'The application was changed meanwhile, so the secret was not deleted. Review it as it is now, and delete it again.';
 
@@ -77,6 +80,30 @@ const detailsOf = (client: Client): ApplicationDetailsForm => ({
   redirect_uris: client.redirectUris.join('\n'),
 });
 
+/**
+ * What a save of the settings form writes: the fields the developer typed over (posted differently
+ * from `base`, what the form was filled in with), each only if it is still as the form showed it
+ * (or already as typed). A field typed over that someone else changed meanwhile is a conflict; the
+ * fields not typed over are left as they are now, whatever the form showed.
+ */
+function editsOver(base: ApplicationDetailsForm, posted: ApplicationDetails, current: ApplicationDetailsForm): { changes: Partial<ApplicationDetails>; conflicts: (keyof ApplicationDetailsForm)[] } {
+  const typed: ApplicationDetailsForm = { name: posted.name, description: posted.description, base_url: posted.baseUrl ?? '', redirect_uris: posted.redirectUris.join('\n') };
+  const written: Record<keyof ApplicationDetailsForm, Partial<ApplicationDetails>> = {
+    name: { name: posted.name },
+    description: { description: posted.description },
+    base_url: { baseUrl: posted.baseUrl },
+    redirect_uris: { redirectUris: posted.redirectUris },
+  };
+  const changes: Partial<ApplicationDetails> = {};
+  const conflicts: (keyof ApplicationDetailsForm)[] = [];
+  for (const name of Object.keys(written) as (keyof ApplicationDetailsForm)[]) {
+    if (typed[name] === base[name] || typed[name] === current[name]) continue;
+    if (current[name] === base[name]) Object.assign(changes, written[name]);
+    else conflicts.push(name);
+  }
+  return { changes, conflicts };
+}
+
 /** The application page: its client_id, its secrets (with rotation), its settings and endpoints. */
 export async function showApplication(
   reply: FastifyReply,
@@ -86,8 +113,11 @@ export async function showApplication(
     notice?: string | undefined;
     error?: string | undefined;
     revealed?: Revealed[] | undefined;
-    /** The settings form as posted, with its errors; by default, the application as it is. */
-    form?: { values: ApplicationDetailsForm; errors: FieldErrors } | undefined;
+    /**
+     * The settings form as posted, with its errors, and the details it was filled in with (`base`,
+     * sent back with it); by default, the application as it is.
+     */
+    form?: { values: ApplicationDetailsForm; errors: FieldErrors; base?: ApplicationDetailsForm | undefined } | undefined;
     /** The public keys as posted, refused for `error`; by default, an empty field. */
     keys?: { jwks: string; error: string } | undefined;
   } = {},
@@ -106,7 +136,7 @@ export async function showApplication(
       notice: data.notice,
       error: data.error,
       revealed: data.revealed,
-      form: data.form ?? { values: detailsOf(client), errors: {} },
+      form: { values: data.form?.values ?? detailsOf(client), errors: data.form?.errors ?? {}, base: encodeFormBase(data.form?.base ?? detailsOf(client)) },
       keys: { registered: publicKeys, jwks: data.keys?.jwks ?? '', error: data.keys?.error, audience: `${issuer.replace(/\/+$/, '')}/token` },
       // Newest first: after a rotation the secret to keep is on top, the one to delete below.
       secrets: secrets
@@ -138,18 +168,28 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
   /**
    * Name, description, base URL and redirect URIs, checked as on creation. Only those fields are
    * read: the access type, grant types, scopes and privileged flags stay as they are, whatever is
-   * posted. updateClient invalidates the client cache, so /authorize sees new redirect URIs at once.
+   * posted. Only the fields typed over are written (see editsOver), so a change an operator made to
+   * another one while the form was open stays. updateClient invalidates the client cache, so
+   * /authorize sees new redirect URIs at once.
    */
   portal.post('/developers/applications/:clientId/settings', async (request, reply) => {
     const { developer, application } = portalRequest(request);
     const values = readApplicationDetails(request.body);
+    const base = readFormBase(request.body);
+    if (base === 'malformed') return showApplication(reply, gatehouse, application, { form: { values, errors: { form: FORM_DAMAGED } } }, 400);
     const errors: FieldErrors = {};
     const details = checkApplicationDetails(values, errors);
-    if (!details) return showApplication(reply, gatehouse, application, { form: { values, errors } }, 400);
+    if (!details) return showApplication(reply, gatehouse, application, { form: { values, errors, base } }, 400);
+    const edits = base === undefined ? { changes: details, conflicts: [] } : editsOver(base, details, detailsOf(application));
+    if (edits.conflicts.length > 0) {
+      const message = `The ${edits.conflicts.map((name) => FIELD_LABELS[name]).join(' and ')} of the application changed meanwhile, so nothing was saved. Review the application as it is now, and save again.`;
+      return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { form: { values, errors: { form: message } } });
+    }
+    if (Object.keys(edits.changes).length === 0) return reply.redirect(`${applicationHeader(application).path}?notice=updated`, 303);
     const now = gatehouse.clock();
     let updated;
     try {
-      updated = await updateClient(gatehouse, application.id, details, now, authorizePortalChange(developer.user.id));
+      updated = await updateClient(gatehouse, application.id, edits.changes, now, authorizePortalChange(developer.user.id));
     } catch (error) {
       if (error instanceof ClientChangedError) return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { form: { values, errors: { form: CHANGED_MEANWHILE } } });
       if (error instanceof NotManageableError) return applicationNotFound(reply);

@@ -91,3 +91,24 @@ function checkBaseUrl(value: string): string {
   if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) throw new ValidationError('base_url', 'the base URL must be an http or https address, such as https://app.example.com');
   return value;
 }
+
+/**
+ * The settings form carries the details it was filled in with, in a hidden field, so that a save
+ * writes only the fields typed over (see the settings route): an operator's change of another field
+ * while the form was open is kept. Undefined for a form without it (from before it had one): such a
+ * save writes every field, as it did; a field that is there but unreadable is `malformed`.
+ */
+export function readFormBase(body: unknown): ApplicationDetailsForm | undefined | 'malformed' {
+  const encoded = field(body, 'was');
+  if (encoded === undefined) return undefined;
+  try {
+    const base = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const values = { name: base.name, description: base.description, base_url: base.base_url, redirect_uris: base.redirect_uris };
+    return Object.values(values).every((value) => typeof value === 'string') ? (values as ApplicationDetailsForm) : 'malformed';
+  } catch {
+    return 'malformed';
+  }
+}
+
+export const encodeFormBase = (values: ApplicationDetailsForm): string =>
+  Buffer.from(JSON.stringify({ name: values.name, description: values.description, base_url: values.base_url, redirect_uris: values.redirect_uris })).toString('base64url');
