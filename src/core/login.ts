@@ -1,6 +1,6 @@
 import { normalizeEmail, type Storage, type User } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
-import { decoyPasswordHash, verifyPassword } from './passwords.ts';
+import { checkPassword, decoyPasswordHash, hashPassword } from './passwords.ts';
 import type { AttemptOutcome, FailureCounter } from './rate-limit.ts';
 
 export type LoginResult =
@@ -53,16 +53,30 @@ export class LoginService {
     let outcome: AttemptOutcome = 'undecided';
     try {
       const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(normalized) : undefined;
-      const valid = await verifyPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
+      const { valid, rehash } = await checkPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
       if (!user || !valid || user.disabledAt !== null) {
         outcome = 'failed';
         return { outcome: 'invalid' };
       }
       outcome = 'passed';
       await this.#perAccount.reset(account);
+      if (rehash) await this.#rehash(user, password);
       return { outcome: 'success', user };
     } finally {
       await Promise.all([this.#perAccount.settle(account, outcome, now), this.#perAddress.settle(client, outcome, now)]);
+    }
+  }
+
+  /**
+   * Stores the password, just verified against an outdated hash, hashed as passwords are hashed
+   * today; unless the password was changed meanwhile. Should that fail, the sign-in stands and the
+   * next one tries again.
+   */
+  async #rehash(user: User, password: string): Promise<void> {
+    try {
+      await this.#storage.users.rehashPassword(user.id, user.passwordHash, await hashPassword(password));
+    } catch {
+      // The sign-in does not depend on it.
     }
   }
 

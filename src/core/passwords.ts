@@ -24,15 +24,26 @@ export async function hashPassword(password: string): Promise<string> {
 
 const PHC = /^\$argon2id\$v=19\$m=(\d{1,7}),t=(\d{1,3}),p=(\d{1,2})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
 
+/** What checking a password against a stored hash tells. */
+export interface PasswordCheck {
+  valid: boolean;
+  /**
+   * The password is right, but its hash is not what hashPassword makes today: it was made before
+   * passwords were normalized, or with other Argon2id parameters. Hashing the password again makes
+   * the next check a single one, with today's parameters.
+   */
+  rehash: boolean;
+}
+
 /**
  * Whether `password`, normalized, is the one `hash` was made of; or, failing that, `password` as
  * typed, which is what hashes made before passwords were normalized hold. That second check is made
  * for every password that normalization changes, whether the account exists or not (the decoy hash
  * too), so it tells nothing about the account.
  */
-export async function verifyPassword(password: string, hash: string): Promise<boolean> {
+export async function checkPassword(password: string, hash: string): Promise<PasswordCheck> {
   const match = PHC.exec(hash);
-  if (!match) return false;
+  if (!match) return { valid: false, rehash: false };
   const [, m, t, p, salt, expected] = match;
   const expectedTag = Buffer.from(expected!, 'base64');
   const matches = async (message: string) => {
@@ -47,7 +58,12 @@ export async function verifyPassword(password: string, hash: string): Promise<bo
     return tag.length === expectedTag.length && timingSafeEqual(tag, expectedTag);
   };
   const form = normalized(password);
-  return (await matches(form)) || (form !== password && (await matches(password)));
+  if (await matches(form)) {
+    const current = Number(m) === PARAMETERS.memory && Number(t) === PARAMETERS.passes && Number(p) === PARAMETERS.parallelism && expectedTag.length === PARAMETERS.tagLength;
+    return { valid: true, rehash: !current };
+  }
+  const asTyped = form !== password && (await matches(password));
+  return { valid: asTyped, rehash: asTyped };
 }
 
 /**

@@ -158,6 +158,12 @@ export interface UserRepository {
   setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
   setPasswordHash(id: string, passwordHash: string, now: number): Promise<boolean>;
   /**
+   * Replaces the hash `previous` with `next`, the same password hashed as passwords are hashed
+   * today, if the user's hash is still `previous` (a password changed meanwhile stays). `updatedAt`
+   * stays too: the user's information did not change (OpenID Connect's `updated_at`).
+   */
+  rehashPassword(id: string, previous: string, next: string): Promise<boolean>;
+  /**
    * Deletes the user with their sessions, consents, grants, refresh tokens and codes, and the
    * applications they own (developer portal) with everything issued to those. Undefined for an
    * unknown user, and for one a concurrent deletion took: of two, exactly one deletes.

@@ -153,19 +153,51 @@ for (const dialect of DIALECTS) {
         assert.equal((await createUser({ email: 'long.emoji.admin@example.com', password: enough })).status, 201);
         assert.equal((await passwordGrant('long.emoji@example.com', enough)).status, 200);
       });
-      it('still accepts, as typed, a password whose hash was made before passwords were normalized', async () => {
+      /** Argon2id of `message` exactly as given, in the PHC format, with the parameters given. */
+      const argon2Hash = (message: string, parameters = { memory: 19456, passes: 2, parallelism: 1 }) => {
+        const nonce = randomBytes(16);
+        const tag = argon2Sync('argon2id', { message, nonce, ...parameters, tagLength: 32 });
+        const b64 = (buffer: Buffer) => buffer.toString('base64').replace(/=+$/, '');
+        return `$argon2id$v=19$m=${parameters.memory},t=${parameters.passes},p=${parameters.parallelism}$${b64(nonce)}$${b64(tag)}`;
+      };
+
+      it('accepts, as typed, a password whose hash was made before passwords were normalized, and hashes it again normalized at that sign-in', async () => {
         const email = 'legacy.password@example.com';
         const password = 'Ｐａｓｓｗｏｒｔ mit Umlaut ü'.normalize('NFD');
         const user = await createUser({ email, password: 'replaced at once' });
         assert.equal(user.status, 201);
         // What the previous version stored: Argon2id of the password as typed, not normalized.
-        const nonce = randomBytes(16);
-        const tag = argon2Sync('argon2id', { message: password, nonce, memory: 19456, passes: 2, parallelism: 1, tagLength: 32 });
-        const b64 = (buffer: Buffer) => buffer.toString('base64').replace(/=+$/, '');
-        await server.gatehouse.storage.users.setPasswordHash(user.body.id, `$argon2id$v=19$m=19456,t=2,p=1$${b64(nonce)}$${b64(tag)}`, server.gatehouse.clock());
-        assert.equal((await passwordGrant(email, password)).status, 200);
+        const legacy = argon2Hash(password);
+        await server.gatehouse.storage.users.setPasswordHash(user.body.id, legacy, server.gatehouse.clock());
+        const before = (await server.gatehouse.storage.users.findById(user.body.id))!;
+        assert.equal((await passwordGrant(email, password.normalize('NFKC'))).status, 400, 'the old hash holds only the form it was made of');
+
         assert.equal((await signIn(email, password)).status, 303);
-        assert.equal((await passwordGrant(email, password.normalize('NFKC'))).status, 400, 'the hash holds only the form it was made of');
+        const after = (await server.gatehouse.storage.users.findById(user.body.id))!;
+        assert.notEqual(after.passwordHash, legacy, 'hashed again');
+        assert.match(after.passwordHash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+        assert.equal(after.updatedAt, before.updatedAt, 'the user’s information did not change');
+        for (const typed of [password, password.normalize('NFKC'), password.normalize('NFC')]) {
+          assert.equal((await passwordGrant(email, typed)).status, 200, `now any form: ${JSON.stringify(typed)}`);
+        }
+        assert.equal((await server.gatehouse.storage.users.findById(user.body.id))!.passwordHash, after.passwordHash, 'hashed again once');
+        assert.equal((await passwordGrant(email, 'not the password')).status, 400);
+      });
+
+      it('hashes a password made with other Argon2id parameters again with today’s at sign-in, and keeps a wrong password from changing anything', async () => {
+        const email = 'weaker.hash@example.com';
+        const password = 'correct horse battery staple';
+        const user = await createUser({ email, password: 'replaced at once' });
+        const older = argon2Hash(password, { memory: 8192, passes: 3, parallelism: 1 });
+        await server.gatehouse.storage.users.setPasswordHash(user.body.id, older, server.gatehouse.clock());
+        assert.equal((await passwordGrant(email, 'a wrong password')).status, 400);
+        assert.equal((await server.gatehouse.storage.users.findById(user.body.id))!.passwordHash, older, 'a failed sign-in changes nothing');
+
+        assert.equal((await passwordGrant(email, password)).status, 200);
+        const rehashed = (await server.gatehouse.storage.users.findById(user.body.id))!.passwordHash;
+        assert.match(rehashed, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+        assert.equal((await signIn(email, password)).status, 303);
+        assert.equal((await server.gatehouse.storage.users.findById(user.body.id))!.passwordHash, rehashed);
       });
     });
   });

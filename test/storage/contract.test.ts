@@ -571,6 +571,15 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().users.findById(user.id), { ...user, passwordHash: '$scrypt$new', updatedAt: NOW + 1 });
       });
 
+      it('replaces a password hash with a rehash of it only while it is the one verified, leaving updatedAt', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        assert.equal(await storage().users.rehashPassword(user.id, 'not the stored hash', '$argon2id$rehashed'), false);
+        assert.deepEqual(await storage().users.findById(user.id), user, 'a hash changed meanwhile stays');
+        assert.equal(await storage().users.rehashPassword(user.id, user.passwordHash, '$argon2id$rehashed'), true);
+        assert.deepEqual(await storage().users.findById(user.id), { ...user, passwordHash: '$argon2id$rehashed' });
+        assert.equal(await storage().users.rehashPassword(randomUUID(), user.passwordHash, '$argon2id$other'), false);
+      });
+
       it('reports false when changing a user that does not exist', async () => {
         assert.equal(await storage().users.setDisabled(randomUUID(), NOW, NOW), false);
         assert.equal(await storage().users.setPasswordHash(randomUUID(), '$scrypt$new', NOW), false);

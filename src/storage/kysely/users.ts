@@ -65,6 +65,10 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
       const result = await db.updateTable('users').set({ password_hash: passwordHash, updated_at: now }).where('id', '=', id).executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },
+    async rehashPassword(id, previous, next) {
+      const result = await db.updateTable('users').set({ password_hash: next }).where('id', '=', id).where('password_hash', '=', previous).executeTakeFirst();
+      return result.numUpdatedRows > 0n;
+    },
     async delete(id) {
       return db.transaction().execute(async (trx) => {
         // Claimed by a write that changes nothing, as a client is (deletion.ts): a concurrent deletion
