@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { spawnGatehouse } from '../cli/support.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { SERVER_NODE_OPTIONS } from '../../src/cli/runtime.ts';
 import { TEST_SECRET } from '../support/server.ts';
@@ -434,6 +436,34 @@ describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
     await primary.stop();
     assert.deepEqual(await primary.exited, { code: 0, signal: null }, primary.describe());
     await waitFor('the workers to exit', async () => (pids.every((pid) => !childAlive(pid)) ? true : undefined), 10_000);
+  });
+});
+
+describe('serve --workers 2 whose workers cannot start', { timeout: 90_000 }, () => {
+  it('stops with an error after five workers in a row exited without serving, waiting longer before each new one, instead of forking for ever', async () => {
+    const database = await createTestDatabase('sqlite');
+    // The port is someone else's: every worker fails to listen, as a single process would.
+    const taken = createServer();
+    const port = await freePort();
+    await new Promise<void>((resolve) => taken.listen(port, '127.0.0.1', resolve));
+    const env = { GATEHOUSE_DATA_DIR: database.dataDir, GATEHOUSE_ISSUER: `http://127.0.0.1:${port}`, GATEHOUSE_SECRET: TEST_SECRET, PORT: String(port), HOST: '127.0.0.1' };
+    const primary = spawnGatehouse(['serve', '--workers', '2'], env, { dropEnv: ['REDIS_URL'] });
+    try {
+      const startedAt = Date.now();
+      const exited = await Promise.race([primary.exited, sleep(45_000).then(() => 'still running')]);
+      const stderr = primary.stderr();
+      assert.deepEqual(exited, { code: 1, signal: null }, stderr);
+      assert.match(stderr, /the workers exited 5 times in a row without ever serving \(their errors are above\); stopping/);
+      assert.match(stderr, /EADDRINUSE/, 'the workers say why');
+      assert.equal(stderr.match(/worker exited/g)?.length, 4, stderr);
+      for (const wait of ['0.5', '1', '2']) assert.match(stderr, new RegExp(`starting another in ${wait.replace('.', '\\.')} s`), stderr);
+      assert.ok(Date.now() - startedAt >= 3_500, 'it waited between the workers');
+      assert.equal(primary.stdout().includes('Gatehouse is listening'), false);
+    } finally {
+      await primary.stop();
+      taken.close();
+      await database.drop();
+    }
   });
 });
 

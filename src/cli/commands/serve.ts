@@ -33,21 +33,32 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
   await setup.close();
 
   let stopping = false;
+  let exitCode = 0;
   // The workers still running, counted here: node:cluster keeps a worker in `cluster.workers`
   // until both its 'exit' and its 'disconnect' have come, in either order, so an emptiness check
   // on 'exit' alone can miss the last one and leave the primary waiting for ever.
   const running = new Set<number>();
+  let served = false;
+  let quickExits = 0;
   const fork = () => {
     const worker = cluster.fork();
+    const startedAt = Date.now();
     running.add(worker.id);
     worker.on('exit', (code, signal) => {
       running.delete(worker.id);
       if (stopping) {
-        if (running.size === 0) process.exit(0);
+        if (running.size === 0) process.exit(exitCode);
         return;
       }
-      process.stderr.write(`gatehouse: worker exited (${signal ?? code}); starting another\n`);
-      fork();
+      quickExits = Date.now() - startedAt < QUICK_EXIT_MS ? quickExits + 1 : 0;
+      if (!served && quickExits >= START_ATTEMPTS) {
+        process.stderr.write(`gatehouse: the workers exited ${quickExits} times in a row without ever serving (their errors are above); stopping\n`);
+        exitCode = 1;
+        return stop();
+      }
+      const delay = restartDelay(quickExits);
+      process.stderr.write(`gatehouse: worker exited (${signal ?? code}); starting another${delay > 0 ? ` in ${delay / 1000} s` : ''}\n`);
+      setTimeout(() => stopping || fork(), delay);
     });
   };
   cluster.setupPrimary({ execArgv: [...process.execArgv, ...SERVER_NODE_OPTIONS.filter((option) => !process.execArgv.includes(option))] });
@@ -59,16 +70,35 @@ export async function serveCommand(config: GatehouseConfig, args: string[]): Pro
   for (let i = 0; i < workers; i++) fork();
   let listening = 0;
   cluster.on('listening', () => {
+    served = true;
     if (++listening === workers) announce(config, config.port, demo, metricsPort, `${workers} workers`);
   });
-  const stop = () => {
+  function stop() {
     if (stopping) return;
     stopping = true;
-    if (running.size === 0) process.exit(0);
+    if (running.size === 0) process.exit(exitCode);
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
-  };
+  }
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+/** A worker that exits sooner than this after its start failed to start, or fails again at once. */
+const QUICK_EXIT_MS = 10_000;
+/**
+ * Workers exiting at once in a row, none having ever served, after which the primary stops with an
+ * error, as a single process that cannot start does (a port taken, a database refusing the
+ * credentials): an orchestrator sees the failure instead of a primary forking for ever.
+ */
+const START_ATTEMPTS = 5;
+
+/**
+ * How long to wait before replacing a worker, after `quickExits` workers in a row exited at once: no
+ * wait for one (a worker killed or crashed after serving is replaced at once), then half a second,
+ * doubling up to 30 s, so workers that cannot start (a database gone) do not restart in a busy loop.
+ */
+function restartDelay(quickExits: number): number {
+  return quickExits <= 1 ? 0 : Math.min(30_000, 500 * 2 ** (quickExits - 2));
 }
 
 async function serveOnce(config: GatehouseConfig, options: { seed: boolean; announce: boolean }): Promise<void> {
