@@ -216,6 +216,24 @@ for (const dialect of DIALECTS) {
       await assertActive(lasting.access_token, 'the access token of the grant with a refresh token');
     });
 
+    it('a password grant without refresh token is a grant too: it ends with its one token, and an operator can revoke that token', async () => {
+      const kiosk = await server.client({ name: 'Kiosk app', grantTypes: ['password'], scopes: ['openid', 'objects:read'] });
+      const email = await newUser();
+      const tokens = await issued(kiosk, { grant_type: 'password', username: email, password: PASSWORD, scope: 'openid objects:read' });
+      assert.equal(tokens.refresh_token, undefined);
+      const { grant_id: grantId, exp } = decodeJwt(tokens.access_token);
+      const grant = await server.gatehouse.storage.grants.find(grantId as string);
+      assert.equal(grant?.kind, 'password');
+      assert.equal(grant.expiresAt, exp, 'the grant ends with its one token');
+      await assertActive(tokens.access_token, 'the access token of the password grant');
+
+      const admin = await server.client({ name: 'Operator', grantTypes: ['client_credentials'], scopes: ['admin:tokens'], isAdmin: true });
+      const adminToken = (await issued(admin, { grant_type: 'client_credentials' })).access_token;
+      const response = await fetch(`${server.url}/admin/v1/grants/${grantId}/revoke`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } });
+      assert.equal(response.status, 200, await response.text());
+      await assertRevoked(tokens.access_token, 'the access token of the password grant');
+    });
+
     it('withdrawing consent revokes an access token of the implicit flow too', async () => {
       const legacy = await server.client({ name: 'Legacy viewer', grantTypes: ['implicit'], scopes: ['openid', 'objects:read'], redirectUris: [REDIRECT_URI] });
       const email = await newUser();
