@@ -307,6 +307,17 @@ for (const dialect of DIALECTS) {
       assert.ok(idToken.auth_time > signedInAt, 'the ID token tells of the sign-in just made');
     });
 
+    it('asks for the password with max_age=0 even when the session signed in within the same second, as prompt=login does (OpenID Connect Core §3.1.2.1)', async () => {
+      const { browser } = await authorize({ client_id: other.id });
+      // The clock has not moved since that sign-in: the session is zero seconds old.
+      const login = await browser.follow(authorizeUrl({ client_id: other.id, max_age: '0' }), server.url);
+      assert.equal(login.location, undefined, `no code goes back to the client: ${login.location}`);
+      assert.match(login.text, /name="password"/);
+      const none = await browser.request(authorizeUrl({ client_id: other.id, max_age: '0', prompt: 'none' }));
+      assert.equal(new URL(none.location!).searchParams.get('error'), 'login_required');
+      await expectFreshSignIn(browser, hiddenField(login.text, 'request'));
+    });
+
     for (const params of [{ prompt: 'login' }, { max_age: '0' }, { max_age: '3600' }] as Record<string, string>[]) {
       it(`never lets an old session answer a request with ${JSON.stringify(params)} that arrived without the session cookie`, async () => {
         const { browser } = await authorize({ client_id: other.id });

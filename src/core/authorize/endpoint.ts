@@ -180,8 +180,10 @@ export class AuthorizationEndpoint {
     }
     // OpenID Connect Core §3.1.2.1, select_account: the server "SHOULD prompt the End-User to select
     // a user account", and without their choice "MUST return an error". Gatehouse keeps one account
-    // a browser, so the sign-in page is where the person chooses it, as for prompt=login.
-    const signInPrompted = request.prompt.includes('login') || request.prompt.includes('select_account');
+    // a browser, so the sign-in page is where the person chooses it, as for prompt=login. And
+    // §3.1.2.1: "max_age=0 is equivalent to prompt=login" — the clock counts whole seconds, so a
+    // session that signed in within this second is not older than 0 and isTooOld lets it pass.
+    const signInPrompted = request.prompt.includes('login') || request.prompt.includes('select_account') || request.maxAge === 0;
     const mustSignIn = !session || tooOld || notHinted || (signInPrompted && !justSignedIn);
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
