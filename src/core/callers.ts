@@ -44,7 +44,7 @@ export interface CallerServices {
 
 export type CredentialScheme = 'bearer' | 'apikey';
 
-const NO_CREDENTIALS = 'send an access token (Authorization: Bearer …) or an API key (Authorization: ApiKey …)';
+const NO_CREDENTIALS = 'send an access token (Authorization: Bearer ...) or an API key (Authorization: ApiKey ...)';
 
 /**
  * The credential of an `Authorization` header among `schemes`: RFC 6750 §2.1 `Bearer <token>`, or
@@ -55,7 +55,7 @@ export function credentialOf(authorization: string | undefined, schemes: readonl
   if (authorization === undefined || authorization === '') throw credentialsRequired(NO_CREDENTIALS);
   const space = authorization.indexOf(' ');
   const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase() as CredentialScheme;
-  if (!schemes.includes(scheme)) throw credentialsRequired(schemes.length === 1 ? 'send an access token (Authorization: Bearer …)' : NO_CREDENTIALS);
+  if (!schemes.includes(scheme)) throw credentialsRequired(schemes.length === 1 ? 'send an access token (Authorization: Bearer ...)' : NO_CREDENTIALS);
   const value = space < 0 ? '' : authorization.slice(space + 1).replace(/^ +/, '');
   if (!/^\S+$/.test(value)) throw malformedCredentials(`the Authorization header must be "${scheme === 'bearer' ? 'Bearer <token>' : 'ApiKey <key>'}"`);
   return { scheme, value };

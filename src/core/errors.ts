@@ -10,7 +10,7 @@ export class OAuthError extends Error {
   readonly headers: Record<string, string>;
 
   constructor(error: string, description: string, status = 400, headers: Record<string, string> = {}) {
-    super(description);
+    super(describable(description));
     this.name = 'OAuthError';
     this.error = error;
     this.status = status;
@@ -24,6 +24,17 @@ export class OAuthError extends Error {
   toJSON(): { error: string; error_description: string } {
     return { error: this.error, error_description: this.message };
   }
+}
+
+/**
+ * RFC 6749 §5.2 (and §4.1.2.1 for the authorization endpoint): "Values for the error_description
+ * parameter MUST NOT include characters outside the set %x20-21 / %x23-5B / %x5D-7E". Descriptions
+ * quote what the client sent (`the grant type "…" is not supported`), so double quotes become
+ * single ones, a backslash a slash, and anything else outside the set (a control character, a
+ * character beyond ASCII) a question mark.
+ */
+function describable(description: string): string {
+  return description.replace(/"/g, "'").replace(/\\/g, '/').replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '?');
 }
 
 const make =

@@ -190,7 +190,7 @@ function singleParameter(params: Readonly<Record<string, unknown>>, name: string
   return value;
 }
 
-const truncate = (value: string): string => (value.length > 64 ? `${value.slice(0, 64)}…` : value).replace(/[^\x20-\x7e]/g, '?');
+const truncate = (value: string): string => (value.length > 64 ? `${value.slice(0, 64)}...` : value).replace(/[^\x20-\x7e]/g, '?');
 
 /** The client id inside a Basic header, for keying throttles; never trusted for anything else. */
 function basicClientId(authorization: string | undefined): string {

@@ -386,6 +386,22 @@ for (const dialect of DIALECTS) {
         assert.equal(res.body.error, 'unsupported_grant_type');
       });
 
+      it('keeps every error_description within the characters RFC 6749 §5.2 allows, even where it quotes what the client sent', async () => {
+        const ALLOWED = /^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/;
+        const answers = [
+          await post(`${server.url}/token`, { grant_type: 'urn:"quoted"\\back\u00e4\u2028' }, { headers: { authorization: basic(app.id, app.secret) } }),
+          await post(`${server.url}/token`, { grant_type: 'authorization_code' }, { headers: { authorization: basic(unprivileged.id, unprivileged.secret) } }),
+          await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'no-such-scope' }, { headers: { authorization: basic(app.id, app.secret) } }),
+          await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: `Basic ${Buffer.from(`${app.id}:%zz`).toString('base64')}` } }),
+          await post(`${server.url}/userinfo`, {}),
+        ];
+        for (const res of answers) {
+          assert.equal(typeof res.body.error_description, 'string', JSON.stringify(res.body));
+          assert.match(res.body.error_description, ALLOWED, JSON.stringify(res.body));
+        }
+        assert.equal(answers[0]!.body.error_description, "the grant type 'urn:'quoted'/back??' is not supported");
+      });
+
       it('answers a missing grant type and a repeated parameter with invalid_request', async () => {
         assert.equal((await post(`${server.url}/token`, { client_id: app.id })).body.error, 'invalid_request');
         const repeated = await post(`${server.url}/token`, `grant_type=client_credentials&scope=objects:read&scope=model:read`, { headers: { authorization: basic(app.id, app.secret) } });

@@ -79,7 +79,7 @@ function decodeBasic(encoded: string): { clientId: string; secret: string } {
   try {
     return { clientId: formDecode(decoded.slice(0, colon)), secret: formDecode(decoded.slice(colon + 1)) };
   } catch {
-    throw invalidClient('the Basic credentials are not correctly form-encoded (RFC 6749 §2.3.1)', true);
+    throw invalidClient('the Basic credentials are not correctly form-encoded (RFC 6749, section 2.3.1)', true);
   }
 }
 
