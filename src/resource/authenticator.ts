@@ -53,6 +53,12 @@ export interface Authenticator {
 const MAX_CACHE_ENTRIES = 10_000;
 
 /**
+ * How long a request to Gatehouse (discovery, introspection) may take, as jose allows the JWKS:
+ * one that does not answer is an outage (503), not a reason to hold the API's request open.
+ */
+const REQUEST_TIMEOUT_MS = 5000;
+
+/**
  * Verifies what Gatehouse issues. Bearer JWTs are verified locally against the JWKS found through
  * discovery (cached; an unknown `kid` triggers one refetch at most every 30 s, so key rotation
  * needs nothing from you). API keys are checked through introspection, with answers cached for
@@ -67,12 +73,12 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
 
   const discover = () => {
     metadata ??= (async () => {
-      const response = await fetch(`${issuer}/.well-known/oauth-authorization-server`);
+      const response = await fetch(`${issuer}/.well-known/oauth-authorization-server`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
       if (!response.ok) throw new Error(`discovery at ${issuer} answered ${response.status}`);
       const document = (await response.json()) as { issuer?: string; jwks_uri?: string; introspection_endpoint?: string };
       if (document.issuer !== issuer || !document.jwks_uri) throw new Error(`discovery at ${issuer} returned another issuer or no jwks_uri`);
       return {
-        jwks: createRemoteJWKSet(new URL(document.jwks_uri), { cooldownDuration: 30_000, cacheMaxAge: 600_000 }),
+        jwks: createRemoteJWKSet(new URL(document.jwks_uri), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: REQUEST_TIMEOUT_MS }),
         introspectionEndpoint: document.introspection_endpoint,
       };
     })();
@@ -111,6 +117,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`,
       },
       body: new URLSearchParams({ token: key, token_type_hint: 'api_key' }).toString(),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
     // An introspection failure is not the caller's fault; nothing is cached and the error says so.
     if (!response.ok) throw new Error(`introspection answered ${response.status}`);

@@ -293,6 +293,30 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       const misconfigured = createAuthenticator({ ...options, introspection: { clientId: resourceServer.id, clientSecret: 'wrong secret' } });
       await assert.rejects(misconfigured.authenticate(apiKeyHeader(value)), (error) => !(error instanceof ResourceError) && /introspection answered 401/.test((error as Error).message));
     });
+
+    it('fail with an ordinary error within 5 s, not hang, while discovery or introspection does not answer (the middleware answers 503)', async (t) => {
+      // An issuer that accepts connections and never answers the path named `silent`.
+      let silent = '/introspect';
+      const issuer = Fastify({ forceCloseConnections: true });
+      t.after(() => issuer.close());
+      issuer.get('/.well-known/oauth-authorization-server', async () => (silent === '/.well-known/oauth-authorization-server' ? new Promise(() => {}) : { issuer: issuerUrl, jwks_uri: `${issuerUrl}/jwks.json`, introspection_endpoint: `${issuerUrl}/introspect` }));
+      issuer.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+      issuer.post('/introspect', () => new Promise(() => {}));
+      const issuerUrl = await issuer.listen({ port: 0, host: '127.0.0.1' });
+      const { value } = await apiKey(machine, ['objects:read']);
+
+      for (const path of ['/introspect', '/.well-known/oauth-authorization-server']) {
+        silent = path;
+        const stranded = createAuthenticator({ ...options, issuer: issuerUrl });
+        const started = Date.now();
+        const outcome = await Promise.race([stranded.authenticate(apiKeyHeader(value)).then(
+          () => 'authenticated',
+          (error: unknown) => (error instanceof ResourceError ? `refused: ${error.error}` : 'failed'),
+        ), sleep(8000).then(() => 'still waiting')]);
+        assert.equal(outcome, 'failed', path);
+        assert.ok(Date.now() - started < 6000, `${path}: gave up after ${Date.now() - started} ms`);
+      }
+    });
   });
 
   describe('requireScopes', () => {
