@@ -279,6 +279,15 @@ for (const dialect of DIALECTS) {
         assert.deepEqual((await introspect(token, app)).body, { active: false });
       });
 
+      it('refuses a request without a token, or with an empty one (RFC 6749 §3.1: a parameter without a value is omitted), with 400 invalid_request', async () => {
+        for (const [body, json] of [[{}, false], [{ token: '' }, false], [{ token: '', token_type_hint: 'access_token' }, true]] as const) {
+          const res = await post(`${server.url}/introspect`, body, { json, headers: { authorization: basic(api.id, api.secret) } });
+          assert.equal(res.status, 400, JSON.stringify(body));
+          assert.deepEqual(res.body, { error: 'invalid_request', error_description: 'token is required' });
+          assert.equal(res.headers.get('cache-control'), 'no-store');
+        }
+      });
+
       it('requires client authentication', async () => {
         const res = await post(`${server.url}/introspect`, { token: await clientToken(app) });
         assert.equal(res.status, 401);
@@ -312,6 +321,16 @@ for (const dialect of DIALECTS) {
         assert.equal((await post(`${server.url}/revoke`, { token: refresh_token, token_type_hint: 'access_token' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).status, 200);
         const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } });
         assert.equal(refreshed.body.error, 'invalid_grant');
+      });
+
+      it('refuses a request without a token, or with an empty one, with 400 invalid_request rather than a 200 that says it was revoked', async () => {
+        const token = await clientToken(app, 'bcf:read');
+        for (const [body, json] of [[{}, false], [{ token: '' }, false], [{ token: '', token_type_hint: 'access_token' }, true]] as const) {
+          const res = await post(`${server.url}/revoke`, body, { json, headers: { authorization: basic(app.id, app.secret) } });
+          assert.equal(res.status, 400, JSON.stringify(body));
+          assert.deepEqual(res.body, { error: 'invalid_request', error_description: 'token is required' });
+        }
+        assert.equal((await introspect(token)).body.active, true);
       });
 
       it('answers 200 for unknown tokens and changes nothing', async () => {

@@ -6,7 +6,10 @@ import { revoke } from '../../core/revocation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
-/** The parameters of an introspection or revocation request, each a single string. */
+/**
+ * The parameters of an introspection or revocation request, each a single string. An empty one is
+ * as good as omitted (RFC 6749 §3.1), so an empty `token` is a missing one, not an unknown token.
+ */
 function parameters(request: FastifyRequest): Record<string, string | undefined> {
   const body = request.body;
   if (body !== undefined && body !== null && (typeof body !== 'object' || Array.isArray(body))) throw invalidRequest('the body must be a set of parameters');
@@ -29,7 +32,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     const { client, method } = await authenticateClient(gatehouse, request.headers.authorization, params, now);
     // RFC 7662 §2.1: the endpoint "MUST require some form of authorization"; a public client has none.
     if (method === 'none') throw invalidClient('introspection needs a confidential client');
-    if (params.token === undefined) throw invalidRequest('token is required');
+    if (!params.token) throw invalidRequest('token is required');
     return reply.headers(NO_STORE).send(await introspect(gatehouse, client, params.token, now));
   });
 
@@ -38,7 +41,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     const now = gatehouse.clock();
     // RFC 7009 §2.1: public clients may revoke their own tokens, identified by client_id.
     const { client } = await authenticateClient(gatehouse, request.headers.authorization, params, now);
-    if (params.token === undefined) throw invalidRequest('token is required');
+    if (!params.token) throw invalidRequest('token is required');
     await revoke(gatehouse, client, params.token, now);
     return reply.headers(NO_STORE).code(200).send();
   });
