@@ -75,12 +75,14 @@ export class ApiKeyService {
    * The live key and its application, or undefined (malformed, unknown, revoked, expired, application
    * gone). The key acts as its application, so it holds only those of its scopes the application
    * still holds: a scope an operator took from the application stops working for its keys at once,
-   * as it does for its refresh tokens.
+   * as it does for its refresh tokens. `visibleTo` says whether the asker may see a key of that
+   * application (introspection by a client that is not the key's): one it may not is undefined
+   * too, and not recorded as a use.
    */
-  async authenticate(value: string, now: number): Promise<{ key: ApiKey; client: Client } | undefined> {
+  async authenticate(value: string, now: number, visibleTo: (clientId: string) => boolean = () => true): Promise<{ key: ApiKey; client: Client } | undefined> {
     if (!isWellFormed(value, 'ak')) return undefined;
     const key = await this.#storage.apiKeys.findByDigest(digestOf(value));
-    if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= now)) return undefined;
+    if (!key || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= now) || !visibleTo(key.clientId)) return undefined;
     const entry = await this.#clients.get(key.clientId);
     // An application made public since has no secrets any more, keys included (updateClient revokes them).
     if (!entry || entry.client.type === 'public') return undefined;

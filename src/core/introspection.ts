@@ -38,8 +38,9 @@ export async function introspect(services: IntrospectionServices, caller: Client
       return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp: refresh.expiresAt, iss: services.config.issuer };
     }
     case 'ak': {
-      const found = await services.apiKeys.authenticate(token, now);
-      if (!found || !mayView(found.key.clientId)) return INACTIVE;
+      // Checking a key it may not see is no use of the key: its last-use time stays as it was.
+      const found = await services.apiKeys.authenticate(token, now, mayView);
+      if (!found) return INACTIVE;
       const { key } = found;
       return {
         active: true,

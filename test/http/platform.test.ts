@@ -288,6 +288,18 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('shows a client its own API keys, and another client\'s as inactive without counting that as a use of the key', async () => {
+        const key = await apiKey(app.id, ['model:read']);
+        const { apiKeys, storage } = server.gatehouse;
+        const stored = async () => (await storage.apiKeys.listForClient(app.id)).find((k) => k.prefix === key.slice(0, 12))!;
+        assert.deepEqual((await introspect(key, other)).body, { active: false });
+        await apiKeys.flush();
+        assert.equal((await stored()).lastUsedAt, null, 'introspected by a client that may not see it: not a use');
+        assert.equal((await introspect(key, app)).body.active, true);
+        await apiKeys.flush();
+        assert.equal(typeof (await stored()).lastUsedAt, 'number', 'its own client (or a resource server) checking it is');
+      });
+
       it('requires client authentication', async () => {
         const res = await post(`${server.url}/introspect`, { token: await clientToken(app) });
         assert.equal(res.status, 401);
