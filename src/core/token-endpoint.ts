@@ -94,7 +94,13 @@ export class TokenEndpoint {
     return [...this.#grants.keys()];
   }
 
-  async #authenticate(request: TokenRequest, params: Record<string, string | undefined>, now: number): Promise<AuthenticatedClient> {
+  /**
+   * Client authentication (RFC 6749 §2.3) of the token endpoint and of every endpoint that shares
+   * its clients' credentials (introspection, revocation): guessing a client's secret is throttled
+   * per client id and address, with one budget across those endpoints, so an attacker cannot lock
+   * a client out, nor guess at one endpoint past the throttle of another.
+   */
+  async authenticateClient(request: Pick<TokenRequest, 'authorization' | 'address'>, params: Readonly<Record<string, string | undefined>>, now: number): Promise<AuthenticatedClient> {
     // Read once; malformed credentials are refused below, after the throttle had its say.
     let presented: PresentedCredentials | undefined;
     let malformed: unknown;
@@ -106,21 +112,25 @@ export class TokenEndpoint {
     const verify = () => (presented ? verifyClient(this.#services, presented, now) : Promise.reject(malformed));
     const limits = this.#limits;
     if (!limits) return verify();
-    // Guessing a client's secret is throttled per client id and address, so an attacker cannot lock a
-    // client out. Client ids are at most 256 characters: a longer one, refused later, must not make
-    // every counted failure a key of kilobytes (in memory, or in Redis).
+    // Client ids are at most 256 characters: a longer one, refused later, must not make every
+    // counted failure a key of kilobytes (in memory, or in Redis).
     const claimed = presented?.clientId ?? params.client_id ?? basicClientId(request.authorization);
     const failureKey = `${claimed.length > 256 ? claimed.slice(0, 256) : claimed}|${clientNetwork(request.address ?? '')}`;
     const pending = limits.authFailures.blockedFor(failureKey, now);
     const blocked = typeof pending === 'number' ? pending : await pending;
     if (blocked > 0) throw tooManyRequests('too many failed client authentications; try again later', blocked);
-    let authenticated: AuthenticatedClient;
     try {
-      authenticated = await verify();
+      return await verify();
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') await limits.authFailures.fail(failureKey, now);
       throw error;
     }
+  }
+
+  async #authenticate(request: TokenRequest, params: Record<string, string | undefined>, now: number): Promise<AuthenticatedClient> {
+    const authenticated = await this.authenticateClient(request, params, now);
+    const limits = this.#limits;
+    if (!limits) return authenticated;
     const taken = limits.requests.take(authenticated.client.id, now);
     const wait = typeof taken === 'number' ? taken : await taken;
     if (wait > 0) throw tooManyRequests('the client sent too many token requests; slow down', wait);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { decodeJwt } from 'jose';
 import pino from 'pino';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
@@ -73,6 +74,22 @@ describe('rate limits on the token endpoint (in process)', () => {
     }
     const blocked = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(other.id, other.secret) } });
     assert.equal(blocked.status, 429);
+  });
+
+  it('throttles guessing a client secret at /introspect and /revoke too, sharing the one budget with /token', async () => {
+    for (const path of ['/introspect', '/revoke']) {
+      const other = await server.client({});
+      const token = (await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(other.id, other.secret) } })).body.access_token as string;
+      for (let i = 0; i < 2; i++) assert.equal((await post(`${server.url}${path}`, { token }, { headers: { authorization: basic(other.id, 'gate_cs_wrong') } })).status, 401, path);
+      assert.equal((await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(other.id, 'gate_cs_wrong') } })).status, 401, path);
+      for (const target of [path, '/token']) {
+        const blocked = await post(`${server.url}${target}`, target === '/token' ? { grant_type: 'client_credentials' } : { token }, { headers: { authorization: basic(other.id, other.secret) } });
+        assert.equal(blocked.status, 429, `${path}, then ${target}`);
+        assert.equal(blocked.body.error, 'temporarily_unavailable');
+      }
+      // Blocked before anything was looked at: the token was not revoked.
+      assert.equal(await server.gatehouse.storage.revocations.isJtiRevoked(decodeJwt(token).jti!), false, path);
+    }
   });
 
   it('keys failures of an overlong client id by its first 256 characters, so none costs kilobytes of memory', async () => {

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { authenticateClient } from '../../core/client-auth/authenticate.ts';
 import { invalidClient, invalidRequest } from '../../core/errors.ts';
 import { introspect } from '../../core/introspection.ts';
 import { revoke } from '../../core/revocation.ts';
@@ -29,7 +28,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
   app.post('/introspect', async (request, reply) => {
     const params = parameters(request);
     const now = gatehouse.clock();
-    const { client, method } = await authenticateClient(gatehouse, request.headers.authorization, params, now);
+    const { client, method } = await gatehouse.tokenEndpoint.authenticateClient({ authorization: request.headers.authorization, address: request.ip }, params, now);
     // RFC 7662 §2.1: the endpoint "MUST require some form of authorization"; a public client has none.
     if (method === 'none') throw invalidClient('introspection needs a confidential client');
     if (!params.token) throw invalidRequest('token is required');
@@ -40,7 +39,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     const params = parameters(request);
     const now = gatehouse.clock();
     // RFC 7009 §2.1: public clients may revoke their own tokens, identified by client_id.
-    const { client } = await authenticateClient(gatehouse, request.headers.authorization, params, now);
+    const { client } = await gatehouse.tokenEndpoint.authenticateClient({ authorization: request.headers.authorization, address: request.ip }, params, now);
     if (!params.token) throw invalidRequest('token is required');
     await revoke(gatehouse, client, params.token, now);
     return reply.headers(NO_STORE).code(200).send();
