@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { openDatabase, migrate, type DatabaseHandle } from '../../src/storage/database.ts';
-import { createStorage } from '../../src/storage/kysely/index.ts';
+import { createStorage, sweepOtherTables, sweepRefreshTokens } from '../../src/storage/kysely/index.ts';
 import { isQueryTimeout } from '../../src/storage/prepared-statements.ts';
 import { isUnavailable } from '../../src/http/oauth/errors.ts';
 import { kyselyApiKeys } from '../../src/storage/kysely/api-keys.ts';
@@ -247,6 +247,63 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
       if (planScansTables(plan)) scans.push(`${statement}\n${plan.join('\n')}`);
     }
     assert.deepEqual(scans, []);
+  });
+});
+
+/**
+ * The plan of every prepared statement whose text matches `pattern`, as the connection runs it
+ * (generically: EXPLAIN without ANALYZE, any parameters), one string per statement.
+ */
+async function plansOf(db: DatabaseHandle['db'], pattern: string): Promise<{ statement: string; plan: string }[]> {
+  const { rows: statements } = await sql<{ name: string; statement: string; parameters: number }>`
+    select name, statement, cardinality(parameter_types) as parameters from pg_prepared_statements where statement like ${pattern}`.execute(db);
+  const plans = [];
+  for (const { name, statement, parameters } of statements) {
+    const nulls = parameters > 0 ? `(${Array(parameters).fill('null').join(', ')})` : '';
+    const { rows } = await sql<{ 'QUERY PLAN': string }>`explain execute ${sql.raw(name + nulls)}`.execute(db);
+    plans.push({ statement, plan: rows.map((row) => row['QUERY PLAN']).join('\n') });
+  }
+  return plans;
+}
+
+describe('PostgreSQL plans of the sweep of expired rows', () => {
+  const one = oneConnection();
+
+  it('reads each table’s expired rows in expiry order and stops after the batch, however many have expired', async () => {
+    // The tables of a server whose sweeps fell behind: most rows expired, the statistics up to date.
+    await sql`insert into clients (id, name, type, created_at, updated_at) values ('c1', 'App', 'confidential', 0, 0)`.execute(one.handle.db);
+    await sql`insert into users (id, email, password_hash, created_at, updated_at) values ('u1', 'ada@example.com', 'x', 0, 0)`.execute(one.handle.db);
+    await sql`insert into grants (id, client_id, user_id, kind, scopes, created_at, expires_at)
+      select 'g' || i, 'c1', 'u1', 'authorization_code', '[]', i, case when i % 2 = 0 then ${NOW} - i end from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`insert into refresh_tokens (digest, grant_id, client_id, scopes, created_at, expires_at, consumed_at)
+      select 'r' || i, 'g' || (1 + i % 20000), 'c1', '[]', i, ${NOW} - 50000 + i, i from generate_series(1, 60000) i`.execute(one.handle.db);
+    await sql`insert into audit_events (at, kind, outcome, client_id, user_id, data)
+      select ${NOW} - i, 'token.issued', 'success', 'c1', 'u1', '{}' from generate_series(1, 60000) i`.execute(one.handle.db);
+    await sql`insert into sessions (digest, user_id, auth_time, created_at, expires_at)
+      select 's' || i, 'u1', 0, 0, ${NOW} - 30000 + i from generate_series(1, 40000) i`.execute(one.handle.db);
+    await sql`insert into revoked_tokens (jti, expires_at) select 'j' || i, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`insert into authorization_codes (digest, client_id, user_id, redirect_uri, scopes, auth_time, created_at, expires_at)
+      select 'a' || i, 'c1', 'u1', 'https://app.example/cb', '[]', 0, 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`insert into client_assertions (client_id, jti, expires_at) select 'c1', 'j' || i, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`insert into authorization_requests (id, client_id, request, created_at, expires_at)
+      select 'q' || i, 'c1', '{}', 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`analyze`.execute(one.handle.db);
+
+    const policy = { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 86_400 };
+    // Twice, so that the sweep's statements are named (a statement is named on its second run).
+    for (let run = 0; run < 2; run++) {
+      await one.handle.db.transaction().execute((trx) => sweepRefreshTokens(trx, NOW, 500, policy.accessTokenTtlSeconds));
+      await sweepOtherTables(one.handle.db, NOW, 500, policy);
+    }
+    // The signing keys are a handful of rows, read whole (see openDatabase).
+    const plans = (await plansOf(one.handle.db, 'delete from%')).filter(({ statement }) => !statement.startsWith('delete from "signing_keys"'));
+    assert.equal(plans.length, 8, 'one statement per table swept');
+    for (const { statement, plan } of plans) {
+      const expiry = /Index Scan using (\w+_expiry|audit_events_at) on/.exec(plan);
+      assert.ok(expiry, `reads the expiry index in order:\n${statement}\n${plan}`);
+      assert.doesNotMatch(plan, /Bitmap|Hash (Semi )?Join/, `collects no more than the batch:\n${statement}\n${plan}`);
+      assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
+    }
   });
 });
 

@@ -90,10 +90,10 @@ const lacksAdvisoryLocks = (error: unknown): boolean => ['42883', '0A000'].inclu
  * another access token, so the grant ends when the last one it made expires. In one transaction,
  * so that no grant is ever left without refresh tokens and without an end.
  */
-async function sweepRefreshTokens(trx: Transaction<Database>, now: number, limit: number, accessTokenTtlSeconds: number): Promise<number> {
+export async function sweepRefreshTokens(trx: Transaction<Database>, now: number, limit: number, accessTokenTtlSeconds: number): Promise<number> {
   const deleted = await trx
     .deleteFrom('refresh_tokens')
-    .where('digest', 'in', trx.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(limit))
+    .where('digest', 'in', trx.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(batchOf(limit)))
     .returning('grant_id')
     .execute();
   const grantIds = [...new Set(deleted.map((row) => row.grant_id))];
@@ -109,21 +109,35 @@ async function sweepRefreshTokens(trx: Transaction<Database>, now: number, limit
   return deleted.length;
 }
 
+/**
+ * A sweep's batch size as a literal in the statement, not a parameter: PostgreSQL plans a named
+ * statement once, generically, and a generic plan takes `limit $n` for a tenth of the rows that
+ * match. Over a table with many expired rows it then collected all of them (a bitmap of the whole
+ * expiry range, or a hash of the audit log's every id) to delete 500: 0.4 s for 1M refresh tokens,
+ * 1.6 s for 2M audit events. With the number in the text, the plan reads the expiry index in order
+ * and stops after the batch. The size is the same on every sweep, so the statement still is one.
+ */
+function batchOf(limit: number) {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`a sweep's batch size must be a positive integer, not ${limit}`);
+  return sql.lit(limit);
+}
+
 /** The other tables' expired rows, at most `limit` per table; small batches keep each statement short. */
-async function sweepOtherTables(db: Kysely<Database>, now: number, limit: number, { auditRetentionSeconds }: SweepPolicy): Promise<number> {
+export async function sweepOtherTables(db: Kysely<Database>, now: number, limit: number, { auditRetentionSeconds }: SweepPolicy): Promise<number> {
+  const size = batchOf(limit);
   const batches = [
-    db.deleteFrom('grants').where('id', 'in', db.selectFrom('grants').select('id').where('expires_at', '<', now).limit(limit)),
-    db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(limit)),
-    db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(limit)),
-    db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(limit)),
+    db.deleteFrom('grants').where('id', 'in', db.selectFrom('grants').select('id').where('expires_at', '<', now).limit(size)),
+    db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(size)),
+    db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(size)),
+    db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(size)),
     db
       .deleteFrom('client_assertions')
-      .where(sql<boolean>`(client_id, jti) in (${db.selectFrom('client_assertions').select(['client_id', 'jti']).where('expires_at', '<', now).limit(limit)})`),
-    db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(limit)),
-    db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(limit)),
+      .where(sql<boolean>`(client_id, jti) in (${db.selectFrom('client_assertions').select(['client_id', 'jti']).where('expires_at', '<', now).limit(size)})`),
+    db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(size)),
+    db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(size)),
   ];
   if (auditRetentionSeconds > 0) {
-    batches.push(db.deleteFrom('audit_events').where('id', 'in', db.selectFrom('audit_events').select('id').where('at', '<', now - auditRetentionSeconds).limit(limit)));
+    batches.push(db.deleteFrom('audit_events').where('id', 'in', db.selectFrom('audit_events').select('id').where('at', '<', now - auditRetentionSeconds).limit(size)));
   }
   let swept = 0;
   for (const batch of batches) swept += Number((await batch.executeTakeFirst()).numDeletedRows);
