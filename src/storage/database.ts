@@ -12,6 +12,7 @@ import * as oneSigningKey from './migrations/004-one-signing-key.ts';
 import * as clientKeys from './migrations/005-client-keys.ts';
 import * as grantExpiry from './migrations/006-grant-expiry.ts';
 import * as emailForms from './migrations/007-email-forms.ts';
+import * as auditKind from './migrations/008-audit-kind.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -111,6 +112,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '005-client-keys': clientKeys,
   '006-grant-expiry': grantExpiry,
   '007-email-forms': emailForms,
+  '008-audit-kind': auditKind,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -165,8 +165,9 @@ for (const dialect of DIALECTS) {
               .insertInto('users')
               .values({ id: randomUUID(), email: 'twin.zoë@example.com'.normalize('NFD'), name: '', password_hash: 'x', email_verified: 0, disabled_at: null, created_at: NOW, updated_at: NOW })
               .execute();
-            await sql`delete from kysely_migration where name = '007-email-forms'`.execute(handle.db);
-            assert.deepEqual(await migrate(handle), ['007-email-forms']);
+            await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
+            await handle.db.schema.dropIndex('audit_events_kind').execute();
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind']);
           } finally {
             await handle.close();
           }
@@ -217,7 +218,8 @@ for (const dialect of DIALECTS) {
           try {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms']);
+            await handle.db.schema.dropIndex('audit_events_kind').execute();
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind']);
           } finally {
             await handle.close();
           }
