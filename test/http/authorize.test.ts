@@ -414,6 +414,16 @@ for (const dialect of DIALECTS) {
       assert.equal(account.status, 200, 'still signed in');
     });
 
+    it('takes an empty client_id or state at sign-out for one left out, as the authorization endpoint does', async () => {
+      const { browser, callback } = await authorize({ client_id: web.id });
+      const idToken = (await exchange(callback.searchParams.get('code')!)).body.id_token;
+      const page = await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: idToken, client_id: '', state: '' })}`);
+      assert.equal(page.status, 200, page.text.slice(0, 500));
+      assert.match(page.text, /Signed out/);
+      const account = await browser.request(`${server.url}/account`);
+      assert.equal(account.status, 302, 'signed out');
+    });
+
     it('sets no cookie on static files, which shared caches may keep', async () => {
       const res = await fetch(`${server.url}/static/gatehouse.css`);
       assert.equal(res.status, 200);

@@ -13,7 +13,8 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
   const { gatehouse } = pages;
 
   const logout = async (request: FastifyRequest, reply: FastifyReply, params: Record<string, unknown>, confirmed: boolean) => {
-    const text = (name: string) => (typeof params[name] === 'string' ? (params[name] as string) : undefined);
+    // A parameter sent empty is one left out, as at the authorization endpoint (RFC 6749 §3.1).
+    const text = (name: string) => (typeof params[name] === 'string' && params[name] !== '' ? (params[name] as string) : undefined);
     const hint = text('id_token_hint');
     const claims = hint ? await gatehouse.idTokens.readHint(hint) : undefined;
     const clientId = text('client_id') ?? claims?.audience[0];
