@@ -11,7 +11,7 @@ export interface AuthenticatorOptions {
   introspection?: { clientId: string; clientSecret: string };
   /**
    * How long an introspection answer for an API key is reused: the delay before a revoked key is
-   * refused here (default 30 s). Never past the key's expiry.
+   * refused here (default 30 s, at most 3600). Never past the key's expiry.
    */
   cacheTtlSeconds?: number;
   /** Clock skew tolerated on `exp`/`iat`, in seconds (default 30, at most 300). */
@@ -23,6 +23,11 @@ export interface AuthenticatorOptions {
  * keeps clocks within. Access tokens live an hour by default.
  */
 const MAX_CLOCK_TOLERANCE_SECONDS = 300;
+/**
+ * A revoked API key is refused here at most this long after its revocation: an hour, the default
+ * lifetime of an access token, which an API verifying JWTs on its own accepts until it expires.
+ */
+const MAX_CACHE_TTL_SECONDS = 3600;
 
 /** Who is calling. */
 export interface Principal {
@@ -66,7 +71,7 @@ const REQUEST_TIMEOUT_MS = 5000;
  */
 export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
   const issuer = options.issuer.replace(/\/+$/, '');
-  const ttlMs = secondsOption('cacheTtlSeconds', options.cacheTtlSeconds, 30, Number.MAX_SAFE_INTEGER / 1000) * 1000;
+  const ttlMs = secondsOption('cacheTtlSeconds', options.cacheTtlSeconds, 30, MAX_CACHE_TTL_SECONDS) * 1000;
   const clockTolerance = secondsOption('clockToleranceSeconds', options.clockToleranceSeconds, 30, MAX_CLOCK_TOLERANCE_SECONDS);
   let metadata: Promise<{ jwks: ReturnType<typeof createRemoteJWKSet>; introspectionEndpoint: string | undefined }> | undefined;
   const apiKeyCache = new Map<string, { expires: number; principal: Principal | undefined }>();

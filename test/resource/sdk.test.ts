@@ -162,7 +162,7 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       }
     });
 
-    it('tolerates clock skew up to five minutes when told, and refuses to be told more (that would accept expired tokens)', async () => {
+    it('tolerates clock skew up to five minutes when told, and refuses to be told more (that would accept expired tokens), or to cache API keys for over an hour', async () => {
       const real = await clientToken();
       const now = Math.floor(Date.now() / 1000);
       const lenient = createAuthenticator({ ...options, clockToleranceSeconds: 300 });
@@ -171,7 +171,7 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       for (const clockToleranceSeconds of [301, 86_400, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
         assert.throws(() => createAuthenticator({ ...options, clockToleranceSeconds }), RangeError, String(clockToleranceSeconds));
       }
-      for (const cacheTtlSeconds of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      for (const cacheTtlSeconds of [3601, 86_400, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
         assert.throws(() => createAuthenticator({ ...options, cacheTtlSeconds }), RangeError, String(cacheTtlSeconds));
       }
     });
