@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { isWellFormed } from '../core/tokens/opaque.ts';
 import { missingCredentials, ResourceError } from './errors.ts';
 
 export interface AuthenticatorOptions {
@@ -75,6 +76,8 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const clockTolerance = secondsOption('clockToleranceSeconds', options.clockToleranceSeconds, 30, MAX_CLOCK_TOLERANCE_SECONDS);
   let metadata: Promise<{ jwks: ReturnType<typeof createRemoteJWKSet>; introspectionEndpoint: string | undefined }> | undefined;
   const apiKeyCache = new Map<string, { expires: number; principal: Principal | undefined }>();
+  /** Introspections in flight, by the same key as the cache; each ends up in the cache or fails. */
+  const introspecting = new Map<string, Promise<Principal | undefined>>();
 
   const discover = () => {
     metadata ??= (async () => {
@@ -104,14 +107,33 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     return principalFrom(payload, 'jwt');
   }
 
-  async function introspectApiKey(key: string): Promise<Principal> {
+  /**
+   * Who an API key belongs to, from the cache or through introspection. A key Gatehouse cannot have
+   * issued (its prefix or checksum is wrong) is refused here, so guessed keys cost Gatehouse
+   * nothing; requests that arrive with the same key while it is being introspected share that one
+   * introspection.
+   */
+  async function authenticateApiKey(key: string): Promise<Principal> {
+    if (!isWellFormed(key, 'ak')) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
     const cacheKey = createHash('sha256').update(key).digest('base64url');
     const cached = apiKeyCache.get(cacheKey);
-    const now = Date.now();
-    if (cached && cached.expires > now) {
-      if (!cached.principal) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
-      return cached.principal;
+    let principal: Principal | undefined;
+    if (cached && cached.expires > Date.now()) {
+      principal = cached.principal;
+    } else {
+      let pending = introspecting.get(cacheKey);
+      if (!pending) {
+        pending = introspectApiKey(key, cacheKey).finally(() => introspecting.delete(cacheKey));
+        introspecting.set(cacheKey, pending);
+      }
+      principal = await pending;
     }
+    if (!principal) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
+    return principal;
+  }
+
+  /** Asks Gatehouse about the key and caches the answer; undefined when it is not an active key. */
+  async function introspectApiKey(key: string, cacheKey: string): Promise<Principal | undefined> {
     const { introspectionEndpoint } = await discover();
     if (!options.introspection || !introspectionEndpoint) throw new ResourceError('invalid_token', 'API keys are not accepted here');
     const { clientId, clientSecret } = options.introspection;
@@ -131,9 +153,9 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     if (apiKeyCache.size >= MAX_CACHE_ENTRIES) apiKeyCache.delete(apiKeyCache.keys().next().value!);
     // RFC 7662 §4: "If the response contains the exp parameter (expiration), the response MUST NOT
     // be cached beyond the time indicated therein."
+    const now = Date.now();
     const expires = principal?.expiresAt === undefined ? now + ttlMs : Math.min(now + ttlMs, principal.expiresAt * 1000);
     apiKeyCache.set(cacheKey, { expires, principal });
-    if (!principal) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
     return principal;
   }
 
@@ -147,7 +169,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       if (!/^(?:bearer|apikey)(?: |$)/i.test(header.trimStart())) throw missingCredentials();
       const match = /^(Bearer|ApiKey) +([\x21-\x7e]{1,8192})$/i.exec(header.trim());
       if (!match) throw new ResourceError('invalid_request', 'the Authorization header must be "Bearer <token>" or "ApiKey <key>"');
-      return match[1]!.toLowerCase() === 'apikey' ? introspectApiKey(match[2]!) : verifyJwt(match[2]!);
+      return match[1]!.toLowerCase() === 'apikey' ? authenticateApiKey(match[2]!) : verifyJwt(match[2]!);
     },
     requireScopes(principal, scopes) {
       const missing = scopes.filter((scope) => !principal.scopes.includes(scope));

@@ -5,6 +5,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import { createAuthenticator, expressGatehouse, fastifyGatehouse, ResourceError, type Authenticator, type AuthenticatorOptions, type Principal } from 'gatehouse/resource';
+import { createOpaqueToken } from '../../src/core/tokens/opaque.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -272,6 +273,37 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
     it('refuses an unknown key with 401 invalid_token', async () => {
       await refusal(authenticator.authenticate(apiKeyHeader(`gate_ak_${'A'.repeat(43)}`)), 'invalid_token');
       await refusal(authenticator.authenticate(apiKeyHeader('not-a-key')), 'invalid_token');
+    });
+
+    it('refuses a key Gatehouse cannot have issued without asking it: guessed keys cost Gatehouse nothing', async (t) => {
+      const requests = countRequests(t);
+      const { value } = await apiKey(machine, ['objects:read']);
+      const last = value.at(-1) === 'A' ? 'B' : 'A';
+      const forged = [
+        'not-a-key',
+        `gate_ak_${'A'.repeat(49)}`,
+        `${value.slice(0, -1)}${last}`, // a checksum that does not match
+        value.replace('gate_ak_', 'gate_rt_'), // another kind of credential
+        `${value}x`,
+      ];
+      for (const key of forged) await refusal(authenticator.authenticate(apiKeyHeader(key)), 'invalid_token');
+      assert.equal(requests('/introspect'), 0);
+      assert.equal((await authenticator.authenticate(apiKeyHeader(value))).clientId, machine.id);
+      assert.equal(requests('/introspect'), 1);
+    });
+
+    it('introspect a key once for all the requests that bring it at the same time', async (t) => {
+      const requests = countRequests(t);
+      const { value } = await apiKey(machine, ['objects:read']);
+      const fresh = createAuthenticator(options);
+      const principals = await Promise.all(Array.from({ length: 20 }, () => fresh.authenticate(apiKeyHeader(value))));
+      for (const principal of principals) assert.equal(principal.clientId, machine.id);
+      assert.equal(requests('/introspect'), 1);
+      // A well-formed key Gatehouse does not know: one introspection too, and every request refused.
+      const unknown = createOpaqueToken('ak');
+      const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => fresh.authenticate(apiKeyHeader(unknown))));
+      for (const outcome of outcomes) assert.ok(outcome.status === 'rejected' && outcome.reason instanceof ResourceError && outcome.reason.error === 'invalid_token');
+      assert.equal(requests('/introspect'), 2);
     });
 
     it('are invisible to an introspection client that is not a resource server, unless they are its own', async () => {
