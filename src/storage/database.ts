@@ -13,6 +13,7 @@ import * as clientKeys from './migrations/005-client-keys.ts';
 import * as grantExpiry from './migrations/006-grant-expiry.ts';
 import * as emailForms from './migrations/007-email-forms.ts';
 import * as auditKind from './migrations/008-audit-kind.ts';
+import * as listOrder from './migrations/009-list-order.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -113,6 +114,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '006-grant-expiry': grantExpiry,
   '007-email-forms': emailForms,
   '008-audit-kind': auditKind,
+  '009-list-order': listOrder,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

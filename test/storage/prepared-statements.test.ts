@@ -328,6 +328,32 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
       assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
     }
   });
+
+  it('reads a page of users or of applications in creation order through an index, stopping after the page', async () => {
+    await sql`insert into users (id, email, password_hash, created_at, updated_at)
+      select md5('u' || i), 'user' || i || '@example.com', 'x', ${NOW} - i / 2, 0 from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`insert into clients (id, name, type, created_at, updated_at)
+      select md5('c' || i), 'App', 'confidential', ${NOW} - i / 2, 0 from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`analyze`.execute(one.handle.db);
+    const lists = { users: kyselyUsers(one.handle.db), clients: kyselyClients(one.handle.db) };
+    for (const [table, list] of Object.entries(lists)) {
+      // The first page and the next, each three times (a statement is named on its second run).
+      for (let run = 0; run < 3; run++) {
+        const first = await list.list({ limit: 101 });
+        const last = first.at(-1)!;
+        const next = await list.list({ after: { createdAt: last.createdAt, id: last.id }, limit: 101 });
+        const all = [...first, ...next].map(({ createdAt, id }) => ({ createdAt, id }));
+        assert.deepEqual(all, [...all].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1)));
+        assert.equal(new Set(all.map(({ id }) => id)).size, 202);
+      }
+      const plans = await plansOf(one.handle.db, `%from "${table}"%order by "created_at", "id" limit%`);
+      assert.equal(plans.length, 2, `the first page and the next of ${table}`);
+      for (const { statement, plan } of plans) {
+        assert.match(plan, new RegExp(`^Limit .*\\n  ->  Index Scan using ${table}_created on ${table}`), `${statement}\n${plan}`);
+        assert.doesNotMatch(plan, /Sort|Seq Scan|Bitmap/, `${statement}\n${plan}`);
+      }
+    }
+  });
 });
 
 describe('PostgreSQL prepared statements during a rolling upgrade', () => {
