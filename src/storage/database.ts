@@ -14,6 +14,7 @@ import * as grantExpiry from './migrations/006-grant-expiry.ts';
 import * as emailForms from './migrations/007-email-forms.ts';
 import * as auditKind from './migrations/008-audit-kind.ts';
 import * as listOrder from './migrations/009-list-order.ts';
+import * as grantLists from './migrations/010-grant-lists.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -115,6 +116,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '007-email-forms': emailForms,
   '008-audit-kind': auditKind,
   '009-list-order': listOrder,
+  '010-grant-lists': grantLists,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -354,6 +354,34 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
       }
     }
   });
+
+  it('reads the newest grants, of all or of one client, through an index in that order, stopping after the limit', async () => {
+    // 20,000 grants, two in five of one client; the other 2,999 clients have a handful each.
+    await sql`insert into clients (id, name, type, created_at, updated_at) select 'grantee' || i, 'App', 'confidential', 0, 0 from generate_series(0, 2999) i`.execute(one.handle.db);
+    await sql`insert into users (id, email, password_hash, created_at, updated_at) select 'grantor' || i, 'grantor' || i || '@example.com', 'x', 0, 0 from generate_series(0, 4999) i`.execute(one.handle.db);
+    await sql`insert into grants (id, client_id, user_id, kind, scopes, created_at)
+      select md5('g' || i), 'grantee' || case when i % 5 < 2 then 1 else i % 3000 end, 'grantor' || (i % 5000), 'authorization_code', '[]', ${NOW} - i / 2
+      from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`analyze`.execute(one.handle.db);
+    const grants = kyselyGrants(one.handle.db);
+    const newestFirst = (list: { createdAt: number; id: string }[]) =>
+      assert.deepEqual(list.map(({ createdAt, id }) => ({ createdAt, id })), [...list].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1)).map(({ createdAt, id }) => ({ createdAt, id })));
+    for (let run = 0; run < 3; run++) {
+      const all = await grants.list({ limit: 100 });
+      assert.equal(all.length, 100);
+      newestFirst(all);
+      const ones = await grants.list({ clientId: 'grantee1', limit: 100 });
+      assert.equal(ones.length, 100);
+      newestFirst(ones);
+    }
+    const plans = await plansOf(one.handle.db, '%from "grants" %order by "created_at" desc, "id" limit%');
+    assert.equal(plans.length, 2, 'the list of all grants and of one client’s');
+    for (const { statement, plan } of plans) {
+      const index = statement.includes('"client_id" = $1') ? 'grants_client_created' : 'grants_created';
+      assert.match(plan, new RegExp(`^Limit .*\\n  ->  Index Scan using ${index} on grants`), `${statement}\n${plan}`);
+      assert.doesNotMatch(plan, /Sort|Seq Scan|Bitmap/, `${statement}\n${plan}`);
+    }
+  });
 });
 
 describe('PostgreSQL prepared statements during a rolling upgrade', () => {
