@@ -1173,6 +1173,8 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(times(await audit().query({ clientId: c1 })), [20, 5, 0]);
         assert.deepEqual(times(await audit().query({ userId: u1 })), [40, 5, 0]);
         assert.deepEqual(times(await audit().query({ kind: 'token.issued' })), [40, 20, 0]);
+        assert.deepEqual(times(await audit().query({ clientId: c1, userId: u1 })), [5, 0]);
+        assert.deepEqual(times(await audit().query({ clientId: c2, userId: u1 })), [40]);
         assert.deepEqual(times(await audit().query({ clientId: c1, userId: u1, kind: 'token.issued' })), [0]);
         assert.deepEqual(times(await audit().query({ clientId: c1, since: NOW + 1 })), [20, 5]);
         assert.deepEqual(await audit().query({ clientId: randomUUID() }), []);

@@ -382,6 +382,26 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
       assert.doesNotMatch(plan, /Sort|Seq Scan|Bitmap/, `${statement}\n${plan}`);
     }
   });
+
+  it('reads the audit log of a user with one client through the user’s events, however many the client has', async () => {
+    // 40,000 events of 5,000 users, two in five of one client.
+    await sql`insert into audit_events (at, kind, outcome, client_id, user_id, data)
+      select ${NOW} - i, 'token.issued', 'success', case when i % 5 < 2 then 'busy' else 'app' || (i % 3000) end, 'member' || (i % 5000), '{}'
+      from generate_series(1, 40000) i`.execute(one.handle.db);
+    await sql`analyze audit_events`.execute(one.handle.db);
+    const audit = kyselyAudit(one.handle.db);
+    for (let run = 0; run < 3; run++) {
+      const events = await audit.query({ userId: 'member7', clientId: 'busy', limit: 100 });
+      assert.deepEqual(events.map((event) => event.at), [...Array(40000 / 5000).keys()].map((n) => NOW - 7 - 5000 * n).filter((at) => (NOW - at) % 5 < 2));
+    }
+    const plans = await plansOf(one.handle.db, '%from "audit_events" where %client_id% and "user_id" = %');
+    assert.equal(plans.length, 1);
+    for (const { statement, plan } of plans) {
+      assert.match(plan, /Index Scan.* (using|on) audit_events_user\b/, `reads the user’s events:\n${statement}\n${plan}`);
+      assert.doesNotMatch(plan, /audit_events_client|BitmapAnd/, `and not the client’s:\n${statement}\n${plan}`);
+      assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
+    }
+  });
 });
 
 describe('PostgreSQL prepared statements during a rolling upgrade', () => {

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { COLUMNS, type Database } from '../schema.ts';
 import type { AuditEvent, AuditRepository, RevocationRepository } from '../repositories.ts';
 
@@ -25,7 +25,13 @@ export function kyselyAudit(db: Kysely<Database>): AuditRepository {
       let query = db.selectFrom('audit_events').select(COLUMNS.audit_events);
       if (filter.since !== undefined) query = query.where('at', '>=', filter.since);
       if (filter.until !== undefined) query = query.where('at', '<', filter.until);
-      if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+      if (filter.clientId !== undefined) {
+        // With a user, the client is checked on the user's events (a few) instead of looked up in the
+        // index of clients' events: the one plan made for every client and user intersected the two
+        // indexes, and so read every event of a client that has millions (57 to 630 ms for 800k).
+        // Appending '' hides the column from that index and changes no answer.
+        query = filter.userId === undefined ? query.where('client_id', '=', filter.clientId) : query.where(sql<boolean>`client_id || '' = ${filter.clientId}`);
+      }
       if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
       if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
       const rows = await query.orderBy('at', 'desc').orderBy('id', 'desc').limit(Math.min(filter.limit ?? 100, 1000)).execute();
