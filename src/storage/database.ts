@@ -15,6 +15,7 @@ import * as emailForms from './migrations/007-email-forms.ts';
 import * as auditKind from './migrations/008-audit-kind.ts';
 import * as listOrder from './migrations/009-list-order.ts';
 import * as grantLists from './migrations/010-grant-lists.ts';
+import * as consentsClient from './migrations/011-consents-client.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -117,6 +118,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '008-audit-kind': auditKind,
   '009-list-order': listOrder,
   '010-grant-lists': grantLists,
+  '011-consents-client': consentsClient,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -78,7 +78,7 @@ const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
  * can leave a database as an earlier version did and apply them again.
  */
 async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Promise<void> {
-  for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created']) await handle.db.schema.dropIndex(index).execute();
+  for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created', 'consents_client']) await handle.db.schema.dropIndex(index).execute();
   await handle.db.schema.createIndex('grants_client').on('grants').column('client_id').execute();
 }
 
@@ -176,7 +176,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client']);
           } finally {
             await handle.close();
           }
@@ -228,7 +228,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client']);
           } finally {
             await handle.close();
           }

@@ -404,6 +404,28 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
   });
 });
 
+describe('PostgreSQL plans of a client’s deletion', () => {
+  const one = oneConnection();
+
+  it('finds the consents given to the client through an index on the client, not by walking every consent', async () => {
+    // 20,000 consents of 5,000 users to 2,000 clients.
+    await sql`insert into users (id, email, password_hash, created_at, updated_at) select 'u' || i, 'u' || i || '@example.com', 'x', 0, 0 from generate_series(0, 4999) i`.execute(one.handle.db);
+    await sql`insert into clients (id, name, type, created_at, updated_at) select 'c' || i, 'App', 'confidential', 0, 0 from generate_series(0, 1999) i`.execute(one.handle.db);
+    await sql`insert into consents (user_id, client_id, scopes, created_at, updated_at)
+      select 'u' || (i / 4), 'c' || (i % 2000), '[]', 0, 0 from generate_series(0, 19999) i`.execute(one.handle.db);
+    await sql`analyze`.execute(one.handle.db);
+    const clients = kyselyClients(one.handle.db);
+    for (const id of ['c1', 'c2', 'c3']) assert.equal(await clients.delete(id), true);
+    assert.equal(Number((await sql<{ n: string }>`select count(*) as n from consents`.execute(one.handle.db)).rows[0]!.n), 20000 - 3 * 10);
+    const plans = await plansOf(one.handle.db, 'delete from "consents" where "client_id" = $1');
+    assert.equal(plans.length, 1);
+    for (const { statement, plan } of plans) {
+      assert.match(plan, /Index Scan (using|on) consents_client\b/, `${statement}\n${plan}`);
+      assert.doesNotMatch(plan, /consents_pk/, `${statement}\n${plan}`);
+    }
+  });
+});
+
 describe('PostgreSQL prepared statements during a rolling upgrade', () => {
   let database: TestDatabase;
   let storage: Storage;
