@@ -127,16 +127,6 @@ export class TokenEndpoint {
     }
   }
 
-  async #authenticate(request: TokenRequest, params: Record<string, string | undefined>, now: number): Promise<AuthenticatedClient> {
-    const authenticated = await this.authenticateClient(request, params, now);
-    const limits = this.#limits;
-    if (!limits) return authenticated;
-    const taken = limits.requests.take(authenticated.client.id, now);
-    const wait = typeof taken === 'number' ? taken : await taken;
-    if (wait > 0) throw tooManyRequests('the client sent too many token requests; slow down', wait);
-    return authenticated;
-  }
-
   /** Answers a token request; every refusal is recorded in the audit log by its RFC error code. */
   async handle(request: TokenRequest): Promise<TokenResponse> {
     try {
@@ -169,7 +159,11 @@ export class TokenEndpoint {
     for (const name of parameters) params[name] = singleParameter(request.params, name, handler.targetParameters);
 
     const now = this.#services.clock();
-    const { client, method } = await this.#authenticate(request, params, now);
+    const { client, method } = await this.authenticateClient(request, params, now);
+    // Requests per client are counted here, at the token endpoint only; synchronous without Redis.
+    const taken = this.#limits?.requests.take(client.id, now);
+    const wait = taken === undefined || typeof taken === 'number' ? taken : await taken;
+    if (wait !== undefined && wait > 0) throw tooManyRequests('the client sent too many token requests; slow down', wait);
     if (!client.grantTypes.includes(grantType)) throw unauthorizedClient(`the client is not allowed the grant type "${grantType}"`);
     if (client.type === 'public' && !handler.allowsPublicClients) throw unauthorizedClient(`a public client cannot use the grant type "${grantType}"`);
 

@@ -4,7 +4,7 @@ import type { ClientRegistry } from '../clients.ts';
 import type { ClientAssertions } from './assertion.ts';
 import { invalidClient } from '../errors.ts';
 import { isWellFormed } from '../tokens/opaque.ts';
-import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './credentials.ts';
+import type { ClientAuthMethod, PresentedCredentials } from './credentials.ts';
 
 export interface AuthenticatedClient {
   client: Client;
@@ -18,20 +18,11 @@ export interface ClientAuthServices {
 }
 
 /**
- * Authenticates the client of a token, introspection or revocation request. Confidential clients
- * must prove their secret; public clients present only their id (and PKCE then protects the flow).
- * Every failure is the same `invalid_client`, so the answer does not tell which part was wrong.
+ * Checks credentials read by `presentedCredentials` against the client's registered secrets or
+ * keys. Confidential clients must prove their secret; public clients present only their id (and
+ * PKCE then protects the flow). Every failure is the same `invalid_client`, so the answer does not
+ * tell which part was wrong. Callers go through TokenEndpoint.authenticateClient, which throttles guessing.
  */
-export async function authenticateClient(
-  services: ClientAuthServices,
-  authorization: string | undefined,
-  params: Readonly<Record<string, string | undefined>>,
-  now: number,
-): Promise<AuthenticatedClient> {
-  return verifyClient(services, presentedCredentials(authorization, params, services.clients), now);
-}
-
-/** Checks credentials read by `presentedCredentials` against the client's registered secrets or keys. */
 export async function verifyClient(services: ClientAuthServices, presented: PresentedCredentials, now: number): Promise<AuthenticatedClient> {
   const usedBasic = presented.method === 'client_secret_basic';
   const failed = () => invalidClient('client authentication failed', usedBasic);
