@@ -36,17 +36,16 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
   },
 
   /**
-   * Every token of a user is issued under a grant, so that the user (withdrawing the application on
-   * the account page) or an operator can end it. Without a refresh token, the grant ends with its
-   * one access token, as the implicit flow's does.
+   * Every token of a user is issued under a grant, so that revoking the grant (an operator, the
+   * refresh token's revocation) ends it at Gatehouse's endpoints. Without a refresh token, the grant
+   * ends with its one access token, as the implicit flow's does.
    */
   async issue({ client, now, services }, { user, scopes, scopeRequested }) {
     const grantId = randomUUID();
     const lasting = client.grantTypes.includes('refresh_token');
-    const expiresAt = lasting ? null : now + services.config.tokens.accessTokenTtlSeconds;
-    await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt, revokedAt: null });
-    const refreshToken = lasting ? await issueRefreshToken(services.storage, grantId, client.id, scopes, now, services.config.tokens.refreshTokenTtlSeconds) : undefined;
     const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes, grantId }, now);
+    await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt: lasting ? null : accessToken.expiresAt, revokedAt: null });
+    const refreshToken = lasting ? await issueRefreshToken(services.storage, grantId, client.id, scopes, now, services.config.tokens.refreshTokenTtlSeconds) : undefined;
     services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'password', scopes } });
     return bearerResponse(accessToken, scopes, scopeRequested, refreshToken);
   },
