@@ -73,7 +73,7 @@ async function describeKey(jwk: JWK): Promise<{ kid: string | undefined; type: s
 }
 
 /** The settings form as the application is now. */
-const detailsOf = (client: Client): ApplicationDetailsForm => ({
+const detailsOf = (client: Pick<Client, 'name' | 'description' | 'baseUrl' | 'redirectUris'>): ApplicationDetailsForm => ({
   name: client.name,
   description: client.description,
   base_url: client.baseUrl ?? '',
@@ -87,7 +87,7 @@ const detailsOf = (client: Client): ApplicationDetailsForm => ({
  * fields not typed over are left as they are now, whatever the form showed.
  */
 function editsOver(base: ApplicationDetailsForm, posted: ApplicationDetails, current: ApplicationDetailsForm): { changes: Partial<ApplicationDetails>; conflicts: (keyof ApplicationDetailsForm)[] } {
-  const typed: ApplicationDetailsForm = { name: posted.name, description: posted.description, base_url: posted.baseUrl ?? '', redirect_uris: posted.redirectUris.join('\n') };
+  const typed = detailsOf(posted);
   const written: Record<keyof ApplicationDetailsForm, Partial<ApplicationDetails>> = {
     name: { name: posted.name },
     description: { description: posted.description },
