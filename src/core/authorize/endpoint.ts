@@ -180,10 +180,8 @@ export class AuthorizationEndpoint {
     }
     // OpenID Connect Core §3.1.2.1, select_account: the server "SHOULD prompt the End-User to select
     // a user account", and without their choice "MUST return an error". Gatehouse keeps one account
-    // a browser, so the sign-in page is where the person chooses it, as for prompt=login. And
-    // §3.1.2.1: "max_age=0 is equivalent to prompt=login" — the clock counts whole seconds, so a
-    // session that signed in within this second is not older than 0 and isTooOld lets it pass.
-    const signInPrompted = request.prompt.includes('login') || request.prompt.includes('select_account') || request.maxAge === 0;
+    // a browser, so the sign-in page is where the person chooses it, as for prompt=login.
+    const signInPrompted = request.prompt.includes('login') || request.prompt.includes('select_account');
     const mustSignIn = !session || tooOld || notHinted || (signInPrompted && !justSignedIn);
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
@@ -314,8 +312,13 @@ export class AuthorizationEndpoint {
 }
 
 /** `max_age` (OpenID Connect Core §3.1.2.1): the person signed in longer ago than the client accepts. */
+/**
+ * Whether the session signed in longer than `max_age` ago. §3.1.2.1: "max_age=0 is equivalent to
+ * prompt=login", so every session is too old for it: the clock counts whole seconds, and one that
+ * signed in within this second would otherwise not be older than 0.
+ */
 const isTooOld = (request: AuthorizationRequest, { session }: ActiveSession, now: number): boolean =>
-  request.maxAge !== undefined && now - session.authTime > request.maxAge;
+  request.maxAge !== undefined && (request.maxAge === 0 || now - session.authTime > request.maxAge);
 
 /** `id_token_hint` (OpenID Connect Core §3.1.2.1): the request names no user, or this session's. */
 const isHinted = (request: AuthorizationRequest, userId: string): boolean => request.idTokenHintSubject === undefined || request.idTokenHintSubject === userId;
