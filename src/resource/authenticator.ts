@@ -58,6 +58,8 @@ export interface Authenticator {
 
 const MAX_CACHE_ENTRIES = 10_000;
 
+const invalidApiKey = () => new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
+
 /**
  * How long a request to Gatehouse (discovery, introspection) may take, as jose allows the JWKS:
  * one that does not answer is an outage (503), not a reason to hold the API's request open.
@@ -114,7 +116,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
    * introspection.
    */
   async function authenticateApiKey(key: string): Promise<Principal> {
-    if (!isWellFormed(key, 'ak')) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
+    if (!isWellFormed(key, 'ak')) throw invalidApiKey();
     const cacheKey = createHash('sha256').update(key).digest('base64url');
     const cached = apiKeyCache.get(cacheKey);
     let principal: Principal | undefined;
@@ -128,7 +130,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
       }
       principal = await pending;
     }
-    if (!principal) throw new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
+    if (!principal) throw invalidApiKey();
     return principal;
   }
 
