@@ -19,8 +19,12 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     const claims = hint ? await gatehouse.idTokens.readHint(hint) : undefined;
     const clientId = text('client_id') ?? claims?.audience[0];
     const client: Client | undefined = clientId ? (await gatehouse.clients.get(clientId))?.client : undefined;
-    const requested = text('post_logout_redirect_uri');
-    if (hint && !claims) return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application sent an ID token that this server did not issue.' }, 400);
+    // A hint that cannot be verified (signed by a key since dropped from the JWKS, or not ours) is
+    // not used (§4: "the information that failed to validate MUST NOT be used"), yet the person can
+    // still sign out, after confirming. Without client_id nothing ties the address to a client: it
+    // is left out rather than refused (§3: redirect only where the client is known).
+    const unverified = hint !== undefined && claims === undefined;
+    const requested = unverified && text('client_id') === undefined ? undefined : text('post_logout_redirect_uri');
     // RP-Initiated Logout §2: "the OP MUST verify that the Client Identifier matches the one used when issuing the ID Token".
     if (claims && text('client_id') !== undefined && !claims.audience.includes(text('client_id')!)) {
       return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The ID token the application sent was issued to another application. You were not signed out or redirected.' }, 400);
@@ -31,7 +35,7 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     const session = await currentSession(pages, request);
     const sameUser = session !== undefined && claims?.subject === session.user.id;
     if (session && !confirmed && !sameUser) {
-      return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: text('state') }).filter(([, v]) => v !== undefined) });
+      return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: requested && text('state') }).filter(([, v]) => v !== undefined) });
     }
     const names = pages.cookies.names(request);
     await gatehouse.sessions.end(request.cookies[names.session]);

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DIALECTS } from '../support/databases.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+const CALLBACK = 'https://app.example/callback';
+const SIGNED_OUT = 'https://app.example/signed-out';
+
+/** OpenID Connect RP-Initiated Logout 1.0 at /logout: when Gatehouse signs out at once, when it asks, where it returns. */
+for (const dialect of DIALECTS) {
+  describe(`sign-out endpoint (${dialect})`, () => {
+    let server: TestServer;
+    let now = Math.floor(Date.now() / 1000);
+    let web: { id: string; secret: string };
+    const user = { email: 'ada@example.com', password: 'correct horse battery' };
+
+    before(async () => {
+      // No background reloading: the tests move the clock past a retired key's life and reload the keys themselves.
+      server = await startTestServer(dialect, { clock: () => now, background: false });
+      web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], postLogoutRedirectUris: [SIGNED_OUT] });
+      await server.user(user.email, user.password);
+    });
+    after(() => server.close());
+
+    /** Signs in (or reuses the browser's session) and returns the tokens the web app gets. */
+    async function signIn(browser = new HttpBrowser()): Promise<{ browser: HttpBrowser; tokens: { id_token: string; refresh_token: string } }> {
+      const query = new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's' });
+      let page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
+      if (page.text.includes('name="password"')) {
+        page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), ...user } });
+      }
+      if (page.text.includes('name="decision"')) {
+        page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' } });
+      }
+      const code = new URL(page.location!).searchParams.get('code')!;
+      const res = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(web.id, web.secret) } });
+      assert.equal(res.status, 200);
+      return { browser, tokens: res.body };
+    }
+
+    const logoutUrl = (params: Record<string, string>) => `${server.url}/logout?${new URLSearchParams(params)}`;
+    const isSignedIn = async (browser: HttpBrowser) => (await browser.request(`${server.url}/account`)).status === 200;
+
+    /** Answers the "Sign out?" page with its own form, as the person's click does. */
+    const confirm = (browser: HttpBrowser, page: { text: string }) => {
+      const fields = [...page.text.matchAll(/<input type="hidden" name="([^"]+)" value="[^"]*">/g)].map((match) => [match[1]!, hiddenField(page.text, match[1]!)] as [string, string]);
+      return browser.request(`${server.url}/logout`, { form: fields });
+    };
+
+    it('signs out at once with an ID token of the current session, and returns to the registered address with the state', async () => {
+      const { browser, tokens } = await signIn();
+      const page = await browser.request(logoutUrl({ id_token_hint: tokens.id_token, post_logout_redirect_uri: SIGNED_OUT, state: 'bye', ui_locales: 'de fr', logout_hint: user.email }));
+      assert.equal(page.status, 303);
+      assert.equal(page.location, `${SIGNED_OUT}?state=bye`);
+      assert.equal(await isSignedIn(browser), false);
+    });
+
+    it('lets the person sign out, after confirming, with an ID token whose key has left the JWKS, returning only where client_id names a client', async () => {
+      const { browser, tokens } = await signIn();
+      const { tokens: second } = await signIn(browser);
+      // The key that signed them is retired, then dropped once every token it signed has expired.
+      await server.gatehouse.keys.rotate(now, ['id']);
+      now += 2 * 86_400;
+      await server.gatehouse.keys.reload(now);
+      const kid = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
+      assert.equal(server.gatehouse.keys.publicKey(kid(tokens.id_token)), undefined, 'the key is no longer published');
+
+      // No client can be tied to the address: the person is asked, then signed out without being sent there.
+      let page = await browser.request(logoutUrl({ id_token_hint: tokens.id_token, post_logout_redirect_uri: SIGNED_OUT, state: 'bye' }));
+      assert.equal(page.status, 200, page.text.slice(0, 500));
+      assert.match(page.text, /Sign out\?/);
+      assert.equal(await isSignedIn(browser), true, 'asked first');
+      page = await confirm(browser, page);
+      assert.equal(page.location, undefined);
+      assert.match(page.text, /You are signed out/);
+      assert.equal(await isSignedIn(browser), false);
+
+      // client_id ties the registered address to the web app.
+      await signIn(browser);
+      page = await browser.request(logoutUrl({ id_token_hint: second.id_token, client_id: web.id, post_logout_redirect_uri: SIGNED_OUT, state: 'bye' }));
+      assert.match(page.text, /Sign out\?/);
+      page = await confirm(browser, page);
+      assert.equal(page.location, `${SIGNED_OUT}?state=bye`);
+      assert.equal(await isSignedIn(browser), false);
+    });
+
+    it('asks before signing out on an ID token it cannot verify, and sends nobody to an address it cannot tie to a client', async () => {
+      const { browser, tokens } = await signIn();
+      const [header, payload, signature] = tokens.id_token.split('.');
+      for (const hint of ['garbage', `${header}.${payload}.${signature!.slice(0, -4)}AAAA`]) {
+        const page = await browser.request(logoutUrl({ id_token_hint: hint, post_logout_redirect_uri: SIGNED_OUT, state: 'bye' }));
+        assert.equal(page.status, 200, hint.slice(0, 40));
+        assert.equal(page.location, undefined);
+        assert.match(page.text, /Sign out\?/);
+        assert.doesNotMatch(page.text, /signed-out|bye/, 'the address and state are not carried to the confirmation');
+      }
+      assert.equal(await isSignedIn(browser), true);
+      // Signed out already: nothing to ask, and still no redirect.
+      const anonymous = await new HttpBrowser().request(logoutUrl({ id_token_hint: 'garbage', post_logout_redirect_uri: SIGNED_OUT, state: 'bye' }));
+      assert.equal(anonymous.status, 200);
+      assert.equal(anonymous.location, undefined);
+      assert.match(anonymous.text, /You are signed out/);
+    });
+  });
+}
