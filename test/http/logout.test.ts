@@ -56,6 +56,31 @@ for (const dialect of DIALECTS) {
       assert.equal(await isSignedIn(browser), false);
     });
 
+    it('asks before signing out on an ID token of the same person from an earlier session, and signs out at once on one refreshed in this session', async () => {
+      const { browser, tokens: earlier } = await signIn();
+      let page = await browser.request(logoutUrl({ id_token_hint: earlier.id_token }));
+      assert.match(page.text, /You are signed out/);
+      now += 60;
+      await signIn(browser);
+
+      page = await browser.request(logoutUrl({ id_token_hint: earlier.id_token, post_logout_redirect_uri: SIGNED_OUT, state: 'bye' }));
+      assert.equal(page.status, 200);
+      assert.match(page.text, /Sign out\?/);
+      assert.equal(await isSignedIn(browser), true, 'a hint of another session does not sign this one out by itself');
+      page = await confirm(browser, page);
+      assert.equal(page.location, `${SIGNED_OUT}?state=bye`, 'the hint names the client: confirmed, the person returns to it');
+      assert.equal(await isSignedIn(browser), false);
+
+      // An ID token refreshed later still belongs to the session it was first issued in.
+      const { tokens: current } = await signIn(browser);
+      now += 600;
+      const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: current.refresh_token }, { headers: { authorization: basic(web.id, web.secret) } });
+      assert.equal(refreshed.status, 200);
+      page = await browser.request(logoutUrl({ id_token_hint: refreshed.body.id_token, post_logout_redirect_uri: SIGNED_OUT }));
+      assert.equal(page.location, SIGNED_OUT);
+      assert.equal(await isSignedIn(browser), false);
+    });
+
     it('lets the person sign out, after confirming, with an ID token whose key has left the JWKS, returning only where client_id names a client', async () => {
       const { browser, tokens } = await signIn();
       const { tokens: second } = await signIn(browser);

@@ -5,7 +5,7 @@ import { strictlyEncoded } from './encoding.ts';
 import { renderPage } from './render.ts';
 
 /**
- * OpenID Connect RP-Initiated Logout 1.0. With a valid `id_token_hint` of the signed-in user the
+ * OpenID Connect RP-Initiated Logout 1.0. With a valid `id_token_hint` of the current session the
  * session ends at once and the browser returns to a registered `post_logout_redirect_uri`;
  * otherwise the person confirms (so no other site can sign them out with a link).
  */
@@ -33,8 +33,12 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
       return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The application asked to send you to an address it has not registered. You were not signed out or redirected.' }, 400);
     }
     const session = await currentSession(pages, request);
-    const sameUser = session !== undefined && claims?.subject === session.user.id;
-    if (session && !confirmed && !sameUser) {
+    // §2: "the OP MUST ask the End-User ... if the supplied ID Token does not belong to the current
+    // OP session". An ID token carries the auth_time of the session it was issued in (a refreshed
+    // one too), and every sign-in starts a new session: a hint of the same person from an earlier
+    // one is asked about, like a link any site could hold.
+    const ofThisSession = session !== undefined && claims?.subject === session.user.id && claims.authTime === session.session.authTime;
+    if (session && !confirmed && !ofThisSession) {
       return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: requested && text('state') }).filter(([, v]) => v !== undefined) });
     }
     const names = pages.cookies.names(request);
