@@ -81,6 +81,20 @@ for (const dialect of DIALECTS) {
       assert.equal(await isSignedIn(browser), false);
     });
 
+    it('refuses a parameter sent twice with an error page, never a redirect, and keeps the session (RFC 6749 §3.1)', async () => {
+      const { browser, tokens } = await signIn();
+      const single: [string, string][] = [['id_token_hint', tokens.id_token], ['client_id', web.id], ['post_logout_redirect_uri', SIGNED_OUT], ['state', 'bye'], ['logout_hint', user.email], ['ui_locales', 'en']];
+      for (const [name, value] of single) {
+        const query = new URLSearchParams([...single, [name, value]]);
+        for (const page of [await browser.request(`${server.url}/logout?${query}`), await browser.request(`${server.url}/logout`, { form: [...query] })]) {
+          assert.equal(page.status, 400, name);
+          assert.equal(page.location, undefined, name);
+          assert.match(page.text, new RegExp(`${name} more than once`), name);
+        }
+      }
+      assert.equal(await isSignedIn(browser), true);
+    });
+
     it('lets the person sign out, after confirming, with an ID token whose key has left the JWKS, returning only where client_id names a client', async () => {
       const { browser, tokens } = await signIn();
       const { tokens: second } = await signIn(browser);

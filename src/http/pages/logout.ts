@@ -9,10 +9,19 @@ import { renderPage } from './render.ts';
  * session ends at once and the browser returns to a registered `post_logout_redirect_uri`;
  * otherwise the person confirms (so no other site can sign them out with a link).
  */
+/** The parameters of RP-Initiated Logout §2; `logout_hint` and `ui_locales` are accepted and not used. */
+const LOGOUT_PARAMETERS = ['id_token_hint', 'logout_hint', 'client_id', 'post_logout_redirect_uri', 'state', 'ui_locales'] as const;
+
 export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
 
   const logout = async (request: FastifyRequest, reply: FastifyReply, params: Record<string, unknown>, confirmed: boolean) => {
+    // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once." Read as
+    // left out, a second state or client_id changed where the person went, or whether they were asked.
+    const repeated = LOGOUT_PARAMETERS.find((name) => Array.isArray(params[name]));
+    if (repeated) {
+      return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: `The application sent the parameter ${repeated} more than once. You were not signed out or redirected.` }, 400);
+    }
     // A parameter sent empty is one left out, as at the authorization endpoint (RFC 6749 §3.1).
     const text = (name: string) => (typeof params[name] === 'string' && params[name] !== '' ? (params[name] as string) : undefined);
     const hint = text('id_token_hint');
