@@ -152,6 +152,39 @@ for (const dialect of DIALECTS) {
       assert.equal(again.body.error, 'invalid_grant');
     });
 
+    it('an impersonation is a grant of its own, listed with the user’s grants: an operator who revokes it ends its token and the tokens derived from it', async () => {
+      const admin = await server.client({ name: 'Operator', grantTypes: ['client_credentials'], scopes: ['admin:tokens'], isAdmin: true });
+      const adminToken = (await issued(admin, { grant_type: 'client_credentials' })).access_token;
+      const email = await newUser();
+      const user = await server.gatehouse.storage.users.findByEmail(email);
+      const own = await signIn(email);
+      const impersonation = (await issued(backOffice, { grant_type: EXCHANGE, requested_subject: user!.id, scope: SCOPE })).access_token;
+      const { grant_id: grantId, exp } = decodeJwt(impersonation);
+      assert.equal(typeof grantId, 'string', 'the impersonation token names a grant');
+      const grant = await server.gatehouse.storage.grants.find(grantId as string);
+      assert.deepEqual({ kind: grant?.kind, userId: grant?.userId, clientId: grant?.clientId, expiresAt: grant?.expiresAt }, { kind: 'impersonation', userId: user!.id, clientId: backOffice.id, expiresAt: exp }, 'it ends with its one token');
+      const listed = await fetch(`${server.url}/admin/v1/grants?user_id=${user!.id}`, { headers: { authorization: `Bearer ${adminToken}` } });
+      const grants = ((await listed.json()) as { grants: { id: string; kind: string }[] }).grants;
+      assert.deepEqual(grants.find((g) => g.id === grantId)?.kind, 'impersonation', 'the operator finds it among the user’s grants');
+
+      const minted = await projectToken(impersonation);
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      const project = minted.body.access_token as string;
+      const actor = (await issued(backOffice, { grant_type: 'client_credentials' })).access_token;
+      const delegated = (await issued(backOffice, { grant_type: EXCHANGE, subject_token: impersonation, subject_token_type: ACCESS_TOKEN, actor_token: actor, actor_token_type: ACCESS_TOKEN, scope: 'openid objects:read' })).access_token;
+      await assertActive(impersonation, 'the impersonation token');
+      await assertActive(project, 'the project token minted with it');
+      await assertActive(delegated, 'the token delegated from it');
+
+      const response = await fetch(`${server.url}/admin/v1/grants/${grantId}/revoke`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } });
+      assert.equal(response.status, 200, await response.text());
+      await assertRevoked(impersonation, 'the impersonation token');
+      assert.deepEqual(await introspect(project), { active: false }, 'the project token minted with it');
+      await assertRevoked(delegated, 'the token delegated from it');
+      await assertActive(own.access_token, 'the user’s own token');
+      await assertActive(actor, "the back office's own token");
+    });
+
     async function signedInBrowser(email: string): Promise<HttpBrowser> {
       const browser = new HttpBrowser();
       const form = await browser.request(`${server.url}/login`);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { authenticateCaller, type Caller } from '../callers.ts';
 import { invalidGrant, invalidRequest, invalidScope, invalidTarget, OAuthError, unauthorizedClient } from '../errors.ts';
 import { issueProjectToken, PROJECT_ID, projectScopeRefusal } from '../project-tokens.ts';
@@ -72,8 +73,16 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
     }
     // A delegated token ends when its subject token does: exchanging again cannot stretch the user's authorization.
     const ttl = exchange.expiresAt === undefined ? undefined : Math.min(services.config.tokens.accessTokenTtlSeconds, exchange.expiresAt - now);
-    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId: exchange.grantId, extra: { act: exchange.act } }, now, ttl);
-    audit(services, context, 'success', { kind: exchange.kind, subject: exchange.userId, scopes: exchange.scopes, jti: token.jti });
+    // An impersonation derives from no grant of the user's, so it is given one of its own, ending
+    // with its one token as a password grant without refresh token does: the operator finds it
+    // among the user's grants and can revoke it, and what is derived from the token (project
+    // tokens, delegation) names it and ends with it.
+    const grantId = exchange.kind === 'impersonation' ? randomUUID() : exchange.grantId;
+    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId, extra: { act: exchange.act } }, now, ttl);
+    if (exchange.kind === 'impersonation') {
+      await services.storage.grants.create({ id: grantId!, clientId: client.id, userId: exchange.userId, kind: 'impersonation', scopes: exchange.scopes, authTime: null, createdAt: now, expiresAt: token.expiresAt, revokedAt: null });
+    }
+    audit(services, context, 'success', { kind: exchange.kind, subject: exchange.userId, scopes: exchange.scopes, jti: token.jti, ...(grantId !== undefined ? { grant_id: grantId } : {}) });
     return { access_token: token.token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiresIn, scope: exchange.scopes.join(' ') };
   },
 };

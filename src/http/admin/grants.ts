@@ -11,7 +11,7 @@ const grantProperties = {
   id: { type: 'string' },
   client_id: { type: 'string' },
   user_id: { type: ['string', 'null'] },
-  kind: { type: 'string', description: 'The grant it was made by: `authorization_code`, `password` or `implicit`.' },
+  kind: { type: 'string', description: 'The grant it was made by: `authorization_code`, `password`, `implicit`, or `impersonation` (a token exchange acting as the user, RFC 8693).' },
   scopes: { type: 'array', items: { type: 'string' } },
   created_at: timestamp,
   expires_at: { ...optionalTimestamp, description: 'When nothing issued from the grant can be used any more; it is deleted then. Null while it has refresh tokens.' },
