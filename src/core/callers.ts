@@ -89,8 +89,10 @@ export interface TokenHolders {
  * expired or gone (consent withdrawn, a refresh token or code replayed, RFC 7009 revocation of the
  * refresh token, an operator's revocation: RFC 7009 §2.1 "SHOULD also invalidate all access tokens
  * based on the same authorization grant"), or the API key it was minted with is revoked, expired or
- * gone; undefined when its client or user is gone (see tokenHolders); otherwise the holders. The
- * reads run at once: for a client's own token one, for a user's three, each by primary key.
+ * gone; undefined when its client or user is gone (see tokenHolders), or, for a delegated token,
+ * the client of the grant it names; otherwise the holders. The reads run at once: for a client's
+ * own token one, for a user's three, each by primary key (and the registry's cached entry of the
+ * grant's client after them for a delegated token).
  */
 export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
   const { payload, jti, grantId, apiKeyId } = verified;
@@ -105,6 +107,10 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
   if (revoked) return 'revoked';
   if (grantId && (!grant || grant.revokedAt !== null || (grant.expiresAt !== null && grant.expiresAt <= now))) return 'revoked';
   if (apiKeyId && (!apiKey || apiKey.clientId !== clientId || apiKey.revokedAt !== null || (apiKey.expiresAt !== null && apiKey.expiresAt <= now))) return 'revoked';
+  // A delegated token names the grant of its subject token, issued to another client: it ends when
+  // that token does (RFC 8693 delegation cannot outlast what it acts on), so while that client is
+  // suspended with its developer, as its deletion, which takes its grants, already ends it.
+  if (holders && grant && grant.clientId !== clientId && !(await services.clients.get(grant.clientId))) return undefined;
   return holders && { ...holders, grant };
 }
 

@@ -162,6 +162,40 @@ for (const dialect of DIALECTS) {
       assert.equal((await introspect(refreshToken)).active, true);
     });
 
+    it('ends a token delegated from a user\'s token with the application that token was issued to: while it is suspended with its developer, and once it is deleted', async () => {
+      const exchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
+      const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+      const backOffice = await server.client({ name: 'Support desk', grantTypes: ['client_credentials', exchange], scopes: ['openid', 'model:read'], allowImpersonation: true });
+      const developer = await server.user(`developer${++users}@example.com`, 'correct horse battery staple');
+      const app = await server.client({ name: 'Portal app', grantTypes: ['password'], scopes: ['openid', 'model:read'], ownerUserId: developer.id });
+      const email = `user${++users}@example.com`;
+      await server.user(email, 'correct horse battery staple');
+      const signedIn = await post(`${server.url}/token`, { grant_type: 'password', username: email, password: 'correct horse battery staple', scope: 'openid model:read' }, { headers: { authorization: basic(app.id, app.secret) } });
+      assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
+      const exchanged = await post(
+        `${server.url}/token`,
+        { grant_type: exchange, subject_token: signedIn.body.access_token, subject_token_type: accessTokenType, actor_token: await clientToken(backOffice), actor_token_type: accessTokenType },
+        { headers: { authorization: basic(backOffice.id, backOffice.secret) } },
+      );
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      const delegated = exchanged.body.access_token as string;
+      assert.equal((await introspect(delegated)).active, true);
+
+      await adminCall('POST', `/users/${developer.id}/disable`);
+      assert.deepEqual(await introspect(signedIn.body.access_token), { active: false }, 'the subject token');
+      assert.deepEqual(await introspect(delegated), { active: false }, 'the token delegated from it');
+      assert.equal((await userinfo(delegated)).status, 401);
+      assertRefused(await projectToken(`Bearer ${delegated}`), 'project token from the delegated token');
+
+      await adminCall('POST', `/users/${developer.id}/enable`);
+      assert.equal((await introspect(delegated)).active, true, 'back with its application');
+      assert.equal((await userinfo(delegated)).status, 200);
+
+      await adminCall('DELETE', `/clients/${app.id}`);
+      assert.deepEqual(await introspect(delegated), { active: false }, 'the application deleted');
+      assert.equal((await userinfo(delegated)).status, 401);
+    });
+
     it('turns a deleted user\'s access token inactive and refuses it everywhere', async () => {
       const { userId, token } = await userWithToken();
       assert.equal((await introspect(token)).active, true);
