@@ -166,6 +166,9 @@ for (const dialect of DIALECTS) {
       const listed = await fetch(`${server.url}/admin/v1/grants?user_id=${user!.id}`, { headers: { authorization: `Bearer ${adminToken}` } });
       const grants = ((await listed.json()) as { grants: { id: string; kind: string }[] }).grants;
       assert.deepEqual(grants.find((g) => g.id === grantId)?.kind, 'impersonation', 'the operator finds it among the user’s grants');
+      await server.gatehouse.audit.flush();
+      const [exchanged] = await server.gatehouse.storage.audit.query({ kind: 'token.exchanged', userId: user!.id });
+      assert.equal(exchanged?.data.grant_id, grantId, 'and in the audit event of the exchange');
 
       const minted = await projectToken(impersonation);
       assert.equal(minted.status, 201, JSON.stringify(minted.body));
