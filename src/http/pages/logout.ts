@@ -4,14 +4,14 @@ import { currentSession, field, resendWithSession, type Pages } from './context.
 import { strictlyEncoded } from './encoding.ts';
 import { renderPage } from './render.ts';
 
+/** The parameters of RP-Initiated Logout §2; `logout_hint` and `ui_locales` are accepted and not used. */
+const LOGOUT_PARAMETERS = ['id_token_hint', 'logout_hint', 'client_id', 'post_logout_redirect_uri', 'state', 'ui_locales'] as const;
+
 /**
  * OpenID Connect RP-Initiated Logout 1.0. With a valid `id_token_hint` of the current session the
  * session ends at once and the browser returns to a registered `post_logout_redirect_uri`;
  * otherwise the person confirms (so no other site can sign them out with a link).
  */
-/** The parameters of RP-Initiated Logout §2; `logout_hint` and `ui_locales` are accepted and not used. */
-const LOGOUT_PARAMETERS = ['id_token_hint', 'logout_hint', 'client_id', 'post_logout_redirect_uri', 'state', 'ui_locales'] as const;
-
 export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
 
