@@ -138,6 +138,35 @@ for (const dialect of DIALECTS) {
       assert.equal(kept.status, 200, JSON.stringify(kept.body));
     });
 
+    it('answers a request that waited for the person by the client as registered now: a redirect URI removed meanwhile gets an error page, a scope removed meanwhile invalid_scope at the redirect URI', async () => {
+      const LOST = 'https://lost.example/callback';
+      const changing = await server.client({ name: 'Changing app', grantTypes: ['authorization_code'], scopes: ['openid', 'objects:read'], redirectUris: [CALLBACK, LOST] });
+      /** Signs in for a new request in a fresh browser, up to its consent page. */
+      const atConsent = async (params: Record<string, string>) => {
+        const browser = new HttpBrowser();
+        const login = await browser.follow(authorizeUrl({ client_id: changing.id, ...params }), server.url);
+        const consent = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), ...user } });
+        assert.match(consent.text, /name="decision"/);
+        return { browser, form: { csrf: hiddenField(consent.text, 'csrf'), request: hiddenField(consent.text, 'request'), decision: 'allow' } };
+      };
+
+      const toLost = await atConsent({ redirect_uri: LOST });
+      const narrowed = await atConsent({});
+      assert.ok(await updateClient(server.gatehouse, changing.id, { redirectUris: [CALLBACK] }, now));
+      const refused = await toLost.browser.follow(`${server.url}/consent`, server.url, { form: toLost.form });
+      assert.equal(refused.status, 400);
+      assert.equal(refused.location, undefined, 'nothing goes to the address the client gave up');
+
+      assert.ok(await updateClient(server.gatehouse, changing.id, { scopes: ['openid'] }, now));
+      const answered = await narrowed.browser.follow(`${server.url}/consent`, server.url, { form: narrowed.form });
+      const location = new URL(answered.location!);
+      assert.equal(location.origin + location.pathname, CALLBACK);
+      assert.equal(location.searchParams.get('error'), 'invalid_scope');
+      assert.equal(location.searchParams.get('state'), 'st-1');
+      assert.equal(location.searchParams.get('iss'), server.config.issuer);
+      assert.equal(location.searchParams.get('code'), null);
+    });
+
     describe('PKCE (RFC 7636)', () => {
       const verifier = () => randomBytes(32).toString('base64url');
       const challenge = (v: string) => createHash('sha256').update(v).digest('base64url');

@@ -8,7 +8,7 @@ import type { RequestLimiter } from '../rate-limit.ts';
 import type { IdTokenIssuer } from '../tokens/id-token.ts';
 import { createOpaqueToken, digestOf } from '../tokens/opaque.ts';
 import { authorizationResponse, type AuthorizationResponse } from './respond.ts';
-import { AuthorizationPageError, AuthorizationRedirectError, validateAuthorizationRequest, type AuthorizationRequest } from './request.ts';
+import { AuthorizationPageError, AuthorizationRedirectError, recheckWaitingRequest, validateAuthorizationRequest, type AuthorizationRequest } from './request.ts';
 
 /** What the browser should see next. */
 export type AuthorizationOutcome =
@@ -285,11 +285,22 @@ export class AuthorizationEndpoint {
     return id;
   }
 
-  /** The waiting request if `browser` began it (see PendingRequest.browser); otherwise the error page to show. */
+  /**
+   * The waiting request if `browser` began it (see PendingRequest.browser) and the client may still
+   * receive its answer; otherwise what to show instead.
+   */
   async #waitingFor(pendingId: string, browser: string | undefined): Promise<PendingRequest | AuthorizationOutcome> {
     const pending = await this.#pending(pendingId);
     if (!pending) return expired();
-    return fromBrowser(pending, browser) ? pending : otherBrowser();
+    if (!fromBrowser(pending, browser)) return otherBrowser();
+    try {
+      recheckWaitingRequest(pending.request, pending.client, { scopes: this.#services.scopes, implicitEnabled: this.#services.config.implicit.enabled });
+    } catch (error) {
+      // It can never be answered now: nobody may go on with it.
+      await this.#services.storage.pendingAuthorizations.take(pendingId);
+      return this.#fail(error);
+    }
+    return pending;
   }
 
   async #pending(pendingId: string): Promise<PendingRequest | undefined> {

@@ -117,9 +117,7 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
       draft.responseType = responseType;
       // Fragment by default for anything carrying tokens, which must never sit in a query string.
       draft.responseMode = responseType === 'code' ? 'query' : 'fragment';
-      const client = draft.client!;
-      if (responseType === 'code' && !client.grantTypes.includes('authorization_code')) throw unauthorizedClient('the client is not allowed the authorization code flow');
-      if (responseType !== 'code' && !client.grantTypes.includes('implicit')) throw unauthorizedClient('the client is not allowed the implicit flow');
+      checkFlowAllowed(draft.client!, responseType);
     },
   ],
   [
@@ -214,6 +212,32 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
     },
   ],
 ];
+
+function checkFlowAllowed(client: Client, responseType: ResponseType): void {
+  if (responseType === 'code' && !client.grantTypes.includes('authorization_code')) throw unauthorizedClient('the client is not allowed the authorization code flow');
+  if (responseType !== 'code' && !client.grantTypes.includes('implicit')) throw unauthorizedClient('the client is not allowed the implicit flow');
+}
+
+/**
+ * Checks a request that waited for the person against the client as registered now: an operator or
+ * its developer may have changed the client meanwhile (a request waits up to half an hour), and an
+ * answer must go only where, and carry only what, the client is allowed at the moment it is sent. A
+ * redirect URI no longer registered is an error page (it may be in someone else's hands now); a
+ * flow or scope no longer allowed is answered at the redirect URI, as it would be for a new request.
+ */
+export function recheckWaitingRequest(request: AuthorizationRequest, client: Client, { scopes, implicitEnabled }: Pick<ValidationInputs, 'scopes' | 'implicitEnabled'>): void {
+  if (!matchRedirectUri(client.redirectUris, request.redirectUri)) {
+    throw new AuthorizationPageError('The application no longer accepts answers at the address this request came from. For your safety you were not redirected. Go back to the application and start again.');
+  }
+  try {
+    if (request.responseType !== 'code' && !implicitEnabled) throw unsupportedResponseType('the implicit flow is no longer enabled');
+    checkFlowAllowed(client, request.responseType);
+    scopes.resolve({ requested: request.scopes, client, userPresent: true });
+  } catch (error) {
+    if (error instanceof OAuthError) throw new AuthorizationRedirectError(error, { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state });
+    throw error;
+  }
+}
 
 /** Runs the checks and returns the validated request, or throws a page or redirect error. */
 export async function validateAuthorizationRequest(inputs: ValidationInputs): Promise<{ request: AuthorizationRequest; client: Client }> {
