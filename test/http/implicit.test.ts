@@ -50,6 +50,19 @@ describe('implicit flow and response modes', () => {
     assert.equal(payload.client_id, legacy.id);
   });
 
+  it('answers a client not allowed the flow it asked for with unauthorized_client in the response mode it asked for', async () => {
+    const tokensOnly = await server.client({ name: 'Tokens only', grantTypes: ['implicit'], scopes: ['openid', 'objects:read'], redirectUris: [CALLBACK], firstParty: true });
+    const browser = await signedInBrowser();
+    const posted = await authorize(browser, { client_id: tokensOnly.id, response_type: 'code', scope: 'objects:read', response_mode: 'form_post' });
+    assert.equal(posted.status, 200);
+    assert.equal(hiddenField(posted.text, 'error'), 'unauthorized_client');
+    assert.equal(hiddenField(posted.text, 'state'), 's-9');
+    assert.equal(hiddenField(posted.text, 'iss'), server.config.issuer);
+    const inFragment = await authorize(browser, { client_id: tokensOnly.id, response_type: 'code', scope: 'objects:read', response_mode: 'fragment' });
+    assert.equal(new URL(inFragment.location!).search, '');
+    assert.equal(fragment(inFragment.location).get('error'), 'unauthorized_client');
+  });
+
   it('refuses response_mode=query for tokens', async () => {
     const res = await authorize(await signedInBrowser(), { response_type: 'token', scope: 'objects:read', response_mode: 'query' });
     assert.equal(fragment(res.location).get('error'), 'invalid_request');

@@ -117,7 +117,6 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
       draft.responseType = responseType;
       // Fragment by default for anything carrying tokens, which must never sit in a query string.
       draft.responseMode = responseType === 'code' ? 'query' : 'fragment';
-      checkFlowAllowed(draft.client!, responseType);
     },
   ],
   [
@@ -130,6 +129,12 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
       if (mode === 'query' && draft.responseType !== 'code') throw invalidRequest('tokens cannot be returned in the query string');
       draft.responseMode = mode;
     },
+  ],
+  [
+    // After the response mode: a client that asked for form_post gets this refusal posted too
+    // (Multiple Response Types §2.1: response_mode is how "Authorization Response parameters" return).
+    'check_flow_allowed',
+    (draft) => checkFlowAllowed(draft.client!, draft.responseType!),
   ],
   [
     'check_request_object',
