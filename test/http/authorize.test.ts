@@ -526,7 +526,7 @@ for (const dialect of DIALECTS) {
 
       // The attacker learned the request's id (a shared browser's history, an access log) and uses it in their own browser.
       const attacker = new HttpBrowser();
-      const login = await attacker.request(`${server.url}/login?request=${pendingId}`);
+      const login = await attacker.request(`${server.url}/login`);
       const signedIn = await attacker.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), request: pendingId, ...mallory } });
       assert.equal(signedIn.status, 400, signedIn.text.slice(0, 300));
       assert.equal(signedIn.location, undefined, 'no code goes back to the client');
@@ -554,6 +554,26 @@ for (const dialect of DIALECTS) {
       const callback = new URL(page.location!);
       assert.equal(callback.searchParams.get('state'), 'victim-state');
       assert.ok(callback.searchParams.get('code'));
+    });
+
+    it('shows the sign-in page of a request, with its application and login_hint, only to the browser that began it', async () => {
+      const victim = new HttpBrowser();
+      const started = await victim.follow(authorizeUrl({ client_id: other.id, login_hint: 'hinted-person@example.com' }), server.url);
+      assert.match(started.text, /value="hinted-person@example.com"/);
+      assert.match(started.text, /Other app/);
+      const pendingId = hiddenField(started.text, 'request');
+
+      const attacker = new HttpBrowser();
+      await attacker.request(`${server.url}/login`);
+      for (const page of [
+        await attacker.request(`${server.url}/login?request=${pendingId}`),
+        // The same page shown again after a form refused for its CSRF token, or left empty.
+        await attacker.request(`${server.url}/login`, { form: { request: pendingId, email: 'x@example.com', password: 'x' } }),
+      ]) {
+        assert.equal(page.status, 400);
+        assert.match(page.text, /started in another browser/);
+        assert.doesNotMatch(page.text, /hinted-person|Other app/);
+      }
     });
 
     it('answers a wrong password without telling whether the email exists', async () => {

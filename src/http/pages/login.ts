@@ -28,6 +28,10 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
   const pendingFrom = (value: unknown): string | undefined => (typeof value === 'string' && PENDING_ID.test(value) ? value : undefined);
 
   const showLogin = async (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; error?: string }, status = 200) => {
+    // The page of a request names its application and carries its login_hint (an email address):
+    // a browser that did not begin the request, knowing only its id, is shown neither.
+    const foreign = pendingId === undefined ? undefined : await gatehouse.authorizationEndpoint.refusedToBrowser(pendingId, reply.request.browser);
+    if (foreign) return sendOutcome(reply, foreign, false);
     const pending = pendingId ? await gatehouse.storage.pendingAuthorizations.find(pendingId) : undefined;
     const client = pending ? (await gatehouse.clients.get(pending.clientId))?.client : undefined;
     const hint = typeof pending?.request.loginHint === 'string' ? pending.request.loginHint : '';
