@@ -430,6 +430,22 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    it('answers only for the user whose sub the claims parameter asks for (OpenID Connect Core §3.1.2.2), though it supports no other use of claims', async () => {
+      const { browser } = await authorize({ client_id: web.id });
+      const adaId = (await server.gatehouse.storage.users.findByEmail(user.email))!.id;
+      const asking = (sub: unknown, target = 'id_token') => authorizeUrl({ client_id: web.id, prompt: 'none', claims: JSON.stringify({ [target]: { sub: { value: sub }, email: { essential: true } } }) });
+      for (const url of [asking('someone-else'), asking('someone-else', 'userinfo')]) {
+        const refused = new URL((await browser.request(url)).location!);
+        assert.equal(refused.searchParams.get('error'), 'login_required');
+        assert.equal(refused.searchParams.get('state'), 'st-1');
+      }
+      assert.ok(new URL((await browser.request(asking(adaId))).location!).searchParams.get('code'));
+      // Anything else in claims is ignored, as before: a claims parameter it cannot read, a sub without a value.
+      for (const claims of ['not json', '{"id_token":{"sub":null}}', '{"id_token":{"sub":{"essential":true}}}', '[1]']) {
+        assert.ok(new URL((await browser.request(authorizeUrl({ client_id: web.id, prompt: 'none', claims }))).location!).searchParams.get('code'), claims);
+      }
+    });
+
     it('refuses a sign-out whose id_token_hint was issued to another client than client_id, and keeps the session', async () => {
       await server.gatehouse.storage.clients.update(other.id, { postLogoutRedirectUris: ['https://other.example/bye'] }, now);
       server.gatehouse.clients.invalidate(other.id);

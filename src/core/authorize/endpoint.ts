@@ -176,7 +176,7 @@ export class AuthorizationEndpoint {
       // OpenID Connect Core §3.1.2.1: unless the user the ID token names "is logged in or is logged
       // in by the request", the server "SHOULD return an error, such as login_required".
       if (pendingId) await this.#services.storage.pendingAuthorizations.take(pendingId);
-      throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user who signed in is not the one id_token_hint names'), target);
+      throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user who signed in is not the one the request names (id_token_hint, or the sub of claims)'), target);
     }
     // OpenID Connect Core §3.1.2.1, select_account: the server "SHOULD prompt the End-User to select
     // a user account", and without their choice "MUST return an error". Gatehouse keeps one account
@@ -186,7 +186,7 @@ export class AuthorizationEndpoint {
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
       if (request.prompt.includes('none')) {
-        throw new AuthorizationRedirectError(new OAuthError('login_required', notHinted ? 'the signed-in user is not the one id_token_hint names' : 'the user is not signed in'), target);
+        throw new AuthorizationRedirectError(new OAuthError('login_required', notHinted ? 'the signed-in user is not the one the request names (id_token_hint, or the sub of claims)' : 'the user is not signed in'), target);
       }
       const signInDemanded = signInPrompted || request.maxAge !== undefined;
       const id = pendingId ?? (await this.#save(request, now, origin, { staleSession: session?.session.digest, signInSince: signInDemanded ? now : undefined }));

@@ -22,7 +22,10 @@ export interface AuthorizationRequest {
   prompt: string[];
   maxAge: number | undefined;
   loginHint: string | undefined;
-  /** The user an `id_token_hint` names: only they may be signed in to answer the request. */
+  /**
+   * The user an `id_token_hint` names, or the `sub` value the `claims` parameter asks for: only they
+   * may be signed in to answer the request.
+   */
   idTokenHintSubject: string | undefined;
 }
 
@@ -216,7 +219,36 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
       draft.idTokenHintSubject = read.subject;
     },
   ],
+  [
+    'check_claims_subject',
+    (draft, _inputs, param) => {
+      // The claims parameter is not supported (discovery says so) and is otherwise ignored, but
+      // OpenID Connect Core §3.1.2.2: "If the sub (subject) Claim is requested with a specific value
+      // for the ID Token, the Authorization Server MUST only send a positive response if the
+      // End-User identified by that sub value has an active session with the Authorization Server."
+      const subject = requestedSubject(param('claims'));
+      if (subject === undefined) return;
+      if (draft.idTokenHintSubject !== undefined && draft.idTokenHintSubject !== subject) throw invalidRequest('claims asks for another user than id_token_hint names');
+      draft.idTokenHintSubject = subject;
+    },
+  ],
 ];
+
+/** The `sub` value a `claims` parameter asks for (OpenID Connect Core §5.5.1), if it can be read. */
+function requestedSubject(claims: string | undefined): string | undefined {
+  if (claims === undefined || claims.length > 8192) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(claims);
+  } catch {
+    return undefined;
+  }
+  const member = (object: unknown, name: string): unknown =>
+    typeof object === 'object' && object !== null && Object.hasOwn(object, name) ? (object as Record<string, unknown>)[name] : undefined;
+  const values = ['id_token', 'userinfo'].map((target) => member(member(member(parsed, target), 'sub'), 'value')).filter((value) => typeof value === 'string');
+  if (values.length === 2 && values[0] !== values[1]) throw invalidRequest('claims asks for two different users');
+  return values[0];
+}
 
 function checkFlowAllowed(client: Client, responseType: ResponseType): void {
   if (responseType === 'code' && !client.grantTypes.includes('authorization_code')) throw unauthorizedClient('the client is not allowed the authorization code flow');
