@@ -341,6 +341,26 @@ for (const dialect of DIALECTS) {
         const claims = await verify(response.body.access_token);
         assert.equal(claims.sub, userId);
         assert.equal(claims.scope, 'objects:download', 'a user-delegated token may download');
+
+        // "You can use refresh tokens to extend the validity of the access token": the page prints no
+        // request for it, so the plainest one, RFC 6749 §6 for a public client.
+        const REFRESH = `curl --request POST \\
+  --url https://accounts.bimobject.com/token \\
+  --data grant_type=refresh_token \\
+  --data client_id=YOUR_CLIENT_ID \\
+  --data refresh_token=REFRESH_TOKEN`;
+        const first = { 'https://accounts.bimobject.com': server.url, YOUR_CLIENT_ID: native.id, REFRESH_TOKEN: response.body.refresh_token };
+        const refreshed = await curl(fill(REFRESH, first));
+        assert.equal(refreshed.status, 200, refreshed.text);
+        assert.match(refreshed.body.refresh_token, /^gate_rt_/);
+        assert.notEqual(refreshed.body.refresh_token, response.body.refresh_token, 'the refresh token is rotated');
+        const extended = await verify(refreshed.body.access_token);
+        assert.equal(extended.sub, userId);
+        assert.equal(extended.scope, 'objects:download', 'the refreshed token may still download');
+        assert.ok(extended.exp > claims.exp || extended.jti !== claims.jti, 'a new access token');
+        const replayed = await curl(fill(REFRESH, first));
+        assert.equal(replayed.status, 400);
+        assert.equal(replayed.body.error, 'invalid_grant');
       });
     });
 
