@@ -19,7 +19,13 @@ export type SigningAlgorithm = 'ES256' | 'EdDSA' | 'RS256';
 
 export interface TokenSettings {
   accessTokenTtlSeconds: number;
+  /** Each refresh token's lifetime, from when it was issued: a rotation starts it again. */
   refreshTokenTtlSeconds: number;
+  /**
+   * How long a grant's refresh tokens work at most, counted from when the grant was made, however
+   * often they rotate (Auth0's absolute lifetime, Keycloak's client session max); 0: no bound.
+   */
+  refreshTokenMaxLifetimeSeconds: number;
   /** RFC 9700 §4.14.2: a rotated refresh token presented again within this window is not a replay. */
   refreshTokenReuseGraceSeconds: number;
   authorizationCodeTtlSeconds: number;
@@ -263,9 +269,17 @@ function parseTokens(raw: Partial<Record<keyof TokenSettings, unknown>>, issuer:
   };
   const audience = raw.audience ?? issuer;
   if (typeof audience !== 'string' || audience === '') throw new ConfigError('tokens.audience must be a non-empty string');
+  const refreshTokenTtlSeconds = numberIn('tokens.refreshTokenTtlSeconds', raw.refreshTokenTtlSeconds, 30 * 86400, 60, 365 * 86400);
+  const refreshTokenMaxLifetimeSeconds = numberIn('tokens.refreshTokenMaxLifetimeSeconds', raw.refreshTokenMaxLifetimeSeconds, 365 * 86400, 0, 10 * 365 * 86400);
+  // A bound shorter than one token's lifetime would make that lifetime a lie from the first token on
+  // (Auth0 likewise refuses an idle lifetime over the absolute one).
+  if (refreshTokenMaxLifetimeSeconds !== 0 && refreshTokenMaxLifetimeSeconds < refreshTokenTtlSeconds) {
+    throw new ConfigError(`tokens.refreshTokenMaxLifetimeSeconds must be 0 (no bound) or at least tokens.refreshTokenTtlSeconds (${refreshTokenTtlSeconds})`);
+  }
   return {
     accessTokenTtlSeconds: numberIn('tokens.accessTokenTtlSeconds', raw.accessTokenTtlSeconds, 3600, 60, 86400),
-    refreshTokenTtlSeconds: numberIn('tokens.refreshTokenTtlSeconds', raw.refreshTokenTtlSeconds, 30 * 86400, 60, 365 * 86400),
+    refreshTokenTtlSeconds,
+    refreshTokenMaxLifetimeSeconds,
     refreshTokenReuseGraceSeconds: numberIn('tokens.refreshTokenReuseGraceSeconds', raw.refreshTokenReuseGraceSeconds, 0, 0, 60),
     authorizationCodeTtlSeconds: numberIn('tokens.authorizationCodeTtlSeconds', raw.authorizationCodeTtlSeconds, 600, 10, MAX_CODE_TTL_SECONDS),
     idTokenTtlSeconds: numberIn('tokens.idTokenTtlSeconds', raw.idTokenTtlSeconds, 3600, 60, 86400),

@@ -4,7 +4,7 @@ import { accessTokenHolders } from './callers.ts';
 import type { GrantServices } from './grants/services.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { digestOf, kindOf } from './tokens/opaque.ts';
-import { refreshTokenRefusal } from './tokens/refresh.ts';
+import { refreshTokenEnd, refreshTokenRefusal } from './tokens/refresh.ts';
 import { verifyAccessToken } from './tokens/verify.ts';
 
 export interface IntrospectionServices extends GrantServices {
@@ -34,8 +34,11 @@ export async function introspect(services: IntrospectionServices, caller: Client
       const { token: refresh, grant } = found;
       // Inactive once consumed, or when the token endpoint would refuse it (revoked, expired, user
       // gone, or its client suspended with its developer's account, which the registry does not find).
-      if (refresh.consumedAt !== null || refreshTokenRefusal(found, now) || !(await services.clients.get(refresh.clientId))) return INACTIVE;
-      return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp: refresh.expiresAt, iss: services.config.issuer };
+      const maxLifetime = services.config.tokens.refreshTokenMaxLifetimeSeconds;
+      if (refresh.consumedAt !== null || refreshTokenRefusal(found, now, maxLifetime) || !(await services.clients.get(refresh.clientId))) return INACTIVE;
+      // §2.2 exp: when the token endpoint will start refusing it, the grant's end included.
+      const exp = refreshTokenEnd(found, maxLifetime);
+      return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp, iss: services.config.issuer };
     }
     case 'ak': {
       // Checking a key it may not see is no use of the key: its last-use time stays as it was.

@@ -50,6 +50,11 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       /tokens\.authorizationCodeTtlSeconds .*600/,
     ],
     [
+      "a refresh tokens' maximum lifetime shorter than one refresh token's lifetime",
+      () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { tokens: { refreshTokenTtlSeconds: 30 * 86400, refreshTokenMaxLifetimeSeconds: 7 * 86400 } }, 'short-grants.json') }),
+      /tokens\.refreshTokenMaxLifetimeSeconds must be 0 \(no bound\) or at least tokens\.refreshTokenTtlSeconds \(2592000\)/,
+    ],
+    [
       'an unsupported signing algorithm',
       () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { tokens: { accessTokenAlgorithm: 'HS256' } }, 'hs256.json') }),
       /tokens\.accessTokenAlgorithm /,
@@ -129,6 +134,31 @@ describe('GATEHOUSE_TRUST_PROXY', () => {
     for (const [value, message] of cases) {
       assert.throws(() => trusted(value), (error: Error) => error instanceof ConfigError && /^GATEHOUSE_TRUST_PROXY /.test(error.message) && message.test(error.message), value);
     }
+  });
+});
+
+describe('tokens.refreshTokenMaxLifetimeSeconds', () => {
+  const maxLifetime = (tokens: Record<string, unknown>) =>
+    loadConfig({ GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SECRET: TEST_SECRET }, { tokens }).tokens.refreshTokenMaxLifetimeSeconds;
+  const refused = (tokens: Record<string, unknown>, message: RegExp) =>
+    assert.throws(() => maxLifetime(tokens), (error: Error) => error instanceof ConfigError && message.test(error.message), JSON.stringify(tokens));
+
+  it('bounds a grant to a year by default', () => {
+    assert.equal(maxLifetime({}), 365 * 86400);
+  });
+
+  it('reads 0 as no bound, and takes any value from one refresh token lifetime to ten years', () => {
+    assert.equal(maxLifetime({ refreshTokenMaxLifetimeSeconds: 0 }), 0);
+    assert.equal(maxLifetime({ refreshTokenTtlSeconds: 86400, refreshTokenMaxLifetimeSeconds: 86400 }), 86400);
+    assert.equal(maxLifetime({ refreshTokenMaxLifetimeSeconds: 3650 * 86400 }), 3650 * 86400);
+  });
+
+  it('refuses a bound out of range, not a number, or shorter than one refresh token lifetime, naming the setting', () => {
+    refused({ refreshTokenMaxLifetimeSeconds: 3650 * 86400 + 1 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a number from 0 to 315360000$/);
+    refused({ refreshTokenMaxLifetimeSeconds: -1 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a number from 0 to /);
+    refused({ refreshTokenMaxLifetimeSeconds: '365d' }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a number /);
+    refused({ refreshTokenMaxLifetimeSeconds: 60 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be 0 \(no bound\) or at least tokens\.refreshTokenTtlSeconds \(2592000\)$/);
+    refused({ refreshTokenTtlSeconds: 365 * 86400, refreshTokenMaxLifetimeSeconds: 364 * 86400 }, /at least tokens\.refreshTokenTtlSeconds \(31536000\)$/);
   });
 });
 

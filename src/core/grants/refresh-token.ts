@@ -1,7 +1,7 @@
 import type { Client, Grant, RefreshToken } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from '../tokens/opaque.ts';
-import { newRefreshToken, refreshTokenRefusal } from '../tokens/refresh.ts';
+import { newRefreshToken, refreshTokenExpiry, refreshTokenRefusal } from '../tokens/refresh.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
 import type { OidcContext } from './oidc.ts';
 import { bearerResponse, type GrantServices } from './services.ts';
@@ -35,7 +35,7 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     if (!found || found.token.clientId !== client.id) throw invalidGrant('the refresh token is invalid');
     const { token, grant, user } = found;
     if (token.consumedAt !== null && !withinGrace(token, now, services)) await refuseReplay(token, grant, client, now, services);
-    const refusal = refreshTokenRefusal(found, now);
+    const refusal = refreshTokenRefusal(found, now, services.config.tokens.refreshTokenMaxLifetimeSeconds);
     if (refusal) throw invalidGrant(refusal);
 
     const requested = services.scopes.parse(params.scope);
@@ -48,11 +48,12 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
 
   async issue(context: GrantContext, { digest, grant, scopes, scopeRequested }) {
     const { client, now, services } = context;
-    const ttl = services.config.tokens.refreshTokenTtlSeconds;
+    // Capped at the grant's end from the grant `find` read already: no further round trip.
+    const expiresAt = refreshTokenExpiry(grant, now, services.config.tokens);
     let successor = createOpaqueToken('rt');
     // The signature is computed while the database rotates: a refused rotation throws it away unseen.
     const [result, accessToken] = await Promise.all([
-      services.storage.refreshTokens.rotate(digest, { digest: digestOf(successor), expiresAt: now + ttl }, now),
+      services.storage.refreshTokens.rotate(digest, { digest: digestOf(successor), expiresAt }, now),
       services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes, grantId: grant.id }, now),
     ]);
     if (result.outcome === 'not_found') throw invalidGrant('the refresh token is invalid');
@@ -60,7 +61,7 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     if (result.outcome === 'reused') {
       // Lost the race for this token to a concurrent request.
       if (!withinGrace(result.previous, now, services)) await refuseReplay(result.previous, result.grant, client, now, services);
-      const sibling = newRefreshToken(grant.id, client.id, result.previous.scopes, now, ttl);
+      const sibling = newRefreshToken(grant.id, client.id, result.previous.scopes, now, expiresAt - now);
       await services.storage.refreshTokens.insert(sibling.record);
       successor = sibling.value;
     }
