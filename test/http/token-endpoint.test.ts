@@ -334,6 +334,34 @@ for (const dialect of DIALECTS) {
         assert.equal(narrower.body.scope, 'model:read');
       });
 
+      it('narrows only the new access token: the new refresh token keeps the original scope (RFC 6749 §6)', async () => {
+        const issued = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'objects:read model:read' }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).body.refresh_token;
+        const narrower = await refresh(issued, firstParty, { scope: 'model:read' });
+        assert.equal(narrower.status, 200);
+        assert.equal((await verify(narrower.body.access_token)).payload.scope, 'model:read');
+        // §6: "If a new refresh token is issued, the refresh token scope MUST be identical to that of the refresh token included by the client in the request."
+        const introspected = (await post(`${server.url}/introspect`, { token: narrower.body.refresh_token }, { headers: { authorization: basic(firstParty.id, firstParty.secret) } })).body;
+        assert.deepEqual(introspected.scope.split(' ').sort(), ['model:read', 'objects:read']);
+        // §6: a scope left out "is treated as equal to the scope originally granted by the resource owner".
+        const whole = await refresh(narrower.body.refresh_token);
+        assert.equal(whole.status, 200);
+        assert.deepEqual(String((await verify(whole.body.access_token)).payload.scope).split(' ').sort(), ['model:read', 'objects:read']);
+      });
+
+      it('refuses a refresh by a client no longer allowed the refresh_token grant with unauthorized_client, and consumes nothing', async () => {
+        const revoked = await server.client({ name: 'No longer refreshing', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read'] });
+        const issued = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password }, { headers: { authorization: basic(revoked.id, revoked.secret) } })).body.refresh_token;
+        await updateClient(server.gatehouse, revoked.id, { grantTypes: ['password'] }, server.gatehouse.clock());
+
+        const refused = await refresh(issued, revoked);
+        assert.equal(refused.status, 400);
+        assert.equal(refused.body.error, 'unauthorized_client');
+        assert.equal((await server.gatehouse.storage.refreshTokens.find(digestOf(issued)))?.token.consumedAt, null);
+        // Allowed the grant again, the client refreshes with the same token.
+        await updateClient(server.gatehouse, revoked.id, { grantTypes: ['password', 'refresh_token'] }, server.gatehouse.clock());
+        assert.equal((await refresh(issued, revoked)).status, 200);
+      });
+
       it('refuses malformed and unknown refresh tokens with invalid_grant', async () => {
         for (const token of ['nonsense', 'gate_rt_' + 'A'.repeat(49), (await passwordGrant()).body.refresh_token.slice(0, -1) + 'x']) {
           const res = await refresh(token);
