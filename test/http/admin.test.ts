@@ -933,8 +933,19 @@ for (const dialect of DIALECTS) {
       });
 
       it('refuses a body that is not JSON with a 415 problem, and a body over 64 KiB with a 413 problem', async () => {
-        const form = await fetch(`${server.url}/admin/v1/users`, { method: 'POST', headers: { authorization: auth['admin:users']!, 'content-type': 'application/x-www-form-urlencoded' }, body: 'email=x%40example.com' });
-        assertProblem({ status: form.status, headers: form.headers, body: await form.json() }, 415);
+        const count = (await server.gatehouse.storage.users.list()).length;
+        const json = JSON.stringify({ email: 'typed@example.com', password: 'long enough password' });
+        for (const [path, contentType, body] of [
+          ['/users', 'application/x-www-form-urlencoded', 'email=x%40example.com'],
+          ['/users', 'text/plain', json],
+          ['/users', 'text/plain;charset=UTF-8', json],
+          [`/users/${adaId}/disable`, 'text/plain', 'spam'],
+        ] as const) {
+          const res = await fetch(`${server.url}/admin/v1${path}`, { method: 'POST', headers: { authorization: auth['admin:users']!, 'content-type': contentType }, body });
+          assertProblem({ status: res.status, headers: res.headers, body: await res.json() }, 415);
+        }
+        assert.equal((await server.gatehouse.storage.users.list()).length, count);
+        assert.equal((await server.gatehouse.storage.users.findById(adaId))!.disabledAt, null);
         const big = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Big', description: 'x'.repeat(70 * 1024) } });
         assertProblem(big, 413);
       });

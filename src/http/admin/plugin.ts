@@ -40,8 +40,10 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   });
 
   // `POST …/disable` and the like take no body: an empty one sent as JSON is no body, not an error.
+  // JSON is the only body parsed: any other, text/plain included (which Fastify parses by default,
+  // and which a body left without a type is sent as by fetch), is a 415, as the reference says.
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') done(null, undefined);
     else parseJson(request, body as string, done);
