@@ -1006,6 +1006,11 @@ for (const dialect of DIALECTS) {
             if (op.security.length > 0) {
               assert.ok(op.responses['401'] && op.responses['403'], `${method} ${path} documents 401 and 403`);
             }
+            // Every request of these methods may carry a body, which each such operation reads: too
+            // large, not JSON, or where none is taken.
+            if (['post', 'patch', 'delete'].includes(method)) {
+              for (const status of ['400', '413', '415']) assert.ok(op.responses[status], `${method} ${path} documents ${status}`);
+            }
           }
         }
         assert.ok(doc.paths['/admin/v1/clients'].post.requestBody.content['application/json'].schema.properties.redirect_uris);

@@ -47,7 +47,13 @@ const PROBLEM_RESPONSES: Record<number, { name: string; kind: ProblemKind }> = {
   403: { name: 'InsufficientScope', kind: 'insufficient-scope' },
   404: { name: 'NotFound', kind: 'not-found' },
   409: { name: 'Conflict', kind: 'conflict' },
+  413: { name: 'PayloadTooLarge', kind: 'payload-too-large' },
+  415: { name: 'UnsupportedMediaType', kind: 'unsupported-media-type' },
 };
+
+// Methods whose requests may carry a body (RFC 9110 §9.3): their operations read one whether or not
+// they take one, so each can answer that it is too large (413), not JSON (415), or not taken (400).
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * The OpenAPI 3.1 document of the admin API, made from the routes as they were registered: their
@@ -105,6 +111,7 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
     if (op.produces) responses[String(op.produces.status)] = { description: op.produces.description, content: { [op.produces.contentType]: { schema: { type: 'string' } } } };
     const problems = new Set(op.problems ?? []);
     if (schema.params || schema.querystring || schema.body) problems.add(400);
+    if (BODY_METHODS.has(route.method)) problems.add(400).add(413).add(415);
     if (op.scope) problems.add(401).add(403);
     if (schema.params) problems.add(404);
     for (const status of [...problems].sort()) {
