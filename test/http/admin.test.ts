@@ -1013,6 +1013,9 @@ for (const dialect of DIALECTS) {
             }
           }
         }
+        // The document describes itself as what it is: a JSON object, not a string.
+        assert.equal(doc.paths['/admin/v1/openapi.json'].get.responses['200'].content['application/json'].schema.type, 'object');
+        assert.equal(doc.paths['/admin/v1/docs'].get.responses['200'].content['text/html'].schema.type, 'string');
         assert.ok(doc.paths['/admin/v1/clients'].post.requestBody.content['application/json'].schema.properties.redirect_uris);
         assert.equal(doc.paths['/admin/v1/clients'].post.requestBody.content['application/json'].schema.additionalProperties, false);
       });

@@ -108,7 +108,7 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
       const { description, ...body } = responseSchema;
       responses[status] = { description: typeof description === 'string' ? description : 'Success.', ...(body.type === 'null' ? {} : { content: { 'application/json': { schema: documentSchema(body, schemas) } } }) };
     }
-    if (op.produces) responses[String(op.produces.status)] = { description: op.produces.description, content: { [op.produces.contentType]: { schema: { type: 'string' } } } };
+    if (op.produces) responses[String(op.produces.status)] = { description: op.produces.description, content: { [op.produces.contentType]: { schema: op.produces.schema } } };
     const problems = new Set(op.problems ?? []);
     if (schema.params || schema.querystring || schema.body) problems.add(400);
     if (BODY_METHODS.has(route.method)) problems.add(400).add(413).add(415);
@@ -181,13 +181,13 @@ export async function documentationRoutes(app: FastifyInstance, gatehouse: Gateh
 
   app.get(
     '/openapi.json',
-    operation('Documentation', null, 'getOpenApiDocument', 'This OpenAPI document', { produces: { status: 200, description: 'The OpenAPI 3.1 document.', contentType: 'application/json' } }),
+    operation('Documentation', null, 'getOpenApiDocument', 'This OpenAPI document', { produces: { status: 200, description: 'The OpenAPI 3.1 document.', contentType: 'application/json', schema: { type: 'object', additionalProperties: true } } }),
     async (_request, reply) => reply.type('application/json; charset=utf-8').send((json ??= JSON.stringify(build()))),
   );
 
   app.get(
     '/docs',
-    operation('Documentation', null, 'getReferencePage', 'The reference page', { produces: { status: 200, description: 'This API’s reference, as an HTML page.', contentType: 'text/html' } }),
+    operation('Documentation', null, 'getReferencePage', 'The reference page', { produces: { status: 200, description: 'This API’s reference, as an HTML page.', contentType: 'text/html', schema: { type: 'string' } } }),
     async (_request, reply) => reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8').send((html ??= renderReference(build(), PROBLEM_KINDS))),
   );
 }

@@ -18,8 +18,8 @@ export interface AdminOperation {
   description?: string;
   /** Problem statuses worth documenting beyond the ones every operation of its shape can answer. */
   problems?: number[];
-  /** The success response of a route without a response schema (the documentation routes). */
-  produces?: { status: number; description: string; contentType: string };
+  /** The success response of a route without a response schema (the documentation routes), and the schema of its body. */
+  produces?: { status: number; description: string; contentType: string; schema: Record<string, unknown> };
 }
 
 declare module 'fastify' {
