@@ -76,3 +76,41 @@ export async function countRows(database: TestDatabase, table: string): Promise<
     await client.end();
   }
 }
+
+/**
+ * Every row of every table but `except`, read on a connection of its own, as one string that two
+ * takes can compare: what the database stores, whatever the server caches. Rows are sorted, so an
+ * order the database picks differently twice does not read as a change. One connection serves
+ * every take until `close`.
+ */
+export async function tableSnapshots(database: TestDatabase, except: readonly string[] = []): Promise<{ take(): Promise<string>; close(): Promise<void> }> {
+  const keep = (name: string) => !except.includes(name);
+  if (database.dialect === 'sqlite') {
+    const db = new DatabaseSync(join(database.dataDir, 'gatehouse.sqlite'), { readOnly: true });
+    return {
+      async take() {
+        const names = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).all() as { name: string }[]).map((row) => row.name).filter(keep);
+        return JSON.stringify(Object.fromEntries(names.map((name) => [name, db.prepare(`SELECT * FROM "${name}"`).all().map((row) => JSON.stringify(row)).sort()])));
+      },
+      async close() {
+        db.close();
+      },
+    };
+  }
+  const client = new pg.Client({ connectionString: database.databaseUrl });
+  await client.connect();
+  return {
+    async take() {
+      const names = (await client.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`)).rows.map((row) => row.table_name as string).filter(keep);
+      // One statement for every table: each table's rows as JSON text.
+      const { rows } = await client.query(names.map((name, i) => `SELECT ${i} AS t, row_to_json(r)::text AS row FROM "${name}" r`).join(' UNION ALL '));
+      const tables: Record<string, string[]> = Object.fromEntries(names.map((name) => [name, []]));
+      for (const row of rows as { t: number; row: string }[]) tables[names[row.t]!]!.push(row.row);
+      for (const list of Object.values(tables)) list.sort();
+      return JSON.stringify(tables);
+    },
+    async close() {
+      await client.end();
+    },
+  };
+}
