@@ -300,6 +300,7 @@ for (const dialect of DIALECTS) {
       if (scope) {
         calls.push({ ...base, label: 'no token', auth: null, body: valid, expect: 401 });
         calls.push({ ...base, label: 'a token without its scope', auth: auth[`without ${scope}`], body: valid, expect: 403 });
+        calls.push({ ...base, label: 'a query parameter it does not take', query: 'colour=blue', body: valid, expect: 400 });
       }
       for (const name of Object.keys(params)) {
         calls.push({ ...base, label: `an overlong ${name}`, params: { ...params, [name]: 'x'.repeat(201) }, body: valid, expect: 400 });

@@ -918,6 +918,25 @@ for (const dialect of DIALECTS) {
         assert.equal((await api('DELETE', `/clients/${created.body.client_id}`, as('admin:clients'))).status, 204);
       });
 
+      it('refuses a query parameter an operation does not take, naming it: a misspelt filter never lists every record', async () => {
+        for (const [path, scope, field] of [
+          [`/grants?user=${adaId}`, 'admin:tokens', 'user'],
+          [`/grants?user_id=${adaId}&clientId=${mobile.id}`, 'admin:tokens', 'clientId'],
+          ['/audit-events?type=admin.refused', 'admin:tokens', 'type'],
+          ['/clients?page=2', 'admin:clients', 'page'],
+          ['/keys?use=access', 'admin:tokens', 'use'],
+          [`/users/${adaId}?fields=email`, 'admin:users', 'fields'],
+        ] as const) {
+          const res = await api('GET', path, as(scope));
+          assertProblem(res, 400, field);
+        }
+        const user = await api('POST', `/users/${adaId}/disable?reason=spam`, as('admin:users'));
+        assertProblem(user, 400, 'reason');
+        assert.equal((await server.gatehouse.storage.users.findById(adaId))!.disabledAt, null);
+        assert.equal((await api('GET', `/grants?user_id=${adaId}&client_id=${mobile.id}&limit=5`, as('admin:tokens'))).status, 200);
+        assert.equal((await api('GET', '/openapi.json?v=2')).status, 200, 'the public documentation takes any');
+      });
+
       it('checks user input the same way', async () => {
         const count = (await server.gatehouse.storage.users.list()).length;
         for (const [body, field] of [

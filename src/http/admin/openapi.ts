@@ -72,7 +72,7 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
         'Manage clients, their secrets and API keys, users, grants, signing keys, and read the audit log. ' +
         'Every operation (but these documentation routes) needs `Authorization: Bearer <access token>` of an **admin client**, ' +
         'obtained with the client credentials grant at `/token`, holding the admin scope the operation names. ' +
-        'Bodies are JSON; errors are RFC 9457 problems (`application/problem+json`).',
+        'Bodies are JSON, and unknown members are refused, as are query parameters an operation does not take; errors are RFC 9457 problems (`application/problem+json`).',
     },
     servers: [{ url: issuer }],
     tags: [],
@@ -110,7 +110,8 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
     }
     if (op.produces) responses[String(op.produces.status)] = { description: op.produces.description, content: { [op.produces.contentType]: { schema: op.produces.schema } } };
     const problems = new Set(op.problems ?? []);
-    if (schema.params || schema.querystring || schema.body) problems.add(400);
+    // Every operation behind a token refuses a query parameter it does not take (knownQueryParameters).
+    if (op.scope || schema.params || schema.querystring || schema.body) problems.add(400);
     if (BODY_METHODS.has(route.method)) problems.add(400).add(413).add(415);
     if (op.scope) problems.add(401).add(403);
     if (schema.params) problems.add(404);

@@ -10,7 +10,7 @@ import { keyRoutes } from './keys.ts';
 import { documentationRoutes, type AdminRoute } from './openapi.ts';
 import { fieldWithNul } from '../nul.ts';
 import { invalidField, notFound, ProblemError, problemHandler, sendProblem } from './problems.ts';
-import { emptyBodyAsObject, exactBodyTypes, type AdminScope } from './support.ts';
+import { emptyBodyAsObject, exactBodyTypes, knownQueryParameters, type AdminScope } from './support.ts';
 import { userRoutes } from './users.ts';
 
 /** Where the admin API is mounted (`app.register(adminPlugin, { prefix: ADMIN_PREFIX, gatehouse })`). */
@@ -68,6 +68,7 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
     if (scope) ({ clientId: request.adminClientId, scopes: request.adminScopes } = await authorizeAdmin(gatehouse, request, scope));
   });
 
+  app.addHook('preValidation', knownQueryParameters);
   app.addHook('preValidation', exactBodyTypes);
   app.addHook('preValidation', async (request) => {
     const field = fieldWithNul(request);

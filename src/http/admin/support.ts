@@ -217,6 +217,20 @@ export const idParams = <K extends string>(...names: K[]) =>
   ({ type: 'object', properties: Object.fromEntries(names.map((name) => [name, { type: 'string', minLength: 1, maxLength: 200 }])), required: names }) as const;
 
 /**
+ * An operation refuses a query parameter it does not take, as it refuses an unknown body member: a
+ * misspelt filter (`GET /grants?user=…` for `user_id`) would otherwise be dropped, and the list
+ * answer with every record, which a back office would take for the filtered ones. The public
+ * documentation routes take any.
+ */
+export async function knownQueryParameters(request: FastifyRequest): Promise<void> {
+  if (!request.routeOptions.config.adminOperation?.scope) return;
+  const taken = Object.keys((request.routeOptions.schema as { querystring?: { properties?: object } } | undefined)?.querystring?.properties ?? {});
+  const unknown = Object.keys((request.query ?? {}) as object).find((name) => !taken.includes(name));
+  if (unknown === undefined) return;
+  throw invalidField(unknown, `unknown query parameter "${unknown}": this operation takes ${taken.length > 0 ? taken.join(', ') : 'none'}`);
+}
+
+/**
  * Fastify's Ajv coerces scalars (`42` → `"42"`, `"true"` → `true`, `"x"` → `["x"]`), which suits
  * query strings but would let a JSON body of the wrong shape through. Bodies are checked for
  * exact JSON types first, so a wrong type is a 400 naming the field.
