@@ -74,7 +74,7 @@ for (const dialect of DIALECTS) {
       } catch {
         parsed = text;
       }
-      return { status: response.status, contentType: response.headers.get('content-type'), text, body: parsed };
+      return { status: response.status, contentType: response.headers.get('content-type'), headers: response.headers, text, body: parsed };
     };
 
     /** A client, with a secret and an API key, that refused requests aim at: a hole in a check would show as a change to it. */
@@ -399,6 +399,7 @@ for (const dialect of DIALECTS) {
         ['a success sent as a problem', 'GET', '/users/{userId}', ok(200, user, 'application/problem+json'), /documented as application\/json/],
         ['a problem without its detail', 'GET', '/users/{userId}', ok(404, { ...problem, detail: undefined }, 'application/problem+json'), /required member "detail"/],
         ['a body where none is documented', 'DELETE', '/users/{userId}', ok(204, {}), /without a body/],
+        ['a refusal without its challenge', 'GET', '/users/{userId}', { ...ok(403, { ...problem, status: 403, error: 'insufficient_scope' }, 'application/problem+json'), headers: new Headers() }, /without the header WWW-Authenticate/],
         ['a body that is not JSON', 'GET', '/users/{userId}', { status: 200, contentType: 'application/json', text: '{"id":' }, /not JSON/],
       ] as const) {
         const violations = check(method, path, answer);

@@ -1032,6 +1032,8 @@ for (const dialect of DIALECTS) {
             }
           }
         }
+        // Both refusals carry the RFC 6750 challenge, a 403 naming the scope needed.
+        for (const name of ['InvalidToken', 'InsufficientScope']) assert.equal(doc.components.responses[name].headers['WWW-Authenticate'].required, true, name);
         // The document describes itself as what it is: a JSON object, not a string.
         assert.equal(doc.paths['/admin/v1/openapi.json'].get.responses['200'].content['application/json'].schema.type, 'object');
         assert.equal(doc.paths['/admin/v1/docs'].get.responses['200'].content['text/html'].schema.type, 'string');

@@ -16,6 +16,8 @@ export interface Answer {
   status: number;
   contentType: string | null;
   text: string;
+  /** Response headers, for those the document marks required; left out, they are not checked. */
+  headers?: Headers;
 }
 
 // Keywords that say something about the value, and those that only describe it.
@@ -86,7 +88,11 @@ export function documentedResponse(document: OpenApi, method: string, path: stri
 export function answerViolations(document: OpenApi, method: string, path: string, answer: Answer): string[] {
   const response = documentedResponse(document, method, path, answer.status);
   if (!response) return [`${answer.status} is not among the documented answers (${Object.keys(document.paths[path]![method.toLowerCase()]!.responses).join(', ')})`];
+  const missing = Object.entries((response.headers ?? {}) as Record<string, { required?: boolean }>)
+    .filter(([name, header]) => header.required && answer.headers && !answer.headers.has(name))
+    .map(([name]) => `${answer.status} comes without the header ${name} the document says it has`);
   const content = response.content as Record<string, { schema?: Json }> | undefined;
+  if (missing.length > 0) return missing;
   if (!content) return answer.text === '' ? [] : [`${answer.status} is documented without a body, and has one`];
   const media = (answer.contentType ?? '').split(';')[0]!.trim().toLowerCase();
   const documented = content[media];

@@ -93,7 +93,7 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
   for (const [status, { name, kind }] of Object.entries(PROBLEM_RESPONSES)) {
     document.components.responses[name] = {
       description: `${PROBLEM_KINDS[kind].title} (${status}).`,
-      ...(status === '401' ? { headers: { 'WWW-Authenticate': { description: 'The RFC 6750 Bearer challenge.', schema: { type: 'string' } } } } : {}),
+      ...(status === '401' || status === '403' ? { headers: { 'WWW-Authenticate': { description: 'The RFC 6750 Bearer challenge (for 403, `error="insufficient_scope"` and the scope needed).', required: true, schema: { type: 'string' } } } } : {}),
       content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
     };
   }
