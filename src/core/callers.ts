@@ -51,11 +51,15 @@ const NO_CREDENTIALS = 'send an access token (Authorization: Bearer ...) or an A
  * Gatehouse's `ApiKey <key>`. No header, or another scheme, is a request without credentials (bare
  * challenge); a known scheme with anything but one token after it (`Bearer a b`) is malformed.
  */
-export function credentialOf(authorization: string | undefined, schemes: readonly CredentialScheme[] = ['bearer', 'apikey']): { scheme: CredentialScheme; value: string } {
-  if (authorization === undefined || authorization === '') throw credentialsRequired(NO_CREDENTIALS);
+export function credentialOf(
+  authorization: string | undefined,
+  schemes: readonly CredentialScheme[] = ['bearer', 'apikey'],
+  required = schemes.length === 1 ? 'send an access token (Authorization: Bearer ...)' : NO_CREDENTIALS,
+): { scheme: CredentialScheme; value: string } {
+  if (authorization === undefined || authorization === '') throw credentialsRequired(required);
   const space = authorization.indexOf(' ');
   const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase() as CredentialScheme;
-  if (!schemes.includes(scheme)) throw credentialsRequired(schemes.length === 1 ? 'send an access token (Authorization: Bearer ...)' : NO_CREDENTIALS);
+  if (!schemes.includes(scheme)) throw credentialsRequired(required);
   const value = space < 0 ? '' : authorization.slice(space + 1).replace(/^ +/, '');
   if (!/^\S+$/.test(value)) throw malformedCredentials(`the Authorization header must be "${scheme === 'bearer' ? 'Bearer <token>' : 'ApiKey <key>'}"`);
   return { scheme, value };
@@ -117,10 +121,11 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
 /**
  * Authenticates `Authorization: Bearer <access token>` (RFC 6750) or `Authorization: ApiKey <key>`.
  * No credential is a bare 401 challenge, a malformed one `invalid_request` (400); anything expired,
- * revoked, or whose client or user is gone or disabled, `invalid_token` (401).
+ * revoked, or whose client or user is gone or disabled, `invalid_token` (401). `required` is what the
+ * 401 says to send when no credential came: an API that takes only some callers names them.
  */
-export async function authenticateCaller(services: CallerServices, authorization: string | undefined, now: number): Promise<Caller> {
-  const { scheme, value } = credentialOf(authorization);
+export async function authenticateCaller(services: CallerServices, authorization: string | undefined, now: number, required?: string): Promise<Caller> {
+  const { scheme, value } = credentialOf(authorization, undefined, required);
 
   if (scheme === 'apikey') {
     // The key service refuses a key whose application is gone.

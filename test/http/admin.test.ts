@@ -185,7 +185,12 @@ for (const dialect of DIALECTS) {
             // RFC 6750 §3.1: without credentials (none, or another scheme) the challenge carries no error code.
             const challenge = res.headers.get('www-authenticate') ?? '';
             if (authorization?.startsWith('Bearer ')) assert.match(challenge, /^Bearer realm="gatehouse", error="invalid_token"/, label);
-            else assert.equal(challenge, 'Bearer realm="gatehouse"', label);
+            else {
+              assert.equal(challenge, 'Bearer realm="gatehouse"', label);
+              // It says what the admin API takes: not an API key, which it refuses (403 below).
+              assert.match(res.body.detail, /admin client/, label);
+              assert.doesNotMatch(res.body.detail, /ApiKey/, label);
+            }
           }
           const lacking = `Bearer ${await clientToken(admin.id, admin.secret, ADMIN_SCOPES.filter((s) => s !== endpoint.scope).join(' '))}`;
           for (const [who, authorization] of [

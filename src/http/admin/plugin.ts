@@ -97,7 +97,7 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
  */
 async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, scope: AdminScope): Promise<{ clientId: string; scopes: string[] }> {
   const now = gatehouse.clock();
-  const caller = await authenticateCaller(gatehouse, request.headers.authorization, now);
+  const caller = await authenticateCaller(gatehouse, request.headers.authorization, now, 'send the access token of an admin client (Authorization: Bearer ...)');
   // A valid credential knocking on the wrong door is worth an audit line; a missing one is noise.
   const refuse = (reason: string) => {
     gatehouse.audit.record({
