@@ -1,5 +1,5 @@
 // The floor: the least any Fastify token endpoint on this machine can cost. It parses the form body
-// exactly as @fastify/formbody does (string, then fast-querystring) and answers a constant, so the
+// exactly as Gatehouse does (as a string, then fast-querystring) and answers a constant, so the
 // difference to Gatehouse is Gatehouse's own work, not HTTP or framework overhead.
 import { parse } from 'fast-querystring';
 import Fastify from 'fastify';
