@@ -153,8 +153,19 @@ export interface UserRepository {
   findById(id: string): Promise<User | undefined>;
   /** The user whose email is `email` once both are normalized (normalizeEmail). */
   findByEmail(email: string): Promise<User | undefined>;
-  /** Every user, oldest first; or one page of them. */
-  list(page?: Page): Promise<User[]>;
+  /**
+   * Every user, oldest first; or one page of them. With `filter.email`, only the user whose email
+   * it is once both are normalized (normalizeEmail): none or one, read through the email's unique index.
+   */
+  list(page?: Page, filter?: { email?: string }): Promise<User[]>;
+  /**
+   * Writes the fields in `changes` and `now` as the update time; with `expected`, only while the
+   * user's email is still `expected.email` (a change decided on the email read must not land on
+   * another). The user as stored then; undefined for an unknown user, or one whose email is no
+   * longer the one expected. Fails with `EmailTakenError`, storing nothing, when `changes.email`,
+   * normalized, is another user's.
+   */
+  update(id: string, changes: UserChanges, now: number, expected?: { email: string }): Promise<User | undefined>;
   setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
   setPasswordHash(id: string, passwordHash: string, now: number): Promise<boolean>;
   /**
@@ -170,6 +181,9 @@ export interface UserRepository {
    */
   delete(id: string): Promise<{ clientIds: string[] } | undefined>;
 }
+
+/** What an operator may change about a user (admin API). */
+export type UserChanges = Partial<Pick<User, 'name' | 'email' | 'emailVerified'>>;
 
 export class EmailTakenError extends Error {
   override name = 'EmailTakenError';

@@ -566,6 +566,60 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(listed, [earlier, later]);
       });
 
+      it('lists only the user with an email, normalized, when asked for one: none or one, within the page asked for', async () => {
+        const local = `zoë.${randomUUID()}`;
+        const created = await storage().users.create(aUser({ email: `${local}@bücher.example` }), NOW);
+        await storage().users.create(aUser(), NOW);
+        for (const typed of [created.email, ` ${local.toUpperCase()}@XN--BCHER-KVA.example `.normalize('NFD')]) {
+          assert.deepEqual(await storage().users.list(undefined, { email: typed }), [created], JSON.stringify(typed));
+        }
+        assert.deepEqual(await storage().users.list({ limit: 1 }, { email: created.email }), [created]);
+        assert.deepEqual(await storage().users.list({ limit: 5, after: { createdAt: created.createdAt, id: created.id } }, { email: created.email }), [], 'a page after the user');
+        assert.deepEqual(await storage().users.list(undefined, { email: `nobody.${randomUUID()}@example.com` }), []);
+      });
+
+      it('updates only the fields given, normalizing the email, and the update time', async () => {
+        const user = await storage().users.create(aUser({ name: 'Hedy' }), NOW);
+        const email = `Hedy.${randomUUID()}@Example.COM`;
+        const updated = await storage().users.update(user.id, { email, emailVerified: true }, NOW + 1);
+        assert.deepEqual(updated, { ...user, email: email.toLowerCase(), emailVerified: true, updatedAt: NOW + 1 });
+        assert.deepEqual(await storage().users.findById(user.id), updated);
+        assert.deepEqual(await storage().users.findByEmail(email), updated);
+        assert.equal(await storage().users.findByEmail(user.email), undefined, 'the old email names no one');
+        assert.deepEqual(await storage().users.update(user.id, { name: 'Hedy Lamarr' }, NOW + 2), { ...updated, name: 'Hedy Lamarr', updatedAt: NOW + 2 });
+        assert.equal(await storage().users.update(randomUUID(), { name: 'Nobody' }, NOW), undefined);
+      });
+
+      it('updates a user with an expected email only while they have it, storing nothing otherwise', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        assert.equal(await storage().users.update(user.id, { emailVerified: true }, NOW + 1, { email: `other.${randomUUID()}@example.com` }), undefined);
+        assert.deepEqual(await storage().users.findById(user.id), user);
+        const updated = await storage().users.update(user.id, { emailVerified: true }, NOW + 1, { email: user.email });
+        assert.deepEqual(updated, { ...user, emailVerified: true, updatedAt: NOW + 1 });
+      });
+
+      it('refuses to give a user another user’s email, in any case or form, with EmailTakenError, storing nothing; their own in another case is theirs', async () => {
+        const first = await storage().users.create(aUser({ email: `first.${randomUUID()}@example.com` }), NOW);
+        const second = await storage().users.create(aUser(), NOW);
+        for (const email of [first.email, ` ${first.email.toUpperCase()}`]) {
+          await assert.rejects(storage().users.update(second.id, { name: 'Changed', email }, NOW + 1), { name: 'EmailTakenError', code: 'ERR_EMAIL_TAKEN' });
+        }
+        assert.deepEqual(await storage().users.findById(second.id), second);
+        assert.deepEqual(await storage().users.findByEmail(first.email), first);
+        assert.deepEqual(await storage().users.update(first.id, { email: first.email.toUpperCase() }, NOW + 1), { ...first, updatedAt: NOW + 1 });
+      });
+
+      it('gives one email to exactly one of several users changed to it at once', async () => {
+        const email = `wanted.${randomUUID()}@example.com`;
+        const users = await Promise.all(Array.from({ length: 6 }, () => storage().users.create(aUser(), NOW)));
+        const results = await Promise.allSettled(users.map((user, i) => storage().users.update(user.id, { email: i % 2 === 0 ? email : email.toUpperCase() }, NOW + 1)));
+        assert.equal(results.filter((result) => result.status === 'fulfilled').length, 1);
+        for (const result of results) {
+          if (result.status === 'rejected') assert.equal((result.reason as { code?: string }).code, 'ERR_EMAIL_TAKEN');
+        }
+        assert.equal((await storage().users.list(undefined, { email })).length, 1);
+      });
+
       it('disables and re-enables a user, recording the update time', async () => {
         const user = await storage().users.create(aUser(), NOW);
 

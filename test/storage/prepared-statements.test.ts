@@ -355,6 +355,17 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
     }
   });
 
+  it('finds a user by email through the email’s unique index, not by reading the users in order', async () => {
+    const users = kyselyUsers(one.handle.db);
+    const user = await users.create(aUser(), NOW);
+    // Three times: a statement is named on its second run, and then planned generically.
+    for (let run = 0; run < 3; run++) assert.deepEqual(await users.list({ limit: 101 }, { email: user.email }), [user]);
+    const plans = await plansOf(one.handle.db, 'select % from "users" where "email" = $1 order by%');
+    assert.equal(plans.length, 1);
+    assert.match(plans[0]!.plan, /Index Scan using users_email_key on users/);
+    assert.match(plans[0]!.plan, /Index Cond: \(email = \$1\)/);
+  });
+
   it('reads the newest grants, of all or of one client, through an index in that order, stopping after the limit', async () => {
     // 20,000 grants, two in five of one client; the other 2,999 clients have a handful each.
     await sql`insert into clients (id, name, type, created_at, updated_at) select 'grantee' || i, 'App', 'confidential', 0, 0 from generate_series(0, 2999) i`.execute(one.handle.db);

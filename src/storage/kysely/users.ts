@@ -54,8 +54,35 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
       const row = await db.selectFrom('users').select(COLUMNS.users).where('email', '=', normalizeEmail(email)).executeTakeFirst();
       return row && toUser(row);
     },
-    async list(page) {
-      return (await onePage(db.selectFrom('users').select(COLUMNS.users).orderBy('created_at').orderBy('id'), page).execute()).map(toUser);
+    async list(page, filter = {}) {
+      let query = db.selectFrom('users').select(COLUMNS.users);
+      if (filter.email !== undefined) query = query.where('email', '=', normalizeEmail(filter.email));
+      return (await onePage(query.orderBy('created_at').orderBy('id'), page).execute()).map(toUser);
+    },
+    async update(id, changes, now, expected) {
+      const email = changes.email === undefined ? undefined : normalizeEmail(changes.email);
+      const takenByAnother = async () =>
+        email !== undefined && (await db.selectFrom('users').select('id').where('email', '=', email).where('id', '<>', id).executeTakeFirst()) !== undefined;
+      if (await takenByAnother()) throw new EmailTakenError(`a user with the email ${email} exists already`);
+      let query = db
+        .updateTable('users')
+        .set({
+          ...(changes.name !== undefined ? { name: changes.name } : {}),
+          ...(email !== undefined ? { email } : {}),
+          ...(changes.emailVerified !== undefined ? { email_verified: flag(changes.emailVerified) } : {}),
+          updated_at: now,
+        })
+        .where('id', '=', id);
+      if (expected) query = query.where('email', '=', expected.email);
+      try {
+        const result = await query.executeTakeFirst();
+        if (result.numUpdatedRows === 0n) return undefined;
+      } catch (error) {
+        // The unique index settles a race between two changes (or a change and a sign-up) to one email.
+        if (await takenByAnother()) throw new EmailTakenError(`a user with the email ${email} exists already`);
+        throw error;
+      }
+      return findById(id);
     },
     async setDisabled(id, disabledAt, now) {
       const result = await db.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
