@@ -202,6 +202,8 @@ for (const dialect of DIALECTS) {
         return [
           { label: 'the first page', method: 'GET', path: '/users', expect: 200 },
           { label: 'the next page', method: 'GET', path: '/users', query: `limit=1&cursor=${first.body.next_cursor}`, expect: 200 },
+          { label: 'an email', method: 'GET', path: '/users', query: `email=${encodeURIComponent('PAGED-A@example.com')}`, expect: 200 },
+          { label: 'an email no user has', method: 'GET', path: '/users', query: 'email=nobody%40example.com&limit=1', expect: 200 },
         ];
       },
       async createUser() {

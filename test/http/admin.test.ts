@@ -723,6 +723,29 @@ for (const dialect of DIALECTS) {
         assert.equal(after.location, '/login');
       });
 
+      it('finds a user by email as sign-in matches it (case, spaces, Unicode form, an IDN’s ASCII form), as a page of none or one', async () => {
+        const found = async (email: string) => {
+          const res = await api('GET', `/users?email=${encodeURIComponent(email)}`, as('admin:users'));
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+          assert.equal(res.body.next_cursor, null);
+          return res.body.users.map((u: { id: string }) => u.id);
+        };
+        const josé = await api('POST', '/users', { ...as('admin:users'), body: { email: 'José.Finder@bücher.example'.normalize('NFD'), password: 'a long enough password' } });
+        assert.equal(josé.status, 201, JSON.stringify(josé.body));
+        for (const typed of [josé.body.email, ` JOSÉ.FINDER@XN--BCHER-KVA.EXAMPLE `.normalize('NFD'), 'josé.finder@BÜCHER.example'.normalize('NFC')]) {
+          assert.deepEqual(await found(typed), [josé.body.id], JSON.stringify(typed));
+        }
+        assert.deepEqual(await found(ada.email), [adaId]);
+        assert.deepEqual(await found('nobody.at.all@example.com'), []);
+        assert.deepEqual(await found('not an email'), [], 'an exact match: no user has it');
+        assert.deepEqual(await found('jose.finder@bücher.example'), [], 'no accent folding: another address');
+        const first = await api('GET', `/users?email=${encodeURIComponent(ada.email)}&limit=1`, as('admin:users'));
+        assert.deepEqual([first.body.users.length, first.body.next_cursor], [1, null]);
+        assertProblem(await api('GET', '/users?email=', as('admin:users')), 400, 'email');
+        assertProblem(await api('GET', `/users?email=${'x'.repeat(321)}`, as('admin:users')), 400, 'email');
+        assertProblem(await api('GET', '/users?email=a%00@example.com', as('admin:users')), 400, 'email');
+      });
+
       it('deletes a user, and the applications they registered stop working at once', async () => {
         const app = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Grace’s tool', grant_types: ['client_credentials'], scopes: ['objects:read'], owner_user_id: graceId } });
         assert.equal(app.status, 201, JSON.stringify(app.body));

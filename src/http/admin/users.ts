@@ -22,10 +22,25 @@ const userProperties = {
 const userSchema = { title: 'User', type: 'object', required: Object.keys(userProperties), properties: userProperties } as const;
 const one = (description: string) => ({ description, ...userSchema });
 const password = { type: 'string', minLength: 8, maxLength: 1024, description: 'At least 8 characters; stored as an Argon2id hash.' } as const;
+const email = { type: 'string', minLength: 3, maxLength: 320 } as const;
+const name = { type: 'string', maxLength: 200 } as const;
+
+const listQuery = {
+  ...pageQuery,
+  properties: {
+    ...pageQuery.properties,
+    email: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 320,
+      description: 'Only the user with this email: matched exactly as sign-in matches it (case, surrounding spaces, Unicode form and an internationalized domain’s ASCII form aside). None or one user.',
+    },
+  },
+} as const;
 
 type UserParams = { userId: string };
 
-/** User accounts: create, disable and enable, reset the password, delete. */
+/** User accounts: find by email, create, disable and enable, reset the password, delete. */
 export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   const findUser = async (id: string): Promise<User> => {
     const user = await gatehouse.storage.users.findById(id);
@@ -33,11 +48,15 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     return user;
   };
 
-  app.get<{ Querystring: { limit: number; cursor?: string } }>(
+  app.get<{ Querystring: { limit: number; cursor?: string; email?: string } }>(
     '/users',
-    { ...operation(TAG, SCOPE, 'listUsers', 'List users', { description: 'Oldest first, a page at a time.' }), schema: { querystring: pageQuery, response: { 200: pageOf('users', userSchema) } } },
+    {
+      ...operation(TAG, SCOPE, 'listUsers', 'List users', { description: 'Oldest first, a page at a time; with `email`, the user who has that email, if any.' }),
+      schema: { querystring: listQuery, response: { 200: pageOf('users', userSchema) } },
+    },
     async (request) => {
-      const { page, nextCursor } = await listPage(request.query, (page) => gatehouse.storage.users.list(page));
+      const filter = request.query.email === undefined ? {} : { email: request.query.email };
+      const { page, nextCursor } = await listPage(request.query, (page) => gatehouse.storage.users.list(page, filter));
       return { users: page.map(describeUser), next_cursor: nextCursor };
     },
   );
@@ -47,7 +66,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     {
       ...operation(TAG, SCOPE, 'createUser', 'Create a user', { problems: [409] }),
       schema: {
-        body: requestBody({ email: { type: 'string', minLength: 3, maxLength: 320 }, password, name: { type: 'string', maxLength: 200 } }, ['email', 'password']),
+        body: requestBody({ email, password, name }, ['email', 'password']),
         response: { 201: one('The new user.') },
       },
     },
