@@ -1,5 +1,5 @@
 import { createPublicKey, randomBytes, randomUUID, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { normalizeEmail, type Client, type ClientPowers, type ClientType, type ExpectedClient, type JsonWebKeySet, type NewClient, type Storage, type User } from '../storage/repositories.ts';
+import { normalizeEmail, type Client, type ClientPowers, type ClientType, type ExpectedClient, type JsonWebKeySet, type NewClient, type Storage, type User, type UserChanges } from '../storage/repositories.ts';
 import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { GatehouseConfig } from './config.ts';
@@ -470,9 +470,15 @@ const EMAIL = /^[^\s@\p{C}]{1,64}@[^\s@\p{C}]{1,255}$/u;
 
 /** Throws a ValidationError when `input` cannot make a user, before anything costly (hashing the password) is done. */
 export function checkNewUser(input: UserInput): void {
-  const email = typeof input.email === 'string' ? normalizeEmail(input.email) : '';
-  if (!email || !EMAIL.test(email)) throw new ValidationError('email', 'a valid email address is required');
+  checkEmail(input.email);
   checkPassword(input.password);
+}
+
+/** The email in the form it is stored in (normalizeEmail); a ValidationError when it is none. */
+function checkEmail(value: unknown): string {
+  const email = typeof value === 'string' ? normalizeEmail(value) : '';
+  if (!email || !EMAIL.test(email)) throw new ValidationError('email', 'a valid email address is required');
+  return email;
 }
 
 export async function createUser(storage: Storage, input: UserInput, now: number): Promise<User> {
@@ -482,6 +488,52 @@ export async function createUser(storage: Storage, input: UserInput, now: number
     { id: randomUUID(), email, name: input.name?.trim() ?? '', passwordHash: await hashPassword(input.password), emailVerified: false, disabledAt: null },
     now,
   );
+}
+
+/** A change to a user: any of these; those left out keep their value. */
+export interface UserPatch {
+  name?: string;
+  email?: string;
+  emailVerified?: boolean;
+}
+
+/** A change to a user lost the race to concurrent changes of their email twice: the caller reads the user again and decides anew. */
+export class UserChangedError extends Error {
+  override name = 'UserChangedError';
+  readonly code = 'ERR_USER_CHANGED';
+}
+
+/**
+ * Changes a user's name, email or whether their email is verified, validated as on creation.
+ * A new email is not verified unless the patch says it is, as Auth0's Management API has it: that
+ * an operator (or the user) proved the old address says nothing of the new one. Undefined when
+ * there is no such user; EmailTakenError when the email is another user's.
+ *
+ * Whether the email changes, and so whether it stays verified, is decided on the email read, and
+ * written only while the user still has it (UserRepository.update): otherwise a concurrent change
+ * came between, and the patch is decided again on the user as it is now, once; if it loses again,
+ * UserChangedError. So a verification meant for one address never lands on another. A patch that
+ * changes nothing writes nothing, and `updatedAt` stays (OpenID Connect's `updated_at`: when the
+ * user's information last changed).
+ */
+export async function updateUser(storage: Storage, userId: string, patch: UserPatch, now: number): Promise<User | undefined> {
+  const email = patch.email === undefined ? undefined : checkEmail(patch.email);
+  const name = patch.name?.trim();
+  for (let attempt = 1; ; attempt++) {
+    const current = await storage.users.findById(userId);
+    if (!current) return undefined;
+    const newEmail = email !== undefined && email !== current.email;
+    const emailVerified = patch.emailVerified ?? (newEmail ? false : current.emailVerified);
+    const changes: UserChanges = {
+      ...(name !== undefined && name !== current.name ? { name } : {}),
+      ...(newEmail ? { email } : {}),
+      ...(emailVerified !== current.emailVerified ? { emailVerified } : {}),
+    };
+    if (Object.keys(changes).length === 0) return current;
+    const updated = await storage.users.update(userId, changes, now, { email: current.email });
+    if (updated) return updated;
+    if (attempt === 2) throw new UserChangedError(`the user ${userId} changed meanwhile: read them and try again`);
+  }
 }
 
 /**

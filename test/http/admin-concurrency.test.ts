@@ -258,6 +258,41 @@ for (const dialect of DIALECTS) {
       assert.equal((await server.gatehouse.storage.apiKeys.findById(key.body.id))!.revokedAt, null, 'the key stays live');
     });
 
+    it('decides whether a user’s email is new on the email it writes over: a change that meets another of the email is decided again, and never unverifies what that one verified', async (t) => {
+      const user = await server.user(`moving-${Date.now()}@example.com`, 'correct horse battery');
+      const email = `moved-${Date.now()}@example.com`;
+      // The first change read the old email, so the address it sets is new to it, and unverified.
+      const held = holdCall(t, server.gatehouse.storage.users, 'update', user.id, 1);
+      const moved = api('PATCH', `/users/${user.id}`, clientsAndUsers, { email });
+      await held.reached;
+      const verified = await api('PATCH', `/users/${user.id}`, clientsAndUsers, { email, email_verified: true });
+      assert.deepEqual([verified.status, verified.body.email_verified], [200, true], JSON.stringify(verified.body));
+      held.release();
+      const res = await moved;
+      t.mock.restoreAll();
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual([res.body.email, res.body.email_verified], [email, true], 'the address was no longer new when written');
+      assert.equal((await server.gatehouse.storage.users.findById(user.id))!.emailVerified, true);
+    });
+
+    it('answers 409, changing nothing, when concurrent changes keep changing the user’s email', async (t) => {
+      const user = await server.user(`restless-${Date.now()}@example.com`, 'correct horse battery');
+      const users = server.gatehouse.storage.users;
+      const update = users.update.bind(users);
+      let moves = 0;
+      // Every write meets a change of the user's email, made just before it.
+      t.mock.method(users, 'update', async (...args: Parameters<typeof update>) => {
+        await update(args[0], { email: `restless-${Date.now()}-${++moves}@example.com` }, server.gatehouse.clock());
+        return update(...args);
+      });
+      const res = await api('PATCH', `/users/${user.id}`, clientsAndUsers, { name: 'Renamed', email_verified: true });
+      t.mock.restoreAll();
+      assert.equal(res.status, 409, JSON.stringify(res.body));
+      assert.match(res.body.detail, /changed meanwhile/);
+      const stored = (await users.findById(user.id))!;
+      assert.deepEqual([stored.name, stored.emailVerified], ['', false], 'neither the name nor the verification landed');
+    });
+
     it('answers two DELETEs of one client, secret, API key or user 204 and 404, never 500, however they interleave', async (t) => {
       // One held between its check and its delete while the other deletes.
       const target = await plainClient('Deleted twice');

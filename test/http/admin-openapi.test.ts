@@ -217,6 +217,17 @@ for (const dialect of DIALECTS) {
       async getUser() {
         return [{ label: 'a user', method: 'GET', path: '/users/{userId}', params: { userId: (await server.user('shown@example.com', 'a long enough password')).id }, expect: 200 }];
       },
+      async updateUser() {
+        const { id } = await server.user('changed@example.com', 'a long enough password');
+        await server.user('taken-by-another@example.com', 'a long enough password');
+        return [
+          { label: 'a new name and email', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: { name: 'Changed', email: 'changed.again@example.com' }, expect: 200 },
+          { label: 'a verified email', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: { email_verified: true }, expect: 200 },
+          { label: 'nothing', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: {}, expect: 200 },
+          { label: 'a bad email', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: { email: 'not an email' }, expect: 400 },
+          { label: 'another user’s email', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: { email: 'Taken-By-Another@example.com', email_verified: true }, expect: 409 },
+        ];
+      },
       async deleteUser() {
         const { id } = await server.user('deleted@example.com', 'a long enough password');
         return [
@@ -291,6 +302,7 @@ for (const dialect of DIALECTS) {
       createApiKey: { name: 'Never stored' },
       createUser: { email: 'never@example.com', password: 'a long enough password' },
       resetUserPassword: { password: 'never set password' },
+      updateUser: { name: 'Never renamed', email: 'never-moved@example.com', email_verified: true },
     };
 
     /** The failures every operation of its shape can meet, made from what the document says of it. */

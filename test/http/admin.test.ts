@@ -49,6 +49,7 @@ const ENDPOINTS: { method: string; path: string; scope: Scope; body?: Record<str
   { method: 'POST', path: '/users/{userId}/disable', scope: 'admin:users' },
   { method: 'POST', path: '/users/{userId}/enable', scope: 'admin:users' },
   { method: 'POST', path: '/users/{userId}/password', scope: 'admin:users', body: { password: 'taken over by nobody' } },
+  { method: 'PATCH', path: '/users/{userId}', scope: 'admin:users', body: { email: 'taken-over@example.com', email_verified: true } },
   { method: 'GET', path: '/grants', scope: 'admin:tokens' },
   { method: 'POST', path: '/grants/{grantId}/revoke', scope: 'admin:tokens' },
   { method: 'GET', path: '/keys', scope: 'admin:tokens' },
@@ -744,6 +745,81 @@ for (const dialect of DIALECTS) {
         assertProblem(await api('GET', '/users?email=', as('admin:users')), 400, 'email');
         assertProblem(await api('GET', `/users?email=${'x'.repeat(321)}`, as('admin:users')), 400, 'email');
         assertProblem(await api('GET', '/users?email=a%00@example.com', as('admin:users')), 400, 'email');
+      });
+
+      it('changes a user’s name and email, validated as on creation; a new email is not verified unless the body says so; sign-in and userinfo follow at once', async (t) => {
+        const created = await api('POST', '/users', { ...as('admin:users'), body: { email: 'hedy@example.com', password: 'a long enough password', name: 'Hedy' } });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const id = created.body.id as string;
+        const app = await server.client({ name: 'Profile app', grantTypes: ['password', 'refresh_token'], scopes: ['openid', 'profile', 'email'], firstParty: true });
+        const signIn = (username: string) => post(`${server.url}/token`, { grant_type: 'password', client_id: app.id, client_secret: app.secret, username, password: 'a long enough password', scope: 'openid profile email' });
+        const token = await signIn('hedy@example.com');
+        assert.equal(token.status, 200, JSON.stringify(token.body));
+        const userinfo = async (): Promise<Record<string, unknown>> => (await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${token.body.access_token}` } })).json() as Promise<Record<string, unknown>>;
+        assert.deepEqual(await userinfo(), { sub: id, name: 'Hedy', preferred_username: 'hedy@example.com', email: 'hedy@example.com', email_verified: false, updated_at: Date.parse(created.body.updated_at) / 1000 });
+
+        const clock = server.gatehouse.clock;
+        t.mock.method(server.gatehouse, 'clock', () => clock() + 60);
+        const verified = await api('PATCH', `/users/${id}`, { ...as('admin:users'), body: { email_verified: true } });
+        assert.equal(verified.status, 200, JSON.stringify(verified.body));
+        assert.deepEqual([verified.body.email, verified.body.email_verified, verified.body.name], ['hedy@example.com', true, 'Hedy']);
+        assert.ok(Date.parse(verified.body.updated_at) > Date.parse(created.body.updated_at), 'updated_at set');
+
+        const moved = await api('PATCH', `/users/${id}`, { ...as('admin:users'), body: { name: '  Hedy Lamarr ', email: ' Hedy.Lamarr@EXAMPLE.com' } });
+        assert.equal(moved.status, 200, JSON.stringify(moved.body));
+        assert.deepEqual([moved.body.email, moved.body.email_verified, moved.body.name], ['hedy.lamarr@example.com', false, 'Hedy Lamarr'], 'stored normalized, trimmed, and no longer verified');
+        t.mock.restoreAll();
+        assert.deepEqual(await api('GET', `/users/${id}`, as('admin:users')).then((res) => res.body), moved.body);
+        // The access token issued before the change reads the user as they are now.
+        const info = await userinfo();
+        assert.deepEqual([info.sub, info.email, info.email_verified, info.name], [id, 'hedy.lamarr@example.com', false, 'Hedy Lamarr']);
+        assert.equal((await signIn('hedy@example.com')).status, 400, 'the old email signs in no more');
+        assert.equal((await signIn('HEDY.LAMARR@example.com')).status, 200);
+        const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', client_id: app.id, client_secret: app.secret, refresh_token: token.body.refresh_token });
+        assert.equal(refreshed.status, 200, 'grants stay');
+
+        const both = await api('PATCH', `/users/${id}`, { ...as('admin:users'), body: { email: 'hedy@lamarr.example', email_verified: true } });
+        assert.deepEqual([both.status, both.body.email, both.body.email_verified], [200, 'hedy@lamarr.example', true], 'verified when the body says so');
+        const same = await api('PATCH', `/users/${id}`, { ...as('admin:users'), body: { email: 'HEDY@Lamarr.example' } });
+        assert.deepEqual([same.status, same.body.email_verified], [200, true], 'the same email in another case is no new email');
+        const nothing = await api('PATCH', `/users/${id}`, { ...as('admin:users'), body: {} });
+        assert.deepEqual(nothing.body, same.body, 'an empty change changes nothing, not even updated_at');
+
+        const events = (await api('GET', `/audit-events?user_id=${id}&kind=admin.user.updated`, as('admin:tokens'))).body.events as { client_id: string; data: Record<string, unknown> }[];
+        assert.equal(events.length, 5);
+        assert.ok(events.every((e) => e.client_id === admin.id && e.data.user_id === id && e.data.via === 'admin_api'));
+        assert.ok(events.some((e) => JSON.stringify(e.data.fields) === JSON.stringify(['name', 'email'])));
+      });
+
+      it('refuses a change it cannot make, naming the field, and changes nothing: an unknown user, a malformed body, an email another user has', async () => {
+        const created = await api('POST', '/users', { ...as('admin:users'), body: { email: 'unchanged@example.com', password: 'a long enough password', name: 'Unchanged' } });
+        const id = created.body.id as string;
+        const before = await server.gatehouse.storage.users.findById(id);
+        const change = (body: unknown, raw?: string) => api('PATCH', `/users/${id}`, { ...as('admin:users'), ...(raw !== undefined ? { raw } : { body }) });
+        for (const [body, field] of [
+          [{ email: 'not-an-email' }, 'email'],
+          [{ email: 'two@at@example.com' }, 'email'],
+          [{ email: 'zero​width@example.com' }, 'email'],
+          [{ email: 42 }, 'email'],
+          [{ email: null }, 'email'],
+          [{ name: 'x'.repeat(201) }, 'name'],
+          [{ name: 'Renamed', email_verified: 'yes' }, 'email_verified'],
+          [{ name: 'Renamed', password: 'a new long password' }, 'password'],
+          [{ name: 'Renamed', disabled: true }, 'disabled'],
+          [[{ name: 'Renamed' }], 'body'],
+        ] as const) {
+          assertProblem(await change(body), 400, field);
+        }
+        assertProblem(await change(undefined, '{"name": "Renamed",'), 400, 'body');
+        for (const taken of [ada.email, ` ${ada.email.toUpperCase()} `]) {
+          const res = await change({ name: 'Renamed', email: taken, email_verified: true });
+          assertProblem(res, 409, 'email');
+        }
+        assertProblem(await api('PATCH', '/users/no-such-user', { ...as('admin:users'), body: { name: 'Renamed' } }), 404);
+        assert.deepEqual(await server.gatehouse.storage.users.findById(id), before);
+        assert.equal((await server.gatehouse.storage.users.findByEmail(ada.email))!.id, adaId, 'Ada keeps her email');
+        const kinds = (await api('GET', `/audit-events?user_id=${id}`, as('admin:tokens'))).body.events.map((e: { kind: string }) => e.kind);
+        assert.ok(!kinds.includes('admin.user.updated'), 'nothing recorded as changed');
       });
 
       it('deletes a user, and the applications they registered stop working at once', async () => {

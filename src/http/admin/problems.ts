@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ClientChangedError, ValidationError } from '../../core/applications.ts';
+import { ClientChangedError, UserChangedError, ValidationError } from '../../core/applications.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { EmailTakenError } from '../../storage/repositories.ts';
 import { isUnavailable } from '../oauth/errors.ts';
@@ -20,7 +20,7 @@ export const PROBLEM_KINDS = {
   'insufficient-scope': { status: 403, title: 'Not allowed', explanation: 'The token is not an admin client’s token, lacks the admin scope the operation needs, or lacks a scope that managing the client in question needs (an admin scope of an admin client, admin:users for one that may impersonate users, admin:tokens for a resource server). `error` is `insufficient_scope` (RFC 6750).' },
   'not-found': { status: 404, title: 'Not found', explanation: 'There is no such resource (or no such route).' },
   'method-not-allowed': { status: 405, title: 'Method not allowed', explanation: 'The route exists, but not with this method; the `Allow` header lists the methods it takes.' },
-  conflict: { status: 409, title: 'Conflict', explanation: 'The request conflicts with the state of the resource, e.g. an email address registered already, or a client that concurrent requests kept changing meanwhile (read it and try again).' },
+  conflict: { status: 409, title: 'Conflict', explanation: 'The request conflicts with the state of the resource, e.g. an email address registered already, or a client or user that concurrent requests kept changing meanwhile (read it and try again).' },
   'payload-too-large': { status: 413, title: 'The body is too large', explanation: 'Request bodies are limited to 64 KiB.' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type', explanation: 'Request bodies must be `application/json`.' },
   'server-error': { status: 500, title: 'Server error', explanation: 'The server could not complete the request; the failure is logged.' },
@@ -111,6 +111,7 @@ function toProblem(error: FastifyError | Error): ProblemError {
   if (error instanceof ValidationError) return invalidField(error.field, error.message);
   if (error instanceof EmailTakenError) return conflict(error.message, 'email');
   if (error instanceof ClientChangedError) return conflict(error.message);
+  if (error instanceof UserChangedError) return conflict(error.message);
   if (error instanceof OAuthError) {
     const kind: ProblemKind = error.status === 401 ? 'invalid-token' : error.status === 403 ? 'insufficient-scope' : 'invalid-request';
     return new ProblemError(kind, error.message, { headers: error.headers, extensions: { error: error.error } });

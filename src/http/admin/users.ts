@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { createUser, resetUserPassword, setUserDisabled } from '../../core/applications.ts';
+import { createUser, resetUserPassword, setUserDisabled, updateUser } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { notFound } from './problems.ts';
@@ -40,7 +40,7 @@ const listQuery = {
 
 type UserParams = { userId: string };
 
-/** User accounts: find by email, create, disable and enable, reset the password, delete. */
+/** User accounts: find by email, create, change, disable and enable, reset the password, delete. */
 export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   const findUser = async (id: string): Promise<User> => {
     const user = await gatehouse.storage.users.findById(id);
@@ -81,6 +81,32 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     '/users/:userId',
     { ...operation(TAG, SCOPE, 'getUser', 'Show a user'), schema: { params: idParams('userId'), response: { 200: one('The user.') } } },
     async (request) => describeUser(await findUser(request.params.userId)),
+  );
+
+  app.patch<{ Params: UserParams; Body: { name?: string; email?: string; email_verified?: boolean } }>(
+    '/users/:userId',
+    {
+      ...operation(TAG, SCOPE, 'updateUser', 'Change a user', {
+        description:
+          'Any of `name`, `email` and `email_verified`; those left out keep their value. Validated as on creation; an email another user has is a 409. ' +
+          'A new email is not verified: `email_verified` becomes false unless the body sets it too, as Auth0’s Management API does. ' +
+          'The user stays signed in, and their grants and tokens stay: userinfo answers with the new name and email at once, as does every ID token issued from then on that carries them (one issued before keeps the old ones; `sub`, the user’s id, never changes). ' +
+          'A change meets concurrent ones as written: 409 when other requests kept changing the user’s email meanwhile (read it and try again).',
+        problems: [409],
+      }),
+      schema: {
+        params: idParams('userId'),
+        body: requestBody({ name, email, email_verified: { type: 'boolean', description: 'Whether the user proved they receive mail at `email`.' } }),
+        response: { 200: one('The changed user.') },
+      },
+    },
+    async (request) => {
+      const { name, email, email_verified: emailVerified } = request.body;
+      const updated = await updateUser(gatehouse.storage, request.params.userId, { name, email, emailVerified }, gatehouse.clock());
+      if (!updated) throw notFound(`there is no user ${request.params.userId}`);
+      recordAdminAction(gatehouse, request, 'admin.user.updated', { userId: updated.id, data: { user_id: updated.id, fields: Object.keys(request.body) } });
+      return describeUser(updated);
+    },
   );
 
   for (const [action, disabled] of [
