@@ -77,7 +77,7 @@ for (const dialect of DIALECTS) {
       return { status: response.status, contentType: response.headers.get('content-type'), headers: response.headers, text, body: parsed };
     };
 
-    /** A client, with a secret and an API key, that refused requests aim at: a hole in a check would show as a change to it. */
+    /** A client, with a secret and an API key, and a signed-in user, that refused requests aim at: a hole in a check would show as a change to them. */
     const bystanders = async () => {
       const client = await server.client({ name: 'Bystander', grantTypes: ['client_credentials'], scopes: ['objects:read', 'model:read'], defaultScopes: ['model:read'] });
       const record = (await server.gatehouse.storage.clients.find(client.id))!;
@@ -85,6 +85,8 @@ for (const dialect of DIALECTS) {
       const secretId = (await server.gatehouse.storage.clients.listSecrets(client.id))[0]!.id;
       const user = await server.user(`bystander-${client.id}@example.com`, 'a long enough password');
       const grantId = await grantOf(user.email);
+      const now = server.gatehouse.clock();
+      await server.gatehouse.storage.sessions.create({ digest: `bystander-${user.id}`, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600 });
       return { clientId: client.id, secretId, keyId: key.id, userId: user.id, grantId };
     };
 
@@ -226,6 +228,15 @@ for (const dialect of DIALECTS) {
           { label: 'nothing', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: {}, expect: 200 },
           { label: 'a bad email', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: { email: 'not an email' }, expect: 400 },
           { label: 'another user’s email', method: 'PATCH', path: '/users/{userId}', params: { userId: id }, body: { email: 'Taken-By-Another@example.com', email_verified: true }, expect: 409 },
+        ];
+      },
+      async signOutUser() {
+        const { id } = await server.user('signed-out@example.com', 'a long enough password');
+        const now = server.gatehouse.clock();
+        await server.gatehouse.storage.sessions.create({ digest: `walk-${id}`, userId: id, authTime: now, createdAt: now, expiresAt: now + 3600 });
+        return [
+          { label: 'a signed-in user', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },
+          { label: 'the same user again', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },
         ];
       },
       async deleteUser() {

@@ -50,6 +50,7 @@ const ENDPOINTS: { method: string; path: string; scope: Scope; body?: Record<str
   { method: 'POST', path: '/users/{userId}/enable', scope: 'admin:users' },
   { method: 'POST', path: '/users/{userId}/password', scope: 'admin:users', body: { password: 'taken over by nobody' } },
   { method: 'PATCH', path: '/users/{userId}', scope: 'admin:users', body: { email: 'taken-over@example.com', email_verified: true } },
+  { method: 'POST', path: '/users/{userId}/sign-out', scope: 'admin:users' },
   { method: 'GET', path: '/grants', scope: 'admin:tokens' },
   { method: 'POST', path: '/grants/{grantId}/revoke', scope: 'admin:tokens' },
   { method: 'GET', path: '/keys', scope: 'admin:tokens' },
@@ -820,6 +821,44 @@ for (const dialect of DIALECTS) {
         assert.equal((await server.gatehouse.storage.users.findByEmail(ada.email))!.id, adaId, 'Ada keeps her email');
         const kinds = (await api('GET', `/audit-events?user_id=${id}`, as('admin:tokens'))).body.events.map((e: { kind: string }) => e.kind);
         assert.ok(!kinds.includes('admin.user.updated'), 'nothing recorded as changed');
+      });
+
+      it('signs a user out everywhere, leaving their password, grants and other users’ sessions', async () => {
+        const hopper = { email: 'grace.hopper@example.com', password: 'a long enough password' };
+        const { id } = await server.user(hopper.email, hopper.password);
+        const signedIn = async (who: { email: string; password: string }) => {
+          const browser = new HttpBrowser();
+          const form = await browser.request(`${server.url}/login`);
+          assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: who.email, password: who.password } })).status, 303);
+          assert.equal((await browser.request(`${server.url}/account`)).status, 200);
+          return browser;
+        };
+        const laptop = await signedIn(hopper);
+        const phone = await signedIn(hopper);
+        const other = await signedIn(ada);
+        const token = await passwordGrant(hopper.email, hopper.password);
+        assert.equal(token.status, 200);
+
+        assertProblem(await api('POST', `/users/${id}/sign-out`, { ...as('admin:users'), body: { reason: 'lost laptop' } }), 400);
+        assertProblem(await api('POST', '/users/no-such-user/sign-out', as('admin:users')), 404);
+        assert.equal((await laptop.request(`${server.url}/account`)).status, 200, 'a refused request ends nothing');
+
+        const res = await api('POST', `/users/${id}/sign-out`, as('admin:users'));
+        assert.equal(res.status, 204, JSON.stringify(res.body));
+        assert.equal(res.body, undefined);
+        for (const browser of [laptop, phone]) {
+          const page = await browser.request(`${server.url}/account`);
+          assert.equal(page.status, 302, 'the session ended');
+          assert.equal(page.location, '/login');
+        }
+        assert.equal((await other.request(`${server.url}/account`)).status, 200, 'another user stays signed in');
+        assert.equal((await passwordGrant(hopper.email, hopper.password)).status, 200, 'the password stays');
+        const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', client_id: mobile.id, client_secret: mobile.secret, refresh_token: token.body.refresh_token });
+        assert.equal(refreshed.status, 200, 'grants stay');
+        assert.equal((await api('POST', `/users/${id}/sign-out`, as('admin:users'))).status, 204, 'a user with no session: nothing to end');
+        const events = (await api('GET', `/audit-events?user_id=${id}&kind=admin.user.signed_out`, as('admin:tokens'))).body.events;
+        assert.equal(events.length, 2);
+        assert.equal(events[0].client_id, admin.id);
       });
 
       it('deletes a user, and the applications they registered stop working at once', async () => {

@@ -40,7 +40,7 @@ const listQuery = {
 
 type UserParams = { userId: string };
 
-/** User accounts: find by email, create, change, disable and enable, reset the password, delete. */
+/** User accounts: find, create, change, disable and enable, reset the password, sign out, delete. */
 export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   const findUser = async (id: string): Promise<User> => {
     const user = await gatehouse.storage.users.findById(id);
@@ -142,6 +142,25 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
       const user = await findUser(request.params.userId);
       if (!(await resetUserPassword(gatehouse.storage, user.id, request.body.password, gatehouse.clock()))) throw notFound(`there is no user ${user.id}`);
       recordAdminAction(gatehouse, request, 'admin.user.password_reset', { userId: user.id, data: { user_id: user.id } });
+      return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Params: UserParams }>(
+    '/users/:userId/sign-out',
+    {
+      ...operation(TAG, SCOPE, 'signOutUser', 'Sign a user out everywhere', {
+        description:
+          'Ends every browser session of the user: each application that relies on Gatehouse’s sign-in asks them to sign in again. ' +
+          'Only the sessions, as Keycloak’s logout of a user: their password stays, and so do the grants they gave applications, with the refresh tokens issued from them; ' +
+          'revoke a grant with `POST /grants/{grantId}/revoke`, or reset the password, which signs the user out too.',
+      }),
+      schema: { params: idParams('userId'), response: { 204: noContent } },
+    },
+    async (request, reply) => {
+      const user = await findUser(request.params.userId);
+      await gatehouse.storage.sessions.deleteForUser(user.id);
+      recordAdminAction(gatehouse, request, 'admin.user.signed_out', { userId: user.id, data: { user_id: user.id } });
       return reply.code(204).send();
     },
   );
