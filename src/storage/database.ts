@@ -16,6 +16,7 @@ import * as auditKind from './migrations/008-audit-kind.ts';
 import * as listOrder from './migrations/009-list-order.ts';
 import * as grantLists from './migrations/010-grant-lists.ts';
 import * as consentsClient from './migrations/011-consents-client.ts';
+import * as userGrants from './migrations/012-user-grants.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -119,6 +120,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '009-list-order': listOrder,
   '010-grant-lists': grantLists,
   '011-consents-client': consentsClient,
+  '012-user-grants': userGrants,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -244,8 +244,13 @@ export interface GrantRepository {
   find(id: string): Promise<Grant | undefined>;
   /** Revokes the grant, and so every refresh token issued from it. */
   revoke(id: string, now: number): Promise<boolean>;
-  /** Grants matching every given filter, newest first; at most `limit` (default 100, never over 1000). */
-  list(filter: { userId?: string; clientId?: string; limit?: number }): Promise<Grant[]>;
+  /**
+   * Grants matching every given filter, newest first (of one second, by id); at most `limit`
+   * (default 100, never over 1001: a page of 1000 and one to tell whether another follows), those
+   * listed after `after` when given — the last grant of the page before (keyset pagination, so
+   * pages stay stable while grants are added).
+   */
+  list(filter: { userId?: string; clientId?: string; after?: { createdAt: number; id: string }; limit?: number }): Promise<Grant[]>;
 }
 
 export interface RefreshToken {
@@ -355,7 +360,14 @@ export interface AuditEvent {
 
 export interface AuditRepository {
   append(events: AuditEvent[]): Promise<void>;
-  query(filter: { since?: number; until?: number; clientId?: string; userId?: string; kind?: string; limit?: number }): Promise<AuditEvent[]>;
+  /**
+   * Events matching every given filter (`since` included, `until` excluded), newest first by time
+   * and, within one second, by id; at most `limit` (default 100, never over 1001: a page of 1000
+   * and one to tell whether another follows), those listed after `after` when given — the last
+   * event of the page before (keyset pagination: however many events share a second, each is on
+   * exactly one page).
+   */
+  query(filter: { since?: number; until?: number; clientId?: string; userId?: string; kind?: string; after?: { at: number; id: number }; limit?: number }): Promise<AuditEvent[]>;
 }
 
 export interface Session {

@@ -78,8 +78,9 @@ const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
  * can leave a database as an earlier version did and apply them again.
  */
 async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Promise<void> {
-  for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created', 'consents_client']) await handle.db.schema.dropIndex(index).execute();
+  for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created', 'consents_client', 'grants_user_created']) await handle.db.schema.dropIndex(index).execute();
   await handle.db.schema.createIndex('grants_client').on('grants').column('client_id').execute();
+  await handle.db.schema.createIndex('grants_user').on('grants').columns(['user_id', 'client_id']).execute();
 }
 
 async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
@@ -176,7 +177,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants']);
           } finally {
             await handle.close();
           }
@@ -228,7 +229,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants']);
           } finally {
             await handle.close();
           }
@@ -770,6 +771,43 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().grants.list({ clientId, limit: 2 }), [newer, otherUsers]);
         assert.deepEqual(await storage().grants.list({ userId: randomUUID() }), []);
       });
+
+      it('lists a user’s or a client’s grants a page at a time from the last of the page before, each once, however many share a second', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const { clientId: otherClientId } = await aClientAndUser();
+        const other = await storage().users.create(aUser(), NOW);
+        // 23 of the user's grants, 15 of them in one second; others' grants in between, of the same seconds.
+        const times = [NOW, ...Array(15).fill(NOW - 10), NOW - 20, NOW - 20, NOW - 30, NOW - 40, NOW - 50, NOW - 60, NOW - 70];
+        const users = times.map((createdAt, i) => aGrant(i % 3 === 0 ? otherClientId : clientId, userId, { createdAt }));
+        const others = times.map((createdAt) => aGrant(clientId, other.id, { createdAt }));
+        for (const grant of [...users, ...others].sort(() => Math.random() - 0.5)) await storage().grants.create(grant);
+        const order = (a: Grant, b: Grant) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1);
+
+        const walk = async (filter: { userId?: string; clientId?: string }, limit: number): Promise<Grant[]> => {
+          const seen: Grant[] = [];
+          // At most as many pages as there are grants, however the list goes wrong.
+          for (let page = await storage().grants.list({ ...filter, limit }), pages = 1; page.length > 0 && pages <= 50; pages++) {
+            assert.ok(page.length <= limit);
+            seen.push(...page);
+            const last = page.at(-1)!;
+            page = await storage().grants.list({ ...filter, after: { createdAt: last.createdAt, id: last.id }, limit });
+          }
+          return seen;
+        };
+        for (const limit of [1, 4, 7, 100]) {
+          assert.deepEqual(await walk({ userId }, limit), [...users].sort(order), `the user's, ${limit} a page`);
+          assert.deepEqual(await walk({ userId, clientId }, limit), users.filter((g) => g.clientId === clientId).sort(order), `the user's to one client, ${limit} a page`);
+          assert.deepEqual(await walk({ clientId }, limit), [...users, ...others].filter((g) => g.clientId === clientId).sort(order), `the client's, ${limit} a page`);
+        }
+
+        // Grants made while a walk goes on, newer than it or not, move none of its pages.
+        const first = await storage().grants.list({ userId, limit: 5 });
+        await storage().grants.create(aGrant(clientId, userId, { createdAt: NOW + 1 }));
+        await storage().grants.create(aGrant(clientId, userId, { createdAt: NOW - 10, id: '00000000-0000-4000-8000-000000000000' }));
+        const last = first.at(-1)!;
+        const rest = await storage().grants.list({ userId, after: { createdAt: last.createdAt, id: last.id }, limit: 100 });
+        assert.deepEqual([...first, ...rest].slice(0, users.length), [...users].sort(order));
+      });
     });
 
     describe('refresh tokens', () => {
@@ -1237,6 +1275,59 @@ for (const dialect of DIALECTS) {
       it('returns at most `limit` events, the newest', async () => {
         assert.deepEqual(times(await audit().query({ limit: 2 })), [40, 30]);
         assert.deepEqual(times(await audit().query({ kind: 'token.issued', limit: 1 })), [40]);
+      });
+
+      it('lists a page at a time from the last event of the page before, each event once, however many share a second, with every filter', async () => {
+        const open = await openFreshStorage(dialect);
+        try {
+          const log = open.storage.audit;
+          // 60 events in one second, in batches that land out of time order, among others before and after.
+          const [busy, quiet, ada] = [randomUUID(), randomUUID(), randomUUID()];
+          const event = (i: number, at: number) =>
+            anEvent({ at, kind: i % 4 === 0 ? 'token.refused' : 'token.issued', clientId: i % 3 === 0 ? quiet : busy, userId: i % 2 === 0 ? ada : null, data: { i } });
+          let i = 0;
+          await log.append(Array.from({ length: 30 }, () => event(i++, NOW)));
+          await log.append(Array.from({ length: 10 }, () => event(i++, NOW + 1)));
+          await log.append(Array.from({ length: 30 }, () => event(i++, NOW)));
+          await log.append(Array.from({ length: 10 }, () => event(i++, NOW - 1)));
+          const all = await log.query({ limit: 1000 });
+          assert.equal(all.length, 80);
+          for (let n = 1; n < all.length; n++) assert.ok(all[n - 1]!.at > all[n]!.at || (all[n - 1]!.at === all[n]!.at && all[n - 1]!.id! > all[n]!.id!), 'newest first, then by id');
+
+          type Filter = Parameters<typeof log.query>[0];
+          const walk = async (filter: Filter, limit: number): Promise<AuditEvent[]> => {
+            const seen: AuditEvent[] = [];
+            for (let page = await log.query({ ...filter, limit }), pages = 1; page.length > 0 && pages <= 100; pages++) {
+              assert.ok(page.length <= limit);
+              seen.push(...page);
+              const last = page.at(-1)!;
+              page = await log.query({ ...filter, after: { at: last.at, id: last.id! }, limit });
+            }
+            return seen;
+          };
+          const filters: [Filter, (e: AuditEvent) => boolean][] = [
+            [{}, () => true],
+            [{ until: NOW + 1 }, (e) => e.at < NOW + 1],
+            [{ since: NOW, until: NOW + 1 }, (e) => e.at === NOW],
+            [{ clientId: busy }, (e) => e.clientId === busy],
+            [{ userId: ada }, (e) => e.userId === ada],
+            [{ clientId: quiet, userId: ada }, (e) => e.clientId === quiet && e.userId === ada],
+            [{ kind: 'token.refused' }, (e) => e.kind === 'token.refused'],
+            [{ kind: 'token.issued', clientId: busy, since: NOW }, (e) => e.kind === 'token.issued' && e.clientId === busy && e.at >= NOW],
+          ];
+          for (const [filter, holds] of filters) {
+            for (const limit of [1, 7, 25]) assert.deepEqual(await walk(filter, limit), all.filter(holds), `${JSON.stringify(filter)}, ${limit} a page`);
+          }
+
+          // Events written while a walk goes on move none of its pages.
+          const first = await log.query({ limit: 35 });
+          await log.append([event(i++, NOW + 2), event(i++, NOW)]);
+          const last = first.at(-1)!;
+          const rest = await log.query({ after: { at: last.at, id: last.id! }, limit: 1000 });
+          assert.deepEqual([...first, ...rest], all);
+        } finally {
+          await closeStorage(open);
+        }
       });
     });
 

@@ -185,7 +185,7 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
     const refreshTokens = kyselyRefreshTokens(db, 'postgres');
     const codes = kyselyCodes(db);
     const revocations = kyselyRevocations(db);
-    const audit = kyselyAudit(db);
+    const audit = kyselyAudit(db, 'postgres');
     const sessions = kyselySessions(db);
     const consents = kyselyConsents(db);
     const pending = kyselyPendingAuthorizations(db);
@@ -316,7 +316,7 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
       select ${NOW} - i, case when i % 100 = 0 then 'refresh_token.reused' else 'kind.' || (i % 15) end, 'success', 'c' || (i % 50), 'u' || (i % 500), '{}'
       from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`analyze audit_events`.execute(one.handle.db);
-    const audit = kyselyAudit(one.handle.db);
+    const audit = kyselyAudit(one.handle.db, 'postgres');
     for (let run = 0; run < 3; run++) {
       const events = await audit.query({ kind: 'refresh_token.reused', limit: 10 });
       assert.deepEqual(events.map((event) => event.at), [...Array(10).keys()].map((n) => NOW - 100 * (n + 1)));
@@ -327,6 +327,33 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
       assert.match(plan, /Index Scan Backward using audit_events_kind on audit_events/, `${statement}\n${plan}`);
       assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
     }
+  });
+
+  it('reads the next page of a rare kind through the index on kind and time, planned for the kind asked for', async () => {
+    // 40,000 events, 200 a second, of sixteen kinds; one in 2,000 of the kind asked for.
+    await sql`insert into audit_events (at, kind, outcome, client_id, user_id, data)
+      select ${NOW} - i / 200, case when i % 2000 = 0 then 'admin.refused' else 'kind.' || (i % 15) end, 'success', 'c' || (i % 50), 'u' || (i % 500), '{}'
+      from generate_series(1, 40000) i`.execute(one.handle.db);
+    await sql`analyze audit_events`.execute(one.handle.db);
+    const audit = kyselyAudit(one.handle.db, 'postgres');
+    let after = { at: 0, id: 0 };
+    for (let run = 0; run < 3; run++) {
+      const first = await audit.query({ kind: 'admin.refused', limit: 2 });
+      after = { at: first.at(-1)!.at, id: first.at(-1)!.id! };
+      const next = await audit.query({ kind: 'admin.refused', after, limit: 2 });
+      assert.deepEqual(next.map((event) => event.at), [NOW - 30, NOW - 40]);
+    }
+    const { rows } = await sql<{ name: string; statement: string }>`
+      select name, statement from pg_prepared_statements where statement like '%from "audit_events" where "kind" = $1 and (at, id) <%'`.execute(one.handle.db);
+    assert.equal(rows.length, 1);
+    // As the repository runs it: planned for the values (see kyselyAudit).
+    const plan = await one.handle.db.transaction().execute(async (trx) => {
+      await sql`set local plan_cache_mode = force_custom_plan`.execute(trx);
+      const explained = await sql<{ 'QUERY PLAN': string }>`explain execute ${sql.raw(`${rows[0]!.name}('admin.refused', ${after.at}, ${after.id}, 3)`)}`.execute(trx);
+      return explained.rows.map((row) => row['QUERY PLAN']).join('\n');
+    });
+    assert.match(plan, /Index Scan Backward using audit_events_kind on audit_events/, `${rows[0]!.statement}\n${plan}`);
+    assert.equal(planScansTables(plan.split('\n')), false, plan);
   });
 
   it('reads a page of users or of applications in creation order through an index, stopping after the page', async () => {
@@ -366,7 +393,7 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
     assert.match(plans[0]!.plan, /Index Cond: \(email = \$1\)/);
   });
 
-  it('reads the newest grants, of all or of one client, through an index in that order, stopping after the limit', async () => {
+  it('reads the newest grants, of all, of one client or of one user, a page at a time, through an index in that order, stopping after the page', async () => {
     // 20,000 grants, two in five of one client; the other 2,999 clients have a handful each.
     await sql`insert into clients (id, name, type, created_at, updated_at) select 'grantee' || i, 'App', 'confidential', 0, 0 from generate_series(0, 2999) i`.execute(one.handle.db);
     await sql`insert into users (id, email, password_hash, created_at, updated_at) select 'grantor' || i, 'grantor' || i || '@example.com', 'x', 0, 0 from generate_series(0, 4999) i`.execute(one.handle.db);
@@ -378,17 +405,19 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
     const newestFirst = (list: { createdAt: number; id: string }[]) =>
       assert.deepEqual(list.map(({ createdAt, id }) => ({ createdAt, id })), [...list].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1)).map(({ createdAt, id }) => ({ createdAt, id })));
     for (let run = 0; run < 3; run++) {
-      const all = await grants.list({ limit: 100 });
-      assert.equal(all.length, 100);
-      newestFirst(all);
-      const ones = await grants.list({ clientId: 'grantee1', limit: 100 });
-      assert.equal(ones.length, 100);
-      newestFirst(ones);
+      for (const filter of [{}, { clientId: 'grantee1' }, { userId: 'grantor7' }]) {
+        const first = await grants.list({ ...filter, limit: 2 });
+        assert.equal(first.length, 2);
+        const last = first.at(-1)!;
+        const next = await grants.list({ ...filter, after: { createdAt: last.createdAt, id: last.id }, limit: 2 });
+        assert.equal(next.length, 2);
+        newestFirst([...first, ...next]);
+      }
     }
     const plans = await plansOf(one.handle.db, '%from "grants" %order by "created_at" desc, "id" limit%');
-    assert.equal(plans.length, 2, 'the list of all grants and of one client’s');
+    assert.equal(plans.length, 6, 'the first page and the next of all grants, of one client’s and of one user’s');
     for (const { statement, plan } of plans) {
-      const index = statement.includes('"client_id" = $1') ? 'grants_client_created' : 'grants_created';
+      const index = statement.includes('"client_id" = $1') ? 'grants_client_created' : statement.includes('"user_id" = $1') ? 'grants_user_created' : 'grants_created';
       assert.match(plan, new RegExp(`^Limit .*\\n  ->  Index Scan using ${index} on grants`), `${statement}\n${plan}`);
       assert.doesNotMatch(plan, /Sort|Seq Scan|Bitmap/, `${statement}\n${plan}`);
     }
@@ -400,7 +429,7 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
       select ${NOW} - i, 'token.issued', 'success', case when i % 5 < 2 then 'busy' else 'app' || (i % 3000) end, 'member' || (i % 5000), '{}'
       from generate_series(1, 40000) i`.execute(one.handle.db);
     await sql`analyze audit_events`.execute(one.handle.db);
-    const audit = kyselyAudit(one.handle.db);
+    const audit = kyselyAudit(one.handle.db, 'postgres');
     for (let run = 0; run < 3; run++) {
       const events = await audit.query({ userId: 'member7', clientId: 'busy', limit: 100 });
       assert.deepEqual(events.map((event) => event.at), [...Array(40000 / 5000).keys()].map((n) => NOW - 7 - 5000 * n).filter((at) => (NOW - at) % 5 < 2));

@@ -75,7 +75,13 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
       let query = db.selectFrom('grants').select(COLUMNS.grants);
       if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
       if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
-      const limit = Math.max(1, Math.min(filter.limit ?? 100, 1000));
+      if (filter.after !== undefined) {
+        // Older, or as old with a greater id: the order of the indexes (created_at desc, id), which a
+        // row value comparison cannot say. The first condition bounds the read of the index.
+        const { createdAt, id } = filter.after;
+        query = query.where('created_at', '<=', createdAt).where((eb) => eb.or([eb('created_at', '<', createdAt), eb('id', '>', id)]));
+      }
+      const limit = Math.max(1, Math.min(filter.limit ?? 100, 1001));
       return (await query.orderBy('created_at', 'desc').orderBy('id').limit(limit).execute()).map(toGrant);
     },
   };

@@ -37,7 +37,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     refreshTokens: kyselyRefreshTokens(db, handle.dialect),
     codes: kyselyCodes(db),
     revocations: kyselyRevocations(db),
-    audit: kyselyAudit(db),
+    audit: kyselyAudit(db, handle.dialect),
     sessions: kyselySessions(db),
     consents: kyselyConsents(db),
     pendingAuthorizations: kyselyPendingAuthorizations(db),
