@@ -269,8 +269,13 @@ for (const dialect of DIALECTS) {
       },
       async listGrants() {
         const { userId } = await bystanders();
+        const first = await send({ label: '', method: 'GET', path: '/grants', query: 'limit=1', expect: 200 });
+        assert.ok(first.body.next_cursor, 'more than one grant');
         return [
           { label: 'every grant', method: 'GET', path: '/grants', expect: 200 },
+          { label: 'the next page', method: 'GET', path: '/grants', query: `limit=1&cursor=${first.body.next_cursor}`, expect: 200 },
+          { label: 'a cursor not handed out', method: 'GET', path: '/grants', query: 'cursor=nonsense', expect: 400 },
+          { label: 'a cursor of other filters', method: 'GET', path: '/grants', query: `user_id=${userId}&cursor=${first.body.next_cursor}`, expect: 400 },
           { label: 'a user’s', method: 'GET', path: '/grants', query: `user_id=${userId}`, expect: 200 },
           { label: 'a client’s, one', method: 'GET', path: '/grants', query: `client_id=${mobile.id}&limit=1`, expect: 200 },
           { label: 'a user’s with a client', method: 'GET', path: '/grants', query: `user_id=${userId}&client_id=${mobile.id}&limit=1000`, expect: 200 },
@@ -290,8 +295,11 @@ for (const dialect of DIALECTS) {
         return [{ label: 'a rotation', method: 'POST', path: '/keys/rotate', expect: 200 }];
       },
       async listAuditEvents() {
+        const first = await send({ label: '', method: 'GET', path: '/audit-events', query: 'limit=1', expect: 200 });
         return [
           { label: 'the latest', method: 'GET', path: '/audit-events', expect: 200 },
+          { label: 'the next page', method: 'GET', path: '/audit-events', query: `limit=1&cursor=${first.body.next_cursor}`, expect: 200 },
+          { label: 'a cursor not handed out', method: 'GET', path: '/audit-events', query: 'cursor=nonsense', expect: 400 },
           { label: 'filtered', method: 'GET', path: '/audit-events', query: `since=2000-01-01T00:00:00Z&until=${Math.floor(Date.now() / 1000) + 3600}&client_id=${mobile.id}&kind=token.issued&limit=5`, expect: 200 },
           { label: 'until before since', method: 'GET', path: '/audit-events', query: 'since=2020-01-02&until=2020-01-01', expect: 400 },
           { label: 'since no time', method: 'GET', path: '/audit-events', query: 'since=yesterday', expect: 400 },

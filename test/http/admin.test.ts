@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -912,6 +912,70 @@ for (const dialect of DIALECTS) {
         assertProblem(await api('GET', '/grants?limit=0', as('admin:tokens')), 400, 'limit');
         assertProblem(await api('GET', '/grants?limit=many', as('admin:tokens')), 400, 'limit');
       });
+
+      it('lists a user’s grants a page at a time, newest first, each once, however many share a second, and keeps its filters across pages', async () => {
+        const storage = server.gatehouse.storage;
+        const grace = await server.user('grace.paged@example.com', 'a long enough password');
+        const now = Math.floor(Date.now() / 1000);
+        // 25 grants, 12 of them in one second, to two clients; Ada's grants of the same seconds in between.
+        for (let i = 0; i < 25; i++) {
+          const createdAt = i < 12 ? now - 5 : now - 5 - i;
+          await storage.grants.create({ id: randomUUID(), clientId: i % 2 === 0 ? mobile.id : viewer.id, userId: grace.id, kind: 'password', scopes: ['objects:read'], authTime: createdAt, createdAt, expiresAt: null, revokedAt: null });
+          await storage.grants.create({ id: randomUUID(), clientId: mobile.id, userId: adaId, kind: 'password', scopes: ['objects:read'], authTime: createdAt, createdAt, expiresAt: null, revokedAt: null });
+        }
+        const walk = async (filters: string, limit: number): Promise<{ id: string; client_id: string; user_id: string }[]> => {
+          const seen = [];
+          let cursor: string | null = null;
+          let pages = 0;
+          do {
+            const res: Answer = await api('GET', `/grants?${filters}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, as('admin:tokens'));
+            assert.equal(res.status, 200, JSON.stringify(res.body));
+            assert.ok(res.body.grants.length <= limit);
+            seen.push(...res.body.grants);
+            cursor = res.body.next_cursor;
+            pages += 1;
+          } while (cursor && pages < 100);
+          return seen;
+        };
+        const ids = (grants: { id: string }[]) => grants.map((grant) => grant.id);
+        const stored = await storage.grants.list({ userId: grace.id, limit: 1000 });
+        assert.equal(stored.length, 25);
+        for (const limit of [1, 5, 1000]) assert.deepEqual(ids(await walk(`user_id=${grace.id}`, limit)), ids(stored), `${limit} a page: every grant once, in order`);
+        const toMobile = await walk(`user_id=${grace.id}&client_id=${mobile.id}`, 4);
+        assert.deepEqual(ids(toMobile), ids(stored.filter((grant) => grant.clientId === mobile.id)), 'the filters hold on every page');
+        const last = await api('GET', `/grants?user_id=${grace.id}&limit=25`, as('admin:tokens'));
+        assert.equal(last.body.next_cursor, null, 'none after the last page');
+      });
+
+      it('refuses a grants cursor that is malformed, of another list or of other filters, with a 400 problem naming cursor', async () => {
+        const before = JSON.stringify(await server.gatehouse.storage.grants.list({ limit: 1000 }));
+        const first = await api('GET', `/grants?user_id=${adaId}&limit=1`, as('admin:tokens'));
+        const cursor = first.body.next_cursor as string;
+        assert.ok(cursor, 'Ada has more than one grant');
+        const users = await api('GET', '/users?limit=1', as('admin:users'));
+        const events = await api('GET', '/audit-events?limit=1', as('admin:tokens'));
+        const decoded = Buffer.from(cursor, 'base64url').toString();
+        for (const [bad, detail] of [
+          ['nonsense', 'not one this API handed out'],
+          ['%00', 'NUL'],
+          [users.body.next_cursor, 'not one this API handed out'],
+          [events.body.next_cursor, 'not one this API handed out'],
+          [Buffer.from(decoded.replace(/:[^:]*$/, ':a\0b')).toString('base64url'), 'not one this API handed out'],
+          [Buffer.from(decoded.replace(/^grants:/, 'audit:')).toString('base64url'), 'not one this API handed out'],
+          [`${cursor}==`, 'not one this API handed out'],
+        ] as const) {
+          const res = await api('GET', `/grants?user_id=${adaId}&cursor=${bad}`, as('admin:tokens'));
+          assertProblem(res, 400, 'cursor');
+          assert.match(res.body.detail, new RegExp(detail), String(bad));
+        }
+        for (const filters of [`user_id=${mobile.id}`, `user_id=${adaId}&client_id=${mobile.id}`, `client_id=${mobile.id}`, '']) {
+          const res = await api('GET', `/grants?${filters}&cursor=${cursor}`, as('admin:tokens'));
+          assertProblem(res, 400, 'cursor');
+          assert.match(res.body.detail, /other filters/, filters);
+        }
+        assert.equal(JSON.stringify(await server.gatehouse.storage.grants.list({ limit: 1000 })), before, 'nothing changed');
+        assert.equal((await api('GET', `/grants?user_id=${adaId}&limit=5&cursor=${cursor}`, as('admin:tokens'))).status, 200, 'with its own filters, and any limit, it works');
+      });
     });
 
     describe('signing keys (admin:tokens)', () => {
@@ -963,6 +1027,67 @@ for (const dialect of DIALECTS) {
         assertProblem(await api('GET', '/audit-events?until=soon', as('admin:tokens')), 400, 'until');
         assertProblem(await api('GET', '/audit-events?since=2020-01-02&until=2020-01-01', as('admin:tokens')), 400, 'until');
         assertProblem(await api('GET', '/audit-events?limit=1001', as('admin:tokens')), 400, 'limit');
+      });
+
+      it('walks the audit log a page at a time, each event once and in order, however many share a second, with every filter', async () => {
+        const audit = server.gatehouse.storage.audit;
+        const at = Math.floor(Date.now() / 1000) - 7200;
+        const client = randomUUID();
+        // 40 events in one second (more than a page), in two batches, and some in the seconds around it.
+        const event = (i: number, time: number) => ({ at: time, kind: i % 3 === 0 ? 'paged.refused' : 'paged.issued', outcome: 'success' as const, clientId: client, userId: i % 2 === 0 ? adaId : null, data: { i } });
+        await audit.append(Array.from({ length: 20 }, (_, i) => event(i, at)));
+        await audit.append([event(40, at + 1), event(41, at - 1), ...Array.from({ length: 20 }, (_, i) => event(20 + i, at))]);
+        const walk = async (filters: string, limit: number): Promise<{ id: number; at: string; data: { i: number } }[]> => {
+          const seen = [];
+          let cursor: string | null = null;
+          let pages = 0;
+          do {
+            const res: Answer = await api('GET', `/audit-events?${filters}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, as('admin:tokens'));
+            assert.equal(res.status, 200, JSON.stringify(res.body));
+            assert.ok(res.body.events.length <= limit);
+            seen.push(...res.body.events);
+            cursor = res.body.next_cursor;
+            pages += 1;
+          } while (cursor && pages < 200);
+          return seen;
+        };
+        const ours = await walk(`client_id=${client}`, 3);
+        assert.equal(ours.length, 42);
+        assert.equal(new Set(ours.map((e) => e.id)).size, 42, 'each event once');
+        for (let n = 1; n < ours.length; n++) assert.ok(ours[n - 1]!.at > ours[n]!.at || (ours[n - 1]!.at === ours[n]!.at && ours[n - 1]!.id > ours[n]!.id), 'newest first, then by id');
+        assert.deepEqual(ours.map((e) => e.id), (await audit.query({ clientId: client, limit: 1000 })).map((e) => e.id));
+        const second = `since=${at}&until=${new Date((at + 1) * 1000).toISOString()}`;
+        assert.deepEqual((await walk(`${second}&client_id=${client}`, 7)).map((e) => e.data.i).sort((a, b) => a - b), [...Array(40).keys()], 'the 40 of the second, every one');
+        const refused = await walk(`client_id=${client}&kind=paged.refused&user_id=${adaId}`, 2);
+        assert.deepEqual(refused.map((e) => e.id), ours.filter((e) => e.data.i % 3 === 0 && e.data.i % 2 === 0).map((e) => e.id), 'the filters hold on every page');
+        const whole = await walk('', 1000);
+        assert.ok(whole.length > 42);
+        assert.deepEqual(whole.filter((e) => ours.some((o) => o.id === e.id)).map((e) => e.id), ours.map((e) => e.id));
+      });
+
+      it('refuses an audit cursor that is malformed, of another list or of other filters, with a 400 problem naming cursor', async () => {
+        const first = await api('GET', `/audit-events?until=${Math.floor(Date.now() / 1000) + 60}&limit=1`, as('admin:tokens'));
+        const cursor = first.body.next_cursor as string;
+        assert.ok(cursor);
+        const grants = await api('GET', `/grants?user_id=${adaId}&limit=1`, as('admin:tokens'));
+        const decoded = Buffer.from(cursor, 'base64url').toString();
+        for (const bad of [
+          'nonsense',
+          grants.body.next_cursor,
+          Buffer.from(decoded.replace(/:\d+$/, ':12a')).toString('base64url'),
+          Buffer.from(decoded.replace(/:\d+$/, ':99999999999999999')).toString('base64url'),
+          Buffer.from(decoded.replace(/:\d+$/, ':0')).toString('base64url'),
+          Buffer.from(decoded.replace(/:\d+$/, ':1\0')).toString('base64url'),
+        ]) {
+          const res = await api('GET', `/audit-events?until=${Math.floor(Date.now() / 1000) + 60}&cursor=${bad}`, as('admin:tokens'));
+          assertProblem(res, 400, 'cursor');
+          assert.equal(res.body.detail, 'cursor is not one this API handed out', String(bad));
+        }
+        for (const filters of ['', `until=${Math.floor(Date.now() / 1000) + 61}`, `until=${Math.floor(Date.now() / 1000) + 60}&kind=token.issued`]) {
+          const res = await api('GET', `/audit-events?${filters}&cursor=${cursor}`, as('admin:tokens'));
+          assertProblem(res, 400, 'cursor');
+          assert.match(res.body.detail, /other filters/, filters);
+        }
       });
     });
 

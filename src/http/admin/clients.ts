@@ -3,6 +3,7 @@ import { addClientSecret, ClientChangedError, createClient, deleteClient, descri
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientPowers, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
+import { listPage, pageOf, pageQuery } from './paging.ts';
 import { conflict, notFound } from './problems.ts';
 import {
   actOnCheckedClient,
@@ -13,9 +14,6 @@ import {
   iso,
   noContent,
   operation,
-  listPage,
-  pageOf,
-  pageQuery,
   optionalTimestamp,
   parseExpiry,
   recordAdminAction,

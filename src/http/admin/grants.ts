@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Grant } from '../../storage/repositories.ts';
+import { filteredPageQuery, listFilteredPage, pageOf, textId, type FilteredList } from './paging.ts';
 import { notFound } from './problems.ts';
 import { idParams, iso, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';
 
@@ -18,29 +19,31 @@ const grantProperties = {
   revoked_at: optionalTimestamp,
 } as const;
 
+/** Newest first, and of one second by id (as the indexes read them, see GrantRepository.list). */
+const GRANTS: FilteredList<Grant, string> = { name: 'grants', parseId: textId, positionOf: (grant) => ({ time: grant.createdAt, id: grant.id }) };
+
 const grantSchema = { title: 'Grant', type: 'object', required: Object.keys(grantProperties), properties: grantProperties } as const;
 
 /** Grants (what a user authorized a client to do, and the refresh tokens issued from it): list, revoke. */
 export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
-  app.get<{ Querystring: { user_id?: string; client_id?: string; limit?: number } }>(
+  app.get<{ Querystring: { user_id?: string; client_id?: string; limit: number; cursor?: string } }>(
     '/grants',
     {
-      ...operation(TAG, SCOPE, 'listGrants', 'List grants', { description: 'Newest first; filter by user, client or both.' }),
+      ...operation(TAG, SCOPE, 'listGrants', 'List grants', { description: 'Newest first, a page at a time; filter by user, client or both.' }),
       schema: {
-        querystring: {
-          type: 'object',
-          properties: {
-            user_id: { type: 'string', minLength: 1, maxLength: 200 },
-            client_id: { type: 'string', minLength: 1, maxLength: 200 },
-            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-          },
-        },
-        response: { 200: { description: 'The grants.', type: 'object', required: ['grants'], properties: { grants: { type: 'array', items: grantSchema } } } },
+        querystring: filteredPageQuery({
+          user_id: { type: 'string', minLength: 1, maxLength: 200 },
+          client_id: { type: 'string', minLength: 1, maxLength: 200 },
+        }),
+        response: { 200: pageOf('grants', grantSchema, 'newest first') },
       },
     },
     async (request) => {
-      const { user_id: userId, client_id: clientId, limit } = request.query;
-      return { grants: (await gatehouse.storage.grants.list({ userId, clientId, limit })).map(describeGrant) };
+      const { user_id: userId, client_id: clientId } = request.query;
+      const { page, nextCursor } = await listFilteredPage(GRANTS, request.query, { user_id: userId, client_id: clientId }, (after, limit) =>
+        gatehouse.storage.grants.list({ userId, clientId, after: after && { createdAt: after.time, id: after.id }, limit }),
+      );
+      return { grants: page.map(describeGrant), next_cursor: nextCursor };
     },
   );
 

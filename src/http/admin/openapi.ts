@@ -72,7 +72,8 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
         'Manage clients, their secrets and API keys, users, grants, signing keys, and read the audit log. ' +
         'Every operation (but these documentation routes) needs `Authorization: Bearer <access token>` of an **admin client**, ' +
         'obtained with the client credentials grant at `/token`, holding the admin scope the operation names. ' +
-        'Bodies are JSON, and unknown members are refused, as are query parameters an operation does not take; errors are RFC 9457 problems (`application/problem+json`).',
+        'Bodies are JSON, and unknown members are refused, as are query parameters an operation does not take; errors are RFC 9457 problems (`application/problem+json`). ' +
+        'Lists answer a page at a time: at most `limit` records, and `next_cursor`, to pass as `cursor` for the next page (null on the last).',
     },
     servers: [{ url: issuer }],
     tags: [],

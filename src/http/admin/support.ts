@@ -3,7 +3,7 @@ import { ClientChangedError } from '../../core/applications.ts';
 import { insufficientScope } from '../../core/errors.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, ClientPowers, Page } from '../../storage/repositories.ts';
+import type { Client, ClientPowers } from '../../storage/repositories.ts';
 import { invalidField, notFound, ProblemError, type FieldProblem } from './problems.ts';
 
 export type AdminScope = 'admin:clients' | 'admin:users' | 'admin:tokens';
@@ -153,55 +153,6 @@ export function parseExpiry(value: string | null | undefined, field = 'expires_a
 // JSON Schema building blocks. Request bodies list their members with `propertyNames` rather than
 // `additionalProperties: false`, which Fastify's Ajv would silently strip instead of refusing: a
 // misspelt field must be an error, never ignored. (The OpenAPI document shows it as closed.)
-
-/** The querystring of a paged list: how many records, and where the page starts. */
-export const pageQuery = {
-  type: 'object',
-  properties: {
-    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100, description: 'Records on the page, at most.' },
-    cursor: { type: 'string', minLength: 1, maxLength: 400, description: 'Where the page starts: the `next_cursor` of the page before.' },
-  },
-} as const;
-
-/** The response of a paged list: the records under `name`, and where the next page starts (null after the last). */
-export function pageOf(name: string, item: object) {
-  return {
-    description: 'One page of the list, oldest first.',
-    type: 'object',
-    required: [name, 'next_cursor'],
-    properties: { [name]: { type: 'array', items: item }, next_cursor: { type: ['string', 'null'], description: 'Pass as `cursor` for the next page; null on the last page.' } },
-  };
-}
-
-/**
- * One page of a list as `pageQuery` asks for it, and the cursor of the next page. One record more
- * than the page is read, to know whether another page follows.
- */
-export async function listPage<Record extends { createdAt: number; id: string }>(
-  { limit, cursor }: { limit: number; cursor?: string },
-  list: (page: Page) => Promise<Record[]>,
-): Promise<{ page: Record[]; nextCursor: string | null }> {
-  const after = cursor === undefined ? undefined : positionOf(cursor);
-  const records = await list({ after, limit: limit + 1 });
-  if (records.length <= limit) return { page: records, nextCursor: null };
-  const last = records[limit - 1]!;
-  return { page: records.slice(0, limit), nextCursor: Buffer.from(`${last.createdAt}:${last.id}`).toString('base64url') };
-}
-
-/**
- * Where a `cursor` says a page starts. Only what this API hands out is accepted: the unpadded
- * base64url of `<created_at>:<id>`, with an id of at most 200 characters (as path ids) and no
- * control character. The NUL check of the raw input cannot see inside the encoding, and PostgreSQL
- * refuses a NUL in text ("invalid byte sequence for encoding UTF8: 0x00"), which would be a 500;
- * bytes that are not UTF-8 would be compared as something else. Anything else is a 400.
- */
-function positionOf(cursor: string): NonNullable<Page['after']> {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const match = /^(\d{1,15}):([^\x00-\x1f\x7f]{1,200})$/u.exec(text);
-  // Re-encoding gives the cursor back only if it was canonical base64url of valid UTF-8.
-  if (!match || Buffer.from(text).toString('base64url') !== cursor) throw invalidField('cursor', 'cursor is not one this API handed out');
-  return { createdAt: Number(match[1]), id: match[2]! };
-}
 
 export const timestamp = { type: 'string', format: 'date-time' } as const;
 export const optionalTimestamp = { type: ['string', 'null'], format: 'date-time' } as const;

@@ -3,7 +3,8 @@ import { createUser, resetUserPassword, setUserDisabled, updateUser } from '../.
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { notFound } from './problems.ts';
-import { idParams, iso, noContent, operation, optionalTimestamp, listPage, pageOf, pageQuery, recordAdminAction, requestBody, timestamp } from './support.ts';
+import { listPage, pageOf, pageQuery } from './paging.ts';
+import { idParams, iso, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Users';
 const SCOPE = 'admin:users';
