@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { COLUMNS, type Database } from '../schema.ts';
 import type { ConsentRepository, PendingAuthorizationRepository, SessionRepository } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
@@ -56,11 +56,15 @@ export function kyselyConsents(db: Kysely<Database>): ConsentRepository {
           .where('client_id', '=', clientId)
           .where('consumed_at', 'is', null)
           .executeTakeFirst();
+        // The user's grants (a few) are read through the index of users' grants and checked for the
+        // client: the one plan made for every user and client intersected that index with the one of
+        // clients' grants, and so read every grant of a client that has many (310 ms for 160k).
+        // Appending '' hides the column from the clients' index and changes no answer.
         const revoked = await trx
           .updateTable('grants')
           .set({ revoked_at: now })
           .where('user_id', '=', userId)
-          .where('client_id', '=', clientId)
+          .where(sql<boolean>`client_id || '' = ${clientId}`)
           .where('revoked_at', 'is', null)
           .executeTakeFirst();
         return deleted.numDeletedRows > 0n || revoked.numUpdatedRows > 0n || voided.numDeletedRows > 0n;
