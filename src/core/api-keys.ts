@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiKey, Client, ExpectedClient, Storage } from '../storage/repositories.ts';
-import { HIDDEN_IN_NAME, ValidationError } from './applications.ts';
+import { HIDDEN_IN_NAME, insertOnce, ValidationError } from './applications.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { ScopePolicy } from './scopes.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
@@ -10,6 +10,8 @@ export interface KeyInput {
   name: string;
   scopes?: string[] | undefined;
   expiresAt?: number | null | undefined;
+  /** The key's id: a new random one unless given; one that is taken fails with AlreadyCreatedError. */
+  id?: string | undefined;
 }
 
 /**
@@ -57,7 +59,7 @@ export class ApiKeyService {
     if (scopes.length === 0) throw new ValidationError('scopes', 'an API key needs at least one scope the application holds');
     const value = createOpaqueToken('ak');
     const key: ApiKey = {
-      id: randomUUID(),
+      id: input.id ?? randomUUID(),
       clientId: client.id,
       name,
       digest: digestOf(value),
@@ -68,7 +70,8 @@ export class ApiKeyService {
       revokedAt: null,
       lastUsedAt: null,
     };
-    return (await this.#storage.apiKeys.create(key, expected)) ? { key, value } : undefined;
+    const stored = await insertOnce(() => this.#storage.apiKeys.create(key, expected), async () => (await this.#storage.apiKeys.findById(key.id)) !== undefined, `the API key ${key.id}`);
+    return stored ? { key, value } : undefined;
   }
 
   /**

@@ -56,10 +56,35 @@ interface Services {
   config: Pick<GatehouseConfig, 'implicit'>;
 }
 
-/** Registers a client; a confidential client gets its first secret, returned once in plain text. */
-export async function createClient(services: Services, input: ClientInput, now: number): Promise<{ client: Client; secret: string | undefined }> {
-  const client = validateClient(services, { ...input, id: `app_${randomBytes(12).toString('hex')}` });
-  const created = await services.storage.clients.create(client, now);
+/**
+ * A record was to be made with an id that is taken: an id given by the caller (the portal derives
+ * one from a form, so that the form sent twice makes one record), so it was made before.
+ */
+export class AlreadyCreatedError extends Error {
+  override name = 'AlreadyCreatedError';
+  readonly code = 'ERR_ALREADY_CREATED';
+}
+
+/**
+ * Writes a record with `insert`; if that fails because a record with its id is there (`exists`),
+ * fails with AlreadyCreatedError instead, as a unique index settles two writes sent at once.
+ */
+export async function insertOnce<T>(insert: () => Promise<T>, exists: () => Promise<boolean>, what: string): Promise<T> {
+  try {
+    return await insert();
+  } catch (error) {
+    if (await exists()) throw new AlreadyCreatedError(`${what} was created already`);
+    throw error;
+  }
+}
+
+/**
+ * Registers a client; a confidential client gets its first secret, returned once in plain text.
+ * `id` is a new random one unless given; one that is taken fails with AlreadyCreatedError.
+ */
+export async function createClient(services: Services, input: ClientInput, now: number, id = `app_${randomBytes(12).toString('hex')}`): Promise<{ client: Client; secret: string | undefined }> {
+  const client = validateClient(services, { ...input, id });
+  const created = await insertOnce(() => services.storage.clients.create(client, now), async () => (await services.storage.clients.find(id)) !== undefined, `the client ${id}`);
   const secret = created.type === 'confidential' ? await addClientSecret(services, created.id, now) : undefined;
   return { client: created, secret };
 }
@@ -67,13 +92,15 @@ export async function createClient(services: Services, input: ClientInput, now: 
 /**
  * Adds a secret to a client (the old ones keep working until deleted: rotation without downtime).
  * With `expected`, only while the client is as expected (ClientRepository.addSecret): undefined,
- * and nothing stored, when it is not.
+ * and nothing stored, when it is not. `id` is the secret's: a new random one unless given; one
+ * that is taken fails with AlreadyCreatedError.
  */
 export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt?: number | null): Promise<string>;
-export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null, expected: ExpectedClient): Promise<string | undefined>;
-export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null = null, expected?: ExpectedClient): Promise<string | undefined> {
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null, expected: ExpectedClient, id?: string): Promise<string | undefined>;
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null = null, expected?: ExpectedClient, id: string = randomUUID()): Promise<string | undefined> {
   const secret = createOpaqueToken('cs');
-  const stored = await services.storage.clients.addSecret({ id: randomUUID(), clientId, digest: digestOf(secret), hint: hintOf(secret), createdAt: now, expiresAt }, expected);
+  const exists = async () => (await services.storage.clients.listSecrets(clientId)).some((stored) => stored.id === id);
+  const stored = await insertOnce(() => services.storage.clients.addSecret({ id, clientId, digest: digestOf(secret), hint: hintOf(secret), createdAt: now, expiresAt }, expected), exists, `the secret ${id}`);
   services.clients.invalidate(clientId);
   return stored ? secret : undefined;
 }

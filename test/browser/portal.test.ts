@@ -248,4 +248,59 @@ describe('developer portal in headless Chromium', () => {
       await context.close();
     }
   });
+  /** A new browser context with a developer signed up in it. */
+  const signedUpDeveloper = async (email: string) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    await page.goto(`${server.url}/signup`);
+    await page.getByLabel('Email').fill(email);
+    await page.getByLabel('Password').fill('correct horse battery staple');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.waitForURL(`${server.url}/account`);
+    return { context, page };
+  };
+
+  it('makes one application, one secret and one API key of a form sent again with Reload, and does not show their credentials again', async () => {
+    const { context, page } = await signedUpDeveloper('reloading@example.com');
+    try {
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel('Name').fill('Reloaded');
+      await page.getByLabel(/^Redirect URIs/).fill(clientApp.callback);
+      await page.getByRole('button', { name: 'Create application' }).click();
+      const secret = await page.getByRole('textbox', { name: 'Client secret', exact: true }).inputValue();
+      const key = await page.getByRole('textbox', { name: 'API key', exact: true }).inputValue();
+
+      // Reload posts the form again: the page of the application made the first time, without its credentials.
+      await page.reload();
+      await page.getByText('This form was sent again').waitFor();
+      assert.equal(await page.getByRole('heading', { name: 'Reloaded', level: 1 }).count(), 1);
+      assert.equal(await page.getByRole('textbox', { name: 'Client secret', exact: true }).count(), 0);
+      const html = await page.content();
+      assert.ok(!html.includes(secret) && !html.includes(key));
+      assert.equal(await page.locator('.rows .row').count(), 1, 'one secret');
+      await page.goto(`${server.url}/developers`);
+      assert.equal(await page.locator('.portal-item').count(), 1, 'one application');
+
+      await page.getByRole('link', { name: 'Reloaded' }).click();
+      await page.getByRole('button', { name: 'Add a secret' }).click();
+      const added = await page.getByRole('textbox', { name: 'New client secret', exact: true }).inputValue();
+      await page.reload();
+      await page.getByText('This form was sent again').waitFor();
+      assert.ok(!(await page.content()).includes(added));
+      assert.equal(await page.locator('.rows .row').count(), 2, 'one secret added');
+
+      await page.getByRole('link', { name: 'API keys' }).click();
+      await page.getByLabel('Name').fill('Nightly');
+      await page.getByRole('checkbox', { name: /model:read/ }).check();
+      await page.getByRole('button', { name: 'Create API key' }).click();
+      const created = await page.getByRole('textbox', { name: 'API key', exact: true }).inputValue();
+      await page.reload();
+      await page.getByText('This form was sent again').waitFor();
+      assert.ok(!(await page.content()).includes(created));
+      assert.equal(await page.locator('.key').count(), 2, 'the default key and one more');
+    } finally {
+      await context.close();
+    }
+  });
 });

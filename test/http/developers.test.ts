@@ -234,6 +234,56 @@ for (const dialect of DIALECTS) {
         assert.ok(!publicApp.page.includes('gate_ak_'));
       });
 
+      it('makes one application, one secret and one API key of a form sent twice at once, and shows their credentials on one answer only', async (t) => {
+        const developer = await server.user(`twice-${dialect}@example.com`, PASSWORD);
+        const browser = await signIn(developer.email);
+        const formPage = (await browser.request(url('/developers/new'))).text;
+        // Both requests have found nothing made yet when they write: the write waits (up to a second) for the other request's.
+        const storage = server.gatehouse.storage;
+        for (const [repository, method] of [[storage.clients, 'create'], [storage.clients, 'addSecret'], [storage.apiKeys, 'create']] as const) {
+          const writes = repository as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+          const write = writes[method]!.bind(repository);
+          let waiting: (() => void) | undefined;
+          t.mock.method(writes, method, async (...args: unknown[]) => {
+            if (waiting) waiting();
+            else await new Promise<void>((arrived) => ((waiting = arrived), setTimeout(arrived, 1000)));
+            waiting = undefined;
+            return write(...args);
+          });
+        }
+        const sendTwice = (path: string, form: Record<string, string> | Pairs) => Promise.all([browser.request(url(path), { form }), browser.request(url(path), { form })]);
+        const oneShown = (answers: { status: number; location?: string | undefined; text: string }[], again: RegExp) => {
+          const shown = answers.filter((answer) => answer.status === 200);
+          assert.equal(shown.length, 1, answers.map((answer) => `${answer.status} ${answer.location}`).join(', '));
+          const other = answers.find((answer) => answer !== shown[0])!;
+          assert.equal(other.status, 303);
+          assert.match(other.location ?? '', again);
+          return shown[0]!.text;
+        };
+
+        const created = oneShown(
+          await sendTwice('/developers/applications', { ...appForm({ api_key: 'on' }), csrf: hiddenField(formPage, 'csrf'), form_id: hiddenField(formPage, 'form_id') }),
+          /^\/developers\/applications\/app_[0-9a-f]{24}\?notice=created-before$/,
+        );
+        const id = inputValue(created, 'client-id');
+        assert.deepEqual((await server.gatehouse.storage.clients.listForOwner(developer.id)).map((client) => client.id), [id]);
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 1);
+        assert.equal((await server.gatehouse.storage.apiKeys.listForClient(id)).length, 1);
+        const again = await browser.request(url(`/developers/applications/${id}?notice=created-before`));
+        assert.match(again.text, /This form was sent again/);
+        assert.ok(!again.text.includes(inputValue(created, 'revealed-value')) && !again.text.includes('gate_ak_'));
+
+        const appPage = (await browser.request(url(`/developers/applications/${id}`))).text;
+        oneShown(await sendTwice(`/developers/applications/${id}/secrets`, { csrf: hiddenField(appPage, 'csrf'), form_id: hiddenField(appPage, 'form_id') }), /\?notice=secret-added-before$/);
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 2);
+
+        const keysPage = (await browser.request(url(`/developers/applications/${id}/api-keys`))).text;
+        const keyForm: Pairs = [['csrf', hiddenField(keysPage, 'csrf')], ['form_id', hiddenField(keysPage, 'form_id')], ['name', 'Nightly'], ['scopes', 'model:read']];
+        oneShown(await sendTwice(`/developers/applications/${id}/api-keys`, keyForm), /\/api-keys\?notice=created-before$/);
+        assert.equal((await server.gatehouse.storage.apiKeys.listForClient(id)).length, 2);
+        t.mock.restoreAll();
+      });
+
       it('ignores every privileged field posted with the form', async () => {
         const browser = await signIn(alice.email);
         const { id } = await createApp(browser, [

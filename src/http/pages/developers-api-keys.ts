@@ -1,17 +1,21 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { ValidationError } from '../../core/applications.ts';
+import { AlreadyCreatedError, ValidationError } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey, Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';
 import { applicationHeader, applicationNotFound, day, fieldList, mayManage, minute, noticeFrom, portalRequest, RECORD_ID, sentence, writeToOwnApplication, type WriteRefused } from './developers-context.ts';
 import type { Revealed } from './developers-application.ts';
+import { formIdOf, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
 
 /** Shown under a new API key. */
 export const API_KEY_USAGE = 'Send it in the header “Authorization: ApiKey <key>”. It acts as this application, with the scopes listed under API keys.';
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
-const NOTICES = { revoked: 'The API key was revoked. It no longer works.' };
+const NOTICES = {
+  revoked: 'The API key was revoked. It no longer works.',
+  'created-before': 'This form was sent again, and the API key had been created the first time, so nothing more was created. It was shown only then: if you did not copy it, revoke it and create another.',
+};
 const KEY_NOT_CREATED = 'The application was changed meanwhile, so no API key was created. Review its scopes as they are now, and create the key again.';
 const KEY_NOT_REVOKED = 'The application was changed meanwhile, so the API key was not revoked. Review the keys as they are now, and revoke it again.';
 
@@ -40,7 +44,7 @@ function keyStatus(key: ApiKey, now: number): { label: string; live: boolean } {
  * optional expiry and scopes among the application's; shown once; listed by name, prefix, creation
  * and last use; revocable at once.
  */
-export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: FormRecordIds): Promise<void> {
   const showKeys = async (
     reply: FastifyReply,
     client: Client,
@@ -60,6 +64,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
         tab: 'api-keys',
         notice: data.notice,
         revealed: data.revealed,
+        formId: newFormId(),
         form: data.form ?? { name: '', expires_on: '', scopes: [] },
         errors: data.errors ?? {},
         scopeChoices: keyScopes(gatehouse, client),
@@ -98,10 +103,14 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     const { developer, application } = portalRequest(request);
     if (application.type !== 'confidential') return showKeys(reply, application, { errors: { form: 'API keys are for confidential applications.' } }, 400);
     const form: KeyForm = { name: field(request.body, 'name')?.trim() ?? '', expires_on: field(request.body, 'expires_on')?.trim() ?? '', scopes: fieldList(request.body, 'scopes') };
+    // The form sent again (Reload on the page that showed the key) names the key it made.
+    const id = ids.credential('api-key', application.id, formIdOf(request.body));
+    const createdBefore = () => reply.redirect(`${applicationHeader(application).path}/api-keys?notice=created-before`, 303);
+    if ((await gatehouse.storage.apiKeys.findById(id))?.clientId === application.id) return createdBefore();
     const now = gatehouse.clock();
     try {
       if (form.scopes.length === 0) throw new ValidationError('scopes', 'choose at least one scope');
-      const input = { name: form.name, scopes: form.scopes, expiresAt: expiryFrom(form.expires_on) };
+      const input = { name: form.name, scopes: form.scopes, expiresAt: expiryFrom(form.expires_on), id };
       // Stored only while the application is as checked: a key never reaches one an operator made an admin client or gave to someone else meanwhile.
       const written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) => gatehouse.apiKeys.create(current, input, now, expected));
       if ('refused' in written) return refusedWrite(reply, developer.user.id, application.id, written.refused, KEY_NOT_CREATED, form);
@@ -118,6 +127,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
       });
       return showKeys(reply, written.application, { notice: `The API key “${key.name}” was created.`, revealed: [{ label: 'API key', value, usage: API_KEY_USAGE }] });
     } catch (error) {
+      if (error instanceof AlreadyCreatedError) return createdBefore();
       if (!(error instanceof ValidationError)) throw error;
       const name = error.field === 'expires_at' ? 'expires_on' : error.field;
       return showKeys(reply, application, { form, errors: { [name]: sentence(error.message) } }, 400);

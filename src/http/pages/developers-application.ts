@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { calculateJwkThumbprint, type JSONWebKeySet, type JWK } from 'jose';
-import { addClientSecret, ClientChangedError, holdsPrivateKeyMaterial, updateClient, ValidationError } from '../../core/applications.ts';
+import { addClientSecret, AlreadyCreatedError, ClientChangedError, holdsPrivateKeyMaterial, updateClient, ValidationError } from '../../core/applications.ts';
 import { hintOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories.ts';
@@ -21,6 +21,7 @@ import {
   type WriteRefused,
 } from './developers-context.ts';
 import { checkApplicationDetails, encodeFormBase, formError, readApplicationDetails, readFormBase, type ApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
+import { formIdOf, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
 
 /** A credential shown once, on the response to the request that made it; never stored in plain text. */
@@ -36,6 +37,9 @@ export interface Revealed {
 const NOTICES = {
   'secret-deleted': 'The secret was deleted. It no longer works.',
   updated: 'The application was saved.',
+  'created-before':
+    'This form was sent again, and the application had been created the first time, so nothing more was created. A client secret or API key made with it was shown only then: if you did not copy it, add a new secret (then delete the old one) or create a new API key.',
+  'secret-added-before': 'This form was sent again, and the secret had been added the first time: nothing more was added. It was shown only then; if you did not copy it, add another and delete this one.',
   'keys-saved': 'The public keys were saved. Client assertions signed with their private keys now authenticate the application.',
   'keys-removed': 'The public keys were removed. Client assertions no longer authenticate the application.',
 };
@@ -136,6 +140,7 @@ export async function showApplication(
       notice: data.notice,
       error: data.error,
       revealed: data.revealed,
+      formId: newFormId(),
       form: { values: data.form?.values ?? detailsOf(client), errors: data.form?.errors ?? {}, base: encodeFormBase(data.form?.base ?? detailsOf(client)) },
       keys: { registered: publicKeys, jwks: data.keys?.jwks ?? '', error: data.keys?.error, audience: `${issuer.replace(/\/+$/, '')}/token` },
       // Newest first: after a rotation the secret to keep is on top, the one to delete below.
@@ -156,7 +161,7 @@ export async function showApplication(
   );
 }
 
-export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: FormRecordIds): Promise<void> {
   portal.get('/developers/applications/:clientId', async (request, reply) => {
     const { application } = portalRequest(request);
     return showApplication(reply, gatehouse, application, { notice: noticeFrom(request, NOTICES) });
@@ -274,10 +279,20 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const { developer, application } = portalRequest(request);
     const publicRefused = (client: Client) => showApplication(reply, gatehouse, client, { error: 'A public application has no client secret.' }, 400);
     if (application.type !== 'confidential') return publicRefused(application);
+    // The form sent again (Reload on the page that showed the secret) names the secret it added.
+    const id = ids.credential('secret', application.id, formIdOf(request.body));
+    const addedBefore = () => reply.redirect(`${applicationHeader(application).path}?notice=secret-added-before`, 303);
+    if ((await gatehouse.storage.clients.listSecrets(application.id)).some((secret) => secret.id === id)) return addedBefore();
     const now = gatehouse.clock();
-    const written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) =>
-      current.type === 'confidential' ? addClientSecret(gatehouse, current.id, now, null, expected) : Promise.resolve(undefined),
-    );
+    let written;
+    try {
+      written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) =>
+        current.type === 'confidential' ? addClientSecret(gatehouse, current.id, now, null, expected, id) : Promise.resolve(undefined),
+      );
+    } catch (error) {
+      if (error instanceof AlreadyCreatedError) return addedBefore();
+      throw error;
+    }
     if ('refused' in written) return refusedWrite(reply, gatehouse, developer.user.id, application.id, written.refused, SECRET_NOT_ADDED);
     const secret = written.done;
     // Nothing written, to the application as checked: it was made public meanwhile.

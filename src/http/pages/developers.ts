@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { createClient, deleteClient, ValidationError, type ClientInput } from '../../core/applications.ts';
+import { AlreadyCreatedError, createClient, deleteClient, ValidationError, type ClientInput } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey, Client, ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';
@@ -7,6 +7,7 @@ import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
 import { applicationHeader, applicationNotFound, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
+import { formIdOf, formRecordIds, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
 
 /**
@@ -18,9 +19,10 @@ import { renderPage } from './render.ts';
 export async function developerPortalRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   await app.register(async (portal) => {
     guardPortal(portal, pages);
-    await listRoutes(portal, pages.gatehouse);
-    await applicationRoutes(portal, pages.gatehouse);
-    await apiKeyRoutes(portal, pages.gatehouse);
+    const ids = formRecordIds(pages.gatehouse.config.secret);
+    await listRoutes(portal, pages.gatehouse, ids);
+    await applicationRoutes(portal, pages.gatehouse, ids);
+    await apiKeyRoutes(portal, pages.gatehouse, ids);
   });
 }
 
@@ -32,7 +34,7 @@ interface ApplicationForm extends ApplicationDetailsForm {
   api_key: boolean;
 }
 
-async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
+async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: FormRecordIds): Promise<void> {
   portal.get('/developers', async (request, reply) => {
     const developer = developerOf(request);
     const clients = (await gatehouse.storage.clients.listForOwner(developer.user.id)).filter((client) => mayManage(client, developer.user.id));
@@ -45,7 +47,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
   });
 
   const showForm = (reply: FastifyReply, values: ApplicationForm, errors: Partial<Record<string, string>> = {}, status = 200) =>
-    renderPage(reply, 'developers-new', { title: 'New application', values, errors }, status);
+    renderPage(reply, 'developers-new', { title: 'New application', values, errors, formId: newFormId() }, status);
 
   portal.get('/developers/new', async (_request, reply) =>
     showForm(reply, { name: '', description: '', type: 'confidential', base_url: '', redirect_uris: '', api_key: true }),
@@ -58,11 +60,26 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse): Promis
     const developer = developerOf(request);
     const body = request.body;
     const values: ApplicationForm = { ...readApplicationDetails(body), type: field(body, 'type') ?? '', api_key: field(body, 'api_key') === 'on' };
+    // The form sent again (Reload on the page that showed the secret) finds the application it made.
+    const id = ids.client(developer.user.id, formIdOf(body));
+    const sentAgain = async () => {
+      const made = await gatehouse.storage.clients.find(id);
+      if (!made || !mayManage(made, developer.user.id)) return applicationNotFound(reply);
+      return reply.redirect(`${applicationHeader(made).path}?notice=created-before`, 303);
+    };
+    if (await gatehouse.storage.clients.find(id)) return sentAgain();
     const checked = applicationInput(gatehouse, developer.user.id, values);
     if ('errors' in checked) return showForm(reply, values, checked.errors, 400);
     try {
       const now = gatehouse.clock();
-      const { client, secret } = await createClient(gatehouse, checked.input, now);
+      let made;
+      try {
+        made = await createClient(gatehouse, checked.input, now, id);
+      } catch (error) {
+        if (error instanceof AlreadyCreatedError) return sentAgain();
+        throw error;
+      }
+      const { client, secret } = made;
       const revealed: Revealed[] = secret ? [{ label: 'Client secret', value: secret }] : [];
       let apiKey: ApiKey | undefined;
       if (secret && values.api_key) {
