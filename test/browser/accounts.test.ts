@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -11,6 +11,16 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const PASSWORD = 'correct horse battery staple';
+
+/** The focused field's id and what describes it to a screen reader (the text of its aria-describedby). */
+const focusedField = (page: Page) =>
+  page.evaluate(() => {
+    // Runs in the page, where document is the browser's (this file is typed for Node).
+    const doc = (globalThis as unknown as { document: { activeElement: { id: string; getAttribute(name: string): string | null } | null; getElementById(id: string): { textContent: string } | null } }).document;
+    const field = doc.activeElement;
+    const described = field?.getAttribute('aria-describedby');
+    return { id: field?.id, description: described ? doc.getElementById(described)?.textContent : undefined };
+  });
 
 for (const dialect of DIALECTS) {
   describe(`user accounts in a browser (${dialect})`, { timeout: 120_000 }, () => {
@@ -56,6 +66,51 @@ for (const dialect of DIALECTS) {
       assert.ok(stored, 'found by the email as typed');
       await assert.rejects(server.user('BEN@BÜCHER.example', PASSWORD), { name: 'EmailTakenError' });
       await assert.rejects(server.user('ben@xn--bcher-kva.example', PASSWORD), { name: 'EmailTakenError' });
+    });
+    it('refuses a sign-up with the message next to its field, which takes the focus, and keeps what was typed', async () => {
+      await server.user(`taken-${dialect}@example.com`, PASSWORD);
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.goto(`${server.url}/signup`);
+        await page.fill('#name', 'Cleo <b>Developer</b>');
+        await page.fill('#email', `cleo-${dialect}@example.com`);
+        // minlength stops the form in the browser; a password of 4 emoji (8 UTF-16 units) passes it, and Gatehouse counts characters.
+        await page.fill('#password', '😀😀😀😀');
+        const [short] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.click('button[type=submit]')]);
+        assert.equal(short.status(), 400);
+        assert.deepEqual(await focusedField(page), { id: 'password', description: 'The password must be at least 8 characters long.' });
+        assert.equal(await page.inputValue('#name'), 'Cleo <b>Developer</b>');
+        assert.equal(await page.inputValue('#email'), `cleo-${dialect}@example.com`);
+
+        await page.fill('#email', `taken-${dialect}@example.com`);
+        await page.fill('#password', PASSWORD);
+        const [taken] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.click('button[type=submit]')]);
+        assert.equal(taken.status(), 400);
+        assert.deepEqual(await focusedField(page), { id: 'email', description: 'This email cannot be used to create an account. If it is yours, sign in instead.' });
+        assert.equal(await page.inputValue('#email'), `taken-${dialect}@example.com`);
+        assert.equal(await server.gatehouse.storage.users.findByEmail(`cleo-${dialect}@example.com`), undefined);
+      } finally {
+        await context.close();
+      }
+    });
+
+    it('refuses a sign-in with the email kept, and the focus on the password to type again', async () => {
+      await server.user(`dora-${dialect}@example.com`, PASSWORD);
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.goto(`${server.url}/login`);
+        assert.equal((await focusedField(page)).id, 'email');
+        await page.fill('#email', `dora-${dialect}@example.com`);
+        await page.fill('#password', 'not the password');
+        const [refused] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.click('button[type=submit]')]);
+        assert.equal(refused.status(), 401);
+        assert.deepEqual(await focusedField(page), { id: 'password', description: 'The email or password is not right.' });
+        assert.equal(await page.inputValue('#email'), `dora-${dialect}@example.com`);
+      } finally {
+        await context.close();
+      }
     });
   });
 }

@@ -261,6 +261,64 @@ describe('developer portal in headless Chromium', () => {
     return { context, page };
   };
 
+  /** The focused field's id and what describes it to a screen reader (the text of its aria-describedby). */
+  const focusedField = (page: Page) =>
+    page.evaluate(() => {
+      // Runs in the page, where document is the browser's (this file is typed for Node).
+      const doc = (globalThis as unknown as { document: { activeElement: { id: string; getAttribute(name: string): string | null } | null; getElementById(id: string): { textContent: string } | null } }).document;
+      const field = doc.activeElement;
+      const described = field?.getAttribute('aria-describedby');
+      return { id: field?.id, description: described ? doc.getElementById(described)?.textContent : undefined };
+    });
+
+  const submit = async (page: Page, button: string) => {
+    const [response] = await Promise.all([page.waitForResponse((answer) => answer.request().method() === 'POST'), page.getByRole('button', { name: button }).click()]);
+    await page.waitForLoadState();
+    return response.status();
+  };
+
+  it('puts the focus on the first field with an error, described by its message, and keeps what was typed', async () => {
+    const { context, page } = await signedUpDeveloper('typos@example.com');
+    try {
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel('Name').fill('"><img src=x onerror=alert(1)>');
+      await page.getByLabel(/^Base URL/).fill('javascript:alert(1)');
+      await page.getByLabel(/^Redirect URIs/).fill('https://app.example/callback#done');
+      assert.equal(await submit(page, 'Create application'), 400);
+      assert.deepEqual(await focusedField(page), { id: 'app-base-url', description: 'The base URL must be an http or https address, such as https://app.example.com.' });
+      assert.equal(await page.getByLabel('Name').inputValue(), '"><img src=x onerror=alert(1)>');
+      assert.equal(await page.getByLabel(/^Redirect URIs/).inputValue(), 'https://app.example/callback#done');
+      assert.match((await page.locator('#app-redirect-uris-error').textContent()) ?? '', /fragment/);
+
+      await page.getByLabel(/^Base URL/).fill('');
+      await page.getByLabel(/^Redirect URIs/).fill('http://app.example/callback');
+      assert.equal(await submit(page, 'Create application'), 400);
+      assert.equal((await focusedField(page)).id, 'app-redirect-uris');
+      await page.goto(`${server.url}/developers`);
+      assert.equal(await page.locator('.portal-item').count(), 0, 'nothing created');
+
+      // A native app's private-use scheme (RFC 8252 §7.1) is taken; then the settings form, and an API key without name or scope.
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel('Name').fill('Field tablet');
+      await page.getByLabel(/^Redirect URIs/).fill('com.example.tablet:/callback');
+      await page.getByRole('button', { name: 'Create application' }).click();
+      await page.getByRole('heading', { name: 'Field tablet', level: 1 }).waitFor();
+      const path = new URL(page.url()).pathname === '/developers/applications' ? `/developers/applications/${await page.getByRole('textbox', { name: 'Client ID', exact: true }).inputValue()}` : new URL(page.url()).pathname;
+      await page.goto(`${server.url}${path}`);
+      await page.getByLabel('Name').fill('');
+      assert.equal(await submit(page, 'Save changes'), 400);
+      assert.deepEqual(await focusedField(page), { id: 'app-name', description: 'Give the application a name.' });
+
+      await page.goto(`${server.url}${path}/api-keys`);
+      await page.getByRole('checkbox', { name: /model:read/ }).check();
+      assert.equal(await submit(page, 'Create API key'), 400);
+      assert.deepEqual(await focusedField(page), { id: 'key-name', description: 'An API key needs a name.' });
+      assert.ok(await page.getByRole('checkbox', { name: /model:read/ }).isChecked());
+    } finally {
+      await context.close();
+    }
+  });
+
   it('makes one application, one secret and one API key of a form sent again with Reload, and does not show their credentials again', async () => {
     const { context, page } = await signedUpDeveloper('reloading@example.com');
     try {

@@ -14,6 +14,10 @@ export function safeNextPage(value: unknown): string | undefined {
   return typeof value === 'string' && value.length <= 512 && NEXT_PAGE.test(value) && !value.includes('//') ? value : undefined;
 }
 
+/** The sign-up form's fields that show a message of their own. */
+const SIGNUP_FIELDS: readonly string[] = ['name', 'email', 'password'];
+type SignupErrors = Partial<Record<'name' | 'email' | 'password' | 'form', string>>;
+
 const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
 const tooManyAccounts = (seconds: number): string => `Too many accounts were created from your network. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
 
@@ -95,11 +99,12 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     return signedIn(request, reply, result.user.id, pendingId, next);
   });
 
-  const showSignup = (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; name?: string; error?: string }, status = 200) =>
+  /** `errors`: a message next to the field it is about (name, email, password), or above the form (form). */
+  const showSignup = (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; name?: string; errors?: SignupErrors }, status = 200) =>
     renderPage(
       reply,
       'signup',
-      { title: 'Create your account', pendingId, next: pendingId ? undefined : next, carry: carried(pendingId, next), email: data.email ?? '', name: data.name ?? '', error: data.error },
+      { title: 'Create your account', pendingId, next: pendingId ? undefined : next, carry: carried(pendingId, next), email: data.email ?? '', name: data.name ?? '', errors: data.errors ?? {} },
       status,
     );
 
@@ -117,30 +122,33 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     const name = field(request.body, 'name')?.trim() ?? '';
     const password = field(request.body, 'password') ?? '';
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
-      return showSignup(reply, pendingId, next, { email, name, error: 'Your session expired while the page was open. Please try again.' }, 403);
+      return showSignup(reply, pendingId, next, { email, name, errors: { form: 'Your session expired while the page was open. Please try again.' } }, 403);
     }
-    if (name.length > 200) return showSignup(reply, pendingId, next, { email, name: '', error: 'The name is too long.' }, 400);
+    if (name.length > 200) return showSignup(reply, pendingId, next, { email, name, errors: { name: 'The name is longer than 200 characters.' } }, 400);
     const foreign = await refusedHere(request, pendingId);
     if (foreign) return sendOutcome(reply, foreign, true);
     const wait = await gatehouse.login.signupBlockedFor(request.ip, gatehouse.clock());
     if (wait > 0) {
       reply.header('retry-after', String(wait));
-      return showSignup(reply, pendingId, next, { email, name, error: tooManyAttempts(wait) }, 429);
+      return showSignup(reply, pendingId, next, { email, name, errors: { form: tooManyAttempts(wait) } }, 429);
     }
     try {
       const result = await gatehouse.signups.signUp({ email, password, name }, request.ip, gatehouse.clock());
       if (result.outcome === 'throttled') {
         reply.header('retry-after', String(result.retryAfterSeconds));
-        return showSignup(reply, pendingId, next, { email, name, error: tooManyAccounts(result.retryAfterSeconds) }, 429);
+        return showSignup(reply, pendingId, next, { email, name, errors: { form: tooManyAccounts(result.retryAfterSeconds) } }, 429);
       }
       const { user } = result;
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_up', outcome: 'success', clientId: null, userId: user.id, data: {} });
       return signedIn(request, reply, user.id, pendingId, next);
     } catch (error) {
-      if (error instanceof ValidationError) return showSignup(reply, pendingId, next, { email, name, error: error.message.charAt(0).toUpperCase() + error.message.slice(1) + '.' }, 400);
+      if (error instanceof ValidationError) {
+        const message = error.message.charAt(0).toUpperCase() + error.message.slice(1) + '.';
+        return showSignup(reply, pendingId, next, { email, name, errors: { [SIGNUP_FIELDS.includes(error.field) ? error.field : 'form']: message } }, 400);
+      }
       if (error instanceof EmailTakenError) {
         await gatehouse.login.signupRefusedTakenEmail(request.ip, gatehouse.clock());
-        return showSignup(reply, pendingId, next, { email, name, error: 'This email cannot be used to create an account. If it is yours, sign in instead.' }, 400);
+        return showSignup(reply, pendingId, next, { email, name, errors: { email: 'This email cannot be used to create an account. If it is yours, sign in instead.' } }, 400);
       }
       throw error;
     }
