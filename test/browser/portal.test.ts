@@ -309,11 +309,18 @@ describe('developer portal in headless Chromium', () => {
       assert.equal(await submit(page, 'Save changes'), 400);
       assert.deepEqual(await focusedField(page), { id: 'app-name', description: 'Give the application a name.' });
 
+      // Every problem of the key form at once: no name, no scope, no date.
       await page.goto(`${server.url}${path}/api-keys`);
-      await page.getByRole('checkbox', { name: /model:read/ }).check();
+      await page.getByLabel(/^Expires after/).evaluate((input) => ((input as unknown as { type: string; value: string }).type = 'text'));
+      await page.getByLabel(/^Expires after/).fill('31/12/2030');
       assert.equal(await submit(page, 'Create API key'), 400);
       assert.deepEqual(await focusedField(page), { id: 'key-name', description: 'An API key needs a name.' });
-      assert.ok(await page.getByRole('checkbox', { name: /model:read/ }).isChecked());
+      assert.deepEqual(await page.locator('.field-error').allTextContents(), ['An API key needs a name.', 'Enter the expiry as a date (YYYY-MM-DD).', 'Choose at least one scope.']);
+      await page.getByLabel('Name').fill('Nightly');
+      assert.equal(await submit(page, 'Create API key'), 400);
+      assert.equal(await page.getByLabel('Name').inputValue(), 'Nightly');
+      assert.deepEqual(await page.locator('.field-error').allTextContents(), ['Choose at least one scope.']);
+      assert.equal(await page.locator('.key').count(), 1, 'only the key made with the application');
     } finally {
       await context.close();
     }

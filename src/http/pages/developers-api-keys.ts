@@ -5,6 +5,7 @@ import type { ApiKey, Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';
 import { applicationHeader, applicationNotFound, day, fieldList, mayManage, minute, noticeFrom, portalRequest, RECORD_ID, sentence, writeToOwnApplication, type WriteRefused } from './developers-context.ts';
 import type { Revealed } from './developers-application.ts';
+import { collect, type FieldErrors } from './developers-form.ts';
 import { formIdOf, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
 
@@ -107,10 +108,19 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     const id = ids.credential('api-key', application.id, formIdOf(request.body));
     const createdBefore = () => reply.redirect(`${applicationHeader(application).path}/api-keys?notice=created-before`, 303);
     if ((await gatehouse.storage.apiKeys.findById(id))?.clientId === application.id) return createdBefore();
+    // What the form alone shows wrong, all at once; the core checks the rest (a scope the key may not carry, a past expiry).
+    const errors: FieldErrors = {};
+    collect(errors, () => {
+      if (!form.name) throw new ValidationError('name', 'an API key needs a name');
+    });
+    collect(errors, () => {
+      if (form.scopes.length === 0) throw new ValidationError('scopes', 'choose at least one scope');
+    });
+    const expiresAt = collect(errors, () => expiryFrom(form.expires_on));
+    if (expiresAt === undefined || Object.keys(errors).length > 0) return showKeys(reply, application, { form, errors: formErrors(errors) }, 400);
     const now = gatehouse.clock();
     try {
-      if (form.scopes.length === 0) throw new ValidationError('scopes', 'choose at least one scope');
-      const input = { name: form.name, scopes: form.scopes, expiresAt: expiryFrom(form.expires_on), id };
+      const input = { name: form.name, scopes: form.scopes, expiresAt, id };
       // Stored only while the application is as checked: a key never reaches one an operator made an admin client or gave to someone else meanwhile.
       const written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) => gatehouse.apiKeys.create(current, input, now, expected));
       if ('refused' in written) return refusedWrite(reply, developer.user.id, application.id, written.refused, KEY_NOT_CREATED, form);
@@ -129,8 +139,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     } catch (error) {
       if (error instanceof AlreadyCreatedError) return createdBefore();
       if (!(error instanceof ValidationError)) throw error;
-      const name = error.field === 'expires_at' ? 'expires_on' : error.field;
-      return showKeys(reply, application, { form, errors: { [name]: sentence(error.message) } }, 400);
+      return showKeys(reply, application, { form, errors: formErrors({ [error.field]: sentence(error.message) }) }, 400);
     }
   });
 
@@ -151,6 +160,9 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     return reply.redirect(`${applicationHeader(application).path}/api-keys?notice=revoked`, 303);
   });
 }
+
+/** Errors by the form's field names: the core's expires_at is the form's expires_on. */
+const formErrors = ({ expires_at, ...errors }: FieldErrors): FieldErrors => (expires_at === undefined ? errors : { ...errors, expires_on: expires_at });
 
 /** The key works through the chosen day (UTC) and stops at the midnight that ends it. */
 function expiryFrom(value: string): number | null {
