@@ -149,7 +149,7 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
   });
 
   // What people see in the browser: HTML pages and errors (DESIGN §5).
-  app.register(pagesPlugin, { gatehouse });
+  app.register(pagesPlugin, { gatehouse, metrics });
 
   // Operators' back offices: admin-client tokens only, RFC 9457 problems, OpenAPI at /admin/v1/openapi.json.
   app.register(adminPlugin, { gatehouse, prefix: ADMIN_PREFIX });

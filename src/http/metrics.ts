@@ -8,6 +8,8 @@ export interface Metrics {
   registry: Registry;
   /** Counts a token response, by the (registered, so bounded) grant type. */
   tokenIssued(grantType: string): void;
+  /** An answer of the authorization endpoint, by its parameters: an error by its code, the implicit flow's token. */
+  authorizationAnswered(fields: Readonly<Record<string, string>>): void;
   oauthErrors: Counter<'error'>;
   /** Request latency, recorded for every finished request by MeteredLogController. */
   latency: LatencyHistogram;
@@ -36,10 +38,17 @@ export function createMetrics(gatehouse: Gatehouse): Metrics {
   // prom-client's types name only its own metric classes; its registry renders whatever answers get().
   registry.registerMetric(latency as unknown as Metric);
   registry.registerMetric(tokensIssued as unknown as Metric);
+  const oauthErrors = new Counter({ name: 'gatehouse_oauth_errors_total', help: 'OAuth error responses, by error code', labelNames: ['error'], registers: [registry] });
   return {
     registry,
     tokenIssued: (grantType) => tokensIssued.inc(grantType),
-    oauthErrors: new Counter({ name: 'gatehouse_oauth_errors_total', help: 'OAuth error responses, by error code', labelNames: ['error'], registers: [registry] }),
+    authorizationAnswered(fields) {
+      // RFC 6749 §4.1.2.1 and §4.2.2.1: an error response, at the client's redirect URI.
+      if (fields.error !== undefined) oauthErrors.inc({ error: fields.error });
+      // §4.2.2: the implicit flow's access token comes from here, not from the token endpoint.
+      else if (fields.access_token !== undefined) tokensIssued.inc('implicit');
+    },
+    oauthErrors,
     latency,
   };
 }
@@ -51,7 +60,7 @@ export function createMetrics(gatehouse: Gatehouse): Metrics {
  */
 class TokensIssued {
   readonly name = 'gatehouse_tokens_issued_total';
-  readonly help = 'Tokens issued at the token endpoint, by grant type';
+  readonly help = 'Tokens issued, by grant type: at the token endpoint, and for the implicit flow at the authorization endpoint';
   readonly type = 'counter';
   readonly aggregator = 'sum';
   #counts = new Map<string, number>();

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+const CALLBACK = 'https://viewer.example/callback';
 
 describe('Prometheus metrics', () => {
   let server: TestServer;
   let client: { id: string; secret: string };
 
   before(async () => {
-    server = await startTestServer('postgres');
+    server = await startTestServer('postgres', { config: { implicit: { enabled: true } } });
     client = await server.client({});
   });
   after(() => server.close());
@@ -27,6 +30,32 @@ describe('Prometheus metrics', () => {
     const after = await scrape();
     assert.equal(value(after, 'gatehouse_tokens_issued_total{grant_type="client_credentials"}') - value(before, 'gatehouse_tokens_issued_total{grant_type="client_credentials"}'), 1);
     assert.equal(value(after, 'gatehouse_oauth_errors_total{error="invalid_client"}') - value(before, 'gatehouse_oauth_errors_total{error="invalid_client"}'), 1);
+  });
+
+  it('counts the authorization endpoint’s error responses by code, and the tokens of the implicit flow, which it issues', async () => {
+    const viewer = await server.client({ name: 'Viewer', grantTypes: ['implicit', 'authorization_code'], scopes: ['objects:read'], redirectUris: [CALLBACK], firstParty: true });
+    await server.user('metrics@example.com', 'a long enough password');
+    const browser = new HttpBrowser();
+    const authorize = (params: Record<string, string>) => browser.request(`${server.url}/authorize?${new URLSearchParams({ client_id: viewer.id, redirect_uri: CALLBACK, state: 's', ...params })}`);
+    const answered = (location: string | undefined) => {
+      const url = new URL(location!);
+      return new URLSearchParams(url.hash ? url.hash.slice(1) : url.search);
+    };
+    const before = await scrape();
+
+    // Signed out: prompt=none is login_required, at the redirect URI; an unknown scope is invalid_scope.
+    assert.equal(answered((await authorize({ response_type: 'code', scope: 'objects:read', prompt: 'none', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })).location).get('error'), 'login_required');
+    assert.equal(answered((await authorize({ response_type: 'token', scope: 'no:such' })).location).get('error'), 'invalid_scope');
+    // Signed in: a token in the fragment.
+    const form = await browser.request(`${server.url}/login`);
+    assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: 'metrics@example.com', password: 'a long enough password' } })).status, 303);
+    assert.ok(answered((await authorize({ response_type: 'token', scope: 'objects:read' })).location).get('access_token'));
+
+    const after = await scrape();
+    const delta = (series: string) => value(after, series) - value(before, series);
+    assert.equal(delta('gatehouse_oauth_errors_total{error="login_required"}'), 1);
+    assert.equal(delta('gatehouse_oauth_errors_total{error="invalid_scope"}'), 1);
+    assert.equal(delta('gatehouse_tokens_issued_total{grant_type="implicit"}'), 1);
   });
 
   it('has latency histograms per endpoint, labelled by route pattern, and the database pool', async () => {

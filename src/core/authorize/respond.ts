@@ -1,8 +1,11 @@
 import type { ResponseMode } from './request.ts';
 
-/** How the authorization response reaches the client: a redirect, or a self-submitting form. */
+/**
+ * How the authorization response reaches the client: a redirect, or a self-submitting form. Both
+ * carry the response parameters (`fields`), which a redirect has in its URL too.
+ */
 export type AuthorizationResponse =
-  | { kind: 'redirect'; url: string }
+  | { kind: 'redirect'; url: string; fields: Record<string, string> }
   | { kind: 'form_post'; action: string; fields: Record<string, string> };
 
 /**
@@ -24,8 +27,8 @@ export function authorizationResponse(
   const url = new URL(target.redirectUri);
   if (target.responseMode === 'query') {
     for (const [name, value] of Object.entries(fields)) url.searchParams.set(name, value);
-    return { kind: 'redirect', url: url.toString() };
+    return { kind: 'redirect', url: url.toString(), fields };
   }
   url.hash = new URLSearchParams(fields).toString();
-  return { kind: 'redirect', url: url.toString() };
+  return { kind: 'redirect', url: url.toString(), fields };
 }

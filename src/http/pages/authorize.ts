@@ -16,7 +16,7 @@ export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promi
           }
           const params = (method === 'GET' ? request.query : request.body) ?? {};
           const outcome = await pages.gatehouse.authorizationEndpoint.begin(params as Record<string, unknown>, await currentSession(pages, request), request.ip, request.browser!);
-          return sendOutcome(reply, outcome, false);
+          return sendOutcome(pages, reply, outcome, false);
         },
       });
     }

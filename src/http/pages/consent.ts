@@ -10,7 +10,7 @@ export async function consentRoutes(app: FastifyInstance, pages: Pages): Promise
     const pendingId = String((request.query as Record<string, unknown>).request ?? '');
     const session = await currentSession(pages, request);
     const outcome = await gatehouse.authorizationEndpoint.pendingConsent(pendingId, session, request.browser);
-    if (outcome.kind !== 'consent') return sendOutcome(reply, outcome, false);
+    if (outcome.kind !== 'consent') return sendOutcome(pages, reply, outcome, false);
     const { client, scopes } = outcome;
     return renderPage(reply, 'consent', {
       title: `Authorize ${client.name}`,
@@ -27,10 +27,10 @@ export async function consentRoutes(app: FastifyInstance, pages: Pages): Promise
       return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was authorized. Go back to the application and start again.' }, 403);
     }
     const session = await currentSession(pages, request);
-    if (!session) return sendOutcome(reply, await gatehouse.authorizationEndpoint.pendingConsent(pendingId, undefined, request.browser), true);
+    if (!session) return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.pendingConsent(pendingId, undefined, request.browser), true);
     const decision = field(request.body, 'decision');
     if (decision !== 'allow' && decision !== 'deny') return renderPage(reply, 'error', { title: 'Please choose', message: 'Choose Allow or Deny.' }, 400);
-    return sendOutcome(reply, await gatehouse.authorizationEndpoint.answerConsent(pendingId, session, decision === 'allow', request.browser), true);
+    return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.answerConsent(pendingId, session, decision === 'allow', request.browser), true);
   });
 }
 

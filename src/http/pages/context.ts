@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthorizationOutcome } from '../../core/authorize/endpoint.ts';
 import type { ActiveSession } from '../../core/sessions.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import type { Metrics } from '../metrics.ts';
 import { renderPage } from './render.ts';
 import type { CookiePolicy, CsrfProtection } from './security.ts';
 
@@ -15,6 +16,7 @@ export class UnreadableRequestError extends Error {
 /** What every page route is given: the instance, cookie policy and CSRF protection. */
 export interface Pages {
   gatehouse: Gatehouse;
+  metrics: Metrics;
   cookies: CookiePolicy;
   csrf: CsrfProtection;
 }
@@ -55,8 +57,9 @@ export function field(body: unknown, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-/** Shows the browser what the authorization endpoint decided. */
-export function sendOutcome(reply: FastifyReply, outcome: AuthorizationOutcome, afterPost: boolean): FastifyReply {
+/** Shows the browser what the authorization endpoint decided, and counts its answers to the client. */
+export function sendOutcome(pages: Pages, reply: FastifyReply, outcome: AuthorizationOutcome, afterPost: boolean): FastifyReply {
+  if (outcome.kind === 'redirect' || outcome.kind === 'form_post') pages.metrics.authorizationAnswered(outcome.fields);
   switch (outcome.kind) {
     case 'redirect':
       // 303 after a form post, so the browser follows with GET.

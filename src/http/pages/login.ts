@@ -35,7 +35,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     // The page of a request names its application and carries its login_hint (an email address):
     // a browser that did not begin the request, knowing only its id, is shown neither.
     const foreign = pendingId === undefined ? undefined : await gatehouse.authorizationEndpoint.refusedToBrowser(pendingId, reply.request.browser);
-    if (foreign) return sendOutcome(reply, foreign, false);
+    if (foreign) return sendOutcome(pages, reply, foreign, false);
     const pending = pendingId ? await gatehouse.storage.pendingAuthorizations.find(pendingId) : undefined;
     const client = pending ? (await gatehouse.clients.get(pending.clientId))?.client : undefined;
     const hint = typeof pending?.request.loginHint === 'string' ? pending.request.loginHint : '';
@@ -62,7 +62,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     const cookie = await gatehouse.sessions.start(userId, gatehouse.clock());
     reply.setCookie(names.session, cookie, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
     const session = await gatehouse.sessions.resolve(cookie, gatehouse.clock());
-    if (pendingId && session) return sendOutcome(reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session, request.browser), true);
+    if (pendingId && session) return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session, request.browser), true);
     return reply.redirect(next ?? '/account', 303);
   };
 
@@ -81,7 +81,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     }
     if (!email || !password) return showLogin(reply, pendingId, next, { email, error: 'Enter your email and password.' }, 400);
     const foreign = await refusedHere(request, pendingId);
-    if (foreign) return sendOutcome(reply, foreign, true);
+    if (foreign) return sendOutcome(pages, reply, foreign, true);
     const result = await gatehouse.login.login(email, password, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
@@ -126,7 +126,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     }
     if (name.length > 200) return showSignup(reply, pendingId, next, { email, name, errors: { name: 'The name is longer than 200 characters.' } }, 400);
     const foreign = await refusedHere(request, pendingId);
-    if (foreign) return sendOutcome(reply, foreign, true);
+    if (foreign) return sendOutcome(pages, reply, foreign, true);
     const wait = await gatehouse.login.signupBlockedFor(request.ip, gatehouse.clock());
     if (wait > 0) {
       reply.header('retry-after', String(wait));

@@ -4,6 +4,7 @@ import cookie from '@fastify/cookie';
 import type { FastifyInstance } from 'fastify';
 import { parse as parseForm } from 'fast-querystring';
 import type { Gatehouse } from '../../gatehouse.ts';
+import type { Metrics } from '../metrics.ts';
 import { accountRoutes } from './account.ts';
 import { authorizeRoutes } from './authorize.ts';
 import { consentRoutes } from './consent.ts';
@@ -36,12 +37,12 @@ export const isPagePath = (path: string): boolean => path === '/developers' || p
  * the developer portal.
  * HTML errors, strict security headers and a CSRF token on every page.
  */
-export async function pagesPlugin(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
+export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: { gatehouse: Gatehouse; metrics: Metrics }): Promise<void> {
   await app.register(cookie);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, parseForm(body as string)));
 
   const cookies = cookiePolicy(gatehouse.config);
-  const pages: Pages = { gatehouse, cookies, csrf: csrfProtection(gatehouse.config, cookies) };
+  const pages: Pages = { gatehouse, metrics, cookies, csrf: csrfProtection(gatehouse.config, cookies) };
 
   app.addHook('onRequest', async (request, reply) => {
     reply.headers(PAGE_HEADERS);
