@@ -326,6 +326,96 @@ describe('developer portal in headless Chromium', () => {
     }
   });
 
+  /** Signs in again in a second tab of the same browser: the session, and so the CSRF token of every form, is new. */
+  const signInAgainInAnotherTab = async (page: Page, email: string) => {
+    const tab = await page.context().newPage();
+    await tab.goto(`${server.url}/login`);
+    await tab.getByLabel('Email').fill(email);
+    await tab.getByLabel('Password').fill('correct horse battery staple');
+    await tab.getByRole('button', { name: 'Sign in' }).click();
+    await tab.waitForURL(`${server.url}/account`);
+    await tab.close();
+  };
+
+  it('shows a form whose token went stale again as it was filled in, and sent again it works', async () => {
+    const { context, page } = await signedUpDeveloper('stale@example.com');
+    try {
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel('Name').fill('Left open');
+      await page.getByRole('radio', { name: /Public/ }).check();
+      await page.getByLabel(/^Redirect URIs/).fill(clientApp.callback);
+      await signInAgainInAnotherTab(page, 'stale@example.com');
+
+      assert.equal(await submit(page, 'Create application'), 403);
+      await page.getByText('The form had expired').waitFor();
+      assert.equal(await page.getByLabel('Name').inputValue(), 'Left open');
+      assert.ok(await page.getByRole('radio', { name: /Public/ }).isChecked());
+      assert.equal(await page.getByLabel(/^Redirect URIs/).inputValue(), clientApp.callback);
+      assert.ok(!(await server.gatehouse.storage.clients.list()).some((client) => client.name === 'Left open'), 'nothing created');
+
+      // The form shown again is sent with its new token.
+      await page.getByRole('button', { name: 'Create application' }).click();
+      await page.getByRole('heading', { name: 'Left open', level: 1 }).waitFor();
+
+      // The API key form too: name, date and scopes as they were chosen.
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel('Name').fill('Keyed');
+      await page.getByLabel(/^Redirect URIs/).fill(clientApp.callback);
+      await page.getByRole('checkbox', { name: /Also create an API key/ }).uncheck();
+      await page.getByRole('button', { name: 'Create application' }).click();
+      await page.getByRole('link', { name: 'API keys' }).click();
+      await page.getByLabel('Name').fill('Nightly');
+      await page.getByLabel(/^Expires after/).fill('2099-12-31');
+      await page.getByRole('checkbox', { name: /model:read/ }).check();
+      await signInAgainInAnotherTab(page, 'stale@example.com');
+      assert.equal(await submit(page, 'Create API key'), 403);
+      await page.getByText('The form had expired').waitFor();
+      assert.equal(await page.getByLabel('Name').inputValue(), 'Nightly');
+      assert.equal(await page.getByLabel(/^Expires after/).inputValue(), '2099-12-31');
+      assert.ok(await page.getByRole('checkbox', { name: /model:read/ }).isChecked());
+      assert.equal(await page.locator('.key').count(), 0, 'no key created');
+      assert.equal(await submit(page, 'Create API key'), 200);
+      await page.getByText('it is shown only once').waitFor();
+      assert.equal(await page.locator('.key').count(), 1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('does not fill in a form for a page of another origin of the same site, whose post carries the session cookie', async () => {
+    const { context, page } = await signedUpDeveloper('sibling@example.com');
+    // A page on another port of 127.0.0.1: another origin, the same site, so SameSite=Lax sends the session cookie with its post.
+    let target = '';
+    const sibling: Server = createServer((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(
+        `<!doctype html><title>Sibling</title><form method="post" action="${target}"><input type="hidden" name="csrf" value="${'x'.repeat(43)}"><input type="hidden" name="name" value="Hijacked"><input type="hidden" name="redirect_uris" value="https://evil.example/cb"><button>Go</button></form>`,
+      );
+    });
+    await new Promise<void>((done) => sibling.listen(0, '127.0.0.1', done));
+    try {
+      await page.goto(`${server.url}/developers/new`);
+      await page.getByLabel('Name').fill('Mine');
+      await page.getByLabel(/^Redirect URIs/).fill(clientApp.callback);
+      await page.getByRole('button', { name: 'Create application' }).click();
+      await page.getByRole('heading', { name: 'Mine', level: 1 }).waitFor();
+      const clientId = await page.getByRole('textbox', { name: 'Client ID', exact: true }).inputValue();
+      target = `${server.url}/developers/applications/${clientId}/settings`;
+
+      await page.goto(`http://127.0.0.1:${(sibling.address() as AddressInfo).port}/`);
+      assert.equal(await submit(page, 'Go'), 403);
+      await page.getByText('did not come from this site').waitFor();
+      assert.equal(await page.locator('form textarea, form input[name="name"]').count(), 0, 'no form filled in with what the other page sent');
+      assert.ok(!(await page.content()).includes('evil.example'));
+      const client = (await server.gatehouse.storage.clients.find(clientId))!;
+      assert.equal(client.name, 'Mine');
+      assert.deepEqual(client.redirectUris, [clientApp.callback]);
+    } finally {
+      await context.close();
+      sibling.closeAllConnections();
+      await new Promise<void>((done) => sibling.close(() => done()));
+    }
+  });
+
   it('makes one application, one secret and one API key of a form sent again with Reload, and does not show their credentials again', async () => {
     const { context, page } = await signedUpDeveloper('reloading@example.com');
     try {

@@ -138,12 +138,34 @@ for (const dialect of DIALECTS) {
         }
       });
 
-      it('sends a signed-out form post to sign in and changes nothing', async () => {
-        const browser = new HttpBrowser();
-        const res = await browser.request(url('/developers/applications'), { form: appForm({ name: 'Ghost app' }) });
-        assert.equal(res.status, 303);
-        assert.equal(res.location, '/login?next=%2Fdevelopers');
+      it('sends a form posted after the session ended to sign in, then back to the page of the form, and changes nothing', async () => {
+        const { id } = await createApp(await signIn(alice.email));
+        const base = `/developers/applications/${id}`;
+        const record = '0b7f2c1e-9a4d-4e3b-8c6f-2d1e0a9b8c7d';
+        const forms: [string, string][] = [
+          ['/developers/applications', '/developers/new'],
+          [`${base}/settings`, base],
+          [`${base}/keys`, base],
+          [`${base}/keys/delete`, base],
+          [`${base}/secrets`, base],
+          [`${base}/secrets/${record}/delete`, base],
+          [`${base}/api-keys`, `${base}/api-keys`],
+          [`${base}/api-keys/${record}/revoke`, `${base}/api-keys`],
+          [`${base}/delete`, `${base}/delete`],
+        ];
+        for (const [action, page] of forms) {
+          const browser = new HttpBrowser();
+          const res = await browser.request(url(action), { form: { csrf: 'x'.repeat(43), ...appForm({ name: 'Ghost app' }) } });
+          assert.equal(res.status, 303, action);
+          assert.equal(res.location, `/login?next=${encodeURIComponent(page)}`, action);
+          // Signing in leads to the form's page, shown afresh: nothing posted is sent again.
+          const login = await browser.request(url(res.location!));
+          const signedIn = await browser.request(url('/login'), { form: { csrf: hiddenField(login.text, 'csrf'), next: hiddenField(login.text, 'next'), email: alice.email, password: PASSWORD } });
+          assert.equal(signedIn.location, page, action);
+          assert.equal((await browser.request(url(page))).status, 200, action);
+        }
         assert.ok(!(await server.gatehouse.storage.clients.list()).some((c) => c.name === 'Ghost app'));
+        await assertUntouched(id);
       });
 
       it('links to the portal from the account page', async () => {
@@ -435,7 +457,7 @@ for (const dialect of DIALECTS) {
     });
 
     describe('CSRF', () => {
-      it('refuses every form posted without a valid CSRF token with 403, and changes nothing', async () => {
+      it('refuses every form posted without a valid CSRF token with 403, and changes nothing, whichever page it came from', async () => {
         const browser = await signIn(alice.email);
         const { id, secret } = await createApp(browser);
         await browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf: await csrfOf(browser) } });
@@ -459,10 +481,13 @@ for (const dialect of DIALECTS) {
             [`${base}/keys/delete`, []],
             [`${base}/delete`, []],
           ];
-          for (const [path, form] of actions) {
-            const res = await browser.request(url(path), { form: [...extra, ...form] });
-            assert.equal(res.status, 403, `${path} with ${csrf}`);
-            assert.match(res.text, /nothing was changed/);
+          // From another site's page, or from this site's own (where the form is shown again): refused all the same.
+          for (const headers of [{}, { 'sec-fetch-site': 'same-site' }, { 'sec-fetch-site': 'same-origin' }, { origin: server.url }] as Record<string, string>[]) {
+            for (const [path, form] of actions) {
+              const res = await browser.request(url(path), { form: [...extra, ...form], headers });
+              assert.equal(res.status, 403, `${path} with ${csrf} and ${JSON.stringify(headers)}`);
+              assert.match(res.text, /nothing was changed/);
+            }
           }
         }
 
@@ -473,6 +498,95 @@ for (const dialect of DIALECTS) {
         assert.equal(keys[0]!.revokedAt, null);
         assert.equal((await server.gatehouse.storage.clients.find(id))!.jwks, null);
         assert.equal((await clientCredentials(id, secret!)).status, 200);
+      });
+    });
+
+    describe('a form whose CSRF token went stale', () => {
+      const FROM_THIS_SITE = { 'sec-fetch-site': 'same-origin' };
+
+      /** Signs in again in the same browser (as in another tab): the session, and so every form's CSRF token, is new. */
+      async function signInAgain(browser: HttpBrowser, email: string): Promise<void> {
+        const login = await browser.request(url('/login'));
+        const res = await browser.request(url('/login'), { form: { csrf: hiddenField(login.text, 'csrf'), email, password: PASSWORD } });
+        assert.equal(res.status, 303);
+      }
+
+      it('is shown again as typed, with a fresh token and the reason, and sent again it is stored once', async () => {
+        const browser = await signIn(alice.email);
+        const stale = await csrfOf(browser);
+        await signInAgain(browser, alice.email);
+        const typed = appForm({ name: 'Stale <sync>', type: 'public', redirect_uris: `${CALLBACK}\nhttp://127.0.0.1:7000/cb` });
+        const before = (await server.gatehouse.storage.clients.listForOwner(alice.id)).length;
+
+        const res = await browser.request(url('/developers/applications'), { form: { csrf: stale, form_id: 'f'.repeat(22), ...typed }, headers: FROM_THIS_SITE });
+        assert.equal(res.status, 403);
+        assert.match(res.text, /The form had expired/);
+        assert.match(res.text, /value="Stale &lt;sync&gt;"/);
+        assert.match(res.text, /value="public" checked/);
+        assert.match(res.text, /https:\/\/app\.example\/callback\nhttp:\/\/127\.0\.0\.1:7000\/cb<\/textarea>/);
+        const fresh = hiddenField(res.text, 'csrf');
+        assert.notEqual(fresh, stale);
+        assert.equal(fresh, await csrfOf(browser), 'the token of the session as it is now');
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(alice.id)).length, before, 'nothing stored');
+
+        const sent = await browser.request(url('/developers/applications'), { form: { csrf: fresh, form_id: hiddenField(res.text, 'form_id'), ...typed } });
+        assert.equal(sent.status, 200);
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(alice.id)).length, before + 1);
+      });
+
+      it('shows the settings, public keys and API key forms again as typed, never a private key, and changes nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        const stale = hiddenField(page.text, 'csrf');
+        await signInAgain(browser, alice.email);
+        const base = `/developers/applications/${id}`;
+
+        const settings = await browser.request(url(`${base}/settings`), { form: { csrf: stale, was: hiddenField(page.text, 'was'), ...appForm({ name: 'Renamed while away' }) }, headers: FROM_THIS_SITE });
+        assert.equal(settings.status, 403);
+        assert.match(settings.text, /The form had expired/);
+        assert.match(settings.text, /id="app-name" name="name" type="text" maxlength="200" required value="Renamed while away"/);
+        assert.equal(hiddenField(settings.text, 'was'), hiddenField(page.text, 'was'), 'what the form was filled in with goes along');
+
+        const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const privateJwk = privateKey.export({ format: 'jwk' });
+        const pasted = await browser.request(url(`${base}/keys`), { form: { csrf: stale, jwks: JSON.stringify({ keys: [privateJwk] }) }, headers: FROM_THIS_SITE });
+        assert.equal(pasted.status, 403);
+        assert.match(pasted.text, /id="app-jwks-error">The form had expired/);
+        assert.ok(!pasted.text.includes(String(privateJwk.d)), 'a pasted private key is not sent back');
+        const publicJwk = await stolenKey();
+        const keys = await browser.request(url(`${base}/keys`), { form: { csrf: stale, jwks: JSON.stringify({ keys: [publicJwk] }) }, headers: FROM_THIS_SITE });
+        assert.ok(keys.text.includes(String(publicJwk.x)), 'public keys are shown again');
+
+        const key = await browser.request(url(`${base}/api-keys`), {
+          form: [['csrf', stale], ['name', 'Nightly'], ['expires_on', '2099-12-31'], ['scopes', 'model:read'], ['scopes', 'bcf:read']],
+          headers: FROM_THIS_SITE,
+        });
+        assert.equal(key.status, 403);
+        assert.match(key.text, /The form had expired/);
+        assert.match(key.text, /id="key-name" name="name" type="text" maxlength="200" required value="Nightly"/);
+        assert.match(key.text, /value="2099-12-31"/);
+        assert.deepEqual([...key.text.matchAll(/name="scopes" value="([^"]+)" checked/g)].map((m) => m[1]).sort(), ['bcf:read', 'model:read']);
+
+        for (const button of [`${base}/secrets`, `${base}/keys/delete`, `${base}/delete`]) {
+          const res = await browser.request(url(button), { form: { csrf: stale }, headers: FROM_THIS_SITE });
+          assert.equal(res.status, 403, button);
+          assert.match(res.text, /The form had expired/, button);
+        }
+        await assertUntouched(id);
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 1);
+        assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(id), []);
+      });
+
+      it('is not shown again from another site’s page, even one of the same site that the session cookie goes along with', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        for (const headers of [{ 'sec-fetch-site': 'same-site', origin: 'http://127.0.0.1:1' }, { 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }, { origin: 'null' }, {}] as Record<string, string>[]) {
+          const res = await browser.request(url(`/developers/applications/${id}/settings`), { form: { csrf: 'x'.repeat(43), ...appForm({ redirect_uris: 'https://evil.example/cb' }) }, headers });
+          assert.equal(res.status, 403, JSON.stringify(headers));
+          assert.ok(!res.text.includes('evil.example') && !res.text.includes('name="redirect_uris"'), `no form filled in by another site: ${JSON.stringify(headers)}`);
+        }
+        await assertUntouched(id);
       });
     });
 

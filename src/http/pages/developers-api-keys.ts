@@ -3,7 +3,22 @@ import { AlreadyCreatedError, ValidationError } from '../../core/applications.ts
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey, Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';
-import { applicationHeader, applicationNotFound, day, fieldList, mayManage, minute, noticeFrom, portalRequest, RECORD_ID, sentence, writeToOwnApplication, type WriteRefused } from './developers-context.ts';
+import {
+  applicationHeader,
+  applicationNotFound,
+  applicationPageOf,
+  day,
+  fieldList,
+  mayManage,
+  minute,
+  noticeFrom,
+  portalRequest,
+  RECORD_ID,
+  sentence,
+  writeToOwnApplication,
+  type PortalForm,
+  type WriteRefused,
+} from './developers-context.ts';
 import type { Revealed } from './developers-application.ts';
 import { collect, type FieldErrors } from './developers-form.ts';
 import { formIdOf, newFormId, type FormRecordIds } from './developers-once.ts';
@@ -95,15 +110,22 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     return showKeys(reply, current, { ...(form && { form }), errors: { form: message } }, 409);
   };
 
+  const keyFormOf = (body: unknown): KeyForm => ({ name: field(body, 'name')?.trim() ?? '', expires_on: field(body, 'expires_on')?.trim() ?? '', scopes: fieldList(body, 'scopes') });
+  /** The forms of the keys page, shown again after their CSRF token went stale (see PortalForm): the creation form as typed. */
+  const keysPageForm = (typed: boolean): PortalForm => ({
+    page: (request) => `${applicationPageOf(request)}/api-keys`,
+    again: (request, reply, message) => showKeys(reply, portalRequest(request).application, { ...(typed && { form: keyFormOf(request.body) }), errors: { form: message } }, 403),
+  });
+
   portal.get('/developers/applications/:clientId/api-keys', async (request, reply) => {
     const { application } = portalRequest(request);
     return showKeys(reply, application, { notice: noticeFrom(request, NOTICES) });
   });
 
-  portal.post('/developers/applications/:clientId/api-keys', async (request, reply) => {
+  portal.post('/developers/applications/:clientId/api-keys', { config: { portalForm: keysPageForm(true) } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     if (application.type !== 'confidential') return showKeys(reply, application, { errors: { form: 'API keys are for confidential applications.' } }, 400);
-    const form: KeyForm = { name: field(request.body, 'name')?.trim() ?? '', expires_on: field(request.body, 'expires_on')?.trim() ?? '', scopes: fieldList(request.body, 'scopes') };
+    const form = keyFormOf(request.body);
     // The form sent again (Reload on the page that showed the key) names the key it made.
     const id = ids.credential('api-key', application.id, formIdOf(request.body));
     const createdBefore = () => reply.redirect(`${applicationHeader(application).path}/api-keys?notice=created-before`, 303);
@@ -143,7 +165,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     }
   });
 
-  portal.post<{ Params: { clientId: string; keyId: string } }>('/developers/applications/:clientId/api-keys/:keyId/revoke', async (request, reply) => {
+  portal.post<{ Params: { clientId: string; keyId: string } }>('/developers/applications/:clientId/api-keys/:keyId/revoke', { config: { portalForm: keysPageForm(false) } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     const keyId = request.params.keyId;
     const keys = RECORD_ID.test(keyId) ? await gatehouse.storage.apiKeys.listForClient(application.id) : [];

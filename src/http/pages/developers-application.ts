@@ -8,6 +8,7 @@ import { field } from './context.ts';
 import {
   applicationHeader,
   applicationNotFound,
+  applicationPageOf,
   authorizePortalChange,
   day,
   mayManage,
@@ -18,6 +19,7 @@ import {
   RECORD_ID,
   sentence,
   writeToOwnApplication,
+  type PortalForm,
   type WriteRefused,
 } from './developers-context.ts';
 import { checkApplicationDetails, encodeFormBase, formError, readApplicationDetails, readFormBase, type ApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
@@ -161,7 +163,39 @@ export async function showApplication(
   );
 }
 
+/** Keys pasted into the form, as a page may show them again: never with a private key pasted by mistake. */
+function keysShownAgain(posted: string): string {
+  try {
+    return holdsPrivateKeyMaterial(JSON.parse(posted)) ? '' : posted;
+  } catch {
+    return posted;
+  }
+}
+
 export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: FormRecordIds): Promise<void> {
+  /** The forms of the application page, shown again after their CSRF token went stale (see PortalForm). */
+  const settingsForm: PortalForm = {
+    page: applicationPageOf,
+    again: (request, reply, message) => {
+      const base = readFormBase(request.body);
+      const form = { values: readApplicationDetails(request.body), errors: { form: message }, base: base === 'malformed' ? undefined : base };
+      return showApplication(reply, gatehouse, portalRequest(request).application, { form }, 403);
+    },
+  };
+  const keysForm: PortalForm = {
+    page: applicationPageOf,
+    again: (request, reply, message) => {
+      const { application } = portalRequest(request);
+      const data = application.type === 'confidential' ? { keys: { jwks: keysShownAgain(field(request.body, 'jwks') ?? ''), error: message } } : { error: message };
+      return showApplication(reply, gatehouse, application, data, 403);
+    },
+  };
+  /** A button (add or delete a secret, remove the keys): the page again, with the message on top. */
+  const buttonForm: PortalForm = {
+    page: applicationPageOf,
+    again: (request, reply, message) => showApplication(reply, gatehouse, portalRequest(request).application, { error: message }, 403),
+  };
+
   portal.get('/developers/applications/:clientId', async (request, reply) => {
     const { application } = portalRequest(request);
     return showApplication(reply, gatehouse, application, { notice: noticeFrom(request, NOTICES) });
@@ -177,7 +211,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
    * another one while the form was open stays. updateClient invalidates the client cache, so
    * /authorize sees new redirect URIs at once.
    */
-  portal.post('/developers/applications/:clientId/settings', async (request, reply) => {
+  portal.post('/developers/applications/:clientId/settings', { config: { portalForm: settingsForm } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     const values = readApplicationDetails(request.body);
     const base = readFormBase(request.body);
@@ -217,7 +251,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
    * registered before. The core checks them as for the admin API and the command line (public
    * signing keys only, 1 to 10, RSA of 2048 bits or more); a refused set changes nothing.
    */
-  portal.post('/developers/applications/:clientId/keys', async (request, reply) => {
+  portal.post('/developers/applications/:clientId/keys', { config: { portalForm: keysForm } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     if (application.type !== 'confidential') return showApplication(reply, gatehouse, application, { error: 'A public application cannot authenticate, so it has no keys.' }, 400);
     let posted = field(request.body, 'jwks') ?? '';
@@ -249,7 +283,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     return reply.redirect(`${applicationHeader(application).path}?notice=keys-saved`, 303);
   });
 
-  portal.post('/developers/applications/:clientId/keys/delete', async (request, reply) => {
+  portal.post('/developers/applications/:clientId/keys/delete', { config: { portalForm: buttonForm } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     if (application.jwks !== null) {
       const now = gatehouse.clock();
@@ -275,7 +309,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
    * deleted. Stored only while the application is as checked (writeToOwnApplication): a secret
    * never reaches one an operator made an admin client or gave to someone else meanwhile.
    */
-  portal.post('/developers/applications/:clientId/secrets', async (request, reply) => {
+  portal.post('/developers/applications/:clientId/secrets', { config: { portalForm: buttonForm } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     const publicRefused = (client: Client) => showApplication(reply, gatehouse, client, { error: 'A public application has no client secret.' }, 400);
     if (application.type !== 'confidential') return publicRefused(application);
@@ -304,7 +338,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     });
   });
 
-  portal.post<{ Params: { clientId: string; secretId: string } }>('/developers/applications/:clientId/secrets/:secretId/delete', async (request, reply) => {
+  portal.post<{ Params: { clientId: string; secretId: string } }>('/developers/applications/:clientId/secrets/:secretId/delete', { config: { portalForm: buttonForm } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     const secretId = request.params.secretId;
     const secrets = await gatehouse.storage.clients.listSecrets(application.id);

@@ -13,7 +13,30 @@ declare module 'fastify' {
     /** Developer portal: the application named by `:clientId`, owned by the developer. */
     application?: Client;
   }
+  interface FastifyContextConfig {
+    /** Developer portal: what a POST route's form is, for the guard (see PortalForm). */
+    portalForm?: PortalForm;
+  }
 }
+
+/**
+ * What the portal's guard knows of a route's form, declared with the route (`config.portalForm`):
+ * where the form is shown, and how to show it again. The guard answers with these in place of the
+ * route, which then never runs: nothing is stored.
+ */
+export interface PortalForm {
+  /** The page the form is on, from the address alone: sign-in brings a developer whose session ended back there. */
+  page: (request: FastifyRequest) => string;
+  /**
+   * The form again, as posted (never a secret), with `message` and status 403, for a post whose CSRF
+   * token has gone stale while the developer is still signed in; only ever called for a post from
+   * this site's own pages, with the developer and their application checked.
+   */
+  again: (request: FastifyRequest, reply: FastifyReply, message: string) => Promise<FastifyReply> | FastifyReply;
+}
+
+/** Said when a form is shown again because its CSRF token had gone stale. */
+export const FORM_EXPIRED = 'The form had expired (the page was open a long time, or you signed in again in another tab), so nothing was changed. Check it and send it again.';
 
 // Ids in the portal's addresses: printable ASCII without spaces (never NUL bytes, which PostgreSQL
 // refuses as text); record ids are UUIDs.
@@ -22,9 +45,12 @@ export const RECORD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 /**
  * The gate every portal route passes through, in this order: a signed-in person (otherwise the
- * sign-in page, which brings them back here), a valid CSRF token on every POST (otherwise 403,
- * nothing changed), and ownership of the application the address names (otherwise the same 404 as
- * an application that does not exist, so ids of other people's applications cannot be probed).
+ * sign-in page, which brings them back to the page they were on), ownership of the application the
+ * address names (otherwise the same 404 as an application that does not exist, so ids of other
+ * people's applications cannot be probed), and a valid CSRF token on every POST (otherwise 403,
+ * nothing changed: the route never runs). A form of this site's own pages whose token went stale
+ * is shown again as it was filled in (the route's `portalForm.again`), still with 403 and nothing
+ * changed, so that the developer can send it again with the fresh token the page carries.
  */
 export function guardPortal(portal: FastifyInstance, pages: Pages): void {
   portal.decorateRequest('developer', undefined);
@@ -32,16 +58,33 @@ export function guardPortal(portal: FastifyInstance, pages: Pages): void {
   portal.addHook('preHandler', async (request, reply) => {
     const session = await currentSession(pages, request);
     if (!session) return sendToLogin(request, reply);
-    if (request.method === 'POST' && !pages.csrf.verify(request, field(request.body, 'csrf'))) {
-      return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was changed.' }, 403);
+    const clientId = (request.params as { clientId?: unknown } | undefined)?.clientId;
+    if (clientId !== undefined) {
+      const client = typeof clientId === 'string' && CLIENT_ID.test(clientId) ? await pages.gatehouse.storage.clients.find(clientId) : undefined;
+      if (!client || !mayManage(client, session.user.id)) return applicationNotFound(reply);
+      request.application = client;
     }
     request.developer = session;
-    const clientId = (request.params as { clientId?: unknown } | undefined)?.clientId;
-    if (clientId === undefined) return;
-    const client = typeof clientId === 'string' && CLIENT_ID.test(clientId) ? await pages.gatehouse.storage.clients.find(clientId) : undefined;
-    if (!client || !mayManage(client, session.user.id)) return applicationNotFound(reply);
-    request.application = client;
+    if (request.method === 'POST' && !pages.csrf.verify(request, field(request.body, 'csrf'))) {
+      const form = request.routeOptions.config.portalForm;
+      if (form && postedFromThisSite(request, pages.gatehouse.config.issuer)) return form.again(request, reply, FORM_EXPIRED);
+      return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was changed.' }, 403);
+    }
   });
+}
+
+/**
+ * Whether a POST came from one of this site's own pages: the browser says so (Sec-Fetch-Site), or,
+ * one that does not send it, gives the issuer's origin. Only such a form is shown again with what it
+ * carried. Another site's page must not fill in a form for the developer to send on trust: a
+ * sibling on the same site (another subdomain, another port) gets the `SameSite=Lax` session cookie
+ * sent along with its POST, and so a developer who looks signed in. Our pages send no Referer, so
+ * their Origin is "null": Sec-Fetch-Site is what tells them apart.
+ */
+function postedFromThisSite(request: FastifyRequest, issuer: string): boolean {
+  const site = request.headers['sec-fetch-site'];
+  if (site !== undefined) return site === 'same-origin';
+  return request.headers.origin === new URL(issuer).origin;
 }
 
 /**
@@ -117,9 +160,13 @@ export const authorizePortalChange =
     if (!mayManage(current, developerId)) throw new NotManageableError(`the application ${current.id} is not one the developer manages`);
   };
 
+/**
+ * After signing in, a GET comes back to the same page, and a form post to the page the form was on
+ * (as Keycloak and Auth0 ask to sign in again). What the form carried is not kept and never sent
+ * again: it acts only once sent anew, with the CSRF token of the new session.
+ */
 function sendToLogin(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  // After signing in, a GET comes back to the same page; a form post cannot be replayed, so it comes back to the list.
-  const next = (request.method === 'GET' && safeNextPage(request.url)) || '/developers';
+  const next = safeNextPage(request.method === 'GET' ? request.url : request.routeOptions.config.portalForm?.page(request)) ?? '/developers';
   return reply.redirect(`/login?next=${encodeURIComponent(next)}`, request.method === 'GET' ? 302 : 303);
 }
 
@@ -157,6 +204,12 @@ export const minute = (epochSeconds: number): string => new Date(epochSeconds * 
 /** ValidationError messages start in lower case and have no full stop; a page shows sentences. */
 export const sentence = (message: string): string => message.charAt(0).toUpperCase() + message.slice(1) + (message.endsWith('.') ? '' : '.');
 
+/** The address of an application's page. */
+export const applicationPath = (clientId: string): string => `/developers/applications/${encodeURIComponent(clientId)}`;
+
+/** The application page of the address's `:clientId`, for a form's PortalForm.page. */
+export const applicationPageOf = (request: FastifyRequest): string => applicationPath(String((request.params as { clientId?: unknown }).clientId));
+
 /** What the application's pages show of it: name, type and the tabs. */
 export function applicationHeader(client: Client) {
   return {
@@ -166,6 +219,6 @@ export function applicationHeader(client: Client) {
     confidential: client.type === 'confidential',
     typeLabel: client.type === 'confidential' ? 'Confidential' : 'Public',
     created: day(client.createdAt),
-    path: `/developers/applications/${encodeURIComponent(client.id)}`,
+    path: applicationPath(client.id),
   };
 }

@@ -5,7 +5,7 @@ import type { ApiKey, Client, ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
-import { applicationHeader, applicationNotFound, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, applicationPageOf, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { formIdOf, formRecordIds, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
@@ -56,10 +56,16 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
   // The address a creation form posts to: typed in or bookmarked, it leads to the list.
   portal.get('/developers/applications', async (_request, reply) => reply.redirect('/developers', 302));
 
-  portal.post('/developers/applications', async (request, reply) => {
+  const applicationFormOf = (body: unknown): ApplicationForm => ({ ...readApplicationDetails(body), type: field(body, 'type') ?? '', api_key: field(body, 'api_key') === 'on' });
+  const creationForm: PortalForm = {
+    page: () => '/developers/new',
+    again: (request, reply, message) => showForm(reply, applicationFormOf(request.body), { form: message }, 403),
+  };
+
+  portal.post('/developers/applications', { config: { portalForm: creationForm } }, async (request, reply) => {
     const developer = developerOf(request);
     const body = request.body;
-    const values: ApplicationForm = { ...readApplicationDetails(body), type: field(body, 'type') ?? '', api_key: field(body, 'api_key') === 'on' };
+    const values = applicationFormOf(body);
     // The form sent again (Reload on the page that showed the secret) finds the application it made.
     const id = ids.client(developer.user.id, formIdOf(body));
     const sentAgain = async () => {
@@ -110,7 +116,12 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
 
   portal.get('/developers/applications/:clientId/delete', async (request, reply) => showDeletion(reply, portalRequest(request).application));
 
-  portal.post('/developers/applications/:clientId/delete', async (request, reply) => {
+  const deletionForm: PortalForm = {
+    page: (request) => `${applicationPageOf(request)}/delete`,
+    again: (request, reply, message) => showDeletion(reply, portalRequest(request).application, message, 403),
+  };
+
+  portal.post('/developers/applications/:clientId/delete', { config: { portalForm: deletionForm } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     // Secrets, API keys, grants, refresh tokens and codes go with it (ClientRepository.delete); only
     // while it is as checked, so that an application an operator took over meanwhile stays.
