@@ -196,6 +196,7 @@ describe('developer portal in headless Chromium', () => {
       assert.equal(await page.getByRole('textbox', { name: 'Client secret', exact: true }).count(), 0, 'a public application has no secret');
       await screenshot(page, 'application-public');
       const publicClientId = await copy(page, 'Client ID');
+      assert.equal(await page.getByRole('link', { name: 'API keys' }).count(), 0, 'no API keys tab');
 
       const verifier = randomBytes(48).toString('base64url');
       const state = randomBytes(8).toString('hex');
@@ -234,8 +235,18 @@ describe('developer portal in headless Chromium', () => {
       await page.getByRole('heading', { name: 'Delete Model Sync?' }).waitFor();
       await screenshot(page, 'delete');
 
-      // Nothing so far broke the CSP or threw (the 400 below is logged by Chromium as a failed load).
+      // Nothing so far broke the CSP or threw (the 404 and 400 below are logged by Chromium as a failed load).
       assert.deepEqual(consoleErrors, []);
+
+      // The public application's API keys address, typed in (the tab is not there), says why there are none, with no form.
+      assert.equal(await page.getByRole('link', { name: 'API keys' }).count(), 0);
+      const noKeys = await page.goto(`${server.url}/developers/applications/${publicClientId}/api-keys`);
+      assert.equal(noKeys?.status(), 404);
+      await page.getByRole('heading', { name: 'No API keys for a public application' }).waitFor();
+      assert.equal(await page.locator('form').count(), 0);
+      await screenshot(page, 'public-no-api-keys');
+      await page.getByRole('link', { name: 'Back to Site Tablet' }).click();
+      await page.getByRole('heading', { name: 'Site Tablet', level: 1 }).waitFor();
 
       // A form with mistakes shows them next to the fields.
       await page.goto(`${server.url}/developers/new`);

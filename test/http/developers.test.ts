@@ -704,11 +704,18 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(id), []);
       });
 
-      it('offers no API keys to a public application', async () => {
+      it('offers no API keys to a public application: its keys address says why, with no form, and refuses a key', async () => {
         const browser = await signIn(alice.email);
         const { id } = await createApp(browser, appForm({ type: 'public' }));
+        const page = await browser.request(url(`/developers/applications/${id}/api-keys`));
+        assert.equal(page.status, 404);
+        assert.match(page.text, /No API keys for a public application/);
+        assert.match(page.text, new RegExp(`href="/developers/applications/${id}"`));
+        assert.ok(!page.text.includes('<form'), 'no form that would always refuse');
         const res = await createKey(browser, id, [['name', 'k'], ['scopes', 'model:read']]);
-        assert.equal(res.status, 400);
+        assert.equal(res.status, 404);
+        assert.match(res.text, /No API keys for a public application/);
+        assert.ok(!res.text.includes('<form'));
         assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(id), []);
       });
     });

@@ -67,10 +67,11 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     data: { form?: KeyForm; errors?: Partial<Record<string, string>>; notice?: string | undefined; revealed?: Revealed[] } = {},
     status = 200,
   ) => {
+    if (client.type !== 'confidential') return showNoApiKeys(reply, client);
     // Last-use times are batched in memory (ApiKeyService); write this instance's now so the list is current.
     await gatehouse.apiKeys.flush().catch((error) => gatehouse.logger.warn({ err: error }, 'API key use times could not be written'));
     const now = gatehouse.clock();
-    const keys = client.type === 'confidential' ? await gatehouse.storage.apiKeys.listForClient(client.id) : [];
+    const keys = await gatehouse.storage.apiKeys.listForClient(client.id);
     return renderPage(
       reply,
       'developers-api-keys',
@@ -124,7 +125,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
 
   portal.post('/developers/applications/:clientId/api-keys', { config: { portalForm: keysPageForm(true) } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
-    if (application.type !== 'confidential') return showKeys(reply, application, { errors: { form: 'API keys are for confidential applications.' } }, 400);
+    if (application.type !== 'confidential') return showNoApiKeys(reply, application);
     const form = keyFormOf(request.body);
     // The form sent again (Reload on the page that showed the key) names the key it made.
     const id = ids.credential('api-key', application.id, formIdOf(request.body));
@@ -182,6 +183,14 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     return reply.redirect(`${applicationHeader(application).path}/api-keys?notice=revoked`, 303);
   });
 }
+
+/**
+ * The API keys address of a public application (its tab is not shown: typed in, or kept from when
+ * it was confidential): why it has none, and no form that would always refuse. 404, as the
+ * application has no API keys to show or add to.
+ */
+const showNoApiKeys = (reply: FastifyReply, client: Client): FastifyReply =>
+  renderPage(reply, 'developers-no-api-keys', { title: `API keys · ${client.name}`, app: applicationHeader(client), tab: 'api-keys' }, 404);
 
 /** Errors by the form's field names: the core's expires_at is the form's expires_on. */
 const formErrors = ({ expires_at, ...errors }: FieldErrors): FieldErrors => (expires_at === undefined ? errors : { ...errors, expires_on: expires_at });
