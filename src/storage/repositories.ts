@@ -383,8 +383,12 @@ export interface SessionRepository {
   create(session: Session): Promise<void>;
   find(digest: string): Promise<Session | undefined>;
   delete(digest: string): Promise<void>;
-  /** Ends every session of a user (password reset). */
-  deleteForUser(userId: string): Promise<void>;
+  /**
+   * Ends every session of a user (password reset), or every one but the session whose digest is
+   * `exceptDigest` (the browser in which the user changed their password, or signed out everywhere
+   * else). How many it ended.
+   */
+  deleteForUser(userId: string, exceptDigest?: string): Promise<number>;
 }
 
 export interface Consent {

@@ -725,6 +725,33 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    describe('sessions', () => {
+      const aSession = (userId: string) => ({ digest: digestOf(createOpaqueToken('ss')), userId, authTime: NOW, createdAt: NOW, expiresAt: NOW + HOUR });
+
+      it('ends every session of a user, or every one but the session kept, leaving other users’ alone', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const other = await storage().users.create(aUser(), NOW);
+        const [kept, second, third] = [aSession(user.id), aSession(user.id), aSession(user.id)];
+        const others = aSession(other.id);
+        for (const session of [kept, second, third, others]) await storage().sessions.create(session);
+
+        assert.equal(await storage().sessions.deleteForUser(user.id, kept.digest), 2);
+        assert.deepEqual(await storage().sessions.find(kept.digest), kept);
+        assert.equal(await storage().sessions.find(second.digest), undefined);
+        assert.equal(await storage().sessions.find(third.digest), undefined);
+        assert.equal(await storage().sessions.deleteForUser(user.id, kept.digest), 0, 'nothing else left');
+        // Another user's session is never the one kept: it stays, and so does theirs.
+        assert.equal(await storage().sessions.deleteForUser(user.id, others.digest), 1);
+        assert.equal(await storage().sessions.find(kept.digest), undefined);
+        assert.deepEqual(await storage().sessions.find(others.digest), others);
+
+        await storage().sessions.create(aSession(other.id));
+        assert.equal(await storage().sessions.deleteForUser(other.id), 2);
+        assert.equal(await storage().sessions.find(others.digest), undefined);
+        assert.equal(await storage().sessions.deleteForUser(randomUUID()), 0);
+      });
+    });
+
     describe('grants', () => {
       it('creates a grant and finds it, nullable fields included', async () => {
         const { clientId, userId } = await aClientAndUser();

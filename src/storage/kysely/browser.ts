@@ -18,8 +18,11 @@ export function kyselySessions(db: Kysely<Database>): SessionRepository {
     async delete(digest) {
       await db.deleteFrom('sessions').where('digest', '=', digest).execute();
     },
-    async deleteForUser(userId) {
-      await db.deleteFrom('sessions').where('user_id', '=', userId).execute();
+    async deleteForUser(userId, exceptDigest) {
+      let query = db.deleteFrom('sessions').where('user_id', '=', userId);
+      if (exceptDigest !== undefined) query = query.where('digest', '<>', exceptDigest);
+      const result = await query.executeTakeFirst();
+      return Number(result.numDeletedRows);
     },
   };
 }
