@@ -498,7 +498,7 @@ const EMAIL = /^[^\s@\p{C}]{1,64}@[^\s@\p{C}]{1,255}$/u;
 /** Throws a ValidationError when `input` cannot make a user, before anything costly (hashing the password) is done. */
 export function checkNewUser(input: UserInput): void {
   checkEmail(input.email);
-  checkPassword(input.password);
+  checkNewPassword(input.password);
 }
 
 /** The email in the form it is stored in (normalizeEmail); a ValidationError when it is none. */
@@ -569,7 +569,7 @@ export async function updateUser(storage: Storage, userId: string, patch: UserPa
  * there is no such user.
  */
 export async function resetUserPassword(storage: Storage, userId: string, password: string, now: number): Promise<boolean> {
-  checkPassword(password);
+  checkNewPassword(password);
   if (!(await storage.users.setPasswordHash(userId, await hashPassword(password), now))) return false;
   await storage.sessions.deleteForUser(userId);
   return true;
@@ -585,7 +585,8 @@ export async function setUserDisabled(services: Pick<Services, 'storage' | 'clie
   for (const client of await services.storage.clients.listForOwner(user.id)) services.clients.invalidate(client.id);
 }
 
-function checkPassword(password: unknown): asserts password is string {
+/** Throws a ValidationError when `password` cannot be a user's password: as at sign-up, wherever a password is set. */
+export function checkNewPassword(password: unknown): asserts password is string {
   // Characters are code points (NIST SP 800-63B §5.1.1.2), as the admin API's schema counts them: an
   // emoji is one character, not the two UTF-16 units of its .length. The longest is counted in
   // UTF-16 units, as sign-in counts it (LoginService), so that every password set can be signed in with.

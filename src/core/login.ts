@@ -31,7 +31,22 @@ export class LoginService {
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
     // Normalized as stored, so every way of typing an email counts against its account's one budget.
     const normalized = email.length <= 320 ? normalizeEmail(email) : email.trim().toLowerCase();
-    const account = `account:${normalized}`;
+    return this.#attempt(normalized, password, address, now, async () => (email.length <= 320 && password.length <= 1024 ? this.#storage.users.findByEmail(normalized) : undefined));
+  }
+
+  /**
+   * Checks the password of a user who is signed in already and asks to change something that needs
+   * it (their password): counted against the account and the address as a sign-in is, so that a
+   * session in someone else's hands cannot be used to guess the password faster than the sign-in
+   * page allows. The user is read again: a password changed meanwhile is the one checked.
+   */
+  async confirmPassword(user: User, password: string, address: string, now: number): Promise<LoginResult> {
+    return this.#attempt(user.email, password, address, now, async () => (password.length <= 1024 ? this.#storage.users.findById(user.id) : undefined));
+  }
+
+  /** One attempt at the password of the account of `normalizedEmail`, the user it names read by `findUser` once admitted. */
+  async #attempt(normalizedEmail: string, password: string, address: string, now: number, findUser: () => Promise<User | undefined>): Promise<LoginResult> {
+    const account = `account:${normalizedEmail}`;
     const client = addressKey(address);
     // Always the account first, then the address: an attempt waiting for a place never holds one
     // that the attempts it waits for need.
@@ -52,7 +67,7 @@ export class LoginService {
     // An attempt that could not be decided (the database did not answer) counts nothing.
     let outcome: AttemptOutcome = 'undecided';
     try {
-      const user = email.length <= 320 && password.length <= 1024 ? await this.#storage.users.findByEmail(normalized) : undefined;
+      const user = await findUser();
       const { valid, rehash } = await checkPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
       if (!user || !valid || user.disabledAt !== null) {
         outcome = 'failed';

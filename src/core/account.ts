@@ -1,0 +1,62 @@
+import type { Storage, User } from '../storage/repositories.ts';
+import { checkNewPassword, updateUser, ValidationError } from './applications.ts';
+import type { LoginService } from './login.ts';
+import { hashPassword } from './passwords.ts';
+import type { ActiveSession } from './sessions.ts';
+
+/**
+ * What people change about their own account from its page, signed in: their password, their
+ * name, and which of their browsers stay signed in (Keycloak's account console: personal info,
+ * signing in, device activity). The operator's counterparts are in applications.ts.
+ */
+
+export type PasswordChangeResult =
+  | { outcome: 'changed'; otherSessionsEnded: number }
+  /** The current password is not right. */
+  | { outcome: 'invalid' }
+  | { outcome: 'throttled'; retryAfterSeconds: number }
+  | { outcome: 'busy' };
+
+/**
+ * Changes the password of the signed-in user, who proves the current one first. The new password
+ * is refused as sign-up refuses it (ValidationError) before the current one is checked, so a typo
+ * in the new one costs no attempt; the current one is checked as a sign-in is, throttled with it
+ * (LoginService.confirmPassword). Then every other session of the user ends: a password is changed
+ * because someone else may know it, and may hold a session too (OWASP's Session Management cheat
+ * sheet). The session it was changed in stays. Grants given to applications stay, as they do when
+ * an operator resets the password; the person withdraws those on the same page.
+ */
+export async function changeOwnPassword(
+  services: { storage: Storage; login: LoginService },
+  signedIn: ActiveSession,
+  passwords: { current: string; next: string },
+  address: string,
+  now: number,
+): Promise<PasswordChangeResult> {
+  checkNewPassword(passwords.next);
+  const check = await services.login.confirmPassword(signedIn.user, passwords.current, address, now);
+  if (check.outcome !== 'success') return check;
+  // Disabled or deleted meanwhile: nothing to change.
+  if (!(await services.storage.users.setPasswordHash(signedIn.user.id, await hashPassword(passwords.next), now))) return { outcome: 'invalid' };
+  const otherSessionsEnded = await services.storage.sessions.deleteForUser(signedIn.user.id, signedIn.session.digest);
+  return { outcome: 'changed', otherSessionsEnded };
+}
+
+/** The longest name, as sign-up and the admin API have it. */
+export const MAX_NAME_LENGTH = 200;
+
+/**
+ * Changes the signed-in user's name (OpenID Connect's `name` claim), validated as at sign-up:
+ * trimmed, at most 200 characters, and may be left empty. `updatedAt` moves only when the name
+ * changes (updateUser). The user as stored then, or undefined when they are gone.
+ */
+export async function changeOwnName(storage: Storage, user: User, name: string, now: number): Promise<User | undefined> {
+  const trimmed = name.trim();
+  if (trimmed.length > MAX_NAME_LENGTH) throw new ValidationError('name', `the name is longer than ${MAX_NAME_LENGTH} characters`);
+  return updateUser(storage, user.id, { name: trimmed }, now);
+}
+
+/** Ends every session of the signed-in user but this one; how many ended. */
+export function signOutOtherSessions(storage: Storage, signedIn: ActiveSession): Promise<number> {
+  return storage.sessions.deleteForUser(signedIn.user.id, signedIn.session.digest);
+}
