@@ -1,9 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { currentSession, field, type Pages } from './context.ts';
+import { accountSettingsRoutes } from './account-settings.ts';
 import { safeHttpUrl } from './consent.ts';
 import { renderPage } from './render.ts';
 
-/** The person's account: who is signed in, and the applications they authorized, each withdrawable. */
+/**
+ * The person's account: who is signed in, the applications they authorized, each withdrawable, and
+ * the way to their password, their name and their other browsers (account-settings.ts).
+ */
 export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
 
@@ -29,10 +33,17 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
     // verify them on their own (DESIGN §3) accept one until it expires; the person is told so
     // rather than promised more.
     const minutes = Math.ceil(gatehouse.config.tokens.accessTokenTtlSeconds / 60);
+    const query = request.query as Record<string, unknown>;
     const notice =
-      (request.query as Record<string, unknown>).withdrawn === '1'
+      query.withdrawn === '1'
         ? `Access withdrawn. The application can no longer renew its access and its access tokens are revoked; an API that checks tokens on its own may accept one until it expires, within ${minutes} minutes.`
-        : undefined;
+        : query.changed === 'password'
+          ? 'Your password was changed. Every other browser that was signed in to your account is signed out; this one stays signed in.'
+          : query.changed === 'name'
+            ? 'Your name was saved. Applications see it the next time they ask for your profile.'
+            : query.signed_out === 'elsewhere'
+              ? 'Every other browser that was signed in to your account is signed out; this one stays signed in.'
+              : undefined;
     return renderPage(reply, 'account', { title: 'Your account', user: { email: session.user.email, name: session.user.name }, applications, notice });
   });
 
@@ -49,4 +60,6 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
     }
     return reply.redirect('/account?withdrawn=1', 303);
   });
+
+  await accountSettingsRoutes(app, pages);
 }

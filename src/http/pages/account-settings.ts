@@ -1,0 +1,120 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { changeOwnName, changeOwnPassword, MAX_NAME_LENGTH, signOutOtherSessions } from '../../core/account.ts';
+import { checkNewPassword, ValidationError } from '../../core/applications.ts';
+import type { ActiveSession } from '../../core/sessions.ts';
+import { currentSession, field, type Pages } from './context.ts';
+import { renderPage } from './render.ts';
+
+type PasswordErrors = Partial<Record<'current' | 'new' | 'confirm' | 'form', string>>;
+type NameErrors = Partial<Record<'name' | 'form', string>>;
+
+const EXPIRED = 'Your session expired while the page was open. Please try again.';
+const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
+const sentence = (message: string): string => message.charAt(0).toUpperCase() + message.slice(1) + '.';
+
+/**
+ * What a person changes about their own account, signed in: their password (`/account/password`),
+ * their name (`/account/name`), and which browsers stay signed in (`/account/sign-out-elsewhere`).
+ * Each change is a form post with the CSRF token; signed out, the person signs in first.
+ */
+export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
+  const { gatehouse } = pages;
+
+  /** The session of a signed-in person, or a redirect to sign-in that comes back to `path`. */
+  const signedIn = async (request: FastifyRequest, reply: FastifyReply, path: string): Promise<ActiveSession | FastifyReply> => {
+    const session = await currentSession(pages, request);
+    return session ?? reply.redirect(`/login?next=${encodeURIComponent(path)}`, request.method === 'GET' ? 302 : 303);
+  };
+  const isSession = (value: ActiveSession | FastifyReply): value is ActiveSession => 'session' in value && 'user' in value;
+
+  const showPasswordForm = (reply: FastifyReply, session: ActiveSession, errors: PasswordErrors = {}, status = 200) =>
+    renderPage(reply, 'account-password', { title: 'Change your password', email: session.user.email, errors }, status);
+
+  app.get('/account/password', async (request, reply) => {
+    const session = await signedIn(request, reply, '/account/password');
+    return isSession(session) ? showPasswordForm(reply, session) : session;
+  });
+
+  app.post('/account/password', async (request, reply) => {
+    const session = await signedIn(request, reply, '/account/password');
+    if (!isSession(session)) return session;
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showPasswordForm(reply, session, { form: EXPIRED }, 403);
+    const current = field(request.body, 'current_password') ?? '';
+    const next = field(request.body, 'new_password') ?? '';
+    const confirmation = field(request.body, 'confirm_password') ?? '';
+
+    // Everything wrong with the form at once, before the current password is tried: a typo in the
+    // new one costs no attempt.
+    const errors: PasswordErrors = {};
+    if (!current) errors.current = 'Enter your current password.';
+    try {
+      checkNewPassword(next);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      errors.new = sentence(error.message);
+    }
+    if (!errors.new && confirmation !== next) errors.confirm = 'The new password and its confirmation are not the same.';
+    if (Object.keys(errors).length > 0) return showPasswordForm(reply, session, errors, 400);
+
+    const now = gatehouse.clock();
+    const result = await changeOwnPassword(gatehouse, session, { current, next }, request.ip, now);
+    switch (result.outcome) {
+      case 'throttled':
+        reply.header('retry-after', String(result.retryAfterSeconds));
+        return showPasswordForm(reply, session, { form: tooManyAttempts(result.retryAfterSeconds) }, 429);
+      case 'busy':
+        reply.header('retry-after', '1');
+        return showPasswordForm(reply, session, { form: 'Other attempts on this account are still being checked. Please try again in a moment.' }, 503);
+      case 'invalid':
+        gatehouse.audit.record({ at: now, kind: 'user.password_change_failed', outcome: 'failure', clientId: null, userId: session.user.id, data: {} });
+        return showPasswordForm(reply, session, { current: 'The current password is not right.' }, 400);
+      case 'changed':
+        gatehouse.audit.record({ at: now, kind: 'user.password_changed', outcome: 'success', clientId: null, userId: session.user.id, data: { other_sessions_ended: result.otherSessionsEnded } });
+        return reply.redirect('/account?changed=password', 303);
+    }
+  });
+
+  const showNameForm = (reply: FastifyReply, name: string, errors: NameErrors = {}, status = 200) =>
+    renderPage(reply, 'account-name', { title: 'Change your name', name, maxLength: MAX_NAME_LENGTH, errors }, status);
+
+  app.get('/account/name', async (request, reply) => {
+    const session = await signedIn(request, reply, '/account/name');
+    return isSession(session) ? showNameForm(reply, session.user.name) : session;
+  });
+
+  app.post('/account/name', async (request, reply) => {
+    const session = await signedIn(request, reply, '/account/name');
+    if (!isSession(session)) return session;
+    const name = field(request.body, 'name') ?? '';
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showNameForm(reply, name, { form: EXPIRED }, 403);
+    const now = gatehouse.clock();
+    let updated;
+    try {
+      updated = await changeOwnName(gatehouse.storage, session.user, name, now);
+    } catch (error) {
+      if (error instanceof ValidationError) return showNameForm(reply, name, { name: sentence(error.message) }, 400);
+      throw error;
+    }
+    if (updated && updated.name !== session.user.name) {
+      gatehouse.audit.record({ at: now, kind: 'user.name_changed', outcome: 'success', clientId: null, userId: session.user.id, data: {} });
+    }
+    return reply.redirect('/account?changed=name', 303);
+  });
+
+  app.post('/account/sign-out-elsewhere', async (request, reply) => {
+    const session = await signedIn(request, reply, '/account');
+    if (!isSession(session)) return session;
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
+      return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was changed.' }, 403);
+    }
+    const ended = await signOutOtherSessions(gatehouse.storage, session);
+    gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_out_elsewhere', outcome: 'success', clientId: null, userId: session.user.id, data: { sessions_ended: ended } });
+    return reply.redirect('/account?signed_out=elsewhere', 303);
+  });
+
+  // RFC 9110 §15.5.6: the address exists, for POST only.
+  app.get('/account/sign-out-elsewhere', async (_request, reply) => {
+    reply.header('allow', 'POST');
+    return renderPage(reply, 'error', { title: 'Use the button on your account page', message: 'Signing out your other browsers is done with the button on your account page.' }, 405);
+  });
+}
