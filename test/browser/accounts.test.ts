@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -110,6 +110,55 @@ for (const dialect of DIALECTS) {
         assert.equal(await page.inputValue('#email'), `dora-${dialect}@example.com`);
       } finally {
         await context.close();
+      }
+    });
+
+    it('changes the password by keyboard alone, a wrong current password first, and signs out the other browser', async () => {
+      const email = `eve-${dialect}@example.com`;
+      const newPassword = 'new pass 24';
+      await server.user(email, PASSWORD);
+      const signIn = async (context: BrowserContext) => {
+        const page = await context.newPage();
+        await page.goto(`${server.url}/login?next=/account/password`);
+        // Signing in is not what this test is about: filled at once.
+        await page.fill('#email', email);
+        await page.fill('#password', PASSWORD);
+        await Promise.all([page.waitForURL((url) => url.pathname === '/account/password'), page.keyboard.press('Enter')]);
+        return page;
+      };
+      const here = await browser.newContext();
+      const elsewhere = await browser.newContext();
+      try {
+        const page = await signIn(here);
+        const other = await signIn(elsewhere);
+        // The form opens with the focus on the current password.
+        assert.equal((await focusedField(page)).id, 'current-password');
+        const fill = async (current: string) => {
+          await page.keyboard.type(current);
+          await page.keyboard.press('Tab');
+          await page.keyboard.type(newPassword);
+          await page.keyboard.press('Tab');
+          await page.keyboard.type(newPassword);
+          const [answer] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.keyboard.press('Enter')]);
+          return answer;
+        };
+        const refused = await fill('not the password');
+        assert.equal(refused.status(), 400);
+        await page.waitForSelector('#current-password-error');
+        assert.deepEqual(await focusedField(page), { id: 'current-password', description: 'The current password is not right.' });
+
+        const changed = await fill(PASSWORD);
+        assert.equal(changed.status(), 303);
+        await page.waitForURL((url) => url.pathname === '/account' && url.search === '?changed=password');
+        assert.match(await page.textContent('[role=status]') ?? '', /Your password was changed/);
+
+        await other.goto(`${server.url}/account`);
+        assert.match(other.url(), /\/login/, 'the other browser is signed out');
+        await page.goto(`${server.url}/account`);
+        assert.match(page.url(), /\/account$/, 'this one is not');
+      } finally {
+        await here.close();
+        await elsewhere.close();
       }
     });
   });
