@@ -276,6 +276,30 @@ describe('no secret or token in the logs', () => {
     const signupPassword = keep('signup password', `su-${randomBytes(12).toString('base64url')}`);
     assert.equal((await fresh.request(`${server.url}/signup`, { form: { csrf: hiddenField(signup.text, 'csrf'), email: 'new@example.com', name: 'New', password: signupPassword } })).status, 303);
     keepBrowser('signed up', fresh);
+
+    // The account page: a second browser of the same person, a change of password (a wrong current
+    // one, a mismatched confirmation, then right), of name, and the other browsers signed out.
+    const second = new HttpBrowser();
+    const secondLogin = await second.request(`${server.url}/login`);
+    assert.equal((await second.request(`${server.url}/login`, { form: { csrf: hiddenField(secondLogin.text, 'csrf'), email: 'new@example.com', password: signupPassword } })).status, 303);
+    keepBrowser('second browser', second);
+    const changedPassword = keep('changed password', `cp-${randomBytes(12).toString('base64url')}`);
+    const wrongCurrent = keep('wrong current password', `wc-${randomBytes(12).toString('base64url')}`);
+    const changePassword = async (current: string, confirmation: string) => {
+      const form = await fresh.request(`${server.url}/account/password`);
+      keepBrowser('password form', fresh, form.text);
+      return fresh.request(`${server.url}/account/password`, { form: { csrf: hiddenField(form.text, 'csrf'), current_password: current, new_password: changedPassword, confirm_password: confirmation } });
+    };
+    assert.equal((await changePassword(wrongCurrent, changedPassword)).status, 400);
+    assert.equal((await changePassword(signupPassword, `${changedPassword}x`)).status, 400);
+    assert.equal((await changePassword(signupPassword, changedPassword)).status, 303);
+    assert.equal((await second.request(`${server.url}/account`)).status, 302, 'the second browser was signed out');
+    const nameForm = await fresh.request(`${server.url}/account/name`);
+    assert.equal((await fresh.request(`${server.url}/account/name`, { form: { csrf: hiddenField(nameForm.text, 'csrf'), name: 'Renamed' } })).status, 303);
+    const account = await fresh.request(`${server.url}/account`);
+    keepBrowser('account page', fresh, account.text);
+    assert.equal((await fresh.request(`${server.url}/account/sign-out-elsewhere`, { form: { csrf: hiddenField(account.text, 'csrf') } })).status, 303);
+    assert.equal((await fresh.request(`${server.url}/account/password`, { form: { current_password: changedPassword, new_password: wrongCurrent, confirm_password: wrongCurrent } })).status, 403);
   });
 
   it('handles errors that carry secrets: wrong credentials, replays, a token in the wrong place, CSRF failures, oversized headers', async () => {
@@ -354,6 +378,24 @@ describe('no secret or token in the logs', () => {
       assert.doesNotMatch(res.text, /password store/);
     } finally {
       gatehouse.login.login = login;
+    }
+    // The account page: storing a new password fails after both passwords were read.
+    const setPasswordHash = gatehouse.storage.users.setPasswordHash;
+    gatehouse.storage.users.setPasswordHash = async () => {
+      throw new Error('the users table is locked');
+    };
+    try {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: user.email, password: user.password } })).status, 303);
+      const passwordForm = await browser.request(`${server.url}/account/password`);
+      keepBrowser('password form (500)', browser, passwordForm.text);
+      const next = keep('new password (500)', `np5-${randomBytes(12).toString('base64url')}`);
+      const res = await browser.request(`${server.url}/account/password`, { form: { csrf: hiddenField(passwordForm.text, 'csrf'), current_password: user.password, new_password: next, confirm_password: next } });
+      assert.equal(res.status, 500);
+      assert.doesNotMatch(res.text, /users table/);
+    } finally {
+      gatehouse.storage.users.setPasswordHash = setPasswordHash;
     }
     // The admin API: creating a user fails after the body (with its password) was read.
     const adminToken = keepTokens('admin (500)', (await token({ grant_type: 'client_credentials' }, admin)).body).access_token;
