@@ -68,5 +68,26 @@ for (const dialect of DIALECTS) {
       assert.equal(page.status, 400);
       assert.match(page.text, /not allowed/);
     });
+
+    it('the account page’s forms answer a readable 400 page, changing nothing', async () => {
+      const user = await server.user(`nul-${dialect}@example.com`, 'correct horse battery staple');
+      const browser = new HttpBrowser();
+      const login = await browser.request(`${server.url}/login`);
+      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: user.email, password: 'correct horse battery staple' } })).status, 303);
+      const before = await server.gatehouse.storage.users.findById(user.id);
+      const account = await browser.request(`${server.url}/account`);
+      const csrf = hiddenField(account.text, 'csrf');
+      const cases: [string, Record<string, string>][] = [
+        ['/account/name', { csrf, name: 'Ada\u0000Lovelace' }],
+        ['/account/password', { csrf, current_password: 'correct horse battery staple', new_password: 'new\u0000password', confirm_password: 'new\u0000password' }],
+        ['/account/password', { csrf, current_password: 'correct horse\u0000battery staple', new_password: 'a new password', confirm_password: 'a new password' }],
+      ];
+      for (const [path, form] of cases) {
+        const page = await browser.request(`${server.url}${path}`, { form });
+        assert.equal(page.status, 400, path);
+        assert.match(page.text, /not allowed/, path);
+      }
+      assert.deepEqual(await server.gatehouse.storage.users.findById(user.id), before);
+    });
   });
 }
