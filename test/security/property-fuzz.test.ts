@@ -17,7 +17,7 @@ import { HOSTILE_STRINGS } from '../support/hostile-strings.ts';
 /*
  * Issue 6, "Abuse": property-based fuzzing (fast-check) of the inputs of every endpoint over real
  * HTTP — the token endpoint, /authorize (GET and POST), sign-in, sign-up, consent, sign-out,
- * withdrawal of consent, userinfo, introspection, revocation, project tokens, discovery and the
+ * withdrawal of consent, the account's password, name and other browsers, userinfo, introspection, revocation, project tokens, discovery and the
  * JWKS, the admin API and the developer portal. Most inputs are valid requests changed in up to
  * three places (a parameter dropped, repeated, truncated, replaced with junk, an unknown or
  * prototype-polluting one added), so that they get past the first checks; the rest are anything
@@ -1113,6 +1113,42 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           );
       },
       mayChange: (answer) => answer.status === 200,
+    },
+    {
+      // Last, so that the endpoints before it draw the cases they drew before it came (their seed is their place).
+      // The developer's own account: their sessions may all end here (never the victim's long-lived one),
+      // and a right current password sets the same password again, so it stays the one the fixture knows.
+      name: 'account settings',
+      kind: 'page',
+      numRuns: runs(120),
+      cases: () => {
+        const own = 'another long password';
+        const templates = tpl<Entries>(
+          [['csrf', P.csrf], ['current_password', own], ['new_password', own], ['confirm_password', own]],
+          [['csrf', P.csrf], ['current_password', 'wrong password!'], ['new_password', own], ['confirm_password', own]],
+          [['csrf', P.csrf], ['name', 'Dev Eloper']],
+          [['csrf', P.csrf]],
+        );
+        const spec = { csrf: pick(P.csrf), current_password: pick(own, 'wrong password!'), new_password: pick(own, 'short'), confirm_password: pick(own, 'other long password'), name: junk(true) };
+        return fc
+          .tuple(
+            pick('GET', 'POST', 'POST'),
+            pick('/account/password', '/account/name', '/account/sign-out-elsewhere'),
+            requestsArb(templates, spec, plausible()),
+            csrfCookieArb(),
+            fc.constantFrom<'developer' | null>('developer', 'developer', null),
+          )
+          .chain(([method, path, params, csrfCookie, session]) =>
+            (method === 'GET' ? fc.constant(undefined) : formBody(fc.constant(params))).map((body): Case =>
+              method === 'GET' ? { method, path, query: formEncode(params), csrfCookie, session } : { method, path, body: body!, csrfCookie, session },
+            ),
+          );
+      },
+      mayChange: (answer, c) => c.method === 'POST' && answer.status === 303 && String(answer.headers.location).startsWith('/account?'),
+      check: (answer) => {
+        const location = String(answer.headers.location ?? '');
+        return !location || sameOrigin(location) ? [] : [`redirect to ${location}`];
+      },
     },
   ];
 
