@@ -392,7 +392,7 @@ describe('browser flows in headless Chromium', () => {
 
     await page.goto(`${server.url}/account`);
     assert.ok(await page.getByText(`Signed in as ${user.email}`).isVisible());
-    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
     await page.getByRole('heading', { name: 'You are signed out' }).waitFor();
     assert.equal((await context.cookies(server.url)).find((c) => c.name === 'gatehouse_session'), undefined);
 
