@@ -20,24 +20,20 @@ const sentence = (message: string): string => message.charAt(0).toUpperCase() + 
 export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
 
-  /** The session of a signed-in person, or a redirect to sign-in that comes back to `path`. */
-  const signedIn = async (request: FastifyRequest, reply: FastifyReply, path: string): Promise<ActiveSession | FastifyReply> => {
-    const session = await currentSession(pages, request);
-    return session ?? reply.redirect(`/login?next=${encodeURIComponent(path)}`, request.method === 'GET' ? 302 : 303);
-  };
-  const isSession = (value: ActiveSession | FastifyReply): value is ActiveSession => 'session' in value && 'user' in value;
+  /** A signed-out person signs in first, and comes back to `path`. */
+  const toSignIn = (request: FastifyRequest, reply: FastifyReply, path: string) => reply.redirect(`/login?next=${encodeURIComponent(path)}`, request.method === 'GET' ? 302 : 303);
 
   const showPasswordForm = (reply: FastifyReply, session: ActiveSession, errors: PasswordErrors = {}, status = 200) =>
     renderPage(reply, 'account-password', { title: 'Change your password', email: session.user.email, errors }, status);
 
   app.get('/account/password', async (request, reply) => {
-    const session = await signedIn(request, reply, '/account/password');
-    return isSession(session) ? showPasswordForm(reply, session) : session;
+    const session = await currentSession(pages, request);
+    return session ? showPasswordForm(reply, session) : toSignIn(request, reply, '/account/password');
   });
 
   app.post('/account/password', async (request, reply) => {
-    const session = await signedIn(request, reply, '/account/password');
-    if (!isSession(session)) return session;
+    const session = await currentSession(pages, request);
+    if (!session) return toSignIn(request, reply, '/account/password');
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showPasswordForm(reply, session, { form: EXPIRED }, 403);
     const current = field(request.body, 'current_password') ?? '';
     const next = field(request.body, 'new_password') ?? '';
@@ -78,13 +74,13 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
     renderPage(reply, 'account-name', { title: 'Change your name', name, maxLength: MAX_NAME_LENGTH, errors }, status);
 
   app.get('/account/name', async (request, reply) => {
-    const session = await signedIn(request, reply, '/account/name');
-    return isSession(session) ? showNameForm(reply, session.user.name) : session;
+    const session = await currentSession(pages, request);
+    return session ? showNameForm(reply, session.user.name) : toSignIn(request, reply, '/account/name');
   });
 
   app.post('/account/name', async (request, reply) => {
-    const session = await signedIn(request, reply, '/account/name');
-    if (!isSession(session)) return session;
+    const session = await currentSession(pages, request);
+    if (!session) return toSignIn(request, reply, '/account/name');
     const name = field(request.body, 'name') ?? '';
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showNameForm(reply, name, { form: EXPIRED }, 403);
     const now = gatehouse.clock();
@@ -102,8 +98,8 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
   });
 
   app.post('/account/sign-out-elsewhere', async (request, reply) => {
-    const session = await signedIn(request, reply, '/account');
-    if (!isSession(session)) return session;
+    const session = await currentSession(pages, request);
+    if (!session) return toSignIn(request, reply, '/account');
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
       return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was changed.' }, 403);
     }
