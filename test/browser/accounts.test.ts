@@ -1,26 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
+import { focusedField, launchChromium } from '../support/chromium.ts';
 
 /**
  * Accounts as a person makes and uses them in a real headless Chromium, whose email fields send an
  * internationalized domain name in its ASCII form (xn--…), whatever was typed.
  */
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const PASSWORD = 'correct horse battery staple';
-
-/** The focused field's id and what describes it to a screen reader (the text of its aria-describedby). */
-const focusedField = (page: Page) =>
-  page.evaluate(() => {
-    // Runs in the page, where document is the browser's (this file is typed for Node).
-    const doc = (globalThis as unknown as { document: { activeElement: { id: string; getAttribute(name: string): string | null } | null; getElementById(id: string): { textContent: string } | null } }).document;
-    const field = doc.activeElement;
-    const described = field?.getAttribute('aria-describedby');
-    return { id: field?.id, description: described ? doc.getElementById(described)?.textContent : undefined };
-  });
 
 for (const dialect of DIALECTS) {
   describe(`user accounts in a browser (${dialect})`, { timeout: 120_000 }, () => {
@@ -29,7 +19,7 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       server = await startTestServer(dialect);
-      browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+      browser = await launchChromium();
     });
     after(async () => {
       await browser?.close();

@@ -7,15 +7,15 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { launchChromium } from '../support/chromium.ts';
 
 /**
  * The browser flows of Gatehouse end to end, in a real headless Chromium: the person signs in,
  * answers the consent page and comes back to a small client application listening on loopback.
  */
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SCREENSHOTS = resolve(dirname(fileURLToPath(import.meta.url)), '../../test-output/screenshots');
 const PASSWORD = 'correct horse battery staple';
 const VIEWPORTS: ReadonlyArray<readonly [string, BrowserContextOptions]> = [
@@ -97,7 +97,7 @@ describe('browser flows in headless Chromium', () => {
   before(async () => {
     server = await startTestServer('sqlite', { config: { implicit: { enabled: true } } });
     clientApp = await startClientApp();
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
   afterEach(async () => {
     for (const context of contexts) await context.close();

@@ -7,15 +7,15 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { focusedField, launchChromium } from '../support/chromium.ts';
 
 /**
  * The developer portal in a real headless Chromium, as a third-party developer meets it: sign up,
  * register applications, copy credentials off the page, use them, and revoke them again.
  */
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SCREENSHOTS = resolve(dirname(fileURLToPath(import.meta.url)), '../../test-output/screenshots');
 const VIEWPORTS = [
   ['phone', { width: 390, height: 844 }],
@@ -52,7 +52,7 @@ describe('developer portal in headless Chromium', () => {
   before(async () => {
     server = await startTestServer('sqlite');
     clientApp = await startCallbackServer();
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     mkdirSync(SCREENSHOTS, { recursive: true });
   });
   after(async () => {
@@ -271,16 +271,6 @@ describe('developer portal in headless Chromium', () => {
     await page.waitForURL(`${server.url}/account`);
     return { context, page };
   };
-
-  /** The focused field's id and what describes it to a screen reader (the text of its aria-describedby). */
-  const focusedField = (page: Page) =>
-    page.evaluate(() => {
-      // Runs in the page, where document is the browser's (this file is typed for Node).
-      const doc = (globalThis as unknown as { document: { activeElement: { id: string; getAttribute(name: string): string | null } | null; getElementById(id: string): { textContent: string } | null } }).document;
-      const field = doc.activeElement;
-      const described = field?.getAttribute('aria-describedby');
-      return { id: field?.id, description: described ? doc.getElementById(described)?.textContent : undefined };
-    });
 
   const submit = async (page: Page, button: string) => {
     const [response] = await Promise.all([page.waitForResponse((answer) => answer.request().method() === 'POST'), page.getByRole('button', { name: button }).click()]);
