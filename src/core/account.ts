@@ -2,7 +2,8 @@ import type { Storage, User } from '../storage/repositories.ts';
 import { checkNewPassword, updateUser, ValidationError } from './applications.ts';
 import type { LoginService } from './login.ts';
 import { hashPassword } from './passwords.ts';
-import type { ActiveSession } from './sessions.ts';
+import type { ActiveSession, SessionService } from './sessions.ts';
+import { digestOf } from './tokens/opaque.ts';
 
 /**
  * What people change about their own account from its page, signed in: their password, their
@@ -11,7 +12,8 @@ import type { ActiveSession } from './sessions.ts';
  */
 
 export type PasswordChangeResult =
-  | { outcome: 'changed'; otherSessionsEnded: number }
+  /** `session`: the cookie value of the session the browser goes on in. */
+  | { outcome: 'changed'; session: string; otherSessionsEnded: number }
   /** The current password is not right. */
   | { outcome: 'invalid' }
   | { outcome: 'throttled'; retryAfterSeconds: number }
@@ -21,13 +23,15 @@ export type PasswordChangeResult =
  * Changes the password of the signed-in user, who proves the current one first. The new password
  * is refused as sign-up refuses it (ValidationError) before the current one is checked, so a typo
  * in the new one costs no attempt; the current one is checked as a sign-in is, throttled with it
- * (LoginService.confirmPassword). Then every other session of the user ends: a password is changed
- * because someone else may know it, and may hold a session too (OWASP's Session Management cheat
- * sheet). The session it was changed in stays. Grants given to applications stay, as they do when
- * an operator resets the password; the person withdraws those on the same page.
+ * (LoginService.confirmPassword). Then every session of the user ends, and the browser it was
+ * changed in goes on in a new one: a password is changed because someone else may know it, and may
+ * hold a session too, or have seen this one's id (OWASP's Session Management cheat sheet renews the
+ * id). The new session's sign-in time is now: the person just proved their password. Grants given
+ * to applications stay, as they do when an operator resets the password; the person withdraws those
+ * on the same page.
  */
 export async function changeOwnPassword(
-  services: { storage: Storage; login: LoginService },
+  services: { storage: Storage; login: LoginService; sessions: SessionService },
   signedIn: ActiveSession,
   passwords: { current: string; next: string },
   address: string,
@@ -38,8 +42,10 @@ export async function changeOwnPassword(
   if (check.outcome !== 'success') return check;
   // Disabled or deleted meanwhile: nothing to change.
   if (!(await services.storage.users.setPasswordHash(signedIn.user.id, await hashPassword(passwords.next), now))) return { outcome: 'invalid' };
-  const otherSessionsEnded = await services.storage.sessions.deleteForUser(signedIn.user.id, signedIn.session.digest);
-  return { outcome: 'changed', otherSessionsEnded };
+  const session = await services.sessions.start(signedIn.user.id, now);
+  // The session it was changed in ends with the others, and is not counted among them.
+  const ended = await services.storage.sessions.deleteForUser(signedIn.user.id, digestOf(session));
+  return { outcome: 'changed', session, otherSessionsEnded: Math.max(0, ended - 1) };
 }
 
 /** The longest name, as sign-up and the admin API have it. */

@@ -82,6 +82,7 @@ for (const dialect of DIALECTS) {
         assert.equal(page.headers.get('cache-control'), 'no-store');
         assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
         assert.equal(autofocused(page.text), 'current-password');
+        const before = here.cookies.get('gatehouse_session');
         const changed = await changePassword(here, PASSWORD, NEW_PASSWORD);
         assert.equal(changed.status, 303, changed.text.slice(0, 300));
         assert.equal(changed.location, '/account?changed=password');
@@ -90,6 +91,12 @@ for (const dialect of DIALECTS) {
         assert.match(account.text, /Your password was changed/);
 
         assert.equal(await isSignedIn(here), true, 'this browser stays signed in');
+        // OWASP's Session Management cheat sheet: a new session id after a password change, so one
+        // an attacker may have seen (the reason to change a password) is worth nothing.
+        assert.ok(here.cookies.get('gatehouse_session') && here.cookies.get('gatehouse_session') !== before, 'in a new session');
+        const stolen = new HttpBrowser();
+        stolen.cookies.set('gatehouse_session', before!);
+        assert.equal(await isSignedIn(stolen), false, 'the session the password was changed in has ended');
         assert.equal(await isSignedIn(elsewhere), false, 'another browser is signed out');
         assert.equal(await isSignedIn(alsoElsewhere), false);
         assert.equal((await signIn(user.email, PASSWORD)).answer.status, 401, 'the old password is refused');

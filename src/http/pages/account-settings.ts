@@ -66,6 +66,7 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
         return showPasswordForm(reply, session, { current: 'The current password is not right.' }, 400);
       case 'changed':
         gatehouse.audit.record({ at: now, kind: 'user.password_changed', outcome: 'success', clientId: null, userId: session.user.id, data: { other_sessions_ended: result.otherSessionsEnded } });
+        reply.setCookie(pages.cookies.names(request).session, result.session, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
         return reply.redirect('/account?changed=password', 303);
     }
   });
