@@ -136,6 +136,23 @@ for (const dialect of DIALECTS) {
       assert.equal(lines(stdout).length, 2, 'nothing printed twice');
     });
 
+    it('records what user create and disable did, named as the admin API names them, and never the password', async () => {
+      const password = 'an audited password';
+      const { id } = await cliJson<{ id: string }>(['user', 'create', '--email', 'audited@example.com', '--password', password], env);
+      await cliJson(['user', 'disable', 'audited@example.com'], env);
+
+      const tail = await runCli(['audit', 'tail', '--limit', '100', '--json'], env);
+      assert.equal(tail.stdout.includes(password), false);
+      const events = lines(tail.stdout).filter((e) => e.user_id === id);
+      assert.deepEqual(
+        events.map((e) => ({ kind: e.kind, outcome: e.outcome, client_id: e.client_id, data: e.data })),
+        [
+          { kind: 'user.created', outcome: 'success', client_id: null, data: { by: 'cli' } },
+          { kind: 'user.disabled', outcome: 'success', client_id: null, data: { by: 'cli' } },
+        ],
+      );
+    });
+
     it('records what client create, set-jwks, rotate-secret and delete did, named as the admin API names the same actions', async () => {
       const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const jwksFile = join(database.dataDir, 'audited-keys.json');

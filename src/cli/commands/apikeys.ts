@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import { recordCliAction } from '../audit-trail.ts';
 import { isoTime, table, UsageError, type Output } from '../output.ts';
 import { required } from './clients.ts';
 
@@ -34,7 +35,7 @@ export async function apiKeyCommand(gatehouse: Gatehouse, args: string[], out: O
       }
       const scopes = values.scope?.split(/[\s,]+/).filter(Boolean);
       const { key, value } = await gatehouse.apiKeys.create(client, { name: values.name, scopes, expiresAt }, now);
-      gatehouse.audit.record({ at: now, kind: 'api_key.created', outcome: 'success', clientId, userId: null, data: { api_key_id: key.id, by: 'cli' } });
+      recordCliAction(gatehouse, 'api_key.created', { clientId, data: { api_key_id: key.id } });
       out.print({ id: key.id, api_key: value, scopes: key.scopes, expires_at: key.expiresAt === null ? null : isoTime(key.expiresAt) }, () =>
         [`id:      ${key.id}`, `api_key: ${value}   (shown once; store it now)`, `scopes:  ${key.scopes.join(' ')}`].join('\n'),
       );
@@ -58,7 +59,7 @@ export async function apiKeyCommand(gatehouse: Gatehouse, args: string[], out: O
     case 'revoke': {
       const id = required(positionals[1], 'apikey revoke needs CLIENT_ID KEY_ID');
       if (!(await gatehouse.storage.apiKeys.revoke(clientId, id, now))) throw new Error(`no active API key ${id} for ${clientId}`);
-      gatehouse.audit.record({ at: now, kind: 'api_key.revoked', outcome: 'success', clientId, userId: null, data: { api_key_id: id, by: 'cli' } });
+      recordCliAction(gatehouse, 'api_key.revoked', { clientId, data: { api_key_id: id } });
       out.print({ revoked: id }, () => `revoked ${id}: it stops working at once`);
       return;
     }

@@ -4,6 +4,7 @@ import { createClient, deleteClient, describeClient, rotateClientSecret, updateC
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, JsonWebKeySet } from '../../storage/repositories.ts';
+import { recordCliAction } from '../audit-trail.ts';
 import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const clientUsage = `gatehouse client create --name NAME [--type confidential|public] [--grant TYPE]... [--scope "a b"]
@@ -62,7 +63,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
         },
         now,
       );
-      gatehouse.audit.record({ at: now, kind: 'client.created', outcome: 'success', clientId: client.id, userId: null, data: { name: client.name, admin: client.isAdmin, by: 'cli' } });
+      recordCliAction(gatehouse, 'client.created', { clientId: client.id, data: { name: client.name, admin: client.isAdmin } });
       out.print(secret === undefined ? { client_id: client.id } : { client_id: client.id, client_secret: secret }, () =>
         [`client_id:     ${client.id}`, secret === undefined ? 'public client: no secret' : `client_secret: ${secret}   (shown once; store it now)`].join('\n'),
       );
@@ -88,7 +89,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
     case 'delete': {
       const [id] = argumentsOf('client delete', rest, ['CLIENT_ID']) as [string];
       if (!(await deleteClient(gatehouse, id))) throw new Error(`no client ${id}`);
-      gatehouse.audit.record({ at: now, kind: 'client.deleted', outcome: 'success', clientId: id, userId: null, data: { by: 'cli' } });
+      recordCliAction(gatehouse, 'client.deleted', { clientId: id });
       out.print({ deleted: id }, () => `deleted ${id} with its secrets, grants and tokens`);
       return;
     }
@@ -101,8 +102,8 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
       const secret = await rotateClientSecret(gatehouse, id, now);
       // Recorded as the admin API records the same steps: a secret added, and each old one deleted.
       const added = (await gatehouse.storage.clients.listSecrets(id)).find((s) => s.digest === digestOf(secret));
-      gatehouse.audit.record({ at: now, kind: 'client_secret.created', outcome: 'success', clientId: id, userId: null, data: { secret_id: added?.id ?? null, by: 'cli' } });
-      for (const old of replaced) gatehouse.audit.record({ at: now, kind: 'client_secret.deleted', outcome: 'success', clientId: id, userId: null, data: { secret_id: old.id, by: 'cli' } });
+      recordCliAction(gatehouse, 'client_secret.created', { clientId: id, data: { secret_id: added?.id ?? null } });
+      for (const old of replaced) recordCliAction(gatehouse, 'client_secret.deleted', { clientId: id, data: { secret_id: old.id } });
       out.print({ client_id: id, client_secret: secret }, () => `client_secret: ${secret}   (shown once; the previous secrets no longer work)`);
       return;
     }
@@ -112,7 +113,7 @@ export async function clientCommand(gatehouse: Gatehouse, args: string[], out: O
       if (!id || (file === undefined) === !values.none) throw new UsageError('client set-jwks needs a CLIENT_ID and either a JWK Set FILE or --none');
       const updated = await updateClient(gatehouse, id, { jwks: file === undefined ? null : readJwks(file) }, now);
       if (!updated) throw new Error(`no client ${id}`);
-      gatehouse.audit.record({ at: now, kind: 'client.updated', outcome: 'success', clientId: id, userId: null, data: { fields: ['jwks'], by: 'cli' } });
+      recordCliAction(gatehouse, 'client.updated', { clientId: id, data: { fields: ['jwks'] } });
       const count = updated.client.jwks?.keys.length ?? 0;
       out.print({ client_id: id, keys: count }, () => (count === 0 ? `${id} has no keys: private_key_jwt is off` : `${id} authenticates with private_key_jwt, ${count} key(s) registered`));
       return;

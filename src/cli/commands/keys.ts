@@ -1,4 +1,5 @@
 import type { Gatehouse } from '../../gatehouse.ts';
+import { recordCliAction } from '../audit-trail.ts';
 import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const keysUsage = `gatehouse keys list [--json]
@@ -11,7 +12,7 @@ export async function keysCommand(gatehouse: Gatehouse, args: string[], out: Out
   argumentsOf(`keys ${sub}`, rest, []);
   if (sub === 'rotate') {
     await gatehouse.keys.rotate(now);
-    gatehouse.audit.record({ at: now, kind: 'keys.rotated', outcome: 'success', clientId: null, userId: null, data: { by: 'cli' } });
+    recordCliAction(gatehouse, 'keys.rotated');
   }
   const keys = await gatehouse.storage.keys.listAll();
   const rows = keys

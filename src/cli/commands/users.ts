@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createUser, setUserDisabled } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import { recordCliAction } from '../audit-trail.ts';
 import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const userUsage = `gatehouse user create --email EMAIL [--password PASSWORD | --password-stdin] [--name NAME] [--json]
@@ -19,6 +20,7 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       const given = values['password-stdin'] ? await passwordFromStdin() : values.password;
       const generated = given === undefined ? randomBytes(12).toString('base64url') : undefined;
       const user = await createUser(gatehouse.storage, { email: values.email, password: given ?? generated!, name: values.name ?? '' }, now);
+      recordCliAction(gatehouse, 'user.created', { userId: user.id });
       out.print(generated ? { id: user.id, email: user.email, password: generated } : { id: user.id, email: user.email }, () =>
         [`id:    ${user.id}`, `email: ${user.email}`, ...(generated ? [`password: ${generated}   (generated; shown once)`] : [])].join('\n'),
       );
@@ -38,7 +40,7 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
       if (!user) throw new Error(`no user ${key}`);
       await setUserDisabled(gatehouse, user, true, now);
-      gatehouse.audit.record({ at: now, kind: 'user.disabled', outcome: 'success', clientId: null, userId: user.id, data: { by: 'cli' } });
+      recordCliAction(gatehouse, 'user.disabled', { userId: user.id });
       out.print({ id: user.id, email: user.email, disabled: true }, () => `disabled ${user.email}: it can no longer sign in or refresh tokens, and its applications are suspended`);
       return;
     }
