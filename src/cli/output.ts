@@ -35,6 +35,11 @@ export class UsageError extends Error {
  */
 export function argumentsOf(command: string, args: string[], names: string[]): string[] {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  return exactly(command, positionals, names);
+}
+
+/** `positionals` if they are exactly the `names` given, in order; a usage error for one missing or one more. */
+export function exactly(command: string, positionals: string[], names: string[]): string[] {
   if (positionals.length < names.length) throw new UsageError(`${command} needs ${names.join(' ')}`);
   if (positionals.length > names.length) throw new UsageError(`${command} takes ${names.length === 0 ? 'no argument' : names.join(' ')}, not also "${positionals[names.length]}"`);
   return positionals;

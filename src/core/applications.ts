@@ -585,6 +585,17 @@ export async function setUserDisabled(services: Pick<Services, 'storage' | 'clie
   for (const client of await services.storage.clients.listForOwner(user.id)) services.clients.invalidate(client.id);
 }
 
+/**
+ * Deletes a user with their sessions, consents, grants and refresh tokens, and the applications they
+ * registered in the developer portal with everything issued to those (UserRepository.delete); the
+ * client registry forgets those applications at once. Undefined when there is no such user.
+ */
+export async function deleteUser(services: Pick<Services, 'storage' | 'clients'>, userId: string): Promise<{ clientIds: string[] } | undefined> {
+  const deleted = await services.storage.users.delete(userId);
+  for (const clientId of deleted?.clientIds ?? []) services.clients.invalidate(clientId);
+  return deleted;
+}
+
 /** Throws a ValidationError when `password` cannot be a user's password: as at sign-up, wherever a password is set. */
 export function checkNewPassword(password: unknown): asserts password is string {
   // Characters are code points (NIST SP 800-63B §5.1.1.2), as the admin API's schema counts them: an
@@ -592,6 +603,21 @@ export function checkNewPassword(password: unknown): asserts password is string 
   // UTF-16 units, as sign-in counts it (LoginService), so that every password set can be signed in with.
   if (typeof password !== 'string' || [...password].length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
   if (password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
+}
+
+/** A user as the admin API shows them (snake_case, times in ISO 8601; never the password hash). */
+export function describeUser(u: User) {
+  const iso = (epochSeconds: number | null) => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
+  return {
+    id: u.id,
+    email: u.email,
+    name: u.name,
+    email_verified: u.emailVerified,
+    disabled: u.disabledAt !== null,
+    disabled_at: iso(u.disabledAt),
+    created_at: iso(u.createdAt),
+    updated_at: iso(u.updatedAt),
+  };
 }
 
 /** A client as the admin API and the command line show it (snake_case, times in ISO 8601; never a secret). */

@@ -30,7 +30,7 @@ const lines = (stdout: string): EventLine[] =>
     .map((line) => JSON.parse(line) as EventLine);
 
 for (const dialect of DIALECTS) {
-  describe(`gatehouse audit tail (${dialect})`, { timeout: 120_000 }, () => {
+  describe(`gatehouse audit tail (${dialect})`, { timeout: 240_000 }, () => {
     let database: TestDatabase;
     let env: Env;
     const now = Math.floor(Date.now() / 1000);
@@ -136,19 +136,30 @@ for (const dialect of DIALECTS) {
       assert.equal(lines(stdout).length, 2, 'nothing printed twice');
     });
 
-    it('records what user create and disable did, named as the admin API names them, and never the password', async () => {
-      const password = 'an audited password';
+    it('records what user create, disable, enable, set-password, sign-out and delete did, named as the admin API names them, and never the password', async () => {
+      const [password, reset] = ['an audited password', 'an audited new password'];
       const { id } = await cliJson<{ id: string }>(['user', 'create', '--email', 'audited@example.com', '--password', password], env);
+      await cliJson(['user', 'show', 'audited@example.com'], env);
       await cliJson(['user', 'disable', 'audited@example.com'], env);
+      await cliJson(['user', 'enable', id], env);
+      await cliJson(['user', 'set-password', id, '--password', reset], env);
+      await cliJson(['user', 'sign-out', id], env);
+      await cliJson(['user', 'delete', id], env);
+      // Refused: nothing recorded.
+      assert.equal((await runCli(['user', 'set-password', 'audited@example.com', '--password', 'short'], env)).code, 1);
 
       const tail = await runCli(['audit', 'tail', '--limit', '100', '--json'], env);
-      assert.equal(tail.stdout.includes(password), false);
+      assert.equal(tail.stdout.includes(password) || tail.stdout.includes(reset), false);
       const events = lines(tail.stdout).filter((e) => e.user_id === id);
       assert.deepEqual(
         events.map((e) => ({ kind: e.kind, outcome: e.outcome, client_id: e.client_id, data: e.data })),
         [
           { kind: 'user.created', outcome: 'success', client_id: null, data: { by: 'cli' } },
           { kind: 'user.disabled', outcome: 'success', client_id: null, data: { by: 'cli' } },
+          { kind: 'user.enabled', outcome: 'success', client_id: null, data: { by: 'cli' } },
+          { kind: 'user.password_reset', outcome: 'success', client_id: null, data: { by: 'cli' } },
+          { kind: 'user.signed_out', outcome: 'success', client_id: null, data: { by: 'cli' } },
+          { kind: 'user.deleted', outcome: 'success', client_id: null, data: { client_ids: [], by: 'cli' } },
         ],
       );
     });

@@ -1,13 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { createUser, setUserDisabled } from '../../core/applications.ts';
+import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import type { User } from '../../storage/repositories.ts';
 import { recordCliAction } from '../audit-trail.ts';
-import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
+import { argumentsOf, exactly, isoTime, table, UsageError, type Output } from '../output.ts';
 
 export const userUsage = `gatehouse user create --email EMAIL [--password PASSWORD | --password-stdin] [--name NAME] [--json]
 gatehouse user list [--json]
-gatehouse user disable USER_ID|EMAIL [--json]`;
+gatehouse user show USER_ID|EMAIL [--json]
+gatehouse user disable USER_ID|EMAIL [--json]
+gatehouse user enable USER_ID|EMAIL [--json]
+gatehouse user set-password USER_ID|EMAIL (--password PASSWORD | --password-stdin) [--json]
+                        a new password; signs the user out everywhere
+gatehouse user sign-out USER_ID|EMAIL [--json]   ends every session of the user
+gatehouse user delete USER_ID|EMAIL [--json]     with their grants and the applications they registered`;
 
 export async function userCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
   const [sub, ...rest] = args;
@@ -35,18 +42,71 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       );
       return;
     }
-    case 'disable': {
-      const [key] = argumentsOf('user disable', rest, ['USER_ID|EMAIL']) as [string];
-      const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
-      if (!user) throw new Error(`no user ${key}`);
-      await setUserDisabled(gatehouse, user, true, now);
-      recordCliAction(gatehouse, 'user.disabled', { userId: user.id });
-      out.print({ id: user.id, email: user.email, disabled: true }, () => `disabled ${user.email}: it can no longer sign in or refresh tokens, and its applications are suspended`);
+    case 'show': {
+      const [key] = argumentsOf('user show', rest, ['USER_ID|EMAIL']) as [string];
+      const user = await findUser(gatehouse, key);
+      const described = describeUser(user);
+      out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(15)} ${v === null || v === '' ? '-' : String(v)}`).join('\n'));
+      return;
+    }
+    case 'disable':
+    case 'enable': {
+      const disabled = sub === 'disable';
+      const [key] = argumentsOf(`user ${sub}`, rest, ['USER_ID|EMAIL']) as [string];
+      const user = await findUser(gatehouse, key);
+      await setUserDisabled(gatehouse, user, disabled, now);
+      recordCliAction(gatehouse, `user.${sub}d`, { userId: user.id });
+      out.print({ id: user.id, email: user.email, disabled }, () =>
+        disabled
+          ? `disabled ${user.email}: it can no longer sign in or refresh tokens, and its applications are suspended`
+          : `enabled ${user.email}: it can sign in again, and its applications work again`,
+      );
+      return;
+    }
+    case 'set-password': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { password: { type: 'string' }, 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } } });
+      const [key] = exactly('user set-password', positionals, ['USER_ID|EMAIL']) as [string];
+      if (values.password !== undefined && values['password-stdin']) throw new UsageError('user set-password takes --password or --password-stdin, not both');
+      if (values.password === undefined && !values['password-stdin']) throw new UsageError('user set-password needs --password PASSWORD or --password-stdin');
+      const password = values['password-stdin'] ? await passwordFromStdin() : values.password!;
+      const user = await findUser(gatehouse, key);
+      if (!(await resetUserPassword(gatehouse.storage, user.id, password, now))) throw new Error(`no user ${key}`);
+      recordCliAction(gatehouse, 'user.password_reset', { userId: user.id });
+      out.print({ id: user.id, email: user.email, signed_out: true }, () => `set the password of ${user.email}, and signed them out everywhere: their grants to applications stay`);
+      return;
+    }
+    case 'sign-out': {
+      const [key] = argumentsOf('user sign-out', rest, ['USER_ID|EMAIL']) as [string];
+      const user = await findUser(gatehouse, key);
+      await gatehouse.storage.sessions.deleteForUser(user.id);
+      recordCliAction(gatehouse, 'user.signed_out', { userId: user.id });
+      out.print({ id: user.id, email: user.email, signed_out: true }, () => `signed ${user.email} out everywhere: their password and their grants to applications stay`);
+      return;
+    }
+    case 'delete': {
+      const [key] = argumentsOf('user delete', rest, ['USER_ID|EMAIL']) as [string];
+      const user = await findUser(gatehouse, key);
+      const deleted = await deleteUser(gatehouse, user.id);
+      if (!deleted) throw new Error(`no user ${key}`);
+      recordCliAction(gatehouse, 'user.deleted', { userId: user.id, data: { client_ids: deleted.clientIds } });
+      out.print({ deleted: user.id, email: user.email, client_ids: deleted.clientIds }, () =>
+        [
+          `deleted ${user.email} with their sessions, consents, grants and refresh tokens`,
+          ...(deleted.clientIds.length > 0 ? [`and the applications they registered: ${deleted.clientIds.join(', ')}`] : []),
+        ].join('\n'),
+      );
       return;
     }
     default:
       throw new UsageError(`unknown user command "${sub ?? ''}"`);
   }
+}
+
+/** The user with this id, or else this email (matched as sign-in matches it); an error naming `key` when there is none. */
+async function findUser(gatehouse: Gatehouse, key: string): Promise<User> {
+  const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
+  if (!user) throw new Error(`no user ${key}`);
+  return user;
 }
 
 /** Longer than any password an account may have: standard input is read no further. */
