@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { createUser, resetUserPassword, setUserDisabled, updateUser } from '../../core/applications.ts';
+import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, updateUser } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { notFound } from './problems.ts';
 import { listPage, pageOf, pageQuery } from './paging.ts';
-import { idParams, iso, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
+import { idParams, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Users';
 const SCOPE = 'admin:users';
@@ -173,22 +173,11 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
       schema: { params: idParams('userId'), response: { 204: noContent } },
     },
     async (request, reply) => {
-      const deleted = await gatehouse.storage.users.delete(request.params.userId);
+      const deleted = await deleteUser(gatehouse, request.params.userId);
       if (!deleted) throw notFound(`there is no user ${request.params.userId}`);
-      for (const clientId of deleted.clientIds) gatehouse.clients.invalidate(clientId);
       recordAdminAction(gatehouse, request, 'admin.user.deleted', { userId: request.params.userId, data: { user_id: request.params.userId, client_ids: deleted.clientIds } });
       return reply.code(204).send();
     },
   );
 }
 
-const describeUser = (u: User) => ({
-  id: u.id,
-  email: u.email,
-  name: u.name,
-  email_verified: u.emailVerified,
-  disabled: u.disabledAt !== null,
-  disabled_at: iso(u.disabledAt),
-  created_at: iso(u.createdAt),
-  updated_at: iso(u.updatedAt),
-});

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database } from '../schema.ts';
-import type { AuditEvent, AuditRepository, RevocationRepository } from '../repositories.ts';
+import type { AuditRepository, RevocationRepository } from '../repositories.ts';
 
 export function kyselyAudit(db: Kysely<Database>, dialect: Dialect): AuditRepository {
   return {
