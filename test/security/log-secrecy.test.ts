@@ -109,7 +109,6 @@ describe('no secret or token in the logs', () => {
   let backOffice: { id: string; secret: string };
   let admin: { id: string; secret: string };
   const user = { email: 'logged@example.com', password: `pw-${randomBytes(12).toString('base64url')}` };
-  let userId: string;
 
   before(async () => {
     server = await startLoggedServer(masterSecret);
@@ -135,7 +134,7 @@ describe('no secret or token in the logs', () => {
     resourceServer = await make('resource server', { name: 'API', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
     backOffice = await make('back office', { name: 'Back office', type: 'confidential', grantTypes: ['client_credentials', EXCHANGE], scopes: ['objects:read', 'objects:download'], defaultScopes: ['objects:read'], allowImpersonation: true });
     admin = await make('admin', { name: 'Admin', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['admin:clients', 'admin:users', 'admin:tokens'], isAdmin: true });
-    userId = (await createUser(gatehouse.storage, user, gatehouse.clock())).id;
+    await createUser(gatehouse.storage, user, gatehouse.clock());
   });
   after(() => server?.close());
 

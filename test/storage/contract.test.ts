@@ -909,7 +909,7 @@ for (const dialect of DIALECTS) {
 
       it('reports an unknown token as not found, and stores nothing', async () => {
         const successorDigest = digestOf(createOpaqueToken('rt'));
-        const { token } = await aLiveToken();
+        await aLiveToken();
         const result = await storage().refreshTokens.rotate(digestOf(createOpaqueToken('rt')), successorAt(successorDigest, NOW), NOW);
         assert.deepEqual(result, { outcome: 'not_found' });
         assert.equal(await storage().refreshTokens.find(successorDigest), undefined);
