@@ -5,7 +5,7 @@ import type { ApiKey, Client, ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
-import { applicationHeader, applicationNotFound, applicationPageOf, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { formIdOf, formRecordIds, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
@@ -68,12 +68,10 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
     const values = applicationFormOf(body);
     // The form sent again (Reload on the page that showed the secret) finds the application it made.
     const id = ids.client(developer.user.id, formIdOf(body));
-    const sentAgain = async () => {
-      const made = await gatehouse.storage.clients.find(id);
-      if (!made || !mayManage(made, developer.user.id)) return applicationNotFound(reply);
-      return reply.redirect(`${applicationHeader(made).path}?notice=created-before`, 303);
-    };
-    if (await gatehouse.storage.clients.find(id)) return sentAgain();
+    const sentAgain = (made: Client | undefined) =>
+      made && mayManage(made, developer.user.id) ? reply.redirect(`${applicationPath(made.id)}?notice=created-before`, 303) : applicationNotFound(reply);
+    const existing = await gatehouse.storage.clients.find(id);
+    if (existing) return sentAgain(existing);
     const checked = applicationInput(gatehouse, developer.user.id, values);
     if ('errors' in checked) return showForm(reply, values, checked.errors, 400);
     try {
@@ -82,7 +80,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
       try {
         made = await createClient(gatehouse, checked.input, now, id);
       } catch (error) {
-        if (error instanceof AlreadyCreatedError) return sentAgain();
+        if (error instanceof AlreadyCreatedError) return sentAgain(await gatehouse.storage.clients.find(id));
         throw error;
       }
       const { client, secret } = made;
