@@ -40,8 +40,10 @@ export async function changeOwnPassword(
   checkNewPassword(passwords.next);
   const check = await services.login.confirmPassword(signedIn.user, passwords.current, address, now);
   if (check.outcome !== 'success') return check;
-  // Disabled or deleted meanwhile: nothing to change.
-  if (!(await services.storage.users.setPasswordHash(signedIn.user.id, await hashPassword(passwords.next), now))) return { outcome: 'invalid' };
+  // Disabled or deleted meanwhile, or the password reset by an operator since it was checked (the
+  // one given is then no longer the current one): nothing to change.
+  const checked = check.user.passwordHash;
+  if (!(await services.storage.users.setPasswordHash(signedIn.user.id, await hashPassword(passwords.next), now, checked))) return { outcome: 'invalid' };
   const session = await services.sessions.start(signedIn.user.id, now);
   // The session it was changed in ends with the others, and is not counted among them.
   const ended = await services.storage.sessions.deleteForUser(signedIn.user.id, digestOf(session));

@@ -75,8 +75,8 @@ export class LoginService {
       }
       outcome = 'passed';
       await this.#perAccount.reset(account);
-      if (rehash) await this.#rehash(user, password);
-      return { outcome: 'success', user };
+      // The user as stored now: a caller may change the password on condition that it is still this one.
+      return { outcome: 'success', user: rehash ? await this.#rehash(user, password) : user };
     } finally {
       await Promise.all([this.#perAccount.settle(account, outcome, now), this.#perAddress.settle(client, outcome, now)]);
     }
@@ -85,14 +85,16 @@ export class LoginService {
   /**
    * Stores the password, just verified against an outdated hash, hashed as passwords are hashed
    * today; unless the password was changed meanwhile. Should that fail, the sign-in stands and the
-   * next one tries again.
+   * next one tries again. The user with the hash stored.
    */
-  async #rehash(user: User, password: string): Promise<void> {
+  async #rehash(user: User, password: string): Promise<User> {
     try {
-      await this.#storage.users.rehashPassword(user.id, user.passwordHash, await hashPassword(password));
+      const passwordHash = await hashPassword(password);
+      if (await this.#storage.users.rehashPassword(user.id, user.passwordHash, passwordHash)) return { ...user, passwordHash };
     } catch {
       // The sign-in does not depend on it.
     }
+    return user;
   }
 
   /**

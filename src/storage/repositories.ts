@@ -167,7 +167,12 @@ export interface UserRepository {
    */
   update(id: string, changes: UserChanges, now: number, expected?: { email: string }): Promise<User | undefined>;
   setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
-  setPasswordHash(id: string, passwordHash: string, now: number): Promise<boolean>;
+  /**
+   * Stores a new password hash and `now` as the update time; with `expected`, only while the stored
+   * hash is still `expected`, so that a change decided on the password just checked does not replace
+   * one an operator set meanwhile. False for an unknown user, or a hash no longer the one expected.
+   */
+  setPasswordHash(id: string, passwordHash: string, now: number, expected?: string): Promise<boolean>;
   /**
    * Replaces the hash `previous` with `next`, the same password hashed as passwords are hashed
    * today, if the user's hash is still `previous` (a password changed meanwhile stays). `updatedAt`

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { resetUserPassword } from '../../src/core/applications.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { post, startTestServer, type TestServer } from '../support/server.ts';
@@ -111,6 +112,32 @@ for (const dialect of DIALECTS) {
         assert.equal(event.outcome, 'success');
         assert.deepEqual(event.data, { other_sessions_ended: 2 });
         assert.doesNotMatch(JSON.stringify(event), /passphrase|horse/);
+      });
+
+      it('leaves a password an operator set while the current one was being checked, and refuses the change', async () => {
+        const user = await aUser();
+        const here = await signedIn(user.email);
+        const page = await here.request(`${server.url}/account/password`);
+        assert.equal(page.status, 200);
+        const { login, storage } = server.gatehouse;
+        const confirmPassword = login.confirmPassword;
+        // The operator's reset lands after the current password is checked, before the new one is written.
+        login.confirmPassword = async (...args) => {
+          const checked = await confirmPassword.apply(login, args);
+          assert.equal(await resetUserPassword(storage, user.id, 'the operator chose this one', server.gatehouse.clock()), true);
+          return checked;
+        };
+        try {
+          const refused = await here.request(`${server.url}/account/password`, {
+            form: { csrf: hiddenField(page.text, 'csrf'), current_password: PASSWORD, new_password: NEW_PASSWORD, confirm_password: NEW_PASSWORD },
+          });
+          assert.equal(refused.status, 400, refused.text.slice(0, 300));
+          assert.equal(descriptionOf(refused.text, 'current-password'), 'The current password is not right.');
+        } finally {
+          login.confirmPassword = confirmPassword;
+        }
+        assert.equal((await signIn(user.email, NEW_PASSWORD)).answer.status, 401, "the person's new password did not replace the operator's");
+        assert.equal((await signIn(user.email, 'the operator chose this one')).answer.status, 303);
       });
 
       it('refuses a wrong current password with the message on that field, 400, changing nothing', async () => {

@@ -637,6 +637,14 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().users.findById(user.id), { ...user, passwordHash: '$scrypt$new', updatedAt: NOW + 1 });
       });
 
+      it('changes a password hash on condition only while it is the one expected', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        assert.equal(await storage().users.setPasswordHash(user.id, '$scrypt$new', NOW + 1, 'not the stored hash'), false);
+        assert.deepEqual(await storage().users.findById(user.id), user, 'a hash changed meanwhile stays');
+        assert.equal(await storage().users.setPasswordHash(user.id, '$scrypt$new', NOW + 1, user.passwordHash), true);
+        assert.deepEqual(await storage().users.findById(user.id), { ...user, passwordHash: '$scrypt$new', updatedAt: NOW + 1 });
+      });
+
       it('replaces a password hash with a rehash of it only while it is the one verified, leaving updatedAt', async () => {
         const user = await storage().users.create(aUser(), NOW);
         assert.equal(await storage().users.rehashPassword(user.id, 'not the stored hash', '$argon2id$rehashed'), false);

@@ -88,8 +88,10 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
       const result = await db.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },
-    async setPasswordHash(id, passwordHash, now) {
-      const result = await db.updateTable('users').set({ password_hash: passwordHash, updated_at: now }).where('id', '=', id).executeTakeFirst();
+    async setPasswordHash(id, passwordHash, now, expected) {
+      let update = db.updateTable('users').set({ password_hash: passwordHash, updated_at: now }).where('id', '=', id);
+      if (expected !== undefined) update = update.where('password_hash', '=', expected);
+      const result = await update.executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },
     async rehashPassword(id, previous, next) {
