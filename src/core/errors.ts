@@ -69,6 +69,11 @@ export const unsupportedResponseType = make('unsupported_response_type');
 export const serverError = make('server_error', 500);
 export const temporarilyUnavailable = make('temporarily_unavailable', 503);
 
+// OpenID Connect Core §3.1.2.6: an OP that does not support these parameters "MUST return" these errors.
+export const requestNotSupported = make('request_not_supported');
+export const requestUriNotSupported = make('request_uri_not_supported');
+export const registrationNotSupported = make('registration_not_supported');
+
 /** RFC 6750 §3: errors of protected resources carry a `WWW-Authenticate: Bearer` challenge. */
 export function bearerChallenge(error: string, description: string, scope?: string): string {
   const quoted = (value: string) => value.replace(/["\\]/g, '').replace(/[^\x20-\x7e]/g, '?');

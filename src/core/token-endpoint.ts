@@ -5,6 +5,7 @@ import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials 
 import { invalidRequest, invalidTarget, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
 import type { FailureCounter, RequestLimiter } from './rate-limit.ts';
 import type { GrantServices } from './grants/services.ts';
+import { requestParameter } from './parameters.ts';
 
 /** The token request as the HTTP adapter hands it over: body parameters and the Authorization header. */
 export interface TokenRequest {
@@ -147,7 +148,7 @@ export class TokenEndpoint {
 
   async #handle(request: TokenRequest): Promise<TokenResponse> {
     const grantType = singleParameter(request.params, 'grant_type');
-    if (grantType === undefined || grantType === '') throw invalidRequest('grant_type is required');
+    if (grantType === undefined) throw invalidRequest('grant_type is required');
     const registered = this.#grants.get(grantType);
     if (!registered) throw unsupportedGrantType(`the grant type "${truncate(grantType)}" is not supported`);
     const { handler, parameters } = registered;
@@ -176,19 +177,15 @@ export class TokenEndpoint {
 }
 
 /**
- * RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once", except
- * the `targets` of a grant that lets a client ask for several (see GrantHandler.targetParameters). Values
- * must be strings (a JSON body may carry anything), and none of the syntaxes of RFC 6749 Appendix A
- * admits a NUL character (PostgreSQL text cannot even hold one).
+ * A parameter as requestParameter reads it (RFC 6749 §3.2: sent once, and empty as good as
+ * omitted), except that the `targets` of a grant that lets a client ask for several are refused
+ * with `invalid_target` when repeated (see GrantHandler.targetParameters). None of the syntaxes of
+ * RFC 6749 Appendix A admits a NUL character (PostgreSQL text cannot even hold one).
  */
 function singleParameter(params: Readonly<Record<string, unknown>>, name: string, targets?: readonly string[]): string | undefined {
-  if (!Object.hasOwn(params, name)) return undefined;
-  const value = params[name];
-  if (Array.isArray(value)) {
-    if (targets?.includes(name)) throw invalidTarget(`a token is issued for one target: send ${name} once`);
-    throw invalidRequest(`the parameter ${name} is included more than once`);
-  }
-  if (typeof value !== 'string') throw invalidRequest(`the parameter ${name} must be a string`);
+  if (targets?.includes(name) && Object.hasOwn(params, name) && Array.isArray(params[name])) throw invalidTarget(`a token is issued for one target: send ${name} once`);
+  const value = requestParameter(params, name);
+  if (value === undefined) return undefined;
   if (value.length > MAX_PARAMETER_LENGTH) throw invalidRequest(`the parameter ${name} is too long`);
   if (value.includes('\0')) throw invalidRequest(`the parameter ${name} contains a NUL character`);
   return value;

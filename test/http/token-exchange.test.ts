@@ -233,7 +233,8 @@ for (const dialect of DIALECTS) {
 
       it('answers 400 invalid_target for a resource or audience that names no project, or a malformed one', async () => {
         const subject = await clientToken(viewer);
-        for (const target of ['https://api.example.com', 'urn:example:other', '', 'project:', 'project:a b', `project:${'x'.repeat(129)}`, `${server.url}/elsewhere/1`]) {
+        // An empty one is one left out (RFC 6749 §3.2), not a target: see the token endpoint's tests.
+        for (const target of ['https://api.example.com', 'urn:example:other', 'project:', 'project:a b', `project:${'x'.repeat(129)}`, `${server.url}/elsewhere/1`]) {
           for (const name of ['resource', 'audience']) {
             await assertRefusedUnchanged(() => projectExchange(viewer, subject, { [name]: target, scope: 'model:read' }), 400, 'invalid_target');
           }

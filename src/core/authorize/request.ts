@@ -1,5 +1,6 @@
 import type { Client } from '../../storage/repositories.ts';
-import { OAuthError, invalidRequest, invalidScope, unauthorizedClient, unsupportedResponseType } from '../errors.ts';
+import { OAuthError, invalidRequest, invalidScope, registrationNotSupported, requestNotSupported, requestUriNotSupported, unauthorizedClient, unsupportedResponseType } from '../errors.ts';
+import { requestParameter } from '../parameters.ts';
 import type { ScopePolicy } from '../scopes.ts';
 import type { IdTokenHint } from '../tokens/id-token.ts';
 import { matchRedirectUri } from './redirect-uri.ts';
@@ -118,8 +119,7 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
       const responseType = RESPONSE_TYPES[raw];
       if (!responseType || (responseType !== 'code' && !implicitEnabled)) throw unsupportedResponseType(`the response type "${raw.slice(0, 40)}" is not supported`);
       draft.responseType = responseType;
-      // Fragment by default for anything carrying tokens, which must never sit in a query string.
-      draft.responseMode = responseType === 'code' ? 'query' : 'fragment';
+      draft.responseMode = defaultResponseMode(responseType);
     },
   ],
   [
@@ -127,9 +127,8 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
     (draft, _inputs, param) => {
       const mode = param('response_mode');
       if (mode === undefined) return;
-      if (mode !== 'query' && mode !== 'fragment' && mode !== 'form_post') throw invalidRequest(`the response mode "${mode.slice(0, 40)}" is not supported`);
-      // OAuth 2.0 Multiple Response Type Encoding Practices §5: tokens never in the query.
-      if (mode === 'query' && draft.responseType !== 'code') throw invalidRequest('tokens cannot be returned in the query string');
+      if (!isResponseMode(mode)) throw invalidRequest(`the response mode "${mode.slice(0, 40)}" is not supported`);
+      if (!modeAllowed(mode, draft.responseType!)) throw invalidRequest('tokens cannot be returned in the query string');
       draft.responseMode = mode;
     },
   ],
@@ -142,10 +141,12 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
   [
     'check_request_object',
     (_draft, _inputs, param) => {
-      // OpenID Connect Core §6.1, §6.2: an OP that does not support them "MUST return" these errors
-      // rather than act on the other parameters alone, which the request object may contradict.
-      if (param('request') !== undefined) throw new OAuthError('request_not_supported', 'request objects (the request parameter) are not supported');
-      if (param('request_uri') !== undefined) throw new OAuthError('request_uri_not_supported', 'the request_uri parameter is not supported');
+      // OpenID Connect Core §3.1.2.6, §6.1, §6.2, §7.2.1: an OP that does not support them "MUST
+      // return" these errors rather than act on the other parameters alone, which the request object
+      // may contradict, or for a client that is not the one it registered.
+      if (param('request') !== undefined) throw requestNotSupported('request objects (the request parameter) are not supported');
+      if (param('request_uri') !== undefined) throw requestUriNotSupported('the request_uri parameter is not supported');
+      if (param('registration') !== undefined) throw registrationNotSupported('the registration parameter is not supported');
     },
   ],
   [
@@ -234,6 +235,50 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
   ],
 ];
 
+const RESPONSE_MODES: readonly string[] = ['query', 'fragment', 'form_post'] satisfies ResponseMode[];
+const isResponseMode = (mode: string): mode is ResponseMode => RESPONSE_MODES.includes(mode);
+
+/**
+ * OAuth 2.0 Multiple Response Type Encoding Practices §2.1, §5: the query for `code` (and `none`),
+ * the fragment for every response type that returns a token (`token`, `id_token`, the hybrid ones),
+ * which must never sit in a query string — as node-oidc-provider reads it, by the word "token".
+ */
+const defaultResponseMode = (responseType: string): ResponseMode => (responseType.includes('token') ? 'fragment' : 'query');
+
+/** Multiple Response Types §5: tokens never in the query; any mode else may carry any answer. */
+const modeAllowed = (mode: ResponseMode, responseType: string): boolean => mode !== 'query' || defaultResponseMode(responseType) === 'query';
+
+/**
+ * How an error found before the response type and mode were settled is answered: in the response
+ * mode the client asked for when that is one it may use (OpenID Connect Core §3.1.2.6: the error
+ * response is returned as the authentication response would be; Form Post Response Mode §2: with
+ * form_post, "Authorization Response parameters" are posted, and an error response is one), or the
+ * default of the response type asked for (the fragment for `token`, even an unsupported one); each
+ * read without refusing anything, a parameter that is repeated or not a string taken as not sent.
+ */
+function errorResponseMode(params: Readonly<Record<string, unknown>>): ResponseMode {
+  const read = (name: string): string | undefined => {
+    try {
+      return requestParameter(params, name);
+    } catch {
+      return undefined;
+    }
+  };
+  const responseType = read('response_type') ?? '';
+  const mode = read('response_mode');
+  return mode !== undefined && isResponseMode(mode) && modeAllowed(mode, responseType) ? mode : defaultResponseMode(responseType);
+}
+
+/** The state an error answer echoes: as sent, unless it is missing, empty, repeated or too long to echo. */
+function echoableState(params: Readonly<Record<string, unknown>>): string | undefined {
+  try {
+    const state = requestParameter(params, 'state');
+    return state !== undefined && state.length <= MAX_STATE_LENGTH ? state : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The `sub` value a `claims` parameter asks for (OpenID Connect Core §5.5.1), if it can be read. */
 function requestedSubject(claims: string | undefined): string | undefined {
   if (claims === undefined || claims.length > 8192) return undefined;
@@ -280,21 +325,21 @@ export function recheckWaitingRequest(request: AuthorizationRequest, client: Cli
 export async function validateAuthorizationRequest(inputs: ValidationInputs): Promise<{ request: AuthorizationRequest; client: Client }> {
   const draft: Draft = {};
   const param = (name: string): string | undefined => {
-    if (!Object.hasOwn(inputs.params, name)) return undefined;
-    const value = inputs.params[name];
-    if (typeof value === 'string') return value === '' && name !== 'state' ? undefined : value;
-    // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once."
-    const message = Array.isArray(value) ? `the parameter ${name} is included more than once` : `the parameter ${name} must be a string`;
-    if (name === 'client_id' || name === 'redirect_uri' || draft.redirectUri === undefined) throw new AuthorizationPageError(`The request is malformed: ${message}.`);
-    throw invalidRequest(message);
+    try {
+      return requestParameter(inputs.params, name);
+    } catch (error) {
+      // Until the redirect URI is trusted, a malformed request is shown to the person (§4.1.2.1).
+      if (error instanceof OAuthError && (name === 'client_id' || name === 'redirect_uri' || draft.redirectUri === undefined)) throw new AuthorizationPageError(`The request is malformed: ${error.message}.`);
+      throw error;
+    }
   };
   for (const [, step] of steps) {
     try {
       await step(draft, inputs, param);
     } catch (error) {
       if (error instanceof OAuthError) {
-        const state = typeof inputs.params.state === 'string' && inputs.params.state.length <= MAX_STATE_LENGTH ? inputs.params.state : undefined;
-        throw new AuthorizationRedirectError(error, { redirectUri: draft.redirectUri!, responseMode: draft.responseMode ?? 'query', state });
+        const state = echoableState(inputs.params);
+        throw new AuthorizationRedirectError(error, { redirectUri: draft.redirectUri!, responseMode: draft.responseMode ?? errorResponseMode(inputs.params), state });
       }
       throw error;
     }

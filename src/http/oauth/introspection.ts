@@ -1,23 +1,23 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { invalidClient, invalidRequest } from '../../core/errors.ts';
 import { introspect } from '../../core/introspection.ts';
+import { requestParameter } from '../../core/parameters.ts';
 import { revoke } from '../../core/revocation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
 /**
- * The parameters of an introspection or revocation request, each a single string. An empty one is
- * as good as omitted (RFC 6749 §3.1), so an empty `token` is a missing one, not an unknown token.
+ * The parameters of an introspection or revocation request, each a single string (see
+ * requestParameter): an empty `token` is a missing one (RFC 6749 §3.1), not an unknown token.
  */
 function parameters(request: FastifyRequest): Record<string, string | undefined> {
   const body = request.body;
   if (body !== undefined && body !== null && (typeof body !== 'object' || Array.isArray(body))) throw invalidRequest('the body must be a set of parameters');
   const params: Record<string, string | undefined> = Object.create(null);
   for (const name of ['token', 'token_type_hint', 'client_id', 'client_secret', 'client_assertion', 'client_assertion_type']) {
-    const value = body && Object.hasOwn(body, name) ? (body as Record<string, unknown>)[name] : undefined;
+    const value = body ? requestParameter(body as Record<string, unknown>, name) : undefined;
     if (value === undefined) continue;
-    if (Array.isArray(value)) throw invalidRequest(`the parameter ${name} is included more than once`);
-    if (typeof value !== 'string' || value.includes('\0')) throw invalidRequest(`the parameter ${name} must be a string`);
+    if (value.includes('\0')) throw invalidRequest(`the parameter ${name} must be a string`);
     params[name] = value;
   }
   return params;
