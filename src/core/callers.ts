@@ -2,6 +2,7 @@ import type { ApiKeyService } from './api-keys.ts';
 import type { ClientRegistry } from './clients.ts';
 import { credentialsRequired, invalidToken, malformedCredentials } from './errors.ts';
 import type { KeyStore } from './tokens/keys.ts';
+import { grantEnd } from './tokens/refresh.ts';
 import { verifyAccessToken, type VerifiedAccessToken } from './tokens/verify.ts';
 import type { ApiKeyRepository, Client, Grant, GrantRepository, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
 
@@ -20,8 +21,13 @@ export interface Caller {
   grantId: string | undefined;
   /** The API key presented (kind `api_key`), passed on to the project tokens minted with it. */
   apiKeyId: string | undefined;
-  /** When the credential stops working (API keys without expiry: undefined). */
+  /** When the credential stops working (API keys without expiry: undefined); never after its grant's end. */
   expiresAt: number | undefined;
+  /**
+   * When the grant the token was issued under ends (see grantEnd): nothing derived from the token
+   * outlives it, even where the application could renew the token itself.
+   */
+  grantEndsAt: number | undefined;
   /**
    * Whether the application can get another credential like this one at will, without the user:
    * its own token (client credentials), or a user's token of a grant that lasts beyond it (one
@@ -35,7 +41,7 @@ export interface Caller {
 
 export interface CallerServices {
   keys: KeyStore;
-  config: { issuer: string; tokens: { audience: string } };
+  config: { issuer: string; tokens: { audience: string; refreshTokenMaxLifetimeSeconds: number } };
   revocations: RevocationRepository;
   apiKeys: ApiKeyService;
   clients: ClientRegistry;
@@ -98,7 +104,7 @@ export interface TokenHolders {
  * own token one, for a user's three, each by primary key (and the registry's cached entry of the
  * grant's client after them for a delegated token).
  */
-export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
+export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations' | 'config'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
   const { payload, jti, grantId, apiKeyId } = verified;
   const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
   const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
@@ -109,7 +115,9 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
     tokenHolders(services, clientId, sub),
   ]);
   if (revoked) return 'revoked';
-  if (grantId && (!grant || grant.revokedAt !== null || (grant.expiresAt !== null && grant.expiresAt <= now))) return 'revoked';
+  // Past the grant's end, its lifetime bound included: a token signed before access tokens were
+  // capped at that end, or before the bound was shortened, ends there all the same.
+  if (grantId && (!grant || grant.revokedAt !== null || grantEnd(grant, services.config.tokens.refreshTokenMaxLifetimeSeconds) <= now)) return 'revoked';
   if (apiKeyId && (!apiKey || apiKey.clientId !== clientId || apiKey.revokedAt !== null || (apiKey.expiresAt !== null && apiKey.expiresAt <= now))) return 'revoked';
   // A delegated token names the grant of its subject token, issued to another client: it ends when
   // that token does (RFC 8693 delegation cannot outlast what it acts on), so while that client is
@@ -141,6 +149,7 @@ export async function authenticateCaller(services: CallerServices, authorization
       grantId: undefined,
       apiKeyId: found.key.id,
       expiresAt: found.key.expiresAt ?? undefined,
+      grantEndsAt: undefined,
       renewable: false,
       user: undefined,
     };
@@ -153,6 +162,7 @@ export async function authenticateCaller(services: CallerServices, authorization
   if (!holders) throw invalidToken('the access token is invalid or has expired');
   const { payload } = verified;
   const { client, user, grant } = holders;
+  const ends = grant && grantEnd(grant, services.config.tokens.refreshTokenMaxLifetimeSeconds);
   const act = typeof payload.act === 'object' && payload.act !== null ? (payload.act as Record<string, unknown>) : undefined;
   return {
     kind: user ? 'user' : 'client',
@@ -163,7 +173,8 @@ export async function authenticateCaller(services: CallerServices, authorization
     scopes: verified.scopes,
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act,
-    expiresAt: payload.exp,
+    expiresAt: ends === undefined ? payload.exp : Math.min(payload.exp ?? ends, ends),
+    grantEndsAt: ends,
     renewable: act === undefined && (user ? grant !== undefined && grant.expiresAt === null : true),
     user,
   };

@@ -32,7 +32,8 @@ export function projectScopeRefusal(services: Pick<GrantServices, 'scopes'>, hel
  * It ends no later than the credential it derives from, unless the application can renew that at
  * will (Caller.renewable: the reference flow, a 12-hour viewer token minted with a backend's
  * client-credentials token or a signed-in user's token). A token of a grant that ends with it, an
- * impersonation or delegation, or an API key with an expiry caps its lifetime; and it names the
+ * impersonation or delegation, or an API key with an expiry caps its lifetime, and the end of the
+ * grant it derives from caps it always (the application cannot renew past that); and it names the
  * grant or API key it came from, so that revoking either ends it too.
  */
 export async function issueProjectToken(services: GrantServices, caller: Caller, request: ProjectTokenRequest, now: number): Promise<IssuedAccessToken & { scopes: string[] }> {
@@ -50,7 +51,8 @@ export async function issueProjectToken(services: GrantServices, caller: Caller,
   if (!Number.isInteger(request.expiresAt) || request.expiresAt <= now) throw invalidRequest('expires_at must be in the future');
   if (request.expiresAt - now > maxTtl) throw invalidRequest(`expires_at may be at most ${maxTtl} seconds ahead`);
 
-  const expiresAt = caller.renewable || caller.expiresAt === undefined ? request.expiresAt : Math.min(request.expiresAt, caller.expiresAt);
+  const held = caller.renewable || caller.expiresAt === undefined ? request.expiresAt : Math.min(request.expiresAt, caller.expiresAt);
+  const expiresAt = Math.min(held, caller.grantEndsAt ?? Number.POSITIVE_INFINITY);
   const extra = { project: request.project, ...(caller.act ? { act: caller.act } : {}), ...(caller.apiKeyId ? { api_key_id: caller.apiKeyId } : {}) };
   const token = await services.accessTokens.issue({ sub: caller.sub, clientId: caller.clientId, scopes, grantId: caller.grantId, extra }, now, expiresAt - now);
   services.audit.record({ at: now, kind: 'project_token.issued', outcome: 'success', clientId: caller.clientId, userId: caller.kind === 'user' ? caller.sub : null, data: { project: request.project, scopes, via: caller.kind } });

@@ -106,6 +106,30 @@ for (const dialect of DIALECTS) {
       await assertEnded(legacy.value, 'a stored token past the end of its grant');
     });
 
+    it('issues no access token that outlives its grant: one refreshed near the end expires at the end, with expires_in to match, and is inactive from then (as Keycloak caps it at the session maximum)', async () => {
+      const made = now;
+      const { refreshToken, grantId } = await usedMonthly(made);
+      now = made + MAX_LIFETIME - 100;
+      const res = await refresh(refreshToken);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.expires_in, 100);
+      assert.equal(decodeJwt(res.body.access_token).exp, made + MAX_LIFETIME);
+      now = made + MAX_LIFETIME - 1;
+      assert.equal((await introspect(res.body.access_token)).active, true);
+      now = made + MAX_LIFETIME;
+      assert.deepEqual(await introspect(res.body.access_token), { active: false });
+
+      // One signed before the cap existed, running past the end of its grant, is inactive past it too.
+      now = made + MAX_LIFETIME - 100;
+      const earlier = await server.gatehouse.accessTokens.issue({ sub: decodeJwt(res.body.access_token).sub!, clientId: app.id, scopes: SCOPE.split(' '), grantId }, now, 3600);
+      now = made + MAX_LIFETIME - 1;
+      assert.equal((await introspect(earlier.token)).active, true);
+      now = made + MAX_LIFETIME;
+      assert.deepEqual(await introspect(earlier.token), { active: false });
+      const userinfo = await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${earlier.token}` } });
+      assert.equal(userinfo.status, 401);
+    });
+
     it('ends the grant once its last refresh token has expired with it, so that the sweep removes it', async () => {
       const made = now;
       const { refreshToken, grantId } = await usedMonthly(made);
@@ -119,6 +143,50 @@ for (const dialect of DIALECTS) {
       assert.equal((await storage.grants.find(grantId))?.expiresAt, made + MAX_LIFETIME + 1 + policy.accessTokenTtlSeconds);
       await storage.sweepExpired(made + MAX_LIFETIME + 2 + policy.accessTokenTtlSeconds, 500, policy);
       assert.equal(await storage.grants.find(grantId), undefined);
+    });
+  });
+}
+
+for (const dialect of DIALECTS) {
+  describe(`access tokens under a grant whose lifetime bound is shorter than theirs (${dialect})`, () => {
+    let server: TestServer;
+    let now = START;
+    const BOUND = 1800;
+
+    before(async () => {
+      server = await startTestServer(dialect, {
+        clock: () => now,
+        background: false,
+        config: { tokens: { accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 900, refreshTokenMaxLifetimeSeconds: BOUND }, implicit: { enabled: true } },
+      });
+      await server.user('bounded@example.com', PASSWORD);
+    });
+    after(() => server.close());
+
+    it("gives the access token of a password grant, and the ones derived from it, no more than the grant's bound", async () => {
+      const app = await server.client({ name: 'Short sessions', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read', 'model:read'] });
+      const auth = { headers: { authorization: basic(app.id, app.secret) } };
+      const made = now;
+      const res = await post(`${server.url}/token`, { grant_type: 'password', username: 'bounded@example.com', password: PASSWORD, scope: 'model:read' }, auth);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.expires_in, BOUND);
+      assert.equal(decodeJwt(res.body.access_token).exp, made + BOUND);
+
+      now = made + 800;
+      const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: res.body.refresh_token }, auth);
+      assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+      assert.equal(refreshed.body.expires_in, BOUND - 800);
+
+      // A project token minted with it ends with the grant too, though the user's token is renewable.
+      const project = await fetch(`${server.url}/projects/7/access-tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${refreshed.body.access_token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ scopes: ['model:read'], expires_at: new Date((now + 3000) * 1000).toISOString() }),
+      });
+      const minted = (await project.json()) as Record<string, unknown>;
+      assert.equal(project.status, 201, JSON.stringify(minted));
+      assert.equal(minted.expires_at, new Date((made + BOUND) * 1000).toISOString());
+      assert.equal(decodeJwt(minted.access_token as string).exp, made + BOUND);
     });
   });
 }

@@ -7,6 +7,7 @@ import type { GrantServices } from '../grants/services.ts';
 import type { RequestLimiter } from '../rate-limit.ts';
 import type { IdTokenIssuer } from '../tokens/id-token.ts';
 import { createOpaqueToken, digestOf } from '../tokens/opaque.ts';
+import { accessTokenTtl } from '../tokens/refresh.ts';
 import { authorizationResponse, type AuthorizationResponse } from './respond.ts';
 import { AuthorizationPageError, AuthorizationRedirectError, recheckWaitingRequest, validateAuthorizationRequest, type AuthorizationRequest } from './request.ts';
 
@@ -243,7 +244,7 @@ export class AuthorizationEndpoint {
         // operator's revocation, then stops the token at Gatehouse's endpoints as it stops the others.
         // It ends with the token, and is swept after; the token is handed out only once it is stored.
         const grantId = randomUUID();
-        const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now);
+        const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now, accessTokenTtl({ createdAt: now, expiresAt: null }, now, config.tokens));
         await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, createdAt: now, expiresAt: issued.expiresAt, revokedAt: null });
         accessToken = issued.token;
         Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });

@@ -3,7 +3,7 @@ import type { AuthorizationCode, User } from '../../storage/repositories.ts';
 import { matchRedirectUri } from '../authorize/redirect-uri.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { digestOf, isWellFormed } from '../tokens/opaque.ts';
-import { issueRefreshToken } from '../tokens/refresh.ts';
+import { accessTokenTtl, issueRefreshToken } from '../tokens/refresh.ts';
 import type { GrantHandler } from '../token-endpoint.ts';
 import type { OidcContext } from './oidc.ts';
 import { bearerResponse, type GrantServices } from './services.ts';
@@ -51,7 +51,7 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
   },
 
   async issue({ client, now, services }, { code, user }) {
-    const ttl = services.config.tokens.accessTokenTtlSeconds;
+    const ttl = accessTokenTtl({ createdAt: now, expiresAt: null }, now, services.config.tokens);
     const accessTokenExpiresAt = now + ttl;
     const withRefresh = client.grantTypes.includes('refresh_token');
     // Without a refresh token, the grant ends with its one access token (and is swept after).

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { User } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest, temporarilyUnavailable, tooManyRequests } from '../errors.ts';
-import { issueRefreshToken } from '../tokens/refresh.ts';
+import { accessTokenTtl, issueRefreshToken } from '../tokens/refresh.ts';
 import type { GrantHandler } from '../token-endpoint.ts';
 import type { OidcContext } from './oidc.ts';
 import { bearerResponse } from './services.ts';
@@ -43,7 +43,7 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
   async issue({ client, now, services }, { user, scopes, scopeRequested }) {
     const grantId = randomUUID();
     const lasting = client.grantTypes.includes('refresh_token');
-    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes, grantId }, now);
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes, grantId }, now, accessTokenTtl({ createdAt: now, expiresAt: null }, now, services.config.tokens));
     await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt: lasting ? null : accessToken.expiresAt, revokedAt: null });
     const refreshToken = lasting ? await issueRefreshToken(services.storage, grantId, client.id, scopes, now, services.config.tokens.refreshTokenTtlSeconds) : undefined;
     services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'password', scopes } });

@@ -1,7 +1,7 @@
 import type { Client, Grant, RefreshToken } from '../../storage/repositories.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from '../tokens/opaque.ts';
-import { newRefreshToken, refreshTokenExpiry, refreshTokenRefusal } from '../tokens/refresh.ts';
+import { accessTokenTtl, newRefreshToken, refreshTokenExpiry, refreshTokenRefusal } from '../tokens/refresh.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
 import type { OidcContext } from './oidc.ts';
 import { bearerResponse, type GrantServices } from './services.ts';
@@ -54,7 +54,8 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     // The signature is computed while the database rotates: a refused rotation throws it away unseen.
     const [result, accessToken] = await Promise.all([
       services.storage.refreshTokens.rotate(digest, { digest: digestOf(successor), expiresAt }, now),
-      services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes, grantId: grant.id }, now),
+      // Positive: refreshTokenRefusal has refused a grant at or past its end.
+      services.accessTokens.issue({ sub: grant.userId ?? client.id, clientId: client.id, scopes, grantId: grant.id }, now, accessTokenTtl(grant, now, services.config.tokens)),
     ]);
     if (result.outcome === 'not_found') throw invalidGrant('the refresh token is invalid');
     if (result.outcome === 'revoked') throw invalidGrant('the refresh token has been revoked');

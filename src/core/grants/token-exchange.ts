@@ -3,6 +3,7 @@ import { authenticateCaller, type Caller } from '../callers.ts';
 import { invalidGrant, invalidRequest, invalidScope, invalidTarget, OAuthError, unauthorizedClient } from '../errors.ts';
 import { issueProjectToken, PROJECT_ID, projectScopeRefusal } from '../project-tokens.ts';
 import type { GrantContext, GrantHandler } from '../token-endpoint.ts';
+import { accessTokenTtl } from '../tokens/refresh.ts';
 import type { GrantServices } from './services.ts';
 
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -71,8 +72,12 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
       audit(services, context, 'success', { kind: 'project', project: exchange.project, scopes: token.scopes });
       return { access_token: token.token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiresIn, scope: token.scopes.join(' ') };
     }
-    // A delegated token ends when its subject token does: exchanging again cannot stretch the user's authorization.
-    const ttl = exchange.expiresAt === undefined ? undefined : Math.min(services.config.tokens.accessTokenTtlSeconds, exchange.expiresAt - now);
+    // A delegated token ends when its subject token does (which ends with its grant): exchanging
+    // again cannot stretch the user's authorization. An impersonation's grant is made with its token.
+    const ttl =
+      exchange.kind === 'impersonation'
+        ? accessTokenTtl({ createdAt: now, expiresAt: null }, now, services.config.tokens)
+        : Math.min(services.config.tokens.accessTokenTtlSeconds, (exchange.expiresAt ?? Number.POSITIVE_INFINITY) - now);
     // An impersonation derives from no grant of the user's, so it is given one of its own, ending
     // with its one token as a password grant without refresh token does: the operator finds it
     // among the user's grants and can revoke it, and what is derived from the token (project

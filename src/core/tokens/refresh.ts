@@ -28,8 +28,27 @@ export async function issueRefreshToken(storage: Storage, grantId: string, clien
  * had its `created_at` from the first migration on, so grants made before the bound existed are
  * bounded too, with nothing rewritten.
  */
-export function grantRefreshEnd(grant: Grant, maxLifetimeSeconds: number): number {
+export function grantRefreshEnd(grant: Pick<Grant, 'createdAt'>, maxLifetimeSeconds: number): number {
   return maxLifetimeSeconds === 0 ? Number.POSITIVE_INFINITY : grant.createdAt + maxLifetimeSeconds;
+}
+
+/**
+ * When `grant` ends for every token issued under it: at its own end (`expires_at`, set for a grant
+ * that ends with its one access token, or once its last refresh token has gone) or at the end of its
+ * refresh lifetime bound, whichever comes first. RFC 6749 §1.5: an access token stands for the
+ * authorization the grant represents, and cannot outlast it.
+ */
+export function grantEnd(grant: Pick<Grant, 'createdAt' | 'expiresAt'>, maxLifetimeSeconds: number): number {
+  return Math.min(grant.expiresAt ?? Number.POSITIVE_INFINITY, grantRefreshEnd(grant, maxLifetimeSeconds));
+}
+
+/**
+ * The lifetime of an access token issued `now` under `grant` (for a grant made with it, pass
+ * `{ createdAt: now, expiresAt: null }`): the configured one, cut short by the grant's end, as
+ * Keycloak caps an access token's lifespan at its session's maximum.
+ */
+export function accessTokenTtl(grant: Pick<Grant, 'createdAt' | 'expiresAt'>, now: number, tokens: Pick<TokenSettings, 'accessTokenTtlSeconds' | 'refreshTokenMaxLifetimeSeconds'>): number {
+  return Math.min(tokens.accessTokenTtlSeconds, grantEnd(grant, tokens.refreshTokenMaxLifetimeSeconds) - now);
 }
 
 /** The expiry of a refresh token of `grant` issued `now`: its own lifetime, cut short by the grant's end. */
