@@ -1,6 +1,7 @@
 import pino, { type Logger } from 'pino';
 import { createClient } from 'redis';
 import { AuditTrail } from './core/audit.ts';
+import { BackChannelLogout } from './core/backchannel-logout.ts';
 import { ClientRegistry } from './core/clients.ts';
 import { ClientAssertions } from './core/client-auth/assertion.ts';
 import { systemClock, type Clock } from './core/clock.ts';
@@ -32,6 +33,8 @@ export interface Gatehouse extends GrantServices {
   authorizationEndpoint: AuthorizationEndpoint;
   idTokens: IdTokenIssuer;
   sessions: SessionService;
+  /** Tells clients that sessions ended (OpenID Connect Back-Channel Logout 1.0). */
+  backChannelLogout: BackChannelLogout;
   signups: SignupService;
   logger: Logger;
   close(): Promise<void>;
@@ -177,6 +180,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     login: new LoginService(storage, { perAccount: limits.loginPerAccount, perAddress: limits.loginPerAddress }),
   };
   const idTokens = idTokenIssuer(keys, { issuer: config.issuer, ttlSeconds: config.tokens.idTokenTtlSeconds });
+  const backChannelLogout = new BackChannelLogout({ clients: storage.clients, keys, audit, clock, issuer: config.issuer });
   const tokenEndpoint = new TokenEndpoint(services, { authFailures: limits.clientAuthFailures, requests: limits.tokenRequests });
   for (const grant of builtInGrants) tokenEndpoint.register(grant);
   tokenEndpoint.addResponseHook(idTokenHook(idTokens));
@@ -203,12 +207,15 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     tokenEndpoint,
     authorizationEndpoint: new AuthorizationEndpoint({ ...services, idTokens }, { pendingPerAddress: limits.pendingAuthorizations }),
     idTokens,
-    sessions: new SessionService(storage, config.sessions.ttlSeconds),
+    sessions: new SessionService(storage, config.sessions.ttlSeconds, backChannelLogout),
+    backChannelLogout,
     signups: new SignupService(storage, { perAddress: limits.signupsPerAddress }),
     logger,
     async close() {
       clearInterval(sweeper);
       keys.stopReloading();
+      // Each delivery gives up after a few seconds; their outcomes go to the audit log below.
+      await backChannelLogout.settled();
       await apiKeys.flush().catch((error) => logger.warn({ err: error }, 'API key use times could not be written'));
       await audit.close();
       await limits.close();

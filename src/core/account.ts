@@ -46,7 +46,7 @@ export async function changeOwnPassword(
   if (!(await services.storage.users.setPasswordHash(signedIn.user.id, await hashPassword(passwords.next), now, checked))) return { outcome: 'invalid' };
   const session = await services.sessions.start(signedIn.user.id, now);
   // The session it was changed in ends with the others, and is not counted among them.
-  const ended = await services.storage.sessions.deleteForUser(signedIn.user.id, digestOf(session));
+  const ended = await services.sessions.endForUser(signedIn.user.id, digestOf(session));
   return { outcome: 'changed', session, otherSessionsEnded: Math.max(0, ended - 1) };
 }
 
@@ -65,6 +65,6 @@ export async function changeOwnName(storage: Storage, user: User, name: string, 
 }
 
 /** Ends every session of the signed-in user but this one; how many ended. */
-export function signOutOtherSessions(storage: Storage, signedIn: ActiveSession): Promise<number> {
-  return storage.sessions.deleteForUser(signedIn.user.id, signedIn.session.digest);
+export function signOutOtherSessions(sessions: SessionService, signedIn: ActiveSession): Promise<number> {
+  return sessions.endForUser(signedIn.user.id, signedIn.session.digest);
 }

@@ -1,4 +1,6 @@
-import type { Session, Storage, User } from '../storage/repositories.ts';
+import { randomBytes } from 'node:crypto';
+import type { EndedSession, Session, Storage, User } from '../storage/repositories.ts';
+import type { BackChannelLogout } from './backchannel-logout.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
 
 export interface ActiveSession {
@@ -9,24 +11,33 @@ export interface ActiveSession {
 /**
  * Server-side browser sessions: the cookie holds an opaque id, the database its digest, so a
  * session ends everywhere the moment it is deleted (single sign-on across clients, one logout).
+ * Every way a session ends goes through here, so that the clients it was answered for are told
+ * (Back-Channel Logout 1.0), after it has ended.
  */
 export class SessionService {
   #storage: Storage;
   #ttlSeconds: number;
+  #logout: BackChannelLogout;
 
-  constructor(storage: Storage, ttlSeconds: number) {
+  constructor(storage: Storage, ttlSeconds: number, logout: BackChannelLogout) {
     this.#storage = storage;
     this.#ttlSeconds = ttlSeconds;
+    this.#logout = logout;
   }
 
   get ttlSeconds(): number {
     return this.#ttlSeconds;
   }
 
-  /** Starts a session for a user who just proved their password; returns the cookie value. */
+  /**
+   * Starts a session for a user who just proved their password; returns the cookie value. Its `sid`
+   * (Back-Channel Logout 1.0 §2.1) is drawn on its own: ID tokens show it to clients, so it must
+   * say nothing of the cookie.
+   */
   async start(userId: string, now: number): Promise<string> {
     const id = createOpaqueToken('ss');
-    await this.#storage.sessions.create({ digest: digestOf(id), userId, authTime: now, createdAt: now, expiresAt: now + this.#ttlSeconds });
+    const sid = randomBytes(16).toString('hex');
+    await this.#storage.sessions.create({ digest: digestOf(id), sid, userId, authTime: now, createdAt: now, expiresAt: now + this.#ttlSeconds });
     return id;
   }
 
@@ -41,6 +52,20 @@ export class SessionService {
   }
 
   async end(cookieValue: string | undefined): Promise<void> {
-    if (isWellFormed(cookieValue, 'ss')) await this.#storage.sessions.delete(digestOf(cookieValue));
+    if (!isWellFormed(cookieValue, 'ss')) return;
+    const ended = await this.#storage.sessions.delete(digestOf(cookieValue));
+    if (ended) this.#logout.notify([ended]);
+  }
+
+  /** Ends every session of a user, or every one but the session whose digest is `exceptDigest`; how many ended. */
+  async endForUser(userId: string, exceptDigest?: string): Promise<number> {
+    const ended = await this.#storage.sessions.deleteForUser(userId, exceptDigest);
+    this.#logout.notify(ended);
+    return ended.length;
+  }
+
+  /** Tells the clients of sessions that ended otherwise (with their user's deletion). */
+  ended(sessions: readonly EndedSession[]): void {
+    this.#logout.notify(sessions);
   }
 }

@@ -17,6 +17,7 @@ import * as listOrder from './migrations/009-list-order.ts';
 import * as grantLists from './migrations/010-grant-lists.ts';
 import * as consentsClient from './migrations/011-consents-client.ts';
 import * as userGrants from './migrations/012-user-grants.ts';
+import * as backchannelLogout from './migrations/013-backchannel-logout.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -121,6 +122,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '010-grant-lists': grantLists,
   '011-consents-client': consentsClient,
   '012-user-grants': userGrants,
+  '013-backchannel-logout': backchannelLogout,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -29,6 +29,10 @@ export interface Client {
   isResourceServer: boolean;
   /** Public keys the client signs `private_key_jwt` assertions with (RFC 7523); null when none. */
   jwks: JsonWebKeySet | null;
+  /** Where Logout Tokens are posted when a session the client was answered in ends (Back-Channel Logout 1.0 §2.2); null for none. */
+  backchannelLogoutUri: string | null;
+  /** The client needs `sid` in Logout Tokens (§2.2). Gatehouse always sends it. */
+  backchannelLogoutSessionRequired: boolean;
   createdAt: number;
   updatedAt: number;
 }
@@ -38,7 +42,9 @@ export interface JsonWebKeySet {
   keys: Array<Record<string, unknown>>;
 }
 
-export type NewClient = Omit<Client, 'createdAt' | 'updatedAt'>;
+/** A client to store; without Back-Channel Logout fields it has none (null, false). */
+export type NewClient = Omit<Client, 'createdAt' | 'updatedAt' | 'backchannelLogoutUri' | 'backchannelLogoutSessionRequired'> &
+  Partial<Pick<Client, 'backchannelLogoutUri' | 'backchannelLogoutSessionRequired'>>;
 
 /** What a client may do that only a token holding its scopes may manage: the admin API's rule is checked against these. */
 export interface ClientPowers {
@@ -184,7 +190,7 @@ export interface UserRepository {
    * applications they own (developer portal) with everything issued to those. Undefined for an
    * unknown user, and for one a concurrent deletion took: of two, exactly one deletes.
    */
-  delete(id: string): Promise<{ clientIds: string[] } | undefined>;
+  delete(id: string): Promise<{ clientIds: string[]; sessions: EndedSession[] } | undefined>;
 }
 
 /** What an operator may change about a user (admin API). */
@@ -239,6 +245,8 @@ export interface Grant {
   kind: string;
   scopes: string[];
   authTime: number | null;
+  /** The OpenID Connect session (`sid`) the grant was authorized in; absent for one made without a browser session. */
+  sid?: string;
   createdAt: number;
   expiresAt: number | null;
   revokedAt: number | null;
@@ -315,6 +323,8 @@ export interface AuthorizationCode {
   codeChallengeMethod: string | null;
   nonce: string | null;
   authTime: number;
+  /** The OpenID Connect session (`sid`) the code was issued in; absent for a code stored before sessions had one. */
+  sid?: string;
   /** The authorization request named the redirect URI, so the exchange must repeat it (RFC 6749 §4.1.3). */
   redirectUriExplicit: boolean;
   grantId: string | null;
@@ -378,22 +388,40 @@ export interface AuditRepository {
 export interface Session {
   /** SHA-256 of the session id in the cookie. */
   digest: string;
+  /**
+   * The OpenID Connect session id (`sid`, Back-Channel Logout 1.0 §2.1): random and not secret,
+   * nothing to do with the cookie. Null only for a session an instance older than it started.
+   */
+  sid: string | null;
   userId: string;
   authTime: number;
   createdAt: number;
   expiresAt: number;
 }
 
+/** A session that ended, with the clients the authorization endpoint answered through it. */
+export interface EndedSession {
+  sid: string | null;
+  userId: string;
+  clientIds: string[];
+}
+
 export interface SessionRepository {
   create(session: Session): Promise<void>;
   find(digest: string): Promise<Session | undefined>;
-  delete(digest: string): Promise<void>;
+  /**
+   * Records that the authorization endpoint answered `clientId` through the session, once however
+   * often; nothing when the session has ended meanwhile. The record goes with the session.
+   */
+  addClient(digest: string, clientId: string): Promise<void>;
+  /** Ends the session; what ended, or undefined when there was none (ended already, or never). */
+  delete(digest: string): Promise<EndedSession | undefined>;
   /**
    * Ends every session of a user (password reset), or every one but the session whose digest is
    * `exceptDigest` (the browser in which the user changed their password, or signed out everywhere
-   * else). How many it ended.
+   * else). The sessions it ended.
    */
-  deleteForUser(userId: string, exceptDigest?: string): Promise<number>;
+  deleteForUser(userId: string, exceptDigest?: string): Promise<EndedSession[]>;
 }
 
 export interface Consent {

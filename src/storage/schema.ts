@@ -16,6 +16,7 @@ export interface Database {
   revoked_tokens: RevokedTokenTable;
   audit_events: AuditEventTable;
   sessions: SessionTable;
+  session_clients: SessionClientTable;
   consents: ConsentTable;
   authorization_requests: AuthorizationRequestTable;
   api_keys: ApiKeyTable;
@@ -37,10 +38,18 @@ export interface ApiKeyTable {
 
 export interface SessionTable {
   digest: string;
+  /** The OpenID Connect session id: random, not secret. Null only for a row an instance older than migration 013 wrote. */
+  sid: string | null;
   user_id: string;
   auth_time: number;
   created_at: number;
   expires_at: number;
+}
+
+/** A client the authorization endpoint answered through a session: told when the session ends (Back-Channel Logout 1.0). */
+export interface SessionClientTable {
+  session_digest: string;
+  client_id: string;
 }
 
 export interface ConsentTable {
@@ -79,6 +88,8 @@ export interface ClientTable {
   is_resource_server: number;
   /** The client's public keys for `private_key_jwt`, a JWK Set as JSON; null when it has none. */
   jwks: string | null;
+  backchannel_logout_uri: string | null;
+  backchannel_logout_session_required: Generated<number>;
   created_at: number;
   updated_at: number;
 }
@@ -135,6 +146,8 @@ export interface GrantTable {
   kind: string;
   scopes: string;
   auth_time: number | null;
+  /** The OpenID Connect session the grant was authorized in; null for one made without a browser session. */
+  sid: string | null;
   created_at: number;
   expires_at: number | null;
   revoked_at: number | null;
@@ -160,6 +173,8 @@ export interface AuthorizationCodeTable {
   code_challenge_method: string | null;
   nonce: string | null;
   auth_time: number;
+  /** The OpenID Connect session the code was issued in. */
+  sid: string | null;
   /** Whether the authorization request named the redirect URI (then the exchange must repeat it). */
   redirect_uri_explicit: number;
   /** The grant created when the code was exchanged; revoked when the code is presented again. */
@@ -201,7 +216,8 @@ export const COLUMNS = {
   clients: columns<ClientTable>({
     id: true, name: true, description: true, owner_user_id: true, type: true, base_url: true, redirect_uris: true,
     post_logout_redirect_uris: true, grant_types: true, scopes: true, default_scopes: true, is_admin: true, first_party: true,
-    allow_impersonation: true, is_resource_server: true, jwks: true, created_at: true, updated_at: true,
+    allow_impersonation: true, is_resource_server: true, jwks: true, backchannel_logout_uri: true, backchannel_logout_session_required: true,
+    created_at: true, updated_at: true,
   }),
   client_secrets: columns<ClientSecretTable>({ id: true, client_id: true, digest: true, hint: true, created_at: true, expires_at: true }),
   users: columns<UserTable>({
@@ -212,18 +228,18 @@ export const COLUMNS = {
     retired_at: true, expires_at: true,
   }),
   grants: columns<GrantTable>({
-    id: true, client_id: true, user_id: true, kind: true, scopes: true, auth_time: true, created_at: true, expires_at: true, revoked_at: true,
+    id: true, client_id: true, user_id: true, kind: true, scopes: true, auth_time: true, sid: true, created_at: true, expires_at: true, revoked_at: true,
   }),
   refresh_tokens: columns<RefreshTokenTable>({
     digest: true, grant_id: true, client_id: true, scopes: true, created_at: true, expires_at: true, consumed_at: true,
   }),
   authorization_codes: columns<AuthorizationCodeTable>({
     digest: true, client_id: true, user_id: true, redirect_uri: true, scopes: true, code_challenge: true, code_challenge_method: true,
-    nonce: true, auth_time: true, redirect_uri_explicit: true, grant_id: true, access_token_jti: true, access_token_expires_at: true,
+    nonce: true, auth_time: true, sid: true, redirect_uri_explicit: true, grant_id: true, access_token_jti: true, access_token_expires_at: true,
     created_at: true, expires_at: true, consumed_at: true,
   }),
   audit_events: columns<AuditEventTable>({ id: true, at: true, kind: true, outcome: true, client_id: true, user_id: true, data: true }),
-  sessions: columns<SessionTable>({ digest: true, user_id: true, auth_time: true, created_at: true, expires_at: true }),
+  sessions: columns<SessionTable>({ digest: true, sid: true, user_id: true, auth_time: true, created_at: true, expires_at: true }),
   consents: columns<ConsentTable>({ user_id: true, client_id: true, scopes: true, created_at: true, updated_at: true }),
   authorization_requests: columns<AuthorizationRequestTable>({ id: true, client_id: true, request: true, created_at: true, expires_at: true }),
   api_keys: columns<ApiKeyTable>({

@@ -86,7 +86,7 @@ for (const dialect of DIALECTS) {
       const user = await server.user(`bystander-${client.id}@example.com`, 'a long enough password');
       const grantId = await grantOf(user.email);
       const now = server.gatehouse.clock();
-      await server.gatehouse.storage.sessions.create({ digest: `bystander-${user.id}`, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600 });
+      await server.gatehouse.storage.sessions.create({ digest: `bystander-${user.id}`, sid: `bystander-${user.id}`, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600 });
       return { clientId: client.id, secretId, keyId: key.id, userId: user.id, grantId };
     };
 
@@ -233,7 +233,7 @@ for (const dialect of DIALECTS) {
       async signOutUser() {
         const { id } = await server.user('signed-out@example.com', 'a long enough password');
         const now = server.gatehouse.clock();
-        await server.gatehouse.storage.sessions.create({ digest: `walk-${id}`, userId: id, authTime: now, createdAt: now, expiresAt: now + 3600 });
+        await server.gatehouse.storage.sessions.create({ digest: `walk-${id}`, sid: `walk-${id}`, userId: id, authTime: now, createdAt: now, expiresAt: now + 3600 });
         return [
           { label: 'a signed-in user', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },
           { label: 'the same user again', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },

@@ -12,6 +12,7 @@ import { createStorage, SWEEP_LOCK } from '../../src/storage/kysely/index.ts';
 import type {
   AuditEvent,
   AuthorizationCode,
+  EndedSession,
   Grant,
   RefreshToken,
   SigningKeyRecord,
@@ -74,10 +75,15 @@ const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
 
 /** Polls `condition` every 20 ms for up to 10 s. */
 /**
- * Undoes what the migrations from 008 on did to the schema (each only changes indexes), so that a test
- * can leave a database as an earlier version did and apply them again.
+ * Undoes what the migrations from 008 on did to the schema (indexes, and 013's session ids and
+ * Back-Channel Logout columns), so that a test can leave a database as an earlier version did and
+ * apply them again.
  */
 async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Promise<void> {
+  await handle.db.schema.dropTable('session_clients').execute();
+  for (const [table, column] of [['sessions', 'sid'], ['authorization_codes', 'sid'], ['grants', 'sid'], ['clients', 'backchannel_logout_uri'], ['clients', 'backchannel_logout_session_required']] as const) {
+    await handle.db.schema.alterTable(table).dropColumn(column).execute();
+  }
   for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created', 'consents_client', 'grants_user_created']) await handle.db.schema.dropIndex(index).execute();
   await handle.db.schema.createIndex('grants_client').on('grants').column('client_id').execute();
   await handle.db.schema.createIndex('grants_user').on('grants').columns(['user_id', 'client_id']).execute();
@@ -177,7 +183,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout']);
           } finally {
             await handle.close();
           }
@@ -229,7 +235,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout']);
           } finally {
             await handle.close();
           }
@@ -278,6 +284,8 @@ for (const dialect of DIALECTS) {
           isAdmin: true,
           firstParty: true,
           allowImpersonation: true,
+          backchannelLogoutUri: 'https://dashboard.example.com/backchannel-logout?tenant=1',
+          backchannelLogoutSessionRequired: true,
         });
         const bare = aClient({ name: 'Bare', description: '', grantTypes: [], scopes: [] });
         await storage().clients.create(bare, NOW + 1);
@@ -675,7 +683,7 @@ for (const dialect of DIALECTS) {
         const doomed = await seed();
         const kept = await seed();
 
-        assert.deepEqual(await storage().users.delete(doomed.user.id), { clientIds: [] });
+        assert.deepEqual(await storage().users.delete(doomed.user.id), { clientIds: [], sessions: [] });
 
         assert.equal(await storage().users.findById(doomed.user.id), undefined);
         assert.equal(await storage().users.findByEmail(doomed.user.email), undefined);
@@ -734,7 +742,7 @@ for (const dialect of DIALECTS) {
     });
 
     describe('sessions', () => {
-      const aSession = (userId: string) => ({ digest: digestOf(createOpaqueToken('ss')), userId, authTime: NOW, createdAt: NOW, expiresAt: NOW + HOUR });
+      const aSession = (userId: string) => ({ digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId, authTime: NOW, createdAt: NOW, expiresAt: NOW + HOUR });
 
       it('ends every session of a user, or every one but the session kept, leaving other users’ alone', async () => {
         const user = await storage().users.create(aUser(), NOW);
@@ -743,24 +751,70 @@ for (const dialect of DIALECTS) {
         const others = aSession(other.id);
         for (const session of [kept, second, third, others]) await storage().sessions.create(session);
 
-        assert.equal(await storage().sessions.deleteForUser(user.id, kept.digest), 2);
+        const endedSids = async (ended: Promise<EndedSession[]>) => (await ended).map((session) => session.sid).sort();
+        assert.deepEqual(await endedSids(storage().sessions.deleteForUser(user.id, kept.digest)), [second.sid, third.sid].sort());
         assert.deepEqual(await storage().sessions.find(kept.digest), kept);
         assert.equal(await storage().sessions.find(second.digest), undefined);
         assert.equal(await storage().sessions.find(third.digest), undefined);
-        assert.equal(await storage().sessions.deleteForUser(user.id, kept.digest), 0, 'nothing else left');
+        assert.deepEqual(await storage().sessions.deleteForUser(user.id, kept.digest), [], 'nothing else left');
         // Another user's session is never the one kept: it stays, and so does theirs.
-        assert.equal(await storage().sessions.deleteForUser(user.id, others.digest), 1);
+        assert.deepEqual(await endedSids(storage().sessions.deleteForUser(user.id, others.digest)), [kept.sid]);
         assert.equal(await storage().sessions.find(kept.digest), undefined);
         assert.deepEqual(await storage().sessions.find(others.digest), others);
 
         await storage().sessions.create(aSession(other.id));
-        assert.equal(await storage().sessions.deleteForUser(other.id), 2);
+        assert.equal((await storage().sessions.deleteForUser(other.id)).length, 2);
         assert.equal(await storage().sessions.find(others.digest), undefined);
-        assert.equal(await storage().sessions.deleteForUser(randomUUID()), 0);
+        assert.deepEqual(await storage().sessions.deleteForUser(randomUUID()), []);
+      });
+
+      it('remembers the clients answered through a session, once each, and names them when it ends', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const [first, second] = [await storage().clients.create(aClient(), NOW), await storage().clients.create(aClient(), NOW)];
+        const session = aSession(user.id);
+        const other = aSession(user.id);
+        for (const s of [session, other]) await storage().sessions.create(s);
+        await storage().sessions.addClient(session.digest, first.id);
+        await storage().sessions.addClient(session.digest, second.id);
+        await storage().sessions.addClient(session.digest, first.id);
+        await storage().sessions.addClient(other.digest, second.id);
+        // A session that has ended records nothing, and says so by not failing.
+        await storage().sessions.addClient(digestOf(createOpaqueToken('ss')), first.id);
+
+        const ended = await storage().sessions.delete(session.digest);
+        assert.deepEqual({ ...ended, clientIds: ended?.clientIds.toSorted() }, { sid: session.sid, userId: user.id, clientIds: [first.id, second.id].sort() });
+        assert.equal(await storage().sessions.delete(session.digest), undefined, 'ended once');
+        // A session started again with the same digest (it never is) would not inherit the clients.
+        await storage().sessions.create(session);
+        assert.deepEqual(await storage().sessions.delete(session.digest), { sid: session.sid, userId: user.id, clientIds: [] });
+        assert.deepEqual(await storage().sessions.deleteForUser(user.id), [{ sid: other.sid, userId: user.id, clientIds: [second.id] }]);
+      });
+
+      it('names the sessions a user’s deletion ended, with their clients', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const client = await storage().clients.create(aClient(), NOW);
+        const session = aSession(user.id);
+        await storage().sessions.create(session);
+        await storage().sessions.addClient(session.digest, client.id);
+        assert.deepEqual(await storage().users.delete(user.id), { clientIds: [], sessions: [{ sid: session.sid, userId: user.id, clientIds: [client.id] }] });
       });
     });
 
     describe('grants', () => {
+      it('keeps the session id a grant, and the code it was made from, were authorized in', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const code = aCode(clientId, userId, { sid: randomUUID() });
+        await storage().codes.insert(code);
+        assert.deepEqual(await storage().codes.find(code.digest), code);
+        const exchange = exchangeOf(code);
+        const grant = { ...exchange.grant, sid: code.sid! };
+        assert.equal((await storage().codes.consume(code.digest, { ...exchange, grant }, NOW)).outcome, 'consumed');
+        assert.deepEqual(await storage().grants.find(grant.id), grant);
+        const token = aRefreshToken(grant);
+        await storage().refreshTokens.insert(token);
+        assert.deepEqual((await storage().refreshTokens.find(token.digest))?.grant, grant);
+      });
+
       it('creates a grant and finds it, nullable fields included', async () => {
         const { clientId, userId } = await aClientAndUser();
         const forUser = aGrant(clientId, userId, { expiresAt: NOW + 90 * 24 * HOUR });
@@ -1418,6 +1472,20 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().grants.find(seeded.grant.id), seeded.grant, 'a grant with a live refresh token is kept as it was');
         for (const ended of seeded.endedGrants) assert.equal(await storage().grants.find(ended.id), undefined);
         assert.deepEqual(await storage().grants.find(seeded.endingGrant.id), seeded.endingGrant);
+      });
+
+      it('deletes an expired session with the clients it was answered for', async () => {
+        const { clientId, userId } = await stored();
+        const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId, authTime: NOW - 2 * HOUR, createdAt: NOW - 2 * HOUR, expiresAt: NOW - 1 };
+        await storage().sessions.create(session);
+        await storage().sessions.addClient(session.digest, clientId);
+
+        assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 1);
+
+        assert.equal(await storage().sessions.find(session.digest), undefined);
+        // Made again (it never is), it has no clients: they went with it.
+        await storage().sessions.create(session);
+        assert.deepEqual(await storage().sessions.delete(session.digest), { sid: session.sid, userId, clientIds: [] });
       });
 
       it('deletes at most `limit` rows per table in one call', async () => {

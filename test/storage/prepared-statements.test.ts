@@ -179,14 +179,14 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
     // A prepared statement is planned once for its connection; a plan that scans a table that is
     // small now would scan it for as long as the connection lives, however large it grows.
     const { db } = one.handle;
-    const users = kyselyUsers(db);
+    const users = kyselyUsers(db, 'postgres');
     const clients = kyselyClients(db);
     const grants = kyselyGrants(db);
     const refreshTokens = kyselyRefreshTokens(db, 'postgres');
     const codes = kyselyCodes(db);
     const revocations = kyselyRevocations(db);
     const audit = kyselyAudit(db, 'postgres');
-    const sessions = kyselySessions(db);
+    const sessions = kyselySessions(db, 'postgres');
     const consents = kyselyConsents(db);
     const pending = kyselyPendingAuthorizations(db);
     const apiKeys = kyselyApiKeys(db);
@@ -220,7 +220,7 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
       assert.equal(await revocations.isJtiRevoked(jti), true);
       await audit.append([anEvent({ clientId: client.id, userId: user.id })]);
 
-      const session = { digest: digestOf(createOpaqueToken('ss')), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600 };
+      const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600 };
       await sessions.create(session);
       assert.ok(await sessions.find(session.digest));
       await consents.save({ userId: user.id, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
@@ -362,7 +362,7 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
     await sql`insert into clients (id, name, type, created_at, updated_at)
       select md5('c' || i), 'App', 'confidential', ${NOW} - i / 2, 0 from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`analyze`.execute(one.handle.db);
-    const lists = { users: kyselyUsers(one.handle.db), clients: kyselyClients(one.handle.db) };
+    const lists = { users: kyselyUsers(one.handle.db, 'postgres'), clients: kyselyClients(one.handle.db) };
     for (const [table, list] of Object.entries(lists)) {
       // The first page and the next, each three times (a statement is named on its second run).
       for (let run = 0; run < 3; run++) {
@@ -383,7 +383,7 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
   });
 
   it('finds a user by email through the email’s unique index, not by reading the users in order', async () => {
-    const users = kyselyUsers(one.handle.db);
+    const users = kyselyUsers(one.handle.db, 'postgres');
     const user = await users.create(aUser(), NOW);
     // Three times: a statement is named on its second run, and then planned generically.
     for (let run = 0; run < 3; run++) assert.deepEqual(await users.list({ limit: 101 }, { email: user.email }), [user]);
@@ -512,7 +512,7 @@ describe('PostgreSQL prepared statements during a rolling upgrade', () => {
     ['a key rotation', async () => async () => assert.equal(await storage.keys.rotate('access', aKey('access', 'next'), NOW, NOW + 3600), true)],
     ['the deletion of a user and their applications', async () => {
       const { user, client } = await aUserAndClient();
-      return async () => assert.deepEqual(await storage.users.delete(user.id), { clientIds: [client.id] });
+      return async () => assert.deepEqual(await storage.users.delete(user.id), { clientIds: [client.id], sessions: [] });
     }],
     ['the deletion of an application', async () => {
       const { client } = await aUserAndClient();

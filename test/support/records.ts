@@ -24,6 +24,8 @@ export const aClient = (overrides: Partial<NewClient> = {}): NewClient => ({
   firstParty: false,
   allowImpersonation: false,
   isResourceServer: false,
+  backchannelLogoutUri: null,
+  backchannelLogoutSessionRequired: false,
   ...overrides,
 });
 

@@ -104,7 +104,7 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
       return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was changed.' }, 403);
     }
-    const ended = await signOutOtherSessions(gatehouse.storage, session);
+    const ended = await signOutOtherSessions(gatehouse.sessions, session);
     gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_out_elsewhere', outcome: 'success', clientId: null, userId: session.user.id, data: { sessions_ended: ended } });
     return reply.redirect('/account?signed_out=elsewhere', 303);
   });

@@ -1,30 +1,73 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
+import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database } from '../schema.ts';
-import type { ConsentRepository, PendingAuthorizationRepository, SessionRepository } from '../repositories.ts';
+import type { ConsentRepository, EndedSession, PendingAuthorizationRepository, SessionRepository } from '../repositories.ts';
 import { fromJsonList, toJson } from './json.ts';
 
-export function kyselySessions(db: Kysely<Database>): SessionRepository {
+export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionRepository {
   return {
     async create(session) {
       await db
         .insertInto('sessions')
-        .values({ digest: session.digest, user_id: session.userId, auth_time: session.authTime, created_at: session.createdAt, expires_at: session.expiresAt })
+        .values({ digest: session.digest, sid: session.sid, user_id: session.userId, auth_time: session.authTime, created_at: session.createdAt, expires_at: session.expiresAt })
         .execute();
     },
     async find(digest) {
       const row = await db.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest).executeTakeFirst();
-      return row && { digest: row.digest, userId: row.user_id, authTime: row.auth_time, createdAt: row.created_at, expiresAt: row.expires_at };
+      return row && { digest: row.digest, sid: row.sid, userId: row.user_id, authTime: row.auth_time, createdAt: row.created_at, expiresAt: row.expires_at };
+    },
+    async addClient(digest, clientId) {
+      try {
+        await db
+          .insertInto('session_clients')
+          .columns(['session_digest', 'client_id'])
+          .expression(db.selectFrom('sessions').select(['digest', sql<string>`cast(${clientId} as text)`.as('client_id')]).where('digest', '=', digest))
+          .onConflict((oc) => oc.columns(['session_digest', 'client_id']).doNothing())
+          .execute();
+      } catch (error) {
+        // PostgreSQL: the session ended between the read and the key's check (foreign_key_violation).
+        if ((error as { code?: unknown } | null)?.code !== '23503') throw error;
+      }
     },
     async delete(digest) {
-      await db.deleteFrom('sessions').where('digest', '=', digest).execute();
+      return (await db.transaction().execute((trx) => endSessions(trx, dialect, { digest })))[0];
     },
     async deleteForUser(userId, exceptDigest) {
-      let query = db.deleteFrom('sessions').where('user_id', '=', userId);
-      if (exceptDigest !== undefined) query = query.where('digest', '<>', exceptDigest);
-      const result = await query.executeTakeFirst();
-      return Number(result.numDeletedRows);
+      return db.transaction().execute((trx) => endSessions(trx, dialect, { userId, exceptDigest }));
     },
   };
+}
+
+/** One session, or a user's (all of them, or all but one). */
+type SessionFilter = { digest: string } | { userId: string; exceptDigest?: string | undefined };
+
+const selecting = (filter: SessionFilter) => (eb: ExpressionBuilder<Database, 'sessions'>) =>
+  'digest' in filter
+    ? eb('sessions.digest', '=', filter.digest)
+    : eb.and([eb('sessions.user_id', '=', filter.userId), ...(filter.exceptDigest === undefined ? [] : [eb('sessions.digest', '<>', filter.exceptDigest)])]);
+
+/**
+ * Deletes the sessions `which` selects, inside the caller's transaction, and says which ended, with
+ * the clients each was answered for (read before the key's cascade deletes them). On PostgreSQL the
+ * sessions are locked first: a client recorded meanwhile (addClient) then waits, and finds its
+ * session gone, rather than being deleted unread.
+ */
+export async function endSessions(trx: Transaction<Database>, dialect: Dialect, which: SessionFilter): Promise<EndedSession[]> {
+  const read = trx.selectFrom('sessions').select(['digest', 'sid', 'user_id']).where(selecting(which));
+  const sessions = await (dialect === 'postgres' ? read.forUpdate() : read).execute();
+  if (sessions.length === 0) return [];
+  const clients = await trx
+    .selectFrom('session_clients')
+    .innerJoin('sessions', 'sessions.digest', 'session_clients.session_digest')
+    .select(['session_clients.session_digest', 'session_clients.client_id'])
+    .where(selecting(which))
+    .execute();
+  await trx.deleteFrom('sessions').where(selecting(which)).execute();
+  return sessions.map((session) => ({
+    sid: session.sid,
+    userId: session.user_id,
+    clientIds: clients.filter((client) => client.session_digest === session.digest).map((client) => client.client_id),
+  }));
 }
 
 export function kyselyConsents(db: Kysely<Database>): ConsentRepository {

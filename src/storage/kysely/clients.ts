@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
 import { COLUMNS, type ClientTable, type ClientSecretTable, type Database } from '../schema.ts';
 import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories.ts';
 import { deleteClient } from './deletion.ts';
@@ -23,6 +23,8 @@ const toClient = (row: Selectable<ClientTable>): Client => ({
   allowImpersonation: row.allow_impersonation === 1,
   isResourceServer: row.is_resource_server === 1,
   jwks: row.jwks === null ? null : (JSON.parse(row.jwks) as JsonWebKeySet),
+  backchannelLogoutUri: row.backchannel_logout_uri,
+  backchannelLogoutSessionRequired: row.backchannel_logout_session_required === 1,
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });
@@ -37,7 +39,7 @@ const toSecret = (row: Selectable<ClientSecretTable>): ClientSecret => ({
 });
 
 function toRow(client: Partial<Omit<NewClient, 'id'>>) {
-  const row: Partial<ClientTable> = {};
+  const row: Updateable<ClientTable> = {};
   if (client.name !== undefined) row.name = client.name;
   if (client.description !== undefined) row.description = client.description;
   if (client.ownerUserId !== undefined) row.owner_user_id = client.ownerUserId;
@@ -53,6 +55,8 @@ function toRow(client: Partial<Omit<NewClient, 'id'>>) {
   if (client.allowImpersonation !== undefined) row.allow_impersonation = flag(client.allowImpersonation);
   if (client.isResourceServer !== undefined) row.is_resource_server = flag(client.isResourceServer);
   if (client.jwks !== undefined) row.jwks = client.jwks === null ? null : JSON.stringify(client.jwks);
+  if (client.backchannelLogoutUri !== undefined) row.backchannel_logout_uri = client.backchannelLogoutUri;
+  if (client.backchannelLogoutSessionRequired !== undefined) row.backchannel_logout_session_required = flag(client.backchannelLogoutSessionRequired);
   return row;
 }
 
@@ -65,7 +69,7 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
     async create(client, now) {
       await db
         .insertInto('clients')
-        .values({ ...(toRow(client) as ClientTable), id: client.id, created_at: now, updated_at: now })
+        .values({ ...(toRow(client) as Insertable<ClientTable>), id: client.id, created_at: now, updated_at: now })
         .execute();
       return (await find(client.id))!;
     },

@@ -13,6 +13,7 @@ export const toGrant = (row: Selectable<GrantTable>): Grant => ({
   kind: row.kind,
   scopes: fromJsonList(row.scopes),
   authTime: row.auth_time,
+  ...(row.sid !== null && { sid: row.sid }),
   createdAt: row.created_at,
   expiresAt: row.expires_at,
   revokedAt: row.revoked_at,
@@ -48,6 +49,7 @@ export async function insertGrant(db: Kysely<Database>, grant: Grant): Promise<v
       kind: grant.kind,
       scopes: toJson(grant.scopes),
       auth_time: grant.authTime,
+      sid: grant.sid ?? null,
       created_at: grant.createdAt,
       expires_at: grant.expiresAt,
       revoked_at: grant.revokedAt,
@@ -101,7 +103,7 @@ export function kyselyRefreshTokens(db: Kysely<Database>, dialect: Dialect): Ref
     const presented = dialect === 'postgres' ? sql`t.digest = any(${[...digests]}::text[])` : sql`t.digest in (${sql.join(digests)})`;
     const { rows } = await sql<FoundRow>`
       select ${TOKEN_COLUMNS}, g.id as g_id, g.client_id as g_client_id, g.user_id as g_user_id, g.kind as g_kind, g.scopes as g_scopes,
-        g.auth_time as g_auth_time, g.created_at as g_created_at, g.expires_at as g_expires_at, g.revoked_at as g_revoked_at,
+        g.auth_time as g_auth_time, g.sid as g_sid, g.created_at as g_created_at, g.expires_at as g_expires_at, g.revoked_at as g_revoked_at,
         u.id as u_id, u.email as u_email, u.name as u_name, u.password_hash as u_password_hash, u.email_verified as u_email_verified,
         u.disabled_at as u_disabled_at, u.created_at as u_created_at, u.updated_at as u_updated_at
       from refresh_tokens t join grants g on g.id = t.grant_id left join users u on u.id = g.user_id
@@ -254,6 +256,7 @@ interface PrefixedGrant {
   g_kind: string;
   g_scopes: string;
   g_auth_time: number | null;
+  g_sid: string | null;
   g_created_at: number;
   g_expires_at: number | null;
   g_revoked_at: number | null;
@@ -267,6 +270,7 @@ const grantOf = (row: PrefixedGrant): Grant =>
     kind: row.g_kind,
     scopes: row.g_scopes,
     auth_time: row.g_auth_time,
+    sid: row.g_sid,
     created_at: row.g_created_at,
     expires_at: row.g_expires_at,
     revoked_at: row.g_revoked_at,

@@ -1,4 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
+import type { Dialect } from '../database.ts';
+import { endSessions } from './browser.ts';
 import { deleteClient, deleteIssued } from './deletion.ts';
 import { COLUMNS, type Database, type UserTable } from '../schema.ts';
 import { EmailTakenError, normalizeEmail, type User, type UserRepository } from '../repositories.ts';
@@ -16,7 +18,7 @@ export const toUser = (row: Selectable<UserTable>): User => ({
   updatedAt: row.updated_at,
 });
 
-export function kyselyUsers(db: Kysely<Database>): UserRepository {
+export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserRepository {
   const findById = async (id: string) => {
     const row = await db.selectFrom('users').select(COLUMNS.users).where('id', '=', id).executeTakeFirst();
     return row && toUser(row);
@@ -112,9 +114,9 @@ export function kyselyUsers(db: Kysely<Database>): UserRepository {
         const owned = await trx.selectFrom('clients').select('id').where('owner_user_id', '=', id).orderBy('id').execute();
         for (const client of owned) await deleteClient(trx, client.id);
         await deleteIssued(trx, 'user_id', id);
-        await trx.deleteFrom('sessions').where('user_id', '=', id).execute();
+        const sessions = await endSessions(trx, dialect, { userId: id });
         await trx.deleteFrom('users').where('id', '=', id).execute();
-        return { clientIds: owned.map((client) => client.id) };
+        return { clientIds: owned.map((client) => client.id), sessions };
       });
     },
   };

@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { SignJWT } from 'jose';
+import type { ClientRepository, EndedSession } from '../storage/repositories.ts';
+import type { AuditTrail } from './audit.ts';
+import type { Clock } from './clock.ts';
+import type { KeyStore } from './tokens/keys.ts';
+
+/** Back-Channel Logout 1.0 §2.4: the event a Logout Token carries. */
+export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+
+/**
+ * How long a Logout Token is good for. §2.6 asks the receiver to check `iat`; a token only has to
+ * reach it, once, straight after the session ended.
+ */
+const LOGOUT_TOKEN_TTL_SECONDS = 120;
+
+/** How long a client's back-channel logout URI may take to answer: one attempt, then it is given up. */
+export const BACKCHANNEL_LOGOUT_TIMEOUT_MS = 3_000;
+
+export interface LogoutTokenInput {
+  clientId: string;
+  userId: string;
+  sid: string | null;
+}
+
+/**
+ * OpenID Connect Back-Channel Logout 1.0: when a browser session ends, every client the
+ * authorization endpoint answered through it that registered a `backchannel_logout_uri` is sent a
+ * Logout Token there (§2.5), so that it can end its own session of the person.
+ *
+ * Delivery happens after the session has ended, off the path of the request that ended it: a
+ * client that answers slowly, with an error, or not at all, neither delays nor undoes the sign-out.
+ * One attempt each, with a timeout, following no redirect (§2.5 leaves retries to the OP, and a
+ * redirect would send the token somewhere the client never registered). Each outcome is audited as
+ * `backchannel_logout.delivered`, never with the token.
+ */
+export class BackChannelLogout {
+  #clients: ClientRepository;
+  #keys: KeyStore;
+  #audit: AuditTrail;
+  #clock: Clock;
+  #issuer: string;
+  #timeoutMs: number;
+  #inFlight = new Set<Promise<void>>();
+
+  constructor(services: { clients: ClientRepository; keys: KeyStore; audit: AuditTrail; clock: Clock; issuer: string; timeoutMs?: number }) {
+    this.#clients = services.clients;
+    this.#keys = services.keys;
+    this.#audit = services.audit;
+    this.#clock = services.clock;
+    this.#issuer = services.issuer;
+    this.#timeoutMs = services.timeoutMs ?? BACKCHANNEL_LOGOUT_TIMEOUT_MS;
+  }
+
+  /** Starts telling the clients of the sessions that ended; returns at once. */
+  notify(ended: readonly EndedSession[]): void {
+    for (const session of ended) {
+      for (const clientId of new Set(session.clientIds)) {
+        const delivery = this.#deliver(session, clientId).finally(() => this.#inFlight.delete(delivery));
+        this.#inFlight.add(delivery);
+      }
+    }
+  }
+
+  /** Resolves once every delivery started so far has succeeded or failed: on shutdown. */
+  async settled(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+  }
+
+  /**
+   * §2.4: a JWT signed as ID tokens are (the relying party verifies it as one), typed `logout+jwt`
+   * (§2.4: "explicitly typed"), with `sid` when the session has one (Gatehouse's always do) and
+   * never a `nonce` ("A nonce Claim MUST NOT be present", so it is never taken for an ID token).
+   */
+  async logoutToken({ clientId, userId, sid }: LogoutTokenInput, now: number): Promise<string> {
+    const { kid, alg, key } = this.#keys.signingKey('id');
+    const claims: Record<string, unknown> = { events: { [BACKCHANNEL_LOGOUT_EVENT]: {} } };
+    if (sid !== null) claims.sid = sid;
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg, kid, typ: 'logout+jwt' })
+      .setIssuer(this.#issuer)
+      .setSubject(userId)
+      .setAudience(clientId)
+      .setIssuedAt(now)
+      .setExpirationTime(now + LOGOUT_TOKEN_TTL_SECONDS)
+      .setJti(randomUUID())
+      .sign(key);
+  }
+
+  async #deliver(session: EndedSession, clientId: string): Promise<void> {
+    const record = (outcome: 'success' | 'failure', data: Record<string, unknown>) =>
+      this.#audit.record({ at: this.#clock(), kind: 'backchannel_logout.delivered', outcome, clientId, userId: session.userId, data: { sid: session.sid, ...data } });
+    try {
+      // A client deleted since, or one that registered no URI, is not told.
+      const client = await this.#clients.find(clientId);
+      if (!client?.backchannelLogoutUri) return;
+      const token = await this.logoutToken({ clientId, userId: session.userId, sid: session.sid }, this.#clock());
+      const status = await postForm(client.backchannelLogoutUri, { logout_token: token }, this.#timeoutMs);
+      // §2.8: "If the logout succeeded, the RP MUST respond with HTTP 200 OK"; 204 says as much.
+      if (status >= 200 && status < 300) record('success', { status });
+      else record('failure', { status, reason: status >= 300 && status < 400 ? 'redirect not followed' : 'the client refused the logout' });
+    } catch (error) {
+      record('failure', { reason: reasonOf(error) });
+    }
+  }
+}
+
+/**
+ * §2.5: an HTTP POST of `application/x-www-form-urlencoded` parameters; the status the receiver
+ * answers. Its body is not read, and the connection is not kept.
+ */
+function postForm(uri: string, fields: Record<string, string>, timeoutMs: number): Promise<number> {
+  const body = new URLSearchParams(fields).toString();
+  const send = new URL(uri).protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const request = send(
+      uri,
+      {
+        method: 'POST',
+        agent: false,
+        signal: AbortSignal.timeout(timeoutMs),
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' },
+      },
+      (response: IncomingMessage) => {
+        resolve(response.statusCode ?? 0);
+        response.destroy();
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** Why a delivery failed, as the audit log says it: never the token, nor anything the receiver sent. */
+function reasonOf(error: unknown): string {
+  const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
+  if (name === 'AbortError' || name === 'TimeoutError' || code === 'ABORT_ERR') return 'no answer in time';
+  if (typeof code === 'string') return `the request failed (${code})`;
+  return 'the request failed';
+}
