@@ -5,6 +5,7 @@ import type { ClientRegistry } from './clients.ts';
 import type { GatehouseConfig } from './config.ts';
 import { hashPassword } from './passwords.ts';
 import type { ScopePolicy } from './scopes.ts';
+import type { SessionService } from './sessions.ts';
 import { createOpaqueToken, digestOf, hintOf } from './tokens/opaque.ts';
 
 /** Grant types a client can be registered for. */
@@ -46,6 +47,9 @@ export interface ClientInput {
   isResourceServer?: boolean;
   /** Public keys for `private_key_jwt` (RFC 7523); null removes them. Confidential clients only. */
   jwks?: JsonWebKeySet | null;
+  /** Where Logout Tokens are posted (Back-Channel Logout 1.0 §2.2); null removes it. */
+  backchannelLogoutUri?: string | null;
+  backchannelLogoutSessionRequired?: boolean;
 }
 
 interface Services {
@@ -186,6 +190,8 @@ export async function updateClient(
       allowImpersonation: current.allowImpersonation,
       isResourceServer: current.isResourceServer,
       jwks: current.jwks,
+      backchannelLogoutUri: current.backchannelLogoutUri,
+      backchannelLogoutSessionRequired: current.backchannelLogoutSessionRequired,
       ...given,
     };
     authorize(current, { isAdmin: merged.isAdmin ?? false, scopes: merged.scopes, allowImpersonation: merged.allowImpersonation ?? false, isResourceServer: merged.isResourceServer ?? false });
@@ -237,7 +243,14 @@ function checkVisible(field: 'name' | 'description', value: string, hidden: RegE
 function validateClient(
   { scopes, config }: Pick<Services, 'scopes' | 'config'>,
   input: ClientInput & { id: string },
-  held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris' | 'name' | 'description'> = { grantTypes: [], redirectUris: [], postLogoutRedirectUris: [], name: '', description: '' },
+  held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris' | 'name' | 'description' | 'backchannelLogoutUri'> = {
+    grantTypes: [],
+    redirectUris: [],
+    postLogoutRedirectUris: [],
+    name: '',
+    description: '',
+    backchannelLogoutUri: null,
+  },
 ): NewClient {
   const name = input.name?.trim();
   if (!name) throw new ValidationError('name', 'a client needs a name');
@@ -289,6 +302,10 @@ function validateClient(
     throw new ValidationError('redirect_uris', 'authorization_code and implicit need at least one redirect URI');
   }
   const baseUrl = input.baseUrl ? checkUrl('base_url', input.baseUrl) : null;
+  const backchannelLogoutUri =
+    input.backchannelLogoutUri === undefined || input.backchannelLogoutUri === null || input.backchannelLogoutUri === held.backchannelLogoutUri
+      ? (input.backchannelLogoutUri ?? null)
+      : checkBackchannelLogoutUri(input.backchannelLogoutUri);
   const jwks = checkJwks(input.jwks);
   if (jwks && input.type === 'public') throw new ValidationError('jwks', 'a public client cannot authenticate, so it has no keys');
 
@@ -309,7 +326,25 @@ function validateClient(
     allowImpersonation: input.allowImpersonation ?? false,
     isResourceServer: input.isResourceServer ?? false,
     jwks,
+    backchannelLogoutUri,
+    backchannelLogoutSessionRequired: input.backchannelLogoutSessionRequired ?? false,
   };
+}
+
+/**
+ * Back-Channel Logout 1.0 §2.2: "an absolute URI ... MAY contain port, path, and query parameter
+ * components. However, it MUST NOT include a fragment component." Checked as a redirect URI is
+ * (https; plain http on loopback only; no user name, no wildcard, no fragment), save that only
+ * http and https will do: Gatehouse itself posts to it, where a private-use scheme means nothing.
+ */
+export function checkBackchannelLogoutUri(uri: string): string {
+  const field = 'backchannel_logout_uri';
+  if (uri.length > 2000) throw new ValidationError(field, 'the back-channel logout URI is longer than 2000 characters');
+  const protocol = URL.parse(uri)?.protocol;
+  if (protocol !== undefined && protocol !== 'https:' && protocol !== 'http:') {
+    throw new ValidationError(field, `the back-channel logout URI "${uri}" must use https (plain http is only for 127.0.0.1, [::1] and localhost)`);
+  }
+  return checkRedirectUri(field, uri);
 }
 
 // Members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
@@ -438,7 +473,7 @@ const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
  * editable: validateClient checks only the URIs a change adds.
  */
 export function checkRedirectUri(field: string, uri: string): string {
-  const what = field === 'post_logout_redirect_uris' ? 'the post-logout redirect URI' : 'the redirect URI';
+  const what = field === 'post_logout_redirect_uris' ? 'the post-logout redirect URI' : field === 'backchannel_logout_uri' ? 'the back-channel logout URI' : 'the redirect URI';
   const url = URL.parse(uri);
   if (!url) throw new ValidationError(field, `"${uri}" is not an absolute URL`);
   checkNoSpaceOrControl(field, what, uri);
@@ -563,25 +598,46 @@ export async function updateUser(storage: Storage, userId: string, patch: UserPa
   }
 }
 
+/** What ends a user's sessions, telling the applications answered through them (Back-Channel Logout). */
+interface SessionServices {
+  storage: Storage;
+  sessions: SessionService;
+}
+
+/**
+ * Signs a user out everywhere: every browser session ends, and the applications answered through
+ * them are told (Back-Channel Logout). Their password and grants stay. How many sessions ended.
+ */
+export function signOutUser(services: SessionServices, userId: string): Promise<number> {
+  return services.sessions.endForUser(userId);
+}
+
 /**
  * Sets a new password and signs the user out everywhere: a password is reset because it may be
  * known to someone else, who may hold a session too. Grants given to applications stay. False when
- * there is no such user.
+ * there is no such user. Given only the storage, the sessions end without their applications
+ * being told (Back-Channel Logout): the command line's way until it passes its services.
  */
-export async function resetUserPassword(storage: Storage, userId: string, password: string, now: number): Promise<boolean> {
+export async function resetUserPassword(services: SessionServices | Storage, userId: string, password: string, now: number): Promise<boolean> {
   checkNewPassword(password);
+  const storage = 'storage' in services ? services.storage : services;
   if (!(await storage.users.setPasswordHash(userId, await hashPassword(password), now))) return false;
-  await storage.sessions.deleteForUser(userId);
+  if ('storage' in services) await signOutUser(services, userId);
+  else await storage.sessions.deleteForUser(userId);
   return true;
 }
 
 /**
- * Disables a user (or enables them again): they cannot sign in, their sessions, refresh tokens and
- * access tokens are refused, and so are the applications they registered in the developer portal
- * (see ClientRegistry), until they are enabled. A user disabled already keeps the time it happened.
+ * Disables a user (or enables them again): they cannot sign in, their refresh tokens and access
+ * tokens are refused, and so are the applications they registered in the developer portal (see
+ * ClientRegistry), until they are enabled. Their sessions end, and the applications answered
+ * through them are told (Back-Channel Logout): a session refused only while the user is disabled
+ * would come back with them, after its applications were told it had ended. A user disabled
+ * already keeps the time it happened.
  */
-export async function setUserDisabled(services: Pick<Services, 'storage' | 'clients'>, user: User, disabled: boolean, now: number): Promise<void> {
+export async function setUserDisabled(services: Pick<Services, 'storage' | 'clients'> & SessionServices, user: User, disabled: boolean, now: number): Promise<void> {
   await services.storage.users.setDisabled(user.id, disabled ? (user.disabledAt ?? now) : null, now);
+  if (disabled) await signOutUser(services, user.id);
   for (const client of await services.storage.clients.listForOwner(user.id)) services.clients.invalidate(client.id);
 }
 
@@ -590,10 +646,12 @@ export async function setUserDisabled(services: Pick<Services, 'storage' | 'clie
  * registered in the developer portal with everything issued to those (UserRepository.delete); the
  * client registry forgets those applications at once. Undefined when there is no such user.
  */
-export async function deleteUser(services: Pick<Services, 'storage' | 'clients'>, userId: string): Promise<{ clientIds: string[] } | undefined> {
+export async function deleteUser(services: Pick<Services, 'storage' | 'clients'> & SessionServices, userId: string): Promise<{ clientIds: string[] } | undefined> {
   const deleted = await services.storage.users.delete(userId);
-  for (const clientId of deleted?.clientIds ?? []) services.clients.invalidate(clientId);
-  return deleted;
+  if (!deleted) return undefined;
+  for (const clientId of deleted.clientIds) services.clients.invalidate(clientId);
+  services.sessions.ended(deleted.sessions);
+  return { clientIds: deleted.clientIds };
 }
 
 /** Throws a ValidationError when `password` cannot be a user's password: as at sign-up, wherever a password is set. */
@@ -639,6 +697,8 @@ export function describeClient(c: Client) {
     impersonation: c.allowImpersonation,
     resource_server: c.isResourceServer,
     jwks: c.jwks,
+    backchannel_logout_uri: c.backchannelLogoutUri,
+    backchannel_logout_session_required: c.backchannelLogoutSessionRequired,
     owner_user_id: c.ownerUserId,
     created_at: iso(c.createdAt),
     updated_at: iso(c.updatedAt),

@@ -59,8 +59,12 @@ export function openIdConfiguration(inputs: DiscoveryInputs): Record<string, unk
     // alg is not listed. A next key of the new algorithm is listed before it signs, as it is
     // published in the JWKS before.
     id_token_signing_alg_values_supported: [...inputs.idTokenSigningAlgorithms],
-    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'azp', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
+    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'azp', 'sid', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
     request_parameter_supported: false,
     claims_parameter_supported: false,
+    // Back-Channel Logout 1.0 §2.1: clients may register a backchannel_logout_uri, and every Logout
+    // Token and ID token issued through a session carries its sid.
+    backchannel_logout_supported: true,
+    backchannel_logout_session_supported: true,
   };
 }

@@ -90,6 +90,45 @@ for (const dialect of DIALECTS) {
 
     const register = (body: Record<string, unknown>, on: TestServer = server) => api('POST', '/clients', { name: 'Partner app', scopes: ['objects:read'], ...body }, on);
 
+    describe('back-channel logout URI (OpenID Connect Back-Channel Logout 1.0 §2.2)', () => {
+      it('registers, shows and changes a back-channel logout URI and whether it needs sid, and removes it with null', async () => {
+        const created = await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK], backchannel_logout_uri: 'https://app.example/backchannel?tenant=1' });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        assert.equal(created.body.backchannel_logout_uri, 'https://app.example/backchannel?tenant=1');
+        assert.equal(created.body.backchannel_logout_session_required, false, 'false unless asked');
+        const id = created.body.client_id as string;
+        const changed = await api('PATCH', `/clients/${id}`, { backchannel_logout_uri: 'http://127.0.0.1:8080/logout', backchannel_logout_session_required: true });
+        assert.equal(changed.status, 200, JSON.stringify(changed.body));
+        const shown = (await api('GET', `/clients/${id}`)).body;
+        assert.equal(shown.backchannel_logout_uri, 'http://127.0.0.1:8080/logout');
+        assert.equal(shown.backchannel_logout_session_required, true);
+        assert.equal((await api('PATCH', `/clients/${id}`, { name: 'Renamed' })).body.backchannel_logout_uri, 'http://127.0.0.1:8080/logout', 'kept when left out');
+        assert.equal((await api('PATCH', `/clients/${id}`, { backchannel_logout_uri: null })).body.backchannel_logout_uri, null);
+      });
+
+      it('refuses a relative URI, a fragment, plain http off loopback, another scheme or a user name, on creation and on change, storing nothing', async () => {
+        const created = await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK], backchannel_logout_uri: 'https://app.example/bcl' });
+        const refused: [string, RegExp][] = [
+          ['/logout', /absolute/],
+          ['https://app.example/bcl#', /fragment/],
+          ['https://app.example/bcl#top', /fragment/],
+          ['http://app.example/bcl', /https/],
+          ['javascript:alert(1)//', /https/],
+          ['com.example.app:/logout', /https/],
+          ['ftp://app.example/bcl', /https/],
+          ['https://user:pw@app.example/bcl', /user name/],
+          ['', /absolute/],
+        ];
+        const before = await snapshot();
+        for (const [uri, detail] of refused) {
+          assertRefused(await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK], backchannel_logout_uri: uri }), 'backchannel_logout_uri', detail, uri);
+          assertRefused(await api('PATCH', `/clients/${created.body.client_id}`, { backchannel_logout_uri: uri }), 'backchannel_logout_uri', detail, uri);
+        }
+        assert.equal((await api('PATCH', `/clients/${created.body.client_id}`, { backchannel_logout_session_required: 'yes' })).status, 400);
+        assert.equal(await snapshot(), before);
+      });
+    });
+
     describe('redirect URIs (RFC 6749 §3.1.2: no fragment)', () => {
       it('refuses a redirect URI or post-logout redirect URI with a fragment, an empty one too, and stores nothing', async () => {
         const before = await snapshot();

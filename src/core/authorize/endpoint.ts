@@ -215,6 +215,9 @@ export class AuthorizationEndpoint {
     const now = this.#services.clock();
     const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
     const params: Record<string, string | undefined> = {};
+    const sid = session.sid ?? undefined;
+    // Back-Channel Logout 1.0 §2.5: the clients answered through a session are told when it ends.
+    await storage.sessions.addClient(session.digest, client.id);
 
     if (request.responseType === 'code') {
       const code = createOpaqueToken('ac');
@@ -229,6 +232,7 @@ export class AuthorizationEndpoint {
         codeChallengeMethod: request.codeChallengeMethod ?? null,
         nonce: request.nonce ?? null,
         authTime: session.authTime,
+        ...(sid !== undefined && { sid }),
         grantId: null,
         accessTokenJti: null,
         accessTokenExpiresAt: null,
@@ -245,13 +249,13 @@ export class AuthorizationEndpoint {
         // It ends with the token, and is swept after; the token is handed out only once it is stored.
         const grantId = randomUUID();
         const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now, accessTokenTtl({ createdAt: now, expiresAt: null }, now, config.tokens));
-        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, createdAt: now, expiresAt: issued.expiresAt, revokedAt: null });
+        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, ...(sid !== undefined && { sid }), createdAt: now, expiresAt: issued.expiresAt, revokedAt: null });
         accessToken = issued.token;
         Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });
       }
       if (request.responseType.startsWith('id_token')) {
         params.id_token = await idTokens.issue(
-          { user, clientId: client.id, scopes: request.scopes, authTime: session.authTime, nonce: request.nonce, accessToken, includeUserClaims: accessToken === undefined },
+          { user, clientId: client.id, scopes: request.scopes, authTime: session.authTime, sid, nonce: request.nonce, accessToken, includeUserClaims: accessToken === undefined },
           now,
         );
       }

@@ -46,7 +46,7 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
 
     const user = await services.storage.users.findById(code.userId);
     if (!user || user.disabledAt !== null) throw invalidGrant('the authorization code is invalid');
-    const oidc = code.scopes.includes('openid') ? { user, authTime: code.authTime, nonce: code.nonce } : undefined;
+    const oidc = code.scopes.includes('openid') ? { user, authTime: code.authTime, nonce: code.nonce, sid: code.sid } : undefined;
     return { code, user, oidc };
   },
 
@@ -55,7 +55,18 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
     const accessTokenExpiresAt = now + ttl;
     const withRefresh = client.grantTypes.includes('refresh_token');
     // Without a refresh token, the grant ends with its one access token (and is swept after).
-    const grant = { id: randomUUID(), clientId: client.id, userId: user.id, kind: 'authorization_code', scopes: code.scopes, authTime: code.authTime, createdAt: now, expiresAt: withRefresh ? null : accessTokenExpiresAt, revokedAt: null };
+    const grant = {
+      id: randomUUID(),
+      clientId: client.id,
+      userId: user.id,
+      kind: 'authorization_code',
+      scopes: code.scopes,
+      authTime: code.authTime,
+      ...(code.sid !== undefined && { sid: code.sid }),
+      createdAt: now,
+      expiresAt: withRefresh ? null : accessTokenExpiresAt,
+      revokedAt: null,
+    };
     // The access token's id is recorded with the code before the token is signed, so a replay that
     // comes at any moment after this can revoke it, as it can the grant.
     const accessTokenJti = randomUUID();

@@ -7,6 +7,8 @@ export interface OidcContext {
   user: User;
   authTime: number;
   nonce: string | null;
+  /** The session the grant was authorized in, if any: its ID tokens carry its `sid`, refreshed ones too (OpenID Connect Core §12.2). */
+  sid?: string | undefined;
 }
 
 /**
@@ -19,7 +21,7 @@ export function idTokenHook(idTokens: IdTokenIssuer): TokenResponseHook {
     const oidc = (validated as { oidc?: OidcContext } | undefined)?.oidc;
     if (!oidc) return;
     response.id_token = await idTokens.issue(
-      { user: oidc.user, clientId: client.id, scopes: (response.scope ?? '').split(' '), authTime: oidc.authTime, nonce: oidc.nonce, accessToken: response.access_token },
+      { user: oidc.user, clientId: client.id, scopes: (response.scope ?? '').split(' '), authTime: oidc.authTime, sid: oidc.sid, nonce: oidc.nonce, accessToken: response.access_token },
       now,
     );
   };

@@ -42,7 +42,7 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     // §6: the requested scope "MUST NOT include any scope not originally granted by the resource owner".
     const scopes = services.scopes.resolve({ requested: requested ?? token.scopes, client, userPresent: grant.userId !== null, ceiling: token.scopes });
     // OpenID Connect Core §12.2: a refresh of an OpenID grant returns a fresh ID token.
-    const oidc = user && scopes.includes('openid') ? { user, authTime: grant.authTime ?? grant.createdAt, nonce: null } : undefined;
+    const oidc = user && scopes.includes('openid') ? { user, authTime: grant.authTime ?? grant.createdAt, nonce: null, sid: grant.sid } : undefined;
     return { digest, grant, scopes, scopeRequested: requested !== undefined, oidc };
   },
 

@@ -8,6 +8,8 @@ export interface IdTokenInput {
   clientId: string;
   scopes: readonly string[];
   authTime: number;
+  /** The OpenID Connect session the token is issued through (Back-Channel Logout 1.0 §2.1); none for a session without one. */
+  sid?: string | null | undefined;
   nonce?: string | null | undefined;
   /** Adds `at_hash` (OpenID Connect Core §3.1.3.6, §3.2.2.10). */
   accessToken?: string | undefined;
@@ -51,6 +53,7 @@ export function idTokenIssuer(keys: KeyStore, options: { issuer: string; ttlSeco
     async issue(input: IdTokenInput, now: number): Promise<string> {
       const { kid, alg, key } = keys.signingKey('id');
       const claims: Record<string, unknown> = { auth_time: input.authTime, azp: input.clientId };
+      if (input.sid) claims.sid = input.sid;
       if (input.nonce) claims.nonce = input.nonce;
       if (input.accessToken) claims.at_hash = halfHash(input.accessToken, alg);
       if (input.includeUserClaims) Object.assign(claims, userClaims(input.user, input.scopes));

@@ -46,6 +46,8 @@ const clientProperties = {
     description: 'Public keys for private_key_jwt (RFC 7523), as a JWK Set; null when the client has none.',
     properties: { keys: { type: 'array', items: { type: 'object', additionalProperties: true } } },
   },
+  backchannel_logout_uri: { type: ['string', 'null'], description: 'Where Logout Tokens are posted when a session the client was answered in ends (OpenID Connect Back-Channel Logout 1.0); null for none.' },
+  backchannel_logout_session_required: { type: 'boolean' },
   owner_user_id: { type: ['string', 'null'] },
   created_at: timestamp,
   updated_at: timestamp,
@@ -98,6 +100,18 @@ const clientFields = {
     required: ['keys'],
     properties: { keys: { type: 'array', minItems: 1, maxItems: 10, items: { type: 'object' } } },
   },
+  backchannel_logout_uri: {
+    type: ['string', 'null'],
+    maxLength: 2000,
+    description:
+      'OpenID Connect Back-Channel Logout 1.0: where Gatehouse posts a Logout Token (`logout_token`, a JWT signed with the ID-token key) when a browser session the client was answered in ends — ' +
+      'RP-initiated sign-out, the account page, the user signed out, their password reset, disabled or deleted. An absolute URI: https, plain http only on 127.0.0.1, [::1] or localhost; ' +
+      'no user name or password, no fragment. One attempt of a few seconds, no redirect followed; each outcome is audited as `backchannel_logout.delivered`. null removes it.',
+  },
+  backchannel_logout_session_required: {
+    type: 'boolean',
+    description: 'The client needs `sid` in Logout Tokens (Back-Channel Logout 1.0 §2.2). Gatehouse always sends it; default false.',
+  },
   owner_user_id: {
     type: ['string', 'null'],
     minLength: 1,
@@ -132,6 +146,8 @@ interface ClientBody {
   impersonation?: boolean;
   resource_server?: boolean;
   jwks?: JsonWebKeySet | null;
+  backchannel_logout_uri?: string | null;
+  backchannel_logout_session_required?: boolean;
   owner_user_id?: string | null;
 }
 
@@ -308,6 +324,8 @@ function clientInput(body: ClientBody): ClientPatch {
     allowImpersonation: body.impersonation,
     isResourceServer: body.resource_server,
     jwks: body.jwks,
+    backchannelLogoutUri: body.backchannel_logout_uri,
+    backchannelLogoutSessionRequired: body.backchannel_logout_session_required,
     ownerUserId: body.owner_user_id,
   };
 }

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, updateUser } from '../../core/applications.ts';
+import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { notFound } from './problems.ts';
@@ -141,7 +141,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     },
     async (request, reply) => {
       const user = await findUser(request.params.userId);
-      if (!(await resetUserPassword(gatehouse.storage, user.id, request.body.password, gatehouse.clock()))) throw notFound(`there is no user ${user.id}`);
+      if (!(await resetUserPassword(gatehouse, user.id, request.body.password, gatehouse.clock()))) throw notFound(`there is no user ${user.id}`);
       recordAdminAction(gatehouse, request, 'admin.user.password_reset', { userId: user.id, data: { user_id: user.id } });
       return reply.code(204).send();
     },
@@ -160,7 +160,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     },
     async (request, reply) => {
       const user = await findUser(request.params.userId);
-      await gatehouse.storage.sessions.deleteForUser(user.id);
+      await signOutUser(gatehouse, user.id);
       recordAdminAction(gatehouse, request, 'admin.user.signed_out', { userId: user.id, data: { user_id: user.id } });
       return reply.code(204).send();
     },

@@ -1,0 +1,306 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/core/backchannel-logout.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+/*
+ * OpenID Connect session ids and Back-Channel Logout 1.0: ID tokens carry the session's `sid`, and
+ * whenever sessions end, each client answered through them that registered a
+ * `backchannel_logout_uri` is sent a Logout Token there — and no other client.
+ */
+
+const PASSWORD = 'correct horse battery staple';
+const CALLBACK = 'https://app.example/callback';
+
+/** What a receiver got: the verified claims and header of each Logout Token, by the path it was posted to. */
+interface Received {
+  path: string;
+  contentType: string | undefined;
+  claims: JWTPayload;
+  typ: string | undefined;
+}
+
+/** A relying party's back-channel logout endpoint on loopback: records, verifies with Gatehouse's JWKS, answers as told. */
+class Receiver {
+  server: Server;
+  received: Received[] = [];
+  /** Paths that answer 500, and that never answer. */
+  failing = new Set<string>();
+  hanging = new Set<string>();
+  #open = new Set<ServerResponse>();
+  url = '';
+
+  #jwks: ReturnType<typeof createRemoteJWKSet>;
+  #issuer: string;
+
+  constructor(jwks: ReturnType<typeof createRemoteJWKSet>, issuer: string) {
+    this.#jwks = jwks;
+    this.#issuer = issuer;
+    this.server = createServer((request, response) => void this.#answer(request, response));
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
+
+  async #answer(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    let body = '';
+    for await (const chunk of request) body += chunk;
+    const path = request.url ?? '';
+    const token = new URLSearchParams(body).get('logout_token') ?? '';
+    const { payload, protectedHeader } = await jwtVerify(token, this.#jwks, { issuer: this.#issuer, typ: 'logout+jwt' });
+    this.received.push({ path, contentType: request.headers['content-type'], claims: payload, typ: protectedHeader.typ });
+    if (this.hanging.has(path)) {
+      this.#open.add(response);
+      return;
+    }
+    response.statusCode = this.failing.has(path) ? 500 : 200;
+    response.end();
+  }
+
+  /** The tokens posted to `path` so far. */
+  at(path: string): JWTPayload[] {
+    return this.received.filter((r) => r.path === path).map((r) => r.claims);
+  }
+
+  async close(): Promise<void> {
+    for (const response of this.#open) response.destroy();
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+for (const dialect of DIALECTS) {
+  describe(`back-channel logout (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let receiver: Receiver;
+    let admin: { id: string; secret: string };
+    let counter = 0;
+    /** Clients that registered a back-channel logout URI (`/a`, `/b`), and one that did not. */
+    let first: { id: string; secret: string };
+    let second: { id: string; secret: string };
+    let silent: { id: string; secret: string };
+
+    const aWebClient = (name: string, backchannelLogoutUri?: string) =>
+      server.client({ name, grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], firstParty: true, ...(backchannelLogoutUri && { backchannelLogoutUri }) });
+
+    before(async () => {
+      server = await startTestServer(dialect);
+      receiver = new Receiver(createRemoteJWKSet(new URL(`${server.url}/jwks.json`)), server.url);
+      await receiver.start();
+      first = await aWebClient('First', `${receiver.url}/a`);
+      second = await aWebClient('Second', `${receiver.url}/b`);
+      silent = await aWebClient('Silent');
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
+    });
+    after(async () => {
+      await receiver.close();
+      await server.close();
+    });
+
+    const aUser = () => server.user(`bcl-${++counter}-${dialect}@example.com`, PASSWORD);
+
+    async function signedIn(email: string): Promise<HttpBrowser> {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      const answer = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } });
+      assert.equal(answer.status, 303, answer.text.slice(0, 300));
+      return browser;
+    }
+
+    /** The code flow for `client` in the browser's session: the tokens it gets. */
+    async function authorize(browser: HttpBrowser, client: { id: string; secret: string }): Promise<{ id_token: string; refresh_token: string }> {
+      const query = new URLSearchParams({ response_type: 'code', client_id: client.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's' });
+      const page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
+      const code = new URL(page.location!).searchParams.get('code');
+      assert.ok(code, page.text.slice(0, 300));
+      const res = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(client.id, client.secret) } });
+      assert.equal(res.status, 200);
+      return res.body;
+    }
+
+    const adminApi = async (path: string, body?: Record<string, string>, method = 'POST') => {
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      const response = await fetch(`${server.url}/admin/v1${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token.body.access_token}`, ...(body && { 'content-type': 'application/json' }) },
+        ...(body && { body: JSON.stringify(body) }),
+      });
+      return response.status;
+    };
+
+    /** Waits until the deliveries started so far are done (each succeeds or fails within seconds). */
+    const delivered = async () => {
+      await server.gatehouse.backChannelLogout.settled();
+      await server.gatehouse.audit.flush();
+    };
+    const sidOf = (idToken: string) => decodeJwt(idToken).sid as string;
+    /** The Logout Tokens received for `sub` at `path`. */
+    const tokensFor = (path: string, sub: string) => receiver.at(path).filter((claims) => claims.sub === sub);
+
+    it('puts the session’s sid in ID tokens, the same for every client of the session and after a refresh, and another in another session', async () => {
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const fromFirst = await authorize(browser, first);
+      const fromSecond = await authorize(browser, second);
+      const sid = sidOf(fromFirst.id_token);
+      assert.match(sid, /^[0-9a-f]{32}$/);
+      assert.equal(sidOf(fromSecond.id_token), sid);
+      assert.ok(!Object.values(Object.fromEntries(browser.cookies)).some((cookie) => cookie.includes(sid)), 'the sid is not the cookie');
+
+      const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: fromFirst.refresh_token }, { headers: { authorization: basic(first.id, first.secret) } });
+      assert.equal(refreshed.status, 200);
+      assert.equal(sidOf(refreshed.body.id_token), sid, 'OpenID Connect Core §12.2: a refreshed ID token keeps the claims');
+
+      const other = await authorize(await signedIn(user.email), first);
+      assert.notEqual(sidOf(other.id_token), sid);
+    });
+
+    it('says so in discovery', async () => {
+      const metadata = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+      assert.equal(metadata.backchannel_logout_supported, true);
+      assert.equal(metadata.backchannel_logout_session_supported, true);
+    });
+
+    it('sends each client of a session ended by RP-initiated sign-out a Logout Token, and nobody else', async () => {
+      const user = await aUser();
+      const other = await aUser();
+      const browser = await signedIn(user.email);
+      const tokens = await authorize(browser, first);
+      await authorize(browser, second);
+      await authorize(browser, silent);
+      // Another session of the same person, and another person's, each with a client.
+      const otherSession = await signedIn(user.email);
+      await authorize(otherSession, first);
+      await authorize(await signedIn(other.email), first);
+
+      const page = await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: tokens.id_token })}`);
+      assert.equal(page.status, 200);
+      assert.match(page.text, /You are signed out/);
+      await delivered();
+
+      const [atFirst] = tokensFor('/a', user.id);
+      const [atSecond] = tokensFor('/b', user.id);
+      assert.equal(tokensFor('/a', user.id).length, 1, 'only the session that ended');
+      assert.equal(tokensFor('/b', user.id).length, 1);
+      assert.equal(tokensFor('/a', other.id).length, 0, 'nothing about another person');
+      assert.equal(atFirst!.sid, sidOf(tokens.id_token));
+      assert.equal(atSecond!.sid, sidOf(tokens.id_token));
+      assert.equal(atFirst!.aud, first.id);
+      assert.equal(atSecond!.aud, second.id);
+      assert.deepEqual(atFirst!.events, { [BACKCHANNEL_LOGOUT_EVENT]: {} });
+      assert.equal(atFirst!.nonce, undefined);
+      assert.ok(typeof atFirst!.jti === 'string' && atFirst!.jti !== atSecond!.jti);
+      assert.ok(atFirst!.exp! - atFirst!.iat! <= 300 && atFirst!.exp! > atFirst!.iat!);
+      const received = receiver.received.find((r) => r.claims === atFirst)!;
+      assert.equal(received.typ, 'logout+jwt');
+      assert.equal(received.contentType, 'application/x-www-form-urlencoded');
+
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      assert.deepEqual(events.map((e) => [e.clientId, e.outcome, e.data.status]).sort(), [[first.id, 'success', 200], [second.id, 'success', 200]].sort());
+      assert.ok(!JSON.stringify(events).includes('eyJ'), 'never the token');
+    });
+
+    it('tells the clients of the sessions the account page ends: this one, and every other', async () => {
+      const user = await aUser();
+      const here = await signedIn(user.email);
+      const hereTokens = await authorize(here, first);
+      const elsewhere = await signedIn(user.email);
+      const elsewhereTokens = await authorize(elsewhere, second);
+
+      const account = await here.request(`${server.url}/account`);
+      const signedOutElsewhere = await here.request(`${server.url}/account/sign-out-elsewhere`, { form: { csrf: hiddenField(account.text, 'csrf') } });
+      assert.equal(signedOutElsewhere.status, 303);
+      await delivered();
+      assert.deepEqual(tokensFor('/b', user.id).map((c) => c.sid), [sidOf(elsewhereTokens.id_token)]);
+      assert.equal(tokensFor('/a', user.id).length, 0, 'this session goes on');
+
+      // The account page's Sign out button: a confirmed sign-out from Gatehouse's own form.
+      const again = await here.request(`${server.url}/account`);
+      const signedOut = await here.request(`${server.url}/logout`, { form: { csrf: hiddenField(again.text, 'csrf'), confirm: 'yes' } });
+      assert.equal(signedOut.status, 200);
+      await delivered();
+      assert.deepEqual(tokensFor('/a', user.id).map((c) => c.sid), [sidOf(hereTokens.id_token)]);
+    });
+
+    it('tells the clients of the sessions a password change on the account page ends, the one it was changed in too', async () => {
+      const user = await aUser();
+      const here = await signedIn(user.email);
+      const hereTokens = await authorize(here, first);
+      const elsewhereTokens = await authorize(await signedIn(user.email), second);
+
+      const form = await here.request(`${server.url}/account/password`);
+      const changed = await here.request(`${server.url}/account/password`, {
+        form: { csrf: hiddenField(form.text, 'csrf'), current_password: PASSWORD, new_password: 'another long passphrase', confirm_password: 'another long passphrase' },
+      });
+      assert.equal(changed.status, 303);
+      await delivered();
+      assert.deepEqual(tokensFor('/a', user.id).map((c) => c.sid), [sidOf(hereTokens.id_token)]);
+      assert.deepEqual(tokensFor('/b', user.id).map((c) => c.sid), [sidOf(elsewhereTokens.id_token)]);
+    });
+
+    for (const [action, path, body, method, status] of [
+      ['signs the user out', '/sign-out', undefined, 'POST', 204],
+      ['resets the password', '/password', { password: 'a password set by an operator' }, 'POST', 204],
+      ['disables the user', '/disable', undefined, 'POST', 200],
+      ['deletes the user', '', undefined, 'DELETE', 204],
+    ] as const) {
+      it(`tells the clients of every session of a user when the admin API ${action}`, async () => {
+        const user = await aUser();
+        const bystander = await aUser();
+        const one = await authorize(await signedIn(user.email), first);
+        const two = await authorize(await signedIn(user.email), second);
+        await authorize(await signedIn(bystander.email), first);
+
+        assert.equal(await adminApi(`/users/${user.id}${path}`, body, method), status);
+        await delivered();
+        assert.deepEqual(tokensFor('/a', user.id).map((c) => c.sid), [sidOf(one.id_token)]);
+        assert.deepEqual(tokensFor('/b', user.id).map((c) => c.sid), [sidOf(two.id_token)]);
+        assert.equal(tokensFor('/a', bystander.id).length, 0);
+      });
+    }
+
+    it('signs out at once whatever the receivers do: one answering 500 and one that never answers are audited as failed', async () => {
+      const failing = await aWebClient('Failing', `${receiver.url}/failing`);
+      const hanging = await aWebClient('Hanging', `${receiver.url}/hanging`);
+      receiver.failing.add('/failing');
+      receiver.hanging.add('/hanging');
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const tokens = await authorize(browser, failing);
+      await authorize(browser, hanging);
+      await authorize(browser, first);
+
+      const started = Date.now();
+      const page = await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: tokens.id_token })}`);
+      assert.equal(page.status, 200);
+      assert.match(page.text, /You are signed out/);
+      assert.ok(Date.now() - started < 1000, `the sign-out took ${Date.now() - started} ms`);
+      assert.equal((await browser.request(`${server.url}/account`)).status, 302, 'signed out');
+
+      await delivered();
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      const outcome = (clientId: string) => events.filter((e) => e.clientId === clientId).map((e) => [e.outcome, e.data.status ?? e.data.reason]);
+      assert.deepEqual(outcome(failing.id), [['failure', 500]]);
+      assert.deepEqual(outcome(hanging.id), [['failure', 'no answer in time']]);
+      assert.deepEqual(outcome(first.id), [['success', 200]]);
+      assert.equal(tokensFor('/hanging', user.id).length, 1, 'it was sent, once');
+    });
+
+    it('sends nothing for a session no client was answered through', async () => {
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const account = await browser.request(`${server.url}/account`);
+      await browser.request(`${server.url}/logout`, { form: { csrf: hiddenField(account.text, 'csrf'), confirm: 'yes' } });
+      await delivered();
+      await sleep(10);
+      assert.equal(receiver.received.filter((r) => r.claims.sub === user.id).length, 0);
+    });
+  });
+}
