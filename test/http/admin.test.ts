@@ -270,6 +270,8 @@ for (const dialect of DIALECTS) {
           impersonation: true,
           resource_server: true,
           jwks: { keys: [{ ...generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }), kid: 'partner-1' }] },
+          backchannel_logout_uri: 'https://partner.example.com/backchannel-logout',
+          backchannel_logout_session_required: true,
           owner_user_id: adaId,
         };
         // May impersonate users and introspect every token: registering it takes admin:users and
