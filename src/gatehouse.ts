@@ -11,7 +11,7 @@ import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { withDeadline } from './core/deadline.ts';
 import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
-import { sweepExpiredRows } from './core/housekeeping.ts';
+import { sweepExpiredRows, sweepPolicyOf } from './core/housekeeping.ts';
 import { LoginService } from './core/login.ts';
 import { inProcessFailureCounter, inProcessRequestLimiter, REDIS_UNREACHABLE, RedisLink, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
 import { SessionService } from './core/sessions.ts';
@@ -187,7 +187,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
 
   let sweeper: NodeJS.Timeout | undefined;
   if (options.background !== false) {
-    const policy = { accessTokenTtlSeconds: config.tokens.accessTokenTtlSeconds, auditRetentionSeconds: config.audit.retentionDays * 86_400 };
+    const policy = sweepPolicyOf(config);
     keys.startReloading(config.keys.reloadIntervalSeconds, (error) => logger.warn({ err: error }, 'signing keys could not be reloaded'));
     let sweeping = false;
     sweeper = setInterval(() => {

@@ -1,9 +1,19 @@
 import type { Storage, SweepPolicy } from '../storage/repositories.ts';
+import type { GatehouseConfig } from './config.ts';
 
 /** Rows deleted per table and statement: each statement stays short, so the endpoints never wait on one. */
 export const SWEEP_BATCH_SIZE = 500;
 /** Batches in one sweep at most; a sweep runs every minute on every instance. */
 export const SWEEP_MAX_BATCHES = 20;
+
+/** What the sweep deletes under `config`, besides rows past their own end (see SweepPolicy). */
+export function sweepPolicyOf(config: Pick<GatehouseConfig, 'tokens' | 'audit'>): SweepPolicy {
+  return {
+    accessTokenTtlSeconds: config.tokens.accessTokenTtlSeconds,
+    auditRetentionSeconds: config.audit.retentionDays * 86_400,
+    refreshTokenMaxLifetimeSeconds: config.tokens.refreshTokenMaxLifetimeSeconds,
+  };
+}
 
 /**
  * One sweep of expired rows (see Storage.sweepExpired): batch after batch while a batch comes back

@@ -18,6 +18,7 @@ import * as grantLists from './migrations/010-grant-lists.ts';
 import * as consentsClient from './migrations/011-consents-client.ts';
 import * as userGrants from './migrations/012-user-grants.ts';
 import * as backchannelLogout from './migrations/013-backchannel-logout.ts';
+import * as grantSweep from './migrations/014-grant-sweep.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -123,6 +124,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '011-consents-client': consentsClient,
   '012-user-grants': userGrants,
   '013-backchannel-logout': backchannelLogout,
+  '014-grant-sweep': grantSweep,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -504,6 +504,11 @@ export interface SweepPolicy {
   accessTokenTtlSeconds: number;
   /** Audit events older than this are deleted; 0 keeps them forever. */
   auditRetentionSeconds: number;
+  /**
+   * `tokens.refreshTokenMaxLifetimeSeconds`: the refresh tokens of a grant made longer ago are
+   * deleted (see grantRefreshEnd), as are those of a revoked or ended grant; 0 or undefined, no bound.
+   */
+  refreshTokenMaxLifetimeSeconds?: number;
 }
 
 export interface Storage {
@@ -524,7 +529,8 @@ export interface Storage {
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
   /**
-   * Deletes up to `limit` expired rows per table (see SweepPolicy); returns how many went. On
+   * Deletes up to `limit` expired rows per table (see SweepPolicy) — refresh tokens of no more use,
+   * grants once they have ended and no refresh token of theirs is left — and returns how many went. On
    * PostgreSQL one instance sweeps at a time: while another is sweeping, this deletes nothing (on an
    * engine without advisory locks every instance sweeps).
    */

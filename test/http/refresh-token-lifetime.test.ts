@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
+import { sweepExpiredRows, sweepPolicyOf } from '../../src/core/housekeeping.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { newRefreshToken } from '../../src/core/tokens/refresh.ts';
 import { DIALECTS } from '../support/databases.ts';
@@ -104,6 +105,22 @@ for (const dialect of DIALECTS) {
       now = made + MAX_LIFETIME;
       assert.deepEqual(await introspect(legacy.value), { active: false });
       await assertEnded(legacy.value, 'a stored token past the end of its grant');
+    });
+
+    it('sweeps a refresh token stored before the bound existed once its grant has reached the bound, not at its own expiry', async () => {
+      const made = now;
+      const { grantId } = await signIn();
+      // As a rotation 350 days in by a version without the bound stored it: 30 days from then.
+      const legacy = newRefreshToken(grantId, app.id, SCOPE.split(' '), made + 350 * DAY, 30 * DAY);
+      await server.gatehouse.storage.refreshTokens.insert(legacy.record);
+      const policy = sweepPolicyOf(server.config);
+      const stored = async () => (await server.gatehouse.storage.refreshTokens.find(legacy.record.digest)) !== undefined;
+
+      await sweepExpiredRows(server.gatehouse.storage, made + MAX_LIFETIME - 1, policy);
+      assert.equal(await stored(), true, 'it works until the end of its grant');
+      await sweepExpiredRows(server.gatehouse.storage, made + MAX_LIFETIME, policy);
+      assert.equal(await stored(), false, 'swept 15 days before its own expiry');
+      assert.equal((await server.gatehouse.storage.grants.find(grantId))?.expiresAt, made + MAX_LIFETIME + server.config.tokens.accessTokenTtlSeconds);
     });
 
     it('issues no access token that outlives its grant: one refreshed near the end expires at the end, with expires_in to match, and is inactive from then (as Keycloak caps it at the session maximum)', async () => {

@@ -84,7 +84,7 @@ async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Pro
   for (const [table, column] of [['sessions', 'sid'], ['authorization_codes', 'sid'], ['grants', 'sid'], ['clients', 'backchannel_logout_uri'], ['clients', 'backchannel_logout_session_required']] as const) {
     await handle.db.schema.alterTable(table).dropColumn(column).execute();
   }
-  for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created', 'consents_client', 'grants_user_created']) await handle.db.schema.dropIndex(index).execute();
+  for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created', 'consents_client', 'grants_user_created', 'grants_revoked_unended', 'grants_unended_created']) await handle.db.schema.dropIndex(index).execute();
   await handle.db.schema.createIndex('grants_client').on('grants').column('client_id').execute();
   await handle.db.schema.createIndex('grants_user').on('grants').columns(['user_id', 'client_id']).execute();
 }
@@ -183,7 +183,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep']);
           } finally {
             await handle.close();
           }
@@ -235,7 +235,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep']);
           } finally {
             await handle.close();
           }
@@ -1529,6 +1529,66 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.find(spent.id), undefined);
         assert.equal(await storage().grants.find(revoked.id), undefined);
         assert.deepEqual(await storage().grants.find(living.id), living);
+      });
+
+      it('sweeps the refresh tokens of a grant revoked, ended or past its lifetime bound, not only expired ones, in the same bounded batches, and then ends the grant', async () => {
+        const DAY = 24 * HOUR;
+        const { clientId, userId } = await stored();
+        const living = aGrant(clientId, userId, { createdAt: NOW - 2 * DAY + 10 });
+        const revoked = aGrant(clientId, userId, { revokedAt: NOW - 10 });
+        const ended = aGrant(clientId, userId, { expiresAt: NOW - 1 });
+        const old = aGrant(clientId, userId, { createdAt: NOW - 2 * DAY - 1 });
+        for (const grant of [living, revoked, ended, old]) await storage().grants.create(grant);
+        // A consumed token of a live grant stays until it expires: presented again, it revokes the grant (RFC 9700 §4.14.2).
+        const livingTokens = [aRefreshToken(living), aRefreshToken(living, { consumedAt: NOW - DAY })];
+        const tokens = new Map([
+          [living, [aRefreshToken(living, { expiresAt: NOW - 1 }), ...livingTokens]],
+          [revoked, [aRefreshToken(revoked), aRefreshToken(revoked, { consumedAt: NOW - 20 }), aRefreshToken(revoked)]],
+          [ended, [aRefreshToken(ended)]],
+          [old, [aRefreshToken(old), aRefreshToken(old, { consumedAt: NOW - DAY })]],
+        ]);
+        for (const token of [...tokens.values()].flat()) await storage().refreshTokens.insert(token);
+        const tokensOf = async (grant: typeof living) => {
+          let left = 0;
+          for (const token of tokens.get(grant)!) if (await storage().refreshTokens.find(token.digest)) left += 1;
+          return left;
+        };
+
+        // At most 2 refresh tokens a call, whatever made them sweepable (expired first, then those of
+        // revoked grants, then of ended ones); the ended grant goes in the call that took its last
+        // one. Without a bound, the old grant's tokens stay.
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 1 + 1);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 0);
+        assert.equal(await tokensOf(revoked), 0);
+        assert.equal(await storage().grants.find(ended.id), undefined);
+        assert.equal(await tokensOf(old), 2);
+
+        const bounded = { ...SWEEP, refreshTokenMaxLifetimeSeconds: 2 * DAY };
+        assert.equal(await storage().sweepExpired(NOW, 1, bounded), 1);
+        assert.equal(await storage().sweepExpired(NOW, 1, bounded), 1);
+        assert.equal(await storage().sweepExpired(NOW, 1, bounded), 0);
+        assert.equal(await tokensOf(old), 0);
+        for (const token of livingTokens) assert.deepEqual((await storage().refreshTokens.find(token.digest))?.token, token, 'the unexpired tokens of a live grant stay');
+        assert.deepEqual(await storage().grants.find(living.id), living);
+        // Left without refresh tokens, each grant ends once the access tokens it issued have expired.
+        assert.equal((await storage().grants.find(revoked.id))?.expiresAt, NOW + HOUR);
+        assert.equal((await storage().grants.find(old.id))?.expiresAt, NOW + HOUR);
+      });
+
+      it('deletes an ended grant only once its refresh tokens are gone, so that no deletion cascades past the batch', async () => {
+        const { clientId, userId } = await stored();
+        const ended = aGrant(clientId, userId, { expiresAt: NOW - 1 });
+        await storage().grants.create(ended);
+        const tokens = [aRefreshToken(ended), aRefreshToken(ended, { consumedAt: NOW - HOUR }), aRefreshToken(ended)];
+        for (const token of tokens) await storage().refreshTokens.insert(token);
+
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 2);
+        assert.deepEqual(await storage().grants.find(ended.id), ended);
+        assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 1 + 1);
+        assert.equal(await storage().grants.find(ended.id), undefined);
+        for (const token of tokens) assert.equal(await storage().refreshTokens.find(token.digest), undefined);
       });
 
       it('deletes audit events older than the retention, in batches, and none with a retention of 0', async () => {

@@ -273,8 +273,10 @@ describe('PostgreSQL plans of the sweep of expired rows', () => {
     // The tables of a server whose sweeps fell behind: most rows expired, the statistics up to date.
     await sql`insert into clients (id, name, type, created_at, updated_at) values ('c1', 'App', 'confidential', 0, 0)`.execute(one.handle.db);
     await sql`insert into users (id, email, password_hash, created_at, updated_at) values ('u1', 'ada@example.com', 'x', 0, 0)`.execute(one.handle.db);
-    await sql`insert into grants (id, client_id, user_id, kind, scopes, created_at, expires_at)
-      select 'g' || i, 'c1', 'u1', 'authorization_code', '[]', i, case when i % 2 = 0 then ${NOW} - i end from generate_series(1, 20000) i`.execute(one.handle.db);
+    // Half of the grants ended, one in ten revoked, all past the lifetime bound below.
+    await sql`insert into grants (id, client_id, user_id, kind, scopes, created_at, expires_at, revoked_at)
+      select 'g' || i, 'c1', 'u1', 'authorization_code', '[]', i, case when i % 2 = 0 then ${NOW} - i end, case when i % 10 = 1 then ${NOW} - i end
+      from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`insert into refresh_tokens (digest, grant_id, client_id, scopes, created_at, expires_at, consumed_at)
       select 'r' || i, 'g' || (1 + i % 20000), 'c1', '[]', i, ${NOW} - 50000 + i, i from generate_series(1, 60000) i`.execute(one.handle.db);
     await sql`insert into audit_events (at, kind, outcome, client_id, user_id, data)
@@ -289,10 +291,10 @@ describe('PostgreSQL plans of the sweep of expired rows', () => {
       select 'q' || i, 'c1', '{}', 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`analyze`.execute(one.handle.db);
 
-    const policy = { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 86_400 };
+    const policy = { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 86_400, refreshTokenMaxLifetimeSeconds: 365 * 86_400 };
     // Twice, so that the sweep's statements are named (a statement is named on its second run).
     for (let run = 0; run < 2; run++) {
-      await one.handle.db.transaction().execute((trx) => sweepRefreshTokens(trx, NOW, 500, policy.accessTokenTtlSeconds));
+      await one.handle.db.transaction().execute((trx) => sweepRefreshTokens(trx, NOW, 500, policy, 'postgres'));
       await sweepOtherTables(one.handle.db, NOW, 500, policy);
     }
     // The signing keys are a handful of rows, read whole (see openDatabase).
@@ -304,6 +306,13 @@ describe('PostgreSQL plans of the sweep of expired rows', () => {
       assert.doesNotMatch(plan, /Bitmap|Hash (Semi )?Join/, `collects no more than the batch:\n${statement}\n${plan}`);
       assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
     }
+    // The refresh tokens of revoked, ended and too old grants, and the ended grants themselves: each
+    // read from a batch of grants, taken through an index (see sweepRefreshTokens).
+    const startsFrom = (index: string) => new RegExp(`Limit .*\\n\\s+->  Index Scan using ${index} on grants`);
+    const tokens = plans.find(({ statement }) => statement.startsWith('delete from "refresh_tokens"'))!;
+    for (const index of ['grants_revoked_unended', 'grants_expiry', 'grants_unended_created']) assert.match(tokens.plan, startsFrom(index), `${tokens.statement}\n${tokens.plan}`);
+    const grants = plans.find(({ statement }) => statement.startsWith('delete from "grants"'))!;
+    assert.match(grants.plan, startsFrom('grants_expiry'), `${grants.statement}\n${grants.plan}`);
   });
 });
 

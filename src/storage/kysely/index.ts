@@ -1,5 +1,5 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
-import { migrate, openDatabase, type DatabaseOptions } from '../database.ts';
+import { sql, type Kysely, type SelectQueryBuilder, type Transaction } from 'kysely';
+import { migrate, openDatabase, type DatabaseOptions, type Dialect } from '../database.ts';
 import type { Storage, SweepPolicy } from '../repositories.ts';
 import type { Database } from '../schema.ts';
 import { kyselyApiKeys } from './api-keys.ts';
@@ -56,7 +56,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
               throw lacksAdvisoryLocks(error) ? NO_ADVISORY_LOCKS : error;
             });
             if (rows[0]?.locked !== true) return 0;
-            return (await sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds)) + (await sweepOtherTables(trx, now, limit, policy));
+            return (await sweepRefreshTokens(trx, now, limit, policy, handle.dialect)) + (await sweepOtherTables(trx, now, limit, policy));
           });
         } catch (error) {
           if (error !== NO_ADVISORY_LOCKS) throw error;
@@ -66,7 +66,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
         }
       }
       // Each table its own transaction, so the endpoints' writes interleave (SQLite has one writer anyway).
-      const tokens = await db.transaction().execute((trx) => sweepRefreshTokens(trx, now, limit, policy.accessTokenTtlSeconds));
+      const tokens = await db.transaction().execute((trx) => sweepRefreshTokens(trx, now, limit, policy, handle.dialect));
       return tokens + (await sweepOtherTables(db, now, limit, policy));
     },
     close: () => handle.close(),
@@ -86,22 +86,48 @@ const NO_ADVISORY_LOCKS = new Error('the database has no advisory locks');
 const lacksAdvisoryLocks = (error: unknown): boolean => ['42883', '0A000'].includes((error as { code?: unknown } | null)?.code as string);
 
 /**
- * Expired refresh tokens, and the end of each grant left without one: no refresh token can make
- * another access token, so the grant ends when the last one it made expires. In one transaction,
- * so that no grant is ever left without refresh tokens and without an end.
+ * Refresh tokens that can no longer be used, at most `limit`, and the end of each grant left without
+ * one: no refresh token can make another access token, so the grant ends when the last one it made
+ * expires. In one transaction, so that no grant is ever left without refresh tokens and without an
+ * end. A token is of no more use once it has expired, or its grant was revoked, ended, or is past
+ * `refreshTokenMaxLifetimeSeconds` (the token endpoint refuses them all: refreshTokenRefusal); a
+ * consumed token of a live grant stays until it expires, since presented again it revokes the grant
+ * (RFC 9700 §4.14.2). Each source is read through an index in a branch of its own, and every branch,
+ * and the grants it starts from, stops at the batch: `union all` under the limit runs the branches in
+ * turn and stops once the batch is full, and no plan collects more than a batch (one branch per
+ * source instead of one join over all grants, which PostgreSQL's generic plan ran as a hash join of
+ * every refresh token).
  */
-export async function sweepRefreshTokens(trx: Transaction<Database>, now: number, limit: number, accessTokenTtlSeconds: number): Promise<number> {
+export async function sweepRefreshTokens(trx: Transaction<Database>, now: number, limit: number, policy: SweepPolicy, dialect: Dialect): Promise<number> {
+  const size = batchOf(limit);
+  const maxLifetime = policy.refreshTokenMaxLifetimeSeconds ?? 0;
+  const tokensOf = (grants: SelectQueryBuilder<Database, 'grants', { id: string }>) =>
+    trx.selectFrom(grants.limit(size).as('g')).innerJoin('refresh_tokens as t', 't.grant_id', 'g.id').select('t.digest').limit(size);
+  const branches = [
+    trx.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(size),
+    // Through grants_revoked_unended (migration 014): the revoked grants that may still have tokens.
+    tokensOf(trx.selectFrom('grants').select('id').where('revoked_at', '<=', now).where('revoked_at', 'is not', null).where('expires_at', 'is', null)),
+    tokensOf(trx.selectFrom('grants').select('id').where('expires_at', '<', now)),
+  ];
+  if (maxLifetime > 0) {
+    // Through grants_unended_created (migration 014); grantRefreshEnd is created_at + the bound.
+    branches.push(tokensOf(trx.selectFrom('grants').select('id').where('expires_at', 'is', null).where('created_at', '<=', now - maxLifetime)));
+  }
+  // Each branch a derived table, so that its limit stays its own.
+  const [first, ...rest] = branches.map((branch, i) => trx.selectFrom(branch.as(`s${i}`)).select('digest'));
+  const sweepable = rest.reduce((union, branch) => union.unionAll(branch), first!);
   const deleted = await trx
     .deleteFrom('refresh_tokens')
-    .where('digest', 'in', trx.selectFrom('refresh_tokens').select('digest').where('expires_at', '<', now).limit(batchOf(limit)))
+    .where('digest', 'in', trx.selectFrom(sweepable.as('s')).select('s.digest').limit(size))
     .returning('grant_id')
     .execute();
   const grantIds = [...new Set(deleted.map((row) => row.grant_id))];
   if (grantIds.length > 0) {
     await trx
       .updateTable('grants')
-      .set({ expires_at: now + accessTokenTtlSeconds })
-      .where('id', 'in', grantIds)
+      .set({ expires_at: now + policy.accessTokenTtlSeconds })
+      // On PostgreSQL one array parameter, so that every batch is the same statement (see preparedStatementPool).
+      .where(dialect === 'postgres' ? sql<boolean>`id = any(${grantIds}::text[])` : sql<boolean>`id in (${sql.join(grantIds)})`)
       .where('expires_at', 'is', null)
       .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('refresh_tokens.digest').whereRef('refresh_tokens.grant_id', '=', 'grants.id'))))
       .execute();
@@ -126,7 +152,18 @@ function batchOf(limit: number) {
 export async function sweepOtherTables(db: Kysely<Database>, now: number, limit: number, { auditRetentionSeconds }: SweepPolicy): Promise<number> {
   const size = batchOf(limit);
   const batches = [
-    db.deleteFrom('grants').where('id', 'in', db.selectFrom('grants').select('id').where('expires_at', '<', now).limit(size)),
+    // Of the first ended grants, those whose refresh tokens are gone (swept above, a batch at a time),
+    // so that no deletion cascades to more than a batch; their tokens go first, in the next batches.
+    db
+      .deleteFrom('grants')
+      .where(
+        'id',
+        'in',
+        db
+          .selectFrom(db.selectFrom('grants').select('id').where('expires_at', '<', now).limit(size).as('e'))
+          .select('e.id')
+          .where(({ not, exists, selectFrom }) => not(exists(selectFrom('refresh_tokens').select('refresh_tokens.digest').whereRef('refresh_tokens.grant_id', '=', 'e.id')))),
+      ),
     db.deleteFrom('authorization_codes').where('digest', 'in', db.selectFrom('authorization_codes').select('digest').where('expires_at', '<', now).limit(size)),
     db.deleteFrom('revoked_tokens').where('jti', 'in', db.selectFrom('revoked_tokens').select('jti').where('expires_at', '<', now).limit(size)),
     db.deleteFrom('sessions').where('digest', 'in', db.selectFrom('sessions').select('digest').where('expires_at', '<', now).limit(size)),
