@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
 import fc from 'fast-check';
 import { addClientSecret, createClient } from '../../src/core/applications.ts';
 import { hashPassword } from '../../src/core/passwords.ts';
@@ -18,7 +19,10 @@ import { HOSTILE_STRINGS } from '../support/hostile-strings.ts';
  * Issue 6, "Abuse": property-based fuzzing (fast-check) of the inputs of every endpoint over real
  * HTTP — the token endpoint, /authorize (GET and POST), sign-in, sign-up, consent, sign-out,
  * withdrawal of consent, the account's password, name and other browsers, userinfo, introspection, revocation, project tokens, discovery and the
- * JWKS, the admin API and the developer portal. Most inputs are valid requests changed in up to
+ * JWKS, the admin API and the developer portal, the protocol endpoints by the methods they refuse,
+ * the static assets, the metrics, and every GET route by HEAD. Which routes the fuzzed requests
+ * reached is read from the server's own count of its requests by route (its latency histogram), and
+ * a route the app registers that none reached fails the suite, naming it. Most inputs are valid requests changed in up to
  * three places (a parameter dropped, repeated, truncated, replaced with junk, an unknown or
  * prototype-polluting one added), so that they get past the first checks; the rest are anything
  * at all. Junk is unicode, NULs, lone surrogates, injections, huge values; bodies come in odd
@@ -32,7 +36,7 @@ import { HOSTILE_STRINGS } from '../support/hostile-strings.ts';
  *     redirect only to this server or to an address registered for the client (no open redirect),
  *     with `iss` in every authorization response and never a token in a query string;
  *   - a refused request changes nothing stored: every table but the audit log is read before and
- *     after, through a read-only connection of its own (SQLite).
+ *     after, through a read-only connection of its own (SQLite); a HEAD changes nothing at all.
  *
  * The seed is fixed, so a run is repeatable (FUZZ_SEED and FUZZ_RUNS explore further, locally).
  */
@@ -41,6 +45,8 @@ import { HOSTILE_STRINGS } from '../support/hostile-strings.ts';
 const SEED = Number(process.env.FUZZ_SEED ?? 0) || 0x9700;
 const RUNS = Number(process.env.FUZZ_RUNS ?? 0) || undefined;
 const runs = (n: number): number => RUNS ?? n;
+const HEAD_RUNS = runs(120);
+const OTHER_METHOD_RUNS = runs(100);
 
 const CALLBACK = 'https://app.example/callback';
 const LOOPBACK = 'http://127.0.0.1:8080/native';
@@ -73,6 +79,8 @@ const P = {
   spareGrant: 'PH-sparegrant-7f3a',
   consented: 'PH-consented-7f3a',
   unique: 'PH-unique-7f3a',
+  grantsCursor: 'PH-grantscursor-7f3a',
+  auditCursor: 'PH-auditcursor-7f3a',
 } as const;
 
 const VERIFIER = randomBytes(32).toString('base64url');
@@ -297,6 +305,32 @@ function differences(before_: Map<string, string>, after_: Map<string, string>):
   return changed;
 }
 
+// --- the routes ----------------------------------------------------------------------------------
+
+/**
+ * Every method and route the app registers ("POST /token", "GET /developers/applications/:clientId"),
+ * read from Fastify's own listing of its router (printRoutes, one line per route, each indented
+ * under the route it extends). A line this cannot read fails the test rather than being skipped.
+ */
+function registeredRoutes(app: FastifyInstance): string[] {
+  const routes: string[] = [];
+  const parents: string[] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    if (line === '') continue;
+    const match = /^((?:│ {3}| {4})*)(?:├── |└── )(\S+) \(([A-Z]+(?:, [A-Z]+)*)\)$/.exec(line);
+    if (!match) throw new Error(`a line of printRoutes this test cannot read: ${line}`);
+    const depth = match[1]!.length / 4;
+    parents.length = depth;
+    const url = [...parents, match[2]!].join('');
+    parents.push(match[2]!);
+    for (const method of match[3]!.split(', ')) {
+      assert.ok(app.hasRoute({ method: method as 'GET', url }), `printRoutes lists ${method} ${url}, which the app does not route`);
+      routes.push(`${method} ${url}`);
+    }
+  }
+  return [...new Set(routes)].sort();
+}
+
 // --- the fixture ---------------------------------------------------------------------------------
 
 interface Client {
@@ -325,6 +359,12 @@ interface Fixture {
   csrf: { cookie: string; token: string };
   /** The password hash of the users minted per request. */
   spareHash: string;
+  /** Every method and route the app registers ("GET /admin/v1/users/:userId"). */
+  routes: string[];
+  /** What the server had answered before the fuzzing began (answeredRequests). */
+  answeredBefore: Map<string, number>;
+  /** A JWK Set of one public RSA key, as a developer pastes it for private_key_jwt. */
+  jwks: string;
 }
 
 describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => {
@@ -354,6 +394,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     f.developerId = (await server.user('developer@example.com', 'another long password')).id;
     f.victimSession = await gatehouse.sessions.start(f.victimId, gatehouse.clock());
     f.spareHash = await hashPassword('spare user password');
+    f.jwks = JSON.stringify({ keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }), kid: 'fuzz-key', use: 'sig', alg: 'RS256' }] });
     const scopes = ['openid', 'profile', 'email', 'objects:read', 'model:read'];
     f.web = await server.client({ name: 'Web', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK, LOOPBACK], postLogoutRedirectUris: [LOGGED_OUT] });
     f.spa = await server.client({ name: 'SPA', type: 'public', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK] });
@@ -390,6 +431,8 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     const browser = new HttpBrowser();
     const page = await browser.request(`${server.url}/login`);
     f.csrf = { cookie: browser.cookies.get('gatehouse_csrf')!, token: hiddenField(page.text, 'csrf') };
+    f.routes = registeredRoutes(server.app);
+    f.answeredBefore = await answeredRequests();
     db = observer(server);
   });
 
@@ -398,12 +441,40 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     await f.server?.close();
   });
 
+  // --- which routes the fuzzing reached -------------------------------------------------------------
+
+  /**
+   * Requests the runner makes for itself (a CSRF token, a waiting request, a cursor, the metrics),
+   * by method and route: taken off what the server counted, so that only fuzzed requests count.
+   */
+  const helperRequests = new Map<string, number>();
+  function helperFetch(route: string, url: string, init?: RequestInit): Promise<Response> {
+    helperRequests.set(route, (helperRequests.get(route) ?? 0) + 1);
+    return fetch(url, init);
+  }
+
+  /**
+   * Requests the server answered so far, by method and route pattern, as its latency histogram
+   * counts them: not this one, which it counts once answered (so a later reading has it as a helper's).
+   */
+  async function answeredRequests(): Promise<Map<string, number>> {
+    const text = await (await fetch(`${f.server.url}/metrics`)).text();
+    helperRequests.set('GET /metrics', (helperRequests.get('GET /metrics') ?? 0) + 1);
+    const counts = new Map<string, number>();
+    for (const [, labels, value] of text.matchAll(/^gatehouse_http_request_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) {
+      const label = (name: string) => new RegExp(`(?:^|,)${name}="([^"]*)"`).exec(labels!)?.[1];
+      const key = `${label('method')} ${label('route')}`;
+      counts.set(key, (counts.get(key) ?? 0) + Number(value));
+    }
+    return counts;
+  }
+
   // --- credentials minted per request ---------------------------------------------------------------
 
   /** Values for the placeholders in `text`: each made fresh, before the request's "before" snapshot. */
   /** The CSRF token of a page shown to the browser with the fixture's CSRF cookie and `session`. */
   async function csrfTokenFor(session: string): Promise<string> {
-    const page = await fetch(`${f.server.url}/login`, { headers: { cookie: `gatehouse_csrf=${f.csrf.cookie}; gatehouse_session=${session}` } });
+    const page = await helperFetch('GET /login', `${f.server.url}/login`, { headers: { cookie: `gatehouse_csrf=${f.csrf.cookie}; gatehouse_session=${session}` } });
     return hiddenField(await page.text(), 'csrf');
   }
 
@@ -449,7 +520,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       const query = new URLSearchParams({ response_type: 'code', client_id: f.pending.id, redirect_uri: CALLBACK, scope: 'openid email', state: 'waiting', prompt: 'consent' });
       // Begun by the browser whose CSRF cookie the cases carry: only it may sign in for the request and decide it.
       const cookie = [`gatehouse_csrf=${f.csrf.cookie}`, ...(session ? [`gatehouse_session=${session}`] : [])].join('; ');
-      const res = await fetch(`${f.server.url}/authorize?${query}`, { redirect: 'manual', headers: { cookie } });
+      const res = await helperFetch('GET /authorize', `${f.server.url}/authorize?${query}`, { redirect: 'manual', headers: { cookie } });
       const id = new URL(res.headers.get('location')!, f.server.url).searchParams.get('request');
       assert.ok(id, `no waiting request: ${res.status} ${res.headers.get('location')}`);
       values.set(name, id);
@@ -476,6 +547,14 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       await storage.consents.save({ userId: f.victimId, clientId: f.web.id, scopes: ['openid', 'objects:read'], createdAt: now, updatedAt: now });
       values.set(P.consented, f.web.id);
     }
+    for (const [name, list, query] of [[P.grantsCursor, 'grants', `user_id=${f.victimId}&limit=1`], [P.auditCursor, 'audit-events', 'kind=token.issued&limit=1']] as const) {
+      if (!wants(name)) continue;
+      // A cursor as the admin API hands it out, for the filters the cases ask with.
+      const res = await helperFetch(`GET /admin/v1/${list}`, `${f.server.url}/admin/v1/${list}?${query}`, { headers: { authorization: `Bearer ${f.tokens.adminAccess}` } });
+      const cursor = ((await res.json()) as { next_cursor: string | null }).next_cursor;
+      assert.ok(cursor, `no second page of ${list}`);
+      values.set(name, cursor);
+    }
     if (wants(P.spareGrant)) {
       const id = randomUUID();
       await storage.grants.create({ id, clientId: f.firstParty.id, userId: f.victimId, kind: 'password', scopes: ['objects:read'], authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
@@ -486,7 +565,8 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
 
   // --- the runner --------------------------------------------------------------------------------
 
-  type Kind = 'json' | 'page' | 'admin';
+  /** What an endpoint answers: RFC 6749 JSON, HTML pages, RFC 9457 problems; `head` nothing but headers; `other` what its own check says. */
+  type Kind = 'json' | 'page' | 'admin' | 'head' | 'other';
   interface Endpoint {
     name: string;
     kind: Kind;
@@ -496,6 +576,8 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     mayChange: (answer: Answer, c: Case) => boolean;
     /** Checks of its own. */
     check?: (answer: Answer, c: Case) => string[];
+    /** What it never answers, by its nature: a refusal (discovery, the assets) or a success (methods not taken). */
+    never?: 'refused' | 'succeeded';
   }
 
   const sameOrigin = (location: string): boolean => {
@@ -535,6 +617,9 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     const type = String(headers['content-type'] ?? '');
     if (status >= 500) problems.push(`status ${status}`);
     if (STACK_TRACE.test(text)) problems.push(`looks like a stack trace: ${text.slice(0, 200)}`);
+    // RFC 9110 §9.3.2: HEAD is answered as GET would be, without the content.
+    if (endpoint.kind === 'head') return text === '' ? problems : [...problems, `HEAD answered with a body: ${text.slice(0, 120)}`];
+    if (endpoint.kind === 'other') return problems;
     // Refused by the HTTP parser (headers too large, framing): an RFC error, whatever the path.
     if (status === 431 || status === 408) {
       if (!/^application\/json/.test(type) || typeof JSON.parse(text).error !== 'string') problems.push(`parser refusal ${status} is not an RFC error: ${text.slice(0, 120)}`);
@@ -712,6 +797,48 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     max_age: pick('0', '60', '-1', '99999999999'),
     login_hint: pick(f.victim.email, 'x'.repeat(400)),
   });
+
+  /**
+   * Each of `values` in turn, round and round, where a random pick could leave one out: for the
+   * endpoints that must reach every one of a list of routes in `numRuns` runs.
+   */
+  const eachInTurn = <T,>(values: readonly T[], numRuns: number): fc.Arbitrary<T> => {
+    assert.ok(values.length <= numRuns, `${values.length} routes to reach in ${numRuns} runs`);
+    let next = 0;
+    return fc.constant(null).map(() => values[next++ % values.length]!);
+  };
+
+  /** The developer portal's application in a path: the developer's own mostly, another's or junk now and then. */
+  const portalApp = () => fc.oneof({ weight: 6, arbitrary: fc.constant(P.ownApp) }, { weight: 1, arbitrary: pick(f.web.id, 'app_unknown') }, { weight: 1, arbitrary: junk() });
+
+  /** Portal requests from [method, path, fields] templates: mostly the developer's session, a form body for a POST, the query for a GET. */
+  const portalCases = (routes: fc.Arbitrary<[string, string, Entries]>, spec: Record<string, fc.Arbitrary<string>>): fc.Arbitrary<Case> =>
+    fc
+      .tuple(routes, fc.constantFrom<'developer' | 'victim' | null>('developer', 'developer', 'developer', 'developer', 'victim', null), csrfCookieArb())
+      .chain(([[method, path, entries], session, csrfCookie]) =>
+        requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
+          (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map((body): Case => ({ method, path: path.split('/').map((segment) => (segment.startsWith('PH-') ? segment : enc(segment))).join('/'), ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }), session, csrfCookie })),
+        ),
+      );
+  const portalMayChange = (answer: Answer, c: Case): boolean => c.method === 'POST' && (answer.status === 200 || (answer.status === 303 && !String(answer.headers.location).startsWith('/login')));
+  const localRedirectsOnly = (answer: Answer): string[] => {
+    const location = String(answer.headers.location ?? '');
+    return !location || sameOrigin(location) ? [] : [`redirect to ${location}`];
+  };
+
+  /** Admin API requests from [method, path, fields] templates: the admin token mostly, a JSON body (now and then another) for what is not a GET, a placeholder in the path now and then junk. */
+  const adminCases = (routes: fc.Arbitrary<[string, string, Entries]>, spec: Record<string, fc.Arbitrary<string>>): fc.Arbitrary<Case> =>
+    fc
+      .tuple(routes, fc.oneof({ weight: 8, arbitrary: fc.constant(`Bearer ${f.tokens.adminAccess}`) }, { weight: 1, arbitrary: authorizationArb() }), fc.nat(19), fc.oneof({ weight: 7, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: junk() }))
+      .chain(([[method, path, entries], authorization, encoding, pathJunk]) =>
+        requestsArb(fc.constant(entries), spec, plausible()).map((params): Case => {
+          const finalPath = `/admin/v1${pathJunk === null ? path : path.replace(/PH-[a-z]+-7f3a/, enc(pathJunk))}`;
+          if (method === 'GET') return { method, path: finalPath, query: formEncode(params), headers: withAuthorization(authorization) };
+          const body: Body | undefined =
+            encoding < 15 ? { type: 'application/json', body: jsonEncode(params) } : encoding < 17 ? { type: 'application/x-www-form-urlencoded', body: formEncode(params) } : encoding < 18 ? undefined : { type: 'application/json', body: '[1,2]' };
+          return { method, path: finalPath, ...(body ? { body } : {}), headers: withAuthorization(authorization) };
+        }),
+      );
 
   const endpoints: Endpoint[] = [
     {
@@ -986,6 +1113,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           )
           .map(([path, method, query, headers]): Case => ({ method, path, ...(query === undefined ? {} : { query }), headers })),
       mayChange: () => false,
+      never: 'refused',
       check: (answer, c) => {
         if (c.method !== 'GET' || answer.status === 431) return [];
         if (answer.status !== 200) return [`${c.path} answered ${answer.status}`];
@@ -1000,7 +1128,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       kind: 'page',
       numRuns: runs(200),
       cases: () => {
-        const app = fc.oneof({ weight: 6, arbitrary: fc.constant(P.ownApp) }, { weight: 1, arbitrary: pick(f.web.id, 'app_unknown') }, { weight: 1, arbitrary: junk() });
+        const app = portalApp();
         const id = (own: string) => fc.oneof({ weight: 6, arbitrary: fc.constant(own) }, { weight: 1, arbitrary: junk() });
         const routes = fc.oneof(
           pick<[string, string, Entries]>(
@@ -1029,19 +1157,10 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           admin: pick('on'),
           grant_types: pick('password'),
         };
-        return fc
-          .tuple(routes, fc.constantFrom<'developer' | 'victim' | null>('developer', 'developer', 'developer', 'developer', 'victim', null), csrfCookieArb())
-          .chain(([[method, path, entries], session, csrfCookie]) =>
-            requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
-              (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map((body): Case => ({ method, path: path.split('/').map((segment) => (segment.startsWith('PH-') ? segment : enc(segment))).join('/'), ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }), session, csrfCookie })),
-            ),
-          );
+        return portalCases(routes, spec);
       },
-      mayChange: (answer, c) => c.method === 'POST' && (answer.status === 200 || (answer.status === 303 && !String(answer.headers.location).startsWith('/login'))),
-      check: (answer) => {
-        const location = String(answer.headers.location ?? '');
-        return !location || sameOrigin(location) ? [] : [`redirect to ${location}`];
-      },
+      mayChange: portalMayChange,
+      check: localRedirectsOnly,
     },
     {
       name: 'admin API',
@@ -1083,17 +1202,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           limit: pick('1', '0', '-1', '1000000', 'x'),
           since: pick('2020-01-01', 'x'),
         };
-        return fc
-          .tuple(routes, fc.oneof({ weight: 8, arbitrary: fc.constant(`Bearer ${f.tokens.adminAccess}`) }, { weight: 1, arbitrary: authorizationArb() }), fc.nat(19), fc.oneof({ weight: 7, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: junk() }))
-          .chain(([[method, path, entries], authorization, encoding, pathJunk]) =>
-            requestsArb(fc.constant(entries), spec, plausible()).map((params): Case => {
-              const finalPath = `/admin/v1${pathJunk === null ? path : path.replace(/PH-[a-z]+-7f3a/, enc(pathJunk))}`;
-              if (method === 'GET') return { method, path: finalPath, query: formEncode(params), headers: withAuthorization(authorization) };
-              const body: Body | undefined =
-                encoding < 15 ? { type: 'application/json', body: jsonEncode(params) } : encoding < 17 ? { type: 'application/x-www-form-urlencoded', body: formEncode(params) } : encoding < 18 ? undefined : { type: 'application/json', body: '[1,2]' };
-              return { method, path: finalPath, ...(body ? { body } : {}), headers: withAuthorization(authorization) };
-            }),
-          );
+        return adminCases(routes, spec);
       },
       mayChange: (answer) => answer.status >= 200 && answer.status < 300,
     },
@@ -1150,6 +1259,153 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
         return !location || sameOrigin(location) ? [] : [`redirect to ${location}`];
       },
     },
+    {
+      // The portal's forms added after the endpoint above: settings, public keys (private_key_jwt), and the pages they lead to.
+      name: 'developer portal: settings and public keys',
+      kind: 'page',
+      numRuns: runs(150),
+      cases: () => {
+        const app = portalApp();
+        const routes = fc.oneof(
+          pick<[string, string, Entries]>(['GET', '/developers/applications', []]),
+          app.map((a): [string, string, Entries] => ['GET', `/developers/applications/${a}/secrets`, []]),
+          app.map((a): [string, string, Entries] => ['GET', `/developers/applications/${a}/settings`, []]),
+          app.map((a): [string, string, Entries] => ['POST', `/developers/applications/${a}/settings`, [['csrf', P.csrf], ['name', 'Renamed app'], ['description', 'Changed'], ['base_url', 'https://app.example'], ['redirect_uris', `${CALLBACK}\nhttp://127.0.0.1:3000/cb`]]]),
+          app.map((a): [string, string, Entries] => ['GET', `/developers/applications/${a}/keys`, []]),
+          app.map((a): [string, string, Entries] => ['POST', `/developers/applications/${a}/keys`, [['csrf', P.csrf], ['jwks', f.jwks]]]),
+          app.map((a): [string, string, Entries] => ['POST', `/developers/applications/${a}/keys/delete`, [['csrf', P.csrf]]]),
+        );
+        const privateKey = JSON.stringify({ keys: [generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' })] });
+        const spec = {
+          csrf: pick(P.csrf),
+          name: junk(true),
+          description: junk(true),
+          base_url: pick('https://app.example', 'javascript:alert(1)', 'http://app.example'),
+          redirect_uris: pick(CALLBACK, 'http://evil.example/cb', 'com.example.app:/cb', 'javascript:alert(1)', `${CALLBACK}#frag`),
+          was: junk(),
+          jwks: fc.oneof(pick(f.jwks, privateKey, '{"keys":[]}', 'null', '[]', '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}'), junk(true)),
+        };
+        return portalCases(routes, spec);
+      },
+      mayChange: portalMayChange,
+      check: localRedirectsOnly,
+    },
+    {
+      // The admin API's routes added after the endpoint above: a user's changes and sign-out, key rotation, a user by email, the next pages of grants and the audit log.
+      name: 'admin API: users, key rotation, filters and cursors',
+      kind: 'admin',
+      numRuns: runs(150),
+      cases: () => {
+        const routes = fc.oneof(
+          {
+            weight: 15,
+            arbitrary: pick<[string, string, Entries]>(
+              ['PATCH', `/users/${P.spareUser}`, [['name', 'Renamed'], ['email', `moved-${P.unique}@example.com`]]],
+              ['POST', `/users/${P.spareUser}/sign-out`, []],
+              ['GET', '/users', [['email', f.victim.email], ['limit', '5']]],
+              ['GET', '/grants', [['user_id', f.victimId], ['limit', '1'], ['cursor', P.grantsCursor]]],
+              ['GET', '/audit-events', [['kind', 'token.issued'], ['limit', '1'], ['cursor', P.auditCursor]]],
+            ),
+          },
+          // Each rotation makes two key pairs (one RSA): now and then only.
+          { weight: 1, arbitrary: fc.constant<[string, string, Entries]>(['POST', '/keys/rotate', []]) },
+        );
+        const spec = {
+          name: junk(true),
+          email: fc.oneof(fc.emailAddress(), pick(f.victim.email, 'VICTIM@example.com'), junk()),
+          email_verified: pick('true', 'false'),
+          user_id: pick(f.victimId, f.developerId, 'nobody'),
+          client_id: pick(f.firstParty.id, 'app_unknown'),
+          kind: pick('token.issued', 'admin.refused', 'no.such.kind'),
+          limit: pick('1', '0', '1000', '1001', 'x'),
+          cursor: fc.oneof(pick(P.grantsCursor, P.auditCursor, 'nonsense', Buffer.from('1:x').toString('base64url'), Buffer.from('grants:AAAAAAAAAAA:1:\u0000').toString('base64url')), junk()),
+        };
+        return adminCases(routes, spec);
+      },
+      mayChange: (answer) => answer.status >= 200 && answer.status < 300,
+    },
+    {
+      // RFC 9110 §15.5.6: the protocol endpoints asked with a method they do not take (the token endpoint's now and then above).
+      name: 'protocol endpoints by other methods',
+      kind: 'json',
+      numRuns: OTHER_METHOD_RUNS,
+      cases: () => {
+        const refused = [
+          ...['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/jwks.json'].flatMap((path) => ['POST', 'PUT', 'DELETE', 'PATCH'].map((method) => [method, path] as const)),
+          ...['/revoke', '/introspect', '/projects/p1/access-tokens'].flatMap((path) => ['GET', 'PUT', 'DELETE', 'PATCH'].map((method) => [method, path] as const)),
+          ...['PUT', 'DELETE', 'PATCH'].map((method) => [method, '/userinfo'] as const),
+          ...['/token', '/access_token'].flatMap((path) => ['GET', 'PUT', 'DELETE', 'PATCH'].map((method) => [method, path] as const)),
+        ];
+        const token = pick(P.refresh, P.access, f.tokens.apiKey);
+        return fc
+          .tuple(eachInTurn(refused, OTHER_METHOD_RUNS), authOf(basic(f.resourceServer.id, f.resourceServer.secret)), fc.option(bodyArb(requestsArb(fc.constant<Entries>([['token', P.refresh]]), { token, client_id: clientIds(), client_secret: secrets() }, plausible())), { freq: 3 }), ODD_HEADERS)
+          .map(([[method, path], authorization, body, headers]): Case => ({ method, path, ...(body === null ? {} : { body }), headers: withAuthorization(authorization, headers) }));
+      },
+      mayChange: () => false,
+      never: 'succeeded',
+      check: (answer) => (answer.status === 405 && !answer.headers.allow ? ['405 without Allow'] : []),
+    },
+    {
+      // What takes no parameters: the root, the stylesheet and scripts, the metrics, the admin API's documentation.
+      name: 'root, static assets, metrics and documentation',
+      kind: 'other',
+      numRuns: runs(80),
+      cases: () =>
+        fc
+          .tuple(
+            pick('/', '/static/gatehouse.css', '/static/form-post.js', '/static/favicon.svg', '/static/portal.js', '/metrics', '/admin/v1/openapi.json', '/admin/v1/docs'),
+            fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: paramsArb({ format: pick('json'), v: junk() }).map(formEncode) }, { weight: 1, arbitrary: junk().map(rawQuery) }),
+            ODD_HEADERS,
+            fc.constantFrom<'victim' | null>('victim', null),
+          )
+          .map(([path, query, headers, session]): Case => ({ method: 'GET', path, ...(query === undefined ? {} : { query }), headers, session })),
+      mayChange: () => false,
+      never: 'refused',
+      check: (answer, c) => {
+        const { status, headers } = answer;
+        const type = String(headers['content-type'] ?? '');
+        if (status === 431) return [];
+        if (c.path === '/') return status === 302 && headers.location === '/account' ? [] : [`/ answered ${status} ${String(headers.location)}`];
+        // The admin API refuses a query parameter an operation does not take, with a problem.
+        if (c.path.startsWith('/admin/') && status === 400) return /^application\/problem\+json/.test(type) ? [] : [`a refusal as ${type}`];
+        if (status !== 200 && status !== 304) return [`${c.path} answered ${status}`];
+        const expected = { css: /^text\/css/, js: /^(text|application)\/javascript/, svg: /^image\/svg\+xml/, metrics: /^text\/plain/, json: /^application\/json/, docs: /^text\/html/ }[c.path.split(/[./]/).at(-1)!];
+        return status === 304 || expected?.test(type) ? [] : [`${c.path} answered ${type}`];
+      },
+    },
+    {
+      // RFC 9110 §9.3.2: every route that answers GET answers HEAD too (Fastify derives it), without
+      // the content and without changing anything; made from the routes the app registers, so a GET
+      // route added later is fuzzed here at once.
+      name: 'HEAD of every GET route',
+      kind: 'head',
+      numRuns: HEAD_RUNS,
+      cases: () => {
+        const developers = (url: string) => url.startsWith('/developers');
+        const valueFor = (url: string, name: string): string => {
+          const value = url.startsWith('/admin/') ? { clientId: P.spareClient, userId: P.spareUser, grantId: P.spareGrant }[name] : developers(url) ? { clientId: P.ownApp }[name] : { projectId: 'p1' }[name];
+          if (value === undefined) throw new Error(`no value for :${name} in ${url}: teach the HEAD fuzzing one`);
+          return value;
+        };
+        const paths = f.routes.filter((route) => route.startsWith('GET ')).map((route) => route.slice(4)).map((url) => ({ url, path: url.replace(/:(\w+)/g, (_, name: string) => valueFor(url, name)) }));
+        return fc
+          .tuple(
+            eachInTurn(paths, HEAD_RUNS),
+            fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: paramsArb({ limit: pick('1', 'x'), notice: pick('updated'), request: junk(), client_id: clientIds() }).map(formEncode) }),
+            fc.boolean(),
+            fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: authorizationArb() }),
+          )
+          .map(([{ url, path }, query, signedIn, authorization]): Case => ({
+            method: 'HEAD',
+            path,
+            ...(query === undefined ? {} : { query }),
+            headers: withAuthorization(url.startsWith('/admin/') && authorization === undefined ? `Bearer ${f.tokens.adminAccess}` : authorization),
+            session: signedIn ? (developers(url) ? 'developer' : 'victim') : null,
+            csrfCookie: true,
+          }));
+      },
+      mayChange: () => false,
+    },
   ];
 
   for (const [i, endpoint] of endpoints.entries()) {
@@ -1157,11 +1413,26 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       await fuzz(endpoint, i);
       const counts = stats.get(endpoint.name)!;
       t.diagnostic(`${endpoint.numRuns} runs: ${[...counts].sort(([a], [b]) => a - b).map(([s, n]) => `${n}×${s}`).join(', ')}`);
-      // The fuzzing reached past the first checks: successes as well as refusals (discovery refuses nothing).
-      assert.ok([...counts.keys()].some((s) => s < 400), `${endpoint.name}: no request succeeded`);
-      if (endpoint.name !== 'discovery') assert.ok([...counts.keys()].some((s) => s >= 400), `${endpoint.name}: no request was refused`);
+      // The fuzzing reached past the first checks: successes as well as refusals (but where `never` says otherwise).
+      if (endpoint.never !== 'succeeded') assert.ok([...counts.keys()].some((s) => s < 400), `${endpoint.name}: no request succeeded`);
+      if (endpoint.never !== 'refused') assert.ok([...counts.keys()].some((s) => s >= 400), `${endpoint.name}: no request was refused`);
     });
   }
+
+  /**
+   * Routes with nothing to fuzz, each with the reason. Every other method and route the app
+   * registers must have been reached by the fuzzing above, as the server counted its requests.
+   */
+  const NOT_FUZZED: Record<string, string> = {};
+
+  it('fuzzed every method of every route the app registers', async () => {
+    const helpers = new Map(helperRequests);
+    const answered = await answeredRequests();
+    const fuzzed = (route: string) => (answered.get(route) ?? 0) - (f.answeredBefore.get(route) ?? 0) - (helpers.get(route) ?? 0) > 0;
+    assert.deepEqual(f.routes.filter((route) => !fuzzed(route) && !Object.hasOwn(NOT_FUZZED, route)), [], 'routes no fuzzed request reached');
+    assert.deepEqual(Object.keys(NOT_FUZZED).filter((route) => !f.routes.includes(route)), [], 'exclusions of routes the app no longer has');
+    assert.ok(f.routes.length > 50, `only ${f.routes.length} routes read`);
+  });
 
   it('let no request pollute Object.prototype', () => {
     const builtIn = ['constructor', '__defineGetter__', '__defineSetter__', 'hasOwnProperty', '__lookupGetter__', '__lookupSetter__', 'isPrototypeOf', 'propertyIsEnumerable', 'toString', 'valueOf', '__proto__', 'toLocaleString'];
