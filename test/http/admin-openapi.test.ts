@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { DIALECTS, tableSnapshots } from '../support/databases.ts';
 import { answerViolations, schemaViolations, type Answer, type OpenApi } from '../support/openapi-check.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -41,6 +42,20 @@ const RACES: Record<string, number[]> = {
   createApiKey: [409],
   revokeApiKey: [409],
   rotateSigningKeys: [409],
+};
+
+// Answered only while the database does not answer: the walk of an outage below provokes it (PostgreSQL).
+const OUTAGE = 503;
+
+/** A body each operation accepts, for the failures that spoil one thing of it. */
+const VALID_BODIES: Record<string, unknown> = {
+  createClient: { name: 'Never stored' },
+  updateClient: { name: 'Never renamed' },
+  addClientSecret: { expires_at: null },
+  createApiKey: { name: 'Never stored' },
+  createUser: { email: 'never@example.com', password: 'a long enough password' },
+  resetUserPassword: { password: 'never set password' },
+  updateUser: { name: 'Never renamed', email: 'never-moved@example.com', email_verified: true },
 };
 
 for (const dialect of DIALECTS) {
@@ -313,17 +328,6 @@ for (const dialect of DIALECTS) {
       },
     };
 
-    /** A body the operation accepts, for the failures that spoil one thing of it. */
-    const VALID_BODIES: Record<string, unknown> = {
-      createClient: { name: 'Never stored' },
-      updateClient: { name: 'Never renamed' },
-      addClientSecret: { expires_at: null },
-      createApiKey: { name: 'Never stored' },
-      createUser: { email: 'never@example.com', password: 'a long enough password' },
-      resetUserPassword: { password: 'never set password' },
-      updateUser: { name: 'Never renamed', email: 'never-moved@example.com', email_verified: true },
-    };
-
     /** The failures every operation of its shape can meet, made from what the document says of it. */
     const shapeCalls = (method: string, path: string, op: OpenApi['paths'][string][string], params: Record<string, string>): Call[] => {
       const calls: Call[] = [];
@@ -399,7 +403,7 @@ for (const dialect of DIALECTS) {
           seen.set(op.operationId, statuses.add(answer.status));
         }
         for (const status of Object.keys(op.responses).map(Number)) {
-          if (!seen.get(op.operationId)!.has(status) && !RACES[op.operationId]?.includes(status)) problems.push(`${op.operationId}: the documented ${status} never came back in the walk`);
+          if (!seen.get(op.operationId)!.has(status) && !RACES[op.operationId]?.includes(status) && status !== OUTAGE) problems.push(`${op.operationId}: the documented ${status} never came back in the walk`);
         }
       }
       assert.deepEqual(problems, []);
@@ -433,6 +437,7 @@ for (const dialect of DIALECTS) {
         ['a problem without its detail', 'GET', '/users/{userId}', ok(404, { ...problem, detail: undefined }, 'application/problem+json'), /required member "detail"/],
         ['a body where none is documented', 'DELETE', '/users/{userId}', ok(204, {}), /without a body/],
         ['a refusal without its challenge', 'GET', '/users/{userId}', { ...ok(403, { ...problem, status: 403, error: 'insufficient_scope' }, 'application/problem+json'), headers: new Headers() }, /without the header WWW-Authenticate/],
+        ['an outage without when to come back', 'GET', '/users/{userId}', { ...ok(503, { ...problem, status: 503 }, 'application/problem+json'), headers: new Headers() }, /503 comes without the header Retry-After/],
         ['a body that is not JSON', 'GET', '/users/{userId}', { status: 200, contentType: 'application/json', text: '{"id":' }, /not JSON/],
       ] as const) {
         const violations = check(method, path, answer);
@@ -442,3 +447,84 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+/*
+ * While the database does not answer, every operation that needs it answers 503 with Retry-After,
+ * as an RFC 9457 problem, as the document says; those that do not need it answer as ever. Every table
+ * is locked by a transaction of the test's own, and the instance's query timeout is short: its
+ * queries go unanswered, as when PostgreSQL hangs (test/production/faults.test.ts), on the
+ * machine's own PostgreSQL and without stopping it. One operation at a time, so that the few
+ * connections left waiting on the locks are let go at once.
+ */
+describe('admin API as its OpenAPI document says, while the database does not answer (postgres)', { timeout: 120_000 }, () => {
+  let server: TestServer;
+  let document: OpenApi;
+  let authorization: string;
+  const ids: Record<string, string> = {};
+
+  before(async () => {
+    server = await startTestServer('postgres', { background: false, config: { database: { queryTimeoutSeconds: 0.5 } } });
+    const admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ADMIN_SCOPES, isAdmin: true });
+    const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    authorization = `Bearer ${res.body.access_token}`;
+    document = (await (await fetch(`${server.url}${PREFIX}/openapi.json`)).json()) as OpenApi;
+    const { gatehouse } = server;
+    const now = gatehouse.clock();
+    const client = await server.client({ name: 'Target' });
+    const record = (await gatehouse.storage.clients.find(client.id))!;
+    const user = await server.user('target@example.com', 'a long enough password');
+    const grantId = 'a2c1d0e4-5f6a-4b7c-8d9e-0f1a2b3c4d5e';
+    await gatehouse.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes: ['objects:read'], authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
+    Object.assign(ids, {
+      clientId: client.id,
+      secretId: (await gatehouse.storage.clients.listSecrets(client.id))[0]!.id,
+      keyId: (await gatehouse.apiKeys.create(record, { name: 'Target key' }, now)).key.id,
+      userId: user.id,
+      grantId,
+    });
+  });
+  after(() => server?.close());
+
+  /** Runs `call` while every table of the instance's database is locked by another transaction. */
+  async function withTablesLocked<T>(call: () => Promise<T>): Promise<T> {
+    const locker = new pg.Client({ connectionString: server.database.databaseUrl });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      const { rows } = await locker.query<{ name: string }>("SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = current_schema()");
+      await locker.query(`LOCK TABLE ${rows.map((row) => row.name).join(', ')} IN ACCESS EXCLUSIVE MODE`);
+      return await call();
+    } finally {
+      await locker.query('ROLLBACK').catch(() => {});
+      await locker.end();
+    }
+  }
+
+  it('answers 503 with Retry-After, as documented, from every operation that needs the database, and as ever from the others', async () => {
+    const problems: string[] = [];
+    const operations = Object.entries(document.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ path, method: method.toUpperCase(), op })));
+    for (const { path, method, op } of operations) {
+      const url = `${server.url}${path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(ids[name] ?? assert.fail(`no value for ${name}`)))}`;
+      const body = VALID_BODIES[op.operationId];
+      const answer = await withTablesLocked(async () => {
+        const response = await fetch(url, {
+          method,
+          headers: { ...(op.security?.length ? { authorization } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        return { status: response.status, contentType: response.headers.get('content-type'), headers: response.headers, text: await response.text() };
+      });
+      const label = `${op.operationId} (${method} ${path})`;
+      const documented = Object.hasOwn(op.responses, String(OUTAGE));
+      if (answer.status === OUTAGE) {
+        if (!answer.headers.get('retry-after')) problems.push(`${label}: 503 without Retry-After`);
+      } else if (documented) problems.push(`${label}: documents 503, and answered ${answer.status} while the database did not answer: ${answer.text.slice(0, 200)}`);
+      for (const violation of answerViolations(document, method, path, answer)) problems.push(`${label}: ${violation}`);
+    }
+    assert.deepEqual(problems, []);
+    // The instance is itself again once the database answers.
+    const res = await fetch(`${server.url}${PREFIX}/users/${ids.userId}`, { headers: { authorization } });
+    assert.equal(res.status, 200, await res.text());
+  });
+});

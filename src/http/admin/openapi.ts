@@ -49,6 +49,16 @@ const PROBLEM_RESPONSES: Record<number, { name: string; kind: ProblemKind }> = {
   409: { name: 'Conflict', kind: 'conflict' },
   413: { name: 'PayloadTooLarge', kind: 'payload-too-large' },
   415: { name: 'UnsupportedMediaType', kind: 'unsupported-media-type' },
+  503: { name: 'Unavailable', kind: 'unavailable' },
+};
+
+// Headers a shared response always has: the Bearer challenge of a refused token (RFC 6750 §3), and
+// when to come back from an outage (RFC 9110 §10.2.3).
+const CHALLENGE = { 'WWW-Authenticate': { description: 'The RFC 6750 Bearer challenge (for 403, `error="insufficient_scope"` and the scope needed).', required: true, schema: { type: 'string' } } };
+const RESPONSE_HEADERS: Record<string, Json> = {
+  401: CHALLENGE,
+  403: CHALLENGE,
+  503: { 'Retry-After': { description: 'Seconds to wait before trying again.', required: true, schema: { type: 'string' } } },
 };
 
 // Methods whose requests may carry a body (RFC 9110 §9.3): their operations read one whether or not
@@ -73,7 +83,8 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
         'Every operation (but these documentation routes) needs `Authorization: Bearer <access token>` of an **admin client**, ' +
         'obtained with the client credentials grant at `/token`, holding the admin scope the operation names. ' +
         'Bodies are JSON, and unknown members are refused, as are query parameters an operation does not take; errors are RFC 9457 problems (`application/problem+json`). ' +
-        'Lists answer a page at a time: at most `limit` records, and `next_cursor`, to pass as `cursor` for the next page (null on the last).',
+        'Lists answer a page at a time: at most `limit` records, and `next_cursor`, to pass as `cursor` for the next page (null on the last). ' +
+        'While the database does not answer, every operation behind a token answers 503 with `Retry-After`; the admin API has no rate limits of its own (no 429).',
     },
     servers: [{ url: issuer }],
     tags: [],
@@ -94,7 +105,7 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
   for (const [status, { name, kind }] of Object.entries(PROBLEM_RESPONSES)) {
     document.components.responses[name] = {
       description: `${PROBLEM_KINDS[kind].title} (${status}).`,
-      ...(status === '401' || status === '403' ? { headers: { 'WWW-Authenticate': { description: 'The RFC 6750 Bearer challenge (for 403, `error="insufficient_scope"` and the scope needed).', required: true, schema: { type: 'string' } } } } : {}),
+      ...(RESPONSE_HEADERS[status] ? { headers: RESPONSE_HEADERS[status] } : {}),
       content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
     };
   }
@@ -114,7 +125,8 @@ export function buildOpenApiDocument(routes: readonly AdminRoute[], options: { i
     // Every operation behind a token refuses a query parameter it does not take (knownQueryParameters).
     if (op.scope || schema.params || schema.querystring || schema.body) problems.add(400);
     if (BODY_METHODS.has(route.method)) problems.add(400).add(413).add(415);
-    if (op.scope) problems.add(401).add(403);
+    // Authorizing the caller reads the database (the token's client, its revocation), so every operation behind a token can meet an outage.
+    if (op.scope) problems.add(401).add(403).add(503);
     if (schema.params) problems.add(404);
     for (const status of [...problems].sort()) {
       const shared = PROBLEM_RESPONSES[status];
