@@ -404,6 +404,11 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     f.machine = await server.client({ name: 'Machine', grantTypes: ['client_credentials', EXCHANGE], scopes: ['objects:read', 'model:read', 'bcf:read'] });
     f.resourceServer = await server.client({ name: 'API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
     f.admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:clients', 'admin:users', 'admin:tokens'], isAdmin: true });
+    // Grants of the victim's, so that a list of them has a second page for its cursor (P.grantsCursor).
+    for (let i = 0; i < 2; i++) {
+      const now = gatehouse.clock();
+      await gatehouse.storage.grants.create({ id: randomUUID(), clientId: f.web.id, userId: f.victimId, kind: 'authorization_code', scopes: ['openid'], authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
+    }
 
     const token = async (client: Client, params: Record<string, string>) => {
       const res = await post(`${server.url}/token`, params, { headers: { authorization: basic(client.id, client.secret) } });
@@ -576,7 +581,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     mayChange: (answer: Answer, c: Case) => boolean;
     /** Checks of its own. */
     check?: (answer: Answer, c: Case) => string[];
-    /** What it never answers, by its nature: a refusal (discovery, the assets) or a success (methods not taken). */
+    /** What its cases need not meet: a refusal (discovery and the assets take nothing worth refusing) or a success (methods not taken). */
     never?: 'refused' | 'succeeded';
   }
 
@@ -620,8 +625,10 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     // RFC 9110 §9.3.2: HEAD is answered as GET would be, without the content.
     if (endpoint.kind === 'head') return text === '' ? problems : [...problems, `HEAD answered with a body: ${text.slice(0, 120)}`];
     if (endpoint.kind === 'other') return problems;
-    // Refused by the HTTP parser (headers too large, framing): an RFC error, whatever the path.
+    // Refused by the HTTP parser (headers too large, framing): an RFC error, or the error page when
+    // the request for a page arrived whole and so shows its path (app.ts, answerClientError).
     if (status === 431 || status === 408) {
+      if (endpoint.kind === 'page' && /^text\/html/.test(type)) return headers['x-frame-options'] === 'DENY' ? problems : [...problems, `parser refusal ${status} as a page without its security headers`];
       if (!/^application\/json/.test(type) || typeof JSON.parse(text).error !== 'string') problems.push(`parser refusal ${status} is not an RFC error: ${text.slice(0, 120)}`);
       return problems;
     }
@@ -1366,8 +1373,9 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
         const type = String(headers['content-type'] ?? '');
         if (status === 431) return [];
         if (c.path === '/') return status === 302 && headers.location === '/account' ? [] : [`/ answered ${status} ${String(headers.location)}`];
-        // The admin API refuses a query parameter an operation does not take, with a problem.
-        if (c.path.startsWith('/admin/') && status === 400) return /^application\/problem\+json/.test(type) ? [] : [`a refusal as ${type}`];
+        // The admin API refuses a query parameter an operation does not take, with a problem; the
+        // pages refuse a NUL anywhere in the request, with the readable page (nul.ts).
+        if (status === 400) return (c.path.startsWith('/admin/') ? /^application\/problem\+json/ : /^text\/html/).test(type) ? [] : [`a refusal as ${type}`];
         if (status !== 200 && status !== 304) return [`${c.path} answered ${status}`];
         const expected = { css: /^text\/css/, js: /^(text|application)\/javascript/, svg: /^image\/svg\+xml/, metrics: /^text\/plain/, json: /^application\/json/, docs: /^text\/html/ }[c.path.split(/[./]/).at(-1)!];
         return status === 304 || expected?.test(type) ? [] : [`${c.path} answered ${type}`];
