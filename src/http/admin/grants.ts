@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
+import { describeGrant, revokeGrant } from '../../core/grant-records.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Grant } from '../../storage/repositories.ts';
 import { filteredPageQuery, listFilteredPage, pageOf, textId, type FilteredList } from './paging.ts';
 import { notFound } from './problems.ts';
-import { idParams, iso, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';
+import { idParams, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';
 
 const TAG = 'Grants';
 const SCOPE = 'admin:tokens';
@@ -57,23 +58,11 @@ export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): P
     },
     async (request) => {
       const { grantId } = request.params;
-      if (!(await gatehouse.storage.grants.find(grantId))) throw notFound(`there is no grant ${grantId}`);
-      const revoked = await gatehouse.storage.grants.revoke(grantId, gatehouse.clock());
-      const grant = await gatehouse.storage.grants.find(grantId);
-      if (!grant) throw notFound(`there is no grant ${grantId}`);
+      const result = await revokeGrant(gatehouse.storage, grantId, gatehouse.clock());
+      if (!result) throw notFound(`there is no grant ${grantId}`);
+      const { grant, revoked } = result;
       if (revoked) recordAdminAction(gatehouse, request, 'admin.grant.revoked', { userId: grant.userId, data: { grant_id: grant.id, client_id: grant.clientId } });
       return describeGrant(grant);
     },
   );
 }
-
-const describeGrant = (g: Grant) => ({
-  id: g.id,
-  client_id: g.clientId,
-  user_id: g.userId,
-  kind: g.kind,
-  scopes: g.scopes,
-  created_at: iso(g.createdAt),
-  expires_at: iso(g.expiresAt),
-  revoked_at: iso(g.revokedAt),
-});
