@@ -7,16 +7,18 @@ import { EmailTakenError } from '../storage/repositories.ts';
 import { apiKeyCommand, apiKeyUsage } from './commands/apikeys.ts';
 import { auditCommand, auditUsage } from './commands/audit.ts';
 import { clientCommand, clientUsage } from './commands/clients.ts';
+import { grantCommand, grantUsage } from './commands/grants.ts';
 import { keysCommand, keysUsage } from './commands/keys.ts';
 import { serveCommand, serveUsage } from './commands/serve.ts';
 import { userCommand, userUsage } from './commands/users.ts';
-import { output, UsageError } from './output.ts';
+import { argumentsOf, output, UsageError } from './output.ts';
 
 const usage = `Usage:
 ${serveUsage}
 gatehouse migrate               apply pending database migrations
 ${clientUsage}
 ${userUsage}
+${grantUsage}
 ${apiKeyUsage}
 ${keysUsage}
 ${auditUsage}`;
@@ -27,20 +29,25 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${usage}\n`);
     return;
   }
-  const config = loadConfig();
-  if (command === 'serve') return serveCommand(config, args);
+  // The arguments are checked before the configuration is read, which may generate a master secret
+  // into the data folder, and before the database is opened (or the SQLite file created): a command
+  // called wrongly answers at once and leaves everything as it was.
+  if (command === 'serve') return serveCommand(args)(loadConfig());
   if (command === 'migrate') {
-    const storage = await openStorage(config);
+    argumentsOf('migrate', args, []);
+    const storage = await openStorage(loadConfig());
     await storage.close();
-    process.stdout.write('migrations applied\n');
+    output(args.includes('--json')).print({ migrated: true }, () => 'migrations applied');
     return;
   }
-  const handlers = { client: clientCommand, user: userCommand, apikey: apiKeyCommand, keys: keysCommand, audit: auditCommand } as const;
+  const handlers = { client: clientCommand, user: userCommand, apikey: apiKeyCommand, keys: keysCommand, audit: auditCommand, grant: grantCommand } as const;
   if (!Object.hasOwn(handlers, command)) throw new UsageError(`unknown command "${command}"`);
+  const run = await handlers[command as keyof typeof handlers](args);
+  const config = loadConfig();
   const out = output(args.includes('--json'));
   const gatehouse = await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) });
   try {
-    await handlers[command as keyof typeof handlers](gatehouse, args, out);
+    await run(gatehouse, out);
   } finally {
     await gatehouse.close();
   }

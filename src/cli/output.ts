@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { Gatehouse } from '../gatehouse.ts';
 
 /** How a command prints: a table for people, JSON for scripts (`--json`). */
 export interface Output {
@@ -22,6 +23,13 @@ export function table(rows: string[][]): string {
 }
 
 export const isoTime = (epochSeconds: number | null): string => (epochSeconds === null ? '-' : new Date(epochSeconds * 1000).toISOString());
+
+/**
+ * A command whose arguments were checked: it runs once the database is open. Every command checks
+ * its arguments first and returns one of these, so that a mistake in how it was called is answered
+ * before anything is read or created (the data folder, its master secret, the SQLite file).
+ */
+export type Run = (gatehouse: Gatehouse, out: Output) => Promise<void>;
 
 /** A mistake in how a command was called: printed with the usage, exit code 2. */
 export class UsageError extends Error {

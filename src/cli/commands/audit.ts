@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { AuditEvent } from '../../storage/repositories.ts';
-import { UsageError, type Output } from '../output.ts';
+import { UsageError, type Output, type Run } from '../output.ts';
 
 export const auditUsage = `gatehouse audit tail [--since ISO|--limit N] [--follow] [--json]
                         the latest events, oldest first (default: the last 20; --json: one JSON object a line)`;
@@ -13,7 +13,7 @@ const FOLLOW_WINDOW_SECONDS = 30;
 const POLL_MS = 1000;
 const MAX_EVENTS = 1000;
 
-export async function auditCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
+export function auditCommand(args: string[]): Run {
   const [sub, ...rest] = args;
   if (sub !== 'tail') throw new UsageError(`unknown audit command "${sub ?? ''}"`);
   const { values } = parseArgs({
@@ -23,6 +23,11 @@ export async function auditCommand(gatehouse: Gatehouse, args: string[], out: Ou
   if (values.since !== undefined && values.limit !== undefined) throw new UsageError('audit tail takes --since or --limit, not both');
   const since = values.since === undefined ? undefined : parseSince(values.since);
   const limit = values.limit === undefined ? 20 : parseLimit(values.limit);
+  return (gatehouse, out) => tail(gatehouse, out, { since, limit, follow: values.follow });
+}
+
+async function tail(gatehouse: Gatehouse, out: Output, values: { since: number | undefined; limit: number; follow: boolean }): Promise<void> {
+  const { since, limit } = values;
 
   const print = (event: AuditEvent): void => {
     process.stdout.write(`${out.json ? JSON.stringify(describeEvent(event)) : formatEvent(event)}\n`);

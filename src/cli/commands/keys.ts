@@ -1,15 +1,19 @@
 import type { Gatehouse } from '../../gatehouse.ts';
 import { recordCliAction } from '../audit-trail.ts';
-import { argumentsOf, isoTime, table, UsageError, type Output } from '../output.ts';
+import { argumentsOf, isoTime, table, UsageError, type Output, type Run } from '../output.ts';
 
 export const keysUsage = `gatehouse keys list [--json]
 gatehouse keys rotate [--json]`;
 
-export async function keysCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
+export function keysCommand(args: string[]): Run {
   const [sub, ...rest] = args;
-  const now = gatehouse.clock();
   if (sub !== 'rotate' && sub !== 'list') throw new UsageError(`unknown keys command "${sub ?? ''}"`);
   argumentsOf(`keys ${sub}`, rest, []);
+  return async (gatehouse, out) => showKeys(gatehouse, sub, out);
+}
+
+async function showKeys(gatehouse: Gatehouse, sub: 'rotate' | 'list', out: Output): Promise<void> {
+  const now = gatehouse.clock();
   if (sub === 'rotate') {
     await gatehouse.keys.rotate(now);
     recordCliAction(gatehouse, 'keys.rotated');

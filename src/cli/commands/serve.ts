@@ -19,11 +19,14 @@ export const serveUsage = `gatehouse serve [--workers N]   serve Gatehouse (sett
  * database once and N worker processes share the port (node:cluster); a worker that dies is
  * replaced.
  */
-export async function serveCommand(config: GatehouseConfig, args: string[]): Promise<void> {
+export function serveCommand(args: string[]): (config: GatehouseConfig) => Promise<void> {
   const { values } = parseArgs({ args, options: { workers: { type: 'string' } } });
   const workers = values.workers === undefined ? (process.env.NODE_ENV === 'production' ? availableParallelism() : 1) : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new UsageError('--workers must be a whole number from 1 to 256');
+  return (config) => serve(config, workers);
+}
 
+async function serve(config: GatehouseConfig, workers: number): Promise<void> {
   if (cluster.isWorker) return serveOnce(config, { seed: false, announce: false });
   if (workers === 1) return serveOnce(config, { seed: true, announce: true });
 

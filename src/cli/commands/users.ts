@@ -4,7 +4,7 @@ import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisable
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { recordCliAction } from '../audit-trail.ts';
-import { argumentsOf, exactly, isoTime, table, UsageError, type Output } from '../output.ts';
+import { argumentsOf, exactly, isoTime, table, UsageError, type Run } from '../output.ts';
 
 export const userUsage = `gatehouse user create --email EMAIL [--password PASSWORD | --password-stdin] [--name NAME] [--json]
 gatehouse user list [--json]
@@ -16,52 +16,54 @@ gatehouse user set-password USER_ID|EMAIL (--password PASSWORD | --password-stdi
 gatehouse user sign-out USER_ID|EMAIL [--json]   ends every session of the user
 gatehouse user delete USER_ID|EMAIL [--json]     with their grants and the applications they registered`;
 
-export async function userCommand(gatehouse: Gatehouse, args: string[], out: Output): Promise<void> {
+export async function userCommand(args: string[]): Promise<Run> {
   const [sub, ...rest] = args;
-  const now = gatehouse.clock();
   switch (sub) {
     case 'create': {
       const { values } = parseArgs({ args: rest, options: { email: { type: 'string' }, password: { type: 'string' }, 'password-stdin': { type: 'boolean' }, name: { type: 'string' }, json: { type: 'boolean' } } });
-      if (!values.email) throw new UsageError('user create needs --email');
+      const email = values.email;
+      if (!email) throw new UsageError('user create needs --email');
       if (values.password !== undefined && values['password-stdin']) throw new UsageError('user create takes --password or --password-stdin, not both');
       const given = values['password-stdin'] ? await passwordFromStdin() : values.password;
-      const generated = given === undefined ? randomBytes(12).toString('base64url') : undefined;
-      const user = await createUser(gatehouse.storage, { email: values.email, password: given ?? generated!, name: values.name ?? '' }, now);
-      recordCliAction(gatehouse, 'user.created', { userId: user.id });
-      out.print(generated ? { id: user.id, email: user.email, password: generated } : { id: user.id, email: user.email }, () =>
-        [`id:    ${user.id}`, `email: ${user.email}`, ...(generated ? [`password: ${generated}   (generated; shown once)`] : [])].join('\n'),
-      );
-      return;
+      return async (gatehouse, out) => {
+        const generated = given === undefined ? randomBytes(12).toString('base64url') : undefined;
+        const user = await createUser(gatehouse.storage, { email, password: given ?? generated!, name: values.name ?? '' }, gatehouse.clock());
+        recordCliAction(gatehouse, 'user.created', { userId: user.id });
+        out.print(generated ? { id: user.id, email: user.email, password: generated } : { id: user.id, email: user.email }, () =>
+          [`id:    ${user.id}`, `email: ${user.email}`, ...(generated ? [`password: ${generated}   (generated; shown once)`] : [])].join('\n'),
+        );
+      };
     }
-    case 'list': {
+    case 'list':
       argumentsOf('user list', rest, []);
-      const users = await gatehouse.storage.users.list();
-      out.print(
-        users.map((u) => ({ id: u.id, email: u.email, name: u.name, disabled: u.disabledAt !== null, created_at: isoTime(u.createdAt) })),
-        () => table([['ID', 'EMAIL', 'NAME', 'STATUS'], ...users.map((u) => [u.id, u.email, u.name || '-', u.disabledAt === null ? 'active' : 'disabled'])]),
-      );
-      return;
-    }
+      return async (gatehouse, out) => {
+        const users = await gatehouse.storage.users.list();
+        out.print(
+          users.map((u) => ({ id: u.id, email: u.email, name: u.name, disabled: u.disabledAt !== null, created_at: isoTime(u.createdAt) })),
+          () => table([['ID', 'EMAIL', 'NAME', 'STATUS'], ...users.map((u) => [u.id, u.email, u.name || '-', u.disabledAt === null ? 'active' : 'disabled'])]),
+        );
+      };
     case 'show': {
       const [key] = argumentsOf('user show', rest, ['USER_ID|EMAIL']) as [string];
-      const user = await findUser(gatehouse, key);
-      const described = describeUser(user);
-      out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(15)} ${v === null || v === '' ? '-' : String(v)}`).join('\n'));
-      return;
+      return async (gatehouse, out) => {
+        const described = describeUser(await findUser(gatehouse, key));
+        out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(15)} ${v === null || v === '' ? '-' : String(v)}`).join('\n'));
+      };
     }
     case 'disable':
     case 'enable': {
       const disabled = sub === 'disable';
       const [key] = argumentsOf(`user ${sub}`, rest, ['USER_ID|EMAIL']) as [string];
-      const user = await findUser(gatehouse, key);
-      await setUserDisabled(gatehouse, user, disabled, now);
-      recordCliAction(gatehouse, `user.${sub}d`, { userId: user.id });
-      out.print({ id: user.id, email: user.email, disabled }, () =>
-        disabled
-          ? `disabled ${user.email}: it can no longer sign in or refresh tokens, and its applications are suspended`
-          : `enabled ${user.email}: it can sign in again, and its applications work again`,
-      );
-      return;
+      return async (gatehouse, out) => {
+        const user = await findUser(gatehouse, key);
+        await setUserDisabled(gatehouse, user, disabled, gatehouse.clock());
+        recordCliAction(gatehouse, `user.${sub}d`, { userId: user.id });
+        out.print({ id: user.id, email: user.email, disabled }, () =>
+          disabled
+            ? `disabled ${user.email}: it can no longer sign in or refresh tokens, and its applications are suspended`
+            : `enabled ${user.email}: it can sign in again, and its applications work again`,
+        );
+      };
     }
     case 'set-password': {
       const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { password: { type: 'string' }, 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } } });
@@ -69,33 +71,36 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
       if (values.password !== undefined && values['password-stdin']) throw new UsageError('user set-password takes --password or --password-stdin, not both');
       if (values.password === undefined && !values['password-stdin']) throw new UsageError('user set-password needs --password PASSWORD or --password-stdin');
       const password = values['password-stdin'] ? await passwordFromStdin() : values.password!;
-      const user = await findUser(gatehouse, key);
-      if (!(await resetUserPassword(gatehouse.storage, user.id, password, now))) throw new Error(`no user ${key}`);
-      recordCliAction(gatehouse, 'user.password_reset', { userId: user.id });
-      out.print({ id: user.id, email: user.email, signed_out: true }, () => `set the password of ${user.email}, and signed them out everywhere: their grants to applications stay`);
-      return;
+      return async (gatehouse, out) => {
+        const user = await findUser(gatehouse, key);
+        if (!(await resetUserPassword(gatehouse.storage, user.id, password, gatehouse.clock()))) throw new Error(`no user ${key}`);
+        recordCliAction(gatehouse, 'user.password_reset', { userId: user.id });
+        out.print({ id: user.id, email: user.email, signed_out: true }, () => `set the password of ${user.email}, and signed them out everywhere: their grants to applications stay`);
+      };
     }
     case 'sign-out': {
       const [key] = argumentsOf('user sign-out', rest, ['USER_ID|EMAIL']) as [string];
-      const user = await findUser(gatehouse, key);
-      await gatehouse.storage.sessions.deleteForUser(user.id);
-      recordCliAction(gatehouse, 'user.signed_out', { userId: user.id });
-      out.print({ id: user.id, email: user.email, signed_out: true }, () => `signed ${user.email} out everywhere: their password and their grants to applications stay`);
-      return;
+      return async (gatehouse, out) => {
+        const user = await findUser(gatehouse, key);
+        await gatehouse.storage.sessions.deleteForUser(user.id);
+        recordCliAction(gatehouse, 'user.signed_out', { userId: user.id });
+        out.print({ id: user.id, email: user.email, signed_out: true }, () => `signed ${user.email} out everywhere: their password and their grants to applications stay`);
+      };
     }
     case 'delete': {
       const [key] = argumentsOf('user delete', rest, ['USER_ID|EMAIL']) as [string];
-      const user = await findUser(gatehouse, key);
-      const deleted = await deleteUser(gatehouse, user.id);
-      if (!deleted) throw new Error(`no user ${key}`);
-      recordCliAction(gatehouse, 'user.deleted', { userId: user.id, data: { client_ids: deleted.clientIds } });
-      out.print({ deleted: user.id, email: user.email, client_ids: deleted.clientIds }, () =>
-        [
-          `deleted ${user.email} with their sessions, consents, grants and refresh tokens`,
-          ...(deleted.clientIds.length > 0 ? [`and the applications they registered: ${deleted.clientIds.join(', ')}`] : []),
-        ].join('\n'),
-      );
-      return;
+      return async (gatehouse, out) => {
+        const user = await findUser(gatehouse, key);
+        const deleted = await deleteUser(gatehouse, user.id);
+        if (!deleted) throw new Error(`no user ${key}`);
+        recordCliAction(gatehouse, 'user.deleted', { userId: user.id, data: { client_ids: deleted.clientIds } });
+        out.print({ deleted: user.id, email: user.email, client_ids: deleted.clientIds }, () =>
+          [
+            `deleted ${user.email} with their sessions, consents, grants and refresh tokens`,
+            ...(deleted.clientIds.length > 0 ? [`and the applications they registered: ${deleted.clientIds.join(', ')}`] : []),
+          ].join('\n'),
+        );
+      };
     }
     default:
       throw new UsageError(`unknown user command "${sub ?? ''}"`);
@@ -103,7 +108,7 @@ export async function userCommand(gatehouse: Gatehouse, args: string[], out: Out
 }
 
 /** The user with this id, or else this email (matched as sign-in matches it); an error naming `key` when there is none. */
-async function findUser(gatehouse: Gatehouse, key: string): Promise<User> {
+export async function findUser(gatehouse: Gatehouse, key: string): Promise<User> {
   const user = (await gatehouse.storage.users.findById(key)) ?? (await gatehouse.storage.users.findByEmail(key));
   if (!user) throw new Error(`no user ${key}`);
   return user;
