@@ -615,15 +615,12 @@ export function signOutUser(services: SessionServices, userId: string): Promise<
 /**
  * Sets a new password and signs the user out everywhere: a password is reset because it may be
  * known to someone else, who may hold a session too. Grants given to applications stay. False when
- * there is no such user. Given only the storage, the sessions end without their applications
- * being told (Back-Channel Logout): the command line's way until it passes its services.
+ * there is no such user.
  */
-export async function resetUserPassword(services: SessionServices | Storage, userId: string, password: string, now: number): Promise<boolean> {
+export async function resetUserPassword(services: SessionServices, userId: string, password: string, now: number): Promise<boolean> {
   checkNewPassword(password);
-  const storage = 'storage' in services ? services.storage : services;
-  if (!(await storage.users.setPasswordHash(userId, await hashPassword(password), now))) return false;
-  if ('storage' in services) await signOutUser(services, userId);
-  else await storage.sessions.deleteForUser(userId);
+  if (!(await services.storage.users.setPasswordHash(userId, await hashPassword(password), now))) return false;
+  await signOutUser(services, userId);
   return true;
 }
 

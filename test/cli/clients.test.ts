@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { HttpBrowser } from '../support/browser.ts';
+import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { basic, post } from '../support/server.ts';
 import { cliJson, databaseEnv, oneLine, runCli, startServe, waitFor, writeConfig, type Env, type ServeProcess } from './support.ts';
@@ -208,5 +210,67 @@ describe('gatehouse client update and client secret against a running server (sq
     }
     assert.deepEqual(await cliJson(['client', 'secret', 'list', id], env), before);
     assert.deepEqual(await cliJson(['client', 'secret', 'list', spa.client_id], env), []);
+  });
+
+  it('sets and clears a back-channel logout URI, and user sign-out and set-password tell the client through it', async () => {
+    const received: JWTPayload[] = [];
+    const jwks = createRemoteJWKSet(new URL(`${server.url}/jwks.json`));
+    const issuer = ((await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as { issuer: string }).issuer;
+    // The command line signs as the server does when it has the server's settings (the issuer comes from PORT here).
+    const sameSettings = { ...env, PORT: String(server.port) };
+    const receiver = createServer(async (request, response) => {
+      let body = '';
+      for await (const chunk of request) body += chunk;
+      const token = new URLSearchParams(body).get('logout_token') ?? '';
+      received.push((await jwtVerify(token, jwks, { issuer, typ: 'logout+jwt' })).payload);
+      response.end();
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const logoutUri = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/logout`;
+    try {
+      const { client_id: id, client_secret: secret } = await webApp('Told app');
+      const set = await cliJson(['client', 'update', id, '--backchannel-logout-uri', logoutUri, '--backchannel-logout-session-required'], env);
+      assert.equal(set.backchannel_logout_uri, logoutUri);
+      assert.equal(set.backchannel_logout_session_required, true);
+      const refused = await runCli(['client', 'update', id, '--backchannel-logout-uri', 'https://app.example/logout#here'], env);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(oneLine(refused), /backchannel_logout_uri/);
+      assert.equal((await show(id)).backchannel_logout_uri, logoutUri, 'a refused URI changes nothing');
+      const created = await cliJson(['client', 'create', '--name', 'Told at birth', '--backchannel-logout-uri', 'https://rp.example/logout'], env);
+      assert.equal((await show(created.client_id)).backchannel_logout_uri, 'https://rp.example/logout');
+
+      const email = `told-${Date.now()}@example.com`;
+      const user = await cliJson<{ id: string }>(['user', 'create', '--email', email, '--password', 'correct horse battery staple'], env);
+      /** A browser signed in with the user's session, and the sid of the ID token the app got through it. */
+      const signedInToApp = async (password: string) => {
+        const browser = new HttpBrowser();
+        const form = await browser.request(`${server.url}/login`);
+        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } })).status, 303);
+        const query = new URLSearchParams({ response_type: 'code', client_id: id, redirect_uri: 'https://app.example/two', scope: 'openid', state: 's' });
+        const page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
+        const code = new URL(page.location!).searchParams.get('code');
+        assert.ok(code, page.text.slice(0, 300));
+        const tokens = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: 'https://app.example/two' }, { headers: { authorization: basic(id, secret) } });
+        assert.equal(tokens.status, 200);
+        return decodeJwt(tokens.body.id_token).sid;
+      };
+      await cliJson(['client', 'update', id, '--redirect-uri', 'https://app.example/two'], env);
+
+      const sid = await signedInToApp('correct horse battery staple');
+      assert.equal((await runCli(['user', 'sign-out', email], sameSettings)).code, 0);
+      // The command line waits for its deliveries before it exits.
+      assert.deepEqual(received.map((claims) => [claims.sub, claims.aud, claims.sid]), [[user.id, id, sid]]);
+
+      const again = await signedInToApp('correct horse battery staple');
+      assert.equal((await runCli(['user', 'set-password', email, '--password', 'another good passphrase'], sameSettings)).code, 0);
+      assert.deepEqual(received.map((claims) => claims.sid), [sid, again]);
+
+      const cleared = await cliJson(['client', 'update', id, '--no-backchannel-logout-uri', '--no-backchannel-logout-session-required'], env);
+      assert.equal(cleared.backchannel_logout_uri, null);
+      assert.equal(cleared.backchannel_logout_session_required, false);
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise((resolve) => receiver.close(resolve));
+    }
   });
 });

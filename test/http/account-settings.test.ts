@@ -119,12 +119,12 @@ for (const dialect of DIALECTS) {
         const here = await signedIn(user.email);
         const page = await here.request(`${server.url}/account/password`);
         assert.equal(page.status, 200);
-        const { login, storage } = server.gatehouse;
+        const { login } = server.gatehouse;
         const confirmPassword = login.confirmPassword;
         // The operator's reset lands after the current password is checked, before the new one is written.
         login.confirmPassword = async (...args) => {
           const checked = await confirmPassword.apply(login, args);
-          assert.equal(await resetUserPassword(storage, user.id, 'the operator chose this one', server.gatehouse.clock()), true);
+          assert.equal(await resetUserPassword(server.gatehouse, user.id, 'the operator chose this one', server.gatehouse.clock()), true);
           return checked;
         };
         try {

@@ -10,7 +10,9 @@ export const clientUpdateUsage = `gatehouse client update CLIENT_ID [--name NAME
                         [--post-logout-redirect-uri URI... | --no-post-logout-redirect-uri]
                         [--base-url URL | --no-base-url] [--description TEXT] [--jwks FILE | --no-jwks]
                         [--admin | --no-admin] [--first-party | --no-first-party] [--impersonation | --no-impersonation]
-                        [--resource-server | --no-resource-server] [--json]
+                        [--resource-server | --no-resource-server]
+                        [--backchannel-logout-uri URI | --no-backchannel-logout-uri]
+                        [--backchannel-logout-session-required | --no-backchannel-logout-session-required] [--json]
                         changes only what is given; a list given replaces the list`;
 
 const options = {
@@ -36,6 +38,10 @@ const options = {
   'no-impersonation': { type: 'boolean' },
   'resource-server': { type: 'boolean' },
   'no-resource-server': { type: 'boolean' },
+  'backchannel-logout-uri': { type: 'string' },
+  'no-backchannel-logout-uri': { type: 'boolean' },
+  'backchannel-logout-session-required': { type: 'boolean' },
+  'no-backchannel-logout-session-required': { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
 
@@ -89,5 +95,7 @@ function patchOf(values: Values): { patch: ClientPatch; fields: string[] } {
   set('first_party', 'firstParty', either('first-party', values['first-party'], false));
   set('impersonation', 'allowImpersonation', either('impersonation', values.impersonation, false));
   set('resource_server', 'isResourceServer', either('resource-server', values['resource-server'], false));
+  set('backchannel_logout_uri', 'backchannelLogoutUri', either('backchannel-logout-uri', values['backchannel-logout-uri'], null));
+  set('backchannel_logout_session_required', 'backchannelLogoutSessionRequired', either('backchannel-logout-session-required', values['backchannel-logout-session-required'], false));
   return { patch, fields };
 }

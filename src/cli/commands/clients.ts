@@ -11,7 +11,7 @@ import { clientUpdateCommand, clientUpdateUsage } from './client-update.ts';
 export const clientUsage = `gatehouse client create --name NAME [--type confidential|public] [--grant TYPE]... [--scope "a b"]
                         [--default-scope "a b"] [--redirect-uri URI]... [--post-logout-redirect-uri URI]...
                         [--base-url URL] [--description TEXT] [--admin] [--first-party] [--impersonation] [--resource-server]
-                        [--jwks FILE] [--json]
+                        [--jwks FILE] [--backchannel-logout-uri URI] [--backchannel-logout-session-required] [--json]
 ${clientUpdateUsage}
 gatehouse client set-jwks CLIENT_ID (FILE | --none) [--json]   public keys for private_key_jwt (RFC 7523)
 gatehouse client list [--json]
@@ -41,6 +41,8 @@ export function clientCommand(args: string[]): Run {
           impersonation: { type: 'boolean', default: false },
           'resource-server': { type: 'boolean', default: false },
           jwks: { type: 'string' },
+          'backchannel-logout-uri': { type: 'string' },
+          'backchannel-logout-session-required': { type: 'boolean', default: false },
           json: { type: 'boolean' },
         },
       });
@@ -60,6 +62,8 @@ export function clientCommand(args: string[]): Run {
         allowImpersonation: values.impersonation,
         isResourceServer: values['resource-server'],
         ...(values.jwks !== undefined && { jwks: readJwks(values.jwks) }),
+        backchannelLogoutUri: values['backchannel-logout-uri'] ?? null,
+        backchannelLogoutSessionRequired: values['backchannel-logout-session-required'],
       };
       return async (gatehouse, out) => {
         const { client, secret } = await createClient(gatehouse, input, gatehouse.clock());

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled } from '../../core/applications.ts';
+import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { recordCliAction } from '../audit-trail.ts';
@@ -73,7 +73,7 @@ export async function userCommand(args: string[]): Promise<Run> {
       const password = values['password-stdin'] ? await passwordFromStdin() : values.password!;
       return async (gatehouse, out) => {
         const user = await findUser(gatehouse, key);
-        if (!(await resetUserPassword(gatehouse.storage, user.id, password, gatehouse.clock()))) throw new Error(`no user ${key}`);
+        if (!(await resetUserPassword(gatehouse, user.id, password, gatehouse.clock()))) throw new Error(`no user ${key}`);
         recordCliAction(gatehouse, 'user.password_reset', { userId: user.id });
         out.print({ id: user.id, email: user.email, signed_out: true }, () => `set the password of ${user.email}, and signed them out everywhere: their grants to applications stay`);
       };
@@ -82,7 +82,7 @@ export async function userCommand(args: string[]): Promise<Run> {
       const [key] = argumentsOf('user sign-out', rest, ['USER_ID|EMAIL']) as [string];
       return async (gatehouse, out) => {
         const user = await findUser(gatehouse, key);
-        await gatehouse.storage.sessions.deleteForUser(user.id);
+        await signOutUser(gatehouse, user.id);
         recordCliAction(gatehouse, 'user.signed_out', { userId: user.id });
         out.print({ id: user.id, email: user.email, signed_out: true }, () => `signed ${user.email} out everywhere: their password and their grants to applications stay`);
       };
