@@ -1,6 +1,7 @@
 import { createPublicKey, randomBytes, randomUUID, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { normalizeEmail, type Client, type ClientPowers, type ClientType, type ExpectedClient, type JsonWebKeySet, type NewClient, type Storage, type User, type UserChanges } from '../storage/repositories.ts';
 import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
+import { internalRange } from './addresses.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { GatehouseConfig } from './config.ts';
 import { hashPassword } from './passwords.ts';
@@ -52,6 +53,14 @@ export interface ClientInput {
   backchannelLogoutSessionRequired?: boolean;
 }
 
+/**
+ * Who registers or changes a client. Operators (admin API, command line) run the server and are
+ * trusted with its network; a developer in the portal is anyone with an account, and the
+ * back-channel logout URI they register is one Gatehouse's own server posts to (see
+ * checkBackchannelLogoutUri).
+ */
+export type Registrant = 'operator' | 'developer';
+
 interface Services {
   storage: Storage;
   scopes: ScopePolicy;
@@ -86,8 +95,14 @@ export async function insertOnce<T>(insert: () => Promise<T>, exists: () => Prom
  * Registers a client; a confidential client gets its first secret, returned once in plain text.
  * `id` is a new random one unless given; one that is taken fails with AlreadyCreatedError.
  */
-export async function createClient(services: Services, input: ClientInput, now: number, id = `app_${randomBytes(12).toString('hex')}`): Promise<{ client: Client; secret: string | undefined }> {
-  const client = validateClient(services, { ...input, id });
+export async function createClient(
+  services: Services,
+  input: ClientInput,
+  now: number,
+  id = `app_${randomBytes(12).toString('hex')}`,
+  registrant: Registrant = 'operator',
+): Promise<{ client: Client; secret: string | undefined }> {
+  const client = validateClient(services, { ...input, id }, registrant);
   const created = await insertOnce(() => services.storage.clients.create(client, now), async () => (await services.storage.clients.find(id)) !== undefined, `the client ${id}`);
   const secret = created.type === 'confidential' ? await addClientSecret(services, created.id, now) : undefined;
   return { client: created, secret };
@@ -167,6 +182,7 @@ export async function updateClient(
   patch: ClientPatch,
   now: number,
   authorize: AuthorizeClientChange = () => {},
+  registrant: Registrant = 'operator',
 ): Promise<{ client: Client; secret: string | undefined } | undefined> {
   const given = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as ClientPatch;
   for (let attempt = 1; ; attempt++) {
@@ -195,7 +211,7 @@ export async function updateClient(
       ...given,
     };
     authorize(current, { isAdmin: merged.isAdmin ?? false, scopes: merged.scopes, allowImpersonation: merged.allowImpersonation ?? false, isResourceServer: merged.isResourceServer ?? false });
-    const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, current);
+    const { id: _id, ...changes } = validateClient(services, { ...merged, id: clientId }, registrant, current);
     // A client made confidential gets its first secret before the conditional write, so that the
     // secret exists only if the write (checked with the powers it was authorized for) does.
     const secret = changes.type === 'confidential' && current.type === 'public' ? await addClientSecret(services, clientId, now) : undefined;
@@ -243,6 +259,7 @@ function checkVisible(field: 'name' | 'description', value: string, hidden: RegE
 function validateClient(
   { scopes, config }: Pick<Services, 'scopes' | 'config'>,
   input: ClientInput & { id: string },
+  registrant: Registrant,
   held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris' | 'name' | 'description' | 'backchannelLogoutUri'> = {
     grantTypes: [],
     redirectUris: [],
@@ -305,7 +322,7 @@ function validateClient(
   const backchannelLogoutUri =
     input.backchannelLogoutUri === undefined || input.backchannelLogoutUri === null || input.backchannelLogoutUri === held.backchannelLogoutUri
       ? (input.backchannelLogoutUri ?? null)
-      : checkBackchannelLogoutUri(input.backchannelLogoutUri);
+      : checkBackchannelLogoutUri(input.backchannelLogoutUri, registrant);
   const jwks = checkJwks(input.jwks);
   if (jwks && input.type === 'public') throw new ValidationError('jwks', 'a public client cannot authenticate, so it has no keys');
 
@@ -332,19 +349,42 @@ function validateClient(
 }
 
 /**
- * Back-Channel Logout 1.0 §2.2: "an absolute URI ... MAY contain port, path, and query parameter
- * components. However, it MUST NOT include a fragment component." Checked as a redirect URI is
- * (https; plain http on loopback only; no user name, no wildcard, no fragment), save that only
- * http and https will do: Gatehouse itself posts to it, where a private-use scheme means nothing.
+ * The one rule for back-channel logout URIs, wherever a client is registered or changed. Back-Channel
+ * Logout 1.0 §2.2: "an absolute URI ... MAY contain port, path, and query parameter components.
+ * However, it MUST NOT include a fragment component." Checked as a redirect URI is (https; plain
+ * http on loopback only; no user name, no wildcard, no fragment), save that only http and https
+ * will do: Gatehouse itself posts to it, where a private-use scheme means nothing.
+ *
+ * Gatehouse's server makes that request, from inside its network: a URI registered by a developer
+ * in the portal must not turn it against that network (server-side request forgery, OWASP API7).
+ * For them it must be https, and its host must not be `localhost` or a name under `.localhost`
+ * (RFC 6761 §6.3: they resolve to loopback) nor an IP literal in a loopback, private, shared,
+ * link-local or unique-local range (see internalRange), IPv4-mapped IPv6 included. The WHATWG URL
+ * parser has already read `https://2130706433/` or `https://0x7f.1/` as 127.0.0.1. A DNS name that
+ * resolves to such an address is not caught here: names are not resolved at registration.
  */
-export function checkBackchannelLogoutUri(uri: string): string {
+export function checkBackchannelLogoutUri(uri: string, registrant: Registrant): string {
   const field = 'backchannel_logout_uri';
-  if (uri.length > 2000) throw new ValidationError(field, 'the back-channel logout URI is longer than 2000 characters');
-  const protocol = URL.parse(uri)?.protocol;
-  if (protocol !== undefined && protocol !== 'https:' && protocol !== 'http:') {
-    throw new ValidationError(field, `the back-channel logout URI "${uri}" must use https (plain http is only for 127.0.0.1, [::1] and localhost)`);
+  const what = 'the back-channel logout URI';
+  if (uri.length > 2000) throw new ValidationError(field, `${what} is longer than 2000 characters`);
+  const url = URL.parse(uri);
+  if (url && url.protocol !== 'https:' && (url.protocol !== 'http:' || registrant === 'developer')) {
+    const http = registrant === 'developer' ? '' : ' (plain http is only for 127.0.0.1, [::1] and localhost)';
+    throw new ValidationError(field, `${what} "${uri}" must use https${http}`);
   }
-  return checkRedirectUri(field, uri);
+  checkRedirectUri(field, uri);
+  if (registrant === 'developer' && url) {
+    const host = url.hostname.replace(/\.$/, '');
+    if (host === 'localhost' || host.endsWith('.localhost')) {
+      throw new ValidationError(field, `${what} "${uri}" must not be on localhost: Gatehouse's server posts to it, and would post to itself`);
+    }
+    const range = internalRange(host);
+    if (range !== undefined) {
+      const address = range === 'this host' ? 'an address of this host' : `a ${range} address`;
+      throw new ValidationError(field, `${what} "${uri}" must not be on ${address}: Gatehouse's server posts to it, and would post into its own network`);
+    }
+  }
+  return uri;
 }
 
 // Members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).

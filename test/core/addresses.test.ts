@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clientNetwork } from '../../src/core/addresses.ts';
+import { clientNetwork, internalRange } from '../../src/core/addresses.ts';
 
 describe('the network a per-address limit counts as one client', () => {
   it('keeps an IPv4 address exactly', () => {
@@ -50,5 +50,44 @@ describe('the network a per-address limit counts as one client', () => {
     for (const garbage of ['', 'unknown', 'localhost', '1.2.3', '256.1.1.1', '1::2::3', ':::', '2001:db8:1:2:3:4:5:6:7', 'gggg::1', '::ffff:999.0.0.1', '%eth0', '::1%', 'a:b', '12345::', '192.0.2.1:8080', '[2001:db8::1]']) {
       assert.equal(clientNetwork(garbage), garbage, JSON.stringify(garbage));
     }
+  });
+});
+
+describe('the internal range of an address (where a developer’s back-channel logout URI may not point)', () => {
+  it('names the range of an address on the server’s own host or network, IPv4 and IPv6, with or without brackets', () => {
+    const cases: [string, string][] = [
+      ['0.0.0.0', 'this host'],
+      ['127.0.0.1', 'loopback'],
+      ['127.255.255.254', 'loopback'],
+      ['10.0.0.1', 'private'],
+      ['172.16.0.1', 'private'],
+      ['172.31.255.255', 'private'],
+      ['192.168.0.1', 'private'],
+      ['100.64.0.1', 'shared'],
+      ['100.127.255.255', 'shared'],
+      ['169.254.169.254', 'link-local'],
+      ['::', 'this host'],
+      ['::1', 'loopback'],
+      ['[::1]', 'loopback'],
+      ['0:0:0:0:0:0:0:1', 'loopback'],
+      ['fe80::1', 'link-local'],
+      ['febf::1', 'link-local'],
+      ['fe80::1%eth0', 'link-local'],
+      ['fc00::1', 'unique-local'],
+      ['[fdff:ffff::1]', 'unique-local'],
+      ['fec0::1', 'site-local'],
+      ['::ffff:127.0.0.1', 'loopback'],
+      ['[::ffff:7f00:1]', 'loopback'],
+      ['::ffff:10.0.0.1', 'private'],
+      ['::ffff:a9fe:a9fe', 'link-local'],
+      ['::127.0.0.1', 'loopback'],
+      ['64:ff9b::192.168.0.1', 'private'],
+    ];
+    for (const [address, range] of cases) assert.equal(internalRange(address), range, address);
+  });
+
+  it('leaves public addresses, the neighbours of each range, and anything that is not an address alone', () => {
+    const outside = ['1.1.1.1', '9.255.255.255', '11.0.0.0', '100.63.255.255', '100.128.0.0', '126.255.255.255', '128.0.0.0', '169.253.255.255', '169.255.0.0', '172.15.255.255', '172.32.0.0', '192.167.255.255', '192.169.0.0', '2001:db8::1', '[2606:4700::1111]', 'fbff::1', 'fe00::1', 'ff02::1', '::ffff:8.8.8.8', '64:ff9b::8.8.8.8', '::2:0:0:1', 'localhost', 'example.com', '', '[]'];
+    for (const address of outside) assert.equal(internalRange(address), undefined, address);
   });
 });
