@@ -295,6 +295,16 @@ describe('developer portal in headless Chromium', () => {
       await page.getByLabel(/^Redirect URIs/).fill('http://app.example/callback');
       assert.equal(await submit(page, 'Create application'), 400);
       assert.equal((await focusedField(page)).id, 'app-redirect-uris');
+
+      // Gatehouse's server posts to the back-channel logout URI: nothing on its own host or network.
+      await page.getByLabel(/^Redirect URIs/).fill('https://app.example/callback');
+      await page.getByLabel(/^Back-channel logout URI/).fill('https://169.254.169.254/latest/meta-data/');
+      await page.getByRole('checkbox', { name: /Require the session ID/ }).check();
+      assert.equal(await submit(page, 'Create application'), 400);
+      const focused = await focusedField(page);
+      assert.equal(focused.id, 'app-backchannel-logout-uri');
+      assert.match(focused.description ?? '', /must not be on a link-local address/);
+      assert.ok(await page.getByRole('checkbox', { name: /Require the session ID/ }).isChecked(), 'the box stays ticked');
       await page.goto(`${server.url}/developers`);
       assert.equal(await page.locator('.portal-item').count(), 0, 'nothing created');
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { createClient, deleteClient, updateClient } from '../../src/core/applications.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -1106,6 +1107,188 @@ for (const dialect of DIALECTS) {
         const fresh = await new HttpBrowser().follow(authorizeUrl(id, newCallback), server.url);
         assert.equal(fresh.status, 200);
         assert.match(fresh.text, /name="password"/);
+      });
+    });
+
+    describe('back-channel logout', () => {
+      const settingsOf = (id: string) => `/developers/applications/${id}/settings`;
+      const LOGOUT_URI = 'https://sync.example/backchannel-logout';
+      const uriField = (html: string) => /<input id="app-backchannel-logout-uri"[^>]* value="([^"]*)"/.exec(html)?.[1]?.replace(/&amp;/g, '&');
+      const sessionRequired = (html: string) => /<input [^>]*name="backchannel_logout_session_required"[^>]* checked/.test(html);
+      /** Every URI the portal refuses, with why: relative, a fragment, not https, or a host on Gatehouse's own network. */
+      const REFUSED: [string, RegExp][] = [
+        ['/backchannel-logout', /not an absolute URL/],
+        ['https://sync.example/logout#frag', /fragment/],
+        ['javascript:alert(1)', /must use https/],
+        ['http://sync.example/logout', /must use https/],
+        ['http://127.0.0.1:8080/logout', /must use https/],
+        ['https://127.0.0.1/logout', /loopback address/],
+        ['https://127.1.2.3:8443/logout', /loopback address/],
+        ['https://2130706433/logout', /loopback address/],
+        ['https://0.0.0.0/logout', /this host/],
+        ['https://[::1]/logout', /loopback address/],
+        ['https://[::]/logout', /this host/],
+        ['https://10.0.0.7/logout', /private address/],
+        ['https://172.16.4.2/logout', /private address/],
+        ['https://192.168.1.20/logout', /private address/],
+        ['https://100.64.0.1/logout', /shared address/],
+        ['https://169.254.169.254/latest/meta-data/', /link-local address/],
+        ['https://[fe80::1]/logout', /link-local address/],
+        ['https://[fc00::1]/logout', /unique-local address/],
+        ['https://[fd12:3456:789a::1]/logout', /unique-local address/],
+        ['https://[::ffff:127.0.0.1]/logout', /loopback address/],
+        ['https://[::ffff:10.1.2.3]/logout', /private address/],
+        ['https://[::ffff:a9fe:a9fe]/logout', /link-local address/],
+        ['https://[64:ff9b::192.168.0.1]/logout', /private address/],
+        ['https://localhost/logout', /localhost/],
+        ['https://LOCALHOST.:8443/logout', /localhost/],
+        ['https://sync.localhost/logout', /localhost/],
+      ];
+
+      it('sets the URI and the session requirement on creation, shows them in the settings form, changes and clears them there', async () => {
+        const browser = await signIn(alice.email);
+        const { id, page } = await createApp(browser, appForm({ backchannel_logout_uri: LOGOUT_URI, backchannel_logout_session_required: 'on' }));
+        let client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.backchannelLogoutUri, LOGOUT_URI);
+        assert.equal(client.backchannelLogoutSessionRequired, true);
+        assert.equal(uriField(page), LOGOUT_URI);
+        assert.ok(sessionRequired(page));
+        assert.match(page, /Logout Token/, 'the field says what the URI receives');
+
+        const shown = await browser.request(url(`/developers/applications/${id}`));
+        assert.equal(uriField(shown.text), LOGOUT_URI);
+        assert.ok(sessionRequired(shown.text));
+        const form = { csrf: hiddenField(shown.text, 'csrf'), was: hiddenField(shown.text, 'was'), name: 'Sync tool', description: 'Keeps models in sync', base_url: 'https://sync.example', redirect_uris: CALLBACK };
+        const changed = await browser.request(url(settingsOf(id)), { form: { ...form, backchannel_logout_uri: 'https://sync.example:8443/logout?from=gatehouse' } });
+        assert.equal(changed.status, 303, changed.text.slice(0, 1000));
+        client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.backchannelLogoutUri, 'https://sync.example:8443/logout?from=gatehouse');
+        assert.equal(client.backchannelLogoutSessionRequired, false, 'the box was left unticked');
+        const again = await browser.request(url(changed.location!));
+        assert.equal(uriField(again.text), 'https://sync.example:8443/logout?from=gatehouse');
+        assert.ok(!sessionRequired(again.text));
+
+        const cleared = await browser.request(url(settingsOf(id)), { form: { ...form, csrf: hiddenField(again.text, 'csrf'), was: hiddenField(again.text, 'was'), backchannel_logout_uri: '' } });
+        assert.equal(cleared.status, 303, cleared.text.slice(0, 1000));
+        client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.backchannelLogoutUri, null);
+        assert.equal(client.backchannelLogoutSessionRequired, false);
+
+        await server.gatehouse.audit.flush();
+        const updates = await server.gatehouse.storage.audit.query({ clientId: id, kind: 'portal.client.updated' });
+        assert.deepEqual(updates.map((event) => event.data.changed).reverse(), [['backchannel_logout_uri', 'backchannel_logout_session_required'], ['backchannel_logout_uri']]);
+      });
+
+      it('is the core’s rule for a developer, whatever calls it, while an operator keeps plain http on loopback', async () => {
+        const input = { name: 'Core app', type: 'confidential' as const, ownerUserId: alice.id, grantTypes: ['client_credentials'], scopes: ['objects:read'] };
+        const now = server.gatehouse.clock();
+        for (const uri of ['http://127.0.0.1:9000/logout', 'https://127.0.0.1/logout', 'https://[::ffff:192.168.0.1]/logout', 'https://localhost/logout']) {
+          await assert.rejects(createClient(server.gatehouse, { ...input, backchannelLogoutUri: uri }, now, undefined, 'developer'), { code: 'ERR_VALIDATION', field: 'backchannel_logout_uri' }, uri);
+        }
+        const { client } = await createClient(server.gatehouse, { ...input, backchannelLogoutUri: 'http://127.0.0.1:9000/logout' }, now);
+        assert.equal(client.backchannelLogoutUri, 'http://127.0.0.1:9000/logout');
+        await assert.rejects(updateClient(server.gatehouse, client.id, { backchannelLogoutUri: 'https://10.0.0.1/logout' }, now, undefined, 'developer'), { field: 'backchannel_logout_uri' });
+        const kept = await updateClient(server.gatehouse, client.id, { name: 'Core app 2' }, now, undefined, 'developer');
+        assert.equal(kept!.client.backchannelLogoutUri, 'http://127.0.0.1:9000/logout', 'a URI the application holds stays');
+        assert.equal((await updateClient(server.gatehouse, client.id, { backchannelLogoutUri: 'https://10.0.0.1/logout' }, now))!.client.backchannelLogoutUri, 'https://10.0.0.1/logout');
+        await deleteClient(server.gatehouse, client.id);
+      });
+
+      it('makes one application with the URI of a creation form sent again', async () => {
+        const developer = await server.user(`bcl-again-${dialect}@example.com`, PASSWORD);
+        const browser = await signIn(developer.email);
+        const formPage = (await browser.request(url('/developers/new'))).text;
+        const form = { ...appForm({ backchannel_logout_uri: LOGOUT_URI }), csrf: hiddenField(formPage, 'csrf'), form_id: hiddenField(formPage, 'form_id') };
+        const first = await browser.request(url('/developers/applications'), { form });
+        assert.equal(first.status, 200, first.text.slice(0, 1000));
+        const second = await browser.request(url('/developers/applications'), { form });
+        assert.equal(second.status, 303);
+        const clients = await server.gatehouse.storage.clients.listForOwner(developer.id);
+        assert.deepEqual(clients.map((client) => client.backchannelLogoutUri), [LOGOUT_URI]);
+      });
+
+      it('refuses, on creation, a URI that is not https or names a host on Gatehouse’s own network: the form again with the reason on the field, status 400, nothing created', async () => {
+        const browser = await signIn(bob.email);
+        const before = (await server.gatehouse.storage.clients.listForOwner(bob.id)).length;
+        const csrf = await csrfOf(browser);
+        for (const [uri, message] of REFUSED) {
+          const res = await browser.request(url('/developers/applications'), { form: { csrf, ...appForm({ backchannel_logout_uri: uri, backchannel_logout_session_required: 'on' }) } });
+          assert.equal(res.status, 400, `${uri}: ${res.text.slice(0, 500)}`);
+          const errors = fieldErrors(res.text);
+          assert.deepEqual(Object.keys(errors), ['app-backchannel-logout-uri'], uri);
+          assert.match(errors['app-backchannel-logout-uri']!, message, uri);
+          assert.match(res.text, /id="app-backchannel-logout-uri"[^>]* aria-invalid="true" aria-describedby="app-backchannel-logout-uri-error"/, uri);
+          assert.equal(uriField(res.text), uri, `${uri}: the form keeps what was typed`);
+          assert.ok(sessionRequired(res.text), uri);
+        }
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(bob.id)).length, before);
+      });
+
+      it('refuses the same URIs in the settings form, and changes nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const csrf = await csrfOf(browser);
+        for (const [uri, message] of REFUSED) {
+          const res = await browser.request(url(settingsOf(id)), { form: { csrf, ...appForm({ backchannel_logout_uri: uri }) } });
+          assert.equal(res.status, 400, `${uri}: ${res.text.slice(0, 500)}`);
+          const errors = fieldErrors(res.text);
+          assert.deepEqual(Object.keys(errors), ['app-backchannel-logout-uri'], uri);
+          assert.match(errors['app-backchannel-logout-uri']!, message, uri);
+          assert.equal(inputValue(res.text, 'client-id'), id);
+        }
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.equal(client.backchannelLogoutUri, null);
+        await assertUntouched(id);
+      });
+
+      it('keeps a URI an operator registered that the portal would refuse while the developer saves other fields, and refuses it typed anew', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        // Operators are trusted with the server's own network: the admin API takes plain http on loopback.
+        const operator = await server.client({ name: 'Operator', grantTypes: ['client_credentials'], scopes: ['admin:clients'], isAdmin: true });
+        const token = (await post(url('/token'), { grant_type: 'client_credentials' }, { headers: { authorization: basic(operator.id, operator.secret) } })).body.access_token;
+        const operatorUri = 'http://127.0.0.1:9000/backchannel-logout';
+        const patched = await fetch(url(`/admin/v1/clients/${id}`), { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ backchannel_logout_uri: operatorUri }) });
+        assert.equal(patched.status, 200, await patched.text());
+
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        assert.equal(uriField(page.text), operatorUri);
+        const form = { csrf: hiddenField(page.text, 'csrf'), was: hiddenField(page.text, 'was'), ...appForm({ name: 'Sync tool 2', backchannel_logout_uri: operatorUri }) };
+        const renamed = await browser.request(url(settingsOf(id)), { form });
+        assert.equal(renamed.status, 303, renamed.text.slice(0, 1000));
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.deepEqual([client.name, client.backchannelLogoutUri], ['Sync tool 2', operatorUri]);
+
+        const retyped = await browser.request(url(settingsOf(id)), { form: { ...form, backchannel_logout_uri: 'http://127.0.0.1:9001/backchannel-logout' } });
+        assert.equal(retyped.status, 400);
+        assert.match(fieldErrors(retyped.text)['app-backchannel-logout-uri'] ?? '', /must use https/);
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.backchannelLogoutUri, operatorUri);
+      });
+
+      it('answers 409 when the URI typed over was changed by someone else meanwhile, and saves nothing', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        await server.gatehouse.storage.clients.update(id, { backchannelLogoutUri: 'https://operator.example/logout' }, server.gatehouse.clock());
+        const res = await browser.request(url(settingsOf(id)), { form: { csrf: hiddenField(page.text, 'csrf'), was: hiddenField(page.text, 'was'), ...appForm({ backchannel_logout_uri: LOGOUT_URI }) } });
+        assert.equal(res.status, 409, res.text.slice(0, 1000));
+        assert.match(res.text, /The back-channel logout URI of the application changed meanwhile, so nothing was saved/);
+        assert.equal((await server.gatehouse.storage.clients.find(id))!.backchannelLogoutUri, 'https://operator.example/logout');
+      });
+
+      it('leaves the fields as they are when a form from before them is saved', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser, appForm({ backchannel_logout_uri: LOGOUT_URI, backchannel_logout_session_required: 'on' }));
+        const csrf = await csrfOf(browser);
+        // The settings form as it was: its `was` knows only the four details, and it posts no back-channel field.
+        const was = Buffer.from(JSON.stringify({ name: 'Sync tool', description: 'Keeps models in sync', base_url: 'https://sync.example', redirect_uris: CALLBACK })).toString('base64url');
+        const old = { name: 'Sync tool 2', description: 'Keeps models in sync', base_url: 'https://sync.example', redirect_uris: CALLBACK };
+        for (const form of [{ csrf, was, ...old }, { csrf, ...old, name: 'Sync tool 3' }]) {
+          const res = await browser.request(url(settingsOf(id)), { form });
+          assert.equal(res.status, 303, res.text.slice(0, 1000));
+        }
+        const client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.deepEqual([client.name, client.backchannelLogoutUri, client.backchannelLogoutSessionRequired], ['Sync tool 3', LOGOUT_URI, true]);
       });
     });
 

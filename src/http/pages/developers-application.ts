@@ -53,7 +53,14 @@ const NOTICES = {
 const CHANGED_MEANWHILE = 'The application was changed meanwhile, so nothing was saved. Review it as it is now, and save again.';
 const FORM_DAMAGED = 'The form was damaged, so nothing was saved. Reload the page and save again.';
 /** The settings form's fields, by the names the change messages use. */
-const FIELD_LABELS: Record<keyof ApplicationDetailsForm, string> = { name: 'name', description: 'description', base_url: 'base URL', redirect_uris: 'redirect URIs' };
+const FIELD_LABELS: Record<keyof ApplicationDetailsForm, string> = {
+  name: 'name',
+  description: 'description',
+  base_url: 'base URL',
+  redirect_uris: 'redirect URIs',
+  backchannel_logout_uri: 'back-channel logout URI',
+  backchannel_logout_session_required: 'session requirement of back-channel logout',
+};
 const SECRET_NOT_ADDED = 'The application was changed meanwhile, so no secret was added. Review it as it is now, and add one again.';
 const SECRET_NOT_DELETED = 'The application was changed meanwhile, so the secret was not deleted. Review it as it is now, and delete it again.';
 
@@ -79,11 +86,13 @@ async function describeKey(jwk: JWK): Promise<{ kid: string | undefined; type: s
 }
 
 /** The settings form as the application is now. */
-const detailsOf = (client: Pick<Client, 'name' | 'description' | 'baseUrl' | 'redirectUris'>): ApplicationDetailsForm => ({
+const detailsOf = (client: Pick<Client, 'name' | 'description' | 'baseUrl' | 'redirectUris' | 'backchannelLogoutUri' | 'backchannelLogoutSessionRequired'>): ApplicationDetailsForm => ({
   name: client.name,
   description: client.description,
   base_url: client.baseUrl ?? '',
   redirect_uris: client.redirectUris.join('\n'),
+  backchannel_logout_uri: client.backchannelLogoutUri ?? '',
+  backchannel_logout_session_required: client.backchannelLogoutSessionRequired,
 });
 
 /**
@@ -99,6 +108,8 @@ function editsOver(base: ApplicationDetailsForm, posted: ApplicationDetails, cur
     description: { description: posted.description },
     base_url: { baseUrl: posted.baseUrl },
     redirect_uris: { redirectUris: posted.redirectUris },
+    backchannel_logout_uri: { backchannelLogoutUri: posted.backchannelLogoutUri },
+    backchannel_logout_session_required: { backchannelLogoutSessionRequired: posted.backchannelLogoutSessionRequired },
   };
   const changes: Partial<ApplicationDetails> = {};
   const conflicts: (keyof ApplicationDetailsForm)[] = [];
@@ -108,6 +119,16 @@ function editsOver(base: ApplicationDetailsForm, posted: ApplicationDetails, cur
     else conflicts.push(name);
   }
   return { changes, conflicts };
+}
+
+/**
+ * What a settings form without `was` (from before it had one) writes: every field, save the
+ * back-channel ones when it did not have them either, which then stay as they are.
+ */
+function withoutUnposted(details: ApplicationDetails, body: unknown): Partial<ApplicationDetails> {
+  if (field(body, 'backchannel_logout_uri') !== undefined) return details;
+  const { backchannelLogoutUri: _uri, backchannelLogoutSessionRequired: _required, ...older } = details;
+  return older;
 }
 
 /** The application page: its client_id, its secrets (with rotation), its settings and endpoints. */
@@ -205,9 +226,9 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
   portal.get('/developers/applications/:clientId/settings', async (request, reply) => reply.redirect(applicationHeader(portalRequest(request).application).path, 302));
 
   /**
-   * Name, description, base URL and redirect URIs, checked as on creation. Only those fields are
-   * read: the access type, grant types, scopes and privileged flags stay as they are, whatever is
-   * posted. Only the fields typed over are written (see editsOver), so a change an operator made to
+   * Name, description, base URL, redirect URIs and back-channel logout, checked as on creation.
+   * Only those fields are read: the access type, grant types, scopes and privileged flags stay as
+   * they are, whatever is posted. Only the fields typed over are written (see editsOver), so a change an operator made to
    * another one while the form was open stays. updateClient invalidates the client cache, so
    * /authorize sees new redirect URIs at once.
    */
@@ -217,9 +238,9 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const base = readFormBase(request.body);
     if (base === 'malformed') return showApplication(reply, gatehouse, application, { form: { values, errors: { form: FORM_DAMAGED } } }, 400);
     const errors: FieldErrors = {};
-    const details = checkApplicationDetails(values, errors);
+    const details = checkApplicationDetails(values, errors, application.backchannelLogoutUri);
     if (!details) return showApplication(reply, gatehouse, application, { form: { values, errors, base } }, 400);
-    const edits = base === undefined ? { changes: details, conflicts: [] } : editsOver(base, details, detailsOf(application));
+    const edits = base === undefined ? { changes: withoutUnposted(details, request.body), conflicts: [] } : editsOver(base, details, detailsOf(application));
     if (edits.conflicts.length > 0) {
       const message = `The ${edits.conflicts.map((name) => FIELD_LABELS[name]).join(' and ')} of the application changed meanwhile, so nothing was saved. Review the application as it is now, and save again.`;
       return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { form: { values, errors: { form: message } } });
@@ -228,7 +249,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const now = gatehouse.clock();
     let updated;
     try {
-      updated = await updateClient(gatehouse, application.id, edits.changes, now, authorizePortalChange(developer.user.id));
+      updated = await updateClient(gatehouse, application.id, edits.changes, now, authorizePortalChange(developer.user.id), 'developer');
     } catch (error) {
       if (error instanceof ClientChangedError) return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { form: { values, errors: { form: CHANGED_MEANWHILE } } });
       if (error instanceof NotManageableError) return applicationNotFound(reply);
@@ -270,7 +291,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const now = gatehouse.clock();
     let updated;
     try {
-      updated = await updateClient(gatehouse, application.id, { jwks: jwks as JSONWebKeySet }, now, authorizePortalChange(developer.user.id));
+      updated = await updateClient(gatehouse, application.id, { jwks: jwks as JSONWebKeySet }, now, authorizePortalChange(developer.user.id), 'developer');
     } catch (error) {
       if (error instanceof ClientChangedError) return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { keys: { jwks: posted, error: CHANGED_MEANWHILE } });
       if (error instanceof NotManageableError) return applicationNotFound(reply);
@@ -289,7 +310,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
       const now = gatehouse.clock();
       let removed;
       try {
-        removed = await updateClient(gatehouse, application.id, { jwks: null }, now, authorizePortalChange(developer.user.id));
+        removed = await updateClient(gatehouse, application.id, { jwks: null }, now, authorizePortalChange(developer.user.id), 'developer');
       } catch (error) {
         if (error instanceof NotManageableError) return applicationNotFound(reply);
         if (!(error instanceof ClientChangedError)) throw error;

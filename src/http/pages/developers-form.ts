@@ -1,4 +1,4 @@
-import { checkRedirectUri, ValidationError } from '../../core/applications.ts';
+import { checkBackchannelLogoutUri, checkRedirectUri, ValidationError } from '../../core/applications.ts';
 import { field } from './context.ts';
 import { sentence } from './developers-context.ts';
 
@@ -6,7 +6,7 @@ const MAX_REDIRECT_URIS = 20;
 const MAX_URL_LENGTH = 2000;
 const MAX_DESCRIPTION_LENGTH = 1000;
 /** Form fields that can carry a message; anything else the core refuses is shown above the form. */
-const FORM_FIELDS = ['name', 'description', 'type', 'base_url', 'redirect_uris'] as const;
+const FORM_FIELDS = ['name', 'description', 'type', 'base_url', 'redirect_uris', 'backchannel_logout_uri'] as const;
 
 /**
  * The fields of an application a developer can set, as typed into the form: the creation form
@@ -17,6 +17,9 @@ export interface ApplicationDetailsForm {
   description: string;
   base_url: string;
   redirect_uris: string;
+  backchannel_logout_uri: string;
+  /** The checkbox: ticked or not. */
+  backchannel_logout_session_required: boolean;
 }
 
 /** The checked details, in the shape of the core's ClientInput. */
@@ -25,6 +28,8 @@ export interface ApplicationDetails {
   description: string;
   baseUrl: string | null;
   redirectUris: string[];
+  backchannelLogoutUri: string | null;
+  backchannelLogoutSessionRequired: boolean;
 }
 
 export type FieldErrors = Record<string, string>;
@@ -36,6 +41,8 @@ export function readApplicationDetails(body: unknown): ApplicationDetailsForm {
     description: field(body, 'description')?.trim() ?? '',
     base_url: field(body, 'base_url')?.trim() ?? '',
     redirect_uris: field(body, 'redirect_uris') ?? '',
+    backchannel_logout_uri: field(body, 'backchannel_logout_uri')?.trim() ?? '',
+    backchannel_logout_session_required: field(body, 'backchannel_logout_session_required') === 'on',
   };
 }
 
@@ -53,8 +60,12 @@ export function collect<T>(errors: FieldErrors, work: () => T): T | undefined {
   }
 }
 
-/** Checks the detail fields; undefined (with `errors` filled in) when any is wrong. */
-export function checkApplicationDetails(values: ApplicationDetailsForm, errors: FieldErrors): ApplicationDetails | undefined {
+/**
+ * Checks the detail fields; undefined (with `errors` filled in) when any is wrong. `heldLogoutUri`:
+ * the back-channel logout URI the application has, which stays as it is (as the core keeps it),
+ * though an operator may have registered one the portal refuses.
+ */
+export function checkApplicationDetails(values: ApplicationDetailsForm, errors: FieldErrors, heldLogoutUri: string | null = null): ApplicationDetails | undefined {
   collect(errors, () => {
     if (!values.name) throw new ValidationError('name', 'give the application a name');
     if (values.name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
@@ -75,8 +86,19 @@ export function checkApplicationDetails(values: ApplicationDetailsForm, errors: 
     }
     return uris;
   });
-  if (baseUrl === undefined || redirectUris === undefined || Object.keys(errors).length > 0) return undefined;
-  return { name: values.name, description: values.description, baseUrl, redirectUris };
+  const uri = values.backchannel_logout_uri;
+  // The core's rule for a developer's URI (no plain http, nothing on Gatehouse's own network),
+  // checked here too so that the form shows it next to the field with the form's other problems.
+  const backchannelLogoutUri = collect(errors, () => (uri === '' ? null : uri === heldLogoutUri ? uri : checkBackchannelLogoutUri(uri, 'developer')));
+  if (baseUrl === undefined || redirectUris === undefined || backchannelLogoutUri === undefined || Object.keys(errors).length > 0) return undefined;
+  return {
+    name: values.name,
+    description: values.description,
+    baseUrl,
+    redirectUris,
+    backchannelLogoutUri,
+    backchannelLogoutSessionRequired: values.backchannel_logout_session_required,
+  };
 }
 
 /** Where a form shows a ValidationError the core raised: next to its field, or above the form. */
@@ -103,12 +125,24 @@ export function readFormBase(body: unknown): ApplicationDetailsForm | undefined 
   if (encoded === undefined) return undefined;
   try {
     const base = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8')) as Record<string, unknown>;
-    const values = { name: base.name, description: base.description, base_url: base.base_url, redirect_uris: base.redirect_uris };
-    return Object.values(values).every((value) => typeof value === 'string') ? (values as ApplicationDetailsForm) : 'malformed';
+    const texts = { name: base.name, description: base.description, base_url: base.base_url, redirect_uris: base.redirect_uris, backchannel_logout_uri: base.backchannel_logout_uri ?? '' };
+    // A form shown before it had the back-channel fields posts them empty and unticked: as it was filled in.
+    const required = base.backchannel_logout_session_required ?? false;
+    if (!Object.values(texts).every((value) => typeof value === 'string') || typeof required !== 'boolean') return 'malformed';
+    return { ...(texts as Omit<ApplicationDetailsForm, 'backchannel_logout_session_required'>), backchannel_logout_session_required: required };
   } catch {
     return 'malformed';
   }
 }
 
 export const encodeFormBase = (values: ApplicationDetailsForm): string =>
-  Buffer.from(JSON.stringify({ name: values.name, description: values.description, base_url: values.base_url, redirect_uris: values.redirect_uris })).toString('base64url');
+  Buffer.from(
+    JSON.stringify({
+      name: values.name,
+      description: values.description,
+      base_url: values.base_url,
+      redirect_uris: values.redirect_uris,
+      backchannel_logout_uri: values.backchannel_logout_uri,
+      backchannel_logout_session_required: values.backchannel_logout_session_required,
+    }),
+  ).toString('base64url');

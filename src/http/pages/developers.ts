@@ -50,7 +50,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
     renderPage(reply, 'developers-new', { title: 'New application', values, errors, formId: newFormId() }, status);
 
   portal.get('/developers/new', async (_request, reply) =>
-    showForm(reply, { name: '', description: '', type: 'confidential', base_url: '', redirect_uris: '', api_key: true }),
+    showForm(reply, { name: '', description: '', type: 'confidential', base_url: '', redirect_uris: '', backchannel_logout_uri: '', backchannel_logout_session_required: false, api_key: true }),
   );
 
   // The address a creation form posts to: typed in or bookmarked, it leads to the list.
@@ -78,7 +78,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
       const now = gatehouse.clock();
       let made;
       try {
-        made = await createClient(gatehouse, checked.input, now, id);
+        made = await createClient(gatehouse, checked.input, now, id, 'developer');
       } catch (error) {
         if (error instanceof AlreadyCreatedError) return sentAgain(await gatehouse.storage.clients.find(id));
         throw error;
