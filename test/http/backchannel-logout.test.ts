@@ -86,17 +86,20 @@ for (const dialect of DIALECTS) {
     let first: { id: string; secret: string };
     let second: { id: string; secret: string };
     let silent: { id: string; secret: string };
+    /** A client of the implicit flow (`/implicit`): its ID tokens come from the authorization endpoint. */
+    let legacy: { id: string; secret: string };
 
     const aWebClient = (name: string, backchannelLogoutUri?: string) =>
       server.client({ name, grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], firstParty: true, ...(backchannelLogoutUri && { backchannelLogoutUri }) });
 
     before(async () => {
-      server = await startTestServer(dialect);
+      server = await startTestServer(dialect, { config: { implicit: { enabled: true } } });
       receiver = new Receiver(createRemoteJWKSet(new URL(`${server.url}/jwks.json`)), server.url);
       await receiver.start();
       first = await aWebClient('First', `${receiver.url}/a`);
       second = await aWebClient('Second', `${receiver.url}/b`);
       silent = await aWebClient('Silent');
+      legacy = await server.client({ name: 'Legacy', grantTypes: ['implicit'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], firstParty: true, backchannelLogoutUri: `${receiver.url}/implicit` });
       admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
     });
     after(async () => {
@@ -160,6 +163,66 @@ for (const dialect of DIALECTS) {
 
       const other = await authorize(await signedIn(user.email), first);
       assert.notEqual(sidOf(other.id_token), sid);
+    });
+
+    it('puts the same sid in the ID tokens the authorization endpoint returns (response_type id_token, and id_token token) as in the code flow’s and the Logout Token', async () => {
+      // Gatehouse supports no hybrid response type with a code (discovery lists code, token, id_token and
+      // id_token token): these two are every ID token the authorization endpoint returns.
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const implicitIdToken = async (responseType: string) => {
+        const query = new URLSearchParams({ response_type: responseType, client_id: legacy.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's', nonce: `n-${responseType}` });
+        const answer = await browser.request(`${server.url}/authorize?${query}`);
+        const idToken = new URLSearchParams(new URL(answer.location!).hash.slice(1)).get('id_token');
+        assert.ok(idToken, `${responseType}: ${answer.location}`);
+        return idToken;
+      };
+      const alone = await implicitIdToken('id_token');
+      const withToken = await implicitIdToken('id_token token');
+      const code = await authorize(browser, first);
+      const sid = sidOf(code.id_token);
+      assert.equal(sidOf(alone), sid);
+      assert.equal(sidOf(withToken), sid);
+
+      const page = await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: alone })}`);
+      assert.equal(page.status, 200);
+      await delivered();
+      assert.deepEqual(tokensFor('/implicit', user.id).map((claims) => [claims.aud, claims.sid]), [[legacy.id, sid]]);
+      assert.deepEqual(tokensFor('/a', user.id).map((claims) => claims.sid), [sid]);
+    });
+
+    it('sends a Logout Token to an application registered in the developer portal', async () => {
+      const developer = await aUser();
+      const portal = await signedIn(developer.email);
+      const form = await portal.request(`${server.url}/developers/new`);
+      const typed = 'https://portal-app.example/backchannel-logout';
+      const created = await portal.request(`${server.url}/developers/applications`, {
+        form: { csrf: hiddenField(form.text, 'csrf'), form_id: hiddenField(form.text, 'form_id'), name: 'Portal app', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK, backchannel_logout_uri: typed, backchannel_logout_session_required: 'on' },
+      });
+      assert.equal(created.status, 200, created.text.slice(0, 1000));
+      const readonly = (id: string) => new RegExp(`id="${id}" type="text" readonly value="([^"]*)"`).exec(created.text)![1]!;
+      const app = { id: readonly('client-id'), secret: readonly('revealed-value') };
+      const stored = (await server.gatehouse.storage.clients.find(app.id))!;
+      assert.deepEqual([stored.backchannelLogoutUri, stored.backchannelLogoutSessionRequired], [typed, true]);
+      // The receiver listens on loopback, where the portal rightly posts nothing (it would be Gatehouse's
+      // own network): so the URI typed into the portal is pointed at it in storage, as an operator may.
+      await server.gatehouse.storage.clients.update(app.id, { backchannelLogoutUri: `${receiver.url}/portal` }, server.gatehouse.clock());
+      server.gatehouse.clients.invalidate(app.id);
+
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const query = new URLSearchParams({ response_type: 'code', client_id: app.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's' });
+      const consent = await browser.follow(`${server.url}/authorize?${query}`, server.url);
+      assert.match(consent.text, /name="decision"/, 'a portal application is not first-party: the person consents');
+      const answer = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(consent.text, 'csrf'), request: hiddenField(consent.text, 'request'), decision: 'allow' } });
+      const code = new URL(answer.location!).searchParams.get('code');
+      assert.ok(code, answer.text.slice(0, 300));
+      const tokens = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(app.id, app.secret) } });
+      assert.equal(tokens.status, 200);
+
+      await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: tokens.body.id_token })}`);
+      await delivered();
+      assert.deepEqual(tokensFor('/portal', user.id).map((claims) => [claims.aud, claims.sid]), [[app.id, sidOf(tokens.body.id_token)]]);
     });
 
     it('says so in discovery', async () => {
