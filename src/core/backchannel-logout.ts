@@ -19,6 +19,14 @@ const LOGOUT_TOKEN_TTL_SECONDS = 120;
 /** How long a client's back-channel logout URI may take to answer: one attempt, then it is given up. */
 export const BACKCHANNEL_LOGOUT_TIMEOUT_MS = 3_000;
 
+/**
+ * How many Logout Tokens are being posted at once, at most; the others wait their turn. Thousands of
+ * sessions can end at once (an operator disabling or deleting a user who signed in everywhere), and
+ * each delivery holds a connection, a database read and a signature: unbounded, they would take the
+ * server's sockets and database pool from the requests it is serving.
+ */
+export const BACKCHANNEL_LOGOUT_CONCURRENCY = 8;
+
 export interface LogoutTokenInput {
   clientId: string;
   userId: string;
@@ -44,6 +52,7 @@ export class BackChannelLogout {
   #issuer: string;
   #timeoutMs: number;
   #inFlight = new Set<Promise<void>>();
+  #waiting: { session: EndedSession; clientId: string }[] = [];
 
   constructor(services: { clients: ClientRepository; keys: KeyStore; audit: AuditTrail; clock: Clock; issuer: string; timeoutMs?: number }) {
     this.#clients = services.clients;
@@ -54,17 +63,30 @@ export class BackChannelLogout {
     this.#timeoutMs = services.timeoutMs ?? BACKCHANNEL_LOGOUT_TIMEOUT_MS;
   }
 
-  /** Starts telling the clients of the sessions that ended; returns at once. */
+  /** Starts telling the clients of the sessions that ended, a few at a time; returns at once. */
   notify(ended: readonly EndedSession[]): void {
     for (const session of ended) {
-      for (const clientId of new Set(session.clientIds)) {
-        const delivery = this.#deliver(session, clientId).finally(() => this.#inFlight.delete(delivery));
-        this.#inFlight.add(delivery);
-      }
+      for (const clientId of new Set(session.clientIds)) this.#waiting.push({ session, clientId });
+    }
+    this.#startWaiting();
+  }
+
+  #startWaiting(): void {
+    while (this.#inFlight.size < BACKCHANNEL_LOGOUT_CONCURRENCY && this.#waiting.length > 0) {
+      const { session, clientId } = this.#waiting.shift()!;
+      const delivery = this.#deliver(session, clientId).finally(() => {
+        this.#inFlight.delete(delivery);
+        this.#startWaiting();
+      });
+      this.#inFlight.add(delivery);
     }
   }
 
-  /** Resolves once every delivery started so far has succeeded or failed: on shutdown. */
+  /**
+   * Resolves once every delivery asked for so far, those waiting their turn included, has succeeded
+   * or failed: on shutdown. A delivery takes at most the timeout, so this takes at most the timeout
+   * for every BACKCHANNEL_LOGOUT_CONCURRENCY of them.
+   */
   async settled(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }

@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
-import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/core/backchannel-logout.ts';
+import { BACKCHANNEL_LOGOUT_CONCURRENCY, BACKCHANNEL_LOGOUT_EVENT } from '../../src/core/backchannel-logout.ts';
+import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -32,6 +33,10 @@ class Receiver {
   /** Paths that answer 500, and that never answer. */
   failing = new Set<string>();
   hanging = new Set<string>();
+  /** Paths that answer after a moment; how many requests were open at once at most. */
+  slow = new Set<string>();
+  mostAtOnce = 0;
+  #atOnce = 0;
   #open = new Set<ServerResponse>();
   url = '';
 
@@ -50,6 +55,8 @@ class Receiver {
   }
 
   async #answer(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    this.mostAtOnce = Math.max(this.mostAtOnce, ++this.#atOnce);
+    response.on('close', () => this.#atOnce--);
     let body = '';
     for await (const chunk of request) body += chunk;
     const path = request.url ?? '';
@@ -60,6 +67,7 @@ class Receiver {
       this.#open.add(response);
       return;
     }
+    if (this.slow.has(path)) await sleep(100);
     response.statusCode = this.failing.has(path) ? 500 : 200;
     response.end();
   }
@@ -354,6 +362,21 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(outcome(hanging.id), [['failure', 'no answer in time']]);
       assert.deepEqual(outcome(first.id), [['success', 200]]);
       assert.equal(tokensFor('/hanging', user.id).length, 1, 'it was sent, once');
+    });
+
+    it('posts a few Logout Tokens at a time when many sessions end at once, and every one of them', async () => {
+      const slow = await aWebClient('Slow', `${receiver.url}/slow`);
+      receiver.slow.add('/slow');
+      receiver.mostAtOnce = 0;
+      const user = await aUser();
+      // Sessions as sign-ins leave them, each answered for the client: an operator then ends them all.
+      const now = server.gatehouse.clock();
+      for (let i = 0; i < 40; i++) await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, now)), slow.id);
+
+      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
+      await delivered();
+      assert.equal(tokensFor('/slow', user.id).length, 40);
+      assert.ok(receiver.mostAtOnce <= BACKCHANNEL_LOGOUT_CONCURRENCY, `${receiver.mostAtOnce} Logout Tokens were being posted at once`);
     });
 
     it('sends nothing for a session no client was answered through', async () => {
