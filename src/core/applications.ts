@@ -361,7 +361,8 @@ function validateClient(
  * (RFC 6761 §6.3: they resolve to loopback) nor an IP literal in a loopback, private, shared,
  * link-local or unique-local range (see internalRange), IPv4-mapped IPv6 included. The WHATWG URL
  * parser has already read `https://2130706433/` or `https://0x7f.1/` as 127.0.0.1. A DNS name that
- * resolves to such an address is not caught here: names are not resolved at registration.
+ * resolves to such an address is not caught here, since what it resolves to may change: it is
+ * resolved and judged when a Logout Token is posted (BackChannelLogout).
  */
 export function checkBackchannelLogoutUri(uri: string, registrant: Registrant): string {
   const field = 'backchannel_logout_uri';

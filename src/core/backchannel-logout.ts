@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { SignJWT } from 'jose';
 import type { ClientRepository, EndedSession } from '../storage/repositories.ts';
+import { internalRange } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import type { Clock } from './clock.ts';
 import type { KeyStore } from './tokens/keys.ts';
@@ -119,7 +121,10 @@ export class BackChannelLogout {
       const client = await this.#clients.find(clientId);
       if (!client?.backchannelLogoutUri) return;
       const token = await this.logoutToken({ clientId, userId: session.userId, sid: session.sid }, this.#clock());
-      const status = await postForm(client.backchannelLogoutUri, { logout_token: token }, this.#timeoutMs);
+      // A developer's URI passed checkBackchannelLogoutUri, which resolves no name: where a name
+      // leads is judged here, at the connection itself, so that a DNS answer changed since
+      // (rebinding) is judged too. An operator's application is posted to wherever it says.
+      const status = await postForm(client.backchannelLogoutUri, { logout_token: token }, this.#timeoutMs, client.ownerUserId !== null);
       // §2.8: "If the logout succeeded, the RP MUST respond with HTTP 200 OK"; 204 says as much.
       if (status >= 200 && status < 300) record('success', { status });
       else record('failure', { status, reason: status >= 300 && status < 400 ? 'redirect not followed' : 'the client refused the logout' });
@@ -133,7 +138,7 @@ export class BackChannelLogout {
  * §2.5: an HTTP POST of `application/x-www-form-urlencoded` parameters; the status the receiver
  * answers. Its body is not read, and the connection is not kept.
  */
-function postForm(uri: string, fields: Record<string, string>, timeoutMs: number): Promise<number> {
+function postForm(uri: string, fields: Record<string, string>, timeoutMs: number, outsideOnly: boolean): Promise<number> {
   const body = new URLSearchParams(fields).toString();
   const send = new URL(uri).protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
@@ -142,6 +147,7 @@ function postForm(uri: string, fields: Record<string, string>, timeoutMs: number
       {
         method: 'POST',
         agent: false,
+        ...(outsideOnly && { lookup: lookupOutside }),
         signal: AbortSignal.timeout(timeoutMs),
         headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' },
       },
@@ -155,8 +161,30 @@ function postForm(uri: string, fields: Record<string, string>, timeoutMs: number
   });
 }
 
+class InternalAddressError extends Error {
+  code = 'ERR_INTERNAL_ADDRESS';
+}
+
+type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+
+/**
+ * dns.lookup as a connection calls it, keeping only addresses outside Gatehouse's own network (see
+ * internalRange), or failing when there are none. A connection to an IP literal calls no lookup:
+ * such a host was judged when it was registered.
+ */
+function lookupOutside(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
+    if (error) return callback(error, []);
+    const outside = addresses.filter(({ address }) => internalRange(address) === undefined);
+    if (outside.length === 0) return callback(new InternalAddressError(`${hostname} resolves only to internal addresses`), []);
+    if (options.all) return callback(null, outside);
+    callback(null, outside[0]!.address, outside[0]!.family);
+  });
+}
+
 /** Why a delivery failed, as the audit log says it: never the token, nor anything the receiver sent. */
 function reasonOf(error: unknown): string {
+  if (error instanceof InternalAddressError) return 'the host name resolves only to addresses in Gatehouse’s own network';
   const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
   if (name === 'AbortError' || name === 'TimeoutError' || code === 'ABORT_ERR') return 'no answer in time';
   if (typeof code === 'string') return `the request failed (${code})`;

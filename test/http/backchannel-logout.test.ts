@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
+import { lookup } from 'node:dns/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
+import { hostname } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
+import { internalRange } from '../../src/core/addresses.ts';
+import { createClient } from '../../src/core/applications.ts';
 import { BACKCHANNEL_LOGOUT_CONCURRENCY, BACKCHANNEL_LOGOUT_EVENT } from '../../src/core/backchannel-logout.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
@@ -377,6 +382,47 @@ for (const dialect of DIALECTS) {
       await delivered();
       assert.equal(tokensFor('/slow', user.id).length, 40);
       assert.ok(receiver.mostAtOnce <= BACKCHANNEL_LOGOUT_CONCURRENCY, `${receiver.mostAtOnce} Logout Tokens were being posted at once`);
+    });
+
+    it('posts nothing into its own network for a developer’s application whose host name resolves there', async (t) => {
+      // The server's own host name resolves to an address of its own on most machines (Debian's
+      // /etc/hosts: 127.0.1.1; a container's: its private address), as an attacker's DNS name may.
+      const name = hostname();
+      const addresses = await lookup(name, { all: true }).catch(() => []);
+      if (addresses.length === 0 || addresses.some(({ address }) => internalRange(address) === undefined)) {
+        t.skip(`${name} does not resolve to internal addresses only here`);
+        return;
+      }
+      const connections: string[] = [];
+      const listener = createTcpServer((socket) => {
+        connections.push(socket.remoteAddress ?? '');
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => listener.listen(0, addresses[0]!.address, resolve));
+      t.after(() => new Promise((resolve) => listener.close(resolve)));
+      const port = (listener.address() as { port: number }).port;
+
+      const developer = await aUser();
+      const uri = `https://${name}:${port}/backchannel-logout`;
+      const { client } = await createClient(
+        server.gatehouse,
+        { name: 'Resolves inside', type: 'confidential', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, ownerUserId: developer.id, backchannelLogoutUri: uri },
+        server.gatehouse.clock(),
+        undefined,
+        'developer',
+      );
+      assert.equal(client.backchannelLogoutUri, uri, 'a name is not resolved at registration');
+      const user = await aUser();
+      await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, server.gatehouse.clock())), client.id);
+
+      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
+      await delivered();
+      assert.deepEqual(connections, [], 'no connection was made');
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      assert.deepEqual(
+        events.map((event) => [event.clientId, event.outcome, event.data.reason]),
+        [[client.id, 'failure', 'the host name resolves only to addresses in Gatehouse’s own network']],
+      );
     });
 
     it('sends nothing for a session no client was answered through', async () => {
