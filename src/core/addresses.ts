@@ -43,12 +43,15 @@ function ipv6Groups(address: string): number[] {
 }
 
 /** What an address is that reaches the server's own host or network. */
-export type InternalRange = 'this host' | 'loopback' | 'private' | 'shared' | 'link-local' | 'unique-local' | 'site-local';
+export type InternalRange = 'this host' | 'loopback' | 'private' | 'shared' | 'link-local' | 'special-purpose' | 'reserved' | 'unique-local' | 'site-local';
 
 // IPv4 special-purpose ranges (RFC 6890) that lead into the server's own host or network, never to
 // someone else's server on the internet. 0.0.0.0/8 is "this host" (RFC 1122 §3.2.1.3): Linux
 // connects 0.0.0.0 to itself. 100.64.0.0/10 is shared by a carrier's or cloud's NAT (RFC 6598).
-// 169.254.0.0/16 holds the cloud metadata service (169.254.169.254).
+// 169.254.0.0/16 holds the cloud metadata service (169.254.169.254), and 192.0.0.0/24 (IETF
+// protocol assignments, RFC 6890 §2.2.2: DS-Lite's tunnel ends, RFC 6333 §5.7) Oracle Cloud's
+// (192.0.0.192). 198.18.0.0/15 is for benchmarking a network (RFC 2544), 240.0.0.0/4 reserved
+// (RFC 1112 §4), broadcast included: neither leads to a server on the internet.
 const INTERNAL_IPV4: readonly [prefix: number, bits: number, range: InternalRange][] = [
   [0x00000000, 8, 'this host'],
   [0x0a000000, 8, 'private'],
@@ -56,15 +59,18 @@ const INTERNAL_IPV4: readonly [prefix: number, bits: number, range: InternalRang
   [0x7f000000, 8, 'loopback'],
   [0xa9fe0000, 16, 'link-local'],
   [0xac100000, 12, 'private'],
+  [0xc0000000, 24, 'special-purpose'],
   [0xc0a80000, 16, 'private'],
+  [0xc6120000, 15, 'special-purpose'],
+  [0xf0000000, 4, 'reserved'],
 ];
 
 /**
  * The internal range `address` (an IPv4 or IPv6 address, IPv6 with or without brackets) is in, or
  * undefined for one that is not an address or not internal. An IPv6 address that carries an IPv4
  * one — IPv4-mapped (::ffff:a.b.c.d, RFC 4291 §2.5.5.2), IPv4-compatible (::a.b.c.d, §2.5.5.1) or
- * NAT64 (64:ff9b::a.b.c.d, RFC 6052 §2.1) — is judged by that IPv4 address, which is where a
- * connection to it goes.
+ * NAT64 (64:ff9b::a.b.c.d, RFC 6052 §2.1, and the local-use 64:ff9b:1::/48 of RFC 8215 §3, as its
+ * /96) — is judged by that IPv4 address, which is where a connection to it goes.
  */
 export function internalRange(address: string): InternalRange | undefined {
   const bare = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
@@ -75,7 +81,8 @@ export function internalRange(address: string): InternalRange | undefined {
   const first = groups[0]!;
   const upperZero = groups.slice(0, 5).every((group) => group === 0);
   if (upperZero && groups[5] === 0 && groups[6] === 0 && groups[7]! <= 1) return groups[7] === 1 ? 'loopback' : 'this host';
-  const carriesIPv4 = (upperZero && (groups[5] === 0xffff || groups[5] === 0)) || (first === 0x64 && groups[1] === 0xff9b && groups.slice(2, 6).every((group) => group === 0));
+  const nat64 = first === 0x64 && groups[1] === 0xff9b && (groups[2] === 0 || groups[2] === 1) && groups.slice(3, 6).every((group) => group === 0);
+  const carriesIPv4 = (upperZero && (groups[5] === 0xffff || groups[5] === 0)) || nat64;
   if (carriesIPv4) return internalIPv4(`${groups[6]! >> 8}.${groups[6]! & 0xff}.${groups[7]! >> 8}.${groups[7]! & 0xff}`);
   // RFC 4291 §2.5.6 link-local fe80::/10, RFC 4193 unique-local fc00::/7, RFC 3879's deprecated site-local fec0::/10.
   if ((first & 0xffc0) === 0xfe80) return 'link-local';

@@ -359,10 +359,11 @@ function validateClient(
  * in the portal must not turn it against that network (server-side request forgery, OWASP API7).
  * For them it must be https, and its host must not be `localhost` or a name under `.localhost`
  * (RFC 6761 §6.3: they resolve to loopback) nor an IP literal in a loopback, private, shared,
- * link-local or unique-local range (see internalRange), IPv4-mapped IPv6 included. The WHATWG URL
- * parser has already read `https://2130706433/` or `https://0x7f.1/` as 127.0.0.1. A DNS name that
- * resolves to such an address is not caught here, since what it resolves to may change: it is
- * resolved and judged when a Logout Token is posted (BackChannelLogout).
+ * link-local, unique-local or other internal range (see internalRange), IPv4-mapped IPv6
+ * included. The WHATWG URL parser has already read `https://2130706433/` or `https://0x7f.1/` as
+ * 127.0.0.1. A DNS name that resolves to such an address is not caught here, since what it
+ * resolves to may change: it is resolved and judged when a Logout Token is posted
+ * (BackChannelLogout).
  */
 export function checkBackchannelLogoutUri(uri: string, registrant: Registrant): string {
   const field = 'backchannel_logout_uri';

@@ -82,12 +82,23 @@ describe('the internal range of an address (where a developer’s back-channel l
       ['::ffff:a9fe:a9fe', 'link-local'],
       ['::127.0.0.1', 'loopback'],
       ['64:ff9b::192.168.0.1', 'private'],
+      // Oracle Cloud's metadata service, and DS-Lite's tunnel ends (RFC 6890 §2.2.2, RFC 6333 §5.7).
+      ['192.0.0.192', 'special-purpose'],
+      ['192.0.0.1', 'special-purpose'],
+      ['198.18.0.1', 'special-purpose'],
+      ['198.19.255.255', 'special-purpose'],
+      ['240.0.0.1', 'reserved'],
+      ['255.255.255.255', 'reserved'],
+      ['[::ffff:c000:c0]', 'special-purpose'],
+      // RFC 8215: a NAT64 prefix for the operator's own translator.
+      ['64:ff9b:1::10.0.0.1', 'private'],
+      ['[64:ff9b:1::a9fe:a9fe]', 'link-local'],
     ];
     for (const [address, range] of cases) assert.equal(internalRange(address), range, address);
   });
 
   it('leaves public addresses, the neighbours of each range, and anything that is not an address alone', () => {
-    const outside = ['1.1.1.1', '9.255.255.255', '11.0.0.0', '100.63.255.255', '100.128.0.0', '126.255.255.255', '128.0.0.0', '169.253.255.255', '169.255.0.0', '172.15.255.255', '172.32.0.0', '192.167.255.255', '192.169.0.0', '2001:db8::1', '[2606:4700::1111]', 'fbff::1', 'fe00::1', 'ff02::1', '::ffff:8.8.8.8', '64:ff9b::8.8.8.8', '::2:0:0:1', 'localhost', 'example.com', '', '[]'];
+    const outside = ['1.1.1.1', '9.255.255.255', '11.0.0.0', '100.63.255.255', '100.128.0.0', '126.255.255.255', '128.0.0.0', '169.253.255.255', '169.255.0.0', '172.15.255.255', '172.32.0.0', '192.167.255.255', '192.169.0.0', '191.255.255.255', '192.0.1.0', '198.17.255.255', '198.20.0.0', '239.255.255.255', '2001:db8::1', '64:ff9b:1::8.8.8.8', '64:ff9b:2::10.0.0.1', '[2606:4700::1111]', 'fbff::1', 'fe00::1', 'ff02::1', '::ffff:8.8.8.8', '64:ff9b::8.8.8.8', '::2:0:0:1', 'localhost', 'example.com', '', '[]'];
     for (const address of outside) assert.equal(internalRange(address), undefined, address);
   });
 });
