@@ -19,6 +19,7 @@ import * as consentsClient from './migrations/011-consents-client.ts';
 import * as userGrants from './migrations/012-user-grants.ts';
 import * as backchannelLogout from './migrations/013-backchannel-logout.ts';
 import * as grantSweep from './migrations/014-grant-sweep.ts';
+import * as passwordResets from './migrations/015-password-resets.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -125,6 +126,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '012-user-grants': userGrants,
   '013-backchannel-logout': backchannelLogout,
   '014-grant-sweep': grantSweep,
+  '015-password-resets': passwordResets,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -21,6 +21,16 @@ export interface Database {
   authorization_requests: AuthorizationRequestTable;
   api_keys: ApiKeyTable;
   client_assertions: ClientAssertionTable;
+  password_resets: PasswordResetTable;
+}
+
+/** A password reset link (migration 015): only the digest of its token is stored. */
+export interface PasswordResetTable {
+  digest: string;
+  user_id: string;
+  created_at: number;
+  expires_at: number;
+  consumed_at: number | null;
 }
 
 export interface ApiKeyTable {
@@ -242,6 +252,7 @@ export const COLUMNS = {
   sessions: columns<SessionTable>({ digest: true, sid: true, user_id: true, auth_time: true, created_at: true, expires_at: true }),
   consents: columns<ConsentTable>({ user_id: true, client_id: true, scopes: true, created_at: true, updated_at: true }),
   authorization_requests: columns<AuthorizationRequestTable>({ id: true, client_id: true, request: true, created_at: true, expires_at: true }),
+  password_resets: columns<PasswordResetTable>({ digest: true, user_id: true, created_at: true, expires_at: true, consumed_at: true }),
   api_keys: columns<ApiKeyTable>({
     id: true, client_id: true, name: true, digest: true, prefix: true, scopes: true, created_at: true, expires_at: true,
     revoked_at: true, last_used_at: true,

@@ -11,6 +11,15 @@ describe('opaque credentials', () => {
     assert.notEqual(createOpaqueToken('rt'), token);
   });
 
+  it('name a password reset link as such (gate_pr_), refused as any other kind', () => {
+    const link = createOpaqueToken('pr');
+    assert.match(link, /^gate_pr_[A-Za-z0-9_-]{49}$/);
+    assert.equal(kindOf(link), 'pr');
+    assert.ok(isWellFormed(link, 'pr'));
+    assert.equal(isWellFormed(link, 'ss'), false);
+    assert.equal(isWellFormed(createOpaqueToken('ss'), 'pr'), false);
+  });
+
   it('are refused as another kind', () => {
     const secret = createOpaqueToken('cs');
     assert.equal(isWellFormed(secret, 'rt'), false);

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
+import { createStorage } from '../../src/storage/kysely/index.ts';
+import type { Storage } from '../../src/storage/repositories.ts';
+import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
+import { aUser, HOUR, NOW } from '../support/records.ts';
+
+/*
+ * The storage of "forgot your password?" links (PasswordResetRepository), on each dialect: only the
+ * newest link of a user works, a link resets the password once, and never past its expiry or for a
+ * disabled user; expired links are swept in bounded batches, and a user's links go with them.
+ */
+
+const SWEEP = { accessTokenTtlSeconds: HOUR, auditRetentionSeconds: 0 };
+const TTL = 1800;
+
+for (const dialect of DIALECTS) {
+  describe(`password reset links on ${dialect}`, () => {
+    let database: TestDatabase;
+    let storage: Storage;
+    before(async () => {
+      database = await createTestDatabase(dialect);
+      storage = await createStorage({ databaseUrl: database.databaseUrl, sqlitePath: join(database.dataDir, 'gatehouse.sqlite') });
+    });
+    after(async () => {
+      await storage?.close();
+      await database?.drop();
+    });
+
+    const aStoredUser = async (overrides = {}) => storage.users.create(aUser(overrides), NOW);
+    const issue = async (userId: string, at = NOW) => {
+      const digest = digestOf(createOpaqueToken('pr'));
+      assert.equal(await storage.passwordResets.issue({ digest, userId, createdAt: at, expiresAt: at + TTL }), true);
+      return digest;
+    };
+    const hashOf = async (userId: string) => (await storage.users.findById(userId))!.passwordHash;
+
+    it('stores only the digest, and redeems it once: the password is set and the link is spent', async () => {
+      const user = await aStoredUser();
+      const digest = await issue(user.id);
+      assert.deepEqual(await storage.passwordResets.find(digest), { digest, userId: user.id, createdAt: NOW, expiresAt: NOW + TTL, consumedAt: null });
+      assert.equal(await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60), user.id);
+      const stored = await storage.users.findById(user.id);
+      assert.equal(stored!.passwordHash, '$new-hash');
+      assert.equal(stored!.updatedAt, NOW + 60);
+      assert.equal((await storage.passwordResets.find(digest))!.consumedAt, NOW + 60);
+      assert.equal(await storage.passwordResets.redeem(digest, '$another-hash', NOW + 61), undefined, 'a used link');
+      assert.equal(await hashOf(user.id), '$new-hash');
+    });
+
+    it('lets exactly one of 10 concurrent redemptions of a link set the password', async () => {
+      const user = await aStoredUser();
+      const digest = await issue(user.id);
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => storage.passwordResets.redeem(digest, `$hash-${i}`, NOW + 1)));
+      const winners = results.map((result, i) => (result === undefined ? -1 : i)).filter((i) => i >= 0);
+      assert.equal(winners.length, 1);
+      assert.equal(await hashOf(user.id), `$hash-${winners[0]}`);
+    });
+
+    it('refuses an expired link, an unknown one and one of a disabled user, changing nothing', async () => {
+      const user = await aStoredUser();
+      const digest = await issue(user.id);
+      assert.equal(await storage.passwordResets.redeem(digest, '$late', NOW + TTL), undefined, 'expired at its expiry');
+      assert.equal(await storage.passwordResets.redeem(digestOf(createOpaqueToken('pr')), '$unknown', NOW), undefined);
+      const disabled = await aStoredUser();
+      const ofDisabled = await issue(disabled.id);
+      await storage.users.setDisabled(disabled.id, NOW, NOW);
+      assert.equal(await storage.passwordResets.redeem(ofDisabled, '$disabled', NOW + 1), undefined);
+      assert.equal(await hashOf(user.id), '$scrypt$placeholder');
+      assert.equal(await hashOf(disabled.id), '$scrypt$placeholder');
+      assert.equal((await storage.passwordResets.find(digest))!.consumedAt, null);
+      assert.equal((await storage.passwordResets.find(ofDisabled))!.consumedAt, null, 'the refused redemption was undone');
+    });
+
+    it('keeps only the newest link of a user, however many are issued at once', async () => {
+      const user = await aStoredUser();
+      const older = await issue(user.id);
+      const newer = await issue(user.id, NOW + 10);
+      assert.equal(await storage.passwordResets.find(older), undefined);
+      assert.equal(await storage.passwordResets.redeem(older, '$older', NOW + 11), undefined);
+      assert.equal(await storage.passwordResets.redeem(newer, '$newer', NOW + 11), user.id);
+
+      const raced = await aStoredUser();
+      const digests = await Promise.all(Array.from({ length: 8 }, () => issue(raced.id)));
+      const left = (await Promise.all(digests.map((digest) => storage.passwordResets.find(digest)))).filter(Boolean);
+      assert.equal(left.length, 1, 'one link of eight issued at once is left');
+    });
+
+    it('issues nothing for a user who is gone, and a user’s links go with them', async () => {
+      assert.equal(await storage.passwordResets.issue({ digest: digestOf(createOpaqueToken('pr')), userId: 'no-such-user', createdAt: NOW, expiresAt: NOW + TTL }), false);
+      const user = await aStoredUser();
+      const digest = await issue(user.id);
+      assert.ok(await storage.users.delete(user.id));
+      assert.equal(await storage.passwordResets.find(digest), undefined);
+    });
+
+    it('sweeps expired links in bounded batches, used or not, and keeps live ones', async () => {
+      const expired = [];
+      for (let i = 0; i < 3; i++) expired.push(await issue((await aStoredUser()).id, NOW - 10 * HOUR));
+      const live = await issue((await aStoredUser()).id, NOW);
+      await storage.passwordResets.redeem(live, '$live', NOW + 1);
+      const later = NOW - 10 * HOUR + TTL;
+      // Other tables have nothing expired: every row swept is a link.
+      assert.equal(await storage.sweepExpired(later + 1, 2, SWEEP), 2);
+      assert.equal(await storage.sweepExpired(later + 1, 2, SWEEP), 1);
+      assert.equal(await storage.sweepExpired(later + 1, 2, SWEEP), 0);
+      for (const digest of expired) assert.equal(await storage.passwordResets.find(digest), undefined);
+      assert.ok(await storage.passwordResets.find(live), 'a used link stays until it expires');
+    });
+  });
+}
