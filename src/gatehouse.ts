@@ -13,6 +13,7 @@ import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
 import { sweepExpiredRows, sweepPolicyOf } from './core/housekeeping.ts';
 import { LoginService } from './core/login.ts';
+import { PasswordResetService } from './core/password-reset.ts';
 import { inProcessFailureCounter, inProcessRequestLimiter, REDIS_UNREACHABLE, RedisLink, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
 import { SessionService } from './core/sessions.ts';
 import { SignupService } from './core/signup.ts';
@@ -25,6 +26,7 @@ import { KeyStore } from './core/tokens/keys.ts';
 import { ClientTokenReuse } from './core/tokens/reuse.ts';
 import type { Storage } from './storage/repositories.ts';
 import { createStorage } from './storage/kysely/index.ts';
+import { smtpMailer } from './mail/smtp.ts';
 import { join } from 'node:path';
 
 /** Everything one Gatehouse instance is made of, wired once; the HTTP app and the CLI use this. */
@@ -36,6 +38,8 @@ export interface Gatehouse extends GrantServices {
   /** Tells clients that sessions ended (OpenID Connect Back-Channel Logout 1.0). */
   backChannelLogout: BackChannelLogout;
   signups: SignupService;
+  /** "Forgot your password?" by email; off (`enabled` false) without mail settings. */
+  passwordResets: PasswordResetService;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -65,6 +69,8 @@ export const REDACTED_PATHS = [
   'params.code',
   '*.code_verifier',
   '*.secret',
+  // The SMTP URL may hold the mail server's password.
+  '*.smtpUrl',
 ];
 
 /** Query parameters whose values never reach the logs: tokens, codes, credentials (and a person's email). */
@@ -201,19 +207,33 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     sweeper.unref();
   }
 
+  const sessions = new SessionService(storage, config.sessions.ttlSeconds, backChannelLogout);
+  const { smtpUrl, from } = config.mail;
+  const mailer = smtpUrl && from ? smtpMailer({ smtpUrl, from }) : undefined;
+  const passwordResets = new PasswordResetService({ storage, sessions, audit }, mailer, {
+    issuer: config.issuer,
+    tokenTtlSeconds: config.passwordReset.tokenTtlSeconds,
+    limits: { perAccount: limits.passwordResetsPerAccount, perAddress: limits.passwordResetsPerAddress },
+    onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'a password reset link could not be sent'),
+  });
+
   return {
     ...services,
     keys,
     tokenEndpoint,
     authorizationEndpoint: new AuthorizationEndpoint({ ...services, idTokens }, { pendingPerAddress: limits.pendingAuthorizations }),
     idTokens,
-    sessions: new SessionService(storage, config.sessions.ttlSeconds, backChannelLogout),
+    sessions,
     backChannelLogout,
     signups: new SignupService(storage, { perAddress: limits.signupsPerAddress }),
+    passwordResets,
     logger,
     async close() {
       clearInterval(sweeper);
       keys.stopReloading();
+      // Links asked for before shutdown are sent (each gives up within the SMTP timeouts).
+      await passwordResets.settled();
+      mailer?.close();
       // Each delivery gives up after a few seconds; their outcomes go to the audit log below.
       await backChannelLogout.settled();
       await apiKeys.flush().catch((error) => logger.warn({ err: error }, 'API key use times could not be written'));
@@ -222,6 +242,28 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       await storage.close();
     },
   };
+}
+
+/**
+ * Why mail could not be sent, as the log may say it: the error's code and message, never the
+ * user or password of the SMTP URL (nor their base64, as AUTH PLAIN and LOGIN send them), should
+ * the mail server or nodemailer repeat them.
+ */
+export function mailFailure(error: unknown, smtpUrl: string | undefined): string {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  let text = `${typeof code === 'string' ? `${code}: ` : ''}${typeof message === 'string' ? message : String(error)}`.replace(/\s+/g, ' ').slice(0, 500);
+  const url = smtpUrl ? URL.parse(smtpUrl) : null;
+  for (const part of [url?.username, url?.password]) {
+    if (!part) continue;
+    let plain = part;
+    try {
+      plain = decodeURIComponent(part);
+    } catch {
+      // kept as written
+    }
+    for (const form of new Set([part, plain, Buffer.from(plain).toString('base64')])) if (form.length >= 3) text = text.replaceAll(form, '[redacted]');
+  }
+  return text;
 }
 
 /** How long a Redis command may go unanswered before the limiters count in process instead. */
@@ -236,7 +278,7 @@ const REDIS_PAUSE_MS = 5_000;
  * the same limits on every instance; in process otherwise.
  */
 async function createLimits(config: GatehouseConfig, logger: Logger) {
-  const { rateLimits: r, login, signup } = config;
+  const { rateLimits: r, login, signup, passwordReset: reset } = config;
   if (!config.redisUrl) {
     return {
       tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
@@ -245,6 +287,8 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
       loginPerAccount: inProcessFailureCounter(login.maxFailuresPerAccount, login.windowSeconds),
       loginPerAddress: inProcessFailureCounter(login.maxFailuresPerAddress, login.windowSeconds),
       signupsPerAddress: inProcessRequestLimiter(signup.maxAccountsPerAddress, signup.windowSeconds),
+      passwordResetsPerAccount: inProcessRequestLimiter(reset.maxRequestsPerAccount, reset.windowSeconds),
+      passwordResetsPerAddress: inProcessRequestLimiter(reset.maxRequestsPerAddress, reset.windowSeconds),
       close: async () => {},
     };
   }
@@ -272,6 +316,8 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
     loginPerAccount: redisFailureCounter(link, 'login-account', login.maxFailuresPerAccount, login.windowSeconds),
     loginPerAddress: redisFailureCounter(link, 'login-address', login.maxFailuresPerAddress, login.windowSeconds),
     signupsPerAddress: redisRequestLimiter(link, 'signup-address', signup.maxAccountsPerAddress, signup.windowSeconds),
+    passwordResetsPerAccount: redisRequestLimiter(link, 'password-reset-account', reset.maxRequestsPerAccount, reset.windowSeconds),
+    passwordResetsPerAddress: redisRequestLimiter(link, 'password-reset-address', reset.maxRequestsPerAddress, reset.windowSeconds),
     close: async () => {
       // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
       await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});

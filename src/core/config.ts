@@ -91,6 +91,16 @@ export interface GatehouseConfig {
   /** Which proxies in front are believed about the client's address and scheme. */
   trustProxy: TrustedProxies;
   login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
+  /**
+   * Outgoing mail, for password reset links: off while `smtpUrl` is unset. `smtpUrl` may hold the
+   * SMTP password: it is a secret, never logged nor printed (describeSmtpUrl shows it without).
+   */
+  mail: { smtpUrl: string | undefined; from: string | undefined };
+  /**
+   * "Forgot your password?" (needs `mail`): how long a link works, and how many links may be asked
+   * for one email address and from one client address per window.
+   */
+  passwordReset: { tokenTtlSeconds: number; maxRequestsPerAccount: number; maxRequestsPerAddress: number; windowSeconds: number };
   /** Create the demo clients and user on an empty database (off by default when NODE_ENV=production). */
   demo: boolean;
   /** Shared rate-limit counters across instances; in process when unset. */
@@ -192,6 +202,15 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
       maxFailuresPerAddress: numberIn('login.maxFailuresPerAddress', file.login?.maxFailuresPerAddress, 20, 1, 100000),
       windowSeconds: numberIn('login.windowSeconds', file.login?.windowSeconds, 900, 1, 86400),
     },
+    mail: parseMail(env, file.mail ?? {}),
+    passwordReset: {
+      // OWASP's Forgot Password cheat sheet: a reset link is short-lived; 30 minutes leaves time for slow mail.
+      tokenTtlSeconds: numberIn('passwordReset.tokenTtlSeconds', file.passwordReset?.tokenTtlSeconds, 1800, 300, 86400),
+      // A person who does not see the mail asks again once or twice; more fills someone's mailbox.
+      maxRequestsPerAccount: numberIn('passwordReset.maxRequestsPerAccount', file.passwordReset?.maxRequestsPerAccount, 3, 1, 1000),
+      maxRequestsPerAddress: numberIn('passwordReset.maxRequestsPerAddress', file.passwordReset?.maxRequestsPerAddress, 20, 1, 1e6),
+      windowSeconds: numberIn('passwordReset.windowSeconds', file.passwordReset?.windowSeconds, 3600, 60, 86400),
+    },
   };
 }
 
@@ -210,6 +229,8 @@ export interface FileConfig {
   projectTokens?: { maxTtlSeconds?: unknown; defaultTtlSeconds?: unknown };
   login?: { maxFailuresPerAccount?: unknown; maxFailuresPerAddress?: unknown; windowSeconds?: unknown };
   rateLimits?: { tokenRequestsPerClient?: unknown; clientAuthFailures?: unknown; authorizationRequestsPerAddress?: unknown; windowSeconds?: unknown };
+  mail?: { smtpUrl?: unknown; from?: unknown };
+  passwordReset?: { tokenTtlSeconds?: unknown; maxRequestsPerAccount?: unknown; maxRequestsPerAddress?: unknown; windowSeconds?: unknown };
 }
 
 function readConfigFile(path: string, name: string): FileConfig {
@@ -337,6 +358,37 @@ function parseRedisUrl(value: string | undefined): string | undefined {
   if (value === undefined || value.trim() === '') return undefined;
   if (!/^rediss?:\/\//.test(value)) throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL');
   return value;
+}
+
+/**
+ * `mail.smtpUrl` (`GATEHOUSE_SMTP_URL` wins) and `mail.from` (`GATEHOUSE_MAIL_FROM` wins). Messages
+ * never quote the URL: it may hold the SMTP password.
+ */
+function parseMail(env: Env, file: { smtpUrl?: unknown; from?: unknown }): GatehouseConfig['mail'] {
+  const given = env.GATEHOUSE_SMTP_URL?.trim() ? env.GATEHOUSE_SMTP_URL.trim() : file.smtpUrl;
+  const name = env.GATEHOUSE_SMTP_URL?.trim() ? 'GATEHOUSE_SMTP_URL' : 'mail.smtpUrl';
+  if (given === undefined || given === null || given === '') return { smtpUrl: undefined, from: undefined };
+  const url = typeof given === 'string' ? URL.parse(given) : null;
+  if (!url || !['smtp:', 'smtps:'].includes(url.protocol) || url.hostname === '') {
+    throw new ConfigError(`${name} must be an smtp:// or smtps:// URL with a host, such as smtp://user:password@mail.example:587 (its value is not shown: it may hold a password)`);
+  }
+  const from = env.GATEHOUSE_MAIL_FROM?.trim() ? env.GATEHOUSE_MAIL_FROM.trim() : file.from;
+  const fromName = env.GATEHOUSE_MAIL_FROM?.trim() ? 'GATEHOUSE_MAIL_FROM' : 'mail.from';
+  if (from === undefined || from === null || from === '') throw new ConfigError(`GATEHOUSE_MAIL_FROM (or mail.from) must be set when ${name} is: the address mail is sent from, such as "Gatehouse <no-reply@example.com>"`);
+  // A line break would let the value write headers of its own (RFC 5322 §2.2).
+  if (typeof from !== 'string' || !MAIL_FROM.test(from)) {
+    throw new ConfigError(`${fromName} must be an email address, or a name and an address in angle brackets, such as "Gatehouse <no-reply@example.com>"`);
+  }
+  return { smtpUrl: given as string, from };
+}
+
+const MAIL_ADDRESS = '[^\\s@<>"]{1,64}@[^\\s@<>"]{1,255}';
+const MAIL_FROM = new RegExp(`^(?:${MAIL_ADDRESS}|[^\\r\\n<>]{0,200}<${MAIL_ADDRESS}>)$`);
+
+/** An SMTP URL as it may be shown (start-up banner, logs): scheme, host and port, never the user or password. */
+export function describeSmtpUrl(smtpUrl: string): string {
+  const url = URL.parse(smtpUrl);
+  return url ? `${url.protocol}//${url.host}` : '(not a URL)';
 }
 
 const MAX_PROXY_HOPS = 10;

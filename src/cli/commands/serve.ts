@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import type { GatehouseConfig } from '../../core/config.ts';
+import { describeSmtpUrl, type GatehouseConfig } from '../../core/config.ts';
 import { createGatehouse } from '../../gatehouse.ts';
 import { buildApp } from '../../http/app.ts';
 import { createMetrics, gatherWorkerMetrics, metricsApp } from '../../http/metrics.ts';
@@ -151,6 +151,12 @@ function announce(config: GatehouseConfig, port: number, demo: DemoSetup | undef
   lines.push(`  database: ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `SQLite in ${config.dataDir}`}`);
   lines.push(`  discovery: ${config.issuer}/.well-known/openid-configuration`);
   lines.push(`  sign in: ${config.issuer}/login   developer portal: ${config.issuer}/developers`);
+  // The SMTP URL without its user and password: it is a secret.
+  lines.push(
+    config.mail.smtpUrl
+      ? `  password reset by email: on, through ${describeSmtpUrl(config.mail.smtpUrl)} from ${config.mail.from}`
+      : '  password reset by email: off (set GATEHOUSE_SMTP_URL and GATEHOUSE_MAIL_FROM to let people reset a forgotten password)',
+  );
   if (demo) lines.push(describeDemo(config.issuer, demo));
   else if (!config.demo) lines.push('  no demo set-up (GATEHOUSE_DEMO is off): create clients and users with `npx gatehouse client create` and `npx gatehouse user create`');
   else lines.push('  the demo clients and user were printed at the first start; `npx gatehouse client list` shows the clients and `npx gatehouse client rotate-secret CLIENT_ID` gives a new secret');

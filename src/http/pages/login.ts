@@ -31,7 +31,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
 
   const pendingFrom = (value: unknown): string | undefined => (typeof value === 'string' && PENDING_ID.test(value) ? value : undefined);
 
-  const showLogin = async (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; error?: string }, status = 200) => {
+  const showLogin = async (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; error?: string; notice?: string }, status = 200) => {
     // The page of a request names its application and carries its login_hint (an email address):
     // a browser that did not begin the request, knowing only its id, is shown neither.
     const foreign = pendingId === undefined ? undefined : await gatehouse.authorizationEndpoint.refusedToBrowser(pendingId, reply.request.browser);
@@ -43,7 +43,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     return renderPage(
       reply,
       'login',
-      { title: 'Sign in', pendingId: waiting, next: waiting ? undefined : next, carry: carried(waiting, next), clientName: client?.name, email: data.email ?? hint, error: data.error, signup: gatehouse.config.signup.enabled },
+      { title: 'Sign in', pendingId: waiting, next: waiting ? undefined : next, carry: carried(waiting, next), clientName: client?.name, email: data.email ?? hint, error: data.error, notice: data.notice, signup: gatehouse.config.signup.enabled, forgot: gatehouse.passwordResets.enabled },
       status,
     );
   };
@@ -68,7 +68,8 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
 
   app.get('/login', async (request, reply) => {
     const query = request.query as Record<string, unknown>;
-    return showLogin(reply, pendingFrom(query.request), safeNextPage(query.next), {});
+    const notice = query.reset === 'done' ? 'Your password was changed, and every browser signed in to your account was signed out. Sign in with your new password.' : undefined;
+    return showLogin(reply, pendingFrom(query.request), safeNextPage(query.next), { notice });
   });
 
   app.post('/login', async (request, reply) => {

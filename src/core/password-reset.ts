@@ -1,0 +1,125 @@
+import { normalizeEmail, type Storage } from '../storage/repositories.ts';
+import { clientNetwork } from './addresses.ts';
+import { checkNewPassword } from './applications.ts';
+import type { AuditTrail } from './audit.ts';
+import type { Mailer } from './mail.ts';
+import { passwordResetMessage } from './password-reset-mail.ts';
+import { hashPassword } from './passwords.ts';
+import type { RequestLimiter } from './rate-limit.ts';
+import type { SessionService } from './sessions.ts';
+import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
+
+export type ResetRequestResult = { outcome: 'accepted' } | { outcome: 'throttled'; retryAfterSeconds: number };
+export type ResetResult = { outcome: 'reset'; userId: string; sessionsEnded: number } | { outcome: 'invalid' };
+
+export interface PasswordResetOptions {
+  issuer: string;
+  tokenTtlSeconds: number;
+  limits: { perAccount: RequestLimiter; perAddress: RequestLimiter };
+  /** Why a link could not be sent (the mail server refused it, or did not answer): for the log. */
+  onError: (error: unknown) => void;
+}
+
+/**
+ * "Forgot your password?": a link by email that lets a person set a new password (OWASP's Forgot
+ * Password cheat sheet). Off without a Mailer. The link's token is opaque (gate_pr_, 256 bits),
+ * stored as its digest only, works once, for `tokenTtlSeconds`, and only while it is the newest of
+ * its user's. Resetting ends every session of the user (the applications signed in through them are
+ * told), as an operator's reset does; grants given to applications stay.
+ */
+export class PasswordResetService {
+  #storage: Storage;
+  #sessions: SessionService;
+  #audit: AuditTrail;
+  #mailer: Mailer | undefined;
+  #options: PasswordResetOptions;
+  #deliveries = new Set<Promise<void>>();
+
+  constructor(services: { storage: Storage; sessions: SessionService; audit: AuditTrail }, mailer: Mailer | undefined, options: PasswordResetOptions) {
+    this.#storage = services.storage;
+    this.#sessions = services.sessions;
+    this.#audit = services.audit;
+    this.#mailer = mailer;
+    this.#options = options;
+  }
+
+  /** Whether links can be sent: mail is configured. */
+  get enabled(): boolean {
+    return this.#mailer !== undefined;
+  }
+
+  /** How long a link works, in seconds. */
+  get tokenTtlSeconds(): number {
+    return this.#options.tokenTtlSeconds;
+  }
+
+  /**
+   * Asks for a link for the account of `email`, from `address`. The answer never says whether there
+   * is such an account, nor takes longer when there is (DESIGN §5): the budgets are those of the
+   * address and of the email as typed, and the account is looked up, the link stored and the mail
+   * sent only after answering (see settled()). A disabled account gets no link.
+   */
+  async request(email: string, address: string, now: number): Promise<ResetRequestResult> {
+    if (!this.#mailer) throw new Error('password reset by email is off: no mail is configured');
+    // The address first: one that is over its budget takes nothing from the account's, so that it
+    // cannot keep the account's owner from asking.
+    const addressWait = await this.#options.limits.perAddress.take(`address:${clientNetwork(address)}`, now);
+    if (addressWait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(addressWait) };
+    const normalized = normalizeEmail(email);
+    const accountWait = await this.#options.limits.perAccount.take(`account:${normalized}`, now);
+    if (accountWait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(accountWait) };
+    const delivery = this.#deliver(this.#mailer, normalized, now).catch(this.#options.onError);
+    this.#deliveries.add(delivery);
+    void delivery.finally(() => this.#deliveries.delete(delivery));
+    return { outcome: 'accepted' };
+  }
+
+  /** Resolves once every link asked for so far has been sent, or has failed. */
+  async settled(): Promise<void> {
+    while (this.#deliveries.size > 0) await Promise.all(this.#deliveries);
+  }
+
+  async #deliver(mailer: Mailer, email: string, now: number): Promise<void> {
+    const user = await this.#storage.users.findByEmail(email);
+    if (!user || user.disabledAt !== null) return;
+    const token = createOpaqueToken('pr');
+    const stored = await this.#storage.passwordResets.issue({ digest: digestOf(token), userId: user.id, createdAt: now, expiresAt: now + this.#options.tokenTtlSeconds });
+    if (!stored) return;
+    const link = `${this.#options.issuer}/password/reset?token=${encodeURIComponent(token)}`;
+    try {
+      await mailer.send(passwordResetMessage({ to: user.email, link, issuer: this.#options.issuer, ttlSeconds: this.#options.tokenTtlSeconds }));
+    } catch (error) {
+      this.#audit.record({ at: now, kind: 'user.password_reset_requested', outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
+      throw error;
+    }
+    this.#audit.record({ at: now, kind: 'user.password_reset_requested', outcome: 'success', clientId: null, userId: user.id, data: {} });
+  }
+
+  /** Whether `token` is a link that can reset a password now: well formed, known, unused, unexpired, of a user who is not disabled. */
+  async isLive(token: unknown, now: number): Promise<boolean> {
+    if (!this.#mailer || !isWellFormed(token, 'pr')) return false;
+    const reset = await this.#storage.passwordResets.find(digestOf(token));
+    if (!reset || reset.consumedAt !== null || reset.expiresAt <= now) return false;
+    const user = await this.#storage.users.findById(reset.userId);
+    return user !== undefined && user.disabledAt === null;
+  }
+
+  /** Throws a ValidationError when `password` cannot be a user's password (as at sign-up). */
+  checkPassword(password: string): void {
+    checkNewPassword(password);
+  }
+
+  /**
+   * Sets `password` (checked as sign-up checks it: ValidationError) with the link `token`: the link
+   * is spent and the password set in one transaction, so of two submissions one wins; then every
+   * session of the user ends.
+   */
+  async reset(token: unknown, password: string, now: number): Promise<ResetResult> {
+    checkNewPassword(password);
+    // Checked before the password is hashed: a link that cannot work costs no Argon2id.
+    if (!(await this.isLive(token, now))) return { outcome: 'invalid' };
+    const userId = await this.#storage.passwordResets.redeem(digestOf(token as string), await hashPassword(password), now);
+    if (userId === undefined) return { outcome: 'invalid' };
+    return { outcome: 'reset', userId, sessionsEnded: await this.#sessions.endForUser(userId) };
+  }
+}

@@ -1,0 +1,98 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ValidationError } from '../../core/applications.ts';
+import { field, type Pages } from './context.ts';
+import { renderPage } from './render.ts';
+
+type ResetErrors = Partial<Record<'new' | 'confirm' | 'form', string>>;
+
+const EXPIRED = 'Your session expired while the page was open. Please try again.';
+const sentence = (message: string): string => message.charAt(0).toUpperCase() + message.slice(1) + '.';
+/** RFC 5321 §4.5.3.1: 64 characters of local part, @, 255 of domain. */
+const MAX_EMAIL_LENGTH = 320;
+
+/**
+ * "Forgot your password?" (`/password/forgot`) and the page its mail links to (`/password/reset`).
+ * Without mail settings, both answer a 404 page and the sign-in page has no link to them.
+ *
+ * The link's token must not stay in the address: a page's address reaches the browser's history,
+ * and any Referer it sends (RFC 9700 §4.2.4 says the same of codes). So the link is answered with a
+ * redirect to `/password/reset` without it, the token moved into a short-lived HttpOnly cookie; the
+ * pages send `Referrer-Policy: no-referrer` and `Cache-Control: no-store` besides (PAGE_HEADERS).
+ */
+export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
+  const { gatehouse } = pages;
+  const resets = gatehouse.passwordResets;
+
+  const off = (reply: FastifyReply) =>
+    renderPage(reply, 'error', { title: 'Password reset is not available', message: 'This service does not send password reset links by email. Ask its operators to reset your password.' }, 404);
+
+  /** The reset cookie's name: `__Host-` whenever the session cookie has it (HTTPS). */
+  const cookieName = (request: FastifyRequest) => (pages.cookies.names(request).session.startsWith('__Host-') ? '__Host-gatehouse_reset' : 'gatehouse_reset');
+  const forgetLink = (request: FastifyRequest, reply: FastifyReply) => {
+    if (request.cookies[cookieName(request)] !== undefined) reply.clearCookie(cookieName(request), pages.cookies.options(request));
+  };
+  const linkInvalid = (request: FastifyRequest, reply: FastifyReply) => {
+    forgetLink(request, reply);
+    return renderPage(reply, 'password-link-invalid', { title: 'This link no longer works' }, 400);
+  };
+
+  const showForgot = (reply: FastifyReply, data: { email?: string; error?: string }, status = 200) =>
+    renderPage(reply, 'password-forgot', { title: 'Forgot your password?', email: data.email ?? '', error: data.error }, status);
+
+  app.get('/password/forgot', async (_request, reply) => (resets.enabled ? showForgot(reply, {}) : off(reply)));
+
+  app.post('/password/forgot', async (request, reply) => {
+    if (!resets.enabled) return off(reply);
+    const email = field(request.body, 'email')?.trim() ?? '';
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showForgot(reply, { email, error: EXPIRED }, 403);
+    if (!email.includes('@') || email.length > MAX_EMAIL_LENGTH) return showForgot(reply, { email, error: 'Enter the email address of your account.' }, 400);
+    const result = await resets.request(email, request.ip, gatehouse.clock());
+    if (result.outcome === 'throttled') {
+      reply.header('retry-after', String(result.retryAfterSeconds));
+      return showForgot(reply, { email, error: `Too many links were asked for. Try again in ${Math.ceil(result.retryAfterSeconds / 60)} minute(s).` }, 429);
+    }
+    // DESIGN §5: the same page whether or not the address has an account, or a disabled one.
+    return renderPage(reply, 'password-sent', { title: 'Check your email', email, minutes: Math.round(resets.tokenTtlSeconds / 60) });
+  });
+
+  const showReset = (reply: FastifyReply, errors: ResetErrors = {}, status = 200) => renderPage(reply, 'password-reset', { title: 'Choose a new password', errors }, status);
+
+  app.get('/password/reset', async (request, reply) => {
+    if (!resets.enabled) return off(reply);
+    const now = gatehouse.clock();
+    const query = request.query as Record<string, unknown>;
+    if (query.token !== undefined) {
+      if (!(await resets.isLive(query.token, now))) return linkInvalid(request, reply);
+      reply.setCookie(cookieName(request), query.token as string, pages.cookies.options(request, resets.tokenTtlSeconds));
+      return reply.redirect('/password/reset', 303);
+    }
+    if (!(await resets.isLive(request.cookies[cookieName(request)], now))) return linkInvalid(request, reply);
+    return showReset(reply);
+  });
+
+  app.post('/password/reset', async (request, reply) => {
+    if (!resets.enabled) return off(reply);
+    const now = gatehouse.clock();
+    const token = request.cookies[cookieName(request)];
+    if (!(await resets.isLive(token, now))) return linkInvalid(request, reply);
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showReset(reply, { form: EXPIRED }, 403);
+    const next = field(request.body, 'new_password') ?? '';
+    const confirmation = field(request.body, 'confirm_password') ?? '';
+    let result;
+    try {
+      if (confirmation !== next) {
+        // The new password's own faults first: they are what the person has to fix.
+        resets.checkPassword(next);
+        return showReset(reply, { confirm: 'The new password and its confirmation are not the same.' }, 400);
+      }
+      result = await resets.reset(token, next, now);
+    } catch (error) {
+      if (error instanceof ValidationError) return showReset(reply, { new: sentence(error.message) }, 400);
+      throw error;
+    }
+    if (result.outcome === 'invalid') return linkInvalid(request, reply);
+    forgetLink(request, reply);
+    gatehouse.audit.record({ at: now, kind: 'user.password_reset', outcome: 'success', clientId: null, userId: result.userId, data: { by: 'email', sessions_ended: result.sessionsEnded } });
+    return reply.redirect('/login?reset=done', 303);
+  });
+}

@@ -1,0 +1,336 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setUserDisabled } from '../../src/core/applications.ts';
+import { digestOf } from '../../src/core/tokens/opaque.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { countRows, DIALECTS } from '../support/databases.ts';
+import { post, startTestServer, type TestServer } from '../support/server.ts';
+import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
+
+/*
+ * "Forgot your password?": a link by email, over real HTTP, to a real SMTP server. The answer never
+ * tells whether an account exists; the link works once, for its lifetime, only while it is the
+ * newest; a reset ends every session; without mail settings the feature is not there at all.
+ */
+
+const PASSWORD = 'correct horse battery staple';
+const NEW_PASSWORD = 'a new and better passphrase';
+const TTL = 1800;
+const PER_ACCOUNT = 3;
+const PER_ADDRESS = 12;
+
+for (const dialect of DIALECTS) {
+  describe(`password reset by email (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let mail: TestMailServer;
+    let mobile: { id: string; secret: string };
+    let counter = 0;
+    /** Seconds the server's clock is ahead of the system's. */
+    let ahead = 0;
+
+    before(async () => {
+      mail = await startMailServer();
+      server = await startTestServer(dialect, {
+        clock: () => Math.floor(Date.now() / 1000) + ahead,
+        env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' },
+        config: { passwordReset: { tokenTtlSeconds: TTL, maxRequestsPerAccount: PER_ACCOUNT, maxRequestsPerAddress: PER_ADDRESS, windowSeconds: 3600 } },
+      });
+      mobile = await server.client({ name: 'Mobile app', grantTypes: ['password', 'refresh_token'], scopes: ['openid', 'objects:read'], firstParty: true });
+    });
+    after(async () => {
+      await server?.close();
+      await mail?.close();
+    });
+
+    /** Each test starts in a window of its own: the budgets of the address and accounts are fresh. */
+    const freshWindow = () => {
+      ahead += 3600;
+    };
+    const aUser = async () => server.user(`reset-${++counter}-${dialect}@example.com`, PASSWORD);
+    const signIn = async (email: string, password = PASSWORD) => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      const answer = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } });
+      return { browser, status: answer.status };
+    };
+    const isSignedIn = async (browser: HttpBrowser) => (await browser.request(`${server.url}/account`)).status === 200;
+    /** Asks for a link from the forgot-password page; the answer, once any mail it sends has gone. */
+    const askForLink = async (email: string, browser = new HttpBrowser()) => {
+      const form = await browser.request(`${server.url}/password/forgot`);
+      assert.equal(form.status, 200, form.text.slice(0, 300));
+      const answer = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(form.text, 'csrf'), email } });
+      await server.gatehouse.passwordResets.settled();
+      return answer;
+    };
+    const mailsTo = (email: string) => mail.received.filter((m) => m.to.includes(email));
+    const lastLinkTo = (email: string) => resetLinkIn(mailsTo(email).at(-1)!);
+    /** Follows a link in a fresh browser to the new-password form; the browser and the form page. */
+    const openLink = async (link: string, browser = new HttpBrowser()) => {
+      const followed = await browser.request(link);
+      return { browser, followed };
+    };
+    const setPassword = async (browser: HttpBrowser, next: string, confirmation = next) => {
+      const form = await browser.request(`${server.url}/password/reset`);
+      if (form.status !== 200) return form;
+      return browser.request(`${server.url}/password/reset`, { form: { csrf: hiddenField(form.text, 'csrf'), new_password: next, confirm_password: confirmation } });
+    };
+    const hashOf = async (userId: string) => (await server.gatehouse.storage.users.findById(userId))!.passwordHash;
+
+    it('resets the password through the link in the mail: the old one no longer signs in, the new one does, every session ends, grants stay', async () => {
+      freshWindow();
+      const user = await aUser();
+      const here = (await signIn(user.email)).browser;
+      const elsewhere = (await signIn(user.email)).browser;
+      const token = await post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username: user.email, password: PASSWORD });
+      assert.equal(token.status, 200);
+
+      const login = await new HttpBrowser().request(`${server.url}/login`);
+      assert.match(login.text, /<a href="\/password\/forgot">Forgot your password\?<\/a>/);
+      const asked = await askForLink(user.email);
+      assert.equal(asked.status, 200);
+      assert.match(asked.text, /If an account with the address <strong>reset-\d+-\w+@example\.com<\/strong> exists, we sent a link/);
+
+      const [message] = mailsTo(user.email);
+      assert.ok(message, 'a mail was sent');
+      assert.equal(mailsTo(user.email).length, 1);
+      assert.equal(message.from, 'no-reply@gatehouse.example');
+      assert.match(message.subject, /Reset your password/);
+      assert.match(message.text, new RegExp(`the account ${user.email.replace(/\./g, '\\.')} at 127\\.0\\.0\\.1:\\d+`));
+      assert.match(message.text, /If you did not ask for this, ignore this mail/);
+      const link = resetLinkIn(message);
+      assert.ok(link.startsWith(`${server.url}/password/reset?token=gate_pr_`), link);
+      assert.ok(message.html.includes(`href="${link}"`), 'the HTML part links to it too');
+      const token_ = new URL(link).searchParams.get('token')!;
+      assert.equal(await countRows(server.database, 'password_resets'), 1);
+      assert.ok(await server.gatehouse.storage.passwordResets.find(digestOf(token_)), 'stored by its digest');
+
+      // The token leaves the address at once: into an HttpOnly cookie, and a redirect without it.
+      const { browser, followed } = await openLink(link);
+      assert.equal(followed.status, 303);
+      assert.equal(followed.location, '/password/reset');
+      assert.equal(followed.headers.get('referrer-policy'), 'no-referrer');
+      assert.equal(followed.headers.get('cache-control'), 'no-store');
+      const cookie = followed.headers.getSetCookie().find((line) => line.startsWith('gatehouse_reset='));
+      assert.ok(cookie, 'the link is kept in a cookie');
+      assert.match(cookie, /HttpOnly/i);
+      assert.match(cookie, /SameSite=Lax/i);
+      assert.match(cookie, new RegExp(`Max-Age=${TTL}`));
+
+      const hashBefore = await hashOf(user.id);
+      const mismatched = await setPassword(browser, NEW_PASSWORD, 'something else entirely');
+      assert.equal(mismatched.status, 400);
+      assert.match(mismatched.text, /The new password and its confirmation are not the same\./);
+      const short = await setPassword(browser, 'short', 'short');
+      assert.equal(short.status, 400);
+      assert.match(short.text, /The password must be at least 8 characters long\./);
+      assert.equal(await hashOf(user.id), hashBefore);
+      assert.equal(await isSignedIn(here), true, 'a refused form changed nothing');
+
+      const done = await setPassword(browser, NEW_PASSWORD);
+      assert.equal(done.status, 303, done.text.slice(0, 300));
+      assert.equal(done.location, '/login?reset=done');
+      assert.ok(done.headers.getSetCookie().some((line) => line.startsWith('gatehouse_reset=;')), 'the cookie is cleared');
+      const notice = await browser.request(`${server.url}/login?reset=done`);
+      assert.match(notice.text, /Your password was changed, and every browser signed in to your account was signed out\./);
+
+      assert.equal(await isSignedIn(here), false);
+      assert.equal(await isSignedIn(elsewhere), false);
+      assert.equal((await signIn(user.email, PASSWORD)).status, 401, 'the old password is refused');
+      assert.equal((await signIn(user.email, NEW_PASSWORD)).status, 303);
+      const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', client_id: mobile.id, client_secret: mobile.secret, refresh_token: token.body.refresh_token });
+      assert.equal(refreshed.status, 200, 'grants to applications stay, as at a reset by an operator');
+
+      await server.gatehouse.audit.flush();
+      const [event] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.password_reset' });
+      assert.ok(event, 'audited');
+      assert.deepEqual(event.data, { by: 'email', sessions_ended: 2 });
+      const [requested] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.password_reset_requested' });
+      assert.equal(requested?.outcome, 'success');
+      assert.doesNotMatch(JSON.stringify([event, requested]), /gate_pr_|passphrase/);
+    });
+
+    it('answers an unknown email and a disabled account with the same page as a known one, and sends them nothing', async () => {
+      freshWindow();
+      const known = await aUser();
+      const disabled = await aUser();
+      await setUserDisabled(server.gatehouse, (await server.gatehouse.storage.users.findById(disabled.id))!, true, server.gatehouse.clock());
+      const before = await countRows(server.database, 'password_resets');
+      const sent = mail.received.length;
+      const unknownEmail = `nobody-${counter}-${dialect}@example.com`;
+
+      const answers = await Promise.all([known.email, unknownEmail, disabled.email].map(async (email) => {
+        const answer = await askForLink(email);
+        return { status: answer.status, text: answer.text.replace(email, 'EMAIL'), cookies: answer.headers.getSetCookie().length };
+      }));
+      assert.equal(answers[0]!.status, 200);
+      assert.deepEqual(answers[1], answers[0], 'an unknown email');
+      assert.deepEqual(answers[2], answers[0], 'a disabled account');
+      assert.equal(mail.received.length, sent + 1, 'one mail, to the known account');
+      assert.equal(mailsTo(known.email).length, 1);
+      assert.equal(await countRows(server.database, 'password_resets'), before + 1);
+    });
+
+    it('answers before the mail is sent: a slow mail server does not tell that the account exists', async () => {
+      freshWindow();
+      const user = await aUser();
+      mail.delayMs = 1500;
+      try {
+        const browser = new HttpBrowser();
+        const form = await browser.request(`${server.url}/password/forgot`);
+        const started = performance.now();
+        const answer = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(form.text, 'csrf'), email: user.email } });
+        const took = performance.now() - started;
+        assert.equal(answer.status, 200);
+        assert.ok(took < 1000, `answered in ${took} ms, while the mail server took 1500`);
+        await server.gatehouse.passwordResets.settled();
+        assert.equal(mailsTo(user.email).length, 1, 'sent after answering');
+      } finally {
+        mail.delayMs = 0;
+      }
+    });
+
+    it('refuses a link used once already, changing nothing', async () => {
+      freshWindow();
+      const user = await aUser();
+      await askForLink(user.email);
+      const link = lastLinkTo(user.email);
+      const first = await openLink(link);
+      assert.equal((await setPassword(first.browser, NEW_PASSWORD)).status, 303);
+      const hash = await hashOf(user.id);
+
+      const again = await openLink(link);
+      assert.equal(again.followed.status, 400);
+      assert.match(again.followed.text, /This link no longer works/);
+      assert.match(again.followed.text, /<a class="button primary" href="\/password\/forgot">Ask for a new link<\/a>/);
+      // The browser that used it, posting the form again with the cookie it still holds.
+      const replay = await first.browser.request(`${server.url}/password/reset`, { form: { csrf: 'x', new_password: 'yet another password', confirm_password: 'yet another password' } });
+      assert.equal(replay.status, 400);
+      assert.match(replay.text, /This link no longer works/);
+      assert.equal(await hashOf(user.id), hash);
+    });
+
+    it('lets exactly one of two submissions of one link set the password', async () => {
+      freshWindow();
+      const user = await aUser();
+      await askForLink(user.email);
+      const { browser } = await openLink(lastLinkTo(user.email));
+      const form = await browser.request(`${server.url}/password/reset`);
+      const csrf = hiddenField(form.text, 'csrf');
+      const submit = (password: string) => browser.request(`${server.url}/password/reset`, { form: { csrf, new_password: password, confirm_password: password } });
+      const answers = await Promise.all([submit('first of two passwords'), submit('second of two passwords')]);
+      assert.deepEqual(answers.map((a) => a.status).sort(), [303, 400]);
+      const winner = answers[0]!.status === 303 ? 'first of two passwords' : 'second of two passwords';
+      const loser = winner.startsWith('first') ? 'second of two passwords' : 'first of two passwords';
+      assert.equal((await signIn(user.email, winner)).status, 303);
+      assert.equal((await signIn(user.email, loser)).status, 401);
+    });
+
+    it('refuses a link past its lifetime, changing nothing', async () => {
+      freshWindow();
+      const user = await aUser();
+      await askForLink(user.email);
+      const link = lastLinkTo(user.email);
+      const { browser } = await openLink(link);
+      const hash = await hashOf(user.id);
+      ahead += TTL;
+      const expired = await openLink(link);
+      assert.equal(expired.followed.status, 400);
+      assert.match(expired.followed.text, /This link no longer works/);
+      assert.equal((await setPassword(browser, NEW_PASSWORD)).status, 400, 'nor the form it opened before');
+      assert.equal(await hashOf(user.id), hash);
+    });
+
+    it('refuses a link once a newer one was asked for, and takes the newer one', async () => {
+      freshWindow();
+      const user = await aUser();
+      await askForLink(user.email);
+      const older = lastLinkTo(user.email);
+      await askForLink(user.email);
+      const newer = lastLinkTo(user.email);
+      assert.notEqual(newer, older);
+      const hash = await hashOf(user.id);
+      const refused = await openLink(older);
+      assert.equal(refused.followed.status, 400);
+      assert.equal(await hashOf(user.id), hash);
+      assert.equal((await setPassword((await openLink(newer)).browser, NEW_PASSWORD)).status, 303);
+    });
+
+    it('refuses a tampered link (its checksum) and a malformed one with the readable page, reading nothing', async () => {
+      freshWindow();
+      const user = await aUser();
+      await askForLink(user.email);
+      const link = lastLinkTo(user.email);
+      const last = link.at(-1)!;
+      const hash = await hashOf(user.id);
+      for (const bad of [link.slice(0, -1) + (last === 'A' ? 'B' : 'A'), `${server.url}/password/reset?token=gate_pr_short`, `${server.url}/password/reset?token=a&token=b`, `${server.url}/password/reset`]) {
+        const { followed } = await openLink(bad);
+        assert.equal(followed.status, 400, bad);
+        assert.match(followed.text, /This link no longer works/);
+        assert.equal(followed.headers.getSetCookie().some((line) => line.startsWith('gatehouse_reset=gate')), false);
+      }
+      const forged = new HttpBrowser();
+      forged.cookies.set('gatehouse_reset', link.slice(0, -1) + (last === 'A' ? 'B' : 'A'));
+      assert.equal((await setPassword(forged, NEW_PASSWORD)).status, 400);
+      assert.equal(await hashOf(user.id), hash);
+      assert.equal((await openLink(link)).followed.status, 303, 'the real link still works');
+    });
+
+    it('limits links per account, whether or not it exists, and per address: 429 with Retry-After', async () => {
+      freshWindow();
+      const user = await aUser();
+      const unknownEmail = `nobody-${counter}-${dialect}@example.com`;
+      for (const email of [user.email, unknownEmail]) {
+        for (let i = 0; i < PER_ACCOUNT; i++) assert.equal((await askForLink(email)).status, 200);
+        const refused = await askForLink(email.toUpperCase());
+        assert.equal(refused.status, 429, 'the same account, however its email is typed');
+        assert.ok(Number(refused.headers.get('retry-after')) > 0);
+        assert.match(refused.text, /Too many links were asked for\. Try again in \d+ minute\(s\)\./);
+      }
+      assert.equal(mailsTo(user.email).length, PER_ACCOUNT);
+      // The address has asked 2 × (PER_ACCOUNT + 1) times so far: a request refused for its account counts against its address.
+      for (let i = 2 * (PER_ACCOUNT + 1); i < PER_ADDRESS; i++) assert.equal((await askForLink(`other-${i}-${counter}@example.com`)).status, 200);
+      const overAddress = await askForLink(`one-more-${counter}@example.com`);
+      assert.equal(overAddress.status, 429);
+      assert.ok(Number(overAddress.headers.get('retry-after')) > 0);
+    });
+
+    it('refuses a form without its CSRF token, or without an email, sending nothing', async () => {
+      freshWindow();
+      const user = await aUser();
+      const sent = mail.received.length;
+      const browser = new HttpBrowser();
+      await browser.request(`${server.url}/password/forgot`);
+      const forged = await browser.request(`${server.url}/password/forgot`, { form: { csrf: 'not the token', email: user.email } });
+      assert.equal(forged.status, 403);
+      const empty = await askForLink('');
+      assert.equal(empty.status, 400);
+      assert.match(empty.text, /Enter the email address of your account\./);
+      await server.gatehouse.passwordResets.settled();
+      assert.equal(mail.received.length, sent);
+    });
+  });
+}
+
+describe('password reset without mail settings', { timeout: 60_000 }, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer('sqlite');
+  });
+  after(() => server?.close());
+
+  it('has no "Forgot your password?" link, and its pages answer a readable 404', async () => {
+    const browser = new HttpBrowser();
+    const login = await browser.request(`${server.url}/login`);
+    assert.equal(login.status, 200);
+    assert.doesNotMatch(login.text, /password\/forgot|Forgot your password/);
+    const form = await browser.request(`${server.url}/password/forgot`);
+    assert.equal(form.status, 404);
+    assert.match(form.text, /Password reset is not available/);
+    assert.match(form.text, /Ask its operators to reset your password/);
+    const posted = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(login.text, 'csrf'), email: 'someone@example.com' } });
+    assert.equal(posted.status, 404);
+    for (const path of ['/password/reset', '/password/reset?token=gate_pr_x']) assert.equal((await browser.request(`${server.url}${path}`)).status, 404, path);
+    assert.equal((await browser.request(`${server.url}/password/reset`, { form: { csrf: 'x', new_password: 'a long password', confirm_password: 'a long password' } })).status, 404);
+    assert.equal(await countRows(server.database, 'password_resets'), 0);
+  });
+});

@@ -1,0 +1,100 @@
+import { simpleParser } from 'mailparser';
+import { SMTPServer } from 'smtp-server';
+
+/** A message the test mail server accepted, decoded. */
+export interface ReceivedMail {
+  from: string;
+  to: string[];
+  subject: string;
+  text: string;
+  html: string;
+  /** The message as it crossed the wire (headers and encoded bodies). */
+  raw: string;
+}
+
+export interface TestMailServer {
+  /** `smtp://user:password@127.0.0.1:port` for GATEHOUSE_SMTP_URL. */
+  url: string;
+  user: string;
+  password: string;
+  /** Every message accepted so far, oldest first. */
+  received: ReceivedMail[];
+  /** How many times a client failed to log in. */
+  refusedLogins: number;
+  /** Makes each message wait this long before the server accepts it (a slow mail server). */
+  delayMs: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A real SMTP server (smtp-server) on a free loopback port that requires a log-in and keeps what it
+ * receives, parsed with mailparser. No STARTTLS (no certificate on a test machine): the log-in is
+ * allowed in clear over loopback. `refuseLogins`: every log-in fails, as with a wrong password.
+ */
+export async function startMailServer(options: { refuseLogins?: boolean } = {}): Promise<TestMailServer> {
+  const user = 'gatehouse-mailer';
+  const password = `smtp-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}-secret`;
+  const state = { received: [] as ReceivedMail[], refusedLogins: 0, delayMs: 0 };
+  const server = new SMTPServer({
+    logger: false,
+    disabledCommands: ['STARTTLS'],
+    allowInsecureAuth: true,
+    authMethods: ['PLAIN', 'LOGIN'],
+    onAuth(auth, _session, callback) {
+      if (!options.refuseLogins && auth.username === user && auth.password === password) return callback(null, { user });
+      state.refusedLogins++;
+      return callback(new Error('Invalid username or password'));
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', async () => {
+        const raw = Buffer.concat(chunks);
+        const parsed = await simpleParser(raw);
+        const mail: ReceivedMail = {
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((rcpt) => rcpt.address),
+          subject: parsed.subject ?? '',
+          text: parsed.text ?? '',
+          html: typeof parsed.html === 'string' ? parsed.html : '',
+          raw: raw.toString('utf8'),
+        };
+        setTimeout(() => {
+          state.received.push(mail);
+          callback();
+        }, state.delayMs);
+      });
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `smtp://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}`,
+    user,
+    password,
+    get received() {
+      return state.received;
+    },
+    get refusedLogins() {
+      return state.refusedLogins;
+    },
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(value: number) {
+      state.delayMs = value;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** The password reset link in a mail's text. */
+export function resetLinkIn(mail: ReceivedMail): string {
+  const link = /https?:\/\/\S+\/password\/reset\?token=\S+/.exec(mail.text)?.[0];
+  if (!link) throw new Error(`no reset link in the mail:\n${mail.text}`);
+  return link;
+}
