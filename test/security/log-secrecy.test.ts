@@ -11,6 +11,7 @@ import { buildApp } from '../../src/http/app.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { basic, freePort, post } from '../support/server.ts';
+import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
 
 /*
  * Issue 6, "Observability": structured logs in which no secret or token ever appears. A server
@@ -36,7 +37,7 @@ interface LoggedServer {
   close(): Promise<void>;
 }
 
-async function startLoggedServer(masterSecret: string): Promise<LoggedServer> {
+async function startLoggedServer(masterSecret: string, env: Record<string, string> = {}): Promise<LoggedServer> {
   const database = await createTestDatabase('sqlite');
   const port = await freePort();
   const config = loadConfig({
@@ -45,6 +46,7 @@ async function startLoggedServer(masterSecret: string): Promise<LoggedServer> {
     GATEHOUSE_DATA_DIR: database.dataDir,
     GATEHOUSE_SECRET: masterSecret,
     GATEHOUSE_LOG_LEVEL: 'trace',
+    ...env,
   });
   const lines: string[] = [];
   // An in-memory destination: pino writes each JSON line here, synchronously.
@@ -110,9 +112,14 @@ describe('no secret or token in the logs', () => {
   let admin: { id: string; secret: string };
   const user = { email: 'logged@example.com', password: `pw-${randomBytes(12).toString('base64url')}` };
 
+  let mail: TestMailServer;
+
   before(async () => {
-    server = await startLoggedServer(masterSecret);
+    mail = await startMailServer();
+    server = await startLoggedServer(masterSecret, { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'no-reply@gatehouse.example' });
     keep('master secret', masterSecret);
+    keep('SMTP password', mail.password);
+    keep('SMTP URL', mail.url);
     keep('user password', user.password);
     const { gatehouse } = server;
     const make = async (label: string, input: Parameters<typeof createClient>[1]) => {
@@ -136,7 +143,10 @@ describe('no secret or token in the logs', () => {
     admin = await make('admin', { name: 'Admin', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['admin:clients', 'admin:users', 'admin:tokens'], isAdmin: true });
     await createUser(gatehouse.storage, user, gatehouse.clock());
   });
-  after(() => server?.close());
+  after(async () => {
+    await server?.close();
+    await mail?.close();
+  });
 
   const token = (params: Record<string, string>, client?: { id: string; secret: string }, json = false) =>
     post(`${server.url}/token`, params, { json, ...(client ? { headers: { authorization: basic(client.id, client.secret) } } : {}) });
@@ -409,6 +419,36 @@ describe('no secret or token in the logs', () => {
     } finally {
       gatehouse.storage.users.create = createUser_;
     }
+  });
+
+  it('sends password reset links, the mail server refusing the log-in first, and resets a password with one', async () => {
+    const resetting = { email: 'forgetful@example.com', password: keep('forgetful password', `pw-${randomBytes(12).toString('base64url')}`) };
+    await createUser(server.gatehouse.storage, resetting, server.gatehouse.clock());
+    const ask = async () => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/password/forgot`);
+      keepBrowser('forgot password page', browser, form.text);
+      const answer = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(form.text, 'csrf'), email: resetting.email } });
+      assert.equal(answer.status, 200);
+      await server.gatehouse.passwordResets.settled();
+    };
+    mail.refuseLogins = true;
+    await ask();
+    assert.ok(mail.refusedLogins > 0, 'the mail server refused the log-in');
+    assert.ok(server.lines.some((line) => line.includes('a password reset link could not be sent') && line.includes('EAUTH')), 'the failure is logged, with why');
+    mail.refuseLogins = false;
+    await ask();
+    const link = resetLinkIn(mail.received.at(-1)!);
+    keep('password reset link token', new URL(link).searchParams.get('token'));
+    const browser = new HttpBrowser();
+    assert.equal((await browser.request(link)).status, 303);
+    const form = await browser.request(`${server.url}/password/reset`);
+    keepBrowser('reset password page', browser, form.text);
+    const next = keep('reset password', `new-${randomBytes(12).toString('base64url')}`);
+    const done = await browser.request(`${server.url}/password/reset`, { form: { csrf: hiddenField(form.text, 'csrf'), new_password: next, confirm_password: next } });
+    assert.equal(done.status, 303);
+    // Followed again, the link is refused: its token in a logged URL is redacted too.
+    assert.equal((await new HttpBrowser().request(link)).status, 400);
   });
 
   it('logged the session at trace level, with request lines and the errors, and no secret or token anywhere', async (t) => {

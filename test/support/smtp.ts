@@ -23,25 +23,27 @@ export interface TestMailServer {
   refusedLogins: number;
   /** Makes each message wait this long before the server accepts it (a slow mail server). */
   delayMs: number;
+  /** While true, every log-in fails, as with a wrong password. */
+  refuseLogins: boolean;
   close(): Promise<void>;
 }
 
 /**
  * A real SMTP server (smtp-server) on a free loopback port that requires a log-in and keeps what it
  * receives, parsed with mailparser. No STARTTLS (no certificate on a test machine): the log-in is
- * allowed in clear over loopback. `refuseLogins`: every log-in fails, as with a wrong password.
+ * allowed in clear over loopback.
  */
-export async function startMailServer(options: { refuseLogins?: boolean } = {}): Promise<TestMailServer> {
+export async function startMailServer(): Promise<TestMailServer> {
   const user = 'gatehouse-mailer';
   const password = `smtp-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}-secret`;
-  const state = { received: [] as ReceivedMail[], refusedLogins: 0, delayMs: 0 };
+  const state = { received: [] as ReceivedMail[], refusedLogins: 0, delayMs: 0, refuseLogins: false };
   const server = new SMTPServer({
     logger: false,
     disabledCommands: ['STARTTLS'],
     allowInsecureAuth: true,
     authMethods: ['PLAIN', 'LOGIN'],
     onAuth(auth, _session, callback) {
-      if (!options.refuseLogins && auth.username === user && auth.password === password) return callback(null, { user });
+      if (!state.refuseLogins && auth.username === user && auth.password === password) return callback(null, { user });
       state.refusedLogins++;
       return callback(new Error('Invalid username or password'));
     },
@@ -87,6 +89,12 @@ export async function startMailServer(options: { refuseLogins?: boolean } = {}):
     },
     set delayMs(value: number) {
       state.delayMs = value;
+    },
+    get refuseLogins() {
+      return state.refuseLogins;
+    },
+    set refuseLogins(value: boolean) {
+      state.refuseLogins = value;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
