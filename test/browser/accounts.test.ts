@@ -4,6 +4,7 @@ import type { Browser, BrowserContext } from 'playwright-core';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { focusedField, launchChromium } from '../support/chromium.ts';
+import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
 
 /**
  * Accounts as a person makes and uses them in a real headless Chromium, whose email fields send an
@@ -153,3 +154,60 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+describe('a forgotten password, reset in a browser through the link in a mail', { timeout: 120_000 }, () => {
+  let server: TestServer;
+  let mail: TestMailServer;
+  let browser: Browser;
+
+  before(async () => {
+    mail = await startMailServer();
+    server = await startTestServer('sqlite', { env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' } });
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    await mail?.close();
+  });
+
+  it('goes from the sign-in page’s link to signed in with the new password, which the old one no longer is', async () => {
+    const NEW_PASSWORD = 'a new and better passphrase';
+    await server.user('forgetful@example.com', PASSWORD);
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${server.url}/login`);
+      await Promise.all([page.waitForURL(/\/password\/forgot$/), page.click('text=Forgot your password?')]);
+      assert.equal((await focusedField(page)).id, 'email');
+      await page.fill('#email', 'forgetful@example.com');
+      await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.click('button[type=submit]')]);
+      assert.match(await page.textContent('main') ?? '', /If an account with the address forgetful@example\.com exists, we sent a link/);
+
+      await server.gatehouse.passwordResets.settled();
+      const link = resetLinkIn(mail.received.at(-1)!);
+      await page.goto(link);
+      // The token has left the address bar (and so the history) before the form shows.
+      assert.equal(page.url(), `${server.url}/password/reset`);
+      assert.equal((await focusedField(page)).id, 'new-password');
+      await page.fill('#new-password', NEW_PASSWORD);
+      await page.fill('#confirm-password', NEW_PASSWORD);
+      await Promise.all([page.waitForURL(/\/login\?reset=done$/), page.click('button[type=submit]')]);
+      assert.match(await page.textContent('main') ?? '', /Your password was changed/);
+
+      await page.fill('#email', 'forgetful@example.com');
+      await page.fill('#password', PASSWORD);
+      const [refused] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.click('button[type=submit]')]);
+      assert.equal(refused.status(), 401, 'the old password no longer signs in');
+      await page.fill('#password', NEW_PASSWORD);
+      await Promise.all([page.waitForURL(/\/account$/), page.click('button[type=submit]')]);
+      assert.match(await page.textContent('main') ?? '', /Signed in as forgetful@example\.com/);
+
+      // The link, followed again, offers a new one.
+      await page.goto(link);
+      assert.match(await page.textContent('h1') ?? '', /This link no longer works/);
+    } finally {
+      await context.close();
+    }
+  });
+});
