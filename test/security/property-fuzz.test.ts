@@ -13,6 +13,7 @@ import { issueRefreshToken } from '../../src/core/tokens/refresh.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { sendRaw, type RawAnswer as Answer } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { startMailServer, type TestMailServer } from '../support/smtp.ts';
 import { HOSTILE_STRINGS } from '../support/hostile-strings.ts';
 
 /*
@@ -81,6 +82,7 @@ const P = {
   unique: 'PH-unique-7f3a',
   grantsCursor: 'PH-grantscursor-7f3a',
   auditCursor: 'PH-auditcursor-7f3a',
+  resetLink: 'PH-resetlink-7f3a',
 } as const;
 
 const VERIFIER = randomBytes(32).toString('base64url');
@@ -253,6 +255,8 @@ interface Case {
   session?: 'victim' | 'developer' | null;
   /** Whether the browser carries its CSRF cookie. */
   csrfCookie?: boolean;
+  /** The password reset link the browser holds in its cookie, if any (a placeholder, or junk). */
+  resetCookie?: string;
 }
 
 function send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<Answer> {
@@ -343,6 +347,10 @@ interface Fixture {
   issuer: string;
   victimId: string;
   developerId: string;
+  /** The user whose password the fuzzed reset links reset. */
+  forgetfulId: string;
+  /** The SMTP server password reset links are sent through. */
+  mail: TestMailServer;
   victim: { email: string; password: string };
   /** A session of the victim's that lives through the whole test (to make waiting requests). */
   victimSession: string;
@@ -374,7 +382,9 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
   let unique = 0;
 
   before(async () => {
+    f.mail = await startMailServer();
     const server = await startTestServer('sqlite', {
+      env: { GATEHOUSE_SMTP_URL: f.mail.url, GATEHOUSE_MAIL_FROM: 'no-reply@gatehouse.example' },
       // The sweep of expired rows would delete, between two snapshots, codes minted ten minutes
       // earlier: a longer run (FUZZ_RUNS) would blame that on whatever request was in flight.
       background: false,
@@ -384,6 +394,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
         login: { maxFailuresPerAccount: 1000, maxFailuresPerAddress: 100_000 },
         signup: { maxAccountsPerAddress: 1_000_000 },
         rateLimits: { clientAuthFailures: 1_000_000, authorizationRequestsPerAddress: 1_000_000 },
+        passwordReset: { maxRequestsPerAccount: 1000, maxRequestsPerAddress: 1_000_000 },
       },
     });
     f.server = server;
@@ -392,6 +403,8 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     f.victim = { email: 'victim@example.com', password: 'correct horse battery staple' };
     f.victimId = (await server.user(f.victim.email, f.victim.password)).id;
     f.developerId = (await server.user('developer@example.com', 'another long password')).id;
+    // Whose password the reset links minted per request reset: no one else's changes.
+    f.forgetfulId = (await server.user('forgetful@example.com', 'a forgotten long password')).id;
     f.victimSession = await gatehouse.sessions.start(f.victimId, gatehouse.clock());
     f.spareHash = await hashPassword('spare user password');
     f.jwks = JSON.stringify({ keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }), kid: 'fuzz-key', use: 'sig', alg: 'RS256' }] });
@@ -444,6 +457,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
   after(async () => {
     db?.close();
     await f.server?.close();
+    await f.mail?.close();
   });
 
   // --- which routes the fuzzing reached -------------------------------------------------------------
@@ -559,6 +573,11 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       const cursor = ((await res.json()) as { next_cursor: string | null }).next_cursor;
       assert.ok(cursor, `no second page of ${list}`);
       values.set(name, cursor);
+    }
+    if (wants(P.resetLink)) {
+      const link = createOpaqueToken('pr');
+      assert.ok(await storage.passwordResets.issue({ digest: digestOf(link), userId: f.forgetfulId, createdAt: now, expiresAt: now + config.passwordReset.tokenTtlSeconds }));
+      values.set(P.resetLink, link);
     }
     if (wants(P.spareGrant)) {
       const id = randomUUID();
@@ -682,7 +701,11 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           };
           const headers: Record<string, string> = {};
           for (const [name, value] of Object.entries(c.headers ?? {})) headers[name] = headerSafe(fill(value));
-          const cookies = [...(c.csrfCookie ? [`gatehouse_csrf=${f.csrf.cookie}`] : []), ...(session ? [`gatehouse_session=${session}`] : [])];
+          const cookies = [
+            ...(c.csrfCookie ? [`gatehouse_csrf=${f.csrf.cookie}`] : []),
+            ...(session ? [`gatehouse_session=${session}`] : []),
+            ...(c.resetCookie !== undefined ? [`gatehouse_reset=${headerSafe(fill(c.resetCookie))}`] : []),
+          ];
           if (cookies.length > 0) headers.cookie = cookies.join('; ');
           if (c.body?.type !== undefined) headers['content-type'] = c.body.type;
           const body = c.body === undefined ? undefined : Buffer.isBuffer(c.body.body) ? c.body.body : Buffer.from(fill(c.body.body), 'utf8');
@@ -692,6 +715,8 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           const before_ = db.snapshot();
           const answer = await send(f.server.url, c.method, path, headers, body);
           counts.set(answer.status, (counts.get(answer.status) ?? 0) + 1);
+          // A reset link asked for is stored and sent after the answer: counted with its request.
+          await gatehouse.passwordResets.settled();
           await gatehouse.audit.flush();
           const after_ = db.snapshot();
 
@@ -1417,6 +1442,48 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           }));
       },
       mayChange: () => false,
+    },
+    {
+      // Added after the endpoint above, so that the endpoints before it draw the cases they drew.
+      name: 'password reset by email',
+      kind: 'page',
+      numRuns: runs(120),
+      cases: () => {
+        const routes = pick<[string, string, Entries]>(
+          ['GET', '/password/forgot', []],
+          ['POST', '/password/forgot', [['csrf', P.csrf], ['email', 'forgetful@example.com']]],
+          ['GET', '/password/reset', [['token', P.resetLink]]],
+          ['GET', '/password/reset', []],
+          ['POST', '/password/reset', [['csrf', P.csrf], ['new_password', 'a new long password'], ['confirm_password', 'a new long password']]],
+        );
+        const spec = {
+          csrf: pick(P.csrf, 'x'.repeat(43)),
+          email: fc.oneof(pick('forgetful@example.com', 'FORGETFUL@example.com', f.victim.email, 'nobody@example.com', 'not-an-email'), fc.emailAddress(), junk(true)),
+          token: fc.oneof(pick(P.resetLink, createOpaqueToken('pr'), createOpaqueToken('ss')), junk()),
+          new_password: pick('a new long password', 'short', ''),
+          confirm_password: pick('a new long password', 'another long password'),
+        };
+        const resetCookie = fc.oneof({ weight: 4, arbitrary: fc.constant<string | undefined>(P.resetLink) }, { weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.oneof(pick(createOpaqueToken('pr')), junk()) });
+        return fc
+          .tuple(routes, csrfCookieArb(), fc.constantFrom<'victim' | null>('victim', null, null), resetCookie)
+          .chain(([[method, path, entries], csrfCookie, session, cookie]) =>
+            requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
+              (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map(
+                (body): Case => ({
+                  method,
+                  path,
+                  ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }),
+                  csrfCookie,
+                  session,
+                  ...(path === '/password/reset' && cookie !== undefined ? { resetCookie: cookie } : {}),
+                }),
+              ),
+            ),
+          );
+      },
+      // A link asked for is stored (200); a password set with one (303 to sign in).
+      mayChange: (answer, c) => c.method === 'POST' && ((c.path === '/password/forgot' && answer.status === 200) || (c.path === '/password/reset' && answer.status === 303)),
+      check: localRedirectsOnly,
     },
   ];
 
