@@ -81,6 +81,8 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       () => ({ DATABASE_URL: 'postgres://gatehouse:hunter2-password@127.0.0.1:1/gatehouse', GATEHOUSE_SECRET: TEST_SECRET }),
       /DATABASE_URL: .*ECONNREFUSED/,
     ],
+    ['GATEHOUSE_SMTP_URL of another scheme', () => ({ GATEHOUSE_SMTP_URL: 'https://mailer:hunter2-password@mail.example', GATEHOUSE_MAIL_FROM: 'no-reply@example.com' }), /GATEHOUSE_SMTP_URL must be an smtp:\/\/ or smtps:\/\/ URL/],
+    ['GATEHOUSE_SMTP_URL without GATEHOUSE_MAIL_FROM', () => ({ GATEHOUSE_SMTP_URL: 'smtp://mailer:hunter2-password@mail.example:587' }), /GATEHOUSE_MAIL_FROM \(or mail\.from\) must be set/],
   ];
 
   for (const [name, env, expected] of cases) {
@@ -91,7 +93,7 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       assert.notEqual(result.code, 0);
       assert.match(oneLine(result), expected);
       assert.equal(result.stdout.includes('listening'), false, result.stdout);
-      assert.equal(result.stderr.includes('hunter2'), false, 'a password in DATABASE_URL is never printed');
+      assert.equal(result.stderr.includes('hunter2'), false, 'a password in DATABASE_URL or GATEHOUSE_SMTP_URL is never printed');
     });
   }
 
@@ -159,6 +161,26 @@ describe('tokens.refreshTokenMaxLifetimeSeconds', () => {
     refused({ refreshTokenMaxLifetimeSeconds: '365d' }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a number /);
     refused({ refreshTokenMaxLifetimeSeconds: 60 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be 0 \(no bound\) or at least tokens\.refreshTokenTtlSeconds \(2592000\)$/);
     refused({ refreshTokenTtlSeconds: 365 * 86400, refreshTokenMaxLifetimeSeconds: 364 * 86400 }, /at least tokens\.refreshTokenTtlSeconds \(31536000\)$/);
+  });
+});
+
+describe('password reset by email at start-up', { timeout: 120_000 }, () => {
+  it('says it is off without a mail server, and shows the mail server without its user and password', async () => {
+    const base = { GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_DEMO: 'false' };
+    const off = await startServe({ ...base, GATEHOUSE_DATA_DIR: tempDir() });
+    try {
+      assert.match(off.stdout(), /password reset by email: off \(set GATEHOUSE_SMTP_URL and GATEHOUSE_MAIL_FROM/);
+    } finally {
+      await off.stop();
+    }
+    const on = await startServe({ ...base, GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SMTP_URL: 'smtp://mailer:hunter2-smtp@127.0.0.1:2525', GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@example.com>' });
+    try {
+      assert.match(on.stdout(), /password reset by email: on, through smtp:\/\/127\.0\.0\.1:2525 from Gatehouse <no-reply@example\.com>/);
+      assert.equal(`${on.stdout()}${on.stderr()}`.includes('hunter2'), false, 'the SMTP password is never printed');
+      assert.equal(`${on.stdout()}${on.stderr()}`.includes('mailer'), false, 'nor its user');
+    } finally {
+      await on.stop();
+    }
   });
 });
 

@@ -289,6 +289,8 @@ describe('PostgreSQL plans of the sweep of expired rows', () => {
     await sql`insert into client_assertions (client_id, jti, expires_at) select 'c1', 'j' || i, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`insert into authorization_requests (id, client_id, request, created_at, expires_at)
       select 'q' || i, 'c1', '{}', 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`insert into password_resets (digest, user_id, created_at, expires_at)
+      select 'p' || i, 'u1', 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`analyze`.execute(one.handle.db);
 
     const policy = { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 86_400, refreshTokenMaxLifetimeSeconds: 365 * 86_400 };
@@ -299,7 +301,7 @@ describe('PostgreSQL plans of the sweep of expired rows', () => {
     }
     // The signing keys are a handful of rows, read whole (see openDatabase).
     const plans = (await plansOf(one.handle.db, 'delete from%')).filter(({ statement }) => !statement.startsWith('delete from "signing_keys"'));
-    assert.equal(plans.length, 8, 'one statement per table swept');
+    assert.equal(plans.length, 9, 'one statement per table swept');
     for (const { statement, plan } of plans) {
       const expiry = /Index Scan using (\w+_expiry|audit_events_at) on/.exec(plan);
       assert.ok(expiry, `reads the expiry index in order:\n${statement}\n${plan}`);
