@@ -23,6 +23,7 @@ export const PROBLEM_KINDS = {
   conflict: { status: 409, title: 'Conflict', explanation: 'The request conflicts with the state of the resource, e.g. an email address registered already, or a client or user that concurrent requests kept changing meanwhile (read it and try again).' },
   'payload-too-large': { status: 413, title: 'The body is too large', explanation: 'Request bodies are limited to 64 KiB.' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type', explanation: 'Request bodies must be `application/json`.' },
+  'too-many-requests': { status: 429, title: 'Too many requests', explanation: 'A limit Gatehouse keeps was reached; `Retry-After` says in how many seconds to try again. The admin API has no rate limits of its own: this comes only from a limit of the work an operation does.' },
   'server-error': { status: 500, title: 'Server error', explanation: 'The server could not complete the request; the failure is logged.' },
   unavailable: { status: 503, title: 'Temporarily unavailable', explanation: 'The database does not answer right now; retry shortly.' },
 } as const;
@@ -112,10 +113,7 @@ function toProblem(error: FastifyError | Error): ProblemError {
   if (error instanceof EmailTakenError) return conflict(error.message, 'email');
   if (error instanceof ClientChangedError) return conflict(error.message);
   if (error instanceof UserChangedError) return conflict(error.message);
-  if (error instanceof OAuthError) {
-    const kind: ProblemKind = error.status === 401 ? 'invalid-token' : error.status === 403 ? 'insufficient-scope' : 'invalid-request';
-    return new ProblemError(kind, error.message, { headers: error.headers, extensions: { error: error.error } });
-  }
+  if (error instanceof OAuthError) return problemOf(error);
   const { code, statusCode, validation, validationContext } = error as FastifyError;
   if (validation) {
     const described = validation.map((failure) => describeFailure(failure as AjvFailure, validationContext ?? 'body'));
@@ -130,6 +128,31 @@ function toProblem(error: FastifyError | Error): ProblemError {
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return new ProblemError('invalid-request', 'the request is malformed');
   if (isUnavailable(error as Error)) return new ProblemError('unavailable', 'the service is temporarily unavailable, try again shortly', { headers: { 'retry-after': '1' } });
   return new ProblemError('server-error', 'the server could not complete the request');
+}
+
+/**
+ * An OAuthError keeps its status: a limit reached (429) or an outage (503) met by the core below a
+ * route is no fault of the request, and a client told 400 would not retry. Each carries when to
+ * come back (RFC 9110 §10.2.3), a 503 that names no time the second every other 503 here gives.
+ */
+function problemOf(error: OAuthError): ProblemError {
+  const extensions = { error: error.error };
+  switch (error.status) {
+    case 401:
+      return new ProblemError('invalid-token', error.message, { headers: error.headers, extensions });
+    case 403:
+      return new ProblemError('insufficient-scope', error.message, { headers: error.headers, extensions });
+    case 413:
+      return new ProblemError('payload-too-large', error.message, { headers: error.headers, extensions });
+    case 429:
+      return new ProblemError('too-many-requests', error.message, { headers: error.headers, extensions });
+    case 503:
+      return new ProblemError('unavailable', error.message, { headers: { 'retry-after': '1', ...error.headers }, extensions });
+    default:
+      // A server_error's description is for the log, not the caller, as for any other failure.
+      if (error.status >= 500) return new ProblemError('server-error', 'the server could not complete the request');
+      return new ProblemError('invalid-request', error.message, { headers: error.headers, extensions });
+  }
 }
 
 interface AjvFailure {
