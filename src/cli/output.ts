@@ -22,7 +22,13 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
 
-export const isoTime = (epochSeconds: number | null): string => (epochSeconds === null ? '-' : new Date(epochSeconds * 1000).toISOString());
+export const isoTime = (epochSeconds: number): string => new Date(epochSeconds * 1000).toISOString();
+
+/**
+ * A time that may not have come (no expiry, not yet activated): null in `--json`, as the admin API
+ * says it, so that scripts can test for it; tables print their own dash.
+ */
+export const optionalIsoTime = (epochSeconds: number | null): string | null => (epochSeconds === null ? null : isoTime(epochSeconds));
 
 /**
  * A command whose arguments were checked: it runs once the database is open. Every command checks

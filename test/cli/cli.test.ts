@@ -144,6 +144,11 @@ for (const dialect of DIALECTS) {
       assert.equal(shown.secrets.length, 1);
       assert.equal(shown.secrets[0].hint, `…${created.client_secret.slice(-4)}`);
       assert.equal(JSON.stringify(shown).includes(created.client_secret), false, 'the secret itself is never shown again');
+      // A secret without expiry: null, as the admin API and client secret list print it, for scripts to test.
+      assert.equal(shown.secrets[0].expires_at, null);
+      const human = await runCli(['client', 'show', created.client_id], env);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, /^secrets\s+\[\{.*"expires_at":"-"\}\]$/m, 'the human form keeps its dash');
 
       // The human form is a table with a header row.
       const table = await runCli(['client', 'list'], env);
@@ -298,6 +303,12 @@ for (const dialect of DIALECTS) {
         }
       }
       assert.equal(JSON.stringify(keys).includes('"d"'), false, 'no private key material');
+      // What has not happened is null in JSON, as the admin API says it, and a dash only in the table.
+      const next = keys.find((k) => k.use === 'access' && k.state === 'next');
+      assert.deepEqual([next.activated_at, next.retired_at, next.published_until], [null, null, null]);
+      const human = await runCli(['keys', 'list'], env);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, new RegExp(`^${next.kid}\\s+access\\s+ES256\\s+next\\s+\\S+\\s+-$`, 'm'));
     });
 
     it('exits with 2 and the usage on a usage error', async () => {

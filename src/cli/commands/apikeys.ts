@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { parseIsoInstant } from '../../core/instants.ts';
 import { recordCliAction } from '../audit-trail.ts';
-import { isoTime, table, UsageError, type Run } from '../output.ts';
+import { isoTime, optionalIsoTime, table, UsageError, type Run } from '../output.ts';
 import { findClient } from './client-support.ts';
 import { required } from './clients.ts';
 
@@ -36,7 +36,7 @@ export function apiKeyCommand(args: string[]): Run {
         const client = await findClient(gatehouse, clientId);
         const { key, value } = await gatehouse.apiKeys.create(client, { name, scopes, expiresAt }, gatehouse.clock());
         recordCliAction(gatehouse, 'api_key.created', { clientId, data: { api_key_id: key.id } });
-        out.print({ id: key.id, api_key: value, scopes: key.scopes, expires_at: key.expiresAt === null ? null : isoTime(key.expiresAt) }, () =>
+        out.print({ id: key.id, api_key: value, scopes: key.scopes, expires_at: optionalIsoTime(key.expiresAt) }, () =>
           [`id:      ${key.id}`, `api_key: ${value}   (shown once; store it now)`, `scopes:  ${key.scopes.join(' ')}`].join('\n'),
         );
       };
@@ -51,8 +51,8 @@ export function apiKeyCommand(args: string[]): Run {
           prefix: k.prefix,
           scopes: k.scopes,
           created_at: isoTime(k.createdAt),
-          expires_at: k.expiresAt === null ? null : isoTime(k.expiresAt),
-          last_used_at: k.lastUsedAt === null ? null : isoTime(k.lastUsedAt),
+          expires_at: optionalIsoTime(k.expiresAt),
+          last_used_at: optionalIsoTime(k.lastUsedAt),
           revoked: k.revokedAt !== null,
         }));
         out.print(rows, () => table([['ID', 'NAME', 'PREFIX', 'CREATED', 'LAST USED', 'STATUS'], ...rows.map((r) => [r.id, r.name, `${r.prefix}…`, r.created_at, r.last_used_at ?? 'never', r.revoked ? 'revoked' : 'active'])]));

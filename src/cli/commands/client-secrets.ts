@@ -3,10 +3,9 @@ import { addClientSecret } from '../../core/applications.ts';
 import { systemClock } from '../../core/clock.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
-import type { ClientSecret } from '../../storage/repositories.ts';
 import { recordCliAction } from '../audit-trail.ts';
-import { argumentsOf, exactly, isoTime, table, UsageError, type Run } from '../output.ts';
-import { findClient } from './client-support.ts';
+import { argumentsOf, exactly, table, UsageError, type Run } from '../output.ts';
+import { describeSecret, findClient } from './client-support.ts';
 
 export const clientSecretUsage = `gatehouse client secret list CLIENT_ID [--json]
 gatehouse client secret add CLIENT_ID [--expires-at ISO] [--json]   one more secret, shown once: the others keep working
@@ -74,9 +73,6 @@ export function clientSecretCommand(args: string[]): Run {
       throw new UsageError(`unknown client secret command "${sub ?? ''}"`);
   }
 }
-
-/** As the admin API shows a secret: never the secret itself, only its last characters. */
-const describeSecret = (s: ClientSecret) => ({ id: s.id, hint: `…${s.hint}`, created_at: isoTime(s.createdAt), expires_at: s.expiresAt === null ? null : isoTime(s.expiresAt) });
 
 /** An expiry must be a time to come, as the admin API has it: a secret born expired is a mistake. */
 function parseExpiry(value: string): number {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describeClient, ValidationError } from '../../core/applications.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, JsonWebKeySet } from '../../storage/repositories.ts';
-import { isoTime, type Output } from '../output.ts';
+import type { Client, ClientSecret, JsonWebKeySet } from '../../storage/repositories.ts';
+import { isoTime, optionalIsoTime, type Output } from '../output.ts';
 
 /** The client with this id; an error naming `id` when there is none. */
 export async function findClient(gatehouse: Gatehouse, id: string): Promise<Client> {
@@ -14,14 +14,18 @@ export async function findClient(gatehouse: Gatehouse, id: string): Promise<Clie
 /** A client as `client show` prints it: as the admin API shows it, with its secrets' hints; `secret`, a new one, is printed this once. */
 export async function printClient(gatehouse: Gatehouse, client: Client, out: Output, secret?: string): Promise<void> {
   const secrets = await gatehouse.storage.clients.listSecrets(client.id);
-  const described = { ...describeClient(client), secrets: secrets.map((s) => ({ id: s.id, hint: `…${s.hint}`, created_at: isoTime(s.createdAt), expires_at: isoTime(s.expiresAt) })) };
+  const described = { ...describeClient(client), secrets: secrets.map(describeSecret) };
+  const shown = { ...described, secrets: described.secrets.map((s) => ({ ...s, expires_at: s.expires_at ?? '-' })) };
   out.print(secret === undefined ? described : { ...described, client_secret: secret }, () =>
     [
-      ...Object.entries(described).map(([k, v]) => `${k.padEnd(26)} ${typeof v === 'string' ? v : JSON.stringify(v)}`),
+      ...Object.entries(shown).map(([k, v]) => `${k.padEnd(26)} ${typeof v === 'string' ? v : JSON.stringify(v)}`),
       ...(secret === undefined ? [] : [`${'client_secret'.padEnd(26)} ${secret}   (the client's first secret: shown once; store it now)`]),
     ].join('\n'),
   );
 }
+
+/** As the admin API shows a secret: never the secret itself, only its last characters. */
+export const describeSecret = (s: ClientSecret) => ({ id: s.id, hint: `…${s.hint}`, created_at: isoTime(s.createdAt), expires_at: optionalIsoTime(s.expiresAt) });
 
 /**
  * A JWK Set from a file; what it holds is checked when the client is saved. A file holding `null`
