@@ -255,26 +255,37 @@ function checkVisible(field: 'name' | 'description', value: string, hidden: RegE
   throw new ValidationError(field, `the ${field} contains an invisible or control character (${code}), which could disguise it on the consent page`);
 }
 
+/**
+ * The longest values a client takes, whoever registers it (the admin API's schema states them too,
+ * for its document; the command line and the portal reach only these). Each is shown on a page or
+ * kept in every cached copy of the client, and a URI is compared on every authorization request.
+ */
+export const CLIENT_LIMITS = { name: 200, description: 2000, url: 2000, uris: 100 } as const;
+
 /** `held`: what the client has now, on a change (nothing for a new client): kept even where today's rules would refuse it. */
 function validateClient(
   { scopes, config }: Pick<Services, 'scopes' | 'config'>,
   input: ClientInput & { id: string },
   registrant: Registrant,
-  held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris' | 'name' | 'description' | 'backchannelLogoutUri'> = {
+  held: Pick<Client, 'grantTypes' | 'redirectUris' | 'postLogoutRedirectUris' | 'name' | 'description' | 'baseUrl' | 'backchannelLogoutUri'> = {
     grantTypes: [],
     redirectUris: [],
     postLogoutRedirectUris: [],
     name: '',
     description: '',
+    baseUrl: null,
     backchannelLogoutUri: null,
   },
 ): NewClient {
   const name = input.name?.trim();
   if (!name) throw new ValidationError('name', 'a client needs a name');
-  if (name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
+  if (name.length > CLIENT_LIMITS.name) throw new ValidationError('name', `the name is longer than ${CLIENT_LIMITS.name} characters`);
   if (name !== held.name) checkVisible('name', name, HIDDEN_IN_NAME);
   const description = input.description?.trim() ?? '';
-  if (description !== held.description) checkVisible('description', description, HIDDEN_IN_DESCRIPTION);
+  if (description !== held.description) {
+    if (description.length > CLIENT_LIMITS.description) throw new ValidationError('description', `the description is longer than ${CLIENT_LIMITS.description} characters`);
+    checkVisible('description', description, HIDDEN_IN_DESCRIPTION);
+  }
   if (input.type !== 'confidential' && input.type !== 'public') throw new ValidationError('type', 'type must be confidential or public');
 
   const grantTypes = [...new Set(input.grantTypes)];
@@ -311,14 +322,16 @@ function validateClient(
   // current rule keeps working, and does not stand in the way of other changes (removing a leaked
   // key, narrowing scopes). Every URI added is checked.
   // A URI listed twice is registered once, as a repeated grant type or scope is.
-  const redirectUris = [...new Set(input.redirectUris ?? [])].map((uri) => (held.redirectUris.includes(uri) ? uri : checkRedirectUri('redirect_uris', uri)));
-  const postLogoutRedirectUris = [...new Set(input.postLogoutRedirectUris ?? [])].map((uri) =>
+  const redirectUris = checkUriCount('redirect_uris', [...new Set(input.redirectUris ?? [])], held.redirectUris).map((uri) =>
+    held.redirectUris.includes(uri) ? uri : checkRedirectUri('redirect_uris', uri),
+  );
+  const postLogoutRedirectUris = checkUriCount('post_logout_redirect_uris', [...new Set(input.postLogoutRedirectUris ?? [])], held.postLogoutRedirectUris).map((uri) =>
     held.postLogoutRedirectUris.includes(uri) ? uri : checkRedirectUri('post_logout_redirect_uris', uri),
   );
   if ((grantTypes.includes('authorization_code') || grantTypes.includes('implicit')) && redirectUris.length === 0) {
     throw new ValidationError('redirect_uris', 'authorization_code and implicit need at least one redirect URI');
   }
-  const baseUrl = input.baseUrl ? checkUrl('base_url', input.baseUrl) : null;
+  const baseUrl = !input.baseUrl ? null : input.baseUrl === held.baseUrl ? input.baseUrl : checkUrl('base_url', input.baseUrl);
   const backchannelLogoutUri =
     input.backchannelLogoutUri === undefined || input.backchannelLogoutUri === null || input.backchannelLogoutUri === held.backchannelLogoutUri
       ? (input.backchannelLogoutUri ?? null)
@@ -368,7 +381,7 @@ function validateClient(
 export function checkBackchannelLogoutUri(uri: string, registrant: Registrant): string {
   const field = 'backchannel_logout_uri';
   const what = 'the back-channel logout URI';
-  if (uri.length > 2000) throw new ValidationError(field, `${what} is longer than 2000 characters`);
+  if (uri.length > CLIENT_LIMITS.url) throw new ValidationError(field, `${what} is longer than ${CLIENT_LIMITS.url} characters`);
   const url = URL.parse(uri);
   if (url && url.protocol !== 'https:' && (url.protocol !== 'http:' || registrant === 'developer')) {
     const http = registrant === 'developer' ? '' : ' (plain http is only for 127.0.0.1, [::1] and localhost)';
@@ -516,6 +529,7 @@ const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
  */
 export function checkRedirectUri(field: string, uri: string): string {
   const what = field === 'post_logout_redirect_uris' ? 'the post-logout redirect URI' : field === 'backchannel_logout_uri' ? 'the back-channel logout URI' : 'the redirect URI';
+  if (uri.length > CLIENT_LIMITS.url) throw new ValidationError(field, `${what} is longer than ${CLIENT_LIMITS.url} characters`);
   const url = URL.parse(uri);
   if (!url) throw new ValidationError(field, `"${uri}" is not an absolute URL`);
   checkNoSpaceOrControl(field, what, uri);
@@ -549,7 +563,16 @@ function checkNoSpaceOrControl(field: string, what: string, uri: string): void {
   if (/[\x00-\x20\x7f-\x9f]/.test(uri)) throw new ValidationError(field, `${what} ${JSON.stringify(uri)} must not hold a space or a control character`);
 }
 
+/** At most CLIENT_LIMITS.uris of a kind; a client holding more from before may keep them, or drop some, but add none. */
+function checkUriCount(field: 'redirect_uris' | 'post_logout_redirect_uris', uris: string[], held: readonly string[]): string[] {
+  if (uris.length > CLIENT_LIMITS.uris && uris.some((uri) => !held.includes(uri))) {
+    throw new ValidationError(field, `a client has at most ${CLIENT_LIMITS.uris} ${field === 'redirect_uris' ? 'redirect URIs' : 'post-logout redirect URIs'}`);
+  }
+  return uris;
+}
+
 function checkUrl(field: string, value: string): string {
+  if (value.length > CLIENT_LIMITS.url) throw new ValidationError(field, `the ${field === 'base_url' ? 'base URL' : 'URL'} is longer than ${CLIENT_LIMITS.url} characters`);
   let url: URL;
   try {
     url = new URL(value);

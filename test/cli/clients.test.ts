@@ -135,6 +135,8 @@ describe('gatehouse client update and client secret against a running server (sq
       [['--admin'], /scopes: /],
       [['--default-scope', 'bcf:read'], /default_scopes: the default scope "bcf:read"/],
       [['--name', '  '], /name: a client needs a name/],
+      [['--description', 'x'.repeat(2001)], /description: the description is longer than 2000 characters/],
+      [['--base-url', `https://app.example/${'x'.repeat(2000)}`], /base_url: the base URL is longer than 2000 characters/],
       [['--name', 'Trusted\u202eApp'], /name: .*U\+202E/],
       [['--base-url', 'javascript:alert(1)'], /base_url: .*forbidden scheme/],
       [['--jwks', '/no/such/keys.json'], /jwks: cannot read \/no\/such\/keys\.json: ENOENT/],

@@ -3,7 +3,7 @@ import { generateKeyPairSync, randomUUID, X509Certificate, type JsonWebKey } fro
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import pino from 'pino';
-import { createClient } from '../../src/core/applications.ts';
+import { createClient, updateClient, ValidationError } from '../../src/core/applications.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
@@ -417,6 +417,63 @@ for (const dialect of DIALECTS) {
         }
         assert.equal(await snapshot(), before);
         assert.equal((await server.gatehouse.storage.clients.find(application.id))!.jwks, null);
+      });
+    });
+
+    describe('length limits: the core’s, whoever registers (the command line and the portal reach it without the admin API’s schema)', () => {
+      const long = (length: number, prefix = '') => prefix + 'x'.repeat(length - prefix.length);
+      /** What each limit refuses, one character over it, with the field and the message the core gives. */
+      const OVER: [string, Record<string, unknown>, string, RegExp][] = [
+        ['a description', { description: long(2001) }, 'description', /^the description is longer than 2000 characters$/],
+        ['a base URL', { baseUrl: long(2001, 'https://app.example/') }, 'base_url', /^the base URL is longer than 2000 characters$/],
+        ['a redirect URI', { redirectUris: [long(2001, 'https://app.example/')] }, 'redirect_uris', /^the redirect URI is longer than 2000 characters$/],
+        ['a post-logout redirect URI', { postLogoutRedirectUris: [long(2001, 'https://app.example/')] }, 'post_logout_redirect_uris', /^the post-logout redirect URI is longer than 2000 characters$/],
+        ['101 redirect URIs', { redirectUris: Array.from({ length: 101 }, (_, i) => `https://app.example/cb${i}`) }, 'redirect_uris', /^a client has at most 100 redirect URIs$/],
+        ['101 post-logout redirect URIs', { postLogoutRedirectUris: Array.from({ length: 101 }, (_, i) => `https://app.example/bye${i}`) }, 'post_logout_redirect_uris', /^a client has at most 100 post-logout redirect URIs$/],
+      ];
+      const web = { name: 'Long app', type: 'confidential' as const, grantTypes: ['authorization_code'], scopes: ['objects:read'], redirectUris: [CALLBACK] };
+      const refusal = (field: string, message: RegExp) => (error: unknown) => error instanceof ValidationError && error.field === field && message.test(error.message);
+
+      it('refuses one character or entry over each limit on creation and on change, with the field and why, and stores nothing', async () => {
+        const { client } = await createClient(server.gatehouse, web, server.gatehouse.clock());
+        const before = await snapshot();
+        for (const [label, over, field, message] of OVER) {
+          await assert.rejects(createClient(server.gatehouse, { ...web, ...over }, server.gatehouse.clock()), refusal(field, message), `${label} on creation`);
+          await assert.rejects(updateClient(server.gatehouse, client.id, over, server.gatehouse.clock()), refusal(field, message), `${label} on change`);
+        }
+        assert.equal(await snapshot(), before);
+      });
+
+      it('lets a client holding values over the limits from before keep them while other fields change, and refuses adding to them', async () => {
+        const { client } = await createClient(server.gatehouse, web, server.gatehouse.clock());
+        const held = { description: long(2500), baseUrl: long(2500, 'https://app.example/'), redirectUris: Array.from({ length: 120 }, (_, i) => `https://app.example/cb${i}`) };
+        await server.gatehouse.storage.clients.update(client.id, held, server.gatehouse.clock());
+        const renamed = await updateClient(server.gatehouse, client.id, { name: 'Renamed long app' }, server.gatehouse.clock());
+        assert.equal(renamed?.client.name, 'Renamed long app');
+        assert.deepEqual([renamed?.client.description, renamed?.client.baseUrl, renamed?.client.redirectUris], [held.description, held.baseUrl, held.redirectUris]);
+        const fewer = await updateClient(server.gatehouse, client.id, { redirectUris: held.redirectUris.slice(1) }, server.gatehouse.clock());
+        assert.equal(fewer?.client.redirectUris.length, 119);
+        await assert.rejects(
+          updateClient(server.gatehouse, client.id, { redirectUris: [...held.redirectUris.slice(1), 'https://app.example/new'] }, server.gatehouse.clock()),
+          refusal('redirect_uris', /at most 100 redirect URIs/),
+        );
+        await assert.rejects(updateClient(server.gatehouse, client.id, { description: `${held.description}!` }, server.gatehouse.clock()), refusal('description', /longer than 2000/));
+      });
+
+      it('takes each value at its limit', async () => {
+        const { client } = await createClient(
+          server.gatehouse,
+          {
+            ...web,
+            description: long(2000),
+            baseUrl: long(2000, 'https://app.example/'),
+            redirectUris: [long(2000, 'https://app.example/'), ...Array.from({ length: 99 }, (_, i) => `https://app.example/cb${i}`)],
+            postLogoutRedirectUris: Array.from({ length: 100 }, (_, i) => `https://app.example/bye${i}`),
+          },
+          server.gatehouse.clock(),
+        );
+        assert.equal(client.description.length, 2000);
+        assert.equal(client.redirectUris.length, 100);
       });
     });
 
