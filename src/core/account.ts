@@ -1,9 +1,11 @@
 import type { Storage, User } from '../storage/repositories.ts';
-import { checkNewPassword, updateUser, ValidationError } from './applications.ts';
+import { checkNewPassword, updateUser } from './applications.ts';
 import type { LoginService } from './login.ts';
 import { hashPassword } from './passwords.ts';
 import type { ActiveSession, SessionService } from './sessions.ts';
 import { digestOf } from './tokens/opaque.ts';
+
+export { MAX_NAME_LENGTH } from './applications.ts';
 
 /**
  * What people change about their own account from its page, signed in: their password, their
@@ -50,18 +52,13 @@ export async function changeOwnPassword(
   return { outcome: 'changed', session, otherSessionsEnded: Math.max(0, ended - 1) };
 }
 
-/** The longest name, as sign-up and the admin API have it. */
-export const MAX_NAME_LENGTH = 200;
-
 /**
  * Changes the signed-in user's name (OpenID Connect's `name` claim), validated as at sign-up:
  * trimmed, at most 200 characters, and may be left empty. `updatedAt` moves only when the name
  * changes (updateUser). The user as stored then, or undefined when they are gone.
  */
-export async function changeOwnName(storage: Storage, user: User, name: string, now: number): Promise<User | undefined> {
-  const trimmed = name.trim();
-  if (trimmed.length > MAX_NAME_LENGTH) throw new ValidationError('name', `the name is longer than ${MAX_NAME_LENGTH} characters`);
-  return updateUser(storage, user.id, { name: trimmed }, now);
+export function changeOwnName(storage: Storage, user: User, name: string, now: number): Promise<User | undefined> {
+  return updateUser(storage, user.id, { name }, now);
 }
 
 /** Ends every session of the signed-in user but this one; how many ended. */

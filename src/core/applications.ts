@@ -595,10 +595,21 @@ export interface UserInput {
 // unassigned characters (\p{C}): no address has them, and they make one email look like another.
 const EMAIL = /^[^\s@\p{C}]{1,64}@[^\s@\p{C}]{1,255}$/u;
 
+/** The longest name of a user, wherever it is set (admin API, command line, sign-up, account page). */
+export const MAX_NAME_LENGTH = 200;
+
 /** Throws a ValidationError when `input` cannot make a user, before anything costly (hashing the password) is done. */
 export function checkNewUser(input: UserInput): void {
   checkEmail(input.email);
   checkNewPassword(input.password);
+  if (input.name !== undefined) checkUserName(input.name);
+}
+
+/** The name as stored: trimmed, and at most MAX_NAME_LENGTH characters (it may be empty). */
+function checkUserName(name: string): string {
+  const trimmed = name.trim();
+  if (trimmed.length > MAX_NAME_LENGTH) throw new ValidationError('name', `the name is longer than ${MAX_NAME_LENGTH} characters`);
+  return trimmed;
 }
 
 /** The email in the form it is stored in (normalizeEmail); a ValidationError when it is none. */
@@ -645,7 +656,7 @@ export class UserChangedError extends Error {
  */
 export async function updateUser(storage: Storage, userId: string, patch: UserPatch, now: number): Promise<User | undefined> {
   const email = patch.email === undefined ? undefined : checkEmail(patch.email);
-  const name = patch.name?.trim();
+  const name = patch.name === undefined ? undefined : checkUserName(patch.name);
   for (let attempt = 1; ; attempt++) {
     const current = await storage.users.findById(userId);
     if (!current) return undefined;

@@ -389,6 +389,7 @@ for (const dialect of DIALECTS) {
         [['user', 'create', '--email', 'zero\u200bwidth@example.com', '--password', 'long enough password'], /email: /],
         [['user', 'create', '--email', 'bell\u0007@example.com', '--password', 'long enough password'], /email: /],
         [['user', 'create', '--email', 'short@example.com', '--password', 'short'], /password: .*8 characters/],
+        [['user', 'create', '--email', 'named@example.com', '--password', 'long enough password', '--name', 'x'.repeat(201)], /name: the name is longer than 200 characters/],
         [['client', 'show', 'app_does_not_exist'], /app_does_not_exist/],
         [['client', 'rotate-secret', 'app_does_not_exist'], /app_does_not_exist/],
       ];
