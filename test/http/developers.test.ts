@@ -1108,6 +1108,59 @@ for (const dialect of DIALECTS) {
         assert.equal(fresh.status, 200);
         assert.match(fresh.text, /name="password"/);
       });
+
+      it('saves the other fields of an application holding redirect URIs, a description or a base URL from before today’s rules, keeps those, and checks the ones typed anew', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        // As an operator (admin API, command line) or an earlier version registered them: the core keeps
+        // what a client holds, the portal refuses each typed anew (plain http off loopback, over 20 URIs,
+        // a description over 1000 characters, a base URL that is not http or https).
+        const legacy = 'http://legacy.example/cb';
+        const held = {
+          redirectUris: [legacy, ...Array.from({ length: 24 }, (_, i) => `https://app.example/cb${i}`)],
+          description: 'd'.repeat(1500),
+          baseUrl: 'ftp://files.example/',
+        };
+        await server.gatehouse.storage.clients.update(id, held, server.gatehouse.clock());
+        server.gatehouse.clients.invalidate(id);
+
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        const shown = { name: 'Sync tool', description: held.description, base_url: held.baseUrl, redirect_uris: held.redirectUris.join('\r\n') };
+        const form = { csrf: hiddenField(page.text, 'csrf'), was: hiddenField(page.text, 'was') };
+        const renamed = await browser.request(url(settingsOf(id)), { form: { ...form, ...shown, name: 'Sync tool renamed' } });
+        assert.equal(renamed.status, 303, JSON.stringify(fieldErrors(renamed.text)));
+        let client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.deepEqual([client.name, client.redirectUris, client.description, client.baseUrl], ['Sync tool renamed', held.redirectUris, held.description, held.baseUrl]);
+
+        // A form without `was` (from before it had one) writes every field, the held ones as they are.
+        const whole = await browser.request(url(settingsOf(id)), { form: { csrf: form.csrf, ...shown, name: 'Sync tool again' } });
+        assert.equal(whole.status, 303, JSON.stringify(fieldErrors(whole.text)));
+        client = (await server.gatehouse.storage.clients.find(id))!;
+        assert.deepEqual([client.name, client.redirectUris, client.description, client.baseUrl], ['Sync tool again', held.redirectUris, held.description, held.baseUrl]);
+
+        // Dropping held URIs is a change that adds nothing: saved.
+        const fewer = held.redirectUris.slice(1, 21);
+        const dropped = await browser.request(url(settingsOf(id)), { form: { csrf: form.csrf, ...shown, name: 'Sync tool again', redirect_uris: fewer.join('\r\n') } });
+        assert.equal(dropped.status, 303, JSON.stringify(fieldErrors(dropped.text)));
+        assert.deepEqual((await server.gatehouse.storage.clients.find(id))!.redirectUris, fewer);
+        const kept = { ...shown, name: 'Sync tool again', redirect_uris: fewer.join('\r\n') };
+
+        const refused: [Record<string, string>, string, RegExp][] = [
+          [{ redirect_uris: [...fewer.slice(1), 'http://other.example/cb'].join('\r\n') }, 'app-redirect-uris', /must use https/],
+          [{ redirect_uris: [...fewer, 'https://app.example/one-more'].join('\r\n') }, 'app-redirect-uris', /at most 20 redirect URIs/],
+          // Dropped, it is no longer held: typed again, it is checked as any other.
+          [{ redirect_uris: [...fewer.slice(1), legacy].join('\r\n') }, 'app-redirect-uris', /must use https/],
+          [{ description: `${held.description}!` }, 'app-description', /longer than 1000 characters/],
+          [{ base_url: 'ftp://other.example/' }, 'app-base-url', /http or https/],
+        ];
+        const before = JSON.stringify(await server.gatehouse.storage.clients.find(id));
+        for (const [typed, fieldId, message] of refused) {
+          const res = await browser.request(url(settingsOf(id)), { form: { csrf: form.csrf, ...kept, ...typed } });
+          assert.equal(res.status, 400, `${JSON.stringify(typed).slice(0, 100)}: ${res.status}`);
+          assert.match(fieldErrors(res.text)[fieldId] ?? '', message, JSON.stringify(fieldErrors(res.text)));
+        }
+        assert.equal(JSON.stringify(await server.gatehouse.storage.clients.find(id)), before);
+      });
     });
 
     describe('back-channel logout', () => {

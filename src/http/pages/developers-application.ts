@@ -238,7 +238,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const base = readFormBase(request.body);
     if (base === 'malformed') return showApplication(reply, gatehouse, application, { form: { values, errors: { form: FORM_DAMAGED } } }, 400);
     const errors: FieldErrors = {};
-    const details = checkApplicationDetails(values, errors, application.backchannelLogoutUri);
+    const details = checkApplicationDetails(values, errors, application);
     if (!details) return showApplication(reply, gatehouse, application, { form: { values, errors, base } }, 400);
     const edits = base === undefined ? { changes: withoutUnposted(details, request.body), conflicts: [] } : editsOver(base, details, detailsOf(application));
     if (edits.conflicts.length > 0) {

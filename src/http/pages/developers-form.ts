@@ -1,4 +1,5 @@
 import { checkBackchannelLogoutUri, checkRedirectUri, ValidationError } from '../../core/applications.ts';
+import type { Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';
 import { sentence } from './developers-context.ts';
 
@@ -60,25 +61,36 @@ export function collect<T>(errors: FieldErrors, work: () => T): T | undefined {
   }
 }
 
+/** What an application holds now, kept as it is on a save (as the core keeps it), whatever today's rules say. */
+export type HeldDetails = Pick<Client, 'description' | 'baseUrl' | 'redirectUris' | 'backchannelLogoutUri'>;
+
+const NOTHING_HELD: HeldDetails = { description: '', baseUrl: null, redirectUris: [], backchannelLogoutUri: null };
+
 /**
- * Checks the detail fields; undefined (with `errors` filled in) when any is wrong. `heldLogoutUri`:
- * the back-channel logout URI the application has, which stays as it is (as the core keeps it),
- * though an operator may have registered one the portal refuses.
+ * Checks the detail fields; undefined (with `errors` filled in) when any is wrong. `held`: the
+ * application as it is, on the settings form. A value it holds passes unchecked, as the core lets
+ * it pass (validateClient): an operator may have registered one the portal refuses, or an earlier
+ * version accepted one today's rules refuse, and the developer must still be able to save the
+ * other fields. Only what is typed anew is checked: a new URI, a description or base URL changed,
+ * a list of redirect URIs over the portal's limit that grows.
  */
-export function checkApplicationDetails(values: ApplicationDetailsForm, errors: FieldErrors, heldLogoutUri: string | null = null): ApplicationDetails | undefined {
+export function checkApplicationDetails(values: ApplicationDetailsForm, errors: FieldErrors, held: HeldDetails = NOTHING_HELD): ApplicationDetails | undefined {
   collect(errors, () => {
     if (!values.name) throw new ValidationError('name', 'give the application a name');
     if (values.name.length > 200) throw new ValidationError('name', 'the name is longer than 200 characters');
   });
   collect(errors, () => {
-    if (values.description.length > MAX_DESCRIPTION_LENGTH) throw new ValidationError('description', `the description is longer than ${MAX_DESCRIPTION_LENGTH} characters`);
+    if (values.description !== held.description && values.description.length > MAX_DESCRIPTION_LENGTH) {
+      throw new ValidationError('description', `the description is longer than ${MAX_DESCRIPTION_LENGTH} characters`);
+    }
   });
-  const baseUrl = collect(errors, () => (values.base_url ? checkBaseUrl(values.base_url) : null));
+  const baseUrl = collect(errors, () => (!values.base_url ? null : values.base_url === held.baseUrl ? values.base_url : checkBaseUrl(values.base_url)));
   const redirectUris = collect(errors, () => {
     const uris = [...new Set(values.redirect_uris.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== ''))];
+    const added = uris.filter((uri) => !held.redirectUris.includes(uri));
     if (uris.length === 0) throw new ValidationError('redirect_uris', 'enter at least one redirect URI');
-    if (uris.length > MAX_REDIRECT_URIS) throw new ValidationError('redirect_uris', `enter at most ${MAX_REDIRECT_URIS} redirect URIs`);
-    for (const uri of uris) {
+    if (uris.length > MAX_REDIRECT_URIS && added.length > 0) throw new ValidationError('redirect_uris', `enter at most ${MAX_REDIRECT_URIS} redirect URIs`);
+    for (const uri of added) {
       if (uri.length > MAX_URL_LENGTH) throw new ValidationError('redirect_uris', 'a redirect URI is too long');
       // The rule every registration follows (admin API and command line too), checked here so the
       // form shows it next to the field along with the form's other problems.
@@ -89,7 +101,7 @@ export function checkApplicationDetails(values: ApplicationDetailsForm, errors: 
   const uri = values.backchannel_logout_uri;
   // The core's rule for a developer's URI (no plain http, nothing on Gatehouse's own network),
   // checked here too so that the form shows it next to the field with the form's other problems.
-  const backchannelLogoutUri = collect(errors, () => (uri === '' ? null : uri === heldLogoutUri ? uri : checkBackchannelLogoutUri(uri, 'developer')));
+  const backchannelLogoutUri = collect(errors, () => (uri === '' ? null : uri === held.backchannelLogoutUri ? uri : checkBackchannelLogoutUri(uri, 'developer')));
   if (baseUrl === undefined || redirectUris === undefined || backchannelLogoutUri === undefined || Object.keys(errors).length > 0) return undefined;
   return {
     name: values.name,
