@@ -89,10 +89,55 @@ for (const dialect of DIALECTS) {
         for (const page of [await browser.request(`${server.url}/logout?${query}`), await browser.request(`${server.url}/logout`, { form: [...query] })]) {
           assert.equal(page.status, 400, name);
           assert.equal(page.location, undefined, name);
-          assert.match(page.text, new RegExp(`${name} more than once`), name);
+          assert.match(page.text, new RegExp(`The parameter ${name} is included more than once`), name);
         }
       }
       assert.equal(await isSignedIn(browser), true);
+    });
+
+    it('takes a parameter sent empty for one left out, by GET and by POST, as /authorize and /token do (RFC 6749 §3.1)', async () => {
+      const empty = { client_id: '', post_logout_redirect_uri: '', state: '', logout_hint: '', ui_locales: '' };
+      for (const method of ['GET', 'POST'] as const) {
+        const send = (browser: HttpBrowser, params: Record<string, string>) =>
+          method === 'GET' ? browser.request(logoutUrl(params)) : browser.request(`${server.url}/logout`, { form: params });
+
+        // Nowhere to return to: signed out at once, and shown so.
+        let { browser, tokens } = await signIn();
+        let page = await send(browser, { ...empty, id_token_hint: tokens.id_token });
+        assert.equal(page.status, 200, `${method}: ${page.text.slice(0, 300)}`);
+        assert.equal(page.location, undefined, method);
+        assert.match(page.text, /You are signed out/, method);
+        assert.equal(await isSignedIn(browser), false, method);
+
+        // An empty state is none: the address comes back without state=.
+        ({ browser, tokens } = await signIn());
+        page = await send(browser, { ...empty, id_token_hint: tokens.id_token, post_logout_redirect_uri: SIGNED_OUT });
+        assert.equal(page.status, 303, method);
+        assert.equal(page.location, SIGNED_OUT, method);
+
+        // An empty hint is no hint: the person is asked, then returned where client_id allows.
+        ({ browser } = await signIn());
+        page = await send(browser, { ...empty, id_token_hint: '', client_id: web.id, post_logout_redirect_uri: SIGNED_OUT, state: 'bye' });
+        assert.equal(page.status, 200, method);
+        assert.match(page.text, /Sign out\?/, method);
+        assert.equal(await isSignedIn(browser), true, method);
+        page = await confirm(browser, page);
+        assert.equal(page.location, `${SIGNED_OUT}?state=bye`, method);
+      }
+    });
+
+    it('refuses a parameter that is not a string (a JSON body) with the error page, never a redirect', async () => {
+      for (const state of [{ a: 1 }, 5, null]) {
+        const response = await fetch(`${server.url}/logout`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ client_id: web.id, post_logout_redirect_uri: SIGNED_OUT, state }),
+          redirect: 'manual',
+        });
+        assert.equal(response.status, 400, JSON.stringify(state));
+        assert.equal(response.headers.get('location'), null);
+        assert.match(await response.text(), /The parameter state must be a string/);
+      }
     });
 
     it('lets the person sign out, after confirming, with an ID token whose key has left the JWKS, returning only where client_id names a client', async () => {

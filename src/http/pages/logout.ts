@@ -1,4 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isOAuthError } from '../../core/errors.ts';
+import { requestParameter } from '../../core/parameters.ts';
 import type { Client } from '../../storage/repositories.ts';
 import { currentSession, field, resendWithSession, type Pages } from './context.ts';
 import { strictlyEncoded } from './encoding.ts';
@@ -16,26 +18,30 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
   const { gatehouse } = pages;
 
   const logout = async (request: FastifyRequest, reply: FastifyReply, params: Record<string, unknown>, confirmed: boolean) => {
-    // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once." Read as
-    // left out, a second state or client_id changed where the person went, or whether they were asked.
-    const repeated = LOGOUT_PARAMETERS.find((name) => Array.isArray(params[name]));
-    if (repeated) {
-      return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: `The application sent the parameter ${repeated} more than once. You were not signed out or redirected.` }, 400);
+    // Read as /authorize and /token read theirs (requestParameter, RFC 6749 §3.1): one sent empty is
+    // one left out; one sent twice, or that is no string (a JSON body), is refused before anything
+    // is done — read as left out, a second state or client_id changed where the person went, or
+    // whether they were asked.
+    let values: Partial<Record<(typeof LOGOUT_PARAMETERS)[number], string>>;
+    try {
+      values = Object.fromEntries(LOGOUT_PARAMETERS.map((name) => [name, requestParameter(params, name)]));
+    } catch (error) {
+      if (!isOAuthError(error)) throw error;
+      const problem = `${error.description[0]!.toUpperCase()}${error.description.slice(1)}`;
+      return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: `${problem}. You were not signed out or redirected.` }, 400);
     }
-    // A parameter sent empty is one left out, as at the authorization endpoint (RFC 6749 §3.1).
-    const text = (name: string) => (typeof params[name] === 'string' && params[name] !== '' ? (params[name] as string) : undefined);
-    const hint = text('id_token_hint');
+    const hint = values.id_token_hint;
     const claims = hint ? await gatehouse.idTokens.readHint(hint) : undefined;
-    const clientId = text('client_id') ?? claims?.audience[0];
+    const clientId = values.client_id ?? claims?.audience[0];
     const client: Client | undefined = clientId ? (await gatehouse.clients.get(clientId))?.client : undefined;
     // A hint that cannot be verified (signed by a key since dropped from the JWKS, or not ours) is
     // not used (§4: "the information that failed to validate MUST NOT be used"), yet the person can
     // still sign out, after confirming. Without client_id nothing ties the address to a client: it
     // is left out rather than refused (§3: redirect only where the client is known).
     const unverified = hint !== undefined && claims === undefined;
-    const requested = unverified && text('client_id') === undefined ? undefined : text('post_logout_redirect_uri');
+    const requested = unverified && values.client_id === undefined ? undefined : values.post_logout_redirect_uri;
     // RP-Initiated Logout §2: "the OP MUST verify that the Client Identifier matches the one used when issuing the ID Token".
-    if (claims && text('client_id') !== undefined && !claims.audience.includes(text('client_id')!)) {
+    if (claims && values.client_id !== undefined && !claims.audience.includes(values.client_id!)) {
       return renderPage(reply, 'error', { title: 'Sign-out link not valid', message: 'The ID token the application sent was issued to another application. You were not signed out or redirected.' }, 400);
     }
     if (requested && (!client || !client.postLogoutRedirectUris.includes(requested))) {
@@ -48,7 +54,7 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     // one is asked about, like a link any site could hold.
     const ofThisSession = session !== undefined && claims?.subject === session.user.id && claims.authTime === session.session.authTime;
     if (session && !confirmed && !ofThisSession) {
-      return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: requested && text('state') }).filter(([, v]) => v !== undefined) });
+      return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: requested && values.state }).filter(([, v]) => v !== undefined) });
     }
     const names = pages.cookies.names(request);
     await gatehouse.sessions.end(request.cookies[names.session]);
@@ -56,7 +62,7 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     if (session) gatehouse.audit.record({ at: gatehouse.clock(), kind: 'logout', outcome: 'success', clientId: client?.id ?? null, userId: session.user.id, data: {} });
     if (requested) {
       const url = new URL(requested);
-      const state = text('state');
+      const state = values.state;
       if (state !== undefined) url.searchParams.set('state', state);
       return reply.redirect(url.toString(), 303);
     }
