@@ -69,6 +69,10 @@ export const unsupportedResponseType = make('unsupported_response_type');
 export const serverError = make('server_error', 500);
 export const temporarilyUnavailable = make('temporarily_unavailable', 503);
 
+// OpenID Connect Core §3.1.2.6: prompt=none cannot go on without showing the End-User a page.
+export const loginRequired = make('login_required');
+export const consentRequired = make('consent_required');
+
 // OpenID Connect Core §3.1.2.6: an OP that does not support these parameters "MUST return" these errors.
 export const requestNotSupported = make('request_not_supported');
 export const requestUriNotSupported = make('request_uri_not_supported');

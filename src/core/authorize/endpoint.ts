@@ -2,7 +2,7 @@ import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Client, Consent } from '../../storage/repositories.ts';
 import type { ActiveSession } from '../sessions.ts';
 import { clientNetwork } from '../addresses.ts';
-import { OAuthError } from '../errors.ts';
+import { consentRequired, loginRequired } from '../errors.ts';
 import type { GrantServices } from '../grants/services.ts';
 import type { RequestLimiter } from '../rate-limit.ts';
 import type { IdTokenIssuer } from '../tokens/id-token.ts';
@@ -177,7 +177,7 @@ export class AuthorizationEndpoint {
       // OpenID Connect Core §3.1.2.1: unless the user the ID token names "is logged in or is logged
       // in by the request", the server "SHOULD return an error, such as login_required".
       if (pendingId) await this.#services.storage.pendingAuthorizations.take(pendingId);
-      throw new AuthorizationRedirectError(new OAuthError('login_required', 'the user who signed in is not the one the request names (id_token_hint, or the sub of claims)'), target);
+      throw new AuthorizationRedirectError(loginRequired('the user who signed in is not the one the request names (id_token_hint, or the sub of claims)'), target);
     }
     // OpenID Connect Core §3.1.2.1, select_account: the server "SHOULD prompt the End-User to select
     // a user account", and without their choice "MUST return an error". Gatehouse keeps one account
@@ -187,7 +187,7 @@ export class AuthorizationEndpoint {
     if (mustSignIn) {
       // OpenID Connect Core §3.1.2.6
       if (request.prompt.includes('none')) {
-        throw new AuthorizationRedirectError(new OAuthError('login_required', notHinted ? 'the signed-in user is not the one the request names (id_token_hint, or the sub of claims)' : 'the user is not signed in'), target);
+        throw new AuthorizationRedirectError(loginRequired(notHinted ? 'the signed-in user is not the one the request names (id_token_hint, or the sub of claims)' : 'the user is not signed in'), target);
       }
       const signInDemanded = signInPrompted || request.maxAge !== undefined;
       const id = pendingId ?? (await this.#save(request, now, origin, { staleSession: session?.session.digest, signInSince: signInDemanded ? now : undefined }));
@@ -196,7 +196,7 @@ export class AuthorizationEndpoint {
 
     const consent = await this.#services.storage.consents.find(session.user.id, client.id);
     if (!client.firstParty && (request.prompt.includes('consent') || !covers(consent, request.scopes))) {
-      if (request.prompt.includes('none')) throw new AuthorizationRedirectError(new OAuthError('consent_required', 'the user has not authorized this application'), target);
+      if (request.prompt.includes('none')) throw new AuthorizationRedirectError(consentRequired('the user has not authorized this application'), target);
       const id = pendingId ?? (await this.#save(request, now, origin));
       return this.#consentPage(id, client, request);
     }
