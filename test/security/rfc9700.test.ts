@@ -710,7 +710,8 @@ describe('RFC 9700 attacks, one by one', () => {
   // --- state is echoed exactly -------------------------------------------------------------------
 
   describe('state echoed exactly (§4.7.1)', () => {
-    const STATES = ['', 'a b', 'a+b', 'a&b=c', '%20%2B', 'ü€😀', '#frag', '<script>"\'', '{"json":[1,2]}', 'x'.repeat(1000), 'line\nbreak', '=='];
+    // An empty state is no state (RFC 6749 §3.1: a parameter without a value is as if omitted): see "No state sent" below.
+    const STATES = ['a b', 'a+b', 'a&b=c', '%20%2B', 'ü€😀', '#frag', '<script>"\'', '{"json":[1,2]}', 'x'.repeat(1000), 'line\nbreak', '=='];
 
     it('returns the state byte for byte in codes, errors, fragments and form_post', async () => {
       const browser = await signedIn();
@@ -729,9 +730,12 @@ describe('RFC 9700 attacks, one by one', () => {
       // After sign-in and consent too (the state waits with the request).
       const { page } = await authorize({ client_id: other.id, state: 'ü&=# x', scope: 'openid profile email objects:read' });
       assert.deepEqual(responseParams(page.location!).query.getAll('state'), ['ü&=# x']);
-      // No state sent, none returned.
-      const none = new URL((await browser.request(`${server.url}/authorize?${new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid objects:read' })}`)).location!);
-      assert.equal(none.searchParams.has('state'), false);
+      // No state sent, none returned; nor for an empty one.
+      for (const state of [undefined, '']) {
+        const none = new URL((await browser.request(`${server.url}/authorize?${new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid objects:read', ...(state !== undefined && { state }) })}`)).location!);
+        assert.ok(none.searchParams.get('code'));
+        assert.equal(none.searchParams.has('state'), false, `state ${JSON.stringify(state)}`);
+      }
     });
 
     it('refuses a repeated state at the redirect URI, echoing neither value', async () => {
