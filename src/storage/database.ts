@@ -20,6 +20,7 @@ import * as userGrants from './migrations/012-user-grants.ts';
 import * as backchannelLogout from './migrations/013-backchannel-logout.ts';
 import * as grantSweep from './migrations/014-grant-sweep.ts';
 import * as passwordResets from './migrations/015-password-resets.ts';
+import * as sessionCodes from './migrations/016-session-codes.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -127,6 +128,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '013-backchannel-logout': backchannelLogout,
   '014-grant-sweep': grantSweep,
   '015-password-resets': passwordResets,
+  '016-session-codes': sessionCodes,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

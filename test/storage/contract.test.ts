@@ -76,10 +76,11 @@ const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
 /** Polls `condition` every 20 ms for up to 10 s. */
 /**
  * Undoes what the migrations from 008 on did to the schema (indexes, 013's session ids and
- * Back-Channel Logout columns, and 015's password reset links), so that a test can leave a database as an earlier version did and
- * apply them again.
+ * Back-Channel Logout columns, 015's password reset links, 016's index of codes by session), so that
+ * a test can leave a database as an earlier version did and apply them again.
  */
 async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Promise<void> {
+  await handle.db.schema.dropIndex('authorization_codes_sid').execute();
   await handle.db.schema.dropTable('password_resets').execute();
   await handle.db.schema.dropTable('session_clients').execute();
   for (const [table, column] of [['sessions', 'sid'], ['authorization_codes', 'sid'], ['grants', 'sid'], ['clients', 'backchannel_logout_uri'], ['clients', 'backchannel_logout_session_required']] as const) {
@@ -184,7 +185,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes']);
           } finally {
             await handle.close();
           }
@@ -236,7 +237,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes']);
           } finally {
             await handle.close();
           }
@@ -798,6 +799,55 @@ for (const dialect of DIALECTS) {
         await storage().sessions.create(session);
         await storage().sessions.addClient(session.digest, client.id);
         assert.deepEqual(await storage().users.delete(user.id), { clientIds: [], sessions: [{ sid: session.sid, userId: user.id, clientIds: [client.id] }] });
+      });
+
+      it('voids the unexchanged codes of the sessions it ends, and leaves exchanged ones and other sessions’ codes', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const [ending, kept] = [aSession(userId), aSession(userId)];
+        for (const session of [ending, kept]) await storage().sessions.create(session);
+        const unexchanged = aCode(clientId, userId, { sid: ending.sid });
+        const exchanged = aCode(clientId, userId, { sid: ending.sid });
+        const ofKept = aCode(clientId, userId, { sid: kept.sid });
+        for (const code of [unexchanged, exchanged, ofKept]) await storage().codes.insert(code);
+        const exchange = exchangeOf(exchanged);
+        await storage().codes.consume(exchanged.digest, exchange, NOW);
+
+        assert.equal((await storage().sessions.deleteForUser(userId, kept.digest)).length, 1);
+        assert.equal(await storage().codes.find(unexchanged.digest), undefined);
+        assert.deepEqual(await storage().codes.consume(unexchanged.digest, exchangeOf(unexchanged), NOW), { outcome: 'not_found' });
+        assert.equal((await storage().codes.find(exchanged.digest))?.grantId, exchange.grant.id, 'a reuse still finds the grant to revoke');
+        assert.ok(await storage().codes.find(ofKept.digest));
+        await storage().sessions.delete(kept.digest);
+        assert.equal(await storage().codes.find(ofKept.digest), undefined);
+      });
+
+      it('either lets a code’s exchange win, its grant stored before the session is reported ended, or voids the code, when both happen at once', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        for (let round = 0; round < 30; round++) {
+          const session = aSession(userId);
+          await storage().sessions.create(session);
+          const code = aCode(clientId, userId, { sid: session.sid });
+          await storage().codes.insert(code);
+          const exchange = exchangeOf(code);
+          const [consumed, afterEnd] = await Promise.all([
+            storage().codes.consume(code.digest, exchange, NOW),
+            // What the Logout Token's sender could see once the session is reported ended.
+            storage().sessions.delete(session.digest).then(async (ended) => ({
+              ended,
+              code: await storage().codes.find(code.digest),
+              grant: await storage().grants.find(exchange.grant.id),
+            })),
+          ]);
+          assert.equal(afterEnd.ended?.sid, session.sid);
+          if (consumed.outcome === 'consumed') {
+            assert.deepEqual(afterEnd.grant, exchange.grant, 'the exchange won: its grant exists before the Logout Token is sent');
+            assert.equal(afterEnd.code?.consumedAt, NOW);
+          } else {
+            assert.deepEqual(consumed, { outcome: 'not_found' }, 'the code was voided');
+            assert.equal(afterEnd.code, undefined);
+            assert.equal(afterEnd.grant, undefined);
+          }
+        }
       });
     });
 

@@ -223,6 +223,8 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
       const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600 };
       await sessions.create(session);
       assert.ok(await sessions.find(session.digest));
+      // A sign-out, which voids the session's unexchanged codes too.
+      assert.equal((await sessions.delete(session.digest))?.sid, session.sid);
       await consents.save({ userId: user.id, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
       assert.ok(await consents.find(user.id, client.id));
       const request = { id: randomUUID(), clientId: client.id, request: { scope: 'openid' }, createdAt: NOW, expiresAt: NOW + 600 };

@@ -71,8 +71,10 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
     // comes at any moment after this can revoke it, as it can the grant.
     const accessTokenJti = randomUUID();
     const consumed = await services.storage.codes.consume(code.digest, { grant, accessTokenJti, accessTokenExpiresAt }, now);
+    // Gone since it was read: its session ended or its consent was withdrawn meanwhile, which voids it.
+    if (consumed.outcome === 'not_found') throw invalidGrant('the authorization code is invalid');
     // Lost a race for the same code to a concurrent request: that is a replay too.
-    if (consumed.outcome !== 'consumed') return refuseReplay(consumed.outcome === 'reused' ? consumed.code : code, now, services);
+    if (consumed.outcome === 'reused') return refuseReplay(consumed.code, now, services);
 
     const refreshToken = withRefresh
       ? await issueRefreshToken(services.storage, grant.id, client.id, code.scopes, now, services.config.tokens.refreshTokenTtlSeconds)

@@ -48,9 +48,10 @@ const selecting = (filter: SessionFilter) => (eb: ExpressionBuilder<Database, 's
 
 /**
  * Deletes the sessions `which` selects, inside the caller's transaction, and says which ended, with
- * the clients each was answered for (read before the key's cascade deletes them). On PostgreSQL the
- * sessions are locked first: a client recorded meanwhile (addClient) then waits, and finds its
- * session gone, rather than being deleted unread.
+ * the clients each was answered for (read before the key's cascade deletes them); the codes issued
+ * through them and not yet exchanged go with them. On PostgreSQL the sessions are locked first: a
+ * client recorded meanwhile (addClient) then waits, and finds its session gone, rather than being
+ * deleted unread.
  */
 export async function endSessions(trx: Transaction<Database>, dialect: Dialect, which: SessionFilter): Promise<EndedSession[]> {
   const read = trx.selectFrom('sessions').select(['digest', 'sid', 'user_id']).where(selecting(which));
@@ -61,6 +62,17 @@ export async function endSessions(trx: Transaction<Database>, dialect: Dialect, 
     .innerJoin('sessions', 'sessions.digest', 'session_clients.session_digest')
     .select(['session_clients.session_digest', 'session_clients.client_id'])
     .where(selecting(which))
+    .execute();
+  // The clients are sent the Logout Token for these sids once this commits (§2.5): a code issued
+  // through one of these sessions and not yet exchanged would give them an ID token and tokens for
+  // a session they were told has ended, so it is voided (node-oidc-provider refuses a code whose
+  // session is gone). A code being exchanged meanwhile holds its row until its grant is stored
+  // (codes.ts), so on PostgreSQL this waits for it and then leaves it: the grant then exists before
+  // the Logout Token is sent. Read through the sessions, the statement is the same for any number.
+  await trx
+    .deleteFrom('authorization_codes')
+    .where('sid', 'in', trx.selectFrom('sessions').select('sid').where(selecting(which)))
+    .where('consumed_at', 'is', null)
     .execute();
   await trx.deleteFrom('sessions').where(selecting(which)).execute();
   return sessions.map((session) => ({

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+
+/*
+ * A code carries the `sid` of the browser session it was issued through. When that session ends
+ * before the code is exchanged, its clients have already been sent the Logout Token for that `sid`
+ * (Back-Channel Logout 1.0 §2.5): the code is void, so that nobody gets an ID token or tokens for a
+ * session that has ended and that they will never hear about again.
+ */
+
+const PASSWORD = 'correct horse battery staple';
+const CALLBACK = 'https://app.example/callback';
+
+for (const dialect of DIALECTS) {
+  describe(`codes of ended sessions (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let web: { id: string; secret: string };
+    let admin: { id: string; secret: string };
+    let counter = 0;
+
+    before(async () => {
+      server = await startTestServer(dialect);
+      web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], firstParty: true });
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
+    });
+    after(() => server.close());
+
+    const aUser = () => server.user(`ended-${++counter}-${dialect}@example.com`, PASSWORD);
+
+    async function signedIn(email: string): Promise<HttpBrowser> {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      const answer = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } });
+      assert.equal(answer.status, 303, answer.text.slice(0, 300));
+      return browser;
+    }
+
+    /** A code for the web app issued through the browser's session, not yet exchanged. */
+    async function aCode(browser: HttpBrowser): Promise<string> {
+      const query = new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's' });
+      const page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
+      const code = new URL(page.location!).searchParams.get('code');
+      assert.ok(code, page.text.slice(0, 300));
+      return code;
+    }
+
+    const exchange = (code: string) => post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(web.id, web.secret) } });
+
+    const adminApi = async (path: string, body?: Record<string, string>) => {
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      const response = await fetch(`${server.url}/admin/v1${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token.body.access_token}`, ...(body && { 'content-type': 'application/json' }) },
+        ...(body && { body: JSON.stringify(body) }),
+      });
+      return response.status;
+    };
+
+    async function assertRefused(code: string, userId: string): Promise<void> {
+      const answer = await exchange(code);
+      assert.equal(answer.status, 400, `answered ${answer.status}, ${answer.body.error ?? 'with tokens'}`);
+      assert.equal(answer.body.error, 'invalid_grant');
+      assert.equal(answer.body.access_token, undefined);
+      assert.deepEqual(await server.gatehouse.storage.grants.list({ userId }), [], 'no grant for the ended session');
+    }
+
+    it('refuses a code whose session ended by sign-out (RP-initiated logout) before the exchange, and stores no grant', async () => {
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const code = await aCode(browser);
+      const account = await browser.request(`${server.url}/account`);
+      const signedOut = await browser.request(`${server.url}/logout`, { form: { csrf: hiddenField(account.text, 'csrf'), confirm: 'yes' } });
+      assert.equal(signedOut.status, 200);
+      await assertRefused(code, user.id);
+    });
+
+    it('refuses the codes of the sessions the account page signs out elsewhere, and keeps those of the session that stays', async () => {
+      const user = await aUser();
+      const here = await signedIn(user.email);
+      const elsewhere = await signedIn(user.email);
+      const codeHere = await aCode(here);
+      const codeElsewhere = await aCode(elsewhere);
+      const account = await here.request(`${server.url}/account`);
+      const signedOut = await here.request(`${server.url}/account/sign-out-elsewhere`, { form: { csrf: hiddenField(account.text, 'csrf') } });
+      assert.equal(signedOut.status, 303);
+
+      await assertRefused(codeElsewhere, user.id);
+      const tokens = await exchange(codeHere);
+      assert.equal(tokens.status, 200, tokens.body.error);
+      assert.ok(decodeJwt(tokens.body.id_token).sid);
+    });
+
+    for (const [action, path, body] of [
+      ['signs the user out', '/sign-out', undefined],
+      ['resets the password', '/password', { password: 'a password set by an operator' }],
+    ] as const) {
+      it(`refuses the codes of every session of a user when the admin API ${action}`, async () => {
+        const user = await aUser();
+        const codes = [await aCode(await signedIn(user.email)), await aCode(await signedIn(user.email))];
+        const bystander = await aUser();
+        const theirs = await aCode(await signedIn(bystander.email));
+        assert.equal(await adminApi(`/users/${user.id}${path}`, body), 204);
+
+        for (const code of codes) await assertRefused(code, user.id);
+        assert.equal((await exchange(theirs)).status, 200, 'another person’s session goes on');
+      });
+    }
+
+    it('refuses as invalid, not as a reused code, a code whose session ends between its checks and its exchange', async () => {
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const code = await aCode(browser);
+      const { storage } = server.gatehouse;
+      const find = storage.codes.find;
+      // The sign-out lands while the token endpoint checks the code it has read.
+      storage.codes.find = async (digest) => {
+        storage.codes.find = find;
+        const found = await find(digest);
+        await server.gatehouse.sessions.endForUser(user.id);
+        return found;
+      };
+      try {
+        const answer = await exchange(code);
+        assert.equal(answer.status, 400);
+        assert.deepEqual([answer.body.error, answer.body.error_description], ['invalid_grant', 'the authorization code is invalid']);
+      } finally {
+        storage.codes.find = find;
+      }
+      await server.gatehouse.audit.flush();
+      assert.deepEqual(await storage.audit.query({ userId: user.id, kind: 'authorization_code.reused' }), []);
+      assert.deepEqual(await storage.grants.list({ userId: user.id }), []);
+    });
+
+    it('keeps the grant of a code exchanged before its session ended', async () => {
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const tokens = await exchange(await aCode(browser));
+      assert.equal(tokens.status, 200);
+      const account = await browser.request(`${server.url}/account`);
+      await browser.request(`${server.url}/logout`, { form: { csrf: hiddenField(account.text, 'csrf'), confirm: 'yes' } });
+      const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token }, { headers: { authorization: basic(web.id, web.secret) } });
+      assert.equal(refreshed.status, 200, 'signing out of Gatehouse leaves what an application was granted');
+    });
+  });
+}
