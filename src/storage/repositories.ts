@@ -177,6 +177,9 @@ export interface UserRepository {
    * Stores a new password hash and `now` as the update time; with `expected`, only while the stored
    * hash is still `expected`, so that a change decided on the password just checked does not replace
    * one an operator set meanwhile. False for an unknown user, or a hash no longer the one expected.
+   * Every password reset link of the user is deleted with the change, in its transaction: a link
+   * asked for before the password was set no longer works. Every way a password is set but a link's
+   * own redemption goes through here.
    */
   setPasswordHash(id: string, passwordHash: string, now: number, expected?: string): Promise<boolean>;
   /**

@@ -4,7 +4,7 @@ import { setUserDisabled } from '../../src/core/applications.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
-import { post, startTestServer, type TestServer } from '../support/server.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
 
 /*
@@ -24,6 +24,7 @@ for (const dialect of DIALECTS) {
     let server: TestServer;
     let mail: TestMailServer;
     let mobile: { id: string; secret: string };
+    let admin: { id: string; secret: string };
     let counter = 0;
     /** Seconds the server's clock is ahead of the system's. */
     let ahead = 0;
@@ -36,6 +37,7 @@ for (const dialect of DIALECTS) {
         config: { passwordReset: { tokenTtlSeconds: TTL, maxRequestsPerAccount: PER_ACCOUNT, maxRequestsPerAddress: PER_ADDRESS, windowSeconds: 3600 } },
       });
       mobile = await server.client({ name: 'Mobile app', grantTypes: ['password', 'refresh_token'], scopes: ['openid', 'objects:read'], firstParty: true });
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
     });
     after(async () => {
       await server?.close();
@@ -254,6 +256,54 @@ for (const dialect of DIALECTS) {
       assert.equal(await hashOf(user.id), hash);
       assert.equal((await setPassword((await openLink(newer)).browser, NEW_PASSWORD)).status, 303);
     });
+
+    for (const [path, change] of [
+      [
+        'on the account page',
+        async (user: { email: string }) => {
+          const { browser } = await signIn(user.email);
+          const form = await browser.request(`${server.url}/account/password`);
+          const changed = await browser.request(`${server.url}/account/password`, {
+            form: { csrf: hiddenField(form.text, 'csrf'), current_password: PASSWORD, new_password: NEW_PASSWORD, confirm_password: NEW_PASSWORD },
+          });
+          assert.equal(changed.status, 303, changed.text.slice(0, 300));
+        },
+      ],
+      [
+        'by an operator through the admin API',
+        async (user: { id: string }) => {
+          const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+          const reset = await fetch(`${server.url}/admin/v1/users/${user.id}/password`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token.body.access_token}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ password: 'a password set by an operator' }),
+          });
+          assert.equal(reset.status, 204);
+        },
+      ],
+    ] as const) {
+      it(`refuses a link asked for before the password was changed ${path}, opened or not`, async () => {
+        freshWindow();
+        const user = await aUser();
+        await askForLink(user.email);
+        const link = lastLinkTo(user.email);
+        const opened = await openLink(link);
+        assert.equal(opened.followed.status, 303, 'the link works before the change');
+        await change(user);
+        const hash = await hashOf(user.id);
+
+        const followed = await openLink(link);
+        assert.equal(followed.followed.status, 400);
+        assert.match(followed.followed.text, /This link no longer works/);
+        assert.equal((await setPassword(opened.browser, 'a password from the old link')).status, 400, 'nor the form it opened before');
+        assert.equal(await hashOf(user.id), hash);
+        assert.equal(await server.gatehouse.storage.passwordResets.find(digestOf(new URL(link).searchParams.get('token')!)), undefined);
+
+        freshWindow();
+        await askForLink(user.email);
+        assert.equal((await setPassword((await openLink(lastLinkTo(user.email))).browser, 'a password from a new link')).status, 303, 'a link asked for after works');
+      });
+    }
 
     it('refuses a tampered link (its checksum) and a malformed one with the readable page, reading nothing', async () => {
       freshWindow();

@@ -9,8 +9,8 @@ import { aUser, HOUR, NOW } from '../support/records.ts';
 
 /*
  * The storage of "forgot your password?" links (PasswordResetRepository), on each dialect: only the
- * newest link of a user works, a link resets the password once, and never past its expiry or for a
- * disabled user; expired links are swept in bounded batches, and a user's links go with them.
+ * newest link of a user works, a link resets the password once, and never past its expiry, for a
+ * disabled user or after the password was set otherwise; expired links are swept in bounded batches, and a user's links go with them.
  */
 
 const SWEEP = { accessTokenTtlSeconds: HOUR, auditRetentionSeconds: 0 };
@@ -86,6 +86,25 @@ for (const dialect of DIALECTS) {
       const digests = await Promise.all(Array.from({ length: 8 }, () => issue(raced.id)));
       const left = (await Promise.all(digests.map((digest) => storage.passwordResets.find(digest)))).filter(Boolean);
       assert.equal(left.length, 1, 'one link of eight issued at once is left');
+    });
+
+    it('deletes a user’s links whenever their password is set otherwise, and only when it is', async () => {
+      const user = await aStoredUser();
+      const other = await aStoredUser();
+      const digest = await issue(user.id);
+      const others = await issue(other.id);
+      assert.equal(await storage.users.setPasswordHash(user.id, '$changed', NOW + 5, '$not-the-stored-hash'), false);
+      assert.ok(await storage.passwordResets.find(digest), 'a change refused leaves the link');
+      assert.equal(await storage.users.rehashPassword(user.id, '$scrypt$placeholder', '$rehashed'), true);
+      assert.ok(await storage.passwordResets.find(digest), 'the same password hashed anew leaves the link');
+
+      assert.equal(await storage.users.setPasswordHash(user.id, '$changed', NOW + 5), true);
+      assert.equal(await storage.passwordResets.find(digest), undefined);
+      assert.equal(await storage.passwordResets.redeem(digest, '$from-the-link', NOW + 6), undefined);
+      assert.equal(await hashOf(user.id), '$changed');
+      assert.ok(await storage.passwordResets.find(others), 'another user’s link stays');
+      const later = await issue(user.id, NOW + 10);
+      assert.equal(await storage.passwordResets.redeem(later, '$from-a-later-link', NOW + 11), user.id, 'a link asked for after works');
     });
 
     it('issues nothing for a user who is gone, and a user’s links go with them', async () => {

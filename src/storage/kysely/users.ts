@@ -91,10 +91,18 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
       return result.numUpdatedRows > 0n;
     },
     async setPasswordHash(id, passwordHash, now, expected) {
-      let update = db.updateTable('users').set({ password_hash: passwordHash, updated_at: now }).where('id', '=', id);
-      if (expected !== undefined) update = update.where('password_hash', '=', expected);
-      const result = await update.executeTakeFirst();
-      return result.numUpdatedRows > 0n;
+      return db.transaction().execute(async (trx) => {
+        let update = trx.updateTable('users').set({ password_hash: passwordHash, updated_at: now }).where('id', '=', id);
+        if (expected !== undefined) update = update.where('password_hash', '=', expected);
+        const result = await update.executeTakeFirst();
+        if (result.numUpdatedRows === 0n) return false;
+        // A "forgot your password?" link asked for before the password was set (by its user on the
+        // account page, or by an operator) would otherwise undo the change, in the hands of whoever
+        // reads the mail. The user's row is held, as a link's issue holds it: one issued meanwhile
+        // is deleted here, or issued after the change and left.
+        await trx.deleteFrom('password_resets').where('user_id', '=', id).execute();
+        return true;
+      });
     },
     async rehashPassword(id, previous, next) {
       const result = await db.updateTable('users').set({ password_hash: next }).where('id', '=', id).where('password_hash', '=', previous).executeTakeFirst();
