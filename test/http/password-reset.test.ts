@@ -56,13 +56,17 @@ for (const dialect of DIALECTS) {
       return { browser, status: answer.status };
     };
     const isSignedIn = async (browser: HttpBrowser) => (await browser.request(`${server.url}/account`)).status === 200;
-    /** Asks for a link from the forgot-password page; the answer, once any mail it sends has gone. */
+    /**
+     * Asks for a link from the forgot-password page; the answer, once any mail it sends has gone, and
+     * the page it redirects to (the forgot-password form again when it does not).
+     */
     const askForLink = async (email: string, browser = new HttpBrowser()) => {
       const form = await browser.request(`${server.url}/password/forgot`);
       assert.equal(form.status, 200, form.text.slice(0, 300));
       const answer = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(form.text, 'csrf'), email } });
       await server.gatehouse.passwordResets.settled();
-      return answer;
+      const page = answer.location ? await browser.request(new URL(answer.location, server.url).toString()) : answer;
+      return { ...answer, page };
     };
     const mailsTo = (email: string) => mail.received.filter((m) => m.to.includes(email));
     const lastLinkTo = (email: string) => resetLinkIn(mailsTo(email).at(-1)!);
@@ -89,8 +93,8 @@ for (const dialect of DIALECTS) {
       const login = await new HttpBrowser().request(`${server.url}/login`);
       assert.match(login.text, /<a href="\/password\/forgot">Forgot your password\?<\/a>/);
       const asked = await askForLink(user.email);
-      assert.equal(asked.status, 200);
-      assert.match(asked.text, /If an account with the address <strong>reset-\d+-\w+@example\.com<\/strong> exists, we sent a link/);
+      assert.equal(asked.status, 303);
+      assert.match(asked.page.text, /If an account with the address <strong>reset-\d+-\w+@example\.com<\/strong> exists, we sent a link/);
 
       const [message] = mailsTo(user.email);
       assert.ok(message, 'a mail was sent');
@@ -162,14 +166,44 @@ for (const dialect of DIALECTS) {
 
       const answers = await Promise.all([known.email, unknownEmail, disabled.email].map(async (email) => {
         const answer = await askForLink(email);
-        return { status: answer.status, text: answer.text.replace(email, 'EMAIL'), cookies: answer.headers.getSetCookie().length };
+        // The "Check your email" page names the address typed, carried by a cookie of its own.
+        const cookies = answer.headers.getSetCookie().map((cookie) => cookie.replace(email, 'EMAIL'));
+        return { status: answer.status, location: answer.location, cookies, text: answer.page.text.replace(email, 'EMAIL') };
       }));
-      assert.equal(answers[0]!.status, 200);
+      assert.equal(answers[0]!.status, 303);
       assert.deepEqual(answers[1], answers[0], 'an unknown email');
       assert.deepEqual(answers[2], answers[0], 'a disabled account');
       assert.equal(mail.received.length, sent + 1, 'one mail, to the known account');
       assert.equal(mailsTo(known.email).length, 1);
       assert.equal(await countRows(server.database, 'password_resets'), before + 1);
+    });
+
+    it('answers the request with a redirect to the "Check your email" page (Post/Redirect/Get): reloading it asks for nothing, and the address is in no URL', async () => {
+      freshWindow();
+      const user = await aUser();
+      const browser = new HttpBrowser();
+      const asked = await askForLink(user.email, browser);
+      assert.equal(asked.status, 303);
+      assert.equal(asked.location, '/password/sent');
+      const sent = mail.received.length;
+      const links = await countRows(server.database, 'password_resets');
+      for (let reload = 0; reload < 2; reload++) {
+        const page = await browser.request(new URL(asked.location!, server.url).toString());
+        assert.equal(page.status, 200);
+        assert.match(page.text, new RegExp(`If an account with the address <strong>${user.email.replace(/\./g, '\\.')}</strong> exists, we sent a link`));
+        assert.match(page.text, /The link works once, for 30 minutes/);
+        assert.equal(page.headers.get('cache-control'), 'no-store');
+      }
+      await server.gatehouse.passwordResets.settled();
+      assert.equal(mail.received.length, sent, 'reloading sends nothing');
+      assert.equal(await countRows(server.database, 'password_resets'), links);
+      assert.ok(!asked.location!.includes(encodeURIComponent(user.email)) && !asked.location!.includes(user.email));
+
+      // Opened elsewhere (a shared link, another browser), the page names no address.
+      const elsewhere = await new HttpBrowser().request(`${server.url}/password/sent`);
+      assert.equal(elsewhere.status, 200);
+      assert.match(elsewhere.text, /If an account with the address you typed exists, we sent a link/);
+      assert.doesNotMatch(elsewhere.text, /@example\.com/);
     });
 
     it('answers before the mail is sent: a slow mail server does not tell that the account exists', async () => {
@@ -182,7 +216,7 @@ for (const dialect of DIALECTS) {
         const started = performance.now();
         const answer = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(form.text, 'csrf'), email: user.email } });
         const took = performance.now() - started;
-        assert.equal(answer.status, 200);
+        assert.equal(answer.status, 303);
         assert.ok(took < 1000, `answered in ${took} ms, while the mail server took 1500`);
         await server.gatehouse.passwordResets.settled();
         assert.equal(mailsTo(user.email).length, 1, 'sent after answering');
@@ -330,7 +364,7 @@ for (const dialect of DIALECTS) {
       const user = await aUser();
       const unknownEmail = `nobody-${counter}-${dialect}@example.com`;
       for (const email of [user.email, unknownEmail]) {
-        for (let i = 0; i < PER_ACCOUNT; i++) assert.equal((await askForLink(email)).status, 200);
+        for (let i = 0; i < PER_ACCOUNT; i++) assert.equal((await askForLink(email)).status, 303);
         const refused = await askForLink(email.toUpperCase());
         assert.equal(refused.status, 429, 'the same account, however its email is typed');
         assert.ok(Number(refused.headers.get('retry-after')) > 0);
@@ -338,7 +372,7 @@ for (const dialect of DIALECTS) {
       }
       assert.equal(mailsTo(user.email).length, PER_ACCOUNT);
       // The address has asked 2 × (PER_ACCOUNT + 1) times so far: a request refused for its account counts against its address.
-      for (let i = 2 * (PER_ACCOUNT + 1); i < PER_ADDRESS; i++) assert.equal((await askForLink(`other-${i}-${counter}@example.com`)).status, 200);
+      for (let i = 2 * (PER_ACCOUNT + 1); i < PER_ADDRESS; i++) assert.equal((await askForLink(`other-${i}-${counter}@example.com`)).status, 303);
       const overAddress = await askForLink(`one-more-${counter}@example.com`);
       assert.equal(overAddress.status, 429);
       assert.ok(Number(overAddress.headers.get('retry-after')) > 0);
@@ -379,7 +413,7 @@ describe('password reset without mail settings', { timeout: 60_000 }, () => {
     assert.match(form.text, /Ask its operators to reset your password/);
     const posted = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(login.text, 'csrf'), email: 'someone@example.com' } });
     assert.equal(posted.status, 404);
-    for (const path of ['/password/reset', '/password/reset?token=gate_pr_x']) assert.equal((await browser.request(`${server.url}${path}`)).status, 404, path);
+    for (const path of ['/password/sent', '/password/reset', '/password/reset?token=gate_pr_x']) assert.equal((await browser.request(`${server.url}${path}`)).status, 404, path);
     assert.equal((await browser.request(`${server.url}/password/reset`, { form: { csrf: 'x', new_password: 'a long password', confirm_password: 'a long password' } })).status, 404);
     assert.equal(await countRows(server.database, 'password_resets'), 0);
   });

@@ -9,9 +9,13 @@ const EXPIRED = 'Your session expired while the page was open. Please try again.
 const sentence = (message: string): string => message.charAt(0).toUpperCase() + message.slice(1) + '.';
 /** RFC 5321 §4.5.3.1: 64 characters of local part, @, 255 of domain. */
 const MAX_EMAIL_LENGTH = 320;
+const isPlausibleEmail = (email: string): boolean => email.includes('@') && email.length <= MAX_EMAIL_LENGTH;
+/** How long the "Check your email" page names the address typed, reloaded. */
+const SENT_COOKIE_SECONDS = 600;
 
 /**
- * "Forgot your password?" (`/password/forgot`) and the page its mail links to (`/password/reset`).
+ * "Forgot your password?" (`/password/forgot`, answered by `/password/sent`) and the page its mail
+ * links to (`/password/reset`).
  * Without mail settings, both answer a 404 page and the sign-in page has no link to them.
  *
  * The link's token must not stay in the address: a page's address reaches the browser's history,
@@ -28,6 +32,7 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
 
   /** The reset cookie's name: `__Host-` whenever the session cookie has it (HTTPS). */
   const cookieName = (request: FastifyRequest) => (pages.cookies.names(request).session.startsWith('__Host-') ? '__Host-gatehouse_reset' : 'gatehouse_reset');
+  const sentCookieName = (request: FastifyRequest) => (pages.cookies.names(request).session.startsWith('__Host-') ? '__Host-gatehouse_reset_sent' : 'gatehouse_reset_sent');
   const forgetLink = (request: FastifyRequest, reply: FastifyReply) => {
     if (request.cookies[cookieName(request)] !== undefined) reply.clearCookie(cookieName(request), pages.cookies.options(request));
   };
@@ -45,13 +50,23 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
     if (!resets.enabled) return off(reply);
     const email = field(request.body, 'email')?.trim() ?? '';
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showForgot(reply, { email, error: EXPIRED }, 403);
-    if (!email.includes('@') || email.length > MAX_EMAIL_LENGTH) return showForgot(reply, { email, error: 'Enter the email address of your account.' }, 400);
+    if (!isPlausibleEmail(email)) return showForgot(reply, { email, error: 'Enter the email address of your account.' }, 400);
     const result = await resets.request(email, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
       return showForgot(reply, { email, error: `Too many links were asked for. Try again in ${Math.ceil(result.retryAfterSeconds / 60)} minute(s).` }, 429);
     }
-    // DESIGN §5: the same page whether or not the address has an account, or a disabled one.
+    // Post/Redirect/Get: reloading the page that follows must not ask for another link. The address
+    // it names goes in a short-lived cookie, not the URL, which reaches the history and the logs.
+    // DESIGN §5: the same answer whether or not the address has an account, or a disabled one.
+    reply.setCookie(sentCookieName(request), email, pages.cookies.options(request, SENT_COOKIE_SECONDS));
+    return reply.redirect('/password/sent', 303);
+  });
+
+  app.get('/password/sent', async (request, reply) => {
+    if (!resets.enabled) return off(reply);
+    const typed = request.cookies[sentCookieName(request)];
+    const email = typed !== undefined && isPlausibleEmail(typed) ? typed : undefined;
     return renderPage(reply, 'password-sent', { title: 'Check your email', email, minutes: Math.round(resets.tokenTtlSeconds / 60) });
   });
 
