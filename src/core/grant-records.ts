@@ -1,3 +1,4 @@
+import { grantEnd } from './tokens/refresh.ts';
 import type { Grant, Storage } from '../storage/repositories.ts';
 
 /**
@@ -14,9 +15,15 @@ export async function revokeGrant(storage: Pick<Storage, 'grants'>, grantId: str
   return grant && { grant, revoked };
 }
 
-/** A grant as the admin API and the command line show it (snake_case, times in ISO 8601). */
-export function describeGrant(g: Grant) {
+/**
+ * A grant as the admin API and the command line show it (snake_case, times in ISO 8601), with the
+ * state the token endpoint acts on at `now` (refreshTokenRefusal): `revoked`, `ended` at its end
+ * (`ends_at`: its own end or its maximum lifetime, whichever comes first; null when it has neither),
+ * though a grant past its maximum lifetime has nothing written to it, or `active`.
+ */
+export function describeGrant(g: Grant, now: number, maxLifetimeSeconds: number) {
   const iso = (epochSeconds: number | null) => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
+  const end = grantEnd(g, maxLifetimeSeconds);
   return {
     id: g.id,
     client_id: g.clientId,
@@ -26,5 +33,7 @@ export function describeGrant(g: Grant) {
     created_at: iso(g.createdAt),
     expires_at: iso(g.expiresAt),
     revoked_at: iso(g.revokedAt),
-  };
+    ends_at: Number.isFinite(end) ? iso(end) : null,
+    status: g.revokedAt !== null ? 'revoked' : end <= now ? 'ended' : 'active',
+  } as const;
 }

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { join } from 'node:path';
+import { createStorage } from '../../src/storage/kysely/index.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
+import { aGrant, aRefreshToken } from '../support/records.ts';
 import { post } from '../support/server.ts';
 import { cliJson, databaseEnv, oneLine, runCli, startServe, type Env, type ServeProcess } from './support.ts';
 
@@ -51,7 +54,7 @@ for (const dialect of DIALECTS) {
         await signIn(app, bob.email, 'a grants password');
 
         const all = await cliJson<any[]>(['grant', 'list'], env);
-        assert.deepEqual(Object.keys(all[0]), ['id', 'client_id', 'user_id', 'kind', 'scopes', 'created_at', 'expires_at', 'revoked_at']);
+        assert.deepEqual(Object.keys(all[0]), ['id', 'client_id', 'user_id', 'kind', 'scopes', 'created_at', 'expires_at', 'revoked_at', 'ends_at', 'status']);
         const made = [
           [app.client_id, ada.id],
           [other.client_id, ada.id],
@@ -96,6 +99,34 @@ for (const dialect of DIALECTS) {
       });
     }
 
+    it('shows a grant past its maximum lifetime or its end as ended, one revoked as revoked, as the token endpoint acts on them and the admin API says', async () => {
+      const dave = await newUser('dave@example.com');
+      const storage = await createStorage({ databaseUrl: database.databaseUrl, sqlitePath: join(database.dataDir, 'gatehouse.sqlite') });
+      const now = Math.floor(Date.now() / 1000);
+      // The shipped configuration bounds a grant's refresh tokens to a year from its creation.
+      const year = 365 * 86400;
+      const grants = {
+        active: aGrant(app.client_id, dave.id, { createdAt: now - 60 }),
+        pastMaxLifetime: aGrant(app.client_id, dave.id, { createdAt: now - year - 60 }),
+        pastItsEnd: aGrant(app.client_id, dave.id, { createdAt: now - 7200, expiresAt: now - 3600 }),
+        revoked: aGrant(app.client_id, dave.id, { createdAt: now - 30, revokedAt: now - 10 }),
+      };
+      try {
+        for (const grant of Object.values(grants)) await storage.grants.create(grant);
+        await storage.refreshTokens.insert(aRefreshToken(grants.pastMaxLifetime, { createdAt: now - 60, expiresAt: now + 3600 }));
+      } finally {
+        await storage.close();
+      }
+      const listed = new Map((await cliJson<any[]>(['grant', 'list', '--user', dave.id], env)).map((g) => [g.id, g]));
+      assert.deepEqual([...Object.values(grants)].map((g) => listed.get(g.id)?.status), ['active', 'ended', 'ended', 'revoked']);
+      assert.equal(listed.get(grants.pastMaxLifetime.id).ends_at, new Date((grants.pastMaxLifetime.createdAt + year) * 1000).toISOString());
+
+      const human = await runCli(['grant', 'list', '--user', dave.id], env);
+      assert.equal(human.code, 0, human.stderr);
+      const statusOf = (id: string) => new RegExp(`^${id}\\s.*\\s(\\S+)$`, 'm').exec(human.stdout)?.[1];
+      assert.deepEqual(Object.values(grants).map((g) => statusOf(g.id)), ['active', 'ended', 'ended', 'revoked']);
+    });
+
     it('revokes a grant: its refresh token is refused at once, other grants go on; audited once, and a second revoke changes nothing', async () => {
       const carol = await newUser('carol@example.com');
       const revokedToken = await signIn(app, carol.email, 'a grants password');
@@ -103,7 +134,8 @@ for (const dialect of DIALECTS) {
       const [grant] = await cliJson<any[]>(['grant', 'list', '--user', carol.email, '--client', app.client_id], env);
 
       const revoked = await cliJson(['grant', 'revoke', grant.id], env);
-      assert.deepEqual({ ...revoked, revoked_at: undefined }, { ...grant, revoked_at: undefined });
+      assert.deepEqual({ ...revoked, revoked_at: undefined, status: undefined }, { ...grant, revoked_at: undefined, status: undefined });
+      assert.equal(revoked.status, 'revoked');
       assert.match(revoked.revoked_at, /^\d{4}-\d\d-\d\dT/);
       const refused = await refresh(app, revokedToken);
       assert.equal(refused.status, 400);

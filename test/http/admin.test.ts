@@ -893,7 +893,7 @@ for (const dialect of DIALECTS) {
         assert.equal(byUser.status, 200);
         assert.ok(byUser.body.grants.length >= 2);
         const grant = byUser.body.grants.find((g: { id: string }) => g.id === grantId);
-        assert.deepEqual(Object.keys(grant).sort(), ['client_id', 'created_at', 'expires_at', 'id', 'kind', 'revoked_at', 'scopes', 'user_id']);
+        assert.deepEqual(Object.keys(grant).sort(), ['client_id', 'created_at', 'ends_at', 'expires_at', 'id', 'kind', 'revoked_at', 'scopes', 'status', 'user_id']);
         assert.equal(grant.user_id, adaId);
         assert.equal(grant.client_id, mobile.id);
         assert.equal(grant.kind, 'password');

@@ -31,7 +31,7 @@ export function grantCommand(args: string[]): Run {
         if (!result) throw new Error(`no grant ${id}`);
         const { grant, revoked } = result;
         if (revoked) recordCliAction(gatehouse, 'grant.revoked', { clientId: grant.clientId, userId: grant.userId ?? undefined, data: { grant_id: grant.id } });
-        const described = describeGrant(grant);
+        const described = describeGrant(grant, gatehouse.clock(), gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds);
         out.print(described, () =>
           revoked
             ? `revoked ${grant.id} (client ${grant.clientId}, user ${grant.userId ?? '-'}): its refresh tokens stop working at once, and Gatehouse refuses its access tokens; APIs that verify tokens locally accept them until they expire`
@@ -50,12 +50,11 @@ async function listGrants(gatehouse: Gatehouse, out: Output, options: { user: st
   const clientId = options.client === undefined ? undefined : (await findClient(gatehouse, options.client)).id;
   // One more than asked for, to tell whether there are more.
   const found = await gatehouse.storage.grants.list({ userId, clientId, limit: options.limit + 1 });
-  const grants = found.slice(0, options.limit).map(describeGrant);
   const now = gatehouse.clock();
-  const status = (g: (typeof grants)[number]) => (g.revoked_at !== null ? 'revoked' : g.expires_at !== null && Date.parse(g.expires_at) / 1000 <= now ? 'expired' : 'active');
+  const grants = found.slice(0, options.limit).map((grant) => describeGrant(grant, now, gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds));
   out.print(grants, () =>
     [
-      grants.length === 0 ? 'no grants' : table([['ID', 'CLIENT_ID', 'USER_ID', 'KIND', 'SCOPES', 'CREATED', 'STATUS'], ...grants.map((g) => [g.id, g.client_id, g.user_id ?? '-', g.kind, g.scopes.join(' ') || '-', g.created_at!, status(g)])]),
+      grants.length === 0 ? 'no grants' : table([['ID', 'CLIENT_ID', 'USER_ID', 'KIND', 'SCOPES', 'CREATED', 'STATUS'], ...grants.map((g) => [g.id, g.client_id, g.user_id ?? '-', g.kind, g.scopes.join(' ') || '-', g.created_at!, g.status])]),
       ...(found.length > options.limit ? [`(the latest ${options.limit}; there are more: --limit up to ${MAX_LIMIT}, or --user and --client)`] : []),
     ].join('\n'),
   );

@@ -18,6 +18,12 @@ const grantProperties = {
   created_at: timestamp,
   expires_at: { ...optionalTimestamp, description: 'When nothing issued from the grant can be used any more; it is deleted then. Null while it has refresh tokens.' },
   revoked_at: optionalTimestamp,
+  ends_at: { ...optionalTimestamp, description: 'When its tokens stop working however often they are refreshed: its own end (`expires_at`) or its maximum lifetime (`tokens.refreshTokenMaxLifetimeSeconds` after `created_at`), whichever comes first; null when it has neither.' },
+  status: {
+    type: 'string',
+    enum: ['active', 'revoked', 'ended'],
+    description: 'What the token endpoint acts on now: `revoked`, `ended` (past `ends_at`, though nothing was written to the grant), or `active`.',
+  },
 } as const;
 
 /** Newest first, and of one second by id (as the indexes read them, see GrantRepository.list). */
@@ -44,7 +50,8 @@ export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): P
       const { page, nextCursor } = await listFilteredPage(GRANTS, request.query, { user_id: userId, client_id: clientId }, (after, limit) =>
         gatehouse.storage.grants.list({ userId, clientId, after: after && { createdAt: after.time, id: after.id }, limit }),
       );
-      return { grants: page.map(describeGrant), next_cursor: nextCursor };
+      const now = gatehouse.clock();
+      return { grants: page.map((grant) => describeGrant(grant, now, gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds)), next_cursor: nextCursor };
     },
   );
 
@@ -62,7 +69,7 @@ export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): P
       if (!result) throw notFound(`there is no grant ${grantId}`);
       const { grant, revoked } = result;
       if (revoked) recordAdminAction(gatehouse, request, 'admin.grant.revoked', { userId: grant.userId, data: { grant_id: grant.id, client_id: grant.clientId } });
-      return describeGrant(grant);
+      return describeGrant(grant, gatehouse.clock(), gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds);
     },
   );
 }
