@@ -21,6 +21,7 @@ import * as backchannelLogout from './migrations/013-backchannel-logout.ts';
 import * as grantSweep from './migrations/014-grant-sweep.ts';
 import * as passwordResets from './migrations/015-password-resets.ts';
 import * as sessionCodes from './migrations/016-session-codes.ts';
+import * as emailVerifications from './migrations/017-email-verifications.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -129,6 +130,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '014-grant-sweep': grantSweep,
   '015-password-resets': passwordResets,
   '016-session-codes': sessionCodes,
+  '017-email-verifications': emailVerifications,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

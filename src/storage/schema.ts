@@ -22,12 +22,23 @@ export interface Database {
   api_keys: ApiKeyTable;
   client_assertions: ClientAssertionTable;
   password_resets: PasswordResetTable;
+  email_verifications: EmailVerificationTable;
 }
 
 /** A password reset link (migration 015): only the digest of its token is stored. */
 export interface PasswordResetTable {
   digest: string;
   user_id: string;
+  created_at: number;
+  expires_at: number;
+  consumed_at: number | null;
+}
+
+/** An email verification link (migration 017): the digest of its token and the address it was sent to. */
+export interface EmailVerificationTable {
+  digest: string;
+  user_id: string;
+  email: string;
   created_at: number;
   expires_at: number;
   consumed_at: number | null;
@@ -253,6 +264,7 @@ export const COLUMNS = {
   consents: columns<ConsentTable>({ user_id: true, client_id: true, scopes: true, created_at: true, updated_at: true }),
   authorization_requests: columns<AuthorizationRequestTable>({ id: true, client_id: true, request: true, created_at: true, expires_at: true }),
   password_resets: columns<PasswordResetTable>({ digest: true, user_id: true, created_at: true, expires_at: true, consumed_at: true }),
+  email_verifications: columns<EmailVerificationTable>({ digest: true, user_id: true, email: true, created_at: true, expires_at: true, consumed_at: true }),
   api_keys: columns<ApiKeyTable>({
     id: true, client_id: true, name: true, digest: true, prefix: true, scopes: true, created_at: true, expires_at: true,
     revoked_at: true, last_used_at: true,

@@ -20,6 +20,15 @@ describe('opaque credentials', () => {
     assert.equal(isWellFormed(createOpaqueToken('ss'), 'pr'), false);
   });
 
+  it('name an email verification link as such (gate_ev_), refused as a password reset link and the reverse', () => {
+    const link = createOpaqueToken('ev');
+    assert.match(link, /^gate_ev_[A-Za-z0-9_-]{49}$/);
+    assert.equal(kindOf(link), 'ev');
+    assert.ok(isWellFormed(link, 'ev'));
+    assert.equal(isWellFormed(link, 'pr'), false);
+    assert.equal(isWellFormed(createOpaqueToken('pr'), 'ev'), false);
+  });
+
   it('are refused as another kind', () => {
     const secret = createOpaqueToken('cs');
     assert.equal(isWellFormed(secret, 'rt'), false);

@@ -10,6 +10,7 @@ import { kyselyCodes } from './codes.ts';
 import { kyselyGrants, kyselyRefreshTokens } from './grants.ts';
 import { kyselyKeys } from './keys.ts';
 import { kyselyPasswordResets } from './password-resets.ts';
+import { kyselyEmailVerifications } from './email-verifications.ts';
 import { kyselyUsers } from './users.ts';
 
 /** Opens the database, applies pending migrations and returns the repositories over it. */
@@ -44,6 +45,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     pendingAuthorizations: kyselyPendingAuthorizations(db),
     apiKeys: kyselyApiKeys(db),
     passwordResets: kyselyPasswordResets(db),
+    emailVerifications: kyselyEmailVerifications(db),
     poolStats: () => (handle.pool ? { total: handle.pool.totalCount, idle: handle.pool.idleCount, waiting: handle.pool.waitingCount } : undefined),
     async ping() {
       await sql`select 1`.execute(db);
@@ -175,6 +177,7 @@ export async function sweepOtherTables(db: Kysely<Database>, now: number, limit:
     db.deleteFrom('authorization_requests').where('id', 'in', db.selectFrom('authorization_requests').select('id').where('expires_at', '<', now).limit(size)),
     // A used link stays until it expires, so that following it again says it was used.
     db.deleteFrom('password_resets').where('digest', 'in', db.selectFrom('password_resets').select('digest').where('expires_at', '<', now).limit(size)),
+    db.deleteFrom('email_verifications').where('digest', 'in', db.selectFrom('email_verifications').select('digest').where('expires_at', '<', now).limit(size)),
     db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(size)),
   ];
   if (auditRetentionSeconds > 0) {

@@ -66,19 +66,25 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
       const takenByAnother = async () =>
         email !== undefined && (await db.selectFrom('users').select('id').where('email', '=', email).where('id', '<>', id).executeTakeFirst()) !== undefined;
       if (await takenByAnother()) throw new EmailTakenError(`a user with the email ${email} exists already`);
-      let query = db
-        .updateTable('users')
-        .set({
-          ...(changes.name !== undefined ? { name: changes.name } : {}),
-          ...(email !== undefined ? { email } : {}),
-          ...(changes.emailVerified !== undefined ? { email_verified: flag(changes.emailVerified) } : {}),
-          updated_at: now,
-        })
-        .where('id', '=', id);
-      if (expected) query = query.where('email', '=', expected.email);
       try {
-        const result = await query.executeTakeFirst();
-        if (result.numUpdatedRows === 0n) return undefined;
+        const updated = await db.transaction().execute(async (trx) => {
+          let query = trx
+            .updateTable('users')
+            .set({
+              ...(changes.name !== undefined ? { name: changes.name } : {}),
+              ...(email !== undefined ? { email } : {}),
+              ...(changes.emailVerified !== undefined ? { email_verified: flag(changes.emailVerified) } : {}),
+              updated_at: now,
+            })
+            .where('id', '=', id);
+          if (expected) query = query.where('email', '=', expected.email);
+          if ((await query.executeTakeFirst()).numUpdatedRows === 0n) return false;
+          // A verification link names the address it was sent to: once the user has another, the
+          // links sent to the old one prove nothing (the redemption checks the address as well).
+          if (email !== undefined) await trx.deleteFrom('email_verifications').where('user_id', '=', id).where('email', '<>', email).execute();
+          return true;
+        });
+        if (!updated) return undefined;
       } catch (error) {
         // The unique index settles a race between two changes (or a change and a sign-up) to one email.
         if (await takenByAnother()) throw new EmailTakenError(`a user with the email ${email} exists already`);

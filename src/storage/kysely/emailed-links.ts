@@ -1,0 +1,79 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../schema.ts';
+
+/**
+ * What the tables of single-use links sent by email (password_resets, email_verifications) share:
+ * a link is stored as its token's digest, with its user, expiry and use; a new one of a user
+ * replaces their earlier ones, and redeeming one spends it in the transaction that changes the user.
+ */
+type LinkTable = 'password_resets' | 'email_verifications';
+
+/** Thrown inside a redemption's transaction to undo the link's consumption when its user cannot be changed. */
+const NOT_REDEEMED = new Error('the link was not redeemed');
+
+/**
+ * Holds the user's row by a write that changes nothing, as a user's deletion does: two links asked
+ * for at once take turns, so the second deletes the first and exactly one stays live. With `email`,
+ * only while that is still the user's address. False when there is no such user.
+ */
+async function claimUser(trx: Transaction<Database>, userId: string, email: string | undefined): Promise<boolean> {
+  let claim = trx
+    .updateTable('users')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where('id', '=', userId);
+  if (email !== undefined) claim = claim.where('email', '=', email);
+  return (await claim.executeTakeFirst()).numUpdatedRows > 0n;
+}
+
+/**
+ * Stores a link of `userId` through `insert`, deleting every earlier link of theirs in `table` in the
+ * same transaction (see claimUser); false, storing nothing, when the user is gone or, with `email`,
+ * no longer has that address.
+ */
+export function issueLink(
+  db: Kysely<Database>,
+  table: LinkTable,
+  userId: string,
+  email: string | undefined,
+  insert: (trx: Transaction<Database>) => Promise<unknown>,
+): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    if (!(await claimUser(trx, userId, email))) return false;
+    await trx.deleteFrom(table as 'password_resets').where('user_id', '=', userId).execute();
+    await insert(trx);
+    return true;
+  });
+}
+
+/**
+ * Spends the link `digest` of `table` and applies it to its user through `apply`, in one
+ * transaction: only while the link is unused and unexpired at `now` (one conditional `UPDATE … WHERE
+ * consumed_at IS NULL`, so of concurrent redemptions exactly one wins) and `apply` changed the user.
+ * The user's id; undefined, with nothing changed, otherwise.
+ */
+export async function redeemLink(
+  db: Kysely<Database>,
+  table: LinkTable,
+  digest: string,
+  now: number,
+  apply: (trx: Transaction<Database>, userId: string) => Promise<boolean>,
+): Promise<string | undefined> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      const consumed = await trx
+        .updateTable(table as 'password_resets')
+        .set({ consumed_at: now })
+        .where('digest', '=', digest)
+        .where('consumed_at', 'is', null)
+        .where('expires_at', '>', now)
+        .returning('user_id')
+        .executeTakeFirst();
+      if (!consumed) return undefined;
+      if (!(await apply(trx, consumed.user_id))) throw NOT_REDEEMED;
+      return consumed.user_id;
+    });
+  } catch (error) {
+    if (error === NOT_REDEEMED) return undefined;
+    throw error;
+  }
+}
