@@ -14,6 +14,7 @@ import { idTokenHook } from './core/grants/oidc.ts';
 import { sweepExpiredRows, sweepPolicyOf } from './core/housekeeping.ts';
 import { LoginService } from './core/login.ts';
 import { PasswordResetService } from './core/password-reset.ts';
+import { EmailVerificationService } from './core/email-verification.ts';
 import { inProcessFailureCounter, inProcessRequestLimiter, REDIS_UNREACHABLE, RedisLink, redisFailureCounter, redisRequestLimiter } from './core/rate-limit.ts';
 import { SessionService } from './core/sessions.ts';
 import { SignupService } from './core/signup.ts';
@@ -40,6 +41,7 @@ export interface Gatehouse extends GrantServices {
   signups: SignupService;
   /** "Forgot your password?" by email; off (`enabled` false) without mail settings. */
   passwordResets: PasswordResetService;
+  emailVerifications: EmailVerificationService;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -216,6 +218,13 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     limits: { perAccount: limits.passwordResetsPerAccount, perAddress: limits.passwordResetsPerAddress },
     onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'a password reset link could not be sent'),
   });
+  const emailVerifications = new EmailVerificationService({ storage, audit }, mailer, {
+    enabled: config.signup.verifyEmail,
+    issuer: config.issuer,
+    tokenTtlSeconds: config.emailVerification.tokenTtlSeconds,
+    limits: { perAccount: limits.emailVerificationsPerAccount, perAddress: limits.emailVerificationsPerAddress },
+    onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'an email verification link could not be sent'),
+  });
 
   return {
     ...services,
@@ -225,14 +234,16 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     idTokens,
     sessions,
     backChannelLogout,
-    signups: new SignupService(storage, { perAddress: limits.signupsPerAddress }),
+    signups: new SignupService(storage, { perAddress: limits.signupsPerAddress }, emailVerifications),
     passwordResets,
+    emailVerifications,
     logger,
     async close() {
       clearInterval(sweeper);
       keys.stopReloading();
       // Links asked for before shutdown are sent (each gives up within the SMTP timeouts).
       await passwordResets.settled();
+      await emailVerifications.settled();
       mailer?.close();
       // Each delivery gives up after a few seconds; their outcomes go to the audit log below.
       await backChannelLogout.settled();
@@ -278,7 +289,7 @@ const REDIS_PAUSE_MS = 5_000;
  * the same limits on every instance; in process otherwise.
  */
 async function createLimits(config: GatehouseConfig, logger: Logger) {
-  const { rateLimits: r, login, signup, passwordReset: reset } = config;
+  const { rateLimits: r, login, signup, passwordReset: reset, emailVerification: verification } = config;
   if (!config.redisUrl) {
     return {
       tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
@@ -289,6 +300,8 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
       signupsPerAddress: inProcessRequestLimiter(signup.maxAccountsPerAddress, signup.windowSeconds),
       passwordResetsPerAccount: inProcessRequestLimiter(reset.maxRequestsPerAccount, reset.windowSeconds),
       passwordResetsPerAddress: inProcessRequestLimiter(reset.maxRequestsPerAddress, reset.windowSeconds),
+      emailVerificationsPerAccount: inProcessRequestLimiter(verification.maxRequestsPerAccount, verification.windowSeconds),
+      emailVerificationsPerAddress: inProcessRequestLimiter(verification.maxRequestsPerAddress, verification.windowSeconds),
       close: async () => {},
     };
   }
@@ -318,6 +331,8 @@ async function createLimits(config: GatehouseConfig, logger: Logger) {
     signupsPerAddress: redisRequestLimiter(link, 'signup-address', signup.maxAccountsPerAddress, signup.windowSeconds),
     passwordResetsPerAccount: redisRequestLimiter(link, 'password-reset-account', reset.maxRequestsPerAccount, reset.windowSeconds),
     passwordResetsPerAddress: redisRequestLimiter(link, 'password-reset-address', reset.maxRequestsPerAddress, reset.windowSeconds),
+    emailVerificationsPerAccount: redisRequestLimiter(link, 'email-verification-account', verification.maxRequestsPerAccount, verification.windowSeconds),
+    emailVerificationsPerAddress: redisRequestLimiter(link, 'email-verification-address', verification.maxRequestsPerAddress, verification.windowSeconds),
     close: async () => {
       // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
       await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});

@@ -82,7 +82,13 @@ export interface GatehouseConfig {
   /** How long audit events are kept before they are swept; 0 keeps them forever. */
   audit: { retentionDays: number };
   /** Self-service accounts: whether `/signup` is open, and how many accounts each client address may create per window (0: no limit). */
-  signup: { enabled: boolean; maxAccountsPerAddress: number; windowSeconds: number };
+  signup: {
+    enabled: boolean;
+    maxAccountsPerAddress: number;
+    windowSeconds: number;
+    /** Send new accounts a link that verifies their address (needs `mail`; on by default with it). */
+    verifyEmail: boolean;
+  };
   pkce: { allowPlain: boolean };
   /** The implicit flow (RFC 6749 §4.2) is off unless enabled here and allowed to a client. */
   implicit: { enabled: boolean };
@@ -101,6 +107,11 @@ export interface GatehouseConfig {
    * for one email address and from one client address per window.
    */
   passwordReset: { tokenTtlSeconds: number; maxRequestsPerAccount: number; maxRequestsPerAddress: number; windowSeconds: number };
+  /**
+   * Email verification links (`signup.verifyEmail`): how long a link works, and how many links may be
+   * sent again for one account and from one client address per window.
+   */
+  emailVerification: { tokenTtlSeconds: number; maxRequestsPerAccount: number; maxRequestsPerAddress: number; windowSeconds: number };
   /** Create the demo clients and user on an empty database (off by default when NODE_ENV=production). */
   demo: boolean;
   /** Shared rate-limit counters across instances; in process when unset. */
@@ -155,6 +166,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
   const file = { ...readConfigFile(configPath, env.GATEHOUSE_CONFIG ? 'GATEHOUSE_CONFIG' : 'the default configuration'), ...overrides };
 
   const { secret, generatedAt } = resolveSecret(env.GATEHOUSE_SECRET, databaseUrl, dataDir);
+  const mail = parseMail(env, file.mail ?? {});
+  const verifyEmail = booleanIn('signup.verifyEmail', file.signup?.verifyEmail, mail.smtpUrl !== undefined);
+  if (verifyEmail && mail.smtpUrl === undefined) throw new ConfigError('signup.verifyEmail needs mail: set GATEHOUSE_SMTP_URL and GATEHOUSE_MAIL_FROM, or leave it unset');
 
   return {
     port,
@@ -179,6 +193,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
       // not dozens a second. (Auth0's suspicious-IP throttling allows a burst of 50 sign-ups, then about two an hour.)
       maxAccountsPerAddress: numberIn('signup.maxAccountsPerAddress', file.signup?.maxAccountsPerAddress, 30, 0, 1e6),
       windowSeconds: numberIn('signup.windowSeconds', file.signup?.windowSeconds, 3600, 1, 86400),
+      verifyEmail,
     },
     pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
     implicit: { enabled: booleanIn('implicit.enabled', file.implicit?.enabled, false) },
@@ -202,7 +217,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
       maxFailuresPerAddress: numberIn('login.maxFailuresPerAddress', file.login?.maxFailuresPerAddress, 20, 1, 100000),
       windowSeconds: numberIn('login.windowSeconds', file.login?.windowSeconds, 900, 1, 86400),
     },
-    mail: parseMail(env, file.mail ?? {}),
+    mail,
     passwordReset: {
       // OWASP's Forgot Password cheat sheet: a reset link is short-lived; 30 minutes leaves time for slow mail.
       tokenTtlSeconds: numberIn('passwordReset.tokenTtlSeconds', file.passwordReset?.tokenTtlSeconds, 1800, 300, 86400),
@@ -210,6 +225,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
       maxRequestsPerAccount: numberIn('passwordReset.maxRequestsPerAccount', file.passwordReset?.maxRequestsPerAccount, 3, 1, 1000),
       maxRequestsPerAddress: numberIn('passwordReset.maxRequestsPerAddress', file.passwordReset?.maxRequestsPerAddress, 20, 1, 1e6),
       windowSeconds: numberIn('passwordReset.windowSeconds', file.passwordReset?.windowSeconds, 3600, 60, 86400),
+    },
+    emailVerification: {
+      // A day, as Auth0's verification links: people open such mail later than a reset they asked for.
+      tokenTtlSeconds: numberIn('emailVerification.tokenTtlSeconds', file.emailVerification?.tokenTtlSeconds, 86_400, 300, 30 * 86_400),
+      maxRequestsPerAccount: numberIn('emailVerification.maxRequestsPerAccount', file.emailVerification?.maxRequestsPerAccount, 3, 1, 1000),
+      maxRequestsPerAddress: numberIn('emailVerification.maxRequestsPerAddress', file.emailVerification?.maxRequestsPerAddress, 20, 1, 1e6),
+      windowSeconds: numberIn('emailVerification.windowSeconds', file.emailVerification?.windowSeconds, 3600, 60, 86400),
     },
   };
 }
@@ -223,7 +245,7 @@ export interface FileConfig {
   sessions?: { ttlSeconds?: unknown };
   audit?: { retentionDays?: unknown };
   database?: { queryTimeoutSeconds?: unknown };
-  signup?: { enabled?: unknown; maxAccountsPerAddress?: unknown; windowSeconds?: unknown };
+  signup?: { enabled?: unknown; maxAccountsPerAddress?: unknown; windowSeconds?: unknown; verifyEmail?: unknown };
   pkce?: { allowPlain?: unknown };
   implicit?: { enabled?: unknown };
   projectTokens?: { maxTtlSeconds?: unknown; defaultTtlSeconds?: unknown };
@@ -231,6 +253,7 @@ export interface FileConfig {
   rateLimits?: { tokenRequestsPerClient?: unknown; clientAuthFailures?: unknown; authorizationRequestsPerAddress?: unknown; windowSeconds?: unknown };
   mail?: { smtpUrl?: unknown; from?: unknown };
   passwordReset?: { tokenTtlSeconds?: unknown; maxRequestsPerAccount?: unknown; maxRequestsPerAddress?: unknown; windowSeconds?: unknown };
+  emailVerification?: { tokenTtlSeconds?: unknown; maxRequestsPerAccount?: unknown; maxRequestsPerAddress?: unknown; windowSeconds?: unknown };
 }
 
 function readConfigFile(path: string, name: string): FileConfig {

@@ -2,6 +2,7 @@ import { normalizeEmail, type Storage } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewPassword } from './applications.ts';
 import type { AuditTrail } from './audit.ts';
+import { linkWithToken, MailDeliveries } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';
 import { passwordResetMessage } from './password-reset-mail.ts';
 import { hashPassword } from './passwords.ts';
@@ -33,7 +34,7 @@ export class PasswordResetService {
   #audit: AuditTrail;
   #mailer: Mailer | undefined;
   #options: PasswordResetOptions;
-  #deliveries = new Set<Promise<void>>();
+  #deliveries: MailDeliveries;
 
   constructor(services: { storage: Storage; sessions: SessionService; audit: AuditTrail }, mailer: Mailer | undefined, options: PasswordResetOptions) {
     this.#storage = services.storage;
@@ -41,6 +42,7 @@ export class PasswordResetService {
     this.#audit = services.audit;
     this.#mailer = mailer;
     this.#options = options;
+    this.#deliveries = new MailDeliveries(options.onError);
   }
 
   /** Whether links can be sent: mail is configured. */
@@ -68,15 +70,14 @@ export class PasswordResetService {
     const normalized = normalizeEmail(email);
     const accountWait = await this.#options.limits.perAccount.take(`account:${normalized}`, now);
     if (accountWait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(accountWait) };
-    const delivery = this.#deliver(this.#mailer, normalized, now).catch(this.#options.onError);
-    this.#deliveries.add(delivery);
-    void delivery.finally(() => this.#deliveries.delete(delivery));
+    const mailer = this.#mailer;
+    this.#deliveries.start(() => this.#deliver(mailer, normalized, now));
     return { outcome: 'accepted' };
   }
 
   /** Resolves once every link asked for so far has been sent, or has failed. */
-  async settled(): Promise<void> {
-    while (this.#deliveries.size > 0) await Promise.all(this.#deliveries);
+  settled(): Promise<void> {
+    return this.#deliveries.settled();
   }
 
   async #deliver(mailer: Mailer, email: string, now: number): Promise<void> {
@@ -85,7 +86,7 @@ export class PasswordResetService {
     const token = createOpaqueToken('pr');
     const stored = await this.#storage.passwordResets.issue({ digest: digestOf(token), userId: user.id, createdAt: now, expiresAt: now + this.#options.tokenTtlSeconds });
     if (!stored) return;
-    const link = `${this.#options.issuer}/password/reset?token=${encodeURIComponent(token)}`;
+    const link = linkWithToken(this.#options.issuer, '/password/reset', token);
     try {
       await mailer.send(passwordResetMessage({ to: user.email, link, issuer: this.#options.issuer, ttlSeconds: this.#options.tokenTtlSeconds }));
     } catch (error) {

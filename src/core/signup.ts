@@ -1,6 +1,7 @@
 import type { Storage, User } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewUser, createUser, type UserInput } from './applications.ts';
+import type { EmailVerificationService } from './email-verification.ts';
 import type { RequestLimiter } from './rate-limit.ts';
 
 export type SignupResult = { outcome: 'created'; user: User } | { outcome: 'throttled'; retryAfterSeconds: number };
@@ -8,15 +9,19 @@ export type SignupResult = { outcome: 'created'; user: User } | { outcome: 'thro
 /**
  * Accounts people create for themselves (`/signup`), limited per client address. Each is a
  * permanent user row, an Argon2id hash and a session, and anybody may ask for one: without a
- * budget, one address created dozens a second.
+ * budget, one address created dozens a second. With email verification on, each is sent a link
+ * to verify its address (after the answer: the mail server is not waited for).
  */
 export class SignupService {
   #storage: Storage;
   #perAddress: RequestLimiter;
+  #verifications: EmailVerificationService | undefined;
 
-  constructor(storage: Storage, limits: { perAddress: RequestLimiter }) {
+  /** `verifications`: sends each new account a link to verify its address, when it is enabled. */
+  constructor(storage: Storage, limits: { perAddress: RequestLimiter }, verifications?: EmailVerificationService) {
     this.#storage = storage;
     this.#perAddress = limits.perAddress;
+    this.#verifications = verifications;
   }
 
   /**
@@ -28,6 +33,8 @@ export class SignupService {
     checkNewUser(input);
     const wait = await this.#perAddress.take(`address:${clientNetwork(address)}`, now);
     if (wait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(wait) };
-    return { outcome: 'created', user: await createUser(this.#storage, input, now) };
+    const user = await createUser(this.#storage, input, now);
+    this.#verifications?.sendTo(user, now);
+    return { outcome: 'created', user };
   }
 }

@@ -52,3 +52,21 @@ describe('mail settings', () => {
     assert.equal(logged.includes('mailer'), false);
   });
 });
+
+describe('email verification settings', () => {
+  const MAIL = { GATEHOUSE_SMTP_URL: 'smtp://mail.example:587', GATEHOUSE_MAIL_FROM: 'no-reply@example.com' };
+
+  it('verify the addresses of new accounts by default when mail is set, and not without it', () => {
+    assert.equal(load(MAIL).signup.verifyEmail, true);
+    assert.equal(load({}).signup.verifyEmail, false);
+    assert.equal(load(MAIL, { signup: { verifyEmail: false } }).signup.verifyEmail, false);
+    assert.deepEqual(load({}).emailVerification, { tokenTtlSeconds: 86_400, maxRequestsPerAccount: 3, maxRequestsPerAddress: 20, windowSeconds: 3600 });
+    assert.equal(load(MAIL, { emailVerification: { tokenTtlSeconds: 3600 } }).emailVerification.tokenTtlSeconds, 3600);
+  });
+
+  it('refuse signup.verifyEmail without mail, and a link lifetime out of bounds, naming the setting', () => {
+    assert.throws(() => load({}, { signup: { verifyEmail: true } }), /signup\.verifyEmail needs mail: set GATEHOUSE_SMTP_URL/);
+    assert.throws(() => load(MAIL, { signup: { verifyEmail: 'yes' } }), /signup\.verifyEmail must be true or false/);
+    assert.throws(() => load(MAIL, { emailVerification: { tokenTtlSeconds: 60 } }), /emailVerification\.tokenTtlSeconds/);
+  });
+});

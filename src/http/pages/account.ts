@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { lifetimeText } from '../../core/emailed-links.ts';
 import { currentSession, field, type Pages } from './context.ts';
 import { accountSettingsRoutes } from './account-settings.ts';
 import { safeHttpUrl } from './consent.ts';
@@ -44,7 +45,10 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
             : query.signed_out === 'elsewhere'
               ? 'Every other browser that was signed in to your account is signed out; this one stays signed in.'
               : undefined;
-    return renderPage(reply, 'account', { title: 'Your account', user: { email: session.user.email, name: session.user.name }, applications, notice });
+    const verification = gatehouse.emailVerifications.enabled
+      ? { verified: session.user.emailVerified, sent: query.sent === 'verification' && !session.user.emailVerified, lifetime: lifetimeText(gatehouse.emailVerifications.tokenTtlSeconds) }
+      : undefined;
+    return renderPage(reply, 'account', { title: 'Your account', user: { email: session.user.email, name: session.user.name }, applications, notice, verification });
   });
 
   app.post('/account/applications/withdraw', async (request, reply) => {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/applications.ts';
 import { field, type Pages } from './context.ts';
+import { linkCookie } from './link-cookie.ts';
 import { renderPage } from './render.ts';
 
 type ResetErrors = Partial<Record<'new' | 'confirm' | 'form', string>>;
@@ -17,11 +18,7 @@ const SENT_COOKIE_SECONDS = 600;
  * "Forgot your password?" (`/password/forgot`, answered by `/password/sent`) and the page its mail
  * links to (`/password/reset`).
  * Without mail settings, both answer a 404 page and the sign-in page has no link to them.
- *
- * The link's token must not stay in the address: a page's address reaches the browser's history,
- * and any Referer it sends (RFC 9700 §4.2.4 says the same of codes). So the link is answered with a
- * redirect to `/password/reset` without it, the token moved into a short-lived HttpOnly cookie; the
- * pages send `Referrer-Policy: no-referrer` and `Cache-Control: no-store` besides (PAGE_HEADERS).
+ * The link's token leaves the address at once, for a cookie (linkCookie).
  */
 export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
@@ -30,14 +27,10 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
   const off = (reply: FastifyReply) =>
     renderPage(reply, 'error', { title: 'Password reset is not available', message: 'This service does not send password reset links by email. Ask its operators to reset your password.' }, 404);
 
-  /** The reset cookie's name: `__Host-` whenever the session cookie has it (HTTPS). */
-  const cookieName = (request: FastifyRequest) => (pages.cookies.names(request).session.startsWith('__Host-') ? '__Host-gatehouse_reset' : 'gatehouse_reset');
+  const resetLink = linkCookie(pages, 'gatehouse_reset', '/password/reset');
   const sentCookieName = (request: FastifyRequest) => (pages.cookies.names(request).session.startsWith('__Host-') ? '__Host-gatehouse_reset_sent' : 'gatehouse_reset_sent');
-  const forgetLink = (request: FastifyRequest, reply: FastifyReply) => {
-    if (request.cookies[cookieName(request)] !== undefined) reply.clearCookie(cookieName(request), pages.cookies.options(request));
-  };
   const linkInvalid = (request: FastifyRequest, reply: FastifyReply) => {
-    forgetLink(request, reply);
+    resetLink.forget(request, reply);
     return renderPage(reply, 'password-link-invalid', { title: 'This link no longer works' }, 400);
   };
 
@@ -78,17 +71,16 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
     const query = request.query as Record<string, unknown>;
     if (query.token !== undefined) {
       if (!(await resets.isLive(query.token, now))) return linkInvalid(request, reply);
-      reply.setCookie(cookieName(request), query.token as string, pages.cookies.options(request, resets.tokenTtlSeconds));
-      return reply.redirect('/password/reset', 303);
+      return resetLink.moveIntoCookie(request, reply, query.token as string, resets.tokenTtlSeconds);
     }
-    if (!(await resets.isLive(request.cookies[cookieName(request)], now))) return linkInvalid(request, reply);
+    if (!(await resets.isLive(resetLink.read(request), now))) return linkInvalid(request, reply);
     return showReset(reply);
   });
 
   app.post('/password/reset', async (request, reply) => {
     if (!resets.enabled) return off(reply);
     const now = gatehouse.clock();
-    const token = request.cookies[cookieName(request)];
+    const token = resetLink.read(request);
     if (!(await resets.isLive(token, now))) return linkInvalid(request, reply);
     if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showReset(reply, { form: EXPIRED }, 403);
     const next = field(request.body, 'new_password') ?? '';
@@ -106,7 +98,7 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
       throw error;
     }
     if (result.outcome === 'invalid') return linkInvalid(request, reply);
-    forgetLink(request, reply);
+    resetLink.forget(request, reply);
     gatehouse.audit.record({ at: now, kind: 'user.password_reset', outcome: 'success', clientId: null, userId: result.userId, data: { by: 'email', sessions_ended: result.sessionsEnded } });
     return reply.redirect('/login?reset=done', 303);
   });

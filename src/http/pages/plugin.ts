@@ -13,6 +13,7 @@ import { developerPortalRoutes } from './developers.ts';
 import { loginRoutes } from './login.ts';
 import { logoutRoutes } from './logout.ts';
 import { passwordResetRoutes } from './password-reset.ts';
+import { emailVerificationRoutes } from './email-verification.ts';
 import { fieldWithNul } from '../nul.ts';
 import { isUnavailable } from '../oauth/errors.ts';
 import { publicDir, renderPage } from './render.ts';
@@ -28,7 +29,7 @@ const STATIC_FILES: Record<string, string> = {
 };
 
 /** The first path segment of the pages below other than the developer portal's, for errors raised before routing. */
-export const PAGE_ROOTS: readonly string[] = ['authorize', 'login', 'signup', 'password', 'consent', 'account', 'logout', 'static'];
+export const PAGE_ROOTS: readonly string[] = ['authorize', 'login', 'signup', 'password', 'email', 'consent', 'account', 'logout', 'static'];
 
 /** Whether a path (without its query) is a page's, the developer portal's included: a person's browser asked for it, and an error is answered as a page. */
 export const isPagePath = (path: string): boolean => path === '/developers' || path.startsWith('/developers/') || PAGE_ROOTS.includes(path.slice(1).split(/[/%]/, 1)[0]!);
@@ -82,6 +83,7 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: 
   await authorizeRoutes(app, pages);
   await loginRoutes(app, pages);
   await passwordResetRoutes(app, pages);
+  await emailVerificationRoutes(app, pages);
   await consentRoutes(app, pages);
   await accountRoutes(app, pages);
   await logoutRoutes(app, pages);

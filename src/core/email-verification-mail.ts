@@ -1,0 +1,33 @@
+import { lifetimeText } from './emailed-links.ts';
+import { escapeHtml, type MailMessage } from './mail.ts';
+
+/**
+ * The mail with an email verification link: which account, on which service, what the link does, and
+ * what to do if the person made no account (someone may have typed their address).
+ */
+export function emailVerificationMessage({ to, link, issuer, ttlSeconds }: { to: string; link: string; issuer: string; ttlSeconds: number }): MailMessage {
+  const service = URL.parse(issuer)?.host ?? issuer;
+  const lifetime = lifetimeText(ttlSeconds);
+  const lines = [
+    `The account ${to} at ${service} uses this address.`,
+    '',
+    `To confirm that it is yours, open this link within ${lifetime}. It works once:`,
+    '',
+    link,
+    '',
+    'Applications you sign in to then see that your address is verified.',
+    '',
+    'If you did not make this account, ignore this mail: the address stays unverified, and the link stops working by itself. If such mails keep coming, tell the operators of this service.',
+  ];
+  const html = [
+    '<!doctype html><html><body style="font-family: sans-serif; line-height: 1.5">',
+    `<p>The account <strong>${escapeHtml(to)}</strong> at ${escapeHtml(service)} uses this address.</p>`,
+    `<p>To confirm that it is yours, open this link within ${lifetime}. It works once:</p>`,
+    `<p><a href="${escapeHtml(link)}">Verify your email address</a></p>`,
+    `<p style="font-size: 0.9em">Or copy this address into your browser: ${escapeHtml(link)}</p>`,
+    '<p>Applications you sign in to then see that your address is verified.</p>',
+    '<p>If you did not make this account, ignore this mail: the address stays unverified, and the link stops working by itself. If such mails keep coming, tell the operators of this service.</p>',
+    '</body></html>',
+  ];
+  return { to, subject: `Verify your email address for ${service}`, text: lines.join('\n'), html: html.join('\n') };
+}

@@ -1,0 +1,122 @@
+import type { Storage, User } from '../storage/repositories.ts';
+import { clientNetwork } from './addresses.ts';
+import type { AuditTrail } from './audit.ts';
+import { emailVerificationMessage } from './email-verification-mail.ts';
+import { linkWithToken, MailDeliveries } from './emailed-links.ts';
+import type { Mailer } from './mail.ts';
+import type { RequestLimiter } from './rate-limit.ts';
+import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
+
+export type ResendResult = { outcome: 'sent' } | { outcome: 'verified' } | { outcome: 'throttled'; retryAfterSeconds: number };
+export type VerifyResult = { outcome: 'verified'; userId: string; email: string } | { outcome: 'invalid' };
+
+export interface EmailVerificationOptions {
+  /** `signup.verifyEmail`: off, nothing is sent and the links are refused. */
+  enabled: boolean;
+  issuer: string;
+  tokenTtlSeconds: number;
+  limits: { perAccount: RequestLimiter; perAddress: RequestLimiter };
+  /** Why a link could not be sent (the mail server refused it, or did not answer): for the log. */
+  onError: (error: unknown) => void;
+}
+
+/**
+ * Email verification: a link by email that proves a person reads the address of their account,
+ * setting OpenID Connect's `email_verified` (Core §5.1), as Keycloak's "Verify email" and Auth0's
+ * verification email do. Sent at sign-up and again from the account page; needs a Mailer. The
+ * link's token is opaque (gate_ev_, 256 bits), stored as its digest only, works once, for
+ * `tokenTtlSeconds`, only while it is the newest of its user's and only for the address it was sent
+ * to. Unverified users still sign in: the claim says the truth, and a client decides what it needs.
+ */
+export class EmailVerificationService {
+  #storage: Storage;
+  #audit: AuditTrail;
+  #mailer: Mailer | undefined;
+  #options: EmailVerificationOptions;
+  #deliveries: MailDeliveries;
+
+  constructor(services: { storage: Storage; audit: AuditTrail }, mailer: Mailer | undefined, options: EmailVerificationOptions) {
+    this.#storage = services.storage;
+    this.#audit = services.audit;
+    this.#mailer = options.enabled ? mailer : undefined;
+    this.#options = options;
+    this.#deliveries = new MailDeliveries(options.onError);
+  }
+
+  /** Whether links are sent: mail is configured and `signup.verifyEmail` is on. */
+  get enabled(): boolean {
+    return this.#mailer !== undefined;
+  }
+
+  /** How long a link works, in seconds. */
+  get tokenTtlSeconds(): number {
+    return this.#options.tokenTtlSeconds;
+  }
+
+  /** Sends `user` a link to their address, after returning (see settled()); nothing when off or already verified. */
+  sendTo(user: User, now: number): void {
+    const mailer = this.#mailer;
+    if (!mailer || user.emailVerified) return;
+    this.#deliveries.start(() => this.#deliver(mailer, user, now));
+  }
+
+  /**
+   * Sends the signed-in `user` a new link, within the budgets of the account and of the client
+   * `address` (a link fills someone's mailbox; an address that signs up many accounts does not get
+   * to mail them all at will). Nothing is sent to an address verified already.
+   */
+  async resend(user: User, address: string, now: number): Promise<ResendResult> {
+    if (!this.#mailer) throw new Error('email verification is off: no mail is configured, or signup.verifyEmail is false');
+    if (user.emailVerified) return { outcome: 'verified' };
+    // The address first: one that is over its budget takes nothing from the account's.
+    const addressWait = await this.#options.limits.perAddress.take(`address:${clientNetwork(address)}`, now);
+    if (addressWait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(addressWait) };
+    const accountWait = await this.#options.limits.perAccount.take(`account:${user.id}`, now);
+    if (accountWait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(accountWait) };
+    this.sendTo(user, now);
+    return { outcome: 'sent' };
+  }
+
+  /** Resolves once every link asked for so far has been sent, or has failed. */
+  settled(): Promise<void> {
+    return this.#deliveries.settled();
+  }
+
+  async #deliver(mailer: Mailer, user: User, now: number): Promise<void> {
+    const token = createOpaqueToken('ev');
+    // Stored only while the address is still the user's: one changed meanwhile gets no link.
+    const stored = await this.#storage.emailVerifications.issue({ digest: digestOf(token), userId: user.id, email: user.email, createdAt: now, expiresAt: now + this.#options.tokenTtlSeconds });
+    if (!stored) return;
+    const link = linkWithToken(this.#options.issuer, '/email/verify', token);
+    try {
+      await mailer.send(emailVerificationMessage({ to: user.email, link, issuer: this.#options.issuer, ttlSeconds: this.#options.tokenTtlSeconds }));
+    } catch (error) {
+      this.#audit.record({ at: now, kind: 'user.email_verification_sent', outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
+      throw error;
+    }
+    this.#audit.record({ at: now, kind: 'user.email_verification_sent', outcome: 'success', clientId: null, userId: user.id, data: {} });
+  }
+
+  /**
+   * Whether `token` is a link that can verify an address now: well formed, known, unused, unexpired,
+   * of a user who is not disabled and whose address is still the one it was sent to.
+   */
+  async isLive(token: unknown, now: number): Promise<boolean> {
+    if (!this.#mailer || !isWellFormed(token, 'ev')) return false;
+    const link = await this.#storage.emailVerifications.find(digestOf(token));
+    if (!link || link.consumedAt !== null || link.expiresAt <= now) return false;
+    const user = await this.#storage.users.findById(link.userId);
+    return user !== undefined && user.disabledAt === null && user.email === link.email;
+  }
+
+  /** Spends the link `token` and marks the address it was sent to verified, in one transaction; audited. */
+  async verify(token: unknown, now: number): Promise<VerifyResult> {
+    if (!(await this.isLive(token, now))) return { outcome: 'invalid' };
+    const digest = digestOf(token as string);
+    const link = await this.#storage.emailVerifications.find(digest);
+    const userId = await this.#storage.emailVerifications.redeem(digest, now);
+    if (userId === undefined || !link) return { outcome: 'invalid' };
+    this.#audit.record({ at: now, kind: 'user.email_verified', outcome: 'success', clientId: null, userId, data: { by: 'email' } });
+    return { outcome: 'verified', userId, email: link.email };
+  }
+}

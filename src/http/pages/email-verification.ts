@@ -1,0 +1,60 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { currentSession, field, type Pages } from './context.ts';
+import { linkCookie } from './link-cookie.ts';
+import { renderPage } from './render.ts';
+
+/**
+ * Email verification: the page its mail links to (`/email/verify`, signed in or not) and the account
+ * page's "send the link again" (`POST /email/resend`). Without mail, or with signup.verifyEmail off,
+ * both answer a 404 page and the account page says nothing of it.
+ */
+export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
+  const { gatehouse } = pages;
+  const verifications = gatehouse.emailVerifications;
+  const verifyLink = linkCookie(pages, 'gatehouse_verify', '/email/verify');
+
+  const off = (reply: FastifyReply) =>
+    renderPage(reply, 'error', { title: 'Email verification is not available', message: 'This service does not send email verification links.' }, 404);
+
+  /** A link that cannot verify: signed in, the page says what the address is now, and offers a new link while it is unverified. */
+  const linkInvalid = async (request: FastifyRequest, reply: FastifyReply) => {
+    verifyLink.forget(request, reply);
+    const session = await currentSession(pages, request);
+    const user = session && { email: session.user.email, verified: session.user.emailVerified };
+    return renderPage(reply, 'email-link-invalid', { title: 'This link no longer works', user }, 400);
+  };
+
+  app.get('/email/verify', async (request, reply) => {
+    if (!verifications.enabled) return off(reply);
+    const now = gatehouse.clock();
+    const query = request.query as Record<string, unknown>;
+    if (query.token !== undefined) {
+      if (!(await verifications.isLive(query.token, now))) return linkInvalid(request, reply);
+      return verifyLink.moveIntoCookie(request, reply, query.token as string, verifications.tokenTtlSeconds);
+    }
+    const result = await verifications.verify(verifyLink.read(request), now);
+    if (result.outcome === 'invalid') return linkInvalid(request, reply);
+    verifyLink.forget(request, reply);
+    return renderPage(reply, 'email-verified', { title: 'Your email address is verified', email: result.email });
+  });
+
+  app.post('/email/resend', async (request, reply) => {
+    if (!verifications.enabled) return off(reply);
+    const session = await currentSession(pages, request);
+    if (!session) return reply.redirect('/login', 303);
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) {
+      return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was sent.' }, 403);
+    }
+    const result = await verifications.resend(session.user, request.ip, gatehouse.clock());
+    if (result.outcome === 'throttled') {
+      reply.header('retry-after', String(result.retryAfterSeconds));
+      return renderPage(
+        reply,
+        'error',
+        { title: 'Too many links', message: `Too many links were asked for. Try again in ${Math.ceil(result.retryAfterSeconds / 60)} minute(s); the newest link we sent still works until it expires.` },
+        429,
+      );
+    }
+    return reply.redirect(result.outcome === 'sent' ? '/account?sent=verification' : '/account', 303);
+  });
+}

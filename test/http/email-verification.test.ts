@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { countRows, DIALECTS } from '../support/databases.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { startMailServer, type ReceivedMail, type TestMailServer } from '../support/smtp.ts';
+
+/*
+ * Email verification, over real HTTP, to a real SMTP server: a new account is sent a link that sets
+ * email_verified (as userinfo and the ID token then say); the link works once, for its lifetime,
+ * only for the address it was sent to; the account page shows the state and sends the link again,
+ * within limits; without mail (or with signup.verifyEmail off) nothing of it is there.
+ */
+
+const PASSWORD = 'correct horse battery staple';
+const TTL = 86_400;
+const PER_ACCOUNT = 2;
+const PER_ADDRESS = 4;
+
+/** The verification link in a mail's text. */
+function verifyLinkIn(mail: ReceivedMail): string {
+  const link = /https?:\/\/\S+\/email\/verify\?token=\S+/.exec(mail.text)?.[0];
+  if (!link) throw new Error(`no verification link in the mail:\n${mail.text}`);
+  return link;
+}
+
+const decodePayload = (jwt: string): Record<string, unknown> => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString());
+
+for (const dialect of DIALECTS) {
+  describe(`email verification (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let mail: TestMailServer;
+    let app: { id: string; secret: string };
+    let admin: { id: string; secret: string };
+    let counter = 0;
+    /** Seconds the server's clock is ahead of the system's. */
+    let ahead = 0;
+
+    before(async () => {
+      mail = await startMailServer();
+      server = await startTestServer(dialect, {
+        clock: () => Math.floor(Date.now() / 1000) + ahead,
+        env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' },
+        config: {
+          signup: { maxAccountsPerAddress: 0 },
+          emailVerification: { tokenTtlSeconds: TTL, maxRequestsPerAccount: PER_ACCOUNT, maxRequestsPerAddress: PER_ADDRESS, windowSeconds: 3600 },
+        },
+      });
+      app = await server.client({ name: 'Profile app', grantTypes: ['password'], scopes: ['openid', 'email'], firstParty: true });
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
+    });
+    after(async () => {
+      await server?.close();
+      await mail?.close();
+    });
+
+    /** Each test starts in a window of its own: the budgets of the address and accounts are fresh. */
+    const freshWindow = () => {
+      ahead += 3600;
+    };
+    const mailsTo = (email: string) => mail.received.filter((m) => m.to.includes(email));
+    const lastLinkTo = (email: string) => verifyLinkIn(mailsTo(email).at(-1)!);
+    const verified = async (email: string) => (await server.gatehouse.storage.users.findByEmail(email))!.emailVerified;
+    /** Signs up through the page; the browser, signed in, once the mail it sends has gone. */
+    const signUp = async () => {
+      const email = `verify-${++counter}-${dialect}@example.com`;
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/signup`);
+      const answer = await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, name: 'Ada', password: PASSWORD } });
+      assert.equal(answer.status, 303, answer.text.slice(0, 500));
+      await server.gatehouse.emailVerifications.settled();
+      return { email, browser };
+    };
+    const accountPage = async (browser: HttpBrowser) => browser.request(`${server.url}/account`);
+    /** Asks for the link again from the account page; the answer, once any mail it sends has gone. */
+    const resend = async (browser: HttpBrowser) => {
+      const page = await accountPage(browser);
+      const answer = await browser.request(`${server.url}/email/resend`, { form: { csrf: hiddenField(page.text, 'csrf') } });
+      await server.gatehouse.emailVerifications.settled();
+      return answer;
+    };
+    /** Follows a link: the redirect that takes its token out of the address, then the page it leads to. */
+    const follow = async (link: string, browser = new HttpBrowser()) => {
+      const followed = await browser.request(link);
+      const page = followed.location ? await browser.request(new URL(followed.location, server.url).toString()) : followed;
+      return { followed, page, browser };
+    };
+
+    it('sends a new account a link that verifies its address, signed out, as userinfo and the ID token then say', async () => {
+      freshWindow();
+      const { email, browser } = await signUp();
+      const [message] = mailsTo(email);
+      assert.ok(message, 'a mail was sent');
+      assert.equal(mailsTo(email).length, 1);
+      assert.equal(message.from, 'no-reply@gatehouse.example');
+      assert.match(message.subject, /Verify your email address/);
+      assert.match(message.text, /within 24 hours/);
+      const link = verifyLinkIn(message);
+      assert.ok(link.startsWith(`${server.url}/email/verify?token=gate_ev_`), link);
+      assert.ok(message.html.includes(`href="${link}"`), 'the HTML part links to it too');
+
+      const before = await accountPage(browser);
+      assert.match(before.text, /not verified/);
+      assert.match(before.text, /action="\/email\/resend"/);
+      assert.equal(await verified(email), false);
+
+      const { followed, page } = await follow(link);
+      assert.equal(followed.status, 303);
+      assert.equal(followed.location, '/email/verify');
+      assert.equal(followed.headers.get('referrer-policy'), 'no-referrer');
+      const cookie = followed.headers.getSetCookie().find((line) => line.startsWith('gatehouse_verify='));
+      assert.ok(cookie, 'the link is kept in a cookie');
+      assert.match(cookie, /HttpOnly/i);
+      assert.equal(page.status, 200, page.text.slice(0, 500));
+      assert.match(page.text, new RegExp(`Your email address <strong>${email.replace(/\./g, '\\.')}</strong> is verified`));
+      assert.ok(page.headers.getSetCookie().some((line) => line.startsWith('gatehouse_verify=;')), 'the cookie is cleared');
+      assert.equal(await verified(email), true);
+
+      const after = await accountPage(browser);
+      assert.match(after.text, /verified/);
+      assert.doesNotMatch(after.text, /not verified|action="\/email\/resend"/);
+
+      const token = await post(`${server.url}/token`, { grant_type: 'password', client_id: app.id, client_secret: app.secret, username: email, password: PASSWORD, scope: 'openid email' });
+      assert.equal(token.status, 200, JSON.stringify(token.body));
+      // With an access token, the email claims are userinfo's (OpenID Connect Core §5.4); the ID token has them only without one (response_type=id_token).
+      assert.equal(decodePayload(token.body.id_token as string).email_verified, undefined);
+      const userinfo = (await (await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${token.body.access_token}` } })).json()) as Record<string, unknown>;
+      assert.deepEqual([userinfo.email, userinfo.email_verified], [email, true]);
+
+      await server.gatehouse.audit.flush();
+      const user = (await server.gatehouse.storage.users.findByEmail(email))!;
+      const [event] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.email_verified' });
+      assert.equal(event?.outcome, 'success');
+      const [sent] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.email_verification_sent' });
+      assert.equal(sent?.outcome, 'success');
+      assert.doesNotMatch(JSON.stringify([event, sent]), /gate_ev_/);
+    });
+
+    it('verifies through the link followed in the browser that is signed in, and says so on the account page', async () => {
+      freshWindow();
+      const { email, browser } = await signUp();
+      const { page } = await follow(lastLinkTo(email), browser);
+      assert.equal(page.status, 200);
+      assert.match(page.text, /href="\/account"/);
+      assert.equal(await verified(email), true);
+    });
+
+    it('refuses a link used, expired, tampered with or junk with a readable page, changing nothing; signed in, it offers a new one', async () => {
+      freshWindow();
+      const first = await signUp();
+      const used = lastLinkTo(first.email);
+      assert.equal((await follow(used)).page.status, 200);
+      const again = await follow(used);
+      assert.equal(again.page.status, 400);
+      assert.match(again.page.text, /This link no longer works/);
+
+      const second = await signUp();
+      const link = lastLinkTo(second.email);
+      const rows = await countRows(server.database, 'email_verifications');
+      const last = link.at(-1)!;
+      for (const bad of [link.slice(0, -1) + (last === 'A' ? 'B' : 'A'), `${server.url}/email/verify?token=gate_ev_short`, `${server.url}/email/verify?token=a&token=b`, `${server.url}/email/verify`, link.replace('gate_ev_', 'gate_pr_')]) {
+        const { followed, page } = await follow(bad);
+        const shown = followed.status === 303 ? page : followed;
+        assert.equal(shown.status, 400, bad);
+        assert.match(shown.text, /This link no longer works/, bad);
+        assert.match(shown.text, /sign in/i, 'signed out, it says where to ask for a new one');
+      }
+      const signedIn = await follow(link.slice(0, -1) + (last === 'A' ? 'B' : 'A'), second.browser);
+      assert.equal(signedIn.followed.status, 400);
+      assert.match(signedIn.followed.text, /action="\/email\/resend"/, 'signed in, a new link is offered');
+      assert.equal(await verified(second.email), false);
+      assert.equal(await countRows(server.database, 'email_verifications'), rows);
+
+      ahead += TTL;
+      const expired = await follow(link);
+      assert.equal(expired.followed.status, 400, 'expired');
+      assert.equal(await verified(second.email), false);
+    });
+
+    it('voids the links of an address an operator changed through the admin API: they verify nothing', async () => {
+      freshWindow();
+      const { email } = await signUp();
+      const link = lastLinkTo(email);
+      const user = (await server.gatehouse.storage.users.findByEmail(email))!;
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      const changed = await fetch(`${server.url}/admin/v1/users/${user.id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${token.body.access_token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ email: `moved.${email}` }),
+      });
+      assert.equal(changed.status, 200);
+      const { followed } = await follow(link);
+      assert.equal(followed.status, 400);
+      assert.match(followed.text, /This link no longer works/);
+      const stored = (await server.gatehouse.storage.users.findById(user.id))!;
+      assert.deepEqual([stored.email, stored.emailVerified], [`moved.${email}`, false]);
+      assert.equal(await server.gatehouse.storage.emailVerifications.find('x'), undefined);
+    });
+
+    it('sends the link again from the account page, the earlier one then void, within limits per account and per address (429 with Retry-After)', async () => {
+      freshWindow();
+      const { email, browser } = await signUp();
+      const first = lastLinkTo(email);
+      const sent = await resend(browser);
+      assert.equal(sent.status, 303);
+      assert.equal(sent.location, '/account?sent=verification');
+      const notice = await browser.request(`${server.url}/account?sent=verification`);
+      assert.match(notice.text, new RegExp(`We sent a new link to <strong>${email.replace(/\./g, '\\.')}</strong>`));
+      assert.equal(mailsTo(email).length, 2);
+      const second = lastLinkTo(email);
+      assert.notEqual(second, first);
+      assert.equal((await follow(first)).followed.status, 400, 'only the newest link works');
+
+      assert.equal((await resend(browser)).status, 303);
+      const refused = await resend(browser);
+      assert.equal(refused.status, 429);
+      assert.ok(Number(refused.headers.get('retry-after')) > 0);
+      assert.match(refused.text, /Too many links/);
+      assert.equal(mailsTo(email).length, 3, 'nothing sent over the limit');
+
+      // Per address: two more accounts from the same address use up its budget of four.
+      const other = await signUp();
+      assert.equal((await resend(other.browser)).status, 303);
+      assert.equal((await resend(other.browser)).status, 429, 'the address is over its budget');
+      assert.equal(mailsTo(other.email).length, 2);
+    });
+
+    it('sends nothing again once verified, nor without a valid form or signed out', async () => {
+      freshWindow();
+      const { email, browser } = await signUp();
+      const forged = await browser.request(`${server.url}/email/resend`, { form: { csrf: 'forged' } });
+      assert.equal(forged.status, 403);
+      const signedOut = await new HttpBrowser().request(`${server.url}/email/resend`, { form: { csrf: 'x' } });
+      assert.equal(signedOut.status, 303);
+      assert.equal(signedOut.location, '/login');
+      await follow(lastLinkTo(email));
+      const done = await resend(browser);
+      assert.equal(done.status, 303);
+      assert.equal(done.location, '/account');
+      await server.gatehouse.emailVerifications.settled();
+      assert.equal(mailsTo(email).length, 1);
+    });
+  });
+}
+
+describe('email verification turned off', { timeout: 60_000 }, () => {
+  let mail: TestMailServer;
+  const servers: TestServer[] = [];
+  before(async () => {
+    mail = await startMailServer();
+    servers.push(await startTestServer('sqlite'));
+    servers.push(await startTestServer('sqlite', { env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'no-reply@gatehouse.example' }, config: { signup: { verifyEmail: false } } }));
+  });
+  after(async () => {
+    for (const server of servers) await server.close();
+    await mail?.close();
+  });
+
+  it('sends no mail at sign-up, shows no state nor button, and its pages answer a readable 404', async () => {
+    for (const server of servers) {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/signup`);
+      const email = `off-${servers.indexOf(server)}@example.com`;
+      assert.equal((await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } })).status, 303);
+      await server.gatehouse.emailVerifications.settled();
+      const account = await browser.request(`${server.url}/account`);
+      assert.equal(account.status, 200);
+      assert.doesNotMatch(account.text, /verified|\/email\/resend/);
+      for (const path of ['/email/verify', '/email/verify?token=gate_ev_x']) {
+        const page = await browser.request(`${server.url}${path}`);
+        assert.equal(page.status, 404, path);
+        assert.match(page.text, /Email verification is not available/);
+      }
+      const posted = await browser.request(`${server.url}/email/resend`, { form: { csrf: hiddenField(account.text, 'csrf') } });
+      assert.equal(posted.status, 404);
+      assert.equal(await countRows(server.database, 'email_verifications'), 0);
+    }
+    assert.equal(mail.received.length, 0);
+  });
+});
