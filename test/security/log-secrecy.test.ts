@@ -451,6 +451,34 @@ describe('no secret or token in the logs', () => {
     assert.equal((await new HttpBrowser().request(link)).status, 400);
   });
 
+  it('sends email verification links at sign-up, the mail server refusing the log-in first, and verifies an address with one', async () => {
+    const signUp = async (email: string) => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/signup`);
+      keepBrowser('sign-up page (verification)', browser, form.text);
+      const password = keep('signed-up password (verification)', `pw-${randomBytes(12).toString('base64url')}`);
+      const answer = await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } });
+      assert.equal(answer.status, 303);
+      keepBrowser('signed-up browser (verification)', browser, '');
+      await server.gatehouse.emailVerifications.settled();
+      return browser;
+    };
+    mail.refuseLogins = true;
+    const browser = await signUp('unverified@example.com');
+    assert.ok(server.lines.some((line) => line.includes('an email verification link could not be sent') && line.includes('EAUTH')), 'the failure is logged, with why');
+    mail.refuseLogins = false;
+    const account = await browser.request(`${server.url}/account`);
+    assert.equal((await browser.request(`${server.url}/email/resend`, { form: { csrf: hiddenField(account.text, 'csrf') } })).status, 303);
+    await server.gatehouse.emailVerifications.settled();
+    const link = /https?:\/\/\S+\/email\/verify\?token=\S+/.exec(mail.received.at(-1)!.text)![0];
+    keep('email verification link token', new URL(link).searchParams.get('token'));
+    const follower = new HttpBrowser();
+    assert.equal((await follower.request(link)).status, 303);
+    assert.equal((await follower.request(`${server.url}/email/verify`)).status, 200);
+    // Followed again, the link is refused: its token in a logged URL is redacted too.
+    assert.equal((await new HttpBrowser().request(link)).status, 400);
+  });
+
   it('logged the session at trace level, with request lines and the errors, and no secret or token anywhere', async (t) => {
     await server.gatehouse.audit.flush();
     const log = server.lines.join('');

@@ -23,7 +23,11 @@ export interface TestMailServer {
   refusedLogins: number;
   /** Makes each message wait this long before the server accepts it (a slow mail server). */
   delayMs: number;
-  /** While true, every log-in fails, as with a wrong password. */
+  /**
+   * While true, every log-in fails, as with a wrong password. Set, it also ends the connections open
+   * now, as a server restarted with another password would: a client's pooled connection, logged in
+   * earlier, must log in again.
+   */
   refuseLogins: boolean;
   close(): Promise<void>;
 }
@@ -95,6 +99,7 @@ export async function startMailServer(): Promise<TestMailServer> {
     },
     set refuseLogins(value: boolean) {
       state.refuseLogins = value;
+      if (value) for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections) connection.close();
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
