@@ -83,6 +83,7 @@ const P = {
   grantsCursor: 'PH-grantscursor-7f3a',
   auditCursor: 'PH-auditcursor-7f3a',
   resetLink: 'PH-resetlink-7f3a',
+  verifyLink: 'PH-verifylink-7f3a',
 } as const;
 
 const VERIFIER = randomBytes(32).toString('base64url');
@@ -257,6 +258,8 @@ interface Case {
   csrfCookie?: boolean;
   /** The password reset link the browser holds in its cookie, if any (a placeholder, or junk). */
   resetCookie?: string;
+  /** The email verification link the browser holds in its cookie, if any (a placeholder, or junk). */
+  verifyCookie?: string;
 }
 
 function send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<Answer> {
@@ -579,6 +582,15 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       assert.ok(await storage.passwordResets.issue({ digest: digestOf(link), userId: f.forgetfulId, createdAt: now, expiresAt: now + config.passwordReset.tokenTtlSeconds }));
       values.set(P.resetLink, link);
     }
+    if (wants(P.verifyLink)) {
+      // A user of its own per link: one verified by an earlier request has nothing left to verify.
+      const id = randomUUID();
+      const email = `unverified-${id}@example.com`;
+      await storage.users.create({ id, email, name: '', passwordHash: f.spareHash, emailVerified: false, disabledAt: null }, now);
+      const link = createOpaqueToken('ev');
+      assert.ok(await storage.emailVerifications.issue({ digest: digestOf(link), userId: id, email, createdAt: now, expiresAt: now + config.emailVerification.tokenTtlSeconds }));
+      values.set(P.verifyLink, link);
+    }
     if (wants(P.spareGrant)) {
       const id = randomUUID();
       await storage.grants.create({ id, clientId: f.firstParty.id, userId: f.victimId, kind: 'password', scopes: ['objects:read'], authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
@@ -705,6 +717,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
             ...(c.csrfCookie ? [`gatehouse_csrf=${f.csrf.cookie}`] : []),
             ...(session ? [`gatehouse_session=${session}`] : []),
             ...(c.resetCookie !== undefined ? [`gatehouse_reset=${headerSafe(fill(c.resetCookie))}`] : []),
+            ...(c.verifyCookie !== undefined ? [`gatehouse_verify=${headerSafe(fill(c.verifyCookie))}`] : []),
           ];
           if (cookies.length > 0) headers.cookie = cookies.join('; ');
           if (c.body?.type !== undefined) headers['content-type'] = c.body.type;
@@ -715,8 +728,9 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           const before_ = db.snapshot();
           const answer = await send(f.server.url, c.method, path, headers, body);
           counts.set(answer.status, (counts.get(answer.status) ?? 0) + 1);
-          // A reset link asked for is stored and sent after the answer: counted with its request.
+          // A reset or verification link asked for is stored and sent after the answer: counted with its request.
           await gatehouse.passwordResets.settled();
+          await gatehouse.emailVerifications.settled();
           await gatehouse.audit.flush();
           const after_ = db.snapshot();
 
@@ -1484,6 +1498,43 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       },
       // A link asked for is stored (303 to "Check your email"); a password set with one (303 to sign in).
       mayChange: (answer, c) => c.method === 'POST' && (c.path === '/password/forgot' || c.path === '/password/reset') && answer.status === 303,
+      check: localRedirectsOnly,
+    },
+    {
+      // Added last, so that the endpoints before it draw the cases they drew.
+      name: 'email verification',
+      kind: 'page',
+      numRuns: runs(100),
+      cases: () => {
+        const routes = pick<[string, string, Entries]>(
+          ['GET', '/email/verify', [['token', P.verifyLink]]],
+          ['GET', '/email/verify', []],
+          ['POST', '/email/resend', [['csrf', P.csrf]]],
+        );
+        const spec = {
+          csrf: pick(P.csrf, 'x'.repeat(43)),
+          token: fc.oneof(pick(P.verifyLink, createOpaqueToken('ev'), createOpaqueToken('pr')), junk()),
+        };
+        const verifyCookie = fc.oneof({ weight: 4, arbitrary: fc.constant<string | undefined>(P.verifyLink) }, { weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.oneof(pick(createOpaqueToken('ev')), junk()) });
+        return fc
+          .tuple(routes, csrfCookieArb(), fc.constantFrom<'victim' | null>('victim', 'victim', null), verifyCookie)
+          .chain(([[method, path, entries], csrfCookie, session, cookie]) =>
+            requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
+              (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map(
+                (body): Case => ({
+                  method,
+                  path,
+                  ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }),
+                  csrfCookie,
+                  session,
+                  ...(method === 'GET' && cookie !== undefined ? { verifyCookie: cookie } : {}),
+                }),
+              ),
+            ),
+          );
+      },
+      // A link sent again is stored (303 to the account page); an address verified with one (200).
+      mayChange: (answer, c) => (c.method === 'POST' && answer.status === 303) || (c.method === 'GET' && answer.status === 200),
       check: localRedirectsOnly,
     },
   ];
