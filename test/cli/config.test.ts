@@ -164,18 +164,20 @@ describe('tokens.refreshTokenMaxLifetimeSeconds', () => {
   });
 });
 
-describe('password reset by email at start-up', { timeout: 120_000 }, () => {
+describe('password reset and email verification at start-up', { timeout: 120_000 }, () => {
   it('says it is off without a mail server, and shows the mail server without its user and password', async () => {
     const base = { GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_DEMO: 'false' };
     const off = await startServe({ ...base, GATEHOUSE_DATA_DIR: tempDir() });
     try {
       assert.match(off.stdout(), /password reset by email: off \(set GATEHOUSE_SMTP_URL and GATEHOUSE_MAIL_FROM/);
+      assert.doesNotMatch(off.stdout(), /email verification/, 'without mail there is nothing to verify with');
     } finally {
       await off.stop();
     }
     const on = await startServe({ ...base, GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SMTP_URL: 'smtp://mailer:hunter2-smtp@127.0.0.1:2525', GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@example.com>' });
     try {
       assert.match(on.stdout(), /password reset by email: on, through smtp:\/\/127\.0\.0\.1:2525 from Gatehouse <no-reply@example\.com>/);
+      assert.match(on.stdout(), /email verification: on, a link is mailed at sign-up/);
       assert.equal(`${on.stdout()}${on.stderr()}`.includes('hunter2'), false, 'the SMTP password is never printed');
       assert.equal(`${on.stdout()}${on.stderr()}`.includes('mailer'), false, 'nor its user');
     } finally {

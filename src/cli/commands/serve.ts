@@ -157,6 +157,7 @@ function announce(config: GatehouseConfig, port: number, demo: DemoSetup | undef
       ? `  password reset by email: on, through ${describeSmtpUrl(config.mail.smtpUrl)} from ${config.mail.from}`
       : '  password reset by email: off (set GATEHOUSE_SMTP_URL and GATEHOUSE_MAIL_FROM to let people reset a forgotten password)',
   );
+  if (config.mail.smtpUrl) lines.push(`  email verification: ${config.signup.verifyEmail ? 'on, a link is mailed at sign-up and from the account page' : 'off (signup.verifyEmail is false)'}`);
   if (demo) lines.push(describeDemo(config.issuer, demo));
   else if (!config.demo) lines.push('  no demo set-up (GATEHOUSE_DEMO is off): create clients and users with `npx gatehouse client create` and `npx gatehouse user create`');
   else lines.push('  the demo clients and user were printed at the first start; `npx gatehouse client list` shows the clients and `npx gatehouse client rotate-secret CLIENT_ID` gives a new secret');
