@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
-import { OAuthError } from '../../core/errors.ts';
+import { OAuthError, invalidRequest, requestTooLarge, serverError, temporarilyUnavailable } from '../../core/errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { isQueryTimeout } from '../../storage/prepared-statements.ts';
 
@@ -60,15 +60,13 @@ export function oauthErrorHandler(error: FastifyError | OAuthError | Error, requ
 function toOAuthError(error: FastifyError | OAuthError | Error): OAuthError {
   if (error instanceof OAuthError) return error;
   const { code, statusCode } = error as FastifyError;
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new OAuthError('invalid_request', 'the request body is larger than 64 KiB', 413);
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return requestTooLarge('the request body is larger than 64 KiB');
   if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || code === 'FST_ERR_CTP_INVALID_TYPE') {
-    return new OAuthError('invalid_request', 'the body must be application/x-www-form-urlencoded or application/json');
+    return invalidRequest('the body must be application/x-www-form-urlencoded or application/json');
   }
-  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new OAuthError('invalid_request', 'the JSON body is empty');
-  if (error instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') return new OAuthError('invalid_request', 'the body is not valid JSON');
-  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return new OAuthError('invalid_request', 'the request is malformed');
-  if (isUnavailable(error)) {
-    return new OAuthError('temporarily_unavailable', 'the service is temporarily unavailable, try again shortly', 503, { 'retry-after': '1' });
-  }
-  return new OAuthError('server_error', 'the server could not complete the request', 500);
+  if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return invalidRequest('the JSON body is empty');
+  if (error instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY') return invalidRequest('the body is not valid JSON');
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) return invalidRequest('the request is malformed');
+  if (isUnavailable(error)) return temporarilyUnavailable('the service is temporarily unavailable, try again shortly', { 'retry-after': '1' });
+  return serverError('the server could not complete the request');
 }
