@@ -22,6 +22,7 @@ import * as grantSweep from './migrations/014-grant-sweep.ts';
 import * as passwordResets from './migrations/015-password-resets.ts';
 import * as sessionCodes from './migrations/016-session-codes.ts';
 import * as emailVerifications from './migrations/017-email-verifications.ts';
+import * as userClientCodes from './migrations/018-user-client-codes.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -131,6 +132,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '015-password-resets': passwordResets,
   '016-session-codes': sessionCodes,
   '017-email-verifications': emailVerifications,
+  '018-user-client-codes': userClientCodes,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */
