@@ -127,6 +127,21 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(Object.values(grants).map((g) => statusOf(g.id)), ['active', 'ended', 'ended', 'revoked']);
     });
 
+    it('shows the grants of a disabled user as user_disabled, as the token endpoint refuses their refresh, and active once the user is enabled', async () => {
+      const erin = await newUser('erin@example.com');
+      const refreshToken = await signIn(app, erin.email, 'a grants password');
+      const statuses = async () => (await cliJson<any[]>(['grant', 'list', '--user', erin.id], env)).map((g) => g.status);
+      assert.deepEqual(await statuses(), ['active']);
+      assert.equal((await runCli(['user', 'disable', erin.id], env)).code, 0);
+      assert.deepEqual(await statuses(), ['user_disabled']);
+      assert.equal((await refresh(app, refreshToken)).body.error, 'invalid_grant');
+      const human = await runCli(['grant', 'list', '--user', erin.id], env);
+      assert.match(human.stdout, /\suser_disabled$/m);
+      assert.equal((await runCli(['user', 'enable', erin.id], env)).code, 0);
+      assert.deepEqual(await statuses(), ['active']);
+      assert.equal((await refresh(app, refreshToken)).status, 200);
+    });
+
     it('revokes a grant: its refresh token is refused at once, other grants go on; audited once, and a second revoke changes nothing', async () => {
       const carol = await newUser('carol@example.com');
       const revokedToken = await signIn(app, carol.email, 'a grants password');

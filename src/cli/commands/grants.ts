@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { describeGrant, revokeGrant } from '../../core/grant-records.ts';
+import { describeGrants, revokeGrant } from '../../core/grant-records.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { recordCliAction } from '../audit-trail.ts';
 import { argumentsOf, exactly, table, UsageError, type Output, type Run } from '../output.ts';
@@ -31,7 +31,7 @@ export function grantCommand(args: string[]): Run {
         if (!result) throw new Error(`no grant ${id}`);
         const { grant, revoked } = result;
         if (revoked) recordCliAction(gatehouse, 'grant.revoked', { clientId: grant.clientId, userId: grant.userId ?? undefined, data: { grant_id: grant.id } });
-        const described = describeGrant(grant, gatehouse.clock(), gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds);
+        const described = (await describeGrants(gatehouse, [grant], gatehouse.clock(), gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds))[0]!;
         out.print(described, () =>
           revoked
             ? `revoked ${grant.id} (client ${grant.clientId}, user ${grant.userId ?? '-'}): its refresh tokens stop working at once, and Gatehouse refuses its access tokens; APIs that verify tokens locally accept them until they expire`
@@ -51,7 +51,7 @@ async function listGrants(gatehouse: Gatehouse, out: Output, options: { user: st
   // One more than asked for, to tell whether there are more.
   const found = await gatehouse.storage.grants.list({ userId, clientId, limit: options.limit + 1 });
   const now = gatehouse.clock();
-  const grants = found.slice(0, options.limit).map((grant) => describeGrant(grant, now, gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds));
+  const grants = await describeGrants(gatehouse, found.slice(0, options.limit), now, gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds);
   out.print(grants, () =>
     [
       grants.length === 0 ? 'no grants' : table([['ID', 'CLIENT_ID', 'USER_ID', 'KIND', 'SCOPES', 'CREATED', 'STATUS'], ...grants.map((g) => [g.id, g.client_id, g.user_id ?? '-', g.kind, g.scopes.join(' ') || '-', g.created_at!, g.status])]),

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { describeGrant, revokeGrant } from '../../core/grant-records.ts';
+import { describeGrants, revokeGrant } from '../../core/grant-records.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Grant } from '../../storage/repositories.ts';
 import { filteredPageQuery, listFilteredPage, pageOf, textId, type FilteredList } from './paging.ts';
@@ -21,8 +21,9 @@ const grantProperties = {
   ends_at: { ...optionalTimestamp, description: 'When its tokens stop working however often they are refreshed: its own end (`expires_at`) or its maximum lifetime (`tokens.refreshTokenMaxLifetimeSeconds` after `created_at`), whichever comes first; null when it has neither.' },
   status: {
     type: 'string',
-    enum: ['active', 'revoked', 'ended'],
-    description: 'What the token endpoint acts on now: `revoked`, `ended` (past `ends_at`, though nothing was written to the grant), or `active`.',
+    enum: ['active', 'revoked', 'ended', 'user_disabled', 'client_suspended'],
+    description:
+      'What the token endpoint acts on now: `revoked`, `ended` (past `ends_at`, though nothing was written to the grant), `user_disabled` (its user is disabled) or `client_suspended` (its application is suspended with its developer’s disabled account) — both refused until the account is enabled again, when the grant is as it was — or `active`.',
   },
 } as const;
 
@@ -51,7 +52,7 @@ export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): P
         gatehouse.storage.grants.list({ userId, clientId, after: after && { createdAt: after.time, id: after.id }, limit }),
       );
       const now = gatehouse.clock();
-      return { grants: page.map((grant) => describeGrant(grant, now, gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds)), next_cursor: nextCursor };
+      return { grants: await describeGrants(gatehouse, page, now, gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds), next_cursor: nextCursor };
     },
   );
 
@@ -69,7 +70,8 @@ export async function grantRoutes(app: FastifyInstance, gatehouse: Gatehouse): P
       if (!result) throw notFound(`there is no grant ${grantId}`);
       const { grant, revoked } = result;
       if (revoked) recordAdminAction(gatehouse, request, 'admin.grant.revoked', { userId: grant.userId, data: { grant_id: grant.id, client_id: grant.clientId } });
-      return describeGrant(grant, gatehouse.clock(), gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds);
+      const [described] = await describeGrants(gatehouse, [grant], gatehouse.clock(), gatehouse.config.tokens.refreshTokenMaxLifetimeSeconds);
+      return described;
     },
   );
 }
