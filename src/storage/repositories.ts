@@ -413,10 +413,13 @@ export interface SessionRepository {
   create(session: Session): Promise<void>;
   find(digest: string): Promise<Session | undefined>;
   /**
-   * Records that the authorization endpoint answered `clientId` through the session, once however
-   * often; nothing when the session has ended meanwhile. The record goes with the session.
+   * Records that the authorization endpoint answers `clientId` through the session, once however
+   * often, and stores `code`, issued through it, in the same transaction — only while the session
+   * exists: false, with nothing stored, once it has ended. Ending the session waits for this, so a
+   * code stored is voided with it and its client told (Back-Channel Logout 1.0 §2.5); the record
+   * goes with the session.
    */
-  addClient(digest: string, clientId: string): Promise<void>;
+  addClient(digest: string, clientId: string, code?: AuthorizationCode): Promise<boolean>;
   /** Ends the session; what ended, or undefined when there was none (ended already, or never). */
   delete(digest: string): Promise<EndedSession | undefined>;
   /**

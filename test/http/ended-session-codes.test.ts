@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
+import { sql } from 'kysely';
+import { openDatabase } from '../../src/storage/database.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -134,6 +137,51 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await storage.audit.query({ userId: user.id, kind: 'authorization_code.reused' }), []);
       assert.deepEqual(await storage.grants.list({ userId: user.id }), []);
     });
+
+    for (const prompt of [undefined, 'none'] as const) {
+      it(`issues no code when the session ends between the authorization endpoint reading it and storing the code, and ${prompt ? 'answers login_required to prompt=none' : 'sends the person to sign in again, the request kept'}`, async () => {
+        const user = await aUser();
+        const browser = await signedIn(user.email);
+        const { storage } = server.gatehouse;
+        const find = storage.consents.find;
+        // The sign-out lands after the endpoint has read the session, before it answers the client.
+        storage.consents.find = async (...args) => {
+          storage.consents.find = find;
+          await server.gatehouse.sessions.endForUser(user.id);
+          return find(...args);
+        };
+        const query = new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's', ...(prompt && { prompt }) });
+        let answer;
+        try {
+          answer = await browser.request(`${server.url}/authorize?${query}`);
+        } finally {
+          storage.consents.find = find;
+        }
+        assert.equal(answer.status, 302, answer.text.slice(0, 300));
+        const location = new URL(answer.location!, server.url);
+        assert.equal(location.searchParams.get('code'), null, 'no code for a session that has ended');
+        if (prompt) {
+          assert.equal(`${location.origin}${location.pathname}`, CALLBACK);
+          assert.equal(location.searchParams.get('error'), 'login_required');
+        } else {
+          assert.equal(location.pathname, '/login');
+          // Signing in again goes on with the request: a code of the new session, which works.
+          const form = await browser.request(location.href);
+          const signedInAgain = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), request: hiddenField(form.text, 'request'), email: user.email, password: PASSWORD } });
+          assert.equal(signedInAgain.status, 303, signedInAgain.text.slice(0, 300));
+          const code = new URL(signedInAgain.location!).searchParams.get('code');
+          assert.ok(code, signedInAgain.location);
+          assert.equal((await exchange(code)).status, 200);
+        }
+        const handle = openDatabase({ databaseUrl: server.database.databaseUrl, sqlitePath: join(server.database.dataDir, 'gatehouse.sqlite') });
+        try {
+          const { rows } = await sql<{ n: number | string }>`select count(*) as n from authorization_codes where user_id = ${user.id} and consumed_at is null`.execute(handle.db);
+          assert.equal(Number(rows[0]!.n), 0, 'no code of the ended session stored');
+        } finally {
+          await handle.close();
+        }
+      });
+    }
 
     it('keeps the grant of a code exchanged before its session ended', async () => {
       const user = await aUser();

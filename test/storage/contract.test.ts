@@ -779,12 +779,12 @@ for (const dialect of DIALECTS) {
         const session = aSession(user.id);
         const other = aSession(user.id);
         for (const s of [session, other]) await storage().sessions.create(s);
-        await storage().sessions.addClient(session.digest, first.id);
-        await storage().sessions.addClient(session.digest, second.id);
-        await storage().sessions.addClient(session.digest, first.id);
-        await storage().sessions.addClient(other.digest, second.id);
-        // A session that has ended records nothing, and says so by not failing.
-        await storage().sessions.addClient(digestOf(createOpaqueToken('ss')), first.id);
+        assert.equal(await storage().sessions.addClient(session.digest, first.id), true);
+        assert.equal(await storage().sessions.addClient(session.digest, second.id), true);
+        assert.equal(await storage().sessions.addClient(session.digest, first.id), true, 'recorded once, however often');
+        assert.equal(await storage().sessions.addClient(other.digest, second.id), true);
+        // A session that has ended records nothing, and says so.
+        assert.equal(await storage().sessions.addClient(digestOf(createOpaqueToken('ss')), first.id), false);
 
         const ended = await storage().sessions.delete(session.digest);
         assert.deepEqual({ ...ended, clientIds: ended?.clientIds.toSorted() }, { sid: session.sid, userId: user.id, clientIds: [first.id, second.id].sort() });
@@ -822,6 +822,23 @@ for (const dialect of DIALECTS) {
         assert.ok(await storage().codes.find(ofKept.digest));
         await storage().sessions.delete(kept.digest);
         assert.equal(await storage().codes.find(ofKept.digest), undefined);
+      });
+
+      it('stores a code issued through a session only while the session exists: before its end, and then voided with it, or not at all', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const gone = aCode(clientId, userId, { sid: randomUUID() });
+        assert.equal(await storage().sessions.addClient(digestOf(createOpaqueToken('ss')), clientId, gone), false);
+        assert.equal(await storage().codes.find(gone.digest), undefined, 'nothing stored for a session that has ended');
+        for (let round = 0; round < 30; round++) {
+          const session = aSession(userId);
+          await storage().sessions.create(session);
+          const code = aCode(clientId, userId, { sid: session.sid });
+          const [recorded, ended] = await Promise.all([storage().sessions.addClient(session.digest, clientId, code), storage().sessions.delete(session.digest)]);
+          assert.equal(ended?.sid, session.sid);
+          // Stored first, the client is told of the end (its Logout Token) and the code is voided with it.
+          assert.deepEqual(ended?.clientIds, recorded ? [clientId] : []);
+          assert.equal(await storage().codes.find(code.digest), undefined);
+        }
       });
 
       it('either lets a code’s exchange win, its grant stored before the session is reported ended, or voids the code, when both happen at once', async () => {

@@ -56,9 +56,9 @@ interface PendingRequest {
 
 /**
  * Where a request being decided comes from: a new one from a client address and browser (the value
- * of its CSRF cookie), or one that waited.
+ * of its CSRF cookie), or one that waited (with the digest of the browser that began it).
  */
-type Origin = { address: string; browser: string } | { pendingId: string };
+type Origin = { address: string; browser: string } | { pendingId: string; browserDigest: string | undefined };
 
 /** Over the budget of requests an address may leave waiting: answered without storing anything. */
 class PendingBudgetSpent extends Error {
@@ -112,7 +112,7 @@ export class AuthorizationEndpoint {
     const pending = await this.#waitingFor(pendingId, browser);
     if ('kind' in pending) return pending;
     try {
-      return await this.#decide(pending.request, pending.client, session, { pendingId });
+      return await this.#decide(pending.request, pending.client, session, { pendingId, browserDigest: pending.browser });
     } catch (error) {
       return this.#fail(error);
     }
@@ -160,7 +160,7 @@ export class AuthorizationEndpoint {
       updatedAt: now,
     });
     this.#services.audit.record({ at: now, kind: 'consent.granted', outcome: 'success', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes } });
-    return this.#issue(request, client, session);
+    return this.#issue(request, client, session, { pendingId, browserDigest: pending.browser });
   }
 
   async #decide(request: AuthorizationRequest, client: Client, session: ActiveSession | undefined, origin: Origin): Promise<AuthorizationOutcome> {
@@ -201,7 +201,7 @@ export class AuthorizationEndpoint {
       return this.#consentPage(id, client, request);
     }
     if (pendingId && !(await this.#services.storage.pendingAuthorizations.take(pendingId))) return expired();
-    return this.#issue(request, client, session);
+    return this.#issue(request, client, session, origin);
   }
 
   #consentPage(pendingId: string, client: Client, request: AuthorizationRequest): AuthorizationOutcome {
@@ -209,19 +209,25 @@ export class AuthorizationEndpoint {
     return { kind: 'consent', pendingId, client, scopes };
   }
 
-  /** Answers the client: a code (§4.1.2), or tokens in the fragment (§4.2.2, OpenID Connect §3.2.2.5). */
-  async #issue(request: AuthorizationRequest, client: Client, { session, user }: ActiveSession): Promise<AuthorizationResponse> {
+  /**
+   * Answers the client: a code (§4.1.2), or tokens in the fragment (§4.2.2, OpenID Connect §3.2.2.5);
+   * or, when the session has ended since it was read, what a request without it gets.
+   */
+  async #issue(request: AuthorizationRequest, client: Client, active: ActiveSession, origin: Origin): Promise<AuthorizationOutcome> {
+    const { session, user } = active;
     const { storage, config, accessTokens, idTokens, audit } = this.#services;
     const now = this.#services.clock();
     const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
     const params: Record<string, string | undefined> = {};
     const sid = session.sid ?? undefined;
-    // Back-Channel Logout 1.0 §2.5: the clients answered through a session are told when it ends.
-    await storage.sessions.addClient(session.digest, client.id);
-
-    if (request.responseType === 'code') {
-      const code = createOpaqueToken('ac');
-      await storage.codes.insert({
+    const code = request.responseType === 'code' ? createOpaqueToken('ac') : undefined;
+    // Back-Channel Logout 1.0 §2.5: the clients answered through a session are told when it ends. The
+    // code is stored with that record, only while the session lasts: once it has ended its clients
+    // have been told, and a code of it would give an ID token for a session they will never hear of.
+    const recorded = await storage.sessions.addClient(
+      session.digest,
+      client.id,
+      code === undefined ? undefined : {
         digest: digestOf(code),
         clientId: client.id,
         userId: user.id,
@@ -239,7 +245,11 @@ export class AuthorizationEndpoint {
         createdAt: now,
         expiresAt: now + config.tokens.authorizationCodeTtlSeconds,
         consumedAt: null,
-      });
+      },
+    );
+    if (!recorded) return this.#signInAgain(request, client, active, origin);
+
+    if (code !== undefined) {
       params.code = code;
     } else {
       let accessToken: string | undefined;
@@ -271,6 +281,22 @@ export class AuthorizationEndpoint {
    * seconds, so the session the request found is refused by name as well: it may have signed in
    * within the second the request arrived.
    */
+  /**
+   * The session ended between its reading and the answer (a sign-out in another tab, an operator's):
+   * answered as a request that came without it — login_required to prompt=none (OpenID Connect Core
+   * §3.1.2.6), otherwise the sign-in page, with the request kept for the browser that began it.
+   */
+  async #signInAgain(request: AuthorizationRequest, client: Client, { session }: ActiveSession, origin: Origin): Promise<AuthorizationOutcome> {
+    const target = { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state };
+    try {
+      if (request.prompt.includes('none')) throw new AuthorizationRedirectError(loginRequired('the user is not signed in'), target);
+      const id = await this.#save(request, this.#services.clock(), origin, { staleSession: session.digest });
+      return { kind: 'login', pendingId: id, client, loginHint: request.loginHint };
+    } catch (error) {
+      return this.#fail(error);
+    }
+  }
+
   #mustSignIn(pending: PendingRequest, { session, user }: ActiveSession): boolean {
     if (session.digest === pending.staleSession || !isHinted(pending.request, user.id)) return true;
     return pending.signInSince !== undefined && session.authTime < pending.signInSince;
@@ -284,6 +310,7 @@ export class AuthorizationEndpoint {
     const id = randomBytes(24).toString('base64url');
     const stored: Record<string, unknown> = { ...request };
     if ('browser' in origin) stored.browser = digestOf(origin.browser);
+    else if (origin.browserDigest !== undefined) stored.browser = origin.browserDigest;
     if (demands.staleSession !== undefined) stored.staleSession = demands.staleSession;
     if (demands.signInSince !== undefined) stored.signInSince = demands.signInSince;
     await this.#services.storage.pendingAuthorizations.create({ id, clientId: request.clientId, request: stored, createdAt: now, expiresAt: now + PENDING_TTL_SECONDS });

@@ -2,6 +2,7 @@ import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kyse
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database } from '../schema.ts';
 import type { ConsentRepository, EndedSession, PendingAuthorizationRepository, SessionRepository } from '../repositories.ts';
+import { insertCode } from './codes.ts';
 import { fromJsonList, toJson } from './json.ts';
 
 export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionRepository {
@@ -16,18 +17,27 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
       const row = await db.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest).executeTakeFirst();
       return row && { digest: row.digest, sid: row.sid, userId: row.user_id, authTime: row.auth_time, createdAt: row.created_at, expiresAt: row.expires_at };
     },
-    async addClient(digest, clientId) {
-      try {
-        await db
+    async addClient(digest, clientId, code) {
+      return db.transaction().execute(async (trx) => {
+        // The session's row is held until this commits, so endSessions (which locks the rows it
+        // deletes) either comes after and finds the client and the code, or came first and leaves
+        // nothing to find here. PostgreSQL: a key-share lock, which waits for a deletion and conflicts
+        // with no other write to the row. SQLite: a write that changes nothing, so that the read is of
+        // the newest state under the one writer's lock (a read first could be of a state another
+        // process has since changed).
+        const held =
+          dialect === 'postgres'
+            ? await trx.selectFrom('sessions').select('digest').where('digest', '=', digest).forKeyShare().executeTakeFirst()
+            : (await trx.updateTable('sessions').set((eb) => ({ expires_at: eb.ref('expires_at') })).where('digest', '=', digest).executeTakeFirst()).numUpdatedRows > 0n;
+        if (!held) return false;
+        await trx
           .insertInto('session_clients')
-          .columns(['session_digest', 'client_id'])
-          .expression(db.selectFrom('sessions').select(['digest', sql<string>`cast(${clientId} as text)`.as('client_id')]).where('digest', '=', digest))
+          .values({ session_digest: digest, client_id: clientId })
           .onConflict((oc) => oc.columns(['session_digest', 'client_id']).doNothing())
           .execute();
-      } catch (error) {
-        // PostgreSQL: the session ended between the read and the key's check (foreign_key_violation).
-        if ((error as { code?: unknown } | null)?.code !== '23503') throw error;
-      }
+        if (code) await insertCode(trx, code);
+        return true;
+      });
     },
     async delete(digest) {
       return (await db.transaction().execute((trx) => endSessions(trx, dialect, { digest })))[0];

@@ -24,31 +24,36 @@ const toCode = (row: Selectable<AuthorizationCodeTable>): AuthorizationCode => (
   consumedAt: row.consumed_at,
 });
 
+/** Stores a new code, on its own or inside the caller's transaction (see SessionRepository.addClient). */
+export async function insertCode(db: Kysely<Database>, code: AuthorizationCode): Promise<void> {
+  await db
+    .insertInto('authorization_codes')
+    .values({
+      digest: code.digest,
+      client_id: code.clientId,
+      user_id: code.userId,
+      redirect_uri: code.redirectUri,
+      scopes: toJson(code.scopes),
+      code_challenge: code.codeChallenge,
+      code_challenge_method: code.codeChallengeMethod,
+      nonce: code.nonce,
+      auth_time: code.authTime,
+      sid: code.sid ?? null,
+      redirect_uri_explicit: code.redirectUriExplicit ? 1 : 0,
+      grant_id: code.grantId,
+      access_token_jti: code.accessTokenJti,
+      access_token_expires_at: code.accessTokenExpiresAt,
+      created_at: code.createdAt,
+      expires_at: code.expiresAt,
+      consumed_at: code.consumedAt,
+    })
+    .execute();
+}
+
 export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
   return {
     async insert(code) {
-      await db
-        .insertInto('authorization_codes')
-        .values({
-          digest: code.digest,
-          client_id: code.clientId,
-          user_id: code.userId,
-          redirect_uri: code.redirectUri,
-          scopes: toJson(code.scopes),
-          code_challenge: code.codeChallenge,
-          code_challenge_method: code.codeChallengeMethod,
-          nonce: code.nonce,
-          auth_time: code.authTime,
-          sid: code.sid ?? null,
-          redirect_uri_explicit: code.redirectUriExplicit ? 1 : 0,
-          grant_id: code.grantId,
-          access_token_jti: code.accessTokenJti,
-          access_token_expires_at: code.accessTokenExpiresAt,
-          created_at: code.createdAt,
-          expires_at: code.expiresAt,
-          consumed_at: code.consumedAt,
-        })
-        .execute();
+      await insertCode(db, code);
     },
     async find(digest) {
       const row = await db.selectFrom('authorization_codes').select(COLUMNS.authorization_codes).where('digest', '=', digest).executeTakeFirst();
