@@ -2,10 +2,23 @@ import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kyse
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database } from '../schema.ts';
 import type { ConsentRepository, EndedSession, PendingAuthorizationRepository, SessionRepository } from '../repositories.ts';
-import { insertCode } from './codes.ts';
+import { insertCodeWhileSession } from './codes.ts';
 import { fromJsonList, toJson } from './json.ts';
 
+/** How many (session, client) pairs an instance remembers having recorded (see addClient). */
+const REMEMBERED_SESSION_CLIENTS = 10_000;
+
 export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionRepository {
+  /**
+   * Pairs this instance recorded in session_clients: such a row goes only with its session, so while
+   * the session lasts it is there, and when the session has ended the code stored next to it is
+   * refused anyway. Oldest forgotten first; forgetting costs one more write, never a lost record.
+   */
+  const recorded = new Set<string>();
+  const remember = (key: string) => {
+    recorded.add(key);
+    if (recorded.size > REMEMBERED_SESSION_CLIENTS) recorded.delete(recorded.values().next().value!);
+  };
   return {
     async create(session) {
       await db
@@ -17,27 +30,36 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
       const row = await db.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest).executeTakeFirst();
       return row && { digest: row.digest, sid: row.sid, userId: row.user_id, authTime: row.auth_time, createdAt: row.created_at, expiresAt: row.expires_at };
     },
+    /**
+     * The client first, then the code, each in one statement that writes only while the session
+     * exists. A sign-out between the two has read the client (it is told) and voids the code, or
+     * finds no code to void because the code then finds no session; one before both leaves nothing
+     * to write. PostgreSQL: the client's row checks its key to the session, which takes the lock
+     * on the session's row that endSessions waits for; the code takes it explicitly.
+     */
     async addClient(digest, clientId, code) {
-      return db.transaction().execute(async (trx) => {
-        // The session's row is held until this commits, so endSessions (which locks the rows it
-        // deletes) either comes after and finds the client and the code, or came first and leaves
-        // nothing to find here. PostgreSQL: a key-share lock, which waits for a deletion and conflicts
-        // with no other write to the row. SQLite: a write that changes nothing, so that the read is of
-        // the newest state under the one writer's lock (a read first could be of a state another
-        // process has since changed).
-        const held =
-          dialect === 'postgres'
-            ? await trx.selectFrom('sessions').select('digest').where('digest', '=', digest).forKeyShare().executeTakeFirst()
-            : (await trx.updateTable('sessions').set((eb) => ({ expires_at: eb.ref('expires_at') })).where('digest', '=', digest).executeTakeFirst()).numUpdatedRows > 0n;
-        if (!held) return false;
-        await trx
-          .insertInto('session_clients')
-          .values({ session_digest: digest, client_id: clientId })
-          .onConflict((oc) => oc.columns(['session_digest', 'client_id']).doNothing())
-          .execute();
-        if (code) await insertCode(trx, code);
-        return true;
-      });
+      const key = `${digest} ${clientId}`;
+      if (!recorded.has(key)) {
+        try {
+          const result = await db
+            .insertInto('session_clients')
+            .columns(['session_digest', 'client_id'])
+            .expression(db.selectFrom('sessions').select(['digest', sql<string>`cast(${clientId} as text)`.as('client_id')]).where('digest', '=', digest))
+            .onConflict((oc) => oc.columns(['session_digest', 'client_id']).doNothing())
+            .executeTakeFirst();
+          // Nothing written: the session has ended, or the pair was there already (then it stays).
+          if (result.numInsertedOrUpdatedRows === 0n && !(await db.selectFrom('session_clients').select('client_id').where('session_digest', '=', digest).where('client_id', '=', clientId).executeTakeFirst())) return false;
+        } catch (error) {
+          // PostgreSQL: the session ended between the read and the key's check (foreign_key_violation).
+          if ((error as { code?: unknown } | null)?.code === '23503') return false;
+          throw error;
+        }
+        remember(key);
+      } else if (code === undefined) {
+        // Tokens without a code (the implicit flow): only while the session lasts.
+        return (await db.selectFrom('sessions').select('digest').where('digest', '=', digest).executeTakeFirst()) !== undefined;
+      }
+      return code === undefined || insertCodeWhileSession(db, dialect, digest, code);
     },
     async delete(digest) {
       return (await db.transaction().execute((trx) => endSessions(trx, dialect, { digest })))[0];

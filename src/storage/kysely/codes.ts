@@ -1,4 +1,5 @@
-import type { Kysely, Selectable } from 'kysely';
+import { CompiledQuery, type Insertable, type Kysely, type Selectable } from 'kysely';
+import type { Dialect } from '../database.ts';
 import { COLUMNS, type AuthorizationCodeTable, type Database } from '../schema.ts';
 import type { AuthorizationCode, AuthorizationCodeRepository } from '../repositories.ts';
 import { insertGrant } from './grants.ts';
@@ -24,30 +25,64 @@ const toCode = (row: Selectable<AuthorizationCodeTable>): AuthorizationCode => (
   consumedAt: row.consumed_at,
 });
 
-/** Stores a new code, on its own or inside the caller's transaction (see SessionRepository.addClient). */
-export async function insertCode(db: Kysely<Database>, code: AuthorizationCode): Promise<void> {
-  await db
-    .insertInto('authorization_codes')
-    .values({
-      digest: code.digest,
-      client_id: code.clientId,
-      user_id: code.userId,
-      redirect_uri: code.redirectUri,
-      scopes: toJson(code.scopes),
-      code_challenge: code.codeChallenge,
-      code_challenge_method: code.codeChallengeMethod,
-      nonce: code.nonce,
-      auth_time: code.authTime,
-      sid: code.sid ?? null,
-      redirect_uri_explicit: code.redirectUriExplicit ? 1 : 0,
-      grant_id: code.grantId,
-      access_token_jti: code.accessTokenJti,
-      access_token_expires_at: code.accessTokenExpiresAt,
-      created_at: code.createdAt,
-      expires_at: code.expiresAt,
-      consumed_at: code.consumedAt,
-    })
-    .execute();
+/** A code's row as stored. */
+function codeRow(code: AuthorizationCode): Insertable<AuthorizationCodeTable> {
+  return {
+    digest: code.digest,
+    client_id: code.clientId,
+    user_id: code.userId,
+    redirect_uri: code.redirectUri,
+    scopes: toJson(code.scopes),
+    code_challenge: code.codeChallenge,
+    code_challenge_method: code.codeChallengeMethod,
+    nonce: code.nonce,
+    auth_time: code.authTime,
+    sid: code.sid ?? null,
+    redirect_uri_explicit: code.redirectUriExplicit ? 1 : 0,
+    grant_id: code.grantId,
+    access_token_jti: code.accessTokenJti,
+    access_token_expires_at: code.accessTokenExpiresAt,
+    created_at: code.createdAt,
+    expires_at: code.expiresAt,
+    consumed_at: code.consumedAt,
+  };
+}
+
+async function insertCode(db: Kysely<Database>, code: AuthorizationCode): Promise<void> {
+  await db.insertInto('authorization_codes').values(codeRow(code)).execute();
+}
+
+/** A code's columns, and those that hold numbers. */
+const CODE_COLUMNS = COLUMNS.authorization_codes;
+const NUMERIC_CODE_COLUMNS = new Set(['auth_time', 'redirect_uri_explicit', 'access_token_expires_at', 'created_at', 'expires_at', 'consumed_at']);
+
+/**
+ * The statement of insertCodeWhileSession, written once per dialect: the values selected typed,
+ * since an `insert … select` has no column to give its parameters their types, and the session's
+ * digest the last parameter.
+ */
+const insertWhileSession = (dialect: Dialect): string => {
+  const parameter = (n: number) => (dialect === 'postgres' ? `$${n}` : '?');
+  const values = CODE_COLUMNS.map((column, i) => `cast(${parameter(i + 1)} as ${NUMERIC_CODE_COLUMNS.has(column) ? 'bigint' : 'text'})`);
+  return (
+    `insert into authorization_codes (${CODE_COLUMNS.map((column) => `"${column}"`).join(', ')}) ` +
+    `select ${values.join(', ')} from sessions where digest = ${parameter(CODE_COLUMNS.length + 1)}${dialect === 'postgres' ? ' for key share' : ''}`
+  );
+};
+const INSERT_WHILE_SESSION = { sqlite: insertWhileSession('sqlite'), postgres: insertWhileSession('postgres') };
+
+/**
+ * Stores a new code only while the browser session `sessionDigest` exists, in one statement, and
+ * says whether it did. On PostgreSQL the session's row is held (a key-share lock, which conflicts with
+ * no other write to it) until the code is stored, so a sign-out that locks the row (endSessions)
+ * either comes after and voids the code, or came first and leaves no session to store it under. On
+ * SQLite each statement holds the one writer's lock. Compiled once: on every authorization with a
+ * session, assembling it anew cost more than SQLite spends running it.
+ */
+export async function insertCodeWhileSession(db: Kysely<Database>, dialect: Dialect, sessionDigest: string, code: AuthorizationCode): Promise<boolean> {
+  const row = codeRow(code);
+  const result = await db.executeQuery(CompiledQuery.raw(INSERT_WHILE_SESSION[dialect], [...CODE_COLUMNS.map((column) => row[column]), sessionDigest]));
+  return (result.numAffectedRows ?? 0n) > 0n;
 }
 
 export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
