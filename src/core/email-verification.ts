@@ -1,23 +1,18 @@
-import type { Storage, User } from '../storage/repositories.ts';
+import type { EmailVerification, Storage, User } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import { emailVerificationMessage } from './email-verification-mail.ts';
-import { linkWithToken, MailDeliveries } from './emailed-links.ts';
+import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type LinkKind } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';
-import type { RequestLimiter } from './rate-limit.ts';
-import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
 
 export type ResendResult = { outcome: 'sent' } | { outcome: 'verified' } | { outcome: 'throttled'; retryAfterSeconds: number };
 export type VerifyResult = { outcome: 'verified'; userId: string; email: string } | { outcome: 'invalid' };
 
-export interface EmailVerificationOptions {
+const VERIFICATION_LINK: LinkKind = { token: 'ev', path: '/email/verify', compose: emailVerificationMessage, auditKind: 'user.email_verification_sent' };
+
+export interface EmailVerificationOptions extends EmailedLinkOptions {
   /** `signup.verifyEmail`: off, nothing is sent and the links are refused. */
   enabled: boolean;
-  issuer: string;
-  tokenTtlSeconds: number;
-  limits: { perAccount: RequestLimiter; perAddress: RequestLimiter };
-  /** Why a link could not be sent (the mail server refused it, or did not answer): for the log. */
-  onError: (error: unknown) => void;
 }
 
 /**
@@ -83,18 +78,10 @@ export class EmailVerificationService {
   }
 
   async #deliver(mailer: Mailer, user: User, now: number): Promise<void> {
-    const token = createOpaqueToken('ev');
+    const { issuer, tokenTtlSeconds } = this.#options;
     // Stored only while the address is still the user's: one changed meanwhile gets no link.
-    const stored = await this.#storage.emailVerifications.issue({ digest: digestOf(token), userId: user.id, email: user.email, createdAt: now, expiresAt: now + this.#options.tokenTtlSeconds });
-    if (!stored) return;
-    const link = linkWithToken(this.#options.issuer, '/email/verify', token);
-    try {
-      await mailer.send(emailVerificationMessage({ to: user.email, link, issuer: this.#options.issuer, ttlSeconds: this.#options.tokenTtlSeconds }));
-    } catch (error) {
-      this.#audit.record({ at: now, kind: 'user.email_verification_sent', outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
-      throw error;
-    }
-    this.#audit.record({ at: now, kind: 'user.email_verification_sent', outcome: 'success', clientId: null, userId: user.id, data: {} });
+    const store = (digest: string) => this.#storage.emailVerifications.issue({ digest, userId: user.id, email: user.email, createdAt: now, expiresAt: now + tokenTtlSeconds });
+    await sendLink({ mailer, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, VERIFICATION_LINK, user, store, now);
   }
 
   /**
@@ -102,20 +89,21 @@ export class EmailVerificationService {
    * of a user who is not disabled and whose address is still the one it was sent to.
    */
   async isLive(token: unknown, now: number): Promise<boolean> {
-    if (!this.#mailer || !isWellFormed(token, 'ev')) return false;
-    const link = await this.#storage.emailVerifications.find(digestOf(token));
-    if (!link || link.consumedAt !== null || link.expiresAt <= now) return false;
-    const user = await this.#storage.users.findById(link.userId);
-    return user !== undefined && user.disabledAt === null && user.email === link.email;
+    return (await this.#live(token, now)) !== undefined;
+  }
+
+  async #live(token: unknown, now: number): Promise<EmailVerification | undefined> {
+    if (!this.#mailer) return undefined;
+    const live = await findLiveLink(token, VERIFICATION_LINK, (digest) => this.#storage.emailVerifications.find(digest), this.#storage.users, now);
+    return live !== undefined && live.user.email === live.link.email ? live.link : undefined;
   }
 
   /** Spends the link `token` and marks the address it was sent to verified, in one transaction; audited. */
   async verify(token: unknown, now: number): Promise<VerifyResult> {
-    if (!(await this.isLive(token, now))) return { outcome: 'invalid' };
-    const digest = digestOf(token as string);
-    const link = await this.#storage.emailVerifications.find(digest);
-    const userId = await this.#storage.emailVerifications.redeem(digest, now);
-    if (userId === undefined || !link) return { outcome: 'invalid' };
+    const link = await this.#live(token, now);
+    if (!link) return { outcome: 'invalid' };
+    const userId = await this.#storage.emailVerifications.redeem(link.digest, now);
+    if (userId === undefined) return { outcome: 'invalid' };
     this.#audit.record({ at: now, kind: 'user.email_verified', outcome: 'success', clientId: null, userId, data: { by: 'email' } });
     return { outcome: 'verified', userId, email: link.email };
   }

@@ -1,6 +1,13 @@
+import type { User, UserRepository } from '../storage/repositories.ts';
+import type { AuditTrail } from './audit.ts';
+import type { Mailer, MailMessage } from './mail.ts';
+import type { RequestLimiter } from './rate-limit.ts';
+import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
+
 /**
  * What the single-use links Gatehouse sends by email (password reset, email verification) share: the
- * link's address, how its lifetime is told in the mail, and the mail sent after answering.
+ * link's address, how its lifetime is told in the mail, the mail sent after answering, sending a
+ * link and audited whether it went, and which links still work.
  */
 
 /** The link to `path` on `issuer` carrying `token`, as the mail shows it. */
@@ -37,4 +44,65 @@ export class MailDeliveries {
   async settled(): Promise<void> {
     while (this.#pending.size > 0) await Promise.all(this.#pending);
   }
+}
+
+/** The settings of a kind of link sent by email. */
+export interface EmailedLinkOptions {
+  issuer: string;
+  tokenTtlSeconds: number;
+  limits: { perAccount: RequestLimiter; perAddress: RequestLimiter };
+  /** Why a link could not be sent (the mail server refused it, or did not answer): for the log. */
+  onError: (error: unknown) => void;
+}
+
+/** A kind of link sent by email: its token, the page it opens, its mail, and how its sending is audited. */
+export interface LinkKind {
+  token: 'pr' | 'ev';
+  /** The page on the issuer that the link opens. */
+  path: string;
+  compose: (mail: { to: string; link: string; issuer: string; ttlSeconds: number }) => MailMessage;
+  /** The audit event of each mail, a success or, with `reason: 'mail_not_sent'`, a failure. */
+  auditKind: string;
+}
+
+/**
+ * Mints a link of `kind` for `user`, stores it through `store` (given its token's digest; false when
+ * it may not be sent after all) and mails it to the user's address; audited either way, and a mail
+ * not sent rethrown, for the log. The token is in the mail only, never stored nor logged.
+ */
+export async function sendLink(
+  { mailer, audit, issuer, ttlSeconds }: { mailer: Mailer; audit: AuditTrail; issuer: string; ttlSeconds: number },
+  kind: LinkKind,
+  user: User,
+  store: (digest: string) => Promise<boolean>,
+  now: number,
+): Promise<void> {
+  const token = createOpaqueToken(kind.token);
+  if (!(await store(digestOf(token)))) return;
+  const link = linkWithToken(issuer, kind.path, token);
+  try {
+    await mailer.send(kind.compose({ to: user.email, link, issuer, ttlSeconds }));
+  } catch (error) {
+    audit.record({ at: now, kind: kind.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
+    throw error;
+  }
+  audit.record({ at: now, kind: kind.auditKind, outcome: 'success', clientId: null, userId: user.id, data: {} });
+}
+
+/**
+ * The stored link `token` names, with its user, while it can still be used at `now`: well formed (a
+ * forged one costs no read), found by `find`, unused, unexpired, and of a user who is not disabled.
+ */
+export async function findLiveLink<Link extends { userId: string; consumedAt: number | null; expiresAt: number }>(
+  token: unknown,
+  kind: LinkKind,
+  find: (digest: string) => Promise<Link | undefined>,
+  users: UserRepository,
+  now: number,
+): Promise<{ link: Link; user: User } | undefined> {
+  if (!isWellFormed(token, kind.token)) return undefined;
+  const link = await find(digestOf(token));
+  if (!link || link.consumedAt !== null || link.expiresAt <= now) return undefined;
+  const user = await users.findById(link.userId);
+  return user !== undefined && user.disabledAt === null ? { link, user } : undefined;
 }

@@ -2,24 +2,19 @@ import { normalizeEmail, type Storage } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewPassword } from './applications.ts';
 import type { AuditTrail } from './audit.ts';
-import { linkWithToken, MailDeliveries } from './emailed-links.ts';
+import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type LinkKind } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';
 import { passwordResetMessage } from './password-reset-mail.ts';
 import { hashPassword } from './passwords.ts';
-import type { RequestLimiter } from './rate-limit.ts';
 import type { SessionService } from './sessions.ts';
-import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
+import { digestOf } from './tokens/opaque.ts';
 
 export type ResetRequestResult = { outcome: 'accepted' } | { outcome: 'throttled'; retryAfterSeconds: number };
 export type ResetResult = { outcome: 'reset'; userId: string; sessionsEnded: number } | { outcome: 'invalid' };
 
-export interface PasswordResetOptions {
-  issuer: string;
-  tokenTtlSeconds: number;
-  limits: { perAccount: RequestLimiter; perAddress: RequestLimiter };
-  /** Why a link could not be sent (the mail server refused it, or did not answer): for the log. */
-  onError: (error: unknown) => void;
-}
+const RESET_LINK: LinkKind = { token: 'pr', path: '/password/reset', compose: passwordResetMessage, auditKind: 'user.password_reset_requested' };
+
+export type PasswordResetOptions = EmailedLinkOptions;
 
 /**
  * "Forgot your password?": a link by email that lets a person set a new password (OWASP's Forgot
@@ -83,26 +78,15 @@ export class PasswordResetService {
   async #deliver(mailer: Mailer, email: string, now: number): Promise<void> {
     const user = await this.#storage.users.findByEmail(email);
     if (!user || user.disabledAt !== null) return;
-    const token = createOpaqueToken('pr');
-    const stored = await this.#storage.passwordResets.issue({ digest: digestOf(token), userId: user.id, createdAt: now, expiresAt: now + this.#options.tokenTtlSeconds });
-    if (!stored) return;
-    const link = linkWithToken(this.#options.issuer, '/password/reset', token);
-    try {
-      await mailer.send(passwordResetMessage({ to: user.email, link, issuer: this.#options.issuer, ttlSeconds: this.#options.tokenTtlSeconds }));
-    } catch (error) {
-      this.#audit.record({ at: now, kind: 'user.password_reset_requested', outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
-      throw error;
-    }
-    this.#audit.record({ at: now, kind: 'user.password_reset_requested', outcome: 'success', clientId: null, userId: user.id, data: {} });
+    const { issuer, tokenTtlSeconds } = this.#options;
+    const store = (digest: string) => this.#storage.passwordResets.issue({ digest, userId: user.id, createdAt: now, expiresAt: now + tokenTtlSeconds });
+    await sendLink({ mailer, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, RESET_LINK, user, store, now);
   }
 
   /** Whether `token` is a link that can reset a password now: well formed, known, unused, unexpired, of a user who is not disabled. */
   async isLive(token: unknown, now: number): Promise<boolean> {
-    if (!this.#mailer || !isWellFormed(token, 'pr')) return false;
-    const reset = await this.#storage.passwordResets.find(digestOf(token));
-    if (!reset || reset.consumedAt !== null || reset.expiresAt <= now) return false;
-    const user = await this.#storage.users.findById(reset.userId);
-    return user !== undefined && user.disabledAt === null;
+    if (!this.#mailer) return false;
+    return (await findLiveLink(token, RESET_LINK, (digest) => this.#storage.passwordResets.find(digest), this.#storage.users, now)) !== undefined;
   }
 
   /** Throws a ValidationError when `password` cannot be a user's password (as at sign-up). */
