@@ -866,6 +866,35 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map((body): Case => ({ method, path: path.split('/').map((segment) => (segment.startsWith('PH-') ? segment : enc(segment))).join('/'), ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }), session, csrfCookie })),
         ),
       );
+  /**
+   * Requests to the pages of a link sent by email, from [method, path, fields] templates: a form body
+   * for a POST, the query for a GET, signed in as `sessions` draws, and where `cookie.sentTo` says the
+   * page reads it, the link's cookie `cookie.name`: the live link mostly, none or another now and then.
+   */
+  const emailedLinkCases = (
+    routes: fc.Arbitrary<[string, string, Entries]>,
+    spec: Record<string, fc.Arbitrary<string>>,
+    sessions: fc.Arbitrary<'victim' | null>,
+    cookie: { name: 'resetCookie' | 'verifyCookie'; link: string; kind: 'pr' | 'ev'; sentTo: (method: string, path: string) => boolean },
+  ): fc.Arbitrary<Case> => {
+    const linkCookie = fc.oneof({ weight: 4, arbitrary: fc.constant<string | undefined>(cookie.link) }, { weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.oneof(pick(createOpaqueToken(cookie.kind)), junk()) });
+    return fc
+      .tuple(routes, csrfCookieArb(), sessions, linkCookie)
+      .chain(([[method, path, entries], csrfCookie, session, value]) =>
+        requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
+          (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map(
+            (body): Case => ({
+              method,
+              path,
+              ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }),
+              csrfCookie,
+              session,
+              ...(cookie.sentTo(method, path) && value !== undefined ? { [cookie.name]: value } : {}),
+            }),
+          ),
+        ),
+      );
+  };
   const portalMayChange = (answer: Answer, c: Case): boolean => c.method === 'POST' && (answer.status === 200 || (answer.status === 303 && !String(answer.headers.location).startsWith('/login')));
   const localRedirectsOnly = (answer: Answer): string[] => {
     const location = String(answer.headers.location ?? '');
@@ -1478,23 +1507,12 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           new_password: pick('a new long password', 'short', ''),
           confirm_password: pick('a new long password', 'another long password'),
         };
-        const resetCookie = fc.oneof({ weight: 4, arbitrary: fc.constant<string | undefined>(P.resetLink) }, { weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.oneof(pick(createOpaqueToken('pr')), junk()) });
-        return fc
-          .tuple(routes, csrfCookieArb(), fc.constantFrom<'victim' | null>('victim', null, null), resetCookie)
-          .chain(([[method, path, entries], csrfCookie, session, cookie]) =>
-            requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
-              (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map(
-                (body): Case => ({
-                  method,
-                  path,
-                  ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }),
-                  csrfCookie,
-                  session,
-                  ...(path === '/password/reset' && cookie !== undefined ? { resetCookie: cookie } : {}),
-                }),
-              ),
-            ),
-          );
+        return emailedLinkCases(routes, spec, fc.constantFrom<'victim' | null>('victim', null, null), {
+          name: 'resetCookie',
+          link: P.resetLink,
+          kind: 'pr',
+          sentTo: (_, path) => path === '/password/reset',
+        });
       },
       // A link asked for is stored (303 to "Check your email"); a password set with one (303 to sign in).
       mayChange: (answer, c) => c.method === 'POST' && (c.path === '/password/forgot' || c.path === '/password/reset') && answer.status === 303,
@@ -1515,23 +1533,12 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           csrf: pick(P.csrf, 'x'.repeat(43)),
           token: fc.oneof(pick(P.verifyLink, createOpaqueToken('ev'), createOpaqueToken('pr')), junk()),
         };
-        const verifyCookie = fc.oneof({ weight: 4, arbitrary: fc.constant<string | undefined>(P.verifyLink) }, { weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.oneof(pick(createOpaqueToken('ev')), junk()) });
-        return fc
-          .tuple(routes, csrfCookieArb(), fc.constantFrom<'victim' | null>('victim', 'victim', null), verifyCookie)
-          .chain(([[method, path, entries], csrfCookie, session, cookie]) =>
-            requestsArb(fc.constant(entries), spec, plausible()).chain((params) =>
-              (method === 'POST' ? formBody(fc.constant(params)) : fc.constant(undefined)).map(
-                (body): Case => ({
-                  method,
-                  path,
-                  ...(method === 'POST' ? { body: body! } : { query: formEncode(params) }),
-                  csrfCookie,
-                  session,
-                  ...(method === 'GET' && cookie !== undefined ? { verifyCookie: cookie } : {}),
-                }),
-              ),
-            ),
-          );
+        return emailedLinkCases(routes, spec, fc.constantFrom<'victim' | null>('victim', 'victim', null), {
+          name: 'verifyCookie',
+          link: P.verifyLink,
+          kind: 'ev',
+          sentTo: (method) => method === 'GET',
+        });
       },
       // A link sent again is stored (303 to the account page); an address verified with one (200).
       mayChange: (answer, c) => (c.method === 'POST' && answer.status === 303) || (c.method === 'GET' && answer.status === 200),
