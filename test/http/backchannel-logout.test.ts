@@ -10,7 +10,7 @@ import { internalRange } from '../../src/core/addresses.ts';
 import { createClient } from '../../src/core/applications.ts';
 import { BACKCHANNEL_LOGOUT_CONCURRENCY, BACKCHANNEL_LOGOUT_EVENT } from '../../src/core/backchannel-logout.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { codeThrough, HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -122,20 +122,11 @@ for (const dialect of DIALECTS) {
 
     const aUser = () => server.user(`bcl-${++counter}-${dialect}@example.com`, PASSWORD);
 
-    async function signedIn(email: string): Promise<HttpBrowser> {
-      const browser = new HttpBrowser();
-      const form = await browser.request(`${server.url}/login`);
-      const answer = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } });
-      assert.equal(answer.status, 303, answer.text.slice(0, 300));
-      return browser;
-    }
+    const signedIn = (email: string) => signedInBrowser(server.url, email, PASSWORD);
 
     /** The code flow for `client` in the browser's session: the tokens it gets. */
     async function authorize(browser: HttpBrowser, client: { id: string; secret: string }): Promise<{ id_token: string; refresh_token: string }> {
-      const query = new URLSearchParams({ response_type: 'code', client_id: client.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's' });
-      const page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
-      const code = new URL(page.location!).searchParams.get('code');
-      assert.ok(code, page.text.slice(0, 300));
+      const code = await codeThrough(browser, server.url, client.id, CALLBACK);
       const res = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(client.id, client.secret) } });
       assert.equal(res.status, 200);
       return res.body;

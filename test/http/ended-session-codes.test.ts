@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { sql } from 'kysely';
 import { openDatabase } from '../../src/storage/database.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { codeThrough, HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -34,22 +34,10 @@ for (const dialect of DIALECTS) {
 
     const aUser = () => server.user(`ended-${++counter}-${dialect}@example.com`, PASSWORD);
 
-    async function signedIn(email: string): Promise<HttpBrowser> {
-      const browser = new HttpBrowser();
-      const form = await browser.request(`${server.url}/login`);
-      const answer = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } });
-      assert.equal(answer.status, 303, answer.text.slice(0, 300));
-      return browser;
-    }
+    const signedIn = (email: string) => signedInBrowser(server.url, email, PASSWORD);
 
     /** A code for the web app issued through the browser's session, not yet exchanged. */
-    async function aCode(browser: HttpBrowser): Promise<string> {
-      const query = new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's' });
-      const page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
-      const code = new URL(page.location!).searchParams.get('code');
-      assert.ok(code, page.text.slice(0, 300));
-      return code;
-    }
+    const aCode = (browser: HttpBrowser) => codeThrough(browser, server.url, web.id, CALLBACK);
 
     const exchange = (code: string) => post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(web.id, web.secret) } });
 

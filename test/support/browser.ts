@@ -50,3 +50,24 @@ export function hiddenField(html: string, name: string): string {
   if (!match) throw new Error(`no hidden field ${name} on the page:\n${html.slice(0, 2000)}`);
   return match[1]!.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>');
 }
+
+/** A browser signed in as `email` through the sign-in page of the server at `baseUrl`, as a person signs in. */
+export async function signedInBrowser(baseUrl: string, email: string, password: string): Promise<HttpBrowser> {
+  const browser = new HttpBrowser();
+  const form = await browser.request(`${baseUrl}/login`);
+  const answer = await browser.request(`${baseUrl}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } });
+  if (answer.status !== 303) throw new Error(`signing in as ${email} answered ${answer.status}:\n${answer.text.slice(0, 300)}`);
+  return browser;
+}
+
+/**
+ * A code for the first-party client `clientId` (no consent asked), issued through the browser's
+ * session by the authorization endpoint of the server at `baseUrl`, for `scope`; not yet exchanged.
+ */
+export async function codeThrough(browser: HttpBrowser, baseUrl: string, clientId: string, redirectUri: string, scope = 'openid profile'): Promise<string> {
+  const query = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: redirectUri, scope, state: 's' });
+  const page = await browser.follow(`${baseUrl}/authorize?${query}`, baseUrl);
+  const code = page.location === undefined ? null : new URL(page.location).searchParams.get('code');
+  if (!code) throw new Error(`no code for ${clientId}, answered ${page.status}:\n${page.text.slice(0, 300)}`);
+  return code;
+}
