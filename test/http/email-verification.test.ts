@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
-import { startMailServer, type ReceivedMail, type TestMailServer } from '../support/smtp.ts';
+import { startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
 
 /*
  * Email verification, over real HTTP, to a real SMTP server: a new account is sent a link that sets
@@ -16,13 +16,6 @@ const PASSWORD = 'correct horse battery staple';
 const TTL = 86_400;
 const PER_ACCOUNT = 2;
 const PER_ADDRESS = 4;
-
-/** The verification link in a mail's text. */
-function verifyLinkIn(mail: ReceivedMail): string {
-  const link = /https?:\/\/\S+\/email\/verify\?token=\S+/.exec(mail.text)?.[0];
-  if (!link) throw new Error(`no verification link in the mail:\n${mail.text}`);
-  return link;
-}
 
 const decodePayload = (jwt: string): Record<string, unknown> => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString());
 

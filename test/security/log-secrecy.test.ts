@@ -11,7 +11,7 @@ import { buildApp } from '../../src/http/app.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { basic, freePort, post } from '../support/server.ts';
-import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
+import { resetLinkIn, startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
 
 /*
  * Issue 6, "Observability": structured logs in which no secret or token ever appears. A server
@@ -470,7 +470,7 @@ describe('no secret or token in the logs', () => {
     const account = await browser.request(`${server.url}/account`);
     assert.equal((await browser.request(`${server.url}/email/resend`, { form: { csrf: hiddenField(account.text, 'csrf') } })).status, 303);
     await server.gatehouse.emailVerifications.settled();
-    const link = /https?:\/\/\S+\/email\/verify\?token=\S+/.exec(mail.received.at(-1)!.text)![0];
+    const link = verifyLinkIn(mail.received.at(-1)!);
     keep('email verification link token', new URL(link).searchParams.get('token'));
     const follower = new HttpBrowser();
     assert.equal((await follower.request(link)).status, 303);

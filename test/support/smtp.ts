@@ -111,3 +111,10 @@ export function resetLinkIn(mail: ReceivedMail): string {
   if (!link) throw new Error(`no reset link in the mail:\n${mail.text}`);
   return link;
 }
+
+/** The email verification link in a mail's text. */
+export function verifyLinkIn(mail: ReceivedMail): string {
+  const link = /https?:\/\/\S+\/email\/verify\?token=\S+/.exec(mail.text)?.[0];
+  if (!link) throw new Error(`no verification link in the mail:\n${mail.text}`);
+  return link;
+}
