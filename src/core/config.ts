@@ -98,8 +98,9 @@ export interface GatehouseConfig {
   trustProxy: TrustedProxies;
   login: { maxFailuresPerAccount: number; maxFailuresPerAddress: number; windowSeconds: number };
   /**
-   * Outgoing mail, for password reset links: off while `smtpUrl` is unset. `smtpUrl` may hold the
-   * SMTP password: it is a secret, never logged nor printed (describeSmtpUrl shows it without).
+   * Outgoing mail, for password reset and email verification links: off while `smtpUrl` is unset.
+   * `smtpUrl` may hold the SMTP password: it is a secret, never logged nor printed (describeSmtpUrl
+   * shows it without).
    */
   mail: { smtpUrl: string | undefined; from: string | undefined };
   /**
