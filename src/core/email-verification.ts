@@ -92,6 +92,11 @@ export class EmailVerificationService {
     return (await this.#live(token, now)) !== undefined;
   }
 
+  /** The address the link `token` would verify, while it can (see isLive); reading it spends nothing. */
+  async addressOf(token: unknown, now: number): Promise<string | undefined> {
+    return (await this.#live(token, now))?.email;
+  }
+
   async #live(token: unknown, now: number): Promise<EmailVerification | undefined> {
     if (!this.#mailer) return undefined;
     const live = await findLiveLink(token, VERIFICATION_LINK, (digest) => this.#storage.emailVerifications.find(digest), this.#storage.users, now);

@@ -4,7 +4,7 @@ import type { Browser, BrowserContext } from 'playwright-core';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { focusedField, launchChromium } from '../support/chromium.ts';
-import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
+import { resetLinkIn, startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
 
 /**
  * Accounts as a person makes and uses them in a real headless Chromium, whose email fields send an
@@ -207,6 +207,71 @@ describe('a forgotten password, reset in a browser through the link in a mail', 
       await page.goto(link);
       assert.match(await page.textContent('h1') ?? '', /This link no longer works/);
     } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('an email address, verified in a browser through the link in a mail', { timeout: 120_000 }, () => {
+  let server: TestServer;
+  let mail: TestMailServer;
+  let browser: Browser;
+
+  before(async () => {
+    mail = await startMailServer();
+    server = await startTestServer('sqlite', { env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' } });
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    await mail?.close();
+  });
+
+  it('goes from sign-up to a verified address only when the person confirms on the link’s page, which a link preview opening it does not', async () => {
+    const email = 'new-person@example.com';
+    const verified = async () => (await server.gatehouse.storage.users.findByEmail(email))!.emailVerified;
+    const context = await browser.newContext();
+    const preview = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${server.url}/signup`);
+      await page.fill('#email', email);
+      await page.fill('#password', PASSWORD);
+      await Promise.all([page.waitForURL(/\/account$/), page.click('button[type=submit]')]);
+      assert.match(await page.textContent('main') ?? '', /not verified/);
+      await server.gatehouse.emailVerifications.settled();
+      const link = verifyLinkIn(mail.received.at(-1)!);
+
+      // A mail scanner or link preview opens the link first: it sees the question, and nothing is verified.
+      const scanner = await preview.newPage();
+      await scanner.goto(link);
+      assert.equal(scanner.url(), `${server.url}/email/verify`);
+      assert.equal(await verified(), false);
+
+      await page.goto(link);
+      // The token has left the address bar (and so the history) before the page shows.
+      assert.equal(page.url(), `${server.url}/email/verify`);
+      assert.equal(await page.textContent('h1'), 'Confirm your email address');
+      assert.match(await page.textContent('main') ?? '', /Is new-person@example\.com your email address\?/);
+      assert.equal(await verified(), false, 'opening the link verifies nothing');
+      const [confirmed] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.click('text=Confirm my email address')]);
+      assert.equal(confirmed.status(), 200);
+      assert.equal(await page.textContent('h1'), 'Your email address is verified');
+      assert.equal(await verified(), true);
+
+      await Promise.all([page.waitForURL(/\/account$/), page.click('text=Go to your account')]);
+      assert.doesNotMatch(await page.textContent('main') ?? '', /not verified/);
+      assert.match(await page.textContent('main') ?? '', /verified/);
+
+      // The page the preview opened, confirmed now, and the link followed again: both say it is spent.
+      await Promise.all([scanner.waitForResponse((response) => response.request().method() === 'POST'), scanner.click('button[type=submit]')]);
+      assert.equal(await scanner.textContent('h1'), 'This link no longer works');
+      await page.goto(link);
+      assert.equal(await page.textContent('h1'), 'This link no longer works');
+      assert.match(await page.textContent('main') ?? '', /is verified: there is nothing left to do/);
+    } finally {
+      await preview.close();
       await context.close();
     }
   });

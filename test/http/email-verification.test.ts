@@ -1,15 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
 
 /*
- * Email verification, over real HTTP, to a real SMTP server: a new account is sent a link that sets
- * email_verified (as userinfo and the ID token then say); the link works once, for its lifetime,
- * only for the address it was sent to; the account page shows the state and sends the link again,
- * within limits; without mail (or with signup.verifyEmail off) nothing of it is there.
+ * Email verification, over real HTTP, to a real SMTP server: a new account is sent a link that, once
+ * the person confirms on the page it opens, sets email_verified (as userinfo and the ID token then
+ * say); following it changes nothing, so that a mail scanner or a link preview verifies nothing; the
+ * link works once, for its lifetime, only for the address it was sent to; the account page shows the
+ * state and sends the link again, within limits; without mail (or with signup.verifyEmail off)
+ * nothing of it is there.
  */
 
 const PASSWORD = 'correct horse battery staple';
@@ -78,6 +81,19 @@ for (const dialect of DIALECTS) {
       const page = followed.location ? await browser.request(new URL(followed.location, server.url).toString()) : followed;
       return { followed, page, browser };
     };
+    /** Presses the button of the page a link led to: the POST that spends the link. */
+    const confirm = async (browser: HttpBrowser, page: { text: string }) => browser.request(`${server.url}/email/verify`, { form: { csrf: hiddenField(page.text, 'csrf') } });
+    /** Follows a link and confirms on the page it opens; the answer to the confirmation. */
+    const verifyWith = async (link: string, browser = new HttpBrowser()) => {
+      const { page } = await follow(link, browser);
+      assert.equal(page.status, 200, page.text.slice(0, 500));
+      return confirm(browser, page);
+    };
+    const verifiedEvents = async (email: string) => {
+      await server.gatehouse.audit.flush();
+      const user = (await server.gatehouse.storage.users.findByEmail(email))!;
+      return server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.email_verified' });
+    };
 
     it('sends a new account a link that verifies its address, signed out, as userinfo and the ID token then say', async () => {
       freshWindow();
@@ -97,7 +113,7 @@ for (const dialect of DIALECTS) {
       assert.match(before.text, /action="\/email\/resend"/);
       assert.equal(await verified(email), false);
 
-      const { followed, page } = await follow(link);
+      const { followed, page, browser: follower } = await follow(link);
       assert.equal(followed.status, 303);
       assert.equal(followed.location, '/email/verify');
       assert.equal(followed.headers.get('referrer-policy'), 'no-referrer');
@@ -105,8 +121,16 @@ for (const dialect of DIALECTS) {
       assert.ok(cookie, 'the link is kept in a cookie');
       assert.match(cookie, /HttpOnly/i);
       assert.equal(page.status, 200, page.text.slice(0, 500));
-      assert.match(page.text, new RegExp(`Your email address <strong>${email.replace(/\./g, '\\.')}</strong> is verified`));
-      assert.ok(page.headers.getSetCookie().some((line) => line.startsWith('gatehouse_verify=;')), 'the cookie is cleared');
+      assert.match(page.text, /<h1>Confirm your email address<\/h1>/);
+      assert.ok(page.text.includes(`<strong>${email}</strong>`), 'the page names the address');
+      assert.match(page.text, /<form method="post" action="\/email\/verify"/);
+      assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      assert.equal(await verified(email), false, 'following the link verifies nothing');
+
+      const done = await confirm(follower, page);
+      assert.equal(done.status, 200, done.text.slice(0, 500));
+      assert.match(done.text, new RegExp(`Your email address <strong>${email.replace(/\./g, '\\.')}</strong> is verified`));
+      assert.ok(done.headers.getSetCookie().some((line) => line.startsWith('gatehouse_verify=;')), 'the cookie is cleared');
       assert.equal(await verified(email), true);
 
       const after = await accountPage(browser);
@@ -132,9 +156,60 @@ for (const dialect of DIALECTS) {
     it('verifies through the link followed in the browser that is signed in, and says so on the account page', async () => {
       freshWindow();
       const { email, browser } = await signUp();
-      const { page } = await follow(lastLinkTo(email), browser);
+      const done = await verifyWith(lastLinkTo(email), browser);
+      assert.equal(done.status, 200);
+      assert.match(done.text, /href="\/account"/);
+      assert.equal(await verified(email), true);
+    });
+
+    it('verifies nothing on a GET: a link fetched twice (a mail scanner, a link preview) leaves the address unverified and the link working', async () => {
+      freshWindow();
+      const { email } = await signUp();
+      const link = lastLinkTo(email);
+      const rows = await countRows(server.database, 'email_verifications');
+      for (let i = 0; i < 2; i++) {
+        const scanner = await follow(link);
+        assert.equal(scanner.page.status, 200);
+        assert.match(scanner.page.text, /Confirm your email address/);
+        // The page the scanner reaches again, fetched twice more (and by HEAD), with the link in its cookie.
+        for (const method of ['GET', 'GET', 'HEAD']) assert.equal((await scanner.browser.request(`${server.url}/email/verify`, { method })).status, 200, method);
+      }
+      assert.equal(await verified(email), false);
+      assert.equal(await countRows(server.database, 'email_verifications'), rows);
+      const stored = await server.gatehouse.storage.emailVerifications.find(digestOf(new URL(link).searchParams.get('token')!));
+      assert.equal(stored?.consumedAt, null, 'the link is not spent');
+      assert.deepEqual(await verifiedEvents(email), []);
+
+      const done = await verifyWith(link);
+      assert.equal(done.status, 200, 'the link still works, by POST');
+      assert.equal(await verified(email), true);
+      assert.equal((await verifiedEvents(email)).length, 1);
+    });
+
+    it('refuses a confirmation without the form’s CSRF token (another site’s form), changing nothing; the link then still works', async () => {
+      freshWindow();
+      const { email } = await signUp();
+      const { page, browser } = await follow(lastLinkTo(email));
       assert.equal(page.status, 200);
-      assert.match(page.text, /href="\/account"/);
+      for (const form of [{}, { csrf: 'forged' }, { csrf: hiddenField(page.text, 'csrf').slice(0, -1) }] as Record<string, string>[]) {
+        const refused = await browser.request(`${server.url}/email/verify`, { method: 'POST', form });
+        assert.equal(refused.status, 403, JSON.stringify(form));
+        assert.match(refused.text, /nothing was verified/);
+        assert.match(refused.text, /<form method="post" action="\/email\/verify"/, 'the button is offered again');
+        assert.ok(!refused.headers.getSetCookie().some((line) => line.startsWith('gatehouse_verify=;')), 'the link stays in its cookie');
+      }
+      // From another site's page the browser sends no cookie of ours (SameSite=Lax): neither the link nor the CSRF cookie.
+      const crossSite = await browser.request(`${server.url}/email/verify`, { form: { csrf: hiddenField(page.text, 'csrf') }, crossSite: true });
+      assert.equal(crossSite.status, 400);
+      assert.match(crossSite.text, /This link no longer works/);
+      assert.equal(await verified(email), false);
+      assert.deepEqual(await verifiedEvents(email), []);
+
+      // The person, back on the page (the cross-site request gave this browser a new CSRF cookie), confirms.
+      const reopened = await browser.request(`${server.url}/email/verify`);
+      assert.equal(reopened.status, 200);
+      const done = await confirm(browser, reopened);
+      assert.equal(done.status, 200);
       assert.equal(await verified(email), true);
     });
 
@@ -142,10 +217,15 @@ for (const dialect of DIALECTS) {
       freshWindow();
       const first = await signUp();
       const used = lastLinkTo(first.email);
-      assert.equal((await follow(used)).page.status, 200);
+      const opened = await follow(used);
+      assert.equal((await confirm(opened.browser, opened.page)).status, 200);
       const again = await follow(used);
       assert.equal(again.page.status, 400);
       assert.match(again.page.text, /This link no longer works/);
+      // The page opened before it was used, confirmed again (a second tab, a reload): the link is spent.
+      const twice = await confirm(opened.browser, opened.page);
+      assert.equal(twice.status, 400);
+      assert.match(twice.text, /This link no longer works/);
 
       const second = await signUp();
       const link = lastLinkTo(second.email);
@@ -164,16 +244,42 @@ for (const dialect of DIALECTS) {
       assert.equal(await verified(second.email), false);
       assert.equal(await countRows(server.database, 'email_verifications'), rows);
 
+      // Its page open in two browsers, then the link expires.
+      const [reloaded, confirmed] = [await follow(link), await follow(link)];
+      assert.deepEqual([reloaded.page.status, confirmed.page.status], [200, 200]);
       ahead += TTL;
       const expired = await follow(link);
       assert.equal(expired.followed.status, 400, 'expired');
+      const reload = await reloaded.browser.request(`${server.url}/email/verify`);
+      assert.equal(reload.status, 400, 'the page, reloaded');
+      assert.match(reload.text, /This link no longer works/);
+      const late = await confirm(confirmed.browser, confirmed.page);
+      assert.equal(late.status, 400, 'confirmed');
+      assert.match(late.text, /This link no longer works/);
       assert.equal(await verified(second.email), false);
+      assert.equal(await countRows(server.database, 'email_verifications'), rows);
+    });
+
+    it('refuses the confirmation of a link replaced by a newer one while its page was open, verifying nothing', async () => {
+      freshWindow();
+      const { email, browser } = await signUp();
+      const opened = await follow(lastLinkTo(email));
+      assert.equal(opened.page.status, 200);
+      assert.equal((await resend(browser)).status, 303);
+      const refused = await confirm(opened.browser, opened.page);
+      assert.equal(refused.status, 400);
+      assert.match(refused.text, /This link no longer works/);
+      assert.equal(await verified(email), false);
+      assert.equal((await verifyWith(lastLinkTo(email))).status, 200, 'the newer one works');
+      assert.equal(await verified(email), true);
     });
 
     it('voids the links of an address an operator changed through the admin API: they verify nothing', async () => {
       freshWindow();
       const { email } = await signUp();
       const link = lastLinkTo(email);
+      const opened = await follow(link);
+      assert.equal(opened.page.status, 200);
       const user = (await server.gatehouse.storage.users.findByEmail(email))!;
       const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
       const changed = await fetch(`${server.url}/admin/v1/users/${user.id}`, {
@@ -182,6 +288,8 @@ for (const dialect of DIALECTS) {
         body: JSON.stringify({ email: `moved.${email}` }),
       });
       assert.equal(changed.status, 200);
+      const late = await confirm(opened.browser, opened.page);
+      assert.equal(late.status, 400, 'the page opened before the change');
       const { followed } = await follow(link);
       assert.equal(followed.status, 400);
       assert.match(followed.text, /This link no longer works/);
@@ -226,7 +334,7 @@ for (const dialect of DIALECTS) {
       const signedOut = await new HttpBrowser().request(`${server.url}/email/resend`, { form: { csrf: 'x' } });
       assert.equal(signedOut.status, 303);
       assert.equal(signedOut.location, '/login');
-      await follow(lastLinkTo(email));
+      assert.equal((await verifyWith(lastLinkTo(email))).status, 200);
       const done = await resend(browser);
       assert.equal(done.status, 303);
       assert.equal(done.location, '/account');
@@ -264,8 +372,11 @@ describe('email verification turned off', { timeout: 60_000 }, () => {
         assert.equal(page.status, 404, path);
         assert.match(page.text, /Email verification is not available/);
       }
-      const posted = await browser.request(`${server.url}/email/resend`, { form: { csrf: hiddenField(account.text, 'csrf') } });
-      assert.equal(posted.status, 404);
+      for (const path of ['/email/resend', '/email/verify']) {
+        const posted = await browser.request(`${server.url}${path}`, { form: { csrf: hiddenField(account.text, 'csrf') } });
+        assert.equal(posted.status, 404, path);
+        assert.match(posted.text, /Email verification is not available/, path);
+      }
       assert.equal(await countRows(server.database, 'email_verifications'), 0);
     }
     assert.equal(mail.received.length, 0);

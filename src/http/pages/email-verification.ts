@@ -6,7 +6,10 @@ import { renderPage } from './render.ts';
 /**
  * Email verification: the page its mail links to (`/email/verify`, signed in or not) and the account
  * page's "send the link again" (`POST /email/resend`). Without mail, or with signup.verifyEmail off,
- * both answer a 404 page and the account page says nothing of it.
+ * they answer a 404 page and the account page says nothing of it.
+ * The link's token leaves the address at once, for a cookie (linkCookie). Following the link changes
+ * nothing: mail scanners and link previews fetch the links in a mail, so the page asks the person to
+ * confirm, and only that form's POST (with its CSRF token) spends the link.
  */
 export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
@@ -24,6 +27,8 @@ export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages
     return renderPage(reply, 'email-link-invalid', { title: 'This link no longer works', user }, 400);
   };
 
+  const showConfirm = (reply: FastifyReply, email: string, error?: string, status = 200) => renderPage(reply, 'email-verify', { title: 'Confirm your email address', email, error }, status);
+
   app.get('/email/verify', async (request, reply) => {
     if (!verifications.enabled) return off(reply);
     const now = gatehouse.clock();
@@ -32,7 +37,19 @@ export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages
       if (!(await verifications.isLive(query.token, now))) return linkInvalid(request, reply);
       return verifyLink.moveIntoCookie(request, reply, query.token as string, verifications.tokenTtlSeconds);
     }
-    const result = await verifications.verify(verifyLink.read(request), now);
+    const email = await verifications.addressOf(verifyLink.read(request), now);
+    if (email === undefined) return linkInvalid(request, reply);
+    return showConfirm(reply, email);
+  });
+
+  app.post('/email/verify', async (request, reply) => {
+    if (!verifications.enabled) return off(reply);
+    const now = gatehouse.clock();
+    const token = verifyLink.read(request);
+    const email = await verifications.addressOf(token, now);
+    if (email === undefined) return linkInvalid(request, reply);
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showConfirm(reply, email, 'The form expired or did not come from this site, so nothing was verified. Please confirm again.', 403);
+    const result = await verifications.verify(token, now);
     if (result.outcome === 'invalid') return linkInvalid(request, reply);
     verifyLink.forget(request, reply);
     return renderPage(reply, 'email-verified', { title: 'Your email address is verified', email: result.email });
