@@ -4,14 +4,15 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeJwt } from 'jose';
 import pino from 'pino';
-import { createGatehouse } from '../../src/gatehouse.ts';
+import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
 import type { FileConfig } from '../../src/core/config.ts';
 import { withDeadline } from '../../src/core/deadline.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
 import { startPrivateRedis, type PrivateRedis } from '../support/redis.ts';
-import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
+import { basic, freePort, post, startTestServer, type TestServer, type TestServerOptions } from '../support/server.ts';
+import { startMailServer, type TestMailServer } from '../support/smtp.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const CALLBACK = 'https://app.example/callback';
@@ -274,15 +275,19 @@ for (const dialect of DIALECTS) {
   });
 }
 
-/** Two instances on one PostgreSQL database, sharing their limits through the Redis at `redisUrl`. */
-async function twoInstances(redisUrl: string, config: Partial<FileConfig>): Promise<{ first: TestServer; second: { url: string }; close(): Promise<void> }> {
-  const first = await startTestServer('postgres', { env: { REDIS_URL: redisUrl, ...BEHIND_PROXY }, config });
-  const gatehouse = await createGatehouse({ ...first.config, port: await freePort() }, { logger: pino({ level: 'silent' }) });
+/** Two instances on one PostgreSQL database, sharing their limits through the Redis at `redisUrl`; `env` and `clock` for both. */
+async function twoInstances(
+  redisUrl: string,
+  config: Partial<FileConfig>,
+  options: Pick<TestServerOptions, 'env' | 'clock'> = {},
+): Promise<{ first: TestServer; second: { url: string; gatehouse: Gatehouse }; close(): Promise<void> }> {
+  const first = await startTestServer('postgres', { ...options, env: { REDIS_URL: redisUrl, ...BEHIND_PROXY, ...options.env }, config });
+  const gatehouse = await createGatehouse({ ...first.config, port: await freePort() }, { logger: pino({ level: 'silent' }), ...(options.clock ? { clock: options.clock } : {}) });
   const app = buildApp(gatehouse);
   await app.listen({ port: gatehouse.config.port, host: '127.0.0.1' });
   return {
     first,
-    second: { url: `http://127.0.0.1:${gatehouse.config.port}` },
+    second: { url: `http://127.0.0.1:${gatehouse.config.port}`, gatehouse },
     async close() {
       await app.close();
       await gatehouse.close();
@@ -365,6 +370,146 @@ describe('rate limits shared across instances through Redis', () => {
       answers.map((answer) => answer.status),
       Array(10).fill(200),
     );
+  });
+});
+
+/**
+ * The limits on links sent by email — password reset links asked for, email verification links sent
+ * again — through Redis as in process. The same requests go to one instance counting in process and,
+ * in turn, to two instances sharing Redis, at one frozen instant (so that Retry-After compares
+ * exactly); the two instances must count them together, and answer what the one instance answers.
+ */
+describe('limits on links sent by email, shared across instances through Redis as in process', { timeout: 120_000 }, () => {
+  const PASSWORD = 'correct horse battery staple';
+  const LIMITS: Partial<FileConfig> = {
+    passwordReset: { maxRequestsPerAccount: 2, maxRequestsPerAddress: 5, windowSeconds: 3600 },
+    emailVerification: { maxRequestsPerAccount: 2, maxRequestsPerAddress: 3, windowSeconds: 3600 },
+  };
+  // Frozen, so one window holds every request; the keys in Redis are the run's own all the same, by
+  // their fresh accounts, emails and addresses.
+  const at = Math.floor(Date.now() / 1000);
+  let mail: TestMailServer;
+  let alone: TestServer;
+  let shared: Awaited<ReturnType<typeof twoInstances>>;
+  /** Where the requests go (two instances, or the one twice), what makes users there, and what waits for their mail. */
+  interface Deployment {
+    name: string;
+    urls: [string, string];
+    user(email: string): Promise<unknown>;
+    settled(): Promise<void>;
+  }
+  const deployments: Deployment[] = [];
+
+  before(async () => {
+    mail = await startMailServer();
+    const env = { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'no-reply@gatehouse.example' };
+    alone = await startTestServer('postgres', { env: { ...env, ...BEHIND_PROXY }, config: LIMITS, clock: () => at });
+    shared = await twoInstances(REDIS_URL, LIMITS, { env, clock: () => at });
+    const settled = (...gatehouses: Gatehouse[]) => async () => {
+      for (const gatehouse of gatehouses) await Promise.all([gatehouse.passwordResets.settled(), gatehouse.emailVerifications.settled()]);
+    };
+    deployments.push(
+      { name: 'in process', urls: [alone.url, alone.url], user: (email) => alone.user(email, PASSWORD), settled: settled(alone.gatehouse) },
+      { name: 'through Redis', urls: [shared.first.url, shared.second.url], user: (email) => shared.first.user(email, PASSWORD), settled: settled(shared.first.gatehouse, shared.second.gatehouse) },
+    );
+  });
+  after(async () => {
+    await shared?.close();
+    await alone?.close();
+    await mail?.close();
+  });
+
+  const anEmail = (what: string) => `${what}.${randomBytes(6).toString('hex')}@example.com`;
+  const mailsTo = (email: string) => mail.received.filter((m) => m.to.includes(email)).length;
+  /** What a person is answered: the status, where to, Retry-After and the message on the page. */
+  const answerOf = (answer: { status: number; location?: string; headers: Headers; text: string }) => ({
+    status: answer.status,
+    location: answer.location ?? null,
+    retryAfter: answer.headers.get('retry-after'),
+    message: /role="alert"[^>]*>([^<]*)</.exec(answer.text)?.[1] ?? null,
+  });
+  /** Asks for a password reset link for `email` from the forgot-password page of `url`, as the browser at `address`. */
+  const askForLink = async (url: string, address: string, email: string) => {
+    const browser = new HttpBrowser();
+    const headers = { 'x-forwarded-for': address };
+    const form = await browser.request(`${url}/password/forgot`, { headers });
+    return answerOf(await browser.request(`${url}/password/forgot`, { form: { csrf: hiddenField(form.text, 'csrf'), email }, headers }));
+  };
+  /** Asks for the verification link again from the account page of `url`, as `browser` at `address`. */
+  const resend = async (url: string, browser: HttpBrowser, address: string) => {
+    const headers = { 'x-forwarded-for': address };
+    const page = await browser.request(`${url}/account`, { headers });
+    assert.equal(page.status, 200, page.text.slice(0, 300));
+    return answerOf(await browser.request(`${url}/email/resend`, { form: { csrf: hiddenField(page.text, 'csrf') }, headers }));
+  };
+  /** Runs `scenario` on each deployment; what it saw, the same on both. */
+  const onEach = async <T>(scenario: (deployment: Deployment) => Promise<T>): Promise<T> => {
+    const [single, pair] = deployments as [Deployment, Deployment];
+    const [inProcess, throughRedis] = [await scenario(single), await scenario(pair)];
+    assert.deepEqual(throughRedis, inProcess, `${pair.name}, across two instances, the answers are those of one instance counting ${single.name}`);
+    return inProcess;
+  };
+  const retryAfter = String(3600 - (at % 3600));
+
+  it('counts the reset links asked for one account on every instance: one instance reaches the limit, the other refuses', async () => {
+    const seen = await onEach(async ({ urls: [first, second], user, settled }) => {
+      const email = anEmail('forgetful');
+      await user(email);
+      // Each from an address of its own: only the account's budget counts.
+      const answers = [await askForLink(first, anAddress(), email), await askForLink(first, anAddress(), email.toUpperCase()), await askForLink(second, anAddress(), email), await askForLink(first, anAddress(), email)];
+      await settled();
+      return { answers, mails: mailsTo(email) };
+    });
+    const asked = { status: 303, location: '/password/sent', retryAfter: null, message: null };
+    const refused = { status: 429, location: null, retryAfter, message: `Too many links were asked for. Try again in ${Math.ceil(Number(retryAfter) / 60)} minute(s).` };
+    assert.deepEqual(seen, { answers: [asked, asked, refused, refused], mails: 2 });
+  });
+
+  it('counts the reset links asked from one address on every instance, for any account', async () => {
+    const seen = await onEach(async ({ urls: [first, second], settled }) => {
+      const address = anAddress();
+      const answers = [];
+      for (let i = 0; i < 7; i++) answers.push(await askForLink(i % 2 ? second : first, address, anEmail('nobody')));
+      await settled();
+      return answers.map((answer) => answer.status);
+    });
+    assert.deepEqual(seen, [303, 303, 303, 303, 303, 429, 429]);
+  });
+
+  it('counts the verification links an account has sent again on every instance: one instance reaches the limit, the other refuses', async () => {
+    const seen = await onEach(async ({ urls: [first, second], user, settled }) => {
+      const email = anEmail('unverified');
+      await user(email);
+      const browser = await signedInBrowser(first, email, PASSWORD);
+      const answers = [await resend(first, browser, anAddress()), await resend(first, browser, anAddress()), await resend(second, browser, anAddress()), await resend(first, browser, anAddress())];
+      await settled();
+      return { answers, mails: mailsTo(email) };
+    });
+    const sent = { status: 303, location: '/account?sent=verification', retryAfter: null, message: null };
+    const refused = {
+      status: 429,
+      location: null,
+      retryAfter,
+      message: `Too many links were asked for. Try again in ${Math.ceil(Number(retryAfter) / 60)} minute(s); the newest link we sent still works until it expires.`,
+    };
+    assert.deepEqual(seen, { answers: [sent, sent, refused, refused], mails: 2 });
+  });
+
+  it('counts the verification links sent again from one address on every instance, for any account', async () => {
+    const seen = await onEach(async ({ urls: [first, second], user, settled }) => {
+      const address = anAddress();
+      const browsers = [];
+      for (let i = 0; i < 3; i++) {
+        const email = anEmail('unverified');
+        await user(email);
+        browsers.push({ email, browser: await signedInBrowser(first, email, PASSWORD) });
+      }
+      const answers = [];
+      for (const [i, { browser }] of [...browsers, browsers[0]!, browsers[1]!].entries()) answers.push((await resend(i % 2 ? second : first, browser, address)).status);
+      await settled();
+      return { answers, mails: browsers.map(({ email }) => mailsTo(email)) };
+    });
+    assert.deepEqual(seen, { answers: [303, 303, 303, 429, 429], mails: [1, 1, 1] });
   });
 });
 
