@@ -23,6 +23,7 @@ import * as passwordResets from './migrations/015-password-resets.ts';
 import * as sessionCodes from './migrations/016-session-codes.ts';
 import * as emailVerifications from './migrations/017-email-verifications.ts';
 import * as userClientCodes from './migrations/018-user-client-codes.ts';
+import * as clientDeletion from './migrations/019-client-deletion.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -133,6 +134,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '016-session-codes': sessionCodes,
   '017-email-verifications': emailVerifications,
   '018-user-client-codes': userClientCodes,
+  '019-client-deletion': clientDeletion,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

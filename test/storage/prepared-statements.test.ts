@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { openDatabase, migrate, type DatabaseHandle } from '../../src/storage/database.ts';
@@ -268,6 +269,31 @@ async function plansOf(db: DatabaseHandle['db'], pattern: string): Promise<{ sta
   return plans;
 }
 
+/**
+ * The statements `work` runs on SQLite through the repositories it makes over the database it is
+ * given, each with its plan (EXPLAIN QUERY PLAN with the parameters it ran with, one line a step;
+ * the keys' cascades are steps of the statement that deletes the parent), in the order they ran.
+ */
+async function sqlitePlansOf(db: DatabaseHandle['db'], work: (recorded: DatabaseHandle['db']) => Promise<unknown>): Promise<{ statement: string; plan: string }[]> {
+  const executor = db.getExecutor();
+  const run: CompiledQuery[] = [];
+  await work(
+    db.withPlugin({
+      transformQuery({ node, queryId }) {
+        run.push(executor.compileQuery(node, queryId));
+        return node;
+      },
+      transformResult: async ({ result }) => result,
+    }),
+  );
+  const plans = [];
+  for (const { sql: statement, parameters } of run) {
+    const { rows } = await db.executeQuery<{ detail: string }>(CompiledQuery.raw(`explain query plan ${statement}`, [...parameters]));
+    plans.push({ statement, plan: rows.map((row) => row.detail).join('\n') });
+  }
+  return plans;
+}
+
 describe('PostgreSQL plans of the sweep of expired rows', () => {
   const one = oneConnection();
 
@@ -461,11 +487,14 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
 
 describe('PostgreSQL plans of a client’s deletion', () => {
   const one = oneConnection();
-
-  it('finds the consents given to the client through an index on the client, not by walking every consent', async () => {
-    // 20,000 consents of 5,000 users to 2,000 clients.
+  // 5,000 users and 2,000 clients.
+  before(async () => {
     await sql`insert into users (id, email, password_hash, created_at, updated_at) select 'u' || i, 'u' || i || '@example.com', 'x', 0, 0 from generate_series(0, 4999) i`.execute(one.handle.db);
     await sql`insert into clients (id, name, type, created_at, updated_at) select 'c' || i, 'App', 'confidential', 0, 0 from generate_series(0, 1999) i`.execute(one.handle.db);
+  });
+
+  it('finds the consents given to the client through an index on the client, not by walking every consent', async () => {
+    // 20,000 consents of the 5,000 users to the 2,000 clients.
     await sql`insert into consents (user_id, client_id, scopes, created_at, updated_at)
       select 'u' || (i / 4), 'c' || (i % 2000), '[]', 0, 0 from generate_series(0, 19999) i`.execute(one.handle.db);
     await sql`analyze`.execute(one.handle.db);
@@ -478,6 +507,81 @@ describe('PostgreSQL plans of a client’s deletion', () => {
       assert.match(plan, /Index Scan (using|on) consents_client\b/, `${statement}\n${plan}`);
       assert.doesNotMatch(plan, /consents_pk/, `${statement}\n${plan}`);
     }
+  });
+
+  it('finds the client’s codes and waiting authorization requests through an index on the client, in its statements and in its keys’ cascades', async () => {
+    // 20,000 codes of the 5,000 users, one in two exchanged, and 20,000 authorization requests waiting
+    // for a person, ten of each to every client (of those the test above left).
+    await sql`insert into authorization_codes (digest, client_id, user_id, redirect_uri, scopes, auth_time, created_at, expires_at, consumed_at)
+      select md5('code' || i), c.id, 'u' || (i / 4), 'https://app.example/cb', '[]', ${NOW}, ${NOW}, ${NOW} + 600, case when i % 2 = 0 then ${NOW}::bigint end
+      from generate_series(0, 19999) i join clients c on c.id = 'c' || (i % 2000)`.execute(one.handle.db);
+    await sql`insert into authorization_requests (id, client_id, request, created_at, expires_at)
+      select md5('request' || i), c.id, '{}', ${NOW}, ${NOW} + 1800 from generate_series(0, 19999) i join clients c on c.id = 'c' || (i % 2000)`.execute(one.handle.db);
+    await sql`analyze`.execute(one.handle.db);
+    const count = async (table: string) => Number((await sql<{ n: string }>`select count(*) as n from ${sql.table(table)}`.execute(one.handle.db)).rows[0]!.n);
+    const before = { authorization_codes: await count('authorization_codes'), authorization_requests: await count('authorization_requests') };
+    const clients = kyselyClients(one.handle.db);
+    // Three times: a statement is named on its second run, and then planned generically.
+    for (const id of ['c4', 'c5', 'c6']) assert.equal(await clients.delete(id), true);
+    for (const table of ['authorization_codes', 'authorization_requests'] as const) {
+      assert.equal(await count(table), before[table] - 3 * 10);
+      const plans = await plansOf(one.handle.db, `delete from "${table}" where "client_id" = $1`);
+      assert.equal(plans.length, 1);
+      // The key's cascade runs this statement for each client deleted (in PostgreSQL's own words), planned as the connection plans.
+      await sql`prepare cascade (text) as delete from only ${sql.table(table)} where $1 operator(pg_catalog.=) client_id`.execute(one.handle.db);
+      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain execute cascade (null)`.execute(one.handle.db);
+      await sql`deallocate cascade`.execute(one.handle.db);
+      plans.push({ statement: `the cascade of clients' key to ${table}`, plan: rows.map((row) => row['QUERY PLAN']).join('\n') });
+      for (const { statement, plan } of plans) {
+        assert.match(plan, new RegExp(`Index Scan (using|on) ${table}_client\\b`), `${statement}\n${plan}`);
+        assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
+      }
+    }
+  });
+});
+
+describe('SQLite plans of a user’s and a client’s deletion', () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  before(async () => {
+    database = await createTestDatabase('sqlite');
+    handle = openDatabase({ sqlitePath: join(database.dataDir, 'gatehouse.sqlite') });
+    await migrate(handle);
+  });
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+
+  it('reads every table by key, in the statements and in the keys’ cascades, the client’s codes and waiting authorization requests through an index on the client', async () => {
+    const { db } = handle;
+    const user = await kyselyUsers(db, 'sqlite').create(aUser(), NOW);
+    const other = await kyselyUsers(db, 'sqlite').create(aUser(), NOW);
+    const client = await kyselyClients(db).create(aClient({ ownerUserId: user.id, grantTypes: ['authorization_code', 'refresh_token'] }), NOW);
+    // What is issued to the user, and to their application for another user.
+    const code = aCode(client.id, other.id);
+    await kyselyCodes(db).insert(code);
+    await kyselyCodes(db).insert(aCode(client.id, user.id));
+    await kyselyPendingAuthorizations(db).create({ id: randomUUID(), clientId: client.id, request: { scope: 'openid' }, createdAt: NOW, expiresAt: NOW + 600 });
+    for (const grant of [aGrant(client.id, other.id), aGrant(client.id, user.id)]) {
+      await kyselyGrants(db).create(grant);
+      await kyselyRefreshTokens(db, 'sqlite').insert(aRefreshToken(grant));
+      await kyselyConsents(db).save({ userId: grant.userId!, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
+    }
+    const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600 };
+    await kyselySessions(db, 'sqlite').create(session);
+    // The user's deletion deletes the application they own, as a client's deletion does.
+    const plans = await sqlitePlansOf(db, async (recorded) =>
+      assert.deepEqual(await kyselyUsers(recorded, 'sqlite').delete(user.id), { clientIds: [client.id], sessions: [{ sid: session.sid, userId: user.id, clientIds: [] }] }),
+    );
+    assert.equal(await kyselyCodes(db).find(code.digest), undefined);
+    const planOf = (statement: string) => plans.find((plan) => plan.statement === statement)?.plan ?? assert.fail(`${statement} was not run`);
+    const search = (table: string) => new RegExp(`^SEARCH ${table} USING (COVERING )?INDEX ${table}_client \\(client_id=\\?\\)$`, 'm');
+    for (const table of ['authorization_codes', 'authorization_requests']) {
+      assert.match(planOf(`delete from "${table}" where "client_id" = ?`), search(table));
+      assert.match(planOf('delete from "clients" where "id" = ?'), search(table), 'the cascade of the clients’ key');
+    }
+    assert.deepEqual(plans.filter(({ plan }) => /^SCAN /m.test(plan)).map(({ statement, plan }) => `${statement}\n${plan}`), []);
   });
 });
 
