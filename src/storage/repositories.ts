@@ -399,6 +399,7 @@ export interface Session {
   userId: string;
   authTime: number;
   createdAt: number;
+  /** Set when the session starts and never moved: the codes issued through it expire by then at the latest. */
   expiresAt: number;
 }
 

@@ -12,7 +12,9 @@ import { basic, post, startTestServer, type TestServer } from '../support/server
  * A code carries the `sid` of the browser session it was issued through. When that session ends
  * before the code is exchanged, its clients have already been sent the Logout Token for that `sid`
  * (Back-Channel Logout 1.0 §2.5): the code is void, so that nobody gets an ID token or tokens for a
- * session that has ended and that they will never hear about again.
+ * session that has ended and that they will never hear about again. Nor does a code outlive its
+ * session's expiry: it stands for that sign-in (the ID token of its exchange carries the session's
+ * `sid` and `auth_time`), which no longer counts once the session has expired.
  */
 
 const PASSWORD = 'correct horse battery staple';
@@ -180,6 +182,50 @@ for (const dialect of DIALECTS) {
       await browser.request(`${server.url}/logout`, { form: { csrf: hiddenField(account.text, 'csrf'), confirm: 'yes' } });
       const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token }, { headers: { authorization: basic(web.id, web.secret) } });
       assert.equal(refreshed.status, 200, 'signing out of Gatehouse leaves what an application was granted');
+    });
+  });
+}
+
+for (const dialect of DIALECTS) {
+  describe(`codes of expired sessions (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let web: { id: string; secret: string };
+    let now = Math.floor(Date.now() / 1000);
+    let counter = 0;
+
+    before(async () => {
+      // Sessions of a minute; no sweep, so that an expired session is still stored when its code is presented.
+      server = await startTestServer(dialect, { clock: () => now, background: false, config: { sessions: { ttlSeconds: 60 } } });
+      web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], firstParty: true });
+    });
+    after(() => server.close());
+
+    /** A code issued through a session signed in to 30 seconds before (of the minute it lasts), and its user. */
+    async function aCodeHalfwayThroughItsSession(): Promise<{ code: string; userId: string }> {
+      const user = await server.user(`expired-${++counter}-${dialect}@example.com`, PASSWORD);
+      const browser = await signedInBrowser(server.url, user.email, PASSWORD);
+      now += 30;
+      return { code: await codeThrough(browser, server.url, web.id, CALLBACK), userId: user.id };
+    }
+
+    const exchange = (code: string) => post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(web.id, web.secret) } });
+
+    it('refuses a code whose session has expired before the exchange, though the code had minutes left, and stores no grant', async () => {
+      const { code, userId } = await aCodeHalfwayThroughItsSession();
+      now += 30;
+      const answer = await exchange(code);
+      assert.equal(answer.status, 400, `answered ${answer.status}, ${answer.body.error ?? 'with tokens'}`);
+      assert.equal(answer.body.error, 'invalid_grant');
+      assert.equal(answer.body.access_token, undefined);
+      assert.deepEqual(await server.gatehouse.storage.grants.list({ userId }), []);
+    });
+
+    it('exchanges a code until the last second of its session', async () => {
+      const { code, userId } = await aCodeHalfwayThroughItsSession();
+      now += 29;
+      const tokens = await exchange(code);
+      assert.equal(tokens.status, 200, tokens.body.error_description);
+      assert.equal(decodeJwt(tokens.body.id_token).sub, userId);
     });
   });
 }

@@ -243,7 +243,11 @@ export class AuthorizationEndpoint {
         accessTokenJti: null,
         accessTokenExpiresAt: null,
         createdAt: now,
-        expiresAt: now + config.tokens.authorizationCodeTtlSeconds,
+        // The code stands for this sign-in (the ID token of its exchange carries its sid and
+        // auth_time), and expires with the session if that comes first, as Keycloak refuses a code
+        // whose session is no longer active. A session's end is set when it starts and never moves,
+        // so the exchange refuses such a code by the code's own expiry, without reading the session.
+        expiresAt: Math.min(now + config.tokens.authorizationCodeTtlSeconds, session.expiresAt),
         consumedAt: null,
       },
     );
