@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createClient, createUser } from '../core/applications.ts';
+import { createClient } from '../core/applications.ts';
+import { createUser } from '../core/users.ts';
 import type { Gatehouse } from '../gatehouse.ts';
 import { EmailTakenError } from '../storage/repositories.ts';
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import pino from 'pino';
-import { ValidationError } from '../core/applications.ts';
+import { ValidationError } from '../core/validation.ts';
 import { ConfigError, loadConfig } from '../core/config.ts';
 import { createGatehouse, openStorage } from '../gatehouse.ts';
 import { EmailTakenError } from '../storage/repositories.ts';

@@ -1,16 +1,16 @@
 import type { Storage, User } from '../storage/repositories.ts';
-import { checkNewPassword, updateUser } from './applications.ts';
+import { checkNewPassword, updateUser } from './users.ts';
 import type { LoginService } from './login.ts';
 import { hashPassword } from './passwords.ts';
 import type { ActiveSession, SessionService } from './sessions.ts';
 import { digestOf } from './tokens/opaque.ts';
 
-export { MAX_NAME_LENGTH } from './applications.ts';
+export { MAX_NAME_LENGTH } from './users.ts';
 
 /**
  * What people change about their own account from its page, signed in: their password, their
  * name, and which of their browsers stay signed in (Keycloak's account console: personal info,
- * signing in, device activity). The operator's counterparts are in applications.ts.
+ * signing in, device activity). The operator's counterparts are in users.ts.
  */
 
 export type PasswordChangeResult =

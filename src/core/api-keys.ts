@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiKey, Client, ExpectedClient, Storage } from '../storage/repositories.ts';
-import { HIDDEN_IN_NAME, insertOnce, ValidationError } from './applications.ts';
+import { insertOnce } from './applications.ts';
+import { HIDDEN_IN_NAME } from './client-validation.ts';
+import { ValidationError } from './validation.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { ScopePolicy } from './scopes.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';

@@ -1,6 +1,6 @@
 import { normalizeEmail, type Storage } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
-import { checkNewPassword } from './applications.ts';
+import { checkNewPassword } from './users.ts';
 import type { AuditTrail } from './audit.ts';
 import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type LinkKind } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';

@@ -1,6 +1,6 @@
 import type { Storage, User } from '../storage/repositories.ts';
 import { clientNetwork } from './addresses.ts';
-import { checkNewUser, createUser, type UserInput } from './applications.ts';
+import { checkNewUser, createUser, type UserInput } from './users.ts';
 import type { EmailVerificationService } from './email-verification.ts';
 import type { RequestLimiter } from './rate-limit.ts';
 

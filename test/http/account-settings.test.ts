@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { resetUserPassword } from '../../src/core/applications.ts';
+import { resetUserPassword } from '../../src/core/users.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { post, startTestServer, type TestServer } from '../support/server.ts';

@@ -3,7 +3,8 @@ import { generateKeyPairSync, randomUUID, X509Certificate, type JsonWebKey } fro
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import pino from 'pino';
-import { createClient, updateClient, ValidationError } from '../../src/core/applications.ts';
+import { createClient, updateClient } from '../../src/core/applications.ts';
+import { ValidationError } from '../../src/core/validation.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setUserDisabled } from '../../src/core/applications.ts';
+import { setUserDisabled } from '../../src/core/users.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';

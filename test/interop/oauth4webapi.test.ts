@@ -35,7 +35,7 @@ import {
   type Client,
   type ClientAuth,
 } from 'oauth4webapi';
-import { createUser } from '../../src/core/applications.ts';
+import { createUser } from '../../src/core/users.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';

@@ -27,7 +27,8 @@ import {
   type Configuration,
 } from 'openid-client';
 import { decodeJwt, exportJWK, generateKeyPair } from 'jose';
-import { createClient, createUser } from '../../src/core/applications.ts';
+import { createClient } from '../../src/core/applications.ts';
+import { createUser } from '../../src/core/users.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';

@@ -1,7 +1,9 @@
 import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { createClient, createUser, type ClientInput } from '../../src/core/applications.ts';
+import { createClient } from '../../src/core/applications.ts';
+import type { ClientInput } from '../../src/core/client-validation.ts';
+import { createUser } from '../../src/core/users.ts';
 import type { Clock } from '../../src/core/clock.ts';
 import { loadConfig, type FileConfig, type GatehouseConfig } from '../../src/core/config.ts';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { describeClient, ValidationError } from '../../core/applications.ts';
+import { describeClient } from '../../core/applications.ts';
+import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientSecret, JsonWebKeySet } from '../../storage/repositories.ts';
 import { isoTime, optionalIsoTime, type Output } from '../output.ts';

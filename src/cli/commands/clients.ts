@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { createClient, deleteClient, describeClient, rotateClientSecret, updateClient, type ClientInput } from '../../core/applications.ts';
+import { createClient, deleteClient, describeClient, rotateClientSecret, updateClient } from '../../core/applications.ts';
+import type { ClientInput } from '../../core/client-validation.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Client } from '../../storage/repositories.ts';
 import { recordCliAction } from '../audit-trail.ts';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser, type UserPatch } from '../../core/applications.ts';
+import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser, type UserPatch } from '../../core/users.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories.ts';
 import { recordCliAction } from '../audit-trail.ts';

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import { addClientSecret, ClientChangedError, createClient, deleteClient, describeClient, GRANT_TYPES, updateClient, ValidationError, type ClientPatch } from '../../core/applications.ts';
+import { addClientSecret, ClientChangedError, createClient, deleteClient, describeClient, updateClient, type ClientPatch } from '../../core/applications.ts';
+import { GRANT_TYPES } from '../../core/client-validation.ts';
+import { ValidationError } from '../../core/validation.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientPowers, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';

@@ -1,5 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ClientChangedError, UserChangedError, ValidationError } from '../../core/applications.ts';
+import { ClientChangedError } from '../../core/applications.ts';
+import { UserChangedError } from '../../core/users.ts';
+import { ValidationError } from '../../core/validation.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { EmailTakenError } from '../../storage/repositories.ts';
 import { isUnavailable } from '../oauth/errors.ts';

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { changeOwnName, changeOwnPassword, MAX_NAME_LENGTH, signOutOtherSessions } from '../../core/account.ts';
-import { checkNewPassword, ValidationError } from '../../core/applications.ts';
+import { checkNewPassword } from '../../core/users.ts';
+import { ValidationError } from '../../core/validation.ts';
 import type { ActiveSession } from '../../core/sessions.ts';
 import { currentSession, field, type Pages } from './context.ts';
 import { renderPage } from './render.ts';

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { AlreadyCreatedError, ValidationError } from '../../core/applications.ts';
+import { AlreadyCreatedError } from '../../core/applications.ts';
+import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey, Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { calculateJwkThumbprint, type JSONWebKeySet, type JWK } from 'jose';
-import { addClientSecret, AlreadyCreatedError, ClientChangedError, holdsPrivateKeyMaterial, updateClient, ValidationError } from '../../core/applications.ts';
+import { addClientSecret, AlreadyCreatedError, ClientChangedError, updateClient } from '../../core/applications.ts';
+import { holdsPrivateKeyMaterial } from '../../core/client-jwks.ts';
+import { ValidationError } from '../../core/validation.ts';
 import { hintOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories.ts';

@@ -1,4 +1,5 @@
-import { checkBackchannelLogoutUri, checkRedirectUri, ValidationError } from '../../core/applications.ts';
+import { checkBackchannelLogoutUri, checkRedirectUri } from '../../core/client-validation.ts';
+import { ValidationError } from '../../core/validation.ts';
 import type { Client } from '../../storage/repositories.ts';
 import { field } from './context.ts';
 import { sentence } from './developers-context.ts';

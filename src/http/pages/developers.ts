@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { AlreadyCreatedError, createClient, deleteClient, ValidationError, type ClientInput } from '../../core/applications.ts';
+import { AlreadyCreatedError, createClient, deleteClient } from '../../core/applications.ts';
+import type { ClientInput } from '../../core/client-validation.ts';
+import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey, Client, ClientType } from '../../storage/repositories.ts';
 import { field, type Pages } from './context.ts';

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ValidationError } from '../../core/applications.ts';
+import { ValidationError } from '../../core/validation.ts';
 import { EmailTakenError } from '../../storage/repositories.ts';
 import { field, sendOutcome, type Pages } from './context.ts';
 import { renderPage } from './render.ts';

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ValidationError } from '../../core/applications.ts';
+import { ValidationError } from '../../core/validation.ts';
 import { field, type Pages } from './context.ts';
 import { linkCookie } from './link-cookie.ts';
 import { renderPage } from './render.ts';
