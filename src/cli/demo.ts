@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient } from '../core/applications.ts';
 import { createUser } from '../core/users.ts';
 import type { Gatehouse } from '../gatehouse.ts';
-import { EmailTakenError } from '../storage/repositories.ts';
+import { EmailTakenError } from '../storage/repositories/users.ts';
 
 export interface DemoSetup {
   application: { client_id: string; client_secret: string };

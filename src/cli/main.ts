@@ -3,7 +3,7 @@ import pino from 'pino';
 import { ValidationError } from '../core/validation.ts';
 import { ConfigError, loadConfig } from '../core/config.ts';
 import { createGatehouse, openStorage } from '../gatehouse.ts';
-import { EmailTakenError } from '../storage/repositories.ts';
+import { EmailTakenError } from '../storage/repositories/users.ts';
 import { apiKeyCommand, apiKeyUsage } from './commands/apikeys.ts';
 import { auditCommand, auditUsage } from './commands/audit.ts';
 import { clientCommand, clientUsage } from './commands/clients.ts';

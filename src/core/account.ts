@@ -1,4 +1,5 @@
-import type { Storage, User } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { User } from '../storage/repositories/users.ts';
 import { checkNewPassword, updateUser } from './users.ts';
 import type { LoginService } from './login.ts';
 import { hashPassword } from './passwords.ts';

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { ApiKey, Client, ExpectedClient, Storage } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { ApiKey } from '../storage/repositories/api-keys.ts';
+import type { Client, ExpectedClient } from '../storage/repositories/clients.ts';
 import { insertOnce } from './applications.ts';
 import { HIDDEN_IN_NAME } from './client-validation.ts';
 import { ValidationError } from './validation.ts';

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Client, ClientPowers, ExpectedClient, Storage } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { Client, ClientPowers, ExpectedClient } from '../storage/repositories/clients.ts';
 import type { ClientRegistry } from './clients.ts';
 import { validateClient, type ClientInput, type Registrant } from './client-validation.ts';
 import type { GatehouseConfig } from './config.ts';

@@ -1,5 +1,5 @@
 import type { Clock } from './clock.ts';
-import type { AuditEvent } from '../storage/repositories.ts';
+import type { AuditEvent } from '../storage/repositories/audit.ts';
 
 /** An audit event as recorded, before storage gives it an id. */
 export type RecordedEvent = Omit<AuditEvent, 'id'>;

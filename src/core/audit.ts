@@ -1,4 +1,4 @@
-import type { AuditEvent, AuditRepository } from '../storage/repositories.ts';
+import type { AuditEvent, AuditRepository } from '../storage/repositories/audit.ts';
 import { RepeatedEvents, type RecordedEvent } from './audit-aggregation.ts';
 import type { Clock } from './clock.ts';
 

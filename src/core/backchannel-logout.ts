@@ -3,7 +3,8 @@ import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'nod
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { SignJWT } from 'jose';
-import type { ClientRepository, EndedSession } from '../storage/repositories.ts';
+import type { ClientRepository } from '../storage/repositories/clients.ts';
+import type { EndedSession } from '../storage/repositories/sessions.ts';
 import { internalRange } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import type { Clock } from './clock.ts';

@@ -4,7 +4,11 @@ import { credentialsRequired, invalidToken, malformedCredentials } from './error
 import type { KeyStore } from './tokens/keys.ts';
 import { grantEnd } from './tokens/refresh.ts';
 import { verifyAccessToken, type VerifiedAccessToken } from './tokens/verify.ts';
-import type { ApiKeyRepository, Client, Grant, GrantRepository, RevocationRepository, User, UserRepository } from '../storage/repositories.ts';
+import type { ApiKeyRepository } from '../storage/repositories/api-keys.ts';
+import type { Client } from '../storage/repositories/clients.ts';
+import type { Grant, GrantRepository } from '../storage/repositories/grants.ts';
+import type { RevocationRepository } from '../storage/repositories/revocations.ts';
+import type { User, UserRepository } from '../storage/repositories/users.ts';
 
 /** Who calls a Gatehouse API with a token: a user through a client, a client alone, or an API key. */
 export interface Caller {

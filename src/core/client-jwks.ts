@@ -1,5 +1,5 @@
 import { createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
-import type { JsonWebKeySet } from '../storage/repositories.ts';
+import type { JsonWebKeySet } from '../storage/repositories/clients.ts';
 import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
 import { ValidationError } from './validation.ts';
 

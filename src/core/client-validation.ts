@@ -1,4 +1,4 @@
-import type { Client, ClientType, JsonWebKeySet, NewClient } from '../storage/repositories.ts';
+import type { Client, ClientType, JsonWebKeySet, NewClient } from '../storage/repositories/clients.ts';
 import { internalRange } from './addresses.ts';
 import { checkJwks } from './client-jwks.ts';
 import type { GatehouseConfig } from './config.ts';

@@ -1,5 +1,6 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
-import type { Client, ClientSecret, Storage } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { Client, ClientSecret } from '../storage/repositories/clients.ts';
 
 export interface ClientEntry {
   client: Client;

@@ -1,4 +1,6 @@
-import type { EmailVerification, Storage, User } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { EmailVerification } from '../storage/repositories/email-verifications.ts';
+import type { User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import { emailVerificationMessage } from './email-verification-mail.ts';

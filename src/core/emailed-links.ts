@@ -1,4 +1,4 @@
-import type { User, UserRepository } from '../storage/repositories.ts';
+import type { User, UserRepository } from '../storage/repositories/users.ts';
 import type { AuditTrail } from './audit.ts';
 import type { Mailer, MailMessage } from './mail.ts';
 import type { RequestLimiter } from './rate-limit.ts';

@@ -1,5 +1,6 @@
 import { grantEnd } from './tokens/refresh.ts';
-import type { Grant, Storage } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { Grant } from '../storage/repositories/grants.ts';
 import type { ClientRegistry } from './clients.ts';
 
 /**

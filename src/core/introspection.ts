@@ -1,4 +1,4 @@
-import type { Client } from '../storage/repositories.ts';
+import type { Client } from '../storage/repositories/clients.ts';
 import type { ApiKeyService } from './api-keys.ts';
 import { accessTokenHolders } from './callers.ts';
 import type { GrantServices } from './grants/services.ts';

@@ -1,4 +1,5 @@
-import { normalizeEmail, type Storage, type User } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import { normalizeEmail, type User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkPassword, decoyPasswordHash, hashPassword } from './passwords.ts';
 import type { AttemptOutcome, FailureCounter } from './rate-limit.ts';

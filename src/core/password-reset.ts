@@ -1,4 +1,5 @@
-import { normalizeEmail, type Storage } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import { normalizeEmail } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewPassword } from './users.ts';
 import type { AuditTrail } from './audit.ts';

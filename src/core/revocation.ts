@@ -1,4 +1,4 @@
-import type { Client } from '../storage/repositories.ts';
+import type { Client } from '../storage/repositories/clients.ts';
 import { unauthorizedClient } from './errors.ts';
 import type { IntrospectionServices } from './introspection.ts';
 import { digestOf, isWellFormed, kindOf } from './tokens/opaque.ts';

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { EndedSession, Session, Storage, User } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { EndedSession, Session } from '../storage/repositories/sessions.ts';
+import type { User } from '../storage/repositories/users.ts';
 import type { BackChannelLogout } from './backchannel-logout.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
 

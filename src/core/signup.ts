@@ -1,4 +1,5 @@
-import type { Storage, User } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import type { User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewUser, createUser, type UserInput } from './users.ts';
 import type { EmailVerificationService } from './email-verification.ts';

@@ -1,4 +1,4 @@
-import type { Client } from '../storage/repositories.ts';
+import type { Client } from '../storage/repositories/clients.ts';
 import { clientNetwork } from './addresses.ts';
 import { verifyClient, type AuthenticatedClient } from './client-auth/authenticate.ts';
 import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './client-auth/credentials.ts';

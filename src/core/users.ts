@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { normalizeEmail, type Storage, type User, type UserChanges } from '../storage/repositories.ts';
+import type { Storage } from '../storage/repositories.ts';
+import { normalizeEmail, type User, type UserChanges } from '../storage/repositories/users.ts';
 import type { ClientRegistry } from './clients.ts';
 import { hashPassword } from './passwords.ts';
 import type { SessionService } from './sessions.ts';

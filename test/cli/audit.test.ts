@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
-import type { AuditEvent } from '../../src/storage/repositories.ts';
+import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { TEST_SECRET } from '../support/server.ts';
 import { CLI, cliJson, databaseEnv, ROOT, runCli, waitFor, type Env } from './support.ts';

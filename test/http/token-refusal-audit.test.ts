@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { createGatehouse } from '../../src/gatehouse.ts';
-import type { AuditEvent } from '../../src/storage/repositories.ts';
+import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 

@@ -9,16 +9,14 @@ import { sweepExpiredRows } from '../../src/core/housekeeping.ts';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { migrate, openDatabase } from '../../src/storage/database.ts';
 import { createStorage, SWEEP_LOCK } from '../../src/storage/kysely/index.ts';
-import type {
-  AuditEvent,
-  AuthorizationCode,
-  EndedSession,
-  Grant,
-  RefreshToken,
-  SigningKeyRecord,
-  Storage,
-  User,
-} from '../../src/storage/repositories.ts';
+import type { Storage } from '../../src/storage/repositories.ts';
+import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
+import type { AuthorizationCode } from '../../src/storage/repositories/codes.ts';
+import type { Grant } from '../../src/storage/repositories/grants.ts';
+import type { SigningKeyRecord } from '../../src/storage/repositories/keys.ts';
+import type { RefreshToken } from '../../src/storage/repositories/refresh-tokens.ts';
+import type { EndedSession } from '../../src/storage/repositories/sessions.ts';
+import type { User } from '../../src/storage/repositories/users.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase, type TestDialect } from '../support/databases.ts';
 import { aClient, aCode, aGrant, aKey, anEvent, aRefreshToken, aUser, exchangeOf, HOUR, NOW, successorAt, successorOf } from '../support/records.ts';
 

@@ -2,7 +2,13 @@
 // sharing a database never collide. Times are a frozen clock in epoch seconds.
 import { randomUUID } from 'node:crypto';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
-import type { AuditEvent, AuthorizationCode, Grant, KeyState, KeyUse, NewClient, RefreshToken, SigningKeyRecord, User } from '../../src/storage/repositories.ts';
+import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
+import type { NewClient } from '../../src/storage/repositories/clients.ts';
+import type { AuthorizationCode } from '../../src/storage/repositories/codes.ts';
+import type { Grant } from '../../src/storage/repositories/grants.ts';
+import type { KeyState, KeyUse, SigningKeyRecord } from '../../src/storage/repositories/keys.ts';
+import type { RefreshToken } from '../../src/storage/repositories/refresh-tokens.ts';
+import type { User } from '../../src/storage/repositories/users.ts';
 
 export const NOW = 1_750_000_000;
 export const HOUR = 3600;

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { AuditEvent } from '../../storage/repositories.ts';
+import type { AuditEvent } from '../../storage/repositories/audit.ts';
 import { UsageError, type Output, type Run } from '../output.ts';
 
 export const auditUsage = `gatehouse audit tail [--since ISO|--limit N] [--follow] [--json]

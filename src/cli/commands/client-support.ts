@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describeClient } from '../../core/applications.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, ClientSecret, JsonWebKeySet } from '../../storage/repositories.ts';
+import type { Client, ClientSecret, JsonWebKeySet } from '../../storage/repositories/clients.ts';
 import { isoTime, optionalIsoTime, type Output } from '../output.ts';
 
 /** The client with this id; an error naming `id` when there is none. */

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { updateClient, type ClientPatch } from '../../core/applications.ts';
-import type { ClientType } from '../../storage/repositories.ts';
+import type { ClientType } from '../../storage/repositories/clients.ts';
 import { recordCliAction } from '../audit-trail.ts';
 import { exactly, UsageError, type Run } from '../output.ts';
 import { printClient, readJwks, words } from './client-support.ts';

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { createClient, deleteClient, describeClient, rotateClientSecret, updateClient } from '../../core/applications.ts';
 import type { ClientInput } from '../../core/client-validation.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
-import type { Client } from '../../storage/repositories.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
 import { recordCliAction } from '../audit-trail.ts';
 import { argumentsOf, table, UsageError, type Run } from '../output.ts';
 import { clientSecretCommand, clientSecretUsage } from './client-secrets.ts';

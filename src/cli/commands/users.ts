@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser, type UserPatch } from '../../core/users.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { User } from '../../storage/repositories.ts';
+import type { User } from '../../storage/repositories/users.ts';
 import { recordCliAction } from '../audit-trail.ts';
 import { argumentsOf, exactly, isoTime, table, UsageError, type Output, type Run } from '../output.ts';
 

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Client, Consent } from '../../storage/repositories.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
+import type { Consent } from '../../storage/repositories/consents.ts';
 import type { ActiveSession } from '../sessions.ts';
 import { clientNetwork } from '../addresses.ts';
 import { consentRequired, loginRequired } from '../errors.ts';

@@ -1,4 +1,4 @@
-import type { Client } from '../../storage/repositories.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
 import { OAuthError, invalidRequest, invalidScope, registrationNotSupported, requestNotSupported, requestUriNotSupported, unauthorizedClient, unsupportedResponseType } from '../errors.ts';
 import { requestParameter } from '../parameters.ts';
 import type { ScopePolicy } from '../scopes.ts';

@@ -1,5 +1,5 @@
 import { jwtVerify } from 'jose';
-import type { ClientRepository } from '../../storage/repositories.ts';
+import type { ClientRepository } from '../../storage/repositories/clients.ts';
 import type { ClientEntry } from '../clients.ts';
 
 /** RFC 7523 §2.2: the one `client_assertion_type` Gatehouse accepts. */

@@ -1,5 +1,5 @@
 import { hash, timingSafeEqual } from 'node:crypto';
-import type { Client, ClientSecret } from '../../storage/repositories.ts';
+import type { Client, ClientSecret } from '../../storage/repositories/clients.ts';
 import type { ClientRegistry } from '../clients.ts';
 import type { ClientAssertions } from './assertion.ts';
 import { invalidClient } from '../errors.ts';

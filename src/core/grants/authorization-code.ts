@@ -1,5 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { AuthorizationCode, User } from '../../storage/repositories.ts';
+import type { AuthorizationCode } from '../../storage/repositories/codes.ts';
+import type { User } from '../../storage/repositories/users.ts';
 import { matchRedirectUri } from '../authorize/redirect-uri.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { digestOf, isWellFormed } from '../tokens/opaque.ts';

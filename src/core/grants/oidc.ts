@@ -1,4 +1,4 @@
-import type { User } from '../../storage/repositories.ts';
+import type { User } from '../../storage/repositories/users.ts';
 import type { IdTokenIssuer } from '../tokens/id-token.ts';
 import type { TokenResponseHook } from '../token-endpoint.ts';
 

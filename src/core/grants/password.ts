@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { User } from '../../storage/repositories.ts';
+import type { User } from '../../storage/repositories/users.ts';
 import { invalidGrant, invalidRequest, temporarilyUnavailable, tooManyRequests } from '../errors.ts';
 import { accessTokenTtl, issueRefreshToken } from '../tokens/refresh.ts';
 import type { GrantHandler } from '../token-endpoint.ts';

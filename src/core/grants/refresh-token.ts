@@ -1,4 +1,6 @@
-import type { Client, Grant, RefreshToken } from '../../storage/repositories.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
+import type { Grant } from '../../storage/repositories/grants.ts';
+import type { RefreshToken } from '../../storage/repositories/refresh-tokens.ts';
 import { invalidGrant, invalidRequest } from '../errors.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from '../tokens/opaque.ts';
 import { accessTokenTtl, newRefreshToken, refreshTokenExpiry, refreshTokenRefusal } from '../tokens/refresh.ts';

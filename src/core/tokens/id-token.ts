@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { compactVerify, decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
-import type { User } from '../../storage/repositories.ts';
+import type { User } from '../../storage/repositories/users.ts';
 import type { KeyStore } from './keys.ts';
 
 export interface IdTokenInput {

@@ -1,7 +1,7 @@
 import { hkdfSync, KeyObject, type webcrypto } from 'node:crypto';
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import type { GatehouseConfig, SigningAlgorithm } from '../config.ts';
-import type { KeyUse, SigningKeyRecord, SigningKeyRepository } from '../../storage/repositories.ts';
+import type { KeyUse, SigningKeyRecord, SigningKeyRepository } from '../../storage/repositories/keys.ts';
 
 export interface SigningKey {
   kid: string;

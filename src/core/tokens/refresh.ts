@@ -1,4 +1,6 @@
-import type { FoundRefreshToken, Grant, RefreshToken, Storage } from '../../storage/repositories.ts';
+import type { Storage } from '../../storage/repositories.ts';
+import type { Grant } from '../../storage/repositories/grants.ts';
+import type { FoundRefreshToken, RefreshToken } from '../../storage/repositories/refresh-tokens.ts';
 import type { TokenSettings } from '../config.ts';
 import { createOpaqueToken, digestOf } from './opaque.ts';
 

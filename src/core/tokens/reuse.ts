@@ -1,4 +1,4 @@
-import type { RevocationRepository } from '../../storage/repositories.ts';
+import type { RevocationRepository } from '../../storage/repositories/revocations.ts';
 import { withDeadline } from '../deadline.ts';
 import type { IssuedAccessToken } from './jwt.ts';
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { ClientChangedError } from '../../core/applications.ts';
-import type { ApiKey } from '../../storage/repositories.ts';
+import type { ApiKey } from '../../storage/repositories/api-keys.ts';
 import { findClientOr404, listOf } from './clients.ts';
 import { notFound } from './problems.ts';
 import { actOnCheckedClient, ADMIN_CLIENT_RULE, CHECKED_WHEN_WRITTEN, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, requestBody, stringList, timestamp } from './support.ts';

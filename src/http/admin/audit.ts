@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { AuditEvent } from '../../storage/repositories.ts';
+import type { AuditEvent } from '../../storage/repositories/audit.ts';
 import { filteredPageQuery, integerId, listFilteredPage, pageOf, type FilteredList } from './paging.ts';
 import { invalidField } from './problems.ts';
 import { iso, operation, parseTime, timestamp } from './support.ts';

@@ -4,7 +4,7 @@ import { GRANT_TYPES } from '../../core/client-validation.ts';
 import { ValidationError } from '../../core/validation.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, ClientPowers, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories.ts';
+import type { Client, ClientPowers, ClientSecret, ClientType, JsonWebKeySet } from '../../storage/repositories/clients.ts';
 import { listPage, pageOf, pageQuery } from './paging.ts';
 import { conflict, notFound } from './problems.ts';
 import {

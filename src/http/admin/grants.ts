@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { describeGrants, revokeGrant } from '../../core/grant-records.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Grant } from '../../storage/repositories.ts';
+import type { Grant } from '../../storage/repositories/grants.ts';
 import { filteredPageQuery, listFilteredPage, pageOf, textId, type FilteredList } from './paging.ts';
 import { notFound } from './problems.ts';
 import { idParams, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { SigningKeyRecord } from '../../storage/repositories.ts';
+import type { SigningKeyRecord } from '../../storage/repositories/keys.ts';
 import { conflict } from './problems.ts';
 import { iso, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';
 

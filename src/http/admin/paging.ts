@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Page } from '../../storage/repositories.ts';
+import type { Page } from '../../storage/repositories/page.ts';
 import { invalidField } from './problems.ts';
 
 // The admin API's lists answer a page at a time: `limit` records at most, and `next_cursor`, an

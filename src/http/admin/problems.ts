@@ -3,7 +3,7 @@ import { ClientChangedError } from '../../core/applications.ts';
 import { UserChangedError } from '../../core/users.ts';
 import { ValidationError } from '../../core/validation.ts';
 import { OAuthError } from '../../core/errors.ts';
-import { EmailTakenError } from '../../storage/repositories.ts';
+import { EmailTakenError } from '../../storage/repositories/users.ts';
 import { isUnavailable } from '../oauth/errors.ts';
 
 /** One thing wrong with the request: the field (body member, query or path parameter) and why. */

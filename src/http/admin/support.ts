@@ -3,7 +3,7 @@ import { ClientChangedError } from '../../core/applications.ts';
 import { insufficientScope } from '../../core/errors.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, ClientPowers } from '../../storage/repositories.ts';
+import type { Client, ClientPowers } from '../../storage/repositories/clients.ts';
 import { invalidField, notFound, ProblemError, type FieldProblem } from './problems.ts';
 
 export type AdminScope = 'admin:clients' | 'admin:users' | 'admin:tokens';

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser } from '../../core/users.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { User } from '../../storage/repositories.ts';
+import type { User } from '../../storage/repositories/users.ts';
 import { notFound } from './problems.ts';
 import { listPage, pageOf, pageQuery } from './paging.ts';
 import { idParams, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';

@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { AlreadyCreatedError } from '../../core/applications.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { ApiKey, Client } from '../../storage/repositories.ts';
+import type { ApiKey } from '../../storage/repositories/api-keys.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
 import { field } from './context.ts';
 import {
   applicationHeader,

@@ -5,7 +5,7 @@ import { holdsPrivateKeyMaterial } from '../../core/client-jwks.ts';
 import { ValidationError } from '../../core/validation.ts';
 import { hintOf } from '../../core/tokens/opaque.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client } from '../../storage/repositories.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
 import { field } from './context.ts';
 import {
   applicationHeader,

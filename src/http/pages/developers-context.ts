@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ActiveSession } from '../../core/sessions.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client, ExpectedClient } from '../../storage/repositories.ts';
+import type { Client, ExpectedClient } from '../../storage/repositories/clients.ts';
 import { currentSession, field, type Pages } from './context.ts';
 import { safeNextPage } from './login.ts';
 import { renderPage } from './render.ts';

@@ -1,6 +1,6 @@
 import { checkBackchannelLogoutUri, checkRedirectUri } from '../../core/client-validation.ts';
 import { ValidationError } from '../../core/validation.ts';
-import type { Client } from '../../storage/repositories.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
 import { field } from './context.ts';
 import { sentence } from './developers-context.ts';
 

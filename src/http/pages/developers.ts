@@ -3,7 +3,8 @@ import { AlreadyCreatedError, createClient, deleteClient } from '../../core/appl
 import type { ClientInput } from '../../core/client-validation.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { ApiKey, Client, ClientType } from '../../storage/repositories.ts';
+import type { ApiKey } from '../../storage/repositories/api-keys.ts';
+import type { Client, ClientType } from '../../storage/repositories/clients.ts';
 import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/validation.ts';
-import { EmailTakenError } from '../../storage/repositories.ts';
+import { EmailTakenError } from '../../storage/repositories/users.ts';
 import { field, sendOutcome, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isOAuthError } from '../../core/errors.ts';
 import { requestParameter } from '../../core/parameters.ts';
-import type { Client } from '../../storage/repositories.ts';
+import type { Client } from '../../storage/repositories/clients.ts';
 import { currentSession, field, resendWithSession, type Pages } from './context.ts';
 import { strictlyEncoded } from './encoding.ts';
 import { renderPage } from './render.ts';

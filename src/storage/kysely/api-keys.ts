@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type ApiKeyTable, type Database } from '../schema.ts';
-import type { ApiKey, ApiKeyRepository } from '../repositories.ts';
+import type { ApiKey, ApiKeyRepository } from '../repositories/api-keys.ts';
 import { fromJsonList, toJson } from './json.ts';
 import { insertForClient, storedState } from './powers.ts';
 

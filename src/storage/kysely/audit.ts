@@ -1,7 +1,8 @@
 import { sql, type Kysely } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database } from '../schema.ts';
-import type { AuditRepository, RevocationRepository } from '../repositories.ts';
+import type { AuditRepository } from '../repositories/audit.ts';
+import type { RevocationRepository } from '../repositories/revocations.ts';
 
 export function kyselyAudit(db: Kysely<Database>, dialect: Dialect): AuditRepository {
   return {

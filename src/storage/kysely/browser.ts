@@ -1,7 +1,9 @@
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database } from '../schema.ts';
-import type { ConsentRepository, EndedSession, PendingAuthorizationRepository, SessionRepository } from '../repositories.ts';
+import type { ConsentRepository } from '../repositories/consents.ts';
+import type { PendingAuthorizationRepository } from '../repositories/pending-authorizations.ts';
+import type { EndedSession, SessionRepository } from '../repositories/sessions.ts';
 import { insertCodeWhileSession } from './codes.ts';
 import { fromJsonList, toJson } from './json.ts';
 

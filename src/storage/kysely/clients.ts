@@ -1,6 +1,6 @@
 import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
 import { COLUMNS, type ClientTable, type ClientSecretTable, type Database } from '../schema.ts';
-import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories.ts';
+import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories/clients.ts';
 import { deleteClient } from './deletion.ts';
 import { onePage } from './pages.ts';
 import { flag, fromJsonList, toJson } from './json.ts';

@@ -1,7 +1,7 @@
 import { CompiledQuery, type Insertable, type Kysely, type Selectable } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type AuthorizationCodeTable, type Database } from '../schema.ts';
-import type { AuthorizationCode, AuthorizationCodeRepository } from '../repositories.ts';
+import type { AuthorizationCode, AuthorizationCodeRepository } from '../repositories/codes.ts';
 import { insertGrant } from './grants.ts';
 import { fromJsonList, toJson } from './json.ts';
 

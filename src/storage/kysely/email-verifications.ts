@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type Database, type EmailVerificationTable } from '../schema.ts';
-import type { EmailVerification, EmailVerificationRepository } from '../repositories.ts';
+import type { EmailVerification, EmailVerificationRepository } from '../repositories/email-verifications.ts';
 import { issueLink, redeemLink } from './emailed-links.ts';
 
 const toVerification = (row: Selectable<EmailVerificationTable>): EmailVerification => ({

@@ -1,7 +1,8 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database, type GrantTable, type RefreshTokenTable } from '../schema.ts';
-import type { FoundRefreshToken, Grant, GrantRepository, RefreshToken, RefreshTokenRepository, RefreshTokenSuccessor, RotationResult } from '../repositories.ts';
+import type { Grant, GrantRepository } from '../repositories/grants.ts';
+import type { FoundRefreshToken, RefreshToken, RefreshTokenRepository, RefreshTokenSuccessor, RotationResult } from '../repositories/refresh-tokens.ts';
 import { batching } from '../batch.ts';
 import { fromJsonList, toJson } from './json.ts';
 import { toUser } from './users.ts';

@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type Database, type SigningKeyTable } from '../schema.ts';
-import type { KeyState, KeyUse, SigningKeyRecord, SigningKeyRepository } from '../repositories.ts';
+import type { KeyState, KeyUse, SigningKeyRecord, SigningKeyRepository } from '../repositories/keys.ts';
 
 const toKey = (row: Selectable<SigningKeyTable>): SigningKeyRecord => ({
   kid: row.kid,

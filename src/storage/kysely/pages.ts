@@ -1,5 +1,5 @@
 import { sql, type SelectQueryBuilder } from 'kysely';
-import type { Page } from '../repositories.ts';
+import type { Page } from '../repositories/page.ts';
 
 /**
  * One page of a list ordered by creation time and id (Page): the rows after the page's key, at most

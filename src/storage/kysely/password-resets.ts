@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type Database, type PasswordResetTable } from '../schema.ts';
-import type { PasswordReset, PasswordResetRepository } from '../repositories.ts';
+import type { PasswordReset, PasswordResetRepository } from '../repositories/password-resets.ts';
 import { issueLink, redeemLink } from './emailed-links.ts';
 
 const toReset = (row: Selectable<PasswordResetTable>): PasswordReset => ({

@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { ExpectedClient } from '../repositories.ts';
+import type { ExpectedClient } from '../repositories/clients.ts';
 import type { Database } from '../schema.ts';
 import { flag, toJson } from './json.ts';
 

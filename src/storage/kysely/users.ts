@@ -3,7 +3,7 @@ import type { Dialect } from '../database.ts';
 import { endSessions } from './browser.ts';
 import { deleteClient, deleteIssued } from './deletion.ts';
 import { COLUMNS, type Database, type UserTable } from '../schema.ts';
-import { EmailTakenError, normalizeEmail, type User, type UserRepository } from '../repositories.ts';
+import { EmailTakenError, normalizeEmail, type User, type UserRepository } from '../repositories/users.ts';
 import { flag } from './json.ts';
 import { onePage } from './pages.ts';
 

@@ -5,7 +5,7 @@ const BATCH = 1000;
 
 /**
  * Emails are stored in Unicode Normalization Form C, their domain in its Unicode form (normalizeEmail
- * in repositories.ts; a copy here, as a migration must keep doing what it did when it shipped).
+ * in repositories/users.ts; a copy here, as a migration must keep doing what it did when it shipped).
  * Before, they were only trimmed and lower-cased, so an email typed decomposed (e and a combining
  * accent), or sent by a browser with its domain in ASCII (xn--…), was stored so and could no longer
  * be found once sign-in normalizes what is typed: such emails are normalized here. When the

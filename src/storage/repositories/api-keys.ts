@@ -1,0 +1,33 @@
+import type { ExpectedClient } from './clients.ts';
+
+export interface ApiKey {
+  id: string;
+  clientId: string;
+  name: string;
+  digest: string;
+  prefix: string;
+  scopes: string[];
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+export interface ApiKeyRepository {
+  /**
+   * Stores a key of `key.clientId`; with `expected`, only while the client is as expected
+   * (ClientRepository.addSecret). False (nothing stored) when it is not, or not there.
+   */
+  create(key: ApiKey, expected?: ExpectedClient): Promise<boolean>;
+  findByDigest(digest: string): Promise<ApiKey | undefined>;
+  findById(id: string): Promise<ApiKey | undefined>;
+  listForClient(clientId: string): Promise<ApiKey[]>;
+  /**
+   * Revokes a key of the given client; with `expected`, only while the client is as expected
+   * (ClientRepository.update). False when there is no such live key, or the client is no longer
+   * as `expected`.
+   */
+  revoke(clientId: string, id: string, now: number, expected?: ExpectedClient): Promise<boolean>;
+  /** Records when keys were last used, in one batch (uses are collected in memory between batches). */
+  recordUse(uses: ReadonlyMap<string, number>): Promise<void>;
+}

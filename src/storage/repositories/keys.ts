@@ -1,0 +1,36 @@
+export type KeyUse = 'access' | 'id';
+export type KeyState = 'next' | 'active' | 'retired';
+
+export interface SigningKeyRecord {
+  kid: string;
+  use: KeyUse;
+  alg: string;
+  state: KeyState;
+  publicJwk: string;
+  privateJwk: string;
+  createdAt: number;
+  activatedAt: number | null;
+  retiredAt: number | null;
+  expiresAt: number | null;
+}
+
+export interface SigningKeyRepository {
+  /** Keys in the JWKS at `now`: next, active, and retired ones that have not yet expired. */
+  listPublished(now: number): Promise<SigningKeyRecord[]>;
+  listAll(): Promise<SigningKeyRecord[]>;
+  /** Publishes a key; false (storing nothing) when the use already has a key in that state. */
+  insert(key: SigningKeyRecord): Promise<boolean>;
+  /**
+   * Rotation for one use, in one transaction: the `next` key becomes `active`, the active key
+   * becomes `retired` until `retiredExpiresAt`, and `newNext` is published. Returns false (changing
+   * nothing) when another rotation won the race.
+   */
+  rotate(use: KeyUse, newNext: SigningKeyRecord, now: number, retiredExpiresAt: number): Promise<boolean>;
+  /**
+   * Replaces the `next` key of `newNext.use` with `newNext` when the next key is of another
+   * algorithm (the configured one changed). The replaced key never signed anything: it is deleted.
+   * Returns false (changing nothing) when the next key has the algorithm already, or another
+   * instance replaced it first.
+   */
+  replaceNextOfOtherAlgorithm(newNext: SigningKeyRecord): Promise<boolean>;
+}

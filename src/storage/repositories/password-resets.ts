@@ -1,0 +1,26 @@
+/** A "forgot your password?" link: its token's digest, for whom, and until when it works. */
+export interface PasswordReset {
+  /** SHA-256 of the token in the link. */
+  digest: string;
+  userId: string;
+  createdAt: number;
+  expiresAt: number;
+  consumedAt: number | null;
+}
+
+export interface PasswordResetRepository {
+  /**
+   * Stores a reset of `reset.userId` and deletes every earlier one of the user, used or not, in one
+   * transaction that holds the user's row: only the newest link works, however many are asked for at
+   * once, on any instance. False (nothing stored) when the user is gone.
+   */
+  issue(reset: Omit<PasswordReset, 'consumedAt'>): Promise<boolean>;
+  find(digest: string): Promise<PasswordReset | undefined>;
+  /**
+   * Consumes the reset and sets its user's password hash (and `now` as their update time), in one
+   * transaction: only while the reset is unused and unexpired at `now` (one conditional `UPDATE …
+   * WHERE consumed_at IS NULL`, so of concurrent redemptions exactly one wins) and its user is not
+   * disabled. The user's id; undefined when it is none of these, and then nothing changed.
+   */
+  redeem(digest: string, passwordHash: string, now: number): Promise<string | undefined>;
+}

@@ -1,0 +1,44 @@
+import type { AuthorizationCode } from './codes.ts';
+
+export interface Session {
+  /** SHA-256 of the session id in the cookie. */
+  digest: string;
+  /**
+   * The OpenID Connect session id (`sid`, Back-Channel Logout 1.0 §2.1): random and not secret,
+   * nothing to do with the cookie. Null only for a session an instance older than it started.
+   */
+  sid: string | null;
+  userId: string;
+  authTime: number;
+  createdAt: number;
+  /** Set when the session starts and never moved: the codes issued through it expire by then at the latest. */
+  expiresAt: number;
+}
+
+/** A session that ended, with the clients the authorization endpoint answered through it. */
+export interface EndedSession {
+  sid: string | null;
+  userId: string;
+  clientIds: string[];
+}
+
+export interface SessionRepository {
+  create(session: Session): Promise<void>;
+  find(digest: string): Promise<Session | undefined>;
+  /**
+   * Records that the authorization endpoint answers `clientId` through the session, once however
+   * often, and stores `code`, issued through it, in the same transaction — only while the session
+   * exists: false, with nothing stored, once it has ended. Ending the session waits for this, so a
+   * code stored is voided with it and its client told (Back-Channel Logout 1.0 §2.5); the record
+   * goes with the session.
+   */
+  addClient(digest: string, clientId: string, code?: AuthorizationCode): Promise<boolean>;
+  /** Ends the session; what ended, or undefined when there was none (ended already, or never). */
+  delete(digest: string): Promise<EndedSession | undefined>;
+  /**
+   * Ends every session of a user (password reset), or every one but the session whose digest is
+   * `exceptDigest` (the browser in which the user changed their password, or signed out everywhere
+   * else). The sessions it ended.
+   */
+  deleteForUser(userId: string, exceptDigest?: string): Promise<EndedSession[]>;
+}

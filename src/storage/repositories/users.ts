@@ -1,0 +1,82 @@
+import { domainToUnicode } from 'node:url';
+import type { Page } from './page.ts';
+import type { EndedSession } from './sessions.ts';
+
+export interface User {
+  id: string;
+  email: string;
+  name: string;
+  passwordHash: string;
+  emailVerified: boolean;
+  disabledAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/**
+ * The form an email is stored and compared in, so that every way of typing one address names one
+ * account: without surrounding spaces, lower-cased (by JavaScript, so SQLite and PostgreSQL compare
+ * alike), in Unicode Normalization Form C (RFC 6532 §3.1), as what looks like "josé" may arrive
+ * composed (é) or decomposed (e and a combining accent), depending on the keyboard or the system;
+ * and with an internationalized domain name in its Unicode form (UTS #46), as browsers send the
+ * email fields of a form with the domain in its ASCII form: "bücher.example" as "xn--bcher-kva.example".
+ * A domain that is no valid IDN is kept as it is.
+ */
+export function normalizeEmail(email: string): string {
+  const folded = email.trim().toLowerCase().normalize('NFC');
+  const at = folded.lastIndexOf('@');
+  if (at < 0) return folded;
+  const domain = domainToUnicode(folded.slice(at + 1));
+  return domain === '' ? folded : `${folded.slice(0, at + 1)}${domain}`;
+}
+
+export interface UserRepository {
+  /** Fails with `EmailTakenError` when the email, normalized (normalizeEmail), is registered already. */
+  create(user: Omit<User, 'createdAt' | 'updatedAt'>, now: number): Promise<User>;
+  findById(id: string): Promise<User | undefined>;
+  /** The user whose email is `email` once both are normalized (normalizeEmail). */
+  findByEmail(email: string): Promise<User | undefined>;
+  /**
+   * Every user, oldest first; or one page of them. With `filter.email`, only the user whose email
+   * it is once both are normalized (normalizeEmail): none or one, read through the email's unique index.
+   */
+  list(page?: Page, filter?: { email?: string }): Promise<User[]>;
+  /**
+   * Writes the fields in `changes` and `now` as the update time; with `expected`, only while the
+   * user's email is still `expected.email` (a change decided on the email read must not land on
+   * another). The user as stored then; undefined for an unknown user, or one whose email is no
+   * longer the one expected. Fails with `EmailTakenError`, storing nothing, when `changes.email`,
+   * normalized, is another user's.
+   */
+  update(id: string, changes: UserChanges, now: number, expected?: { email: string }): Promise<User | undefined>;
+  setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
+  /**
+   * Stores a new password hash and `now` as the update time; with `expected`, only while the stored
+   * hash is still `expected`, so that a change decided on the password just checked does not replace
+   * one an operator set meanwhile. False for an unknown user, or a hash no longer the one expected.
+   * Every password reset link of the user is deleted with the change, in its transaction: a link
+   * asked for before the password was set no longer works. Every way a password is set but a link's
+   * own redemption goes through here.
+   */
+  setPasswordHash(id: string, passwordHash: string, now: number, expected?: string): Promise<boolean>;
+  /**
+   * Replaces the hash `previous` with `next`, the same password hashed as passwords are hashed
+   * today, if the user's hash is still `previous` (a password changed meanwhile stays). `updatedAt`
+   * stays too: the user's information did not change (OpenID Connect's `updated_at`).
+   */
+  rehashPassword(id: string, previous: string, next: string): Promise<boolean>;
+  /**
+   * Deletes the user with their sessions, consents, grants, refresh tokens and codes, and the
+   * applications they own (developer portal) with everything issued to those. Undefined for an
+   * unknown user, and for one a concurrent deletion took: of two, exactly one deletes.
+   */
+  delete(id: string): Promise<{ clientIds: string[]; sessions: EndedSession[] } | undefined>;
+}
+
+/** What an operator may change about a user (admin API). */
+export type UserChanges = Partial<Pick<User, 'name' | 'email' | 'emailVerified'>>;
+
+export class EmailTakenError extends Error {
+  override name = 'EmailTakenError';
+  readonly code = 'ERR_EMAIL_TAKEN';
+}
