@@ -1,7 +1,7 @@
 import type { User, UserRepository } from '../storage/repositories/users.ts';
 import type { AuditTrail } from './audit.ts';
 import type { Mailer, MailMessage } from './mail.ts';
-import type { RequestLimiter } from './rate-limit.ts';
+import type { RequestLimiter } from './rate-limit/requests.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
 
 /**

@@ -2,7 +2,7 @@ import type { Storage } from '../storage/repositories.ts';
 import { normalizeEmail, type User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkPassword, decoyPasswordHash, hashPassword } from './passwords.ts';
-import type { AttemptOutcome, FailureCounter } from './rate-limit.ts';
+import type { AttemptOutcome, FailureCounter } from './rate-limit/failures.ts';
 
 export type LoginResult =
   | { outcome: 'success'; user: User }

@@ -3,7 +3,7 @@ import type { User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewUser, createUser, type UserInput } from './users.ts';
 import type { EmailVerificationService } from './email-verification.ts';
-import type { RequestLimiter } from './rate-limit.ts';
+import type { RequestLimiter } from './rate-limit/requests.ts';
 
 export type SignupResult = { outcome: 'created'; user: User } | { outcome: 'throttled'; retryAfterSeconds: number };
 

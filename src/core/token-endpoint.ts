@@ -3,7 +3,8 @@ import { clientNetwork } from './addresses.ts';
 import { verifyClient, type AuthenticatedClient } from './client-auth/authenticate.ts';
 import { presentedCredentials, type ClientAuthMethod, type PresentedCredentials } from './client-auth/credentials.ts';
 import { invalidRequest, invalidTarget, OAuthError, tooManyRequests, unauthorizedClient, unsupportedGrantType } from './errors.ts';
-import type { FailureCounter, RequestLimiter } from './rate-limit.ts';
+import type { FailureCounter } from './rate-limit/failures.ts';
+import type { RequestLimiter } from './rate-limit/requests.ts';
 import type { GrantServices } from './grants/services.ts';
 import { requestParameter } from './parameters.ts';
 

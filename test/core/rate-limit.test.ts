@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { inProcessFailureCounter } from '../../src/core/rate-limit.ts';
+import { inProcessFailureCounter } from '../../src/core/rate-limit/failures.ts';
 
 const NOW = 1_800_000_000;
 

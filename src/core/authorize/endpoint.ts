@@ -5,7 +5,7 @@ import type { ActiveSession } from '../sessions.ts';
 import { clientNetwork } from '../addresses.ts';
 import { consentRequired, loginRequired } from '../errors.ts';
 import type { GrantServices } from '../grants/services.ts';
-import type { RequestLimiter } from '../rate-limit.ts';
+import type { RequestLimiter } from '../rate-limit/requests.ts';
 import type { IdTokenIssuer } from '../tokens/id-token.ts';
 import { createOpaqueToken, digestOf } from '../tokens/opaque.ts';
 import { accessTokenTtl } from '../tokens/refresh.ts';

@@ -1,11 +1,4 @@
-/**
- * Rate limits: failure counters (sign-in, client authentication) and request budgets (token
- * endpoint, per client). In process by default; shared across instances through Redis when
- * REDIS_URL is set. While Redis is down or does not answer, each instance counts in process and
- * says so in the log: an unreachable cache must neither take the authorization server down with it
- * nor lift the limits that stop password guessing (they hold per instance until Redis is back).
- */
-import { withDeadline } from './deadline.ts';
+import type { RedisLike, RedisLink } from './redis-link.ts';
 
 export interface FailureCounter {
   /** Seconds until `key` may try again, or 0 when it is not blocked (in process: no promise to wait for). */
@@ -31,56 +24,6 @@ export interface FailureCounter {
 
 /** 'withdrawn': given up before it was checked (another limit refused it); counts nothing, like 'passed'. */
 export type AttemptOutcome = 'failed' | 'passed' | 'withdrawn' | 'undecided';
-
-export interface RequestLimiter {
-  /** Takes one request from `key`'s budget: 0 when allowed, else the seconds until the next window. */
-  take(key: string, now: number): number | Promise<number>;
-}
-
-/** The few Redis commands the shared limiters need (node-redis's client satisfies it). */
-export interface RedisLike {
-  incrBy(key: string, increment: number): Promise<number>;
-  expire(key: string, seconds: number): Promise<number | boolean>;
-  get(key: string): Promise<string | null>;
-  del(key: string | string[]): Promise<number>;
-}
-
-type Warn = (message: string, error: unknown) => void;
-
-export const REDIS_UNREACHABLE = 'Redis is unreachable: rate limits are counted in each instance until it is back';
-
-/**
- * Redis as the shared limiters reach it. A command that fails, or gets no answer within
- * `timeoutMs` (a hung Redis: the client's own timeout stops at sending), pauses Redis for `pauseMs`:
- * meanwhile `run` answers undefined at once and the limiters count in process, so a Redis that is
- * down or hangs costs an endpoint at most one timeout per pause instead of one per request.
- */
-export class RedisLink {
-  #redis: RedisLike;
-  #timeoutMs: number;
-  #pauseMs: number;
-  #warn: Warn;
-  #pausedUntil = 0;
-
-  constructor(redis: RedisLike, options: { timeoutMs: number; pauseMs: number }, warn: Warn) {
-    this.#redis = redis;
-    this.#timeoutMs = options.timeoutMs;
-    this.#pauseMs = options.pauseMs;
-    this.#warn = warn;
-  }
-
-  /** What `command` answered, or undefined when Redis is paused, the command failed or took too long. */
-  async run<T>(command: (redis: RedisLike) => Promise<T>): Promise<T | undefined> {
-    if (Date.now() < this.#pausedUntil) return undefined;
-    try {
-      return await withDeadline(command(this.#redis), this.#timeoutMs, `Redis did not answer within ${this.#timeoutMs} ms`);
-    } catch (error) {
-      this.#pausedUntil = Date.now() + this.#pauseMs;
-      this.#warn(REDIS_UNREACHABLE, error);
-      return undefined;
-    }
-  }
-}
 
 /**
  * The attempts of each key being checked at this moment in this process, held to the failures the
@@ -302,64 +245,6 @@ export function redisFailureCounter(link: RedisLink, name: string, limit: number
         await link.run((redis) => leaveShared(redis, checkingKeyOf(key)));
       }
       checking.leave(key, outcome === 'undecided' ? 'busy' : 'again');
-    },
-  };
-}
-
-/** A fixed-window request budget per key, in process. `limit` 0 turns it off. */
-export function inProcessRequestLimiter(limit: number, windowSeconds: number, maxKeys = 100_000): RequestLimiter {
-  const windows = new Map<string, { window: number; used: number }>();
-  return {
-    take(key, now) {
-      if (limit === 0) return 0;
-      const window = Math.floor(now / windowSeconds);
-      let entry = windows.get(key);
-      if (!entry || entry.window !== window) {
-        if (!entry && windows.size >= maxKeys) windows.delete(windows.keys().next().value!);
-        entry = { window, used: 0 };
-        windows.set(key, entry);
-      }
-      if (entry.used >= limit) return (window + 1) * windowSeconds - now;
-      entry.used += 1;
-      return 0;
-    },
-  };
-}
-
-/**
- * A fixed-window request budget shared through Redis. Each instance leases a slice of the budget
- * (one INCRBY per slice, not per request), so the token endpoint's hot path rarely waits on Redis;
- * the instances together never exceed the limit. While Redis cannot be reached, each instance
- * holds every key to the whole budget on its own.
- */
-export function redisRequestLimiter(link: RedisLink, name: string, limit: number, windowSeconds: number): RequestLimiter {
-  const lease = Math.max(1, Math.floor(limit / 50));
-  const local = new Map<string, { window: number; remaining: number; exhausted: boolean }>();
-  const fallback = inProcessRequestLimiter(limit, windowSeconds);
-  return {
-    async take(key, now) {
-      if (limit === 0) return 0;
-      const window = Math.floor(now / windowSeconds);
-      let entry = local.get(key);
-      if (!entry || entry.window !== window) {
-        if (local.size >= 100_000) local.clear();
-        entry = { window, remaining: 0, exhausted: false };
-        local.set(key, entry);
-      }
-      if (entry.remaining === 0 && !entry.exhausted) {
-        const k = `gatehouse:requests:${name}:${window}:${key}`;
-        const total = await link.run(async (redis) => {
-          const leased = await redis.incrBy(k, lease);
-          if (leased === lease) await redis.expire(k, windowSeconds * 2);
-          return leased;
-        });
-        if (total === undefined) return fallback.take(key, now);
-        entry.remaining = Math.max(0, Math.min(lease, limit - (total - lease)));
-        entry.exhausted = entry.remaining === 0;
-      }
-      if (entry.remaining === 0) return (window + 1) * windowSeconds - now;
-      entry.remaining -= 1;
-      return 0;
     },
   };
 }

@@ -1,0 +1,64 @@
+import type { RedisLink } from './redis-link.ts';
+
+export interface RequestLimiter {
+  /** Takes one request from `key`'s budget: 0 when allowed, else the seconds until the next window. */
+  take(key: string, now: number): number | Promise<number>;
+}
+
+/** A fixed-window request budget per key, in process. `limit` 0 turns it off. */
+export function inProcessRequestLimiter(limit: number, windowSeconds: number, maxKeys = 100_000): RequestLimiter {
+  const windows = new Map<string, { window: number; used: number }>();
+  return {
+    take(key, now) {
+      if (limit === 0) return 0;
+      const window = Math.floor(now / windowSeconds);
+      let entry = windows.get(key);
+      if (!entry || entry.window !== window) {
+        if (!entry && windows.size >= maxKeys) windows.delete(windows.keys().next().value!);
+        entry = { window, used: 0 };
+        windows.set(key, entry);
+      }
+      if (entry.used >= limit) return (window + 1) * windowSeconds - now;
+      entry.used += 1;
+      return 0;
+    },
+  };
+}
+
+/**
+ * A fixed-window request budget shared through Redis. Each instance leases a slice of the budget
+ * (one INCRBY per slice, not per request), so the token endpoint's hot path rarely waits on Redis;
+ * the instances together never exceed the limit. While Redis cannot be reached, each instance
+ * holds every key to the whole budget on its own.
+ */
+export function redisRequestLimiter(link: RedisLink, name: string, limit: number, windowSeconds: number): RequestLimiter {
+  const lease = Math.max(1, Math.floor(limit / 50));
+  const local = new Map<string, { window: number; remaining: number; exhausted: boolean }>();
+  const fallback = inProcessRequestLimiter(limit, windowSeconds);
+  return {
+    async take(key, now) {
+      if (limit === 0) return 0;
+      const window = Math.floor(now / windowSeconds);
+      let entry = local.get(key);
+      if (!entry || entry.window !== window) {
+        if (local.size >= 100_000) local.clear();
+        entry = { window, remaining: 0, exhausted: false };
+        local.set(key, entry);
+      }
+      if (entry.remaining === 0 && !entry.exhausted) {
+        const k = `gatehouse:requests:${name}:${window}:${key}`;
+        const total = await link.run(async (redis) => {
+          const leased = await redis.incrBy(k, lease);
+          if (leased === lease) await redis.expire(k, windowSeconds * 2);
+          return leased;
+        });
+        if (total === undefined) return fallback.take(key, now);
+        entry.remaining = Math.max(0, Math.min(lease, limit - (total - lease)));
+        entry.exhausted = entry.remaining === 0;
+      }
+      if (entry.remaining === 0) return (window + 1) * windowSeconds - now;
+      entry.remaining -= 1;
+      return 0;
+    },
+  };
+}
