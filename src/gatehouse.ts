@@ -1,5 +1,4 @@
-import pino, { type Logger } from 'pino';
-import { createClient } from 'redis';
+import type { Logger } from 'pino';
 import { AuditTrail } from './core/audit.ts';
 import { BackChannelLogout } from './core/backchannel-logout.ts';
 import { ClientRegistry } from './core/clients.ts';
@@ -8,16 +7,12 @@ import { systemClock, type Clock } from './core/clock.ts';
 import type { GatehouseConfig } from './core/config.ts';
 import { ApiKeyService } from './core/api-keys.ts';
 import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
-import { withDeadline } from './core/deadline.ts';
 import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
 import { sweepExpiredRows, sweepPolicyOf } from './core/housekeeping.ts';
 import { LoginService } from './core/login.ts';
 import { PasswordResetService } from './core/password-reset.ts';
 import { EmailVerificationService } from './core/email-verification.ts';
-import { inProcessFailureCounter, redisFailureCounter } from './core/rate-limit/failures.ts';
-import { REDIS_UNREACHABLE, RedisLink } from './core/rate-limit/redis-link.ts';
-import { inProcessRequestLimiter, redisRequestLimiter } from './core/rate-limit/requests.ts';
 import { SessionService } from './core/sessions.ts';
 import { SignupService } from './core/signup.ts';
 import { idTokenIssuer, type IdTokenIssuer } from './core/tokens/id-token.ts';
@@ -30,6 +25,8 @@ import { ClientTokenReuse } from './core/tokens/reuse.ts';
 import type { Storage } from './storage/repositories.ts';
 import { createStorage } from './storage/kysely/index.ts';
 import { smtpMailer } from './mail/smtp.ts';
+import { createLogger, mailFailure } from './logging.ts';
+import { createLimits } from './rate-limiters.ts';
 import { join } from 'node:path';
 
 /** Everything one Gatehouse instance is made of, wired once; the HTTP app and the CLI use this. */
@@ -53,90 +50,6 @@ export interface GatehouseOptions {
   logger?: Logger;
   /** Background work (key reloads, sweeping); off for one-shot CLI commands. */
   background?: boolean;
-}
-
-/** Secrets and tokens never reach the logs, wherever a log line happens to carry them. */
-export const REDACTED_PATHS = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'headers.authorization',
-  'headers.cookie',
-  '*.client_secret',
-  '*.client_assertion',
-  '*.password',
-  '*.refresh_token',
-  '*.access_token',
-  '*.id_token',
-  // Authorization codes by where they travel: `*.code` would also hide `err.code` (ECONNREFUSED, …).
-  'body.code',
-  'query.code',
-  'params.code',
-  '*.code_verifier',
-  '*.secret',
-  // The SMTP URL may hold the mail server's password.
-  '*.smtpUrl',
-];
-
-/** Query parameters whose values never reach the logs: tokens, codes, credentials (and a person's email). */
-const SECRET_QUERY_PARAMETERS = new Set([
-  'id_token_hint',
-  'access_token',
-  'refresh_token',
-  'id_token',
-  'code',
-  'code_verifier',
-  'client_secret',
-  'client_assertion',
-  'assertion',
-  'subject_token',
-  'actor_token',
-  'token',
-  'password',
-  'csrf',
-  'login_hint',
-]);
-
-/**
- * A request URL as it may be logged: the values of secret query parameters replaced (RP-initiated
- * logout carries an ID token in `id_token_hint`, RFC 6750 §2.3 an access token in `access_token`),
- * and cut at 2,000 characters.
- */
-export function loggableUrl(url: string): string {
-  const index = url.indexOf('?');
-  if (index < 0) return url.slice(0, 2000);
-  const query = url
-    .slice(index + 1)
-    .split('&')
-    .map((pair) => {
-      const equals = pair.indexOf('=');
-      if (equals < 0) return pair;
-      let name = pair.slice(0, equals);
-      try {
-        name = decodeURIComponent(name.replace(/\+/g, ' '));
-      } catch {
-        // kept as sent
-      }
-      return SECRET_QUERY_PARAMETERS.has(name.trim().toLowerCase()) ? `${pair.slice(0, equals)}=[redacted]` : pair;
-    })
-    .join('&');
-  return `${url.slice(0, index)}?${query}`.slice(0, 2000);
-}
-
-/** What a log line says of a request (Fastify's request logging): never its headers or body. */
-function requestSummary(request: { method?: string; url?: string; ip?: string; host?: string; socket?: { remoteAddress?: string; remotePort?: number } }) {
-  return {
-    method: request.method,
-    url: typeof request.url === 'string' ? loggableUrl(request.url) : undefined,
-    host: request.host,
-    remoteAddress: request.ip ?? request.socket?.remoteAddress,
-    remotePort: request.socket?.remotePort,
-  };
-}
-
-/** The logger of an instance: JSON lines on stdout (or `destination`), secrets redacted. */
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, serializers: { req: requestSummary } };
-  return destination ? pino(options, destination) : pino(options);
 }
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
@@ -253,92 +166,6 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       await audit.close();
       await limits.close();
       await storage.close();
-    },
-  };
-}
-
-/**
- * Why mail could not be sent, as the log may say it: the error's code and message, never the
- * user or password of the SMTP URL (nor their base64, as AUTH PLAIN and LOGIN send them), should
- * the mail server or nodemailer repeat them.
- */
-export function mailFailure(error: unknown, smtpUrl: string | undefined): string {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  let text = `${typeof code === 'string' ? `${code}: ` : ''}${typeof message === 'string' ? message : String(error)}`.replace(/\s+/g, ' ').slice(0, 500);
-  const url = smtpUrl ? URL.parse(smtpUrl) : null;
-  for (const part of [url?.username, url?.password]) {
-    if (!part) continue;
-    let plain = part;
-    try {
-      plain = decodeURIComponent(part);
-    } catch {
-      // kept as written
-    }
-    for (const form of new Set([part, plain, Buffer.from(plain).toString('base64')])) if (form.length >= 3) text = text.replaceAll(form, '[redacted]');
-  }
-  return text;
-}
-
-/** How long a Redis command may go unanswered before the limiters count in process instead. */
-const REDIS_COMMAND_TIMEOUT_MS = 250;
-/** How long start-up waits for a connection to Redis, and shutdown for a clean goodbye. */
-const REDIS_CONNECT_WAIT_MS = 2_000;
-/** How long the limiters leave Redis alone after a command failed (see RedisLink). */
-const REDIS_PAUSE_MS = 5_000;
-
-/**
- * The rate limiters: shared through Redis when REDIS_URL is set, so a client or an attacker meets
- * the same limits on every instance; in process otherwise.
- */
-async function createLimits(config: GatehouseConfig, logger: Logger) {
-  const { rateLimits: r, login, signup, passwordReset: reset, emailVerification: verification } = config;
-  if (!config.redisUrl) {
-    return {
-      tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
-      clientAuthFailures: inProcessFailureCounter(r.clientAuthFailures, r.windowSeconds),
-      pendingAuthorizations: inProcessRequestLimiter(r.authorizationRequestsPerAddress, r.windowSeconds),
-      loginPerAccount: inProcessFailureCounter(login.maxFailuresPerAccount, login.windowSeconds),
-      loginPerAddress: inProcessFailureCounter(login.maxFailuresPerAddress, login.windowSeconds),
-      signupsPerAddress: inProcessRequestLimiter(signup.maxAccountsPerAddress, signup.windowSeconds),
-      passwordResetsPerAccount: inProcessRequestLimiter(reset.maxRequestsPerAccount, reset.windowSeconds),
-      passwordResetsPerAddress: inProcessRequestLimiter(reset.maxRequestsPerAddress, reset.windowSeconds),
-      emailVerificationsPerAccount: inProcessRequestLimiter(verification.maxRequestsPerAccount, verification.windowSeconds),
-      emailVerificationsPerAddress: inProcessRequestLimiter(verification.maxRequestsPerAddress, verification.windowSeconds),
-      close: async () => {},
-    };
-  }
-  // Warnings are rate limited themselves: one line a minute while Redis is away.
-  let lastWarning = 0;
-  const warn = (message: string, error: unknown) => {
-    if (Date.now() - lastWarning < 60_000) return;
-    lastWarning = Date.now();
-    logger.warn({ err: error }, message);
-  };
-  // No offline queue: while Redis is away, commands fail at once (and RedisLink times out those a
-  // hung Redis never answers); the limiters count in process meanwhile.
-  const redis = createClient({ url: config.redisUrl, disableOfflineQueue: true, socket: { connectTimeout: 2000, reconnectStrategy: (retries) => Math.min(retries * 200, 5000) } });
-  redis.on('error', (error) => warn('Redis error', error));
-  // Start-up waits a moment for Redis, not for ever: the client goes on connecting on its own, and
-  // a connection that fails later is reported through the 'error' event.
-  const connecting = redis.connect();
-  connecting.catch(() => {});
-  await withDeadline(connecting, REDIS_CONNECT_WAIT_MS, `no connection to Redis within ${REDIS_CONNECT_WAIT_MS} ms`).catch((error) => warn(REDIS_UNREACHABLE, error));
-  const link = new RedisLink(redis, { timeoutMs: REDIS_COMMAND_TIMEOUT_MS, pauseMs: REDIS_PAUSE_MS }, warn);
-  return {
-    tokenRequests: redisRequestLimiter(link, 'token', r.tokenRequestsPerClient, r.windowSeconds),
-    clientAuthFailures: redisFailureCounter(link, 'client-auth', r.clientAuthFailures, r.windowSeconds),
-    pendingAuthorizations: redisRequestLimiter(link, 'authorize-address', r.authorizationRequestsPerAddress, r.windowSeconds),
-    loginPerAccount: redisFailureCounter(link, 'login-account', login.maxFailuresPerAccount, login.windowSeconds),
-    loginPerAddress: redisFailureCounter(link, 'login-address', login.maxFailuresPerAddress, login.windowSeconds),
-    signupsPerAddress: redisRequestLimiter(link, 'signup-address', signup.maxAccountsPerAddress, signup.windowSeconds),
-    passwordResetsPerAccount: redisRequestLimiter(link, 'password-reset-account', reset.maxRequestsPerAccount, reset.windowSeconds),
-    passwordResetsPerAddress: redisRequestLimiter(link, 'password-reset-address', reset.maxRequestsPerAddress, reset.windowSeconds),
-    emailVerificationsPerAccount: redisRequestLimiter(link, 'email-verification-account', verification.maxRequestsPerAccount, verification.windowSeconds),
-    emailVerificationsPerAddress: redisRequestLimiter(link, 'email-verification-address', verification.maxRequestsPerAddress, verification.windowSeconds),
-    close: async () => {
-      // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
-      await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});
-      redis.destroy();
     },
   };
 }

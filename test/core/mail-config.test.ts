@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, describeSmtpUrl, loadConfig } from '../../src/core/config.ts';
-import { mailFailure } from '../../src/gatehouse.ts';
+import { mailFailure } from '../../src/logging.ts';
 
 /*
  * The mail settings (password reset by email): an SMTP URL and the address mail is sent from,

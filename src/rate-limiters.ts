@@ -1,0 +1,71 @@
+import type { Logger } from 'pino';
+import { createClient } from 'redis';
+import type { GatehouseConfig } from './core/config.ts';
+import { withDeadline } from './core/deadline.ts';
+import { inProcessFailureCounter, redisFailureCounter } from './core/rate-limit/failures.ts';
+import { REDIS_UNREACHABLE, RedisLink } from './core/rate-limit/redis-link.ts';
+import { inProcessRequestLimiter, redisRequestLimiter } from './core/rate-limit/requests.ts';
+
+/** How long a Redis command may go unanswered before the limiters count in process instead. */
+const REDIS_COMMAND_TIMEOUT_MS = 250;
+/** How long start-up waits for a connection to Redis, and shutdown for a clean goodbye. */
+const REDIS_CONNECT_WAIT_MS = 2_000;
+/** How long the limiters leave Redis alone after a command failed (see RedisLink). */
+const REDIS_PAUSE_MS = 5_000;
+
+/**
+ * The rate limiters: shared through Redis when REDIS_URL is set, so a client or an attacker meets
+ * the same limits on every instance; in process otherwise.
+ */
+export async function createLimits(config: GatehouseConfig, logger: Logger) {
+  const { rateLimits: r, login, signup, passwordReset: reset, emailVerification: verification } = config;
+  if (!config.redisUrl) {
+    return {
+      tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
+      clientAuthFailures: inProcessFailureCounter(r.clientAuthFailures, r.windowSeconds),
+      pendingAuthorizations: inProcessRequestLimiter(r.authorizationRequestsPerAddress, r.windowSeconds),
+      loginPerAccount: inProcessFailureCounter(login.maxFailuresPerAccount, login.windowSeconds),
+      loginPerAddress: inProcessFailureCounter(login.maxFailuresPerAddress, login.windowSeconds),
+      signupsPerAddress: inProcessRequestLimiter(signup.maxAccountsPerAddress, signup.windowSeconds),
+      passwordResetsPerAccount: inProcessRequestLimiter(reset.maxRequestsPerAccount, reset.windowSeconds),
+      passwordResetsPerAddress: inProcessRequestLimiter(reset.maxRequestsPerAddress, reset.windowSeconds),
+      emailVerificationsPerAccount: inProcessRequestLimiter(verification.maxRequestsPerAccount, verification.windowSeconds),
+      emailVerificationsPerAddress: inProcessRequestLimiter(verification.maxRequestsPerAddress, verification.windowSeconds),
+      close: async () => {},
+    };
+  }
+  // Warnings are rate limited themselves: one line a minute while Redis is away.
+  let lastWarning = 0;
+  const warn = (message: string, error: unknown) => {
+    if (Date.now() - lastWarning < 60_000) return;
+    lastWarning = Date.now();
+    logger.warn({ err: error }, message);
+  };
+  // No offline queue: while Redis is away, commands fail at once (and RedisLink times out those a
+  // hung Redis never answers); the limiters count in process meanwhile.
+  const redis = createClient({ url: config.redisUrl, disableOfflineQueue: true, socket: { connectTimeout: 2000, reconnectStrategy: (retries) => Math.min(retries * 200, 5000) } });
+  redis.on('error', (error) => warn('Redis error', error));
+  // Start-up waits a moment for Redis, not for ever: the client goes on connecting on its own, and
+  // a connection that fails later is reported through the 'error' event.
+  const connecting = redis.connect();
+  connecting.catch(() => {});
+  await withDeadline(connecting, REDIS_CONNECT_WAIT_MS, `no connection to Redis within ${REDIS_CONNECT_WAIT_MS} ms`).catch((error) => warn(REDIS_UNREACHABLE, error));
+  const link = new RedisLink(redis, { timeoutMs: REDIS_COMMAND_TIMEOUT_MS, pauseMs: REDIS_PAUSE_MS }, warn);
+  return {
+    tokenRequests: redisRequestLimiter(link, 'token', r.tokenRequestsPerClient, r.windowSeconds),
+    clientAuthFailures: redisFailureCounter(link, 'client-auth', r.clientAuthFailures, r.windowSeconds),
+    pendingAuthorizations: redisRequestLimiter(link, 'authorize-address', r.authorizationRequestsPerAddress, r.windowSeconds),
+    loginPerAccount: redisFailureCounter(link, 'login-account', login.maxFailuresPerAccount, login.windowSeconds),
+    loginPerAddress: redisFailureCounter(link, 'login-address', login.maxFailuresPerAddress, login.windowSeconds),
+    signupsPerAddress: redisRequestLimiter(link, 'signup-address', signup.maxAccountsPerAddress, signup.windowSeconds),
+    passwordResetsPerAccount: redisRequestLimiter(link, 'password-reset-account', reset.maxRequestsPerAccount, reset.windowSeconds),
+    passwordResetsPerAddress: redisRequestLimiter(link, 'password-reset-address', reset.maxRequestsPerAddress, reset.windowSeconds),
+    emailVerificationsPerAccount: redisRequestLimiter(link, 'email-verification-account', verification.maxRequestsPerAccount, verification.windowSeconds),
+    emailVerificationsPerAddress: redisRequestLimiter(link, 'email-verification-address', verification.maxRequestsPerAddress, verification.windowSeconds),
+    close: async () => {
+      // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
+      await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});
+      redis.destroy();
+    },
+  };
+}
