@@ -4,6 +4,7 @@ import { insufficientScope } from '../../core/errors.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { apiKeyRoutes } from './api-keys.ts';
 import { auditRoutes } from './audit.ts';
+import { clientSecretRoutes } from './client-secrets.ts';
 import { clientRoutes } from './clients.ts';
 import { grantRoutes } from './grants.ts';
 import { keyRoutes } from './keys.ts';
@@ -76,6 +77,7 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   });
 
   await clientRoutes(app, gatehouse);
+  await clientSecretRoutes(app, gatehouse);
   await apiKeyRoutes(app, gatehouse);
   await userRoutes(app, gatehouse);
   await grantRoutes(app, gatehouse);
