@@ -8,6 +8,7 @@ import type { Client, ClientType } from '../../storage/repositories/clients.ts';
 import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
+import { credentialRoutes } from './developers-credentials.ts';
 import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { formIdOf, formRecordIds, newFormId, type FormRecordIds } from './developers-once.ts';
@@ -24,7 +25,8 @@ export async function developerPortalRoutes(app: FastifyInstance, pages: Pages):
     guardPortal(portal, pages);
     const ids = formRecordIds(pages.gatehouse.config.secret);
     await listRoutes(portal, pages.gatehouse, ids);
-    await applicationRoutes(portal, pages.gatehouse, ids);
+    await applicationRoutes(portal, pages.gatehouse);
+    await credentialRoutes(portal, pages.gatehouse, ids);
     await apiKeyRoutes(portal, pages.gatehouse, ids);
   });
 }
