@@ -280,13 +280,6 @@ export class AuthorizationEndpoint {
   }
 
   /**
-   * Whether the person must sign in (again) before deciding on a waiting request: it asked for a
-   * sign-in that has not happened yet, or names another user (`id_token_hint`). Once it has, `max_age` is not applied again while the person
-   * reads the consent page (with `max_age=0` nobody could ever answer it). The clock counts whole
-   * seconds, so the session the request found is refused by name as well: it may have signed in
-   * within the second the request arrived.
-   */
-  /**
    * The session ended between its reading and the answer (a sign-out in another tab, an operator's):
    * answered as a request that came without it — login_required to prompt=none (OpenID Connect Core
    * §3.1.2.6), otherwise the sign-in page, with the request kept for the browser that began it.
@@ -302,6 +295,13 @@ export class AuthorizationEndpoint {
     }
   }
 
+  /**
+   * Whether the person must sign in (again) before deciding on a waiting request: it asked for a
+   * sign-in that has not happened yet, or names another user (`id_token_hint`). Once it has,
+   * `max_age` is not applied again while the person reads the consent page (with `max_age=0` nobody
+   * could ever answer it). The clock counts whole seconds, so the session the request found is
+   * refused by name as well: it may have signed in within the second the request arrived.
+   */
   #mustSignIn(pending: PendingRequest, { session, user }: ActiveSession): boolean {
     if (session.digest === pending.staleSession || !isHinted(pending.request, user.id)) return true;
     return pending.signInSince !== undefined && session.authTime < pending.signInSince;
@@ -359,11 +359,11 @@ export class AuthorizationEndpoint {
   }
 }
 
-/** `max_age` (OpenID Connect Core §3.1.2.1): the person signed in longer ago than the client accepts. */
 /**
- * Whether the session signed in longer than `max_age` ago. §3.1.2.1: "max_age=0 is equivalent to
- * prompt=login", so every session is too old for it: the clock counts whole seconds, and one that
- * signed in within this second would otherwise not be older than 0.
+ * `max_age` (OpenID Connect Core §3.1.2.1): whether the session signed in longer ago than the client
+ * accepts. §3.1.2.1: "max_age=0 is equivalent to prompt=login", so every session is too old for it:
+ * the clock counts whole seconds, and one that signed in within this second would otherwise not be
+ * older than 0.
  */
 const isTooOld = (request: AuthorizationRequest, { session }: ActiveSession, now: number): boolean =>
   request.maxAge !== undefined && (request.maxAge === 0 || now - session.authTime > request.maxAge);
