@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { codeThrough, HttpBrowser, signedInBrowser } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { basic, post } from '../support/server.ts';
 import { cliJson, databaseEnv, oneLine, runCli, startServe, waitFor, writeConfig, type Env, type ServeProcess } from './support.ts';
@@ -245,13 +245,8 @@ describe('gatehouse client update and client secret against a running server (sq
       const user = await cliJson<{ id: string }>(['user', 'create', '--email', email, '--password', 'correct horse battery staple'], env);
       /** A browser signed in with the user's session, and the sid of the ID token the app got through it. */
       const signedInToApp = async (password: string) => {
-        const browser = new HttpBrowser();
-        const form = await browser.request(`${server.url}/login`);
-        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } })).status, 303);
-        const query = new URLSearchParams({ response_type: 'code', client_id: id, redirect_uri: 'https://app.example/two', scope: 'openid', state: 's' });
-        const page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
-        const code = new URL(page.location!).searchParams.get('code');
-        assert.ok(code, page.text.slice(0, 300));
+        const browser = await signedInBrowser(server.url, email, password);
+        const code = await codeThrough(browser, server.url, id, 'https://app.example/two', 'openid');
         const tokens = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: 'https://app.example/two' }, { headers: { authorization: basic(id, secret) } });
         assert.equal(tokens.status, 200);
         return decodeJwt(tokens.body.id_token).sid;

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { createClient } from '../../src/core/applications.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
-import { hiddenField, HttpBrowser } from '../support/browser.ts';
+import { HttpBrowser, signedInBrowser } from '../support/browser.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { basic, post } from '../support/server.ts';
 import { cliJson, databaseEnv, oneLine, runCli, startServe, waitFor, writeConfig, type CliResult, type Env, type ServeProcess } from './support.ts';
@@ -37,9 +37,7 @@ for (const dialect of DIALECTS) {
     const newUser = (email: string, password: string) => cliJson<{ id: string; email: string }>(['user', 'create', '--email', email, '--password', password], env);
     /** A browser signed in on the login page, with the session that makes. */
     const signedIn = async (email: string, password: string): Promise<HttpBrowser> => {
-      const browser = new HttpBrowser();
-      const form = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } })).status, 303);
+      const browser = await signedInBrowser(server.url, email, password);
       assert.equal((await browser.request(`${server.url}/account`)).status, 200);
       return browser;
     };

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { decodeJwt } from 'jose';
 import { buildExampleApi } from '../../examples/bim-api/app.ts';
 import { DIALECTS } from '../support/databases.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /**
@@ -244,9 +244,7 @@ for (const dialect of DIALECTS) {
     it(`API key (created and revoked in the developer portal): works on objects until revoked, then 401 within the ${API_KEY_CACHE_SECONDS} s cache delay`, async () => {
       // A developer signs in, registers an application and creates a key, as BIMData describes.
       const developer = await server.user('dev@example.com', PASSWORD);
-      const browser = new HttpBrowser();
-      const login = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
+      const browser = await signedInBrowser(server.url, developer.email, PASSWORD);
       const newApp = await browser.request(`${server.url}/developers/new`);
       const created = await browser.request(`${server.url}/developers/applications`, {
         form: { csrf: hiddenField(newApp.text, 'csrf'), name: 'Model sync script', description: '', type: 'confidential', base_url: 'https://sync.example', redirect_uris: 'https://sync.example/callback' },

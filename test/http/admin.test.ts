@@ -3,7 +3,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { signedInBrowser } from '../support/browser.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { buildApp } from '../../src/http/app.ts';
 
@@ -713,9 +713,7 @@ for (const dialect of DIALECTS) {
       });
 
       it('resets a password and signs the user out everywhere', async () => {
-        const browser = new HttpBrowser();
-        const form = await browser.request(`${server.url}/login`);
-        assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: grace.email, password: grace.password } })).status, 303);
+        const browser = await signedInBrowser(server.url, grace.email, grace.password);
         assert.equal((await browser.request(`${server.url}/account`)).status, 200, 'signed in before the reset');
         assertProblem(await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: { password: 'short' } }), 400, 'password');
         assertProblem(await api('POST', `/users/${graceId}/password`, { ...as('admin:users'), body: {} }), 400, 'password');
@@ -829,9 +827,7 @@ for (const dialect of DIALECTS) {
         const hopper = { email: 'grace.hopper@example.com', password: 'a long enough password' };
         const { id } = await server.user(hopper.email, hopper.password);
         const signedIn = async (who: { email: string; password: string }) => {
-          const browser = new HttpBrowser();
-          const form = await browser.request(`${server.url}/login`);
-          assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: who.email, password: who.password } })).status, 303);
+          const browser = await signedInBrowser(server.url, who.email, who.password);
           assert.equal((await browser.request(`${server.url}/account`)).status, 200);
           return browser;
         };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { countRows } from '../support/databases.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const CALLBACK = 'https://viewer.example/callback';
@@ -25,13 +25,7 @@ function answerOf(page: { status: number; location?: string | undefined; text: s
   return { mode: 'query', params: url.searchParams };
 }
 
-async function signedIn(server: TestServer): Promise<HttpBrowser> {
-  const browser = new HttpBrowser();
-  const form = await browser.request(`${server.url}/login`);
-  const res = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), ...user } });
-  assert.equal(res.status, 303);
-  return browser;
-}
+const signedIn = (server: TestServer): Promise<HttpBrowser> => signedInBrowser(server.url, user.email, user.password);
 
 describe('authorization request parameters sent without a value, and how errors are answered', () => {
   let server: TestServer;

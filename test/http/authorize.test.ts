@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { countRows, DIALECTS } from '../support/databases.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { sendRaw } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { updateClient } from '../../src/core/applications.ts';
@@ -520,8 +520,7 @@ for (const dialect of DIALECTS) {
       const shownToAda = { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' };
 
       // Another tab: Ada signs out and Grace signs in.
-      const login = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), ...grace } })).status, 303);
+      await signedInBrowser(server.url, grace.email, grace.password, browser);
 
       const answered = await browser.request(`${server.url}/consent`, { form: shownToAda });
       assert.equal(answered.status, 403, answered.text.slice(0, 300));
@@ -549,8 +548,7 @@ for (const dialect of DIALECTS) {
       assert.match(signedIn.text, /started in another browser/);
       assert.equal(attacker.cookies.get('gatehouse_session'), undefined, 'not even signed in');
       // Signed in on their own, the attacker cannot decide the request either.
-      const own = await attacker.request(`${server.url}/login`);
-      assert.equal((await attacker.request(`${server.url}/login`, { form: { csrf: hiddenField(own.text, 'csrf'), ...mallory } })).status, 303);
+      await signedInBrowser(server.url, mallory.email, mallory.password, attacker);
       const consent = await attacker.request(`${server.url}/consent?request=${pendingId}`);
       assert.equal(consent.status, 400);
       assert.doesNotMatch(consent.text, /name="decision"/, 'the consent page is not shown');

@@ -7,7 +7,7 @@ import { createClient, updateClient } from '../../src/core/applications.ts';
 import { ValidationError } from '../../src/core/validation.ts';
 import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, TEST_SECRET, type TestServer } from '../support/server.ts';
 
@@ -57,9 +57,7 @@ for (const dialect of DIALECTS) {
     /** A new developer signed in to the portal, with a CSRF token for its forms. */
     async function signedInDeveloper() {
       const developer = await server.user(`dev-${randomUUID()}@example.com`, PASSWORD);
-      const browser = new HttpBrowser();
-      const login = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: developer.email, password: PASSWORD } })).status, 303);
+      const browser = await signedInBrowser(server.url, developer.email, PASSWORD);
       return { developer, browser, csrf: hiddenField((await browser.request(`${server.url}/developers/new`)).text, 'csrf') };
     }
 

@@ -4,7 +4,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { createClient, deleteClient, updateClient } from '../../src/core/applications.ts';
 import { DIALECTS } from '../support/databases.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const PASSWORD = 'correct horse battery';
@@ -38,13 +38,7 @@ for (const dialect of DIALECTS) {
 
     const url = (path: string) => `${server.url}${path}`;
 
-    async function signIn(email: string): Promise<HttpBrowser> {
-      const browser = new HttpBrowser();
-      const form = await browser.request(url('/login'));
-      const res = await browser.request(url('/login'), { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } });
-      assert.equal(res.status, 303, res.text.slice(0, 500));
-      return browser;
-    }
+    const signIn = (email: string): Promise<HttpBrowser> => signedInBrowser(server.url, email, PASSWORD);
 
     /** A CSRF token for this browser, taken from any portal page. */
     async function csrfOf(browser: HttpBrowser): Promise<string> {
@@ -506,11 +500,7 @@ for (const dialect of DIALECTS) {
       const FROM_THIS_SITE = { 'sec-fetch-site': 'same-origin' };
 
       /** Signs in again in the same browser (as in another tab): the session, and so every form's CSRF token, is new. */
-      async function signInAgain(browser: HttpBrowser, email: string): Promise<void> {
-        const login = await browser.request(url('/login'));
-        const res = await browser.request(url('/login'), { form: { csrf: hiddenField(login.text, 'csrf'), email, password: PASSWORD } });
-        assert.equal(res.status, 303);
-      }
+      const signInAgain = (browser: HttpBrowser, email: string) => signedInBrowser(server.url, email, PASSWORD, browser);
 
       it('is shown again as typed, with a fresh token and the reason, and sent again it is stored once', async () => {
         const browser = await signIn(alice.email);
@@ -1561,9 +1551,7 @@ describe('developer portal, on a catalogue where every application scope needs a
 
   it('refuses the new-application form with its API key and stores no application', async () => {
     const carol = await server.user('carol@example.com', PASSWORD);
-    const browser = new HttpBrowser();
-    const login = await browser.request(`${server.url}/login`);
-    assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: carol.email, password: PASSWORD } })).status, 303);
+    const browser = await signedInBrowser(server.url, carol.email, PASSWORD);
     const form = await browser.request(`${server.url}/developers/new`);
     const res = await browser.request(`${server.url}/developers/applications`, {
       form: { csrf: hiddenField(form.text, 'csrf'), name: 'Carol app', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK, api_key: 'on' },

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { authorizationCode, exchangeCode, PASSWORD, REDIRECT_URI } from '../production/support.ts';
 
@@ -188,12 +188,6 @@ for (const dialect of DIALECTS) {
       await assertActive(actor, "the back office's own token");
     });
 
-    async function signedInBrowser(email: string): Promise<HttpBrowser> {
-      const browser = new HttpBrowser();
-      const form = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } })).status, 303);
-      return browser;
-    }
     async function withdraw(browser: HttpBrowser, client: Party, name: RegExp) {
       const account = await browser.request(`${server.url}/account`);
       assert.match(account.text, name);
@@ -207,7 +201,7 @@ for (const dialect of DIALECTS) {
       const tokens = (await exchangeCode(server.url, web, await authorizationCode(server.url, web, email))).body as { access_token: string; refresh_token: string };
       await assertActive(tokens.access_token, 'the access token from the code');
 
-      await withdraw(await signedInBrowser(email), web, /Web app/);
+      await withdraw(await signedInBrowser(server.url, email, PASSWORD), web, /Web app/);
 
       await assertRevoked(tokens.access_token, 'the access token from the code');
       const renewed = await token(web, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token });
@@ -221,7 +215,7 @@ for (const dialect of DIALECTS) {
       const pending = await authorizationCode(server.url, web, email);
       const otherUsers = await authorizationCode(server.url, web, await newUser());
 
-      await withdraw(await signedInBrowser(email), web, /Slow web app/);
+      await withdraw(await signedInBrowser(server.url, email, PASSWORD), web, /Slow web app/);
 
       const exchanged = await exchangeCode(server.url, web, pending);
       assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body));
@@ -273,7 +267,7 @@ for (const dialect of DIALECTS) {
     it('withdrawing consent revokes an access token of the implicit flow too', async () => {
       const legacy = await server.client({ name: 'Legacy viewer', grantTypes: ['implicit'], scopes: ['openid', 'objects:read'], redirectUris: [REDIRECT_URI] });
       const email = await newUser();
-      const browser = await signedInBrowser(email);
+      const browser = await signedInBrowser(server.url, email, PASSWORD);
       const authorize = await browser.request(`${server.url}/authorize?${new URLSearchParams({ response_type: 'token', client_id: legacy.id, redirect_uri: REDIRECT_URI, scope: 'openid objects:read', state: 's' })}`);
       const consent = await browser.request(new URL(authorize.location!, server.url).href);
       assert.equal(consent.status, 200, consent.text.slice(0, 500));

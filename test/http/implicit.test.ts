@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const CALLBACK = 'https://legacy.example/callback';
@@ -19,13 +19,7 @@ describe('implicit flow and response modes', () => {
   });
   after(() => server.close());
 
-  async function signedInBrowser(): Promise<HttpBrowser> {
-    const browser = new HttpBrowser();
-    const form = await browser.request(`${server.url}/login`);
-    const res = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), ...user } });
-    assert.equal(res.status, 303);
-    return browser;
-  }
+  const signedIn = () => signedInBrowser(server.url, user.email, user.password);
   const authorize = (browser: HttpBrowser, params: Record<string, string>) =>
     browser.request(`${server.url}/authorize?${new URLSearchParams({ client_id: legacy.id, redirect_uri: CALLBACK, state: 's-9', ...params })}`);
   const fragment = (location: string | undefined) => new URLSearchParams(new URL(location!).hash.slice(1));
@@ -36,7 +30,7 @@ describe('implicit flow and response modes', () => {
   });
 
   it('returns the access token in the fragment, never in the query', async () => {
-    const res = await authorize(await signedInBrowser(), { response_type: 'token', scope: 'objects:read' });
+    const res = await authorize(await signedIn(), { response_type: 'token', scope: 'objects:read' });
     const location = new URL(res.location!);
     assert.equal(location.search, '');
     const params = fragment(res.location);
@@ -52,7 +46,7 @@ describe('implicit flow and response modes', () => {
 
   it('answers a client not allowed the flow it asked for with unauthorized_client in the response mode it asked for', async () => {
     const tokensOnly = await server.client({ name: 'Tokens only', grantTypes: ['implicit'], scopes: ['openid', 'objects:read'], redirectUris: [CALLBACK], firstParty: true });
-    const browser = await signedInBrowser();
+    const browser = await signedIn();
     const posted = await authorize(browser, { client_id: tokensOnly.id, response_type: 'code', scope: 'objects:read', response_mode: 'form_post' });
     assert.equal(posted.status, 200);
     assert.equal(hiddenField(posted.text, 'error'), 'unauthorized_client');
@@ -64,12 +58,12 @@ describe('implicit flow and response modes', () => {
   });
 
   it('refuses response_mode=query for tokens', async () => {
-    const res = await authorize(await signedInBrowser(), { response_type: 'token', scope: 'objects:read', response_mode: 'query' });
+    const res = await authorize(await signedIn(), { response_type: 'token', scope: 'objects:read', response_mode: 'query' });
     assert.equal(fragment(res.location).get('error'), 'invalid_request');
   });
 
   it('returns an ID token with the nonce and at_hash for id_token token', async () => {
-    const res = await authorize(await signedInBrowser(), { response_type: 'id_token token', scope: 'openid email', nonce: 'n-42' });
+    const res = await authorize(await signedIn(), { response_type: 'id_token token', scope: 'openid email', nonce: 'n-42' });
     const params = fragment(res.location);
     const jwks = createLocalJWKSet((await (await fetch(`${server.url}/jwks.json`)).json()) as JSONWebKeySet);
     const { payload, protectedHeader } = await jwtVerify(params.get('id_token')!, jwks, { issuer: server.config.issuer, audience: legacy.id });
@@ -81,7 +75,7 @@ describe('implicit flow and response modes', () => {
   });
 
   it('puts the user claims in an ID token returned alone, and requires a nonce for it', async () => {
-    const browser = await signedInBrowser();
+    const browser = await signedIn();
     const params = fragment((await authorize(browser, { response_type: 'id_token', scope: 'openid email', nonce: 'n-1' })).location);
     const claims = JSON.parse(Buffer.from(params.get('id_token')!.split('.')[1]!, 'base64url').toString());
     assert.equal(claims.email, user.email);
@@ -91,7 +85,7 @@ describe('implicit flow and response modes', () => {
   });
 
   it('posts the response with response_mode=form_post, through a page without inline script', async () => {
-    const res = await authorize(await signedInBrowser(), { response_type: 'code', scope: 'openid', response_mode: 'form_post' });
+    const res = await authorize(await signedIn(), { response_type: 'code', scope: 'openid', response_mode: 'form_post' });
     assert.equal(res.status, 200);
     assert.match(res.text, new RegExp(`<form method="post" action="${CALLBACK}"`));
     assert.match(hiddenField(res.text, 'code'), /^gate_ac_/);

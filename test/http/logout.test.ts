@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DIALECTS } from '../support/databases.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { codeThrough, HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const CALLBACK = 'https://app.example/callback';
@@ -18,22 +18,16 @@ for (const dialect of DIALECTS) {
     before(async () => {
       // No background reloading: the tests move the clock past a retired key's life and reload the keys themselves.
       server = await startTestServer(dialect, { clock: () => now, background: false });
-      web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], postLogoutRedirectUris: [SIGNED_OUT] });
+      // First-party: no consent page, so a signed-in browser gets its code straight away.
+      web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'profile'], redirectUris: [CALLBACK], postLogoutRedirectUris: [SIGNED_OUT], firstParty: true });
       await server.user(user.email, user.password);
     });
     after(() => server.close());
 
     /** Signs in (or reuses the browser's session) and returns the tokens the web app gets. */
-    async function signIn(browser = new HttpBrowser()): Promise<{ browser: HttpBrowser; tokens: { id_token: string; refresh_token: string } }> {
-      const query = new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid profile', state: 's' });
-      let page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
-      if (page.text.includes('name="password"')) {
-        page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), ...user } });
-      }
-      if (page.text.includes('name="decision"')) {
-        page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' } });
-      }
-      const code = new URL(page.location!).searchParams.get('code')!;
+    async function signIn(browser?: HttpBrowser): Promise<{ browser: HttpBrowser; tokens: { id_token: string; refresh_token: string } }> {
+      if (browser === undefined || !(await isSignedIn(browser))) browser = await signedInBrowser(server.url, user.email, user.password, browser);
+      const code = await codeThrough(browser, server.url, web.id, CALLBACK);
       const res = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(web.id, web.secret) } });
       assert.equal(res.status, 200);
       return { browser, tokens: res.body };

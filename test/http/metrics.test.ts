@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const CALLBACK = 'https://viewer.example/callback';
@@ -47,8 +47,7 @@ describe('Prometheus metrics', () => {
     assert.equal(answered((await authorize({ response_type: 'code', scope: 'objects:read', prompt: 'none', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })).location).get('error'), 'login_required');
     assert.equal(answered((await authorize({ response_type: 'token', scope: 'no:such' })).location).get('error'), 'invalid_scope');
     // Signed in: a token in the fragment.
-    const form = await browser.request(`${server.url}/login`);
-    assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: 'metrics@example.com', password: 'a long enough password' } })).status, 303);
+    await signedInBrowser(server.url, 'metrics@example.com', 'a long enough password', browser);
     assert.ok(answered((await authorize({ response_type: 'token', scope: 'objects:read' })).location).get('access_token'));
 
     const after = await scrape();

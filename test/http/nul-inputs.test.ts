@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DIALECTS } from '../support/databases.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /**
@@ -71,9 +71,7 @@ for (const dialect of DIALECTS) {
 
     it('the account page’s forms answer a readable 400 page, changing nothing', async () => {
       const user = await server.user(`nul-${dialect}@example.com`, 'correct horse battery staple');
-      const browser = new HttpBrowser();
-      const login = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), email: user.email, password: 'correct horse battery staple' } })).status, 303);
+      const browser = await signedInBrowser(server.url, user.email, 'correct horse battery staple');
       const before = await server.gatehouse.storage.users.findById(user.id);
       const account = await browser.request(`${server.url}/account`);
       const csrf = hiddenField(account.text, 'csrf');

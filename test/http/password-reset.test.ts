@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setUserDisabled } from '../../src/core/users.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
@@ -85,8 +85,8 @@ for (const dialect of DIALECTS) {
     it('resets the password through the link in the mail: the old one no longer signs in, the new one does, every session ends, grants stay', async () => {
       freshWindow();
       const user = await aUser();
-      const here = (await signIn(user.email)).browser;
-      const elsewhere = (await signIn(user.email)).browser;
+      const here = await signedInBrowser(server.url, user.email, PASSWORD);
+      const elsewhere = await signedInBrowser(server.url, user.email, PASSWORD);
       const token = await post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username: user.email, password: PASSWORD });
       assert.equal(token.status, 200);
 
@@ -295,7 +295,7 @@ for (const dialect of DIALECTS) {
       [
         'on the account page',
         async (user: { email: string }) => {
-          const { browser } = await signIn(user.email);
+          const browser = await signedInBrowser(server.url, user.email, PASSWORD);
           const form = await browser.request(`${server.url}/account/password`);
           const changed = await browser.request(`${server.url}/account/password`, {
             form: { csrf: hiddenField(form.text, 'csrf'), current_password: PASSWORD, new_password: NEW_PASSWORD, confirm_password: NEW_PASSWORD },

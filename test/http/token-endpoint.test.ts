@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, signedInBrowser } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { updateClient } from '../../src/core/applications.ts';
@@ -96,9 +96,7 @@ for (const dialect of DIALECTS) {
         const scopes = ['objects:read', 'objects:download'];
         web = await server.client({ name: 'Web app', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK], firstParty: true });
         spa = await server.client({ name: 'Single-page app', type: 'public', grantTypes: ['authorization_code', 'refresh_token'], scopes, redirectUris: [CALLBACK], firstParty: true });
-        const form = await browser.request(`${server.url}/login`);
-        const signedIn = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), ...user } });
-        assert.equal(signedIn.status, 303);
+        await signedInBrowser(server.url, user.email, user.password, browser);
       });
 
       const verifier = randomBytes(32).toString('base64url');

@@ -10,7 +10,7 @@ import { loadConfig, type GatehouseConfig } from '../../src/core/config.ts';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { createLogger, loggableUrl } from '../../src/logging.ts';
 import { buildApp } from '../../src/http/app.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { basic, freePort, post } from '../support/server.ts';
 import { resetLinkIn, startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
@@ -290,9 +290,7 @@ describe('no secret or token in the logs', () => {
 
     // The account page: a second browser of the same person, a change of password (a wrong current
     // one, a mismatched confirmation, then right), of name, and the other browsers signed out.
-    const second = new HttpBrowser();
-    const secondLogin = await second.request(`${server.url}/login`);
-    assert.equal((await second.request(`${server.url}/login`, { form: { csrf: hiddenField(secondLogin.text, 'csrf'), email: 'new@example.com', password: signupPassword } })).status, 303);
+    const second = await signedInBrowser(server.url, 'new@example.com', signupPassword);
     keepBrowser('second browser', second);
     const changedPassword = keep('changed password', `cp-${randomBytes(12).toString('base64url')}`);
     const wrongCurrent = keep('wrong current password', `wc-${randomBytes(12).toString('base64url')}`);
@@ -396,9 +394,7 @@ describe('no secret or token in the logs', () => {
       throw new Error('the users table is locked');
     };
     try {
-      const browser = new HttpBrowser();
-      const form = await browser.request(`${server.url}/login`);
-      assert.equal((await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: user.email, password: user.password } })).status, 303);
+      const browser = await signedInBrowser(server.url, user.email, user.password);
       const passwordForm = await browser.request(`${server.url}/account/password`);
       keepBrowser('password form (500)', browser, passwordForm.text);
       const next = keep('new password (500)', `np5-${randomBytes(12).toString('base64url')}`);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { createClient } from '../../src/core/applications.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /*
@@ -87,13 +87,7 @@ describe('RFC 9700 attacks, one by one', () => {
   const authorizeUrl = (params: Record<string, string>) =>
     `${server.url}/authorize?${new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid objects:read', state: 'st', ...params })}`;
 
-  async function signedIn(account = user): Promise<HttpBrowser> {
-    const browser = new HttpBrowser();
-    const form = await browser.request(`${server.url}/login`);
-    const res = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), ...account } });
-    assert.equal(res.status, 303, res.text.slice(0, 300));
-    return browser;
-  }
+  const signedIn = (account = user): Promise<HttpBrowser> => signedInBrowser(server.url, account.email, account.password);
 
   /** Runs an authorization request to its end (sign-in and consent as needed); returns the final response. */
   async function authorize(params: Record<string, string>, browser = new HttpBrowser()) {

@@ -51,9 +51,12 @@ export function hiddenField(html: string, name: string): string {
   return match[1]!.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>');
 }
 
-/** A browser signed in as `email` through the sign-in page of the server at `baseUrl`, as a person signs in. */
-export async function signedInBrowser(baseUrl: string, email: string, password: string): Promise<HttpBrowser> {
-  const browser = new HttpBrowser();
+/**
+ * A browser signed in as `email` through the sign-in page of the server at `baseUrl`, as a person
+ * signs in: a new one, or `browser` (as another tab signing in again: a session it had ends, and a
+ * new one starts).
+ */
+export async function signedInBrowser(baseUrl: string, email: string, password: string, browser = new HttpBrowser()): Promise<HttpBrowser> {
   const form = await browser.request(`${baseUrl}/login`);
   const answer = await browser.request(`${baseUrl}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password } });
   if (answer.status !== 303) throw new Error(`signing in as ${email} answered ${answer.status}:\n${answer.text.slice(0, 300)}`);
