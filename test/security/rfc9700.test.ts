@@ -137,6 +137,20 @@ describe('RFC 9700 attacks, one by one', () => {
       'http://[::1]:8080/native',
       'http://user@127.0.0.1:8080/native',
       'http://127.0.0.1.evil.example:8080/native',
+      // RFC 8252 §7.3 lets only the port of a loopback URI differ: every other difference is refused
+      // as on any other URI, even one the URL parser reads as the registered address.
+      'http://127.0.0.1:8080/native#',
+      'http://127.0.0.1:8080/native#fragment',
+      'http://127.0.0.1:8080/elsewhere/../native',
+      'http://127.0.0.1:8080/./native',
+      'http://127.0.0.1:8080\\native',
+      'http://127.0.0.1:8080/nat\tive',
+      'http://127.0.0.1:/native',
+      'http://2130706433:8080/native',
+      'http://0x7f.0.0.1:8080/native',
+      'HTTP://127.0.0.1:8080/native',
+      'http:127.0.0.1:8080/native',
+      'http://127.0.0.1:8080/native?',
     ];
 
     it('never redirects to an unregistered redirect_uri, by GET or POST, whatever else is wrong with the request', async () => {
