@@ -75,6 +75,16 @@ for (const dialect of DIALECTS) {
       assert.equal(await isSignedIn(browser), false);
     });
 
+    it('asks before signing out on an ID token of the same person from another browser’s session, signed in within the same second', async () => {
+      // The clock stands still: both sessions have one auth_time, and only their sid tells them apart.
+      const { tokens: elsewhere } = await signIn();
+      const { browser } = await signIn();
+      const page = await browser.request(logoutUrl({ id_token_hint: elsewhere.id_token, post_logout_redirect_uri: SIGNED_OUT, state: 'bye' }));
+      assert.equal(page.status, 200);
+      assert.match(page.text, /Sign out\?/);
+      assert.equal(await isSignedIn(browser), true, 'a hint of the other browser’s session does not sign this one out by itself');
+    });
+
     it('refuses a parameter sent twice with an error page, never a redirect, and keeps the session (RFC 6749 §3.1)', async () => {
       const { browser, tokens } = await signIn();
       const single: [string, string][] = [['id_token_hint', tokens.id_token], ['client_id', web.id], ['post_logout_redirect_uri', SIGNED_OUT], ['state', 'bye'], ['logout_hint', user.email], ['ui_locales', 'en']];

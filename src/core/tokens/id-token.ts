@@ -25,6 +25,8 @@ export interface IdTokenHint {
   audience: string[];
   /** When the session it was issued in signed in (`auth_time`); undefined when it has none. */
   authTime: number | undefined;
+  /** The session it was issued in (`sid`); undefined when it has none. */
+  sid: string | undefined;
 }
 
 /** ID tokens, signed with the ID-token key (RS256 by default: what every relying party must accept). */
@@ -42,9 +44,14 @@ export function idTokenIssuer(keys: KeyStore, options: { issuer: string; ttlSeco
         const key = kid ? keys.publicKey(kid) : undefined;
         if (!key || key.use !== 'id') return undefined;
         await compactVerify(hint, key.key, { algorithms: [key.alg] });
-        const { iss, sub, aud, auth_time: authTime } = decodeJwt(hint);
+        const { iss, sub, aud, auth_time: authTime, sid } = decodeJwt(hint);
         if (iss !== options.issuer || typeof sub !== 'string') return undefined;
-        return { subject: sub, audience: typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [], authTime: typeof authTime === 'number' ? authTime : undefined };
+        return {
+          subject: sub,
+          audience: typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [],
+          authTime: typeof authTime === 'number' ? authTime : undefined,
+          sid: typeof sid === 'string' ? sid : undefined,
+        };
       } catch {
         return undefined;
       }

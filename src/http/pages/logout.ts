@@ -49,10 +49,13 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     }
     const session = await currentSession(pages, request);
     // §2: "the OP MUST ask the End-User ... if the supplied ID Token does not belong to the current
-    // OP session". An ID token carries the auth_time of the session it was issued in (a refreshed
-    // one too), and every sign-in starts a new session: a hint of the same person from an earlier
-    // one is asked about, like a link any site could hold.
-    const ofThisSession = session !== undefined && claims?.subject === session.user.id && claims.authTime === session.session.authTime;
+    // OP session". An ID token carries the sid of the session it was issued in (a refreshed one
+    // too), and every sign-in starts a new session: a hint of the same person from an earlier one,
+    // or from another browser's, is asked about, like a link any site could hold. Their auth_time
+    // alone cannot tell two sessions that signed in within the same second apart; it is all a
+    // session started by an instance older than sids has.
+    const ofThisSession =
+      session !== undefined && claims?.subject === session.user.id && (session.session.sid !== null ? claims.sid === session.session.sid : claims.authTime === session.session.authTime);
     if (session && !confirmed && !ofThisSession) {
       return renderPage(reply, 'logout', { title: 'Sign out', email: session.user.email, clientName: client?.name, params: Object.entries({ post_logout_redirect_uri: requested, client_id: client?.id, state: requested && values.state }).filter(([, v]) => v !== undefined) });
     }
