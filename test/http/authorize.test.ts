@@ -590,6 +590,20 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('shows the sign-in page of a request that expired, not yet swept, without its application or login_hint, to any browser', async () => {
+      const victim = new HttpBrowser();
+      const started = await victim.follow(authorizeUrl({ client_id: other.id, login_hint: 'expired-hint@example.com' }), server.url);
+      const pendingId = hiddenField(started.text, 'request');
+      // A request waits half an hour; the sweep, a minute apart, has not deleted it yet.
+      now += 30 * 60 + 1;
+      for (const browser of [new HttpBrowser(), victim]) {
+        const page = await browser.request(`${server.url}/login?request=${pendingId}`);
+        assert.equal(page.status, 200);
+        assert.doesNotMatch(page.text, /expired-hint|Other app/);
+        assert.doesNotMatch(page.text, /name="request"/, 'a sign-in there leads nowhere near the request');
+      }
+    });
+
     it('answers a wrong password without telling whether the email exists', async () => {
       const browser = new HttpBrowser();
       const form = await browser.request(`${server.url}/login`);

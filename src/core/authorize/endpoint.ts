@@ -128,6 +128,18 @@ export class AuthorizationEndpoint {
     return pending && !fromBrowser(pending, browser) ? otherBrowser() : undefined;
   }
 
+  /**
+   * What the sign-in page shows of a waiting request — its application and login_hint — to the
+   * browser that began it: the login outcome; the error page to another browser; undefined when
+   * the request is not waiting (unknown, answered or expired, swept or not), and the page names nothing.
+   */
+  async signInPage(pendingId: string, browser: string | undefined): Promise<AuthorizationOutcome | undefined> {
+    const pending = await this.#pending(pendingId);
+    if (!pending) return undefined;
+    if (!fromBrowser(pending, browser)) return otherBrowser();
+    return { kind: 'login', pendingId, client: pending.client, loginHint: pending.request.loginHint };
+  }
+
   /** What the consent page shows for a waiting request, or why it cannot. */
   async pendingConsent(pendingId: string, session: ActiveSession | undefined, browser: string | undefined): Promise<AuthorizationOutcome> {
     const pending = await this.#waitingFor(pendingId, browser);

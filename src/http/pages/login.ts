@@ -33,17 +33,26 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
 
   const showLogin = async (reply: FastifyReply, pendingId: string | undefined, next: string | undefined, data: { email?: string; error?: string; notice?: string }, status = 200) => {
     // The page of a request names its application and carries its login_hint (an email address):
-    // a browser that did not begin the request, knowing only its id, is shown neither.
-    const foreign = pendingId === undefined ? undefined : await gatehouse.authorizationEndpoint.refusedToBrowser(pendingId, reply.request.browser);
-    if (foreign) return sendOutcome(pages, reply, foreign, false);
-    const pending = pendingId ? await gatehouse.storage.pendingAuthorizations.find(pendingId) : undefined;
-    const client = pending ? (await gatehouse.clients.get(pending.clientId))?.client : undefined;
-    const hint = typeof pending?.request.loginHint === 'string' ? pending.request.loginHint : '';
-    const waiting = pending ? pendingId : undefined;
+    // a browser that did not begin the request, knowing only its id, is shown neither, nor is anyone
+    // once the request no longer waits (an expired one stays stored until the next sweep).
+    const shown = pendingId === undefined ? undefined : await gatehouse.authorizationEndpoint.signInPage(pendingId, reply.request.browser);
+    if (shown !== undefined && shown.kind !== 'login') return sendOutcome(pages, reply, shown, false);
+    const waiting = shown?.pendingId;
     return renderPage(
       reply,
       'login',
-      { title: 'Sign in', pendingId: waiting, next: waiting ? undefined : next, carry: carried(waiting, next), clientName: client?.name, email: data.email ?? hint, error: data.error, notice: data.notice, signup: gatehouse.config.signup.enabled, forgot: gatehouse.passwordResets.enabled },
+      {
+        title: 'Sign in',
+        pendingId: waiting,
+        next: waiting ? undefined : next,
+        carry: carried(waiting, next),
+        clientName: shown?.client.name,
+        email: data.email ?? shown?.loginHint ?? '',
+        error: data.error,
+        notice: data.notice,
+        signup: gatehouse.config.signup.enabled,
+        forgot: gatehouse.passwordResets.enabled,
+      },
       status,
     );
   };
