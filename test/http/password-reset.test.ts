@@ -339,6 +339,40 @@ for (const dialect of DIALECTS) {
       });
     }
 
+    it('refuses a link sent to the address the account had before an operator changed it, opened or not, and a name change leaves a link working', async () => {
+      freshWindow();
+      const user = await aUser();
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      const patch = async (body: Record<string, string>) => {
+        const answer = await fetch(`${server.url}/admin/v1/users/${user.id}`, {
+          method: 'PATCH',
+          headers: { authorization: `Bearer ${token.body.access_token}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        assert.equal(answer.status, 200, await answer.text());
+      };
+      await askForLink(user.email);
+      const link = lastLinkTo(user.email);
+      const opened = await openLink(link);
+      assert.equal(opened.followed.status, 303, 'the link works before the change');
+      await patch({ name: 'Renamed' });
+      assert.equal((await openLink(link)).followed.status, 303, 'a change that leaves the address leaves the link');
+
+      // The old mailbox may be the reason for the change: lost, or someone else's now.
+      const newEmail = `moved-${counter}-${dialect}@example.com`;
+      await patch({ email: newEmail });
+      const hash = await hashOf(user.id);
+      const followed = await openLink(link);
+      assert.equal(followed.followed.status, 400);
+      assert.match(followed.followed.text, /This link no longer works/);
+      assert.equal((await setPassword(opened.browser, 'a password from the old mailbox')).status, 400, 'nor the form it opened before');
+      assert.equal(await hashOf(user.id), hash);
+
+      freshWindow();
+      await askForLink(newEmail);
+      assert.equal((await setPassword((await openLink(lastLinkTo(newEmail))).browser, 'a password from the new mailbox')).status, 303, 'a link to the new address works');
+    });
+
     it('refuses a tampered link (its checksum) and a malformed one with the readable page, reading nothing', async () => {
       freshWindow();
       const user = await aUser();

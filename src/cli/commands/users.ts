@@ -120,7 +120,7 @@ const userUpdateOptions = {
  * `user update`: the change made by the core's updateUser — the function behind the admin API's
  * PATCH /admin/v1/users/{id}, so that a change is validated, refused or made alike from either: an
  * email another user has is refused, a new email is not verified unless the same call says it is,
- * and the verification links sent to the old address stop working. Audited as `user.updated` with
+ * and the verification and password reset links sent to the old address stop working. Audited as `user.updated` with
  * the fields given, named as in the admin API.
  */
 function userUpdateCommand(args: string[]): Run {

@@ -90,7 +90,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
       ...operation(TAG, SCOPE, 'updateUser', 'Change a user', {
         description:
           'Any of `name`, `email` and `email_verified`; those left out keep their value. Validated as on creation; an email another user has is a 409. ' +
-          'A new email is not verified: `email_verified` becomes false unless the body sets it too, as Auth0’s Management API does. ' +
+          'A new email is not verified: `email_verified` becomes false unless the body sets it too, as Auth0’s Management API does; the email verification and password reset links sent to the old address stop working. ' +
           'The user stays signed in, and their grants and tokens stay: userinfo answers with the new name and email at once, as does every ID token issued from then on that carries them (one issued before keeps the old ones; `sub`, the user’s id, never changes). ' +
           'A change meets concurrent ones as written: 409 when other requests kept changing the user’s email meanwhile (read it and try again).',
         problems: [409],

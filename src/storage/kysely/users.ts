@@ -79,9 +79,14 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
             .where('id', '=', id);
           if (expected) query = query.where('email', '=', expected.email);
           if ((await query.executeTakeFirst()).numUpdatedRows === 0n) return false;
-          // A verification link names the address it was sent to: once the user has another, the
-          // links sent to the old one prove nothing (the redemption checks the address as well).
-          if (email !== undefined) await trx.deleteFrom('email_verifications').where('user_id', '=', id).where('email', '<>', email).execute();
+          if (email !== undefined) {
+            // A verification link names the address it was sent to: once the user has another, the
+            // links sent to the old one prove nothing (the redemption checks the address as well).
+            await trx.deleteFrom('email_verifications').where('user_id', '=', id).where('email', '<>', email).execute();
+            // A password reset link went to the old address, which may be why it was changed (a
+            // mailbox lost, or someone else's now): whoever reads it must not set the password.
+            await trx.deleteFrom('password_resets').where('user_id', '=', id).execute();
+          }
           return true;
         });
         if (!updated) return undefined;

@@ -46,7 +46,8 @@ export interface UserRepository {
    * user's email is still `expected.email` (a change decided on the email read must not land on
    * another). The user as stored then; undefined for an unknown user, or one whose email is no
    * longer the one expected. Fails with `EmailTakenError`, storing nothing, when `changes.email`,
-   * normalized, is another user's.
+   * normalized, is another user's. A new email voids, in the same transaction, every link mailed to
+   * the old one: email verifications sent to another address, and every password reset link.
    */
   update(id: string, changes: UserChanges, now: number, expected?: { email: string }): Promise<User | undefined>;
   setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
