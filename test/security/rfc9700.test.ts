@@ -620,6 +620,26 @@ describe('RFC 9700 attacks, one by one', () => {
       assert.equal(await server.gatehouse.storage.users.findByEmail('forged@example.com'), undefined);
     });
 
+    it('never signs a browser in with a session id planted in it (session fixation): sign-in and sign-up start a new session and end the planted one', async () => {
+      for (const [path, form] of [
+        ['/login', { ...user }],
+        ['/signup', { email: `fixated-${randomBytes(4).toString('hex')}@example.com`, name: 'Fixated', password: 'a long enough password' }],
+      ] as const) {
+        // The attacker's own session, its id put into the victim's browser (a sibling site's cookie, a shared computer).
+        const attacker = await signedInBrowser(server.url, developer.email, developer.password);
+        const planted = attacker.cookies.get('gatehouse_session')!;
+        const victim = new HttpBrowser();
+        victim.cookies.set('gatehouse_session', planted);
+        const page = await victim.request(`${server.url}${path}`);
+        const answer = await victim.request(`${server.url}${path}`, { form: { csrf: hiddenField(page.text, 'csrf'), ...form } });
+        assert.equal(answer.status, 303, path);
+        const session = victim.cookies.get('gatehouse_session');
+        assert.ok(session && session !== planted, `${path}: a new session id`);
+        assert.equal((await attacker.request(`${server.url}/account`)).status, 302, `${path}: the planted session has ended, and signs nobody in`);
+        assert.match((await victim.request(`${server.url}/account`)).text, new RegExp(form.email), path);
+      }
+    });
+
     it('refuses a forged consent: nothing is authorized and the request stays answerable', async () => {
       const browser = await signedIn();
       const page = await browser.follow(authorizeUrl({ client_id: other.id, scope: 'openid email profile objects:read' }), server.url);
