@@ -475,6 +475,39 @@ describe('browser flows in headless Chromium', () => {
     assert.equal(token.status, 200);
   });
 
+  it('keeps a sign-in going on in one tab when another site posts a form to Gatehouse in another (an application’s sign-out or authorization request, or a hostile page)', async () => {
+    const client = await server.client({ name: 'Bid Board', grantTypes: ['authorization_code'], scopes: ['openid', 'objects:read'], redirectUris: [clientApp.callback] });
+    const other = await server.client({ name: 'Punch List', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [clientApp.callback], firstParty: true });
+    const user = await newUser();
+    const { page, context } = await openPage();
+    const state = newState();
+    await page.goto(authorizeUrl({ response_type: 'code', client_id: client.id, redirect_uri: clientApp.callback, scope: 'openid objects:read', state }));
+    assert.equal(new URL(page.url()).pathname, '/login');
+    const csrf = async () => (await context.cookies(server.url)).find((c) => c.name === 'gatehouse_csrf')?.value;
+    const before = await csrf();
+    assert.ok(before);
+
+    // Posted from pages of another site, which the browser sends without Gatehouse's SameSite=Lax cookies.
+    const tab = await context.newPage();
+    for (const [action, fields] of [
+      ['/logout', { client_id: other.id, post_logout_redirect_uri: clientApp.signedOut, state: 'bye' }],
+      ['/authorize', { response_type: 'code', client_id: other.id, redirect_uri: clientApp.callback, scope: 'openid', state: 'other' }],
+      ['/login', { email: user.email, password: 'guessed' }],
+      ['/consent', { decision: 'allow' }],
+    ] as const) {
+      await tab.goto(clientApp.crossSiteForm(`${server.url}${action}`, fields));
+      await tab.waitForURL((url) => !url.href.startsWith(clientApp.origin.replace('127.0.0.1', 'localhost')));
+      assert.equal(await csrf(), before, `a post to ${action} from another site leaves the browser’s CSRF cookie as it was`);
+    }
+
+    await signIn(page, user.email);
+    await waitForConsent(page);
+    await page.getByRole('button', { name: 'Allow' }).click();
+    const landed = await backAt(page, clientApp.callback);
+    assert.equal(landed.searchParams.get('state'), state);
+    assert.ok(landed.searchParams.get('code'));
+  });
+
   it('lists the authorized application on the account page; Withdraw access removes it and its refresh token stops working', async () => {
     const client = await server.client({
       name: 'Takeoff Estimator',

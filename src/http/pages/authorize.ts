@@ -13,6 +13,9 @@ export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promi
           if (method === 'POST') {
             const resent = resendWithSession(pages, request, reply, '/authorize');
             if (resent) return resent;
+            // A post from another site that cannot be sent again as a GET is answered as it came: a
+            // request it leaves waiting is bound to a CSRF cookie, which the browser then needs.
+            if (request.browser === undefined) pages.csrf.issue(request, reply, true);
           }
           const params = (method === 'GET' ? request.query : request.body) ?? {};
           const outcome = await pages.gatehouse.authorizationEndpoint.begin(params as Record<string, unknown>, await currentSession(pages, request), request.ip, request.browser!);

@@ -9,6 +9,7 @@ declare module 'fastify' {
     /**
      * This browser's CSRF cookie, set by this answer if the browser had none: it also tells the
      * browser that began an authorization request from any other (AuthorizationEndpoint).
+     * Undefined for a POST from another site's page that came without it (see csrfProtection's issue).
      */
     browser?: string;
   }
@@ -62,11 +63,21 @@ export function csrfProtection(config: GatehouseConfig, cookies: CookiePolicy) {
       .update(request.cookies[cookies.names(request).session] ?? '')
       .digest('base64url');
   return {
-    /** Makes sure the browser has a CSRF cookie and sets `request.csrfToken` for the forms. */
-    issue(request: FastifyRequest, reply: FastifyReply): void {
+    /**
+     * Makes sure the browser has a CSRF cookie and sets `request.csrfToken` for the forms; except
+     * (unless `always`) for a POST from another site's page, which leaves both unset. Such a
+     * top-level POST comes without the browser's SameSite=Lax cookies, so the browser may well have
+     * a CSRF cookie already, and a new one would replace it: every form open in its other tabs would
+     * go stale, and every authorization request it began would be taken for another browser's
+     * (AuthorizationEndpoint) — a sign-in in one tab broken by an application's sign-out posted in
+     * another, or by any page that posts to Gatehouse. Browsers say where a request comes from
+     * (Sec-Fetch-Site); one that does not is given a cookie as before.
+     */
+    issue(request: FastifyRequest, reply: FastifyReply, always = false): void {
       const name = cookies.names(request).csrf;
       let value = request.cookies[name];
       if (!value || !/^[A-Za-z0-9_-]{43}$/.test(value)) {
+        if (!always && request.method === 'POST' && request.headers['sec-fetch-site'] === 'cross-site') return;
         value = randomBytes(32).toString('base64url');
         reply.setCookie(name, value, cookies.options(request));
       }
