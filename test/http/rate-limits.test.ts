@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeJwt } from 'jose';
 import pino from 'pino';
+import { createClient as createRedisClient } from 'redis';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
 import type { FileConfig } from '../../src/core/config.ts';
@@ -342,6 +343,37 @@ describe('rate limits shared across instances through Redis', () => {
     const throttled = await attempt(second.url, 'the right password');
     assert.equal(throttled.status, 429, 'the fourth attempt, on the other instance, is throttled');
     assert.ok(Number(throttled.headers.get('retry-after')) >= 1);
+  });
+
+  it('gives every count it keeps in Redis an expiry: sign-ins, failed client authentications, the token budget', async () => {
+    const { first, second } = instances;
+    const someone = `${randomBytes(6).toString('hex')}@example.com`;
+    await first.user(someone, 'the right password');
+    const own = await first.client({ grantTypes: ['password', 'client_credentials'], scopes: ['objects:read'] });
+    const address = anAddress();
+    const request = (url: string, body: Record<string, string>, secret = own.secret) => post(`${url}/token`, body, { headers: { authorization: basic(own.id, secret), 'x-forwarded-for': address } });
+    assert.equal((await request(first.url, { grant_type: 'password', username: someone, password: 'the right password' })).status, 200);
+    assert.equal((await request(second.url, { grant_type: 'password', username: someone, password: 'wrong' })).status, 400);
+    assert.equal((await request(first.url, { grant_type: 'client_credentials' }, 'gate_cs_wrong')).status, 401);
+    assert.equal((await request(second.url, { grant_type: 'client_credentials' })).status, 200);
+
+    const redis = createRedisClient({ url: REDIS_URL });
+    await redis.connect();
+    try {
+      const ttls: Record<string, number> = {};
+      for await (const keys of redis.scanIterator({ MATCH: 'gatehouse:*', COUNT: 1000 })) {
+        for (const key of keys) if (key.includes(someone) || key.includes(own.id) || key.endsWith(`:${address}`)) ttls[key] = await redis.ttl(key);
+      }
+      const kinds = ['checking:login-account', 'checking:login-address', 'failures:login-account', 'failures:login-address', 'failures:client-auth', 'requests:token'];
+      for (const kind of kinds) assert.ok(Object.keys(ttls).some((key) => key.startsWith(`gatehouse:${kind}:`)), `a ${kind} count among ${JSON.stringify(ttls)}`);
+      assert.deepEqual(
+        Object.entries(ttls).filter(([, ttl]) => ttl <= 0),
+        [],
+        'every count of the run expires',
+      );
+    } finally {
+      redis.destroy();
+    }
   });
 
   it('checks no more guesses of an account than its limit when they arrive together on every instance', async () => {

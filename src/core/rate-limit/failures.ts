@@ -158,7 +158,11 @@ export function inProcessFailureCounter(limit: number, windowSeconds: number, ma
   };
 }
 
-/** How long a count of attempts being checked outlives its last change in Redis (an instance that died mid-check leaves one behind). */
+/**
+ * How long a count of attempts being checked outlives its last change in Redis (an instance that
+ * died mid-check leaves one behind). Its name has no window, one count per key for good: its
+ * expiry is set anew at every change, joining and leaving alike.
+ */
 const CHECKING_TTL_SECONDS = 60;
 
 /**
@@ -192,22 +196,25 @@ export function redisFailureCounter(link: RedisLink, name: string, limit: number
   const joinShared = (key: string, now: number) =>
     link.run(async (redis): Promise<'joined' | 'full' | number> => {
       const k = checkingKeyOf(key);
-      const checkingNow = await redis.incrBy(k, 1);
-      await redis.expire(k, CHECKING_TTL_SECONDS);
-      const failures = Number((await redis.get(keyOf(key, now))) ?? 0) + local.failures(key, now);
-      if (failures + checkingNow <= limit) return 'joined';
+      const [checkingNow, , stored] = await redis.multi().incrBy(k, 1).expire(k, CHECKING_TTL_SECONDS).get(keyOf(key, now)).exec();
+      const failures = Number(stored ?? 0) + local.failures(key, now);
+      if (failures + Number(checkingNow) <= limit) return 'joined';
       await leaveShared(redis, k);
       return failures >= limit ? windowLeft(now) : 'full';
     });
   const leaveShared = async (redis: RedisLike, k: string) => {
-    // Below zero only when the count expired meanwhile: no count must be left without an expiry.
-    if ((await redis.incrBy(k, -1)) < 0) await redis.del(k);
+    const [checkingNow] = await redis.multi().incrBy(k, -1).expire(k, CHECKING_TTL_SECONDS).exec();
+    // Below zero only when the count expired meanwhile (an attempt that outlived it): deleted, so that
+    // it makes no room for an attempt too many; should the DEL not arrive, it goes with its expiry.
+    if (Number(checkingNow) < 0) await redis.del(k);
   };
 
   const fail = async (key: string, now: number): Promise<void> => {
     const k = keyOf(key, now);
+    // The window is in the key's name, and the key is read only within it: an expiry set again at
+    // every failure keeps it at most one window past its own, when nothing reads it any more.
     const stored = await link.run(async (redis) => {
-      if ((await redis.incrBy(k, 1)) === 1) await redis.expire(k, windowSeconds);
+      await redis.multi().incrBy(k, 1).expire(k, windowSeconds).exec();
       return true;
     });
     if (stored === undefined) local.fail(key, now);

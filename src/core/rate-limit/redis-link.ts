@@ -8,12 +8,29 @@
  */
 import { withDeadline } from '../deadline.ts';
 
-/** The few Redis commands the shared limiters need (node-redis's client satisfies it). */
+/**
+ * The few Redis commands the shared limiters need (node-redis's client satisfies it). A count is
+ * changed only in a transaction that also sets its expiry: as two commands, a connection that drops,
+ * a deadline that fires or an instance killed between them would leave a count that lives for ever.
+ * One of sign-ins being checked would hold a place of its account or address for good (as many of
+ * them as its limit, and none of its sign-ins is checked again until someone deletes it by hand);
+ * one kept per window, of failures or of a budget, would stay in Redis's memory. The expiry is set
+ * again at every change (EXPIRE's NX, to set it on a new key only, is Redis 7's; the limiters work
+ * with Redis 6 too), so each count says why that is harmless.
+ */
 export interface RedisLike {
-  incrBy(key: string, increment: number): Promise<number>;
-  expire(key: string, seconds: number): Promise<number | boolean>;
   get(key: string): Promise<string | null>;
   del(key: string | string[]): Promise<number>;
+  /** MULTI … EXEC: the commands queued go in one round trip and run together — all of them, or none when the connection drops first. */
+  multi(): RedisTransaction;
+}
+
+/** The commands the limiters queue in a transaction; exec answers their replies in order. */
+export interface RedisTransaction {
+  incrBy(key: string, increment: number): RedisTransaction;
+  expire(key: string, seconds: number): RedisTransaction;
+  get(key: string): RedisTransaction;
+  exec(): Promise<unknown[]>;
 }
 
 type Warn = (message: string, error: unknown) => void;

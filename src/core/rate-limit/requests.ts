@@ -47,10 +47,11 @@ export function redisRequestLimiter(link: RedisLink, name: string, limit: number
       }
       if (entry.remaining === 0 && !entry.exhausted) {
         const k = `gatehouse:requests:${name}:${window}:${key}`;
+        // The window is in the key's name, and the key is read only within it: an expiry set again
+        // at every lease keeps it at most two windows past its own, when nothing reads it any more.
         const total = await link.run(async (redis) => {
-          const leased = await redis.incrBy(k, lease);
-          if (leased === lease) await redis.expire(k, windowSeconds * 2);
-          return leased;
+          const [leased] = await redis.multi().incrBy(k, lease).expire(k, windowSeconds * 2).exec();
+          return Number(leased);
         });
         if (total === undefined) return fallback.take(key, now);
         entry.remaining = Math.max(0, Math.min(lease, limit - (total - lease)));
