@@ -75,7 +75,7 @@ export class LoginService {
         return { outcome: 'invalid' };
       }
       outcome = 'passed';
-      await this.#perAccount.reset(account);
+      await this.#perAccount.reset(account, now);
       // The user as stored now: a caller may change the password on condition that it is still this one.
       return { outcome: 'success', user: rehash ? await this.#rehash(user, password) : user };
     } finally {

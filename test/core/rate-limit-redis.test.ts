@@ -112,6 +112,26 @@ describe('counts the rate limiters keep in Redis', () => {
     }
   });
 
+  it("clears a key's failures in the window of the instance's clock, not of the machine's", async () => {
+    const marker = randomBytes(6).toString('hex');
+    const limits = await limitsReaching(REDIS_URL);
+    try {
+      // An instance's clock (injected, as in tests, or frozen) is what its counts are kept by.
+      const now = Math.floor(Date.now() / 1000) - 86_400;
+      const account = `account:${marker}@example.com`;
+      const { maxFailuresPerAccount } = loadConfig({ GATEHOUSE_SECRET: TEST_SECRET }).login;
+      for (let i = 0; i < maxFailuresPerAccount - 1; i++) await limits.loginPerAccount.fail(account, now);
+      await limits.loginPerAccount.reset(account, now);
+      await limits.loginPerAccount.fail(account, now);
+      assert.equal(await limits.loginPerAccount.blockedFor(account, now), 0, 'the success cleared the failures before it');
+      assert.deepEqual(Object.keys(await ttlsOf(marker)).filter((key) => key.startsWith('gatehouse:failures:')).length, 1);
+    } finally {
+      await limits.close();
+      const keys = await keysOf(marker);
+      if (keys.length > 0) await redis.del(keys);
+    }
+  });
+
   it('gives every count an expiry in normal operation: failures, attempts being checked, budgets, and again after a success', async () => {
     const marker = randomBytes(6).toString('hex');
     const limits = await limitsReaching(REDIS_URL);
@@ -122,7 +142,7 @@ describe('counts the rate limiters keep in Redis', () => {
       for (const outcome of ['failed', 'failed', 'passed'] as const) {
         assert.equal(await limits.loginPerAccount.admit(account, now), 0);
         assert.equal(await limits.loginPerAddress.admit(address, now), 0);
-        if (outcome === 'passed') await limits.loginPerAccount.reset(account);
+        if (outcome === 'passed') await limits.loginPerAccount.reset(account, now);
         await Promise.all([limits.loginPerAccount.settle(account, outcome, now), limits.loginPerAddress.settle(address, outcome, now)]);
       }
       await limits.loginPerAddress.fail(address, now);

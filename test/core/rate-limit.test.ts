@@ -48,7 +48,7 @@ describe('attempts being checked at once', () => {
     const waiting = counter.admit('account:b', NOW).then((wait) => (next = wait));
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(next, undefined);
-    await counter.reset('account:b');
+    await counter.reset('account:b', NOW);
     await counter.settle('account:b', 'passed', NOW);
     await waiting;
     assert.equal(next, 0);

@@ -4,7 +4,8 @@ export interface FailureCounter {
   /** Seconds until `key` may try again, or 0 when it is not blocked (in process: no promise to wait for). */
   blockedFor(key: string, now: number): number | Promise<number>;
   fail(key: string, now: number): Promise<void>;
-  reset(key: string): Promise<void>;
+  /** Clears the failures `key` has counted in the window of `now` (a success). */
+  reset(key: string, now: number): Promise<void>;
   /**
    * Admits one attempt of `key` to be checked: 0, the seconds to wait while the key is blocked, or
    * 'busy' when its turn did not come within a few seconds (the attempts ahead of it are slow to
@@ -223,9 +224,9 @@ export function redisFailureCounter(link: RedisLink, name: string, limit: number
   return {
     blockedFor,
     fail,
-    async reset(key) {
+    async reset(key, now) {
       local.reset(key);
-      await link.run((redis) => redis.del(keyOf(key, Math.floor(Date.now() / 1000))));
+      await link.run((redis) => redis.del(keyOf(key, now)));
     },
     async admit(key, now) {
       const deadline = Date.now() + TURN_WAIT_MS;
