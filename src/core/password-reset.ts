@@ -11,7 +11,8 @@ import type { SessionService } from './sessions.ts';
 import { digestOf } from './tokens/opaque.ts';
 
 export type ResetRequestResult = { outcome: 'accepted' } | { outcome: 'throttled'; retryAfterSeconds: number };
-export type ResetResult = { outcome: 'reset'; userId: string; sessionsEnded: number } | { outcome: 'invalid' };
+/** `grantsRevoked`: how many grants the reset revoked (none when the address was verified before it). */
+export type ResetResult = { outcome: 'reset'; userId: string; sessionsEnded: number; grantsRevoked: number } | { outcome: 'invalid' };
 
 const RESET_LINK: LinkKind = { token: 'pr', path: '/password/reset', compose: passwordResetMessage, auditKind: 'user.password_reset_requested' };
 
@@ -22,7 +23,11 @@ export type PasswordResetOptions = EmailedLinkOptions;
  * Password cheat sheet). Off without a Mailer. The link's token is opaque (gate_pr_, 256 bits),
  * stored as its digest only, works once, for `tokenTtlSeconds`, and only while it is the newest of
  * its user's. Resetting ends every session of the user (the applications signed in through them are
- * told), as an operator's reset does; grants given to applications stay.
+ * told), as an operator's reset does. Grants given to applications stay, unless the account's
+ * address was not verified: then the account may have been made by someone who does not own the
+ * address, waiting for its owner to take it back this way (pre-account takeover), and what it
+ * authorized goes with that person's sessions — every consent and grant, as if withdrawn on the
+ * account page. The link was sent to the address, so the address is then verified.
  */
 export class PasswordResetService {
   #storage: Storage;
@@ -97,15 +102,26 @@ export class PasswordResetService {
 
   /**
    * Sets `password` (checked as sign-up checks it: ValidationError) with the link `token`: the link
-   * is spent and the password set in one transaction, so of two submissions one wins; then every
-   * session of the user ends.
+   * is spent and the password set in one transaction, so of two submissions one wins — with an
+   * address not verified before, the same transaction verifies it and withdraws what the account
+   * authorized, each consent withdrawn and grant revoked audited; then every session of the user ends.
    */
   async reset(token: unknown, password: string, now: number): Promise<ResetResult> {
     checkNewPassword(password);
     // Checked before the password is hashed: a link that cannot work costs no Argon2id.
     if (!(await this.isLive(token, now))) return { outcome: 'invalid' };
-    const userId = await this.#storage.passwordResets.redeem(digestOf(token as string), await hashPassword(password), now);
-    if (userId === undefined) return { outcome: 'invalid' };
-    return { outcome: 'reset', userId, sessionsEnded: await this.#sessions.endForUser(userId) };
+    const redeemed = await this.#storage.passwordResets.redeem(digestOf(token as string), await hashPassword(password), now);
+    if (redeemed === undefined) return { outcome: 'invalid' };
+    const { userId, withdrawn } = redeemed;
+    if (!redeemed.emailWasVerified) {
+      this.#audit.record({ at: now, kind: 'user.email_verified', outcome: 'success', clientId: null, userId, data: { by: 'password_reset' } });
+    }
+    for (const clientId of withdrawn.consents) {
+      this.#audit.record({ at: now, kind: 'consent.withdrawn', outcome: 'success', clientId, userId, data: { reason: 'password_reset' } });
+    }
+    for (const grant of withdrawn.grants) {
+      this.#audit.record({ at: now, kind: 'grant.revoked', outcome: 'success', clientId: grant.clientId, userId, data: { grant_id: grant.id, reason: 'password_reset' } });
+    }
+    return { outcome: 'reset', userId, sessionsEnded: await this.#sessions.endForUser(userId), grantsRevoked: withdrawn.grants.length };
   }
 }

@@ -5,12 +5,14 @@ import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
-import { resetLinkIn, startMailServer, type TestMailServer } from '../support/smtp.ts';
+import { resetLinkIn, startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
 
 /*
  * "Forgot your password?": a link by email, over real HTTP, to a real SMTP server. The answer never
  * tells whether an account exists; the link works once, for its lifetime, only while it is the
- * newest; a reset ends every session; without mail settings the feature is not there at all.
+ * newest; a reset ends every session, and on an account whose address was not verified it takes
+ * back every authorization given from the account (pre-account takeover: someone signed up with an
+ * address that is not theirs); without mail settings the feature is not there at all.
  */
 
 const PASSWORD = 'correct horse battery staple';
@@ -18,6 +20,7 @@ const NEW_PASSWORD = 'a new and better passphrase';
 const TTL = 1800;
 const PER_ACCOUNT = 3;
 const PER_ADDRESS = 12;
+const CALLBACK = 'https://app.example/callback';
 
 for (const dialect of DIALECTS) {
   describe(`password reset by email (${dialect})`, { timeout: 120_000 }, () => {
@@ -25,6 +28,9 @@ for (const dialect of DIALECTS) {
     let mail: TestMailServer;
     let mobile: { id: string; secret: string };
     let admin: { id: string; secret: string };
+    /** A third-party application (consent asked), and an API that introspects tokens. */
+    let thirdParty: { id: string; secret: string };
+    let api: { id: string; secret: string };
     let counter = 0;
     /** Seconds the server's clock is ahead of the system's. */
     let ahead = 0;
@@ -38,6 +44,8 @@ for (const dialect of DIALECTS) {
       });
       mobile = await server.client({ name: 'Mobile app', grantTypes: ['password', 'refresh_token'], scopes: ['openid', 'objects:read'], firstParty: true });
       admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
+      thirdParty = await server.client({ name: 'Gallery of Models', grantTypes: ['authorization_code', 'refresh_token'], redirectUris: [CALLBACK], scopes: ['openid', 'objects:read'] });
+      api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
     });
     after(async () => {
       await server?.close();
@@ -81,14 +89,55 @@ for (const dialect of DIALECTS) {
       return browser.request(`${server.url}/password/reset`, { form: { csrf: hiddenField(form.text, 'csrf'), new_password: next, confirm_password: confirmation } });
     };
     const hashOf = async (userId: string) => (await server.gatehouse.storage.users.findById(userId))!.passwordHash;
+    /** Signs up through the page as `email`, with PASSWORD; the browser, signed in, once the verification mail has gone. */
+    const signUp = async (email: string) => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/signup`);
+      const answer = await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, name: '', password: PASSWORD } });
+      await server.gatehouse.emailVerifications.settled();
+      return { browser, answer };
+    };
+    /**
+     * The code flow of the third-party application in the browser's session, consent given on the
+     * page when it is asked for: the tokens, and whether consent was asked.
+     */
+    const authorize = async (browser: HttpBrowser) => {
+      const query = new URLSearchParams({ response_type: 'code', client_id: thirdParty.id, redirect_uri: CALLBACK, scope: 'openid objects:read', state: 's' });
+      let page = await browser.follow(`${server.url}/authorize?${query}`, server.url);
+      const consentAsked = page.text.includes('name="decision"');
+      if (consentAsked) {
+        page = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(page.text, 'csrf'), request: hiddenField(page.text, 'request'), decision: 'allow' } });
+      }
+      const code = page.location === undefined ? null : new URL(page.location).searchParams.get('code');
+      assert.ok(code, `a code: ${page.status} ${page.text.slice(0, 300)}`);
+      const tokens = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(thirdParty.id, thirdParty.secret) } });
+      assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
+      return { tokens: tokens.body as { access_token: string; refresh_token: string }, consentAsked };
+    };
+    const passwordGrant = async (email: string) => {
+      const tokens = await post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username: email, password: PASSWORD });
+      assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
+      return tokens.body as { access_token: string; refresh_token: string };
+    };
+    const refresh = (client: { id: string; secret: string }, refreshToken: string) =>
+      post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: refreshToken }, { headers: { authorization: basic(client.id, client.secret) } });
+    const introspect = async (token: string) => (await post(`${server.url}/introspect`, { token }, { headers: { authorization: basic(api.id, api.secret) } })).body as Record<string, unknown>;
+    const userinfo = async (accessToken: string) => (await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
+    /** Asks for a link to `email` and sets NEW_PASSWORD with it, in a browser of its own; the answer. */
+    const resetWithLink = async (email: string) => {
+      await askForLink(email);
+      return setPassword((await openLink(lastLinkTo(email))).browser, NEW_PASSWORD);
+    };
+    const eventsOf = async (userId: string, kind: string) => {
+      await server.gatehouse.audit.flush();
+      return server.gatehouse.storage.audit.query({ userId, kind });
+    };
 
-    it('resets the password through the link in the mail: the old one no longer signs in, the new one does, every session ends, grants stay', async () => {
+    it('resets the password through the link in the mail: the old one no longer signs in, the new one does, every session ends', async () => {
       freshWindow();
       const user = await aUser();
       const here = await signedInBrowser(server.url, user.email, PASSWORD);
       const elsewhere = await signedInBrowser(server.url, user.email, PASSWORD);
-      const token = await post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username: user.email, password: PASSWORD });
-      assert.equal(token.status, 200);
 
       const login = await new HttpBrowser().request(`${server.url}/login`);
       assert.match(login.text, /<a href="\/password\/forgot">Forgot your password\?<\/a>/);
@@ -138,21 +187,106 @@ for (const dialect of DIALECTS) {
       assert.ok(done.headers.getSetCookie().some((line) => line.startsWith('gatehouse_reset=;')), 'the cookie is cleared');
       const notice = await browser.request(`${server.url}/login?reset=done`);
       assert.match(notice.text, /Your password was changed, and every browser signed in to your account was signed out\./);
+      assert.doesNotMatch(notice.text, /application/i, 'the account had authorized none');
 
       assert.equal(await isSignedIn(here), false);
       assert.equal(await isSignedIn(elsewhere), false);
       assert.equal((await signIn(user.email, PASSWORD)).status, 401, 'the old password is refused');
       assert.equal((await signIn(user.email, NEW_PASSWORD)).status, 303);
-      const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', client_id: mobile.id, client_secret: mobile.secret, refresh_token: token.body.refresh_token });
-      assert.equal(refreshed.status, 200, 'grants to applications stay, as at a reset by an operator');
+      assert.equal((await server.gatehouse.storage.users.findById(user.id))!.emailVerified, true, 'the link proved the address');
 
       await server.gatehouse.audit.flush();
       const [event] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.password_reset' });
       assert.ok(event, 'audited');
-      assert.deepEqual(event.data, { by: 'email', sessions_ended: 2 });
+      assert.deepEqual(event.data, { by: 'email', sessions_ended: 2, grants_revoked: 0 });
+      const [verified] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.email_verified' });
+      assert.deepEqual(verified?.data, { by: 'password_reset' });
       const [requested] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.password_reset_requested' });
       assert.equal(requested?.outcome, 'success');
       assert.doesNotMatch(JSON.stringify([event, requested]), /gate_pr_|passphrase/);
+    });
+
+    it('takes an account made with someone else’s address back from its maker: the owner’s reset through the link revokes every grant the maker gave, and withdraws their consents', async () => {
+      freshWindow();
+      const victim = `victim-${++counter}-${dialect}@example.com`;
+      // The attacker signs up with the victim's address (it stays unverified: the link went to the
+      // victim, who ignores it), authorizes their own application and a first-party one, and keeps
+      // the refresh tokens.
+      const attacker = await signUp(victim);
+      assert.equal(attacker.answer.status, 303, attacker.answer.text.slice(0, 300));
+      const account = (await server.gatehouse.storage.users.findByEmail(victim))!;
+      assert.equal(account.emailVerified, false);
+      const { tokens: stolen, consentAsked } = await authorize(attacker.browser);
+      assert.equal(consentAsked, true);
+      const firstParty = await passwordGrant(victim);
+      assert.equal((await introspect(stolen.access_token)).active, true);
+
+      // The victim finds the address taken, asks for a link, and sets a password with it.
+      const refused = await signUp(victim);
+      assert.equal(refused.answer.status, 400);
+      assert.match(refused.answer.text, /This email cannot be used to create an account/);
+      freshWindow();
+      const done = await resetWithLink(victim);
+      assert.equal(done.status, 303, done.text.slice(0, 300));
+      assert.equal(done.location, '/login?reset=done&applications=withdrawn');
+      const notice = await new HttpBrowser().request(`${server.url}${done.location}`);
+      assert.match(notice.text, /Your password was changed, and every browser signed in to your account was signed out\./);
+      assert.match(notice.text, /Applications that had access to your account can no longer renew it: authorize again those you use\./);
+
+      // Neither application keeps access: refresh tokens refused, access tokens inactive where Gatehouse checks them.
+      for (const [client, tokens] of [[thirdParty, stolen], [mobile, firstParty]] as const) {
+        const refreshed = await refresh(client, tokens.refresh_token);
+        assert.equal(refreshed.status, 400, `refreshing answered ${refreshed.status}`);
+        assert.equal(refreshed.body.error, 'invalid_grant');
+        assert.deepEqual(await introspect(tokens.access_token), { active: false });
+        assert.equal(await userinfo(tokens.access_token), 401);
+      }
+      assert.equal(await isSignedIn(attacker.browser), false);
+      assert.equal((await server.gatehouse.storage.users.findById(account.id))!.emailVerified, true, 'the link proved the address');
+
+      // The consent went with the grants: the account page lists no application, and the
+      // application gets nothing from the account again without asking its owner.
+      const owner = await signedInBrowser(server.url, victim, NEW_PASSWORD);
+      assert.doesNotMatch((await owner.request(`${server.url}/account`)).text, /Gallery of Models/);
+      assert.equal((await authorize(owner)).consentAsked, true);
+
+      const revoked = await eventsOf(account.id, 'grant.revoked');
+      assert.deepEqual(revoked.map((e) => e.clientId).sort(), [thirdParty.id, mobile.id].sort());
+      for (const event of revoked) assert.deepEqual(Object.keys(event.data).sort(), ['grant_id', 'reason']);
+      assert.ok(revoked.every((event) => event.data.reason === 'password_reset' && event.outcome === 'success'));
+      const withdrawn = await eventsOf(account.id, 'consent.withdrawn');
+      assert.deepEqual(withdrawn.map((e) => [e.clientId, e.data]), [[thirdParty.id, { reason: 'password_reset' }]]);
+      const [reset] = await eventsOf(account.id, 'user.password_reset');
+      assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 2 });
+      assert.deepEqual((await eventsOf(account.id, 'user.email_verified')).map((e) => e.data), [{ by: 'password_reset' }]);
+    });
+
+    it('keeps the grants of an account whose address was verified before the reset, as an operator’s reset keeps them', async () => {
+      freshWindow();
+      const email = `verified-${++counter}-${dialect}@example.com`;
+      const { browser } = await signUp(email);
+      const verifying = new HttpBrowser();
+      await verifying.request(verifyLinkIn(mailsTo(email).at(-1)!));
+      const confirmPage = await verifying.request(`${server.url}/email/verify`);
+      assert.equal((await verifying.request(`${server.url}/email/verify`, { form: { csrf: hiddenField(confirmPage.text, 'csrf') } })).status, 200);
+      const account = (await server.gatehouse.storage.users.findByEmail(email))!;
+      assert.equal(account.emailVerified, true);
+      const { tokens } = await authorize(browser);
+      const firstParty = await passwordGrant(email);
+
+      const done = await resetWithLink(email);
+      assert.equal(done.status, 303, done.text.slice(0, 300));
+      assert.equal(done.location, '/login?reset=done');
+      assert.equal(await isSignedIn(browser), false, 'the sessions end all the same');
+      for (const [client, issued] of [[thirdParty, tokens], [mobile, firstParty]] as const) {
+        assert.equal((await introspect(issued.access_token)).active, true);
+        assert.equal((await refresh(client, issued.refresh_token)).status, 200, 'the grant stays');
+      }
+      const owner = await signedInBrowser(server.url, email, NEW_PASSWORD);
+      assert.match((await owner.request(`${server.url}/account`)).text, /Gallery of Models/);
+      assert.deepEqual(await eventsOf(account.id, 'grant.revoked'), []);
+      const [reset] = await eventsOf(account.id, 'user.password_reset');
+      assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 0 });
     });
 
     it('answers an unknown email and a disabled account with the same page as a known one, and sends them nothing', async () => {

@@ -4,13 +4,16 @@ import { after, before, describe, it } from 'node:test';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { createStorage } from '../../src/storage/kysely/index.ts';
 import type { Storage } from '../../src/storage/repositories.ts';
+import type { Withdrawal } from '../../src/storage/repositories/consents.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
-import { aUser, HOUR, NOW } from '../support/records.ts';
+import { aClient, aCode, aGrant, aRefreshToken, aUser, HOUR, NOW } from '../support/records.ts';
 
 /*
  * The storage of "forgot your password?" links (PasswordResetRepository), on each dialect: only the
  * newest link of a user works, a link resets the password once, and never past its expiry, for a
- * disabled user or after the password was set otherwise; expired links are swept in bounded batches, and a user's links go with them.
+ * disabled user or after the password was set otherwise; on an account whose address was not
+ * verified it verifies the address and withdraws every authorization of the account in the same
+ * transaction; expired links are swept in bounded batches, and a user's links go with them.
  */
 
 const SWEEP = { accessTokenTtlSeconds: HOUR, auditRetentionSeconds: 0 };
@@ -36,12 +39,40 @@ for (const dialect of DIALECTS) {
       return digest;
     };
     const hashOf = async (userId: string) => (await storage.users.findById(userId))!.passwordHash;
+    const NOTHING_WITHDRAWN: Withdrawal = { consents: [], grants: [], codes: 0 };
+    /** What a redemption that set the password of `user`, verified before or not, says. */
+    const redeemed = (user: { id: string }, emailWasVerified = false, withdrawn = NOTHING_WITHDRAWN) => ({ userId: user.id, emailWasVerified, withdrawn });
+
+    /**
+     * What `user` authorized: two applications with a consent, a grant with a refresh token and a
+     * code not yet exchanged each, and a first-party one with a grant and no consent.
+     */
+    const authorizations = async (user: { id: string }) => {
+      const clients = [];
+      for (let i = 0; i < 3; i++) clients.push(await storage.clients.create(aClient({ grantTypes: ['authorization_code', 'refresh_token'] }), NOW));
+      const grants = [];
+      const codes = [];
+      for (const [i, client] of clients.entries()) {
+        const grant = aGrant(client.id, user.id, i === 2 ? { kind: 'password' } : {});
+        await storage.grants.create(grant);
+        const refreshToken = aRefreshToken(grant);
+        await storage.refreshTokens.insert(refreshToken);
+        grants.push({ grant, refreshToken });
+        if (i === 2) continue;
+        await storage.consents.save({ userId: user.id, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
+        const code = aCode(client.id, user.id, { expiresAt: NOW + HOUR });
+        await storage.codes.insert(code);
+        codes.push(code);
+      }
+      return { clients, grants, codes };
+    };
+    const revokedAt = async (grantId: string) => (await storage.grants.find(grantId))!.revokedAt;
 
     it('stores only the digest, and redeems it once: the password is set and the link is spent', async () => {
       const user = await aStoredUser();
       const digest = await issue(user.id);
       assert.deepEqual(await storage.passwordResets.find(digest), { digest, userId: user.id, createdAt: NOW, expiresAt: NOW + TTL, consumedAt: null });
-      assert.equal(await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60), user.id);
+      assert.deepEqual(await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60), redeemed(user));
       const stored = await storage.users.findById(user.id);
       assert.equal(stored!.passwordHash, '$new-hash');
       assert.equal(stored!.updatedAt, NOW + 60);
@@ -59,8 +90,69 @@ for (const dialect of DIALECTS) {
       assert.equal(await hashOf(user.id), `$hash-${winners[0]}`);
     });
 
+    it('on an account whose address was not verified, verifies it and withdraws every authorization of the account with the reset: consents, grants (and so their refresh tokens) and unexchanged codes, of every application', async () => {
+      const user = await aStoredUser();
+      const other = await aStoredUser();
+      const { clients, grants, codes } = await authorizations(user);
+      const others = await authorizations(other);
+      // A grant revoked before stays as it was, and is not counted again.
+      const revokedBefore = aGrant(clients[0]!.id, user.id, { revokedAt: NOW - 10 });
+      await storage.grants.create(revokedBefore);
+      const digest = await issue(user.id);
+
+      const result = await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60);
+      assert.ok(result);
+      const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
+      assert.deepEqual(
+        { ...result, withdrawn: { ...result.withdrawn, consents: [...result.withdrawn.consents].sort(), grants: [...result.withdrawn.grants].sort(byId) } },
+        redeemed(user, false, {
+          consents: [clients[0]!.id, clients[1]!.id].sort(),
+          grants: grants.map(({ grant }) => ({ id: grant.id, clientId: grant.clientId })).sort(byId),
+          codes: 2,
+        }),
+      );
+      const stored = (await storage.users.findById(user.id))!;
+      assert.equal(stored.emailVerified, true, 'the link proved the address');
+      assert.equal(stored.passwordHash, '$new-hash');
+      for (const { grant, refreshToken } of grants) {
+        assert.equal(await revokedAt(grant.id), NOW + 60);
+        assert.equal((await storage.refreshTokens.find(refreshToken.digest))!.grant.revokedAt, NOW + 60, 'its refresh token is read with its grant revoked');
+      }
+      assert.equal(await revokedAt(revokedBefore.id), NOW - 10);
+      for (const code of codes) assert.equal(await storage.codes.find(code.digest), undefined);
+      assert.deepEqual(await storage.consents.listForUser(user.id), []);
+
+      // Another user's authorizations, to the same kind of applications, stay.
+      for (const { grant } of others.grants) assert.equal(await revokedAt(grant.id), null);
+      for (const code of others.codes) assert.ok(await storage.codes.find(code.digest));
+      assert.equal((await storage.consents.listForUser(other.id)).length, 2);
+      assert.equal((await storage.users.findById(other.id))!.emailVerified, false);
+    });
+
+    it('on an account whose address was verified, sets the password and withdraws nothing', async () => {
+      const user = await aStoredUser({ emailVerified: true });
+      const { grants, codes } = await authorizations(user);
+      const digest = await issue(user.id);
+      assert.deepEqual(await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60), redeemed(user, true));
+      assert.equal(await hashOf(user.id), '$new-hash');
+      for (const { grant } of grants) assert.equal(await revokedAt(grant.id), null);
+      for (const code of codes) assert.ok(await storage.codes.find(code.digest));
+      assert.equal((await storage.consents.listForUser(user.id)).length, 2);
+    });
+
+    it('withdraws an unverified account’s authorizations once, for the one of 10 concurrent redemptions that wins', async () => {
+      const user = await aStoredUser();
+      const { grants } = await authorizations(user);
+      const digest = await issue(user.id);
+      const results = (await Promise.all(Array.from({ length: 10 }, (_, i) => storage.passwordResets.redeem(digest, `$hash-${i}`, NOW + 1 + i)))).filter((result) => result !== undefined);
+      assert.equal(results.length, 1);
+      assert.equal(results[0]!.withdrawn.grants.length, grants.length);
+      assert.equal((await storage.users.findById(user.id))!.emailVerified, true);
+    });
+
     it('refuses an expired link, an unknown one and one of a disabled user, changing nothing', async () => {
       const user = await aStoredUser();
+      const { grants } = await authorizations(user);
       const digest = await issue(user.id);
       assert.equal(await storage.passwordResets.redeem(digest, '$late', NOW + TTL), undefined, 'expired at its expiry');
       assert.equal(await storage.passwordResets.redeem(digestOf(createOpaqueToken('pr')), '$unknown', NOW), undefined);
@@ -72,6 +164,10 @@ for (const dialect of DIALECTS) {
       assert.equal(await hashOf(disabled.id), '$scrypt$placeholder');
       assert.equal((await storage.passwordResets.find(digest))!.consumedAt, null);
       assert.equal((await storage.passwordResets.find(ofDisabled))!.consumedAt, null, 'the refused redemption was undone');
+      for (const { grant } of grants) assert.equal(await revokedAt(grant.id), null);
+      assert.equal((await storage.consents.listForUser(user.id)).length, 2);
+      assert.equal((await storage.users.findById(user.id))!.emailVerified, false);
+      assert.equal((await storage.users.findById(disabled.id))!.emailVerified, false);
     });
 
     it('keeps only the newest link of a user, however many are issued at once', async () => {
@@ -80,7 +176,7 @@ for (const dialect of DIALECTS) {
       const newer = await issue(user.id, NOW + 10);
       assert.equal(await storage.passwordResets.find(older), undefined);
       assert.equal(await storage.passwordResets.redeem(older, '$older', NOW + 11), undefined);
-      assert.equal(await storage.passwordResets.redeem(newer, '$newer', NOW + 11), user.id);
+      assert.deepEqual(await storage.passwordResets.redeem(newer, '$newer', NOW + 11), redeemed(user));
 
       const raced = await aStoredUser();
       const digests = await Promise.all(Array.from({ length: 8 }, () => issue(raced.id)));
@@ -104,7 +200,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await hashOf(user.id), '$changed');
       assert.ok(await storage.passwordResets.find(others), 'another user’s link stays');
       const later = await issue(user.id, NOW + 10);
-      assert.equal(await storage.passwordResets.redeem(later, '$from-a-later-link', NOW + 11), user.id, 'a link asked for after works');
+      assert.deepEqual(await storage.passwordResets.redeem(later, '$from-a-later-link', NOW + 11), redeemed(user), 'a link asked for after works');
     });
 
     it('issues nothing for a user who is gone, and a user’s links go with them', async () => {

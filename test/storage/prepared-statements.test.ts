@@ -15,6 +15,7 @@ import { kyselyConsents, kyselyPendingAuthorizations, kyselySessions } from '../
 import { kyselyClients } from '../../src/storage/kysely/clients.ts';
 import { kyselyCodes } from '../../src/storage/kysely/codes.ts';
 import { kyselyGrants, kyselyRefreshTokens } from '../../src/storage/kysely/grants.ts';
+import { kyselyPasswordResets } from '../../src/storage/kysely/password-resets.ts';
 import { kyselyUsers } from '../../src/storage/kysely/users.ts';
 import { COLUMNS } from '../../src/storage/schema.ts';
 import type { Storage } from '../../src/storage/repositories.ts';
@@ -607,6 +608,36 @@ describe('PostgreSQL plans of a withdrawn consent', () => {
       assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
     }
   });
+
+  it('finds every consent, unexchanged code and grant of a user through an index when a password reset withdraws them all', async () => {
+    // Besides the codes above: 20,000 grants and consents of the 5,000 users to the 2,000 clients.
+    await sql`insert into grants (id, client_id, user_id, kind, scopes, created_at)
+      select 'g' || i, 'c' || (i % 2000), 'u' || (i / 4), 'authorization_code', '[]', ${NOW} from generate_series(0, 19999) i`.execute(one.handle.db);
+    await sql`insert into consents (user_id, client_id, scopes, created_at, updated_at)
+      select 'u' || (i / 4), 'c' || (i % 2000), '[]', 0, 0 from generate_series(0, 19999) i`.execute(one.handle.db);
+    await sql`analyze`.execute(one.handle.db);
+    const resets = kyselyPasswordResets(one.handle.db);
+    // Three times: a statement is named on its second run, and then planned generically.
+    for (const userId of ['u100', 'u101', 'u102']) {
+      const digest = digestOf(createOpaqueToken('pr'));
+      assert.equal(await resets.issue({ digest, userId, createdAt: NOW, expiresAt: NOW + 1800 }), true);
+      const redeemed = await resets.redeem(digest, '$new-hash', NOW + 1);
+      assert.equal(redeemed?.withdrawn.grants.length, 4);
+      assert.equal(redeemed.withdrawn.consents.length, 4);
+    }
+    for (const [pattern, index] of [
+      ['delete from "consents" where "user_id" = $1 returning%', 'consents_pk'],
+      ['delete from "authorization_codes" where "user_id" = $1 and "consumed_at" is null%', 'authorization_codes_user_client'],
+      ['update "grants" set "revoked_at" = $1 where "user_id" = $2 and "revoked_at" is null%', 'grants_user_created'],
+    ]) {
+      const plans = await plansOf(one.handle.db, pattern!);
+      assert.equal(plans.length, 1, pattern);
+      for (const { statement, plan } of plans) {
+        assert.match(plan, new RegExp(`Index Scan (using|on) ${index}\\b`), `${statement}\n${plan}`);
+        assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
+      }
+    }
+  });
 });
 
 describe('PostgreSQL prepared statements during a rolling upgrade', () => {
@@ -660,6 +691,14 @@ describe('PostgreSQL prepared statements during a rolling upgrade', () => {
     ['the deletion of an application', async () => {
       const { client } = await aUserAndClient();
       return async () => assert.equal(await storage.clients.delete(client.id), true);
+    }],
+    ['a password reset by email that withdraws what an account with an unverified address authorized', async () => {
+      const { user, client } = await aUserAndClient();
+      await storage.consents.save({ userId: user.id, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
+      await storage.grants.create(aGrant(client.id, user.id));
+      const digest = digestOf(createOpaqueToken('pr'));
+      await storage.passwordResets.issue({ digest, userId: user.id, createdAt: NOW, expiresAt: NOW + 1800 });
+      return async () => assert.equal((await storage.passwordResets.redeem(digest, '$new-hash', NOW + 1))?.withdrawn.grants.length, 1);
     }],
     ['the withdrawal of a consent', async () => {
       const { user, client } = await aUserAndClient();

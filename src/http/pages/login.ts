@@ -77,7 +77,8 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
 
   app.get('/login', async (request, reply) => {
     const query = request.query as Record<string, unknown>;
-    const notice = query.reset === 'done' ? 'Your password was changed, and every browser signed in to your account was signed out. Sign in with your new password.' : undefined;
+    const withdrawn = query.applications === 'withdrawn' ? ' Applications that had access to your account can no longer renew it: authorize again those you use.' : '';
+    const notice = query.reset === 'done' ? `Your password was changed, and every browser signed in to your account was signed out.${withdrawn} Sign in with your new password.` : undefined;
     return showLogin(reply, pendingFrom(query.request), safeNextPage(query.next), { notice });
   });
 

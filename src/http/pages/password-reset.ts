@@ -99,7 +99,15 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
     }
     if (result.outcome === 'invalid') return linkInvalid(request, reply);
     resetLink.forget(request, reply);
-    gatehouse.audit.record({ at: now, kind: 'user.password_reset', outcome: 'success', clientId: null, userId: result.userId, data: { by: 'email', sessions_ended: result.sessionsEnded } });
-    return reply.redirect('/login?reset=done', 303);
+    gatehouse.audit.record({
+      at: now,
+      kind: 'user.password_reset',
+      outcome: 'success',
+      clientId: null,
+      userId: result.userId,
+      data: { by: 'email', sessions_ended: result.sessionsEnded, grants_revoked: result.grantsRevoked },
+    });
+    // The person is told when applications lost their access: those they use ask them again.
+    return reply.redirect(result.grantsRevoked > 0 ? '/login?reset=done&applications=withdrawn' : '/login?reset=done', 303);
   });
 }

@@ -1,7 +1,7 @@
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database } from '../schema.ts';
-import type { ConsentRepository } from '../repositories/consents.ts';
+import type { ConsentRepository, Withdrawal } from '../repositories/consents.ts';
 import type { PendingAuthorizationRepository } from '../repositories/pending-authorizations.ts';
 import type { EndedSession, SessionRepository } from '../repositories/sessions.ts';
 import { insertCodeWhileSession } from './codes.ts';
@@ -116,6 +116,35 @@ export async function endSessions(trx: Transaction<Database>, dialect: Dialect, 
   }));
 }
 
+/**
+ * Withdraws what `userId` authorized `clientId` to do — or every client, without one — inside the
+ * caller's transaction: deletes the consent, the codes issued and not yet exchanged, and revokes the
+ * grants (so their refresh tokens stop working, and Gatehouse refuses their access tokens).
+ */
+export async function withdrawAuthorizations(trx: Transaction<Database>, userId: string, clientId: string | undefined, now: number): Promise<Withdrawal> {
+  let consents = trx.deleteFrom('consents').where('user_id', '=', userId);
+  if (clientId !== undefined) consents = consents.where('client_id', '=', clientId);
+  const deleted = await consents.returning('client_id').execute();
+  // Codes first: a code being exchanged meanwhile holds its row until its grant is stored, so this
+  // waits for it, and the grants below are read after — on PostgreSQL (read committed) each
+  // statement sees what committed before it began, and the other order would miss that grant.
+  let codes = trx.deleteFrom('authorization_codes').where('user_id', '=', userId);
+  if (clientId !== undefined) codes = codes.where('client_id', '=', clientId);
+  const voided = await codes.where('consumed_at', 'is', null).executeTakeFirst();
+  // The user's grants (a few) are read through the index of users' grants and checked for the
+  // client: the one plan made for every user and client intersected that index with the one of
+  // clients' grants, and so read every grant of a client that has many (310 ms for 160k).
+  // Appending '' hides the column from the clients' index and changes no answer.
+  let grants = trx.updateTable('grants').set({ revoked_at: now }).where('user_id', '=', userId);
+  if (clientId !== undefined) grants = grants.where(sql<boolean>`client_id || '' = ${clientId}`);
+  const revoked = await grants.where('revoked_at', 'is', null).returning(['id', 'client_id']).execute();
+  return {
+    consents: deleted.map((row) => row.client_id),
+    grants: revoked.map((row) => ({ id: row.id, clientId: row.client_id })),
+    codes: Number(voided.numDeletedRows),
+  };
+}
+
 export function kyselyConsents(db: Kysely<Database>): ConsentRepository {
   const toConsent = (row: { user_id: string; client_id: string; scopes: string; created_at: number; updated_at: number }) => ({
     userId: row.user_id,
@@ -137,30 +166,8 @@ export function kyselyConsents(db: Kysely<Database>): ConsentRepository {
         .execute();
     },
     async withdraw(userId, clientId, now) {
-      return db.transaction().execute(async (trx) => {
-        const deleted = await trx.deleteFrom('consents').where('user_id', '=', userId).where('client_id', '=', clientId).executeTakeFirst();
-        // Codes first: a code being exchanged meanwhile holds its row until its grant is stored, so
-        // this waits for it, and the grants below are read after — on PostgreSQL (read committed)
-        // each statement sees what committed before it began, and the other order would miss that grant.
-        const voided = await trx
-          .deleteFrom('authorization_codes')
-          .where('user_id', '=', userId)
-          .where('client_id', '=', clientId)
-          .where('consumed_at', 'is', null)
-          .executeTakeFirst();
-        // The user's grants (a few) are read through the index of users' grants and checked for the
-        // client: the one plan made for every user and client intersected that index with the one of
-        // clients' grants, and so read every grant of a client that has many (310 ms for 160k).
-        // Appending '' hides the column from the clients' index and changes no answer.
-        const revoked = await trx
-          .updateTable('grants')
-          .set({ revoked_at: now })
-          .where('user_id', '=', userId)
-          .where(sql<boolean>`client_id || '' = ${clientId}`)
-          .where('revoked_at', 'is', null)
-          .executeTakeFirst();
-        return deleted.numDeletedRows > 0n || revoked.numUpdatedRows > 0n || voided.numDeletedRows > 0n;
-      });
+      const withdrawn = await db.transaction().execute((trx) => withdrawAuthorizations(trx, userId, clientId, now));
+      return withdrawn.consents.length > 0 || withdrawn.grants.length > 0 || withdrawn.codes > 0;
     },
     async listForUser(userId) {
       return (await db.selectFrom('consents').select(COLUMNS.consents).where('user_id', '=', userId).orderBy('updated_at', 'desc').execute()).map(toConsent);

@@ -37,7 +37,7 @@ export function kyselyEmailVerifications(db: Kysely<Database>): EmailVerificatio
           .where('disabled_at', 'is', null)
           .where('email', '=', (eb) => eb.selectFrom('email_verifications').select('email').where('digest', '=', digest))
           .executeTakeFirst();
-        return updated.numUpdatedRows > 0n;
+        return updated.numUpdatedRows > 0n ? userId : undefined;
       });
     },
   };

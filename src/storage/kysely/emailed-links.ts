@@ -49,15 +49,16 @@ export function issueLink(
  * Spends the link `digest` of `table` and applies it to its user through `apply`, in one
  * transaction: only while the link is unused and unexpired at `now` (one conditional `UPDATE … WHERE
  * consumed_at IS NULL`, so of concurrent redemptions exactly one wins) and `apply` changed the user.
- * The user's id; undefined, with nothing changed, otherwise.
+ * What `apply` answered; undefined, with nothing changed, when it answered undefined or the link
+ * could not be spent.
  */
-export async function redeemLink(
+export async function redeemLink<T>(
   db: Kysely<Database>,
   table: LinkTable,
   digest: string,
   now: number,
-  apply: (trx: Transaction<Database>, userId: string) => Promise<boolean>,
-): Promise<string | undefined> {
+  apply: (trx: Transaction<Database>, userId: string) => Promise<T | undefined>,
+): Promise<T | undefined> {
   try {
     return await db.transaction().execute(async (trx) => {
       const consumed = await trx
@@ -69,8 +70,9 @@ export async function redeemLink(
         .returning('user_id')
         .executeTakeFirst();
       if (!consumed) return undefined;
-      if (!(await apply(trx, consumed.user_id))) throw NOT_REDEEMED;
-      return consumed.user_id;
+      const applied = await apply(trx, consumed.user_id);
+      if (applied === undefined) throw NOT_REDEEMED;
+      return applied;
     });
   } catch (error) {
     if (error === NOT_REDEEMED) return undefined;

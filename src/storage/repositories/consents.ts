@@ -6,6 +6,16 @@ export interface Consent {
   updatedAt: number;
 }
 
+/** What withdrawing a user's authorizations ended. */
+export interface Withdrawal {
+  /** The clients whose consent was deleted. */
+  consents: string[];
+  /** The grants revoked (those revoked before are not among them), with their clients. */
+  grants: { id: string; clientId: string }[];
+  /** How many codes, issued and not yet exchanged, were deleted. */
+  codes: number;
+}
+
 export interface ConsentRepository {
   find(userId: string, clientId: string): Promise<Consent | undefined>;
   /** Creates or replaces the user's consent for the client. */

@@ -1,3 +1,5 @@
+import type { Withdrawal } from './consents.ts';
+
 /** A "forgot your password?" link: its token's digest, for whom, and until when it works. */
 export interface PasswordReset {
   /** SHA-256 of the token in the link. */
@@ -6,6 +8,14 @@ export interface PasswordReset {
   createdAt: number;
   expiresAt: number;
   consumedAt: number | null;
+}
+
+/** A reset done: whose, whether their address was verified before it, and what it withdrew. */
+export interface RedeemedReset {
+  userId: string;
+  emailWasVerified: boolean;
+  /** Nothing when the address was verified before. */
+  withdrawn: Withdrawal;
 }
 
 export interface PasswordResetRepository {
@@ -20,7 +30,10 @@ export interface PasswordResetRepository {
    * Consumes the reset and sets its user's password hash (and `now` as their update time), in one
    * transaction: only while the reset is unused and unexpired at `now` (one conditional `UPDATE …
    * WHERE consumed_at IS NULL`, so of concurrent redemptions exactly one wins) and its user is not
-   * disabled. The user's id; undefined when it is none of these, and then nothing changed.
+   * disabled. When the user's address was not verified, the same transaction marks it verified (the
+   * link was sent to it) and withdraws everything the account authorized, for every client, as a
+   * consent's withdrawal does (ConsentRepository.withdraw): consents, unexchanged codes, grants.
+   * Undefined when it is none of these, and then nothing changed.
    */
-  redeem(digest: string, passwordHash: string, now: number): Promise<string | undefined>;
+  redeem(digest: string, passwordHash: string, now: number): Promise<RedeemedReset | undefined>;
 }
