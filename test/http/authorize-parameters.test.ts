@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { countRows } from '../support/databases.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
@@ -133,6 +134,40 @@ describe('authorization request parameters sent without a value, and how errors 
       assert.equal(answer.params.get('error'), 'unsupported_response_type', responseType);
       assert.equal(answer.params.get('state'), 'st-3', responseType);
       assert.equal(answer.params.get('iss'), plain.config.issuer, responseType);
+    }
+  });
+
+  it('takes a plain challenge (the verifier itself, 43 to 128 characters) where the operator allows plain, a challenge without its method counting as plain, and an S256 one only as a digest', async () => {
+    const allowing = await startTestServer('sqlite', { config: { pkce: { allowPlain: true } } });
+    try {
+      const app = await allowing.client({ name: 'Viewer', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true });
+      await allowing.user(user.email, user.password);
+      const browser = await signedIn(allowing);
+      const discovery = (await (await fetch(`${allowing.url}/.well-known/openid-configuration`)).json()) as { code_challenge_methods_supported: string[] };
+      assert.deepEqual(discovery.code_challenge_methods_supported, ['S256', 'plain']);
+      const ask = (params: Record<string, string>) => browser.request(authorizeUrl(allowing, { response_type: 'code', client_id: app.id, redirect_uri: CALLBACK, scope: 'openid', state: 'st-5', ...params }));
+
+      // RFC 7636 §4.2, §4.3: plain is the verifier as it is, and the method when none is named.
+      const verifier = `~.${randomBytes(96).toString('base64url').slice(0, 126)}`;
+      for (const params of [{ code_challenge: verifier, code_challenge_method: 'plain' }, { code_challenge: verifier }] as Record<string, string>[]) {
+        const { params: answer } = answerOf(await ask(params));
+        const code = answer.get('code');
+        assert.ok(code, answer.toString());
+        const exchanged = await post(`${allowing.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK, code_verifier: verifier }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      }
+      for (const params of [
+        { code_challenge: verifier.slice(0, 42), code_challenge_method: 'plain' },
+        { code_challenge: `${verifier}A` },
+        { code_challenge: `${verifier.slice(0, 42)}+`, code_challenge_method: 'plain' },
+        { code_challenge: verifier.slice(0, 44), code_challenge_method: 'S256' },
+      ] as Record<string, string>[]) {
+        const { params: answer } = answerOf(await ask(params));
+        assert.equal(answer.get('error'), 'invalid_request', JSON.stringify(params));
+        assert.equal(answer.get('state'), 'st-5');
+      }
+    } finally {
+      await allowing.close();
     }
   });
 

@@ -193,6 +193,35 @@ for (const dialect of DIALECTS) {
         assert.equal(location.searchParams.get('iss'), server.config.issuer);
       });
 
+      it('refuses an S256 challenge that is not a SHA-256 digest in base64url (43 characters), in the response mode asked for, and keeps no request waiting', async () => {
+        // RFC 7636 §4.2: BASE64URL-ENCODE(SHA256(ASCII(code_verifier))), unpadded — 43 characters,
+        // the last of which holds 4 bits of the digest and 2 zero bits. No verifier hashes to anything else.
+        const genuine = challenge(verifier());
+        const waiting = await countRows(server.database, 'authorization_requests');
+        for (const bad of [genuine.slice(0, 42), `${genuine}A`, verifier() + verifier() + verifier().slice(0, 42), `${genuine.slice(0, 42)}~`, `.${genuine.slice(1)}`, `${genuine.slice(0, 42)}=`, `${genuine}=`, `${genuine.slice(0, 42)}B`, `${genuine.slice(0, 42)}_`, 'x'.repeat(43)]) {
+          for (const responseMode of ['query', 'fragment']) {
+            const page = await new HttpBrowser().request(authorizeUrl({ client_id: spa.id, code_challenge: bad, code_challenge_method: 'S256', response_mode: responseMode }));
+            assert.ok(page.location?.startsWith(CALLBACK), `${bad}: expected a redirect to the client, got ${page.status}`);
+            const location = new URL(page.location!);
+            const answer = responseMode === 'fragment' ? new URLSearchParams(location.hash.slice(1)) : location.searchParams;
+            assert.equal(answer.get('error'), 'invalid_request', bad);
+            assert.match(answer.get('error_description')!, /code_challenge/, bad);
+            assert.equal(answer.get('state'), 'st-1', bad);
+            assert.equal(answer.get('iss'), server.config.issuer, bad);
+          }
+          const posted = await new HttpBrowser().request(authorizeUrl({ client_id: spa.id, code_challenge: bad, code_challenge_method: 'S256', response_mode: 'form_post' }));
+          assert.equal(posted.status, 200, bad);
+          assert.match(posted.text, /<form method="post" action="https:\/\/app\.example\/callback" id="form-post"/, bad);
+          assert.equal(hiddenField(posted.text, 'error'), 'invalid_request', bad);
+        }
+        assert.equal(await countRows(server.database, 'authorization_requests'), waiting, 'nothing was stored');
+        // Every last character a digest can end with is taken.
+        for (const last of 'AEIMQUYcgkosw048') {
+          const page = await new HttpBrowser().request(authorizeUrl({ client_id: spa.id, code_challenge: `${genuine.slice(0, 42)}${last}`, code_challenge_method: 'S256' }));
+          assert.match(page.location ?? '', /^\/login\?request=/, last);
+        }
+      });
+
       it('refuses the plain method unless configured', async () => {
         const page = await new HttpBrowser().request(authorizeUrl({ client_id: spa.id, code_challenge: verifier(), code_challenge_method: 'plain' }));
         assert.equal(new URL(page.location!).searchParams.get('error'), 'invalid_request');

@@ -44,7 +44,7 @@ describe('Prometheus metrics', () => {
     const before = await scrape();
 
     // Signed out: prompt=none is login_required, at the redirect URI; an unknown scope is invalid_scope.
-    assert.equal(answered((await authorize({ response_type: 'code', scope: 'objects:read', prompt: 'none', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })).location).get('error'), 'login_required');
+    assert.equal(answered((await authorize({ response_type: 'code', scope: 'objects:read', prompt: 'none', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })).location).get('error'), 'login_required');
     assert.equal(answered((await authorize({ response_type: 'token', scope: 'no:such' })).location).get('error'), 'invalid_scope');
     // Signed in: a token in the fragment.
     await signedInBrowser(server.url, 'metrics@example.com', 'a long enough password', browser);

@@ -65,8 +65,17 @@ interface Draft extends Partial<AuthorizationRequest> {
 type Step = (draft: Draft, inputs: ValidationInputs, param: (name: string) => string | undefined) => Promise<void> | void;
 
 const RESPONSE_TYPES: Record<string, ResponseType> = { code: 'code', token: 'token', id_token: 'id_token', 'id_token token': 'id_token token', 'token id_token': 'id_token token' };
-// RFC 7636 §4.1: code_verifier = 43*128unreserved; the S256 challenge is its base64url SHA-256 (43 chars).
-const PKCE_VALUE = /^[A-Za-z0-9\-._~]{43,128}$/;
+/**
+ * RFC 7636 §4.2: a `plain` challenge is the verifier itself, 43*128unreserved (§4.1); an S256 one
+ * is BASE64URL-ENCODE(SHA256(ASCII(code_verifier))), unpadded: 32 bytes in 43 characters, the last
+ * of which carries the digest's final 4 bits and two zero bits. The token endpoint compares the
+ * verifier's digest with the challenge as strings, so no verifier could redeem any other challenge:
+ * it is refused here, where the client can still be told, rather than as an unredeemable code.
+ */
+const PKCE_CHALLENGE: Record<'S256' | 'plain', RegExp> = {
+  S256: /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/,
+  plain: /^[A-Za-z0-9\-._~]{43,128}$/,
+};
 const PROMPTS = ['none', 'login', 'consent', 'select_account'];
 /**
  * RFC 6749 §4.1.1 sets no length on `state`, but it is stored with a request waiting for the
@@ -185,7 +194,9 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
         return;
       }
       if (method !== 'S256' && !(method === 'plain' && allowPlainPkce)) throw invalidRequest('code_challenge_method must be S256');
-      if (!PKCE_VALUE.test(challenge)) throw invalidRequest('code_challenge is malformed');
+      if (!PKCE_CHALLENGE[method].test(challenge)) {
+        throw invalidRequest(method === 'S256' ? 'code_challenge is malformed: an S256 challenge is the base64url SHA-256 of the verifier, 43 characters without padding' : 'code_challenge is malformed');
+      }
       draft.codeChallenge = challenge;
       draft.codeChallengeMethod = method;
     },
