@@ -442,7 +442,10 @@ for (const dialect of DIALECTS) {
         const [header, payload] = genuine.split('.');
         const accessToken = (await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(machine.id, machine.secret) } })).body.access_token;
         assert.equal(typeof accessToken, 'string');
-        for (const hint of ['garbage', `${header}.${payload}.${'A'.repeat(342)}`, `${header}.${Buffer.from(JSON.stringify({ sub: 'someone', aud: web.id, iss: server.config.issuer })).toString('base64url')}.${genuine.split('.')[2]}`, accessToken]) {
+        // A Back-Channel Logout Token is signed with the ID-token key and names the user and the client as an ID token does; it is typed logout+jwt.
+        const adaId = (await server.gatehouse.storage.users.findByEmail(user.email))!.id;
+        const logoutToken = await server.gatehouse.backChannelLogout.logoutToken({ clientId: web.id, userId: adaId, sid: 'a-session' }, now);
+        for (const hint of ['garbage', `${header}.${payload}.${'A'.repeat(342)}`, `${header}.${Buffer.from(JSON.stringify({ sub: 'someone', aud: web.id, iss: server.config.issuer })).toString('base64url')}.${genuine.split('.')[2]}`, accessToken, logoutToken]) {
           const page = await browser.request(authorizeUrl({ client_id: web.id, id_token_hint: hint }));
           const location = new URL(page.location!);
           assert.equal(location.origin + location.pathname, CALLBACK, hint.slice(0, 40));

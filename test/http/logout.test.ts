@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { codeThrough, HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -25,7 +26,7 @@ for (const dialect of DIALECTS) {
     after(() => server.close());
 
     /** Signs in (or reuses the browser's session) and returns the tokens the web app gets. */
-    async function signIn(browser?: HttpBrowser): Promise<{ browser: HttpBrowser; tokens: { id_token: string; refresh_token: string } }> {
+    async function signIn(browser?: HttpBrowser): Promise<{ browser: HttpBrowser; tokens: { id_token: string; refresh_token: string; access_token: string } }> {
       if (browser === undefined || !(await isSignedIn(browser))) browser = await signedInBrowser(server.url, user.email, user.password, browser);
       const code = await codeThrough(browser, server.url, web.id, CALLBACK);
       const res = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(web.id, web.secret) } });
@@ -171,6 +172,21 @@ for (const dialect of DIALECTS) {
       page = await confirm(browser, page);
       assert.equal(page.location, `${SIGNED_OUT}?state=bye`);
       assert.equal(await isSignedIn(browser), false);
+    });
+
+    it('takes no other token of its own for an ID token: a Logout Token or an access token of this very session is asked about, and sends nobody to the address', async () => {
+      const { browser, tokens } = await signIn();
+      const { sid, sub } = decodeJwt(tokens.id_token) as { sid: string; sub: string };
+      // Signed with the ID-token key, for this user, this client and this session's sid: only its typ (logout+jwt) tells it from an ID token.
+      const logoutToken = await server.gatehouse.backChannelLogout.logoutToken({ clientId: web.id, userId: sub, sid }, now);
+      for (const hint of [logoutToken, tokens.access_token]) {
+        const page = await browser.request(logoutUrl({ id_token_hint: hint, post_logout_redirect_uri: SIGNED_OUT, state: 'bye' }));
+        assert.equal(page.status, 200, `${decodeProtectedHeader(hint).typ}: ${page.status} ${page.location}`);
+        assert.equal(page.location, undefined);
+        assert.match(page.text, /Sign out\?/);
+        assert.doesNotMatch(page.text, /signed-out|bye/, 'the address and state are not carried to the confirmation');
+        assert.equal(await isSignedIn(browser), true);
+      }
     });
 
     it('asks before signing out on an ID token it cannot verify, and sends nobody to an address it cannot tie to a client', async () => {

@@ -29,18 +29,28 @@ export interface IdTokenHint {
   sid: string | undefined;
 }
 
+/**
+ * The `typ` of the ID tokens this server signs. Its Back-Channel Logout Tokens are signed with the
+ * same key and say `logout+jwt` (Back-Channel Logout 1.0 §2.4); a hint must say this.
+ */
+const ID_TOKEN_TYP = 'JWT';
+
 /** ID tokens, signed with the ID-token key (RS256 by default: what every relying party must accept). */
 export function idTokenIssuer(keys: KeyStore, options: { issuer: string; ttlSeconds: number }) {
   return {
     /**
      * An ID token this server issued, sent back as `id_token_hint` (OpenID Connect Core §3.1.2.1,
      * RP-Initiated Logout §2); undefined when it is not one. An expired ID token is still a fine
-     * hint: only the signature, by a published ID-token key, and the issuer are checked.
+     * hint: only the signature, by a published ID-token key, its type and the issuer are checked.
+     * The ID-token key also signs Logout Tokens, which name a user, a client and a session as an ID
+     * token does: taken for a hint, one posted to a client (or leaked by it) would sign its user out
+     * of the current session without asking. Access tokens are signed with another key.
      */
     async readHint(hint: string): Promise<IdTokenHint | undefined> {
       if (hint.length > 8192) return undefined;
       try {
-        const { kid } = decodeProtectedHeader(hint);
+        const { kid, typ } = decodeProtectedHeader(hint);
+        if (typ !== ID_TOKEN_TYP) return undefined;
         const key = kid ? keys.publicKey(kid) : undefined;
         if (!key || key.use !== 'id') return undefined;
         await compactVerify(hint, key.key, { algorithms: [key.alg] });
@@ -65,7 +75,7 @@ export function idTokenIssuer(keys: KeyStore, options: { issuer: string; ttlSeco
       if (input.accessToken) claims.at_hash = halfHash(input.accessToken, alg);
       if (input.includeUserClaims) Object.assign(claims, userClaims(input.user, input.scopes));
       return new SignJWT(claims)
-        .setProtectedHeader({ alg, kid, typ: 'JWT' })
+        .setProtectedHeader({ alg, kid, typ: ID_TOKEN_TYP })
         .setIssuer(options.issuer)
         .setSubject(input.user.id)
         .setAudience(input.clientId)
