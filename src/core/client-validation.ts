@@ -186,8 +186,9 @@ export function validateClient(
  * in the portal must not turn it against that network (server-side request forgery, OWASP API7).
  * For them it must be https, and its host must not be `localhost` or a name under `.localhost`
  * (RFC 6761 §6.3: they resolve to loopback) nor an IP literal in a loopback, private, shared,
- * link-local, unique-local or other internal range (see internalRange), IPv4-mapped IPv6
- * included. The WHATWG URL parser has already read `https://2130706433/` or `https://0x7f.1/` as
+ * link-local, unique-local, multicast, documentation or other special-purpose range that is not
+ * globally reachable (see internalRange), IPv6 addresses that carry an IPv4 one judged by it.
+ * The WHATWG URL parser has already read `https://2130706433/` or `https://0x7f.1/` as
  * 127.0.0.1. A DNS name that resolves to such an address is not caught here, since what it
  * resolves to may change: it is resolved and judged when a Logout Token is posted
  * (BackChannelLogout).
@@ -210,7 +211,7 @@ export function checkBackchannelLogoutUri(uri: string, registrant: Registrant): 
     const range = internalRange(host);
     if (range !== undefined) {
       const address = range === 'this host' ? 'an address of this host' : `a ${range} address`;
-      throw new ValidationError(field, `${what} "${uri}" must not be on ${address}: Gatehouse's server posts to it, and would post into its own network`);
+      throw new ValidationError(field, `${what} "${uri}" must not be on ${address}: Gatehouse's server posts to it, and only to addresses on the internet, never into its own network`);
     }
   }
   return uri;

@@ -416,6 +416,35 @@ for (const dialect of DIALECTS) {
       );
     });
 
+    it('posts nothing to a developer’s application whose host name resolves to a multicast address', async (t) => {
+      // Debian's and Docker's /etc/hosts name the all-nodes multicast group ff02::1 ip6-allnodes:
+      // a name that leads to every host on Gatehouse's own link, as an attacker's DNS name may.
+      const name = 'ip6-allnodes';
+      const addresses = await lookup(name, { all: true }).catch(() => []);
+      if (addresses.length === 0 || addresses.some(({ address }) => address !== 'ff02::1')) {
+        t.skip(`${name} does not resolve to ff02::1 only here`);
+        return;
+      }
+      const developer = await aUser();
+      const { client } = await createClient(
+        server.gatehouse,
+        { name: 'Resolves to multicast', type: 'confidential', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, ownerUserId: developer.id, backchannelLogoutUri: `https://${name}:8443/backchannel-logout` },
+        server.gatehouse.clock(),
+        undefined,
+        'developer',
+      );
+      const user = await aUser();
+      await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, server.gatehouse.clock())), client.id);
+
+      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
+      await delivered();
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      assert.deepEqual(
+        events.map((event) => [event.clientId, event.outcome, event.data.reason]),
+        [[client.id, 'failure', 'the host name resolves only to addresses in Gatehouse’s own network']],
+      );
+    });
+
     it('sends nothing for a session no client was answered through', async () => {
       const user = await aUser();
       const browser = await signedIn(user.email);
