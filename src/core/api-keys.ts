@@ -6,7 +6,7 @@ import { insertOnce } from './applications.ts';
 import { HIDDEN_IN_NAME } from './client-validation.ts';
 import { ValidationError } from './validation.ts';
 import type { ClientRegistry } from './clients.ts';
-import type { ScopePolicy } from './scopes.ts';
+import { heldScopes, type ScopePolicy } from './scopes.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
 
 /** What an API key is made with: a name, scopes (default: the application's that an API key may hold) and an expiry (default: never). */
@@ -95,8 +95,8 @@ export class ApiKeyService {
     if (!entry || entry.client.type === 'public') return undefined;
     this.#recordUse(key.id, now);
     const { client } = entry;
-    const held = key.scopes.every((scope) => client.scopes.includes(scope)) ? key : { ...key, scopes: key.scopes.filter((scope) => client.scopes.includes(scope)) };
-    return { key: held, client };
+    const scopes = heldScopes(key.scopes, client);
+    return { key: scopes === key.scopes ? key : { ...key, scopes }, client };
   }
 
   /** Writes the collected last-use times; runs on a timer and at shutdown. */

@@ -1,6 +1,7 @@
 import type { ApiKeyService } from './api-keys.ts';
 import type { ClientRegistry } from './clients.ts';
 import { credentialsRequired, invalidToken, malformedCredentials } from './errors.ts';
+import { heldScopes } from './scopes.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { grantEnd } from './tokens/refresh.ts';
 import { verifyAccessToken, type VerifiedAccessToken } from './tokens/verify.ts';
@@ -174,7 +175,7 @@ export async function authenticateCaller(services: CallerServices, authorization
     clientId: client.id,
     grantId: verified.grantId,
     apiKeyId: verified.apiKeyId,
-    scopes: verified.scopes,
+    scopes: heldScopes(verified.scopes, client),
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act,
     expiresAt: ends === undefined ? payload.exp : Math.min(payload.exp ?? ends, ends),

@@ -3,6 +3,7 @@ import type { ApiKeyService } from './api-keys.ts';
 import { accessTokenHolders } from './callers.ts';
 import type { GrantServices } from './grants/services.ts';
 import type { KeyStore } from './tokens/keys.ts';
+import { heldScopes } from './scopes.ts';
 import { digestOf, kindOf } from './tokens/opaque.ts';
 import { refreshTokenEnd, refreshTokenRefusal } from './tokens/refresh.ts';
 import { verifyAccessToken } from './tokens/verify.ts';
@@ -18,10 +19,11 @@ const INACTIVE: IntrospectionResponse = { active: false };
 
 /**
  * RFC 7662. Access tokens (JWTs, inactive once expired, revoked, signed by a withdrawn key, or
- * held by a deleted client or a deleted or disabled user), refresh tokens and API keys. The hint
- * only orders the search (§2.1); the credential's own format decides. A client sees its own tokens;
- * resource servers and admin clients see every client's — for anyone else another client's token
- * is simply inactive (§4: "MAY respond differently").
+ * held by a deleted client or a deleted or disabled user; with the scopes their client still holds,
+ * see heldScopes), refresh tokens and API keys. The hint only orders the search (§2.1); the
+ * credential's own format decides. A client sees its own tokens; resource servers and admin
+ * clients see every client's — for anyone else another client's token is simply inactive (§4:
+ * "MAY respond differently").
  */
 export async function introspect(services: IntrospectionServices, caller: Client, token: string, now: number): Promise<IntrospectionResponse> {
   const mayView = (clientId: unknown) => clientId === caller.id || caller.isResourceServer || caller.isAdmin;
@@ -67,7 +69,7 @@ export async function introspect(services: IntrospectionServices, caller: Client
       return {
         active: true,
         token_type: 'Bearer',
-        scope: verified.scopes.join(' '),
+        scope: heldScopes(verified.scopes, holders.client).join(' '),
         client_id: payload.client_id,
         sub: payload.sub,
         exp: payload.exp,

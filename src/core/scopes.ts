@@ -18,6 +18,18 @@ export interface ScopeRequest {
   ceiling?: readonly string[];
 }
 
+/**
+ * The scopes of `granted` — a token's, an API key's — that `client` still holds. A credential acts
+ * within its application's scopes as they are now: a scope an operator takes from the application
+ * stops working at once for the tokens and keys issued before, at Gatehouse's own endpoints (the
+ * admin API, project tokens, token exchange, userinfo, introspection), as it does for its refresh
+ * tokens (RFC 7662 §2.2: a token is active only while it "has not been revoked by the resource
+ * owner"). APIs that verify access tokens locally accept them as signed until they expire.
+ */
+export function heldScopes(granted: string[], client: Pick<ScopeHolder, 'scopes'>): string[] {
+  return granted.every((scope) => client.scopes.includes(scope)) ? granted : granted.filter((scope) => client.scopes.includes(scope));
+}
+
 // RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 const SCOPE_PARAMETER = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
 

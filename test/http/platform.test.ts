@@ -161,6 +161,35 @@ for (const dialect of DIALECTS) {
         assert.equal(((await res.json()) as { error: string }).error, 'invalid_scope');
       });
 
+      it('are refused a scope taken from the application since its access token was issued, as its API keys are: through POST /projects and token exchange, and at introspection and userinfo', async () => {
+        const shrinking = await server.client({ name: 'Shrinking', grantTypes: ['client_credentials', 'password', 'refresh_token', EXCHANGE], scopes: ['openid', 'objects:read', 'model:read', 'model:write'] });
+        const own = await clientToken(shrinking, 'model:read model:write');
+        const signedIn = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'openid model:read' }, { headers: { authorization: basic(shrinking.id, shrinking.secret) } })).body.access_token as string;
+        assert.equal((await introspect(own)).body.scope, 'model:read model:write');
+        assert.equal((await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${signedIn}` } })).status, 200);
+
+        await updateClient(server.gatehouse, shrinking.id, { scopes: ['objects:read', 'model:read'] }, server.gatehouse.clock());
+
+        const minted = await projectToken(`Bearer ${own}`, 'p1', { expires_at: inHours(20), scopes: ['model:write'] });
+        assert.equal(minted.status, 403);
+        assert.equal(((await minted.json()) as { error: string }).error, 'insufficient_scope');
+        const exchange = (scope?: string) =>
+          post(`${server.url}/token`, { grant_type: EXCHANGE, subject_token: own, subject_token_type: ACCESS_TOKEN, resource: 'project:p1', ...(scope ? { scope } : {}) }, { headers: { authorization: basic(shrinking.id, shrinking.secret) } });
+        const exchanged = await exchange('model:write');
+        assert.equal(exchanged.status, 400);
+        assert.equal(exchanged.body.error, 'invalid_scope');
+        assert.equal(decodeJwt((await exchange()).body.access_token).scope, 'model:read', 'every project scope the token still holds');
+
+        const introspected = await introspect(own);
+        assert.equal(introspected.body.active, true);
+        assert.equal(introspected.body.scope, 'model:read');
+        assert.equal((await introspect(signedIn)).body.scope, 'model:read');
+        const userinfo = await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${signedIn}` } });
+        assert.equal(userinfo.status, 403, 'openid was taken from the application');
+        assert.match(userinfo.headers.get('www-authenticate') ?? '', /error="insufficient_scope"/);
+        assert.equal((await projectToken(`Bearer ${own}`, 'p1', { expires_at: inHours(20), scopes: ['model:read'] })).status, 201, 'the scopes it keeps keep working');
+      });
+
       it('mints one from a user\'s access token (password grant): on behalf of the user, bound to the project, within that token\'s scopes', async () => {
         const { access_token } = await userTokens('objects:read model:read');
         const res = await projectToken(`Bearer ${access_token}`, 'p-user', { expires_at: inHours(12), scopes: ['model:read'] });

@@ -117,9 +117,9 @@ async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, sco
   }
   const entry = await gatehouse.clients.get(caller.clientId);
   if (!entry?.client.isAdmin) throw refuse('the admin API needs the token of an admin client');
-  if (!caller.scopes.includes(scope)) throw refuse(`the token lacks the scope ${scope}`);
-  if (!entry.client.scopes.includes(scope)) throw refuse(`the token's client no longer holds the scope ${scope}`);
-  return { clientId: caller.clientId, scopes: caller.scopes.filter((held) => entry.client.scopes.includes(held)) };
+  // The caller's scopes are those of the token its client still holds (heldScopes).
+  if (!caller.scopes.includes(scope)) throw refuse(entry.client.scopes.includes(scope) ? `the token lacks the scope ${scope}` : `the token's client no longer holds the scope ${scope}`);
+  return { clientId: caller.clientId, scopes: caller.scopes };
 }
 
 /** The methods the admin routes take at `path` (HEAD wherever GET), or none when no route has that path. */
