@@ -147,6 +147,19 @@ for (const dialect of DIALECTS) {
         assert.equal(wrong.body.error, 'invalid_grant');
         await assertUserTokens(await exchange(await codeFor(spa, pkce), verifier), spa, 'PKCE, JSON to /access_token');
       });
+
+      it('refuses with invalid_scope a code carrying a scope taken from its client since it was issued, and consumes nothing', async () => {
+        const shrinking = await server.client({ name: 'Shrinking web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['objects:read', 'objects:download'], redirectUris: [CALLBACK], firstParty: true });
+        const code = await codeFor(shrinking);
+        await updateClient(server.gatehouse, shrinking.id, { scopes: ['objects:read'] }, server.gatehouse.clock());
+
+        const refused = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(shrinking.id, shrinking.secret) } });
+        assert.equal(refused.status, 400, JSON.stringify(refused.body));
+        assert.equal(refused.body.error, 'invalid_scope');
+        assert.equal(refused.body.access_token, undefined);
+        assert.equal((await server.gatehouse.storage.codes.find(digestOf(code)))?.consumedAt, null);
+        assert.deepEqual(await server.gatehouse.storage.grants.list({ clientId: shrinking.id }), [], 'no grant was made');
+      });
     });
 
     describe('client authentication (BIMobject reference)', () => {

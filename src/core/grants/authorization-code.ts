@@ -44,6 +44,10 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
     // say because its domain was lost), whoever answers there now holds the code, and it is refused.
     if (!matchRedirectUri(client.redirectUris, code.redirectUri)) throw invalidGrant('the redirect URI the code was sent to is no longer registered for the client');
     checkPkce(code, params.code_verifier);
+    // The scopes were settled at the authorization endpoint, under the client's scopes as they were
+    // then: one taken from the client since (or from the catalogue) is not issued, as a refresh
+    // refuses it (RFC 6749 §5.2 invalid_scope; Ory Fosite refuses such a code alike).
+    services.scopes.resolve({ requested: code.scopes, client, userPresent: true });
 
     const user = await services.storage.users.findById(code.userId);
     if (!user || user.disabledAt !== null) throw invalidGrant('the authorization code is invalid');
