@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
-import { createClient } from '../../src/core/applications.ts';
+import { createClient, updateClient } from '../../src/core/applications.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -400,6 +400,19 @@ describe('RFC 9700 attacks, one by one', () => {
       // A malformed challenge (too short to be S256) is no better.
       const short = await browser.request(authorizeUrl({ client_id: spa.id, code_challenge: 'abc', code_challenge_method: 'S256' }));
       assert.equal(responseParams(short.location!).query.get('error'), 'invalid_request');
+    });
+
+    it('makes public clients use PKCE at the exchange too: a code issued without a challenge while the client was confidential is refused once it is public', async () => {
+      const going = await server.client({ name: 'Going public', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['openid', 'objects:read'], redirectUris: [CALLBACK] });
+      const code = await codeFor({ client_id: going.id });
+      await updateClient(server.gatehouse, going.id, { type: 'public' }, server.gatehouse.clock());
+      const before = snapshot();
+      // Anyone who learns the code now needs nothing else: the client has no secret and the code no challenge.
+      const res = await exchange({ id: going.id, secret: '' }, { code, client_id: going.id });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error, 'invalid_grant');
+      assert.equal(res.body.access_token, undefined);
+      assert.deepEqual(snapshot(), before, 'the code is not used up, nothing is issued');
     });
   });
 

@@ -1,4 +1,5 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Client } from '../../storage/repositories/clients.ts';
 import type { AuthorizationCode } from '../../storage/repositories/codes.ts';
 import type { User } from '../../storage/repositories/users.ts';
 import { matchRedirectUri } from '../authorize/redirect-uri.ts';
@@ -43,7 +44,7 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
     // The code went to code.redirectUri: if the client no longer has that URI (an operator removed it,
     // say because its domain was lost), whoever answers there now holds the code, and it is refused.
     if (!matchRedirectUri(client.redirectUris, code.redirectUri)) throw invalidGrant('the redirect URI the code was sent to is no longer registered for the client');
-    checkPkce(code, params.code_verifier);
+    checkPkce(code, params.code_verifier, client);
     // The scopes were settled at the authorization endpoint, under the client's scopes as they were
     // then: one taken from the client since (or from the catalogue) is not issued, as a refresh
     // refuses it (RFC 6749 §5.2 invalid_scope; Ory Fosite refuses such a code alike).
@@ -91,10 +92,16 @@ export const authorizationCodeGrant: GrantHandler<ValidatedCode> = {
   },
 };
 
-/** RFC 7636 §4.6, and RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt. */
-function checkPkce(code: AuthorizationCode, verifier: string | undefined): void {
+/**
+ * RFC 7636 §4.6, and RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt, and
+ * "public clients MUST use PKCE". The authorization endpoint gives a public client no code without
+ * a challenge; one issued while the client was confidential, and exchanged once an operator made it
+ * public, would be redeemed with nothing but the code and the client's id.
+ */
+function checkPkce(code: AuthorizationCode, verifier: string | undefined, client: Client): void {
   if (code.codeChallenge === null) {
     if (verifier !== undefined) throw invalidGrant('code_verifier was sent but the authorization request had no code_challenge');
+    if (client.type === 'public') throw invalidGrant('the authorization request had no code_challenge, which a public client must send');
     return;
   }
   if (verifier === undefined) throw invalidGrant('code_verifier is required');
