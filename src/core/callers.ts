@@ -36,8 +36,8 @@ export interface Caller {
   /**
    * Whether the application can get another credential like this one at will, without the user:
    * its own token (client credentials), or a user's token of a grant that lasts beyond it (one
-   * with refresh tokens). Not an API key, nor a token of a grant that ends with it, nor one acting
-   * for someone (impersonation, delegation).
+   * with refresh tokens), while the application still holds that grant type. Not an API key, nor a
+   * token of a grant that ends with it, nor one acting for someone (impersonation, delegation).
    */
   renewable: boolean;
   /** The user's record, read while checking that they may still use the token (kind `user` only). */
@@ -180,7 +180,7 @@ export async function authenticateCaller(services: CallerServices, authorization
     act,
     expiresAt: ends === undefined ? payload.exp : Math.min(payload.exp ?? ends, ends),
     grantEndsAt: ends,
-    renewable: act === undefined && (user ? grant !== undefined && grant.expiresAt === null : true),
+    renewable: act === undefined && (user ? grant !== undefined && grant.expiresAt === null && client.grantTypes.includes('refresh_token') : client.grantTypes.includes('client_credentials')),
     user,
   };
 }

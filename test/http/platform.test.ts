@@ -226,6 +226,23 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('ends no later than a token the application can no longer renew, its grant type taken away: client credentials, refresh tokens', async () => {
+        const cutOff = await server.client({ name: 'Cut off', grantTypes: ['client_credentials', 'password', 'refresh_token'], scopes: ['model:read'] });
+        const own = await clientToken(cutOff);
+        const signedIn = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'model:read' }, { headers: { authorization: basic(cutOff.id, cutOff.secret) } })).body;
+        assert.ok(signedIn.refresh_token);
+        await updateClient(server.gatehouse, cutOff.id, { grantTypes: ['password'] }, server.gatehouse.clock());
+        assert.equal((await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: signedIn.refresh_token }, { headers: { authorization: basic(cutOff.id, cutOff.secret) } })).body.error, 'unauthorized_client');
+
+        for (const [what, accessToken] of [['its own token', own], ["a user's token", signedIn.access_token]] as const) {
+          const res = await projectToken(`Bearer ${accessToken}`, 'p-cut', { expires_at: inHours(12), scopes: ['model:read'] });
+          assert.equal(res.status, 201, what);
+          const body = (await res.json()) as { access_token: string; expires_at: string };
+          assert.equal(decodeJwt(body.access_token).exp, decodeJwt(accessToken).exp, what);
+          assert.equal(Date.parse(body.expires_at) / 1000, decodeJwt(accessToken).exp, what);
+        }
+      });
+
       it('refuses an expires_at in the past, beyond the maximum, or malformed, with 400', async () => {
         const token = await clientToken(app);
         for (const expires_at of [inHours(-1), inHours(48), 'tomorrow', 12, null]) {
