@@ -18,15 +18,23 @@ export type IntrospectionResponse = { active: false } | ({ active: true } & Reco
 const INACTIVE: IntrospectionResponse = { active: false };
 
 /**
+ * The admin scope that reads every client's tokens: "Inspect and revoke grants and tokens" in the
+ * admin API. An admin client holding another admin scope only sees its own, as a token with
+ * `admin:clients` may register a back office holding that scope alone (the admin API asks
+ * `admin:tokens` of whoever registers a resource server, which reads them all).
+ */
+const INSPECTS_TOKENS = 'admin:tokens';
+
+/**
  * RFC 7662. Access tokens (JWTs, inactive once expired, revoked, signed by a withdrawn key, or
  * held by a deleted client or a deleted or disabled user; with the scopes their client still holds,
  * see heldScopes), refresh tokens and API keys. The hint only orders the search (§2.1); the
  * credential's own format decides. A client sees its own tokens; resource servers and admin
- * clients see every client's — for anyone else another client's token is simply inactive (§4:
- * "MAY respond differently").
+ * clients holding `admin:tokens` see every client's — for anyone else another client's token is
+ * simply inactive (§4: "MAY respond differently").
  */
 export async function introspect(services: IntrospectionServices, caller: Client, token: string, now: number): Promise<IntrospectionResponse> {
-  const mayView = (clientId: unknown) => clientId === caller.id || caller.isResourceServer || caller.isAdmin;
+  const mayView = (clientId: unknown) => clientId === caller.id || caller.isResourceServer || (caller.isAdmin && caller.scopes.includes(INSPECTS_TOKENS));
   if (token.length === 0 || token.length > 8192) return INACTIVE;
 
   switch (kindOf(token)) {

@@ -544,6 +544,21 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('lets an admin client introspect every client\'s tokens only if it holds admin:tokens, so that a token with admin:clients cannot register a back office that reads them', async () => {
+        const registered = await api('POST', '/clients', { ...as('admin:clients'), body: { name: 'Clients desk', admin: true, scopes: ['admin:clients'], grant_types: ['client_credentials'] } });
+        assert.equal(registered.status, 201, JSON.stringify(registered.body));
+        const desk = { id: registered.body.client_id as string, secret: registered.body.client_secret as string };
+        const introspect = (token: string, client: { id: string; secret: string }) => post(`${server.url}/introspect`, { token }, { headers: { authorization: basic(client.id, client.secret) } });
+        const viewerKey = auth.apiKey!.slice('ApiKey '.length);
+        const refreshToken = (await passwordGrant(ada.email, ada.password)).body.refresh_token as string;
+
+        for (const [what, token] of [['an access token', await clientToken(viewer.id, viewer.secret)], ['an API key', viewerKey], ['a refresh token', refreshToken]] as const) {
+          assert.deepEqual((await introspect(token, desk)).body, { active: false }, `${what} of another client, to an admin client without admin:tokens`);
+          assert.equal((await introspect(token, admin)).body.active, true, `${what} of another client, to an admin client with admin:tokens`);
+        }
+        assert.equal((await introspect(await clientToken(desk.id, desk.secret), desk)).body.active, true, 'its own token');
+      });
+
       it('gives an admin client no owner, since an owner manages its secrets in the developer portal', async () => {
         const all = { auth: auth.allAdmin! };
         assertProblem(await api('POST', '/clients', { ...all, body: { name: 'Owned back office', admin: true, scopes: ['admin:users'], owner_user_id: adaId } }), 400, 'owner_user_id');
