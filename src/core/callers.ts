@@ -77,16 +77,28 @@ export function credentialOf(
 }
 
 /**
+ * How much earlier than its client's registration a token may say it was signed: the clocks of two
+ * instances may differ a little. One signed earlier still was signed for another client of that id.
+ */
+const REGISTRATION_SKEW_SECONDS = 60;
+
+/**
  * Whether the holders of an access token still exist: its client (the registry's cache, DESIGN §6:
  * no database read on the hot path) and, when it was issued for a user, that user — neither deleted
  * nor disabled. RFC 7662 §2.2: a token is active only while it "has not been revoked by the resource
  * owner" and is otherwise valid; the admin API promises that deleting a client or user stops what it
  * holds. One indexed read for a user token, none for a client's own (`sub` = `client_id`).
+ *
+ * A client deleted and registered again under its id — the developer portal derives an
+ * application's id from its creation form, which a browser sends again on Reload — is another
+ * client: a token signed before it was registered (`issuedAt`) was the deleted one's, and stays
+ * ended with it.
  */
-async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'>, clientId: string, sub: string): Promise<Omit<TokenHolders, 'grant'> | undefined> {
+async function tokenHolders(services: Pick<CallerServices, 'clients' | 'storage'>, clientId: string, sub: string, issuedAt: number | undefined): Promise<Omit<TokenHolders, 'grant'> | undefined> {
   if (clientId === '') return undefined;
   const [entry, user] = await Promise.all([services.clients.get(clientId), sub === clientId ? undefined : services.storage.users.findById(sub)]);
   if (!entry) return undefined;
+  if (issuedAt !== undefined && issuedAt + REGISTRATION_SKEW_SECONDS < entry.client.createdAt) return undefined;
   if (sub !== clientId && (!user || user.disabledAt !== null)) return undefined;
   return { client: entry.client, user };
 }
@@ -117,7 +129,7 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
     jti ? services.revocations.isJtiRevoked(jti) : false,
     grantId ? services.storage.grants.find(grantId) : undefined,
     apiKeyId ? services.storage.apiKeys.findById(apiKeyId) : undefined,
-    tokenHolders(services, clientId, sub),
+    tokenHolders(services, clientId, sub, payload.iat),
   ]);
   if (revoked) return 'revoked';
   // Past the grant's end, its lifetime bound included: a token signed before access tokens were

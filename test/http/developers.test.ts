@@ -1575,3 +1575,46 @@ describe('developer portal, on a catalogue where every application scope needs a
     assert.deepEqual(await server.gatehouse.storage.audit.query({ kind: 'portal.client.created' }), []);
   });
 });
+
+for (const dialect of DIALECTS) {
+  describe(`developer portal: an application deleted, then its creation form sent again (${dialect})`, () => {
+    let server: TestServer;
+    let ahead = 0;
+    before(async () => {
+      server = await startTestServer(dialect, { clock: () => Math.floor(Date.now() / 1000) + ahead });
+    });
+    after(() => server.close());
+
+    it('makes an application of the same id that the deleted one\'s access tokens, and the project tokens minted with them, are not', async () => {
+      const dana = await server.user('dana@example.com', PASSWORD);
+      const api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
+      const browser = await signedInBrowser(server.url, dana.email, PASSWORD);
+      const page = (await browser.request(`${server.url}/developers/new`)).text;
+      // The page that showed the secret, reloaded: the browser sends the creation form again.
+      const form = { csrf: hiddenField(page, 'csrf'), form_id: hiddenField(page, 'form_id'), name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK };
+      const created = await browser.request(`${server.url}/developers/applications`, { form });
+      const id = inputValue(created.text, 'client-id');
+      const secret = inputValue(created.text, 'revealed-value');
+      const tokenOf = async (clientSecret: string) => (await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'objects:read model:read' }, { headers: { authorization: basic(id, clientSecret) } })).body.access_token as string;
+      const leaked = await tokenOf(secret);
+      const viewer = (await post(`${server.url}/projects/p1/access-tokens`, JSON.stringify({ expires_at: new Date(Date.now() + 12 * 3600_000).toISOString(), scopes: ['model:read'] }), { json: true, headers: { authorization: `Bearer ${leaked}` } })).body.access_token as string;
+      const introspect = async (token: string) => (await post(`${server.url}/introspect`, { token }, { headers: { authorization: basic(api.id, api.secret) } })).body.active as boolean;
+      assert.equal(await introspect(viewer), true);
+
+      const confirm = await browser.request(`${server.url}/developers/applications/${id}/delete`);
+      assert.equal((await browser.request(`${server.url}/developers/applications/${id}/delete`, { form: { csrf: hiddenField(confirm.text, 'csrf') } })).status, 303);
+      assert.equal(await introspect(leaked), false);
+      ahead += 120;
+
+      const again = await browser.request(`${server.url}/developers/applications`, { form });
+      assert.equal(again.status, 200, again.text.slice(0, 500));
+      assert.equal(inputValue(again.text, 'client-id'), id, 'the id derives from the form');
+      for (const [what, token] of [['its access token', leaked], ['a project token minted with it', viewer]] as const) {
+        assert.equal(await introspect(token), false, what);
+        const minted = await post(`${server.url}/projects/p1/access-tokens`, JSON.stringify({ expires_at: new Date(Date.now() + 3600_000).toISOString(), scopes: ['model:read'] }), { json: true, headers: { authorization: `Bearer ${token}` } });
+        assert.equal(minted.status, 401, what);
+      }
+      assert.equal(await introspect(await tokenOf(inputValue(again.text, 'revealed-value'))), true, 'the new application\'s own token');
+    });
+  });
+}
