@@ -10,7 +10,11 @@ export interface ProjectTokenRequest {
   expiresAt: number;
 }
 
-export const PROJECT_ID = /^[A-Za-z0-9._~-]{1,128}$/;
+/**
+ * A project id: unreserved characters (RFC 3986 §2.3), so it goes into a URI path as it is — but
+ * not `.` or `..`, which in a path name no project but a step (§3.3), to an API that puts the id there.
+ */
+export const PROJECT_ID = /^(?!\.\.?$)[A-Za-z0-9._~-]{1,128}$/;
 
 /**
  * The first of `scopes` that may not go into a project token for a holder of `held`, and why: not a

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { updateClient } from '../../src/core/applications.ts';
@@ -49,6 +50,16 @@ for (const dialect of DIALECTS) {
     const revoke = (token: string, client = app, hint?: string) =>
       post(`${server.url}/revoke`, { token, ...(hint ? { token_type_hint: hint } : {}) }, { headers: { authorization: basic(client.id, client.secret) } });
     const inHours = (hours: number) => new Date(Date.now() + hours * 3600_000).toISOString();
+    /** A POST whose path goes out exactly as written. */
+    const rawPost = (path: string, authorization: string, body: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const { hostname, port } = new URL(server.url);
+        const request = httpRequest({ hostname, port, path, method: 'POST', headers: { authorization, 'content-type': 'application/json' } }, (response) => {
+          let text = '';
+          response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+        });
+        request.on('error', reject).end(body);
+      });
 
     describe('API keys (BIMData: Authorization: ApiKey …)', () => {
       it('act as their application with their scopes, until revoked', async () => {
@@ -250,6 +261,27 @@ for (const dialect of DIALECTS) {
           assert.equal(res.status, 400, String(expires_at));
           assert.equal(((await res.json()) as { error: string }).error, 'invalid_request');
         }
+      });
+
+      it('refuses the project ids . and .., which name no project but a path step to an API that puts the id in a path', async () => {
+        const token = await clientToken(app);
+        // Sent as written: fetch would resolve the dot segments, as a browser does.
+        for (const encoded of ['%2E', '%2E%2E', '.%2E']) {
+          const res = await rawPost(`/projects/${encoded}/access-tokens`, `Bearer ${token}`, JSON.stringify({ expires_at: inHours(1), scopes: ['model:read'] }));
+          assert.equal(res.status, 400, encoded);
+          assert.equal(JSON.parse(res.body).error, 'invalid_request', encoded);
+        }
+        for (const project of ['.', '..']) {
+          const res = await post(
+            `${server.url}/token`,
+            { grant_type: EXCHANGE, subject_token: token, subject_token_type: ACCESS_TOKEN, resource: `project:${project}`, scope: 'model:read' },
+            { headers: { authorization: basic(app.id, app.secret) } },
+          );
+          assert.equal(res.status, 400, project);
+          assert.equal(res.body.error, 'invalid_target', project);
+        }
+        const fine = await projectToken(`Bearer ${token}`, 'v1.2..3', { expires_at: inHours(1), scopes: ['model:read'] });
+        assert.equal(fine.status, 201, 'dots within an id are fine');
       });
 
       it('refuses a missing or invalid token with 401, and a project token minting another with 403', async () => {
