@@ -45,10 +45,13 @@ export async function introspect(services: IntrospectionServices, caller: Client
       // Inactive once consumed, or when the token endpoint would refuse it (revoked, expired, user
       // gone, or its client suspended with its developer's account, which the registry does not find).
       const maxLifetime = services.config.tokens.refreshTokenMaxLifetimeSeconds;
-      if (refresh.consumedAt !== null || refreshTokenRefusal(found, now, maxLifetime) || !(await services.clients.get(refresh.clientId))) return INACTIVE;
+      if (refresh.consumedAt !== null || refreshTokenRefusal(found, now, maxLifetime)) return INACTIVE;
+      const holder = await services.clients.get(refresh.clientId);
+      if (!holder) return INACTIVE;
       // §2.2 exp: when the token endpoint will start refusing it, the grant's end included.
       const exp = refreshTokenEnd(found, maxLifetime);
-      return { active: true, token_type: 'refresh_token', scope: refresh.scopes.join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp, iss: services.config.issuer };
+      // What its client still holds, as for access tokens (heldScopes).
+      return { active: true, token_type: 'refresh_token', scope: heldScopes(refresh.scopes, holder.client).join(' '), client_id: refresh.clientId, sub: grant.userId ?? refresh.clientId, iat: refresh.createdAt, exp, iss: services.config.issuer };
     }
     case 'ak': {
       // Checking a key it may not see is no use of the key: its last-use time stays as it was.

@@ -175,8 +175,9 @@ for (const dialect of DIALECTS) {
       it('are refused a scope taken from the application since its access token was issued, as its API keys are: through POST /projects and token exchange, and at introspection and userinfo', async () => {
         const shrinking = await server.client({ name: 'Shrinking', grantTypes: ['client_credentials', 'password', 'refresh_token', EXCHANGE], scopes: ['openid', 'objects:read', 'model:read', 'model:write'] });
         const own = await clientToken(shrinking, 'model:read model:write');
-        const signedIn = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'openid model:read' }, { headers: { authorization: basic(shrinking.id, shrinking.secret) } })).body.access_token as string;
+        const { access_token: signedIn, refresh_token: refreshToken } = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'openid model:read' }, { headers: { authorization: basic(shrinking.id, shrinking.secret) } })).body as { access_token: string; refresh_token: string };
         assert.equal((await introspect(own)).body.scope, 'model:read model:write');
+        assert.equal((await introspect(refreshToken)).body.scope, 'openid model:read');
         assert.equal((await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${signedIn}` } })).status, 200);
 
         await updateClient(server.gatehouse, shrinking.id, { scopes: ['objects:read', 'model:read'] }, server.gatehouse.clock());
@@ -195,6 +196,7 @@ for (const dialect of DIALECTS) {
         assert.equal(introspected.body.active, true);
         assert.equal(introspected.body.scope, 'model:read');
         assert.equal((await introspect(signedIn)).body.scope, 'model:read');
+        assert.equal((await introspect(refreshToken)).body.scope, 'model:read', 'a refresh token too carries only what its client still holds');
         const userinfo = await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${signedIn}` } });
         assert.equal(userinfo.status, 403, 'openid was taken from the application');
         assert.match(userinfo.headers.get('www-authenticate') ?? '', /error="insufficient_scope"/);
