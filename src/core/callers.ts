@@ -140,6 +140,9 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
   // that token does (RFC 8693 delegation cannot outlast what it acts on), so while that client is
   // suspended with its developer, as its deletion, which takes its grants, already ends it.
   if (holders && grant && grant.clientId !== clientId && !(await services.clients.get(grant.clientId))) return undefined;
+  // A token acting for a user (RFC 8693 §4.1 act: impersonation, delegation, and the project tokens
+  // minted with them) ends once its client may no longer act for users, as a scope taken away does.
+  if (holders && payload.act !== undefined && !holders.client.allowImpersonation) return undefined;
   return holders && { ...holders, grant };
 }
 

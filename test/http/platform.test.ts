@@ -474,6 +474,29 @@ for (const dialect of DIALECTS) {
         assert.equal(wider.body.error, 'invalid_scope');
       });
 
+      it('stops at once, at Gatehouse\'s endpoints, the tokens a client acts with for users once its privilege is taken away, and the project tokens minted with them', async () => {
+        const acting = await server.client({ name: 'Acting', grantTypes: ['client_credentials', EXCHANGE], scopes: ['objects:read', 'model:read'], allowImpersonation: true });
+        const exchange = (body: Record<string, string>) => post(`${server.url}/token`, { grant_type: EXCHANGE, ...body }, { headers: { authorization: basic(acting.id, acting.secret) } });
+        const impersonated = (await exchange({ requested_subject: userId, scope: 'model:read' })).body.access_token as string;
+        const subject = (await userTokens('objects:read model:read')).access_token;
+        const delegated = (await exchange({ subject_token: subject, subject_token_type: ACCESS_TOKEN, actor_token: await clientToken(acting), actor_token_type: ACCESS_TOKEN })).body.access_token as string;
+        const minted = await projectToken(`Bearer ${impersonated}`, 'p-acting', { expires_at: inHours(0.5), scopes: ['model:read'] });
+        assert.equal(minted.status, 201);
+        const project = ((await minted.json()) as { access_token: string }).access_token;
+        const own = await clientToken(acting);
+        for (const token of [impersonated, delegated, project, own]) assert.equal((await introspect(token)).body.active, true);
+
+        await updateClient(server.gatehouse, acting.id, { allowImpersonation: false }, server.gatehouse.clock());
+
+        for (const [what, token] of [['impersonation', impersonated], ['delegation', delegated], ['project token of the impersonation', project]] as const) {
+          assert.equal((await introspect(token)).body.active, false, what);
+          const again = await projectToken(`Bearer ${token}`, 'p-acting', { expires_at: inHours(0.25), scopes: ['model:read'] });
+          assert.equal(again.status, 401, what);
+        }
+        assert.equal((await introspect(own)).body.active, true, 'its own token acts for no one and keeps working');
+        assert.equal((await introspect(subject)).body.active, true, "the user's own token keeps working");
+      });
+
       it('refuses an actor token of another client and an unknown subject', async () => {
         const subject = (await userTokens()).access_token;
         const foreign = await post(
