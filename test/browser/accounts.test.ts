@@ -155,7 +155,7 @@ for (const dialect of DIALECTS) {
   });
 }
 
-describe('a forgotten password, reset in a browser through the link in a mail', { timeout: 120_000 }, () => {
+describe('links in mails, followed in a browser', { timeout: 180_000 }, () => {
   let server: TestServer;
   let mail: TestMailServer;
   let browser: Browser;
@@ -171,7 +171,7 @@ describe('a forgotten password, reset in a browser through the link in a mail', 
     await mail?.close();
   });
 
-  it('goes from the sign-in page’s link to signed in with the new password, which the old one no longer is', async () => {
+  it('resets a forgotten password: from the sign-in page’s link to signed in with the new password, which the old one no longer is', async () => {
     const NEW_PASSWORD = 'a new and better passphrase';
     await server.user('forgetful@example.com', PASSWORD);
     const context = await browser.newContext();
@@ -210,25 +210,9 @@ describe('a forgotten password, reset in a browser through the link in a mail', 
       await context.close();
     }
   });
-});
 
-describe('an email address, verified in a browser through the link in a mail', { timeout: 120_000 }, () => {
-  let server: TestServer;
-  let mail: TestMailServer;
-  let browser: Browser;
 
-  before(async () => {
-    mail = await startMailServer();
-    server = await startTestServer('sqlite', { env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' } });
-    browser = await launchChromium();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    await mail?.close();
-  });
-
-  it('goes from sign-up to a verified address only when the person confirms on the link’s page, which a link preview opening it does not', async () => {
+  it('verifies an email address: from sign-up to verified only when the person confirms on the link’s page, which a link preview opening it does not', async () => {
     const email = 'new-person@example.com';
     const verified = async () => (await server.gatehouse.storage.users.findByEmail(email))!.emailVerified;
     const context = await browser.newContext();
