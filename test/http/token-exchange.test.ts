@@ -280,6 +280,19 @@ for (const dialect of DIALECTS) {
         await assertRefusedUnchanged(() => token(backOffice, { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, actor_token_type: ACCESS_TOKEN }), 400, 'invalid_request');
       });
 
+      it('refuses with 400 invalid_request a parameter the exchange would leave out: requested_subject or actor_token with a project target, actor_token with requested_subject', async () => {
+        const subject = await clientToken(viewer);
+        const user = await newUser();
+        await assertRefusedUnchanged(() => projectExchange(viewer, subject, { resource: 'project:42', scope: 'model:read', requested_subject: user.id }), 400, 'invalid_request');
+        await assertRefusedUnchanged(() => projectExchange(backOffice, subject, { audience: 'project:42', requested_subject: user.id }), 400, 'invalid_request');
+        const own = await clientToken(backOffice);
+        await assertRefusedUnchanged(() => projectExchange(backOffice, own, { resource: 'project:42', actor_token: own, actor_token_type: ACCESS_TOKEN }), 400, 'invalid_request');
+        await assertRefusedUnchanged(() => token(backOffice, { grant_type: EXCHANGE, requested_subject: user.id, actor_token: own, actor_token_type: ACCESS_TOKEN }), 400, 'invalid_request');
+        // Without them, the same requests are answered.
+        assert.equal((await projectExchange(backOffice, own, { resource: 'project:42' })).status, 200);
+        assert.equal((await token(backOffice, { grant_type: EXCHANGE, requested_subject: user.id })).status, 200);
+      });
+
       it('keeps answering 403 insufficient_scope at POST /projects/{id}/access-tokens, a protected resource (RFC 6750)', async () => {
         const call = (authorization: string, scopes: string[]) =>
           fetch(`${server.url}/projects/p1/access-tokens`, {

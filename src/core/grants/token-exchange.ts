@@ -55,7 +55,14 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
     if (params.actor_token_type !== undefined && params.actor_token === undefined) throw invalidRequest('actor_token_type was sent without actor_token');
     const project = projectTarget(params.resource, params.audience, services.config.issuer);
     const requested = services.scopes.parse(params.scope);
-    if (project !== undefined) return validateProjectToken(context, project, requested);
+    if (project !== undefined) {
+      // A project token is minted for the subject token's own subject: a requested subject or an
+      // actor would be quietly left out of the token the client believes it asked for.
+      for (const name of ['requested_subject', 'actor_token'] as const) {
+        if (params[name] !== undefined) throw invalidRequest(`${name} has no part in a project token exchange, which is for the subject token's own subject`);
+      }
+      return validateProjectToken(context, project, requested);
+    }
 
     if (!client.allowImpersonation) {
       audit(services, context, 'failure', { reason: 'no impersonation privilege' });
@@ -113,6 +120,9 @@ async function validateProjectToken(context: GrantContext, project: string, requ
 async function validateImpersonation(context: GrantContext, requested: string[] | undefined): Promise<Exchange> {
   const { client, params, services } = context;
   const requestedSubject = params.requested_subject!;
+  // The client acts here on its own authority, shown by its authentication (and, if sent, its own
+  // token as subject_token): an actor token would name an actor the token could not record.
+  if (params.actor_token !== undefined) throw invalidRequest('actor_token has no part in impersonation (requested_subject); the client\'s own token goes in subject_token');
   const user = requestedSubject.length <= 64 ? await services.storage.users.findById(requestedSubject) : undefined;
   if (!user || user.disabledAt !== null) throw invalidGrant('the requested subject is not an active user');
   if (params.subject_token !== undefined) {
