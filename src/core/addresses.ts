@@ -66,7 +66,8 @@ export type InternalRange =
  * IPv4: 0.0.0.0/8 is "this host" (RFC 1122 §3.2.1.3): Linux connects 0.0.0.0 to itself.
  * 100.64.0.0/10 is shared by a carrier's or cloud's NAT (RFC 6598). 169.254.0.0/16 holds the cloud
  * metadata service (169.254.169.254), and 192.0.0.0/24 (IETF protocol assignments, RFC 6890 §2.2.2:
- * DS-Lite's tunnel ends, RFC 6333 §5.7) Oracle Cloud's (192.0.0.192). 198.18.0.0/15 is for
+ * DS-Lite's tunnel ends, RFC 6333 §5.7) Oracle Cloud's (192.0.0.192). 192.88.99.0/24 was 6to4's
+ * relay anycast, deprecated by RFC 7526 and reachable only as a relay nearby. 198.18.0.0/15 is for
  * benchmarking a network (RFC 2544), TEST-NET-1, -2 and -3 for documentation (RFC 5737),
  * 224.0.0.0/4 multicast (RFC 5771) and 240.0.0.0/4 reserved (RFC 1112 §4), broadcast included.
  *
@@ -83,7 +84,7 @@ const RANGES: readonly [range: InternalRange, family: 'ipv4' | 'ipv6', subnets: 
   ['shared', 'ipv4', ['100.64.0.0/10']],
   ['loopback', 'ipv4', ['127.0.0.0/8']],
   ['link-local', 'ipv4', ['169.254.0.0/16']],
-  ['special-purpose', 'ipv4', ['192.0.0.0/24', '198.18.0.0/15']],
+  ['special-purpose', 'ipv4', ['192.0.0.0/24', '192.88.99.0/24', '198.18.0.0/15']],
   ['documentation', 'ipv4', ['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24']],
   ['multicast', 'ipv4', ['224.0.0.0/4']],
   ['reserved', 'ipv4', ['240.0.0.0/4']],

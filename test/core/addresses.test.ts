@@ -110,6 +110,9 @@ describe('the internal range of an address (where a developer’s back-channel l
       ['192.0.0.255', 'special-purpose'],
       ['192.168.255.255', 'private'],
       ['198.18.0.0', 'special-purpose'],
+      // The deprecated 6to4 relay anycast (RFC 7526).
+      ['192.88.99.0', 'special-purpose'],
+      ['192.88.99.255', 'special-purpose'],
       // Documentation: TEST-NET-1, -2 and -3 (RFC 5737), 2001:db8::/32 (RFC 3849) and 3fff::/20 (RFC 9637).
       ['192.0.2.0', 'documentation'],
       ['192.0.2.255', 'documentation'],
