@@ -141,7 +141,11 @@ export class BackChannelLogout {
  */
 function postForm(uri: string, fields: Record<string, string>, timeoutMs: number, outsideOnly: boolean): Promise<number> {
   const body = new URLSearchParams(fields).toString();
-  const send = new URL(uri).protocol === 'https:' ? httpsRequest : httpRequest;
+  const { protocol, hostname } = new URL(uri);
+  const send = protocol === 'https:' ? httpsRequest : httpRequest;
+  // An IP address calls no lookup, so it is judged here: registration judged it too, but by the
+  // ranges of its day, and a URI stored before a range was counted internal is posted to now.
+  if (outsideOnly && internalRange(hostname) !== undefined) return Promise.reject(new InternalAddressError(`${hostname} is in Gatehouse's own network`));
   return new Promise((resolve, reject) => {
     const request = send(
       uri,
@@ -171,7 +175,7 @@ type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | Lo
 /**
  * dns.lookup as a connection calls it, keeping only addresses outside Gatehouse's own network (see
  * internalRange), or failing when there are none. A connection to an IP literal calls no lookup:
- * such a host was judged when it was registered.
+ * postForm judges such a host itself.
  */
 function lookupOutside(hostname: string, options: LookupOptions, callback: LookupCallback): void {
   dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
@@ -185,7 +189,7 @@ function lookupOutside(hostname: string, options: LookupOptions, callback: Looku
 
 /** Why a delivery failed, as the audit log says it: never the token, nor anything the receiver sent. */
 function reasonOf(error: unknown): string {
-  if (error instanceof InternalAddressError) return 'the host name resolves only to addresses in Gatehouse’s own network';
+  if (error instanceof InternalAddressError) return 'the host is, or resolves only to, addresses in Gatehouse’s own network';
   const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
   if (name === 'AbortError' || name === 'TimeoutError' || code === 'ABORT_ERR') return 'no answer in time';
   if (typeof code === 'string') return `the request failed (${code})`;

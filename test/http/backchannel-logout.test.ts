@@ -412,7 +412,7 @@ for (const dialect of DIALECTS) {
       const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
       assert.deepEqual(
         events.map((event) => [event.clientId, event.outcome, event.data.reason]),
-        [[client.id, 'failure', 'the host name resolves only to addresses in Gatehouse’s own network']],
+        [[client.id, 'failure', 'the host is, or resolves only to, addresses in Gatehouse’s own network']],
       );
     });
 
@@ -441,7 +441,39 @@ for (const dialect of DIALECTS) {
       const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
       assert.deepEqual(
         events.map((event) => [event.clientId, event.outcome, event.data.reason]),
-        [[client.id, 'failure', 'the host name resolves only to addresses in Gatehouse’s own network']],
+        [[client.id, 'failure', 'the host is, or resolves only to, addresses in Gatehouse’s own network']],
+      );
+    });
+
+    it('posts nothing to a developer’s application whose stored URI names an internal IP address, as one registered before its range was counted internal may', async (t) => {
+      const connections: string[] = [];
+      const listener = createTcpServer((socket) => {
+        connections.push(socket.remoteAddress ?? '');
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+      t.after(() => new Promise((resolve) => listener.close(resolve)));
+      const port = (listener.address() as { port: number }).port;
+      const developer = await aUser();
+      const { client } = await createClient(
+        server.gatehouse,
+        { name: 'Stored before', type: 'confidential', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, ownerUserId: developer.id, backchannelLogoutUri: 'https://rp.example.com/backchannel-logout' },
+        server.gatehouse.clock(),
+        undefined,
+        'developer',
+      );
+      // Registration refuses this URI; a row can hold it from before.
+      await server.gatehouse.storage.clients.update(client.id, { backchannelLogoutUri: `http://127.0.0.1:${port}/backchannel-logout` }, server.gatehouse.clock());
+      const user = await aUser();
+      await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, server.gatehouse.clock())), client.id);
+
+      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
+      await delivered();
+      assert.deepEqual(connections, [], 'no connection was made');
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      assert.deepEqual(
+        events.map((event) => [event.clientId, event.outcome, event.data.reason]),
+        [[client.id, 'failure', 'the host is, or resolves only to, addresses in Gatehouse’s own network']],
       );
     });
 
