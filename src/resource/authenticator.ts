@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, customFetch, jwtVerify, type FetchImplementation, type JWTPayload } from 'jose';
 import { isWellFormed } from '../core/tokens/opaque.ts';
 import { missingCredentials, ResourceError } from './errors.ts';
 
@@ -67,6 +67,19 @@ const invalidApiKey = () => new ResourceError('invalid_token', 'the API key is i
 const REQUEST_TIMEOUT_MS = 5000;
 
 /**
+ * After discovery or a JWKS fetch failed, Gatehouse is not asked again for this long (the 503's
+ * `Retry-After`): jose's 30 s cooldown on unknown `kid`s counts from the last fetch that succeeded,
+ * so while the JWKS endpoint fails every forged `kid` (and, once the keys are 10 minutes old, every
+ * token) would make a request to a Gatehouse that is already struggling.
+ */
+const RETRY_AFTER_FAILURE_MS = 5000;
+
+/** Gatehouse failed to answer moments ago and is not asked again yet; the middleware answers 503. */
+class GatehouseUnavailable extends Error {
+  override name = 'GatehouseUnavailable';
+}
+
+/**
  * Verifies what Gatehouse issues. Bearer JWTs are verified locally against the JWKS found through
  * discovery (cached; an unknown `kid` triggers one refetch at most every 30 s, so key rotation
  * needs nothing from you). API keys are checked through introspection, with answers cached for
@@ -77,23 +90,33 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const ttlMs = secondsOption('cacheTtlSeconds', options.cacheTtlSeconds, 30, MAX_CACHE_TTL_SECONDS) * 1000;
   const clockTolerance = secondsOption('clockToleranceSeconds', options.clockToleranceSeconds, 30, MAX_CLOCK_TOLERANCE_SECONDS);
   let metadata: Promise<{ jwks: ReturnType<typeof createRemoteJWKSet>; introspectionEndpoint: string | undefined }> | undefined;
+  let discoveryFailedAt = Number.NEGATIVE_INFINITY;
   const apiKeyCache = new Map<string, { expires: number; principal: Principal | undefined }>();
   /** Introspections in flight, by the same key as the cache; each ends up in the cache or fails. */
   const introspecting = new Map<string, Promise<Principal | undefined>>();
 
   const discover = () => {
+    if (!metadata && Date.now() - discoveryFailedAt < RETRY_AFTER_FAILURE_MS) return Promise.reject(new GatehouseUnavailable(`discovery at ${issuer} failed moments ago`));
     metadata ??= (async () => {
       const response = await fetch(`${issuer}/.well-known/oauth-authorization-server`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
       if (!response.ok) throw new Error(`discovery at ${issuer} answered ${response.status}`);
       const document = (await response.json()) as { issuer?: string; jwks_uri?: string; introspection_endpoint?: string };
       if (document.issuer !== issuer || !document.jwks_uri) throw new Error(`discovery at ${issuer} returned another issuer or no jwks_uri`);
       return {
-        jwks: createRemoteJWKSet(new URL(document.jwks_uri), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: REQUEST_TIMEOUT_MS }),
+        jwks: createRemoteJWKSet(new URL(document.jwks_uri), {
+          cooldownDuration: 30_000,
+          cacheMaxAge: 600_000,
+          timeoutDuration: REQUEST_TIMEOUT_MS,
+          [customFetch]: fetchRetryingAfterFailure(),
+        }),
         introspectionEndpoint: document.introspection_endpoint,
       };
     })();
-    // A failed discovery is retried on the next request rather than remembered.
-    metadata.catch(() => (metadata = undefined));
+    // A failed discovery is not remembered: it is tried again once RETRY_AFTER_FAILURE_MS has passed.
+    metadata.catch(() => {
+      discoveryFailedAt = Date.now();
+      metadata = undefined;
+    });
     return metadata;
   };
 
@@ -180,6 +203,22 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   };
 }
 
+/** jose's JWKS fetch, which does not ask again within RETRY_AFTER_FAILURE_MS of a failed attempt. */
+function fetchRetryingAfterFailure(): FetchImplementation {
+  let failedAt = Number.NEGATIVE_INFINITY;
+  return async (url, init) => {
+    if (Date.now() - failedAt < RETRY_AFTER_FAILURE_MS) throw new GatehouseUnavailable(`the JWKS at ${url} could not be fetched moments ago`);
+    try {
+      const response = await fetch(url, init);
+      if (response.status !== 200) failedAt = Date.now();
+      return response;
+    } catch (error) {
+      failedAt = Date.now();
+      throw error;
+    }
+  };
+}
+
 /**
  * The JWKS could not be fetched (Gatehouse unreachable, slow or answering an error): that says
  * nothing about the token, so it is not `invalid_token` (which tells clients to drop the token);
@@ -187,7 +226,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
  */
 function keySetUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JWKS_INVALID' || code === 'ERR_JOSE_GENERIC') return true;
+  if (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JWKS_INVALID' || code === 'ERR_JOSE_GENERIC' || error instanceof GatehouseUnavailable) return true;
   // fetch() itself failed (connection refused, DNS): jose passes undici's error through.
   return error instanceof TypeError && error.message === 'fetch failed';
 }

@@ -197,7 +197,77 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       assert.equal(res.headers['www-authenticate'], undefined, 'no challenge: the token was not judged');
 
       jwksStatus = 200;
-      assert.equal((await stranded.authenticate(bearer(token))).subject, machine.id, 'works once the JWKS is back');
+      t.mock.timers.enable({ apis: ['Date'], now: Date.now() + 5_100 });
+      assert.equal((await stranded.authenticate(bearer(token))).subject, machine.id, 'works once the JWKS is back (and 5 s have passed)');
+    });
+
+    it('asks a failing JWKS endpoint again at most every 5 s, however many tokens with unknown kids arrive', async (t) => {
+      const issuer = Fastify();
+      t.after(() => issuer.close());
+      let jwksStatus = 200;
+      let fetches = 0;
+      issuer.get('/.well-known/oauth-authorization-server', async () => ({ issuer: issuerUrl, jwks_uri: `${issuerUrl}/jwks.json` }));
+      issuer.get('/jwks.json', async (_request, reply) => {
+        fetches++;
+        return reply.code(jwksStatus).send(jwksStatus === 200 ? server.gatehouse.keys.jwksJson : { error: 'down' });
+      });
+      const issuerUrl = await issuer.listen({ port: 0, host: '127.0.0.1' });
+      const api = createAuthenticator({ issuer: issuerUrl, audience: options.audience });
+      const real = await resign(await clientToken(), { iss: issuerUrl });
+      const forged = async (i: number) => resign(real, {}, await foreignKey(`forged-${i}`));
+      const unavailable = (promise: Promise<unknown>) => assert.rejects(promise, (error) => !(error instanceof ResourceError));
+
+      assert.equal((await api.authenticate(bearer(real))).subject, machine.id);
+      assert.equal(fetches, 1);
+
+      // Past the 30 s cooldown an unknown kid may refetch; the JWKS endpoint now fails.
+      jwksStatus = 500;
+      const start = Date.now();
+      t.mock.timers.enable({ apis: ['Date'], now: start + 31_000 });
+      for (let i = 0; i < 5; i++) await unavailable(api.authenticate(bearer(await forged(i))));
+      assert.equal(fetches, 2, 'one attempt, not one per forged kid');
+      assert.equal((await api.authenticate(bearer(real))).subject, machine.id, 'known keys still verify');
+
+      // 5 s later, one more attempt; once it succeeds, unknown kids are refused as before.
+      t.mock.timers.setTime(start + 36_100);
+      jwksStatus = 200;
+      await refusal(api.authenticate(bearer(await forged(5))), 'invalid_token');
+      assert.equal(fetches, 3);
+
+      // A first fetch that fails is not retried by every request either.
+      jwksStatus = 500;
+      const starting = createAuthenticator({ issuer: issuerUrl, audience: options.audience });
+      for (let i = 0; i < 5; i++) await unavailable(starting.authenticate(bearer(real)));
+      assert.equal(fetches, 4);
+      t.mock.timers.setTime(start + 41_200);
+      jwksStatus = 200;
+      assert.equal((await starting.authenticate(bearer(real))).subject, machine.id);
+      assert.equal(fetches, 5);
+    });
+
+    it('asks a failing discovery endpoint again at most every 5 s', async (t) => {
+      const issuer = Fastify();
+      t.after(() => issuer.close());
+      let status = 500;
+      let fetches = 0;
+      issuer.get('/.well-known/oauth-authorization-server', async (_request, reply) => {
+        fetches++;
+        return reply.code(status).send(status === 200 ? { issuer: issuerUrl, jwks_uri: `${issuerUrl}/jwks.json` } : { error: 'down' });
+      });
+      issuer.get('/jwks.json', async () => server.gatehouse.keys.jwksJson);
+      const issuerUrl = await issuer.listen({ port: 0, host: '127.0.0.1' });
+      const api = createAuthenticator({ issuer: issuerUrl, audience: options.audience });
+      const real = await resign(await clientToken(), { iss: issuerUrl });
+
+      const start = Date.now();
+      t.mock.timers.enable({ apis: ['Date'], now: start });
+      for (let i = 0; i < 5; i++) await assert.rejects(api.authenticate(bearer(real)), (error) => !(error instanceof ResourceError));
+      assert.equal(fetches, 1, 'one attempt, not one per request');
+
+      t.mock.timers.setTime(start + 5_100);
+      status = 200;
+      assert.equal((await api.authenticate(bearer(real))).subject, machine.id);
+      assert.equal(fetches, 2);
     });
 
     it('refuses a valid token at an API that expects another audience', async () => {
