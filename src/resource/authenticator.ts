@@ -15,7 +15,7 @@ export interface AuthenticatorOptions {
    * refused here (default 30 s, at most 3600). Never past the key's expiry.
    */
   cacheTtlSeconds?: number;
-  /** Clock skew tolerated on `exp`/`iat`, in seconds (default 30, at most 300). */
+  /** Clock skew tolerated on `exp` (and `nbf`), in seconds (default 30, at most 300); `iat` is not checked. */
   clockToleranceSeconds?: number;
 }
 
