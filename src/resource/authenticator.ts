@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createRemoteJWKSet, customFetch, jwtVerify, type FetchImplementation, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, customFetch, decodeJwt, decodeProtectedHeader, jwtVerify, type FetchImplementation, type JWTPayload } from 'jose';
 import { isWellFormed } from '../core/tokens/opaque.ts';
 import { missingCredentials, ResourceError } from './errors.ts';
 
@@ -58,6 +58,7 @@ export interface Authenticator {
 
 const MAX_CACHE_ENTRIES = 10_000;
 
+const invalidToken = () => new ResourceError('invalid_token', 'the access token is invalid or has expired');
 const invalidApiKey = () => new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
 
 /**
@@ -121,13 +122,14 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   };
 
   async function verifyJwt(token: string): Promise<Principal> {
+    if (!isJwt(token)) throw invalidToken();
     const { jwks } = await discover();
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', clockTolerance }));
     } catch (error) {
       if (keySetUnavailable(error)) throw error;
-      throw new ResourceError('invalid_token', 'the access token is invalid or has expired');
+      throw invalidToken();
     }
     return principalFrom(payload, 'jwt');
   }
@@ -217,6 +219,21 @@ function fetchRetryingAfterFailure(): FetchImplementation {
       throw error;
     }
   };
+}
+
+/**
+ * A compact JWS whose header and claims decode: anything else is refused without the keys, so a
+ * garbage token is invalid_token even while Gatehouse cannot be reached, not a 503 to retry with it.
+ */
+function isJwt(token: string): boolean {
+  if (token.split('.').length !== 3) return false;
+  try {
+    decodeProtectedHeader(token);
+    decodeJwt(token);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -270,6 +270,20 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       assert.equal(fetches, 2);
     });
 
+    it('refuses a bearer token that is no JWT with invalid_token even while Gatehouse cannot be reached (no 503 inviting a retry)', async (t) => {
+      const closed = Fastify();
+      const issuerUrl = await closed.listen({ port: 0, host: '127.0.0.1' });
+      await closed.close();
+      const stranded = createAuthenticator({ issuer: issuerUrl, audience: options.audience });
+      const requests = countRequests(t);
+      const real = await clientToken();
+      for (const token of ['not-a-token', 'aaa.bbb.ccc', `${real.split('.')[0]}.e30`, `${real.split('.')[0]}.bm90IGpzb24.${real.split('.')[2]}`]) {
+        await refusal(stranded.authenticate(bearer(token)), 'invalid_token');
+      }
+      assert.equal(requests('/.well-known/oauth-authorization-server'), 0, 'not worth asking Gatehouse');
+      await assert.rejects(stranded.authenticate(bearer(real)), (error) => !(error instanceof ResourceError), 'a well-formed token still needs the keys');
+    });
+
     it('refuses a valid token at an API that expects another audience', async () => {
       const elsewhere = createAuthenticator({ ...options, audience: 'https://another-api.example' });
       await refusal(elsewhere.authenticate(bearer(await clientToken())), 'invalid_token');
