@@ -59,6 +59,7 @@ export interface Authenticator {
 const MAX_CACHE_ENTRIES = 10_000;
 
 const invalidToken = () => new ResourceError('invalid_token', 'the access token is invalid or has expired');
+const apiKeysNotAccepted = () => new ResourceError('invalid_token', 'API keys are not accepted here');
 const invalidApiKey = () => new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
 
 /**
@@ -161,8 +162,10 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
 
   /** Asks Gatehouse about the key and caches the answer; undefined when it is not an active key. */
   async function introspectApiKey(key: string, cacheKey: string): Promise<Principal | undefined> {
+    // Without credentials the answer is known before asking Gatehouse anything, even while it is down.
+    if (!options.introspection) throw apiKeysNotAccepted();
     const { introspectionEndpoint } = await discover();
-    if (!options.introspection || !introspectionEndpoint) throw new ResourceError('invalid_token', 'API keys are not accepted here');
+    if (!introspectionEndpoint) throw apiKeysNotAccepted();
     const { clientId, clientSecret } = options.introspection;
     const response = await fetch(introspectionEndpoint, {
       method: 'POST',

@@ -404,6 +404,14 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       await refusal(createAuthenticator(withoutIntrospection).authenticate(apiKeyHeader(value)), 'invalid_token');
     });
 
+    it('are refused with 401, not 503, by an API without introspection credentials while Gatehouse cannot be reached', async () => {
+      const closed = Fastify();
+      const issuerUrl = await closed.listen({ port: 0, host: '127.0.0.1' });
+      await closed.close();
+      const { value } = await apiKey(machine, ['objects:read']);
+      await refusal(createAuthenticator({ issuer: issuerUrl, audience: options.audience }).authenticate(apiKeyHeader(value)), 'invalid_token');
+    });
+
     it('fail with an ordinary error, not the caller\'s fault, when introspection refuses the API\'s credentials', async () => {
       const { value } = await apiKey(machine, ['objects:read']);
       const misconfigured = createAuthenticator({ ...options, introspection: { clientId: resourceServer.id, clientSecret: 'wrong secret' } });
