@@ -123,13 +123,19 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   };
 
   async function verifyJwt(token: string): Promise<Principal> {
-    if (!isJwt(token)) throw invalidToken();
-    const { jwks } = await discover();
+    if (!isCompact(token)) throw invalidToken();
+    // Without the keys, only a token that is no JWT at all is known to be invalid: it is refused as
+    // such, decoded on this path only, not on the way of every token verified.
+    const withoutKeys = (error: unknown): never => {
+      if (!isJwt(token)) throw invalidToken();
+      throw error;
+    };
+    const { jwks } = await discover().catch(withoutKeys);
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', clockTolerance }));
     } catch (error) {
-      if (keySetUnavailable(error)) throw error;
+      if (keySetUnavailable(error)) withoutKeys(error);
       throw invalidToken();
     }
     return principalFrom(payload, 'jwt');
@@ -224,12 +230,19 @@ function fetchRetryingAfterFailure(): FetchImplementation {
   };
 }
 
+/** Three parts, as a compact JWS has. */
+function isCompact(token: string): boolean {
+  const first = token.indexOf('.');
+  const second = first === -1 ? -1 : token.indexOf('.', first + 1);
+  return second !== -1 && token.indexOf('.', second + 1) === -1;
+}
+
 /**
  * A compact JWS whose header and claims decode: anything else is refused without the keys, so a
  * garbage token is invalid_token even while Gatehouse cannot be reached, not a 503 to retry with it.
  */
 function isJwt(token: string): boolean {
-  if (token.split('.').length !== 3) return false;
+  if (!isCompact(token)) return false;
   try {
     decodeProtectedHeader(token);
     decodeJwt(token);
