@@ -137,6 +137,22 @@ describe('authorization request parameters sent without a value, and how errors 
     }
   });
 
+  it('answers a response type named like a property every object has (toString, constructor, __proto__) with unsupported_response_type, never a 500', async () => {
+    const browser = await signedIn(server);
+    for (const responseType of ['toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf']) {
+      for (const method of ['GET', 'POST'] as const) {
+        const params = { response_type: responseType, client_id: viewer.id, redirect_uri: CALLBACK, scope: 'openid', state: 'st-6' };
+        const page = method === 'GET' ? await browser.request(authorizeUrl(server, params)) : await browser.request(`${server.url}/authorize`, { form: params });
+        const label = `${method} ${responseType}`;
+        const answer = answerOf(page);
+        assert.equal(answer.mode, 'query', label);
+        assert.equal(answer.params.get('error'), 'unsupported_response_type', label);
+        assert.equal(answer.params.get('state'), 'st-6', label);
+        assert.equal(answer.params.get('iss'), server.config.issuer, label);
+      }
+    }
+  });
+
   it('takes a plain challenge (the verifier itself, 43 to 128 characters) where the operator allows plain, a challenge without its method counting as plain, and an S256 one only as a digest', async () => {
     const allowing = await startTestServer('sqlite', { config: { pkce: { allowPlain: true } } });
     try {

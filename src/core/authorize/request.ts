@@ -125,7 +125,8 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
     (draft, { implicitEnabled }, param) => {
       const raw = param('response_type');
       if (!raw) throw invalidRequest('response_type is required');
-      const responseType = RESPONSE_TYPES[raw];
+      // Own members only: `toString` or `constructor` would find the object's prototype instead.
+      const responseType = Object.hasOwn(RESPONSE_TYPES, raw) ? RESPONSE_TYPES[raw] : undefined;
       if (!responseType || (responseType !== 'code' && !implicitEnabled)) throw unsupportedResponseType(`the response type "${raw.slice(0, 40)}" is not supported`);
       draft.responseType = responseType;
       draft.responseMode = defaultResponseMode(responseType);
