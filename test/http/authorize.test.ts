@@ -478,6 +478,23 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('refuses with invalid_request, at the redirect URI, a claims parameter too long to be read, rather than drop the sub it may ask for', async () => {
+      const { browser } = await authorize({ client_id: web.id });
+      // Over 8,192 characters: a claims request naming someone else, with a long reason for a claim it asks for.
+      const claims = JSON.stringify({ id_token: { sub: { value: 'someone-else' }, email: { essential: true, purpose: 'To tell you apart. '.repeat(440) } } });
+      assert.ok(claims.length > 8192);
+      for (const method of ['GET', 'POST'] as const) {
+        const params = { response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'openid', state: 'st-9', prompt: 'none', claims };
+        const page = method === 'GET' ? await browser.request(`${server.url}/authorize?${new URLSearchParams(params)}`) : await browser.request(`${server.url}/authorize`, { form: params });
+        assert.ok(page.location?.startsWith(CALLBACK), `${method}: ${page.status} ${page.location ?? page.text.slice(0, 300)}`);
+        const answer = new URL(page.location!);
+        assert.equal(answer.searchParams.get('code'), null, method);
+        assert.equal(answer.searchParams.get('error'), 'invalid_request', method);
+        assert.equal(answer.searchParams.get('state'), 'st-9', method);
+        assert.equal(answer.searchParams.get('iss'), server.config.issuer, method);
+      }
+    });
+
     it('refuses a sign-out whose id_token_hint was issued to another client than client_id, and keeps the session', async () => {
       await server.gatehouse.storage.clients.update(other.id, { postLogoutRedirectUris: ['https://other.example/bye'] }, now);
       server.gatehouse.clients.invalidate(other.id);

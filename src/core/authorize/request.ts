@@ -291,9 +291,16 @@ function echoableState(params: Readonly<Record<string, unknown>>): string | unde
   }
 }
 
+/**
+ * The claims parameter is read up to this length. A longer one is refused rather than ignored: it
+ * may ask for a `sub`, and ignoring it would answer for whoever is signed in.
+ */
+const MAX_CLAIMS_LENGTH = 8192;
+
 /** The `sub` value a `claims` parameter asks for (OpenID Connect Core §5.5.1), if it can be read. */
 function requestedSubject(claims: string | undefined): string | undefined {
-  if (claims === undefined || claims.length > 8192) return undefined;
+  if (claims === undefined) return undefined;
+  if (claims.length > MAX_CLAIMS_LENGTH) throw invalidRequest(`claims is longer than ${MAX_CLAIMS_LENGTH} characters`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(claims);
