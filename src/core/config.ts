@@ -367,6 +367,12 @@ function parseIssuer(value: string): string {
   if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash) {
     throw new ConfigError(`GATEHOUSE_ISSUER must be an http(s) URL without query or fragment (got "${value}")`);
   }
+  // Every endpoint and page is served at the root of the host (`/token`, `/login`, `/static/…`, the
+  // `__Host-` cookie's Path=/): an issuer with a path would name endpoints in discovery, and in
+  // RFC 8414 §3 a metadata URL (`/.well-known/oauth-authorization-server/<path>`), that nothing serves.
+  if (url.pathname.replace(/\/+$/, '') !== '') {
+    throw new ConfigError(`GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a path (got "${value}")`);
+  }
   return value.replace(/\/+$/, '');
 }
 

@@ -39,6 +39,7 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
     ['GATEHOUSE_METRICS_PORT the same as PORT', () => ({ PORT: '4321', GATEHOUSE_METRICS_PORT: '4321' }), /GATEHOUSE_METRICS_PORT must differ from PORT/],
     ['GATEHOUSE_ISSUER that is not a URL', () => ({ GATEHOUSE_ISSUER: 'not-a-url' }), /GATEHOUSE_ISSUER .*"not-a-url"/],
     ['GATEHOUSE_ISSUER with a query', () => ({ GATEHOUSE_ISSUER: 'https://auth.example.com/?tenant=1' }), /GATEHOUSE_ISSUER .*query/],
+    ['GATEHOUSE_ISSUER with a path', () => ({ GATEHOUSE_ISSUER: 'https://example.com/auth' }), /GATEHOUSE_ISSUER .*without a path .*"https:\/\/example\.com\/auth"/],
     ['DATABASE_URL of another database', () => ({ DATABASE_URL: 'mysql://x', GATEHOUSE_SECRET: TEST_SECRET }), /DATABASE_URL .*postgres:\/\//],
     ['GATEHOUSE_CONFIG naming a missing file', () => ({ GATEHOUSE_CONFIG: join(dir, 'missing.json') }), /GATEHOUSE_CONFIG: .*missing\.json/],
     // V8 quotes the bad text, line breaks and all; the message must stay on one line.
@@ -102,6 +103,22 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       const result = await runCli(args, { GATEHOUSE_DATA_DIR: join(dir, 'data'), PORT: 'abc' }, 30_000);
       assert.equal(result.code, 1, args.join(' '));
       assert.match(oneLine(result), /PORT .*"abc"/);
+    }
+  });
+});
+
+describe('GATEHOUSE_ISSUER', () => {
+  const issuer = (value: string) => loadConfig({ GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_ISSUER: value }).issuer;
+
+  it('is an origin: a trailing slash is dropped, so that every endpoint in discovery is the issuer and its path', () => {
+    assert.equal(issuer('https://auth.example.com'), 'https://auth.example.com');
+    assert.equal(issuer('https://auth.example.com/'), 'https://auth.example.com');
+    assert.equal(issuer('http://localhost:4000'), 'http://localhost:4000');
+  });
+
+  it('refuses a path, which nothing would serve the endpoints and the RFC 8414 §3 metadata URL of', () => {
+    for (const value of ['https://example.com/auth', 'https://example.com/auth/', 'https://example.com/tenants/a', 'http://localhost:4000/gatehouse']) {
+      assert.throws(() => issuer(value), (error: Error) => error instanceof ConfigError && /^GATEHOUSE_ISSUER .*without a path/.test(error.message), value);
     }
   });
 });
