@@ -35,8 +35,11 @@ export class KeyStore {
     this.#repository = repository;
     this.#encryptionKey = new Uint8Array(hkdfSync('sha256', config.secret, 'gatehouse', 'signing-key-encryption', 32));
     this.#algorithms = { access: config.tokens.accessTokenAlgorithm, id: config.tokens.idTokenAlgorithm };
-    // A retired key must verify every token it signed: the longest lifetime, plus clock skew.
-    this.#retiredLifetimeSeconds = Math.max(config.tokens.accessTokenTtlSeconds, config.tokens.idTokenTtlSeconds, config.projectTokens.maxTtlSeconds) + 300;
+    // A retired key must verify every token it signed: the longest lifetime, plus clock skew. Other
+    // instances sign with it until they next re-read the keys (startReloading), up to an interval
+    // after the rotation, so that interval is added too.
+    this.#retiredLifetimeSeconds =
+      Math.max(config.tokens.accessTokenTtlSeconds, config.tokens.idTokenTtlSeconds, config.projectTokens.maxTtlSeconds) + 300 + Math.ceil(config.keys.reloadIntervalSeconds);
   }
 
   /** Loads the keys, generating the first active and next key of each use on an empty database. */
