@@ -133,6 +133,28 @@ for (const dialect of DIALECTS) {
       assert.equal(missing.body.error, 'invalid_request');
     });
 
+    it('tries each registered key that could have signed an assertion without kid, as during a key rotation', async () => {
+      const pairs = await Promise.all([generateKeyPair('ES256', { extractable: true }), generateKeyPair('ES256', { extractable: true })]);
+      const publicJwks = await Promise.all(pairs.map(async ({ publicKey }) => exportJWK(publicKey)));
+      // Once with keys named by kid, once with keys that have none: either way the client may sign without one.
+      for (const keys of [publicJwks.map((jwk, i) => ({ ...jwk, kid: `rotation-${i}` })), publicJwks]) {
+        const { client } = await createClient(
+          server.gatehouse,
+          { name: 'Rotating keys', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'], jwks: { keys } },
+          server.gatehouse.clock(),
+        );
+        const now = Math.floor(Date.now() / 1000);
+        const sign = (key: CryptoKey) => new SignJWT({ iss: client.id, sub: client.id, aud: `${server.url}/token`, exp: now + 60, jti: randomUUID() }).setProtectedHeader({ alg: 'ES256' }).sign(key);
+        for (const { privateKey: key } of pairs) {
+          const res = await tokenRequest({ client_assertion: await sign(key) });
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+        }
+        const stranger = await tokenRequest({ client_assertion: await sign(otherKey) });
+        assert.equal(stranger.status, 401);
+        assert.equal(stranger.body.error, 'invalid_client');
+      }
+    });
+
     it('refuses an assertion from a client without registered keys', async () => {
       const plain = await server.client({ name: 'Secret-only client' });
       const now = Math.floor(Date.now() / 1000);

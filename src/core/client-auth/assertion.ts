@@ -1,4 +1,4 @@
-import { jwtVerify } from 'jose';
+import { errors, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import type { ClientRepository } from '../../storage/repositories/clients.ts';
 import type { ClientEntry } from '../clients.ts';
 
@@ -54,7 +54,7 @@ export class ClientAssertions {
     if (!assertionKeys) return 'the client has no keys registered for private_key_jwt';
     let payload;
     try {
-      ({ payload } = await jwtVerify(assertion, assertionKeys, {
+      payload = await verifyWithAny(assertion, assertionKeys, {
         issuer: client.id,
         subject: client.id,
         audience: this.#audiences,
@@ -62,7 +62,7 @@ export class ClientAssertions {
         requiredClaims: ['exp', 'jti'],
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
         currentDate: new Date(now * 1000),
-      }));
+      });
     } catch (error) {
       return describe(error);
     }
@@ -71,6 +71,29 @@ export class ClientAssertions {
     if (typeof jti !== 'string' || jti === '' || jti.length > 256) return 'the client assertion needs a jti of 1 to 256 characters';
     if (!(await this.#repository.recordAssertion(client.id, jti, exp + CLOCK_TOLERANCE_SECONDS))) return 'the client assertion was used before';
     return undefined;
+  }
+}
+
+/**
+ * Verifies with the one registered key the header selects, or, where several could have signed it
+ * — an assertion without `kid` while the client rotates between two keys of one type, or keys
+ * registered without `kid` — with each of them in turn (at most 10), as node-oidc-provider and
+ * Nimbus do: jose leaves that to its caller and otherwise refuses every such assertion. Only a bad
+ * signature moves on to the next key; claims are checked once a key has verified the signature.
+ */
+async function verifyWithAny(assertion: string, keys: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(assertion, keys, options)).payload;
+  } catch (error) {
+    if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error;
+    for await (const key of error as errors.JWKSMultipleMatchingKeys & AsyncIterable<CryptoKey>) {
+      try {
+        return (await jwtVerify(assertion, key, options)).payload;
+      } catch (attempt) {
+        if (!(attempt instanceof errors.JWSSignatureVerificationFailed)) throw attempt;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
   }
 }
 
