@@ -155,6 +155,16 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('takes exp, nbf and iat that are not whole seconds (RFC 7519 §2 NumericDate), once', async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const once = await assertion({ exp: now + 60.5, nbf: now - 0.5, iat: now - 0.25 });
+      const res = await tokenRequest({ client_assertion: once });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const replay = await tokenRequest({ client_assertion: once });
+      assert.equal(replay.status, 401);
+      assert.match(replay.body.error_description, /used before/);
+    });
+
     it('refuses an assertion from a client without registered keys', async () => {
       const plain = await server.client({ name: 'Secret-only client' });
       const now = Math.floor(Date.now() / 1000);

@@ -69,7 +69,8 @@ export class ClientAssertions {
     const { exp, jti } = payload as { exp: number; jti: unknown };
     if (exp - now > MAX_LIFETIME_SECONDS) return `the client assertion must expire within ${MAX_LIFETIME_SECONDS} seconds`;
     if (typeof jti !== 'string' || jti === '' || jti.length > 256) return 'the client assertion needs a jti of 1 to 256 characters';
-    if (!(await this.#repository.recordAssertion(client.id, jti, exp + CLOCK_TOLERANCE_SECONDS))) return 'the client assertion was used before';
+    // RFC 7519 §2: a NumericDate may hold fractions of a second; the ledger keeps whole seconds.
+    if (!(await this.#repository.recordAssertion(client.id, jti, Math.ceil(exp) + CLOCK_TOLERANCE_SECONDS))) return 'the client assertion was used before';
     return undefined;
   }
 }
