@@ -165,6 +165,13 @@ for (const dialect of DIALECTS) {
       assert.match(replay.body.error_description, /used before/);
     });
 
+    it('refuses a jti holding a NUL character with invalid_client, on either database', async () => {
+      const res = await tokenRequest({ client_assertion: await assertion({ jti: 'a\u0000b' }) });
+      assert.equal(res.status, 401, JSON.stringify(res.body));
+      assert.equal(res.body.error, 'invalid_client');
+      assert.match(res.body.error_description, /jti/);
+    });
+
     it('refuses an assertion from a client without registered keys', async () => {
       const plain = await server.client({ name: 'Secret-only client' });
       const now = Math.floor(Date.now() / 1000);

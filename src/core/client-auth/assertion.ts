@@ -68,7 +68,8 @@ export class ClientAssertions {
     }
     const { exp, jti } = payload as { exp: number; jti: unknown };
     if (exp - now > MAX_LIFETIME_SECONDS) return `the client assertion must expire within ${MAX_LIFETIME_SECONDS} seconds`;
-    if (typeof jti !== 'string' || jti === '' || jti.length > 256) return 'the client assertion needs a jti of 1 to 256 characters';
+    // No jti is that long or holds a NUL (which PostgreSQL text cannot even hold): none is recorded.
+    if (typeof jti !== 'string' || jti === '' || jti.length > 256 || jti.includes('\0')) return 'the client assertion needs a jti of 1 to 256 characters, none of them NUL';
     // RFC 7519 §2: a NumericDate may hold fractions of a second; the ledger keeps whole seconds.
     if (!(await this.#repository.recordAssertion(client.id, jti, Math.ceil(exp) + CLOCK_TOLERANCE_SECONDS))) return 'the client assertion was used before';
     return undefined;
