@@ -172,6 +172,26 @@ for (const dialect of DIALECTS) {
       assert.match(res.body.error_description, /jti/);
     });
 
+    it('refuses with invalid_client, not a server error, the assertions of a client deleted through another instance while this one still holds it', async () => {
+      const { client } = await createClient(
+        server.gatehouse,
+        { name: 'Deleted elsewhere', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'], jwks: { keys: [publicJwk] } },
+        server.gatehouse.clock(),
+      );
+      const now = Math.floor(Date.now() / 1000);
+      const sign = () => new SignJWT({ iss: client.id, sub: client.id, aud: `${server.url}/token`, exp: now + 60, jti: randomUUID() }).setProtectedHeader({ alg: 'ES256', kid: 'client-key-1' }).sign(privateKey);
+      assert.equal((await tokenRequest({ client_assertion: await sign() })).status, 200);
+      // Deleted in storage alone, as another instance or the CLI deletes it: this instance's registry still holds the client.
+      assert.equal(await server.gatehouse.storage.clients.delete(client.id), true);
+      const token = await tokenRequest({ client_assertion: await sign() });
+      const introspection = await post(`${server.url}/introspect`, { token: 'x', client_assertion_type: ASSERTION_TYPE, client_assertion: await sign() });
+      for (const res of [token, introspection]) {
+        assert.equal(res.status, 401, JSON.stringify(res.body));
+        assert.equal(res.body.error, 'invalid_client');
+        assert.doesNotMatch(res.body.error_description, /used before/);
+      }
+    });
+
     it('refuses an assertion from a client without registered keys', async () => {
       const plain = await server.client({ name: 'Secret-only client' });
       const now = Math.floor(Date.now() / 1000);

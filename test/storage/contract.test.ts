@@ -1137,15 +1137,23 @@ for (const dialect of DIALECTS) {
       it('records a jti once per client: a second use is refused, on this or any other client it is new', async () => {
         const client = await storage().clients.create(aClient(), NOW);
         const other = await storage().clients.create(aClient(), NOW);
-        assert.equal(await storage().clients.recordAssertion(client.id, 'jti-1', NOW + 60), true);
-        assert.equal(await storage().clients.recordAssertion(client.id, 'jti-1', NOW + 60), false);
-        assert.equal(await storage().clients.recordAssertion(other.id, 'jti-1', NOW + 60), true);
+        assert.equal(await storage().clients.recordAssertion(client.id, 'jti-1', NOW + 60), 'recorded');
+        assert.equal(await storage().clients.recordAssertion(client.id, 'jti-1', NOW + 60), 'replayed');
+        assert.equal(await storage().clients.recordAssertion(other.id, 'jti-1', NOW + 60), 'recorded');
+      });
+
+      it('records nothing for a client that is not there, and says so rather than fail', async () => {
+        const client = await storage().clients.create(aClient(), NOW);
+        assert.equal(await storage().clients.delete(client.id), true);
+        assert.equal(await storage().clients.recordAssertion(client.id, 'jti-1', NOW + 60), 'no client');
+        assert.equal(await storage().clients.recordAssertion('app_never_registered', 'jti-1', NOW + 60), 'no client');
       });
 
       it('lets exactly one of 10 concurrent uses of a jti through', async () => {
         const client = await storage().clients.create(aClient(), NOW);
         const results = await Promise.all(Array.from({ length: 10 }, () => storage().clients.recordAssertion(client.id, 'jti-race', NOW + 60)));
-        assert.equal(results.filter(Boolean).length, 1);
+        assert.equal(results.filter((result) => result === 'recorded').length, 1);
+        assert.equal(results.filter((result) => result === 'replayed').length, 9);
       });
 
       it('sweeps expired jtis in bounded batches and keeps live ones', async () => {
@@ -1154,8 +1162,8 @@ for (const dialect of DIALECTS) {
         await storage().clients.recordAssertion(client.id, 'live', NOW + 60);
         assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 2);
         assert.equal(await storage().sweepExpired(NOW, 2, SWEEP), 1);
-        assert.equal(await storage().clients.recordAssertion(client.id, 'old-0', NOW + 60), true, 'an expired jti is forgotten');
-        assert.equal(await storage().clients.recordAssertion(client.id, 'live', NOW + 60), false);
+        assert.equal(await storage().clients.recordAssertion(client.id, 'old-0', NOW + 60), 'recorded', 'an expired jti is forgotten');
+        assert.equal(await storage().clients.recordAssertion(client.id, 'live', NOW + 60), 'replayed');
       });
     });
 

@@ -202,7 +202,7 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
       assert.ok(await users.findByEmail(user.email));
       assert.ok(await clients.find(client.id));
       assert.ok(await clients.findWithSecrets(client.id));
-      assert.equal(await clients.recordAssertion(client.id, randomUUID(), NOW + 60), true);
+      assert.equal(await clients.recordAssertion(client.id, randomUUID(), NOW + 60), 'recorded');
 
       const code = aCode(client.id, user.id);
       await codes.insert(code);

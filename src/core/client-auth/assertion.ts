@@ -71,7 +71,10 @@ export class ClientAssertions {
     // No jti is that long or holds a NUL (which PostgreSQL text cannot even hold): none is recorded.
     if (typeof jti !== 'string' || jti === '' || jti.length > 256 || jti.includes('\0')) return 'the client assertion needs a jti of 1 to 256 characters, none of them NUL';
     // RFC 7519 §2: a NumericDate may hold fractions of a second; the ledger keeps whole seconds.
-    if (!(await this.#repository.recordAssertion(client.id, jti, Math.ceil(exp) + CLOCK_TOLERANCE_SECONDS))) return 'the client assertion was used before';
+    const recorded = await this.#repository.recordAssertion(client.id, jti, Math.ceil(exp) + CLOCK_TOLERANCE_SECONDS);
+    if (recorded === 'replayed') return 'the client assertion was used before';
+    // Deleted through another instance within this one's few seconds of caching it.
+    if (recorded === 'no client') return 'client authentication failed';
     return undefined;
   }
 }

@@ -123,12 +123,26 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       return result.numDeletedRows > 0n;
     },
     async recordAssertion(clientId, jti, expiresAt) {
-      const result = await db
-        .insertInto('client_assertions')
-        .values({ client_id: clientId, jti, expires_at: expiresAt })
-        .onConflict((conflict) => conflict.columns(['client_id', 'jti']).doNothing())
-        .executeTakeFirst();
-      return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+      let result;
+      try {
+        result = await db
+          .insertInto('client_assertions')
+          .values({ client_id: clientId, jti, expires_at: expiresAt })
+          .onConflict((conflict) => conflict.columns(['client_id', 'jti']).doNothing())
+          .executeTakeFirst();
+      } catch (error) {
+        // The client was deleted since the caller read it (through another instance, whose
+        // registry dropped it, while the caller's still holds it for a few seconds).
+        if (isForeignKeyViolation(error)) return 'no client';
+        throw error;
+      }
+      return (result.numInsertedOrUpdatedRows ?? 0n) > 0n ? 'recorded' : 'replayed';
     },
   };
+}
+
+/** PostgreSQL's foreign_key_violation, or SQLite's SQLITE_CONSTRAINT_FOREIGNKEY (as node:sqlite reports it). */
+function isForeignKeyViolation(error: unknown): boolean {
+  const { code, errcode } = (error ?? {}) as { code?: unknown; errcode?: unknown };
+  return code === '23503' || errcode === 787;
 }

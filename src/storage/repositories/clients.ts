@@ -106,8 +106,8 @@ export interface ClientRepository {
   /** Deletes a secret of the client; with `expected`, only while the client is as expected, as `update`. */
   deleteSecret(clientId: string, secretId: string, expected?: ExpectedClient): Promise<boolean>;
   /**
-   * Records the `jti` of an accepted client assertion until `expiresAt`: false when the client used
-   * it before (a replay), on any instance.
+   * Records the `jti` of an accepted client assertion until `expiresAt`: `replayed` when the client
+   * used it before, on any instance; `no client` (nothing recorded) when the client is not there.
    */
-  recordAssertion(clientId: string, jti: string, expiresAt: number): Promise<boolean>;
+  recordAssertion(clientId: string, jti: string, expiresAt: number): Promise<'recorded' | 'replayed' | 'no client'>;
 }
