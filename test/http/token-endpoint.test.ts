@@ -148,6 +148,31 @@ for (const dialect of DIALECTS) {
         await assertUserTokens(await exchange(await codeFor(spa, pkce), verifier), spa, 'PKCE, JSON to /access_token');
       });
 
+      it('takes a public client named in a Basic header with an empty password, as requests-oauthlib sends it, and no other secret there', async () => {
+        const pkce = { code_challenge: challenge, code_challenge_method: 'S256' };
+        // requests-oauthlib's fetch_token without client_secret: HTTPBasicAuth(client_id, '').
+        const emptyPassword = `Basic ${Buffer.from(`${spa.id}:`).toString('base64')}`;
+        const exchange = { grant_type: 'authorization_code', redirect_uri: CALLBACK, code_verifier: verifier };
+        const res = await post(`${server.url}/token`, { ...exchange, code: await codeFor(spa, pkce) }, { headers: { authorization: emptyPassword } });
+        await assertUserTokens(res, spa, 'public client in a Basic header');
+        const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: res.body.refresh_token }, { headers: { authorization: emptyPassword } });
+        assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+
+        const withSecret = await post(`${server.url}/token`, { ...exchange, code: await codeFor(spa, pkce) }, { headers: { authorization: basic(spa.id, web.secret) } });
+        assert.equal(withSecret.status, 401);
+        assert.equal(withSecret.body.error, 'invalid_client');
+        // A confidential client is never authenticated without its secret.
+        const confidential = await post(`${server.url}/token`, { grant_type: 'authorization_code', code: await codeFor(web), redirect_uri: CALLBACK }, { headers: { authorization: `Basic ${Buffer.from(`${web.id}:`).toString('base64')}` } });
+        assert.equal(confidential.status, 401);
+        assert.equal(confidential.body.error, 'invalid_client');
+        assert.match(confidential.headers.get('www-authenticate') ?? '', /^Basic /);
+        // Introspection still needs a client that authenticates (RFC 7662 §2.1).
+        const introspection = await post(`${server.url}/introspect`, { token: res.body.access_token }, { headers: { authorization: emptyPassword } });
+        assert.equal(introspection.status, 401);
+        assert.equal(introspection.body.error, 'invalid_client');
+        assert.match(introspection.headers.get('www-authenticate') ?? '', /^Basic /);
+      });
+
       it('refuses with invalid_scope a code carrying a scope taken from its client since it was issued, and consumes nothing', async () => {
         const shrinking = await server.client({ name: 'Shrinking web app', grantTypes: ['authorization_code', 'refresh_token'], scopes: ['objects:read', 'objects:download'], redirectUris: [CALLBACK], firstParty: true });
         const code = await codeFor(shrinking);

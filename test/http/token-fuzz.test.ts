@@ -599,7 +599,8 @@ function adversarialCases(f: Fixture): FuzzCase[] {
     ['BASIC with SQL', basicRaw("' OR 1=1 --:' OR 1=1 --"), invalidClient],
     ['Basic with CRLF inside the decoded id', basicRaw(`a\r\nSet-Cookie: x=1:${cc.secret}`), invalidClient],
     ['Basic with the public client and a secret', basic(pub.id, wrongSecret), invalidClient],
-    ['Basic with the public client and an empty secret', basic(pub.id, ''), invalidClient],
+    // An empty password presents no secret, as an empty client_secret in the body: the public client asks for client_credentials.
+    ['Basic with the public client and an empty secret', basic(pub.id, ''), unauthorized],
     ['Basic with the id of the client and the secret of another', basic(cc.id, admin.secret), invalidClient],
   ] as const) {
     add(form(`Authorization: ${label}`, ccBody, { auth: header, expect: expect as Expectation, secrets: [cc.secret, rt] }));

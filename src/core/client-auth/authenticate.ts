@@ -34,8 +34,11 @@ export async function verifyClient(services: ClientAuthServices, presented: Pres
   const { client } = entry;
 
   if (client.type === 'public') {
-    // A public client has no secret to present; one that sends a secret is confused or forged.
-    if (presented.method !== 'none') throw failed();
+    // A public client has no secret to present; one that sends a secret is confused or forged. Its
+    // id in a Basic header with an empty password presents none (RFC 6749 §2.3.1 encodes an empty
+    // secret so): requests-oauthlib names a client without a secret that way, as Keycloak and Ory
+    // Hydra accept.
+    if (presented.method !== 'none' && !(presented.method === 'client_secret_basic' && presented.secret === '')) throw failed();
     return { client, method: 'none' };
   }
   if (presented.method === 'private_key_jwt') {

@@ -29,8 +29,9 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     const params = parameters(request);
     const now = gatehouse.clock();
     const { client, method } = await gatehouse.tokenEndpoint.authenticateClient({ authorization: request.headers.authorization, address: request.ip }, params, now);
-    // RFC 7662 §2.1: the endpoint "MUST require some form of authorization"; a public client has none.
-    if (method === 'none') throw invalidClient('introspection needs a confidential client');
+    // RFC 7662 §2.1: the endpoint "MUST require some form of authorization"; a public client has
+    // none, even when it names itself in a Basic header (with an empty password), which is then challenged.
+    if (method === 'none') throw invalidClient('introspection needs a confidential client', request.headers.authorization !== undefined);
     if (!params.token) throw invalidRequest('token is required');
     return reply.headers(NO_STORE).send(await introspect(gatehouse, client, params.token, now));
   });
