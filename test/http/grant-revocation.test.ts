@@ -284,4 +284,39 @@ for (const dialect of DIALECTS) {
       await assertRevoked(accessToken, 'the access token of the implicit flow');
     });
   });
+
+  describe(`a retry within the refresh grace window of a grant revoked meanwhile (${dialect})`, () => {
+    let server: TestServer;
+    let app: { id: string; secret: string };
+
+    before(async () => {
+      server = await startTestServer(dialect, { config: { tokens: { refreshTokenReuseGraceSeconds: 10 } } });
+      app = await server.client({ name: 'Field app', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read'] });
+      await server.user('grace.retry@example.com', PASSWORD);
+    });
+    after(() => server.close());
+
+    const token = (form: Record<string, string>) => post(`${server.url}/token`, form, { headers: { authorization: basic(app.id, app.secret) } });
+
+    it('is refused, as a rotation is, when the grant is revoked between the lookup of its token and the retry being answered, and stores nothing', async (t) => {
+      const signedIn = await token({ grant_type: 'password', username: 'grace.retry@example.com', password: PASSWORD });
+      const rotated = await token({ grant_type: 'refresh_token', refresh_token: signedIn.body.refresh_token });
+      assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+
+      // A revocation (consent withdrawn, RFC 7009, a replay detected elsewhere) that lands while the retry is answered.
+      const tokens = server.gatehouse.storage.refreshTokens;
+      const find = tokens.find.bind(tokens);
+      t.mock.method(tokens, 'find', async (digest: string) => {
+        const found = await find(digest);
+        if (found) await server.gatehouse.storage.grants.revoke(found.grant.id, server.gatehouse.clock());
+        return found;
+      });
+      const inserted = t.mock.method(tokens, 'insert');
+
+      const retry = await token({ grant_type: 'refresh_token', refresh_token: signedIn.body.refresh_token });
+      assert.equal(retry.status, 400, JSON.stringify(retry.body));
+      assert.deepEqual(retry.body, { error: 'invalid_grant', error_description: 'the refresh token has been revoked' });
+      assert.equal(inserted.mock.callCount(), 0, 'no refresh token is stored for the revoked grant');
+    });
+  });
 }

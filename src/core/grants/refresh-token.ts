@@ -64,6 +64,9 @@ export const refreshTokenGrant: GrantHandler<ValidatedRefresh> = {
     if (result.outcome === 'reused') {
       // Lost the race for this token to a concurrent request.
       if (!withinGrace(result.previous, now, services)) await refuseReplay(result.previous, result.grant, client, now, services);
+      // The grant as it is now, read after the rotation failed: one revoked since `validate` read it
+      // gets no sibling, as a rotation gets no successor (RFC 7009 §2.1, RFC 9700 §4.14.2).
+      if (result.grant.revokedAt !== null) throw invalidGrant('the refresh token has been revoked');
       const sibling = newRefreshToken(grant.id, client.id, result.previous.scopes, now, expiresAt - now);
       await services.storage.refreshTokens.insert(sibling.record);
       successor = sibling.value;
