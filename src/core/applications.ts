@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Storage } from '../storage/repositories.ts';
 import type { Client, ClientPowers, ExpectedClient } from '../storage/repositories/clients.ts';
+import type { AuditTrail } from './audit.ts';
 import type { ClientRegistry } from './clients.ts';
 import { validateClient, type ClientInput, type Registrant } from './client-validation.ts';
 import type { GatehouseConfig } from './config.ts';
@@ -9,6 +10,7 @@ import { createOpaqueToken, digestOf, hintOf } from './tokens/opaque.ts';
 
 interface Services {
   storage: Storage;
+  audit: Pick<AuditTrail, 'record'>;
   scopes: ScopePolicy;
   clients: ClientRegistry;
   /** What the operator turned on: a client is not given a flow the server refuses. */
@@ -111,7 +113,8 @@ const powersOf = (client: ClientPowers): ClientPowers => ({ isAdmin: client.isAd
  * Changes a client, validated exactly as a new one is, except that a grant or redirect URI the client
  * already holds is kept even if the operator has since turned its flow off, or a later rule refuses
  * the URI (so its other fields stay editable). A
- * client that becomes public loses its secrets and API keys (it cannot keep one); one that becomes confidential
+ * client that becomes public loses its secrets and API keys (it cannot keep one), and its grants are
+ * revoked (their refresh tokens were issued to a client with a secret); one that becomes confidential
  * gets a first secret, returned once. Undefined when there is no such client.
  *
  * The change is merged into the stored record, checked by `authorize` against that record, and
@@ -171,6 +174,13 @@ export async function updateClient(
     if (updated.type === 'public' && current.type !== 'public') {
       for (const old of await services.storage.clients.listSecrets(clientId)) await services.storage.clients.deleteSecret(clientId, old.id);
       for (const key of await services.storage.apiKeys.listForClient(clientId)) if (key.revokedAt === null) await services.storage.apiKeys.revoke(clientId, key.id, now);
+      // Its refresh tokens were issued to a client that proved itself with a secret; as a public
+      // client's they would be redeemed with its id alone, so a token leaked from the confidential
+      // back end (logs, a database) would work. They end, with their grants, as a code issued
+      // without PKCE can no longer be redeemed by it (RFC 9700 §2.1.1, §4.14.2).
+      for (const grant of await services.storage.grants.revokeForClient(clientId, now)) {
+        services.audit.record({ at: now, kind: 'grant.revoked', outcome: 'success', clientId, userId: grant.userId, data: { grant_id: grant.id, reason: 'client_made_public' } });
+      }
     }
     services.clients.invalidate(clientId);
     return { client: updated, secret };

@@ -131,6 +131,32 @@ for (const dialect of DIALECTS) {
       await assertActive(adminToken, "the operator's own token");
     });
 
+    it('an application made public loses its grants: a refresh token issued to it with a secret is not redeemed with its id alone', async () => {
+      const admin = await server.client({ name: 'Operator', grantTypes: ['client_credentials'], scopes: ['admin:clients'], isAdmin: true });
+      const adminToken = (await issued(admin, { grant_type: 'client_credentials' })).access_token;
+      const mobile = await server.client({ name: 'Going public', grantTypes: ['authorization_code', 'password', 'refresh_token'], scopes: ['openid', 'model:read', 'objects:read'], redirectUris: [REDIRECT_URI] });
+      const email = await newUser();
+      const held = await issued(mobile, { grant_type: 'password', username: email, password: PASSWORD, scope: SCOPE });
+      const elsewhere = await signIn(email);
+
+      const changed = await fetch(`${server.url}/admin/v1/clients/${mobile.id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'public', grant_types: ['authorization_code', 'refresh_token'] }),
+      });
+      assert.equal(changed.status, 200, await changed.text());
+
+      const redeemed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: held.refresh_token!, client_id: mobile.id });
+      assert.equal(redeemed.status, 400, JSON.stringify(redeemed.body));
+      assert.equal(redeemed.body.error, 'invalid_grant');
+      await assertRevoked(held.access_token, 'the access token of the application made public');
+      await assertActive(elsewhere.access_token, "another application's access token for the same user");
+      assert.equal(typeof (await refresh(elsewhere.refresh_token!)).access_token, 'string', "another application's grant goes on");
+      await server.gatehouse.audit.flush();
+      const events = await server.gatehouse.storage.audit.query({ kind: 'grant.revoked', clientId: mobile.id });
+      assert.deepEqual(events.map((event) => [event.data.grant_id, event.data.reason]), [[decodeJwt(held.access_token).grant_id, 'client_made_public']]);
+    });
+
     it('tokens derived from a user’s access token end with its grant: project tokens and delegated tokens', async () => {
       const first = await signIn(await newUser());
       const minted = await projectToken(first.access_token);

@@ -913,6 +913,24 @@ for (const dialect of DIALECTS) {
         assert.equal((await storage().grants.find(grant.id))?.revokedAt, NOW + 10);
       });
 
+      it('revokes every live grant of a client, and only those, reporting each it revoked with its user', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        const other = await aClientAndUser();
+        const live = aGrant(clientId, userId);
+        const ofClientAlone = aGrant(clientId, null);
+        const revokedBefore = aGrant(clientId, userId, { revokedAt: NOW - 5 });
+        const otherClients = aGrant(other.clientId, other.userId);
+        for (const grant of [live, ofClientAlone, revokedBefore, otherClients]) await storage().grants.create(grant);
+
+        const revoked = await storage().grants.revokeForClient(clientId, NOW + 10);
+        const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
+        assert.deepEqual(revoked.sort(byId), [{ id: live.id, userId }, { id: ofClientAlone.id, userId: null }].sort(byId));
+        assert.equal((await storage().grants.find(live.id))?.revokedAt, NOW + 10);
+        assert.equal((await storage().grants.find(revokedBefore.id))?.revokedAt, NOW - 5, 'an earlier revocation keeps its time');
+        assert.equal((await storage().grants.find(otherClients.id))?.revokedAt, null);
+        assert.deepEqual(await storage().grants.revokeForClient(clientId, NOW + 20), []);
+      });
+
       it('reports false when revoking a grant that does not exist', async () => {
         assert.equal(await storage().grants.revoke(randomUUID(), NOW), false);
       });

@@ -74,6 +74,16 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
         .executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },
+    async revokeForClient(clientId, now) {
+      const rows = await db
+        .updateTable('grants')
+        .set({ revoked_at: now })
+        .where('client_id', '=', clientId)
+        .where('revoked_at', 'is', null)
+        .returning(['id', 'user_id'])
+        .execute();
+      return rows.map((row) => ({ id: row.id, userId: row.user_id }));
+    },
     async list(filter) {
       let query = db.selectFrom('grants').select(COLUMNS.grants);
       if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);

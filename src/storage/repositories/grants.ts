@@ -17,6 +17,8 @@ export interface GrantRepository {
   find(id: string): Promise<Grant | undefined>;
   /** Revokes the grant, and so every refresh token issued from it. */
   revoke(id: string, now: number): Promise<boolean>;
+  /** Revokes every grant of the client not revoked yet; the grants it revoked (their ids and users). */
+  revokeForClient(clientId: string, now: number): Promise<{ id: string; userId: string | null }[]>;
   /**
    * Grants matching every given filter, newest first (of one second, by id); at most `limit`
    * (default 100, never over 1001: a page of 1000 and one to tell whether another follows), those
