@@ -118,12 +118,12 @@ const powersOf = (client: ClientPowers): ClientPowers => ({ isAdmin: client.isAd
  * gets a first secret, returned once. Undefined when there is no such client.
  *
  * The change is merged into the stored record, checked by `authorize` against that record, and
- * written only if the client still has the powers and the owner it was checked with
- * (ClientRepository.update): otherwise a concurrent change came between, and the patch is merged
- * into the new record and checked again, once; if it loses again, ClientChangedError. So a change
- * allowed for a plain client never lands on one that was made admin (or able to impersonate, or a
- * resource server) or given to another owner meanwhile, nor undoes such a change (the merged
- * record carries the owner it was read with).
+ * written only if the client is still as it was read (ClientRepository.update): otherwise a
+ * concurrent change came between, and the patch is merged into the new record and checked again,
+ * once; if it loses again, ClientChangedError. So a change allowed for a plain client never lands
+ * on one that was made admin (or able to impersonate, or a resource server) or given to another
+ * owner meanwhile, nor undoes such a change; and the fields a change leaves out keep what a
+ * concurrent change gave them, rather than being written back as they were read.
  */
 export async function updateClient(
   services: Services,
@@ -164,7 +164,7 @@ export async function updateClient(
     // A client made confidential gets its first secret before the conditional write, so that the
     // secret exists only if the write (checked with the powers it was authorized for) does.
     const secret = changes.type === 'confidential' && current.type === 'public' ? await addClientSecret(services, clientId, now) : undefined;
-    const updated = await services.storage.clients.update(clientId, changes, now, { ...powersOf(current), owner: current.ownerUserId });
+    const updated = await services.storage.clients.update(clientId, changes, now, current);
     if (!updated) {
       if (secret !== undefined) await removeSecret(services, clientId, secret);
       services.clients.invalidate(clientId);

@@ -123,6 +123,23 @@ for (const dialect of DIALECTS) {
       assert.deepEqual([stored.name, stored.scopes], ['Renamed', ['objects:read', 'model:read']], 'the rename was merged into the widened client, not over it');
     });
 
+    it('loses neither of two concurrent changes of different fields: a field one leaves out keeps the value the other gave it', async (t) => {
+      const target = await plainClient('Described while renamed');
+      const held = holdCall(t, server.gatehouse.storage.clients, 'update', target.id, 1);
+      const rename = api('PATCH', `/clients/${target.id}`, clientsOnly, { name: 'Renamed' });
+      await held.reached;
+      const describe = await api('PATCH', `/clients/${target.id}`, clientsOnly, { description: 'Described', redirect_uris: ['https://app.example/cb'] });
+      assert.equal(describe.status, 200, JSON.stringify(describe.body));
+      held.release();
+      const renamed = await rename;
+      t.mock.restoreAll();
+
+      assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+      assert.deepEqual([renamed.body.name, renamed.body.description, renamed.body.redirect_uris], ['Renamed', 'Described', ['https://app.example/cb']], 'the answer is the client as stored');
+      const stored = (await server.gatehouse.storage.clients.find(target.id))!;
+      assert.deepEqual([stored.name, stored.description, stored.redirectUris], ['Renamed', 'Described', ['https://app.example/cb']], 'the rename was merged into the described client, not written over it');
+    });
+
     it('withdraws a secret added for a client that a concurrent change made an admin client, which the token could not manage', async (t) => {
       const target = await plainClient('Secret during promotion');
       const before = await server.gatehouse.storage.clients.listSecrets(target.id);

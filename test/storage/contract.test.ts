@@ -11,6 +11,7 @@ import { migrate, openDatabase } from '../../src/storage/database.ts';
 import { createStorage, SWEEP_LOCK } from '../../src/storage/kysely/index.ts';
 import type { Storage } from '../../src/storage/repositories.ts';
 import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
+import type { Client } from '../../src/storage/repositories/clients.ts';
 import type { AuthorizationCode } from '../../src/storage/repositories/codes.ts';
 import type { Grant } from '../../src/storage/repositories/grants.ts';
 import type { SigningKeyRecord } from '../../src/storage/repositories/keys.ts';
@@ -318,18 +319,27 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW), undefined);
       });
 
-      it('updates a client only while it has the expected powers: admin flag, scopes in order, impersonation and resource-server flags', async () => {
-        const input = aClient({ scopes: ['objects:read', 'model:read'], isAdmin: false, allowImpersonation: false });
-        await storage().clients.create(input, NOW);
-        for (const [label, expected] of POWERS_CHANGED_MEANWHILE) {
+      it('updates a client only while it is as it was read: its powers (admin flag, scopes in order, impersonation and resource-server flags), every other field, and its update time', async () => {
+        const input = aClient({ scopes: ['objects:read', 'model:read'], isAdmin: false, allowImpersonation: false, redirectUris: ['https://app.example/cb'] });
+        const read = await storage().clients.create(input, NOW);
+        const changedMeanwhile: [string, Client][] = [
+          ...POWERS_CHANGED_MEANWHILE.map(([label, powers]): [string, Client] => [label, { ...read, ...powers, scopes: [...powers.scopes] }]),
+          ['renamed meanwhile', { ...read, name: `${read.name} (old)` }],
+          ['given another redirect URI meanwhile', { ...read, redirectUris: ['https://app.example/old'] }],
+          ['given keys meanwhile', { ...read, jwks: { keys: [{ kty: 'OKP', crv: 'Ed25519', x: 'old' }] } }],
+          ['given an owner meanwhile', { ...read, ownerUserId: randomUUID() }],
+          ['changed meanwhile, however', { ...read, updatedAt: NOW - 1 }],
+        ];
+        for (const [label, expected] of changedMeanwhile) {
           assert.equal(await storage().clients.update(input.id, { name: 'Refused' }, NOW + 30, expected), undefined, label);
         }
-        assert.deepEqual(await storage().clients.find(input.id), { ...input, createdAt: NOW, updatedAt: NOW }, 'nothing changed');
+        assert.deepEqual(await storage().clients.find(input.id), read, 'nothing changed');
 
-        const updated = await storage().clients.update(input.id, { name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'] }, NOW + 60, POWERS);
+        const updated = await storage().clients.update(input.id, { name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'] }, NOW + 60, read);
         assert.deepEqual(updated, { ...input, name: 'Billing v2', isAdmin: true, scopes: ['admin:clients'], createdAt: NOW, updatedAt: NOW + 60 });
-        assert.equal(await storage().clients.update(input.id, { name: 'Stale' }, NOW + 90, POWERS), undefined, 'the powers it was read with are gone');
-        assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW, POWERS), undefined);
+        assert.equal(await storage().clients.update(input.id, { name: 'Stale' }, NOW + 90, read), undefined, 'the client it was read as is gone');
+        assert.equal((await storage().clients.update(input.id, { description: 'Described' }, NOW + 90, updated))?.description, 'Described', 'as read again, it is');
+        assert.equal(await storage().clients.update(randomUUID(), { name: 'Ghost' }, NOW, read), undefined);
       });
 
       it('stores secrets and returns them with the client in one read', async () => {
@@ -472,7 +482,7 @@ for (const dialect of DIALECTS) {
           ['no owner', null],
         ] as const) {
           const expected = { ...POWERS, owner };
-          assert.equal(await storage().clients.update(client.id, { name: 'Refused' }, NOW + 10, expected), undefined, label);
+          assert.equal(await storage().clients.update(client.id, { name: 'Refused' }, NOW + 10, { ...client, ownerUserId: owner }), undefined, label);
           assert.equal(await storage().clients.addSecret(aSecret(client.id), expected), false, label);
           assert.equal(await storage().apiKeys.create(anApiKey(client.id), expected), false, label);
           assert.equal(await storage().apiKeys.revoke(client.id, key.id, NOW + 10, expected), false, label);
@@ -484,12 +494,14 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().apiKeys.listForClient(client.id), [key]);
 
         // An expected owner of null is a client without one; an owner left out is not compared.
-        assert.equal(await storage().clients.update(orphan.id, { name: 'Refused' }, NOW + 10, { ...POWERS, owner: alice.id }), undefined);
-        assert.equal((await storage().clients.update(orphan.id, { name: 'Operator’s' }, NOW + 10, { ...POWERS, owner: null }))?.name, 'Operator’s');
-        assert.equal((await storage().clients.update(client.id, { name: 'Anyone’s' }, NOW + 10, POWERS))?.name, 'Anyone’s');
+        assert.equal(await storage().clients.update(orphan.id, { name: 'Refused' }, NOW + 10, { ...orphan, ownerUserId: alice.id }), undefined);
+        const operators = await storage().clients.update(orphan.id, { name: 'Operator’s' }, NOW + 10, orphan);
+        assert.equal(operators?.name, 'Operator’s');
+        assert.equal(await storage().apiKeys.create(anApiKey(orphan.id), { ...POWERS, owner: alice.id }), false);
+        assert.equal(await storage().apiKeys.create(anApiKey(orphan.id), POWERS), true);
 
         const expected = { ...POWERS, owner: alice.id };
-        assert.equal((await storage().clients.update(client.id, { name: 'Alice’s' }, NOW + 20, expected))?.name, 'Alice’s');
+        assert.equal((await storage().clients.update(client.id, { name: 'Alice’s' }, NOW + 20, client))?.name, 'Alice’s');
         const added = aSecret(client.id);
         assert.equal(await storage().clients.addSecret(added, expected), true);
         assert.equal(await storage().apiKeys.create(anApiKey(client.id), expected), true);

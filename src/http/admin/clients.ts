@@ -180,7 +180,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
       ...operation(TAG, SCOPE, 'updateClient', 'Change a client', {
         description:
           `Any field or flag; those left out keep their value. Validated as on creation. A client made confidential gets a first secret (\`client_secret\`, shown once); one made public loses its secrets and API keys, and its grants are revoked (their refresh tokens were issued to a client with a secret). ${ADMIN_CLIENT_RULE} ` +
-          'A change is checked against the client as it is when written: 409 when concurrent changes kept altering the client’s powers meanwhile (read it and try again).',
+          'A change is checked against, and merged into, the client as it is when written, so the fields it leaves out keep what a concurrent change gave them: 409 when concurrent changes kept changing the client meanwhile (read it and try again).',
         problems: [409],
       }),
       schema: { params: idParams('clientId'), body: patchBody, response: { 200: { description: 'The changed client.', ...clientWithSecretSchema } } },

@@ -92,7 +92,8 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
         .updateTable('clients')
         .set({ ...toRow(patch), updated_at: now })
         .where('id', '=', id);
-      if (expected) update = update.where((eb) => eb.and(storedState(expected)));
+      // Every column as it was read (lists and key sets as toRow writes them, so the same value is the same text).
+      if (expected) update = update.where((eb) => eb.and({ ...toRow(expected), updated_at: expected.updatedAt }));
       const result = await update.executeTakeFirst();
       return result.numUpdatedRows > 0n ? find(id) : undefined;
     },

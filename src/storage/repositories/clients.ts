@@ -81,14 +81,15 @@ export interface ClientRepository {
   /** The clients a user registered (in the developer portal), oldest first. */
   listForOwner(userId: string): Promise<Client[]>;
   /**
-   * Changes the fields in `patch`. With `expected`, only if the client still has exactly these
-   * powers (the same admin flag, the same scopes in the same order, the same impersonation and
-   * resource-server flags) and, where `expected` names one, the same owner, in
-   * one conditional write: a change allowed for a client as it was read must not land on one that a
-   * concurrent change made admin, able to impersonate or a resource server, or gave to another owner.
-   * Undefined when there is no such client, or it is no longer as `expected`.
+   * Changes the fields in `patch`. With `expected` (the client as it was read), only if the client
+   * is still exactly as read — every field, its powers and owner among them, and when it last
+   * changed — in one conditional write: a change allowed for a client as it was read must not land
+   * on one that a concurrent change made admin, able to impersonate or a resource server, or gave to
+   * another owner; nor may a change merged into the client as read write back the fields it left
+   * out over what a concurrent change gave them. Undefined when there is no such client, or it is
+   * no longer as `expected`.
    */
-  update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number, expected?: ExpectedClient): Promise<Client | undefined>;
+  update(id: string, patch: Partial<Omit<NewClient, 'id'>>, now: number, expected?: Client): Promise<Client | undefined>;
   /**
    * Deletes the client with its secrets, grants, refresh tokens and codes; with `expected`, only if
    * it is still as expected, as `update`. False when there is no such client (a concurrent
