@@ -698,6 +698,37 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('refuses with a 400 problem naming cursor a cursor handed out by another list, or for other filters', async () => {
+        await server.user('cursor.one@example.com', 'a long enough password');
+        await server.user('cursor.two@example.com', 'a long enough password');
+        await server.client({ name: 'Cursor one' });
+        await server.client({ name: 'Cursor two' });
+        const cursorOf = async (path: string, scope: Scope) => {
+          const res = await api('GET', `${path}${path.includes('?') ? '&' : '?'}limit=1`, as(scope));
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+          assert.ok(res.body.next_cursor, `${path} has a next page`);
+          return res.body.next_cursor as string;
+        };
+        const lists = [
+          ['/clients', 'admin:clients'],
+          ['/users', 'admin:users'],
+          ['/grants', 'admin:tokens'],
+          ['/audit-events', 'admin:tokens'],
+        ] as const;
+        for (const [from, fromScope] of lists) {
+          const cursor = await cursorOf(from, fromScope);
+          for (const [to, toScope] of lists) {
+            if (to === from) continue;
+            const res = await api('GET', `${to}?cursor=${cursor}`, as(toScope));
+            assertProblem(res, 400, 'cursor');
+          }
+        }
+        const users = await cursorOf('/users', 'admin:users');
+        const res = await api('GET', `/users?email=${encodeURIComponent('cursor.two@example.com')}&cursor=${users}`, as('admin:users'));
+        assertProblem(res, 400, 'cursor');
+        assert.match(res.body.detail, /other filters/);
+      });
+
       it('creates a user who can sign in at once, and shows users without their password hash', async () => {
         const res = await api('POST', '/users', { ...as('admin:users'), body: { ...grace, name: 'Grace' } });
         assert.equal(res.status, 201, JSON.stringify(res.body));

@@ -4,7 +4,7 @@ import { GRANT_TYPES } from '../../core/client-validation.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientPowers, ClientType, JsonWebKeySet } from '../../storage/repositories/clients.ts';
-import { listPage, pageOf, pageQuery } from './paging.ts';
+import { listFilteredPage, pageOf, pageQuery, textId, type FilteredList } from './paging.ts';
 import { notFound } from './problems.ts';
 import { actOnCheckedClient, ADMIN_CLIENT_RULE, CHECKED_WHEN_WRITTEN, idParams, noContent, operation, recordAdminAction, requestBody, requireAdminScopesOf, stringList, timestamp } from './support.ts';
 
@@ -130,6 +130,9 @@ interface ClientBody {
 
 type ClientParams = { clientId: string };
 
+/** Oldest first, and of one second by id (as ClientRepository.list reads them). */
+const CLIENTS: FilteredList<Client, string> = { name: 'clients', parseId: textId, positionOf: (client) => ({ time: client.createdAt, id: client.id }) };
+
 /** Applications: all their fields and flags (their secrets: client-secrets.ts; API keys: api-keys.ts). */
 export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   const findClient = (id: string) => findClientOr404(gatehouse, id);
@@ -143,7 +146,7 @@ export async function clientRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
     '/clients',
     { ...operation(TAG, SCOPE, 'listClients', 'List clients', { description: 'Oldest first, a page at a time.' }), schema: { querystring: pageQuery, response: { 200: pageOf('clients', clientSchema) } } },
     async (request) => {
-      const { page, nextCursor } = await listPage(request.query, (page) => gatehouse.storage.clients.list(page));
+      const { page, nextCursor } = await listFilteredPage(CLIENTS, request.query, {}, (after, limit) => gatehouse.storage.clients.list({ after: after && { createdAt: after.time, id: after.id }, limit }));
       return { clients: page.map(describeClient), next_cursor: nextCursor };
     },
   );

@@ -1,11 +1,15 @@
 import { createHash } from 'node:crypto';
-import type { Page } from '../../storage/repositories/page.ts';
 import { invalidField } from './problems.ts';
 
 // The admin API's lists answer a page at a time: `limit` records at most, and `next_cursor`, an
 // opaque position to pass as `cursor` for the next page (null after the last). Cursors are keyset
 // positions (a time and an id), so pages stay stable while records are added: each record that
-// was there when the walk began is on exactly one page.
+// was there when the walk began is on exactly one page. Only what this API handed out is accepted:
+// the unpadded base64url of `<list>:<filters digest>:<time>:<id>`, with an id as the list's records
+// have them (see FilteredList.parseId); anything else is a 400. The NUL check of the raw input
+// cannot see inside the encoding, and PostgreSQL refuses a NUL in text ("invalid byte sequence for
+// encoding UTF8: 0x00"), which would be a 500; bytes that are not UTF-8 would be compared as
+// something else.
 
 /** The querystring of a paged list: how many records, and where the page starts. */
 export const pageQuery = {
@@ -32,54 +36,27 @@ export function pageOf(name: string, item: object, order = 'oldest first') {
   };
 }
 
-/**
- * One page of a list as `pageQuery` asks for it, and the cursor of the next page. One record more
- * than the page is read, to know whether another page follows.
- */
-export async function listPage<Record extends { createdAt: number; id: string }>(
-  { limit, cursor }: { limit: number; cursor?: string },
-  list: (page: Page) => Promise<Record[]>,
-): Promise<{ page: Record[]; nextCursor: string | null }> {
-  const after = cursor === undefined ? undefined : positionOf(cursor);
-  const records = await list({ after, limit: limit + 1 });
-  if (records.length <= limit) return { page: records, nextCursor: null };
-  const last = records[limit - 1]!;
-  return { page: records.slice(0, limit), nextCursor: Buffer.from(`${last.createdAt}:${last.id}`).toString('base64url') };
-}
-
-/**
- * Where a `cursor` says a page starts. Only what this API hands out is accepted: the unpadded
- * base64url of `<created_at>:<id>`, with an id of at most 200 characters (as path ids) and no
- * control character. The NUL check of the raw input cannot see inside the encoding, and PostgreSQL
- * refuses a NUL in text ("invalid byte sequence for encoding UTF8: 0x00"), which would be a 500;
- * bytes that are not UTF-8 would be compared as something else. Anything else is a 400.
- */
-function positionOf(cursor: string): NonNullable<Page['after']> {
-  const match = /^(\d{1,15}):([^\x00-\x1f\x7f]{1,200})$/u.exec(decoded(cursor));
-  if (!match) throw notHandedOut();
-  return { createdAt: Number(match[1]), id: match[2]! };
-}
-
-/** A newest-first list with filters, and how its records' positions read in a cursor. */
+/** A list (oldest or newest first, with filters or none), and how its records' positions read in a cursor. */
 export interface FilteredList<Record, Id extends string | number> {
   /** Names the list in its cursors, so that one list's cursor is refused by another. */
   name: string;
-  /** An id as a cursor may carry it (see positionOf); undefined for anything else. */
+  /** An id as a cursor may carry it (textId, integerId); undefined for anything else. */
   parseId(text: string): Id | undefined;
   positionOf(record: Record): { time: number; id: Id };
 }
 
-/** A record's id as the text primary keys are (grants): as positionOf takes them. */
+/** A record's id as the text primary keys are (clients, users, grants): at most 200 characters, as path ids, and no control character. */
 export const textId = (text: string): string | undefined => (/^[^\x00-\x1f\x7f]{1,200}$/u.test(text) ? text : undefined);
 
 /** A record's id as the audit log's integer keys are: a positive integer a JavaScript number holds. */
 export const integerId = (text: string): number | undefined => (/^[1-9]\d{0,15}$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : undefined);
 
 /**
- * One page of a filtered list (`pageQuery` with filters), and the cursor of the next page. Besides
+ * One page of a list (`pageQuery`, with filters or none), and the cursor of the next page. Besides
  * the position, a cursor names its list and carries a digest of the filters it was handed out with:
  * one brought to another list, or with other filters, would start a page at a position that means
- * nothing there (a user's grants from the place reached in another's), and is refused with a 400.
+ * nothing there (a user's grants from the place reached in another's, the users from a client's
+ * registration time), and is refused with a 400.
  * `read` gets the last record of the page before, and lists those after it in the list's order.
  */
 export async function listFilteredPage<Record, Id extends string | number>(

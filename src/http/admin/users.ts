@@ -3,7 +3,7 @@ import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisable
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories/users.ts';
 import { notFound } from './problems.ts';
-import { listPage, pageOf, pageQuery } from './paging.ts';
+import { filteredPageQuery, listFilteredPage, pageOf, textId, type FilteredList } from './paging.ts';
 import { idParams, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Users';
@@ -26,20 +26,19 @@ const password = { type: 'string', minLength: 8, maxLength: 1024, description: '
 const email = { type: 'string', minLength: 3, maxLength: 320 } as const;
 const name = { type: 'string', maxLength: 200 } as const;
 
-const listQuery = {
-  ...pageQuery,
-  properties: {
-    ...pageQuery.properties,
-    email: {
-      type: 'string',
-      minLength: 1,
-      maxLength: 320,
-      description: 'Only the user with this email: matched exactly as sign-in matches it (case, surrounding spaces, Unicode form and an internationalized domain’s ASCII form aside). None or one user.',
-    },
+const listQuery = filteredPageQuery({
+  email: {
+    type: 'string',
+    minLength: 1,
+    maxLength: 320,
+    description: 'Only the user with this email: matched exactly as sign-in matches it (case, surrounding spaces, Unicode form and an internationalized domain’s ASCII form aside). None or one user.',
   },
-} as const;
+});
 
 type UserParams = { userId: string };
+
+/** Oldest first, and of one second by id (as UserRepository.list reads them). */
+const USERS: FilteredList<User, string> = { name: 'users', parseId: textId, positionOf: (user) => ({ time: user.createdAt, id: user.id }) };
 
 /** User accounts: find, create, change, disable and enable, reset the password, sign out, delete. */
 export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
@@ -57,7 +56,9 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     },
     async (request) => {
       const filter = request.query.email === undefined ? {} : { email: request.query.email };
-      const { page, nextCursor } = await listPage(request.query, (page) => gatehouse.storage.users.list(page, filter));
+      const { page, nextCursor } = await listFilteredPage(USERS, request.query, filter, (after, limit) =>
+        gatehouse.storage.users.list({ after: after && { createdAt: after.time, id: after.id }, limit }, filter),
+      );
       return { users: page.map(describeUser), next_cursor: nextCursor };
     },
   );
