@@ -1230,6 +1230,33 @@ for (const dialect of DIALECTS) {
         assert.equal((await api('DELETE', `/clients/${created.body.client_id}`, as('admin:clients'))).status, 204);
       });
 
+      it('refuses a string holding a lone surrogate (\\ud800 in the JSON), which no UTF-8 can store, naming the field, and stores nothing', async () => {
+        const snapshot = async () => JSON.stringify({ clients: await server.gatehouse.storage.clients.list(), users: await server.gatehouse.storage.users.list() });
+        const before = await snapshot();
+        const user = (await server.gatehouse.storage.users.list())[0]!;
+        // Sent as written: JSON.stringify would escape the lone surrogate just the same.
+        for (const [method, path, raw, field] of [
+          ['POST', '/clients', '{"name":"App \\ud800"}', 'name'],
+          ['POST', '/clients', '{"name":"App","description":"\\udfff described"}', 'description'],
+          ['POST', '/clients', '{"name":"App","grant_types":["authorization_code"],"redirect_uris":["https://app.example/cb\\ud83d"]}', 'redirect_uris'],
+          ['PATCH', `/clients/${viewer.id}`, '{"name":"\\ude00 Viewer"}', 'name'],
+          ['POST', '/users', '{"email":"lone@example.com","password":"long enough password","name":"\\ud800"}', 'name'],
+          ['POST', '/users', '{"email":"lone@example.com","password":"\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800\\ud800"}', 'password'],
+          ['PATCH', `/users/${user.id}`, '{"name":"Ada \\udbff"}', 'name'],
+        ] as const) {
+          const scope: Scope = path.startsWith('/users') ? 'admin:users' : 'admin:clients';
+          const res = await api(method, path, { ...as(scope), raw });
+          assertProblem(res, 400);
+          assert.deepEqual(res.body.errors.map((e: { field: string }) => e.field.replace(/\[\d+\]$/, '')), [field], raw);
+        }
+        assert.equal(await snapshot(), before);
+        // A surrogate pair is one character, as any other.
+        const paired = await createClient({ name: 'App \ud83d\ude00' });
+        assert.equal(paired.status, 201, JSON.stringify(paired.body));
+        assert.equal(paired.body.name, 'App 😀');
+        assert.equal((await api('DELETE', `/clients/${paired.body.client_id}`, as('admin:clients'))).status, 204);
+      });
+
       it('refuses a query parameter an operation does not take, naming it: a misspelt filter never lists every record', async () => {
         for (const [path, scope, field] of [
           [`/grants?user=${adaId}`, 'admin:tokens', 'user'],

@@ -9,7 +9,7 @@ import { clientRoutes } from './clients.ts';
 import { grantRoutes } from './grants.ts';
 import { keyRoutes } from './keys.ts';
 import { documentationRoutes, type AdminRoute } from './openapi.ts';
-import { fieldWithNul } from '../nul.ts';
+import { fieldWithLoneSurrogate, fieldWithNul } from '../nul.ts';
 import { invalidField, notFound, ProblemError, problemHandler, sendProblem } from './problems.ts';
 import { emptyBodyAsObject, exactBodyTypes, knownQueryParameters, type AdminScope } from './support.ts';
 import { userRoutes } from './users.ts';
@@ -74,6 +74,8 @@ export async function adminPlugin(app: FastifyInstance, { gatehouse }: { gatehou
   app.addHook('preValidation', async (request) => {
     const field = fieldWithNul(request);
     if (field !== undefined) throw invalidField(field, `${field} contains a NUL character`);
+    const lone = fieldWithLoneSurrogate(request);
+    if (lone !== undefined) throw invalidField(lone, `${lone} contains a lone surrogate (an unpaired \\uD800–\\uDFFF escape), which is not text`);
   });
 
   await clientRoutes(app, gatehouse);
