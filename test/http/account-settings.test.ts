@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { resetUserPassword } from '../../src/core/users.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
@@ -300,6 +301,44 @@ for (const dialect of DIALECTS) {
         const posted = await stranger.request(`${server.url}/account/name`, { form: { csrf: hiddenField(form.text, 'csrf'), name: 'Mallory' } });
         assert.equal(posted.status, 303);
         assert.equal(posted.location, '/login?next=%2Faccount%2Fname');
+      });
+    });
+
+    describe('applications', () => {
+      const refresh = (token: string) => post(`${server.url}/token`, { grant_type: 'refresh_token', client_id: mobile.id, client_secret: mobile.secret, refresh_token: token });
+
+      it('lists a first-party application that holds access without a consent, which the person withdraws there: its refresh tokens stop working', async () => {
+        const user = await aUser();
+        const someoneElse = await aUser();
+        const mine = await post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username: user.email, password: PASSWORD });
+        const theirs = await post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username: someoneElse.email, password: PASSWORD });
+        assert.equal(mine.status, 200);
+        assert.equal(theirs.status, 200);
+        const here = await signedIn(user.email);
+
+        const account = await here.request(`${server.url}/account`);
+        assert.match(account.text, /<strong>Mobile app<\/strong>/, 'listed, though the person was never asked for consent');
+        assert.match(account.text, new RegExp(`name="client_id" value="${mobile.id}"`));
+        const withdrawn = await here.request(`${server.url}/account/applications/withdraw`, { form: { csrf: hiddenField(account.text, 'csrf'), client_id: mobile.id } });
+        assert.equal(withdrawn.status, 303);
+        assert.equal((await refresh(mine.body.refresh_token)).status, 400, 'its refresh token is revoked');
+        assert.equal((await refresh(theirs.body.refresh_token)).status, 200, 'another person’s stays');
+        assert.doesNotMatch((await here.request(`${server.url}/account`)).text, /<strong>Mobile app<\/strong>/, 'no longer listed');
+      });
+
+      it('does not list an application whose access has ended, nor one that impersonates the person', async () => {
+        const user = await aUser();
+        const token = await post(`${server.url}/token`, { grant_type: 'password', client_id: mobile.id, client_secret: mobile.secret, username: user.email, password: PASSWORD });
+        assert.equal(token.status, 200);
+        const grants = await server.gatehouse.storage.grants.list({ userId: user.id });
+        for (const grant of grants) await server.gatehouse.storage.grants.revoke(grant.id, server.gatehouse.clock());
+        const backOffice = await server.client({ name: 'Support desk', grantTypes: ['client_credentials'], scopes: ['objects:read'], allowImpersonation: true });
+        const now = server.gatehouse.clock();
+        await server.gatehouse.storage.grants.create({ id: randomUUID(), clientId: backOffice.id, userId: user.id, kind: 'impersonation', scopes: ['objects:read'], authTime: null, createdAt: now, expiresAt: now + 3600, revokedAt: null });
+        const account = (await (await signedIn(user.email)).request(`${server.url}/account`)).text;
+        assert.doesNotMatch(account, /Mobile app/);
+        assert.doesNotMatch(account, /Support desk/);
+        assert.match(account, /You have not authorized any application/);
       });
     });
 

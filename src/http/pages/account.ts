@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { lifetimeText } from '../../core/emailed-links.ts';
+import type { Gatehouse } from '../../gatehouse.ts';
 import { currentSession, field, type Pages } from './context.ts';
 import { accountSettingsRoutes } from './account-settings.ts';
 import { safeHttpUrl } from './consent.ts';
@@ -15,19 +16,19 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
   app.get('/account', async (request, reply) => {
     const session = await currentSession(pages, request);
     if (!session) return reply.redirect('/login', 302);
-    const consents = await gatehouse.storage.consents.listForUser(session.user.id);
+    const now = gatehouse.clock();
     const applications = [];
-    for (const consent of consents) {
+    for (const authorized of await authorizedApplications(gatehouse, session.user.id, now)) {
       // From the database, not the registry: an application suspended with its owner is listed too,
       // so that the person can still withdraw their consent.
-      const client = await gatehouse.storage.clients.find(consent.clientId);
+      const client = await gatehouse.storage.clients.find(authorized.clientId);
       if (!client) continue;
       applications.push({
         clientId: client.id,
         name: client.name,
         baseUrl: safeHttpUrl(client.baseUrl),
-        since: new Date(consent.createdAt * 1000).toISOString().slice(0, 10),
-        scopes: consent.scopes.map((name) => ({ name, description: gatehouse.scopes.definition(name)?.description ?? name })),
+        since: new Date(authorized.since * 1000).toISOString().slice(0, 10),
+        scopes: authorized.scopes.map((name) => ({ name, description: gatehouse.scopes.definition(name)?.description ?? name })),
       });
     }
     // Gatehouse refuses the grant's access tokens at once (introspection, userinfo), but APIs that
@@ -66,4 +67,18 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
   });
 
   await accountSettingsRoutes(app, pages);
+}
+
+/**
+ * The applications the person can withdraw: those they consented to, and those holding a live
+ * grant without a consent — a first-party application skips the consent page, yet its refresh
+ * tokens last as long as any other's, and withdrawing here is the only way the person has to end
+ * them (a password change and "Sign out everywhere else" keep grants), as Keycloak's account console
+ * lists every application with offline access. Consented ones first, as they were listed before.
+ */
+async function authorizedApplications(gatehouse: Gatehouse, userId: string, now: number): Promise<{ clientId: string; scopes: string[]; since: number }[]> {
+  const consents = await gatehouse.storage.consents.listForUser(userId);
+  const consented = new Set(consents.map((consent) => consent.clientId));
+  const granted = (await gatehouse.storage.grants.liveClientsOf(userId, now)).filter((live) => !consented.has(live.clientId));
+  return [...consents.map((consent) => ({ clientId: consent.clientId, scopes: consent.scopes, since: consent.createdAt })), ...granted];
 }

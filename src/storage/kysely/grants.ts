@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { COLUMNS, type Database, type GrantTable, type RefreshTokenTable } from '../schema.ts';
-import type { Grant, GrantRepository } from '../repositories/grants.ts';
+import type { Grant, GrantRepository, LiveClientGrants } from '../repositories/grants.ts';
 import type { FoundRefreshToken, RefreshToken, RefreshTokenRepository, RefreshTokenSuccessor, RotationResult } from '../repositories/refresh-tokens.ts';
 import { batching } from '../batch.ts';
 import { fromJsonList, toJson } from './json.ts';
@@ -96,6 +96,28 @@ export function kyselyGrants(db: Kysely<Database>): GrantRepository {
       }
       const limit = Math.max(1, Math.min(filter.limit ?? 100, 1001));
       return (await query.orderBy('created_at', 'desc').orderBy('id').limit(limit).execute()).map(toGrant);
+    },
+    async liveClientsOf(userId, now) {
+      // Grouped by scope set too: a person's grants to a client are many (one per password sign-in)
+      // but of few scope sets, so only those few rows are read back and decoded.
+      const rows = await db
+        .selectFrom('grants')
+        .select(['client_id', 'scopes', (eb) => eb.fn.min('created_at').as('since')])
+        .where('user_id', '=', userId)
+        .where('revoked_at', 'is', null)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+        .where('kind', '<>', 'impersonation')
+        .groupBy(['client_id', 'scopes'])
+        .execute();
+      const byClient = new Map<string, LiveClientGrants>();
+      for (const row of rows) {
+        const since = Number(row.since);
+        const known = byClient.get(row.client_id);
+        const scopes = fromJsonList(row.scopes);
+        if (!known) byClient.set(row.client_id, { clientId: row.client_id, scopes, since });
+        else byClient.set(row.client_id, { clientId: row.client_id, scopes: [...new Set([...known.scopes, ...scopes])], since: Math.min(known.since, since) });
+      }
+      return [...byClient.values()].sort((a, b) => b.since - a.since);
     },
   };
 }

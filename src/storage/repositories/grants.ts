@@ -12,6 +12,13 @@ export interface Grant {
   revokedAt: number | null;
 }
 
+/** What a user's live grants give one client (GrantRepository.liveClientsOf). */
+export interface LiveClientGrants {
+  clientId: string;
+  scopes: string[];
+  since: number;
+}
+
 export interface GrantRepository {
   create(grant: Grant): Promise<void>;
   find(id: string): Promise<Grant | undefined>;
@@ -26,4 +33,10 @@ export interface GrantRepository {
    * pages stay stable while grants are added).
    */
   list(filter: { userId?: string; clientId?: string; after?: { createdAt: number; id: string }; limit?: number }): Promise<Grant[]>;
+  /**
+   * The clients that hold a grant of the user that has neither been revoked nor expired, other than
+   * an impersonation (the user never gave that one): each once, with the scopes of those grants and
+   * when the oldest of them was made. A grant lasting past its last refresh token counts as live.
+   */
+  liveClientsOf(userId: string, now: number): Promise<LiveClientGrants[]>;
 }
