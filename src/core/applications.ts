@@ -60,14 +60,27 @@ export async function createClient(
  * Adds a secret to a client (the old ones keep working until deleted: rotation without downtime).
  * With `expected`, only while the client is as expected (ClientRepository.addSecret): undefined,
  * and nothing stored, when it is not. `id` is the secret's: a new random one unless given; one
- * that is taken fails with AlreadyCreatedError.
+ * that is taken fails with AlreadyCreatedError. With `limit`, only while the client holds fewer
+ * secrets than that: TooManySecretsError otherwise.
  */
 export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt?: number | null): Promise<string>;
-export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null, expected: ExpectedClient, id?: string): Promise<string | undefined>;
-export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null = null, expected?: ExpectedClient, id: string = randomUUID()): Promise<string | undefined> {
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null, expected: ExpectedClient, id?: string, limit?: number): Promise<string | undefined>;
+export async function addClientSecret(
+  services: Services,
+  clientId: string,
+  now: number,
+  expiresAt: number | null = null,
+  expected?: ExpectedClient,
+  id: string = randomUUID(),
+  limit?: number,
+): Promise<string | undefined> {
   const secret = createOpaqueToken('cs');
   const exists = async () => (await services.storage.clients.listSecrets(clientId)).some((stored) => stored.id === id);
-  const stored = await insertOnce(() => services.storage.clients.addSecret({ id, clientId, digest: digestOf(secret), hint: hintOf(secret), createdAt: now, expiresAt }, expected), exists, `the secret ${id}`);
+  const stored = await insertOnce(
+    () => services.storage.clients.addSecret({ id, clientId, digest: digestOf(secret), hint: hintOf(secret), createdAt: now, expiresAt }, expected, limit),
+    exists,
+    `the secret ${id}`,
+  );
   services.clients.invalidate(clientId);
   return stored ? secret : undefined;
 }

@@ -620,6 +620,27 @@ for (const dialect of DIALECTS) {
 
         assert.deepEqual(await auditKinds(id), ['portal.client.created', 'portal.secret.added', 'portal.secret.deleted']);
       });
+
+      it('holds at most five secrets: a sixth is refused with a readable 409 page, also when asked for all at once, and stores nothing until one is deleted', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const csrf = await csrfOf(browser);
+        // Every client authentication compares the secret presented with each one the application holds.
+        const sent = await Promise.all(Array.from({ length: 8 }, () => browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf } })));
+        assert.deepEqual(sent.map((answer) => answer.status).sort(), [200, 200, 200, 200, 409, 409, 409, 409]);
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 5);
+        const refused = sent.find((answer) => answer.status === 409)!;
+        assert.match(refused.text, /An application holds at most 5 client secrets/);
+        assert.doesNotMatch(refused.text, /id="revealed-value"/, 'no secret shown');
+
+        const page = await browser.request(url(`/developers/applications/${id}`));
+        assert.doesNotMatch(page.text, /Add a secret<\/button>/, 'no button that would be refused');
+        assert.match(page.text, /delete one you no longer use to add another/);
+        const [oldest] = await server.gatehouse.storage.clients.listSecrets(id);
+        assert.equal((await browser.request(url(`/developers/applications/${id}/secrets/${oldest!.id}/delete`), { form: { csrf } })).status, 303);
+        assert.equal((await browser.request(url(`/developers/applications/${id}/secrets`), { form: { csrf } })).status, 200, 'one may be added again');
+        assert.equal((await server.gatehouse.storage.clients.listSecrets(id)).length, 5);
+      });
     });
 
     describe('API keys', () => {

@@ -5,7 +5,7 @@ import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories/clients.ts';
 import { field } from './context.ts';
-import { applicationHeader, applicationNotFound, applicationPageOf, authorizePortalChange, day, mayManage, minute, NotManageableError, noticeFrom, portalRequest, type PortalForm } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, applicationPageOf, authorizePortalChange, day, MAX_PORTAL_SECRETS, mayManage, minute, NotManageableError, noticeFrom, portalRequest, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, encodeFormBase, formError, readApplicationDetails, readFormBase, type ApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { newFormId } from './developers-once.ts';
 import { renderPage } from './render.ts';
@@ -145,6 +145,7 @@ export async function showApplication(
       form: { values: data.form?.values ?? detailsOf(client), errors: data.form?.errors ?? {}, base: encodeFormBase(data.form?.base ?? detailsOf(client)) },
       keys: { registered: publicKeys, jwks: data.keys?.jwks ?? '', error: data.keys?.error, audience: `${issuer.replace(/\/+$/, '')}/token` },
       // Newest first: after a rotation the secret to keep is on top, the one to delete below.
+      maxSecrets: MAX_PORTAL_SECRETS,
       secrets: secrets
         .toSorted((a, b) => b.createdAt - a.createdAt)
         .map((secret) => ({ id: secret.id, hint: secret.hint, created: minute(secret.createdAt), expires: secret.expiresAt === null ? undefined : day(secret.expiresAt) })),

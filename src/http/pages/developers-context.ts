@@ -35,6 +35,14 @@ export interface PortalForm {
   again: (request: FastifyRequest, reply: FastifyReply, message: string) => Promise<FastifyReply> | FastifyReply;
 }
 
+/**
+ * The secrets an application holds at most in the portal: enough to rotate (two at once) with room
+ * to spare. Every authentication with a secret compares it with each one the application holds, so
+ * a developer who could add them without end would make the token endpoint's work for their
+ * application, asked for by anyone with its client_id, grow without end.
+ */
+export const MAX_PORTAL_SECRETS = 5;
+
 /** Said when a form is shown again because its CSRF token had gone stale. */
 export const FORM_EXPIRED = 'The form had expired (the page was open a long time, or you signed in again in another tab), so nothing was changed. Check it and send it again.';
 

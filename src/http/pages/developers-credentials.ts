@@ -5,7 +5,7 @@ import { holdsPrivateKeyMaterial } from '../../core/client-jwks.ts';
 import { hintOf } from '../../core/tokens/opaque.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Client } from '../../storage/repositories/clients.ts';
+import { TooManySecretsError, type Client } from '../../storage/repositories/clients.ts';
 import { field } from './context.ts';
 import { CHANGED_MEANWHILE, showApplication, showChangedMeanwhile } from './developers-application.ts';
 import {
@@ -13,6 +13,7 @@ import {
   applicationNotFound,
   applicationPageOf,
   authorizePortalChange,
+  MAX_PORTAL_SECRETS,
   NotManageableError,
   portalRequest,
   RECORD_ID,
@@ -23,6 +24,7 @@ import {
 } from './developers-context.ts';
 import { formIdOf, type FormRecordIds } from './developers-once.ts';
 
+const TOO_MANY_SECRETS = `An application holds at most ${MAX_PORTAL_SECRETS} client secrets, so no secret was added. Delete one you no longer use, then add a new one.`;
 const SECRET_NOT_ADDED = 'The application was changed meanwhile, so no secret was added. Review it as it is now, and add one again.';
 const SECRET_NOT_DELETED = 'The application was changed meanwhile, so the secret was not deleted. Review it as it is now, and delete it again.';
 
@@ -137,10 +139,11 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
     let written;
     try {
       written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) =>
-        current.type === 'confidential' ? addClientSecret(gatehouse, current.id, now, null, expected, id) : Promise.resolve(undefined),
+        current.type === 'confidential' ? addClientSecret(gatehouse, current.id, now, null, expected, id, MAX_PORTAL_SECRETS) : Promise.resolve(undefined),
       );
     } catch (error) {
       if (error instanceof AlreadyCreatedError) return addedBefore();
+      if (error instanceof TooManySecretsError) return showApplication(reply, gatehouse, application, { error: TOO_MANY_SECRETS }, 409);
       throw error;
     }
     if ('refused' in written) return refusedWrite(reply, gatehouse, developer.user.id, application.id, written.refused, SECRET_NOT_ADDED);

@@ -1,10 +1,10 @@
 import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
 import { COLUMNS, type ClientTable, type ClientSecretTable, type Database } from '../schema.ts';
-import type { Client, ClientRepository, ClientSecret, JsonWebKeySet, NewClient } from '../repositories/clients.ts';
+import { TooManySecretsError, type Client, type ClientRepository, type ClientSecret, type JsonWebKeySet, type NewClient } from '../repositories/clients.ts';
 import { deleteClient } from './deletion.ts';
 import { onePage } from './pages.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
-import { insertForClient, storedState } from './powers.ts';
+import { claimClient, insertForClient, storedState } from './powers.ts';
 
 const toClient = (row: Selectable<ClientTable>): Client => ({
   id: row.id,
@@ -98,9 +98,13 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       return result.numUpdatedRows > 0n ? find(id) : undefined;
     },
     delete: (id, expected) => db.transaction().execute((trx) => deleteClient(trx, id, expected)),
-    async addSecret(secret, expected) {
-      const insert = (into: Kysely<Database>) =>
-        into
+    async addSecret(secret, expected, limit) {
+      const insert = async (into: Kysely<Database>) => {
+        if (limit !== undefined) {
+          const held = await into.selectFrom('client_secrets').select((eb) => eb.fn.countAll().as('count')).where('client_id', '=', secret.clientId).executeTakeFirstOrThrow();
+          if (Number(held.count) >= limit) throw new TooManySecretsError(`the client ${secret.clientId} holds ${limit} secrets already`);
+        }
+        await into
           .insertInto('client_secrets')
           .values({
             id: secret.id,
@@ -111,6 +115,9 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
             expires_at: secret.expiresAt,
           })
           .execute();
+      };
+      // A limit is counted after the claim of the client's row, which concurrent additions wait for.
+      if (limit !== undefined) return db.transaction().execute(async (trx) => (await claimClient(trx, secret.clientId, expected)) && (await insert(trx), true));
       return insertForClient(db, secret.clientId, expected, insert);
     },
     async listSecrets(clientId) {

@@ -100,9 +100,11 @@ export interface ClientRepository {
    * Stores a secret of `secret.clientId`; with `expected`, only while the client is as expected (as
    * `update`), checked in the transaction that stores it: a secret made for a client as it was read
    * must not reach one made admin or given to another owner meanwhile. False (nothing stored) when
-   * the client is not as expected, or not there.
+   * the client is not as expected, or not there. With `limit`, only while the client holds fewer
+   * secrets than that, counted in the same transaction after the client's row is claimed, so that
+   * concurrent additions cannot pass it together: TooManySecretsError otherwise.
    */
-  addSecret(secret: ClientSecret, expected?: ExpectedClient): Promise<boolean>;
+  addSecret(secret: ClientSecret, expected?: ExpectedClient, limit?: number): Promise<boolean>;
   listSecrets(clientId: string): Promise<ClientSecret[]>;
   /** Deletes a secret of the client; with `expected`, only while the client is as expected, as `update`. */
   deleteSecret(clientId: string, secretId: string, expected?: ExpectedClient): Promise<boolean>;
@@ -111,4 +113,10 @@ export interface ClientRepository {
    * used it before, on any instance; `no client` (nothing recorded) when the client is not there.
    */
   recordAssertion(clientId: string, jti: string, expiresAt: number): Promise<'recorded' | 'replayed' | 'no client'>;
+}
+
+/** A secret was to be added to a client that holds as many as it may (ClientRepository.addSecret's `limit`). */
+export class TooManySecretsError extends Error {
+  override name = 'TooManySecretsError';
+  readonly code = 'ERR_TOO_MANY_SECRETS';
 }
