@@ -95,6 +95,15 @@ export class PasswordResetService {
     return (await findLiveLink(token, RESET_LINK, (digest) => this.#storage.passwordResets.find(digest), this.#storage.users, now)) !== undefined;
   }
 
+  /**
+   * Whether a reset with `token` keeps the grants its account gave applications: its address was
+   * verified before (see reset). Undefined when the link cannot reset a password now (isLive).
+   */
+  async keepsGrants(token: unknown, now: number): Promise<boolean | undefined> {
+    if (!this.#mailer) return undefined;
+    return (await findLiveLink(token, RESET_LINK, (digest) => this.#storage.passwordResets.find(digest), this.#storage.users, now))?.user.emailVerified;
+  }
+
   /** Throws a ValidationError when `password` cannot be a user's password (as at sign-up). */
   checkPassword(password: string): void {
     checkNewPassword(password);

@@ -206,6 +206,25 @@ for (const dialect of DIALECTS) {
       assert.doesNotMatch(JSON.stringify([event, requested]), /gate_pr_|passphrase/);
     });
 
+    it('says on the new-password form whether the applications the account authorized keep their access: not when its address was not verified', async () => {
+      freshWindow();
+      const unverified = await aUser();
+      const verified = await aUser();
+      await server.gatehouse.storage.users.update(verified.id, { emailVerified: true }, server.gatehouse.clock(), { email: verified.email });
+      for (const [user, keeps] of [[unverified, false], [verified, true]] as const) {
+        await askForLink(user.email);
+        const { browser } = await openLink(lastLinkTo(user.email));
+        const form = await browser.request(`${server.url}/password/reset`);
+        assert.equal(form.status, 200, form.text.slice(0, 300));
+        const refused = await setPassword(browser, NEW_PASSWORD, 'not the same one');
+        assert.equal(refused.status, 400);
+        for (const page of [form.text, refused.text]) {
+          if (keeps) assert.match(page, /Applications you authorized keep their access\./);
+          else assert.match(page, /Applications your account authorized lose their access, as its address was not verified: authorize again those you use\./);
+        }
+      }
+    });
+
     it('takes an account made with someone else’s address back from its maker: the owner’s reset through the link revokes every grant the maker gave, and withdraws their consents', async () => {
       freshWindow();
       const victim = `victim-${++counter}-${dialect}@example.com`;

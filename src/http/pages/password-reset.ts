@@ -63,7 +63,9 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
     return renderPage(reply, 'password-sent', { title: 'Check your email', email, minutes: Math.round(resets.tokenTtlSeconds / 60) });
   });
 
-  const showReset = (reply: FastifyReply, errors: ResetErrors = {}, status = 200) => renderPage(reply, 'password-reset', { title: 'Choose a new password', errors }, status);
+  /** `keepsGrants`: what the form says will become of the applications the account authorized (PasswordResetService.keepsGrants). */
+  const showReset = (reply: FastifyReply, keepsGrants: boolean, errors: ResetErrors = {}, status = 200) =>
+    renderPage(reply, 'password-reset', { title: 'Choose a new password', keepsGrants, errors }, status);
 
   app.get('/password/reset', async (request, reply) => {
     if (!resets.enabled) return off(reply);
@@ -73,16 +75,18 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
       if (!(await resets.isLive(query.token, now))) return linkInvalid(request, reply);
       return resetLink.moveIntoCookie(request, reply, query.token as string, resets.tokenTtlSeconds);
     }
-    if (!(await resets.isLive(resetLink.read(request), now))) return linkInvalid(request, reply);
-    return showReset(reply);
+    const keepsGrants = await resets.keepsGrants(resetLink.read(request), now);
+    if (keepsGrants === undefined) return linkInvalid(request, reply);
+    return showReset(reply, keepsGrants);
   });
 
   app.post('/password/reset', async (request, reply) => {
     if (!resets.enabled) return off(reply);
     const now = gatehouse.clock();
     const token = resetLink.read(request);
-    if (!(await resets.isLive(token, now))) return linkInvalid(request, reply);
-    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showReset(reply, { form: EXPIRED }, 403);
+    const keepsGrants = await resets.keepsGrants(token, now);
+    if (keepsGrants === undefined) return linkInvalid(request, reply);
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showReset(reply, keepsGrants, { form: EXPIRED }, 403);
     const next = field(request.body, 'new_password') ?? '';
     const confirmation = field(request.body, 'confirm_password') ?? '';
     let result;
@@ -90,11 +94,11 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
       if (confirmation !== next) {
         // The new password's own faults first: they are what the person has to fix.
         resets.checkPassword(next);
-        return showReset(reply, { confirm: 'The new password and its confirmation are not the same.' }, 400);
+        return showReset(reply, keepsGrants, { confirm: 'The new password and its confirmation are not the same.' }, 400);
       }
       result = await resets.reset(token, next, now);
     } catch (error) {
-      if (error instanceof ValidationError) return showReset(reply, { new: sentence(error.message) }, 400);
+      if (error instanceof ValidationError) return showReset(reply, keepsGrants, { new: sentence(error.message) }, 400);
       throw error;
     }
     if (result.outcome === 'invalid') return linkInvalid(request, reply);
