@@ -3,7 +3,7 @@ import { lookup } from 'node:dns/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { hostname } from 'node:os';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import { internalRange } from '../../src/core/addresses.ts';
@@ -208,9 +208,11 @@ for (const dialect of DIALECTS) {
       const app = { id: readonly('client-id'), secret: readonly('revealed-value') };
       const stored = (await server.gatehouse.storage.clients.find(app.id))!;
       assert.deepEqual([stored.backchannelLogoutUri, stored.backchannelLogoutSessionRequired], [typed, true]);
-      // The receiver listens on loopback, where the portal rightly posts nothing (it would be Gatehouse's
-      // own network): so the URI typed into the portal is pointed at it in storage, as an operator may.
-      await server.gatehouse.storage.clients.update(app.id, { backchannelLogoutUri: `${receiver.url}/portal` }, server.gatehouse.clock());
+      // The receiver listens on loopback, where Gatehouse rightly posts nothing for a developer's
+      // application (it is Gatehouse's own network, however the URI names it): so the application is
+      // handed to the operator in storage, whose applications are posted to wherever they say, and
+      // its URI pointed at the receiver.
+      await server.gatehouse.storage.clients.update(app.id, { ownerUserId: null, backchannelLogoutUri: `${receiver.url}/portal` }, server.gatehouse.clock());
       server.gatehouse.clients.invalidate(app.id);
 
       const user = await aUser();
@@ -375,6 +377,42 @@ for (const dialect of DIALECTS) {
       assert.ok(receiver.mostAtOnce <= BACKCHANNEL_LOGOUT_CONCURRENCY, `${receiver.mostAtOnce} Logout Tokens were being posted at once`);
     });
 
+    /** A TCP listener at `host` that records every connection made to it (and closes it). */
+    const listening = async (t: TestContext, host: string) => {
+      const connections: string[] = [];
+      const listener = createTcpServer((socket) => {
+        connections.push(socket.remoteAddress ?? '');
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => listener.listen(0, host, resolve));
+      t.after(() => new Promise((resolve) => listener.close(resolve)));
+      return { connections, port: (listener.address() as { port: number }).port };
+    };
+    /** A developer's application whose back-channel logout URI is `uri`, registered as the portal does. */
+    const developersApplication = async (name: string, uri: string) => {
+      const developer = await aUser();
+      const { client } = await createClient(
+        server.gatehouse,
+        { name, type: 'confidential', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, ownerUserId: developer.id, backchannelLogoutUri: uri },
+        server.gatehouse.clock(),
+        undefined,
+        'developer',
+      );
+      return client;
+    };
+    /** Ends a session the client was answered through, and checks its delivery was refused as internal. */
+    const assertRefusedAsInternal = async (clientId: string) => {
+      const user = await aUser();
+      await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, server.gatehouse.clock())), clientId);
+      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
+      await delivered();
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      assert.deepEqual(
+        events.map((event) => [event.clientId, event.outcome, event.data.reason]),
+        [[clientId, 'failure', 'the host is, or resolves only to, addresses in Gatehouse’s own network']],
+      );
+    };
+
     it('posts nothing into its own network for a developer’s application whose host name resolves there', async (t) => {
       // The server's own host name resolves to an address of its own on most machines (Debian's
       // /etc/hosts: 127.0.1.1; a container's: its private address), as an attacker's DNS name may.
@@ -384,36 +422,12 @@ for (const dialect of DIALECTS) {
         t.skip(`${name} does not resolve to internal addresses only here`);
         return;
       }
-      const connections: string[] = [];
-      const listener = createTcpServer((socket) => {
-        connections.push(socket.remoteAddress ?? '');
-        socket.destroy();
-      });
-      await new Promise<void>((resolve) => listener.listen(0, addresses[0]!.address, resolve));
-      t.after(() => new Promise((resolve) => listener.close(resolve)));
-      const port = (listener.address() as { port: number }).port;
-
-      const developer = await aUser();
+      const { connections, port } = await listening(t, addresses[0]!.address);
       const uri = `https://${name}:${port}/backchannel-logout`;
-      const { client } = await createClient(
-        server.gatehouse,
-        { name: 'Resolves inside', type: 'confidential', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, ownerUserId: developer.id, backchannelLogoutUri: uri },
-        server.gatehouse.clock(),
-        undefined,
-        'developer',
-      );
+      const client = await developersApplication('Resolves inside', uri);
       assert.equal(client.backchannelLogoutUri, uri, 'a name is not resolved at registration');
-      const user = await aUser();
-      await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, server.gatehouse.clock())), client.id);
-
-      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
-      await delivered();
+      await assertRefusedAsInternal(client.id);
       assert.deepEqual(connections, [], 'no connection was made');
-      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
-      assert.deepEqual(
-        events.map((event) => [event.clientId, event.outcome, event.data.reason]),
-        [[client.id, 'failure', 'the host is, or resolves only to, addresses in Gatehouse’s own network']],
-      );
     });
 
     it('posts nothing to a developer’s application whose host name resolves to a multicast address', async (t) => {
@@ -425,56 +439,16 @@ for (const dialect of DIALECTS) {
         t.skip(`${name} does not resolve to ff02::1 only here`);
         return;
       }
-      const developer = await aUser();
-      const { client } = await createClient(
-        server.gatehouse,
-        { name: 'Resolves to multicast', type: 'confidential', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, ownerUserId: developer.id, backchannelLogoutUri: `https://${name}:8443/backchannel-logout` },
-        server.gatehouse.clock(),
-        undefined,
-        'developer',
-      );
-      const user = await aUser();
-      await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, server.gatehouse.clock())), client.id);
-
-      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
-      await delivered();
-      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
-      assert.deepEqual(
-        events.map((event) => [event.clientId, event.outcome, event.data.reason]),
-        [[client.id, 'failure', 'the host is, or resolves only to, addresses in Gatehouse’s own network']],
-      );
+      await assertRefusedAsInternal((await developersApplication('Resolves to multicast', `https://${name}:8443/backchannel-logout`)).id);
     });
 
     it('posts nothing to a developer’s application whose stored URI names an internal IP address, as one registered before its range was counted internal may', async (t) => {
-      const connections: string[] = [];
-      const listener = createTcpServer((socket) => {
-        connections.push(socket.remoteAddress ?? '');
-        socket.destroy();
-      });
-      await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-      t.after(() => new Promise((resolve) => listener.close(resolve)));
-      const port = (listener.address() as { port: number }).port;
-      const developer = await aUser();
-      const { client } = await createClient(
-        server.gatehouse,
-        { name: 'Stored before', type: 'confidential', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, ownerUserId: developer.id, backchannelLogoutUri: 'https://rp.example.com/backchannel-logout' },
-        server.gatehouse.clock(),
-        undefined,
-        'developer',
-      );
+      const { connections, port } = await listening(t, '127.0.0.1');
+      const client = await developersApplication('Stored before', 'https://rp.example.com/backchannel-logout');
       // Registration refuses this URI; a row can hold it from before.
       await server.gatehouse.storage.clients.update(client.id, { backchannelLogoutUri: `http://127.0.0.1:${port}/backchannel-logout` }, server.gatehouse.clock());
-      const user = await aUser();
-      await server.gatehouse.storage.sessions.addClient(digestOf(await server.gatehouse.sessions.start(user.id, server.gatehouse.clock())), client.id);
-
-      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
-      await delivered();
+      await assertRefusedAsInternal(client.id);
       assert.deepEqual(connections, [], 'no connection was made');
-      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
-      assert.deepEqual(
-        events.map((event) => [event.clientId, event.outcome, event.data.reason]),
-        [[client.id, 'failure', 'the host is, or resolves only to, addresses in Gatehouse’s own network']],
-      );
     });
 
     it('sends nothing for a session no client was answered through', async () => {
