@@ -39,7 +39,7 @@ interface LoggedServer {
   close(): Promise<void>;
 }
 
-async function startLoggedServer(masterSecret: string, env: Record<string, string> = {}): Promise<LoggedServer> {
+async function startLoggedServer(masterSecret: string, env: Record<string, string> = {}, requestLogging = true): Promise<LoggedServer> {
   const database = await createTestDatabase('sqlite');
   const port = await freePort();
   const config = loadConfig({
@@ -54,7 +54,7 @@ async function startLoggedServer(masterSecret: string, env: Record<string, strin
   // An in-memory destination: pino writes each JSON line here, synchronously.
   const logger = createLogger('trace', { write: (line: string) => void lines.push(line) });
   const gatehouse = await createGatehouse(config, { logger });
-  const app = buildApp(gatehouse, { requestLogging: true });
+  const app = buildApp(gatehouse, { requestLogging });
   await app.listen({ port, host: '127.0.0.1' });
   return {
     url: `http://127.0.0.1:${port}`,
@@ -519,5 +519,85 @@ describe('no secret or token in the logs', () => {
     assert.equal(loggableUrl('/authorize?client_id=a&redirect_uri=https%3A%2F%2Fa&login_hint=ada%40example.com'), '/authorize?client_id=a&redirect_uri=https%3A%2F%2Fa&login_hint=[redacted]');
     assert.equal(loggableUrl('/healthz'), '/healthz');
     assert.equal(loggableUrl(`/x?a=${'b'.repeat(5000)}`).length, 2000);
+  });
+});
+
+describe('a log line for each server error, as a server logs by default (no request logging)', () => {
+  let server: LoggedServer;
+  before(async () => {
+    server = await startLoggedServer(`log-5xx-master-${randomBytes(24).toString('base64url')}`, {}, false);
+  });
+  after(() => server?.close());
+
+  /** The lines logged while `run` ran, parsed. */
+  const loggedDuring = async (run: () => Promise<void>) => {
+    const from = server.lines.length;
+    await run();
+    return server.lines.slice(from).map((line) => JSON.parse(line) as { level: number; msg: string; req?: { method?: string; url?: string }; err?: { message?: string }; reason?: string });
+  };
+
+  it('names the request that failed — method and address, secrets redacted — next to the error, on every part of the server', async () => {
+    const { gatehouse } = server;
+    const admin = await createClient(gatehouse, { name: 'Admin', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true }, gatehouse.clock());
+    const adminToken = (await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(admin.client.id, admin.secret!) } })).body.access_token as string;
+    const handle = gatehouse.tokenEndpoint.handle;
+    const fail = (error: Error) => {
+      gatehouse.tokenEndpoint.handle = async () => {
+        throw error;
+      };
+    };
+    try {
+      // The protocol endpoints: a bug (500), and a database that does not answer (503).
+      const failed = await loggedDuring(async () => {
+        fail(new Error('the token table is on fire'));
+        assert.equal((await post(`${server.url}/token?access_token=query-secret-1234`, { grant_type: 'client_credentials' })).status, 500);
+        fail(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+        assert.equal((await post(`${server.url}/access_token`, { grant_type: 'client_credentials' })).status, 503);
+      });
+      const error = failed.find((line) => line.msg === 'request failed');
+      assert.equal(error?.err?.message, 'the token table is on fire');
+      assert.deepEqual([error?.req?.method, error?.req?.url], ['POST', '/token?access_token=[redacted]']);
+      const unavailable = failed.find((line) => line.msg === 'database unavailable');
+      assert.deepEqual([unavailable?.req?.method, unavailable?.req?.url], ['POST', '/access_token']);
+    } finally {
+      gatehouse.tokenEndpoint.handle = handle;
+    }
+
+    // A page.
+    const login = gatehouse.login.login;
+    gatehouse.login.login = async () => {
+      throw new TypeError('cannot read the password store');
+    };
+    try {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/login`);
+      const failed = await loggedDuring(async () => {
+        const res = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email: 'someone@example.com', password: 'a password of theirs' } });
+        assert.equal(res.status, 500);
+      });
+      const error = failed.find((line) => line.msg === 'page failed');
+      assert.equal(error?.err?.message, 'cannot read the password store');
+      assert.deepEqual([error?.req?.method, error?.req?.url], ['POST', '/login']);
+    } finally {
+      gatehouse.login.login = login;
+    }
+
+    // The admin API.
+    const create = gatehouse.storage.users.create;
+    gatehouse.storage.users.create = async () => {
+      throw new Error('disk full');
+    };
+    try {
+      const failed = await loggedDuring(async () => {
+        const res = await fetch(`${server.url}/admin/v1/users`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ email: 'fails@example.com', password: 'a long enough password' }) });
+        assert.equal(res.status, 500);
+      });
+      const error = failed.find((line) => line.msg === 'admin request failed');
+      assert.equal(error?.err?.message, 'disk full');
+      assert.deepEqual([error?.req?.method, error?.req?.url], ['POST', '/admin/v1/users']);
+    } finally {
+      gatehouse.storage.users.create = create;
+    }
+    assert.doesNotMatch(server.lines.join(''), /query-secret-1234|a password of theirs|a long enough password/);
   });
 });

@@ -87,7 +87,7 @@ export const problemSchema = {
 export function problemHandler(typeBase: string) {
   return (error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const problem = toProblem(error);
-    if (problem.status >= 500) request.log.error({ err: error }, 'admin request failed');
+    if (problem.status >= 500) request.log.error({ req: request, err: error }, 'admin request failed');
     return sendProblem(reply, typeBase, problem, request.url.split('?')[0]!);
   };
 }

@@ -49,8 +49,10 @@ export function oauthErrorHandler(error: FastifyError | OAuthError | Error, requ
   const oauthError = toOAuthError(error);
   metrics?.oauthErrors.inc({ error: oauthError.error });
   // An unreachable database is an outage, not a bug: one short warning per request, no stack trace.
-  if (oauthError.status === 503) request.log.warn({ code: (error as { code?: unknown }).code, reason: error.message }, 'database unavailable');
-  else if (oauthError.status >= 500) request.log.error({ err: error }, 'request failed');
+  // Each line names its request (method and address, secrets redacted: see logging.ts), since
+  // without request logging nothing else in the log says which request failed.
+  if (oauthError.status === 503) request.log.warn({ req: request, code: (error as { code?: unknown }).code, reason: error.message }, 'database unavailable');
+  else if (oauthError.status >= 500) request.log.error({ req: request, err: error }, 'request failed');
   reply
     .code(oauthError.status)
     .headers({ ...oauthError.headers, ...NO_STORE })

@@ -65,11 +65,11 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: 
       return renderPage(reply, 'error', { title: 'Bad request', message: status === 413 ? 'The form was too large.' : 'The request could not be understood.' }, status === 413 ? 413 : 400);
     }
     if (isUnavailable(error as Error)) {
-      request.log.warn({ reason: (error as Error).message }, 'database unavailable');
+      request.log.warn({ req: request, reason: (error as Error).message }, 'database unavailable');
       reply.header('retry-after', '5');
       return renderPage(reply, 'error', { title: 'Back in a moment', message: 'The service is briefly unavailable. Please try again in a few seconds.' }, 503);
     }
-    request.log.error({ err: error }, 'page failed');
+    request.log.error({ req: request, err: error }, 'page failed');
     return renderPage(reply, 'error', { title: 'Something went wrong', message: 'The server could not complete the request. Please try again in a moment.' }, 500);
   });
   app.setNotFoundHandler((_request, reply) => renderPage(reply, 'error', { title: 'Page not found', message: 'There is no page at this address.' }, 404));
