@@ -31,8 +31,11 @@ export class LoginService {
 
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
     // Normalized as stored, so every way of typing an email counts against its account's one budget.
-    const normalized = email.length <= 320 ? normalizeEmail(email) : email.trim().toLowerCase();
-    return this.#attempt(normalized, password, address, now, async () => (email.length <= 320 && password.length <= 1024 ? this.#storage.users.findByEmail(normalized) : undefined));
+    // No account has a longer email than MAX_EMAIL_KEY: a longer one is keyed by its first characters,
+    // so that a guess costs the counters the same few hundred bytes whatever its length (the sign-in
+    // page takes 64 KiB), and inventing ever new ones cannot fill a process's memory.
+    const normalized = email.length <= MAX_EMAIL_KEY ? normalizeEmail(email) : email.trim().toLowerCase().slice(0, MAX_EMAIL_KEY);
+    return this.#attempt(normalized, password, address, now, async () => (email.length <= MAX_EMAIL_KEY && password.length <= 1024 ? this.#storage.users.findByEmail(normalized) : undefined));
   }
 
   /**
@@ -111,6 +114,9 @@ export class LoginService {
     await this.#perAddress.fail(addressKey(address), now);
   }
 }
+
+/** The longest email an account can have (RFC 5321 §4.5.3.1: 64 for the local part, 255 for the domain). */
+const MAX_EMAIL_KEY = 320;
 
 const addressKey = (address: string): string => `address:${clientNetwork(address)}`;
 

@@ -126,6 +126,14 @@ describe('sign-in guesses sent all at once (in process)', () => {
     assert.equal((await attempt(email, PASSWORD)).status, 429, 'the account stays blocked for the window');
   });
 
+  it('keys failures of an overlong email by its first 320 characters, so none costs kilobytes of memory', async () => {
+    // No account has a longer email; without the bound every guess would keep its whole username
+    // (8 KiB here, 64 KiB at the sign-in page) in the counter, and each new one a new key.
+    const long = `${randomBytes(8).toString('hex')}${'x'.repeat(320)}`;
+    for (let i = 0; i < 5; i++) assert.equal((await attempt(`${long}${String(i).repeat(7000)}@example.com`, 'wrong')).status, 400);
+    assert.equal((await attempt(`${long}-another@example.com`, 'wrong')).status, 429, 'one key for every email sharing those characters');
+  });
+
   it('lets correct sign-ins of one account sent together all through, more of them than the limit', async () => {
     const email = `${randomBytes(6).toString('hex')}@example.com`;
     await server.user(email, PASSWORD);
