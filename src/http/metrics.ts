@@ -19,13 +19,15 @@ export function createMetrics(gatehouse: Gatehouse): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'gatehouse_' });
   const pool = (field: 'total' | 'idle' | 'waiting') => () => gatehouse.storage.poolStats()?.[field] ?? 0;
-  for (const [field, help] of [
-    ['total', 'Database connections open'],
-    ['idle', 'Database connections idle'],
-    ['waiting', 'Queries waiting for a database connection'],
+  // Gauges: no `_total`, which Prometheus keeps for counters (its naming conventions; promtool
+  // flags a gauge that has it, and dashboards take such a series for one to apply rate() to).
+  for (const [field, name, help] of [
+    ['total', 'gatehouse_db_pool_connections', 'Database connections open'],
+    ['idle', 'gatehouse_db_pool_idle_connections', 'Database connections idle'],
+    ['waiting', 'gatehouse_db_pool_waiting_queries', 'Queries waiting for a database connection'],
   ] as const) {
     new Gauge({
-      name: `gatehouse_db_pool_${field}`,
+      name,
       help,
       registers: [registry],
       collect() {

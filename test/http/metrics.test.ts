@@ -64,8 +64,21 @@ describe('Prometheus metrics', () => {
     assert.match(text, /route="\/projects\/:projectId\/access-tokens"/);
     assert.doesNotMatch(text, /secret-project-name/, 'raw URLs never become label values');
     assert.match(text, /^# TYPE gatehouse_http_request_duration_seconds histogram$/m);
-    assert.match(text, /^gatehouse_db_pool_total \d+/m);
+    assert.match(text, /^gatehouse_db_pool_connections \d+/m);
     assert.match(text, /^gatehouse_process_resident_memory_bytes \d+/m);
+  });
+
+  it('names its own metrics by the Prometheus conventions: counters, and only counters, end in _total; durations in _seconds; each has help', async () => {
+    const text = await scrape();
+    const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+    // prom-client's process and Node.js metrics (under the gatehouse_ prefix) are its own to name.
+    const own = [...types].filter(([name]) => !/^gatehouse_(process|nodejs)_/.test(name));
+    assert.ok(own.length >= 6, `${own.length} metrics of its own`);
+    for (const [name, type] of own) {
+      assert.equal(name.endsWith('_total'), type === 'counter', `${name} is a ${type}`);
+      if (type === 'histogram') assert.match(name, /_seconds$/, name);
+      assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), `${name} has help`);
+    }
   });
 
   it('counts every request of a series in its cumulative buckets, its count and its sum', async () => {
