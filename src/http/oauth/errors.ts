@@ -3,8 +3,28 @@ import { OAuthError, invalidRequest, requestTooLarge, serverError, temporarilyUn
 import type { Metrics } from '../metrics.ts';
 import { isQueryTimeout } from '../../storage/prepared-statements.ts';
 
-// Codes of errors that mean the database is unreachable right now, not that the request was bad.
-const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ERR_SQLITE_ERROR_BUSY']);
+// Codes of errors that mean the database is unreachable right now, not that the request was bad:
+// besides lost connections and shutdowns, PostgreSQL's class 53, insufficient resources — above all
+// 53300, a server that refuses new connections because it has `max_connections` already, as it does
+// when the instances' pools together outgrow it.
+const UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  '53000',
+  '53100',
+  '53200',
+  '53300',
+  '57P01',
+  '57P02',
+  '57P03',
+  '08000',
+  '08001',
+  '08003',
+  '08006',
+  'ERR_SQLITE_ERROR_BUSY',
+]);
 // pg reports a connection lost in the middle of a query (the database crashed or was stopped with
 // `-m immediate`), a pool that could not connect in time, and a use of a dead client without a code;
 // a statement unanswered within `database.queryTimeoutSeconds` (isQueryTimeout) is no different.
