@@ -4,7 +4,7 @@ import { BackChannelLogout } from './core/backchannel-logout.ts';
 import { ClientRegistry } from './core/clients.ts';
 import { ClientAssertions } from './core/client-auth/assertion.ts';
 import { systemClock, type Clock } from './core/clock.ts';
-import type { GatehouseConfig } from './core/config.ts';
+import { SQLITE_FILE, type GatehouseConfig } from './core/config.ts';
 import { ApiKeyService } from './core/api-keys.ts';
 import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { builtInGrants } from './core/grants/index.ts';
@@ -54,7 +54,7 @@ export interface GatehouseOptions {
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
   try {
-    return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'gatehouse.sqlite'), queryTimeoutMs: config.database.queryTimeoutSeconds * 1000 });
+    return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, SQLITE_FILE), queryTimeoutMs: config.database.queryTimeoutSeconds * 1000 });
   } catch (error) {
     if (!config.databaseUrl) throw error;
     // Name the setting to check, never its value: the URL may carry a password.

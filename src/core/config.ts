@@ -139,6 +139,8 @@ export class ConfigError extends Error {
 export const defaultConfigFile = resolve(dirname(fileURLToPath(import.meta.url)), '../../config/gatehouse.json');
 
 const MAX_CODE_TTL_SECONDS = 600; // RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes is RECOMMENDED"
+/** The embedded database's file in the data folder. */
+export const SQLITE_FILE = 'gatehouse.sqlite';
 const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = ['ES256', 'EdDSA', 'RS256'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -349,6 +351,14 @@ function resolveSecret(given: string | undefined, databaseUrl: string | undefine
     const stored = readFileSync(path, 'utf8').trim();
     if (stored.length < 32) throw new ConfigError(`GATEHOUSE_SECRET: ${path} holds no usable secret`);
     return { secret: stored, generatedAt: path };
+  }
+  // The database's signing keys are encrypted under the secret it was first used with: a new one
+  // could never decrypt them, and written here it would stand in the way of the one restored.
+  const database = join(dataDir, SQLITE_FILE);
+  if (existsSync(database)) {
+    throw new ConfigError(
+      `GATEHOUSE_SECRET is not set and ${path} is missing, but ${database} holds signing keys encrypted under the master secret it was first used with: restore secret.key from a backup, or set GATEHOUSE_SECRET to that secret`,
+    );
   }
   mkdirSync(dataDir, { recursive: true });
   writeFileSync(path, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });

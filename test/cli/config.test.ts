@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -7,7 +7,7 @@ import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JS
 import { ConfigError, loadConfig } from '../../src/core/config.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { basic, post, TEST_SECRET } from '../support/server.ts';
-import { databaseEnv, oneLine, runCli, startServe, writeConfig, type Env, type ServeProcess } from './support.ts';
+import { cliJson, databaseEnv, oneLine, runCli, startServe, writeConfig, type Env, type ServeProcess } from './support.ts';
 
 const tempDirs: string[] = [];
 const tempDir = (): string => {
@@ -251,6 +251,35 @@ describe('the master secret in embedded mode', { timeout: 180_000 }, () => {
     assert.equal(wrong.signal, null, 'serve started with the wrong secret');
     assert.notEqual(wrong.code, 0);
     assert.match(oneLine(wrong), /GATEHOUSE_SECRET is not the secret/);
+  });
+
+  it('is not generated again beside a database whose keys another secret encrypted: start-up stops and says to restore it', async () => {
+    const dataDir = tempDir();
+    const env = { GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_DEMO: 'false' };
+    const keys = await cliJson<{ kid: string }[]>(['keys', 'list'], env);
+    const secretPath = join(dataDir, 'secret.key');
+    const secret = readFileSync(secretPath, 'utf8');
+
+    // Lost (a data folder restored without it): a new secret could never decrypt the stored keys.
+    rmSync(secretPath);
+    for (const args of [['serve'], ['keys', 'list']]) {
+      const missing = await runCli(args, { ...env, PORT: '0' }, 30_000);
+      assert.equal(missing.code, 1, `${args.join(' ')}: ${missing.stdout}${missing.stderr}`);
+      const line = oneLine(missing);
+      assert.ok(line.includes(`${secretPath} is missing`), line);
+      assert.match(line, /restore secret\.key from a backup, or set GATEHOUSE_SECRET/);
+      assert.equal(existsSync(secretPath), false, 'no new secret is written beside the database');
+    }
+
+    // Replaced by another: the error names the file the secret was read from, not GATEHOUSE_SECRET.
+    writeFileSync(secretPath, 'another-secret-that-is-also-long-enough-0123456789\n', { mode: 0o600 });
+    const replaced = await runCli(['keys', 'list'], env, 30_000);
+    assert.equal(replaced.code, 1);
+    assert.ok(oneLine(replaced).includes(`the master secret in ${secretPath} is not the secret it was stored under`), replaced.stderr);
+
+    // Restored: the same keys as before.
+    writeFileSync(secretPath, secret, { mode: 0o600 });
+    assert.deepEqual((await cliJson<{ kid: string }[]>(['keys', 'list'], env)).map((k) => k.kid), keys.map((k) => k.kid));
   });
 });
 

@@ -23,6 +23,8 @@ interface PublishedKey {
 export class KeyStore {
   #repository: SigningKeyRepository;
   #encryptionKey: Uint8Array;
+  /** Where the master secret came from, for the operator to check when a key cannot be decrypted. */
+  #secretSource: string;
   #algorithms: Record<KeyUse, SigningAlgorithm>;
   #retiredLifetimeSeconds: number;
   #active = new Map<KeyUse, SigningKey>();
@@ -34,6 +36,7 @@ export class KeyStore {
   private constructor(repository: SigningKeyRepository, config: GatehouseConfig) {
     this.#repository = repository;
     this.#encryptionKey = new Uint8Array(hkdfSync('sha256', config.secret, 'gatehouse', 'signing-key-encryption', 32));
+    this.#secretSource = config.secretGeneratedAt ? `the master secret in ${config.secretGeneratedAt}` : 'GATEHOUSE_SECRET';
     this.#algorithms = { access: config.tokens.accessTokenAlgorithm, id: config.tokens.idTokenAlgorithm };
     // A retired key must verify every token it signed: the longest lifetime, plus clock skew. Other
     // instances sign with it until they next re-read the keys (startReloading), up to an interval
@@ -185,7 +188,7 @@ export class KeyStore {
     try {
       ({ plaintext } = await compactDecrypt(record.privateJwk, this.#encryptionKey));
     } catch {
-      throw new Error(`signing key ${record.kid} cannot be decrypted: GATEHOUSE_SECRET is not the secret it was stored under`);
+      throw new Error(`signing key ${record.kid} cannot be decrypted: ${this.#secretSource} is not the secret it was stored under`);
     }
     return importKey(JSON.parse(new TextDecoder().decode(plaintext)) as JWK, record.alg);
   }
