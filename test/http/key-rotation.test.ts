@@ -69,3 +69,28 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+/**
+ * An instance started with another master secret cannot sign, and must not write a key the others
+ * cannot decrypt: one they promoted at the next rotation would stop every instance signing.
+ */
+for (const dialect of DIALECTS) {
+  describe(`an instance started with the wrong master secret (${dialect})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startTestServer(dialect, { background: false });
+    });
+    after(() => server?.close());
+
+    it('stops before it writes any key, even for a changed algorithm, and the next rotation signs with a key the others can use', async () => {
+      const stored = await server.gatehouse.storage.keys.listAll();
+      const wrong = { ...server.config, secret: 'another-secret-that-is-also-long-enough-0123456789', tokens: { ...server.config.tokens, idTokenAlgorithm: 'ES256' as const } };
+      await assert.rejects(createGatehouse(wrong, { background: false, logger: pino({ level: 'silent' }) }), /cannot be decrypted: GATEHOUSE_SECRET is not the secret it was stored under/);
+      assert.deepEqual(await server.gatehouse.storage.keys.listAll(), stored, 'no key replaced nor added');
+
+      const next = stored.find((key) => key.use === 'id' && key.state === 'next')!;
+      await server.gatehouse.keys.rotate(Math.floor(Date.now() / 1000));
+      assert.equal(server.gatehouse.keys.signingKey('id').kid, next.kid);
+    });
+  });
+}

@@ -141,6 +141,9 @@ export class KeyStore {
    */
   async #ensureKeys(now: number): Promise<void> {
     const records = await this.#repository.listPublished(now);
+    // The master secret is checked before anything is written: an instance given another one must
+    // not publish a next key that the others cannot decrypt once a rotation makes it sign.
+    for (const record of records) if (record.state === 'active') await this.#decrypt(record);
     for (const use of ['access', 'id'] as const) {
       if (!records.some((r) => r.use === use && r.state === 'active')) {
         await this.#repository.insert(await this.#generate(use, 'active', now));
