@@ -43,6 +43,25 @@ export class SessionService {
     return id;
   }
 
+  /**
+   * Signs `userId` in, in a browser whose session cookie is `cookieValue`; returns the new cookie
+   * value. The cookie is always new, so an id someone else set or saw is worth nothing after (no
+   * session fixation, OWASP's Session Management cheat sheet). A session of that same person goes
+   * on under it (SessionRepository.renew), signed in now: a sign-in again that an application asked
+   * for (`prompt=login`, `max_age`) signs the person out of no other application, as Keycloak keeps
+   * the user session of the same user. Any other session of the browser — another person's — ends.
+   */
+  async signIn(userId: string, cookieValue: string | undefined, now: number): Promise<string> {
+    const current = await this.resolve(cookieValue, now);
+    if (current?.user.id === userId) {
+      const id = createOpaqueToken('ss');
+      if (await this.#storage.sessions.renew(current.session.digest, { digest: digestOf(id), authTime: now, expiresAt: now + this.#ttlSeconds })) return id;
+    } else {
+      await this.end(cookieValue);
+    }
+    return this.start(userId, now);
+  }
+
   /** The live session behind a cookie value, with its user; undefined when absent, expired or the user is disabled. */
   async resolve(cookieValue: string | undefined, now: number): Promise<ActiveSession | undefined> {
     if (!isWellFormed(cookieValue, 'ss')) return undefined;

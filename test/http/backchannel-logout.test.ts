@@ -276,6 +276,34 @@ for (const dialect of DIALECTS) {
       assert.ok(!JSON.stringify(events).includes('eyJ'), 'never the token');
     });
 
+    it('tells nobody when the person signs in again in the browser (prompt=login, max_age): their session goes on, under a new cookie; another person signing in there ends it', async () => {
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const before = await authorize(browser, first);
+      const oldCookie = browser.cookies.get('gatehouse_session')!;
+
+      // A second application asks for a fresh sign-in (a step-up): the person types their password again.
+      const query = new URLSearchParams({ response_type: 'code', client_id: second.id, redirect_uri: CALLBACK, scope: 'openid', state: 's', prompt: 'login' });
+      const login = await browser.follow(`${server.url}/authorize?${query}`, server.url);
+      const answer = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), email: user.email, password: PASSWORD } });
+      const code = new URL(answer.location!).searchParams.get('code')!;
+      const exchanged = await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(second.id, second.secret) } });
+      assert.equal(exchanged.status, 200);
+      await delivered();
+      assert.deepEqual(tokensFor('/a', user.id), [], 'the first application is not told its user signed out');
+      assert.equal(sidOf(exchanged.body.id_token), sidOf(before.id_token), 'one session, one sid');
+      assert.ok((decodeJwt(exchanged.body.id_token).auth_time as number) >= (decodeJwt(before.id_token).auth_time as number));
+      assert.notEqual(browser.cookies.get('gatehouse_session'), oldCookie, 'a new cookie (no session fixation)');
+      assert.equal(await server.gatehouse.sessions.resolve(oldCookie, server.gatehouse.clock()), undefined, 'the old cookie is worth nothing');
+
+      // The session still answers for both: its end tells both applications, with the one sid.
+      const other = await aUser();
+      await signedInBrowser(server.url, other.email, PASSWORD, browser);
+      await delivered();
+      assert.deepEqual(tokensFor('/a', user.id).map((c) => c.sid), [sidOf(before.id_token)]);
+      assert.deepEqual(tokensFor('/b', user.id).map((c) => c.sid), [sidOf(before.id_token)]);
+    });
+
     it('tells the clients of the sessions the account page ends: this one, and every other', async () => {
       const user = await aUser();
       const here = await signedIn(user.email);

@@ -807,6 +807,24 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().sessions.deleteForUser(user.id), [{ sid: other.sid, userId: user.id, clientIds: [second.id] }]);
       });
 
+      it('renews a session under a new digest, with its sid, start and clients, and renews none that has ended', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const client = await storage().clients.create(aClient(), NOW);
+        const session = aSession(user.id);
+        await storage().sessions.create(session);
+        assert.equal(await storage().sessions.addClient(session.digest, client.id), true);
+
+        const renewal = { digest: digestOf(createOpaqueToken('ss')), authTime: NOW + 60, expiresAt: NOW + 60 + HOUR };
+        const renewed = { ...session, ...renewal };
+        assert.deepEqual(await storage().sessions.renew(session.digest, renewal), renewed);
+        assert.deepEqual(await storage().sessions.find(renewal.digest), renewed);
+        assert.equal(await storage().sessions.find(session.digest), undefined, 'the old digest names nothing');
+        assert.equal(await storage().sessions.addClient(session.digest, client.id), false, 'nor records anything');
+        assert.equal(await storage().sessions.renew(session.digest, { ...renewal, digest: digestOf(createOpaqueToken('ss')) }), undefined, 'renewed once');
+        assert.deepEqual(await storage().sessions.delete(renewal.digest), { sid: session.sid, userId: user.id, clientIds: [client.id] });
+        assert.equal(await storage().sessions.renew(renewal.digest, { ...renewal, digest: digestOf(createOpaqueToken('ss')) }), undefined, 'nor once ended');
+      });
+
       it('names the sessions a user’s deletion ended, with their clients', async () => {
         const user = await storage().users.create(aUser(), NOW);
         const client = await storage().clients.create(aClient(), NOW);

@@ -57,7 +57,6 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     );
   };
 
-  /** Starts a fresh session (never reusing one: no session fixation) and continues the request, or goes to the next page. */
   /**
    * A sign-in or sign-up for a waiting authorization request that another browser began is refused
    * before anything is stored: no session, no account (AuthorizationEndpoint.refusedToBrowser).
@@ -65,10 +64,10 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
   const refusedHere = async (request: FastifyRequest, pendingId: string | undefined) =>
     pendingId === undefined ? undefined : gatehouse.authorizationEndpoint.refusedToBrowser(pendingId, request.browser);
 
+  /** Signs the person in under a new session cookie (SessionService.signIn) and continues the request, or goes to the next page. */
   const signedIn = async (request: FastifyRequest, reply: FastifyReply, userId: string, pendingId: string | undefined, next: string | undefined) => {
     const names = pages.cookies.names(request);
-    await gatehouse.sessions.end(request.cookies[names.session]);
-    const cookie = await gatehouse.sessions.start(userId, gatehouse.clock());
+    const cookie = await gatehouse.sessions.signIn(userId, request.cookies[names.session], gatehouse.clock());
     reply.setCookie(names.session, cookie, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
     const session = await gatehouse.sessions.resolve(cookie, gatehouse.clock());
     if (pendingId && session) return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session, request.browser), true);

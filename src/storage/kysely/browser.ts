@@ -63,6 +63,26 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
       }
       return code === undefined || insertCodeWhileSession(db, dialect, digest, code);
     },
+    /**
+     * On PostgreSQL the session is locked first, as endSessions locks it: a client recorded through
+     * the old digest meanwhile (addClient) waits, then finds it gone and is refused, rather than
+     * being left behind on a row this deletes.
+     */
+    async renew(digest, renewal) {
+      return db.transaction().execute(async (trx) => {
+        const read = trx.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest);
+        const row = await (dialect === 'postgres' ? read.forUpdate() : read).executeTakeFirst();
+        if (!row) return undefined;
+        const renewed = { digest: renewal.digest, sid: row.sid, userId: row.user_id, authTime: renewal.authTime, createdAt: row.created_at, expiresAt: renewal.expiresAt };
+        await trx
+          .insertInto('sessions')
+          .values({ digest: renewed.digest, sid: renewed.sid, user_id: renewed.userId, auth_time: renewed.authTime, created_at: renewed.createdAt, expires_at: renewed.expiresAt })
+          .execute();
+        await trx.updateTable('session_clients').set({ session_digest: renewed.digest }).where('session_digest', '=', digest).execute();
+        await trx.deleteFrom('sessions').where('digest', '=', digest).execute();
+        return renewed;
+      });
+    },
     async delete(digest) {
       return (await db.transaction().execute((trx) => endSessions(trx, dialect, { digest })))[0];
     },

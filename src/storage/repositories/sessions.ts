@@ -11,7 +11,10 @@ export interface Session {
   userId: string;
   authTime: number;
   createdAt: number;
-  /** Set when the session starts and never moved: the codes issued through it expire by then at the latest. */
+  /**
+   * Set when the session starts, and only ever moved later (a sign-in again renews it): the codes
+   * issued through it expire by then at the latest.
+   */
   expiresAt: number;
 }
 
@@ -33,6 +36,14 @@ export interface SessionRepository {
    * goes with the session.
    */
   addClient(digest: string, clientId: string, code?: AuthorizationCode): Promise<boolean>;
+  /**
+   * Moves a live session to a new cookie as its person signs in again: the session `digest` names
+   * is stored under `renewal.digest`, with the new sign-in time and end, and keeps its sid, its
+   * start and the clients it was answered for (nobody is told of a sign-out, and the codes issued
+   * through it stay good). The session as renewed, or undefined, with nothing stored, when it has
+   * ended meanwhile.
+   */
+  renew(digest: string, renewal: { digest: string; authTime: number; expiresAt: number }): Promise<Session | undefined>;
   /** Ends the session; what ended, or undefined when there was none (ended already, or never). */
   delete(digest: string): Promise<EndedSession | undefined>;
   /**
