@@ -639,7 +639,7 @@ for (const dialect of DIALECTS) {
       }
     });
 
-    it('shows the sign-in page of a request that expired, not yet swept, without its application or login_hint, to any browser', async () => {
+    it('shows the sign-in page of a request that expired, not yet swept, without its application or login_hint, to any browser, and says that it expired', async () => {
       const victim = new HttpBrowser();
       const started = await victim.follow(authorizeUrl({ client_id: other.id, login_hint: 'expired-hint@example.com' }), server.url);
       const pendingId = hiddenField(started.text, 'request');
@@ -650,7 +650,11 @@ for (const dialect of DIALECTS) {
         assert.equal(page.status, 200);
         assert.doesNotMatch(page.text, /expired-hint|Other app/);
         assert.doesNotMatch(page.text, /name="request"/, 'a sign-in there leads nowhere near the request');
+        // The person is told why the page names no application, and that a sign-in here leads to their account.
+        assert.match(page.text, /role="status">This sign-in request has expired or was already answered\. Go back to the application and start again, or sign in here to go to your account\.</);
       }
+      // A request answered (taken) reads the same; a plain sign-in page says nothing of a request.
+      assert.doesNotMatch((await victim.request(`${server.url}/login`)).text, /expired/);
     });
 
     it('answers a wrong password without telling whether the email exists', async () => {

@@ -38,6 +38,9 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     const shown = pendingId === undefined ? undefined : await gatehouse.authorizationEndpoint.signInPage(pendingId, reply.request.browser);
     if (shown !== undefined && shown.kind !== 'login') return sendOutcome(pages, reply, shown, false);
     const waiting = shown?.pendingId;
+    // A request that no longer waits (expired, answered, never known: all read alike) is said to be
+    // over, or the person would sign in and land on their account page with no word why.
+    const over = pendingId !== undefined && shown === undefined ? 'This sign-in request has expired or was already answered. Go back to the application and start again, or sign in here to go to your account.' : undefined;
     return renderPage(
       reply,
       'login',
@@ -49,7 +52,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
         clientName: shown?.client.name,
         email: data.email ?? shown?.loginHint ?? '',
         error: data.error,
-        notice: data.notice,
+        notice: data.notice ?? over,
         signup: gatehouse.config.signup.enabled,
         forgot: gatehouse.passwordResets.enabled,
       },
