@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DIALECTS } from '../support/databases.ts';
+import { DIALECTS, tableSnapshots } from '../support/databases.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /**
  * A NUL character is no part of any input Gatehouse takes, and PostgreSQL text cannot hold one:
  * every part of the server refuses it with its own kind of 400 before anything reaches the database.
+ * So it does a lone surrogate, which only a JSON body can carry.
  */
 for (const dialect of DIALECTS) {
-  describe(`inputs holding a NUL character (${dialect})`, () => {
+  describe(`inputs holding a NUL character or a lone surrogate (${dialect})`, () => {
     let server: TestServer;
     let admin: string;
 
@@ -85,6 +86,48 @@ for (const dialect of DIALECTS) {
         assert.equal(page.status, 400, path);
         assert.match(page.text, /not allowed/, path);
       }
+      assert.deepEqual(await server.gatehouse.storage.users.findById(user.id), before);
+    });
+
+    // A JSON body can carry a lone surrogate (`"\ud800"`), which no form or query string can: not
+    // text, so each database stores U+FFFD in its place, and a URL carries it as that.
+    const postJson = (browser: HttpBrowser, path: string, body: string) =>
+      fetch(`${server.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie: [...browser.cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
+        body,
+        redirect: 'manual',
+      });
+
+    it('the authorization endpoint refuses a JSON body holding a lone surrogate with the 400 page, never sending back another state', async (t) => {
+      const callback = 'https://app.example/callback';
+      const web = await server.client({ name: 'Web app', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [callback], firstParty: true });
+      const user = await server.user(`lone-${dialect}@example.com`, 'correct horse battery staple');
+      const browser = await signedInBrowser(server.url, user.email, 'correct horse battery staple');
+      const stored = await tableSnapshots(server.database, ['audit_events']);
+      t.after(() => stored.close());
+      const before = await stored.take();
+      // Each value as it is written inside the JSON text.
+      const cases: [string, string][] = [['state', 's\\ud800'], ['nonce', '\\udc00n'], ['redirect_uri', `${callback}\\ud83d`]];
+      for (const [name, value] of cases) {
+        const params: Record<string, string> = { client_id: web.id, response_type: 'code', redirect_uri: callback, scope: 'openid', state: 's', [name]: '' };
+        const body = JSON.stringify(params).replace(`"${name}":""`, `"${name}":"${value}"`);
+        const response = await postJson(browser, '/authorize', body);
+        assert.equal(response.status, 400, name);
+        assert.equal(response.headers.get('location'), null, name);
+        assert.match(await response.text(), /not allowed/, name);
+      }
+      assert.equal(await stored.take(), before);
+    });
+
+    it('the account page refuses a JSON body holding a lone surrogate, changing nothing', async () => {
+      const user = await server.user(`lone-name-${dialect}@example.com`, 'correct horse battery staple');
+      const browser = await signedInBrowser(server.url, user.email, 'correct horse battery staple');
+      const before = await server.gatehouse.storage.users.findById(user.id);
+      const csrf = hiddenField((await browser.request(`${server.url}/account`)).text, 'csrf');
+      const response = await postJson(browser, '/account/name', `{"csrf":${JSON.stringify(csrf)},"name":"Ada \\udfffLovelace"}`);
+      assert.equal(response.status, 400);
+      assert.match(await response.text(), /not allowed/);
       assert.deepEqual(await server.gatehouse.storage.users.findById(user.id), before);
     });
   });

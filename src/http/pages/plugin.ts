@@ -14,7 +14,7 @@ import { loginRoutes } from './login.ts';
 import { logoutRoutes } from './logout.ts';
 import { passwordResetRoutes } from './password-reset.ts';
 import { emailVerificationRoutes } from './email-verification.ts';
-import { fieldWithNul } from '../nul.ts';
+import { fieldWithLoneSurrogate, fieldWithNul } from '../nul.ts';
 import { isUnavailable } from '../oauth/errors.ts';
 import { publicDir, renderPage } from './render.ts';
 import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
@@ -54,8 +54,14 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: 
   });
 
   app.addHook('preValidation', async (request, reply) => {
-    if (fieldWithNul(request) === undefined) return;
-    return renderPage(reply, 'error', { title: 'Bad request', message: 'The request contains a character that is not allowed (NUL).' }, 400);
+    if (fieldWithNul(request) !== undefined) {
+      return renderPage(reply, 'error', { title: 'Bad request', message: 'The request contains a character that is not allowed (NUL).' }, 400);
+    }
+    // A JSON body may hold a lone surrogate, which no form can: stored, it would become U+FFFD, and
+    // /authorize or /logout would send the application back another `state` than it sent.
+    if (fieldWithLoneSurrogate(request) !== undefined) {
+      return renderPage(reply, 'error', { title: 'Bad request', message: 'The request contains a character that is not allowed (an unpaired surrogate, which is not text).' }, 400);
+    }
   });
 
   app.setErrorHandler((error, request, reply) => {
