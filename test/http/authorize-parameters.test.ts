@@ -203,4 +203,28 @@ describe('authorization request parameters sent without a value, and how errors 
     }
     assert.equal(await countRows(server.database, 'authorization_requests'), waiting);
   });
+
+  // RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once." A form
+  // keeps a repeat; JSON.parse keeps only the last value, so the parser must see it.
+  it('refuses a JSON body that names a parameter twice with the 400 page, neither redirecting nor issuing a code', async () => {
+    const browser = await signedIn(server);
+    const codes = await countRows(server.database, 'authorization_codes');
+    const once = JSON.stringify({ response_type: 'code', client_id: viewer.id, redirect_uri: CALLBACK, scope: 'openid', state: 'st-5' });
+    for (const [path, body] of [
+      ['/authorize', once.replace('"state":', '"state":"st-6","state":')],
+      ['/authorize', once.replace('"redirect_uri":', '"redirect_uri":"https://evil.example/callback","redirect_uri":')],
+      ['/logout', JSON.stringify({ client_id: viewer.id, state: 'st-7' }).replace('"state":', '"state":"st-8","state":')],
+    ]) {
+      const response = await fetch(`${server.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie: [...browser.cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
+        body,
+        redirect: 'manual',
+      });
+      assert.equal(response.status, 400, body);
+      assert.equal(response.headers.get('location'), null, body);
+      assert.match(await response.text(), /included more than once/, body);
+    }
+    assert.equal(await countRows(server.database, 'authorization_codes'), codes);
+  });
 });

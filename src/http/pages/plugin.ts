@@ -16,6 +16,8 @@ import { passwordResetRoutes } from './password-reset.ts';
 import { emailVerificationRoutes } from './email-verification.ts';
 import { fieldWithLoneSurrogate, fieldWithNul } from '../nul.ts';
 import { isUnavailable } from '../oauth/errors.ts';
+import { jsonBodyParser } from '../oauth/json-body.ts';
+import { OAuthError } from '../../core/errors.ts';
 import { publicDir, renderPage } from './render.ts';
 import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
 
@@ -42,6 +44,17 @@ export const isPagePath = (path: string): boolean => path === '/developers' || p
 export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: { gatehouse: Gatehouse; metrics: Metrics }): Promise<void> {
   await app.register(cookie);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, parseForm(body as string)));
+  // RFC 6749 §3.1: a parameter "MUST NOT be included more than once". A form keeps a repeat, which
+  // /authorize and /logout refuse; JSON.parse keeps the last value only, so a JSON body (which they
+  // take too) with a repeated member is refused as it is parsed, with the 400 page, never redirected.
+  const parseJson = jsonBodyParser(app);
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
+    parseJson(request, body as string, (error, parsed) => {
+      if (error instanceof OAuthError) return done(new UnreadableRequestError(`The request is malformed: ${error.description}.`));
+      done(error ?? null, parsed);
+    }),
+  );
 
   const cookies = cookiePolicy(gatehouse.config);
   const pages: Pages = { gatehouse, metrics, cookies, csrf: csrfProtection(gatehouse.config, cookies) };
