@@ -32,6 +32,9 @@ export class KeyStore {
   #jwksJson = '{"keys":[]}';
   #timer: NodeJS.Timeout | undefined;
   #fingerprint = '';
+  static readonly UNKNOWN_KID_RELOAD_MS = 1000;
+  #unknownKidReloadAt = Number.NEGATIVE_INFINITY;
+  #unknownKidReload: Promise<void> | undefined;
 
   private constructor(repository: SigningKeyRepository, config: GatehouseConfig) {
     this.#repository = repository;
@@ -75,6 +78,27 @@ export class KeyStore {
   publicKey(kid: string): { alg: string; use: KeyUse; key: KeyObject } | undefined {
     const published = this.#published.get(kid);
     return published && { alg: published.record.alg, use: published.record.use, key: published.publicKey };
+  }
+
+  /**
+   * A published public key by `kid`, for verifying what this server issued — what any instance
+   * issued. A key unknown here may be one another instance signs with already: rotated twice
+   * within `keys.reloadIntervalSeconds` (the second rotation promoting a key this instance has not
+   * read yet), or replaced by an instance restarted with another algorithm. So the keys are re-read
+   * at once, rather than refusing that instance's tokens until the next reload — at most once per
+   * UNKNOWN_KID_RELOAD_MS, so that tokens with made-up `kid`s cost the database one read a second.
+   */
+  async findPublicKey(kid: string, now: number): Promise<{ alg: string; use: KeyUse; key: KeyObject } | undefined> {
+    const known = this.publicKey(kid);
+    if (known) return known;
+    if (!this.#unknownKidReload) {
+      if (Date.now() - this.#unknownKidReloadAt < KeyStore.UNKNOWN_KID_RELOAD_MS) return undefined;
+      this.#unknownKidReloadAt = Date.now();
+      this.#unknownKidReload = this.reload(now).finally(() => (this.#unknownKidReload = undefined));
+    }
+    // Requests that bring the key while it is being read wait for that one read.
+    await this.#unknownKidReload;
+    return this.publicKey(kid);
   }
 
   /** The JWKS document (RFC 7517), serialized once per reload. */

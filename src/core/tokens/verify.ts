@@ -22,7 +22,7 @@ export async function verifyAccessToken(keys: KeyStore, options: { issuer: strin
     const { payload } = await jwtVerify(
       token,
       async (header) => {
-        const key = header.kid ? keys.publicKey(header.kid) : undefined;
+        const key = header.kid ? await keys.findPublicKey(header.kid, now) : undefined;
         if (!key || key.use !== 'access' || key.alg !== header.alg) throw new Error('unknown key');
         return key.key;
       },
