@@ -3,9 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { decodeProtectedHeader } from 'jose';
 import pino from 'pino';
+import { deleteClient, rotateClientSecret } from '../../src/core/applications.ts';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Two instances on one PostgreSQL database, each with its own in-process caches (DESIGN §6): what
@@ -51,5 +54,25 @@ describe('two instances on one PostgreSQL database', () => {
     const jwks = (await (await fetch(`${second.url}/jwks.json`)).json()) as { keys: { kid: string }[] };
     assert.ok(jwks.keys.some((key) => key.kid === decodeProtectedHeader(after).kid), 'the JWKS publishes the key that signs');
     assert.equal(await introspect(second.url, before), true, 'a token of the retired key stays active');
+  });
+
+  it('refuses a client deleted through the other instance within clients.cacheTtlSeconds: its secret and its tokens', async () => {
+    const client = await first.client({});
+    const token = (await clientToken(second.url, client)).body.access_token;
+    assert.equal(await introspect(second.url, token), true);
+    await deleteClient(first.gatehouse, client.id);
+    assert.equal(await introspect(first.url, token), false, 'at once on the instance that deleted it');
+    await sleep(CACHE_MS + 100);
+    assert.equal(await introspect(second.url, token), false);
+    assert.equal((await clientToken(second.url, client)).status, 401);
+  });
+
+  it('refuses a secret rotated away through the other instance within clients.cacheTtlSeconds, and takes the new one from then', async () => {
+    const client = await first.client({});
+    assert.equal((await clientToken(second.url, client)).status, 200);
+    const secret = await rotateClientSecret(first.gatehouse, client.id, first.gatehouse.clock());
+    await sleep(CACHE_MS + 100);
+    assert.equal((await clientToken(second.url, client)).status, 401);
+    assert.equal((await clientToken(second.url, { id: client.id, secret })).status, 200);
   });
 });
