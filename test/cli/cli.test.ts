@@ -12,7 +12,7 @@ import { cliJson, databaseEnv, oneLine, runCli, startServe, waitFor, writeConfig
 const CLIENT_CACHE_TTL_SECONDS = 0.5;
 
 for (const dialect of DIALECTS) {
-  describe(`gatehouse CLI against a running server (${dialect})`, { timeout: 240_000 }, () => {
+  describe(`gatehouse CLI against a running server (${dialect})`, { timeout: 600_000 }, () => {
     let database: TestDatabase;
     let server: ServeProcess;
     let env: Env;
