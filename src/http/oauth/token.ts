@@ -40,12 +40,13 @@ export async function tokenRoutes(app: FastifyInstance, { gatehouse, metrics }: 
  */
 class RepeatedAnswers {
   static readonly MAX_ENTRIES = 1_000;
-  #byToken = new Map<string, { response: TokenResponse; members: number; body: Buffer }>();
+  #byToken = new Map<string, { response: TokenResponse; members: number; body: string }>();
 
-  serialize(response: TokenResponse): Buffer {
+  serialize(response: TokenResponse): string {
     const cached = this.#byToken.get(response.access_token);
     if (cached && sameMembers(response, cached.response, cached.members)) return cached.body;
-    const body = Buffer.from(JSON.stringify(response));
+    // A string, not a Buffer: Node writes a string body with the head in one write, a Buffer in two.
+    const body = JSON.stringify(response);
     if (!cached && this.#byToken.size >= RepeatedAnswers.MAX_ENTRIES) this.#byToken.delete(this.#byToken.keys().next().value!);
     this.#byToken.set(response.access_token, { response: { ...response }, members: Object.keys(response).length, body });
     return body;
