@@ -58,6 +58,13 @@ export interface Authenticator {
 
 const MAX_CACHE_ENTRIES = 10_000;
 
+/**
+ * RFC 9068 §2.2: "iss", "exp", "aud", "sub", "client_id", "iat" and "jti" are REQUIRED. Gatehouse
+ * signs no access token without them, so a token that lacks one is no access token of Gatehouse's
+ * (a token that would never expire, an ID token's claims, one naming no client) and is refused.
+ */
+const REQUIRED_CLAIMS = ['iss', 'exp', 'aud', 'sub', 'client_id', 'iat', 'jti'];
+
 const invalidToken = () => new ResourceError('invalid_token', 'the access token is invalid or has expired');
 const apiKeysNotAccepted = () => new ResourceError('invalid_token', 'API keys are not accepted here');
 const invalidApiKey = () => new ResourceError('invalid_token', 'the API key is invalid, expired or revoked');
@@ -133,11 +140,13 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     const { jwks } = await discover().catch(withoutKeys);
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', clockTolerance }));
+      ({ payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', clockTolerance, requiredClaims: REQUIRED_CLAIMS }));
     } catch (error) {
       if (keySetUnavailable(error)) withoutKeys(error);
       throw invalidToken();
     }
+    // jose checks that iss, aud, exp and iat are there and of their types; these three it does not.
+    if (!nonEmptyString(payload.sub) || !nonEmptyString(payload.client_id) || !nonEmptyString(payload.jti)) throw invalidToken();
     return principalFrom(payload, 'jwt');
   }
 
@@ -277,6 +286,10 @@ function principalFrom(claims: JWTPayload & Record<string, unknown>, source: 'jw
     actor: act && typeof act.sub === 'string' ? { sub: act.sub, ...(typeof act.client_id === 'string' ? { client_id: act.client_id } : {}) } : undefined,
     expiresAt: typeof claims.exp === 'number' ? claims.exp : undefined,
   };
+}
+
+function nonEmptyString(value: unknown): value is string {
+  return typeof value === 'string' && value !== '';
 }
 
 /** A duration option: a number of seconds from 0 to `max`; anything else is a mistake to be told at once. */

@@ -288,6 +288,43 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       await assert.rejects(stranded.authenticate(bearer(real)), (error) => !(error instanceof ResourceError), 'a well-formed token still needs the keys');
     });
 
+    it('refuses a token signed by Gatehouse\'s key that lacks a claim RFC 9068 §2.2 requires, or holds it as another type, with 401 invalid_token', async () => {
+      const real = await clientToken();
+      const cases: Record<string, JWTPayload> = {
+        'no exp (it would never expire)': { exp: undefined },
+        'no sub': { sub: undefined },
+        'no client_id': { client_id: undefined },
+        'no iat': { iat: undefined },
+        'no jti': { jti: undefined },
+        'sub not a string': { sub: 42 as unknown as string },
+        'client_id not a string': { client_id: ['a', 'b'] },
+        'jti not a string': { jti: 7 as unknown as string },
+        'sub empty': { sub: '' },
+        'client_id empty': { client_id: '' },
+      };
+      for (const [name, changes] of Object.entries(cases)) {
+        const error = await refusal(authenticator.authenticate(bearer(await resign(real, changes))), 'invalid_token').catch((e: unknown) => assert.fail(`${name}: ${String(e)}`));
+        assert.match(error.wwwAuthenticate, challenge('invalid_token'), name);
+      }
+    });
+
+    it('refuses an ID token and a Logout Token with 401 invalid_token, even made out for the API\'s audience', async () => {
+      const { id_token } = await userTokens('openid objects:read');
+      const idKey = server.gatehouse.keys.signingKey('id');
+      const aud = server.config.tokens.audience;
+      const signedAsIdTokens = (claims: JWTPayload, typ: string) => new SignJWT(claims).setProtectedHeader({ alg: idKey.alg, kid: idKey.kid, typ }).sign(idKey.key);
+      const now = Math.floor(Date.now() / 1000);
+      const cases: Record<string, string> = {
+        'an ID token for the API\'s audience': await signedAsIdTokens({ ...decodeJwt(id_token!), aud }, 'JWT'),
+        'a Logout Token for the API\'s audience': await signedAsIdTokens({ iss: server.url, aud, sub: userId, iat: now, exp: now + 120, jti: 'l1', events: { 'http://schemas.openid.net/event/backchannel-logout': {} } }, 'logout+jwt'),
+        // Its claims, typed and signed as an access token: it names no client.
+        'an ID token\'s claims as an access token': await resign(id_token!, { aud }),
+      };
+      for (const [name, token] of Object.entries(cases)) {
+        await refusal(authenticator.authenticate(bearer(token)), 'invalid_token').catch((e: unknown) => assert.fail(`${name}: ${String(e)}`));
+      }
+    });
+
     it('refuses a valid token at an API that expects another audience', async () => {
       const elsewhere = createAuthenticator({ ...options, audience: 'https://another-api.example' });
       await refusal(elsewhere.authenticate(bearer(await clientToken())), 'invalid_token');
