@@ -24,8 +24,14 @@ export interface Caller {
   act: Record<string, unknown> | undefined;
   /** The grant the token was issued under, passed on to the tokens derived from it (project tokens, delegation). */
   grantId: string | undefined;
-  /** The API key presented (kind `api_key`), passed on to the project tokens minted with it. */
+  /** The API key presented (kind `api_key`), or the one the token was derived from, passed on to the tokens derived from it. */
   apiKeyId: string | undefined;
+  /**
+   * The `jti` of the access token presented and those of the tokens it was derived from (none for
+   * an API key), passed on to the tokens derived from it: revoking any of them (RFC 7009) ends it
+   * and what was derived from it.
+   */
+  lineage: string[];
   /** When the credential stops working (API keys without expiry: undefined); never after its grant's end. */
   expiresAt: number | undefined;
   /**
@@ -112,21 +118,22 @@ export interface TokenHolders {
 
 /**
  * Whether an access token Gatehouse signed may still be used, beyond its signature and expiry:
- * `revoked` when its `jti` was revoked (RFC 7009) or the grant it was issued under is revoked,
+ * `revoked` when its `jti`, or that of a token it was derived from (`derived_from`: a project token's
+ * maker, an exchange's subject and actor tokens), was revoked (RFC 7009), or the grant it was issued under is revoked,
  * expired or gone (consent withdrawn, a refresh token or code replayed, RFC 7009 revocation of the
  * refresh token, an operator's revocation: RFC 7009 §2.1 "SHOULD also invalidate all access tokens
  * based on the same authorization grant"), or the API key it was minted with is revoked, expired or
  * gone; undefined when its client or user is gone (see tokenHolders), or, for a delegated token,
  * the client of the grant it names; otherwise the holders. The reads run at once: for a client's
- * own token one, for a user's three, each by primary key (and the registry's cached entry of the
+ * own token one, for a user's three, each by primary key (the revoked `jti`s in one read) (and the registry's cached entry of the
  * grant's client after them for a delegated token).
  */
 export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations' | 'config'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
-  const { payload, jti, grantId, apiKeyId } = verified;
+  const { payload, jti, grantId, apiKeyId, derivedFrom } = verified;
   const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
   const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
   const [revoked, grant, apiKey, holders] = await Promise.all([
-    jti ? services.revocations.isJtiRevoked(jti) : false,
+    derivedFrom.length > 0 ? services.revocations.isAnyJtiRevoked(jti ? [jti, ...derivedFrom] : derivedFrom) : jti ? services.revocations.isJtiRevoked(jti) : false,
     grantId ? services.storage.grants.find(grantId) : undefined,
     apiKeyId ? services.storage.apiKeys.findById(apiKeyId) : undefined,
     tokenHolders(services, clientId, sub, payload.iat),
@@ -168,6 +175,7 @@ export async function authenticateCaller(services: CallerServices, authorization
       act: undefined,
       grantId: undefined,
       apiKeyId: found.key.id,
+      lineage: [],
       expiresAt: found.key.expiresAt ?? undefined,
       grantEndsAt: undefined,
       renewable: false,
@@ -190,6 +198,7 @@ export async function authenticateCaller(services: CallerServices, authorization
     clientId: client.id,
     grantId: verified.grantId,
     apiKeyId: verified.apiKeyId,
+    lineage: verified.jti === undefined ? verified.derivedFrom : [verified.jti, ...verified.derivedFrom],
     scopes: heldScopes(verified.scopes, client),
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act,

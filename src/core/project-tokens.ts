@@ -38,7 +38,8 @@ export function projectScopeRefusal(services: Pick<GrantServices, 'scopes'>, hel
  * client-credentials token or a signed-in user's token). A token of a grant that ends with it, an
  * impersonation or delegation, or an API key with an expiry caps its lifetime, and the end of the
  * grant it derives from caps it always (the application cannot renew past that); and it names the
- * grant or API key it came from, so that revoking either ends it too.
+ * grant or API key it came from, and the access token (`derived_from`, with what that token was
+ * derived from), so that revoking any of them ends it too.
  */
 export async function issueProjectToken(services: GrantServices, caller: Caller, request: ProjectTokenRequest, now: number): Promise<IssuedAccessToken & { scopes: string[] }> {
   if (!PROJECT_ID.test(request.project)) throw invalidRequest('the project id is malformed');
@@ -58,7 +59,7 @@ export async function issueProjectToken(services: GrantServices, caller: Caller,
   const held = caller.renewable || caller.expiresAt === undefined ? request.expiresAt : Math.min(request.expiresAt, caller.expiresAt);
   const expiresAt = Math.min(held, caller.grantEndsAt ?? Number.POSITIVE_INFINITY);
   const extra = { project: request.project, ...(caller.act ? { act: caller.act } : {}), ...(caller.apiKeyId ? { api_key_id: caller.apiKeyId } : {}) };
-  const token = await services.accessTokens.issue({ sub: caller.sub, clientId: caller.clientId, scopes, grantId: caller.grantId, extra }, now, expiresAt - now);
+  const token = await services.accessTokens.issue({ sub: caller.sub, clientId: caller.clientId, scopes, grantId: caller.grantId, derivedFrom: caller.lineage, extra }, now, expiresAt - now);
   services.audit.record({ at: now, kind: 'project_token.issued', outcome: 'success', clientId: caller.clientId, userId: caller.kind === 'user' ? caller.sub : null, data: { project: request.project, scopes, via: caller.kind } });
   return { ...token, scopes };
 }

@@ -7,8 +7,9 @@ import { verifyAccessToken } from './tokens/verify.ts';
 /**
  * RFC 7009. A refresh token revokes its whole grant (§2.1: "the authorization server SHOULD also
  * invalidate all access tokens based on the same authorization grant" — the refresh tokens; the
- * access tokens are short-lived JWTs); an access token is revoked by its `jti` until it would have
- * expired; an API key is revoked at once. Unknown or malformed tokens change nothing and are not an
+ * access tokens are short-lived JWTs); an access token is revoked by its `jti`, which ends the tokens
+ * derived from it too (project tokens, token exchange: they name it in `derived_from`), but not its
+ * grant; an API key is revoked at once. Unknown or malformed tokens change nothing and are not an
  * error (§2.2: "invalid tokens do not cause an error response"). A token of another client is
  * refused (§2.1: the server "verifies whether the token was issued to the client making the
  * revocation request. If this validation fails, the request is refused").
@@ -42,7 +43,10 @@ export async function revoke(services: IntrospectionServices, caller: Client, to
       // An expired or foreign-signed token is already useless: nothing to revoke.
       if (!verified || !verified.jti) return;
       if (verified.payload.client_id !== caller.id) throw notYours();
-      await services.storage.revocations.revokeJti(verified.jti, verified.payload.exp ?? now);
+      // Kept while a token derived from it may live: a project token minted with it up to its
+      // expiry may outlive it by projectTokens.maxTtlSeconds (an application's own token, or one
+      // of a grant with refresh tokens, is renewable: see issueProjectToken).
+      await services.storage.revocations.revokeJti(verified.jti, (verified.payload.exp ?? now) + services.config.projectTokens.maxTtlSeconds);
       services.clientTokenReuse.forget(verified.jti);
       services.audit.record({ at: now, kind: 'token.revoked', outcome: 'success', clientId: caller.id, userId: typeof verified.payload.sub === 'string' && verified.payload.sub !== caller.id ? verified.payload.sub : null, data: { token_type: 'access_token', jti: verified.jti } });
       return;

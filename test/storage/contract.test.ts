@@ -1432,6 +1432,16 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().revocations.isJtiRevoked(jti), true);
         assert.equal(await storage().revocations.isJtiRevoked(randomUUID()), false);
       });
+
+      it('tells whether any of a token and those it was derived from is revoked, in one read', async () => {
+        const [parent, child, grandchild] = [randomUUID(), randomUUID(), randomUUID()];
+        assert.equal(await storage().revocations.isAnyJtiRevoked([]), false);
+        assert.equal(await storage().revocations.isAnyJtiRevoked([grandchild, child, parent]), false);
+        await storage().revocations.revokeJti(parent, NOW + HOUR);
+        assert.equal(await storage().revocations.isAnyJtiRevoked([grandchild, child, parent]), true);
+        assert.equal(await storage().revocations.isAnyJtiRevoked([parent]), true);
+        assert.equal(await storage().revocations.isAnyJtiRevoked([grandchild, child]), false);
+      });
     });
 
     describe('audit events', () => {

@@ -220,6 +220,7 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
       const jti = randomUUID();
       await revocations.revokeJti(jti, NOW + 60);
       assert.equal(await revocations.isJtiRevoked(jti), true);
+      assert.equal(await revocations.isAnyJtiRevoked([randomUUID(), jti]), true);
       await audit.append([anEvent({ clientId: client.id, userId: user.id })]);
 
       const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600 };

@@ -22,7 +22,18 @@ type Exchange =
   /** A project token derived from the subject token (DESIGN §1, the standard way to ask for one). */
   | { kind: 'project'; subject: Caller; project: string; scopes: string[]; expiresAt: number }
   /** The client acts for a user: `sub` is the user, `act` names the client (RFC 8693 §4.1). */
-  | { kind: 'delegation' | 'impersonation'; userId: string; scopes: string[]; act: ActClaim; expiresAt: number | undefined; grantId: string | undefined };
+  | {
+      kind: 'delegation' | 'impersonation';
+      userId: string;
+      scopes: string[];
+      act: ActClaim;
+      expiresAt: number | undefined;
+      grantId: string | undefined;
+      /** The access tokens it is exchanged for, and what they derive from (Caller.lineage): revoking any ends it. */
+      derivedFrom: string[];
+      /** The API key sent as actor or subject token: revoking it ends it, as it ends the project tokens minted with it. */
+      apiKeyId: string | undefined;
+    };
 
 /**
  * RFC 8693 token exchange, for three things:
@@ -90,7 +101,9 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
     // among the user's grants and can revoke it, and what is derived from the token (project
     // tokens, delegation) names it and ends with it.
     const grantId = exchange.kind === 'impersonation' ? randomUUID() : exchange.grantId;
-    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId, extra: { act: exchange.act } }, now, ttl);
+    // RFC 7009 §2.1: what is exchanged for a token ends when that token is revoked, as it ends with its grant.
+    const extra = { act: exchange.act, ...(exchange.apiKeyId !== undefined ? { api_key_id: exchange.apiKeyId } : {}) };
+    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId, derivedFrom: exchange.derivedFrom, extra }, now, ttl);
     if (exchange.kind === 'impersonation') {
       await services.storage.grants.create({ id: grantId!, clientId: client.id, userId: exchange.userId, kind: 'impersonation', scopes: exchange.scopes, authTime: null, createdAt: now, expiresAt: token.expiresAt, revokedAt: null });
     }
@@ -125,11 +138,18 @@ async function validateImpersonation(context: GrantContext, requested: string[] 
   if (params.actor_token !== undefined) throw invalidRequest('actor_token has no part in impersonation (requested_subject); the client\'s own token goes in subject_token');
   const user = requestedSubject.length <= 64 ? await services.storage.users.findById(requestedSubject) : undefined;
   if (!user || user.disabledAt !== null) throw invalidGrant('the requested subject is not an active user');
-  if (params.subject_token !== undefined) {
-    const own = await subjectCaller(context, 'subject_token');
-    if (own.clientId !== client.id || own.kind === 'user') throw invalidGrant('with requested_subject, the subject token must be the client\'s own');
-  }
-  return { kind: 'impersonation', userId: user.id, scopes: scopesFor(services, client, requested, undefined), act: actClaim(client.id, undefined), expiresAt: undefined, grantId: undefined };
+  const own = params.subject_token === undefined ? undefined : await subjectCaller(context, 'subject_token');
+  if (own && (own.clientId !== client.id || own.kind === 'user')) throw invalidGrant('with requested_subject, the subject token must be the client\'s own');
+  return {
+    kind: 'impersonation',
+    userId: user.id,
+    scopes: scopesFor(services, client, requested, undefined),
+    act: actClaim(client.id, undefined),
+    expiresAt: undefined,
+    grantId: undefined,
+    derivedFrom: own?.lineage ?? [],
+    apiKeyId: own?.apiKeyId,
+  };
 }
 
 async function validateDelegation(context: GrantContext, requested: string[] | undefined): Promise<Exchange> {
@@ -141,7 +161,16 @@ async function validateDelegation(context: GrantContext, requested: string[] | u
   if (actor.clientId !== client.id || actor.kind === 'user') throw invalidGrant('the actor token must be the client\'s own token');
   const act = actClaim(client.id, subject.act);
   // Like its lifetime, its grant is the subject token's: revoking the user's grant stops the delegated token too.
-  return { kind: 'delegation', userId: subject.sub, scopes: scopesFor(services, client, requested, subject.scopes), act, expiresAt: subject.expiresAt, grantId: subject.grantId };
+  return {
+    kind: 'delegation',
+    userId: subject.sub,
+    scopes: scopesFor(services, client, requested, subject.scopes),
+    act,
+    expiresAt: subject.expiresAt,
+    grantId: subject.grantId,
+    derivedFrom: [...new Set([...subject.lineage, ...actor.lineage])],
+    apiKeyId: actor.apiKeyId ?? subject.apiKeyId,
+  };
 }
 
 async function subjectCaller({ params, now, services }: GrantContext, name: 'subject_token' | 'actor_token'): Promise<Caller> {

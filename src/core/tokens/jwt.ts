@@ -17,6 +17,11 @@ export interface AccessTokenClaims {
    * token once that grant is revoked.
    */
   grantId?: string;
+  /**
+   * The `jti`s of the access tokens it derives from, and of those they derive from (see
+   * Caller.lineage): revoking any of them (RFC 7009) ends it too.
+   */
+  derivedFrom?: readonly string[];
 }
 
 export interface IssuedAccessToken {
@@ -46,6 +51,7 @@ export function accessTokenIssuer(keys: KeyStore, options: { issuer: string; aud
       const token = await new SignJWT({
         ...claims.extra,
         ...(claims.grantId !== undefined ? { grant_id: claims.grantId } : {}),
+        ...(claims.derivedFrom !== undefined && claims.derivedFrom.length > 0 ? { derived_from: [...claims.derivedFrom] } : {}),
         client_id: claims.clientId,
         scope: claims.scopes.join(' '),
       })

@@ -2,8 +2,13 @@ import { jwtVerify, type JWTPayload } from 'jose';
 import type { KeyStore } from './keys.ts';
 
 export interface VerifiedAccessToken {
-  payload: JWTPayload & { client_id?: unknown; scope?: unknown; grant_id?: unknown; api_key_id?: unknown };
+  payload: JWTPayload & { client_id?: unknown; scope?: unknown; grant_id?: unknown; api_key_id?: unknown; derived_from?: unknown };
   jti: string | undefined;
+  /**
+   * The `jti`s of the access tokens it was derived from (`derived_from`: the token a project token
+   * was minted with, the subject and actor tokens of an exchange, and what those derived from).
+   */
+  derivedFrom: string[];
   /** The grant it was issued under or derived from (`grant_id`), if any. */
   grantId: string | undefined;
   /** The API key it was derived from (`api_key_id`: a project token minted with a key), if any. */
@@ -31,6 +36,7 @@ export async function verifyAccessToken(keys: KeyStore, options: { issuer: strin
     return {
       payload,
       jti: typeof payload.jti === 'string' ? payload.jti : undefined,
+      derivedFrom: Array.isArray(payload.derived_from) ? payload.derived_from.filter((jti): jti is string => typeof jti === 'string') : [],
       grantId: typeof payload.grant_id === 'string' ? payload.grant_id : undefined,
       apiKeyId: typeof payload.api_key_id === 'string' ? payload.api_key_id : undefined,
       scopes: typeof payload.scope === 'string' && payload.scope ? payload.scope.split(' ') : [],

@@ -83,5 +83,9 @@ export function kyselyRevocations(db: Kysely<Database>): RevocationRepository {
     async isJtiRevoked(jti) {
       return (await db.selectFrom('revoked_tokens').select('jti').where('jti', '=', jti).executeTakeFirst()) !== undefined;
     },
+    async isAnyJtiRevoked(jtis) {
+      if (jtis.length === 0) return false;
+      return (await db.selectFrom('revoked_tokens').select('jti').where('jti', 'in', [...jtis]).limit(1).executeTakeFirst()) !== undefined;
+    },
   };
 }
