@@ -50,6 +50,8 @@ export interface GatehouseOptions {
   logger?: Logger;
   /** Background work (key reloads, sweeping); off for one-shot CLI commands. */
   background?: boolean;
+  /** A worker of `serve --workers N` whose primary counts the rate limits for all of them (no Redis). */
+  limitsCountedByPrimary?: boolean;
 }
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
@@ -83,7 +85,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   }
 
   const audit = new AuditTrail(storage.audit, clock, (error) => logger.error({ err: error }, 'audit events could not be written'));
-  const limits = await createLimits(config, logger);
+  const limits = await createLimits(config, logger, { countedByPrimary: options.limitsCountedByPrimary });
   const clients = new ClientRegistry(storage, config.clients.cacheTtlSeconds);
   const scopes = new ScopePolicy(config.scopes);
   const apiKeys = new ApiKeyService(storage, clients, scopes);

@@ -3,6 +3,8 @@ import { createClient } from 'redis';
 import type { GatehouseConfig } from './core/config.ts';
 import { withDeadline } from './core/deadline.ts';
 import { inProcessFailureCounter, redisFailureCounter } from './core/rate-limit/failures.ts';
+import type { LimitSetting } from './core/rate-limit/primary-counts.ts';
+import { PrimaryLink, primaryFailureCounter, primaryRequestLimiter, type Block } from './core/rate-limit/primary-link.ts';
 import { REDIS_UNREACHABLE, RedisLink } from './core/rate-limit/redis-link.ts';
 import { inProcessRequestLimiter, redisRequestLimiter } from './core/rate-limit/requests.ts';
 
@@ -14,11 +16,35 @@ const REDIS_CONNECT_WAIT_MS = 2_000;
 const REDIS_PAUSE_MS = 5_000;
 
 /**
- * The rate limiters: shared through Redis when REDIS_URL is set, so a client or an attacker meets
- * the same limits on every instance; in process otherwise.
+ * The limits a worker of `serve --workers N` leaves to the primary when there is no Redis, by the
+ * name the primary counts them under: every one but the token endpoint's budget per client, which
+ * is checked on every token request and stays in each worker (see createLimits).
  */
-export async function createLimits(config: GatehouseConfig, logger: Logger) {
+export function limitsCountedByPrimary(config: GatehouseConfig): Record<string, LimitSetting> {
   const { rateLimits: r, login, signup, passwordReset: reset, emailVerification: verification } = config;
+  const failures = (limit: number, windowSeconds: number): LimitSetting => ({ kind: 'failures', limit, windowSeconds });
+  const requests = (limit: number, windowSeconds: number): LimitSetting => ({ kind: 'requests', limit, windowSeconds });
+  return {
+    'client-auth': failures(r.clientAuthFailures, r.windowSeconds),
+    'authorize-address': requests(r.authorizationRequestsPerAddress, r.windowSeconds),
+    'login-account': failures(login.maxFailuresPerAccount, login.windowSeconds),
+    'login-address': failures(login.maxFailuresPerAddress, login.windowSeconds),
+    'signup-address': requests(signup.maxAccountsPerAddress, signup.windowSeconds),
+    'password-reset-account': requests(reset.maxRequestsPerAccount, reset.windowSeconds),
+    'password-reset-address': requests(reset.maxRequestsPerAddress, reset.windowSeconds),
+    'email-verification-account': requests(verification.maxRequestsPerAccount, verification.windowSeconds),
+    'email-verification-address': requests(verification.maxRequestsPerAddress, verification.windowSeconds),
+  };
+}
+
+/**
+ * The rate limiters: shared through Redis when REDIS_URL is set, so a client or an attacker meets
+ * the same limits on every instance; without Redis, in a worker of `serve --workers N`
+ * (`countedByPrimary`), counted by the primary for all the workers; in process otherwise.
+ */
+export async function createLimits(config: GatehouseConfig, logger: Logger, options: { countedByPrimary?: boolean } = {}) {
+  const { rateLimits: r, login, signup, passwordReset: reset, emailVerification: verification } = config;
+  if (!config.redisUrl && options.countedByPrimary && process.send) return limitsCountedByPrimaryFor(config, logger);
   if (!config.redisUrl) {
     return {
       tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
@@ -66,6 +92,48 @@ export async function createLimits(config: GatehouseConfig, logger: Logger) {
       // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
       await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});
       redis.destroy();
+    },
+  };
+}
+
+/**
+ * The limiters of a worker whose primary counts for every worker (see primary-link.ts). The token
+ * endpoint's budget per client is the exception: it is taken on every token request, the hottest
+ * path, so each worker keeps its own count of it (with N workers a client may get up to N budgets).
+ */
+async function limitsCountedByPrimaryFor(config: GatehouseConfig, logger: Logger) {
+  const { rateLimits: r } = config;
+  // One line a minute while the primary does not answer.
+  let lastWarning = 0;
+  const warn = (message: string, error: unknown) => {
+    if (Date.now() - lastWarning < 60_000) return;
+    lastWarning = Date.now();
+    logger.warn({ err: error }, message);
+  };
+  // With a callback, a channel that closed is reported to it rather than as an 'error' event of
+  // the process; the request's deadline then answers for the primary.
+  const link = new PrimaryLink((message) => process.send!(message, undefined, undefined, () => {}), warn);
+  const onMessage = (message: unknown) => link.receive(message);
+  process.on('message', onMessage);
+  // The keys blocked before this worker started (it may replace one that died).
+  for (const [name, key, until] of (await link.call<Block[]>({ op: 'blocked' })) ?? []) link.block(name, key, until);
+  const settings = limitsCountedByPrimary(config);
+  const failures = (name: string) => primaryFailureCounter(link, name, settings[name]!.limit, settings[name]!.windowSeconds);
+  const requests = (name: string) => primaryRequestLimiter(link, name, settings[name]!.limit, settings[name]!.windowSeconds);
+  return {
+    tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
+    clientAuthFailures: failures('client-auth'),
+    pendingAuthorizations: requests('authorize-address'),
+    loginPerAccount: failures('login-account'),
+    loginPerAddress: failures('login-address'),
+    signupsPerAddress: requests('signup-address'),
+    passwordResetsPerAccount: requests('password-reset-account'),
+    passwordResetsPerAddress: requests('password-reset-address'),
+    emailVerificationsPerAccount: requests('email-verification-account'),
+    emailVerificationsPerAddress: requests('email-verification-address'),
+    close: async () => {
+      process.off('message', onMessage);
+      link.close();
     },
   };
 }

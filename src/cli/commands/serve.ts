@@ -7,6 +7,8 @@ import { describeSmtpUrl, type GatehouseConfig } from '../../core/config.ts';
 import { createGatehouse } from '../../gatehouse.ts';
 import { buildApp } from '../../http/app.ts';
 import { createMetrics, gatherWorkerMetrics, metricsApp } from '../../http/metrics.ts';
+import { countForWorkers } from '../../core/rate-limit/primary-counts.ts';
+import { limitsCountedByPrimary } from '../../rate-limiters.ts';
 import { describeDemo, seedDemo, type DemoSetup } from '../demo.ts';
 import { UsageError } from '../output.ts';
 import { SERVER_NODE_OPTIONS } from '../runtime.ts';
@@ -26,8 +28,15 @@ export function serveCommand(args: string[]): (config: GatehouseConfig) => Promi
   return (config) => serve(config, workers);
 }
 
+/**
+ * Set in the environment of the workers whose primary counts their rate limits (no REDIS_URL): a
+ * process started as a cluster worker by anything else (a process manager's cluster mode) counts
+ * in process, and waits for no primary that would never answer.
+ */
+const LIMITS_COUNTED_BY_PRIMARY = 'GATEHOUSE_LIMITS_COUNTED_BY_PRIMARY';
+
 async function serve(config: GatehouseConfig, workers: number): Promise<void> {
-  if (cluster.isWorker) return serveOnce(config, { seed: false, announce: false });
+  if (cluster.isWorker) return serveOnce(config, { seed: false, announce: false, limitsCountedByPrimary: process.env[LIMITS_COUNTED_BY_PRIMARY] === '1' });
   if (workers === 1) return serveOnce(config, { seed: true, announce: true });
 
   // Migrations, keys and the demo are set up once, before the workers race for them.
@@ -43,8 +52,11 @@ async function serve(config: GatehouseConfig, workers: number): Promise<void> {
   const running = new Set<number>();
   let served = false;
   let quickExits = 0;
+  // Without Redis, the primary counts the security limits for every worker: with N workers each
+  // counting on its own, an attacker would get N times each of them.
+  if (!config.redisUrl) countForWorkers(limitsCountedByPrimary(config));
   const fork = () => {
-    const worker = cluster.fork();
+    const worker = cluster.fork(config.redisUrl ? {} : { [LIMITS_COUNTED_BY_PRIMARY]: '1' });
     const startedAt = Date.now();
     running.add(worker.id);
     worker.on('exit', (code, signal) => {
@@ -104,8 +116,8 @@ function restartDelay(quickExits: number): number {
   return quickExits <= 1 ? 0 : Math.min(30_000, 500 * 2 ** (quickExits - 2));
 }
 
-async function serveOnce(config: GatehouseConfig, options: { seed: boolean; announce: boolean }): Promise<void> {
-  const gatehouse = await createGatehouse(config);
+async function serveOnce(config: GatehouseConfig, options: { seed: boolean; announce: boolean; limitsCountedByPrimary?: boolean }): Promise<void> {
+  const gatehouse = await createGatehouse(config, { limitsCountedByPrimary: options.limitsCountedByPrimary });
   const { logger } = gatehouse;
   if (config.secretGeneratedAt && options.announce) {
     logger.warn(`GATEHOUSE_SECRET is not set: using the secret generated into ${config.secretGeneratedAt}. Set GATEHOUSE_SECRET in production.`);

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { writeConfig } from '../cli/support.ts';
+import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { TEST_SECRET } from '../support/server.ts';
+import { basic, childrenOf, createFixtures, freePort, PASSWORD, requestAndFindOwner, waitFor, type Fixtures, type Instance, startInstance } from './support.ts';
+
+const MAX_FAILURES_PER_ACCOUNT = 4;
+const CLIENT_AUTH_FAILURES = 4;
+
+/**
+ * `gatehouse serve --workers 2` without Redis: the security limits hold for the whole server, not
+ * per worker. Every request goes on a connection of its own, which the kernel hands to either
+ * worker; which one served it is read from /proc, and each test checks that both did.
+ */
+describe('serve --workers 2 without Redis: the limits hold across the workers', { timeout: 120_000 }, () => {
+  let database: TestDatabase;
+  let primary: Instance;
+  let fixtures: Fixtures;
+  const everyWorker = new Set<number>();
+
+  before(async () => {
+    database = await createTestDatabase('sqlite');
+    const port = await freePort();
+    const config = writeConfig(database.dataDir, {
+      login: { maxFailuresPerAccount: MAX_FAILURES_PER_ACCOUNT, maxFailuresPerAddress: 1000, windowSeconds: 600 },
+      rateLimits: { clientAuthFailures: CLIENT_AUTH_FAILURES, windowSeconds: 600 },
+    });
+    const env = { GATEHOUSE_DATA_DIR: database.dataDir, GATEHOUSE_ISSUER: `http://127.0.0.1:${port}`, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_CONFIG: config };
+    fixtures = await createFixtures(env, 3);
+    primary = await startInstance('primary', env, { port, args: ['--workers', '2'] });
+    await waitFor('two workers', async () => (workers().length === 2 ? true : undefined), 10_000);
+  });
+
+  after(async () => {
+    await primary?.stop();
+    for (const pid of everyWorker) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone, as it should be
+      }
+    }
+    await database?.drop();
+  });
+
+  const workers = () => {
+    const pids = childrenOf(primary.pid);
+    for (const pid of pids) everyWorker.add(pid);
+    return pids;
+  };
+
+  /** A token request on a connection of its own: its status, error and the worker that served it. */
+  const tokenRequest = async (clientId: string, secret: string, form: Record<string, string>) => {
+    const body = new URLSearchParams(form).toString();
+    const answer = await requestAndFindOwner(primary.port, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(clientId, secret) }, body }, workers());
+    assert.ok(answer.owner !== undefined, 'a worker served the connection');
+    return { status: answer.status, error: (JSON.parse(answer.body) as { error?: string }).error, owner: answer.owner };
+  };
+
+  it('refuses sign-ins of an account after login.maxFailuresPerAccount failures in all, whichever worker counted them', async () => {
+    const { firstParty } = fixtures;
+    const email = fixtures.users[0]!.email;
+    const signIn = (password: string) => tokenRequest(firstParty.id, firstParty.secret, { grant_type: 'password', username: email, password, scope: 'objects:read' });
+    const failures = [];
+    for (let i = 0; i < MAX_FAILURES_PER_ACCOUNT; i++) failures.push(await signIn(`wrong ${i}`));
+    assert.deepEqual(
+      failures.map((f) => f.error),
+      Array(MAX_FAILURES_PER_ACCOUNT).fill('invalid_grant'),
+    );
+    assert.deepEqual(new Set(failures.map((f) => f.owner)), new Set(workers()), 'both workers counted failures');
+    // Enough connections that both workers answer; none of them may check the password again.
+    const refusals = [];
+    for (let i = 0; i < 8; i++) refusals.push(await signIn(i % 2 ? PASSWORD : `wrong again ${i}`));
+    assert.deepEqual(new Set([...failures, ...refusals].map((r) => r.owner)), new Set(workers()), 'both workers answered');
+    for (const refusal of refusals) assert.equal(refusal.status, 429, `refused by worker ${refusal.owner}: ${JSON.stringify(refusals)}`);
+    // Another account is not blocked.
+    const other = await tokenRequest(firstParty.id, firstParty.secret, { grant_type: 'password', username: fixtures.users[1]!.email, password: PASSWORD, scope: 'objects:read' });
+    assert.equal(other.status, 200);
+  });
+
+  it('refuses a client after rateLimits.clientAuthFailures failed authentications in all, on both workers, the correct secret too', async () => {
+    const { machine } = fixtures;
+    const form = { grant_type: 'client_credentials', scope: 'objects:read' };
+    const failures = [];
+    for (let i = 0; i < CLIENT_AUTH_FAILURES; i++) failures.push(await tokenRequest(machine.id, `wrong-${i}`, form));
+    assert.deepEqual(
+      failures.map((f) => f.status),
+      Array(CLIENT_AUTH_FAILURES).fill(401),
+    );
+    assert.deepEqual(new Set(failures.map((f) => f.owner)), new Set(workers()), 'both workers counted failures');
+    const refusals = [];
+    for (let i = 0; i < 8; i++) refusals.push(await tokenRequest(machine.id, i % 2 ? machine.secret : 'wrong-again', form));
+    assert.deepEqual(new Set([...failures, ...refusals].map((r) => r.owner)), new Set(workers()), 'both workers answered');
+    for (const refusal of refusals) assert.equal(refusal.status, 429, `refused by worker ${refusal.owner}: ${JSON.stringify(refusals)}`);
+  });
+
+  it('a worker started in place of one that died refuses what the others refuse', async () => {
+    const { machine } = fixtures;
+    const [victim, survivor] = workers() as [number, number];
+    process.kill(victim, 'SIGKILL');
+    const pids = await waitFor(
+      'a replacement worker',
+      async () => {
+        const now = workers();
+        return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
+      },
+      20_000,
+      100,
+    );
+    const answers = await waitFor(
+      'both workers to answer',
+      async () => {
+        const seen = [];
+        for (let i = 0; i < 6; i++) seen.push(await tokenRequest(machine.id, machine.secret, { grant_type: 'client_credentials', scope: 'objects:read' }));
+        return new Set(seen.map((s) => s.owner)).size === 2 ? seen : undefined;
+      },
+      20_000,
+      200,
+    );
+    assert.deepEqual(new Set(answers.map((a) => a.owner)), new Set(pids));
+    for (const answer of answers) assert.equal(answer.status, 429, `worker ${answer.owner}: ${JSON.stringify(answers)}`);
+  });
+
+  it('answers sign-ins when the primary does not answer: the worker counts them itself meanwhile', async () => {
+    const { firstParty } = fixtures;
+    const email = fixtures.users[2]!.email;
+    // A connection held open to one worker: the primary hands out new connections, and it is stopped.
+    const connection = await keepAlive(primary.port);
+    const signIn = (password: string) =>
+      connection.send('/token', basic(firstParty.id, firstParty.secret), new URLSearchParams({ grant_type: 'password', username: email, password, scope: 'objects:read' }).toString());
+    process.kill(primary.pid, 'SIGSTOP');
+    try {
+      const answers = [];
+      for (let i = 0; i < MAX_FAILURES_PER_ACCOUNT + 1; i++) answers.push(await signIn(`wrong ${i}`));
+      // The first waits for the primary's deadline; the limit still holds, in this worker.
+      assert.deepEqual(
+        answers.map((a) => a.status),
+        [...Array(MAX_FAILURES_PER_ACCOUNT).fill(400), 429],
+      );
+      assert.ok(answers.slice(1).every((a) => a.ms < 1_000), `after the first, no sign-in waits for the primary: ${JSON.stringify(answers.map((a) => a.ms))}`);
+    } finally {
+      process.kill(primary.pid, 'SIGCONT');
+    }
+    connection.close();
+    assert.match(primary.stdout(), /the primary process does not answer: rate limits are counted in each worker until it does/);
+    // The primary serves again.
+    const { machine } = fixtures;
+    const answer = await tokenRequest(machine.id, `wrong-after`, { grant_type: 'client_credentials', scope: 'objects:read' });
+    assert.equal(answer.status, 429, 'the client blocked before is blocked still');
+  });
+});
+
+/** A keep-alive HTTP/1.1 connection: requests one after the other, each answer with its status and how long it took. */
+async function keepAlive(port: number): Promise<{ send(path: string, authorization: string, body: string): Promise<{ status: number; ms: number }>; close(): void }> {
+  const socket: Socket = connect({ port, host: '127.0.0.1' });
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.setEncoding('utf8');
+  let data = '';
+  let waiting: (() => void) | undefined;
+  socket.on('data', (chunk: string) => {
+    data += chunk;
+    waiting?.();
+  });
+  return {
+    async send(path, authorization, body) {
+      const startedAt = Date.now();
+      data = '';
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nconnection: keep-alive\r\ncontent-type: application/x-www-form-urlencoded\r\n` +
+          `authorization: ${authorization}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      for (;;) {
+        const headerEnd = data.indexOf('\r\n\r\n');
+        const length = headerEnd === -1 ? -1 : Number(/content-length: (\d+)/i.exec(data.slice(0, headerEnd))?.[1] ?? 0);
+        if (headerEnd !== -1 && Buffer.byteLength(data) >= Buffer.byteLength(data.slice(0, headerEnd + 4)) + length) break;
+        await Promise.race([
+          new Promise<void>((resolve) => (waiting = resolve)),
+          new Promise((_resolve, reject) => setTimeout(() => reject(new Error(`no answer to POST ${path} within 10 s: ${data}`)), 10_000).unref()),
+        ]);
+      }
+      return { status: Number(data.slice(9, 12)), ms: Date.now() - startedAt };
+    },
+    close: () => socket.destroy(),
+  };
+}
