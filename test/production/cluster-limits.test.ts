@@ -28,7 +28,7 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
       rateLimits: { clientAuthFailures: CLIENT_AUTH_FAILURES, windowSeconds: 600 },
     });
     const env = { GATEHOUSE_DATA_DIR: database.dataDir, GATEHOUSE_ISSUER: `http://127.0.0.1:${port}`, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_CONFIG: config };
-    fixtures = await createFixtures(env, 3);
+    fixtures = await createFixtures(env, 4);
     primary = await startInstance('primary', env, { port, args: ['--workers', '2'] });
     await waitFor('two workers', async () => (workers().length === 2 ? true : undefined), 10_000);
   });
@@ -121,6 +121,29 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
     );
     assert.deepEqual(new Set(answers.map((a) => a.owner)), new Set(pids));
     for (const answer of answers) assert.equal(answer.status, 429, `worker ${answer.owner}: ${JSON.stringify(answers)}`);
+  });
+
+  it('gives back the sign-ins a worker was checking when it dies: the account is not held for good', async () => {
+    const { firstParty } = fixtures;
+    const email = fixtures.users[3]!.email;
+    const signIn = () => tokenRequest(firstParty.id, firstParty.secret, { grant_type: 'password', username: email, password: PASSWORD, scope: 'objects:read' });
+    // Only login.maxFailuresPerAccount sign-ins of an account are checked at once: many sent
+    // together, and a worker killed while it checks some of them, whose places it never gives back.
+    const [victim] = workers() as [number, number];
+    const together = Array.from({ length: 24 }, () => signIn().catch((error: Error) => ({ status: 0, error: error.message, owner: 0 })));
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    process.kill(victim, 'SIGKILL');
+    const answers = await Promise.all(together);
+    assert.ok(
+      answers.some((a) => a.status === 0),
+      `some sign-ins were cut off by the kill: ${JSON.stringify(answers)}`,
+    );
+    await waitFor('a replacement worker', async () => (workers().length === 2 && !workers().includes(victim) ? true : undefined), 20_000, 100);
+    // Each worker signs the account in: nothing holds its places.
+    const after = [];
+    for (let i = 0; i < 6; i++) after.push(await signIn());
+    assert.deepEqual(new Set(after.map((a) => a.owner)), new Set(workers()), 'both workers answered');
+    for (const answer of after) assert.equal(answer.status, 200, JSON.stringify(after));
   });
 
   it('answers sign-ins when the primary does not answer: the worker counts them itself meanwhile', async () => {

@@ -28,6 +28,8 @@ export function countForWorkers(settings: Record<string, LimitSetting>): { close
   }
   /** Keys blocked now, as announced: `${name}\n${key}` → the block. */
   const blocked = new Map<string, Block>();
+  /** Workers that exited (ids are never reused): an attempt admitted for one after that is withdrawn at once. */
+  const exited = new Set<number>();
   /** Attempts admitted for each worker and not settled yet: worker id → `${name}\n${key}` → count. */
   const admitted = new Map<number, Map<string, number>>();
 
@@ -87,7 +89,10 @@ export function countForWorkers(settings: Record<string, LimitSetting>): { close
         return 0;
       case 'admit': {
         const wait = await counter.admit(key, now);
-        if (wait === 0) count(workerId, `${name}\n${key}`, 1);
+        if (wait !== 0) return wait;
+        // Its turn came after the worker exited (it waited for one): nobody will settle it.
+        if (exited.has(workerId)) await counter.settle(key, 'withdrawn', now);
+        else count(workerId, `${name}\n${key}`, 1);
         return wait;
       }
       case 'settle':
@@ -108,6 +113,7 @@ export function countForWorkers(settings: Record<string, LimitSetting>): { close
     );
   };
   const onExit = (worker: Worker) => {
+    exited.add(worker.id);
     const attempts = admitted.get(worker.id);
     admitted.delete(worker.id);
     if (!attempts) return;
