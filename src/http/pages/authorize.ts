@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { currentSession, resendWithSession, sendOutcome, type Pages } from './context.ts';
 import { strictlyEncoded } from './encoding.ts';
+import { refuseHead } from './methods.ts';
 
 /** `/authorize`, GET and POST (OpenID Connect Core §3.1.2.1: both must be supported). */
 export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
@@ -9,6 +10,7 @@ export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promi
       endpoint.route({
         method,
         url: '/authorize',
+        exposeHeadRoute: false,
         handler: async (request, reply) => {
           if (method === 'POST') {
             const resent = resendWithSession(pages, request, reply, '/authorize');
@@ -23,5 +25,6 @@ export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promi
         },
       });
     }
+    refuseHead(endpoint, '/authorize', ['GET', 'POST']);
   });
 }

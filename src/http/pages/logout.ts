@@ -4,6 +4,7 @@ import { requestParameter } from '../../core/parameters.ts';
 import type { Client } from '../../storage/repositories/clients.ts';
 import { currentSession, field, resendWithSession, type Pages } from './context.ts';
 import { strictlyEncoded } from './encoding.ts';
+import { refuseHead } from './methods.ts';
 import { renderPage } from './render.ts';
 
 /** The parameters of RP-Initiated Logout §2; `logout_hint` and `ui_locales` are accepted and not used. */
@@ -73,7 +74,7 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
   };
 
   await strictlyEncoded(app, (endpoint) => {
-    endpoint.get('/logout', async (request, reply) => logout(request, reply, request.query as Record<string, unknown>, false));
+    endpoint.get('/logout', { exposeHeadRoute: false }, async (request, reply) => logout(request, reply, request.query as Record<string, unknown>, false));
     endpoint.post('/logout', async (request, reply) => {
       const body = (request.body ?? {}) as Record<string, unknown>;
       // A confirmed sign-out must come from our own form.
@@ -85,5 +86,6 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
       }
       return logout(request, reply, body, confirmed);
     });
+    refuseHead(endpoint, '/logout', ['GET', 'POST']);
   });
 }
