@@ -8,6 +8,8 @@ import { healthRoutes } from './health.ts';
 import { createMetrics, MeteredLogController, metricsRoute, shareWithPrimary, type Metrics } from './metrics.ts';
 import { discoveryRoutes } from './oauth/discovery.ts';
 import { oauthErrorHandler } from './oauth/errors.ts';
+import { isWellEncoded } from './percent-encoding.ts';
+import { invalidRequest } from '../core/errors.ts';
 import { tokenRoutes } from './oauth/token.ts';
 import { userinfoRoutes } from './oauth/userinfo.ts';
 import { introspectionRoutes } from './oauth/introspection.ts';
@@ -135,8 +137,11 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
     });
     oauth.options('/*', async (_request, reply) => reply.code(204).send());
     // fast-querystring keeps repeated parameters as arrays, so duplicates can be refused (RFC 6749 §3.2).
+    // A malformed escape it would keep as literal text: the request is refused instead, as no code,
+    // token or secret the client holds can be read from it.
     oauth.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
-      done(null, parseForm(body as string));
+      if (isWellEncoded(body as string)) done(null, parseForm(body as string));
+      else done(invalidRequest('the body is not correctly percent-encoded (UTF-8)'));
     });
     // JSON.parse keeps only the last of repeated names: this parser refuses them (RFC 6749 §3.2).
     oauth.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(oauth));
