@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { countRows, DIALECTS } from '../support/databases.ts';
-import { codeThrough, signedInBrowser } from '../support/browser.ts';
+import { codeThrough, hiddenField, HttpBrowser, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const CALLBACK = 'https://app.example/callback';
@@ -10,7 +10,9 @@ const CALLBACK = 'https://app.example/callback';
  * application/x-www-form-urlencoded bodies whose percent-encoding is malformed (`%zz`, a lone `%`,
  * `a%2`) or decodes to no UTF-8 (`%ff`). The WHATWG parser keeps such an escape as literal text; a
  * server that did would read another code, secret or token than the client meant. The protocol
- * endpoints refuse the request with invalid_request (RFC 6749 §3.2, §5.2) and act on nothing in it.
+ * endpoints refuse the request with invalid_request (RFC 6749 §3.2, §5.2) and act on nothing in it;
+ * the pages answer the 400 page, and change nothing. A browser never sends such a form: it encodes
+ * what was typed, a `%` as `%25`.
  */
 for (const dialect of DIALECTS) {
   describe(`form bodies with malformed percent-encoding (${dialect})`, () => {
@@ -73,6 +75,41 @@ for (const dialect of DIALECTS) {
       assertMalformed(await post(`${server.url}/userinfo`, `access_token=${tokens.body.access_token}%zz`), 'userinfo');
       const introspected = await post(`${server.url}/introspect`, `token=${refresh}`, { headers: { authorization: basic(api.id, api.secret) } });
       assert.equal(introspected.body.active, true, 'the refresh token was not revoked');
+    });
+
+    /** A form of a page, posted as raw text with the page's CSRF token first. */
+    const postRaw = async (browser: HttpBrowser, path: string, rest: string) => {
+      const page = await browser.request(`${server.url}${path}`);
+      const csrf = hiddenField(page.text, 'csrf');
+      const cookie = [...browser.cookies].map(([name, value]) => `${name}=${value}`).join('; ');
+      const answer = await fetch(`${server.url}${path}`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie }, body: `csrf=${encodeURIComponent(csrf)}&${rest}` });
+      return { status: answer.status, type: answer.headers.get('content-type') ?? '', csp: answer.headers.get('content-security-policy') ?? '', text: await answer.text() };
+    };
+    const assertPageRefused = (answer: { status: number; type: string; csp: string; text: string }, what: string) => {
+      assert.equal(answer.status, 400, what);
+      assert.match(answer.type, /^text\/html/, what);
+      assert.match(answer.csp, /frame-ancestors 'none'/, what);
+      assert.match(answer.text, /percent-encoded/, what);
+    };
+
+    it('refuses a page form with a malformed escape with the 400 page, and stores nothing of it', async () => {
+      const browser = await signedInBrowser(server.url, user.email, user.password);
+      const before = await server.gatehouse.storage.users.findByEmail(user.email);
+      for (const bad of MALFORMED) assertPageRefused(await postRaw(browser, '/account/name', `name=Ada${bad}`), `name Ada${bad}`);
+      assert.equal((await server.gatehouse.storage.users.findByEmail(user.email))!.name, before!.name, 'the name is unchanged');
+
+      const clients = await countRows(server.database, 'clients');
+      assertPageRefused(await postRaw(browser, '/developers/new', 'name=App%zz&type=confidential&redirect_uris=https%3A%2F%2Fapp.example%2Fcb'), 'a new application');
+      assert.equal(await countRows(server.database, 'clients'), clients, 'no application was made');
+
+      const events = await countRows(server.database, 'audit_events');
+      assertPageRefused(await postRaw(new HttpBrowser(), '/login', `email=${encodeURIComponent(user.email)}&password=%zz`), 'a sign-in');
+      assert.equal(await countRows(server.database, 'audit_events'), events, 'no failed sign-in was recorded');
+
+      // A `%` typed into a form arrives as %25, and is kept.
+      const renamed = await postRaw(browser, '/account/name', 'name=Ada%2520%25');
+      assert.equal(renamed.status, 303);
+      assert.equal((await server.gatehouse.storage.users.findByEmail(user.email))!.name, 'Ada%20%');
     });
   });
 }

@@ -15,6 +15,7 @@ import { logoutRoutes } from './logout.ts';
 import { passwordResetRoutes } from './password-reset.ts';
 import { emailVerificationRoutes } from './email-verification.ts';
 import { fieldWithLoneSurrogate, fieldWithNul } from '../nul.ts';
+import { isWellEncoded } from '../percent-encoding.ts';
 import { isUnavailable } from '../oauth/errors.ts';
 import { jsonBodyParser } from '../oauth/json-body.ts';
 import { OAuthError } from '../../core/errors.ts';
@@ -43,7 +44,13 @@ export const isPagePath = (path: string): boolean => path === '/developers' || p
  */
 export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: { gatehouse: Gatehouse; metrics: Metrics }): Promise<void> {
   await app.register(cookie);
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => done(null, parseForm(body as string)));
+  // A browser encodes what was typed (a `%` as %25): a malformed escape, which the parser would keep
+  // as literal text, never came from a form of ours, and is refused rather than stored as a name or
+  // tried as a password. /authorize and /logout say more (encoding.ts), as they also check the query.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+    if (isWellEncoded(body as string)) done(null, parseForm(body as string));
+    else done(new UnreadableRequestError('The form could not be read: a field is not correctly percent-encoded (UTF-8). Nothing was changed.'));
+  });
   // RFC 6749 §3.1: a parameter "MUST NOT be included more than once". A form keeps a repeat, which
   // /authorize and /logout refuse; JSON.parse keeps the last value only, so a JSON body (which they
   // take too) with a repeated member is refused as it is parsed, with the 400 page, never redirected.
