@@ -135,7 +135,13 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
         .headers({ 'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600' })
         .send();
     });
-    oauth.options('/*', async (_request, reply) => reply.code(204).send());
+    // The protocol endpoints' own addresses, each given an OPTIONS route once they are registered: a
+    // wildcard answered the preflight of every address, the pages' and the admin API's too, whose
+    // answers no other origin may read, and 204 for addresses that do not exist.
+    const protocolUrls = new Set<string>();
+    oauth.addHook('onRoute', (route) => {
+      protocolUrls.add(route.url);
+    });
     // fast-querystring keeps repeated parameters as arrays, so duplicates can be refused (RFC 6749 §3.2).
     // A malformed escape it would keep as literal text: the request is refused instead, as no code,
     // token or secret the client holds can be read from it.
@@ -151,6 +157,7 @@ export function buildApp(gatehouse: Gatehouse, options: AppOptions = {}): Fastif
     await oauth.register(userinfoRoutes, { gatehouse });
     await oauth.register(introspectionRoutes, { gatehouse });
     await oauth.register(projectRoutes, { gatehouse });
+    for (const url of [...protocolUrls]) oauth.options(url, async (_request, reply) => reply.code(204).send());
   });
 
   // What people see in the browser: HTML pages and errors (DESIGN §5).

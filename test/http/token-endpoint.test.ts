@@ -580,6 +580,23 @@ for (const dialect of DIALECTS) {
         assert.equal(res.headers.get('access-control-allow-origin'), '*');
         assert.equal(res.headers.get('access-control-allow-credentials'), null, 'never with credentials');
       });
+
+      it('answers the preflight of every protocol endpoint, and of no page, admin route or unknown address', async () => {
+        const preflight = (path: string) =>
+          fetch(`${server.url}${path}`, { method: 'OPTIONS', headers: { origin: 'https://spa.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' } });
+        for (const path of ['/token', '/access_token', '/userinfo', '/introspect', '/revoke', '/projects/p1/access-tokens', '/jwks.json', '/.well-known/openid-configuration']) {
+          const answer = await preflight(path);
+          assert.equal(answer.status, 204, path);
+          assert.equal(answer.headers.get('access-control-allow-origin'), '*', path);
+        }
+        // Their answers are not readable from other origins: a preflight must not say they may be called.
+        for (const path of ['/authorize', '/login', '/consent', '/account/name', '/logout', '/developers/new', '/admin/v1/clients', '/nowhere', '/static/gatehouse.css']) {
+          const answer = await preflight(path);
+          assert.ok(answer.status >= 400, `${path} answered ${answer.status}`);
+          assert.equal(answer.headers.get('access-control-allow-origin'), null, path);
+          assert.equal(answer.headers.get('access-control-allow-methods'), null, path);
+        }
+      });
     });
 
     describe('health', () => {

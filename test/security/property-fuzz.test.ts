@@ -20,7 +20,8 @@ import { HOSTILE_STRINGS } from '../support/hostile-strings.ts';
  * Issue 6, "Abuse": property-based fuzzing (fast-check) of the inputs of every endpoint over real
  * HTTP — the token endpoint, /authorize (GET and POST), sign-in, sign-up, consent, sign-out,
  * withdrawal of consent, the account's password, name and other browsers, userinfo, introspection, revocation, project tokens, discovery and the
- * JWKS, the admin API and the developer portal, the protocol endpoints by the methods they refuse,
+ * JWKS, the admin API and the developer portal, the protocol endpoints by the methods they refuse
+ * and by their CORS preflights,
  * the static assets, the metrics, and every GET route by HEAD. Which routes the fuzzed requests
  * reached is read from the server's own count of its requests by route (its latency histogram), and
  * a route the app registers that none reached fails the suite, naming it. Most inputs are valid requests changed in up to
@@ -1544,6 +1545,30 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       // A link sent again is stored (303 to the account page); an address verified with one, confirmed (200). Following a link changes nothing.
       mayChange: (answer, c) => c.method === 'POST' && ((c.path === '/email/resend' && answer.status === 303) || (c.path === '/email/verify' && answer.status === 200)),
       check: localRedirectsOnly,
+    },
+    {
+      // Added last, as the one above. The CORS preflights browser apps send before calling a protocol
+      // endpoint, each OPTIONS route the app registers in turn, from the routes it lists.
+      name: 'CORS preflights of the protocol endpoints',
+      kind: 'other',
+      numRuns: runs(40),
+      cases: () => {
+        const paths = f.routes.filter((route) => route.startsWith('OPTIONS ')).map((route) => route.slice(8).replace(/:projectId/, 'p1'));
+        return fc
+          .tuple(eachInTurn(paths, runs(40)), fc.boolean(), pick('POST', 'GET', 'DELETE'), ODD_HEADERS)
+          .map(([path, cross, requested, headers]): Case => ({
+            method: 'OPTIONS',
+            path,
+            headers: cross ? { ...headers, origin: 'https://spa.example', 'access-control-request-method': requested, 'access-control-request-headers': 'authorization, content-type' } : headers,
+          }));
+      },
+      mayChange: () => false,
+      never: 'refused',
+      check: (answer, c) => {
+        if (answer.status === 431) return [];
+        if (answer.status !== 204) return [`${c.path} answered ${answer.status}`];
+        return c.headers?.origin === 'https://spa.example' && answer.headers['access-control-allow-origin'] !== '*' ? [`${c.path}: a preflight without Access-Control-Allow-Origin`] : [];
+      },
     },
   ];
 
