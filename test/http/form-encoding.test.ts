@@ -102,8 +102,11 @@ for (const dialect of DIALECTS) {
       assertPageRefused(await postRaw(browser, '/developers/new', 'name=App%zz&type=confidential&redirect_uris=https%3A%2F%2Fapp.example%2Fcb'), 'a new application');
       assert.equal(await countRows(server.database, 'clients'), clients, 'no application was made');
 
+      // The audit trail is written in batches: what came before is in it before it is counted.
+      await server.gatehouse.audit.flush();
       const events = await countRows(server.database, 'audit_events');
       assertPageRefused(await postRaw(new HttpBrowser(), '/login', `email=${encodeURIComponent(user.email)}&password=%zz`), 'a sign-in');
+      await server.gatehouse.audit.flush();
       assert.equal(await countRows(server.database, 'audit_events'), events, 'no failed sign-in was recorded');
 
       // A `%` typed into a form arrives as %25, and is kept.
