@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { writeConfig } from '../cli/support.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { TEST_SECRET } from '../support/server.ts';
-import { basic, childrenOf, createFixtures, freePort, PASSWORD, requestAndFindOwner, waitFor, type Fixtures, type Instance, startInstance } from './support.ts';
+import { basic, createFixtures, freePort, PASSWORD, requestAndFindOwner, waitFor, type Fixtures, type Instance, startInstance, workerTracker } from './support.ts';
 
 const MAX_FAILURES_PER_ACCOUNT = 4;
 const CLIENT_AUTH_FAILURES = 4;
@@ -18,7 +18,8 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
   let database: TestDatabase;
   let primary: Instance;
   let fixtures: Fixtures;
-  const everyWorker = new Set<number>();
+  const tracker = workerTracker(() => primary.pid);
+  const workers = () => tracker.current();
 
   before(async () => {
     database = await createTestDatabase('sqlite');
@@ -35,21 +36,10 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
 
   after(async () => {
     await primary?.stop();
-    for (const pid of everyWorker) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone, as it should be
-      }
-    }
+    tracker.killAll();
     await database?.drop();
   });
 
-  const workers = () => {
-    const pids = childrenOf(primary.pid);
-    for (const pid of pids) everyWorker.add(pid);
-    return pids;
-  };
 
   /** A token request on a connection of its own: its status, error and the worker that served it. */
   const tokenRequest = async (clientId: string, secret: string, form: Record<string, string>) => {

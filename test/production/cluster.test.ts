@@ -30,6 +30,7 @@ import {
   tally,
   upstreamOf,
   waitFor,
+  workerTracker,
   type Answer,
   type Fixtures,
   type Instance,
@@ -322,7 +323,8 @@ async function demoToken(primary: Instance, pids: number[]): Promise<number | un
 describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
   let database: TestDatabase;
   let primary: Instance;
-  let everyWorker = new Set<number>();
+  const tracker = workerTracker(() => primary.pid);
+  const workers = () => tracker.current();
 
   before(async () => {
     database = await createTestDatabase('sqlite');
@@ -332,22 +334,10 @@ describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
 
   after(async () => {
     await primary?.stop();
-    // A worker outliving its primary would be a leak: end any that is still there.
-    for (const pid of everyWorker) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone, as it should be
-      }
-    }
+    tracker.killAll();
     await database?.drop();
   });
 
-  const workers = () => {
-    const pids = childrenOf(primary.pid);
-    for (const pid of pids) everyWorker.add(pid);
-    return pids;
-  };
 
   /** Opens `count` connections one after the other; returns which worker served each. */
   const owners = async (count: number, pids: number[]) => {

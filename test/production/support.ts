@@ -537,6 +537,31 @@ export const exchangeCode = (base: string, client: Party, code: { code: string; 
 // Processes
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The workers of a `serve --workers N` primary, as seen over a test: `current()` lists the live ones
+ * and remembers every one ever seen, which `killAll()` ends — a worker outliving its primary would
+ * be a leak.
+ */
+export function workerTracker(primaryPid: () => number): { current(): number[]; killAll(): void } {
+  const seen = new Set<number>();
+  return {
+    current() {
+      const pids = childrenOf(primaryPid());
+      for (const pid of pids) seen.add(pid);
+      return pids;
+    },
+    killAll() {
+      for (const pid of seen) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone, as it should be
+        }
+      }
+    },
+  };
+}
+
 /** The ids of the live child processes of `pid` (from /proc). */
 export function childrenOf(pid: number): number[] {
   const children: number[] = [];
