@@ -39,14 +39,16 @@ export async function revoke(services: IntrospectionServices, caller: Client, to
       return;
     }
     case undefined: {
-      const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience }, token, now);
-      // An expired or foreign-signed token is already useless: nothing to revoke.
+      // Kept while a token derived from it may live, which may outlive it: a project token minted
+      // with it up to its expiry by projectTokens.maxTtlSeconds (an application's own token, or one
+      // of a grant with refresh tokens, is renewable: see issueProjectToken). So a token that
+      // expired within that window is still revoked, which ends what was derived from it; one that
+      // expired longer ago, or a foreign-signed one, has nothing left to end.
+      const window = services.config.projectTokens.maxTtlSeconds;
+      const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience, expiredForAtMost: window }, token, now);
       if (!verified || !verified.jti) return;
       if (verified.payload.client_id !== caller.id) throw notYours();
-      // Kept while a token derived from it may live: a project token minted with it up to its
-      // expiry may outlive it by projectTokens.maxTtlSeconds (an application's own token, or one
-      // of a grant with refresh tokens, is renewable: see issueProjectToken).
-      await services.storage.revocations.revokeJti(verified.jti, (verified.payload.exp ?? now) + services.config.projectTokens.maxTtlSeconds);
+      await services.storage.revocations.revokeJti(verified.jti, (verified.payload.exp ?? now) + window);
       services.clientTokenReuse.forget(verified.jti);
       services.audit.record({ at: now, kind: 'token.revoked', outcome: 'success', clientId: caller.id, userId: typeof verified.payload.sub === 'string' && verified.payload.sub !== caller.id ? verified.payload.sub : null, data: { token_type: 'access_token', jti: verified.jti } });
       return;

@@ -169,3 +169,117 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+/**
+ * A token derived from an access token may outlive it: a project token by up to
+ * projectTokens.maxTtlSeconds, a delegated token by up to tokens.accessTokenTtlSeconds. Revoking the
+ * parent after it expired, while something derived from it may still live, ends what was derived
+ * (RFC 7009 §2.1); a parent expired for longer than that has nothing left to end and is ignored.
+ */
+for (const dialect of DIALECTS) {
+  describe(`revoking an expired access token (${dialect})`, () => {
+    let server: TestServer;
+    type Party = { id: string; secret: string };
+    let app: Party;
+    let api: Party;
+    let backOffice: Party;
+    let now = Math.floor(Date.now() / 1000);
+    // Short-lived access tokens; project tokens live longer, up to 30 minutes.
+    const ACCESS_TTL = 120;
+    const PROJECT_MAX_TTL = 1800;
+
+    before(async () => {
+      server = await startTestServer(dialect, {
+        clock: () => now,
+        config: { tokens: { accessTokenTtlSeconds: ACCESS_TTL, clientCredentialsReuseSeconds: 0 }, projectTokens: { maxTtlSeconds: PROJECT_MAX_TTL } },
+      });
+      api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
+      app = await server.client({ name: 'Viewer', grantTypes: ['client_credentials', EXCHANGE], scopes: ['model:read', 'objects:read'] });
+      backOffice = await server.client({ name: 'Back office', grantTypes: ['client_credentials', 'password', EXCHANGE], scopes: ['openid', 'model:read', 'objects:read'], allowImpersonation: true });
+    });
+    after(() => server.close());
+
+    const clientToken = async (client: Party) => {
+      const res = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(client.id, client.secret) } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return (res.body as { access_token: string }).access_token;
+    };
+    const revoke = async (client: Party, token: string) => {
+      const res = await post(`${server.url}/revoke`, { token }, { headers: { authorization: basic(client.id, client.secret) } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    };
+    const introspect = async (token: string) => (await post(`${server.url}/introspect`, { token }, { headers: { authorization: basic(api.id, api.secret) } })).body as Record<string, unknown>;
+    const projectToken = async (token: string, seconds: number) => {
+      const response = await fetch(`${server.url}/projects/p1/access-tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ expires_at: new Date((now + seconds) * 1000).toISOString(), scopes: ['model:read'] }),
+      });
+      const body = (await response.json()) as Record<string, unknown>;
+      assert.equal(response.status, 201, JSON.stringify(body));
+      return body.access_token as string;
+    };
+    const mintStatus = async (token: string) =>
+      (
+        await fetch(`${server.url}/projects/p2/access-tokens`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ expires_at: new Date((now + 60) * 1000).toISOString(), scopes: ['model:read'] }),
+        })
+      ).status;
+    const userinfoStatus = async (token: string) => (await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${token}` } })).status;
+    const atTime = async (at: number, run: () => Promise<void>) => {
+      const start = now;
+      now = at;
+      try {
+        await run();
+      } finally {
+        now = start;
+      }
+    };
+
+    it('ends the project token minted with an access token revoked after it expired, past the sweep', async () => {
+      const own = await clientToken(app);
+      const viewer = await projectToken(own, PROJECT_MAX_TTL);
+      const untouched = await projectToken(await clientToken(app), PROJECT_MAX_TTL);
+      const parentExpiry = decodeJwt(own).exp!;
+      await atTime(parentExpiry + 600, async () => {
+        assert.equal((await introspect(viewer)).active, true, 'the project token outlives the token it was minted with');
+        await revoke(app, own);
+        assert.deepEqual(await introspect(viewer), { active: false }, 'the project token at /introspect');
+        assert.equal(await mintStatus(viewer), 401, 'the project token at /projects');
+        await sweepExpiredRows(server.gatehouse.storage, now, sweepPolicyOf(server.config));
+        assert.deepEqual(await introspect(viewer), { active: false }, 'still ended after the sweep');
+        assert.equal((await introspect(untouched)).active, true, 'a project token minted with another token');
+      });
+    });
+
+    it('ends the impersonation made with a client token revoked after it expired', async () => {
+      // An impersonation lives tokens.accessTokenTtlSeconds from its exchange, past its subject token.
+      const user = await server.user('expired-parent@example.com', 'correct horse battery staple');
+      const own = await clientToken(backOffice);
+      const parentExpiry = decodeJwt(own).exp!;
+      let impersonation = '';
+      await atTime(parentExpiry - 10, async () => {
+        const res = await post(`${server.url}/token`, { grant_type: EXCHANGE, requested_subject: user.id, subject_token: own, subject_token_type: ACCESS_TOKEN, scope: 'openid objects:read' }, { headers: { authorization: basic(backOffice.id, backOffice.secret) } });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        impersonation = (res.body as { access_token: string }).access_token;
+      });
+      await atTime(parentExpiry + 60, async () => {
+        assert.equal((await introspect(impersonation)).active, true, 'the impersonation outlives the token it was made with');
+        await revoke(backOffice, own);
+        assert.deepEqual(await introspect(impersonation), { active: false });
+        assert.equal(await userinfoStatus(impersonation), 401);
+      });
+    });
+
+    it('records nothing for an access token expired longer ago than anything derived from it may live', async () => {
+      const own = await clientToken(app);
+      const jti = decodeJwt(own).jti!;
+      await atTime(decodeJwt(own).exp! + PROJECT_MAX_TTL + 1, async () => {
+        await revoke(app, own);
+        assert.equal(await server.gatehouse.storage.revocations.isJtiRevoked(jti), false);
+      });
+    });
+  });
+}

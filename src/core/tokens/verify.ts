@@ -19,9 +19,15 @@ export interface VerifiedAccessToken {
 /**
  * Verifies an access token this server issued: signature by a published access-token key (so a
  * token of a withdrawn key fails), `typ: at+jwt`, issuer, audience and expiry. Revocation is the
- * caller's to check, since it needs the database.
+ * caller's to check, since it needs the database. `expiredForAtMost` accepts a token that expired
+ * no longer ago than that many seconds: only revocation asks for it (see revoke).
  */
-export async function verifyAccessToken(keys: KeyStore, options: { issuer: string; audience: string }, token: string, now: number): Promise<VerifiedAccessToken | undefined> {
+export async function verifyAccessToken(
+  keys: KeyStore,
+  options: { issuer: string; audience: string; expiredForAtMost?: number },
+  token: string,
+  now: number,
+): Promise<VerifiedAccessToken | undefined> {
   if (token.length > 8192) return undefined;
   try {
     const { payload } = await jwtVerify(
@@ -31,7 +37,7 @@ export async function verifyAccessToken(keys: KeyStore, options: { issuer: strin
         if (!key || key.use !== 'access' || key.alg !== header.alg) throw new Error('unknown key');
         return key.key;
       },
-      { issuer: options.issuer, audience: options.audience, typ: 'at+jwt', currentDate: new Date(now * 1000) },
+      { issuer: options.issuer, audience: options.audience, typ: 'at+jwt', currentDate: new Date(now * 1000), clockTolerance: options.expiredForAtMost ?? 0 },
     );
     return {
       payload,
