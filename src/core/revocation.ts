@@ -41,10 +41,12 @@ export async function revoke(services: IntrospectionServices, caller: Client, to
     case undefined: {
       // Kept while a token derived from it may live, which may outlive it: a project token minted
       // with it up to its expiry by projectTokens.maxTtlSeconds (an application's own token, or one
-      // of a grant with refresh tokens, is renewable: see issueProjectToken). So a token that
-      // expired within that window is still revoked, which ends what was derived from it; one that
-      // expired longer ago, or a foreign-signed one, has nothing left to end.
-      const window = services.config.projectTokens.maxTtlSeconds;
+      // of a grant with refresh tokens, is renewable: see issueProjectToken), a token exchanged for
+      // it (impersonation with it as the client's subject token, delegation with it as actor token)
+      // by up to the lifetime of an access token. So a token that expired within that window is
+      // still revoked, which ends what was derived from it; one that expired longer ago, or a
+      // foreign-signed one, has nothing left to end.
+      const window = Math.max(services.config.projectTokens.maxTtlSeconds, services.config.tokens.accessTokenTtlSeconds);
       const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience, expiredForAtMost: window }, token, now);
       if (!verified || !verified.jti) return;
       if (verified.payload.client_id !== caller.id) throw notYours();

@@ -283,3 +283,81 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+/**
+ * An exchanged token lives tokens.accessTokenTtlSeconds from its exchange, so it outlives the client
+ * token it was made with by up to that long: where that is longer than projectTokens.maxTtlSeconds,
+ * the revocation of that client token is kept, and honoured after it expired, for that long.
+ */
+for (const dialect of DIALECTS) {
+  describe(`revoking a client token whose exchanged tokens outlive it by more than a project token may (${dialect})`, () => {
+    let server: TestServer;
+    let api: { id: string; secret: string };
+    let backOffice: { id: string; secret: string };
+    let userId = '';
+    let now = Math.floor(Date.now() / 1000);
+    const ACCESS_TTL = 600;
+    const PROJECT_MAX_TTL = 120;
+
+    before(async () => {
+      server = await startTestServer(dialect, {
+        clock: () => now,
+        config: { tokens: { accessTokenTtlSeconds: ACCESS_TTL, clientCredentialsReuseSeconds: 0 }, projectTokens: { maxTtlSeconds: PROJECT_MAX_TTL, defaultTtlSeconds: PROJECT_MAX_TTL } },
+      });
+      api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
+      backOffice = await server.client({ name: 'Back office', grantTypes: ['client_credentials', EXCHANGE], scopes: ['openid', 'objects:read'], allowImpersonation: true });
+      userId = (await server.user('impersonated@example.com', PASSWORD)).id;
+    });
+    after(() => server.close());
+
+    const introspect = async (token: string) => (await post(`${server.url}/introspect`, { token }, { headers: { authorization: basic(api.id, api.secret) } })).body as Record<string, unknown>;
+    const call = async (form: Record<string, string>) => {
+      const res = await post(`${server.url}/token`, form, { headers: { authorization: basic(backOffice.id, backOffice.secret) } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return (res.body as { access_token?: string }).access_token;
+    };
+    /** The back office's token, and an impersonation made with it just before it expires. */
+    const madeJustBeforeExpiry = async () => {
+      const own = (await call({ grant_type: 'client_credentials' }))!;
+      const expiry = decodeJwt(own).exp!;
+      const start = now;
+      now = expiry - 10;
+      try {
+        const impersonation = (await call({ grant_type: EXCHANGE, requested_subject: userId, subject_token: own, subject_token_type: ACCESS_TOKEN, scope: 'openid objects:read' }))!;
+        return { own, expiry, impersonation };
+      } finally {
+        now = start;
+      }
+    };
+    const userinfoStatus = async (token: string) => (await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${token}` } })).status;
+
+    it('keeps the revocation of a live client token past the sweep while the impersonation made with it lives', async () => {
+      const { own, expiry, impersonation } = await madeJustBeforeExpiry();
+      const start = now;
+      try {
+        now = expiry - 5;
+        assert.equal((await post(`${server.url}/revoke`, { token: own }, { headers: { authorization: basic(backOffice.id, backOffice.secret) } })).status, 200);
+        now = expiry + PROJECT_MAX_TTL + 60;
+        await sweepExpiredRows(server.gatehouse.storage, now, sweepPolicyOf(server.config));
+        assert.deepEqual(await introspect(impersonation), { active: false }, 'the impersonation after the sweep');
+        assert.equal(await userinfoStatus(impersonation), 401);
+      } finally {
+        now = start;
+      }
+    });
+
+    it('ends the impersonation when its client token is revoked longer after its expiry than a project token may live', async () => {
+      const { own, expiry, impersonation } = await madeJustBeforeExpiry();
+      const start = now;
+      try {
+        now = expiry + PROJECT_MAX_TTL + 60;
+        assert.equal((await introspect(impersonation)).active, true, 'the impersonation outlives its client token');
+        const res = await post(`${server.url}/revoke`, { token: own }, { headers: { authorization: basic(backOffice.id, backOffice.secret) } });
+        assert.equal(res.status, 200);
+        assert.deepEqual(await introspect(impersonation), { active: false });
+      } finally {
+        now = start;
+      }
+    });
+  });
+}
