@@ -133,7 +133,7 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
   const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
   const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
   const [revoked, grant, apiKey, holders] = await Promise.all([
-    derivedFrom.length > 0 ? services.revocations.isAnyJtiRevoked(jti ? [jti, ...derivedFrom] : derivedFrom) : jti ? services.revocations.isJtiRevoked(jti) : false,
+    derivedFrom.length > 0 ? services.revocations.isAnyJtiRevoked([jti, ...derivedFrom]) : services.revocations.isJtiRevoked(jti),
     grantId ? services.storage.grants.find(grantId) : undefined,
     apiKeyId ? services.storage.apiKeys.findById(apiKeyId) : undefined,
     tokenHolders(services, clientId, sub, payload.iat),
@@ -198,7 +198,7 @@ export async function authenticateCaller(services: CallerServices, authorization
     clientId: client.id,
     grantId: verified.grantId,
     apiKeyId: verified.apiKeyId,
-    lineage: verified.jti === undefined ? verified.derivedFrom : [verified.jti, ...verified.derivedFrom],
+    lineage: [verified.jti, ...verified.derivedFrom],
     scopes: heldScopes(verified.scopes, client),
     project: typeof payload.project === 'string' ? payload.project : undefined,
     act,

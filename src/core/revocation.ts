@@ -48,7 +48,7 @@ export async function revoke(services: IntrospectionServices, caller: Client, to
       // foreign-signed one, has nothing left to end.
       const window = Math.max(services.config.projectTokens.maxTtlSeconds, services.config.tokens.accessTokenTtlSeconds);
       const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience, expiredForAtMost: window }, token, now);
-      if (!verified || !verified.jti) return;
+      if (!verified) return;
       if (verified.payload.client_id !== caller.id) throw notYours();
       await services.storage.revocations.revokeJti(verified.jti, (verified.payload.exp ?? now) + window);
       services.clientTokenReuse.forget(verified.jti);
