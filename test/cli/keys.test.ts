@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { basic, post } from '../support/server.ts';
-import { cliJson, databaseEnv, ROOT, startServe, waitFor, writeConfig, type Env, type ServeProcess } from './support.ts';
+import { cliJson, databaseEnv, oneLine, ROOT, runCli, startServe, waitFor, writeConfig, type Env, type ServeProcess } from './support.ts';
 
 interface KeyRow {
   kid: string;
@@ -70,7 +70,7 @@ for (const dialect of DIALECTS) {
     const rotateAndWait = async (): Promise<{ before: KeyRow[]; after: KeyRow[]; newToken: string; published: JSONWebKeySet }> => {
       const before = await cliJson<KeyRow[]>(['keys', 'list'], env);
       const next = only(before, 'access', 'next');
-      const after = await cliJson<KeyRow[]>(['keys', 'rotate'], env);
+      const after = await cliJson<KeyRow[]>(['keys', 'rotate', '--force'], env);
       const newToken = await waitFor('the server to sign with the rotated key', async () => {
         const jwt = await token();
         return decodeProtectedHeader(jwt).kid === next.kid ? jwt : undefined;
@@ -82,6 +82,17 @@ for (const dialect of DIALECTS) {
       });
       return { before, after, newToken, published };
     };
+
+    it('refuses to rotate while the next keys are younger than keys.reloadIntervalSeconds plus the JWKS cache time, changing nothing', async () => {
+      const before = await cliJson<KeyRow[]>(['keys', 'list'], env);
+      const refused = await runCli(['keys', 'rotate'], env);
+      assert.equal(refused.code, 1, oneLine(refused));
+      assert.equal(refused.stdout, '');
+      assert.match(refused.stderr, /^gatehouse: the next (access|id) key \S+ was published \d+ s ago, and may sign only once resource servers can have fetched it, 61 s after it was published \(keys\.reloadIntervalSeconds plus the JWKS's 60 s cache time\): rotate after \S+Z, or now with --force in an emergency/);
+      assert.equal(refused.stderr.trim().split('\n').length, 1, 'one line');
+      assert.deepEqual(await cliJson<KeyRow[]>(['keys', 'list'], env), before);
+      assert.equal(((await (await fetch(`${server.url}/jwks.json`)).json()) as JSONWebKeySet).keys.length, 4, 'nothing new published');
+    });
 
     it('keeps tokens signed before a rotation verifiable and signs new ones with the key published as next', async () => {
       const rowsBefore = await cliJson<KeyRow[]>(['keys', 'list'], env);
@@ -203,7 +214,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(decodeProtectedHeader(before), { alg: 'ES256', kid: active.kid, typ: 'at+jwt' });
       assert.ok((await jwks()).keys.some((k) => k.kid === next.kid && k.alg === 'EdDSA' && k.kty === 'OKP'));
 
-      await cliJson(['keys', 'rotate'], env);
+      await cliJson(['keys', 'rotate', '--force'], env);
       const after = await waitFor('the server to sign with the EdDSA key', async () => {
         const jwt = await token();
         return decodeProtectedHeader(jwt).kid === next.kid ? jwt : undefined;
@@ -250,7 +261,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await idTokenAlg(), 'RS256');
       assert.deepEqual(await advertised(), ['RS256', 'ES256']);
 
-      await cliJson(['keys', 'rotate'], env);
+      await cliJson(['keys', 'rotate', '--force'], env);
       await waitFor('the server to sign ID tokens with the ES256 key', async () => ((await idTokenAlg()) === 'ES256' ? true : undefined));
       assert.deepEqual(await advertised(), ['ES256']);
     });

@@ -56,6 +56,7 @@ const VALID_BODIES: Record<string, unknown> = {
   createUser: { email: 'never@example.com', password: 'a long enough password' },
   resetUserPassword: { password: 'never set password' },
   updateUser: { name: 'Never renamed', email: 'never-moved@example.com', email_verified: true },
+  rotateSigningKeys: { force: false },
 };
 
 for (const dialect of DIALECTS) {
@@ -308,7 +309,11 @@ for (const dialect of DIALECTS) {
         return [{ label: 'the keys', method: 'GET', path: '/keys', expect: 200 }];
       },
       async rotateSigningKeys() {
-        return [{ label: 'a rotation', method: 'POST', path: '/keys/rotate', expect: 200 }];
+        return [
+          { label: 'a rotation of next keys published moments ago', method: 'POST', path: '/keys/rotate', expect: 409 },
+          { label: 'a forced rotation', method: 'POST', path: '/keys/rotate', body: { force: true }, expect: 200 },
+          { label: 'force no boolean', method: 'POST', path: '/keys/rotate', body: { force: 'yes' }, expect: 400 },
+        ];
       },
       async listAuditEvents() {
         const first = await send({ label: '', method: 'GET', path: '/audit-events', query: 'limit=1', expect: 200 });

@@ -1030,7 +1030,14 @@ for (const dialect of DIALECTS) {
         const next = listed.body.keys.find((k: { use: string; state: string }) => k.use === 'access' && k.state === 'next');
         const active = listed.body.keys.find((k: { use: string; state: string }) => k.use === 'access' && k.state === 'active');
 
-        const rotated = await api('POST', '/keys/rotate', as('admin:tokens'));
+        // The next keys were published at start-up, moments ago: resource servers may not have them yet.
+        const stored = await server.gatehouse.storage.keys.listAll();
+        const early = await api('POST', '/keys/rotate', as('admin:tokens'));
+        assertProblem(early, 409);
+        assert.match(early.body.detail, /rotate after .*"force": true/);
+        assert.deepEqual(await server.gatehouse.storage.keys.listAll(), stored, 'nothing rotated');
+
+        const rotated = await api('POST', '/keys/rotate', { ...as('admin:tokens'), body: { force: true } });
         assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
         const state = (kid: string) => rotated.body.keys.find((k: { kid: string }) => k.kid === kid)?.state;
         assert.equal(state(next.kid), 'active');

@@ -44,7 +44,7 @@ describe('client-credentials token reuse window', () => {
 
   it('signs a new token after a key rotation', async () => {
     const before = await token('model:read');
-    await server.gatehouse.keys.rotate(now);
+    await server.gatehouse.keys.rotate(now, { force: true });
     const after = await token('model:read');
     assert.notEqual(after.body.access_token, before.body.access_token);
   });

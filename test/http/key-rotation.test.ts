@@ -41,7 +41,7 @@ for (const dialect of DIALECTS) {
 
     it('publishes the retired key until a token the other instance signed with it before re-reading the keys has expired: userinfo answers it to the end', async () => {
       const signedBefore = decodeProtectedHeader((await post(`${second.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'openid profile' }, { headers: { authorization: basic(client.id, client.secret) } })).body.access_token).kid;
-      await first.gatehouse.keys.rotate(now);
+      await first.gatehouse.keys.rotate(now, { force: true });
 
       // Within its reload interval the second instance has not read the rotation yet.
       now += 50 * 60;
@@ -89,8 +89,88 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await server.gatehouse.storage.keys.listAll(), stored, 'no key replaced nor added');
 
       const next = stored.find((key) => key.use === 'id' && key.state === 'next')!;
-      await server.gatehouse.keys.rotate(Math.floor(Date.now() / 1000));
+      await server.gatehouse.keys.rotate(Math.floor(Date.now() / 1000), { force: true });
       assert.equal(server.gatehouse.keys.signingKey('id').kid, next.kid);
+    });
+  });
+}
+
+/**
+ * A key signs only once resource servers can have fetched it: instances serve it from their next
+ * reload on, and resource servers keep the JWKS for its max-age (60 s). Two rotations in a row
+ * would otherwise make a key sign seconds after it was first published.
+ */
+for (const dialect of DIALECTS) {
+  describe(`a rotation whose next key was published moments ago (${dialect})`, () => {
+    let now = Math.floor(Date.now() / 1000);
+    let server: TestServer;
+    let token: string;
+    const RELOAD = 10;
+    const MINIMUM_AGE = RELOAD + 60;
+
+    before(async () => {
+      server = await startTestServer(dialect, { clock: () => now, background: false, config: { keys: { reloadIntervalSeconds: RELOAD } } });
+      const admin = await server.client({ name: 'Back office', scopes: ['admin:tokens'], isAdmin: true });
+      const issued = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      assert.equal(issued.status, 200, JSON.stringify(issued.body));
+      token = issued.body.access_token;
+    });
+    after(() => server?.close());
+
+    const rotate = async (body?: unknown) => {
+      const response = await fetch(`${server.url}/admin/v1/keys/rotate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: response.status, body: (await response.json()) as any };
+    };
+    const signingKid = async () => decodeProtectedHeader(token).kid;
+    const nextOf = async (use: string) => (await server.gatehouse.storage.keys.listAll()).find((k) => k.use === use && k.state === 'next')!;
+
+    it('refuses it with 409 and changes nothing, until the next key has been published for the reload interval plus the JWKS cache time', async () => {
+      assert.ok(await signingKid());
+      const stored = await server.gatehouse.storage.keys.listAll();
+      const jwks = await (await fetch(`${server.url}/jwks.json`)).text();
+
+      // The next keys were published at the first start, moments ago.
+      now += MINIMUM_AGE - 1;
+      const refused = await rotate();
+      assert.equal(refused.status, 409, JSON.stringify(refused.body));
+      assert.match(refused.body.detail, new RegExp(`may sign only once resource servers can have fetched it, ${MINIMUM_AGE} s after it was published`));
+      assert.match(refused.body.detail, /"force": true/);
+      assert.deepEqual(await server.gatehouse.storage.keys.listAll(), stored, 'no key promoted, retired nor added');
+      assert.equal(await (await fetch(`${server.url}/jwks.json`)).text(), jwks);
+
+      now += 1;
+      const next = await nextOf('access');
+      const rotated = await rotate();
+      assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+      assert.equal(server.gatehouse.keys.signingKey('access').kid, next.kid, 'the key published long enough signs');
+    });
+
+    it('refuses a second rotation right after the first, since its next key was published by the first', async () => {
+      const stored = await server.gatehouse.storage.keys.listAll();
+      const signing = server.gatehouse.keys.signingKey('access').kid;
+      now += 5;
+      const refused = await rotate({});
+      assert.equal(refused.status, 409, JSON.stringify(refused.body));
+      assert.match(refused.body.detail, /was published 5 s ago/);
+      assert.deepEqual(await server.gatehouse.storage.keys.listAll(), stored);
+      assert.equal(server.gatehouse.keys.signingKey('access').kid, signing, 'the active key still signs');
+    });
+
+    it('rotates at once when forced, for an emergency, and records that it was forced', async () => {
+      const next = await nextOf('access');
+      const idNext = await nextOf('id');
+      const rotated = await rotate({ force: true });
+      assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+      assert.equal(server.gatehouse.keys.signingKey('access').kid, next.kid);
+      assert.equal(server.gatehouse.keys.signingKey('id').kid, idNext.kid);
+      await server.gatehouse.audit.flush();
+      const events = await server.gatehouse.storage.audit.query({ kind: 'admin.keys.rotated', limit: 10 });
+      assert.deepEqual(events.map((e) => e.data.forced ?? false), [true, false], 'the forced rotation, then the one before (newest first)');
+      assert.equal((await rotate({ force: 'yes' })).status, 400, 'force is a boolean');
     });
   });
 }

@@ -592,7 +592,7 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
     it('just works: tokens of the new key verify without restarting the authenticator, and earlier ones still do', async () => {
       const earlier = (await userTokens()).access_token!;
       await authenticator.authenticate(bearer(earlier));
-      await server.gatehouse.keys.rotate(server.gatehouse.clock());
+      await server.gatehouse.keys.rotate(server.gatehouse.clock(), { force: true });
       const later = (await userTokens()).access_token!;
       assert.notEqual(decodeProtectedHeader(later).kid, decodeProtectedHeader(earlier).kid, 'the new token is signed by another key');
       assert.equal((await authenticator.authenticate(bearer(later))).subject, userId);
@@ -610,8 +610,8 @@ describe('resource-server SDK (gatehouse/resource) against a real Gatehouse', ()
       assert.equal(requests('/jwks.json'), 1, 'no refetch within the cooldown');
 
       // Two rotations activate a key made after the authenticator's fetch, so it has never seen it.
-      await server.gatehouse.keys.rotate(server.gatehouse.clock());
-      await server.gatehouse.keys.rotate(server.gatehouse.clock());
+      await server.gatehouse.keys.rotate(server.gatehouse.clock(), { force: true });
+      await server.gatehouse.keys.rotate(server.gatehouse.clock(), { force: true });
       const unseen = (await userTokens()).access_token!;
       t.mock.timers.enable({ apis: ['Date'], now: Date.now() + 31_000 });
       assert.equal((await fresh.authenticate(bearer(unseen))).subject, userId);

@@ -1350,6 +1350,19 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().keys.listAll(), before);
       });
 
+      it('returns false and changes nothing when the next key was published after the given time', async () => {
+        await storage().keys.insert(aKey('access', 'active'));
+        const next = aKey('access', 'next', { createdAt: NOW - 30 });
+        await storage().keys.insert(next);
+        const before = await storage().keys.listAll();
+
+        assert.equal(await storage().keys.rotate('access', aKey('access', 'next', { createdAt: NOW }), NOW, NOW + HOUR, NOW - 31), false);
+        assert.deepEqual(await storage().keys.listAll(), before);
+
+        assert.equal(await storage().keys.rotate('access', aKey('access', 'next', { createdAt: NOW }), NOW, NOW + HOUR, NOW - 30), true, 'published at that time is old enough');
+        assert.equal((await storage().keys.listAll()).find((key) => key.kid === next.kid)?.state, 'active');
+      });
+
       it('keeps one active and one next key when two rotations race, a losing rotation publishing nothing', async () => {
         await storage().keys.insert(aKey('access', 'active'));
         await storage().keys.insert(aKey('access', 'next'));

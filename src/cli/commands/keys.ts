@@ -1,30 +1,49 @@
+import { parseArgs } from 'node:util';
+import { KeyOperationError } from '../../core/tokens/keys.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { recordCliAction } from '../audit-trail.ts';
-import { argumentsOf, isoTime, optionalIsoTime, table, UsageError, type Output, type Run } from '../output.ts';
+import { argumentsOf, exactly, isoTime, optionalIsoTime, table, UsageError, type Output, type Run } from '../output.ts';
 
 export const keysUsage = `gatehouse keys list [--json]
-gatehouse keys rotate [--json]`;
+gatehouse keys rotate [--force] [--json]`;
 
 export function keysCommand(args: string[]): Run {
   const [sub, ...rest] = args;
-  if (sub !== 'rotate' && sub !== 'list') throw new UsageError(`unknown keys command "${sub ?? ''}"`);
-  argumentsOf(`keys ${sub}`, rest, []);
-  return async (gatehouse, out) => showKeys(gatehouse, sub, out);
+  switch (sub) {
+    case 'list':
+      argumentsOf('keys list', rest, []);
+      return async (gatehouse, out) => showKeys(gatehouse, out);
+    case 'rotate': {
+      const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { force: { type: 'boolean' }, json: { type: 'boolean' } } });
+      exactly('keys rotate', positionals, []);
+      return async (gatehouse, out) => {
+        const force = values.force === true;
+        try {
+          await gatehouse.keys.rotate(gatehouse.clock(), { force });
+        } catch (error) {
+          if (error instanceof KeyOperationError && error.code === 'next_key_too_young') {
+            throw new Error(`${error.message}, or now with --force in an emergency (a leaked key): resource servers may refuse the new key's tokens until they fetch the JWKS again`);
+          }
+          throw error;
+        }
+        recordCliAction(gatehouse, 'keys.rotated', force ? { data: { forced: true } } : {});
+        await showKeys(gatehouse, out, 'rotated: the next keys now sign; the previous ones stay published until their tokens expire');
+      };
+    }
+    default:
+      throw new UsageError(`unknown keys command "${sub ?? ''}"`);
+  }
 }
 
-async function showKeys(gatehouse: Gatehouse, sub: 'rotate' | 'list', out: Output): Promise<void> {
+async function showKeys(gatehouse: Gatehouse, out: Output, heading?: string): Promise<void> {
   const now = gatehouse.clock();
-  if (sub === 'rotate') {
-    await gatehouse.keys.rotate(now);
-    recordCliAction(gatehouse, 'keys.rotated');
-  }
   const keys = await gatehouse.storage.keys.listAll();
   const rows = keys
     .filter((k) => k.state !== 'retired' || (k.expiresAt ?? 0) > now)
     .map((k) => ({ kid: k.kid, use: k.use, alg: k.alg, state: k.state, created_at: isoTime(k.createdAt), activated_at: optionalIsoTime(k.activatedAt), retired_at: optionalIsoTime(k.retiredAt), published_until: optionalIsoTime(k.expiresAt) }));
   out.print(rows, () =>
     [
-      ...(sub === 'rotate' ? ['rotated: the next keys now sign; the previous ones stay published until their tokens expire', ''] : []),
+      ...(heading ? [heading, ''] : []),
       table([['KID', 'USE', 'ALG', 'STATE', 'CREATED', 'PUBLISHED UNTIL'], ...rows.map((r) => [r.kid, r.use, r.alg, r.state, r.created_at, r.published_until ?? '-'])]),
     ].join('\n'),
   );

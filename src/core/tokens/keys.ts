@@ -9,6 +9,23 @@ export interface SigningKey {
   key: KeyObject;
 }
 
+/**
+ * How long the JWKS may be kept by resource servers and the caches between (its `Cache-Control`
+ * max-age). A key must have been published this long, plus an instance's reload interval, before it
+ * signs: only then has every resource server that honours the header been able to fetch it.
+ */
+export const JWKS_MAX_AGE_SECONDS = 60;
+
+/** Why a key operation was refused; `code` is stable, the message is for people. */
+export class KeyOperationError extends Error {
+  override name = 'KeyOperationError';
+  readonly code: 'next_key_too_young' | 'rotation_raced';
+  constructor(code: KeyOperationError['code'], message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
 interface PublishedKey {
   record: SigningKeyRecord;
   publicKey: KeyObject;
@@ -27,6 +44,7 @@ export class KeyStore {
   #secretSource: string;
   #algorithms: Record<KeyUse, SigningAlgorithm>;
   #retiredLifetimeSeconds: number;
+  #minimumNextKeyAgeSeconds: number;
   #active = new Map<KeyUse, SigningKey>();
   #published = new Map<string, PublishedKey>();
   #jwksJson = '{"keys":[]}';
@@ -46,6 +64,14 @@ export class KeyStore {
     // after the rotation, so that interval is added too.
     this.#retiredLifetimeSeconds =
       Math.max(config.tokens.accessTokenTtlSeconds, config.tokens.idTokenTtlSeconds, config.projectTokens.maxTtlSeconds) + 300 + Math.ceil(config.keys.reloadIntervalSeconds);
+    // Every instance serves a new key from its next reload on; every resource server that honours
+    // the JWKS's max-age has fetched it one max-age after that.
+    this.#minimumNextKeyAgeSeconds = Math.ceil(config.keys.reloadIntervalSeconds) + JWKS_MAX_AGE_SECONDS;
+  }
+
+  /** How long a `next` key must have been published before a rotation may make it sign (unless forced). */
+  get minimumNextKeyAgeSeconds(): number {
+    return this.#minimumNextKeyAgeSeconds;
   }
 
   /** Loads the keys, generating the first active and next key of each use on an empty database. */
@@ -147,15 +173,41 @@ export class KeyStore {
   /**
    * Promotes the `next` key of each use to `active`, retires the active one and publishes a new
    * `next`. Tokens signed before keep verifying: the retired key stays in the JWKS.
+   *
+   * A next key published less than `minimumNextKeyAgeSeconds` ago is refused, changing nothing:
+   * instances that have not re-read the keys leave it out of their JWKS, and resource servers that
+   * cached the JWKS before it was published would refuse what it signs (two rotations in a row made
+   * a key sign seconds after it appeared). `force` promotes it anyway, for an emergency such as a
+   * leaked active key: better some tokens refused for a minute than a leaked key signing on.
    */
-  async rotate(now: number, uses: KeyUse[] = ['access', 'id']): Promise<void> {
+  async rotate(now: number, options: { uses?: KeyUse[]; force?: boolean } = {}): Promise<void> {
+    const uses = options.uses ?? ['access', 'id'];
+    const publishedBefore = options.force ? Number.POSITIVE_INFINITY : now - this.#minimumNextKeyAgeSeconds;
+    if (!options.force) {
+      // Checked for every use before any changes, so that a refusal leaves all of them as they were.
+      const records = await this.#repository.listPublished(now);
+      for (const use of uses) {
+        const next = records.find((r) => r.use === use && r.state === 'next');
+        if (next && next.createdAt > publishedBefore) throw this.#tooYoung(next, now);
+      }
+    }
     for (const use of uses) {
       const next = await this.#generate(use, 'next', now);
-      if (!(await this.#repository.rotate(use, next, now, now + this.#retiredLifetimeSeconds))) {
-        throw new Error(`no next ${use} key to promote; another rotation may be running`);
+      if (!(await this.#repository.rotate(use, next, now, now + this.#retiredLifetimeSeconds, publishedBefore))) {
+        throw new KeyOperationError('rotation_raced', `no next ${use} key old enough to promote: another rotation may have run meanwhile`);
       }
     }
     await this.reload(now);
+  }
+
+  #tooYoung(next: SigningKeyRecord, now: number): KeyOperationError {
+    const age = Math.max(0, now - next.createdAt);
+    const ready = new Date((next.createdAt + this.#minimumNextKeyAgeSeconds) * 1000).toISOString();
+    return new KeyOperationError(
+      'next_key_too_young',
+      `the next ${next.use} key ${next.kid} was published ${age} s ago, and may sign only once resource servers can have fetched it, ${this.#minimumNextKeyAgeSeconds} s after it was published ` +
+        `(keys.reloadIntervalSeconds plus the JWKS's ${JWKS_MAX_AGE_SECONDS} s cache time): rotate after ${ready}`,
+    );
   }
 
   /**

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { SigningKeyRecord } from '../../storage/repositories/keys.ts';
+import { KeyOperationError } from '../../core/tokens/keys.ts';
 import { conflict } from './problems.ts';
-import { iso, operation, optionalTimestamp, recordAdminAction, timestamp } from './support.ts';
+import { emptyBodyAsObject, iso, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Signing keys';
 const SCOPE = 'admin:tokens';
@@ -33,24 +34,32 @@ export async function keyRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pro
     published(gatehouse.clock()),
   );
 
-  app.post(
+  app.post<{ Body: { force?: boolean } }>(
     '/keys/rotate',
     {
       ...operation(TAG, SCOPE, 'rotateSigningKeys', 'Rotate signing keys', {
-        description: 'For access and ID tokens alike, the next key starts signing, the active key is retired (still published until its tokens expire) and a new next key is published. Other instances pick the rotation up within `keys.reloadIntervalSeconds`.',
+        description:
+          'For access and ID tokens alike, the next key starts signing, the active key is retired (still published until its tokens expire) and a new next key is published. Other instances pick the rotation up within `keys.reloadIntervalSeconds`. ' +
+          'A next key signs only once resource servers can have fetched it: a rotation less than `keys.reloadIntervalSeconds` plus 60 s (the JWKS cache time) after its next key was published — after the previous rotation, or the first start — is refused with 409 and changes nothing, unless `force` is true. The body is optional.',
         problems: [409],
       }),
-      schema: { response: { 200: keysResponse } },
+      preValidation: emptyBodyAsObject,
+      schema: {
+        body: requestBody({ force: { type: 'boolean', description: 'Rotate even though the next key was published moments ago, in an emergency (a leaked active key): resource servers that have not fetched the JWKS since may refuse the new key’s tokens until they do.' } }),
+        response: { 200: keysResponse },
+      },
     },
     async (request) => {
       const now = gatehouse.clock();
+      const force = request.body.force === true;
       try {
-        await gatehouse.keys.rotate(now);
+        await gatehouse.keys.rotate(now, { force });
       } catch (error) {
-        if (/another rotation/.test((error as Error).message)) throw conflict((error as Error).message);
+        if (error instanceof KeyOperationError && error.code === 'next_key_too_young') throw conflict(`${error.message}, or now with "force": true in an emergency (a leaked key)`);
+        if (error instanceof KeyOperationError) throw conflict(error.message);
         throw error;
       }
-      recordAdminAction(gatehouse, request, 'admin.keys.rotated');
+      recordAdminAction(gatehouse, request, 'admin.keys.rotated', force ? { data: { forced: true } } : {});
       return published(now);
     },
   );

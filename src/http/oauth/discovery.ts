@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { authorizationServerMetadata, openIdConfiguration } from '../../core/discovery.ts';
+import { JWKS_MAX_AGE_SECONDS } from '../../core/tokens/keys.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { refuseOtherMethods } from './errors.ts';
 
@@ -17,8 +18,9 @@ export async function discoveryRoutes(app: FastifyInstance, { gatehouse }: { gat
   app.get('/.well-known/openid-configuration', async (_request, reply) => reply.headers(cacheable).send(openIdConfiguration(inputs())));
   app.get('/jwks.json', async (_request, reply) =>
     reply
-      // Short, so a rotation's next key reaches resource servers well before it signs.
-      .headers({ 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=60' })
+      // Short, so a rotation's next key reaches resource servers well before it signs (a rotation
+      // waits for it), and a withdrawn key leaves their caches soon.
+      .headers({ 'content-type': 'application/jwk-set+json', 'cache-control': `public, max-age=${JWKS_MAX_AGE_SECONDS}` })
       .send(gatehouse.keys.jwksJson),
   );
   for (const url of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration', '/jwks.json']) refuseOtherMethods(app, url, ['GET'], 'metadata endpoint');

@@ -53,11 +53,12 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
         throw error;
       }
     },
-    async rotate(use, newNext, now, retiredExpiresAt) {
+    async rotate(use, newNext, now, retiredExpiresAt, publishedBefore = Number.POSITIVE_INFINITY) {
       try {
         return await db.transaction().execute(async (trx) => {
-          const next = await trx.selectFrom('signing_keys').select('kid').where('use', '=', use).where('state', '=', 'next').executeTakeFirst();
-          if (!next) return false;
+          const next = await trx.selectFrom('signing_keys').select(['kid', 'created_at']).where('use', '=', use).where('state', '=', 'next').executeTakeFirst();
+          // A next key published moments ago is the one another rotation just made.
+          if (!next || next.created_at > publishedBefore) return false;
           // Retire first: the database allows one active key per use at a time.
           await trx
             .updateTable('signing_keys')

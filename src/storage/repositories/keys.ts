@@ -23,9 +23,10 @@ export interface SigningKeyRepository {
   /**
    * Rotation for one use, in one transaction: the `next` key becomes `active`, the active key
    * becomes `retired` until `retiredExpiresAt`, and `newNext` is published. Returns false (changing
-   * nothing) when another rotation won the race.
+   * nothing) when another rotation won the race, or when the next key was published after
+   * `publishedBefore` (its `createdAt`): a key must be published a while before it signs.
    */
-  rotate(use: KeyUse, newNext: SigningKeyRecord, now: number, retiredExpiresAt: number): Promise<boolean>;
+  rotate(use: KeyUse, newNext: SigningKeyRecord, now: number, retiredExpiresAt: number, publishedBefore?: number): Promise<boolean>;
   /**
    * Replaces the `next` key of `newNext.use` with `newNext` when the next key is of another
    * algorithm (the configured one changed). The replaced key never signed anything: it is deleted.
