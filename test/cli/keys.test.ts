@@ -151,6 +151,34 @@ for (const dialect of DIALECTS) {
       assert.equal(listed.find((k) => k.kid === next.kid)?.state, 'active');
     });
 
+    it('withdraws a key: the running server drops it from the JWKS, stops signing with it and refuses its tokens', async () => {
+      const signed = await token();
+      const leaked = decodeProtectedHeader(signed).kid!;
+      const rows = await cliJson<KeyRow[]>(['keys', 'list'], env);
+      assert.equal(only(rows, 'access', 'active').kid, leaked);
+      const next = only(rows, 'access', 'next');
+      const introspect = async (jwt: string) => (await post(`${server.url}/introspect`, { token: jwt }, { headers: { authorization: basic(client.client_id, client.client_secret) } })).body.active as boolean;
+      assert.equal(await introspect(signed), true);
+
+      const human = await runCli(['keys', 'withdraw', leaked], env);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, new RegExp(`^withdrawn: ${leaked} left the JWKS and the tokens it signed are refused; the next access key signs now`));
+      const listed = await cliJson<KeyRow[]>(['keys', 'list'], env);
+      assert.equal(listed.some((k) => k.kid === leaked), false);
+      assert.equal(only(listed, 'access', 'active').kid, next.kid);
+
+      await waitFor('the server to drop the withdrawn key', async () => ((await jwks()).keys.some((k) => k.kid === leaked) ? undefined : true));
+      assert.equal(await introspect(signed), false, 'its tokens are refused');
+      await waitFor('the server to sign with the key that took over', async () => (decodeProtectedHeader(await token()).kid === next.kid ? true : undefined));
+      const tail = await runCli(['audit', 'tail', '--limit', '50', '--json'], env);
+      const events = tail.stdout.trim().split('\n').map((line) => JSON.parse(line) as { kind: string; data: Record<string, unknown> });
+      assert.ok(events.some((e) => e.kind === 'keys.withdrawn' && e.data.kid === leaked && e.data.by === 'cli' && e.data.state === 'active'), JSON.stringify(events));
+
+      const again = await runCli(['keys', 'withdraw', leaked], env);
+      assert.equal(again.code, 1);
+      assert.equal(again.stderr, `gatehouse: no published signing key has the kid ${leaked}\n`);
+    });
+
     it('keeps every retired key published across further rotations', async () => {
       const firstToken = await token();
       const { newToken: secondToken } = await rotateAndWait();

@@ -42,6 +42,7 @@ const RACES: Record<string, number[]> = {
   createApiKey: [409],
   revokeApiKey: [409],
   rotateSigningKeys: [409],
+  withdrawSigningKey: [409],
 };
 
 // Answered only while the database does not answer: the walk of an outage below provokes it (PostgreSQL).
@@ -103,7 +104,9 @@ for (const dialect of DIALECTS) {
       const grantId = await grantOf(user.email);
       const now = server.gatehouse.clock();
       await server.gatehouse.storage.sessions.create({ digest: `bystander-${user.id}`, sid: `bystander-${user.id}`, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600 });
-      return { clientId: client.id, secretId, keyId: key.id, userId: user.id, grantId };
+      // The next ID-token key: withdrawing the active access key would end the walk's own tokens.
+      const kid = (await server.gatehouse.storage.keys.listAll()).find((k) => k.use === 'id' && k.state === 'next')!.kid;
+      return { clientId: client.id, secretId, keyId: key.id, userId: user.id, grantId, kid };
     };
 
     /** Signs `email` in through the password grant; the id of the grant that made. */
@@ -315,6 +318,13 @@ for (const dialect of DIALECTS) {
           { label: 'force no boolean', method: 'POST', path: '/keys/rotate', body: { force: 'yes' }, expect: 400 },
         ];
       },
+      async withdrawSigningKey() {
+        const { kid } = await bystanders();
+        return [
+          { label: 'a next key', method: 'POST', path: '/keys/{kid}/withdraw', params: { kid }, expect: 200 },
+          { label: 'the same key again', method: 'POST', path: '/keys/{kid}/withdraw', params: { kid }, expect: 404 },
+        ];
+      },
       async listAuditEvents() {
         const first = await send({ label: '', method: 'GET', path: '/audit-events', query: 'limit=1', expect: 200 });
         return [
@@ -488,6 +498,7 @@ describe('admin API as its OpenAPI document says, while the database does not an
       keyId: (await gatehouse.apiKeys.create(record, { name: 'Target key' }, now)).key.id,
       userId: user.id,
       grantId,
+      kid: (await gatehouse.storage.keys.listAll()).find((k) => k.use === 'id' && k.state === 'next')!.kid,
     });
   });
   after(() => server?.close());

@@ -55,6 +55,7 @@ const ENDPOINTS: { method: string; path: string; scope: Scope; body?: Record<str
   { method: 'POST', path: '/grants/{grantId}/revoke', scope: 'admin:tokens' },
   { method: 'GET', path: '/keys', scope: 'admin:tokens' },
   { method: 'POST', path: '/keys/rotate', scope: 'admin:tokens' },
+  { method: 'POST', path: '/keys/{kid}/withdraw', scope: 'admin:tokens' },
   { method: 'GET', path: '/audit-events', scope: 'admin:tokens' },
 ];
 
@@ -165,7 +166,8 @@ for (const dialect of DIALECTS) {
         const secretId = (await server.gatehouse.storage.clients.listSecrets(viewer.id))[0]!.id;
         const keyId = (await server.gatehouse.storage.apiKeys.listForClient(viewer.id))[0]!.id;
         const grantId = (await server.gatehouse.storage.grants.list({ userId: adaId }))[0]!.id;
-        const ids: Record<string, string> = { clientId: viewer.id, secretId, keyId, userId: adaId, grantId };
+        const kid = (await server.gatehouse.storage.keys.listAll()).find((k) => k.state === 'active')!.kid;
+        const ids: Record<string, string> = { clientId: viewer.id, secretId, keyId, userId: adaId, grantId, kid };
         const snapshot = async () =>
           JSON.stringify({
             clients: await server.gatehouse.storage.clients.list(),

@@ -1363,6 +1363,39 @@ for (const dialect of DIALECTS) {
         assert.equal((await storage().keys.listAll()).find((key) => key.kid === next.kid)?.state, 'active');
       });
 
+      it('withdraws an active key: unpublished at once, the next key promoted, the new next published', async () => {
+        const active = aKey('access', 'active');
+        const next = aKey('access', 'next');
+        const idActive = aKey('id', 'active');
+        for (const key of [active, next, idActive]) await storage().keys.insert(key);
+        const newNext = aKey('access', 'next', { createdAt: NOW });
+
+        assert.equal(await storage().keys.withdraw(active.kid, 'active', newNext, NOW), true);
+
+        const byKid = new Map((await storage().keys.listAll()).map((key) => [key.kid, key]));
+        assert.deepEqual(byKid.get(active.kid), { ...active, state: 'retired', retiredAt: NOW, expiresAt: NOW });
+        assert.deepEqual(byKid.get(next.kid), { ...next, state: 'active', activatedAt: NOW });
+        assert.deepEqual(byKid.get(newNext.kid), newNext);
+        assert.deepEqual(byKid.get(idActive.kid), idActive, 'the other use is untouched');
+        assert.deepEqual(kids(await storage().keys.listPublished(NOW)), kids([next, newNext, idActive]));
+      });
+
+      it('withdraws a retired key before its time, and refuses (changing nothing) a key no longer in the state given or no next key to promote', async () => {
+        const retired = aKey('access', 'retired', { retiredAt: NOW - HOUR, expiresAt: NOW + HOUR });
+        const active = aKey('access', 'active');
+        for (const key of [retired, active]) await storage().keys.insert(key);
+
+        assert.equal(await storage().keys.withdraw(retired.kid, 'retired', undefined, NOW), true);
+        assert.deepEqual((await storage().keys.listAll()).find((key) => key.kid === retired.kid), { ...retired, expiresAt: NOW });
+        assert.deepEqual(kids(await storage().keys.listPublished(NOW)), kids([active]));
+
+        const before = await storage().keys.listAll();
+        assert.equal(await storage().keys.withdraw(retired.kid, 'retired', undefined, NOW + 1), false, 'withdrawn already');
+        assert.equal(await storage().keys.withdraw(active.kid, 'next', aKey('access', 'next', { createdAt: NOW }), NOW), false, 'not in that state');
+        assert.equal(await storage().keys.withdraw(active.kid, 'active', aKey('access', 'next', { createdAt: NOW }), NOW), false, 'no next key to take over');
+        assert.deepEqual(await storage().keys.listAll(), before);
+      });
+
       it('keeps one active and one next key when two rotations race, a losing rotation publishing nothing', async () => {
         await storage().keys.insert(aKey('access', 'active'));
         await storage().keys.insert(aKey('access', 'next'));

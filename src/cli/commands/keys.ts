@@ -5,7 +5,8 @@ import { recordCliAction } from '../audit-trail.ts';
 import { argumentsOf, exactly, isoTime, optionalIsoTime, table, UsageError, type Output, type Run } from '../output.ts';
 
 export const keysUsage = `gatehouse keys list [--json]
-gatehouse keys rotate [--force] [--json]`;
+gatehouse keys rotate [--force] [--json]
+gatehouse keys withdraw KID [--json]`;
 
 export function keysCommand(args: string[]): Run {
   const [sub, ...rest] = args;
@@ -28,6 +29,15 @@ export function keysCommand(args: string[]): Run {
         }
         recordCliAction(gatehouse, 'keys.rotated', force ? { data: { forced: true } } : {});
         await showKeys(gatehouse, out, 'rotated: the next keys now sign; the previous ones stay published until their tokens expire');
+      };
+    }
+    case 'withdraw': {
+      const [kid] = argumentsOf('keys withdraw', rest, ['KID']) as [string];
+      return async (gatehouse, out) => {
+        const withdrawn = await gatehouse.keys.withdraw(kid, gatehouse.clock());
+        recordCliAction(gatehouse, 'keys.withdrawn', { data: { kid, use: withdrawn.use, state: withdrawn.state } });
+        const replaced = withdrawn.state === 'active' ? `; the next ${withdrawn.use} key signs now` : '';
+        await showKeys(gatehouse, out, `withdrawn: ${kid} left the JWKS and the tokens it signed are refused${replaced} (other instances follow within keys.reloadIntervalSeconds)`);
       };
     }
     default:

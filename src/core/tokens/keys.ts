@@ -19,7 +19,7 @@ export const JWKS_MAX_AGE_SECONDS = 60;
 /** Why a key operation was refused; `code` is stable, the message is for people. */
 export class KeyOperationError extends Error {
   override name = 'KeyOperationError';
-  readonly code: 'next_key_too_young' | 'rotation_raced';
+  readonly code: 'next_key_too_young' | 'rotation_raced' | 'unknown_key';
   constructor(code: KeyOperationError['code'], message: string) {
     super(message);
     this.code = code;
@@ -198,6 +198,25 @@ export class KeyStore {
       }
     }
     await this.reload(now);
+  }
+
+  /**
+   * Withdraws a published key at once, for a key that leaked: it leaves the JWKS, and every token it
+   * signed fails verification here (introspection, userinfo, the admin API) at once, on the other
+   * instances from their next reload, and at resource servers once their cached JWKS expires. A
+   * withdrawn active key is replaced by the next key of its use even though resource servers may
+   * not have fetched it yet (a leaked key must not sign on); a new next key is published. Returns
+   * the withdrawn key as it was.
+   */
+  async withdraw(kid: string, now: number): Promise<SigningKeyRecord> {
+    const key = (await this.#repository.listPublished(now)).find((record) => record.kid === kid);
+    if (!key) throw new KeyOperationError('unknown_key', `no published signing key has the kid ${kid}`);
+    const newNext = key.state === 'retired' ? undefined : await this.#generate(key.use, 'next', now);
+    if (!(await this.#repository.withdraw(kid, key.state, newNext, now))) {
+      throw new KeyOperationError('rotation_raced', `the signing keys changed while ${kid} was being withdrawn (another rotation or withdrawal): list them and try again`);
+    }
+    await this.reload(now);
+    return key;
   }
 
   #tooYoung(next: SigningKeyRecord, now: number): KeyOperationError {

@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { SigningKeyRecord } from '../../storage/repositories/keys.ts';
 import { KeyOperationError } from '../../core/tokens/keys.ts';
-import { conflict } from './problems.ts';
-import { emptyBodyAsObject, iso, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
+import { conflict, notFound } from './problems.ts';
+import { emptyBodyAsObject, idParams, iso, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Signing keys';
 const SCOPE = 'admin:tokens';
@@ -26,7 +26,7 @@ const keysResponse = {
   properties: { keys: { type: 'array', items: { title: 'SigningKey', type: 'object', required: Object.keys(keyProperties), properties: keyProperties } } },
 } as const;
 
-/** Signing keys: list, rotate. */
+/** Signing keys: list, rotate, withdraw. */
 export async function keyRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   const published = async (now: number) => ({ keys: (await gatehouse.storage.keys.listPublished(now)).map(describeKey) });
 
@@ -60,6 +60,33 @@ export async function keyRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pro
         throw error;
       }
       recordAdminAction(gatehouse, request, 'admin.keys.rotated', force ? { data: { forced: true } } : {});
+      return published(now);
+    },
+  );
+
+  app.post<{ Params: { kid: string } }>(
+    '/keys/:kid/withdraw',
+    {
+      ...operation(TAG, SCOPE, 'withdrawSigningKey', 'Withdraw a signing key', {
+        description:
+          'For a key that leaked: it leaves the JWKS at once, and every token it signed fails verification — at once on this instance (introspection, userinfo, the admin API), within `keys.reloadIntervalSeconds` on the others, and at resource servers once their cached JWKS expires (60 s; the SDK: up to 10 minutes). ' +
+          'A withdrawn active key is replaced by the next key of its use at once, even one published moments ago; an active or next key withdrawn is followed by a new next key. Answers with the keys still published.',
+        problems: [409],
+      }),
+      schema: { params: idParams('kid'), response: { 200: keysResponse } },
+    },
+    async (request) => {
+      const now = gatehouse.clock();
+      const { kid } = request.params;
+      let withdrawn: SigningKeyRecord;
+      try {
+        withdrawn = await gatehouse.keys.withdraw(kid, now);
+      } catch (error) {
+        if (error instanceof KeyOperationError && error.code === 'unknown_key') throw notFound(error.message);
+        if (error instanceof KeyOperationError) throw conflict(error.message);
+        throw error;
+      }
+      recordAdminAction(gatehouse, request, 'admin.keys.withdrawn', { data: { kid, use: withdrawn.use, state: withdrawn.state } });
       return published(now);
     },
   );

@@ -78,6 +78,31 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
         throw error;
       }
     },
+    async withdraw(kid, state, newNext, now) {
+      try {
+        return await db.transaction().execute(async (trx) => {
+          const withdrawn = await trx
+            .updateTable('signing_keys')
+            // A retired key keeps the time it retired; one that signed or was to sign retires now.
+            .set(state === 'retired' ? { expires_at: now } : { state: 'retired', retired_at: now, expires_at: now })
+            .where('kid', '=', kid)
+            .where('state', '=', state)
+            .where((eb) => eb.or([eb('state', '!=', 'retired'), eb('expires_at', '>', now)]))
+            .executeTakeFirst();
+          if (withdrawn.numUpdatedRows === 0n) return false;
+          if (state === 'active') {
+            const promoted = await trx.updateTable('signing_keys').set({ state: 'active', activated_at: now }).where('use', '=', newNext!.use).where('state', '=', 'next').executeTakeFirst();
+            if (promoted.numUpdatedRows === 0n) throw new LostRotation();
+          }
+          if (newNext) await trx.insertInto('signing_keys').values(toRow(newNext)).execute();
+          return true;
+        });
+      } catch (error) {
+        // A rotation changed the keys of this use meanwhile; this withdrawal was rolled back.
+        if (error instanceof LostRotation) return false;
+        throw error;
+      }
+    },
     async replaceNextOfOtherAlgorithm(newNext) {
       try {
         return await db.transaction().execute(async (trx) => {

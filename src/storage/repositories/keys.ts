@@ -28,6 +28,13 @@ export interface SigningKeyRepository {
    */
   rotate(use: KeyUse, newNext: SigningKeyRecord, now: number, retiredExpiresAt: number, publishedBefore?: number): Promise<boolean>;
   /**
+   * Withdraws a key at once (it leaked), in one transaction: it leaves the JWKS (a retired key
+   * whose publication ended at `now`), and a withdrawn `active` key is replaced by the `next` key
+   * of its use; a withdrawn `active` or `next` key is followed by `newNext` as the next key. Returns
+   * false (changing nothing) when the key is no longer in `state`, or has no next key to promote.
+   */
+  withdraw(kid: string, state: KeyState, newNext: SigningKeyRecord | undefined, now: number): Promise<boolean>;
+  /**
    * Replaces the `next` key of `newNext.use` with `newNext` when the next key is of another
    * algorithm (the configured one changed). The replaced key never signed anything: it is deleted.
    * Returns false (changing nothing) when the next key has the algorithm already, or another
