@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -348,6 +348,7 @@ function resolveSecret(given: string | undefined, databaseUrl: string | undefine
   }
   const path = join(dataDir, 'secret.key');
   if (existsSync(path)) {
+    refuseSharedSecretFile(path);
     const stored = readFileSync(path, 'utf8').trim();
     if (stored.length < 32) throw new ConfigError(`GATEHOUSE_SECRET: ${path} holds no usable secret`);
     return { secret: stored, generatedAt: path };
@@ -360,10 +361,30 @@ function resolveSecret(given: string | undefined, databaseUrl: string | undefine
       `GATEHOUSE_SECRET is not set and ${path} is missing, but ${database} holds signing keys encrypted under the master secret it was first used with: restore secret.key from a backup, or set GATEHOUSE_SECRET to that secret`,
     );
   }
-  mkdirSync(dataDir, { recursive: true });
+  // Owner-only, as ssh and PostgreSQL keep their private keys and data directory: the folder also
+  // holds the database, with every signing key (encrypted under this secret) and account.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(path, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
   chmodSync(path, 0o600);
   return { secret: readFileSync(path, 'utf8').trim(), generatedAt: path };
+}
+
+/**
+ * With the master secret and a copy of the database anyone can sign tokens every API accepts. As
+ * ssh refuses a private key that others may read ("UNPROTECTED PRIVATE KEY FILE") and PostgreSQL a
+ * data directory they may enter, start-up stops rather than warns: a warning scrolls by in a log
+ * while the secret stays exposed, and the secret cannot be made safe again afterwards, only
+ * replaced with every key it encrypted. Written only by this process at 0600, such a mode comes
+ * from a copy (a restored backup) or a chmod, which the operator is asked to undo.
+ */
+function refuseSharedSecretFile(path: string): void {
+  if (process.platform === 'win32') return; // no POSIX modes: access is by ACL
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new ConfigError(
+      `${path} holds the master secret but group or others may access it (mode 0${mode.toString(8)}): restrict it to its owner with chmod 600 ${path}, or set GATEHOUSE_SECRET`,
+    );
+  }
 }
 
 function parseIssuer(value: string): string {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -251,6 +251,57 @@ describe('the master secret in embedded mode', { timeout: 180_000 }, () => {
     assert.equal(wrong.signal, null, 'serve started with the wrong secret');
     assert.notEqual(wrong.code, 0);
     assert.match(oneLine(wrong), /GATEHOUSE_SECRET is not the secret/);
+  });
+
+  it('is created owner-only, as are the data folder (0700) and the database (0600), even under a umask that lets others read', async () => {
+    const dataDir = join(tempDir(), 'var', 'gatehouse');
+    const umask = process.umask(0o022);
+    let server: ServeProcess;
+    try {
+      server = await startServe({ GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_DEMO: 'false' });
+      servers.push(server);
+    } finally {
+      process.umask(umask);
+    }
+    const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
+    assert.equal(mode(dataDir), '700', 'the data folder');
+    assert.equal(mode(join(dataDir, 'secret.key')), '600', 'the master secret');
+    assert.equal(mode(join(dataDir, 'gatehouse.sqlite')), '600', 'the database');
+    // SQLite gives its write-ahead log and shared-memory index the database file's mode.
+    for (const name of ['gatehouse.sqlite-wal', 'gatehouse.sqlite-shm']) if (existsSync(join(dataDir, name))) assert.equal(mode(join(dataDir, name)), '600', name);
+    await server.stop();
+  });
+
+  it('stops start-up, in one line saying how to fix it, when group or others may read secret.key, and changes nothing', async () => {
+    const dataDir = tempDir();
+    const env = { GATEHOUSE_DATA_DIR: dataDir, GATEHOUSE_DEMO: 'false' };
+    const keys = await cliJson<{ kid: string }[]>(['keys', 'list'], env);
+    const secretPath = join(dataDir, 'secret.key');
+    const secret = readFileSync(secretPath, 'utf8');
+    const database = readFileSync(join(dataDir, 'gatehouse.sqlite'));
+
+    // As a copy restored from a backup without its mode (cp, tar without -p) would be.
+    for (const mode of [0o644, 0o640, 0o604, 0o620]) {
+      chmodSync(secretPath, mode);
+      for (const args of [['serve'], ['keys', 'list']]) {
+        const refused = await runCli(args, { ...env, PORT: '0' }, 30_000);
+        assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stdout}${refused.stderr}`);
+        assert.equal(
+          oneLine(refused),
+          `gatehouse: configuration error: ${secretPath} holds the master secret but group or others may access it (mode 0${mode.toString(8)}): restrict it to its owner with chmod 600 ${secretPath}, or set GATEHOUSE_SECRET`,
+        );
+        assert.equal(oneLine(refused).includes(secret.trim()), false, 'the secret is never printed');
+      }
+      assert.equal(statSync(secretPath).mode & 0o777, mode, 'the mode is the operator’s to change');
+      assert.equal(readFileSync(secretPath, 'utf8'), secret);
+      assert.deepEqual(readFileSync(join(dataDir, 'gatehouse.sqlite')), database);
+    }
+
+    chmodSync(secretPath, 0o600);
+    assert.deepEqual((await cliJson<{ kid: string }[]>(['keys', 'list'], env)).map((k) => k.kid), keys.map((k) => k.kid));
+    // GATEHOUSE_SECRET set: the file is not read, so its mode does not matter.
+    chmodSync(secretPath, 0o644);
+    assert.deepEqual((await cliJson<{ kid: string }[]>(['keys', 'list'], { ...env, GATEHOUSE_SECRET: secret.trim() })).map((k) => k.kid), keys.map((k) => k.kid));
   });
 
   it('is not generated again beside a database whose keys another secret encrypted: start-up stops and says to restore it', async () => {
