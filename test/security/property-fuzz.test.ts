@@ -1389,6 +1389,8 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
           },
           // Each rotation makes two key pairs (one RSA): now and then only.
           { weight: 1, arbitrary: fc.constant<[string, string, Entries]>(['POST', '/keys/rotate', []]) },
+          // Withdrawing a key the instance signs with would end every token the fuzzing holds: kids it has not.
+          { weight: 1, arbitrary: pick<[string, string, Entries]>(['POST', '/keys/no-such-kid/withdraw', []], ['POST', '/keys/%00/withdraw', []], ['POST', `/keys/${'k'.repeat(300)}/withdraw`, []]) },
         );
         const spec = {
           name: junk(true),
