@@ -326,6 +326,36 @@ for (const dialect of DIALECTS) {
       assert.equal(mailsTo(other.email).length, 2);
     });
 
+    it('mails a link only to the address the account has: one a mail header reads as another mailbox, or as several, gets no mail and stays unverified', async () => {
+      freshWindow();
+      const n = ++counter;
+      // Each is one @ and no space, as sign-up takes them; a mail header reads them as someone else's mailbox.
+      const crafted = [`ada-${n},attacker-${n}@evil.example`, `ada-${n}<attacker-${n}@evil.example`, `"ada-${n}"attacker-${n}@evil.example`, `(ada-${n})attacker-${n}@evil.example`, `attacker-${n}@evil.example;ada-${n}`];
+      const before = mail.received.length;
+      for (const email of crafted) {
+        const browser = new HttpBrowser();
+        const form = await browser.request(`${server.url}/signup`);
+        const answer = await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email, name: 'Mallory', password: PASSWORD } });
+        assert.equal(answer.status, 303, `${email}: ${answer.text.slice(0, 300)}`);
+      }
+      await server.gatehouse.emailVerifications.settled();
+      assert.deepEqual(
+        mail.received.slice(before).map((m) => m.to),
+        [],
+        'no mail reached a mailbox that is not the address of the account',
+      );
+      await server.gatehouse.audit.flush();
+      for (const email of crafted) {
+        const user = (await server.gatehouse.storage.users.findByEmail(email))!;
+        assert.equal(user.emailVerified, false, email);
+        const [sent] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.email_verification_sent' });
+        assert.deepEqual([sent?.outcome, sent?.data], ['failure', { reason: 'mail_not_sent' }], email);
+      }
+      // An ordinary address still gets its link.
+      const { email } = await signUp();
+      assert.equal(mailsTo(email).length, 1);
+    });
+
     it('sends nothing again once verified, nor without a valid form or signed out', async () => {
       freshWindow();
       const { email, browser } = await signUp();
