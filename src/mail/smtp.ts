@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { createTransport } from 'nodemailer';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Mailer } from '../core/mail.ts';
@@ -7,10 +8,16 @@ import type { Mailer } from '../core/mail.ts';
  * or smtps:// (TLS from the start), with the user and password in it when the server asks for them.
  * Connections are pooled, and a server that does not answer gives up within seconds instead of
  * nodemailer's minutes, so that mail waiting to go never piles up.
+ *
+ * With a user and password, smtp:// to a server that is not on loopback requires STARTTLS: the
+ * server's offer of it travels in clear, and whoever is on the path can strip it, after which
+ * nodemailer sent the AUTH exchange (the password, in base64) in clear. `?requireTLS=false` in the
+ * URL (nodemailer's own option, which the URL sets) allows that where the operator knows the path.
  */
 export function smtpMailer({ smtpUrl, from }: { smtpUrl: string; from: string }): Mailer {
   const transport = createTransport({
     url: smtpUrl,
+    requireTLS: sendsPassword(smtpUrl),
     pool: true,
     maxConnections: 2,
     connectionTimeout: 10_000,
@@ -41,4 +48,13 @@ export function smtpMailer({ smtpUrl, from }: { smtpUrl: string; from: string })
 function isOneMailbox(address: string): boolean {
   const parsed = addressparser(address);
   return parsed.length === 1 && parsed[0]!.group === undefined && parsed[0]!.name === '' && parsed[0]!.address === address;
+}
+
+/** Whether `smtpUrl` logs in with a user and password, in clear unless STARTTLS protects it, to a server off this machine. */
+function sendsPassword(smtpUrl: string): boolean {
+  const url = URL.parse(smtpUrl);
+  if (!url || url.protocol !== 'smtp:' || (url.username === '' && url.password === '')) return false;
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const loopback = host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
+  return !loopback;
 }

@@ -21,6 +21,8 @@ export interface TestMailServer {
   received: ReceivedMail[];
   /** How many times a client failed to log in. */
   refusedLogins: number;
+  /** How many times a client sent its user and password, accepted or not. */
+  logins: number;
   /** Makes each message wait this long before the server accepts it (a slow mail server). */
   delayMs: number;
   /**
@@ -33,20 +35,21 @@ export interface TestMailServer {
 }
 
 /**
- * A real SMTP server (smtp-server) on a free loopback port that requires a log-in and keeps what it
- * receives, parsed with mailparser. No STARTTLS (no certificate on a test machine): the log-in is
- * allowed in clear over loopback.
+ * A real SMTP server (smtp-server) on a free port of `host` (loopback unless told) that requires a
+ * log-in and keeps what it receives, parsed with mailparser. No STARTTLS (no certificate on a test
+ * machine): it takes the log-in in clear, as a server whose STARTTLS someone on the path strips.
  */
-export async function startMailServer(): Promise<TestMailServer> {
+export async function startMailServer({ host = '127.0.0.1' }: { host?: string } = {}): Promise<TestMailServer> {
   const user = 'gatehouse-mailer';
   const password = `smtp-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}-secret`;
-  const state = { received: [] as ReceivedMail[], refusedLogins: 0, delayMs: 0, refuseLogins: false };
+  const state = { received: [] as ReceivedMail[], refusedLogins: 0, logins: 0, delayMs: 0, refuseLogins: false };
   const server = new SMTPServer({
     logger: false,
     disabledCommands: ['STARTTLS'],
     allowInsecureAuth: true,
     authMethods: ['PLAIN', 'LOGIN'],
     onAuth(auth, _session, callback) {
+      state.logins++;
       if (!state.refuseLogins && auth.username === user && auth.password === password) return callback(null, { user });
       state.refusedLogins++;
       return callback(new Error('Invalid username or password'));
@@ -74,12 +77,12 @@ export async function startMailServer(): Promise<TestMailServer> {
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(0, host, () => resolve());
   });
   const address = server.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return {
-    url: `smtp://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}`,
+    url: `smtp://${user}:${encodeURIComponent(password)}@${host.includes(':') ? `[${host}]` : host}:${port}`,
     user,
     password,
     get received() {
@@ -87,6 +90,9 @@ export async function startMailServer(): Promise<TestMailServer> {
     },
     get refusedLogins() {
       return state.refusedLogins;
+    },
+    get logins() {
+      return state.logins;
     },
     get delayMs() {
       return state.delayMs;
