@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { decodeJwt } from 'jose';
 import pg from 'pg';
 import { MAX_ACTOR_DEPTH } from '../../src/core/grants/token-exchange.ts';
@@ -308,6 +308,26 @@ for (const dialect of DIALECTS) {
         const fromProject = await call(`Bearer ${((await minted.json()) as { access_token: string }).access_token}`, ['model:read']);
         assert.equal(fromProject.status, 403);
         assert.equal(((await fromProject.json()) as { error: string }).error, 'insufficient_scope');
+      });
+    });
+
+    describe('impersonation', () => {
+      it('refuses with 400 invalid_grant a user deleted while the request was checked, and issues nor stores anything for them', async (t: TestContext) => {
+        const user = await newUser();
+        const users = server.gatehouse.storage.users;
+        const findById = users.findById.bind(users);
+        t.mock.method(users, 'findById', async (id: string) => {
+          const found = await findById(id);
+          if (id === user.id && found) await users.delete(id);
+          return found;
+        });
+        const successesBefore = await successes();
+        const res = await token(backOffice, { grant_type: EXCHANGE, requested_subject: user.id });
+        assert.equal(res.status, 400, JSON.stringify(res.body));
+        assert.equal(res.body.error, 'invalid_grant');
+        assert.equal(res.body.access_token, undefined);
+        assert.deepEqual(await server.gatehouse.storage.grants.list({ userId: user.id }), []);
+        assert.equal(await successes(), successesBefore, 'no exchange was recorded as successful');
       });
     });
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { argon2Sync, randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -198,6 +198,30 @@ for (const dialect of DIALECTS) {
         assert.match(rehashed, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
         assert.equal((await signIn(email, password)).status, 303);
         assert.equal((await server.gatehouse.storage.users.findById(user.body.id))!.passwordHash, rehashed);
+      });
+    });
+
+    describe('a user deleted while their password is checked', () => {
+      /** The user of `email` is deleted (an operator, another instance) right after sign-in reads them. */
+      const deletedOnceRead = (t: TestContext, email: string) => {
+        const users = server.gatehouse.storage.users;
+        const findByEmail = users.findByEmail.bind(users);
+        t.mock.method(users, 'findByEmail', async (typed: string) => {
+          const found = await findByEmail(typed);
+          if (found?.email === email) await users.delete(found.id);
+          return found;
+        });
+      };
+
+      it('answers the password grant invalid_grant, as for an unknown user, and stores no grant', async (t) => {
+        const lasting = await server.client({ name: 'Mobile app with refresh', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read'], firstParty: true });
+        const email = 'deleted.during.grant@example.com';
+        await server.user(email, 'correct horse battery staple');
+        deletedOnceRead(t, email);
+        const token = await post(`${server.url}/token`, { grant_type: 'password', client_id: lasting.id, client_secret: lasting.secret, username: email, password: 'correct horse battery staple' });
+        assert.equal(token.status, 400, JSON.stringify(token.body));
+        assert.deepEqual(token.body, { error: 'invalid_grant', error_description: 'the username or password is wrong' });
+        assert.deepEqual(await server.gatehouse.storage.grants.list({ clientId: lasting.id }), []);
       });
     });
   });

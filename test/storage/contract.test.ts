@@ -931,6 +931,19 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.find(randomUUID()), undefined);
       });
 
+      it('stores no grant, and says so, for a user or client deleted since they were read', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        await storage().users.delete(userId);
+        const ofGoneUser = aGrant(clientId, userId);
+        assert.equal(await storage().grants.create(ofGoneUser), false);
+        assert.equal(await storage().grants.find(ofGoneUser.id), undefined);
+        const ofGoneClient = aGrant(randomUUID(), null);
+        assert.equal(await storage().grants.create(ofGoneClient), false);
+        assert.equal(await storage().grants.find(ofGoneClient.id), undefined);
+        const kept = aGrant(clientId, null);
+        assert.equal(await storage().grants.create(kept), true);
+      });
+
       it('revokes a grant once: find shows the revocation time, and a second revocation reports false and keeps it', async () => {
         const { clientId, userId } = await aClientAndUser();
         const grant = aGrant(clientId, userId);

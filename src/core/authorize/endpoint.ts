@@ -275,8 +275,11 @@ export class AuthorizationEndpoint {
         // operator's revocation, then stops the token at Gatehouse's endpoints as it stops the others.
         // It ends with the token, and is swept after; the token is handed out only once it is stored.
         const grantId = randomUUID();
-        const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now, accessTokenTtl({ createdAt: now, expiresAt: null }, now, config.tokens));
-        await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, ...(sid !== undefined && { sid }), createdAt: now, expiresAt: issued.expiresAt, revokedAt: null });
+        const ttl = accessTokenTtl({ createdAt: now, expiresAt: null }, now, config.tokens);
+        // A user deleted since the session was read has no session left either.
+        const stored = await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, ...(sid !== undefined && { sid }), createdAt: now, expiresAt: now + ttl, revokedAt: null });
+        if (!stored) return this.#signInAgain(request, client, active, origin);
+        const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now, ttl);
         accessToken = issued.token;
         Object.assign(params, { access_token: issued.token, token_type: 'Bearer', expires_in: String(issued.expiresIn), scope: request.scopes.join(' ') });
       }

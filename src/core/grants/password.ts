@@ -43,8 +43,13 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
   async issue({ client, now, services }, { user, scopes, scopeRequested }) {
     const grantId = randomUUID();
     const lasting = client.grantTypes.includes('refresh_token');
-    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes, grantId }, now, accessTokenTtl({ createdAt: now, expiresAt: null }, now, services.config.tokens));
-    await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt: lasting ? null : accessToken.expiresAt, revokedAt: null });
+    const ttl = accessTokenTtl({ createdAt: now, expiresAt: null }, now, services.config.tokens);
+    // The grant is stored before anything is issued under it: a user deleted while their password
+    // was checked (an operator, another instance) has no account left to issue for, and is answered
+    // as an unknown user is.
+    const stored = await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt: lasting ? null : now + ttl, revokedAt: null });
+    if (!stored) throw invalidGrant('the username or password is wrong');
+    const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes, grantId }, now, ttl);
     const refreshToken = lasting ? await issueRefreshToken(services.storage, grantId, client.id, scopes, now, services.config.tokens.refreshTokenTtlSeconds) : undefined;
     services.audit.record({ at: now, kind: 'token.issued', outcome: 'success', clientId: client.id, userId: user.id, data: { grant: 'password', scopes } });
     return bearerResponse(accessToken, scopes, scopeRequested, refreshToken);

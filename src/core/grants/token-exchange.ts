@@ -103,10 +103,12 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
     const grantId = exchange.kind === 'impersonation' ? randomUUID() : exchange.grantId;
     // RFC 7009 §2.1: what is exchanged for a token ends when that token is revoked, as it ends with its grant.
     const extra = { act: exchange.act, ...(exchange.apiKeyId !== undefined ? { api_key_id: exchange.apiKeyId } : {}) };
-    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId, derivedFrom: exchange.derivedFrom, extra }, now, ttl);
     if (exchange.kind === 'impersonation') {
-      await services.storage.grants.create({ id: grantId!, clientId: client.id, userId: exchange.userId, kind: 'impersonation', scopes: exchange.scopes, authTime: null, createdAt: now, expiresAt: token.expiresAt, revokedAt: null });
+      // Stored before the token is signed: a user deleted since validation gets no token.
+      const stored = await services.storage.grants.create({ id: grantId!, clientId: client.id, userId: exchange.userId, kind: 'impersonation', scopes: exchange.scopes, authTime: null, createdAt: now, expiresAt: now + ttl, revokedAt: null });
+      if (!stored) throw invalidGrant('the requested subject is not an active user');
     }
+    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId, derivedFrom: exchange.derivedFrom, extra }, now, ttl);
     audit(services, context, 'success', { kind: exchange.kind, subject: exchange.userId, scopes: exchange.scopes, jti: token.jti, ...(grantId !== undefined ? { grant_id: grantId } : {}) });
     return { access_token: token.token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiresIn, scope: exchange.scopes.join(' ') };
   },

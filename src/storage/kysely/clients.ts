@@ -1,6 +1,7 @@
 import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
 import { COLUMNS, type ClientTable, type ClientSecretTable, type Database } from '../schema.ts';
 import { TooManySecretsError, type Client, type ClientRepository, type ClientSecret, type JsonWebKeySet, type NewClient } from '../repositories/clients.ts';
+import { isForeignKeyViolation } from './constraints.ts';
 import { deleteClient } from './deletion.ts';
 import { onePage } from './pages.ts';
 import { flag, fromJsonList, toJson } from './json.ts';
@@ -147,10 +148,4 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
       return (result.numInsertedOrUpdatedRows ?? 0n) > 0n ? 'recorded' : 'replayed';
     },
   };
-}
-
-/** PostgreSQL's foreign_key_violation, or SQLite's SQLITE_CONSTRAINT_FOREIGNKEY (as node:sqlite reports it). */
-function isForeignKeyViolation(error: unknown): boolean {
-  const { code, errcode } = (error ?? {}) as { code?: unknown; errcode?: unknown };
-  return code === '23503' || errcode === 787;
 }

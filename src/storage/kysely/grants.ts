@@ -4,6 +4,7 @@ import { COLUMNS, type Database, type GrantTable, type RefreshTokenTable } from 
 import type { Grant, GrantRepository, LiveClientGrants } from '../repositories/grants.ts';
 import type { FoundRefreshToken, RefreshToken, RefreshTokenRepository, RefreshTokenSuccessor, RotationResult } from '../repositories/refresh-tokens.ts';
 import { batching } from '../batch.ts';
+import { isForeignKeyViolation } from './constraints.ts';
 import { fromJsonList, toJson } from './json.ts';
 import { toUser } from './users.ts';
 
@@ -60,7 +61,16 @@ export async function insertGrant(db: Kysely<Database>, grant: Grant): Promise<v
 
 export function kyselyGrants(db: Kysely<Database>): GrantRepository {
   return {
-    create: (grant) => insertGrant(db, grant),
+    async create(grant) {
+      try {
+        await insertGrant(db, grant);
+        return true;
+      } catch (error) {
+        // Its user or client was deleted since the caller read them (the key cascades from both).
+        if (isForeignKeyViolation(error)) return false;
+        throw error;
+      }
+    },
     async find(id) {
       const row = await db.selectFrom('grants').select(COLUMNS.grants).where('id', '=', id).executeTakeFirst();
       return row && toGrant(row);

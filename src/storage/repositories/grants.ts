@@ -20,7 +20,11 @@ export interface LiveClientGrants {
 }
 
 export interface GrantRepository {
-  create(grant: Grant): Promise<void>;
+  /**
+   * Stores the grant; false, storing nothing, when its user or client no longer exists (deleted
+   * since the caller read them, on this instance or another).
+   */
+  create(grant: Grant): Promise<boolean>;
   find(id: string): Promise<Grant | undefined>;
   /** Revokes the grant, and so every refresh token issued from it. */
   revoke(id: string, now: number): Promise<boolean>;
