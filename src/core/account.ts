@@ -48,6 +48,8 @@ export async function changeOwnPassword(
   const checked = check.user.passwordHash;
   if (!(await services.storage.users.setPasswordHash(signedIn.user.id, await hashPassword(passwords.next), now, checked))) return { outcome: 'invalid' };
   const session = await services.sessions.start(signedIn.user.id, now);
+  // Deleted since the password was set: there is nobody left to go on signed in.
+  if (session === undefined) return { outcome: 'invalid' };
   // The session it was changed in ends with the others, and is not counted among them.
   const ended = await services.sessions.endForUser(signedIn.user.id, digestOf(session));
   return { outcome: 'changed', session, otherSessionsEnded: Math.max(0, ended - 1) };

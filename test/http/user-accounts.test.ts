@@ -223,6 +223,17 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(token.body, { error: 'invalid_grant', error_description: 'the username or password is wrong' });
         assert.deepEqual(await server.gatehouse.storage.grants.list({ clientId: lasting.id }), []);
       });
+
+      it('answers the sign-in page as for a wrong password, and starts no session', async (t) => {
+        const email = 'deleted.during.sign-in@example.com';
+        const user = await server.user(email, 'correct horse battery staple');
+        deletedOnceRead(t, email);
+        const page = await signIn(email, 'correct horse battery staple');
+        assert.equal(page.status, 401, page.text.slice(0, 300));
+        assert.match(page.text, /The email or password is not right\./);
+        assert.equal(page.headers.getSetCookie().some((cookie) => /session/.test(cookie) && !/max-age=0/i.test(cookie)), false);
+        assert.equal(await server.gatehouse.storage.users.findById(user.id), undefined);
+      });
     });
   });
 }

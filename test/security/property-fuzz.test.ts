@@ -409,7 +409,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     f.developerId = (await server.user('developer@example.com', 'another long password')).id;
     // Whose password the reset links minted per request reset: no one else's changes.
     f.forgetfulId = (await server.user('forgetful@example.com', 'a forgotten long password')).id;
-    f.victimSession = await gatehouse.sessions.start(f.victimId, gatehouse.clock());
+    f.victimSession = (await gatehouse.sessions.start(f.victimId, gatehouse.clock()))!;
     f.spareHash = await hashPassword('spare user password');
     f.jwks = JSON.stringify({ keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }), kid: 'fuzz-key', use: 'sig', alg: 'RS256' }] });
     const scopes = ['openid', 'profile', 'email', 'objects:read', 'model:read'];

@@ -785,6 +785,16 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().sessions.deleteForUser(randomUUID()), []);
       });
 
+      it('starts no session, and says so, for a user deleted since they were read', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const live = aSession(user.id);
+        assert.equal(await storage().sessions.create(live), true);
+        await storage().users.delete(user.id);
+        const late = aSession(user.id);
+        assert.equal(await storage().sessions.create(late), false);
+        assert.equal(await storage().sessions.find(late.digest), undefined);
+      });
+
       it('remembers the clients answered through a session, once each, and names them when it ends', async () => {
         const user = await storage().users.create(aUser(), NOW);
         const [first, second] = [await storage().clients.create(aClient(), NOW), await storage().clients.create(aClient(), NOW)];

@@ -67,11 +67,19 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
   const refusedHere = async (request: FastifyRequest, pendingId: string | undefined) =>
     pendingId === undefined ? undefined : gatehouse.authorizationEndpoint.refusedToBrowser(pendingId, request.browser);
 
-  /** Signs the person in under a new session cookie (SessionService.signIn) and continues the request, or goes to the next page. */
-  const signedIn = async (request: FastifyRequest, reply: FastifyReply, userId: string, pendingId: string | undefined, next: string | undefined) => {
+  /**
+   * Signs the person in under a new session cookie (SessionService.signIn); undefined, with no
+   * cookie set, when their account was deleted since it was read (an operator, another instance).
+   */
+  const startSession = async (request: FastifyRequest, reply: FastifyReply, userId: string): Promise<string | undefined> => {
     const names = pages.cookies.names(request);
     const cookie = await gatehouse.sessions.signIn(userId, request.cookies[names.session], gatehouse.clock());
-    reply.setCookie(names.session, cookie, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
+    if (cookie !== undefined) reply.setCookie(names.session, cookie, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
+    return cookie;
+  };
+
+  /** After startSession: continues the waiting request, or goes to the next page. */
+  const signedIn = async (request: FastifyRequest, reply: FastifyReply, cookie: string, pendingId: string | undefined, next: string | undefined) => {
     const session = await gatehouse.sessions.resolve(cookie, gatehouse.clock());
     if (pendingId && session) return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session, request.browser), true);
     return reply.redirect(next ?? '/account', 303);
@@ -104,12 +112,14 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
       reply.header('retry-after', '1');
       return showLogin(reply, pendingId, next, { email, error: 'Other sign-ins to this account are still being checked. Please try again in a moment.' }, 503);
     }
-    if (result.outcome === 'invalid') {
+    // An account deleted while its password was checked is answered as an unknown email is.
+    const cookie = result.outcome === 'success' ? await startSession(request, reply, result.user.id) : undefined;
+    if (result.outcome !== 'success' || cookie === undefined) {
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.failed', outcome: 'failure', clientId: null, userId: null, data: { via: 'page' } });
       return showLogin(reply, pendingId, next, { email, error: 'The email or password is not right.' }, 401);
     }
     gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.succeeded', outcome: 'success', clientId: null, userId: result.user.id, data: {} });
-    return signedIn(request, reply, result.user.id, pendingId, next);
+    return signedIn(request, reply, cookie, pendingId, next);
   });
 
   /** `errors`: a message next to the field it is about (name, email, password), or above the form (form). */
@@ -153,7 +163,10 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
       }
       const { user } = result;
       gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_up', outcome: 'success', clientId: null, userId: user.id, data: {} });
-      return signedIn(request, reply, user.id, pendingId, next);
+      const cookie = await startSession(request, reply, user.id);
+      // Deleted as soon as it was made (an operator): there is no account to sign in to.
+      if (cookie === undefined) return showSignup(reply, pendingId, next, { email, name, errors: { form: 'The account was deleted as it was created. Please try again.' } }, 409);
+      return signedIn(request, reply, cookie, pendingId, next);
     } catch (error) {
       if (error instanceof ValidationError) {
         const message = error.message.charAt(0).toUpperCase() + error.message.slice(1) + '.';

@@ -5,6 +5,7 @@ import type { ConsentRepository, Withdrawal } from '../repositories/consents.ts'
 import type { PendingAuthorizationRepository } from '../repositories/pending-authorizations.ts';
 import type { EndedSession, SessionRepository } from '../repositories/sessions.ts';
 import { insertCodeWhileSession } from './codes.ts';
+import { isForeignKeyViolation } from './constraints.ts';
 import { fromJsonList, toJson } from './json.ts';
 
 /** How many (session, client) pairs an instance remembers having recorded (see addClient). */
@@ -23,10 +24,16 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
   };
   return {
     async create(session) {
-      await db
-        .insertInto('sessions')
-        .values({ digest: session.digest, sid: session.sid, user_id: session.userId, auth_time: session.authTime, created_at: session.createdAt, expires_at: session.expiresAt })
-        .execute();
+      try {
+        await db
+          .insertInto('sessions')
+          .values({ digest: session.digest, sid: session.sid, user_id: session.userId, auth_time: session.authTime, created_at: session.createdAt, expires_at: session.expiresAt })
+          .execute();
+        return true;
+      } catch (error) {
+        if (isForeignKeyViolation(error)) return false;
+        throw error;
+      }
     },
     async find(digest) {
       const row = await db.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest).executeTakeFirst();

@@ -26,7 +26,8 @@ export interface EndedSession {
 }
 
 export interface SessionRepository {
-  create(session: Session): Promise<void>;
+  /** Stores the session; false, storing nothing, when its user no longer exists (deleted since the caller read them). */
+  create(session: Session): Promise<boolean>;
   find(digest: string): Promise<Session | undefined>;
   /**
    * Records that the authorization endpoint answers `clientId` through the session, once however
