@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { createClient } from '../../src/core/applications.ts';
 import { loadConfig } from '../../src/core/config.ts';
+import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
 import { HttpBrowser, signedInBrowser } from '../support/browser.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
@@ -67,6 +68,16 @@ for (const dialect of DIALECTS) {
       const user = await newUser('enabled@example.com', password);
       const first = await passwordGrant(user.email, password);
       assert.equal(first.status, 200, JSON.stringify(first.body));
+      // Links mailed before (a password reset, an email verification), as the services store them.
+      const gatehouse = await createGatehouse(loadConfig(env), { background: false, logger: pino({ level: 'silent' }) });
+      const now = Math.floor(Date.now() / 1000);
+      const [reset, verification] = [digestOf(createOpaqueToken('pr')), digestOf(createOpaqueToken('ev'))];
+      try {
+        assert.equal(await gatehouse.storage.passwordResets.issue({ digest: reset, userId: user.id, createdAt: now, expiresAt: now + 1800 }), true);
+        assert.equal(await gatehouse.storage.emailVerifications.issue({ digest: verification, userId: user.id, email: user.email, createdAt: now, expiresAt: now + 86_400 }), true);
+      } finally {
+        await gatehouse.close();
+      }
       await cliJson(['user', 'disable', user.email], env);
       assert.equal((await passwordGrant(user.email, password)).body.error, 'invalid_grant');
       assert.equal((await cliJson(['user', 'show', user.id], env)).disabled, true);
@@ -77,6 +88,14 @@ for (const dialect of DIALECTS) {
       assert.equal(shown.disabled_at, null);
       assert.equal((await passwordGrant(user.email, password)).status, 200);
       assert.equal((await refreshGrant(first.body.refresh_token)).status, 200, 'the grant given before works again');
+      // The links mailed before the disabling do not come back with the user.
+      const reopened = await createGatehouse(loadConfig(env), { background: false, logger: pino({ level: 'silent' }) });
+      try {
+        assert.equal(await reopened.storage.passwordResets.find(reset), undefined);
+        assert.equal(await reopened.storage.emailVerifications.find(verification), undefined);
+      } finally {
+        await reopened.close();
+      }
       // Enabling an enabled user changes nothing and is no error.
       assert.deepEqual(await cliJson(['user', 'enable', user.email], env), { id: user.id, email: user.email, disabled: false });
       const human = await runCli(['user', 'disable', user.email], env);

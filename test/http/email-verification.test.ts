@@ -298,6 +298,27 @@ for (const dialect of DIALECTS) {
       assert.equal(await server.gatehouse.storage.emailVerifications.find('x'), undefined);
     });
 
+    it('voids the links of an account an operator disabled through the admin API: enabled again, they verify nothing', async () => {
+      freshWindow();
+      const { email } = await signUp();
+      const link = lastLinkTo(email);
+      const opened = await follow(link);
+      assert.equal(opened.page.status, 200);
+      const user = (await server.gatehouse.storage.users.findByEmail(email))!;
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      for (const action of ['disable', 'enable']) {
+        const answer = await fetch(`${server.url}/admin/v1/users/${user.id}/${action}`, { method: 'POST', headers: { authorization: `Bearer ${token.body.access_token}` } });
+        assert.equal(answer.status, 200, await answer.text());
+      }
+      const late = await confirm(opened.browser, opened.page);
+      assert.equal(late.status, 400, 'the page opened before');
+      const { followed } = await follow(link);
+      assert.equal(followed.status, 400);
+      assert.match(followed.text, /This link no longer works/);
+      assert.equal(await verified(email), false);
+      assert.equal(await server.gatehouse.storage.emailVerifications.find(digestOf(new URL(link).searchParams.get('token')!)), undefined);
+    });
+
     it('sends the link again from the account page, the earlier one then void, within limits per account and per address (429 with Retry-After)', async () => {
       freshWindow();
       const { email, browser } = await signUp();

@@ -492,6 +492,34 @@ for (const dialect of DIALECTS) {
       });
     }
 
+    it('refuses a link asked for before an operator disabled the account, once it is enabled again, opened or not', async () => {
+      freshWindow();
+      const user = await aUser();
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      const act = async (action: 'disable' | 'enable') => {
+        const answer = await fetch(`${server.url}/admin/v1/users/${user.id}/${action}`, { method: 'POST', headers: { authorization: `Bearer ${token.body.access_token}` } });
+        assert.equal(answer.status, 200, await answer.text());
+      };
+      await askForLink(user.email);
+      const link = lastLinkTo(user.email);
+      const opened = await openLink(link);
+      assert.equal(opened.followed.status, 303, 'the link works before');
+      await act('disable');
+      await act('enable');
+      const hash = await hashOf(user.id);
+
+      const followed = await openLink(link);
+      assert.equal(followed.followed.status, 400);
+      assert.match(followed.followed.text, /This link no longer works/);
+      assert.equal((await setPassword(opened.browser, 'a password from before the disabling')).status, 400, 'nor the form it opened before');
+      assert.equal(await hashOf(user.id), hash);
+      assert.equal(await server.gatehouse.storage.passwordResets.find(digestOf(new URL(link).searchParams.get('token')!)), undefined);
+
+      freshWindow();
+      await askForLink(user.email);
+      assert.equal((await setPassword((await openLink(lastLinkTo(user.email))).browser, 'a password from a new link')).status, 303, 'a link asked for after works');
+    });
+
     it('refuses a link sent to the address the account had before an operator changed it, opened or not, and a name change leaves a link working', async () => {
       freshWindow();
       const user = await aUser();

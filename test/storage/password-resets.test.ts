@@ -163,11 +163,29 @@ for (const dialect of DIALECTS) {
       assert.equal(await hashOf(user.id), '$scrypt$placeholder');
       assert.equal(await hashOf(disabled.id), '$scrypt$placeholder');
       assert.equal((await storage.passwordResets.find(digest))!.consumedAt, null);
-      assert.equal((await storage.passwordResets.find(ofDisabled))!.consumedAt, null, 'the refused redemption was undone');
+      assert.equal(await storage.passwordResets.find(ofDisabled), undefined, 'disabling deleted it');
       for (const { grant } of grants) assert.equal(await revokedAt(grant.id), null);
       assert.equal((await storage.consents.listForUser(user.id)).length, 2);
       assert.equal((await storage.users.findById(user.id))!.emailVerified, false);
       assert.equal((await storage.users.findById(disabled.id))!.emailVerified, false);
+    });
+
+    it('deletes a user’s links when they are disabled, and stores none for a disabled user: enabled again, the old link resets nothing', async () => {
+      const user = await aStoredUser();
+      const other = await aStoredUser();
+      const digest = await issue(user.id);
+      const others = await issue(other.id);
+      assert.equal(await storage.users.setDisabled(user.id, NOW + 1, NOW + 1), true);
+      assert.equal(await storage.passwordResets.find(digest), undefined);
+      assert.ok(await storage.passwordResets.find(others), 'another user’s link stays');
+      const refused = digestOf(createOpaqueToken('pr'));
+      assert.equal(await storage.passwordResets.issue({ digest: refused, userId: user.id, createdAt: NOW + 2, expiresAt: NOW + TTL }), false);
+      assert.equal(await storage.passwordResets.find(refused), undefined);
+      assert.equal(await storage.users.setDisabled(user.id, null, NOW + 3), true);
+      assert.equal(await storage.passwordResets.redeem(digest, '$from-before', NOW + 4), undefined);
+      assert.equal(await hashOf(user.id), '$scrypt$placeholder');
+      const after = await issue(user.id, NOW + 5);
+      assert.deepEqual(await storage.passwordResets.redeem(after, '$after', NOW + 6), redeemed(user), 'a link issued once enabled works');
     });
 
     it('keeps only the newest link of a user, however many are issued at once', async () => {

@@ -13,14 +13,16 @@ const NOT_REDEEMED = new Error('the link was not redeemed');
 
 /**
  * Holds the user's row by a write that changes nothing, as a user's deletion does: two links asked
- * for at once take turns, so the second deletes the first and exactly one stays live. With `email`,
- * only while that is still the user's address. False when there is no such user.
+ * for at once take turns, so the second deletes the first and exactly one stays live. Only while the
+ * user is not disabled (disabling deletes their links: one issued after would outlive it), and with
+ * `email`, only while that is still the user's address. False when there is no such user.
  */
 async function claimUser(trx: Transaction<Database>, userId: string, email: string | undefined): Promise<boolean> {
   let claim = trx
     .updateTable('users')
     .set((eb) => ({ updated_at: eb.ref('updated_at') }))
-    .where('id', '=', userId);
+    .where('id', '=', userId)
+    .where('disabled_at', 'is', null);
   if (email !== undefined) claim = claim.where('email', '=', email);
   return (await claim.executeTakeFirst()).numUpdatedRows > 0n;
 }

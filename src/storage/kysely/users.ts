@@ -98,8 +98,15 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
       return findById(id);
     },
     async setDisabled(id, disabledAt, now) {
-      const result = await db.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
-      return result.numUpdatedRows > 0n;
+      return db.transaction().execute(async (trx) => {
+        const result = await trx.updateTable('users').set({ disabled_at: disabledAt, updated_at: now }).where('id', '=', id).executeTakeFirst();
+        if (result.numUpdatedRows === 0n || disabledAt === null) return result.numUpdatedRows > 0n;
+        // The user's row is held, as a link's issue holds it (and a link is issued only to a user
+        // not disabled): one issued meanwhile is deleted here, or refused after.
+        await trx.deleteFrom('password_resets').where('user_id', '=', id).execute();
+        await trx.deleteFrom('email_verifications').where('user_id', '=', id).execute();
+        return true;
+      });
     },
     async setPasswordHash(id, passwordHash, now, expected) {
       return db.transaction().execute(async (trx) => {

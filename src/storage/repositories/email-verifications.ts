@@ -14,7 +14,7 @@ export interface EmailVerificationRepository {
   /**
    * Stores a link of `link.userId` and deletes every earlier one of the user, in one transaction that
    * holds the user's row, only while `link.email` is the user's address: only the newest link works.
-   * False (nothing stored) when the user is gone or has another address.
+   * False (nothing stored) when the user is gone, disabled or has another address.
    */
   issue(link: Omit<EmailVerification, 'consumedAt'>): Promise<boolean>;
   find(digest: string): Promise<EmailVerification | undefined>;

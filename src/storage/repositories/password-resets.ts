@@ -22,7 +22,7 @@ export interface PasswordResetRepository {
   /**
    * Stores a reset of `reset.userId` and deletes every earlier one of the user, used or not, in one
    * transaction that holds the user's row: only the newest link works, however many are asked for at
-   * once, on any instance. False (nothing stored) when the user is gone.
+   * once, on any instance. False (nothing stored) when the user is gone or disabled.
    */
   issue(reset: Omit<PasswordReset, 'consumedAt'>): Promise<boolean>;
   find(digest: string): Promise<PasswordReset | undefined>;

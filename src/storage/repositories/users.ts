@@ -50,6 +50,12 @@ export interface UserRepository {
    * the old one: email verifications sent to another address, and every password reset link.
    */
   update(id: string, changes: UserChanges, now: number, expected?: { email: string }): Promise<User | undefined>;
+  /**
+   * Disables the user as of `disabledAt` (null: enables them) with `now` as the update time. Disabling
+   * deletes every link mailed to them (password resets, email verifications) in the same
+   * transaction, as a password change deletes the resets: a link asked for before would otherwise
+   * work again once the user is enabled, in the hands of whoever reads the mail. False for an unknown user.
+   */
   setDisabled(id: string, disabledAt: number | null, now: number): Promise<boolean>;
   /**
    * Stores a new password hash and `now` as the update time; with `expected`, only while the stored
