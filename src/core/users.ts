@@ -15,7 +15,12 @@ export interface UserInput {
 // Deliberately loose: one @, something on each side, no spaces. The mailbox decides the rest. Nor
 // control, invisible formatting (zero-width, bidirectional overrides, soft hyphens), private-use or
 // unassigned characters (\p{C}): no address has them, and they make one email look like another.
-const EMAIL = /^[^\s@\p{C}]{1,64}@[^\s@\p{C}]{1,255}$/u;
+// Nor the specials of RFC 5322 §3.2.3 that give an unquoted address another meaning in a mail
+// header — , ; : < > ( ) [ ] " \ — so that 'ada,mallory@evil.example' or 'ada<mallory@evil.example'
+// cannot be an account's address, whose mail a header would send to mallory@evil.example (the
+// mailer refuses such a recipient; see isOneMailbox in src/mail/smtp.ts). Checked where an address
+// is set, never at sign-in: an account made with one before still signs in.
+const EMAIL = /^[^\s@\p{C},;:<>()[\]"\\]{1,64}@[^\s@\p{C},;:<>()[\]"\\]{1,255}$/u;
 
 /** The longest name of a user, wherever it is set (admin API, command line, sign-up, account page). */
 export const MAX_NAME_LENGTH = 200;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { argon2Sync, randomBytes } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import { hashPassword } from '../../src/core/passwords.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -121,6 +122,49 @@ for (const dialect of DIALECTS) {
           assert.match(signedUp.text, /A valid email address is required/);
         }
         assert.equal(await userCount(), users);
+      });
+      it('refuses an email that a mail header reads as another mailbox, or several, where an account is made or its email changed; an account that has one still signs in', async () => {
+        const password = 'correct horse battery staple';
+        const headerly = [
+          'ada,mallory@evil.example',
+          'ada;mallory@evil.example',
+          'ada<mallory@evil.example',
+          'ada>@evil.example',
+          '(ada)mallory@evil.example',
+          'ada@evil.example(comment)',
+          'ada:mallory@evil.example',
+          '"ada"@evil.example',
+          'ada\\mallory@evil.example',
+          'ada@[127.0.0.1]',
+        ];
+        const users = await userCount();
+        const kept = await createUser({ email: `kept-${dialect}@example.com`, password });
+        assert.equal(kept.status, 201, JSON.stringify(kept.body));
+        for (const email of headerly) {
+          const created = await createUser({ email, password });
+          assert.equal(created.status, 400, `${JSON.stringify(email)}: ${JSON.stringify(created.body)}`);
+          assert.ok(created.body.errors?.some((e: { field: string }) => e.field === 'email'), JSON.stringify(created.body));
+          const signedUp = await signUp(email, password);
+          assert.equal(signedUp.status, 400, JSON.stringify(email));
+          assert.match(signedUp.text, /A valid email address is required/);
+          const changed = await fetch(`${server.url}/admin/v1/users/${kept.body.id}`, { method: 'PATCH', headers: { authorization: adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ email }) });
+          assert.equal(changed.status, 400, JSON.stringify(email));
+        }
+        assert.equal(await userCount(), users + 1);
+        assert.equal((await server.gatehouse.storage.users.findById(kept.body.id))!.email, `kept-${dialect}@example.com`);
+        // Addresses that are loose but mean themselves in a header stay accepted.
+        for (const email of [`o'brien+tag-${dialect}@example.com`, `x!#$%&*=?^_\`{|}~-${dialect}@sub.example.com`]) {
+          const created = await createUser({ email, password });
+          assert.equal(created.status, 201, `${JSON.stringify(email)}: ${JSON.stringify(created.body)}`);
+        }
+
+        // Made before the rule (stored as it was then), such an account still signs in.
+        const old = await server.gatehouse.storage.users.create(
+          { id: crypto.randomUUID(), email: `ada,mallory-${dialect}@evil.example`, name: '', passwordHash: await hashPassword(password), emailVerified: false, disabledAt: null },
+          server.gatehouse.clock(),
+        );
+        assert.equal((await signIn(old.email, password)).status, 303);
+        assert.equal((await passwordGrant(old.email, password)).status, 200);
       });
     });
 
