@@ -52,6 +52,8 @@ export interface GatehouseOptions {
   background?: boolean;
   /** A worker of `serve --workers N` whose primary counts the rate limits for all of them (no Redis). */
   limitsCountedByPrimary?: boolean;
+  /** How often expired rows are swept, in milliseconds: every minute unless told (tests tell). */
+  sweepIntervalMs?: number;
 }
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
@@ -111,18 +113,25 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   tokenEndpoint.addResponseHook(idTokenHook(idTokens));
 
   let sweeper: NodeJS.Timeout | undefined;
+  /** The sweep running now, if any: a shutdown waits for it before it closes the database. */
+  let sweep: Promise<void> | undefined;
+  const stopSweeping = new AbortController();
+  /** Set once the database is closing: a sweep failing then has nothing to tell. */
+  let closed = false;
   if (options.background !== false) {
     const policy = sweepPolicyOf(config);
     keys.startReloading(config.keys.reloadIntervalSeconds, (error) => logger.warn({ err: error }, 'signing keys could not be reloaded'));
-    let sweeping = false;
     sweeper = setInterval(() => {
       // A sweep still running when the next is due (a database slow to answer) is not doubled.
-      if (sweeping) return;
-      sweeping = true;
-      sweepExpiredRows(storage, clock(), policy)
-        .catch((error) => logger.warn({ err: error }, 'expired rows could not be swept'))
-        .finally(() => (sweeping = false));
-    }, 60_000);
+      if (sweep) return;
+      sweep = sweepExpiredRows(storage, clock(), policy, undefined, undefined, stopSweeping.signal)
+        .then(
+          () => undefined,
+          // A sweep the shutdown stopped waiting for fails on the closed database: nothing to tell.
+          (error) => void (closed || logger.warn({ err: error }, 'expired rows could not be swept')),
+        )
+        .finally(() => (sweep = undefined));
+    }, options.sweepIntervalMs ?? 60_000);
     sweeper.unref();
   }
 
@@ -157,6 +166,10 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     logger,
     async close() {
       clearInterval(sweeper);
+      // The sweep in flight ends with the batch it is in, whose statements each end within the
+      // query timeout; waited for alongside the rest, and at most that long, before the database closes.
+      stopSweeping.abort();
+      const swept = sweep && waitAtMost(sweep, config.database.queryTimeoutSeconds * 1000);
       keys.stopReloading();
       // Links asked for before shutdown are sent (each gives up within the SMTP timeouts).
       await passwordResets.settled();
@@ -167,7 +180,20 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       await apiKeys.flush().catch((error) => logger.warn({ err: error }, 'API key use times could not be written'));
       await audit.close();
       await limits.close();
+      if (swept && !(await swept)) logger.warn('shutdown: the sweep of expired rows did not end in time, and stops with the database');
+      closed = true;
       await storage.close();
     },
   };
+}
+
+/** Whether `work` settled within `ms`; it goes on either way. */
+async function waitAtMost(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
+  try {
+    return await Promise.race([work.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -18,7 +18,8 @@ export function sweepPolicyOf(config: Pick<GatehouseConfig, 'tokens' | 'audit'>)
 /**
  * One sweep of expired rows (see Storage.sweepExpired): batch after batch while a batch comes back
  * full, so that a busy server's expired rows do not pile up faster than one batch a minute takes
- * them, and at most `maxBatches`, so that one sweep never holds the database for long. Returns how
+ * them, and at most `maxBatches`, so that one sweep never holds the database for long; none after
+ * `stop` is aborted (a shutdown: the rest waits for the next sweep, on any instance). Returns how
  * many rows went.
  */
 export async function sweepExpiredRows(
@@ -27,9 +28,10 @@ export async function sweepExpiredRows(
   policy: SweepPolicy,
   batchSize = SWEEP_BATCH_SIZE,
   maxBatches = SWEEP_MAX_BATCHES,
+  stop?: AbortSignal,
 ): Promise<number> {
   let total = 0;
-  for (let batch = 0; batch < maxBatches; batch++) {
+  for (let batch = 0; batch < maxBatches && !stop?.aborted; batch++) {
     const swept = await storage.sweepExpired(now, batchSize, policy);
     total += swept;
     // Fewer rows than one table's batch: no table had more expired rows waiting.
