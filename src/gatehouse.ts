@@ -10,6 +10,7 @@ import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
 import { sweepExpiredRows, sweepPolicyOf } from './core/housekeeping.ts';
+import { MAX_MAILS_WAITING, MailQueue } from './core/emailed-links.ts';
 import { LoginService } from './core/login.ts';
 import { PasswordResetService } from './core/password-reset.ts';
 import { EmailVerificationService } from './core/email-verification.ts';
@@ -54,6 +55,8 @@ export interface GatehouseOptions {
   limitsCountedByPrimary?: boolean;
   /** How often expired rows are swept, in milliseconds: every minute unless told (tests tell). */
   sweepIntervalMs?: number;
+  /** How many mails may wait for the mail server at once (MAX_MAILS_WAITING unless told; tests tell). */
+  maxMailsWaiting?: number;
 }
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
@@ -138,10 +141,14 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   const sessions = new SessionService(storage, config.sessions.ttlSeconds, backChannelLogout);
   const { smtpUrl, from } = config.mail;
   const mailer = smtpUrl && from ? smtpMailer({ smtpUrl, from }) : undefined;
+  const queue = new MailQueue(options.maxMailsWaiting ?? MAX_MAILS_WAITING, (refused) =>
+    logger.warn({ refused }, 'links were not sent: as many mails as may wait are waiting for the mail server, which is slow or down'),
+  );
   const passwordResets = new PasswordResetService({ storage, sessions, audit }, mailer, {
     issuer: config.issuer,
     tokenTtlSeconds: config.passwordReset.tokenTtlSeconds,
     limits: { perAccount: limits.passwordResetsPerAccount, perAddress: limits.passwordResetsPerAddress },
+    queue,
     onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'a password reset link could not be sent'),
   });
   const emailVerifications = new EmailVerificationService({ storage, audit }, mailer, {
@@ -149,6 +156,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     issuer: config.issuer,
     tokenTtlSeconds: config.emailVerification.tokenTtlSeconds,
     limits: { perAccount: limits.emailVerificationsPerAccount, perAddress: limits.emailVerificationsPerAddress },
+    queue,
     onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'an email verification link could not be sent'),
   });
 

@@ -80,10 +80,10 @@ export class EmailVerificationService {
   }
 
   async #deliver(mailer: Mailer, user: User, now: number): Promise<void> {
-    const { issuer, tokenTtlSeconds } = this.#options;
+    const { issuer, tokenTtlSeconds, queue } = this.#options;
     // Stored only while the address is still the user's: one changed meanwhile gets no link.
     const store = (digest: string) => this.#storage.emailVerifications.issue({ digest, userId: user.id, email: user.email, createdAt: now, expiresAt: now + tokenTtlSeconds });
-    await sendLink({ mailer, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, VERIFICATION_LINK, user, store, now);
+    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, VERIFICATION_LINK, user, store, now);
   }
 
   /**

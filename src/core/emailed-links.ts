@@ -46,11 +46,59 @@ export class MailDeliveries {
   }
 }
 
+/** How many mails may wait for the mail server at once, of every kind: more are refused, not queued. */
+export const MAX_MAILS_WAITING = 2000;
+/** A full queue is logged at most this often, with how many mails it refused meanwhile. */
+const FULL_QUEUE_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * The mails handed to the mail server and not yet accepted or failed, of every kind of link, within a
+ * bound. A mail server slow to answer, or down, would otherwise let them pile up in memory as fast as
+ * people ask for links: the limits per account and per client address bound each asker, not all of
+ * them together. A mail refused for room is reported to `onFull` at most once a minute, with how
+ * many were refused since the last report.
+ */
+export class MailQueue {
+  #waiting = 0;
+  #capacity: number;
+  #onFull: (refused: number) => void;
+  #refused = 0;
+  #reportedAt = -Infinity;
+
+  constructor(capacity: number, onFull: (refused: number) => void) {
+    this.#capacity = capacity;
+    this.#onFull = onFull;
+  }
+
+  /** Takes a place for one mail; false, with nothing taken, when every place is taken. */
+  enter(): boolean {
+    if (this.#waiting < this.#capacity) {
+      this.#waiting++;
+      return true;
+    }
+    this.#refused++;
+    const at = performance.now();
+    if (at - this.#reportedAt >= FULL_QUEUE_LOG_INTERVAL_MS) {
+      this.#reportedAt = at;
+      this.#onFull(this.#refused);
+      this.#refused = 0;
+    }
+    return false;
+  }
+
+  /** Gives back the place of a mail sent, or failed. */
+  leave(): void {
+    this.#waiting--;
+  }
+}
+
 /** The settings of a kind of link sent by email. */
 export interface EmailedLinkOptions {
   issuer: string;
   tokenTtlSeconds: number;
   limits: { perAccount: RequestLimiter; perAddress: RequestLimiter };
+  /** The mails waiting for the mail server, shared by every kind of link. */
+  queue: MailQueue;
   /** Why a link could not be sent (the mail server refused it, or did not answer): for the log. */
   onError: (error: unknown) => void;
 }
@@ -68,23 +116,31 @@ export interface LinkKind {
 /**
  * Mints a link of `kind` for `user`, stores it through `store` (given its token's digest; false when
  * it may not be sent after all) and mails it to the user's address; audited either way, and a mail
- * not sent rethrown, for the log. The token is in the mail only, never stored nor logged.
+ * not sent rethrown, for the log. With no room in `queue`, nothing is stored (the user's earlier
+ * link stays as it was) nor sent: audited as a mail not sent, and logged by the queue. The token is
+ * in the mail only, never stored nor logged.
  */
 export async function sendLink(
-  { mailer, audit, issuer, ttlSeconds }: { mailer: Mailer; audit: AuditTrail; issuer: string; ttlSeconds: number },
+  { mailer, queue, audit, issuer, ttlSeconds }: { mailer: Mailer; queue: MailQueue; audit: AuditTrail; issuer: string; ttlSeconds: number },
   kind: LinkKind,
   user: User,
   store: (digest: string) => Promise<boolean>,
   now: number,
 ): Promise<void> {
-  const token = createOpaqueToken(kind.token);
-  if (!(await store(digestOf(token)))) return;
-  const link = linkWithToken(issuer, kind.path, token);
+  const notSent = () => audit.record({ at: now, kind: kind.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
+  if (!queue.enter()) return notSent();
   try {
-    await mailer.send(kind.compose({ to: user.email, link, issuer, ttlSeconds }));
-  } catch (error) {
-    audit.record({ at: now, kind: kind.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
-    throw error;
+    const token = createOpaqueToken(kind.token);
+    if (!(await store(digestOf(token)))) return;
+    const link = linkWithToken(issuer, kind.path, token);
+    try {
+      await mailer.send(kind.compose({ to: user.email, link, issuer, ttlSeconds }));
+    } catch (error) {
+      notSent();
+      throw error;
+    }
+  } finally {
+    queue.leave();
   }
   audit.record({ at: now, kind: kind.auditKind, outcome: 'success', clientId: null, userId: user.id, data: {} });
 }

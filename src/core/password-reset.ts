@@ -84,9 +84,9 @@ export class PasswordResetService {
   async #deliver(mailer: Mailer, email: string, now: number): Promise<void> {
     const user = await this.#storage.users.findByEmail(email);
     if (!user || user.disabledAt !== null) return;
-    const { issuer, tokenTtlSeconds } = this.#options;
+    const { issuer, tokenTtlSeconds, queue } = this.#options;
     const store = (digest: string) => this.#storage.passwordResets.issue({ digest, userId: user.id, createdAt: now, expiresAt: now + tokenTtlSeconds });
-    await sendLink({ mailer, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, RESET_LINK, user, store, now);
+    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, RESET_LINK, user, store, now);
   }
 
   /** Whether `token` is a link that can reset a password now: well formed, known, unused, unexpired, of a user who is not disabled. */

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
 import { setUserDisabled } from '../../src/core/users.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
@@ -633,3 +635,78 @@ describe('password reset without mail settings', { timeout: 60_000 }, () => {
     assert.equal(await countRows(server.database, 'password_resets'), 0);
   });
 });
+
+for (const dialect of DIALECTS) {
+  describe(`links by email while the mail server is slow (${dialect})`, { timeout: 60_000 }, () => {
+    const WAITING = 3;
+    let server: TestServer;
+    let mail: TestMailServer;
+    const logged: { level: number; msg: string; refused?: number }[] = [];
+    before(async () => {
+      mail = await startMailServer();
+      server = await startTestServer(dialect, {
+        env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' },
+        config: { passwordReset: { tokenTtlSeconds: TTL, maxRequestsPerAccount: PER_ACCOUNT, maxRequestsPerAddress: 100, windowSeconds: 3600 } },
+        logger: pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
+        maxMailsWaiting: WAITING,
+      });
+    });
+    after(async () => {
+      await server?.close();
+      await mail?.close();
+    });
+
+    const ask = async (email: string) => {
+      const browser = new HttpBrowser();
+      const form = await browser.request(`${server.url}/password/forgot`);
+      const answer = await browser.request(`${server.url}/password/forgot`, { form: { csrf: hiddenField(form.text, 'csrf'), email } });
+      return { status: answer.status, location: answer.location };
+    };
+
+    it('keeps no more mails waiting than its bound: the others are refused, audited as not sent, logged once, and the page answers as ever; an earlier link keeps working', async () => {
+      const users = await Promise.all(Array.from({ length: WAITING + 3 }, (_, i) => server.user(`queued-${i}-${dialect}@example.com`, PASSWORD)));
+      // The last account's link, asked for while the mail server answers at once.
+      const last = users.at(-1)!;
+      assert.deepEqual(await ask(last.email), { status: 303, location: '/password/sent' });
+      await server.gatehouse.passwordResets.settled();
+      const earlier = resetLinkIn(mail.received.find((m) => m.to.includes(last.email))!);
+      const stored = await countRows(server.database, 'password_resets');
+
+      mail.delayMs = 1500;
+      try {
+        // The first ones fill the queue (their mails wait 1.5 s each), then the others, the last account among them, ask.
+        const answers = await Promise.all(users.slice(0, WAITING).map((user) => ask(user.email)));
+        await sleep(300);
+        answers.push(...(await Promise.all(users.slice(WAITING).map((user) => ask(user.email)))));
+        assert.deepEqual(new Set(answers.map((a) => JSON.stringify(a))), new Set([JSON.stringify({ status: 303, location: '/password/sent' })]), 'every page answers as ever');
+        await server.gatehouse.passwordResets.settled();
+      } finally {
+        mail.delayMs = 0;
+      }
+      await server.gatehouse.audit.flush();
+      const outcomes: string[][] = [];
+      for (const user of users) {
+        const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.password_reset_requested' });
+        outcomes.push(events.map((e) => (e.outcome === 'success' ? 'sent' : (e.data as { reason: string }).reason)));
+      }
+      const all = outcomes.flat();
+      assert.equal(mail.received.length, 1 + WAITING, 'as many mails as may wait were sent');
+      assert.equal(all.filter((o) => o === 'sent').length, 1 + WAITING, JSON.stringify(outcomes));
+      assert.equal(all.filter((o) => o === 'mail_not_sent').length, users.length - WAITING, JSON.stringify(outcomes));
+      const warnings = logged.filter((line) => line.level === 40 && /were not sent/.test(line.msg));
+      assert.equal(warnings.length, 1, 'logged once');
+      assert.equal(warnings[0]!.refused, 1, 'with how many were refused since the last report');
+      // Only the newest link of each account is kept: one for each account that was sent one, none for the others.
+      assert.equal(await countRows(server.database, 'password_resets'), outcomes.filter((o) => o.includes('sent')).length, 'a refused mail stores no link');
+      assert.equal(stored, 1);
+
+      assert.deepEqual([...outcomes.at(-1)!].sort(), ['mail_not_sent', 'sent'], 'the last account’s second mail was refused');
+      const followed = await new HttpBrowser().request(earlier);
+      assert.equal(followed.status, 303, 'its earlier link still works');
+      // Room again once the mail server has caught up.
+      assert.deepEqual(await ask(users[0]!.email), { status: 303, location: '/password/sent' });
+      await server.gatehouse.passwordResets.settled();
+      assert.equal(mail.received.length, 2 + WAITING);
+    });
+  });
+}

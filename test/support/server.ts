@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { createClient } from '../../src/core/applications.ts';
 import type { ClientInput } from '../../src/core/client-validation.ts';
 import { createUser } from '../../src/core/users.ts';
@@ -31,6 +31,10 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** False: no key reloading and no sweeping of expired rows, for tests that compare stored state over minutes. */
   background?: boolean;
+  /** Where the instance logs (nowhere unless told). */
+  logger?: Logger;
+  /** How many mails may wait for the mail server at once. */
+  maxMailsWaiting?: number;
 }
 
 /** A real Gatehouse on a free loopback port, on a fresh database of the given dialect. */
@@ -50,7 +54,8 @@ export async function startTestServer(dialect: TestDialect, options: TestServerO
     options.config,
   );
   const gatehouse = await createGatehouse(config, {
-    logger: pino({ level: 'silent' }),
+    logger: options.logger ?? pino({ level: 'silent' }),
+    ...(options.maxMailsWaiting !== undefined ? { maxMailsWaiting: options.maxMailsWaiting } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.background === false ? { background: false } : {}),
   });
