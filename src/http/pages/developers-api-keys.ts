@@ -125,7 +125,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     return showKeys(reply, application, { notice: noticeFrom(request, NOTICES) });
   });
 
-  portal.post('/developers/applications/:clientId/api-keys', { config: { portalForm: keysPageForm(true) } }, async (request, reply) => {
+  portal.post('/developers/applications/:clientId/api-keys', { config: { portalForm: keysPageForm(true), portalGivesCredentials: true } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     if (application.type !== 'confidential') return showNoApiKeys(reply, application);
     const form = keyFormOf(request.body);

@@ -16,6 +16,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Developer portal: what a POST route's form is, for the guard (see PortalForm). */
     portalForm?: PortalForm;
+    /**
+     * Developer portal: the route registers an application or gives one a credential (client
+     * secret, public keys, API key), so the guard lets through only a developer whose address is
+     * verified, while email verification is on (see mayCreateCredentials).
+     */
+    portalGivesCredentials?: boolean;
   }
 }
 
@@ -78,8 +84,23 @@ export function guardPortal(portal: FastifyInstance, pages: Pages): void {
       if (form && postedFromThisSite(request, pages.gatehouse.config.issuer)) return form.again(request, reply, FORM_EXPIRED);
       return renderPage(reply, 'error', { title: 'Please try again', message: 'The form expired or did not come from this site, so nothing was changed.' }, 403);
     }
+    if (request.routeOptions.config.portalGivesCredentials && !mayCreateCredentials(pages.gatehouse, session)) return verifyFirst(reply, session);
   });
 }
+
+/**
+ * Whether the developer may register applications and give them credentials: with email
+ * verification on (`signup.verifyEmail`), only once their address is verified. Anyone can sign up
+ * with an address that is not theirs; credentials made then would stay with that person after the
+ * address's owner takes the account back with a password reset link (account pre-hijacking,
+ * Sudhodanan & Paverd 2022; OWASP ASVS V2.1): a client secret or API key they keep acts as an
+ * application of the owner's account. Reading the portal, and deleting or revoking, stay open.
+ */
+export const mayCreateCredentials = (gatehouse: Gatehouse, developer: ActiveSession): boolean => developer.user.emailVerified || !gatehouse.emailVerifications.enabled;
+
+/** The page answered in place of a form that would give credentials to a developer whose address is not verified: 403, nothing stored. */
+const verifyFirst = (reply: FastifyReply, developer: ActiveSession): FastifyReply =>
+  renderPage(reply, 'developers-verify', { title: 'Verify your email address first', email: developer.user.email }, 403);
 
 /**
  * Whether a POST came from one of this site's own pages: the browser says so (Sec-Fetch-Site), or,

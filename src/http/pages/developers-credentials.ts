@@ -69,7 +69,7 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
    * registered before. The core checks them as for the admin API and the command line (public
    * signing keys only, 1 to 10, RSA of 2048 bits or more); a refused set changes nothing.
    */
-  portal.post('/developers/applications/:clientId/keys', { config: { portalForm: keysForm } }, async (request, reply) => {
+  portal.post('/developers/applications/:clientId/keys', { config: { portalForm: keysForm, portalGivesCredentials: true } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     if (application.type !== 'confidential') return showApplication(reply, gatehouse, application, { error: 'A public application cannot authenticate, so it has no keys.' }, 400);
     let posted = field(request.body, 'jwks') ?? '';
@@ -127,7 +127,7 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
    * deleted. Stored only while the application is as checked (writeToOwnApplication): a secret
    * never reaches one an operator made an admin client or gave to someone else meanwhile.
    */
-  portal.post('/developers/applications/:clientId/secrets', { config: { portalForm: buttonForm } }, async (request, reply) => {
+  portal.post('/developers/applications/:clientId/secrets', { config: { portalForm: buttonForm, portalGivesCredentials: true } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     const publicRefused = (client: Client) => showApplication(reply, gatehouse, client, { error: 'A public application has no client secret.' }, 400);
     if (application.type !== 'confidential') return publicRefused(application);

@@ -9,7 +9,7 @@ import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
 import { credentialRoutes } from './developers-credentials.ts';
-import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, mayCreateCredentials, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { formIdOf, formRecordIds, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
@@ -48,13 +48,14 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
       email: developer.user.email,
       applications: clients.map((client) => ({ ...applicationHeader(client), created: day(client.createdAt) })),
       notice: noticeFrom(request, LIST_NOTICES),
+      verifyFirst: !mayCreateCredentials(gatehouse, developer),
     });
   });
 
   const showForm = (reply: FastifyReply, values: ApplicationForm, errors: Partial<Record<string, string>> = {}, status = 200) =>
     renderPage(reply, 'developers-new', { title: 'New application', values, errors, formId: newFormId() }, status);
 
-  portal.get('/developers/new', async (_request, reply) =>
+  portal.get('/developers/new', { config: { portalGivesCredentials: true } }, async (_request, reply) =>
     showForm(reply, { name: '', description: '', type: 'confidential', base_url: '', redirect_uris: '', backchannel_logout_uri: '', backchannel_logout_session_required: false, api_key: true }),
   );
 
@@ -67,7 +68,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
     again: (request, reply, message) => showForm(reply, applicationFormOf(request.body), { form: message }, 403),
   };
 
-  portal.post('/developers/applications', { config: { portalForm: creationForm } }, async (request, reply) => {
+  portal.post('/developers/applications', { config: { portalForm: creationForm, portalGivesCredentials: true } }, async (request, reply) => {
     const developer = developerOf(request);
     const body = request.body;
     const values = applicationFormOf(body);

@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair } from 'jose';
+import { createClient } from '../../src/core/applications.ts';
+import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { countRows, DIALECTS } from '../support/databases.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
+
+/*
+ * Account pre-hijacking (Sudhodanan & Paverd, USENIX Security 2022), over real HTTP with a real SMTP
+ * server: someone signs up with an address that is not theirs and uses the account before its owner
+ * has a say. With email verification on, the developer portal gives such an account no credentials.
+ */
+
+const PASSWORD = 'correct horse battery staple';
+const CALLBACK = 'https://app.example/callback';
+
+for (const dialect of DIALECTS) {
+  describe(`pre-account takeover (${dialect})`, { timeout: 120_000 }, () => {
+    let server: TestServer;
+    let mail: TestMailServer;
+    let counter = 0;
+    /** Seconds the server's clock is ahead of the system's: each test runs in rate-limit windows of its own. */
+    let ahead = 0;
+
+    before(async () => {
+      mail = await startMailServer();
+      server = await startTestServer(dialect, {
+        clock: () => Math.floor(Date.now() / 1000) + ahead,
+        env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' },
+        config: { signup: { maxAccountsPerAddress: 0 } },
+      });
+    });
+    after(async () => {
+      await server?.close();
+      await mail?.close();
+    });
+
+    const url = (path: string) => `${server.url}${path}`;
+    const mailsTo = (email: string) => mail.received.filter((m) => m.to.includes(email));
+    const nextEmail = (who: string) => `${who}-${++counter}-${dialect}@example.com`;
+
+    /** Signs up through the page with PASSWORD; the browser, signed in, once the verification mail has gone. */
+    const signUp = async (email: string) => {
+      ahead += 3600;
+      const browser = new HttpBrowser();
+      const form = await browser.request(url('/signup'));
+      const answer = await browser.request(url('/signup'), { form: { csrf: hiddenField(form.text, 'csrf'), email, name: '', password: PASSWORD } });
+      assert.equal(answer.status, 303, answer.text.slice(0, 300));
+      await server.gatehouse.emailVerifications.settled();
+      return browser;
+    };
+    const verifyWithLink = async (email: string) => {
+      const browser = new HttpBrowser();
+      await browser.request(verifyLinkIn(mailsTo(email).at(-1)!));
+      const page = await browser.request(url('/email/verify'));
+      assert.equal((await browser.request(url('/email/verify'), { form: { csrf: hiddenField(page.text, 'csrf') } })).status, 200);
+    };
+    /** A CSRF token of the browser's session, from a page every signed-in person may read. */
+    const csrfOf = async (browser: HttpBrowser) => hiddenField((await browser.request(url('/account'))).text, 'csrf');
+    /** An application of `ownerUserId`, registered as the portal registers one (an operator may also give one to an account). */
+    const applicationOf = async (ownerUserId: string) => {
+      const { client, secret } = await createClient(
+        server.gatehouse,
+        { name: 'Sync tool', type: 'confidential', ownerUserId, redirectUris: [CALLBACK], grantTypes: ['client_credentials', 'authorization_code', 'refresh_token'], scopes: ['openid', 'objects:read'], defaultScopes: ['objects:read'] },
+        server.gatehouse.clock(),
+        undefined,
+        'developer',
+      );
+      return { id: client.id, secret: secret! };
+    };
+    const eventsOf = async (filter: { userId?: string; clientId?: string; kind: string }) => {
+      await server.gatehouse.audit.flush();
+      return server.gatehouse.storage.audit.query(filter);
+    };
+    const credentialsOf = async (clientId: string) => ({
+      secrets: (await server.gatehouse.storage.clients.listSecrets(clientId)).length,
+      liveKeys: (await server.gatehouse.storage.apiKeys.listForClient(clientId)).filter((key) => key.revokedAt === null).length,
+      jwks: (await server.gatehouse.storage.clients.find(clientId))!.jwks,
+    });
+
+    const VERIFY_FIRST = /Verify your email address first/;
+    const RESEND_FORM = /<form method="post" action="\/email\/resend">/;
+
+    describe('the developer portal of an account whose address is not verified', () => {
+      it('shows its pages but registers no application: the form and its post answer a page that asks to verify the address, with a new link at hand', async () => {
+        const email = nextEmail('unverified');
+        const browser = await signUp(email);
+        const account = (await server.gatehouse.storage.users.findByEmail(email))!;
+        assert.equal(account.emailVerified, false);
+
+        const list = await browser.request(url('/developers'));
+        assert.equal(list.status, 200);
+        assert.match(list.text, /Your applications/);
+        assert.match(list.text, VERIFY_FIRST);
+        assert.match(list.text, RESEND_FORM);
+        assert.doesNotMatch(list.text, /href="\/developers\/new"/, 'no button to a form that would be refused');
+
+        const form = await browser.request(url('/developers/new'));
+        assert.equal(form.status, 403);
+        assert.match(form.text, VERIFY_FIRST);
+        assert.match(form.text, RESEND_FORM);
+        assert.match(form.text, new RegExp(email.replace(/\./g, '\\.')));
+
+        const clientsBefore = await countRows(server.database, 'clients');
+        const secretsBefore = await countRows(server.database, 'client_secrets');
+        const created = await browser.request(url('/developers/applications'), {
+          form: { csrf: await csrfOf(browser), name: 'Attacker tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK, api_key: 'on' },
+        });
+        assert.equal(created.status, 403, created.text.slice(0, 300));
+        assert.match(created.text, VERIFY_FIRST);
+        assert.match(created.text, RESEND_FORM);
+        assert.doesNotMatch(created.text, /gate_cs_|gate_ak_/);
+        assert.equal(await countRows(server.database, 'clients'), clientsBefore);
+        assert.equal(await countRows(server.database, 'client_secrets'), secretsBefore);
+        assert.deepEqual(await server.gatehouse.storage.clients.listForOwner(account.id), []);
+
+        // The resend form on the page works: it sends a new link to the address.
+        const sent = mailsTo(email).length;
+        const resent = await browser.request(url('/email/resend'), { form: { csrf: hiddenField(created.text, 'csrf') } });
+        assert.equal(resent.status, 303);
+        await server.gatehouse.emailVerifications.settled();
+        assert.equal(mailsTo(email).length, sent + 1);
+
+        // Once the address is verified, the same form registers the application.
+        await verifyWithLink(email);
+        const list2 = await browser.request(url('/developers'));
+        assert.doesNotMatch(list2.text, VERIFY_FIRST);
+        assert.equal((await browser.request(url('/developers/new'))).status, 200);
+        const made = await browser.request(url('/developers/applications'), {
+          form: { csrf: await csrfOf(browser), name: 'Own tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK, api_key: 'on' },
+        });
+        assert.equal(made.status, 200, made.text.slice(0, 300));
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(account.id)).length, 1);
+      });
+
+      it('adds no client secret, public keys or API key to an application the account holds, but lets it delete and revoke them', async () => {
+        const email = nextEmail('holder');
+        const browser = await signUp(email);
+        const account = (await server.gatehouse.storage.users.findByEmail(email))!;
+        const app = await applicationOf(account.id);
+        const key = await server.gatehouse.apiKeys.create((await server.gatehouse.storage.clients.find(app.id))!, { name: 'Default' }, server.gatehouse.clock());
+        const base = `/developers/applications/${app.id}`;
+
+        const page = await browser.request(url(base));
+        assert.equal(page.status, 200, 'the application page is readable');
+        assert.match(page.text, /Sync tool/);
+        assert.equal((await browser.request(url(`${base}/api-keys`))).status, 200);
+
+        const { publicKey } = await generateKeyPair('ES256', { extractable: true });
+        const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', use: 'sig', alg: 'ES256' }] });
+        const attempts: [string, Record<string, string>][] = [
+          [`${base}/secrets`, { form_id: 'AAAAAAAAAAAAAAAAAAAAAA' }],
+          [`${base}/keys`, { jwks }],
+          [`${base}/api-keys`, { name: 'Mine', scopes: 'objects:read', expires_on: '' }],
+        ];
+        for (const [path, fields] of attempts) {
+          const answer = await browser.request(url(path), { form: { csrf: await csrfOf(browser), ...fields } });
+          assert.equal(answer.status, 403, `${path}: ${answer.text.slice(0, 300)}`);
+          assert.match(answer.text, VERIFY_FIRST, path);
+          assert.match(answer.text, RESEND_FORM, path);
+          assert.doesNotMatch(answer.text, /gate_cs_|gate_ak_/, path);
+        }
+        assert.deepEqual(await credentialsOf(app.id), { secrets: 1, liveKeys: 1, jwks: null });
+        assert.deepEqual(await eventsOf({ clientId: app.id, kind: 'portal.secret.added' }), []);
+
+        // Taking credentials away stays possible.
+        const revoked = await browser.request(url(`${base}/api-keys/${key.key.id}/revoke`), { form: { csrf: await csrfOf(browser) } });
+        assert.equal(revoked.status, 303, revoked.text.slice(0, 300));
+        assert.deepEqual(await credentialsOf(app.id), { secrets: 1, liveKeys: 0, jwks: null });
+      });
+    });
+  });
+}
