@@ -144,7 +144,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   const queue = new MailQueue(options.maxMailsWaiting ?? MAX_MAILS_WAITING, (refused) =>
     logger.warn({ refused }, 'links were not sent: as many mails as may wait are waiting for the mail server, which is slow or down'),
   );
-  const passwordResets = new PasswordResetService({ storage, sessions, audit }, mailer, {
+  const passwordResets = new PasswordResetService({ storage, sessions, clients, audit }, mailer, {
     issuer: config.issuer,
     tokenTtlSeconds: config.passwordReset.tokenTtlSeconds,
     limits: { perAccount: limits.passwordResetsPerAccount, perAddress: limits.passwordResetsPerAddress },

@@ -3,6 +3,7 @@ import { normalizeEmail } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewPassword } from './users.ts';
 import type { AuditTrail } from './audit.ts';
+import type { ClientRegistry } from './clients.ts';
 import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type LinkKind } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';
 import { passwordResetMessage } from './password-reset-mail.ts';
@@ -11,8 +12,12 @@ import type { SessionService } from './sessions.ts';
 import { digestOf } from './tokens/opaque.ts';
 
 export type ResetRequestResult = { outcome: 'accepted' } | { outcome: 'throttled'; retryAfterSeconds: number };
-/** `grantsRevoked`: how many grants the reset revoked (none when the address was verified before it). */
-export type ResetResult = { outcome: 'reset'; userId: string; sessionsEnded: number; grantsRevoked: number } | { outcome: 'invalid' };
+/**
+ * `grantsRevoked`: how many grants the account gave that the reset revoked; `applicationsSuspended`:
+ * how many of the account's applications lost their credentials (both none when the address was
+ * verified before it).
+ */
+export type ResetResult = { outcome: 'reset'; userId: string; sessionsEnded: number; grantsRevoked: number; applicationsSuspended: number } | { outcome: 'invalid' };
 
 const RESET_LINK: LinkKind = { token: 'pr', path: '/password/reset', compose: passwordResetMessage, auditKind: 'user.password_reset_requested' };
 
@@ -27,19 +32,24 @@ export type PasswordResetOptions = EmailedLinkOptions;
  * address was not verified: then the account may have been made by someone who does not own the
  * address, waiting for its owner to take it back this way (pre-account takeover), and what it
  * authorized goes with that person's sessions — every consent and grant, as if withdrawn on the
- * account page. The link was sent to the address, so the address is then verified.
+ * account page — and so do the credentials of the applications the account owns (developer portal):
+ * client secrets, API keys and public keys, with every grant given to those applications. The
+ * applications stay, for the owner to review and give new credentials. The link was sent to the
+ * address, so the address is then verified.
  */
 export class PasswordResetService {
   #storage: Storage;
   #sessions: SessionService;
+  #clients: ClientRegistry;
   #audit: AuditTrail;
   #mailer: Mailer | undefined;
   #options: PasswordResetOptions;
   #deliveries: MailDeliveries;
 
-  constructor(services: { storage: Storage; sessions: SessionService; audit: AuditTrail }, mailer: Mailer | undefined, options: PasswordResetOptions) {
+  constructor(services: { storage: Storage; sessions: SessionService; clients: ClientRegistry; audit: AuditTrail }, mailer: Mailer | undefined, options: PasswordResetOptions) {
     this.#storage = services.storage;
     this.#sessions = services.sessions;
+    this.#clients = services.clients;
     this.#audit = services.audit;
     this.#mailer = mailer;
     this.#options = options;
@@ -112,8 +122,9 @@ export class PasswordResetService {
   /**
    * Sets `password` (checked as sign-up checks it: ValidationError) with the link `token`: the link
    * is spent and the password set in one transaction, so of two submissions one wins — with an
-   * address not verified before, the same transaction verifies it and withdraws what the account
-   * authorized, each consent withdrawn and grant revoked audited; then every session of the user ends.
+   * address not verified before, the same transaction verifies it, withdraws what the account
+   * authorized and takes back the credentials of its applications, each consent withdrawn, grant
+   * revoked and application suspended audited; then every session of the user ends.
    */
   async reset(token: unknown, password: string, now: number): Promise<ResetResult> {
     checkNewPassword(password);
@@ -121,7 +132,7 @@ export class PasswordResetService {
     if (!(await this.isLive(token, now))) return { outcome: 'invalid' };
     const redeemed = await this.#storage.passwordResets.redeem(digestOf(token as string), await hashPassword(password), now);
     if (redeemed === undefined) return { outcome: 'invalid' };
-    const { userId, withdrawn } = redeemed;
+    const { userId, withdrawn, applications } = redeemed;
     if (!redeemed.emailWasVerified) {
       this.#audit.record({ at: now, kind: 'user.email_verified', outcome: 'success', clientId: null, userId, data: { by: 'password_reset' } });
     }
@@ -131,6 +142,21 @@ export class PasswordResetService {
     for (const grant of withdrawn.grants) {
       this.#audit.record({ at: now, kind: 'grant.revoked', outcome: 'success', clientId: grant.clientId, userId, data: { grant_id: grant.id, reason: 'password_reset' } });
     }
-    return { outcome: 'reset', userId, sessionsEnded: await this.#sessions.endForUser(userId), grantsRevoked: withdrawn.grants.length };
+    for (const application of applications) {
+      // At once on this instance; the others' client caches follow within clients.cacheTtlSeconds.
+      this.#clients.invalidate(application.clientId);
+      this.#audit.record({
+        at: now,
+        kind: 'client.credentials_revoked',
+        outcome: 'success',
+        clientId: application.clientId,
+        userId,
+        data: { reason: 'password_reset', secrets_deleted: application.secretsDeleted, api_keys_revoked: application.apiKeysRevoked.length, keys_removed: application.keysRemoved },
+      });
+      for (const grant of application.grants) {
+        this.#audit.record({ at: now, kind: 'grant.revoked', outcome: 'success', clientId: application.clientId, userId: grant.userId, data: { grant_id: grant.id, reason: 'password_reset' } });
+      }
+    }
+    return { outcome: 'reset', userId, sessionsEnded: await this.#sessions.endForUser(userId), grantsRevoked: withdrawn.grants.length, applicationsSuspended: applications.length };
   }
 }

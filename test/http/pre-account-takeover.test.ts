@@ -2,24 +2,28 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import { createClient } from '../../src/core/applications.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
-import { startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
+import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { resetLinkIn, startMailServer, verifyLinkIn, type TestMailServer } from '../support/smtp.ts';
 
 /*
  * Account pre-hijacking (Sudhodanan & Paverd, USENIX Security 2022), over real HTTP with a real SMTP
  * server: someone signs up with an address that is not theirs and uses the account before its owner
- * has a say. With email verification on, the developer portal gives such an account no credentials.
+ * has a say. With email verification on, the developer portal gives such an account no credentials;
+ * and the owner's reset through the emailed link takes back the credentials of applications the
+ * account holds, with the grants and sessions made before the address was proven.
  */
 
 const PASSWORD = 'correct horse battery staple';
+const NEW_PASSWORD = 'a new and better passphrase';
 const CALLBACK = 'https://app.example/callback';
 
 for (const dialect of DIALECTS) {
   describe(`pre-account takeover (${dialect})`, { timeout: 120_000 }, () => {
     let server: TestServer;
     let mail: TestMailServer;
+    let api: { id: string; secret: string };
     let counter = 0;
     /** Seconds the server's clock is ahead of the system's: each test runs in rate-limit windows of its own. */
     let ahead = 0;
@@ -31,6 +35,7 @@ for (const dialect of DIALECTS) {
         env: { GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'Gatehouse <no-reply@gatehouse.example>' },
         config: { signup: { maxAccountsPerAddress: 0 } },
       });
+      api = await server.client({ name: 'Platform API', grantTypes: ['client_credentials'], scopes: ['objects:read'], isResourceServer: true });
     });
     after(async () => {
       await server?.close();
@@ -57,6 +62,18 @@ for (const dialect of DIALECTS) {
       const page = await browser.request(url('/email/verify'));
       assert.equal((await browser.request(url('/email/verify'), { form: { csrf: hiddenField(page.text, 'csrf') } })).status, 200);
     };
+    /** Asks for a reset link to `email` and sets NEW_PASSWORD with it, in a browser of its own; the answer. */
+    const resetWithLink = async (email: string) => {
+      ahead += 3600;
+      const browser = new HttpBrowser();
+      const forgot = await browser.request(url('/password/forgot'));
+      await browser.request(url('/password/forgot'), { form: { csrf: hiddenField(forgot.text, 'csrf'), email } });
+      await server.gatehouse.passwordResets.settled();
+      await browser.request(resetLinkIn(mailsTo(email).at(-1)!));
+      const form = await browser.request(url('/password/reset'));
+      assert.equal(form.status, 200, form.text.slice(0, 300));
+      return browser.request(url('/password/reset'), { form: { csrf: hiddenField(form.text, 'csrf'), new_password: NEW_PASSWORD, confirm_password: NEW_PASSWORD } });
+    };
     /** A CSRF token of the browser's session, from a page every signed-in person may read. */
     const csrfOf = async (browser: HttpBrowser) => hiddenField((await browser.request(url('/account'))).text, 'csrf');
     /** An application of `ownerUserId`, registered as the portal registers one (an operator may also give one to an account). */
@@ -70,6 +87,8 @@ for (const dialect of DIALECTS) {
       );
       return { id: client.id, secret: secret! };
     };
+    const clientCredentials = (id: string, secret: string) => post(url('/token'), { grant_type: 'client_credentials', scope: 'objects:read' }, { headers: { authorization: basic(id, secret) } });
+    const introspect = async (token: string) => (await post(url('/introspect'), { token }, { headers: { authorization: basic(api.id, api.secret) } })).body as Record<string, unknown>;
     const eventsOf = async (filter: { userId?: string; clientId?: string; kind: string }) => {
       await server.gatehouse.audit.flush();
       return server.gatehouse.storage.audit.query(filter);
@@ -169,6 +188,83 @@ for (const dialect of DIALECTS) {
         const revoked = await browser.request(url(`${base}/api-keys/${key.key.id}/revoke`), { form: { csrf: await csrfOf(browser) } });
         assert.equal(revoked.status, 303, revoked.text.slice(0, 300));
         assert.deepEqual(await credentialsOf(app.id), { secrets: 1, liveKeys: 0, jwks: null });
+      });
+    });
+
+    describe('a reset through the emailed link of an account whose address was not verified', () => {
+      it('takes back the credentials of the applications the account holds: secrets, public keys and API keys stop working, and the grants of their users end', async () => {
+        // The attacker signs up with the victim's address and holds an application under it (made
+        // while verification was off, or given by an operator), with its secret, public keys and
+        // an API key, and a user's grant to it.
+        const victim = nextEmail('victim');
+        const attacker = await signUp(victim);
+        const account = (await server.gatehouse.storage.users.findByEmail(victim))!;
+        const app = await applicationOf(account.id);
+        const { publicKey } = await generateKeyPair('ES256', { extractable: true });
+        await server.gatehouse.storage.clients.update(app.id, { jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'attacker' }] } }, server.gatehouse.clock());
+        server.gatehouse.clients.invalidate(app.id);
+        const apiKey = await server.gatehouse.apiKeys.create((await server.gatehouse.storage.clients.find(app.id))!, { name: 'Default' }, server.gatehouse.clock());
+        const other = await server.user(nextEmail('other'), PASSWORD);
+        const otherBrowser = await signedInBrowser(server.url, other.email, PASSWORD);
+        const query = new URLSearchParams({ response_type: 'code', client_id: app.id, redirect_uri: CALLBACK, scope: 'openid objects:read', state: 's' });
+        let consent = await otherBrowser.follow(url(`/authorize?${query}`), server.url);
+        consent = await otherBrowser.follow(url('/consent'), server.url, { form: { csrf: hiddenField(consent.text, 'csrf'), request: hiddenField(consent.text, 'request'), decision: 'allow' } });
+        const code = new URL(consent.location!).searchParams.get('code')!;
+        const exchanged = await post(url('/token'), { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+        const othersTokens = exchanged.body as { access_token: string; refresh_token: string };
+        assert.equal((await clientCredentials(app.id, app.secret)).status, 200);
+        assert.equal((await introspect(apiKey.value)).active, true);
+
+        const done = await resetWithLink(victim);
+        assert.equal(done.status, 303, done.text.slice(0, 300));
+        assert.equal(done.location, '/login?reset=done&developer=suspended');
+        const notice = await new HttpBrowser().request(url(done.location));
+        assert.match(notice.text, /Applications registered under your account lost their client secrets, public keys and API keys, and the access people had given them: review them in the developer portal and add new ones\./);
+        assert.doesNotMatch(notice.text, /Applications that had access to your account/, 'the account itself had authorized none');
+        assert.equal((await attacker.request(url('/account'))).status, 302, 'the attacker’s session ended');
+
+        // Nothing the attacker kept reaches the application any more.
+        const refused = await clientCredentials(app.id, app.secret);
+        assert.equal(refused.status, 401);
+        assert.equal(refused.body.error, 'invalid_client');
+        assert.deepEqual(await introspect(apiKey.value), { active: false });
+        const refreshed = await post(url('/token'), { grant_type: 'refresh_token', refresh_token: othersTokens.refresh_token }, { headers: { authorization: basic(app.id, app.secret) } });
+        assert.equal(refreshed.status, 401);
+        assert.deepEqual(await introspect(othersTokens.access_token), { active: false }, 'the access token of the grant given to it');
+        assert.deepEqual(await credentialsOf(app.id), { secrets: 0, liveKeys: 0, jwks: null });
+        const grants = await server.gatehouse.storage.grants.list({ clientId: app.id });
+        assert.ok(grants.length > 0 && grants.every((grant) => grant.revokedAt !== null), 'every grant to the application is revoked');
+        assert.equal(await server.gatehouse.storage.consents.find(other.id, app.id), undefined, 'its users are asked again');
+
+        // The application stays with the account, for its owner to review and give a new secret.
+        const owner = await signedInBrowser(server.url, victim, NEW_PASSWORD);
+        const page = await owner.request(url(`/developers/applications/${app.id}`));
+        assert.equal(page.status, 200);
+        const added = await owner.request(url(`/developers/applications/${app.id}/secrets`), { form: { csrf: hiddenField(page.text, 'csrf'), form_id: 'BBBBBBBBBBBBBBBBBBBBBB' } });
+        assert.equal(added.status, 200, added.text.slice(0, 300));
+
+        const suspended = await eventsOf({ clientId: app.id, kind: 'client.credentials_revoked' });
+        assert.equal(suspended.length, 1);
+        assert.deepEqual(suspended[0]!.data, { reason: 'password_reset', secrets_deleted: 1, api_keys_revoked: 1, keys_removed: true });
+        assert.equal(suspended[0]!.userId, account.id);
+        const revoked = await eventsOf({ clientId: app.id, kind: 'grant.revoked' });
+        assert.deepEqual(revoked.map((event) => [event.userId, event.data.reason]), [[other.id, 'password_reset']]);
+        const [reset] = await eventsOf({ userId: account.id, kind: 'user.password_reset' });
+        assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 0, applications_suspended: 1 });
+      });
+
+      it('leaves the applications of an account whose address was verified before the reset as they are', async () => {
+        const email = nextEmail('verified');
+        await signUp(email);
+        await verifyWithLink(email);
+        const account = (await server.gatehouse.storage.users.findByEmail(email))!;
+        const app = await applicationOf(account.id);
+        const done = await resetWithLink(email);
+        assert.equal(done.location, '/login?reset=done');
+        assert.equal((await clientCredentials(app.id, app.secret)).status, 200);
+        assert.deepEqual(await credentialsOf(app.id), { secrets: 1, liveKeys: 0, jwks: null });
+        assert.deepEqual(await eventsOf({ clientId: app.id, kind: 'client.credentials_revoked' }), []);
       });
     });
   });

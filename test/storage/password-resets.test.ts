@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { createStorage } from '../../src/storage/kysely/index.ts';
 import type { Storage } from '../../src/storage/repositories.ts';
 import type { Withdrawal } from '../../src/storage/repositories/consents.ts';
+import type { ApplicationTakenBack } from '../../src/storage/repositories/password-resets.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { aClient, aCode, aGrant, aRefreshToken, aUser, HOUR, NOW } from '../support/records.ts';
 
@@ -41,7 +43,7 @@ for (const dialect of DIALECTS) {
     const hashOf = async (userId: string) => (await storage.users.findById(userId))!.passwordHash;
     const NOTHING_WITHDRAWN: Withdrawal = { consents: [], grants: [], codes: 0 };
     /** What a redemption that set the password of `user`, verified before or not, says. */
-    const redeemed = (user: { id: string }, emailWasVerified = false, withdrawn = NOTHING_WITHDRAWN) => ({ userId: user.id, emailWasVerified, withdrawn });
+    const redeemed = (user: { id: string }, emailWasVerified = false, withdrawn = NOTHING_WITHDRAWN, applications: ApplicationTakenBack[] = []) => ({ userId: user.id, emailWasVerified, withdrawn, applications });
 
     /**
      * What `user` authorized: two applications with a consent, a grant with a refresh token and a
@@ -127,6 +129,62 @@ for (const dialect of DIALECTS) {
       for (const code of others.codes) assert.ok(await storage.codes.find(code.digest));
       assert.equal((await storage.consents.listForUser(other.id)).length, 2);
       assert.equal((await storage.users.findById(other.id))!.emailVerified, false);
+    });
+
+    /** An application `ownerUserId` registered, with two secrets, public keys, a live and a revoked API key, and `other`'s consent, grant and code. */
+    const application = async (ownerUserId: string, other: { id: string }) => {
+      const client = await storage.clients.create(aClient({ ownerUserId, grantTypes: ['authorization_code', 'refresh_token', 'client_credentials'], jwks: { keys: [{ kty: 'EC', kid: 'k' }] } }), NOW);
+      for (const id of [randomUUID(), randomUUID()]) await storage.clients.addSecret({ id, clientId: client.id, digest: `d-${id}`, hint: 'gate_cs_x', createdAt: NOW, expiresAt: null });
+      const key = (revokedAt: number | null) => ({ id: randomUUID(), clientId: client.id, name: 'k', digest: randomUUID(), prefix: 'gate_ak_x', scopes: ['objects:read'], createdAt: NOW, expiresAt: null, revokedAt, lastUsedAt: null });
+      const live = key(null);
+      await storage.apiKeys.create(live);
+      await storage.apiKeys.create(key(NOW - 5));
+      const grant = aGrant(client.id, other.id);
+      await storage.grants.create(grant);
+      await storage.consents.save({ userId: other.id, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
+      const code = aCode(client.id, other.id, { expiresAt: NOW + HOUR });
+      await storage.codes.insert(code);
+      return { client, live, grant, code };
+    };
+
+    it('on an account whose address was not verified, takes back the credentials of the applications it owns, and every grant given to them, in the same transaction', async () => {
+      const user = await aStoredUser();
+      const other = await aStoredUser();
+      const owned = await application(user.id, other);
+      const othersApplication = await application(other.id, user);
+      const digest = await issue(user.id);
+
+      const result = await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60);
+      assert.ok(result);
+      assert.deepEqual(result.applications, [{ clientId: owned.client.id, secretsDeleted: 2, apiKeysRevoked: [owned.live.id], keysRemoved: true, grants: [{ id: owned.grant.id, userId: other.id }] }]);
+      assert.deepEqual(await storage.clients.listSecrets(owned.client.id), []);
+      assert.ok((await storage.apiKeys.listForClient(owned.client.id)).every((key) => key.revokedAt !== null));
+      assert.equal((await storage.apiKeys.findById(owned.live.id))!.revokedAt, NOW + 60);
+      const stored = (await storage.clients.find(owned.client.id))!;
+      assert.equal(stored.jwks, null);
+      assert.equal(stored.updatedAt, NOW + 60);
+      assert.equal(stored.ownerUserId, user.id, 'the application stays with the account');
+      assert.equal(await revokedAt(owned.grant.id), NOW + 60);
+      assert.equal(await storage.consents.find(other.id, owned.client.id), undefined);
+      assert.equal(await storage.codes.find(owned.code.digest), undefined);
+
+      // The application of another account stays as it was: its secrets and keys, and the grant this user gave it is the user's own, withdrawn as such.
+      assert.equal((await storage.clients.listSecrets(othersApplication.client.id)).length, 2);
+      assert.equal((await storage.apiKeys.findById(othersApplication.live.id))!.revokedAt, null);
+      assert.ok((await storage.clients.find(othersApplication.client.id))!.jwks);
+      assert.deepEqual(result.withdrawn.grants, [{ id: othersApplication.grant.id, clientId: othersApplication.client.id }]);
+    });
+
+    it('on an account whose address was verified, leaves the applications it owns as they are', async () => {
+      const user = await aStoredUser({ emailVerified: true });
+      const other = await aStoredUser();
+      const owned = await application(user.id, other);
+      const digest = await issue(user.id);
+      assert.deepEqual(await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60), redeemed(user, true));
+      assert.equal((await storage.clients.listSecrets(owned.client.id)).length, 2);
+      assert.equal((await storage.apiKeys.findById(owned.live.id))!.revokedAt, null);
+      assert.equal(await revokedAt(owned.grant.id), null);
+      assert.ok(await storage.consents.find(other.id, owned.client.id));
     });
 
     it('on an account whose address was verified, sets the password and withdraws nothing', async () => {

@@ -88,7 +88,11 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
   app.get('/login', async (request, reply) => {
     const query = request.query as Record<string, unknown>;
     const withdrawn = query.applications === 'withdrawn' ? ' Applications that had access to your account can no longer renew it: authorize again those you use.' : '';
-    const notice = query.reset === 'done' ? `Your password was changed, and every browser signed in to your account was signed out.${withdrawn} Sign in with your new password.` : undefined;
+    const suspended =
+      query.developer === 'suspended'
+        ? ' Applications registered under your account lost their client secrets, public keys and API keys, and the access people had given them: review them in the developer portal and add new ones.'
+        : '';
+    const notice = query.reset === 'done' ? `Your password was changed, and every browser signed in to your account was signed out.${withdrawn}${suspended} Sign in with your new password.` : undefined;
     return showLogin(reply, pendingFrom(query.request), safeNextPage(query.next), { notice });
   });
 

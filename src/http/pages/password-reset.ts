@@ -109,9 +109,12 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
       outcome: 'success',
       clientId: null,
       userId: result.userId,
-      data: { by: 'email', sessions_ended: result.sessionsEnded, grants_revoked: result.grantsRevoked },
+      data: { by: 'email', sessions_ended: result.sessionsEnded, grants_revoked: result.grantsRevoked, ...(result.applicationsSuspended > 0 && { applications_suspended: result.applicationsSuspended }) },
     });
-    // The person is told when applications lost their access: those they use ask them again.
-    return reply.redirect(result.grantsRevoked > 0 ? '/login?reset=done&applications=withdrawn' : '/login?reset=done', 303);
+    // The person is told when applications lost their access (those they use ask them again), and
+    // when those registered under the account lost their credentials.
+    const withdrawn = result.grantsRevoked > 0 ? '&applications=withdrawn' : '';
+    const suspended = result.applicationsSuspended > 0 ? '&developer=suspended' : '';
+    return reply.redirect(`/login?reset=done${withdrawn}${suspended}`, 303);
   });
 }

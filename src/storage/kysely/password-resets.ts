@@ -1,6 +1,6 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import { COLUMNS, type Database, type PasswordResetTable } from '../schema.ts';
-import type { PasswordReset, PasswordResetRepository } from '../repositories/password-resets.ts';
+import type { ApplicationTakenBack, PasswordReset, PasswordResetRepository } from '../repositories/password-resets.ts';
 import { withdrawAuthorizations } from './browser.ts';
 import { issueLink, redeemLink } from './emailed-links.ts';
 
@@ -38,13 +38,42 @@ export function kyselyPasswordResets(db: Kysely<Database>): PasswordResetReposit
           .returning('email_verified')
           .executeTakeFirst();
         if (!updated) return undefined;
-        if (updated.email_verified === 1) return { userId, emailWasVerified: true, withdrawn: { consents: [], grants: [], codes: 0 } };
+        if (updated.email_verified === 1) return { userId, emailWasVerified: true, withdrawn: { consents: [], grants: [], codes: 0 }, applications: [] };
         // The link went to the address, which a change of it would have voided: it is proved now.
         // Until then the account may have been made by someone else with that address, and what
         // they authorized would outlive their sessions: it is withdrawn with them.
         await trx.updateTable('users').set({ email_verified: 1 }).where('id', '=', userId).execute();
-        return { userId, emailWasVerified: false, withdrawn: await withdrawAuthorizations(trx, userId, undefined, now) };
+        const withdrawn = await withdrawAuthorizations(trx, userId, undefined, now);
+        return { userId, emailWasVerified: false, withdrawn, applications: await takeBackApplications(trx, userId, now) };
       });
     },
   };
+}
+
+/**
+ * Takes back the credentials of every application `userId` owns, and every grant given to it: what
+ * the account's maker registered, or was given, before the address was proven — whoever holds a
+ * secret, key or refresh token of it may not be its owner. A portal write to the application that
+ * meets this one finds it changed (its update time moves) and stores nothing.
+ */
+async function takeBackApplications(trx: Transaction<Database>, userId: string, now: number): Promise<ApplicationTakenBack[]> {
+  const owned = await trx.selectFrom('clients').select(['id', 'jwks']).where('owner_user_id', '=', userId).orderBy('id').execute();
+  const takenBack: ApplicationTakenBack[] = [];
+  for (const { id, jwks } of owned) {
+    // The client's row first: a concurrent addition of a secret or key, which holds it, is waited for.
+    await trx.updateTable('clients').set({ jwks: null, updated_at: now }).where('id', '=', id).execute();
+    const secrets = await trx.deleteFrom('client_secrets').where('client_id', '=', id).executeTakeFirst();
+    const keys = await trx.updateTable('api_keys').set({ revoked_at: now }).where('client_id', '=', id).where('revoked_at', 'is', null).returning('id').execute();
+    await trx.deleteFrom('consents').where('client_id', '=', id).execute();
+    await trx.deleteFrom('authorization_codes').where('client_id', '=', id).where('consumed_at', 'is', null).execute();
+    const grants = await trx.updateTable('grants').set({ revoked_at: now }).where('client_id', '=', id).where('revoked_at', 'is', null).returning(['id', 'user_id']).execute();
+    takenBack.push({
+      clientId: id,
+      secretsDeleted: Number(secrets.numDeletedRows),
+      apiKeysRevoked: keys.map((key) => key.id),
+      keysRemoved: jwks !== null,
+      grants: grants.map((grant) => ({ id: grant.id, userId: grant.user_id })),
+    });
+  }
+  return takenBack;
 }

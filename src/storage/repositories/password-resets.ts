@@ -16,6 +16,21 @@ export interface RedeemedReset {
   emailWasVerified: boolean;
   /** Nothing when the address was verified before. */
   withdrawn: Withdrawal;
+  /** The applications the account owns whose credentials it took back; none when the address was verified before. */
+  applications: ApplicationTakenBack[];
+}
+
+/** What a reset took back from an application the account owned (PasswordResetRepository.redeem). */
+export interface ApplicationTakenBack {
+  clientId: string;
+  /** How many client secrets were deleted. */
+  secretsDeleted: number;
+  /** The API keys revoked (those revoked before are not among them). */
+  apiKeysRevoked: string[];
+  /** Whether it held public keys for `private_key_jwt`, now removed. */
+  keysRemoved: boolean;
+  /** The grants of the application revoked, whoever gave them. */
+  grants: { id: string; userId: string | null }[];
 }
 
 export interface PasswordResetRepository {
@@ -32,7 +47,11 @@ export interface PasswordResetRepository {
    * WHERE consumed_at IS NULL`, so of concurrent redemptions exactly one wins) and its user is not
    * disabled. When the user's address was not verified, the same transaction marks it verified (the
    * link was sent to it) and withdraws everything the account authorized, for every client, as a
-   * consent's withdrawal does (ConsentRepository.withdraw): consents, unexchanged codes, grants.
+   * consent's withdrawal does (ConsentRepository.withdraw): consents, unexchanged codes, grants;
+   * and takes back the credentials of every application the account owns (developer portal): its
+   * client secrets are deleted, its API keys revoked, its public keys removed, and every grant given
+   * to it, by anyone, is revoked, with its consents and unexchanged codes. The application stays,
+   * for the address's owner to review and give new credentials.
    * Undefined when it is none of these, and then nothing changed.
    */
   redeem(digest: string, passwordHash: string, now: number): Promise<RedeemedReset | undefined>;
