@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { createStorage } from '../../src/storage/kysely/index.ts';
 import type { Storage } from '../../src/storage/repositories.ts';
@@ -71,6 +73,30 @@ for (const dialect of DIALECTS) {
       assert.equal(await verified(user.id), false);
       assert.equal(await verified(disabled.id), false);
       assert.equal((await storage.emailVerifications.find(digest))!.consumedAt, null);
+    });
+
+    it('lets a redemption and a change of the address that meet on PostgreSQL take turns instead of deadlocking: the new address is not verified', { skip: dialect !== 'postgres' }, async () => {
+      const user = await aStoredUser();
+      const digest = await issue(user);
+      const other = new pg.Client({ connectionString: database.databaseUrl });
+      await other.connect();
+      try {
+        // The change waits longest before checking for a deadlock: were there one, the redemption would be aborted.
+        await other.query(`set deadlock_timeout = '30s'`);
+        await other.query('begin');
+        // What a change of the address does: the user's row first, then their links.
+        await other.query('update users set email = $2, updated_at = $3 where id = $1', [user.id, `new-${user.email}`, NOW + 1]);
+        const redemption = storage.emailVerifications.redeem(digest, NOW + 2);
+        await waitUntil(async () => Number((await other.query(`select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].count) === 1);
+        await other.query('delete from email_verifications where user_id = $1', [user.id]);
+        await other.query('commit');
+
+        assert.equal(await redemption, undefined);
+        assert.equal(await verified(user.id), false);
+        assert.equal(await storage.emailVerifications.find(digest), undefined);
+      } finally {
+        await other.end();
+      }
     });
 
     it('deletes a user’s links when they are disabled, and stores none for a disabled user: enabled again, the old link verifies nothing', async () => {
@@ -163,4 +189,12 @@ for (const dialect of DIALECTS) {
       assert.ok(await storage.emailVerifications.find(live), 'a used link stays until it expires');
     });
   });
+}
+
+async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
+  for (let waited = 0; waited < 10_000; waited += 20) {
+    if (await condition()) return;
+    await sleep(20);
+  }
+  assert.fail('the condition never became true');
 }

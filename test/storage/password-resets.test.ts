@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { createOpaqueToken, digestOf } from '../../src/core/tokens/opaque.ts';
 import { createStorage } from '../../src/storage/kysely/index.ts';
 import type { Storage } from '../../src/storage/repositories.ts';
@@ -246,6 +248,30 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await storage.passwordResets.redeem(after, '$after', NOW + 6), redeemed(user), 'a link issued once enabled works');
     });
 
+    it('lets a redemption and a disabling that meet on PostgreSQL take turns instead of deadlocking: the user is disabled, the link spent for nothing', { skip: dialect !== 'postgres' }, async () => {
+      const user = await aStoredUser();
+      const digest = await issue(user.id);
+      const other = new pg.Client({ connectionString: database.databaseUrl });
+      await other.connect();
+      try {
+        // The disabling waits longest before checking for a deadlock: were there one, the redemption would be aborted.
+        await other.query(`set deadlock_timeout = '30s'`);
+        await other.query('begin');
+        // What setDisabled does: the user's row first, then their links.
+        await other.query('update users set disabled_at = $2, updated_at = $2 where id = $1', [user.id, NOW + 1]);
+        const redemption = storage.passwordResets.redeem(digest, '$raced', NOW + 2);
+        await waitUntil(async () => Number((await other.query(`select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].count) === 1);
+        await other.query('delete from password_resets where user_id = $1', [user.id]);
+        await other.query('commit');
+
+        assert.equal(await redemption, undefined);
+        assert.equal(await hashOf(user.id), '$scrypt$placeholder');
+        assert.equal(await storage.passwordResets.find(digest), undefined);
+      } finally {
+        await other.end();
+      }
+    });
+
     it('keeps only the newest link of a user, however many are issued at once', async () => {
       const user = await aStoredUser();
       const older = await issue(user.id);
@@ -301,4 +327,12 @@ for (const dialect of DIALECTS) {
       assert.ok(await storage.passwordResets.find(live), 'a used link stays until it expires');
     });
   });
+}
+
+async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
+  for (let waited = 0; waited < 10_000; waited += 20) {
+    if (await condition()) return;
+    await sleep(20);
+  }
+  assert.fail('the condition never became true');
 }

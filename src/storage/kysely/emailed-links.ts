@@ -53,6 +53,11 @@ export function issueLink(
  * consumed_at IS NULL`, so of concurrent redemptions exactly one wins) and `apply` changed the user.
  * What `apply` answered; undefined, with nothing changed, when it answered undefined or the link
  * could not be spent.
+ *
+ * The user's row is held before the link's, the order in which an issue, a disabling, a deletion
+ * and a change of the password or the address take them: taken the other way round, a redemption
+ * meeting one of those would deadlock with it on PostgreSQL. A link deleted while the redemption
+ * waited for the user is then not found.
  */
 export async function redeemLink<T>(
   db: Kysely<Database>,
@@ -63,12 +68,22 @@ export async function redeemLink<T>(
 ): Promise<T | undefined> {
   try {
     return await db.transaction().execute(async (trx) => {
+      // A link's user never changes: read without a lock, it names the row to hold first.
+      const link = await trx.selectFrom(table as 'password_resets').select('user_id').where('digest', '=', digest).executeTakeFirst();
+      if (!link) return undefined;
+      const held = await trx
+        .updateTable('users')
+        .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+        .where('id', '=', link.user_id)
+        .executeTakeFirst();
+      if (held.numUpdatedRows === 0n) return undefined;
       const consumed = await trx
         .updateTable(table as 'password_resets')
         .set({ consumed_at: now })
         .where('digest', '=', digest)
         .where('consumed_at', 'is', null)
         .where('expires_at', '>', now)
+        .where('user_id', '=', link.user_id)
         .returning('user_id')
         .executeTakeFirst();
       if (!consumed) return undefined;
