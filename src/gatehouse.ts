@@ -178,7 +178,8 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       // query timeout; waited for alongside the rest, and at most that long, before the database closes.
       stopSweeping.abort();
       const swept = sweep && waitAtMost(sweep, config.database.queryTimeoutSeconds * 1000);
-      keys.stopReloading();
+      // So is the reload of the signing keys in flight: one query, ended within the query timeout.
+      const reloaded = waitAtMost(keys.stopReloading(), config.database.queryTimeoutSeconds * 1000);
       // Links asked for before shutdown are sent (each gives up within the SMTP timeouts).
       await passwordResets.settled();
       await emailVerifications.settled();
@@ -189,6 +190,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       await audit.close();
       await limits.close();
       if (swept && !(await swept)) logger.warn('shutdown: the sweep of expired rows did not end in time, and stops with the database');
+      if (!(await reloaded)) logger.warn('shutdown: the reload of the signing keys did not end in time, and stops with the database');
       closed = true;
       await storage.close();
     },

@@ -49,6 +49,8 @@ export class KeyStore {
   #published = new Map<string, PublishedKey>();
   #jwksJson = '{"keys":[]}';
   #timer: NodeJS.Timeout | undefined;
+  /** The reload the timer started that is running now, if any: a shutdown waits for it. */
+  #periodicReload: Promise<void> | undefined;
   #fingerprint = '';
   static readonly UNKNOWN_KID_RELOAD_MS = 1000;
   #unknownKidReloadAt = Number.NEGATIVE_INFINITY;
@@ -156,18 +158,28 @@ export class KeyStore {
     this.#fingerprint = fingerprint;
   }
 
-  /** Re-reads the keys periodically, so a rotation made by another instance or the CLI is picked up. */
+  /**
+   * Re-reads the keys periodically, so a rotation made by another instance or the CLI is picked up.
+   * A reload still running when the next is due (a database slow to answer) is not doubled.
+   */
   startReloading(intervalSeconds: number, onError: (error: unknown) => void): void {
-    this.stopReloading();
-    this.#timer = setInterval(() => {
-      this.reload(Math.floor(Date.now() / 1000)).catch(onError);
+    void this.stopReloading();
+    const timer = setInterval(() => {
+      if (this.#periodicReload) return;
+      this.#periodicReload = this.reload(Math.floor(Date.now() / 1000))
+        // A reload failing once it was stopped (the shutdown closes the database under it) has nothing to tell.
+        .catch((error) => void (this.#timer === timer && onError(error)))
+        .finally(() => (this.#periodicReload = undefined));
     }, intervalSeconds * 1000);
-    this.#timer.unref();
+    timer.unref();
+    this.#timer = timer;
   }
 
-  stopReloading(): void {
+  /** Stops the periodic reload; settles (never rejects) once the reload in flight, if any, has ended. */
+  stopReloading(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    return this.#periodicReload ?? Promise.resolve();
   }
 
   /**
