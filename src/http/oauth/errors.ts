@@ -6,8 +6,13 @@ import { isQueryTimeout } from '../../storage/prepared-statements.ts';
 // Codes of errors that mean the database is unreachable right now, not that the request was bad:
 // besides lost connections and shutdowns, PostgreSQL's class 53, insufficient resources — above all
 // 53300, a server that refuses new connections because it has `max_connections` already, as it does
-// when the instances' pools together outgrow it.
+// when the instances' pools together outgrow it — and a transaction PostgreSQL aborted for a
+// conflict with another (40001 serialization_failure, 40P01 deadlock_detected, which it breaks by
+// aborting one side): nothing was wrong with the request, and the same request a moment later goes
+// through, which Retry-After tells.
 const UNAVAILABLE = new Set([
+  '40001',
+  '40P01',
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
