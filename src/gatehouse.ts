@@ -11,6 +11,7 @@ import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
 import { sweepExpiredRows, sweepPolicyOf } from './core/housekeeping.ts';
 import { MAX_MAILS_WAITING, MailQueue } from './core/emailed-links.ts';
+import { AccountNotices } from './core/account-notices.ts';
 import { LoginService } from './core/login.ts';
 import { PasswordResetService } from './core/password-reset.ts';
 import { EmailVerificationService } from './core/email-verification.ts';
@@ -42,6 +43,8 @@ export interface Gatehouse extends GrantServices {
   /** "Forgot your password?" by email; off (`enabled` false) without mail settings. */
   passwordResets: PasswordResetService;
   emailVerifications: EmailVerificationService;
+  /** Mails people when their password or email address changed; off without mail settings. */
+  accountNotices: AccountNotices;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -142,9 +145,14 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
   const { smtpUrl, from } = config.mail;
   const mailer = smtpUrl && from ? smtpMailer({ smtpUrl, from }) : undefined;
   const queue = new MailQueue(options.maxMailsWaiting ?? MAX_MAILS_WAITING, (refused) =>
-    logger.warn({ refused }, 'links were not sent: as many mails as may wait are waiting for the mail server, which is slow or down'),
+    logger.warn({ refused }, 'mails were not sent: as many mails as may wait are waiting for the mail server, which is slow or down'),
   );
-  const passwordResets = new PasswordResetService({ storage, sessions, clients, audit }, mailer, {
+  const accountNotices = new AccountNotices({ audit }, mailer, {
+    issuer: config.issuer,
+    queue,
+    onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'a notice of an account change could not be sent'),
+  });
+  const passwordResets = new PasswordResetService({ storage, sessions, clients, audit, accountNotices }, mailer, {
     issuer: config.issuer,
     tokenTtlSeconds: config.passwordReset.tokenTtlSeconds,
     limits: { perAccount: limits.passwordResetsPerAccount, perAddress: limits.passwordResetsPerAddress },
@@ -171,6 +179,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     signups: new SignupService(storage, { perAddress: limits.signupsPerAddress }, emailVerifications),
     passwordResets,
     emailVerifications,
+    accountNotices,
     logger,
     async close() {
       clearInterval(sweeper);
@@ -180,9 +189,10 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       const swept = sweep && waitAtMost(sweep, config.database.queryTimeoutSeconds * 1000);
       // So is the reload of the signing keys in flight: one query, ended within the query timeout.
       const reloaded = waitAtMost(keys.stopReloading(), config.database.queryTimeoutSeconds * 1000);
-      // Links asked for before shutdown are sent (each gives up within the SMTP timeouts).
+      // Links asked for and notices of changes made before shutdown are sent (each gives up within the SMTP timeouts).
       await passwordResets.settled();
       await emailVerifications.settled();
+      await accountNotices.settled();
       mailer?.close();
       // Each delivery gives up after a few seconds; their outcomes go to the audit log below.
       await backChannelLogout.settled();

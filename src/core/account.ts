@@ -1,4 +1,5 @@
 import type { Storage } from '../storage/repositories.ts';
+import type { AccountNotices } from './account-notices.ts';
 import type { User } from '../storage/repositories/users.ts';
 import { checkNewPassword, updateUser } from './users.ts';
 import type { LoginService } from './login.ts';
@@ -31,10 +32,11 @@ export type PasswordChangeResult =
  * hold a session too, or have seen this one's id (OWASP's Session Management cheat sheet renews the
  * id). The new session's sign-in time is now: the person just proved their password. Grants given
  * to applications stay, as they do when an operator resets the password; the person withdraws those
- * on the same page.
+ * on the same page. The account's address is told (AccountNotices): whoever changed it may not be
+ * its owner, but someone who knew or guessed the password, or found a browser signed in.
  */
 export async function changeOwnPassword(
-  services: { storage: Storage; login: LoginService; sessions: SessionService },
+  services: { storage: Storage; login: LoginService; sessions: SessionService; accountNotices: AccountNotices },
   signedIn: ActiveSession,
   passwords: { current: string; next: string },
   address: string,
@@ -52,6 +54,7 @@ export async function changeOwnPassword(
   if (session === undefined) return { outcome: 'invalid' };
   // The session it was changed in ends with the others, and is not counted among them.
   const ended = await services.sessions.endForUser(signedIn.user.id, digestOf(session));
+  services.accountNotices.passwordChanged(check.user, { via: 'account_page' }, now);
   return { outcome: 'changed', session, otherSessionsEnded: Math.max(0, ended - 1) };
 }
 
@@ -60,8 +63,8 @@ export async function changeOwnPassword(
  * trimmed, at most 200 characters, and may be left empty. `updatedAt` moves only when the name
  * changes (updateUser). The user as stored then, or undefined when they are gone.
  */
-export function changeOwnName(storage: Storage, user: User, name: string, now: number): Promise<User | undefined> {
-  return updateUser(storage, user.id, { name }, now);
+export function changeOwnName(services: { storage: Storage; accountNotices: AccountNotices }, user: User, name: string, now: number): Promise<User | undefined> {
+  return updateUser(services, user.id, { name }, now, { via: 'account_page' });
 }
 
 /** Ends every session of the signed-in user but this one; how many ended. */

@@ -2,6 +2,7 @@ import type { Storage } from '../storage/repositories.ts';
 import { normalizeEmail } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import { checkNewPassword } from './users.ts';
+import type { AccountNotices } from './account-notices.ts';
 import type { AuditTrail } from './audit.ts';
 import type { ClientRegistry } from './clients.ts';
 import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type LinkKind } from './emailed-links.ts';
@@ -42,12 +43,18 @@ export class PasswordResetService {
   #sessions: SessionService;
   #clients: ClientRegistry;
   #audit: AuditTrail;
+  #notices: AccountNotices;
   #mailer: Mailer | undefined;
   #options: PasswordResetOptions;
   #deliveries: MailDeliveries;
 
-  constructor(services: { storage: Storage; sessions: SessionService; clients: ClientRegistry; audit: AuditTrail }, mailer: Mailer | undefined, options: PasswordResetOptions) {
+  constructor(
+    services: { storage: Storage; sessions: SessionService; clients: ClientRegistry; audit: AuditTrail; accountNotices: AccountNotices },
+    mailer: Mailer | undefined,
+    options: PasswordResetOptions,
+  ) {
     this.#storage = services.storage;
+    this.#notices = services.accountNotices;
     this.#sessions = services.sessions;
     this.#clients = services.clients;
     this.#audit = services.audit;
@@ -124,7 +131,8 @@ export class PasswordResetService {
    * is spent and the password set in one transaction, so of two submissions one wins — with an
    * address not verified before, the same transaction verifies it, withdraws what the account
    * authorized and takes back the credentials of its applications, each consent withdrawn, grant
-   * revoked and application suspended audited; then every session of the user ends.
+   * revoked and application suspended audited; then every session of the user ends, and the
+   * account's address is told that its password changed (AccountNotices).
    */
   async reset(token: unknown, password: string, now: number): Promise<ResetResult> {
     checkNewPassword(password);
@@ -157,6 +165,9 @@ export class PasswordResetService {
         this.#audit.record({ at: now, kind: 'grant.revoked', outcome: 'success', clientId: application.clientId, userId: grant.userId, data: { grant_id: grant.id, reason: 'password_reset' } });
       }
     }
-    return { outcome: 'reset', userId, sessionsEnded: await this.#sessions.endForUser(userId), grantsRevoked: withdrawn.grants.length, applicationsSuspended: applications.length };
+    const sessionsEnded = await this.#sessions.endForUser(userId);
+    const user = await this.#storage.users.findById(userId);
+    if (user) this.#notices.passwordChanged(user, { via: 'reset_link' }, now);
+    return { outcome: 'reset', userId, sessionsEnded, grantsRevoked: withdrawn.grants.length, applicationsSuspended: applications.length };
   }
 }

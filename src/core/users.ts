@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Storage } from '../storage/repositories.ts';
 import { normalizeEmail, type User, type UserChanges } from '../storage/repositories/users.ts';
+import type { AccountNotices, ChangeSource } from './account-notices.ts';
 import type { ClientRegistry } from './clients.ts';
 import { hashPassword } from './passwords.ts';
 import type { SessionService } from './sessions.ts';
@@ -79,9 +80,17 @@ export class UserChangedError extends Error {
  * came between, and the patch is decided again on the user as it is now, once; if it loses again,
  * UserChangedError. So a verification meant for one address never lands on another. A patch that
  * changes nothing writes nothing, and `updatedAt` stays (OpenID Connect's `updated_at`: when the
- * user's information last changed).
+ * user's information last changed). A changed email is told to the old address, naming the new one
+ * masked and `source` (AccountNotices): the owner of the old one learns that it lost the account.
  */
-export async function updateUser(storage: Storage, userId: string, patch: UserPatch, now: number): Promise<User | undefined> {
+export async function updateUser(
+  services: { storage: Storage; accountNotices: AccountNotices },
+  userId: string,
+  patch: UserPatch,
+  now: number,
+  source: ChangeSource,
+): Promise<User | undefined> {
+  const { storage } = services;
   const email = patch.email === undefined ? undefined : checkEmail(patch.email);
   const name = patch.name === undefined ? undefined : checkUserName(patch.name);
   for (let attempt = 1; ; attempt++) {
@@ -96,7 +105,10 @@ export async function updateUser(storage: Storage, userId: string, patch: UserPa
     };
     if (Object.keys(changes).length === 0) return current;
     const updated = await storage.users.update(userId, changes, now, { email: current.email });
-    if (updated) return updated;
+    if (updated) {
+      if (newEmail) services.accountNotices.emailChanged(userId, { from: current.email, to: updated.email }, source, now);
+      return updated;
+    }
     if (attempt === 2) throw new UserChangedError(`the user ${userId} changed meanwhile: read them and try again`);
   }
 }
@@ -117,13 +129,21 @@ export function signOutUser(services: SessionServices, userId: string): Promise<
 
 /**
  * Sets a new password and signs the user out everywhere: a password is reset because it may be
- * known to someone else, who may hold a session too. Grants given to applications stay. False when
- * there is no such user.
+ * known to someone else, who may hold a session too. Grants given to applications stay. The
+ * account's address is told, naming `source` (AccountNotices). False when there is no such user.
  */
-export async function resetUserPassword(services: SessionServices, userId: string, password: string, now: number): Promise<boolean> {
+export async function resetUserPassword(
+  services: SessionServices & { accountNotices: AccountNotices },
+  userId: string,
+  password: string,
+  now: number,
+  source: ChangeSource,
+): Promise<boolean> {
   checkNewPassword(password);
   if (!(await services.storage.users.setPasswordHash(userId, await hashPassword(password), now))) return false;
   await signOutUser(services, userId);
+  const user = await services.storage.users.findById(userId);
+  if (user) services.accountNotices.passwordChanged(user, source, now);
   return true;
 }
 

@@ -74,7 +74,7 @@ export async function userCommand(args: string[]): Promise<Run> {
       const password = values['password-stdin'] ? await passwordFromStdin() : values.password!;
       return async (gatehouse, out) => {
         const user = await findUser(gatehouse, key);
-        if (!(await resetUserPassword(gatehouse, user.id, password, gatehouse.clock()))) throw new Error(`no user ${key}`);
+        if (!(await resetUserPassword(gatehouse, user.id, password, gatehouse.clock(), { via: 'cli' }))) throw new Error(`no user ${key}`);
         recordCliAction(gatehouse, 'user.password_reset', { userId: user.id });
         out.print({ id: user.id, email: user.email, signed_out: true }, () => `set the password of ${user.email}, and signed them out everywhere: their grants to applications stay`);
       };
@@ -133,7 +133,7 @@ function userUpdateCommand(args: string[]): Run {
   if (fields.length === 0) throw new UsageError('user update needs something to change, such as --name NAME or --email-verified');
   return async (gatehouse, out) => {
     const user = await findUser(gatehouse, key);
-    const updated = await updateUser(gatehouse.storage, user.id, patch, gatehouse.clock());
+    const updated = await updateUser(gatehouse, user.id, patch, gatehouse.clock(), { via: 'cli' });
     if (!updated) throw new Error(`no user ${key}`);
     recordCliAction(gatehouse, 'user.updated', { userId: updated.id, data: { fields } });
     printUser(updated, out);

@@ -1,4 +1,5 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ChangeSource } from '../../core/account-notices.ts';
 import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser } from '../../core/users.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories/users.ts';
@@ -48,6 +49,12 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     return user;
   };
 
+  /** Where a change is made, as the mail telling the user says it: the admin API, and the admin application's name. */
+  const adminSource = async (request: FastifyRequest): Promise<ChangeSource> => {
+    const admin = request.adminClientId === undefined ? undefined : await gatehouse.clients.get(request.adminClientId);
+    return { via: 'admin_api', application: admin?.client.name ?? null };
+  };
+
   app.get<{ Querystring: { limit: number; cursor?: string; email?: string } }>(
     '/users',
     {
@@ -91,7 +98,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
       ...operation(TAG, SCOPE, 'updateUser', 'Change a user', {
         description:
           'Any of `name`, `email` and `email_verified`; those left out keep their value. Validated as on creation; an email another user has is a 409. ' +
-          'A new email is not verified: `email_verified` becomes false unless the body sets it too, as Auth0’s Management API does; the email verification and password reset links sent to the old address stop working. ' +
+          'A new email is not verified: `email_verified` becomes false unless the body sets it too, as Auth0’s Management API does; the email verification and password reset links sent to the old address stop working, and with mail configured the old address is told of the change, the new one masked. ' +
           'The user stays signed in, and their grants and tokens stay: userinfo answers with the new name and email at once, as does every ID token issued from then on that carries them (one issued before keeps the old ones; `sub`, the user’s id, never changes). ' +
           'A change meets concurrent ones as written: 409 when other requests kept changing the user’s email meanwhile (read it and try again).',
         problems: [409],
@@ -104,7 +111,7 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     },
     async (request) => {
       const { name, email, email_verified: emailVerified } = request.body;
-      const updated = await updateUser(gatehouse.storage, request.params.userId, { name, email, emailVerified }, gatehouse.clock());
+      const updated = await updateUser(gatehouse, request.params.userId, { name, email, emailVerified }, gatehouse.clock(), await adminSource(request));
       if (!updated) throw notFound(`there is no user ${request.params.userId}`);
       recordAdminAction(gatehouse, request, 'admin.user.updated', { userId: updated.id, data: { user_id: updated.id, fields: Object.keys(request.body) } });
       return describeUser(updated);
@@ -137,12 +144,14 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
   app.post<{ Params: UserParams; Body: { password: string } }>(
     '/users/:userId/password',
     {
-      ...operation(TAG, SCOPE, 'resetUserPassword', 'Reset a user’s password'),
+      ...operation(TAG, SCOPE, 'resetUserPassword', 'Reset a user’s password', {
+        description: 'Signs the user out everywhere; their grants stay. With mail configured, the user’s address is told that the password changed, through the admin API and by which admin application.',
+      }),
       schema: { params: idParams('userId'), body: requestBody({ password }, ['password']), response: { 204: noContent } },
     },
     async (request, reply) => {
       const user = await findUser(request.params.userId);
-      if (!(await resetUserPassword(gatehouse, user.id, request.body.password, gatehouse.clock()))) throw notFound(`there is no user ${user.id}`);
+      if (!(await resetUserPassword(gatehouse, user.id, request.body.password, gatehouse.clock(), await adminSource(request)))) throw notFound(`there is no user ${user.id}`);
       recordAdminAction(gatehouse, request, 'admin.user.password_reset', { userId: user.id, data: { user_id: user.id } });
       return reply.code(204).send();
     },

@@ -88,7 +88,7 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
     const now = gatehouse.clock();
     let updated;
     try {
-      updated = await changeOwnName(gatehouse.storage, session.user, name, now);
+      updated = await changeOwnName(gatehouse, session.user, name, now);
     } catch (error) {
       if (error instanceof ValidationError) return showNameForm(reply, name, { name: sentence(error.message) }, 400);
       throw error;
