@@ -4,7 +4,7 @@ import type { User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import { emailVerificationMessage } from './email-verification-mail.ts';
-import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type LinkKind } from './emailed-links.ts';
+import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type IssuedLinks, type LinkKind } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';
 
 export type ResendResult = { outcome: 'sent' } | { outcome: 'verified' } | { outcome: 'throttled'; retryAfterSeconds: number };
@@ -22,8 +22,8 @@ export interface EmailVerificationOptions extends EmailedLinkOptions {
  * setting OpenID Connect's `email_verified` (Core §5.1), as Keycloak's "Verify email" and Auth0's
  * verification email do. Sent at sign-up and again from the account page; needs a Mailer. The
  * link's token is opaque (gate_ev_, 256 bits), stored as its digest only, works once, for
- * `tokenTtlSeconds`, only while it is the newest of its user's and only for the address it was sent
- * to. Unverified users still sign in: the claim says the truth, and a client decides what it needs.
+ * `tokenTtlSeconds`, only until a newer one of its user's was mailed (a newer one whose mail fails
+ * leaves it working) and only for the address it was sent to. Unverified users still sign in: the claim says the truth, and a client decides what it needs.
  */
 export class EmailVerificationService {
   #storage: Storage;
@@ -82,8 +82,13 @@ export class EmailVerificationService {
   async #deliver(mailer: Mailer, user: User, now: number): Promise<void> {
     const { issuer, tokenTtlSeconds, queue } = this.#options;
     // Stored only while the address is still the user's: one changed meanwhile gets no link.
-    const store = (digest: string) => this.#storage.emailVerifications.issue({ digest, userId: user.id, email: user.email, createdAt: now, expiresAt: now + tokenTtlSeconds });
-    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, VERIFICATION_LINK, user, store, now);
+    const verifications = this.#storage.emailVerifications;
+    const links: IssuedLinks = {
+      issue: (digest) => verifications.issue({ digest, userId: user.id, email: user.email, createdAt: now, expiresAt: now + tokenTtlSeconds }),
+      markMailed: (digest) => verifications.markMailed(digest, now),
+      discard: (digest) => verifications.discard(digest),
+    };
+    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, VERIFICATION_LINK, user, links, now);
   }
 
   /**

@@ -114,35 +114,52 @@ export interface LinkKind {
 }
 
 /**
- * Mints a link of `kind` for `user`, stores it through `store` (given its token's digest; false when
- * it may not be sent after all) and mails it to the user's address; audited either way, and a mail
- * not sent rethrown, for the log. With no room in `queue`, nothing is stored (the user's earlier
- * link stays as it was) nor sent: audited as a mail not sent, and logged by the queue. The token is
- * in the mail only, never stored nor logged.
+ * Where the links of a kind are stored (by their token's digest). `issue` stores a new one beside
+ * the user's earlier ones (false when it may not be sent after all); once its mail is accepted,
+ * `markMailed` deletes those; when it is not, `discard` deletes the new one.
+ */
+export interface IssuedLinks {
+  issue(digest: string): Promise<boolean>;
+  markMailed(digest: string): Promise<void>;
+  discard(digest: string): Promise<void>;
+}
+
+/**
+ * Mints a link of `kind` for `user`, stores it through `links` and mails it to the user's address;
+ * audited either way, and a mail not sent rethrown, for the log. The user's earlier links work until
+ * the mail server accepted the new one's mail, and are deleted then; a mail the server refused, or
+ * could not be given, deletes the new link and leaves the earlier ones working, as Keycloak does, so
+ * that a person is never left without a link that works. With no room in `queue`, nothing is stored
+ * nor sent: audited as a mail not sent, and logged by the queue. The token is in the mail only,
+ * never stored nor logged.
  */
 export async function sendLink(
   { mailer, queue, audit, issuer, ttlSeconds }: { mailer: Mailer; queue: MailQueue; audit: AuditTrail; issuer: string; ttlSeconds: number },
   kind: LinkKind,
   user: User,
-  store: (digest: string) => Promise<boolean>,
+  links: IssuedLinks,
   now: number,
 ): Promise<void> {
   const notSent = () => audit.record({ at: now, kind: kind.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
   if (!queue.enter()) return notSent();
   try {
     const token = createOpaqueToken(kind.token);
-    if (!(await store(digestOf(token)))) return;
+    const digest = digestOf(token);
+    if (!(await links.issue(digest))) return;
     const link = linkWithToken(issuer, kind.path, token);
     try {
       await mailer.send(kind.compose({ to: user.email, link, issuer, ttlSeconds }));
     } catch (error) {
       notSent();
+      // Were this to fail too, the link is in no mail: nobody can use it, and it is swept once expired.
+      await links.discard(digest).catch(() => undefined);
       throw error;
     }
+    audit.record({ at: now, kind: kind.auditKind, outcome: 'success', clientId: null, userId: user.id, data: {} });
+    await links.markMailed(digest);
   } finally {
     queue.leave();
   }
-  audit.record({ at: now, kind: kind.auditKind, outcome: 'success', clientId: null, userId: user.id, data: {} });
 }
 
 /**

@@ -5,7 +5,7 @@ import { checkNewPassword } from './users.ts';
 import type { AccountNotices } from './account-notices.ts';
 import type { AuditTrail } from './audit.ts';
 import type { ClientRegistry } from './clients.ts';
-import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type LinkKind } from './emailed-links.ts';
+import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type IssuedLinks, type LinkKind } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';
 import { passwordResetMessage } from './password-reset-mail.ts';
 import { hashPassword } from './passwords.ts';
@@ -27,8 +27,8 @@ export type PasswordResetOptions = EmailedLinkOptions;
 /**
  * "Forgot your password?": a link by email that lets a person set a new password (OWASP's Forgot
  * Password cheat sheet). Off without a Mailer. The link's token is opaque (gate_pr_, 256 bits),
- * stored as its digest only, works once, for `tokenTtlSeconds`, and only while it is the newest of
- * its user's. Resetting ends every session of the user (the applications signed in through them are
+ * stored as its digest only, works once, for `tokenTtlSeconds`, and only until a newer one of its
+ * user's was mailed (a newer one whose mail fails leaves it working). Resetting ends every session of the user (the applications signed in through them are
  * told), as an operator's reset does. Grants given to applications stay, unless the account's
  * address was not verified: then the account may have been made by someone who does not own the
  * address, waiting for its owner to take it back this way (pre-account takeover), and what it
@@ -102,8 +102,13 @@ export class PasswordResetService {
     const user = await this.#storage.users.findByEmail(email);
     if (!user || user.disabledAt !== null) return;
     const { issuer, tokenTtlSeconds, queue } = this.#options;
-    const store = (digest: string) => this.#storage.passwordResets.issue({ digest, userId: user.id, createdAt: now, expiresAt: now + tokenTtlSeconds });
-    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, RESET_LINK, user, store, now);
+    const resets = this.#storage.passwordResets;
+    const links: IssuedLinks = {
+      issue: (digest) => resets.issue({ digest, userId: user.id, createdAt: now, expiresAt: now + tokenTtlSeconds }),
+      markMailed: (digest) => resets.markMailed(digest, now),
+      discard: (digest) => resets.discard(digest),
+    };
+    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, RESET_LINK, user, links, now);
   }
 
   /** Whether `token` is a link that can reset a password now: well formed, known, unused, unexpired, of a user who is not disabled. */

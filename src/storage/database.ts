@@ -24,6 +24,7 @@ import * as sessionCodes from './migrations/016-session-codes.ts';
 import * as emailVerifications from './migrations/017-email-verifications.ts';
 import * as userClientCodes from './migrations/018-user-client-codes.ts';
 import * as clientDeletion from './migrations/019-client-deletion.ts';
+import * as mailedLinks from './migrations/020-mailed-links.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -151,6 +152,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '017-email-verifications': emailVerifications,
   '018-user-client-codes': userClientCodes,
   '019-client-deletion': clientDeletion,
+  '020-mailed-links': mailedLinks,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -25,16 +25,17 @@ export interface Database {
   email_verifications: EmailVerificationTable;
 }
 
-/** A password reset link (migration 015): only the digest of its token is stored. */
+/** A password reset link (migration 015): only the digest of its token is stored; `mailed_at` (020) null while its mail is being sent. */
 export interface PasswordResetTable {
   digest: string;
   user_id: string;
   created_at: number;
   expires_at: number;
   consumed_at: number | null;
+  mailed_at: number | null;
 }
 
-/** An email verification link (migration 017): the digest of its token and the address it was sent to. */
+/** An email verification link (migration 017): the digest of its token and the address it was sent to; `mailed_at` (020) null while its mail is being sent. */
 export interface EmailVerificationTable {
   digest: string;
   user_id: string;
@@ -42,6 +43,7 @@ export interface EmailVerificationTable {
   created_at: number;
   expires_at: number;
   consumed_at: number | null;
+  mailed_at: number | null;
 }
 
 export interface ApiKeyTable {
@@ -263,8 +265,8 @@ export const COLUMNS = {
   sessions: columns<SessionTable>({ digest: true, sid: true, user_id: true, auth_time: true, created_at: true, expires_at: true }),
   consents: columns<ConsentTable>({ user_id: true, client_id: true, scopes: true, created_at: true, updated_at: true }),
   authorization_requests: columns<AuthorizationRequestTable>({ id: true, client_id: true, request: true, created_at: true, expires_at: true }),
-  password_resets: columns<PasswordResetTable>({ digest: true, user_id: true, created_at: true, expires_at: true, consumed_at: true }),
-  email_verifications: columns<EmailVerificationTable>({ digest: true, user_id: true, email: true, created_at: true, expires_at: true, consumed_at: true }),
+  password_resets: columns<PasswordResetTable>({ digest: true, user_id: true, created_at: true, expires_at: true, consumed_at: true, mailed_at: true }),
+  email_verifications: columns<EmailVerificationTable>({ digest: true, user_id: true, email: true, created_at: true, expires_at: true, consumed_at: true, mailed_at: true }),
   api_keys: columns<ApiKeyTable>({
     id: true, client_id: true, name: true, digest: true, prefix: true, scopes: true, created_at: true, expires_at: true,
     revoked_at: true, last_used_at: true,

@@ -348,6 +348,38 @@ for (const dialect of DIALECTS) {
       assert.equal(mailsTo(other.email).length, 2);
     });
 
+    it('keeps the earlier link working when the mail server refuses the mail of a newer one, and voids it once a newer one is mailed', async () => {
+      freshWindow();
+      const { email, browser } = await signUp();
+      const first = lastLinkTo(email);
+      mail.refuseMessages = true;
+      try {
+        assert.equal((await resend(browser)).status, 303, 'the page answers as ever');
+      } finally {
+        mail.refuseMessages = false;
+      }
+      assert.equal(mailsTo(email).length, 1, 'the newer mail was not sent');
+      assert.equal((await follow(first)).page.status, 200, 'the earlier link still works');
+
+      assert.equal((await resend(browser)).status, 303);
+      assert.equal(mailsTo(email).length, 2);
+      assert.equal((await follow(first)).followed.status, 400, 'the earlier link no longer works once a newer one was mailed');
+      assert.equal(await verified(email), false);
+      assert.equal((await verifyWith(lastLinkTo(email))).status, 200);
+      assert.equal(await verified(email), true);
+
+      // A link whose mail is refused leaves one that is the only link, and it verifies the address.
+      const other = await signUp();
+      mail.refuseMessages = true;
+      try {
+        await resend(other.browser);
+      } finally {
+        mail.refuseMessages = false;
+      }
+      assert.equal((await verifyWith(lastLinkTo(other.email))).status, 200);
+      assert.equal(await verified(other.email), true);
+    });
+
     it('mails a link only to the address the account has: one a mail header reads as another mailbox, or as several, gets no mail and stays unverified', async () => {
       freshWindow();
       const n = ++counter;

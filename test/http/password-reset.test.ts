@@ -446,6 +446,60 @@ for (const dialect of DIALECTS) {
       assert.equal((await setPassword((await openLink(newer)).browser, NEW_PASSWORD)).status, 303);
     });
 
+    for (const [refusal, refuse] of [
+      ['refuses the message', (on: boolean) => void (mail.refuseMessages = on)],
+      ['refuses the log-in', (on: boolean) => void (mail.refuseLogins = on)],
+    ] as const) {
+      it(`keeps the earlier link working when the mail server ${refusal} of a newer one, and voids it once a newer one is mailed`, async () => {
+        freshWindow();
+        const user = await aUser();
+        await askForLink(user.email);
+        const earlier = lastLinkTo(user.email);
+        const stored = await countRows(server.database, 'password_resets');
+
+        refuse(true);
+        try {
+          const refused = await askForLink(user.email);
+          assert.equal(refused.status, 303, 'the page answers as ever');
+        } finally {
+          refuse(false);
+        }
+        assert.equal(mailsTo(user.email).length, 1, 'the newer mail was not sent');
+        const [notSent] = await eventsOf(user.id, 'user.password_reset_requested');
+        assert.deepEqual([notSent?.outcome, notSent?.data], ['failure', { reason: 'mail_not_sent' }]);
+        assert.equal(await countRows(server.database, 'password_resets'), stored, 'the link of the mail not sent is not kept');
+        const opened = await openLink(earlier);
+        assert.equal(opened.followed.status, 303, 'the earlier link still works');
+
+        await askForLink(user.email);
+        assert.equal(mailsTo(user.email).length, 2);
+        const newer = lastLinkTo(user.email);
+        const hash = await hashOf(user.id);
+        assert.equal((await openLink(earlier)).followed.status, 400, 'the earlier link no longer works once a newer one was mailed');
+        assert.equal((await setPassword(opened.browser, NEW_PASSWORD)).status, 400, 'nor the form it opened before');
+        assert.equal(await hashOf(user.id), hash);
+        assert.equal((await setPassword((await openLink(newer)).browser, NEW_PASSWORD)).status, 303);
+        assert.equal((await signIn(user.email, NEW_PASSWORD)).status, 303);
+      });
+    }
+
+    it('resets the password with the earlier link when the mail of a newer one could not be sent', async () => {
+      freshWindow();
+      const user = await aUser();
+      await askForLink(user.email);
+      const earlier = lastLinkTo(user.email);
+      mail.refuseMessages = true;
+      try {
+        await askForLink(user.email);
+      } finally {
+        mail.refuseMessages = false;
+      }
+      assert.equal(mailsTo(user.email).length, 1);
+      assert.equal((await setPassword((await openLink(earlier)).browser, NEW_PASSWORD)).status, 303);
+      assert.equal((await signIn(user.email, NEW_PASSWORD)).status, 303);
+      assert.equal((await signIn(user.email, PASSWORD)).status, 401);
+    });
+
     for (const [path, change] of [
       [
         'on the account page',

@@ -34,9 +34,16 @@ for (const dialect of DIALECTS) {
     });
 
     const aStoredUser = async (overrides = {}) => storage.users.create(aUser(overrides), NOW);
-    const issue = async (user: { id: string; email: string }, at = NOW) => {
+    /** Stores a link of `user`, its mail not yet accepted. */
+    const issueUnmailed = async (user: { id: string; email: string }, at = NOW) => {
       const digest = digestOf(createOpaqueToken('ev'));
       assert.equal(await storage.emailVerifications.issue({ digest, userId: user.id, email: user.email, createdAt: at, expiresAt: at + TTL }), true);
+      return digest;
+    };
+    /** Stores a link of `user` and marks it mailed, as sending it does. */
+    const issue = async (user: { id: string; email: string }, at = NOW) => {
+      const digest = await issueUnmailed(user, at);
+      await storage.emailVerifications.markMailed(digest, at);
       return digest;
     };
     const verified = async (userId: string) => (await storage.users.findById(userId))!.emailVerified;
@@ -44,7 +51,7 @@ for (const dialect of DIALECTS) {
     it('stores only the digest with the address, and redeems it once: the address is verified and the link spent', async () => {
       const user = await aStoredUser();
       const digest = await issue(user);
-      assert.deepEqual(await storage.emailVerifications.find(digest), { digest, userId: user.id, email: user.email, createdAt: NOW, expiresAt: NOW + TTL, consumedAt: null });
+      assert.deepEqual(await storage.emailVerifications.find(digest), { digest, userId: user.id, email: user.email, createdAt: NOW, expiresAt: NOW + TTL, consumedAt: null, mailedAt: NOW });
       assert.equal(await storage.emailVerifications.redeem(digest, NOW + 60), user.id);
       const stored = (await storage.users.findById(user.id))!;
       assert.equal(stored.emailVerified, true);
@@ -152,6 +159,23 @@ for (const dialect of DIALECTS) {
       assert.ok(changed);
       assert.equal(await storage.emailVerifications.redeem(digest, NOW + 2), undefined);
       assert.equal(await verified(user.id), false);
+    });
+
+    it('keeps a user’s mailed links while a newer one is being sent: mailed, it replaces them; discarded, it leaves them working', async () => {
+      const user = await aStoredUser();
+      const mailed = await issue(user);
+      const refused = await issueUnmailed(user, NOW + 10);
+      assert.equal((await storage.emailVerifications.find(refused))!.mailedAt, null);
+      await storage.emailVerifications.discard(refused);
+      assert.equal(await storage.emailVerifications.find(refused), undefined);
+      assert.ok(await storage.emailVerifications.find(mailed), 'a link whose mail was refused leaves the earlier one');
+
+      const sent = await issueUnmailed(user, NOW + 20);
+      assert.ok(await storage.emailVerifications.find(mailed), 'the earlier link works while the newer one is being sent');
+      await storage.emailVerifications.markMailed(sent, NOW + 20);
+      assert.equal(await storage.emailVerifications.find(mailed), undefined);
+      assert.equal(await storage.emailVerifications.redeem(mailed, NOW + 21), undefined);
+      assert.equal(await storage.emailVerifications.redeem(sent, NOW + 21), user.id);
     });
 
     it('keeps only the newest link of a user, however many are issued at once', async () => {

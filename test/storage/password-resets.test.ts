@@ -37,9 +37,16 @@ for (const dialect of DIALECTS) {
     });
 
     const aStoredUser = async (overrides = {}) => storage.users.create(aUser(overrides), NOW);
-    const issue = async (userId: string, at = NOW) => {
+    /** Stores a link of `userId`, its mail not yet accepted. */
+    const issueUnmailed = async (userId: string, at = NOW) => {
       const digest = digestOf(createOpaqueToken('pr'));
       assert.equal(await storage.passwordResets.issue({ digest, userId, createdAt: at, expiresAt: at + TTL }), true);
+      return digest;
+    };
+    /** Stores a link of `userId` and marks it mailed, as sending it does. */
+    const issue = async (userId: string, at = NOW) => {
+      const digest = await issueUnmailed(userId, at);
+      await storage.passwordResets.markMailed(digest, at);
       return digest;
     };
     const hashOf = async (userId: string) => (await storage.users.findById(userId))!.passwordHash;
@@ -75,7 +82,7 @@ for (const dialect of DIALECTS) {
     it('stores only the digest, and redeems it once: the password is set and the link is spent', async () => {
       const user = await aStoredUser();
       const digest = await issue(user.id);
-      assert.deepEqual(await storage.passwordResets.find(digest), { digest, userId: user.id, createdAt: NOW, expiresAt: NOW + TTL, consumedAt: null });
+      assert.deepEqual(await storage.passwordResets.find(digest), { digest, userId: user.id, createdAt: NOW, expiresAt: NOW + TTL, consumedAt: null, mailedAt: NOW });
       assert.deepEqual(await storage.passwordResets.redeem(digest, '$new-hash', NOW + 60), redeemed(user));
       const stored = await storage.users.findById(user.id);
       assert.equal(stored!.passwordHash, '$new-hash');
@@ -270,6 +277,35 @@ for (const dialect of DIALECTS) {
       } finally {
         await other.end();
       }
+    });
+
+    it('keeps a user’s mailed links while a newer one is being sent: mailed, it replaces them; discarded, it leaves them working', async () => {
+      const user = await aStoredUser();
+      const mailed = await issue(user.id);
+      const refused = await issueUnmailed(user.id, NOW + 10);
+      assert.equal((await storage.passwordResets.find(refused))!.mailedAt, null);
+      await storage.passwordResets.discard(refused);
+      assert.equal(await storage.passwordResets.find(refused), undefined);
+      assert.ok(await storage.passwordResets.find(mailed), 'a link whose mail was refused leaves the earlier one');
+
+      // Two sent at once: the one whose mail is accepted last is left, whichever was asked for first.
+      const first = await issueUnmailed(user.id, NOW + 20);
+      const second = await issueUnmailed(user.id, NOW + 20);
+      assert.ok(await storage.passwordResets.find(mailed), 'the earlier link works while newer ones are being sent');
+      await storage.passwordResets.markMailed(second, NOW + 20);
+      assert.equal(await storage.passwordResets.find(mailed), undefined);
+      assert.ok(await storage.passwordResets.find(first), 'a link still being sent stays');
+      await storage.passwordResets.markMailed(first, NOW + 20);
+      assert.equal(await storage.passwordResets.find(second), undefined);
+      assert.equal(await storage.passwordResets.redeem(second, '$second', NOW + 21), undefined);
+      assert.deepEqual(await storage.passwordResets.redeem(first, '$first', NOW + 21), redeemed(user));
+
+      // Marking a link deleted meanwhile (its user's password was set otherwise) deletes nothing.
+      const kept = await issue(user.id, NOW + 30);
+      const voided = await issueUnmailed(user.id, NOW + 30);
+      await storage.passwordResets.discard(voided);
+      await storage.passwordResets.markMailed(voided, NOW + 30);
+      assert.ok(await storage.passwordResets.find(kept));
     });
 
     it('keeps only the newest link of a user, however many are issued at once', async () => {

@@ -31,6 +31,10 @@ export interface TestMailServer {
    * earlier, must log in again.
    */
   refuseLogins: boolean;
+  /** While true, every message is refused once its data is in (550), as a server that rejects it: nothing is kept. */
+  refuseMessages: boolean;
+  /** How many messages were refused so far (refuseMessages). */
+  refusedMessages: number;
   close(): Promise<void>;
 }
 
@@ -42,7 +46,7 @@ export interface TestMailServer {
 export async function startMailServer({ host = '127.0.0.1' }: { host?: string } = {}): Promise<TestMailServer> {
   const user = 'gatehouse-mailer';
   const password = `smtp-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}-secret`;
-  const state = { received: [] as ReceivedMail[], refusedLogins: 0, logins: 0, delayMs: 0, refuseLogins: false };
+  const state = { received: [] as ReceivedMail[], refusedLogins: 0, logins: 0, delayMs: 0, refuseLogins: false, refuseMessages: false, refusedMessages: 0 };
   const server = new SMTPServer({
     logger: false,
     disabledCommands: ['STARTTLS'],
@@ -58,6 +62,10 @@ export async function startMailServer({ host = '127.0.0.1' }: { host?: string } 
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('end', async () => {
+        if (state.refuseMessages) {
+          state.refusedMessages++;
+          return callback(Object.assign(new Error('Message refused by policy'), { responseCode: 550 }));
+        }
         const raw = Buffer.concat(chunks);
         const parsed = await simpleParser(raw);
         const mail: ReceivedMail = {
@@ -106,6 +114,15 @@ export async function startMailServer({ host = '127.0.0.1' }: { host?: string } 
     set refuseLogins(value: boolean) {
       state.refuseLogins = value;
       if (value) for (const connection of (server as unknown as { connections: Set<{ close(): void }> }).connections) connection.close();
+    },
+    get refuseMessages() {
+      return state.refuseMessages;
+    },
+    set refuseMessages(value: boolean) {
+      state.refuseMessages = value;
+    },
+    get refusedMessages() {
+      return state.refusedMessages;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -1,7 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type Database, type EmailVerificationTable } from '../schema.ts';
 import type { EmailVerification, EmailVerificationRepository } from '../repositories/email-verifications.ts';
-import { issueLink, redeemLink } from './emailed-links.ts';
+import { discardLink, issueLink, markLinkMailed, redeemLink } from './emailed-links.ts';
 
 const toVerification = (row: Selectable<EmailVerificationTable>): EmailVerification => ({
   digest: row.digest,
@@ -10,6 +10,7 @@ const toVerification = (row: Selectable<EmailVerificationTable>): EmailVerificat
   createdAt: row.created_at,
   expiresAt: row.expires_at,
   consumedAt: row.consumed_at,
+  mailedAt: row.mailed_at,
 });
 
 export function kyselyEmailVerifications(db: Kysely<Database>): EmailVerificationRepository {
@@ -18,9 +19,15 @@ export function kyselyEmailVerifications(db: Kysely<Database>): EmailVerificatio
       return issueLink(db, 'email_verifications', link.userId, link.email, (trx) =>
         trx
           .insertInto('email_verifications')
-          .values({ digest: link.digest, user_id: link.userId, email: link.email, created_at: link.createdAt, expires_at: link.expiresAt, consumed_at: null })
+          .values({ digest: link.digest, user_id: link.userId, email: link.email, created_at: link.createdAt, expires_at: link.expiresAt, consumed_at: null, mailed_at: null })
           .execute(),
       );
+    },
+    markMailed(digest, now) {
+      return markLinkMailed(db, 'email_verifications', digest, now);
+    },
+    discard(digest) {
+      return discardLink(db, 'email_verifications', digest);
     },
     async find(digest) {
       const row = await db.selectFrom('email_verifications').select(COLUMNS.email_verifications).where('digest', '=', digest).executeTakeFirst();

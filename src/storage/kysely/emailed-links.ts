@@ -3,8 +3,10 @@ import type { Database } from '../schema.ts';
 
 /**
  * What the tables of single-use links sent by email (password_resets, email_verifications) share:
- * a link is stored as its token's digest, with its user, expiry and use; a new one of a user
- * replaces their earlier ones, and redeeming one spends it in the transaction that changes the user.
+ * a link is stored as its token's digest, with its user, expiry and use; a new one of a user is
+ * stored beside their earlier ones and replaces them only once its mail was accepted (a mail that
+ * fails takes its link away, and leaves the earlier ones working), and redeeming one spends it in
+ * the transaction that changes the user.
  */
 type LinkTable = 'password_resets' | 'email_verifications';
 
@@ -12,10 +14,10 @@ type LinkTable = 'password_resets' | 'email_verifications';
 const NOT_REDEEMED = new Error('the link was not redeemed');
 
 /**
- * Holds the user's row by a write that changes nothing, as a user's deletion does: two links asked
- * for at once take turns, so the second deletes the first and exactly one stays live. Only while the
- * user is not disabled (disabling deletes their links: one issued after would outlive it), and with
- * `email`, only while that is still the user's address. False when there is no such user.
+ * Holds the user's row by a write that changes nothing, as a user's deletion does: an issue waits
+ * for a disabling or a change of the address in progress. Only while the user is not disabled
+ * (disabling deletes their links: one issued after would outlive it), and with `email`, only while
+ * that is still the user's address. False when there is no such user.
  */
 async function claimUser(trx: Transaction<Database>, userId: string, email: string | undefined): Promise<boolean> {
   let claim = trx
@@ -28,9 +30,9 @@ async function claimUser(trx: Transaction<Database>, userId: string, email: stri
 }
 
 /**
- * Stores a link of `userId` through `insert`, deleting every earlier link of theirs in `table` in the
- * same transaction (see claimUser); false, storing nothing, when the user is gone or, with `email`,
- * no longer has that address.
+ * Stores a link of `userId` through `insert`, beside their earlier links in `table`: those keep
+ * working until the new one's mail is accepted (markLinkMailed). False, storing nothing, when
+ * the user is gone, disabled or, with `email`, no longer has that address (see claimUser).
  */
 export function issueLink(
   db: Kysely<Database>,
@@ -41,10 +43,44 @@ export function issueLink(
 ): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
     if (!(await claimUser(trx, userId, email))) return false;
-    await trx.deleteFrom(table as 'password_resets').where('user_id', '=', userId).execute();
+    // Null mailed_at: being sent, it replaces nothing yet (markLinkMailed).
     await insert(trx);
     return true;
   });
+}
+
+/**
+ * Marks the link `digest` of `table` mailed at `now` and deletes every other link of its user that
+ * was mailed, used or not: its mail was accepted last, so it is the one that works now. Links still
+ * being sent stay, each replacing this one in turn when its mail is accepted, or deleted when not
+ * (discardLink): of links asked for at once, the one whose mail was accepted last is left. The
+ * user's row is held first, as every other write to a user's links holds it. Nothing when the link
+ * is gone (the user was disabled or deleted, or their password or address changed, meanwhile).
+ */
+export function markLinkMailed(db: Kysely<Database>, table: LinkTable, digest: string, now: number): Promise<void> {
+  return db.transaction().execute(async (trx) => {
+    // A link's user never changes: read without a lock, it names the row to hold first.
+    const link = await trx.selectFrom(table as 'password_resets').select('user_id').where('digest', '=', digest).executeTakeFirst();
+    if (!link) return;
+    await trx
+      .updateTable('users')
+      .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+      .where('id', '=', link.user_id)
+      .execute();
+    const marked = await trx.updateTable(table as 'password_resets').set({ mailed_at: now }).where('digest', '=', digest).executeTakeFirst();
+    if (marked.numUpdatedRows === 0n) return;
+    await trx
+      .deleteFrom(table as 'password_resets')
+      .where('user_id', '=', link.user_id)
+      .where('mailed_at', 'is not', null)
+      .where('digest', '<>', digest)
+      .execute();
+  });
+}
+
+/** Deletes the link `digest` of `table`: its mail was not sent, so nobody can use it. */
+export async function discardLink(db: Kysely<Database>, table: LinkTable, digest: string): Promise<void> {
+  await db.deleteFrom(table as 'password_resets').where('digest', '=', digest).execute();
 }
 
 /**
@@ -54,9 +90,9 @@ export function issueLink(
  * What `apply` answered; undefined, with nothing changed, when it answered undefined or the link
  * could not be spent.
  *
- * The user's row is held before the link's, the order in which an issue, a disabling, a deletion
- * and a change of the password or the address take them: taken the other way round, a redemption
- * meeting one of those would deadlock with it on PostgreSQL. A link deleted while the redemption
+ * The user's row is held before the link's, the order in which an issue, a link marked mailed, a
+ * disabling, a deletion and a change of the password or the address take them: taken the other way
+ * round, a redemption meeting one of those would deadlock with it on PostgreSQL. A link deleted while the redemption
  * waited for the user is then not found.
  */
 export async function redeemLink<T>(

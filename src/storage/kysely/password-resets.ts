@@ -2,7 +2,7 @@ import type { Kysely, Selectable, Transaction } from 'kysely';
 import { COLUMNS, type Database, type PasswordResetTable } from '../schema.ts';
 import type { ApplicationTakenBack, PasswordReset, PasswordResetRepository } from '../repositories/password-resets.ts';
 import { withdrawAuthorizations } from './browser.ts';
-import { issueLink, redeemLink } from './emailed-links.ts';
+import { discardLink, issueLink, markLinkMailed, redeemLink } from './emailed-links.ts';
 
 const toReset = (row: Selectable<PasswordResetTable>): PasswordReset => ({
   digest: row.digest,
@@ -10,6 +10,7 @@ const toReset = (row: Selectable<PasswordResetTable>): PasswordReset => ({
   createdAt: row.created_at,
   expiresAt: row.expires_at,
   consumedAt: row.consumed_at,
+  mailedAt: row.mailed_at,
 });
 
 export function kyselyPasswordResets(db: Kysely<Database>): PasswordResetRepository {
@@ -18,9 +19,15 @@ export function kyselyPasswordResets(db: Kysely<Database>): PasswordResetReposit
       return issueLink(db, 'password_resets', reset.userId, undefined, (trx) =>
         trx
           .insertInto('password_resets')
-          .values({ digest: reset.digest, user_id: reset.userId, created_at: reset.createdAt, expires_at: reset.expiresAt, consumed_at: null })
+          .values({ digest: reset.digest, user_id: reset.userId, created_at: reset.createdAt, expires_at: reset.expiresAt, consumed_at: null, mailed_at: null })
           .execute(),
       );
+    },
+    markMailed(digest, now) {
+      return markLinkMailed(db, 'password_resets', digest, now);
+    },
+    discard(digest) {
+      return discardLink(db, 'password_resets', digest);
     },
     async find(digest) {
       const row = await db.selectFrom('password_resets').select(COLUMNS.password_resets).where('digest', '=', digest).executeTakeFirst();

@@ -8,6 +8,8 @@ export interface PasswordReset {
   createdAt: number;
   expiresAt: number;
   consumedAt: number | null;
+  /** Set (to the time it was asked for) once the mail server accepted its mail; null while it is being sent. */
+  mailedAt: number | null;
 }
 
 /** A reset done: whose, whether their address was verified before it, and what it withdrew. */
@@ -35,11 +37,21 @@ export interface ApplicationTakenBack {
 
 export interface PasswordResetRepository {
   /**
-   * Stores a reset of `reset.userId` and deletes every earlier one of the user, used or not, in one
-   * transaction that holds the user's row: only the newest link works, however many are asked for at
-   * once, on any instance. False (nothing stored) when the user is gone or disabled.
+   * Stores a reset of `reset.userId`, its mail being sent, beside the user's earlier ones, in a
+   * transaction that holds the user's row: those keep working until its mail is accepted
+   * (markMailed), and for good when it is not (discard). False (nothing stored) when the user is
+   * gone or disabled.
    */
-  issue(reset: Omit<PasswordReset, 'consumedAt'>): Promise<boolean>;
+  issue(reset: Omit<PasswordReset, 'consumedAt' | 'mailedAt'>): Promise<boolean>;
+  /**
+   * The mail of the reset `digest` was accepted at `now`: marks it mailed and deletes every other
+   * reset of its user that was mailed, used or not, holding the user's row. Resets still being sent
+   * stay: of those asked for at once, on any instance, the one whose mail was accepted last is
+   * left. Nothing when the reset is gone.
+   */
+  markMailed(digest: string, now: number): Promise<void>;
+  /** The mail of the reset `digest` was not sent: deletes it, leaving the user's earlier ones. */
+  discard(digest: string): Promise<void>;
   find(digest: string): Promise<PasswordReset | undefined>;
   /**
    * Consumes the reset and sets its user's password hash (and `now` as their update time), in one
