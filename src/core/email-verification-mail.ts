@@ -11,7 +11,7 @@ export function emailVerificationMessage({ to, link, issuer, ttlSeconds }: { to:
   const lines = [
     `The account ${to} at ${service} uses this address.`,
     '',
-    `To confirm that it is yours, open this link within ${lifetime} and confirm on the page it opens. It works once:`,
+    `To confirm that it is yours, open this link within ${lifetime}, sign in to the account if the page asks, and confirm. It works once:`,
     '',
     link,
     '',
@@ -22,7 +22,7 @@ export function emailVerificationMessage({ to, link, issuer, ttlSeconds }: { to:
   const html = [
     '<!doctype html><html><body style="font-family: sans-serif; line-height: 1.5">',
     `<p>The account <strong>${escapeHtml(to)}</strong> at ${escapeHtml(service)} uses this address.</p>`,
-    `<p>To confirm that it is yours, open this link within ${lifetime} and confirm on the page it opens. It works once:</p>`,
+    `<p>To confirm that it is yours, open this link within ${lifetime}, sign in to the account if the page asks, and confirm. It works once:</p>`,
     `<p><a href="${escapeHtml(link)}">Verify your email address</a></p>`,
     `<p style="font-size: 0.9em">Or copy this address into your browser: ${escapeHtml(link)}</p>`,
     '<p>Applications you sign in to then see that your address is verified.</p>',

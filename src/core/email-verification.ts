@@ -8,7 +8,12 @@ import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type I
 import type { Mailer } from './mail.ts';
 
 export type ResendResult = { outcome: 'sent' } | { outcome: 'verified' } | { outcome: 'throttled'; retryAfterSeconds: number };
-export type VerifyResult = { outcome: 'verified'; userId: string; email: string } | { outcome: 'invalid' };
+export type VerifyResult = { outcome: 'verified'; userId: string; email: string } | { outcome: 'invalid' } | { outcome: 'other_account' };
+/** What a live link would verify: the address and the account it was sent for. */
+export interface VerificationTarget {
+  userId: string;
+  email: string;
+}
 
 const VERIFICATION_LINK: LinkKind = { token: 'ev', path: '/email/verify', compose: emailVerificationMessage, auditKind: 'user.email_verification_sent' };
 
@@ -24,6 +29,10 @@ export interface EmailVerificationOptions extends EmailedLinkOptions {
  * link's token is opaque (gate_ev_, 256 bits), stored as its digest only, works once, for
  * `tokenTtlSeconds`, only until a newer one of its user's was mailed (a newer one whose mail fails
  * leaves it working) and only for the address it was sent to. Unverified users still sign in: the claim says the truth, and a client decides what it needs.
+ * A link verifies only for a person signed in to its account: anyone can sign up with an address
+ * that is not theirs, knowing the password, and the address's owner, following the link, must not
+ * verify the account of someone else (account pre-hijacking, Sudhodanan & Paverd 2022). The owner
+ * takes such an account back with a password reset instead, which strips what was made before.
  */
 export class EmailVerificationService {
   #storage: Storage;
@@ -99,9 +108,10 @@ export class EmailVerificationService {
     return (await this.#live(token, now)) !== undefined;
   }
 
-  /** The address the link `token` would verify, while it can (see isLive); reading it spends nothing. */
-  async addressOf(token: unknown, now: number): Promise<string | undefined> {
-    return (await this.#live(token, now))?.email;
+  /** The address and account the link `token` would verify, while it can (see isLive); reading it spends nothing. */
+  async targetOf(token: unknown, now: number): Promise<VerificationTarget | undefined> {
+    const link = await this.#live(token, now);
+    return link && { userId: link.userId, email: link.email };
   }
 
   async #live(token: unknown, now: number): Promise<EmailVerification | undefined> {
@@ -110,10 +120,15 @@ export class EmailVerificationService {
     return live !== undefined && live.user.email === live.link.email ? live.link : undefined;
   }
 
-  /** Spends the link `token` and marks the address it was sent to verified, in one transaction; audited. */
-  async verify(token: unknown, now: number): Promise<VerifyResult> {
+  /**
+   * Spends the link `token` and marks the address it was sent to verified, in one transaction;
+   * audited. Only for `signedInUserId`, the account of the person who confirms: for anyone else
+   * (signed out, or signed in to another account) it changes nothing and the link keeps working.
+   */
+  async verify(token: unknown, signedInUserId: string | undefined, now: number): Promise<VerifyResult> {
     const link = await this.#live(token, now);
     if (!link) return { outcome: 'invalid' };
+    if (signedInUserId === undefined || link.userId !== signedInUserId) return { outcome: 'other_account' };
     const userId = await this.#storage.emailVerifications.redeem(link.digest, now);
     if (userId === undefined) return { outcome: 'invalid' };
     this.#audit.record({ at: now, kind: 'user.email_verified', outcome: 'success', clientId: null, userId, data: { by: 'email' } });

@@ -9,8 +9,9 @@ import { startMailServer, verifyLinkIn, type TestMailServer } from '../support/s
 
 /*
  * Email verification, over real HTTP, to a real SMTP server: a new account is sent a link that, once
- * the person confirms on the page it opens, sets email_verified (as userinfo and the ID token then
- * say); following it changes nothing, so that a mail scanner or a link preview verifies nothing; the
+ * the person signed in to that account confirms on the page it opens, sets email_verified (as
+ * userinfo and the ID token then say); opened signed out or signed in to another account it asks to
+ * sign in to the account first and verifies nothing; following it changes nothing, so that a mail scanner or a link preview verifies nothing; the
  * link works once, for its lifetime, only for the address it was sent to; the account page shows the
  * state and sends the link again, within limits; without mail (or with signup.verifyEmail off)
  * nothing of it is there.
@@ -76,7 +77,9 @@ for (const dialect of DIALECTS) {
       await server.gatehouse.emailVerifications.settled();
       return answer;
     };
-    /** Follows a link: the redirect that takes its token out of the address, then the page it leads to. */
+    /** A browser signed in to the account of `email`, as its owner's is. */
+    const ownerOf = (email: string) => signedInBrowser(server.url, email, PASSWORD);
+    /** Follows a link (by default in a browser signed in to no account): the redirect that takes its token out of the address, then the page it leads to. */
     const follow = async (link: string, browser = new HttpBrowser()) => {
       const followed = await browser.request(link);
       const page = followed.location ? await browser.request(new URL(followed.location, server.url).toString()) : followed;
@@ -84,19 +87,20 @@ for (const dialect of DIALECTS) {
     };
     /** Presses the button of the page a link led to: the POST that spends the link. */
     const confirm = async (browser: HttpBrowser, page: { text: string }) => browser.request(`${server.url}/email/verify`, { form: { csrf: hiddenField(page.text, 'csrf') } });
-    /** Follows a link and confirms on the page it opens; the answer to the confirmation. */
-    const verifyWith = async (link: string, browser = new HttpBrowser()) => {
+    /** Follows a link in `browser` (signed in to the link's account) and confirms on the page it opens; the answer to the confirmation. */
+    const verifyWith = async (link: string, browser: HttpBrowser) => {
       const { page } = await follow(link, browser);
       assert.equal(page.status, 200, page.text.slice(0, 500));
       return confirm(browser, page);
     };
+    const SIGN_IN_FIRST = /<h1>Sign in to confirm your email address<\/h1>/;
     const verifiedEvents = async (email: string) => {
       await server.gatehouse.audit.flush();
       const user = (await server.gatehouse.storage.users.findByEmail(email))!;
       return server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.email_verified' });
     };
 
-    it('sends a new account a link that verifies its address, signed out, as userinfo and the ID token then say', async () => {
+    it('sends a new account a link that verifies its address once signed in to the account, as userinfo and the ID token then say', async () => {
       freshWindow();
       const { email, browser } = await signUp();
       const [message] = mailsTo(email);
@@ -114,13 +118,35 @@ for (const dialect of DIALECTS) {
       assert.match(before.text, /action="\/email\/resend"/);
       assert.equal(await verified(email), false);
 
-      const { followed, page, browser: follower } = await follow(link);
+      // Opened in a browser signed in to no account (the address's owner, who may not have made it): nothing is verified.
+      const { followed, page: signIn, browser: follower } = await follow(link);
       assert.equal(followed.status, 303);
       assert.equal(followed.location, '/email/verify');
       assert.equal(followed.headers.get('referrer-policy'), 'no-referrer');
       const cookie = followed.headers.getSetCookie().find((line) => line.startsWith('gatehouse_verify='));
       assert.ok(cookie, 'the link is kept in a cookie');
       assert.match(cookie, /HttpOnly/i);
+      assert.equal(signIn.status, 200, signIn.text.slice(0, 500));
+      assert.match(signIn.text, SIGN_IN_FIRST);
+      assert.ok(signIn.text.includes(`<strong>${email}</strong>`), 'the page names the address');
+      assert.match(signIn.text, /href="\/login\?next=%2Femail%2Fverify"/, 'a sign-in that comes back to the link');
+      assert.match(signIn.text, /Did you not create this account\?/);
+      assert.match(signIn.text, /<a href="\/password\/forgot">Reset its password<\/a>/);
+      assert.doesNotMatch(signIn.text, /action="\/email\/verify"|gate_ev_/, 'no button that verifies, and no token');
+      assert.equal(signIn.headers.get('referrer-policy'), 'no-referrer');
+      const login = await follower.request(`${server.url}/login?next=%2Femail%2Fverify`);
+      assert.equal(hiddenField(login.text, 'next'), '/email/verify');
+      const refused = await follower.request(`${server.url}/email/verify`, { form: { csrf: hiddenField(login.text, 'csrf') } });
+      assert.equal(refused.status, 403, 'a POST with a valid CSRF token verifies nothing');
+      assert.match(refused.text, SIGN_IN_FIRST);
+      assert.ok(!refused.headers.getSetCookie().some((line) => line.startsWith('gatehouse_verify=;')), 'the link stays in its cookie');
+      assert.equal(await verified(email), false);
+
+      // Signing in through the page comes back to the link, which now asks to confirm.
+      const signedIn = await follower.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), next: '/email/verify', email, password: PASSWORD } });
+      assert.equal(signedIn.status, 303, signedIn.text.slice(0, 300));
+      assert.equal(signedIn.location, '/email/verify');
+      const page = await follower.request(`${server.url}/email/verify`);
       assert.equal(page.status, 200, page.text.slice(0, 500));
       assert.match(page.text, /<h1>Confirm your email address<\/h1>/);
       assert.ok(page.text.includes(`<strong>${email}</strong>`), 'the page names the address');
@@ -163,6 +189,37 @@ for (const dialect of DIALECTS) {
       assert.equal(await verified(email), true);
     });
 
+    it('verifies nothing for a browser signed in to another account: it says so and asks to sign in to the link’s account, and the link then still works', async () => {
+      freshWindow();
+      const { email, browser: owner } = await signUp();
+      const someone = await signUp();
+      const link = lastLinkTo(email);
+      const { page } = await follow(link, someone.browser);
+      assert.equal(page.status, 200, page.text.slice(0, 500));
+      assert.match(page.text, SIGN_IN_FIRST);
+      assert.ok(page.text.includes(`You are signed in as <strong>${someone.email}</strong>`), 'it names the account the browser is signed in to');
+      assert.match(page.text, /href="\/login\?next=%2Femail%2Fverify"/);
+      assert.match(page.text, /<a href="\/password\/forgot">Reset its password<\/a>/);
+      assert.doesNotMatch(page.text, /action="\/email\/verify"/);
+      const refused = await confirm(someone.browser, await someone.browser.request(`${server.url}/account`));
+      assert.equal(refused.status, 403);
+      assert.match(refused.text, SIGN_IN_FIRST);
+      assert.deepEqual([await verified(email), await verified(someone.email)], [false, false]);
+      assert.deepEqual(await verifiedEvents(email), []);
+      const stored = await server.gatehouse.storage.emailVerifications.find(digestOf(new URL(link).searchParams.get('token')!));
+      assert.equal(stored?.consumedAt, null, 'the link is not spent');
+
+      // The same browser, signed in to the link's account through the page, comes back and confirms.
+      const login = await someone.browser.request(`${server.url}/login?next=%2Femail%2Fverify`);
+      const signedIn = await someone.browser.request(`${server.url}/login`, { form: { csrf: hiddenField(login.text, 'csrf'), next: '/email/verify', email, password: PASSWORD } });
+      assert.equal(signedIn.location, '/email/verify');
+      const again = await someone.browser.request(`${server.url}/email/verify`);
+      assert.match(again.text, /<h1>Confirm your email address<\/h1>/);
+      assert.equal((await confirm(someone.browser, again)).status, 200);
+      assert.deepEqual([await verified(email), await verified(someone.email)], [true, false]);
+      assert.equal((await owner.request(`${server.url}/account`)).status, 200);
+    });
+
     it('verifies nothing on a GET: a link fetched twice (a mail scanner, a link preview) leaves the address unverified and the link working', async () => {
       freshWindow();
       const { email } = await signUp();
@@ -171,7 +228,7 @@ for (const dialect of DIALECTS) {
       for (let i = 0; i < 2; i++) {
         const scanner = await follow(link);
         assert.equal(scanner.page.status, 200);
-        assert.match(scanner.page.text, /Confirm your email address/);
+        assert.match(scanner.page.text, SIGN_IN_FIRST);
         // The page the scanner reaches again, fetched twice more (and by HEAD), with the link in its cookie.
         for (const method of ['GET', 'GET', 'HEAD']) assert.equal((await scanner.browser.request(`${server.url}/email/verify`, { method })).status, 200, method);
       }
@@ -181,7 +238,7 @@ for (const dialect of DIALECTS) {
       assert.equal(stored?.consumedAt, null, 'the link is not spent');
       assert.deepEqual(await verifiedEvents(email), []);
 
-      const done = await verifyWith(link);
+      const done = await verifyWith(link, await ownerOf(email));
       assert.equal(done.status, 200, 'the link still works, by POST');
       assert.equal(await verified(email), true);
       assert.equal((await verifiedEvents(email)).length, 1);
@@ -189,8 +246,8 @@ for (const dialect of DIALECTS) {
 
     it('refuses a confirmation without the form’s CSRF token (another site’s form), changing nothing; the link then still works', async () => {
       freshWindow();
-      const { email } = await signUp();
-      const { page, browser } = await follow(lastLinkTo(email));
+      const { email, browser: owner } = await signUp();
+      const { page, browser } = await follow(lastLinkTo(email), owner);
       assert.equal(page.status, 200);
       for (const form of [{}, { csrf: 'forged' }, { csrf: hiddenField(page.text, 'csrf').slice(0, -1) }] as Record<string, string>[]) {
         const refused = await browser.request(`${server.url}/email/verify`, { method: 'POST', form });
@@ -218,7 +275,7 @@ for (const dialect of DIALECTS) {
       freshWindow();
       const first = await signUp();
       const used = lastLinkTo(first.email);
-      const opened = await follow(used);
+      const opened = await follow(used, first.browser);
       assert.equal((await confirm(opened.browser, opened.page)).status, 200);
       const again = await follow(used);
       assert.equal(again.page.status, 400);
@@ -246,7 +303,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await countRows(server.database, 'email_verifications'), rows);
 
       // Its page open in two browsers, then the link expires.
-      const [reloaded, confirmed] = [await follow(link), await follow(link)];
+      const [reloaded, confirmed] = [await follow(link, await ownerOf(second.email)), await follow(link, second.browser)];
       assert.deepEqual([reloaded.page.status, confirmed.page.status], [200, 200]);
       ahead += TTL;
       const expired = await follow(link);
@@ -264,22 +321,22 @@ for (const dialect of DIALECTS) {
     it('refuses the confirmation of a link replaced by a newer one while its page was open, verifying nothing', async () => {
       freshWindow();
       const { email, browser } = await signUp();
-      const opened = await follow(lastLinkTo(email));
+      const opened = await follow(lastLinkTo(email), browser);
       assert.equal(opened.page.status, 200);
       assert.equal((await resend(browser)).status, 303);
       const refused = await confirm(opened.browser, opened.page);
       assert.equal(refused.status, 400);
       assert.match(refused.text, /This link no longer works/);
       assert.equal(await verified(email), false);
-      assert.equal((await verifyWith(lastLinkTo(email))).status, 200, 'the newer one works');
+      assert.equal((await verifyWith(lastLinkTo(email), browser)).status, 200, 'the newer one works');
       assert.equal(await verified(email), true);
     });
 
     it('voids the links of an address an operator changed through the admin API: they verify nothing', async () => {
       freshWindow();
-      const { email } = await signUp();
+      const { email, browser } = await signUp();
       const link = lastLinkTo(email);
-      const opened = await follow(link);
+      const opened = await follow(link, browser);
       assert.equal(opened.page.status, 200);
       const user = (await server.gatehouse.storage.users.findByEmail(email))!;
       const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
@@ -301,9 +358,9 @@ for (const dialect of DIALECTS) {
 
     it('voids the links of an account an operator disabled through the admin API: enabled again, they verify nothing', async () => {
       freshWindow();
-      const { email } = await signUp();
+      const { email, browser } = await signUp();
       const link = lastLinkTo(email);
-      const opened = await follow(link);
+      const opened = await follow(link, browser);
       assert.equal(opened.page.status, 200);
       const user = (await server.gatehouse.storage.users.findByEmail(email))!;
       const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
@@ -359,13 +416,13 @@ for (const dialect of DIALECTS) {
         mail.refuseMessages = false;
       }
       assert.equal(mailsTo(email).length, 1, 'the newer mail was not sent');
-      assert.equal((await follow(first)).page.status, 200, 'the earlier link still works');
+      assert.match((await follow(first, browser)).page.text, /<h1>Confirm your email address<\/h1>/, 'the earlier link still works');
 
       assert.equal((await resend(browser)).status, 303);
       assert.equal(mailsTo(email).length, 2);
       assert.equal((await follow(first)).followed.status, 400, 'the earlier link no longer works once a newer one was mailed');
       assert.equal(await verified(email), false);
-      assert.equal((await verifyWith(lastLinkTo(email))).status, 200);
+      assert.equal((await verifyWith(lastLinkTo(email), browser)).status, 200);
       assert.equal(await verified(email), true);
 
       // A link whose mail is refused leaves one that is the only link, and it verifies the address.
@@ -376,7 +433,7 @@ for (const dialect of DIALECTS) {
       } finally {
         mail.refuseMessages = false;
       }
-      assert.equal((await verifyWith(lastLinkTo(other.email))).status, 200);
+      assert.equal((await verifyWith(lastLinkTo(other.email), other.browser)).status, 200);
       assert.equal(await verified(other.email), true);
     });
 
@@ -422,7 +479,7 @@ for (const dialect of DIALECTS) {
       const signedOut = await new HttpBrowser().request(`${server.url}/email/resend`, { form: { csrf: 'x' } });
       assert.equal(signedOut.status, 303);
       assert.equal(signedOut.location, '/login');
-      assert.equal((await verifyWith(lastLinkTo(email))).status, 200);
+      assert.equal((await verifyWith(lastLinkTo(email), browser)).status, 200);
       const done = await resend(browser);
       assert.equal(done.status, 303);
       assert.equal(done.location, '/account');

@@ -56,8 +56,8 @@ for (const dialect of DIALECTS) {
       await server.gatehouse.emailVerifications.settled();
       return browser;
     };
-    const verifyWithLink = async (email: string) => {
-      const browser = new HttpBrowser();
+    /** Follows the newest verification link to `email` in `browser` (signed in to its account) and confirms. */
+    const verifyWithLink = async (email: string, browser: HttpBrowser) => {
       await browser.request(verifyLinkIn(mailsTo(email).at(-1)!));
       const page = await browser.request(url('/email/verify'));
       assert.equal((await browser.request(url('/email/verify'), { form: { csrf: hiddenField(page.text, 'csrf') } })).status, 200);
@@ -143,7 +143,7 @@ for (const dialect of DIALECTS) {
         assert.equal(mailsTo(email).length, sent + 1);
 
         // Once the address is verified, the same form registers the application.
-        await verifyWithLink(email);
+        await verifyWithLink(email, browser);
         const list2 = await browser.request(url('/developers'));
         assert.doesNotMatch(list2.text, VERIFY_FIRST);
         assert.equal((await browser.request(url('/developers/new'))).status, 200);
@@ -254,10 +254,40 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 0, applications_suspended: 1 });
       });
 
+      it('is what the address’s owner is offered on following the verification link the account was sent: the link verifies nothing for them, and the reset then takes the account back', async () => {
+        // The attacker signs up with the victim's address and password of their own, and keeps a session and a grant.
+        const victim = nextEmail('victim');
+        const attacker = await signUp(victim);
+        const account = (await server.gatehouse.storage.users.findByEmail(victim))!;
+        const app = await applicationOf(account.id);
+
+        // The victim receives the verification mail and follows its link, signed in to nothing.
+        const owner = new HttpBrowser();
+        const followed = await owner.request(verifyLinkIn(mailsTo(victim).at(-1)!));
+        assert.equal(followed.status, 303);
+        const page = await owner.request(url('/email/verify'));
+        assert.equal(page.status, 200);
+        assert.match(page.text, /Sign in to confirm your email address/);
+        assert.doesNotMatch(page.text, /action="\/email\/verify"/);
+        const login = await owner.request(url('/login'));
+        const pressed = await owner.request(url('/email/verify'), { form: { csrf: hiddenField(login.text, 'csrf') } });
+        assert.equal(pressed.status, 403);
+        assert.equal((await server.gatehouse.storage.users.findById(account.id))!.emailVerified, false, 'the account whose password the attacker holds stays unverified');
+        assert.deepEqual(await eventsOf({ userId: account.id, kind: 'user.email_verified' }), []);
+
+        // The page's "Did you not create this account? Reset its password" leads to the reset, which takes the account back.
+        assert.match(page.text, /Did you not create this account\?/);
+        assert.match(page.text, /<a href="\/password\/forgot">Reset its password<\/a>/);
+        const done = await resetWithLink(victim);
+        assert.equal(done.location, '/login?reset=done&developer=suspended');
+        assert.equal((await attacker.request(url('/account'))).status, 302, 'the attacker’s session ended');
+        assert.equal((await clientCredentials(app.id, app.secret)).status, 401, 'the application’s secret stopped working');
+        assert.equal((await server.gatehouse.storage.users.findById(account.id))!.emailVerified, true, 'the reset proved the address');
+      });
+
       it('leaves the applications of an account whose address was verified before the reset as they are', async () => {
         const email = nextEmail('verified');
-        await signUp(email);
-        await verifyWithLink(email);
+        await verifyWithLink(email, await signUp(email));
         const account = (await server.gatehouse.storage.users.findByEmail(email))!;
         const app = await applicationOf(account.id);
         const done = await resetWithLink(email);

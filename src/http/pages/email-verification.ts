@@ -10,6 +10,11 @@ import { renderPage } from './render.ts';
  * The link's token leaves the address at once, for a cookie (linkCookie). Following the link changes
  * nothing: mail scanners and link previews fetch the links in a mail, so the page asks the person to
  * confirm, and only that form's POST (with its CSRF token) spends the link.
+ * Only a browser signed in to the link's account is asked to confirm, and only its POST verifies:
+ * someone may have signed up with another person's address, and that person, following the link,
+ * would otherwise verify an account whose password someone else holds. A browser signed out, or
+ * signed in to another account, is asked to sign in to the account first (coming back to the link,
+ * whose token stays in its cookie) and is offered the password reset that takes an account back.
  */
 export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
@@ -29,6 +34,10 @@ export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages
 
   const showConfirm = (reply: FastifyReply, email: string, error?: string, status = 200) => renderPage(reply, 'email-verify', { title: 'Confirm your email address', email, error }, status);
 
+  /** The link is for an account this browser is not signed in to: sign in to it first, or take it back with a reset. */
+  const showSignInFirst = (reply: FastifyReply, email: string, signedInAs: string | undefined, status: number) =>
+    renderPage(reply, 'email-verify-sign-in', { title: 'Sign in to confirm your email address', email, signedInAs }, status);
+
   app.get('/email/verify', async (request, reply) => {
     if (!verifications.enabled) return off(reply);
     const now = gatehouse.clock();
@@ -37,20 +46,25 @@ export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages
       if (!(await verifications.isLive(query.token, now))) return linkInvalid(request, reply);
       return verifyLink.moveIntoCookie(request, reply, query.token as string, verifications.tokenTtlSeconds);
     }
-    const email = await verifications.addressOf(verifyLink.read(request), now);
-    if (email === undefined) return linkInvalid(request, reply);
-    return showConfirm(reply, email);
+    const target = await verifications.targetOf(verifyLink.read(request), now);
+    if (target === undefined) return linkInvalid(request, reply);
+    const session = await currentSession(pages, request);
+    if (session?.user.id !== target.userId) return showSignInFirst(reply, target.email, session?.user.email, 200);
+    return showConfirm(reply, target.email);
   });
 
   app.post('/email/verify', async (request, reply) => {
     if (!verifications.enabled) return off(reply);
     const now = gatehouse.clock();
     const token = verifyLink.read(request);
-    const email = await verifications.addressOf(token, now);
-    if (email === undefined) return linkInvalid(request, reply);
-    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showConfirm(reply, email, 'The form expired or did not come from this site, so nothing was verified. Please confirm again.', 403);
-    const result = await verifications.verify(token, now);
+    const target = await verifications.targetOf(token, now);
+    if (target === undefined) return linkInvalid(request, reply);
+    const session = await currentSession(pages, request);
+    if (session?.user.id !== target.userId) return showSignInFirst(reply, target.email, session?.user.email, 403);
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showConfirm(reply, target.email, 'The form expired or did not come from this site, so nothing was verified. Please confirm again.', 403);
+    const result = await verifications.verify(token, session.user.id, now);
     if (result.outcome === 'invalid') return linkInvalid(request, reply);
+    if (result.outcome === 'other_account') return showSignInFirst(reply, target.email, session.user.email, 403);
     verifyLink.forget(request, reply);
     return renderPage(reply, 'email-verified', { title: 'Your email address is verified', email: result.email });
   });
