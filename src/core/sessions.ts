@@ -34,8 +34,8 @@ export class SessionService {
   /**
    * Starts a session for a user who just proved their password; returns the cookie value. Its `sid`
    * (Back-Channel Logout 1.0 §2.1) is drawn on its own: ID tokens show it to clients, so it must
-   * say nothing of the cookie. Undefined when the user was deleted since the password was checked
-   * (an operator, another instance): there is no one left to sign in.
+   * say nothing of the cookie. Undefined when the user was deleted or disabled since the password
+   * was checked (an operator, another instance): there is no one left to sign in.
    */
   async start(userId: string, now: number): Promise<string | undefined> {
     const id = createOpaqueToken('ss');
@@ -50,7 +50,7 @@ export class SessionService {
    * on under it (SessionRepository.renew), signed in now: a sign-in again that an application asked
    * for (`prompt=login`, `max_age`) signs the person out of no other application, as Keycloak keeps
    * the user session of the same user. Any other session of the browser — another person's — ends.
-   * Undefined when the user no longer exists (start).
+   * Undefined when the user no longer exists or is disabled (start).
    */
   async signIn(userId: string, cookieValue: string | undefined, now: number): Promise<string | undefined> {
     const current = await this.resolve(cookieValue, now);

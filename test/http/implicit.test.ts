@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -92,5 +92,24 @@ describe('implicit flow and response modes', () => {
     assert.equal(hiddenField(res.text, 'state'), 's-9');
     assert.match(res.text, /<script src="\/static\/form-post.js"><\/script>/);
     assert.doesNotMatch(res.text, /<script>/);
+  });
+
+  it('issues no token, and stores no grant, for a user disabled while the request was answered', async (t: TestContext) => {
+    const email = 'disabled.during.implicit@example.com';
+    const disabled = await server.user(email, 'a long enough password');
+    const browser = await signedInBrowser(server.url, email, 'a long enough password');
+    // The operator's disabling is stored right after the session was read and recorded, before its
+    // sessions are ended (another instance, at the same moment).
+    const sessions = server.gatehouse.storage.sessions;
+    const addClient = sessions.addClient.bind(sessions);
+    t.mock.method(sessions, 'addClient', async (...args: Parameters<typeof addClient>) => {
+      const recorded = await addClient(...args);
+      await server.gatehouse.storage.users.setDisabled(disabled.id, server.gatehouse.clock(), server.gatehouse.clock());
+      return recorded;
+    });
+    const res = await authorize(browser, { response_type: 'token', scope: 'objects:read' });
+    assert.doesNotMatch(res.location ?? '', /access_token/);
+    assert.doesNotMatch(res.text ?? '', /access_token/);
+    assert.deepEqual(await server.gatehouse.storage.grants.list({ userId: disabled.id }), []);
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { argon2Sync, randomBytes } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { hashPassword } from '../../src/core/passwords.ts';
+import { setUserDisabled, signOutUser } from '../../src/core/users.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -242,6 +243,44 @@ for (const dialect of DIALECTS) {
         assert.match(rehashed, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
         assert.equal((await signIn(email, password)).status, 303);
         assert.equal((await server.gatehouse.storage.users.findById(user.body.id))!.passwordHash, rehashed);
+      });
+    });
+
+    describe('a user disabled while their password is checked', () => {
+      /** The user of `email` is disabled (an operator, another instance) right after sign-in reads them. */
+      const disabledOnceRead = (t: TestContext, email: string) => {
+        const users = server.gatehouse.storage.users;
+        const findByEmail = users.findByEmail.bind(users);
+        t.mock.method(users, 'findByEmail', async (typed: string) => {
+          const found = await findByEmail(typed);
+          if (found?.email === email) await setUserDisabled(server.gatehouse, found, true, server.gatehouse.clock());
+          return found;
+        });
+      };
+
+      it('answers the password grant invalid_grant, as for a wrong password, and stores no grant', async (t) => {
+        const lasting = await server.client({ name: 'Mobile app with refresh', grantTypes: ['password', 'refresh_token'], scopes: ['objects:read'], firstParty: true });
+        const email = 'disabled.during.grant@example.com';
+        const user = await server.user(email, 'correct horse battery staple');
+        disabledOnceRead(t, email);
+        const token = await post(`${server.url}/token`, { grant_type: 'password', client_id: lasting.id, client_secret: lasting.secret, username: email, password: 'correct horse battery staple' });
+        assert.equal(token.status, 400, JSON.stringify(token.body));
+        assert.deepEqual(token.body, { error: 'invalid_grant', error_description: 'the username or password is wrong' });
+        assert.deepEqual(await server.gatehouse.storage.grants.list({ userId: user.id }), []);
+      });
+
+      it('answers the sign-in page as for a wrong password, and starts no session that would come back when the user is enabled again', async (t) => {
+        const email = 'disabled.during.sign-in@example.com';
+        const user = await server.user(email, 'correct horse battery staple');
+        disabledOnceRead(t, email);
+        const page = await signIn(email, 'correct horse battery staple');
+        assert.equal(page.status, 401, page.text.slice(0, 300));
+        assert.match(page.text, /The email or password is not right\./);
+        assert.equal(page.headers.getSetCookie().some((cookie) => /session/.test(cookie) && !/max-age=0/i.test(cookie)), false);
+        t.mock.restoreAll();
+        const disabled = (await server.gatehouse.storage.users.findById(user.id))!;
+        await setUserDisabled(server.gatehouse, disabled, false, server.gatehouse.clock());
+        assert.equal(await signOutUser(server.gatehouse, user.id), 0, 'no session of the disabled user was stored');
       });
     });
 

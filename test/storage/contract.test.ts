@@ -795,6 +795,18 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().sessions.find(late.digest), undefined);
       });
 
+      it('starts no session, and says so, for a user disabled since they were read, and starts one again once they are enabled', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        await storage().users.setDisabled(user.id, NOW + 1, NOW + 1);
+        const late = aSession(user.id);
+        assert.equal(await storage().sessions.create(late), false);
+        assert.equal(await storage().sessions.find(late.digest), undefined);
+        await storage().users.setDisabled(user.id, null, NOW + 2);
+        const again = aSession(user.id);
+        assert.equal(await storage().sessions.create(again), true);
+        assert.deepEqual(await storage().sessions.find(again.digest), again);
+      });
+
       it('remembers the clients answered through a session, once each, and names them when it ends', async () => {
         const user = await storage().users.create(aUser(), NOW);
         const [first, second] = [await storage().clients.create(aClient(), NOW), await storage().clients.create(aClient(), NOW)];
@@ -952,6 +964,18 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.find(ofGoneClient.id), undefined);
         const kept = aGrant(clientId, null);
         assert.equal(await storage().grants.create(kept), true);
+      });
+
+      it('stores no grant, and says so, for a user disabled since they were read, and stores one again once they are enabled', async () => {
+        const { clientId, userId } = await aClientAndUser();
+        await storage().users.setDisabled(userId, NOW + 1, NOW + 1);
+        const ofDisabledUser = aGrant(clientId, userId);
+        assert.equal(await storage().grants.create(ofDisabledUser), false);
+        assert.equal(await storage().grants.find(ofDisabledUser.id), undefined);
+        await storage().users.setDisabled(userId, null, NOW + 2);
+        const withSid = { ...aGrant(clientId, userId), sid: 'a-session-id', authTime: NOW - 5 };
+        assert.equal(await storage().grants.create(withSid), true);
+        assert.deepEqual(await storage().grants.find(withSid.id), withSid);
       });
 
       it('revokes a grant once: find shows the revocation time, and a second revocation reports false and keeps it', async () => {

@@ -183,7 +183,7 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
     const { db } = one.handle;
     const users = kyselyUsers(db, 'postgres');
     const clients = kyselyClients(db);
-    const grants = kyselyGrants(db);
+    const grants = kyselyGrants(db, 'postgres');
     const refreshTokens = kyselyRefreshTokens(db, 'postgres');
     const codes = kyselyCodes(db);
     const revocations = kyselyRevocations(db);
@@ -444,7 +444,7 @@ describe('PostgreSQL plans of the admin API’s lists', () => {
       select md5('g' || i), 'grantee' || case when i % 5 < 2 then 1 else i % 3000 end, 'grantor' || (i % 5000), 'authorization_code', '[]', ${NOW} - i / 2
       from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`analyze`.execute(one.handle.db);
-    const grants = kyselyGrants(one.handle.db);
+    const grants = kyselyGrants(one.handle.db, 'postgres');
     const newestFirst = (list: { createdAt: number; id: string }[]) =>
       assert.deepEqual(list.map(({ createdAt, id }) => ({ createdAt, id })), [...list].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1)).map(({ createdAt, id }) => ({ createdAt, id })));
     for (let run = 0; run < 3; run++) {
@@ -566,7 +566,7 @@ describe('SQLite plans of a user’s and a client’s deletion', () => {
     await kyselyCodes(db).insert(aCode(client.id, user.id));
     await kyselyPendingAuthorizations(db).create({ id: randomUUID(), clientId: client.id, request: { scope: 'openid' }, createdAt: NOW, expiresAt: NOW + 600 });
     for (const grant of [aGrant(client.id, other.id), aGrant(client.id, user.id)]) {
-      await kyselyGrants(db).create(grant);
+      await kyselyGrants(db, 'sqlite').create(grant);
       await kyselyRefreshTokens(db, 'sqlite').insert(aRefreshToken(grant));
       await kyselyConsents(db).save({ userId: grant.userId!, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
     }

@@ -276,7 +276,7 @@ export class AuthorizationEndpoint {
         // It ends with the token, and is swept after; the token is handed out only once it is stored.
         const grantId = randomUUID();
         const ttl = accessTokenTtl({ createdAt: now, expiresAt: null }, now, config.tokens);
-        // A user deleted since the session was read has no session left either.
+        // A user deleted or disabled since the session was read has no session left either.
         const stored = await storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'implicit', scopes: request.scopes, authTime: session.authTime, ...(sid !== undefined && { sid }), createdAt: now, expiresAt: now + ttl, revokedAt: null });
         if (!stored) return this.#signInAgain(request, client, active, origin);
         const issued = await accessTokens.issue({ sub: user.id, clientId: client.id, scopes: request.scopes, grantId }, now, ttl);

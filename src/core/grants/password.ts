@@ -44,9 +44,9 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
     const grantId = randomUUID();
     const lasting = client.grantTypes.includes('refresh_token');
     const ttl = accessTokenTtl({ createdAt: now, expiresAt: null }, now, services.config.tokens);
-    // The grant is stored before anything is issued under it: a user deleted while their password
-    // was checked (an operator, another instance) has no account left to issue for, and is answered
-    // as an unknown user is.
+    // The grant is stored before anything is issued under it, and only while the user is enabled: a
+    // user deleted or disabled while their password was checked (an operator, another instance) is
+    // answered as an unknown user is, and nothing is issued for them.
     const stored = await services.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes, authTime: now, createdAt: now, expiresAt: lasting ? null : now + ttl, revokedAt: null });
     if (!stored) throw invalidGrant('the username or password is wrong');
     const accessToken = await services.accessTokens.issue({ sub: user.id, clientId: client.id, scopes, grantId }, now, ttl);

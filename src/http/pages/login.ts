@@ -70,7 +70,8 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
 
   /**
    * Signs the person in under a new session cookie (SessionService.signIn); undefined, with no
-   * cookie set, when their account was deleted since it was read (an operator, another instance).
+   * cookie set, when their account was deleted or disabled since it was read (an operator, another
+   * instance).
    */
   const startSession = async (request: FastifyRequest, reply: FastifyReply, userId: string): Promise<string | undefined> => {
     const names = pages.cookies.names(request);

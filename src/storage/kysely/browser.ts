@@ -24,12 +24,33 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
   };
   return {
     async create(session) {
+      // Only for a user who exists and is not disabled, in one statement: a user disabled after the
+      // password was checked (an operator, another instance) has had their sessions ended, and one
+      // started after that would outlive the disabling. On PostgreSQL the user's row is held (`for
+      // share`), so a disabling under way is waited for and its outcome read.
+      const time = (value: number) => (dialect === 'postgres' ? sql<number>`cast(${value} as bigint)` : sql<number>`${value}`);
+      const text = (value: string | null) => sql<string | null>`cast(${value} as text)`;
+      let user = db
+        .selectFrom('users')
+        .select([
+          text(session.digest).as('digest'),
+          text(session.sid).as('sid'),
+          'users.id as user_id',
+          time(session.authTime).as('auth_time'),
+          time(session.createdAt).as('created_at'),
+          time(session.expiresAt).as('expires_at'),
+        ])
+        .where('users.id', '=', session.userId)
+        .where('users.disabled_at', 'is', null);
+      if (dialect === 'postgres') user = user.forShare();
       try {
-        await db
+        const stored = await db
           .insertInto('sessions')
-          .values({ digest: session.digest, sid: session.sid, user_id: session.userId, auth_time: session.authTime, created_at: session.createdAt, expires_at: session.expiresAt })
-          .execute();
-        return true;
+          .columns(['digest', 'sid', 'user_id', 'auth_time', 'created_at', 'expires_at'])
+          .expression(user)
+          .returning('digest')
+          .executeTakeFirst();
+        return stored !== undefined;
       } catch (error) {
         if (isForeignKeyViolation(error)) return false;
         throw error;

@@ -59,10 +59,46 @@ export async function insertGrant(db: Kysely<Database>, grant: Grant): Promise<v
     .execute();
 }
 
-export function kyselyGrants(db: Kysely<Database>): GrantRepository {
+/**
+ * Stores a grant of a user only if that user exists and is not disabled at that moment, in one
+ * statement: a user disabled (by an operator, on another instance) after the caller read them gets
+ * no grant. On PostgreSQL the user's row is held (`for share`): a disabling under way is waited for
+ * and its outcome read, rather than the row as it was before it. True when stored.
+ */
+async function insertGrantWhileUserEnabled(db: Kysely<Database>, dialect: Dialect, grant: Grant & { userId: string }): Promise<boolean> {
+  const time = (value: number | null) => (dialect === 'postgres' ? sql<number | null>`cast(${value} as bigint)` : sql<number | null>`${value}`);
+  const text = (value: string | null) => sql<string | null>`cast(${value} as text)`;
+  let user = db
+    .selectFrom('users')
+    .select([
+      text(grant.id).as('id'),
+      text(grant.clientId).as('client_id'),
+      'users.id as user_id',
+      text(grant.kind).as('kind'),
+      text(toJson(grant.scopes)).as('scopes'),
+      time(grant.authTime).as('auth_time'),
+      text(grant.sid ?? null).as('sid'),
+      time(grant.createdAt).as('created_at'),
+      time(grant.expiresAt).as('expires_at'),
+      time(grant.revokedAt).as('revoked_at'),
+    ])
+    .where('users.id', '=', grant.userId)
+    .where('users.disabled_at', 'is', null);
+  if (dialect === 'postgres') user = user.forShare();
+  const stored = await db
+    .insertInto('grants')
+    .columns(['id', 'client_id', 'user_id', 'kind', 'scopes', 'auth_time', 'sid', 'created_at', 'expires_at', 'revoked_at'])
+    .expression(user)
+    .returning('id')
+    .executeTakeFirst();
+  return stored !== undefined;
+}
+
+export function kyselyGrants(db: Kysely<Database>, dialect: Dialect): GrantRepository {
   return {
     async create(grant) {
       try {
+        if (grant.userId !== null) return await insertGrantWhileUserEnabled(db, dialect, { ...grant, userId: grant.userId });
         await insertGrant(db, grant);
         return true;
       } catch (error) {

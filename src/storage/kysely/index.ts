@@ -35,7 +35,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     clients: kyselyClients(db),
     users: kyselyUsers(db, handle.dialect),
     keys: kyselyKeys(db),
-    grants: kyselyGrants(db),
+    grants: kyselyGrants(db, handle.dialect),
     refreshTokens: kyselyRefreshTokens(db, handle.dialect),
     codes: kyselyCodes(db),
     revocations: kyselyRevocations(db),

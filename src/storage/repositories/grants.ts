@@ -22,7 +22,8 @@ export interface LiveClientGrants {
 export interface GrantRepository {
   /**
    * Stores the grant; false, storing nothing, when its user or client no longer exists (deleted
-   * since the caller read them, on this instance or another).
+   * since the caller read them, on this instance or another) or its user is disabled at that moment
+   * (checked in the same statement as the insert, so a user disabled since they were read gets no grant).
    */
   create(grant: Grant): Promise<boolean>;
   find(id: string): Promise<Grant | undefined>;

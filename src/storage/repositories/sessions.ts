@@ -26,7 +26,10 @@ export interface EndedSession {
 }
 
 export interface SessionRepository {
-  /** Stores the session; false, storing nothing, when its user no longer exists (deleted since the caller read them). */
+  /**
+   * Stores the session; false, storing nothing, when its user no longer exists (deleted since the
+   * caller read them) or is disabled at that moment (checked in the same statement as the insert).
+   */
   create(session: Session): Promise<boolean>;
   find(digest: string): Promise<Session | undefined>;
   /**
