@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { countRows, DIALECTS } from '../support/databases.ts';
-import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
+import { codeThrough, HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { sendRaw } from '../support/raw-http.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 import { updateClient } from '../../src/core/applications.ts';
@@ -165,6 +165,27 @@ for (const dialect of DIALECTS) {
       assert.equal(location.searchParams.get('state'), 'st-1');
       assert.equal(location.searchParams.get('iss'), server.config.issuer);
       assert.equal(location.searchParams.get('code'), null);
+    });
+
+    it('refuses with invalid_grant the code of a user disabled while it was exchanged, and stores no grant', async (t: TestContext) => {
+      const email = `disabled.during.exchange.${dialect}@example.com`;
+      const disabled = await server.user(email, 'a long enough password');
+      const first = await server.client({ name: 'First-party app', grantTypes: ['authorization_code'], scopes: ['openid', 'objects:read'], redirectUris: [CALLBACK], firstParty: true });
+      const browser = await signedInBrowser(server.url, email, 'a long enough password');
+      const code = await codeThrough(browser, server.url, first.id, CALLBACK, 'openid objects:read');
+      // The operator's disabling is stored right after the exchange read the user, before the
+      // user's sessions (and the codes issued through them) are ended: another instance, at once.
+      const users = server.gatehouse.storage.users;
+      const findById = users.findById.bind(users);
+      t.mock.method(users, 'findById', async (id: string) => {
+        const found = await findById(id);
+        if (id === disabled.id && found?.disabledAt === null) await users.setDisabled(id, now, now);
+        return found;
+      });
+      const res = await exchange(code, first);
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.deepEqual(res.body, { error: 'invalid_grant', error_description: 'the authorization code is invalid' });
+      assert.deepEqual(await server.gatehouse.storage.grants.list({ userId: disabled.id }), []);
     });
 
     describe('PKCE (RFC 7636)', () => {

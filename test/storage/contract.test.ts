@@ -1293,6 +1293,17 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().grants.find(replay.grant.id), undefined);
       });
 
+      it('reports the code of a user disabled since it was read as not found, consuming nothing and storing no grant, and consumes it once they are enabled', async () => {
+        const code = await aStoredCode();
+        await storage().users.setDisabled(code.userId, NOW + 1, NOW + 1);
+        const refused = exchangeOf(code);
+        assert.deepEqual(await storage().codes.consume(code.digest, refused, NOW + 5), { outcome: 'not_found' });
+        assert.equal(await storage().grants.find(refused.grant.id), undefined);
+        assert.deepEqual(await storage().codes.find(code.digest), code);
+        await storage().users.setDisabled(code.userId, null, NOW + 6);
+        assert.equal((await storage().codes.consume(code.digest, exchangeOf(code), NOW + 7)).outcome, 'consumed');
+      });
+
       it('reports an unknown code as not found, and stores no grant', async () => {
         const { clientId, userId } = await aClientAndUser();
         const exchange = exchangeOf(aCode(clientId, userId));

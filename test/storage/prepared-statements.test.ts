@@ -185,7 +185,7 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
     const clients = kyselyClients(db);
     const grants = kyselyGrants(db, 'postgres');
     const refreshTokens = kyselyRefreshTokens(db, 'postgres');
-    const codes = kyselyCodes(db);
+    const codes = kyselyCodes(db, 'postgres');
     const revocations = kyselyRevocations(db);
     const audit = kyselyAudit(db, 'postgres');
     const sessions = kyselySessions(db, 'postgres');
@@ -562,8 +562,8 @@ describe('SQLite plans of a user’s and a client’s deletion', () => {
     const client = await kyselyClients(db).create(aClient({ ownerUserId: user.id, grantTypes: ['authorization_code', 'refresh_token'] }), NOW);
     // What is issued to the user, and to their application for another user.
     const code = aCode(client.id, other.id);
-    await kyselyCodes(db).insert(code);
-    await kyselyCodes(db).insert(aCode(client.id, user.id));
+    await kyselyCodes(db, 'sqlite').insert(code);
+    await kyselyCodes(db, 'sqlite').insert(aCode(client.id, user.id));
     await kyselyPendingAuthorizations(db).create({ id: randomUUID(), clientId: client.id, request: { scope: 'openid' }, createdAt: NOW, expiresAt: NOW + 600 });
     for (const grant of [aGrant(client.id, other.id), aGrant(client.id, user.id)]) {
       await kyselyGrants(db, 'sqlite').create(grant);
@@ -576,7 +576,7 @@ describe('SQLite plans of a user’s and a client’s deletion', () => {
     const plans = await sqlitePlansOf(db, async (recorded) =>
       assert.deepEqual(await kyselyUsers(recorded, 'sqlite').delete(user.id), { clientIds: [client.id], sessions: [{ sid: session.sid, userId: user.id, clientIds: [] }] }),
     );
-    assert.equal(await kyselyCodes(db).find(code.digest), undefined);
+    assert.equal(await kyselyCodes(db, 'sqlite').find(code.digest), undefined);
     const planOf = (statement: string) => plans.find((plan) => plan.statement === statement)?.plan ?? assert.fail(`${statement} was not run`);
     const search = (table: string) => new RegExp(`^SEARCH ${table} USING (COVERING )?INDEX ${table}_client \\(client_id=\\?\\)$`, 'm');
     for (const table of ['authorization_codes', 'authorization_requests']) {

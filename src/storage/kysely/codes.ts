@@ -85,7 +85,7 @@ export async function insertCodeWhileSession(db: Kysely<Database>, dialect: Dial
   return (result.numAffectedRows ?? 0n) > 0n;
 }
 
-export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
+export function kyselyCodes(db: Kysely<Database>, dialect: Dialect): AuthorizationCodeRepository {
   return {
     async insert(code) {
       await insertCode(db, code);
@@ -103,6 +103,13 @@ export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
           .set({ consumed_at: now, grant_id: grant.id, access_token_jti: accessTokenJti, access_token_expires_at: accessTokenExpiresAt })
           .where('digest', '=', digest)
           .where('consumed_at', 'is', null)
+          // Only while its user is enabled: one disabled since the exchange read them (an operator,
+          // another instance) gets no grant. On PostgreSQL the user's row is held, so a disabling
+          // under way is waited for and its outcome read.
+          .where(({ exists, selectFrom }) => {
+            const user = selectFrom('users').select('users.id').whereRef('users.id', '=', 'authorization_codes.user_id').where('users.disabled_at', 'is', null);
+            return exists(dialect === 'postgres' ? user.forShare() : user);
+          })
           .returning(COLUMNS.authorization_codes)
           .executeTakeFirst();
         if (row) await insertGrant(trx, grant);
@@ -110,7 +117,9 @@ export function kyselyCodes(db: Kysely<Database>): AuthorizationCodeRepository {
       });
       if (consumed) return { outcome: 'consumed', code: toCode(consumed) };
       const row = await db.selectFrom('authorization_codes').select(COLUMNS.authorization_codes).where('digest', '=', digest).executeTakeFirst();
-      return row ? { outcome: 'reused', code: toCode(row) } : { outcome: 'not_found' };
+      // Left unconsumed: its user is disabled or gone, and the code is worth nothing now.
+      if (!row || row.consumed_at === null) return { outcome: 'not_found' };
+      return { outcome: 'reused', code: toCode(row) };
     },
   };
 }

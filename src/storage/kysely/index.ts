@@ -37,7 +37,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     keys: kyselyKeys(db),
     grants: kyselyGrants(db, handle.dialect),
     refreshTokens: kyselyRefreshTokens(db, handle.dialect),
-    codes: kyselyCodes(db),
+    codes: kyselyCodes(db, handle.dialect),
     revocations: kyselyRevocations(db),
     audit: kyselyAudit(db, handle.dialect),
     sessions: kyselySessions(db, handle.dialect),

@@ -31,6 +31,7 @@ export interface AuthorizationCodeRepository {
    * about to be issued, and stores that grant — one conditional update, so exactly one concurrent
    * caller gets the code back. A code consumed before is reported as `reused` with the grant and the
    * access token of its first use, both already stored, so a replay can revoke them (RFC 6749 §4.1.2).
+   * A code whose user is disabled or deleted at that moment is left as it is and reported `not_found`.
    * Nothing is stored unless the outcome is `consumed`.
    */
   consume(digest: string, exchange: CodeExchange, now: number): Promise<{ outcome: 'consumed'; code: AuthorizationCode } | { outcome: 'reused'; code: AuthorizationCode } | { outcome: 'not_found' }>;
