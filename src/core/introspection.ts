@@ -5,7 +5,7 @@ import type { GrantServices } from './grants/services.ts';
 import type { KeyStore } from './tokens/keys.ts';
 import { heldScopes } from './scopes.ts';
 import { digestOf, kindOf } from './tokens/opaque.ts';
-import { refreshTokenEnd, refreshTokenRefusal } from './tokens/refresh.ts';
+import { grantEnd, refreshTokenEnd, refreshTokenRefusal } from './tokens/refresh.ts';
 import { verifyAccessToken } from './tokens/verify.ts';
 
 export interface IntrospectionServices extends GrantServices {
@@ -77,13 +77,17 @@ export async function introspect(services: IntrospectionServices, caller: Client
       const holders = await accessTokenHolders(services, verified, now);
       if (holders === 'revoked' || !holders) return INACTIVE;
       const { payload } = verified;
+      // §2.2 exp: when the token stops working, its grant's end included. A token signed before its
+      // grant's lifetime bound was configured or shortened outlives the grant: a resource server
+      // caching this answer until the JWT's exp would accept it past the grant's end.
+      const ends = holders.grant && grantEnd(holders.grant, services.config.tokens.refreshTokenMaxLifetimeSeconds);
       return {
         active: true,
         token_type: 'Bearer',
         scope: heldScopes(verified.scopes, holders.client).join(' '),
         client_id: payload.client_id,
         sub: payload.sub,
-        exp: payload.exp,
+        exp: ends === undefined ? payload.exp : Math.min(payload.exp ?? ends, ends),
         iat: payload.iat,
         iss: payload.iss,
         aud: payload.aud,

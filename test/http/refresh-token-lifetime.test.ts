@@ -147,6 +147,23 @@ for (const dialect of DIALECTS) {
       assert.equal(userinfo.status, 401);
     });
 
+    it('answers introspection of an access token signed to outlive its grant (before the bound was configured or shortened) with the end of the grant as exp, as the refresh token\'s', async () => {
+      const made = now;
+      const { refreshToken, grantId } = await usedMonthly(made);
+      now = made + MAX_LIFETIME - 100;
+      const sub = String(decodeJwt((await refresh(refreshToken)).body.access_token).sub);
+      const earlier = await server.gatehouse.accessTokens.issue({ sub, clientId: app.id, scopes: SCOPE.split(' '), grantId }, now, 3600);
+      assert.equal(decodeJwt(earlier.token).exp, made + MAX_LIFETIME - 100 + 3600);
+      // RFC 7662 §2.2 exp: a resource server may cache the answer until then, and the token stops
+      // working when its grant ends.
+      const answer = await introspect(earlier.token);
+      assert.equal(answer.active, true);
+      assert.equal(answer.exp, made + MAX_LIFETIME);
+      // A token that ends before its grant keeps its own exp.
+      const within = await server.gatehouse.accessTokens.issue({ sub, clientId: app.id, scopes: SCOPE.split(' '), grantId }, now, 60);
+      assert.equal((await introspect(within.token)).exp, made + MAX_LIFETIME - 40);
+    });
+
     it('ends the grant once its last refresh token has expired with it, so that the sweep removes it', async () => {
       const made = now;
       const { refreshToken, grantId } = await usedMonthly(made);
