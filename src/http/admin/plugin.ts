@@ -10,6 +10,7 @@ import { grantRoutes } from './grants.ts';
 import { keyRoutes } from './keys.ts';
 import { documentationRoutes, type AdminRoute } from './openapi.ts';
 import { fieldWithLoneSurrogate, fieldWithNul } from '../nul.ts';
+import { pathPattern } from '../route-paths.ts';
 import { invalidField, notFound, ProblemError, problemHandler, sendProblem } from './problems.ts';
 import { emptyBodyAsObject, exactBodyTypes, knownQueryParameters, type AdminScope } from './support.ts';
 import { userRoutes } from './users.ts';
@@ -131,4 +132,3 @@ function methodsAt(routes: readonly AdminRoute[], path: string): string[] {
   return [...new Set(methods)];
 }
 
-const pathPattern = (url: string): RegExp => new RegExp(`^${url.split(/(:\w+)/).map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('')}$`);

@@ -19,6 +19,7 @@ import { isWellEncoded } from '../percent-encoding.ts';
 import { isUnavailable } from '../oauth/errors.ts';
 import { jsonBodyParser } from '../oauth/json-body.ts';
 import { OAuthError } from '../../core/errors.ts';
+import { methodNotAllowed, pageMethods } from './methods.ts';
 import { publicDir, renderPage } from './render.ts';
 import { cookiePolicy, csrfProtection, PAGE_HEADERS } from './security.ts';
 
@@ -98,7 +99,12 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: 
     request.log.error({ req: request, err: error }, 'page failed');
     return renderPage(reply, 'error', { title: 'Something went wrong', message: 'The server could not complete the request. Please try again in a moment.' }, 500);
   });
-  app.setNotFoundHandler((_request, reply) => renderPage(reply, 'error', { title: 'Page not found', message: 'There is no page at this address.' }, 404));
+  const methods = pageMethods(app);
+  app.setNotFoundHandler((request, reply) => {
+    const allowed = methods.allowedAt(request.url.split('?')[0]!);
+    if (allowed.length > 0) return methodNotAllowed(reply, allowed);
+    return renderPage(reply, 'error', { title: 'Page not found', message: 'There is no page at this address.' }, 404);
+  });
 
   for (const [name, type] of Object.entries(STATIC_FILES)) {
     const content = readFileSync(join(publicDir, name));
