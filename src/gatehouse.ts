@@ -10,6 +10,7 @@ import { AuthorizationEndpoint } from './core/authorize/endpoint.ts';
 import { builtInGrants } from './core/grants/index.ts';
 import { idTokenHook } from './core/grants/oidc.ts';
 import { sweepExpiredRows, sweepPolicyOf } from './core/housekeeping.ts';
+import { withDeadline } from './core/deadline.ts';
 import { MAX_MAILS_WAITING, MailQueue } from './core/emailed-links.ts';
 import { AccountNotices } from './core/account-notices.ts';
 import { LoginService } from './core/login.ts';
@@ -186,9 +187,10 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       // The sweep in flight ends with the batch it is in, whose statements each end within the
       // query timeout; waited for alongside the rest, and at most that long, before the database closes.
       stopSweeping.abort();
-      const swept = sweep && waitAtMost(sweep, config.database.queryTimeoutSeconds * 1000);
+      const waitAtMost = (work: Promise<void>) => withDeadline(work, config.database.queryTimeoutSeconds * 1000, 'not ended in time').then(() => true, () => false);
+      const swept = sweep && waitAtMost(sweep);
       // So is the reload of the signing keys in flight: one query, ended within the query timeout.
-      const reloaded = waitAtMost(keys.stopReloading(), config.database.queryTimeoutSeconds * 1000);
+      const reloaded = waitAtMost(keys.stopReloading());
       // Links asked for and notices of changes made before shutdown are sent (each gives up within the SMTP timeouts).
       await passwordResets.settled();
       await emailVerifications.settled();
@@ -205,15 +207,4 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       await storage.close();
     },
   };
-}
-
-/** Whether `work` settled within `ms`; it goes on either way. */
-async function waitAtMost(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
-  try {
-    return await Promise.race([work.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
