@@ -1,5 +1,6 @@
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../database.ts';
+import { typedLiterals } from './literals.ts';
 import { COLUMNS, type Database } from '../schema.ts';
 import type { ConsentRepository, Withdrawal } from '../repositories/consents.ts';
 import type { PendingAuthorizationRepository } from '../repositories/pending-authorizations.ts';
@@ -28,8 +29,7 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
       // password was checked (an operator, another instance) has had their sessions ended, and one
       // started after that would outlive the disabling. On PostgreSQL the user's row is held (`for
       // share`), so a disabling under way is waited for and its outcome read.
-      const time = (value: number) => (dialect === 'postgres' ? sql<number>`cast(${value} as bigint)` : sql<number>`${value}`);
-      const text = (value: string | null) => sql<string | null>`cast(${value} as text)`;
+      const { time, text } = typedLiterals(dialect);
       let user = db
         .selectFrom('users')
         .select([

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Dialect } from '../database.ts';
+import { typedLiterals } from './literals.ts';
 import { COLUMNS, type Database, type GrantTable, type RefreshTokenTable } from '../schema.ts';
 import type { Grant, GrantRepository, LiveClientGrants } from '../repositories/grants.ts';
 import type { FoundRefreshToken, RefreshToken, RefreshTokenRepository, RefreshTokenSuccessor, RotationResult } from '../repositories/refresh-tokens.ts';
@@ -66,8 +67,7 @@ export async function insertGrant(db: Kysely<Database>, grant: Grant): Promise<v
  * and its outcome read, rather than the row as it was before it. True when stored.
  */
 async function insertGrantWhileUserEnabled(db: Kysely<Database>, dialect: Dialect, grant: Grant & { userId: string }): Promise<boolean> {
-  const time = (value: number | null) => (dialect === 'postgres' ? sql<number | null>`cast(${value} as bigint)` : sql<number | null>`${value}`);
-  const text = (value: string | null) => sql<string | null>`cast(${value} as text)`;
+  const { time, text } = typedLiterals(dialect);
   let user = db
     .selectFrom('users')
     .select([
