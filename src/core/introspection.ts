@@ -43,11 +43,12 @@ export async function introspect(services: IntrospectionServices, caller: Client
       if (!found || !mayView(found.token.clientId)) return INACTIVE;
       const { token: refresh, grant } = found;
       // Inactive once consumed, or when the token endpoint would refuse it (revoked, expired, user
-      // gone, or its client suspended with its developer's account, which the registry does not find).
+      // gone, its client suspended with its developer's account, which the registry does not find,
+      // or no longer allowed the refresh_token grant).
       const maxLifetime = services.config.tokens.refreshTokenMaxLifetimeSeconds;
       if (refresh.consumedAt !== null || refreshTokenRefusal(found, now, maxLifetime)) return INACTIVE;
       const holder = await services.clients.get(refresh.clientId);
-      if (!holder) return INACTIVE;
+      if (!holder || !holder.client.grantTypes.includes('refresh_token')) return INACTIVE;
       // §2.2 exp: when the token endpoint will start refusing it, the grant's end included.
       const exp = refreshTokenEnd(found, maxLifetime);
       // What its client still holds, as for access tokens (heldScopes).

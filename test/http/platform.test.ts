@@ -347,6 +347,19 @@ for (const dialect of DIALECTS) {
         assert.equal((await introspect(refresh_token, api)).body.active, true);
       });
 
+      it('answers active:false for a refresh token whose client is no longer allowed the refresh_token grant, as the token endpoint refuses it, and true again once it is', async () => {
+        const cutOff = await server.client({ name: 'Refresh taken away', grantTypes: ['password', 'refresh_token'], scopes: ['model:read'] });
+        const { refresh_token } = (await post(`${server.url}/token`, { grant_type: 'password', username: user.email, password: user.password, scope: 'model:read' }, { headers: { authorization: basic(cutOff.id, cutOff.secret) } })).body;
+        await updateClient(server.gatehouse, cutOff.id, { grantTypes: ['password'] }, server.gatehouse.clock());
+        const refused = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token }, { headers: { authorization: basic(cutOff.id, cutOff.secret) } });
+        assert.equal(refused.body.error, 'unauthorized_client');
+        assert.deepEqual((await introspect(refresh_token, api)).body, { active: false });
+        assert.deepEqual((await introspect(refresh_token, cutOff)).body, { active: false }, 'to the client itself too');
+
+        await updateClient(server.gatehouse, cutOff.id, { grantTypes: ['password', 'refresh_token'] }, server.gatehouse.clock());
+        assert.equal((await introspect(refresh_token, api)).body.active, true);
+      });
+
       it('answers active:false for unknown, malformed and foreign-signed tokens', async () => {
         for (const token of ['x', 'gate_rt_' + 'A'.repeat(49), 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.', (await clientToken(app)).slice(0, -4) + 'AAAA']) {
           assert.deepEqual((await introspect(token)).body, { active: false }, token);
