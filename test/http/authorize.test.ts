@@ -167,6 +167,24 @@ for (const dialect of DIALECTS) {
       assert.equal(location.searchParams.get('code'), null);
     });
 
+    it('answers a request without PKCE that waited for the person, its client made public meanwhile, with invalid_request at the redirect URI, as a new one; no code is stored', async () => {
+      const going = await server.client({ name: 'Going public', grantTypes: ['authorization_code'], scopes: ['openid', 'objects:read'], redirectUris: [CALLBACK] });
+      const browser = new HttpBrowser();
+      const login = await browser.follow(authorizeUrl({ client_id: going.id }), server.url);
+      const consent = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), ...user } });
+      assert.match(consent.text, /name="decision"/);
+      assert.ok(await updateClient(server.gatehouse, going.id, { type: 'public' }, now));
+
+      const codes = await countRows(server.database, 'authorization_codes');
+      const answered = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(consent.text, 'csrf'), request: hiddenField(consent.text, 'request'), decision: 'allow' } });
+      const location = new URL(answered.location!);
+      assert.equal(location.origin + location.pathname, CALLBACK);
+      assert.equal(location.searchParams.get('error'), 'invalid_request');
+      assert.equal(location.searchParams.get('state'), 'st-1');
+      assert.equal(location.searchParams.get('code'), null);
+      assert.equal(await countRows(server.database, 'authorization_codes'), codes, 'no code is stored');
+    });
+
     it('refuses with invalid_grant the code of a user disabled while it was exchanged, and stores no grant', async (t: TestContext) => {
       const email = `disabled.during.exchange.${dialect}@example.com`;
       const disabled = await server.user(email, 'a long enough password');

@@ -189,8 +189,7 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
         return;
       }
       if (!challenge) {
-        // RFC 9700 §2.1.1 and DESIGN §1: mandatory for public clients, which have no secret.
-        if (draft.client!.type === 'public') throw invalidRequest('code_challenge is required for public clients (PKCE, RFC 7636)');
+        if (draft.client!.type === 'public') throw publicClientWithoutPkce();
         if (method) throw invalidRequest('code_challenge_method without code_challenge');
         return;
       }
@@ -314,6 +313,9 @@ function requestedSubject(claims: string | undefined): string | undefined {
   return values[0];
 }
 
+/** RFC 9700 §2.1.1 and DESIGN §1: PKCE is mandatory for public clients, which have no secret. */
+const publicClientWithoutPkce = () => invalidRequest('code_challenge is required for public clients (PKCE, RFC 7636)');
+
 function checkFlowAllowed(client: Client, responseType: ResponseType): void {
   if (responseType === 'code' && !client.grantTypes.includes('authorization_code')) throw unauthorizedClient('the client is not allowed the authorization code flow');
   if (responseType !== 'code' && !client.grantTypes.includes('implicit')) throw unauthorizedClient('the client is not allowed the implicit flow');
@@ -333,6 +335,8 @@ export function recheckWaitingRequest(request: AuthorizationRequest, client: Cli
   try {
     if (request.responseType !== 'code' && !implicitEnabled) throw unsupportedResponseType('the implicit flow is no longer enabled');
     checkFlowAllowed(client, request.responseType);
+    // A client made public meanwhile: its code could never be exchanged without the challenge.
+    if (request.responseType === 'code' && !request.codeChallenge && client.type === 'public') throw publicClientWithoutPkce();
     scopes.resolve({ requested: request.scopes, client, userPresent: true });
   } catch (error) {
     if (error instanceof OAuthError) throw new AuthorizationRedirectError(error, { redirectUri: request.redirectUri, responseMode: request.responseMode, state: request.state });
