@@ -234,7 +234,8 @@ const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
  * - No userinfo: `https://app.example@evil.example/` reads as one host and sends to another.
  * - No `*` in the host: redirect URIs are matched exactly (RFC 9700 §2.1, §4.1.3), so a wildcard
  *   is never a pattern, and a URI that looks like one only misleads whoever reads the registration.
- * - No space or control character (see checkNoSpaceOrControl): the URI registered is the one redirected to.
+ * - No space or control character (see checkNoSpaceOrControl), no backslash, and the host of an http
+ *   or https URI right after `//`: the URI registered is the one redirected to.
  * - RFC 6749 §3.1.2: it "MUST NOT include a fragment component". Any '#' is refused, an empty
  *   fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
  *
@@ -255,10 +256,16 @@ export function checkRedirectUri(field: string, uri: string): string {
   } else if (url.protocol !== 'https:' && !PRIVATE_USE_SCHEME.test(url.protocol)) {
     throw new ValidationError(field, `${what} "${uri}" must use https, http on the loopback address, or a private-use scheme such as com.example.app:/callback`);
   }
+  // RFC 3986 has no backslash in a URI; browsers read one in an http or https URI as "/", so
+  // `https://app.example\@evil.example/` would be registered as one address and redirect to another.
+  if (uri.includes('\\')) throw new ValidationError(field, `${what} "${uri}" must not hold a backslash ("\\"), which browsers read as "/"`);
+  // RFC 9110 §4.2: an http or https URI has its host after "//". Browsers find the host after any run
+  // of slashes, or none: `https:///evil.example/` reads as a path and goes to evil.example.
+  if ((url.protocol === 'https:' || url.protocol === 'http:') && !/^[a-z]+:\/\/[^/]/i.test(uri)) {
+    throw new ValidationError(field, `${what} "${uri}" must name its host right after "${url.protocol}//"`);
+  }
   // The authority as written, not as parsed: `https://@host/` has an empty userinfo that URL drops.
-  // (For http and https, URL takes any run of slashes and backslashes to open the authority.)
-  const special = url.protocol === 'https:' || url.protocol === 'http:';
-  const authority = (special ? /^[^:]*:[/\\]*([^/\\?#]*)/ : /^[^:]*:\/\/([^/?#]*)/).exec(uri)?.[1] ?? '';
+  const authority = /^[^:]*:\/\/([^/?#]*)/.exec(uri)?.[1] ?? '';
   if (url.username !== '' || url.password !== '' || authority.includes('@')) {
     throw new ValidationError(field, `${what} "${uri}" must not hold a user name or password (nothing before "@" in the host)`);
   }

@@ -127,6 +127,7 @@ describe('gatehouse client update and client secret against a running server (sq
     const cases: [string[], RegExp][] = [
       [['--redirect-uri', 'http://app.example/cb'], /^gatehouse: redirect_uris: .*"http:\/\/app\.example\/cb" must use https/],
       [['--redirect-uri', 'https://app.example/ok', '--redirect-uri', 'https://*.example/cb'], /redirect_uris: .*wildcard/],
+      [['--redirect-uri', 'https://app.example\\@evil.example/cb'], /redirect_uris: .*must not hold a backslash/],
       [['--no-redirect-uri'], /redirect_uris: authorization_code and implicit need at least one redirect URI/],
       [['--type', 'public', '--grant', 'client_credentials'], /grant_types: a public client cannot use client_credentials/],
       [['--type', 'secretive'], /type: type must be confidential or public/],

@@ -182,6 +182,17 @@ for (const dialect of DIALECTS) {
         ['https://app.*.example.com/cb', /wildcard/],
         ['https://%2A.example.com/cb', /wildcard/],
         ['com.example.app://*.example.com/cb', /wildcard/],
+        // Browsers read a backslash in an http or https URI as "/", and find the host after any run of
+        // slashes: each of these is registered as one address and redirects to another.
+        ['https://app.example\\@evil.example/cb', /backslash/],
+        ['https://evil.example\\.app.example/cb', /backslash/],
+        ['https:\\\\app.example/cb', /backslash/],
+        ['http://127.0.0.1:8080\\cb', /backslash/],
+        ['com.example.app:\\callback', /backslash/],
+        ['https:app.example/cb', /host right after "https:\/\/"/],
+        ['https:/app.example/cb', /host right after "https:\/\/"/],
+        ['https:///app.example/cb', /host right after "https:\/\/"/],
+        ['http:127.0.0.1:8080/cb', /host right after "http:\/\/"/],
       ];
 
       function assertRefusedNaming(res: Answer, field: string, uri: string, detail: RegExp): void {
@@ -190,7 +201,7 @@ for (const dialect of DIALECTS) {
         assert.ok(named.detail.includes(`"${uri}"`), `the detail names ${uri}: ${named.detail}`);
       }
 
-      it('refuses plain http away from loopback, any scheme but https or a private-use one, userinfo and a wildcard host, as redirect or post-logout redirect URI, and stores nothing', async () => {
+      it('refuses plain http away from loopback, any scheme but https or a private-use one, userinfo, a wildcard host, a backslash and a host not right after //, as redirect or post-logout redirect URI, and stores nothing', async () => {
         const before = await snapshot();
         for (const [uri, detail] of REFUSED) {
           assertRefusedNaming(await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK, uri] }), 'redirect_uris', uri, detail);
@@ -254,13 +265,15 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(fixed.body.redirect_uris, [CALLBACK]);
       });
 
-      it('refuses a wildcard host or userinfo in the developer portal too, next to the field, and registers nothing', async () => {
+      it('refuses a wildcard host, userinfo, a backslash or a host not right after // in the developer portal too, next to the field, and registers nothing', async () => {
         const { developer, browser, csrf } = await signedInDeveloper();
         const before = await snapshot();
         for (const [uri, detail] of [
           ['https://*.example.com/cb', /must not have a wildcard/],
           ['https://user:pw@app.example/cb', /must not hold a user name or password/],
           ['ftp://app.example/cb', /must use https/],
+          ['https://app.example\\@evil.example/cb', /must not hold a backslash/],
+          ['https:///app.example/cb', /must name its host right after/],
         ] as const) {
           const page = await browser.request(`${server.url}/developers/applications`, {
             form: { csrf, name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: `${CALLBACK}\n${uri}` },
