@@ -234,8 +234,8 @@ const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
  * - No userinfo: `https://app.example@evil.example/` reads as one host and sends to another.
  * - No `*` in the host: redirect URIs are matched exactly (RFC 9700 §2.1, §4.1.3), so a wildcard
  *   is never a pattern, and a URI that looks like one only misleads whoever reads the registration.
- * - No space or control character (see checkNoSpaceOrControl), no backslash, and the host of an http
- *   or https URI right after `//`: the URI registered is the one redirected to.
+ * - Nothing but ASCII, no space or control character (see checkNoSpaceOrControl), no backslash, and
+ *   the host of an http or https URI right after `//`: the URI registered is the one redirected to.
  * - RFC 6749 §3.1.2: it "MUST NOT include a fragment component". Any '#' is refused, an empty
  *   fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
  *
@@ -248,6 +248,14 @@ export function checkRedirectUri(field: string, uri: string): string {
   const url = URL.parse(uri);
   if (!url) throw new ValidationError(field, `"${uri}" is not an absolute URL`);
   checkNoSpaceOrControl(field, what, uri);
+  // RFC 3986 §2: a URI is ASCII. Browsers read a host written otherwise through UTS #46, which drops
+  // invisible characters (U+200B, U+00AD) and reads look-alikes as what they resemble (U+3002 as
+  // "."), so `https://app.example\u3002evil.example/` goes to a host under evil.example.
+  const unicode = /[^\x00-\x7f]/u.exec(uri)?.[0];
+  if (unicode !== undefined) {
+    const code = `U+${unicode.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    throw new ValidationError(field, `${what} "${uri}" must be written in ASCII, as a URI is: it holds ${code}; write a host in its xn-- form, and percent-encode other characters`);
+  }
   if (uri.includes('#')) throw new ValidationError(field, `${what} "${uri}" must not have a fragment (no "#")`);
   if (url.protocol === 'http:') {
     if (!LOOPBACK_HOSTS.includes(url.hostname)) {

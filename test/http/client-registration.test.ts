@@ -193,6 +193,14 @@ for (const dialect of DIALECTS) {
         ['https:/app.example/cb', /host right after "https:\/\/"/],
         ['https:///app.example/cb', /host right after "https:\/\/"/],
         ['http:127.0.0.1:8080/cb', /host right after "http:\/\/"/],
+        // Browsers drop invisible characters from a host and read look-alikes as the letters they
+        // resemble (UTS #46): these too are registered as one address and redirect to another.
+        ['https://app.exa\u200bmple/cb', /must be written in ASCII.*U\+200B/],
+        ['https://app.exa\u00admple/cb', /must be written in ASCII.*U\+00AD/],
+        ['https://app.example\u3002evil.example/cb', /must be written in ASCII.*U\+3002/],
+        ['https://\uff41pp.example/cb', /must be written in ASCII.*U\+FF41/],
+        ['https://app.example/c\u00a0b', /must be written in ASCII.*U\+00A0/],
+        ['com.example.app:/c\u202eb', /must be written in ASCII.*U\+202E/],
       ];
 
       function assertRefusedNaming(res: Answer, field: string, uri: string, detail: RegExp): void {
@@ -201,7 +209,7 @@ for (const dialect of DIALECTS) {
         assert.ok(named.detail.includes(`"${uri}"`), `the detail names ${uri}: ${named.detail}`);
       }
 
-      it('refuses plain http away from loopback, any scheme but https or a private-use one, userinfo, a wildcard host, a backslash and a host not right after //, as redirect or post-logout redirect URI, and stores nothing', async () => {
+      it('refuses plain http away from loopback, any scheme but https or a private-use one, userinfo, a wildcard host, a backslash, a host not right after // and what is not ASCII, as redirect or post-logout redirect URI, and stores nothing', async () => {
         const before = await snapshot();
         for (const [uri, detail] of REFUSED) {
           assertRefusedNaming(await register({ grant_types: ['authorization_code'], redirect_uris: [CALLBACK, uri] }), 'redirect_uris', uri, detail);
@@ -231,6 +239,7 @@ for (const dialect of DIALECTS) {
           'http://localhost:3000/cb',
           'com.example.app:/callback',
           'com.example.app://callback',
+          'https://xn--bcher-kva.example/caf%C3%A9',
         ];
         const created = await register({ grant_types: ['authorization_code'], redirect_uris: accepted, post_logout_redirect_uris: accepted });
         assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -265,7 +274,7 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(fixed.body.redirect_uris, [CALLBACK]);
       });
 
-      it('refuses a wildcard host, userinfo, a backslash or a host not right after // in the developer portal too, next to the field, and registers nothing', async () => {
+      it('refuses a wildcard host, userinfo, a backslash, a host not right after // or what is not ASCII in the developer portal too, next to the field, and registers nothing', async () => {
         const { developer, browser, csrf } = await signedInDeveloper();
         const before = await snapshot();
         for (const [uri, detail] of [
@@ -274,6 +283,7 @@ for (const dialect of DIALECTS) {
           ['ftp://app.example/cb', /must use https/],
           ['https://app.example\\@evil.example/cb', /must not hold a backslash/],
           ['https:///app.example/cb', /must name its host right after/],
+          ['https://app.exa\u200bmple/cb', /must be written in ASCII/],
         ] as const) {
           const page = await browser.request(`${server.url}/developers/applications`, {
             form: { csrf, name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: `${CALLBACK}\n${uri}` },
