@@ -84,6 +84,24 @@ for (const dialect of DIALECTS) {
       assert.equal(res.status, 200);
     });
 
+    it('keeps the query the redirect URI was registered with as written, adding code, state and iss, which replace parameters of their names (RFC 6749 §3.1.2)', async () => {
+      // Not UTF-8 (%E9), a name without "=", an unencoded "/": each reads otherwise once decoded and encoded again.
+      const kept = 'tenant=caf%E9&flag&path=/a/b';
+      const registered = `${CALLBACK}?${kept}&state=registered&iss=elsewhere`;
+      const queried = await server.client({ name: 'Queried app', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [registered] });
+      const { browser, callback } = await authorize({ client_id: queried.id, redirect_uri: registered, scope: 'openid' });
+      assert.ok(callback.href.startsWith(`${CALLBACK}?${kept}&code=`), callback.href);
+      assert.deepEqual([callback.searchParams.getAll('state'), callback.searchParams.getAll('iss')], [['st-1'], [server.config.issuer]]);
+      const res = await exchange(callback.searchParams.get('code')!, queried, { redirect_uri: registered });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      // An error goes there the same way; the fragment leaves the query alone.
+      const refused = await browser.request(authorizeUrl({ client_id: queried.id, redirect_uri: registered, scope: 'objects:read' }));
+      assert.ok(refused.location?.startsWith(`${CALLBACK}?${kept}&error=invalid_scope&`), refused.location);
+      assert.deepEqual(new URL(refused.location!).searchParams.getAll('state'), ['st-1']);
+      const fragment = await browser.request(authorizeUrl({ client_id: queried.id, redirect_uri: registered, scope: 'objects:read', response_mode: 'fragment' }));
+      assert.ok(fragment.location?.startsWith(`${registered}#error=invalid_scope&`), fragment.location);
+    });
+
     it('refuses a reused code and revokes the refresh token issued from its first use', async () => {
       const { callback } = await authorize({ client_id: web.id });
       const code = callback.searchParams.get('code')!;

@@ -51,6 +51,18 @@ for (const dialect of DIALECTS) {
       assert.equal(await isSignedIn(browser), false);
     });
 
+    it('keeps the query the post-logout redirect URI was registered with as written, adding the state, which replaces one of its name', async () => {
+      const kept = 'tenant=caf%E9&flag&path=/a/b';
+      const registered = `${SIGNED_OUT}?${kept}&state=registered`;
+      const queried = await server.client({ name: 'Queried app', grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], postLogoutRedirectUris: [registered], firstParty: true });
+      const browser = await signedInBrowser(server.url, user.email, user.password);
+      const page = await browser.request(logoutUrl({ client_id: queried.id, post_logout_redirect_uri: registered, state: 'bye' }));
+      assert.equal(page.status, 200);
+      const confirmed = await confirm(browser, page);
+      assert.equal(confirmed.location, `${SIGNED_OUT}?${kept}&state=bye`);
+      assert.equal(await isSignedIn(browser), false);
+    });
+
     it('asks before signing out on an ID token of the same person from an earlier session, and signs out at once on one refreshed in this session', async () => {
       const { browser, tokens: earlier } = await signIn();
       let page = await browser.request(logoutUrl({ id_token_hint: earlier.id_token }));

@@ -24,11 +24,25 @@ export function authorizationResponse(
   fields.iss = issuer;
 
   if (target.responseMode === 'form_post') return { kind: 'form_post', action: target.redirectUri, fields };
+  if (target.responseMode === 'query') return { kind: 'redirect', url: withQueryParameters(target.redirectUri, fields), fields };
   const url = new URL(target.redirectUri);
-  if (target.responseMode === 'query') {
-    for (const [name, value] of Object.entries(fields)) url.searchParams.set(name, value);
-    return { kind: 'redirect', url: url.toString(), fields };
-  }
   url.hash = new URLSearchParams(fields).toString();
   return { kind: 'redirect', url: url.toString(), fields };
+}
+
+/**
+ * `uri` with `fields` added to its query. RFC 6749 §3.1.2: the query of a redirection endpoint "MUST
+ * be retained when adding additional query parameters": it is kept as registered, not decoded and
+ * encoded again, which would turn `caf%E9` (not UTF-8) into `caf%EF%BF%BD` and `flag` into `flag=`.
+ * Only a parameter named as one of `fields` is left out, so that the client reads one `state`, the
+ * one sent back, and not one it registered.
+ */
+export function withQueryParameters(uri: string, fields: Record<string, string>): string {
+  const url = new URL(uri);
+  const added = new URLSearchParams(fields).toString();
+  if (added === '') return url.toString();
+  const query = url.search.slice(1);
+  const kept = query === '' ? [] : query.split('&').filter((pair) => ![...new URLSearchParams(pair).keys()].some((name) => Object.hasOwn(fields, name)));
+  url.search = [...kept, added].join('&');
+  return url.toString();
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { withQueryParameters } from '../../core/authorize/respond.ts';
 import { isOAuthError } from '../../core/errors.ts';
 import { requestParameter } from '../../core/parameters.ts';
 import type { Client } from '../../storage/repositories/clients.ts';
@@ -64,12 +65,7 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     await gatehouse.sessions.end(request.cookies[names.session]);
     reply.clearCookie(names.session, pages.cookies.options(request));
     if (session) gatehouse.audit.record({ at: gatehouse.clock(), kind: 'logout', outcome: 'success', clientId: client?.id ?? null, userId: session.user.id, data: {} });
-    if (requested) {
-      const url = new URL(requested);
-      const state = values.state;
-      if (state !== undefined) url.searchParams.set('state', state);
-      return reply.redirect(url.toString(), 303);
-    }
+    if (requested) return reply.redirect(withQueryParameters(requested, values.state === undefined ? {} : { state: values.state }), 303);
     return renderPage(reply, 'logged-out', { title: 'Signed out' });
   };
 
