@@ -38,6 +38,8 @@ class Receiver {
   /** Paths that answer 500, and that never answer. */
   failing = new Set<string>();
   hanging = new Set<string>();
+  /** Paths that answer 307, sending the request on to another path. */
+  redirecting = new Map<string, string>();
   /** Paths that answer after a moment; how many requests were open at once at most. */
   slow = new Set<string>();
   mostAtOnce = 0;
@@ -73,6 +75,11 @@ class Receiver {
       return;
     }
     if (this.slow.has(path)) await sleep(100);
+    if (this.redirecting.has(path)) {
+      response.writeHead(307, { location: this.redirecting.get(path) });
+      response.end();
+      return;
+    }
     response.statusCode = this.failing.has(path) ? 500 : 200;
     response.end();
   }
@@ -388,6 +395,23 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(outcome(hanging.id), [['failure', 'no answer in time']]);
       assert.deepEqual(outcome(first.id), [['success', 200]]);
       assert.equal(tokensFor('/hanging', user.id).length, 1, 'it was sent, once');
+    });
+
+    it('follows no redirect: a receiver answering 307 gets the Logout Token once, where it was registered, and the delivery is audited as failed', async () => {
+      const redirecting = await aWebClient('Redirecting', `${receiver.url}/moved`);
+      receiver.redirecting.set('/moved', `${receiver.url}/elsewhere`);
+      const user = await aUser();
+      const browser = await signedIn(user.email);
+      const tokens = await authorize(browser, redirecting);
+      assert.match((await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: tokens.id_token })}`)).text, /You are signed out/);
+      await delivered();
+      assert.equal(tokensFor('/moved', user.id).length, 1);
+      assert.equal(tokensFor('/elsewhere', user.id).length, 0, 'nothing was posted where the redirect pointed');
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      assert.deepEqual(
+        events.map((event) => [event.clientId, event.outcome, event.data.status, event.data.reason]),
+        [[redirecting.id, 'failure', 307, 'redirect not followed']],
+      );
     });
 
     it('posts a few Logout Tokens at a time when many sessions end at once, and every one of them', async () => {
