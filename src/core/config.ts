@@ -404,7 +404,12 @@ function parseIssuer(value: string): string {
   if (url.pathname.replace(/\/+$/, '') !== '') {
     throw new ConfigError(`GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a path (got "${value}")`);
   }
-  return value.replace(/\/+$/, '');
+  // Not quoted: the value holds a password.
+  if (url.username || url.password) throw new ConfigError('GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a user name or password');
+  // The origin as the URL parser writes it, not as given: clients compare the issuer with the URL
+  // they discovered it at as parsed (OpenID Connect Discovery §4.3, RFC 8414 §3.3), and endpoints
+  // are the issuer and a path, which a `?`, `#` or line break left at its end would swallow.
+  return url.origin;
 }
 
 function parseDatabaseUrl(value: string | undefined): string | undefined {

@@ -116,6 +116,20 @@ describe('GATEHOUSE_ISSUER', () => {
     assert.equal(issuer('http://localhost:4000'), 'http://localhost:4000');
   });
 
+  it('is the origin as URLs write it, which clients compare it with: an empty query or fragment, spaces and a line break around it, upper case and the default port are dropped', () => {
+    // Kept as written, `https://auth.example.com/?` named the token endpoint `https://auth.example.com/?/token`: the root with a query.
+    for (const value of ['https://auth.example.com/?', 'https://auth.example.com#', 'https://auth.example.com/.', ' https://auth.example.com ', 'https://auth.example.com\n', 'HTTPS://Auth.Example.COM:443/']) {
+      assert.equal(issuer(value), 'https://auth.example.com', JSON.stringify(value));
+    }
+    assert.equal(issuer('http://127.0.0.1:4000/?'), 'http://127.0.0.1:4000');
+  });
+
+  it('refuses a user name or password, which no endpoint URL may carry', () => {
+    for (const value of ['https://admin:hunter2@auth.example.com', 'https://admin@auth.example.com']) {
+      assert.throws(() => issuer(value), (error: Error) => error instanceof ConfigError && /^GATEHOUSE_ISSUER .*user name or password/.test(error.message) && !error.message.includes('hunter2'), value);
+    }
+  });
+
   it('refuses a path, which nothing would serve the endpoints and the RFC 8414 §3 metadata URL of', () => {
     for (const value of ['https://example.com/auth', 'https://example.com/auth/', 'https://example.com/tenants/a', 'http://localhost:4000/gatehouse']) {
       assert.throws(() => issuer(value), (error: Error) => error instanceof ConfigError && /^GATEHOUSE_ISSUER .*without a path/.test(error.message), value);
