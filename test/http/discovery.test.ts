@@ -103,8 +103,15 @@ for (const dialect of DIALECTS) {
           assert.ok(response.status !== 404 && response.status !== 405 && response.status < 500, `${field} answered ${method} with ${response.status}`);
         }
         assert.deepEqual(metadata.scopes_supported, Object.keys(server.config.scopes));
+      });
+
+      it('may be cached no longer than the JWKS: it lists the algorithm of the next ID-token key, which a rotation may make sign once the JWKS cache time has passed', async () => {
+        const maxAge = async (path: string) => Number(/^public, max-age=(\d+)$/.exec((await fetch(`${server.url}${path}`)).headers.get('cache-control') ?? '')?.[1]);
+        const jwksMaxAge = await maxAge('/jwks.json');
+        assert.ok(jwksMaxAge > 0);
         for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
-          assert.match((await fetch(`${server.url}${path}`)).headers.get('cache-control') ?? '', /^public, max-age=\d+$/, path);
+          const documentMaxAge = await maxAge(path);
+          assert.ok(documentMaxAge > 0 && documentMaxAge <= jwksMaxAge, `${path}: max-age=${documentMaxAge}`);
         }
       });
 

@@ -12,7 +12,9 @@ export async function discoveryRoutes(app: FastifyInstance, { gatehouse }: { gat
     tokenEndpointAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
     idTokenSigningAlgorithms: gatehouse.keys.signingAlgorithms('id'),
   });
-  const cacheable = { 'cache-control': 'public, max-age=300' };
+  // No longer than the JWKS: the metadata lists the algorithm of each next ID-token key, which a
+  // rotation may make sign once the JWKS's cache time has passed (KeyStore.minimumNextKeyAgeSeconds).
+  const cacheable = { 'cache-control': `public, max-age=${JWKS_MAX_AGE_SECONDS}` };
 
   app.get('/.well-known/oauth-authorization-server', async (_request, reply) => reply.headers(cacheable).send(authorizationServerMetadata(inputs())));
   app.get('/.well-known/openid-configuration', async (_request, reply) => reply.headers(cacheable).send(openIdConfiguration(inputs())));
