@@ -60,7 +60,6 @@ export function openIdConfiguration(inputs: DiscoveryInputs): Record<string, unk
     // published in the JWKS before.
     id_token_signing_alg_values_supported: [...inputs.idTokenSigningAlgorithms],
     claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'azp', 'sid', 'name', 'preferred_username', 'updated_at', 'email', 'email_verified'],
-    request_parameter_supported: false,
     claims_parameter_supported: false,
     // Back-Channel Logout 1.0 §2.1: clients may register a backchannel_logout_uri, and every Logout
     // Token and ID token issued through a session carries its sid.
