@@ -83,6 +83,7 @@ for (const dialect of DIALECTS) {
       const now = Math.floor(Date.now() / 1000);
       const cases: Array<[Record<string, unknown>, RegExp]> = [
         [{ aud: 'https://other-server.example/token', jti }, /aud/],
+        [{ aud: `${server.url}/userinfo`, jti }, /aud/],
         [{ exp: now - 120, jti }, /expired/],
         [{ exp: now + 2 * 3600, jti }, /expire within/],
         [{ iss: 'someone-else', jti }, /iss/],
@@ -206,6 +207,17 @@ for (const dialect of DIALECTS) {
       const res = await post(`${server.url}/introspect`, { token, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion() });
       assert.equal(res.status, 200);
       assert.equal(res.body.active, true);
+    });
+
+    it('accepts an assertion addressed to the introspection or revocation endpoint it is sent to', async () => {
+      const token = (await tokenRequest({ client_assertion: await assertion() })).body.access_token;
+      const introspection = await post(`${server.url}/introspect`, { token, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion({ aud: `${server.url}/introspect` }) });
+      assert.equal(introspection.status, 200);
+      assert.equal(introspection.body.active, true);
+      const revocation = await post(`${server.url}/revoke`, { token, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion({ aud: `${server.url}/revoke` }) });
+      assert.equal(revocation.status, 200);
+      const after = await post(`${server.url}/introspect`, { token, client_assertion_type: ASSERTION_TYPE, client_assertion: await assertion() });
+      assert.equal(after.body.active, false);
     });
 
     it('stops accepting the keys once they are removed', async () => {

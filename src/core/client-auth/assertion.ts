@@ -36,7 +36,8 @@ const CLOCK_TOLERANCE_SECONDS = 30;
 /**
  * `private_key_jwt` (RFC 7523 §3, OpenID Connect Core §9): a JWT the client signed with one of its
  * registered keys, with `iss` and `sub` the client id, an `aud` naming this server — its issuer
- * identifier or its token endpoint — an `exp` at most an hour away and a `jti` that is accepted once,
+ * identifier, its token endpoint, or the introspection or revocation endpoint it is sent to (as
+ * client libraries that address the assertion to the endpoint they call do) — an `exp` at most an hour away and a `jti` that is accepted once,
  * on any instance.
  */
 export class ClientAssertions {
@@ -46,7 +47,9 @@ export class ClientAssertions {
   constructor(repository: Pick<ClientRepository, 'recordAssertion'>, issuer: string) {
     this.#repository = repository;
     const base = issuer.replace(/\/+$/, '');
-    this.#audiences = [issuer, `${base}/token`, `${base}/access_token`];
+    // Any of this server's endpoints that authenticate clients names this server: an assertion
+    // cannot be used twice whichever it names, as its jti is accepted once.
+    this.#audiences = [issuer, `${base}/token`, `${base}/access_token`, `${base}/introspect`, `${base}/revoke`];
   }
 
   /** Why the assertion does not authenticate the client, or undefined when it does (and its `jti` is now used). */
@@ -110,7 +113,7 @@ function describe(error: unknown): string {
       return 'the client assertion has expired';
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
       return claim === 'aud'
-        ? 'the client assertion must name this server in aud (its issuer identifier or token endpoint)'
+        ? 'the client assertion must name this server in aud (its issuer identifier, or its token, introspection or revocation endpoint)'
         : `the client assertion's ${claim ?? 'claims'} claim is missing or wrong`;
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
       return `the client assertion must be signed with one of ${CLIENT_ASSERTION_ALGORITHMS.join(', ')}`;
