@@ -125,8 +125,8 @@ export interface TokenHolders {
  * based on the same authorization grant"), or the API key it was minted with is revoked, expired or
  * gone; undefined when its client or user is gone (see tokenHolders), or, for a delegated token,
  * the client of the grant it names; otherwise the holders. The reads run at once: for a client's
- * own token one, for a user's three, each by primary key (the revoked `jti`s in one read) (and the registry's cached entry of the
- * grant's client after them for a delegated token).
+ * own token one, for a user's three, each by primary key (the revoked `jti`s in one read) (and the registry's cached entries of the
+ * grant's client and of the prior actors after them for a delegated token).
  */
 export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations' | 'config'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
   const { payload, jti, grantId, apiKeyId, derivedFrom } = verified;
@@ -148,9 +148,30 @@ export async function accessTokenHolders(services: Pick<CallerServices, 'clients
   // suspended with its developer, as its deletion, which takes its grants, already ends it.
   if (holders && grant && grant.clientId !== clientId && !(await services.clients.get(grant.clientId))) return undefined;
   // A token acting for a user (RFC 8693 §4.1 act: impersonation, delegation, and the project tokens
-  // minted with them) ends once its client may no longer act for users, as a scope taken away does.
-  if (holders && payload.act !== undefined && !holders.client.allowImpersonation) return undefined;
+  // minted with them) ends once its client may no longer act for users, as a scope taken away does;
+  // and so does one delegated from a token another client acted with, which ends with that token.
+  if (holders && payload.act !== undefined && !(await actorsMayAct(services, holders.client, payload.act, payload.iat))) return undefined;
   return holders && { ...holders, grant };
+}
+
+/** The clients an `act` claim names (RFC 8693 §4.1): the current actor, then the prior ones. */
+function actingClients(act: unknown): string[] {
+  const ids: string[] = [];
+  for (let actor = act; typeof actor === 'object' && actor !== null; actor = (actor as { act?: unknown }).act) {
+    const clientId = (actor as { client_id?: unknown }).client_id;
+    if (typeof clientId === 'string') ids.push(clientId);
+  }
+  return ids;
+}
+
+/**
+ * Whether every client an `act` claim names may still act for users: registered (as the client it
+ * was when the token was signed, see tokenHolders), not suspended, and holding the privilege. The
+ * token's own client is `client`; the prior actors are read from the registry's cache.
+ */
+async function actorsMayAct(services: Pick<CallerServices, 'clients'>, client: Client, act: unknown, issuedAt: number | undefined): Promise<boolean> {
+  const actors = await Promise.all([...new Set(actingClients(act))].map(async (id) => (id === client.id ? client : (await services.clients.get(id))?.client)));
+  return actors.every((actor) => actor !== undefined && actor.allowImpersonation && (issuedAt === undefined || issuedAt + REGISTRATION_SKEW_SECONDS >= actor.createdAt));
 }
 
 /**

@@ -4,6 +4,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { decodeJwt } from 'jose';
 import pg from 'pg';
+import { updateClient } from '../../src/core/applications.ts';
 import { MAX_ACTOR_DEPTH } from '../../src/core/grants/token-exchange.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
@@ -88,6 +89,8 @@ for (const dialect of DIALECTS) {
       token(client, { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, actor_token: await clientToken(client), actor_token_type: ACCESS_TOKEN, ...extra });
     const projectExchange = (client: Client, subject: string, extra: Record<string, string>) =>
       token(client, { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, ...extra });
+    /** Whether introspection, asked by the client the token was issued to, finds the token active. */
+    const active = async (client: Client, accessToken: string) => (await post(`${server.url}/introspect`, { token: accessToken }, { headers: { authorization: basic(client.id, client.secret) } })).body.active as boolean;
     const adminCall = async (method: string, path: string) => {
       const response = await fetch(`${server.url}/admin/v1${path}`, { method, headers: { authorization: `Bearer ${await clientToken(admin)}` } });
       assert.ok(response.status < 300, `${method} ${path}: ${response.status} ${await response.text()}`);
@@ -174,6 +177,31 @@ for (const dialect of DIALECTS) {
         const project = await projectExchange(relay, second.body.access_token, { audience: 'project:p9' });
         assert.equal(project.status, 200, JSON.stringify(project.body));
         assert.deepEqual(decodeJwt(project.body.access_token).act, claims.act);
+      });
+
+      it('ends a token delegated from one another client acted with, and the project token made with it, while that client may not act for users and once it is deleted, as it ends that token', async () => {
+        const earlier = await server.client({ name: 'Earlier actor', grantTypes: ['client_credentials', EXCHANGE], scopes: ['objects:read', 'model:read'], allowImpersonation: true });
+        const first = (await delegate(earlier, await userToken(await newUser()))).body.access_token as string;
+        const second = await delegate(relay, first, { scope: 'model:read' });
+        assert.equal(second.status, 200, JSON.stringify(second.body));
+        const project = await projectExchange(relay, second.body.access_token, { audience: 'project:p9' });
+        assert.equal(project.status, 200, JSON.stringify(project.body));
+        const derived = [['the token delegated from it', second.body.access_token], ['the project token made with that', project.body.access_token]] as const;
+        const assertDerived = async (expected: boolean, when: string) => {
+          for (const [what, token] of derived) assert.equal(await active(relay, token), expected, `${what}, ${when}`);
+        };
+        await assertDerived(true, 'at first');
+
+        await updateClient(server.gatehouse, earlier.id, { allowImpersonation: false }, server.gatehouse.clock());
+        assert.equal(await active(earlier, first), false, 'the earlier delegated token, its privilege taken away');
+        await assertDerived(false, 'its privilege taken away');
+        await assertRefusedUnchanged(() => delegate(backOffice, second.body.access_token, { scope: 'model:read' }), 400, 'invalid_grant');
+
+        await updateClient(server.gatehouse, earlier.id, { allowImpersonation: true }, server.gatehouse.clock());
+        await assertDerived(true, 'its privilege given back');
+        await adminCall('DELETE', `/clients/${earlier.id}`);
+        await assertDerived(false, 'the earlier actor deleted');
+        assert.equal(await active(relay, await clientToken(relay)), true, "the client's own token acts for no one and goes on");
       });
 
       it(`refuses with 400 invalid_grant to delegate past ${MAX_ACTOR_DEPTH} actors, so tokens cannot grow without end`, async () => {
