@@ -24,8 +24,8 @@ export interface Caller {
   act: Record<string, unknown> | undefined;
   /** The grant the token was issued under, passed on to the tokens derived from it (project tokens, delegation). */
   grantId: string | undefined;
-  /** The API key presented (kind `api_key`), or the one the token was derived from, passed on to the tokens derived from it. */
-  apiKeyId: string | undefined;
+  /** The API key presented (kind `api_key`), or those the token was derived from, passed on to the tokens derived from it. */
+  apiKeyIds: string[];
   /**
    * The `jti` of the access token presented and those of the tokens it was derived from (none for
    * an API key), passed on to the tokens derived from it: revoking any of them (RFC 7009) ends it
@@ -129,20 +129,22 @@ export interface TokenHolders {
  * grant's client and of the prior actors after them for a delegated token).
  */
 export async function accessTokenHolders(services: Pick<CallerServices, 'clients' | 'storage' | 'revocations' | 'config'>, verified: VerifiedAccessToken, now: number): Promise<TokenHolders | 'revoked' | undefined> {
-  const { payload, jti, grantId, apiKeyId, derivedFrom } = verified;
+  const { payload, jti, grantId, apiKeyIds, derivedFrom } = verified;
   const clientId = typeof payload.client_id === 'string' ? payload.client_id : '';
   const sub = typeof payload.sub === 'string' ? payload.sub : clientId;
-  const [revoked, grant, apiKey, holders] = await Promise.all([
+  const [revoked, grant, apiKeys, holders] = await Promise.all([
     derivedFrom.length > 0 ? services.revocations.isAnyJtiRevoked([jti, ...derivedFrom]) : services.revocations.isJtiRevoked(jti),
     grantId ? services.storage.grants.find(grantId) : undefined,
-    apiKeyId ? services.storage.apiKeys.findById(apiKeyId) : undefined,
+    Promise.all(apiKeyIds.map((id) => services.storage.apiKeys.findById(id))),
     tokenHolders(services, clientId, sub, payload.iat),
   ]);
   if (revoked) return 'revoked';
   // Past the grant's end, its lifetime bound included: a token signed before access tokens were
   // capped at that end, or before the bound was shortened, ends there all the same.
   if (grantId && (!grant || grant.revokedAt !== null || grantEnd(grant, services.config.tokens.refreshTokenMaxLifetimeSeconds) <= now)) return 'revoked';
-  if (apiKeyId && (!apiKey || apiKey.clientId !== clientId || apiKey.revokedAt !== null || (apiKey.expiresAt !== null && apiKey.expiresAt <= now))) return 'revoked';
+  // A key of the token's client, or of an earlier actor of a token delegated from that actor's (act).
+  const keyHolders = apiKeys.length > 0 ? [clientId, ...actingClients(payload.act)] : [];
+  if (apiKeys.some((key) => !key || !keyHolders.includes(key.clientId) || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= now))) return 'revoked';
   // A delegated token names the grant of its subject token, issued to another client: it ends when
   // that token does (RFC 8693 delegation cannot outlast what it acts on), so while that client is
   // suspended with its developer, as its deletion, which takes its grants, already ends it.
@@ -195,7 +197,7 @@ export async function authenticateCaller(services: CallerServices, authorization
       project: undefined,
       act: undefined,
       grantId: undefined,
-      apiKeyId: found.key.id,
+      apiKeyIds: [found.key.id],
       lineage: [],
       expiresAt: found.key.expiresAt ?? undefined,
       grantEndsAt: undefined,
@@ -218,7 +220,7 @@ export async function authenticateCaller(services: CallerServices, authorization
     sub: user?.id ?? client.id,
     clientId: client.id,
     grantId: verified.grantId,
-    apiKeyId: verified.apiKeyId,
+    apiKeyIds: verified.apiKeyIds,
     lineage: [verified.jti, ...verified.derivedFrom],
     scopes: heldScopes(verified.scopes, client),
     project: typeof payload.project === 'string' ? payload.project : undefined,

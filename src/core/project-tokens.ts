@@ -58,8 +58,8 @@ export async function issueProjectToken(services: GrantServices, caller: Caller,
 
   const held = caller.renewable || caller.expiresAt === undefined ? request.expiresAt : Math.min(request.expiresAt, caller.expiresAt);
   const expiresAt = Math.min(held, caller.grantEndsAt ?? Number.POSITIVE_INFINITY);
-  const extra = { project: request.project, ...(caller.act ? { act: caller.act } : {}), ...(caller.apiKeyId ? { api_key_id: caller.apiKeyId } : {}) };
-  const token = await services.accessTokens.issue({ sub: caller.sub, clientId: caller.clientId, scopes, grantId: caller.grantId, derivedFrom: caller.lineage, extra }, now, expiresAt - now);
+  const extra = { project: request.project, ...(caller.act ? { act: caller.act } : {}) };
+  const token = await services.accessTokens.issue({ sub: caller.sub, clientId: caller.clientId, scopes, grantId: caller.grantId, derivedFrom: caller.lineage, apiKeyIds: caller.apiKeyIds, extra }, now, expiresAt - now);
   services.audit.record({ at: now, kind: 'project_token.issued', outcome: 'success', clientId: caller.clientId, userId: caller.kind === 'user' ? caller.sub : null, data: { project: request.project, scopes, via: caller.kind } });
   return { ...token, scopes };
 }

@@ -139,6 +139,29 @@ for (const dialect of DIALECTS) {
       await assertActive(signedIn.access_token, "the user's own token");
     });
 
+    it("keeps a token delegated from another client's impersonation made with an API key, with or without an actor API key, until either key is revoked", async () => {
+      const support = await server.client({ name: 'Support desk', grantTypes: ['client_credentials', EXCHANGE], scopes: ['openid', 'model:read', 'objects:read'], allowImpersonation: true });
+      const apiKey = async (client: Party) => (await server.gatehouse.apiKeys.create((await server.gatehouse.storage.clients.find(client.id))!, { name: 'key', scopes: ['objects:read'] }, now)).value;
+      const [supportKey, backOfficeKey] = [await apiKey(support), await apiKey(backOffice)];
+      const userId = decodeJwt((await signIn()).access_token).sub!;
+      const impersonation = (await issued(support, { grant_type: EXCHANGE, requested_subject: userId, subject_token: supportKey, subject_token_type: API_KEY, scope: 'model:read' })).access_token;
+      const delegateWith = (actor: string, actorType: string) =>
+        issued(backOffice, { grant_type: EXCHANGE, subject_token: impersonation, subject_token_type: ACCESS_TOKEN, actor_token: actor, actor_token_type: actorType, scope: 'model:read' }).then((body) => body.access_token);
+      const withActorToken = await delegateWith((await issued(backOffice, { grant_type: 'client_credentials' })).access_token, ACCESS_TOKEN);
+      const withActorKey = await delegateWith(backOfficeKey, API_KEY);
+      const withActorKeyToo = await delegateWith(backOfficeKey, API_KEY);
+      await assertActive(withActorToken, 'delegated with an actor token');
+      await assertActive(withActorKey, 'delegated with an actor API key');
+
+      await revoke(support, supportKey);
+      await assertEnded(impersonation, 'the impersonation');
+      await assertEnded(withActorToken, 'delegated with an actor token');
+      await assertEnded(withActorKey, 'delegated with an actor API key');
+
+      await revoke(backOffice, backOfficeKey);
+      await assertEnded(withActorKeyToo, 'delegated with the revoked actor API key');
+    });
+
     it('ends the project tokens minted with a revoked delegated token, and leaves the token it was delegated from', async () => {
       const signedIn = await signIn();
       const delegated = await delegate(signedIn.access_token, (await issued(backOffice, { grant_type: 'client_credentials' })).access_token);

@@ -31,8 +31,8 @@ type Exchange =
       grantId: string | undefined;
       /** The access tokens it is exchanged for, and what they derive from (Caller.lineage): revoking any ends it. */
       derivedFrom: string[];
-      /** The API key sent as actor or subject token: revoking it ends it, as it ends the project tokens minted with it. */
-      apiKeyId: string | undefined;
+      /** The API keys sent as actor or subject token, and those the subject token derives from: revoking any ends it, as it ends the project tokens minted with it. */
+      apiKeyIds: string[];
     };
 
 /**
@@ -101,14 +101,13 @@ export const tokenExchangeGrant: GrantHandler<Exchange> = {
     // among the user's grants and can revoke it, and what is derived from the token (project
     // tokens, delegation) names it and ends with it.
     const grantId = exchange.kind === 'impersonation' ? randomUUID() : exchange.grantId;
-    // RFC 7009 §2.1: what is exchanged for a token ends when that token is revoked, as it ends with its grant.
-    const extra = { act: exchange.act, ...(exchange.apiKeyId !== undefined ? { api_key_id: exchange.apiKeyId } : {}) };
     if (exchange.kind === 'impersonation') {
       // Stored before the token is signed: a user deleted since validation gets no token.
       const stored = await services.storage.grants.create({ id: grantId!, clientId: client.id, userId: exchange.userId, kind: 'impersonation', scopes: exchange.scopes, authTime: null, createdAt: now, expiresAt: now + ttl, revokedAt: null });
       if (!stored) throw invalidGrant('the requested subject is not an active user');
     }
-    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId, derivedFrom: exchange.derivedFrom, extra }, now, ttl);
+    // RFC 7009 §2.1: what is exchanged for a token (or API key) ends when that token is revoked, as it ends with its grant.
+    const token = await services.accessTokens.issue({ sub: exchange.userId, clientId: client.id, scopes: exchange.scopes, grantId, derivedFrom: exchange.derivedFrom, apiKeyIds: exchange.apiKeyIds, extra: { act: exchange.act } }, now, ttl);
     audit(services, context, 'success', { kind: exchange.kind, subject: exchange.userId, scopes: exchange.scopes, jti: token.jti, ...(grantId !== undefined ? { grant_id: grantId } : {}) });
     return { access_token: token.token, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer', expires_in: token.expiresIn, scope: exchange.scopes.join(' ') };
   },
@@ -150,7 +149,7 @@ async function validateImpersonation(context: GrantContext, requested: string[] 
     expiresAt: undefined,
     grantId: undefined,
     derivedFrom: own?.lineage ?? [],
-    apiKeyId: own?.apiKeyId,
+    apiKeyIds: own?.apiKeyIds ?? [],
   };
 }
 
@@ -171,7 +170,7 @@ async function validateDelegation(context: GrantContext, requested: string[] | u
     expiresAt: subject.expiresAt,
     grantId: subject.grantId,
     derivedFrom: [...new Set([...subject.lineage, ...actor.lineage])],
-    apiKeyId: actor.apiKeyId ?? subject.apiKeyId,
+    apiKeyIds: [...new Set([...actor.apiKeyIds, ...subject.apiKeyIds])],
   };
 }
 

@@ -22,6 +22,12 @@ export interface AccessTokenClaims {
    * Caller.lineage): revoking any of them (RFC 7009) ends it too.
    */
   derivedFrom?: readonly string[];
+  /**
+   * The API keys it derives from (see Caller.apiKeyIds), in `api_key_id`: revoking any of them ends
+   * it too. One id as a string, as most such tokens carry; several (a token delegated from another
+   * client's token that names one, with a key as actor token) as an array.
+   */
+  apiKeyIds?: readonly string[];
 }
 
 export interface IssuedAccessToken {
@@ -52,6 +58,7 @@ export function accessTokenIssuer(keys: KeyStore, options: { issuer: string; aud
         ...claims.extra,
         ...(claims.grantId !== undefined ? { grant_id: claims.grantId } : {}),
         ...(claims.derivedFrom !== undefined && claims.derivedFrom.length > 0 ? { derived_from: [...claims.derivedFrom] } : {}),
+        ...(claims.apiKeyIds !== undefined && claims.apiKeyIds.length > 0 ? { api_key_id: claims.apiKeyIds.length === 1 ? claims.apiKeyIds[0] : [...claims.apiKeyIds] } : {}),
         client_id: claims.clientId,
         scope: claims.scopes.join(' '),
       })

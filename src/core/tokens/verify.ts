@@ -11,8 +11,12 @@ export interface VerifiedAccessToken {
   derivedFrom: string[];
   /** The grant it was issued under or derived from (`grant_id`), if any. */
   grantId: string | undefined;
-  /** The API key it was derived from (`api_key_id`: a project token minted with a key), if any. */
-  apiKeyId: string | undefined;
+  /**
+   * The API keys it was derived from (`api_key_id`, one id or, for a token delegated from another
+   * client's token that names one besides the actor's, several): a project token minted with a key,
+   * an exchange with a key as subject or actor token.
+   */
+  apiKeyIds: string[];
   scopes: string[];
 }
 
@@ -55,7 +59,7 @@ export async function verifyAccessToken(
       jti,
       derivedFrom: Array.isArray(payload.derived_from) ? payload.derived_from.filter((jti): jti is string => typeof jti === 'string') : [],
       grantId: typeof payload.grant_id === 'string' ? payload.grant_id : undefined,
-      apiKeyId: typeof payload.api_key_id === 'string' ? payload.api_key_id : undefined,
+      apiKeyIds: typeof payload.api_key_id === 'string' ? [payload.api_key_id] : Array.isArray(payload.api_key_id) ? payload.api_key_id.filter((id): id is string => typeof id === 'string') : [],
       scopes: typeof payload.scope === 'string' && payload.scope ? payload.scope.split(' ') : [],
     };
   } catch {
