@@ -40,11 +40,12 @@ export class ApiKeyService {
   /**
    * Makes a key for `client` (as read: its scopes bound the key's). With `expected`, the key is
    * stored only while the client is as expected (ApiKeyRepository.create): undefined, and nothing
-   * stored, when it is not.
+   * stored, when it is not. With `limit`, only while the client holds fewer live keys than that:
+   * TooManyApiKeysError otherwise.
    */
   async create(client: Client, input: KeyInput, now: number): Promise<{ key: ApiKey; value: string }>;
-  async create(client: Client, input: KeyInput, now: number, expected: ExpectedClient): Promise<{ key: ApiKey; value: string } | undefined>;
-  async create(client: Client, input: KeyInput, now: number, expected?: ExpectedClient): Promise<{ key: ApiKey; value: string } | undefined> {
+  async create(client: Client, input: KeyInput, now: number, expected: ExpectedClient, limit?: number): Promise<{ key: ApiKey; value: string } | undefined>;
+  async create(client: Client, input: KeyInput, now: number, expected?: ExpectedClient, limit?: number): Promise<{ key: ApiKey; value: string } | undefined> {
     // A key is a secret of the application: a public one (a browser or mobile app) cannot keep it.
     if (client.type === 'public') throw new ValidationError('type', 'API keys are for confidential applications: a public application cannot keep a secret');
     const name = input.name?.trim();
@@ -74,7 +75,7 @@ export class ApiKeyService {
       revokedAt: null,
       lastUsedAt: null,
     };
-    const stored = await insertOnce(() => this.#storage.apiKeys.create(key, expected), async () => (await this.#storage.apiKeys.findById(key.id)) !== undefined, `the API key ${key.id}`);
+    const stored = await insertOnce(() => this.#storage.apiKeys.create(key, expected, limit), async () => (await this.#storage.apiKeys.findById(key.id)) !== undefined, `the API key ${key.id}`);
     return stored ? { key, value } : undefined;
   }
 

@@ -716,6 +716,31 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await server.gatehouse.storage.apiKeys.listForClient(id), []);
       });
 
+      it('holds at most 20 live API keys: another is refused with a readable 409 page, also when asked for all at once, and stores nothing until one is revoked', async () => {
+        const browser = await signIn(alice.email);
+        const { id } = await createApp(browser);
+        const csrf = await csrfOf(browser);
+        const form = (n: number): Pairs => [['csrf', csrf], ['name', `key ${n}`], ['scopes', 'model:read']];
+        const sent = await Promise.all(Array.from({ length: 23 }, (_, n) => browser.request(url(`/developers/applications/${id}/api-keys`), { form: form(n) })));
+        assert.deepEqual(
+          sent.map((answer) => answer.status).filter((status) => status !== 200),
+          [409, 409, 409],
+        );
+        assert.equal((await server.gatehouse.storage.apiKeys.listForClient(id)).length, 20);
+        const refused = sent.find((answer) => answer.status === 409)!;
+        assert.match(refused.text, /An application holds at most 20 live API keys/);
+        assert.doesNotMatch(refused.text, /id="revealed-value"/, 'no key shown');
+
+        const page = await browser.request(url(`/developers/applications/${id}/api-keys`));
+        assert.doesNotMatch(page.text, /Create API key<\/button>/, 'no button that would be refused');
+        assert.match(page.text, /revoke one you no longer use to create another/);
+        const [oldest] = await server.gatehouse.storage.apiKeys.listForClient(id);
+        assert.equal((await browser.request(url(`/developers/applications/${id}/api-keys/${oldest!.id}/revoke`), { form: { csrf } })).status, 303);
+        assert.equal((await browser.request(url(`/developers/applications/${id}/api-keys`), { form: form(23) })).status, 200, 'one may be created again');
+        const keys = await server.gatehouse.storage.apiKeys.listForClient(id);
+        assert.equal(keys.filter((key) => key.revokedAt === null).length, 20);
+      });
+
       it('offers no API keys to a public application: its keys address says why, with no form, and refuses a key', async () => {
         const browser = await signIn(alice.email);
         const { id } = await createApp(browser, appForm({ type: 'public' }));

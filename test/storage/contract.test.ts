@@ -465,6 +465,29 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().clients.find(client.id), client, 'the update time is as it was');
       });
 
+      it('stores an API key with a limit only while the client holds fewer live keys, not counting revoked or expired ones', async () => {
+        const client = await storage().clients.create(aClient({ scopes: ['objects:read'] }), NOW);
+        const anApiKey = (fields: { expiresAt?: number; revokedAt?: number } = {}) => ({
+          id: randomUUID(),
+          clientId: client.id,
+          name: 'Script',
+          digest: digestOf(createOpaqueToken('ak')),
+          prefix: 'gate_ak_',
+          scopes: ['objects:read'],
+          createdAt: NOW,
+          expiresAt: fields.expiresAt ?? null,
+          revokedAt: fields.revokedAt ?? null,
+          lastUsedAt: null,
+        });
+        await storage().apiKeys.create(anApiKey({ revokedAt: NOW - 5 }));
+        await storage().apiKeys.create(anApiKey({ expiresAt: NOW }));
+        assert.equal(await storage().apiKeys.create(anApiKey(), undefined, 2), true);
+        assert.equal(await storage().apiKeys.create(anApiKey({ expiresAt: NOW + 60 }), undefined, 2), true);
+        await assert.rejects(storage().apiKeys.create(anApiKey(), undefined, 2), { code: 'ERR_TOO_MANY_API_KEYS' });
+        assert.equal((await storage().apiKeys.listForClient(client.id)).length, 4, 'nothing more stored');
+        assert.equal(await storage().apiKeys.create({ ...anApiKey(), clientId: randomUUID() }, undefined, 2), false, 'no such client');
+      });
+
       it('writes to a client, or to one of its credentials, with an expected owner only while the client has that owner', async () => {
         const alice = await storage().users.create(aUser(), NOW);
         const bob = await storage().users.create(aUser(), NOW);

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { AlreadyCreatedError } from '../../core/applications.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { ApiKey } from '../../storage/repositories/api-keys.ts';
+import { TooManyApiKeysError, type ApiKey } from '../../storage/repositories/api-keys.ts';
 import type { Client } from '../../storage/repositories/clients.ts';
 import { field } from './context.ts';
 import {
@@ -11,6 +11,7 @@ import {
   applicationPageOf,
   day,
   fieldList,
+  MAX_PORTAL_API_KEYS,
   mayManage,
   minute,
   noticeFrom,
@@ -35,6 +36,7 @@ const NOTICES = {
   'created-before': 'This form was sent again, and the API key had been created the first time, so nothing more was created. It was shown only then: if you did not copy it, revoke it and create another.',
 };
 const KEY_NOT_CREATED = 'The application was changed meanwhile, so no API key was created. Review its scopes as they are now, and create the key again.';
+const TOO_MANY_KEYS = `An application holds at most ${MAX_PORTAL_API_KEYS} live API keys, so no key was created. Revoke one you no longer use, then create a new one.`;
 const KEY_NOT_REVOKED = 'The application was changed meanwhile, so the API key was not revoked. Review the keys as they are now, and revoke it again.';
 
 interface KeyForm {
@@ -73,7 +75,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     // Last-use times are batched in memory (ApiKeyService); write this instance's now so the list is current.
     await gatehouse.apiKeys.flush().catch((error) => gatehouse.logger.warn({ err: error }, 'API key use times could not be written'));
     const now = gatehouse.clock();
-    const keys = await gatehouse.storage.apiKeys.listForClient(client.id);
+    const keys = (await gatehouse.storage.apiKeys.listForClient(client.id)).map((key) => ({ key, status: keyStatus(key, now) }));
     return renderPage(
       reply,
       'developers-api-keys',
@@ -88,7 +90,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
         errors: data.errors ?? {},
         scopeChoices: keyScopes(gatehouse, client),
         today: day(now),
-        keys: keys.map((key) => ({
+        keys: keys.map(({ key, status }) => ({
           id: key.id,
           name: key.name,
           prefix: key.prefix,
@@ -96,8 +98,10 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
           created: minute(key.createdAt),
           lastUsed: key.lastUsedAt === null ? 'never' : minute(key.lastUsedAt),
           expires: key.expiresAt === null ? 'never' : minute(key.expiresAt),
-          status: keyStatus(key, now),
+          status,
         })),
+        full: keys.filter(({ status }) => status.live).length >= MAX_PORTAL_API_KEYS,
+        maxKeys: MAX_PORTAL_API_KEYS,
       },
       status,
     );
@@ -147,7 +151,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     try {
       const input = { name: form.name, scopes: form.scopes, expiresAt, id };
       // Stored only while the application is as checked: a key never reaches one an operator made an admin client or gave to someone else meanwhile.
-      const written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) => gatehouse.apiKeys.create(current, input, now, expected));
+      const written = await writeToOwnApplication(gatehouse, developer.user.id, application, (current, expected) => gatehouse.apiKeys.create(current, input, now, expected, MAX_PORTAL_API_KEYS));
       if ('refused' in written) return refusedWrite(reply, developer.user.id, application.id, written.refused, KEY_NOT_CREATED, form);
       // Not stored, yet the application is as checked: an operator changed it and back meanwhile.
       if (written.done === undefined) return refusedWrite(reply, developer.user.id, application.id, 'changed', KEY_NOT_CREATED, form);
@@ -163,6 +167,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
       return showKeys(reply, written.application, { notice: `The API key “${key.name}” was created.`, revealed: [{ label: 'API key', value, usage: API_KEY_USAGE }] });
     } catch (error) {
       if (error instanceof AlreadyCreatedError) return createdBefore();
+      if (error instanceof TooManyApiKeysError) return showKeys(reply, application, { form, errors: { form: TOO_MANY_KEYS } }, 409);
       if (!(error instanceof ValidationError)) throw error;
       return showKeys(reply, application, { form, errors: formErrors({ [error.field]: sentence(error.message) }) }, 400);
     }

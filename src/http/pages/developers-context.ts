@@ -49,6 +49,14 @@ export interface PortalForm {
  */
 export const MAX_PORTAL_SECRETS = 5;
 
+/**
+ * The live API keys an application holds at most in the portal: one for each of its back ends and
+ * scripts, and a new one beside each while it is being replaced. Anyone with an account can make
+ * them, and the keys page lists each, so without a bound a developer could make that page, and the
+ * revocation of the application's credentials, grow without end. Revoked and expired keys do not count.
+ */
+export const MAX_PORTAL_API_KEYS = 20;
+
 /** Said when a form is shown again because its CSRF token had gone stale. */
 export const FORM_EXPIRED = 'The form had expired (the page was open a long time, or you signed in again in another tab), so nothing was changed. Check it and send it again.';
 

@@ -1,8 +1,8 @@
 import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type ApiKeyTable, type Database } from '../schema.ts';
-import type { ApiKey, ApiKeyRepository } from '../repositories/api-keys.ts';
+import { TooManyApiKeysError, type ApiKey, type ApiKeyRepository } from '../repositories/api-keys.ts';
 import { fromJsonList, toJson } from './json.ts';
-import { insertForClient, storedState } from './powers.ts';
+import { claimClient, insertForClient, storedState } from './powers.ts';
 
 const toApiKey = (row: Selectable<ApiKeyTable>): ApiKey => ({
   id: row.id,
@@ -19,9 +19,19 @@ const toApiKey = (row: Selectable<ApiKeyTable>): ApiKey => ({
 
 export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
   return {
-    async create(key, expected) {
-      const insert = (into: Kysely<Database>) =>
-        into
+    async create(key, expected, limit) {
+      const insert = async (into: Kysely<Database>) => {
+        if (limit !== undefined) {
+          const held = await into
+            .selectFrom('api_keys')
+            .select((eb) => eb.fn.countAll().as('count'))
+            .where('client_id', '=', key.clientId)
+            .where('revoked_at', 'is', null)
+            .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', key.createdAt)]))
+            .executeTakeFirstOrThrow();
+          if (Number(held.count) >= limit) throw new TooManyApiKeysError(`the client ${key.clientId} holds ${limit} live API keys already`);
+        }
+        await into
           .insertInto('api_keys')
           .values({
             id: key.id,
@@ -36,6 +46,9 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
             last_used_at: key.lastUsedAt,
           })
           .execute();
+      };
+      // A limit is counted after the claim of the client's row, which concurrent additions wait for.
+      if (limit !== undefined) return db.transaction().execute(async (trx) => (await claimClient(trx, key.clientId, expected)) && (await insert(trx), true));
       return insertForClient(db, key.clientId, expected, insert);
     },
     async findByDigest(digest) {

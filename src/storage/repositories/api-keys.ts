@@ -16,9 +16,12 @@ export interface ApiKey {
 export interface ApiKeyRepository {
   /**
    * Stores a key of `key.clientId`; with `expected`, only while the client is as expected
-   * (ClientRepository.addSecret). False (nothing stored) when it is not, or not there.
+   * (ClientRepository.addSecret). False (nothing stored) when it is not, or not there. With `limit`,
+   * only while the client holds fewer live keys (neither revoked nor expired at `key.createdAt`)
+   * than that, counted after the client's row is claimed, as ClientRepository.addSecret counts:
+   * TooManyApiKeysError otherwise.
    */
-  create(key: ApiKey, expected?: ExpectedClient): Promise<boolean>;
+  create(key: ApiKey, expected?: ExpectedClient, limit?: number): Promise<boolean>;
   findByDigest(digest: string): Promise<ApiKey | undefined>;
   findById(id: string): Promise<ApiKey | undefined>;
   listForClient(clientId: string): Promise<ApiKey[]>;
@@ -30,4 +33,10 @@ export interface ApiKeyRepository {
   revoke(clientId: string, id: string, now: number, expected?: ExpectedClient): Promise<boolean>;
   /** Records when keys were last used, in one batch (uses are collected in memory between batches). */
   recordUse(uses: ReadonlyMap<string, number>): Promise<void>;
+}
+
+/** A key was to be added to a client that holds as many live keys as it may (ApiKeyRepository.create's `limit`). */
+export class TooManyApiKeysError extends Error {
+  override name = 'TooManyApiKeysError';
+  readonly code = 'ERR_TOO_MANY_API_KEYS';
 }
