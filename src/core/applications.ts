@@ -41,7 +41,8 @@ export async function insertOnce<T>(insert: () => Promise<T>, exists: () => Prom
 
 /**
  * Registers a client; a confidential client gets its first secret, returned once in plain text.
- * `id` is a new random one unless given; one that is taken fails with AlreadyCreatedError.
+ * `id` is a new random one unless given; one that is taken fails with AlreadyCreatedError. With
+ * `limit`, only while its owner holds fewer clients than that: TooManyClientsError otherwise.
  */
 export async function createClient(
   services: Services,
@@ -49,9 +50,10 @@ export async function createClient(
   now: number,
   id = `app_${randomBytes(12).toString('hex')}`,
   registrant: Registrant = 'operator',
+  limit?: number,
 ): Promise<{ client: Client; secret: string | undefined }> {
   const client = validateClient(services, { ...input, id }, registrant);
-  const created = await insertOnce(() => services.storage.clients.create(client, now), async () => (await services.storage.clients.find(id)) !== undefined, `the client ${id}`);
+  const created = await insertOnce(() => services.storage.clients.create(client, now, limit), async () => (await services.storage.clients.find(id)) !== undefined, `the client ${id}`);
   const secret = created.type === 'confidential' ? await addClientSecret(services, created.id, now) : undefined;
   return { client: created, secret };
 }

@@ -4,6 +4,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { createClient, deleteClient, updateClient } from '../../src/core/applications.ts';
 import { DIALECTS } from '../support/databases.ts';
+import { aClient } from '../support/records.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
 
@@ -345,6 +346,29 @@ for (const dialect of DIALECTS) {
         const kept = await browser.request(url('/developers/applications'), { form: { csrf, ...appForm({ name: '<b>Mine</b>', redirect_uris: 'ftp://x' }) } });
         assert.match(kept.text, /value="&lt;b&gt;Mine&lt;\/b&gt;"/, 'the form keeps what was typed, escaped');
         assert.equal((await server.gatehouse.storage.clients.listForOwner(bob.id)).length, before);
+      });
+
+      it('holds at most 100 applications a developer: another is refused with a readable 409 page, also when asked for at once, and nothing is stored until one is deleted', async () => {
+        const developer = await server.user(`many-${randomUUID()}@example.com`, PASSWORD);
+        for (let n = 0; n < 98; n++) await server.gatehouse.storage.clients.create(aClient({ ownerUserId: developer.id }), server.gatehouse.clock());
+        const browser = await signIn(developer.email);
+        const csrf = await csrfOf(browser);
+        const sent = await Promise.all(Array.from({ length: 4 }, () => browser.request(url('/developers/applications'), { form: { csrf, ...appForm() } })));
+        assert.deepEqual(sent.map((answer) => answer.status).sort(), [200, 200, 409, 409]);
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(developer.id)).length, 100);
+        const refused = sent.find((answer) => answer.status === 409)!;
+        assert.match(refused.text, /You can register at most 100 applications/);
+        assert.doesNotMatch(refused.text, /id="revealed-value"/, 'no secret shown');
+        assert.match(refused.text, /value="Sync tool"/, 'the form keeps what was typed');
+
+        const list = await browser.request(url('/developers'));
+        assert.doesNotMatch(list.text, /href="\/developers\/new"/, 'no link to a form that would be refused');
+        assert.match(list.text, /delete one you no longer use to register another/);
+        const [oldest] = await server.gatehouse.storage.clients.listForOwner(developer.id);
+        const confirm = await browser.request(url(`/developers/applications/${oldest!.id}/delete`));
+        assert.equal((await browser.request(url(`/developers/applications/${oldest!.id}/delete`), { form: { csrf: hiddenField(confirm.text, 'csrf') } })).status, 303);
+        assert.equal((await browser.request(url('/developers/applications'), { form: { csrf, ...appForm() } })).status, 200, 'one may be registered again');
+        assert.equal((await server.gatehouse.storage.clients.listForOwner(developer.id)).length, 100);
       });
 
       it('refuses a name or description with characters that reorder or hide the consent page’s text, and creates or changes nothing', async () => {

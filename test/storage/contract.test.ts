@@ -465,6 +465,17 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().clients.find(client.id), client, 'the update time is as it was');
       });
 
+      it('stores a client with a limit only while its owner holds fewer clients', async () => {
+        const owner = await storage().users.create(aUser(), NOW);
+        await storage().clients.create(aClient({ ownerUserId: owner.id }), NOW);
+        const second = await storage().clients.create(aClient({ ownerUserId: owner.id }), NOW, 2);
+        assert.equal(second.ownerUserId, owner.id);
+        const refused = aClient({ ownerUserId: owner.id });
+        await assert.rejects(storage().clients.create(refused, NOW, 2), { code: 'ERR_TOO_MANY_CLIENTS' });
+        assert.equal(await storage().clients.find(refused.id), undefined, 'nothing stored');
+        assert.equal((await storage().clients.listForOwner(owner.id)).length, 2);
+      });
+
       it('stores an API key with a limit only while the client holds fewer live keys, not counting revoked or expired ones', async () => {
         const client = await storage().clients.create(aClient({ scopes: ['objects:read'] }), NOW);
         const anApiKey = (fields: { expiresAt?: number; revokedAt?: number } = {}) => ({

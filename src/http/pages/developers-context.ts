@@ -50,6 +50,14 @@ export interface PortalForm {
 export const MAX_PORTAL_SECRETS = 5;
 
 /**
+ * The applications a developer registers at most in the portal. Anyone with an account can
+ * register them, and the portal's list shows each, while deleting the account, or taking back its
+ * credentials after a password reset, goes through each in statements of its own: without a bound,
+ * a developer could make those grow without end.
+ */
+export const MAX_PORTAL_APPLICATIONS = 100;
+
+/**
  * The live API keys an application holds at most in the portal: one for each of its back ends and
  * scripts, and a new one beside each while it is being replaced. Anyone with an account can make
  * them, and the keys page lists each, so without a bound a developer could make that page, and the

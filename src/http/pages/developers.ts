@@ -4,12 +4,12 @@ import type { ClientInput } from '../../core/client-validation.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { ApiKey } from '../../storage/repositories/api-keys.ts';
-import type { Client, ClientType } from '../../storage/repositories/clients.ts';
+import { TooManyClientsError, type Client, type ClientType } from '../../storage/repositories/clients.ts';
 import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
 import { credentialRoutes } from './developers-credentials.ts';
-import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, mayCreateCredentials, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, MAX_PORTAL_APPLICATIONS, mayCreateCredentials, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { formIdOf, formRecordIds, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
@@ -31,6 +31,7 @@ export async function developerPortalRoutes(app: FastifyInstance, pages: Pages):
   });
 }
 
+const TOO_MANY_APPLICATIONS = `You can register at most ${MAX_PORTAL_APPLICATIONS} applications, so this one was not registered. Delete one you no longer use, then register it again.`;
 const LIST_NOTICES = { deleted: 'The application was deleted. Its secrets and API keys no longer work.' };
 
 interface ApplicationForm extends ApplicationDetailsForm {
@@ -42,11 +43,14 @@ interface ApplicationForm extends ApplicationDetailsForm {
 async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: FormRecordIds): Promise<void> {
   portal.get('/developers', async (request, reply) => {
     const developer = developerOf(request);
-    const clients = (await gatehouse.storage.clients.listForOwner(developer.user.id)).filter((client) => mayManage(client, developer.user.id));
+    const owned = await gatehouse.storage.clients.listForOwner(developer.user.id);
+    const clients = owned.filter((client) => mayManage(client, developer.user.id));
     return renderPage(reply, 'developers', {
       title: 'Developer portal',
       email: developer.user.email,
       applications: clients.map((client) => ({ ...applicationHeader(client), created: day(client.createdAt) })),
+      full: owned.length >= MAX_PORTAL_APPLICATIONS,
+      maxApplications: MAX_PORTAL_APPLICATIONS,
       notice: noticeFrom(request, LIST_NOTICES),
       verifyFirst: !mayCreateCredentials(gatehouse, developer),
     });
@@ -84,9 +88,10 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
       const now = gatehouse.clock();
       let made;
       try {
-        made = await createClient(gatehouse, checked.input, now, id, 'developer');
+        made = await createClient(gatehouse, checked.input, now, id, 'developer', MAX_PORTAL_APPLICATIONS);
       } catch (error) {
         if (error instanceof AlreadyCreatedError) return sentAgain(await gatehouse.storage.clients.find(id));
+        if (error instanceof TooManyClientsError) return showForm(reply, values, { form: TOO_MANY_APPLICATIONS }, 409);
         throw error;
       }
       const { client, secret } = made;

@@ -1,6 +1,6 @@
 import type { Insertable, Kysely, Selectable, Updateable } from 'kysely';
 import { COLUMNS, type ClientTable, type ClientSecretTable, type Database } from '../schema.ts';
-import { TooManySecretsError, type Client, type ClientRepository, type ClientSecret, type JsonWebKeySet, type NewClient } from '../repositories/clients.ts';
+import { TooManyClientsError, TooManySecretsError, type Client, type ClientRepository, type ClientSecret, type JsonWebKeySet, type NewClient } from '../repositories/clients.ts';
 import { isForeignKeyViolation } from './constraints.ts';
 import { deleteClient } from './deletion.ts';
 import { onePage } from './pages.ts';
@@ -67,11 +67,28 @@ export function kyselyClients(db: Kysely<Database>): ClientRepository {
     return row && toClient(row);
   };
   return {
-    async create(client, now) {
-      await db
-        .insertInto('clients')
-        .values({ ...(toRow(client) as Insertable<ClientTable>), id: client.id, created_at: now, updated_at: now })
-        .execute();
+    async create(client, now, limit) {
+      const insert = (into: Kysely<Database>) =>
+        into
+          .insertInto('clients')
+          .values({ ...(toRow(client) as Insertable<ClientTable>), id: client.id, created_at: now, updated_at: now })
+          .execute();
+      const owner = client.ownerUserId;
+      if (limit === undefined || owner === null) await insert(db);
+      else {
+        await db.transaction().execute(async (trx) => {
+          // The owner's row is claimed by a write that changes nothing, as a user's deletion claims
+          // it: registrations for one owner wait for each other, and each counts the ones before.
+          await trx
+            .updateTable('users')
+            .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+            .where('id', '=', owner)
+            .execute();
+          const held = await trx.selectFrom('clients').select((eb) => eb.fn.countAll().as('count')).where('owner_user_id', '=', owner).executeTakeFirstOrThrow();
+          if (Number(held.count) >= limit) throw new TooManyClientsError(`the user ${owner} holds ${limit} clients already`);
+          await insert(trx);
+        });
+      }
       return (await find(client.id))!;
     },
     find,

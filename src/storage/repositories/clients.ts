@@ -72,7 +72,12 @@ export interface ClientSecret {
 }
 
 export interface ClientRepository {
-  create(client: NewClient, now: number): Promise<Client>;
+  /**
+   * Stores a new client. With `limit`, only while its owner holds fewer clients than that, counted
+   * after the owner's row is claimed, so that concurrent registrations cannot pass it together:
+   * TooManyClientsError otherwise.
+   */
+  create(client: NewClient, now: number, limit?: number): Promise<Client>;
   find(id: string): Promise<Client | undefined>;
   /** The client and its secrets in one read: what client authentication needs. */
   findWithSecrets(id: string): Promise<{ client: Client; secrets: ClientSecret[] } | undefined>;
@@ -119,4 +124,10 @@ export interface ClientRepository {
 export class TooManySecretsError extends Error {
   override name = 'TooManySecretsError';
   readonly code = 'ERR_TOO_MANY_SECRETS';
+}
+
+/** A client was to be registered for an owner who holds as many as they may (ClientRepository.create's `limit`). */
+export class TooManyClientsError extends Error {
+  override name = 'TooManyClientsError';
+  readonly code = 'ERR_TOO_MANY_CLIENTS';
 }
