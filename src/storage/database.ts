@@ -25,6 +25,7 @@ import * as emailVerifications from './migrations/017-email-verifications.ts';
 import * as userClientCodes from './migrations/018-user-client-codes.ts';
 import * as clientDeletion from './migrations/019-client-deletion.ts';
 import * as mailedLinks from './migrations/020-mailed-links.ts';
+import * as apiKeyLists from './migrations/021-api-key-lists.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -153,6 +154,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '018-user-client-codes': userClientCodes,
   '019-client-deletion': clientDeletion,
   '020-mailed-links': mailedLinks,
+  '021-api-key-lists': apiKeyLists,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -594,6 +594,42 @@ for (const dialect of DIALECTS) {
         created.client_secret = added.body.client_secret;
       });
 
+      it('lists a client’s API keys a page at a time, newest first, each once, and refuses a bad limit or a cursor of another list with a 400 problem', async () => {
+        const owner = await server.client({ name: 'Many keys', scopes: ['objects:read'] });
+        const other = await server.client({ name: 'Other keys', scopes: ['objects:read'] });
+        for (const client of [owner, other, owner, owner, other, owner, owner]) {
+          assert.equal((await api('POST', `/clients/${client.id}/api-keys`, { ...as('admin:clients'), body: { name: 'Script' } })).status, 201);
+        }
+        const all = await server.gatehouse.storage.apiKeys.listForClient(owner.id);
+        assert.equal(all.length, 5);
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const res: Answer = await api('GET', `/clients/${owner.id}/api-keys?limit=2${cursor ? `&cursor=${cursor}` : ''}`, as('admin:clients'));
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+          assert.ok(res.body.api_keys.length <= 2);
+          seen.push(...res.body.api_keys.map((key: { id: string }) => key.id));
+          cursor = res.body.next_cursor;
+          pages += 1;
+        } while (cursor && pages < 10);
+        assert.deepEqual(seen, all.map((key) => key.id), 'every key once, newest first');
+        assert.equal(pages, 3);
+        const whole = await api('GET', `/clients/${owner.id}/api-keys`, as('admin:clients'));
+        assert.deepEqual([whole.body.api_keys.length, whole.body.next_cursor], [5, null], 'under the default page size of 100 there is one page');
+
+        for (const limit of ['0', '1001', '-1', 'many']) assertProblem(await api('GET', `/clients/${owner.id}/api-keys?limit=${limit}`, as('admin:clients')), 400, 'limit');
+        const first = await api('GET', `/clients/${owner.id}/api-keys?limit=1`, as('admin:clients'));
+        const clients = await api('GET', '/clients?limit=1', as('admin:clients'));
+        for (const [path, foreign] of [
+          [`/clients/${other.id}/api-keys`, first.body.next_cursor],
+          [`/clients/${owner.id}/api-keys`, clients.body.next_cursor],
+          [`/clients/${owner.id}/api-keys`, 'nonsense'],
+        ]) {
+          assertProblem(await api('GET', `${path}?cursor=${foreign}`, as('admin:clients')), 400, 'cursor');
+        }
+      });
+
       it('creates, lists and revokes API keys', async () => {
         const res = await api('POST', `/clients/${created.client_id}/api-keys`, { ...asPartnerManager(), body: { name: 'Nightly sync', scopes: ['objects:read'], expires_at: '2999-01-01T00:00:00Z' } });
         assert.equal(res.status, 201, JSON.stringify(res.body));

@@ -93,6 +93,8 @@ async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Pro
   for (const index of ['audit_events_kind', 'users_created', 'clients_created', 'grants_created', 'grants_client_created', 'consents_client', 'grants_user_created', 'grants_revoked_unended', 'grants_unended_created']) await handle.db.schema.dropIndex(index).execute();
   await handle.db.schema.createIndex('grants_client').on('grants').column('client_id').execute();
   await handle.db.schema.createIndex('grants_user').on('grants').columns(['user_id', 'client_id']).execute();
+  await handle.db.schema.dropIndex('api_keys_client_created').execute();
+  await handle.db.schema.createIndex('api_keys_client').on('api_keys').column('client_id').execute();
 }
 
 async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
@@ -189,7 +191,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists']);
           } finally {
             await handle.close();
           }
@@ -241,7 +243,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists']);
           } finally {
             await handle.close();
           }

@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { ClientChangedError } from '../../core/applications.ts';
 import type { ApiKey } from '../../storage/repositories/api-keys.ts';
-import { findClientOr404, listOf } from './clients.ts';
+import { findClientOr404 } from './clients.ts';
+import { listFilteredPage, pageOf, pageQuery, textId, type FilteredList } from './paging.ts';
 import { notFound } from './problems.ts';
 import { actOnCheckedClient, ADMIN_CLIENT_RULE, CHECKED_WHEN_WRITTEN, idParams, iso, noContent, operation, optionalTimestamp, parseExpiry, recordAdminAction, requestBody, stringList, timestamp } from './support.ts';
 
@@ -24,14 +25,24 @@ const apiKeySchema = { title: 'ApiKey', type: 'object', required: Object.keys(ap
 
 type ClientParams = { clientId: string };
 
+/** Newest first, and of one second by id (as the index reads them, see ApiKeyRepository.listForClient). */
+const API_KEYS: FilteredList<ApiKey, string> = { name: 'api_keys', parseId: textId, positionOf: (key) => ({ time: key.createdAt, id: key.id }) };
+
 /** A client's API keys (`Authorization: ApiKey <key>`): list, create (shown once), revoke. */
 export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
-  app.get<{ Params: ClientParams }>(
+  app.get<{ Params: ClientParams; Querystring: { limit: number; cursor?: string } }>(
     '/clients/:clientId/api-keys',
-    { ...operation(TAG, SCOPE, 'listApiKeys', 'List a client’s API keys'), schema: { params: idParams('clientId'), response: { 200: listOf('api_keys', apiKeySchema) } } },
+    {
+      ...operation(TAG, SCOPE, 'listApiKeys', 'List a client’s API keys', { description: 'Newest first, a page at a time; revoked keys too.' }),
+      schema: { params: idParams('clientId'), querystring: pageQuery, response: { 200: pageOf('api_keys', apiKeySchema, 'newest first') } },
+    },
     async (request) => {
       const client = await findClientOr404(gatehouse, request.params.clientId);
-      return { api_keys: (await gatehouse.storage.apiKeys.listForClient(client.id)).map(describeApiKey) };
+      // The client is among the filters: a cursor from another client's keys is refused.
+      const { page, nextCursor } = await listFilteredPage(API_KEYS, request.query, { client_id: client.id }, (after, limit) =>
+        gatehouse.storage.apiKeys.listForClient(client.id, { after: after && { createdAt: after.time, id: after.id }, limit }),
+      );
+      return { api_keys: page.map(describeApiKey), next_cursor: nextCursor };
     },
   );
 

@@ -59,8 +59,16 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
       const row = await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('id', '=', id).executeTakeFirst();
       return row && toApiKey(row);
     },
-    async listForClient(clientId) {
-      return (await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('client_id', '=', clientId).orderBy('created_at', 'desc').orderBy('id').execute()).map(toApiKey);
+    async listForClient(clientId, page) {
+      let query = db.selectFrom('api_keys').select(COLUMNS.api_keys).where('client_id', '=', clientId);
+      if (page?.after !== undefined) {
+        // Older, or as old with a greater id: the order of the index (client_id, created_at desc, id),
+        // as for grants (kyselyGrants.list). The first condition bounds the read of the index.
+        const { createdAt, id } = page.after;
+        query = query.where('created_at', '<=', createdAt).where((eb) => eb.or([eb('created_at', '<', createdAt), eb('id', '>', id)]));
+      }
+      if (page !== undefined) query = query.limit(page.limit);
+      return (await query.orderBy('created_at', 'desc').orderBy('id').execute()).map(toApiKey);
     },
     async revoke(clientId, id, now, expected) {
       let revocation = db.updateTable('api_keys').set({ revoked_at: now }).where('client_id', '=', clientId).where('id', '=', id).where('revoked_at', 'is', null);

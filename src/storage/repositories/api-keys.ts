@@ -24,7 +24,11 @@ export interface ApiKeyRepository {
   create(key: ApiKey, expected?: ExpectedClient, limit?: number): Promise<boolean>;
   findByDigest(digest: string): Promise<ApiKey | undefined>;
   findById(id: string): Promise<ApiKey | undefined>;
-  listForClient(clientId: string): Promise<ApiKey[]>;
+  /**
+   * The client's keys, newest first (of one second, by id); with `page`, at most its limit, those
+   * after `page.after` in that order.
+   */
+  listForClient(clientId: string, page?: { after?: { createdAt: number; id: string } | undefined; limit: number }): Promise<ApiKey[]>;
   /**
    * Revokes a key of the given client; with `expected`, only while the client is as expected
    * (ClientRepository.update). False when there is no such live key, or the client is no longer
