@@ -176,8 +176,8 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
   portal.post<{ Params: { clientId: string; keyId: string } }>('/developers/applications/:clientId/api-keys/:keyId/revoke', { config: { portalForm: keysPageForm(false) } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
     const keyId = request.params.keyId;
-    const keys = RECORD_ID.test(keyId) ? await gatehouse.storage.apiKeys.listForClient(application.id) : [];
-    if (!keys.some((key) => key.id === keyId)) return applicationNotFound(reply);
+    const key = RECORD_ID.test(keyId) ? await gatehouse.storage.apiKeys.findById(keyId) : undefined;
+    if (key?.clientId !== application.id) return applicationNotFound(reply);
     const now = gatehouse.clock();
     // Scoped to the application too, so a key of another application is never touched; and only while it is as checked.
     const written = await writeToOwnApplication(gatehouse, developer.user.id, application, async (_current, expected) =>
