@@ -16,7 +16,8 @@ import { AuthorizationPageError, AuthorizationRedirectError, recheckWaitingReque
 export type AuthorizationOutcome =
   | AuthorizationResponse
   | { kind: 'login'; pendingId: string; client: Client; loginHint: string | undefined }
-  | { kind: 'consent'; pendingId: string; client: Client; scopes: { name: string; description: string }[] }
+  /** `redirectUri`: where the person's browser goes, whether they allow or deny. */
+  | { kind: 'consent'; pendingId: string; client: Client; scopes: { name: string; description: string }[]; redirectUri: string }
   | { kind: 'error_page'; message: string }
   /** The client address made too many requests that would wait for a person: nothing was stored. */
   | { kind: 'throttled'; retryAfterSeconds: number };
@@ -219,7 +220,7 @@ export class AuthorizationEndpoint {
 
   #consentPage(pendingId: string, client: Client, request: AuthorizationRequest): AuthorizationOutcome {
     const scopes = request.scopes.map((name) => ({ name, description: this.#services.scopes.definition(name)?.description ?? name }));
-    return { kind: 'consent', pendingId, client, scopes };
+    return { kind: 'consent', pendingId, client, scopes, redirectUri: request.redirectUri };
   }
 
   /**

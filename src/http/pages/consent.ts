@@ -11,12 +11,13 @@ export async function consentRoutes(app: FastifyInstance, pages: Pages): Promise
     const session = await currentSession(pages, request);
     const outcome = await gatehouse.authorizationEndpoint.pendingConsent(pendingId, session, request.browser);
     if (outcome.kind !== 'consent') return sendOutcome(pages, reply, outcome, false);
-    const { client, scopes } = outcome;
+    const { client, scopes, redirectUri } = outcome;
     return renderPage(reply, 'consent', {
       title: `Authorize ${client.name}`,
       pendingId,
       client: { name: client.name, description: client.description, baseUrl: safeHttpUrl(client.baseUrl) },
       scopes,
+      destination: destinationOf(redirectUri),
       user: session!.user.email,
     });
   });
@@ -32,6 +33,17 @@ export async function consentRoutes(app: FastifyInstance, pages: Pages): Promise
     if (decision !== 'allow' && decision !== 'deny') return renderPage(reply, 'error', { title: 'Please choose', message: 'Choose Allow or Deny.' }, 400);
     return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.answerConsent(pendingId, session, decision === 'allow', request.browser), true);
   });
+}
+
+/**
+ * Where a redirect URI sends the person, in words: the origin of an http(s) URI, or the app that
+ * opens a private-use scheme (RFC 8252 §7.1). The base URL is only what the developer says of the
+ * application; this is where the browser goes, so an application named after another cannot hide
+ * that its answer goes elsewhere.
+ */
+function destinationOf(redirectUri: string): string {
+  const url = new URL(redirectUri);
+  return url.protocol === 'https:' || url.protocol === 'http:' ? url.origin : `the app on your device that opens ${url.protocol.slice(0, -1)} links`;
 }
 
 /** Only http(s) links are shown to people; anything else (javascript:, data:) is dropped. */
