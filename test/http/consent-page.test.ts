@@ -21,6 +21,7 @@ for (const dialect of DIALECTS) {
   describe(`consent page (${dialect})`, () => {
     let server: TestServer;
     let client: { id: string };
+    let developers: { id: string };
     const user = { email: 'ada@example.com', password: 'correct horse battery' };
 
     before(async () => {
@@ -34,14 +35,16 @@ for (const dialect of DIALECTS) {
         scopes: ['objects:read'],
         redirectUris: [CALLBACK, NATIVE_CALLBACK],
       });
+      const developer = await server.user('dev@studio.example', 'another horse battery');
+      developers = await server.client({ name: 'Studio Sync', ownerUserId: developer.id, grantTypes: ['authorization_code'], scopes: ['objects:read'], redirectUris: [CALLBACK] });
       await server.user(user.email, user.password);
     });
     after(() => server.close());
 
     /** The consent page a person reaches, signed in, for an authorization request of the client sending them back to `redirectUri`. */
-    async function consentPage(redirectUri: string): Promise<string> {
+    async function consentPage(redirectUri: string, of = client): Promise<string> {
       const browser = new HttpBrowser();
-      const query = new URLSearchParams({ response_type: 'code', client_id: client.id, redirect_uri: redirectUri, scope: 'objects:read', state: 's', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' });
+      const query = new URLSearchParams({ response_type: 'code', client_id: of.id, redirect_uri: redirectUri, scope: 'objects:read', state: 's', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' });
       const login = await browser.follow(`${server.url}/authorize?${query}`, server.url);
       const page = await browser.follow(`${server.url}/login`, server.url, { form: { csrf: hiddenField(login.text, 'csrf'), request: hiddenField(login.text, 'request'), ...user } });
       assert.equal(page.status, 200, page.text.slice(0, 300));
@@ -54,6 +57,13 @@ for (const dialect of DIALECTS) {
       assert.match(web, /Whether you allow or deny, you will be sent to https:\/\/app\.example\./);
       const native = await consentPage(NATIVE_CALLBACK);
       assert.match(native, /Whether you allow or deny, you will be sent to the app on your device that opens com\.example\.app links\./);
+    });
+
+    it('says who registered the application, a developer or the operators, and does not give out the developer’s address', async () => {
+      const byDeveloper = await consentPage(CALLBACK, developers);
+      assert.match(byDeveloper, /Registered by a developer on this platform, not by its operators\./);
+      assert.doesNotMatch(byDeveloper, /dev@studio\.example/);
+      assert.match(await consentPage(CALLBACK), /Registered by the operators of this service\./);
     });
   });
 }
