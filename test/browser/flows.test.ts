@@ -508,7 +508,7 @@ describe('browser flows in headless Chromium', () => {
     assert.ok(landed.searchParams.get('code'));
   });
 
-  it('lists the authorized application on the account page; Withdraw access removes it and its refresh token stops working', async () => {
+  it('lists the authorized application on the account page; its Withdraw access button, named after it, removes it and its refresh token stops working', async () => {
     const client = await server.client({
       name: 'Takeoff Estimator',
       grantTypes: ['authorization_code', 'refresh_token'],
@@ -532,7 +532,8 @@ describe('browser flows in headless Chromium', () => {
     assert.ok(await application.getByText('Browse BIM objects and read their metadata').isVisible());
     assert.ok(await application.getByText('Download BIM object files').isVisible());
 
-    await application.getByRole('button', { name: 'Withdraw access' }).click();
+    // Named after its application: a screen reader listing the page's buttons tells them apart.
+    await page.getByRole('button', { name: 'Withdraw access from Takeoff Estimator', exact: true }).click();
     await page.getByRole('status').waitFor();
     assert.match(await page.getByRole('status').innerText(), /Access withdrawn\. The application can no longer renew its access and its access tokens are revoked; an API that checks tokens on its own may accept one until it expires, within 60 minutes\./);
     assert.equal(await page.locator('.app').count(), 0);
