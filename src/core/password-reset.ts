@@ -118,12 +118,14 @@ export class PasswordResetService {
   }
 
   /**
-   * Whether a reset with `token` keeps the grants its account gave applications: its address was
-   * verified before (see reset). Undefined when the link cannot reset a password now (isLive).
+   * What the new-password form of the link `token` says: the address of its account, and whether a
+   * reset keeps the grants the account gave applications (its address was verified before, see
+   * reset). Undefined when the link cannot reset a password now (isLive).
    */
-  async keepsGrants(token: unknown, now: number): Promise<boolean | undefined> {
+  async linkAccount(token: unknown, now: number): Promise<{ email: string; keepsGrants: boolean } | undefined> {
     if (!this.#mailer) return undefined;
-    return (await findLiveLink(token, RESET_LINK, (digest) => this.#storage.passwordResets.find(digest), this.#storage.users, now))?.user.emailVerified;
+    const link = await findLiveLink(token, RESET_LINK, (digest) => this.#storage.passwordResets.find(digest), this.#storage.users, now);
+    return link && { email: link.user.email, keepsGrants: link.user.emailVerified };
   }
 
   /** Throws a ValidationError when `password` cannot be a user's password (as at sign-up). */

@@ -227,6 +227,20 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('names the account on the new-password form, shown or refused, so that a password manager saves the new password for it', async () => {
+      freshWindow();
+      const user = await aUser();
+      await askForLink(user.email);
+      const { browser } = await openLink(lastLinkTo(user.email));
+      const form = await browser.request(`${server.url}/password/reset`);
+      const refused = await setPassword(browser, NEW_PASSWORD, 'not the same one');
+      for (const page of [form.text, refused.text]) {
+        const fields = /<form method="post" action="\/password\/reset"[^>]*>(.*?)<\/form>/s.exec(page)?.[1] ?? '';
+        assert.match(fields, new RegExp(`<input type="email" autocomplete="username" value="${user.email}" readonly hidden>`));
+        assert.match(fields, /autocomplete="new-password"/);
+      }
+    });
+
     it('takes an account made with someone else’s address back from its maker: the owner’s reset through the link revokes every grant the maker gave, and withdraws their consents', async () => {
       freshWindow();
       const victim = `victim-${++counter}-${dialect}@example.com`;

@@ -63,9 +63,12 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
     return renderPage(reply, 'password-sent', { title: 'Check your email', email, minutes: Math.round(resets.tokenTtlSeconds / 60) });
   });
 
-  /** `keepsGrants`: what the form says will become of the applications the account authorized (PasswordResetService.keepsGrants). */
-  const showReset = (reply: FastifyReply, keepsGrants: boolean, errors: ResetErrors = {}, status = 200) =>
-    renderPage(reply, 'password-reset', { title: 'Choose a new password', keepsGrants, errors }, status);
+  /**
+   * `account`: the address the form names for password managers, and what it says will become of
+   * the applications the account authorized (PasswordResetService.linkAccount).
+   */
+  const showReset = (reply: FastifyReply, account: { email: string; keepsGrants: boolean }, errors: ResetErrors = {}, status = 200) =>
+    renderPage(reply, 'password-reset', { title: 'Choose a new password', ...account, errors }, status);
 
   app.get('/password/reset', async (request, reply) => {
     if (!resets.enabled) return off(reply);
@@ -75,18 +78,18 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
       if (!(await resets.isLive(query.token, now))) return linkInvalid(request, reply);
       return resetLink.moveIntoCookie(request, reply, query.token as string, resets.tokenTtlSeconds);
     }
-    const keepsGrants = await resets.keepsGrants(resetLink.read(request), now);
-    if (keepsGrants === undefined) return linkInvalid(request, reply);
-    return showReset(reply, keepsGrants);
+    const account = await resets.linkAccount(resetLink.read(request), now);
+    if (account === undefined) return linkInvalid(request, reply);
+    return showReset(reply, account);
   });
 
   app.post('/password/reset', async (request, reply) => {
     if (!resets.enabled) return off(reply);
     const now = gatehouse.clock();
     const token = resetLink.read(request);
-    const keepsGrants = await resets.keepsGrants(token, now);
-    if (keepsGrants === undefined) return linkInvalid(request, reply);
-    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showReset(reply, keepsGrants, { form: EXPIRED }, 403);
+    const account = await resets.linkAccount(token, now);
+    if (account === undefined) return linkInvalid(request, reply);
+    if (!pages.csrf.verify(request, field(request.body, 'csrf'))) return showReset(reply, account, { form: EXPIRED }, 403);
     const next = field(request.body, 'new_password') ?? '';
     const confirmation = field(request.body, 'confirm_password') ?? '';
     let result;
@@ -94,11 +97,11 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
       if (confirmation !== next) {
         // The new password's own faults first: they are what the person has to fix.
         resets.checkPassword(next);
-        return showReset(reply, keepsGrants, { confirm: 'The new password and its confirmation are not the same.' }, 400);
+        return showReset(reply, account, { confirm: 'The new password and its confirmation are not the same.' }, 400);
       }
       result = await resets.reset(token, next, now);
     } catch (error) {
-      if (error instanceof ValidationError) return showReset(reply, keepsGrants, { new: sentence(error.message) }, 400);
+      if (error instanceof ValidationError) return showReset(reply, account, { new: sentence(error.message) }, 400);
       throw error;
     }
     if (result.outcome === 'invalid') return linkInvalid(request, reply);
