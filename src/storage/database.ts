@@ -1,7 +1,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration, type MigrationProvider } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type Migration, type MigrationProvider } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.ts';
 import { preparedStatementPool } from './prepared-statements.ts';
@@ -168,7 +168,16 @@ export async function migrate(handle: DatabaseHandle): Promise<string[]> {
       return result;
     },
   };
-  const { error, results } = await new Migrator({ db: handle.db, provider }).migrateToLatest();
+  const migrator = new Migrator({ db: handle.db, provider });
+  // On PostgreSQL, Kysely runs the migrations in one transaction under an advisory lock. On SQLite it
+  // runs them bare, statement by statement: a process stopped partway (SIGTERM during the first start,
+  // a crash) would leave tables no migration is recorded for, and every later start would fail on
+  // them. SQLite's DDL is transactional, so they run in one transaction of ours, taken IMMEDIATE: a
+  // second process (a CLI command as the server starts) waits for it (busy_timeout) rather than
+  // interleaving its own run of the same migrations.
+  if (handle.dialect === 'sqlite') await sql`begin immediate`.execute(handle.db);
+  const { error, results } = await migrator.migrateToLatest();
+  if (handle.dialect === 'sqlite') await sql.raw(error ? 'rollback' : 'commit').execute(handle.db);
   if (error) throw error;
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

@@ -224,6 +224,27 @@ for (const dialect of DIALECTS) {
         }
       });
 
+      it('leaves nothing of migrations that fail partway, so the next start applies them whole', async () => {
+        // A process killed during its first start (SIGTERM, a crash) stops its migrations the same
+        // way: the next start must not meet half of them.
+        const database = await createTestDatabase(dialect);
+        try {
+          const handle = openDatabase(storageOptions(database));
+          try {
+            // The last table 001 creates is there already: 001 fails after creating the others.
+            await handle.db.schema.createTable('audit_events').addColumn('id', 'integer').execute();
+            await assert.rejects(migrate(handle), /audit_events/);
+            await handle.db.schema.dropTable('audit_events').execute();
+            assert.equal((await migrate(handle))[0], '001-foundation');
+            assert.deepEqual(await migrate(handle), [], 'every migration is applied');
+          } finally {
+            await handle.close();
+          }
+        } finally {
+          await database.drop();
+        }
+      });
+
       it('gives each grant stored before 006 without a refresh token the end of its longest possible access token', async () => {
         const database = await createTestDatabase(dialect);
         try {
