@@ -64,14 +64,15 @@ export interface GatehouseOptions {
 }
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
+  const sqlitePath = join(config.dataDir, SQLITE_FILE);
   try {
-    return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, SQLITE_FILE), queryTimeoutMs: config.database.queryTimeoutSeconds * 1000 });
+    return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath, queryTimeoutMs: config.database.queryTimeoutSeconds * 1000 });
   } catch (error) {
-    if (!config.databaseUrl) throw error;
-    // Name the setting to check, never its value: the URL may carry a password.
     const { message, code, errors } = error as { message?: string; code?: string; errors?: { message?: string }[] };
-    const reason = message || errors?.[0]?.message || code || String(error);
-    throw new Error(`DATABASE_URL: the database cannot be used (${reason.replace(/\s+/g, ' ')})`, { cause: error });
+    const reason = (message || errors?.[0]?.message || code || String(error)).replace(/\s+/g, ' ');
+    // Name the setting to check, never the URL's value: it may carry a password.
+    if (config.databaseUrl) throw new Error(`DATABASE_URL: the database cannot be used (${reason})`, { cause: error });
+    throw new Error(`GATEHOUSE_DATA_DIR: the database ${sqlitePath} cannot be used (${reason})`, { cause: error });
   }
 }
 

@@ -363,8 +363,12 @@ function resolveSecret(given: string | undefined, databaseUrl: string | undefine
   }
   // Owner-only, as ssh and PostgreSQL keep their private keys and data directory: the folder also
   // holds the database, with every signing key (encrypted under this secret) and account.
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  writeFileSync(path, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    writeFileSync(path, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    throw new ConfigError(`GATEHOUSE_DATA_DIR: the master secret cannot be generated into ${path} (${(error as Error).message})`);
+  }
   chmodSync(path, 0o600);
   return { secret: readFileSync(path, 'utf8').trim(), generatedAt: path };
 }
@@ -422,7 +426,8 @@ function parseDatabaseUrl(value: string | undefined): string | undefined {
 
 function parseRedisUrl(value: string | undefined): string | undefined {
   if (value === undefined || value.trim() === '') return undefined;
-  if (!/^rediss?:\/\//.test(value)) throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL');
+  // Not quoted: the URL may hold the Redis password.
+  if (!/^rediss?:\/\//.test(value) || !URL.canParse(value)) throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL');
   return value;
 }
 

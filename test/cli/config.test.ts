@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,8 +22,17 @@ after(() => {
 
 describe('start-up with a bad setting', { timeout: 180_000 }, () => {
   let dir: string;
-  before(() => {
+  /** A port another process listens on. */
+  let taken: Server;
+  let takenPort: number;
+  before(async () => {
     dir = tempDir();
+    taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    takenPort = (taken.address() as AddressInfo).port;
+  });
+  after(() => {
+    taken.close();
   });
 
   const file = (name: string, text: string): string => {
@@ -83,6 +93,16 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       /DATABASE_URL: .*ECONNREFUSED/,
     ],
     ['GATEHOUSE_SMTP_URL of another scheme', () => ({ GATEHOUSE_SMTP_URL: 'https://mailer:hunter2-password@mail.example', GATEHOUSE_MAIL_FROM: 'no-reply@example.com' }), /GATEHOUSE_SMTP_URL must be an smtp:\/\/ or smtps:\/\/ URL/],
+    ['PORT another process listens on', () => ({ PORT: String(takenPort) }), /^gatehouse: PORT: cannot listen on 127\.0\.0\.1:\d+ .*EADDRINUSE/],
+    ['HOST that names no address', () => ({ HOST: 'nowhere.invalid' }), /^gatehouse: HOST: cannot listen on nowhere\.invalid:0 .*ENOTFOUND/],
+    ['HOST that is not an address of this machine', () => ({ HOST: '192.0.2.1' }), /^gatehouse: HOST: cannot listen on 192\.0\.2\.1:0 .*EADDRNOTAVAIL/],
+    ['GATEHOUSE_DATA_DIR that is a file', () => ({ GATEHOUSE_DATA_DIR: file('a-file', 'not a folder') }), /^gatehouse: configuration error: GATEHOUSE_DATA_DIR: .*a-file.*EEXIST/],
+    [
+      'GATEHOUSE_DATA_DIR that is a file, with GATEHOUSE_SECRET set',
+      () => ({ GATEHOUSE_DATA_DIR: join(file('another-file', 'not a folder'), 'data'), GATEHOUSE_SECRET: TEST_SECRET }),
+      /^gatehouse: GATEHOUSE_DATA_DIR: .*another-file.*ENOTDIR/,
+    ],
+    ['REDIS_URL that is no URL', () => ({ REDIS_URL: 'redis://:hunter2-password@[redis' }), /^gatehouse: configuration error: REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/],
     ['GATEHOUSE_SMTP_URL without GATEHOUSE_MAIL_FROM', () => ({ GATEHOUSE_SMTP_URL: 'smtp://mailer:hunter2-password@mail.example:587' }), /GATEHOUSE_MAIL_FROM \(or mail\.from\) must be set/],
   ];
 
@@ -94,9 +114,16 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       assert.notEqual(result.code, 0);
       assert.match(oneLine(result), expected);
       assert.equal(result.stdout.includes('listening'), false, result.stdout);
-      assert.equal(result.stderr.includes('hunter2'), false, 'a password in DATABASE_URL or GATEHOUSE_SMTP_URL is never printed');
+      assert.equal(result.stderr.includes('hunter2'), false, 'a password in DATABASE_URL, REDIS_URL or GATEHOUSE_SMTP_URL is never printed');
     });
   }
+
+  it('stops with one line naming GATEHOUSE_METRICS_PORT when another process listens on it', async () => {
+    const result = await runCli(['serve'], { GATEHOUSE_DATA_DIR: join(dir, 'data'), PORT: '0', GATEHOUSE_METRICS_PORT: String(takenPort) }, 30_000);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(oneLine(result), /^gatehouse: GATEHOUSE_METRICS_PORT: cannot listen on 127\.0\.0\.1:\d+ .*EADDRINUSE/);
+    assert.equal(result.stdout.includes('Gatehouse is listening'), false, result.stdout);
+  });
 
   it('stops the other commands the same way', async () => {
     for (const args of [['migrate'], ['client', 'list'], ['keys', 'list']]) {

@@ -127,7 +127,7 @@ async function serveOnce(config: GatehouseConfig, options: { seed: boolean; anno
   const app = buildApp(gatehouse, { metrics });
   const metricsServer = metrics && !cluster.isWorker ? metricsApp(() => metrics.registry.metrics(), logger) : undefined;
   const demo = options.seed && config.demo ? await seedDemo(gatehouse) : undefined;
-  await app.listen({ port: config.port, host: config.host });
+  await listenAt(app, config.port, config.host, MAIN_ADDRESS);
   const metricsPort = metricsServer && (await listenForMetrics(metricsServer, config));
   if (options.announce) announce(config, portOf(app) ?? config.port, demo, metricsPort);
 
@@ -146,8 +146,24 @@ async function serveOnce(config: GatehouseConfig, options: { seed: boolean; anno
 
 /** Listens on the metrics port; returns the port (the one the system chose, for 0). */
 async function listenForMetrics(server: FastifyInstance, config: GatehouseConfig): Promise<number> {
-  await server.listen({ port: config.metrics.port, host: config.metrics.host });
+  await listenAt(server, config.metrics.port!, config.metrics.host, { port: 'GATEHOUSE_METRICS_PORT', host: 'GATEHOUSE_METRICS_HOST' });
   return portOf(server) ?? config.metrics.port!;
+}
+
+const MAIN_ADDRESS = { port: 'PORT', host: 'HOST' };
+
+/**
+ * Listens, or fails with one line naming the setting to change: the port when it is taken or
+ * needs privileges, the address when it names none or none of this machine's.
+ */
+async function listenAt(server: FastifyInstance, port: number, host: string, settings: { port: string; host: string }): Promise<void> {
+  try {
+    await server.listen({ port, host });
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    const setting = code === 'EADDRINUSE' || code === 'EACCES' ? settings.port : settings.host;
+    throw new Error(`${setting}: cannot listen on ${hostInUrl(host)}:${port} (${message})`, { cause: error });
+  }
 }
 
 function portOf(app: FastifyInstance): number | undefined {
