@@ -445,6 +445,29 @@ for (const dialect of DIALECTS) {
   });
 }
 
+describe('serve on an empty data dir whose first start fails', { timeout: 120_000 }, () => {
+  it('creates the demo set-up only once it can print it: the next start prints it', async () => {
+    const dataDir = tempDir();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const failed = await runCli(['serve'], { GATEHOUSE_DATA_DIR: dataDir, PORT: String((taken.address() as AddressInfo).port) }, 30_000);
+      assert.equal(failed.code, 1, failed.stdout);
+      assert.match(oneLine(failed), /PORT: .*EADDRINUSE/);
+    } finally {
+      taken.close();
+    }
+    assert.deepEqual(await cliJson(['client', 'list'], { GATEHOUSE_DATA_DIR: dataDir }), [], 'no demo client was made that nobody saw');
+
+    const server = await startServe({ GATEHOUSE_DATA_DIR: dataDir });
+    try {
+      assert.equal(parseDemo(server.stdout()).user.email, 'demo@example.com');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 interface Credentials {
   client_id: string;
   client_secret: string;

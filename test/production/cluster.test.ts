@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { spawnGatehouse } from '../cli/support.ts';
+import { cliJson, spawnGatehouse } from '../cli/support.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { SERVER_NODE_OPTIONS } from '../../src/cli/runtime.ts';
 import { TEST_SECRET } from '../support/server.ts';
@@ -449,6 +449,8 @@ describe('serve --workers 2 whose workers cannot start', { timeout: 90_000 }, ()
       for (const wait of ['0.5', '1', '2']) assert.match(stderr, new RegExp(`starting another in ${wait.replace('.', '\\.')} s`), stderr);
       assert.ok(Date.now() - startedAt >= 3_500, 'it waited between the workers');
       assert.equal(primary.stdout().includes('Gatehouse is listening'), false);
+      // Its secrets are printed once, when the workers serve: made now, they would never be shown.
+      assert.deepEqual(await cliJson(['client', 'list'], env), [], 'no demo set-up was made that nobody saw');
     } finally {
       await primary.stop();
       taken.close();

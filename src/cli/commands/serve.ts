@@ -39,10 +39,8 @@ async function serve(config: GatehouseConfig, workers: number): Promise<void> {
   if (cluster.isWorker) return serveOnce(config, { seed: false, announce: false, limitsCountedByPrimary: process.env[LIMITS_COUNTED_BY_PRIMARY] === '1' });
   if (workers === 1) return serveOnce(config, { seed: true, announce: true });
 
-  // Migrations, keys and the demo are set up once, before the workers race for them.
-  const setup = await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) });
-  const demo = config.demo ? await seedDemo(setup) : undefined;
-  await setup.close();
+  // Migrations and keys are set up once, before the workers race for them.
+  await (await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) })).close();
 
   let stopping = false;
   let exitCode = 0;
@@ -86,7 +84,16 @@ async function serve(config: GatehouseConfig, workers: number): Promise<void> {
   let listening = 0;
   cluster.on('listening', () => {
     served = true;
-    if (++listening === workers) announce(config, config.port, demo, metricsPort, `${workers} workers`);
+    if (++listening !== workers) return;
+    // The demo once every worker serves, as in a single process: its secrets are printed this once.
+    (config.demo ? seedDemoApart(config) : Promise.resolve(undefined)).then(
+      (demo) => announce(config, config.port, demo, metricsPort, `${workers} workers`),
+      (error: unknown) => {
+        process.stderr.write(`gatehouse: the demo set-up could not be made (${(error as Error).message}); stopping\n`);
+        exitCode = 1;
+        stop();
+      },
+    );
   });
   function stop() {
     if (stopping) return;
@@ -96,6 +103,16 @@ async function serve(config: GatehouseConfig, workers: number): Promise<void> {
   }
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+/** The demo set-up on an empty database, for the primary of `serve --workers N`, which serves nothing itself. */
+async function seedDemoApart(config: GatehouseConfig): Promise<DemoSetup | undefined> {
+  const gatehouse = await createGatehouse(config, { background: false, logger: pino({ level: 'silent' }) });
+  try {
+    return await seedDemo(gatehouse);
+  } finally {
+    await gatehouse.close();
+  }
 }
 
 /** A worker that exits sooner than this after its start failed to start, or fails again at once. */
@@ -126,9 +143,11 @@ async function serveOnce(config: GatehouseConfig, options: { seed: boolean; anno
   const metrics = config.metrics.port === undefined ? undefined : createMetrics(gatehouse);
   const app = buildApp(gatehouse, { metrics });
   const metricsServer = metrics && !cluster.isWorker ? metricsApp(() => metrics.registry.metrics(), logger) : undefined;
-  const demo = options.seed && config.demo ? await seedDemo(gatehouse) : undefined;
   await listenAt(app, config.port, config.host, MAIN_ADDRESS);
   const metricsPort = metricsServer && (await listenForMetrics(metricsServer, config));
+  // Once nothing is left that can stop the start: the demo's secrets are printed this once, so a
+  // set-up made by a start that then failed would never be shown, and the next start would make none.
+  const demo = options.seed && config.demo ? await seedDemo(gatehouse) : undefined;
   if (options.announce) announce(config, portOf(app) ?? config.port, demo, metricsPort);
 
   let stopping = false;
