@@ -276,7 +276,66 @@ function readConfigFile(path: string, name: string): FileConfig {
   if (!isObject(parsed) || !isObject(parsed.scopes)) {
     throw new ConfigError(`${name}: ${path} must be a JSON object with a "scopes" object`);
   }
+  const unknown = unknownSetting(parsed);
+  if (unknown) throw new ConfigError(`${name}: ${path}: ${unknown}`);
   return parsed as unknown as FileConfig;
+}
+
+/**
+ * The settings of each section of the file. A name that is none of them is a misspelling, which
+ * would leave the default in force with nothing to say so (`userOnyl` would let client credentials
+ * have a user-only scope): start-up stops instead.
+ */
+const FILE_SETTINGS: { [S in Exclude<keyof FileConfig, 'scopes'>]-?: readonly (keyof NonNullable<FileConfig[S]>)[] } = {
+  tokens: [
+    'accessTokenTtlSeconds',
+    'refreshTokenTtlSeconds',
+    'refreshTokenMaxLifetimeSeconds',
+    'refreshTokenReuseGraceSeconds',
+    'authorizationCodeTtlSeconds',
+    'idTokenTtlSeconds',
+    'accessTokenAlgorithm',
+    'idTokenAlgorithm',
+    'clientCredentialsReuseSeconds',
+    'audience',
+  ],
+  clients: ['cacheTtlSeconds'],
+  keys: ['reloadIntervalSeconds'],
+  sessions: ['ttlSeconds'],
+  audit: ['retentionDays'],
+  database: ['queryTimeoutSeconds'],
+  signup: ['enabled', 'maxAccountsPerAddress', 'windowSeconds', 'verifyEmail'],
+  pkce: ['allowPlain'],
+  implicit: ['enabled'],
+  projectTokens: ['maxTtlSeconds', 'defaultTtlSeconds'],
+  login: ['maxFailuresPerAccount', 'maxFailuresPerAddress', 'windowSeconds'],
+  rateLimits: ['tokenRequestsPerClient', 'clientAuthFailures', 'authorizationRequestsPerAddress', 'windowSeconds'],
+  mail: ['smtpUrl', 'from'],
+  passwordReset: ['tokenTtlSeconds', 'maxRequestsPerAccount', 'maxRequestsPerAddress', 'windowSeconds'],
+  emailVerification: ['tokenTtlSeconds', 'maxRequestsPerAccount', 'maxRequestsPerAddress', 'windowSeconds'],
+};
+const SCOPE_FLAGS: readonly (keyof ScopeDefinition)[] = ['description', 'userOnly', 'admin', 'project'];
+
+/** What is wrong with the first name in the file that is no setting; undefined when there is none. */
+function unknownSetting(file: Record<string, unknown>): string | undefined {
+  const sections: Record<string, readonly string[]> = FILE_SETTINGS;
+  const notOneOf = (name: string, known: readonly string[]) => `${name} is not a setting (the settings here: ${known.join(', ')})`;
+  for (const [section, value] of Object.entries(file)) {
+    if (section === 'scopes') {
+      for (const [scope, definition] of Object.entries(value as Record<string, unknown>)) {
+        const flag = isObject(definition) ? Object.keys(definition).find((key) => !SCOPE_FLAGS.includes(key as keyof ScopeDefinition)) : undefined;
+        if (flag !== undefined) return notOneOf(`scopes.${scope}.${flag}`, SCOPE_FLAGS);
+      }
+      continue;
+    }
+    const known = Object.hasOwn(sections, section) ? sections[section]! : undefined;
+    if (!known) return notOneOf(section, ['scopes', ...Object.keys(sections)]);
+    if (value === null) continue;
+    if (!isObject(value)) return `${section} must be an object`;
+    const key = Object.keys(value).find((k) => !known.includes(k));
+    if (key !== undefined) return notOneOf(`${section}.${key}`, known);
+  }
+  return undefined;
 }
 
 function parseScopes(raw: Record<string, Partial<ScopeDefinition>>): Record<string, ScopeDefinition> {

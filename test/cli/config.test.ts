@@ -80,6 +80,19 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { database: { queryTimeoutSeconds: 0 } }, 'no-query-time.json') }),
       /database\.queryTimeoutSeconds .*0\.1/,
     ],
+    // A misspelt setting would leave its default in force, with nothing to say so.
+    [
+      'a misspelt setting in the configuration file',
+      () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { tokens: { accesTokenTtlSeconds: 300 } }, 'misspelt-setting.json') }),
+      /GATEHOUSE_CONFIG: .*tokens\.accesTokenTtlSeconds is not a setting/,
+    ],
+    ['a misspelt section of the configuration file', () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { sesions: { ttlSeconds: 3600 } }, 'misspelt-section.json') }), /GATEHOUSE_CONFIG: .*sesions is not a setting/],
+    [
+      'a misspelt scope flag',
+      () => ({ GATEHOUSE_CONFIG: writeConfig(dir, { scopes: { 'objects:download': { description: 'Download BIM object files', userOnyl: true } } }, 'misspelt-flag.json') }),
+      /GATEHOUSE_CONFIG: .*scopes\.objects:download\.userOnyl is not a setting/,
+    ],
+    ['a section that is not an object', () => ({ GATEHOUSE_CONFIG: file('number-section.json', '{"scopes": {}, "login": 5}') }), /GATEHOUSE_CONFIG: .*login must be an object/],
     ['GATEHOUSE_TRUST_PROXY that is no switch, hop count or address', () => ({ GATEHOUSE_TRUST_PROXY: 'nginx' }), /GATEHOUSE_TRUST_PROXY .*"nginx" is not an IP address/],
     ['GATEHOUSE_TRUST_PROXY with more hops than any deployment has', () => ({ GATEHOUSE_TRUST_PROXY: '11' }), /GATEHOUSE_TRUST_PROXY .*hops from 0 to 10 .*"11"/],
     ['GATEHOUSE_TRUST_PROXY trusting every address', () => ({ GATEHOUSE_TRUST_PROXY: '10.0.0.1, 0.0.0.0/0' }), /GATEHOUSE_TRUST_PROXY .*"0\.0\.0\.0\/0" needs a prefix length from 1 to 32/],
