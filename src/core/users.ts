@@ -3,6 +3,7 @@ import type { Storage } from '../storage/repositories.ts';
 import { normalizeEmail, type User, type UserChanges } from '../storage/repositories/users.ts';
 import type { AccountNotices, ChangeSource } from './account-notices.ts';
 import type { ClientRegistry } from './clients.ts';
+import { HIDDEN_IN_NAME } from './client-validation.ts';
 import { hashPassword } from './passwords.ts';
 import type { SessionService } from './sessions.ts';
 import { ValidationError } from './validation.ts';
@@ -33,10 +34,22 @@ export function checkNewUser(input: UserInput): void {
   if (input.name !== undefined) checkUserName(input.name);
 }
 
-/** The name as stored: trimmed, and at most MAX_NAME_LENGTH characters (it may be empty). */
-function checkUserName(name: string): string {
+/**
+ * The name as stored: trimmed, and at most MAX_NAME_LENGTH characters (it may be empty), with no
+ * control or invisible formatting character (HIDDEN_IN_NAME, as for an application's name) unless
+ * it is `held`, the name the user has already. Anyone names themselves at sign-up, and the name is
+ * printed as it is into the operator's terminal (`gatehouse user list`), where ESC [ … rewrites the
+ * screen and a line break forges a row; a right-to-left override reverses what follows the name
+ * wherever it is shown, and a zero-width space makes a look-alike of another person's name.
+ */
+function checkUserName(name: string, held?: string): string {
   const trimmed = name.trim();
   if (trimmed.length > MAX_NAME_LENGTH) throw new ValidationError('name', `the name is longer than ${MAX_NAME_LENGTH} characters`);
+  const hidden = trimmed === held ? undefined : HIDDEN_IN_NAME.exec(trimmed)?.[0];
+  if (hidden !== undefined) {
+    const code = `U+${hidden.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    throw new ValidationError('name', `the name contains an invisible or control character (${code}), which could disguise it where it is shown`);
+  }
   return trimmed;
 }
 
@@ -92,10 +105,10 @@ export async function updateUser(
 ): Promise<User | undefined> {
   const { storage } = services;
   const email = patch.email === undefined ? undefined : checkEmail(patch.email);
-  const name = patch.name === undefined ? undefined : checkUserName(patch.name);
   for (let attempt = 1; ; attempt++) {
     const current = await storage.users.findById(userId);
     if (!current) return undefined;
+    const name = patch.name === undefined ? undefined : checkUserName(patch.name, current.name);
     const newEmail = email !== undefined && email !== current.email;
     const emailVerified = patch.emailVerified ?? (newEmail ? false : current.emailVerified);
     const changes: UserChanges = {

@@ -287,6 +287,16 @@ for (const dialect of DIALECTS) {
         assert.equal((await submit(here, '/account/name', '/account/name', { name: ` ${'N'.repeat(200)} ` })).status, 303, 'surrounding spaces do not count');
       });
 
+      it('refuses a name with a control or invisible formatting character with the message on the field, changing nothing', async () => {
+        const user = await aUser();
+        const here = await signedIn(user.email);
+        const before = await server.gatehouse.storage.users.findById(user.id);
+        const refused = await submit(here, '/account/name', '/account/name', { name: 'Grace\u202eesraveR' });
+        assert.equal(refused.status, 400);
+        assert.match(descriptionOf(refused.text, 'name') ?? '', /^The name contains an invisible or control character \(U\+202E\)/);
+        assert.deepEqual(await server.gatehouse.storage.users.findById(user.id), before);
+      });
+
       it('refuses a form without its CSRF token, and sends a signed-out person to sign in', async () => {
         const user = await aUser();
         const here = await signedIn(user.email);

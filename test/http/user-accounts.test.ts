@@ -169,6 +169,48 @@ for (const dialect of DIALECTS) {
       });
     });
 
+    describe('names', () => {
+      // `gatehouse user list` prints names into the operator's terminal, where ESC [ … rewrites the
+      // screen and a line break forges a row; a right-to-left override reverses what follows it.
+      const hidden = ['Ada\u001b[2J\u001b[Hroot', 'Ada\nnot-a-user@example.com  Mallory  active', 'Ada\u202eretsinimda', 'Ad\u200ba', 'Ada\u0085'];
+
+      it('refuses a name with a control or invisible formatting character wherever it is set, and stores nothing', async () => {
+        const password = 'correct horse battery staple';
+        const kept = await createUser({ email: `named-${dialect}@example.com`, password, name: 'Ada' });
+        assert.equal(kept.status, 201, JSON.stringify(kept.body));
+        const users = await userCount();
+        for (const name of hidden) {
+          const created = await createUser({ email: `hidden-${dialect}@example.com`, password, name });
+          assert.equal(created.status, 400, `${JSON.stringify(name)}: ${JSON.stringify(created.body)}`);
+          assert.ok(created.body.errors?.some((e: { field: string }) => e.field === 'name'), JSON.stringify(created.body));
+          const changed = await fetch(`${server.url}/admin/v1/users/${kept.body.id}`, { method: 'PATCH', headers: { authorization: adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+          assert.equal(changed.status, 400, JSON.stringify(name));
+          const browser = new HttpBrowser();
+          const form = await browser.request(`${server.url}/signup`);
+          const signedUp = await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email: `hidden-${dialect}@example.com`, name, password } });
+          assert.equal(signedUp.status, 400, JSON.stringify(name));
+          assert.match(signedUp.text, /The name contains an invisible or control character/);
+        }
+        assert.equal(await userCount(), users);
+        assert.equal((await server.gatehouse.storage.users.findById(kept.body.id))!.name, 'Ada');
+      });
+
+      it('keeps the joiners that Persian, Indic scripts and emoji need, and a name stored before while it is unchanged', async () => {
+        const password = 'correct horse battery staple';
+        for (const name of ['\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645', '\u0915\u094d\u200d\u0937', '\u{1f469}\u200d\u{1f4bb} Ada']) {
+          const created = await createUser({ email: `joined-${[...name].length}-${dialect}@example.com`, password, name });
+          assert.equal(created.status, 201, `${JSON.stringify(name)}: ${JSON.stringify(created.body)}`);
+          assert.equal(created.body.name, name);
+        }
+        const old = await server.gatehouse.storage.users.create(
+          { id: crypto.randomUUID(), email: `old-name-${dialect}@example.com`, name: hidden[0]!, passwordHash: await hashPassword(password), emailVerified: false, disabledAt: null },
+          server.gatehouse.clock(),
+        );
+        const unchanged = await fetch(`${server.url}/admin/v1/users/${old.id}`, { method: 'PATCH', headers: { authorization: adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ name: hidden[0], email_verified: true }) });
+        assert.equal(unchanged.status, 200, await unchanged.text());
+      });
+    });
+
     describe('passwords', () => {
       it('accepts a password in any Unicode normalization form of the one it was set with', async () => {
         const email = 'unicode.password@example.com';
