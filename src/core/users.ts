@@ -53,10 +53,19 @@ function checkUserName(name: string, held?: string): string {
   return trimmed;
 }
 
-/** The email in the form it is stored in (normalizeEmail); a ValidationError when it is none. */
+/**
+ * The email in the form it is stored in (normalizeEmail); a ValidationError when it is none. Nor
+ * one holding a compatibility character, which Normalization Form KC would replace (RFC 8264's
+ * IdentifierClass disallows them): full-width letters typed with an East Asian input method left in
+ * full-width mode, mathematical letters, ligatures, a full-width ＠. "𝐚𝐝𝐚@example.com" or
+ * "ＡＤＡ@example.com" would be a second account that looks like ada@example.com, whose mail no
+ * mailbox receives, and "ada＠evil.example@example.com" reads as an address at evil.example.
+ * Refused, not folded: sign-in compares the stored form, so accounts made with one before still
+ * sign in. An internationalized domain's are folded already (UTS #46, in normalizeEmail).
+ */
 function checkEmail(value: unknown): string {
   const email = typeof value === 'string' ? normalizeEmail(value) : '';
-  if (!email || !EMAIL.test(email)) throw new ValidationError('email', 'a valid email address is required');
+  if (!email || !EMAIL.test(email) || email.normalize('NFKC') !== email) throw new ValidationError('email', 'a valid email address is required');
   return email;
 }
 

@@ -124,6 +124,39 @@ for (const dialect of DIALECTS) {
         }
         assert.equal(await userCount(), users);
       });
+      it('refuses an email with a compatibility character (full-width, mathematical, ligature), which looks like another address or cannot receive its mail, and stores nothing', async () => {
+        const password = 'correct horse battery staple';
+        const kept = await createUser({ email: `compat-kept-${dialect}@example.com`, password });
+        assert.equal(kept.status, 201, JSON.stringify(kept.body));
+        const users = await userCount();
+        // As typed with an East Asian input method left in full-width mode; a look-alike of ada@example.com;
+        // a full-width @ that makes the address read as one at evil.example; a ligature.
+        for (const email of ['ＡＤＡ@example.com', '\u{1d41a}\u{1d41d}\u{1d41a}@example.com', 'ada\uff20evil.example@example.com', '\ufb01le@example.com', 'ada@xn--a.\u{1d41e}xample.com']) {
+          const created = await createUser({ email, password });
+          assert.equal(created.status, 400, `${JSON.stringify(email)}: ${JSON.stringify(created.body)}`);
+          assert.ok(created.body.errors?.some((e: { field: string }) => e.field === 'email'), JSON.stringify(created.body));
+          const signedUp = await signUp(email, password);
+          assert.equal(signedUp.status, 400, JSON.stringify(email));
+          assert.match(signedUp.text, /A valid email address is required/);
+          const changed = await fetch(`${server.url}/admin/v1/users/${kept.body.id}`, { method: 'PATCH', headers: { authorization: adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ email }) });
+          assert.equal(changed.status, 400, JSON.stringify(email));
+        }
+        assert.equal(await userCount(), users);
+        assert.equal((await server.gatehouse.storage.users.findById(kept.body.id))!.email, `compat-kept-${dialect}@example.com`);
+        // A domain's full-width form is its ASCII one (UTS #46), as the browser sends it.
+        const wide = await createUser({ email: `wide-${dialect}@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com`, password });
+        assert.equal(wide.status, 201, JSON.stringify(wide.body));
+        assert.equal(wide.body.email, `wide-${dialect}@example.com`);
+
+        // Made before the rule (stored as it was then), such an account still signs in.
+        const old = await server.gatehouse.storage.users.create(
+          { id: crypto.randomUUID(), email: `ａｄａ-${dialect}@example.com`, name: '', passwordHash: await hashPassword(password), emailVerified: false, disabledAt: null },
+          server.gatehouse.clock(),
+        );
+        assert.equal((await signIn(old.email, password)).status, 303);
+        assert.equal((await passwordGrant(old.email, password)).status, 200);
+      });
+
       it('refuses an email that a mail header reads as another mailbox, or several, where an account is made or its email changed; an account that has one still signs in', async () => {
         const password = 'correct horse battery staple';
         const headerly = [
