@@ -61,11 +61,15 @@ function checkUserName(name: string, held?: string): string {
  * "ＡＤＡ@example.com" would be a second account that looks like ada@example.com, whose mail no
  * mailbox receives, and "ada＠evil.example@example.com" reads as an address at evil.example.
  * Refused, not folded: sign-in compares the stored form, so accounts made with one before still
- * sign in. An internationalized domain's are folded already (UTS #46, in normalizeEmail).
+ * sign in. An internationalized domain's are folded already (UTS #46, in normalizeEmail). Nor one
+ * whose domain has an empty label (RFC 5321 §4.1.2: labels joined by dots): "ada@example.com." is
+ * delivered to ada@example.com's mailbox, as the trailing dot names the same domain, and would be a
+ * second account for it.
  */
 function checkEmail(value: unknown): string {
   const email = typeof value === 'string' ? normalizeEmail(value) : '';
-  if (!email || !EMAIL.test(email) || email.normalize('NFKC') !== email) throw new ValidationError('email', 'a valid email address is required');
+  const emptyLabel = email.slice(email.lastIndexOf('@') + 1).split('.').includes('');
+  if (!email || !EMAIL.test(email) || email.normalize('NFKC') !== email || emptyLabel) throw new ValidationError('email', 'a valid email address is required');
   return email;
 }
 

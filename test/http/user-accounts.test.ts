@@ -157,6 +157,33 @@ for (const dialect of DIALECTS) {
         assert.equal((await passwordGrant(old.email, password)).status, 200);
       });
 
+      it('refuses an email whose domain has an empty label, such as the trailing dot that names the same mailbox, and stores nothing; an account that has one still signs in', async () => {
+        const password = 'correct horse battery staple';
+        const kept = await createUser({ email: `dots-${dialect}@example.com`, password });
+        assert.equal(kept.status, 201, JSON.stringify(kept.body));
+        const users = await userCount();
+        for (const email of [`dots-${dialect}@example.com.`, `dots-${dialect}@EXAMPLE.COM.`, `dots-${dialect}@example..com`, `dots-${dialect}@.example.com`, `dots-${dialect}@.`]) {
+          const created = await createUser({ email, password });
+          assert.equal(created.status, 400, `${JSON.stringify(email)}: ${JSON.stringify(created.body)}`);
+          assert.ok(created.body.errors?.some((e: { field: string }) => e.field === 'email'), JSON.stringify(created.body));
+          const signedUp = await signUp(email, password);
+          assert.equal(signedUp.status, 400, JSON.stringify(email));
+          assert.match(signedUp.text, /A valid email address is required/);
+          const changed = await fetch(`${server.url}/admin/v1/users/${kept.body.id}`, { method: 'PATCH', headers: { authorization: adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ email }) });
+          assert.equal(changed.status, 400, JSON.stringify(email));
+        }
+        assert.equal(await userCount(), users);
+        assert.equal((await server.gatehouse.storage.users.findById(kept.body.id))!.email, `dots-${dialect}@example.com`);
+
+        // Made before the rule (stored as it was then), such an account still signs in.
+        const old = await server.gatehouse.storage.users.create(
+          { id: crypto.randomUUID(), email: `dotted-${dialect}@example.com.`, name: '', passwordHash: await hashPassword(password), emailVerified: false, disabledAt: null },
+          server.gatehouse.clock(),
+        );
+        assert.equal((await signIn(old.email, password)).status, 303);
+        assert.equal((await passwordGrant(old.email, password)).status, 200);
+      });
+
       it('refuses an email that a mail header reads as another mailbox, or several, where an account is made or its email changed; an account that has one still signs in', async () => {
         const password = 'correct horse battery staple';
         const headerly = [
