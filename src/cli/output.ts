@@ -22,6 +22,16 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
 
+/**
+ * `text` with what a terminal would act on or not show written as escapes (ESC as \u001b): control
+ * characters, whose ESC [ … rewrites the screen and whose line break forges a line, and the
+ * invisible format characters (bidi overrides, zero-width spaces) that make one text read as another.
+ * For text the command line did not make, such as a client_id someone presented to /token.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+}
+
 export const isoTime = (epochSeconds: number): string => new Date(epochSeconds * 1000).toISOString();
 
 /**

@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
 import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
-import { TEST_SECRET } from '../support/server.ts';
+import { post, startTestServer, TEST_SECRET } from '../support/server.ts';
 import { CLI, cliJson, databaseEnv, ROOT, runCli, waitFor, type Env } from './support.ts';
 
 interface EventLine {
@@ -94,6 +94,28 @@ for (const dialect of DIALECTS) {
       const printed = result.stdout.trimEnd().split('\n');
       assert.equal(printed.length, 3);
       assert.match(printed[2]!, /^\S+Z\s+admin\.client\.created\s+success\s+client=app_admin user=- {2}\{"client_id":"app_two"\}$/);
+    });
+
+    it('prints what a client presented with the characters a terminal would act on or hide escaped', async () => {
+      // Anyone may send /token a client_id of their choosing; its refusal is audited as presented.
+      const server = await startTestServer(dialect);
+      try {
+        const clientId = 'app\u001b[2J\u001b]0;owned\u0007\nforged line\u202e\u0085';
+        const refused = await post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: clientId, client_secret: 'not the secret' });
+        assert.equal(refused.status, 401, JSON.stringify(refused.body));
+        await server.gatehouse.audit.flush();
+        const serverEnv = { ...databaseEnv(server.database), GATEHOUSE_SECRET: TEST_SECRET };
+        const result = await runCli(['audit', 'tail'], serverEnv);
+        assert.equal(result.code, 0, result.stderr);
+        const printed = result.stdout.trimEnd().split('\n');
+        assert.equal(printed.length, 1, JSON.stringify(result.stdout));
+        assert.doesNotMatch(result.stdout, /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}](?<!\n)/u);
+        assert.match(printed[0]!, /client=app\\u001b\[2J\\u001b\]0;owned\\u0007\\u000aforged line\\u202e\\u0085 user=- /);
+        const [event] = lines((await runCli(['audit', 'tail', '--json'], serverEnv)).stdout);
+        assert.equal(event!.client_id, clientId, '--json keeps it as it is');
+      } finally {
+        await server.close();
+      }
     });
 
     it('refuses a bad --since or --limit with the usage (exit 2)', async () => {

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { parseIsoInstant } from '../../core/instants.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { AuditEvent } from '../../storage/repositories/audit.ts';
-import { UsageError, type Output, type Run } from '../output.ts';
+import { printable, UsageError, type Output, type Run } from '../output.ts';
 
 export const auditUsage = `gatehouse audit tail [--since ISO|--limit N] [--follow] [--json]
                         the latest events, oldest first (default: the last 20; --json: one JSON object a line)`;
@@ -89,7 +89,8 @@ function describeEvent(e: AuditEvent) {
   return { id: e.id, at: new Date(e.at * 1000).toISOString(), kind: e.kind, outcome: e.outcome, client_id: e.clientId, user_id: e.userId, data: e.data };
 }
 
+/** One line, whatever the event holds: a refused request's client_id is recorded as presented, by anyone. */
 function formatEvent(e: AuditEvent): string {
   const details = Object.keys(e.data).length > 0 ? `  ${JSON.stringify(e.data)}` : '';
-  return `${new Date(e.at * 1000).toISOString()}  ${e.kind.padEnd(26)} ${e.outcome.padEnd(7)} client=${e.clientId ?? '-'} user=${e.userId ?? '-'}${details}`;
+  return printable(`${new Date(e.at * 1000).toISOString()}  ${e.kind.padEnd(26)} ${e.outcome.padEnd(7)} client=${e.clientId ?? '-'} user=${e.userId ?? '-'}${details}`);
 }
