@@ -16,8 +16,10 @@ export function output(json: boolean): Output {
   };
 }
 
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
+/** Rows of text as aligned columns, each cell printable: a name stored before names were checked neither drives the terminal nor forges a row. */
+export function table(cells: string[][]): string {
+  if (cells.length === 0) return '';
+  const rows = cells.map((r) => r.map(printable));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
@@ -25,11 +27,13 @@ export function table(rows: string[][]): string {
 /**
  * `text` with what a terminal would act on or not show written as escapes (ESC as \u001b): control
  * characters, whose ESC [ … rewrites the screen and whose line break forges a line, and the
- * invisible format characters (bidi overrides, zero-width spaces) that make one text read as another.
- * For text the command line did not make, such as a client_id someone presented to /token.
+ * invisible format characters (bidi overrides, zero-width spaces) that make one text read as another;
+ * the zero-width joiners that names in Persian, Indic scripts and emoji hold stay, as names keep them.
+ * For text the command line did not make: a client_id someone presented to /token, a name stored
+ * before names were checked.
  */
 export function printable(text: string): string {
-  return text.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+  return text.replace(/(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }
 
 export const isoTime = (epochSeconds: number): string => new Date(epochSeconds * 1000).toISOString();

@@ -3,7 +3,7 @@ import { describeClient } from '../../core/applications.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ClientSecret, JsonWebKeySet } from '../../storage/repositories/clients.ts';
-import { isoTime, optionalIsoTime, type Output } from '../output.ts';
+import { isoTime, optionalIsoTime, printable, type Output } from '../output.ts';
 
 /** The client with this id; an error naming `id` when there is none. */
 export async function findClient(gatehouse: Gatehouse, id: string): Promise<Client> {
@@ -19,7 +19,7 @@ export async function printClient(gatehouse: Gatehouse, client: Client, out: Out
   const shown = { ...described, secrets: described.secrets.map((s) => ({ ...s, expires_at: s.expires_at ?? '-' })) };
   out.print(secret === undefined ? described : { ...described, client_secret: secret }, () =>
     [
-      ...Object.entries(shown).map(([k, v]) => `${k.padEnd(26)} ${typeof v === 'string' ? v : JSON.stringify(v)}`),
+      ...Object.entries(shown).map(([k, v]) => `${k.padEnd(26)} ${printable(typeof v === 'string' ? v : JSON.stringify(v))}`),
       ...(secret === undefined ? [] : [`${'client_secret'.padEnd(26)} ${secret}   (the client's first secret: shown once; store it now)`]),
     ].join('\n'),
   );

@@ -4,7 +4,7 @@ import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisable
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories/users.ts';
 import { recordCliAction } from '../audit-trail.ts';
-import { argumentsOf, exactly, isoTime, table, UsageError, type Output, type Run } from '../output.ts';
+import { argumentsOf, exactly, isoTime, printable, table, UsageError, type Output, type Run } from '../output.ts';
 
 export const userUsage = `gatehouse user create --email EMAIL [--password PASSWORD | --password-stdin] [--name NAME] [--json]
 gatehouse user list [--json]
@@ -143,7 +143,7 @@ function userUpdateCommand(args: string[]): Run {
 /** A user as the admin API describes one: a line a field for people, null or empty printed as a dash. */
 function printUser(user: User, out: Output): void {
   const described = describeUser(user);
-  out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(15)} ${v === null || v === '' ? '-' : String(v)}`).join('\n'));
+  out.print(described, () => Object.entries(described).map(([k, v]) => `${k.padEnd(15)} ${v === null || v === '' ? '-' : printable(String(v))}`).join('\n'));
 }
 
 /** The user with this id, or else this email (matched as sign-in matches it); an error naming `key` when there is none. */
