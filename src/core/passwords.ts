@@ -12,12 +12,12 @@ const PARAMETERS = { memory: 19456, passes: 2, parallelism: 1, tagLength: 32 };
  * keyboard or the system composed it: "ü" as one character or as u and a combining diaeresis, a
  * full-width digit from an East Asian input method or its ASCII digit, a no-break space or a space.
  */
-const normalized = (password: string): string => password.normalize('NFKC');
+export const normalizedPassword = (password: string): string => password.normalize('NFKC');
 
 /** Argon2id of the normalized password, in the PHC string format: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`. */
 export async function hashPassword(password: string): Promise<string> {
   const nonce = randomBytes(16);
-  const tag = await argon2Async('argon2id', { message: normalized(password), nonce, ...PARAMETERS });
+  const tag = await argon2Async('argon2id', { message: normalizedPassword(password), nonce, ...PARAMETERS });
   const { memory, passes, parallelism } = PARAMETERS;
   return `$argon2id$v=19$m=${memory},t=${passes},p=${parallelism}$${b64(nonce)}$${b64(tag)}`;
 }
@@ -57,7 +57,7 @@ export async function checkPassword(password: string, hash: string): Promise<Pas
     });
     return tag.length === expectedTag.length && timingSafeEqual(tag, expectedTag);
   };
-  const form = normalized(password);
+  const form = normalizedPassword(password);
   if (await matches(form)) {
     const current = Number(m) === PARAMETERS.memory && Number(t) === PARAMETERS.passes && Number(p) === PARAMETERS.parallelism && expectedTag.length === PARAMETERS.tagLength;
     return { valid: true, rehash: !current };

@@ -4,7 +4,7 @@ import { normalizeEmail, type User, type UserChanges } from '../storage/reposito
 import type { AccountNotices, ChangeSource } from './account-notices.ts';
 import type { ClientRegistry } from './clients.ts';
 import { HIDDEN_IN_NAME } from './client-validation.ts';
-import { hashPassword } from './passwords.ts';
+import { hashPassword, normalizedPassword } from './passwords.ts';
 import type { SessionService } from './sessions.ts';
 import { ValidationError } from './validation.ts';
 
@@ -203,9 +203,12 @@ export async function deleteUser(services: { clients: ClientRegistry } & Session
 /** Throws a ValidationError when `password` cannot be a user's password: as at sign-up, wherever a password is set. */
 export function checkNewPassword(password: unknown): asserts password is string {
   // Characters are code points (NIST SP 800-63B §5.1.1.2), as the admin API's schema counts them: an
-  // emoji is one character, not the two UTF-16 units of its .length. The longest is counted in
-  // UTF-16 units, as sign-in counts it (LoginService), so that every password set can be signed in with.
-  if (typeof password !== 'string' || [...password].length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
+  // emoji is one character, not the two UTF-16 units of its .length. The shortest is counted in the
+  // form the password is hashed in (normalizedPassword), which is what any way of typing it must
+  // match: "éèêë" sent as letters and combining accents is eight code points, but four characters
+  // that the four composed ones sign in with. The longest is counted in UTF-16 units as typed, as
+  // sign-in counts it (LoginService), so that every password set can be signed in with.
+  if (typeof password !== 'string' || [...normalizedPassword(password)].length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
   if (password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
 }
 

@@ -300,6 +300,23 @@ for (const dialect of DIALECTS) {
         assert.equal((await createUser({ email: 'long.emoji.admin@example.com', password: enough })).status, 201);
         assert.equal((await passwordGrant('long.emoji@example.com', enough)).status, 200);
       });
+      it('counts a password’s length in the form it is hashed in, so that accents typed as combining marks do not count twice', async () => {
+        // "éèêëéèêë" as some input methods send it: each letter and its accent, two code points.
+        const four = nfd('éèêë');
+        assert.equal([...four].length, 8);
+        const users = await userCount();
+        const created = await createUser({ email: 'four.accents@example.com', password: four });
+        assert.equal(created.status, 400, JSON.stringify(created.body));
+        assert.ok(created.body.errors?.some((e: { field: string }) => e.field === 'password'), JSON.stringify(created.body));
+        const signedUp = await signUp('four.accents@example.com', four);
+        assert.equal(signedUp.status, 400);
+        assert.match(signedUp.text, /at least 8 characters/);
+        assert.equal(await userCount(), users);
+
+        const eight = nfd('éèêëéèêë');
+        assert.equal((await createUser({ email: 'eight.accents@example.com', password: eight })).status, 201);
+        assert.equal((await passwordGrant('eight.accents@example.com', nfc(eight))).status, 200);
+      });
       /** Argon2id of `message` exactly as given, in the PHC format, with the parameters given. */
       const argon2Hash = (message: string, parameters = { memory: 19456, passes: 2, parallelism: 1 }) => {
         const nonce = randomBytes(16);
