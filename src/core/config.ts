@@ -187,22 +187,22 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     tokens: parseTokens(file.tokens ?? {}, issuer),
     clients: { cacheTtlSeconds: numberIn('clients.cacheTtlSeconds', file.clients?.cacheTtlSeconds, 5, 0, 3600) },
     keys: { reloadIntervalSeconds: numberIn('keys.reloadIntervalSeconds', file.keys?.reloadIntervalSeconds, 10, 0.05, 3600) },
-    sessions: { ttlSeconds: numberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
-    audit: { retentionDays: numberIn('audit.retentionDays', file.audit?.retentionDays, 90, 0, 36_500) },
+    sessions: { ttlSeconds: wholeNumberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
+    audit: { retentionDays: wholeNumberIn('audit.retentionDays', file.audit?.retentionDays, 90, 0, 36_500) },
     database: { queryTimeoutSeconds: numberIn('database.queryTimeoutSeconds', file.database?.queryTimeoutSeconds, 10, 0.1, 3600) },
     signup: {
       enabled: booleanIn('signup.enabled', file.signup?.enabled, true),
       // Room for a team or a class signing up together behind one NAT; a script gets 30 an hour,
       // not dozens a second. (Auth0's suspicious-IP throttling allows a burst of 50 sign-ups, then about two an hour.)
       maxAccountsPerAddress: numberIn('signup.maxAccountsPerAddress', file.signup?.maxAccountsPerAddress, 30, 0, 1e6),
-      windowSeconds: numberIn('signup.windowSeconds', file.signup?.windowSeconds, 3600, 1, 86400),
+      windowSeconds: wholeNumberIn('signup.windowSeconds', file.signup?.windowSeconds, 3600, 1, 86400),
       verifyEmail,
     },
     pkce: { allowPlain: booleanIn('pkce.allowPlain', file.pkce?.allowPlain, false) },
     implicit: { enabled: booleanIn('implicit.enabled', file.implicit?.enabled, false) },
     projectTokens: {
-      maxTtlSeconds: numberIn('projectTokens.maxTtlSeconds', file.projectTokens?.maxTtlSeconds, 86400, 60, 30 * 86400),
-      defaultTtlSeconds: numberIn('projectTokens.defaultTtlSeconds', file.projectTokens?.defaultTtlSeconds, 3600, 60, 30 * 86400),
+      maxTtlSeconds: wholeNumberIn('projectTokens.maxTtlSeconds', file.projectTokens?.maxTtlSeconds, 86400, 60, 30 * 86400),
+      defaultTtlSeconds: wholeNumberIn('projectTokens.defaultTtlSeconds', file.projectTokens?.defaultTtlSeconds, 3600, 60, 30 * 86400),
     },
     trustProxy: parseTrustedProxies(env.GATEHOUSE_TRUST_PROXY),
     redisUrl: parseRedisUrl(env.REDIS_URL),
@@ -213,28 +213,28 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
       // Five a second for a minute on end: far more than the people behind one address start
       // sign-ins (even behind a carrier's NAT), far less than a script that fills the database.
       authorizationRequestsPerAddress: numberIn('rateLimits.authorizationRequestsPerAddress', file.rateLimits?.authorizationRequestsPerAddress, 300, 0, 1e6),
-      windowSeconds: numberIn('rateLimits.windowSeconds', file.rateLimits?.windowSeconds, 60, 1, 3600),
+      windowSeconds: wholeNumberIn('rateLimits.windowSeconds', file.rateLimits?.windowSeconds, 60, 1, 3600),
     },
     login: {
       maxFailuresPerAccount: numberIn('login.maxFailuresPerAccount', file.login?.maxFailuresPerAccount, 5, 1, 1000),
       maxFailuresPerAddress: numberIn('login.maxFailuresPerAddress', file.login?.maxFailuresPerAddress, 20, 1, 100000),
-      windowSeconds: numberIn('login.windowSeconds', file.login?.windowSeconds, 900, 1, 86400),
+      windowSeconds: wholeNumberIn('login.windowSeconds', file.login?.windowSeconds, 900, 1, 86400),
     },
     mail,
     passwordReset: {
       // OWASP's Forgot Password cheat sheet: a reset link is short-lived; 30 minutes leaves time for slow mail.
-      tokenTtlSeconds: numberIn('passwordReset.tokenTtlSeconds', file.passwordReset?.tokenTtlSeconds, 1800, 300, 86400),
+      tokenTtlSeconds: wholeNumberIn('passwordReset.tokenTtlSeconds', file.passwordReset?.tokenTtlSeconds, 1800, 300, 86400),
       // A person who does not see the mail asks again once or twice; more fills someone's mailbox.
       maxRequestsPerAccount: numberIn('passwordReset.maxRequestsPerAccount', file.passwordReset?.maxRequestsPerAccount, 3, 1, 1000),
       maxRequestsPerAddress: numberIn('passwordReset.maxRequestsPerAddress', file.passwordReset?.maxRequestsPerAddress, 20, 1, 1e6),
-      windowSeconds: numberIn('passwordReset.windowSeconds', file.passwordReset?.windowSeconds, 3600, 60, 86400),
+      windowSeconds: wholeNumberIn('passwordReset.windowSeconds', file.passwordReset?.windowSeconds, 3600, 60, 86400),
     },
     emailVerification: {
       // A day, as Auth0's verification links: people open such mail later than a reset they asked for.
-      tokenTtlSeconds: numberIn('emailVerification.tokenTtlSeconds', file.emailVerification?.tokenTtlSeconds, 86_400, 300, 30 * 86_400),
+      tokenTtlSeconds: wholeNumberIn('emailVerification.tokenTtlSeconds', file.emailVerification?.tokenTtlSeconds, 86_400, 300, 30 * 86_400),
       maxRequestsPerAccount: numberIn('emailVerification.maxRequestsPerAccount', file.emailVerification?.maxRequestsPerAccount, 3, 1, 1000),
       maxRequestsPerAddress: numberIn('emailVerification.maxRequestsPerAddress', file.emailVerification?.maxRequestsPerAddress, 20, 1, 1e6),
-      windowSeconds: numberIn('emailVerification.windowSeconds', file.emailVerification?.windowSeconds, 3600, 60, 86400),
+      windowSeconds: wholeNumberIn('emailVerification.windowSeconds', file.emailVerification?.windowSeconds, 3600, 60, 86400),
     },
   };
 }
@@ -375,21 +375,21 @@ function parseTokens(raw: Partial<Record<keyof TokenSettings, unknown>>, issuer:
   };
   const audience = raw.audience ?? issuer;
   if (typeof audience !== 'string' || audience === '') throw new ConfigError('tokens.audience must be a non-empty string');
-  const refreshTokenTtlSeconds = numberIn('tokens.refreshTokenTtlSeconds', raw.refreshTokenTtlSeconds, 30 * 86400, 60, 365 * 86400);
-  const refreshTokenMaxLifetimeSeconds = numberIn('tokens.refreshTokenMaxLifetimeSeconds', raw.refreshTokenMaxLifetimeSeconds, 365 * 86400, 0, 10 * 365 * 86400);
+  const refreshTokenTtlSeconds = wholeNumberIn('tokens.refreshTokenTtlSeconds', raw.refreshTokenTtlSeconds, 30 * 86400, 60, 365 * 86400);
+  const refreshTokenMaxLifetimeSeconds = wholeNumberIn('tokens.refreshTokenMaxLifetimeSeconds', raw.refreshTokenMaxLifetimeSeconds, 365 * 86400, 0, 10 * 365 * 86400);
   // A bound shorter than one token's lifetime would make that lifetime a lie from the first token on
   // (Auth0 likewise refuses an idle lifetime over the absolute one).
   if (refreshTokenMaxLifetimeSeconds !== 0 && refreshTokenMaxLifetimeSeconds < refreshTokenTtlSeconds) {
     throw new ConfigError(`tokens.refreshTokenMaxLifetimeSeconds must be 0 (no bound) or at least tokens.refreshTokenTtlSeconds (${refreshTokenTtlSeconds})`);
   }
   return {
-    accessTokenTtlSeconds: numberIn('tokens.accessTokenTtlSeconds', raw.accessTokenTtlSeconds, 3600, 60, 86400),
+    accessTokenTtlSeconds: wholeNumberIn('tokens.accessTokenTtlSeconds', raw.accessTokenTtlSeconds, 3600, 60, 86400),
     refreshTokenTtlSeconds,
     refreshTokenMaxLifetimeSeconds,
-    refreshTokenReuseGraceSeconds: numberIn('tokens.refreshTokenReuseGraceSeconds', raw.refreshTokenReuseGraceSeconds, 0, 0, 60),
-    authorizationCodeTtlSeconds: numberIn('tokens.authorizationCodeTtlSeconds', raw.authorizationCodeTtlSeconds, 600, 10, MAX_CODE_TTL_SECONDS),
-    idTokenTtlSeconds: numberIn('tokens.idTokenTtlSeconds', raw.idTokenTtlSeconds, 3600, 60, 86400),
-    clientCredentialsReuseSeconds: numberIn('tokens.clientCredentialsReuseSeconds', raw.clientCredentialsReuseSeconds, 5, 0, 60),
+    refreshTokenReuseGraceSeconds: wholeNumberIn('tokens.refreshTokenReuseGraceSeconds', raw.refreshTokenReuseGraceSeconds, 0, 0, 60),
+    authorizationCodeTtlSeconds: wholeNumberIn('tokens.authorizationCodeTtlSeconds', raw.authorizationCodeTtlSeconds, 600, 10, MAX_CODE_TTL_SECONDS),
+    idTokenTtlSeconds: wholeNumberIn('tokens.idTokenTtlSeconds', raw.idTokenTtlSeconds, 3600, 60, 86400),
+    clientCredentialsReuseSeconds: wholeNumberIn('tokens.clientCredentialsReuseSeconds', raw.clientCredentialsReuseSeconds, 5, 0, 60),
     accessTokenAlgorithm: algorithm('accessTokenAlgorithm', 'ES256'),
     idTokenAlgorithm: algorithm('idTokenAlgorithm', 'RS256'),
     audience,
@@ -583,6 +583,19 @@ function numberIn(name: string, value: unknown, fallback: number, min: number, m
     throw new ConfigError(`${name} must be a number from ${min} to ${max}`);
   }
   return value;
+}
+
+/**
+ * A setting counted in whole seconds (or days): it becomes part of an epoch-second time that is
+ * stored (PostgreSQL's bigint columns refuse 1750003600.5, where SQLite keeps it), signed into a
+ * token (`exp`, `expires_in`) or given to Redis as a key's expiry, which takes whole seconds only.
+ */
+function wholeNumberIn(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined || value === null) return fallback;
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}`);
+  }
+  return value as number;
 }
 
 function booleanIn(name: string, value: unknown, fallback: boolean): boolean {

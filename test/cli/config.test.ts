@@ -227,11 +227,52 @@ describe('tokens.refreshTokenMaxLifetimeSeconds', () => {
   });
 
   it('refuses a bound out of range, not a number, or shorter than one refresh token lifetime, naming the setting', () => {
-    refused({ refreshTokenMaxLifetimeSeconds: 3650 * 86400 + 1 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a number from 0 to 315360000$/);
-    refused({ refreshTokenMaxLifetimeSeconds: -1 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a number from 0 to /);
-    refused({ refreshTokenMaxLifetimeSeconds: '365d' }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a number /);
+    refused({ refreshTokenMaxLifetimeSeconds: 3650 * 86400 + 1 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a whole number from 0 to 315360000$/);
+    refused({ refreshTokenMaxLifetimeSeconds: -1 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a whole number from 0 to /);
+    refused({ refreshTokenMaxLifetimeSeconds: '365d' }, /^tokens\.refreshTokenMaxLifetimeSeconds must be a whole number /);
     refused({ refreshTokenMaxLifetimeSeconds: 60 }, /^tokens\.refreshTokenMaxLifetimeSeconds must be 0 \(no bound\) or at least tokens\.refreshTokenTtlSeconds \(2592000\)$/);
     refused({ refreshTokenTtlSeconds: 365 * 86400, refreshTokenMaxLifetimeSeconds: 364 * 86400 }, /at least tokens\.refreshTokenTtlSeconds \(31536000\)$/);
+  });
+});
+
+describe('settings counted in whole seconds', () => {
+  const load = (file: Record<string, Record<string, unknown>>) => loadConfig({ GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SECRET: TEST_SECRET }, file);
+  // Each becomes part of an epoch-second time that is stored (in bigint columns on PostgreSQL, which
+  // refuse 1750003600.5), signed into a token, or given to Redis as a key's expiry.
+  const wholeSeconds: [string, string, number][] = [
+    ['tokens', 'accessTokenTtlSeconds', 3600.5],
+    ['tokens', 'refreshTokenTtlSeconds', 86400.5],
+    ['tokens', 'refreshTokenMaxLifetimeSeconds', 31536000.5],
+    ['tokens', 'refreshTokenReuseGraceSeconds', 2.5],
+    ['tokens', 'authorizationCodeTtlSeconds', 60.5],
+    ['tokens', 'idTokenTtlSeconds', 3600.5],
+    ['tokens', 'clientCredentialsReuseSeconds', 2.5],
+    ['sessions', 'ttlSeconds', 3600.5],
+    ['audit', 'retentionDays', 0.00001],
+    ['signup', 'windowSeconds', 60.5],
+    ['projectTokens', 'maxTtlSeconds', 3600.5],
+    ['projectTokens', 'defaultTtlSeconds', 3600.5],
+    ['rateLimits', 'windowSeconds', 60.5],
+    ['login', 'windowSeconds', 60.5],
+    ['passwordReset', 'tokenTtlSeconds', 1800.5],
+    ['passwordReset', 'windowSeconds', 3600.5],
+    ['emailVerification', 'tokenTtlSeconds', 3600.5],
+    ['emailVerification', 'windowSeconds', 3600.5],
+  ];
+
+  it('refuses a fraction of a second, naming the setting', () => {
+    for (const [section, name, value] of wholeSeconds) {
+      assert.throws(
+        () => load({ [section]: { [name]: value } }),
+        (error: Error) => error instanceof ConfigError && new RegExp(`^${section}\\.${name} must be a whole number from `).test(error.message),
+        `${section}.${name}: ${value}`,
+      );
+    }
+  });
+
+  it('takes a fraction where a setting is a delay within the process', () => {
+    const config = load({ keys: { reloadIntervalSeconds: 0.5 }, database: { queryTimeoutSeconds: 2.5 }, clients: { cacheTtlSeconds: 0.5 } });
+    assert.deepEqual([config.keys.reloadIntervalSeconds, config.database.queryTimeoutSeconds, config.clients.cacheTtlSeconds], [0.5, 2.5, 0.5]);
   });
 });
 
