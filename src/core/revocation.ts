@@ -1,8 +1,20 @@
 import type { Client } from '../storage/repositories/clients.ts';
+import type { GatehouseConfig } from './config.ts';
 import { unauthorizedClient } from './errors.ts';
 import type { IntrospectionServices } from './introspection.ts';
 import { digestOf, isWellFormed, kindOf } from './tokens/opaque.ts';
 import { verifyAccessToken } from './tokens/verify.ts';
+
+/**
+ * How long after its expiry an access token is still revoked, and its revocation kept: while a token
+ * derived from it may live, which may outlive it — a project token minted with it up to its expiry
+ * by projectTokens.maxTtlSeconds (an application's own token, or one of a grant with refresh tokens,
+ * is renewable: see issueProjectToken), a token exchanged for it (impersonation with it as the
+ * client's subject token, delegation with it as actor token) by up to the lifetime of an access token.
+ */
+export function revocationWindowSeconds(config: Pick<GatehouseConfig, 'tokens' | 'projectTokens'>): number {
+  return Math.max(config.projectTokens.maxTtlSeconds, config.tokens.accessTokenTtlSeconds);
+}
 
 /**
  * RFC 7009. A refresh token revokes its whole grant (§2.1: "the authorization server SHOULD also
@@ -39,14 +51,9 @@ export async function revoke(services: IntrospectionServices, caller: Client, to
       return;
     }
     case undefined: {
-      // Kept while a token derived from it may live, which may outlive it: a project token minted
-      // with it up to its expiry by projectTokens.maxTtlSeconds (an application's own token, or one
-      // of a grant with refresh tokens, is renewable: see issueProjectToken), a token exchanged for
-      // it (impersonation with it as the client's subject token, delegation with it as actor token)
-      // by up to the lifetime of an access token. So a token that expired within that window is
-      // still revoked, which ends what was derived from it; one that expired longer ago, or a
-      // foreign-signed one, has nothing left to end.
-      const window = Math.max(services.config.projectTokens.maxTtlSeconds, services.config.tokens.accessTokenTtlSeconds);
+      // A token that expired within the window is still revoked, which ends what was derived from
+      // it; one that expired longer ago, or a foreign-signed one, has nothing left to end.
+      const window = revocationWindowSeconds(services.config);
       const verified = await verifyAccessToken(services.keys, { issuer: services.config.issuer, audience: services.config.tokens.audience, expiredForAtMost: window }, token, now);
       if (!verified) return;
       if (verified.payload.client_id !== caller.id) throw notYours();

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { decodeProtectedHeader } from 'jose';
 import pino from 'pino';
+import { sweepExpiredRows, sweepPolicyOf } from '../../src/core/housekeeping.ts';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { DIALECTS } from '../support/databases.ts';
@@ -61,11 +62,55 @@ for (const dialect of DIALECTS) {
         assert.equal(answer.status, 200, `${url}: ${answer.headers.get('www-authenticate')}`);
       }
 
-      // Once every token it can have signed has expired, it goes.
-      now += HOUR;
+      // Once every token it can have signed has expired, and can no longer be revoked to end a token
+      // derived from it (a project token, an hour longer here), it goes.
+      now += 2 * HOUR;
       await first.gatehouse.keys.reload(now);
       const later = (await (await fetch(`${first.url}/jwks.json`)).json()) as { keys: { kid: string }[] };
       assert.equal(later.keys.some((key) => key.kid === signedBefore), false);
+    });
+  });
+}
+
+/**
+ * Revoking an access token ends the tokens derived from it, also once it has expired, for as long as
+ * one of them may live (RFC 7009; see revoke): a project token minted with a one-hour token lives up
+ * to projectTokens.maxTtlSeconds longer. The revocation verifies the token, so the key that signed it
+ * stays published while that is so, a rotation in between or not.
+ */
+for (const dialect of DIALECTS) {
+  describe(`a key retired while a token it signed can still be revoked (${dialect})`, () => {
+    let now = Math.floor(Date.now() / 1000);
+    let server: TestServer;
+    before(async () => {
+      server = await startTestServer(dialect, { clock: () => now, background: false, config: { tokens: { clientCredentialsReuseSeconds: 0 } } });
+    });
+    after(() => server?.close());
+
+    it('stays published until the project tokens minted with such a token have expired, so that revoking it ends them', async () => {
+      const { accessTokenTtlSeconds } = server.config.tokens;
+      const { maxTtlSeconds } = server.config.projectTokens;
+      const backend = await server.client({ name: 'Viewer backend', scopes: ['model:read'] });
+      const issued = await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(backend.id, backend.secret) } });
+      const parent: string = issued.body.access_token;
+      await server.gatehouse.keys.rotate(now, { force: true });
+
+      // A viewer token minted in the parent's last second, for as long as a project token may live.
+      now += accessTokenTtlSeconds - 1;
+      const minted = await post(`${server.url}/projects/p1/access-tokens`, JSON.stringify({ expires_at: new Date((now + maxTtlSeconds) * 1000).toISOString(), scopes: ['model:read'] }), { json: true, headers: { authorization: `Bearer ${parent}` } });
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      const viewer: string = minted.body.access_token;
+
+      // A minute before the viewer token expires, the keys re-read and the expired rows swept.
+      now += maxTtlSeconds - 60;
+      await server.gatehouse.keys.reload(now);
+      await sweepExpiredRows(server.gatehouse.storage, now, sweepPolicyOf(server.config));
+      const jwks = (await (await fetch(`${server.url}/jwks.json`)).json()) as { keys: { kid: string }[] };
+      assert.ok(jwks.keys.some((key) => key.kid === decodeProtectedHeader(parent).kid), 'the key that signed the parent is still published');
+      const revoked = await post(`${server.url}/revoke`, { token: parent }, { headers: { authorization: basic(backend.id, backend.secret) } });
+      assert.equal(revoked.status, 200);
+      const introspected = await post(`${server.url}/introspect`, { token: viewer }, { headers: { authorization: basic(backend.id, backend.secret) } });
+      assert.deepEqual(introspected.body, { active: false }, 'the viewer token ends with the token it was minted with');
     });
   });
 }

@@ -1,6 +1,7 @@
 import { hkdfSync, KeyObject, type webcrypto } from 'node:crypto';
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import type { GatehouseConfig, SigningAlgorithm } from '../config.ts';
+import { revocationWindowSeconds } from '../revocation.ts';
 import type { KeyUse, SigningKeyRecord, SigningKeyRepository } from '../../storage/repositories/keys.ts';
 
 export interface SigningKey {
@@ -61,11 +62,13 @@ export class KeyStore {
     this.#encryptionKey = new Uint8Array(hkdfSync('sha256', config.secret, 'gatehouse', 'signing-key-encryption', 32));
     this.#secretSource = config.secretGeneratedAt ? `the master secret in ${config.secretGeneratedAt}` : 'GATEHOUSE_SECRET';
     this.#algorithms = { access: config.tokens.accessTokenAlgorithm, id: config.tokens.idTokenAlgorithm };
-    // A retired key must verify every token it signed: the longest lifetime, plus clock skew. Other
-    // instances sign with it until they next re-read the keys (startReloading), up to an interval
-    // after the rotation, so that interval is added too.
+    // A retired key must verify every token it signed: the longest lifetime, plus clock skew — and an
+    // access token still for the revocation window after it expired, since revoking it ends the
+    // tokens derived from it (see revoke), and only a token that verifies is revoked. Other instances
+    // sign with it until they next re-read the keys (startReloading), up to an interval after the
+    // rotation, so that interval is added too. Project tokens live no longer than that window.
     this.#retiredLifetimeSeconds =
-      Math.max(config.tokens.accessTokenTtlSeconds, config.tokens.idTokenTtlSeconds, config.projectTokens.maxTtlSeconds) + 300 + Math.ceil(config.keys.reloadIntervalSeconds);
+      Math.max(config.tokens.accessTokenTtlSeconds + revocationWindowSeconds(config), config.tokens.idTokenTtlSeconds) + 300 + Math.ceil(config.keys.reloadIntervalSeconds);
     // Every instance serves a new key from its next reload on; every resource server that honours
     // the JWKS's max-age has fetched it one max-age after that.
     this.#minimumNextKeyAgeSeconds = Math.ceil(config.keys.reloadIntervalSeconds) + JWKS_MAX_AGE_SECONDS;
