@@ -71,6 +71,12 @@ export interface GatehouseConfig {
   database: { queryTimeoutSeconds: number };
   /** The master secret that encrypts signing keys at rest. */
   secret: string;
+  /**
+   * Secrets the master secret replaced (`GATEHOUSE_SECRET_PREVIOUS`): they still decrypt the signing
+   * keys stored under them, until `gatehouse keys reencrypt`, and accept the CSRF tokens of pages
+   * shown before the change. They never encrypt nor sign anything.
+   */
+  previousSecrets: string[];
   /** Set when the secret was generated into the data dir rather than given. */
   secretGeneratedAt: string | undefined;
   logLevel: string;
@@ -169,6 +175,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
   const file = { ...readConfigFile(configPath, env.GATEHOUSE_CONFIG ? 'GATEHOUSE_CONFIG' : 'the default configuration'), ...overrides };
 
   const { secret, generatedAt } = resolveSecret(env.GATEHOUSE_SECRET, databaseUrl, dataDir);
+  const previousSecrets = parsePreviousSecrets(env.GATEHOUSE_SECRET_PREVIOUS, secret);
   const mail = parseMail(env, file.mail ?? {});
   const verifyEmail = booleanIn('signup.verifyEmail', file.signup?.verifyEmail, mail.smtpUrl !== undefined);
   if (verifyEmail && mail.smtpUrl === undefined) throw new ConfigError('signup.verifyEmail needs mail: set GATEHOUSE_SMTP_URL and GATEHOUSE_MAIL_FROM, or leave it unset');
@@ -181,6 +188,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     dataDir,
     databaseUrl,
     secret,
+    previousSecrets,
     secretGeneratedAt: generatedAt,
     logLevel,
     scopes: parseScopes(file.scopes),
@@ -430,6 +438,20 @@ function resolveSecret(given: string | undefined, databaseUrl: string | undefine
   }
   chmodSync(path, 0o600);
   return { secret: readFileSync(path, 'utf8').trim(), generatedAt: path };
+}
+
+/**
+ * A comma-separated list, as Ory Hydra's `SECRETS_SYSTEM` (whose first secret encrypts and the others
+ * only decrypt). Neither the secrets nor their positions are ever quoted: an error names the setting.
+ */
+function parsePreviousSecrets(value: string | undefined, secret: string): string[] {
+  if (value === undefined || value.trim() === '') return [];
+  const secrets = value.split(',').map((entry) => entry.trim());
+  if (secrets.includes('')) throw new ConfigError('GATEHOUSE_SECRET_PREVIOUS: an entry is empty (it is a comma-separated list)');
+  if (secrets.some((previous) => previous.length < 32)) throw new ConfigError('GATEHOUSE_SECRET_PREVIOUS: each secret must be at least 32 characters long');
+  // Most likely the variables were set the wrong way round, or the change not made yet.
+  if (secrets.includes(secret)) throw new ConfigError('GATEHOUSE_SECRET_PREVIOUS holds the current master secret: list only the secrets it replaced');
+  return secrets;
 }
 
 /**

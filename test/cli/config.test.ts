@@ -99,6 +99,13 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
     ['GATEHOUSE_TRUST_PROXY with an empty entry', () => ({ GATEHOUSE_TRUST_PROXY: '10.0.0.1,,::1' }), /GATEHOUSE_TRUST_PROXY .*an entry is empty/],
     ['an unknown GATEHOUSE_LOG_LEVEL', () => ({ GATEHOUSE_LOG_LEVEL: 'loud' }), /GATEHOUSE_LOG_LEVEL .*"loud"/],
     ['GATEHOUSE_SECRET too short', () => ({ GATEHOUSE_SECRET: 'too-short' }), /GATEHOUSE_SECRET .*32 characters/],
+    ['GATEHOUSE_SECRET_PREVIOUS too short', () => ({ GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_SECRET_PREVIOUS: 'hunter2-secret-0123456789-abcdefghijklmnop, hunter2-short' }), /^gatehouse: configuration error: GATEHOUSE_SECRET_PREVIOUS: each secret must be at least 32 characters long$/],
+    ['GATEHOUSE_SECRET_PREVIOUS with an empty entry', () => ({ GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_SECRET_PREVIOUS: 'hunter2-secret-0123456789-abcdefghijklmnop,' }), /^gatehouse: configuration error: GATEHOUSE_SECRET_PREVIOUS: an entry is empty/],
+    [
+      'GATEHOUSE_SECRET_PREVIOUS holding GATEHOUSE_SECRET',
+      () => ({ GATEHOUSE_SECRET: 'hunter2-secret-0123456789-abcdefghijklmnop', GATEHOUSE_SECRET_PREVIOUS: 'hunter2-secret-0123456789-abcdefghijklmnop' }),
+      /^gatehouse: configuration error: GATEHOUSE_SECRET_PREVIOUS holds the current master secret/,
+    ],
     ['DATABASE_URL without GATEHOUSE_SECRET', () => ({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' }), /GATEHOUSE_SECRET must be set when DATABASE_URL is set/],
     [
       'DATABASE_URL where no database answers',
@@ -127,7 +134,7 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
       assert.notEqual(result.code, 0);
       assert.match(oneLine(result), expected);
       assert.equal(result.stdout.includes('listening'), false, result.stdout);
-      assert.equal(result.stderr.includes('hunter2'), false, 'a password in DATABASE_URL, REDIS_URL or GATEHOUSE_SMTP_URL is never printed');
+      assert.equal(result.stderr.includes('hunter2'), false, 'a password in DATABASE_URL, REDIS_URL or GATEHOUSE_SMTP_URL, or a master secret, is never printed');
     });
   }
 

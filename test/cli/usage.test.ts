@@ -34,6 +34,7 @@ describe('a usage error', { timeout: 180_000 }, () => {
     ['apikey', 'create', 'app_one'],
     ['apikey', 'create', 'app_one', '--name', 'x', '--expires-at', 'soon'],
     ['keys', 'rotate', 'now'],
+    ['keys', 'reencrypt', 'all'],
     ['audit', 'tail', '--limit', 'all'],
     ['grant'],
     ['grant', 'frobnicate'],

@@ -116,6 +116,34 @@ for (const dialect of DIALECTS) {
 }
 
 /**
+ * While the master secret changes, an instance still given only the old one cannot decrypt a next
+ * key stored under the new one: it stops at start-up, not at the rotation that makes that key sign.
+ */
+for (const dialect of DIALECTS) {
+  describe(`an instance left with the old master secret while it changes (${dialect})`, () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startTestServer(dialect, { background: false });
+    });
+    after(() => server?.close());
+
+    it('stops at start-up once the next key is stored under the new secret', async () => {
+      const changed = await createGatehouse(
+        { ...server.config, secret: 'the-new-master-secret-after-the-change-0123456789', previousSecrets: [server.config.secret] },
+        { background: false, logger: pino({ level: 'silent' }) },
+      );
+      await changed.keys.rotate(Math.floor(Date.now() / 1000), { force: true });
+      await changed.close();
+      const next = (await server.gatehouse.storage.keys.listAll()).filter((key) => key.state === 'next').map((key) => key.kid);
+      await assert.rejects(
+        createGatehouse(server.config, { background: false, logger: pino({ level: 'silent' }) }),
+        new RegExp(`signing key (${next.join('|')}) cannot be decrypted: GATEHOUSE_SECRET is not the secret it was stored under`),
+      );
+    });
+  });
+}
+
+/**
  * An instance started with another master secret cannot sign, and must not write a key the others
  * cannot decrypt: one they promoted at the next rotation would stop every instance signing.
  */

@@ -6,7 +6,8 @@ import { argumentsOf, exactly, isoTime, optionalIsoTime, table, UsageError, type
 
 export const keysUsage = `gatehouse keys list [--json]
 gatehouse keys rotate [--force] [--json]
-gatehouse keys withdraw KID [--json]`;
+gatehouse keys withdraw KID [--json]
+gatehouse keys reencrypt [--json]`;
 
 export function keysCommand(args: string[]): Run {
   const [sub, ...rest] = args;
@@ -40,6 +41,17 @@ export function keysCommand(args: string[]): Run {
         await showKeys(gatehouse, out, `withdrawn: ${kid} left the JWKS and the tokens it signed are refused${replaced} (other instances follow within keys.reloadIntervalSeconds)`);
       };
     }
+    case 'reencrypt':
+      argumentsOf('keys reencrypt', rest, []);
+      return async (gatehouse, out) => {
+        const reencrypted = await gatehouse.keys.reencrypt();
+        if (reencrypted > 0) recordCliAction(gatehouse, 'keys.reencrypted', { data: { count: reencrypted } });
+        out.print({ reencrypted }, () =>
+          reencrypted === 0
+            ? 'every signing key is encrypted under the current master secret already'
+            : `re-encrypted ${reencrypted} signing key${reencrypted === 1 ? '' : 's'} under the current master secret: GATEHOUSE_SECRET_PREVIOUS can now be removed from every instance`,
+        );
+      };
     default:
       throw new UsageError(`unknown keys command "${sub ?? ''}"`);
   }

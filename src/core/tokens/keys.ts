@@ -2,7 +2,7 @@ import { hkdfSync, KeyObject, type webcrypto } from 'node:crypto';
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import type { GatehouseConfig, SigningAlgorithm } from '../config.ts';
 import { revocationWindowSeconds } from '../revocation.ts';
-import type { KeyUse, SigningKeyRecord, SigningKeyRepository } from '../../storage/repositories/keys.ts';
+import type { KeyUse, PrivatePartChange, SigningKeyRecord, SigningKeyRepository } from '../../storage/repositories/keys.ts';
 
 export interface SigningKey {
   kid: string;
@@ -40,9 +40,12 @@ interface PublishedKey {
  */
 export class KeyStore {
   #repository: SigningKeyRepository;
+  /** Derived from the master secret: encrypts every key stored from now on. */
   #encryptionKey: Uint8Array;
-  /** Where the master secret came from, for the operator to check when a key cannot be decrypted. */
-  #secretSource: string;
+  /** Derived from the master secret, then from each previous one: a key stored under any of them decrypts. */
+  #decryptionKeys: Uint8Array[];
+  /** Which secrets were tried, for the operator to check when a key cannot be decrypted. */
+  #secretsTried: string;
   #algorithms: Record<KeyUse, SigningAlgorithm>;
   #retiredLifetimeSeconds: number;
   #minimumNextKeyAgeSeconds: number;
@@ -59,8 +62,11 @@ export class KeyStore {
 
   private constructor(repository: SigningKeyRepository, config: GatehouseConfig) {
     this.#repository = repository;
-    this.#encryptionKey = new Uint8Array(hkdfSync('sha256', config.secret, 'gatehouse', 'signing-key-encryption', 32));
-    this.#secretSource = config.secretGeneratedAt ? `the master secret in ${config.secretGeneratedAt}` : 'GATEHOUSE_SECRET';
+    this.#decryptionKeys = [config.secret, ...config.previousSecrets].map((secret) => new Uint8Array(hkdfSync('sha256', secret, 'gatehouse', 'signing-key-encryption', 32)));
+    this.#encryptionKey = this.#decryptionKeys[0]!;
+    const source = config.secretGeneratedAt ? `the master secret in ${config.secretGeneratedAt}` : 'GATEHOUSE_SECRET';
+    this.#secretsTried =
+      config.previousSecrets.length === 0 ? `${source} is not the secret it was stored under` : `neither ${source} nor any of GATEHOUSE_SECRET_PREVIOUS is the secret it was stored under`;
     this.#algorithms = { access: config.tokens.accessTokenAlgorithm, id: config.tokens.idTokenAlgorithm };
     // A retired key must verify every token it signed: the longest lifetime, plus clock skew — and an
     // access token still for the revocation window after it expired, since revoking it ends the
@@ -252,8 +258,10 @@ export class KeyStore {
   async #ensureKeys(now: number): Promise<void> {
     const records = await this.#repository.listPublished(now);
     // The master secret is checked before anything is written: an instance given another one must
-    // not publish a next key that the others cannot decrypt once a rotation makes it sign.
-    for (const record of records) if (record.state === 'active') await this.#decrypt(record);
+    // not publish a next key that the others cannot decrypt once a rotation makes it sign. The next
+    // key is checked too: one stored under a previous secret dropped too early would stop signing
+    // everywhere at the next rotation.
+    for (const record of records) if (record.state !== 'retired') await this.#decrypt(record);
     for (const use of ['access', 'id'] as const) {
       if (!records.some((r) => r.use === use && r.state === 'active')) {
         await this.#repository.insert(await this.#generate(use, 'active', now));
@@ -279,16 +287,13 @@ export class KeyStore {
     const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'RS256' ? { modulusLength: 2048 } : {}) });
     const publicJwk = await exportJWK(publicKey);
     const kid = await calculateJwkThumbprint(publicJwk);
-    const privateJwk = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(await exportJWK(privateKey))))
-      .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid })
-      .encrypt(this.#encryptionKey);
     return {
       kid,
       use,
       alg,
       state,
       publicJwk: JSON.stringify(publicJwk),
-      privateJwk,
+      privateJwk: await this.#encrypt(kid, new TextEncoder().encode(JSON.stringify(await exportJWK(privateKey)))),
       createdAt: now,
       activatedAt: state === 'active' ? now : null,
       retiredAt: null,
@@ -296,14 +301,43 @@ export class KeyStore {
     };
   }
 
-  async #decrypt(record: SigningKeyRecord): Promise<KeyObject> {
-    let plaintext: Uint8Array;
-    try {
-      ({ plaintext } = await compactDecrypt(record.privateJwk, this.#encryptionKey));
-    } catch {
-      throw new Error(`signing key ${record.kid} cannot be decrypted: ${this.#secretSource} is not the secret it was stored under`);
+  /**
+   * Stores every private key that a previous master secret encrypted under the current one, in one
+   * transaction, so that the previous secrets can be dropped. Retired and withdrawn keys are
+   * included: a copy of the database holds them too. Keys under the current secret already are left
+   * as they are, so running it again changes nothing; a key no secret decrypts stops it before
+   * anything is written. The public keys, and so every token signed, stay as they were. Returns how
+   * many keys were re-encrypted.
+   */
+  async reencrypt(): Promise<number> {
+    const changes: PrivatePartChange[] = [];
+    for (const record of await this.#repository.listAll()) {
+      const { plaintext, underCurrentSecret } = await this.#decryptPrivateJwk(record);
+      if (!underCurrentSecret) changes.push({ kid: record.kid, from: record.privateJwk, to: await this.#encrypt(record.kid, plaintext) });
     }
+    return changes.length === 0 ? 0 : this.#repository.replacePrivateParts(changes);
+  }
+
+  #encrypt(kid: string, privateJwk: Uint8Array): Promise<string> {
+    return new CompactEncrypt(privateJwk).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid }).encrypt(this.#encryptionKey);
+  }
+
+  async #decrypt(record: SigningKeyRecord): Promise<KeyObject> {
+    const { plaintext } = await this.#decryptPrivateJwk(record);
     return importKey(JSON.parse(new TextDecoder().decode(plaintext)) as JWK, record.alg);
+  }
+
+  /** The private JWK, under the current master secret or else under the first previous one that decrypts it. */
+  async #decryptPrivateJwk(record: SigningKeyRecord): Promise<{ plaintext: Uint8Array; underCurrentSecret: boolean }> {
+    for (const key of this.#decryptionKeys) {
+      try {
+        const { plaintext } = await compactDecrypt(record.privateJwk, key);
+        return { plaintext, underCurrentSecret: key === this.#encryptionKey };
+      } catch {
+        // AES-GCM's tag does not match: another secret encrypted it.
+      }
+    }
+    throw new Error(`signing key ${record.kid} cannot be decrypted: ${this.#secretsTried}`);
   }
 }
 

@@ -55,8 +55,10 @@ export type CookiePolicy = ReturnType<typeof cookiePolicy>;
  * Signing in or out changes the token, as OWASP's CSRF cheat sheet asks of session-bound tokens.
  */
 export function csrfProtection(config: GatehouseConfig, cookies: CookiePolicy) {
-  const key = Buffer.from(hkdfSync('sha256', config.secret, 'gatehouse', 'csrf', 32));
-  const sign = (request: FastifyRequest, value: string) =>
+  // Forms are signed under the master secret; those shown before it changed, under a previous
+  // secret, still verify, so that the change interrupts nobody filling in a form.
+  const keys = [config.secret, ...config.previousSecrets].map((secret) => Buffer.from(hkdfSync('sha256', secret, 'gatehouse', 'csrf', 32)));
+  const sign = (request: FastifyRequest, value: string, key = keys[0]!) =>
     createHmac('sha256', key)
       .update(value)
       .update('\0')
@@ -84,13 +86,15 @@ export function csrfProtection(config: GatehouseConfig, cookies: CookiePolicy) {
       request.browser = value;
       request.csrfToken = sign(request, value);
     },
-    /** True when the form's token is the HMAC of this browser's CSRF cookie and the session it has now. */
+    /** True when the form's token is the HMAC of this browser's CSRF cookie and the session it has now, under the master secret or a previous one. */
     verify(request: FastifyRequest, token: unknown): boolean {
       const value = request.cookies[cookies.names(request).csrf];
       if (!value || typeof token !== 'string') return false;
-      const expected = Buffer.from(sign(request, value));
       const given = Buffer.from(token);
-      return expected.length === given.length && timingSafeEqual(expected, given);
+      return keys.some((key) => {
+        const expected = Buffer.from(sign(request, value, key));
+        return expected.length === given.length && timingSafeEqual(expected, given);
+      });
     },
   };
 }

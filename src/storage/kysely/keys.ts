@@ -123,6 +123,16 @@ export function kyselyKeys(db: Kysely<Database>): SigningKeyRepository {
         throw error;
       }
     },
+    async replacePrivateParts(changes) {
+      return db.transaction().execute(async (trx) => {
+        let changed = 0;
+        for (const { kid, from, to } of changes) {
+          const result = await trx.updateTable('signing_keys').set({ private_jwk: to }).where('kid', '=', kid).where('private_jwk', '=', from).executeTakeFirst();
+          changed += Number(result.numUpdatedRows);
+        }
+        return changed;
+      });
+    },
   };
 }
 

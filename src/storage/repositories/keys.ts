@@ -14,6 +14,13 @@ export interface SigningKeyRecord {
   expiresAt: number | null;
 }
 
+/** A key's private part encrypted again: `from` as stored, `to` in its place. */
+export interface PrivatePartChange {
+  kid: string;
+  from: string;
+  to: string;
+}
+
 export interface SigningKeyRepository {
   /** Keys in the JWKS at `now`: next, active, and retired ones that have not yet expired. */
   listPublished(now: number): Promise<SigningKeyRecord[]>;
@@ -41,4 +48,10 @@ export interface SigningKeyRepository {
    * instance replaced it first.
    */
   replaceNextOfOtherAlgorithm(newNext: SigningKeyRecord): Promise<boolean>;
+  /**
+   * Stores each change in one transaction: the key `kid` gets `to` as its private part if it still
+   * holds `from`. Returns how many keys changed; one swept, or re-encrypted by another process
+   * meanwhile, is left as it is and not counted.
+   */
+  replacePrivateParts(changes: PrivatePartChange[]): Promise<number>;
 }
