@@ -6,9 +6,13 @@ import type { AttemptOutcome, FailureCounter } from './rate-limit/failures.ts';
 
 export type LoginResult =
   | { outcome: 'success'; user: User }
-  /** Wrong email, wrong password or disabled account: one answer for all, so emails cannot be probed. */
-  | { outcome: 'invalid' }
-  | { outcome: 'throttled'; retryAfterSeconds: number }
+  /**
+   * Wrong email, wrong password or disabled account: one answer for all, so emails cannot be probed.
+   * `userId` names the account the email is of, if any, for the audit log alone.
+   */
+  | { outcome: 'invalid'; userId: string | null }
+  /** `limit`: the budget that is spent, the account's or the client address's. */
+  | { outcome: 'throttled'; retryAfterSeconds: number; limit: 'account' | 'address' }
   /** The attempts of the account or address ahead of this one did not settle in time (a database that does not answer). */
   | { outcome: 'busy' };
 
@@ -55,7 +59,7 @@ export class LoginService {
     // Always the account first, then the address: an attempt waiting for a place never holds one
     // that the attempts it waits for need.
     const accountWait = await this.#perAccount.admit(account, now);
-    if (accountWait !== 0) return refused(accountWait);
+    if (accountWait !== 0) return refused(accountWait, 'account');
     let addressWait: number | 'busy';
     try {
       addressWait = await this.#perAddress.admit(client, now);
@@ -65,7 +69,7 @@ export class LoginService {
     }
     if (addressWait !== 0) {
       await this.#perAccount.settle(account, 'withdrawn', now);
-      return refused(addressWait);
+      return refused(addressWait, 'address');
     }
 
     // An attempt that could not be decided (the database did not answer) counts nothing.
@@ -75,7 +79,7 @@ export class LoginService {
       const { valid, rehash } = await checkPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
       if (!user || !valid || user.disabledAt !== null) {
         outcome = 'failed';
-        return { outcome: 'invalid' };
+        return { outcome: 'invalid', userId: user?.id ?? null };
       }
       outcome = 'passed';
       await this.#perAccount.reset(account, now);
@@ -120,4 +124,4 @@ const MAX_EMAIL_KEY = 320;
 
 const addressKey = (address: string): string => `address:${clientNetwork(address)}`;
 
-const refused = (wait: number | 'busy'): LoginResult => (wait === 'busy' ? { outcome: 'busy' } : { outcome: 'throttled', retryAfterSeconds: wait });
+const refused = (wait: number | 'busy', limit: 'account' | 'address'): LoginResult => (wait === 'busy' ? { outcome: 'busy' } : { outcome: 'throttled', retryAfterSeconds: wait, limit });

@@ -27,7 +27,7 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
     if (result.outcome === 'throttled') throw tooManyRequests('too many failed sign-ins; try again later', result.retryAfterSeconds);
     if (result.outcome === 'busy') throw temporarilyUnavailable('the sign-ins of this account ahead of this one are still being checked; try again shortly', { 'retry-after': '1' });
     if (result.outcome === 'invalid') {
-      services.audit.record({ at: now, kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: null, data: { grant: 'password' } });
+      services.audit.record({ at: now, kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: result.userId, data: { grant: 'password', address } });
       throw invalidGrant('the username or password is wrong');
     }
     // With `openid`, an ID token joins the response, as it does on every later refresh.

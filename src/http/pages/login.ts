@@ -111,6 +111,9 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     if (foreign) return sendOutcome(pages, reply, foreign, true);
     const result = await gatehouse.login.login(email, password, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
+      // A guessing run goes on past the limit at the rate it likes: one row a minute per address and limit, with its count.
+      const data = { via: 'page', address: request.ip, limit: result.limit };
+      gatehouse.audit.recordRepeatable(JSON.stringify(['login.throttled', data.address, data.limit]), { at: gatehouse.clock(), kind: 'login.throttled', outcome: 'failure', clientId: null, userId: null, data });
       reply.header('retry-after', String(result.retryAfterSeconds));
       return showLogin(reply, pendingId, next, { email, error: tooManyAttempts(result.retryAfterSeconds) }, 429);
     }
@@ -121,10 +124,11 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     // An account deleted while its password was checked is answered as an unknown email is.
     const cookie = result.outcome === 'success' ? await startSession(request, reply, result.user.id) : undefined;
     if (result.outcome !== 'success' || cookie === undefined) {
-      gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.failed', outcome: 'failure', clientId: null, userId: null, data: { via: 'page' } });
+      const userId = result.outcome === 'success' ? result.user.id : result.userId;
+      gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.failed', outcome: 'failure', clientId: null, userId, data: { via: 'page', address: request.ip } });
       return showLogin(reply, pendingId, next, { email, error: 'The email or password is not right.' }, 401);
     }
-    gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.succeeded', outcome: 'success', clientId: null, userId: result.user.id, data: {} });
+    gatehouse.audit.record({ at: gatehouse.clock(), kind: 'login.succeeded', outcome: 'success', clientId: null, userId: result.user.id, data: { address: request.ip } });
     return signedIn(request, reply, cookie, pendingId, next);
   });
 
