@@ -135,7 +135,7 @@ export class TokenEndpoint {
       return await this.#handle(request);
     } catch (error) {
       if (error instanceof OAuthError) {
-        const clientId = typeof request.params.client_id === 'string' ? request.params.client_id.slice(0, 256) : basicClientId(request.authorization) || null;
+        const clientId = presentedClientId(request.params.client_id, request.authorization);
         const grantType = typeof request.params.grant_type === 'string' ? request.params.grant_type.slice(0, 100) : null;
         const address = request.address ?? null;
         // A flood of refusals (throttled ones above all) is one row a minute per client id as
@@ -194,7 +194,12 @@ function singleParameter(params: Readonly<Record<string, unknown>>, name: string
 
 const truncate = (value: string): string => (value.length > 64 ? `${value.slice(0, 64)}...` : value).replace(/[^\x20-\x7e]/g, '?');
 
-/** The client id inside a Basic header, for keying throttles; never trusted for anything else. */
+/** The client id a request presented (its `client_id` parameter, or else its Basic header), as anyone may send it: for the audit log of refusals. */
+export function presentedClientId(parameter: unknown, authorization: string | undefined): string | null {
+  return typeof parameter === 'string' ? parameter.slice(0, 256) : basicClientId(authorization) || null;
+}
+
+/** The client id inside a Basic header, for keying throttles and the audit log; never trusted for anything else. */
 function basicClientId(authorization: string | undefined): string {
   if (!authorization || !/^basic /i.test(authorization)) return '';
   const decoded = Buffer.from(authorization.slice(6).trim(), 'base64').toString('utf8');

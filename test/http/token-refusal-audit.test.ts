@@ -138,6 +138,32 @@ for (const dialect of DIALECTS) {
       assert.ok(!JSON.stringify(rows).includes('guessed-secret'), 'the secret is in no row');
     });
 
+    it('records refused introspection and revocation requests as it records refused token requests: guessed secrets, another client’s token', async () => {
+      now += 1;
+      const opened = now;
+      const app = await server.client({});
+      const other = await server.client({});
+      const othersToken: string = (await post(`${server.url}/token`, { grant_type: 'client_credentials' }, { headers: { authorization: basic(other.id, other.secret) } })).body.access_token;
+      const guess = 'gate_cs_guessed-at-introspection-never-audited';
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await post(`${server.url}/introspect`, { token: othersToken }, { headers: { authorization: basic(app.id, guess) } })).status, 401);
+        assert.equal((await post(`${server.url}/revoke`, { token: othersToken }, { headers: { authorization: basic(app.id, guess) } })).status, 401);
+        assert.equal((await post(`${server.url}/revoke`, { token: othersToken }, { headers: { authorization: basic(app.id, app.secret) } })).status, 400);
+      }
+      now += 60;
+      await server.gatehouse.audit.flush();
+      const rows = async (kind: string) => (await server.gatehouse.storage.audit.query({ kind, clientId: app.id })).reverse();
+      const refused = (kind: string, error: string) => ({ at: opened, kind, outcome: 'failure', clientId: app.id, userId: null, data: { error, address: '127.0.0.1' } });
+      const repeats = (event: ReturnType<typeof refused>) => ({ ...event, data: { ...event.data, repeated: 2, window_start: opened, window_end: opened + 60 } });
+      const introspections = refused('introspection.refused', 'invalid_client');
+      assert.deepEqual((await rows('introspection.refused')).map(({ id: _id, ...event }) => event), [introspections, repeats(introspections)]);
+      const guesses = refused('revocation.refused', 'invalid_client');
+      const notItsOwn = refused('revocation.refused', 'unauthorized_client');
+      assert.deepEqual((await rows('revocation.refused')).map(({ id: _id, ...event }) => event), [guesses, notItsOwn, repeats(guesses), repeats(notItsOwn)]);
+      const written = JSON.stringify([...(await rows('introspection.refused')), ...(await rows('revocation.refused'))]);
+      assert.ok(!written.includes('guessed-at-introspection') && !written.includes(othersToken), 'neither the secret nor the token is in a row');
+    });
+
     it('opens a new window when a key comes back after its minute, after writing the count of the old one', async () => {
       now += 1;
       const opened = now;

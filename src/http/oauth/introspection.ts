@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { invalidClient, invalidRequest } from '../../core/errors.ts';
+import { invalidClient, invalidRequest, OAuthError } from '../../core/errors.ts';
 import { introspect } from '../../core/introspection.ts';
 import { requestParameter } from '../../core/parameters.ts';
 import { revoke } from '../../core/revocation.ts';
+import { presentedClientId } from '../../core/token-endpoint.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { NO_STORE, refuseOtherMethods } from './errors.ts';
 
@@ -25,7 +26,26 @@ function parameters(request: FastifyRequest): Record<string, string | undefined>
 
 /** RFC 7662 introspection and RFC 7009 revocation, both for authenticated clients. */
 export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: { gatehouse: Gatehouse }): Promise<void> {
-  app.post('/introspect', async (request, reply) => {
+  /**
+   * Runs `answer`, recording its refusal by RFC error code as the token endpoint records its own
+   * (TokenEndpoint.handle): these endpoints take the same client credentials, so secrets guessed here
+   * must leave the same trace, aggregated to one row a minute per client id as presented, address and error.
+   */
+  const auditingRefusals = async (kind: 'introspection.refused' | 'revocation.refused', request: FastifyRequest, answer: () => Promise<unknown>) => {
+    try {
+      return await answer();
+    } catch (error) {
+      if (error instanceof OAuthError) {
+        const body = typeof request.body === 'object' && request.body !== null ? (request.body as Record<string, unknown>) : {};
+        const clientId = presentedClientId(body.client_id, request.headers.authorization);
+        const data = { error: error.error, address: request.ip };
+        gatehouse.audit.recordRepeatable(JSON.stringify([kind, clientId, data.address, data.error]), { at: gatehouse.clock(), kind, outcome: 'failure', clientId, userId: null, data });
+      }
+      throw error;
+    }
+  };
+
+  app.post('/introspect', (request, reply) => auditingRefusals('introspection.refused', request, async () => {
     const params = parameters(request);
     const now = gatehouse.clock();
     const { client, method } = await gatehouse.tokenEndpoint.authenticateClient({ authorization: request.headers.authorization, address: request.ip }, params, now);
@@ -34,9 +54,9 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     if (method === 'none') throw invalidClient('introspection needs a confidential client', request.headers.authorization !== undefined);
     if (!params.token) throw invalidRequest('token is required');
     return reply.headers(NO_STORE).send(await introspect(gatehouse, client, params.token, now));
-  });
+  }));
 
-  app.post('/revoke', async (request, reply) => {
+  app.post('/revoke', (request, reply) => auditingRefusals('revocation.refused', request, async () => {
     const params = parameters(request);
     const now = gatehouse.clock();
     // RFC 7009 §2.1: public clients may revoke their own tokens, identified by client_id.
@@ -44,7 +64,7 @@ export async function introspectionRoutes(app: FastifyInstance, { gatehouse }: {
     if (!params.token) throw invalidRequest('token is required');
     await revoke(gatehouse, client, params.token, now);
     return reply.headers(NO_STORE).code(200).send();
-  });
+  }));
 
   // RFC 7662 §2.1 and RFC 7009 §2.1 define POST only.
   refuseOtherMethods(app, '/introspect', ['POST'], 'introspection endpoint');
