@@ -10,6 +10,7 @@ import { loadConfig, type GatehouseConfig } from '../../src/core/config.ts';
 import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
 import { createLogger, loggableUrl } from '../../src/logging.ts';
 import { buildApp } from '../../src/http/app.ts';
+import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { basic, freePort, post } from '../support/server.ts';
@@ -21,7 +22,8 @@ import { resetLinkIn, startMailServer, verifyLinkIn, type TestMailServer } from 
  * Gatehouse builds for itself (createLogger: REDACTED_PATHS and the request serializer). A whole
  * session runs against it — every grant, the browser flows, API keys, project tokens,
  * introspection, revocation, the portal and the admin API, errors and forced 500s — and every
- * secret and token it handled is then looked for in everything that was logged.
+ * secret and token it handled is then looked for in everything that was logged, and in the audit
+ * log it left.
  */
 
 const CALLBACK = 'https://app.example/callback';
@@ -154,6 +156,24 @@ describe('no secret or token in the logs', () => {
 
   const token = (params: Record<string, string>, client?: { id: string; secret: string }, json = false) =>
     post(`${server.url}/token`, params, { json, ...(client ? { headers: { authorization: basic(client.id, client.secret) } } : {}) });
+  /** Each secret or token of the session that `haystack` holds, with what surrounds it. */
+  const leaksIn = (haystack: string): string[] => {
+    const leaks: string[] = [];
+    for (const [secret, label] of secrets) {
+      for (const needle of needlesOf(secret)) {
+        const at = haystack.indexOf(needle);
+        if (at >= 0) {
+          leaks.push(`${label} (${needle.slice(0, 12)}…): …${haystack.slice(Math.max(0, at - 120), at + 40)}…`);
+          break;
+        }
+      }
+    }
+    // Basic credentials as sent: the base64 of client_id:client_secret.
+    for (const client of [machine, firstParty, web, resourceServer, backOffice, admin]) {
+      if (haystack.includes(basic(client.id, client.secret).slice(6))) leaks.push(`Basic credentials of ${client.id}`);
+    }
+    return leaks;
+  };
   const keepTokens = (label: string, body: any) => {
     if (body.access_token) keep(`${label} access token`, body.access_token);
     if (body.refresh_token) keep(`${label} refresh token`, body.refresh_token);
@@ -319,6 +339,11 @@ describe('no secret or token in the logs', () => {
     assert.equal((await token({ grant_type: 'client_credentials', client_id: machine.id, client_secret: wrongSecret })).status, 401);
     const forgedRefresh = keep('unknown refresh token', `gate_rt_${randomBytes(32).toString('base64url')}BBBBBB`);
     assert.equal((await token({ grant_type: 'refresh_token', refresh_token: forgedRefresh }, firstParty)).status, 400);
+    // The password grant with a wrong password; introspection and revocation with a wrong secret.
+    const wrongGrantPassword = keep('wrong password (password grant)', `wpg-${randomBytes(12).toString('base64url')}`);
+    assert.equal((await token({ grant_type: 'password', username: user.email, password: wrongGrantPassword }, firstParty)).status, 400);
+    assert.equal((await post(`${server.url}/introspect`, { token: forgedRefresh }, { headers: { authorization: basic(resourceServer.id, wrongSecret) } })).status, 401);
+    assert.equal((await post(`${server.url}/revoke`, { token: forgedRefresh, client_id: machine.id, client_secret: wrongSecret })).status, 401);
     const pw = keepTokens('password (errors)', (await token({ grant_type: 'password', username: user.email, password: user.password }, firstParty)).body);
     // Refresh-token replay: rotation, then the old one again.
     keepTokens('rotated', (await token({ grant_type: 'refresh_token', refresh_token: pw.refresh_token }, firstParty)).body);
@@ -500,22 +525,24 @@ describe('no secret or token in the logs', () => {
 
     const haystack = `${log}\n${decodedBuffers(log)}`;
     assert.ok(secrets.size >= 40, `only ${secrets.size} secrets were collected`);
-    const leaks: string[] = [];
-    for (const [secret, label] of secrets) {
-      for (const needle of needlesOf(secret)) {
-        const at = haystack.indexOf(needle);
-        if (at >= 0) {
-          leaks.push(`${label} (${needle.slice(0, 12)}…): …${haystack.slice(Math.max(0, at - 120), at + 40)}…`);
-          break;
-        }
-      }
-    }
-    // Basic credentials as sent: the base64 of client_id:client_secret.
-    for (const client of [machine, firstParty, web, resourceServer, backOffice, admin]) {
-      if (haystack.includes(basic(client.id, client.secret).slice(6))) leaks.push(`Basic credentials of ${client.id}`);
-    }
+    const leaks = leaksIn(haystack);
     t.diagnostic(`${server.lines.length} log lines searched for ${secrets.size} secrets and tokens`);
     assert.deepEqual(leaks, [], `${leaks.length} secrets appear in the logs:\n${leaks.join('\n')}`);
+  });
+
+  it('stored no secret or token in the audit log, which recorded the session', async (t) => {
+    await server.gatehouse.audit.flush();
+    const events: AuditEvent[] = [];
+    for (let page = await server.gatehouse.storage.audit.query({ limit: 1000 }); page.length > 0; ) {
+      events.push(...page);
+      const last = page.at(-1)!;
+      page = await server.gatehouse.storage.audit.query({ after: { at: last.at, id: last.id! }, limit: 1000 });
+    }
+    const kinds = new Set(events.map((event) => event.kind));
+    for (const kind of ['token.issued', 'token.refused', 'login.failed', 'token.revoked', 'authorization_code.reused', 'introspection.refused', 'revocation.refused', 'portal.api_key.created', 'admin.client_secret.created', 'user.password_changed']) assert.ok(kinds.has(kind), `the session left a ${kind} event`);
+    const leaks = leaksIn(JSON.stringify(events));
+    t.diagnostic(`${events.length} audit events searched for ${secrets.size} secrets and tokens`);
+    assert.deepEqual(leaks, [], `${leaks.length} secrets appear in the audit log:\n${leaks.join('\n')}`);
   });
 
   it('redacts secret query parameters from logged URLs, and only those', () => {
