@@ -214,6 +214,7 @@ for (const dialect of DIALECTS) {
         assert.equal(await snapshot(), before);
         const refusals = (await api('GET', '/audit-events?kind=admin.refused&limit=1000', as('admin:tokens'))).body.events as { client_id: string; user_id: string | null; data: Record<string, unknown> }[];
         assert.equal(refusals.length, ENDPOINTS.length * 6, 'every refusal of a valid credential is audited');
+        assert.ok(refusals.every((e) => e.data.address === '127.0.0.1'), 'with the address the request came from');
         assert.ok(refusals.some((e) => e.client_id === mobile.id && e.user_id === adaId && e.data.credential === 'user'));
         assert.ok(refusals.some((e) => e.client_id === viewer.id && e.data.credential === 'api_key' && e.data.route === 'DELETE /admin/v1/clients/:clientId'));
       });
@@ -415,7 +416,7 @@ for (const dialect of DIALECTS) {
         }
         assert.equal(await snapshot(), before, 'nothing changed');
         const refusals = (await api('GET', `/audit-events?kind=admin.refused&client_id=${admin.id}&limit=1000`, as('admin:tokens'))).body.events as { data: Record<string, unknown> }[];
-        assert.ok(refusals.some((e) => e.data.target_client_id === target && e.data.scope === 'admin:users' && e.data.route === 'POST /admin/v1/clients/:clientId/secrets'), 'refusals are audited');
+        assert.ok(refusals.some((e) => e.data.target_client_id === target && e.data.scope === 'admin:users' && e.data.route === 'POST /admin/v1/clients/:clientId/secrets' && e.data.address === '127.0.0.1'), 'refusals are audited');
 
         // Reading needs only admin:clients; a token holding every scope of the client may do it all.
         for (const path of [`/clients/${target}`, `/clients/${target}/secrets`, `/clients/${target}/api-keys`]) assert.equal((await api('GET', path, as('admin:clients'))).status, 200, path);
@@ -672,6 +673,7 @@ for (const dialect of DIALECTS) {
           assert.ok(event, `an event ${kind}`);
           assert.equal(event.client_id, admin.id);
           assert.equal(event.data.admin_client_id, admin.id);
+          assert.equal(event.data.address, '127.0.0.1', `${kind}: the address the request came from`);
         }
       });
     });

@@ -111,7 +111,7 @@ async function authorizeAdmin(gatehouse: Gatehouse, request: FastifyRequest, sco
       outcome: 'failure',
       clientId: caller.clientId,
       userId: caller.kind === 'user' ? caller.sub : null,
-      data: { credential: caller.kind, scope, route: `${request.method} ${request.routeOptions.url}` },
+      data: { credential: caller.kind, scope, route: `${request.method} ${request.routeOptions.url}`, address: request.ip },
     });
     return insufficientScope(reason, scope);
   };

@@ -47,7 +47,7 @@ export async function emptyBodyAsObject(request: FastifyRequest): Promise<void> 
   if (request.body === undefined || request.body === null) request.body = {};
 }
 
-/** Records an admin action: who acted (the admin client), on what, through the admin API. */
+/** Records an admin action: who acted (the admin client) from which address, on what, through the admin API. */
 export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest, kind: string, target: { userId?: string | null; data?: Record<string, unknown> } = {}): void {
   gatehouse.audit.record({
     at: gatehouse.clock(),
@@ -55,7 +55,7 @@ export function recordAdminAction(gatehouse: Gatehouse, request: FastifyRequest,
     outcome: 'success',
     clientId: request.adminClientId ?? null,
     userId: target.userId ?? null,
-    data: { admin_client_id: request.adminClientId ?? null, via: 'admin_api', ...target.data },
+    data: { admin_client_id: request.adminClientId ?? null, via: 'admin_api', address: request.ip, ...target.data },
   });
 }
 
@@ -96,7 +96,7 @@ export function requireAdminScopesOf(gatehouse: Gatehouse, request: FastifyReque
     outcome: 'failure',
     clientId: request.adminClientId ?? null,
     userId: null,
-    data: { credential: 'client', scope: missing, target_client_id: clientId, route: `${request.method} ${request.routeOptions.url}` },
+    data: { credential: 'client', scope: missing, target_client_id: clientId, route: `${request.method} ${request.routeOptions.url}`, address: request.ip },
   });
   throw insufficientScope(`the token lacks the scope ${missing}, which managing the client ${clientId === null ? 'being registered' : clientId} needs: a token hands out only the powers it holds`, missing);
 }
