@@ -8,7 +8,7 @@ import pino from 'pino';
 import { loadConfig } from '../../src/core/config.ts';
 import { createGatehouse } from '../../src/gatehouse.ts';
 import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
-import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
+import { countRows, createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { post, startTestServer, TEST_SECRET } from '../support/server.ts';
 import { CLI, cliJson, databaseEnv, ROOT, runCli, waitFor, type Env } from './support.ts';
 
@@ -210,6 +210,19 @@ for (const dialect of DIALECTS) {
           { kind: 'client.deleted', outcome: 'success', user_id: null, data: { by: 'cli' } },
         ],
       );
+    });
+
+    it('prints every event since a time with --since, oldest first, however many there are', async () => {
+      const start = now - 3 * 86400;
+      // More than two pages of 1,000: 2,500 events three days ago, three in each second.
+      await writeEvents(Array.from({ length: 2500 }, (_, i) => ({ at: start + Math.floor(i / 3), kind: 'token.issued', outcome: 'success' as const, clientId: 'app_busy', userId: null, data: { i } })));
+      const result = await runCli(['audit', 'tail', '--since', String(start), '--json'], env);
+      assert.equal(result.code, 0, result.stderr);
+      const printed = lines(result.stdout);
+      assert.deepEqual(printed.slice(0, 2500).map((e) => e.data.i), Array.from({ length: 2500 }, (_, i) => i));
+      // Then the events of the last minutes (and any the tests above recorded), the earliest first.
+      assert.deepEqual(printed.slice(2500, 2503).map((e) => e.kind), ['token.issued', 'login.failed', 'admin.client.created']);
+      assert.equal(printed.length, await countRows(database, 'audit_events'), 'and the others, every one of them later');
     });
   });
 }

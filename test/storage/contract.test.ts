@@ -1667,6 +1667,14 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(times(await audit().query({ kind: 'token.issued', limit: 1 })), [40]);
       });
 
+      it('lists oldest first when asked, a page at a time from the last event of the page before', async () => {
+        assert.deepEqual(times(await audit().query({ oldestFirst: true })), [0, 5, 10, 20, 30, 40]);
+        const [first, second] = await audit().query({ since: NOW + 5, oldestFirst: true, limit: 2 });
+        assert.deepEqual(times([first!, second!]), [5, 10]);
+        assert.deepEqual(times(await audit().query({ since: NOW + 5, oldestFirst: true, after: { at: second!.at, id: second!.id! }, limit: 2 })), [20, 30]);
+        assert.deepEqual(times(await audit().query({ clientId: c1, oldestFirst: true, limit: 2 })), [0, 5]);
+      });
+
       it('lists a page at a time from the last event of the page before, each event once, however many share a second, with every filter', async () => {
         const open = await openFreshStorage(dialect);
         try {

@@ -6,7 +6,7 @@ import type { AuditEvent } from '../../storage/repositories/audit.ts';
 import { printable, UsageError, type Output, type Run } from '../output.ts';
 
 export const auditUsage = `gatehouse audit tail [--since ISO|--limit N] [--follow] [--json]
-                        the latest events, oldest first (default: the last 20; --json: one JSON object a line)`;
+                        the latest events, oldest first (default: the last 20; --since: every one since then; --json: one JSON object a line)`;
 
 /** Events are buffered per instance and written in batches: a late one may carry an earlier time. */
 const FOLLOW_WINDOW_SECONDS = 30;
@@ -34,15 +34,25 @@ async function tail(gatehouse: Gatehouse, out: Output, values: { since: number |
   };
   const audit = gatehouse.storage.audit;
   const seen = new Map<number, number>();
+  // Only the events the follow loop below can read again, those of its window, need remembering.
+  const printOnce = (event: AuditEvent): void => {
+    if (event.at >= gatehouse.clock() - 2 * FOLLOW_WINDOW_SECONDS) seen.set(event.id!, event.at);
+    print(event);
+  };
 
   if (values.follow) {
     // Whatever is in the window now is history: only the tail below prints any of it.
     for (const event of await audit.query({ since: gatehouse.clock() - FOLLOW_WINDOW_SECONDS, limit: MAX_EVENTS })) seen.set(event.id!, event.at);
   }
-  const history = await audit.query(since !== undefined ? { since, limit: MAX_EVENTS } : { limit });
-  for (const event of history.reverse()) {
-    seen.set(event.id!, event.at);
-    print(event);
+  if (since === undefined) {
+    for (const event of (await audit.query({ limit })).reverse()) printOnce(event);
+  } else {
+    // Every event since then, however many (an export, the start of an incident): a page at a time, oldest first.
+    for (let page = await audit.query({ since, oldestFirst: true, limit: MAX_EVENTS }); page.length > 0; ) {
+      for (const event of page) printOnce(event);
+      const last = page.at(-1)!;
+      page = page.length < MAX_EVENTS ? [] : await audit.query({ since, oldestFirst: true, after: { at: last.at, id: last.id! }, limit: MAX_EVENTS });
+    }
   }
   if (!values.follow) return;
 

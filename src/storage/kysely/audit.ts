@@ -43,8 +43,9 @@ export function kyselyAudit(db: Kysely<Database>, dialect: Dialect): AuditReposi
         // id would spare that at the price of indexes more than twice the size (the many events of one
         // second, client or kind no longer deduplicate: 79 MB became 186 MB for 600k events) and of
         // time on every write (1 to 10 %), on the token endpoint's path.
-        if (filter.after !== undefined) query = query.where(sql<boolean>`(at, id) < (${filter.after.at}, ${filter.after.id})`);
-        return query.orderBy('at', 'desc').orderBy('id', 'desc').limit(Math.max(1, Math.min(filter.limit ?? 100, 1001))).execute();
+        const order = filter.oldestFirst === true ? 'asc' : 'desc';
+        if (filter.after !== undefined) query = query.where(sql<boolean>`(at, id) ${sql.raw(order === 'asc' ? '>' : '<')} (${filter.after.at}, ${filter.after.id})`);
+        return query.orderBy('at', order).orderBy('id', order).limit(Math.max(1, Math.min(filter.limit ?? 100, 1001))).execute();
       };
       // On PostgreSQL, planned for the values asked for rather than once per connection (see
       // openDatabase): a filter's selectivity differs by orders of magnitude from one value to the
