@@ -107,7 +107,7 @@ for (const dialect of DIALECTS) {
         const [event] = await eventsOf(user.id, 'user.password_changed');
         assert.ok(event, 'audited');
         assert.equal(event.outcome, 'success');
-        assert.deepEqual(event.data, { other_sessions_ended: 2 });
+        assert.deepEqual(event.data, { other_sessions_ended: 2, address: '127.0.0.1' });
         assert.doesNotMatch(JSON.stringify(event), /passphrase|horse/);
       });
 
@@ -153,6 +153,7 @@ for (const dialect of DIALECTS) {
         assert.equal(await isSignedIn(here), true);
         const [event] = await eventsOf(user.id, 'user.password_change_failed');
         assert.equal(event?.outcome, 'failure');
+        assert.deepEqual(event?.data, { address: '127.0.0.1' }, 'with the address the guess came from');
       });
 
       it('refuses a weak new password, or one whose confirmation differs, before trying the current one', async () => {

@@ -200,7 +200,7 @@ for (const dialect of DIALECTS) {
       await server.gatehouse.audit.flush();
       const [event] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.password_reset' });
       assert.ok(event, 'audited');
-      assert.deepEqual(event.data, { by: 'email', sessions_ended: 2, grants_revoked: 0 });
+      assert.deepEqual(event.data, { by: 'email', sessions_ended: 2, grants_revoked: 0, address: '127.0.0.1' });
       const [verified] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.email_verified' });
       assert.deepEqual(verified?.data, { by: 'password_reset' });
       const [requested] = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'user.password_reset_requested' });
@@ -292,7 +292,7 @@ for (const dialect of DIALECTS) {
       const withdrawn = await eventsOf(account.id, 'consent.withdrawn');
       assert.deepEqual(withdrawn.map((e) => [e.clientId, e.data]), [[thirdParty.id, { reason: 'password_reset' }]]);
       const [reset] = await eventsOf(account.id, 'user.password_reset');
-      assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 2 });
+      assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 2, address: '127.0.0.1' });
       assert.deepEqual((await eventsOf(account.id, 'user.email_verified')).map((e) => e.data), [{ by: 'password_reset' }]);
     });
 
@@ -322,7 +322,7 @@ for (const dialect of DIALECTS) {
       assert.match((await owner.request(`${server.url}/account`)).text, /Gallery of Models/);
       assert.deepEqual(await eventsOf(account.id, 'grant.revoked'), []);
       const [reset] = await eventsOf(account.id, 'user.password_reset');
-      assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 0 });
+      assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 0, address: '127.0.0.1' });
     });
 
     it('answers an unknown email and a disabled account with the same page as a known one, and sends them nothing', async () => {

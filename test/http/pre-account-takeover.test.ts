@@ -251,7 +251,7 @@ for (const dialect of DIALECTS) {
         const revoked = await eventsOf({ clientId: app.id, kind: 'grant.revoked' });
         assert.deepEqual(revoked.map((event) => [event.userId, event.data.reason]), [[other.id, 'password_reset']]);
         const [reset] = await eventsOf({ userId: account.id, kind: 'user.password_reset' });
-        assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 0, applications_suspended: 1 });
+        assert.deepEqual(reset?.data, { by: 'email', sessions_ended: 1, grants_revoked: 0, applications_suspended: 1, address: '127.0.0.1' });
       });
 
       it('is what the address’s owner is offered on following the verification link the account was sent: the link verifies nothing for them, and the reset then takes the account back', async () => {

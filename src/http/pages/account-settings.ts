@@ -63,10 +63,10 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
         reply.header('retry-after', '1');
         return showPasswordForm(reply, session, { form: 'Other attempts on this account are still being checked. Please try again in a moment.' }, 503);
       case 'invalid':
-        gatehouse.audit.record({ at: now, kind: 'user.password_change_failed', outcome: 'failure', clientId: null, userId: session.user.id, data: {} });
+        gatehouse.audit.record({ at: now, kind: 'user.password_change_failed', outcome: 'failure', clientId: null, userId: session.user.id, data: { address: request.ip } });
         return showPasswordForm(reply, session, { current: 'The current password is not right.' }, 400);
       case 'changed':
-        gatehouse.audit.record({ at: now, kind: 'user.password_changed', outcome: 'success', clientId: null, userId: session.user.id, data: { other_sessions_ended: result.otherSessionsEnded } });
+        gatehouse.audit.record({ at: now, kind: 'user.password_changed', outcome: 'success', clientId: null, userId: session.user.id, data: { other_sessions_ended: result.otherSessionsEnded, address: request.ip } });
         reply.setCookie(pages.cookies.names(request).session, result.session, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
         return reply.redirect('/account?changed=password', 303);
     }

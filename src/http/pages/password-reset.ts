@@ -112,7 +112,13 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
       outcome: 'success',
       clientId: null,
       userId: result.userId,
-      data: { by: 'email', sessions_ended: result.sessionsEnded, grants_revoked: result.grantsRevoked, ...(result.applicationsSuspended > 0 && { applications_suspended: result.applicationsSuspended }) },
+      data: {
+        by: 'email',
+        sessions_ended: result.sessionsEnded,
+        grants_revoked: result.grantsRevoked,
+        ...(result.applicationsSuspended > 0 && { applications_suspended: result.applicationsSuspended }),
+        address: request.ip,
+      },
     });
     // The person is told when applications lost their access (those they use ask them again), and
     // when those registered under the account lost their credentials.
