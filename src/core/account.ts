@@ -20,7 +20,8 @@ export type PasswordChangeResult =
   | { outcome: 'changed'; session: string; otherSessionsEnded: number }
   /** The current password is not right. */
   | { outcome: 'invalid' }
-  | { outcome: 'throttled'; retryAfterSeconds: number }
+  /** `limit`: the budget that is spent, the account's or the client address's (LoginService). */
+  | { outcome: 'throttled'; retryAfterSeconds: number; limit: 'account' | 'address' }
   | { outcome: 'busy' };
 
 /**

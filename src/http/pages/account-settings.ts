@@ -3,7 +3,7 @@ import { changeOwnName, changeOwnPassword, MAX_NAME_LENGTH, signOutOtherSessions
 import { checkNewPassword } from '../../core/users.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { ActiveSession } from '../../core/sessions.ts';
-import { currentSession, field, type Pages } from './context.ts';
+import { currentSession, field, recordThrottled, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 
 type PasswordErrors = Partial<Record<'current' | 'new' | 'confirm' | 'form', string>>;
@@ -57,6 +57,7 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
     const result = await changeOwnPassword(gatehouse, session, { current, next }, request.ip, now);
     switch (result.outcome) {
       case 'throttled':
+        recordThrottled(pages, request, 'login.throttled', { userId: session.user.id, data: { via: 'account_page', limit: result.limit } });
         reply.header('retry-after', String(result.retryAfterSeconds));
         return showPasswordForm(reply, session, { form: tooManyAttempts(result.retryAfterSeconds) }, 429);
       case 'busy':

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { currentSession, resendWithSession, sendOutcome, type Pages } from './context.ts';
+import { currentSession, recordThrottled, resendWithSession, sendOutcome, type Pages } from './context.ts';
 import { strictlyEncoded } from './encoding.ts';
 import { refuseHead } from './methods.ts';
 
@@ -21,6 +21,7 @@ export async function authorizeRoutes(app: FastifyInstance, pages: Pages): Promi
           }
           const params = (method === 'GET' ? request.query : request.body) ?? {};
           const outcome = await pages.gatehouse.authorizationEndpoint.begin(params as Record<string, unknown>, await currentSession(pages, request), request.ip, request.browser!);
+          if (outcome.kind === 'throttled') recordThrottled(pages, request, 'authorization.throttled');
           return sendOutcome(pages, reply, outcome, false);
         },
       });

@@ -50,6 +50,18 @@ export function resendWithSession(pages: Pages, request: FastifyRequest, reply: 
   return reply.redirect(search ? `${path}?${search}` : path, 303);
 }
 
+/**
+ * Records a request a limit refused (`kind`: `login.throttled`, `signup.throttled`, …) with the
+ * client address. A run past a limit goes on at the rate it likes, so the refusals are aggregated as
+ * refused token requests are (AuditTrail.recordRepeatable): one row a minute per kind, account and
+ * details, with its count.
+ */
+export function recordThrottled(pages: Pages, request: FastifyRequest, kind: string, details: { userId?: string; data?: Record<string, unknown> } = {}): void {
+  const userId = details.userId ?? null;
+  const data = { ...details.data, address: request.ip };
+  pages.gatehouse.audit.recordRepeatable(JSON.stringify([kind, userId, data]), { at: pages.gatehouse.clock(), kind, outcome: 'failure', clientId: null, userId, data });
+}
+
 /** A single-valued string form field, or undefined. */
 export function field(body: unknown, name: string): string | undefined {
   if (typeof body !== 'object' || body === null || !Object.hasOwn(body, name)) return undefined;

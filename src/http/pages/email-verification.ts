@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { currentSession, field, type Pages } from './context.ts';
+import { currentSession, field, recordThrottled, type Pages } from './context.ts';
 import { linkCookie } from './link-cookie.ts';
 import { renderPage } from './render.ts';
 
@@ -78,6 +78,7 @@ export async function emailVerificationRoutes(app: FastifyInstance, pages: Pages
     }
     const result = await verifications.resend(session.user, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
+      recordThrottled(pages, request, 'email_verification.throttled', { userId: session.user.id });
       reply.header('retry-after', String(result.retryAfterSeconds));
       return renderPage(
         reply,

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/validation.ts';
 import { EmailTakenError } from '../../storage/repositories/users.ts';
-import { field, sendOutcome, type Pages } from './context.ts';
+import { field, recordThrottled, sendOutcome, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 
 const PENDING_ID = /^[A-Za-z0-9_-]{32}$/;
@@ -111,9 +111,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     if (foreign) return sendOutcome(pages, reply, foreign, true);
     const result = await gatehouse.login.login(email, password, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
-      // A guessing run goes on past the limit at the rate it likes: one row a minute per address and limit, with its count.
-      const data = { via: 'page', address: request.ip, limit: result.limit };
-      gatehouse.audit.recordRepeatable(JSON.stringify(['login.throttled', data.address, data.limit]), { at: gatehouse.clock(), kind: 'login.throttled', outcome: 'failure', clientId: null, userId: null, data });
+      recordThrottled(pages, request, 'login.throttled', { data: { via: 'page', limit: result.limit } });
       reply.header('retry-after', String(result.retryAfterSeconds));
       return showLogin(reply, pendingId, next, { email, error: tooManyAttempts(result.retryAfterSeconds) }, 429);
     }
@@ -162,12 +160,15 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     if (foreign) return sendOutcome(pages, reply, foreign, true);
     const wait = await gatehouse.login.signupBlockedFor(request.ip, gatehouse.clock());
     if (wait > 0) {
+      // The address's failed sign-ins (and emails found taken) spent its budget: see signupBlockedFor.
+      recordThrottled(pages, request, 'signup.throttled', { data: { limit: 'address' } });
       reply.header('retry-after', String(wait));
       return showSignup(reply, pendingId, next, { email, name, errors: { form: tooManyAttempts(wait) } }, 429);
     }
     try {
       const result = await gatehouse.signups.signUp({ email, password, name }, request.ip, gatehouse.clock());
       if (result.outcome === 'throttled') {
+        recordThrottled(pages, request, 'signup.throttled', { data: { limit: 'accounts' } });
         reply.header('retry-after', String(result.retryAfterSeconds));
         return showSignup(reply, pendingId, next, { email, name, errors: { form: tooManyAccounts(result.retryAfterSeconds) } }, 429);
       }

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/validation.ts';
-import { field, type Pages } from './context.ts';
+import { field, recordThrottled, type Pages } from './context.ts';
 import { linkCookie } from './link-cookie.ts';
 import { renderPage } from './render.ts';
 
@@ -46,6 +46,7 @@ export async function passwordResetRoutes(app: FastifyInstance, pages: Pages): P
     if (!isPlausibleEmail(email)) return showForgot(reply, { email, error: 'Enter the email address of your account.' }, 400);
     const result = await resets.request(email, request.ip, gatehouse.clock());
     if (result.outcome === 'throttled') {
+      recordThrottled(pages, request, 'password_reset.throttled');
       reply.header('retry-after', String(result.retryAfterSeconds));
       return showForgot(reply, { email, error: `Too many links were asked for. Try again in ${Math.ceil(result.retryAfterSeconds / 60)} minute(s).` }, 429);
     }
