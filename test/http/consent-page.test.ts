@@ -59,11 +59,11 @@ for (const dialect of DIALECTS) {
       assert.match(native, /Whether you allow or deny, you will be sent to the app on your device that opens com\.example\.app links\./);
     });
 
-    it('says who registered the application, a developer or the operators, and does not give out the developer’s address', async () => {
+    it('says who manages the application, a developer or the operators, and does not give out the developer’s address', async () => {
       const byDeveloper = await consentPage(CALLBACK, developers);
-      assert.match(byDeveloper, /Registered by a developer on this platform, not by its operators\./);
+      assert.match(byDeveloper, /Managed by a developer on this platform, not by its operators\./);
       assert.doesNotMatch(byDeveloper, /dev@studio\.example/);
-      assert.match(await consentPage(CALLBACK), /Registered by the operators of this service\./);
+      assert.match(await consentPage(CALLBACK), /Managed by the operators of this service\./);
     });
   });
 }

@@ -16,9 +16,10 @@ export async function consentRoutes(app: FastifyInstance, pages: Pages): Promise
       title: `Authorize ${client.name}`,
       pendingId,
       client: { name: client.name, description: client.description, baseUrl: safeHttpUrl(client.baseUrl) },
-      // Who answers for the application: the operators, or a developer who registered it in the
-      // portal under a name and description of their choosing. The developer is not named: an
-      // account's address is theirs to keep, and unverified where mail is not configured.
+      // Who answers for the application: the operators, or the developer who owns it (registered it
+      // in the portal, or was given it), who chooses its name, description and redirect URIs. The
+      // developer is not named: an account's address is theirs to keep, and unverified where mail
+      // is not configured.
       byOperators: client.ownerUserId === null,
       scopes,
       destination: destinationOf(redirectUri),
