@@ -126,8 +126,9 @@ export interface IssuedLinks {
 
 /**
  * Mints a link of `kind` for `user`, stores it through `links` and mails it to the user's address;
- * audited either way, and a mail not sent rethrown, for the log. The user's earlier links work until
- * the mail server accepted the new one's mail, and are deleted then; a mail the server refused, or
+ * audited either way (with the client `address` the link was asked from, where one asked), and a
+ * mail not sent rethrown, for the log. The user's earlier links work until the mail server
+ * accepted the new one's mail, and are deleted then; a mail the server refused, or
  * could not be given, deletes the new link and leaves the earlier ones working, as Keycloak does, so
  * that a person is never left without a link that works. With no room in `queue`, nothing is stored
  * nor sent: audited as a mail not sent, and logged by the queue. The token is in the mail only,
@@ -139,8 +140,10 @@ export async function sendLink(
   user: User,
   links: IssuedLinks,
   now: number,
+  address?: string,
 ): Promise<void> {
-  const notSent = () => audit.record({ at: now, kind: kind.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent' } });
+  const askedFrom = address === undefined ? {} : { address };
+  const notSent = () => audit.record({ at: now, kind: kind.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mail_not_sent', ...askedFrom } });
   if (!queue.enter()) return notSent();
   try {
     const token = createOpaqueToken(kind.token);
@@ -155,7 +158,7 @@ export async function sendLink(
       await links.discard(digest).catch(() => undefined);
       throw error;
     }
-    audit.record({ at: now, kind: kind.auditKind, outcome: 'success', clientId: null, userId: user.id, data: {} });
+    audit.record({ at: now, kind: kind.auditKind, outcome: 'success', clientId: null, userId: user.id, data: askedFrom });
     await links.markMailed(digest);
   } finally {
     queue.leave();

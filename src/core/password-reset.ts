@@ -89,7 +89,7 @@ export class PasswordResetService {
     const accountWait = await this.#options.limits.perAccount.take(`account:${normalized}`, now);
     if (accountWait > 0) return { outcome: 'throttled', retryAfterSeconds: Math.ceil(accountWait) };
     const mailer = this.#mailer;
-    this.#deliveries.start(() => this.#deliver(mailer, normalized, now));
+    this.#deliveries.start(() => this.#deliver(mailer, normalized, address, now));
     return { outcome: 'accepted' };
   }
 
@@ -98,7 +98,7 @@ export class PasswordResetService {
     return this.#deliveries.settled();
   }
 
-  async #deliver(mailer: Mailer, email: string, now: number): Promise<void> {
+  async #deliver(mailer: Mailer, email: string, address: string, now: number): Promise<void> {
     const user = await this.#storage.users.findByEmail(email);
     if (!user || user.disabledAt !== null) return;
     const { issuer, tokenTtlSeconds, queue } = this.#options;
@@ -108,7 +108,7 @@ export class PasswordResetService {
       markMailed: (digest) => resets.markMailed(digest, now),
       discard: (digest) => resets.discard(digest),
     };
-    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, RESET_LINK, user, links, now);
+    await sendLink({ mailer, queue, audit: this.#audit, issuer, ttlSeconds: tokenTtlSeconds }, RESET_LINK, user, links, now, address);
   }
 
   /** Whether `token` is a link that can reset a password now: well formed, known, unused, unexpired, of a user who is not disabled. */

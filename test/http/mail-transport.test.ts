@@ -60,7 +60,7 @@ describe('mail to a server on the network', { timeout: 60_000, skip: networkAddr
     assert.equal(mail.logins, logins, 'the SMTP password did not cross the network in clear');
     assert.equal(mail.received.length, received, 'nor did the link');
     const [event] = await resetAudit(server, email);
-    assert.deepEqual([event?.outcome, event?.data], ['failure', { reason: 'mail_not_sent' }]);
+    assert.deepEqual([event?.outcome, event?.data], ['failure', { reason: 'mail_not_sent', address: '127.0.0.1' }]);
   });
 
   it('sends in clear when the URL says so (requireTLS=false)', async () => {

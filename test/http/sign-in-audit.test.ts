@@ -1,33 +1,43 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair } from 'jose';
 import type { AuditEvent } from '../../src/storage/repositories/audit.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { startMailServer, type TestMailServer } from '../support/smtp.ts';
 
 const START = 1_750_000_000;
 const PASSWORD = 'correct horse battery staple';
+const CALLBACK = 'https://app.example/callback';
 
 /*
  * What an operator reading the audit log after an attack on accounts needs: which account was
  * tried, from which address (the browser's, as the trusted proxy gives it), and that the limit
- * stopped the rest.
+ * stopped the rest; and, for what a session in someone else's hands did with the account, from
+ * which address each thing was done.
  */
 for (const dialect of DIALECTS) {
   describe(`sign-ins in the audit log (${dialect})`, { timeout: 60_000 }, () => {
     let server: TestServer;
+    let mail: TestMailServer;
     let now = START;
     let ada: { id: string; email: string };
 
     before(async () => {
+      mail = await startMailServer();
       server = await startTestServer(dialect, {
         clock: () => now,
-        env: { GATEHOUSE_TRUST_PROXY: 'true' },
-        config: { login: { maxFailuresPerAccount: 1000, maxFailuresPerAddress: 2, windowSeconds: 600 } },
+        env: { GATEHOUSE_TRUST_PROXY: 'true', GATEHOUSE_SMTP_URL: mail.url, GATEHOUSE_MAIL_FROM: 'no-reply@gatehouse.example' },
+        // Unverified accounts may use the portal: its changes are what is checked here.
+        config: { login: { maxFailuresPerAccount: 1000, maxFailuresPerAddress: 2, windowSeconds: 600 }, signup: { verifyEmail: false } },
       });
       ada = await server.user('ada@example.com', PASSWORD);
     });
-    after(() => server.close());
+    after(async () => {
+      await server?.close();
+      await mail?.close();
+    });
 
     /** Signs in on the page from the browser at `address` (behind the proxy). */
     async function signIn(address: string, email: string, password: string) {
@@ -76,6 +86,66 @@ for (const dialect of DIALECTS) {
       assert.equal(answer.status, 400, JSON.stringify(answer.body));
       const failures = await eventsOf('login.failed');
       assert.deepEqual(failures.at(-1), { at: now, kind: 'login.failed', outcome: 'failure', clientId: app.id, userId: ada.id, data: { grant: 'password', address: '192.0.2.44' } });
+    });
+
+    it('records the address of what a signed-in person does: portal changes, consents, sign-out and a reset link asked for', async () => {
+      const browser = await signedInBrowser(server.url, ada.email, PASSWORD);
+      const headers = { 'x-forwarded-for': '192.0.2.70' };
+      const open = (path: string, form?: Record<string, string> | [string, string][]) => browser.request(`${server.url}${path}`, { headers, ...(form && { form }) });
+      const csrf = hiddenField((await open('/developers/new')).text, 'csrf');
+      now += 60;
+      const since = now;
+
+      assert.equal((await open('/developers/applications', { csrf, name: 'Sync tool', type: 'confidential', redirect_uris: CALLBACK, api_key: 'on' })).status, 200);
+      const [application] = await server.gatehouse.storage.clients.listForOwner(ada.id);
+      const path = `/developers/applications/${application!.id}`;
+      assert.equal((await open(`${path}/settings`, { csrf, name: 'Sync tool 2', redirect_uris: CALLBACK })).status, 303);
+      assert.equal((await open(`${path}/secrets`, { csrf })).status, 200);
+      const [oldest] = await server.gatehouse.storage.clients.listSecrets(application!.id);
+      assert.equal((await open(`${path}/secrets/${oldest!.id}/delete`, { csrf })).status, 303);
+      const { publicKey } = await generateKeyPair('ES256', { extractable: true });
+      assert.equal((await open(`${path}/keys`, { csrf, jwks: JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'laptop' }] }) })).status, 303);
+      assert.equal((await open(`${path}/keys/delete`, { csrf })).status, 303);
+      assert.equal((await open(`${path}/api-keys`, [['csrf', csrf], ['name', 'Viewer'], ['scopes', 'objects:read']])).status, 200);
+      const created = (await server.gatehouse.storage.apiKeys.listForClient(application!.id)).find((key) => key.name === 'Viewer');
+      assert.equal((await open(`${path}/api-keys/${created!.id}/revoke`, { csrf })).status, 303);
+      assert.equal((await open(`${path}/delete`, { csrf })).status, 303);
+
+      const web = await server.client({ grantTypes: ['authorization_code'], scopes: ['objects:read'], redirectUris: [CALLBACK] });
+      for (const decision of ['allow', 'deny']) {
+        const query = new URLSearchParams({ response_type: 'code', client_id: web.id, redirect_uri: CALLBACK, scope: 'objects:read', state: 's', prompt: 'consent' });
+        const consent = await open((await open(`/authorize?${query}`)).location!);
+        assert.equal(consent.status, 200, consent.text.slice(0, 300));
+        assert.equal((await open('/consent', { csrf, request: hiddenField(consent.text, 'request'), decision })).status, 303);
+      }
+
+      assert.equal((await open('/logout', { csrf, confirm: 'yes' })).status, 200);
+      const forgot = await open('/password/forgot');
+      assert.equal((await open('/password/forgot', { csrf: hiddenField(forgot.text, 'csrf'), email: ada.email })).status, 303);
+      await server.gatehouse.passwordResets.settled();
+
+      await server.gatehouse.audit.flush();
+      const events = await server.gatehouse.storage.audit.query({ userId: ada.id, since, oldestFirst: true });
+      assert.deepEqual(
+        // Not among these: authorization.granted, the code the allowed request is answered with.
+        events.filter((event) => event.kind !== 'authorization.granted').map((event) => [event.kind, event.data.address]),
+        [
+          ['portal.client.created', '192.0.2.70'],
+          ['portal.api_key.created', '192.0.2.70'],
+          ['portal.client.updated', '192.0.2.70'],
+          ['portal.secret.added', '192.0.2.70'],
+          ['portal.secret.deleted', '192.0.2.70'],
+          ['portal.client.keys_saved', '192.0.2.70'],
+          ['portal.client.keys_removed', '192.0.2.70'],
+          ['portal.api_key.created', '192.0.2.70'],
+          ['portal.api_key.revoked', '192.0.2.70'],
+          ['portal.client.deleted', '192.0.2.70'],
+          ['consent.granted', '192.0.2.70'],
+          ['consent.denied', '192.0.2.70'],
+          ['logout', '192.0.2.70'],
+          ['user.password_reset_requested', '192.0.2.70'],
+        ],
+      );
     });
   });
 }

@@ -149,8 +149,8 @@ export class AuthorizationEndpoint {
     return this.#consentPage(pendingId, pending.client, pending.request);
   }
 
-  /** Allow or Deny on the consent page. */
-  async answerConsent(pendingId: string, session: ActiveSession, allow: boolean, browser: string | undefined): Promise<AuthorizationOutcome> {
+  /** Allow or Deny on the consent page, from the browser at `address`. */
+  async answerConsent(pendingId: string, session: ActiveSession, allow: boolean, address: string, browser: string | undefined): Promise<AuthorizationOutcome> {
     const pending = await this.#waitingFor(pendingId, browser);
     if ('kind' in pending) return pending;
     const { request, client } = pending;
@@ -161,7 +161,7 @@ export class AuthorizationEndpoint {
     if (!(await this.#services.storage.pendingAuthorizations.take(pendingId))) return expired();
     const now = this.#services.clock();
     if (!allow) {
-      this.#services.audit.record({ at: now, kind: 'consent.denied', outcome: 'failure', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes } });
+      this.#services.audit.record({ at: now, kind: 'consent.denied', outcome: 'failure', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes, address } });
       // §4.1.2.1: "The resource owner or authorization server denied the request."
       return authorizationResponse(target, this.#services.config.issuer, { error: 'access_denied', error_description: 'the user denied the request' });
     }
@@ -173,7 +173,7 @@ export class AuthorizationEndpoint {
       createdAt: previous?.createdAt ?? now,
       updatedAt: now,
     });
-    this.#services.audit.record({ at: now, kind: 'consent.granted', outcome: 'success', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes } });
+    this.#services.audit.record({ at: now, kind: 'consent.granted', outcome: 'success', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes, address } });
     return this.#issue(request, client, session, { pendingId, browserDigest: pending.browser });
   }
 

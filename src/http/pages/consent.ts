@@ -36,7 +36,7 @@ export async function consentRoutes(app: FastifyInstance, pages: Pages): Promise
     if (!session) return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.pendingConsent(pendingId, undefined, request.browser), true);
     const decision = field(request.body, 'decision');
     if (decision !== 'allow' && decision !== 'deny') return renderPage(reply, 'error', { title: 'Please choose', message: 'Choose Allow or Deny.' }, 400);
-    return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.answerConsent(pendingId, session, decision === 'allow', request.browser), true);
+    return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.answerConsent(pendingId, session, decision === 'allow', request.ip, request.browser), true);
   });
 }
 

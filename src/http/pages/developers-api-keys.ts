@@ -17,6 +17,7 @@ import {
   noticeFrom,
   portalRequest,
   RECORD_ID,
+  recordPortalChange,
   sentence,
   writeToOwnApplication,
   type PortalForm,
@@ -156,14 +157,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
       // Not stored, yet the application is as checked: an operator changed it and back meanwhile.
       if (written.done === undefined) return refusedWrite(reply, developer.user.id, application.id, 'changed', KEY_NOT_CREATED, form);
       const { key, value } = written.done;
-      gatehouse.audit.record({
-        at: now,
-        kind: 'portal.api_key.created',
-        outcome: 'success',
-        clientId: application.id,
-        userId: developer.user.id,
-        data: { keyId: key.id, name: key.name, prefix: key.prefix, scopes: key.scopes, expiresAt: key.expiresAt },
-      });
+      recordPortalChange(gatehouse, request, { at: now, kind: 'portal.api_key.created', clientId: application.id, data: { keyId: key.id, name: key.name, prefix: key.prefix, scopes: key.scopes, expiresAt: key.expiresAt } });
       return showKeys(reply, written.application, { notice: `The API key “${key.name}” was created.`, revealed: [{ label: 'API key', value, usage: API_KEY_USAGE }] });
     } catch (error) {
       if (error instanceof AlreadyCreatedError) return createdBefore();
@@ -185,7 +179,7 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     );
     if ('refused' in written) return refusedWrite(reply, developer.user.id, application.id, written.refused, KEY_NOT_REVOKED);
     if (written.done) {
-      gatehouse.audit.record({ at: now, kind: 'portal.api_key.revoked', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { keyId } });
+      recordPortalChange(gatehouse, request, { at: now, kind: 'portal.api_key.revoked', clientId: application.id, data: { keyId } });
     }
     return reply.redirect(`${applicationHeader(application).path}/api-keys?notice=revoked`, 303);
   });

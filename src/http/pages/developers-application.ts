@@ -5,7 +5,7 @@ import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories/clients.ts';
 import { field } from './context.ts';
-import { applicationHeader, applicationNotFound, applicationPageOf, authorizePortalChange, day, MAX_PORTAL_SECRETS, mayManage, minute, NotManageableError, noticeFrom, portalRequest, type PortalForm } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, applicationPageOf, authorizePortalChange, day, MAX_PORTAL_SECRETS, mayManage, minute, NotManageableError, noticeFrom, portalRequest, recordPortalChange, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, encodeFormBase, formError, readApplicationDetails, readFormBase, type ApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { newFormId } from './developers-once.ts';
 import { renderPage } from './render.ts';
@@ -218,7 +218,7 @@ export async function applicationRoutes(portal: FastifyInstance, gatehouse: Gate
     const before = detailsOf(application);
     const after = detailsOf(updated.client);
     const changed = (Object.keys(after) as (keyof ApplicationDetailsForm)[]).filter((key) => before[key] !== after[key]);
-    gatehouse.audit.record({ at: now, kind: 'portal.client.updated', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { name: updated.client.name, changed } });
+    recordPortalChange(gatehouse, request, { at: now, kind: 'portal.client.updated', clientId: application.id, data: { name: updated.client.name, changed } });
     return reply.redirect(`${applicationHeader(updated.client).path}?notice=updated`, 303);
   });
 }

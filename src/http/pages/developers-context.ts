@@ -229,6 +229,11 @@ export function developerOf(request: FastifyRequest): ActiveSession {
   return request.developer;
 }
 
+/** Records a change the signed-in developer made to the application `clientId`, with the client address it came from. */
+export function recordPortalChange(gatehouse: Gatehouse, request: FastifyRequest, event: { at: number; kind: string; clientId: string; data: Record<string, unknown> }): void {
+  gatehouse.audit.record({ ...event, outcome: 'success', userId: developerOf(request).user.id, data: { ...event.data, address: request.ip } });
+}
+
 /** Every value of a repeatable form field (checkboxes): fast-querystring gives one string or an array. */
 export function fieldList(body: unknown, name: string): string[] {
   if (typeof body !== 'object' || body === null || !Object.hasOwn(body, name)) return [];

@@ -17,6 +17,7 @@ import {
   NotManageableError,
   portalRequest,
   RECORD_ID,
+  recordPortalChange,
   sentence,
   writeToOwnApplication,
   type PortalForm,
@@ -97,7 +98,7 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
     }
     if (!updated) return applicationNotFound(reply);
     const kids = (updated.client.jwks as JSONWebKeySet).keys.map((key) => key.kid ?? null);
-    gatehouse.audit.record({ at: now, kind: 'portal.client.keys_saved', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { kids } });
+    recordPortalChange(gatehouse, request, { at: now, kind: 'portal.client.keys_saved', clientId: application.id, data: { kids } });
     return reply.redirect(`${applicationHeader(application).path}?notice=keys-saved`, 303);
   });
 
@@ -114,7 +115,7 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
         return showChangedMeanwhile(reply, gatehouse, developer.user.id, application.id, { error: CHANGED_MEANWHILE });
       }
       if (!removed) return applicationNotFound(reply);
-      gatehouse.audit.record({ at: now, kind: 'portal.client.keys_removed', outcome: 'success', clientId: application.id, userId: developer.user.id, data: {} });
+      recordPortalChange(gatehouse, request, { at: now, kind: 'portal.client.keys_removed', clientId: application.id, data: {} });
     }
     return reply.redirect(`${applicationHeader(application).path}?notice=keys-removed`, 303);
   });
@@ -150,7 +151,7 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
     const secret = written.done;
     // Nothing written, to the application as checked: it was made public meanwhile.
     if (secret === undefined) return publicRefused(written.application);
-    gatehouse.audit.record({ at: now, kind: 'portal.secret.added', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { hint: hintOf(secret) } });
+    recordPortalChange(gatehouse, request, { at: now, kind: 'portal.secret.added', clientId: application.id, data: { hint: hintOf(secret) } });
     return showApplication(reply, gatehouse, written.application, {
       notice: 'A new secret was added. The other secrets keep working until you delete them.',
       revealed: [{ label: 'New client secret', value: secret }],
@@ -172,7 +173,7 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
     if (written.done) {
       // At once on this instance; other instances' client caches follow within clients.cacheTtlSeconds.
       gatehouse.clients.invalidate(application.id);
-      gatehouse.audit.record({ at: gatehouse.clock(), kind: 'portal.secret.deleted', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { secretId: secret.id, hint: secret.hint } });
+      recordPortalChange(gatehouse, request, { at: gatehouse.clock(), kind: 'portal.secret.deleted', clientId: application.id, data: { secretId: secret.id, hint: secret.hint } });
     }
     return reply.redirect(`${applicationHeader(application).path}?notice=secret-deleted`, 303);
   });

@@ -9,7 +9,7 @@ import { field, type Pages } from './context.ts';
 import { API_KEY_USAGE, apiKeyRoutes } from './developers-api-keys.ts';
 import { applicationRoutes, showApplication, type Revealed } from './developers-application.ts';
 import { credentialRoutes } from './developers-credentials.ts';
-import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, MAX_PORTAL_APPLICATIONS, mayCreateCredentials, mayManage, noticeFrom, portalRequest, writeToOwnApplication, type PortalForm } from './developers-context.ts';
+import { applicationHeader, applicationNotFound, applicationPageOf, applicationPath, day, developerOf, guardPortal, MAX_PORTAL_APPLICATIONS, mayCreateCredentials, mayManage, noticeFrom, portalRequest, recordPortalChange, writeToOwnApplication, type PortalForm } from './developers-context.ts';
 import { checkApplicationDetails, collect, formError, readApplicationDetails, type ApplicationDetailsForm, type FieldErrors } from './developers-form.ts';
 import { formIdOf, formRecordIds, newFormId, type FormRecordIds } from './developers-once.ts';
 import { renderPage } from './render.ts';
@@ -109,8 +109,8 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
           throw error;
         }
       }
-      gatehouse.audit.record({ at: now, kind: 'portal.client.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { name: client.name, type: client.type } });
-      if (apiKey) gatehouse.audit.record({ at: now, kind: 'portal.api_key.created', outcome: 'success', clientId: client.id, userId: developer.user.id, data: { keyId: apiKey.id } });
+      recordPortalChange(gatehouse, request, { at: now, kind: 'portal.client.created', clientId: client.id, data: { name: client.name, type: client.type } });
+      if (apiKey) recordPortalChange(gatehouse, request, { at: now, kind: 'portal.api_key.created', clientId: client.id, data: { keyId: apiKey.id } });
       return showApplication(reply, gatehouse, client, { notice: 'Application created.', revealed });
     } catch (error) {
       if (!(error instanceof ValidationError)) throw error;
@@ -142,7 +142,7 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
       if (!current || !mayManage(current, developer.user.id)) return applicationNotFound(reply);
       return showDeletion(reply, current, 'The application was changed meanwhile, so it was not deleted. Review it as it is now, and delete it again if you still want to.', 409);
     }
-    if (written.done) gatehouse.audit.record({ at: gatehouse.clock(), kind: 'portal.client.deleted', outcome: 'success', clientId: application.id, userId: developer.user.id, data: { name: application.name } });
+    if (written.done) recordPortalChange(gatehouse, request, { at: gatehouse.clock(), kind: 'portal.client.deleted', clientId: application.id, data: { name: application.name } });
     return reply.redirect('/developers?notice=deleted', 303);
   });
 }

@@ -64,7 +64,7 @@ export async function logoutRoutes(app: FastifyInstance, pages: Pages): Promise<
     const names = pages.cookies.names(request);
     await gatehouse.sessions.end(request.cookies[names.session]);
     reply.clearCookie(names.session, pages.cookies.options(request));
-    if (session) gatehouse.audit.record({ at: gatehouse.clock(), kind: 'logout', outcome: 'success', clientId: client?.id ?? null, userId: session.user.id, data: {} });
+    if (session) gatehouse.audit.record({ at: gatehouse.clock(), kind: 'logout', outcome: 'success', clientId: client?.id ?? null, userId: session.user.id, data: { address: request.ip } });
     if (requested) return reply.redirect(withQueryParameters(requested, values.state === undefined ? {} : { state: values.state }), 303);
     return renderPage(reply, 'logged-out', { title: 'Signed out' });
   };
