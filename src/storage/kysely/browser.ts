@@ -1,6 +1,6 @@
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../database.ts';
-import { typedLiterals } from './literals.ts';
+import { enabledUser, typedLiterals } from './literals.ts';
 import { COLUMNS, type Database } from '../schema.ts';
 import type { ConsentRepository, Withdrawal } from '../repositories/consents.ts';
 import type { PendingAuthorizationRepository } from '../repositories/pending-authorizations.ts';
@@ -25,24 +25,18 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
   };
   return {
     async create(session) {
-      // Only for a user who exists and is not disabled, in one statement: a user disabled after the
-      // password was checked (an operator, another instance) has had their sessions ended, and one
-      // started after that would outlive the disabling. On PostgreSQL the user's row is held (`for
-      // share`), so a disabling under way is waited for and its outcome read.
+      // Only for a user who is enabled, in one statement (see enabledUser): a user disabled after the
+      // password was checked has had their sessions ended, and one started after that would outlive
+      // the disabling.
       const { time, text } = typedLiterals(dialect);
-      let user = db
-        .selectFrom('users')
-        .select([
-          text(session.digest).as('digest'),
-          text(session.sid).as('sid'),
-          'users.id as user_id',
-          time(session.authTime).as('auth_time'),
-          time(session.createdAt).as('created_at'),
-          time(session.expiresAt).as('expires_at'),
-        ])
-        .where('users.id', '=', session.userId)
-        .where('users.disabled_at', 'is', null);
-      if (dialect === 'postgres') user = user.forShare();
+      const user = enabledUser(db, dialect, session.userId).select([
+        text(session.digest).as('digest'),
+        text(session.sid).as('sid'),
+        'users.id as user_id',
+        time(session.authTime).as('auth_time'),
+        time(session.createdAt).as('created_at'),
+        time(session.expiresAt).as('expires_at'),
+      ]);
       try {
         const stored = await db
           .insertInto('sessions')

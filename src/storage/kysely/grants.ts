@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Dialect } from '../database.ts';
-import { typedLiterals } from './literals.ts';
+import { enabledUser, typedLiterals } from './literals.ts';
 import { COLUMNS, type Database, type GrantTable, type RefreshTokenTable } from '../schema.ts';
 import type { Grant, GrantRepository, LiveClientGrants } from '../repositories/grants.ts';
 import type { FoundRefreshToken, RefreshToken, RefreshTokenRepository, RefreshTokenSuccessor, RotationResult } from '../repositories/refresh-tokens.ts';
@@ -61,30 +61,23 @@ export async function insertGrant(db: Kysely<Database>, grant: Grant): Promise<v
 }
 
 /**
- * Stores a grant of a user only if that user exists and is not disabled at that moment, in one
- * statement: a user disabled (by an operator, on another instance) after the caller read them gets
- * no grant. On PostgreSQL the user's row is held (`for share`): a disabling under way is waited for
- * and its outcome read, rather than the row as it was before it. True when stored.
+ * Stores a grant of a user only while that user is enabled, in one statement (see enabledUser).
+ * True when stored.
  */
 async function insertGrantWhileUserEnabled(db: Kysely<Database>, dialect: Dialect, grant: Grant & { userId: string }): Promise<boolean> {
   const { time, text } = typedLiterals(dialect);
-  let user = db
-    .selectFrom('users')
-    .select([
-      text(grant.id).as('id'),
-      text(grant.clientId).as('client_id'),
-      'users.id as user_id',
-      text(grant.kind).as('kind'),
-      text(toJson(grant.scopes)).as('scopes'),
-      time(grant.authTime).as('auth_time'),
-      text(grant.sid ?? null).as('sid'),
-      time(grant.createdAt).as('created_at'),
-      time(grant.expiresAt).as('expires_at'),
-      time(grant.revokedAt).as('revoked_at'),
-    ])
-    .where('users.id', '=', grant.userId)
-    .where('users.disabled_at', 'is', null);
-  if (dialect === 'postgres') user = user.forShare();
+  const user = enabledUser(db, dialect, grant.userId).select([
+    text(grant.id).as('id'),
+    text(grant.clientId).as('client_id'),
+    'users.id as user_id',
+    text(grant.kind).as('kind'),
+    text(toJson(grant.scopes)).as('scopes'),
+    time(grant.authTime).as('auth_time'),
+    text(grant.sid ?? null).as('sid'),
+    time(grant.createdAt).as('created_at'),
+    time(grant.expiresAt).as('expires_at'),
+    time(grant.revokedAt).as('revoked_at'),
+  ]);
   const stored = await db
     .insertInto('grants')
     .columns(['id', 'client_id', 'user_id', 'kind', 'scopes', 'auth_time', 'sid', 'created_at', 'expires_at', 'revoked_at'])
