@@ -37,8 +37,8 @@ const CLOCK_TOLERANCE_SECONDS = 30;
  * `private_key_jwt` (RFC 7523 §3, OpenID Connect Core §9): a JWT the client signed with one of its
  * registered keys, with `iss` and `sub` the client id, an `aud` naming this server — its issuer
  * identifier, its token endpoint, or the introspection or revocation endpoint it is sent to (as
- * client libraries that address the assertion to the endpoint they call do) — an `exp` at most an hour away and a `jti` that is accepted once,
- * on any instance.
+ * client libraries that address the assertion to the endpoint they call do) — an `exp` at most an
+ * hour away and a `jti` that is accepted once, on any instance.
  */
 export class ClientAssertions {
   #repository: Pick<ClientRepository, 'recordAssertion'>;
