@@ -2,7 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { COLUMNS, type ApiKeyTable, type Database } from '../schema.ts';
 import { TooManyApiKeysError, type ApiKey, type ApiKeyRepository } from '../repositories/api-keys.ts';
 import { fromJsonList, toJson } from './json.ts';
-import { claimClient, insertForClient, storedState } from './powers.ts';
+import { insertForClient, storedState } from './powers.ts';
 
 const toApiKey = (row: Selectable<ApiKeyTable>): ApiKey => ({
   id: row.id,
@@ -48,8 +48,7 @@ export function kyselyApiKeys(db: Kysely<Database>): ApiKeyRepository {
           .execute();
       };
       // A limit is counted after the claim of the client's row, which concurrent additions wait for.
-      if (limit !== undefined) return db.transaction().execute(async (trx) => (await claimClient(trx, key.clientId, expected)) && (await insert(trx), true));
-      return insertForClient(db, key.clientId, expected, insert);
+      return insertForClient(db, key.clientId, expected, insert, limit !== undefined);
     },
     async findByDigest(digest) {
       const row = await db.selectFrom('api_keys').select(COLUMNS.api_keys).where('digest', '=', digest).executeTakeFirst();

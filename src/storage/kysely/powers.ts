@@ -39,10 +39,18 @@ export async function claimClient(trx: Transaction<Database>, id: string, expect
 
 /**
  * Stores a credential of client `clientId` with `insert`: at once without `expected`; with it, only
- * while the client is as expected (claimClient, in one transaction). False when it was not stored.
+ * while the client is as expected (claimClient, in one transaction). With `serialized`, the client's
+ * row is claimed even without `expected`, so that concurrent insertions for it take turns (one that
+ * counts the client's credentials first reads those before it). False when it was not stored.
  */
-export async function insertForClient(db: Kysely<Database>, clientId: string, expected: ExpectedClient | undefined, insert: (into: Kysely<Database>) => Promise<unknown>): Promise<boolean> {
-  if (!expected) {
+export async function insertForClient(
+  db: Kysely<Database>,
+  clientId: string,
+  expected: ExpectedClient | undefined,
+  insert: (into: Kysely<Database>) => Promise<unknown>,
+  serialized = false,
+): Promise<boolean> {
+  if (!expected && !serialized) {
     await insert(db);
     return true;
   }
