@@ -80,6 +80,16 @@ for (const dialect of DIALECTS) {
       ]);
     });
 
+    it('records a sign-up with the address it came from', async () => {
+      const browser = new HttpBrowser();
+      const headers = { 'x-forwarded-for': '203.0.113.9' };
+      const form = await browser.request(`${server.url}/signup`, { headers });
+      const answer = await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email: 'grace@example.com', password: PASSWORD, name: 'Grace' }, headers });
+      assert.equal(answer.status, 303, answer.text.slice(0, 300));
+      const grace = await server.gatehouse.storage.users.findByEmail('grace@example.com');
+      assert.deepEqual(await eventsOf('user.signed_up'), [{ at: now, kind: 'user.signed_up', outcome: 'success', clientId: null, userId: grace!.id, data: { address: '203.0.113.9' } }]);
+    });
+
     it('records a failed password grant with its client, the account and the address', async () => {
       const app = await server.client({ grantTypes: ['password'], scopes: ['objects:read'] });
       const answer = await post(`${server.url}/token`, { grant_type: 'password', username: ada.email, password: 'not the password' }, { headers: { authorization: basic(app.id, app.secret), 'x-forwarded-for': '192.0.2.44' } });
@@ -88,7 +98,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(failures.at(-1), { at: now, kind: 'login.failed', outcome: 'failure', clientId: app.id, userId: ada.id, data: { grant: 'password', address: '192.0.2.44' } });
     });
 
-    it('records the address of what a signed-in person does: portal changes, consents, sign-out and a reset link asked for', async () => {
+    it('records the address of what a signed-in person does: portal changes, consents, authorizations, account changes, sign-out and a reset link asked for', async () => {
       const browser = await signedInBrowser(server.url, ada.email, PASSWORD);
       const headers = { 'x-forwarded-for': '192.0.2.70' };
       const open = (path: string, form?: Record<string, string> | [string, string][]) => browser.request(`${server.url}${path}`, { headers, ...(form && { form }) });
@@ -118,6 +128,8 @@ for (const dialect of DIALECTS) {
         assert.equal(consent.status, 200, consent.text.slice(0, 300));
         assert.equal((await open('/consent', { csrf, request: hiddenField(consent.text, 'request'), decision })).status, 303);
       }
+      assert.equal((await open('/account/applications/withdraw', { csrf, client_id: web.id })).status, 303);
+      assert.equal((await open('/account/name', { csrf, name: 'Ada L.' })).status, 303);
 
       assert.equal((await open('/logout', { csrf, confirm: 'yes' })).status, 200);
       const forgot = await open('/password/forgot');
@@ -127,8 +139,7 @@ for (const dialect of DIALECTS) {
       await server.gatehouse.audit.flush();
       const events = await server.gatehouse.storage.audit.query({ userId: ada.id, since, oldestFirst: true });
       assert.deepEqual(
-        // Not among these: authorization.granted, the code the allowed request is answered with.
-        events.filter((event) => event.kind !== 'authorization.granted').map((event) => [event.kind, event.data.address]),
+        events.map((event) => [event.kind, event.data.address]),
         [
           ['portal.client.created', '192.0.2.70'],
           ['portal.api_key.created', '192.0.2.70'],
@@ -141,7 +152,10 @@ for (const dialect of DIALECTS) {
           ['portal.api_key.revoked', '192.0.2.70'],
           ['portal.client.deleted', '192.0.2.70'],
           ['consent.granted', '192.0.2.70'],
+          ['authorization.granted', '192.0.2.70'],
           ['consent.denied', '192.0.2.70'],
+          ['consent.withdrawn', '192.0.2.70'],
+          ['user.name_changed', '192.0.2.70'],
           ['logout', '192.0.2.70'],
           ['user.password_reset_requested', '192.0.2.70'],
         ],

@@ -60,7 +60,7 @@ interface PendingRequest {
  * Where a request being decided comes from: a new one from a client address and browser (the value
  * of its CSRF cookie), or one that waited (with the digest of the browser that began it).
  */
-type Origin = { address: string; browser: string } | { pendingId: string; browserDigest: string | undefined };
+type Origin = { address: string; browser: string } | { pendingId: string; browserDigest: string | undefined; address: string };
 
 /** Over the budget of requests an address may leave waiting: answered without storing anything. */
 class PendingBudgetSpent extends Error {
@@ -109,12 +109,12 @@ export class AuthorizationEndpoint {
     }
   }
 
-  /** The person signed in (or was already) while the request waited. */
-  async continueAfterLogin(pendingId: string, session: ActiveSession, browser: string | undefined): Promise<AuthorizationOutcome> {
+  /** The person signed in (or was already) while the request waited, in the browser at `address`. */
+  async continueAfterLogin(pendingId: string, session: ActiveSession, address: string, browser: string | undefined): Promise<AuthorizationOutcome> {
     const pending = await this.#waitingFor(pendingId, browser);
     if ('kind' in pending) return pending;
     try {
-      return await this.#decide(pending.request, pending.client, session, { pendingId, browserDigest: pending.browser });
+      return await this.#decide(pending.request, pending.client, session, { pendingId, browserDigest: pending.browser, address });
     } catch (error) {
       return this.#fail(error);
     }
@@ -174,7 +174,7 @@ export class AuthorizationEndpoint {
       updatedAt: now,
     });
     this.#services.audit.record({ at: now, kind: 'consent.granted', outcome: 'success', clientId: client.id, userId: session.user.id, data: { scopes: request.scopes, address } });
-    return this.#issue(request, client, session, { pendingId, browserDigest: pending.browser });
+    return this.#issue(request, client, session, { pendingId, browserDigest: pending.browser, address });
   }
 
   async #decide(request: AuthorizationRequest, client: Client, session: ActiveSession | undefined, origin: Origin): Promise<AuthorizationOutcome> {
@@ -291,7 +291,7 @@ export class AuthorizationEndpoint {
         );
       }
     }
-    audit.record({ at: now, kind: 'authorization.granted', outcome: 'success', clientId: client.id, userId: user.id, data: { response_type: request.responseType, scopes: request.scopes } });
+    audit.record({ at: now, kind: 'authorization.granted', outcome: 'success', clientId: client.id, userId: user.id, data: { response_type: request.responseType, scopes: request.scopes, address: origin.address } });
     return authorizationResponse(target, config.issuer, params);
   }
 
@@ -324,7 +324,7 @@ export class AuthorizationEndpoint {
   }
 
   async #save(request: AuthorizationRequest, now: number, origin: Origin, demands: { staleSession?: string; signInSince?: number } = {}): Promise<string> {
-    if ('address' in origin) {
+    if ('browser' in origin) {
       const wait = await this.#pendingPerAddress.take(`address:${clientNetwork(origin.address)}`, now);
       if (wait > 0) throw new PendingBudgetSpent(wait);
     }

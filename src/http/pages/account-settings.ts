@@ -95,7 +95,7 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
       throw error;
     }
     if (updated && updated.name !== session.user.name) {
-      gatehouse.audit.record({ at: now, kind: 'user.name_changed', outcome: 'success', clientId: null, userId: session.user.id, data: {} });
+      gatehouse.audit.record({ at: now, kind: 'user.name_changed', outcome: 'success', clientId: null, userId: session.user.id, data: { address: request.ip } });
     }
     return reply.redirect('/account?changed=name', 303);
   });

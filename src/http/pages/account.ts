@@ -61,7 +61,7 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
     const clientId = field(request.body, 'client_id') ?? '';
     const now = gatehouse.clock();
     if (await gatehouse.storage.consents.withdraw(session.user.id, clientId, now)) {
-      gatehouse.audit.record({ at: now, kind: 'consent.withdrawn', outcome: 'success', clientId, userId: session.user.id, data: {} });
+      gatehouse.audit.record({ at: now, kind: 'consent.withdrawn', outcome: 'success', clientId, userId: session.user.id, data: { address: request.ip } });
     }
     return reply.redirect('/account?withdrawn=1', 303);
   });

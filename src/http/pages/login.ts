@@ -83,7 +83,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
   /** After startSession: continues the waiting request, or goes to the next page. */
   const signedIn = async (request: FastifyRequest, reply: FastifyReply, cookie: string, pendingId: string | undefined, next: string | undefined) => {
     const session = await gatehouse.sessions.resolve(cookie, gatehouse.clock());
-    if (pendingId && session) return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session, request.browser), true);
+    if (pendingId && session) return sendOutcome(pages, reply, await gatehouse.authorizationEndpoint.continueAfterLogin(pendingId, session, request.ip, request.browser), true);
     return reply.redirect(next ?? '/account', 303);
   };
 
@@ -173,7 +173,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
         return showSignup(reply, pendingId, next, { email, name, errors: { form: tooManyAccounts(result.retryAfterSeconds) } }, 429);
       }
       const { user } = result;
-      gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_up', outcome: 'success', clientId: null, userId: user.id, data: {} });
+      gatehouse.audit.record({ at: gatehouse.clock(), kind: 'user.signed_up', outcome: 'success', clientId: null, userId: user.id, data: { address: request.ip } });
       const cookie = await startSession(request, reply, user.id);
       // Deleted as soon as it was made (an operator): there is no account to sign in to.
       if (cookie === undefined) return showSignup(reply, pendingId, next, { email, name, errors: { form: 'The account was deleted as it was created. Please try again.' } }, 409);
