@@ -71,6 +71,30 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('shows an error page, and keeps nothing waiting, for an OpenID Connect request without redirect_uri, though the client has one registered URI (OpenID Connect Core §3.1.2.1: REQUIRED); a plain OAuth request may leave it out (RFC 6749 §3.1.2.3)', async () => {
+      const browser = await signedInBrowser(server.url, user.email, user.password);
+      const withoutRedirectUri = (params: Record<string, string>) => {
+        const url = new URL(authorizeUrl({ client_id: other.id, ...params }));
+        url.searchParams.delete('redirect_uri');
+        return url.toString();
+      };
+      const waiting = await countRows(server.database, 'authorization_requests');
+      for (const scope of ['openid objects:read', 'objects:read openid', 'openid']) {
+        for (const prompt of [{}, { prompt: 'none' }] as Record<string, string>[]) {
+          const page = await browser.request(withoutRedirectUri({ scope, ...prompt }));
+          assert.equal(page.status, 400, scope);
+          assert.equal(page.location, undefined, scope);
+          assert.match(page.text, /redirect_uri is missing/);
+        }
+      }
+      assert.equal(await countRows(server.database, 'authorization_requests'), waiting, 'no request is kept waiting');
+      let oauth = await browser.follow(withoutRedirectUri({ scope: 'objects:read' }), server.url);
+      if (oauth.text.includes('name="decision"')) {
+        oauth = await browser.follow(`${server.url}/consent`, server.url, { form: { csrf: hiddenField(oauth.text, 'csrf'), request: hiddenField(oauth.text, 'request'), decision: 'allow' } });
+      }
+      assert.ok(oauth.location?.startsWith(`${CALLBACK}?code=`), `a plain OAuth request is answered at the one registered URI, got ${oauth.status}`);
+    });
+
     it('shows an error page for an unknown client', async () => {
       const page = await new HttpBrowser().request(authorizeUrl({ client_id: 'app_unknown' }));
       assert.equal(page.status, 400);

@@ -107,8 +107,13 @@ export const steps: ReadonlyArray<readonly [string, Step]> = [
       const client = draft.client!;
       const requested = param('redirect_uri');
       if (requested === undefined) {
-        // §3.1.2.3: with one registered URI the parameter may be omitted.
-        if (client.redirectUris.length !== 1) throw new AuthorizationPageError('The request does not say where to send you back (redirect_uri is missing).');
+        // RFC 6749 §3.1.2.3: with one registered URI the parameter may be omitted — but not from an
+        // OpenID Connect request, where OpenID Connect Core §3.1.2.1 makes it REQUIRED (Keycloak
+        // refuses it alike). One is a request whose scope, or else the client's default scope, has
+        // openid: it would be answered with an ID token.
+        const scope = param('scope');
+        const openId = (scope ? scope.split(' ') : client.defaultScopes).includes('openid');
+        if (client.redirectUris.length !== 1 || openId) throw new AuthorizationPageError('The request does not say where to send you back (redirect_uri is missing).');
         draft.redirectUri = client.redirectUris[0]!;
         draft.redirectUriExplicit = false;
         return;
