@@ -234,8 +234,9 @@ const PRIVATE_USE_SCHEME = /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/;
  * - No userinfo: `https://app.example@evil.example/` reads as one host and sends to another.
  * - No `*` in the host: redirect URIs are matched exactly (RFC 9700 §2.1, §4.1.3), so a wildcard
  *   is never a pattern, and a URI that looks like one only misleads whoever reads the registration.
- * - Nothing but ASCII, no space or control character (see checkNoSpaceOrControl), no backslash, and
- *   the host of an http or https URI right after `//`: the URI registered is the one redirected to.
+ * - Nothing but ASCII, no space or control character (see checkNoSpaceOrControl), no backslash,
+ *   the host of an http or https URI right after `//`, and no percent-encoding in the host: the URI
+ *   registered is the one redirected to.
  * - RFC 6749 §3.1.2: it "MUST NOT include a fragment component". Any '#' is refused, an empty
  *   fragment too: URL.hash is '' for a bare '#', which would be stored and compared as given.
  *
@@ -279,6 +280,13 @@ export function checkRedirectUri(field: string, uri: string): string {
   }
   // A non-special scheme keeps its host percent-encoded, so %2A is a star too.
   if (/\*|%2a/i.test(url.host)) throw new ValidationError(field, `${what} "${uri}" must not have a wildcard ("*") in the host: redirect URIs are matched exactly`);
+  // Browsers decode a percent-encoded host (WHATWG URL's host parser), then read it through UTS #46
+  // as a host written in Unicode: `https://app.example%E3%80%82evil.example/` is the ASCII spelling
+  // of the U+3002 refused above, and goes to a host under evil.example. A host never needs it (an
+  // internationalized one has its xn-- form), so no `%` in the authority as written.
+  if (authority.includes('%')) {
+    throw new ValidationError(field, `${what} "${uri}" must not percent-encode its host ("%"), which browsers decode into another host; write a host in its xn-- form`);
+  }
   return uri;
 }
 

@@ -201,6 +201,14 @@ for (const dialect of DIALECTS) {
         ['https://\uff41pp.example/cb', /must be written in ASCII.*U\+FF41/],
         ['https://app.example/c\u00a0b', /must be written in ASCII.*U\+00A0/],
         ['com.example.app:/c\u202eb', /must be written in ASCII.*U\+202E/],
+        // Browsers decode a percent-encoded host, then read it as a host written in Unicode: the same
+        // look-alikes and invisible characters, written in ASCII.
+        ['https://app.example%E3%80%82evil.example/cb', /must not percent-encode its host/],
+        ['https://app.example%2eevil.example/cb', /must not percent-encode its host/],
+        ['https://app.exa%E2%80%8Bmple/cb', /must not percent-encode its host/],
+        ['https://%EF%BD%81pp.example/cb', /must not percent-encode its host/],
+        ['http://%6cocalhost:3000/cb', /must not percent-encode its host/],
+        ['com.example.app://c%61llback/', /must not percent-encode its host/],
       ];
 
       function assertRefusedNaming(res: Answer, field: string, uri: string, detail: RegExp): void {
@@ -284,6 +292,7 @@ for (const dialect of DIALECTS) {
           ['https://app.example\\@evil.example/cb', /must not hold a backslash/],
           ['https:///app.example/cb', /must name its host right after/],
           ['https://app.exa\u200bmple/cb', /must be written in ASCII/],
+          ['https://app.example%E3%80%82evil.example/cb', /must not percent-encode its host/],
         ] as const) {
           const page = await browser.request(`${server.url}/developers/applications`, {
             form: { csrf, name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: `${CALLBACK}\n${uri}` },

@@ -58,7 +58,7 @@ const clientFields = {
   base_url: { type: ['string', 'null'], maxLength: 2000 },
   redirect_uris: stringList(
     'Exact redirect URIs: https; plain http only on 127.0.0.1, [::1] or localhost; or a private-use scheme in reverse-domain form (com.example.app:/callback). ' +
-      'The host right after `//`; no user name or password, no `*` in the host, no backslash, nothing but ASCII, no fragment.',
+      'The host right after `//`; no user name or password, no `*` in the host, no backslash, nothing but ASCII, no `%` in the host, no fragment.',
   ),
   post_logout_redirect_uris: stringList('Where RP-initiated logout may return to; the same rules as `redirect_uris`.'),
   grant_types: { type: 'array', items: { type: 'string', enum: [...GRANT_TYPES] }, maxItems: GRANT_TYPES.length * 2 },
