@@ -74,7 +74,8 @@ export interface GatehouseConfig {
   /**
    * Secrets the master secret replaced (`GATEHOUSE_SECRET_PREVIOUS`): they still decrypt the signing
    * keys stored under them, until `gatehouse keys reencrypt`, and accept the CSRF tokens of pages
-   * shown before the change. They never encrypt nor sign anything.
+   * shown before the change (and find what the portal forms of those pages made, formRecordIds).
+   * They never encrypt nor sign anything.
    */
   previousSecrets: string[];
   /** Set when the secret was generated into the data dir rather than given. */

@@ -2,11 +2,15 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
 import { createClient, deleteClient, updateClient } from '../../src/core/applications.ts';
+import { createGatehouse, type Gatehouse } from '../../src/gatehouse.ts';
+import { buildApp } from '../../src/http/app.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { aClient } from '../support/records.ts';
 import { HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
-import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
 
 const PASSWORD = 'correct horse battery';
 const CALLBACK = 'https://app.example/callback';
@@ -1685,6 +1689,63 @@ for (const dialect of DIALECTS) {
         assert.equal(minted.status, 401, what);
       }
       assert.equal(await introspect(await tokenOf(inputValue(again.text, 'revealed-value'))), true, 'the new application\'s own token');
+    });
+  });
+}
+
+/**
+ * While the master secret changes, a form shown before and accepted after (its CSRF token under the
+ * previous secret) is sent again from the page that showed what it made: it must find that record,
+ * whose id was derived under the previous secret, and make no second one.
+ */
+for (const dialect of DIALECTS) {
+  describe(`developer portal: forms sent again across a change of the master secret (${dialect})`, () => {
+    let server: TestServer;
+    let changed: { gatehouse: Gatehouse; app: FastifyInstance; url: string } | undefined;
+    before(async () => {
+      server = await startTestServer(dialect);
+      const gatehouse = await createGatehouse({ ...server.config, secret: 'the-new-master-secret-after-the-change-0123456789', previousSecrets: [server.config.secret] }, { background: false, logger: pino({ level: 'silent' }) });
+      const app = buildApp(gatehouse);
+      const port = await freePort();
+      await app.listen({ port, host: '127.0.0.1' });
+      changed = { gatehouse, app, url: `http://127.0.0.1:${port}` };
+    });
+    after(async () => {
+      await changed?.app.close();
+      await changed?.gatehouse.close();
+      await server.close();
+    });
+
+    it('finds the application, secret and API key made before the change, and makes none again', async () => {
+      const erin = await server.user('erin@example.com', PASSWORD);
+      const browser = await signedInBrowser(server.url, erin.email, PASSWORD);
+      const storage = server.gatehouse.storage;
+
+      const newPage = (await browser.request(`${server.url}/developers/new`)).text;
+      const appForm = { csrf: hiddenField(newPage, 'csrf'), form_id: hiddenField(newPage, 'form_id'), name: 'Sync tool', description: '', type: 'confidential', base_url: '', redirect_uris: CALLBACK };
+      const created = await browser.request(`${server.url}/developers/applications`, { form: appForm });
+      assert.equal(created.status, 200);
+      const id = inputValue(created.text, 'client-id');
+      const again = await browser.request(`${changed!.url}/developers/applications`, { form: appForm });
+      assert.equal(again.status, 303, again.text.slice(0, 500));
+      assert.equal(again.location, `/developers/applications/${id}?notice=created-before`);
+      assert.deepEqual((await storage.clients.listForOwner(erin.id)).map((client) => client.id), [id]);
+
+      const appPage = (await browser.request(`${server.url}/developers/applications/${id}`)).text;
+      const secretForm = { csrf: hiddenField(appPage, 'csrf'), form_id: hiddenField(appPage, 'form_id') };
+      assert.equal((await browser.request(`${server.url}/developers/applications/${id}/secrets`, { form: secretForm })).status, 200);
+      const secretAgain = await browser.request(`${changed!.url}/developers/applications/${id}/secrets`, { form: secretForm });
+      assert.equal(secretAgain.status, 303);
+      assert.match(secretAgain.location ?? '', /\?notice=secret-added-before$/);
+      assert.equal((await storage.clients.listSecrets(id)).length, 2);
+
+      const keysPage = (await browser.request(`${server.url}/developers/applications/${id}/api-keys`)).text;
+      const keyForm: Pairs = [['csrf', hiddenField(keysPage, 'csrf')], ['form_id', hiddenField(keysPage, 'form_id')], ['name', 'Nightly'], ['scopes', 'model:read']];
+      assert.equal((await browser.request(`${server.url}/developers/applications/${id}/api-keys`, { form: keyForm })).status, 200);
+      const keyAgain = await browser.request(`${changed!.url}/developers/applications/${id}/api-keys`, { form: keyForm });
+      assert.equal(keyAgain.status, 303);
+      assert.match(keyAgain.location ?? '', /\/api-keys\?notice=created-before$/);
+      assert.equal((await storage.apiKeys.listForClient(id)).length, 1);
     });
   });
 }

@@ -135,9 +135,10 @@ export async function apiKeyRoutes(portal: FastifyInstance, gatehouse: Gatehouse
     if (application.type !== 'confidential') return showNoApiKeys(reply, application);
     const form = keyFormOf(request.body);
     // The form sent again (Reload on the page that showed the key) names the key it made.
-    const id = ids.credential('api-key', application.id, formIdOf(request.body));
+    const madeWith = ids.credential('api-key', application.id, formIdOf(request.body));
+    const id = madeWith[0]!;
     const createdBefore = () => reply.redirect(`${applicationHeader(application).path}/api-keys?notice=created-before`, 303);
-    if ((await gatehouse.storage.apiKeys.findById(id))?.clientId === application.id) return createdBefore();
+    if ((await Promise.all(madeWith.map((made) => gatehouse.storage.apiKeys.findById(made)))).some((key) => key?.clientId === application.id)) return createdBefore();
     // What the form alone shows wrong, all at once; the core checks the rest (a scope the key may not carry, a past expiry).
     const errors: FieldErrors = {};
     collect(errors, () => {

@@ -133,9 +133,10 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
     const publicRefused = (client: Client) => showApplication(reply, gatehouse, client, { error: 'A public application has no client secret.' }, 400);
     if (application.type !== 'confidential') return publicRefused(application);
     // The form sent again (Reload on the page that showed the secret) names the secret it added.
-    const id = ids.credential('secret', application.id, formIdOf(request.body));
+    const madeWith = ids.credential('secret', application.id, formIdOf(request.body));
+    const id = madeWith[0]!;
     const addedBefore = () => reply.redirect(`${applicationHeader(application).path}?notice=secret-added-before`, 303);
-    if ((await gatehouse.storage.clients.listSecrets(application.id)).some((secret) => secret.id === id)) return addedBefore();
+    if ((await gatehouse.storage.clients.listSecrets(application.id)).some((secret) => madeWith.includes(secret.id))) return addedBefore();
     const now = gatehouse.clock();
     let written;
     try {

@@ -23,21 +23,26 @@ export const formIdOf = (body: unknown): string => {
 /**
  * Derives ids from form ids. Keyed with the master secret, so nobody can choose the id of what
  * they make; `scope` (the developer, or the application) keeps one form id from naming another's record.
+ * Each gives the ids a form's record may have: the one it is made with now, under the master
+ * secret, then those it was made with under each previous one (`previousSecrets`). While the secret
+ * changes, a form shown before is still accepted (csrfProtection), and sent again from the page that
+ * showed what it made, it must find that record rather than make a second one.
  */
-export function formRecordIds(secret: string) {
-  const key = Buffer.from(hkdfSync('sha256', secret, 'gatehouse', 'portal-form-records', 32));
-  const digest = (kind: string, scope: string, formId: string) => createHmac('sha256', key).update(`${kind}\0${scope}\0${formId}`).digest();
+export function formRecordIds(secret: string, previousSecrets: readonly string[] = []) {
+  const keys = [secret, ...previousSecrets].map((each) => Buffer.from(hkdfSync('sha256', each, 'gatehouse', 'portal-form-records', 32)));
+  const digests = (kind: string, scope: string, formId: string) => keys.map((key) => createHmac('sha256', key).update(`${kind}\0${scope}\0${formId}`).digest());
   return {
-    /** A client id, like createClient's own: `app_` and 24 hex digits. */
-    client: (developerId: string, formId: string): string => `app_${digest('client', developerId, formId).toString('hex').slice(0, 24)}`,
-    /** A record id in the form of a UUID (version 8, RFC 9562 §5.8), as secrets and API keys have. */
-    credential: (kind: 'secret' | 'api-key', clientId: string, formId: string): string => {
-      const bytes = digest(kind, clientId, formId).subarray(0, 16);
-      bytes[6] = (bytes[6]! & 0x0f) | 0x80;
-      bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-      const hex = bytes.toString('hex');
-      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-    },
+    /** Client ids, like createClient's own: `app_` and 24 hex digits. */
+    client: (developerId: string, formId: string): string[] => digests('client', developerId, formId).map((digest) => `app_${digest.toString('hex').slice(0, 24)}`),
+    /** Record ids in the form of a UUID (version 8, RFC 9562 §5.8), as secrets and API keys have. */
+    credential: (kind: 'secret' | 'api-key', clientId: string, formId: string): string[] =>
+      digests(kind, clientId, formId).map((digest) => {
+        const bytes = digest.subarray(0, 16);
+        bytes[6] = (bytes[6]! & 0x0f) | 0x80;
+        bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+        const hex = bytes.toString('hex');
+        return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+      }),
   };
 }
 

@@ -23,7 +23,7 @@ import { renderPage } from './render.ts';
 export async function developerPortalRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   await app.register(async (portal) => {
     guardPortal(portal, pages);
-    const ids = formRecordIds(pages.gatehouse.config.secret);
+    const ids = formRecordIds(pages.gatehouse.config.secret, pages.gatehouse.config.previousSecrets);
     await listRoutes(portal, pages.gatehouse, ids);
     await applicationRoutes(portal, pages.gatehouse);
     await credentialRoutes(portal, pages.gatehouse, ids);
@@ -77,10 +77,11 @@ async function listRoutes(portal: FastifyInstance, gatehouse: Gatehouse, ids: Fo
     const body = request.body;
     const values = applicationFormOf(body);
     // The form sent again (Reload on the page that showed the secret) finds the application it made.
-    const id = ids.client(developer.user.id, formIdOf(body));
+    const madeWith = ids.client(developer.user.id, formIdOf(body));
+    const id = madeWith[0]!;
     const sentAgain = (made: Client | undefined) =>
       made && mayManage(made, developer.user.id) ? reply.redirect(`${applicationPath(made.id)}?notice=created-before`, 303) : applicationNotFound(reply);
-    const existing = await gatehouse.storage.clients.find(id);
+    const existing = (await Promise.all(madeWith.map((made) => gatehouse.storage.clients.find(made)))).find((made) => made !== undefined);
     if (existing) return sentAgain(existing);
     const checked = applicationInput(gatehouse, developer.user.id, values);
     if ('errors' in checked) return showForm(reply, values, checked.errors, 400);
