@@ -480,6 +480,8 @@ function parseIssuer(value: string): string {
   } catch {
     throw new ConfigError(`GATEHOUSE_ISSUER must be an absolute URL (got "${value}")`);
   }
+  // Before any refusal that quotes the value: it holds a password.
+  if (url.username || url.password) throw new ConfigError('GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a user name or password');
   // RFC 8414 §2: the issuer is an https URL with no query or fragment (http allowed for local use).
   if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash) {
     throw new ConfigError(`GATEHOUSE_ISSUER must be an http(s) URL without query or fragment (got "${value}")`);
@@ -490,8 +492,6 @@ function parseIssuer(value: string): string {
   if (url.pathname.replace(/\/+$/, '') !== '') {
     throw new ConfigError(`GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a path (got "${value}")`);
   }
-  // Not quoted: the value holds a password.
-  if (url.username || url.password) throw new ConfigError('GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a user name or password');
   // The origin as the URL parser writes it, not as given: clients compare the issuer with the URL
   // they discovered it at as parsed (OpenID Connect Discovery §4.3, RFC 8414 §3.3), and endpoints
   // are the issuer and a path, which a `?`, `#` or line break left at its end would swallow.
