@@ -18,6 +18,8 @@ export const REDACTED_PATHS = [
   'params.code',
   '*.code_verifier',
   '*.secret',
+  // The master secrets a change replaced (GATEHOUSE_SECRET_PREVIOUS), should a configuration be logged.
+  '*.previousSecrets',
   // The SMTP URL may hold the mail server's password.
   '*.smtpUrl',
 ];

@@ -545,6 +545,16 @@ describe('no secret or token in the logs', () => {
     assert.deepEqual(leaks, [], `${leaks.length} secrets appear in the audit log:\n${leaks.join('\n')}`);
   });
 
+  it('redacts the master secrets, current and previous, and the SMTP URL of a configuration logged as an object', () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (line: string) => void lines.push(line) });
+    const master = `master-${randomBytes(24).toString('base64url')}`;
+    const previous = `previous-${randomBytes(24).toString('base64url')}`;
+    logger.info({ config: { secret: master, previousSecrets: [previous], smtpUrl: `smtp://mailer:${previous}@mail.example` } }, 'configuration');
+    assert.equal(lines.length, 1);
+    for (const needle of [master, previous]) assert.ok(!lines[0]!.includes(needle), lines[0]);
+  });
+
   it('redacts secret query parameters from logged URLs, and only those', () => {
     assert.equal(loggableUrl('/logout?id_token_hint=eyJ.x.y&state=s'), '/logout?id_token_hint=[redacted]&state=s');
     assert.equal(loggableUrl('/userinfo?Access_Token=abc'), '/userinfo?Access_Token=[redacted]');
