@@ -593,9 +593,14 @@ function proxyAddressProblem(entry: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A number set in the environment, in decimal digits only: Number() also reads "0x10", "0o17",
+ * "0b101", "8e3", "+8080" and "8080.0", so PORT=0x10 listened on port 16 where the operator meant
+ * something else (and a typo is better refused than read as another port).
+ */
 function integerSetting(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined || value.trim() === '') return fallback;
-  const n = Number(value);
+  const n = /^\d{1,15}$/.test(value.trim()) ? Number(value.trim()) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max} (got "${value}")`);
   return n;
 }

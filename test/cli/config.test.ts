@@ -284,6 +284,30 @@ describe('settings counted in whole seconds', () => {
   });
 });
 
+describe('ports set in the environment', () => {
+  const load = (env: Env) => loadConfig({ GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SECRET: TEST_SECRET, ...env });
+
+  it('are plain decimal numbers, with spaces around them allowed', () => {
+    assert.equal(load({ PORT: '8080' }).port, 8080);
+    assert.equal(load({ PORT: ' 0 ' }).port, 0);
+    assert.equal(load({ GATEHOUSE_METRICS_PORT: '9464' }).metrics.port, 9464);
+  });
+
+  // Number() reads hexadecimal, octal, binary and exponents, a leading + and a trailing ".0": PORT=0x10
+  // listened on port 16, and PORT=8e3 on 8000, where the operator meant something else or nothing.
+  it('refuse every other way of writing a number, naming the setting and the text', () => {
+    for (const name of ['PORT', 'GATEHOUSE_METRICS_PORT']) {
+      for (const value of ['0x10', '0o17', '0b101', '8e3', '+8080', '8080.0', '80_80', '١٢٣']) {
+        assert.throws(
+          () => load({ [name]: value }),
+          (error: Error) => error instanceof ConfigError && error.message === `${name} must be an integer from 0 to 65535 (got "${value}")`,
+          `${name}=${value}`,
+        );
+      }
+    }
+  });
+});
+
 describe('password reset and email verification at start-up', { timeout: 120_000 }, () => {
   it('says it is off without a mail server, and shows the mail server without its user and password', async () => {
     const base = { GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_DEMO: 'false' };
