@@ -59,6 +59,15 @@ export async function createClient(
 }
 
 /**
+ * The secrets a client holds at most, however they are added (the developer portal, the admin API,
+ * the command line): enough to rotate (two at once) with room to spare. Every authentication with a
+ * secret compares it with each one the client holds, so secrets added without end would make the
+ * token endpoint's work for the client, asked for by anyone with its client_id, grow without end.
+ * Expired secrets count until deleted; replacing them all (rotate-secret) leaves one.
+ */
+export const MAX_CLIENT_SECRETS = 5;
+
+/**
  * Adds a secret to a client (the old ones keep working until deleted: rotation without downtime).
  * With `expected`, only while the client is as expected (ClientRepository.addSecret): undefined,
  * and nothing stored, when it is not. `id` is the secret's: a new random one unless given; one
@@ -66,7 +75,7 @@ export async function createClient(
  * secrets than that: TooManySecretsError otherwise.
  */
 export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt?: number | null): Promise<string>;
-export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null, expected: ExpectedClient, id?: string, limit?: number): Promise<string | undefined>;
+export async function addClientSecret(services: Services, clientId: string, now: number, expiresAt: number | null, expected: ExpectedClient | undefined, id?: string, limit?: number): Promise<string | undefined>;
 export async function addClientSecret(
   services: Services,
   clientId: string,

@@ -215,6 +215,18 @@ describe('gatehouse client update and client secret against a running server (sq
     assert.deepEqual(await cliJson(['client', 'secret', 'list', spa.client_id], env), []);
   });
 
+  it('refuses a secret beyond the five a client may hold, with one line and exit 1, storing nothing', async () => {
+    const { client_id: id } = await cliJson(['client', 'create', '--name', 'Many secrets', '--scope', 'objects:read'], env);
+    for (let i = 1; i < 5; i++) await cliJson(['client', 'secret', 'add', id], env);
+    const before = await cliJson<{ id: string }[]>(['client', 'secret', 'list', id], env);
+    assert.equal(before.length, 5);
+    const refused = await runCli(['client', 'secret', 'add', id], env);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(oneLine(refused), new RegExp(`${id} holds at most 5 secrets, expired ones included: revoke one`));
+    assert.equal(refused.stdout, '');
+    assert.deepEqual(await cliJson(['client', 'secret', 'list', id], env), before);
+  });
+
   it('sets and clears a back-channel logout URI, and user sign-out and set-password tell the client through it', async () => {
     const received: JWTPayload[] = [];
     const jwks = createRemoteJWKSet(new URL(`${server.url}/jwks.json`));

@@ -595,6 +595,20 @@ for (const dialect of DIALECTS) {
         created.client_secret = added.body.client_secret;
       });
 
+      it('refuses a secret beyond the five a client may hold with a 409 problem, storing nothing, until one is deleted', async () => {
+        // Every authentication with a secret is compared with each one the client holds.
+        const service = await server.client({ name: 'Many secrets', scopes: ['objects:read'] });
+        for (let i = 1; i < 5; i++) assert.equal((await api('POST', `/clients/${service.id}/secrets`, as('admin:clients'))).status, 201);
+        const refused = await api('POST', `/clients/${service.id}/secrets`, as('admin:clients'));
+        assertProblem(refused, 409);
+        assert.match(refused.body.detail, /at most 5 secrets/);
+        const held = (await api('GET', `/clients/${service.id}/secrets`, as('admin:clients'))).body.secrets;
+        assert.equal(held.length, 5, 'nothing was stored');
+        await clientToken(service.id, service.secret);
+        assert.equal((await api('DELETE', `/clients/${service.id}/secrets/${held[0].id}`, as('admin:clients'))).status, 204);
+        assert.equal((await api('POST', `/clients/${service.id}/secrets`, as('admin:clients'))).status, 201);
+      });
+
       it('lists a client’s API keys a page at a time, newest first, each once, and refuses a bad limit or a cursor of another list with a 400 problem', async () => {
         const owner = await server.client({ name: 'Many keys', scopes: ['objects:read'] });
         const other = await server.client({ name: 'Other keys', scopes: ['objects:read'] });

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { addClientSecret } from '../../core/applications.ts';
+import { addClientSecret, MAX_CLIENT_SECRETS } from '../../core/applications.ts';
+import { TooManySecretsError } from '../../storage/repositories/clients.ts';
 import { systemClock } from '../../core/clock.ts';
 import { parseIsoInstant } from '../../core/instants.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
@@ -38,7 +39,13 @@ export function clientSecretCommand(args: string[]): Run {
       return async (gatehouse, out) => {
         const client = await findClient(gatehouse, id);
         if (client.type === 'public') throw new Error(`${id} is a public client: it has no secrets`);
-        const secret = await addClientSecret(gatehouse, id, gatehouse.clock(), expiresAt);
+        const secret = await addClientSecret(gatehouse, id, gatehouse.clock(), expiresAt, undefined, undefined, MAX_CLIENT_SECRETS).catch((error: unknown) => {
+          if (error instanceof TooManySecretsError) {
+            throw new Error(`${id} holds at most ${MAX_CLIENT_SECRETS} secrets, expired ones included: revoke one it no longer uses (client secret revoke ${id} SECRET_ID), then add a new one`);
+          }
+          throw error;
+        });
+        if (secret === undefined) throw new Error(`no client ${id}`);
         const stored = (await gatehouse.storage.clients.listSecrets(id)).find((s) => s.digest === digestOf(secret));
         if (!stored) throw new Error(`no client ${id}`);
         recordCliAction(gatehouse, 'client_secret.created', { clientId: id, data: { secret_id: stored.id } });

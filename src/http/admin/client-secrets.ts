@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { addClientSecret, ClientChangedError } from '../../core/applications.ts';
+import { addClientSecret, ClientChangedError, MAX_CLIENT_SECRETS } from '../../core/applications.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { ClientSecret } from '../../storage/repositories/clients.ts';
+import { TooManySecretsError, type ClientSecret } from '../../storage/repositories/clients.ts';
 import { findClientOr404, listOf } from './clients.ts';
 import { conflict, notFound } from './problems.ts';
 import {
@@ -49,7 +49,7 @@ export async function clientSecretRoutes(app: FastifyInstance, gatehouse: Gateho
     '/clients/:clientId/secrets',
     {
       ...operation(TAG, SCOPE, 'addClientSecret', 'Add a secret to a client', {
-        description: `The other secrets keep working until deleted: rotation without downtime. The body is optional. ${ADMIN_CLIENT_RULE} ${CHECKED_WHEN_WRITTEN}`,
+        description: `The other secrets keep working until deleted: rotation without downtime. A client holds at most ${MAX_CLIENT_SECRETS} secrets, expired ones included: one more is refused with a 409 problem until one is deleted. The body is optional. ${ADMIN_CLIENT_RULE} ${CHECKED_WHEN_WRITTEN}`,
         problems: [409],
       }),
       preValidation: emptyBodyAsObject,
@@ -66,7 +66,14 @@ export async function clientSecretRoutes(app: FastifyInstance, gatehouse: Gateho
         if (client.type === 'public') throw conflict(`${client.id} is a public client: it has no secrets`);
         const expiresAt = parseExpiry(request.body.expires_at);
         if (expiresAt !== null && expiresAt <= now) throw new ValidationError('expires_at', 'the expiry must be in the future');
-        secret = await addClientSecret(gatehouse, client.id, now, expiresAt, client);
+        try {
+          secret = await addClientSecret(gatehouse, client.id, now, expiresAt, client, undefined, MAX_CLIENT_SECRETS);
+        } catch (error) {
+          if (error instanceof TooManySecretsError) {
+            throw conflict(`${client.id} holds at most ${MAX_CLIENT_SECRETS} secrets, expired ones included: delete one it no longer uses, then add a new one`);
+          }
+          throw error;
+        }
         return secret !== undefined;
       });
       // Not added with the client's powers unchanged: it changed in another way, as it can only meanwhile.

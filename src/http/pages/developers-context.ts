@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { MAX_CLIENT_SECRETS } from '../../core/applications.ts';
 import type { ActiveSession } from '../../core/sessions.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client, ExpectedClient } from '../../storage/repositories/clients.ts';
@@ -41,13 +42,8 @@ export interface PortalForm {
   again: (request: FastifyRequest, reply: FastifyReply, message: string) => Promise<FastifyReply> | FastifyReply;
 }
 
-/**
- * The secrets an application holds at most in the portal: enough to rotate (two at once) with room
- * to spare. Every authentication with a secret compares it with each one the application holds, so
- * a developer who could add them without end would make the token endpoint's work for their
- * application, asked for by anyone with its client_id, grow without end.
- */
-export const MAX_PORTAL_SECRETS = 5;
+/** The secrets an application holds at most in the portal, as anywhere else (MAX_CLIENT_SECRETS). */
+export const MAX_PORTAL_SECRETS = MAX_CLIENT_SECRETS;
 
 /**
  * The applications a developer registers at most in the portal. Anyone with an account can
