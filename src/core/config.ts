@@ -88,6 +88,11 @@ export interface GatehouseConfig {
   sessions: { ttlSeconds: number };
   /** How long audit events are kept before they are swept; 0 keeps them forever. */
   audit: { retentionDays: number };
+  /**
+   * How long a revoked or expired API key is kept, shown as such in the portal's and the admin API's
+   * lists, before it is swept; 0 keeps them forever. Its creation and revocation stay in the audit log.
+   */
+  apiKeys: { retentionDays: number };
   /** Self-service accounts: whether `/signup` is open, and how many accounts each client address may create per window (0: no limit). */
   signup: {
     enabled: boolean;
@@ -198,6 +203,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<FileConfig
     keys: { reloadIntervalSeconds: numberIn('keys.reloadIntervalSeconds', file.keys?.reloadIntervalSeconds, 10, 0.05, 3600) },
     sessions: { ttlSeconds: wholeNumberIn('sessions.ttlSeconds', file.sessions?.ttlSeconds, 14 * 86400, 60, 365 * 86400) },
     audit: { retentionDays: wholeNumberIn('audit.retentionDays', file.audit?.retentionDays, 90, 0, 36_500) },
+    apiKeys: { retentionDays: wholeNumberIn('apiKeys.retentionDays', file.apiKeys?.retentionDays, 30, 0, 36_500) },
     database: { queryTimeoutSeconds: numberIn('database.queryTimeoutSeconds', file.database?.queryTimeoutSeconds, 10, 0.1, 3600) },
     signup: {
       enabled: booleanIn('signup.enabled', file.signup?.enabled, true),
@@ -256,6 +262,7 @@ export interface FileConfig {
   keys?: { reloadIntervalSeconds?: unknown };
   sessions?: { ttlSeconds?: unknown };
   audit?: { retentionDays?: unknown };
+  apiKeys?: { retentionDays?: unknown };
   database?: { queryTimeoutSeconds?: unknown };
   signup?: { enabled?: unknown; maxAccountsPerAddress?: unknown; windowSeconds?: unknown; verifyEmail?: unknown };
   pkce?: { allowPlain?: unknown };
@@ -312,6 +319,7 @@ const FILE_SETTINGS: { [S in Exclude<keyof FileConfig, 'scopes'>]-?: readonly (k
   keys: ['reloadIntervalSeconds'],
   sessions: ['ttlSeconds'],
   audit: ['retentionDays'],
+  apiKeys: ['retentionDays'],
   database: ['queryTimeoutSeconds'],
   signup: ['enabled', 'maxAccountsPerAddress', 'windowSeconds', 'verifyEmail'],
   pkce: ['allowPlain'],

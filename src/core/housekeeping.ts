@@ -7,10 +7,11 @@ export const SWEEP_BATCH_SIZE = 500;
 export const SWEEP_MAX_BATCHES = 20;
 
 /** What the sweep deletes under `config`, besides rows past their own end (see SweepPolicy). */
-export function sweepPolicyOf(config: Pick<GatehouseConfig, 'tokens' | 'audit'>): SweepPolicy {
+export function sweepPolicyOf(config: Pick<GatehouseConfig, 'tokens' | 'audit' | 'apiKeys'>): SweepPolicy {
   return {
     accessTokenTtlSeconds: config.tokens.accessTokenTtlSeconds,
     auditRetentionSeconds: config.audit.retentionDays * 86_400,
+    apiKeyRetentionSeconds: config.apiKeys.retentionDays * 86_400,
     refreshTokenMaxLifetimeSeconds: config.tokens.refreshTokenMaxLifetimeSeconds,
   };
 }

@@ -26,6 +26,7 @@ import * as userClientCodes from './migrations/018-user-client-codes.ts';
 import * as clientDeletion from './migrations/019-client-deletion.ts';
 import * as mailedLinks from './migrations/020-mailed-links.ts';
 import * as apiKeyLists from './migrations/021-api-key-lists.ts';
+import * as apiKeySweep from './migrations/022-api-key-sweep.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -155,6 +156,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '019-client-deletion': clientDeletion,
   '020-mailed-links': mailedLinks,
   '021-api-key-lists': apiKeyLists,
+  '022-api-key-sweep': apiKeySweep,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -29,6 +29,11 @@ export interface SweepPolicy {
   /** Audit events older than this are deleted; 0 keeps them forever. */
   auditRetentionSeconds: number;
   /**
+   * API keys revoked or expired longer ago than this are deleted; 0 or undefined keeps them forever.
+   * A key that is not there is refused as a revoked one is, and so are the tokens derived from it.
+   */
+  apiKeyRetentionSeconds?: number;
+  /**
    * `tokens.refreshTokenMaxLifetimeSeconds`: the refresh tokens of a grant made longer ago are
    * deleted (see grantRefreshEnd), as are those of a revoked or ended grant; 0 or undefined, no bound.
    */

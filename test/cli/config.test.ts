@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { ConfigError, loadConfig } from '../../src/core/config.ts';
+import { sweepPolicyOf } from '../../src/core/housekeeping.ts';
 import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/databases.ts';
 import { basic, post, TEST_SECRET } from '../support/server.ts';
 import { cliJson, databaseEnv, oneLine, runCli, startServe, writeConfig, type Env, type ServeProcess } from './support.ts';
@@ -257,6 +258,7 @@ describe('settings counted in whole seconds', () => {
     ['tokens', 'clientCredentialsReuseSeconds', 2.5],
     ['sessions', 'ttlSeconds', 3600.5],
     ['audit', 'retentionDays', 0.00001],
+    ['apiKeys', 'retentionDays', 0.5],
     ['signup', 'windowSeconds', 60.5],
     ['projectTokens', 'maxTtlSeconds', 3600.5],
     ['projectTokens', 'defaultTtlSeconds', 3600.5],
@@ -281,6 +283,17 @@ describe('settings counted in whole seconds', () => {
   it('takes a fraction where a setting is a delay within the process', () => {
     const config = load({ keys: { reloadIntervalSeconds: 0.5 }, database: { queryTimeoutSeconds: 2.5 }, clients: { cacheTtlSeconds: 0.5 } });
     assert.deepEqual([config.keys.reloadIntervalSeconds, config.database.queryTimeoutSeconds, config.clients.cacheTtlSeconds], [0.5, 2.5, 0.5]);
+  });
+});
+
+describe('apiKeys.retentionDays', () => {
+  const load = (apiKeys?: Record<string, unknown>) => loadConfig({ GATEHOUSE_DATA_DIR: tempDir(), GATEHOUSE_SECRET: TEST_SECRET }, apiKeys ? { apiKeys } : {});
+
+  it('keeps revoked and expired API keys 30 days by default, and the sweep deletes them after that; 0 keeps them forever', () => {
+    assert.equal(load().apiKeys.retentionDays, 30);
+    assert.equal(sweepPolicyOf(load()).apiKeyRetentionSeconds, 30 * 86_400);
+    assert.equal(sweepPolicyOf(load({ retentionDays: 0 })).apiKeyRetentionSeconds, 0);
+    assert.throws(() => load({ retentionDays: -1 }), /^ConfigError: apiKeys\.retentionDays must be a whole number from 0 to 36500$/);
   });
 });
 

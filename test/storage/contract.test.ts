@@ -77,7 +77,7 @@ const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
  * Undoes what the migrations from 008 on did to the schema (indexes, 013's session ids and
  * Back-Channel Logout columns, 015's password reset links, 016's index of codes by session, 017's email
  * verification links, 018's index of codes by user and client, 019's indexes of codes and authorization
- * requests by client), so that a test can leave a database as an earlier version did and apply them again.
+ * requests by client, 022's indexes of ended API keys), so that a test can leave a database as an earlier version did and apply them again.
  */
 async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Promise<void> {
   await handle.db.schema.dropIndex('authorization_requests_client').execute();
@@ -95,6 +95,7 @@ async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Pro
   await handle.db.schema.createIndex('grants_user').on('grants').columns(['user_id', 'client_id']).execute();
   await handle.db.schema.dropIndex('api_keys_client_created').execute();
   await handle.db.schema.createIndex('api_keys_client').on('api_keys').column('client_id').execute();
+  for (const index of ['api_keys_revoked', 'api_keys_expires']) await handle.db.schema.dropIndex(index).execute();
 }
 
 async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
@@ -191,7 +192,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep']);
           } finally {
             await handle.close();
           }
@@ -264,7 +265,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep']);
           } finally {
             await handle.close();
           }
@@ -1910,6 +1911,42 @@ for (const dialect of DIALECTS) {
         assert.equal(await storage().sweepExpired(NOW, 1, keepTwoDays), 1);
         assert.equal(await storage().sweepExpired(NOW, 1, keepTwoDays), 0);
         assert.deepEqual((await storage().audit.query({})).map((event) => event.at), [NOW - DAY, NOW - 2 * DAY]);
+      });
+
+      it('deletes API keys revoked or expired longer ago than their retention, in batches, and none with a retention of 0', async () => {
+        const DAY = 24 * HOUR;
+        const { clientId } = await stored();
+        const aKeyOf = (fields: { expiresAt?: number; revokedAt?: number }) => ({
+          id: randomUUID(),
+          clientId,
+          name: 'Script',
+          digest: digestOf(createOpaqueToken('ak')),
+          prefix: 'gate_ak_',
+          scopes: ['objects:read'],
+          createdAt: NOW - 10 * DAY,
+          expiresAt: fields.expiresAt ?? null,
+          revokedAt: fields.revokedAt ?? null,
+          lastUsedAt: null,
+        });
+        const gone = [aKeyOf({ revokedAt: NOW - 3 * DAY }), aKeyOf({ revokedAt: NOW - 2 * DAY - 1 }), aKeyOf({ expiresAt: NOW - 2 * DAY - 1 })];
+        const kept = [
+          aKeyOf({}),
+          aKeyOf({ revokedAt: NOW - 2 * DAY }),
+          aKeyOf({ revokedAt: NOW - DAY }),
+          aKeyOf({ expiresAt: NOW - DAY }),
+          aKeyOf({ expiresAt: NOW + DAY }),
+        ];
+        // Revoked lately, but it had stopped working at its expiry, longer ago than the retention.
+        const endedEarly = aKeyOf({ expiresAt: NOW - 5 * DAY, revokedAt: NOW - DAY });
+        for (const key of [...gone, ...kept, endedEarly]) assert.equal(await storage().apiKeys.create(key), true);
+        const keepTwoDays = { ...SWEEP, apiKeyRetentionSeconds: 2 * DAY };
+
+        assert.equal(await storage().sweepExpired(NOW, 500, SWEEP), 0, 'kept forever');
+        assert.equal(await storage().sweepExpired(NOW, 2, keepTwoDays), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2, keepTwoDays), 2);
+        assert.equal(await storage().sweepExpired(NOW, 2, keepTwoDays), 0);
+        const left = (await storage().apiKeys.listForClient(clientId)).map((key) => key.id).sort();
+        assert.deepEqual(left, kept.map((key) => key.id).sort());
       });
 
       it('sweeps batch after batch while batches come back full, and no more batches than allowed', async () => {

@@ -33,7 +33,7 @@ export async function apiKeyRoutes(app: FastifyInstance, gatehouse: Gatehouse): 
   app.get<{ Params: ClientParams; Querystring: { limit: number; cursor?: string } }>(
     '/clients/:clientId/api-keys',
     {
-      ...operation(TAG, SCOPE, 'listApiKeys', 'List a client’s API keys', { description: 'Newest first, a page at a time; revoked keys too.' }),
+      ...operation(TAG, SCOPE, 'listApiKeys', 'List a client’s API keys', { description: 'Newest first, a page at a time; revoked and expired keys too, until the sweep deletes them (`apiKeys.retentionDays` after they ended, 30 days unless set).' }),
       schema: { params: idParams('clientId'), querystring: pageQuery, response: { 200: pageOf('api_keys', apiKeySchema, 'newest first') } },
     },
     async (request) => {

@@ -153,7 +153,7 @@ function batchOf(limit: number) {
 }
 
 /** The other tables' expired rows, at most `limit` per table; small batches keep each statement short. */
-export async function sweepOtherTables(db: Kysely<Database>, now: number, limit: number, { auditRetentionSeconds }: SweepPolicy): Promise<number> {
+export async function sweepOtherTables(db: Kysely<Database>, now: number, limit: number, { auditRetentionSeconds, apiKeyRetentionSeconds = 0 }: SweepPolicy): Promise<number> {
   const size = batchOf(limit);
   const batches = [
     // Of the first ended grants, those whose refresh tokens are gone (swept above, a batch at a time),
@@ -182,6 +182,16 @@ export async function sweepOtherTables(db: Kysely<Database>, now: number, limit:
   ];
   if (auditRetentionSeconds > 0) {
     batches.push(db.deleteFrom('audit_events').where('id', 'in', db.selectFrom('audit_events').select('id').where('at', '<', now - auditRetentionSeconds).limit(size)));
+  }
+  if (apiKeyRetentionSeconds > 0) {
+    // A key ended at its revocation or its expiry, whichever came first: each read through its own
+    // index (migration 022) in a branch of its own, under the batch, as sweepRefreshTokens reads.
+    const before = now - apiKeyRetentionSeconds;
+    const ended = db
+      .selectFrom(db.selectFrom('api_keys').select('id').where('revoked_at', '<', before).limit(size).as('r'))
+      .select('r.id')
+      .unionAll(db.selectFrom(db.selectFrom('api_keys').select('id').where('expires_at', '<', before).limit(size).as('x')).select('x.id'));
+    batches.push(db.deleteFrom('api_keys').where('id', 'in', db.selectFrom(ended.as('e')).select('e.id').limit(size)));
   }
   let swept = 0;
   for (const batch of batches) swept += Number((await batch.executeTakeFirst()).numDeletedRows);
