@@ -327,7 +327,7 @@ for (const dialect of DIALECTS) {
         ['user', 'disable'],
         ['user', 'frobnicate'],
         ['keys', 'frobnicate'],
-        ['client', 'list', '--limit', '5'],
+        ['client', 'list', '--limit'],
         ['client', 'show', 'app_one', 'app_two'],
         ['client', 'rotate-secret', 'app_one', '--keep-old'],
         ['user', 'list', '--disabled'],

@@ -4,6 +4,7 @@ import type { ClientInput } from '../../core/client-validation.ts';
 import { digestOf } from '../../core/tokens/opaque.ts';
 import type { Client } from '../../storage/repositories/clients.ts';
 import { recordCliAction } from '../audit-trail.ts';
+import { nextPageLine, pagedListOptions, readPage } from '../paging.ts';
 import { argumentsOf, table, UsageError, type Run } from '../output.ts';
 import { clientSecretCommand, clientSecretUsage } from './client-secrets.ts';
 import { findClient, printClient, readJwks, words } from './client-support.ts';
@@ -15,7 +16,8 @@ export const clientUsage = `gatehouse client create --name NAME [--type confiden
                         [--jwks FILE] [--backchannel-logout-uri URI] [--backchannel-logout-session-required] [--json]
 ${clientUpdateUsage}
 gatehouse client set-jwks CLIENT_ID (FILE | --none) [--json]   public keys for private_key_jwt (RFC 7523)
-gatehouse client list [--json]
+gatehouse client list [--limit N] [--cursor CURSOR] [--json]
+                        oldest first, 100 at a time unless --limit says (at most 1000); the next page's --cursor is printed after
 gatehouse client show CLIENT_ID [--json]
 gatehouse client delete CLIENT_ID [--json]
 gatehouse client rotate-secret CLIENT_ID [--json]   one new secret in place of all the others
@@ -78,14 +80,17 @@ export function clientCommand(args: string[]): Run {
       return clientUpdateCommand(rest);
     case 'secret':
       return clientSecretCommand(rest);
-    case 'list':
-      argumentsOf('client list', rest, []);
+    case 'list': {
+      const { page } = pagedListOptions('client list', 'clients', rest);
       return async (gatehouse, out) => {
-        const clients = await gatehouse.storage.clients.list();
+        const { records: clients, next } = await readPage('clients', page, (read) => gatehouse.storage.clients.list(read));
         out.print(clients.map(describeClient), () =>
           table([['CLIENT_ID', 'NAME', 'TYPE', 'GRANTS', 'FLAGS'], ...clients.map((c) => [c.id, c.name, c.type, c.grantTypes.join(','), flags(c)])]),
         );
+        // After the page, for people; on stderr with --json, which stays the array of the page's records.
+        if (next !== null) (out.json ? process.stderr : process.stdout).write(`${nextPageLine('client list', page, next)}\n`);
       };
+    }
     case 'show': {
       const [id] = argumentsOf('client show', rest, ['CLIENT_ID']) as [string];
       return async (gatehouse, out) => printClient(gatehouse, await findClient(gatehouse, id), out);

@@ -4,10 +4,12 @@ import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisable
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories/users.ts';
 import { recordCliAction } from '../audit-trail.ts';
+import { nextPageLine, pagedListOptions, readPage } from '../paging.ts';
 import { argumentsOf, exactly, isoTime, printable, table, UsageError, type Output, type Run } from '../output.ts';
 
 export const userUsage = `gatehouse user create --email EMAIL [--password PASSWORD | --password-stdin] [--name NAME] [--json]
-gatehouse user list [--json]
+gatehouse user list [--limit N] [--cursor CURSOR] [--json]
+                        oldest first, 100 at a time unless --limit says (at most 1000); the next page's --cursor is printed after
 gatehouse user show USER_ID|EMAIL [--json]
 gatehouse user update USER_ID|EMAIL [--name NAME] [--email EMAIL] [--email-verified | --no-email-verified] [--json]
                         changes only what is given; a new email is not verified unless --email-verified says so
@@ -36,15 +38,18 @@ export async function userCommand(args: string[]): Promise<Run> {
         );
       };
     }
-    case 'list':
-      argumentsOf('user list', rest, []);
+    case 'list': {
+      const { page } = pagedListOptions('user list', 'users', rest);
       return async (gatehouse, out) => {
-        const users = await gatehouse.storage.users.list();
+        const { records: users, next } = await readPage('users', page, (read) => gatehouse.storage.users.list(read));
         out.print(
           users.map((u) => ({ id: u.id, email: u.email, name: u.name, disabled: u.disabledAt !== null, created_at: isoTime(u.createdAt) })),
           () => table([['ID', 'EMAIL', 'NAME', 'STATUS'], ...users.map((u) => [u.id, u.email, u.name || '-', u.disabledAt === null ? 'active' : 'disabled'])]),
         );
+        // After the page, for people; on stderr with --json, which stays the array of the page's records.
+        if (next !== null) (out.json ? process.stderr : process.stdout).write(`${nextPageLine('user list', page, next)}\n`);
       };
+    }
     case 'show': {
       const [key] = argumentsOf('user show', rest, ['USER_ID|EMAIL']) as [string];
       return async (gatehouse, out) => printUser(await findUser(gatehouse, key), out);
