@@ -87,6 +87,15 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     await storage.close();
     throw error;
   }
+  // A previous secret left set after the change still verifies the form tokens made with it, which
+  // matters when it was replaced because it leaked: once no key needs it, say so (naming no
+  // secret), as nothing else would.
+  if (config.previousSecrets.length > 0 && (await keys.countUnderPreviousSecrets()) === 0) {
+    logger.warn(
+      'GATEHOUSE_SECRET_PREVIOUS is set, but no signing key is stored under a previous master secret (gatehouse keys reencrypt has run): ' +
+        'remove it from every instance and restart them; until then it only still accepts the forms of pages shown before the change',
+    );
+  }
   for (const { use, signing, configured } of keys.algorithmsAwaitingRotation()) {
     logger.warn(
       `${use === 'access' ? 'access tokens' : 'ID tokens'} are signed with ${signing} until the next rotation (gatehouse keys rotate): ` +

@@ -318,6 +318,20 @@ export class KeyStore {
     return changes.length === 0 ? 0 : this.#repository.replacePrivateParts(changes);
   }
 
+  /**
+   * How many stored keys (retired and withdrawn ones included, as reencrypt takes them) only a
+   * previous master secret decrypts: none once reencrypt has run, when the previous secrets are no
+   * longer needed for the keys. A key no secret decrypts is not counted.
+   */
+  async countUnderPreviousSecrets(): Promise<number> {
+    let count = 0;
+    for (const record of await this.#repository.listAll()) {
+      const decrypted = await this.#decryptPrivateJwk(record).catch(() => undefined);
+      if (decrypted && !decrypted.underCurrentSecret) count += 1;
+    }
+    return count;
+  }
+
   #encrypt(kid: string, privateJwk: Uint8Array): Promise<string> {
     return new CompactEncrypt(privateJwk).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid }).encrypt(this.#encryptionKey);
   }
