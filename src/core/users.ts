@@ -190,10 +190,17 @@ export async function setUserDisabled(services: { clients: ClientRegistry } & Se
 /**
  * Deletes a user with their sessions, consents, grants and refresh tokens, and the applications they
  * registered in the developer portal with everything issued to those (UserRepository.delete); the
- * client registry forgets those applications at once. Undefined when there is no such user.
+ * client registry forgets those applications at once, and the applications answered through the
+ * sessions are told (Back-Channel Logout). Undefined when there is no such user; with `confirmed`
+ * (the user deletes their own account, with the password whose hash it is), also when the password
+ * changed or the user was disabled since it was checked.
  */
-export async function deleteUser(services: { clients: ClientRegistry } & SessionServices, userId: string): Promise<{ clientIds: string[] } | undefined> {
-  const deleted = await services.storage.users.delete(userId);
+export async function deleteUser(
+  services: { clients: ClientRegistry } & SessionServices,
+  userId: string,
+  confirmed?: { passwordHash: string },
+): Promise<{ clientIds: string[] } | undefined> {
+  const deleted = await services.storage.users.delete(userId, confirmed);
   if (!deleted) return undefined;
   for (const clientId of deleted.clientIds) services.clients.invalidate(clientId);
   services.sessions.ended(deleted.sessions);

@@ -801,6 +801,24 @@ for (const dialect of DIALECTS) {
         assert.deepEqual(await storage().users.findById(customer!.id), customer);
       });
 
+      it('deletes a user who confirmed with their password only while the hash is still that one and they are not disabled', async () => {
+        const developer = await storage().users.create(aUser(), NOW);
+        const owned = await storage().clients.create(aClient({ ownerUserId: developer.id }), NOW);
+        const checked = developer.passwordHash;
+
+        await storage().users.setPasswordHash(developer.id, '$argon2id$set-by-an-operator', NOW);
+        assert.equal(await storage().users.delete(developer.id, { passwordHash: checked }), undefined, 'the password changed since it was checked');
+        await storage().users.setPasswordHash(developer.id, checked, NOW);
+        await storage().users.setDisabled(developer.id, NOW, NOW);
+        assert.equal(await storage().users.delete(developer.id, { passwordHash: checked }), undefined, 'disabled since');
+        assert.ok(await storage().users.findById(developer.id));
+        assert.deepEqual(await storage().clients.find(owned.id), owned, 'their applications stay with them');
+
+        await storage().users.setDisabled(developer.id, null, NOW);
+        assert.deepEqual((await storage().users.delete(developer.id, { passwordHash: checked }))?.clientIds, [owned.id]);
+        assert.equal(await storage().users.findById(developer.id), undefined);
+      });
+
       it('lets exactly one of several concurrent deletions of a user through, with the applications they own', async () => {
         const developer = await storage().users.create(aUser(), NOW);
         const owned = await Promise.all([1, 2, 3].map(() => storage().clients.create(aClient({ ownerUserId: developer.id }), NOW)));

@@ -126,16 +126,18 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
       const result = await db.updateTable('users').set({ password_hash: next }).where('id', '=', id).where('password_hash', '=', previous).executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },
-    async delete(id) {
+    async delete(id, confirmed) {
       return db.transaction().execute(async (trx) => {
         // Claimed by a write that changes nothing, as a client is (deletion.ts): a concurrent deletion
-        // of the user waits for this one and then finds no user, so of two, one deletes.
-        const claim = await trx
+        // of the user waits for this one and then finds no user, so of two, one deletes. A concurrent
+        // password change or disabling waits too, or is waited for, and is then seen by the claim.
+        let claim = trx
           .updateTable('users')
           .set((eb) => ({ updated_at: eb.ref('updated_at') }))
-          .where('id', '=', id)
-          .executeTakeFirst();
-        if (claim.numUpdatedRows === 0n) return undefined;
+          .where('id', '=', id);
+        if (confirmed) claim = claim.where('password_hash', '=', confirmed.passwordHash).where('disabled_at', 'is', null);
+        const claimed = await claim.executeTakeFirst();
+        if (claimed.numUpdatedRows === 0n) return undefined;
         // Applications registered in the developer portal belong to their developer and go with them.
         const owned = await trx.selectFrom('clients').select('id').where('owner_user_id', '=', id).orderBy('id').execute();
         for (const client of owned) await deleteClient(trx, client.id);

@@ -75,9 +75,13 @@ export interface UserRepository {
   /**
    * Deletes the user with their sessions, consents, grants, refresh tokens and codes, and the
    * applications they own (developer portal) with everything issued to those. Undefined for an
-   * unknown user, and for one a concurrent deletion took: of two, exactly one deletes.
+   * unknown user, and for one a concurrent deletion took: of two, exactly one deletes. With
+   * `confirmed` (a deletion the user asked for, proving the password whose hash it holds), only
+   * while the stored hash is still that one and the user is not disabled, decided on the row the
+   * deletion claims: an operator who reset the password or disabled the account meanwhile (it may be
+   * in someone else's hands) keeps it. Undefined then too.
    */
-  delete(id: string): Promise<{ clientIds: string[]; sessions: EndedSession[] } | undefined>;
+  delete(id: string, confirmed?: { passwordHash: string }): Promise<{ clientIds: string[]; sessions: EndedSession[] } | undefined>;
 }
 
 /** What an operator may change about a user (admin API). */
