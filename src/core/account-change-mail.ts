@@ -95,3 +95,31 @@ export function emailChangedMessage({ to, newEmail, issuer, at, source }: { to: 
     ],
   );
 }
+
+/**
+ * The notice that the account at `to` was deleted: when, where, and what to do if it was not its
+ * owner. Nothing can bring the account back, so there is no link to a reset: the operators are told,
+ * who can see in their audit log from which address it was done, and the person may sign up anew.
+ */
+export function accountDeletedMessage({ to, issuer, at, source }: { to: string; issuer: string; at: number; source: ChangeSource }): MailMessage {
+  const service = URL.parse(issuer)?.host ?? issuer;
+  const when = whenText(at);
+  const where = sourceText(source, issuer);
+  const gone = 'Its sessions were ended, the access it gave applications was withdrawn, and the applications it registered in the developer portal were deleted with their secrets and API keys. This cannot be undone.';
+  return message(
+    to,
+    `Your account at ${service} was deleted`,
+    [
+      `The account ${to} at ${service} was deleted on ${when}, ${where}.`,
+      gone,
+      'If you deleted it, there is nothing to do.',
+      'If you did not, someone else knew your password: tell the operators of this service at once, and change that password wherever else you use it.',
+    ],
+    [
+      `The account <strong>${escapeHtml(to)}</strong> at ${escapeHtml(service)} was deleted on ${escapeHtml(when)}, ${escapeHtml(where)}.`,
+      escapeHtml(gone),
+      'If you deleted it, there is nothing to do.',
+      'If you did not, someone else knew your password: tell the operators of this service at once, and change that password wherever else you use it.',
+    ],
+  );
+}

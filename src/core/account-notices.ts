@@ -1,5 +1,5 @@
 import type { User } from '../storage/repositories/users.ts';
-import { emailChangedMessage, passwordChangedMessage, type ChangeSource } from './account-change-mail.ts';
+import { accountDeletedMessage, emailChangedMessage, passwordChangedMessage, type ChangeSource } from './account-change-mail.ts';
 import type { AuditTrail } from './audit.ts';
 import { MailDeliveries, type MailQueue } from './emailed-links.ts';
 import type { Mailer, MailMessage } from './mail.ts';
@@ -19,7 +19,8 @@ export interface AccountNoticeOptions {
 
 /**
  * Tells people by mail that their account's sign-in details changed (OWASP ASVS 5 V6.3.7, 4.0
- * V2.2.3): its password, wherever it was set, and its email address, told to the old address. Off
+ * V2.2.3): its password, wherever it was set, and its email address, told to the old address; and
+ * that they deleted it themselves. Off
  * without a Mailer. Each notice is sent after the change is stored and answered, through the same
  * bounded queue as the emailed links: a mail server slow or down neither delays nor fails the change.
  * A notice that cannot be sent is audited as `mail_not_sent` and logged (without the mail).
@@ -52,12 +53,22 @@ export class AccountNotices {
     this.#start(userId, 'email', now, () => emailChangedMessage({ to: from, newEmail: to, issuer: this.#options.issuer, at: now, source }));
   }
 
+  /**
+   * Tells `user`, at their address, that their account was deleted at `now` from `source`; only an
+   * address proved to be theirs (`emailVerified`): one never proved may be someone else's, typed by
+   * mistake or on purpose at sign-up, whose owner has no account to hear about.
+   */
+  accountDeleted(user: Pick<User, 'id' | 'email' | 'emailVerified'>, source: ChangeSource, now: number): void {
+    if (!user.emailVerified) return;
+    this.#start(user.id, 'deleted', now, () => accountDeletedMessage({ to: user.email, issuer: this.#options.issuer, at: now, source }));
+  }
+
   /** Resolves once every notice started so far has been sent, or has failed. */
   settled(): Promise<void> {
     return this.#deliveries.settled();
   }
 
-  #start(userId: string, change: 'password' | 'email', now: number, compose: () => MailMessage): void {
+  #start(userId: string, change: 'password' | 'email' | 'deleted', now: number, compose: () => MailMessage): void {
     const mailer = this.#mailer;
     if (!mailer) return;
     const audited = (outcome: 'success' | 'failure') =>

@@ -1,7 +1,8 @@
 import type { Storage } from '../storage/repositories.ts';
 import type { AccountNotices } from './account-notices.ts';
 import type { User } from '../storage/repositories/users.ts';
-import { checkNewPassword, updateUser } from './users.ts';
+import type { ClientRegistry } from './clients.ts';
+import { checkNewPassword, deleteUser, updateUser } from './users.ts';
 import type { LoginService } from './login.ts';
 import { hashPassword } from './passwords.ts';
 import type { ActiveSession, SessionService } from './sessions.ts';
@@ -11,8 +12,9 @@ export { MAX_NAME_LENGTH } from './users.ts';
 
 /**
  * What people change about their own account from its page, signed in: their password, their
- * name, and which of their browsers stay signed in (Keycloak's account console: personal info,
- * signing in, device activity). The operator's counterparts are in users.ts.
+ * name, which of their browsers stay signed in, and whether it exists at all (Keycloak's account
+ * console: personal info, signing in, device activity, delete account). The operator's
+ * counterparts are in users.ts.
  */
 
 export type PasswordChangeResult =
@@ -71,4 +73,38 @@ export function changeOwnName(services: { storage: Storage; accountNotices: Acco
 /** Ends every session of the signed-in user but this one; how many ended. */
 export function signOutOtherSessions(sessions: SessionService, signedIn: ActiveSession): Promise<number> {
   return sessions.endForUser(signedIn.user.id, signedIn.session.digest);
+}
+
+export type AccountDeletionResult =
+  /** `clientIds`: the applications the person had registered in the developer portal, deleted with them. */
+  | { outcome: 'deleted'; clientIds: string[] }
+  /** The password is not right, or the account changed since it was checked. */
+  | { outcome: 'invalid' }
+  | { outcome: 'throttled'; retryAfterSeconds: number; limit: 'account' | 'address' }
+  | { outcome: 'busy' };
+
+/**
+ * Deletes the signed-in user's account, as an operator deletes one (deleteUser: sessions ended and
+ * their applications told, grants and their tokens revoked, the applications they registered in the
+ * developer portal deleted and forgotten by the client registry), once the person proves their
+ * password again: a browser left signed in is not enough to erase someone (Auth0 and Keycloak ask
+ * for the password anew). The password is checked as a sign-in is, and throttled with it
+ * (LoginService.confirmPassword), so that this form is no way to guess it. The deletion goes through
+ * only while the password is still the one checked and the account is not disabled (an operator may
+ * have reset or disabled it meanwhile, because it is in someone else's hands). The account's
+ * address is told, if it was verified (AccountNotices).
+ */
+export async function deleteOwnAccount(
+  services: { storage: Storage; login: LoginService; sessions: SessionService; clients: ClientRegistry; accountNotices: AccountNotices },
+  signedIn: ActiveSession,
+  password: string,
+  address: string,
+  now: number,
+): Promise<AccountDeletionResult> {
+  const check = await services.login.confirmPassword(signedIn.user, password, address, now);
+  if (check.outcome !== 'success') return check;
+  const deleted = await deleteUser(services, signedIn.user.id, { passwordHash: check.user.passwordHash });
+  if (!deleted) return { outcome: 'invalid' };
+  services.accountNotices.accountDeleted(check.user, { via: 'account_page' }, now);
+  return { outcome: 'deleted', clientIds: deleted.clientIds };
 }

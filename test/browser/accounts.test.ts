@@ -152,6 +152,40 @@ for (const dialect of DIALECTS) {
         await elsewhere.close();
       }
     });
+
+    it('deletes the account from its page, a wrong password first, and is signed out', async () => {
+      const email = `fay-${dialect}@example.com`;
+      const user = await server.user(email, PASSWORD);
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.goto(`${server.url}/login`);
+        await page.fill('#email', email);
+        await page.fill('#password', PASSWORD);
+        await Promise.all([page.waitForURL(/\/account$/), page.click('button[type=submit]')]);
+        await Promise.all([page.waitForURL((url) => url.pathname === '/account/delete'), page.click('text=Delete your account…')]);
+        assert.equal((await focusedField(page)).id, 'password');
+        const submit = async (password: string) => {
+          await page.fill('#password', password);
+          await page.check('#confirm');
+          const [answer] = await Promise.all([page.waitForResponse((response) => response.request().method() === 'POST'), page.click('button.destructive')]);
+          return answer;
+        };
+        const refused = await submit('not the password');
+        assert.equal(refused.status(), 400);
+        await page.waitForSelector('#password-error');
+        assert.deepEqual(await focusedField(page), { id: 'password', description: 'The password is not right.' });
+
+        const deleted = await submit(PASSWORD);
+        assert.equal(deleted.status(), 200);
+        assert.equal(await page.textContent('h1'), 'Your account was deleted');
+        assert.equal(await server.gatehouse.storage.users.findById(user.id), undefined);
+        await page.goto(`${server.url}/account`);
+        assert.match(page.url(), /\/login/, 'signed out');
+      } finally {
+        await context.close();
+      }
+    });
   });
 }
 

@@ -101,6 +101,39 @@ for (const dialect of DIALECTS) {
       assert.equal((await eventsOf(user.id)).length, 0);
     });
 
+    it('tells a verified address when its account is deleted on the account page, and an unverified one nothing', async () => {
+      const deleteOwn = async (user: { email: string }, password: string) => {
+        const browser = await signedInBrowser(server.url, user.email, PASSWORD);
+        const form = await browser.request(`${server.url}/account/delete`);
+        return browser.request(`${server.url}/account/delete`, { form: { csrf: hiddenField(form.text, 'csrf'), password, confirm: 'delete' } });
+      };
+      const verified = await aUser();
+      await server.gatehouse.storage.users.update(verified.id, { emailVerified: true }, server.gatehouse.clock());
+      assert.equal((await deleteOwn(verified, 'not the password at all')).status, 400);
+      await settled();
+      assert.equal(mailsTo(verified.email).length, 0, 'a refused deletion is not told');
+      const deleted = await deleteOwn(verified, PASSWORD);
+      assert.equal(deleted.status, 200, deleted.text.slice(0, 300));
+      await settled();
+      const [notice, ...more] = mailsTo(verified.email);
+      assert.ok(notice, 'a notice');
+      assert.equal(more.length, 0);
+      assert.match(notice.subject, /account .* was deleted/);
+      assert.match(notice.text, /on the account page/);
+      assert.match(notice.text, /This cannot be undone/);
+      assert.match(notice.text, /\d{2}:\d{2}:\d{2} UTC/, 'says when');
+      assert.ok(notice.html.includes('was deleted'));
+      assert.doesNotMatch(notice.raw, /gate_[a-z]+_|token=|horse/, 'no token, nor password');
+      const [event] = await eventsOf(verified.id);
+      assert.deepEqual(event?.data, { change: 'deleted' });
+
+      const unverified = await aUser();
+      assert.equal((await deleteOwn(unverified, PASSWORD)).status, 200);
+      await settled();
+      assert.equal(mailsTo(unverified.email).length, 0, 'an address never proved may be someone else’s');
+      assert.equal((await eventsOf(unverified.id)).length, 0);
+    });
+
     it('tells the address when the password is reset with an emailed link', async () => {
       const user = await aUser();
       const browser = new HttpBrowser();

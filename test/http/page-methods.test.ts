@@ -30,6 +30,7 @@ describe('methods a page does not take', () => {
       ['/login', 'GET, HEAD, POST'],
       ['/signup', 'GET, HEAD, POST'],
       ['/account', 'GET, HEAD'],
+      ['/account/delete', 'GET, HEAD, POST'],
       ['/developers', 'GET, HEAD'],
       ['/developers/applications/app_0123456789abcdef01234567', 'GET, HEAD'],
       // HEAD acts there as GET would, and is refused as well (RFC 9110 §9.3.2).

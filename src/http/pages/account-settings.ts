@@ -9,8 +9,12 @@ import { renderPage } from './render.ts';
 type PasswordErrors = Partial<Record<'current' | 'new' | 'confirm' | 'form', string>>;
 type NameErrors = Partial<Record<'name' | 'form', string>>;
 
-const EXPIRED = 'Your session expired while the page was open. Please try again.';
-const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
+export const EXPIRED = 'Your session expired while the page was open. Please try again.';
+export const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
+export const BUSY = 'Other attempts on this account are still being checked. Please try again in a moment.';
+
+/** A signed-out person signs in first, and comes back to `path`. */
+export const toSignIn = (request: FastifyRequest, reply: FastifyReply, path: string) => reply.redirect(`/login?next=${encodeURIComponent(path)}`, request.method === 'GET' ? 302 : 303);
 const sentence = (message: string): string => message.charAt(0).toUpperCase() + message.slice(1) + '.';
 
 /**
@@ -20,9 +24,6 @@ const sentence = (message: string): string => message.charAt(0).toUpperCase() + 
  */
 export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
-
-  /** A signed-out person signs in first, and comes back to `path`. */
-  const toSignIn = (request: FastifyRequest, reply: FastifyReply, path: string) => reply.redirect(`/login?next=${encodeURIComponent(path)}`, request.method === 'GET' ? 302 : 303);
 
   const showPasswordForm = (reply: FastifyReply, session: ActiveSession, errors: PasswordErrors = {}, status = 200) =>
     renderPage(reply, 'account-password', { title: 'Change your password', email: session.user.email, errors }, status);
@@ -62,7 +63,7 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
         return showPasswordForm(reply, session, { form: tooManyAttempts(result.retryAfterSeconds) }, 429);
       case 'busy':
         reply.header('retry-after', '1');
-        return showPasswordForm(reply, session, { form: 'Other attempts on this account are still being checked. Please try again in a moment.' }, 503);
+        return showPasswordForm(reply, session, { form: BUSY }, 503);
       case 'invalid':
         gatehouse.audit.record({ at: now, kind: 'user.password_change_failed', outcome: 'failure', clientId: null, userId: session.user.id, data: { address: request.ip } });
         return showPasswordForm(reply, session, { current: 'The current password is not right.' }, 400);

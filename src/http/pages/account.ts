@@ -2,13 +2,15 @@ import type { FastifyInstance } from 'fastify';
 import { lifetimeText } from '../../core/emailed-links.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { currentSession, field, type Pages } from './context.ts';
+import { accountDeletionRoutes } from './account-deletion.ts';
 import { accountSettingsRoutes } from './account-settings.ts';
 import { safeHttpUrl } from './consent.ts';
 import { renderPage } from './render.ts';
 
 /**
  * The person's account: who is signed in, the applications they authorized, each withdrawable, and
- * the way to their password, their name and their other browsers (account-settings.ts).
+ * the way to their password, their name and their other browsers (account-settings.ts), and to
+ * deleting it (account-deletion.ts).
  */
 export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
@@ -67,6 +69,7 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
   });
 
   await accountSettingsRoutes(app, pages);
+  await accountDeletionRoutes(app, pages);
 }
 
 /**
