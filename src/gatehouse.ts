@@ -16,6 +16,7 @@ import { AccountNotices } from './core/account-notices.ts';
 import { LoginService } from './core/login.ts';
 import { PasswordResetService } from './core/password-reset.ts';
 import { EmailVerificationService } from './core/email-verification.ts';
+import { EmailChangeService } from './core/email-change.ts';
 import { SessionService } from './core/sessions.ts';
 import { SignupService } from './core/signup.ts';
 import { idTokenIssuer, type IdTokenIssuer } from './core/tokens/id-token.ts';
@@ -44,6 +45,7 @@ export interface Gatehouse extends GrantServices {
   /** "Forgot your password?" by email; off (`enabled` false) without mail settings. */
   passwordResets: PasswordResetService;
   emailVerifications: EmailVerificationService;
+  emailChanges: EmailChangeService;
   /** Mails people when their password or email address changed; off without mail settings. */
   accountNotices: AccountNotices;
   logger: Logger;
@@ -178,6 +180,15 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     queue,
     onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'an email verification link could not be sent'),
   });
+  // Its links verify an address, as email verification's do: they live as long, and are taken from
+  // the same budgets of an account and a client address.
+  const emailChanges = new EmailChangeService({ storage, audit, login: services.login, accountNotices }, mailer, {
+    issuer: config.issuer,
+    tokenTtlSeconds: config.emailVerification.tokenTtlSeconds,
+    limits: { perAccount: limits.emailVerificationsPerAccount, perAddress: limits.emailVerificationsPerAddress },
+    queue,
+    onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'an email change link or notice could not be sent'),
+  });
 
   return {
     ...services,
@@ -190,6 +201,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     signups: new SignupService(storage, { perAddress: limits.signupsPerAddress }, emailVerifications),
     passwordResets,
     emailVerifications,
+    emailChanges,
     accountNotices,
     logger,
     async close() {
@@ -204,6 +216,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
       // Links asked for and notices of changes made before shutdown are sent (each gives up within the SMTP timeouts).
       await passwordResets.settled();
       await emailVerifications.settled();
+      await emailChanges.settled();
       await accountNotices.settled();
       mailer?.close();
       // Each delivery gives up after a few seconds; their outcomes go to the audit log below.

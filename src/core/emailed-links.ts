@@ -5,9 +5,9 @@ import type { RequestLimiter } from './rate-limit/requests.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
 
 /**
- * What the single-use links Gatehouse sends by email (password reset, email verification) share: the
- * link's address, how its lifetime is told in the mail, the mail sent after answering, sending a
- * link and audited whether it went, and which links still work.
+ * What the single-use links Gatehouse sends by email (password reset, email verification, email
+ * change) share: the link's address, how its lifetime is told in the mail, the mail sent after
+ * answering, sending a link and audited whether it went, and which links still work.
  */
 
 /** The link to `path` on `issuer` carrying `token`, as the mail shows it. */
@@ -105,9 +105,10 @@ export interface EmailedLinkOptions {
 
 /** A kind of link sent by email: its token, the page it opens, its mail, and how its sending is audited. */
 export interface LinkKind {
-  token: 'pr' | 'ev';
+  token: 'pr' | 'ev' | 'ec';
   /** The page on the issuer that the link opens. */
   path: string;
+  /** The mail, to the user's address (`to`) unless the kind sends it elsewhere (an email change: to the new address). */
   compose: (mail: { to: string; link: string; issuer: string; ttlSeconds: number }) => MailMessage;
   /** The audit event of each mail, a success or, with `reason: 'mail_not_sent'`, a failure. */
   auditKind: string;
@@ -171,7 +172,7 @@ export async function sendLink(
  */
 export async function findLiveLink<Link extends { userId: string; consumedAt: number | null; expiresAt: number }>(
   token: unknown,
-  kind: LinkKind,
+  kind: Pick<LinkKind, 'token'>,
   find: (digest: string) => Promise<Link | undefined>,
   users: UserRepository,
   now: number,

@@ -66,7 +66,7 @@ function checkUserName(name: string, held?: string): string {
  * delivered to ada@example.com's mailbox, as the trailing dot names the same domain, and would be a
  * second account for it.
  */
-function checkEmail(value: unknown): string {
+export function checkEmail(value: unknown): string {
   const email = typeof value === 'string' ? normalizeEmail(value) : '';
   const emptyLabel = email.slice(email.lastIndexOf('@') + 1).split('.').includes('');
   if (!email || !EMAIL.test(email) || email.normalize('NFKC') !== email || emptyLabel) throw new ValidationError('email', 'a valid email address is required');

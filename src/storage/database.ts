@@ -27,6 +27,7 @@ import * as clientDeletion from './migrations/019-client-deletion.ts';
 import * as mailedLinks from './migrations/020-mailed-links.ts';
 import * as apiKeyLists from './migrations/021-api-key-lists.ts';
 import * as apiKeySweep from './migrations/022-api-key-sweep.ts';
+import * as emailChanges from './migrations/023-email-changes.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -157,6 +158,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '020-mailed-links': mailedLinks,
   '021-api-key-lists': apiKeyLists,
   '022-api-key-sweep': apiKeySweep,
+  '023-email-changes': emailChanges,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

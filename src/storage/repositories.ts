@@ -3,6 +3,7 @@ import type { AuditRepository } from './repositories/audit.ts';
 import type { ClientRepository } from './repositories/clients.ts';
 import type { AuthorizationCodeRepository } from './repositories/codes.ts';
 import type { ConsentRepository } from './repositories/consents.ts';
+import type { EmailChangeRepository } from './repositories/email-changes.ts';
 import type { EmailVerificationRepository } from './repositories/email-verifications.ts';
 import type { GrantRepository } from './repositories/grants.ts';
 import type { SigningKeyRepository } from './repositories/keys.ts';
@@ -55,6 +56,7 @@ export interface Storage {
   apiKeys: ApiKeyRepository;
   passwordResets: PasswordResetRepository;
   emailVerifications: EmailVerificationRepository;
+  emailChanges: EmailChangeRepository;
   /** Connections of the PostgreSQL pool; undefined for SQLite. */
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
   /** Throws when the database does not answer. */

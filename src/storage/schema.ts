@@ -23,6 +23,7 @@ export interface Database {
   client_assertions: ClientAssertionTable;
   password_resets: PasswordResetTable;
   email_verifications: EmailVerificationTable;
+  email_changes: EmailChangeTable;
 }
 
 /** A password reset link (migration 015): only the digest of its token is stored; `mailed_at` (020) null while its mail is being sent. */
@@ -40,6 +41,18 @@ export interface EmailVerificationTable {
   digest: string;
   user_id: string;
   email: string;
+  created_at: number;
+  expires_at: number;
+  consumed_at: number | null;
+  mailed_at: number | null;
+}
+
+/** An email change link (migration 022): only the digest of its token is stored; `to_email` is the address it sets, and was sent to. */
+export interface EmailChangeTable {
+  digest: string;
+  user_id: string;
+  from_email: string;
+  to_email: string;
   created_at: number;
   expires_at: number;
   consumed_at: number | null;
@@ -267,6 +280,7 @@ export const COLUMNS = {
   authorization_requests: columns<AuthorizationRequestTable>({ id: true, client_id: true, request: true, created_at: true, expires_at: true }),
   password_resets: columns<PasswordResetTable>({ digest: true, user_id: true, created_at: true, expires_at: true, consumed_at: true, mailed_at: true }),
   email_verifications: columns<EmailVerificationTable>({ digest: true, user_id: true, email: true, created_at: true, expires_at: true, consumed_at: true, mailed_at: true }),
+  email_changes: columns<EmailChangeTable>({ digest: true, user_id: true, from_email: true, to_email: true, created_at: true, expires_at: true, consumed_at: true, mailed_at: true }),
   api_keys: columns<ApiKeyTable>({
     id: true, client_id: true, name: true, digest: true, prefix: true, scopes: true, created_at: true, expires_at: true,
     revoked_at: true, last_used_at: true,

@@ -31,6 +31,8 @@ describe('methods a page does not take', () => {
       ['/signup', 'GET, HEAD, POST'],
       ['/account', 'GET, HEAD'],
       ['/account/delete', 'GET, HEAD, POST'],
+      ['/account/email', 'GET, HEAD, POST'],
+      ['/email/change', 'GET, HEAD, POST'],
       ['/developers', 'GET, HEAD'],
       ['/developers/applications/app_0123456789abcdef01234567', 'GET, HEAD'],
       // HEAD acts there as GET would, and is refused as well (RFC 9110 §9.3.2).

@@ -132,7 +132,7 @@ describe('limits on body and header size', () => {
 
   it('refuses a 70 KiB form on every page with a readable 413 page', async () => {
     const form = `csrf=${encodeURIComponent(csrf.token)}&email=a%40example.com&password=${'p'.repeat(70 * KIB)}`;
-    for (const path of ['/login', '/signup', '/consent', '/logout', '/account/applications/withdraw', '/account/password', '/account/name', '/account/sign-out-elsewhere', '/authorize', '/developers/applications']) {
+    for (const path of ['/login', '/signup', '/consent', '/logout', '/account/applications/withdraw', '/account/password', '/account/email', '/email/change', '/account/name', '/account/sign-out-elsewhere', '/authorize', '/developers/applications']) {
       const answer = await sendRaw(server.url, { path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': form.length, cookie: csrf.cookie }, body: form });
       assertPage(answer, 413, path);
       assert.match(answer.text, /too large/, path);

@@ -77,13 +77,15 @@ const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
  * Undoes what the migrations from 008 on did to the schema (indexes, 013's session ids and
  * Back-Channel Logout columns, 015's password reset links, 016's index of codes by session, 017's email
  * verification links, 018's index of codes by user and client, 019's indexes of codes and authorization
- * requests by client, 022's indexes of ended API keys), so that a test can leave a database as an earlier version did and apply them again.
+ * requests by client, 022's indexes of ended API keys, 023's email change links), so that a test can
+ * leave a database as an earlier version did and apply them again.
  */
 async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Promise<void> {
   await handle.db.schema.dropIndex('authorization_requests_client').execute();
   await handle.db.schema.dropIndex('authorization_codes_client').execute();
   await handle.db.schema.dropIndex('authorization_codes_user_client').execute();
   await handle.db.schema.dropIndex('authorization_codes_sid').execute();
+  await handle.db.schema.dropTable('email_changes').execute();
   await handle.db.schema.dropTable('email_verifications').execute();
   await handle.db.schema.dropTable('password_resets').execute();
   await handle.db.schema.dropTable('session_clients').execute();
@@ -192,7 +194,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep', '023-email-changes']);
           } finally {
             await handle.close();
           }
@@ -265,7 +267,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep', '023-email-changes']);
           } finally {
             await handle.close();
           }

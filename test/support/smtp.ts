@@ -141,3 +141,10 @@ export function verifyLinkIn(mail: ReceivedMail): string {
   if (!link) throw new Error(`no verification link in the mail:\n${mail.text}`);
   return link;
 }
+
+/** The email change link in a mail's text. */
+export function changeLinkIn(mail: ReceivedMail): string {
+  const link = /https?:\/\/\S+\/email\/change\?token=\S+/.exec(mail.text)?.[0];
+  if (!link) throw new Error(`no email change link in the mail:\n${mail.text}`);
+  return link;
+}

@@ -15,11 +15,12 @@ export type OpaqueKind =
   | 'ak' // API key
   | 'ss' // browser session
   | 'pr' // password reset link
-  | 'ev'; // email verification link
+  | 'ev' // email verification link
+  | 'ec'; // email change link
 
 const BODY_LENGTH = 43; // 32 bytes in base64url
 const CHECKSUM_LENGTH = 6; // 4 bytes in base64url
-const PATTERN = /^gate_(rt|ac|cs|ak|ss|pr|ev)_([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{6})$/;
+const PATTERN = /^gate_(rt|ac|cs|ak|ss|pr|ev|ec)_([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{6})$/;
 
 const checksum = (prefixAndBody: string): string => {
   // From Node's shared pool rather than a fresh ArrayBuffer for every credential checked; all four

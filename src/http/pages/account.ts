@@ -3,14 +3,15 @@ import { lifetimeText } from '../../core/emailed-links.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import { currentSession, field, type Pages } from './context.ts';
 import { accountDeletionRoutes } from './account-deletion.ts';
+import { accountEmailRoutes } from './account-email.ts';
 import { accountSettingsRoutes } from './account-settings.ts';
 import { safeHttpUrl } from './consent.ts';
 import { renderPage } from './render.ts';
 
 /**
  * The person's account: who is signed in, the applications they authorized, each withdrawable, and
- * the way to their password, their name and their other browsers (account-settings.ts), and to
- * deleting it (account-deletion.ts).
+ * the way to their password, their name and their other browsers (account-settings.ts), their
+ * email address (account-email.ts), and to deleting it (account-deletion.ts).
  */
 export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
@@ -43,11 +44,13 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
         ? `Access withdrawn. The application can no longer renew its access and its access tokens are revoked; an API that checks tokens on its own may accept one until it expires, within ${minutes} minutes.`
         : query.changed === 'password'
           ? 'Your password was changed. Every other browser that was signed in to your account is signed out; this one stays signed in.'
-          : query.changed === 'name'
-            ? 'Your name was saved. Applications see it the next time they ask for your profile.'
-            : query.signed_out === 'elsewhere'
-              ? 'Every other browser that was signed in to your account is signed out; this one stays signed in.'
-              : undefined;
+          : query.changed === 'email'
+            ? 'Your email address was changed. You sign in with it from now on, and applications see it the next time they ask for your profile.'
+            : query.changed === 'name'
+              ? 'Your name was saved. Applications see it the next time they ask for your profile.'
+              : query.signed_out === 'elsewhere'
+                ? 'Every other browser that was signed in to your account is signed out; this one stays signed in.'
+                : undefined;
     const verification = gatehouse.emailVerifications.enabled
       ? { verified: session.user.emailVerified, sent: query.sent === 'verification' && !session.user.emailVerified, lifetime: lifetimeText(gatehouse.emailVerifications.tokenTtlSeconds) }
       : undefined;
@@ -70,6 +73,7 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
 
   await accountSettingsRoutes(app, pages);
   await accountDeletionRoutes(app, pages);
+  await accountEmailRoutes(app, pages);
 }
 
 /**

@@ -7,8 +7,8 @@ import { renderPage } from './render.ts';
 const PENDING_ID = /^[A-Za-z0-9_-]{32}$/;
 // Local pages of the account and the developer portal only: a path without dots, backslashes or
 // `//`, so it can never name another origin (no open redirect through the sign-in page); or the
-// page of an email verification link, which asks to sign in to the link's account first.
-const NEXT_PAGE = /^(?:\/(?:account|developers)(?:\/[A-Za-z0-9_\/-]*)?(?:\?[A-Za-z0-9_=&%-]*)?|\/email\/verify)$/;
+// page of an email verification or email change link, which asks to sign in to the link's account first.
+const NEXT_PAGE = /^(?:\/(?:account|developers)(?:\/[A-Za-z0-9_\/-]*)?(?:\?[A-Za-z0-9_=&%-]*)?|\/email\/(?:verify|change))$/;
 
 /** Where a person may be sent after signing in, or undefined when `value` is not a safe local page. */
 export function safeNextPage(value: unknown): string | undefined {

@@ -2,13 +2,14 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../schema.ts';
 
 /**
- * What the tables of single-use links sent by email (password_resets, email_verifications) share:
+ * What the tables of single-use links sent by email (password_resets, email_verifications,
+ * email_changes) share:
  * a link is stored as its token's digest, with its user, expiry and use; a new one of a user is
  * stored beside their earlier ones and replaces them only once its mail was accepted (a mail that
  * fails takes its link away, and leaves the earlier ones working), and redeeming one spends it in
  * the transaction that changes the user.
  */
-type LinkTable = 'password_resets' | 'email_verifications';
+type LinkTable = 'password_resets' | 'email_verifications' | 'email_changes';
 
 /** Thrown inside a redemption's transaction to undo the link's consumption when its user cannot be changed. */
 const NOT_REDEEMED = new Error('the link was not redeemed');

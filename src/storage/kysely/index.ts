@@ -10,6 +10,7 @@ import { kyselyCodes } from './codes.ts';
 import { kyselyGrants, kyselyRefreshTokens } from './grants.ts';
 import { kyselyKeys } from './keys.ts';
 import { kyselyPasswordResets } from './password-resets.ts';
+import { kyselyEmailChanges } from './email-changes.ts';
 import { kyselyEmailVerifications } from './email-verifications.ts';
 import { kyselyUsers } from './users.ts';
 
@@ -46,6 +47,7 @@ export async function createStorage(options: DatabaseOptions): Promise<Storage> 
     apiKeys: kyselyApiKeys(db),
     passwordResets: kyselyPasswordResets(db),
     emailVerifications: kyselyEmailVerifications(db),
+    emailChanges: kyselyEmailChanges(db),
     poolStats: () => (handle.pool ? { total: handle.pool.totalCount, idle: handle.pool.idleCount, waiting: handle.pool.waitingCount } : undefined),
     async ping() {
       await sql`select 1`.execute(db);
@@ -178,6 +180,7 @@ export async function sweepOtherTables(db: Kysely<Database>, now: number, limit:
     // A used link stays until it expires, so that following it again says it was used.
     db.deleteFrom('password_resets').where('digest', 'in', db.selectFrom('password_resets').select('digest').where('expires_at', '<', now).limit(size)),
     db.deleteFrom('email_verifications').where('digest', 'in', db.selectFrom('email_verifications').select('digest').where('expires_at', '<', now).limit(size)),
+    db.deleteFrom('email_changes').where('digest', 'in', db.selectFrom('email_changes').select('digest').where('expires_at', '<', now).limit(size)),
     db.deleteFrom('signing_keys').where('kid', 'in', db.selectFrom('signing_keys').select('kid').where('state', '=', 'retired').where('expires_at', '<', now).limit(size)),
   ];
   if (auditRetentionSeconds > 0) {

@@ -45,6 +45,9 @@ export function kyselyPasswordResets(db: Kysely<Database>): PasswordResetReposit
           .returning('email_verified')
           .executeTakeFirst();
         if (!updated) return undefined;
+        // A change of the address asked for with the password replaced here (by whoever knew it)
+        // must not move the account away from the person who just proved they read its mail.
+        await trx.deleteFrom('email_changes').where('user_id', '=', userId).execute();
         if (updated.email_verified === 1) return { userId, emailWasVerified: true, withdrawn: { consents: [], grants: [], codes: 0 }, applications: [] };
         // The link went to the address, which a change of it would have voided: it is proved now.
         // Until then the account may have been made by someone else with that address, and what

@@ -86,6 +86,9 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
             // A password reset link went to the old address, which may be why it was changed (a
             // mailbox lost, or someone else's now): whoever reads it must not set the password.
             await trx.deleteFrom('password_resets').where('user_id', '=', id).execute();
+            // An email change link works only from the address it was asked from (and whoever
+            // asked for it may be why the address was changed).
+            await trx.deleteFrom('email_changes').where('user_id', '=', id).execute();
           }
           return true;
         });
@@ -105,6 +108,7 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
         // not disabled): one issued meanwhile is deleted here, or refused after.
         await trx.deleteFrom('password_resets').where('user_id', '=', id).execute();
         await trx.deleteFrom('email_verifications').where('user_id', '=', id).execute();
+        await trx.deleteFrom('email_changes').where('user_id', '=', id).execute();
         return true;
       });
     },
@@ -119,6 +123,9 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
         // reads the mail. The user's row is held, as a link's issue holds it: one issued meanwhile
         // is deleted here, or issued after the change and left.
         await trx.deleteFrom('password_resets').where('user_id', '=', id).execute();
+        // So is a change of the address asked for with the old password: whoever knew that password
+        // must not move the account to their own address after its owner replaced it.
+        await trx.deleteFrom('email_changes').where('user_id', '=', id).execute();
         return true;
       });
     },

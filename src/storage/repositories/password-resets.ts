@@ -57,7 +57,7 @@ export interface PasswordResetRepository {
    * Consumes the reset and sets its user's password hash (and `now` as their update time), in one
    * transaction: only while the reset is unused and unexpired at `now` (one conditional `UPDATE …
    * WHERE consumed_at IS NULL`, so of concurrent redemptions exactly one wins) and its user is not
-   * disabled. When the user's address was not verified, the same transaction marks it verified (the
+   * disabled. Every email change link of the user is deleted with it. When the user's address was not verified, the same transaction marks it verified (the
    * link was sent to it) and withdraws everything the account authorized, for every client, as a
    * consent's withdrawal does (ConsentRepository.withdraw): consents, unexchanged codes, grants;
    * and takes back the credentials of every application the account owns (developer portal): its

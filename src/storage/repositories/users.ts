@@ -47,12 +47,13 @@ export interface UserRepository {
    * another). The user as stored then; undefined for an unknown user, or one whose email is no
    * longer the one expected. Fails with `EmailTakenError`, storing nothing, when `changes.email`,
    * normalized, is another user's. A new email voids, in the same transaction, every link mailed to
-   * the old one: email verifications sent to another address, and every password reset link.
+   * the old one: email verifications sent to another address, every password reset link and every
+   * email change link (asked for from the old one).
    */
   update(id: string, changes: UserChanges, now: number, expected?: { email: string }): Promise<User | undefined>;
   /**
    * Disables the user as of `disabledAt` (null: enables them) with `now` as the update time. Disabling
-   * deletes every link mailed to them (password resets, email verifications) in the same
+   * deletes every link mailed to them (password resets, email verifications, email changes) in the same
    * transaction, as a password change deletes the resets: a link asked for before would otherwise
    * work again once the user is enabled, in the hands of whoever reads the mail. False for an unknown user.
    */
@@ -61,8 +62,8 @@ export interface UserRepository {
    * Stores a new password hash and `now` as the update time; with `expected`, only while the stored
    * hash is still `expected`, so that a change decided on the password just checked does not replace
    * one an operator set meanwhile. False for an unknown user, or a hash no longer the one expected.
-   * Every password reset link of the user is deleted with the change, in its transaction: a link
-   * asked for before the password was set no longer works. Every way a password is set but a link's
+   * Every password reset and email change link of the user is deleted with the change, in its
+   * transaction: a link asked for before the password was set no longer works. Every way a password is set but a link's
    * own redemption goes through here.
    */
   setPasswordHash(id: string, passwordHash: string, now: number, expected?: string): Promise<boolean>;
