@@ -5,7 +5,7 @@ import type { ClientRegistry } from './clients.ts';
 import { checkNewPassword, deleteUser, updateUser } from './users.ts';
 import type { LoginService } from './login.ts';
 import { hashPassword } from './passwords.ts';
-import type { ActiveSession, SessionService } from './sessions.ts';
+import type { ActiveSession, SessionService, SignInOrigin } from './sessions.ts';
 import { digestOf } from './tokens/opaque.ts';
 
 export { MAX_NAME_LENGTH } from './users.ts';
@@ -42,17 +42,17 @@ export async function changeOwnPassword(
   services: { storage: Storage; login: LoginService; sessions: SessionService; accountNotices: AccountNotices },
   signedIn: ActiveSession,
   passwords: { current: string; next: string },
-  address: string,
+  origin: SignInOrigin,
   now: number,
 ): Promise<PasswordChangeResult> {
   checkNewPassword(passwords.next);
-  const check = await services.login.confirmPassword(signedIn.user, passwords.current, address, now);
+  const check = await services.login.confirmPassword(signedIn.user, passwords.current, origin.address, now);
   if (check.outcome !== 'success') return check;
   // Disabled or deleted meanwhile, or the password reset by an operator since it was checked (the
   // one given is then no longer the current one): nothing to change.
   const checked = check.user.passwordHash;
   if (!(await services.storage.users.setPasswordHash(signedIn.user.id, await hashPassword(passwords.next), now, checked))) return { outcome: 'invalid' };
-  const session = await services.sessions.start(signedIn.user.id, now);
+  const session = await services.sessions.start(signedIn.user.id, now, origin);
   // Deleted since the password was set: there is nobody left to go on signed in.
   if (session === undefined) return { outcome: 'invalid' };
   // The session it was changed in ends with the others, and is not counted among them.

@@ -1,13 +1,43 @@
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Storage } from '../storage/repositories.ts';
 import type { EndedSession, Session } from '../storage/repositories/sessions.ts';
 import type { User } from '../storage/repositories/users.ts';
 import type { BackChannelLogout } from './backchannel-logout.ts';
 import { createOpaqueToken, digestOf, isWellFormed } from './tokens/opaque.ts';
+import { deviceOf } from './user-agents.ts';
 
 export interface ActiveSession {
   session: Session;
   user: User;
+}
+
+/** Where a session is signed in from: the client address and the User-Agent header of the request. */
+export interface SignInOrigin {
+  address: string;
+  userAgent: string | undefined;
+}
+
+/**
+ * How far apart a session's uses are recorded: resolving a session writes only when its recorded
+ * last use is older, so a page view costs no write, as GitHub's and Google's lists are to the
+ * minute or vaguer. The account page says "last used" to this precision.
+ */
+export const LAST_USE_PRECISION_SECONDS = 300;
+
+/** The most sessions the account page lists (newest first). */
+export const LISTED_SESSIONS = 50;
+
+/** An IPv6 address with a zone id is at most about this long; anything longer is no address. */
+const MAX_ADDRESS_LENGTH = 64;
+
+/**
+ * The address to store with a session: `request.ip`, which behind a trusted proxy is read from
+ * X-Forwarded-For, as the client wrote it. Only an IP address is kept; anything else (a socket
+ * path, text a client put in the header) is stored as unknown.
+ */
+function storedAddress(address: string): string | null {
+  return address.length <= MAX_ADDRESS_LENGTH && isIP(address) !== 0 ? address : null;
 }
 
 /**
@@ -37,10 +67,15 @@ export class SessionService {
    * say nothing of the cookie. Undefined when the user was deleted or disabled since the password
    * was checked (an operator, another instance): there is no one left to sign in.
    */
-  async start(userId: string, now: number): Promise<string | undefined> {
+  async start(userId: string, now: number, origin: SignInOrigin): Promise<string | undefined> {
     const id = createOpaqueToken('ss');
     const sid = randomBytes(16).toString('hex');
-    return (await this.#storage.sessions.create({ digest: digestOf(id), sid, userId, authTime: now, createdAt: now, expiresAt: now + this.#ttlSeconds })) ? id : undefined;
+    const session = { digest: digestOf(id), sid, userId, authTime: now, createdAt: now, expiresAt: now + this.#ttlSeconds, ...this.#described(origin), lastUsedAt: now };
+    return (await this.#storage.sessions.create(session)) ? id : undefined;
+  }
+
+  #described(origin: SignInOrigin): { address: string | null; device: string | null } {
+    return { address: storedAddress(origin.address), device: deviceOf(origin.userAgent) ?? null };
   }
 
   /**
@@ -52,15 +87,15 @@ export class SessionService {
    * the user session of the same user. Any other session of the browser — another person's — ends.
    * Undefined when the user no longer exists or is disabled (start).
    */
-  async signIn(userId: string, cookieValue: string | undefined, now: number): Promise<string | undefined> {
+  async signIn(userId: string, cookieValue: string | undefined, now: number, origin: SignInOrigin): Promise<string | undefined> {
     const current = await this.resolve(cookieValue, now);
     if (current?.user.id === userId) {
       const id = createOpaqueToken('ss');
-      if (await this.#storage.sessions.renew(current.session.digest, { digest: digestOf(id), authTime: now, expiresAt: now + this.#ttlSeconds })) return id;
+      if (await this.#storage.sessions.renew(current.session.digest, { digest: digestOf(id), authTime: now, expiresAt: now + this.#ttlSeconds, ...this.#described(origin) })) return id;
     } else {
       await this.end(cookieValue);
     }
-    return this.start(userId, now);
+    return this.start(userId, now, origin);
   }
 
   /** The live session behind a cookie value, with its user; undefined when absent, expired or the user is disabled. */
@@ -70,13 +105,35 @@ export class SessionService {
     if (!session || session.expiresAt <= now) return undefined;
     const user = await this.#storage.users.findById(session.userId);
     if (!user || user.disabledAt !== null) return undefined;
+    // The row was just read, so a write is made only once its last use is stale (no write per
+    // request); instances that read it stale at once write it once between them (recordUse).
+    if (session.lastUsedAt === null || session.lastUsedAt <= now - LAST_USE_PRECISION_SECONDS) {
+      await this.#storage.sessions.recordUse(session.digest, now, now - LAST_USE_PRECISION_SECONDS + 1);
+      return { session: { ...session, lastUsedAt: now }, user };
+    }
     return { session, user };
+  }
+
+  /** The user's live sessions, newest first, at most LISTED_SESSIONS. */
+  listForUser(userId: string, now: number): Promise<Session[]> {
+    return this.#storage.sessions.listForUser(userId, now, LISTED_SESSIONS);
   }
 
   async end(cookieValue: string | undefined): Promise<void> {
     if (!isWellFormed(cookieValue, 'ss')) return;
     const ended = await this.#storage.sessions.delete(digestOf(cookieValue));
     if (ended) this.#logout.notify([ended]);
+  }
+
+  /**
+   * Ends the session of `userId` whose sid is `sid` (the account page's "Sign out" of one browser),
+   * and tells its clients as a sign-out does; false, ending nothing, when that user has no such
+   * session (ended already, or another user's).
+   */
+  async endOne(userId: string, sid: string): Promise<boolean> {
+    const ended = await this.#storage.sessions.deleteBySid(userId, sid);
+    if (ended) this.#logout.notify([ended]);
+    return ended !== undefined;
   }
 
   /** Ends every session of a user, or every one but the session whose digest is `exceptDigest`; how many ended. */

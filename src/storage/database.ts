@@ -28,6 +28,7 @@ import * as mailedLinks from './migrations/020-mailed-links.ts';
 import * as apiKeyLists from './migrations/021-api-key-lists.ts';
 import * as apiKeySweep from './migrations/022-api-key-sweep.ts';
 import * as emailChanges from './migrations/023-email-changes.ts';
+import * as sessionDevices from './migrations/024-session-devices.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -159,6 +160,7 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '021-api-key-lists': apiKeyLists,
   '022-api-key-sweep': apiKeySweep,
   '023-email-changes': emailChanges,
+  '024-session-devices': sessionDevices,
 };
 
 /** Applies every pending migration; safe to call from several instances at once. */

@@ -80,6 +80,10 @@ export interface SessionTable {
   auth_time: number;
   created_at: number;
   expires_at: number;
+  /** Migration 024: the client address the session signed in from, a short name of its browser and system, when it was last used; null for an older row. */
+  address: string | null;
+  device: string | null;
+  last_used_at: number | null;
 }
 
 /** A client the authorization endpoint answered through a session: told when the session ends (Back-Channel Logout 1.0). */
@@ -275,7 +279,7 @@ export const COLUMNS = {
     created_at: true, expires_at: true, consumed_at: true,
   }),
   audit_events: columns<AuditEventTable>({ id: true, at: true, kind: true, outcome: true, client_id: true, user_id: true, data: true }),
-  sessions: columns<SessionTable>({ digest: true, sid: true, user_id: true, auth_time: true, created_at: true, expires_at: true }),
+  sessions: columns<SessionTable>({ digest: true, sid: true, user_id: true, auth_time: true, created_at: true, expires_at: true, address: true, device: true, last_used_at: true }),
   consents: columns<ConsentTable>({ user_id: true, client_id: true, scopes: true, created_at: true, updated_at: true }),
   authorization_requests: columns<AuthorizationRequestTable>({ id: true, client_id: true, request: true, created_at: true, expires_at: true }),
   password_resets: columns<PasswordResetTable>({ digest: true, user_id: true, created_at: true, expires_at: true, consumed_at: true, mailed_at: true }),

@@ -103,7 +103,7 @@ for (const dialect of DIALECTS) {
       const user = await server.user(`bystander-${client.id}@example.com`, 'a long enough password');
       const grantId = await grantOf(user.email);
       const now = server.gatehouse.clock();
-      await server.gatehouse.storage.sessions.create({ digest: `bystander-${user.id}`, sid: `bystander-${user.id}`, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600 });
+      await server.gatehouse.storage.sessions.create({ digest: `bystander-${user.id}`, sid: `bystander-${user.id}`, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600, address: null, device: null, lastUsedAt: null });
       // The next ID-token key: withdrawing the active access key would end the walk's own tokens.
       const kid = (await server.gatehouse.storage.keys.listAll()).find((k) => k.use === 'id' && k.state === 'next')!.kid;
       return { clientId: client.id, secretId, keyId: key.id, userId: user.id, grantId, kid };
@@ -253,7 +253,7 @@ for (const dialect of DIALECTS) {
       async signOutUser() {
         const { id } = await server.user('signed-out@example.com', 'a long enough password');
         const now = server.gatehouse.clock();
-        await server.gatehouse.storage.sessions.create({ digest: `walk-${id}`, sid: `walk-${id}`, userId: id, authTime: now, createdAt: now, expiresAt: now + 3600 });
+        await server.gatehouse.storage.sessions.create({ digest: `walk-${id}`, sid: `walk-${id}`, userId: id, authTime: now, createdAt: now, expiresAt: now + 3600, address: null, device: null, lastUsedAt: null });
         return [
           { label: 'a signed-in user', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },
           { label: 'the same user again', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },

@@ -421,7 +421,7 @@ for (const dialect of DIALECTS) {
       const user = await aUser();
       // Sessions as sign-ins leave them, each answered for the client: an operator then ends them all.
       const now = server.gatehouse.clock();
-      for (let i = 0; i < 40; i++) await server.gatehouse.storage.sessions.addClient(digestOf((await server.gatehouse.sessions.start(user.id, now))!), slow.id);
+      for (let i = 0; i < 40; i++) await server.gatehouse.storage.sessions.addClient(digestOf((await server.gatehouse.sessions.start(user.id, now, { address: '127.0.0.1', userAgent: undefined }))!), slow.id);
 
       assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
       await delivered();
@@ -455,7 +455,7 @@ for (const dialect of DIALECTS) {
     /** Ends a session the client was answered through, and checks its delivery was refused as internal. */
     const assertRefusedAsInternal = async (clientId: string) => {
       const user = await aUser();
-      await server.gatehouse.storage.sessions.addClient(digestOf((await server.gatehouse.sessions.start(user.id, server.gatehouse.clock()))!), clientId);
+      await server.gatehouse.storage.sessions.addClient(digestOf((await server.gatehouse.sessions.start(user.id, server.gatehouse.clock(), { address: '127.0.0.1', userAgent: undefined }))!), clientId);
       assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
       await delivered();
       const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });

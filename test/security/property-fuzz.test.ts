@@ -411,7 +411,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     await gatehouse.storage.users.update(f.developerId, { emailVerified: true }, gatehouse.clock());
     // Whose password the reset links minted per request reset: no one else's changes.
     f.forgetfulId = (await server.user('forgetful@example.com', 'a forgotten long password')).id;
-    f.victimSession = (await gatehouse.sessions.start(f.victimId, gatehouse.clock()))!;
+    f.victimSession = (await gatehouse.sessions.start(f.victimId, gatehouse.clock(), { address: '127.0.0.1', userAgent: undefined }))!;
     f.spareHash = await hashPassword('spare user password');
     f.jwks = JSON.stringify({ keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }), kid: 'fuzz-key', use: 'sig', alg: 'RS256' }] });
     const scopes = ['openid', 'profile', 'email', 'objects:read', 'model:read'];
@@ -705,7 +705,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     const { gatehouse } = f.server;
     await fc.assert(
       fc.asyncProperty(endpoint.cases(), async (c) => {
-        const session = c.session ? await gatehouse.sessions.start(c.session === 'victim' ? f.victimId : f.developerId, gatehouse.clock()) : undefined;
+        const session = c.session ? await gatehouse.sessions.start(c.session === 'victim' ? f.victimId : f.developerId, gatehouse.clock(), { address: '127.0.0.1', userAgent: undefined }) : undefined;
         try {
           const minted = await mint(JSON.stringify(c));
           // A form's token is bound to the session it was shown with: the one this request carries.

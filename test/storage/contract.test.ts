@@ -77,10 +77,14 @@ const kids = (keys: SigningKeyRecord[]) => keys.map((key) => key.kid).sort();
  * Undoes what the migrations from 008 on did to the schema (indexes, 013's session ids and
  * Back-Channel Logout columns, 015's password reset links, 016's index of codes by session, 017's email
  * verification links, 018's index of codes by user and client, 019's indexes of codes and authorization
- * requests by client, 022's indexes of ended API keys, 023's email change links), so that a test can
- * leave a database as an earlier version did and apply them again.
+ * requests by client, 022's indexes of ended API keys, 023's email change links, 024's sessions'
+ * addresses, browsers and last uses, and its index of a user's sessions by start), so that a test
+ * can leave a database as an earlier version did and apply them again.
  */
 async function undoIndexMigrations(handle: ReturnType<typeof openDatabase>): Promise<void> {
+  await handle.db.schema.dropIndex('sessions_user_created').execute();
+  await handle.db.schema.createIndex('sessions_user').on('sessions').column('user_id').execute();
+  for (const column of ['address', 'device', 'last_used_at']) await handle.db.schema.alterTable('sessions').dropColumn(column).execute();
   await handle.db.schema.dropIndex('authorization_requests_client').execute();
   await handle.db.schema.dropIndex('authorization_codes_client').execute();
   await handle.db.schema.dropIndex('authorization_codes_user_client').execute();
@@ -194,7 +198,7 @@ for (const dialect of DIALECTS) {
               .execute();
             await sql`delete from kysely_migration where name >= '007-email-forms'`.execute(handle.db);
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep', '023-email-changes']);
+            assert.deepEqual(await migrate(handle), ['007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep', '023-email-changes', '024-session-devices']);
           } finally {
             await handle.close();
           }
@@ -267,7 +271,7 @@ for (const dialect of DIALECTS) {
             await sql`delete from kysely_migration where name >= '006-grant-expiry'`.execute(handle.db);
             await handle.db.schema.dropIndex('grants_expiry').execute();
             await undoIndexMigrations(handle);
-            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep', '023-email-changes']);
+            assert.deepEqual(await migrate(handle), ['006-grant-expiry', '007-email-forms', '008-audit-kind', '009-list-order', '010-grant-lists', '011-consents-client', '012-user-grants', '013-backchannel-logout', '014-grant-sweep', '015-password-resets', '016-session-codes', '017-email-verifications', '018-user-client-codes', '019-client-deletion', '020-mailed-links', '021-api-key-lists', '022-api-key-sweep', '023-email-changes', '024-session-devices']);
           } finally {
             await handle.close();
           }
@@ -837,7 +841,71 @@ for (const dialect of DIALECTS) {
     });
 
     describe('sessions', () => {
-      const aSession = (userId: string) => ({ digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId, authTime: NOW, createdAt: NOW, expiresAt: NOW + HOUR });
+      const aSession = (userId: string, createdAt = NOW) => ({
+        digest: digestOf(createOpaqueToken('ss')),
+        sid: randomUUID(),
+        userId,
+        authTime: createdAt,
+        createdAt,
+        expiresAt: createdAt + HOUR,
+        address: '192.0.2.1',
+        device: 'Firefox on Linux',
+        lastUsedAt: createdAt,
+      });
+
+      it('lists a user’s live sessions newest first, bounded, with where and what they signed in with', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const other = await storage().users.create(aUser(), NOW);
+        const sessions = [0, 1, 2, 3].map((i) => aSession(user.id, NOW - 100 + i * 10));
+        const expired = { ...aSession(user.id, NOW - 2 * HOUR), expiresAt: NOW };
+        const unknown = { ...aSession(user.id, NOW - 200), address: null, device: null, lastUsedAt: null };
+        for (const session of [...sessions, expired, unknown, aSession(other.id, NOW)]) await storage().sessions.create(session);
+
+        assert.deepEqual(await storage().sessions.listForUser(user.id, NOW, 50), [...[...sessions].reverse(), unknown], 'newest first, the expired one left out, another user’s never');
+        assert.deepEqual(await storage().sessions.listForUser(user.id, NOW, 2), [sessions[3], sessions[2]]);
+        assert.deepEqual(await storage().sessions.listForUser(randomUUID(), NOW, 50), []);
+      });
+
+      it('records a session’s use only once its last recorded use is older than asked, and nothing for one ended', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const session = aSession(user.id);
+        await storage().sessions.create(session);
+
+        await storage().sessions.recordUse(session.digest, NOW + 60, NOW);
+        assert.equal((await storage().sessions.find(session.digest))?.lastUsedAt, NOW, 'recorded at NOW, which is not older than NOW');
+        await storage().sessions.recordUse(session.digest, NOW + 400, NOW + 1);
+        assert.equal((await storage().sessions.find(session.digest))?.lastUsedAt, NOW + 400);
+        // Two instances that read it stale at once: one writes, the other finds it fresh.
+        await Promise.all([storage().sessions.recordUse(session.digest, NOW + 800, NOW + 401), storage().sessions.recordUse(session.digest, NOW + 801, NOW + 402)]);
+        assert.ok([NOW + 800, NOW + 801].includes((await storage().sessions.find(session.digest))!.lastUsedAt!));
+
+        const unknown = { ...aSession(user.id), lastUsedAt: null };
+        await storage().sessions.create(unknown);
+        await storage().sessions.recordUse(unknown.digest, NOW + 5, NOW);
+        assert.equal((await storage().sessions.find(unknown.digest))?.lastUsedAt, NOW + 5, 'an unknown last use is recorded');
+
+        await storage().sessions.delete(session.digest);
+        await storage().sessions.recordUse(session.digest, NOW + 2000, NOW + 1999);
+        assert.equal(await storage().sessions.find(session.digest), undefined, 'an ended session is not made again');
+      });
+
+      it('ends one session of a user by its sid, with its clients, and none of another user’s', async () => {
+        const user = await storage().users.create(aUser(), NOW);
+        const other = await storage().users.create(aUser(), NOW);
+        const client = await storage().clients.create(aClient(), NOW);
+        const [ended, kept] = [aSession(user.id), aSession(user.id)];
+        const others = aSession(other.id);
+        for (const session of [ended, kept, others]) await storage().sessions.create(session);
+        await storage().sessions.addClient(ended.digest, client.id);
+
+        assert.equal(await storage().sessions.deleteBySid(user.id, others.sid), undefined, 'another user’s sid ends nothing');
+        assert.deepEqual(await storage().sessions.find(others.digest), others);
+        assert.deepEqual(await storage().sessions.deleteBySid(user.id, ended.sid), { sid: ended.sid, userId: user.id, clientIds: [client.id] });
+        assert.equal(await storage().sessions.find(ended.digest), undefined);
+        assert.deepEqual(await storage().sessions.find(kept.digest), kept);
+        assert.equal(await storage().sessions.deleteBySid(user.id, ended.sid), undefined, 'ended once');
+        assert.equal(await storage().sessions.deleteBySid(user.id, randomUUID()), undefined);
+      });
 
       it('ends every session of a user, or every one but the session kept, leaving other users’ alone', async () => {
         const user = await storage().users.create(aUser(), NOW);
@@ -914,8 +982,9 @@ for (const dialect of DIALECTS) {
         await storage().sessions.create(session);
         assert.equal(await storage().sessions.addClient(session.digest, client.id), true);
 
-        const renewal = { digest: digestOf(createOpaqueToken('ss')), authTime: NOW + 60, expiresAt: NOW + 60 + HOUR };
-        const renewed = { ...session, ...renewal };
+        const renewal = { digest: digestOf(createOpaqueToken('ss')), authTime: NOW + 60, expiresAt: NOW + 60 + HOUR, address: '2001:db8::7', device: 'Safari on iOS' };
+        // Signed in again now, from where and with what it signs in again.
+        const renewed = { ...session, ...renewal, lastUsedAt: NOW + 60 };
         assert.deepEqual(await storage().sessions.renew(session.digest, renewal), renewed);
         assert.deepEqual(await storage().sessions.find(renewal.digest), renewed);
         assert.equal(await storage().sessions.find(session.digest), undefined, 'the old digest names nothing');
@@ -1806,7 +1875,7 @@ for (const dialect of DIALECTS) {
 
       it('deletes an expired session with the clients it was answered for', async () => {
         const { clientId, userId } = await stored();
-        const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId, authTime: NOW - 2 * HOUR, createdAt: NOW - 2 * HOUR, expiresAt: NOW - 1 };
+        const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId, authTime: NOW - 2 * HOUR, createdAt: NOW - 2 * HOUR, expiresAt: NOW - 1, address: null, device: null, lastUsedAt: null };
         await storage().sessions.create(session);
         await storage().sessions.addClient(session.digest, clientId);
 

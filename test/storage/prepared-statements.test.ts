@@ -223,7 +223,7 @@ describe('PostgreSQL plans of the protocol endpoints’ statements', () => {
       assert.equal(await revocations.isAnyJtiRevoked([randomUUID(), jti]), true);
       await audit.append([anEvent({ clientId: client.id, userId: user.id })]);
 
-      const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600 };
+      const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600, address: null, device: null, lastUsedAt: null };
       await sessions.create(session);
       assert.ok(await sessions.find(session.digest));
       // A sign-out, which voids the session's unexchanged codes too.
@@ -570,7 +570,7 @@ describe('SQLite plans of a user’s and a client’s deletion', () => {
       await kyselyRefreshTokens(db, 'sqlite').insert(aRefreshToken(grant));
       await kyselyConsents(db).save({ userId: grant.userId!, clientId: client.id, scopes: ['openid'], createdAt: NOW, updatedAt: NOW });
     }
-    const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600 };
+    const session = { digest: digestOf(createOpaqueToken('ss')), sid: randomUUID(), userId: user.id, authTime: NOW, createdAt: NOW, expiresAt: NOW + 3600, address: null, device: null, lastUsedAt: null };
     await kyselySessions(db, 'sqlite').create(session);
     // The user's deletion deletes the application they own, as a client's deletion does.
     const plans = await sqlitePlansOf(db, async (recorded) =>

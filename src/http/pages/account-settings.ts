@@ -3,7 +3,7 @@ import { changeOwnName, changeOwnPassword, MAX_NAME_LENGTH, signOutOtherSessions
 import { checkNewPassword } from '../../core/users.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { ActiveSession } from '../../core/sessions.ts';
-import { currentSession, field, recordThrottled, type Pages } from './context.ts';
+import { currentSession, field, recordThrottled, signInOrigin, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 
 type PasswordErrors = Partial<Record<'current' | 'new' | 'confirm' | 'form', string>>;
@@ -55,7 +55,7 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
     if (Object.keys(errors).length > 0) return showPasswordForm(reply, session, errors, 400);
 
     const now = gatehouse.clock();
-    const result = await changeOwnPassword(gatehouse, session, { current, next }, request.ip, now);
+    const result = await changeOwnPassword(gatehouse, session, { current, next }, signInOrigin(request), now);
     switch (result.outcome) {
       case 'throttled':
         recordThrottled(pages, request, 'login.throttled', { userId: session.user.id, data: { via: 'account_page', limit: result.limit } });

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthorizationOutcome } from '../../core/authorize/endpoint.ts';
-import type { ActiveSession } from '../../core/sessions.ts';
+import type { ActiveSession, SignInOrigin } from '../../core/sessions.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Metrics } from '../metrics.ts';
 import { renderPage } from './render.ts';
@@ -19,6 +19,11 @@ export interface Pages {
   metrics: Metrics;
   cookies: CookiePolicy;
   csrf: CsrfProtection;
+}
+
+/** Where a request signs in from, to be recorded with the session (SessionService.start). */
+export function signInOrigin(request: FastifyRequest): SignInOrigin {
+  return { address: request.ip, userAgent: request.headers['user-agent'] };
 }
 
 export async function currentSession(pages: Pages, request: FastifyRequest): Promise<ActiveSession | undefined> {

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/validation.ts';
 import { EmailTakenError } from '../../storage/repositories/users.ts';
-import { field, recordThrottled, sendOutcome, type Pages } from './context.ts';
+import { field, recordThrottled, sendOutcome, signInOrigin, type Pages } from './context.ts';
 import { renderPage } from './render.ts';
 
 const PENDING_ID = /^[A-Za-z0-9_-]{32}$/;
@@ -75,7 +75,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
    */
   const startSession = async (request: FastifyRequest, reply: FastifyReply, userId: string): Promise<string | undefined> => {
     const names = pages.cookies.names(request);
-    const cookie = await gatehouse.sessions.signIn(userId, request.cookies[names.session], gatehouse.clock());
+    const cookie = await gatehouse.sessions.signIn(userId, request.cookies[names.session], gatehouse.clock(), signInOrigin(request));
     if (cookie !== undefined) reply.setCookie(names.session, cookie, pages.cookies.options(request, gatehouse.sessions.ttlSeconds));
     return cookie;
   };

@@ -1,16 +1,28 @@
 import { sql, type ExpressionBuilder, type Kysely, type Transaction } from 'kysely';
 import type { Dialect } from '../database.ts';
 import { enabledUser, typedLiterals } from './literals.ts';
-import { COLUMNS, type Database } from '../schema.ts';
+import { COLUMNS, type Database, type SessionTable } from '../schema.ts';
 import type { ConsentRepository, Withdrawal } from '../repositories/consents.ts';
 import type { PendingAuthorizationRepository } from '../repositories/pending-authorizations.ts';
-import type { EndedSession, SessionRepository } from '../repositories/sessions.ts';
+import type { EndedSession, Session, SessionRepository } from '../repositories/sessions.ts';
 import { insertCodeWhileSession } from './codes.ts';
 import { isForeignKeyViolation } from './constraints.ts';
 import { fromJsonList, toJson } from './json.ts';
 
 /** How many (session, client) pairs an instance remembers having recorded (see addClient). */
 const REMEMBERED_SESSION_CLIENTS = 10_000;
+
+const toSession = (row: SessionTable): Session => ({
+  digest: row.digest,
+  sid: row.sid,
+  userId: row.user_id,
+  authTime: row.auth_time,
+  createdAt: row.created_at,
+  expiresAt: row.expires_at,
+  address: row.address,
+  device: row.device,
+  lastUsedAt: row.last_used_at,
+});
 
 export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionRepository {
   /**
@@ -36,11 +48,14 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
         time(session.authTime).as('auth_time'),
         time(session.createdAt).as('created_at'),
         time(session.expiresAt).as('expires_at'),
+        text(session.address).as('address'),
+        text(session.device).as('device'),
+        time(session.lastUsedAt).as('last_used_at'),
       ]);
       try {
         const stored = await db
           .insertInto('sessions')
-          .columns(['digest', 'sid', 'user_id', 'auth_time', 'created_at', 'expires_at'])
+          .columns(['digest', 'sid', 'user_id', 'auth_time', 'created_at', 'expires_at', 'address', 'device', 'last_used_at'])
           .expression(user)
           .returning('digest')
           .executeTakeFirst();
@@ -52,7 +67,28 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
     },
     async find(digest) {
       const row = await db.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest).executeTakeFirst();
-      return row && { digest: row.digest, sid: row.sid, userId: row.user_id, authTime: row.auth_time, createdAt: row.created_at, expiresAt: row.expires_at };
+      return row && toSession(row);
+    },
+    async recordUse(digest, at, staleBefore) {
+      await db
+        .updateTable('sessions')
+        .set({ last_used_at: at })
+        .where('digest', '=', digest)
+        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', staleBefore)]))
+        .execute();
+    },
+    async listForUser(userId, now, limit) {
+      // Through the index of (user_id, created_at), read backwards; the digest orders those of one second.
+      const rows = await db
+        .selectFrom('sessions')
+        .select(COLUMNS.sessions)
+        .where('user_id', '=', userId)
+        .where('expires_at', '>', now)
+        .orderBy('created_at', 'desc')
+        .orderBy('digest', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map(toSession);
     },
     /**
      * The client first, then the code, each in one statement that writes only while the session
@@ -95,10 +131,31 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
         const read = trx.selectFrom('sessions').select(COLUMNS.sessions).where('digest', '=', digest);
         const row = await (dialect === 'postgres' ? read.forUpdate() : read).executeTakeFirst();
         if (!row) return undefined;
-        const renewed = { digest: renewal.digest, sid: row.sid, userId: row.user_id, authTime: renewal.authTime, createdAt: row.created_at, expiresAt: renewal.expiresAt };
+        // Signed in now, from where and with what the person signs in again.
+        const renewed = {
+          digest: renewal.digest,
+          sid: row.sid,
+          userId: row.user_id,
+          authTime: renewal.authTime,
+          createdAt: row.created_at,
+          expiresAt: renewal.expiresAt,
+          address: renewal.address,
+          device: renewal.device,
+          lastUsedAt: renewal.authTime,
+        };
         await trx
           .insertInto('sessions')
-          .values({ digest: renewed.digest, sid: renewed.sid, user_id: renewed.userId, auth_time: renewed.authTime, created_at: renewed.createdAt, expires_at: renewed.expiresAt })
+          .values({
+            digest: renewed.digest,
+            sid: renewed.sid,
+            user_id: renewed.userId,
+            auth_time: renewed.authTime,
+            created_at: renewed.createdAt,
+            expires_at: renewed.expiresAt,
+            address: renewed.address,
+            device: renewed.device,
+            last_used_at: renewed.lastUsedAt,
+          })
           .execute();
         await trx.updateTable('session_clients').set({ session_digest: renewed.digest }).where('session_digest', '=', digest).execute();
         await trx.deleteFrom('sessions').where('digest', '=', digest).execute();
@@ -108,19 +165,24 @@ export function kyselySessions(db: Kysely<Database>, dialect: Dialect): SessionR
     async delete(digest) {
       return (await db.transaction().execute((trx) => endSessions(trx, dialect, { digest })))[0];
     },
+    async deleteBySid(userId, sid) {
+      return (await db.transaction().execute((trx) => endSessions(trx, dialect, { userId, sid })))[0];
+    },
     async deleteForUser(userId, exceptDigest) {
       return db.transaction().execute((trx) => endSessions(trx, dialect, { userId, exceptDigest }));
     },
   };
 }
 
-/** One session, or a user's (all of them, or all but one). */
-type SessionFilter = { digest: string } | { userId: string; exceptDigest?: string | undefined };
+/** One session, by its digest or by its user and sid, or a user's (all of them, or all but one). */
+type SessionFilter = { digest: string } | { userId: string; sid: string } | { userId: string; exceptDigest?: string | undefined };
 
 const selecting = (filter: SessionFilter) => (eb: ExpressionBuilder<Database, 'sessions'>) =>
   'digest' in filter
     ? eb('sessions.digest', '=', filter.digest)
-    : eb.and([eb('sessions.user_id', '=', filter.userId), ...(filter.exceptDigest === undefined ? [] : [eb('sessions.digest', '<>', filter.exceptDigest)])]);
+    : 'sid' in filter
+      ? eb.and([eb('sessions.user_id', '=', filter.userId), eb('sessions.sid', '=', filter.sid)])
+      : eb.and([eb('sessions.user_id', '=', filter.userId), ...(filter.exceptDigest === undefined ? [] : [eb('sessions.digest', '<>', filter.exceptDigest)])]);
 
 /**
  * Deletes the sessions `which` selects, inside the caller's transaction, and says which ended, with

@@ -16,6 +16,15 @@ export interface Session {
    * issued through it expire by then at the latest.
    */
   expiresAt: number;
+  /**
+   * What the account page shows of it: the client address it signed in from, and a short name of
+   * its browser and system (deviceOf, never the User-Agent header itself); null when not known (a
+   * session an instance older than them started).
+   */
+  address: string | null;
+  device: string | null;
+  /** When it was last used, recorded a few minutes apart at most (recordUse); null as above. */
+  lastUsedAt: number | null;
 }
 
 /** A session that ended, with the clients the authorization endpoint answered through it. */
@@ -47,9 +56,22 @@ export interface SessionRepository {
    * through it stay good). The session as renewed, or undefined, with nothing stored, when it has
    * ended meanwhile.
    */
-  renew(digest: string, renewal: { digest: string; authTime: number; expiresAt: number }): Promise<Session | undefined>;
+  renew(digest: string, renewal: { digest: string; authTime: number; expiresAt: number; address: string | null; device: string | null }): Promise<Session | undefined>;
+  /**
+   * Records that the session was used `at`, only when its last recorded use is older than
+   * `staleBefore` (or unknown): of the instances that read it stale at once, one writes. Nothing
+   * when it has ended.
+   */
+  recordUse(digest: string, at: number, staleBefore: number): Promise<void>;
+  /** The user's sessions that have not expired at `now`, newest first, at most `limit`. */
+  listForUser(userId: string, now: number, limit: number): Promise<Session[]>;
   /** Ends the session; what ended, or undefined when there was none (ended already, or never). */
   delete(digest: string): Promise<EndedSession | undefined>;
+  /**
+   * Ends the session of `userId` whose sid is `sid`, as delete does; undefined, ending nothing, when
+   * that user has none (ended already, never, or another user's).
+   */
+  deleteBySid(userId: string, sid: string): Promise<EndedSession | undefined>;
   /**
    * Ends every session of a user (password reset), or every one but the session whose digest is
    * `exceptDigest` (the browser in which the user changed their password, or signed out everywhere
