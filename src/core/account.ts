@@ -75,6 +75,27 @@ export function signOutOtherSessions(sessions: SessionService, signedIn: ActiveS
   return sessions.endForUser(signedIn.user.id, signedIn.session.digest);
 }
 
+/**
+ * - `ended`: the session is over, and its applications were told (Back-Channel Logout 1.0), as
+ *   when it signs out itself;
+ * - `current`: it is the session the request came in, which signs out with the ordinary sign-out
+ *   (RP-Initiated Logout's page, which clears the cookie too);
+ * - `unknown`: the user has no such live session (it ended meanwhile, it never was, it is another
+ *   user's — told apart from none of these, so that the answer says nothing of other people's).
+ */
+export type SessionSignOutResult = 'ended' | 'current' | 'unknown';
+
+/**
+ * Ends one other session of the signed-in user, named by its sid, as Keycloak's account console
+ * ends one by its user session id (which is its ID tokens' `sid` too). The sid is random and says
+ * nothing of the cookie (SessionService.start), so a page may show it; the session must be the
+ * user's own, which the deletion checks in the same statement.
+ */
+export async function signOutSession(sessions: SessionService, signedIn: ActiveSession, sid: string): Promise<SessionSignOutResult> {
+  if (sid === signedIn.session.sid) return 'current';
+  return (await sessions.endOne(signedIn.user.id, sid)) ? 'ended' : 'unknown';
+}
+
 export type AccountDeletionResult =
   /** `clientIds`: the applications the person had registered in the developer portal, deleted with them. */
   | { outcome: 'deleted'; clientIds: string[] }

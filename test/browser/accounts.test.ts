@@ -153,6 +153,40 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    it('lists the browsers signed in on the account page and signs the other one out with its button', async () => {
+      const email = `gus-${dialect}@example.com`;
+      await server.user(email, PASSWORD);
+      const here = await browser.newContext();
+      const elsewhere = await browser.newContext({ userAgent: 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0' });
+      try {
+        const signIn = async (context: BrowserContext) => {
+          const page = await context.newPage();
+          await page.goto(`${server.url}/login?next=/account`);
+          await page.fill('#email', email);
+          await page.fill('#password', PASSWORD);
+          await Promise.all([page.waitForURL((url) => url.pathname === '/account'), page.keyboard.press('Enter')]);
+          return page;
+        };
+        const other = await signIn(elsewhere);
+        const page = await signIn(here);
+        const list = page.getByRole('list', { name: 'Browsers signed in to your account' });
+        assert.deepEqual(await list.getByRole('listitem').locator('strong').allTextContents(), ['Chrome on Linux This browser', 'Firefox on Linux']);
+        // One button, named after the browser it signs out; none for this one.
+        const button = list.getByRole('button', { name: /^Sign out Firefox on Linux from 127\.0\.0\.1, signed in / });
+        assert.equal(await list.getByRole('button').count(), 1);
+        await button.focus();
+        await Promise.all([page.waitForURL((url) => url.search === '?signed_out=session'), page.keyboard.press('Enter')]);
+        assert.match((await page.textContent('[role=status]')) ?? '', /That browser is signed out/);
+        assert.equal(await list.getByRole('listitem').count(), 1);
+
+        await other.goto(`${server.url}/account`);
+        assert.match(other.url(), /\/login/, 'the other browser is signed out');
+      } finally {
+        await here.close();
+        await elsewhere.close();
+      }
+    });
+
     it('deletes the account from its page, a wrong password first, and is signed out', async () => {
       const email = `fay-${dialect}@example.com`;
       const user = await server.user(email, PASSWORD);

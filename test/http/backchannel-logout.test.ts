@@ -333,6 +333,23 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(tokensFor('/a', user.id).map((c) => c.sid), [sidOf(hereTokens.id_token)]);
     });
 
+    it('tells the clients of one other session the account page signs out, and no other session’s', async () => {
+      const user = await aUser();
+      const here = await signedIn(user.email);
+      await authorize(here, first);
+      const elsewhere = await signedIn(user.email);
+      const elsewhereTokens = await authorize(elsewhere, second);
+      const sid = sidOf(elsewhereTokens.id_token);
+
+      const account = await here.request(`${server.url}/account`);
+      assert.ok(account.text.includes(`name="session" value="${sid}"`), 'its button names it by its sid');
+      const signedOut = await here.request(`${server.url}/account/sessions/sign-out`, { form: { csrf: hiddenField(account.text, 'csrf'), session: sid } });
+      assert.equal(signedOut.status, 303);
+      await delivered();
+      assert.deepEqual(tokensFor('/b', user.id).map((c) => c.sid), [sid]);
+      assert.equal(tokensFor('/a', user.id).length, 0, 'this session goes on');
+    });
+
     it('tells the clients of the sessions a password change on the account page ends, the one it was changed in too', async () => {
       const user = await aUser();
       const here = await signedIn(user.email);

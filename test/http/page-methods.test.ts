@@ -31,6 +31,7 @@ describe('methods a page does not take', () => {
       ['/signup', 'GET, HEAD, POST'],
       ['/account', 'GET, HEAD'],
       ['/account/delete', 'GET, HEAD, POST'],
+      ['/account/sessions/sign-out', 'GET, HEAD, POST'],
       ['/account/email', 'GET, HEAD, POST'],
       ['/email/change', 'GET, HEAD, POST'],
       ['/developers', 'GET, HEAD'],

@@ -358,6 +358,8 @@ interface Fixture {
   victim: { email: string; password: string };
   /** A session of the victim's that lives through the whole test (to make waiting requests). */
   victimSession: string;
+  /** Its sid, which the account page's per-session Sign out of another account must never end. */
+  victimSid: string;
   web: Client;
   spa: Client;
   legacy: Client;
@@ -412,6 +414,7 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
     // Whose password the reset links minted per request reset: no one else's changes.
     f.forgetfulId = (await server.user('forgetful@example.com', 'a forgotten long password')).id;
     f.victimSession = (await gatehouse.sessions.start(f.victimId, gatehouse.clock(), { address: '127.0.0.1', userAgent: undefined }))!;
+    f.victimSid = (await gatehouse.storage.sessions.find(digestOf(f.victimSession)))!.sid!;
     f.spareHash = await hashPassword('spare user password');
     f.jwks = JSON.stringify({ keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }), kid: 'fuzz-key', use: 'sig', alg: 'RS256' }] });
     const scopes = ['openid', 'profile', 'email', 'objects:read', 'model:read'];
@@ -1549,6 +1552,31 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       // A link sent again is stored (303 to the account page); an address verified with one, confirmed (200). Following a link changes nothing.
       mayChange: (answer, c) => c.method === 'POST' && ((c.path === '/email/resend' && answer.status === 303) || (c.path === '/email/verify' && answer.status === 200)),
       check: localRedirectsOnly,
+    },
+    {
+      // Added last, so that the endpoints before it draw the cases they drew. The developer signs out
+      // one browser: the victim's session (another account's), a sid of nobody's, junk — each refused
+      // with nothing ended, the victim's long-lived session above all.
+      name: 'account page: signing out one browser',
+      kind: 'page',
+      numRuns: runs(60),
+      cases: () => {
+        const templates = tpl<Entries>([['csrf', P.csrf], ['session', 'victim']], [['csrf', P.csrf], ['session', 'nobody']], [['csrf', P.csrf]]);
+        const spec = { csrf: pick(P.csrf, 'x'.repeat(43)), session: fc.oneof(pick('victim', 'nobody', randomBytes(16).toString('hex')), junk(true)) };
+        return fc
+          .tuple(pick('GET', 'POST', 'POST'), requestsArb(templates, spec, plausible()), csrfCookieArb(), fc.constantFrom<'developer' | null>('developer', 'developer', null))
+          .chain(([method, params, csrfCookie, session]) => {
+            const named = params.map(([name, value]): [string, Value] => [name, name === 'session' && value === 'victim' ? f.victimSid : name === 'session' && value === 'nobody' ? '0123456789abcdef0123456789abcdef' : value]);
+            return (method === 'GET' ? fc.constant(undefined) : formBody(fc.constant(named))).map((body): Case =>
+              method === 'GET' ? { method, path: '/account/sessions/sign-out', query: formEncode(named), csrfCookie, session } : { method, path: '/account/sessions/sign-out', body: body!, csrfCookie, session },
+            );
+          });
+      },
+      mayChange: () => false,
+      check: (answer) => {
+        const location = String(answer.headers.location ?? '');
+        return (!location || sameOrigin(location) ? [] : [`redirect to ${location}`]).concat(answer.status === 303 && location.startsWith('/account?') ? ['a browser was signed out'] : []);
+      },
     },
     {
       // Added last, as the one above. The CORS preflights browser apps send before calling a protocol

@@ -4,14 +4,16 @@ import type { Gatehouse } from '../../gatehouse.ts';
 import { currentSession, field, type Pages } from './context.ts';
 import { accountDeletionRoutes } from './account-deletion.ts';
 import { accountEmailRoutes } from './account-email.ts';
+import { accountSessionRoutes, listedSessions } from './account-sessions.ts';
 import { accountSettingsRoutes } from './account-settings.ts';
 import { safeHttpUrl } from './consent.ts';
 import { renderPage } from './render.ts';
 
 /**
  * The person's account: who is signed in, the applications they authorized, each withdrawable, and
- * the way to their password, their name and their other browsers (account-settings.ts), their
- * email address (account-email.ts), and to deleting it (account-deletion.ts).
+ * the browsers signed in to it, each of which can be signed out (account-sessions.ts), the way to
+ * their password, their name and their other browsers (account-settings.ts), their email address
+ * (account-email.ts), and to deleting it (account-deletion.ts).
  */
 export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise<void> {
   const { gatehouse } = pages;
@@ -50,11 +52,14 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
               ? 'Your name was saved. Applications see it the next time they ask for your profile.'
               : query.signed_out === 'elsewhere'
                 ? 'Every other browser that was signed in to your account is signed out; this one stays signed in.'
-                : undefined;
+                : query.signed_out === 'session'
+                  ? 'That browser is signed out. Applications you authorized keep their access until you withdraw it below.'
+                  : undefined;
     const verification = gatehouse.emailVerifications.enabled
       ? { verified: session.user.emailVerified, sent: query.sent === 'verification' && !session.user.emailVerified, lifetime: lifetimeText(gatehouse.emailVerifications.tokenTtlSeconds) }
       : undefined;
-    return renderPage(reply, 'account', { title: 'Your account', user: { email: session.user.email, name: session.user.name }, applications, notice, verification });
+    const sessions = await listedSessions(gatehouse, session, now);
+    return renderPage(reply, 'account', { title: 'Your account', user: { email: session.user.email, name: session.user.name }, applications, sessions, notice, verification });
   });
 
   app.post('/account/applications/withdraw', async (request, reply) => {
@@ -72,6 +77,7 @@ export async function accountRoutes(app: FastifyInstance, pages: Pages): Promise
   });
 
   await accountSettingsRoutes(app, pages);
+  await accountSessionRoutes(app, pages);
   await accountDeletionRoutes(app, pages);
   await accountEmailRoutes(app, pages);
 }
