@@ -323,9 +323,15 @@ describe('PostgreSQL plans of the sweep of expired rows', () => {
       select 'p' || i, 'u1', 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`insert into email_verifications (digest, user_id, email, created_at, expires_at)
       select 'v' || i, 'u1', 'ada@example.com', 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
+    await sql`insert into email_changes (digest, user_id, from_email, to_email, created_at, expires_at)
+      select 'e' || i, 'u1', 'ada@example.com', 'ada@example.org', 0, ${NOW} - 10000 + i from generate_series(1, 20000) i`.execute(one.handle.db);
+    // API keys: one in four revoked, one in four expired, all long ago; the rest live.
+    await sql`insert into api_keys (id, client_id, name, digest, prefix, scopes, created_at, expires_at, revoked_at)
+      select 'k' || i, 'c1', 'Key', 'kd' || i, 'gate_ak_', '[]', 0, case when i % 4 = 1 then ${NOW} - 10000000 + i end, case when i % 4 = 2 then ${NOW} - 10000000 + i end
+      from generate_series(1, 20000) i`.execute(one.handle.db);
     await sql`analyze`.execute(one.handle.db);
 
-    const policy = { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 86_400, refreshTokenMaxLifetimeSeconds: 365 * 86_400 };
+    const policy = { accessTokenTtlSeconds: 3600, auditRetentionSeconds: 86_400, apiKeyRetentionSeconds: 30 * 86_400, refreshTokenMaxLifetimeSeconds: 365 * 86_400 };
     // Twice, so that the sweep's statements are named (a statement is named on its second run).
     for (let run = 0; run < 2; run++) {
       await one.handle.db.transaction().execute((trx) => sweepRefreshTokens(trx, NOW, 500, policy, 'postgres'));
@@ -333,9 +339,9 @@ describe('PostgreSQL plans of the sweep of expired rows', () => {
     }
     // The signing keys are a handful of rows, read whole (see openDatabase).
     const plans = (await plansOf(one.handle.db, 'delete from%')).filter(({ statement }) => !statement.startsWith('delete from "signing_keys"'));
-    assert.equal(plans.length, 10, 'one statement per table swept');
+    assert.equal(plans.length, 12, 'one statement per table swept');
     for (const { statement, plan } of plans) {
-      const expiry = /Index Scan using (\w+_expiry|audit_events_at) on/.exec(plan);
+      const expiry = /Index Scan using (\w+_expiry|audit_events_at|api_keys_revoked) on/.exec(plan);
       assert.ok(expiry, `reads the expiry index in order:\n${statement}\n${plan}`);
       assert.doesNotMatch(plan, /Bitmap|Hash (Semi )?Join/, `collects no more than the batch:\n${statement}\n${plan}`);
       assert.equal(planScansTables(plan.split('\n')), false, `${statement}\n${plan}`);
