@@ -1579,6 +1579,46 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       },
     },
     {
+      // Added last, as the one above. The developer's account: deleting it or changing its address,
+      // with a wrong password only (and no link of an email change in hand), so each is refused and
+      // nothing changes: the account, its address, its sessions and applications stay.
+      name: 'account page: deletion and email change',
+      kind: 'page',
+      numRuns: runs(80),
+      cases: () => {
+        const templates = tpl<Entries>(
+          [['csrf', P.csrf], ['password', 'wrong password!'], ['confirm', 'delete']],
+          [['csrf', P.csrf], ['password', 'wrong password!']],
+          [['csrf', P.csrf], ['email', 'new-address@example.com'], ['current_password', 'wrong password!']],
+          [['csrf', P.csrf], ['token', 'link']],
+          [['csrf', P.csrf]],
+        );
+        const spec = {
+          csrf: pick(P.csrf, 'x'.repeat(43)),
+          password: fc.oneof(pick('wrong password!', ''), junk(true)),
+          current_password: fc.oneof(pick('wrong password!', ''), junk(true)),
+          confirm: fc.oneof(pick('delete', 'on', ''), junk(true)),
+          email: fc.oneof(pick('new-address@example.com', f.victim.email, 'NEW-ADDRESS@example.com', 'not-an-email'), fc.emailAddress(), junk(true)),
+          token: fc.oneof(pick(createOpaqueToken('ec'), createOpaqueToken('ev')), junk()),
+        };
+        return fc
+          .tuple(
+            pick('GET', 'POST', 'POST'),
+            pick('/account/delete', '/account/email', '/email/change'),
+            requestsArb(templates, spec, plausible()),
+            csrfCookieArb(),
+            fc.constantFrom<'developer' | null>('developer', 'developer', null),
+          )
+          .chain(([method, path, params, csrfCookie, session]) =>
+            (method === 'GET' ? fc.constant(undefined) : formBody(fc.constant(params))).map((body): Case =>
+              method === 'GET' ? { method, path, query: formEncode(params), csrfCookie, session } : { method, path, body: body!, csrfCookie, session },
+            ),
+          );
+      },
+      mayChange: () => false,
+      check: localRedirectsOnly,
+    },
+    {
       // Added last, as the one above. The CORS preflights browser apps send before calling a protocol
       // endpoint, each OPTIONS route the app registers in turn, from the routes it lists.
       name: 'CORS preflights of the protocol endpoints',
