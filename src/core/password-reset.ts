@@ -104,7 +104,9 @@ export class PasswordResetService {
     const { issuer, tokenTtlSeconds, queue } = this.#options;
     const resets = this.#storage.passwordResets;
     const links: IssuedLinks = {
-      issue: (digest) => resets.issue({ digest, userId: user.id, createdAt: now, expiresAt: now + tokenTtlSeconds }),
+      // Only while the account still has the address the mail goes to (the one it was found by):
+      // a change of it meanwhile deletes the links of the old one, and must not be followed by one.
+      issue: (digest) => resets.issue({ digest, userId: user.id, email: user.email, createdAt: now, expiresAt: now + tokenTtlSeconds }),
       markMailed: (digest) => resets.markMailed(digest, now),
       discard: (digest) => resets.discard(digest),
     };

@@ -197,6 +197,46 @@ for (const dialect of DIALECTS) {
       assert.equal((await stored(victim.id))!.email, victim.email);
     });
 
+    /**
+     * Runs `meanwhile` once, right after the next lookup of a user by address and before what
+     * follows it (a link's issue), as a request on another instance would; then `during`.
+     */
+    const betweenLookupAndLink = async (meanwhile: () => Promise<unknown>, during: () => Promise<void>) => {
+      const users = server.gatehouse.storage.users;
+      const findByEmail = users.findByEmail;
+      users.findByEmail = async (email) => {
+        users.findByEmail = findByEmail;
+        const found = await findByEmail(email);
+        await meanwhile();
+        return found;
+      };
+      try {
+        await during();
+      } finally {
+        users.findByEmail = findByEmail;
+      }
+    };
+
+    it('mails no reset link to the address an account left while the link was asked for', async () => {
+      // The owner moves their account away from an address they lost, as someone asks for a reset
+      // link at that address: the link must not go there.
+      const owner = await aUser();
+      const lost = owner.email;
+      const next = address('moved');
+      const link = await linkFor(owner.browser, next);
+      await betweenLookupAndLink(
+        async () => assert.equal((await confirm(owner.browser, link)).status, 303),
+        async () => {
+          const asker = new HttpBrowser();
+          const forgot = await asker.request(url('/password/forgot'));
+          await asker.request(url('/password/forgot'), { form: { csrf: hiddenField(forgot.text, 'csrf'), email: lost } });
+          await server.gatehouse.passwordResets.settled();
+        },
+      );
+      assert.equal((await stored(owner.id))!.email, next);
+      assert.deepEqual(mailsTo(lost).filter((m) => m.text.includes('/password/reset?token=')), [], 'no reset link to the address the account left');
+    });
+
     it('answers an address that another account has as any other, mails its owner a notice without a link, and changes nothing', async () => {
       const user = await aUser();
       const holder = await server.user(address('holder'), PASSWORD);

@@ -341,6 +341,20 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await storage.passwordResets.redeem(later, '$from-a-later-link', NOW + 11), redeemed(user), 'a link asked for after works');
     });
 
+    it('stores no link for an address the user no longer has: one asked for as the address changes is not mailed to the old one', async () => {
+      const user = await aStoredUser();
+      const asked = user.email;
+      // The address changes (an operator, or the account's own email change) between the user's
+      // lookup by the old address and the link's issue.
+      await storage.users.update(user.id, { email: `moved-${randomUUID()}@example.com` }, NOW + 1);
+      const stale = digestOf(createOpaqueToken('pr'));
+      assert.equal(await storage.passwordResets.issue({ digest: stale, userId: user.id, email: asked, createdAt: NOW + 2, expiresAt: NOW + 2 + TTL }), false);
+      assert.equal(await storage.passwordResets.find(stale), undefined);
+      const current = (await storage.users.findById(user.id))!.email;
+      const fresh = digestOf(createOpaqueToken('pr'));
+      assert.equal(await storage.passwordResets.issue({ digest: fresh, userId: user.id, email: current, createdAt: NOW + 3, expiresAt: NOW + 3 + TTL }), true, 'one for the address it has is stored');
+    });
+
     it('issues nothing for a user who is gone, and a user’s links go with them', async () => {
       assert.equal(await storage.passwordResets.issue({ digest: digestOf(createOpaqueToken('pr')), userId: 'no-such-user', createdAt: NOW, expiresAt: NOW + TTL }), false);
       const user = await aStoredUser();

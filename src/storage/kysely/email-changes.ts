@@ -22,7 +22,7 @@ export function kyselyEmailChanges(db: Kysely<Database>): EmailChangeRepository 
     (await db.selectFrom('users').select('id').where('email', '=', email).where('id', '<>', userId).executeTakeFirst()) !== undefined;
   return {
     issue(link) {
-      return issueLink(db, 'email_changes', link.userId, link.from, (trx) =>
+      return issueLink(db, 'email_changes', link.userId, { email: link.from }, (trx) =>
         trx
           .insertInto('email_changes')
           .values({

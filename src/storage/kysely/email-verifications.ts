@@ -16,7 +16,7 @@ const toVerification = (row: Selectable<EmailVerificationTable>): EmailVerificat
 export function kyselyEmailVerifications(db: Kysely<Database>): EmailVerificationRepository {
   return {
     issue(link) {
-      return issueLink(db, 'email_verifications', link.userId, link.email, (trx) =>
+      return issueLink(db, 'email_verifications', link.userId, { email: link.email }, (trx) =>
         trx
           .insertInto('email_verifications')
           .values({ digest: link.digest, user_id: link.userId, email: link.email, created_at: link.createdAt, expires_at: link.expiresAt, consumed_at: null, mailed_at: null })

@@ -15,35 +15,47 @@ type LinkTable = 'password_resets' | 'email_verifications' | 'email_changes';
 const NOT_REDEEMED = new Error('the link was not redeemed');
 
 /**
- * Holds the user's row by a write that changes nothing, as a user's deletion does: an issue waits
- * for a disabling or a change of the address in progress. Only while the user is not disabled
- * (disabling deletes their links: one issued after would outlive it), and with `email`, only while
- * that is still the user's address. False when there is no such user.
+ * What a link is issued on: the user's address it was asked from, or is mailed to (a change of the
+ * address deletes the links of the old one, so one issued after it must not go there), and the
+ * password hash it was asked with (a change of the password deletes the links asked for with the
+ * old one, so one issued after it must not be either).
  */
-async function claimUser(trx: Transaction<Database>, userId: string, email: string | undefined): Promise<boolean> {
+export interface LinkCondition {
+  email?: string;
+  passwordHash?: string;
+}
+
+/**
+ * Holds the user's row by a write that changes nothing, as a user's deletion does: an issue waits
+ * for a disabling or a change of the address or the password in progress. Only while the user is
+ * not disabled (disabling deletes their links: one issued after would outlive it), and only while
+ * what `expected` names is still the user's (see LinkCondition). False when there is no such user.
+ */
+async function claimUser(trx: Transaction<Database>, userId: string, expected: LinkCondition): Promise<boolean> {
   let claim = trx
     .updateTable('users')
     .set((eb) => ({ updated_at: eb.ref('updated_at') }))
     .where('id', '=', userId)
     .where('disabled_at', 'is', null);
-  if (email !== undefined) claim = claim.where('email', '=', email);
+  if (expected.email !== undefined) claim = claim.where('email', '=', expected.email);
+  if (expected.passwordHash !== undefined) claim = claim.where('password_hash', '=', expected.passwordHash);
   return (await claim.executeTakeFirst()).numUpdatedRows > 0n;
 }
 
 /**
  * Stores a link of `userId` through `insert`, beside their earlier links in `table`: those keep
  * working until the new one's mail is accepted (markLinkMailed). False, storing nothing, when
- * the user is gone, disabled or, with `email`, no longer has that address (see claimUser).
+ * the user is gone, disabled or no longer as `expected` (see claimUser).
  */
 export function issueLink(
   db: Kysely<Database>,
   table: LinkTable,
   userId: string,
-  email: string | undefined,
+  expected: LinkCondition,
   insert: (trx: Transaction<Database>) => Promise<unknown>,
 ): Promise<boolean> {
   return db.transaction().execute(async (trx) => {
-    if (!(await claimUser(trx, userId, email))) return false;
+    if (!(await claimUser(trx, userId, expected))) return false;
     // Null mailed_at: being sent, it replaces nothing yet (markLinkMailed).
     await insert(trx);
     return true;

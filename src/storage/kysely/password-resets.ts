@@ -16,7 +16,7 @@ const toReset = (row: Selectable<PasswordResetTable>): PasswordReset => ({
 export function kyselyPasswordResets(db: Kysely<Database>): PasswordResetRepository {
   return {
     issue(reset) {
-      return issueLink(db, 'password_resets', reset.userId, undefined, (trx) =>
+      return issueLink(db, 'password_resets', reset.userId, { email: reset.email }, (trx) =>
         trx
           .insertInto('password_resets')
           .values({ digest: reset.digest, user_id: reset.userId, created_at: reset.createdAt, expires_at: reset.expiresAt, consumed_at: null, mailed_at: null })

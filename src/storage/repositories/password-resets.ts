@@ -40,9 +40,11 @@ export interface PasswordResetRepository {
    * Stores a reset of `reset.userId`, its mail being sent, beside the user's earlier ones, in a
    * transaction that holds the user's row: those keep working until its mail is accepted
    * (markMailed), and for good when it is not (discard). False (nothing stored) when the user is
-   * gone or disabled.
+   * gone or disabled, or, with `reset.email` (the address its mail goes to, not stored), no longer
+   * has that address: a change of the address deletes the links mailed to the old one, so one
+   * looked up by the old address as it changed must not be stored, and mailed there, after it.
    */
-  issue(reset: Omit<PasswordReset, 'consumedAt' | 'mailedAt'>): Promise<boolean>;
+  issue(reset: Omit<PasswordReset, 'consumedAt' | 'mailedAt'> & { email?: string }): Promise<boolean>;
   /**
    * The mail of the reset `digest` was accepted at `now`: marks it mailed and deletes every other
    * reset of its user that was mailed, used or not, holding the user's row. Resets still being sent
