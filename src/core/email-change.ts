@@ -111,8 +111,9 @@ export class EmailChangeService {
     const mailer = this.#mailer;
     if (!mailer) {
       try {
-        // Only while the address is still the one the password was confirmed for.
-        const updated = await this.#storage.users.update(current.id, { email, emailVerified: false }, now, { email: current.email });
+        // Only while the address and the password are still the ones confirmed: an operator who
+        // reset the password meanwhile (the account is in someone else's hands) has the last word.
+        const updated = await this.#storage.users.update(current.id, { email, emailVerified: false }, now, { email: current.email, passwordHash: current.passwordHash });
         if (!updated) return { outcome: 'invalid' };
         this.#audit.record({ at: now, kind: 'user.email_changed', outcome: 'success', clientId: null, userId: current.id, data: { by: 'password', address } });
         return { outcome: 'changed', email: updated.email };
@@ -149,7 +150,9 @@ export class EmailChangeService {
     const { issuer, tokenTtlSeconds, queue } = this.#options;
     const changes = this.#storage.emailChanges;
     const links: IssuedLinks = {
-      issue: (digest) => changes.issue({ digest, userId: user.id, from: user.email, to, createdAt: now, expiresAt: now + tokenTtlSeconds }),
+      // Only while the password is still the one the change was asked with: a new one (by an
+      // operator, or a reset by link) voids the links asked for with the old, and this one with them.
+      issue: (digest) => changes.issue({ digest, userId: user.id, from: user.email, to, createdAt: now, expiresAt: now + tokenTtlSeconds }, { passwordHash: user.passwordHash }),
       markMailed: (digest) => changes.markMailed(digest, now),
       discard: (digest) => changes.discard(digest),
     };

@@ -237,6 +237,23 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(mailsTo(lost).filter((m) => m.text.includes('/password/reset?token=')), [], 'no reset link to the address the account left');
     });
 
+    it('mails no link asked for with a password an operator replaced while it was checked', async () => {
+      // An operator resets the password of an account in someone else's hands, as that someone
+      // asks to move it to their address with the password they knew.
+      const victim = await aUser();
+      const theirs = address('attacker');
+      ahead += 3600;
+      await betweenLookupAndLink(
+        () => server.gatehouse.storage.users.setPasswordHash(victim.id, '$reset-by-operator', server.gatehouse.clock()),
+        async () => {
+          assert.equal((await ask(victim.browser, theirs)).status, 200);
+          await settled();
+        },
+      );
+      assert.equal(mailsTo(theirs).length, 0, 'no link for the address of whoever knew the old password');
+      assert.equal((await stored(victim.id))!.email, victim.email);
+    });
+
     it('answers an address that another account has as any other, mails its owner a notice without a link, and changes nothing', async () => {
       const user = await aUser();
       const holder = await server.user(address('holder'), PASSWORD);

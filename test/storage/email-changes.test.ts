@@ -35,9 +35,9 @@ for (const dialect of DIALECTS) {
     const newAddress = () => `new-${randomUUID()}@example.com`;
     const aStoredUser = async () => storage.users.create(aUser({ id: randomUUID(), email: `user-${randomUUID()}@example.com` }), NOW);
     /** Stores a link of `user` to `to` and marks it mailed, as sending it does. */
-    const issue = async (user: { id: string; email: string }, to: string, at = NOW) => {
+    const issue = async (user: { id: string; email: string; passwordHash: string }, to: string, at = NOW) => {
       const digest = digestOf(createOpaqueToken('ec'));
-      assert.equal(await storage.emailChanges.issue({ digest, userId: user.id, from: user.email, to, createdAt: at, expiresAt: at + TTL }), true);
+      assert.equal(await storage.emailChanges.issue({ digest, userId: user.id, from: user.email, to, createdAt: at, expiresAt: at + TTL }, { passwordHash: user.passwordHash }), true);
       await storage.emailChanges.markMailed(digest, at);
       return digest;
     };
@@ -84,12 +84,29 @@ for (const dialect of DIALECTS) {
       assert.equal((await storage.emailChanges.find(digest))!.consumedAt, null);
     });
 
+    it('stores no link, nor changes the address without one, once the password it was asked with is no longer the user’s', async () => {
+      const user = await aStoredUser();
+      // An operator resets the password (the account is in someone else's hands) between the check
+      // of the password the change was asked with and the link's issue.
+      assert.equal(await storage.users.setPasswordHash(user.id, '$reset-by-operator', NOW + 1), true);
+      const digest = digestOf(createOpaqueToken('ec'));
+      const link = { digest, userId: user.id, from: user.email, to: newAddress(), createdAt: NOW + 2, expiresAt: NOW + 2 + TTL };
+      assert.equal(await storage.emailChanges.issue(link, { passwordHash: user.passwordHash }), false);
+      assert.equal(await storage.emailChanges.find(digest), undefined);
+      // Without mail the address changes at once: only while the password is still the one checked.
+      assert.equal(await storage.users.update(user.id, { email: newAddress(), emailVerified: false }, NOW + 3, { email: user.email, passwordHash: user.passwordHash }), undefined);
+      assert.equal((await storage.users.findById(user.id))!.email, user.email);
+      assert.equal(await storage.emailChanges.issue({ ...link, digest: digestOf(createOpaqueToken('ec')) }, { passwordHash: '$reset-by-operator' }), true, 'asked with the password it has, it is stored');
+      const to = newAddress();
+      assert.equal((await storage.users.update(user.id, { email: to }, NOW + 4, { email: user.email, passwordHash: '$reset-by-operator' }))?.email, to);
+    });
+
     it('is deleted with a new password, and swept once expired', async () => {
       const user = await aStoredUser();
       const digest = await issue(user, newAddress());
       assert.equal(await storage.users.setPasswordHash(user.id, 'another hash', NOW + 1), true);
       assert.equal(await storage.emailChanges.find(digest), undefined);
-      const expired = await issue(user, newAddress(), NOW - 2 * TTL);
+      const expired = await issue({ ...user, passwordHash: 'another hash' }, newAddress(), NOW - 2 * TTL);
       await storage.sweepExpired(NOW, 100, SWEEP);
       assert.equal(await storage.emailChanges.find(expired), undefined);
     });

@@ -21,8 +21,8 @@ export function kyselyEmailChanges(db: Kysely<Database>): EmailChangeRepository 
   const takenByAnother = async (userId: string, email: string) =>
     (await db.selectFrom('users').select('id').where('email', '=', email).where('id', '<>', userId).executeTakeFirst()) !== undefined;
   return {
-    issue(link) {
-      return issueLink(db, 'email_changes', link.userId, { email: link.from }, (trx) =>
+    issue(link, asked) {
+      return issueLink(db, 'email_changes', link.userId, { email: link.from, passwordHash: asked.passwordHash }, (trx) =>
         trx
           .insertInto('email_changes')
           .values({

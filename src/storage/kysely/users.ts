@@ -78,6 +78,7 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
             })
             .where('id', '=', id);
           if (expected) query = query.where('email', '=', expected.email);
+          if (expected?.passwordHash !== undefined) query = query.where('password_hash', '=', expected.passwordHash).where('disabled_at', 'is', null);
           if ((await query.executeTakeFirst()).numUpdatedRows === 0n) return false;
           if (email !== undefined) {
             // A verification link names the address it was sent to: once the user has another, the
@@ -124,7 +125,8 @@ export function kyselyUsers(db: Kysely<Database>, dialect: Dialect): UserReposit
         // is deleted here, or issued after the change and left.
         await trx.deleteFrom('password_resets').where('user_id', '=', id).execute();
         // So is a change of the address asked for with the old password: whoever knew that password
-        // must not move the account to their own address after its owner replaced it.
+        // must not move the account to their own address after its owner replaced it. One being
+        // issued meanwhile is deleted here, or refused after (it is issued only on that password).
         await trx.deleteFrom('email_changes').where('user_id', '=', id).execute();
         return true;
       });

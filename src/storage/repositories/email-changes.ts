@@ -26,9 +26,12 @@ export interface EmailChangeRepository {
    * Stores a link of `link.userId`, its mail being sent, beside the user's earlier ones, in a
    * transaction that holds the user's row, only while `link.from` is the user's address: the
    * earlier ones keep working until its mail is accepted (markMailed), and for good when it is not
-   * (discard). False (nothing stored) when the user is gone, disabled or has another address.
+   * (discard). False (nothing stored) when the user is gone, disabled or has another address, or
+   * when `asked.passwordHash`, the hash of the password the change was asked with, is no longer
+   * theirs: a new password deletes the links asked for with the old one (UserRepository.
+   * setPasswordHash), so one whose password was checked as it changed must not be stored after it.
    */
-  issue(link: Omit<EmailChange, 'consumedAt' | 'mailedAt'>): Promise<boolean>;
+  issue(link: Omit<EmailChange, 'consumedAt' | 'mailedAt'>, asked: { passwordHash: string }): Promise<boolean>;
   /** As EmailVerificationRepository.markMailed: the newest link mailed replaces the user's others. */
   markMailed(digest: string, now: number): Promise<void>;
   /** The mail of the link `digest` was not sent: deletes it, leaving the user's earlier ones. */

@@ -44,13 +44,16 @@ export interface UserRepository {
   /**
    * Writes the fields in `changes` and `now` as the update time; with `expected`, only while the
    * user's email is still `expected.email` (a change decided on the email read must not land on
-   * another). The user as stored then; undefined for an unknown user, or one whose email is no
-   * longer the one expected. Fails with `EmailTakenError`, storing nothing, when `changes.email`,
+   * another), and with `expected.passwordHash` also only while that is still the user's password
+   * hash and the user is not disabled (a change the user asks for with the password just checked
+   * must not land on an account an operator reset or disabled meanwhile, as delete's `confirmed`).
+   * The user as stored then; undefined for an unknown user, or one that is not as expected. Fails
+   * with `EmailTakenError`, storing nothing, when `changes.email`,
    * normalized, is another user's. A new email voids, in the same transaction, every link mailed to
    * the old one: email verifications sent to another address, every password reset link and every
    * email change link (asked for from the old one).
    */
-  update(id: string, changes: UserChanges, now: number, expected?: { email: string }): Promise<User | undefined>;
+  update(id: string, changes: UserChanges, now: number, expected?: { email: string; passwordHash?: string }): Promise<User | undefined>;
   /**
    * Disables the user as of `disabledAt` (null: enables them) with `now` as the update time. Disabling
    * deletes every link mailed to them (password resets, email verifications, email changes) in the same
