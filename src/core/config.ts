@@ -481,15 +481,19 @@ function refuseSharedSecretFile(path: string): void {
   }
 }
 
+const WITHOUT_CREDENTIALS = 'GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a user name or password';
+
 function parseIssuer(value: string): string {
+  // Before any refusal that quotes the value: it holds a password. Read from the text too, as a
+  // value the URL parser refuses (a port out of range, a space in the host) is quoted as well.
+  if (/^[a-z][a-z0-9+.-]*:[\\/]*[^\\/?#]*@/i.test(value.trim())) throw new ConfigError(WITHOUT_CREDENTIALS);
   let url: URL;
   try {
     url = new URL(value);
   } catch {
     throw new ConfigError(`GATEHOUSE_ISSUER must be an absolute URL (got "${value}")`);
   }
-  // Before any refusal that quotes the value: it holds a password.
-  if (url.username || url.password) throw new ConfigError('GATEHOUSE_ISSUER must be the origin Gatehouse is served at, without a user name or password');
+  if (url.username || url.password) throw new ConfigError(WITHOUT_CREDENTIALS);
   // RFC 8414 §2: the issuer is an https URL with no query or fragment (http allowed for local use).
   if (!['http:', 'https:'].includes(url.protocol) || url.search || url.hash) {
     throw new ConfigError(`GATEHOUSE_ISSUER must be an http(s) URL without query or fragment (got "${value}")`);

@@ -174,7 +174,7 @@ describe('GATEHOUSE_ISSUER', () => {
 
   it('refuses a user name or password, which no endpoint URL may carry', () => {
     // Whatever else is wrong with it: the other refusals quote the value, which would print the password.
-    for (const value of ['https://admin:hunter2@auth.example.com', 'https://admin@auth.example.com', 'https://admin:hunter2@auth.example.com/auth', 'https://admin:hunter2@auth.example.com/?tenant=a', 'ftp://admin:hunter2@auth.example.com']) {
+    for (const value of ['https://admin:hunter2@auth.example.com', 'https://admin@auth.example.com', 'https://admin:hunter2@auth.example.com/auth', 'https://admin:hunter2@auth.example.com/?tenant=a', 'ftp://admin:hunter2@auth.example.com', 'https://admin:hunter2@auth.example.com:99999', 'https://admin:hunter2@auth example.com', 'https://admin:hunter2@[::1', 'https:\\\\admin:hunter2@auth.example.com:99999', 'https:admin:hunter2@auth.example.com:99999']) {
       assert.throws(() => issuer(value), (error: Error) => error instanceof ConfigError && /^GATEHOUSE_ISSUER .*user name or password/.test(error.message) && !error.message.includes('hunter2'), value);
     }
   });
