@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { deleteOwnAccount } from '../../core/account.ts';
 import type { ActiveSession } from '../../core/sessions.ts';
-import { currentSession, field, recordThrottled, type Pages } from './context.ts';
-import { BUSY, EXPIRED, tooManyAttempts, toSignIn } from './account-settings.ts';
+import { currentSession, field, type Pages } from './context.ts';
+import { answerPasswordUnchecked, EXPIRED, toSignIn } from './account-settings.ts';
 import { renderPage } from './render.ts';
 
 type DeletionErrors = Partial<Record<'password' | 'confirm' | 'form', string>>;
@@ -53,12 +53,8 @@ export async function accountDeletionRoutes(app: FastifyInstance, pages: Pages):
     const result = await deleteOwnAccount(gatehouse, session, password, request.ip, now);
     switch (result.outcome) {
       case 'throttled':
-        recordThrottled(pages, request, 'login.throttled', { userId: session.user.id, data: { via: 'account_page', limit: result.limit } });
-        reply.header('retry-after', String(result.retryAfterSeconds));
-        return showDeletionForm(reply, session, { form: tooManyAttempts(result.retryAfterSeconds) }, 429);
       case 'busy':
-        reply.header('retry-after', '1');
-        return showDeletionForm(reply, session, { form: BUSY }, 503);
+        return answerPasswordUnchecked(pages, request, reply, session.user.id, result, (form, status) => showDeletionForm(reply, session, { form }, status));
       case 'invalid':
         gatehouse.audit.record({ at: now, kind: 'user.deletion_failed', outcome: 'failure', clientId: null, userId: session.user.id, data: { address: request.ip } });
         return showDeletionForm(reply, session, { password: 'The password is not right.' }, 400);

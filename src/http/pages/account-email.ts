@@ -5,12 +5,11 @@ import { ValidationError } from '../../core/validation.ts';
 import type { ActiveSession } from '../../core/sessions.ts';
 import { currentSession, field, recordThrottled, type Pages } from './context.ts';
 import { linkCookie } from './link-cookie.ts';
+import { answerPasswordUnchecked, EXPIRED, tooManyAttempts } from './account-settings.ts';
 import { renderPage } from './render.ts';
 
 type EmailErrors = Partial<Record<'email' | 'current' | 'form', string>>;
 
-const EXPIRED = 'Your session expired while the page was open. Please try again.';
-const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
 
 /**
  * A person changes their account's address (EmailChangeService): the form on the account page
@@ -54,13 +53,14 @@ export async function accountEmailRoutes(app: FastifyInstance, pages: Pages): Pr
       case 'same':
         return showForm(reply, session, { email, errors: { email: 'This is the address your account has already.' } }, 400);
       case 'throttled':
-        if (result.limit === 'links') recordThrottled(pages, request, 'email_change.throttled', { userId: session.user.id });
-        else recordThrottled(pages, request, 'login.throttled', { userId: session.user.id, data: { via: 'account_page', limit: result.limit } });
-        reply.header('retry-after', String(result.retryAfterSeconds));
-        return showForm(reply, session, { email, errors: { form: tooManyAttempts(result.retryAfterSeconds) } }, 429);
+        if (result.limit === 'links') {
+          recordThrottled(pages, request, 'email_change.throttled', { userId: session.user.id });
+          reply.header('retry-after', String(result.retryAfterSeconds));
+          return showForm(reply, session, { email, errors: { form: tooManyAttempts(result.retryAfterSeconds) } }, 429);
+        }
+        return answerPasswordUnchecked(pages, request, reply, session.user.id, { ...result, limit: result.limit }, (form, status) => showForm(reply, session, { email, errors: { form } }, status));
       case 'busy':
-        reply.header('retry-after', '1');
-        return showForm(reply, session, { email, errors: { form: 'Other attempts on this account are still being checked. Please try again in a moment.' } }, 503);
+        return answerPasswordUnchecked(pages, request, reply, session.user.id, result, (form, status) => showForm(reply, session, { email, errors: { form } }, status));
       case 'invalid':
         gatehouse.audit.record({ at: now, kind: 'user.email_change_failed', outcome: 'failure', clientId: null, userId: session.user.id, data: { address: request.ip } });
         return showForm(reply, session, { email, errors: { current: 'The current password is not right.' } }, 400);

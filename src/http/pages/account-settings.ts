@@ -13,6 +13,32 @@ export const EXPIRED = 'Your session expired while the page was open. Please try
 export const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
 export const BUSY = 'Other attempts on this account are still being checked. Please try again in a moment.';
 
+/** A current password an account page's form asked for that was not checked (LoginService.confirmPassword). */
+export type PasswordUnchecked = { outcome: 'throttled'; retryAfterSeconds: number; limit: 'account' | 'address' } | { outcome: 'busy' };
+
+/**
+ * The answer to a form on the account pages whose current password was not checked: over the
+ * sign-in limits it shares with the sign-in page, 429 with Retry-After, recorded as
+ * `login.throttled`; held back while other attempts on the account are checked, 503. `showForm`
+ * shows the page's form again with the message.
+ */
+export function answerPasswordUnchecked(
+  pages: Pages,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  userId: string,
+  result: PasswordUnchecked,
+  showForm: (message: string, status: number) => FastifyReply | Promise<FastifyReply>,
+): FastifyReply | Promise<FastifyReply> {
+  if (result.outcome === 'busy') {
+    reply.header('retry-after', '1');
+    return showForm(BUSY, 503);
+  }
+  recordThrottled(pages, request, 'login.throttled', { userId, data: { via: 'account_page', limit: result.limit } });
+  reply.header('retry-after', String(result.retryAfterSeconds));
+  return showForm(tooManyAttempts(result.retryAfterSeconds), 429);
+}
+
 /** A signed-out person signs in first, and comes back to `path`. */
 export const toSignIn = (request: FastifyRequest, reply: FastifyReply, path: string) => reply.redirect(`/login?next=${encodeURIComponent(path)}`, request.method === 'GET' ? 302 : 303);
 const sentence = (message: string): string => message.charAt(0).toUpperCase() + message.slice(1) + '.';
@@ -58,12 +84,8 @@ export async function accountSettingsRoutes(app: FastifyInstance, pages: Pages):
     const result = await changeOwnPassword(gatehouse, session, { current, next }, signInOrigin(request), now);
     switch (result.outcome) {
       case 'throttled':
-        recordThrottled(pages, request, 'login.throttled', { userId: session.user.id, data: { via: 'account_page', limit: result.limit } });
-        reply.header('retry-after', String(result.retryAfterSeconds));
-        return showPasswordForm(reply, session, { form: tooManyAttempts(result.retryAfterSeconds) }, 429);
       case 'busy':
-        reply.header('retry-after', '1');
-        return showPasswordForm(reply, session, { form: BUSY }, 503);
+        return answerPasswordUnchecked(pages, request, reply, session.user.id, result, (form, status) => showPasswordForm(reply, session, { form }, status));
       case 'invalid':
         gatehouse.audit.record({ at: now, kind: 'user.password_change_failed', outcome: 'failure', clientId: null, userId: session.user.id, data: { address: request.ip } });
         return showPasswordForm(reply, session, { current: 'The current password is not right.' }, 400);
