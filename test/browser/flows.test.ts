@@ -527,7 +527,8 @@ describe('browser flows in headless Chromium', () => {
     assert.ok(token.body.refresh_token, JSON.stringify(token.body));
 
     await page.goto(`${server.url}/account`);
-    const application = page.locator('.app').filter({ hasText: 'Takeoff Estimator' });
+    const applications = page.getByRole('list', { name: 'Applications you authorized', exact: true });
+    const application = applications.getByRole('listitem').filter({ hasText: 'Takeoff Estimator' });
     assert.ok(await application.isVisible());
     assert.ok(await application.getByText('Browse BIM objects and read their metadata').isVisible());
     assert.ok(await application.getByText('Download BIM object files').isVisible());
@@ -536,7 +537,7 @@ describe('browser flows in headless Chromium', () => {
     await page.getByRole('button', { name: 'Withdraw access from Takeoff Estimator', exact: true }).click();
     await page.getByRole('status').waitFor();
     assert.match(await page.getByRole('status').innerText(), /Access withdrawn\. The application can no longer renew its access and its access tokens are revoked; an API that checks tokens on its own may accept one until it expires, within 60 minutes\./);
-    assert.equal(await page.locator('.app').count(), 0);
+    assert.equal(await applications.count(), 0);
     assert.ok(await page.getByText('You have not authorized any application.').isVisible());
 
     const refreshed = await post(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: token.body.refresh_token }, { headers: { authorization: basic(client.id, client.secret) } });
