@@ -106,7 +106,7 @@ for (const dialect of DIALECTS) {
       await server.gatehouse.storage.sessions.create({ digest: `bystander-${user.id}`, sid: `bystander-${user.id}`, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600, address: null, device: null, lastUsedAt: null });
       // The next ID-token key: withdrawing the active access key would end the walk's own tokens.
       const kid = (await server.gatehouse.storage.keys.listAll()).find((k) => k.use === 'id' && k.state === 'next')!.kid;
-      return { clientId: client.id, secretId, keyId: key.id, userId: user.id, grantId, kid };
+      return { clientId: client.id, secretId, keyId: key.id, userId: user.id, sid: `bystander-${user.id}`, grantId, kid };
     };
 
     /** Signs `email` in through the password grant; the id of the grant that made. */
@@ -257,6 +257,23 @@ for (const dialect of DIALECTS) {
         return [
           { label: 'a signed-in user', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },
           { label: 'the same user again', method: 'POST', path: '/users/{userId}/sign-out', params: { userId: id }, expect: 204 },
+        ];
+      },
+      async listUserSessions() {
+        const { userId } = await bystanders();
+        const { id } = await server.user('never-signed-in@example.com', 'a long enough password');
+        return [
+          { label: 'a signed-in user', method: 'GET', path: '/users/{userId}/sessions', params: { userId }, expect: 200 },
+          { label: 'a user with no session', method: 'GET', path: '/users/{userId}/sessions', params: { userId: id }, expect: 200 },
+        ];
+      },
+      async endUserSession() {
+        const { userId, sid } = await bystanders();
+        const other = await bystanders();
+        return [
+          { label: 'another user’s session', method: 'DELETE', path: '/users/{userId}/sessions/{sid}', params: { userId, sid: other.sid }, expect: 404 },
+          { label: 'a session', method: 'DELETE', path: '/users/{userId}/sessions/{sid}', params: { userId, sid }, expect: 204 },
+          { label: 'the same session again', method: 'DELETE', path: '/users/{userId}/sessions/{sid}', params: { userId, sid }, expect: 404 },
         ];
       },
       async deleteUser() {
@@ -492,11 +509,14 @@ describe('admin API as its OpenAPI document says, while the database does not an
     const user = await server.user('target@example.com', 'a long enough password');
     const grantId = 'a2c1d0e4-5f6a-4b7c-8d9e-0f1a2b3c4d5e';
     await gatehouse.storage.grants.create({ id: grantId, clientId: client.id, userId: user.id, kind: 'password', scopes: ['objects:read'], authTime: now, createdAt: now, expiresAt: null, revokedAt: null });
+    const sid = `target-${user.id}`;
+    await gatehouse.storage.sessions.create({ digest: sid, sid, userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600, address: null, device: null, lastUsedAt: null });
     Object.assign(ids, {
       clientId: client.id,
       secretId: (await gatehouse.storage.clients.listSecrets(client.id))[0]!.id,
       keyId: (await gatehouse.apiKeys.create(record, { name: 'Target key' }, now)).key.id,
       userId: user.id,
+      sid,
       grantId,
       kid: (await gatehouse.storage.keys.listAll()).find((k) => k.use === 'id' && k.state === 'next')!.kid,
     });

@@ -51,6 +51,8 @@ const ENDPOINTS: { method: string; path: string; scope: Scope; body?: Record<str
   { method: 'POST', path: '/users/{userId}/password', scope: 'admin:users', body: { password: 'taken over by nobody' } },
   { method: 'PATCH', path: '/users/{userId}', scope: 'admin:users', body: { email: 'taken-over@example.com', email_verified: true } },
   { method: 'POST', path: '/users/{userId}/sign-out', scope: 'admin:users' },
+  { method: 'GET', path: '/users/{userId}/sessions', scope: 'admin:users' },
+  { method: 'DELETE', path: '/users/{userId}/sessions/{sid}', scope: 'admin:users' },
   { method: 'GET', path: '/grants', scope: 'admin:tokens' },
   { method: 'POST', path: '/grants/{grantId}/revoke', scope: 'admin:tokens' },
   { method: 'GET', path: '/keys', scope: 'admin:tokens' },
@@ -108,6 +110,12 @@ for (const dialect of DIALECTS) {
     const asUserAdmin = () => ({ auth: auth.clientsAndUsers! });
     /** What managing `created` (it may impersonate users and is a resource server) takes: admin:users and admin:tokens besides admin:clients. */
     const asPartnerManager = () => ({ auth: auth.allAdmin! });
+
+    /** Signs `who` in in a new browser; the sid of the session that started. */
+    const signedInSid = async (who: { email: string; password: string }): Promise<string> => {
+      const browser = await signedInBrowser(server.url, who.email, who.password);
+      return (await server.gatehouse.storage.sessions.find(digestOf(browser.cookies.get('gatehouse_session')!)))!.sid!;
+    };
 
     const assertProblem = (res: Answer, status: number, field?: string) => {
       assert.equal(res.status, status, JSON.stringify(res.body));
@@ -167,7 +175,8 @@ for (const dialect of DIALECTS) {
         const keyId = (await server.gatehouse.storage.apiKeys.listForClient(viewer.id))[0]!.id;
         const grantId = (await server.gatehouse.storage.grants.list({ userId: adaId }))[0]!.id;
         const kid = (await server.gatehouse.storage.keys.listAll()).find((k) => k.state === 'active')!.kid;
-        const ids: Record<string, string> = { clientId: viewer.id, secretId, keyId, userId: adaId, grantId, kid };
+        const sid = (await server.gatehouse.sessions.listForUser(adaId, server.gatehouse.clock()))[0]?.sid ?? (await signedInSid(ada));
+        const ids: Record<string, string> = { clientId: viewer.id, secretId, keyId, userId: adaId, sid, grantId, kid };
         const snapshot = async () =>
           JSON.stringify({
             clients: await server.gatehouse.storage.clients.list(),
@@ -176,6 +185,7 @@ for (const dialect of DIALECTS) {
             users: await server.gatehouse.storage.users.list(),
             grants: await server.gatehouse.storage.grants.list({ userId: adaId }),
             signingKeys: await server.gatehouse.storage.keys.listAll(),
+            sessions: (await server.gatehouse.sessions.listForUser(adaId, server.gatehouse.clock())).map((session) => ({ ...session, lastUsedAt: null })),
           });
         const before = await snapshot();
 

@@ -350,6 +350,19 @@ for (const dialect of DIALECTS) {
       assert.equal(tokensFor('/a', user.id).length, 0, 'this session goes on');
     });
 
+    it('tells the clients of the one session the admin API ends by its sid, and no other session’s', async () => {
+      const user = await aUser();
+      const kept = await signedIn(user.email);
+      await authorize(kept, first);
+      const ended = await signedIn(user.email);
+      const sid = sidOf((await authorize(ended, second)).id_token);
+
+      assert.equal(await adminApi(`/users/${user.id}/sessions/${sid}`, undefined, 'DELETE'), 204);
+      await delivered();
+      assert.deepEqual(tokensFor('/b', user.id).map((c) => c.sid), [sid]);
+      assert.equal(tokensFor('/a', user.id).length, 0, 'the other session goes on');
+    });
+
     it('tells the clients of the sessions a password change on the account page ends, the one it was changed in too', async () => {
       const user = await aUser();
       const here = await signedIn(user.email);

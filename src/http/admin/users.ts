@@ -1,11 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ChangeSource } from '../../core/account-notices.ts';
 import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser } from '../../core/users.ts';
+import { LAST_USE_PRECISION_SECONDS, LISTED_SESSIONS } from '../../core/sessions.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
+import type { Session } from '../../storage/repositories/sessions.ts';
 import type { User } from '../../storage/repositories/users.ts';
+import { listOf } from './clients.ts';
 import { notFound } from './problems.ts';
 import { filteredPageQuery, listFilteredPage, pageOf, textId, type FilteredList } from './paging.ts';
-import { idParams, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
+import { idParams, iso, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Users';
 const SCOPE = 'admin:users';
@@ -20,6 +23,23 @@ const userProperties = {
   created_at: timestamp,
   updated_at: timestamp,
 } as const;
+
+// What an operator sees of a browser session, as Keycloak's admin console shows a user's sessions:
+// never its digest, which stands for the cookie.
+const sessionProperties = {
+  sid: {
+    type: ['string', 'null'],
+    description: 'The session’s id, as its ID tokens carry it (`sid`, Back-Channel Logout 1.0 §2.1): random, and nothing of the cookie. Null for a session started by a version of Gatehouse older than sids; it ends only with `POST /users/{userId}/sign-out`.',
+  },
+  created_at: { ...timestamp, description: 'When the browser signed in first.' },
+  auth_time: { ...timestamp, description: 'When the user last proved their password in it (a sign-in again that an application asked for moves it).' },
+  last_used_at: { ...optionalTimestamp, description: `When a page last resolved it, recorded ${LAST_USE_PRECISION_SECONDS / 60} minutes apart at most; null when not known (a session older than the record).` },
+  expires_at: timestamp,
+  address: { type: ['string', 'null'], description: 'The client address it signed in from (behind a trusted proxy, as X-Forwarded-For gives it); null when not known.' },
+  device: { type: ['string', 'null'], description: 'Its browser and system as the User-Agent header named them, from a list of the major ones (“Firefox on Linux”), never the header itself; null when not known.' },
+} as const;
+
+const sessionSchema = { title: 'Session', type: 'object', required: Object.keys(sessionProperties), properties: sessionProperties } as const;
 
 const userSchema = { title: 'User', type: 'object', required: Object.keys(userProperties), properties: userProperties } as const;
 const one = (description: string) => ({ description, ...userSchema });
@@ -41,7 +61,7 @@ type UserParams = { userId: string };
 /** Oldest first, and of one second by id (as UserRepository.list reads them). */
 const USERS: FilteredList<User, string> = { name: 'users', parseId: textId, positionOf: (user) => ({ time: user.createdAt, id: user.id }) };
 
-/** User accounts: find, create, change, disable and enable, reset the password, sign out, delete. */
+/** User accounts: find, create, change, disable and enable, reset the password, list and end their sessions, sign out, delete. */
 export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Promise<void> {
   const findUser = async (id: string): Promise<User> => {
     const user = await gatehouse.storage.users.findById(id);
@@ -176,6 +196,39 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
     },
   );
 
+  app.get<{ Params: UserParams }>(
+    '/users/:userId/sessions',
+    {
+      ...operation(TAG, SCOPE, 'listUserSessions', 'List a user’s sessions', {
+        description: `The browsers the user is signed in on, as their account page lists them: live sessions only, newest first, at most ${LISTED_SESSIONS}. Never the session cookie or anything it could be made from.`,
+      }),
+      schema: { params: idParams('userId'), response: { 200: listOf('sessions', sessionSchema) } },
+    },
+    async (request) => {
+      const user = await findUser(request.params.userId);
+      return { sessions: (await gatehouse.sessions.listForUser(user.id, gatehouse.clock())).map(describeSession) };
+    },
+  );
+
+  app.delete<{ Params: UserParams & { sid: string } }>(
+    '/users/:userId/sessions/:sid',
+    {
+      ...operation(TAG, SCOPE, 'endUserSession', 'Sign a user out of one session', {
+        description:
+          'Ends the session whose `sid` is given, as a sign-out in that browser would, and as the user’s own account page signs out one browser: the applications answered through it are told (Back-Channel Logout). ' +
+          'The user’s other sessions, their password and their grants stay. 404 when the user has no such session (ended already, or another user’s).',
+      }),
+      schema: { params: idParams('userId', 'sid'), response: { 204: noContent } },
+    },
+    async (request, reply) => {
+      const user = await findUser(request.params.userId);
+      const { sid } = request.params;
+      if (!(await gatehouse.sessions.endOne(user.id, sid))) throw notFound(`user ${user.id} has no session ${sid}`);
+      recordAdminAction(gatehouse, request, 'admin.user.session_signed_out', { userId: user.id, data: { user_id: user.id, sid } });
+      return reply.code(204).send();
+    },
+  );
+
   app.delete<{ Params: UserParams }>(
     '/users/:userId',
     {
@@ -191,3 +244,13 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
   );
 }
 
+
+const describeSession = (session: Session) => ({
+  sid: session.sid,
+  created_at: iso(session.createdAt),
+  auth_time: iso(session.authTime),
+  last_used_at: iso(session.lastUsedAt),
+  expires_at: iso(session.expiresAt),
+  address: session.address,
+  device: session.device,
+});
