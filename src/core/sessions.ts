@@ -25,7 +25,24 @@ export interface SignInOrigin {
  */
 export const LAST_USE_PRECISION_SECONDS = 300;
 
-/** The most sessions the account page lists (newest first). */
+/**
+ * A session as the admin API and the command line show it to operators (snake_case, times in ISO
+ * 8601): never its digest, which stands for the cookie.
+ */
+export function describeSession(session: Session) {
+  const iso = (epochSeconds: number | null) => (epochSeconds === null ? null : new Date(epochSeconds * 1000).toISOString());
+  return {
+    sid: session.sid,
+    created_at: iso(session.createdAt)!,
+    auth_time: iso(session.authTime)!,
+    last_used_at: iso(session.lastUsedAt),
+    expires_at: iso(session.expiresAt)!,
+    address: session.address,
+    device: session.device,
+  };
+}
+
+/** The most sessions the account page, the admin API and the command line list (newest first). */
 export const LISTED_SESSIONS = 50;
 
 /** An IPv6 address with a zone id is at most about this long; anything longer is no address. */

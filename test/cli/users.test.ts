@@ -10,6 +10,21 @@ import { createTestDatabase, DIALECTS, type TestDatabase } from '../support/data
 import { basic, post } from '../support/server.ts';
 import { cliJson, databaseEnv, oneLine, runCli, startServe, waitFor, writeConfig, type CliResult, type Env, type ServeProcess } from './support.ts';
 
+const FIREFOX_ON_LINUX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
+const SAFARI_ON_IOS = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1';
+
+/** A browser that sends `userAgent` on every request. */
+class UserAgentBrowser extends HttpBrowser {
+  readonly #userAgent: string;
+  constructor(userAgent: string) {
+    super();
+    this.#userAgent = userAgent;
+  }
+  override request(url: string, init: Parameters<HttpBrowser['request']>[1] = {}) {
+    return super.request(url, { ...init, headers: { 'user-agent': this.#userAgent, ...init.headers } });
+  }
+}
+
 /** Short, so a change made by the CLI reaches the running server's client cache quickly. */
 const CLIENT_CACHE_TTL_SECONDS = 0.5;
 
@@ -61,6 +76,46 @@ for (const dialect of DIALECTS) {
       assert.match(human.stdout, /^id\s+\S+\nemail\s+shown@example\.com\nname\s+Shown\n/);
       assert.match(human.stdout, /\ndisabled_at\s+-\n/);
       assert.equal(/argon2|password/i.test(human.stdout + JSON.stringify(shown)), false);
+    });
+
+    it('lists a user’s sessions by email or id, newest first, as the admin API shows them, never their cookie, and escapes what a terminal would act on', async () => {
+      const password = 'a sessions password';
+      const user = await newUser('sessions@example.com', password);
+      assert.deepEqual(await cliJson(['user', 'sessions', user.email], env), []);
+      const none = await runCli(['user', 'sessions', user.id], env);
+      assert.equal(none.code, 0, none.stderr);
+      assert.equal(none.stdout, 'sessions@example.com is signed in nowhere\n');
+
+      const browsers: HttpBrowser[] = [];
+      for (const userAgent of [FIREFOX_ON_LINUX, SAFARI_ON_IOS]) browsers.push(await signedInBrowser(server.url, user.email, password, new UserAgentBrowser(userAgent)));
+      const sessions = await cliJson<{ sid: string; created_at: string; device: string; address: string; last_used_at: string; auth_time: string; expires_at: string }[]>(['user', 'sessions', user.id], env);
+      assert.equal(sessions.length, 2);
+      assert.deepEqual(Object.keys(sessions[0]!), ['sid', 'created_at', 'auth_time', 'last_used_at', 'expires_at', 'address', 'device']);
+      assert.deepEqual(sessions.map((s) => s.device).sort(), ['Firefox on Linux', 'Safari on iOS']);
+      assert.ok(sessions.every((s) => s.address === '127.0.0.1' && /^[0-9a-f]{32}$/.test(s.sid)));
+      assert.ok(sessions[0]!.created_at >= sessions[1]!.created_at, 'newest first');
+      const human = await runCli(['user', 'sessions', user.email], env);
+      assert.equal(human.code, 0, human.stderr);
+      const lines = human.stdout.trimEnd().split('\n');
+      assert.match(lines[0]!, /^SID\s+DEVICE\s+ADDRESS\s+SIGNED IN\s+LAST USED\s+EXPIRES$/);
+      for (const session of sessions) assert.ok(lines.some((line) => line.startsWith(session.sid) && line.includes(session.device) && line.includes(session.created_at)), session.sid);
+      for (const browser of browsers) {
+        const cookie = browser.cookies.get('gatehouse_session')!;
+        assert.ok(!`${human.stdout}${JSON.stringify(sessions)}`.includes(cookie) && !human.stdout.includes(digestOf(cookie)), 'neither the cookie nor its digest');
+      }
+
+      // A stored value with a terminal's escape: the table shows it as text.
+      const gatehouse = await createGatehouse(loadConfig(env), { background: false, logger: pino({ level: 'silent' }) });
+      try {
+        const now = Math.floor(Date.now() / 1000) + 60;
+        await gatehouse.storage.sessions.create({ digest: digestOf(createOpaqueToken('ss')), sid: 'sid\u001b[2J', userId: user.id, authTime: now, createdAt: now, expiresAt: now + 3600, address: null, device: 'Evil\u001b]0;owned\u0007', lastUsedAt: null });
+      } finally {
+        await gatehouse.close();
+      }
+      const escaped = await runCli(['user', 'sessions', user.id], env);
+      assert.equal(escaped.code, 0, escaped.stderr);
+      assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f]/.test(escaped.stdout), 'no control character reaches the terminal');
+      assert.match(escaped.stdout.split('\n')[1]!, /^sid\\u001b\[2J\s+Evil\\u001b\]0;owned\\u0007\s+-\s/);
     });
 
     it('enables a user disabled from the shell: they sign in and refresh again', async () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser, type UserPatch } from '../../core/users.ts';
+import { describeSession, LISTED_SESSIONS } from '../../core/sessions.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { User } from '../../storage/repositories/users.ts';
 import { recordCliAction } from '../audit-trail.ts';
@@ -17,6 +18,7 @@ gatehouse user disable USER_ID|EMAIL [--json]
 gatehouse user enable USER_ID|EMAIL [--json]
 gatehouse user set-password USER_ID|EMAIL (--password PASSWORD | --password-stdin) [--json]
                         a new password; signs the user out everywhere
+gatehouse user sessions USER_ID|EMAIL [--json]   the user's live sessions, newest first (at most ${LISTED_SESSIONS})
 gatehouse user sign-out USER_ID|EMAIL [--json]   ends every session of the user
 gatehouse user delete USER_ID|EMAIL [--json]     with their grants and the applications they registered`;
 
@@ -82,6 +84,22 @@ export async function userCommand(args: string[]): Promise<Run> {
         if (!(await resetUserPassword(gatehouse, user.id, password, gatehouse.clock(), { via: 'cli' }))) throw new Error(`no user ${key}`);
         recordCliAction(gatehouse, 'user.password_reset', { userId: user.id });
         out.print({ id: user.id, email: user.email, signed_out: true }, () => `set the password of ${user.email}, and signed them out everywhere: their grants to applications stay`);
+      };
+    }
+    case 'sessions': {
+      const [key] = argumentsOf('user sessions', rest, ['USER_ID|EMAIL']) as [string];
+      return async (gatehouse, out) => {
+        const user = await findUser(gatehouse, key);
+        const sessions = (await gatehouse.sessions.listForUser(user.id, gatehouse.clock())).map(describeSession);
+        // As GET /admin/v1/users/{id}/sessions answers: the browsers signed in, never a cookie or its digest.
+        out.print(sessions, () =>
+          sessions.length === 0
+            ? `${printable(user.email)} is signed in nowhere`
+            : table([
+                ['SID', 'DEVICE', 'ADDRESS', 'SIGNED IN', 'LAST USED', 'EXPIRES'],
+                ...sessions.map((s) => [s.sid ?? '-', s.device ?? '-', s.address ?? '-', s.created_at, s.last_used_at ?? '-', s.expires_at]),
+              ]),
+        );
       };
     }
     case 'sign-out': {

@@ -1,14 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ChangeSource } from '../../core/account-notices.ts';
 import { createUser, deleteUser, describeUser, resetUserPassword, setUserDisabled, signOutUser, updateUser } from '../../core/users.ts';
-import { LAST_USE_PRECISION_SECONDS, LISTED_SESSIONS } from '../../core/sessions.ts';
+import { describeSession, LAST_USE_PRECISION_SECONDS, LISTED_SESSIONS } from '../../core/sessions.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
-import type { Session } from '../../storage/repositories/sessions.ts';
 import type { User } from '../../storage/repositories/users.ts';
 import { listOf } from './clients.ts';
 import { notFound } from './problems.ts';
 import { filteredPageQuery, listFilteredPage, pageOf, textId, type FilteredList } from './paging.ts';
-import { idParams, iso, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
+import { idParams, noContent, operation, optionalTimestamp, recordAdminAction, requestBody, timestamp } from './support.ts';
 
 const TAG = 'Users';
 const SCOPE = 'admin:users';
@@ -244,13 +243,3 @@ export async function userRoutes(app: FastifyInstance, gatehouse: Gatehouse): Pr
   );
 }
 
-
-const describeSession = (session: Session) => ({
-  sid: session.sid,
-  created_at: iso(session.createdAt),
-  auth_time: iso(session.authTime),
-  last_used_at: iso(session.lastUsedAt),
-  expires_at: iso(session.expiresAt),
-  address: session.address,
-  device: session.device,
-});
