@@ -1619,6 +1619,25 @@ describe('property-based fuzzing of every endpoint (fast-check, SQLite)', () => 
       check: localRedirectsOnly,
     },
     {
+      // Added last, as the one above. An operator reads a user's sessions and ends one: never one of
+      // the fixture's (another user's sid, a sid of nobody's, junk), so each end is refused and
+      // nothing changes, the victim's long-lived session above all.
+      name: "admin API: a user's sessions",
+      kind: 'admin',
+      numRuns: runs(40),
+      cases: () => {
+        const routes = pick<[string, string, Entries]>(
+          ['GET', `/users/${f.victimId}/sessions`, []],
+          ['GET', '/users/nobody/sessions', []],
+          ['DELETE', `/users/${f.developerId}/sessions/${f.victimSid}`, []],
+          ['DELETE', `/users/${P.spareUser}/sessions/0123456789abcdef0123456789abcdef`, []],
+          ['DELETE', `/users/${f.victimId}/sessions/${'s'.repeat(300)}`, []],
+        );
+        return adminCases(routes, { limit: pick('1', 'x') }, { bodiless: true });
+      },
+      mayChange: () => false,
+    },
+    {
       // Added last, as the one above. The CORS preflights browser apps send before calling a protocol
       // endpoint, each OPTIONS route the app registers in turn, from the routes it lists.
       name: 'CORS preflights of the protocol endpoints',
