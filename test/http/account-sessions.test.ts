@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LAST_USE_PRECISION_SECONDS } from '../../src/core/sessions.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
-import { HttpBrowser, hiddenField } from '../support/browser.ts';
+import { HttpBrowser, hiddenField, ProxiedBrowser, signedInBrowser } from '../support/browser.ts';
 import { countRows, DIALECTS } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -17,18 +17,6 @@ const PASSWORD = 'correct horse battery staple';
 const FIREFOX_ON_LINUX = 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0';
 const SAFARI_ON_IOS = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1';
 const START = 1_900_000_000;
-
-/** A browser behind the proxy at `address`, sending `userAgent`, on every request. */
-class ProxiedBrowser extends HttpBrowser {
-  readonly #headers: Record<string, string>;
-  constructor(address: string, userAgent: string) {
-    super();
-    this.#headers = { 'x-forwarded-for': address, 'user-agent': userAgent };
-  }
-  override request(url: string, init: Parameters<HttpBrowser['request']>[1] = {}) {
-    return super.request(url, { ...init, headers: { ...this.#headers, ...init.headers } });
-  }
-}
 
 /** The entries of the account page's list of browsers, as text without tags. */
 function listedBrowsers(html: string): string[] {
@@ -49,13 +37,7 @@ for (const dialect of DIALECTS) {
     after(() => server.close());
 
     const aUser = () => server.user(`device-${++counter}-${dialect}@example.com`, PASSWORD);
-    const signIn = async (email: string, address: string, userAgent: string) => {
-      const browser = new ProxiedBrowser(address, userAgent);
-      const form = await browser.request(`${server.url}/login`);
-      const answer = await browser.request(`${server.url}/login`, { form: { csrf: hiddenField(form.text, 'csrf'), email, password: PASSWORD } });
-      assert.equal(answer.status, 303, answer.text.slice(0, 300));
-      return browser;
-    };
+    const signIn = (email: string, address: string, userAgent: string) => signedInBrowser(server.url, email, PASSWORD, new ProxiedBrowser(address, userAgent));
     const isSignedIn = async (browser: HttpBrowser) => {
       const page = await browser.request(`${server.url}/account`);
       assert.ok(page.status === 200 || page.status === 302, `status ${page.status}`);

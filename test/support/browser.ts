@@ -52,6 +52,21 @@ export function hiddenField(html: string, name: string): string {
 }
 
 /**
+ * A browser behind the trusted proxy at `address` that names itself `userAgent`, on every request:
+ * what a session records of where it was signed in (its address and its browser's name).
+ */
+export class ProxiedBrowser extends HttpBrowser {
+  readonly #headers: Record<string, string>;
+  constructor(address: string, userAgent: string) {
+    super();
+    this.#headers = { 'x-forwarded-for': address, 'user-agent': userAgent };
+  }
+  override request(url: string, init: Parameters<HttpBrowser['request']>[1] = {}) {
+    return super.request(url, { ...init, headers: { ...this.#headers, ...init.headers } });
+  }
+}
+
+/**
  * A browser signed in as `email` through the sign-in page of the server at `baseUrl`, as a person
  * signs in: a new one, or `browser` (as another tab signing in again: a session it had ends, and a
  * new one starts).
