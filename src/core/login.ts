@@ -1,7 +1,7 @@
 import type { Storage } from '../storage/repositories.ts';
 import { normalizeEmail, type User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
-import { checkPassword, decoyPasswordHash, hashPassword } from './passwords.ts';
+import { PasswordsBusy, checkPassword, decoyPasswordHash, hashPassword } from './passwords.ts';
 import type { AttemptOutcome, FailureCounter } from './rate-limit/failures.ts';
 
 export type LoginResult =
@@ -13,7 +13,11 @@ export type LoginResult =
   | { outcome: 'invalid'; userId: string | null }
   /** `limit`: the budget that is spent, the account's or the client address's. */
   | { outcome: 'throttled'; retryAfterSeconds: number; limit: 'account' | 'address' }
-  /** The attempts of the account or address ahead of this one did not settle in time (a database that does not answer). */
+  /**
+   * Not checked, and counted against nothing: the attempts of the account or address ahead of this
+   * one did not settle in time (a database that does not answer), or the server has as many
+   * passwords to check as it takes at once (PasswordsBusy).
+   */
   | { outcome: 'busy' };
 
 /**
@@ -85,6 +89,9 @@ export class LoginService {
       await this.#perAccount.reset(account, now);
       // The user as stored now: a caller may change the password on condition that it is still this one.
       return { outcome: 'success', user: rehash ? await this.#rehash(user, password) : user };
+    } catch (error) {
+      if (error instanceof PasswordsBusy) return { outcome: 'busy' };
+      throw error;
     } finally {
       await Promise.all([this.#perAccount.settle(account, outcome, now), this.#perAddress.settle(client, outcome, now)]);
     }

@@ -1,7 +1,63 @@
 import { argon2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 
 const argon2Async = promisify(argon2);
+
+/**
+ * Argon2id runs on libuv's thread pool (UV_THREADPOOL_SIZE threads, 4 unless set), which the
+ * signatures of every token (WebCrypto), DNS lookups and file reads share, first come first served.
+ * Unbounded, a flood of sign-ins from many addresses (each under its own limits) queued hundreds of
+ * hashes of tens of milliseconds there, and every token request waited behind them: 50 queued hashes
+ * held one ES256 signature for 0.66 s. So few passwords are hashed at once — two pool threads are
+ * always left to the rest, and hashing takes at most half the cores — and a bounded number wait
+ * their turn, some two seconds' worth. Past that a password is not hashed at all: PasswordsBusy,
+ * answered 503 with Retry-After, which costs nothing and counts against no account. Raising
+ * UV_THREADPOOL_SIZE on a machine with many cores raises the number hashed at once.
+ */
+export class PasswordsBusy extends Error {
+  override name = 'PasswordsBusy';
+  /** Read by isUnavailable: the server cannot take this now, and a moment later it can. */
+  readonly code = 'GATEHOUSE_PASSWORDS_BUSY';
+  constructor() {
+    super('too many passwords are being checked at once; try again shortly');
+  }
+}
+
+/** At most `concurrency` tasks at once, and `maxWaiting` waiting for a turn; PasswordsBusy beyond. */
+export class PasswordWork {
+  readonly concurrency: number;
+  readonly maxWaiting: number;
+  #running = 0;
+  #waiting: Array<() => void> = [];
+
+  constructor(concurrency: number, maxWaiting: number) {
+    this.concurrency = concurrency;
+    this.maxWaiting = maxWaiting;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.concurrency) {
+      if (this.#waiting.length >= this.maxWaiting) throw new PasswordsBusy();
+      await new Promise<void>((turn) => this.#waiting.push(turn));
+    } else {
+      this.#running += 1;
+    }
+    try {
+      return await task();
+    } finally {
+      // The turn passes straight to the next in line, so a newcomer cannot slip in ahead of it.
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running -= 1;
+    }
+  }
+}
+
+const threadPool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+const concurrency = Math.max(1, Math.min(threadPool - 2, Math.ceil(availableParallelism() / 2)));
+/** The one line every password hash of the process goes through. */
+export const passwordWork = new PasswordWork(concurrency, 32 * concurrency);
 
 /** OWASP's Argon2id baseline: 19 MiB, two passes, one lane. */
 const PARAMETERS = { memory: 19456, passes: 2, parallelism: 1, tagLength: 32 };
@@ -17,7 +73,7 @@ export const normalizedPassword = (password: string): string => password.normali
 /** Argon2id of the normalized password, in the PHC string format: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`. */
 export async function hashPassword(password: string): Promise<string> {
   const nonce = randomBytes(16);
-  const tag = await argon2Async('argon2id', { message: normalizedPassword(password), nonce, ...PARAMETERS });
+  const tag = await passwordWork.run(() => argon2Async('argon2id', { message: normalizedPassword(password), nonce, ...PARAMETERS }));
   const { memory, passes, parallelism } = PARAMETERS;
   return `$argon2id$v=19$m=${memory},t=${passes},p=${parallelism}$${b64(nonce)}$${b64(tag)}`;
 }
@@ -58,12 +114,15 @@ export async function checkPassword(password: string, hash: string): Promise<Pas
     return tag.length === expectedTag.length && timingSafeEqual(tag, expectedTag);
   };
   const form = normalizedPassword(password);
-  if (await matches(form)) {
-    const current = Number(m) === PARAMETERS.memory && Number(t) === PARAMETERS.passes && Number(p) === PARAMETERS.parallelism && expectedTag.length === PARAMETERS.tagLength;
-    return { valid: true, rehash: !current };
-  }
-  const asTyped = form !== password && (await matches(password));
-  return { valid: asTyped, rehash: asTyped };
+  // One turn for both checks: a password that needs the second is not sent to the back of the line.
+  return passwordWork.run(async () => {
+    if (await matches(form)) {
+      const current = Number(m) === PARAMETERS.memory && Number(t) === PARAMETERS.passes && Number(p) === PARAMETERS.parallelism && expectedTag.length === PARAMETERS.tagLength;
+      return { valid: true, rehash: !current };
+    }
+    const asTyped = form !== password && (await matches(password));
+    return { valid: asTyped, rehash: asTyped };
+  });
 }
 
 /**
@@ -72,7 +131,11 @@ export async function checkPassword(password: string, hash: string): Promise<Pas
  */
 let decoyHash: Promise<string> | undefined;
 export function decoyPasswordHash(): Promise<string> {
-  decoyHash ??= hashPassword(randomBytes(16).toString('hex'));
+  // Not kept when it failed (the hashing was busy): the next sign-in makes it.
+  decoyHash ??= hashPassword(randomBytes(16).toString('hex')).catch((error: unknown) => {
+    decoyHash = undefined;
+    throw error;
+  });
   return decoyHash;
 }
 

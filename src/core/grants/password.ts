@@ -25,7 +25,7 @@ export const passwordGrant: GrantHandler<{ user: User; scopes: string[]; scopeRe
 
     const result = await services.login.login(username, password, address, now);
     if (result.outcome === 'throttled') throw tooManyRequests('too many failed sign-ins; try again later', result.retryAfterSeconds);
-    if (result.outcome === 'busy') throw temporarilyUnavailable('the sign-ins of this account ahead of this one are still being checked; try again shortly', { 'retry-after': '1' });
+    if (result.outcome === 'busy') throw temporarilyUnavailable('the sign-in could not be checked right now; try again shortly', { 'retry-after': '1' });
     if (result.outcome === 'invalid') {
       services.audit.record({ at: now, kind: 'login.failed', outcome: 'failure', clientId: client.id, userId: result.userId, data: { grant: 'password', address } });
       throw invalidGrant('the username or password is wrong');

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { OAuthError, invalidRequest, requestTooLarge, serverError, temporarilyUnavailable } from '../../core/errors.ts';
 import type { Metrics } from '../metrics.ts';
+import { PasswordsBusy } from '../../core/passwords.ts';
 import { isQueryTimeout } from '../../storage/prepared-statements.ts';
 
 // Codes of errors that mean the database is unreachable right now, not that the request was bad:
@@ -9,8 +10,10 @@ import { isQueryTimeout } from '../../storage/prepared-statements.ts';
 // when the instances' pools together outgrow it — and a transaction PostgreSQL aborted for a
 // conflict with another (40001 serialization_failure, 40P01 deadlock_detected, which it breaks by
 // aborting one side): nothing was wrong with the request, and the same request a moment later goes
-// through, which Retry-After tells.
+// through, which Retry-After tells. So does a server with as many passwords to hash as it takes at
+// once (PasswordsBusy).
 const UNAVAILABLE = new Set([
+  'GATEHOUSE_PASSWORDS_BUSY',
   '40001',
   '40P01',
   'ECONNREFUSED',
@@ -58,11 +61,14 @@ export function refuseOtherMethods(app: FastifyInstance, url: string, allowed: H
   });
 }
 
-/** Does `error` mean that the database cannot be reached right now (rather than a bug)? */
+/** Does `error` mean that the database cannot be reached right now, or the server is too busy (rather than a bug)? */
 export function isUnavailable(error: Error): boolean {
   const { code } = error as { code?: unknown };
   return (typeof code === 'string' && UNAVAILABLE.has(code)) || UNAVAILABLE_MESSAGES.test(error.message ?? '') || isQueryTimeout(error);
 }
+
+/** What the log says of an error isUnavailable accepts. */
+export const unavailableLogMessage = (error: Error): string => (error instanceof PasswordsBusy ? 'too many passwords to check' : 'database unavailable');
 
 /**
  * Renders every failure on the protocol endpoints as an RFC 6749 §5.2 JSON error. Requests the
@@ -76,7 +82,7 @@ export function oauthErrorHandler(error: FastifyError | OAuthError | Error, requ
   // An unreachable database is an outage, not a bug: one short warning per request, no stack trace.
   // Each line names its request (method and address, secrets redacted: see logging.ts), since
   // without request logging nothing else in the log says which request failed.
-  if (oauthError.status === 503) request.log.warn({ req: request, code: (error as { code?: unknown }).code, reason: error.message }, 'database unavailable');
+  if (oauthError.status === 503) request.log.warn({ req: request, code: (error as { code?: unknown }).code, reason: error.message }, unavailableLogMessage(error));
   else if (oauthError.status >= 500) request.log.error({ req: request, err: error }, 'request failed');
   reply
     .code(oauthError.status)

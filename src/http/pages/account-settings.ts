@@ -11,7 +11,7 @@ type NameErrors = Partial<Record<'name' | 'form', string>>;
 
 export const EXPIRED = 'Your session expired while the page was open. Please try again.';
 export const tooManyAttempts = (seconds: number): string => `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minute(s).`;
-export const BUSY = 'Other attempts on this account are still being checked. Please try again in a moment.';
+export const BUSY = 'Your password could not be checked right now. Please try again in a moment.';
 
 /** A current password an account page's form asked for that was not checked (LoginService.confirmPassword). */
 export type PasswordUnchecked = { outcome: 'throttled'; retryAfterSeconds: number; limit: 'account' | 'address' } | { outcome: 'busy' };

@@ -117,7 +117,7 @@ export async function loginRoutes(app: FastifyInstance, pages: Pages): Promise<v
     }
     if (result.outcome === 'busy') {
       reply.header('retry-after', '1');
-      return showLogin(reply, pendingId, next, { email, error: 'Other sign-ins to this account are still being checked. Please try again in a moment.' }, 503);
+      return showLogin(reply, pendingId, next, { email, error: 'Your sign-in could not be checked right now. Please try again in a moment.' }, 503);
     }
     // An account deleted while its password was checked is answered as an unknown email is.
     const cookie = result.outcome === 'success' ? await startSession(request, reply, result.user.id) : undefined;

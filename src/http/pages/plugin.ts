@@ -16,7 +16,7 @@ import { passwordResetRoutes } from './password-reset.ts';
 import { emailVerificationRoutes } from './email-verification.ts';
 import { fieldWithLoneSurrogate, fieldWithNul } from '../nul.ts';
 import { isWellEncoded } from '../percent-encoding.ts';
-import { isUnavailable } from '../oauth/errors.ts';
+import { isUnavailable, unavailableLogMessage } from '../oauth/errors.ts';
 import { jsonBodyParser } from '../oauth/json-body.ts';
 import { OAuthError } from '../../core/errors.ts';
 import { methodNotAllowed, pageMethods } from './methods.ts';
@@ -92,7 +92,7 @@ export async function pagesPlugin(app: FastifyInstance, { gatehouse, metrics }: 
       return renderPage(reply, 'error', { title: 'Bad request', message: status === 413 ? 'The form was too large.' : 'The request could not be understood.' }, status === 413 ? 413 : 400);
     }
     if (isUnavailable(error as Error)) {
-      request.log.warn({ req: request, reason: (error as Error).message }, 'database unavailable');
+      request.log.warn({ req: request, reason: (error as Error).message }, unavailableLogMessage(error as Error));
       reply.header('retry-after', '5');
       return renderPage(reply, 'error', { title: 'Back in a moment', message: 'The service is briefly unavailable. Please try again in a few seconds.' }, 503);
     }
