@@ -4,7 +4,7 @@ import type { GatehouseConfig } from './core/config.ts';
 import { withDeadline } from './core/deadline.ts';
 import { inProcessFailureCounter, redisFailureCounter } from './core/rate-limit/failures.ts';
 import type { LimitSetting } from './core/rate-limit/primary-counts.ts';
-import { PrimaryLink, primaryFailureCounter, primaryRequestLimiter, type Block } from './core/rate-limit/primary-link.ts';
+import { PrimaryLink, primaryFailureCounter, primaryLeasedRequestLimiter, primaryRequestLimiter, type Block } from './core/rate-limit/primary-link.ts';
 import { REDIS_UNREACHABLE, RedisLink } from './core/rate-limit/redis-link.ts';
 import { inProcessRequestLimiter, redisRequestLimiter } from './core/rate-limit/requests.ts';
 
@@ -17,14 +17,15 @@ const REDIS_PAUSE_MS = 5_000;
 
 /**
  * The limits a worker of `serve --workers N` leaves to the primary when there is no Redis, by the
- * name the primary counts them under: every one but the token endpoint's budget per client, which
- * is checked on every token request and stays in each worker (see createLimits).
+ * name the primary counts them under: every one. The token endpoint's budget per client, taken on
+ * every token request, is leased from the primary in slices (see limitsCountedByPrimaryFor).
  */
 export function limitsCountedByPrimary(config: GatehouseConfig): Record<string, LimitSetting> {
   const { rateLimits: r, login, signup, passwordReset: reset, emailVerification: verification } = config;
   const failures = (limit: number, windowSeconds: number): LimitSetting => ({ kind: 'failures', limit, windowSeconds });
   const requests = (limit: number, windowSeconds: number): LimitSetting => ({ kind: 'requests', limit, windowSeconds });
   return {
+    token: { kind: 'leases', limit: r.tokenRequestsPerClient, windowSeconds: r.windowSeconds },
     'client-auth': failures(r.clientAuthFailures, r.windowSeconds),
     'authorize-address': requests(r.authorizationRequestsPerAddress, r.windowSeconds),
     'login-account': failures(login.maxFailuresPerAccount, login.windowSeconds),
@@ -98,11 +99,11 @@ export async function createLimits(config: GatehouseConfig, logger: Logger, opti
 
 /**
  * The limiters of a worker whose primary counts for every worker (see primary-link.ts). The token
- * endpoint's budget per client is the exception: it is taken on every token request, the hottest
- * path, so each worker keeps its own count of it (with N workers a client may get up to N budgets).
+ * endpoint's budget per client is taken on every token request, the hottest path: the worker
+ * leases it from the primary a slice at a time (as an instance leases it from Redis), so that most
+ * token requests need no round trip, and the workers together grant no more than the one budget.
  */
 async function limitsCountedByPrimaryFor(config: GatehouseConfig, logger: Logger) {
-  const { rateLimits: r } = config;
   // One line a minute while the primary does not answer.
   let lastWarning = 0;
   const warn = (message: string, error: unknown) => {
@@ -121,7 +122,7 @@ async function limitsCountedByPrimaryFor(config: GatehouseConfig, logger: Logger
   const failures = (name: string) => primaryFailureCounter(link, name, settings[name]!.limit, settings[name]!.windowSeconds);
   const requests = (name: string) => primaryRequestLimiter(link, name, settings[name]!.limit, settings[name]!.windowSeconds);
   return {
-    tokenRequests: inProcessRequestLimiter(r.tokenRequestsPerClient, r.windowSeconds),
+    tokenRequests: primaryLeasedRequestLimiter(link, 'token', settings.token!.limit, settings.token!.windowSeconds),
     clientAuthFailures: failures('client-auth'),
     pendingAuthorizations: requests('authorize-address'),
     loginPerAccount: failures('login-account'),

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import cluster, { type Worker } from 'node:cluster';
+import { afterEach, describe, it } from 'node:test';
 import { inProcessFailureCounter } from '../../src/core/rate-limit/failures.ts';
+import { countForWorkers } from '../../src/core/rate-limit/primary-counts.ts';
+import { PRIMARY_UNREACHABLE, PrimaryLink, primaryLeasedRequestLimiter } from '../../src/core/rate-limit/primary-link.ts';
+import type { RequestLimiter } from '../../src/core/rate-limit/requests.ts';
 
 const NOW = 1_800_000_000;
 
@@ -75,5 +79,99 @@ describe('an attempt whose turn does not come', () => {
     assert.equal(await waiting, 'busy');
     assert.equal(counter.blockedFor('account:d', NOW), 0);
     assert.equal(await counter.admit('account:d', NOW), 0);
+  });
+});
+
+/**
+ * The token endpoint's budget per client under `serve --workers N` without Redis: each worker leases
+ * it from the primary a slice at a time. The workers here are PrimaryLinks in this process, and the
+ * primary is countForWorkers, reached through the cluster's events as a real primary is.
+ */
+describe('a request budget leased from the primary', () => {
+  const WINDOW = 60;
+  let primary: { close(): void } | undefined;
+  afterEach(() => primary?.close());
+
+  /** The primary counting a budget of `limit`; `worker()` starts a worker, `asked()` counts the leases asked for. */
+  function primaryWithBudget(limit: number) {
+    primary = countForWorkers({ token: { kind: 'leases', limit, windowSeconds: WINDOW } });
+    let asked = 0;
+    let nextId = 1;
+    const worker = (options: { answered?: () => boolean; warn?: (message: string) => void } = {}) => {
+      const { answered = () => true, warn = () => {} } = options;
+      const process = {
+        id: nextId++,
+        isConnected: () => true,
+        send(message: unknown, _handle: unknown, callback?: () => void) {
+          setImmediate(() => link.receive(message));
+          callback?.();
+          return true;
+        },
+      } as unknown as Worker;
+      const link = new PrimaryLink((message) => {
+        if (!answered()) return;
+        if ('request' in message && message.request.op === 'lease') asked += 1;
+        setImmediate(() => cluster.emit('message', process, message));
+      }, warn);
+      return { limiter: primaryLeasedRequestLimiter(link, 'token', limit, WINDOW), exit: () => cluster.emit('exit', process) };
+    };
+    return { worker, asked: () => asked };
+  }
+  const takeAll = async (limiter: RequestLimiter, count: number, key = 'app_a', now = NOW) => {
+    const waits = [];
+    for (let i = 0; i < count; i++) waits.push(await limiter.take(key, now));
+    return waits;
+  };
+  const granted = (waits: number[]) => waits.filter((wait) => wait === 0).length;
+
+  it('grants the limit in all across the workers, leasing slices of limit/50, then the seconds to the next window', async () => {
+    const budget = primaryWithBudget(100);
+    const [a, b] = [budget.worker().limiter, budget.worker().limiter];
+    const waits = [];
+    for (let i = 0; i < 80; i++) waits.push(await a.take('app_a', NOW), await b.take('app_a', NOW));
+    assert.equal(granted(waits), 100);
+    assert.deepEqual(new Set(waits.slice(100)), new Set([WINDOW - (NOW % WINDOW)]), 'refused until the next window');
+    assert.ok(budget.asked() <= 100 / 2 + 2, `a lease of 2 requests at a time, and one more per worker to find the budget spent: ${budget.asked()} leases`);
+    assert.equal(granted(await takeAll(a, 5, 'app_b')), 5, 'another client has a budget of its own');
+    assert.equal(granted(await takeAll(b, 100, 'app_a', NOW + WINDOW)), 100, 'the next window has the whole budget');
+  });
+
+  it('answers from the slice in hand at once, without asking the primary', async () => {
+    const budget = primaryWithBudget(100);
+    const { limiter } = budget.worker();
+    assert.equal(await limiter.take('app_a', NOW), 0);
+    assert.equal(limiter.take('app_a', NOW), 0, 'the second request of the slice is answered synchronously');
+    assert.equal(budget.asked(), 1);
+  });
+
+  it('leases once for the requests of a key that arrive together, rather than a slice each', async () => {
+    const budget = primaryWithBudget(100);
+    const { limiter } = budget.worker();
+    const waits = await Promise.all(Array.from({ length: 10 }, () => limiter.take('app_a', NOW)));
+    assert.deepEqual(waits, Array(10).fill(0));
+    assert.equal(budget.asked(), 5, 'ten requests, five slices of two');
+  });
+
+  it('gives a worker started in place of one that died only what the primary has not leased out', async () => {
+    const budget = primaryWithBudget(100);
+    const first = budget.worker();
+    assert.equal(granted(await takeAll(first.limiter, 99)), 99, 'the last slice leased, one request of it unused');
+    first.exit();
+    const { limiter } = budget.worker();
+    assert.deepEqual(await takeAll(limiter, 3), Array(3).fill(WINDOW - (NOW % WINDOW)));
+  });
+
+  it('holds each key to the whole budget in the worker while the primary does not answer, and says so', async () => {
+    const budget = primaryWithBudget(10);
+    let answering = true;
+    const warnings: string[] = [];
+    const { limiter } = budget.worker({ answered: () => answering, warn: (message) => warnings.push(message) });
+    assert.equal(await limiter.take('app_a', NOW), 0, 'a slice of one, leased');
+    answering = false;
+    // The first waits for the primary's deadline, then the worker counts on its own: the whole budget.
+    const waits = await takeAll(limiter, 11);
+    assert.equal(granted(waits), 10);
+    assert.equal(waits[10], WINDOW - (NOW % WINDOW));
+    assert.deepEqual(warnings, [PRIMARY_UNREACHABLE]);
   });
 });

@@ -4,50 +4,30 @@ import { after, before, describe, it } from 'node:test';
 import { writeConfig } from '../cli/support.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { TEST_SECRET } from '../support/server.ts';
-import { basic, createFixtures, freePort, PASSWORD, requestAndFindOwner, waitFor, type Fixtures, type Instance, startInstance, workerTracker } from './support.ts';
+import { basic, createFixtures, freePort, PASSWORD, requestAndFindOwner, waitFor, type Fixtures, type Instance, startInstance, tally, workerTracker } from './support.ts';
 
 const MAX_FAILURES_PER_ACCOUNT = 4;
 const CLIENT_AUTH_FAILURES = 4;
+const TOKEN_REQUESTS_PER_CLIENT = 20;
 
 /**
- * `gatehouse serve --workers 2` without Redis: the security limits hold for the whole server, not
- * per worker. Every request goes on a connection of its own, which the kernel hands to either
- * worker; which one served it is read from /proc, and each test checks that both did.
+ * `gatehouse serve --workers 2` without Redis: the security limits and the token budget per client
+ * hold for the whole server, not per worker. Every request goes on a connection of its own, which
+ * the kernel hands to either worker; which one served it is read from /proc, and each test checks
+ * that both did.
  */
 describe('serve --workers 2 without Redis: the limits hold across the workers', { timeout: 120_000 }, () => {
-  let database: TestDatabase;
+  const cluster = workersWithoutRedis({
+    login: { maxFailuresPerAccount: MAX_FAILURES_PER_ACCOUNT, maxFailuresPerAddress: 1000, windowSeconds: 600 },
+    rateLimits: { clientAuthFailures: CLIENT_AUTH_FAILURES, windowSeconds: 600 },
+  });
+  const { workers, tokenRequest } = cluster;
   let primary: Instance;
   let fixtures: Fixtures;
-  const tracker = workerTracker(() => primary.pid);
-  const workers = () => tracker.current();
-
-  before(async () => {
-    database = await createTestDatabase('sqlite');
-    const port = await freePort();
-    const config = writeConfig(database.dataDir, {
-      login: { maxFailuresPerAccount: MAX_FAILURES_PER_ACCOUNT, maxFailuresPerAddress: 1000, windowSeconds: 600 },
-      rateLimits: { clientAuthFailures: CLIENT_AUTH_FAILURES, windowSeconds: 600 },
-    });
-    const env = { GATEHOUSE_DATA_DIR: database.dataDir, GATEHOUSE_ISSUER: `http://127.0.0.1:${port}`, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_CONFIG: config };
-    fixtures = await createFixtures(env, 4);
-    primary = await startInstance('primary', env, { port, args: ['--workers', '2'] });
-    await waitFor('two workers', async () => (workers().length === 2 ? true : undefined), 10_000);
+  before(() => {
+    primary = cluster.primary;
+    fixtures = cluster.fixtures;
   });
-
-  after(async () => {
-    await primary?.stop();
-    tracker.killAll();
-    await database?.drop();
-  });
-
-
-  /** A token request on a connection of its own: its status, error and the worker that served it. */
-  const tokenRequest = async (clientId: string, secret: string, form: Record<string, string>) => {
-    const body = new URLSearchParams(form).toString();
-    const answer = await requestAndFindOwner(primary.port, { method: 'POST', path: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(clientId, secret) }, body }, workers());
-    assert.ok(answer.owner !== undefined, 'a worker served the connection');
-    return { status: answer.status, error: (JSON.parse(answer.body) as { error?: string }).error, owner: answer.owner };
-  };
 
   it('refuses sign-ins of an account after login.maxFailuresPerAccount failures in all, whichever worker counted them', async () => {
     const { firstParty } = fixtures;
@@ -166,6 +146,100 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
     assert.equal(answer.status, 429, 'the client blocked before is blocked still');
   });
 });
+
+describe('serve --workers 2 without Redis: the token budget per client holds across the workers', { timeout: 120_000 }, () => {
+  const cluster = workersWithoutRedis({ rateLimits: { tokenRequestsPerClient: TOKEN_REQUESTS_PER_CLIENT, windowSeconds: 600 } });
+  const { workers, tokenRequest } = cluster;
+  const clientCredentials = () => tokenRequest(cluster.fixtures.machine.id, cluster.fixtures.machine.secret, { grant_type: 'client_credentials', scope: 'objects:read' });
+
+  it('grants a client rateLimits.tokenRequestsPerClient token requests in all, whichever worker serves them, then 429 with Retry-After', async () => {
+    // Twice the budget, one connection each: served by both workers in turn, each of which would
+    // grant the whole budget if it counted on its own.
+    const answers = [];
+    for (let i = 0; i < 2 * TOKEN_REQUESTS_PER_CLIENT; i++) answers.push(await clientCredentials());
+    assert.deepEqual(tally(answers, (a) => a.status), { 200: TOKEN_REQUESTS_PER_CLIENT, 429: TOKEN_REQUESTS_PER_CLIENT }, JSON.stringify(answers.map((a) => [a.status, a.owner])));
+    const granted = answers.filter((a) => a.status === 200);
+    const refused = answers.filter((a) => a.status === 429);
+    assert.deepEqual(new Set(granted.map((a) => a.owner)), new Set(workers()), 'both workers granted requests from the one budget');
+    assert.deepEqual(new Set(refused.map((a) => a.owner)), new Set(workers()), 'both workers refused once it was spent');
+    for (const refusal of refused) {
+      assert.equal(refusal.error, 'temporarily_unavailable');
+      const retryAfter = Number(refusal.retryAfter);
+      assert.ok(retryAfter >= 1 && retryAfter <= 600, `Retry-After within the window: ${refusal.retryAfter}`);
+    }
+    // Another client has a budget of its own.
+    const { firstParty, users } = cluster.fixtures;
+    const other = await tokenRequest(firstParty.id, firstParty.secret, { grant_type: 'password', username: users[0]!.email, password: PASSWORD, scope: 'objects:read' });
+    assert.equal(other.status, 200);
+  });
+
+  it('a worker started in place of one that died grants nothing of a budget spent already', async () => {
+    const [victim, survivor] = workers() as [number, number];
+    process.kill(victim, 'SIGKILL');
+    const pids = await waitFor(
+      'a replacement worker',
+      async () => {
+        const now = workers();
+        return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
+      },
+      20_000,
+      100,
+    );
+    const answers = await waitFor(
+      'both workers to answer',
+      async () => {
+        const seen = [];
+        for (let i = 0; i < 6; i++) seen.push(await clientCredentials());
+        return new Set(seen.map((s) => s.owner)).size === 2 ? seen : undefined;
+      },
+      20_000,
+      200,
+    );
+    assert.deepEqual(new Set(answers.map((a) => a.owner)), new Set(pids));
+    for (const answer of answers) assert.equal(answer.status, 429, `worker ${answer.owner}: ${JSON.stringify(answers)}`);
+  });
+});
+
+/**
+ * `gatehouse serve --workers 2` on SQLite without Redis, with `settings` in its configuration file,
+ * started before the tests of the describe it is called in and stopped after them; `primary` and
+ * `fixtures` are there once it started.
+ */
+function workersWithoutRedis(settings: Record<string, Record<string, unknown>>) {
+  let database: TestDatabase | undefined;
+  const cluster = {
+    primary: undefined as unknown as Instance,
+    fixtures: undefined as unknown as Fixtures,
+    workers: () => tracker.current(),
+    /** A token request on a connection of its own: its status, error, Retry-After and the worker that served it. */
+    async tokenRequest(clientId: string, secret: string, form: Record<string, string>) {
+      const body = new URLSearchParams(form).toString();
+      const headers = { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(clientId, secret) };
+      const answer = await requestAndFindOwner(cluster.primary.port, { method: 'POST', path: '/token', headers, body }, cluster.workers());
+      assert.ok(answer.owner !== undefined, 'a worker served the connection');
+      return { status: answer.status, error: (JSON.parse(answer.body) as { error?: string }).error, retryAfter: answer.headers['retry-after'], owner: answer.owner };
+    },
+  };
+  const tracker = workerTracker(() => cluster.primary.pid);
+
+  before(async () => {
+    database = await createTestDatabase('sqlite');
+    const port = await freePort();
+    const config = writeConfig(database.dataDir, settings);
+    const env = { GATEHOUSE_DATA_DIR: database.dataDir, GATEHOUSE_ISSUER: `http://127.0.0.1:${port}`, GATEHOUSE_SECRET: TEST_SECRET, GATEHOUSE_CONFIG: config };
+    cluster.fixtures = await createFixtures(env, 4);
+    cluster.primary = await startInstance('primary', env, { port, args: ['--workers', '2'] });
+    await waitFor('two workers', async () => (cluster.workers().length === 2 ? true : undefined), 10_000);
+  });
+
+  after(async () => {
+    await cluster.primary?.stop();
+    tracker.killAll();
+    await database?.drop();
+  });
+
+  return cluster;
+}
 
 /** A keep-alive HTTP/1.1 connection: requests one after the other, each answer with its status and how long it took. */
 async function keepAlive(port: number): Promise<{ send(path: string, authorization: string, body: string): Promise<{ status: number; ms: number }>; close(): void }> {

@@ -621,9 +621,15 @@ export interface RawRequest {
 
 /**
  * Sends one HTTP/1.1 request on a connection of its own and, while the connection is still open,
- * asks /proc which of `pids` serves it. Bounded: fails after `timeoutMs`.
+ * asks /proc which of `pids` serves it; the answer's headers by their names in lower case. Bounded:
+ * fails after `timeoutMs`.
  */
-export function requestAndFindOwner(port: number, request: RawRequest, pids: number[], timeoutMs = 5000): Promise<{ status: number; body: string; owner: number | undefined }> {
+export function requestAndFindOwner(
+  port: number,
+  request: RawRequest,
+  pids: number[],
+  timeoutMs = 5000,
+): Promise<{ status: number; headers: Record<string, string>; body: string; owner: number | undefined }> {
   return new Promise((resolve, reject) => {
     const socket = connect({ port, host: '127.0.0.1' });
     let data = '';
@@ -647,7 +653,12 @@ export function requestAndFindOwner(port: number, request: RawRequest, pids: num
       const status = Number(data.slice(9, 12));
       const owner = ownerOfConnection(port, socket.localPort!, pids);
       socket.destroy();
-      resolve({ status, body: data.slice(headerEnd + 4), owner });
+      const headers: Record<string, string> = {};
+      for (const line of data.slice(0, headerEnd).split('\r\n').slice(1)) {
+        const colon = line.indexOf(':');
+        headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      resolve({ status, headers, body: data.slice(headerEnd + 4), owner });
     });
     socket.on('error', (error) => {
       clearTimeout(timer);

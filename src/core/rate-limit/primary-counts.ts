@@ -7,11 +7,14 @@
 import cluster, { type Worker } from 'node:cluster';
 import { inProcessFailureCounter, type FailureCounter } from './failures.ts';
 import { isLimitsMessage, LIMITS_MESSAGE, type Block, type LimitsMessage, type LimitsRequest } from './primary-link.ts';
-import { inProcessRequestLimiter, type RequestLimiter } from './requests.ts';
+import { inProcessBudgetLeases, inProcessRequestLimiter, type RequestLimiter } from './requests.ts';
 
-/** A limit as configured: failures that block a key, or requests in a budget; per window. */
+/**
+ * A limit as configured, per window: failures that block a key, requests in a budget taken one at
+ * a time, or a budget the workers lease in slices (see primaryLeasedRequestLimiter).
+ */
 export interface LimitSetting {
-  kind: 'failures' | 'requests';
+  kind: 'failures' | 'requests' | 'leases';
   limit: number;
   windowSeconds: number;
 }
@@ -22,8 +25,10 @@ const MAX_BLOCKED_KEYS = 100_000;
 export function countForWorkers(settings: Record<string, LimitSetting>): { close(): void } {
   const failures = new Map<string, FailureCounter>();
   const requests = new Map<string, RequestLimiter>();
+  const leases = new Map<string, ReturnType<typeof inProcessBudgetLeases>>();
   for (const [name, { kind, limit, windowSeconds }] of Object.entries(settings)) {
     if (kind === 'failures') failures.set(name, inProcessFailureCounter(limit, windowSeconds));
+    else if (kind === 'leases') leases.set(name, inProcessBudgetLeases(limit, windowSeconds));
     else requests.set(name, inProcessRequestLimiter(limit, windowSeconds));
   }
   /** Keys blocked now, as announced: `${name}\n${key}` → the block. */
@@ -77,6 +82,8 @@ export function countForWorkers(settings: Record<string, LimitSetting>): { close
     }
     const { name, key, now } = request;
     if (request.op === 'take') return (await requests.get(name)?.take(key, now)) ?? 0;
+    // A slice leased to a worker that dies is not given back: its replacement leases from what is left.
+    if (request.op === 'lease') return leases.get(name)?.lease(key, now) ?? 0;
     const counter = failures.get(name);
     if (!counter) return 0;
     switch (request.op) {

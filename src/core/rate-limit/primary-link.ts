@@ -3,8 +3,10 @@
  * primary process, and the workers reach it over the cluster's IPC channel (see primary-counts.ts
  * for the primary's side): a limit the operators' guide promises holds for the whole server, not N
  * times over. A failure counter's check before every request stays in the worker, on the keys the
- * primary announced as blocked, so that a request that fails nothing costs no round trip. While
- * the primary does not answer, a worker counts in process, as an instance does while Redis is away.
+ * primary announced as blocked, so that a request that fails nothing costs no round trip; so does
+ * most of a request budget leased from it in slices (the token endpoint's, taken on every token
+ * request). While the primary does not answer, a worker counts in process, as an instance does
+ * while Redis is away.
  */
 import { inProcessFailureCounter, type AttemptOutcome, type FailureCounter } from './failures.ts';
 import { inProcessRequestLimiter, type RequestLimiter } from './requests.ts';
@@ -17,7 +19,7 @@ export type LimitsRequest =
   | { op: 'blocked' }
   | { op: 'fail' | 'reset' | 'admit'; name: string; key: string; now: number }
   | { op: 'settle'; name: string; key: string; now: number; outcome: AttemptOutcome }
-  | { op: 'take'; name: string; key: string; now: number };
+  | { op: 'take' | 'lease'; name: string; key: string; now: number };
 
 /** A key the primary blocks until `until` (seconds, the clock of the request that blocked it). */
 export type Block = [name: string, key: string, until: number];
@@ -211,6 +213,64 @@ export function primaryRequestLimiter(link: PrimaryLink, name: string, limit: nu
       if (limit === 0) return 0;
       const wait = await link.call<number>({ op: 'take', name, key, now });
       return wait ?? fallback.take(key, now);
+    },
+  };
+}
+
+/**
+ * A request budget the primary hands out in slices (see inProcessBudgetLeases), as
+ * redisRequestLimiter leases from Redis: a worker asks the primary only when its slice of a key is
+ * used up, so most requests are answered here, at once; the workers together never exceed the
+ * limit, and a worker started in place of one that died finds the budget as the primary leased it
+ * out. While the primary does not answer, this worker holds every key to the whole budget on its own.
+ */
+export function primaryLeasedRequestLimiter(link: PrimaryLink, name: string, limit: number, windowSeconds: number, maxKeys = 100_000): RequestLimiter {
+  type Slice = { window: number; remaining: number; exhausted: boolean; leasing?: Promise<boolean> };
+  const slices = new Map<string, Slice>();
+  const fallback = inProcessRequestLimiter(limit, windowSeconds);
+  const sliceOf = (key: string, window: number): Slice => {
+    let slice = slices.get(key);
+    if (!slice || slice.window !== window) {
+      if (!slice && slices.size >= maxKeys) slices.delete(slices.keys().next().value!);
+      slice = { window, remaining: 0, exhausted: false };
+      slices.set(key, slice);
+    }
+    return slice;
+  };
+  /** One request taken from `slice` (0), the seconds until the next window when the budget is spent, or undefined when the slice is used up. */
+  const takeFrom = (slice: Slice, now: number): number | undefined => {
+    if (slice.remaining > 0) {
+      slice.remaining -= 1;
+      return 0;
+    }
+    return slice.exhausted ? (slice.window + 1) * windowSeconds - now : undefined;
+  };
+  /**
+   * Leases the next slice, then takes from it. The requests of a key that arrive meanwhile wait for
+   * the same lease rather than each leasing one: a burst would otherwise lease a slice per request,
+   * taking the budget of the other workers.
+   */
+  const leaseThenTake = async (key: string, now: number, window: number): Promise<number> => {
+    for (;;) {
+      const slice = sliceOf(key, window);
+      const taken = takeFrom(slice, now);
+      if (taken !== undefined) return taken;
+      slice.leasing ??= link.call<number>({ op: 'lease', name, key, now }).then((granted) => {
+        slice.leasing = undefined;
+        if (granted === undefined) return false;
+        slice.remaining += granted;
+        slice.exhausted = granted === 0;
+        return true;
+      });
+      if (!(await slice.leasing)) return fallback.take(key, now);
+    }
+  };
+  return {
+    take(key, now) {
+      if (limit === 0) return 0;
+      const window = Math.floor(now / windowSeconds);
+      // Synchronous while the slice lasts: the token endpoint then waits for nothing.
+      return takeFrom(sliceOf(key, window), now) ?? leaseThenTake(key, now, window);
     },
   };
 }

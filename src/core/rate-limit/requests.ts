@@ -26,13 +26,45 @@ export function inProcessRequestLimiter(limit: number, windowSeconds: number, ma
 }
 
 /**
+ * The slice of a budget an instance (or a worker) leases at a time: small enough that the others
+ * find most of the budget left, large enough that a busy key rarely waits for the next slice.
+ */
+export const leaseSize = (limit: number): number => Math.max(1, Math.floor(limit / 50));
+
+/**
+ * A fixed-window request budget per key, in process, handed out in slices of `leaseSize(limit)`:
+ * the primary's count of a budget that the workers of `serve --workers N` lease from it (see
+ * primaryLeasedRequestLimiter). A slice leased is gone from the budget whether or not its holder
+ * uses it, so the slices in all never exceed the limit, whatever becomes of a worker.
+ */
+export function inProcessBudgetLeases(limit: number, windowSeconds: number, maxKeys = 100_000) {
+  const size = leaseSize(limit);
+  const windows = new Map<string, { window: number; leased: number }>();
+  return {
+    /** Leases the next slice of `key`'s budget in the window of `now`: how many requests it holds, 0 when the budget is spent. */
+    lease(key: string, now: number): number {
+      const window = Math.floor(now / windowSeconds);
+      let entry = windows.get(key);
+      if (!entry || entry.window !== window) {
+        if (!entry && windows.size >= maxKeys) windows.delete(windows.keys().next().value!);
+        entry = { window, leased: 0 };
+        windows.set(key, entry);
+      }
+      const granted = Math.max(0, Math.min(size, limit - entry.leased));
+      entry.leased += granted;
+      return granted;
+    },
+  };
+}
+
+/**
  * A fixed-window request budget shared through Redis. Each instance leases a slice of the budget
  * (one INCRBY per slice, not per request), so the token endpoint's hot path rarely waits on Redis;
  * the instances together never exceed the limit. While Redis cannot be reached, each instance
  * holds every key to the whole budget on its own.
  */
 export function redisRequestLimiter(link: RedisLink, name: string, limit: number, windowSeconds: number): RequestLimiter {
-  const lease = Math.max(1, Math.floor(limit / 50));
+  const lease = leaseSize(limit);
   const local = new Map<string, { window: number; remaining: number; exhausted: boolean }>();
   const fallback = inProcessRequestLimiter(limit, windowSeconds);
   return {
