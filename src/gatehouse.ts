@@ -176,16 +176,16 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     enabled: config.signup.verifyEmail,
     issuer: config.issuer,
     tokenTtlSeconds: config.emailVerification.tokenTtlSeconds,
-    limits: { perAccount: limits.emailVerificationsPerAccount, perAddress: limits.emailVerificationsPerAddress },
+    limits: { perAccount: limits.emailVerificationsPerAccount, perAddress: limits.emailVerificationsPerAddress, perRecipient: limits.emailsPerRecipient },
     queue,
     onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'an email verification link could not be sent'),
   });
   // Its links verify an address, as email verification's do: they live as long, and are taken from
-  // the same budgets of an account and a client address.
+  // the same budgets of an account, a client address and a mailbox.
   const emailChanges = new EmailChangeService({ storage, audit, login: services.login, accountNotices }, mailer, {
     issuer: config.issuer,
     tokenTtlSeconds: config.emailVerification.tokenTtlSeconds,
-    limits: { perAccount: limits.emailVerificationsPerAccount, perAddress: limits.emailVerificationsPerAddress },
+    limits: { perAccount: limits.emailVerificationsPerAccount, perAddress: limits.emailVerificationsPerAddress, perRecipient: limits.emailsPerRecipient },
     queue,
     onError: (error) => logger.warn({ reason: mailFailure(error, smtpUrl) }, 'an email change link or notice could not be sent'),
   });

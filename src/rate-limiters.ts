@@ -16,6 +16,18 @@ const REDIS_CONNECT_WAIT_MS = 2_000;
 const REDIS_PAUSE_MS = 5_000;
 
 /**
+ * The links to verify an address (at sign-up, again from the account page, and to a new address)
+ * and the notices that an address is taken that one mailbox may be sent in a window, whoever asks:
+ * the sign-up's link and as many as its account may ask for again. The budgets per account and per
+ * client address bound each asker, and accounts are cheap: made with someone else's address, deleted
+ * and made again, or many of them asking for that address as their new one, they filled its mailbox.
+ * (A password reset link is counted by the address it goes to already.)
+ */
+function mailsPerRecipient(config: GatehouseConfig): number {
+  return config.emailVerification.maxRequestsPerAccount + 1;
+}
+
+/**
  * The limits a worker of `serve --workers N` leaves to the primary when there is no Redis, by the
  * name the primary counts them under: every one. The token endpoint's budget per client, taken on
  * every token request, is leased from the primary in slices (see limitsCountedByPrimaryFor).
@@ -35,6 +47,7 @@ export function limitsCountedByPrimary(config: GatehouseConfig): Record<string, 
     'password-reset-address': requests(reset.maxRequestsPerAddress, reset.windowSeconds),
     'email-verification-account': requests(verification.maxRequestsPerAccount, verification.windowSeconds),
     'email-verification-address': requests(verification.maxRequestsPerAddress, verification.windowSeconds),
+    'email-recipient': requests(mailsPerRecipient(config), verification.windowSeconds),
   };
 }
 
@@ -58,6 +71,7 @@ export async function createLimits(config: GatehouseConfig, logger: Logger, opti
       passwordResetsPerAddress: inProcessRequestLimiter(reset.maxRequestsPerAddress, reset.windowSeconds),
       emailVerificationsPerAccount: inProcessRequestLimiter(verification.maxRequestsPerAccount, verification.windowSeconds),
       emailVerificationsPerAddress: inProcessRequestLimiter(verification.maxRequestsPerAddress, verification.windowSeconds),
+      emailsPerRecipient: inProcessRequestLimiter(mailsPerRecipient(config), verification.windowSeconds),
       close: async () => {},
     };
   }
@@ -89,6 +103,7 @@ export async function createLimits(config: GatehouseConfig, logger: Logger, opti
     passwordResetsPerAddress: redisRequestLimiter(link, 'password-reset-address', reset.maxRequestsPerAddress, reset.windowSeconds),
     emailVerificationsPerAccount: redisRequestLimiter(link, 'email-verification-account', verification.maxRequestsPerAccount, verification.windowSeconds),
     emailVerificationsPerAddress: redisRequestLimiter(link, 'email-verification-address', verification.maxRequestsPerAddress, verification.windowSeconds),
+    emailsPerRecipient: redisRequestLimiter(link, 'email-recipient', mailsPerRecipient(config), verification.windowSeconds),
     close: async () => {
       // A clean QUIT when Redis answers; one that is down or hangs is not waited for.
       await withDeadline(redis.close(), REDIS_CONNECT_WAIT_MS, 'Redis did not answer QUIT').catch(() => {});
@@ -132,6 +147,7 @@ async function limitsCountedByPrimaryFor(config: GatehouseConfig, logger: Logger
     passwordResetsPerAddress: requests('password-reset-address'),
     emailVerificationsPerAccount: requests('email-verification-account'),
     emailVerificationsPerAddress: requests('email-verification-address'),
+    emailsPerRecipient: requests('email-recipient'),
     close: async () => {
       process.off('message', onMessage);
       link.close();

@@ -5,7 +5,7 @@ import type { AccountNotices } from './account-notices.ts';
 import { clientNetwork } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import { emailChangeMessage, emailInUseMessage } from './email-change-mail.ts';
-import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type IssuedLinks, type LinkKind } from './emailed-links.ts';
+import { findLiveLink, MailDeliveries, mailboxHasRoom, sendLink, type EmailedLinkOptions, type IssuedLinks, type LinkKind } from './emailed-links.ts';
 import type { LoginService } from './login.ts';
 import type { Mailer } from './mail.ts';
 import { checkEmail } from './users.ts';
@@ -135,7 +135,7 @@ export class EmailChangeService {
     // Authentication cheat sheet does so for a sign-up with a taken address): they may be the one
     // asking, with two accounts, and would wait for a link that never comes. Auth0 and Keycloak
     // refuse such a change on the spot, which tells; the notice costs what a link costs, and is
-    // taken from the same budgets, so it fills nobody's mailbox.
+    // taken from the same budgets, and from that of the mailbox (mailboxHasRoom), so it fills nobody's mailbox.
     if (holder !== undefined) {
       this.#audit.record({ at: now, kind: 'user.email_change_requested', outcome: 'failure', clientId: null, userId: current.id, data: { reason: 'email_in_use', address } });
       this.#deliveries.start(() => this.#sendInUseNotice(mailer, email, holder.id, now));
@@ -147,7 +147,11 @@ export class EmailChangeService {
   }
 
   async #sendLink(mailer: Mailer, user: User, to: string, now: number, address: string): Promise<void> {
-    const { issuer, tokenTtlSeconds, queue } = this.#options;
+    const { issuer, tokenTtlSeconds, queue, limits } = this.#options;
+    if (!(await mailboxHasRoom(limits.perRecipient, to, now))) {
+      this.#audit.record({ at: now, kind: CHANGE_LINK.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mailbox_over_budget', address } });
+      return;
+    }
     const changes = this.#storage.emailChanges;
     const links: IssuedLinks = {
       // Only while the password is still the one the change was asked with: a new one (by an
@@ -164,7 +168,11 @@ export class EmailChangeService {
   async #sendInUseNotice(mailer: Mailer, to: string, holderId: string, now: number): Promise<void> {
     const audited = (outcome: 'success' | 'failure') =>
       this.#audit.record({ at: now, kind: 'user.change_notified', outcome, clientId: null, userId: holderId, data: outcome === 'success' ? { change: 'email_in_use' } : { change: 'email_in_use', reason: 'mail_not_sent' } });
-    const { queue, issuer } = this.#options;
+    const { queue, issuer, limits } = this.#options;
+    if (!(await mailboxHasRoom(limits.perRecipient, to, now))) {
+      this.#audit.record({ at: now, kind: 'user.change_notified', outcome: 'failure', clientId: null, userId: holderId, data: { change: 'email_in_use', reason: 'mailbox_over_budget' } });
+      return;
+    }
     if (!queue.enter()) return audited('failure');
     try {
       await mailer.send(emailInUseMessage({ to, issuer }));

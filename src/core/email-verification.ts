@@ -4,7 +4,7 @@ import type { User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import { emailVerificationMessage } from './email-verification-mail.ts';
-import { findLiveLink, MailDeliveries, sendLink, type EmailedLinkOptions, type IssuedLinks, type LinkKind } from './emailed-links.ts';
+import { findLiveLink, MailDeliveries, mailboxHasRoom, sendLink, type EmailedLinkOptions, type IssuedLinks, type LinkKind } from './emailed-links.ts';
 import type { Mailer } from './mail.ts';
 
 export type ResendResult = { outcome: 'sent' } | { outcome: 'verified' } | { outcome: 'throttled'; retryAfterSeconds: number };
@@ -89,7 +89,11 @@ export class EmailVerificationService {
   }
 
   async #deliver(mailer: Mailer, user: User, now: number): Promise<void> {
-    const { issuer, tokenTtlSeconds, queue } = this.#options;
+    const { issuer, tokenTtlSeconds, queue, limits } = this.#options;
+    if (!(await mailboxHasRoom(limits.perRecipient, user.email, now))) {
+      this.#audit.record({ at: now, kind: VERIFICATION_LINK.auditKind, outcome: 'failure', clientId: null, userId: user.id, data: { reason: 'mailbox_over_budget' } });
+      return;
+    }
     // Stored only while the address is still the user's: one changed meanwhile gets no link.
     const verifications = this.#storage.emailVerifications;
     const links: IssuedLinks = {

@@ -1,4 +1,4 @@
-import type { User, UserRepository } from '../storage/repositories/users.ts';
+import { normalizeEmail, type User, type UserRepository } from '../storage/repositories/users.ts';
 import type { AuditTrail } from './audit.ts';
 import type { Mailer, MailMessage } from './mail.ts';
 import type { RequestLimiter } from './rate-limit/requests.ts';
@@ -92,11 +92,20 @@ export class MailQueue {
   }
 }
 
+/** Whether one more mail may go to the mailbox `email` at `now` within `perRecipient` (taking it from the budget when it may). */
+export async function mailboxHasRoom(perRecipient: RequestLimiter | undefined, email: string, now: number): Promise<boolean> {
+  return perRecipient === undefined || (await perRecipient.take(`mailbox:${normalizeEmail(email)}`, now)) === 0;
+}
+
 /** The settings of a kind of link sent by email. */
 export interface EmailedLinkOptions {
   issuer: string;
   tokenTtlSeconds: number;
-  limits: { perAccount: RequestLimiter; perAddress: RequestLimiter };
+  /**
+   * `perRecipient`: the mails one mailbox may be sent, whoever asks for them; taken when a mail is
+   * about to go, after answering, so that no answer tells whether it went.
+   */
+  limits: { perAccount: RequestLimiter; perAddress: RequestLimiter; perRecipient?: RequestLimiter };
   /** The mails waiting for the mail server, shared by every kind of link. */
   queue: MailQueue;
   /** Why a link could not be sent (the mail server refused it, or did not answer): for the log. */

@@ -13,7 +13,7 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 type Limits = Awaited<ReturnType<typeof createLimits>>;
 
 /** Every request budget an instance keeps, each shared through Redis the same way. */
-const BUDGETS = ['tokenRequests', 'pendingAuthorizations', 'signupsPerAddress', 'passwordResetsPerAccount', 'passwordResetsPerAddress', 'emailVerificationsPerAccount', 'emailVerificationsPerAddress'] as const;
+const BUDGETS = ['tokenRequests', 'pendingAuthorizations', 'signupsPerAddress', 'passwordResetsPerAccount', 'passwordResetsPerAddress', 'emailVerificationsPerAccount', 'emailVerificationsPerAddress', 'emailsPerRecipient'] as const;
 
 /**
  * A count in Redis without an expiry is there for ever: a count of sign-ins being checked that

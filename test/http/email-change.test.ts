@@ -283,6 +283,33 @@ for (const dialect of DIALECTS) {
       assert.equal((await stored(user.id))!.email, user.email);
     });
 
+    it('mails one address no more than an account may ask for, however many accounts ask for it: a link to a free address, a notice to a taken one, and every answer alike', async () => {
+      ahead += 3600;
+      const free = address('victim');
+      const holder = await server.user(address('holder'), PASSWORD);
+      // Each account has links of its own to ask for, within its budget; the mailbox they are sent to
+      // has one budget, whoever asks.
+      const askers = await Promise.all(
+        Array.from({ length: 6 }, async () => {
+          const user = await server.user(address('asker'), PASSWORD);
+          return signedInBrowser(server.url, user.email, PASSWORD);
+        }),
+      );
+      const shown = (text: string) => text.replace(/<strong>[^<]*@example\.com<\/strong>/g, '').replace(/name="csrf" value="[^"]*"/g, '');
+      const pages = new Set<string>();
+      for (const browser of askers) {
+        for (const to of [free, holder.email]) {
+          const answer = await ask(browser, to);
+          assert.equal(answer.status, 200, answer.text.slice(0, 300));
+          pages.add(shown(answer.text));
+        }
+      }
+      assert.equal(pages.size, 1, 'every answer alike, mailed or not');
+      await settled();
+      assert.equal(mailsTo(free).length, 4, 'as many links as an account may ask for, and one more (the sign-up’s), no more');
+      assert.equal(mailsTo(holder.email).length, 4, 'as many notices');
+    });
+
     it('refuses a wrong current password, counted with the password page’s, and limits the links an account asks for', async () => {
       const user = await aUser();
       const sent = mail.received.length;

@@ -407,6 +407,29 @@ for (const dialect of DIALECTS) {
       assert.equal(mailsTo(other.email).length, 2);
     });
 
+    it('mails one address no more links than an account may ask for, however many accounts are made with it: signed up again and again after deleting the account, the sign-up answers alike and mails nothing more', async () => {
+      freshWindow();
+      // Someone who does not own the address signs up with it, deletes the account (its address was
+      // never verified: no notice is sent), signs up again with it: each sign-up is a new account,
+      // with budgets of its own, and its mail went to the same mailbox.
+      const victim = `victim-${++counter}-${dialect}@example.com`;
+      const answers: string[] = [];
+      for (let round = 0; round < PER_ACCOUNT + 3; round++) {
+        const browser = new HttpBrowser();
+        const form = await browser.request(`${server.url}/signup`);
+        const answer = await browser.request(`${server.url}/signup`, { form: { csrf: hiddenField(form.text, 'csrf'), email: victim, name: 'Mallory', password: PASSWORD } });
+        assert.equal(answer.status, 303, answer.text.slice(0, 500));
+        answers.push(answer.location!);
+        await server.gatehouse.emailVerifications.settled();
+        const deletion = await browser.request(`${server.url}/account/delete`);
+        const deleted = await browser.request(`${server.url}/account/delete`, { form: { csrf: hiddenField(deletion.text, 'csrf'), password: PASSWORD, confirm: 'delete' } });
+        assert.equal(deleted.status, 200, deleted.text.slice(0, 500));
+      }
+      assert.equal(new Set(answers).size, 1, 'every sign-up answers alike, mailed or not');
+      await server.gatehouse.accountNotices.settled();
+      assert.equal(mailsTo(victim).length, PER_ACCOUNT + 1, 'the sign-up’s link and as many as an account may ask for again, no more');
+    });
+
     it('keeps the earlier link working when the mail server refuses the mail of a newer one, and voids it once a newer one is mailed', async () => {
       freshWindow();
       const { email, browser } = await signUp();
