@@ -30,6 +30,14 @@ export const BACKCHANNEL_LOGOUT_TIMEOUT_MS = 3_000;
  */
 export const BACKCHANNEL_LOGOUT_CONCURRENCY = 8;
 
+/**
+ * How many of those places one client takes at most. A receiver that never answers holds each of its
+ * places for the whole timeout: a client whose sessions ended by the hundred (a person signing in
+ * and out of it in a loop, then signing out everywhere) held them all, and every other client's
+ * Logout Tokens waited behind its, for minutes.
+ */
+export const BACKCHANNEL_LOGOUT_PER_CLIENT = 2;
+
 export interface LogoutTokenInput {
   clientId: string;
   userId: string;
@@ -55,7 +63,10 @@ export class BackChannelLogout {
   #issuer: string;
   #timeoutMs: number;
   #inFlight = new Set<Promise<void>>();
-  #waiting: { session: EndedSession; clientId: string }[] = [];
+  /** By client, in the order they first waited: the sessions whose Logout Tokens wait their turn. */
+  #waiting = new Map<string, EndedSession[]>();
+  /** By client: how many of its Logout Tokens are being posted. */
+  #postingTo = new Map<string, number>();
 
   constructor(services: { clients: ClientRepository; keys: KeyStore; audit: AuditTrail; clock: Clock; issuer: string; timeoutMs?: number }) {
     this.#clients = services.clients;
@@ -69,26 +80,46 @@ export class BackChannelLogout {
   /** Starts telling the clients of the sessions that ended, a few at a time; returns at once. */
   notify(ended: readonly EndedSession[]): void {
     for (const session of ended) {
-      for (const clientId of new Set(session.clientIds)) this.#waiting.push({ session, clientId });
+      for (const clientId of new Set(session.clientIds)) {
+        const queue = this.#waiting.get(clientId);
+        if (queue) queue.push(session);
+        else this.#waiting.set(clientId, [session]);
+      }
     }
     this.#startWaiting();
   }
 
+  /**
+   * Starts the next waiting Logout Tokens while there are places, each of a client that has fewer than
+   * BACKCHANNEL_LOGOUT_PER_CLIENT being posted: those of the clients that waited first, in the order
+   * their sessions ended.
+   */
   #startWaiting(): void {
-    while (this.#inFlight.size < BACKCHANNEL_LOGOUT_CONCURRENCY && this.#waiting.length > 0) {
-      const { session, clientId } = this.#waiting.shift()!;
-      const delivery = this.#deliver(session, clientId).finally(() => {
-        this.#inFlight.delete(delivery);
-        this.#startWaiting();
-      });
-      this.#inFlight.add(delivery);
+    for (const [clientId, queue] of this.#waiting) {
+      if (this.#inFlight.size >= BACKCHANNEL_LOGOUT_CONCURRENCY) return;
+      while (queue.length > 0 && (this.#postingTo.get(clientId) ?? 0) < BACKCHANNEL_LOGOUT_PER_CLIENT && this.#inFlight.size < BACKCHANNEL_LOGOUT_CONCURRENCY) {
+        this.#start(queue.shift()!, clientId);
+      }
+      if (queue.length === 0) this.#waiting.delete(clientId);
     }
+  }
+
+  #start(session: EndedSession, clientId: string): void {
+    this.#postingTo.set(clientId, (this.#postingTo.get(clientId) ?? 0) + 1);
+    const delivery = this.#deliver(session, clientId).finally(() => {
+      const posting = this.#postingTo.get(clientId)! - 1;
+      if (posting === 0) this.#postingTo.delete(clientId);
+      else this.#postingTo.set(clientId, posting);
+      this.#inFlight.delete(delivery);
+      this.#startWaiting();
+    });
+    this.#inFlight.add(delivery);
   }
 
   /**
    * Resolves once every delivery asked for so far, those waiting their turn included, has succeeded
    * or failed: on shutdown. A delivery takes at most the timeout, so this takes at most the timeout
-   * for every BACKCHANNEL_LOGOUT_CONCURRENCY of them.
+   * for every BACKCHANNEL_LOGOUT_CONCURRENCY of them (BACKCHANNEL_LOGOUT_PER_CLIENT of one client's).
    */
   async settled(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);

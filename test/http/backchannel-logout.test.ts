@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import { internalRange } from '../../src/core/addresses.ts';
 import { createClient } from '../../src/core/applications.ts';
-import { BACKCHANNEL_LOGOUT_CONCURRENCY, BACKCHANNEL_LOGOUT_EVENT } from '../../src/core/backchannel-logout.ts';
+import { BACKCHANNEL_LOGOUT_CONCURRENCY, BACKCHANNEL_LOGOUT_EVENT, BACKCHANNEL_LOGOUT_PER_CLIENT } from '../../src/core/backchannel-logout.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { codeThrough, HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
@@ -457,6 +457,27 @@ for (const dialect of DIALECTS) {
       await delivered();
       assert.equal(tokensFor('/slow', user.id).length, 40);
       assert.ok(receiver.mostAtOnce <= BACKCHANNEL_LOGOUT_CONCURRENCY, `${receiver.mostAtOnce} Logout Tokens were being posted at once`);
+    });
+
+    it('posts the Logout Tokens of other clients while one client’s receiver hangs on many: it holds no more than a few places at once', async () => {
+      const hanging = await aWebClient('Hanging on many', `${receiver.url}/hanging-many`);
+      receiver.hanging.add('/hanging-many');
+      const user = await aUser();
+      const now = server.gatehouse.clock();
+      for (let i = 0; i < 10; i++) await server.gatehouse.storage.sessions.addClient(digestOf((await server.gatehouse.sessions.start(user.id, now, { address: '127.0.0.1', userAgent: undefined }))!), hanging.id);
+      assert.equal(await adminApi(`/users/${user.id}/sign-out`), 204);
+
+      // Someone else signs out of another application meanwhile.
+      const other = await aUser();
+      const browser = await signedIn(other.email);
+      const tokens = await authorize(browser, first);
+      assert.match((await browser.request(`${server.url}/logout?${new URLSearchParams({ id_token_hint: tokens.id_token })}`)).text, /You are signed out/);
+      await delivered();
+      const arrived = receiver.received.findIndex((r) => r.path === '/a' && r.claims.sub === other.id);
+      assert.ok(arrived >= 0, 'the other application was told');
+      const hangingBefore = receiver.received.slice(0, arrived).filter((r) => r.path === '/hanging-many').length;
+      assert.ok(hangingBefore <= BACKCHANNEL_LOGOUT_PER_CLIENT, `${hangingBefore} Logout Tokens to the hanging receiver went before the other application’s`);
+      assert.equal(tokensFor('/hanging-many', user.id).length, 10, 'every one of them was posted in the end');
     });
 
     /** A TCP listener at `host` that records every connection made to it (and closes it). */
