@@ -63,6 +63,8 @@ export interface GatehouseOptions {
   sweepIntervalMs?: number;
   /** How many mails may wait for the mail server at once (MAX_MAILS_WAITING unless told; tests tell). */
   maxMailsWaiting?: number;
+  /** How many Logout Tokens may wait to be posted at once (MAX_LOGOUTS_WAITING unless told; tests tell). */
+  maxLogoutsWaiting?: number;
 }
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
@@ -126,7 +128,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     login: new LoginService(storage, { perAccount: limits.loginPerAccount, perAddress: limits.loginPerAddress }),
   };
   const idTokens = idTokenIssuer(keys, { issuer: config.issuer, ttlSeconds: config.tokens.idTokenTtlSeconds });
-  const backChannelLogout = new BackChannelLogout({ clients: storage.clients, keys, audit, clock, issuer: config.issuer });
+  const backChannelLogout = new BackChannelLogout({ clients: storage.clients, keys, audit, clock, issuer: config.issuer, maxWaiting: options.maxLogoutsWaiting });
   const tokenEndpoint = new TokenEndpoint(services, { authFailures: limits.clientAuthFailures, requests: limits.tokenRequests });
   for (const grant of builtInGrants) tokenEndpoint.register(grant);
   tokenEndpoint.addResponseHook(idTokenHook(idTokens));

@@ -38,6 +38,15 @@ export const BACKCHANNEL_LOGOUT_CONCURRENCY = 8;
  */
 export const BACKCHANNEL_LOGOUT_PER_CLIENT = 2;
 
+/**
+ * How many Logout Tokens may wait their turn at once, of every client; one client's may take a tenth
+ * of the places. The sessions a person or an operator ends are not limited, and a receiver that
+ * never answers is posted to once every few seconds: the waiting ones would otherwise grow in
+ * memory for as long as people sign out faster, and one client's would take every place. A Logout
+ * Token with no place is not sent, and audited so.
+ */
+export const MAX_LOGOUTS_WAITING = 10_000;
+
 export interface LogoutTokenInput {
   clientId: string;
   userId: string;
@@ -67,14 +76,20 @@ export class BackChannelLogout {
   #waiting = new Map<string, EndedSession[]>();
   /** By client: how many of its Logout Tokens are being posted. */
   #postingTo = new Map<string, number>();
+  #waitingCount = 0;
+  #maxWaiting: number;
+  #maxWaitingPerClient: number;
 
-  constructor(services: { clients: ClientRepository; keys: KeyStore; audit: AuditTrail; clock: Clock; issuer: string; timeoutMs?: number }) {
+  /** `maxWaiting`: MAX_LOGOUTS_WAITING unless told. */
+  constructor(services: { clients: ClientRepository; keys: KeyStore; audit: AuditTrail; clock: Clock; issuer: string; timeoutMs?: number; maxWaiting?: number | undefined }) {
     this.#clients = services.clients;
     this.#keys = services.keys;
     this.#audit = services.audit;
     this.#clock = services.clock;
     this.#issuer = services.issuer;
     this.#timeoutMs = services.timeoutMs ?? BACKCHANNEL_LOGOUT_TIMEOUT_MS;
+    this.#maxWaiting = services.maxWaiting ?? MAX_LOGOUTS_WAITING;
+    this.#maxWaitingPerClient = Math.ceil(this.#maxWaiting / 10);
   }
 
   /** Starts telling the clients of the sessions that ended, a few at a time; returns at once. */
@@ -82,8 +97,13 @@ export class BackChannelLogout {
     for (const session of ended) {
       for (const clientId of new Set(session.clientIds)) {
         const queue = this.#waiting.get(clientId);
+        if (this.#waitingCount >= this.#maxWaiting || (queue?.length ?? 0) >= this.#maxWaitingPerClient) {
+          this.#audited(session, clientId, 'failure', { reason: 'too many Logout Tokens waiting for the client' });
+          continue;
+        }
         if (queue) queue.push(session);
         else this.#waiting.set(clientId, [session]);
+        this.#waitingCount++;
       }
     }
     this.#startWaiting();
@@ -98,6 +118,7 @@ export class BackChannelLogout {
     for (const [clientId, queue] of this.#waiting) {
       if (this.#inFlight.size >= BACKCHANNEL_LOGOUT_CONCURRENCY) return;
       while (queue.length > 0 && (this.#postingTo.get(clientId) ?? 0) < BACKCHANNEL_LOGOUT_PER_CLIENT && this.#inFlight.size < BACKCHANNEL_LOGOUT_CONCURRENCY) {
+        this.#waitingCount--;
         this.#start(queue.shift()!, clientId);
       }
       if (queue.length === 0) this.#waiting.delete(clientId);
@@ -145,9 +166,12 @@ export class BackChannelLogout {
       .sign(key);
   }
 
+  #audited(session: EndedSession, clientId: string, outcome: 'success' | 'failure', data: Record<string, unknown>): void {
+    this.#audit.record({ at: this.#clock(), kind: 'backchannel_logout.delivered', outcome, clientId, userId: session.userId, data: { sid: session.sid, ...data } });
+  }
+
   async #deliver(session: EndedSession, clientId: string): Promise<void> {
-    const record = (outcome: 'success' | 'failure', data: Record<string, unknown>) =>
-      this.#audit.record({ at: this.#clock(), kind: 'backchannel_logout.delivered', outcome, clientId, userId: session.userId, data: { sid: session.sid, ...data } });
+    const record = (outcome: 'success' | 'failure', data: Record<string, unknown>) => this.#audited(session, clientId, outcome, data);
     try {
       // A client deleted since, or one that registered no URI, is not told.
       const client = await this.#clients.find(clientId);

@@ -564,4 +564,53 @@ for (const dialect of DIALECTS) {
       assert.equal(receiver.received.filter((r) => r.claims.sub === user.id).length, 0);
     });
   });
+
+  describe(`back-channel logout with few Logout Tokens allowed to wait (${dialect})`, { timeout: 120_000 }, () => {
+    /** Waiting places in all; a client may take a tenth of them (MAX_LOGOUTS_WAITING's share). */
+    const WAITING = 20;
+    let server: TestServer;
+    let receiver: Receiver;
+    let admin: { id: string; secret: string };
+
+    before(async () => {
+      server = await startTestServer(dialect, { maxLogoutsWaiting: WAITING });
+      receiver = new Receiver(createRemoteJWKSet(new URL(`${server.url}/jwks.json`)), server.url);
+      await receiver.start();
+      admin = await server.client({ name: 'Back office', grantTypes: ['client_credentials'], scopes: ['admin:users'], isAdmin: true });
+    });
+    after(async () => {
+      await receiver.close();
+      await server.close();
+    });
+
+    it('keeps no more Logout Tokens of one client waiting than its share: the others are not sent, audited as failed, and another client’s still go', async () => {
+      const aClient = (name: string, path: string) =>
+        server.client({ name, grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, backchannelLogoutUri: `${receiver.url}${path}` });
+      const hanging = await aClient('Hanging', '/hanging');
+      const answering = await aClient('Answering', '/answering');
+      receiver.hanging.add('/hanging');
+      const user = await server.user(`bcl-bound-${dialect}@example.com`, PASSWORD);
+      const now = server.gatehouse.clock();
+      const sessionThrough = async (clientId: string) =>
+        server.gatehouse.storage.sessions.addClient(digestOf((await server.gatehouse.sessions.start(user.id, now, { address: '127.0.0.1', userAgent: undefined }))!), clientId);
+      for (let i = 0; i < 12; i++) await sessionThrough(hanging.id);
+      await sessionThrough(answering.id);
+
+      const token = await post(`${server.url}/token`, { grant_type: 'client_credentials', scope: 'admin:users' }, { headers: { authorization: basic(admin.id, admin.secret) } });
+      const signOut = await fetch(`${server.url}/admin/v1/users/${user.id}/sign-out`, { method: 'POST', headers: { authorization: `Bearer ${token.body.access_token}` } });
+      assert.equal(signOut.status, 204);
+      await server.gatehouse.backChannelLogout.settled();
+      await server.gatehouse.audit.flush();
+
+      const share = Math.ceil(WAITING / 10);
+      const posted = receiver.at('/hanging').length;
+      assert.ok(posted <= BACKCHANNEL_LOGOUT_PER_CLIENT + share, `${posted} Logout Tokens were posted to the hanging receiver`);
+      assert.equal(receiver.at('/answering').length, 1, 'the other client was told');
+      const events = await server.gatehouse.storage.audit.query({ userId: user.id, kind: 'backchannel_logout.delivered' });
+      const reasons = events.filter((e) => e.clientId === hanging.id).map((e) => e.data.reason);
+      assert.equal(reasons.length, 12, 'each one audited');
+      assert.equal(reasons.filter((reason) => reason === 'no answer in time').length, posted);
+      assert.equal(reasons.filter((reason) => reason === 'too many Logout Tokens waiting for the client').length, 12 - posted);
+    });
+  });
 }

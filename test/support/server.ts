@@ -35,6 +35,8 @@ export interface TestServerOptions {
   logger?: Logger;
   /** How many mails may wait for the mail server at once. */
   maxMailsWaiting?: number;
+  /** How many Logout Tokens may wait to be posted at once. */
+  maxLogoutsWaiting?: number;
 }
 
 /** A real Gatehouse on a free loopback port, on a fresh database of the given dialect. */
@@ -56,6 +58,7 @@ export async function startTestServer(dialect: TestDialect, options: TestServerO
   const gatehouse = await createGatehouse(config, {
     logger: options.logger ?? pino({ level: 'silent' }),
     ...(options.maxMailsWaiting !== undefined ? { maxMailsWaiting: options.maxMailsWaiting } : {}),
+    ...(options.maxLogoutsWaiting !== undefined ? { maxLogoutsWaiting: options.maxLogoutsWaiting } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.background === false ? { background: false } : {}),
   });
