@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { AuditTrail } from './core/audit.ts';
-import { BackChannelLogout } from './core/backchannel-logout.ts';
+import { BackChannelLogout, type NameLookup } from './core/backchannel-logout.ts';
 import { ClientRegistry } from './core/clients.ts';
 import { ClientAssertions } from './core/client-auth/assertion.ts';
 import { systemClock, type Clock } from './core/clock.ts';
@@ -65,6 +65,8 @@ export interface GatehouseOptions {
   maxMailsWaiting?: number;
   /** How many Logout Tokens may wait to be posted at once (MAX_LOGOUTS_WAITING unless told; tests tell). */
   maxLogoutsWaiting?: number;
+  /** How Logout Token deliveries look names up (dns.lookup unless told; tests tell). */
+  lookup?: NameLookup;
 }
 
 export async function openStorage(config: GatehouseConfig): Promise<Storage> {
@@ -128,7 +130,7 @@ export async function createGatehouse(config: GatehouseConfig, options: Gatehous
     login: new LoginService(storage, { perAccount: limits.loginPerAccount, perAddress: limits.loginPerAddress }),
   };
   const idTokens = idTokenIssuer(keys, { issuer: config.issuer, ttlSeconds: config.tokens.idTokenTtlSeconds });
-  const backChannelLogout = new BackChannelLogout({ clients: storage.clients, keys, audit, clock, issuer: config.issuer, maxWaiting: options.maxLogoutsWaiting });
+  const backChannelLogout = new BackChannelLogout({ clients: storage.clients, keys, audit, clock, issuer: config.issuer, maxWaiting: options.maxLogoutsWaiting, lookup: options.lookup });
   const tokenEndpoint = new TokenEndpoint(services, { authFailures: limits.clientAuthFailures, requests: limits.tokenRequests });
   for (const grant of builtInGrants) tokenEndpoint.register(grant);
   tokenEndpoint.addResponseHook(idTokenHook(idTokens));

@@ -8,6 +8,7 @@ import type { EndedSession } from '../storage/repositories/sessions.ts';
 import { internalRange } from './addresses.ts';
 import type { AuditTrail } from './audit.ts';
 import type { Clock } from './clock.ts';
+import { BoundedWork, LOOKUP_THREADS } from './thread-pool.ts';
 import type { KeyStore } from './tokens/keys.ts';
 
 /** Back-Channel Logout 1.0 §2.4: the event a Logout Token carries. */
@@ -71,6 +72,7 @@ export class BackChannelLogout {
   #clock: Clock;
   #issuer: string;
   #timeoutMs: number;
+  #lookup: NameLookup;
   #inFlight = new Set<Promise<void>>();
   /** By client, in the order they first waited: the sessions whose Logout Tokens wait their turn. */
   #waiting = new Map<string, EndedSession[]>();
@@ -80,14 +82,15 @@ export class BackChannelLogout {
   #maxWaiting: number;
   #maxWaitingPerClient: number;
 
-  /** `maxWaiting`: MAX_LOGOUTS_WAITING unless told. */
-  constructor(services: { clients: ClientRepository; keys: KeyStore; audit: AuditTrail; clock: Clock; issuer: string; timeoutMs?: number; maxWaiting?: number | undefined }) {
+  /** `maxWaiting`: MAX_LOGOUTS_WAITING unless told; `lookup`: how names are looked up, dns.lookup unless told. */
+  constructor(services: { clients: ClientRepository; keys: KeyStore; audit: AuditTrail; clock: Clock; issuer: string; timeoutMs?: number; maxWaiting?: number | undefined; lookup?: NameLookup | undefined }) {
     this.#clients = services.clients;
     this.#keys = services.keys;
     this.#audit = services.audit;
     this.#clock = services.clock;
     this.#issuer = services.issuer;
     this.#timeoutMs = services.timeoutMs ?? BACKCHANNEL_LOGOUT_TIMEOUT_MS;
+    this.#lookup = boundedLookup(services.lookup ?? dnsLookup);
     this.#maxWaiting = services.maxWaiting ?? MAX_LOGOUTS_WAITING;
     this.#maxWaitingPerClient = Math.ceil(this.#maxWaiting / 10);
   }
@@ -180,7 +183,7 @@ export class BackChannelLogout {
       // A developer's URI passed checkBackchannelLogoutUri, which resolves no name: where a name
       // leads is judged here, at the connection itself, so that a DNS answer changed since
       // (rebinding) is judged too. An operator's application is posted to wherever it says.
-      const status = await postForm(client.backchannelLogoutUri, { logout_token: token }, this.#timeoutMs, client.ownerUserId !== null);
+      const status = await postForm(client.backchannelLogoutUri, { logout_token: token }, this.#timeoutMs, this.#lookup, client.ownerUserId !== null);
       // §2.8: "If the logout succeeded, the RP MUST respond with HTTP 200 OK"; 204 says as much.
       if (status >= 200 && status < 300) record('success', { status });
       else record('failure', { status, reason: status >= 300 && status < 400 ? 'redirect not followed' : 'the client refused the logout' });
@@ -194,7 +197,7 @@ export class BackChannelLogout {
  * §2.5: an HTTP POST of `application/x-www-form-urlencoded` parameters; the status the receiver
  * answers. Its body is not read, and the connection is not kept.
  */
-function postForm(uri: string, fields: Record<string, string>, timeoutMs: number, outsideOnly: boolean): Promise<number> {
+function postForm(uri: string, fields: Record<string, string>, timeoutMs: number, lookup: NameLookup, outsideOnly: boolean): Promise<number> {
   const body = new URLSearchParams(fields).toString();
   const { protocol, hostname } = new URL(uri);
   const send = protocol === 'https:' ? httpsRequest : httpRequest;
@@ -207,7 +210,7 @@ function postForm(uri: string, fields: Record<string, string>, timeoutMs: number
       {
         method: 'POST',
         agent: false,
-        ...(outsideOnly && { lookup: lookupOutside }),
+        lookup: outsideOnly ? outsideOnlyLookup(lookup) : lookup,
         signal: AbortSignal.timeout(timeoutMs),
         headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' },
       },
@@ -227,19 +230,51 @@ class InternalAddressError extends Error {
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
+/** dns.lookup's signature, as a connection calls it. */
+export type NameLookup = (hostname: string, options: LookupOptions, callback: LookupCallback) => void;
+
+class LookupsBusyError extends Error {
+  code = 'ERR_LOOKUPS_BUSY';
+}
+
 /**
- * dns.lookup as a connection calls it, keeping only addresses outside Gatehouse's own network (see
- * internalRange), or failing when there are none. A connection to an IP literal calls no lookup:
- * postForm judges such a host itself.
+ * `lookup` (getaddrinfo, on libuv's thread pool) LOOKUP_THREADS at a time (see thread-pool.ts): a
+ * DNS server that does not answer, an application's own or an attacker's, holds a thread for the
+ * resolver's timeout, and 8 deliveries at once looking up such names held every thread of a pool
+ * of 4 (libuv's default), and every token signature waited behind them. A lookup with no place in line
+ * fails the delivery at once.
  */
-function lookupOutside(hostname: string, options: LookupOptions, callback: LookupCallback): void {
-  dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
-    if (error) return callback(error, []);
-    const outside = addresses.filter(({ address }) => internalRange(address) === undefined);
-    if (outside.length === 0) return callback(new InternalAddressError(`${hostname} resolves only to internal addresses`), []);
-    if (options.all) return callback(null, outside);
-    callback(null, outside[0]!.address, outside[0]!.family);
-  });
+function boundedLookup(lookup: NameLookup): NameLookup {
+  const work = new BoundedWork(LOOKUP_THREADS, BACKCHANNEL_LOGOUT_CONCURRENCY, () => new LookupsBusyError('too many name lookups waiting'));
+  return (hostname, options, callback) => {
+    work
+      .run(() => new Promise<LookupAddress[]>((resolve, reject) => lookup(hostname, { ...options, all: true }, (error, addresses) => (error ? reject(error) : resolve(addresses as LookupAddress[])))))
+      .then(
+        (addresses) => {
+          const first = addresses[0];
+          if (first === undefined) return callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), []);
+          if (options.all) callback(null, addresses);
+          else callback(null, first.address, first.family);
+        },
+        (error: NodeJS.ErrnoException) => callback(error, []),
+      );
+  };
+}
+
+/**
+ * `lookup`, keeping only addresses outside Gatehouse's own network (see internalRange), or failing
+ * when there are none. A connection to an IP literal calls no lookup: postForm judges such a host itself.
+ */
+function outsideOnlyLookup(lookup: NameLookup): NameLookup {
+  return (hostname, options, callback) => {
+    lookup(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error) return callback(error, []);
+      const outside = (addresses as LookupAddress[]).filter(({ address }) => internalRange(address) === undefined);
+      if (outside.length === 0) return callback(new InternalAddressError(`${hostname} resolves only to internal addresses`), []);
+      if (options.all) return callback(null, outside);
+      callback(null, outside[0]!.address, outside[0]!.family);
+    });
+  };
 }
 
 /** Why a delivery failed, as the audit log says it: never the token, nor anything the receiver sent. */

@@ -1,19 +1,15 @@
 import { argon2, randomBytes, timingSafeEqual } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
+import { BoundedWork, HASHING_THREADS } from './thread-pool.ts';
 
 const argon2Async = promisify(argon2);
 
 /**
- * Argon2id runs on libuv's thread pool (UV_THREADPOOL_SIZE threads, 4 unless set), which the
- * signatures of every token (WebCrypto), DNS lookups and file reads share, first come first served.
- * Unbounded, a flood of sign-ins from many addresses (each under its own limits) queued hundreds of
- * hashes of tens of milliseconds there, and every token request waited behind them: 50 queued hashes
- * held one ES256 signature for 0.66 s. So few passwords are hashed at once — two pool threads are
- * always left to the rest, and hashing takes at most half the cores — and a bounded number wait
- * their turn, some two seconds' worth. Past that a password is not hashed at all: PasswordsBusy,
- * answered 503 with Retry-After, which costs nothing and counts against no account. Raising
- * UV_THREADPOOL_SIZE on a machine with many cores raises the number hashed at once.
+ * A password that found the line of passwords to hash full, and was not checked: answered 503 with
+ * Retry-After, counting against no account. Passwords are hashed a few at a time (HASHING_THREADS,
+ * see thread-pool.ts) so that a flood of sign-ins from many addresses, each within its own limits,
+ * does not hold every token signature behind hundreds of hashes; some two seconds' worth wait their
+ * turn, and the rest cost nothing.
  */
 export class PasswordsBusy extends Error {
   override name = 'PasswordsBusy';
@@ -24,40 +20,8 @@ export class PasswordsBusy extends Error {
   }
 }
 
-/** At most `concurrency` tasks at once, and `maxWaiting` waiting for a turn; PasswordsBusy beyond. */
-export class PasswordWork {
-  readonly concurrency: number;
-  readonly maxWaiting: number;
-  #running = 0;
-  #waiting: Array<() => void> = [];
-
-  constructor(concurrency: number, maxWaiting: number) {
-    this.concurrency = concurrency;
-    this.maxWaiting = maxWaiting;
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#running >= this.concurrency) {
-      if (this.#waiting.length >= this.maxWaiting) throw new PasswordsBusy();
-      await new Promise<void>((turn) => this.#waiting.push(turn));
-    } else {
-      this.#running += 1;
-    }
-    try {
-      return await task();
-    } finally {
-      // The turn passes straight to the next in line, so a newcomer cannot slip in ahead of it.
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#running -= 1;
-    }
-  }
-}
-
-const threadPool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-const concurrency = Math.max(1, Math.min(threadPool - 2, Math.ceil(availableParallelism() / 2)));
 /** The one line every password hash of the process goes through. */
-export const passwordWork = new PasswordWork(concurrency, 32 * concurrency);
+export const passwordWork = new BoundedWork(HASHING_THREADS, 32 * HASHING_THREADS, () => new PasswordsBusy());
 
 /** OWASP's Argon2id baseline: 19 MiB, two passes, one lane. */
 const PARAMETERS = { memory: 19456, passes: 2, parallelism: 1, tagLength: 32 };

@@ -8,11 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import { internalRange } from '../../src/core/addresses.ts';
 import { createClient } from '../../src/core/applications.ts';
-import { BACKCHANNEL_LOGOUT_CONCURRENCY, BACKCHANNEL_LOGOUT_EVENT, BACKCHANNEL_LOGOUT_PER_CLIENT } from '../../src/core/backchannel-logout.ts';
+import { BACKCHANNEL_LOGOUT_CONCURRENCY, BACKCHANNEL_LOGOUT_EVENT, BACKCHANNEL_LOGOUT_PER_CLIENT, type NameLookup } from '../../src/core/backchannel-logout.ts';
+import { LOOKUP_THREADS } from '../../src/core/thread-pool.ts';
 import { digestOf } from '../../src/core/tokens/opaque.ts';
 import { codeThrough, HttpBrowser, hiddenField, signedInBrowser } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
-import { basic, post, startTestServer, type TestServer } from '../support/server.ts';
+import { basic, freePort, post, startTestServer, type TestServer } from '../support/server.ts';
 
 /*
  * OpenID Connect session ids and Back-Channel Logout 1.0: ID tokens carry the session's `sid`, and
@@ -614,3 +615,42 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+describe('back-channel logout: name lookups', { timeout: 60_000 }, () => {
+  it('looks the receivers’ names up LOOKUP_THREADS at a time, however many deliveries are under way', async (t) => {
+    // Each lookup answers after a moment, as a slow DNS server would; getaddrinfo would hold a
+    // thread of libuv's pool meanwhile, and every token signature queued behind it.
+    let atOnce = 0;
+    let mostAtOnce = 0;
+    const looked: string[] = [];
+    const lookup: NameLookup = (hostname, options, callback) => {
+      looked.push(hostname);
+      mostAtOnce = Math.max(mostAtOnce, ++atOnce);
+      setTimeout(() => {
+        atOnce--;
+        if (options.all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+        else callback(null, '127.0.0.1', 4);
+      }, 100);
+    };
+    const server = await startTestServer('sqlite', { lookup });
+    t.after(() => server.close());
+    // Nobody listens there: each delivery fails once its name is looked up, which is all this needs.
+    const port = await freePort();
+    const apps = [];
+    for (const i of [1, 2, 3]) {
+      apps.push(await server.client({ name: `Named ${i}`, grantTypes: ['authorization_code'], scopes: ['openid'], redirectUris: [CALLBACK], firstParty: true, backchannelLogoutUri: `https://rp-${i}.example:${port}/logout` }));
+    }
+    const user = await server.user('named-receivers@example.com', PASSWORD);
+    const browser = await signedInBrowser(server.url, user.email, PASSWORD);
+    for (const app of apps) {
+      const code = await codeThrough(browser, server.url, app.id, CALLBACK, 'openid');
+      assert.equal((await post(`${server.url}/token`, { grant_type: 'authorization_code', code, redirect_uri: CALLBACK }, { headers: { authorization: basic(app.id, app.secret) } })).status, 200);
+    }
+    const account = await browser.request(`${server.url}/account`);
+    await browser.request(`${server.url}/logout`, { form: { csrf: hiddenField(account.text, 'csrf'), confirm: 'yes' } });
+    await server.gatehouse.backChannelLogout.settled();
+
+    assert.deepEqual(looked.sort(), ['rp-1.example', 'rp-2.example', 'rp-3.example']);
+    assert.equal(mostAtOnce, Math.min(LOOKUP_THREADS, apps.length), `${mostAtOnce} lookups at once`);
+  });
+});

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { PasswordWork, PasswordsBusy, passwordWork } from '../../src/core/passwords.ts';
+import { PasswordsBusy, passwordWork } from '../../src/core/passwords.ts';
+import { BoundedWork } from '../../src/core/thread-pool.ts';
 import { HttpBrowser, hiddenField } from '../support/browser.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { sendRaw } from '../support/raw-http.ts';
@@ -30,9 +31,9 @@ function occupyPasswordWork(): { release(): Promise<void> } {
   };
 }
 
-describe('PasswordWork', () => {
-  it('runs at most `concurrency` tasks at once, lets `maxWaiting` wait in order, and refuses the rest with PasswordsBusy', async () => {
-    const work = new PasswordWork(2, 3);
+describe('BoundedWork', () => {
+  it('runs at most `concurrency` tasks at once, lets `maxWaiting` wait in order, and refuses the rest with its busy error', async () => {
+    const work = new BoundedWork(2, 3, () => new PasswordsBusy());
     const started: number[] = [];
     const releases: Array<() => void> = [];
     const task = (n: number) => () => {
@@ -58,7 +59,7 @@ describe('PasswordWork', () => {
   });
 
   it('frees the place of a task that fails', async () => {
-    const work = new PasswordWork(1, 0);
+    const work = new BoundedWork(1, 0, () => new PasswordsBusy());
     await assert.rejects(work.run(() => Promise.reject(new Error('boom'))), /boom/);
     assert.equal(await work.run(async () => 'next'), 'next');
   });

@@ -2,6 +2,7 @@ import { createServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { createClient } from '../../src/core/applications.ts';
+import type { NameLookup } from '../../src/core/backchannel-logout.ts';
 import type { ClientInput } from '../../src/core/client-validation.ts';
 import { createUser } from '../../src/core/users.ts';
 import type { Clock } from '../../src/core/clock.ts';
@@ -37,6 +38,8 @@ export interface TestServerOptions {
   maxMailsWaiting?: number;
   /** How many Logout Tokens may wait to be posted at once. */
   maxLogoutsWaiting?: number;
+  /** How Logout Token deliveries look names up. */
+  lookup?: NameLookup;
 }
 
 /** A real Gatehouse on a free loopback port, on a fresh database of the given dialect. */
@@ -59,6 +62,7 @@ export async function startTestServer(dialect: TestDialect, options: TestServerO
     logger: options.logger ?? pino({ level: 'silent' }),
     ...(options.maxMailsWaiting !== undefined ? { maxMailsWaiting: options.maxMailsWaiting } : {}),
     ...(options.maxLogoutsWaiting !== undefined ? { maxLogoutsWaiting: options.maxLogoutsWaiting } : {}),
+    ...(options.lookup ? { lookup: options.lookup } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.background === false ? { background: false } : {}),
   });
