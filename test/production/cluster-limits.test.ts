@@ -68,27 +68,7 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
 
   it('a worker started in place of one that died refuses what the others refuse', async () => {
     const { machine } = fixtures;
-    const [victim, survivor] = workers() as [number, number];
-    process.kill(victim, 'SIGKILL');
-    const pids = await waitFor(
-      'a replacement worker',
-      async () => {
-        const now = workers();
-        return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
-      },
-      20_000,
-      100,
-    );
-    const answers = await waitFor(
-      'both workers to answer',
-      async () => {
-        const seen = [];
-        for (let i = 0; i < 6; i++) seen.push(await tokenRequest(machine.id, machine.secret, { grant_type: 'client_credentials', scope: 'objects:read' }));
-        return new Set(seen.map((s) => s.owner)).size === 2 ? seen : undefined;
-      },
-      20_000,
-      200,
-    );
+    const { pids, answers } = await replaceAWorker(workers, () => tokenRequest(machine.id, machine.secret, { grant_type: 'client_credentials', scope: 'objects:read' }));
     assert.deepEqual(new Set(answers.map((a) => a.owner)), new Set(pids));
     for (const answer of answers) assert.equal(answer.status, 429, `worker ${answer.owner}: ${JSON.stringify(answers)}`);
   });
@@ -99,7 +79,7 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
     const signIn = () => tokenRequest(firstParty.id, firstParty.secret, { grant_type: 'password', username: email, password: PASSWORD, scope: 'objects:read' });
     // Only login.maxFailuresPerAccount sign-ins of an account are checked at once: many sent
     // together, and a worker killed while it checks some of them, whose places it never gives back.
-    const [victim] = workers() as [number, number];
+    const [victim, survivor] = workers() as [number, number];
     const together = Array.from({ length: 24 }, () => signIn().catch((error: Error) => ({ status: 0, error: error.message, owner: 0 })));
     await new Promise((resolve) => setTimeout(resolve, 40));
     process.kill(victim, 'SIGKILL');
@@ -108,11 +88,9 @@ describe('serve --workers 2 without Redis: the limits hold across the workers', 
       answers.some((a) => a.status === 0),
       `some sign-ins were cut off by the kill: ${JSON.stringify(answers)}`,
     );
-    await waitFor('a replacement worker', async () => (workers().length === 2 && !workers().includes(victim) ? true : undefined), 20_000, 100);
-    // Each worker signs the account in: nothing holds its places.
-    const after = [];
-    for (let i = 0; i < 6; i++) after.push(await signIn());
-    assert.deepEqual(new Set(after.map((a) => a.owner)), new Set(workers()), 'both workers answered');
+    await replacementOf(workers, victim, survivor);
+    // Each worker signs the account in, the replacement once it listens: nothing holds its places.
+    const after = await untilBothAnswer(signIn);
     for (const answer of after) assert.equal(answer.status, 200, JSON.stringify(after));
   });
 
@@ -179,27 +157,7 @@ describe('serve --workers 2 without Redis: the token budget per client holds acr
   });
 
   it('a worker started in place of one that died grants nothing of a budget spent already', async () => {
-    const [victim, survivor] = workers() as [number, number];
-    process.kill(victim, 'SIGKILL');
-    const pids = await waitFor(
-      'a replacement worker',
-      async () => {
-        const now = workers();
-        return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
-      },
-      20_000,
-      100,
-    );
-    const answers = await waitFor(
-      'both workers to answer',
-      async () => {
-        const seen = [];
-        for (let i = 0; i < 6; i++) seen.push(await clientCredentials());
-        return new Set(seen.map((s) => s.owner)).size === 2 ? seen : undefined;
-      },
-      20_000,
-      200,
-    );
+    const { pids, answers } = await replaceAWorker(workers, clientCredentials);
     assert.deepEqual(new Set(answers.map((a) => a.owner)), new Set(pids));
     for (const answer of answers) assert.equal(answer.status, 429, `worker ${answer.owner}: ${JSON.stringify(answers)}`);
   });
@@ -278,4 +236,45 @@ async function keepAlive(port: number): Promise<{ send(path: string, authorizati
     },
     close: () => socket.destroy(),
   };
+}
+
+/**
+ * Kills one of the two workers with SIGKILL and waits until the primary has started another in its
+ * place, then sends `request` until both workers have answered: the workers' pids and those answers.
+ */
+async function replaceAWorker<Answer extends { owner: number | undefined }>(workers: () => number[], request: () => Promise<Answer>): Promise<{ pids: number[]; answers: Answer[] }> {
+  const [victim, survivor] = workers() as [number, number];
+  process.kill(victim, 'SIGKILL');
+  const pids = await replacementOf(workers, victim, survivor);
+  return { pids, answers: await untilBothAnswer(request) };
+}
+
+/** Waits until the primary has started a worker in place of `victim`, beside `survivor`: the two workers' pids. */
+function replacementOf(workers: () => number[], victim: number, survivor: number): Promise<number[]> {
+  return waitFor(
+    'a replacement worker',
+    async () => {
+      const now = workers();
+      return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
+    },
+    20_000,
+    100,
+  );
+}
+
+/**
+ * Six of `request` (each on a connection of its own), again until both workers answered some: a
+ * worker just started takes connections only once it listens.
+ */
+function untilBothAnswer<Answer extends { owner: number | undefined }>(request: () => Promise<Answer>): Promise<Answer[]> {
+  return waitFor(
+    'both workers to answer',
+    async () => {
+      const seen = [];
+      for (let i = 0; i < 6; i++) seen.push(await request());
+      return new Set(seen.map((s) => s.owner)).size === 2 ? seen : undefined;
+    },
+    20_000,
+    200,
+  );
 }
