@@ -1,7 +1,7 @@
 import type { Storage } from '../storage/repositories.ts';
-import { normalizeEmail, type User } from '../storage/repositories/users.ts';
+import { MAX_EMAIL_LENGTH, normalizeEmail, type User } from '../storage/repositories/users.ts';
 import { clientNetwork } from './addresses.ts';
-import { PasswordsBusy, checkPassword, decoyPasswordHash, hashPassword } from './passwords.ts';
+import { MAX_PASSWORD_LENGTH, PasswordsBusy, checkPassword, decoyPasswordHash, hashPassword } from './passwords.ts';
 import type { AttemptOutcome, FailureCounter } from './rate-limit/failures.ts';
 
 export type LoginResult =
@@ -39,11 +39,11 @@ export class LoginService {
 
   async login(email: string, password: string, address: string, now: number): Promise<LoginResult> {
     // Normalized as stored, so every way of typing an email counts against its account's one budget.
-    // No account has a longer email than MAX_EMAIL_KEY: a longer one is keyed by its first characters,
+    // No account has a longer email than MAX_EMAIL_LENGTH: a longer one is keyed by its first characters,
     // so that a guess costs the counters the same few hundred bytes whatever its length (the sign-in
     // page takes 64 KiB), and inventing ever new ones cannot fill a process's memory.
-    const normalized = email.length <= MAX_EMAIL_KEY ? normalizeEmail(email) : email.trim().toLowerCase().slice(0, MAX_EMAIL_KEY);
-    return this.#attempt(normalized, password, address, now, async () => (email.length <= MAX_EMAIL_KEY && password.length <= 1024 ? this.#storage.users.findByEmail(normalized) : undefined));
+    const normalized = email.length <= MAX_EMAIL_LENGTH ? normalizeEmail(email) : email.trim().toLowerCase().slice(0, MAX_EMAIL_LENGTH);
+    return this.#attempt(normalized, password, address, now, async () => (email.length <= MAX_EMAIL_LENGTH ? this.#storage.users.findByEmail(normalized) : undefined));
   }
 
   /**
@@ -53,7 +53,7 @@ export class LoginService {
    * page allows. The user is read again: a password changed meanwhile is the one checked.
    */
   async confirmPassword(user: User, password: string, address: string, now: number): Promise<LoginResult> {
-    return this.#attempt(user.email, password, address, now, async () => (password.length <= 1024 ? this.#storage.users.findById(user.id) : undefined));
+    return this.#attempt(user.email, password, address, now, () => this.#storage.users.findById(user.id));
   }
 
   /** One attempt at the password of the account of `normalizedEmail`, the user it names read by `findUser` once admitted. */
@@ -79,8 +79,10 @@ export class LoginService {
     // An attempt that could not be decided (the database did not answer) counts nothing.
     let outcome: AttemptOutcome = 'undecided';
     try {
-      const user = await findUser();
-      const { valid, rehash } = await checkPassword(password, user?.passwordHash ?? (await decoyPasswordHash()));
+      // No account has a longer password than MAX_PASSWORD_LENGTH. A longer one is checked against the
+      // decoy, cut to that length: it costs the time any wrong password costs, and is never normalized whole.
+      const user = password.length <= MAX_PASSWORD_LENGTH ? await findUser() : undefined;
+      const { valid, rehash } = await checkPassword(user ? password : password.slice(0, MAX_PASSWORD_LENGTH), user?.passwordHash ?? (await decoyPasswordHash()));
       if (!user || !valid || user.disabledAt !== null) {
         outcome = 'failed';
         return { outcome: 'invalid', userId: user?.id ?? null };
@@ -125,9 +127,6 @@ export class LoginService {
     await this.#perAddress.fail(addressKey(address), now);
   }
 }
-
-/** The longest email an account can have (RFC 5321 §4.5.3.1: 64 for the local part, 255 for the domain). */
-const MAX_EMAIL_KEY = 320;
 
 const addressKey = (address: string): string => `address:${clientNetwork(address)}`;
 

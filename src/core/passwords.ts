@@ -34,6 +34,13 @@ const PARAMETERS = { memory: 19456, passes: 2, parallelism: 1, tagLength: 32 };
  */
 export const normalizedPassword = (password: string): string => password.normalize('NFKC');
 
+/**
+ * The longest password that can be set, in UTF-16 units as typed. A longer one is never normalized:
+ * NFKC takes time quadratic in the length of a run of combining marks (ICU orders them one by one),
+ * and 64 KiB of them held the event loop for a second.
+ */
+export const MAX_PASSWORD_LENGTH = 1024;
+
 /** Argon2id of the normalized password, in the PHC string format: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`. */
 export async function hashPassword(password: string): Promise<string> {
   const nonce = randomBytes(16);

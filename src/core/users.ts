@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Storage } from '../storage/repositories.ts';
-import { normalizeEmail, type User, type UserChanges } from '../storage/repositories/users.ts';
+import { MAX_EMAIL_LENGTH, normalizeEmail, type User, type UserChanges } from '../storage/repositories/users.ts';
 import type { AccountNotices, ChangeSource } from './account-notices.ts';
 import type { ClientRegistry } from './clients.ts';
 import { HIDDEN_IN_NAME } from './client-validation.ts';
-import { hashPassword, normalizedPassword } from './passwords.ts';
+import { hashPassword, MAX_PASSWORD_LENGTH, normalizedPassword } from './passwords.ts';
 import type { SessionService } from './sessions.ts';
 import { ValidationError } from './validation.ts';
 
@@ -64,10 +64,10 @@ function checkUserName(name: string, held?: string): string {
  * sign in. An internationalized domain's are folded already (UTS #46, in normalizeEmail). Nor one
  * whose domain has an empty label (RFC 5321 §4.1.2: labels joined by dots): "ada@example.com." is
  * delivered to ada@example.com's mailbox, as the trailing dot names the same domain, and would be a
- * second account for it.
+ * second account for it. Nor one longer than MAX_EMAIL_LENGTH as typed, which is not normalized at all.
  */
 export function checkEmail(value: unknown): string {
-  const email = typeof value === 'string' ? normalizeEmail(value) : '';
+  const email = typeof value === 'string' && value.length <= MAX_EMAIL_LENGTH ? normalizeEmail(value) : '';
   const emptyLabel = email.slice(email.lastIndexOf('@') + 1).split('.').includes('');
   if (!email || !EMAIL.test(email) || email.normalize('NFKC') !== email || emptyLabel) throw new ValidationError('email', 'a valid email address is required');
   return email;
@@ -214,9 +214,10 @@ export function checkNewPassword(password: unknown): asserts password is string 
   // form the password is hashed in (normalizedPassword), which is what any way of typing it must
   // match: "éèêë" sent as letters and combining accents is eight code points, but four characters
   // that the four composed ones sign in with. The longest is counted in UTF-16 units as typed, as
-  // sign-in counts it (LoginService), so that every password set can be signed in with.
+  // sign-in counts it (LoginService), so that every password set can be signed in with; and first,
+  // so that a longer one is never normalized (MAX_PASSWORD_LENGTH).
+  if (typeof password === 'string' && password.length > MAX_PASSWORD_LENGTH) throw new ValidationError('password', `the password is longer than ${MAX_PASSWORD_LENGTH} characters`);
   if (typeof password !== 'string' || [...normalizedPassword(password)].length < 8) throw new ValidationError('password', 'the password must be at least 8 characters long');
-  if (password.length > 1024) throw new ValidationError('password', 'the password is longer than 1024 characters');
 }
 
 /** A user as the admin API shows them (snake_case, times in ISO 8601; never the password hash). */

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValidationError } from '../../core/validation.ts';
+import { MAX_EMAIL_LENGTH } from '../../storage/repositories/users.ts';
 import { field, recordThrottled, type Pages } from './context.ts';
 import { linkCookie } from './link-cookie.ts';
 import { renderPage } from './render.ts';
@@ -8,8 +9,6 @@ type ResetErrors = Partial<Record<'new' | 'confirm' | 'form', string>>;
 
 const EXPIRED = 'Your session expired while the page was open. Please try again.';
 const sentence = (message: string): string => message.charAt(0).toUpperCase() + message.slice(1) + '.';
-/** RFC 5321 §4.5.3.1: 64 characters of local part, @, 255 of domain. */
-const MAX_EMAIL_LENGTH = 320;
 const isPlausibleEmail = (email: string): boolean => email.includes('@') && email.length <= MAX_EMAIL_LENGTH;
 /** How long the "Check your email" page names the address typed, reloaded. */
 const SENT_COOKIE_SECONDS = 600;

@@ -14,6 +14,14 @@ export interface User {
 }
 
 /**
+ * The longest email an account can have, as typed (RFC 5321 §4.5.3.1: 64 characters of local part,
+ * @, 255 of domain). A longer one names no account and is never normalized: Unicode normalization
+ * (and UTS #46) takes time quadratic in the length of a run of combining marks, and a body of 64 KiB
+ * of them held the event loop for a second.
+ */
+export const MAX_EMAIL_LENGTH = 320;
+
+/**
  * The form an email is stored and compared in, so that every way of typing one address names one
  * account: without surrounding spaces, lower-cased (by JavaScript, so SQLite and PostgreSQL compare
  * alike), in Unicode Normalization Form C (RFC 6532 §3.1), as what looks like "josé" may arrive
