@@ -26,6 +26,9 @@ export function checkJwks(value: unknown): JsonWebKeySet | null {
   const keys = (value as { keys?: unknown }).keys;
   if (typeof value !== 'object' || Array.isArray(value) || !Array.isArray(keys)) throw fail('jwks must be a JWK Set: {"keys": [ … ]}');
   if (keys.length === 0 || keys.length > 10) throw fail('a JWK Set for client authentication holds 1 to 10 keys');
+  // Before anything writes it out: JSON.stringify recurses, and a body of 64 KiB nests thousands of
+  // levels deep, past the call stack (a RangeError, answered 500).
+  if (nestedDeeperThan(value, MAX_JWKS_DEPTH)) throw fail(`the JWK Set is nested deeper than ${MAX_JWKS_DEPTH} levels, as no JWK Set is`);
   if (JSON.stringify(value).length > 32 * 1024) throw fail('the JWK Set is larger than 32 KiB');
   const kids = new Set<unknown>();
   keys.forEach((key: unknown, i) => {
@@ -81,6 +84,19 @@ export function checkJwks(value: unknown): JsonWebKeySet | null {
 }
 
 // RFC 4648 §4 base64, padded: the alphabet of x5c, where base64url's - and _ have no place.
+/**
+ * A JWK Set nests its keys (set, `keys`, key) and their arrays (`x5c`, `key_ops`, and an RSA private
+ * key's `oth`, of objects): five levels, with room to spare.
+ */
+const MAX_JWKS_DEPTH = 8;
+
+/** Whether `value` has arrays or objects nested more than `levels` deep; never recurses further. */
+function nestedDeeperThan(value: unknown, levels: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (levels === 0) return true;
+  return Object.values(value).some((member) => nestedDeeperThan(member, levels - 1));
+}
+
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**

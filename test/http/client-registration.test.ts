@@ -449,6 +449,26 @@ for (const dialect of DIALECTS) {
         assert.equal(await snapshot(), before);
         assert.equal((await server.gatehouse.storage.clients.find(application.id))!.jwks, null);
       });
+
+      it('refuses a JWK Set nested thousands of levels deep with 400, from the admin API and the portal, and stores nothing', async () => {
+        // Written as text: nested this deep, JSON.stringify cannot write it (the server could not either).
+        const deep = (levels: number) => `{"keys":[{"kty":"EC","crv":${'['.repeat(levels)}${']'.repeat(levels)}}]}`;
+        const { browser, csrf, application } = await portalApplication();
+        const before = await snapshot();
+        const asAdmin = async (method: string, path: string, body: string): Promise<Answer> => {
+          const response = await fetch(`${server.url}/admin/v1${path}`, { method, headers: { authorization: tokens.get(server)!, 'content-type': 'application/json' }, body });
+          return { status: response.status, headers: response.headers, body: await response.json() };
+        };
+        const registration = `{"name":"Partner app","scopes":["objects:read"],"grant_types":["client_credentials"],"jwks":${deep(30_000)}}`;
+        assertRefused(await asAdmin('POST', '/clients', registration), 'jwks', /nested/, 'registration');
+        assertRefused(await asAdmin('PATCH', `/clients/${application.id}`, `{"jwks":${deep(30_000)}}`), 'jwks', /nested/, 'change');
+        // A form percent-encodes each bracket in three characters: 10,000 levels fill most of 64 KiB.
+        const page = await browser.request(`${server.url}/developers/applications/${application.id}/keys`, { form: { csrf, jwks: deep(10_000) } });
+        assert.equal(page.status, 400, page.text.slice(0, 500));
+        assert.match(/<p class="field-error" id="app-jwks-error">([^<]*)</.exec(page.text)?.[1] ?? '', /nested/);
+        assert.equal(await snapshot(), before);
+        assert.equal((await server.gatehouse.storage.clients.find(application.id))!.jwks, null);
+      });
     });
 
     describe('length limits: the core’s, whoever registers (the command line and the portal reach it without the admin API’s schema)', () => {
