@@ -28,6 +28,7 @@ import { KeyStore } from './core/tokens/keys.ts';
 import { ClientTokenReuse } from './core/tokens/reuse.ts';
 import type { Storage } from './storage/repositories.ts';
 import { createStorage } from './storage/kysely/index.ts';
+import { NewerSchemaError } from './storage/database.ts';
 import { smtpMailer } from './mail/smtp.ts';
 import { createLogger, mailFailure } from './logging.ts';
 import { createLimits } from './rate-limiters.ts';
@@ -74,11 +75,18 @@ export async function openStorage(config: GatehouseConfig): Promise<Storage> {
   try {
     return await createStorage({ databaseUrl: config.databaseUrl, sqlitePath, queryTimeoutMs: config.database.queryTimeoutSeconds * 1000 });
   } catch (error) {
+    // Name the setting to check, never the URL's value: it may carry a password.
+    const database = config.databaseUrl ? 'DATABASE_URL: the database' : `GATEHOUSE_DATA_DIR: the database ${sqlitePath}`;
+    if (error instanceof NewerSchemaError) {
+      const { unknownMigrations: unknown } = error;
+      throw new Error(
+        `${database} was migrated by a newer release of Gatehouse (it records ${unknown.length === 1 ? 'migration' : 'migrations'} ${unknown.join(', ')}, which this release does not have): run that release or a later one`,
+        { cause: error },
+      );
+    }
     const { message, code, errors } = error as { message?: string; code?: string; errors?: { message?: string }[] };
     const reason = (message || errors?.[0]?.message || code || String(error)).replace(/\s+/g, ' ');
-    // Name the setting to check, never the URL's value: it may carry a password.
-    if (config.databaseUrl) throw new Error(`DATABASE_URL: the database cannot be used (${reason})`, { cause: error });
-    throw new Error(`GATEHOUSE_DATA_DIR: the database ${sqlitePath} cannot be used (${reason})`, { cause: error });
+    throw new Error(`${database} cannot be used (${reason})`, { cause: error });
   }
 }
 

@@ -163,7 +163,25 @@ const migrations: Record<string, { up: (db: Kysely<any>, dialect: Dialect) => Pr
   '024-session-devices': sessionDevices,
 };
 
-/** Applies every pending migration; safe to call from several instances at once. */
+/** The database records migrations this code does not have: a newer release migrated it. */
+export class NewerSchemaError extends Error {
+  readonly unknownMigrations: string[];
+  constructor(unknownMigrations: string[]) {
+    super(`the database records migrations this release does not have: ${unknownMigrations.join(', ')}`);
+    this.name = 'NewerSchemaError';
+    this.unknownMigrations = unknownMigrations;
+  }
+}
+
+async function recordedMigrations(handle: DatabaseHandle): Promise<string[]> {
+  const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(handle.db);
+  return rows.map((row) => row.name).sort();
+}
+
+/**
+ * Applies every pending migration; safe to call from several instances at once. Throws
+ * NewerSchemaError, changing nothing, on a database a newer release migrated.
+ */
 export async function migrate(handle: DatabaseHandle): Promise<string[]> {
   const provider: MigrationProvider = {
     async getMigrations() {
@@ -184,6 +202,16 @@ export async function migrate(handle: DatabaseHandle): Promise<string[]> {
   if (handle.dialect === 'sqlite') await sql`begin immediate`.execute(handle.db);
   const { error, results } = await migrator.migrateToLatest();
   if (handle.dialect === 'sqlite') await sql.raw(error ? 'rollback' : 'commit').execute(handle.db);
-  if (error) throw error;
+  if (error) {
+    // Kysely refuses a database that records a migration it was not given, before applying anything
+    // ("corrupted migrations"). It is no corruption: a newer release migrated it (a rollback), and
+    // that is what the operator must be told.
+    const unknown = await recordedMigrations(handle).then(
+      (names) => names.filter((name) => !Object.hasOwn(migrations, name)),
+      () => [],
+    );
+    if (unknown.length > 0) throw new NewerSchemaError(unknown);
+    throw error;
+  }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
