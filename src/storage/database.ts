@@ -84,9 +84,36 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
   if (!options.sqlitePath) throw new Error('openDatabase: sqlitePath is required without databaseUrl');
   if (options.sqlitePath !== ':memory:') createOwnerOnly(options.sqlitePath);
   const sqlite = new DatabaseSync(options.sqlitePath);
-  sqlite.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+  sqlite.exec(`PRAGMA busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+  useWriteAheadLog(sqlite);
+  sqlite.exec('PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: adaptNodeSqlite(sqlite) }) });
   return { db, dialect: 'sqlite', close: () => db.destroy() };
+}
+
+/** How long a statement waits for another process's lock on the SQLite file before failing. */
+const SQLITE_BUSY_TIMEOUT_MS = 5000;
+const SQLITE_BUSY = 5;
+
+/**
+ * Switches the file to WAL (persistent: done once per file). Changing the journal mode fails at
+ * once while another connection holds a lock, without waiting the busy timeout: on a new file,
+ * another process setting it up at the same moment (a CLI command as the server starts, two
+ * operators running `gatehouse migrate`) would make this one fail with "database is locked". So the
+ * switch is retried for as long as the busy timeout.
+ */
+function useWriteAheadLog(sqlite: DatabaseSync): void {
+  const deadline = Date.now() + SQLITE_BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      sqlite.exec('PRAGMA journal_mode = WAL');
+      return;
+    } catch (error) {
+      if ((error as { errcode?: number }).errcode !== SQLITE_BUSY || Date.now() >= deadline) throw error;
+      // Opening a database is synchronous: wait without returning to the event loop.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
 }
 
 /**

@@ -1,10 +1,31 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createTestDatabase, DIALECTS, tableSnapshots, type TestDatabase } from '../support/databases.ts';
-import { databaseEnv, oneLine, runCli, type Env } from './support.ts';
+import { TEST_SECRET } from '../support/server.ts';
+import { databaseEnv, oneLine, runCli, startCli, waitFor, type Env } from './support.ts';
+
+/** The names recorded in kysely_migration, read on a connection of its own. */
+async function recordedMigrations(database: TestDatabase): Promise<string[]> {
+  if (database.dialect === 'sqlite') {
+    const db = new DatabaseSync(join(database.dataDir, 'gatehouse.sqlite'), { readOnly: true });
+    try {
+      return (db.prepare('SELECT name FROM kysely_migration ORDER BY name').all() as { name: string }[]).map((row) => row.name);
+    } finally {
+      db.close();
+    }
+  }
+  const client = new pg.Client({ connectionString: database.databaseUrl });
+  await client.connect();
+  try {
+    return (await client.query<{ name: string }>('SELECT name FROM kysely_migration ORDER BY name')).rows.map((row) => row.name);
+  } finally {
+    await client.end();
+  }
+}
 
 /** Records `name` as applied, as a newer release that shipped that migration would have. */
 async function recordMigration(database: TestDatabase, name: string): Promise<void> {
@@ -65,3 +86,61 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+for (const dialect of DIALECTS) {
+  describe(`gatehouse migrate run by several operators at once (${dialect})`, { timeout: 120_000 }, () => {
+    let database: TestDatabase;
+    let env: Env;
+
+    before(async () => {
+      database = await createTestDatabase(dialect);
+      // The master secret is given: the processes below race for the database, not for generating it.
+      env = { ...databaseEnv(database), GATEHOUSE_SECRET: TEST_SECRET };
+    });
+
+    after(async () => {
+      await database?.drop();
+    });
+
+    it('applies every migration once when three run at once on an empty database', async () => {
+      const results = await Promise.all([1, 2, 3].map(() => runCli(['migrate'], env)));
+      for (const result of results) assert.deepEqual([result.code, result.stderr], [0, ''], result.stdout);
+      const recorded = await recordedMigrations(database);
+      assert.equal(recorded[0], '001-foundation');
+      assert.deepEqual(recorded, [...new Set(recorded)], 'each migration is recorded once');
+    });
+  });
+}
+
+describe('gatehouse migrate on a new SQLite file another process is setting up', { timeout: 60_000 }, () => {
+  it('waits for the other process instead of failing with "database is locked"', async () => {
+    const database = await createTestDatabase('sqlite');
+    const file = join(database.dataDir, 'gatehouse.sqlite');
+    // The other process, caught as it sets the new file up: a write lock, in the journal mode a new file starts in.
+    const other = new DatabaseSync(file);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const run = startCli(['migrate'], { ...databaseEnv(database), GATEHOUSE_SECRET: TEST_SECRET }, { timeoutMs: 30_000 });
+      const pid = run.child.pid!;
+      const opened = () => {
+        try {
+          return readdirSync(`/proc/${pid}/fd`).some((fd) => readlinkSync(`/proc/${pid}/fd/${fd}`) === file);
+        } catch {
+          return false;
+        }
+      };
+      let exited = false;
+      void run.result.then(() => (exited = true));
+      await waitFor('gatehouse migrate to open the file', async () => (opened() || exited ? true : undefined), 20_000, 10);
+      // It meets the lock as soon as it opens the file; the other process finishes a moment later.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      other.exec('ROLLBACK');
+      const result = await run.result;
+      assert.deepEqual([result.code, result.stderr], [0, ''], result.stdout);
+      assert.equal((await recordedMigrations(database))[0], '001-foundation');
+    } finally {
+      other.close();
+      await database.drop();
+    }
+  });
+});
