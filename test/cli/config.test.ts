@@ -146,6 +146,22 @@ describe('start-up with a bad setting', { timeout: 180_000 }, () => {
     assert.equal(result.stdout.includes('Gatehouse is listening'), false, result.stdout);
   });
 
+  it('stops serve --workers 2 the same way, starting no worker, when PostgreSQL does not answer or has no such database', async () => {
+    // The primary sets the database up before forking: workers that could only fail are never started.
+    const unknownDatabase = new URL(process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+    unknownDatabase.pathname = '/gatehouse_no_such_database';
+    for (const [url, expected] of [
+      ['postgres://gatehouse:hunter2-password@127.0.0.1:1/gatehouse', /^gatehouse: DATABASE_URL: the database cannot be used \(.*ECONNREFUSED.*\)$/],
+      [unknownDatabase.toString(), /^gatehouse: DATABASE_URL: the database cannot be used \(database "gatehouse_no_such_database" does not exist\)$/],
+    ] as const) {
+      const result = await runCli(['serve', '--workers', '2'], { GATEHOUSE_DATA_DIR: join(dir, 'data'), PORT: '0', DATABASE_URL: url, GATEHOUSE_SECRET: TEST_SECRET }, 30_000);
+      assert.equal(result.signal, null, `serve had to be killed\n${result.stdout}`);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(oneLine(result), expected);
+      assert.equal(result.stdout.includes('listening'), false, result.stdout);
+    }
+  });
+
   it('stops the other commands the same way', async () => {
     for (const args of [['migrate'], ['client', 'list'], ['keys', 'list']]) {
       const result = await runCli(args, { GATEHOUSE_DATA_DIR: join(dir, 'data'), PORT: 'abc' }, 30_000);
