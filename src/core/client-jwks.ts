@@ -1,6 +1,6 @@
 import { createPublicKey, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { JsonWebKeySet } from '../storage/repositories/clients.ts';
-import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS } from './client-auth/assertion.ts';
+import { assertionAlgorithmsFor, CLIENT_ASSERTION_ALGORITHMS, rsaKeyRefusal } from './client-auth/assertion.ts';
 import { ValidationError } from './validation.ts';
 
 // Members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
@@ -15,10 +15,11 @@ export function holdsPrivateKeyMaterial(jwks: unknown): boolean {
 }
 
 /**
- * A client's JWK Set for `private_key_jwt`: 1–10 public signing keys (RSA of 2048 bits or more, EC
- * on P-256, P-384 or P-521, OKP on Ed25519), each one able to verify the client's assertions with an
- * algorithm this server accepts (assertionAlgorithmsFor): a key that never could is refused here,
- * not found out at the token endpoint. A private key pasted by mistake is refused, never stored.
+ * A client's JWK Set for `private_key_jwt`: 1–10 public signing keys (RSA of 2048 to 4096 bits with
+ * e = 65537, which bounds what verifying costs — see rsaKeyRefusal; EC on P-256, P-384 or P-521, OKP
+ * on Ed25519), each one able to verify the client's assertions with an algorithm this server accepts
+ * (assertionAlgorithmsFor): a key that never could is refused here, not found out at the token
+ * endpoint. A private key pasted by mistake is refused, never stored.
  */
 export function checkJwks(value: unknown): JsonWebKeySet | null {
   if (value === undefined || value === null) return null;
@@ -69,7 +70,8 @@ export function checkJwks(value: unknown): JsonWebKeySet | null {
     } catch {
       throw fail(`${which} is not a valid public key`);
     }
-    if (jwk.kty === 'RSA' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw fail(`${which}: RSA keys must have at least 2048 bits`);
+    const outOfBounds = jwk.kty === 'RSA' ? rsaKeyRefusal(publicKey) : undefined;
+    if (outOfBounds) throw fail(`${which}: ${outOfBounds}`);
     // jose picks a key for an assertion by its alg header, and only a key of the matching type and
     // curve — and of that alg, when the key names one (RFC 7517 §4.4) — is ever tried.
     const usable = assertionAlgorithmsFor(jwk);

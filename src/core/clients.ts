@@ -1,6 +1,7 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { Storage } from '../storage/repositories.ts';
 import type { Client, ClientSecret } from '../storage/repositories/clients.ts';
+import { isWithinBounds } from './client-auth/assertion.ts';
 
 export interface ClientEntry {
   client: Client;
@@ -9,6 +10,8 @@ export interface ClientEntry {
   secretDigests: Buffer[];
   /** The client's registered public keys, made ready for jose once (`private_key_jwt`); none without keys. */
   assertionKeys: JWTVerifyGetKey | undefined;
+  /** How many registered keys are never tried: RSA keys stored before the bounds of isWithinBounds were set. */
+  keysSetAside: number;
   /**
    * Secrets presented and found to match, with the registered secret each matched: a client that
    * asks again within the entry's lifetime (`clients.cacheTtlSeconds`) is not hashed again. At most
@@ -95,10 +98,12 @@ export class ClientRegistry {
       const owner = await this.#storage.users.findById(ownerId);
       if (!owner || owner.disabledAt !== null) return undefined;
     }
+    const usableKeys = found.client.jwks?.keys.filter(isWithinBounds) ?? [];
     return {
       ...found,
       secretDigests: found.secrets.map((s) => Buffer.from(s.digest, 'base64url')),
-      assertionKeys: found.client.jwks ? createLocalJWKSet(found.client.jwks as JSONWebKeySet) : undefined,
+      assertionKeys: usableKeys.length > 0 ? createLocalJWKSet({ keys: usableKeys } as JSONWebKeySet) : undefined,
+      keysSetAside: (found.client.jwks?.keys.length ?? 0) - usableKeys.length,
       verifiedSecrets: new Map(),
     };
   }

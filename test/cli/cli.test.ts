@@ -181,6 +181,14 @@ for (const dialect of DIALECTS) {
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /jwks: .*private or secret key material/);
       assert.equal((await cliJson(['client', 'show', created.client_id], env)).jwks, null);
+
+      // So is an RSA key with a public exponent other than 65537, which costs more to verify with.
+      const exponent3 = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }).publicKey.export({ format: 'jwk' });
+      writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...exponent3, kid: 'e3' }] }));
+      const slowKey = await runCli(['client', 'set-jwks', created.client_id, jwksFile], env);
+      assert.equal(slowKey.code, 1);
+      assert.match(oneLine(slowKey), /^gatehouse: jwks: key 1 \(kid "e3"\): RSA keys must have the public exponent 65537/);
+      assert.equal((await cliJson(['client', 'show', created.client_id], env)).jwks, null);
     });
 
     it('refuses a key file holding null, as any other JSON that is not a JWK Set, with one line and exit 1: only --none removes keys', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomUUID, X509Certificate, type JsonWebKey } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID, X509Certificate, type JsonWebKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import pino from 'pino';
@@ -413,6 +413,42 @@ for (const dialect of DIALECTS) {
         assert.equal(created.body.jwks.keys.length, keys.length);
       });
 
+      /**
+       * RSA public keys beyond the bounds that client assertions are verified with, and what the
+       * refusal says. A public key is all registration needs, so the over-large and the
+       * modulus-long exponents are written by hand rather than generated (an 8192-bit key takes seconds).
+       */
+      const rsaOutOfBounds = (): [string, Record<string, unknown>, RegExp][] => {
+        const rsa = publicJwkOf(() => generateKeyPairSync('rsa', { modulusLength: 2048 }));
+        const base64url = (value: bigint) => Buffer.from(value.toString(16).padStart(Math.ceil(value.toString(16).length / 2) * 2, '0'), 'hex').toString('base64url');
+        const modulus8192 = randomBytes(1024);
+        modulus8192[0]! |= 0x80;
+        modulus8192[1023]! |= 1;
+        const n = BigInt(`0x${Buffer.from(rsa.n as string, 'base64url').toString('hex')}`);
+        return [
+          ['an 8192-bit modulus', { ...rsa, n: modulus8192.toString('base64url') }, /RSA keys may have at most 4096 bits \(this one has 8192\)/],
+          ['the public exponent 3', publicJwkOf(() => generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 })), /RSA keys must have the public exponent 65537/],
+          ['the public exponent 2^31 - 1', { ...rsa, e: base64url(2n ** 31n - 1n) }, /RSA keys must have the public exponent 65537/],
+          ['an exponent as long as the modulus', { ...rsa, e: base64url(n - 2n) }, /RSA keys must have the public exponent 65537/],
+        ];
+      };
+
+      it('refuses an RSA key over 4096 bits or with a public exponent other than 65537, on creation and on change, naming the key, and stores nothing', async () => {
+        const created = await keyClient({ keys: [publicJwk] });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const before = await snapshot();
+        for (const [label, key, detail] of rsaOutOfBounds()) {
+          const { kid: _kid, ...withoutKid } = key;
+          assertRefused(await keyClient({ keys: [withoutKid] }), 'jwks', new RegExp(`^key 1: ${detail.source}`), label);
+          assertRefused(await keyClient({ keys: [publicJwk, { ...withoutKid, kid: 'big' }] }), 'jwks', new RegExp(`^key 2 \\(kid "big"\\): ${detail.source}`), `${label}, as the second key`);
+          assertRefused(await api('PATCH', `/clients/${created.body.client_id}`, { jwks: { keys: [publicJwk, withoutKid] } }), 'jwks', detail, `${label}, on change`);
+        }
+        assert.equal(await snapshot(), before);
+        const within = [2048, 3072, 4096].map((modulusLength) => ({ ...publicJwkOf(() => generateKeyPairSync('rsa', { modulusLength })), kid: `rsa-${modulusLength}` }));
+        const accepted = await keyClient({ keys: within });
+        assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
+      });
+
       /** A developer signed in to the portal, with an application of theirs registered there. */
       async function portalApplication() {
         const { developer, browser, csrf } = await signedInDeveloper();
@@ -436,6 +472,26 @@ for (const dialect of DIALECTS) {
         }
         assert.equal(await snapshot(), before);
         assert.equal((await server.gatehouse.storage.clients.find(application.id))!.jwks, null);
+      });
+
+      it('refuses an RSA key over 4096 bits or with a public exponent other than 65537 pasted in the developer portal, naming the key, and lists one stored before as no longer accepted', async () => {
+        const { browser, csrf, application } = await portalApplication();
+        const before = await snapshot();
+        for (const [label, key, detail] of rsaOutOfBounds()) {
+          const page = await browser.request(`${server.url}/developers/applications/${application.id}/keys`, { form: { csrf, jwks: JSON.stringify({ keys: [{ ...key, kid: 'laptop' }] }) } });
+          assert.equal(page.status, 400, label);
+          const error = (/<p class="field-error" id="app-jwks-error">([^<]*)</.exec(page.text)?.[1] ?? '').replaceAll('&quot;', '"');
+          assert.match(error, new RegExp(`^Key 1 \\(kid "laptop"\\): ${detail.source}`), label);
+        }
+        assert.equal(await snapshot(), before);
+        assert.equal((await server.gatehouse.storage.clients.find(application.id))!.jwks, null);
+
+        // One stored as an earlier version that did not check these bounds accepted it: listed, and said to be no longer accepted.
+        const [, held] = rsaOutOfBounds()[0]!;
+        await server.gatehouse.storage.clients.update(application.id, { jwks: { keys: [{ ...held, kid: 'held' }, publicJwk] } }, Math.floor(Date.now() / 1000));
+        const page = await browser.request(`${server.url}/developers/applications/${application.id}`);
+        const listed = [...page.text.matchAll(/<li class="row"><span class="row-main"><code>([^<]*)<\/code>.*?<\/li>/g)].map(([row, kid]) => [kid, /No longer accepted: RSA keys must have 2048 to 4096 bits and the public exponent 65537/.test(row)]);
+        assert.deepEqual(listed, [['held', true], ['key-1', false]], page.text.slice(0, 3000));
       });
 
       it('refuses such keys pasted in the developer portal, and the application keeps none', async () => {

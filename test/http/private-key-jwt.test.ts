@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, UnsecuredJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { createClient, updateClient } from '../../src/core/applications.ts';
@@ -231,6 +231,67 @@ for (const dialect of DIALECTS) {
       assert.equal((await tokenRequest({ client_assertion: await sign() })).status, 200);
       await updateClient(server.gatehouse, client.id, { jwks: null }, server.gatehouse.clock());
       assert.equal((await tokenRequest({ client_assertion: await sign() })).status, 401);
+    });
+
+    /** An RSA key pair whose public half is a JWK named `kid`, for assertions signed with the private half. */
+    function rsaKeyPair(kid: string, options: { modulusLength: number; publicExponent?: number }): { jwk: JWK; privateKey: KeyObject } {
+      const pair = generateKeyPairSync('rsa', options);
+      return { jwk: { ...(pair.publicKey.export({ format: 'jwk' }) as JWK), kid }, privateKey: pair.privateKey };
+    }
+
+    /** An assertion for `id` signed with `key` under `alg`, naming the key by `kid` when one is given. */
+    function signedFor(id: string, key: KeyObject | CryptoKey, alg: string, kid?: string): Promise<string> {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ iss: id, sub: id, aud: `${server.url}/token`, exp: now + 60, jti: randomUUID() }).setProtectedHeader({ alg, ...(kid !== undefined && { kid }) }).sign(key);
+    }
+
+    it('verifies assertions with RSA keys of 2048 and 4096 bits and the public exponent 65537', async () => {
+      const keys = [rsaKeyPair('rsa-2048', { modulusLength: 2048 }), rsaKeyPair('rsa-4096', { modulusLength: 4096 })];
+      const { client } = await createClient(
+        server.gatehouse,
+        { name: 'RSA keys', type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'], jwks: { keys: keys.map(({ jwk }) => jwk) } },
+        server.gatehouse.clock(),
+      );
+      for (const { jwk, privateKey: key } of keys) {
+        for (const alg of ['RS256', 'PS256']) {
+          for (const kid of [jwk.kid, undefined]) {
+            const res = await tokenRequest({ client_assertion: await signedFor(client.id, key, alg, kid) });
+            assert.equal(res.status, 200, `${jwk.kid} ${alg} ${kid ? 'with' : 'without'} kid: ${JSON.stringify(res.body)}`);
+          }
+        }
+      }
+    });
+
+    it('never verifies with an RSA key stored before the bounds (over 4096 bits, or an exponent other than 65537): invalid_client, saying why, while the other keys still work', async () => {
+      const over = rsaKeyPair('rsa-4160', { modulusLength: 4160 });
+      const smallExponent = rsaKeyPair('rsa-e3', { modulusLength: 2048, publicExponent: 3 });
+      const register = async (name: string, keys: JWK[]) => {
+        const { client } = await createClient(
+          server.gatehouse,
+          { name, type: 'confidential', grantTypes: ['client_credentials'], scopes: ['objects:read'], jwks: { keys: [publicJwk] } },
+          server.gatehouse.clock(),
+        );
+        // Stored as an earlier version that did not check these bounds accepted them.
+        await server.gatehouse.storage.clients.update(client.id, { jwks: { keys: keys as Array<Record<string, unknown>> } }, server.gatehouse.clock());
+        server.gatehouse.clients.invalidate(client.id);
+        return client.id;
+      };
+      const mixed = await register('Keys from before', [publicJwk, over.jwk, smallExponent.jwk]);
+      for (const { jwk, privateKey: key } of [over, smallExponent]) {
+        for (const kid of [jwk.kid, undefined]) {
+          const res = await tokenRequest({ client_assertion: await signedFor(mixed, key, 'RS256', kid) });
+          assert.equal(res.status, 401, `${jwk.kid} ${kid ? 'with' : 'without'} kid: ${JSON.stringify(res.body)}`);
+          assert.equal(res.body.error, 'invalid_client');
+          assert.match(res.body.error_description, /2 of the client's registered keys are no longer accepted: RSA keys must have 2048 to 4096 bits and the public exponent 65537/);
+        }
+      }
+      assert.equal((await tokenRequest({ client_assertion: await signedFor(mixed, privateKey, 'ES256', 'client-key-1') })).status, 200, 'the key within the bounds still works');
+
+      const only = await register('Only a key from before', [smallExponent.jwk]);
+      const res = await tokenRequest({ client_assertion: await signedFor(only, smallExponent.privateKey, 'RS256', smallExponent.jwk.kid) });
+      assert.equal(res.status, 401, JSON.stringify(res.body));
+      assert.equal(res.body.error, 'invalid_client');
+      assert.match(res.body.error_description, /one of the client's registered keys is no longer accepted/);
     });
 
     it('refuses to register private key material, weak RSA keys, and keys for a public client', async () => {

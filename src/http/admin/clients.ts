@@ -71,7 +71,7 @@ const clientFields = {
   jwks: {
     type: ['object', 'null'],
     description:
-      'Public signing keys (RSA ≥ 2048 bits, EC on P-256, P-384 or P-521, OKP on Ed25519) the client authenticates with by private_key_jwt (RFC 7523): a JWK Set of 1 to 10 keys. ' +
+      'Public signing keys (RSA of 2048 to 4096 bits with the public exponent 65537, EC on P-256, P-384 or P-521, OKP on Ed25519) the client authenticates with by private_key_jwt (RFC 7523): a JWK Set of 1 to 10 keys. ' +
       'A key’s `alg`, if given, must be one its type verifies (RSA: RS256…PS512; P-256: ES256; P-384: ES384; P-521: ES512; Ed25519: EdDSA or Ed25519), its `use`, if given, `sig`. ' +
       'Private key material is refused. null removes the keys. Confidential clients only.',
     required: ['keys'],

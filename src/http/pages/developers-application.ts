@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { calculateJwkThumbprint, type JSONWebKeySet, type JWK } from 'jose';
 import { ClientChangedError, updateClient } from '../../core/applications.ts';
+import { isWithinBounds, RSA_KEY_BOUNDS } from '../../core/client-auth/assertion.ts';
 import { ValidationError } from '../../core/validation.ts';
 import type { Gatehouse } from '../../gatehouse.ts';
 import type { Client } from '../../storage/repositories/clients.ts';
@@ -57,10 +58,14 @@ export async function showChangedMeanwhile(reply: FastifyReply, gatehouse: Gateh
   return showApplication(reply, gatehouse, current, data, 409);
 }
 
-/** A registered public key as the page lists it: its kid, type, algorithm and RFC 7638 thumbprint. */
-async function describeKey(jwk: JWK): Promise<{ kid: string | undefined; type: string; alg: string | undefined; thumbprint: string }> {
+/**
+ * A registered public key as the page lists it: its kid, type, algorithm and RFC 7638 thumbprint,
+ * and why it is no longer accepted when it was registered before the bounds it is outside of.
+ */
+async function describeKey(jwk: JWK): Promise<{ kid: string | undefined; type: string; alg: string | undefined; thumbprint: string; refused: string | undefined }> {
   const type = jwk.kty === 'RSA' ? `RSA ${Buffer.from(jwk.n ?? '', 'base64url').length * 8}-bit` : `${jwk.kty} ${jwk.crv ?? ''}`.trim();
-  return { kid: jwk.kid, type, alg: jwk.alg, thumbprint: await calculateJwkThumbprint(jwk) };
+  const refused = isWithinBounds(jwk as Record<string, unknown>) ? undefined : `No longer accepted: ${RSA_KEY_BOUNDS}. Register a new key.`;
+  return { kid: jwk.kid, type, alg: jwk.alg, thumbprint: await calculateJwkThumbprint(jwk), refused };
 }
 
 /** The settings form as the application is now. */

@@ -68,7 +68,7 @@ export async function credentialRoutes(portal: FastifyInstance, gatehouse: Gateh
   /**
    * The public keys of `private_key_jwt` (RFC 7523), pasted as a JWK Set: they replace the keys
    * registered before. The core checks them as for the admin API and the command line (public
-   * signing keys only, 1 to 10, RSA of 2048 bits or more); a refused set changes nothing.
+   * signing keys only, 1 to 10, RSA of 2048 to 4096 bits with e = 65537); a refused set changes nothing.
    */
   portal.post('/developers/applications/:clientId/keys', { config: { portalForm: keysForm, portalGivesCredentials: true } }, async (request, reply) => {
     const { developer, application } = portalRequest(request);
