@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { writeConfig } from '../cli/support.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { TEST_SECRET } from '../support/server.ts';
-import { basic, createFixtures, freePort, PASSWORD, requestAndFindOwner, sleep, waitFor, type Fixtures, type Instance, startInstance, tally, workerTracker } from './support.ts';
+import { basic, createFixtures, freePort, PASSWORD, replacementOf, requestAndFindOwner, sleep, waitFor, type Fixtures, type Instance, startInstance, tally, workerTracker } from './support.ts';
 
 const MAX_FAILURES_PER_ACCOUNT = 4;
 const CLIENT_AUTH_FAILURES = 4;
@@ -247,19 +247,6 @@ async function replaceAWorker<Answer extends { owner: number | undefined }>(work
   process.kill(victim, 'SIGKILL');
   const pids = await replacementOf(workers, victim, survivor);
   return { pids, answers: await untilBothAnswer(request) };
-}
-
-/** Waits until the primary has started a worker in place of `victim`, beside `survivor`: the two workers' pids. */
-function replacementOf(workers: () => number[], victim: number, survivor: number): Promise<number[]> {
-  return waitFor(
-    'a replacement worker',
-    async () => {
-      const now = workers();
-      return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
-    },
-    20_000,
-    100,
-  );
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   passwordGrant,
   post,
   refreshGrant,
+  replacementOf,
   REQUEST_TIMEOUT_MS,
   requestAndFindOwner,
   sleep,
@@ -397,15 +398,7 @@ describe('serve --workers 2 on SQLite', { timeout: 90_000 }, () => {
       const owner = await token([survivor, ...workers()]);
       assert.ok(owner !== victim && owner !== undefined);
     }
-    const pids = await waitFor(
-      'a replacement worker',
-      async () => {
-        const now = workers();
-        return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
-      },
-      20_000,
-      100,
-    ).catch((error: Error) => assert.fail(`${error.message}\n${primary.describe()}`));
+    const pids = await replacementOf(workers, victim, survivor).catch((error: Error) => assert.fail(`${error.message}\n${primary.describe()}`));
     // The replacement takes connections once it listens.
     await waitFor(
       'the replacement to serve connections',

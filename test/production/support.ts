@@ -679,3 +679,16 @@ export function metricValue(text: string, name: string, labels: string): number 
   const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
   return line ? Number(line.split(' ').pop()) : 0;
 }
+
+/** Waits until the primary of `serve --workers 2` has started a worker in place of `victim`, beside `survivor`: the two workers' pids. */
+export function replacementOf(workers: () => number[], victim: number, survivor: number): Promise<number[]> {
+  return waitFor(
+    'a replacement worker',
+    async () => {
+      const now = workers();
+      return now.length === 2 && !now.includes(victim) && now.includes(survivor) ? now : undefined;
+    },
+    20_000,
+    100,
+  );
+}
