@@ -73,10 +73,18 @@ describe('PostgreSQL refusing new connections (too many clients)', { timeout: 60
       fetch(`${server.url}/admin/v1/users`, { headers: { authorization: `Bearer ${adminToken}` } }).then(async (res) => ({ where: 'admin', status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.text() }));
     const senders = [authorize, exchange, listUsers];
     let turn = 0;
-    const answers = await burst(45, () => senders[turn++ % senders.length]!());
+    // Which requests of a burst need a connection the pool does not have yet depends on timing: the
+    // token endpoint's lookups that arrive together share one statement (see batching), and so may
+    // need none. A few bursts, until each part of the server met a refusal.
+    const answers: Awaited<ReturnType<(typeof senders)[number]>>[] = [];
+    const wheres = ['page', 'token', 'admin'];
+    for (let attempt = 0; attempt < 5; attempt++) {
+      answers.push(...(await burst(45, () => senders[turn++ % senders.length]!())));
+      if (wheres.every((where) => answers.some((answer) => answer.where === where && answer.status >= 500))) break;
+    }
 
     const refused = answers.filter((answer) => answer.status >= 500);
-    for (const where of ['page', 'token', 'admin']) {
+    for (const where of wheres) {
       assert.ok(
         refused.some((answer) => answer.where === where),
         `the burst needed more connections than the role may open, at the ${where} too: ${answers.map((a) => `${a.where} ${a.status}`).join(', ')}`,
